@@ -1,0 +1,45 @@
+# Two entry points, each self-contained on a fresh machine with only Python 3.11 and pip:
+#   make demo  - create .venv, install epcsim, run the seed scenario (epcsim demo)
+#   make test  - create .venv, install epcsim with the dev extra, run ruff and pytest
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint format bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev,sweep]'
+	touch $(STAMP) $@
+
+demo: $(STAMP)
+	$(VENV)/bin/epcsim demo
+
+test: $(DEVSTAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(DEVSTAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/epcsim/isa
+
+format: $(DEVSTAMP)
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: $(DEVSTAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) epcsim-out .pytest_cache

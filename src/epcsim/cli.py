@@ -1,0 +1,149 @@
+"""The ``epcsim`` command (typer + rich).
+
+Exit codes: 0 success, 1 the simulated run failed its checks, 2 bad input (the message names
+the file, key and reason). Long work shows a progress bar on a terminal; ``--json`` prints
+one JSON object on stdout and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="epcsim: a model of Linux SGX EPC memory management.")
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2
+
+
+def fail_input(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_INPUT)
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def _show(json_out: bool) -> bool:
+    return not json_out and err.is_terminal
+
+
+@app.command()
+def demo(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("epcsim-out"),
+    epc: Annotated[str, typer.Option(help="EPC size or preset.")] = "sgx1-client",
+    heap_factor: Annotated[float, typer.Option(help="Heap size as a multiple of the EPC.")] = 2.0,
+    cpus: Annotated[int, typer.Option(help="Logical CPUs.")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    flip: Annotated[bool, typer.Option(help="Also sweep CPUs x EWB/ELDU cost ratio.")] = True,
+    flip_epc: Annotated[str, typer.Option(help="EPC size for the flip sweep.")] = "16M",
+) -> None:
+    """The seed scenario: EDMM page removal on an EPC oversubscribed 2x, without and with
+    direct reclaim. Prints a table and writes an HTML report to OUT/report.html."""
+    from epcsim.demo import SeedConfig, run_seed
+    from epcsim.report.demo import table_rows, write_demo_report
+
+    try:
+        configs = [SeedConfig(epc=epc, heap_factor=heap_factor, cpus=cpus, seed=seed,
+                              direct_reclaim=dr) for dr in (False, True)]
+        flip_cfgs = flip_configs(flip_epc, heap_factor, seed) if flip else []
+        # Validate sizes before any long work.
+        from epcsim.units import parse_pages
+
+        parse_pages(epc, "epc")
+        parse_pages(flip_epc, "flip_epc")
+        if cpus < 1:
+            raise ValueError(f"cpus: must be at least 1, got {cpus}")
+    except ValueError as e:
+        fail_input(str(e))
+    phases = ["build", "modify_types", "eaccept", "remove_pages"]
+    runs = []
+    with progress_bar(_show(json_out)) as prog:
+        bar = prog.add_task("seed scenario", total=len(configs) * len(phases) + len(flip_cfgs))
+        for cfg in configs:
+            label = "direct reclaim" if cfg.direct_reclaim else "no direct reclaim"
+
+            def on_phase(name: str, label=label) -> None:
+                prog.update(bar, description=f"{label}: {name}")
+                prog.advance(bar)
+
+            runs.append(run_seed(cfg, on_phase))
+        flips = []
+        for ratio, c, cfg in flip_cfgs:
+            prog.update(bar, description=f"flip sweep: cpus={c} EWB/ELDU={ratio:g}")
+            r = run_seed(cfg)
+            flips.append({"cpus": c, "ratio": ratio, "epc": flip_epc, "heap_factor": heap_factor,
+                          "first_call_pages": r.modify.first_call_count_pages,
+                          "complete": r.modify.first_call_errno is None})
+            prog.advance(bar)
+    path = write_demo_report(runs, flips, out)
+    ok = runs[1].summary()["completed"]
+    if json_out:
+        print(json.dumps({"runs": [r.summary() for r in runs], "flip": flips,
+                          "report": str(path)}, sort_keys=True))
+    else:
+        header, rows = table_rows(runs)
+        t = Table(title="EDMM removal of a heap 2x the EPC")
+        for h in header:
+            t.add_column(h, justify="right")
+        for row in rows:
+            t.add_row(*[_cell(v) for v in row])
+        Console().print(t)
+        Console().print(f"report: {path}")
+    raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)
+
+
+def flip_configs(epc: str, heap_factor: float, seed: int):
+    from epcsim.demo import SeedConfig
+    from epcsim.engine.costs import Costs
+
+    eldu = Costs().eldu
+    out = []
+    for c in (1, 2, 4):
+        for ratio in (0.25, 0.5, 0.9, 1.5):
+            cfg = SeedConfig(epc=epc, heap_factor=heap_factor, cpus=c, seed=seed,
+                             direct_reclaim=False, stop_after_first_call=True,
+                             costs={"ewb": int(eldu * ratio)})
+            out.append((ratio, c, cfg))
+    return out
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The seed scenario (``shared/seed/``): a large-range EDMM removal on an oversubscribed EPC.
+
+It follows the kernel's page-removal stress test (``unclobbered_vdso_oversubscribed_remove``,
+spec §15): build an enclave whose unmeasured heap is larger than the EPC (ADD_PAGES reclaims
+directly, so most of the heap ends up in backing), then MODIFY_TYPES(TRIM) over the whole
+heap, one enclave entry per page for EACCEPT(TRIM|MODIFIED), and REMOVE_PAGES over the heap.
+The caller retries on -EAGAIN from ``offset + count`` as a real runtime would.
+
+Nothing here decides the outcome: whether the first MODIFY_TYPES call stops part-way comes
+from the costs, the CPU count and ksgxd's scheduling in the model.
+
+Decision (documented): by default the heap is populated by ADD_PAGES (EADD copies the
+loader's data into every page), as in the kernel test; ``touch_heap=True`` additionally
+writes every heap page from inside first, which leaves the resident pages *young*, a case
+where even direct reclaim's single batch may find nothing to evict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.system import System
+from epcsim.units import parse_pages
+
+IMAGE_TCS_PAGES = 2  # the selftest enclave's TCS segment
+IMAGE_CODE_PAGES = 4  # code and data, measured
+
+
+@dataclass
+class SeedConfig:
+    epc: int | str = "sgx1-client"  # ~93.5 MiB usable of a 128 MB PRM client part
+    heap_factor: float = 2.0  # heap = factor x EPC
+    cpus: int = 4
+    direct_reclaim: bool = True
+    touch_heap: bool = False
+    costs: dict[str, Any] | None = None
+    seed: int = 0
+    content_mode: str = "tag"
+    stop_after_first_call: bool = False  # for sweeps that only ask "does the first call fail?"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
+            raise ValueError(f"heap_factor: must be a positive number, got {self.heap_factor!r}")
+
+
+@dataclass
+class OpStats:
+    """One page-range operation driven to completion by a retry loop."""
+
+    calls: int = 0
+    eagain_returns: int = 0
+    first_call_count_pages: int = 0
+    first_call_errno: str | None = None
+    pages_done: int = 0
+    errno: str | None = None  # a non-EAGAIN error that ended the loop
+    simulated_ns: int = 0
+    progress: list[tuple[int, int]] = field(default_factory=list)  # (ns, pages done)
+
+
+@dataclass
+class SeedRun:
+    config: SeedConfig
+    length_pages: int
+    build_ns: int
+    modify: OpStats
+    accept_ns: int
+    accept_failures: int
+    remove: OpStats
+    stats: dict[str, Any]
+    free_timeline: tuple[list[int], list[int]]
+
+    def summary(self) -> dict[str, Any]:
+        """The per-run JSON object of ``epcsim demo --json``."""
+        s = self.stats
+        return {
+            "direct_reclaim": self.config.direct_reclaim,
+            "cpus": self.config.cpus,
+            "length_pages": self.length_pages,
+            "first_call_count_pages": self.modify.first_call_count_pages,
+            "first_call_errno": self.modify.first_call_errno,
+            "eagain_returns": self.modify.eagain_returns + self.remove.eagain_returns,
+            "calls_to_complete": self.modify.calls + self.remove.calls,
+            "modify_calls": self.modify.calls,
+            "remove_calls": self.remove.calls,
+            "simulated_ns": s["simulated_ns"],
+            "operation_ns": self.modify.simulated_ns + self.accept_ns + self.remove.simulated_ns,
+            "ewb": s["ewb"],
+            "eldu": s["eldu"],
+            "ksgxd_wakeups": s["ksgxd_wakeups"],
+            "direct_reclaim_calls": s["direct_reclaim_calls"],
+            "completed": self.modify.errno is None and self.remove.errno is None
+            and self.remove.pages_done == self.length_pages,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["summary"] = self.summary()
+        return d
+
+
+def _drive(system: System, op: Callable, offset: int, length: int,
+           max_calls: int, stop_after_first: bool) -> OpStats:
+    """A runtime's retry loop: call again from ``offset + count`` while -EAGAIN."""
+    st = OpStats()
+    t0 = system.now
+    done = 0
+
+    def progress(_encl, c):
+        st.progress.append((system.now, (done + c) // PAGE_SIZE))
+
+    while done < length and st.calls < max_calls:
+        r = op(offset + done, length - done, progress)
+        st.calls += 1
+        if st.calls == 1:
+            st.first_call_count_pages = r.count // PAGE_SIZE
+            st.first_call_errno = r.errno
+        done += r.count
+        if r.errno == "EAGAIN":
+            st.eagain_returns += 1
+            if stop_after_first:
+                break
+            continue
+        if r.errno:
+            st.errno = r.errno
+            break
+        if stop_after_first:
+            break
+    st.pages_done = done // PAGE_SIZE
+    st.simulated_ns = system.now - t0
+    return st
+
+
+def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> SeedRun:
+    """Run the seed scenario once."""
+    phase = on_phase or (lambda _name: None)
+    system = System(epc=cfg.epc, cpus=cfg.cpus, direct_reclaim=cfg.direct_reclaim,
+                    seed=cfg.seed, costs=cfg.costs, content_mode=cfg.content_mode)
+    epc_pages = parse_pages(cfg.epc, "epc")
+    heap_pages = max(1, int(epc_pages * cfg.heap_factor))
+    image_pages = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES
+    size = PAGE_SIZE
+    while size < (image_pages + heap_pages) * PAGE_SIZE:
+        size <<= 1
+    phase("build")
+    encl = system.create_enclave(size, name="seed")
+    r = encl.add_pages(0, IMAGE_TCS_PAGES * PAGE_SIZE, page_type="tcs", measure=True)
+    assert r.ok, r
+    r = encl.add_pages(IMAGE_TCS_PAGES * PAGE_SIZE, IMAGE_CODE_PAGES * PAGE_SIZE, "rx",
+                       measure=True)
+    assert r.ok, r
+    heap_off = image_pages * PAGE_SIZE
+    heap_len = heap_pages * PAGE_SIZE
+    r = encl.add_pages(heap_off, heap_len, "rw")
+    if not r.ok:
+        raise RuntimeError(f"building the heap failed: {r.errno} after {r.pages} pages")
+    r = encl.init()
+    if not r.ok:
+        raise RuntimeError(f"EINIT failed: {r.errno}")
+    if cfg.touch_heap:
+        phase("touch")
+        encl.access_pages(np.arange(image_pages, image_pages + heap_pages), write=True)
+    build_ns = system.now
+    max_calls = 10 * heap_pages + 100
+
+    phase("modify_types")
+    modify = _drive(system, lambda o, n, p: encl.modify_types(o, n, "trim", progress=p),
+                    heap_off, heap_len, max_calls, cfg.stop_after_first_call)
+    accept_ns = 0
+    accept_fail = 0
+    remove = OpStats()
+    if not cfg.stop_after_first_call and modify.errno is None:
+        phase("eaccept")
+        t0 = system.now
+        accept_fail = eaccept_each_page(encl, image_pages, heap_pages)
+        accept_ns = system.now - t0
+        phase("remove_pages")
+        remove = _drive(system, lambda o, n, p: encl.remove_pages(o, n, progress=p),
+                        heap_off, heap_len, max_calls, False)
+    tl = system.sgx.free_timeline
+    return SeedRun(cfg, heap_pages, build_ns, modify, accept_ns, accept_fail, remove,
+                   system.stats(), (list(tl.t), list(tl.v)))
+
+
+def eaccept_each_page(encl, first: int, n: int) -> int:
+    """One enclave entry per page running EACCEPT(TRIM|MODIFIED), as the selftest does."""
+    system = encl.system
+    t = encl.new_thread("eaccept")
+    flags = secinfo_flags(PageType.TRIM, 0, int(SecinfoFlags.MODIFIED))
+    hw = system.cpu
+    stats = system.sgx.stats
+    costs = system.costs
+
+    def prog():
+        failures = 0
+        for idx in range(first, first + n):
+            addr = encl.encl.linaddr(idx)
+
+            def leaf(lp, epc, addr=addr):
+                stats.eaccept += 1
+                return hw.eaccept(lp, flags, addr, epc)
+
+            ret = yield from t.enclu_on_page(idx, leaf)
+            yield from t.run(costs.eaccept)
+            if ret != 0:
+                failures += 1
+            yield from t.leave()
+        return failures
+
+    return system._call(t, prog())

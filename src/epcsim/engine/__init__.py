@@ -1,0 +1,1 @@
+"""Simulated time, CPUs, locks (SimPy) and the cost model."""

@@ -1,0 +1,1 @@
+"""The Linux SGX driver model: arch/x86/kernel/cpu/sgx/."""

@@ -1,0 +1,308 @@
+"""Enclaves: ``struct sgx_encl`` and what ``sgx/encl.c`` does with their pages.
+
+The ``sgx_encl_page`` xarray becomes NumPy arrays indexed by page index
+``(addr - base) >> 12``: presence, EPC page, type, ``vm_max_prot_bits``, BEING_RECLAIMED, VA
+page and slot while evicted, and the PTE (present, Accessed) of the one mm that maps the
+enclave. Functions keep their kernel names: ``sgx_encl_grow``, ``__sgx_encl_load_page``,
+``sgx_encl_eldu``, ``sgx_vma_fault``, ``sgx_encl_eaug_page``, ``sgx_zap_enclave_ptes``,
+``sgx_encl_test_and_clear_young``, ``sgx_encl_release``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from epcsim.arch import (
+    EBUSY,
+    EFAULT,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SGX_VA_SLOT_COUNT,
+    X86_TRAP_GP,
+    encls_fault,
+)
+from epcsim.engine.machine import Gen, Mutex, Task
+from epcsim.isa import PageInfo
+from epcsim.kernel.epc import OWNER_SECS, OWNER_VA
+
+if TYPE_CHECKING:
+    from epcsim.kernel.main import Sgx
+
+SECS_INDEX = -1  # "page index" of the SECS in kernel helpers
+
+# VM_FAULT_* outcomes of sgx_vma_fault
+VM_FAULT_NOPAGE = "NOPAGE"
+VM_FAULT_SIGBUS = "SIGBUS"
+VM_FAULT_OOM = "OOM"
+
+PROT_R, PROT_W, PROT_X = 1, 2, 4
+
+
+class SgxEncl:
+    """``struct sgx_encl`` plus its page array."""
+
+    def __init__(self, sgx: Sgx, encl_id: int, name: str = ""):
+        self.sgx = sgx
+        self.id = encl_id
+        self.name = name or f"enclave{encl_id}"
+        self.lock = Mutex(sgx.m, f"{self.name}->lock")
+        self.created = False
+        self.initialized = False
+        self.debug = False
+        self.dead = False  # released: refcount reached zero
+        self.ioctl_busy = False  # SGX_ENCL_IOCTL
+        self.refcount = 1
+        self.base = 0
+        self.size = 0
+        self.nr_pages = 0
+        self.attributes = 0
+        self.attributes_mask = 0
+        self.secs_epc = -1  # encl->secs.epc_page
+        self.secs_va = (-1, -1)  # VA page / slot of the evicted SECS
+        self.secs_reclaiming = False
+        self.page_cnt = 0
+        self.secs_child_cnt = 0
+        self.va_pages: list[int] = []  # EPC indices, head first
+        self.va_used: dict[int, np.ndarray] = {}
+        self.backing = None
+        #: tasks of the process that owns this enclave's mm (for sgx_encl_cpumask)
+        self.mm_tasks: list[Task] = []
+        self.sigbus = 0
+
+    # -- page arrays --------------------------------------------------------------------------
+    def setup(self, base: int, size: int) -> None:
+        n = size >> PAGE_SHIFT
+        self.base, self.size, self.nr_pages = base, size, n
+        self.present = np.zeros(n, dtype=np.bool_)  # xarray entry exists
+        self.epc = np.full(n, -1, dtype=np.int64)  # entry->epc_page
+        self.type = np.zeros(n, dtype=np.uint8)  # entry->type
+        self.max_prot = np.zeros(n, dtype=np.uint8)  # entry->vm_max_prot_bits
+        self.reclaiming = np.zeros(n, dtype=np.bool_)  # SGX_ENCL_PAGE_BEING_RECLAIMED
+        self.va_page = np.full(n, -1, dtype=np.int64)  # entry->va_page while evicted
+        self.va_slot = np.full(n, -1, dtype=np.int16)  # slot (desc VA offset >> 3)
+        self.pte_present = np.zeros(n, dtype=np.bool_)
+        self.pte_young = np.zeros(n, dtype=np.bool_)  # PTE Accessed bit
+        self.vma_prot = np.full(n, PROT_R | PROT_W | PROT_X, dtype=np.uint8)
+        self.backing = self.sgx.backing.create(self.id, size)
+
+    def linaddr(self, index: int) -> int:
+        return self.base + (index << PAGE_SHIFT)
+
+    def index_of(self, addr: int) -> int:
+        return (addr - self.base) >> PAGE_SHIFT
+
+    @property
+    def resident_pages(self) -> int:
+        return int(np.count_nonzero(self.epc >= 0))
+
+    @property
+    def swapped_pages(self) -> int:
+        return int(np.count_nonzero(self.present & (self.epc < 0)))
+
+    def cpumask(self) -> list[int]:
+        """``sgx_encl_cpumask``: CPUs currently running a task of the enclave's mm."""
+        return sorted({t.cpu for t in self.mm_tasks if t.cpu is not None})
+
+    # -- VA pages (spec §3.2) --------------------------------------------------------------
+    def alloc_va_page(self, task: Task, reclaim: bool) -> Gen:
+        """``sgx_alloc_va_page``: an EPC page converted by EPA. Never on the LRU."""
+        sgx = self.sgx
+        page = yield from sgx.alloc_epc_page(task, self.id, OWNER_VA, reclaim)
+        if page < 0:
+            return page
+        yield from task.run(sgx.m.costs.epa)
+        ret = sgx.cpu.epa(page)
+        if ret:
+            sgx.free_epc_page(page)
+            return -EFAULT
+        sgx.stats.epa += 1
+        sgx.stats.va_pages += 1
+        return page
+
+    def grow(self, task: Task, reclaim: bool) -> Gen:
+        """``sgx_encl_grow``: a new VA page every 512 pages needing a slot. Returns the new VA
+        page (the caller adds it to the head of ``va_pages`` under the lock), -1 when none was
+        needed, or ``-errno``."""
+        va = -1
+        if self.page_cnt % SGX_VA_SLOT_COUNT == 0:
+            va = yield from self.alloc_va_page(task, reclaim)
+            if va < 0:
+                return va
+        self.page_cnt += 1
+        return va
+
+    def add_va_page(self, va: int) -> None:
+        if va >= 0:
+            self.va_pages.insert(0, va)
+            self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.bool_)
+
+    def shrink(self, va: int) -> None:
+        """``sgx_encl_shrink``: undo a grow; frees the VA page only if one was just made."""
+        self.page_cnt -= 1
+        if va >= 0:
+            if va in self.va_used:
+                self.va_pages.remove(va)
+                del self.va_used[va]
+            self.free_epc_page(va)
+            self.sgx.stats.va_pages -= 1
+
+    def va_alloc_slot(self) -> tuple[int, int]:
+        """First free slot of the head VA page; a page that fills up moves to the tail."""
+        va = self.va_pages[0]
+        used = self.va_used[va]
+        free = np.flatnonzero(~used)
+        slot = int(free[0])
+        used[slot] = True
+        if free.size == 1:
+            self.va_pages.append(self.va_pages.pop(0))
+        return va, slot
+
+    def va_free_slot(self, va: int, slot: int, to_head: bool) -> None:
+        self.va_used[va][slot] = False
+        if to_head:
+            self.va_pages.remove(va)
+            self.va_pages.insert(0, va)
+
+    # -- freeing ----------------------------------------------------------------------------
+    def free_epc_page(self, page: int) -> bool:
+        """``sgx_encl_free_epc_page``: EREMOVE then free; on failure WARN and leak the page."""
+        sgx = self.sgx
+        sgx.stats.eremove += 1
+        ret = sgx.cpu.eremove(page)
+        if ret:
+            sgx.leaked_pages += 1
+            sgx.warnings.append(f"EREMOVE of EPC page {page} failed ({ret}): page leaked")
+            return False
+        sgx.free_epc_page(page)
+        return True
+
+    # -- PTEs and the accessed bit ----------------------------------------------------------
+    def zap_ptes(self, index: int) -> None:
+        """``sgx_zap_enclave_ptes`` for one page (the model has one mm per enclave)."""
+        self.pte_present[index] = False
+        self.pte_young[index] = False
+
+    def test_and_clear_young(self, index: int) -> bool:
+        """``sgx_encl_test_and_clear_young``."""
+        young = bool(self.pte_present[index] and self.pte_young[index])
+        self.pte_young[index] = False
+        return young
+
+    # -- loading evicted pages (spec §7) -------------------------------------------------------
+    def _reclaimer_writing_to_pcmd(self, index: int) -> bool:
+        first = index & ~31
+        last = min(first + 32, self.nr_pages)
+        if first <= index < last:
+            sl = slice(first, last)
+            return bool(np.any((self.epc[sl] >= 0) & self.reclaiming[sl]))
+        return False
+
+    def eldu(self, task: Task, index: int) -> Gen:
+        """``sgx_encl_eldu``: allocate (no reclaim), ELDU, and always truncate the backing.
+
+        ``index == SECS_INDEX`` loads the SECS. Returns 0 or ``-errno``.
+        """
+        sgx = self.sgx
+        is_secs = index == SECS_INDEX
+        page = yield from sgx.alloc_epc_page(
+            task, self.id, OWNER_SECS if is_secs else index, reclaim=False
+        )
+        if page < 0:
+            return page
+        bidx = self.backing.secs_index if is_secs else index
+        rec = self.backing.lookup(bidx)
+        va, slot = self.secs_va if is_secs else (int(self.va_page[index]), int(self.va_slot[index]))
+        yield from task.run(sgx.m.costs.eldu)
+        sgx.stats.eldu += 1
+        if rec is None:
+            ret = encls_fault_gp()
+        else:
+            pginfo = PageInfo(
+                linaddr=0 if is_secs else self.linaddr(index),
+                secs=-1 if is_secs else self.secs_epc,
+                contents=rec.contents,
+                metadata=rec.pcmd,
+            )
+            ret = sgx.cpu.eldu(pginfo, page, va, slot)
+        # Whether or not ELDU succeeded the backing copy is gone (spec §7, §18.7).
+        pcmd_empty = self.backing.truncate(bidx)
+        if pcmd_empty and not is_secs and self._reclaimer_writing_to_pcmd(index):
+            pass  # the PCMD page stays: a neighbour's EWB is about to write into it
+        if ret:
+            sgx.stats.eldu_failed += 1
+            self.free_epc_page(page)
+            return -EFAULT
+        self.va_free_slot(va, slot, to_head=True)
+        if is_secs:
+            self.secs_epc = page
+            self.secs_va = (-1, -1)
+            sgx.stats.secs_reloads += 1
+        else:
+            self.epc[index] = page
+            self.va_page[index] = -1
+            self.va_slot[index] = -1
+        return 0
+
+    def load_secs(self, task: Task) -> Gen:
+        """``sgx_encl_load_secs``: reload an evicted SECS before touching a child."""
+        if self.secs_epc < 0:
+            return (yield from self.eldu(task, SECS_INDEX))
+        return 0
+
+    def load_page(self, task: Task, index: int) -> Gen:
+        """``__sgx_encl_load_page`` (caller holds ``encl->lock``): 0 or ``-errno``."""
+        if self.epc[index] >= 0:
+            return -EBUSY if self.reclaiming[index] else 0
+        ret = yield from self.load_secs(task)
+        if ret:
+            return ret
+        ret = yield from self.eldu(task, index)
+        if ret:
+            return ret
+        self.secs_child_cnt += 1
+        self.sgx.mark_page_reclaimable(int(self.epc[index]))
+        return 0
+
+    # -- release (spec §11) --------------------------------------------------------------------
+    def put(self) -> None:
+        """``kref_put(&encl->refcount, sgx_encl_release)``."""
+        self.refcount -= 1
+        if self.refcount == 0:
+            self.release()
+
+    def release(self) -> None:
+        """``sgx_encl_release``: free every EPC page, the SECS, the VA pages and the backing.
+
+        Runs synchronously at the last reference; its EREMOVEs are counted but cost no
+        simulated time (a stated simplification).
+        """
+        sgx = self.sgx
+        self.dead = True
+        if self.nr_pages:
+            for index in np.flatnonzero(self.epc >= 0).tolist():
+                page = int(self.epc[index])
+                if sgx.unmark_page_reclaimable(page) == -EBUSY:
+                    continue  # isolated by the reclaimer (not expected: it holds a kref)
+                self.free_epc_page(page)
+                self.secs_child_cnt -= 1
+                self.epc[index] = -1
+            self.present[:] = False
+        if self.secs_child_cnt == 0 and self.secs_epc >= 0:
+            self.free_epc_page(self.secs_epc)
+            self.secs_epc = -1
+        for va in list(self.va_pages):
+            self.free_epc_page(va)
+            sgx.stats.va_pages -= 1
+        self.va_pages.clear()
+        self.va_used.clear()
+        sgx.backing.drop(self.id)
+        if self.secs_child_cnt or self.secs_epc >= 0:
+            sgx.warnings.append(f"{self.name}: leaked at release")
+        sgx.enclaves.pop(self.id, None)
+
+
+def encls_fault_gp() -> int:
+    """What ELDU does with a missing/zero PCMD: #GP (spec §7)."""
+    return encls_fault(X86_TRAP_GP)

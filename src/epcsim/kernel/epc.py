@@ -1,0 +1,125 @@
+"""Physical EPC pages, sections and NUMA free lists (the allocator half of ``sgx/main.c``).
+
+``struct sgx_epc_page`` becomes one row of NumPy arrays (``EpcPages``), so millions of pages
+cost a few bytes each. Free lists are per-node FIFO rings: ``__sgx_alloc_epc_page_from_node``
+takes the head, ``sgx_free_epc_page`` appends at the tail (spec §5.1, §5.3, §18.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from epcsim.arch import PAGE_SIZE, SGX_MAX_EPC_SECTIONS
+
+# sgx_epc_page.flags
+SGX_EPC_PAGE_RECLAIMER_TRACKED = 1 << 0
+SGX_EPC_PAGE_IS_FREE = 1 << 1
+
+# What owns an in-use page, in addition to the owning enclave id (``owner_encl``).
+OWNER_NONE = -1  # free
+OWNER_SECS = -2  # the enclave's SECS (encl->secs)
+OWNER_VA = -3  # a VA page (the kernel keeps owner NULL; we remember the enclave for stats)
+OWNER_VEPC = -4  # a virtual EPC page
+
+
+class FreeList:
+    """A node's ``free_page_list``: FIFO ring of EPC page indices."""
+
+    def __init__(self, capacity: int):
+        self._ring = np.zeros(max(capacity, 1), dtype=np.int64)
+        self._head = 0
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def pop_head(self) -> int:
+        if self._len == 0:
+            return -1
+        page = int(self._ring[self._head])
+        self._head = (self._head + 1) % self._ring.size
+        self._len -= 1
+        return page
+
+    def push_tail(self, page: int) -> None:
+        if self._len == self._ring.size:
+            raise RuntimeError("free list overflow: a page was freed twice")
+        self._ring[(self._head + self._len) % self._ring.size] = page
+        self._len += 1
+
+    def pages(self) -> np.ndarray:
+        idx = (self._head + np.arange(self._len)) % self._ring.size
+        return self._ring[idx].copy()
+
+
+class EpcPages:
+    """All EPC pages (``sgx_epc_sections[i].pages[]``) and the per-node free lists.
+
+    ``sections`` is a list of section sizes in pages; section ``i`` lives on NUMA node
+    ``section_node[i]``. Pages are numbered globally in section order.
+    """
+
+    def __init__(self, sections: list[int], section_node: list[int] | None = None):
+        if not sections or len(sections) > SGX_MAX_EPC_SECTIONS:
+            raise ValueError(
+                f"sections: between 1 and {SGX_MAX_EPC_SECTIONS} EPC sections, got {len(sections)}"
+            )
+        if any(s <= 0 for s in sections):
+            raise ValueError(f"sections: every section needs at least one page, got {sections}")
+        section_node = section_node or [0] * len(sections)
+        if len(section_node) != len(sections):
+            raise ValueError("section_node: one node per section")
+        n = int(sum(sections))
+        self.nr_pages = n
+        self.section = np.repeat(np.arange(len(sections), dtype=np.int16), sections)
+        self.node = np.repeat(np.asarray(section_node, dtype=np.int16), sections)
+        self.flags = np.zeros(n, dtype=np.uint8)
+        self.poison = np.zeros(n, dtype=np.bool_)
+        self.owner_encl = np.full(n, -1, dtype=np.int32)  # enclave id
+        self.owner_index = np.full(n, OWNER_NONE, dtype=np.int64)  # page index or OWNER_*
+        self.nodes = sorted(set(section_node))
+        self.free_lists = {
+            node: FreeList(int(np.count_nonzero(self.node == node))) for node in self.nodes
+        }
+        # spec §18.14: a model may start with every page FREE (sanitization already done).
+        for page in range(n):
+            self.free_lists[int(self.node[page])].push_tail(page)
+        self.flags[:] = SGX_EPC_PAGE_IS_FREE
+        self.nr_free_pages = n  # sgx_nr_free_pages
+        self.section_bytes = [s * PAGE_SIZE for s in sections]
+
+    def alloc_from_node(self, node: int) -> int:
+        """``__sgx_alloc_epc_page_from_node``: head of the node's free list, or -1."""
+        page = self.free_lists[node].pop_head()
+        if page < 0:
+            return -1
+        self.flags[page] = 0
+        self.nr_free_pages -= 1
+        return page
+
+    def alloc(self, start_node: int) -> int:
+        """``__sgx_alloc_epc_page``: visit nodes round-robin from ``start_node``."""
+        nodes = self.nodes
+        if start_node not in self.free_lists:
+            # next_node_in(current, sgx_numa_mask)
+            later = [n for n in nodes if n > start_node]
+            start_node = later[0] if later else nodes[0]
+        i = nodes.index(start_node)
+        for k in range(len(nodes)):
+            page = self.alloc_from_node(nodes[(i + k) % len(nodes)])
+            if page >= 0:
+                return page
+        return -1
+
+    def free(self, page: int) -> None:
+        """``sgx_free_epc_page``: the caller has made the page invalid (EREMOVE or EWB)."""
+        if self.flags[page] & SGX_EPC_PAGE_IS_FREE:
+            raise RuntimeError(f"EPC page {page} freed twice")
+        self.owner_encl[page] = -1
+        self.owner_index[page] = OWNER_NONE
+        if self.poison[page]:
+            self.flags[page] = 0  # parked on the poison list, never reallocated
+            return
+        self.free_lists[int(self.node[page])].push_tail(page)
+        self.flags[page] = SGX_EPC_PAGE_IS_FREE
+        self.nr_free_pages += 1

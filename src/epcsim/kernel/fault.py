@@ -1,0 +1,98 @@
+"""The enclave fault handler: ``sgx_vma_fault`` and ``sgx_encl_eaug_page`` (spec §8).
+
+Runs on the faulting task with (conceptually) its ``mmap_lock`` held, so it never reclaims
+directly: allocation failures with reclaimable pages around give -EBUSY, which becomes
+VM_FAULT_NOPAGE - the access re-executes and faults again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from epcsim.arch import EBUSY, PageType
+from epcsim.engine.machine import Gen, Task
+from epcsim.isa import PageInfo
+from epcsim.kernel.encl import (
+    PROT_R,
+    PROT_W,
+    PROT_X,
+    VM_FAULT_NOPAGE,
+    VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
+    SgxEncl,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def sgx_encl_eaug_page(task: Task, encl: SgxEncl, index: int) -> Gen:
+    """SGX2: EAUG a page on a fault in an initialized enclave (spec §8 steps 1-10)."""
+    sgx = encl.sgx
+    if not encl.initialized:
+        return VM_FAULT_SIGBUS
+    yield from task.lock(encl.lock)
+    try:
+        ret = yield from encl.load_secs(task)
+        if ret:
+            return VM_FAULT_NOPAGE if ret == -EBUSY else VM_FAULT_SIGBUS
+        page = yield from sgx.alloc_epc_page(task, encl.id, index, reclaim=False)
+        if page < 0:
+            return VM_FAULT_NOPAGE if page == -EBUSY else VM_FAULT_SIGBUS
+        va = yield from encl.grow(task, reclaim=False)
+        if va < 0 and va != -1:
+            sgx.free_epc_page(page)
+            return VM_FAULT_NOPAGE if va == -EBUSY else VM_FAULT_SIGBUS
+        encl.add_va_page(va)
+        if encl.present[index]:  # xa_insert found an entry inserted concurrently
+            encl.shrink(-1)
+            sgx.free_epc_page(page)
+            return VM_FAULT_SIGBUS
+        yield from task.run(sgx.m.costs.eaug)
+        sgx.stats.eaug += 1
+        ret = sgx.cpu.eaug(PageInfo(linaddr=encl.linaddr(index), secs=encl.secs_epc), page)
+        if ret:
+            encl.shrink(-1)
+            encl.free_epc_page(page)
+            return VM_FAULT_SIGBUS
+        encl.present[index] = True
+        encl.type[index] = PageType.REG
+        encl.max_prot[index] = PROT_R | PROT_W | PROT_X  # the enclave decides via EACCEPT
+        encl.epc[index] = page
+        encl.secs_child_cnt += 1
+        sgx.mark_page_reclaimable(page)
+        encl.pte_present[index] = True  # vmf_insert_pfn
+        encl.pte_young[index] = False
+        return VM_FAULT_NOPAGE
+    finally:
+        task.unlock(encl.lock)
+
+
+def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
+    """``sgx_vma_fault``: load the page (ELDU if evicted) and insert the PTE."""
+    sgx = encl.sgx
+    sgx.stats.page_faults += 1
+    if encl.dead:
+        return VM_FAULT_SIGBUS
+    if sgx.sgx2 and not encl.present[index]:
+        return (yield from sgx_encl_eaug_page(task, encl, index))
+    yield from task.lock(encl.lock)
+    try:
+        if not encl.present[index]:
+            return VM_FAULT_SIGBUS  # -EFAULT
+        vma_prot = int(encl.vma_prot[index])
+        if (int(encl.max_prot[index]) & vma_prot) != vma_prot:
+            return VM_FAULT_SIGBUS  # -EFAULT
+        ret = yield from encl.load_page(task, index)
+        if ret == -EBUSY:
+            return VM_FAULT_NOPAGE
+        if ret:
+            return VM_FAULT_SIGBUS
+        encl.pte_present[index] = True  # vmf_insert_pfn
+        encl.pte_young[index] = False  # sgx_encl_test_and_clear_young after insert
+        return VM_FAULT_NOPAGE
+    finally:
+        task.unlock(encl.lock)
+
+
+__all__ = ["VM_FAULT_OOM", "sgx_encl_eaug_page", "sgx_vma_fault"]

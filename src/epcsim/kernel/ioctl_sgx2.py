@@ -1,0 +1,279 @@
+"""The SGX2 page-range ioctls of ``sgx/ioctl.c`` (spec §10.5-§10.9).
+
+RESTRICT_PERMISSIONS, MODIFY_TYPES and REMOVE_PAGES share one shape: validate in the kernel's
+order, then per page ``sgx_reclaim_direct()`` without the enclave lock, take ``encl->lock``,
+load the page if it was evicted (allocation without reclaim: -EBUSY becomes -EAGAIN), run the
+leaf, and report ``count`` = bytes fully done before the page that stopped the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from epcsim.arch import (
+    EAGAIN,
+    EBUSY,
+    EFAULT,
+    EINVAL,
+    ENODEV,
+    EPERM,
+    PAGE_SIZE,
+    X86_TRAP_PF,
+    PageType,
+    encls_faulted,
+    encls_trapnr,
+    secinfo_flags,
+)
+from epcsim.engine.machine import Gen, Task
+from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
+from epcsim.kernel.ioctl import IoctlResult, validate_offset_length
+from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
+
+
+@dataclass
+class RestrictPermissionsArgs:
+    """``struct sgx_enclave_restrict_permissions``."""
+
+    offset: int
+    length: int
+    permissions: int
+    result: int = 0
+    count: int = 0
+
+
+@dataclass
+class ModifyTypesArgs:
+    """``struct sgx_enclave_modify_types``."""
+
+    offset: int
+    length: int
+    page_type: int
+    result: int = 0
+    count: int = 0
+
+
+@dataclass
+class RemovePagesArgs:
+    """``struct sgx_enclave_remove_pages``."""
+
+    offset: int
+    length: int
+    count: int = 0
+
+
+#: progress hook: called after each page an ioctl completes, with (encl, bytes done)
+ProgressHook = Callable[[SgxEncl, int], None]
+
+
+def sgx_ioc_sgx2_ready(encl: SgxEncl) -> int:
+    """``sgx_ioc_sgx2_ready``: -ENODEV without SGX2, -EINVAL before EINIT."""
+    if not encl.sgx.sgx2:
+        return -ENODEV
+    if not encl.initialized:
+        return -EINVAL
+    return 0
+
+
+def sgx_enclave_etrack(task: Task, encl: SgxEncl) -> Gen:
+    """``sgx_enclave_etrack`` (caller holds ``encl->lock``): ETRACK, on failure IPI and ETRACK
+    again (-EFAULT if that fails too), then always IPI the enclave's CPUs."""
+    ret = yield from etrack(encl.sgx, task, encl)
+    if ret:
+        yield from send_ipi(encl.sgx, task, encl)
+        ret = yield from etrack(encl.sgx, task, encl)
+        if ret:
+            return -EFAULT
+    yield from send_ipi(encl.sgx, task, encl)
+    return 0
+
+
+def _load(task: Task, encl: SgxEncl, index: int) -> Gen:
+    """``sgx_encl_load_page`` in an ioctl: -EBUSY → -EAGAIN, any other error → -EFAULT."""
+    if not encl.present[index]:
+        return -EFAULT
+    ret = yield from encl.load_page(task, index)
+    if ret == -EBUSY:
+        return -EAGAIN
+    if ret:
+        return -EFAULT
+    return 0
+
+
+def _page_loop(task: Task, encl: SgxEncl, offset: int, length: int, per_page,
+               progress: ProgressHook | None) -> Gen:
+    """The shared per-page loop. ``per_page(index)`` runs with ``encl->lock`` held and returns
+    0 or ``-errno`` (it may drop and retake the lock itself)."""
+    sgx = encl.sgx
+    ret = 0
+    c = 0
+    while c < length:
+        yield from sgx_reclaim_direct(sgx, task)
+        yield from task.lock(encl.lock)
+        index = (offset + c) // PAGE_SIZE
+        try:
+            yield from task.run(sgx.m.costs.ioctl_page)
+            ret = yield from _load(task, encl, index)
+            if not ret:
+                ret = yield from per_page(index)
+        finally:
+            if encl.lock.owner is task:
+                task.unlock(encl.lock)
+        if ret:
+            break
+        c += PAGE_SIZE
+        if progress is not None:
+            progress(encl, c)
+    return ret, c
+
+
+# -- SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS -------------------------------------------------------
+def sgx_ioc_enclave_restrict_permissions(task: Task, encl: SgxEncl,
+                                         arg: RestrictPermissionsArgs | None,
+                                         progress: ProgressHook | None = None) -> Gen:
+    """RESTRICT_PERMISSIONS: EMODPR + ETRACK per page (spec §10.5)."""
+    ret = sgx_ioc_sgx2_ready(encl)
+    if ret:
+        return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
+    if arg.permissions & ~7:
+        return IoctlResult(-EINVAL)
+    if (arg.permissions & PROT_W) and not (arg.permissions & PROT_R):
+        return IoctlResult(-EINVAL)
+    if arg.result or arg.count:
+        return IoctlResult(-EINVAL)
+    sgx = encl.sgx
+    yield from task.run(sgx.m.costs.syscall)
+    out = IoctlResult()
+
+    def per_page(index: int) -> Gen:
+        if encl.type[index] != PageType.REG:
+            return -EINVAL
+        yield from task.run(sgx.m.costs.emodpr)
+        sgx.stats.emodpr += 1
+        r = sgx.cpu.emodpr(secinfo_flags(PageType.REG, arg.permissions), int(encl.epc[index]))
+        if encls_faulted(r):
+            return -EFAULT
+        if r:
+            out.result = int(r)
+            return -EFAULT
+        if (yield from sgx_enclave_etrack(task, encl)):
+            return -EFAULT
+        return 0
+
+    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
+                                               progress)
+    return out
+
+
+# -- SGX_IOC_ENCLAVE_MODIFY_TYPES --------------------------------------------------------------
+def sgx_ioc_enclave_modify_types(task: Task, encl: SgxEncl, arg: ModifyTypesArgs | None,
+                                 progress: ProgressHook | None = None) -> Gen:
+    """MODIFY_TYPES: REG→TCS, REG→TRIM, TCS→TRIM via EMODT + ETRACK (spec §10.6)."""
+    ret = sgx_ioc_sgx2_ready(encl)
+    if ret:
+        return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
+    if arg.page_type & ~0xFF:
+        return IoctlResult(-EINVAL)
+    if arg.result or arg.count:
+        return IoctlResult(-EINVAL)
+    if arg.page_type not in (PageType.TCS, PageType.TRIM):
+        return IoctlResult(-EINVAL)
+    sgx = encl.sgx
+    new_type = arg.page_type
+    yield from task.run(sgx.m.costs.syscall)
+    out = IoctlResult()
+
+    def per_page(index: int) -> Gen:
+        old = int(encl.type[index])
+        if not (
+            (old == PageType.REG and new_type in (PageType.TCS, PageType.TRIM))
+            or (old == PageType.TCS and new_type == PageType.TRIM)
+        ):
+            return -EINVAL
+        max_prot_restore = int(encl.max_prot[index])
+        epc = int(encl.epc[index])
+        if new_type == PageType.TCS:
+            if (max_prot_restore & (PROT_R | PROT_W)) != (PROT_R | PROT_W):
+                return -EPERM
+            encl.max_prot[index] = PROT_R | PROT_W
+            # The page leaves the LRU while its PTEs are zapped (EPCM-permission change).
+            if sgx.unmark_page_reclaimable(epc):
+                encl.max_prot[index] = max_prot_restore
+                return -EAGAIN
+            task.unlock(encl.lock)
+            yield from task.run(sgx.m.costs.zap_ptes)
+            encl.zap_ptes(index)
+            yield from task.lock(encl.lock)
+            sgx.mark_page_reclaimable(epc)
+        yield from task.run(sgx.m.costs.emodt)
+        sgx.stats.emodt += 1
+        r = sgx.cpu.emodt(secinfo_flags(new_type), epc)
+        if encls_faulted(r) or r:
+            if not encls_faulted(r):
+                out.result = int(r)
+            encl.max_prot[index] = max_prot_restore
+            return -EFAULT
+        if (yield from sgx_enclave_etrack(task, encl)):
+            return -EFAULT
+        encl.type[index] = new_type
+        return 0
+
+    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
+                                               progress)
+    return out
+
+
+# -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------
+def sgx_ioc_enclave_remove_pages(task: Task, encl: SgxEncl, arg: RemovePagesArgs | None,
+                                 progress: ProgressHook | None = None) -> Gen:
+    """REMOVE_PAGES: EREMOVE of accepted TRIM pages (spec §10.7)."""
+    ret = sgx_ioc_sgx2_ready(encl)
+    if ret:
+        return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
+    if arg.count:
+        return IoctlResult(-EINVAL)
+    sgx = encl.sgx
+    yield from task.run(sgx.m.costs.syscall)
+
+    def per_page(index: int) -> Gen:
+        if encl.type[index] != PageType.TRIM:
+            return -EPERM
+        epc = int(encl.epc[index])
+        # EMODPR as a probe: #PF means the TRIM was EACCEPTed; anything else means it was not.
+        yield from task.run(sgx.m.costs.emodpr)
+        sgx.stats.emodpr += 1
+        r = sgx.cpu.emodpr(secinfo_flags(PageType.REG, 7), epc)
+        if not encls_faulted(r) or encls_trapnr(r) != X86_TRAP_PF:
+            return -EPERM
+        if sgx.unmark_page_reclaimable(epc):
+            return -EBUSY  # not converted to -EAGAIN (spec §10.7)
+        task.unlock(encl.lock)
+        yield from task.run(sgx.m.costs.zap_ptes)
+        encl.zap_ptes(index)
+        yield from task.lock(encl.lock)
+        yield from task.run(sgx.m.costs.eremove)
+        encl.free_epc_page(epc)
+        encl.secs_child_cnt -= 1
+        encl.epc[index] = -1
+        encl.present[index] = False
+        encl.type[index] = 0
+        encl.max_prot[index] = 0
+        encl.shrink(-1)  # page_cnt--; VA pages are kept
+        return 0
+
+    out = IoctlResult()
+    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
+                                               progress)
+    return out

@@ -1,0 +1,162 @@
+"""The SGX core: what ``arch/x86/kernel/cpu/sgx/main.c`` keeps global, and its allocator.
+
+``Sgx`` owns the EPC pages (``EpcPages``), the reclaim list (``sgx_active_page_list``, via a
+``ReclaimPolicy``), ``ksgxd_waitq``, the counters and the timeline. The reclaimer itself is in
+:mod:`epcsim.kernel.reclaim`; enclaves are in :mod:`epcsim.kernel.encl`.
+
+Kernel functions that may sleep or spend CPU time are generators run by a ``Task``
+(``yield from sgx.alloc_epc_page(task, ...)``); those that cannot are plain methods.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING
+
+from epcsim.arch import EBUSY, ENOMEM, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
+from epcsim.engine.machine import Gen, Machine, Task, WaitQueue
+from epcsim.isa import SgxCpu
+from epcsim.kernel.backing import BackingStore
+from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED, EpcPages
+from epcsim.kernel.policy import ReclaimPolicy
+from epcsim.kernel.stats import Counters, Timeline
+
+if TYPE_CHECKING:
+    from epcsim.kernel.encl import SgxEncl
+
+
+class Sgx:
+    """Global SGX driver state on one simulated machine."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        cpu: SgxCpu,
+        epc: EpcPages,
+        policy: ReclaimPolicy,
+        *,
+        direct_reclaim: bool = True,
+        sgx2: bool = True,
+        nr_to_scan: int = 16,
+        low_pages: int = SGX_NR_LOW_PAGES,
+        high_pages: int = SGX_NR_HIGH_PAGES,
+    ):
+        self.m = machine
+        self.cpu = cpu
+        self.epc = epc
+        self.lru = policy
+        self.direct_reclaim = direct_reclaim
+        self.sgx2 = sgx2
+        self.nr_to_scan = nr_to_scan
+        self.low_pages = low_pages
+        self.high_pages = high_pages
+        self.backing = BackingStore()
+        self.stats = Counters()
+        self.free_timeline = Timeline()
+        self.ksgxd_waitq = WaitQueue(machine, "ksgxd_waitq")
+        self.enclaves: dict[int, SgxEncl] = {}
+        self._next_encl_id = 0
+        self.ksgxd_task: Task | None = None
+        self.ksgxd_sleeping = False
+        self.free_timeline.record(0, epc.nr_free_pages)
+        self.warnings: list[str] = []  # what the kernel would WARN about
+        self.leaked_pages = 0
+        self.ewb_failures = 0
+        #: simulated latency of every enclave page fault (#PF to return), for reports
+        self.fault_latency_ns = array("q")
+
+    # -- sgx_should_reclaim / watermarks ------------------------------------------------------
+    def should_reclaim(self, watermark: int) -> bool:
+        """``sgx_should_reclaim``: free < watermark and the LRU is non-empty."""
+        return self.epc.nr_free_pages < watermark and len(self.lru) > 0
+
+    def wake_ksgxd(self) -> None:
+        if self.ksgxd_waitq.wake_up():
+            self.ksgxd_sleeping = False
+            self.stats.ksgxd_wakeups += 1
+
+    # -- allocation -------------------------------------------------------------------------
+    def _node_of(self, task: Task) -> int:
+        """numa_node_id(): CPUs are spread evenly over the EPC's nodes."""
+        nodes = self.epc.nodes
+        if len(nodes) == 1 or task.cpu is None:
+            return nodes[0]
+        return nodes[task.cpu * len(nodes) // self.m.nr_cpus]
+
+    def alloc_epc_page(self, task: Task, encl_id: int, owner_index: int, reclaim: bool) -> Gen:
+        """``sgx_alloc_epc_page(owner, reclaim)`` (spec §5.2). Returns a page or ``-errno``.
+
+        With ``reclaim`` it runs ``sgx_reclaim_pages`` itself while the free lists are empty;
+        without, it fails with -EBUSY. -ENOMEM when nothing is reclaimable (no wake-up then).
+        """
+        from epcsim.kernel.reclaim import sgx_reclaim_pages
+
+        ret = 0
+        while True:
+            page = self.epc.alloc(self._node_of(task))
+            if page >= 0:
+                self.epc.owner_encl[page] = encl_id
+                self.epc.owner_index[page] = owner_index
+                ret = page
+                break
+            if len(self.lru) == 0:
+                self.stats.alloc_enomem += 1
+                return -ENOMEM
+            if not reclaim:
+                self.stats.alloc_ebusy += 1
+                ret = -EBUSY
+                break
+            self.stats.alloc_reclaim_batches += 1
+            n = yield from sgx_reclaim_pages(self, task)
+            self.stats.direct_reclaim_pages += n
+            yield from task.cond_resched()
+        self.free_timeline.record(self.m.now, self.epc.nr_free_pages)
+        if self.should_reclaim(self.low_pages):
+            self.wake_ksgxd()
+        return ret
+
+    def free_epc_page(self, page: int) -> None:
+        """``sgx_free_epc_page`` (the page must already be invalid)."""
+        self.epc.free(page)
+        self.free_timeline.record(self.m.now, self.epc.nr_free_pages)
+
+    # -- the reclaimable list ----------------------------------------------------------------
+    def mark_page_reclaimable(self, page: int) -> None:
+        """``sgx_mark_page_reclaimable``: set TRACKED and add at the LRU tail."""
+        self.epc.flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
+        self.lru.mark(page)
+
+    def unmark_page_reclaimable(self, page: int) -> int:
+        """``sgx_unmark_page_reclaimable``: -EBUSY while the reclaimer has it isolated."""
+        if self.epc.flags[page] & SGX_EPC_PAGE_RECLAIMER_TRACKED:
+            if page not in self.lru:
+                return -EBUSY
+            self.lru.unmark(page)
+            self.epc.flags[page] &= ~SGX_EPC_PAGE_RECLAIMER_TRACKED
+        return 0
+
+    # -- ksgxd ------------------------------------------------------------------------------
+    def start_ksgxd(self) -> None:
+        """``kthread_run(ksgxd, ...)``. Sanitization is skipped: every page starts FREE."""
+        self.ksgxd_task = Task(self.m, "ksgxd", kernel=True)
+        self.m.spawn(self._ksgxd(self.ksgxd_task))
+
+    def _ksgxd(self, task: Task) -> Gen:
+        from epcsim.kernel.reclaim import sgx_reclaim_pages
+
+        high = self.high_pages
+        while True:
+            if not self.should_reclaim(high):
+                self.ksgxd_sleeping = True
+                yield from self.ksgxd_waitq.wait_event(task, lambda: self.should_reclaim(high))
+                self.ksgxd_sleeping = False
+                yield from task.run(self.m.costs.wakeup)
+            if self.should_reclaim(high):
+                self.stats.ksgxd_batches += 1
+                n = yield from sgx_reclaim_pages(self, task)
+                self.stats.ksgxd_pages_reclaimed += n
+            yield from task.cond_resched()
+
+    def new_encl_id(self) -> int:
+        self._next_encl_id += 1
+        return self._next_encl_id

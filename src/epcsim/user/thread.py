@@ -1,0 +1,213 @@
+"""Enclave threads: user code running inside an enclave on a logical processor.
+
+An ``EnclaveThread`` is a ``Task`` that enters its enclave (EENTER through a TCS), touches
+pages, and takes the asynchronous exits the real CPU takes: AEX when it loses its logical
+processor or receives an IPI, AEX + #PF + ``sgx_vma_fault`` + ERESUME when a page is not
+mapped. Accesses to mapped pages are batched: one NumPy pass sets the PTE Accessed bits of a
+whole run of resident pages and charges its time at once, so a hot loop costs no event per
+access (design: keep the event queue for the moments when interleaving matters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from epcsim.arch import PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, encls_faulted
+from epcsim.engine.machine import Gen, Task
+from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
+from epcsim.kernel.fault import sgx_vma_fault
+
+if TYPE_CHECKING:
+    from epcsim.isa import SgxCpu
+
+_WRITE_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass
+class AccessOutcome:
+    """How an access (or a stream of them) ended."""
+
+    done: int = 0  # accesses completed
+    pf_error: int = 0  # SGX #PF error code of the access that stopped the stream (0 = none)
+    sigbus: bool = False
+    fault_address: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.pf_error and not self.sigbus
+
+
+class EnclaveThread(Task):
+    """A user thread of the process that owns ``encl``, entering it through ``tcs``."""
+
+    def __init__(self, encl: SgxEncl, name: str, tcs_index: int = -1, timeslice_ns: int = 1_000_000):
+        super().__init__(encl.sgx.m, name)
+        self.encl = encl
+        self.sgx = encl.sgx
+        self.hw: SgxCpu = encl.sgx.cpu
+        self.tcs_index = tcs_index
+        self.timeslice_ns = timeslice_ns
+        self.entered = False  # between EENTER and EEXIT
+        self.aexed = False  # asynchronously exited (needs ERESUME before running again)
+        self.on_switch_out = self._switch_out
+        encl.mm_tasks.append(self)
+
+    # -- entering and leaving -----------------------------------------------------------------
+    def _switch_out(self, task: Task, lp: int) -> None:
+        """Losing the logical processor while inside the enclave is an AEX."""
+        if self.entered and not self.aexed and self.hw.inside(lp) >= 0:
+            self.hw.aex(lp)
+            self.aexed = True
+
+    def _tcs_epc(self) -> int:
+        return -1 if self.tcs_index < 0 else int(self.encl.epc[self.tcs_index])
+
+    def _ensure_tcs(self) -> Gen:
+        """EENTER/ERESUME fault (#PF) if the TCS is not mapped; the kernel loads it."""
+        while self.tcs_index >= 0 and not self.encl.pte_present[self.tcs_index]:
+            self.sgx.stats.page_faults += 0  # counted in sgx_vma_fault
+            res = yield from sgx_vma_fault(self, self.encl, self.tcs_index)
+            if res != VM_FAULT_NOPAGE:
+                return False
+            yield from self.run(self.m.costs.fault_entry)
+        return True
+
+    def enter(self) -> Gen:
+        """Make sure the thread runs inside its enclave on a CPU (EENTER or ERESUME)."""
+        if self.cpu is None:
+            yield from self.acquire_cpu()
+        if self.entered and not self.aexed:
+            return True
+        if not (yield from self._ensure_tcs()):
+            return False
+        costs = self.m.costs
+        if self.entered:  # after an AEX
+            yield from self.run(costs.eresume)
+            self.hw.eresume(self.cpu, self._tcs_epc())
+        else:
+            yield from self.run(costs.eenter)
+            self.hw.eenter(self.cpu, self._tcs_epc())
+            self.entered = True
+        self.aexed = False
+        return True
+
+    def leave(self) -> Gen:
+        """EEXIT back to the untrusted runtime."""
+        if self.entered and not self.aexed and self.cpu is not None:
+            yield from self.run(self.m.costs.eexit)
+            self.hw.eexit(self.cpu)
+        self.entered = False
+        self.aexed = False
+
+    def _fault(self, index: int) -> Gen:
+        """AEX, #PF into ``sgx_vma_fault``, then ERESUME (or SIGBUS)."""
+        costs = self.m.costs
+        t0 = self.m.now
+        if self.cpu is not None and self.entered and not self.aexed:
+            self.hw.aex(self.cpu)
+            self.aexed = True
+        yield from self.run(costs.aex + costs.fault_entry)
+        res = yield from sgx_vma_fault(self, self.encl, index)
+        self.sgx.fault_latency_ns.append(self.m.now - t0)
+        if res != VM_FAULT_NOPAGE:
+            self.sgx.stats.sigbus += 1
+            self.encl.sigbus += 1
+            return False
+        yield from self.cond_resched()  # return to user: need_resched is honoured here
+        return True
+
+    # -- accesses ---------------------------------------------------------------------------
+    def _epcm_allows(self, epcs: np.ndarray, write: bool) -> np.ndarray:
+        e = self.hw.epcm
+        need = 2 if write else 1
+        return (
+            e.valid[epcs]
+            & (e.pt[epcs] == PageType.REG)
+            & ~e.pending[epcs]
+            & ~e.modified[epcs]
+            & ((e.rwx[epcs] & need) == need)
+        )
+
+    def _apply_writes(self, epcs: np.ndarray) -> None:
+        """A stream write changes the page's content tag (``mac``/``tag`` modes), so EWB and
+        ELDU carry changing contents. In ``full`` mode only ``Enclave.write`` changes bytes."""
+        if self.hw.content_mode == "full":
+            return
+        tags = self.hw.epcm.tag
+        with np.errstate(over="ignore"):
+            tags[epcs] = tags[epcs] * _WRITE_MIX + np.uint64(1)
+
+    def access_stream(self, pages: np.ndarray, write: bool | np.ndarray = False) -> Gen:
+        """Touch ``pages`` (page indices) in order; stops at the first SGX #PF or SIGBUS."""
+        encl = self.encl
+        costs = self.m.costs
+        pages = np.asarray(pages, dtype=np.int64)
+        writes = np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape)
+        n = pages.size
+        if n and (pages.min() < 0 or pages.max() >= encl.nr_pages):
+            raise ValueError("pages: index outside the enclave")
+        out = AccessOutcome()
+        chunk_max = max(1, self.timeslice_ns // max(1, costs.access))
+        i = 0
+        while i < n:
+            if not (yield from self.enter()):
+                out.sigbus = True
+                break
+            j = min(n, i + chunk_max)
+            seg = pages[i:j]
+            mapped = encl.pte_present[seg]
+            k = int(np.argmin(mapped)) if not mapped.all() else seg.size
+            if k:
+                epcs = encl.epc[seg[:k]]
+                wseg = writes[i : i + k]
+                allowed = self._epcm_allows(epcs, False) & (
+                    ~wseg | self._epcm_allows(epcs, True)
+                )
+                k2 = int(np.argmin(allowed)) if not allowed.all() else k
+                if k2:
+                    encl.pte_young[seg[:k2]] = True
+                    wr = epcs[:k2][wseg[:k2]]
+                    if wr.size:
+                        self._apply_writes(wr)
+                    self.sgx.stats.enclave_accesses += k2
+                    yield from self.run(k2 * costs.access)
+                    i += k2
+                    out.done += k2
+                if k2 < k:  # the EPCM refuses: an SGX #PF reported to the enclave/runtime
+                    idx = int(seg[k2])
+                    out.pf_error = self._pf_code(idx, bool(writes[i]))
+                    out.fault_address = encl.linaddr(idx)
+                    break
+                yield from self.cond_resched()
+                continue
+            idx = int(seg[0])
+            if not (yield from self._fault(idx)):
+                out.sigbus = True
+                out.fault_address = encl.linaddr(idx)
+                break
+        return out
+
+    def _pf_code(self, index: int, write: bool) -> int:
+        epc = int(self.encl.epc[index])
+        code = self.hw.access(self.cpu, self.encl.linaddr(index), epc, write, False)
+        if not code:  # fall back to the architectural encoding
+            code = PF_SGX | PF_USER | PF_PROT | (PF_WRITE if write else 0)
+        return code
+
+    def enclu_on_page(self, index: int, leaf) -> Gen:
+        """Run an ENCLU leaf on a page from inside; #PF on an unmapped page goes to the
+        kernel (which EAUGs an absent page on SGX2 - the ``augment_via_eaccept`` flow)."""
+        while True:
+            if not (yield from self.enter()):
+                return None
+            if self.encl.pte_present[index]:
+                return leaf(self.cpu, int(self.encl.epc[index]))
+            if not (yield from self._fault(index)):
+                return None
+
+
+def is_fault(ret: int) -> bool:
+    return encls_faulted(ret)

@@ -1,0 +1,82 @@
+"""Pure kernel data structures: sizes, the FIFO free lists, the LRU policy interface."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from epcsim.kernel.epc import SGX_EPC_PAGE_IS_FREE, EpcPages, FreeList
+from epcsim.kernel.policy import KernelLru, make_policy
+from epcsim.units import parse_duration, parse_pages, parse_size
+
+
+def test_parse_size_forms():
+    assert parse_size(4096) == 4096
+    assert parse_size("4K") == 4096
+    assert parse_size("93.5M") == int(93.5 * (1 << 20))
+    assert parse_size("64G") == 64 << 30
+    assert parse_size("1MiB") == 1 << 20
+    assert parse_size("sgx1-client") == 98_041_856
+    assert parse_pages("sgx1-client") == 23_936
+    assert parse_duration("10ms") == 10_000_000
+
+
+@pytest.mark.parametrize("bad", ["", "12Q", "-4K", True, None, 1.5, "abc"])
+def test_parse_size_rejects_with_the_argument_name(bad):
+    with pytest.raises(ValueError, match="^epc:"):
+        parse_size(bad, "epc")
+
+
+def test_free_list_is_fifo():
+    fl = FreeList(4)
+    for p in (3, 1, 2):
+        fl.push_tail(p)
+    assert fl.pop_head() == 3
+    fl.push_tail(7)
+    assert list(fl.pages()) == [1, 2, 7]
+    assert [fl.pop_head() for _ in range(4)] == [1, 2, 7, -1]
+
+
+def test_epc_alloc_takes_head_and_free_appends_tail():
+    epc = EpcPages([4])
+    a = epc.alloc(0)
+    b = epc.alloc(0)
+    assert (a, b) == (0, 1) and epc.nr_free_pages == 2
+    epc.free(a)
+    # FIFO reuse (spec §5.3): the freed page goes to the tail, after 2 and 3
+    assert [epc.alloc(0) for _ in range(3)] == [2, 3, 0]
+    assert epc.alloc(0) == -1
+    with pytest.raises(RuntimeError, match="freed twice"):
+        epc.free(2)
+        epc.free(2)
+
+
+def test_epc_nodes_round_robin_from_local_node():
+    epc = EpcPages([2, 2], [0, 1])
+    assert epc.alloc(1) in (2, 3)
+    assert epc.alloc(1) in (2, 3)
+    assert epc.alloc(1) in (0, 1)  # node 1 empty: next node
+    assert epc.flags[3] != SGX_EPC_PAGE_IS_FREE
+
+
+@given(st.lists(st.tuples(st.sampled_from(["mark", "unmark", "isolate"]),
+                          st.integers(0, 15)), max_size=200))
+def test_kernel_lru_matches_a_list_model(ops):
+    lru = KernelLru(16)
+    model: list[int] = []
+    for op, page in ops:
+        if op == "mark" and page not in model:
+            lru.mark(page)
+            model.append(page)
+        elif op == "unmark" and page in model:
+            lru.unmark(page)
+            model.remove(page)
+        elif op == "isolate":
+            n = page % 5
+            assert lru.isolate(n) == model[:n]
+            del model[:n]
+        assert lru.order() == model and len(lru) == len(model)
+
+
+def test_unknown_policy_is_a_value_error():
+    with pytest.raises(ValueError, match="policy: unknown reclaim policy 'clockx'"):
+        make_policy("clockx", 4)
