@@ -17,8 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="epcsim: a model of Linux SGX EPC memory management.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="epcsim: a model of Linux SGX EPC memory management.",
+)
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2
@@ -62,8 +65,10 @@ def demo(
     from epcsim.report.demo import table_rows, write_demo_report
 
     try:
-        configs = [SeedConfig(epc=epc, heap_factor=heap_factor, cpus=cpus, seed=seed,
-                              direct_reclaim=dr) for dr in (False, True)]
+        configs = [
+            SeedConfig(epc=epc, heap_factor=heap_factor, cpus=cpus, seed=seed, direct_reclaim=dr)
+            for dr in (False, True)
+        ]
         flip_cfgs = flip_configs(flip_epc, heap_factor, seed) if flip else []
         # Validate sizes before any long work.
         from epcsim.units import parse_pages
@@ -90,15 +95,26 @@ def demo(
         for ratio, c, cfg in flip_cfgs:
             prog.update(bar, description=f"flip sweep: cpus={c} EWB/ELDU={ratio:g}")
             r = run_seed(cfg)
-            flips.append({"cpus": c, "ratio": ratio, "epc": flip_epc, "heap_factor": heap_factor,
-                          "first_call_pages": r.modify.first_call_count_pages,
-                          "complete": r.modify.first_call_errno is None})
+            flips.append(
+                {
+                    "cpus": c,
+                    "ratio": ratio,
+                    "epc": flip_epc,
+                    "heap_factor": heap_factor,
+                    "first_call_pages": r.modify.first_call_count_pages,
+                    "complete": r.modify.first_call_errno is None,
+                }
+            )
             prog.advance(bar)
     path = write_demo_report(runs, flips, out)
     ok = runs[1].summary()["completed"]
     if json_out:
-        print(json.dumps({"runs": [r.summary() for r in runs], "flip": flips,
-                          "report": str(path)}, sort_keys=True))
+        print(
+            json.dumps(
+                {"runs": [r.summary() for r in runs], "flip": flips, "report": str(path)},
+                sort_keys=True,
+            )
+        )
     else:
         header, rows = table_rows(runs)
         t = Table(title="EDMM removal of a heap 2x the EPC")
@@ -119,9 +135,15 @@ def flip_configs(epc: str, heap_factor: float, seed: int):
     out = []
     for c in (1, 2, 4):
         for ratio in (0.25, 0.5, 0.9, 1.5):
-            cfg = SeedConfig(epc=epc, heap_factor=heap_factor, cpus=c, seed=seed,
-                             direct_reclaim=False, stop_after_first_call=True,
-                             costs={"ewb": int(eldu * ratio)})
+            cfg = SeedConfig(
+                epc=epc,
+                heap_factor=heap_factor,
+                cpus=c,
+                seed=seed,
+                direct_reclaim=False,
+                stop_after_first_call=True,
+                costs={"ewb": int(eldu * ratio)},
+            )
             out.append((ratio, c, cfg))
     return out
 

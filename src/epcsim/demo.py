@@ -93,7 +93,8 @@ class SeedRun:
             "eldu": s["eldu"],
             "ksgxd_wakeups": s["ksgxd_wakeups"],
             "direct_reclaim_calls": s["direct_reclaim_calls"],
-            "completed": self.modify.errno is None and self.remove.errno is None
+            "completed": self.modify.errno is None
+            and self.remove.errno is None
             and self.remove.pages_done == self.length_pages,
         }
 
@@ -103,8 +104,9 @@ class SeedRun:
         return d
 
 
-def _drive(system: System, op: Callable, offset: int, length: int,
-           max_calls: int, stop_after_first: bool) -> OpStats:
+def _drive(
+    system: System, op: Callable, offset: int, length: int, max_calls: int, stop_after_first: bool
+) -> OpStats:
     """A runtime's retry loop: call again from ``offset + count`` while -EAGAIN."""
     st = OpStats()
     t0 = system.now
@@ -138,8 +140,14 @@ def _drive(system: System, op: Callable, offset: int, length: int,
 def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> SeedRun:
     """Run the seed scenario once."""
     phase = on_phase or (lambda _name: None)
-    system = System(epc=cfg.epc, cpus=cfg.cpus, direct_reclaim=cfg.direct_reclaim,
-                    seed=cfg.seed, costs=cfg.costs, content_mode=cfg.content_mode)
+    system = System(
+        epc=cfg.epc,
+        cpus=cfg.cpus,
+        direct_reclaim=cfg.direct_reclaim,
+        seed=cfg.seed,
+        costs=cfg.costs,
+        content_mode=cfg.content_mode,
+    )
     epc_pages = parse_pages(cfg.epc, "epc")
     heap_pages = max(1, int(epc_pages * cfg.heap_factor))
     image_pages = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES
@@ -150,8 +158,9 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
     encl = system.create_enclave(size, name="seed")
     r = encl.add_pages(0, IMAGE_TCS_PAGES * PAGE_SIZE, page_type="tcs", measure=True)
     assert r.ok, r
-    r = encl.add_pages(IMAGE_TCS_PAGES * PAGE_SIZE, IMAGE_CODE_PAGES * PAGE_SIZE, "rx",
-                       measure=True)
+    r = encl.add_pages(
+        IMAGE_TCS_PAGES * PAGE_SIZE, IMAGE_CODE_PAGES * PAGE_SIZE, "rx", measure=True
+    )
     assert r.ok, r
     heap_off = image_pages * PAGE_SIZE
     heap_len = heap_pages * PAGE_SIZE
@@ -168,8 +177,14 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
     max_calls = 10 * heap_pages + 100
 
     phase("modify_types")
-    modify = _drive(system, lambda o, n, p: encl.modify_types(o, n, "trim", progress=p),
-                    heap_off, heap_len, max_calls, cfg.stop_after_first_call)
+    modify = _drive(
+        system,
+        lambda o, n, p: encl.modify_types(o, n, "trim", progress=p),
+        heap_off,
+        heap_len,
+        max_calls,
+        cfg.stop_after_first_call,
+    )
     accept_ns = 0
     accept_fail = 0
     remove = OpStats()
@@ -179,11 +194,26 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
         accept_fail = eaccept_each_page(encl, image_pages, heap_pages)
         accept_ns = system.now - t0
         phase("remove_pages")
-        remove = _drive(system, lambda o, n, p: encl.remove_pages(o, n, progress=p),
-                        heap_off, heap_len, max_calls, False)
+        remove = _drive(
+            system,
+            lambda o, n, p: encl.remove_pages(o, n, progress=p),
+            heap_off,
+            heap_len,
+            max_calls,
+            False,
+        )
     tl = system.sgx.free_timeline
-    return SeedRun(cfg, heap_pages, build_ns, modify, accept_ns, accept_fail, remove,
-                   system.stats(), (list(tl.t), list(tl.v)))
+    return SeedRun(
+        cfg,
+        heap_pages,
+        build_ns,
+        modify,
+        accept_ns,
+        accept_fail,
+        remove,
+        system.stats(),
+        (list(tl.t), list(tl.v)),
+    )
 
 
 def eaccept_each_page(encl, first: int, n: int) -> int:

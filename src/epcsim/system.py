@@ -8,63 +8,22 @@ kernel reports them (``r.errno == "EAGAIN"``), and bad Python arguments raise ``
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Generator
 from typing import Any
 
-import numpy as np
-
-from epcsim.arch import EBUSY, PAGE_SIZE, Attribute, PageType, SecinfoFlags, ret_name, secinfo_flags
+from epcsim.arch import PAGE_SIZE, Attribute
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Task
-from epcsim.isa import CONTENT_MODES, Secs, SgxCpu, Sigstruct
+from epcsim.isa import CONTENT_MODES, Secs, SgxCpu
 from epcsim.kernel.encl import SgxEncl
 from epcsim.kernel.epc import EpcPages
-from epcsim.kernel.ioctl import (
-    AddPagesArgs,
-    IoctlResult,
-    Secinfo,
-    sgx_ioc_enclave_add_pages,
-    sgx_ioc_enclave_create,
-    sgx_ioc_enclave_init,
-)
-from epcsim.kernel.ioctl_sgx2 import (
-    ModifyTypesArgs,
-    RemovePagesArgs,
-    RestrictPermissionsArgs,
-    sgx_ioc_enclave_modify_types,
-    sgx_ioc_enclave_remove_pages,
-    sgx_ioc_enclave_restrict_permissions,
-)
+from epcsim.kernel.ioctl import sgx_ioc_enclave_create
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import make_policy
 from epcsim.units import parse_duration, parse_pages, parse_size
-from epcsim.user.thread import AccessOutcome, EnclaveThread
+from epcsim.user.enclave import Enclave, EncluResult, parse_perm
 
-PERMS = {"": 0, "r": 1, "w": 2, "x": 4}
-PAGE_TYPES = {"reg": PageType.REG, "tcs": PageType.TCS, "trim": PageType.TRIM}
-
-#: The modelled signer's key: a fixed 384-byte modulus (RSA itself is not modelled).
-MODEL_SIGNER_MODULUS = hashlib.shake_256(b"epcsim model signer").digest(384)
-
-
-def parse_perm(perm: str | int, name: str = "perm") -> int:
-    """``"rw"``, ``"rx"``, ``"r"`` ... or R/W/X bits as an int."""
-    if isinstance(perm, int) and not isinstance(perm, bool) and 0 <= perm <= 7:
-        return perm
-    if isinstance(perm, str) and all(c in "rwx" for c in perm.lower()):
-        bits = 0
-        for c in perm.lower():
-            bits |= PERMS[c]
-        return bits
-    raise ValueError(f"{name}: expected a permission string like 'rw' or 'rx', got {perm!r}")
-
-
-def _page_aligned(value: int | str, name: str) -> int:
-    nbytes = parse_size(value, name)
-    if nbytes % PAGE_SIZE:
-        raise ValueError(f"{name}: must be a multiple of 4096 bytes, got {nbytes}")
-    return nbytes
+__all__ = ["Enclave", "EncluResult", "System", "parse_perm"]
 
 
 class System:
@@ -96,7 +55,9 @@ class System:
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
-            raise ValueError(f"content_mode: one of {', '.join(CONTENT_MODES)}, got {content_mode!r}")
+            raise ValueError(
+                f"content_mode: one of {', '.join(CONTENT_MODES)}, got {content_mode!r}"
+            )
         if not isinstance(sections, int) or not 1 <= sections <= 8 or sections > nr_pages:
             raise ValueError(f"sections: 1 to 8 EPC sections, got {sections!r}")
         if not isinstance(nodes, int) or not 1 <= nodes <= sections:
@@ -109,7 +70,9 @@ class System:
         self.seed = seed
         self.timeslice_ns = parse_duration(timeslice, "timeslice")
         self.machine = Machine(cpus, cost_model)
-        sizes = [nr_pages // sections + (1 if i < nr_pages % sections else 0) for i in range(sections)]
+        sizes = [
+            nr_pages // sections + (1 if i < nr_pages % sections else 0) for i in range(sections)
+        ]
         section_node = [i * nodes // sections for i in range(sections)]
         self.cpu = SgxCpu(nr_pages, nr_lps=cpus, content_mode=content_mode, seed=seed)
         self.sgx = Sgx(
@@ -174,8 +137,9 @@ class System:
         if pending:
             env.run(until=env.all_of(pending))
 
-    def create_enclave(self, size: int | str, *, debug: bool = False, name: str = "",
-                       ssa_frame_size: int = 1) -> Enclave:
+    def create_enclave(
+        self, size: int | str, *, debug: bool = False, name: str = "", ssa_frame_size: int = 1
+    ) -> Enclave:
         """SGX_IOC_ENCLAVE_CREATE. ``size`` is the ELRANGE: a power of two, at least 8K."""
         nbytes = parse_size(size, "size")
         if nbytes < 2 * PAGE_SIZE or nbytes & (nbytes - 1):
@@ -186,8 +150,9 @@ class System:
         handle = Enclave(self, encl)
         attrs = int(Attribute.MODE64BIT) | (int(Attribute.DEBUG) if debug else 0)
         # The loader reserves an ELRANGE aligned to its size (spec §15): one window per enclave.
-        secs = Secs(size=nbytes, base=nbytes * encl_id, ssa_frame_size=ssa_frame_size,
-                    attributes=attrs)
+        secs = Secs(
+            size=nbytes, base=nbytes * encl_id, ssa_frame_size=ssa_frame_size, attributes=attrs
+        )
         r = self._call(handle.task, sgx_ioc_enclave_create(handle.task, encl, secs))
         if not r.ok:
             self.sgx.enclaves.pop(encl_id, None)
@@ -222,292 +187,3 @@ class System:
             for e in sgx.enclaves.values()
         }
         return out
-
-
-class EncluResult:
-    """The outcome of an ENCLU leaf run from inside: ``ret`` is the SGX code in RAX (0 on
-    success) or a #PF/#GP fault encoding; ``sigbus`` when the kernel could not map the page."""
-
-    def __init__(self, ret: int, sigbus: bool = False):
-        self.ret = ret
-        self.sigbus = sigbus
-
-    @property
-    def ok(self) -> bool:
-        return self.ret == 0 and not self.sigbus
-
-    @property
-    def name(self) -> str:
-        return "SIGBUS" if self.sigbus else ret_name(self.ret)
-
-    def __repr__(self) -> str:
-        return f"EncluResult({self.name})"
-
-
-class Enclave:
-    """One enclave and the process that owns it (its ioctl caller and its threads)."""
-
-    def __init__(self, system: System, encl: SgxEncl):
-        self.system = system
-        self.encl = encl
-        encl.handle = self
-        self.task = Task(system.machine, f"{encl.name}:ioctl")
-        encl.mm_tasks.append(self.task)
-        self._thread: EnclaveThread | None = None
-        self._nthreads = 0
-
-    @property
-    def id(self) -> int:
-        return self.encl.id
-
-    @property
-    def size(self) -> int:
-        return self.encl.size
-
-    @property
-    def base(self) -> int:
-        return self.encl.base
-
-    @property
-    def resident_pages(self) -> int:
-        return self.encl.resident_pages
-
-    @property
-    def swapped_pages(self) -> int:
-        return self.encl.swapped_pages
-
-    def _index(self, offset: int | str, name: str = "offset") -> int:
-        off = parse_size(offset, name)
-        if off >= self.encl.size:
-            raise ValueError(f"{name}: {off:#x} is outside the enclave (size {self.encl.size:#x})")
-        return off // PAGE_SIZE
-
-    def _ioctl(self, gen) -> IoctlResult:
-        """``sgx_ioctl``: one ioctl at a time per enclave (SGX_ENCL_IOCTL), else -EBUSY."""
-        encl = self.encl
-        if encl.ioctl_busy:
-            gen.close()
-            encl.sgx.stats.ioctl_ebusy += 1
-            return IoctlResult(-EBUSY)
-
-        def guarded():
-            encl.ioctl_busy = True
-            try:
-                return (yield from gen)
-            finally:
-                encl.ioctl_busy = False
-
-        return self.system._call(self.task, guarded())
-
-    # -- build ------------------------------------------------------------------------------
-    def add_pages(self, offset: int | str, length: int | str, perm: str | int = "rw", *,
-                  page_type: str = "reg", measure: bool = False,
-                  data: bytes | None = None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_ADD_PAGES. ``data`` (``length`` bytes) is copied by EADD."""
-        off = _page_aligned(offset, "offset")
-        ln = _page_aligned(length, "length")
-        pt = PAGE_TYPES.get(str(page_type).lower())
-        if pt not in (PageType.REG, PageType.TCS):
-            raise ValueError(f"page_type: 'reg' or 'tcs' for add_pages, got {page_type!r}")
-        bits = parse_perm(perm) if pt == PageType.REG else 0
-        if data is not None and len(data) < ln:
-            raise ValueError(f"data: {len(data)} bytes given for a length of {ln}")
-        args = AddPagesArgs(off, ln, Secinfo(secinfo_flags(pt, bits)),
-                            flags=1 if measure else 0, src=data)
-        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args))
-
-    def add_pages_raw(self, args: AddPagesArgs | None) -> IoctlResult:
-        """ADD_PAGES with a hand-made argument struct (for validation tests)."""
-        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args))
-
-    def sigstruct(self) -> Sigstruct:
-        """A SIGSTRUCT for what was built: the signer computed the same MRENCLAVE offline."""
-        mr = self.system.cpu.secs_state(self.encl.secs_epc).measurement_digest()
-        return Sigstruct.sign(mr, MODEL_SIGNER_MODULUS, attributes=self.encl.attributes)
-
-    def init(self, sigstruct: Sigstruct | None = None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_INIT (signed for the built measurement unless one is given)."""
-        sig = sigstruct if sigstruct is not None else self.sigstruct()
-        return self._ioctl(sgx_ioc_enclave_init(self.task, self.encl, sig))
-
-    # -- SGX2 page-range operations ----------------------------------------------------------
-    def restrict_permissions(self, offset: int | str, length: int | str, perm: str | int = "r",
-                             progress=None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS (EMODPR; the enclave then EACCEPTs with PR)."""
-        args = RestrictPermissionsArgs(parse_size(offset, "offset"), parse_size(length, "length"),
-                                       parse_perm(perm))
-        return self.restrict_permissions_raw(args, progress)
-
-    def restrict_permissions_raw(self, args: RestrictPermissionsArgs | None,
-                                 progress=None) -> IoctlResult:
-        return self._ioctl(
-            sgx_ioc_enclave_restrict_permissions(self.task, self.encl, args, progress))
-
-    def modify_types(self, offset: int | str, length: int | str, page_type: str | int = "trim",
-                     progress=None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_MODIFY_TYPES (EMODT to ``"trim"`` or ``"tcs"``)."""
-        if isinstance(page_type, str):
-            if page_type.lower() not in PAGE_TYPES:
-                raise ValueError(f"page_type: 'trim' or 'tcs', got {page_type!r}")
-            pt = int(PAGE_TYPES[page_type.lower()])
-        else:
-            pt = int(page_type)
-        args = ModifyTypesArgs(parse_size(offset, "offset"), parse_size(length, "length"), pt)
-        return self.modify_types_raw(args, progress)
-
-    def modify_types_raw(self, args: ModifyTypesArgs | None, progress=None) -> IoctlResult:
-        return self._ioctl(sgx_ioc_enclave_modify_types(self.task, self.encl, args, progress))
-
-    def remove_pages(self, offset: int | str, length: int | str, progress=None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_REMOVE_PAGES (EREMOVE of accepted TRIM pages)."""
-        args = RemovePagesArgs(parse_size(offset, "offset"), parse_size(length, "length"))
-        return self.remove_pages_raw(args, progress)
-
-    def remove_pages_raw(self, args: RemovePagesArgs | None, progress=None) -> IoctlResult:
-        return self._ioctl(sgx_ioc_enclave_remove_pages(self.task, self.encl, args, progress))
-
-    # -- ENCLU from inside -------------------------------------------------------------------
-    def _secinfo(self, page_type: str | int, perm: str | int, pending: bool, modified: bool,
-                 pr: bool) -> int:
-        pt = PAGE_TYPES[page_type.lower()] if isinstance(page_type, str) else int(page_type)
-        state = ((SecinfoFlags.PENDING if pending else 0) | (SecinfoFlags.MODIFIED if modified
-                 else 0) | (SecinfoFlags.PR if pr else 0))
-        return secinfo_flags(pt, parse_perm(perm), int(state))
-
-    def eaccept(self, offset: int | str, page_type: str | int = "reg", perm: str | int = "rw", *,
-                pending: bool = False, modified: bool = False, pr: bool = False,
-                thread: EnclaveThread | None = None) -> EncluResult:
-        """ENCLU[EACCEPT] on one page from inside the enclave. An absent page faults and, on
-        SGX2, is EAUGed by the kernel first (``augment_via_eaccept``)."""
-        flags = self._secinfo(page_type, perm, pending, modified, pr)
-        return self._enclu(offset, thread, lambda lp, epc, addr: self.system.cpu.eaccept(
-            lp, flags, addr, epc), "eaccept")
-
-    def emodpe(self, offset: int | str, perm: str | int, *,
-               thread: EnclaveThread | None = None) -> EncluResult:
-        """ENCLU[EMODPE]: extend the EPCM permissions of a page from inside."""
-        flags = secinfo_flags(PageType.REG, parse_perm(perm))
-        return self._enclu(offset, thread, lambda lp, epc, addr: self.system.cpu.emodpe(
-            lp, flags, addr, epc), "emodpe")
-
-    def eacceptcopy(self, offset: int | str, src_offset: int | str, perm: str | int = "rw", *,
-                    thread: EnclaveThread | None = None) -> EncluResult:
-        """ENCLU[EACCEPTCOPY]: initialise a PENDING page from another page and accept it."""
-        flags = secinfo_flags(PageType.REG, parse_perm(perm), int(SecinfoFlags.PENDING))
-        src_idx = self._index(src_offset, "src_offset")
-
-        def leaf(lp, epc, addr):
-            return self.system.cpu.eacceptcopy(lp, flags, addr, epc, int(self.encl.epc[src_idx]))
-
-        return self._enclu(offset, thread, leaf, "eaccept")
-
-    def _enclu(self, offset, thread, leaf, counter: str) -> EncluResult:
-        idx = self._index(offset)
-        t = thread or self._main_thread()
-        addr = self.encl.linaddr(idx)
-        cost = getattr(self.system.costs, counter)
-        stats = self.system.sgx.stats
-
-        def prog():
-            def run_leaf(lp, epc):
-                setattr(stats, counter, getattr(stats, counter) + 1)
-                return leaf(lp, epc, addr)
-
-            ret = yield from t.enclu_on_page(idx, run_leaf)
-            if ret is None:
-                return EncluResult(-1, sigbus=True)
-            yield from t.run(cost)
-            return EncluResult(int(ret))
-
-        return self.system._call(t, prog())
-
-    # -- running inside ----------------------------------------------------------------------
-    def _main_thread(self) -> EnclaveThread:
-        if self._thread is None:
-            self._thread = self.new_thread()
-        return self._thread
-
-    def tcs_pages(self) -> list[int]:
-        e = self.encl
-        return np.flatnonzero(e.present & (e.type == PageType.TCS)).tolist()
-
-    def new_thread(self, name: str = "") -> EnclaveThread:
-        """A new enclave thread, bound to the next TCS if the enclave has TCS pages."""
-        tcs = self.tcs_pages()
-        tcs_index = tcs[self._nthreads % len(tcs)] if tcs else -1
-        self._nthreads += 1
-        return EnclaveThread(self.encl, name or f"{self.encl.name}:t{self._nthreads}",
-                             tcs_index, self.system.timeslice_ns)
-
-    def access(self, offset: int | str, write: bool = False) -> AccessOutcome:
-        """One access from inside the enclave (faults and reloads as needed)."""
-        idx = self._index(offset)
-        t = self._main_thread()
-        return self.system._call(t, t.access_stream(np.array([idx]), write))
-
-    def access_pages(self, pages, write: bool | np.ndarray = False) -> AccessOutcome:
-        """A stream of page indices touched in order by the main enclave thread."""
-        t = self._main_thread()
-        return self.system._call(t, t.access_stream(np.asarray(pages), write))
-
-    def start(self, pages, write: bool | np.ndarray = False, name: str = ""):
-        """Start a concurrent enclave thread running an access stream; ``System.run()``
-        runs it. Returns the SimPy process (its ``.value`` is the ``AccessOutcome``)."""
-        t = self.new_thread(name)
-
-        def prog():
-            try:
-                return (yield from t.access_stream(np.asarray(pages), write))
-            finally:
-                yield from t.leave()
-                t.release_cpu()
-
-        proc = self.system.machine.spawn(prog())
-        self.system._threads.append(proc)
-        return proc
-
-    def write(self, offset: int, data: bytes) -> AccessOutcome:
-        """Write bytes from inside the enclave (``full`` content mode keeps them exactly)."""
-        return self._rw(offset, data=data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        """Read bytes from inside the enclave; faults bring evicted pages back (ELDU)."""
-        out = self._rw(offset, length=length)
-        if not out.ok:
-            raise RuntimeError(f"read at {offset:#x} failed: {out}")
-        return out.data
-
-    def _rw(self, offset: int, data: bytes | None = None, length: int = 0) -> AccessOutcome:
-        if self.system.cpu.content_mode != "full":
-            raise ValueError("content_mode: byte-exact read/write needs content_mode='full'")
-        off = parse_size(offset, "offset")
-        n = len(data) if data is not None else length
-        if off + n > self.encl.size:
-            raise ValueError("offset: the range runs past the end of the enclave")
-        t = self._main_thread()
-        hw = self.system.cpu
-
-        def prog():
-            buf = bytearray()
-            pos = off
-            while pos < off + n:
-                idx, in_page = divmod(pos, PAGE_SIZE)
-                take = min(PAGE_SIZE - in_page, off + n - pos)
-                res = yield from t.access_stream(np.array([idx]), data is not None)
-                if not res.ok:
-                    return res
-                epc = int(self.encl.epc[idx])
-                if data is not None:
-                    hw.write(epc, in_page, data[pos - off : pos - off + take])
-                else:
-                    buf += hw.read(epc, in_page, take)
-                pos += take
-            res = AccessOutcome(done=n)
-            res.data = bytes(buf)
-            return res
-
-        return self.system._call(t, prog())
-
-    def close(self) -> None:
-        """Close the fd and exit the process: the last reference releases the enclave."""
-        self.encl.put()

@@ -58,8 +58,11 @@ def test_epc_nodes_round_robin_from_local_node():
     assert epc.flags[3] != SGX_EPC_PAGE_IS_FREE
 
 
-@given(st.lists(st.tuples(st.sampled_from(["mark", "unmark", "isolate"]),
-                          st.integers(0, 15)), max_size=200))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["mark", "unmark", "isolate"]), st.integers(0, 15)), max_size=200
+    )
+)
 def test_kernel_lru_matches_a_list_model(ops):
     lru = KernelLru(16)
     model: list[int] = []

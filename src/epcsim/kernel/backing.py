@@ -106,8 +106,9 @@ class BackingStore:
         f = self.files.get(encl_id)
         return None if f is None else f.lookup(index)
 
-    def tamper(self, encl_id: int, index: int, *, contents: bytes | None = None,
-               pcmd: bytes | None = None) -> None:
+    def tamper(
+        self, encl_id: int, index: int, *, contents: bytes | None = None, pcmd: bytes | None = None
+    ) -> None:
         """Overwrite a record's raw bytes in place (an attacker with access to RAM/swap)."""
         rec = self.files[encl_id].records[index]
         if contents is not None:

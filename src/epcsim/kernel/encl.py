@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from epcsim.arch import (
+    EACCES,
     EBUSY,
     EFAULT,
     PAGE_SHIFT,
-    PAGE_SIZE,
     SGX_VA_SLOT_COUNT,
     X86_TRAP_GP,
     encls_fault,
@@ -177,6 +177,22 @@ class SgxEncl:
             return False
         sgx.free_epc_page(page)
         return True
+
+    def may_map(self, first: int, last: int, prot: int) -> int:
+        """``sgx_encl_may_map`` (mmap/mprotect): every existing page must allow ``prot``;
+        absent addresses impose no restriction. Returns 0 or -EACCES."""
+        sl = slice(first, last)
+        present = self.present[sl]
+        if np.any(present & ((self.max_prot[sl] & prot) != prot)):
+            return -EACCES
+        return 0
+
+    def mprotect(self, first: int, last: int, prot: int) -> int:
+        ret = self.may_map(first, last, prot)
+        if ret == 0:
+            self.vma_prot[first:last] = prot
+            self.pte_present[first:last] &= (prot & PROT_R) != 0
+        return ret
 
     # -- PTEs and the accessed bit ----------------------------------------------------------
     def zap_ptes(self, index: int) -> None:

@@ -38,7 +38,10 @@ def sgx_encl_eaug_page(task: Task, encl: SgxEncl, index: int) -> Gen:
             return VM_FAULT_NOPAGE if ret == -EBUSY else VM_FAULT_SIGBUS
         page = yield from sgx.alloc_epc_page(task, encl.id, index, reclaim=False)
         if page < 0:
-            return VM_FAULT_NOPAGE if page == -EBUSY else VM_FAULT_SIGBUS
+            if page == -EBUSY:
+                sgx.stats.fault_retries += 1
+                return VM_FAULT_NOPAGE
+            return VM_FAULT_SIGBUS
         va = yield from encl.grow(task, reclaim=False)
         if va < 0 and va != -1:
             sgx.free_epc_page(page)
@@ -85,6 +88,7 @@ def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
             return VM_FAULT_SIGBUS  # -EFAULT
         ret = yield from encl.load_page(task, index)
         if ret == -EBUSY:
+            sgx.stats.fault_retries += 1
             return VM_FAULT_NOPAGE
         if ret:
             return VM_FAULT_SIGBUS

@@ -161,8 +161,9 @@ class AddPagesArgs:
     count: int = 0
 
 
-def sgx_encl_add_page(task: Task, encl: SgxEncl, index: int, data: bytes | None,
-                      secinfo: Secinfo, flags: int) -> Gen:
+def sgx_encl_add_page(
+    task: Task, encl: SgxEncl, index: int, data: bytes | None, secinfo: Secinfo, flags: int
+) -> Gen:
     """``sgx_encl_add_page``: allocate (with reclaim), EADD, optional EEXTEND, mark."""
     sgx = encl.sgx
     costs = sgx.m.costs
@@ -199,6 +200,8 @@ def sgx_encl_add_page(task: Task, encl: SgxEncl, index: int, data: bytes | None,
         encl.type[index] = pt
         # vm_max_prot_bits: from SECINFO; a TCS gets R|W (the CPU zeroes TCS permissions)
         encl.max_prot[index] = (PROT_R | PROT_W) if pt == PageType.TCS else secinfo.flags & 7
+        # the loader mmaps each segment with its own permissions (selftest load.c)
+        encl.vma_prot[index] = encl.max_prot[index]
         encl.secs_child_cnt += 1
         if flags & SGX_PAGE_MEASURE:
             for chunk in range(PAGE_SIZE // 256):
@@ -260,7 +263,6 @@ def task_signal_pending(task: Task) -> bool:
 # -- SGX_IOC_ENCLAVE_INIT ----------------------------------------------------------------------
 def sgx_ioc_enclave_init(task: Task, encl: SgxEncl, sigstruct: Sigstruct | None) -> Gen:
     """``sgx_ioc_enclave_init`` + ``sgx_encl_init`` (spec §10.3)."""
-    sgx = encl.sgx
     if not encl.created or encl.initialized:
         return IoctlResult(-EINVAL)
     if sigstruct is None:

@@ -100,8 +100,9 @@ def _load(task: Task, encl: SgxEncl, index: int) -> Gen:
     return 0
 
 
-def _page_loop(task: Task, encl: SgxEncl, offset: int, length: int, per_page,
-               progress: ProgressHook | None) -> Gen:
+def _page_loop(
+    task: Task, encl: SgxEncl, offset: int, length: int, per_page, progress: ProgressHook | None
+) -> Gen:
     """The shared per-page loop. ``per_page(index)`` runs with ``encl->lock`` held and returns
     0 or ``-errno`` (it may drop and retake the lock itself)."""
     sgx = encl.sgx
@@ -128,9 +129,12 @@ def _page_loop(task: Task, encl: SgxEncl, offset: int, length: int, per_page,
 
 
 # -- SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS -------------------------------------------------------
-def sgx_ioc_enclave_restrict_permissions(task: Task, encl: SgxEncl,
-                                         arg: RestrictPermissionsArgs | None,
-                                         progress: ProgressHook | None = None) -> Gen:
+def sgx_ioc_enclave_restrict_permissions(
+    task: Task,
+    encl: SgxEncl,
+    arg: RestrictPermissionsArgs | None,
+    progress: ProgressHook | None = None,
+) -> Gen:
     """RESTRICT_PERMISSIONS: EMODPR + ETRACK per page (spec §10.5)."""
     ret = sgx_ioc_sgx2_ready(encl)
     if ret:
@@ -164,14 +168,16 @@ def sgx_ioc_enclave_restrict_permissions(task: Task, encl: SgxEncl,
             return -EFAULT
         return 0
 
-    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
-                                               progress)
+    out.ret, out.count = yield from _page_loop(
+        task, encl, arg.offset, arg.length, per_page, progress
+    )
     return out
 
 
 # -- SGX_IOC_ENCLAVE_MODIFY_TYPES --------------------------------------------------------------
-def sgx_ioc_enclave_modify_types(task: Task, encl: SgxEncl, arg: ModifyTypesArgs | None,
-                                 progress: ProgressHook | None = None) -> Gen:
+def sgx_ioc_enclave_modify_types(
+    task: Task, encl: SgxEncl, arg: ModifyTypesArgs | None, progress: ProgressHook | None = None
+) -> Gen:
     """MODIFY_TYPES: REG→TCS, REG→TRIM, TCS→TRIM via EMODT + ETRACK (spec §10.6)."""
     ret = sgx_ioc_sgx2_ready(encl)
     if ret:
@@ -226,14 +232,16 @@ def sgx_ioc_enclave_modify_types(task: Task, encl: SgxEncl, arg: ModifyTypesArgs
         encl.type[index] = new_type
         return 0
 
-    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
-                                               progress)
+    out.ret, out.count = yield from _page_loop(
+        task, encl, arg.offset, arg.length, per_page, progress
+    )
     return out
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------
-def sgx_ioc_enclave_remove_pages(task: Task, encl: SgxEncl, arg: RemovePagesArgs | None,
-                                 progress: ProgressHook | None = None) -> Gen:
+def sgx_ioc_enclave_remove_pages(
+    task: Task, encl: SgxEncl, arg: RemovePagesArgs | None, progress: ProgressHook | None = None
+) -> Gen:
     """REMOVE_PAGES: EREMOVE of accepted TRIM pages (spec §10.7)."""
     ret = sgx_ioc_sgx2_ready(encl)
     if ret:
@@ -274,6 +282,7 @@ def sgx_ioc_enclave_remove_pages(task: Task, encl: SgxEncl, arg: RemovePagesArgs
         return 0
 
     out = IoctlResult()
-    out.ret, out.count = yield from _page_loop(task, encl, arg.offset, arg.length, per_page,
-                                               progress)
+    out.ret, out.count = yield from _page_loop(
+        task, encl, arg.offset, arg.length, per_page, progress
+    )
     return out

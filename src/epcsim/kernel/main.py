@@ -132,7 +132,7 @@ class Sgx:
             if page not in self.lru:
                 return -EBUSY
             self.lru.unmark(page)
-            self.epc.flags[page] &= ~SGX_EPC_PAGE_RECLAIMER_TRACKED
+            self.epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
         return 0
 
     # -- ksgxd ------------------------------------------------------------------------------

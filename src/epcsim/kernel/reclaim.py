@@ -116,7 +116,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
     for page in isolated:
         encl = sgx.enclaves.get(int(epc.owner_encl[page]))
         if encl is None or encl.dead:  # kref_get_unless_zero failed: release owns it now
-            epc.flags[page] &= ~SGX_EPC_PAGE_RECLAIMER_TRACKED
+            epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
             continue
         encl.refcount += 1
         chunk.append((page, encl, int(epc.owner_index[page])))
@@ -157,7 +157,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         yield from reclaimer_write(sgx, task, encl, page, index)
         task.unlock(encl.lock)
         encl.put()
-        epc.flags[page] &= ~SGX_EPC_PAGE_RECLAIMER_TRACKED
+        epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
         sgx.free_epc_page(page)
     return len(kept)
 

@@ -27,6 +27,7 @@ class Counters:
     emodpr: int = 0
     emodt: int = 0
     eaccept: int = 0
+    emodpe: int = 0
     ksgxd_wakeups: int = 0  # ksgxd went from sleeping to running
     ksgxd_batches: int = 0
     ksgxd_pages_reclaimed: int = 0

@@ -65,8 +65,13 @@ def write_demo_report(runs: list[SeedRun], flips: list[dict] | None, out_dir: Pa
         label = "direct reclaim" if r.config.direct_reclaim else "no direct reclaim"
         for name, op, style in (("MODIFY_TYPES", r.modify, "-"), ("REMOVE_PAGES", r.remove, "--")):
             if op.progress:
-                ax.plot([t / 1e6 for t, _ in op.progress], [p for _, p in op.progress], style,
-                        label=f"{name}, {label}", linewidth=1.2)
+                ax.plot(
+                    [t / 1e6 for t, _ in op.progress],
+                    [p for _, p in op.progress],
+                    style,
+                    label=f"{name}, {label}",
+                    linewidth=1.2,
+                )
     ax.set_xlabel("simulated time (ms)")
     ax.set_ylabel("pages done")
     ax.legend(fontsize=8)
@@ -95,12 +100,18 @@ def write_demo_report(runs: list[SeedRun], flips: list[dict] | None, out_dir: Pa
             rows.append(row)
         rep.table(["CPUs"] + [f"EWB/ELDU = {r:g}" for r in ratios], rows)
         if flips:
-            rep.paragraph(f"Sweep scenario: EPC {flips[0]['epc']}, heap {flips[0]['heap_factor']:g}x "
-                          "EPC, direct reclaim off.", cls="note")
+            rep.paragraph(
+                f"Sweep scenario: EPC {flips[0]['epc']}, heap {flips[0]['heap_factor']:g}x "
+                "EPC, direct reclaim off.",
+                cls="note",
+            )
 
     rep.heading("Cost model")
-    rep.paragraph("Costs marked [ASSUMED] in epcsim.engine.costs have no public per-leaf "
-                  "measurement; they are this model's assumptions:", cls="note")
+    rep.paragraph(
+        "Costs marked [ASSUMED] in epcsim.engine.costs have no public per-leaf "
+        "measurement; they are this model's assumptions:",
+        cls="note",
+    )
     rep.code({k: v for k, v in sorted(Costs().assumed().items())})
     rep.heading("Configuration and counters")
     rep.code({("direct" if r.config.direct_reclaim else "no_direct"): r.stats for r in runs})

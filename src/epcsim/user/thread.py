@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epcsim.arch import PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, encls_faulted
+from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, encls_faulted
 from epcsim.engine.machine import Gen, Task
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from epcsim.isa import SgxCpu
 
 _WRITE_MIX = np.uint64(0x9E3779B97F4A7C15)
+#: longest run of resident accesses charged as one simulated step
+ACCESS_QUANTUM_NS = 10_000
 
 
 @dataclass
@@ -43,7 +45,9 @@ class AccessOutcome:
 class EnclaveThread(Task):
     """A user thread of the process that owns ``encl``, entering it through ``tcs``."""
 
-    def __init__(self, encl: SgxEncl, name: str, tcs_index: int = -1, timeslice_ns: int = 1_000_000):
+    def __init__(
+        self, encl: SgxEncl, name: str, tcs_index: int = -1, timeslice_ns: int = 1_000_000
+    ):
         super().__init__(encl.sgx.m, name)
         self.encl = encl
         self.sgx = encl.sgx
@@ -66,13 +70,21 @@ class EnclaveThread(Task):
         return -1 if self.tcs_index < 0 else int(self.encl.epc[self.tcs_index])
 
     def _ensure_tcs(self) -> Gen:
-        """EENTER/ERESUME fault (#PF) if the TCS is not mapped; the kernel loads it."""
-        while self.tcs_index >= 0 and not self.encl.pte_present[self.tcs_index]:
-            self.sgx.stats.page_faults += 0  # counted in sgx_vma_fault
-            res = yield from sgx_vma_fault(self, self.encl, self.tcs_index)
-            if res != VM_FAULT_NOPAGE:
+        """EENTER/ERESUME fault (#PF) if the TCS is not mapped; the kernel loads it (and the
+        SECS first). With the implicit TCS the SECS itself is reloaded if it was evicted."""
+        encl = self.encl
+        while self.tcs_index >= 0 and not encl.pte_present[self.tcs_index]:
+            if not (yield from self._fault(self.tcs_index)):
                 return False
-            yield from self.run(self.m.costs.fault_entry)
+        while self.tcs_index < 0 and encl.secs_epc < 0:
+            yield from self.lock(encl.lock)
+            ret = yield from encl.load_secs(self)
+            self.unlock(encl.lock)
+            if ret and ret != -EBUSY:
+                return False
+            if ret:
+                yield from self.run(self.m.costs.fault_entry)
+                yield from self.cond_resched()
         return True
 
     def enter(self) -> Gen:
@@ -86,11 +98,14 @@ class EnclaveThread(Task):
         costs = self.m.costs
         if self.entered:  # after an AEX
             yield from self.run(costs.eresume)
-            self.hw.eresume(self.cpu, self._tcs_epc())
+            ret = self.hw.eresume(self.cpu, self._tcs_epc(), self.encl.secs_epc)
         else:
             yield from self.run(costs.eenter)
-            self.hw.eenter(self.cpu, self._tcs_epc())
-            self.entered = True
+            ret = self.hw.eenter(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+        if ret:
+            self.entered = self.aexed = False
+            return False
+        self.entered = True
         self.aexed = False
         return True
 
@@ -150,7 +165,9 @@ class EnclaveThread(Task):
         if n and (pages.min() < 0 or pages.max() >= encl.nr_pages):
             raise ValueError("pages: index outside the enclave")
         out = AccessOutcome()
-        chunk_max = max(1, self.timeslice_ns // max(1, costs.access))
+        # A run of resident accesses is charged in one step of at most ACCESS_QUANTUM_NS, so
+        # the reclaimer's young checks interleave with it at that granularity.
+        chunk_max = max(1, min(self.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
         i = 0
         while i < n:
             if not (yield from self.enter()):
@@ -163,9 +180,7 @@ class EnclaveThread(Task):
             if k:
                 epcs = encl.epc[seg[:k]]
                 wseg = writes[i : i + k]
-                allowed = self._epcm_allows(epcs, False) & (
-                    ~wseg | self._epcm_allows(epcs, True)
-                )
+                allowed = self._epcm_allows(epcs, False) & (~wseg | self._epcm_allows(epcs, True))
                 k2 = int(np.argmin(allowed)) if not allowed.all() else k
                 if k2:
                     encl.pte_young[seg[:k2]] = True
@@ -174,6 +189,9 @@ class EnclaveThread(Task):
                         self._apply_writes(wr)
                     self.sgx.stats.enclave_accesses += k2
                     yield from self.run(k2 * costs.access)
+                    # accessed during the step: still-mapped pages are young again at its end
+                    touched = seg[:k2]
+                    encl.pte_young[touched] |= encl.pte_present[touched]
                     i += k2
                     out.done += k2
                 if k2 < k:  # the EPCM refuses: an SGX #PF reported to the enclave/runtime
