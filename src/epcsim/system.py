@@ -35,7 +35,8 @@ class System:
     ``content_mode`` (``"full"``, ``"mac"`` or ``"tag"``), ``costs`` (overrides of
     ``epcsim.engine.costs.Costs``), ``sections``/``nodes`` (EPC sections over NUMA nodes),
     ``sgx2`` (the CPU supports EDMM), ``timeslice`` (how long an enclave thread runs before a
-    reschedule point), ``seed``.
+    reschedule point), ``sched_slice`` (the scheduler's slice: a task gives up a contended CPU
+    at ``cond_resched`` only after running this long), ``seed``.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class System:
         nodes: int = 1,
         sgx2: bool = True,
         timeslice: int | str = "1ms",
+        sched_slice: int | str = "3ms",
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -69,7 +71,7 @@ class System:
         cost_model = costs if isinstance(costs, Costs) else Costs.from_dict(costs)
         self.seed = seed
         self.timeslice_ns = parse_duration(timeslice, "timeslice")
-        self.machine = Machine(cpus, cost_model)
+        self.machine = Machine(cpus, cost_model, parse_duration(sched_slice, "sched_slice"))
         sizes = [
             nr_pages // sections + (1 if i < nr_pages % sections else 0) for i in range(sections)
         ]

@@ -7,7 +7,7 @@ from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 
 
 def test_tasks_share_one_cpu_fifo():
-    m = Machine(1)
+    m = Machine(1, sched_slice_ns=10)
     log = []
 
     def prog(task, n):
@@ -21,8 +21,26 @@ def test_tasks_share_one_cpu_fifo():
     m.spawn(prog(a, 2))
     m.spawn(prog(b, 2))
     m.env.run()
-    # one CPU: the two tasks alternate at each cond_resched, time adds up
+    # one CPU, a 10 ns slice: the two tasks alternate at each cond_resched
     assert log == [("a", 0, 10), ("b", 0, 20), ("a", 1, 30), ("b", 1, 40)]
+
+
+def test_cond_resched_keeps_the_cpu_until_the_slice_is_used():
+    m = Machine(1, sched_slice_ns=25)
+    log = []
+
+    def prog(task, n):
+        for i in range(n):
+            yield from task.run(10)
+            log.append((task.name, i))
+            yield from task.cond_resched()
+        task.exit()
+
+    m.spawn(prog(Task(m, "a"), 4))
+    m.spawn(prog(Task(m, "b"), 1))
+    m.env.run()
+    # a runs 30 ns (three steps) before need_resched lets b in
+    assert log == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 3)]
 
 
 def test_two_cpus_run_in_parallel():

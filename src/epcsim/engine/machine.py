@@ -6,7 +6,9 @@ adds only what the kernel model needs to interleave correctly:
 * ``Task`` - a schedulable thread (ksgxd, an ioctl caller, an enclave thread). Work costs
   simulated time *on a CPU*: ``yield from task.run(ns)`` first takes a CPU (FIFO, like a run
   queue with equal priorities) and keeps it until the task sleeps (mutex contention, a wait
-  queue) or reaches a ``cond_resched()`` point while another task is waiting for a CPU.
+  queue) or reaches a ``cond_resched()`` point with ``need_resched`` set: another task is
+  waiting for a CPU and this one has used up its slice (``sched_slice_ns``, the CFS/EEVDF
+  time slice; wake-up preemption is not modelled).
   A task whose CPU is free pays one SimPy event per ``run``; uncontended locks cost none.
 * ``Mutex`` - ``struct mutex`` (e.g. ``encl->lock``): a sleeping lock, FIFO hand-over.
   Spinlocks (``sgx_reclaimer_lock``, the node free-list lock) are not modelled as waits:
@@ -34,11 +36,13 @@ Gen = Generator[Any, Any, Any]
 class Machine:
     """Simulated time plus ``nr_cpus`` logical processors handed out FIFO."""
 
-    def __init__(self, nr_cpus: int, costs: Costs | None = None):
-        if not isinstance(nr_cpus, int) or nr_cpus < 1:
+    def __init__(self, nr_cpus: int, costs: Costs | None = None, sched_slice_ns: int = 3_000_000):
+        if not isinstance(nr_cpus, int) or isinstance(nr_cpus, bool) or nr_cpus < 1:
             raise ValueError(f"cpus: must be a positive integer, got {nr_cpus!r}")
         self.env = simpy.Environment()
         self.costs = costs or Costs()
+        #: [ASSUMED] CFS/EEVDF slice with a few runnable tasks (sched_latency 6 ms / 2)
+        self.sched_slice_ns = sched_slice_ns
         self.nr_cpus = nr_cpus
         self._free_cpus: deque[int] = deque(range(nr_cpus))
         self._cpu_waiters: deque[tuple[Task, simpy.Event]] = deque()
@@ -88,9 +92,11 @@ class Task:
         self.on_switch_out: Callable[[Task, int], None] | None = None
         self.on_switch_in: Callable[[Task, int], None] | None = None
         self.busy_ns = 0
+        self.slice_start = 0
 
     def _on_cpu(self, cpu: int) -> None:
         self.cpu = cpu
+        self.slice_start = self.m.env.now
         self.m.running[cpu] = self
         if self.on_switch_in is not None:
             self.on_switch_in(self, cpu)
@@ -117,9 +123,18 @@ class Task:
             self.busy_ns += ns
             yield self.m.env.timeout(ns)
 
+    def need_resched(self) -> bool:
+        """Another task waits for a CPU and this one has run for its whole slice."""
+        m = self.m
+        return (
+            self.cpu is not None
+            and m.cpu_contended()
+            and m.env.now - self.slice_start >= m.sched_slice_ns
+        )
+
     def cond_resched(self) -> Gen:
-        """``cond_resched()``: give the CPU up if another task is waiting for one."""
-        if self.cpu is not None and self.m.cpu_contended():
+        """``cond_resched()``: give the CPU up if ``need_resched`` is set."""
+        if self.need_resched():
             self.release_cpu()
             yield from self.acquire_cpu()
 
@@ -132,8 +147,7 @@ class Task:
 
     def lock(self, mutex: Mutex) -> Gen:
         """``mutex_lock()``: a might_sleep point, then sleep until the mutex is handed over."""
-        if self.cpu is not None and self.m.cpu_contended():
-            yield from self.cond_resched()
+        yield from self.cond_resched()
         ev = mutex._acquire(self)
         if ev is not None:
             t0 = self.m.env.now
