@@ -27,6 +27,11 @@ err = Console(stderr=True)
 EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2
 
 
+@app.callback()
+def _root() -> None:
+    """epcsim: a model of Linux SGX EPC memory management."""
+
+
 def fail_input(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(EXIT_INPUT)
@@ -57,7 +62,7 @@ def demo(
     cpus: Annotated[int, typer.Option(help="Logical CPUs.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     flip: Annotated[bool, typer.Option(help="Also sweep CPUs x EWB/ELDU cost ratio.")] = True,
-    flip_epc: Annotated[str, typer.Option(help="EPC size for the flip sweep.")] = "16M",
+    flip_epc: Annotated[str, typer.Option(help="EPC size for the flip sweep.")] = "8M",
 ) -> None:
     """The seed scenario: EDMM page removal on an EPC oversubscribed 2x, without and with
     direct reclaim. Prints a table and writes an HTML report to OUT/report.html."""
@@ -92,15 +97,18 @@ def demo(
 
             runs.append(run_seed(cfg, on_phase))
         flips = []
-        for ratio, c, cfg in flip_cfgs:
-            prog.update(bar, description=f"flip sweep: cpus={c} EWB/ELDU={ratio:g}")
+        for layout, ratio, c, cfg in flip_cfgs:
+            prog.update(bar, description=f"flip sweep ({layout}): cpus={c} EWB/ELDU={ratio:g}")
             r = run_seed(cfg)
             flips.append(
                 {
+                    "layout": layout,
                     "cpus": c,
                     "ratio": ratio,
                     "epc": flip_epc,
-                    "heap_factor": heap_factor,
+                    "heap_factor": cfg.heap_factor,
+                    "neighbour_factor": cfg.neighbour_factor,
+                    "length_pages": r.length_pages,
                     "first_call_pages": r.modify.first_call_count_pages,
                     "complete": r.modify.first_call_errno is None,
                 }
@@ -117,34 +125,50 @@ def demo(
         )
     else:
         header, rows = table_rows(runs)
-        t = Table(title="EDMM removal of a heap 2x the EPC")
-        for h in header:
-            t.add_column(h, justify="right")
+        t = Table(title="EDMM removal of a heap 2x the EPC (the seed scenario)")
+        t.add_column("")
         for row in rows:
-            t.add_row(*[_cell(v) for v in row])
+            t.add_column("direct reclaim" if row[0] else "no direct reclaim", justify="right")
+        for i, h in enumerate(header[1:], start=1):
+            t.add_row(h, *[_cell(row[i]) for row in rows])
         Console().print(t)
         Console().print(f"report: {path}")
     raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)
 
 
+FLIP_RATIOS = (0.5, 0.9, 1.0, 1.1, 1.2, 1.5)
+FLIP_CPUS = (1, 2, 4)
+#: the two layouts of the flip sweep: where ksgxd's victims come from
+FLIP_LAYOUTS = {
+    "same enclave": {"heap_factor": 2.0, "neighbour_factor": 0.0},
+    "idle neighbour": {"heap_factor": 0.9, "neighbour_factor": 1.0},
+}
+
+
 def flip_configs(epc: str, heap_factor: float, seed: int):
+    """Without direct reclaim, sweep CPUs x EWB/ELDU cost ratio in two layouts: the seed's
+    (victims are the heap's own pages) and one where an idle neighbour enclave fills the EPC
+    (victims do not contend for the ioctl's encl->lock)."""
     from epcsim.demo import SeedConfig
     from epcsim.engine.costs import Costs
 
     eldu = Costs().eldu
     out = []
-    for c in (1, 2, 4):
-        for ratio in (0.25, 0.5, 0.9, 1.5):
-            cfg = SeedConfig(
-                epc=epc,
-                heap_factor=heap_factor,
-                cpus=c,
-                seed=seed,
-                direct_reclaim=False,
-                stop_after_first_call=True,
-                costs={"ewb": int(eldu * ratio)},
-            )
-            out.append((ratio, c, cfg))
+    for layout, shape in FLIP_LAYOUTS.items():
+        for c in FLIP_CPUS:
+            for ratio in FLIP_RATIOS:
+                hf = heap_factor if layout == "same enclave" else shape["heap_factor"]
+                cfg = SeedConfig(
+                    epc=epc,
+                    heap_factor=hf,
+                    cpus=c,
+                    seed=seed,
+                    direct_reclaim=False,
+                    stop_after_first_call=True,
+                    neighbour_factor=shape["neighbour_factor"],
+                    costs={"ewb": int(eldu * ratio)},
+                )
+                out.append((layout, ratio, c, cfg))
     return out
 
 

@@ -42,10 +42,17 @@ class SeedConfig:
     seed: int = 0
     content_mode: str = "tag"
     stop_after_first_call: bool = False  # for sweeps that only ask "does the first call fail?"
+    #: an idle neighbour enclave of this many EPCs, built after the heap: it fills the EPC, so
+    #: ksgxd's victims belong to another enclave and do not contend for the ioctl's encl->lock
+    neighbour_factor: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
             raise ValueError(f"heap_factor: must be a positive number, got {self.heap_factor!r}")
+        if not isinstance(self.neighbour_factor, int | float) or self.neighbour_factor < 0:
+            raise ValueError(
+                f"neighbour_factor: must be a number >= 0, got {self.neighbour_factor!r}"
+            )
 
 
 @dataclass
@@ -60,6 +67,7 @@ class OpStats:
     errno: str | None = None  # a non-EAGAIN error that ended the loop
     simulated_ns: int = 0
     progress: list[tuple[int, int]] = field(default_factory=list)  # (ns, pages done)
+    eagain_at: list[int] = field(default_factory=list)  # simulated ns of each -EAGAIN return
 
 
 @dataclass
@@ -124,6 +132,7 @@ def _drive(
         done += r.count
         if r.errno == "EAGAIN":
             st.eagain_returns += 1
+            st.eagain_at.append(system.now)
             if stop_after_first:
                 break
             continue
@@ -170,6 +179,15 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
     r = encl.init()
     if not r.ok:
         raise RuntimeError(f"EINIT failed: {r.errno}")
+    if cfg.neighbour_factor > 0:
+        phase("neighbour")
+        n = max(1, int(epc_pages * cfg.neighbour_factor))
+        nsize = PAGE_SIZE
+        while nsize < n * PAGE_SIZE:
+            nsize <<= 1
+        nb = system.create_enclave(nsize, name="neighbour")
+        if not (nb.add_pages(0, n * PAGE_SIZE).ok and nb.init().ok):
+            raise RuntimeError("building the neighbour enclave failed")
     if cfg.touch_heap:
         phase("touch")
         encl.access_pages(np.arange(image_pages, image_pages + heap_pages), write=True)

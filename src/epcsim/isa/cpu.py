@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from epcsim.arch import SGX_VA_SLOT_COUNT, X86_TRAP_GP, X86_TRAP_PF, encls_fault
+from epcsim.arch import X86_TRAP_GP, X86_TRAP_PF, encls_fault
 from epcsim.isa.encls import EnclsMixin
 from epcsim.isa.enclu import EncluMixin
 from epcsim.isa.epcm import CONTENT_MODES, Epcm

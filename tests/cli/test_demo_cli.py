@@ -1,0 +1,52 @@
+"""``epcsim demo`` as a user runs it: table or JSON, the report, exit codes."""
+
+import json
+import subprocess
+import sys
+
+EPCSIM = [sys.executable, "-m", "epcsim.cli"]
+
+
+def test_demo_json_and_report(tmp_path):
+    out = tmp_path / "out"
+    p = subprocess.run(
+        [*EPCSIM, "demo", "--json", "--epc", "2M", "--flip-epc", "1M", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)  # stdout is one JSON object and nothing else
+    runs = {r["direct_reclaim"]: r for r in data["runs"]}
+    keys = {
+        "direct_reclaim",
+        "length_pages",
+        "first_call_count_pages",
+        "first_call_errno",
+        "eagain_returns",
+        "calls_to_complete",
+        "simulated_ns",
+        "ewb",
+        "eldu",
+        "ksgxd_wakeups",
+        "direct_reclaim_calls",
+    }
+    assert keys <= set(runs[True]) and keys <= set(runs[False])
+    assert runs[False]["first_call_errno"] == "EAGAIN"
+    assert runs[True]["first_call_count_pages"] == runs[True]["length_pages"]
+    assert {f["cpus"] for f in data["flip"]} == {1, 2, 4}
+    assert {f["layout"] for f in data["flip"]} == {"same enclave", "idle neighbour"}
+    html = (out / "report.html").read_text()
+    assert html.count("<img") >= 3 and "Where does the race flip?" in html
+    assert "http://" not in html and "https://" not in html  # opens offline
+
+
+def test_demo_bad_input_exits_2_naming_the_option(tmp_path):
+    p = subprocess.run(
+        [*EPCSIM, "demo", "--epc", "lots", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2
+    assert "epc:" in p.stderr
