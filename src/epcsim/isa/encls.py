@@ -366,10 +366,10 @@ class EnclsMixin:
         new = secinfo_page_type(secinfo_flags)
         if new not in (PageType.TCS, PageType.TRIM) or secinfo_flags & 0xFF:
             return GP
-        if int(e.pt[epc]) not in (PageType.REG, PageType.TCS):
-            return GP
         if e.pending[epc] or e.modified[epc]:
             return SgxReturn.PAGE_NOT_MODIFIABLE
+        if int(e.pt[epc]) not in (PageType.REG, PageType.TCS):
+            return GP
         e.pt[epc] = new
         e.modified[epc] = True
         e.rwx[epc] = 0

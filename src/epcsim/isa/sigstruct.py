@@ -61,7 +61,7 @@ class Sigstruct:
         key_modulus: bytes,
         *,
         attributes: int = 0,
-        attribute_mask: int = ~0 & ((1 << 64) - 1),
+        attribute_mask: int = 0,
         **fields,
     ) -> Sigstruct:
         if len(key_modulus) != SGX_MODULUS_SIZE:
