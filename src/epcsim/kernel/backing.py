@@ -65,22 +65,22 @@ class EnclaveBacking:
         """``sgx_encl_lookup_backing``: what ELDU will read (possibly tampered)."""
         return self.records.get(index)
 
-    def truncate(self, index: int) -> bool:
-        """After ELDU: drop the contents page and zero this page's PCMD. Returns whether the
-        PCMD page became all zero (the caller truncates it unless the reclaimer is writing)."""
+    def truncate(self, index: int, pcmd_busy: bool = False) -> None:
+        """After ELDU, successful or not: drop the contents page and zero this page's PCMD;
+        the PCMD page goes too once all its entries are zero, unless ``pcmd_busy``
+        (``reclaimer_writing_to_pcmd``: a neighbour's EWB is about to write into it)."""
         if self.records.pop(index, None) is None:
-            return False
+            return
         pidx = self.pcmd_page_index(index)
         left = self._pcmd_pages.get(pidx, 0) - 1
-        if left <= 0:
+        if left > 0 or pcmd_busy:
+            self._pcmd_pages[pidx] = max(left, 0)
+        else:
             self._pcmd_pages.pop(pidx, None)
-            return True
-        self._pcmd_pages[pidx] = left
-        return False
 
     @property
     def bytes_used(self) -> int:
-        """Shmem bytes held: one contents page per record plus the live PCMD pages."""
+        """Shmem bytes held: one contents page per record plus the PCMD pages kept."""
         return (len(self.records) + len(self._pcmd_pages)) * PAGE_SIZE
 
 

@@ -208,12 +208,11 @@ class SgxEncl:
 
     # -- loading evicted pages (spec §7) -------------------------------------------------------
     def _reclaimer_writing_to_pcmd(self, index: int) -> bool:
+        """``reclaimer_writing_to_pcmd``: a page sharing this PCMD page is resident and
+        BEING_RECLAIMED (``epc >= 0`` matters: bit 3 doubles as a VA offset bit)."""
         first = index & ~31
-        last = min(first + 32, self.nr_pages)
-        if first <= index < last:
-            sl = slice(first, last)
-            return bool(np.any((self.epc[sl] >= 0) & self.reclaiming[sl]))
-        return False
+        sl = slice(first, min(first + 32, self.nr_pages))
+        return bool(np.any((self.epc[sl] >= 0) & self.reclaiming[sl]))
 
     def eldu(self, task: Task, index: int) -> Gen:
         """``sgx_encl_eldu``: allocate (no reclaim), ELDU, and always truncate the backing.
@@ -243,9 +242,8 @@ class SgxEncl:
             )
             ret = sgx.cpu.eldu(pginfo, page, va, slot)
         # Whether or not ELDU succeeded the backing copy is gone (spec §7, §18.7).
-        pcmd_empty = self.backing.truncate(bidx)
-        if pcmd_empty and not is_secs and self._reclaimer_writing_to_pcmd(index):
-            pass  # the PCMD page stays: a neighbour's EWB is about to write into it
+        busy = not is_secs and self._reclaimer_writing_to_pcmd(index)
+        self.backing.truncate(bidx, pcmd_busy=busy)
         if ret:
             sgx.stats.eldu_failed += 1
             self.free_epc_page(page)
