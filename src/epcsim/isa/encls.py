@@ -6,6 +6,8 @@ Each method checks the SDM's preconditions in order, changes nothing on failure,
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from epcsim.arch import (
@@ -19,6 +21,7 @@ from epcsim.arch import (
     encls_fault,
     secinfo_page_type,
 )
+from epcsim.isa.core import SgxCore
 from epcsim.isa.measure import Measurement, tag_chunk
 from epcsim.isa.sealing import SealedPage, mac_header, pack_pcmd, unpack_pcmd
 from epcsim.isa.secs import Secs, SecsState
@@ -33,7 +36,7 @@ class PageInfo:
     __slots__ = ("contents", "linaddr", "metadata", "secs")
 
     def __init__(
-        self, linaddr: int = 0, secs: int = -1, contents: object = None, metadata: object = None
+        self, linaddr: int = 0, secs: int = -1, contents: Any = None, metadata: Any = None
     ):
         self.linaddr = linaddr
         self.secs = secs
@@ -41,7 +44,7 @@ class PageInfo:
         self.metadata = metadata
 
 
-class EnclsMixin:
+class EnclsMixin(SgxCore):
     # -- build -------------------------------------------------------------------------------
     def ecreate(self, pageinfo: PageInfo, epc: int) -> int:
         """ECREATE: make ``epc`` the SECS of a new enclave (faults only)."""
@@ -228,8 +231,11 @@ class EnclsMixin:
         pt = int(e.pt[epc])
         if pt == PageType.VA:
             return GP, None  # Linux never evicts VA pages; not modelled
+        st: SecsState | None
         if pt == PageType.SECS:
             st = self.secs_at.get(epc)
+            if st is None:
+                return GP, None
             if st.child_count:
                 return SgxReturn.CHILD_PRESENT, None
             header_eid, pcmd_eid, linaddr = 0, st.eid, 0
@@ -251,6 +257,7 @@ class EnclsMixin:
             mac_header(flags, linaddr, header_eid, pcmd_eid), content, version
         )
         slots[va_slot] = np.uint64(version)
+        assert st is not None
         if pt == PageType.SECS:
             del self.secs_at[epc]
             st.epc = -1

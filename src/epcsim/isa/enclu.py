@@ -24,12 +24,13 @@ from epcsim.arch import (
     encls_fault,
     secinfo_page_type,
 )
+from epcsim.isa.core import SgxCore
 
 GP = encls_fault(X86_TRAP_GP)
 PF = encls_fault(X86_TRAP_PF)
 
 
-class EncluMixin:
+class EncluMixin(SgxCore):
     # -- entry and exit ----------------------------------------------------------------------
     def eenter(self, lp: int, tcs_epc: int, secs: int = -1) -> int:
         """EENTER through a TCS. ``tcs_epc=-1`` with ``secs`` given enters through an
