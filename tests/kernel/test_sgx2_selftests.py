@@ -213,3 +213,34 @@ def test_augment_via_eaccept_stress():
 @pytest.mark.skipif(not os.environ.get("EPCSIM_FULL"), reason="full size: set EPCSIM_FULL=1")
 def test_augment_via_eaccept_stress_full_size():
     _eaug_stress("sgx1-client", 2.0)
+
+
+def test_unclobbered_vdso():
+    system = epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full")
+    encl = test_encl(system)
+    assert encl.write(BUF0 * PAGE_SIZE, b"MAGIC!!!").ok  # PUT_TO_BUFFER
+    assert encl.read(BUF0 * PAGE_SIZE, 8) == b"MAGIC!!!"  # GET_FROM_BUFFER
+
+
+def test_tcs_entry(system):
+    encl = test_encl(system)
+    for tcs in (TCS0, TCS1):
+        t = encl.new_thread(f"tcs{tcs}")
+        t.tcs_index = tcs
+        assert system._call(t, t.access_stream(np.array([BUF0]))).ok  # ENCL_OP_NOP
+        # EENTER went through that TCS page (mapped by the #PF the entry took)
+        assert t.entered and t._tcs_epc() >= 0 and encl.encl.pte_present[tcs]
+
+
+def test_pte_permissions(system):
+    encl = test_encl(system)
+    off = BUF1 * PAGE_SIZE
+    assert encl.access(off, write=True).ok
+    assert encl.mprotect(off, PAGE_SIZE, "r") == 0
+    # a regular #PF: present | write | user, no SGX bit
+    assert encl.access(off, write=True).pf_error == PF_USER | PF_WRITE | PF_PROT
+    assert encl.access(off).ok
+    assert encl.mprotect(off, PAGE_SIZE, "rw") == 0
+    assert encl.access(off, write=True).ok  # ERESUME after restoring RW succeeds
+    # mmap/mprotect cannot exceed a page's vm_max_prot_bits (sgx_encl_may_map)
+    assert encl.mprotect(off, PAGE_SIZE, "rwx") == -13  # -EACCES

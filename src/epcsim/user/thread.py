@@ -180,7 +180,10 @@ class EnclaveThread(Task):
             if k:
                 epcs = encl.epc[seg[:k]]
                 wseg = writes[i : i + k]
-                allowed = self._epcm_allows(epcs, False) & (~wseg | self._epcm_allows(epcs, True))
+                # the PTE (VMA protection) first, then the EPCM
+                vma = encl.vma_prot[seg[:k]]
+                allowed = ((vma & 1) != 0) & (~wseg | ((vma & 2) != 0))
+                allowed &= self._epcm_allows(epcs, False) & (~wseg | self._epcm_allows(epcs, True))
                 k2 = int(np.argmin(allowed)) if not allowed.all() else k
                 if k2:
                     encl.pte_young[seg[:k2]] = True
@@ -209,6 +212,11 @@ class EnclaveThread(Task):
         return out
 
     def _pf_code(self, index: int, write: bool) -> int:
+        """A regular #PF when the PTE forbids the access (e.g. after mprotect), else the SGX
+        #PF the EPCM check reports (error code with PF_SGX set)."""
+        vma = int(self.encl.vma_prot[index])
+        if not (vma & 1) or (write and not (vma & 2)):
+            return PF_USER | PF_PROT | (PF_WRITE if write else 0)
         epc = int(self.encl.epc[index])
         code = self.hw.access(self.cpu, self.encl.linaddr(index), epc, write, False)
         if not code:  # fall back to the architectural encoding
