@@ -138,3 +138,22 @@ def test_python_arguments_raise_value_errors_naming_them(system):
         epcsim.System(epc="1M", content_mode="zip")
     with pytest.raises(ValueError, match="^cpus:"):
         epcsim.System(epc="1M", cpus=0)
+
+
+def test_create_validation(system):
+    from epcsim.isa import Secs
+    from epcsim.kernel.encl import SgxEncl
+    from epcsim.kernel.ioctl import sgx_ioc_enclave_create
+
+    encl = system.create_enclave("64K")
+    again = sgx_ioc_enclave_create(encl.task, encl.encl, Secs(size=0x10000, base=0x10000))
+    assert system._call(encl.task, again).errno == "EINVAL"  # already created
+    fresh = SgxEncl(system.sgx, system.sgx.new_encl_id())
+    system.sgx.enclaves[fresh.id] = fresh
+    free = system.stats()["epc_pages_free"]
+    # ECREATE faults on a SECS whose size is not a power of two: -EIO, nothing leaks
+    bad = sgx_ioc_enclave_create(encl.task, fresh, Secs(size=0x3000, base=0))
+    assert system._call(encl.task, bad).errno == "EIO"
+    assert system.stats()["epc_pages_free"] == free and not fresh.created
+    none = sgx_ioc_enclave_create(encl.task, fresh, None)
+    assert system._call(encl.task, none).errno == "EFAULT"

@@ -28,6 +28,7 @@ from epcsim.isa import PageInfo
 from epcsim.kernel.epc import OWNER_SECS, OWNER_VA
 
 if TYPE_CHECKING:
+    from epcsim.kernel.backing import EnclaveBacking
     from epcsim.kernel.main import Sgx
 
 SECS_INDEX = -1  # "page index" of the SECS in kernel helpers
@@ -66,13 +67,19 @@ class SgxEncl:
         self.secs_child_cnt = 0
         self.va_pages: list[int] = []  # EPC indices, head first
         self.va_used: dict[int, np.ndarray] = {}
-        self.backing = None
+        self.backing: EnclaveBacking | None = None
         #: tasks of the process that owns this enclave's mm (for sgx_encl_cpumask)
         self.mm_tasks: list[Task] = []
         self.sigbus = 0
+        self._alloc_arrays(0, 0)  # no pages until SGX_IOC_ENCLAVE_CREATE
 
     # -- page arrays --------------------------------------------------------------------------
     def setup(self, base: int, size: int) -> None:
+        """At CREATE: the ELRANGE, its page arrays and the shmem backing file."""
+        self._alloc_arrays(base, size)
+        self.backing = self.sgx.backing.create(self.id, size)
+
+    def _alloc_arrays(self, base: int, size: int) -> None:
         n = size >> PAGE_SHIFT
         self.base, self.size, self.nr_pages = base, size, n
         self.present = np.zeros(n, dtype=np.bool_)  # xarray entry exists
@@ -85,7 +92,6 @@ class SgxEncl:
         self.pte_present = np.zeros(n, dtype=np.bool_)
         self.pte_young = np.zeros(n, dtype=np.bool_)  # PTE Accessed bit
         self.vma_prot = np.full(n, PROT_R | PROT_W | PROT_X, dtype=np.uint8)
-        self.backing = self.sgx.backing.create(self.id, size)
 
     def linaddr(self, index: int) -> int:
         return self.base + (index << PAGE_SHIFT)
