@@ -244,3 +244,15 @@ def test_pte_permissions(system):
     assert encl.access(off, write=True).ok  # ERESUME after restoring RW succeeds
     # mmap/mprotect cannot exceed a page's vm_max_prot_bits (sgx_encl_may_map)
     assert encl.mprotect(off, PAGE_SIZE, "rwx") == -13  # -EACCES
+
+
+def test_eacceptcopy_from_an_enclave_thread():
+    system = epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full")
+    encl = test_encl(system)
+    assert encl.write(BUF0 * PAGE_SIZE, b"code page").ok
+    dst = (IMAGE + 3) * PAGE_SIZE
+    assert encl.access(dst).pf_error  # #PF -> EAUG; the page is PENDING
+    r = encl.eacceptcopy(dst, BUF0 * PAGE_SIZE, "rx")
+    assert r.ok, r
+    assert encl.read(dst, 9) == b"code page"
+    assert encl.access(dst, write=True).pf_error  # RX now: writes refused by the EPCM
