@@ -157,3 +157,21 @@ def test_create_validation(system):
     assert system.stats()["epc_pages_free"] == free and not fresh.created
     none = sgx_ioc_enclave_create(encl.task, fresh, None)
     assert system._call(encl.task, none).errno == "EFAULT"
+
+
+def test_signal_while_add_pages_reclaims_directly():
+    import sys
+
+    system = epcsim.System(epc="1M", cpus=2, seed=1)
+    encl = system.create_enclave("4M")
+    assert encl.add_pages(0, 200 * PAGE_SIZE).ok  # fills most of the 256-page EPC
+    system.run(until="10ms")
+
+    def pending():  # a signal seen only by sgx_alloc_epc_page's reclaim loop
+        return sys._getframe(1).f_code.co_name == "alloc_epc_page"
+
+    encl.task.signal_pending = pending
+    r = encl.add_pages(200 * PAGE_SIZE, 200 * PAGE_SIZE)
+    # the free list ran dry: -ERESTARTSYS out of the allocator ends the loop, count = done
+    assert r.errno == "ERESTARTSYS" and 0 < r.count < 200 * PAGE_SIZE
+    assert system.stats()["alloc_reclaim_batches"] == 0

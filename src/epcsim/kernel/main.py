@@ -13,7 +13,7 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING
 
-from epcsim.arch import EBUSY, ENOMEM, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
+from epcsim.arch import EBUSY, ENOMEM, ERESTARTSYS, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
 from epcsim.engine.machine import Gen, Machine, Task, WaitQueue
 from epcsim.isa import SgxCpu
 from epcsim.kernel.backing import BackingStore
@@ -105,6 +105,10 @@ class Sgx:
             if not reclaim:
                 self.stats.alloc_ebusy += 1
                 ret = -EBUSY
+                break
+            pending = getattr(task, "signal_pending", None)
+            if pending is not None and pending():
+                ret = -ERESTARTSYS
                 break
             self.stats.alloc_reclaim_batches += 1
             n = yield from sgx_reclaim_pages(self, task)
