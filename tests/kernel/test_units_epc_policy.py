@@ -83,3 +83,16 @@ def test_kernel_lru_matches_a_list_model(ops):
 def test_unknown_policy_is_a_value_error():
     with pytest.raises(ValueError, match="policy: unknown reclaim policy 'clockx'"):
         make_policy("clockx", 4)
+
+
+def test_random_policy_isolates_distinct_members_deterministically():
+    def draw(seed):
+        pol = make_policy("random", 64, seed)
+        for p in range(0, 64, 2):
+            pol.mark(p)
+        return pol, pol.isolate(10)
+
+    pol, got = draw(3)
+    assert len(set(got)) == 10 and all(p % 2 == 0 for p in got)
+    assert len(pol) == 22 and not any(p in pol for p in got)
+    assert draw(3)[1] == got and draw(4)[1] != got

@@ -133,14 +133,12 @@ class RandomVictim(KernelLru):
         self.rng = np.random.default_rng(seed)
 
     def isolate(self, n: int) -> list[int]:
-        out = []
-        while len(out) < n and self._len:
-            k = int(self.rng.integers(self._len))
-            page = int(self.head)
-            for _ in range(k):
-                page = int(self.next[page])
+        candidates = np.flatnonzero(self.on)
+        k = min(n, candidates.size)
+        picked = self.rng.choice(candidates, size=k, replace=False) if k else []
+        out = [int(p) for p in picked]
+        for page in out:
             self.unmark(page)
-            out.append(page)
         return out
 
 
