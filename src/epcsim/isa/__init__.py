@@ -4,8 +4,8 @@ Pure and synchronous, no OS policy (design.md, layer 1). See ``README.md`` besid
 for the SDM behaviour the model had to assume.
 """
 
+from epcsim.isa.core import PageInfo
 from epcsim.isa.cpu import SgxCpu
-from epcsim.isa.encls import PageInfo
 from epcsim.isa.epcm import CONTENT_MODES, Epcm
 from epcsim.isa.sealing import SealedPage
 from epcsim.isa.secs import Secs, SecsState

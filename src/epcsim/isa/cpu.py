@@ -3,7 +3,9 @@
 Pure and synchronous: no OS policy and no time. Leaves return what the kernel's
 ``__encls_ret_N`` wrappers return: 0, a positive ``SgxReturn`` code, or
 ``encls_fault(trap)`` where the real instruction raises #GP/#PF. A failing leaf changes no
-state. ENCLS leaves are in :mod:`epcsim.isa.encls`, ENCLU leaves in :mod:`epcsim.isa.enclu`.
+state. ENCLS leaves are in :mod:`epcsim.isa.encls` (build and removal),
+:mod:`epcsim.isa.paging` (EBLOCK/ETRACK/EWB/ELDU) and :mod:`epcsim.isa.edmm` (SGX2); ENCLU
+leaves in :mod:`epcsim.isa.enclu`.
 """
 
 from __future__ import annotations

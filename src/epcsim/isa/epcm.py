@@ -3,15 +3,16 @@
 Fields: VALID, PT, R/W/X, PENDING, MODIFIED, PR, BLOCKED, the owning SECS (as an EPC index),
 ENCLAVEADDRESS, and BEPOCH (the tracking epoch at EBLOCK or at EMODPR/EMODT, which EWB and
 EACCEPT compare against the SECS's tracking state). Page contents live here too:
-``full`` mode keeps real 4 KiB pages (``data``, n x 4096 bytes: ~4 GiB per million pages, so
-only for small EPCs); ``mac`` and ``tag`` keep a 64-bit content tag per page (``tag``).
+``full`` mode keeps real 4 KiB pages (``data``, n x 4096 bytes allocated up front: 4 GiB per
+million pages, 256 MiB for a 256 MiB EPC, so meant for small EPCs); ``mac`` and ``tag``
+keep a 64-bit content tag per page (``tag``, 8 bytes per page).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from epcsim.arch import PAGE_SIZE
+from epcsim.arch import PAGE_SIZE, PageType
 
 CONTENT_MODES = ("full", "mac", "tag")
 
@@ -27,7 +28,7 @@ class Epcm:
         self.content_mode = content_mode
         self.valid = np.zeros(n, dtype=np.bool_)
         self.pt = np.zeros(n, dtype=np.uint8)
-        self.rwx = np.zeros(n, dtype=np.uint8)
+        self.rwx = np.zeros(n, dtype=np.uint8)  # R=1 W=2 X=4
         self.pending = np.zeros(n, dtype=np.bool_)
         self.modified = np.zeros(n, dtype=np.bool_)
         self.pr = np.zeros(n, dtype=np.bool_)
@@ -50,7 +51,20 @@ class Epcm:
         """The page's EPCM attributes as SECINFO.FLAGS (PT, RWX, state bits)."""
         return (int(self.pt[epc]) << 8) | int(self.rwx[epc]) | self.state_flags(epc)
 
+    def allows(self, epcs: np.ndarray, write: bool = False, execute: bool = False) -> np.ndarray:
+        """Vectorised EPCM access check (ownership and address are not checked here):
+        a valid REG page, neither PENDING nor MODIFIED, with the needed permissions."""
+        need = np.uint8((2 if write else 1) | (4 if execute else 0))
+        return (
+            self.valid[epcs]
+            & (self.pt[epcs] == PageType.REG)
+            & ~self.pending[epcs]
+            & ~self.modified[epcs]
+            & ((self.rwx[epcs] & need) == need)
+        )
+
     def clear(self, epc: int) -> None:
+        """Invalidate an entry (EWB, EREMOVE)."""
         self.valid[epc] = False
         self.pt[epc] = 0
         self.rwx[epc] = 0
