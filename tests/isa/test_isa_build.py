@@ -266,3 +266,13 @@ def test_epa():
     assert all(cpu.va_slot(0, s) == 0 for s in (0, 255, 511))
     assert cpu.epa(0) == PF  # not free
     assert cpu.epa(4) == PF  # not an EPC page
+
+
+@pytest.mark.parametrize("mode", ["mac", "tag"])
+def test_eadd_folds_bytes_into_the_tag(mode):
+    cpu = enclave(mode, pages=1, init_=False)
+    pi = PageInfo(linaddr=BASE + PAGE_SIZE, secs=SECS_EPC, contents=b"code", metadata=REG_RW)
+    assert cpu.eadd(pi, 9) == 0
+    cpu.write_tag(10, 0)
+    cpu.write(10, 0, b"code")
+    assert cpu.content_tag(9) == cpu.content_tag(10) != 0
