@@ -27,6 +27,7 @@ from epcsim.isa.sealing import (
 from epcsim.isa.secs import SecsState
 
 _CHILD_TYPES = (PageType.REG, PageType.TCS, PageType.TRIM)
+_ZERO_PCMD = bytes(128)
 
 
 class PagingMixin(SgxCore):
@@ -163,7 +164,7 @@ class PagingMixin(SgxCore):
             return PF
         if not e.valid[va_epc] or int(e.pt[va_epc]) != PageType.VA:
             return PF
-        if not any(raw_pcmd):
+        if raw_pcmd == _ZERO_PCMD:
             return GP
         pt = secinfo_page_type(pcmd.flags)
         st: SecsState | None = None
@@ -195,7 +196,6 @@ class PagingMixin(SgxCore):
         # commit
         self.va[int(va_epc)][va_slot] = 0  # the version is consumed: no replay
         flags = pcmd.flags
-        e.clear(epc)
         e.valid[epc] = True
         e.pt[epc] = pt
         e.rwx[epc] = flags & 7
@@ -203,6 +203,9 @@ class PagingMixin(SgxCore):
         e.modified[epc] = bool(flags & 16)
         e.pr[epc] = bool(flags & 32)
         e.linaddr[epc] = linaddr
+        e.bepoch[epc] = 0
+        e.blocked[epc] = bool(blocked) and pt in _CHILD_TYPES
+        e.secs[epc] = st.epc if st is not None and pt != PageType.SECS else -1
         if pt == PageType.VA:
             self.va[int(epc)] = np.frombuffer(plain, dtype=np.uint64).copy()  # type: ignore[arg-type]
             return 0
@@ -212,8 +215,6 @@ class PagingMixin(SgxCore):
             st.epc = int(epc)
             self.secs_at[int(epc)] = st
             return 0
-        e.blocked[epc] = bool(blocked)
-        e.secs[epc] = st.epc
         st.child_count += 1
         return 0
 
