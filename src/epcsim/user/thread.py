@@ -17,6 +17,7 @@ import numpy as np
 
 from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, encls_faulted
 from epcsim.engine.machine import Gen, Task
+from epcsim.isa.core import PF
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
 
@@ -93,15 +94,21 @@ class EnclaveThread(Task):
             yield from self.acquire_cpu()
         if self.entered and not self.aexed:
             return True
-        if not (yield from self._ensure_tcs()):
-            return False
         costs = self.m.costs
-        if self.entered:  # after an AEX
-            yield from self.run(costs.eresume)
-            ret = self.hw.eresume(self.cpu, self._tcs_epc(), self.encl.secs_epc)
-        else:
-            yield from self.run(costs.eenter)
-            ret = self.hw.eenter(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+        while True:
+            if not (yield from self._ensure_tcs()):
+                return False
+            if self.entered:  # after an AEX
+                yield from self.run(costs.eresume)
+                ret = self.hw.eresume(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+            else:
+                yield from self.run(costs.eenter)
+                ret = self.hw.eenter(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+            # ksgxd may block and unmap the TCS while the entry runs: the leaf takes a #PF,
+            # the kernel maps the TCS again and the instruction is retried.
+            if ret == PF and self.tcs_index >= 0 and not self.encl.pte_present[self.tcs_index]:
+                continue
+            break
         if ret:
             self.entered = self.aexed = False
             return False
