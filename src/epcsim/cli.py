@@ -184,6 +184,18 @@ def _cell(v) -> str:
     return str(v)
 
 
+def _register_scenario_commands() -> None:
+    """``run``, ``replay`` and ``cliff`` live in ``epcsim.cli_scenario``."""
+    from epcsim.cli_scenario import cliff, replay, run
+
+    app.command("run")(run)
+    app.command("replay")(replay)
+    app.command("cliff")(cliff)
+
+
+_register_scenario_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,92 @@
+"""Reading a scenario file: TOML (``tomllib``) -> schema -> whole-scenario checks.
+
+Every failure becomes one ``ScenarioError`` whose text is ``FILE: key.path: reason``, the
+form the command line prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from epcsim.scenario.model import STEP_TAGS, Scenario
+from epcsim.scenario.semantics import ScenarioError, check
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """``('enclave', 0, 'thread', 1, 'access:zipf', 'alpha')`` -> ``enclave[0].thread[1].alpha``
+    (the union tags pydantic inserts are not keys of the file and are dropped)."""
+    out = ""
+    prev_int = False
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            prev_int = True
+            continue
+        if prev_int and part in STEP_TAGS:
+            prev_int = False
+            continue
+        out += f".{part}" if out else str(part)
+        prev_int = False
+    return out
+
+
+def _message(err: dict[str, Any]) -> tuple[str, str]:
+    key = key_path(err["loc"])
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        return key, "unknown key (not part of the scenario schema; check the spelling)"
+    if kind == "missing":
+        return key, "required key is missing"
+    if kind in ("bad_step", "bad_pattern"):
+        field, _, reason = msg.partition(": ")
+        inp = err.get("input")
+        if kind == "bad_step" and isinstance(inp, dict) and inp.get("op") == "access":
+            field, reason = "pattern", "expected " + msg.split("pattern = ", 1)[1].rstrip(")")
+        got = inp.get(field) if isinstance(inp, dict) else inp
+        return f"{key}.{field}", f"{reason}, got {got!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        msg = f"{msg}, got {err['input']!r}"
+    return key, msg
+
+
+def validate(data: dict[str, Any], path: str | None = None) -> Scenario:
+    """A parsed TOML document -> a checked ``Scenario``."""
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        key, reason = _message(errors[0])
+        more = len(errors) - 1
+        if more:
+            reason += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ScenarioError(key, reason, path) from None
+    try:
+        check(sc)
+    except ScenarioError as e:
+        e.path = path
+        e.args = (e.format(),)
+        raise
+    return sc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file; raises ``ScenarioError`` (``FILE: key: reason``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError("", f"cannot read the file: {e.strerror or e}", str(p)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError("", f"not valid TOML: {e}", str(p)) from None
+    sc = validate(data, str(p))
+    sc._source = text  # kept for the report's "config used"
+    return sc

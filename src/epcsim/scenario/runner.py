@@ -1,0 +1,269 @@
+"""Running a plan: build the enclaves, run every program thread at once, check the outcome.
+
+Order of a run, as a loader and its application would do it: each enclave is built in turn
+(CREATE, ADD_PAGES of the TCS pages and of each static region, INIT), then all program
+threads start together and run concurrently with ksgxd until they finish (or until the
+scenario's ``duration`` cuts the run). ``build_ns`` and ``run_ns`` are the two phases.
+
+Checks (a failed one makes ``epcsim run`` exit 1): every enclave builds; no thread stops at
+an SGX #PF or SIGBUS; every EDMM operation completes without an error other than the
+-EAGAIN/-EBUSY a runtime retries and without a failing EACCEPT; the kernel model raised no
+warning; every ``[expect]`` bound holds.
+
+``slowdown`` compares ``run_ns`` with the same plan on an EPC that holds the whole
+footprint. A run that wrote nothing back (no EWB) *is* all-resident, so its slowdown is 1
+without a second run; otherwise the reference run is made (``baseline=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from epcsim.arch import PAGE_SIZE
+from epcsim.scenario.model import Scenario
+from epcsim.scenario.plan import Plan, compile_scenario
+from epcsim.scenario.sampler import Sampler
+from epcsim.scenario.semantics import ScenarioError
+from epcsim.system import System
+from epcsim.workloads.edmm import OpRecord
+from epcsim.workloads.programs import ThreadRecord, start_thread
+
+#: EPC pages above the footprint for the all-resident reference run (watermarks, slack)
+BASELINE_HEADROOM = 256
+
+
+@dataclass
+class RunResult:
+    """What a run produced: counters, derived figures, per-thread and per-op records, the
+    sampled series for the report, and the checks that failed (empty = ok)."""
+
+    plan: Plan
+    stats: dict[str, Any]
+    run_stats: dict[str, int]  # counter deltas over the run phase
+    build_ns: int
+    run_ns: int
+    threads: list[ThreadRecord]
+    ops: list[OpRecord]
+    samples: dict[str, Any] | None
+    free_timeline: tuple[list[int], list[int]]
+    fault_latency_ns: np.ndarray  # every fault of the run phase
+    truncated: bool
+    failures: list[str] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+    machine_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object: counters, derived figures, threads, operations, checks."""
+        return {
+            "title": self.plan.title,
+            "ok": self.ok,
+            "failures": self.failures,
+            "truncated": self.truncated,
+            "seed": self.plan.seed,
+            "epc_bytes": self.plan.machine["epc"],
+            "derived": self.derived,
+            "counters": self.stats,
+            "run_counters": self.run_stats,
+            "threads": [t.summary() for t in self.threads],
+            "ops": [o.summary() for o in self.ops],
+        }
+
+
+def make_system(plan: Plan) -> System:
+    try:
+        return System(seed=plan.seed, costs=plan.costs or None, **plan.machine)
+    except ValueError as e:
+        key, _, reason = str(e).partition(": ")
+        raise ScenarioError(f"machine.{key}" if reason else "machine", reason or str(e)) from None
+
+
+def _build(system: System, plan: Plan) -> tuple[list[Any], list[str]]:
+    handles, failures = [], []
+    for ep in plan.enclaves:
+        h = system.create_enclave(ep.size, debug=ep.debug, name=ep.name)
+        handles.append(h)
+        r = h.add_pages(ep.tcs_first * PAGE_SIZE, ep.tcs * PAGE_SIZE, page_type="tcs", measure=True)
+        if not r.ok:
+            failures.append(f"enclave {ep.name}: ADD_PAGES of the TCS failed with {r.errno}")
+            continue
+        for reg in ep.regions:
+            if reg.dynamic:
+                continue
+            r = h.add_pages(
+                reg.first_page * PAGE_SIZE, reg.pages * PAGE_SIZE, reg.perm, measure=reg.measure
+            )
+            if not r.ok:
+                failures.append(
+                    f"enclave {ep.name}: ADD_PAGES of region {reg.name} failed with {r.errno}"
+                    f" after {r.pages} pages"
+                )
+                break
+        else:
+            r = h.init()
+            if not r.ok:
+                failures.append(f"enclave {ep.name}: EINIT failed with {r.errno}")
+    return handles, failures
+
+
+def execute(
+    plan: Plan,
+    *,
+    sample: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run ``plan`` once. ``on_progress(accesses_done, accesses_planned)`` is called as the
+    simulation advances (for a progress bar)."""
+    system = make_system(plan)
+    handles, failures = _build(system, plan)
+    env = system.machine.env
+    build_ns = system.now
+    before = system.sgx.stats.as_dict()
+    lat0 = len(system.sgx.fault_latency_ns)
+    procs, records = [], []
+    if not failures:
+        for ei, (ep, h) in enumerate(zip(plan.enclaves, handles, strict=True)):
+            for ti, tp in enumerate(ep.threads):
+                rng = np.random.default_rng([plan.seed, ei, ti])
+                proc, rec = start_thread(h, tp, rng)
+                procs.append(proc)
+                records.append(rec)
+    done = env.event()  # a plain event: SimPy strips the checks of nested conditions
+
+    def watcher():
+        yield env.all_of(procs)
+        done.succeed()
+
+    env.process(watcher())
+    sampler = None
+    planned = plan.planned_accesses()
+    if sample or on_progress is not None:
+
+        def tick(s: Sampler) -> None:
+            if on_progress is not None:
+                on_progress(system.sgx.stats.enclave_accesses - before["enclave_accesses"], planned)
+
+        sampler = Sampler(system, on_sample=tick)
+        sampler.start(done)
+    until = done if plan.duration_ns is None else env.any_of([done, env.timeout(plan.duration_ns)])
+    if procs:
+        env.run(until=until)
+    truncated = not done.triggered
+    if sampler is not None and truncated:
+        sampler.sample()
+    ends = [r.end_ns for r in records if r.end_ns is not None]
+    run_ns = (system.now if truncated else max(ends, default=build_ns)) - build_ns
+    after = system.sgx.stats.as_dict()
+    run_stats = {k: after[k] - before[k] for k in after}
+    lat = np.frombuffer(system.sgx.fault_latency_ns, dtype=np.int64)[lat0:].copy()
+    tl = system.sgx.free_timeline
+    res = RunResult(
+        plan=plan,
+        stats=system.stats(),
+        run_stats=run_stats,
+        build_ns=build_ns,
+        run_ns=run_ns,
+        threads=records,
+        ops=[o for r in records for o in r.ops],
+        samples=sampler.arrays() if sampler is not None and sample else None,
+        free_timeline=(list(tl.t), list(tl.v)),
+        fault_latency_ns=lat,
+        truncated=truncated,
+        failures=failures,
+        machine_config=dict(system.config),
+    )
+    res.derived = derive(res)
+    res.failures += checks(res, system)
+    return res
+
+
+def derive(res: RunResult) -> dict[str, Any]:
+    rs = res.run_stats
+    acc = rs["enclave_accesses"]
+    lat = res.fault_latency_ns
+    return {
+        "build_ns": res.build_ns,
+        "run_ns": res.run_ns,
+        "accesses": acc,
+        "faults_in_run": rs["page_faults"],
+        "eldu_in_run": rs["eldu"],
+        "ewb_in_run": rs["ewb"],
+        "fault_rate": rs["page_faults"] / acc if acc else 0.0,
+        "eldu_per_access": rs["eldu"] / acc if acc else 0.0,
+        "accesses_per_ms": acc / (res.run_ns / 1e6) if res.run_ns else 0.0,
+        "fault_latency_p50_ns": float(np.percentile(lat, 50)) if lat.size else None,
+        "fault_latency_p99_ns": float(np.percentile(lat, 99)) if lat.size else None,
+        "footprint_pages": res.plan.footprint_pages,
+        "slowdown": 1.0 if res.stats["ewb"] == 0 else None,
+    }
+
+
+def checks(res: RunResult, system: System) -> list[str]:
+    out = []
+    for t in res.threads:
+        if t.error:
+            out.append(f"thread {t.enclave}/{t.name}: {t.error}")
+    warnings = getattr(system.sgx, "warnings", [])
+    if warnings:
+        out.append(f"the kernel model warned {len(warnings)} time(s): {warnings[0]}")
+    figures = {**res.stats, **res.derived}
+    for key, (lo, hi) in res.plan.expect.items():
+        v = figures.get(key)
+        if v is None:
+            out.append(f"expect.{key}: no value in this run")
+        elif (lo is not None and v < lo) or (hi is not None and v > hi):
+            out.append(f"expect.{key}: {v:g} is outside [{lo}, {hi}]")
+    return out
+
+
+def baseline_epc(plan: Plan) -> int:
+    """An EPC that holds the whole footprint with room above the watermarks."""
+    pages = max(plan.footprint_pages + BASELINE_HEADROOM, plan.machine.get("sections", 1))
+    return pages * PAGE_SIZE
+
+
+def add_slowdown(res: RunResult, baseline_run_ns: int | None) -> None:
+    if res.derived.get("slowdown") is None and baseline_run_ns:
+        res.derived["slowdown"] = res.run_ns / baseline_run_ns
+    if "slowdown" in res.plan.expect:  # re-check with the figure now known
+        res.failures = [f for f in res.failures if not f.startswith("expect.slowdown")]
+        lo, hi = res.plan.expect["slowdown"]
+        v = res.derived.get("slowdown")
+        if v is None or (lo is not None and v < lo) or (hi is not None and v > hi):
+            res.failures.append(f"expect.slowdown: {v} is outside [{lo}, {hi}]")
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    baseline: bool = True,
+    sample: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """``execute`` plus, when the run paged and ``baseline``, the all-resident reference."""
+    res = execute(plan, sample=sample, on_progress=on_progress)
+    ref = None
+    if baseline and res.derived["slowdown"] is None and not res.truncated:
+        ref_res = execute(plan.with_epc(max(baseline_epc(plan), plan.machine["epc"])), sample=False)
+        ref = ref_res.run_ns
+        res.derived["baseline_run_ns"] = ref
+    add_slowdown(res, ref)
+    return res
+
+
+def run_scenario(
+    scenario: Scenario,
+    seed: int | None = None,
+    *,
+    baseline: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run a loaded scenario (``load_scenario``); ``seed`` overrides the file's seed."""
+    return run_plan(compile_scenario(scenario, seed), baseline=baseline, on_progress=on_progress)

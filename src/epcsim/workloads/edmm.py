@@ -1,0 +1,214 @@
+"""EDMM operations as a runtime performs them, at generator level for concurrent threads.
+
+``Enclave.modify_types`` and friends block the caller until the simulation reaches the end
+of the call, which is right for scripts but not for programs where several threads run at
+once. These functions are the same operations as SimPy generators that an enclave thread
+runs inside its own process: the ioctl is issued by the thread itself after an EEXIT (as a
+real runtime such as Gramine or the SDK's EDMM support does), and EACCEPT runs from inside.
+
+What a runtime has to do, and these functions do:
+
+* a page-range ioctl may stop part-way with ``-EAGAIN`` and ``count`` bytes done; call again
+  from ``offset + count`` (``sgx_enclave_restrict_permissions``/``modify_types``/
+  ``remove_pages`` in the kernel; the selftest's loop);
+* only one ioctl runs per enclave (``SGX_ENCL_IOCTL``), another gets ``-EBUSY``: back off
+  briefly and retry;
+* after MODIFY_TYPES(TRIM) the enclave EACCEPTs each page (TRIM|MODIFIED) before
+  REMOVE_PAGES; after RESTRICT_PERMISSIONS it EACCEPTs with PR; a heap grows by EACCEPT on
+  a PENDING page, which faults and lets the kernel EAUG it (``augment_via_eaccept``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from epcsim.arch import EBUSY, PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.engine.machine import Gen
+from epcsim.kernel.ioctl import IoctlResult
+from epcsim.kernel.ioctl_sgx2 import (
+    ModifyTypesArgs,
+    RemovePagesArgs,
+    RestrictPermissionsArgs,
+    sgx_ioc_enclave_modify_types,
+    sgx_ioc_enclave_remove_pages,
+    sgx_ioc_enclave_restrict_permissions,
+)
+from epcsim.user.enclave import Enclave
+from epcsim.user.thread import EnclaveThread
+
+#: back-off before retrying an ioctl refused with -EBUSY (another ioctl on the enclave)
+EBUSY_BACKOFF_NS = 10_000
+#: progress points kept per operation (a long range is thinned to about this many)
+PROGRESS_POINTS = 512
+
+
+@dataclass
+class OpRecord:
+    """One EDMM operation driven to completion: what a runtime would log."""
+
+    thread: str
+    enclave: str
+    kind: str  # restrict_permissions | modify_types | remove_pages | eaccept
+    first_page: int
+    pages: int
+    start_ns: int = 0
+    end_ns: int = 0
+    calls: int = 0
+    eagain: int = 0
+    ebusy: int = 0
+    pages_done: int = 0
+    failures: int = 0  # EACCEPT leaves that did not return 0
+    errno: str | None = None  # a non-retryable error that ended the operation
+    progress: list[tuple[int, int]] = field(default_factory=list)  # (ns, pages done)
+
+    def note(self, now: int, done: int) -> None:
+        step = max(1, self.pages // PROGRESS_POINTS)
+        if done % step == 0 or done == self.pages:
+            self.progress.append((now, done))
+
+    @property
+    def ok(self) -> bool:
+        return self.errno is None and self.failures == 0 and self.pages_done == self.pages
+
+    def summary(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "progress"}
+        d["ok"] = self.ok
+        return d
+
+
+@dataclass
+class Ctx:
+    """What an operation needs: the enclave handle, the thread running it, where to log."""
+
+    handle: Enclave
+    thread: EnclaveThread
+    ops: list[OpRecord]
+
+    @property
+    def system(self):
+        return self.handle.system
+
+    def record(self, kind: str, first_page: int, pages: int) -> OpRecord:
+        rec = OpRecord(
+            self.thread.name, self.handle.encl.name, kind, first_page, pages, self.system.now
+        )
+        self.ops.append(rec)
+        return rec
+
+
+def ioctl(ctx: Ctx, make_gen: Callable[[], Gen], rec: OpRecord) -> Gen:
+    """One ioctl from the thread (after EEXIT), retried while another ioctl holds the
+    enclave (``-EBUSY``), as ``Enclave._ioctl`` guards it."""
+    t = ctx.thread
+    encl = ctx.handle.encl
+    yield from t.leave()
+    while encl.ioctl_busy:
+        encl.sgx.stats.ioctl_ebusy += 1
+        rec.ebusy += 1
+        yield from t.sleep(ctx.system.machine.env.timeout(EBUSY_BACKOFF_NS))
+    encl.ioctl_busy = True
+    try:
+        result: IoctlResult = yield from make_gen()
+    finally:
+        encl.ioctl_busy = False
+    if result.ret == -EBUSY:
+        rec.ebusy += 1
+    return result
+
+
+def drive_range(ctx: Ctx, kind: str, first_page: int, pages: int, perm: int = 0) -> Gen:
+    """A page-range ioctl over ``pages`` pages, called again from ``offset + count`` after
+    each ``-EAGAIN`` until done or another error. Returns the ``OpRecord``."""
+    rec = ctx.record(kind, first_page, pages)
+    t, encl = ctx.thread, ctx.handle.encl
+    offset, length = first_page * PAGE_SIZE, pages * PAGE_SIZE
+    done = 0
+    max_calls = 10 * pages + 100  # a runaway guard; the kernel always makes progress
+
+    def on_page(_encl, count: int) -> None:
+        rec.note(ctx.system.now, (done + count) // PAGE_SIZE)
+
+    def call() -> Gen:
+        off, ln = offset + done, length - done
+        if kind == "modify_types":
+            args = ModifyTypesArgs(off, ln, int(PageType.TRIM))
+            return sgx_ioc_enclave_modify_types(t, encl, args, on_page)
+        if kind == "remove_pages":
+            return sgx_ioc_enclave_remove_pages(t, encl, RemovePagesArgs(off, ln), on_page)
+        args_rp = RestrictPermissionsArgs(off, ln, perm)
+        return sgx_ioc_enclave_restrict_permissions(t, encl, args_rp, on_page)
+
+    while done < length and rec.calls < max_calls:
+        r = yield from ioctl(ctx, call, rec)
+        rec.calls += 1
+        done += r.count
+        if r.errno in ("EAGAIN", "EBUSY"):
+            rec.eagain += r.errno == "EAGAIN"
+            continue
+        if r.errno:
+            rec.errno = r.errno
+            break
+    rec.pages_done = done // PAGE_SIZE
+    rec.end_ns = ctx.system.now
+    return rec
+
+
+def eaccept_range(ctx: Ctx, first_page: int, pages: int, flags: int) -> Gen:
+    """ENCLU[EACCEPT] with ``flags`` on each page from inside, in one enclave entry; an
+    absent page faults first and, on SGX2, the kernel EAUGs it. Returns the ``OpRecord``."""
+    rec = ctx.record("eaccept", first_page, pages)
+    t, encl = ctx.thread, ctx.handle.encl
+    system = ctx.system
+    hw, stats, costs = system.cpu, system.sgx.stats, system.costs
+    rec.calls = 1
+
+    for i, idx in enumerate(range(first_page, first_page + pages)):
+        addr = encl.linaddr(idx)
+
+        def leaf(lp: int, epc: int, addr: int = addr) -> int:
+            stats.eaccept += 1
+            return hw.eaccept(lp, flags, addr, epc)
+
+        ret = yield from t.enclu_on_page(idx, leaf)
+        if ret is None:  # SIGBUS: the kernel could not map the page
+            rec.errno = "SIGBUS"
+            break
+        yield from t.run(costs.eaccept)
+        if ret != 0:
+            rec.failures += 1
+        rec.pages_done = i + 1
+        rec.note(system.now, i + 1)
+        yield from t.cond_resched()
+    rec.end_ns = system.now
+    return rec
+
+
+def grow(ctx: Ctx, first_page: int, pages: int, perm: int = 3) -> Gen:
+    """Grow the heap: EACCEPT(PENDING) each page, the kernel EAUGs on the fault."""
+    flags = secinfo_flags(PageType.REG, perm, int(SecinfoFlags.PENDING))
+    rec = yield from eaccept_range(ctx, first_page, pages, flags)
+    return [rec]
+
+
+def trim(ctx: Ctx, first_page: int, pages: int) -> Gen:
+    """Give pages back: MODIFY_TYPES(TRIM), EACCEPT(TRIM|MODIFIED) each, REMOVE_PAGES."""
+    recs = [(yield from drive_range(ctx, "modify_types", first_page, pages))]
+    if not recs[-1].ok:
+        return recs
+    flags = secinfo_flags(PageType.TRIM, 0, int(SecinfoFlags.MODIFIED))
+    recs.append((yield from eaccept_range(ctx, first_page, pages, flags)))
+    if not recs[-1].ok:
+        return recs
+    recs.append((yield from drive_range(ctx, "remove_pages", first_page, pages)))
+    return recs
+
+
+def restrict(ctx: Ctx, first_page: int, pages: int, perm: int) -> Gen:
+    """Drop permissions: RESTRICT_PERMISSIONS (EMODPR), then EACCEPT(PR) each page."""
+    recs = [(yield from drive_range(ctx, "restrict_permissions", first_page, pages, perm))]
+    if not recs[-1].ok:
+        return recs
+    flags = secinfo_flags(PageType.REG, perm, int(SecinfoFlags.PR))
+    recs.append((yield from eaccept_range(ctx, first_page, pages, flags)))
+    return recs
