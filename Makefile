@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(VENV)/bin/epcsim demo
 
 test: $(DEVSTAMP)
+	@# the browser test of the HTML report needs chromium: install Debian's when root with apt
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium); } || true
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/python -m pytest -q

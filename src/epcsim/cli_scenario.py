@@ -1,5 +1,9 @@
 """``epcsim run``, ``epcsim replay`` and ``epcsim cliff`` (registered by ``epcsim.cli``).
 
+Helpers of ``epcsim.cli`` are imported inside the commands, not at module level, so this
+module can be imported while ``epcsim.cli`` itself is still being imported (also when it
+runs as ``python -m epcsim.cli``).
+
 Same conventions as the rest of the command: exit 0 when the run passed its checks, 1 when
 it did not, 2 on bad input with ``FILE: key: reason``; ``--json`` prints exactly one JSON
 object on stdout; the progress bar appears only on a terminal and never with ``--json``.
@@ -16,13 +20,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from epcsim.cli import EXIT_CHECKS, EXIT_INPUT, EXIT_OK, _show, err, progress_bar
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write DIR/report.html.")]
 
 
+EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2  # as in epcsim.cli
+
+
 def _fail(message: str) -> None:
+    from epcsim.cli import err
+
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(EXIT_INPUT)
 
@@ -50,6 +57,7 @@ def _load_plan(scenario: Path, seed: int | None):
 
 
 def _execute(plan, source: str, json_out: bool, baseline: bool):
+    from epcsim.cli import _show, progress_bar
     from epcsim.scenario.runner import run_plan
     from epcsim.scenario.semantics import ScenarioError
 
@@ -173,6 +181,7 @@ def cliff(
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
 ) -> None:
     """Run a scenario across EPC sizes; plot slowdown and fault rate against EPC size."""
+    from epcsim.cli import _show, progress_bar
     from epcsim.report.cliff import write_cliff_report
     from epcsim.scenario.cliff import run_cliff
     from epcsim.scenario.load import load_scenario

@@ -1,8 +1,9 @@
 """The report of ``epcsim cliff``: slowdown and fault rate against EPC size.
 
-The vertical line is the footprint. Left of it the EPC cannot hold every page the
-enclaves may use; whether the run falls off the cliff there depends on how much of the
-footprint is the working set (a scan falls at once, a skewed Zipf workload later).
+The vertical line is the footprint; the shaded side is oversubscribed: there the EPC cannot
+hold every page the enclaves may use. Whether the run falls off the cliff there depends on
+how much of the footprint is the working set (a scan falls at once, a skewed Zipf workload
+later).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def _figure(res):
     ax2.set_xlabel("EPC size (MiB)")
     for ax in (ax1, ax2):
         ax.axvline(foot, color="black", linestyle="--", linewidth=1)
+        ax.axvspan(min(xs[0], foot), foot, color="C3", alpha=0.06, linewidth=0)
     ax1.annotate(
         f"footprint {foot:,.1f} MiB",
         xy=(foot, 1.0),

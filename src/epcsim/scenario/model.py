@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -48,14 +49,14 @@ def _reason(e: ValueError) -> str:
     return msg.split(": ", 1)[1] if ": " in msg else msg
 
 
-def _size(v: int | str) -> int:
+def _size(v: Any) -> int:
     try:
         return parse_size(v, "size")
     except ValueError as e:
         raise ValueError(_reason(e)) from None
 
 
-def _duration(v: int | str) -> int:
+def _duration(v: Any) -> int:
     try:
         return parse_duration(v, "duration")
     except ValueError as e:
@@ -72,8 +73,10 @@ def _perm(v: str) -> str:
     return v.lower()
 
 
-Size = Annotated[int | str, AfterValidator(_size)]
-Duration = Annotated[int | str, AfterValidator(_duration)]
+# A size or duration is an int or a string; the before-validator turns either into an int
+# (and rejects anything else with one message), so a union never reports per-member errors.
+Size = Annotated[int, BeforeValidator(_size)]
+Duration = Annotated[int, BeforeValidator(_duration)]
 Perm = Annotated[str, AfterValidator(_perm)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 

@@ -156,7 +156,7 @@ def execute(
     if procs:
         env.run(until=until)
     truncated = not done.triggered
-    if sampler is not None and truncated:
+    if sampler is not None:  # the run stops as ``done`` fires, before the sampler wakes
         sampler.sample()
     ends = [r.end_ns for r in records if r.end_ns is not None]
     run_ns = (system.now if truncated else max(ends, default=build_ns)) - build_ns

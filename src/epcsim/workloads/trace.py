@@ -3,6 +3,7 @@
 **CSV** (``time,enclave,page,op``, header optional, ``#`` starts a comment): ``time`` is an
 integer that orders the accesses, ``enclave`` names the enclave, ``page`` is the page index
 from the enclave's base (offset // 4096), ``op`` is ``r`` or ``w`` (``read``/``write``).
+Errors name the row, counting lines that are not comments (the header is row 1).
 
 **oracleGeneral** (the format of the public cache traces libCacheSim distributes; decompress
 ``.zst`` files first): packed little-endian records of 24 bytes,
@@ -31,6 +32,7 @@ its own thread, concurrently.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,9 @@ def _int_column(path, col: np.ndarray, name: str, first_row: int) -> np.ndarray:
 def read_csv(path: str | Path, limit: int | None = None) -> TraceStreams:
     """Read a ``time,enclave,page,op`` CSV (see the module docstring)."""
     try:
-        raw = np.loadtxt(path, delimiter=",", dtype=str, comments="#", ndmin=2)
+        with warnings.catch_warnings():  # comment-only lines: NumPy notes they are skipped
+            warnings.simplefilter("ignore", UserWarning)
+            raw = np.loadtxt(path, delimiter=",", dtype=str, comments="#", ndmin=2)
     except OSError as e:
         raise TraceError(path, "", f"cannot read the file: {e.strerror or e}") from None
     except ValueError as e:
