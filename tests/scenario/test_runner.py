@@ -161,3 +161,14 @@ def test_json_is_one_object_on_stdout_and_report_on_request(small, tmp_path):
     assert {"slowdown", "fault_rate", "eldu_per_access", "run_ns"} <= set(data["derived"])
     assert (out / "report.html").exists()
     assert p.stderr == ""  # no progress bar when not on a terminal
+
+
+def test_an_enclave_without_threads_just_holds_its_pages(tmp_path):
+    p = tmp_path / "idle.toml"
+    p.write_text(
+        '[machine]\nepc = "2M"\n[[enclave]]\nname = "idle"\n'
+        '[[enclave.region]]\nname = "h"\nsize = "1M"\n'
+    )
+    res = run_scenario(load_scenario(p))
+    assert res.ok and not res.truncated and res.run_ns == 0 and res.threads == []
+    assert res.stats["enclaves"]["idle"]["resident_pages"] == 256 + 1  # heap + TCS

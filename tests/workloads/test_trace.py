@@ -46,6 +46,7 @@ def test_csv_without_header_and_limit(tmp_path):
         ("0,a,1,r\n-1,a,1,r\n", "row 2, time"),
         ("time,encl,page,op\n0,a,1,r\n", "header"),
         ("0,a,1\n", "columns"),
+        ("0,a,4294967296,r\n", "row 1, page"),
     ],
 )
 def test_bad_csv_names_file_row_and_column(tmp_path, text, where):

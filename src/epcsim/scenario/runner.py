@@ -74,6 +74,7 @@ class RunResult:
             "run_counters": self.run_stats,
             "threads": [t.summary() for t in self.threads],
             "ops": [o.summary() for o in self.ops],
+            "config": self.plan.config,
         }
 
 
@@ -155,7 +156,7 @@ def execute(
     until = done if plan.duration_ns is None else env.any_of([done, env.timeout(plan.duration_ns)])
     if procs:
         env.run(until=until)
-    truncated = not done.triggered
+    truncated = bool(procs) and not done.triggered
     if sampler is not None:  # the run stops as ``done`` fires, before the sampler wakes
         sampler.sample()
     ends = [r.end_ns for r in records if r.end_ns is not None]

@@ -49,6 +49,8 @@ assert ORACLE_GENERAL.itemsize == 24
 FORMATS = ("csv", "oracleGeneral")
 MAPPINGS = ("dense", "hash")
 _CHUNK = 1 << 20
+#: largest page index a CSV may name (ELRANGE of 256 GiB); the model keeps per-page arrays
+MAX_PAGE = (1 << 26) - 1
 
 
 class TraceError(ValueError):
@@ -124,6 +126,15 @@ def read_csv(path: str | Path, limit: int | None = None) -> TraceStreams:
         raise TraceError(path, "", "the trace has no accesses")
     time = _int_column(path, raw[:, 0], "time", first_row)
     pages = _int_column(path, raw[:, 2], "page", first_row)
+    big = pages > MAX_PAGE
+    if big.any():
+        i = int(np.argmax(big))
+        raise TraceError(
+            path,
+            f"row {first_row + i}, page",
+            f"{pages[i]} is past the largest page index"
+            f" {MAX_PAGE} (a 256 GiB enclave); is it a byte address? use offset // 4096",
+        )
     names = np.char.strip(raw[:, 1])
     empty = np.char.str_len(names) == 0
     if empty.any():
