@@ -184,16 +184,20 @@ def _cell(v) -> str:
     return str(v)
 
 
-def _register_scenario_commands() -> None:
-    """``run``, ``replay`` and ``cliff`` live in ``epcsim.cli_scenario``."""
+def _register_commands() -> None:
+    """Commands that live in their own modules (they import helpers from this one):
+    ``run``, ``replay``, ``cliff`` (``epcsim.cli_scenario``) and ``sweep``
+    (``epcsim.cli_sweep``)."""
     from epcsim.cli_scenario import cliff, replay, run
+    from epcsim.cli_sweep import sweep
 
     app.command("run")(run)
     app.command("replay")(replay)
     app.command("cliff")(cliff)
+    app.command("sweep")(sweep)
 
 
-_register_scenario_commands()
+_register_commands()
 
 
 def main() -> None:

@@ -143,8 +143,11 @@ def test_eaccept_mismatch_is_reported(system):
     encl = test_encl(system)
     off = BUF1 * PAGE_SIZE
     assert encl.modify_types(off, PAGE_SIZE, "trim").ok
-    r = encl.eaccept(off, "reg", "rw", modified=True)
+    # a legal request that differs from the EPCM (TRIM with R; the EPCM has no permissions)
+    r = encl.eaccept(off, "trim", "r", modified=True)
     assert r.ret == SgxReturn.PAGE_ATTRIBUTES_MISMATCH
+    # REG with MODIFIED is not a request EACCEPT accepts at all: #GP (SDM)
+    assert encl.eaccept(off, "reg", "rw", modified=True).name == "#GP"
 
 
 def _oversubscribed_remove(epc):
