@@ -65,7 +65,9 @@ def _execute(plan, source: str, json_out: bool, baseline: bool):
         bar = prog.add_task("simulating", total=max(1, plan.planned_accesses()))
         try:
             return run_plan(
-                plan, baseline=baseline, on_progress=lambda d, _t: prog.update(bar, completed=d)
+                plan,
+                baseline=baseline,
+                on_progress=lambda d, t: prog.update(bar, completed=d, total=t),
             )
         except ScenarioError as e:
             e.path = source

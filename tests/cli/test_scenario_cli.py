@@ -2,6 +2,7 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,12 @@ from typer.testing import CliRunner
 from epcsim.cli import app
 from epcsim.workloads.trace import write_oracle_general
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
+# scenario files (sweep files, with a [grid] over a scenario, are epcsim sweep's)
+EXAMPLES = [
+    p
+    for p in sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
+    if "grid" not in tomllib.loads(p.read_text())
+]
 
 
 def _json(args):

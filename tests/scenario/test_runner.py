@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from epcsim.cli import app
-from epcsim.scenario import load_scenario, run_scenario
+from epcsim.scenario import ScenarioError, load_scenario, run_scenario
 from epcsim.scenario.plan import compile_scenario
 from epcsim.scenario.runner import execute
 
@@ -172,3 +172,21 @@ def test_an_enclave_without_threads_just_holds_its_pages(tmp_path):
     res = run_scenario(load_scenario(p))
     assert res.ok and not res.truncated and res.run_ns == 0 and res.threads == []
     assert res.stats["enclaves"]["idle"]["resident_pages"] == 256 + 1  # heap + TCS
+
+
+def test_repeat_until_the_duration_ends(tmp_path):
+    text = SMALL.replace('name = "u"', 'name = "u"\nrepeat = 0')
+    p = tmp_path / "forever.toml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(p)
+    assert e.value.key == "enclave[0].thread[0].repeat" and "duration" in e.value.reason
+    p.write_text('duration = "40ms"\n' + text)
+    seen = []
+    res = run_scenario(load_scenario(p), on_progress=lambda d, t: seen.append((d, t)))
+    assert res.truncated and res.run_ns == 40_000_000 and res.ok
+    u = next(t for t in res.threads if t.name == "u")
+    assert not u.finished and u.accesses > 1500 and u.steps_done > 1
+    # the slowdown of a run cut by its duration compares throughputs
+    assert res.derived["slowdown"] > 1.5 and res.derived["baseline_run_ns"] == 40_000_000
+    assert seen[-1] == (40_000_000, 40_000_000)  # progress in simulated time

@@ -19,7 +19,7 @@ from typing import Any
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.scenario.plan import Plan
-from epcsim.scenario.runner import baseline_epc, execute
+from epcsim.scenario.runner import baseline_epc, execute, slowdown
 
 
 @dataclass
@@ -95,7 +95,7 @@ def run_cliff(
             CliffPoint(
                 epc_bytes=size,
                 run_ns=r.run_ns,
-                slowdown=r.run_ns / ref.run_ns if ref.run_ns else float("nan"),
+                slowdown=slowdown(r, ref) or float("nan"),
                 fault_rate=d["fault_rate"],
                 eldu_per_access=d["eldu_per_access"],
                 page_faults=d["faults_in_run"],

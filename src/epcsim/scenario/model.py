@@ -282,10 +282,11 @@ StepSpec = _tagged_union(
 
 
 class ThreadSpec(_Model):
-    """``[[enclave.thread]]``: one user thread running its steps ``repeat`` times."""
+    """``[[enclave.thread]]``: one user thread running its steps ``repeat`` times
+    (``repeat = 0``: again and again until the scenario's ``duration`` ends)."""
 
     name: str = ""
-    repeat: Annotated[int, Field(ge=1)] = 1
+    repeat: Annotated[int, Field(ge=0)] = 1
     step: Annotated[list[StepSpec], Field(min_length=1)]
 
 

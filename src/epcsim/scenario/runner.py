@@ -10,9 +10,10 @@ an SGX #PF or SIGBUS; every EDMM operation completes without an error other than
 -EAGAIN/-EBUSY a runtime retries and without a failing EACCEPT; the kernel model raised no
 warning; every ``[expect]`` bound holds.
 
-``slowdown`` compares ``run_ns`` with the same plan on an EPC that holds the whole
-footprint. A run that wrote nothing back (no EWB) *is* all-resident, so its slowdown is 1
-without a second run; otherwise the reference run is made (``baseline=True``).
+``slowdown`` compares the time per access with the same plan on an EPC that holds the
+whole footprint (for a program that runs to its end: the ratio of run times; for one cut by
+``duration``: of throughputs). A run that wrote nothing back (no EWB) *is* all-resident, so
+its slowdown is 1 without a second run; otherwise the reference run is made.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ def execute(
     sample: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
-    """Run ``plan`` once. ``on_progress(accesses_done, accesses_planned)`` is called as the
-    simulation advances (for a progress bar)."""
+    """Run ``plan`` once. ``on_progress(done, total)`` is called as the simulation advances
+    (for a progress bar): accesses, or simulated ns when threads repeat until ``duration``."""
     system = make_system(plan)
     handles, failures = _build(system, plan)
     env = system.machine.env
@@ -145,10 +146,19 @@ def execute(
     env.process(watcher())
     sampler = None
     planned = plan.planned_accesses()
+    # a program repeated until the end has no access count to reach: show simulated time
+    by_time = plan.duration_ns is not None and any(
+        t.repeat == 0 for e in plan.enclaves for t in e.threads
+    )
     if sample or on_progress is not None:
 
         def tick(s: Sampler) -> None:
-            if on_progress is not None:
+            if on_progress is None:
+                return
+            if by_time:
+                assert plan.duration_ns is not None
+                on_progress(min(system.now - build_ns, plan.duration_ns), plan.duration_ns)
+            else:
                 on_progress(system.sgx.stats.enclave_accesses - before["enclave_accesses"], planned)
 
         sampler = Sampler(system, on_sample=tick)
@@ -230,9 +240,19 @@ def baseline_epc(plan: Plan) -> int:
     return pages * PAGE_SIZE
 
 
-def add_slowdown(res: RunResult, baseline_run_ns: int | None) -> None:
-    if res.derived.get("slowdown") is None and baseline_run_ns:
-        res.derived["slowdown"] = res.run_ns / baseline_run_ns
+def slowdown(res: RunResult, ref: RunResult) -> float | None:
+    """Time per access of ``res`` over that of the all-resident ``ref`` (run times when
+    neither made an access)."""
+    a, b = res.derived["accesses"], ref.derived["accesses"]
+    if a and b and ref.run_ns:
+        return (res.run_ns / a) / (ref.run_ns / b)
+    return res.run_ns / ref.run_ns if ref.run_ns else None
+
+
+def add_slowdown(res: RunResult, ref: RunResult | None) -> None:
+    if res.derived.get("slowdown") is None and ref is not None:
+        res.derived["slowdown"] = slowdown(res, ref)
+        res.derived["baseline_run_ns"] = ref.run_ns
     if "slowdown" in res.plan.expect:  # re-check with the figure now known
         res.failures = [f for f in res.failures if not f.startswith("expect.slowdown")]
         lo, hi = res.plan.expect["slowdown"]
@@ -251,10 +271,8 @@ def run_plan(
     """``execute`` plus, when the run paged and ``baseline``, the all-resident reference."""
     res = execute(plan, sample=sample, on_progress=on_progress)
     ref = None
-    if baseline and res.derived["slowdown"] is None and not res.truncated:
-        ref_res = execute(plan.with_epc(max(baseline_epc(plan), plan.machine["epc"])), sample=False)
-        ref = ref_res.run_ns
-        res.derived["baseline_run_ns"] = ref
+    if baseline and res.derived["slowdown"] is None:
+        ref = execute(plan.with_epc(max(baseline_epc(plan), plan.machine["epc"])), sample=False)
     add_slowdown(res, ref)
     return res
 

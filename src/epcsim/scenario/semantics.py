@@ -206,6 +206,8 @@ def _check_enclave(sc: Scenario, e: EnclaveSpec, key: str, names: set[str]) -> N
         if tname in threads:
             raise ScenarioError(f"{tk}.name", f"duplicate thread name {tname!r}")
         threads.add(tname)
+        if t.repeat == 0 and sc.duration is None:
+            raise ScenarioError(f"{tk}.repeat", "0 (until the end) needs a top-level duration")
         for s, step in enumerate(t.step):
             sk = f"{tk}.step[{s}]"
             if step.op in EDMM_OPS and not sc.machine.sgx2:

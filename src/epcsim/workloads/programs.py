@@ -1,6 +1,7 @@
 """Enclave programs: what each user thread of an enclave does, step by step.
 
-A program is a list of steps run ``repeat`` times by one enclave thread. Steps touch pages
+A program is a list of steps run ``repeat`` times (0: until the run is stopped) by one
+enclave thread. Steps touch pages
 (a synthetic ``Access`` pattern or an explicit ``Stream`` from a trace), change the
 enclave's memory with EDMM (``Grow``, ``Trim``, ``Restrict``, see ``workloads.edmm``), or
 ``Sleep``. Every thread is its own SimPy process on the shared machine, so threads of one
@@ -15,6 +16,7 @@ a failed check.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +143,8 @@ class ThreadPlan:
     repeat: int = 1
 
     def planned_accesses(self) -> int:
-        return self.repeat * sum(s.planned_accesses() for s in self.steps)
+        """Accesses of the whole program (of one pass when it repeats until stopped)."""
+        return max(1, self.repeat) * sum(s.planned_accesses() for s in self.steps)
 
 
 @dataclass
@@ -202,7 +205,7 @@ def thread_body(
     ctx = edmm.Ctx(handle, t, rec.ops)
     rec.start_ns = system.now
     ok = True
-    for _ in range(plan.repeat):
+    for _ in itertools.count() if plan.repeat == 0 else range(plan.repeat):
         for step in plan.steps:
             ok = yield from step.run(ctx, rng, rec)
             if not ok:
