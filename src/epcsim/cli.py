@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from epcsim.units import fmt_value
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -130,7 +132,7 @@ def demo(
         for row in rows:
             t.add_column("direct reclaim" if row[0] else "no direct reclaim", justify="right")
         for i, h in enumerate(header[1:], start=1):
-            t.add_row(h, *[_cell(row[i]) for row in rows])
+            t.add_row(h, *[fmt_value(row[i]) for row in rows])
         Console().print(t)
         Console().print(f"report: {path}")
     raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)
@@ -170,18 +172,6 @@ def flip_configs(epc: str, heap_factor: float, seed: int):
                 )
                 out.append((layout, ratio, c, cfg))
     return out
-
-
-def _cell(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:,.2f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 def _register_commands() -> None:

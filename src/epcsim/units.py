@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from epcsim.arch import PAGE_SIZE
 
@@ -65,3 +66,16 @@ def parse_duration(value: int | float | str, name: str = "duration") -> int:
         raise ValueError(f"{name}: expected a duration such as '10ms' or '2s', got {value!r}")
     scale = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
     return int(float(m.group(1)) * scale[m.group(2) or "ns"])
+
+
+def fmt_value(v: Any) -> str:
+    """How reports and tables print a value: thousands separators, yes/no, — for None."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)

@@ -75,6 +75,19 @@ def sgx_ioc_sgx2_ready(encl: SgxEncl) -> int:
     return 0
 
 
+def _sgx2_common_checks(encl: SgxEncl, arg) -> int:
+    """What every SGX2 page ioctl checks first, in the kernel's order: SGX2 and EINIT
+    (``sgx_ioc_sgx2_ready``), the copy from user (-EFAULT), then offset and length."""
+    ret = sgx_ioc_sgx2_ready(encl)
+    if ret:
+        return ret
+    if arg is None:
+        return -EFAULT
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return -EINVAL
+    return 0
+
+
 def sgx_enclave_etrack(task: Task, encl: SgxEncl) -> Gen:
     """``sgx_enclave_etrack`` (caller holds ``encl->lock``): ETRACK, on failure IPI and ETRACK
     again (-EFAULT if that fails too), then always IPI the enclave's CPUs."""
@@ -136,13 +149,9 @@ def sgx_ioc_enclave_restrict_permissions(
     progress: ProgressHook | None = None,
 ) -> Gen:
     """RESTRICT_PERMISSIONS: EMODPR + ETRACK per page (spec §10.5)."""
-    ret = sgx_ioc_sgx2_ready(encl)
+    ret = _sgx2_common_checks(encl, arg)
     if ret:
         return IoctlResult(ret)
-    if arg is None:
-        return IoctlResult(-EFAULT)
-    if not validate_offset_length(encl, arg.offset, arg.length):
-        return IoctlResult(-EINVAL)
     if arg.permissions & ~7:
         return IoctlResult(-EINVAL)
     if (arg.permissions & PROT_W) and not (arg.permissions & PROT_R):
@@ -179,13 +188,9 @@ def sgx_ioc_enclave_modify_types(
     task: Task, encl: SgxEncl, arg: ModifyTypesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
     """MODIFY_TYPES: REG→TCS, REG→TRIM, TCS→TRIM via EMODT + ETRACK (spec §10.6)."""
-    ret = sgx_ioc_sgx2_ready(encl)
+    ret = _sgx2_common_checks(encl, arg)
     if ret:
         return IoctlResult(ret)
-    if arg is None:
-        return IoctlResult(-EFAULT)
-    if not validate_offset_length(encl, arg.offset, arg.length):
-        return IoctlResult(-EINVAL)
     if arg.page_type & ~0xFF:
         return IoctlResult(-EINVAL)
     if arg.result or arg.count:
@@ -243,13 +248,9 @@ def sgx_ioc_enclave_remove_pages(
     task: Task, encl: SgxEncl, arg: RemovePagesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
     """REMOVE_PAGES: EREMOVE of accepted TRIM pages (spec §10.7)."""
-    ret = sgx_ioc_sgx2_ready(encl)
+    ret = _sgx2_common_checks(encl, arg)
     if ret:
         return IoctlResult(ret)
-    if arg is None:
-        return IoctlResult(-EFAULT)
-    if not validate_offset_length(encl, arg.offset, arg.length):
-        return IoctlResult(-EINVAL)
     if arg.count:
         return IoctlResult(-EINVAL)
     sgx = encl.sgx

@@ -15,6 +15,8 @@ from typing import Any
 
 import matplotlib
 
+from epcsim.units import fmt_value
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -55,7 +57,7 @@ class Report:
     def table(self, header: list[str], rows: list[list[Any]]) -> None:
         th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(fmt_value(v))}</td>" for v in row) + "</tr>"
             for row in rows
         )
         self.parts.append(f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
@@ -83,15 +85,3 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.render(), encoding="utf-8")
         return path
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:,.3f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, encls_faulted
+from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE, encls_faulted
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa.core import PF
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
@@ -142,17 +142,6 @@ class EnclaveThread(Task):
         return True
 
     # -- accesses ---------------------------------------------------------------------------
-    def _epcm_allows(self, epcs: np.ndarray, write: bool) -> np.ndarray:
-        e = self.hw.epcm
-        need = 2 if write else 1
-        return (
-            e.valid[epcs]
-            & (e.pt[epcs] == PageType.REG)
-            & ~e.pending[epcs]
-            & ~e.modified[epcs]
-            & ((e.rwx[epcs] & need) == need)
-        )
-
     def _apply_writes(self, epcs: np.ndarray) -> None:
         """A stream write changes the page's content tag (``mac``/``tag`` modes), so EWB and
         ELDU carry changing contents. In ``full`` mode only ``Enclave.write`` changes bytes."""
@@ -190,7 +179,9 @@ class EnclaveThread(Task):
                 # the PTE (VMA protection) first, then the EPCM
                 vma = encl.vma_prot[seg[:k]]
                 allowed = ((vma & 1) != 0) & (~wseg | ((vma & 2) != 0))
-                allowed &= self._epcm_allows(epcs, False) & (~wseg | self._epcm_allows(epcs, True))
+                allowed &= self.hw.epcm.allows(epcs) & (
+                    ~wseg | self.hw.epcm.allows(epcs, write=True)
+                )
                 k2 = int(np.argmin(allowed)) if not allowed.all() else k
                 if k2:
                     encl.pte_young[seg[:k2]] = True
