@@ -63,3 +63,13 @@ def test_same_enclave_victims_lose_on_any_cost_ratio():
 def test_bad_config_is_a_value_error():
     with pytest.raises(ValueError, match="heap_factor"):
         SeedConfig(heap_factor=0)
+
+
+def test_same_seed_same_result_byte_for_byte():
+    import json
+
+    def once():
+        r = run_seed(SeedConfig(epc="2M", cpus=2, direct_reclaim=False, seed=5))
+        return json.dumps([r.summary(), r.free_timeline, r.modify.eagain_at], sort_keys=True)
+
+    assert once() == once()
