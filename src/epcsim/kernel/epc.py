@@ -30,6 +30,14 @@ class FreeList:
         self._head = 0
         self._len = 0
 
+    @classmethod
+    def full(cls, pages: np.ndarray) -> FreeList:
+        """A list holding ``pages`` in order (boot: every page of the node is free)."""
+        fl = cls(int(pages.size))
+        fl._ring[: pages.size] = pages
+        fl._len = int(pages.size)
+        return fl
+
     def __len__(self) -> int:
         return self._len
 
@@ -78,12 +86,10 @@ class EpcPages:
         self.owner_encl = np.full(n, -1, dtype=np.int32)  # enclave id
         self.owner_index = np.full(n, OWNER_NONE, dtype=np.int64)  # page index or OWNER_*
         self.nodes = sorted(set(section_node))
-        self.free_lists = {
-            node: FreeList(int(np.count_nonzero(self.node == node))) for node in self.nodes
-        }
         # spec §18.14: a model may start with every page FREE (sanitization already done).
-        for page in range(n):
-            self.free_lists[int(self.node[page])].push_tail(page)
+        self.free_lists = {
+            node: FreeList.full(np.flatnonzero(self.node == node)) for node in self.nodes
+        }
         self.flags[:] = SGX_EPC_PAGE_IS_FREE
         self.nr_free_pages = n  # sgx_nr_free_pages
         self.section_bytes = [s * PAGE_SIZE for s in sections]
