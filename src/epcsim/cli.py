@@ -86,18 +86,22 @@ def demo(
             raise ValueError(f"cpus: must be at least 1, got {cpus}")
     except ValueError as e:
         fail_input(str(e))
-    phases = ["build", "modify_types", "eaccept", "remove_pages"]
     runs = []
     with progress_bar(_show(json_out)) as prog:
-        bar = prog.add_task("seed scenario", total=len(configs) * len(phases) + len(flip_cfgs))
+        bar = prog.add_task("seed scenario", total=len(configs) + len(flip_cfgs))
+        pages = prog.add_task("", total=None)
         for cfg in configs:
             label = "direct reclaim" if cfg.direct_reclaim else "no direct reclaim"
 
             def on_phase(name: str, label=label) -> None:
-                prog.update(bar, description=f"{label}: {name}")
-                prog.advance(bar)
+                prog.update(pages, description=f"  {label}: {name}", completed=0, total=None)
 
-            runs.append(run_seed(cfg, on_phase))
+            def on_pages(done: int, total: int) -> None:
+                prog.update(pages, completed=done, total=total)
+
+            runs.append(run_seed(cfg, on_phase, on_pages))
+            prog.advance(bar)
+        prog.update(pages, visible=False)
         flips = []
         for layout, ratio, c, cfg in flip_cfgs:
             prog.update(bar, description=f"flip sweep ({layout}): cpus={c} EWB/ELDU={ratio:g}")

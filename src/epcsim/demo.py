@@ -112,16 +112,29 @@ class SeedRun:
         return d
 
 
+PagesHook = Callable[[int, int], None]  # (pages done, pages in the phase)
+
+
 def _drive(
-    system: System, op: Callable, offset: int, length: int, max_calls: int, stop_after_first: bool
+    system: System,
+    op: Callable,
+    offset: int,
+    length: int,
+    max_calls: int,
+    stop_after_first: bool,
+    on_pages: PagesHook | None = None,
 ) -> OpStats:
     """A runtime's retry loop: call again from ``offset + count`` while -EAGAIN."""
     st = OpStats()
     t0 = system.now
     done = 0
+    total = length // PAGE_SIZE
 
     def progress(_encl, c):
-        st.progress.append((system.now, (done + c) // PAGE_SIZE))
+        pages = (done + c) // PAGE_SIZE
+        st.progress.append((system.now, pages))
+        if on_pages is not None and pages % 256 == 0:
+            on_pages(pages, total)
 
     while done < length and st.calls < max_calls:
         r = op(offset + done, length - done, progress)
@@ -146,8 +159,13 @@ def _drive(
     return st
 
 
-def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> SeedRun:
-    """Run the seed scenario once."""
+def run_seed(
+    cfg: SeedConfig,
+    on_phase: Callable[[str], None] | None = None,
+    on_pages: PagesHook | None = None,
+) -> SeedRun:
+    """Run the seed scenario once. ``on_phase(name)`` marks each phase, ``on_pages(done,
+    total)`` reports pages done within the range operations (for progress bars)."""
     phase = on_phase or (lambda _name: None)
     system = System(
         epc=cfg.epc,
@@ -202,6 +220,7 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
         heap_len,
         max_calls,
         cfg.stop_after_first_call,
+        on_pages,
     )
     accept_ns = 0
     accept_fail = 0
@@ -209,7 +228,7 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
     if not cfg.stop_after_first_call and modify.errno is None:
         phase("eaccept")
         t0 = system.now
-        accept_fail = eaccept_each_page(encl, image_pages, heap_pages)
+        accept_fail = eaccept_each_page(encl, image_pages, heap_pages, on_pages)
         accept_ns = system.now - t0
         phase("remove_pages")
         remove = _drive(
@@ -219,6 +238,7 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
             heap_len,
             max_calls,
             False,
+            on_pages,
         )
     tl = system.sgx.free_timeline
     return SeedRun(
@@ -234,7 +254,7 @@ def run_seed(cfg: SeedConfig, on_phase: Callable[[str], None] | None = None) -> 
     )
 
 
-def eaccept_each_page(encl, first: int, n: int) -> int:
+def eaccept_each_page(encl, first: int, n: int, on_pages: PagesHook | None = None) -> int:
     """One enclave entry per page running EACCEPT(TRIM|MODIFIED), as the selftest does."""
     system = encl.system
     t = encl.new_thread("eaccept")
@@ -257,6 +277,8 @@ def eaccept_each_page(encl, first: int, n: int) -> int:
             if ret != 0:
                 failures += 1
             yield from t.leave()
+            if on_pages is not None and (idx - first + 1) % 256 == 0:
+                on_pages(idx - first + 1, n)
         return failures
 
     return system._call(t, prog())
