@@ -115,7 +115,7 @@ def demo(
                     "heap_factor": cfg.heap_factor,
                     "neighbour_factor": cfg.neighbour_factor,
                     "length_pages": r.length_pages,
-                    "first_call_pages": r.modify.first_call_count_pages,
+                    "first_call_pages": r.modify.first_call_pages,
                     "complete": r.modify.first_call_errno is None,
                 }
             )

@@ -18,7 +18,7 @@ where even direct reclaim's single batch may find nothing to evict.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
 from epcsim.system import System
 from epcsim.units import parse_pages
+from epcsim.workloads.edmm import Ctx, OpRecord, PagesHook, drive_range, eaccept_range
 
 IMAGE_TCS_PAGES = 2  # the selftest enclave's TCS segment
 IMAGE_CODE_PAGES = 4  # code and data, measured
@@ -56,29 +57,14 @@ class SeedConfig:
 
 
 @dataclass
-class OpStats:
-    """One page-range operation driven to completion by a retry loop."""
-
-    calls: int = 0
-    eagain_returns: int = 0
-    first_call_count_pages: int = 0
-    first_call_errno: str | None = None
-    pages_done: int = 0
-    errno: str | None = None  # a non-EAGAIN error that ended the loop
-    simulated_ns: int = 0
-    progress: list[tuple[int, int]] = field(default_factory=list)  # (ns, pages done)
-    eagain_at: list[int] = field(default_factory=list)  # simulated ns of each -EAGAIN return
-
-
-@dataclass
 class SeedRun:
     config: SeedConfig
     length_pages: int
     build_ns: int
-    modify: OpStats
+    modify: OpRecord
     accept_ns: int
     accept_failures: int
-    remove: OpStats
+    remove: OpRecord | None
     stats: dict[str, Any]
     free_timeline: tuple[list[int], list[int]]
 
@@ -89,19 +75,22 @@ class SeedRun:
             "direct_reclaim": self.config.direct_reclaim,
             "cpus": self.config.cpus,
             "length_pages": self.length_pages,
-            "first_call_count_pages": self.modify.first_call_count_pages,
+            "first_call_count_pages": self.modify.first_call_pages,
             "first_call_errno": self.modify.first_call_errno,
-            "eagain_returns": self.modify.eagain_returns + self.remove.eagain_returns,
-            "calls_to_complete": self.modify.calls + self.remove.calls,
+            "eagain_returns": self.modify.eagain + (self.remove.eagain if self.remove else 0),
+            "calls_to_complete": self.modify.calls + (self.remove.calls if self.remove else 0),
             "modify_calls": self.modify.calls,
-            "remove_calls": self.remove.calls,
+            "remove_calls": self.remove.calls if self.remove else 0,
             "simulated_ns": s["simulated_ns"],
-            "operation_ns": self.modify.simulated_ns + self.accept_ns + self.remove.simulated_ns,
+            "operation_ns": self.modify.simulated_ns
+            + self.accept_ns
+            + (self.remove.simulated_ns if self.remove else 0),
             "ewb": s["ewb"],
             "eldu": s["eldu"],
             "ksgxd_wakeups": s["ksgxd_wakeups"],
             "direct_reclaim_calls": s["direct_reclaim_calls"],
-            "completed": self.modify.errno is None
+            "completed": self.remove is not None
+            and self.modify.errno is None
             and self.remove.errno is None
             and self.remove.pages_done == self.length_pages,
         }
@@ -110,53 +99,6 @@ class SeedRun:
         d = asdict(self)
         d["summary"] = self.summary()
         return d
-
-
-PagesHook = Callable[[int, int], None]  # (pages done, pages in the phase)
-
-
-def _drive(
-    system: System,
-    op: Callable,
-    offset: int,
-    length: int,
-    max_calls: int,
-    stop_after_first: bool,
-    on_pages: PagesHook | None = None,
-) -> OpStats:
-    """A runtime's retry loop: call again from ``offset + count`` while -EAGAIN."""
-    st = OpStats()
-    t0 = system.now
-    done = 0
-    total = length // PAGE_SIZE
-
-    def progress(_encl, c):
-        pages = (done + c) // PAGE_SIZE
-        st.progress.append((system.now, pages))
-        if on_pages is not None and pages % 256 == 0:
-            on_pages(pages, total)
-
-    while done < length and st.calls < max_calls:
-        r = op(offset + done, length - done, progress)
-        st.calls += 1
-        if st.calls == 1:
-            st.first_call_count_pages = r.count // PAGE_SIZE
-            st.first_call_errno = r.errno
-        done += r.count
-        if r.errno == "EAGAIN":
-            st.eagain_returns += 1
-            st.eagain_at.append(system.now)
-            if stop_after_first:
-                break
-            continue
-        if r.errno:
-            st.errno = r.errno
-            break
-        if stop_after_first:
-            break
-    st.pages_done = done // PAGE_SIZE
-    st.simulated_ns = system.now - t0
-    return st
 
 
 def run_seed(
@@ -210,35 +152,32 @@ def run_seed(
         phase("touch")
         encl.access_pages(np.arange(image_pages, image_pages + heap_pages), write=True)
     build_ns = system.now
-    max_calls = 10 * heap_pages + 100
+    runtime = encl.new_thread("runtime")
+    ctx = Ctx(encl, runtime, [])
 
     phase("modify_types")
-    modify = _drive(
-        system,
-        lambda o, n, p: encl.modify_types(o, n, "trim", progress=p),
-        heap_off,
-        heap_len,
-        max_calls,
-        cfg.stop_after_first_call,
-        on_pages,
+    modify = system._call(
+        runtime,
+        drive_range(
+            ctx,
+            "modify_types",
+            image_pages,
+            heap_pages,
+            stop_after_first=cfg.stop_after_first_call,
+            on_pages=on_pages,
+        ),
     )
     accept_ns = 0
     accept_fail = 0
-    remove = OpStats()
+    remove = None
     if not cfg.stop_after_first_call and modify.errno is None:
         phase("eaccept")
         t0 = system.now
         accept_fail = eaccept_each_page(encl, image_pages, heap_pages, on_pages)
         accept_ns = system.now - t0
         phase("remove_pages")
-        remove = _drive(
-            system,
-            lambda o, n, p: encl.remove_pages(o, n, progress=p),
-            heap_off,
-            heap_len,
-            max_calls,
-            False,
-            on_pages,
+        remove = system._call(
+            runtime, drive_range(ctx, "remove_pages", image_pages, heap_pages, on_pages=on_pages)
         )
     tl = system.sgx.free_timeline
     return SeedRun(
@@ -255,30 +194,10 @@ def run_seed(
 
 
 def eaccept_each_page(encl, first: int, n: int, on_pages: PagesHook | None = None) -> int:
-    """One enclave entry per page running EACCEPT(TRIM|MODIFIED), as the selftest does."""
-    system = encl.system
+    """One enclave entry per page running EACCEPT(TRIM|MODIFIED), as the selftest does.
+    Returns how many EACCEPTs failed."""
     t = encl.new_thread("eaccept")
     flags = secinfo_flags(PageType.TRIM, 0, int(SecinfoFlags.MODIFIED))
-    hw = system.cpu
-    stats = system.sgx.stats
-    costs = system.costs
-
-    def prog():
-        failures = 0
-        for idx in range(first, first + n):
-            addr = encl.encl.linaddr(idx)
-
-            def leaf(lp, epc, addr=addr):
-                stats.eaccept += 1
-                return hw.eaccept(lp, flags, addr, epc)
-
-            ret = yield from t.enclu_on_page(idx, leaf)
-            yield from t.run(costs.eaccept)
-            if ret != 0:
-                failures += 1
-            yield from t.leave()
-            if on_pages is not None and (idx - first + 1) % 256 == 0:
-                on_pages(idx - first + 1, n)
-        return failures
-
-    return system._call(t, prog())
+    gen = eaccept_range(Ctx(encl, t, []), first, n, flags, entry_per_page=True, on_pages=on_pages)
+    rec = encl.system._call(t, gen)
+    return rec.failures + (n - rec.pages_done)

@@ -105,7 +105,7 @@ def write_demo_report(runs: list[SeedRun], flips: list[dict] | None, out_dir: Pa
     for r in runs:
         label = "direct reclaim" if r.config.direct_reclaim else "no direct reclaim"
         for name, op, style in (("MODIFY_TYPES", r.modify, "-"), ("REMOVE_PAGES", r.remove, "--")):
-            if op.progress:
+            if op is not None and op.progress:
                 ax.plot(
                     [t / 1e6 for t, _ in op.progress],
                     [p for _, p in op.progress],
@@ -121,7 +121,7 @@ def write_demo_report(runs: list[SeedRun], flips: list[dict] | None, out_dir: Pa
     fig, ax = plt.subplots(figsize=(9, 3.2))
     for r in runs:
         label = "direct reclaim" if r.config.direct_reclaim else "no direct reclaim"
-        times = sorted(r.modify.eagain_at + r.remove.eagain_at)
+        times = sorted(r.modify.eagain_at + (r.remove.eagain_at if r.remove else []))
         ax.step(
             [0.0] + [t / 1e6 for t in times],
             range(len(times) + 1),

@@ -60,7 +60,14 @@ class OpRecord:
     pages_done: int = 0
     failures: int = 0  # EACCEPT leaves that did not return 0
     errno: str | None = None  # a non-retryable error that ended the operation
+    first_call_pages: int = 0  # pages the first ioctl call completed
+    first_call_errno: str | None = None  # how the first call ended (None: success)
     progress: list[tuple[int, int]] = field(default_factory=list)  # (ns, pages done)
+    eagain_at: list[int] = field(default_factory=list)  # simulated ns of each -EAGAIN
+
+    @property
+    def simulated_ns(self) -> int:
+        return self.end_ns - self.start_ns
 
     def note(self, now: int, done: int) -> None:
         step = max(1, self.pages // PROGRESS_POINTS)
@@ -72,7 +79,8 @@ class OpRecord:
         return self.errno is None and self.failures == 0 and self.pages_done == self.pages
 
     def summary(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "progress"}
+        skip = ("progress", "eagain_at")
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
         d["ok"] = self.ok
         return d
 
@@ -117,9 +125,23 @@ def ioctl(ctx: Ctx, make_gen: Callable[[], Gen], rec: OpRecord) -> Gen:
     return result
 
 
-def drive_range(ctx: Ctx, kind: str, first_page: int, pages: int, perm: int = 0) -> Gen:
+#: (pages done, pages in the operation), for progress bars
+PagesHook = Callable[[int, int], None]
+
+
+def drive_range(
+    ctx: Ctx,
+    kind: str,
+    first_page: int,
+    pages: int,
+    perm: int = 0,
+    *,
+    stop_after_first: bool = False,
+    on_pages: PagesHook | None = None,
+) -> Gen:
     """A page-range ioctl over ``pages`` pages, called again from ``offset + count`` after
-    each ``-EAGAIN`` until done or another error. Returns the ``OpRecord``."""
+    each ``-EAGAIN`` until done or another error (or after the first call with
+    ``stop_after_first``). Returns the ``OpRecord``."""
     rec = ctx.record(kind, first_page, pages)
     t, encl = ctx.thread, ctx.handle.encl
     offset, length = first_page * PAGE_SIZE, pages * PAGE_SIZE
@@ -127,7 +149,10 @@ def drive_range(ctx: Ctx, kind: str, first_page: int, pages: int, perm: int = 0)
     max_calls = 10 * pages + 100  # a runaway guard; the kernel always makes progress
 
     def on_page(_encl, count: int) -> None:
-        rec.note(ctx.system.now, (done + count) // PAGE_SIZE)
+        now_done = (done + count) // PAGE_SIZE
+        rec.note(ctx.system.now, now_done)
+        if on_pages is not None and now_done % 256 == 0:
+            on_pages(now_done, pages)
 
     def call() -> Gen:
         off, ln = offset + done, length - done
@@ -142,9 +167,16 @@ def drive_range(ctx: Ctx, kind: str, first_page: int, pages: int, perm: int = 0)
     while done < length and rec.calls < max_calls:
         r = yield from ioctl(ctx, call, rec)
         rec.calls += 1
+        if rec.calls == 1:
+            rec.first_call_pages = r.count // PAGE_SIZE
+            rec.first_call_errno = r.errno
         done += r.count
+        if r.errno == "EAGAIN":
+            rec.eagain += 1
+            rec.eagain_at.append(ctx.system.now)
+        if stop_after_first:
+            break
         if r.errno in ("EAGAIN", "EBUSY"):
-            rec.eagain += r.errno == "EAGAIN"
             continue
         if r.errno:
             rec.errno = r.errno
@@ -154,8 +186,17 @@ def drive_range(ctx: Ctx, kind: str, first_page: int, pages: int, perm: int = 0)
     return rec
 
 
-def eaccept_range(ctx: Ctx, first_page: int, pages: int, flags: int) -> Gen:
-    """ENCLU[EACCEPT] with ``flags`` on each page from inside, in one enclave entry; an
+def eaccept_range(
+    ctx: Ctx,
+    first_page: int,
+    pages: int,
+    flags: int,
+    *,
+    entry_per_page: bool = False,
+    on_pages: PagesHook | None = None,
+) -> Gen:
+    """ENCLU[EACCEPT] with ``flags`` on each page from inside, in one enclave entry (or one
+    entry per page, as the kernel's removal stress test does, with ``entry_per_page``); an
     absent page faults first and, on SGX2, the kernel EAUGs it. Returns the ``OpRecord``."""
     rec = ctx.record("eaccept", first_page, pages)
     t, encl = ctx.thread, ctx.handle.encl
@@ -179,6 +220,10 @@ def eaccept_range(ctx: Ctx, first_page: int, pages: int, flags: int) -> Gen:
             rec.failures += 1
         rec.pages_done = i + 1
         rec.note(system.now, i + 1)
+        if entry_per_page:
+            yield from t.leave()
+        if on_pages is not None and (i + 1) % 256 == 0:
+            on_pages(i + 1, pages)
         yield from t.cond_resched()
     rec.end_ns = system.now
     return rec
