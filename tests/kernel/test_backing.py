@@ -24,3 +24,37 @@ def test_pcmd_page_is_truncated_when_empty_unless_the_reclaimer_writes_to_it():
     assert f.bytes_used == PAGE_SIZE + 2 * PAGE_SIZE
     f.truncate(40)
     assert f.lookup(40) is None and f.bytes_used == PAGE_SIZE  # only the kept PCMD page
+
+
+def test_records_live_in_arrays_and_read_back_exactly():
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    recs = {i: BackingRecord(bytes([i]) * 8, bytes([i + 1]) * 128, 7, i) for i in (3, 9, 64)}
+    for i, r in recs.items():
+        f.store(i, r)
+    assert sorted(f.records) == [3, 9, 64] and len(f.records) == 3 and 9 in f.records
+    assert all(f.records[i] == r for i, r in recs.items())  # index 64 is the SECS slot
+    assert not f._odd and len(f._contents) == 1  # one chunk of arrays, no per-page objects
+
+
+def test_a_record_rewritten_to_another_length_is_kept_as_the_attacker_left_it():
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    f.store(5, BackingRecord(b"\1" * 8, b"\2" * 128))
+    f.tamper(5, contents=b"\1" * 3)  # truncated ciphertext
+    assert f.lookup(5).contents == b"\1" * 3 and f.lookup(5).pcmd == b"\2" * 128
+    f.truncate(5)
+    assert f.lookup(5) is None and 5 not in f.records
+
+
+def test_truncated_ciphertext_is_caught_at_eldu_for_that_enclave_only():
+    import epcsim
+
+    system = epcsim.System(epc="2M", cpus=2, seed=2)
+    victim = system.create_enclave("1M", name="victim")
+    assert victim.add_pages(0, 200 * PAGE_SIZE).ok and victim.init().ok
+    other = system.create_enclave("4M", name="other")
+    assert other.add_pages(0, 600 * PAGE_SIZE).ok and other.init().ok
+    system.run(until="50ms")
+    page = next(iter(system.backing[victim.id].records))
+    system.backing.tamper(victim.id, page, contents=b"")
+    assert victim.access(page * PAGE_SIZE).sigbus
+    assert other.access(0).ok

@@ -17,14 +17,17 @@ page once all 32 entries are zero and no page sharing it is being reclaimed
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PCMD_SIZE, PCMDS_PER_PAGE
 
 
 @dataclass
 class BackingRecord:
-    """One evicted page in untrusted memory."""
+    """One evicted page in untrusted memory (a copy: change it through ``tamper``)."""
 
     contents: bytes  # the contents page (ciphertext, or the sealed tag in mac/tag modes)
     pcmd: bytes  # the 128-byte PCMD
@@ -32,15 +35,62 @@ class BackingRecord:
     va_slot: int = -1  # and the slot holding this record's version
 
 
+#: pages per storage chunk: arrays are allocated a chunk at a time, on first use
+CHUNK = 4096
+
+
+class RecordsView(Mapping[int, BackingRecord]):
+    """The evicted pages of one backing file: ``index -> BackingRecord`` (read-only)."""
+
+    def __init__(self, f: EnclaveBacking):
+        self._f = f
+
+    def __getitem__(self, index: int) -> BackingRecord:
+        rec = self._f.lookup(index)
+        if rec is None:
+            raise KeyError(index)
+        return rec
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(self._f.present).tolist())
+
+    def __len__(self) -> int:
+        return self._f.nr_records
+
+    def __contains__(self, index: object) -> bool:
+        f = self._f
+        return (
+            isinstance(index, int | np.integer)
+            and 0 <= index < f.present.size
+            and bool(f.present[index])
+        )
+
+
 class EnclaveBacking:
-    """The shmem file of one enclave."""
+    """The shmem file of one enclave.
+
+    Records live in NumPy arrays, not one Python object per evicted page: contents and PCMD
+    bytes in chunks of ``CHUNK`` pages allocated on first use (the contents width is that of
+    the first record: 8 bytes in ``mac``/``tag`` mode, 4096 in ``full``), and per-page
+    presence, VA page and slot. A record an attacker rewrote with another length is kept
+    aside as is.
+    """
 
     def __init__(self, encl_id: int, size: int):
         self.encl_id = encl_id
         self.size = size
         self.secs_index = size // PAGE_SIZE
-        self.records: dict[int, BackingRecord] = {}
-        self._pcmd_pages: dict[int, int] = {}  # PCMD page index -> non-zero PCMD entries
+        n = self.secs_index + 1
+        self.present = np.zeros(n, dtype=np.bool_)
+        self.va_page = np.full(n, -1, dtype=np.int64)
+        self.va_slot = np.full(n, -1, dtype=np.int16)
+        self.nr_records = 0
+        self._width = 0
+        self._contents: dict[int, np.ndarray] = {}
+        self._pcmd: dict[int, np.ndarray] = {}
+        self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered to another length
+        self._pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
+        self._pcmd_kept = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.bool_)
 
     @property
     def file_size(self) -> int:
@@ -54,34 +104,79 @@ class EnclaveBacking:
     def pcmd_offset(self, index: int) -> int:
         return (index % PCMDS_PER_PAGE) * PCMD_SIZE
 
+    @property
+    def records(self) -> RecordsView:
+        return RecordsView(self)
+
+    def _chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        c = index // CHUNK
+        if c not in self._contents:
+            self._contents[c] = np.zeros((CHUNK, self._width), dtype=np.uint8)
+            self._pcmd[c] = np.zeros((CHUNK, PCMD_SIZE), dtype=np.uint8)
+        return self._contents[c], self._pcmd[c]
+
+    def _put(self, index: int, contents: bytes, pcmd: bytes) -> None:
+        if not self._width:
+            self._width = len(contents)
+        if len(contents) != self._width or len(pcmd) != PCMD_SIZE:
+            self._odd[index] = (bytes(contents), bytes(pcmd))
+            return
+        self._odd.pop(index, None)
+        ct, pc = self._chunk(index)
+        ct[index % CHUNK] = np.frombuffer(contents, dtype=np.uint8)
+        pc[index % CHUNK] = np.frombuffer(pcmd, dtype=np.uint8)
+
     def store(self, index: int, record: BackingRecord) -> None:
         """The reclaimer's EWB output lands here (``sgx_encl_ewb`` on pinned shmem pages)."""
-        if index not in self.records:
-            pidx = self.pcmd_page_index(index)
-            self._pcmd_pages[pidx] = self._pcmd_pages.get(pidx, 0) + 1
-        self.records[index] = record
+        if not self.present[index]:
+            self.present[index] = True
+            self.nr_records += 1
+            self._pcmd_live[index // PCMDS_PER_PAGE] += 1
+            self._pcmd_kept[index // PCMDS_PER_PAGE] = False
+        self._put(index, record.contents, record.pcmd)
+        self.va_page[index] = record.va_page
+        self.va_slot[index] = record.va_slot
 
     def lookup(self, index: int) -> BackingRecord | None:
         """``sgx_encl_lookup_backing``: what ELDU will read (possibly tampered)."""
-        return self.records.get(index)
+        if not 0 <= index < self.present.size or not self.present[index]:
+            return None
+        if index in self._odd:
+            contents, pcmd = self._odd[index]
+        else:
+            ct, pc = self._chunk(index)
+            contents, pcmd = ct[index % CHUNK].tobytes(), pc[index % CHUNK].tobytes()
+        return BackingRecord(contents, pcmd, int(self.va_page[index]), int(self.va_slot[index]))
+
+    def tamper(self, index: int, contents: bytes | None = None, pcmd: bytes | None = None) -> None:
+        """Overwrite a record's bytes in place (any length: untrusted memory)."""
+        rec = self.lookup(index)
+        if rec is None:
+            raise KeyError(index)
+        self._put(
+            index,
+            rec.contents if contents is None else bytes(contents),
+            rec.pcmd if pcmd is None else bytes(pcmd),
+        )
 
     def truncate(self, index: int, pcmd_busy: bool = False) -> None:
         """After ELDU, successful or not: drop the contents page and zero this page's PCMD;
         the PCMD page goes too once all its entries are zero, unless ``pcmd_busy``
         (``reclaimer_writing_to_pcmd``: a neighbour's EWB is about to write into it)."""
-        if self.records.pop(index, None) is None:
+        if not 0 <= index < self.present.size or not self.present[index]:
             return
-        pidx = self.pcmd_page_index(index)
-        left = self._pcmd_pages.get(pidx, 0) - 1
-        if left > 0 or pcmd_busy:
-            self._pcmd_pages[pidx] = max(left, 0)
-        else:
-            self._pcmd_pages.pop(pidx, None)
+        self.present[index] = False
+        self.nr_records -= 1
+        self._odd.pop(index, None)
+        p = index // PCMDS_PER_PAGE
+        self._pcmd_live[p] -= 1
+        self._pcmd_kept[p] = self._pcmd_live[p] == 0 and pcmd_busy
 
     @property
     def bytes_used(self) -> int:
         """Shmem bytes held: one contents page per record plus the PCMD pages kept."""
-        return (len(self.records) + len(self._pcmd_pages)) * PAGE_SIZE
+        pcmd_pages = int(np.count_nonzero((self._pcmd_live > 0) | self._pcmd_kept))
+        return (self.nr_records + pcmd_pages) * PAGE_SIZE
 
 
 class BackingStore:
@@ -110,11 +205,7 @@ class BackingStore:
         self, encl_id: int, index: int, *, contents: bytes | None = None, pcmd: bytes | None = None
     ) -> None:
         """Overwrite a record's raw bytes in place (an attacker with access to RAM/swap)."""
-        rec = self.files[encl_id].records[index]
-        if contents is not None:
-            rec.contents = bytes(contents)
-        if pcmd is not None:
-            rec.pcmd = bytes(pcmd)
+        self.files[encl_id].tamper(index, contents, pcmd)
 
     @property
     def bytes_used(self) -> int:
