@@ -36,7 +36,6 @@ SECS_INDEX = -1  # "page index" of the SECS in kernel helpers
 # VM_FAULT_* outcomes of sgx_vma_fault
 VM_FAULT_NOPAGE = "NOPAGE"
 VM_FAULT_SIGBUS = "SIGBUS"
-VM_FAULT_OOM = "OOM"
 
 PROT_R, PROT_W, PROT_X = 1, 2, 4
 

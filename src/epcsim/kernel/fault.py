@@ -7,8 +7,6 @@ VM_FAULT_NOPAGE - the access re-executes and faults again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from epcsim.arch import EBUSY, PageType
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo
@@ -17,17 +15,16 @@ from epcsim.kernel.encl import (
     PROT_W,
     PROT_X,
     VM_FAULT_NOPAGE,
-    VM_FAULT_OOM,
     VM_FAULT_SIGBUS,
     SgxEncl,
 )
 
-if TYPE_CHECKING:
-    pass
-
 
 def sgx_encl_eaug_page(task: Task, encl: SgxEncl, index: int) -> Gen:
-    """SGX2: EAUG a page on a fault in an initialized enclave (spec §8 steps 1-10)."""
+    """SGX2: EAUG a page on a fault in an initialized enclave (spec §8 steps 1-10).
+
+    The kzalloc of the ``sgx_encl_page`` cannot fail in the model, so the kernel's
+    VM_FAULT_OOM outcome (spec §16.6) never arises."""
     sgx = encl.sgx
     if not encl.initialized:
         return VM_FAULT_SIGBUS
@@ -99,4 +96,4 @@ def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
         task.unlock(encl.lock)
 
 
-__all__ = ["VM_FAULT_OOM", "sgx_encl_eaug_page", "sgx_vma_fault"]
+__all__ = ["sgx_encl_eaug_page", "sgx_vma_fault"]

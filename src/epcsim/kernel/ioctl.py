@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from epcsim.arch import (
     EACCES,
@@ -36,9 +36,6 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo, Secs, Sigstruct
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
 from epcsim.kernel.epc import OWNER_SECS
-
-if TYPE_CHECKING:
-    pass
 
 SGX_PAGE_MEASURE = 0x01
 U64_MAX = (1 << 64) - 1
@@ -295,7 +292,6 @@ def _einit_with_secs(task: Task, encl: SgxEncl, sigstruct: Sigstruct) -> Gen:
 
 
 __all__ = [
-    "EBUSY",
     "AddPagesArgs",
     "IoctlResult",
     "Secinfo",

@@ -14,7 +14,7 @@ from epcsim.arch import SgxReturn, encls_failed
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo
 from epcsim.kernel.backing import BackingRecord
-from epcsim.kernel.epc import OWNER_SECS, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
 
 if TYPE_CHECKING:
     from epcsim.kernel.encl import SgxEncl
@@ -170,4 +170,4 @@ def sgx_reclaim_direct(sgx: Sgx, task: Task) -> Gen:
         sgx.stats.direct_reclaim_pages += n
 
 
-__all__ = ["OWNER_SECS", "sgx_reclaim_direct", "sgx_reclaim_pages"]
+__all__ = ["sgx_reclaim_direct", "sgx_reclaim_pages"]

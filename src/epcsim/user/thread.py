@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE, encls_faulted
+from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa.core import PF
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
@@ -231,7 +231,3 @@ class EnclaveThread(Task):
                 return leaf(self.cpu, int(self.encl.epc[index]))
             if not (yield from self._fault(index)):
                 return None
-
-
-def is_fault(ret: int) -> bool:
-    return encls_faulted(ret)
