@@ -62,12 +62,15 @@ def _execute(plan, source: str, json_out: bool, baseline: bool):
     from epcsim.scenario.semantics import ScenarioError
 
     with progress_bar(_show(json_out)) as prog:
-        bar = prog.add_task("simulating", total=max(1, plan.planned_accesses()))
+        bar = prog.add_task("building", total=None)
         try:
             return run_plan(
                 plan,
                 baseline=baseline,
-                on_progress=lambda d, t: prog.update(bar, completed=d, total=t),
+                on_build=lambda d, t: prog.update(bar, completed=d, total=t),
+                on_progress=lambda d, t: prog.update(
+                    bar, description="simulating", completed=d, total=t
+                ),
             )
         except ScenarioError as e:
             e.path = source

@@ -175,3 +175,16 @@ def test_signal_while_add_pages_reclaims_directly():
     # the free list ran dry: -ERESTARTSYS out of the allocator ends the loop, count = done
     assert r.errno == "ERESTARTSYS" and 0 < r.count < 200 * PAGE_SIZE
     assert system.stats()["alloc_reclaim_batches"] == 0
+
+
+def test_add_pages_progress_reports_each_page_and_changes_nothing(system):
+    seen = []
+    a = system.create_enclave("64K")
+    r = a.add_pages(0, 5 * PAGE_SIZE, progress=lambda _e, c: seen.append(c))
+    assert r.ok and seen == [PAGE_SIZE * i for i in range(1, 6)]
+    b = system.create_enclave("64K")
+    t0 = system.now
+    assert b.add_pages(0, 5 * PAGE_SIZE).ok
+    assert system.now - t0 == a.system.costs.syscall + 5 * (
+        system.costs.eadd + system.costs.ioctl_page
+    )  # same simulated cost with or without a hook (no VA growth, EPC not full)

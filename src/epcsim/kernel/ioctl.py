@@ -218,8 +218,11 @@ def sgx_encl_add_page(
         task.unlock(encl.lock)
 
 
-def sgx_ioc_enclave_add_pages(task: Task, encl: SgxEncl, arg: AddPagesArgs | None) -> Gen:
-    """``sgx_ioc_enclave_add_pages`` (spec §10.2)."""
+def sgx_ioc_enclave_add_pages(
+    task: Task, encl: SgxEncl, arg: AddPagesArgs | None, progress=None
+) -> Gen:
+    """``sgx_ioc_enclave_add_pages`` (spec §10.2). ``progress(encl, bytes done)`` is called
+    after each page (for progress bars; it changes nothing)."""
     if not encl.created or encl.initialized:
         return IoctlResult(-EINVAL)
     if arg is None:
@@ -248,6 +251,8 @@ def sgx_ioc_enclave_add_pages(task: Task, encl: SgxEncl, arg: AddPagesArgs | Non
         if ret:
             break
         c += PAGE_SIZE
+        if progress is not None:
+            progress(encl, c)
     return IoctlResult(ret, count=c)
 
 

@@ -87,8 +87,18 @@ def make_system(plan: Plan) -> System:
         raise ScenarioError(f"machine.{key}" if reason else "machine", reason or str(e)) from None
 
 
-def _build(system: System, plan: Plan) -> tuple[list[Any], list[str]]:
+def _build(
+    system: System, plan: Plan, on_build: Callable[[int, int], None] | None = None
+) -> tuple[list[Any], list[str]]:
+    """Build every enclave; ``on_build(pages added, pages to add)`` reports progress."""
     handles, failures = [], []
+    total = sum(ep.tcs + sum(r.pages for r in ep.regions if not r.dynamic) for ep in plan.enclaves)
+    added = 0
+
+    def progress(_encl, done_bytes: int) -> None:
+        if on_build is not None and (done_bytes // PAGE_SIZE) % 256 == 0:
+            on_build(added + done_bytes // PAGE_SIZE, total)
+
     for ep in plan.enclaves:
         h = system.create_enclave(ep.size, debug=ep.debug, name=ep.name)
         handles.append(h)
@@ -96,12 +106,18 @@ def _build(system: System, plan: Plan) -> tuple[list[Any], list[str]]:
         if not r.ok:
             failures.append(f"enclave {ep.name}: ADD_PAGES of the TCS failed with {r.errno}")
             continue
+        added += r.pages
         for reg in ep.regions:
             if reg.dynamic:
                 continue
             r = h.add_pages(
-                reg.first_page * PAGE_SIZE, reg.pages * PAGE_SIZE, reg.perm, measure=reg.measure
+                reg.first_page * PAGE_SIZE,
+                reg.pages * PAGE_SIZE,
+                reg.perm,
+                measure=reg.measure,
+                progress=progress,
             )
+            added += r.pages
             if not r.ok:
                 failures.append(
                     f"enclave {ep.name}: ADD_PAGES of region {reg.name} failed with {r.errno}"
@@ -120,11 +136,13 @@ def execute(
     *,
     sample: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    on_build: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Run ``plan`` once. ``on_progress(done, total)`` is called as the simulation advances
-    (for a progress bar): accesses, or simulated ns when threads repeat until ``duration``."""
+    (for a progress bar): accesses, or simulated ns when threads repeat until ``duration``;
+    ``on_build(pages, total)`` while the enclaves are built."""
     system = make_system(plan)
-    handles, failures = _build(system, plan)
+    handles, failures = _build(system, plan, on_build)
     env = system.machine.env
     build_ns = system.now
     before = system.sgx.stats.as_dict()
@@ -267,9 +285,10 @@ def run_plan(
     baseline: bool = True,
     sample: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    on_build: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """``execute`` plus, when the run paged and ``baseline``, the all-resident reference."""
-    res = execute(plan, sample=sample, on_progress=on_progress)
+    res = execute(plan, sample=sample, on_progress=on_progress, on_build=on_build)
     ref = None
     if baseline and res.derived["slowdown"] is None:
         ref = execute(plan.with_epc(max(baseline_epc(plan), plan.machine["epc"])), sample=False)

@@ -155,8 +155,10 @@ class Enclave:
         page_type: str = "reg",
         measure: bool = False,
         data: bytes | None = None,
+        progress=None,
     ) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_ADD_PAGES. ``data`` (``length`` bytes) is copied by EADD."""
+        """SGX_IOC_ENCLAVE_ADD_PAGES. ``data`` (``length`` bytes) is copied by EADD;
+        ``progress(encl, bytes done)`` is called after each page."""
         off = _page_aligned(offset, "offset")
         ln = _page_aligned(length, "length")
         pt = PAGE_TYPES.get(str(page_type).lower())
@@ -168,7 +170,7 @@ class Enclave:
         args = AddPagesArgs(
             off, ln, Secinfo(secinfo_flags(pt, bits)), flags=1 if measure else 0, src=data
         )
-        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args))
+        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args, progress))
 
     def add_pages_raw(self, args: AddPagesArgs | None) -> IoctlResult:
         """ADD_PAGES with a hand-made argument struct (for validation tests)."""
