@@ -197,3 +197,24 @@ def test_replayed_backing_record_is_rejected():
     system.backing.tamper(victim.id, page, contents=old_contents, pcmd=old_pcmd)
     out = victim.access(page * PAGE_SIZE)
     assert out.sigbus and system.stats()["eldu_failed"] == 1
+
+
+def test_numa_allocation_starts_at_the_local_node():
+    # two sections on two nodes; CPUs 0-1 on node 0, CPUs 2-3 on node 1 (spec §5.1)
+    system = epcsim.System(epc="2M", cpus=4, sections=2, nodes=2, seed=1)
+    epc, sgx, env = system.sgx.epc, system.sgx, system.machine.env
+    assert sorted(set(epc.node.tolist())) == [0, 1]
+    from epcsim.engine.machine import Task
+
+    def alloc_on(cpu: int) -> int:
+        task = Task(system.machine, f"on{cpu}")
+        task.cpu = cpu  # as if scheduled there (the CPU is not taken from the machine)
+        proc = env.process(sgx.alloc_epc_page(task, 0, 0, reclaim=False))
+        env.run(until=proc)
+        return proc.value
+
+    assert epc.node[alloc_on(3)] == 1
+    assert epc.node[alloc_on(0)] == 0
+    while len(epc.free_lists[1]):  # node 1 runs dry: the next node, round-robin
+        epc.alloc_from_node(1)
+    assert epc.node[alloc_on(3)] == 0
