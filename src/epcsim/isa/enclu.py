@@ -125,6 +125,18 @@ class EncluMixin(SgxCore):
         return 0
 
     # -- SGX2 from inside --------------------------------------------------------------------
+    def _enclu_operands(self, lp: int, secinfo_flags: int, linaddr: int):
+        """The #GP checks EACCEPT, EACCEPTCOPY and EMODPE start with: the LP is inside an
+        enclave, SECINFO has no reserved bits, ``linaddr`` is page aligned and in ELRANGE.
+        Returns ``(enclave state, flags)``, or ``(None, flags)`` for a #GP."""
+        st = self._active(lp)
+        flags = int(secinfo_flags)
+        if st is None or flags & _SECINFO_RESERVED or linaddr % PAGE_SIZE:
+            return None, flags
+        if not st.contains(linaddr):
+            return None, flags
+        return st, flags
+
     def eaccept(self, lp: int, secinfo_flags: int, linaddr: int, epc: int) -> int:
         """EACCEPT: the enclave agrees to an EAUG, EMODPR or EMODT; SECINFO must match.
 
@@ -136,11 +148,8 @@ class EncluMixin(SgxCore):
         differ from the request; NOT_TRACKED for a PR/MODIFIED change whose ETRACK has not
         completed. Success clears PENDING, MODIFIED and PR.
         """
-        st = self._active(lp)
+        st, flags = self._enclu_operands(lp, secinfo_flags, linaddr)
         if st is None:
-            return GP
-        flags = int(secinfo_flags)
-        if flags & _SECINFO_RESERVED or linaddr % PAGE_SIZE or not st.contains(linaddr):
             return GP
         pt = secinfo_page_type(flags)
         pending, modified, pr = bool(flags & 8), bool(flags & 16), bool(flags & 32)
@@ -172,11 +181,8 @@ class EncluMixin(SgxCore):
         enclave; PAGE_ATTRIBUTES_MISMATCH if the destination is not a PENDING RW REG page of
         this enclave at ``linaddr``.
         """
-        st = self._active(lp)
+        st, flags = self._enclu_operands(lp, secinfo_flags, linaddr)
         if st is None:
-            return GP
-        flags = int(secinfo_flags)
-        if flags & _SECINFO_RESERVED or linaddr % PAGE_SIZE or not st.contains(linaddr):
             return GP
         if (flags & 2 and not flags & 1) or secinfo_page_type(flags) != PageType.REG:
             return GP
@@ -216,11 +222,8 @@ class EncluMixin(SgxCore):
         R on a page without R; #PF if the page is not a valid, settled (not PENDING, MODIFIED
         or BLOCKED) REG page of this enclave at ``linaddr``.
         """
-        st = self._active(lp)
+        st, flags = self._enclu_operands(lp, secinfo_flags, linaddr)
         if st is None:
-            return GP
-        flags = int(secinfo_flags)
-        if flags & _SECINFO_RESERVED or linaddr % PAGE_SIZE or not st.contains(linaddr):
             return GP
         if not self._page_ok(epc):
             return PF
