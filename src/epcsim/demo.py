@@ -46,6 +46,7 @@ class SeedConfig:
     #: an idle neighbour enclave of this many EPCs, built after the heap: it fills the EPC, so
     #: ksgxd's victims belong to another enclave and do not contend for the ioctl's encl->lock
     neighbour_factor: float = 0.0
+    engine: str = "reference"  # System(engine=...)
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
@@ -116,6 +117,7 @@ def run_seed(
         seed=cfg.seed,
         costs=cfg.costs,
         content_mode=cfg.content_mode,
+        engine=cfg.engine,
     )
     epc_pages = parse_pages(cfg.epc, "epc")
     heap_pages = max(1, int(epc_pages * cfg.heap_factor))

@@ -23,7 +23,12 @@ from epcsim.kernel.policy import make_policy
 from epcsim.units import parse_duration, parse_pages, parse_size
 from epcsim.user.enclave import Enclave, EncluResult, parse_perm
 
-__all__ = ["Enclave", "EncluResult", "System", "parse_perm"]
+__all__ = ["ENGINES", "Enclave", "EncluResult", "System", "parse_perm"]
+
+#: ``System(engine=...)``: the SimPy reference, and the fast path (:mod:`epcsim.fast`).
+#: Decision: the default stays ``"reference"`` until the fast path covers every row of
+#: issue 9 and its differential tests pass on every example (see ``epcsim/fast/README.md``).
+ENGINES = ("reference", "fast")
 
 
 class System:
@@ -36,7 +41,10 @@ class System:
     ``epcsim.engine.costs.Costs``), ``sections``/``nodes`` (EPC sections over NUMA nodes),
     ``sgx2`` (the CPU supports EDMM), ``timeslice`` (how long an enclave thread runs before a
     reschedule point), ``sched_slice`` (the scheduler's slice: a task gives up a contended CPU
-    at ``cond_resched`` only after running this long), ``seed``.
+    at ``cond_resched`` only after running this long), ``seed``, ``engine``
+    (``"reference"``: every step is a SimPy event; ``"fast"``: the same model with the
+    execution shortcuts of :mod:`epcsim.fast`, checked against the reference by differential
+    tests).
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class System:
         sgx2: bool = True,
         timeslice: int | str = "1ms",
         sched_slice: int | str = "3ms",
+        engine: str = "reference",
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -68,10 +77,18 @@ class System:
             raise ValueError(f"seed: must be an integer, got {seed!r}")
         if not isinstance(direct_reclaim, bool):
             raise ValueError(f"direct_reclaim: must be True or False, got {direct_reclaim!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {engine!r}")
         cost_model = costs if isinstance(costs, Costs) else Costs.from_dict(costs)
         self.seed = seed
         self.timeslice_ns = parse_duration(timeslice, "timeslice")
-        self.machine = Machine(cpus, cost_model, parse_duration(sched_slice, "sched_slice"))
+        self.engine = engine
+        self.machine = Machine(
+            cpus,
+            cost_model,
+            parse_duration(sched_slice, "sched_slice"),
+            elide=engine == "fast",
+        )
         sizes = [
             nr_pages // sections + (1 if i < nr_pages % sections else 0) for i in range(sections)
         ]
@@ -96,6 +113,7 @@ class System:
             "sections": sections,
             "nodes": nodes,
             "sgx2": sgx2,
+            "engine": engine,
             "costs": cost_model.as_dict(),
         }
         self._threads: list[Any] = []

@@ -1,6 +1,10 @@
 """The shmem backing file: PCMD layout and truncation after ELDU (spec §3.1, §7)."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from epcsim.arch import PAGE_SIZE
+from epcsim.isa.sealing import pack_pcmd
 from epcsim.kernel.backing import BackingRecord, EnclaveBacking
 
 
@@ -28,12 +32,39 @@ def test_pcmd_page_is_truncated_when_empty_unless_the_reclaimer_writes_to_it():
 
 def test_records_live_in_arrays_and_read_back_exactly():
     f = EnclaveBacking(1, 64 * PAGE_SIZE)
-    recs = {i: BackingRecord(bytes([i]) * 8, bytes([i + 1]) * 128, 7, i) for i in (3, 9, 64)}
+    recs = {
+        i: BackingRecord(bytes([i]) * 8, pack_pcmd(0x201 + i, 77, bytes([i + 1]) * 16), 7, i)
+        for i in (3, 9, 64)
+    }
     for i, r in recs.items():
         f.store(i, r)
     assert sorted(f.records) == [3, 9, 64] and len(f.records) == 3 and 9 in f.records
     assert all(f.records[i] == r for i, r in recs.items())  # index 64 is the SECS slot
     assert not f._odd and len(f._contents) == 1  # one chunk of arrays, no per-page objects
+    # of each PCMD only the flags and the MAC are stored: 18 bytes, not 128
+    assert f._mac[0].shape == (4096, 16) and f._flags[0].dtype.itemsize == 2
+
+
+@given(
+    flags=st.integers(0, 2**64 - 1),
+    eid=st.integers(0, 2**64 - 1),
+    reserved=st.binary(min_size=40, max_size=40),
+    mac=st.binary(min_size=16, max_size=16),
+    raw=st.binary(min_size=0, max_size=160),
+)
+def test_any_pcmd_reads_back_byte_for_byte(flags, eid, reserved, mac, raw):
+    """Canonical PCMDs are stored compactly, anything else (tampered) raw: either way the
+    bytes ELDU reads are exactly the bytes stored."""
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    f.store(0, BackingRecord(b"c" * 8, pack_pcmd(0x201, 5, b"m" * 16)))  # the file's EID is 5
+    pcmd = bytearray(pack_pcmd(flags, eid, mac))
+    pcmd[72:112] = reserved
+    for i, p in ((1, bytes(pcmd)), (2, raw)):
+        f.store(i, BackingRecord(b"d" * 8, p))
+        assert f.lookup(i).pcmd == p
+        f.tamper(i, pcmd=pack_pcmd(0x202, 5, mac))
+        assert f.lookup(i).pcmd == pack_pcmd(0x202, 5, mac)
+    assert 1 not in f._odd and f.lookup(0).pcmd == pack_pcmd(0x201, 5, b"m" * 16)
 
 
 def test_a_record_rewritten_to_another_length_is_kept_as_the_attacker_left_it():

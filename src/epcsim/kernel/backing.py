@@ -37,6 +37,9 @@ class BackingRecord:
 
 #: pages per storage chunk: arrays are allocated a chunk at a time, on first use
 CHUNK = 4096
+_MAC_SIZE = 16
+_ZERO56 = bytes(56)  # SECINFO beyond FLAGS
+_ZERO40 = bytes(40)  # PCMD reserved bytes
 
 
 class RecordsView(Mapping[int, BackingRecord]):
@@ -69,11 +72,14 @@ class RecordsView(Mapping[int, BackingRecord]):
 class EnclaveBacking:
     """The shmem file of one enclave.
 
-    Records live in NumPy arrays, not one Python object per evicted page: contents and PCMD
-    bytes in chunks of ``CHUNK`` pages allocated on first use (the contents width is that of
-    the first record: 8 bytes in ``mac``/``tag`` mode, 4096 in ``full``), and per-page
-    presence, VA page and slot. A record an attacker rewrote with another length is kept
-    aside as is.
+    Records live in NumPy arrays, not one Python object per evicted page, allocated in chunks
+    of ``CHUNK`` pages on first use: the contents (8 bytes in ``mac``/``tag`` mode, 4096 in
+    ``full``: the width of the first record), and of the 128-byte PCMD only what varies - the
+    SECINFO flags (2 bytes) and the MAC (16). The rest of a PCMD EWB writes is zeros and the
+    enclave id, one per file, so ``lookup`` rebuilds the exact bytes. A record an attacker
+    rewrote into anything else (another length, non-zero reserved bytes, another enclave id)
+    is kept aside raw, as is (issue 9: a MAC and a version slot per swapped page, the raw
+    record only for tampered pages).
     """
 
     def __init__(self, encl_id: int, size: int):
@@ -82,13 +88,15 @@ class EnclaveBacking:
         self.secs_index = size // PAGE_SIZE
         n = self.secs_index + 1
         self.present = np.zeros(n, dtype=np.bool_)
-        self.va_page = np.full(n, -1, dtype=np.int64)
+        self.va_page = np.full(n, -1, dtype=np.int32)
         self.va_slot = np.full(n, -1, dtype=np.int16)
         self.nr_records = 0
         self._width = 0
+        self._eid: int | None = None  # ENCLAVEID of this file's PCMDs (the first seen)
         self._contents: dict[int, np.ndarray] = {}
-        self._pcmd: dict[int, np.ndarray] = {}
-        self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered to another length
+        self._mac: dict[int, np.ndarray] = {}
+        self._flags: dict[int, np.ndarray] = {}
+        self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered: kept raw
         self._pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
         self._pcmd_kept = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.bool_)
 
@@ -108,23 +116,50 @@ class EnclaveBacking:
     def records(self) -> RecordsView:
         return RecordsView(self)
 
-    def _chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = index // CHUNK
         if c not in self._contents:
             self._contents[c] = np.zeros((CHUNK, self._width), dtype=np.uint8)
-            self._pcmd[c] = np.zeros((CHUNK, PCMD_SIZE), dtype=np.uint8)
-        return self._contents[c], self._pcmd[c]
+            self._mac[c] = np.zeros((CHUNK, _MAC_SIZE), dtype=np.uint8)
+            self._flags[c] = np.zeros(CHUNK, dtype=np.uint16)
+        return self._contents[c], self._mac[c], self._flags[c]
+
+    def _compact(self, pcmd: bytes) -> tuple[int, bytes] | None:
+        """``(flags, mac)`` when ``pcmd`` is exactly what EWB writes for this file."""
+        if len(pcmd) != PCMD_SIZE or pcmd[8:64] != _ZERO56 or pcmd[72:112] != _ZERO40:
+            return None
+        flags = int.from_bytes(pcmd[:8], "little")
+        eid = int.from_bytes(pcmd[64:72], "little")
+        if flags > 0xFFFF:
+            return None
+        if self._eid is None:
+            self._eid = eid
+        if eid != self._eid:
+            return None
+        return flags, pcmd[112:]
 
     def _put(self, index: int, contents: bytes, pcmd: bytes) -> None:
         if not self._width:
             self._width = len(contents)
-        if len(contents) != self._width or len(pcmd) != PCMD_SIZE:
+        compact = self._compact(pcmd) if len(contents) == self._width else None
+        if compact is None:
             self._odd[index] = (bytes(contents), bytes(pcmd))
             return
         self._odd.pop(index, None)
-        ct, pc = self._chunk(index)
-        ct[index % CHUNK] = np.frombuffer(contents, dtype=np.uint8)
-        pc[index % CHUNK] = np.frombuffer(pcmd, dtype=np.uint8)
+        ct, mac, fl = self._chunk(index)
+        i = index % CHUNK
+        ct[i] = np.frombuffer(contents, dtype=np.uint8)
+        mac[i] = np.frombuffer(compact[1], dtype=np.uint8)
+        fl[i] = compact[0]
+
+    def nbytes(self) -> int:
+        """Host bytes held for this file (for the memory benchmarks)."""
+        per_page = self.present.nbytes + self.va_page.nbytes + self.va_slot.nbytes
+        chunks = sum(
+            self._contents[c].nbytes + self._mac[c].nbytes + self._flags[c].nbytes
+            for c in self._contents
+        )
+        return per_page + chunks + self._pcmd_live.nbytes + self._pcmd_kept.nbytes
 
     def store(self, index: int, record: BackingRecord) -> None:
         """The reclaimer's EWB output lands here (``sgx_encl_ewb`` on pinned shmem pages)."""
@@ -144,8 +179,16 @@ class EnclaveBacking:
         if index in self._odd:
             contents, pcmd = self._odd[index]
         else:
-            ct, pc = self._chunk(index)
-            contents, pcmd = ct[index % CHUNK].tobytes(), pc[index % CHUNK].tobytes()
+            ct, mac, fl = self._chunk(index)
+            i = index % CHUNK
+            contents = ct[i].tobytes()
+            pcmd = (
+                int(fl[i]).to_bytes(8, "little")
+                + _ZERO56
+                + (self._eid or 0).to_bytes(8, "little")
+                + _ZERO40
+                + mac[i].tobytes()
+            )
         return BackingRecord(contents, pcmd, int(self.va_page[index]), int(self.va_slot[index]))
 
     def tamper(self, index: int, contents: bytes | None = None, pcmd: bytes | None = None) -> None:

@@ -82,11 +82,11 @@ class SgxEncl:
         n = size >> PAGE_SHIFT
         self.base, self.size, self.nr_pages = base, size, n
         self.present = np.zeros(n, dtype=np.bool_)  # xarray entry exists
-        self.epc = np.full(n, -1, dtype=np.int64)  # entry->epc_page
+        self.epc = np.full(n, -1, dtype=np.int32)  # entry->epc_page (32-bit index)
         self.type = np.zeros(n, dtype=np.uint8)  # entry->type
         self.max_prot = np.zeros(n, dtype=np.uint8)  # entry->vm_max_prot_bits
         self.reclaiming = np.zeros(n, dtype=np.bool_)  # SGX_ENCL_PAGE_BEING_RECLAIMED
-        self.va_page = np.full(n, -1, dtype=np.int64)  # entry->va_page while evicted
+        self.va_page = np.full(n, -1, dtype=np.int32)  # entry->va_page while evicted
         self.va_slot = np.full(n, -1, dtype=np.int16)  # slot (desc VA offset >> 3)
         self.pte_present = np.zeros(n, dtype=np.bool_)
         self.pte_young = np.zeros(n, dtype=np.bool_)  # PTE Accessed bit

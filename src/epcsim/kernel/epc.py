@@ -14,7 +14,14 @@ from epcsim.arch import PAGE_SIZE, SGX_MAX_EPC_SECTIONS
 # sgx_epc_page.flags
 SGX_EPC_PAGE_RECLAIMER_TRACKED = 1 << 0
 SGX_EPC_PAGE_IS_FREE = 1 << 1
+#: ``sgx_epc_page.poison`` (a separate field in the kernel), packed into the flags byte
+SGX_EPC_PAGE_POISON = 1 << 7
 
+#: Memory layout (issue 9): per EPC page this module keeps 14 bytes - flags (1), NUMA node
+#: (1), owner enclave id (4), owner page index (4) and the page's free-list slot (4, int32 page
+#: indices). The section is derived from the page index (``section_of``), addresses from the
+#: owner (``sgx_encl.base + index << 12``).
+PAGE_INDEX = np.int32
 # What owns an in-use page, in addition to the owning enclave id (``owner_encl``).
 OWNER_NONE = -1  # free
 OWNER_SECS = -2  # the enclave's SECS (encl->secs)
@@ -26,7 +33,7 @@ class FreeList:
     """A node's ``free_page_list``: FIFO ring of EPC page indices."""
 
     def __init__(self, capacity: int):
-        self._ring = np.zeros(max(capacity, 1), dtype=np.int64)
+        self._ring = np.zeros(max(capacity, 1), dtype=PAGE_INDEX)
         self._head = 0
         self._len = 0
 
@@ -79,12 +86,11 @@ class EpcPages:
             raise ValueError("section_node: one node per section")
         n = int(sum(sections))
         self.nr_pages = n
-        self.section = np.repeat(np.arange(len(sections), dtype=np.int16), sections)
-        self.node = np.repeat(np.asarray(section_node, dtype=np.int16), sections)
+        self._section_end = np.cumsum(np.asarray(sections, dtype=np.int64))
+        self.node = np.repeat(np.asarray(section_node, dtype=np.uint8), sections)
         self.flags = np.zeros(n, dtype=np.uint8)
-        self.poison = np.zeros(n, dtype=np.bool_)
         self.owner_encl = np.full(n, -1, dtype=np.int32)  # enclave id
-        self.owner_index = np.full(n, OWNER_NONE, dtype=np.int64)  # page index or OWNER_*
+        self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
         self.nodes = sorted(set(section_node))
         # spec §18.14: a model may start with every page FREE (sanitization already done).
         self.free_lists = {
@@ -93,6 +99,33 @@ class EpcPages:
         self.flags[:] = SGX_EPC_PAGE_IS_FREE
         self.nr_free_pages = n  # sgx_nr_free_pages
         self.section_bytes = [s * PAGE_SIZE for s in sections]
+
+    def section_of(self, page: int) -> int:
+        """``sgx_epc_page.section``, derived: pages are numbered in section order."""
+        return int(np.searchsorted(self._section_end, page, side="right"))
+
+    @property
+    def section(self) -> np.ndarray:
+        """Section of every page (built on demand, for inspection)."""
+        return np.searchsorted(self._section_end, np.arange(self.nr_pages), side="right")
+
+    def is_poisoned(self, page: int) -> bool:
+        return bool(self.flags[page] & SGX_EPC_PAGE_POISON)
+
+    def set_poison(self, page: int) -> None:
+        """A memory failure marked the page (``sgx_memory_failure``): once freed it is parked
+        on the poison list and never handed out again."""
+        self.flags[page] |= SGX_EPC_PAGE_POISON
+
+    def nbytes(self) -> int:
+        """Host bytes of the per-page arrays (for the memory benchmarks)."""
+        rings = sum(fl._ring.nbytes for fl in self.free_lists.values())
+        return (
+            self.node.nbytes
+            + self.flags.nbytes
+            + self.owner_encl.nbytes
+            + (self.owner_index.nbytes + rings)
+        )
 
     def alloc_from_node(self, node: int) -> int:
         """``__sgx_alloc_epc_page_from_node``: head of the node's free list, or -1."""
@@ -123,8 +156,8 @@ class EpcPages:
             raise RuntimeError(f"EPC page {page} freed twice")
         self.owner_encl[page] = -1
         self.owner_index[page] = OWNER_NONE
-        if self.poison[page]:
-            self.flags[page] = 0  # parked on the poison list, never reallocated
+        if self.flags[page] & SGX_EPC_PAGE_POISON:
+            self.flags[page] = SGX_EPC_PAGE_POISON  # parked on the poison list, never reused
             return
         self.free_lists[int(self.node[page])].push_tail(page)
         self.flags[page] = SGX_EPC_PAGE_IS_FREE

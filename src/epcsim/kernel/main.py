@@ -10,7 +10,6 @@ Kernel functions that may sleep or spend CPU time are generators run by a ``Task
 
 from __future__ import annotations
 
-from array import array
 from typing import TYPE_CHECKING
 
 from epcsim.arch import EBUSY, ENOMEM, ERESTARTSYS, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
@@ -19,7 +18,7 @@ from epcsim.isa import SgxCpu
 from epcsim.kernel.backing import BackingStore
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED, EpcPages
 from epcsim.kernel.policy import ReclaimPolicy
-from epcsim.kernel.stats import Counters, Timeline
+from epcsim.kernel.stats import Counters, LatencyHistogram, Timeline
 
 if TYPE_CHECKING:
     from epcsim.kernel.encl import SgxEncl
@@ -62,8 +61,8 @@ class Sgx:
         self.warnings: list[str] = []  # what the kernel would WARN about
         self.leaked_pages = 0
         self.ewb_failures = 0
-        #: simulated latency of every enclave page fault (#PF to return), for reports
-        self.fault_latency_ns = array("q")
+        #: simulated latency of enclave page faults (#PF to return), bounded, for reports
+        self.fault_latency_ns = LatencyHistogram()
 
     # -- sgx_should_reclaim / watermarks ------------------------------------------------------
     def should_reclaim(self, watermark: int) -> bool:

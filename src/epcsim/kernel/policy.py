@@ -56,8 +56,9 @@ class KernelLru(ReclaimPolicy):
 
     def __init__(self, nr_pages: int, seed: int = 0):
         super().__init__(nr_pages, seed)
-        self.prev = np.full(nr_pages, NIL, dtype=np.int64)
-        self.next = np.full(nr_pages, NIL, dtype=np.int64)
+        # 32-bit links (issue 9): 8 bytes per EPC page for the list, 1 for membership
+        self.prev = np.full(nr_pages, NIL, dtype=np.int32)
+        self.next = np.full(nr_pages, NIL, dtype=np.int32)
         self.on = np.zeros(nr_pages, dtype=np.bool_)
         self.head = NIL
         self.tail = NIL

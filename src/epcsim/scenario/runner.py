@@ -146,7 +146,7 @@ def execute(
     env = system.machine.env
     build_ns = system.now
     before = system.sgx.stats.as_dict()
-    lat0 = len(system.sgx.fault_latency_ns)
+    lat0 = system.sgx.fault_latency_ns.mark()
     procs, records = [], []
     if not failures:
         for ei, (ep, h) in enumerate(zip(plan.enclaves, handles, strict=True)):
@@ -191,7 +191,7 @@ def execute(
     run_ns = (system.now if truncated else max(ends, default=build_ns)) - build_ns
     after = system.sgx.stats.as_dict()
     run_stats = {k: after[k] - before[k] for k in after}
-    lat = np.frombuffer(system.sgx.fault_latency_ns, dtype=np.int64)[lat0:].copy()
+    lat = system.sgx.fault_latency_ns.since(lat0)
     tl = system.sgx.free_timeline
     res = RunResult(
         plan=plan,
