@@ -20,6 +20,7 @@ _EXPORTS = {
     "Enclave": "epcsim.system",
     "EncluResult": "epcsim.system",
     "IoctlResult": "epcsim.kernel.ioctl",
+    "SgxEnclaveRun": "epcsim.user.vdso",
     "Costs": "epcsim.engine.costs",
     "EPC_PRESETS": "epcsim.units",
     "parse_size": "epcsim.units",

@@ -1,42 +1,79 @@
 """The SGX2 selftests of tools/testing/selftests/sgx/main.c (spec §15), by name.
 
-The test enclave mirrors the selftest's: a TCS segment of two pages, ``encl_buffer`` (two RW
-data pages, the second used for permission tests), then an unmeasured heap.
+Each runs the kernel test's sequence through the vDSO (``struct sgx_enclave_run``): the
+exception vector, error code and address of every fault the test expects, the repair (EMODPE
+or EACCEPT from the second TCS, mprotect), the ERESUME of the faulting instruction, and the
+data read back. The test enclave is built as the selftest's loader builds it
+(``selftest_encl.py``).
 """
 
 import os
 
-import numpy as np
 import pytest
+from selftest_encl import (
+    BUF0,
+    BUF1,
+    EACCEPT_AUG,
+    IMAGE,
+    MAGIC,
+    MAGIC2,
+    SECINFO_R,
+    SECINFO_W,
+    TCS0,
+    TCS1,
+    addr,
+    encl_call,
+    expect_eexit,
+    expect_no_exception,
+    test_encl,
+)
 
 import epcsim
-from epcsim.arch import PAGE_SIZE, PF_PROT, PF_SGX, PF_USER, PF_WRITE, SgxReturn
-
-TCS0, TCS1, BUF0, BUF1 = 0, 1, 2, 3
-IMAGE = 4
-
-
-def test_encl(system, heap_pages=1, size=None):
-    """Build the selftest enclave: 2 TCS, 2 data pages, ``heap_pages`` of heap."""
-    total = IMAGE + heap_pages
-    if size is None:
-        size = PAGE_SIZE
-        while size < 2 * total * PAGE_SIZE:  # leave room past the image for EAUG
-            size <<= 1
-    encl = system.create_enclave(size)
-    assert encl.add_pages(0, 2 * PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(BUF0 * PAGE_SIZE, 2 * PAGE_SIZE, "rw", measure=True).ok
-    assert encl.add_pages(IMAGE * PAGE_SIZE, heap_pages * PAGE_SIZE, "rw").ok
-    assert encl.init().ok
-    return encl
-
-
-test_encl.__test__ = False  # a helper, not a test
+from epcsim.arch import PAGE_SIZE, PF_PROT, PF_SGX, PF_USER, PF_WRITE, PageType, SgxReturn
+from epcsim.arch import SecinfoFlags as F
+from epcsim.arch import secinfo_flags as secinfo
+from epcsim.user.encl_ops import (
+    EacceptOp,
+    EmodpeOp,
+    GetFromAddress,
+    GetFromBuffer,
+    InitTcsPage,
+    PutToAddress,
+    PutToBuffer,
+)
+from epcsim.user.insn import X86_TRAP_PF
+from epcsim.user.vdso import ERESUME
 
 
 @pytest.fixture
 def system():
-    return epcsim.System(epc="2M", cpus=2, seed=5)
+    return epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full")
+
+
+def _expect_pf(run, error_code, address):
+    assert run.function == ERESUME
+    assert run.exception_vector == X86_TRAP_PF
+    assert run.exception_error_code == error_code, hex(run.exception_error_code)
+    assert run.exception_addr == address
+    run.clear_exception()
+
+
+def _eaccept(encl, run, epc_addr, flags):
+    op = EacceptOp(epc_addr, flags)
+    assert encl_call(encl, op, run) == 0
+    expect_eexit(run)
+    expect_no_exception(run)
+    assert op.ret == 0, SgxReturn(op.ret).name
+    return op
+
+
+def _put_get_addr(encl, run, address, value):
+    assert encl_call(encl, PutToAddress(value, address), run) == 0
+    expect_eexit(run)
+    get = GetFromAddress(address)
+    assert encl_call(encl, get, run) == 0
+    expect_eexit(run)
+    assert get.value == value
 
 
 def test_tcs_permissions(system):
@@ -47,93 +84,166 @@ def test_tcs_permissions(system):
 
 def test_epcm_permissions(system):
     encl = test_encl(system)
-    off = BUF1 * PAGE_SIZE
-    r = encl.restrict_permissions(off, PAGE_SIZE, "r")
+    data_start = addr(encl, BUF1)
+    run = encl.new_run()
+    # sanity: the page is writable and reads back
+    _put_get_addr(encl, run, data_start, MAGIC)
+    expect_no_exception(run)
+    # EMODPR to read-only, accepted from inside
+    r = encl.restrict_permissions(BUF1 * PAGE_SIZE, PAGE_SIZE, "r")
     assert r.ok and r.count == PAGE_SIZE and r.result == 0
-    assert encl.eaccept(off, "reg", "r", pr=True).ok
-    out = encl.access(off, write=True)
-    assert out.pf_error == PF_SGX | PF_USER | PF_WRITE | PF_PROT  # 0x8007
-    t2 = encl.new_thread("tcs1")  # EMODPE from the second TCS
-    assert t2.tcs_index == TCS1
-    assert encl.emodpe(off, "rw", thread=t2).ok
-    assert encl.access(off, write=True).ok
+    _eaccept(encl, run, data_start, secinfo(PageType.REG, SECINFO_R, int(F.PR)))
+    # the PTE still allows the write; the EPCM refuses it: SGX #PF
+    put = PutToAddress(MAGIC2, data_start)
+    assert encl_call(encl, put, run) == 0
+    _expect_pf(run, PF_SGX | PF_USER | PF_WRITE | PF_PROT, data_start)  # 0x8007
+    # the faulting TCS cannot be re-entered: EMODPE from the second TCS
+    run.tcs = addr(encl, TCS1)
+    assert encl_call(encl, EmodpeOp(data_start, SECINFO_R | SECINFO_W), run) == 0
+    expect_eexit(run)
+    expect_no_exception(run)
+    # back to the main TCS: ERESUME re-executes the write, which now succeeds
+    run.tcs = addr(encl, TCS0)
+    assert encl.vdso_call(put, run, ERESUME) == 0
+    expect_eexit(run)
+    get = GetFromAddress(data_start)
+    assert encl_call(encl, get, run) == 0 and get.value == MAGIC2
+    expect_eexit(run)
+    assert system.stats()["emodpe"] == 1
 
 
 def test_augment(system):
     encl = test_encl(system)
-    off = (IMAGE + 1) * PAGE_SIZE  # just past the loaded image, inside ELRANGE
-    assert not encl.encl.present[off // PAGE_SIZE]
-    out = encl.access(off, write=True)
-    # the first fault EAUGs; the retried write finds the page PENDING: SGX #PF 0x8007
-    assert out.pf_error == PF_SGX | PF_USER | PF_WRITE | PF_PROT
+    total_size = IMAGE + 1  # pages of the loaded image
+    new = addr(encl, total_size)  # mmapped RWX just past the image, inside ELRANGE
+    assert not encl.encl.present[total_size]
+    run = encl.new_run()
+    put = PutToAddress(MAGIC, new)
+    assert encl_call(encl, put, run) == 0
+    # the first fault EAUGs; the retried write finds the page PENDING
+    _expect_pf(run, PF_SGX | PF_USER | PF_WRITE | PF_PROT, new)
+    assert system.stats()["eaug"] == 1 and encl.encl.present[total_size]
+    # EACCEPT from the second TCS
+    run.tcs = addr(encl, TCS1)
+    _eaccept(encl, run, new, EACCEPT_AUG)
+    # resume the write on the main TCS, then read the value back
+    run.tcs = addr(encl, TCS0)
+    assert encl.vdso_call(put, run, ERESUME) == 0
+    expect_eexit(run)
+    get = GetFromAddress(new)
+    assert encl_call(encl, get, run) == 0 and get.value == MAGIC
+    expect_eexit(run)
     assert system.stats()["eaug"] == 1
-    assert encl.eaccept(off, "reg", "rw", pending=True).ok
-    assert encl.access(off, write=True).ok
+
+
+def test_augment_without_sgx2_reports_error_6():
+    """On a kernel without SGX2 the fault at an absent address is SIGBUS: the vDSO reports a
+    #PF with error 0x6 (write, not present), which is what the selftest skips on."""
+    system = epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full", sgx2=False)
+    encl = test_encl(system)
+    new = addr(encl, IMAGE + 1)
+    run = encl.new_run()
+    assert encl_call(encl, PutToAddress(MAGIC, new), run) == 0
+    _expect_pf(run, PF_USER | PF_WRITE, new)
+    assert system.stats()["eaug"] == 0
 
 
 def test_augment_via_eaccept(system):
     encl = test_encl(system)
-    off = (IMAGE + 2) * PAGE_SIZE
-    r = encl.eaccept(off, "reg", "rw", pending=True)  # #PF -> EAUG -> retried EACCEPT
-    assert r.ok and system.stats()["eaug"] == 1
-    assert encl.access(off, write=True).ok and encl.access(off).ok
+    new = addr(encl, IMAGE + 1)
+    run = encl.new_run()
+    # #PF -> EAUG -> the EACCEPT re-executes and succeeds, invisibly to the caller
+    _eaccept(encl, run, new, EACCEPT_AUG)
+    assert system.stats()["eaug"] == 1
+    _put_get_addr(encl, run, new, MAGIC)
+    expect_no_exception(run)
+
+
+def test_augment_via_eaccept_without_sgx2_reports_error_4():
+    system = epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full", sgx2=False)
+    encl = test_encl(system)
+    new = addr(encl, IMAGE + 1)
+    run = encl.new_run()
+    assert encl_call(encl, EacceptOp(new, EACCEPT_AUG), run) == 0
+    _expect_pf(run, PF_USER, new)  # the selftest's skip condition: error code 4
 
 
 def test_tcs_create(system):
     encl = test_encl(system)
-    first = IMAGE + 2
+    total_size = IMAGE + 1
+    stack, tcs, ssa = (addr(encl, total_size + i) for i in range(3))
     # the test mmaps the three new pages PROT_READ | PROT_WRITE
-    assert encl.mprotect(first * PAGE_SIZE, 3 * PAGE_SIZE, "rw") == 0
-    for i in range(3):  # stack, TCS, SSA
-        assert encl.eaccept((first + i) * PAGE_SIZE, "reg", "rw", pending=True).ok
-    tcs = (first + 1) * PAGE_SIZE
-    r = encl.modify_types(tcs, PAGE_SIZE, "tcs")
-    assert r.ok and r.count == PAGE_SIZE
-    assert encl.eaccept(tcs, "tcs", "", modified=True).ok
-    # run on the new TCS
-    t = encl.new_thread("new-tcs")
-    t.tcs_index = first + 1
-    assert system._call(t, t.access_stream(np.array([BUF0]))).ok
-    # phase 2: trim the three pages, accept, remove
-    r = encl.modify_types(first * PAGE_SIZE, 3 * PAGE_SIZE, "trim")
+    assert encl.mprotect(total_size * PAGE_SIZE, 3 * PAGE_SIZE, "rw") == 0
+    run = encl.new_run()
+    for page in (stack, tcs, ssa):
+        _eaccept(encl, run, page, EACCEPT_AUG)
+    assert system.stats()["eaug"] == 3
+    init = InitTcsPage(tcs, ssa=ssa - encl.base, entry=0)
+    assert encl_call(encl, init, run) == 0
+    expect_eexit(run)
+    r = encl.modify_types(tcs - encl.base, PAGE_SIZE, "tcs")
+    assert r.ok and r.result == 0 and r.count == PAGE_SIZE
+    _eaccept(encl, run, tcs, secinfo(PageType.TCS, 0, int(F.MODIFIED)))
+    # run on the new TCS: put/get through the buffer
+    run.tcs = tcs
+    assert encl_call(encl, PutToBuffer(MAGIC, buffer=addr(encl, BUF0)), run) == 0
+    expect_eexit(run)
+    get = GetFromBuffer(buffer=addr(encl, BUF0))
+    assert encl_call(encl, get, run) == 0 and get.value == MAGIC
+    expect_eexit(run)
+    # phase 2, from the main TCS: trim the three pages, accept, remove
+    run.tcs = addr(encl, TCS0)
+    r = encl.modify_types(stack - encl.base, 3 * PAGE_SIZE, "trim")
+    assert r.ok and r.result == 0 and r.count == 3 * PAGE_SIZE
+    for page in (stack, tcs, ssa):
+        _eaccept(encl, run, page, secinfo(PageType.TRIM, 0, int(F.MODIFIED)))
+    r = encl.remove_pages(stack - encl.base, 3 * PAGE_SIZE)
     assert r.ok and r.count == 3 * PAGE_SIZE
-    for i in range(3):
-        assert encl.eaccept((first + i) * PAGE_SIZE, "trim", "", modified=True).ok
-    r = encl.remove_pages(first * PAGE_SIZE, 3 * PAGE_SIZE)
-    assert r.ok and r.count == 3 * PAGE_SIZE
-    # EACCEPT at the old TCS address EAUGs a fresh REG page
-    assert encl.eaccept(tcs, "reg", "rw", pending=True).ok
-    assert encl.access(tcs, write=True).ok
+    assert not encl.encl.present[total_size : total_size + 3].any()
+    # EACCEPT at the old TCS address EAUGs a fresh REG page that is usable
+    run.tcs = addr(encl, TCS1)
+    _eaccept(encl, run, tcs, EACCEPT_AUG)
+    assert system.stats()["eaug"] == 4
+    _put_get_addr(encl, run, tcs, MAGIC2)
 
 
 def test_remove_added_page_no_eaccept(system):
     encl = test_encl(system)
     off = BUF1 * PAGE_SIZE
-    assert encl.modify_types(off, PAGE_SIZE, "trim").ok
+    r = encl.modify_types(off, PAGE_SIZE, "trim")
+    assert r.ok and r.count == PAGE_SIZE
     r = encl.remove_pages(off, PAGE_SIZE)
     assert r.errno == "EPERM" and r.count == 0
 
 
 def test_remove_added_page_invalid_access(system):
     encl = test_encl(system)
-    off = BUF1 * PAGE_SIZE
-    assert encl.modify_types(off, PAGE_SIZE, "trim").ok
-    assert encl.access(off).pf_error == PF_SGX | PF_USER | PF_PROT  # 0x8005
+    data_start = addr(encl, BUF1)
+    run = encl.new_run()
+    _put_get_addr(encl, run, data_start, MAGIC)
+    r = encl.modify_types(BUF1 * PAGE_SIZE, PAGE_SIZE, "trim")
+    assert r.ok and r.count == PAGE_SIZE
+    assert encl_call(encl, GetFromAddress(data_start), run) == 0
+    _expect_pf(run, PF_SGX | PF_USER | PF_PROT, data_start)  # 0x8005
 
 
 def test_remove_added_page_invalid_access_after_eaccept(system):
     encl = test_encl(system)
-    off = BUF1 * PAGE_SIZE
-    assert encl.modify_types(off, PAGE_SIZE, "trim").ok
-    assert encl.eaccept(off, "trim", "", modified=True).ok
-    assert encl.access(off).pf_error == PF_SGX | PF_USER | PF_PROT
+    data_start = addr(encl, BUF1)
+    run = encl.new_run()
+    _put_get_addr(encl, run, data_start, MAGIC)
+    assert encl.modify_types(BUF1 * PAGE_SIZE, PAGE_SIZE, "trim").ok
+    _eaccept(encl, run, data_start, secinfo(PageType.TRIM, 0, int(F.MODIFIED)))
+    assert encl_call(encl, GetFromAddress(data_start), run) == 0
+    _expect_pf(run, PF_SGX | PF_USER | PF_PROT, data_start)
 
 
 def test_remove_untouched_page(system):
     encl = test_encl(system, heap_pages=4)
     off = (IMAGE + 3) * PAGE_SIZE  # a heap page the enclave never touched
+    run = encl.new_run()
     assert encl.modify_types(off, PAGE_SIZE, "trim").ok
-    assert encl.eaccept(off, "trim", "", modified=True).ok
+    _eaccept(encl, run, encl.base + off, secinfo(PageType.TRIM, 0, int(F.MODIFIED)))
     r = encl.remove_pages(off, PAGE_SIZE)
     assert r.ok and r.count == PAGE_SIZE
     assert not encl.encl.present[off // PAGE_SIZE]
@@ -144,10 +254,37 @@ def test_eaccept_mismatch_is_reported(system):
     off = BUF1 * PAGE_SIZE
     assert encl.modify_types(off, PAGE_SIZE, "trim").ok
     # a legal request that differs from the EPCM (TRIM with R; the EPCM has no permissions)
-    r = encl.eaccept(off, "trim", "r", modified=True)
-    assert r.ret == SgxReturn.PAGE_ATTRIBUTES_MISMATCH
+    op = EacceptOp(encl.base + off, secinfo(PageType.TRIM, SECINFO_R, int(F.MODIFIED)))
+    run = encl.new_run()
+    assert encl_call(encl, op, run) == 0
+    expect_eexit(run)
+    assert op.ret == SgxReturn.PAGE_ATTRIBUTES_MISMATCH
     # REG with MODIFIED is not a request EACCEPT accepts at all: #GP (SDM)
-    assert encl.eaccept(off, "reg", "rw", modified=True).name == "#GP"
+    op = EacceptOp(encl.base + off, secinfo(PageType.REG, 3, int(F.MODIFIED)))
+    assert encl_call(encl, op, run) == 0
+    assert (run.function, run.exception_vector, run.exception_addr) == (ERESUME, 13, 0)
+    # the legacy helper reports the same outcomes
+    assert encl.eaccept(off, "trim", "r", modified=True).ret == SgxReturn.PAGE_ATTRIBUTES_MISMATCH
+
+
+def test_legacy_access_helpers_agree_with_the_vdso(system):
+    """``Enclave.access``/``eaccept``/``emodpe`` (one long enclave call per thread) report
+    the same codes as the vDSO path for the ``epcm_permissions`` and ``augment`` flows."""
+    encl = test_encl(system)
+    off = BUF1 * PAGE_SIZE
+    assert encl.restrict_permissions(off, PAGE_SIZE, "r").ok
+    assert encl.eaccept(off, "reg", "r", pr=True).ok
+    assert encl.access(off, write=True).pf_error == PF_SGX | PF_USER | PF_WRITE | PF_PROT
+    t2 = encl.new_thread("tcs1")
+    assert t2.tcs_index == TCS1
+    assert encl.emodpe(off, "rw", thread=t2).ok
+    assert encl.access(off, write=True).ok
+    new = (IMAGE + 1) * PAGE_SIZE
+    out = encl.access(new, write=True)
+    assert out.pf_error == PF_SGX | PF_USER | PF_WRITE | PF_PROT
+    assert out.fault_address == encl.base + new
+    assert encl.eaccept(new, "reg", "rw", pending=True).ok
+    assert encl.access(new, write=True).ok
 
 
 def _oversubscribed_remove(epc):
@@ -216,37 +353,6 @@ def test_augment_via_eaccept_stress():
 @pytest.mark.skipif(not os.environ.get("EPCSIM_FULL"), reason="full size: set EPCSIM_FULL=1")
 def test_augment_via_eaccept_stress_full_size():
     _eaug_stress("sgx1-client", 2.0)
-
-
-def test_unclobbered_vdso():
-    system = epcsim.System(epc="2M", cpus=2, seed=5, content_mode="full")
-    encl = test_encl(system)
-    assert encl.write(BUF0 * PAGE_SIZE, b"MAGIC!!!").ok  # PUT_TO_BUFFER
-    assert encl.read(BUF0 * PAGE_SIZE, 8) == b"MAGIC!!!"  # GET_FROM_BUFFER
-
-
-def test_tcs_entry(system):
-    encl = test_encl(system)
-    for tcs in (TCS0, TCS1):
-        t = encl.new_thread(f"tcs{tcs}")
-        t.tcs_index = tcs
-        assert system._call(t, t.access_stream(np.array([BUF0]))).ok  # ENCL_OP_NOP
-        # EENTER went through that TCS page (mapped by the #PF the entry took)
-        assert t.entered and t._tcs_epc() >= 0 and encl.encl.pte_present[tcs]
-
-
-def test_pte_permissions(system):
-    encl = test_encl(system)
-    off = BUF1 * PAGE_SIZE
-    assert encl.access(off, write=True).ok
-    assert encl.mprotect(off, PAGE_SIZE, "r") == 0
-    # a regular #PF: present | write | user, no SGX bit
-    assert encl.access(off, write=True).pf_error == PF_USER | PF_WRITE | PF_PROT
-    assert encl.access(off).ok
-    assert encl.mprotect(off, PAGE_SIZE, "rw") == 0
-    assert encl.access(off, write=True).ok  # ERESUME after restoring RW succeeds
-    # mmap/mprotect cannot exceed a page's vm_max_prot_bits (sgx_encl_may_map)
-    assert encl.mprotect(off, PAGE_SIZE, "rwx") == -13  # -EACCES
 
 
 def test_eacceptcopy_from_an_enclave_thread():

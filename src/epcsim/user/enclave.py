@@ -40,6 +40,7 @@ from epcsim.kernel.ioctl_sgx2 import (
 )
 from epcsim.units import parse_size
 from epcsim.user.thread import AccessOutcome, EnclaveThread
+from epcsim.user.vdso import EENTER, SgxEnclaveRun, vdso_sgx_enter_enclave
 
 if TYPE_CHECKING:
     from epcsim.system import System
@@ -100,6 +101,7 @@ class Enclave:
         self.task = Task(system.machine, f"{encl.name}:ioctl")
         encl.mm_tasks.append(self.task)
         self._thread: EnclaveThread | None = None
+        self._vdso_thread: EnclaveThread | None = None
         self._nthreads = 0
 
     @property
@@ -338,6 +340,36 @@ class Enclave:
             tcs_index,
             self.system.timeslice_ns,
         )
+
+    # -- the vDSO (struct sgx_enclave_run) ---------------------------------------------------
+    def new_run(self, tcs: int | str = 0, **fields) -> SgxEnclaveRun:
+        """A ``struct sgx_enclave_run`` entering through the TCS at offset ``tcs``."""
+        return SgxEnclaveRun(tcs=self.base + self._index(tcs, "tcs") * PAGE_SIZE, **fields)
+
+    def vdso_call(
+        self,
+        op,
+        run: SgxEnclaveRun,
+        function: int = EENTER,
+        *,
+        thread: EnclaveThread | None = None,
+    ) -> int:
+        """``__vdso_sgx_enter_enclave(op, ..., function, run)``: run enclave code ``op``
+        (e.g. :mod:`epcsim.user.encl_ops`) through ``run.tcs`` and return what the vDSO
+        returns (0, -EINVAL, or the user handler's negative value). ``run`` tells how the
+        enclave exited (``function``, ``exception_*``); see :mod:`epcsim.user.vdso`. The
+        calling thread is the process's own unless ``thread`` is given."""
+        if thread is None:
+            if self._vdso_thread is None:
+                self._vdso_thread = EnclaveThread(
+                    self.encl, f"{self.encl.name}:vdso", -1, self.system.timeslice_ns
+                )
+            thread = self._vdso_thread
+        if not isinstance(function, int) or isinstance(function, bool):
+            raise ValueError(
+                f"function: an ENCLU leaf number (EENTER=2, ERESUME=3), got {function!r}"
+            )
+        return self.system._call(thread, vdso_sgx_enter_enclave(thread, op, function, run))
 
     def access(self, offset: int | str, write: bool = False) -> AccessOutcome:
         """One access from inside the enclave (faults and reloads as needed)."""

@@ -15,11 +15,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epcsim.arch import EBUSY, PF_PROT, PF_SGX, PF_USER, PF_WRITE
+from epcsim.arch import EBUSY, PAGE_SIZE, PF_PROT, PF_SGX, PF_USER, PF_WRITE
 from epcsim.engine.machine import Gen, Task
-from epcsim.isa.core import PF
-from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
+from epcsim.isa.core import GP, PF
+from epcsim.kernel.encl import PROT_R, PROT_W, VM_FAULT_NOPAGE, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
+from epcsim.user.insn import (
+    ENCLU_LEAVES,
+    X86_TRAP_GP,
+    X86_TRAP_PF,
+    X86_TRAP_UD,
+    Eaccept,
+    Eacceptcopy,
+    Emodpe,
+    EnclaveException,
+    Illegal,
+    Instruction,
+    Load,
+    Store,
+)
 
 if TYPE_CHECKING:
     from epcsim.isa import SgxCpu
@@ -37,6 +51,7 @@ class AccessOutcome:
     pf_error: int = 0  # SGX #PF error code of the access that stopped the stream (0 = none)
     sigbus: bool = False
     fault_address: int = 0
+    data: bytes = b""  # what ``Enclave.read`` read
 
     @property
     def ok(self) -> bool:
@@ -57,6 +72,8 @@ class EnclaveThread(Task):
         self.timeslice_ns = timeslice_ns
         self.entered = False  # between EENTER and EEXIT
         self.aexed = False  # asynchronously exited (needs ERESUME before running again)
+        #: why the last ``enter()`` failed, as the exception the vDSO would report
+        self.entry_fault: EnclaveException | None = None
         self.on_switch_out = self._switch_out
         encl.mm_tasks.append(self)
 
@@ -66,6 +83,12 @@ class EnclaveThread(Task):
         if self.entered and not self.aexed and self.hw.inside(lp) >= 0:
             self.hw.aex(lp)
             self.aexed = True
+
+    def _lp(self) -> int:
+        """The logical processor the thread runs on (it must hold one)."""
+        if self.cpu is None:
+            raise RuntimeError(f"{self.name}: not on a CPU")
+        return self.cpu
 
     def _tcs_epc(self) -> int:
         return -1 if self.tcs_index < 0 else int(self.encl.epc[self.tcs_index])
@@ -89,21 +112,26 @@ class EnclaveThread(Task):
         return True
 
     def enter(self) -> Gen:
-        """Make sure the thread runs inside its enclave on a CPU (EENTER or ERESUME)."""
+        """Make sure the thread runs inside its enclave on a CPU (EENTER or ERESUME).
+
+        On failure ``entry_fault`` says how the leaf failed: #GP, an EPCM #PF on the TCS, or
+        a #PF on the TCS the kernel could not fix (SIGBUS)."""
         if self.cpu is None:
             yield from self.acquire_cpu()
         if self.entered and not self.aexed:
             return True
         costs = self.m.costs
+        tcs_addr = self.encl.linaddr(self.tcs_index) if self.tcs_index >= 0 else 0
         while True:
             if not (yield from self._ensure_tcs()):
+                self.entry_fault = EnclaveException(X86_TRAP_PF, PF_USER, tcs_addr)
                 return False
             if self.entered:  # after an AEX
                 yield from self.run(costs.eresume)
-                ret = self.hw.eresume(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+                ret = self.hw.eresume(self._lp(), self._tcs_epc(), self.encl.secs_epc)
             else:
                 yield from self.run(costs.eenter)
-                ret = self.hw.eenter(self.cpu, self._tcs_epc(), self.encl.secs_epc)
+                ret = self.hw.eenter(self._lp(), self._tcs_epc(), self.encl.secs_epc)
             # ksgxd may block and unmap the TCS while the entry runs: the leaf takes a #PF,
             # the kernel maps the TCS again and the instruction is retried.
             if ret == PF and self.tcs_index >= 0 and not self.encl.pte_present[self.tcs_index]:
@@ -111,7 +139,14 @@ class EnclaveThread(Task):
             break
         if ret:
             self.entered = self.aexed = False
+            if ret == GP:
+                self.entry_fault = EnclaveException(X86_TRAP_GP)
+            else:  # the EPCM refuses the TCS (not a valid, settled TCS page)
+                self.entry_fault = EnclaveException(
+                    X86_TRAP_PF, PF_SGX | PF_USER | PF_PROT, tcs_addr
+                )
             return False
+        self.entry_fault = None
         self.entered = True
         self.aexed = False
         return True
@@ -203,6 +238,12 @@ class EnclaveThread(Task):
                 yield from self.cond_resched()
                 continue
             idx = int(seg[0])
+            if not self._vma_allows(idx, bool(writes[i])):
+                # access_error(): the VMA forbids the access, so the #PF (present bit clear)
+                # never reaches the driver
+                out.pf_error = PF_USER | (PF_WRITE if writes[i] else 0)
+                out.fault_address = encl.linaddr(idx)
+                break
             if not (yield from self._fault(idx)):
                 out.sigbus = True
                 out.fault_address = encl.linaddr(idx)
@@ -216,7 +257,7 @@ class EnclaveThread(Task):
         if not (vma & 1) or (write and not (vma & 2)):
             return PF_USER | PF_PROT | (PF_WRITE if write else 0)
         epc = int(self.encl.epc[index])
-        code = self.hw.access(self.cpu, self.encl.linaddr(index), epc, write, False)
+        code = self.hw.access(self._lp(), self.encl.linaddr(index), epc, write, False)
         if not code:  # fall back to the architectural encoding
             code = PF_SGX | PF_USER | PF_PROT | (PF_WRITE if write else 0)
         return code
@@ -231,3 +272,99 @@ class EnclaveThread(Task):
                 return leaf(self.cpu, int(self.encl.epc[index]))
             if not (yield from self._fault(index)):
                 return None
+
+    # -- one instruction of enclave code (the vDSO path) --------------------------------------
+    def _vma_allows(self, index: int, write: bool) -> bool:
+        vma = int(self.encl.vma_prot[index])
+        return bool(vma & PROT_R) and (not write or bool(vma & PROT_W))
+
+    def execute(self, insn: Instruction) -> Gen:
+        """Execute one instruction of enclave code; returns ``(result, exception)``.
+
+        Faults the kernel fixes stay invisible, as on the CPU: a missing PTE is an AEX into
+        ``sgx_vma_fault`` (ELDU, or EAUG of an absent page on SGX2) and the AEP's ERESUME
+        re-executes the instruction. Anything else comes back as an ``EnclaveException``
+        with the thread still inside the enclave (the vDSO then takes the AEX):
+
+        * the VMA forbids the access: #PF without ``PF_SGX``, with ``PF_PROT`` only when the
+          PTE is present (mprotect keeps PTEs and write-protects them: error 0x7);
+        * the kernel cannot map the page (SIGBUS, e.g. a failed ELDU): #PF, present clear -
+          ``do_sigbus`` hands it to the vDSO fixup;
+        * the EPCM refuses: SGX #PF (0x8005 read, 0x8007 write);
+        * an ENCLU leaf raises #GP or #PF; an instruction illegal in enclave mode is #UD.
+
+        An access's effect (bytes written, Accessed bit) is applied at the instant its checks
+        pass and its time is charged after: the reclaimer cannot EWB the page in between,
+        because on the CPU it must first block it and force this LP out (ETRACK, IPI).
+        ENCLU leaves do not check the VMA (their operand is the EPC page itself); the #PF
+        error code of a leaf refused by the EPCM is taken as a read's (0x8005), an
+        assumption: the SDM gives no error code for it.
+        """
+        encl = self.encl
+        costs = self.m.costs
+        if isinstance(insn, Illegal):
+            if not (yield from self.enter()):
+                return None, self.entry_fault
+            return None, EnclaveException(X86_TRAP_UD)
+        addr = int(insn.addr)
+        idx = (addr - encl.base) >> 12
+        write = isinstance(insn, Store)
+        leaf = isinstance(insn, ENCLU_LEAVES)
+        miss = PF_USER | (PF_WRITE if write else 0)
+        if not 0 <= addr - encl.base < encl.size:
+            # the model maps no untrusted memory: outside ELRANGE nothing is mapped
+            return None, EnclaveException(X86_TRAP_PF, miss, addr)
+        if isinstance(insn, Load | Store):
+            n = insn.n if isinstance(insn, Load) else len(insn.data)
+            if n < 0 or addr % PAGE_SIZE + n > PAGE_SIZE:
+                raise ValueError(f"insn: an access must stay inside one page, got {insn!r}")
+        while True:
+            if not (yield from self.enter()):
+                return None, self.entry_fault
+            if encl.pte_present[idx]:
+                break
+            if not leaf and not self._vma_allows(idx, write):
+                return None, EnclaveException(X86_TRAP_PF, miss, addr)
+            if not (yield from self._fault(idx)):
+                return None, EnclaveException(X86_TRAP_PF, miss, addr)
+        lp = self._lp()
+        epc = int(encl.epc[idx])
+        hw = self.hw
+        page_addr = addr - addr % PAGE_SIZE
+        if leaf:
+            stats = self.sgx.stats
+            if isinstance(insn, Eaccept):
+                ret = hw.eaccept(lp, insn.flags, addr, epc)
+                stats.eaccept += 1
+                cost = costs.eaccept
+            elif isinstance(insn, Emodpe):
+                ret = hw.emodpe(lp, insn.flags, addr, epc)
+                stats.emodpe += 1
+                cost = costs.emodpe
+            else:
+                assert isinstance(insn, Eacceptcopy)
+                src = (int(insn.src) - encl.base) >> 12
+                src_epc = int(encl.epc[src]) if 0 <= src < encl.nr_pages else -1
+                ret = hw.eacceptcopy(lp, insn.flags, addr, epc, src_epc)
+                stats.eaccept += 1
+                cost = costs.eaccept
+            yield from self.run(cost)
+            if ret == GP:
+                return None, EnclaveException(X86_TRAP_GP)
+            if ret == PF:
+                return None, EnclaveException(X86_TRAP_PF, PF_SGX | PF_USER | PF_PROT, page_addr)
+            return int(ret), None
+        if not self._vma_allows(idx, write):
+            return None, EnclaveException(X86_TRAP_PF, miss | PF_PROT, addr)
+        code = hw.access(lp, page_addr, epc, write)
+        if code:
+            return None, EnclaveException(X86_TRAP_PF, code, addr)
+        value = None
+        if isinstance(insn, Store):
+            hw.write(epc, addr % PAGE_SIZE, insn.data)
+        elif isinstance(insn, Load) and hw.content_mode == "full":
+            value = hw.read(epc, addr % PAGE_SIZE, insn.n)
+        encl.pte_young[idx] = True
+        self.sgx.stats.enclave_accesses += 1
+        yield from self.run(costs.access)
+        return value, None
