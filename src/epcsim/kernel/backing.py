@@ -13,6 +13,15 @@ kernel memory (``encl_page->desc``/``va_page``) and is shown here for inspection
 PCMD-page accounting follows the kernel: ELDU zeroes the page's PCMD and truncates the PCMD
 page once all 32 entries are zero and no page sharing it is being reclaimed
 (``reclaimer_writing_to_pcmd``); the contents page is truncated after every ELDU.
+
+Why that check exists (spec §7, §16.3): the reclaimer takes references to a page's contents
+and PCMD shmem pages (``sgx_encl_get_backing``, ``get_backing`` here) under ``encl->lock``,
+drops the lock, and only later writes the EWB output into them. If an ELDU of a neighbour
+truncates the all-zero PCMD page in between, the reclaimer's reference keeps an orphaned
+page alive: its PCMD goes there, the file gets a fresh zero page, and the next ELDU of that
+page reads a zero PCMD and #GPs. The model keeps a generation per PCMD page (bumped by each
+truncation) and the generation each pinned page saw; ``store`` of a page whose PCMD page
+was truncated since ``get_backing`` loses the PCMD exactly so.
 """
 
 from __future__ import annotations
@@ -99,6 +108,10 @@ class EnclaveBacking:
         self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered: kept raw
         self._pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
         self._pcmd_kept = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.bool_)
+        #: times each PCMD page was truncated; what a pinned page's reference saw (-1: none)
+        self.pcmd_gen = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
+        self._pinned_gen: dict[int, int] = {}  # at most a batch (16) pinned at a time
+        self.pcmd_lost = 0  # EWB outputs whose PCMD went to a truncated page
 
     @property
     def file_size(self) -> int:
@@ -159,10 +172,25 @@ class EnclaveBacking:
             self._contents[c].nbytes + self._mac[c].nbytes + self._flags[c].nbytes
             for c in self._contents
         )
-        return per_page + chunks + self._pcmd_live.nbytes + self._pcmd_kept.nbytes
+        pcmd_pages = self._pcmd_live.nbytes + self._pcmd_kept.nbytes + self.pcmd_gen.nbytes
+        return per_page + chunks + pcmd_pages
+
+    def get_backing(self, index: int) -> None:
+        """``sgx_encl_get_backing``: the reclaimer pins the contents and PCMD pages of page
+        ``index`` (under ``encl->lock``) before it drops the lock and EWBs into them."""
+        self._pinned_gen[index] = int(self.pcmd_gen[index // PCMDS_PER_PAGE])
 
     def store(self, index: int, record: BackingRecord) -> None:
-        """The reclaimer's EWB output lands here (``sgx_encl_ewb`` on pinned shmem pages)."""
+        """The reclaimer's EWB output lands here (``sgx_encl_ewb`` on pinned shmem pages).
+
+        If the PCMD page was truncated after ``get_backing`` pinned it, the PCMD is written
+        into the orphaned page: the file reads a zero PCMD for this page (the May 2022 bug)."""
+        pinned = self._pinned_gen.pop(index, None)
+        if pinned is not None and pinned != self.pcmd_gen[index // PCMDS_PER_PAGE]:
+            self.pcmd_lost += 1
+            record = BackingRecord(
+                record.contents, bytes(PCMD_SIZE), record.va_page, record.va_slot
+            )
         if not self.present[index]:
             self.present[index] = True
             self.nr_records += 1
@@ -214,6 +242,8 @@ class EnclaveBacking:
         p = index // PCMDS_PER_PAGE
         self._pcmd_live[p] -= 1
         self._pcmd_kept[p] = self._pcmd_live[p] == 0 and pcmd_busy
+        if self._pcmd_live[p] == 0 and not pcmd_busy:
+            self.pcmd_gen[p] += 1  # the all-zero PCMD page is truncated
 
     @property
     def bytes_used(self) -> int:

@@ -135,6 +135,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
             continue
         yield from task.lock(encl.lock)
         yield from task.run(costs.backing_alloc)
+        encl.backing.get_backing(index)
         encl.reclaiming[index] = True
         task.unlock(encl.lock)
         kept.append((page, encl, index))
