@@ -68,14 +68,11 @@ def demo(
 ) -> None:
     """The seed scenario: EDMM page removal on an EPC oversubscribed 2x, without and with
     direct reclaim. Prints a table and writes an HTML report to OUT/report.html."""
-    from epcsim.demo import SeedConfig, run_seed
-    from epcsim.report.demo import table_rows, write_demo_report
+    from epcsim.demo import demo_configs, run_seed
+    from epcsim.report.demo import findings, table_rows, write_demo_report
 
     try:
-        configs = [
-            SeedConfig(epc=epc, heap_factor=heap_factor, cpus=cpus, seed=seed, direct_reclaim=dr)
-            for dr in (False, True)
-        ]
+        configs = demo_configs(epc, heap_factor, cpus, seed)
         flip_cfgs = flip_configs(flip_epc, heap_factor, seed) if flip else []
         # Validate sizes before any long work.
         from epcsim.units import parse_pages
@@ -91,7 +88,7 @@ def demo(
         bar = prog.add_task("seed scenario", total=len(configs) + len(flip_cfgs))
         pages = prog.add_task("", total=None)
         for cfg in configs:
-            label = "direct reclaim" if cfg.direct_reclaim else "no direct reclaim"
+            label = cfg.label
 
             def on_phase(name: str, label=label) -> None:
                 prog.update(pages, description=f"  {label}: {name}", completed=0, total=None)
@@ -115,6 +112,8 @@ def demo(
                     "heap_factor": cfg.heap_factor,
                     "neighbour_factor": cfg.neighbour_factor,
                     "length_pages": r.length_pages,
+                    "mutex": r.mutex,
+                    "sched": r.sched,
                     "first_call_pages": r.modify.first_call_pages,
                     "complete": r.modify.first_call_errno is None,
                 }
@@ -134,10 +133,12 @@ def demo(
         t = Table(title="EDMM removal of a heap 2x the EPC (the seed scenario)")
         t.add_column("")
         for row in rows:
-            t.add_column("direct reclaim" if row[0] else "no direct reclaim", justify="right")
+            t.add_column(str(row[0]), justify="right")
         for i, h in enumerate(header[1:], start=1):
             t.add_row(h, *[fmt_value(row[i]) for row in rows])
         Console().print(t)
+        for text in findings(runs):
+            Console().print(text, highlight=False)
         Console().print(f"report: {path}")
     raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)
 

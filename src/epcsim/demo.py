@@ -1,15 +1,30 @@
 """The seed scenario (``shared/seed/``): a large-range EDMM removal on an oversubscribed EPC.
 
-It follows the kernel's page-removal stress test (``unclobbered_vdso_oversubscribed_remove``,
-spec §15): build an enclave whose unmeasured heap is larger than the EPC (ADD_PAGES reclaims
-directly, so most of the heap ends up in backing), then MODIFY_TYPES(TRIM) over the whole
-heap, one enclave entry per page for EACCEPT(TRIM|MODIFIED), and REMOVE_PAGES over the heap.
-The caller retries on -EAGAIN from ``offset + count`` as a real runtime would.
+It follows the kernel's page-removal stress test step by step (``unclobbered_vdso_
+oversubscribed_remove`` in tools/testing/selftests/sgx/main.c, spec §15):
 
-Nothing here decides the outcome: whether the first MODIFY_TYPES call stops part-way comes
-from the costs, the CPU count and ksgxd's scheduling in the model.
+1. build the test enclave - two TCS pages, two code pages, ``encl_buffer`` (two data pages),
+   then an unmeasured heap of ``heap_factor`` x the EPC - and EINIT it. ADD_PAGES reclaims
+   directly, so most of the heap ends up in backing;
+2. the SGX2 probe: MODIFY_TYPES with a zeroed argument struct. A kernel with SGX2 answers
+   -EINVAL (length 0); -ENOTTY or -ENODEV would make the selftest skip;
+3. two enclave calls through the first TCS, PUT_TO_BUFFER and GET_FROM_BUFFER on
+   ``encl_buffer`` (each EENTER ... EEXIT; both fault the evicted TCS/buffer pages back);
+4. MODIFY_TYPES(TRIM) over the whole heap, one enclave entry per page running
+   EACCEPT(TRIM|MODIFIED), and REMOVE_PAGES over the heap. The runtime retries on -EAGAIN from
+   ``offset + count`` as the Sep 2022 selftest patch ("selftests/sgx: Retry the ioctl()'s
+   returned with EAGAIN") proposed.
 
-Decision (documented): by default the heap is populated by ADD_PAGES (EADD copies the
+Steps 2 and 3 matter: they give ksgxd time to finish the batches ADD_PAGES woke it for, so the
+trim starts from whatever free pool the model's ksgxd left, which the run records
+(``free_pages_at_first_call``). Nothing here decides the outcome: whether the first
+MODIFY_TYPES call stops part-way, and why, comes from the costs, the CPU count, the mutex and
+the scheduler of the model. Each -EAGAIN is classified at the instant it returns by what the
+kernel found at the page that stopped the call: no free EPC page for ELDU
+(``sgx_alloc_epc_page(reclaim=false)`` gave -EBUSY) or the page resident but held
+BEING_RECLAIMED by a reclaimer (``__sgx_encl_load_page`` gave -EBUSY).
+
+Decision (documented): by default the heap is populated by ADD_PAGES only (EADD copies the
 loader's data into every page), as in the kernel test; ``touch_heap=True`` additionally
 writes every heap page from inside first, which leaves the resident pages *young*, a case
 where even direct reclaim's single batch may find nothing to evict.
@@ -17,25 +32,39 @@ where even direct reclaim's single batch may find nothing to evict.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.kernel.ioctl import IoctlResult
+from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs
 from epcsim.system import System
 from epcsim.units import parse_pages
 from epcsim.workloads.edmm import Ctx, OpRecord, PagesHook, drive_range, eaccept_range
 
 IMAGE_TCS_PAGES = 2  # the selftest enclave's TCS segment
-IMAGE_CODE_PAGES = 4  # code and data, measured
+IMAGE_CODE_PAGES = 2  # text, measured
+IMAGE_DATA_PAGES = 2  # encl_buffer[8192]: PUT_TO_BUFFER / GET_FROM_BUFFER go here
+IMAGE_PAGES = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES + IMAGE_DATA_PAGES
+BUFFER_PAGE = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES
+
+MUTEXES = ("linux", "fifo")
+SCHEDULERS = ("cfs", "fifo")
+
+#: why a page-range ioctl returned -EAGAIN (what the kernel found at the page that stopped it)
+NO_FREE_PAGE = "no_free_page"  # ELDU's sgx_alloc_epc_page(reclaim=false) returned -EBUSY
+BEING_RECLAIMED = "being_reclaimed"  # __sgx_encl_load_page: resident, BEING_RECLAIMED
+OTHER = "other"
 
 
 @dataclass
 class SeedConfig:
     epc: int | str = "sgx1-client"  # ~93.5 MiB usable of a 128 MB PRM client part
-    heap_factor: float = 2.0  # heap = factor x EPC
+    heap_factor: float = 2.0  # heap = factor x EPC (the seed's setting)
     cpus: int = 4
     direct_reclaim: bool = True
     touch_heap: bool = False
@@ -46,7 +75,11 @@ class SeedConfig:
     #: an idle neighbour enclave of this many EPCs, built after the heap: it fills the EPC, so
     #: ksgxd's victims belong to another enclave and do not contend for the ioctl's encl->lock
     neighbour_factor: float = 0.0
-    engine: str = "reference"  # System(engine=...)
+    #: ``encl->lock`` as Linux's mutex (optimistic spinning, stealing, HANDOFF) or FIFO
+    #: hand-over; the CPUs shared as CFS does or FIFO (the engine's ``System`` options)
+    mutex: str = "linux"
+    sched: str = "cfs"
+    engine: str = "reference"  # System(engine=...): the reference model or the fast path
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
@@ -55,6 +88,92 @@ class SeedConfig:
             raise ValueError(
                 f"neighbour_factor: must be a number >= 0, got {self.neighbour_factor!r}"
             )
+        if self.mutex not in MUTEXES:
+            raise ValueError(f"mutex: one of {', '.join(MUTEXES)}, got {self.mutex!r}")
+        if self.sched not in SCHEDULERS:
+            raise ValueError(f"sched: one of {', '.join(SCHEDULERS)}, got {self.sched!r}")
+
+    @property
+    def label(self) -> str:
+        """How tables and plots name the run."""
+        dr = "direct reclaim" if self.direct_reclaim else "no direct reclaim"
+        return f"{dr}, {self.mutex}/{self.sched}"
+
+
+def demo_configs(
+    epc: int | str = "sgx1-client", heap_factor: float = 2.0, cpus: int = 4, seed: int = 0
+) -> list[SeedConfig]:
+    """The runs ``epcsim demo`` makes: without and with direct reclaim on the faithful
+    default (Linux mutex, CFS) first, then the same pair on the FIFO mutex and FIFO CPUs as
+    the comparison."""
+    return [
+        SeedConfig(
+            epc=epc,
+            heap_factor=heap_factor,
+            cpus=cpus,
+            seed=seed,
+            direct_reclaim=dr,
+            mutex=mutex,
+            sched=sched,
+        )
+        for mutex, sched in (("linux", "cfs"), ("fifo", "fifo"))
+        for dr in (False, True)
+    ]
+
+
+def _system_options(cfg: SeedConfig) -> dict[str, str]:
+    """``mutex``/``sched`` for ``System``. An engine without these options only has FIFO
+    hand-over on FIFO CPUs; the run then records what it really got (``system.config``)."""
+    params = inspect.signature(System).parameters
+    if "mutex" in params and "sched" in params:
+        return {"mutex": cfg.mutex, "sched": cfg.sched}
+    return {}
+
+
+def ewb_counts(stats: dict[str, Any]) -> tuple[int, int]:
+    """(pages written back, EWB leaf executions incl. SGX_NOT_TRACKED retries) under the
+    shared counter names ``ewb``/``ewb_attempts``, read from either naming of kernel/stats."""
+    if "ewb_attempts" in stats:
+        return int(stats["ewb"]), int(stats["ewb_attempts"])
+    return int(stats["ewb_pages"]), int(stats["ewb"])
+
+
+@dataclass
+class Snapshot:
+    """The kernel's state at one instant (for "the first call stopped after N pages = ...")."""
+
+    t_ns: int
+    free_pages: int
+    ksgxd_asleep: bool
+    ksgxd_pages_reclaimed: int
+    direct_reclaim_pages: int
+    direct_reclaim_calls: int
+    ewb: int  # pages written back so far
+    eldu: int
+
+    @classmethod
+    def take(cls, system: System) -> Snapshot:
+        sgx = system.sgx
+        st = sgx.stats
+        return cls(
+            system.now,
+            sgx.epc.nr_free_pages,
+            bool(sgx.ksgxd_sleeping),
+            st.ksgxd_pages_reclaimed,
+            st.direct_reclaim_pages,
+            st.direct_reclaim_calls,
+            ewb_counts(st.as_dict())[0],
+            st.eldu,
+        )
+
+
+@dataclass
+class CallLog:
+    """What the runtime's retry loop saw, call by call, for one range operation."""
+
+    eagain_causes: dict[str, int] = field(default_factory=dict)
+    first_stop_cause: str | None = None  # why the first call stopped (None: it did not)
+    first_end: Snapshot | None = None
 
 
 @dataclass
@@ -62,23 +181,70 @@ class SeedRun:
     config: SeedConfig
     length_pages: int
     build_ns: int
+    probe_errno: str | None
+    buffer_calls_ok: bool
+    at_first_call: Snapshot
     modify: OpRecord
+    modify_log: CallLog
     accept_ns: int
     accept_failures: int
     remove: OpRecord | None
+    remove_log: CallLog
     stats: dict[str, Any]
     free_timeline: tuple[list[int], list[int]]
+    system_config: dict[str, Any]
+    #: simulated ns where each phase began (build, probe, buffer calls, modify_types, ...)
+    phases: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mutex(self) -> str:
+        return str(self.system_config.get("mutex", "fifo"))
+
+    @property
+    def sched(self) -> str:
+        return str(self.system_config.get("sched", "fifo"))
+
+    @property
+    def label(self) -> str:
+        dr = "direct reclaim" if self.config.direct_reclaim else "no direct reclaim"
+        return f"{dr}, {self.mutex}/{self.sched}"
+
+    def eagain_by_cause(self) -> dict[str, int]:
+        out = {NO_FREE_PAGE: 0, BEING_RECLAIMED: 0, OTHER: 0}
+        for log in (self.modify_log, self.remove_log):
+            for k, v in log.eagain_causes.items():
+                out[k] += v
+        return out
 
     def summary(self) -> dict[str, Any]:
         """The per-run JSON object of ``epcsim demo --json``."""
         s = self.stats
+        ewb, ewb_attempts = ewb_counts(s)
+        at, end = self.at_first_call, self.modify_log.first_end
+        causes = self.eagain_by_cause()
         return {
+            "label": self.label,
             "direct_reclaim": self.config.direct_reclaim,
             "cpus": self.config.cpus,
+            "mutex": self.mutex,
+            "sched": self.sched,
             "length_pages": self.length_pages,
+            "free_pages_at_first_call": at.free_pages,
+            "ksgxd_asleep_at_first_call": at.ksgxd_asleep,
             "first_call_count_pages": self.modify.first_call_pages,
             "first_call_errno": self.modify.first_call_errno,
+            "first_call_stop": self.modify_log.first_stop_cause,
+            "first_call_eldu": (end.eldu - at.eldu) if end else 0,
+            "first_call_ksgxd_reclaimed": (
+                end.ksgxd_pages_reclaimed - at.ksgxd_pages_reclaimed if end else 0
+            ),
+            "first_call_direct_reclaimed": (
+                end.direct_reclaim_pages - at.direct_reclaim_pages if end else 0
+            ),
+            "free_pages_at_first_stop": end.free_pages if end else None,
             "eagain_returns": self.modify.eagain + (self.remove.eagain if self.remove else 0),
+            "eagain_no_free_page": causes[NO_FREE_PAGE],
+            "eagain_being_reclaimed": causes[BEING_RECLAIMED],
             "calls_to_complete": self.modify.calls + (self.remove.calls if self.remove else 0),
             "modify_calls": self.modify.calls,
             "remove_calls": self.remove.calls if self.remove else 0,
@@ -86,10 +252,13 @@ class SeedRun:
             "operation_ns": self.modify.simulated_ns
             + self.accept_ns
             + (self.remove.simulated_ns if self.remove else 0),
-            "ewb": s["ewb"],
+            "ewb": ewb,
+            "ewb_attempts": ewb_attempts,
             "eldu": s["eldu"],
             "ksgxd_wakeups": s["ksgxd_wakeups"],
+            "ksgxd_pages_reclaimed": s["ksgxd_pages_reclaimed"],
             "direct_reclaim_calls": s["direct_reclaim_calls"],
+            "direct_reclaim_pages": s["direct_reclaim_pages"],
             "completed": self.remove is not None
             and self.modify.errno is None
             and self.remove.errno is None
@@ -102,6 +271,40 @@ class SeedRun:
         return d
 
 
+def eagain_cause(system: System, encl, index: int) -> str:
+    """Why a page-range ioctl stopped at page ``index`` of ``encl`` (a ``SgxEncl``) with
+    -EAGAIN, read at the instant it returned: the page resident and BEING_RECLAIMED (the
+    reclaimer isolated it and holds it until its EWB), or no free EPC page for its ELDU."""
+    if 0 <= index < encl.nr_pages and encl.epc[index] >= 0 and encl.reclaiming[index]:
+        return BEING_RECLAIMED
+    if system.sgx.epc.nr_free_pages == 0:
+        return NO_FREE_PAGE
+    return OTHER
+
+
+def _call_logger(system: System, encl, first_page: int, log: CallLog) -> Callable:
+    calls = [0]
+
+    def on_call(r: IoctlResult, done_before: int) -> None:
+        calls[0] += 1
+        cause = None
+        if r.errno == "EAGAIN":
+            cause = eagain_cause(system, encl, first_page + (done_before + r.count) // PAGE_SIZE)
+            log.eagain_causes[cause] = log.eagain_causes.get(cause, 0) + 1
+        if calls[0] == 1:
+            log.first_stop_cause = cause
+            log.first_end = Snapshot.take(system)
+
+    return on_call
+
+
+def _enclave_call(thread, page: int, write: bool):
+    """One ENCL_CALL through the vDSO: EENTER, the operation on ``page``, EEXIT."""
+    out = yield from thread.access_stream(np.array([page]), write)
+    yield from thread.leave()
+    return out
+
+
 def run_seed(
     cfg: SeedConfig,
     on_phase: Callable[[str], None] | None = None,
@@ -109,7 +312,7 @@ def run_seed(
 ) -> SeedRun:
     """Run the seed scenario once. ``on_phase(name)`` marks each phase, ``on_pages(done,
     total)`` reports pages done within the range operations (for progress bars)."""
-    phase = on_phase or (lambda _name: None)
+    phases: dict[str, int] = {}
     system = System(
         epc=cfg.epc,
         cpus=cfg.cpus,
@@ -118,24 +321,32 @@ def run_seed(
         costs=cfg.costs,
         content_mode=cfg.content_mode,
         engine=cfg.engine,
+        **_system_options(cfg),
     )
+
+    def phase(name: str) -> None:
+        phases[name] = system.now
+        if on_phase is not None:
+            on_phase(name)
+
     epc_pages = parse_pages(cfg.epc, "epc")
     heap_pages = max(1, int(epc_pages * cfg.heap_factor))
-    image_pages = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES
     size = PAGE_SIZE
-    while size < (image_pages + heap_pages) * PAGE_SIZE:
+    while size < (IMAGE_PAGES + heap_pages) * PAGE_SIZE:
         size <<= 1
     phase("build")
     encl = system.create_enclave(size, name="seed")
-    r = encl.add_pages(0, IMAGE_TCS_PAGES * PAGE_SIZE, page_type="tcs", measure=True)
-    assert r.ok, r
-    r = encl.add_pages(
-        IMAGE_TCS_PAGES * PAGE_SIZE, IMAGE_CODE_PAGES * PAGE_SIZE, "rx", measure=True
+    steps = (
+        (0, IMAGE_TCS_PAGES, {"page_type": "tcs", "measure": True}),
+        (IMAGE_TCS_PAGES, IMAGE_CODE_PAGES, {"perm": "rx", "measure": True}),
+        (BUFFER_PAGE, IMAGE_DATA_PAGES, {"perm": "rw", "measure": True}),
     )
-    assert r.ok, r
-    heap_off = image_pages * PAGE_SIZE
-    heap_len = heap_pages * PAGE_SIZE
-    r = encl.add_pages(heap_off, heap_len, "rw")
+    for first, n, kw in steps:
+        r = encl.add_pages(first * PAGE_SIZE, n * PAGE_SIZE, **kw)
+        if not r.ok:
+            raise RuntimeError(f"building the image failed: {r.errno}")
+    heap_off = IMAGE_PAGES * PAGE_SIZE
+    r = encl.add_pages(heap_off, heap_pages * PAGE_SIZE, "rw")
     if not r.ok:
         raise RuntimeError(f"building the heap failed: {r.errno} after {r.pages} pages")
     r = encl.init()
@@ -152,46 +363,76 @@ def run_seed(
             raise RuntimeError("building the neighbour enclave failed")
     if cfg.touch_heap:
         phase("touch")
-        encl.access_pages(np.arange(image_pages, image_pages + heap_pages), write=True)
+        encl.access_pages(np.arange(IMAGE_PAGES, IMAGE_PAGES + heap_pages), write=True)
     build_ns = system.now
+
+    # The selftest's SGX2 probe: a zeroed struct; -EINVAL means the ioctl exists and SGX2 is on.
+    phase("probe")
+    probe = encl.modify_types_raw(ModifyTypesArgs(0, 0, 0))
+    if probe.errno in ("ENOTTY", "ENODEV"):
+        raise RuntimeError(f"SGX2 probe: {probe.errno} (the selftest would skip)")
+    # PUT_TO_BUFFER then GET_FROM_BUFFER, each one enclave call through TCS #0.
+    phase("buffer_calls")
     runtime = encl.new_thread("runtime")
+    put = system._call(runtime, _enclave_call(runtime, BUFFER_PAGE, True))
+    get = system._call(runtime, _enclave_call(runtime, BUFFER_PAGE, False))
     ctx = Ctx(encl, runtime, [])
 
     phase("modify_types")
+    at_first = Snapshot.take(system)
+    modify_log = CallLog()
     modify = system._call(
         runtime,
         drive_range(
             ctx,
             "modify_types",
-            image_pages,
+            IMAGE_PAGES,
             heap_pages,
             stop_after_first=cfg.stop_after_first_call,
             on_pages=on_pages,
+            on_call=_call_logger(system, encl.encl, IMAGE_PAGES, modify_log),
         ),
     )
     accept_ns = 0
     accept_fail = 0
     remove = None
+    remove_log = CallLog()
     if not cfg.stop_after_first_call and modify.errno is None:
         phase("eaccept")
         t0 = system.now
-        accept_fail = eaccept_each_page(encl, image_pages, heap_pages, on_pages)
+        accept_fail = eaccept_each_page(encl, IMAGE_PAGES, heap_pages, on_pages)
         accept_ns = system.now - t0
         phase("remove_pages")
         remove = system._call(
-            runtime, drive_range(ctx, "remove_pages", image_pages, heap_pages, on_pages=on_pages)
+            runtime,
+            drive_range(
+                ctx,
+                "remove_pages",
+                IMAGE_PAGES,
+                heap_pages,
+                on_pages=on_pages,
+                on_call=_call_logger(system, encl.encl, IMAGE_PAGES, remove_log),
+            ),
         )
+    phases["end"] = system.now
     tl = system.sgx.free_timeline
     return SeedRun(
         cfg,
         heap_pages,
         build_ns,
+        probe.errno,
+        put.ok and get.ok,
+        at_first,
         modify,
+        modify_log,
         accept_ns,
         accept_fail,
         remove,
+        remove_log,
         system.stats(),
         (list(tl.t), list(tl.v)),
+        dict(system.config),
+        phases,
     )
 
 

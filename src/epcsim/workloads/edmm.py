@@ -127,6 +127,9 @@ def ioctl(ctx: Ctx, make_gen: Callable[[], Gen], rec: OpRecord) -> Gen:
 
 #: (pages done, pages in the operation), for progress bars
 PagesHook = Callable[[int, int], None]
+#: called right after each ioctl of a range operation returns, before any simulated time
+#: passes: (the result, bytes done before this call); the demo reads the kernel's state here
+CallHook = Callable[[IoctlResult, int], None]
 
 
 def drive_range(
@@ -138,10 +141,12 @@ def drive_range(
     *,
     stop_after_first: bool = False,
     on_pages: PagesHook | None = None,
+    on_call: CallHook | None = None,
 ) -> Gen:
     """A page-range ioctl over ``pages`` pages, called again from ``offset + count`` after
     each ``-EAGAIN`` until done or another error (or after the first call with
-    ``stop_after_first``). Returns the ``OpRecord``."""
+    ``stop_after_first``). ``on_call(result, done_before)`` sees each call's result at the
+    instant it returns. Returns the ``OpRecord``."""
     rec = ctx.record(kind, first_page, pages)
     t, encl = ctx.thread, ctx.handle.encl
     offset, length = first_page * PAGE_SIZE, pages * PAGE_SIZE
@@ -166,6 +171,8 @@ def drive_range(
 
     while done < length and rec.calls < max_calls:
         r = yield from ioctl(ctx, call, rec)
+        if on_call is not None:
+            on_call(r, done)
         rec.calls += 1
         if rec.calls == 1:
             rec.first_call_pages = r.count // PAGE_SIZE
