@@ -186,3 +186,33 @@ def test_kernel_lru_batches_match_the_second_chance_queue(young, batches):
     assert system.stats()["reclaim_young"] == skips
     e = encl.encl
     assert system.sgx.lru.order() == [int(e.epc[p]) for p in order]
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_add_pages_on_one_cpu_reclaims_by_hand(policy):
+    """ADD_PAGES is a sequential scan by one task. One CPU and a scheduler slice longer than
+    the whole build (and ``sched="fifo"`` where the System has it: no wake-up preemption)
+    keep ksgxd, woken below SGX_NR_LOW_PAGES, waiting for the CPU until the ioctl returns, so
+    every reclaim during the build is the allocator's own (``sgx_alloc_epc_page(reclaim)``:
+    one batch each time the free list is empty). M = 128 EPC pages, N = 300 pages added.
+
+      CREATE takes a VA page and the SECS: 126 free. Pages 0..125 take them.
+      Pages 126..299 (174) each find the list empty every 16th time: 11 batches write the
+      16 oldest pages each (nothing was accessed, so nothing is young under either policy):
+      176 written, 2 pages left free.
+      Then ksgxd runs: free 2 -> 18 -> 34 -> 50 -> 66 >= SGX_NR_HIGH_PAGES: 4 batches.
+    Total 240 written, 60 resident (128 = 66 free + 60 + SECS + 1 VA page), no ELDU; each
+    of the 15 batches spends one EWB on SGX_NOT_TRACKED before its ETRACK.
+    """
+    opts = _serial_options()
+    system = epcsim.System(epc="512K", cpus=1, seed=1, policy=policy, sched_slice="10s", **opts)
+    encl = system.create_enclave("2M")
+    assert encl.add_pages(0, 300 * PAGE_SIZE, "rw").ok
+    assert encl.init().ok
+    system.run(until="50ms")
+    st = system.stats()
+    pages, attempts = _ewb(st)
+    assert (st["alloc_reclaim_batches"], st["ksgxd_batches"]) == (11, 4)
+    assert (pages, st["epc_pages_free"], encl.resident_pages) == (240, 66, 60)
+    assert np.flatnonzero(encl.encl.epc >= 0).tolist() == list(range(240, 300))
+    assert (st["etrack"], attempts, st["reclaim_young"], st["eldu"]) == (15, 255, 0, 0)
