@@ -1,8 +1,10 @@
 """The ``epcsim`` command (typer + rich).
 
-Exit codes: 0 success, 1 the simulated run failed its checks, 2 bad input (the message names
-the file, key and reason). Long work shows a progress bar on a terminal; ``--json`` prints
-one JSON object on stdout and nothing else.
+Exit codes (``epcsim.cli_base``): 0 success, 1 the simulated run failed its checks, 2 bad
+input (one line naming the file, key or option and the reason), 3 internal error (one line
+naming the traceback file), 130 interrupted. Long work shows a progress bar on a terminal;
+``--json`` prints one JSON object on stdout and nothing else (``docs/json-schema.md``);
+``--quiet`` prints nothing but errors.
 """
 
 from __future__ import annotations
@@ -10,33 +12,81 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from epcsim.cli_base import (
+    DEBUG,
+    EXIT_CHECKS,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EpcsimGroup,
+    check_out_dir,
+    err,
+    fail_input,
+)
 from epcsim.units import fmt_value
 
+__all__ = ["EXIT_CHECKS", "EXIT_INPUT", "EXIT_OK", "app", "err", "fail_input", "main"]
+
+#: version of every ``--json`` object's layout (``docs/json-schema.md``); bump it when a key
+#: changes meaning or disappears (adding keys does not bump it)
+SCHEMA_VERSION = 1
+
 app = typer.Typer(
+    cls=EpcsimGroup,
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="epcsim: a model of Linux SGX EPC memory management.",
 )
-err = Console(stderr=True)
 
-EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, no table: errors only.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from epcsim import __version__
+
+        print(f"epcsim {__version__}")
+        raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an internal error.")
+    ] = False,
+) -> None:
     """epcsim: a model of Linux SGX EPC memory management."""
+    DEBUG["on"] = debug
 
 
-def fail_input(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_INPUT)
+def dump_json(obj: dict[str, Any]) -> None:
+    """The one JSON object of ``--json``, with ``schema_version``; keys sorted (a stable
+    order: two runs' outputs diff line by line)."""
+
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):  # NumPy scalars
+            return o.item()
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    print(json.dumps({**obj, "schema_version": SCHEMA_VERSION}, sort_keys=True, default=default))
 
 
 def progress_bar(enabled: bool) -> Progress:
@@ -51,13 +101,14 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-def _show(json_out: bool) -> bool:
-    return not json_out and err.is_terminal
+def _show(json_out: bool, quiet: bool = False) -> bool:
+    return not json_out and not quiet and err.is_terminal
 
 
 @app.command()
 def demo(
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("epcsim-out"),
     epc: Annotated[str, typer.Option(help="EPC size or preset.")] = "sgx1-client",
     heap_factor: Annotated[float, typer.Option(help="Heap size as a multiple of the EPC.")] = 2.0,
@@ -79,12 +130,17 @@ def demo(
 
         parse_pages(epc, "epc")
         parse_pages(flip_epc, "flip_epc")
-        if cpus < 1:
-            raise ValueError(f"cpus: must be at least 1, got {cpus}")
+        if not 1 <= cpus <= 1024:
+            raise ValueError(f"--cpus: between 1 and 1024, got {cpus}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"--seed: between 0 and 2**63-1, got {seed}")
+        if not 0 < heap_factor <= 64:
+            raise ValueError(f"--heap-factor: above 0 and at most 64, got {heap_factor}")
     except ValueError as e:
         fail_input(str(e))
+    check_out_dir(out)
     runs = []
-    with progress_bar(_show(json_out)) as prog:
+    with progress_bar(_show(json_out, quiet)) as prog:
         bar = prog.add_task("seed scenario", total=len(configs) + len(flip_cfgs))
         pages = prog.add_task("", total=None)
         for cfg in configs:
@@ -122,13 +178,8 @@ def demo(
     path = write_demo_report(runs, flips, out)
     ok = runs[1].summary()["completed"]
     if json_out:
-        print(
-            json.dumps(
-                {"runs": [r.summary() for r in runs], "flip": flips, "report": str(path)},
-                sort_keys=True,
-            )
-        )
-    else:
+        dump_json({"runs": [r.summary() for r in runs], "flip": flips, "report": str(path)})
+    elif not quiet:
         header, rows = table_rows(runs)
         t = Table(title="EDMM removal of a heap 2x the EPC (the seed scenario)")
         t.add_column("")
@@ -181,8 +232,9 @@ def flip_configs(epc: str, heap_factor: float, seed: int):
 
 def _register_commands() -> None:
     """Commands that live in their own modules (they import helpers from this one):
-    ``run``, ``replay``, ``cliff`` (``epcsim.cli_scenario``) and ``sweep``
-    (``epcsim.cli_sweep``)."""
+    ``run``, ``replay``, ``cliff`` (``epcsim.cli_scenario``), ``sweep``
+    (``epcsim.cli_sweep``) and ``compare`` (``epcsim.cli_compare``)."""
+    from epcsim.cli_compare import compare
     from epcsim.cli_scenario import cliff, replay, run
     from epcsim.cli_sweep import sweep
 
@@ -190,16 +242,20 @@ def _register_commands() -> None:
     app.command("replay")(replay)
     app.command("cliff")(cliff)
     app.command("sweep")(sweep)
+    app.command("compare")(compare)
 
 
 _register_commands()
 
 
 def main() -> None:
+    """The console script: ``EpcsimGroup.main`` maps every outcome to an exit code; a Ctrl-C
+    that arrives before the command starts (while importing) is caught here."""
     try:
-        app()
+        app(prog_name="epcsim")
     except KeyboardInterrupt:
-        sys.exit(130)
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -4,45 +4,42 @@ Helpers of ``epcsim.cli`` are imported inside the commands, not at module level,
 module can be imported while ``epcsim.cli`` itself is still being imported (also when it
 runs as ``python -m epcsim.cli``).
 
-Same conventions as the rest of the command: exit 0 when the run passed its checks, 1 when
-it did not, 2 on bad input with ``FILE: key: reason``; ``--json`` prints exactly one JSON
-object on stdout; the progress bar appears only on a terminal and never with ``--json``.
+Same conventions as the rest of the command (``epcsim.cli_base``): exit 0 when the run
+passed its checks, 1 when it did not, 2 on bad input with ``FILE: key: reason`` (every
+input, output path and memory need is checked before the simulation starts); ``--json``
+prints exactly one JSON object on stdout; the progress bar appears only on a terminal and
+never with ``--json`` or ``--quiet``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from epcsim.cli_base import EXIT_CHECKS, EXIT_OK, check_out_dir, check_out_file, fail_input
+from epcsim.scenario.model import MAX_SEED
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write DIR/report.html.")]
-
-
-EXIT_OK, EXIT_CHECKS, EXIT_INPUT = 0, 1, 2  # as in epcsim.cli
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, no table: errors only.")
+]
+SeedOpt = Annotated[
+    int | None, typer.Option(min=0, max=MAX_SEED, help="Override the scenario's seed.")
+]
+TimelineOpt = Annotated[
+    Path | None,
+    typer.Option("--timeline-csv", help="Write the sampled timeline (EPC, counters) as CSV."),
+]
 
 
 def _fail(message: str) -> None:
-    from epcsim.cli import err
-
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(EXIT_INPUT)
-
-
-def _json(obj: Any) -> None:
-    def default(o: Any) -> Any:
-        if hasattr(o, "item"):  # NumPy scalars
-            return o.item()
-        if hasattr(o, "tolist"):
-            return o.tolist()
-        return str(o)
-
-    print(json.dumps(obj, sort_keys=True, default=default))
+    fail_input(message)
 
 
 def _load_plan(scenario: Path, seed: int | None):
@@ -53,15 +50,25 @@ def _load_plan(scenario: Path, seed: int | None):
     try:
         return compile_scenario(load_scenario(scenario), seed)
     except ScenarioError as e:
-        _fail(str(e))
+        e.path = e.path or str(scenario)
+        _fail(e.format())
 
 
-def _execute(plan, source: str, json_out: bool, baseline: bool):
-    from epcsim.cli import _show, progress_bar
+def _check_memory(plan, source: str) -> None:
+    from epcsim.scenario.hostmem import HostMemoryError, check_plan
+
+    try:
+        check_plan(plan)
+    except HostMemoryError as e:
+        _fail(f"{source}: {e}")
+
+
+def _execute(plan, source: str, show: bool, baseline: bool):
+    from epcsim.cli import progress_bar
     from epcsim.scenario.runner import run_plan
     from epcsim.scenario.semantics import ScenarioError
 
-    with progress_bar(_show(json_out)) as prog:
+    with progress_bar(show) as prog:
         bar = prog.add_task("building", total=None)
         try:
             return run_plan(
@@ -77,19 +84,30 @@ def _execute(plan, source: str, json_out: bool, baseline: bool):
             _fail(e.format())
 
 
-def _finish(res, out: Path | None, json_out: bool) -> None:
+def _finish(
+    res, out: Path | None, json_out: bool, quiet: bool, timeline: Path | None = None
+) -> None:
+    from epcsim.cli import dump_json
     from epcsim.report.run import write_run_report
+    from epcsim.report.timeline import write_timeline_csv
 
     path = write_run_report(res, out) if out is not None else None
+    csv_path = write_timeline_csv(res, timeline) if timeline is not None else None
     if json_out:
-        _json({**res.to_json(), "report": str(path) if path else None})
-    else:
-        d = res.derived
+        dump_json(
+            {
+                **res.to_json(),
+                "report": str(path) if path else None,
+                "timeline_csv": str(csv_path) if csv_path else None,
+            }
+        )
+    elif not quiet:
+        d, s = res.derived, res.stats
         t = Table(title=res.plan.title)
         t.add_column("")
         t.add_column("value", justify="right")
         rows = [
-            ("EPC pages", f"{res.stats['epc_pages_total']:,}"),
+            ("EPC pages", f"{s['epc_pages_total']:,}"),
             ("footprint pages", f"{d['footprint_pages']:,}"),
             ("build time (ms)", f"{d['build_ns'] / 1e6:,.3f}"),
             ("run time (ms)", f"{d['run_ns'] / 1e6:,.3f}"),
@@ -97,18 +115,25 @@ def _finish(res, out: Path | None, json_out: bool) -> None:
             ("accesses", f"{d['accesses']:,}"),
             ("page faults per access", f"{d['fault_rate']:.4f}"),
             ("ELDU per access", f"{d['eldu_per_access']:.4f}"),
-            ("EWB / ELDU", f"{res.stats['ewb']:,} / {res.stats['eldu']:,}"),
+            ("pages written back (ewb)", f"{s['ewb']:,}"),
+            ("pages loaded back (eldu)", f"{s['eldu']:,}"),
         ]
+        if "ewb_attempts" in s:
+            rows.append(("EWB executions incl. retries (ewb_attempts)", f"{s['ewb_attempts']:,}"))
         for k, v in rows:
             t.add_row(k, v)
         console = Console()
         console.print(t)
         for f in res.failures:
-            console.print(f"[bold red]check failed:[/] {escape(f)}")
+            console.print(f"[bold red]check failed:[/] {escape(f)}", soft_wrap=True)
         if res.truncated:
             console.print("the run was cut by its duration")
         if path is not None:
-            console.print(f"report: {path}")
+            console.print(f"report: {path}", soft_wrap=True)
+        else:
+            console.print("no report written: add --out DIR to write DIR/report.html")
+        if csv_path is not None:
+            console.print(f"timeline: {csv_path}", soft_wrap=True)
     raise typer.Exit(EXIT_OK if res.ok else EXIT_CHECKS)
 
 
@@ -116,28 +141,52 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (TOML), e.g. examples/*.toml.")],
     json_out: JsonOpt = False,
     out: OutOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    seed: SeedOpt = None,
     baseline: Annotated[
         bool, typer.Option(help="Also run all-resident, for the slowdown (only if it paged).")
     ] = True,
+    timeline_csv: TimelineOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run a scenario: build its enclaves, run their threads, check, report."""
+    from epcsim.cli import _show
+
     plan = _load_plan(scenario, seed)
-    _finish(_execute(plan, str(scenario), json_out, baseline), out, json_out)
+    check_out_dir(out)
+    check_out_file(timeline_csv, "--timeline-csv")
+    _check_memory(plan, str(scenario))
+    res = _execute(plan, str(scenario), _show(json_out, quiet), baseline)
+    _finish(res, out, json_out, quiet, timeline_csv)
+
+
+def _list(text: str, option: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        _fail(f"{option}: an empty item in {text[:60]!r} (give a comma-separated list)")
+    if len(items) > 64:
+        _fail(f"{option}: at most 64 values, got {len(items)}")
+    return list(dict.fromkeys(items))
 
 
 def replay(
     trace: Annotated[Path, typer.Argument(help="Trace file: CSV or oracleGeneral.")],
-    epc: Annotated[str, typer.Option(help="EPC size or preset, e.g. 64M, sgx1-client.")],
-    policy: Annotated[str, typer.Option(help="Reclaim policy (lru = the kernel's).")] = "lru",
+    epc: Annotated[
+        str,
+        typer.Option(help="EPC size or preset, e.g. 64M, sgx1-client; several: 4M,8M,16M."),
+    ],
+    policy: Annotated[
+        str, typer.Option(help="Reclaim policy (lru = the kernel's); several: lru,fifo.")
+    ] = "lru",
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv or oracleGeneral (default: by name).")
     ] = None,
     json_out: JsonOpt = False,
     out: OutOpt = None,
-    cpus: Annotated[int, typer.Option(help="Logical CPUs.")] = 4,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Replay only the first N requests.")] = None,
+    cpus: Annotated[int, typer.Option(min=1, max=1024, help="Logical CPUs.")] = 4,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Replay only the first N requests.")
+    ] = None,
     mapping: Annotated[
         str, typer.Option("--map", help="oracleGeneral object->page mapping: dense or hash.")
     ] = "dense",
@@ -146,31 +195,109 @@ def replay(
     ] = None,
     direct_reclaim: Annotated[bool, typer.Option(help="sgx_reclaim_direct in ioctls.")] = True,
     baseline: Annotated[bool, typer.Option(help="Also run all-resident (slowdown).")] = True,
+    timeline_csv: TimelineOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Replay a trace of page accesses against a simulated EPC."""
+    """Replay a trace of page accesses against a simulated EPC. With several EPC sizes or
+    policies, replay it at each and draw the miss-ratio curve."""
     from epcsim.kernel.policy import POLICIES
+    from epcsim.scenario.hostmem import HostMemoryError, check_bytes, enclave_bytes
     from epcsim.scenario.plan import plan_from_streams
+    from epcsim.scenario.semantics import check_epc_pages
     from epcsim.units import parse_pages, parse_size
     from epcsim.workloads.trace import TraceError, read_trace
 
+    sizes_text, policies = _list(epc, "--epc"), _list(policy, "--policy")
     try:
-        epc_bytes = parse_size(epc, "--epc")
-        parse_pages(epc, "--epc")
+        sizes = list(dict.fromkeys(parse_size(e, "--epc") for e in sizes_text))
+        for e in sizes_text:
+            check_epc_pages(parse_pages(e, "--epc"), "--epc")
         n_pages = parse_pages(enclave_size, "--enclave-size") if enclave_size else None
-        if policy not in POLICIES:
-            raise ValueError(f"--policy: unknown {policy!r} (known: {', '.join(POLICIES)})")
-        if cpus < 1:
-            raise ValueError(f"--cpus: must be at least 1, got {cpus}")
-        if limit is not None and limit < 1:
-            raise ValueError(f"--limit: must be at least 1, got {limit}")
+        for p in policies:
+            if p not in POLICIES:
+                raise ValueError(f"--policy: unknown {p[:60]!r} (known: {', '.join(POLICIES)})")
+    except ValueError as e:  # ScenarioError too
+        _fail(f"{trace}: {e}")
+    curve = len(sizes) * len(policies) > 1
+    if curve and timeline_csv is not None:
+        _fail("--timeline-csv: one EPC size and one policy only (a timeline is of one run)")
+    if n_pages is not None:
+        try:
+            check_bytes(
+                "--enclave-size",
+                enclave_bytes(n_pages + 1, n_pages),
+                f"an enclave of {n_pages:,} pages",
+            )
+        except HostMemoryError as e:
+            _fail(f"{trace}: {e}")
+    check_out_dir(out)
+    check_out_file(timeline_csv, "--timeline-csv")
+    try:
         streams = read_trace(trace, fmt, limit, mapping, n_pages)
     except TraceError as e:
         _fail(str(e))
+    except UnicodeDecodeError:
+        _fail(f"{trace}: not UTF-8 text (a CSV trace is text; is it an oracleGeneral file?)")
     except ValueError as e:
         _fail(f"{trace}: {e}")
-    machine = {"epc": epc_bytes, "cpus": cpus, "policy": policy, "direct_reclaim": direct_reclaim}
+    machine = {"epc": max(sizes), "cpus": cpus, "policy": policies[0]}
+    machine["direct_reclaim"] = direct_reclaim
     plan = plan_from_streams(streams, machine, seed=seed)
-    _finish(_execute(plan, str(trace), json_out, baseline), out, json_out)
+    for i, ep in enumerate(plan.enclaves):
+        try:
+            check_bytes(
+                f"enclave[{i}]",
+                enclave_bytes(ep.size // 4096, ep.total_pages),
+                f"enclave {ep.name[:40]!r} (page indexes up to {ep.total_pages - 3:,})",
+            )
+        except HostMemoryError as e:
+            _fail(f"{trace}: page index: {e.reason}")
+    _check_memory(plan, str(trace))
+    if curve:
+        _replay_curve(plan, sizes, policies, str(trace), out, json_out, quiet)
+    plan = plan.with_epc(sizes[0])
+    from epcsim.cli import _show
+
+    res = _execute(plan, str(trace), _show(json_out, quiet), baseline)
+    _finish(res, out, json_out, quiet, timeline_csv)
+
+
+def _replay_curve(plan, sizes, policies, source, out, json_out, quiet) -> None:
+    from epcsim.cli import _show, dump_json, progress_bar
+    from epcsim.report.mrc import write_mrc_report
+    from epcsim.scenario.mrc import run_mrc
+    from epcsim.scenario.semantics import ScenarioError
+
+    with progress_bar(_show(json_out, quiet)) as prog:
+        bar = prog.add_task("EPC sizes x policies", total=len(sizes) * len(policies))
+        try:
+            res = run_mrc(plan, sizes, policies, lambda d, _t: prog.update(bar, completed=d))
+        except ScenarioError as e:
+            e.path = source
+            _fail(e.format())
+    path = write_mrc_report(res, out) if out is not None else None
+    if json_out:
+        dump_json({**res.to_json(), "report": str(path) if path else None})
+    elif not quiet:
+        t = Table(title=f"miss-ratio curve — {plan.title}")
+        for c in ("policy", "EPC (MiB)", "miss ratio", "misses (ELDU)", "faults/access", "checks"):
+            t.add_column(c, justify="right")
+        for p in res.points:
+            t.add_row(
+                p.policy,
+                f"{p.epc_bytes / 2**20:,.1f}",
+                f"{p.miss_ratio:.4f}",
+                f"{p.misses:,}",
+                f"{p.fault_rate:.4f}",
+                "ok" if p.ok else "failed",
+            )
+        console = Console()
+        console.print(t)
+        if path is not None:
+            console.print(f"report: {path}", soft_wrap=True)
+        else:
+            console.print("no report written: add --out DIR to draw the curve in DIR/report.html")
+    raise typer.Exit(EXIT_OK if res.ok else EXIT_CHECKS)
 
 
 def cliff(
@@ -183,10 +310,11 @@ def cliff(
     out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path(
         "epcsim-out/cliff"
     ),
-    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    seed: SeedOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run a scenario across EPC sizes; plot slowdown and fault rate against EPC size."""
-    from epcsim.cli import _show, progress_bar
+    from epcsim.cli import _show, dump_json, progress_bar
     from epcsim.report.cliff import write_cliff_report
     from epcsim.scenario.cliff import run_cliff
     from epcsim.scenario.load import load_scenario
@@ -206,7 +334,9 @@ def cliff(
     except ValueError as e:
         _fail(f"{scenario}: --epc-range/--steps: {e}")
     plan = compile_scenario(sc, seed)
-    with progress_bar(_show(json_out)) as prog:
+    check_out_dir(out)
+    _check_memory(plan.with_epc(high), f"{scenario}: --epc-range")
+    with progress_bar(_show(json_out, quiet)) as prog:
         bar = prog.add_task("EPC sizes", total=n + 1)
         try:
             res = run_cliff(plan, low, high, n, lambda d, _t: prog.update(bar, completed=d))
@@ -215,8 +345,8 @@ def cliff(
             _fail(e.format())
     path = write_cliff_report(res, out)
     if json_out:
-        _json({**res.to_json(), "report": str(path)})
-    else:
+        dump_json({**res.to_json(), "report": str(path)})
+    elif not quiet:
         t = Table(title=f"paging cliff — {plan.title}")
         for c in ("EPC (MiB)", "slowdown", "faults/access", "ELDU/access", "checks"):
             t.add_column(c, justify="right")
@@ -231,5 +361,5 @@ def cliff(
         console = Console()
         console.print(t)
         console.print(f"footprint: {res.footprint_pages * 4096 / 2**20:,.1f} MiB")
-        console.print(f"report: {path}")
+        console.print(f"report: {path}", soft_wrap=True)
     raise typer.Exit(EXIT_OK if res.ok else EXIT_CHECKS)

@@ -29,13 +29,13 @@ import itertools
 import json
 import sqlite3
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from epcsim.scenario.semantics import ScenarioError
+from epcsim.units import show
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,9 +46,12 @@ CREATE TABLE IF NOT EXISTS runs (
     stats TEXT NOT NULL,
     derived TEXT NOT NULL,
     wall_s REAL NOT NULL,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL,
+    scenario TEXT,
+    scenario_sha TEXT
 )
 """
+META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)"
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Sweep:
     path: Path
     scenario_path: Path
     points: list[SweepPoint] = field(default_factory=list)
+    scenario_sha: str = ""  # SHA-256 of the base scenario file's text
 
 
 def _set_dotted(doc: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
@@ -73,7 +77,7 @@ def _set_dotted(doc: dict[str, Any], dotted: str, value: Any, path: Path) -> Non
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ScenarioError(
-                    f"grid.{dotted}", f"no list element {part!r} in the scenario", str(path)
+                    f"grid.{dotted}", f"no list element {show(part)} in the scenario", str(path)
                 )
             node = node[int(part)]
         else:
@@ -88,29 +92,55 @@ def _set_dotted(doc: dict[str, Any], dotted: str, value: Any, path: Path) -> Non
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
             raise ScenarioError(
-                f"grid.{dotted}", f"no list element {last!r} in the scenario", str(path)
+                f"grid.{dotted}", f"no list element {show(last)} in the scenario", str(path)
             )
         node[int(last)] = value
     else:
         node[last] = value
 
 
-def run_key(scenario: dict[str, Any], seed: int | None) -> str:
-    blob = json.dumps({"scenario": scenario, "seed": seed}, sort_keys=True, default=str)
+def run_key(scenario: dict[str, Any], seed: int | None, scenario_sha: str = "") -> str:
+    """The point's identity: its checked scenario (as the schema normalised it, so ``"4M"``
+    and ``4194304`` are one point), its seed, and the SHA-256 of the base scenario file's
+    text, so rows of an earlier version of that file are never taken for this one's."""
+    blob = json.dumps(
+        {"scenario": scenario, "seed": seed, "file": scenario_sha}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def _check_seeds(seeds: Any, p: Path) -> list[int | None]:
+    from epcsim.scenario.model import MAX_SEED
+
+    ok = (
+        isinstance(seeds, list)
+        and seeds
+        and all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED)
+            for s in seeds
+        )
+    )
+    if not ok:
+        raise ScenarioError(
+            "seeds",
+            f"must be a non-empty list of integers from 0 to 2**63-1, got {show(seeds)}",
+            str(p),
+        )
+    return list(dict.fromkeys(seeds))  # a seed listed twice runs once
+
+
 def load_sweep(path: str | Path) -> Sweep:
-    """Read a sweep file and expand and validate every point (``ScenarioError`` on error)."""
-    from epcsim.scenario.load import validate
+    """Read a sweep file and expand and validate every point (``ScenarioError`` on error).
+
+    Points that are the same run (equal values in the grid, a seed listed twice, or two
+    spellings of one size) are kept once, in first-seen order. Every point is compiled and
+    its memory need checked here, before any runs."""
+    from epcsim.scenario.hostmem import HostMemoryError, check_plan
+    from epcsim.scenario.load import parse_toml, read_toml_text, validate
+    from epcsim.scenario.plan import compile_scenario
 
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError("", f"cannot read the file: {e.strerror or e}", str(p)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError("", f"not valid TOML: {e}", str(p)) from None
+    doc = parse_toml(read_toml_text(p), p)
     unknown = set(doc) - {"scenario", "seeds", "grid"}
     if unknown:
         raise ScenarioError(
@@ -123,37 +153,37 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ScenarioError("grid", "required: a table of dotted keys to lists of values", str(p))
     for k, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ScenarioError(f"grid.{k}", f"must be a non-empty list, got {values!r}", str(p))
-    seeds = doc.get("seeds", [None])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seeds)
-    ):
-        raise ScenarioError("seeds", f"must be a non-empty list of integers, got {seeds!r}", str(p))
+            raise ScenarioError(
+                f"grid.{k}", f"must be a non-empty list, got {show(values)}", str(p)
+            )
+    seeds = _check_seeds(doc.get("seeds", [None]), p)
     scenario_path = (p.parent / doc["scenario"]).resolve()
-    try:
-        base = tomllib.loads(scenario_path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError(
-            "scenario", f"cannot read {scenario_path}: {e.strerror or e}", str(p)
-        ) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError("scenario", f"{scenario_path} is not valid TOML: {e}", str(p)) from None
-    sweep = Sweep(p, scenario_path)
+    text = read_toml_text(scenario_path, "scenario", f"the scenario {scenario_path}")
+    base = parse_toml(text, p, "scenario")
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    sweep = Sweep(p, scenario_path, scenario_sha=sha)
     keys = list(grid)
+    seen: set[str] = set()
     for combo in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, combo, strict=True))
         doc_i = copy.deepcopy(base)
         for k, v in params.items():
             _set_dotted(doc_i, k, v, p)
+        where = ", ".join(f"{k}={show(v)}" for k, v in params.items())
         try:
-            validate(doc_i, str(scenario_path))
+            sc = validate(doc_i, str(scenario_path))
+            check_plan(compile_scenario(sc))
         except ScenarioError as e:
-            where = ", ".join(f"{k}={v!r}" for k, v in params.items())
             raise ScenarioError(f"grid ({where}) -> {e.key}", e.reason, str(p)) from None
+        except HostMemoryError as e:
+            raise ScenarioError(f"grid ({where}) -> {e.key}", e.reason, str(p)) from None
+        normal = sc.model_dump(mode="json")
         for seed in seeds:
-            sweep.points.append(SweepPoint(run_key(doc_i, seed), params, seed, doc_i))
+            key = run_key(normal, seed, sha)
+            if key in seen:
+                continue
+            seen.add(key)
+            sweep.points.append(SweepPoint(key, params, seed, doc_i))
     return sweep
 
 
@@ -173,52 +203,111 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: getattr(o, "tolist", lambda: str(o))()))
 
 
+class ResultsDbError(ValueError):
+    """The ``--db`` path cannot hold the results (not writable, not a SQLite file ...)."""
+
+
 class ResultsDb:
-    """The sweep's SQLite file: one row per finished run, written by the driver only."""
+    """The sweep's SQLite file: one row per finished run, written by the driver only.
+
+    Each row is inserted and committed in one transaction as its run finishes, so a sweep
+    killed at any moment (even by SIGKILL) leaves only whole rows; the primary key keeps a
+    point from being stored twice. Rows carry the SHA-256 of the base scenario file they
+    ran, so a rerun after that file changed finds them stale instead of mixing them in.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path)
-        self.conn.execute(SCHEMA)
-        self.conn.commit()
+        if self.path.is_dir():
+            raise ResultsDbError(f"{self.path} is a directory, expected a SQLite file")
+        try:
+            self.conn = sqlite3.connect(self.path)
+            self.conn.execute(SCHEMA)
+            cols = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+            for col in ("scenario", "scenario_sha"):
+                if col not in cols:  # a database written before these columns existed
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {col} TEXT")
+            self.conn.execute(META)
+            # a real write now: a read-only file fails here, not after the first run
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('opened_at', datetime('now'))")
+            self.conn.commit()
+        except sqlite3.Error as e:
+            raise ResultsDbError(f"cannot use {self.path} as the results database: {e}") from None
 
     def done_keys(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT key FROM runs")}
 
-    def add(self, sweep: str, point: SweepPoint, out: dict[str, Any]) -> None:
+    def stale(self, sweep: Sweep) -> int:
+        """Rows of this sweep's scenario file written when its text was different."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM runs WHERE scenario = ? AND scenario_sha != ?",
+            (str(sweep.scenario_path), sweep.scenario_sha),
+        ).fetchone()
+        return int(row[0])
+
+    def add(self, sweep: Sweep, point: SweepPoint, out: dict[str, Any]) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))",
+            "INSERT OR REPLACE INTO runs (key, sweep, params, seed, stats, derived, wall_s,"
+            " finished_at, scenario, scenario_sha)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'), ?, ?)",
             (
                 point.key,
-                sweep,
+                str(sweep.path),
                 json.dumps(point.params, sort_keys=True),
                 point.seed,
                 json.dumps(out["stats"], sort_keys=True),
                 json.dumps(out["derived"], sort_keys=True),
                 out["wall_s"],
+                str(sweep.scenario_path),
+                sweep.scenario_sha,
             ),
         )
         self.conn.commit()  # each finished run is durable at once
 
     def rows(self, keys: list[str] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts; with ``keys``, those rows in the order of ``keys``."""
         cur = self.conn.execute("SELECT key, params, seed, stats, derived, wall_s FROM runs")
-        out = []
+        found = {}
         for key, params, seed, stats, derived, wall in cur:
-            if keys is None or key in keys:
-                out.append(
-                    {
-                        "key": key,
-                        "params": json.loads(params),
-                        "seed": seed,
-                        "stats": json.loads(stats),
-                        "derived": json.loads(derived),
-                        "wall_s": wall,
-                    }
-                )
-        return out
+            found[key] = {
+                "key": key,
+                "params": json.loads(params),
+                "seed": seed,
+                "stats": json.loads(stats),
+                "derived": json.loads(derived),
+                "wall_s": wall,
+            }
+        if keys is None:
+            return list(found.values())
+        return [found[k] for k in keys if k in found]
 
     def close(self) -> None:
         self.conn.close()
+
+
+def sort_key(params: dict[str, Any], seed: int | None) -> tuple[Any, ...]:
+    """Order of a sweep's table: each parameter in grid order, sizes and durations by their
+    value (``"4M"`` before ``"16M"``), numbers numerically, other values as text."""
+    from epcsim.units import parse_duration, parse_size
+
+    out: list[Any] = []
+    for v in params.values():
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            out.append((2, 0, json.dumps(v, sort_keys=True)))
+            continue
+        if isinstance(v, int | float):
+            out.append((0, v, ""))
+            continue
+        for parse in (parse_size, parse_duration):
+            try:
+                out.append((0, parse(v), v))
+                break
+            except ValueError:
+                continue
+        else:
+            out.append((1, 0, v))
+    out.append((0, -1 if seed is None else seed, ""))
+    return tuple(out)
 
 
 def _inline(points: list[SweepPoint], base_dir: str) -> Iterator[tuple[SweepPoint, dict]]:
@@ -227,18 +316,23 @@ def _inline(points: list[SweepPoint], base_dir: str) -> Iterator[tuple[SweepPoin
 
 
 def _dask(
-    points: list[SweepPoint], base_dir: str, scheduler: str | None, workers: int | None
+    points: list[SweepPoint], base_dir: str, scheduler: Any, workers: int | None
 ) -> Iterator[tuple[SweepPoint, dict]]:
+    """Runs on Dask: a local cluster (``None``/``"local"``), the scheduler at an address, or
+    an already connected ``Client`` (left open for its owner)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
+    own = True
     if scheduler in (None, "local"):
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         )
         client = Client(cluster)
-    else:
+    elif isinstance(scheduler, str):
         client = Client(scheduler)
+    else:
+        client, own = scheduler, False
     try:
         futures = {
             client.submit(
@@ -249,7 +343,8 @@ def _dask(
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
     finally:
-        client.close()
+        if own:
+            client.close()
         if cluster is not None:
             cluster.close()
 
@@ -257,7 +352,7 @@ def _dask(
 def run_sweep(
     sweep: Sweep,
     db: ResultsDb,
-    scheduler: str | None = None,
+    scheduler: Any = None,
     workers: int | None = None,
     on_done: Callable[[SweepPoint, int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -273,7 +368,7 @@ def run_sweep(
     )
     n = 0
     for pt, out in runner:
-        db.add(str(sweep.path), pt, out)
+        db.add(sweep, pt, out)
         n += 1
         if on_done is not None:
             on_done(pt, n, len(todo))

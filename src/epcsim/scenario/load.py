@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from epcsim.scenario.model import STEP_TAGS, Scenario
 from epcsim.scenario.semantics import ScenarioError, check
+from epcsim.units import show
 
 
 def key_path(loc: tuple[Any, ...]) -> str:
@@ -48,11 +49,11 @@ def _message(err: dict[str, Any]) -> tuple[str, str]:
         if kind == "bad_step" and isinstance(inp, dict) and inp.get("op") == "access":
             field, reason = "pattern", "expected " + msg.split("pattern = ", 1)[1].rstrip(")")
         got = inp.get(field) if isinstance(inp, dict) else inp
-        return f"{key}.{field}", f"{reason}, got {got!r}"
+        return f"{key}.{field}", f"{reason}, got {show(got)}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     elif "input" in err and not isinstance(err["input"], dict | list):
-        msg = f"{msg}, got {err['input']!r}"
+        msg = f"{msg}, got {show(err['input'])}"
     return key, msg
 
 
@@ -76,17 +77,46 @@ def validate(data: dict[str, Any], path: str | None = None) -> Scenario:
     return sc
 
 
+#: largest scenario or sweep file read (a scenario is a few KiB; a huge file is a mistake)
+MAX_FILE_BYTES = 16 << 20
+
+
+def read_toml_text(p: Path, key: str = "", what: str = "the file") -> str:
+    """The file's text; ``ScenarioError`` when it cannot be read, is not UTF-8 or is huge."""
+    try:
+        if p.is_dir():
+            raise ScenarioError(key, f"{what} is a directory, expected a TOML file", str(p))
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ScenarioError(key, f"{what} is larger than 16 MiB: not a scenario", str(p))
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ScenarioError(key, f"cannot read {what}: {e.strerror or e}", str(p)) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(
+            key,
+            f"{what} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})",
+            str(p),
+        ) from None
+
+
+def parse_toml(text: str, p: Path, key: str = "") -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(key, f"not valid TOML: {clip(str(e), 200)}", str(p)) from None
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raises ``ScenarioError`` (``FILE: key: reason``)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError("", f"cannot read the file: {e.strerror or e}", str(p)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError("", f"not valid TOML: {e}", str(p)) from None
+    text = read_toml_text(p)
+    data = parse_toml(text, p)
     sc = validate(data, str(p))
     sc._source = text  # kept for the report's "config used"
     return sc

@@ -39,7 +39,7 @@ from pydantic import (
 
 from epcsim.engine.costs import Costs
 from epcsim.kernel.policy import POLICIES
-from epcsim.units import parse_duration, parse_size
+from epcsim.units import parse_duration, parse_size, show
 from epcsim.user.enclave import parse_perm
 
 
@@ -69,7 +69,7 @@ def _perm(v: str) -> str:
     except ValueError as e:
         raise ValueError(_reason(e)) from None
     if bits & 2 and not bits & 1:
-        raise ValueError(f"write without read is not a valid SGX permission, got {v!r}")
+        raise ValueError(f"write without read is not a valid SGX permission, got {show(v)}")
     return v.lower()
 
 
@@ -81,8 +81,20 @@ Perm = Annotated[str, AfterValidator(_perm)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+#: bound of counts (accesses, repeats): far from int64 overflow, exact as a float
+MAX_COUNT = 1 << 53
+#: seeds are non-negative (NumPy's SeedSequence refuses negative entropy) and fit SQLite's
+#: signed 64-bit INTEGER (the sweep database)
+MAX_SEED = (1 << 63) - 1
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # NaN and infinities are refused everywhere: a NaN bound would never fail a check, an
+    # infinite rate or cost would stall or overflow the model
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class MachineSpec(_Model):
@@ -102,7 +114,7 @@ class MachineSpec(_Model):
     @classmethod
     def _policy(cls, v: str) -> str:
         if v not in POLICIES:
-            raise ValueError(f"unknown reclaim policy {v!r} (known: {', '.join(POLICIES)})")
+            raise ValueError(f"unknown reclaim policy {show(v)} (known: {', '.join(POLICIES)})")
         return v
 
 
@@ -147,13 +159,13 @@ class _StepBase(_Model):
 
 class _AccessBase(_StepBase):
     op: Literal["access"]
-    count: Annotated[int, Field(ge=0)] | None = None  # default: one pass over the range
+    count: Count | None = None  # default: one pass over the range
     writes: Fraction = 0.0  # fraction of accesses that write
 
 
 class _Sequential(_Model):
     pattern: Literal["sequential"]
-    stride: Annotated[int, Field(ge=1)] = 1
+    stride: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
 
 
 class _Uniform(_Model):
@@ -206,7 +218,7 @@ def _tag_of(key: str, known: list[str]):
 
 # A phase is a simple pattern plus its own ``count``.
 _PHASE_MODELS = {
-    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Annotated[int, Field(ge=0)], ...))
+    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Count, ...))
     for n, m in _SIMPLE.items()
 }
 PhaseSpec = _tagged_union(
@@ -286,7 +298,7 @@ class ThreadSpec(_Model):
     (``repeat = 0``: again and again until the scenario's ``duration`` ends)."""
 
     name: str = ""
-    repeat: Annotated[int, Field(ge=0)] = 1
+    repeat: Count = 1
     step: Annotated[list[StepSpec], Field(min_length=1)]
 
 
@@ -295,7 +307,7 @@ class EnclaveSpec(_Model):
 
     name: Annotated[str, Field(min_length=1)]
     size: Size | None = None  # ELRANGE; default the smallest power of two that fits
-    tcs: Annotated[int, Field(ge=1)] | None = None  # default: one per thread
+    tcs: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None  # default: one per thread
     debug: bool = False
     region: Annotated[list[RegionSpec], Field(min_length=1)]
     thread: list[ThreadSpec] = []
@@ -304,8 +316,8 @@ class EnclaveSpec(_Model):
 class Bound(_Model):
     """``[expect]`` entry: the run fails its checks (exit 1) outside ``[min, max]``."""
 
-    min: float | int | None = None
-    max: float | int | None = None
+    min: float | None = None  # an int is accepted too (strict floats take ints)
+    max: float | None = None
 
 
 class CliffSpec(_Model):
@@ -320,7 +332,7 @@ class Scenario(_Model):
 
     name: str = ""
     description: str = ""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     duration: Duration | None = None  # cap on simulated run time (after the build)
     machine: MachineSpec = MachineSpec()
     costs: CostsSpec = CostsSpec()  # type: ignore[valid-type]

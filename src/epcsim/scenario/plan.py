@@ -16,7 +16,13 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.scenario.model import Scenario
-from epcsim.scenario.semantics import RegionLayout, elrange_size, layout, step_range
+from epcsim.scenario.semantics import (
+    RegionLayout,
+    ScenarioError,
+    elrange_size,
+    layout,
+    step_range,
+)
 from epcsim.user.enclave import parse_perm
 from epcsim.workloads import patterns as pt
 from epcsim.workloads.programs import Access, Grow, Restrict, Sleep, Stream, ThreadPlan, Trim
@@ -97,7 +103,16 @@ def _sub_seed(*parts: int) -> int:
 
 
 def compile_scenario(sc: Scenario, seed: int | None = None) -> Plan:
-    """A checked ``Scenario`` (``load_scenario``) -> a ``Plan``; ``seed`` overrides the file."""
+    """A checked ``Scenario`` (``load_scenario``) -> a ``Plan``; ``seed`` overrides the file.
+
+    A scenario whose state would not fit in this host's memory raises ``ScenarioError``
+    naming the key (``hostmem.check_scenario``) before anything large is built."""
+    from epcsim.scenario.hostmem import HostMemoryError, check_scenario
+
+    try:
+        check_scenario(sc)
+    except HostMemoryError as e:
+        raise ScenarioError(e.key, e.reason) from None
     seed = sc.seed if seed is None else seed
     m = sc.machine
     machine = {

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.scenario.hostmem import HostMemoryError, check_plan
 from epcsim.scenario.model import Scenario
 from epcsim.scenario.plan import Plan, compile_scenario
 from epcsim.scenario.sampler import Sampler
-from epcsim.scenario.semantics import ScenarioError
+from epcsim.scenario.semantics import ScenarioError, check_epc_pages
 from epcsim.system import System
 from epcsim.workloads.edmm import OpRecord
 from epcsim.workloads.programs import ThreadRecord, start_thread
@@ -80,6 +81,13 @@ class RunResult:
 
 
 def make_system(plan: Plan) -> System:
+    """The plan's ``System``; a plan whose arrays would not fit in this host's memory is
+    refused first (``hostmem.check_plan``), so nothing large is allocated for it."""
+    check_epc_pages(plan.epc_pages, "machine.epc")
+    try:
+        check_plan(plan)
+    except HostMemoryError as e:
+        raise ScenarioError(e.key, e.reason) from None
     try:
         return System(seed=plan.seed, costs=plan.costs or None, **plan.machine)
     except ValueError as e:
@@ -100,7 +108,11 @@ def _build(
             on_build(added + done_bytes // PAGE_SIZE, total)
 
     for ep in plan.enclaves:
-        h = system.create_enclave(ep.size, debug=ep.debug, name=ep.name)
+        try:
+            h = system.create_enclave(ep.size, debug=ep.debug, name=ep.name)
+        except RuntimeError as e:  # ECREATE's errno (ENOMEM: the EPC is full of VA pages)
+            failures.append(f"enclave {ep.name}: {e}")
+            break
         handles.append(h)
         r = h.add_pages(ep.tcs_first * PAGE_SIZE, ep.tcs * PAGE_SIZE, page_type="tcs", measure=True)
         if not r.ok:

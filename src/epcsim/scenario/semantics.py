@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from epcsim.arch import PAGE_SIZE
 from epcsim.kernel.stats import Counters
 from epcsim.scenario.model import EDMM_OPS, EnclaveSpec, Scenario
+from epcsim.units import show
 
 #: derived figures a run reports (``RunResult.derived``) and ``[expect]`` may bound
 DERIVED_KEYS = (
@@ -45,6 +46,21 @@ STAT_KEYS = (
     *(f.name for f in fields(Counters)),
 )
 EXPECT_KEYS = (*STAT_KEYS, *DERIVED_KEYS)
+
+
+#: the smallest EPC a run can start on: SGX_IOC_ENCLAVE_CREATE takes one page for the
+#: enclave's first VA page (``sgx_encl_grow``) and one for the SECS
+MIN_EPC_PAGES = 2
+
+
+def check_epc_pages(pages: int, key: str) -> None:
+    """``ScenarioError`` naming ``key`` when an EPC of ``pages`` cannot even run ECREATE."""
+    if pages < MIN_EPC_PAGES:
+        raise ScenarioError(
+            key,
+            f"at least {MIN_EPC_PAGES} pages (8K): ECREATE takes one EPC page for the first"
+            f" VA page and one for the SECS, got {pages} page(s)",
+        )
 
 
 class ScenarioError(ValueError):
@@ -116,14 +132,14 @@ def step_range(lay: EnclaveLayout, step, key: str) -> tuple[int, int]:
         name = next(iter(lay.regions))
     if name not in lay.regions:
         raise ScenarioError(
-            f"{key}.region", f"no region {name!r} (regions: {', '.join(lay.regions)})"
+            f"{key}.region", f"no region {show(name)} (regions: {', '.join(lay.regions)})"
         )
     reg = lay.regions[name]
     if step.offset % PAGE_SIZE:
         raise ScenarioError(f"{key}.offset", f"must be a multiple of 4K, got {step.offset}")
     first = step.offset // PAGE_SIZE
     if first >= reg.pages:
-        raise ScenarioError(f"{key}.offset", f"past the end of region {name!r}")
+        raise ScenarioError(f"{key}.offset", f"past the end of region {show(name)}")
     if step.length is None:
         pages = reg.pages - first
     else:
@@ -134,7 +150,7 @@ def step_range(lay: EnclaveLayout, step, key: str) -> tuple[int, int]:
         pages = step.length // PAGE_SIZE
         if first + pages > reg.pages:
             raise ScenarioError(
-                f"{key}.length", f"offset + length runs past the end of region {name!r}"
+                f"{key}.length", f"offset + length runs past the end of region {show(name)}"
             )
     return reg.first_page + first, pages
 
@@ -152,6 +168,7 @@ def check(sc: Scenario) -> None:
         raise ScenarioError("machine.nodes", f"at most machine.sections ({m.sections})")
     if m.epc < PAGE_SIZE * m.sections:
         raise ScenarioError("machine.epc", "at least one 4K page per EPC section")
+    check_epc_pages(m.epc // PAGE_SIZE, "machine.epc")
     if sc.duration is not None and sc.duration <= 0:
         raise ScenarioError("duration", "must be positive")
     names: set[str] = set()
@@ -171,13 +188,13 @@ def check(sc: Scenario) -> None:
 
 def _check_enclave(sc: Scenario, e: EnclaveSpec, key: str, names: set[str]) -> None:
     if e.name in names:
-        raise ScenarioError(f"{key}.name", f"duplicate enclave name {e.name!r}")
+        raise ScenarioError(f"{key}.name", f"duplicate enclave name {show(e.name)}")
     names.add(e.name)
     regions: set[str] = set()
     for j, r in enumerate(e.region):
         rk = f"{key}.region[{j}]"
         if r.name in regions:
-            raise ScenarioError(f"{rk}.name", f"duplicate region name {r.name!r}")
+            raise ScenarioError(f"{rk}.name", f"duplicate region name {show(r.name)}")
         regions.add(r.name)
         if r.dynamic and r.measure:
             raise ScenarioError(f"{rk}.measure", "a dynamic region is EAUGed, never measured")
@@ -204,14 +221,14 @@ def _check_enclave(sc: Scenario, e: EnclaveSpec, key: str, names: set[str]) -> N
         tk = f"{key}.thread[{j}]"
         tname = t.name or f"t{j}"
         if tname in threads:
-            raise ScenarioError(f"{tk}.name", f"duplicate thread name {tname!r}")
+            raise ScenarioError(f"{tk}.name", f"duplicate thread name {show(tname)}")
         threads.add(tname)
         if t.repeat == 0 and sc.duration is None:
             raise ScenarioError(f"{tk}.repeat", "0 (until the end) needs a top-level duration")
         for s, step in enumerate(t.step):
             sk = f"{tk}.step[{s}]"
             if step.op in EDMM_OPS and not sc.machine.sgx2:
-                raise ScenarioError(f"{sk}.op", f"{step.op!r} needs SGX2: machine.sgx2 = true")
+                raise ScenarioError(f"{sk}.op", f"{show(step.op)} needs SGX2: machine.sgx2 = true")
             if step.op == "sleep":
                 continue
             step_range(lay, step, sk)
@@ -225,8 +242,8 @@ def parse_epc_range(text: str) -> tuple[int, int]:
 
     parts = str(text).split(":")
     if len(parts) != 2:
-        raise ValueError(f"expected LOW:HIGH such as '32M:256M', got {text!r}")
+        raise ValueError(f"expected LOW:HIGH such as '32M:256M', got {show(text)}")
     lo, hi = (parse_size(p.strip(), "epc_range") for p in parts)
     if lo < 2 * PAGE_SIZE or hi <= lo:
-        raise ValueError(f"expected LOW < HIGH, each at least 8K, got {text!r}")
+        raise ValueError(f"expected LOW < HIGH, each at least 8K, got {show(text)}")
     return lo, hi
