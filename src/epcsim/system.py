@@ -13,7 +13,7 @@ from typing import Any
 
 from epcsim.arch import PAGE_SIZE, Attribute
 from epcsim.engine.costs import Costs
-from epcsim.engine.machine import Machine, Task
+from epcsim.engine.machine import MUTEXES, SCHEDULERS, Machine, Task
 from epcsim.isa import CONTENT_MODES, Secs, SgxCpu
 from epcsim.kernel.encl import SgxEncl
 from epcsim.kernel.epc import EpcPages
@@ -40,11 +40,18 @@ class System:
     ``content_mode`` (``"full"``, ``"mac"`` or ``"tag"``), ``costs`` (overrides of
     ``epcsim.engine.costs.Costs``), ``sections``/``nodes`` (EPC sections over NUMA nodes),
     ``sgx2`` (the CPU supports EDMM), ``timeslice`` (how long an enclave thread runs before a
-    reschedule point), ``sched_slice`` (the scheduler's slice: a task gives up a contended CPU
-    at ``cond_resched`` only after running this long), ``seed``, ``engine``
+    reschedule point), ``seed``, ``engine``
     (``"reference"``: every step is a SimPy event; ``"fast"``: the same model with the
     execution shortcuts of :mod:`epcsim.fast`, checked against the reference by differential
     tests).
+
+    ``mutex`` is ``encl->lock``'s behaviour: ``"linux"`` (kernel/locking/mutex.c: optimistic
+    spinning, stealing, HANDOFF) or ``"fifo"`` (hand-over to the first sleeper).
+    ``sched`` shares the CPUs: ``"cfs"`` (Linux's fair scheduler with wake-up preemption,
+    PREEMPT_VOLUNTARY) or ``"fifo"`` (FIFO hand-out, no wake-up preemption; a task gives up a
+    contended CPU at ``cond_resched`` after ``sched_slice``, default 3 ms - fifo only: CFS
+    computes its slices from sched_latency). See ``epcsim.engine.mutex`` and
+    ``epcsim.engine.sched`` for what each models.
     """
 
     def __init__(
@@ -61,8 +68,10 @@ class System:
         nodes: int = 1,
         sgx2: bool = True,
         timeslice: int | str = "1ms",
-        sched_slice: int | str = "3ms",
+        sched_slice: int | str | None = None,
         engine: str = "reference",
+        mutex: str = "linux",
+        sched: str = "cfs",
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -79,15 +88,19 @@ class System:
             raise ValueError(f"direct_reclaim: must be True or False, got {direct_reclaim!r}")
         if engine not in ENGINES:
             raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {engine!r}")
+        if mutex not in MUTEXES:
+            raise ValueError(f"mutex: one of {', '.join(MUTEXES)}, got {mutex!r}")
+        if sched not in SCHEDULERS:
+            raise ValueError(f"sched: one of {', '.join(SCHEDULERS)}, got {sched!r}")
+        if sched_slice is not None and sched != "fifo":
+            raise ValueError("sched_slice: only with sched='fifo' (CFS computes its own slices)")
         cost_model = costs if isinstance(costs, Costs) else Costs.from_dict(costs)
         self.seed = seed
         self.timeslice_ns = parse_duration(timeslice, "timeslice")
         self.engine = engine
+        slice_ns = parse_duration("3ms" if sched_slice is None else sched_slice, "sched_slice")
         self.machine = Machine(
-            cpus,
-            cost_model,
-            parse_duration(sched_slice, "sched_slice"),
-            elide=engine == "fast",
+            cpus, cost_model, slice_ns, elide=engine == "fast", sched=sched, mutex=mutex
         )
         sizes = [
             nr_pages // sections + (1 if i < nr_pages % sections else 0) for i in range(sections)
@@ -114,6 +127,8 @@ class System:
             "nodes": nodes,
             "sgx2": sgx2,
             "engine": engine,
+            "mutex": mutex,
+            "sched": sched,
             "costs": cost_model.as_dict(),
         }
         self._threads: list[Any] = []

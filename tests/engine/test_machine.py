@@ -7,7 +7,7 @@ from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 
 
 def test_tasks_share_one_cpu_fifo():
-    m = Machine(1, sched_slice_ns=10)
+    m = Machine(1, sched_slice_ns=10, sched="fifo", mutex="fifo")
     log = []
 
     def prog(task, n):
@@ -26,7 +26,7 @@ def test_tasks_share_one_cpu_fifo():
 
 
 def test_cond_resched_keeps_the_cpu_until_the_slice_is_used():
-    m = Machine(1, sched_slice_ns=25)
+    m = Machine(1, sched_slice_ns=25, sched="fifo", mutex="fifo")
     log = []
 
     def prog(task, n):
@@ -59,7 +59,7 @@ def test_two_cpus_run_in_parallel():
 
 
 def test_mutex_hands_over_fifo_and_sleeper_gives_up_cpu():
-    m = Machine(2)
+    m = Machine(2, sched="fifo", mutex="fifo")
     lock = Mutex(m, "encl->lock")
     order = []
 

@@ -181,12 +181,12 @@ def test_repeat_until_the_duration_ends(tmp_path):
     with pytest.raises(ScenarioError) as e:
         load_scenario(p)
     assert e.value.key == "enclave[0].thread[0].repeat" and "duration" in e.value.reason
-    p.write_text('duration = "40ms"\n' + text)
+    p.write_text('duration = "80ms"\n' + text)
     seen = []
     res = run_scenario(load_scenario(p), on_progress=lambda d, t: seen.append((d, t)))
-    assert res.truncated and res.run_ns == 40_000_000 and res.ok
+    assert res.truncated and res.run_ns == 80_000_000 and res.ok
     u = next(t for t in res.threads if t.name == "u")
     assert not u.finished and u.accesses > 1500 and u.steps_done > 1
     # the slowdown of a run cut by its duration compares throughputs
-    assert res.derived["slowdown"] > 1.5 and res.derived["baseline_run_ns"] == 40_000_000
-    assert seen[-1] == (40_000_000, 40_000_000)  # progress in simulated time
+    assert res.derived["slowdown"] > 1.5 and res.derived["baseline_run_ns"] == 80_000_000
+    assert seen[-1] == (80_000_000, 80_000_000)  # progress in simulated time

@@ -45,6 +45,9 @@ ASSUMED = frozenset(
         "eenter",
         "eexit",
         "wakeup",
+        "mutex_spin_poll",
+        "mutex_pickup",
+        "mutex_wakeup",
     }
 )
 
@@ -87,6 +90,20 @@ class Costs:
     eenter: int = 1_400  # [HOTCALLS] half of an ~8,200-cycle ECALL round trip
     eexit: int = 1_400  # [HOTCALLS]
     wakeup: int = 2_000  # [ASSUMED] wake-up latency of a sleeping kernel thread
+    # --- struct mutex (engine.mutex, mutex="linux") ---
+    # [ASSUMED] how long a spinner takes to notice its owner left the CPU or its own
+    # need_resched: one mutex_spin_on_owner iteration - a PAUSE (~140 cycles on Skylake and
+    # later) plus re-reading owner->on_cpu, a line the owner's CPU just wrote (~70 ns).
+    mutex_spin_poll: int = 100
+    # [ASSUMED] a spinner takes a released lock only if it stays free this long: the unlock
+    # invalidates the spinner's copy of lock->owner, its next read misses (~70 ns core to
+    # core) and its cmpxchg needs the line exclusive again (~70 ns): two transfers. The value
+    # issue 8 tried; the releaser re-locking sooner keeps the lock (stealing).
+    mutex_pickup: int = 150
+    # [ASSUMED] a woken mutex waiter runs this long after the unlock before its trylock:
+    # try_to_wake_up, the idle exit or preemption on its CPU, the context switch - the same
+    # order as a woken kernel thread (``wakeup``).
+    mutex_wakeup: int = 2_000
 
     @classmethod
     def from_dict(cls, values: dict | None) -> Costs:

@@ -4,13 +4,15 @@ This is the whole execution engine. SimPy supplies simulated time and processes;
 adds only what the kernel model needs to interleave correctly:
 
 * ``Task`` - a schedulable thread (ksgxd, an ioctl caller, an enclave thread). Work costs
-  simulated time *on a CPU*: ``yield from task.run(ns)`` first takes a CPU (FIFO, like a run
-  queue with equal priorities) and keeps it until the task sleeps (mutex contention, a wait
-  queue) or reaches a ``cond_resched()`` point with ``need_resched`` set: another task is
-  waiting for a CPU and this one has used up its slice (``sched_slice_ns``, the CFS/EEVDF
-  time slice; wake-up preemption is not modelled).
+  simulated time *on a CPU*: ``yield from task.run(ns)`` first takes a CPU and keeps it until
+  the task sleeps (a contended mutex, a wait queue) or is preempted. Which task gets a CPU and
+  when a running one must yield is the scheduler's (:mod:`epcsim.engine.sched`: CFS by
+  default, ``sched="fifo"`` for the original FIFO hand-out). Kernel code yields only at its
+  preemption points (``cond_resched``, ``mutex_lock``'s might_sleep: PREEMPT_VOLUNTARY);
+  ``run_user`` is user-mode time, which an interrupt preempts at once.
   A task whose CPU is free pays one SimPy event per ``run``; uncontended locks cost none.
-* ``Mutex`` - ``struct mutex`` (e.g. ``encl->lock``): a sleeping lock, FIFO hand-over.
+* ``Mutex`` - ``struct mutex`` (e.g. ``encl->lock``), :mod:`epcsim.engine.mutex`: Linux's
+  optimistic spinning, stealing and HANDOFF by default, ``mutex="fifo"`` for FIFO hand-over.
   Spinlocks (``sgx_reclaimer_lock``, the node free-list lock) are not modelled as waits:
   their critical sections are atomic in simulated time.
 * ``WaitQueue`` - ``wait_event()``/``wake_up()`` (e.g. ``ksgxd_waitq``).
@@ -22,19 +24,27 @@ effect before the instant the real operation would have completed.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
 
 from epcsim.engine.costs import Costs
+from epcsim.engine.mutex import MUTEXES, Mutex
+from epcsim.engine.sched import SCHEDULERS, CfsRunQueue, FifoRunQueue
 
 Gen = Generator[Any, Any, Any]
 
+__all__ = ["MUTEXES", "SCHEDULERS", "Gen", "Machine", "Mutex", "Task", "WaitQueue"]
+
 
 class Machine:
-    """Simulated time plus ``nr_cpus`` logical processors handed out FIFO."""
+    """Simulated time plus ``nr_cpus`` logical processors shared by a scheduler.
+
+    ``sched`` is ``"cfs"`` (Linux's fair scheduler, the default) or ``"fifo"``;
+    ``sched_slice_ns`` is the fixed slice of the ``"fifo"`` policy (CFS computes its own).
+    ``mutex`` picks the ``Mutex`` flavour built on this machine: ``"linux"`` or ``"fifo"``.
+    """
 
     def __init__(
         self,
@@ -43,51 +53,67 @@ class Machine:
         sched_slice_ns: int = 3_000_000,
         *,
         elide: bool = False,
+        sched: str = "cfs",
+        mutex: str = "linux",
     ):
         if not isinstance(nr_cpus, int) or isinstance(nr_cpus, bool) or nr_cpus < 1:
             raise ValueError(f"cpus: must be a positive integer, got {nr_cpus!r}")
+        if sched not in SCHEDULERS:
+            raise ValueError(f"sched: one of {', '.join(SCHEDULERS)}, got {sched!r}")
+        if mutex not in MUTEXES:
+            raise ValueError(f"mutex: one of {', '.join(MUTEXES)}, got {mutex!r}")
         self.env = simpy.Environment()
         #: the fast engine's event elision (``Task.run``): exact, see ``epcsim.fast``
         self.elide = elide
         self.elided = 0
         self.costs = costs or Costs()
-        #: [ASSUMED] CFS/EEVDF slice with a few runnable tasks (sched_latency 6 ms / 2)
+        #: [ASSUMED] the fifo policy's slice: CFS's with a few runnable tasks (6 ms / 2)
         self.sched_slice_ns = sched_slice_ns
         self.nr_cpus = nr_cpus
-        self._free_cpus: deque[int] = deque(range(nr_cpus))
-        self._cpu_waiters: deque[tuple[Task, simpy.Event]] = deque()
+        self.sched = sched
+        self.mutex = mutex
+        self.rq: CfsRunQueue | FifoRunQueue = (
+            CfsRunQueue(self) if sched == "cfs" else FifoRunQueue(self, sched_slice_ns)
+        )
         #: which task runs on each logical processor (None = idle)
         self.running: list[Task | None] = [None] * nr_cpus
         self.context_switches = 0
+        #: tasks optimistically spinning on a mutex, and the mutex (engine.mutex)
+        self.spinning: dict[Task, Mutex] = {}
 
     @property
     def now(self) -> int:
         return int(self.env.now)
 
     def cpu_contended(self) -> bool:
-        return bool(self._cpu_waiters)
-
-    # -- CPU hand-out ---------------------------------------------------------------------
-    def _get_cpu(self, task: Task) -> simpy.Event | None:
-        if self._free_cpus:
-            task._on_cpu(self._free_cpus.popleft())
-            return None
-        ev = self.env.event()
-        self._cpu_waiters.append((task, ev))
-        return ev
-
-    def _put_cpu(self, cpu: int) -> None:
-        self.running[cpu] = None
-        if self._cpu_waiters:
-            task, ev = self._cpu_waiters.popleft()
-            task._on_cpu(cpu)
-            self.context_switches += 1
-            ev.succeed()
-        else:
-            self._free_cpus.append(cpu)
+        """Some runnable task waits for a CPU."""
+        return self.rq.waiting() > 0
 
     def spawn(self, gen: Gen) -> simpy.Process:
         return self.env.process(gen)
+
+    # -- preemption -----------------------------------------------------------------------
+    def _resched(self, task: Task) -> None:
+        """``resched_curr``: set need_resched; a user-mode task takes the interrupt now."""
+        task._resched = True
+        proc = task._user_proc
+        if proc is not None:
+            task._user_proc = None
+            proc.interrupt("resched")
+        elif task in self.spinning:
+            self.spinning[task]._poke(task, self.costs.mutex_spin_poll)
+
+    def _poke_spinners(self) -> None:
+        """Every spinner re-checks its state (e.g. to start watching the tick)."""
+        for task, mutex in list(self.spinning.items()):
+            mutex._poke(task, 0)
+
+    def _owner_off_cpu(self, task: Task) -> None:
+        """``owner_on_cpu()`` turned false: spinners on a lock ``task`` owns notice it at
+        their next poll."""
+        for spinner, mutex in list(self.spinning.items()):
+            if mutex.owner is task:
+                mutex._poke(spinner, self.costs.mutex_spin_poll)
 
 
 class Task:
@@ -99,34 +125,60 @@ class Task:
         self.name = name
         self.kernel = kernel
         self.cpu: int | None = None
+        self.last_cpu = -1
         self.on_switch_out: Callable[[Task, int], None] | None = None
         self.on_switch_in: Callable[[Task, int], None] | None = None
         self.busy_ns = 0
+        #: when the scheduler last picked this task (start of its slice)
         self.slice_start = 0
+        #: CFS virtual runtime, ns (CPU time received; all tasks are nice 0)
+        self.vruntime = 0
+        self.started = False
+        self._resched = False  # TIF_NEED_RESCHED
+        self._user_proc: simpy.Process | None = None  # set while in user mode (run_user)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
 
     def _on_cpu(self, cpu: int) -> None:
         self.cpu = cpu
-        self.slice_start = self.m.env.now
+        self.slice_start = int(self.m.env.now)
         self.m.running[cpu] = self
         if self.on_switch_in is not None:
             self.on_switch_in(self, cpu)
 
+    def _leave_cpu(self) -> int:
+        """Leave the CPU: the AEX hook, vruntime accounting; returns the CPU left."""
+        cpu = self.cpu
+        assert cpu is not None
+        m = self.m
+        if self.on_switch_out is not None:
+            self.on_switch_out(self, cpu)
+        self.vruntime += int(m.env.now) - self.slice_start
+        self.cpu = None
+        self.last_cpu = cpu
+        self._resched = False
+        m.running[cpu] = None
+        if m.spinning:
+            m._owner_off_cpu(self)
+        return cpu
+
     def acquire_cpu(self) -> Gen:
+        """Become runnable (a wake-up) and wait until the scheduler gives this task a CPU."""
         if self.cpu is None:
-            ev = self.m._get_cpu(self)
+            ev = self.m.rq.wake(self)
             if ev is not None:
                 yield ev
 
     def release_cpu(self) -> None:
+        """Stop being runnable (sleep or exit): the CPU goes to the next task."""
         if self.cpu is not None:
-            cpu = self.cpu
-            if self.on_switch_out is not None:
-                self.on_switch_out(self, cpu)
-            self.cpu = None
-            self.m._put_cpu(cpu)
+            cpu = self._leave_cpu()
+            self.m.rq.release(self, cpu)
 
     def run(self, ns: int) -> Gen:
-        """Spend ``ns`` of CPU time (taking a CPU first if the task has none)."""
+        """Spend ``ns`` of CPU time in kernel mode (taking a CPU first if the task has none).
+        Kernel code is not preempted here: need_resched waits for a preemption point."""
         if self.cpu is None:
             yield from self.acquire_cpu()
         if ns > 0:
@@ -144,20 +196,54 @@ class Task:
                     return
             yield m.env.timeout(ns)
 
+    def run_user(self, ns: int) -> Gen:
+        """Spend up to ``ns`` of CPU time in user mode, where an interrupt preempts the task at
+        once (CFS wake-up preemption): the task leaves its CPU (``on_switch_out``: an enclave
+        thread AEXes), waits to be picked again, and the call returns the ns actually run."""
+        if self.cpu is None:
+            yield from self.acquire_cpu()
+        if ns <= 0:
+            return 0
+        env = self.m.env
+        if self.m.sched != "cfs":
+            self.busy_ns += ns
+            yield env.timeout(ns)
+            return ns
+        t0 = int(env.now)
+        self._user_proc = env.active_process
+        try:
+            yield env.timeout(ns)
+        except simpy.Interrupt:
+            ran = int(env.now) - t0
+            self.busy_ns += ran
+            yield from self._schedule()
+            return ran
+        self._user_proc = None
+        self.busy_ns += ns
+        return ns
+
     def need_resched(self) -> bool:
-        """Another task waits for a CPU and this one has run for its whole slice."""
-        m = self.m
-        return (
-            self.cpu is not None
-            and m.cpu_contended()
-            and m.env.now - self.slice_start >= m.sched_slice_ns
-        )
+        """TIF_NEED_RESCHED: set by a wake-up preemption, or by a tick once the task has run
+        its slice while another task waits for a CPU."""
+        if self.cpu is None:
+            return False
+        if self._resched:
+            return True
+        if self.m.rq.tick_resched(self):
+            self._resched = True
+            return True
+        return False
+
+    def _schedule(self) -> Gen:
+        """``schedule()`` while runnable: the scheduler may give the CPU to another task."""
+        ev = self.m.rq.yield_cpu(self)
+        if ev is not None:
+            yield ev
 
     def cond_resched(self) -> Gen:
         """``cond_resched()``: give the CPU up if ``need_resched`` is set."""
         if self.need_resched():
-            self.release_cpu()
-            yield from self.acquire_cpu()
+            yield from self._schedule()
 
     def sleep(self, event: simpy.Event) -> Gen:
         """Block on ``event`` without holding a CPU; run again on a CPU afterwards."""
@@ -167,56 +253,22 @@ class Task:
         return value
 
     def lock(self, mutex: Mutex) -> Gen:
-        """``mutex_lock()``: a might_sleep point, then sleep until the mutex is handed over."""
+        """``mutex_lock()``: a might_sleep point, then the lock (see ``engine.mutex``)."""
+        if self.cpu is None:
+            yield from self.acquire_cpu()
         yield from self.cond_resched()
-        ev = mutex._acquire(self)
-        if ev is not None:
-            t0 = self.m.env.now
-            yield from self.sleep(ev)
-            mutex.wait_ns += self.m.env.now - t0
+        if mutex.owner is None:  # the fast path: no event
+            mutex.owner = self
+            if mutex._waiters:
+                mutex._fast_taken(self)
+            return
+        yield from mutex._lock_slow(self)
 
     def unlock(self, mutex: Mutex) -> None:
-        mutex._release(self)
+        mutex._unlock(self)
 
     def exit(self) -> None:
         self.release_cpu()
-
-
-class Mutex:
-    """A sleeping lock with FIFO hand-over (``struct mutex``)."""
-
-    def __init__(self, machine: Machine, name: str):
-        self.m = machine
-        self.name = name
-        self.owner: Task | None = None
-        self._waiters: deque[tuple[Task, simpy.Event]] = deque()
-        self.contended = 0
-        self.wait_ns = 0
-
-    def _acquire(self, task: Task) -> simpy.Event | None:
-        if self.owner is None:
-            self.owner = task
-            return None
-        if self.owner is task:
-            raise RuntimeError(f"{task.name}: recursive lock of {self.name}")
-        self.contended += 1
-        ev = self.m.env.event()
-        self._waiters.append((task, ev))
-        return ev
-
-    def _release(self, task: Task) -> None:
-        if self.owner is not task:
-            raise RuntimeError(f"{task.name}: unlock of {self.name} held by {self.owner}")
-        if self._waiters:
-            nxt, ev = self._waiters.popleft()
-            self.owner = nxt
-            ev.succeed()
-        else:
-            self.owner = None
-
-    @property
-    def locked(self) -> bool:
-        return self.owner is not None
 
 
 class WaitQueue:

@@ -109,6 +109,8 @@ class MachineSpec(_Model):
     content_mode: Literal["tag", "mac", "full"] = "tag"
     sgx2: bool = True
     timeslice: Duration = "1ms"
+    mutex: Literal["linux", "fifo"] = "linux"  # encl->lock: Linux's mutex or FIFO hand-over
+    sched: Literal["cfs", "fifo"] = "cfs"  # CPU sharing: CFS or FIFO (epcsim.engine.sched)
 
     @field_validator("policy")
     @classmethod

@@ -125,6 +125,8 @@ def compile_scenario(sc: Scenario, seed: int | None = None) -> Plan:
         "content_mode": m.content_mode,
         "sgx2": m.sgx2,
         "timeslice": m.timeslice,
+        "mutex": m.mutex,
+        "sched": m.sched,
     }
     enclaves = []
     for ei, e in enumerate(sc.enclave):

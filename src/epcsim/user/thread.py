@@ -223,8 +223,11 @@ class EnclaveThread(Task):
                     wr = epcs[:k2][wseg[:k2]]
                     if wr.size:
                         self._apply_writes(wr)
+                    ns = k2 * costs.access
+                    ran = yield from self.run_user(ns)
+                    if ran < ns:  # preempted (an interrupt, AEX): the rest after ERESUME
+                        k2 = ran // costs.access
                     self.sgx.stats.enclave_accesses += k2
-                    yield from self.run(k2 * costs.access)
                     # accessed during the step: still-mapped pages are young again at its end
                     touched = seg[:k2]
                     encl.pte_young[touched] |= encl.pte_present[touched]

@@ -1,0 +1,313 @@
+"""``struct mutex`` (``kernel/locking/mutex.c``), e.g. ``encl->lock``.
+
+``mutex="linux"`` (the default) models what decides *who gets the lock next* in Linux:
+
+* **fast path**: a free lock is taken at once (the ``owner`` cmpxchg) - no SimPy event; a
+  free lock whose wait list is not empty is taken the same way by the slow path's first
+  trylock, which is what makes stealing possible;
+* **optimistic spinning** (``mutex_optimistic_spin``, CONFIG_MUTEX_SPIN_ON_OWNER): a contender
+  whose owner is running on a CPU keeps its own CPU and polls, queued on the OSQ (only the
+  OSQ head watches the owner); it neither joins the wait list nor sets WAITERS. It stops when
+  the owner leaves its CPU (``owner_on_cpu``) or it needs to reschedule, noticing either at
+  its next poll (``Costs.mutex_spin_poll`` later). A spinner takes a released lock only if
+  the lock stays free for ``Costs.mutex_pickup`` - the releaser re-locking sooner keeps it;
+* **sleeping**: otherwise the contender joins the FIFO wait list (WAITERS) and sleeps;
+* **unlock** releases the lock - no hand-over - and wakes the first waiter, which pays
+  ``Costs.mutex_wakeup`` before it runs; the releasing task or a spinner can take the lock
+  meanwhile (**stealing**);
+* **HANDOFF**: a woken first waiter that finds the lock taken again sets HANDOFF
+  (``__mutex_trylock_or_handoff``) and spins on the owner if it is running, else sleeps; the
+  next unlock passes ownership straight to it (``__mutex_handoff``, PICKUP), so after setting
+  HANDOFF it waits for at most one more critical section.
+
+Not modelled: ``ww_mutex``, ``vcpu_is_preempted``, lockdep, interruptible/killable waits
+(``encl->lock`` is taken with plain ``mutex_lock``), and the spin on ``wait_lock`` (a spinlock,
+atomic in simulated time here). A non-head OSQ spinner waits for the head, then re-checks.
+
+``mutex="fifo"`` keeps the engine's original lock for comparison: no spinning, the unlock
+hands the lock to the first sleeping waiter, so contenders strictly alternate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import simpy
+
+    from epcsim.engine.machine import Gen, Machine, Task
+
+#: the mutex flavours ``Machine(mutex=...)`` accepts
+MUTEXES = ("linux", "fifo")
+
+
+class Mutex:
+    """A sleeping lock. ``Mutex(machine, name)`` builds the machine's flavour
+    (``LinuxMutex`` or ``FifoMutex``). Counters: ``contended`` (acquisitions that found the
+    lock taken), ``wait_ns`` (time from contention to acquisition, spinning included),
+    ``steals`` (a free lock taken while another task was on the wait list), ``handoffs``,
+    ``spin_acquired``. ``trace`` (``None`` = off) collects ``(ns, event, task name)``."""
+
+    def __new__(cls, machine: Machine, name: str) -> Any:
+        if cls is Mutex:
+            cls = LinuxMutex if machine.mutex == "linux" else FifoMutex
+        return object.__new__(cls)
+
+    def __init__(self, machine: Machine, name: str):
+        self.m = machine
+        self.name = name
+        self.owner: Task | None = None
+        self._waiters: deque[Any] = deque()
+        self.contended = 0
+        self.wait_ns = 0
+        self.steals = 0
+        self.handoffs = 0
+        self.spin_acquired = 0
+        self.trace: list[tuple[int, str, str]] | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self.owner is not None
+
+    def _log(self, event: str, task: Task) -> None:
+        if self.trace is not None:
+            self.trace.append((int(self.m.env.now), event, task.name))
+
+    def _fast_taken(self, task: Task) -> None:
+        """The fast path (``Task.lock``) took a free lock that has sleepers: a steal."""
+        self.steals += 1
+        self._log("steal", task)
+
+    def _lock_slow(self, task: Task) -> Gen:
+        raise NotImplementedError
+
+    def _unlock(self, task: Task) -> None:
+        raise NotImplementedError
+
+    def _poke(self, task: Task, delay: int) -> None:
+        """A spinner re-checks the lock ``delay`` ns from now (engine.machine calls this)."""
+
+    def _check_owner(self, task: Task) -> None:
+        if self.owner is task:
+            raise RuntimeError(f"{task.name}: recursive lock of {self.name}")
+
+
+class FifoMutex(Mutex):
+    """The original lock: sleep at once when taken; the unlock hands it to the first waiter."""
+
+    def _lock_slow(self, task: Task) -> Gen:
+        self._check_owner(task)
+        self.contended += 1
+        ev = self.m.env.event()
+        self._waiters.append((task, ev))
+        self._log("sleep", task)
+        t0 = self.m.env.now
+        yield from task.sleep(ev)
+        self.wait_ns += int(self.m.env.now - t0)
+        self._log("handoff", task)
+
+    def _unlock(self, task: Task) -> None:
+        if self.owner is not task:
+            raise RuntimeError(f"{task.name}: unlock of {self.name} held by {self.owner}")
+        self._log("unlock", task)
+        if self._waiters:
+            nxt, ev = self._waiters.popleft()
+            self.owner = nxt
+            self.handoffs += 1
+            ev.succeed()
+        else:
+            self.owner = None
+
+
+class _Waiter:
+    """An entry of ``lock->wait_list``: stays queued from the first sleep to the acquisition."""
+
+    __slots__ = ("ev", "task")
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.ev: simpy.Event | None = None  # pending while the waiter sleeps
+
+
+class LinuxMutex(Mutex):
+    """Linux's mutex: spinning, stealing, HANDOFF (see the module docstring)."""
+
+    def __init__(self, machine: Machine, name: str):
+        super().__init__(machine, name)
+        self.handoff = False  # MUTEX_FLAG_HANDOFF
+        self._free_since = 0  # when the lock was last released (not handed off)
+        self._handed_at = 0  # when it was last handed to a waiter (PICKUP)
+        self._osq: list[Task] = []  # optimistic spinners, head first
+        self._spin_ev: dict[Task, simpy.Event] = {}
+
+    # -- acquisition ---------------------------------------------------------------------
+    def _take(self, task: Task) -> None:
+        """Trylock of a free lock."""
+        self.owner = task
+        ws = self._waiters
+        if ws and ws[0].task is not task:
+            self.steals += 1
+            self._log("steal", task)
+
+    def _can_spin(self, task: Task) -> bool:
+        """``mutex_can_spin_on_owner``: the owner runs on a CPU and we need not reschedule."""
+        owner = self.owner
+        return owner is not None and owner.cpu is not None and not task.need_resched()
+
+    def _lock_slow(self, task: Task) -> Gen:
+        self._check_owner(task)
+        m = self.m
+        env = m.env
+        self.contended += 1
+        t0 = env.now
+        if self._can_spin(task) and (yield from self._spin(task, None)):
+            self.wait_ns += int(env.now - t0)
+            return
+        if task.need_resched():  # fell out of the spin to reschedule: do it before sleeping
+            yield from task._schedule()
+        if self.owner is None:  # the trylock under wait_lock
+            self._take(task)
+            self.wait_ns += int(env.now - t0)
+            return
+        w = _Waiter(task)
+        self._waiters.append(w)
+        costs = m.costs
+        while True:
+            ev = env.event()
+            w.ev = ev
+            self._log("sleep", task)
+            yield from task.sleep(ev)
+            w.ev = None
+            yield from task.run(costs.mutex_wakeup)
+            if self.owner is task:  # handed off while asleep
+                self._log("handoff", task)
+                break
+            first = self._waiters[0] is w
+            if self.owner is None:
+                self._take(task)
+                break
+            if first and not self.handoff:
+                self.handoff = True
+                self._log("handoff_flag", task)
+            if first and self._can_spin(task) and (yield from self._spin(task, w)):
+                break
+            if task.need_resched():
+                yield from task._schedule()
+            if self.owner is task:
+                self._log("handoff", task)
+                break
+            if self.owner is None:
+                self._take(task)
+                break
+        self._waiters.remove(w)
+        self.wait_ns += int(env.now - t0)
+
+    def _spin(self, task: Task, waiter: _Waiter | None) -> Gen:
+        """Spin with the CPU held until the lock is ours (True) or spinning must stop (False).
+
+        Event-driven: the spinner waits for a poke (a release, its owner leaving the CPU, its
+        own need_resched, a tick while some task waits for a CPU) and then re-checks."""
+        m = self.m
+        env = m.env
+        pickup = m.costs.mutex_pickup
+        osq = waiter is None
+        if osq:
+            self._osq.append(task)
+        m.spinning[task] = self
+        self._log("spin", task)
+        t0 = int(env.now)
+        got = False
+        try:
+            while True:
+                now = int(env.now)
+                wake_at: int | None = None
+                owner = self.owner
+                if task.need_resched():
+                    return False
+                if osq and self._osq[0] is not task:
+                    pass  # queued on the OSQ behind another spinner
+                elif owner is task:  # handed to this waiter: pick it up
+                    if now - self._handed_at >= pickup:
+                        self._log("handoff", task)
+                        got = True
+                        return True
+                    wake_at = self._handed_at + pickup
+                elif owner is None:
+                    if now - self._free_since >= pickup:
+                        self._take(task)
+                        self.spin_acquired += 1
+                        self._log("spin_acquire", task)
+                        got = True
+                        return True
+                    wake_at = self._free_since + pickup
+                elif owner.cpu is None:
+                    return False
+                if m.cpu_contended():
+                    tick = m.rq.next_tick(task)
+                    wake_at = tick if wake_at is None else min(wake_at, tick)
+                ev = env.event()
+                self._spin_ev[task] = ev
+                if wake_at is not None:
+                    self._poke(task, wake_at - now)
+                yield ev
+        finally:
+            del m.spinning[task]
+            self._spin_ev.pop(task, None)
+            task.busy_ns += int(env.now) - t0
+            if osq:
+                head = self._osq[0] is task
+                self._osq.remove(task)
+                if head and self._osq:
+                    self._poke(self._osq[0], 0)
+            if not got:
+                self._log("spin_fail", task)
+
+    def _poke(self, task: Task, delay: int) -> None:
+        ev = self._spin_ev.get(task)
+        if ev is None or ev.triggered:
+            return
+        if delay <= 0:
+            ev.succeed()
+            return
+
+        def fire(_e: object, ev: simpy.Event = ev) -> None:
+            if not ev.triggered:
+                ev.succeed()
+
+        self.m.env.timeout(delay).callbacks.append(fire)
+
+    # -- release -------------------------------------------------------------------------
+    def _unlock(self, task: Task) -> None:
+        if self.owner is not task:
+            raise RuntimeError(f"{task.name}: unlock of {self.name} held by {self.owner}")
+        self._log("unlock", task)
+        now = int(self.m.env.now)
+        ws = self._waiters
+        pickup = self.m.costs.mutex_pickup
+        if self.handoff and ws:  # __mutex_handoff: straight to the first waiter
+            w = ws[0]
+            self.owner = w.task
+            self.handoff = False
+            self.handoffs += 1
+            self._handed_at = now
+            self._wake(w, pickup)
+            if self._osq and w.task.cpu is None:  # the new owner is not running
+                self._poke(self._osq[0], self.m.costs.mutex_spin_poll)
+            return
+        self.owner = None
+        self.handoff = False
+        self._free_since = now
+        if ws:
+            self._wake(ws[0], pickup)
+        if self._osq:
+            self._poke(self._osq[0], pickup)
+
+    def _wake(self, w: _Waiter, pickup: int) -> None:
+        """``wake_up_q`` for the first waiter, or a poke if it is spinning."""
+        if w.ev is not None:
+            if not w.ev.triggered:
+                self._log("wake", w.task)
+                w.ev.succeed()
+        elif w.task in self._spin_ev:
+            self._poke(w.task, pickup)
