@@ -136,6 +136,8 @@ def demo(
             raise ValueError(f"--seed: between 0 and 2**63-1, got {seed}")
         if not 0 < heap_factor <= 64:
             raise ValueError(f"--heap-factor: above 0 and at most 64, got {heap_factor}")
+        _check_demo_memory(parse_pages(epc, "epc"), heap_factor, "--epc")
+        _check_demo_memory(parse_pages(flip_epc, "flip_epc"), 2.0, "--flip-epc")
     except ValueError as e:
         fail_input(str(e))
     check_out_dir(out)
@@ -192,6 +194,16 @@ def demo(
             Console().print(text, highlight=False)
         Console().print(f"report: {path}")
     raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)
+
+
+def _check_demo_memory(epc_pages: int, heap_factor: float, option: str) -> None:
+    """The demo's enclave holds a heap of ``heap_factor`` x the EPC in an ELRANGE of at most
+    twice that; refuse (``HostMemoryError``, a ``ValueError``) what this host cannot hold."""
+    from epcsim.scenario.hostmem import check_bytes, enclave_bytes, epc_bytes
+
+    heap = int(epc_pages * heap_factor) + 16
+    need = epc_bytes(epc_pages) + enclave_bytes(2 * heap, heap)
+    check_bytes(option, need, f"the demo on an EPC of {epc_pages:,} pages")
 
 
 FLIP_RATIOS = (0.5, 0.9, 1.0, 1.1, 1.2, 1.5)

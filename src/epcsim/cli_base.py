@@ -146,6 +146,15 @@ def internal_error(exc: BaseException) -> NoReturn:
     raise typer.Exit(EXIT_INTERNAL)
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 class EpcsimGroup(TyperGroup):
     """The ``epcsim`` command group: usage errors as one line (exit 2), Ctrl-C as exit 130,
     any other exception as an internal error (exit 3)."""
@@ -158,6 +167,10 @@ class EpcsimGroup(TyperGroup):
         except KeyboardInterrupt:
             say("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # the reader went away (``epcsim run -h | head``): nothing more to say to it
+            _drop_stdout()
+            raise typer.Exit(EXIT_OK) from None
         except Exception as e:  # MemoryError is an Exception too
             internal_error(e)
 

@@ -90,6 +90,7 @@ def _finish(
     from epcsim.cli import dump_json
     from epcsim.report.run import write_run_report
     from epcsim.report.timeline import write_timeline_csv
+    from epcsim.scenario.runner import ewb_attempts, pages_written_back
 
     path = write_run_report(res, out) if out is not None else None
     csv_path = write_timeline_csv(res, timeline) if timeline is not None else None
@@ -115,11 +116,10 @@ def _finish(
             ("accesses", f"{d['accesses']:,}"),
             ("page faults per access", f"{d['fault_rate']:.4f}"),
             ("ELDU per access", f"{d['eldu_per_access']:.4f}"),
-            ("pages written back (ewb)", f"{s['ewb']:,}"),
+            ("pages written back (ewb)", f"{pages_written_back(s):,}"),
+            ("EWB executions incl. retries (ewb_attempts)", f"{ewb_attempts(s):,}"),
             ("pages loaded back (eldu)", f"{s['eldu']:,}"),
         ]
-        if "ewb_attempts" in s:
-            rows.append(("EWB executions incl. retries (ewb_attempts)", f"{s['ewb_attempts']:,}"))
         for k, v in rows:
             t.add_row(k, v)
         console = Console()

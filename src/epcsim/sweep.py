@@ -27,6 +27,8 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -315,11 +317,21 @@ def _inline(points: list[SweepPoint], base_dir: str) -> Iterator[tuple[SweepPoin
         yield pt, run_point(pt.scenario, pt.seed, base_dir)
 
 
+def quiet_dask_logs() -> None:
+    """Dask's own warnings (a task cancelled by Ctrl-C, a worker shutting down) are not the
+    user's business: errors only, here and in worker processes (they read the environment
+    when they start). A ``DASK_LOGGING__DISTRIBUTED`` the user set wins."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    if os.environ["DASK_LOGGING__DISTRIBUTED"] == "error":
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 def _dask(
     points: list[SweepPoint], base_dir: str, scheduler: Any, workers: int | None
 ) -> Iterator[tuple[SweepPoint, dict]]:
     """Runs on Dask: a local cluster (``None``/``"local"``), the scheduler at an address, or
     an already connected ``Client`` (left open for its owner)."""
+    quiet_dask_logs()
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None

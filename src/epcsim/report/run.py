@@ -39,6 +39,7 @@ def _epc_figure(res) -> Any:
     ax.axvline(
         res.build_ns / _MS, color="black", linestyle=":", linewidth=0.8, label="threads start"
     )
+    ax.set_ylim(0, total * 1.05)  # a count of pages: the axis never shows values below 0
     ax.set_xlabel("simulated time (ms)")
     ax.set_ylabel("EPC pages")
     ax.legend(loc="center right", fontsize=8)
@@ -76,16 +77,22 @@ def _rates_figure(samples, intervals: int = 200) -> Any:
     if t.size >= 2:
         dt = np.diff(t) / _MS
         dt[dt == 0] = np.nan
-        for key, label in (
-            ("page_faults", "page faults"),
-            ("ewb", "EWB"),
-            ("eldu", "ELDU"),
-            ("eaug", "EAUG"),
+        for i, (key, label) in enumerate(
+            (
+                ("page_faults", "page faults"),
+                ("ewb", "pages written back (ewb)"),
+                ("eldu", "pages loaded back (eldu)"),
+                ("eaug", "pages added by EAUG"),
+            )
         ):
             c = samples["counters"][key][idx]
             if c[-1] == c[0]:
                 continue
-            ax.step(_ms(t[1:]), np.diff(c) / dt, where="pre", label=label, linewidth=1)
+            # a fixed colour per counter, whichever others are drawn
+            ax.step(
+                _ms(t[1:]), np.diff(c) / dt, where="pre", label=label, linewidth=1, color=f"C{i}"
+            )
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("simulated time (ms)")
     ax.set_ylabel("events per ms (per sample interval)")
     ax.legend(fontsize=8)
@@ -134,8 +141,8 @@ def _derived_rows(d: dict[str, Any]) -> list[list[Any]]:
         "slowdown": "slowdown vs all-resident",
         "accesses": "accesses",
         "faults_in_run": "page faults",
-        "eldu_in_run": "ELDU (loads from backing)",
-        "ewb_in_run": "EWB (write-backs)",
+        "eldu_in_run": "pages loaded back (eldu)",
+        "ewb_in_run": "pages written back (ewb)",
         "fault_rate": "page faults per access",
         "eldu_per_access": "ELDU per access",
         "accesses_per_ms": "accesses per simulated ms",

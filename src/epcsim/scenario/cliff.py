@@ -19,7 +19,7 @@ from typing import Any
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.scenario.plan import Plan
-from epcsim.scenario.runner import baseline_epc, execute, slowdown
+from epcsim.scenario.runner import baseline_epc, execute, pages_written_back, slowdown
 
 
 @dataclass
@@ -30,7 +30,7 @@ class CliffPoint:
     fault_rate: float  # page faults per access
     eldu_per_access: float  # loads from backing per access
     page_faults: int
-    ewb: int
+    ewb: int  # pages written back
     eldu: int
     ok: bool
     failures: list[str] = field(default_factory=list)
@@ -99,7 +99,7 @@ def run_cliff(
                 fault_rate=d["fault_rate"],
                 eldu_per_access=d["eldu_per_access"],
                 page_faults=d["faults_in_run"],
-                ewb=r.stats["ewb"],
+                ewb=pages_written_back(r.stats),
                 eldu=d["eldu_in_run"],
                 ok=r.ok,
                 failures=r.failures,
