@@ -197,3 +197,34 @@ def test_same_seed_same_result_byte_for_byte():
         return json.dumps([r.summary(), r.free_timeline, r.modify.eagain_at], sort_keys=True)
 
     assert once() == once()
+
+
+def test_the_report_opens_with_findings_computed_from_the_runs(both, tmp_path):
+    from epcsim.report.demo import findings, write_demo_report
+
+    runs = [both[False], both[True]]
+    text = " ".join(findings(runs))
+    no, dr = (r.summary() for r in runs)
+    # the numbers in the text are the runs' numbers
+    assert f"after {no['first_call_count_pages']:,} of {no['length_pages']:,} pages" in text
+    assert f"started with {no['free_pages_at_first_call']:,} free EPC pages" in text
+    assert f"{no['eagain_returns'] - dr['eagain_returns']:,} fewer -EAGAIN returns" in text
+    assert f"It ran {dr['direct_reclaim_calls']:,} batches" in text
+    html = write_demo_report(runs, None, tmp_path).read_text()
+    heads = [html.index(f"<h2>{h}</h2>") for h in ("The answer", "Outcome", "Configuration")]
+    assert heads == sorted(heads)
+    for cost in ("ewb", "eldu"):  # every cost with its unit
+        ns = runs[0].system_config["costs"][cost]
+        assert f"<td>{cost}</td><td>{ns:,} ns</td>" in html
+    # one meaning per counter name: pages written back vs EWB leaf executions
+    assert "ewb (pages written back)" in html and "ewb_attempts (EWB leaves" in html
+
+
+def test_a_dense_trace_keeps_its_extremes_when_thinned():
+    from epcsim.report.demo import _envelope
+
+    t = list(range(100_000))
+    v = [0 if i % 997 == 0 else 50 + i % 7 for i in t]
+    tt, vv = _envelope(t, v, buckets=500)
+    assert tt.size <= 1000 and vv.min() == 0 and vv.max() == 56
+    assert (tt[1:] >= tt[:-1]).all()  # still a time series
