@@ -200,6 +200,9 @@ class SeedRun:
     system_config: dict[str, Any]
     #: simulated ns where each phase began (build, probe, buffer calls, modify_types, ...)
     phases: dict[str, int] = field(default_factory=dict)
+    #: heap pages in backing before the first resident one when the trim starts: the ioctl
+    #: reaches the pages reclaimers are taking only after ELDU-ing these
+    evicted_ahead: int = 0
 
     @property
     def mutex(self) -> str:
@@ -236,6 +239,7 @@ class SeedRun:
             "length_pages": self.length_pages,
             "free_pages_at_first_call": at.free_pages,
             "ksgxd_asleep_at_first_call": at.ksgxd_asleep,
+            "evicted_ahead_at_first_call": self.evicted_ahead,
             "first_call_count_pages": self.modify.first_call_pages,
             "first_call_errno": self.modify.first_call_errno,
             "first_call_stop": self.modify_log.first_stop_cause,
@@ -392,6 +396,9 @@ def run_seed(
 
     phase("modify_types")
     at_first = Snapshot.take(system)
+    resident = encl.encl.epc[IMAGE_PAGES : IMAGE_PAGES + heap_pages] >= 0
+    # how far ahead of the ioctl the reclaimers' victims (the LRU head) start
+    evicted_ahead = int(np.argmax(resident)) if resident.any() else heap_pages
     modify_log = CallLog()
     modify = system._call(
         runtime,
@@ -446,6 +453,7 @@ def run_seed(
         (list(tl.t), list(tl.v)),
         dict(system.config),
         phases,
+        evicted_ahead,
     )
 
 
