@@ -43,6 +43,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring lines join into paragraphs in --help
     context_settings={"help_option_names": ["-h", "--help"]},
     help="epcsim: a model of Linux SGX EPC memory management.",
 )

@@ -174,23 +174,30 @@ class EpcsimGroup(TyperGroup):
         except Exception as e:  # MemoryError is an Exception too
             internal_error(e)
 
-    def main(self, args: Any = None, prog_name: str | None = None, *a: Any, **kw: Any) -> Any:
-        standalone = kw.pop("standalone_mode", True)
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            rv = super().main(args, prog_name or "epcsim", *a, standalone_mode=False, **kw)
+            rv = super().main(args, prog_name or "epcsim", complete_var, False, **extra)
         except click_exc.ClickException as e:
             # usage errors (unknown option, missing argument ...): one line, exit 2; bare
             # ``epcsim`` printed the help already (NoArgsIsHelpError): nothing to add
             if type(e).__name__ == "NoArgsIsHelpError":
                 rv = EXIT_OK
-                return rv if not standalone else sys.exit(rv)
-            cmd = e.ctx.command_path if getattr(e, "ctx", None) is not None else "epcsim"
+                return rv if not standalone_mode else sys.exit(rv)
+            ctx = getattr(e, "ctx", None)
+            cmd = ctx.command_path if ctx is not None else "epcsim"
             error_line(f"{cmd}: {e.format_message()} (see {cmd} --help)")
             rv = e.exit_code if e.exit_code else EXIT_INPUT
         except typer.Abort:
             say("interrupted")
             rv = EXIT_INTERRUPTED
         code = rv if isinstance(rv, int) else 0
-        if not standalone:
+        if not standalone_mode:
             return code
         sys.exit(code)

@@ -10,6 +10,7 @@ process.
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,22 @@ def test_a_run_that_fails_its_checks_exits_1(tmp_path):
     p = scenario(tmp_path, "eldu = { max = 0 }", "eldu = { min = 1 }")
     r = invoke(["run", p])
     assert r.exit_code == 1 and "check failed: expect.eldu" in r.stdout
+
+
+def test_a_scheduler_that_does_not_answer_is_refused_before_running(tmp_path, monkeypatch):
+    import socket
+
+    import epcsim.cli_sweep as cli_sweep
+
+    monkeypatch.setattr(cli_sweep, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "base.toml").write_text(BASE)
+    sw = tmp_path / "sw.toml"
+    sw.write_text('scenario = "base.toml"\n[grid]\n"machine.cpus" = [1]\n')
+    r = invoke(["sweep", sw, "--scheduler", f"tcp://127.0.0.1:{port}", "--db", tmp_path / "d.db"])
+    line = one_line_error(r)
+    assert "--scheduler: no Dask scheduler answers" in line
+    with sqlite3.connect(tmp_path / "d.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0

@@ -121,7 +121,7 @@ def _latency_figure(lat: np.ndarray) -> Any:
     us = us[us > 0]
     fig, ax = plt.subplots(figsize=(9, 3.2))
     bins = np.logspace(np.log10(us.min()), np.log10(max(us.max(), us.min() * 1.01)), 50)
-    ax.hist(us, bins=bins, color="C0")
+    ax.hist(us, bins=bins.tolist(), color="C0")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     for q, style in ((50, "--"), (99, ":")):

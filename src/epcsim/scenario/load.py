@@ -7,6 +7,7 @@ form the command line prints before exiting with status 2.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _message(err: dict[str, Any]) -> tuple[str, str]:
+def _message(err: Mapping[str, Any]) -> tuple[str, str]:
     key = key_path(err["loc"])
     kind = err["type"]
     msg = err["msg"]

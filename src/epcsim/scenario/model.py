@@ -22,7 +22,7 @@ Shape of a file (see ``examples/``)::
 from __future__ import annotations
 
 from dataclasses import fields as dc_fields
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
@@ -98,9 +98,13 @@ class _Model(BaseModel):
 
 
 class MachineSpec(_Model):
-    """``[machine]``: the hardware and kernel knobs of ``epcsim.System``."""
+    """``[machine]``: the hardware and kernel knobs of ``epcsim.System``.
 
-    epc: Size = "sgx1-client"
+    Each field is passed as the ``System`` keyword argument of the same name (``plan.py``
+    dumps the model), so adding a knob is adding its field here with the faithful default.
+    """
+
+    epc: Size = "sgx1-client"  # type: ignore[assignment]  # the validator makes it an int
     cpus: Annotated[int, Field(ge=1, le=1024)] = 4
     sections: Annotated[int, Field(ge=1, le=8)] = 1
     nodes: Annotated[int, Field(ge=1, le=8)] = 1
@@ -108,7 +112,7 @@ class MachineSpec(_Model):
     direct_reclaim: bool = True
     content_mode: Literal["tag", "mac", "full"] = "tag"
     sgx2: bool = True
-    timeslice: Duration = "1ms"
+    timeslice: Duration = "1ms"  # type: ignore[assignment]
     mutex: Literal["linux", "fifo"] = "linux"  # encl->lock: Linux's mutex or FIFO hand-over
     sched: Literal["cfs", "fifo"] = "cfs"  # CPU sharing: CFS or FIFO (epcsim.engine.sched)
 
@@ -219,11 +223,11 @@ def _tag_of(key: str, known: list[str]):
 
 
 # A phase is a simple pattern plus its own ``count``.
-_PHASE_MODELS = {
-    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Count, ...))
+_PHASE_MODELS: dict[str, Any] = {
+    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Count, ...))  # type: ignore[arg-type]
     for n, m in _SIMPLE.items()
 }
-PhaseSpec = _tagged_union(
+PhaseSpec: TypeAlias = _tagged_union(  # type: ignore[valid-type]
     _PHASE_MODELS,
     Discriminator(
         _tag_of("pattern", list(_SIMPLE)),
@@ -238,8 +242,8 @@ class _Phases(_Model):
     phases: Annotated[list[PhaseSpec], Field(min_length=1)]
 
 
-_ACCESS_MODELS = {
-    n: create_model(f"Access{m.__name__}", __base__=(_AccessBase, m))
+_ACCESS_MODELS: dict[str, Any] = {
+    n: create_model(f"Access{m.__name__}", __base__=(_AccessBase, m))  # type: ignore[arg-type]
     for n, m in {**_SIMPLE, "phases": _Phases}.items()
 }
 
@@ -276,7 +280,7 @@ def _step_tag(v: Any) -> str | None:
 
 STEP_TAGS = {*(f"access:{p}" for p in PATTERN_NAMES), *STEP_OPS, *PATTERN_NAMES}
 
-StepSpec = _tagged_union(
+StepSpec: TypeAlias = _tagged_union(  # type: ignore[valid-type]
     {
         **{f"access:{p}": m for p, m in _ACCESS_MODELS.items()},
         "grow": GrowStep,
@@ -345,4 +349,5 @@ class Scenario(_Model):
     _source: str = PrivateAttr("")  # the file's text, shown in reports as the config used
 
     def costs_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.costs.model_dump().items() if v is not None}
+        costs: BaseModel = self.costs
+        return {k: v for k, v in costs.model_dump().items() if v is not None}

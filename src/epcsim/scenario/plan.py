@@ -111,23 +111,13 @@ def compile_scenario(sc: Scenario, seed: int | None = None) -> Plan:
 
     try:
         check_scenario(sc)
-    except HostMemoryError as e:
-        raise ScenarioError(e.key, e.reason) from None
+    except HostMemoryError as err:
+        raise ScenarioError(err.key, err.reason) from None
     seed = sc.seed if seed is None else seed
     m = sc.machine
-    machine = {
-        "epc": m.epc,
-        "cpus": m.cpus,
-        "sections": m.sections,
-        "nodes": m.nodes,
-        "policy": m.policy,
-        "direct_reclaim": m.direct_reclaim,
-        "content_mode": m.content_mode,
-        "sgx2": m.sgx2,
-        "timeslice": m.timeslice,
-        "mutex": m.mutex,
-        "sched": m.sched,
-    }
+    # every [machine] key is a keyword argument of epcsim.System of the same name, so a new
+    # knob needs only its field in MachineSpec (model.py)
+    machine = m.model_dump()
     enclaves = []
     for ei, e in enumerate(sc.enclave):
         lay = layout(e)
