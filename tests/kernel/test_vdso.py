@@ -2,10 +2,13 @@
 a data access reports for every combination of VMA protection, PTE presence and EPCM
 permission (uapi asm/sgx.h, spec §8, §9; SDM EPCM checks)."""
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selftest_encl import (
+    BUF0,
     BUF1,
+    IMAGE,
     MAGIC,
     MAGIC2,
     TCS0,
@@ -29,8 +32,8 @@ from epcsim.arch import (
     secinfo_flags,
 )
 from epcsim.user.encl_ops import EacceptOp, GetFromAddress, PutToAddress
-from epcsim.user.insn import X86_TRAP_PF
-from epcsim.user.vdso import ERESUME
+from epcsim.user.insn import X86_TRAP_PF, Load, Store
+from epcsim.user.vdso import EENTER, ERESUME
 
 
 @settings(max_examples=30, deadline=None)
@@ -84,3 +87,40 @@ def test_vdso_reports_what_the_pte_and_epcm_decide(epcm_rw, mapped, vma, write):
         return
     assert (run.function, run.exception_vector) == (ERESUME, X86_TRAP_PF)
     assert (run.exception_error_code, run.exception_addr) == (code, page)
+
+
+def test_interrupts_and_paging_inside_one_enclave_call_are_invisible():
+    """One EENTER whose code loops on a resident page while another thread of the enclave
+    scans 2x the EPC: ksgxd reclaims this enclave's pages, its ETRACK finds our LP inside and
+    its IPI forces an AEX; the kernel resumes at the AEP (ERESUME), so the call still ends
+    by EEXIT with no exception reported and the value intact."""
+    system = epcsim.System(epc="1M", cpus=3, seed=7, content_mode="full")
+    heap = 2 * system.stats()["epc_pages_total"]
+    encl = test_encl(system, heap_pages=heap)
+    scanner = encl.start(np.arange(IMAGE, IMAGE + heap), write=True)  # enters through TCS0
+    resumed = []
+    eresume = system.cpu.eresume
+
+    def spy(lp, *args):
+        resumed.append(system.machine.running[lp].name)
+        return eresume(lp, *args)
+
+    system.cpu.eresume = spy
+    buf = addr(encl, BUF0)
+
+    def code():
+        for i in range(20_000):
+            yield Store(buf, i.to_bytes(8, "little"))
+            assert (yield Load(buf)) == i.to_bytes(8, "little")
+
+    run = encl.new_run(TCS1 * PAGE_SIZE)
+    assert encl.vdso_call(code(), run, EENTER) == 0
+    expect_eexit(run)
+    expect_no_exception(run)
+    system.run()
+    assert scanner.value.ok
+    st = system.stats()
+    assert st["ipi"] > 0 and st["eldu_failed"] == 0
+    assert f"{encl.encl.name}:vdso" in resumed  # our call was interrupted and resumed
+    get = GetFromAddress(buf)
+    assert encl_call(encl, get, run) == 0 and get.value == 19_999

@@ -6,6 +6,11 @@ processor or receives an IPI, AEX + #PF + ``sgx_vma_fault`` + ERESUME when a pag
 mapped. Accesses to mapped pages are batched: one NumPy pass sets the PTE Accessed bits of a
 whole run of resident pages and charges its time at once, so a hot loop costs no event per
 access (design: keep the event queue for the moments when interleaving matters).
+
+Two ways to run inside: ``access_stream`` (a stream of accesses, the thread staying inside
+between calls - what workloads use) and ``execute`` (one instruction of enclave code, what the
+vDSO path in :mod:`epcsim.user.vdso` runs, reporting the exceptions the kernel leaves to user
+space instead of stopping).
 """
 
 from __future__ import annotations

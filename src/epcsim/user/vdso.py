@@ -85,12 +85,18 @@ class _SsaFrame:
     exception: EnclaveException = field(default_factory=lambda: EnclaveException(0))
 
 
-_frames: weakref.WeakKeyDictionary[SgxEncl, dict[int, _SsaFrame]] = weakref.WeakKeyDictionary()
+#: id(encl) -> its TCSs' interrupted contexts; an entry goes with its enclave object
+_frames: dict[int, dict[int, _SsaFrame]] = {}
 
 
 def ssa_frames(encl: SgxEncl) -> dict[int, _SsaFrame]:
     """TCS page index -> its interrupted context, for the TCSs that have one (CSSA = 1)."""
-    return _frames.setdefault(encl, {})
+    key = id(encl)
+    frames = _frames.get(key)
+    if frames is None:
+        frames = _frames[key] = {}
+        weakref.finalize(encl, _frames.pop, key, None)
+    return frames
 
 
 def _code_of(op: Any) -> Generator[Instruction, Any, Any]:
