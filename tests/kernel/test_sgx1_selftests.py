@@ -155,6 +155,11 @@ def test_vdso_rejects_a_bad_function_and_reserved_bytes(system):
     assert encl.vdso_call(Nop(), run, EENTER) == -EINVAL
     with pytest.raises(ValueError, match="function"):
         encl.vdso_call(Nop(), encl.new_run(), "eenter")
+    with pytest.raises(ValueError, match="op"):  # refused before anything enters
+        encl.vdso_call(42, encl.new_run(), EENTER)
+    run = encl.new_run()
+    assert encl.vdso_call(Nop(), run, EENTER) == 0
+    expect_eexit(run)
 
 
 def test_vdso_eresume_needs_an_interrupted_context_and_eenter_a_free_ssa(system):

@@ -131,16 +131,17 @@ def _enclu(thread: EnclaveThread, op: Any, leaf: int, run: SgxEnclaveRun) -> Gen
         yield from thread.run(costs.eenter if leaf == EENTER else costs.eresume)
         _report(run, leaf, EnclaveException(X86_TRAP_GP))
         return
+    code = frame.code if frame is not None else _code_of(op)  # ERESUME ignores op
     thread.tcs_index = index
     thread.entered = thread.aexed = leaf == ERESUME
     if not (yield from thread.enter()):
         _report(run, leaf, thread.entry_fault)
         return
+    insn: Instruction | None
     if frame is not None:
         del frames[index]
-        code, insn = frame.code, frame.insn
+        insn = frame.insn
     else:
-        code = _code_of(op)
         try:
             insn = next(code)
         except StopIteration:
