@@ -121,7 +121,7 @@ def demo(
     """The seed scenario: EDMM page removal on an EPC oversubscribed 2x, without and with
     direct reclaim. Prints a table and writes an HTML report to OUT/report.html."""
     from epcsim.demo import demo_configs, run_seed
-    from epcsim.report.demo import findings, table_rows, write_demo_report
+    from epcsim.report.demo import findings, flip_findings, table_rows, write_demo_report
 
     try:
         configs = demo_configs(epc, heap_factor, cpus, seed)
@@ -191,7 +191,7 @@ def demo(
         for i, h in enumerate(header[1:], start=1):
             t.add_row(h, *[fmt_value(row[i]) for row in rows])
         Console().print(t)
-        for text in findings(runs):
+        for text in findings(runs) + flip_findings(flips):
             Console().print(text, highlight=False)
         Console().print(f"report: {path}")
     raise typer.Exit(EXIT_OK if ok else EXIT_CHECKS)

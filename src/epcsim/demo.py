@@ -52,6 +52,10 @@ IMAGE_DATA_PAGES = 2  # encl_buffer[8192]: PUT_TO_BUFFER / GET_FROM_BUFFER go he
 IMAGE_PAGES = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES + IMAGE_DATA_PAGES
 BUFFER_PAGE = IMAGE_TCS_PAGES + IMAGE_CODE_PAGES
 
+#: the runtime gives up after this many -EAGAIN calls in a row without progress: a livelock
+#: (reported as ``gave_up``) must not keep ``make demo`` busy for minutes
+MAX_STALLED_CALLS = 10_000
+
 MUTEXES = ("linux", "fifo")
 SCHEDULERS = ("cfs", "fifo")
 
@@ -409,6 +413,7 @@ def run_seed(
             heap_pages,
             stop_after_first=cfg.stop_after_first_call,
             on_pages=on_pages,
+            max_stalled=MAX_STALLED_CALLS,
             on_call=_call_logger(system, encl.encl, IMAGE_PAGES, modify_log),
         ),
     )
@@ -432,6 +437,7 @@ def run_seed(
                 heap_pages,
                 on_pages=on_pages,
                 on_call=_call_logger(system, encl.encl, IMAGE_PAGES, remove_log),
+                max_stalled=MAX_STALLED_CALLS,
             ),
         )
     phases["end"] = system.now

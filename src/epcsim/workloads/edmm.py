@@ -142,16 +142,20 @@ def drive_range(
     stop_after_first: bool = False,
     on_pages: PagesHook | None = None,
     on_call: CallHook | None = None,
+    max_stalled: int | None = None,
 ) -> Gen:
     """A page-range ioctl over ``pages`` pages, called again from ``offset + count`` after
     each ``-EAGAIN`` until done or another error (or after the first call with
     ``stop_after_first``). ``on_call(result, done_before)`` sees each call's result at the
-    instant it returns. Returns the ``OpRecord``."""
+    instant it returns. With ``max_stalled`` the runtime gives up after that many calls in a
+    row that made no progress (a livelock bound; ``pages_done`` then falls short). Returns
+    the ``OpRecord``."""
     rec = ctx.record(kind, first_page, pages)
     t, encl = ctx.thread, ctx.handle.encl
     offset, length = first_page * PAGE_SIZE, pages * PAGE_SIZE
     done = 0
     max_calls = 10 * pages + 100  # a runaway guard; the kernel always makes progress
+    stalled = 0
 
     def on_page(_encl, count: int) -> None:
         now_done = (done + count) // PAGE_SIZE
@@ -178,6 +182,12 @@ def drive_range(
             rec.first_call_pages = r.count // PAGE_SIZE
             rec.first_call_errno = r.errno
         done += r.count
+        stalled = stalled + 1 if r.count == 0 and r.errno in ("EAGAIN", "EBUSY") else 0
+        if max_stalled is not None and stalled >= max_stalled:
+            if r.errno == "EAGAIN":
+                rec.eagain += 1
+                rec.eagain_at.append(ctx.system.now)
+            break
         if r.errno == "EAGAIN":
             rec.eagain += 1
             rec.eagain_at.append(ctx.system.now)
