@@ -32,7 +32,6 @@ where even direct reclaim's single batch may find nothing to evict.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -128,15 +127,6 @@ def demo_configs(
         for mutex, sched in (("linux", "cfs"), ("fifo", "fifo"))
         for dr in (False, True)
     ]
-
-
-def _system_options(cfg: SeedConfig) -> dict[str, str]:
-    """``mutex``/``sched`` for ``System``. An engine without these options only has FIFO
-    hand-over on FIFO CPUs; the run then records what it really got (``system.config``)."""
-    params = inspect.signature(System).parameters
-    if "mutex" in params and "sched" in params:
-        return {"mutex": cfg.mutex, "sched": cfg.sched}
-    return {}
 
 
 def ewb_counts(stats: dict[str, Any]) -> tuple[int, int]:
@@ -341,7 +331,8 @@ def run_seed(
         costs=cfg.costs,
         content_mode=cfg.content_mode,
         engine=cfg.engine,
-        **_system_options(cfg),
+        mutex=cfg.mutex,
+        sched=cfg.sched,
     )
 
     def phase(name: str) -> None:
@@ -356,13 +347,15 @@ def run_seed(
         size <<= 1
     phase("build")
     encl = system.create_enclave(size, name="seed")
-    steps = (
-        (0, IMAGE_TCS_PAGES, {"page_type": "tcs", "measure": True}),
-        (IMAGE_TCS_PAGES, IMAGE_CODE_PAGES, {"perm": "rx", "measure": True}),
-        (BUFFER_PAGE, IMAGE_DATA_PAGES, {"perm": "rw", "measure": True}),
+    steps = (  # (first page, pages, permissions, page type), all measured
+        (0, IMAGE_TCS_PAGES, "", "tcs"),
+        (IMAGE_TCS_PAGES, IMAGE_CODE_PAGES, "rx", "reg"),
+        (BUFFER_PAGE, IMAGE_DATA_PAGES, "rw", "reg"),
     )
-    for first, n, kw in steps:
-        r = encl.add_pages(first * PAGE_SIZE, n * PAGE_SIZE, **kw)
+    for first, n, perm, ptype in steps:
+        r = encl.add_pages(
+            first * PAGE_SIZE, n * PAGE_SIZE, perm or "r", page_type=ptype, measure=True
+        )
         if not r.ok:
             raise RuntimeError(f"building the image failed: {r.errno}")
     heap_off = IMAGE_PAGES * PAGE_SIZE
