@@ -26,6 +26,20 @@ atomic in simulated time here). A non-head OSQ spinner waits for the head, then 
 
 ``mutex="fifo"`` keeps the engine's original lock for comparison: no spinning, the unlock
 hands the lock to the first sleeping waiter, so contenders strictly alternate.
+
+What this changes in the seed scenario (issue 8): a task that releases the lock and takes it
+again sooner than ``mutex_pickup`` keeps it against any spinner, however long the spinner has
+waited - HANDOFF protects only a waiter that slept. Without direct reclaim, the -EAGAIN retry
+loop does exactly that when its round trip (return to user space, a new ioctl, up to
+``mutex_lock``) is shorter than the pick-up: ksgxd, spinning on another CPU because the ioctl
+task is always running, never gets ``encl->lock``, never frees a page, and every call
+returns -EAGAIN at once - a livelock (the demo's runtime gives up after
+``demo.MAX_STALLED_CALLS`` calls without progress; ``tests/engine/test_livelock.py``). It
+needs a round trip under 150 ns, shorter than a real one with today's syscall mitigations;
+with a longer one ksgxd picks the lock up at each -EAGAIN (and at its own gaps of more than
+150 ns: the age check, the PTE zap, the batch start), and the loop completes. Inside ksgxd's
+EWB phase the gap between its unlock and its next lock is zero, so a spinning fault or ioctl
+waits for the whole phase.
 """
 
 from __future__ import annotations
