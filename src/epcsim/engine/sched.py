@@ -55,6 +55,13 @@ Simplifications (each a deliberate choice, named here so nobody mistakes it for 
   mutex waiter).
 * No nice levels, no cgroup (group) scheduling, no bandwidth control, no NUMA balancing.
 
+What this changes in the seed scenario (issue 8): on one CPU without direct reclaim, ksgxd,
+woken when the free pool falls below SGX_NR_LOW_PAGES, is placed half a latency (3 ms) behind
+the ioctl task - more than the 1 ms wake-up granularity - so it preempts the ioctl at its next
+``mutex_lock`` and runs until the pool is back at SGX_NR_HIGH_PAGES: the trim's first call
+never finds the pool empty and completes (0 -EAGAIN), where FIFO CPUs made ksgxd wait for
+the ioctl's whole slice and the loop returned -EAGAIN 22 times per page (16M EPC).
+
 ``sched="fifo"`` keeps the engine's original policy for comparison: free CPUs handed out in
 FIFO order, a task yields a contended CPU at ``cond_resched`` only after a fixed
 ``sched_slice``, and there is no wake-up preemption.
