@@ -13,7 +13,7 @@ def check_books(system):
     s = system.stats()
     encls = list(system.sgx.enclaves.values())
     records = sum(len(system.backing[e.id].records) for e in encls)
-    assert s["ewb_pages"] - s["eldu"] == records
+    assert s["ewb"] - s["eldu"] == records
     swapped = sum(e.swapped_pages for e in encls)
     secs_out = sum(1 for e in encls if e.secs_epc < 0)
     assert records == swapped + secs_out

@@ -57,7 +57,7 @@ def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
 
     def attempt() -> Gen:
         yield from task.run(costs.ewb)
-        sgx.stats.ewb += 1
+        sgx.stats.ewb_attempts += 1
         return sgx.cpu.ewb(pginfo, page, va, slot)
 
     ret, sealed = yield from attempt()
@@ -75,7 +75,7 @@ def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
         return ret, -1, -1
     bidx = encl.backing.secs_index if index < 0 else index
     encl.backing.store(bidx, BackingRecord(sealed.contents, sealed.pcmd, va, slot))
-    sgx.stats.ewb_pages += 1
+    sgx.stats.ewb += 1
     return 0, va, slot
 
 

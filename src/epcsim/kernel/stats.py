@@ -14,8 +14,8 @@ import numpy as np
 class Counters:
     """Global event counts. Each is incremented where the modelled kernel code runs."""
 
-    ewb: int = 0  # EWB leaves executed (every attempt, incl. NOT_TRACKED retries)
-    ewb_pages: int = 0  # pages written out successfully
+    ewb: int = 0  # pages written back successfully (EWB returned 0)
+    ewb_attempts: int = 0  # EWB leaves executed (every attempt, incl. SGX_NOT_TRACKED retries)
     eldu: int = 0  # ELDU leaves executed
     eldu_failed: int = 0  # ELDU that failed (MAC mismatch, replay, #GP)
     eaug: int = 0
