@@ -21,6 +21,7 @@ _EXPORTS = {
     "EncluResult": "epcsim.system",
     "IoctlResult": "epcsim.kernel.ioctl",
     "SgxEnclaveRun": "epcsim.user.vdso",
+    "IoctlError": "epcsim.user.enclave",
     "Costs": "epcsim.engine.costs",
     "EPC_PRESETS": "epcsim.units",
     "parse_size": "epcsim.units",

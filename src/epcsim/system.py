@@ -15,15 +15,15 @@ from epcsim.arch import PAGE_SIZE, Attribute
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import MUTEXES, SCHEDULERS, Machine, Task
 from epcsim.isa import CONTENT_MODES, Secs, SgxCpu
+from epcsim.kernel.driver import SGX_IOC_ENCLAVE_CREATE
 from epcsim.kernel.encl import SgxEncl
 from epcsim.kernel.epc import EpcPages
-from epcsim.kernel.ioctl import sgx_ioc_enclave_create
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import make_policy
 from epcsim.units import parse_duration, parse_pages, parse_size
-from epcsim.user.enclave import Enclave, EncluResult, parse_perm
+from epcsim.user.enclave import Enclave, EncluResult, IoctlError, parse_perm
 
-__all__ = ["ENGINES", "Enclave", "EncluResult", "System", "parse_perm"]
+__all__ = ["ENGINES", "Enclave", "EncluResult", "IoctlError", "System", "parse_perm"]
 
 #: ``System(engine=...)``: the SimPy reference, and the fast path (:mod:`epcsim.fast`).
 #: Decision: the default stays ``"reference"`` until the fast path covers every row of
@@ -173,25 +173,42 @@ class System:
             env.run(until=env.all_of(pending))
 
     def create_enclave(
-        self, size: int | str, *, debug: bool = False, name: str = "", ssa_frame_size: int = 1
+        self,
+        size: int | str,
+        *,
+        debug: bool = False,
+        name: str = "",
+        ssa_frame_size: int = 1,
+        process: Enclave | None = None,
     ) -> Enclave:
-        """SGX_IOC_ENCLAVE_CREATE. ``size`` is the ELRANGE: a power of two, at least 8K."""
+        """open("/dev/sgx_enclave") + SGX_IOC_ENCLAVE_CREATE of a ``size``-byte ELRANGE.
+
+        ``size`` must be a size (bytes or "64K"): anything else is a ``ValueError``. A size the
+        kernel refuses is the ioctl's business, as on Linux: not a power of two is -EINVAL from
+        ``sgx_encl_create``; below 8K ECREATE faults and the ioctl returns -EIO. A failed CREATE
+        raises :class:`IoctlError` (an ``OSError`` with that errno and the ``IoctlResult``);
+        the half-made enclave is released, as closing its fd would.
+
+        ``process``: create the enclave in the same process (mm) as that enclave, so their
+        threads share one ``mm_cpumask`` - which is what the kernel's IPIs target.
+        """
         nbytes = parse_size(size, "size")
-        if nbytes < 2 * PAGE_SIZE or nbytes & (nbytes - 1):
-            raise ValueError(f"size: must be a power of two of at least 8K, got {nbytes}")
+        if process is not None and not isinstance(process, Enclave):
+            raise ValueError(f"process: an Enclave of this System, got {process!r}")
         encl_id = self.sgx.new_encl_id()
         encl = SgxEncl(self.sgx, encl_id, name)
         self.sgx.enclaves[encl_id] = encl
-        handle = Enclave(self, encl)
+        handle = Enclave(self, encl, None if process is None else process.mm)
         attrs = int(Attribute.MODE64BIT) | (int(Attribute.DEBUG) if debug else 0)
         # The loader reserves an ELRANGE aligned to its size (spec §15): one window per enclave.
         secs = Secs(
             size=nbytes, base=nbytes * encl_id, ssa_frame_size=ssa_frame_size, attributes=attrs
         )
-        r = self._call(handle.task, sgx_ioc_enclave_create(handle.task, encl, secs))
+        r = handle.ioctl(SGX_IOC_ENCLAVE_CREATE, secs)
         if not r.ok:
+            handle.close()
             self.sgx.enclaves.pop(encl_id, None)
-            raise RuntimeError(f"SGX_IOC_ENCLAVE_CREATE failed: {r.errno}")
+            raise IoctlError("SGX_IOC_ENCLAVE_CREATE", r)
         return handle
 
     @property

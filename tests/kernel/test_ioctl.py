@@ -1,9 +1,11 @@
 """Enclave ioctls: validation order and errno (spec §10), partial ``count``."""
 
+import errno
+
 import pytest
 
 import epcsim
-from epcsim.arch import PAGE_SIZE, PageType, secinfo_flags
+from epcsim.arch import ERESTARTSYS, PAGE_SIZE, PageType, secinfo_flags
 from epcsim.kernel.ioctl import AddPagesArgs, Secinfo
 from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 
@@ -55,19 +57,19 @@ def test_add_pages_after_init_and_before_create(system):
 
 def test_add_pages_interrupted_returns_zero_with_partial_count(system):
     encl = system.create_enclave("64K")
-    seen = {"n": 0}
 
-    def pending():
-        seen["n"] += 1
-        return seen["n"] > 3  # a signal arrives after three pages
+    def signal_after_three(_encl, done):  # a signal arrives while the third page completes
+        if done == 3 * PAGE_SIZE:
+            encl.task.send_signal()
 
-    encl.task.signal_pending = pending
-    r = encl.add_pages(0, 8 * PAGE_SIZE)
+    r = encl.add_pages(0, 8 * PAGE_SIZE, progress=signal_after_three)
     # spec §10.2: c > 0 keeps ret = 0 - partial success without an error
     assert r.ret == 0 and r.count == 3 * PAGE_SIZE
-    seen["n"] = 100
+    assert not encl.task.signal_pending()  # delivered on the way back to user space
+    encl.task.send_signal()  # pending before the call: nothing is added
     r = encl.add_pages(3 * PAGE_SIZE, PAGE_SIZE)
     assert r.errno == "ERESTARTSYS" and r.count == 0
+    assert encl.add_pages(3 * PAGE_SIZE, PAGE_SIZE).ok  # the next call runs normally
 
 
 def test_init_rejects_bad_sigstruct(system):
@@ -84,11 +86,33 @@ def test_init_rejects_bad_sigstruct(system):
 
 
 def test_concurrent_ioctl_on_one_enclave_is_ebusy(system):
+    """sgx_ioctl owns SGX_ENCL_IOCTL: a second thread's ioctl while one runs gets -EBUSY."""
+    from epcsim.engine.machine import Task
+    from epcsim.kernel.driver import SGX_IOC_ENCLAVE_ADD_PAGES, sys_ioctl
+
     encl = system.create_enclave("64K")
-    encl.encl.ioctl_busy = True  # another thread is inside an ioctl on this enclave
-    assert encl.add_pages(0, 4096).errno == "EBUSY"
-    encl.encl.ioctl_busy = False
-    assert encl.add_pages(0, 4096).ok
+    other = Task(system.machine, "second thread")
+    out = {}
+
+    def second():
+        yield system.machine.env.timeout(5_000)  # while the first call adds its pages
+        out["r"] = yield from sys_ioctl(
+            other, encl.encl, SGX_IOC_ENCLAVE_ADD_PAGES, AddPagesArgs(8 * PAGE_SIZE, 4096, REG_RW)
+        )
+        other.release_cpu()
+
+    system.machine.spawn(second())
+    before = system.stats()["ioctl_ebusy"]
+    assert encl.add_pages(0, 8 * PAGE_SIZE).ok
+    assert out["r"].errno == "EBUSY" and out["r"].count == 0
+    assert system.stats()["ioctl_ebusy"] == before + 1
+    assert not encl.encl.present[8]  # the refused call did nothing
+    assert encl.add_pages(8 * PAGE_SIZE, 4096).ok  # the bit is clear again
+
+
+def test_unknown_ioctl_command_is_enotty(system):
+    encl = system.create_enclave("64K")
+    assert encl.ioctl(0xDEAD, None).errno == "ENOTTY"
 
 
 def test_sgx2_ioctls_validation(system):
@@ -124,7 +148,7 @@ def test_sgx2_ioctls_need_an_sgx2_cpu():
 
 def test_python_arguments_raise_value_errors_naming_them(system):
     with pytest.raises(ValueError, match="^size:"):
-        system.create_enclave("3K")
+        system.create_enclave("lots")
     encl = system.create_enclave("64K")
     with pytest.raises(ValueError, match="^length:"):
         encl.add_pages(0, 100)
@@ -150,31 +174,60 @@ def test_create_validation(system):
     assert system._call(encl.task, again).errno == "EINVAL"  # already created
     fresh = SgxEncl(system.sgx, system.sgx.new_encl_id())
     system.sgx.enclaves[fresh.id] = fresh
-    free = system.stats()["epc_pages_free"]
-    # ECREATE faults on a SECS whose size is not a power of two: -EIO, nothing leaks
+    st0 = system.stats()
+    # mainline sgx_encl_create: a size that is not a power of two is -EINVAL, before any
+    # allocation (no VA page, no SECS page, no ECREATE)
     bad = sgx_ioc_enclave_create(encl.task, fresh, Secs(size=0x3000, base=0))
-    assert system._call(encl.task, bad).errno == "EIO"
-    assert system.stats()["epc_pages_free"] == free and not fresh.created
+    assert system._call(encl.task, bad).errno == "EINVAL"
+    st1 = system.stats()
+    assert st1["epc_pages_free"] == st0["epc_pages_free"] and st1["ecreate"] == st0["ecreate"]
+    assert st1["epa"] == st0["epa"] and not fresh.created
+    # a power of two below 8K passes the kernel's check and ECREATE faults: -EIO, and the
+    # SECS page (EREMOVE) and the first VA page are given back
+    small = sgx_ioc_enclave_create(encl.task, fresh, Secs(size=0x1000, base=0))
+    assert system._call(encl.task, small).errno == "EIO"
+    st2 = system.stats()
+    assert st2["ecreate"] == st1["ecreate"] + 1 and st2["eremove"] == st1["eremove"] + 2
+    assert st2["epc_pages_free"] == st0["epc_pages_free"] and not fresh.created
     none = sgx_ioc_enclave_create(encl.task, fresh, None)
     assert system._call(encl.task, none).errno == "EFAULT"
 
 
-def test_signal_while_add_pages_reclaims_directly():
-    import sys
+def test_create_enclave_reports_a_refused_size_as_the_ioctl_errno(system):
+    """A size the kernel refuses is not a Python error: it is CREATE's errno, raised as an
+    OSError (IoctlError) because create_enclave has no result object to return."""
+    free = system.stats()["epc_pages_free"]
+    with pytest.raises(epcsim.IoctlError) as e:
+        system.create_enclave(3 * PAGE_SIZE)  # not a power of two
+    assert e.value.errno == errno.EINVAL and e.value.result.errno == "EINVAL"
+    assert isinstance(e.value, OSError)
+    with pytest.raises(epcsim.IoctlError) as e:
+        system.create_enclave(PAGE_SIZE)  # a power of two ECREATE rejects (< 8K)
+    assert e.value.errno == errno.EIO
+    assert system.stats()["epc_pages_free"] == free and system.enclaves == []
+    assert system.create_enclave("8K").size == 8192
 
+
+def test_signal_stops_the_allocator_reclaim_loop():
+    """sgx_alloc_epc_page(reclaim=true) checks signal_pending() each time it finds the free
+    lists empty, before it reclaims: -ERESTARTSYS, no batch, and ksgxd is still woken."""
     system = epcsim.System(epc="1M", cpus=2, seed=1)
     encl = system.create_enclave("4M")
-    assert encl.add_pages(0, 200 * PAGE_SIZE).ok  # fills most of the 256-page EPC
-    system.run(until="10ms")
-
-    def pending():  # a signal seen only by sgx_alloc_epc_page's reclaim loop
-        return sys._getframe(1).f_code.co_name == "alloc_epc_page"
-
-    encl.task.signal_pending = pending
-    r = encl.add_pages(200 * PAGE_SIZE, 200 * PAGE_SIZE)
-    # the free list ran dry: -ERESTARTSYS out of the allocator ends the loop, count = done
-    assert r.errno == "ERESTARTSYS" and 0 < r.count < 200 * PAGE_SIZE
-    assert system.stats()["alloc_reclaim_batches"] == 0
+    assert encl.add_pages(0, 200 * PAGE_SIZE).ok  # 200 reclaimable pages on the LRU
+    sgx, task = system.sgx, encl.task
+    taken = []
+    while (page := sgx.epc.alloc(0)) >= 0:  # the free list runs dry (pages owned elsewhere)
+        taken.append(page)
+    before = system.stats()
+    task.send_signal()
+    page = system._call(task, sgx.alloc_epc_page(task, encl.id, 500, reclaim=True))
+    after = system.stats()
+    assert page == -ERESTARTSYS
+    assert after["alloc_reclaim_batches"] == before["alloc_reclaim_batches"]
+    assert after["ksgxd_wakeups"] == before["ksgxd_wakeups"] + 1
+    # without a signal the same call gets a page (reclaiming itself if still needed)
+    task.deliver_signal()
+    assert system._call(task, sgx.alloc_epc_page(task, encl.id, 501, reclaim=True)) >= 0
 
 
 def test_add_pages_progress_reports_each_page_and_changes_nothing(system):
@@ -185,6 +238,7 @@ def test_add_pages_progress_reports_each_page_and_changes_nothing(system):
     b = system.create_enclave("64K")
     t0 = system.now
     assert b.add_pages(0, 5 * PAGE_SIZE).ok
-    assert system.now - t0 == a.system.costs.syscall + 5 * (
-        system.costs.eadd + system.costs.ioctl_page
+    costs = system.costs
+    assert system.now - t0 == costs.syscall + costs.user_return + 5 * (
+        costs.eadd + costs.ioctl_page
     )  # same simulated cost with or without a hook (no VA growth, EPC not full)

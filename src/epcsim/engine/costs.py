@@ -48,6 +48,7 @@ ASSUMED = frozenset(
         "mutex_spin_poll",
         "mutex_pickup",
         "mutex_wakeup",
+        "user_return",
     }
 )
 
@@ -75,7 +76,11 @@ class Costs:
     einit: int = 100_000  # [ASSUMED]
     eremove: int = 1_000  # [ASSUMED]
     ioctl_page: int = 500  # [ASSUMED] per-page kernel overhead of an ioctl loop (xarray, GUP)
-    syscall: int = 50  # [HOTCALLS] ~150 cycles
+    syscall: int = 50  # [HOTCALLS] ~150 cycles: entering the kernel
+    # [ASSUMED] returning to user space after a syscall (exit work, the mitigations' stack and
+    # CR3 switches, copy_to_user of the argument) plus the caller's own turnaround before the
+    # next call. A retry after -EAGAIN costs user_return + syscall, not the bare 50 ns.
+    user_return: int = 1_000
     # --- SGX2 ---
     eaug: int = 2_000  # [ASSUMED]
     eaccept: int = 1_000  # [ASSUMED]

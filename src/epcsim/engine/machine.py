@@ -136,9 +136,25 @@ class Task:
         self.started = False
         self._resched = False  # TIF_NEED_RESCHED
         self._user_proc: simpy.Process | None = None  # set while in user mode (run_user)
+        #: a signal sent to the task and not yet delivered (0: none); see ``send_signal``
+        self.pending_signal = 0
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def send_signal(self, sig: int = 2) -> None:
+        """Make a signal (default SIGINT) pending: ``signal_pending()`` is true until the task
+        returns to user space, where it is delivered (``deliver_signal``)."""
+        self.pending_signal = sig
+
+    def signal_pending(self) -> bool:
+        """``signal_pending(current)``: what interruptible kernel loops poll."""
+        return self.pending_signal != 0
+
+    def deliver_signal(self) -> int:
+        """On the way back to user space: take the pending signal (0 if none)."""
+        sig, self.pending_signal = self.pending_signal, 0
+        return sig
 
     def _on_cpu(self, cpu: int) -> None:
         self.cpu = cpu

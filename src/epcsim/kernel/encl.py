@@ -20,24 +20,41 @@ from epcsim.arch import (
     EFAULT,
     PAGE_SHIFT,
     SGX_VA_SLOT_COUNT,
-    X86_TRAP_GP,
-    encls_fault,
 )
 from epcsim.engine.machine import Gen, Mutex, Task
 from epcsim.isa import PageInfo
-from epcsim.kernel.epc import OWNER_SECS, OWNER_VA
+from epcsim.kernel import encls
+from epcsim.kernel.epc import OWNER_SECS, OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
 
 if TYPE_CHECKING:
     from epcsim.kernel.backing import EnclaveBacking
     from epcsim.kernel.main import Sgx
 
 SECS_INDEX = -1  # "page index" of the SECS in kernel helpers
+ZERO_PCMD = bytes(128)  # what a PCMD slot of a truncated (hole) shmem page reads as
 
 # VM_FAULT_* outcomes of sgx_vma_fault
 VM_FAULT_NOPAGE = "NOPAGE"
 VM_FAULT_SIGBUS = "SIGBUS"
 
 PROT_R, PROT_W, PROT_X = 1, 2, 4
+
+
+class Mm:
+    """``struct mm_struct`` as far as the SGX driver looks at it: one process's address space.
+
+    ``tasks`` are the threads running in it (its ioctl caller and its enclave threads);
+    ``cpumask()`` is ``mm_cpumask(mm)``: the CPUs currently running one of them. x86 also
+    leaves a CPU in the mask while it runs only kernel threads or idles after the mm (lazy
+    TLB), which would add IPI targets that take no AEX; the model does not track that.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.tasks: list[Task] = []
+
+    def cpumask(self) -> set[int]:
+        return {t.cpu for t in self.tasks if t.cpu is not None}
 
 
 class SgxEncl:
@@ -67,8 +84,8 @@ class SgxEncl:
         self.va_pages: list[int] = []  # EPC indices, head first
         self.va_used: dict[int, np.ndarray] = {}
         self.backing: EnclaveBacking | None = None
-        #: tasks of the process that owns this enclave's mm (for sgx_encl_cpumask)
-        self.mm_tasks: list[Task] = []
+        #: ``encl->mm_list``: every mm that maps the enclave (``sgx_encl_mm_add``)
+        self.mm_list: list[Mm] = []
         self.sigbus = 0
         self._alloc_arrays(0, 0)  # no pages until SGX_IOC_ENCLAVE_CREATE
 
@@ -106,9 +123,19 @@ class SgxEncl:
     def swapped_pages(self) -> int:
         return int(np.count_nonzero(self.present & (self.epc < 0)))
 
+    def mm_add(self, mm: Mm) -> None:
+        """``sgx_encl_mm_add`` (at mmap): list ``mm`` once."""
+        if mm not in self.mm_list:
+            self.mm_list.append(mm)
+
     def cpumask(self) -> list[int]:
-        """``sgx_encl_cpumask``: CPUs currently running a task of the enclave's mm."""
-        return sorted({t.cpu for t in self.mm_tasks if t.cpu is not None})
+        """``sgx_encl_cpumask``: the union of ``mm_cpumask`` over every mm in ``mm_list``
+        (spec §6.3 D.1.d, §9) - so a thread of the same process running *another* enclave,
+        or the process's ioctl caller, is an IPI target too."""
+        cpus: set[int] = set()
+        for mm in self.mm_list:
+            cpus |= mm.cpumask()
+        return sorted(cpus)
 
     # -- VA pages (spec §3.2) --------------------------------------------------------------
     def alloc_va_page(self, task: Task, reclaim: bool) -> Gen:
@@ -117,12 +144,10 @@ class SgxEncl:
         page = yield from sgx.alloc_epc_page(task, self.id, OWNER_VA, reclaim)
         if page < 0:
             return page
-        yield from task.run(sgx.m.costs.epa)
-        ret = sgx.cpu.epa(page)
+        ret = yield from encls.epa(sgx, task, page)
         if ret:
-            sgx.free_epc_page(page)
+            yield from self.free_epc_page(task, page)
             return -EFAULT
-        sgx.stats.epa += 1
         sgx.stats.va_pages += 1
         return page
 
@@ -143,14 +168,15 @@ class SgxEncl:
             self.va_pages.insert(0, va)
             self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.bool_)
 
-    def shrink(self, va: int) -> None:
-        """``sgx_encl_shrink``: undo a grow; frees the VA page only if one was just made."""
+    def shrink(self, task: Task, va: int) -> Gen:
+        """``sgx_encl_shrink``: undo a grow; frees the VA page (EREMOVE) only if one was just
+        made (``va >= 0``)."""
         self.page_cnt -= 1
         if va >= 0:
             if va in self.va_used:
                 self.va_pages.remove(va)
                 del self.va_used[va]
-            self.free_epc_page(va)
+            yield from self.free_epc_page(task, va)
             self.sgx.stats.va_pages -= 1
 
     def va_alloc_slot(self) -> tuple[int, int]:
@@ -171,14 +197,16 @@ class SgxEncl:
             self.va_pages.insert(0, va)
 
     # -- freeing ----------------------------------------------------------------------------
-    def free_epc_page(self, page: int) -> bool:
-        """``sgx_encl_free_epc_page``: EREMOVE then free; on failure WARN and leak the page."""
+    def free_epc_page(self, task: Task, page: int) -> Gen:
+        """``sgx_encl_free_epc_page``: EREMOVE then ``sgx_free_epc_page``; on failure the
+        kernel WARNs (:func:`epcsim.kernel.encls.eremove`) and leaks the page. Returns True
+        when the page went back to the allocator."""
         sgx = self.sgx
-        sgx.stats.eremove += 1
-        ret = sgx.cpu.eremove(page)
+        if sgx.epc.flags[page] & SGX_EPC_PAGE_RECLAIMER_TRACKED:
+            sgx.warnings.append(f"EPC page {page} freed while still RECLAIMER_TRACKED")
+        ret = yield from encls.eremove(sgx, task, page)
         if ret:
             sgx.leaked_pages += 1
-            sgx.warnings.append(f"EREMOVE of EPC page {page} failed ({ret}): page leaked")
             return False
         sgx.free_epc_page(page)
         return True
@@ -234,24 +262,23 @@ class SgxEncl:
         bidx = self.backing.secs_index if is_secs else index
         rec = self.backing.lookup(bidx)
         va, slot = self.secs_va if is_secs else (int(self.va_page[index]), int(self.va_slot[index]))
-        yield from task.run(sgx.m.costs.eldu)
-        sgx.stats.eldu += 1
-        if rec is None:
-            ret = encls_fault_gp()
-        else:
-            pginfo = PageInfo(
-                linaddr=0 if is_secs else self.linaddr(index),
-                secs=-1 if is_secs else self.secs_epc,
-                contents=rec.contents,
-                metadata=rec.pcmd,
-            )
-            ret = sgx.cpu.eldu(pginfo, page, va, slot)
-        # Whether or not ELDU succeeded the backing copy is gone (spec §7, §18.7).
-        busy = not is_secs and self._reclaimer_writing_to_pcmd(index)
+        # A missing record is a shmem hole: reading it gives zero-filled pages, so ELDU runs
+        # on an all-zero PCMD and takes #GP (spec §7), exactly as with a truncated PCMD page.
+        pginfo = PageInfo(
+            linaddr=0 if is_secs else self.linaddr(index),
+            secs=-1 if is_secs else self.secs_epc,
+            contents=None if rec is None else rec.contents,
+            metadata=ZERO_PCMD if rec is None else rec.pcmd,
+        )
+        ret = yield from encls.eldu(sgx, task, pginfo, page, va, slot)
+        # Whether or not ELDU succeeded the backing copy is gone (spec §7, §18.7). The PCMD
+        # page is kept while a page sharing it is BEING_RECLAIMED - for the SECS too: its
+        # PCMD shares a page with the first pages of a small enclave (size < 128K), and the
+        # kernel runs the same check from its page index (size >> 12), stopping at the SECS.
+        busy = self._reclaimer_writing_to_pcmd(bidx)
         self.backing.truncate(bidx, pcmd_busy=busy)
         if ret:
-            sgx.stats.eldu_failed += 1
-            self.free_epc_page(page)
+            yield from self.free_epc_page(task, page)
             return -EFAULT
         self.va_free_slot(va, slot, to_head=True)
         if is_secs:
@@ -285,17 +312,20 @@ class SgxEncl:
         return 0
 
     # -- release (spec §11) --------------------------------------------------------------------
-    def put(self) -> None:
-        """``kref_put(&encl->refcount, sgx_encl_release)``."""
+    def put(self, task: Task) -> Gen:
+        """``kref_put(&encl->refcount, sgx_encl_release)``: the task that drops the last
+        reference runs the release (ksgxd after a batch, or the process closing the fd)."""
         self.refcount -= 1
         if self.refcount == 0:
-            self.release()
+            yield from self.release(task)
 
-    def release(self) -> None:
+    def release(self, task: Task) -> Gen:
         """``sgx_encl_release``: free every EPC page, the SECS, the VA pages and the backing.
 
-        Runs synchronously at the last reference; its EREMOVEs are counted but cost no
-        simulated time (a stated simplification).
+        Runs synchronously on the task that dropped the last reference and charges every
+        EREMOVE to it. ``dead`` is set first: from then on the reclaimer's
+        ``kref_get_unless_zero`` fails for this enclave, so a page it isolates is dropped
+        from the LRU (TRACKED cleared) and this loop frees it.
         """
         sgx = self.sgx
         self.dead = True
@@ -304,15 +334,15 @@ class SgxEncl:
                 page = int(self.epc[index])
                 if sgx.unmark_page_reclaimable(page) == -EBUSY:
                     continue  # isolated by the reclaimer (not expected: it holds a kref)
-                self.free_epc_page(page)
+                yield from self.free_epc_page(task, page)
                 self.secs_child_cnt -= 1
                 self.epc[index] = -1
             self.present[:] = False
         if self.secs_child_cnt == 0 and self.secs_epc >= 0:
-            self.free_epc_page(self.secs_epc)
+            yield from self.free_epc_page(task, self.secs_epc)
             self.secs_epc = -1
         for va in list(self.va_pages):
-            self.free_epc_page(va)
+            yield from self.free_epc_page(task, va)
             sgx.stats.va_pages -= 1
         self.va_pages.clear()
         self.va_used.clear()
@@ -320,8 +350,3 @@ class SgxEncl:
         if self.secs_child_cnt or self.secs_epc >= 0:
             sgx.warnings.append(f"{self.name}: leaked at release")
         sgx.enclaves.pop(self.id, None)
-
-
-def encls_fault_gp() -> int:
-    """What ELDU does with a missing/zero PCMD: #GP (spec §7)."""
-    return encls_fault(X86_TRAP_GP)

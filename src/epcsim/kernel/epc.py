@@ -151,14 +151,20 @@ class EpcPages:
         return -1
 
     def free(self, page: int) -> None:
-        """``sgx_free_epc_page``: the caller has made the page invalid (EREMOVE or EWB)."""
+        """``sgx_free_epc_page``: the caller has made the page invalid (EREMOVE or EWB).
+
+        A poisoned page goes to the node's poison list (at its head) instead of the free
+        list, so it is never handed out again - but, exactly as in the kernel (spec §5.3),
+        it is still flagged IS_FREE and still counted in ``sgx_nr_free_pages``. The
+        watermark checks (``sgx_should_reclaim``) therefore see one more free page than the
+        allocator can find for every poisoned page freed; the model keeps that quirk.
+        """
         if self.flags[page] & SGX_EPC_PAGE_IS_FREE:
             raise RuntimeError(f"EPC page {page} freed twice")
         self.owner_encl[page] = -1
         self.owner_index[page] = OWNER_NONE
-        if self.flags[page] & SGX_EPC_PAGE_POISON:
-            self.flags[page] = SGX_EPC_PAGE_POISON  # parked on the poison list, never reused
-            return
-        self.free_lists[int(self.node[page])].push_tail(page)
-        self.flags[page] = SGX_EPC_PAGE_IS_FREE
+        poisoned = self.flags[page] & SGX_EPC_PAGE_POISON
+        if not poisoned:
+            self.free_lists[int(self.node[page])].push_tail(page)
+        self.flags[page] = SGX_EPC_PAGE_IS_FREE | poisoned
         self.nr_free_pages += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from epcsim.arch import EBUSY, PageType
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo
+from epcsim.kernel import encls
 from epcsim.kernel.encl import (
     PROT_R,
     PROT_W,
@@ -40,20 +41,19 @@ def sgx_encl_eaug_page(task: Task, encl: SgxEncl, index: int) -> Gen:
                 return VM_FAULT_NOPAGE
             return VM_FAULT_SIGBUS
         va = yield from encl.grow(task, reclaim=False)
-        if va < 0 and va != -1:
-            sgx.free_epc_page(page)
+        if va < -1:
+            yield from encl.free_epc_page(task, page)
             return VM_FAULT_NOPAGE if va == -EBUSY else VM_FAULT_SIGBUS
         encl.add_va_page(va)
         if encl.present[index]:  # xa_insert found an entry inserted concurrently
-            encl.shrink(-1)
-            sgx.free_epc_page(page)
+            yield from encl.shrink(task, va)
+            yield from encl.free_epc_page(task, page)
             return VM_FAULT_SIGBUS
-        yield from task.run(sgx.m.costs.eaug)
-        sgx.stats.eaug += 1
-        ret = sgx.cpu.eaug(PageInfo(linaddr=encl.linaddr(index), secs=encl.secs_epc), page)
+        pginfo = PageInfo(linaddr=encl.linaddr(index), secs=encl.secs_epc)
+        ret = yield from encls.eaug(sgx, task, pginfo, page)
         if ret:
-            encl.shrink(-1)
-            encl.free_epc_page(page)
+            yield from encl.shrink(task, va)
+            yield from encl.free_epc_page(task, page)
             return VM_FAULT_SIGBUS
         encl.present[index] = True
         encl.type[index] = PageType.REG
@@ -61,8 +61,12 @@ def sgx_encl_eaug_page(task: Task, encl: SgxEncl, index: int) -> Gen:
         encl.epc[index] = page
         encl.secs_child_cnt += 1
         sgx.mark_page_reclaimable(page)
-        encl.pte_present[index] = True  # vmf_insert_pfn
-        encl.pte_young[index] = False
+        # vmf_insert_pfn with the VMA's user protections, which on x86 include
+        # _PAGE_ACCESSED: the new PTE starts young. Unlike sgx_vma_fault, this path does not
+        # call sgx_encl_test_and_clear_young afterwards (spec §8), so the reclaimer's first
+        # look at an EAUG'd page gives it a second chance.
+        encl.pte_present[index] = True
+        encl.pte_young[index] = True
         return VM_FAULT_NOPAGE
     finally:
         task.unlock(encl.lock)

@@ -12,6 +12,7 @@ and ``src_addr`` the user address whose alignment the kernel checks.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,17 +29,23 @@ from epcsim.arch import (
     Attribute,
     PageType,
     SgxReturn,
+    encls_failed,
     encls_faulted,
     errno_name,
     secinfo_page_type,
 )
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo, Secs, Sigstruct
+from epcsim.isa.secs import SUPPORTED_ATTRIBUTES, SUPPORTED_MISCSELECT, SUPPORTED_XFRM
+from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
 from epcsim.kernel.epc import OWNER_SECS
 
 SGX_PAGE_MEASURE = 0x01
 U64_MAX = (1 << 64) - 1
+
+#: progress hook: called after each page an ioctl completes, with (encl, bytes done)
+ProgressHook = Callable[[SgxEncl, int], None]
 
 
 @dataclass
@@ -109,39 +116,56 @@ def content_for(mode: str, data: bytes | None) -> bytes | int | None:
 
 # -- SGX_IOC_ENCLAVE_CREATE ----------------------------------------------------------------------
 def sgx_ioc_enclave_create(task: Task, encl: SgxEncl, secs: Secs | None) -> Gen:
-    """``sgx_ioc_enclave_create`` + ``sgx_encl_create`` (spec §10.1)."""
+    """``sgx_ioc_enclave_create`` + ``sgx_encl_create`` (spec §10.1): the first VA page, the
+    backing file, the SECS page and ECREATE.
+
+    ``secs`` is the SECS page userspace points ``src`` at (None: the copy faults).
+
+    Mainline's ``sgx_encl_create`` checks one SECS field itself: a size that is not a power of
+    two is -EINVAL before anything is allocated (so that its size arithmetic cannot overflow;
+    spec §10.1 still says the kernel checks no field - the stored sources show the check).
+    Everything else (size < 8K, an unaligned base, bad XFRM/MISCSELECT/attributes, an SSA
+    frame too small) is ECREATE's to reject, and any ECREATE failure is -EIO.
+
+    The model's page arrays and backing are dense, so they are made once ECREATE has
+    accepted the size; the kernel's shmem file is sparse and cannot fail for such a size, so
+    nothing observable moves.
+
+    Return:
+    * 0: the enclave is CREATED.
+    * -EINVAL: already created, or ``secs.size`` is not a power of two.
+    * -EFAULT: the SECS could not be copied from user memory.
+    * -ENOMEM: no EPC page and nothing reclaimable (SECS or first VA page).
+    * -ERESTARTSYS: a signal arrived while the allocator was reclaiming.
+    * -EIO: ECREATE failed.
+    """
     sgx = encl.sgx
     if encl.created:
         return IoctlResult(-EINVAL)
     if secs is None:
         return IoctlResult(-EFAULT)
-    yield from task.run(sgx.m.costs.syscall)
+    if secs.size <= 0 or secs.size & (secs.size - 1):  # !is_power_of_2(secs->size)
+        return IoctlResult(-EINVAL)
     va = yield from encl.grow(task, reclaim=True)
     if va < -1:
         return IoctlResult(va)
     encl.add_va_page(va)
-    encl.setup(secs.base, secs.size)
     page = yield from sgx.alloc_epc_page(task, encl.id, OWNER_SECS, reclaim=True)
     if page < 0:
-        _unwind_create(encl, va)
+        yield from encl.shrink(task, va)
         return IoctlResult(page)
-    yield from task.run(sgx.m.costs.ecreate)
-    ret = sgx.cpu.ecreate(PageInfo(contents=secs, metadata=0), page)
-    if encls_faulted(ret) or ret:
-        sgx.free_epc_page(page)
-        _unwind_create(encl, va)
+    ret = yield from encls.ecreate(sgx, task, PageInfo(contents=secs, metadata=0), page)
+    if ret:
+        yield from encl.free_epc_page(task, page)
+        yield from encl.shrink(task, va)
         return IoctlResult(-EIO)
+    encl.setup(secs.base, secs.size)
     encl.secs_epc = page
     encl.debug = bool(secs.attributes & Attribute.DEBUG)
     encl.attributes = secs.attributes
     encl.attributes_mask = int(SGX_ATTR_UNPRIV_MASK)
     encl.created = True
     return IoctlResult(0)
-
-
-def _unwind_create(encl: SgxEncl, va: int) -> None:
-    encl.shrink(va)
-    encl.sgx.backing.drop(encl.id)
 
 
 # -- SGX_IOC_ENCLAVE_ADD_PAGES ------------------------------------------------------------------
@@ -161,7 +185,15 @@ class AddPagesArgs:
 def sgx_encl_add_page(
     task: Task, encl: SgxEncl, index: int, data: bytes | None, secinfo: Secinfo, flags: int
 ) -> Gen:
-    """``sgx_encl_add_page``: allocate (with reclaim), EADD, optional EEXTEND, mark."""
+    """``sgx_encl_add_page``: allocate (with reclaim), EADD, optional EEXTEND, mark.
+
+    Return:
+    * 0: the page is added (and measured with SGX_PAGE_MEASURE).
+    * -ENOMEM: no EPC page and nothing reclaimable.
+    * -ERESTARTSYS: a signal arrived while the allocator was reclaiming.
+    * -EBUSY: the offset already has a page (``xa_insert``).
+    * -EIO: EADD or EEXTEND failed.
+    """
     sgx = encl.sgx
     costs = sgx.m.costs
     page = yield from sgx.alloc_epc_page(task, encl.id, index, reclaim=True)
@@ -169,27 +201,26 @@ def sgx_encl_add_page(
         return page
     va = yield from encl.grow(task, reclaim=True)
     if va < -1:
-        encl.free_epc_page(page)
+        yield from encl.free_epc_page(task, page)
         return va
     yield from task.lock(encl.lock)
     try:
         encl.add_va_page(va)
         if encl.present[index]:  # xa_insert: -EBUSY
-            encl.shrink(va)
-            encl.free_epc_page(page)
+            yield from encl.shrink(task, va)
+            yield from encl.free_epc_page(task, page)
             return -EBUSY
-        yield from task.run(costs.eadd + costs.ioctl_page)
-        sgx.stats.eadd += 1
+        yield from task.run(costs.ioctl_page)
         pginfo = PageInfo(
             linaddr=encl.linaddr(index),
             secs=encl.secs_epc,
             contents=content_for(sgx.cpu.content_mode, data),
             metadata=secinfo.flags,
         )
-        ret = sgx.cpu.eadd(pginfo, page)
+        ret = yield from encls.eadd(sgx, task, pginfo, page)
         if ret:
-            encl.shrink(va)
-            encl.free_epc_page(page)
+            yield from encl.shrink(task, va)
+            yield from encl.free_epc_page(task, page)
             return -EIO
         pt = secinfo_page_type(secinfo.flags)
         encl.present[index] = True
@@ -202,15 +233,13 @@ def sgx_encl_add_page(
         encl.secs_child_cnt += 1
         if flags & SGX_PAGE_MEASURE:
             for chunk in range(PAGE_SIZE // 256):
-                yield from task.run(costs.eextend)
-                sgx.stats.eextend += 1
-                ret = sgx.cpu.eextend(encl.secs_epc, page, chunk)
+                ret = yield from encls.eextend(sgx, task, encl.secs_epc, page, chunk)
                 if ret:
                     # quirk (spec §10.2): secs_child_cnt stays incremented on this path
                     encl.present[index] = False
                     encl.epc[index] = -1
-                    encl.shrink(va)
-                    encl.free_epc_page(page)
+                    yield from encl.shrink(task, va)
+                    yield from encl.free_epc_page(task, page)
                     return -EIO
         sgx.mark_page_reclaimable(page)
         return 0
@@ -219,10 +248,27 @@ def sgx_encl_add_page(
 
 
 def sgx_ioc_enclave_add_pages(
-    task: Task, encl: SgxEncl, arg: AddPagesArgs | None, progress=None
+    task: Task, encl: SgxEncl, arg: AddPagesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
     """``sgx_ioc_enclave_add_pages`` (spec §10.2). ``progress(encl, bytes done)`` is called
-    after each page (for progress bars; it changes nothing)."""
+    after each page (for progress bars; it changes nothing).
+
+    ``count`` is the bytes fully added. A signal pending at the top of the loop stops it:
+    -ERESTARTSYS before the first page, but after one or more pages the call returns 0 with
+    ``count < length`` (the kernel keeps the previous page's 0) - partial success.
+
+    Return:
+    * 0: every page added, or some pages added before a signal.
+    * -EINVAL: not CREATED or already INITIALIZED; ``src`` not page aligned; bad offset or
+      length; a SECINFO that is not REG/TCS, W without R, a TCS with permissions, reserved
+      bits or bytes set.
+    * -EFAULT: the argument or the SECINFO could not be copied.
+    * -ERESTARTSYS: a signal was pending before the first page (or arrived while the
+      allocator was reclaiming for it).
+    * -ENOMEM: no EPC page and nothing reclaimable.
+    * -EBUSY: a page already exists at an offset in the range.
+    * -EIO: EADD or EEXTEND failed.
+    """
     if not encl.created or encl.initialized:
         return IoctlResult(-EINVAL)
     if arg is None:
@@ -235,11 +281,10 @@ def sgx_ioc_enclave_add_pages(
         return IoctlResult(-EFAULT)
     if not validate_secinfo(arg.secinfo):
         return IoctlResult(-EINVAL)
-    yield from task.run(encl.sgx.m.costs.syscall)
     ret = 0
     c = 0
     while c < arg.length:
-        if task_signal_pending(task):
+        if task.signal_pending():
             if c == 0:
                 ret = -ERESTARTSYS
             break  # c > 0: ret keeps the previous page's 0 (partial success)
@@ -256,44 +301,95 @@ def sgx_ioc_enclave_add_pages(
     return IoctlResult(ret, count=c)
 
 
-def task_signal_pending(task: Task) -> bool:
-    """``signal_pending(current)``: tests inject signals with ``task.signal_at``."""
-    check = getattr(task, "signal_pending", None)
-    return bool(check and check())
-
-
 # -- SGX_IOC_ENCLAVE_INIT ----------------------------------------------------------------------
+#: ``sgx_drv_init`` derives these from CPUID leaf 0x12 (the model's CPU: ``epcsim.isa.secs``)
+#: and the architecturally reserved bits (``SGX_ATTR_RESERVED_MASK``: bits 3, 6, 8, 9, 11-63;
+#: ``SGX_MISC_RESERVED_MASK``: bits 1-63). OSXSAVE is assumed, so XFRM is checked against
+#: what the CPU reports rather than against x87|SSE only.
+SGX_ATTR_RESERVED_MASK = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 9) | (U64_MAX & ~((1 << 11) - 1))
+SGX_MISC_RESERVED_MASK = U64_MAX & ~1
+sgx_attributes_reserved_mask = (~SUPPORTED_ATTRIBUTES & U64_MAX) | SGX_ATTR_RESERVED_MASK
+sgx_misc_reserved_mask = ((~SUPPORTED_MISCSELECT) | SGX_MISC_RESERVED_MASK) & 0xFFFFFFFF
+sgx_xfrm_reserved_mask = ~SUPPORTED_XFRM & U64_MAX
+
+SGX_EINIT_SPIN_COUNT = 20
+SGX_EINIT_SLEEP_COUNT = 50
+SGX_EINIT_SLEEP_TIME_NS = 20_000_000  # msleep_interruptible(20)
+
+
 def sgx_ioc_enclave_init(task: Task, encl: SgxEncl, sigstruct: Sigstruct | None) -> Gen:
-    """``sgx_ioc_enclave_init`` + ``sgx_encl_init`` (spec §10.3)."""
+    """``sgx_ioc_enclave_init`` + ``sgx_encl_init`` (spec §10.3).
+
+    Return:
+    * 0: the enclave is INITIALIZED.
+    * -EINVAL: not CREATED or already INITIALIZED; SIGSTRUCT vendor not 0 or 0x8086; a bit
+      set in both a SIGSTRUCT value and its mask (attributes, miscselect, xfrm) that the
+      platform reserves.
+    * -EFAULT: the SIGSTRUCT could not be copied.
+    * -EACCES: the SECS asks for attributes not allowed to this enclave (PROVISIONKEY
+      without SGX_IOC_ENCLAVE_PROVISION).
+    * -ERESTARTSYS: EINIT kept reporting SGX_UNMASKED_EVENT and a signal arrived while
+      waiting between rounds.
+    * -EPERM: EINIT returned an SGX error code (``result`` holds it).
+    * -EIO: EINIT faulted.
+    """
     if not encl.created or encl.initialized:
         return IoctlResult(-EINVAL)
     if sigstruct is None:
         return IoctlResult(-EFAULT)
     if sigstruct.vendor not in (0, 0x8086):
         return IoctlResult(-EINVAL)
-    if encl.attributes & ~encl.attributes_mask:  # e.g. PROVISIONKEY without PROVISION
-        return IoctlResult(-EACCES)
-    yield from task.lock(encl.lock)
-    try:
-        ret = yield from _einit_with_secs(task, encl, sigstruct)
-    finally:
-        task.unlock(encl.lock)
-    if encls_faulted(ret):
-        return IoctlResult(-EIO)
+    ret = yield from sgx_encl_init(task, encl, sigstruct)
+    if ret < 0:
+        return IoctlResult(ret)
     if ret:
         return IoctlResult(-EPERM, result=int(ret))
-    encl.initialized = True
     return IoctlResult(0)
 
 
-def _einit_with_secs(task: Task, encl: SgxEncl, sigstruct: Sigstruct) -> Gen:
+def sgx_encl_init(task: Task, encl: SgxEncl, sigstruct: Sigstruct) -> Gen:
+    """``sgx_encl_init``: the attribute checks, then EINIT under ``encl->lock``.
+
+    EINIT is interruptible: SGX_UNMASKED_EVENT is retried up to ``SGX_EINIT_SPIN_COUNT``
+    times, then the task sleeps 20 ms and tries another round, up to ``SGX_EINIT_SLEEP_COUNT``
+    rounds, giving up with -ERESTARTSYS if a signal is pending after a sleep.
+
+    Return:
+    * 0: success.
+    * -EACCES, -EINVAL, -ERESTARTSYS, -EIO: as ``sgx_ioc_enclave_init``.
+    * a positive SGX return code: EINIT refused the SIGSTRUCT (the ioctl makes it -EPERM).
+    """
+    if encl.attributes & ~encl.attributes_mask:
+        return -EACCES
+    if sigstruct.attributes & sigstruct.attribute_mask & sgx_attributes_reserved_mask:
+        return -EINVAL
+    if sigstruct.miscselect & sigstruct.miscmask & sgx_misc_reserved_mask:
+        return -EINVAL
+    if sigstruct.xfrm & sigstruct.xfrm_mask & sgx_xfrm_reserved_mask:
+        return -EINVAL
     sgx = encl.sgx
-    for _ in range(20):  # SGX_EINIT_SPIN_COUNT; only UNMASKED_EVENT is retried
-        yield from task.run(sgx.m.costs.einit)
-        ret = sgx.cpu.einit(sigstruct, encl.secs_epc, None)
-        if ret != SgxReturn.UNMASKED_EVENT:
-            return ret
-    return ret
+    yield from task.lock(encl.lock)
+    try:
+        ret = 0
+        for _ in range(SGX_EINIT_SLEEP_COUNT):
+            for _ in range(SGX_EINIT_SPIN_COUNT):
+                ret = yield from encls.einit(sgx, task, sigstruct, encl.secs_epc, None)
+                if ret != SgxReturn.UNMASKED_EVENT:
+                    break
+            if ret != SgxReturn.UNMASKED_EVENT:
+                break
+            yield from task.sleep(sgx.m.env.timeout(SGX_EINIT_SLEEP_TIME_NS))
+            if task.signal_pending():
+                return -ERESTARTSYS
+        if encls_faulted(ret):
+            if encls_failed(ret):
+                encls.encls_warn(sgx, ret, "EINIT")
+            return -EIO
+        if ret == 0:
+            encl.initialized = True
+        return int(ret)
+    finally:
+        task.unlock(encl.lock)
 
 
 __all__ = [

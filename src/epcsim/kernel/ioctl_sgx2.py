@@ -8,7 +8,6 @@ leaf, and report ``count`` = bytes fully done before the page that stopped the l
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from epcsim.arch import (
@@ -26,8 +25,9 @@ from epcsim.arch import (
     secinfo_flags,
 )
 from epcsim.engine.machine import Gen, Task
+from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
-from epcsim.kernel.ioctl import IoctlResult, validate_offset_length
+from epcsim.kernel.ioctl import IoctlResult, ProgressHook, validate_offset_length
 from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
 
 
@@ -62,10 +62,6 @@ class RemovePagesArgs:
     count: int = 0
 
 
-#: progress hook: called after each page an ioctl completes, with (encl, bytes done)
-ProgressHook = Callable[[SgxEncl, int], None]
-
-
 def sgx_ioc_sgx2_ready(encl: SgxEncl) -> int:
     """``sgx_ioc_sgx2_ready``: -ENODEV without SGX2, -EINVAL before EINIT."""
     if not encl.sgx.sgx2:
@@ -91,10 +87,10 @@ def _sgx2_common_checks(encl: SgxEncl, arg) -> int:
 def sgx_enclave_etrack(task: Task, encl: SgxEncl) -> Gen:
     """``sgx_enclave_etrack`` (caller holds ``encl->lock``): ETRACK, on failure IPI and ETRACK
     again (-EFAULT if that fails too), then always IPI the enclave's CPUs."""
-    ret = yield from etrack(encl.sgx, task, encl)
+    ret = yield from etrack(encl.sgx, task, encl, warn=False)  # pr_err_once, not WARN
     if ret:
         yield from send_ipi(encl.sgx, task, encl)
-        ret = yield from etrack(encl.sgx, task, encl)
+        ret = yield from etrack(encl.sgx, task, encl, warn=False)
         if ret:
             return -EFAULT
     yield from send_ipi(encl.sgx, task, encl)
@@ -159,15 +155,13 @@ def sgx_ioc_enclave_restrict_permissions(
     if arg.result or arg.count:
         return IoctlResult(-EINVAL)
     sgx = encl.sgx
-    yield from task.run(sgx.m.costs.syscall)
     out = IoctlResult()
 
     def per_page(index: int) -> Gen:
         if encl.type[index] != PageType.REG:
             return -EINVAL
-        yield from task.run(sgx.m.costs.emodpr)
-        sgx.stats.emodpr += 1
-        r = sgx.cpu.emodpr(secinfo_flags(PageType.REG, arg.permissions), int(encl.epc[index]))
+        flags = secinfo_flags(PageType.REG, arg.permissions)
+        r = yield from encls.emodpr(sgx, task, flags, int(encl.epc[index]))
         if encls_faulted(r):
             return -EFAULT
         if r:
@@ -199,7 +193,6 @@ def sgx_ioc_enclave_modify_types(
         return IoctlResult(-EINVAL)
     sgx = encl.sgx
     new_type = arg.page_type
-    yield from task.run(sgx.m.costs.syscall)
     out = IoctlResult()
 
     def per_page(index: int) -> Gen:
@@ -224,9 +217,7 @@ def sgx_ioc_enclave_modify_types(
             encl.zap_ptes(index)
             yield from task.lock(encl.lock)
             sgx.mark_page_reclaimable(epc)
-        yield from task.run(sgx.m.costs.emodt)
-        sgx.stats.emodt += 1
-        r = sgx.cpu.emodt(secinfo_flags(new_type), epc)
+        r = yield from encls.emodt(sgx, task, secinfo_flags(new_type), epc)
         if encls_faulted(r) or r:
             if not encls_faulted(r):
                 out.result = int(r)
@@ -254,16 +245,13 @@ def sgx_ioc_enclave_remove_pages(
     if arg.count:
         return IoctlResult(-EINVAL)
     sgx = encl.sgx
-    yield from task.run(sgx.m.costs.syscall)
 
     def per_page(index: int) -> Gen:
         if encl.type[index] != PageType.TRIM:
             return -EPERM
         epc = int(encl.epc[index])
         # EMODPR as a probe: #PF means the TRIM was EACCEPTed; anything else means it was not.
-        yield from task.run(sgx.m.costs.emodpr)
-        sgx.stats.emodpr += 1
-        r = sgx.cpu.emodpr(secinfo_flags(PageType.REG, 7), epc)
+        r = yield from encls.emodpr(sgx, task, secinfo_flags(PageType.REG, 7), epc)
         if not encls_faulted(r) or encls_trapnr(r) != X86_TRAP_PF:
             return -EPERM
         if sgx.unmark_page_reclaimable(epc):
@@ -272,14 +260,13 @@ def sgx_ioc_enclave_remove_pages(
         yield from task.run(sgx.m.costs.zap_ptes)
         encl.zap_ptes(index)
         yield from task.lock(encl.lock)
-        yield from task.run(sgx.m.costs.eremove)
-        encl.free_epc_page(epc)
+        yield from encl.free_epc_page(task, epc)
         encl.secs_child_cnt -= 1
         encl.epc[index] = -1
         encl.present[index] = False
         encl.type[index] = 0
         encl.max_prot[index] = 0
-        encl.shrink(-1)  # page_cnt--; VA pages are kept
+        yield from encl.shrink(task, -1)  # page_cnt--; VA pages are kept
         return 0
 
     out = IoctlResult()

@@ -86,7 +86,17 @@ class Sgx:
         """``sgx_alloc_epc_page(owner, reclaim)`` (spec §5.2). Returns a page or ``-errno``.
 
         With ``reclaim`` it runs ``sgx_reclaim_pages`` itself while the free lists are empty;
-        without, it fails with -EBUSY. -ENOMEM when nothing is reclaimable (no wake-up then).
+        without, it fails with -EBUSY. Callers that may hold an mm lock (the fault path, ELDU,
+        EAUG) pass ``reclaim=False``. After the loop (success, -EBUSY, -ERESTARTSYS) ksgxd is
+        woken if free pages are below the low watermark.
+
+        Return:
+        * an EPC page index (>= 0): the page, owned by ``encl_id``/``owner_index``.
+        * -ENOMEM: the free lists are empty and the reclaimable list is empty too (returned
+          at once, without waking ksgxd).
+        * -EBUSY: the free lists are empty, pages are reclaimable, and ``reclaim`` is false.
+        * -ERESTARTSYS: ``reclaim`` is true and a signal is pending on ``task`` when the free
+          lists are found empty.
         """
         from epcsim.kernel.reclaim import sgx_reclaim_pages
 
@@ -105,8 +115,7 @@ class Sgx:
                 self.stats.alloc_ebusy += 1
                 ret = -EBUSY
                 break
-            pending = getattr(task, "signal_pending", None)
-            if pending is not None and pending():
+            if task.signal_pending():
                 ret = -ERESTARTSYS
                 break
             self.stats.alloc_reclaim_batches += 1

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from epcsim.arch import SgxReturn, encls_failed
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa import PageInfo
+from epcsim.kernel import encls
 from epcsim.kernel.backing import BackingRecord
+from epcsim.kernel.encl import SECS_INDEX
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
 
 if TYPE_CHECKING:
@@ -24,8 +26,13 @@ if TYPE_CHECKING:
 def send_ipi(sgx: Sgx, task: Task, encl: SgxEncl) -> Gen:
     """``on_each_cpu_mask(sgx_encl_cpumask(encl), sgx_ipi_cb, NULL, true)``.
 
-    Every logical processor in the mask that is inside the enclave takes an AEX, which is what
-    lets the ETRACK'd epoch complete. Costs an IPI round trip when another CPU is targeted.
+    The mask is the union of ``mm_cpumask`` over the enclave's mms (spec §6.3 D.1.d, §9),
+    computed at the moment of the call (after ETRACK). Every logical processor in it that is
+    inside the enclave takes an AEX, which is what lets the ETRACK'd epoch complete. The AEX is
+    the CPU's (``SgxCpu.aex``); the thread that was running there learns of it through the
+    CPU model's AEX callback, which the user layer owns - the kernel sets no thread state.
+    Costs an IPI round trip when another CPU is targeted (the sender's own CPU runs the empty
+    callback directly).
     """
     mask = encl.cpumask()
     others = [c for c in mask if c != task.cpu]
@@ -33,17 +40,13 @@ def send_ipi(sgx: Sgx, task: Task, encl: SgxEncl) -> Gen:
         sgx.stats.ipi += 1
         yield from task.run(sgx.m.costs.ipi)
     for lp in mask:
-        runner = sgx.m.running[lp]
-        if sgx.cpu.inside(lp) == encl.secs_epc and encl.secs_epc >= 0:
+        if encl.secs_epc >= 0 and sgx.cpu.inside(lp) == encl.secs_epc:
             sgx.cpu.aex(lp)
-            if runner is not None and hasattr(runner, "aexed"):
-                runner.aexed = True
 
 
-def etrack(sgx: Sgx, task: Task, encl: SgxEncl) -> Gen:
-    yield from task.run(sgx.m.costs.etrack)
-    sgx.stats.etrack += 1
-    return sgx.cpu.etrack(encl.secs_epc)
+def etrack(sgx: Sgx, task: Task, encl: SgxEncl, *, warn: bool = True) -> Gen:
+    """ETRACK on the enclave's SECS (see :func:`epcsim.kernel.encls.etrack`)."""
+    return (yield from encls.etrack(sgx, task, encl.secs_epc, warn=warn))
 
 
 def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
@@ -51,14 +54,11 @@ def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
 
     Returns ``(ret, va, slot)``. Caller holds ``encl->lock``.
     """
-    costs = sgx.m.costs
     va, slot = encl.va_alloc_slot()
     pginfo = PageInfo()
 
     def attempt() -> Gen:
-        yield from task.run(costs.ewb)
-        sgx.stats.ewb_attempts += 1
-        return sgx.cpu.ewb(pginfo, page, va, slot)
+        return (yield from encls.ewb(sgx, task, pginfo, page, va, slot))
 
     ret, sealed = yield from attempt()
     if ret == SgxReturn.NOT_TRACKED:
@@ -68,20 +68,26 @@ def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
             # The cpumask is computed after ETRACK; the IPI forces AEX on those CPUs.
             yield from send_ipi(sgx, task, encl)
             ret, sealed = yield from attempt()
+    if ret and encls_failed(ret):
+        encls.encls_warn(sgx, ret, "EWB", f"EPC page {page}")
     if ret:
         encl.va_free_slot(va, slot, to_head=False)
-        sgx.ewb_failures += 1  # the kernel WARNs; the page contents are lost
-        sgx.warnings.append(f"EWB of EPC page {page} failed ({ret})")
+        sgx.ewb_failures += 1  # the page contents are lost
         return ret, -1, -1
-    bidx = encl.backing.secs_index if index < 0 else index
+    bidx = encl.backing.secs_index if index == SECS_INDEX else index
     encl.backing.store(bidx, BackingRecord(sealed.contents, sealed.pcmd, va, slot))
-    sgx.stats.ewb += 1
     return 0, va, slot
 
 
 def reclaimer_write(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
     """``sgx_reclaimer_write`` (caller holds ``encl->lock``): EWB the page, then the SECS if
-    that was the last resident child of an initialized enclave."""
+    that was the last resident child of an initialized enclave.
+
+    Spec §6.3 D.2-D.3: the child's ``epc_page`` is cleared and ``secs_child_cnt`` dropped
+    whatever EWB returned, and once the SECS has been through ``sgx_encl_ewb`` it is freed
+    with ``sgx_encl_free_epc_page`` (EREMOVE + free) whatever *that* EWB returned: after a
+    failed SECS EWB the SECS contents are lost, like a failed child EWB loses the child.
+    """
     encl.reclaiming[index] = False
     ret, va, slot = yield from encl_ewb(sgx, task, encl, page, index)
     if ret == 0:
@@ -93,12 +99,12 @@ def reclaimer_write(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) 
     if encl.secs_child_cnt == 0 and encl.initialized and encl.secs_epc >= 0:
         yield from task.run(sgx.m.costs.backing_alloc)
         secs = encl.secs_epc
-        ret, va, slot = yield from encl_ewb(sgx, task, encl, secs, -1)
+        ret, va, slot = yield from encl_ewb(sgx, task, encl, secs, SECS_INDEX)
         if ret == 0:
             encl.secs_va = (va, slot)
-            encl.free_epc_page(secs)
-            encl.secs_epc = -1
             sgx.stats.secs_evictions += 1
+        yield from encl.free_epc_page(task, secs)
+        encl.secs_epc = -1
 
 
 def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
@@ -131,7 +137,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         if young:
             stats.reclaim_young += 1
             sgx.lru.putback(page)
-            encl.put()
+            yield from encl.put(task)
             continue
         yield from task.lock(encl.lock)
         yield from task.run(costs.backing_alloc)
@@ -145,11 +151,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         yield from task.run(costs.zap_ptes)
         encl.zap_ptes(index)
         yield from task.lock(encl.lock)
-        yield from task.run(costs.eblock)
-        stats.eblock += 1
-        ret = sgx.cpu.eblock(page)
-        if encls_failed(ret):
-            sgx.warnings.append(f"EBLOCK of EPC page {page} returned {ret}")
+        yield from encls.eblock(sgx, task, page)
         task.unlock(encl.lock)
 
     # Phase D - EWB under encl->lock, then free the EPC page.
@@ -157,7 +159,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         yield from task.lock(encl.lock)
         yield from reclaimer_write(sgx, task, encl, page, index)
         task.unlock(encl.lock)
-        encl.put()
+        yield from encl.put(task)
         epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
         sgx.free_epc_page(page)
     return len(kept)

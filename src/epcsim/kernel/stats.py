@@ -19,7 +19,9 @@ class Counters:
     eldu: int = 0  # ELDU leaves executed
     eldu_failed: int = 0  # ELDU that failed (MAC mismatch, replay, #GP)
     eaug: int = 0
-    eremove: int = 0
+    eremove: int = 0  # every EREMOVE, on every path (release, trim, error unwinding)
+    ecreate: int = 0
+    einit: int = 0  # EINIT executions, SGX_UNMASKED_EVENT retries included
     eblock: int = 0
     etrack: int = 0
     ipi: int = 0  # on_each_cpu_mask() rounds that reached at least one other CPU

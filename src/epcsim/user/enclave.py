@@ -8,12 +8,11 @@ while ksgxd and any started threads run alongside; ioctls return ``IoctlResult``
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from epcsim.arch import (
-    EBUSY,
     PAGE_SIZE,
     PageType,
     SecinfoFlags,
@@ -22,22 +21,18 @@ from epcsim.arch import (
 )
 from epcsim.engine.machine import Task
 from epcsim.isa import Sigstruct
-from epcsim.kernel.encl import SgxEncl
-from epcsim.kernel.ioctl import (
-    AddPagesArgs,
-    IoctlResult,
-    Secinfo,
-    sgx_ioc_enclave_add_pages,
-    sgx_ioc_enclave_init,
+from epcsim.kernel.driver import (
+    SGX_IOC_ENCLAVE_ADD_PAGES,
+    SGX_IOC_ENCLAVE_INIT,
+    SGX_IOC_ENCLAVE_MODIFY_TYPES,
+    SGX_IOC_ENCLAVE_PROVISION,
+    SGX_IOC_ENCLAVE_REMOVE_PAGES,
+    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
+    sys_ioctl,
 )
-from epcsim.kernel.ioctl_sgx2 import (
-    ModifyTypesArgs,
-    RemovePagesArgs,
-    RestrictPermissionsArgs,
-    sgx_ioc_enclave_modify_types,
-    sgx_ioc_enclave_remove_pages,
-    sgx_ioc_enclave_restrict_permissions,
-)
+from epcsim.kernel.encl import Mm, SgxEncl
+from epcsim.kernel.ioctl import AddPagesArgs, IoctlResult, ProgressHook, Secinfo
+from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.units import parse_size
 from epcsim.user.thread import AccessOutcome, EnclaveThread
 from epcsim.user.vdso import EENTER, SgxEnclaveRun, vdso_sgx_enter_enclave
@@ -71,6 +66,24 @@ def _page_aligned(value: int | str, name: str) -> int:
     return nbytes
 
 
+class IoctlError(OSError):
+    """An ioctl that failed where the Python API has no result object to hand back - today
+    only SGX_IOC_ENCLAVE_CREATE, since ``System.create_enclave`` returns the ``Enclave``.
+
+    It is an ``OSError`` like any failed system call in Python (``errno`` is the number,
+    ``strerror`` the message), and keeps the kernel's ``IoctlResult`` as ``result``. A
+    valid Python value that the kernel or ECREATE refuses comes back this way (e.g. a size
+    that is not a power of two is EINVAL, a SECS that ECREATE faults on is EIO); a value
+    that is not a size at all is still a ``ValueError`` naming the argument.
+    """
+
+    def __init__(self, command: str, result: IoctlResult):
+        err = -result.ret
+        super().__init__(err, f"{command}: {result.errno}")
+        self.result = result
+        self.command = command
+
+
 class EncluResult:
     """The outcome of an ENCLU leaf run from inside: ``ret`` is the SGX code in RAX (0 on
     success) or a #PF/#GP fault encoding; ``sigbus`` when the kernel could not map the page."""
@@ -94,12 +107,15 @@ class EncluResult:
 class Enclave:
     """One enclave and the process that owns it (its ioctl caller and its threads)."""
 
-    def __init__(self, system: System, encl: SgxEncl):
+    def __init__(self, system: System, encl: SgxEncl, mm: Mm | None = None):
         self.system = system
         self.encl = encl
         encl.handle = self
+        #: the owning process's address space (shared when enclaves share a process)
+        self.mm = mm if mm is not None else Mm(f"{encl.name}:mm")
+        encl.mm_add(self.mm)  # the loader mmaps the enclave at once
         self.task = Task(system.machine, f"{encl.name}:ioctl")
-        encl.mm_tasks.append(self.task)
+        self.mm.tasks.append(self.task)
         self._thread: EnclaveThread | None = None
         self._vdso_thread: EnclaveThread | None = None
         self._nthreads = 0
@@ -130,22 +146,10 @@ class Enclave:
             raise ValueError(f"{name}: {off:#x} is outside the enclave (size {self.encl.size:#x})")
         return off // PAGE_SIZE
 
-    def _ioctl(self, gen) -> IoctlResult:
-        """``sgx_ioctl``: one ioctl at a time per enclave (SGX_ENCL_IOCTL), else -EBUSY."""
-        encl = self.encl
-        if encl.ioctl_busy:
-            gen.close()
-            encl.sgx.stats.ioctl_ebusy += 1
-            return IoctlResult(-EBUSY)
-
-        def guarded():
-            encl.ioctl_busy = True
-            try:
-                return (yield from gen)
-            finally:
-                encl.ioctl_busy = False
-
-        return self.system._call(self.task, guarded())
+    def ioctl(self, cmd: int, arg: Any, progress: ProgressHook | None = None) -> IoctlResult:
+        """``ioctl(enclave_fd, cmd, arg)`` from the process's ioctl thread: the syscall runs
+        ``sgx_ioctl`` (which refuses a second concurrent ioctl with -EBUSY)."""
+        return self.system._call(self.task, sys_ioctl(self.task, self.encl, cmd, arg, progress))
 
     # -- build ------------------------------------------------------------------------------
     def add_pages(
@@ -157,7 +161,7 @@ class Enclave:
         page_type: str = "reg",
         measure: bool = False,
         data: bytes | None = None,
-        progress=None,
+        progress: ProgressHook | None = None,
     ) -> IoctlResult:
         """SGX_IOC_ENCLAVE_ADD_PAGES. ``data`` (``length`` bytes) is copied by EADD;
         ``progress(encl, bytes done)`` is called after each page."""
@@ -172,11 +176,15 @@ class Enclave:
         args = AddPagesArgs(
             off, ln, Secinfo(secinfo_flags(pt, bits)), flags=1 if measure else 0, src=data
         )
-        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args, progress))
+        return self.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, args, progress)
 
     def add_pages_raw(self, args: AddPagesArgs | None) -> IoctlResult:
         """ADD_PAGES with a hand-made argument struct (for validation tests)."""
-        return self._ioctl(sgx_ioc_enclave_add_pages(self.task, self.encl, args))
+        return self.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, args)
+
+    def provision(self, fd_path: str | None = "/dev/sgx_provision") -> IoctlResult:
+        """SGX_IOC_ENCLAVE_PROVISION with an fd opened from ``fd_path``: allows PROVISIONKEY."""
+        return self.ioctl(SGX_IOC_ENCLAVE_PROVISION, fd_path)
 
     def sigstruct(self) -> Sigstruct:
         """A SIGSTRUCT for what was built: the signer computed the same MRENCLAVE offline."""
@@ -186,11 +194,15 @@ class Enclave:
     def init(self, sigstruct: Sigstruct | None = None) -> IoctlResult:
         """SGX_IOC_ENCLAVE_INIT (signed for the built measurement unless one is given)."""
         sig = sigstruct if sigstruct is not None else self.sigstruct()
-        return self._ioctl(sgx_ioc_enclave_init(self.task, self.encl, sig))
+        return self.ioctl(SGX_IOC_ENCLAVE_INIT, sig)
 
     # -- SGX2 page-range operations ----------------------------------------------------------
     def restrict_permissions(
-        self, offset: int | str, length: int | str, perm: str | int = "r", progress=None
+        self,
+        offset: int | str,
+        length: int | str,
+        perm: str | int = "r",
+        progress: ProgressHook | None = None,
     ) -> IoctlResult:
         """SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS (EMODPR; the enclave then EACCEPTs with PR)."""
         args = RestrictPermissionsArgs(
@@ -199,14 +211,16 @@ class Enclave:
         return self.restrict_permissions_raw(args, progress)
 
     def restrict_permissions_raw(
-        self, args: RestrictPermissionsArgs | None, progress=None
+        self, args: RestrictPermissionsArgs | None, progress: ProgressHook | None = None
     ) -> IoctlResult:
-        return self._ioctl(
-            sgx_ioc_enclave_restrict_permissions(self.task, self.encl, args, progress)
-        )
+        return self.ioctl(SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, args, progress)
 
     def modify_types(
-        self, offset: int | str, length: int | str, page_type: str | int = "trim", progress=None
+        self,
+        offset: int | str,
+        length: int | str,
+        page_type: str | int = "trim",
+        progress: ProgressHook | None = None,
     ) -> IoctlResult:
         """SGX_IOC_ENCLAVE_MODIFY_TYPES (EMODT to ``"trim"`` or ``"tcs"``)."""
         if isinstance(page_type, str):
@@ -218,16 +232,22 @@ class Enclave:
         args = ModifyTypesArgs(parse_size(offset, "offset"), parse_size(length, "length"), pt)
         return self.modify_types_raw(args, progress)
 
-    def modify_types_raw(self, args: ModifyTypesArgs | None, progress=None) -> IoctlResult:
-        return self._ioctl(sgx_ioc_enclave_modify_types(self.task, self.encl, args, progress))
+    def modify_types_raw(
+        self, args: ModifyTypesArgs | None, progress: ProgressHook | None = None
+    ) -> IoctlResult:
+        return self.ioctl(SGX_IOC_ENCLAVE_MODIFY_TYPES, args, progress)
 
-    def remove_pages(self, offset: int | str, length: int | str, progress=None) -> IoctlResult:
+    def remove_pages(
+        self, offset: int | str, length: int | str, progress: ProgressHook | None = None
+    ) -> IoctlResult:
         """SGX_IOC_ENCLAVE_REMOVE_PAGES (EREMOVE of accepted TRIM pages)."""
         args = RemovePagesArgs(parse_size(offset, "offset"), parse_size(length, "length"))
         return self.remove_pages_raw(args, progress)
 
-    def remove_pages_raw(self, args: RemovePagesArgs | None, progress=None) -> IoctlResult:
-        return self._ioctl(sgx_ioc_enclave_remove_pages(self.task, self.encl, args, progress))
+    def remove_pages_raw(
+        self, args: RemovePagesArgs | None, progress: ProgressHook | None = None
+    ) -> IoctlResult:
+        return self.ioctl(SGX_IOC_ENCLAVE_REMOVE_PAGES, args, progress)
 
     # -- ENCLU from inside -------------------------------------------------------------------
     def _secinfo(
@@ -339,6 +359,7 @@ class Enclave:
             name or f"{self.encl.name}:t{self._nthreads}",
             tcs_index,
             self.system.timeslice_ns,
+            mm=self.mm,
         )
 
     # -- the vDSO (struct sgx_enclave_run) ---------------------------------------------------
@@ -362,7 +383,7 @@ class Enclave:
         if thread is None:
             if self._vdso_thread is None:
                 self._vdso_thread = EnclaveThread(
-                    self.encl, f"{self.encl.name}:vdso", -1, self.system.timeslice_ns
+                    self.encl, f"{self.encl.name}:vdso", -1, self.system.timeslice_ns, mm=self.mm
                 )
             thread = self._vdso_thread
         if not isinstance(function, int) or isinstance(function, bool):
@@ -441,5 +462,6 @@ class Enclave:
         return self.system._call(t, prog())
 
     def close(self) -> None:
-        """Close the fd and exit the process: the last reference releases the enclave."""
-        self.encl.put()
+        """Close the fd and exit the process: the last reference releases the enclave, on
+        this process's task (its EREMOVEs cost simulated time)."""
+        self.system._call(self.task, self.encl.put(self.task))

@@ -23,7 +23,7 @@ import numpy as np
 from epcsim.arch import EBUSY, PAGE_SIZE, PF_PROT, PF_SGX, PF_USER, PF_WRITE
 from epcsim.engine.machine import Gen, Task
 from epcsim.isa.core import GP, PF
-from epcsim.kernel.encl import PROT_R, PROT_W, VM_FAULT_NOPAGE, SgxEncl
+from epcsim.kernel.encl import PROT_R, PROT_W, VM_FAULT_NOPAGE, Mm, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
 from epcsim.user.insn import (
     ENCLU_LEAVES,
@@ -67,7 +67,13 @@ class EnclaveThread(Task):
     """A user thread of the process that owns ``encl``, entering it through ``tcs``."""
 
     def __init__(
-        self, encl: SgxEncl, name: str, tcs_index: int = -1, timeslice_ns: int = 1_000_000
+        self,
+        encl: SgxEncl,
+        name: str,
+        tcs_index: int = -1,
+        timeslice_ns: int = 1_000_000,
+        *,
+        mm: Mm | None = None,
     ):
         super().__init__(encl.sgx.m, name)
         self.encl = encl
@@ -76,18 +82,31 @@ class EnclaveThread(Task):
         self.tcs_index = tcs_index
         self.timeslice_ns = timeslice_ns
         self.entered = False  # between EENTER and EEXIT
-        self.aexed = False  # asynchronously exited (needs ERESUME before running again)
         #: why the last ``enter()`` failed, as the exception the vDSO would report
         self.entry_fault: EnclaveException | None = None
         self.on_switch_out = self._switch_out
-        encl.mm_tasks.append(self)
+        #: the process's mm (default: the first that maps the enclave, or a new one)
+        if mm is None:
+            mm = encl.mm_list[0] if encl.mm_list else Mm(f"{name}:mm")
+            encl.mm_add(mm)
+        self.mm = mm
+        mm.tasks.append(self)
+
+    @property
+    def aexed(self) -> bool:
+        """Asynchronously exited: the thread entered and has not left, but its logical
+        processor is no longer inside an enclave, so it needs ERESUME before it runs again.
+
+        The thread reads this from the CPU model, which is where an AEX happens - whether it
+        came from losing the CPU, a fault, or the kernel's IPI (``send_ipi`` only makes the
+        CPU exit; it sets no thread state)."""
+        return self.entered and (self.cpu is None or self.hw.inside(self.cpu) < 0)
 
     # -- entering and leaving -----------------------------------------------------------------
     def _switch_out(self, task: Task, lp: int) -> None:
         """Losing the logical processor while inside the enclave is an AEX."""
-        if self.entered and not self.aexed and self.hw.inside(lp) >= 0:
+        if self.entered and self.hw.inside(lp) >= 0:
             self.hw.aex(lp)
-            self.aexed = True
 
     def _lp(self) -> int:
         """The logical processor the thread runs on (it must hold one)."""
@@ -143,7 +162,7 @@ class EnclaveThread(Task):
                 continue
             break
         if ret:
-            self.entered = self.aexed = False
+            self.entered = False
             if ret == GP:
                 self.entry_fault = EnclaveException(X86_TRAP_GP)
             else:  # the EPCM refuses the TCS (not a valid, settled TCS page)
@@ -153,7 +172,6 @@ class EnclaveThread(Task):
             return False
         self.entry_fault = None
         self.entered = True
-        self.aexed = False
         return True
 
     def leave(self) -> Gen:
@@ -162,7 +180,6 @@ class EnclaveThread(Task):
             yield from self.run(self.m.costs.eexit)
             self.hw.eexit(self.cpu)
         self.entered = False
-        self.aexed = False
 
     def _fault(self, index: int) -> Gen:
         """AEX, #PF into ``sgx_vma_fault``, then ERESUME (or SIGBUS)."""
@@ -170,7 +187,6 @@ class EnclaveThread(Task):
         t0 = self.m.now
         if self.cpu is not None and self.entered and not self.aexed:
             self.hw.aex(self.cpu)
-            self.aexed = True
         yield from self.run(costs.aex + costs.fault_entry)
         res = yield from sgx_vma_fault(self, self.encl, index)
         self.sgx.fault_latency_ns.append(self.m.now - t0)

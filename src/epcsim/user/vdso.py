@@ -133,7 +133,7 @@ def _enclu(thread: EnclaveThread, op: Any, leaf: int, run: SgxEnclaveRun) -> Gen
         return
     code = frame.code if frame is not None else _code_of(op)  # ERESUME ignores op
     thread.tcs_index = index
-    thread.entered = thread.aexed = leaf == ERESUME
+    thread.entered = leaf == ERESUME  # ERESUME: entered, and its CPU is not inside (AEXed)
     if not (yield from thread.enter()):
         _report(run, leaf, thread.entry_fault)
         return
@@ -152,7 +152,7 @@ def _enclu(thread: EnclaveThread, op: Any, leaf: int, run: SgxEnclaveRun) -> Gen
             # AEX: the context goes to the SSA frame; RAX holds ERESUME for the AEP
             if thread.entered and not thread.aexed and thread.cpu is not None:
                 thread.hw.aex(thread.cpu)
-            thread.entered = thread.aexed = False
+            thread.entered = False
             yield from thread.run(costs.aex + costs.fault_entry)  # exception entry, fixup
             frames[index] = _SsaFrame(code, insn, exc)
             _report(run, ERESUME, exc)

@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 
 from epcsim.arch import EBUSY, PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
 from epcsim.engine.machine import Gen
-from epcsim.kernel.ioctl import IoctlResult
-from epcsim.kernel.ioctl_sgx2 import (
-    ModifyTypesArgs,
-    RemovePagesArgs,
-    RestrictPermissionsArgs,
-    sgx_ioc_enclave_modify_types,
-    sgx_ioc_enclave_remove_pages,
-    sgx_ioc_enclave_restrict_permissions,
+from epcsim.kernel.driver import (
+    SGX_IOC_ENCLAVE_MODIFY_TYPES,
+    SGX_IOC_ENCLAVE_REMOVE_PAGES,
+    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
+    sys_ioctl,
 )
+from epcsim.kernel.ioctl import IoctlResult, ProgressHook
+from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.user.enclave import Enclave
 from epcsim.user.thread import EnclaveThread
 
@@ -105,23 +104,14 @@ class Ctx:
         return rec
 
 
-def ioctl(ctx: Ctx, make_gen: Callable[[], Gen], rec: OpRecord) -> Gen:
-    """One ioctl from the thread (after EEXIT), retried while another ioctl holds the
-    enclave (``-EBUSY``), as ``Enclave._ioctl`` guards it."""
+def ioctl(ctx: Ctx, cmd: int, arg: object, progress: ProgressHook | None = None) -> Gen:
+    """One ``ioctl()`` from the thread, after an EEXIT: the syscall goes through the
+    kernel's ``sgx_ioctl``, which refuses it with -EBUSY while another ioctl runs on the
+    enclave (``SGX_ENCL_IOCTL``); ``drive_range`` then backs off briefly and calls again
+    from ``offset + count`` (0 for a refused call)."""
     t = ctx.thread
-    encl = ctx.handle.encl
     yield from t.leave()
-    while encl.ioctl_busy:
-        encl.sgx.stats.ioctl_ebusy += 1
-        rec.ebusy += 1
-        yield from t.sleep(ctx.system.machine.env.timeout(EBUSY_BACKOFF_NS))
-    encl.ioctl_busy = True
-    try:
-        result: IoctlResult = yield from make_gen()
-    finally:
-        encl.ioctl_busy = False
-    if result.ret == -EBUSY:
-        rec.ebusy += 1
+    result: IoctlResult = yield from sys_ioctl(t, ctx.handle.encl, cmd, arg, progress)
     return result
 
 
@@ -151,7 +141,6 @@ def drive_range(
     row that made no progress (a livelock bound; ``pages_done`` then falls short). Returns
     the ``OpRecord``."""
     rec = ctx.record(kind, first_page, pages)
-    t, encl = ctx.thread, ctx.handle.encl
     offset, length = first_page * PAGE_SIZE, pages * PAGE_SIZE
     done = 0
     max_calls = 10 * pages + 100  # a runaway guard; the kernel always makes progress
@@ -167,16 +156,21 @@ def drive_range(
         off, ln = offset + done, length - done
         if kind == "modify_types":
             args = ModifyTypesArgs(off, ln, int(PageType.TRIM))
-            return sgx_ioc_enclave_modify_types(t, encl, args, on_page)
+            return (yield from ioctl(ctx, SGX_IOC_ENCLAVE_MODIFY_TYPES, args, on_page))
         if kind == "remove_pages":
-            return sgx_ioc_enclave_remove_pages(t, encl, RemovePagesArgs(off, ln), on_page)
+            args_rm = RemovePagesArgs(off, ln)
+            return (yield from ioctl(ctx, SGX_IOC_ENCLAVE_REMOVE_PAGES, args_rm, on_page))
         args_rp = RestrictPermissionsArgs(off, ln, perm)
-        return sgx_ioc_enclave_restrict_permissions(t, encl, args_rp, on_page)
+        cmd = SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS
+        return (yield from ioctl(ctx, cmd, args_rp, on_page))
 
     while done < length and rec.calls < max_calls:
-        r = yield from ioctl(ctx, call, rec)
+        r = yield from call()
         if on_call is not None:
             on_call(r, done)
+        if r.ret == -EBUSY:  # refused (another ioctl, or REMOVE_PAGES' isolated page)
+            rec.ebusy += 1
+            yield from ctx.thread.sleep(ctx.system.machine.env.timeout(EBUSY_BACKOFF_NS))
         rec.calls += 1
         if rec.calls == 1:
             rec.first_call_pages = r.count // PAGE_SIZE
