@@ -1,6 +1,6 @@
 # Two entry points, each self-contained on a fresh machine with only Python 3.11 and pip:
 #   make demo  - create .venv, install epcsim, run the seed scenario (epcsim demo)
-#   make test  - create .venv, install epcsim with the dev extra, run ruff and pytest
+#   make test  - create .venv, install epcsim with the dev extra, run ruff, mypy and pytest
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -29,11 +29,12 @@ test: $(DEVSTAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium); } || true
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src/epcsim
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/mypy src/epcsim/isa
+	$(VENV)/bin/mypy src/epcsim
 
 format: $(DEVSTAMP)
 	$(VENV)/bin/ruff format src tests benchmarks

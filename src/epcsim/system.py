@@ -213,7 +213,7 @@ class System:
 
     @property
     def enclaves(self) -> list[Enclave]:
-        return [e.handle for e in self.sgx.enclaves.values() if hasattr(e, "handle")]
+        return [e.handle for e in self.sgx.enclaves.values() if isinstance(e.handle, Enclave)]
 
     def stats(self) -> dict[str, Any]:
         """Counters (design.md): EPC totals, per-enclave residency, leaf and reclaim counts."""

@@ -17,6 +17,7 @@ The split of a composite published figure into leaves is ours and is stated per 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 #: Fields whose default is an assumption rather than a published measurement.
 ASSUMED = frozenset(
@@ -121,7 +122,10 @@ class Costs:
                 raise ValueError(f"costs: unknown cost {key!r} (known: {', '.join(sorted(known))})")
             if not isinstance(val, int | float) or isinstance(val, bool) or val < 0:
                 raise ValueError(f"costs.{key}: must be a non-negative number, got {val!r}")
-        return cls(**{k: (float(v) if k == "clock_ghz" else int(v)) for k, v in values.items()})
+        typed: dict[str, Any] = {
+            k: (float(v) if k == "clock_ghz" else int(v)) for k, v in values.items()
+        }
+        return cls(**typed)
 
     def as_dict(self) -> dict:
         return asdict(self)

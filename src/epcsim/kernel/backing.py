@@ -71,10 +71,8 @@ class RecordsView(Mapping[int, BackingRecord]):
 
     def __contains__(self, index: object) -> bool:
         f = self._f
-        return (
-            isinstance(index, int | np.integer)
-            and 0 <= index < f.present.size
-            and bool(f.present[index])
+        return bool(
+            isinstance(index, int | np.integer) and 0 <= index < f.present.size and f.present[index]
         )
 
 

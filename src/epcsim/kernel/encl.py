@@ -83,7 +83,9 @@ class SgxEncl:
         self.secs_child_cnt = 0
         self.va_pages: list[int] = []  # EPC indices, head first
         self.va_used: dict[int, np.ndarray] = {}
-        self.backing: EnclaveBacking | None = None
+        self._backing: EnclaveBacking | None = None
+        #: the user-layer handle (``epcsim.user.enclave.Enclave``); the kernel never uses it
+        self.handle: object = None
         #: ``encl->mm_list``: every mm that maps the enclave (``sgx_encl_mm_add``)
         self.mm_list: list[Mm] = []
         self.sigbus = 0
@@ -93,7 +95,7 @@ class SgxEncl:
     def setup(self, base: int, size: int) -> None:
         """At CREATE: the ELRANGE, its page arrays and the shmem backing file."""
         self._alloc_arrays(base, size)
-        self.backing = self.sgx.backing.create(self.id, size)
+        self._backing = self.sgx.backing.create(self.id, size)
 
     def _alloc_arrays(self, base: int, size: int) -> None:
         n = size >> PAGE_SHIFT
@@ -108,6 +110,14 @@ class SgxEncl:
         self.pte_present = np.zeros(n, dtype=np.bool_)
         self.pte_young = np.zeros(n, dtype=np.bool_)  # PTE Accessed bit
         self.vma_prot = np.full(n, PROT_R | PROT_W | PROT_X, dtype=np.uint8)
+
+    @property
+    def backing(self) -> EnclaveBacking:
+        """``encl->backing``: the shmem file, which exists from SGX_IOC_ENCLAVE_CREATE on;
+        every kernel path that reaches it runs on a created enclave."""
+        if self._backing is None:
+            raise RuntimeError(f"{self.name}: no backing file before SGX_IOC_ENCLAVE_CREATE")
+        return self._backing
 
     def linaddr(self, index: int) -> int:
         return self.base + (index << PAGE_SHIFT)

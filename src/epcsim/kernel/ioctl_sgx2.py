@@ -63,23 +63,16 @@ class RemovePagesArgs:
 
 
 def sgx_ioc_sgx2_ready(encl: SgxEncl) -> int:
-    """``sgx_ioc_sgx2_ready``: -ENODEV without SGX2, -EINVAL before EINIT."""
+    """``sgx_ioc_sgx2_ready``.
+
+    Return:
+    * 0: the CPU has SGX2 and the enclave is INITIALIZED.
+    * -ENODEV: no SGX2.
+    * -EINVAL: not INITIALIZED.
+    """
     if not encl.sgx.sgx2:
         return -ENODEV
     if not encl.initialized:
-        return -EINVAL
-    return 0
-
-
-def _sgx2_common_checks(encl: SgxEncl, arg) -> int:
-    """What every SGX2 page ioctl checks first, in the kernel's order: SGX2 and EINIT
-    (``sgx_ioc_sgx2_ready``), the copy from user (-EFAULT), then offset and length."""
-    ret = sgx_ioc_sgx2_ready(encl)
-    if ret:
-        return ret
-    if arg is None:
-        return -EFAULT
-    if not validate_offset_length(encl, arg.offset, arg.length):
         return -EINVAL
     return 0
 
@@ -144,10 +137,28 @@ def sgx_ioc_enclave_restrict_permissions(
     arg: RestrictPermissionsArgs | None,
     progress: ProgressHook | None = None,
 ) -> Gen:
-    """RESTRICT_PERMISSIONS: EMODPR + ETRACK per page (spec §10.5)."""
-    ret = _sgx2_common_checks(encl, arg)
+    """RESTRICT_PERMISSIONS: EMODPR + ETRACK per page (spec §10.5). ``count`` is the bytes
+    whose EMODPR and ETRACK completed; the enclave must then EACCEPT each page with PR.
+
+    Return:
+    * 0: every page restricted.
+    * -ENODEV: the CPU has no SGX2.
+    * -EINVAL: not INITIALIZED; bad offset or length; permissions beyond RWX or W without R;
+      ``result`` or ``count`` not zero on input; a page that is not REG.
+    * -EFAULT: the argument could not be copied; a page absent or not loadable; EMODPR
+      faulted or returned an SGX code (in ``result``); ETRACK failed twice.
+    * -EAGAIN: a page is being reclaimed, or no EPC page to load it into without reclaim
+      (retry from ``offset + count``).
+    """
+    # What every SGX2 page ioctl checks first, in the kernel's order: SGX2 and EINIT
+    # (sgx_ioc_sgx2_ready), the copy from user (-EFAULT), then offset and length.
+    ret = sgx_ioc_sgx2_ready(encl)
     if ret:
         return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
     if arg.permissions & ~7:
         return IoctlResult(-EINVAL)
     if (arg.permissions & PROT_W) and not (arg.permissions & PROT_R):
@@ -181,15 +192,35 @@ def sgx_ioc_enclave_restrict_permissions(
 def sgx_ioc_enclave_modify_types(
     task: Task, encl: SgxEncl, arg: ModifyTypesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
-    """MODIFY_TYPES: REG→TCS, REG→TRIM, TCS→TRIM via EMODT + ETRACK (spec §10.6)."""
-    ret = _sgx2_common_checks(encl, arg)
+    """MODIFY_TYPES: REG→TCS, REG→TRIM, TCS→TRIM via EMODT + ETRACK (spec §10.6). ``count``
+    is the bytes whose type change completed.
+
+    Return:
+    * 0: every page changed.
+    * -ENODEV: the CPU has no SGX2.
+    * -EINVAL: not INITIALIZED; bad offset or length; ``page_type`` beyond 8 bits or not TCS
+      or TRIM; ``result`` or ``count`` not zero on input; a transition other than REG→TCS,
+      REG→TRIM, TCS→TRIM.
+    * -EPERM: REG→TCS of a page whose maximum protection lacks R or W.
+    * -EFAULT: the argument could not be copied; a page absent or not loadable; EMODT
+      faulted or returned an SGX code (in ``result``); ETRACK failed twice.
+    * -EAGAIN: a page is being reclaimed (also when REG→TCS finds it isolated), or no EPC
+      page to load it into without reclaim (retry from ``offset + count``).
+    """
+    # What every SGX2 page ioctl checks first, in the kernel's order: SGX2 and EINIT
+    # (sgx_ioc_sgx2_ready), the copy from user (-EFAULT), then offset and length.
+    ret = sgx_ioc_sgx2_ready(encl)
     if ret:
         return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
     if arg.page_type & ~0xFF:
         return IoctlResult(-EINVAL)
     if arg.result or arg.count:
         return IoctlResult(-EINVAL)
-    if arg.page_type not in (PageType.TCS, PageType.TRIM):
+    if arg.page_type not in (int(PageType.TCS), int(PageType.TRIM)):
         return IoctlResult(-EINVAL)
     sgx = encl.sgx
     new_type = arg.page_type
@@ -238,10 +269,27 @@ def sgx_ioc_enclave_modify_types(
 def sgx_ioc_enclave_remove_pages(
     task: Task, encl: SgxEncl, arg: RemovePagesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
-    """REMOVE_PAGES: EREMOVE of accepted TRIM pages (spec §10.7)."""
-    ret = _sgx2_common_checks(encl, arg)
+    """REMOVE_PAGES: EREMOVE of accepted TRIM pages (spec §10.7). ``count`` is the bytes
+    removed.
+
+    Return:
+    * 0: every page removed.
+    * -ENODEV: the CPU has no SGX2.
+    * -EINVAL: not INITIALIZED; bad offset or length; ``count`` not zero on input.
+    * -EPERM: a page that is not TRIM, or a TRIM page the enclave has not EACCEPTed.
+    * -EFAULT: the argument could not be copied; a page absent or not loadable.
+    * -EAGAIN: a page is being reclaimed, or no EPC page to load it into without reclaim.
+    * -EBUSY: the reclaimer has the page isolated (not turned into -EAGAIN).
+    """
+    # What every SGX2 page ioctl checks first, in the kernel's order: SGX2 and EINIT
+    # (sgx_ioc_sgx2_ready), the copy from user (-EFAULT), then offset and length.
+    ret = sgx_ioc_sgx2_ready(encl)
     if ret:
         return IoctlResult(ret)
+    if arg is None:
+        return IoctlResult(-EFAULT)
+    if not validate_offset_length(encl, arg.offset, arg.length):
+        return IoctlResult(-EINVAL)
     if arg.count:
         return IoctlResult(-EINVAL)
     sgx = encl.sgx

@@ -100,7 +100,7 @@ class KernelLru(ReclaimPolicy):
         self._len -= 1
 
     def isolate(self, n: int) -> list[int]:
-        out = []
+        out: list[int] = []
         while len(out) < n and self.head != NIL:
             page = int(self.head)
             self.unmark(page)
@@ -136,7 +136,7 @@ class RandomVictim(KernelLru):
     def isolate(self, n: int) -> list[int]:
         candidates = np.flatnonzero(self.on)
         k = min(n, candidates.size)
-        picked = self.rng.choice(candidates, size=k, replace=False) if k else []
+        picked = self.rng.choice(candidates, size=k, replace=False) if k else candidates[:0]
         out = [int(p) for p in picked]
         for page in out:
             self.unmark(page)

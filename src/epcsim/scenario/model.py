@@ -22,7 +22,7 @@ Shape of a file (see ``examples/``)::
 from __future__ import annotations
 
 from dataclasses import fields as dc_fields
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
     AfterValidator,
@@ -104,7 +104,7 @@ class MachineSpec(_Model):
     dumps the model), so adding a knob is adding its field here with the faithful default.
     """
 
-    epc: Size = "sgx1-client"  # type: ignore[assignment]  # the validator makes it an int
+    epc: Size = parse_size("sgx1-client", "epc")  # what the validator makes of the preset
     cpus: Annotated[int, Field(ge=1, le=1024)] = 4
     sections: Annotated[int, Field(ge=1, le=8)] = 1
     nodes: Annotated[int, Field(ge=1, le=8)] = 1
@@ -112,7 +112,7 @@ class MachineSpec(_Model):
     direct_reclaim: bool = True
     content_mode: Literal["tag", "mac", "full"] = "tag"
     sgx2: bool = True
-    timeslice: Duration = "1ms"  # type: ignore[assignment]
+    timeslice: Duration = parse_duration("1ms", "timeslice")
     mutex: Literal["linux", "fifo"] = "linux"  # encl->lock: Linux's mutex or FIFO hand-over
     sched: Literal["cfs", "fifo"] = "cfs"  # CPU sharing: CFS or FIFO (epcsim.engine.sched)
 
@@ -195,7 +195,7 @@ class _Growing(_Model):
     start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
-_SIMPLE = {
+_SIMPLE: dict[str, type[_Model]] = {
     "sequential": _Sequential,
     "uniform": _Uniform,
     "zipf": _Zipf,
@@ -223,18 +223,23 @@ def _tag_of(key: str, known: list[str]):
 
 
 # A phase is a simple pattern plus its own ``count``.
-_PHASE_MODELS: dict[str, Any] = {
-    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Count, ...))  # type: ignore[arg-type]
+_PHASE_MODELS: dict[str, type[_Model]] = {
+    n: create_model(f"Phase{m.__name__}", __base__=m, count=(Count, ...))
     for n, m in _SIMPLE.items()
 }
-PhaseSpec: TypeAlias = _tagged_union(  # type: ignore[valid-type]
-    _PHASE_MODELS,
-    Discriminator(
-        _tag_of("pattern", list(_SIMPLE)),
-        custom_error_type="bad_pattern",
-        custom_error_message=f"pattern: expected one of {', '.join(_SIMPLE)}",
-    ),
-)
+# The tagged unions are built at run time from the model tables, so a type checker cannot see
+# their members: it treats them as Any (the validated objects are checked by pydantic).
+if TYPE_CHECKING:
+    PhaseSpec = Any
+else:
+    PhaseSpec = _tagged_union(
+        _PHASE_MODELS,
+        Discriminator(
+            _tag_of("pattern", list(_SIMPLE)),
+            custom_error_type="bad_pattern",
+            custom_error_message=f"pattern: expected one of {', '.join(_SIMPLE)}",
+        ),
+    )
 
 
 class _Phases(_Model):
@@ -242,10 +247,13 @@ class _Phases(_Model):
     phases: Annotated[list[PhaseSpec], Field(min_length=1)]
 
 
-_ACCESS_MODELS: dict[str, Any] = {
-    n: create_model(f"Access{m.__name__}", __base__=(_AccessBase, m))  # type: ignore[arg-type]
-    for n, m in {**_SIMPLE, "phases": _Phases}.items()
-}
+def _access_model(m: type[_Model]) -> type[_Model]:
+    bases: tuple[type[_Model], ...] = (_AccessBase, m)
+    return create_model(f"Access{m.__name__}", __base__=bases)
+
+
+_ACCESS_BASES: dict[str, type[_Model]] = {**_SIMPLE, "phases": _Phases}
+_ACCESS_MODELS = {n: _access_model(m) for n, m in _ACCESS_BASES.items()}
 
 
 class GrowStep(_StepBase):
@@ -280,23 +288,26 @@ def _step_tag(v: Any) -> str | None:
 
 STEP_TAGS = {*(f"access:{p}" for p in PATTERN_NAMES), *STEP_OPS, *PATTERN_NAMES}
 
-StepSpec: TypeAlias = _tagged_union(  # type: ignore[valid-type]
-    {
-        **{f"access:{p}": m for p, m in _ACCESS_MODELS.items()},
-        "grow": GrowStep,
-        "trim": TrimStep,
-        "restrict": RestrictStep,
-        "sleep": SleepStep,
-    },
-    Discriminator(
-        _step_tag,
-        custom_error_type="bad_step",
-        custom_error_message=(
-            f"op: expected one of {', '.join(STEP_OPS)}"
-            f" (op = 'access' also needs pattern = one of {', '.join(PATTERN_NAMES)})"
+if TYPE_CHECKING:
+    StepSpec = Any
+else:
+    StepSpec = _tagged_union(
+        {
+            **{f"access:{p}": m for p, m in _ACCESS_MODELS.items()},
+            "grow": GrowStep,
+            "trim": TrimStep,
+            "restrict": RestrictStep,
+            "sleep": SleepStep,
+        },
+        Discriminator(
+            _step_tag,
+            custom_error_type="bad_step",
+            custom_error_message=(
+                f"op: expected one of {', '.join(STEP_OPS)}"
+                f" (op = 'access' also needs pattern = one of {', '.join(PATTERN_NAMES)})"
+            ),
         ),
-    ),
-)
+    )
 
 
 class ThreadSpec(_Model):
@@ -341,7 +352,7 @@ class Scenario(_Model):
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     duration: Duration | None = None  # cap on simulated run time (after the build)
     machine: MachineSpec = MachineSpec()
-    costs: CostsSpec = CostsSpec()  # type: ignore[valid-type]
+    costs: CostsSpec = CostsSpec()
     enclave: Annotated[list[EnclaveSpec], Field(min_length=1)]
     expect: dict[str, Bound] = {}
     cliff: CliffSpec | None = None
