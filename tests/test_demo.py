@@ -145,7 +145,7 @@ def test_eagain_with_direct_reclaim_when_the_ioctl_reaches_a_page_ksgxd_holds():
         if r.errno == "EAGAIN":
             assert r.result == 0
             stop = IMAGE_PAGES + (done_before + r.count) // PAGE_SIZE
-            causes.append(eagain_cause(system, encl.encl, stop))
+            causes.append(eagain_cause(system, encl.encl, stop, r))
             free_at_eagain.append(sgx.epc.nr_free_pages)
 
     t = encl.new_thread("runtime")

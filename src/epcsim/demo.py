@@ -281,10 +281,15 @@ class SeedRun:
         return d
 
 
-def eagain_cause(system: System, encl, index: int) -> str:
+def eagain_cause(system: System, encl, index: int, result: IoctlResult | None = None) -> str:
     """Why a page-range ioctl stopped at page ``index`` of ``encl`` (a ``SgxEncl``) with
-    -EAGAIN, read at the instant it returned: the page resident and BEING_RECLAIMED (the
-    reclaimer isolated it and holds it until its EWB), or no free EPC page for its ELDU."""
+    -EAGAIN: the page resident and BEING_RECLAIMED (the reclaimer isolated it and holds it
+    until its EWB), or no free EPC page for its ELDU. The kernel model notes the cause at the
+    instant it decides (``result.extra["eagain_cause"]``) - by the time the call is back in
+    user space ksgxd may have finished with the page; without a result the state is read
+    now."""
+    if result is not None and result.extra.get("eagain_cause") in (BEING_RECLAIMED, NO_FREE_PAGE):
+        return str(result.extra["eagain_cause"])
     if 0 <= index < encl.nr_pages and encl.epc[index] >= 0 and encl.reclaiming[index]:
         return BEING_RECLAIMED
     if system.sgx.epc.nr_free_pages == 0:
@@ -299,7 +304,8 @@ def _call_logger(system: System, encl, first_page: int, log: CallLog) -> Callabl
         calls[0] += 1
         cause = None
         if r.errno == "EAGAIN":
-            cause = eagain_cause(system, encl, first_page + (done_before + r.count) // PAGE_SIZE)
+            stop = first_page + (done_before + r.count) // PAGE_SIZE
+            cause = eagain_cause(system, encl, stop, r)
             log.eagain_causes[cause] = log.eagain_causes.get(cause, 0) + 1
         if calls[0] == 1:
             log.first_stop_cause = cause

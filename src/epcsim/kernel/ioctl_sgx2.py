@@ -8,6 +8,7 @@ leaf, and report ``count`` = bytes fully done before the page that stopped the l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from epcsim.arch import (
@@ -102,11 +103,25 @@ def _load(task: Task, encl: SgxEncl, index: int) -> Gen:
     return 0
 
 
+#: ``IoctlResult.extra["eagain_cause"]``: why the page load gave -EAGAIN, noted at the instant
+#: the kernel decided it (the caller sees the result only after the return to user space,
+#: when ksgxd may already have finished with the page). Model diagnostics, not uAPI.
+EAGAIN_BEING_RECLAIMED = "being_reclaimed"  # resident and BEING_RECLAIMED
+EAGAIN_NO_FREE_PAGE = "no_free_page"  # ELDU's sgx_alloc_epc_page(reclaim=false): -EBUSY
+
+
 def _page_loop(
-    task: Task, encl: SgxEncl, offset: int, length: int, per_page, progress: ProgressHook | None
+    task: Task,
+    encl: SgxEncl,
+    offset: int,
+    length: int,
+    per_page: Callable[[int], Gen],
+    progress: ProgressHook | None,
+    out: IoctlResult,
 ) -> Gen:
     """The shared per-page loop. ``per_page(index)`` runs with ``encl->lock`` held and returns
-    0 or ``-errno`` (it may drop and retake the lock itself)."""
+    0 or ``-errno`` (it may drop and retake the lock itself). Sets ``out.ret`` and
+    ``out.count`` (bytes fully done)."""
     sgx = encl.sgx
     ret = 0
     c = 0
@@ -117,7 +132,10 @@ def _page_loop(
         try:
             yield from task.run(sgx.m.costs.ioctl_page)
             ret = yield from _load(task, encl, index)
-            if not ret:
+            if ret == -EAGAIN:
+                held = encl.epc[index] >= 0 and encl.reclaiming[index]
+                out.extra["eagain_cause"] = EAGAIN_BEING_RECLAIMED if held else EAGAIN_NO_FREE_PAGE
+            elif not ret:
                 ret = yield from per_page(index)
         finally:
             if encl.lock.owner is task:
@@ -127,7 +145,8 @@ def _page_loop(
         c += PAGE_SIZE
         if progress is not None:
             progress(encl, c)
-    return ret, c
+    out.ret, out.count = ret, c
+    return out
 
 
 # -- SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS -------------------------------------------------------
@@ -182,10 +201,7 @@ def sgx_ioc_enclave_restrict_permissions(
             return -EFAULT
         return 0
 
-    out.ret, out.count = yield from _page_loop(
-        task, encl, arg.offset, arg.length, per_page, progress
-    )
-    return out
+    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
 
 
 # -- SGX_IOC_ENCLAVE_MODIFY_TYPES --------------------------------------------------------------
@@ -259,10 +275,7 @@ def sgx_ioc_enclave_modify_types(
         encl.type[index] = new_type
         return 0
 
-    out.ret, out.count = yield from _page_loop(
-        task, encl, arg.offset, arg.length, per_page, progress
-    )
-    return out
+    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------
@@ -318,7 +331,4 @@ def sgx_ioc_enclave_remove_pages(
         return 0
 
     out = IoctlResult()
-    out.ret, out.count = yield from _page_loop(
-        task, encl, arg.offset, arg.length, per_page, progress
-    )
-    return out
+    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
