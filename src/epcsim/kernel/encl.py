@@ -162,9 +162,14 @@ class SgxEncl:
         return page
 
     def grow(self, task: Task, reclaim: bool) -> Gen:
-        """``sgx_encl_grow``: a new VA page every 512 pages needing a slot. Returns the new VA
-        page (the caller adds it to the head of ``va_pages`` under the lock), -1 when none was
-        needed, or ``-errno``."""
+        """``sgx_encl_grow``: a new VA page every 512 pages needing a slot.
+
+        Return:
+        * a VA page (>= 0): the caller adds it to the head of ``va_pages`` under the lock.
+        * -1: no new VA page was needed.
+        * -ENOMEM, -EBUSY, -ERESTARTSYS: ``sgx_alloc_epc_page`` failed (per ``reclaim``).
+        * -EFAULT: EPA failed.
+        """
         va = -1
         if self.page_cnt % SGX_VA_SLOT_COUNT == 0:
             va = yield from self.alloc_va_page(task, reclaim)
@@ -260,7 +265,14 @@ class SgxEncl:
     def eldu(self, task: Task, index: int) -> Gen:
         """``sgx_encl_eldu``: allocate (no reclaim), ELDU, and always truncate the backing.
 
-        ``index == SECS_INDEX`` loads the SECS. Returns 0 or ``-errno``.
+        ``index == SECS_INDEX`` loads the SECS.
+
+        Return:
+        * 0: the page is resident again.
+        * -EBUSY: no free EPC page, reclaimable pages exist (the allocation never reclaims).
+        * -ENOMEM: no free EPC page and nothing reclaimable.
+        * -EFAULT: ELDU failed (MAC mismatch, a zero or missing PCMD, a bad VA slot): the
+          backing copy is gone and the page is lost.
         """
         sgx = self.sgx
         is_secs = index == SECS_INDEX
@@ -308,7 +320,14 @@ class SgxEncl:
         return 0
 
     def load_page(self, task: Task, index: int) -> Gen:
-        """``__sgx_encl_load_page`` (caller holds ``encl->lock``): 0 or ``-errno``."""
+        """``__sgx_encl_load_page`` (caller holds ``encl->lock``): reload the SECS if needed,
+        then the page.
+
+        Return:
+        * 0: the page is resident (and on the reclaimable list if it was reloaded).
+        * -EBUSY: the page is resident but BEING_RECLAIMED, or no EPC page to load it into.
+        * -ENOMEM, -EFAULT: as ``eldu`` (for the SECS or the page).
+        """
         if self.epc[index] >= 0:
             return -EBUSY if self.reclaiming[index] else 0
         ret = yield from self.load_secs(task)

@@ -139,7 +139,12 @@ class Sgx:
         self.lru.mark(page)
 
     def unmark_page_reclaimable(self, page: int) -> int:
-        """``sgx_unmark_page_reclaimable``: -EBUSY while the reclaimer has it isolated."""
+        """``sgx_unmark_page_reclaimable``: take the page off the reclaimable list.
+
+        Return:
+        * 0: the page is off the list (or was never on it).
+        * -EBUSY: the reclaimer has it isolated (TRACKED but off the list).
+        """
         if self.epc.flags[page] & SGX_EPC_PAGE_RECLAIMER_TRACKED:
             if page not in self.lru:
                 return -EBUSY
