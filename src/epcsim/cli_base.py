@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -174,24 +175,27 @@ class EpcsimGroup(TyperGroup):
         except Exception as e:  # MemoryError is an Exception too
             internal_error(e)
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Any = None,
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
-        **extra: Any,
+        windows_expand_args: bool = True,
+        **kw: Any,
     ) -> Any:
         try:
-            rv = super().main(args, prog_name or "epcsim", complete_var, False, **extra)
+            rv = super().main(
+                args, prog_name or "epcsim", complete_var, False, windows_expand_args, **kw
+            )
         except click_exc.ClickException as e:
             # usage errors (unknown option, missing argument ...): one line, exit 2; bare
             # ``epcsim`` printed the help already (NoArgsIsHelpError): nothing to add
             if type(e).__name__ == "NoArgsIsHelpError":
                 rv = EXIT_OK
                 return rv if not standalone_mode else sys.exit(rv)
-            ctx = getattr(e, "ctx", None)
-            cmd = ctx.command_path if ctx is not None else "epcsim"
+            ctx = getattr(e, "ctx", None)  # UsageError carries the command's context
+            cmd = ctx.command_path if isinstance(ctx, click.Context) else "epcsim"
             error_line(f"{cmd}: {e.format_message()} (see {cmd} --help)")
             rv = e.exit_code if e.exit_code else EXIT_INPUT
         except typer.Abort:
