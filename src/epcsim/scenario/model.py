@@ -22,7 +22,7 @@ Shape of a file (see ``examples/``)::
 from __future__ import annotations
 
 from dataclasses import fields as dc_fields
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
