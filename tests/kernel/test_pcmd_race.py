@@ -15,11 +15,15 @@ PTEs - and ELDUs B, so B's load runs entirely before A's EWB whichever task the 
 handed to afterwards.
 """
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from selftest_encl import IMAGE, addr, encl_call, expect_eexit, test_encl
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PCMDS_PER_PAGE, PF_USER
 from epcsim.engine.machine import Task
+from epcsim.isa.sealing import pack_pcmd
+from epcsim.kernel.backing import BackingRecord, EnclaveBacking
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
 from epcsim.kernel.reclaim import sgx_reclaim_pages
@@ -113,3 +117,40 @@ def test_without_reclaimer_writing_to_pcmd_the_page_is_lost(monkeypatch):
     assert values[B] == (4, 0, 0, VALUE_B)  # B itself was loaded before the truncation
     st = system.stats()
     assert st["eldu_failed"] == 1 and st["sigbus"] >= 1
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["pin", "store", "eldu"]), st.integers(0, 5), st.booleans()),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_a_pinned_pcmd_is_lost_exactly_when_its_page_was_truncated_meanwhile(ops):
+    """Any interleaving of the reclaimer pinning a page's backing (``get_backing``), writing
+    its EWB output (``store``) and ELDUs truncating (``busy`` = what
+    ``reclaimer_writing_to_pcmd`` answered) on six pages of one PCMD page: a stored PCMD
+    reads back as written unless the PCMD page was truncated (all entries zero, not busy)
+    between the pin and the store, and then it reads back as zeros."""
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    pcmd = pack_pcmd(0x203, 7, bytes(range(16)))
+    present, pinned, lost = set(), {}, 0
+    gen = 0  # truncations of PCMD page 0 so far
+    for op, i, busy in ops:
+        if op == "pin" and i not in present:
+            f.get_backing(i)
+            pinned[i] = gen
+        elif op == "store" and i in pinned:
+            f.store(i, BackingRecord(b"contents", pcmd))
+            present.add(i)
+            gone = pinned.pop(i) != gen
+            lost += gone
+            assert f.lookup(i).pcmd == (bytes(128) if gone else pcmd)
+        elif op == "eldu" and i in present:
+            present.discard(i)
+            f.truncate(i, pcmd_busy=busy)
+            if not present and not busy:
+                gen += 1
+    assert f.pcmd_lost == lost
+    assert int(f.pcmd_gen[0]) == gen
