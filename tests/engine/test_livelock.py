@@ -1,7 +1,8 @@
 """The retry livelock the Linux mutex produces in the seed scenario without direct reclaim.
 
 The -EAGAIN retry loop releases encl->lock and takes it again one round trip later (return to
-user space, a new ioctl). ksgxd, on another CPU, spins on the lock (its owner is running) and
+user space, a new ioctl: ``Costs.user_return + Costs.syscall``; the tests put it all in
+``syscall``). ksgxd, on another CPU, spins on the lock (its owner is running) and
 can take it only if it stays free for ``Costs.mutex_pickup``. A round trip shorter than that
 re-takes the lock every time: ksgxd never frees a page and every call returns -EAGAIN at
 once, until the runtime gives up (the demo's ``MAX_STALLED_CALLS``). A longer round trip lets
@@ -28,7 +29,7 @@ def _modify(mutex, sched, round_trip):
         direct_reclaim=False,
         mutex=mutex,
         sched=sched,
-        costs={"syscall": round_trip, "mutex_pickup": 150},
+        costs={"syscall": round_trip, "user_return": 0, "mutex_pickup": 150},
     )
     return run_seed(cfg)
 
