@@ -6,8 +6,8 @@ count follows from the LRU order alone. The scan tests run the whole system - an
 thread scanning, ksgxd reclaiming on the other CPU - and assert the counts that do not depend
 on how the two interleave; each docstring says why.
 
-EWB counters: ``ewb`` counts pages written back and ``ewb_attempts`` EWB executions (the
-shared naming decision); ``_ewb`` reads both under either naming while the rename lands.
+EWB counters: ``ewb`` counts pages written back, ``ewb_attempts`` EWB executions including the
+SGX_NOT_TRACKED retries.
 """
 
 import inspect
@@ -25,9 +25,7 @@ from epcsim.kernel.reclaim import sgx_reclaim_pages
 
 def _ewb(st):
     """(pages written back, EWB executions)."""
-    if "ewb_attempts" in st:
-        return st["ewb"], st["ewb_attempts"]
-    return st["ewb_pages"], st["ewb"]
+    return st["ewb"], st["ewb_attempts"]
 
 
 def _serial_options():
