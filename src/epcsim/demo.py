@@ -103,7 +103,7 @@ class SeedConfig:
     def label(self) -> str:
         """How tables and plots name the run."""
         dr = "direct reclaim" if self.direct_reclaim else "no direct reclaim"
-        return f"{dr}, {self.mutex}/{self.sched}"
+        return f"{dr}, {self.mutex}/{self.sched}" + (", trim only" if self.trim_only else "")
 
 
 def demo_configs(
@@ -209,7 +209,7 @@ class SeedRun:
     @property
     def label(self) -> str:
         dr = "direct reclaim" if self.config.direct_reclaim else "no direct reclaim"
-        return f"{dr}, {self.mutex}/{self.sched}"
+        return f"{dr}, {self.mutex}/{self.sched}" + (", trim only" if self.config.trim_only else "")
 
     def eagain_by_cause(self) -> dict[str, int]:
         out = {NO_FREE_PAGE: 0, BEING_RECLAIMED: 0, OTHER: 0}
@@ -238,8 +238,13 @@ class SeedRun:
             "first_call_errno": self.modify.first_call_errno,
             "first_call_stop": self.modify_log.first_stop_cause,
             "first_call_eldu": (end.eldu - at.eldu) if end else 0,
+            # pages written back (each freed at once) while the first call ran, by ksgxd and
+            # by direct reclaim; a batch counter would also count pages of a batch that was
+            # already running when the call started
             "first_call_ksgxd_reclaimed": (
-                end.ksgxd_pages_reclaimed - at.ksgxd_pages_reclaimed if end else 0
+                (end.ewb - at.ewb) - (end.direct_reclaim_pages - at.direct_reclaim_pages)
+                if end
+                else 0
             ),
             "first_call_direct_reclaimed": (
                 end.direct_reclaim_pages - at.direct_reclaim_pages if end else 0
