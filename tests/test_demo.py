@@ -17,20 +17,15 @@ from epcsim.demo import (
 )
 from epcsim.workloads.edmm import Ctx, drive_range
 
-#: The -EAGAIN retry's round trip (return to user space + a new ioctl up to mutex_lock) must
-#: outlast a spinner's pick-up (Costs.mutex_pickup, 150 ns) or the spinning ksgxd never gets
-#: encl->lock back and the retry loop livelocks (epcsim.engine.mutex; issue 8, item 1). Until
-#: the cost model charges the return to user space (issue 8, item 5) the entry cost stands in
-#: for the whole round trip here.
-ROUND_TRIP = {"syscall": 1_050}
+#: Default costs throughout: the -EAGAIN retry pays the return to user space and a new
+#: syscall (Costs.user_return + Costs.syscall), longer than a spinning ksgxd's pick-up of
+#: encl->lock, so the retry loop makes progress (tests/engine/test_livelock.py shows it
+#: livelock when the round trip is made shorter than the pick-up).
 
 
 @pytest.fixture(scope="module")
 def both():
-    return {
-        dr: run_seed(SeedConfig(epc="4M", cpus=4, direct_reclaim=dr, costs=ROUND_TRIP))
-        for dr in (False, True)
-    }
+    return {dr: run_seed(SeedConfig(epc="4M", cpus=4, direct_reclaim=dr)) for dr in (False, True)}
 
 
 def test_the_selftest_steps_run_before_the_trim(both):
@@ -127,7 +122,7 @@ def test_eagain_with_direct_reclaim_when_the_ioctl_reaches_a_page_ksgxd_holds():
     the LRU (spec §13) - takes the free pool below SGX_NR_LOW_PAGES and ksgxd is woken, as
     sgx_alloc_epc_page() does. The trim of the heap then meets ksgxd's batches.
     """
-    system = epcsim.System(epc="1M", cpus=2, direct_reclaim=True, seed=1, costs=ROUND_TRIP)
+    system = epcsim.System(epc="1M", cpus=2, direct_reclaim=True, seed=1)
     heap = 64
     encl = _build(system, heap)
     sgx = system.sgx
