@@ -171,6 +171,7 @@ def ret_name(ret: int) -> str:
 # the positive errno number and its name (``errno_name``) on results.
 EPERM = _errno.EPERM
 ENOENT = _errno.ENOENT
+EBADF = _errno.EBADF
 EINTR = _errno.EINTR
 EIO = _errno.EIO
 EAGAIN = _errno.EAGAIN

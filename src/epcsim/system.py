@@ -8,6 +8,7 @@ kernel reports them (``r.errno == "EAGAIN"``), and bad Python arguments raise ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from typing import Any
 
@@ -15,6 +16,7 @@ from epcsim.arch import PAGE_SIZE, Attribute
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import MUTEXES, SCHEDULERS, Machine, Task
 from epcsim.isa import CONTENT_MODES, Secs, SgxCpu
+from epcsim.kernel.check import assert_invariants
 from epcsim.kernel.driver import SGX_IOC_ENCLAVE_CREATE
 from epcsim.kernel.encl import SgxEncl
 from epcsim.kernel.epc import EpcPages
@@ -43,7 +45,9 @@ class System:
     reschedule point), ``seed``, ``engine``
     (``"reference"``: every step is a SimPy event; ``"fast"``: the same model with the
     execution shortcuts of :mod:`epcsim.fast`, checked against the reference by differential
-    tests).
+    tests), ``check`` (run the invariant checker, :mod:`epcsim.kernel.check`, after every
+    public call and ``run()``; a violation raises ``InvariantError``; also on when the
+    environment variable ``EPCSIM_CHECK`` is set to anything but ``0``).
 
     ``mutex`` is ``encl->lock``'s behaviour: ``"linux"`` (kernel/locking/mutex.c: optimistic
     spinning, stealing, HANDOFF) or ``"fifo"`` (hand-over to the first sleeper).
@@ -72,6 +76,7 @@ class System:
         engine: str = "reference",
         mutex: str = "linux",
         sched: str = "cfs",
+        check: bool = False,
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -86,6 +91,8 @@ class System:
             raise ValueError(f"seed: must be an integer, got {seed!r}")
         if not isinstance(direct_reclaim, bool):
             raise ValueError(f"direct_reclaim: must be True or False, got {direct_reclaim!r}")
+        if not isinstance(check, bool):
+            raise ValueError(f"check: must be True or False, got {check!r}")
         if engine not in ENGINES:
             raise ValueError(f"engine: one of {', '.join(ENGINES)}, got {engine!r}")
         if mutex not in MUTEXES:
@@ -132,6 +139,9 @@ class System:
             "costs": cost_model.as_dict(),
         }
         self._threads: list[Any] = []
+        #: the invariant checker (epcsim.kernel.check) runs after every public call; tests
+        #: turn it on for every System with EPCSIM_CHECK=1 (tests/conftest.py)
+        self.check = check or os.environ.get("EPCSIM_CHECK", "") not in ("", "0")
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -148,6 +158,11 @@ class System:
     def costs(self) -> Costs:
         return self.machine.costs
 
+    def _checkpoint(self, where: str = "a call") -> None:
+        """A quiescent point of the API: with ``check`` on, every invariant must hold."""
+        if self.check:
+            assert_invariants(self.sgx, where)
+
     def _call(self, task: Task, gen: Generator) -> Any:
         """Run one blocking call to completion; everything else runs alongside it."""
 
@@ -160,17 +175,22 @@ class System:
 
         proc = self.machine.spawn(wrapper())
         self.machine.env.run(until=proc)
+        self._checkpoint(getattr(gen, "__name__", "a call"))
         return proc.value
 
     def run(self, until: int | str | None = None) -> None:
-        """Run started threads (``Enclave.start``) to completion, or until a time."""
+        """Run started threads (``Enclave.start``) to completion, or until a time (relative
+        to now; 0 runs nothing)."""
         env = self.machine.env
         if until is not None:
-            env.run(until=env.now + parse_duration(until, "until"))
-            return
-        pending = [p for p in self._threads if p.is_alive]
-        if pending:
-            env.run(until=env.all_of(pending))
+            delta = parse_duration(until, "until")
+            if delta > 0:
+                env.run(until=env.now + delta)
+        else:
+            pending = [p for p in self._threads if p.is_alive]
+            if pending:
+                env.run(until=env.all_of(pending))
+        self._checkpoint("run()")
 
     def create_enclave(
         self,
@@ -196,7 +216,7 @@ class System:
         if process is not None and not isinstance(process, Enclave):
             raise ValueError(f"process: an Enclave of this System, got {process!r}")
         encl_id = self.sgx.new_encl_id()
-        encl = SgxEncl(self.sgx, encl_id, name)
+        encl = SgxEncl(self.sgx, encl_id, self._unique_name(name or f"enclave{encl_id}", encl_id))
         self.sgx.enclaves[encl_id] = encl
         handle = Enclave(self, encl, None if process is None else process.mm)
         attrs = int(Attribute.MODE64BIT) | (int(Attribute.DEBUG) if debug else 0)
@@ -209,7 +229,17 @@ class System:
             handle.close()
             self.sgx.enclaves.pop(encl_id, None)
             raise IoctlError("SGX_IOC_ENCLAVE_CREATE", r)
+        handle._secs = self.cpu.secs_state(encl.secs_epc)
         return handle
+
+    def _unique_name(self, name: str, encl_id: int) -> str:
+        """Decision (issue 10): ``stats()["enclaves"]`` and the reports key enclaves by name,
+        so a name a live enclave already has gets ``#<id>`` appended (a second ``"worker"``
+        becomes ``"worker#2"``): the first keeps its name and both stay visible."""
+        taken = {e.name for e in self.sgx.enclaves.values()}
+        while name in taken:
+            name = f"{name}#{encl_id}"
+        return name
 
     @property
     def enclaves(self) -> list[Enclave]:

@@ -16,6 +16,7 @@ The split of a composite published figure into leaves is ours and is stated per 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -113,15 +114,29 @@ class Costs:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> Costs:
-        """Build from overrides; unknown names and negative values raise ``ValueError``."""
+        """Build from overrides; unknown names and bad values raise ``ValueError``.
+
+        Decision (issue 10): every step costs at least 1 ns. A step of 0 ns is refused, not
+        rounded up: retry loops (a fault answered VM_FAULT_NOPAGE, ksgxd scanning young
+        pages, an -EAGAIN retried by the runtime) would spin without simulated time passing,
+        so the task that would end the loop never runs - a livelock, not a faster machine.
+        """
         if not values:
             return cls()
         known = {f.name for f in fields(cls)}
         for key, val in values.items():
             if key not in known:
                 raise ValueError(f"costs: unknown cost {key!r} (known: {', '.join(sorted(known))})")
-            if not isinstance(val, int | float) or isinstance(val, bool) or val < 0:
-                raise ValueError(f"costs.{key}: must be a non-negative number, got {val!r}")
+            if not isinstance(val, int | float) or isinstance(val, bool) or not math.isfinite(val):
+                raise ValueError(f"costs.{key}: must be a finite number, got {val!r}")
+            if key == "clock_ghz":
+                if val <= 0:
+                    raise ValueError(f"costs.{key}: must be positive, got {val!r}")
+            elif int(val) < 1:
+                raise ValueError(
+                    f"costs.{key}: must be at least 1 ns (a zero-cost step lets a retry loop "
+                    f"spin without simulated time passing), got {val!r}"
+                )
         typed: dict[str, Any] = {
             k: (float(v) if k == "clock_ghz" else int(v)) for k, v in values.items()
         }

@@ -24,7 +24,7 @@ from epcsim.arch import (
 from epcsim.engine.machine import Gen, Mutex, Task
 from epcsim.isa import PageInfo
 from epcsim.kernel import encls
-from epcsim.kernel.epc import OWNER_SECS, OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import OWNER_LEAKED, OWNER_SECS, OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
 
 if TYPE_CHECKING:
     from epcsim.kernel.backing import EnclaveBacking
@@ -222,6 +222,7 @@ class SgxEncl:
         ret = yield from encls.eremove(sgx, task, page)
         if ret:
             sgx.leaked_pages += 1
+            sgx.epc.owner_index[page] = OWNER_LEAKED
             return False
         sgx.free_epc_page(page)
         return True

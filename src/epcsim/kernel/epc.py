@@ -27,6 +27,9 @@ OWNER_NONE = -1  # free
 OWNER_SECS = -2  # the enclave's SECS (encl->secs)
 OWNER_VA = -3  # a VA page (the kernel keeps owner NULL; we remember the enclave for stats)
 OWNER_VEPC = -4  # a virtual EPC page
+#: EREMOVE failed and the kernel leaked the page (it WARNs and never frees it). The kernel
+#: forgets such a page; the model marks it so the invariant checker can account for it.
+OWNER_LEAKED = -5
 
 
 class FreeList:

@@ -114,10 +114,10 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
     stats = sgx.stats
     stats.reclaim_batches += 1
 
-    # Phase A - isolate from the LRU head under sgx_reclaimer_lock.
+    # Phase A - isolate from the LRU head under sgx_reclaimer_lock. The kref is taken under
+    # the same lock, so no page is ever isolated without one: the time is charged after.
     isolated = sgx.lru.isolate(sgx.nr_to_scan)
     stats.reclaim_scanned += len(isolated)
-    yield from task.run(costs.lru_op * max(1, len(isolated)))
     chunk: list[tuple[int, SgxEncl, int]] = []
     for page in isolated:
         encl = sgx.enclaves.get(int(epc.owner_encl[page]))
@@ -126,6 +126,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
             continue
         encl.refcount += 1
         chunk.append((page, encl, int(epc.owner_index[page])))
+    yield from task.run(costs.lru_op * max(1, len(isolated)))
 
     # Phase B - age check, then backing allocation and BEING_RECLAIMED under encl->lock.
     kept: list[tuple[int, SgxEncl, int]] = []

@@ -124,10 +124,19 @@ class MachineSpec(_Model):
         return v
 
 
+def _positive_cost(v: int) -> int:
+    if v < 1:  # Costs.from_dict explains why a zero-cost step is refused
+        raise ValueError(
+            f"must be at least 1 ns (a zero-cost step lets a retry loop spin without "
+            f"simulated time passing), got {v}"
+        )
+    return v
+
+
 def _cost_field(name: str) -> tuple[Any, Any]:
     if name == "clock_ghz":
         return (Annotated[float, Field(gt=0)] | None, None)
-    return (Duration | None, None)
+    return (Annotated[Duration, AfterValidator(_positive_cost)] | None, None)
 
 
 #: ``[costs]``: every field of ``Costs``, in ns (or a duration string); unknown names fail.

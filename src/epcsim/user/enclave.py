@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from epcsim.arch import (
+    EBADF,
     PAGE_SIZE,
     PageType,
     SecinfoFlags,
     ret_name,
     secinfo_flags,
 )
-from epcsim.engine.machine import Task
+from epcsim.engine.machine import Gen, Task
 from epcsim.isa import Sigstruct
 from epcsim.kernel.driver import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
@@ -38,6 +39,7 @@ from epcsim.user.thread import AccessOutcome, EnclaveThread
 from epcsim.user.vdso import EENTER, SgxEnclaveRun, vdso_sgx_enter_enclave
 
 if TYPE_CHECKING:
+    from epcsim.isa.secs import SecsState
     from epcsim.system import System
 
 PERMS = {"": 0, "r": 1, "w": 2, "x": 4}
@@ -119,6 +121,20 @@ class Enclave:
         self._thread: EnclaveThread | None = None
         self._vdso_thread: EnclaveThread | None = None
         self._nthreads = 0
+        #: the process's references to the enclave (see ``close``): the fd's, taken by
+        #: SgxEncl at open, and the mm's (``sgx_encl_mm_add`` at mmap), taken here
+        self.closed = False
+        self._live_threads = 0
+        self._mm_ref = True
+        encl.refcount += 1
+        #: the SECS's state, kept by the CPU across evictions; the signer's MRENCLAVE
+        self._secs: SecsState | None = None
+
+    def _check_open(self) -> None:
+        """Python files raise ValueError on a closed file; so does a closed enclave handle
+        for what would run in its (exited) process."""
+        if self.closed:
+            raise ValueError(f"enclave: {self.encl.name} is closed")
 
     @property
     def id(self) -> int:
@@ -148,7 +164,10 @@ class Enclave:
 
     def ioctl(self, cmd: int, arg: Any, progress: ProgressHook | None = None) -> IoctlResult:
         """``ioctl(enclave_fd, cmd, arg)`` from the process's ioctl thread: the syscall runs
-        ``sgx_ioctl`` (which refuses a second concurrent ioctl with -EBUSY)."""
+        ``sgx_ioctl`` (which refuses a second concurrent ioctl with -EBUSY). A closed fd
+        fails with -EBADF before reaching the driver."""
+        if self.closed:
+            return IoctlResult(-EBADF)
         return self.system._call(self.task, sys_ioctl(self.task, self.encl, cmd, arg, progress))
 
     # -- build ------------------------------------------------------------------------------
@@ -188,11 +207,19 @@ class Enclave:
 
     def sigstruct(self) -> Sigstruct:
         """A SIGSTRUCT for what was built: the signer computed the same MRENCLAVE offline."""
-        mr = self.system.cpu.secs_state(self.encl.secs_epc).measurement_digest()
-        return Sigstruct.sign(mr, MODEL_SIGNER_MODULUS, attributes=self.encl.attributes)
+        # The SECS may be evicted (after EINIT): its state, measurement included, is kept by
+        # the CPU across evictions, so the signer reads it from there.
+        st = (
+            self._secs if self._secs is not None else self.system.cpu.secs_state(self.encl.secs_epc)
+        )
+        return Sigstruct.sign(
+            st.measurement_digest(), MODEL_SIGNER_MODULUS, attributes=self.encl.attributes
+        )
 
     def init(self, sigstruct: Sigstruct | None = None) -> IoctlResult:
         """SGX_IOC_ENCLAVE_INIT (signed for the built measurement unless one is given)."""
+        if self.closed:
+            return IoctlResult(-EBADF)
         sig = sigstruct if sigstruct is not None else self.sigstruct()
         return self.ioctl(SGX_IOC_ENCLAVE_INIT, sig)
 
@@ -309,9 +336,9 @@ class Enclave:
         def leaf(lp, epc, addr):
             return self.system.cpu.eacceptcopy(lp, flags, addr, epc, int(self.encl.epc[src_idx]))
 
-        return self._enclu(offset, thread, leaf, "eaccept")
+        return self._enclu(offset, thread, leaf, "eaccept", src=src_idx)
 
-    def _enclu(self, offset, thread, leaf, counter: str) -> EncluResult:
+    def _enclu(self, offset, thread, leaf, counter: str, src: int = -1) -> EncluResult:
         idx = self._index(offset)
         t = thread or self._main_thread()
         addr = self.encl.linaddr(idx)
@@ -323,7 +350,7 @@ class Enclave:
                 setattr(stats, counter, getattr(stats, counter) + 1)
                 return leaf(lp, epc, addr)
 
-            ret = yield from t.enclu_on_page(idx, run_leaf)
+            ret = yield from t.enclu_on_page(idx, run_leaf, src)
             if ret is None:
                 return EncluResult(-1, sigbus=True)
             yield from t.run(cost)
@@ -333,14 +360,18 @@ class Enclave:
 
     def mprotect(self, offset: int | str, length: int | str, perm: str | int) -> int:
         """mprotect() of part of the enclave mapping: 0, or -EACCES from sgx_encl_may_map."""
+        self._check_open()
         off = _page_aligned(offset, "offset")
         ln = _page_aligned(length, "length")
         if off + ln > self.encl.size:
             raise ValueError("length: the range runs past the end of the enclave")
-        return self.encl.mprotect(off // PAGE_SIZE, (off + ln) // PAGE_SIZE, parse_perm(perm))
+        ret = self.encl.mprotect(off // PAGE_SIZE, (off + ln) // PAGE_SIZE, parse_perm(perm))
+        self.system._checkpoint()
+        return ret
 
     # -- running inside ----------------------------------------------------------------------
     def _main_thread(self) -> EnclaveThread:
+        self._check_open()
         if self._thread is None:
             self._thread = self.new_thread()
         return self._thread
@@ -351,6 +382,7 @@ class Enclave:
 
     def new_thread(self, name: str = "") -> EnclaveThread:
         """A new enclave thread, bound to the next TCS if the enclave has TCS pages."""
+        self._check_open()
         tcs = self.tcs_pages()
         tcs_index = tcs[self._nthreads % len(tcs)] if tcs else -1
         self._nthreads += 1
@@ -380,6 +412,7 @@ class Enclave:
         returns (0, -EINVAL, or the user handler's negative value). ``run`` tells how the
         enclave exited (``function``, ``exception_*``); see :mod:`epcsim.user.vdso`. The
         calling thread is the process's own unless ``thread`` is given."""
+        self._check_open()
         if thread is None:
             if self._vdso_thread is None:
                 self._vdso_thread = EnclaveThread(
@@ -407,17 +440,40 @@ class Enclave:
         """Start a concurrent enclave thread running an access stream; ``System.run()``
         runs it. Returns the SimPy process (its ``.value`` is the ``AccessOutcome``)."""
         t = self.new_thread(name)
+        pages = np.asarray(pages)
 
         def prog():
+            # No yield in a finally: a System dropped while this thread is suspended closes
+            # the generator, and a yield there would be "generator ignored GeneratorExit".
             try:
-                return (yield from t.access_stream(np.asarray(pages), write))
-            finally:
-                yield from t.leave()
+                out = yield from t.access_stream(pages, write)
+            except GeneratorExit:
+                raise
+            except BaseException:
+                yield from self._thread_exited(t)
                 t.release_cpu()
+                raise
+            yield from t.leave()
+            yield from self._thread_exited(t)
+            t.release_cpu()
+            return out
 
         proc = self.system.machine.spawn(prog())
-        self.system._threads.append(proc)
+        self._thread_started(proc)
         return proc
+
+    def _thread_started(self, proc) -> None:
+        """A started thread keeps the process, and so its mm, alive (see ``close``)."""
+        self._live_threads += 1
+        self.system._threads.append(proc)
+
+    def _thread_exited(self, task: Task) -> Gen:
+        """The thread ends; the last one of a closed process takes the mm with it: the mm's
+        enclave reference is put (the mmu notifier's release), on that thread's task."""
+        self._live_threads -= 1
+        if self.closed and self._live_threads == 0 and self._mm_ref:
+            self._mm_ref = False
+            yield from self.encl.put(task)
 
     def write(self, offset: int, data: bytes) -> AccessOutcome:
         """Write bytes from inside the enclave (``full`` content mode keeps them exactly)."""
@@ -461,7 +517,27 @@ class Enclave:
 
         return self.system._call(t, prog())
 
-    def close(self) -> None:
-        """Close the fd and exit the process: the last reference releases the enclave, on
-        this process's task (its EREMOVEs cost simulated time)."""
-        self.system._call(self.task, self.encl.put(self.task))
+    def close(self) -> int:
+        """Close the fd and exit the process; 0, or -EBADF for a handle already closed.
+
+        Decision (issue 10), after the kernel: the enclave lives while a reference does -
+        the fd's (put by ``sgx_release``), the mm's (put when the mm goes away; the model
+        has one mm per enclave) and any ksgxd takes for a batch in flight; the last put
+        runs ``sgx_encl_release``. The fd's reference goes now. Threads started with
+        ``start()`` (or by a scenario) are not killed: the process exits, and its mm goes
+        away, when the last of them has finished, so nothing is freed under a running
+        thread (EREMOVE would fail with an LP inside and leak the pages). A second close
+        is EBADF and changes nothing. Afterwards ioctls return -EBADF, and accesses, ENCLU
+        leaves, ``mprotect`` and ``start`` raise ``ValueError``."""
+        if self.closed:
+            return -EBADF
+        self.closed = True
+        refs = 1 + (self._live_threads == 0 and self._mm_ref)
+        self._mm_ref = self._mm_ref and self._live_threads > 0
+
+        def drop() -> Gen:  # the fd's reference, and the mm's when no thread runs
+            for _ in range(refs):
+                yield from self.encl.put(self.task)
+
+        self.system._call(self.task, drop())
+        return 0

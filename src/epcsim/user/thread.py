@@ -160,6 +160,13 @@ class EnclaveThread(Task):
             # the kernel maps the TCS again and the instruction is retried.
             if ret == PF and self.tcs_index >= 0 and not self.encl.pte_present[self.tcs_index]:
                 continue
+            # The implicit TCS stands for a TCS page, and a real TCS pins the SECS: it is a
+            # resident child. The model's has no page, so ksgxd can write the SECS back
+            # (after the enclave's last resident child) while the entry leaf runs. A real
+            # entry would fault on the TCS there and the kernel reload it with the SECS:
+            # retry through _ensure_tcs, never SIGBUS a valid access (issue 10).
+            if ret and self.tcs_index < 0 and self.encl.secs_epc < 0:
+                continue
             break
         if ret:
             self.entered = False
@@ -286,16 +293,31 @@ class EnclaveThread(Task):
             code = PF_SGX | PF_USER | PF_PROT | (PF_WRITE if write else 0)
         return code
 
-    def enclu_on_page(self, index: int, leaf) -> Gen:
+    def enclu_on_page(self, index: int, leaf, src: int = -1) -> Gen:
         """Run an ENCLU leaf on a page from inside; #PF on an unmapped page goes to the
-        kernel (which EAUGs an absent page on SGX2 - the ``augment_via_eaccept`` flow)."""
+        kernel (which EAUGs an absent page on SGX2 - the ``augment_via_eaccept`` flow).
+
+        ``src`` is a second page the leaf reads (EACCEPTCOPY's source): the CPU reaches it
+        through the enclave's mapping too, so an evicted source faults, ``sgx_vma_fault``
+        loads it (ELDU) and the leaf is retried with both pages mapped."""
+        encl = self.encl
         while True:
             if not (yield from self.enter()):
                 return None
-            if self.encl.pte_present[index]:
-                return leaf(self.cpu, int(self.encl.epc[index]))
-            if not (yield from self._fault(index)):
+            missing = self._first_unmapped(index, src)
+            if missing < 0:
+                return leaf(self.cpu, int(encl.epc[index]))
+            if not (yield from self._fault(missing)):
                 return None
+
+    def _first_unmapped(self, index: int, src: int = -1) -> int:
+        """The first of the pages an instruction needs whose PTE is missing, or -1."""
+        pte = self.encl.pte_present
+        if not pte[index]:
+            return index
+        if 0 <= src < self.encl.nr_pages and not pte[src]:
+            return src
+        return -1
 
     # -- one instruction of enclave code (the vDSO path) --------------------------------------
     def _vma_allows(self, index: int, write: bool) -> bool:
@@ -342,15 +364,19 @@ class EnclaveThread(Task):
             n = insn.n if isinstance(insn, Load) else len(insn.data)
             if n < 0 or addr % PAGE_SIZE + n > PAGE_SIZE:
                 raise ValueError(f"insn: an access must stay inside one page, got {insn!r}")
+        # EACCEPTCOPY also reads its source page: an evicted source faults and is loaded
+        src_idx = (int(insn.src) - encl.base) >> 12 if isinstance(insn, Eacceptcopy) else -1
         while True:
             if not (yield from self.enter()):
                 return None, self.entry_fault
-            if encl.pte_present[idx]:
+            missing = self._first_unmapped(idx, src_idx)
+            if missing < 0:
                 break
             if not leaf and not self._vma_allows(idx, write):
                 return None, EnclaveException(X86_TRAP_PF, miss, addr)
-            if not (yield from self._fault(idx)):
-                return None, EnclaveException(X86_TRAP_PF, miss, addr)
+            if not (yield from self._fault(missing)):
+                fault_addr = addr if missing == idx else encl.linaddr(missing)
+                return None, EnclaveException(X86_TRAP_PF, miss, fault_addr)
         lp = self._lp()
         epc = int(encl.epc[idx])
         hw = self.hw

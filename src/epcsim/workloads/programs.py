@@ -219,8 +219,9 @@ def thread_body(
             why = bad.errno or f"{bad.failures} EACCEPT failures"
             rec.error = f"{bad.kind} at page {bad.first_page} failed: {why}"
     yield from t.leave()
-    t.release_cpu()
     rec.end_ns = system.now
+    yield from handle._thread_exited(t)
+    t.release_cpu()
     return rec
 
 
@@ -231,5 +232,5 @@ def start_thread(
     environment) executes it. Returns the SimPy process and the record it fills."""
     rec = ThreadRecord(plan.name, handle.encl.name)
     proc = handle.system.machine.spawn(thread_body(handle, plan, rng, rec))
-    handle.system._threads.append(proc)
+    handle._thread_started(proc)
     return proc, rec

@@ -1,0 +1,350 @@
+"""The invariant checker: ``System(check=True)`` (issue 10).
+
+After every public API call and at the end of ``System.run()`` the model's books must balance.
+The checks read state only (a checked run is byte-identical to an unchecked one) and are
+vectorised with NumPy, a few array passes per enclave, so the whole test suite runs checked
+(``EPCSIM_CHECK=1``, set by ``tests/conftest.py``).
+
+What must hold at any instant the checker can see:
+
+* **EPC conservation.** ``sgx_nr_free_pages`` equals the pages flagged IS_FREE and the free
+  lists' lengths; every page is free, poisoned and parked, referenced by exactly one live
+  enclave (an enclave page, its SECS or a VA page), isolated by the reclaimer after its EWB
+  (freed right after the lock drops), leaked (EREMOVE failed: ``leaked_pages``), or in flight
+  in an enclave that is not settled (see below). No page is referenced twice.
+* **Every enclave page in exactly one place.** A page never added (or removed) has no EPC
+  page, VA slot, backing record or PTE. An added page is resident, or evicted with a VA slot
+  and a backing record - or lost after a failed ELDU (the kernel's "kernel bug" path), which
+  ``eldu_failed`` counts. A PTE only maps a resident page.
+* **The EPCM agrees with the kernel.** A resident page is valid in the EPCM at its address,
+  under the enclave's resident SECS; the SECS is a valid PT_SECS page, VA pages PT_VA; the
+  CPU's child count of each SECS is its valid children; free pages are invalid.
+* **The LRU** (``sgx_active_page_list``) holds only TRACKED, resident, not BEING_RECLAIMED
+  enclave pages; TRACKED pages off the list are the ones a reclaimer isolated, and only those
+  are BEING_RECLAIMED. The list links are consistent and its length is right.
+
+An enclave is *settled* when no ioctl runs on it and nobody holds ``encl->lock``: every
+multi-step operation on its pages (an ioctl, a fault, an EWB) holds one or the other. For a
+settled enclave the checks are exact: nothing in flight, every resident page TRACKED, the
+EPCM page type equals the kernel's, the kernel's used VA slots are exactly the evicted pages'
+(and the SECS's) and the CPU's non-zero slot versions, ``secs_child_cnt`` counts the
+resident pages, ``page_cnt`` the added pages plus the SECS, and the refcount is the handle's
+references (fd, mm) plus one per page a reclaimer has isolated.
+
+Cgroup charges are checked through a hook (``check_cgroup_charges``) once cgroups exist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
+from epcsim.kernel.epc import (
+    OWNER_LEAKED,
+    SGX_EPC_PAGE_IS_FREE,
+    SGX_EPC_PAGE_POISON,
+    SGX_EPC_PAGE_RECLAIMER_TRACKED,
+)
+
+if TYPE_CHECKING:
+    from epcsim.kernel.encl import SgxEncl
+    from epcsim.kernel.main import Sgx
+
+
+class InvariantError(AssertionError):
+    """The model's state broke an invariant: a bug in the model, never the user's fault."""
+
+
+def check_cgroup_charges(sgx: Sgx) -> list[str]:
+    """Hook for the EPC cgroup (spec §17, proposed upstream, not modelled yet).
+
+    Once ``sgx.cgroups`` exists it must offer ``invariant_violations()``: every charged
+    page is an in-use page charged exactly once, and each cgroup's usage is the sum of its
+    charges (and of its children's). Nothing to check until then."""
+    cgroups = getattr(sgx, "cgroups", None)
+    if cgroups is None:
+        return []
+    return list(cgroups.invariant_violations())
+
+
+def settled(encl: SgxEncl) -> bool:
+    """No ioctl in progress and ``encl->lock`` free: no operation on its pages is midway."""
+    return not encl.ioctl_busy and not encl.lock.locked
+
+
+def check(sgx: Sgx) -> list[str]:
+    """Every invariant violation in ``sgx``'s state, as messages (empty: all hold)."""
+    bad: list[str] = []
+    epc = sgx.epc
+    hw = sgx.cpu
+    epcm = hw.epcm
+    n = epc.nr_pages
+    flags = epc.flags
+
+    # -- free pages ---------------------------------------------------------------------
+    free = (flags & SGX_EPC_PAGE_IS_FREE) != 0
+    nfree = int(np.count_nonzero(free))
+    listed = sum(len(fl) for fl in epc.free_lists.values())
+    if not nfree == listed == epc.nr_free_pages:
+        bad.append(
+            f"free pages: {epc.nr_free_pages} counted, {nfree} flagged IS_FREE, {listed} listed"
+        )
+    if np.any(epc.owner_encl[free] != -1):
+        bad.append("a free page has an owner")
+    if not sgx.ewb_failures and np.any(epcm.valid[free]):
+        bad.append(f"free pages valid in the EPCM: {np.flatnonzero(free & epcm.valid)[:8]}")
+    parked = ~free & ((flags & SGX_EPC_PAGE_POISON) != 0) & (epc.owner_encl == -1)
+    in_use = ~free & ~parked
+
+    # -- the reclaimer's list ----------------------------------------------------------------
+    lru = sgx.lru
+    on = getattr(lru, "on", None)
+    if on is None:
+        on = np.zeros(n, dtype=np.bool_)
+        for page in range(n):
+            on[page] = page in lru
+    tracked = (flags & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0
+    isolated = tracked & ~on
+    if len(lru) != int(np.count_nonzero(on)):
+        bad.append(f"LRU length {len(lru)} but {int(np.count_nonzero(on))} pages on it")
+    if np.any(on & ~tracked):
+        bad.append(f"pages on the LRU without TRACKED: {np.flatnonzero(on & ~tracked)[:8]}")
+    if np.any(tracked & ~in_use):
+        bad.append("a free page is TRACKED")
+    bad += _check_links(lru, on)
+
+    # -- references from the live enclaves -----------------------------------------------------
+    refs = np.zeros(n, dtype=np.int32)
+    child = np.zeros(n, dtype=np.bool_)  # referenced as an enclave page (not SECS/VA)
+    unsettled_ids: list[int] = []
+    for encl in list(sgx.enclaves.values()):
+        if not settled(encl):
+            unsettled_ids.append(encl.id)
+        bad += _check_enclave(sgx, encl, refs, child, isolated, on)
+    if np.any(refs > 1):
+        bad.append(f"EPC pages referenced twice: {np.flatnonzero(refs > 1)[:8]}")
+    referenced = refs > 0
+    if np.any(referenced & ~in_use):
+        bad.append(f"free EPC pages referenced: {np.flatnonzero(referenced & ~in_use)[:8]}")
+    if np.any(on & ~child):
+        bad.append(f"LRU pages that are no resident enclave page: {np.flatnonzero(on & ~child)}")
+
+    # -- pages nobody references ---------------------------------------------------------------
+    leaked = in_use & (epc.owner_index == OWNER_LEAKED)
+    if int(np.count_nonzero(leaked)) != sgx.leaked_pages:
+        bad.append(f"{sgx.leaked_pages} pages leaked but {int(np.count_nonzero(leaked))} marked")
+    loose = in_use & ~referenced & ~leaked
+    # isolated after EWB: invalid (EWB invalidated it) until the reclaimer frees it
+    after_ewb = loose & isolated
+    if not sgx.ewb_failures and np.any(epcm.valid[after_ewb]):
+        bad.append(f"isolated pages still valid after EWB: {np.flatnonzero(after_ewb)}")
+    inflight = loose & ~isolated
+    if np.any(inflight):
+        pages = np.flatnonzero(inflight)
+        owners = epc.owner_encl[pages]
+        busy = np.isin(owners, np.asarray(unsettled_ids, dtype=owners.dtype))
+        if not np.all(busy):
+            bad.append(
+                f"EPC pages in use by no one (owners {sorted(set(owners[~busy].tolist()))}): "
+                f"{pages[~busy][:8]}"
+            )
+        # before its leaf ran an allocated page is invalid; a fresh VA page is already PT_VA
+        fresh_va = epcm.valid[pages] & (epcm.pt[pages] == PageType.VA)
+        if np.any(epcm.valid[pages] & ~fresh_va):
+            bad.append(f"in-flight EPC pages already valid: {pages[epcm.valid[pages]][:8]}")
+
+    # -- the CPU's view --------------------------------------------------------------------
+    valid = epcm.valid
+    kids = np.bincount(epcm.secs[valid & (epcm.secs >= 0)], minlength=n)
+    for secs_page, st in hw.secs_at.items():
+        if st.child_count != int(kids[secs_page]):
+            bad.append(
+                f"SECS {secs_page}: the CPU counts {st.child_count} children, "
+                f"{int(kids[secs_page])} valid"
+            )
+
+    # -- global counts when nothing is midway -------------------------------------------------
+    if not unsettled_ids:
+        va_total = sum(len(e.va_pages) for e in sgx.enclaves.values())
+        if va_total != sgx.stats.va_pages:
+            bad.append(f"va_pages counter {sgx.stats.va_pages}, enclaves hold {va_total}")
+
+    bad += check_cgroup_charges(sgx)
+    return bad
+
+
+def _check_links(lru, on: np.ndarray) -> list[str]:
+    """``KernelLru``'s doubly linked list, checked in one pass over its arrays."""
+    prev = getattr(lru, "prev", None)
+    nxt = getattr(lru, "next", None)
+    if prev is None or nxt is None:
+        return []
+    pages = np.flatnonzero(on)
+    if pages.size == 0:
+        return [] if lru.head == -1 and lru.tail == -1 else ["empty LRU with a head or tail"]
+    bad = []
+    heads = pages[prev[pages] == -1]
+    tails = pages[nxt[pages] == -1]
+    if heads.tolist() != [lru.head] or tails.tolist() != [lru.tail]:
+        bad.append(f"LRU ends: head {lru.head} tail {lru.tail}, found {heads[:4]} {tails[:4]}")
+    linked = pages[nxt[pages] != -1]
+    succ = nxt[linked]
+    if np.any(~on[succ]) or np.any(prev[succ] != linked):
+        bad.append("LRU links are inconsistent (next/prev do not mirror each other)")
+    return bad
+
+
+def _check_enclave(
+    sgx: Sgx,
+    encl: SgxEncl,
+    refs: np.ndarray,
+    child: np.ndarray,
+    isolated: np.ndarray,
+    on: np.ndarray,
+) -> list[str]:
+    bad: list[str] = []
+    name = encl.name
+    epc = sgx.epc
+    hw = sgx.cpu
+    epcm = hw.epcm
+    exact = settled(encl)
+    if encl.dead:
+        return [f"{name}: released but still listed"]
+    if not encl.created:
+        return []
+
+    present = encl.present
+    res_idx = np.flatnonzero(encl.epc >= 0)
+    res = encl.epc[res_idx].astype(np.int64)
+
+    # -- resident pages ----------------------------------------------------------------------
+    if np.any(~present[res_idx]):
+        bad.append(f"{name}: EPC pages for pages never added: {res_idx[~present[res_idx]][:8]}")
+    np.add.at(refs, res, 1)
+    child[res] = True
+    if np.any(epc.owner_encl[res] != encl.id) or np.any(epc.owner_index[res] != res_idx):
+        bad.append(f"{name}: resident pages whose EPC owner is someone else")
+    if not np.all(epcm.valid[res]):
+        bad.append(f"{name}: resident pages invalid in the EPCM: {res_idx[~epcm.valid[res]][:8]}")
+    if res.size and encl.secs_epc < 0:
+        bad.append(f"{name}: {res.size} resident pages while the SECS is evicted")
+    if np.any(epcm.secs[res] != encl.secs_epc):
+        bad.append(f"{name}: resident pages under another SECS in the EPCM")
+    linaddr = np.uint64(encl.base) + (res_idx.astype(np.uint64) << np.uint64(12))
+    if np.any(epcm.linaddr[res] != linaddr):
+        bad.append(f"{name}: EPCM addresses differ from the pages' addresses")
+    if np.any(encl.reclaiming[res_idx] & ~isolated[res]):
+        bad.append(f"{name}: BEING_RECLAIMED pages the reclaimer has not isolated")
+    if np.any(on[res] & encl.reclaiming[res_idx]):
+        bad.append(f"{name}: BEING_RECLAIMED pages on the LRU")
+
+    # -- evicted and absent pages --------------------------------------------------------------
+    out_idx = np.flatnonzero(present & (encl.epc < 0))
+    va_of = encl.va_page[out_idx].astype(np.int64)
+    slot_of = encl.va_slot[out_idx].astype(np.int64)
+    absent = ~present
+    if np.any(absent & ((encl.va_page >= 0) | encl.pte_present | encl.reclaiming)):
+        bad.append(f"{name}: pages never added have a VA slot, a PTE or BEING_RECLAIMED")
+    if np.any(encl.pte_present & (encl.epc < 0)):
+        bad.append(f"{name}: PTEs mapping pages that are not resident")
+    if np.any(va_of < 0):
+        bad.append(f"{name}: evicted pages without a VA slot: {out_idx[va_of < 0][:8]}")
+    if np.any(encl.va_page[res_idx] >= 0):
+        bad.append(f"{name}: resident pages still holding a VA slot")
+
+    # -- the backing store ---------------------------------------------------------------------
+    f = sgx.backing.files.get(encl.id)
+    if f is None:
+        bad.append(f"{name}: no backing file")
+    else:
+        rec = f.present[: encl.nr_pages]
+        if np.any(rec & ~(present & (encl.epc < 0))):
+            bad.append(f"{name}: backing records for pages resident or never added")
+        lost = int(out_idx.size - np.count_nonzero(rec[out_idx]))
+        if lost > sgx.stats.eldu_failed:
+            bad.append(
+                f"{name}: {lost} evicted pages have no backing record "
+                f"(only {sgx.stats.eldu_failed} ELDUs failed)"
+            )
+        kept = out_idx[rec[out_idx]]
+        if np.any(f.va_page[kept] != encl.va_page[kept]) or np.any(
+            f.va_slot[kept] != encl.va_slot[kept]
+        ):
+            bad.append(f"{name}: backing records name another VA slot than the kernel")
+        secs_out = encl.secs_epc < 0
+        if bool(f.present[f.secs_index]) and not secs_out:
+            bad.append(f"{name}: a SECS record in backing while the SECS is resident")
+        if secs_out and not f.present[f.secs_index] and not sgx.stats.eldu_failed:
+            bad.append(f"{name}: the SECS is neither resident nor in backing")
+
+    # -- the SECS and the VA pages -----------------------------------------------------------
+    if encl.secs_epc >= 0:
+        s = encl.secs_epc
+        refs[s] += 1
+        if not epcm.valid[s] or int(epcm.pt[s]) != PageType.SECS or s not in hw.secs_at:
+            bad.append(f"{name}: SECS page {s} is not a valid PT_SECS page")
+    vas = np.asarray(encl.va_pages, dtype=np.int64)
+    np.add.at(refs, vas, 1)
+    if vas.size and (not np.all(epcm.valid[vas]) or np.any(epcm.pt[vas] != PageType.VA)):
+        bad.append(f"{name}: VA pages that are not valid PT_VA pages")
+    if set(encl.va_used) != set(encl.va_pages):
+        bad.append(f"{name}: VA slot maps and the VA page list differ")
+    pos = {va: i for i, va in enumerate(encl.va_pages)}
+    in_list = np.isin(va_of, vas)
+    if not np.all(in_list):
+        bad.append(f"{name}: evicted pages name a VA page the enclave does not own")
+    # want[row, slot]: how many evicted pages (and the SECS) the kernel keeps in each slot
+    want = np.zeros((len(encl.va_pages), SGX_VA_SLOT_COUNT), dtype=np.int32)
+    if in_list.any():
+        order = np.argsort(vas)
+        rows = order[np.searchsorted(vas[order], va_of[in_list])]
+        np.add.at(want, (rows, slot_of[in_list]), 1)
+    if encl.secs_va[0] >= 0 and encl.secs_va[0] in pos:
+        want[pos[encl.secs_va[0]], encl.secs_va[1]] += 1
+    if np.any(want > 1):
+        bad.append(f"{name}: two evicted pages share a VA slot")
+    if encl.va_pages:
+        used = np.stack([encl.va_used[va] for va in encl.va_pages])
+        versions = None
+        if all(va in hw.va for va in encl.va_pages):
+            versions = np.stack([hw.va[va] for va in encl.va_pages])
+        else:
+            bad.append(f"{name}: a VA page the CPU does not know")
+        if np.any((want > 0) & ~used):
+            bad.append(f"{name}: evicted pages in VA slots marked free")
+        if exact:
+            if np.any(used & (want == 0)):
+                bad.append(f"{name}: VA slots in use by no evicted page")
+            if versions is not None and np.any(used != (versions != 0)):
+                bad.append(f"{name}: the kernel's used VA slots differ from the CPU's versions")
+
+    # -- exact books of a settled enclave ----------------------------------------------------
+    if exact:
+        if np.any(~((epc.flags[res] & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0)):
+            bad.append(f"{name}: resident pages the reclaimer does not track")
+        if np.any(epcm.pt[res] != encl.type[res_idx]):
+            bad.append(f"{name}: EPCM page types differ from the kernel's")
+        if encl.secs_child_cnt != res.size:
+            bad.append(f"{name}: secs_child_cnt {encl.secs_child_cnt}, {res.size} resident")
+        nr_present = int(np.count_nonzero(present))
+        if encl.page_cnt != nr_present + 1:
+            bad.append(f"{name}: page_cnt {encl.page_cnt}, {nr_present} pages + the SECS")
+        handle = getattr(encl, "handle", None)
+        if handle is not None:
+            held = int(np.count_nonzero(isolated & (epc.owner_encl == encl.id)))
+            want_ref = (not handle.closed) + int(handle._mm_ref) + held
+            if encl.refcount != want_ref:
+                bad.append(
+                    f"{name}: refcount {encl.refcount}, expected {want_ref} (fd, mm, "
+                    f"{held} pages isolated by a reclaimer)"
+                )
+    return bad
+
+
+def assert_invariants(sgx: Sgx, where: str) -> None:
+    """Raise ``InvariantError`` listing every violation found after ``where``."""
+    bad = check(sgx)
+    if bad:
+        raise InvariantError(f"after {where}: " + "; ".join(bad))
