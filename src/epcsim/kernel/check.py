@@ -10,8 +10,9 @@ What must hold at any instant the checker can see:
 * **EPC conservation.** ``sgx_nr_free_pages`` equals the pages flagged IS_FREE and the free
   lists' lengths; every page is free, poisoned and parked, referenced by exactly one live
   enclave (an enclave page, its SECS or a VA page), isolated by the reclaimer after its EWB
-  (freed right after the lock drops), leaked (EREMOVE failed: ``leaked_pages``), or in flight
-  in an enclave that is not settled (see below). No page is referenced twice.
+  (freed right after the lock drops), leaked (EREMOVE failed: ``leaked_pages``), in flight
+  in an enclave that is not settled (see below), or taken outside any enclave (no owner: a
+  virtual EPC, which the LRU and the enclaves never see). No page is referenced twice.
 * **Every enclave page in exactly one place.** A page never added (or removed) has no EPC
   page, VA slot, backing record or PTE. An added page is resident, or evicted with a VA slot
   and a backing record - or lost after a failed ELDU (the kernel's "kernel bug" path), which
@@ -91,9 +92,9 @@ def check(sgx: Sgx) -> list[str]:
         bad.append(
             f"free pages: {epc.nr_free_pages} counted, {nfree} flagged IS_FREE, {listed} listed"
         )
-    if np.any(epc.owner_encl[free] != -1):
+    if (epc.owner_encl[free] != -1).any():
         bad.append("a free page has an owner")
-    if not sgx.ewb_failures and np.any(epcm.valid[free]):
+    if not sgx.ewb_failures and (epcm.valid[free]).any():
         bad.append(f"free pages valid in the EPCM: {np.flatnonzero(free & epcm.valid)[:8]}")
     parked = ~free & ((flags & SGX_EPC_PAGE_POISON) != 0) & (epc.owner_encl == -1)
     in_use = ~free & ~parked
@@ -109,50 +110,62 @@ def check(sgx: Sgx) -> list[str]:
     isolated = tracked & ~on
     if len(lru) != int(np.count_nonzero(on)):
         bad.append(f"LRU length {len(lru)} but {int(np.count_nonzero(on))} pages on it")
-    if np.any(on & ~tracked):
+    if (on & ~tracked).any():
         bad.append(f"pages on the LRU without TRACKED: {np.flatnonzero(on & ~tracked)[:8]}")
-    if np.any(tracked & ~in_use):
+    if (tracked & ~in_use).any():
         bad.append("a free page is TRACKED")
     bad += _check_links(lru, on)
 
     # -- references from the live enclaves -----------------------------------------------------
-    refs = np.zeros(n, dtype=np.int32)
-    child = np.zeros(n, dtype=np.bool_)  # referenced as an enclave page (not SECS/VA)
+    children: list[np.ndarray] = []  # resident enclave pages
+    others: list[int] = []  # SECS and VA pages
     unsettled_ids: list[int] = []
+    held = np.bincount(epc.owner_encl[isolated] + 1, minlength=sgx._next_encl_id + 2)
     for encl in list(sgx.enclaves.values()):
         if not settled(encl):
             unsettled_ids.append(encl.id)
-        bad += _check_enclave(sgx, encl, refs, child, isolated, on)
-    if np.any(refs > 1):
+        bad += _check_enclave(sgx, encl, children, others, isolated, on, int(held[encl.id + 1]))
+    all_children = np.concatenate(children) if children else np.zeros(0, dtype=np.int64)
+    refs = np.bincount(
+        np.concatenate([all_children, np.asarray(others, dtype=np.int64)]), minlength=n
+    )
+    child = np.zeros(n, dtype=np.bool_)  # referenced as an enclave page (not SECS/VA)
+    child[all_children] = True
+    if (refs > 1).any():
         bad.append(f"EPC pages referenced twice: {np.flatnonzero(refs > 1)[:8]}")
     referenced = refs > 0
-    if np.any(referenced & ~in_use):
+    if (referenced & ~in_use).any():
         bad.append(f"free EPC pages referenced: {np.flatnonzero(referenced & ~in_use)[:8]}")
-    if np.any(on & ~child):
+    if (on & ~child).any():
         bad.append(f"LRU pages that are no resident enclave page: {np.flatnonzero(on & ~child)}")
 
     # -- pages nobody references ---------------------------------------------------------------
     leaked = in_use & (epc.owner_index == OWNER_LEAKED)
     if int(np.count_nonzero(leaked)) != sgx.leaked_pages:
         bad.append(f"{sgx.leaked_pages} pages leaked but {int(np.count_nonzero(leaked))} marked")
-    loose = in_use & ~referenced & ~leaked
+    # pages taken outside the driver's enclaves (a KVM guest's virtual EPC, spec §13) have
+    # no enclave owner; they must stay off the LRU and out of every enclave's books
+    vepc = in_use & (epc.owner_encl == -1)
+    if (vepc & (referenced | tracked)).any():
+        bad.append(f"pages without an enclave owner in use by one: {np.flatnonzero(vepc)[:8]}")
+    loose = in_use & ~referenced & ~leaked & ~vepc
     # isolated after EWB: invalid (EWB invalidated it) until the reclaimer frees it
     after_ewb = loose & isolated
-    if not sgx.ewb_failures and np.any(epcm.valid[after_ewb]):
+    if not sgx.ewb_failures and (epcm.valid[after_ewb]).any():
         bad.append(f"isolated pages still valid after EWB: {np.flatnonzero(after_ewb)}")
     inflight = loose & ~isolated
-    if np.any(inflight):
+    if (inflight).any():
         pages = np.flatnonzero(inflight)
         owners = epc.owner_encl[pages]
         busy = np.isin(owners, np.asarray(unsettled_ids, dtype=owners.dtype))
-        if not np.all(busy):
+        if not (busy).all():
             bad.append(
                 f"EPC pages in use by no one (owners {sorted(set(owners[~busy].tolist()))}): "
                 f"{pages[~busy][:8]}"
             )
         # before its leaf ran an allocated page is invalid; a fresh VA page is already PT_VA
         fresh_va = epcm.valid[pages] & (epcm.pt[pages] == PageType.VA)
-        if np.any(epcm.valid[pages] & ~fresh_va):
+        if (epcm.valid[pages] & ~fresh_va).any():
             bad.append(f"in-flight EPC pages already valid: {pages[epcm.valid[pages]][:8]}")
 
     # -- the CPU's view --------------------------------------------------------------------
@@ -191,7 +204,7 @@ def _check_links(lru, on: np.ndarray) -> list[str]:
         bad.append(f"LRU ends: head {lru.head} tail {lru.tail}, found {heads[:4]} {tails[:4]}")
     linked = pages[nxt[pages] != -1]
     succ = nxt[linked]
-    if np.any(~on[succ]) or np.any(prev[succ] != linked):
+    if (~on[succ]).any() or (prev[succ] != linked).any():
         bad.append("LRU links are inconsistent (next/prev do not mirror each other)")
     return bad
 
@@ -199,10 +212,11 @@ def _check_links(lru, on: np.ndarray) -> list[str]:
 def _check_enclave(
     sgx: Sgx,
     encl: SgxEncl,
-    refs: np.ndarray,
-    child: np.ndarray,
+    children: list[np.ndarray],
+    others: list[int],
     isolated: np.ndarray,
     on: np.ndarray,
+    held: int,
 ) -> list[str]:
     bad: list[str] = []
     name = encl.name
@@ -220,24 +234,23 @@ def _check_enclave(
     res = encl.epc[res_idx].astype(np.int64)
 
     # -- resident pages ----------------------------------------------------------------------
-    if np.any(~present[res_idx]):
+    if (~present[res_idx]).any():
         bad.append(f"{name}: EPC pages for pages never added: {res_idx[~present[res_idx]][:8]}")
-    np.add.at(refs, res, 1)
-    child[res] = True
-    if np.any(epc.owner_encl[res] != encl.id) or np.any(epc.owner_index[res] != res_idx):
+    children.append(res)
+    if (epc.owner_encl[res] != encl.id).any() or (epc.owner_index[res] != res_idx).any():
         bad.append(f"{name}: resident pages whose EPC owner is someone else")
-    if not np.all(epcm.valid[res]):
+    if not (epcm.valid[res]).all():
         bad.append(f"{name}: resident pages invalid in the EPCM: {res_idx[~epcm.valid[res]][:8]}")
     if res.size and encl.secs_epc < 0:
         bad.append(f"{name}: {res.size} resident pages while the SECS is evicted")
-    if np.any(epcm.secs[res] != encl.secs_epc):
+    if (epcm.secs[res] != encl.secs_epc).any():
         bad.append(f"{name}: resident pages under another SECS in the EPCM")
     linaddr = np.uint64(encl.base) + (res_idx.astype(np.uint64) << np.uint64(12))
-    if np.any(epcm.linaddr[res] != linaddr):
+    if (epcm.linaddr[res] != linaddr).any():
         bad.append(f"{name}: EPCM addresses differ from the pages' addresses")
-    if np.any(encl.reclaiming[res_idx] & ~isolated[res]):
+    if (encl.reclaiming[res_idx] & ~isolated[res]).any():
         bad.append(f"{name}: BEING_RECLAIMED pages the reclaimer has not isolated")
-    if np.any(on[res] & encl.reclaiming[res_idx]):
+    if (on[res] & encl.reclaiming[res_idx]).any():
         bad.append(f"{name}: BEING_RECLAIMED pages on the LRU")
 
     # -- evicted and absent pages --------------------------------------------------------------
@@ -245,13 +258,13 @@ def _check_enclave(
     va_of = encl.va_page[out_idx].astype(np.int64)
     slot_of = encl.va_slot[out_idx].astype(np.int64)
     absent = ~present
-    if np.any(absent & ((encl.va_page >= 0) | encl.pte_present | encl.reclaiming)):
+    if (absent & ((encl.va_page >= 0) | encl.pte_present | encl.reclaiming)).any():
         bad.append(f"{name}: pages never added have a VA slot, a PTE or BEING_RECLAIMED")
-    if np.any(encl.pte_present & (encl.epc < 0)):
+    if (encl.pte_present & (encl.epc < 0)).any():
         bad.append(f"{name}: PTEs mapping pages that are not resident")
-    if np.any(va_of < 0):
+    if (va_of < 0).any():
         bad.append(f"{name}: evicted pages without a VA slot: {out_idx[va_of < 0][:8]}")
-    if np.any(encl.va_page[res_idx] >= 0):
+    if (encl.va_page[res_idx] >= 0).any():
         bad.append(f"{name}: resident pages still holding a VA slot")
 
     # -- the backing store ---------------------------------------------------------------------
@@ -260,7 +273,7 @@ def _check_enclave(
         bad.append(f"{name}: no backing file")
     else:
         rec = f.present[: encl.nr_pages]
-        if np.any(rec & ~(present & (encl.epc < 0))):
+        if (rec & ~(present & (encl.epc < 0))).any():
             bad.append(f"{name}: backing records for pages resident or never added")
         lost = int(out_idx.size - np.count_nonzero(rec[out_idx]))
         if lost > sgx.stats.eldu_failed:
@@ -269,9 +282,9 @@ def _check_enclave(
                 f"(only {sgx.stats.eldu_failed} ELDUs failed)"
             )
         kept = out_idx[rec[out_idx]]
-        if np.any(f.va_page[kept] != encl.va_page[kept]) or np.any(
+        if (f.va_page[kept] != encl.va_page[kept]).any() or (
             f.va_slot[kept] != encl.va_slot[kept]
-        ):
+        ).any():
             bad.append(f"{name}: backing records name another VA slot than the kernel")
         secs_out = encl.secs_epc < 0
         if bool(f.present[f.secs_index]) and not secs_out:
@@ -282,28 +295,29 @@ def _check_enclave(
     # -- the SECS and the VA pages -----------------------------------------------------------
     if encl.secs_epc >= 0:
         s = encl.secs_epc
-        refs[s] += 1
+        others.append(s)
         if not epcm.valid[s] or int(epcm.pt[s]) != PageType.SECS or s not in hw.secs_at:
             bad.append(f"{name}: SECS page {s} is not a valid PT_SECS page")
     vas = np.asarray(encl.va_pages, dtype=np.int64)
-    np.add.at(refs, vas, 1)
-    if vas.size and (not np.all(epcm.valid[vas]) or np.any(epcm.pt[vas] != PageType.VA)):
+    others.extend(encl.va_pages)
+    if vas.size and (not (epcm.valid[vas]).all() or (epcm.pt[vas] != PageType.VA).any()):
         bad.append(f"{name}: VA pages that are not valid PT_VA pages")
     if set(encl.va_used) != set(encl.va_pages):
         bad.append(f"{name}: VA slot maps and the VA page list differ")
     pos = {va: i for i, va in enumerate(encl.va_pages)}
-    in_list = np.isin(va_of, vas)
-    if not np.all(in_list):
-        bad.append(f"{name}: evicted pages name a VA page the enclave does not own")
     # want[row, slot]: how many evicted pages (and the SECS) the kernel keeps in each slot
     want = np.zeros((len(encl.va_pages), SGX_VA_SLOT_COUNT), dtype=np.int32)
-    if in_list.any():
+    if va_of.size:
         order = np.argsort(vas)
-        rows = order[np.searchsorted(vas[order], va_of[in_list])]
-        np.add.at(want, (rows, slot_of[in_list]), 1)
+        sorted_vas = vas[order]
+        at = np.minimum(np.searchsorted(sorted_vas, va_of), max(vas.size - 1, 0))
+        in_list = (sorted_vas[at] == va_of) if vas.size else np.zeros(va_of.size, np.bool_)
+        if not in_list.all():
+            bad.append(f"{name}: evicted pages name a VA page the enclave does not own")
+        np.add.at(want, (order[at[in_list]], slot_of[in_list]), 1)
     if encl.secs_va[0] >= 0 and encl.secs_va[0] in pos:
         want[pos[encl.secs_va[0]], encl.secs_va[1]] += 1
-    if np.any(want > 1):
+    if (want > 1).any():
         bad.append(f"{name}: two evicted pages share a VA slot")
     if encl.va_pages:
         used = np.stack([encl.va_used[va] for va in encl.va_pages])
@@ -312,19 +326,19 @@ def _check_enclave(
             versions = np.stack([hw.va[va] for va in encl.va_pages])
         else:
             bad.append(f"{name}: a VA page the CPU does not know")
-        if np.any((want > 0) & ~used):
+        if ((want > 0) & ~used).any():
             bad.append(f"{name}: evicted pages in VA slots marked free")
         if exact:
-            if np.any(used & (want == 0)):
+            if (used & (want == 0)).any():
                 bad.append(f"{name}: VA slots in use by no evicted page")
-            if versions is not None and np.any(used != (versions != 0)):
+            if versions is not None and (used != (versions != 0)).any():
                 bad.append(f"{name}: the kernel's used VA slots differ from the CPU's versions")
 
     # -- exact books of a settled enclave ----------------------------------------------------
     if exact:
-        if np.any(~((epc.flags[res] & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0)):
+        if (~((epc.flags[res] & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0)).any():
             bad.append(f"{name}: resident pages the reclaimer does not track")
-        if np.any(epcm.pt[res] != encl.type[res_idx]):
+        if (epcm.pt[res] != encl.type[res_idx]).any():
             bad.append(f"{name}: EPCM page types differ from the kernel's")
         if encl.secs_child_cnt != res.size:
             bad.append(f"{name}: secs_child_cnt {encl.secs_child_cnt}, {res.size} resident")
@@ -333,7 +347,6 @@ def _check_enclave(
             bad.append(f"{name}: page_cnt {encl.page_cnt}, {nr_present} pages + the SECS")
         handle = getattr(encl, "handle", None)
         if handle is not None:
-            held = int(np.count_nonzero(isolated & (epc.owner_encl == encl.id)))
             want_ref = (not handle.closed) + int(handle._mm_ref) + held
             if encl.refcount != want_ref:
                 bad.append(
