@@ -213,13 +213,14 @@ class EnclaveMachine(RuleBasedStateMachine):
         if not hasattr(self, "system"):
             return
         self.system.run()
-        self.system.check = False  # one check at the end instead of one per read
+        # one check at the end instead of one per read
+        was, self.system.check = self.system.check, False
         for m in self.live:
             if not m.h.closed:
                 for page, data in m.known.items():
                     assert m.h.read(page * P, len(data)) == data
                 m.h.close()
-        self.system.check = True
+        self.system.check = was
         self.system.run(until="50ms")
         s = self.system.stats()
         assert s["epc_pages_free"] == s["epc_pages_total"] and not s["enclaves"]
