@@ -195,7 +195,7 @@ def test_dropping_a_system_with_a_live_thread_prints_nothing():
         procs = [a.start(np.tile(np.arange(100), 1000)) for _ in range(2)]
         system.run(until="1ms")
         assert all(p.is_alive for p in procs)
-        assert any(t.entered and not t.aexed for t in a.encl.mm_tasks if hasattr(t, "entered"))
+        assert any(t.entered and not t.aexed for t in a.mm.tasks if hasattr(t, "entered"))
 
     try:
         build()

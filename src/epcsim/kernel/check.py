@@ -71,8 +71,9 @@ def check_cgroup_charges(sgx: Sgx) -> list[str]:
 
 
 def settled(encl: SgxEncl) -> bool:
-    """No ioctl in progress and ``encl->lock`` free: no operation on its pages is midway."""
-    return not encl.ioctl_busy and not encl.lock.locked
+    """No ioctl in progress, ``encl->lock`` free and no release under way: no operation on
+    its pages is midway."""
+    return not encl.ioctl_busy and not encl.lock.locked and not encl.dead
 
 
 def check(sgx: Sgx) -> list[str]:
@@ -224,9 +225,11 @@ def _check_enclave(
     hw = sgx.cpu
     epcm = hw.epcm
     exact = settled(encl)
-    if encl.dead:
-        return [f"{name}: released but still listed"]
     if not encl.created:
+        return []
+    if encl.dead:  # sgx_encl_release is freeing its pages (EREMOVE costs time)
+        children.append(encl.epc[encl.epc >= 0].astype(np.int64))
+        others.extend(([encl.secs_epc] if encl.secs_epc >= 0 else []) + list(encl.va_pages))
         return []
 
     present = encl.present
@@ -239,14 +242,16 @@ def _check_enclave(
     children.append(res)
     if (epc.owner_encl[res] != encl.id).any() or (epc.owner_index[res] != res_idx).any():
         bad.append(f"{name}: resident pages whose EPC owner is someone else")
-    if not (epcm.valid[res]).all():
+    if exact and not (epcm.valid[res]).all():
         bad.append(f"{name}: resident pages invalid in the EPCM: {res_idx[~epcm.valid[res]][:8]}")
     if res.size and encl.secs_epc < 0:
         bad.append(f"{name}: {res.size} resident pages while the SECS is evicted")
-    if (epcm.secs[res] != encl.secs_epc).any():
+    # midway (an EREMOVE under way) a page may already be invalid: compare the valid ones
+    ok = epcm.valid[res]
+    if (epcm.secs[res[ok]] != encl.secs_epc).any():
         bad.append(f"{name}: resident pages under another SECS in the EPCM")
-    linaddr = np.uint64(encl.base) + (res_idx.astype(np.uint64) << np.uint64(12))
-    if (epcm.linaddr[res] != linaddr).any():
+    linaddr = np.uint64(encl.base) + (res_idx[ok].astype(np.uint64) << np.uint64(12))
+    if (epcm.linaddr[res[ok]] != linaddr).any():
         bad.append(f"{name}: EPCM addresses differ from the pages' addresses")
     if (encl.reclaiming[res_idx] & ~isolated[res]).any():
         bad.append(f"{name}: BEING_RECLAIMED pages the reclaimer has not isolated")
@@ -287,7 +292,7 @@ def _check_enclave(
         ).any():
             bad.append(f"{name}: backing records name another VA slot than the kernel")
         secs_out = encl.secs_epc < 0
-        if bool(f.present[f.secs_index]) and not secs_out:
+        if bool(f.present[f.secs_index]) and not secs_out and exact:
             bad.append(f"{name}: a SECS record in backing while the SECS is resident")
         if secs_out and not f.present[f.secs_index] and not sgx.stats.eldu_failed:
             bad.append(f"{name}: the SECS is neither resident nor in backing")
@@ -296,7 +301,8 @@ def _check_enclave(
     if encl.secs_epc >= 0:
         s = encl.secs_epc
         others.append(s)
-        if not epcm.valid[s] or int(epcm.pt[s]) != PageType.SECS or s not in hw.secs_at:
+        # midway the SECS may be written back already, its EREMOVE still to come
+        if exact and (not epcm.valid[s] or int(epcm.pt[s]) != PageType.SECS or s not in hw.secs_at):
             bad.append(f"{name}: SECS page {s} is not a valid PT_SECS page")
     vas = np.asarray(encl.va_pages, dtype=np.int64)
     others.extend(encl.va_pages)

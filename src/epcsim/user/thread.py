@@ -117,6 +117,12 @@ class EnclaveThread(Task):
     def _tcs_epc(self) -> int:
         return -1 if self.tcs_index < 0 else int(self.encl.epc[self.tcs_index])
 
+    def _secs_resident(self) -> bool:
+        """The SECS is a valid EPC page: not evicted, nor written back with its EREMOVE (under
+        ``encl->lock``) still to come."""
+        secs = self.encl.secs_epc
+        return secs >= 0 and secs in self.hw.secs_at
+
     def _ensure_tcs(self) -> Gen:
         """EENTER/ERESUME fault (#PF) if the TCS is not mapped; the kernel loads it (and the
         SECS first). With the implicit TCS the SECS itself is reloaded if it was evicted."""
@@ -124,7 +130,7 @@ class EnclaveThread(Task):
         while self.tcs_index >= 0 and not encl.pte_present[self.tcs_index]:
             if not (yield from self._fault(self.tcs_index)):
                 return False
-        while self.tcs_index < 0 and encl.secs_epc < 0:
+        while self.tcs_index < 0 and not self._secs_resident():
             yield from self.lock(encl.lock)
             ret = yield from encl.load_secs(self)
             self.unlock(encl.lock)
@@ -165,7 +171,7 @@ class EnclaveThread(Task):
             # (after the enclave's last resident child) while the entry leaf runs. A real
             # entry would fault on the TCS there and the kernel reload it with the SECS:
             # retry through _ensure_tcs, never SIGBUS a valid access (issue 10).
-            if ret and self.tcs_index < 0 and self.encl.secs_epc < 0:
+            if ret and self.tcs_index < 0 and not self._secs_resident():
                 continue
             break
         if ret:
