@@ -164,11 +164,13 @@ def run_attacks(trials_per_kind: int, seed0: int = 0) -> dict[str, tuple[int, in
                 tally[kind][1] += total
         bench.verify()
         seed += 1
+        if LONG:
+            print("  " + ", ".join(f"{k} {d}/{t}" for k, (d, t) in tally.items()), flush=True)
     return {k: (d, t) for k, (d, t) in tally.items()}
 
 
 def test_every_tampered_record_is_refused_and_only_the_victim_fails():
-    per_kind = 10_000 // len(KINDS) + 1 if LONG else 6
+    per_kind = int(os.environ.get("EPCSIM_LONG_TRIALS", 10_000)) // len(KINDS) + 1 if LONG else 6
     tally = run_attacks(per_kind)
     print("\nbacking-store attacks, detected/total:")
     for kind, (detected, total) in tally.items():

@@ -32,7 +32,7 @@ from epcsim.kernel.check import check
 P = PAGE_SIZE
 LONG = os.environ.get("EPCSIM_LONG", "") not in ("", "0")
 STEPS_PER_EXAMPLE = 50
-LONG_STEPS = 100_000
+LONG_STEPS = int(os.environ.get("EPCSIM_LONG_STEPS", 100_000))
 PAGES = 64  # an enclave's ELRANGE (256K); the EPC holds 128 pages
 MAX_LIVE = 4  # enclaves alive at once
 
@@ -244,6 +244,8 @@ def test_random_api_programs_keep_every_invariant():
         )
         if not LONG or EnclaveMachine.steps >= LONG_STEPS:
             break
+        done = EnclaveMachine.steps
+        print(f"  {done} steps, {done / (time.perf_counter() - t0):,.0f} steps/s", flush=True)
     dt = time.perf_counter() - t0
     steps = EnclaveMachine.steps
     print(f"\nstateful: {steps} steps, 0 violations, {steps / dt:,.0f} steps/s")

@@ -88,10 +88,13 @@ def check(sgx: Sgx) -> list[str]:
     # -- free pages ---------------------------------------------------------------------
     free = (flags & SGX_EPC_PAGE_IS_FREE) != 0
     nfree = int(np.count_nonzero(free))
+    # a poisoned page freed is flagged IS_FREE and counted, but parked off the free lists
     listed = sum(len(fl) for fl in epc.free_lists.values())
-    if not nfree == listed == epc.nr_free_pages:
+    parked_free = int(np.count_nonzero(free & ((flags & SGX_EPC_PAGE_POISON) != 0)))
+    if not nfree == listed + parked_free == epc.nr_free_pages:
         bad.append(
-            f"free pages: {epc.nr_free_pages} counted, {nfree} flagged IS_FREE, {listed} listed"
+            f"free pages: {epc.nr_free_pages} counted, {nfree} flagged IS_FREE, {listed} "
+            f"listed, {parked_free} poisoned"
         )
     if (epc.owner_encl[free] != -1).any():
         bad.append("a free page has an owner")
@@ -281,7 +284,7 @@ def _check_enclave(
         if (rec & ~(present & (encl.epc < 0))).any():
             bad.append(f"{name}: backing records for pages resident or never added")
         lost = int(out_idx.size - np.count_nonzero(rec[out_idx]))
-        if lost > sgx.stats.eldu_failed:
+        if lost > sgx.stats.eldu_failed + sgx.ewb_failures:
             bad.append(
                 f"{name}: {lost} evicted pages have no backing record "
                 f"(only {sgx.stats.eldu_failed} ELDUs failed)"
@@ -294,7 +297,8 @@ def _check_enclave(
         secs_out = encl.secs_epc < 0
         if bool(f.present[f.secs_index]) and not secs_out and exact:
             bad.append(f"{name}: a SECS record in backing while the SECS is resident")
-        if secs_out and not f.present[f.secs_index] and not sgx.stats.eldu_failed:
+        lossy = sgx.stats.eldu_failed or sgx.ewb_failures  # the kernel-bug paths lose pages
+        if secs_out and not f.present[f.secs_index] and not lossy:
             bad.append(f"{name}: the SECS is neither resident nor in backing")
 
     # -- the SECS and the VA pages -----------------------------------------------------------
