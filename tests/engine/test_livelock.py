@@ -29,7 +29,8 @@ def _modify(mutex, sched, round_trip):
         direct_reclaim=False,
         mutex=mutex,
         sched=sched,
-        costs={"syscall": round_trip, "user_return": 0, "mutex_pickup": 150},
+        # round trip = user_return + syscall (every cost is at least 1 ns)
+        costs={"syscall": round_trip - 1, "user_return": 1, "mutex_pickup": 150},
     )
     return run_seed(cfg)
 
