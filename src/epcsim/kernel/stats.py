@@ -5,6 +5,7 @@ Counter names are part of the product (``design.md``, "Counters"); keep them sta
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -69,8 +70,8 @@ class Timeline:
             raise ValueError(f"max_points: at least 4, got {max_points!r}")
         self.resolution_ns = resolution_ns
         self.max_points = max_points
-        self.t: list[int] = []
-        self.v: list[int] = []
+        self.t = array("q")  # 8 bytes a value, not a Python int each
+        self.v = array("q")
 
     def record(self, now: int, value: int) -> None:
         if self.t and now - self.t[-1] < self.resolution_ns:
@@ -88,7 +89,7 @@ class Timeline:
         """Double the resolution and merge: the rule ``record`` applies, replayed."""
         self.resolution_ns *= 2
         t, v = self.t, self.v
-        nt, nv = [t[0]], [v[0]]
+        nt, nv = array("q", [t[0]]), array("q", [v[0]])
         for ti, vi in zip(t[1:], v[1:], strict=True):
             if ti - nt[-1] < self.resolution_ns:
                 nv[-1] = vi
@@ -99,8 +100,8 @@ class Timeline:
 
     @property
     def nbytes(self) -> int:
-        """Approximate host bytes (two lists of Python ints)."""
-        return (len(self.t) + len(self.v)) * (8 + 28)
+        """Host bytes of the series."""
+        return (len(self.t) + len(self.v)) * 8
 
 
 class LatencyHistogram:
@@ -116,10 +117,9 @@ class LatencyHistogram:
     BINS_PER_OCTAVE = 32
     OCTAVES = 64
 
-    def __init__(self, exact: int = 1 << 16):
+    def __init__(self, exact: int = 1 << 14):
         self.exact_cap = exact
-        self._exact = np.zeros(0, dtype=np.int64)
-        self._buf: list[int] = []
+        self._buf = array("q")
         self.count = 0
         self.counts = np.zeros(self.BINS_PER_OCTAVE * self.OCTAVES, dtype=np.int64)
 
@@ -145,7 +145,7 @@ class LatencyHistogram:
     def since(self, mark: tuple[int, np.ndarray] | None = None) -> np.ndarray:
         start, base = mark if mark is not None else (0, np.zeros_like(self.counts))
         if self.count <= self.exact_cap:
-            return np.asarray(self._buf[start:], dtype=np.int64)
+            return np.frombuffer(self._buf, dtype=np.int64)[start:].copy()
         diff = self.counts - base
         idx = np.flatnonzero(diff)
         octave = idx // self.BINS_PER_OCTAVE
@@ -158,4 +158,4 @@ class LatencyHistogram:
 
     @property
     def nbytes(self) -> int:
-        return len(self._buf) * (8 + 28) + self.counts.nbytes
+        return len(self._buf) * 8 + self.counts.nbytes

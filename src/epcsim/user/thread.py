@@ -22,6 +22,7 @@ import numpy as np
 
 from epcsim.arch import EBUSY, PAGE_SIZE, PF_PROT, PF_SGX, PF_USER, PF_WRITE
 from epcsim.engine.machine import Gen, Task
+from epcsim.fast.access import resident_run, young_again
 from epcsim.isa.core import GP, PF
 from epcsim.kernel.encl import PROT_R, PROT_W, VM_FAULT_NOPAGE, Mm, SgxEncl
 from epcsim.kernel.fault import sgx_vma_fault
@@ -230,6 +231,9 @@ class EnclaveThread(Task):
         if n and (pages.min() < 0 or pages.max() >= encl.nr_pages):
             raise ValueError("pages: index outside the enclave")
         out = AccessOutcome()
+        fast = self.sgx.fast
+        epcm = self.hw.epcm
+        apply_tags = self.hw.content_mode != "full"
         # A run of resident accesses is charged in one step of at most ACCESS_QUANTUM_NS, so
         # the reclaimer's young checks interleave with it at that granularity.
         chunk_max = max(1, min(self.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
@@ -240,23 +244,41 @@ class EnclaveThread(Task):
                 break
             j = min(n, i + chunk_max)
             seg = pages[i:j]
-            mapped = encl.pte_present[seg]
-            k = int(np.argmin(mapped)) if not mapped.all() else seg.size
-            if k:
-                epcs = encl.epc[seg[:k]]
-                wseg = writes[i : i + k]
-                # the PTE (VMA protection) first, then the EPCM
-                vma = encl.vma_prot[seg[:k]]
-                allowed = ((vma & 1) != 0) & (~wseg | ((vma & 2) != 0))
-                allowed &= self.hw.epcm.allows(epcs) & (
-                    ~wseg | self.hw.epcm.allows(epcs, write=True)
+            if fast:  # the same as the else branch, compiled (epcsim.fast.access)
+                k, k2 = resident_run(
+                    seg,
+                    writes[i:j],
+                    encl.pte_present,
+                    encl.pte_young,
+                    encl.epc,
+                    encl.vma_prot,
+                    epcm.valid,
+                    epcm.pt,
+                    epcm.rwx,
+                    epcm.pending,
+                    epcm.modified,
+                    epcm.tag,
+                    apply_tags,
                 )
-                k2 = int(np.argmin(allowed)) if not allowed.all() else k
+            else:
+                mapped = encl.pte_present[seg]
+                k = int(np.argmin(mapped)) if not mapped.all() else seg.size
+                k2 = 0
+                if k:
+                    epcs = encl.epc[seg[:k]]
+                    wseg = writes[i : i + k]
+                    # the PTE (VMA protection) first, then the EPCM
+                    vma = encl.vma_prot[seg[:k]]
+                    allowed = ((vma & 1) != 0) & (~wseg | ((vma & 2) != 0))
+                    allowed &= epcm.allows(epcs) & (~wseg | epcm.allows(epcs, write=True))
+                    k2 = int(np.argmin(allowed)) if not allowed.all() else k
+                    if k2:
+                        encl.pte_young[seg[:k2]] = True
+                        wr = epcs[:k2][wseg[:k2]]
+                        if wr.size:
+                            self._apply_writes(wr)
+            if k:
                 if k2:
-                    encl.pte_young[seg[:k2]] = True
-                    wr = epcs[:k2][wseg[:k2]]
-                    if wr.size:
-                        self._apply_writes(wr)
                     ns = k2 * costs.access
                     ran = yield from self.run_user(ns)
                     if ran < ns:  # preempted (an interrupt, AEX): the rest after ERESUME
@@ -264,7 +286,10 @@ class EnclaveThread(Task):
                     self.sgx.stats.enclave_accesses += k2
                     # accessed during the step: still-mapped pages are young again at its end
                     touched = seg[:k2]
-                    encl.pte_young[touched] |= encl.pte_present[touched]
+                    if fast:
+                        young_again(touched, encl.pte_present, encl.pte_young)
+                    else:
+                        encl.pte_young[touched] |= encl.pte_present[touched]
                     i += k2
                     out.done += k2
                 if k2 < k:  # the EPCM refuses: an SGX #PF reported to the enclave/runtime

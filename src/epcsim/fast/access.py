@@ -1,0 +1,85 @@
+"""Compiled restatement of a run of resident accesses (``EnclaveThread.access_stream``).
+
+The reference charges a run of accesses to mapped pages in NumPy: gather the PTEs, find the
+first unmapped page, check the VMA protection and the EPCM (``Epcm.allows``), set the
+Accessed bits and change the content tags of written pages. That is about fifteen NumPy
+calls on short slices per run; ``resident_run`` does the same in one compiled loop. It is a
+restatement, kept next to its reference: any change to the access checks in
+``epcsim.user.thread.EnclaveThread.access_stream`` or ``epcsim.isa.epcm.Epcm.allows`` must be
+made here too (``tests/fast`` compares both on generated streams).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from epcsim.arch import PageType
+
+_REG = int(PageType.REG)
+_WRITE_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True)
+def resident_run(
+    seg,
+    wseg,
+    pte_present,
+    pte_young,
+    epc,
+    vma_prot,
+    valid,
+    pt,
+    rwx,
+    pending,
+    modified,
+    tags,
+    apply_writes,
+):
+    """Returns ``(k, k2)``: ``seg[:k]`` are mapped, ``seg[:k2]`` (``k2 <= k``) are allowed
+    and were touched: Accessed set and, with ``apply_writes``, the content tag of each
+    distinct written page advanced once (NumPy fancy assignment semantics)."""
+    n = seg.size
+    k = n
+    for i in range(n):
+        if not pte_present[seg[i]]:
+            k = i
+            break
+    k2 = k
+    for i in range(k):
+        idx = seg[i]
+        w = wseg[i]
+        vma = vma_prot[idx]
+        e = epc[idx]
+        ok = (vma & 1) != 0 and (not w or (vma & 2) != 0)
+        ok = ok and valid[e] and pt[e] == _REG and not pending[e] and not modified[e]
+        ok = ok and (rwx[e] & 1) != 0 and (not w or (rwx[e] & 2) != 0)
+        if not ok:
+            k2 = i
+            break
+    for i in range(k2):
+        pte_young[seg[i]] = True
+    if apply_writes:
+        nw = 0
+        for i in range(k2):
+            if wseg[i]:
+                nw += 1
+        if nw:
+            wr = np.empty(nw, dtype=np.int64)
+            j = 0
+            for i in range(k2):
+                if wseg[i]:
+                    wr[j] = epc[seg[i]]
+                    j += 1
+            for e in np.unique(wr):
+                tags[e] = tags[e] * _WRITE_MIX + np.uint64(1)
+    return k, k2
+
+
+@njit(cache=True, nogil=True)
+def young_again(touched, pte_present, pte_young):
+    """End of a step: pages still mapped were accessed during it."""
+    for i in range(touched.size):
+        idx = touched[i]
+        if pte_present[idx]:
+            pte_young[idx] = True
