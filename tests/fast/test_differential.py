@@ -164,13 +164,22 @@ def test_demo_agrees():
 def _load(rel: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("diff_" + Path(rel).stem, ROOT / rel)
+    import sys
+
+    path = ROOT / rel
+    if str(path.parent) not in sys.path:  # sibling helpers (selftest_encl) import by name
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("diff_" + path.stem, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-SELFTEST_MODULES = ["tests/kernel/test_sgx2_selftests.py", "tests/kernel/test_paging.py"]
+SELFTEST_MODULES = [
+    "tests/kernel/test_sgx1_selftests.py",
+    "tests/kernel/test_sgx2_selftests.py",
+    "tests/kernel/test_paging.py",
+]
 #: already a two-run comparison of a large run: only in the long mode
 LONG_ONLY = {"test_two_runs_are_identical"}
 
@@ -211,7 +220,7 @@ def test_selftests_agree(rel, name, monkeypatch):
 
         monkeypatch.setattr(epcsim, "System", make)
         if "system" in fn.__code__.co_varnames[: fn.__code__.co_argcount]:
-            fn(make(epc="2M", cpus=2, seed=5))  # the modules' ``system`` fixture
+            fn(mod.system.__wrapped__())  # the module's own ``system`` fixture
         else:
             fn()
     monkeypatch.setattr(epcsim, "System", real)
