@@ -163,7 +163,6 @@ def test_demo_agrees():
 
 def _load(rel: str):
     import importlib.util
-
     import sys
 
     path = ROOT / rel
