@@ -209,3 +209,22 @@ def test_run_for_zero_time_runs_nothing():
     system = epcsim.System(epc="1M", cpus=1)
     system.run(until=0)
     assert system.now == 0
+
+
+def test_threads_never_enter_through_a_tcs_the_enclave_has_not_accepted():
+    """Found by the stateful long mode: MODIFY_TYPES(TCS) on a plain page, then a plain read.
+    The new TCS is MODIFIED until the enclave EACCEPTs it, so EENTER through it fails; the
+    helper threads must keep using a TCS they can enter (here the implicit one), not report a
+    SIGBUS for a valid access. Once accepted, the page is a TCS new threads bind to."""
+    system = epcsim.System(epc=128 * P, cpus=1, direct_reclaim=False, content_mode="full")
+    h = system.create_enclave(64 * P)
+    data = b"".join(bytes([i + 1]) * P for i in range(2))
+    assert h.add_pages(0, 2 * P, "rw", data=data).ok and h.init().ok
+    assert h.modify_types(0, P, "tcs").ok
+    assert h.tcs_pages() == [0] and h.usable_tcs_pages() == []
+    assert h.read(P, 4) == b"\x02" * 4
+    out = h.access(48 * P)  # EAUG: PENDING until EACCEPT, a #PF with the SGX bit
+    assert out.pf_error and not out.sigbus, out
+    assert h.eaccept(0, "tcs", "", modified=True).ok
+    assert h.usable_tcs_pages() == [0]
+    assert h.new_thread().tcs_index == 0

@@ -377,13 +377,30 @@ class Enclave:
         return self._thread
 
     def tcs_pages(self) -> list[int]:
+        """Pages the kernel records as TCS (``entry->type``), accepted by the enclave or not."""
         e = self.encl
         return np.flatnonzero(e.present & (e.type == PageType.TCS)).tolist()
 
+    def usable_tcs_pages(self) -> list[int]:
+        """TCS pages a thread can enter through: the kernel's TCS pages minus those whose
+        EPCM entry is still MODIFIED or PENDING (a MODIFY_TYPES(TCS) the enclave has not yet
+        EACCEPTed). EENTER on such a page fails (SDM EENTER: the TCS must be a settled PT_TCS
+        page), and a runtime only hands out TCSs it has accepted. An evicted TCS page counts
+        as usable: ELDU restores its EPCM state when the entry faults it in."""
+        epcm = self.system.cpu.epcm
+        usable = []
+        for index in self.tcs_pages():
+            epc = int(self.encl.epc[index])
+            if epc >= 0 and (epcm.modified[epc] or epcm.pending[epc]):
+                continue
+            usable.append(index)
+        return usable
+
     def new_thread(self, name: str = "") -> EnclaveThread:
-        """A new enclave thread, bound to the next TCS if the enclave has TCS pages."""
+        """A new enclave thread, bound to the next usable TCS (``usable_tcs_pages``), or to
+        the implicit TCS when the enclave has none."""
         self._check_open()
-        tcs = self.tcs_pages()
+        tcs = self.usable_tcs_pages()
         tcs_index = tcs[self._nthreads % len(tcs)] if tcs else -1
         self._nthreads += 1
         return EnclaveThread(
