@@ -130,11 +130,9 @@ def demo_configs(
 
 
 def ewb_counts(stats: dict[str, Any]) -> tuple[int, int]:
-    """(pages written back, EWB leaf executions incl. SGX_NOT_TRACKED retries) under the
-    shared counter names ``ewb``/``ewb_attempts``, read from either naming of kernel/stats."""
-    if "ewb_attempts" in stats:
-        return int(stats["ewb"]), int(stats["ewb_attempts"])
-    return int(stats["ewb_pages"]), int(stats["ewb"])
+    """(pages written back, EWB leaf executions incl. SGX_NOT_TRACKED retries): the
+    counters ``ewb`` and ``ewb_attempts``."""
+    return int(stats["ewb"]), int(stats["ewb_attempts"])
 
 
 @dataclass

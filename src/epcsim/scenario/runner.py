@@ -81,14 +81,13 @@ class RunResult:
 
 
 def pages_written_back(stats: dict[str, Any]) -> int:
-    """Pages EWB wrote back successfully: ``ewb`` (its meaning once ``ewb_attempts`` counts
-    the leaf executions with retries), or ``ewb_pages`` in counters from before that rename."""
-    return int(stats["ewb"] if "ewb_attempts" in stats else stats.get("ewb_pages", stats["ewb"]))
+    """Pages EWB wrote back successfully (the ``ewb`` counter)."""
+    return int(stats["ewb"])
 
 
 def ewb_attempts(stats: dict[str, Any]) -> int:
-    """EWB leaf executions, including SGX_NOT_TRACKED retries."""
-    return int(stats.get("ewb_attempts", stats["ewb"] if "ewb_pages" in stats else 0))
+    """EWB leaf executions, including SGX_NOT_TRACKED retries (``ewb_attempts``)."""
+    return int(stats["ewb_attempts"])
 
 
 def make_system(plan: Plan) -> System:

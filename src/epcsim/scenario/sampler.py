@@ -13,12 +13,9 @@ resolution but no events; per-interval rates are differences of neighbours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
-
-from epcsim.kernel.stats import Counters
 
 #: cumulative counters sampled (names of ``System.stats()``)
 SAMPLED = (
@@ -31,10 +28,6 @@ SAMPLED = (
     "ksgxd_pages_reclaimed",
     "direct_reclaim_pages",
 )
-
-#: ``ewb`` is pages written back; counters from before the ``ewb_attempts`` rename call
-#: that ``ewb_pages`` (and count leaf executions as ``ewb``)
-_FIELD = {} if "ewb_attempts" in {f.name for f in fields(Counters)} else {"ewb": "ewb_pages"}
 
 
 class Sampler:
@@ -89,7 +82,7 @@ class Sampler:
             self.swapped[n].append(e.swapped_pages if e else 0)
         c = s.sgx.stats
         for k in SAMPLED:
-            self.counters[k].append(getattr(c, _FIELD.get(k, k)))
+            self.counters[k].append(getattr(c, k))
         if len(self.t) > 2 * self.max_points:
             self._thin()
         if self.on_sample is not None:
