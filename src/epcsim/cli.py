@@ -9,7 +9,11 @@ naming the traceback file), 130 interrupted. Long work shows a progress bar on a
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
+import multiprocessing
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,7 +147,12 @@ def demo(
         fail_input(str(e))
     check_out_dir(out)
     runs = []
-    with progress_bar(_show(json_out, quiet)) as prog:
+    # The flip sweep's runs are independent of the seed runs and of each other: they run in
+    # worker processes while this one runs the seed scenario, and are read back in order, so
+    # the output is the same as a serial run. Workers start before the progress bar's thread.
+    pool = _flip_pool(len(flip_cfgs))
+    pending = [pool.submit(_flip_point, flip_epc, *point) for point in flip_cfgs] if pool else []
+    with pool or contextlib.nullcontext(), progress_bar(_show(json_out, quiet)) as prog:
         bar = prog.add_task("seed scenario", total=len(configs) + len(flip_cfgs))
         pages = prog.add_task("", total=None)
         for cfg in configs:
@@ -159,24 +168,9 @@ def demo(
             prog.advance(bar)
         prog.update(pages, visible=False)
         flips = []
-        for layout, ratio, c, cfg in flip_cfgs:
+        for (layout, ratio, c, _cfg), fut in zip(flip_cfgs, pending, strict=True):
             prog.update(bar, description=f"flip sweep ({layout}): cpus={c} EWB/ELDU={ratio:g}")
-            r = run_seed(cfg)
-            flips.append(
-                {
-                    "layout": layout,
-                    "cpus": c,
-                    "ratio": ratio,
-                    "epc": flip_epc,
-                    "heap_factor": cfg.heap_factor,
-                    "neighbour_factor": cfg.neighbour_factor,
-                    "length_pages": r.length_pages,
-                    "mutex": r.mutex,
-                    "sched": r.sched,
-                    "first_call_pages": r.modify.first_call_pages,
-                    "complete": r.modify.first_call_errno is None,
-                }
-            )
+            flips.append(fut.result())
             prog.advance(bar)
     path = write_demo_report(runs, flips, out)
     ok = runs[1].summary()["completed"]
@@ -214,6 +208,36 @@ FLIP_LAYOUTS = {
     "same enclave": {"heap_factor": 2.0, "neighbour_factor": 0.0},
     "idle neighbour": {"heap_factor": 0.9, "neighbour_factor": 1.0},
 }
+
+
+def _flip_pool(n: int) -> concurrent.futures.ProcessPoolExecutor | None:
+    """Worker processes for the flip sweep: one per CPU but the one the seed runs use."""
+    if n == 0:
+        return None
+    workers = max(1, min(n, (os.cpu_count() or 1) - 1))
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork")
+    )
+
+
+def _flip_point(flip_epc: str, layout: str, ratio: float, c: int, cfg: Any) -> dict[str, Any]:
+    """One cell of the flip sweep (runs in a worker process): does the first call complete?"""
+    from epcsim.demo import run_seed
+
+    r = run_seed(cfg)
+    return {
+        "layout": layout,
+        "cpus": c,
+        "ratio": ratio,
+        "epc": flip_epc,
+        "heap_factor": cfg.heap_factor,
+        "neighbour_factor": cfg.neighbour_factor,
+        "length_pages": r.length_pages,
+        "mutex": r.mutex,
+        "sched": r.sched,
+        "first_call_pages": r.modify.first_call_pages,
+        "complete": r.modify.first_call_errno is None,
+    }
 
 
 def flip_configs(epc: str, heap_factor: float, seed: int):
