@@ -228,3 +228,19 @@ def test_threads_never_enter_through_a_tcs_the_enclave_has_not_accepted():
     assert h.eaccept(0, "tcs", "", modified=True).ok
     assert h.usable_tcs_pages() == [0]
     assert h.new_thread().tcs_index == 0
+
+
+def test_an_evicted_unaccepted_tcs_is_not_used_either():
+    """The same with the new TCS page written back (found by the long mode after the fix
+    above): its MODIFIED state is in the PCMD that ELDU restores, so it is still unusable."""
+    system = epcsim.System(epc=128 * P, cpus=2, direct_reclaim=False, content_mode="full")
+    a = system.create_enclave(64 * P, name="a")
+    data = b"".join(bytes([i + 1]) * P for i in range(2))
+    assert a.add_pages(0, 2 * P, "rw", data=data).ok and a.init().ok
+    assert a.modify_types(0, P, "tcs").ok
+    b = system.create_enclave(256 * P, name="b")
+    assert b.add_pages(0, 200 * P).ok  # pushes a's pages out to backing
+    system.run(until="5ms")
+    assert a.encl.epc[0] < 0, "the scenario must evict the new TCS page"
+    assert a.usable_tcs_pages() == []
+    assert a.read(P, 4) == b"\x02" * 4

@@ -385,14 +385,21 @@ class Enclave:
         """TCS pages a thread can enter through: the kernel's TCS pages minus those whose
         EPCM entry is still MODIFIED or PENDING (a MODIFY_TYPES(TCS) the enclave has not yet
         EACCEPTed). EENTER on such a page fails (SDM EENTER: the TCS must be a settled PT_TCS
-        page), and a runtime only hands out TCSs it has accepted. An evicted TCS page counts
-        as usable: ELDU restores its EPCM state when the entry faults it in."""
+        page), and a runtime only hands out TCSs it has accepted. For an evicted TCS page the
+        state is the SECINFO.FLAGS that EWB sealed into its PCMD, which ELDU restores; a page
+        with no readable record is not counted (its ELDU would fail anyway)."""
         epcm = self.system.cpu.epcm
+        unsettled = int(SecinfoFlags.PENDING | SecinfoFlags.MODIFIED)
         usable = []
         for index in self.tcs_pages():
             epc = int(self.encl.epc[index])
-            if epc >= 0 and (epcm.modified[epc] or epcm.pending[epc]):
-                continue
+            if epc >= 0:
+                if epcm.modified[epc] or epcm.pending[epc]:
+                    continue
+            else:
+                rec = self.system.backing.record(self.encl.id, index)
+                if rec is None or int.from_bytes(rec.pcmd[:8], "little") & unsettled:
+                    continue
             usable.append(index)
         return usable
 
