@@ -102,6 +102,15 @@ class Mutex:
     def _poke(self, task: Task, delay: int) -> None:
         """A spinner re-checks the lock ``delay`` ns from now (engine.machine calls this)."""
 
+    def idle(self) -> bool:
+        """Free, nobody waiting or spinning, not traced: ``Task.lock`` takes it on the fast
+        path and ``unlock`` only frees it. The fast engine's batched paths run a whole run of
+        lock/unlock pairs at once only then (see ``released``)."""
+        return self.owner is None and not self._waiters and self.trace is None
+
+    def released(self, now: int) -> None:
+        """The state a fast-path lock then ``_unlock`` at ``now`` leaves on an idle lock."""
+
     def _check_owner(self, task: Task) -> None:
         if self.owner is task:
             raise RuntimeError(f"{task.name}: recursive lock of {self.name}")
@@ -316,6 +325,14 @@ class LinuxMutex(Mutex):
             self._wake(ws[0], pickup)
         if self._osq:
             self._poke(self._osq[0], pickup)
+
+    def idle(self) -> bool:
+        return super().idle() and not self._osq
+
+    def released(self, now: int) -> None:
+        """``_unlock`` with no waiter: HANDOFF cleared, the lock free since ``now``."""
+        self.handoff = False
+        self._free_since = now
 
     def _wake(self, w: _Waiter, pickup: int) -> None:
         """``wake_up_q`` for the first waiter, or a poke if it is spinning."""

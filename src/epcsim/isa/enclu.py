@@ -84,6 +84,27 @@ class EncluMixin(SgxCore):
         self.lp_tcs[lp] = -1
         return 0
 
+    def resumes_after_aex(self, lp: int, tcs_epc: int, secs: int = -1) -> bool:
+        """Would ``aex(lp)`` followed by ``eresume(lp, tcs_epc, secs)`` succeed, for an LP
+        inside its enclave through ``tcs_epc`` now? ``eenter``'s checks, restated for that
+        case (keep them in step): the fast engine's batched EAUG (``epcsim.fast.eaug``)
+        takes one AEX and one ERESUME per page and applies the pair once."""
+        if not self._lp_ok(lp) or self.lp_eid[lp] < 0 or self.lp_tcs[lp] != tcs_epc:
+            return False
+        e = self.epcm
+        st: SecsState | None
+        if tcs_epc >= 0:
+            if not self._page_ok(tcs_epc):
+                return False
+            if not e.valid[tcs_epc] or e.blocked[tcs_epc] or int(e.pt[tcs_epc]) != PageType.TCS:
+                return False
+            if e.pending[tcs_epc] or e.modified[tcs_epc]:
+                return False
+            st = self.secs_of(tcs_epc)  # busy_tcs holds tcs_epc for lp only: the AEX frees it
+        else:
+            st = self._resident_secs(secs)
+        return st is not None and st.initialized and st.eid == self.lp_eid[lp]
+
     def eexit(self, lp: int) -> int:
         """EEXIT: leave the enclave synchronously."""
         return self._leave(lp)

@@ -59,6 +59,15 @@ class FreeList:
         self._len -= 1
         return page
 
+    def pop_many(self, k: int) -> np.ndarray:
+        """``k`` calls of ``pop_head`` at once (the fast engine's batched paths): the first
+        ``k`` pages in list order. The caller has checked ``k <= len(self)``."""
+        idx = (self._head + np.arange(k)) % self._ring.size
+        pages = self._ring[idx].copy()
+        self._head = (self._head + k) % self._ring.size
+        self._len -= k
+        return pages
+
     def push_tail(self, page: int) -> None:
         if self._len == self._ring.size:
             raise RuntimeError("free list overflow: a page was freed twice")
@@ -138,6 +147,14 @@ class EpcPages:
         self.flags[page] = 0
         self.nr_free_pages -= 1
         return page
+
+    def alloc_many(self, node: int, k: int) -> np.ndarray:
+        """``k`` calls of ``alloc_from_node(node)`` that all succeed, at once (the fast
+        engine's batched paths; the caller has checked the node holds ``k`` free pages)."""
+        pages = self.free_lists[node].pop_many(k)
+        self.flags[pages] = 0
+        self.nr_free_pages -= k
+        return pages
 
     def alloc(self, start_node: int) -> int:
         """``__sgx_alloc_epc_page``: visit nodes round-robin from ``start_node``."""

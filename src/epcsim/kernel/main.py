@@ -43,6 +43,9 @@ class Sgx:
         self.m = machine
         #: engine="fast": take the compiled shortcuts of epcsim.fast where they apply
         self.fast = machine.elide
+        #: pages the fast engine's batched paths applied at once (epcsim.fast; not a counter
+        #: of the model: the reference leaves it 0)
+        self.batched_pages = 0
         self.cpu = cpu
         self.epc = epc
         self.lru = policy

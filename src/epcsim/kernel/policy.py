@@ -41,6 +41,11 @@ class ReclaimPolicy:
     def putback(self, page: int) -> None:
         self.mark(page)
 
+    def mark_many(self, pages: np.ndarray) -> None:
+        """``mark`` each page in order (a policy may do it at once, as ``KernelLru``)."""
+        for page in pages.tolist():
+            self.mark(page)
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -82,6 +87,26 @@ class KernelLru(ReclaimPolicy):
         self.tail = page
         self.on[page] = True
         self._len += 1
+
+    def mark_many(self, pages: np.ndarray) -> None:
+        """``mark(page)`` for each of ``pages`` in order, at once (the fast engine's batched
+        paths): the pages, none on the list yet, are chained and appended at the tail."""
+        k = int(pages.size)
+        if k == 0:
+            return
+        if self.on[pages].any():
+            raise RuntimeError("mark_many: a page is already on the LRU")
+        self.prev[pages[1:]] = pages[:-1]
+        self.prev[pages[0]] = self.tail
+        self.next[pages[:-1]] = pages[1:]
+        self.next[pages[-1]] = NIL
+        if self.tail != NIL:
+            self.next[self.tail] = pages[0]
+        else:
+            self.head = int(pages[0])
+        self.tail = int(pages[-1])
+        self.on[pages] = True
+        self._len += k
 
     def unmark(self, page: int) -> None:  # list_del
         if not self.on[page]:

@@ -85,6 +85,28 @@ class Timeline:
         self.t.append(int(now))
         self.v.append(int(value))
 
+    def record_many(self, times: np.ndarray, values: np.ndarray) -> None:
+        """``record(t, v)`` for each pair in order, at once: the fast engine's batched paths
+        record one point per page (``epcsim.fast.history.record_run`` restates the rule)."""
+        from epcsim.fast.history import record_run
+
+        if times.size == 0:
+            return
+        cap = len(self.t) + int(times.size) + 1  # a full series may still grow (record)
+        t = np.zeros(cap, dtype=np.int64)
+        v = np.zeros(cap, dtype=np.int64)
+        n = len(self.t)
+        t[:n] = np.frombuffer(self.t, dtype=np.int64)
+        v[:n] = np.frombuffer(self.v, dtype=np.int64)
+        n, res = record_run(
+            t, v, n, self.resolution_ns, self.max_points,
+            np.ascontiguousarray(times, dtype=np.int64),
+            np.ascontiguousarray(values, dtype=np.int64),
+        )  # fmt: skip
+        self.resolution_ns = int(res)
+        self.t = array("q", t[:n].tobytes())
+        self.v = array("q", v[:n].tobytes())
+
     def _downsample(self) -> None:
         """Double the resolution and merge: the rule ``record`` applies, replayed."""
         self.resolution_ns *= 2
@@ -138,6 +160,16 @@ class LatencyHistogram:
         if self.count < self.exact_cap:
             self._buf.append(int(ns))
         self.count += 1
+
+    def append_many(self, ns: int, k: int) -> None:
+        """``append(ns)`` ``k`` times (the fast engine's batched faults all take as long)."""
+        if k <= 0:
+            return
+        self.counts[self._bin(int(ns))] += k
+        room = max(0, min(k, self.exact_cap - self.count))
+        if room:
+            self._buf.extend([int(ns)] * room)
+        self.count += k
 
     def mark(self) -> tuple[int, np.ndarray]:
         return self.count, self.counts.copy()

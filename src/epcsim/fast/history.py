@@ -1,0 +1,42 @@
+"""Compiled restatement of ``Timeline.record`` for a whole run of points.
+
+The fast engine's batched paths (``epcsim.fast.eaug``, ``epcsim.fast.ioctl``) record one
+free-page point per page. ``record_run`` applies ``Timeline.record`` to each point in order,
+including ``Timeline._downsample`` when the series is full, over NumPy copies of the series:
+the same rule, so the same points. Any change to ``epcsim.kernel.stats.Timeline.record`` or
+``_downsample`` must be made here too (``tests/fast`` compares the two).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def record_run(t, v, n, res, max_points, times, values):
+    """``t``/``v`` hold ``n`` kept points (capacity ``>= max_points``); returns the new
+    ``(n, res)`` after recording every ``(times[i], values[i])``."""
+    for i in range(times.size):
+        now = times[i]
+        val = values[i]
+        if n > 0 and now - t[n - 1] < res:
+            v[n - 1] = val
+            continue
+        if n >= max_points:
+            res *= 2
+            m = 1
+            for q in range(1, n):
+                if t[q] - t[m - 1] < res:
+                    v[m - 1] = v[q]
+                else:
+                    t[m] = t[q]
+                    v[m] = v[q]
+                    m += 1
+            n = m
+            if now - t[n - 1] < res:
+                v[n - 1] = val
+                continue
+        t[n] = now
+        v[n] = val
+        n += 1
+    return n, res
