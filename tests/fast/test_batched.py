@@ -25,7 +25,7 @@ from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.stats import LatencyHistogram, Timeline
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
-SETTINGS = dict(
+SETTINGS: dict = dict(
     deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )  # fmt: skip
 
@@ -171,3 +171,99 @@ def test_lru_mark_many_is_mark_repeated(order, pre, k):
             b.mark_many(np.asarray(order[:1]))
         else:
             raise RuntimeError("nothing on the list to mark twice")
+
+
+# -- the ioctl page loops (row 3): ADD_PAGES, MODIFY_TYPES(TRIM), EACCEPT, REMOVE_PAGES ----------
+ioctl_case = st.fixed_dictionaries(
+    {
+        "epc_pages": st.integers(40, 600 if LONG else 300),
+        "cpus": st.integers(1, 3),
+        "content_mode": st.sampled_from(["tag", "full", "mac"]),
+        "direct_reclaim": st.booleans(),
+        "seed": st.integers(0, 2**16),
+        "footprint": st.floats(0.05, 1.6),
+        "measure": st.booleans(),
+        "data": st.booleans(),
+        "neighbour": st.booleans(),
+        "until_us": st.sampled_from([None, 20, 200]),
+        "trim_from": st.floats(0.0, 0.5),
+        "trim_len": st.floats(0.0, 1.0),
+        "runtime": st.booleans(),  # drive_range with its progress hook, or the Python API
+    }
+)
+
+
+def run_ioctls(p: dict, engine: str):
+    from epcsim.workloads.edmm import Ctx, trim
+
+    system = epcsim.System(
+        epc=p["epc_pages"] * PAGE_SIZE, cpus=p["cpus"], seed=p["seed"],
+        content_mode=p["content_mode"], direct_reclaim=p["direct_reclaim"], engine=engine,
+    )  # fmt: skip
+    n = max(1, int(p["epc_pages"] * p["footprint"]))
+    size = 2 * PAGE_SIZE
+    while size < (n + 4) * PAGE_SIZE:
+        size <<= 1
+    encl = system.create_enclave(size)
+    data = bytes(np.random.default_rng(p["seed"]).integers(0, 256, n * PAGE_SIZE, np.uint8))
+    seen: list[tuple[int, int]] = []
+    r = encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=p["measure"])
+    assert r.ok
+    r = encl.add_pages(
+        PAGE_SIZE, n * PAGE_SIZE, "rw", measure=p["measure"],
+        data=data if p["data"] else None,
+        progress=lambda _e, c: seen.append((c, system.now)),
+    )  # fmt: skip
+    results = [(r.ret, r.count)]
+    assert encl.init().ok
+    if p["neighbour"]:
+        rng = np.random.default_rng(p["seed"] + 1)
+        encl.start(1 + rng.integers(0, n, size=100), name="neighbour")
+    if p["until_us"] is not None:
+        system.run(until=f"{p['until_us']}us")
+    first = 1 + int(n * p["trim_from"])
+    count = max(1, int((n + 1 - first) * p["trim_len"]))
+    count = min(count, n + 1 - first)
+    recs = []
+    if p["runtime"]:
+        t = encl.new_thread("runtime")
+        recs = system._call(t, trim(Ctx(encl, t, []), first, count))
+    else:
+        from epcsim.demo import eaccept_each_page
+
+        r = encl.modify_types(first * PAGE_SIZE, count * PAGE_SIZE, "trim")
+        results.append((r.ret, r.count, r.result))
+        if r.ok:
+            results.append(eaccept_each_page(encl, first, count))
+            r = encl.remove_pages(first * PAGE_SIZE, count * PAGE_SIZE)
+            results.append((r.ret, r.count))
+    system.run()
+    summary = [(x.summary(), x.progress, x.eagain_at) for x in recs]
+    return full_state(system), results, summary, seen, system.sgx.batched_pages
+
+
+@settings(max_examples=150 if LONG else 20, **SETTINGS)
+@given(ioctl_case)
+def test_ioctl_page_loops_agree(p):
+    ref = run_ioctls(p, "reference")
+    fast = run_ioctls(p, "fast")
+    assert_same(ref[0], fast[0])
+    assert ref[1:4] == fast[1:4]
+    assert ref[4] == 0
+
+
+@pytest.mark.parametrize("runtime", [False, True])
+@pytest.mark.parametrize("content_mode", ["tag", "full"])
+def test_ioctl_batches_are_taken(runtime, content_mode):
+    """A heap that fits: the build, the trim and the removal are batched (all but the pages
+    that need a VA page or see an event), and agree with the reference."""
+    p = dict(
+        epc_pages=700, cpus=2, content_mode=content_mode, direct_reclaim=True, seed=5,
+        footprint=0.8, measure=True, data=True, neighbour=False, until_us=None,
+        trim_from=0.1, trim_len=0.9, runtime=runtime,
+    )  # fmt: skip
+    ref, fast = run_ioctls(p, "reference"), run_ioctls(p, "fast")
+    assert_same(ref[0], fast[0])
+    assert ref[1:4] == fast[1:4]
+    n = int(700 * 0.8)
+    assert fast[4] >= n + 2 * int(n * 0.9 * 0.9) - 32

@@ -46,9 +46,10 @@ def _set_epcm(cpu: SgxCpu, pages: np.ndarray, secs: int, linaddrs: np.ndarray) -
     """EAUG (``EdmmMixin.eaug``) then a successful EACCEPT (``EncluMixin.eaccept``) of each
     page: a valid REG page, RW, accepted (PENDING/MODIFIED/PR clear), zeroed contents."""
     e = cpu.epcm
-    if e.data is not None:
+    if e.data is not None:  # _store_contents: full mode zeroes the bytes, else the tag
         e.data[pages] = 0
-    e.tag[pages] = 0
+    else:
+        e.tag[pages] = 0
     e.valid[pages] = True
     e.pt[pages] = PageType.REG
     e.rwx[pages] = PROT_R | PROT_W

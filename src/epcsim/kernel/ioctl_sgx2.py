@@ -26,6 +26,7 @@ from epcsim.arch import (
     secinfo_flags,
 )
 from epcsim.engine.machine import Gen, Task
+from epcsim.fast import ioctl as fast_ioctl
 from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
 from epcsim.kernel.ioctl import IoctlResult, ProgressHook, validate_offset_length
@@ -118,14 +119,25 @@ def _page_loop(
     per_page: Callable[[int], Gen],
     progress: ProgressHook | None,
     out: IoctlResult,
+    batch: Callable[..., int] | None = None,
 ) -> Gen:
     """The shared per-page loop. ``per_page(index)`` runs with ``encl->lock`` held and returns
     0 or ``-errno`` (it may drop and retake the lock itself). Sets ``out.ret`` and
-    ``out.count`` (bytes fully done)."""
+    ``out.count`` (bytes fully done). ``batch`` (the fast engine, ``epcsim.fast.ioctl``)
+    applies a run of pages at once where nothing can interleave and returns how many; the
+    page it stops at runs here."""
     sgx = encl.sgx
     ret = 0
     c = 0
+    if not sgx.fast:
+        batch = None
     while c < length:
+        if batch is not None:
+            k = batch(task, encl, (offset + c) // PAGE_SIZE, (length - c) // PAGE_SIZE, progress, c)
+            if k:
+                ret = 0
+                c += k * PAGE_SIZE
+                continue
         yield from sgx_reclaim_direct(sgx, task)
         yield from task.lock(encl.lock)
         index = (offset + c) // PAGE_SIZE
@@ -275,7 +287,10 @@ def sgx_ioc_enclave_modify_types(
         encl.type[index] = new_type
         return 0
 
-    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
+    batch = fast_ioctl.modify_trim_run if new_type == PageType.TRIM else None
+    return (
+        yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out, batch)
+    )
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------
@@ -331,4 +346,7 @@ def sgx_ioc_enclave_remove_pages(
         return 0
 
     out = IoctlResult()
-    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
+    batch = fast_ioctl.remove_run
+    return (
+        yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out, batch)
+    )

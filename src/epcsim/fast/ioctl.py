@@ -1,0 +1,452 @@
+"""Batched runs of the enclave ioctls' page loops: ADD_PAGES, MODIFY_TYPES(TRIM), REMOVE_PAGES.
+
+Each loop (``sgx_ioc_enclave_add_pages``, ``_page_loop`` of the SGX2 ioctls) does per page a
+fixed sequence of steps with fixed costs. When nothing can interleave with a run of pages,
+every page of the run does exactly what the reference does, at a fixed offset in time, so
+the run is applied at once and its cost charged in one sum. "Nothing can interleave" is
+``_quiet``: no event due up to and including the run's end (the elision rule of
+``Task.run``), no task waiting for a CPU (``need_resched`` stays false), ``encl->lock`` idle.
+Each run function adds the conditions of its own loop and stops the run at the first page
+that does not meet them; that page runs the reference code:
+
+* ``add_run`` (``sgx_encl_add_page``): the offset has no page yet, no new VA page is needed
+  (``sgx_encl_grow``), the allocator's node has a free page and the free count stays at or
+  above the low watermark (no ksgxd wake-up, no reclaim); EADD (and EEXTEND) cannot fail on
+  a free page of a created, uninitialized enclave. MRENCLAVE gets the same bytes in the same
+  order (``epcsim.isa.measure.eadd_blocks``/``eextend_headers``).
+* ``modify_trim_run`` (``sgx_enclave_modify_types`` with TRIM): the page is resident and not
+  BEING_RECLAIMED, REG or TCS, not PENDING/MODIFIED in the EPCM (so EMODT succeeds), no LP is
+  inside the enclave and no other CPU is in its mm cpumask (ETRACK succeeds, no IPI), the
+  free count is at or above the low watermark (``sgx_reclaim_direct`` does nothing).
+* ``remove_run`` (``sgx_enclave_remove_pages``): the page is resident, not BEING_RECLAIMED,
+  an accepted TRIM page (the EMODPR probe takes #PF), on the LRU or untracked, not poisoned;
+  freeing pages only raises the free count, so direct reclaim stays idle.
+
+The EPCM, the enclave's page arrays and ``sgx_epc_page`` are written through the ``_epcm_*``
+and ``_encl_*`` functions below only, so a layout change touches those.
+
+A ``progress`` hook (``ProgressHook``) is called once per page, in order, with the clock set
+to that page's end, as in the reference; the page arrays it could read already hold the whole
+run (the hooks only report progress: ``epcsim.kernel.ioctl.ProgressHook``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from epcsim.arch import PAGE_SHIFT, PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType
+from epcsim.isa.measure import eadd_blocks, eextend_headers, tag_chunk
+from epcsim.kernel.encl import PROT_R, PROT_W
+from epcsim.kernel.epc import (
+    OWNER_NONE,
+    SGX_EPC_PAGE_IS_FREE,
+    SGX_EPC_PAGE_POISON,
+    SGX_EPC_PAGE_RECLAIMER_TRACKED,
+)
+from epcsim.kernel.policy import NIL, KernelLru
+
+if TYPE_CHECKING:
+    from epcsim.engine.machine import Machine, Task
+    from epcsim.isa import SgxCpu
+    from epcsim.kernel.encl import SgxEncl
+    from epcsim.kernel.ioctl import ProgressHook
+
+#: pages hashed per MRENCLAVE update in a measured run (bounds the temporary buffer)
+MEASURE_BLOCK = 1024
+
+
+# -- what every batch needs ---------------------------------------------------------------------
+def _quiet(task: Task, encl: SgxEncl, period: int, limit: int) -> int:
+    """How many pages of ``period`` ns each can run before anything else could: 0 if some
+    other task could interleave now."""
+    m = task.m
+    if limit <= 0 or period <= 0 or task.cpu is None or task._resched:
+        return 0
+    if m.rq.waiting() or not encl.lock.idle():
+        return 0
+    nxt = m.env.peek()
+    if nxt == float("inf"):
+        return limit
+    return max(0, min(limit, (int(nxt) - 1 - m.now) // period))
+
+
+def _finish(
+    task: Task,
+    encl: SgxEncl,
+    k: int,
+    period: int,
+    steps: tuple[int, ...],
+    progress: ProgressHook | None,
+    count0: int,
+) -> None:
+    """Charge ``k`` pages of ``period`` ns (``steps``: the costs of the ``Task.run`` calls of
+    one page, each elided), release ``encl->lock`` at the last page's end, call the hook."""
+    m: Machine = task.m
+    t0 = m.now
+    end = t0 + k * period
+    encl.lock.released(end)
+    task.busy_ns += k * period
+    m.elided += k * sum(1 for ns in steps if ns > 0)
+    encl.sgx.batched_pages += k
+    if progress is not None:
+        for j in range(1, k + 1):
+            m.env._now = t0 + j * period
+            progress(encl, count0 + j * PAGE_SIZE)
+    m.env._now = end
+
+
+def _run_of(mask: np.ndarray) -> int:
+    """Length of the leading run of True."""
+    return int(np.argmin(mask)) if not mask.all() else int(mask.size)
+
+
+# -- state adapters (the only writers of the layouts) ---------------------------------------
+def _epcm_eadd(cpu: SgxCpu, pages, pt: int, rwx: int, secs: int, linaddrs, contents) -> None:
+    """EADD (``EnclsMixin.eadd``) of each page: ``contents`` is None (zero pages), a list of
+    4 KiB ``bytes`` (``full`` mode) or of 64-bit tags."""
+    e = cpu.epcm
+    if e.data is not None:
+        if contents is None:
+            e.data[pages] = 0
+        else:
+            e.data[pages] = np.frombuffer(b"".join(contents), np.uint8).reshape(-1, PAGE_SIZE)
+    elif contents is None:  # _store_contents: a tag only outside full mode
+        e.tag[pages] = 0
+    else:
+        e.tag[pages] = np.asarray(contents, dtype=np.uint64)
+    e.valid[pages] = True
+    e.pt[pages] = pt
+    e.rwx[pages] = rwx
+    e.pending[pages] = e.modified[pages] = e.pr[pages] = e.blocked[pages] = False
+    e.secs[pages] = secs
+    e.linaddr[pages] = linaddrs
+    e.bepoch[pages] = 0
+
+
+def _epcm_emodt_trim(cpu: SgxCpu, pages, epochs) -> None:
+    """EMODT to TRIM (``EdmmMixin.emodt``): MODIFIED, RWX and PR cleared, BEPOCH stamped."""
+    e = cpu.epcm
+    e.pt[pages] = PageType.TRIM
+    e.modified[pages] = True
+    e.rwx[pages] = 0
+    e.pr[pages] = False
+    e.bepoch[pages] = epochs
+
+
+def _epcm_clear(cpu: SgxCpu, pages) -> None:
+    """``Epcm.clear`` of each page (EREMOVE)."""
+    e = cpu.epcm
+    e.valid[pages] = False
+    e.pt[pages] = 0
+    e.rwx[pages] = 0
+    e.pending[pages] = e.modified[pages] = e.pr[pages] = e.blocked[pages] = False
+    e.secs[pages] = -1
+    e.linaddr[pages] = 0
+    e.bepoch[pages] = 0
+
+
+def _encl_add(encl: SgxEncl, sl: slice, pages, pt: int, max_prot: int) -> None:
+    """``sgx_encl_add_page``'s page entry; the loader maps it with ``max_prot``."""
+    encl.present[sl] = True
+    encl.epc[sl] = pages
+    encl.type[sl] = pt
+    encl.max_prot[sl] = max_prot
+    encl.vma_prot[sl] = max_prot
+
+
+def _encl_remove(encl: SgxEncl, sl: slice) -> None:
+    """``sgx_enclave_remove_pages``: PTEs zapped, the entry erased."""
+    encl.pte_present[sl] = False
+    encl.pte_young[sl] = False
+    encl.epc[sl] = -1
+    encl.present[sl] = False
+    encl.type[sl] = 0
+    encl.max_prot[sl] = 0
+
+
+# -- SGX_IOC_ENCLAVE_ADD_PAGES ------------------------------------------------------------------
+def _add_period(task: Task, measure: bool) -> tuple[int, tuple[int, ...]]:
+    c = task.m.costs
+    steps = (c.ioctl_page, c.eadd) + ((c.eextend,) * 16 if measure else ())
+    return sum(steps), steps
+
+
+def add_run(
+    task: Task,
+    encl: SgxEncl,
+    index: int,
+    limit: int,
+    src: bytes | None,
+    src_off: int,
+    flags: int,
+    measure: bool,
+    progress: ProgressHook | None,
+    count0: int,
+) -> int:
+    """Up to ``limit`` pages of ADD_PAGES from page ``index`` at once (see the module
+    docstring); ``src[src_off:]`` holds their data (None: zero pages). Returns the pages
+    added (0: run the reference for page ``index``)."""
+    from epcsim.kernel.ioctl import content_for
+
+    sgx = encl.sgx
+    hw = sgx.cpu
+    period, steps = _add_period(task, measure)
+    k = _quiet(task, encl, period, min(limit, encl.nr_pages - index))
+    secs = encl.secs_epc
+    st = hw.secs_at.get(secs) if secs >= 0 else None
+    if k <= 0 or st is None or st.initialized:
+        return 0
+    k = min(k, _run_of(~encl.present[index : index + k]))
+    k = min(k, -encl.page_cnt % SGX_VA_SLOT_COUNT)  # sgx_encl_grow: no new VA page
+    node = sgx._node_of(task)
+    epc = sgx.epc
+    fl = epc.free_lists[node]
+    k = min(k, len(fl), epc.nr_free_pages - sgx.low_pages)
+    if k <= 0 or not st.contains(encl.linaddr(index + k - 1)):
+        return 0
+    ring = fl._ring[(fl._head + np.arange(k)) % fl._ring.size]
+    if hw.epcm.valid[ring].any():
+        return 0
+    pt = (flags >> 8) & 0xFF
+    rwx = 0 if pt == PageType.TCS else flags & 7
+    eadd_flags = flags & ~7 if pt == PageType.TCS else flags
+    max_prot = (PROT_R | PROT_W) if pt == PageType.TCS else flags & 7
+    contents = None
+    if src is not None:
+        mode = hw.content_mode
+        contents = [
+            content_for(mode, src[src_off + j * PAGE_SIZE : src_off + (j + 1) * PAGE_SIZE])
+            for j in range(k)
+        ]
+        if any(c is None for c in contents):
+            return 0
+    t0 = task.m.now
+    # sgx_alloc_epc_page(reclaim=true) at each page's start, in list order
+    pages = epc.alloc_many(node, k)
+    idx = np.arange(index, index + k, dtype=np.int64)
+    epc.owner_encl[pages] = encl.id
+    epc.owner_index[pages] = idx
+    j = np.arange(k, dtype=np.int64)
+    free0 = epc.nr_free_pages + k
+    sgx.free_timeline.record_many(t0 + j * period, free0 - 1 - j)
+    encl.page_cnt += k
+    # EADD, then EEXTEND, in page order
+    linaddrs = (encl.base + (idx << PAGE_SHIFT)).astype(np.uint64)
+    _epcm_eadd(hw, pages, pt, rwx, secs, linaddrs, contents)
+    st.child_count += k
+    _measure(hw, st, pages, linaddrs - np.uint64(st.base), eadd_flags, measure)
+    _encl_add(encl, slice(index, index + k), pages, pt, max_prot)
+    encl.secs_child_cnt += k
+    epc.flags[pages] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
+    sgx.lru.mark_many(pages)
+    sgx.stats.eadd += k
+    if measure:
+        sgx.stats.eextend += 16 * k
+    _finish(task, encl, k, period, steps, progress, count0)
+    return k
+
+
+def _measure(hw: SgxCpu, st, pages, offsets: np.ndarray, flags: int, measure: bool) -> None:
+    """``Measurement.eadd`` then (with SGX_PAGE_MEASURE) sixteen ``eextend`` per page."""
+    mr = st.measurement
+    if not measure:
+        mr.update_raw(eadd_blocks(offsets, flags).tobytes())
+        return
+    e = hw.epcm
+    chunks = np.arange(16, dtype=np.uint64) * np.uint64(256)
+    for a in range(0, pages.size, MEASURE_BLOCK):
+        pg, off = pages[a : a + MEASURE_BLOCK], offsets[a : a + MEASURE_BLOCK]
+        n = pg.size
+        buf = np.zeros((n, 64 + 16 * (64 + 256)), dtype=np.uint8)
+        buf[:, :64] = eadd_blocks(off, flags)
+        ext = buf[:, 64:].reshape(n, 16, 320)
+        ext[:, :, :64] = eextend_headers((off[:, None] + chunks[None, :]).reshape(-1)).reshape(
+            n, 16, 64
+        )
+        if e.data is not None:
+            ext[:, :, 64:] = e.data[pg].reshape(n, 16, 256)
+        else:
+            tags = e.tag[pg].tolist()
+            cache: dict[int, np.ndarray] = {}
+            for r, tag in enumerate(tags):
+                body = cache.get(tag)
+                if body is None:
+                    raw = b"".join(tag_chunk(tag, c) for c in range(16))
+                    body = cache[tag] = np.frombuffer(raw, np.uint8).reshape(16, 256)
+                ext[r, :, 64:] = body
+        mr.update_raw(buf.tobytes())
+
+
+# -- SGX_IOC_ENCLAVE_MODIFY_TYPES (TRIM) ----------------------------------------------------------
+def _resident_run(encl: SgxEncl, index: int, k: int) -> int:
+    """``__sgx_encl_load_page`` returns 0 without loading: present, resident, not
+    BEING_RECLAIMED."""
+    sl = slice(index, index + k)
+    return _run_of(encl.present[sl] & (encl.epc[sl] >= 0) & ~encl.reclaiming[sl])
+
+
+def modify_trim_run(
+    task: Task,
+    encl: SgxEncl,
+    index: int,
+    limit: int,
+    progress: ProgressHook | None,
+    count0: int,
+) -> int:
+    """Up to ``limit`` pages of MODIFY_TYPES(TRIM) from page ``index`` at once (see the
+    module docstring). Returns the pages changed (0: run the reference for ``index``)."""
+    sgx = encl.sgx
+    hw = sgx.cpu
+    c = task.m.costs
+    steps = (c.ioctl_page, c.emodt, c.etrack)
+    k = _quiet(task, encl, sum(steps), min(limit, encl.nr_pages - index))
+    secs = encl.secs_epc
+    st = hw.secs_at.get(secs) if secs >= 0 else None
+    if k <= 0 or st is None or not st.initialized or st.inside or st.tracking:
+        return 0
+    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
+        return 0
+    if any(cpu != task.cpu for cpu in encl.cpumask()):  # send_ipi would reach another CPU
+        return 0
+    k = _resident_run(encl, index, k)
+    if k <= 0:
+        return 0
+    sl = slice(index, index + k)
+    t = encl.type[sl]
+    pages = encl.epc[sl].astype(np.int64)
+    e = hw.epcm
+    ok = ((t == PageType.REG) | (t == PageType.TCS)) & e.valid[pages]
+    ok &= (e.pt[pages] == PageType.REG) | (e.pt[pages] == PageType.TCS)
+    ok &= ~e.pending[pages] & ~e.modified[pages] & (e.secs[pages] == secs)
+    k = _run_of(ok)
+    if k <= 0:
+        return 0
+    pages = pages[:k]
+    sl = slice(index, index + k)
+    # EMODT stamps the current epoch, then sgx_enclave_etrack starts the next one
+    _epcm_emodt_trim(hw, pages, st.epoch + np.arange(k, dtype=np.uint64))
+    st.epoch += k
+    st.tracking = set()
+    encl.type[sl] = PageType.TRIM
+    sgx.stats.emodt += k
+    sgx.stats.etrack += k
+    _finish(task, encl, k, sum(steps), steps, progress, count0)
+    return k
+
+
+# -- SGX_IOC_ENCLAVE_REMOVE_PAGES ------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _unlink_many(prev, nxt, on, pages, head, tail):
+    """``KernelLru.unmark`` of each page in order (pages on the list); returns head, tail."""
+    for i in range(pages.size):
+        page = pages[i]
+        p = prev[page]
+        n = nxt[page]
+        if p != NIL:
+            nxt[p] = n
+        else:
+            head = n
+        if n != NIL:
+            prev[n] = p
+        else:
+            tail = p
+        prev[page] = NIL
+        nxt[page] = NIL
+        on[page] = False
+    return head, tail
+
+
+def _lru_unmark_many(lru, pages: np.ndarray) -> None:
+    """``sgx_unmark_page_reclaimable`` of each page (all on the list) in order."""
+    if type(lru).unmark is not KernelLru.unmark:
+        for page in pages.tolist():
+            lru.unmark(page)
+        return
+    head, tail = _unlink_many(lru.prev, lru.next, lru.on, pages, int(lru.head), int(lru.tail))
+    lru.head, lru.tail = int(head), int(tail)
+    lru._len -= int(pages.size)
+
+
+def remove_run(
+    task: Task,
+    encl: SgxEncl,
+    index: int,
+    limit: int,
+    progress: ProgressHook | None,
+    count0: int,
+) -> int:
+    """Up to ``limit`` pages of REMOVE_PAGES from page ``index`` at once (see the module
+    docstring). Returns the pages removed (0: run the reference for ``index``)."""
+    sgx = encl.sgx
+    hw = sgx.cpu
+    c = task.m.costs
+    steps = (c.ioctl_page, c.emodpr, c.zap_ptes, c.eremove)
+    period = sum(steps)
+    k = _quiet(task, encl, period, min(limit, encl.nr_pages - index))
+    secs = encl.secs_epc
+    st = hw.secs_at.get(secs) if secs >= 0 else None
+    if k <= 0 or st is None:
+        return 0
+    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
+        return 0
+    k = _resident_run(encl, index, k)
+    if k <= 0:
+        return 0
+    sl = slice(index, index + k)
+    pages = encl.epc[sl].astype(np.int64)
+    e = hw.epcm
+    epc = sgx.epc
+    flags = epc.flags[pages]
+    tracked = (flags & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0
+    ok = (encl.type[sl] == PageType.TRIM) & e.valid[pages] & (e.pt[pages] == PageType.TRIM)
+    ok &= ~e.pending[pages] & ~e.modified[pages] & (e.secs[pages] == secs)
+    on_lru = np.fromiter((p in sgx.lru for p in pages.tolist()), np.bool_, pages.size)
+    ok &= ~tracked | on_lru  # TRACKED and off the list: isolated, -EBUSY
+    ok &= (flags & SGX_EPC_PAGE_POISON) == 0
+    k = _run_of(ok)
+    if k <= 0:
+        return 0
+    pages, tracked = pages[:k], tracked[:k]
+    sl = slice(index, index + k)
+    t0 = task.m.now
+    period_j = np.arange(1, k + 1, dtype=np.int64) * period
+    # sgx_unmark_page_reclaimable, then EREMOVE and sgx_free_epc_page at each page's end
+    _lru_unmark_many(sgx.lru, pages[tracked])
+    epc.flags[pages] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
+    st.child_count -= k
+    st.busy_tcs.difference_update(pages.tolist())
+    _epcm_clear(hw, pages)
+    free0 = epc.nr_free_pages
+    _epc_free_many(epc, pages)
+    sgx.free_timeline.record_many(t0 + period_j, free0 + np.arange(1, k + 1, dtype=np.int64))
+    encl.secs_child_cnt -= k
+    _encl_remove(encl, sl)
+    encl.page_cnt -= k  # sgx_encl_shrink: VA pages are kept
+    sgx.stats.emodpr += k
+    sgx.stats.eremove += k
+    _finish(task, encl, k, period, steps, progress, count0)
+    return k
+
+
+def _epc_free_many(epc, pages: np.ndarray) -> None:
+    """``EpcPages.free`` of each page (none poisoned, all in use) in order: to the tail of
+    each page's node list."""
+    epc.owner_encl[pages] = -1
+    epc.owner_index[pages] = OWNER_NONE
+    nodes = epc.node[pages]
+    for node in np.unique(nodes).tolist():
+        fl = epc.free_lists[node]
+        sel = pages[nodes == node]
+        if fl._len + sel.size > fl._ring.size:
+            raise RuntimeError("free list overflow: a page was freed twice")
+        slots = (fl._head + fl._len + np.arange(sel.size)) % fl._ring.size
+        fl._ring[slots] = sel
+        fl._len += int(sel.size)
+    epc.flags[pages] = SGX_EPC_PAGE_IS_FREE
+    epc.nr_free_pages += int(pages.size)
+
+
+__all__ = ["add_run", "modify_trim_run", "remove_run"]
