@@ -15,8 +15,19 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import PageType
+from epcsim.isa.epcm import (
+    EPCM_MODIFIED,
+    EPCM_PENDING,
+    EPCM_PT_SHIFT,
+    EPCM_R,
+    EPCM_VALID,
+    EPCM_W,
+)
 
-_REG = int(PageType.REG)
+# ``Epcm.allows`` as two masks over the packed EPCM flags word: VALID, PT == REG, neither
+# PENDING nor MODIFIED, R (and W for a write).
+_LOOK = EPCM_VALID | EPCM_PENDING | EPCM_MODIFIED | (0xFF << EPCM_PT_SHIFT) | EPCM_R
+_WANT = EPCM_VALID | (int(PageType.REG) << EPCM_PT_SHIFT) | EPCM_R
 _WRITE_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -28,11 +39,7 @@ def resident_run(
     pte_young,
     epc,
     vma_prot,
-    valid,
-    pt,
-    rwx,
-    pending,
-    modified,
+    epcm_flags,
     tags,
     apply_writes,
 ):
@@ -52,8 +59,8 @@ def resident_run(
         vma = vma_prot[idx]
         e = epc[idx]
         ok = (vma & 1) != 0 and (not w or (vma & 2) != 0)
-        ok = ok and valid[e] and pt[e] == _REG and not pending[e] and not modified[e]
-        ok = ok and (rwx[e] & 1) != 0 and (not w or (rwx[e] & 2) != 0)
+        f = epcm_flags[e]
+        ok = ok and (f & _LOOK) == _WANT and (not w or (f & EPCM_W) != 0)
         if not ok:
             k2 = i
             break

@@ -22,6 +22,7 @@ from epcsim.isa.epcm import CONTENT_MODES, Epcm
 from epcsim.isa.measure import tag_chunk
 from epcsim.isa.sealing import Sealer
 from epcsim.isa.secs import SecsState
+from epcsim.isa.va import VaPages
 
 GP = encls_fault(X86_TRAP_GP)
 PF = encls_fault(X86_TRAP_PF)
@@ -59,7 +60,7 @@ class SgxCore:
         self.seed = seed
         self.epcm = Epcm(nr_pages, content_mode)
         self.sealer = Sealer(content_mode, seed)
-        self.va: dict[int, np.ndarray] = {}  # VA page -> 512 version slots (uint64)
+        self.va = VaPages()  # VA page -> 512 version slots (uint64)
         self.secs_by_eid: dict[int, SecsState] = {}  # every SECS that exists, resident or not
         self.secs_at: dict[int, SecsState] = {}  # resident SECS page -> state
         self.lp_eid = [-1] * nr_lps  # enclave each logical processor is executing in
@@ -112,7 +113,7 @@ class SgxCore:
 
     def va_slot(self, va_epc: int, slot: int) -> int:
         """The version stored in a VA slot (0 = empty)."""
-        return int(self.va[va_epc][slot])
+        return self.va.version(va_epc, slot)
 
     # -- contents ---------------------------------------------------------------------------
     def _store_contents(self, epc: int, contents: Any) -> None:

@@ -75,7 +75,7 @@ class EdmmMixin(SgxCore):
             return GP
         e.rwx[epc] = np.uint8(int(e.rwx[epc]) & flags & 7)
         e.pr[epc] = True
-        e.bepoch[epc] = st.epoch
+        e.stamp_epoch(epc, st.epoch)
         return 0
 
     def emodt(self, secinfo_flags: int, epc: int) -> int:
@@ -108,5 +108,5 @@ class EdmmMixin(SgxCore):
         e.modified[epc] = True
         e.rwx[epc] = 0
         e.pr[epc] = False
-        e.bepoch[epc] = st.epoch
+        e.stamp_epoch(epc, st.epoch)
         return 0

@@ -6,15 +6,161 @@ EACCEPT compare against the SECS's tracking state). Page contents live here too:
 ``full`` mode keeps real 4 KiB pages (``data``, n x 4096 bytes allocated up front: 4 GiB per
 million pages, 256 MiB for a 256 MiB EPC, so meant for small EPCs); ``mac`` and ``tag``
 keep a 64-bit content tag per page (``tag``, 8 bytes per page).
+
+Layout (issue 9: server-scale EPCs), 20 bytes per entry:
+
+====================  =====  ==========================================================
+field                 bytes  how
+====================  =====  ==========================================================
+``flags``             2      SECINFO.FLAGS' own layout: R/W/X bits 0-2, PENDING 3,
+                             MODIFIED 4, PR 5, PT bits 8-15; VALID and BLOCKED sit in
+                             SECINFO's reserved bits 6 and 7. ``secinfo()`` is a mask.
+``secs``              4      the owning SECS's EPC index (-1: none)
+``linaddr``           4      ENCLAVEADDRESS >> 12 (a page number); an address that is not
+                             page aligned or lies at or above 2**44 is kept exactly in a
+                             side table (``_odd_linaddr``), so any value reads back as set
+``bepoch``            2      the low 16 bits of the epoch (see below)
+``tag``               8      the 64-bit content tag
+====================  =====  ==========================================================
+
+The flag fields are read and written through small views (``e.valid[epc]``,
+``e.pt[pages]``, ``e.rwx[epc] = 3``) that index like the arrays they replace, so the leaves
+read as before. Compiled code reads ``flags`` directly with the ``EPCM_*`` masks below.
+
+Why 16 bits of BEPOCH are exact: the only question ever asked of a stamped epoch is
+``SecsState.tracked``, which needs the distance ``epoch - bepoch`` only as 0, 1 or "2 or
+more" - and "2 or more" never goes back, since the epoch only grows. The distance is taken
+modulo 2**16, and ETRACK re-bases (``rebase_bepoch``) every ``BEPOCH_REBASE`` epochs the
+entries of its SECS that are 2 or more behind to exactly 2 behind. So no stored distance
+ever exceeds ``BEPOCH_REBASE + 2`` < 2**16 and the modular distance is the true one
+(capped at a value that gives the same answer), for any number of ETRACKs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType
 
 CONTENT_MODES = ("full", "mac", "tag")
+
+# Bits of the packed ``flags`` word (SECINFO.FLAGS layout, VALID/BLOCKED in reserved bits).
+EPCM_R, EPCM_W, EPCM_X = 1 << 0, 1 << 1, 1 << 2
+EPCM_RWX = EPCM_R | EPCM_W | EPCM_X
+EPCM_PENDING = 1 << 3
+EPCM_MODIFIED = 1 << 4
+EPCM_PR = 1 << 5
+EPCM_VALID = 1 << 6
+EPCM_BLOCKED = 1 << 7
+EPCM_PT_SHIFT = 8
+#: the bits SECINFO.FLAGS reports for a page (everything but VALID and BLOCKED)
+EPCM_SECINFO_MASK = 0xFF3F
+
+BEPOCH_BITS = 16
+BEPOCH_MASK = (1 << BEPOCH_BITS) - 1
+#: ETRACK re-bases the stamped epochs of its SECS's pages every this many epochs
+BEPOCH_REBASE = 1 << 14
+
+_LIN_SHIFT = 12
+_LIN_ODD = np.uint32(0xFFFFFFFF)  # "see the side table"
+_LIN_MAX_PAGE = 0xFFFFFFFF  # page numbers below this fit (addresses below 2**44 - 4 KiB)
+
+
+class FlagField:
+    """Some bits of the EPCM ``flags`` word, indexed like the array they replace.
+
+    A scalar index reads a Python ``bool`` (one-bit fields) or ``int``; an array, slice or
+    mask reads a NumPy array. Assignment takes a scalar or an array, as NumPy does."""
+
+    __slots__ = ("_is_bool", "_mask", "_shift", "_words")
+
+    def __init__(self, words: np.ndarray, shift: int, width: int):
+        self._words = words
+        self._shift = shift
+        self._mask = (1 << width) - 1
+        self._is_bool = width == 1
+
+    def __len__(self) -> int:
+        return int(self._words.size)
+
+    def __getitem__(self, index: Any) -> Any:
+        v = self._words[index]
+        if isinstance(v, np.ndarray):
+            v = (v >> self._shift) & self._mask
+            return v.astype(np.bool_) if self._is_bool else v.astype(np.uint8)
+        v = (int(v) >> self._shift) & self._mask
+        return bool(v) if self._is_bool else v
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        w = self._words
+        bits = self._mask << self._shift
+        if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
+            keep = np.uint16(0xFFFF ^ bits)
+            val = (np.asarray(value).astype(np.uint16) & np.uint16(self._mask)) << self._shift
+            w[index] = (w[index] & keep) | val.astype(np.uint16)
+        else:
+            w[index] = (int(w[index]) & ~bits) | ((int(value) & self._mask) << self._shift)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        """The whole field as a new array."""
+        return np.asarray(self[:])
+
+
+class LinaddrField:
+    """ENCLAVEADDRESS: a 32-bit page number per entry, exact values aside when they do not
+    fit (see the module docstring). Indexed like a ``uint64`` array."""
+
+    __slots__ = ("_odd", "_pages")
+
+    def __init__(self, n: int):
+        self._pages = np.zeros(n, dtype=np.uint32)
+        self._odd: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return int(self._pages.size)
+
+    def __getitem__(self, index: Any) -> Any:
+        p = self._pages[index]
+        if isinstance(p, np.ndarray):
+            out = p.astype(np.uint64) << np.uint64(_LIN_SHIFT)
+            if self._odd:
+                idx = np.arange(self._pages.size)[index]
+                for k in np.flatnonzero(p == _LIN_ODD).tolist():
+                    out[k] = self._odd[int(idx[k])]
+            return out
+        if p == _LIN_ODD:
+            return self._odd[int(index)]
+        return int(p) << _LIN_SHIFT
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
+            idx = np.arange(self._pages.size)[index]
+            vals = np.broadcast_to(np.asarray(value, dtype=np.uint64), idx.shape)
+            for i, v in zip(np.atleast_1d(idx).tolist(), np.atleast_1d(vals).tolist(), strict=True):
+                self[i] = v
+            return
+        i, addr = int(index), int(value)
+        page = addr >> _LIN_SHIFT
+        if addr & ((1 << _LIN_SHIFT) - 1) or page >= _LIN_MAX_PAGE:
+            self._pages[i] = _LIN_ODD
+            self._odd[i] = addr
+        else:
+            self._pages[i] = page
+            self._odd.pop(i, None)
+
+    def copy(self) -> np.ndarray:
+        """Every address as a new ``uint64`` array."""
+        return np.asarray(self[:])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._pages.nbytes) + 64 * len(self._odd)
 
 
 class Epcm:
@@ -26,49 +172,66 @@ class Epcm:
         n = nr_pages
         self.nr_pages = n
         self.content_mode = content_mode
-        self.valid = np.zeros(n, dtype=np.bool_)
-        self.pt = np.zeros(n, dtype=np.uint8)
-        self.rwx = np.zeros(n, dtype=np.uint8)  # R=1 W=2 X=4
-        self.pending = np.zeros(n, dtype=np.bool_)
-        self.modified = np.zeros(n, dtype=np.bool_)
-        self.pr = np.zeros(n, dtype=np.bool_)
-        self.blocked = np.zeros(n, dtype=np.bool_)
+        self.flags = np.zeros(n, dtype=np.uint16)
+        self.valid = FlagField(self.flags, 6, 1)
+        self.blocked = FlagField(self.flags, 7, 1)
+        self.rwx = FlagField(self.flags, 0, 3)  # R=1 W=2 X=4
+        self.pending = FlagField(self.flags, 3, 1)
+        self.modified = FlagField(self.flags, 4, 1)
+        self.pr = FlagField(self.flags, 5, 1)
+        self.pt = FlagField(self.flags, EPCM_PT_SHIFT, 8)
         self.secs = np.full(n, -1, dtype=np.int32)
-        self.linaddr = np.zeros(n, dtype=np.uint64)
-        self.bepoch = np.zeros(n, dtype=np.uint64)
+        self.linaddr = LinaddrField(n)
+        self.bepoch = np.zeros(n, dtype=np.uint16)  # low BEPOCH_BITS of the epoch
         self.tag = np.zeros(n, dtype=np.uint64)
         self.data = np.zeros((n, PAGE_SIZE), dtype=np.uint8) if content_mode == "full" else None
 
+    def nbytes(self) -> int:
+        """Host bytes of the per-entry arrays (for the memory benchmarks)."""
+        return (
+            self.flags.nbytes
+            + self.secs.nbytes
+            + self.linaddr.nbytes
+            + self.bepoch.nbytes
+            + self.tag.nbytes
+            + (0 if self.data is None else self.data.nbytes)
+        )
+
     def state_flags(self, epc: int) -> int:
         """PENDING/MODIFIED/PR as SECINFO bits 3..5."""
-        return (
-            (8 if self.pending[epc] else 0)
-            | (16 if self.modified[epc] else 0)
-            | (32 if self.pr[epc] else 0)
-        )
+        return int(self.flags[epc]) & (EPCM_PENDING | EPCM_MODIFIED | EPCM_PR)
 
     def secinfo(self, epc: int) -> int:
         """The page's EPCM attributes as SECINFO.FLAGS (PT, RWX, state bits)."""
-        return (int(self.pt[epc]) << 8) | int(self.rwx[epc]) | self.state_flags(epc)
+        return int(self.flags[epc]) & EPCM_SECINFO_MASK
 
     def allows(self, epcs: np.ndarray, write: bool = False, execute: bool = False) -> np.ndarray:
         """Vectorised EPCM access check (ownership and address are not checked here):
         a valid REG page, neither PENDING nor MODIFIED, with the needed permissions."""
-        need = np.uint8((2 if write else 1) | (4 if execute else 0))
-        return (
-            self.valid[epcs]
-            & (self.pt[epcs] == PageType.REG)
-            & ~self.pending[epcs]
-            & ~self.modified[epcs]
-            & ((self.rwx[epcs] & need) == need)
-        )
+        need = (EPCM_W if write else EPCM_R) | (EPCM_X if execute else 0)
+        f = self.flags[epcs]
+        look = EPCM_VALID | EPCM_PENDING | EPCM_MODIFIED | (0xFF << EPCM_PT_SHIFT) | need
+        want = EPCM_VALID | (int(PageType.REG) << EPCM_PT_SHIFT) | need
+        return (f & np.uint16(look)) == np.uint16(want)
 
     def clear(self, epc: int) -> None:
         """Invalidate an entry (EWB, EREMOVE)."""
-        self.valid[epc] = False
-        self.pt[epc] = 0
-        self.rwx[epc] = 0
-        self.pending[epc] = self.modified[epc] = self.pr[epc] = self.blocked[epc] = False
+        self.flags[epc] = 0
         self.secs[epc] = -1
         self.linaddr[epc] = 0
         self.bepoch[epc] = 0
+
+    def stamp_epoch(self, epc: int, epoch: int) -> None:
+        """BEPOCH := the SECS's epoch (EBLOCK, EMODPR, EMODT); kept modulo 2**16."""
+        self.bepoch[epc] = epoch & BEPOCH_MASK
+
+    def rebase_bepoch(self, secs: int, epoch: int) -> None:
+        """Called by ETRACK every ``BEPOCH_REBASE`` epochs of SECS ``secs``: pages stamped 2
+        or more epochs ago are tracked for good, so their stamp moves to exactly 2 behind and
+        the 16-bit distance never wraps (module docstring)."""
+        mine = np.flatnonzero(self.secs == secs)
+        if not mine.size:
+            return
+        behind = (np.uint16(epoch & BEPOCH_MASK) - self.bepoch[mine]) & np.uint16(BEPOCH_MASK)
+        old = mine[behind >= 2]
+        self.bepoch[old] = (epoch - 2) & BEPOCH_MASK

@@ -16,6 +16,7 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType, SgxReturn, secinfo_page_type
 from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
+from epcsim.isa.epcm import BEPOCH_REBASE
 from epcsim.isa.sealing import (
     PCMD_RESERVED,
     SealedPage,
@@ -49,7 +50,7 @@ class PagingMixin(SgxCore):
             return SgxReturn.BLKSTATE
         st = self.secs_of(epc)
         e.blocked[epc] = True
-        e.bepoch[epc] = st.epoch if st else 0
+        e.stamp_epoch(epc, st.epoch if st else 0)
         return 0
 
     def etrack(self, secs: int) -> int:
@@ -63,6 +64,8 @@ class PagingMixin(SgxCore):
             return SgxReturn.PREV_TRK_INCMPL
         st.epoch += 1
         st.tracking = set(st.inside)
+        if st.epoch % BEPOCH_REBASE == 0:
+            self.epcm.rebase_bepoch(secs, st.epoch)
         return 0
 
     def ewb(
@@ -118,9 +121,8 @@ class PagingMixin(SgxCore):
         )
         version = self._fresh_version()
         ct, mac = self.sealer.seal(header, content, version)
-        slots = self.va[int(va_epc)]
-        occupied = bool(slots[va_slot])
-        slots[va_slot] = np.uint64(version)
+        occupied = bool(self.va.version(va_epc, va_slot))
+        self.va.set_version(va_epc, va_slot, version)
         if pt in _CHILD_TYPES:
             assert st is not None
             st.child_count -= 1
@@ -179,7 +181,7 @@ class PagingMixin(SgxCore):
             header_eid = 0
         else:
             return GP
-        version = int(self.va[int(va_epc)][va_slot])
+        version = self.va.version(va_epc, va_slot)
         if version == 0:
             return GP
         linaddr = int(pageinfo.linaddr) & U64
@@ -194,7 +196,7 @@ class PagingMixin(SgxCore):
             if st is None or st.epc >= 0:
                 return GP  # the enclave no longer exists or its SECS is resident already
         # commit
-        self.va[int(va_epc)][va_slot] = 0  # the version is consumed: no replay
+        self.va.set_version(va_epc, va_slot, 0)  # the version is consumed: no replay
         flags = pcmd.flags
         e.valid[epc] = True
         e.pt[epc] = pt
@@ -203,7 +205,7 @@ class PagingMixin(SgxCore):
         e.modified[epc] = bool(flags & 16)
         e.pr[epc] = bool(flags & 32)
         e.linaddr[epc] = linaddr
-        e.bepoch[epc] = 0
+        e.stamp_epoch(epc, 0)
         e.blocked[epc] = bool(blocked) and pt in _CHILD_TYPES
         e.secs[epc] = st.epc if st is not None and pt != PageType.SECS else -1
         if pt == PageType.VA:

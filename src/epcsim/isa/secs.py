@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from epcsim.arch import PAGE_SIZE, Attribute
+from epcsim.isa.epcm import BEPOCH_MASK
 from epcsim.isa.measure import Measurement
 
 # ATTRIBUTES bits this CPU supports (CR_SGX_ATTRIBUTES_MASK). INIT is never accepted.
@@ -143,10 +144,13 @@ class SecsState:
         """Has the epoch in which a page was blocked/modified been fully tracked?
 
         True once an ETRACK was executed after the page's EBLOCK/EMODPR/EMODT (``bepoch``)
-        and every LP that was inside at that ETRACK has exited since.
+        and every LP that was inside at that ETRACK has exited since. ``bepoch`` is the
+        EPCM's 16-bit stamp: the distance is taken modulo 2**16, which is exact because the
+        EPCM re-bases old stamps (``epcsim.isa.epcm``, "Why 16 bits of BEPOCH are exact").
         """
-        if bepoch >= self.epoch:
+        behind = (self.epoch - bepoch) & BEPOCH_MASK
+        if behind == 0:
             return False  # no ETRACK since
-        if bepoch < self.epoch - 1:
+        if behind >= 2:
             return True  # a later ETRACK could only start once the earlier one completed
         return not self.tracking

@@ -252,11 +252,7 @@ class EnclaveThread(Task):
                     encl.pte_young,
                     encl.epc,
                     encl.vma_prot,
-                    epcm.valid,
-                    epcm.pt,
-                    epcm.rwx,
-                    epcm.pending,
-                    epcm.modified,
+                    epcm.flags,
                     epcm.tag,
                     apply_tags,
                 )
