@@ -114,11 +114,12 @@ class System:
         ]
         section_node = [i * nodes // sections for i in range(sections)]
         self.cpu = SgxCpu(nr_pages, nr_lps=cpus, content_mode=content_mode, seed=seed)
+        epc_pages = EpcPages(sizes, section_node)
         self.sgx = Sgx(
             self.machine,
             self.cpu,
-            EpcPages(sizes, section_node),
-            make_policy(policy, nr_pages, seed),
+            epc_pages,
+            make_policy(policy, nr_pages, seed, epc_pages),
             direct_reclaim=direct_reclaim,
             sgx2=sgx2,
         )

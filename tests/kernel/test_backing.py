@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.isa.sealing import pack_pcmd
-from epcsim.kernel.backing import BackingRecord, EnclaveBacking
+from epcsim.kernel.backing import CHUNK, BackingRecord, EnclaveBacking
 
 
 def test_pcmd_layout_follows_the_kernel():
@@ -32,6 +32,7 @@ def test_pcmd_page_is_truncated_when_empty_unless_the_reclaimer_writes_to_it():
 
 def test_records_live_in_arrays_and_read_back_exactly():
     f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    f.va_of = lambda i: (7, i)  # the enclave's record of the VA slot, shown in the record
     recs = {
         i: BackingRecord(bytes([i]) * 8, pack_pcmd(0x201 + i, 77, bytes([i + 1]) * 16), 7, i)
         for i in (3, 9, 64)
@@ -41,8 +42,24 @@ def test_records_live_in_arrays_and_read_back_exactly():
     assert sorted(f.records) == [3, 9, 64] and len(f.records) == 3 and 9 in f.records
     assert all(f.records[i] == r for i, r in recs.items())  # index 64 is the SECS slot
     assert not f._odd and len(f._contents) == 1  # one chunk of arrays, no per-page objects
-    # of each PCMD only the flags and the MAC are stored: 18 bytes, not 128
-    assert f._mac[0].shape == (4096, 16) and f._flags[0].dtype.itemsize == 2
+    # of each PCMD only the flags and the MAC are stored: 18 bytes, not 128 (these MACs
+    # use all 16 bytes, so the chunk has the MACs' second halves too)
+    assert f._mac[0].shape == (CHUNK, 8) and f._mac_high[0].shape == (CHUNK, 8)
+    assert f._flags[0].dtype.itemsize == 2
+
+
+def test_a_tag_mode_mac_takes_8_bytes():
+    """``tag`` mode's MAC is 8 bytes and 8 zeros (``Sealer._tag_mac``): a chunk of such
+    records keeps 8 bytes per MAC, and a record with a full MAC adds the second halves."""
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    short = pack_pcmd(0x201, 5, b"m" * 8 + bytes(8))
+    f.store(1, BackingRecord(b"c" * 8, short))
+    assert f.lookup(1).pcmd == short and not f._mac_high
+    full = pack_pcmd(0x201, 5, b"n" * 16)
+    f.store(2, BackingRecord(b"c" * 8, full))
+    f.store(3, BackingRecord(b"c" * 8, short))
+    assert [f.lookup(i).pcmd for i in (1, 2, 3)] == [short, full, short]
+    assert list(f._mac_high) == [0] and f.lookup(1).va_page == -1  # no enclave: no slot
 
 
 @given(

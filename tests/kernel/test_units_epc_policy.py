@@ -27,7 +27,7 @@ def test_parse_size_rejects_with_the_argument_name(bad):
 
 
 def test_free_list_is_fifo():
-    fl = FreeList(4)
+    fl = FreeList(8)  # links for pages 0..7
     for p in (3, 1, 2):
         fl.push_tail(p)
     assert fl.pop_head() == 3
@@ -96,3 +96,63 @@ def test_random_policy_isolates_distinct_members_deterministically():
     assert len(set(got)) == 10 and all(p % 2 == 0 for p in got)
     assert len(pol) == 22 and not any(p in pol for p in got)
     assert draw(3)[1] == got and draw(4)[1] != got
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["alloc", "free", "mark", "unmark", "isolate"]), st.integers(0, 11)
+        ),
+        max_size=150,
+    )
+)
+def test_free_lists_and_lru_share_one_link_pair(ops):
+    """``sgx_epc_page.list`` serves both lists (issue 9): allocation order, the LRU order and
+    the isolated batch all match plain list models whatever the interleaving."""
+    epc = EpcPages([6, 6], [0, 1])
+    lru = make_policy("lru", 12, 0, epc)
+    assert lru.prev is epc.links.prev and lru.next is epc.links.next
+    free = {0: list(range(6)), 1: list(range(6, 12))}
+    lru_model: list[int] = []
+    in_use: list[int] = []  # allocated, off the LRU
+    for op, arg in ops:
+        if op == "alloc":
+            page = epc.alloc(arg % 2)
+            nodes = [arg % 2, 1 - arg % 2]
+            want = next((free[nd].pop(0) for nd in nodes if free[nd]), -1)
+            assert page == want
+            if page >= 0:
+                in_use.append(page)
+        elif op == "free" and in_use:
+            page = in_use.pop(arg % len(in_use))
+            epc.free(page)
+            free[page // 6].append(page)
+        elif op == "mark" and in_use:
+            page = in_use.pop(arg % len(in_use))
+            lru.mark(page)
+            lru_model.append(page)
+        elif op == "unmark" and lru_model:
+            page = lru_model.pop(arg % len(lru_model))
+            lru.unmark(page)
+            in_use.append(page)
+        elif op == "isolate":
+            n = arg % 4
+            got = lru.isolate(n)
+            assert got == lru_model[:n]
+            del lru_model[:n]
+            in_use.extend(got)
+        assert lru.order() == lru_model
+        assert [fl.pages() for _, fl in sorted(epc.free_lists.items())] == [free[0], free[1]]
+        assert all(p in lru for p in lru_model) and not any(p in lru for p in in_use)
+
+
+def test_a_page_on_the_lru_cannot_be_freed():
+    epc = EpcPages([4])
+    lru = make_policy("lru", 4, 0, epc)
+    page = epc.alloc(0)
+    lru.mark(page)
+    with pytest.raises(RuntimeError, match="on the LRU"):
+        epc.free(page)
+    lru.unmark(page)
+    epc.free(page)
+    assert epc.free_lists[0].pages() == [1, 2, 3, page]

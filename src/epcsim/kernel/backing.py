@@ -8,7 +8,8 @@ The model keeps one ``BackingRecord`` per evicted page - exactly what sits in un
 memory - and exposes it raw: tests and attacker scenarios may read, overwrite, swap or replay
 ``contents`` and ``pcmd`` freely (``system.backing``). Nothing here is trusted; ELDU
 (``epcsim.isa``) decides whether a record is genuine. Which VA slot holds the version is
-kernel memory (``encl_page->desc``/``va_page``) and is shown here for inspection only.
+kernel memory (``encl_page->desc``/``va_page``): a record shows it for inspection only,
+read from the enclave (``EnclaveBacking.va_of``).
 
 PCMD-page accounting follows the kernel: ELDU zeroes the page's PCMD and truncates the PCMD
 page once all 32 entries are zero and no page sharing it is being reclaimed
@@ -26,7 +27,7 @@ was truncated since ``get_backing`` loses the PCMD exactly so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,14 +42,16 @@ class BackingRecord:
     contents: bytes  # the contents page (ciphertext, or the sealed tag in mac/tag modes)
     pcmd: bytes  # the 128-byte PCMD
     va_page: int = -1  # kernel bookkeeping shown for inspection: EPC index of the VA page
-    va_slot: int = -1  # and the slot holding this record's version
+    va_slot: int = -1  # and the slot holding this record's version (from the enclave)
 
 
 #: pages per storage chunk: arrays are allocated a chunk at a time, on first use
-CHUNK = 4096
+CHUNK = 512
 _MAC_SIZE = 16
+_MAC_LOW = 8  # tag mode's MAC has 8 significant bytes (``Sealer._tag_mac``), then zeros
 _ZERO56 = bytes(56)  # SECINFO beyond FLAGS
 _ZERO40 = bytes(40)  # PCMD reserved bytes
+_ZERO8 = bytes(8)
 
 
 class RecordsView(Mapping[int, BackingRecord]):
@@ -82,11 +85,17 @@ class EnclaveBacking:
     Records live in NumPy arrays, not one Python object per evicted page, allocated in chunks
     of ``CHUNK`` pages on first use: the contents (8 bytes in ``mac``/``tag`` mode, 4096 in
     ``full``: the width of the first record), and of the 128-byte PCMD only what varies - the
-    SECINFO flags (2 bytes) and the MAC (16). The rest of a PCMD EWB writes is zeros and the
-    enclave id, one per file, so ``lookup`` rebuilds the exact bytes. A record an attacker
+    SECINFO flags (2 bytes) and the MAC: its first 8 bytes, and the other 8 in a second array
+    a chunk gets only once one of its MACs has them non-zero (``tag`` mode's never do; the
+    AES-GCM MACs of ``mac``/``full`` always do). The rest of a PCMD EWB writes is zeros and
+    the enclave id, one per file, so ``lookup`` rebuilds the exact bytes. A record an attacker
     rewrote into anything else (another length, non-zero reserved bytes, another enclave id)
     is kept aside raw, as is (issue 9: a MAC and a version slot per swapped page, the raw
     record only for tampered pages).
+
+    Per page of the file: ``present`` (1 byte); per stored record in ``tag`` mode: contents
+    8, MAC 8, flags 2 bytes. Which VA slot holds a record's version is the enclave's
+    (``va_of``, set by the enclave at CREATE); the file keeps no copy.
     """
 
     def __init__(self, encl_id: int, size: int):
@@ -95,13 +104,14 @@ class EnclaveBacking:
         self.secs_index = size // PAGE_SIZE
         n = self.secs_index + 1
         self.present = np.zeros(n, dtype=np.bool_)
-        self.va_page = np.full(n, -1, dtype=np.int32)
-        self.va_slot = np.full(n, -1, dtype=np.int16)
+        #: ``index -> (va_page, va_slot)``: the kernel's record of the slot (for inspection)
+        self.va_of: Callable[[int], tuple[int, int]] | None = None
         self.nr_records = 0
         self._width = 0
         self._eid: int | None = None  # ENCLAVEID of this file's PCMDs (the first seen)
         self._contents: dict[int, np.ndarray] = {}
         self._mac: dict[int, np.ndarray] = {}
+        self._mac_high: dict[int, np.ndarray] = {}  # chunks whose MACs need all 16 bytes
         self._flags: dict[int, np.ndarray] = {}
         self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered: kept raw
         self._pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
@@ -131,7 +141,7 @@ class EnclaveBacking:
         c = index // CHUNK
         if c not in self._contents:
             self._contents[c] = np.zeros((CHUNK, self._width), dtype=np.uint8)
-            self._mac[c] = np.zeros((CHUNK, _MAC_SIZE), dtype=np.uint8)
+            self._mac[c] = np.zeros((CHUNK, _MAC_LOW), dtype=np.uint8)
             self._flags[c] = np.zeros(CHUNK, dtype=np.uint16)
         return self._contents[c], self._mac[c], self._flags[c]
 
@@ -160,16 +170,23 @@ class EnclaveBacking:
         ct, mac, fl = self._chunk(index)
         i = index % CHUNK
         ct[i] = np.frombuffer(contents, dtype=np.uint8)
-        mac[i] = np.frombuffer(compact[1], dtype=np.uint8)
+        mac_bytes = compact[1]
+        mac[i] = np.frombuffer(mac_bytes, dtype=np.uint8, count=_MAC_LOW)
+        c = index // CHUNK
+        high = self._mac_high.get(c)
+        if high is None and any(mac_bytes[_MAC_LOW:]):
+            high = self._mac_high[c] = np.zeros((CHUNK, _MAC_SIZE - _MAC_LOW), dtype=np.uint8)
+        if high is not None:
+            high[i] = np.frombuffer(mac_bytes, dtype=np.uint8, offset=_MAC_LOW)
         fl[i] = compact[0]
 
     def nbytes(self) -> int:
         """Host bytes held for this file (for the memory benchmarks)."""
-        per_page = self.present.nbytes + self.va_page.nbytes + self.va_slot.nbytes
+        per_page = self.present.nbytes
         chunks = sum(
             self._contents[c].nbytes + self._mac[c].nbytes + self._flags[c].nbytes
             for c in self._contents
-        )
+        ) + sum(h.nbytes for h in self._mac_high.values())
         pcmd_pages = self._pcmd_live.nbytes + self._pcmd_kept.nbytes + self.pcmd_gen.nbytes
         return per_page + chunks + pcmd_pages
 
@@ -186,17 +203,13 @@ class EnclaveBacking:
         pinned = self._pinned_gen.pop(index, None)
         if pinned is not None and pinned != self.pcmd_gen[index // PCMDS_PER_PAGE]:
             self.pcmd_lost += 1
-            record = BackingRecord(
-                record.contents, bytes(PCMD_SIZE), record.va_page, record.va_slot
-            )
+            record = BackingRecord(record.contents, bytes(PCMD_SIZE))
         if not self.present[index]:
             self.present[index] = True
             self.nr_records += 1
             self._pcmd_live[index // PCMDS_PER_PAGE] += 1
             self._pcmd_kept[index // PCMDS_PER_PAGE] = False
         self._put(index, record.contents, record.pcmd)
-        self.va_page[index] = record.va_page
-        self.va_slot[index] = record.va_slot
 
     def lookup(self, index: int) -> BackingRecord | None:
         """``sgx_encl_lookup_backing``: what ELDU will read (possibly tampered)."""
@@ -208,14 +221,17 @@ class EnclaveBacking:
             ct, mac, fl = self._chunk(index)
             i = index % CHUNK
             contents = ct[i].tobytes()
+            high = self._mac_high.get(index // CHUNK)
             pcmd = (
                 int(fl[i]).to_bytes(8, "little")
                 + _ZERO56
                 + (self._eid or 0).to_bytes(8, "little")
                 + _ZERO40
                 + mac[i].tobytes()
+                + (_ZERO8 if high is None else high[i].tobytes())
             )
-        return BackingRecord(contents, pcmd, int(self.va_page[index]), int(self.va_slot[index]))
+        va_page, va_slot = (-1, -1) if self.va_of is None else self.va_of(index)
+        return BackingRecord(contents, pcmd, va_page, va_slot)
 
     def tamper(self, index: int, contents: bytes | None = None, pcmd: bytes | None = None) -> None:
         """Overwrite a record's bytes in place (any length: untrusted memory)."""

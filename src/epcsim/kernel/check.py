@@ -99,7 +99,7 @@ def check(sgx: Sgx) -> list[str]:
     if (epc.owner_encl[free] != -1).any():
         bad.append("a free page has an owner")
     if not sgx.ewb_failures and (epcm.valid[free]).any():
-        bad.append(f"free pages valid in the EPCM: {np.flatnonzero(free & epcm.valid)[:8]}")
+        bad.append(f"free pages valid in the EPCM: {np.flatnonzero(free & epcm.valid[:])[:8]}")
     parked = ~free & ((flags & SGX_EPC_PAGE_POISON) != 0) & (epc.owner_encl == -1)
     in_use = ~free & ~parked
 
@@ -173,7 +173,7 @@ def check(sgx: Sgx) -> list[str]:
             bad.append(f"in-flight EPC pages already valid: {pages[epcm.valid[pages]][:8]}")
 
     # -- the CPU's view --------------------------------------------------------------------
-    valid = epcm.valid
+    valid = epcm.valid[:]
     kids = np.bincount(epcm.secs[valid & (epcm.secs >= 0)], minlength=n)
     for secs_page, st in hw.secs_at.items():
         if st.child_count != int(kids[secs_page]):
@@ -289,11 +289,6 @@ def _check_enclave(
                 f"{name}: {lost} evicted pages have no backing record "
                 f"(only {sgx.stats.eldu_failed} ELDUs failed)"
             )
-        kept = out_idx[rec[out_idx]]
-        if (f.va_page[kept] != encl.va_page[kept]).any() or (
-            f.va_slot[kept] != encl.va_slot[kept]
-        ).any():
-            bad.append(f"{name}: backing records name another VA slot than the kernel")
         secs_out = encl.secs_epc < 0
         if bool(f.present[f.secs_index]) and not secs_out and exact:
             bad.append(f"{name}: a SECS record in backing while the SECS is resident")

@@ -96,6 +96,14 @@ class SgxEncl:
         """At CREATE: the ELRANGE, its page arrays and the shmem backing file."""
         self._alloc_arrays(base, size)
         self._backing = self.sgx.backing.create(self.id, size)
+        self._backing.va_of = self._va_of
+
+    def _va_of(self, bidx: int) -> tuple[int, int]:
+        """The VA page and slot the kernel holds for backing index ``bidx`` (the SECS's is
+        ``size >> 12``), as ``BackingRecord`` shows them."""
+        if bidx >= self.nr_pages:
+            return self.secs_va
+        return int(self.va_page[bidx]), int(self.va_slot[bidx])
 
     def _alloc_arrays(self, base: int, size: int) -> None:
         n = size >> PAGE_SHIFT

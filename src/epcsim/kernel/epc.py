@@ -1,8 +1,9 @@
 """Physical EPC pages, sections and NUMA free lists (the allocator half of ``sgx/main.c``).
 
 ``struct sgx_epc_page`` becomes one row of NumPy arrays (``EpcPages``), so millions of pages
-cost a few bytes each. Free lists are per-node FIFO rings: ``__sgx_alloc_epc_page_from_node``
-takes the head, ``sgx_free_epc_page`` appends at the tail (spec §5.1, §5.3, §18.1).
+cost a few bytes each. Free lists are per-node FIFO lists over the pages' shared link pair
+(``epcsim.kernel.page_list``): ``__sgx_alloc_epc_page_from_node`` takes the head,
+``sgx_free_epc_page`` appends at the tail (spec §5.1, §5.3, §18.1).
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_MAX_EPC_SECTIONS
+from epcsim.kernel.page_list import PAGE_INDEX, PageLinks, PageList
 
 # sgx_epc_page.flags
 SGX_EPC_PAGE_RECLAIMER_TRACKED = 1 << 0
 SGX_EPC_PAGE_IS_FREE = 1 << 1
+#: on ``sgx_active_page_list`` now (not isolated). The kernel needs no bit for that - the list
+#: head says it - but the model's lists share one link pair, so membership is a bit.
+SGX_EPC_PAGE_ON_LRU = 1 << 6
 #: ``sgx_epc_page.poison`` (a separate field in the kernel), packed into the flags byte
 SGX_EPC_PAGE_POISON = 1 << 7
 
-#: Memory layout (issue 9): per EPC page this module keeps 14 bytes - flags (1), NUMA node
-#: (1), owner enclave id (4), owner page index (4) and the page's free-list slot (4, int32 page
-#: indices). The section is derived from the page index (``section_of``), addresses from the
-#: owner (``sgx_encl.base + index << 12``).
-PAGE_INDEX = np.int32
+#: Memory layout (issue 9): per EPC page this module keeps 17 bytes - flags (1), owner enclave
+#: id (4), owner page index (4) and ``sgx_epc_page.list`` (8: ``epcsim.kernel.page_list``,
+#: shared by the free lists and the LRU as in the kernel). The section and the NUMA node are
+#: derived from the page index (``section_of``, ``node_of``), addresses from the owner
+#: (``sgx_encl.base + index << 12``).
 # What owns an in-use page, in addition to the owning enclave id (``owner_encl``).
 OWNER_NONE = -1  # free
 OWNER_SECS = -2  # the enclave's SECS (encl->secs)
@@ -32,32 +37,12 @@ OWNER_VEPC = -4  # a virtual EPC page
 OWNER_LEAKED = -5
 
 
-class FreeList:
-    """A node's ``free_page_list``: FIFO ring of EPC page indices."""
+class FreeList(PageList):
+    """A node's ``free_page_list``: FIFO over the shared page links. ``FreeList(n)`` makes
+    a list with links of its own for ``n`` pages (tests)."""
 
-    def __init__(self, capacity: int):
-        self._ring = np.zeros(max(capacity, 1), dtype=PAGE_INDEX)
-        self._head = 0
-        self._len = 0
-
-    @classmethod
-    def full(cls, pages: np.ndarray) -> FreeList:
-        """A list holding ``pages`` in order (boot: every page of the node is free)."""
-        fl = cls(int(pages.size))
-        fl._ring[: pages.size] = pages
-        fl._len = int(pages.size)
-        return fl
-
-    def __len__(self) -> int:
-        return self._len
-
-    def pop_head(self) -> int:
-        if self._len == 0:
-            return -1
-        page = int(self._ring[self._head])
-        self._head = (self._head + 1) % self._ring.size
-        self._len -= 1
-        return page
+    def __init__(self, links: PageLinks | int):
+        super().__init__(PageLinks(links) if isinstance(links, int) else links)
 
     def pop_many(self, k: int) -> np.ndarray:
         """``k`` calls of ``pop_head`` at once (the fast engine's batched paths): the first
@@ -69,14 +54,7 @@ class FreeList:
         return pages
 
     def push_tail(self, page: int) -> None:
-        if self._len == self._ring.size:
-            raise RuntimeError("free list overflow: a page was freed twice")
-        self._ring[(self._head + self._len) % self._ring.size] = page
-        self._len += 1
-
-    def pages(self) -> np.ndarray:
-        idx = (self._head + np.arange(self._len)) % self._ring.size
-        return self._ring[idx].copy()
+        self.add_tail(page)
 
 
 class EpcPages:
@@ -99,15 +77,17 @@ class EpcPages:
         n = int(sum(sections))
         self.nr_pages = n
         self._section_end = np.cumsum(np.asarray(sections, dtype=np.int64))
-        self.node = np.repeat(np.asarray(section_node, dtype=np.uint8), sections)
+        self._section_node = np.asarray(section_node, dtype=np.uint8)
         self.flags = np.zeros(n, dtype=np.uint8)
         self.owner_encl = np.full(n, -1, dtype=np.int32)  # enclave id
         self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
+        self.links = PageLinks(n)  # sgx_epc_page.list
         self.nodes = sorted(set(section_node))
         # spec §18.14: a model may start with every page FREE (sanitization already done).
-        self.free_lists = {
-            node: FreeList.full(np.flatnonzero(self.node == node)) for node in self.nodes
-        }
+        self.free_lists = {node: FreeList(self.links) for node in self.nodes}
+        node_of_page = np.repeat(self._section_node, sections)
+        for node, fl in self.free_lists.items():
+            fl.extend(np.flatnonzero(node_of_page == node))
         self.flags[:] = SGX_EPC_PAGE_IS_FREE
         self.nr_free_pages = n  # sgx_nr_free_pages
         self.section_bytes = [s * PAGE_SIZE for s in sections]
@@ -121,6 +101,17 @@ class EpcPages:
         """Section of every page (built on demand, for inspection)."""
         return np.searchsorted(self._section_end, np.arange(self.nr_pages), side="right")
 
+    def node_of(self, page: int) -> int:
+        """``sgx_epc_page.node`` (the section's node), derived like the section."""
+        if len(self.nodes) == 1:
+            return self.nodes[0]
+        return int(self._section_node[self.section_of(page)])
+
+    @property
+    def node(self) -> np.ndarray:
+        """NUMA node of every page (built on demand, for inspection)."""
+        return self._section_node[self.section]
+
     def is_poisoned(self, page: int) -> bool:
         return bool(self.flags[page] & SGX_EPC_PAGE_POISON)
 
@@ -131,12 +122,8 @@ class EpcPages:
 
     def nbytes(self) -> int:
         """Host bytes of the per-page arrays (for the memory benchmarks)."""
-        rings = sum(fl._ring.nbytes for fl in self.free_lists.values())
         return (
-            self.node.nbytes
-            + self.flags.nbytes
-            + self.owner_encl.nbytes
-            + (self.owner_index.nbytes + rings)
+            self.flags.nbytes + self.owner_encl.nbytes + self.owner_index.nbytes + self.links.nbytes
         )
 
     def alloc_from_node(self, node: int) -> int:
@@ -181,10 +168,14 @@ class EpcPages:
         """
         if self.flags[page] & SGX_EPC_PAGE_IS_FREE:
             raise RuntimeError(f"EPC page {page} freed twice")
+        if self.flags[page] & SGX_EPC_PAGE_ON_LRU:
+            # its one link pair is the LRU's: it cannot go on a free list too (the kernel
+            # would corrupt both lists; the driver never does it)
+            raise RuntimeError(f"EPC page {page} freed while on the LRU")
         self.owner_encl[page] = -1
         self.owner_index[page] = OWNER_NONE
         poisoned = self.flags[page] & SGX_EPC_PAGE_POISON
         if not poisoned:
-            self.free_lists[int(self.node[page])].push_tail(page)
+            self.free_lists[self.node_of(page)].push_tail(page)
         self.flags[page] = SGX_EPC_PAGE_IS_FREE | poisoned
         self.nr_free_pages += 1

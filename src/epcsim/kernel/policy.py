@@ -17,16 +17,22 @@ Other policies are deviations, named and off by default.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-NIL = -1
+from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
+from epcsim.kernel.page_list import NIL, PageLinks, PageList
+
+if TYPE_CHECKING:
+    from epcsim.kernel.epc import EpcPages
 
 
 class ReclaimPolicy:
     name = "abstract"
     uses_age = True
 
-    def __init__(self, nr_pages: int, seed: int = 0):
+    def __init__(self, nr_pages: int, seed: int = 0, epc: EpcPages | None = None):
         self.nr_pages = nr_pages
 
     def mark(self, page: int) -> None:
@@ -54,39 +60,52 @@ class ReclaimPolicy:
 
 
 class KernelLru(ReclaimPolicy):
-    """``sgx_active_page_list``: one global doubly linked list in two NumPy arrays."""
+    """``sgx_active_page_list``: one global doubly linked list.
+
+    With ``epc`` it links pages through ``sgx_epc_page.list`` (``epc.links``), the pair the
+    free lists use too, and keeps membership in the page's flags (``SGX_EPC_PAGE_ON_LRU``):
+    no bytes of its own per page (issue 9). Without, it has links and flags of its own.
+    """
 
     name = "lru"
     uses_age = True
 
-    def __init__(self, nr_pages: int, seed: int = 0):
-        super().__init__(nr_pages, seed)
-        # 32-bit links (issue 9): 8 bytes per EPC page for the list, 1 for membership
-        self.prev = np.full(nr_pages, NIL, dtype=np.int32)
-        self.next = np.full(nr_pages, NIL, dtype=np.int32)
-        self.on = np.zeros(nr_pages, dtype=np.bool_)
-        self.head = NIL
-        self.tail = NIL
-        self._len = 0
+    def __init__(self, nr_pages: int, seed: int = 0, epc: EpcPages | None = None):
+        super().__init__(nr_pages, seed, epc)
+        if epc is not None:
+            if epc.nr_pages != nr_pages:
+                raise ValueError(f"epc: {epc.nr_pages} pages, the policy has {nr_pages}")
+            links, self._flags = epc.links, epc.flags
+        else:
+            links, self._flags = PageLinks(nr_pages), np.zeros(nr_pages, dtype=np.uint8)
+        self.list = PageList(links)
+        self.prev = links.prev
+        self.next = links.next
+
+    @property
+    def head(self) -> int:
+        return self.list.head
+
+    @property
+    def tail(self) -> int:
+        return self.list.tail
+
+    @property
+    def on(self) -> np.ndarray:
+        """Which pages are on the list (built on demand, for the invariant checker)."""
+        return (self._flags & SGX_EPC_PAGE_ON_LRU) != 0
 
     def __len__(self) -> int:
-        return self._len
+        return len(self.list)
 
     def __contains__(self, page: int) -> bool:
-        return bool(self.on[page])
+        return bool(self._flags[page] & SGX_EPC_PAGE_ON_LRU)
 
     def mark(self, page: int) -> None:  # list_add_tail
-        if self.on[page]:
+        if self._flags[page] & SGX_EPC_PAGE_ON_LRU:
             raise RuntimeError(f"EPC page {page} is already on the LRU")
-        self.prev[page] = self.tail
-        self.next[page] = NIL
-        if self.tail != NIL:
-            self.next[self.tail] = page
-        else:
-            self.head = page
-        self.tail = page
-        self.on[page] = True
-        self._len += 1
+        self.list.add_tail(page)
+        self._flags[page] |= SGX_EPC_PAGE_ON_LRU
 
     def mark_many(self, pages: np.ndarray) -> None:
         """``mark(page)`` for each of ``pages`` in order, at once (the fast engine's batched
@@ -109,36 +128,22 @@ class KernelLru(ReclaimPolicy):
         self._len += k
 
     def unmark(self, page: int) -> None:  # list_del
-        if not self.on[page]:
+        if not self._flags[page] & SGX_EPC_PAGE_ON_LRU:
             raise RuntimeError(f"EPC page {page} is not on the LRU")
-        p, n = int(self.prev[page]), int(self.next[page])
-        if p != NIL:
-            self.next[p] = n
-        else:
-            self.head = n
-        if n != NIL:
-            self.prev[n] = p
-        else:
-            self.tail = p
-        self.prev[page] = self.next[page] = NIL
-        self.on[page] = False
-        self._len -= 1
+        self.list.remove(page)
+        self._flags[page] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
 
     def isolate(self, n: int) -> list[int]:
         out: list[int] = []
-        while len(out) < n and self.head != NIL:
-            page = int(self.head)
+        while len(out) < n and self.list.head != NIL:
+            page = int(self.list.head)
             self.unmark(page)
             out.append(page)
         return out
 
     def order(self) -> list[int]:
         """Pages from head (next victim) to tail, for tests and debugging."""
-        out, page = [], self.head
-        while page != NIL:
-            out.append(int(page))
-            page = int(self.next[page])
-        return out
+        return self.list.pages()
 
 
 class FifoNoAge(KernelLru):
@@ -154,8 +159,8 @@ class RandomVictim(KernelLru):
     name = "random"
     uses_age = True
 
-    def __init__(self, nr_pages: int, seed: int = 0):
-        super().__init__(nr_pages, seed)
+    def __init__(self, nr_pages: int, seed: int = 0, epc: EpcPages | None = None):
+        super().__init__(nr_pages, seed, epc)
         self.rng = np.random.default_rng(seed)
 
     def isolate(self, n: int) -> list[int]:
@@ -173,11 +178,14 @@ POLICIES: dict[str, type[ReclaimPolicy]] = {
 }
 
 
-def make_policy(name: str, nr_pages: int, seed: int = 0) -> ReclaimPolicy:
+def make_policy(
+    name: str, nr_pages: int, seed: int = 0, epc: EpcPages | None = None
+) -> ReclaimPolicy:
+    """The policy ``name``; with ``epc`` it links through the pages' shared ``list``."""
     try:
         cls = POLICIES[name]
     except KeyError:
         raise ValueError(
             f"policy: unknown reclaim policy {name!r} (known: {', '.join(sorted(POLICIES))})"
         ) from None
-    return cls(nr_pages, seed)
+    return cls(nr_pages, seed, epc)
