@@ -84,3 +84,32 @@ def test_bepoch_distance_survives_2_16_etracks():
     st_ = cpu.secs_state(SECS_EPC)
     assert (st_.epoch - int(cpu.epcm.bepoch[2])) & BEPOCH_MASK >= 2
     assert cpu.ewb(PageInfo(), 2, VA_EPC, 0)[0] == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.integers(0, 3 * BEPOCH_REBASE),
+    near=st.booleans(),
+    before=st.lists(st.integers(0, 40), max_size=6),
+    k=st.integers(0, 40),
+)
+def test_a_batch_of_stamps_and_etracks_leaves_the_stamps_of_single_steps(start, near, before, k):
+    """``advance_epoch`` over k epochs and ``stamp_epochs`` (the fast engine's batched
+    EMODT + ETRACK) leave byte for byte what k single steps leave, re-bases included."""
+    if near:
+        start = BEPOCH_REBASE * (1 + start % 3) - 20  # the batch crosses a multiple
+    one, batch = Epcm(64), Epcm(64)
+    for e in (one, batch):
+        e.secs[:] = 5
+    epoch = start
+    for j, back in enumerate(before):  # earlier stamps, some far behind
+        for e in (one, batch):
+            e.stamp_epoch(40 + j, max(0, epoch - back))
+    pages = np.arange(k)
+    for i in range(k):
+        one.stamp_epoch(i, epoch)
+        one.advance_epoch(5, epoch, epoch + 1)
+        epoch += 1
+    batch.advance_epoch(5, start, start + k)
+    batch.stamp_epochs(pages, start + np.arange(k), start + k)
+    assert one.bepoch.tobytes() == batch.bepoch.tobytes()

@@ -135,8 +135,7 @@ def eaug_eaccept_run(t: EnclaveThread, first: int, k: int) -> tuple[int, int]:
     t0 = m.now
     node = sgx._node_of(t)
     fl = epc.free_lists[node]
-    ring_idx = (fl._head + np.arange(k)) % fl._ring.size
-    if _free_pages_valid(hw, fl._ring[ring_idx]):
+    if _free_pages_valid(hw, fl.first(k)):
         raise RuntimeError("a free EPC page is valid in the EPCM")
     # AEX then ERESUME leave the LP as it was (resumes_after_aex): apply the pair once
     lp = t.cpu

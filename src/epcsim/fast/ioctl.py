@@ -43,6 +43,7 @@ from epcsim.kernel.encl import PROT_R, PROT_W
 from epcsim.kernel.epc import (
     OWNER_NONE,
     SGX_EPC_PAGE_IS_FREE,
+    SGX_EPC_PAGE_ON_LRU,
     SGX_EPC_PAGE_POISON,
     SGX_EPC_PAGE_RECLAIMER_TRACKED,
 )
@@ -126,14 +127,15 @@ def _epcm_eadd(cpu: SgxCpu, pages, pt: int, rwx: int, secs: int, linaddrs, conte
     e.bepoch[pages] = 0
 
 
-def _epcm_emodt_trim(cpu: SgxCpu, pages, epochs) -> None:
-    """EMODT to TRIM (``EdmmMixin.emodt``): MODIFIED, RWX and PR cleared, BEPOCH stamped."""
+def _epcm_emodt_trim(cpu: SgxCpu, pages, epochs, now: int) -> None:
+    """EMODT to TRIM (``EdmmMixin.emodt``): MODIFIED, RWX and PR cleared, BEPOCH stamped
+    (``now``: the SECS's epoch after the batch's ETRACKs, see ``Epcm.stamp_epochs``)."""
     e = cpu.epcm
     e.pt[pages] = PageType.TRIM
     e.modified[pages] = True
     e.rwx[pages] = 0
     e.pr[pages] = False
-    e.bepoch[pages] = epochs
+    e.stamp_epochs(pages, epochs, now)
 
 
 def _epcm_clear(cpu: SgxCpu, pages) -> None:
@@ -207,7 +209,7 @@ def add_run(
     k = min(k, len(fl), epc.nr_free_pages - sgx.low_pages)
     if k <= 0 or not st.contains(encl.linaddr(index + k - 1)):
         return 0
-    ring = fl._ring[(fl._head + np.arange(k)) % fl._ring.size]
+    ring = fl.first(k)
     if hw.epcm.valid[ring].any():
         return 0
     pt = (flags >> 8) & 0xFF
@@ -327,7 +329,8 @@ def modify_trim_run(
     pages = pages[:k]
     sl = slice(index, index + k)
     # EMODT stamps the current epoch, then sgx_enclave_etrack starts the next one
-    _epcm_emodt_trim(hw, pages, st.epoch + np.arange(k, dtype=np.uint64))
+    hw.epcm.advance_epoch(secs, st.epoch, st.epoch + k)  # the pages not stamped here
+    _epcm_emodt_trim(hw, pages, st.epoch + np.arange(k, dtype=np.int64), st.epoch + k)
     st.epoch += k
     st.tracking = set()
     encl.type[sl] = PageType.TRIM
@@ -339,8 +342,8 @@ def modify_trim_run(
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES ------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _unlink_many(prev, nxt, on, pages, head, tail):
-    """``KernelLru.unmark`` of each page in order (pages on the list); returns head, tail."""
+def _unlink_many(prev, nxt, pages, head, tail):
+    """``PageList.remove`` of each page in order (pages on the list); returns head, tail."""
     for i in range(pages.size):
         page = pages[i]
         p = prev[page]
@@ -355,7 +358,6 @@ def _unlink_many(prev, nxt, on, pages, head, tail):
             tail = p
         prev[page] = NIL
         nxt[page] = NIL
-        on[page] = False
     return head, tail
 
 
@@ -365,9 +367,13 @@ def _lru_unmark_many(lru, pages: np.ndarray) -> None:
         for page in pages.tolist():
             lru.unmark(page)
         return
-    head, tail = _unlink_many(lru.prev, lru.next, lru.on, pages, int(lru.head), int(lru.tail))
-    lru.head, lru.tail = int(head), int(tail)
-    lru._len -= int(pages.size)
+    if (~lru._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
+        raise RuntimeError("unmark_many: a page is not on the LRU")
+    lst = lru.list
+    head, tail = _unlink_many(lru.prev, lru.next, pages, int(lst.head), int(lst.tail))
+    lst.head, lst.tail = int(head), int(tail)
+    lst._len -= int(pages.size)
+    lru._flags[pages] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
 
 
 def remove_run(
@@ -436,15 +442,9 @@ def _epc_free_many(epc, pages: np.ndarray) -> None:
     each page's node list."""
     epc.owner_encl[pages] = -1
     epc.owner_index[pages] = OWNER_NONE
-    nodes = epc.node[pages]
+    nodes = epc.node_of_many(pages)
     for node in np.unique(nodes).tolist():
-        fl = epc.free_lists[node]
-        sel = pages[nodes == node]
-        if fl._len + sel.size > fl._ring.size:
-            raise RuntimeError("free list overflow: a page was freed twice")
-        slots = (fl._head + fl._len + np.arange(sel.size)) % fl._ring.size
-        fl._ring[slots] = sel
-        fl._len += int(sel.size)
+        epc.free_lists[node].extend(pages[nodes == node])
     epc.flags[pages] = SGX_EPC_PAGE_IS_FREE
     epc.nr_free_pages += int(pages.size)
 

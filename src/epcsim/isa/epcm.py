@@ -30,10 +30,12 @@ read as before. Compiled code reads ``flags`` directly with the ``EPCM_*`` masks
 Why 16 bits of BEPOCH are exact: the only question ever asked of a stamped epoch is
 ``SecsState.tracked``, which needs the distance ``epoch - bepoch`` only as 0, 1 or "2 or
 more" - and "2 or more" never goes back, since the epoch only grows. The distance is taken
-modulo 2**16, and ETRACK re-bases (``rebase_bepoch``) every ``BEPOCH_REBASE`` epochs the
-entries of its SECS that are 2 or more behind to exactly 2 behind. So no stored distance
-ever exceeds ``BEPOCH_REBASE + 2`` < 2**16 and the modular distance is the true one
-(capped at a value that gives the same answer), for any number of ETRACKs.
+modulo 2**16, and at every multiple of ``BEPOCH_REBASE`` ETRACK re-bases
+(``advance_epoch``) the entries of its SECS that are 2 or more behind to exactly 2 behind.
+So no stored distance ever exceeds ``BEPOCH_REBASE + 1`` < 2**16 and the modular distance is
+the true one (capped at a value that gives the same answer), for any number of ETRACKs. A
+batch that EMODTs and ETRACKs many times at once (``epcsim.fast.ioctl``) leaves the same
+bytes through ``advance_epoch`` over the whole jump and ``stamp_epochs``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,37 @@ _LIN_ODD = np.uint32(0xFFFFFFFF)  # "see the side table"
 _LIN_MAX_PAGE = 0xFFFFFFFF  # page numbers below this fit (addresses below 2**44 - 4 KiB)
 
 
-class FlagField:
+class ArrayView(np.lib.mixins.NDArrayOperatorsMixin):
+    """What a packed field shares with the array it replaces, for whole-array use: NumPy
+    operators and ufuncs (``e.valid & x``, ``e.pt == 4``), ``np.asarray``, and read-only
+    attributes (``tobytes``, ``any``, ``size``...) of the decoded array, ``self[:]``."""
+
+    __slots__ = ()
+
+    def __getitem__(self, index: Any) -> Any:
+        raise NotImplementedError
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.asarray(self[:])
+        return out if dtype is None else out.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if "out" in kwargs:
+            return NotImplemented  # no in-place whole-array ufuncs: assign through [...]
+        args = tuple(np.asarray(x) if isinstance(x, ArrayView) else x for x in inputs)
+        return getattr(ufunc, method)(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self[:]), name)
+
+    def copy(self) -> np.ndarray:
+        """The whole field as a new array."""
+        return np.asarray(self[:])
+
+
+class FlagField(ArrayView):
     """Some bits of the EPCM ``flags`` word, indexed like the array they replace.
 
     A scalar index reads a Python ``bool`` (one-bit fields) or ``int``; an array, slice or
@@ -103,16 +135,8 @@ class FlagField:
         else:
             w[index] = (int(w[index]) & ~bits) | ((int(value) & self._mask) << self._shift)
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
 
-    def copy(self) -> np.ndarray:
-        """The whole field as a new array."""
-        return np.asarray(self[:])
-
-
-class LinaddrField:
+class LinaddrField(ArrayView):
     """ENCLAVEADDRESS: a 32-bit page number per entry, exact values aside when they do not
     fit (see the module docstring). Indexed like a ``uint64`` array."""
 
@@ -140,10 +164,16 @@ class LinaddrField:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
-            idx = np.arange(self._pages.size)[index]
+            idx = np.atleast_1d(np.arange(self._pages.size)[index])
             vals = np.broadcast_to(np.asarray(value, dtype=np.uint64), idx.shape)
-            for i, v in zip(np.atleast_1d(idx).tolist(), np.atleast_1d(vals).tolist(), strict=True):
-                self[i] = v
+            pages = vals >> np.uint64(_LIN_SHIFT)
+            odd = ((vals & np.uint64(0xFFF)) != 0) | (pages >= np.uint64(_LIN_MAX_PAGE))
+            self._pages[idx] = np.where(odd, _LIN_ODD, pages).astype(np.uint32)
+            if self._odd:
+                for i in idx[~odd].tolist():
+                    self._odd.pop(i, None)
+            for i, v in zip(idx[odd].tolist(), vals[odd].tolist(), strict=True):
+                self._odd[i] = v
             return
         i, addr = int(index), int(value)
         page = addr >> _LIN_SHIFT
@@ -153,10 +183,6 @@ class LinaddrField:
         else:
             self._pages[i] = page
             self._odd.pop(i, None)
-
-    def copy(self) -> np.ndarray:
-        """Every address as a new ``uint64`` array."""
-        return np.asarray(self[:])
 
     @property
     def nbytes(self) -> int:
@@ -225,13 +251,27 @@ class Epcm:
         """BEPOCH := the SECS's epoch (EBLOCK, EMODPR, EMODT); kept modulo 2**16."""
         self.bepoch[epc] = epoch & BEPOCH_MASK
 
-    def rebase_bepoch(self, secs: int, epoch: int) -> None:
-        """Called by ETRACK every ``BEPOCH_REBASE`` epochs of SECS ``secs``: pages stamped 2
-        or more epochs ago are tracked for good, so their stamp moves to exactly 2 behind and
-        the 16-bit distance never wraps (module docstring)."""
+    def stamp_epochs(self, pages: np.ndarray, epochs: np.ndarray, now: int) -> None:
+        """``stamp_epoch`` of each page at its epoch, where the SECS's epoch has since gone
+        on to ``now`` (a batch that EMODTs and ETRACKs in turn): exactly the stamps those
+        steps one at a time leave, re-bases included (``advance_epoch``)."""
+        epochs = np.asarray(epochs, dtype=np.int64)
+        last = now - now % BEPOCH_REBASE  # the last re-base up to now
+        rebased = (last > epochs) & (last - epochs >= 2)
+        stamp = np.where(rebased, last - 2, epochs)
+        self.bepoch[pages] = (stamp & BEPOCH_MASK).astype(np.uint16)
+
+    def advance_epoch(self, secs: int, old: int, new: int) -> None:
+        """The epoch of SECS ``secs`` went from ``old`` to ``new`` (ETRACK: by one; a batch:
+        by more). At every multiple of ``BEPOCH_REBASE`` the pages of that SECS stamped 2 or
+        more epochs behind - tracked for good - get a stamp exactly 2 behind, so the 16-bit
+        distance never wraps (module docstring). A jump over several multiples leaves what
+        the last one does."""
+        last = new - new % BEPOCH_REBASE
+        if last <= old:
+            return
         mine = np.flatnonzero(self.secs == secs)
         if not mine.size:
             return
-        behind = (np.uint16(epoch & BEPOCH_MASK) - self.bepoch[mine]) & np.uint16(BEPOCH_MASK)
-        old = mine[behind >= 2]
-        self.bepoch[old] = (epoch - 2) & BEPOCH_MASK
+        behind = ((old - self.bepoch[mine].astype(np.int64)) & BEPOCH_MASK) + (last - old)
+        self.bepoch[mine[behind >= 2]] = (last - 2) & BEPOCH_MASK

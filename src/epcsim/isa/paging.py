@@ -16,7 +16,6 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType, SgxReturn, secinfo_page_type
 from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
-from epcsim.isa.epcm import BEPOCH_REBASE
 from epcsim.isa.sealing import (
     PCMD_RESERVED,
     SealedPage,
@@ -64,8 +63,7 @@ class PagingMixin(SgxCore):
             return SgxReturn.PREV_TRK_INCMPL
         st.epoch += 1
         st.tracking = set(st.inside)
-        if st.epoch % BEPOCH_REBASE == 0:
-            self.epcm.rebase_bepoch(secs, st.epoch)
+        self.epcm.advance_epoch(secs, st.epoch - 1, st.epoch)  # keeps 16-bit BEPOCH exact
         return 0
 
     def ewb(

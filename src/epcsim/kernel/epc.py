@@ -44,15 +44,6 @@ class FreeList(PageList):
     def __init__(self, links: PageLinks | int):
         super().__init__(PageLinks(links) if isinstance(links, int) else links)
 
-    def pop_many(self, k: int) -> np.ndarray:
-        """``k`` calls of ``pop_head`` at once (the fast engine's batched paths): the first
-        ``k`` pages in list order. The caller has checked ``k <= len(self)``."""
-        idx = (self._head + np.arange(k)) % self._ring.size
-        pages = self._ring[idx].copy()
-        self._head = (self._head + k) % self._ring.size
-        self._len -= k
-        return pages
-
     def push_tail(self, page: int) -> None:
         self.add_tail(page)
 
@@ -106,6 +97,11 @@ class EpcPages:
         if len(self.nodes) == 1:
             return self.nodes[0]
         return int(self._section_node[self.section_of(page)])
+
+    def node_of_many(self, pages: np.ndarray) -> np.ndarray:
+        """``node_of`` of each page."""
+        sections = np.searchsorted(self._section_end, pages, side="right")
+        return self._section_node[sections]
 
     @property
     def node(self) -> np.ndarray:

@@ -90,6 +90,40 @@ class PageList:
         links.prev[page] = links.next[page] = NIL
         self._len -= 1
 
+    def remove_many(self, pages: np.ndarray) -> None:
+        """``list_del`` of each of ``pages`` (all on this list) in order."""
+        for page in pages.tolist():
+            self.remove(page)
+
+    def first(self, k: int) -> np.ndarray:
+        """The first ``k`` pages from the head (fewer if the list is shorter), not taken."""
+        out = np.empty(min(k, self._len), dtype=np.int64)
+        page, nxt = self.head, self.links.next
+        for i in range(out.size):
+            out[i] = page
+            page = int(nxt[page])
+        return out
+
+    def pop_many(self, k: int) -> np.ndarray:
+        """``k`` calls of ``pop_head`` at once: the first ``k`` pages in list order. The
+        caller has checked ``k <= len(self)``."""
+        pages = self.first(k)
+        if pages.size < k:
+            raise RuntimeError(f"pop_many: {k} pages asked, the list holds {self._len}")
+        if k == 0:
+            return pages
+        links = self.links
+        rest = int(links.next[pages[-1]])
+        links.prev[pages] = NIL
+        links.next[pages] = NIL
+        self.head = rest
+        if rest != NIL:
+            links.prev[rest] = NIL
+        else:
+            self.tail = NIL
+        self._len -= k
+        return pages
+
     def pop_head(self) -> int:
         """Take the head off (``list_first_entry`` + ``list_del``), or ``NIL`` when empty."""
         page = self.head

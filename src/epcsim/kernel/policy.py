@@ -110,22 +110,21 @@ class KernelLru(ReclaimPolicy):
     def mark_many(self, pages: np.ndarray) -> None:
         """``mark(page)`` for each of ``pages`` in order, at once (the fast engine's batched
         paths): the pages, none on the list yet, are chained and appended at the tail."""
-        k = int(pages.size)
-        if k == 0:
+        if not pages.size:
             return
-        if self.on[pages].any():
+        if (self._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
             raise RuntimeError("mark_many: a page is already on the LRU")
-        self.prev[pages[1:]] = pages[:-1]
-        self.prev[pages[0]] = self.tail
-        self.next[pages[:-1]] = pages[1:]
-        self.next[pages[-1]] = NIL
-        if self.tail != NIL:
-            self.next[self.tail] = pages[0]
-        else:
-            self.head = int(pages[0])
-        self.tail = int(pages[-1])
-        self.on[pages] = True
-        self._len += k
+        self.list.extend(pages)
+        self._flags[pages] |= SGX_EPC_PAGE_ON_LRU
+
+    def unmark_many(self, pages: np.ndarray) -> None:
+        """``unmark(page)`` for each of ``pages`` (all on the list) in order, at once."""
+        if not pages.size:
+            return
+        if (~self._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
+            raise RuntimeError("unmark_many: a page is not on the LRU")
+        self.list.remove_many(pages)
+        self._flags[pages] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
 
     def unmark(self, page: int) -> None:  # list_del
         if not self._flags[page] & SGX_EPC_PAGE_ON_LRU:
