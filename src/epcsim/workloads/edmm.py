@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from epcsim.arch import EBUSY, PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
 from epcsim.engine.machine import Gen
+from epcsim.fast import eaccept as fast_eaccept
 from epcsim.fast import eaug as fast_eaug
 from epcsim.kernel.driver import (
     SGX_IOC_ENCLAVE_MODIFY_TYPES,
@@ -74,14 +75,14 @@ class OpRecord:
         if done % step == 0 or done == self.pages:
             self.progress.append((now, done))
 
-    def note_many(self, t0: int, period: int, first: int, last: int) -> None:
-        """``note(t0 + (d - first + 1) * period, d)`` for ``d`` in ``first..last``: a batched
-        run (epcsim.fast) whose pages end ``period`` ns apart."""
+    def note_many(self, t0: int, period: int, first: int, last: int, at: int) -> None:
+        """``note(t0 + (d - first) * period + at, d)`` for ``d`` in ``first..last``: a
+        batched run (epcsim.fast) of pages ``period`` ns apart, each noted ``at`` ns in."""
         step = max(1, self.pages // PROGRESS_POINTS)
         done = list(range(first + (-first) % step, last + 1, step))
         if self.pages not in done and first <= self.pages <= last:
             done.append(self.pages)
-        self.progress.extend((t0 + (d - first + 1) * period, d) for d in done)
+        self.progress.extend((t0 + (d - first) * period + at, d) for d in done)
 
     @property
     def ok(self) -> bool:
@@ -225,19 +226,24 @@ def eaccept_range(
     hw, stats, costs = system.cpu, system.sgx.stats, system.costs
     rec.calls = 1
 
-    batch = system.sgx.fast and not entry_per_page
+    batch = system.sgx.fast
     i = 0
     while i < pages:
         idx = first_page + i
-        if batch:  # the fast engine: a run of EAUG faults at once (epcsim.fast.eaug)
+        if batch:  # the fast engine: a run of pages at once (epcsim.fast.eaug, .eaccept)
             limit = pages - i
             if on_pages is not None:  # the hook runs at its own instant: end runs there
                 limit = min(limit, 256 - i % 256)
-            k = fast_eaug.run_length(t, idx, limit, flags)
+            k = 0 if entry_per_page else fast_eaug.run_length(t, idx, limit, flags)
             if k:
                 t0, period = fast_eaug.eaug_eaccept_run(t, idx, k)
+                noted = period  # the note follows the page's EACCEPT, its last step
+            else:
+                k, t0, period = fast_eaccept.accept_run(t, idx, limit, flags, entry_per_page)
+                noted = period - (costs.eexit if entry_per_page else 0)  # before the EEXIT
+            if k:
                 stats.eaccept += k
-                rec.note_many(t0, period, i + 1, i + k)
+                rec.note_many(t0, period, i + 1, i + k, noted)
                 i += k
                 rec.pages_done = i
                 if on_pages is not None and i % 256 == 0:
