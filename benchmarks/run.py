@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     f", FIFO {lib['FIFO']['misses']:,}, Clock {clock['misses']:,}"
                     f" at capacity {cap:,}; Clock {stream.size / clock['cpu_s']:,.0f} acc/s"
                 )
+    if want(3) or want(4):
+        for e in engines:  # compile (numba) and import once, outside the timed runs
+            rows.removal_stress(e, heap=64)
+            rows.eaug(e, 64)
     if want(3):
         r = {e: rows.removal_stress(e, "2M" if q else "4M") for e in engines}
         row(
@@ -114,16 +118,50 @@ def main(argv: list[str] | None = None) -> int:
             ),
             r,
         )
+        for e, x in r.items():
+            c = x["counters"]
+            print(
+                f"  {e}: phases (build, trim, EACCEPT, remove) "
+                + ", ".join(f"{s:.2f}" for s in x["phases_s"])
+                + f" s; per heap page {c['eldu'] / x['heap_pages']:.2f} ELDU, "
+                f"{c['ewb'] / x['heap_pages']:.2f} EWB; batched pages {x['batched_pages']:,}"
+            )
         if len(r) == 2:
             print(f"  counters equal: {r['reference']['counters'] == r['fast']['counters']}")
+        heap = 1024 if q else 4096
+        r = {e: rows.removal_stress(e, heap=heap) for e in engines}
+        row(
+            f"3b. the same sequence, heap that fits ({heap:,} pages, no paging)",
+            "-",
+            lambda x: f"{x['us_per_page']:.1f} µs/page; 8 GiB ~ {x['extrapolated_8g_s']:,.1f} s",
+            r,
+        )
+        if len(r) == 2:
+            print(f"  counters equal: {r['reference']['counters'] == r['fast']['counters']}")
+        if "fast" in engines and not q:
+            x = rows.removal_stress("fast", heap=8 * rows.GIB_PAGES)
+            print(
+                f"  fast, heap that fits, run at 8 GiB ({x['heap_pages']:,} pages): "
+                f"{x['cpu_s']:.2f} s CPU (phases "
+                + ", ".join(f"{s:.2f}" for s in x["phases_s"])
+                + ")"
+            )
     if want(4):
         r = {e: rows.eaug(e, 1024 if q else 4096) for e in engines}
         row(
             "4. EAUG via EACCEPT (no paging) per page",
             "8 GiB in <= 10 s",
-            lambda x: f"{x['us_per_page']:.0f} µs/page; 8 GiB ~ {x['extrapolated_8g_s']:,.0f} s",
+            lambda x: f"{x['us_per_page']:.1f} µs/page; 8 GiB ~ {x['extrapolated_8g_s']:,.1f} s",
             r,
         )
+        if len(r) == 2:
+            print(f"  counters equal: {r['reference']['counters'] == r['fast']['counters']}")
+        if "fast" in engines and not q:
+            x = rows.eaug("fast", 8 * rows.GIB_PAGES)
+            print(
+                f"  fast, run at 8 GiB ({x['pages']:,} pages): {x['cpu_s']:.2f} s CPU, "
+                f"{x['batched_pages']:,} pages batched"
+            )
     if want(5):
         r = {e: rows.demo(e, flip=not q) for e in engines}
         row(

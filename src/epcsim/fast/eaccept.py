@@ -80,6 +80,8 @@ def accept_run(
     costs = m.costs
     if not sgx.fast or not _request_allowed(flags) or encl.dead or first >= encl.nr_pages:
         return 0, 0, 0
+    if encl.epc[first] < 0:  # absent or evicted: EAUG or ELDU, not this batch
+        return 0, 0, 0
     fault = not encl.pte_present[first]
     fault_in = costs.aex + costs.fault_entry
     steps: tuple[int, ...] = (costs.eaccept,)

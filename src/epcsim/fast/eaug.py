@@ -95,14 +95,13 @@ def run_length(t: EnclaveThread, first: int, limit: int, flags: int) -> int:
         return 0
     if not hw.resumes_after_aex(t.cpu, t._tcs_epc(), secs):
         return 0
-    # pages: absent and unmapped
-    end = min(first + limit, encl.nr_pages)
+    # sgx_encl_grow: no page of the run may need a new VA page (also bounds the scan)
+    end = min(first + limit, encl.nr_pages, first + (-encl.page_cnt % SGX_VA_SLOT_COUNT))
     if first >= end:
         return 0
+    # pages: absent and unmapped
     busy = encl.present[first:end] | encl.pte_present[first:end]
     k = int(np.argmax(busy)) if busy.any() else end - first
-    # sgx_encl_grow: no page of the run may need a new VA page
-    k = min(k, -encl.page_cnt % SGX_VA_SLOT_COUNT)
     # the allocator: the task's node, and the low watermark
     node = sgx._node_of(t)
     k = min(k, len(sgx.epc.free_lists[node]), sgx.epc.nr_free_pages - sgx.low_pages)

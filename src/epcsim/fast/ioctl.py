@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 #: pages hashed per MRENCLAVE update in a measured run (bounds the temporary buffer)
 MEASURE_BLOCK = 1024
+#: longest run one call applies: each call scans its window, so a bounded window keeps a
+#: range that is cut into many runs (events, VA pages) linear in its length
+MAX_RUN = 1 << 16
 
 
 # -- what every batch needs ---------------------------------------------------------------------
@@ -64,6 +67,7 @@ def _quiet(task: Task, encl: SgxEncl, period: int, limit: int) -> int:
     """How many pages of ``period`` ns each can run before anything else could: 0 if some
     other task could interleave now."""
     m = task.m
+    limit = min(limit, MAX_RUN)
     if limit <= 0 or period <= 0 or task.cpu is None or task._resched:
         return 0
     if m.rq.waiting() or not encl.lock.idle():
@@ -201,8 +205,8 @@ def add_run(
     st = hw.secs_at.get(secs) if secs >= 0 else None
     if k <= 0 or st is None or st.initialized:
         return 0
-    k = min(k, _run_of(~encl.present[index : index + k]))
     k = min(k, -encl.page_cnt % SGX_VA_SLOT_COUNT)  # sgx_encl_grow: no new VA page
+    k = min(k, _run_of(~encl.present[index : index + k]))
     node = sgx._node_of(task)
     epc = sgx.epc
     fl = epc.free_lists[node]
