@@ -413,8 +413,7 @@ def remove_run(
     tracked = (flags & SGX_EPC_PAGE_RECLAIMER_TRACKED) != 0
     ok = (encl.type[sl] == PageType.TRIM) & e.valid[pages] & (e.pt[pages] == PageType.TRIM)
     ok &= ~e.pending[pages] & ~e.modified[pages] & (e.secs[pages] == secs)
-    on_lru = np.fromiter((p in sgx.lru for p in pages.tolist()), np.bool_, pages.size)
-    ok &= ~tracked | on_lru  # TRACKED and off the list: isolated, -EBUSY
+    ok &= ~tracked | sgx.lru.contains_many(pages)  # TRACKED, off the list: isolated, -EBUSY
     ok &= (flags & SGX_EPC_PAGE_POISON) == 0
     k = _run_of(ok)
     if k <= 0:
