@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from epcsim.arch import SGX_SECINFO_RESERVED_MASK, PageType, secinfo_page_type
+from epcsim.isa.epcm import BEPOCH_MASK
 
 if TYPE_CHECKING:
     from epcsim.isa import SgxCpu
@@ -48,22 +49,14 @@ def accepts(cpu: SgxCpu, st: SecsState, pages: np.ndarray, linaddrs, flags: int)
     """Which EACCEPTs (``EncluMixin.eaccept``) of ``pages`` at ``linaddrs`` with ``flags``
     succeed, for an LP inside ``st``'s enclave (the EPCM read through this one place)."""
     e = cpu.epcm
-    secinfo = (
-        (e.pt[pages].astype(np.int64) << 8)
-        | e.rwx[pages]
-        | (e.pending[pages].astype(np.int64) << 3)
-        | (e.modified[pages].astype(np.int64) << 4)
-        | (e.pr[pages].astype(np.int64) << 5)
-    )
+    secinfo = e.secinfo_many(pages)
     pt = e.pt[pages]
     ok = e.valid[pages] & (e.secs[pages] == st.epc) & ~e.blocked[pages]
     ok &= (pt == PageType.REG) | (pt == PageType.TCS) | (pt == PageType.TRIM)
     ok &= (e.linaddr[pages] == linaddrs) & (secinfo == (flags & 0xFF3F))
-    if flags & (16 | 32):  # PR or MODIFIED: the epoch must be tracked
-        bepoch = e.bepoch[pages].astype(np.int64)
-        epoch = int(st.epoch)
-        tracked = (bepoch < epoch - 1) | ((bepoch == epoch - 1) & (not st.tracking))
-        ok &= tracked
+    if flags & (16 | 32):  # PR or MODIFIED: the epoch must be tracked (SecsState.tracked)
+        behind = (int(st.epoch) - e.bepoch[pages].astype(np.int64)) & BEPOCH_MASK
+        ok &= (behind >= 2) | ((behind == 1) & (not st.tracking))
     return ok
 
 

@@ -344,6 +344,64 @@ def modify_trim_run(
     return k
 
 
+# -- SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS -------------------------------------------------------
+def _epcm_emodpr(cpu: SgxCpu, pages, perm: int, epochs, now: int) -> None:
+    """EMODPR (``EdmmMixin.emodpr``): RWX &= the new permissions, PR set, BEPOCH stamped
+    (``now``: the SECS's epoch after the batch's ETRACKs, see ``Epcm.stamp_epochs``)."""
+    e = cpu.epcm
+    e.rwx[pages] = e.rwx[pages] & (perm & 7)
+    e.pr[pages] = True
+    e.stamp_epochs(pages, epochs, now)
+
+
+def restrict_run(
+    task: Task,
+    encl: SgxEncl,
+    index: int,
+    limit: int,
+    perm: int,
+    progress: ProgressHook | None,
+    count0: int,
+) -> int:
+    """Up to ``limit`` pages of RESTRICT_PERMISSIONS from page ``index`` at once: resident,
+    not BEING_RECLAIMED, REG, and in the EPCM a valid REG page neither PENDING nor MODIFIED
+    (EMODPR succeeds); ETRACK and the IPI as for ``modify_trim_run``. Returns the pages done
+    (0: run the reference for ``index``)."""
+    sgx = encl.sgx
+    hw = sgx.cpu
+    c = task.m.costs
+    steps = (c.ioctl_page, c.emodpr, c.etrack)
+    k = _quiet(task, encl, sum(steps), min(limit, encl.nr_pages - index))
+    secs = encl.secs_epc
+    st = hw.secs_at.get(secs) if secs >= 0 else None
+    if k <= 0 or st is None or not st.initialized or st.inside or st.tracking:
+        return 0
+    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
+        return 0
+    if any(cpu != task.cpu for cpu in encl.cpumask()):  # send_ipi would reach another CPU
+        return 0
+    k = _resident_run(encl, index, k)
+    if k <= 0:
+        return 0
+    sl = slice(index, index + k)
+    pages = encl.epc[sl].astype(np.int64)
+    e = hw.epcm
+    ok = (encl.type[sl] == PageType.REG) & e.valid[pages] & (e.pt[pages] == PageType.REG)
+    ok &= ~e.pending[pages] & ~e.modified[pages] & (e.secs[pages] == secs)
+    k = _run_of(ok)
+    if k <= 0:
+        return 0
+    # EMODPR stamps the current epoch, then sgx_enclave_etrack starts the next one
+    hw.epcm.advance_epoch(secs, st.epoch, st.epoch + k)  # the pages not stamped here
+    _epcm_emodpr(hw, pages[:k], perm, st.epoch + np.arange(k, dtype=np.int64), st.epoch + k)
+    st.epoch += k
+    st.tracking = set()
+    sgx.stats.emodpr += k
+    sgx.stats.etrack += k
+    _finish(task, encl, k, sum(steps), steps, progress, count0)
+    return k
+
+
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES ------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def _unlink_many(prev, nxt, pages, head, tail):
@@ -452,4 +510,4 @@ def _epc_free_many(epc, pages: np.ndarray) -> None:
     epc.nr_free_pages += int(pages.size)
 
 
-__all__ = ["add_run", "modify_trim_run", "remove_run"]
+__all__ = ["add_run", "modify_trim_run", "remove_run", "restrict_run"]

@@ -231,6 +231,10 @@ class Epcm:
         """The page's EPCM attributes as SECINFO.FLAGS (PT, RWX, state bits)."""
         return int(self.flags[epc]) & EPCM_SECINFO_MASK
 
+    def secinfo_many(self, epcs: np.ndarray) -> np.ndarray:
+        """``secinfo`` of each page (int64), for the fast engine's batched EACCEPT."""
+        return self.flags[epcs].astype(np.int64) & EPCM_SECINFO_MASK
+
     def allows(self, epcs: np.ndarray, write: bool = False, execute: bool = False) -> np.ndarray:
         """Vectorised EPCM access check (ownership and address are not checked here):
         a valid REG page, neither PENDING nor MODIFIED, with the needed permissions."""

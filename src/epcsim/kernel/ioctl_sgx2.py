@@ -213,7 +213,12 @@ def sgx_ioc_enclave_restrict_permissions(
             return -EFAULT
         return 0
 
-    return (yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out))
+    def batch(task: Task, encl: SgxEncl, index: int, limit: int, progress, count0: int) -> int:
+        return fast_ioctl.restrict_run(task, encl, index, limit, arg.permissions, progress, count0)
+
+    return (
+        yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out, batch)
+    )
 
 
 # -- SGX_IOC_ENCLAVE_MODIFY_TYPES --------------------------------------------------------------
