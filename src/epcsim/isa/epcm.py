@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType
+from epcsim.packed import ArrayView, FlagField
 
 CONTENT_MODES = ("full", "mac", "tag")
 
@@ -68,72 +69,6 @@ BEPOCH_REBASE = 1 << 14
 _LIN_SHIFT = 12
 _LIN_ODD = np.uint32(0xFFFFFFFF)  # "see the side table"
 _LIN_MAX_PAGE = 0xFFFFFFFF  # page numbers below this fit (addresses below 2**44 - 4 KiB)
-
-
-class ArrayView(np.lib.mixins.NDArrayOperatorsMixin):
-    """What a packed field shares with the array it replaces, for whole-array use: NumPy
-    operators and ufuncs (``e.valid & x``, ``e.pt == 4``), ``np.asarray``, and read-only
-    attributes (``tobytes``, ``any``, ``size``...) of the decoded array, ``self[:]``."""
-
-    __slots__ = ()
-
-    def __getitem__(self, index: Any) -> Any:
-        raise NotImplementedError
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.asarray(self[:])
-        return out if dtype is None else out.astype(dtype)
-
-    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if "out" in kwargs:
-            return NotImplemented  # no in-place whole-array ufuncs: assign through [...]
-        args = tuple(np.asarray(x) if isinstance(x, ArrayView) else x for x in inputs)
-        return getattr(ufunc, method)(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(np.asarray(self[:]), name)
-
-    def copy(self) -> np.ndarray:
-        """The whole field as a new array."""
-        return np.asarray(self[:])
-
-
-class FlagField(ArrayView):
-    """Some bits of the EPCM ``flags`` word, indexed like the array they replace.
-
-    A scalar index reads a Python ``bool`` (one-bit fields) or ``int``; an array, slice or
-    mask reads a NumPy array. Assignment takes a scalar or an array, as NumPy does."""
-
-    __slots__ = ("_is_bool", "_mask", "_shift", "_words")
-
-    def __init__(self, words: np.ndarray, shift: int, width: int):
-        self._words = words
-        self._shift = shift
-        self._mask = (1 << width) - 1
-        self._is_bool = width == 1
-
-    def __len__(self) -> int:
-        return int(self._words.size)
-
-    def __getitem__(self, index: Any) -> Any:
-        v = self._words[index]
-        if isinstance(v, np.ndarray):
-            v = (v >> self._shift) & self._mask
-            return v.astype(np.bool_) if self._is_bool else v.astype(np.uint8)
-        v = (int(v) >> self._shift) & self._mask
-        return bool(v) if self._is_bool else v
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        w = self._words
-        bits = self._mask << self._shift
-        if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
-            keep = np.uint16(0xFFFF ^ bits)
-            val = (np.asarray(value).astype(np.uint16) & np.uint16(self._mask)) << self._shift
-            w[index] = (w[index] & keep) | val.astype(np.uint16)
-        else:
-            w[index] = (int(w[index]) & ~bits) | ((int(value) & self._mask) << self._shift)
 
 
 class LinaddrField(ArrayView):

@@ -3,9 +3,10 @@
 The ``sgx_encl_page`` xarray becomes NumPy arrays indexed by page index
 ``(addr - base) >> 12``: presence, EPC page, type, ``vm_max_prot_bits``, BEING_RECLAIMED, VA
 page and slot while evicted, and the PTE (present, Accessed) of the one mm that maps the
-enclave. Functions keep their kernel names: ``sgx_encl_grow``, ``__sgx_encl_load_page``,
-``sgx_encl_eldu``, ``sgx_vma_fault``, ``sgx_encl_eaug_page``, ``sgx_zap_enclave_ptes``,
-``sgx_encl_test_and_clear_young``, ``sgx_encl_release``.
+enclave - packed into 6 bytes per page (``epcsim.kernel.encl_page``) and read through views
+named after those fields. Functions keep their kernel names: ``sgx_encl_grow``,
+``__sgx_encl_load_page``, ``sgx_encl_eldu``, ``sgx_vma_fault``, ``sgx_encl_eaug_page``,
+``sgx_zap_enclave_ptes``, ``sgx_encl_test_and_clear_young``, ``sgx_encl_release``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from epcsim.arch import (
 from epcsim.engine.machine import Gen, Mutex, Task
 from epcsim.isa import PageInfo
 from epcsim.kernel import encls
+from epcsim.kernel.encl_page import (
+    ENCL_PAGE_TYPE_SHIFT,
+    PROT_VMA_SHIFT,
+    EnclPages,
+    EpcField,
+    VaField,
+    VaIds,
+)
 from epcsim.kernel.epc import OWNER_LEAKED, OWNER_SECS, OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.packed import FlagField
 
 if TYPE_CHECKING:
     from epcsim.kernel.backing import EnclaveBacking
@@ -89,6 +99,7 @@ class SgxEncl:
         #: ``encl->mm_list``: every mm that maps the enclave (``sgx_encl_mm_add``)
         self.mm_list: list[Mm] = []
         self.sigbus = 0
+        self.va_ids = VaIds()  # numbers for the VA pages, as desc names them
         self._alloc_arrays(0, 0)  # no pages until SGX_IOC_ENCLAVE_CREATE
 
     # -- page arrays --------------------------------------------------------------------------
@@ -108,16 +119,26 @@ class SgxEncl:
     def _alloc_arrays(self, base: int, size: int) -> None:
         n = size >> PAGE_SHIFT
         self.base, self.size, self.nr_pages = base, size, n
-        self.present = np.zeros(n, dtype=np.bool_)  # xarray entry exists
-        self.epc = np.full(n, -1, dtype=np.int32)  # entry->epc_page (32-bit index)
-        self.type = np.zeros(n, dtype=np.uint8)  # entry->type
-        self.max_prot = np.zeros(n, dtype=np.uint8)  # entry->vm_max_prot_bits
-        self.reclaiming = np.zeros(n, dtype=np.bool_)  # SGX_ENCL_PAGE_BEING_RECLAIMED
-        self.va_page = np.full(n, -1, dtype=np.int32)  # entry->va_page while evicted
-        self.va_slot = np.full(n, -1, dtype=np.int16)  # slot (desc VA offset >> 3)
-        self.pte_present = np.zeros(n, dtype=np.bool_)
-        self.pte_young = np.zeros(n, dtype=np.bool_)  # PTE Accessed bit
-        self.vma_prot = np.full(n, PROT_R | PROT_W | PROT_X, dtype=np.uint8)
+        # the packed arrays; the views below name the fields
+        p = self.pages = EnclPages(n, self.va_ids)
+        self.present = FlagField(p.flags, 0, 1)  # xarray entry exists
+        self.reclaiming = FlagField(p.flags, 1, 1)  # SGX_ENCL_PAGE_BEING_RECLAIMED
+        self.pte_present = FlagField(p.flags, 2, 1)
+        self.pte_young = FlagField(p.flags, 3, 1)  # PTE Accessed bit
+        self.type = FlagField(p.flags, ENCL_PAGE_TYPE_SHIFT, 3)  # entry->type
+        self.max_prot = FlagField(p.prot, 0, 3)  # entry->vm_max_prot_bits
+        self.vma_prot = FlagField(p.prot, PROT_VMA_SHIFT, 3)
+        self.epc = EpcField(p.desc)  # entry->epc_page, -1 when not resident
+        self.va_page = VaField(p.desc, p.va_ids, slot=False)  # entry->va_page while evicted
+        self.va_slot = VaField(p.desc, p.va_ids, slot=True)  # slot (desc VA offset >> 3)
+
+    def elrange_nbytes(self) -> int:
+        """Host bytes of the per-page state (for the memory benchmarks)."""
+        return self.pages.nbytes
+
+    def set_va(self, index: int, va: int, slot: int) -> None:
+        """The page was written back: its version is in ``slot`` of VA page ``va``."""
+        self.pages.desc[index] = self.va_ids.ref(va, slot)
 
     @property
     def backing(self) -> EnclaveBacking:
@@ -189,6 +210,7 @@ class SgxEncl:
     def add_va_page(self, va: int) -> None:
         if va >= 0:
             self.va_pages.insert(0, va)
+            self.va_ids.add(va)
             self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.bool_)
 
     def shrink(self, task: Task, va: int) -> Gen:
@@ -199,6 +221,7 @@ class SgxEncl:
             if va in self.va_used:
                 self.va_pages.remove(va)
                 del self.va_used[va]
+                self.va_ids.remove(va)
             yield from self.free_epc_page(task, va)
             self.sgx.stats.va_pages -= 1
 
@@ -317,9 +340,7 @@ class SgxEncl:
             self.secs_va = (-1, -1)
             sgx.stats.secs_reloads += 1
         else:
-            self.epc[index] = page
-            self.va_page[index] = -1
-            self.va_slot[index] = -1
+            self.epc[index] = page  # desc: the EPC page replaces the VA slot
         return 0
 
     def load_secs(self, task: Task) -> Gen:
@@ -384,6 +405,7 @@ class SgxEncl:
             sgx.stats.va_pages -= 1
         self.va_pages.clear()
         self.va_used.clear()
+        self.va_ids.clear()
         sgx.backing.drop(self.id)
         if self.secs_child_cnt or self.secs_epc >= 0:
             sgx.warnings.append(f"{self.name}: leaked at release")

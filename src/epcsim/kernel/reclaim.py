@@ -90,11 +90,10 @@ def reclaimer_write(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) 
     """
     encl.reclaiming[index] = False
     ret, va, slot = yield from encl_ewb(sgx, task, encl, page, index)
-    if ret == 0:
-        encl.va_page[index] = va
-        encl.va_slot[index] = slot
     # These happen even when EWB failed (a kernel-bug path: the data is lost).
     encl.epc[index] = -1
+    if ret == 0:
+        encl.set_va(index, va, slot)
     encl.secs_child_cnt -= 1
     if encl.secs_child_cnt == 0 and encl.initialized and encl.secs_epc >= 0:
         yield from task.run(sgx.m.costs.backing_alloc)

@@ -248,10 +248,9 @@ class EnclaveThread(Task):
                 k, k2 = resident_run(
                     seg,
                     writes[i:j],
-                    encl.pte_present,
-                    encl.pte_young,
-                    encl.epc,
-                    encl.vma_prot,
+                    encl.pages.flags,
+                    encl.pages.desc,
+                    encl.pages.prot,
                     epcm.flags,
                     epcm.tag,
                     apply_tags,
@@ -283,7 +282,7 @@ class EnclaveThread(Task):
                     # accessed during the step: still-mapped pages are young again at its end
                     touched = seg[:k2]
                     if fast:
-                        young_again(touched, encl.pte_present, encl.pte_young)
+                        young_again(touched, encl.pages.flags)
                     else:
                         encl.pte_young[touched] |= encl.pte_present[touched]
                     i += k2

@@ -1,0 +1,85 @@
+"""Packed fields: bit fields of small integer arrays, indexed like the arrays they replace.
+
+Issue 9 asks for a few bytes of state per page, so the EPCM (``epcsim.isa.epcm``) and the
+enclave's page entries (``epcsim.kernel.encl_page``) pack several booleans and small fields
+into one integer per page. A ``FlagField`` is one such field: ``e.valid[epc]`` reads a
+``bool``, ``e.valid[pages]`` a NumPy array, ``e.valid[pages] = True`` writes, and whole-array
+expressions (``e.valid & x``, ``e.pt == 4``, ``np.flatnonzero(e.valid)``,
+``e.valid.tobytes()``) work on the decoded array. Compiled code reads the packed integers
+directly with the layout's masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class ArrayView(np.lib.mixins.NDArrayOperatorsMixin):
+    """What a packed field shares with the array it replaces, for whole-array use: NumPy
+    operators and ufuncs, ``np.asarray``, and read-only attributes (``tobytes``, ``any``,
+    ``size``...) of the decoded array, ``self[:]``."""
+
+    __slots__ = ()
+
+    def __getitem__(self, index: Any) -> Any:
+        raise NotImplementedError
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.asarray(self[:])
+        return out if dtype is None else out.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if "out" in kwargs:
+            return NotImplemented  # no in-place whole-array ufuncs: assign through [...]
+        args = tuple(np.asarray(x) if isinstance(x, ArrayView) else x for x in inputs)
+        return getattr(ufunc, method)(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self[:]), name)
+
+    def copy(self) -> np.ndarray:
+        """The whole field as a new array."""
+        return np.asarray(self[:])
+
+
+class FlagField(ArrayView):
+    """``width`` bits from bit ``shift`` of each integer of ``words``.
+
+    A scalar index reads a Python ``bool`` (one-bit fields) or ``int``; an array, slice or
+    mask reads a NumPy array (``bool``, or ``uint8`` for wider fields). Assignment takes a
+    scalar or an array, as NumPy does; the other bits of each word are left as they were."""
+
+    __slots__ = ("_is_bool", "_keep", "_mask", "_shift", "_type", "_words")
+
+    def __init__(self, words: np.ndarray, shift: int, width: int):
+        self._words = words
+        self._type = words.dtype.type
+        self._shift = shift
+        self._mask = (1 << width) - 1
+        self._is_bool = width == 1
+        self._keep = self._type(((1 << (8 * words.itemsize)) - 1) ^ (self._mask << shift))
+
+    def __len__(self) -> int:
+        return int(self._words.size)
+
+    def __getitem__(self, index: Any) -> Any:
+        v = self._words[index]
+        if isinstance(v, np.ndarray):
+            v = (v >> self._shift) & self._mask
+            return v.astype(np.bool_) if self._is_bool else v.astype(np.uint8)
+        v = (int(v) >> self._shift) & self._mask
+        return bool(v) if self._is_bool else v
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        w = self._words
+        if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
+            t = self._type
+            val = (np.asarray(value).astype(t) & t(self._mask)) << t(self._shift)
+            w[index] = (w[index] & self._keep) | val.astype(t)
+        else:
+            bits = self._mask << self._shift
+            w[index] = (int(w[index]) & ~bits) | ((int(value) & self._mask) << self._shift)

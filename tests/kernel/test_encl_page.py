@@ -1,0 +1,76 @@
+"""The packed ``sgx_encl_page`` arrays (issue 9): every view reads back what was written,
+and the one ``desc`` word holds the EPC page or the VA slot as the driver uses them."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from epcsim.kernel.encl_page import EnclPages, EpcField, VaField, VaIds
+from epcsim.packed import FlagField
+
+N = 8
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["load", "evict", "lose", "bits", "array_load"]),
+        st.integers(0, N - 1),
+        st.integers(0, 700),
+    ),
+    max_size=60,
+)
+
+
+@given(OPS)
+def test_desc_holds_the_epc_page_or_the_va_slot(ops):
+    ids = VaIds()
+    for va in (100, 7, 300):
+        ids.add(va)
+    ids.remove(7)  # a freed number is reused by the next VA page
+    ids.add(55)
+    pages = EnclPages(N, ids)
+    epc, va_page, va_slot = (
+        EpcField(pages.desc),
+        VaField(pages.desc, ids, False),
+        VaField(pages.desc, ids, True),
+    )
+    young = FlagField(pages.flags, 3, 1)
+    model_epc = [-1] * N
+    model_va = [(-1, -1)] * N
+    model_young = [False] * N
+    for op, i, x in ops:
+        if op == "load":  # ELDU: the EPC page replaces the VA slot
+            epc[i] = x
+            model_epc[i], model_va[i] = x, (-1, -1)
+        elif op == "evict" and model_epc[i] >= 0:  # reclaimer_write: EPC gone, then the slot
+            epc[i] = -1
+            va = (100, 55, 300)[x % 3]
+            pages.desc[i] = ids.ref(va, x % 512)
+            model_epc[i], model_va[i] = -1, (va, x % 512)
+        elif op == "lose":  # a write of -1 keeps a VA slot, clears an EPC page
+            epc[i] = -1
+            model_epc[i] = -1
+        elif op == "bits":
+            young[i] = x % 2
+            model_young[i] = bool(x % 2)
+        elif op == "array_load":
+            idx = np.array([i, (i + 3) % N])
+            vals = np.array([x, -1])
+            epc[idx] = vals
+            model_epc[i], model_va[i] = x, (-1, -1)
+            model_epc[(i + 3) % N] = -1  # the second is a -1 write: its slot stays
+        assert [epc[j] for j in range(N)] == model_epc
+        assert epc[:].tolist() == model_epc
+        assert [(va_page[j], va_slot[j]) for j in range(N)] == model_va
+        assert list(zip(va_page[:].tolist(), va_slot[:].tolist(), strict=True)) == model_va
+        assert young[:].tolist() == model_young
+
+
+def test_views_work_as_arrays():
+    pages = EnclPages(4, VaIds())
+    present, kind = FlagField(pages.flags, 0, 1), FlagField(pages.flags, 4, 3)
+    present[np.array([1, 3])] = True
+    kind[:] = 2
+    kind[3] = 1
+    assert np.flatnonzero(present & (kind == 1)).tolist() == [3]
+    assert (~present).tolist() == [True, False, True, False]
+    assert present.tobytes() == bytes([0, 1, 0, 1]) and int(kind.sum()) == 7
+    assert pages.nbytes == 4 * 6
