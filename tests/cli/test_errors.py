@@ -79,7 +79,7 @@ def test_state_too_large_for_this_host_is_refused_before_allocating(tmp_path):
     # a limit that a 64 GiB EPC (16.7M pages) exceeds and the normal example does not
     env = {"EPCSIM_MEMORY_LIMIT": "256M"}
     line = one_line_error(invoke(["run", p], env=env))
-    assert "machine.epc" in line and "GiB of host memory" in line and "256.0 MiB" in line
+    assert "machine.epc" in line and "iB of host memory" in line and "256.0 MiB" in line
     assert invoke(["run", EXAMPLE, "--json"], env=env).exit_code == 0
 
 

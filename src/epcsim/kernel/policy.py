@@ -106,7 +106,7 @@ class KernelLru(ReclaimPolicy):
         return bool(self._flags[page] & SGX_EPC_PAGE_ON_LRU)
 
     def contains_many(self, pages: np.ndarray) -> np.ndarray:
-        return self.on[pages]
+        return (self._flags[pages] & SGX_EPC_PAGE_ON_LRU) != 0
 
     def mark(self, page: int) -> None:  # list_add_tail
         if self._flags[page] & SGX_EPC_PAGE_ON_LRU:

@@ -20,14 +20,15 @@ import os
 
 from epcsim.arch import PAGE_SIZE
 
-#: bytes per EPC page: EPCM fields (isa/epcm.py, 35), sgx_epc_page arrays and the free-list
-#: ring (kernel/epc.py, 14), reclaim list links (kernel/policy.py, 9); rounded up
-EPC_PAGE_BYTES = 64
-#: bytes per ELRANGE page: sgx_encl page arrays (kernel/encl.py, 17) and the backing file's
-#: per-page arrays (kernel/backing.py, 7), rounded up
-ELRANGE_PAGE_BYTES = 32
+#: bytes per EPC page: EPCM fields (isa/epcm.py, 20), sgx_epc_page arrays with the list
+#: links the free lists and the LRU share (kernel/epc.py, 17); rounded up
+EPC_PAGE_BYTES = 48
+#: bytes per ELRANGE page: the packed sgx_encl_page arrays (kernel/encl_page.py, 6) and the
+#: backing file's per-page array (kernel/backing.py, 1), rounded up
+ELRANGE_PAGE_BYTES = 16
 #: bytes per page that may be written back (tag/mac mode): an 8-byte contents record, of the
-#: PCMD the flags and MAC (18, kernel/backing.py), the VA slot (8); rounded up
+#: PCMD the flags and MAC (10 in tag mode, 18 in mac mode, kernel/backing.py), the VA slot
+#: (8) and its bit in the kernel's slot map; rounded up
 SWAP_PAGE_BYTES = 40
 #: what "full" content mode adds per EPC page and per backed-up page: the 4 KiB of data
 FULL_CONTENT_BYTES = PAGE_SIZE
