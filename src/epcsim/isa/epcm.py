@@ -99,7 +99,10 @@ class LinaddrField(ArrayView):
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
-            idx = np.atleast_1d(np.arange(self._pages.size)[index])
+            if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
+                idx = np.atleast_1d(index)  # page numbers already (no arange over the EPC)
+            else:
+                idx = np.atleast_1d(np.arange(self._pages.size)[index])
             vals = np.broadcast_to(np.asarray(value, dtype=np.uint64), idx.shape)
             pages = vals >> np.uint64(_LIN_SHIFT)
             odd = ((vals & np.uint64(0xFFF)) != 0) | (pages >= np.uint64(_LIN_MAX_PAGE))
