@@ -1,12 +1,13 @@
-"""Compiled restatement of a run of resident accesses (``EnclaveThread.access_stream``).
+"""A run of resident accesses (``EnclaveThread.access_stream``), compiled, written once.
 
-The reference charges a run of accesses to mapped pages in NumPy: gather the PTEs, find the
-first unmapped page, check the VMA protection and the EPCM (``Epcm.allows``), set the
-Accessed bits and change the content tags of written pages. That is about fifteen NumPy
-calls on short slices per run; ``resident_run`` does the same in one compiled loop. It is a
-restatement, kept next to its reference: any change to the access checks in
-``epcsim.user.thread.EnclaveThread.access_stream`` or ``epcsim.isa.epcm.Epcm.allows`` must be
-made here too (``tests/fast`` compares both on generated streams).
+``access_stream`` charges a run of accesses to mapped pages in one step: find the first
+unmapped page, check the VMA protection and then the EPCM (the same masks as
+``epcsim.isa.epcm.Epcm.allows``), set the Accessed bits, and advance the content tag of
+each distinct written page once (``mac``/``tag`` modes: a stream write changes the page's
+contents, so EWB and ELDU carry changing contents; in ``full`` mode only ``Enclave.write``
+changes bytes). Both engines call ``resident_run`` (DESIGN.md item 1: the decision lives in
+one place); it replaced about fifteen NumPy calls on short slices. A change to the access
+checks goes here, and into ``Epcm.allows`` where whole arrays are checked.
 """
 
 from __future__ import annotations

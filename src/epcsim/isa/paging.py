@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType, SgxReturn, secinfo_page_type
+from epcsim.fast.ops.epcm import FAULT_PF, eblock_apply, eldu_commit, ewb_check
 from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
 from epcsim.isa.sealing import (
     PCMD_RESERVED,
@@ -38,19 +39,9 @@ class PagingMixin(SgxCore):
         if not self._page_ok(epc):
             return PF
         e = self.epcm
-        if not e.valid[epc]:
-            return SgxReturn.PG_INVLD
-        pt = int(e.pt[epc])
-        if pt == PageType.SECS:
-            return SgxReturn.PG_IS_SECS
-        if pt not in _CHILD_TYPES:
-            return SgxReturn.NOTBLOCKABLE
-        if e.blocked[epc]:
-            return SgxReturn.BLKSTATE
         st = self.secs_of(epc)
-        e.blocked[epc] = True
-        e.stamp_epoch(epc, st.epoch if st else 0)
-        return 0
+        ret = eblock_apply(e.flags, e.bepoch, epc, st.epoch if st else 0)
+        return SgxReturn(ret) if ret else 0
 
     def etrack(self, secs: int) -> int:
         """ETRACK: start a tracking epoch; the LPs inside now must exit (EEXIT or AEX) before
@@ -88,16 +79,13 @@ class PagingMixin(SgxCore):
         if pageinfo.linaddr or pageinfo.secs != -1:
             return GP, None
         e = self.epcm
-        if not e.valid[epc]:
-            return PF, None
-        if not e.valid[va_epc] or int(e.pt[va_epc]) != PageType.VA:
-            return PF, None
+        check = ewb_check(e.flags, epc, va_epc)
+        if check:
+            return (PF if check == FAULT_PF else SgxReturn(check)), None
         pt = int(e.pt[epc])
         st: SecsState | None = None
         content: bytes | int
         if pt in _CHILD_TYPES:
-            if not e.blocked[epc]:
-                return SgxReturn.PAGE_NOT_BLOCKED, None
             st = self.secs_of(epc)
             if st is None or not st.tracked(int(e.bepoch[epc])):
                 return SgxReturn.NOT_TRACKED, None
@@ -195,17 +183,9 @@ class PagingMixin(SgxCore):
                 return GP  # the enclave no longer exists or its SECS is resident already
         # commit
         self.va.set_version(va_epc, va_slot, 0)  # the version is consumed: no replay
-        flags = pcmd.flags
-        e.valid[epc] = True
-        e.pt[epc] = pt
-        e.rwx[epc] = flags & 7
-        e.pending[epc] = bool(flags & 8)
-        e.modified[epc] = bool(flags & 16)
-        e.pr[epc] = bool(flags & 32)
+        secs_epc = st.epc if st is not None and pt != PageType.SECS else -1
+        eldu_commit(e.flags, e.secs, e.bepoch, epc, pcmd.flags, pt, bool(blocked), secs_epc)
         e.linaddr[epc] = linaddr
-        e.stamp_epoch(epc, 0)
-        e.blocked[epc] = bool(blocked) and pt in _CHILD_TYPES
-        e.secs[epc] = st.epc if st is not None and pt != PageType.SECS else -1
         if pt == PageType.VA:
             self.va[int(epc)] = np.frombuffer(plain, dtype=np.uint64).copy()  # type: ignore[arg-type]
             return 0

@@ -23,6 +23,8 @@ from epcsim.arch import (
     SGX_VA_SLOT_COUNT,
 )
 from epcsim.engine.machine import Gen, Mutex, Task
+from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
+from epcsim.fast.ops.va import va_take_slot
 from epcsim.isa import PageInfo
 from epcsim.kernel import encls
 from epcsim.kernel.encl_page import (
@@ -226,15 +228,15 @@ class SgxEncl:
             self.sgx.stats.va_pages -= 1
 
     def va_alloc_slot(self) -> tuple[int, int]:
-        """First free slot of the head VA page; a page that fills up moves to the tail."""
+        """``sgx_alloc_va_slot`` on the head VA page (``epcsim.fast.ops.va``); a page that
+        fills up moves to the tail."""
         va = self.va_pages[0]
-        used = self.va_used[va]
-        free = np.flatnonzero(~used)
-        slot = int(free[0])
-        used[slot] = True
-        if free.size == 1:
+        slot, full = va_take_slot(self.va_used[va])
+        if slot < 0:
+            raise IndexError(f"VA page {va} at the head of va_pages has no free slot")
+        if full:
             self.va_pages.append(self.va_pages.pop(0))
-        return va, slot
+        return va, int(slot)
 
     def va_free_slot(self, va: int, slot: int, to_head: bool) -> None:
         self.va_used[va][slot] = False
@@ -289,10 +291,10 @@ class SgxEncl:
     # -- loading evicted pages (spec §7) -------------------------------------------------------
     def _reclaimer_writing_to_pcmd(self, index: int) -> bool:
         """``reclaimer_writing_to_pcmd``: a page sharing this PCMD page is resident and
-        BEING_RECLAIMED (``epc >= 0`` matters: bit 3 doubles as a VA offset bit)."""
-        first = index & ~31
-        sl = slice(first, min(first + 32, self.nr_pages))
-        return bool(np.any((self.epc[sl] >= 0) & self.reclaiming[sl]))
+        BEING_RECLAIMED (``epc >= 0`` matters: bit 3 doubles as a VA offset bit). The
+        decision is the op ``epcsim.fast.ops.pcmd``; this method is the kernel's name for it
+        (tests spy on it)."""
+        return bool(reclaimer_writing_to_pcmd(self.pages.desc, self.pages.flags, index))
 
     def eldu(self, task: Task, index: int) -> Gen:
         """``sgx_encl_eldu``: allocate (no reclaim), ELDU, and always truncate the backing.

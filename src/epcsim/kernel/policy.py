@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from epcsim.fast.ops.page_list import pop_head_many
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.page_list import NIL, PageLinks, PageList
 
@@ -140,12 +141,23 @@ class KernelLru(ReclaimPolicy):
         self._flags[page] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
 
     def isolate(self, n: int) -> list[int]:
-        out: list[int] = []
-        while len(out) < n and self.list.head != NIL:
-            page = int(self.list.head)
-            self.unmark(page)
-            out.append(page)
-        return out
+        """Phase A: ``unmark`` the head page up to ``n`` times (``epcsim.fast.ops.page_list``
+        ``pop_head_many``, the one statement of it)."""
+        lst = self.list
+        if n <= 0 or lst.head == NIL:
+            return []
+        out = np.empty(n, dtype=np.int64)
+        count, head = pop_head_many(
+            self.prev, self.next, self._flags, SGX_EPC_PAGE_ON_LRU, lst.head, n, out
+        )
+        taken = count if count >= 0 else -1 - count
+        lst.head = int(head)
+        lst._len -= taken
+        if lst.head == NIL:
+            lst.tail = NIL
+        if count < 0:
+            raise RuntimeError(f"EPC page {int(head)} is not on the LRU")
+        return out[:taken].tolist()
 
     def order(self) -> list[int]:
         """Pages from head (next victim) to tail, for tests and debugging."""

@@ -44,7 +44,6 @@ from epcsim.user.insn import (
 if TYPE_CHECKING:
     from epcsim.isa import SgxCpu
 
-_WRITE_MIX = np.uint64(0x9E3779B97F4A7C15)
 #: longest run of resident accesses charged as one simulated step
 ACCESS_QUANTUM_NS = 10_000
 
@@ -212,15 +211,6 @@ class EnclaveThread(Task):
         return True
 
     # -- accesses ---------------------------------------------------------------------------
-    def _apply_writes(self, epcs: np.ndarray) -> None:
-        """A stream write changes the page's content tag (``mac``/``tag`` modes), so EWB and
-        ELDU carry changing contents. In ``full`` mode only ``Enclave.write`` changes bytes."""
-        if self.hw.content_mode == "full":
-            return
-        tags = self.hw.epcm.tag
-        with np.errstate(over="ignore"):
-            tags[epcs] = tags[epcs] * _WRITE_MIX + np.uint64(1)
-
     def access_stream(self, pages: np.ndarray, write: bool | np.ndarray = False) -> Gen:
         """Touch ``pages`` (page indices) in order; stops at the first SGX #PF or SIGBUS."""
         encl = self.encl
@@ -231,7 +221,6 @@ class EnclaveThread(Task):
         if n and (pages.min() < 0 or pages.max() >= encl.nr_pages):
             raise ValueError("pages: index outside the enclave")
         out = AccessOutcome()
-        fast = self.sgx.fast
         epcm = self.hw.epcm
         apply_tags = self.hw.content_mode != "full"
         # A run of resident accesses is charged in one step of at most ACCESS_QUANTUM_NS, so
@@ -244,34 +233,18 @@ class EnclaveThread(Task):
                 break
             j = min(n, i + chunk_max)
             seg = pages[i:j]
-            if fast:  # the same as the else branch, compiled (epcsim.fast.access)
-                k, k2 = resident_run(
-                    seg,
-                    writes[i:j],
-                    encl.pages.flags,
-                    encl.pages.desc,
-                    encl.pages.prot,
-                    epcm.flags,
-                    epcm.tag,
-                    apply_tags,
-                )
-            else:
-                mapped = encl.pte_present[seg]
-                k = int(np.argmin(mapped)) if not mapped.all() else seg.size
-                k2 = 0
-                if k:
-                    epcs = encl.epc[seg[:k]]
-                    wseg = writes[i : i + k]
-                    # the PTE (VMA protection) first, then the EPCM
-                    vma = encl.vma_prot[seg[:k]]
-                    allowed = ((vma & 1) != 0) & (~wseg | ((vma & 2) != 0))
-                    allowed &= epcm.allows(epcs) & (~wseg | epcm.allows(epcs, write=True))
-                    k2 = int(np.argmin(allowed)) if not allowed.all() else k
-                    if k2:
-                        encl.pte_young[seg[:k2]] = True
-                        wr = epcs[:k2][wseg[:k2]]
-                        if wr.size:
-                            self._apply_writes(wr)
+            # the PTE (VMA protection) first, then the EPCM; Accessed bits and the content
+            # tags of written pages (one statement: epcsim.fast.access.resident_run)
+            k, k2 = resident_run(
+                seg,
+                writes[i:j],
+                encl.pages.flags,
+                encl.pages.desc,
+                encl.pages.prot,
+                epcm.flags,
+                epcm.tag,
+                apply_tags,
+            )
             if k:
                 if k2:
                     ns = k2 * costs.access
@@ -280,11 +253,7 @@ class EnclaveThread(Task):
                         k2 = ran // costs.access
                     self.sgx.stats.enclave_accesses += k2
                     # accessed during the step: still-mapped pages are young again at its end
-                    touched = seg[:k2]
-                    if fast:
-                        young_again(touched, encl.pages.flags)
-                    else:
-                        encl.pte_young[touched] |= encl.pte_present[touched]
+                    young_again(seg[:k2], encl.pages.flags)
                     i += k2
                     out.done += k2
                 if k2 < k:  # the EPCM refuses: an SGX #PF reported to the enclave/runtime

@@ -1,0 +1,18 @@
+"""Page-state operations written once (``DESIGN.md`` item 1): numba functions over the
+NumPy state, one module per kernel or SDM concept, named as the kernel names it.
+
+Each op takes arrays and scalars, returns a code, and knows nothing of time, locks or CPUs:
+the reference's generators call them (SimPy supplies time), and compiled code can call the
+same functions, so a kernel decision lives in one place. Only ops that replace several
+NumPy scalar operations are worth a compiled call from Python (a call costs ~1-2 µs of
+dispatch); a one-field read or write stays in Python.
+
+* ``epcm``: the EPCM state checks and updates of EBLOCK, EWB and ELDU (``isa/paging.py``).
+* ``page_list``: taking pages off a list head over the shared links (the LRU's isolate).
+* ``pcmd``: ``reclaimer_writing_to_pcmd`` (``sgx/encl.c``).
+* ``va``: a VA page's first free slot (``sgx_alloc_va_slot``).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,93 @@
+"""EPCM state checks and updates of the paging leaves (SDM Vol.3D ch. 40: EBLOCK, EWB,
+ELDU/ELDB), over the packed ``flags`` word and ``bepoch`` of ``epcsim.isa.epcm.Epcm``.
+
+``epcsim.isa.paging.PagingMixin`` calls these for the per-entry part of each leaf; the
+parts that need Python objects (the SECS's tracking state, the sealing crypto, the VA slot
+versions, the exact-address side table of ENCLAVEADDRESS) stay in the leaf. Codes are the
+SDM's ``SgxReturn`` values as plain ints, and ``FAULT_PF`` for a leaf that raises #PF.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.arch import PageType, SgxReturn
+from epcsim.isa.epcm import (
+    BEPOCH_MASK,
+    EPCM_BLOCKED,
+    EPCM_PT_SHIFT,
+    EPCM_VALID,
+)
+
+_SECS = int(PageType.SECS)
+_TCS = int(PageType.TCS)
+_REG = int(PageType.REG)
+_VA = int(PageType.VA)
+_TRIM = int(PageType.TRIM)
+_PG_INVLD = int(SgxReturn.PG_INVLD)
+_PG_IS_SECS = int(SgxReturn.PG_IS_SECS)
+_NOTBLOCKABLE = int(SgxReturn.NOTBLOCKABLE)
+_BLKSTATE = int(SgxReturn.BLKSTATE)
+_PAGE_NOT_BLOCKED = int(SgxReturn.PAGE_NOT_BLOCKED)
+#: what ``ewb_check`` returns where EWB raises #PF (the leaf maps it to its fault code)
+FAULT_PF = -1
+#: the SECINFO.FLAGS bits ELDU copies from the PCMD into the entry: R/W/X, PENDING,
+#: MODIFIED, PR (bits 0-5)
+_STATE_BITS = 0x3F
+
+
+@njit(cache=True, nogil=True)
+def is_child_type(pt):
+    """REG, TCS and TRIM pages: the ones EBLOCK blocks and EWB tracks."""
+    return pt in (_REG, _TCS, _TRIM)
+
+
+@njit(cache=True, nogil=True)
+def eblock_apply(flags, bepoch, epc, epoch):
+    """EBLOCK on a valid EPC index: PG_INVLD, PG_IS_SECS, NOTBLOCKABLE (not REG/TCS/TRIM),
+    BLKSTATE (blocked already); else set BLOCKED and stamp BEPOCH with the SECS's ``epoch``
+    (modulo 2**16, ``Epcm.stamp_epoch``) and return 0."""
+    f = flags[epc]
+    if not f & EPCM_VALID:
+        return _PG_INVLD
+    pt = (f >> EPCM_PT_SHIFT) & 0xFF
+    if pt == _SECS:
+        return _PG_IS_SECS
+    if not is_child_type(pt):
+        return _NOTBLOCKABLE
+    if f & EPCM_BLOCKED:
+        return _BLKSTATE
+    flags[epc] = f | EPCM_BLOCKED
+    bepoch[epc] = epoch & BEPOCH_MASK
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def ewb_check(flags, epc, va_epc):
+    """EWB's EPCM checks on valid EPC indices, in the SDM's order: ``epc`` invalid or
+    ``va_epc`` not a valid VA page -> ``FAULT_PF``; a REG/TCS/TRIM page not BLOCKED ->
+    PAGE_NOT_BLOCKED. Otherwise returns 0; the leaf then asks the SECS whether the page's
+    epoch is tracked (``SecsState.tracked``) or, for a SECS, whether children remain."""
+    if not flags[epc] & EPCM_VALID:
+        return FAULT_PF
+    fv = flags[va_epc]
+    if not fv & EPCM_VALID or ((fv >> EPCM_PT_SHIFT) & 0xFF) != _VA:
+        return FAULT_PF
+    f = flags[epc]
+    if is_child_type((f >> EPCM_PT_SHIFT) & 0xFF) and not f & EPCM_BLOCKED:
+        return _PAGE_NOT_BLOCKED
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def eldu_commit(flags, secs, bepoch, epc, secinfo_flags, pt, blocked, secs_epc):
+    """ELDU/ELDB's EPCM update once the record verified: the entry becomes VALID with the
+    PCMD's page type and R/W/X/PENDING/MODIFIED/PR, BEPOCH 0, BLOCKED only for ELDB of a
+    REG/TCS/TRIM page, and the owning SECS ``secs_epc`` (-1 for a SECS or VA page). Every
+    bit of the flags word is written (the entry was invalid, so nothing is kept)."""
+    w = EPCM_VALID | ((pt & 0xFF) << EPCM_PT_SHIFT) | (secinfo_flags & _STATE_BITS)
+    if blocked and is_child_type(pt):
+        w |= EPCM_BLOCKED
+    flags[epc] = w
+    bepoch[epc] = 0
+    secs[epc] = secs_epc
