@@ -3,7 +3,9 @@
 Eviction is EBLOCK (no new TLB mappings) -> ETRACK (start a tracking epoch; the LPs inside at
 that moment must exit) -> EWB (seal the page, version into a VA slot, invalidate). ELDU/ELDB
 verify a sealed record against the version in its slot, consume the version and restore the
-EPCM entry. The crypto is in :mod:`epcsim.isa.sealing`.
+EPCM entry. The crypto is in :mod:`epcsim.isa.sealing`; the checks and updates of the EPCM
+entry are the compiled ops of :mod:`epcsim.fast.ops.epcm` (written once, for both engines
+and the compiled driver of ``epcsim/fast/DESIGN.md``).
 
 Besides REG/TCS/TRIM pages, EWB/ELDU handle a SECS (only with no resident children; its EID
 travels inside the sealed contents, so a reloaded SECS keeps its identity) and VA pages
@@ -15,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType, SgxReturn, secinfo_page_type
-from epcsim.fast.ops.epcm import FAULT_PF, eblock_apply, eldu_commit, ewb_check
+
+# a module, not names: epcsim.fast.ops.epcm imports the EPCM layout from this package
+from epcsim.fast.ops import epcm as ops
 from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
 from epcsim.isa.sealing import (
     PCMD_RESERVED,
@@ -40,7 +44,7 @@ class PagingMixin(SgxCore):
             return PF
         e = self.epcm
         st = self.secs_of(epc)
-        ret = eblock_apply(e.flags, e.bepoch, epc, st.epoch if st else 0)
+        ret = ops.eblock_apply(e.flags, e.bepoch, epc, st.epoch if st else 0)
         return SgxReturn(ret) if ret else 0
 
     def etrack(self, secs: int) -> int:
@@ -79,9 +83,9 @@ class PagingMixin(SgxCore):
         if pageinfo.linaddr or pageinfo.secs != -1:
             return GP, None
         e = self.epcm
-        check = ewb_check(e.flags, epc, va_epc)
+        check = ops.ewb_check(e.flags, epc, va_epc)
         if check:
-            return (PF if check == FAULT_PF else SgxReturn(check)), None
+            return (PF if check == ops.FAULT_PF else SgxReturn(check)), None
         pt = int(e.pt[epc])
         st: SecsState | None = None
         content: bytes | int
@@ -184,7 +188,7 @@ class PagingMixin(SgxCore):
         # commit
         self.va.set_version(va_epc, va_slot, 0)  # the version is consumed: no replay
         secs_epc = st.epc if st is not None and pt != PageType.SECS else -1
-        eldu_commit(e.flags, e.secs, e.bepoch, epc, pcmd.flags, pt, bool(blocked), secs_epc)
+        ops.eldu_commit(e.flags, e.secs, e.bepoch, epc, pcmd.flags, pt, bool(blocked), secs_epc)
         e.linaddr[epc] = linaddr
         if pt == PageType.VA:
             self.va[int(epc)] = np.frombuffer(plain, dtype=np.uint64).copy()  # type: ignore[arg-type]

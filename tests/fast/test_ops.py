@@ -1,0 +1,112 @@
+"""The compiled page-state ops (``epcsim.fast.ops``) against a plain statement of the same
+rule, on generated states: the ops are the one place the decisions live, so each is checked
+against the SDM/kernel rule written out field by field, as the leaves read before."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from epcsim.arch import PageType, SgxReturn
+from epcsim.fast.ops.epcm import FAULT_PF, eblock_apply, eldu_commit, ewb_check
+from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
+from epcsim.fast.ops.va import va_take_slot
+from epcsim.isa.epcm import Epcm
+
+CHILD = (PageType.REG, PageType.TCS, PageType.TRIM)
+words = st.integers(0, 0xFFFF)
+pts = st.integers(0, 6)
+
+
+def _entry(word: int) -> Epcm:
+    e = Epcm(4)
+    e.flags[:] = word
+    return e
+
+
+@settings(max_examples=300, deadline=None)
+@given(words, st.integers(0, 2**40))
+def test_eblock_apply_is_the_sdm_rule(word, epoch):
+    e = _entry(word)
+    if not e.valid[1]:
+        want = SgxReturn.PG_INVLD
+    elif e.pt[1] == PageType.SECS:
+        want = SgxReturn.PG_IS_SECS
+    elif e.pt[1] not in CHILD:
+        want = SgxReturn.NOTBLOCKABLE
+    elif e.blocked[1]:
+        want = SgxReturn.BLKSTATE
+    else:
+        want = 0
+    before = e.flags.copy()
+    got = eblock_apply(e.flags, e.bepoch, 1, epoch)
+    assert got == want
+    if want:
+        assert (e.flags == before).all() and not e.bepoch.any()
+    else:
+        assert e.flags[1] == before[1] | (1 << 7) and e.blocked[1]
+        assert e.bepoch[1] == epoch & 0xFFFF
+        assert (np.delete(e.flags, 1) == np.delete(before, 1)).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(words, words)
+def test_ewb_check_is_the_sdm_rule(word, va_word):
+    e = _entry(word)
+    e.flags[2] = va_word
+    if not e.valid[1] or not e.valid[2] or e.pt[2] != PageType.VA:
+        want = FAULT_PF
+    elif e.pt[1] in CHILD and not e.blocked[1]:
+        want = SgxReturn.PAGE_NOT_BLOCKED
+    else:
+        want = 0
+    before = e.flags.copy()
+    assert ewb_check(e.flags, 1, 2) == want
+    assert (e.flags == before).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(words, pts, st.booleans(), st.integers(-1, 3), words)
+def test_eldu_commit_writes_the_entry_field_by_field(secinfo, pt, blocked, secs_epc, stale):
+    e = _entry(0)
+    e.flags[1] = stale & ~(1 << 6)  # an invalid entry, whatever bits it had left
+    e.bepoch[1] = 77
+    eldu_commit(e.flags, e.secs, e.bepoch, 1, secinfo, pt, blocked, secs_epc)
+    assert e.valid[1] and e.pt[1] == pt
+    assert e.rwx[1] == secinfo & 7
+    assert e.pending[1] == bool(secinfo & 8)
+    assert e.modified[1] == bool(secinfo & 16)
+    assert e.pr[1] == bool(secinfo & 32)
+    assert e.blocked[1] == (blocked and pt in CHILD)
+    assert e.bepoch[1] == 0 and e.secs[1] == secs_epc
+    assert e.flags[0] == 0 and e.flags[2] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=40))
+def test_va_take_slot_takes_the_first_free_slot(bits):
+    used = np.array(bits, dtype=np.bool_)
+    free = np.flatnonzero(~used)
+    before = used.copy()
+    slot, full = va_take_slot(used)
+    if not free.size:
+        assert slot == -1 and full and (used == before).all()
+        return
+    assert slot == free[0] and full == (free.size == 1)
+    before[slot] = True
+    assert (used == before).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-1, 5), st.booleans()), min_size=0, max_size=100),
+    st.integers(0, 130),
+)
+def test_reclaimer_writing_to_pcmd_looks_at_the_32_pages_of_the_pcmd_page(pages, index):
+    epc = np.array([p for p, _ in pages], dtype=np.int32)
+    reclaiming = np.array([r for _, r in pages], dtype=np.bool_)
+    first = index & ~31
+    sl = slice(first, min(first + 32, epc.size))
+    want = bool(np.any((epc[sl] >= 0) & reclaiming[sl]))
+    assert reclaimer_writing_to_pcmd(epc, reclaiming, index) == want
