@@ -13,6 +13,7 @@ from epcsim.fast.ops.epcm import FAULT_PF, eblock_apply, eldu_commit, ewb_check
 from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
 from epcsim.fast.ops.va import va_take_slot
 from epcsim.isa.epcm import Epcm
+from epcsim.kernel.encl_page import ENCL_PAGE_BEING_RECLAIMED
 
 CHILD = (PageType.REG, PageType.TCS, PageType.TRIM)
 words = st.integers(0, 0xFFFF)
@@ -100,13 +101,13 @@ def test_va_take_slot_takes_the_first_free_slot(bits):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(-1, 5), st.booleans()), min_size=0, max_size=100),
+    st.lists(st.tuples(st.integers(-5, 5), st.integers(0, 255)), min_size=0, max_size=100),
     st.integers(0, 130),
 )
 def test_reclaimer_writing_to_pcmd_looks_at_the_32_pages_of_the_pcmd_page(pages, index):
-    epc = np.array([p for p, _ in pages], dtype=np.int32)
-    reclaiming = np.array([r for _, r in pages], dtype=np.bool_)
+    desc = np.array([d for d, _ in pages], dtype=np.int32)  # < -1: a VA slot reference
+    flags = np.array([f for _, f in pages], dtype=np.uint8)
     first = index & ~31
-    sl = slice(first, min(first + 32, epc.size))
-    want = bool(np.any((epc[sl] >= 0) & reclaiming[sl]))
-    assert reclaimer_writing_to_pcmd(epc, reclaiming, index) == want
+    sl = slice(first, min(first + 32, desc.size))
+    want = bool(np.any((desc[sl] >= 0) & ((flags[sl] & ENCL_PAGE_BEING_RECLAIMED) != 0)))
+    assert reclaimer_writing_to_pcmd(desc, flags, index) == want

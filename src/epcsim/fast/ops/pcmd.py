@@ -16,7 +16,7 @@ def reclaimer_writing_to_pcmd(desc, page_flags, index):
     resident test comes first: ``desc`` of an evicted page holds its VA slot instead."""
     first = index & ~(PCMDS_PER_PAGE - 1)
     last = min(first + PCMDS_PER_PAGE, desc.size)
-    for i in range(first, last):  # noqa: SIM110 (a plain loop compiles)
+    for i in range(first, last):
         if desc[i] >= 0 and page_flags[i] & ENCL_PAGE_BEING_RECLAIMED:
             return True
     return False
