@@ -34,7 +34,7 @@ def test_records_live_in_arrays_and_read_back_exactly():
     f = EnclaveBacking(1, 64 * PAGE_SIZE)
     f.va_of = lambda i: (7, i)  # the enclave's record of the VA slot, shown in the record
     recs = {
-        i: BackingRecord(bytes([i]) * 8, pack_pcmd(0x201 + i, 77, bytes([i + 1]) * 16), 7, i)
+        i: BackingRecord(bytes([i]) * 8, pack_pcmd(0x200 | i & 0x3F, 77, bytes([i + 1]) * 16), 7, i)
         for i in (3, 9, 64)
     }
     for i, r in recs.items():
@@ -45,7 +45,7 @@ def test_records_live_in_arrays_and_read_back_exactly():
     # of each PCMD only the flags and the MAC are stored: 18 bytes, not 128 (these MACs
     # use all 16 bytes, so the chunk has the MACs' second halves too)
     assert f._mac[0].shape == (CHUNK, 8) and f._mac_high[0].shape == (CHUNK, 8)
-    assert f._flags[0].dtype.itemsize == 2
+    assert f._flags[0].dtype.itemsize == 1
 
 
 def test_a_tag_mode_mac_takes_8_bytes():
@@ -106,3 +106,15 @@ def test_truncated_ciphertext_is_caught_at_eldu_for_that_enclave_only():
     system.backing.tamper(victim.id, page, contents=b"")
     assert victim.access(page * PAGE_SIZE).sigbus
     assert other.access(0).ok
+
+
+@given(st.integers(0, 0xFFFF))
+def test_pcmd_flags_fit_a_byte_when_ewb_can_write_them(flags):
+    """The flags byte holds every SECINFO.FLAGS EWB writes (SECS/TCS/REG/TRIM, bits 0-5);
+    anything else is kept raw - and either way reads back exactly."""
+    f = EnclaveBacking(1, 64 * PAGE_SIZE)
+    f.store(0, BackingRecord(b"c" * 8, pack_pcmd(0x201, 5, b"m" * 16)))
+    f.store(1, BackingRecord(b"d" * 8, pack_pcmd(flags, 5, b"n" * 16)))
+    assert f.lookup(1).pcmd == pack_pcmd(flags, 5, b"n" * 16)
+    compact = flags >> 8 in (0, 1, 2, 4) and not flags & 0xC0
+    assert (1 in f._odd) == (not compact)

@@ -156,3 +156,14 @@ def test_a_page_on_the_lru_cannot_be_freed():
     lru.unmark(page)
     epc.free(page)
     assert epc.free_lists[0].pages() == [1, 2, 3, page]
+
+
+def test_owner_ids_widen_when_they_no_longer_fit_16_bits():
+    epc = EpcPages([4])
+    epc.owner_encl[0] = 7
+    assert epc.owner_encl.itemsize == 2
+    epc.fit_owner_id(32_767)
+    assert epc.owner_encl.itemsize == 2
+    epc.fit_owner_id(32_768)
+    epc.owner_encl[1] = 32_768
+    assert epc.owner_encl.tolist() == [7, 32_768, -1, -1]

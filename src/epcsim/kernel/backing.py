@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from epcsim.arch import PAGE_SIZE, PCMD_SIZE, PCMDS_PER_PAGE
+from epcsim.arch import PAGE_SIZE, PCMD_SIZE, PCMDS_PER_PAGE, PageType
 
 
 @dataclass
@@ -52,6 +52,30 @@ _MAC_LOW = 8  # tag mode's MAC has 8 significant bytes (``Sealer._tag_mac``), th
 _ZERO56 = bytes(56)  # SECINFO beyond FLAGS
 _ZERO40 = bytes(40)  # PCMD reserved bytes
 _ZERO8 = bytes(8)
+
+
+#: the page types EWB writes out (SECS, TCS, REG, TRIM; the kernel never evicts VA pages),
+#: as a 2-bit code
+_PT_CODES = {
+    int(PageType.SECS): 0,
+    int(PageType.TCS): 1,
+    int(PageType.REG): 2,
+    int(PageType.TRIM): 3,
+}
+_PT_OF_CODE = (int(PageType.SECS), int(PageType.TCS), int(PageType.REG), int(PageType.TRIM))
+
+
+def _pack_flags(flags: int) -> int | None:
+    """A PCMD's SECINFO.FLAGS in one byte: R/W/X, PENDING, MODIFIED, PR (bits 0-5) and the
+    page type's code (bits 6-7); None for flags EWB never writes (kept raw)."""
+    code = _PT_CODES.get(flags >> 8)
+    if code is None or flags & 0xC0:
+        return None
+    return (flags & 0x3F) | (code << 6)
+
+
+def _unpack_flags(packed: int) -> int:
+    return (packed & 0x3F) | (_PT_OF_CODE[packed >> 6] << 8)
 
 
 class RecordsView(Mapping[int, BackingRecord]):
@@ -85,16 +109,16 @@ class EnclaveBacking:
     Records live in NumPy arrays, not one Python object per evicted page, allocated in chunks
     of ``CHUNK`` pages on first use: the contents (8 bytes in ``mac``/``tag`` mode, 4096 in
     ``full``: the width of the first record), and of the 128-byte PCMD only what varies - the
-    SECINFO flags (2 bytes) and the MAC: its first 8 bytes, and the other 8 in a second array
-    a chunk gets only once one of its MACs has them non-zero (``tag`` mode's never do; the
-    AES-GCM MACs of ``mac``/``full`` always do). The rest of a PCMD EWB writes is zeros and
-    the enclave id, one per file, so ``lookup`` rebuilds the exact bytes. A record an attacker
-    rewrote into anything else (another length, non-zero reserved bytes, another enclave id)
-    is kept aside raw, as is (issue 9: a MAC and a version slot per swapped page, the raw
-    record only for tampered pages).
+    SECINFO flags (1 byte, ``_pack_flags``) and the MAC: its first 8 bytes, and the other 8
+    in a second array a chunk gets only once one of its MACs has them non-zero (``tag``
+    mode's never do; the AES-GCM MACs of ``mac``/``full`` always do). The rest of a PCMD EWB
+    writes is zeros and the enclave id, one per file, so ``lookup`` rebuilds the exact bytes.
+    A record an attacker rewrote into anything else (another length, non-zero reserved
+    bytes, another enclave id, flags EWB never writes) is kept aside raw, as is (issue 9: a
+    MAC and a version slot per swapped page, the raw record only for tampered pages).
 
     Per page of the file: ``present`` (1 byte); per stored record in ``tag`` mode: contents
-    8, MAC 8, flags 2 bytes. Which VA slot holds a record's version is the enclave's
+    8, MAC 8, flags 1 byte. Which VA slot holds a record's version is the enclave's
     (``va_of``, set by the enclave at CREATE); the file keeps no copy.
     """
 
@@ -142,16 +166,16 @@ class EnclaveBacking:
         if c not in self._contents:
             self._contents[c] = np.zeros((CHUNK, self._width), dtype=np.uint8)
             self._mac[c] = np.zeros((CHUNK, _MAC_LOW), dtype=np.uint8)
-            self._flags[c] = np.zeros(CHUNK, dtype=np.uint16)
+            self._flags[c] = np.zeros(CHUNK, dtype=np.uint8)
         return self._contents[c], self._mac[c], self._flags[c]
 
     def _compact(self, pcmd: bytes) -> tuple[int, bytes] | None:
         """``(flags, mac)`` when ``pcmd`` is exactly what EWB writes for this file."""
         if len(pcmd) != PCMD_SIZE or pcmd[8:64] != _ZERO56 or pcmd[72:112] != _ZERO40:
             return None
-        flags = int.from_bytes(pcmd[:8], "little")
+        flags = _pack_flags(int.from_bytes(pcmd[:8], "little"))
         eid = int.from_bytes(pcmd[64:72], "little")
-        if flags > 0xFFFF:
+        if flags is None:
             return None
         if self._eid is None:
             self._eid = eid
@@ -223,7 +247,7 @@ class EnclaveBacking:
             contents = ct[i].tobytes()
             high = self._mac_high.get(index // CHUNK)
             pcmd = (
-                int(fl[i]).to_bytes(8, "little")
+                _unpack_flags(int(fl[i])).to_bytes(8, "little")
                 + _ZERO56
                 + (self._eid or 0).to_bytes(8, "little")
                 + _ZERO40

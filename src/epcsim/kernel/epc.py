@@ -22,11 +22,11 @@ SGX_EPC_PAGE_ON_LRU = 1 << 6
 #: ``sgx_epc_page.poison`` (a separate field in the kernel), packed into the flags byte
 SGX_EPC_PAGE_POISON = 1 << 7
 
-#: Memory layout (issue 9): per EPC page this module keeps 17 bytes - flags (1), owner enclave
-#: id (4), owner page index (4) and ``sgx_epc_page.list`` (8: ``epcsim.kernel.page_list``,
-#: shared by the free lists and the LRU as in the kernel). The section and the NUMA node are
-#: derived from the page index (``section_of``, ``node_of``), addresses from the owner
-#: (``sgx_encl.base + index << 12``).
+#: Memory layout (issue 9): per EPC page this module keeps 15 bytes - flags (1), owner enclave
+#: id (2; 4 once ids pass 32,767), owner page index (4) and ``sgx_epc_page.list`` (8:
+#: ``epcsim.kernel.page_list``, shared by the free lists and the LRU as in the kernel). The
+#: section and the NUMA node are derived from the page index (``section_of``, ``node_of``),
+#: addresses from the owner (``sgx_encl.base + index << 12``).
 # What owns an in-use page, in addition to the owning enclave id (``owner_encl``).
 OWNER_NONE = -1  # free
 OWNER_SECS = -2  # the enclave's SECS (encl->secs)
@@ -70,7 +70,8 @@ class EpcPages:
         self._section_end = np.cumsum(np.asarray(sections, dtype=np.int64))
         self._section_node = np.asarray(section_node, dtype=np.uint8)
         self.flags = np.zeros(n, dtype=np.uint8)
-        self.owner_encl = np.full(n, -1, dtype=np.int32)  # enclave id
+        # enclave id: 16 bits until an id needs more (``fit_owner_id``)
+        self.owner_encl = np.full(n, -1, dtype=np.int16)
         self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
         self.links = PageLinks(n)  # sgx_epc_page.list
         self.nodes = sorted(set(section_node))
@@ -82,6 +83,12 @@ class EpcPages:
         self.flags[:] = SGX_EPC_PAGE_IS_FREE
         self.nr_free_pages = n  # sgx_nr_free_pages
         self.section_bytes = [s * PAGE_SIZE for s in sections]
+
+    def fit_owner_id(self, encl_id: int) -> None:
+        """Before enclave ``encl_id`` owns a page: widen ``owner_encl`` to 32 bits once ids
+        no longer fit 16 (a System that created 32,767 enclaves), so every id is exact."""
+        if encl_id > np.iinfo(self.owner_encl.dtype).max:
+            self.owner_encl = self.owner_encl.astype(np.int32)
 
     def section_of(self, page: int) -> int:
         """``sgx_epc_page.section``, derived: pages are numbered in section order."""

@@ -181,4 +181,5 @@ class Sgx:
 
     def new_encl_id(self) -> int:
         self._next_encl_id += 1
+        self.epc.fit_owner_id(self._next_encl_id)
         return self._next_encl_id
