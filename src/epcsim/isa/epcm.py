@@ -43,6 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.packed import ArrayView, FlagField
@@ -212,8 +213,16 @@ class Epcm:
         last = new - new % BEPOCH_REBASE
         if last <= old:
             return
-        mine = np.flatnonzero(self.secs == secs)
-        if not mine.size:
-            return
-        behind = ((old - self.bepoch[mine].astype(np.int64)) & BEPOCH_MASK) + (last - old)
-        self.bepoch[mine[behind >= 2]] = (last - 2) & BEPOCH_MASK
+        _rebase(self.secs, self.bepoch, int(secs), int(old), int(last))
+
+
+@njit(cache=True, nogil=True)
+def _rebase(secs_of, bepoch, secs, old, last):
+    """``Epcm.advance_epoch``'s re-base in one compiled pass over the EPC: every entry of
+    ``secs`` stamped 2 or more epochs behind ``last`` gets a stamp exactly 2 behind."""
+    stamp = (last - 2) & BEPOCH_MASK
+    for i in range(secs_of.size):
+        if secs_of[i] == secs:
+            behind = ((old - np.int64(bepoch[i])) & BEPOCH_MASK) + (last - old)
+            if behind >= 2:
+                bepoch[i] = stamp
