@@ -9,9 +9,10 @@ the run is applied at once and its cost charged in one sum. "Nothing can interle
 Each run function adds the conditions of its own loop and stops the run at the first page
 that does not meet them; that page runs the reference code:
 
-* ``add_run`` (``sgx_encl_add_page``): the offset has no page yet, no new VA page is needed
-  (``sgx_encl_grow``), the allocator's node has a free page and the free count stays at or
-  above the low watermark (no ksgxd wake-up, no reclaim); EADD (and EEXTEND) cannot fail on
+* ``add_run`` (``sgx_encl_add_page``): the offset has no page yet, the allocator's node has
+  a free page for it (and for the VA page ``sgx_encl_grow`` adds every 512 pages: EPA runs
+  in the batch, through the ISA's ``epa``) and the free count stays at or above the low
+  watermark (no ksgxd wake-up, no reclaim); EADD (and EEXTEND) cannot fail on
   a free page of a created, uninitialized enclave. MRENCLAVE gets the same bytes in the same
   order (``epcsim.isa.measure.eadd_blocks``/``eextend_headers``).
 * ``modify_trim_run`` (``sgx_enclave_modify_types`` with TRIM): the page is resident and not
@@ -42,6 +43,7 @@ from epcsim.isa.measure import eadd_blocks, eextend_headers, tag_chunk
 from epcsim.kernel.encl import PROT_R, PROT_W
 from epcsim.kernel.epc import (
     OWNER_NONE,
+    OWNER_VA,
     SGX_EPC_PAGE_IS_FREE,
     SGX_EPC_PAGE_ON_LRU,
     SGX_EPC_PAGE_POISON,
@@ -86,20 +88,28 @@ def _finish(
     steps: tuple[int, ...],
     progress: ProgressHook | None,
     count0: int,
+    extra: tuple[int, np.ndarray] | None = None,
 ) -> None:
     """Charge ``k`` pages of ``period`` ns (``steps``: the costs of the ``Task.run`` calls of
-    one page, each elided), release ``encl->lock`` at the last page's end, call the hook."""
+    one page, each elided), release ``encl->lock`` at the last page's end, call the hook.
+    ``extra`` = (ns, mask): the pages of ``mask`` take one more step of ``ns`` (EPA)."""
     m: Machine = task.m
     t0 = m.now
-    end = t0 + k * period
+    ends = np.arange(1, k + 1, dtype=np.int64) * period
+    nsteps = k * sum(1 for ns in steps if ns > 0)
+    if extra is not None:
+        ns, mask = extra
+        ends += np.cumsum(mask.astype(np.int64)) * ns
+        nsteps += int(mask.sum()) * (ns > 0)
+    end = t0 + int(ends[-1])
     encl.lock.released(end)
-    task.busy_ns += k * period
-    m.elided += k * sum(1 for ns in steps if ns > 0)
+    task.busy_ns += int(ends[-1])
+    m.elided += nsteps
     encl.sgx.batched_pages += k
     if progress is not None:
-        for j in range(1, k + 1):
-            m.env._now = t0 + j * period
-            progress(encl, count0 + j * PAGE_SIZE)
+        for j in range(k):
+            m.env._now = t0 + int(ends[j])
+            progress(encl, count0 + (j + 1) * PAGE_SIZE)
     m.env._now = end
 
 
@@ -200,20 +210,28 @@ def add_run(
     sgx = encl.sgx
     hw = sgx.cpu
     period, steps = _add_period(task, measure)
-    k = _quiet(task, encl, period, min(limit, encl.nr_pages - index))
+    epa_ns = task.m.costs.epa
+    k = _quiet(task, encl, period + epa_ns, min(limit, encl.nr_pages - index))
     secs = encl.secs_epc
     st = hw.secs_at.get(secs) if secs >= 0 else None
     if k <= 0 or st is None or st.initialized:
         return 0
-    k = min(k, -encl.page_cnt % SGX_VA_SLOT_COUNT)  # sgx_encl_grow: no new VA page
     k = min(k, _run_of(~encl.present[index : index + k]))
+    if k <= 0:
+        return 0
+    # sgx_encl_grow: the pages whose page_cnt is a multiple of 512 also get a VA page
+    grow = (encl.page_cnt + np.arange(k, dtype=np.int64)) % SGX_VA_SLOT_COUNT == 0
+    need = np.arange(1, k + 1, dtype=np.int64) + np.cumsum(grow)  # EPC pages taken so far
     node = sgx._node_of(task)
     epc = sgx.epc
     fl = epc.free_lists[node]
-    k = min(k, len(fl), epc.nr_free_pages - sgx.low_pages)
+    avail = min(len(fl), epc.nr_free_pages - sgx.low_pages)
+    k = int(np.searchsorted(need, avail, side="right"))
     if k <= 0 or not st.contains(encl.linaddr(index + k - 1)):
         return 0
-    ring = fl.first(k)
+    grow = grow[:k]
+    total = int(need[k - 1])
+    ring = fl.first(total)
     if hw.epcm.valid[ring].any():
         return 0
     pt = (flags >> 8) & 0xFF
@@ -230,14 +248,26 @@ def add_run(
         if any(c is None for c in contents):
             return 0
     t0 = task.m.now
-    # sgx_alloc_epc_page(reclaim=true) at each page's start, in list order
-    pages = epc.alloc_many(node, k)
+    # sgx_alloc_epc_page(reclaim=true) at each page's start, then the VA page's, in list order
+    popped = epc.alloc_many(node, total)
+    grown_before = np.cumsum(grow) - grow  # VA pages taken before page j
+    pos = np.arange(k, dtype=np.int64) + grown_before
+    pages = popped[pos]
+    vas = popped[pos[grow] + 1]
     idx = np.arange(index, index + k, dtype=np.int64)
-    epc.owner_encl[pages] = encl.id
+    epc.owner_encl[popped] = encl.id
     epc.owner_index[pages] = idx
-    j = np.arange(k, dtype=np.int64)
-    free0 = epc.nr_free_pages + k
-    sgx.free_timeline.record_many(t0 + j * period, free0 - 1 - j)
+    epc.owner_index[vas] = OWNER_VA
+    start = t0 + np.arange(k, dtype=np.int64) * period + grown_before * epa_ns
+    seq_time = np.repeat(start, 1 + grow.astype(np.int64))  # one record per page taken
+    free0 = epc.nr_free_pages + total
+    sgx.free_timeline.record_many(seq_time, free0 - 1 - np.arange(total, dtype=np.int64))
+    for va in vas.tolist():  # EPA, sgx_alloc_va_page's count, then the head of va_pages
+        if hw.epa(va):
+            raise RuntimeError(f"EPA refused free EPC page {va}")
+        encl.add_va_page(va)
+    sgx.stats.epa += int(vas.size)
+    sgx.stats.va_pages += int(vas.size)
     encl.page_cnt += k
     # EADD, then EEXTEND, in page order
     linaddrs = (encl.base + (idx << PAGE_SHIFT)).astype(np.uint64)
@@ -251,7 +281,7 @@ def add_run(
     sgx.stats.eadd += k
     if measure:
         sgx.stats.eextend += 16 * k
-    _finish(task, encl, k, period, steps, progress, count0)
+    _finish(task, encl, k, period, steps, progress, count0, (epa_ns, grow))
     return k
 
 
