@@ -83,3 +83,51 @@ class FlagField(ArrayView):
         else:
             bits = self._mask << self._shift
             w[index] = (int(w[index]) & ~bits) | ((int(value) & self._mask) << self._shift)
+
+
+class BitArray(ArrayView):
+    """A boolean array kept 8 to a byte (one bit per page of a file, issue 9)."""
+
+    __slots__ = ("_bits", "_n")
+
+    def __init__(self, n: int):
+        self._n = n
+        self._bits = np.zeros((n + 7) // 8, dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def size(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._bits.nbytes)
+
+    def _bit(self, index: Any) -> int:
+        i = int(index)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"index {index} is out of bounds for size {self._n}")
+        return i
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, int | np.integer):
+            i = self._bit(index)
+            return bool((int(self._bits[i >> 3]) >> (i & 7)) & 1)
+        bits = np.unpackbits(self._bits, count=self._n, bitorder="little")
+        return bits.astype(np.bool_)[index]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, int | np.integer) and not isinstance(value, np.ndarray):
+            i = self._bit(index)
+            if value:
+                self._bits[i >> 3] |= np.uint8(1 << (i & 7))
+            else:
+                self._bits[i >> 3] &= np.uint8(0xFF ^ (1 << (i & 7)))
+            return
+        full = self[:]
+        full[index] = value
+        self._bits[:] = np.packbits(full, bitorder="little")

@@ -74,3 +74,19 @@ def test_views_work_as_arrays():
     assert (~present).tolist() == [True, False, True, False]
     assert present.tobytes() == bytes([0, 1, 0, 1]) and int(kind.sum()) == 7
     assert pages.nbytes == 4 * 6
+
+
+@given(st.lists(st.tuples(st.integers(-13, 12), st.booleans()), max_size=40))
+def test_bit_array_reads_back_like_a_bool_array(writes):
+    from epcsim.packed import BitArray
+
+    bits, model = BitArray(13), np.zeros(13, dtype=np.bool_)
+    for i, v in writes:
+        bits[i] = v
+        model[i] = v
+        assert bits[i] == model[i]
+    assert bits[:].tolist() == model.tolist() and len(bits) == bits.size == 13
+    assert np.flatnonzero(bits).tolist() == np.flatnonzero(model).tolist()
+    bits[np.array([0, 5])] = True
+    model[[0, 5]] = True
+    assert bits[2:9].tolist() == model[2:9].tolist() and bits.nbytes == 2

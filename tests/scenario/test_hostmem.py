@@ -50,7 +50,7 @@ def test_per_page_estimates_cover_the_real_arrays():
     encl = system.create_enclave(size="64M")
     n = (64 << 20) // 4096
     per_encl = sum(a.nbytes for a in _arrays(encl, {n, n + 1}).values())
-    assert 6 * n < per_encl <= ELRANGE_PAGE_BYTES * n
+    assert 5 * n < per_encl <= ELRANGE_PAGE_BYTES * n
 
 
 def test_check_bytes_names_the_key_and_sizes(monkeypatch):

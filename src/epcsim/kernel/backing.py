@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PCMD_SIZE, PCMDS_PER_PAGE, PageType
+from epcsim.packed import BitArray
 
 
 @dataclass
@@ -117,7 +118,7 @@ class EnclaveBacking:
     bytes, another enclave id, flags EWB never writes) is kept aside raw, as is (issue 9: a
     MAC and a version slot per swapped page, the raw record only for tampered pages).
 
-    Per page of the file: ``present`` (1 byte); per stored record in ``tag`` mode: contents
+    Per page of the file: ``present`` (1 bit); per stored record in ``tag`` mode: contents
     8, MAC 8, flags 1 byte. Which VA slot holds a record's version is the enclave's
     (``va_of``, set by the enclave at CREATE); the file keeps no copy.
     """
@@ -127,7 +128,7 @@ class EnclaveBacking:
         self.size = size
         self.secs_index = size // PAGE_SIZE
         n = self.secs_index + 1
-        self.present = np.zeros(n, dtype=np.bool_)
+        self.present = BitArray(n)  # a record exists (one bit per page of the file)
         #: ``index -> (va_page, va_slot)``: the kernel's record of the slot (for inspection)
         self.va_of: Callable[[int], tuple[int, int]] | None = None
         self.nr_records = 0

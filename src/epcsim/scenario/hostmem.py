@@ -21,10 +21,10 @@ import os
 from epcsim.arch import PAGE_SIZE
 
 #: bytes per EPC page: EPCM fields (isa/epcm.py, 20), sgx_epc_page arrays with the list
-#: links the free lists and the LRU share (kernel/epc.py, 17); rounded up
+#: links the free lists and the LRU share (kernel/epc.py, 15); rounded up
 EPC_PAGE_BYTES = 48
 #: bytes per ELRANGE page: the packed sgx_encl_page arrays (kernel/encl_page.py, 6) and the
-#: backing file's per-page array (kernel/backing.py, 1), rounded up
+#: backing file's presence bit (kernel/backing.py), rounded up
 ELRANGE_PAGE_BYTES = 16
 #: bytes per page that may be written back (tag/mac mode): an 8-byte contents record, of the
 #: PCMD the flags and MAC (10 in tag mode, 18 in mac mode, kernel/backing.py), the VA slot
