@@ -249,6 +249,8 @@ class System:
     def stats(self) -> dict[str, Any]:
         """Counters (design.md): EPC totals, per-enclave residency, leaf and reclaim counts."""
         sgx = self.sgx
+        if sgx.flood is not None:
+            sgx.flood.settle()  # retries charged in bulk whose instant has passed
         out: dict[str, Any] = {
             "epc_pages_total": sgx.epc.nr_pages,
             "epc_pages_free": sgx.epc.nr_free_pages,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flood_bound import assert_within_flood_bound
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,6 +76,10 @@ scenario = st.fixed_dictionaries(
 )
 
 
+#: simulated time a generated scenario's threads get (see ``run_generated``)
+GENERATED_RUN_NS = 20_000_000
+
+
 def run_generated(p: dict, engine: str) -> dict:
     system = epcsim.System(
         epc=p["epc_pages"] * PAGE_SIZE,
@@ -95,22 +100,38 @@ def run_generated(p: dict, engine: str) -> dict:
     assert encl.add_pages(nt * PAGE_SIZE, n * PAGE_SIZE, "rw").ok
     assert encl.init().ok
     rng = np.random.default_rng(p["seed"])
+    procs = []
+    finished: list[int] = []
     for t in range(nt):
         pages = nt + rng.integers(0, n, size=p["accesses"])
         writes = rng.random(p["accesses"]) < p["writes"]
-        encl.start(pages, writes, name=f"t{t}")
-    if p["until_us"] is None:
-        system.run()
-    else:
+        proc = encl.start(pages, writes, name=f"t{t}")
+        proc.callbacks.append(lambda _e: finished.append(system.now))
+        procs.append(proc)
+    if p["until_us"] is not None:
         system.run(until=f"{p['until_us']}us")
-        system.run()
-    if p["trim"]:
+    # Bounded on purpose (the generator's pathological corner, not a model bug): on an EPC
+    # below SGX_NR_HIGH_PAGES ksgxd never sleeps (sgx_should_reclaim(SGX_NR_HIGH_PAGES) stays
+    # true while anything is on the LRU), and with one page on the LRU it isolates each page
+    # a thread has just loaded - the fault cleared its Accessed bit - and writes it back
+    # before the thread's EENTER completes: the TCS fault, ELDU, EWB cycle repeats for ever
+    # (seen with 24 pages, 1 thread, trim: 24K ELDUs for 3 accesses in 0.7 s simulated).
+    # The kernel on such an EPC would do the same; no real EPC is that small. So each phase
+    # gets GENERATED_RUN_NS of simulated time, and both engines stop at the same instant.
+    system.run(until=GENERATED_RUN_NS)
+    if p["trim"] and not any(proc.is_alive for proc in procs):
         half = max(1, n // 2)
         r = encl.modify_types(nt * PAGE_SIZE, half * PAGE_SIZE, "trim")
         if r.ok:
             encl.remove_pages(nt * PAGE_SIZE, half * PAGE_SIZE)
-        encl.access_pages(nt + rng.integers(half, n, size=50) if n > half else [nt])
-    return fingerprint(system)
+        after = nt + rng.integers(half, n, size=50) if n > half else np.array([nt])
+        encl.start(after, name="after-trim")
+        system.run(until=system.now + GENERATED_RUN_NS)
+    out = fingerprint(system)
+    out["threads_done_ns"] = max(finished) if len(finished) == nt else None
+    flood = system.sgx.flood
+    out["_parks"] = 0 if flood is None else flood.parks
+    return out
 
 
 @settings(
@@ -120,13 +141,20 @@ def run_generated(p: dict, engine: str) -> dict:
     derandomize=True,
 )
 @given(scenario)
-@pytest.mark.skipif(
-    not LONG,
-    reason="since the Linux mutex and CFS landed, some generated scenario runs far longer "
-    "(suspected: the -EAGAIN retry livelock); long mode only until that is bounded",
-)
 def test_generated_scenarios_agree(p):
-    assert_same(run_generated(p, "reference"), run_generated(p, "fast"))
+    assert_generated_agree(run_generated(p, "reference"), run_generated(p, "fast"))
+
+
+def assert_generated_agree(ref: dict, fast: dict) -> None:
+    """The same fingerprint - unless the fast engine charged a NOPAGE flood in bulk (its one
+    named deviation, epcsim/fast/flood.py): then the bound of tests/fast/test_flood.py."""
+    ref.pop("_parks")
+    if not fast.pop("_parks"):
+        assert_same(ref, fast)
+        return
+    assert_within_flood_bound(
+        ref["stats"], fast["stats"], ref["threads_done_ns"], fast["threads_done_ns"]
+    )
 
 
 # -- the examples, the demo, the selftests -------------------------------------------------
@@ -240,7 +268,7 @@ def test_fast_engine_takes_its_shortcuts():
         epc_pages=64, cpus=2, policy="lru", content_mode="tag", direct_reclaim=True, seed=3,
         footprint=2.0, threads=1, accesses=400, writes=0.3, trim=False, until_us=None,
     )  # fmt: skip
-    assert_same(run_generated(p, "reference"), run_generated(p, "fast"))
+    assert_generated_agree(run_generated(p, "reference"), run_generated(p, "fast"))
     s = epcsim.System(epc="256K", engine="fast")
     e = s.create_enclave("1M")
     assert e.add_pages(0, 32 * PAGE_SIZE).ok and e.init().ok

@@ -80,6 +80,8 @@ class Machine:
         self.context_switches = 0
         #: tasks optimistically spinning on a mutex, and the mutex (engine.mutex)
         self.spinning: dict[Task, Mutex] = {}
+        #: the fast engine's NOPAGE flood charger (``epcsim.fast.flood``); None otherwise
+        self.flood: Any = None
 
     @property
     def now(self) -> int:
@@ -102,6 +104,13 @@ class Machine:
             proc.interrupt("resched")
         elif task in self.spinning:
             self.spinning[task]._poke(task, self.costs.mutex_spin_poll)
+        elif self.flood is not None and task in self.flood.parked:
+            self.flood.wake(task)  # it notices at its next retry's mutex_lock
+
+    def _rq_changed(self) -> None:
+        """The run queue changed: a parked retrier's tick check may answer differently."""
+        if self.flood is not None and self.flood.parked:
+            self.flood.rq_changed()
 
     def _poke_spinners(self) -> None:
         """Every spinner re-checks its state (e.g. to start watching the tick)."""
@@ -286,8 +295,10 @@ class Task:
             mutex.owner = self
             if mutex._waiters:
                 mutex._fast_taken(self)
-            return
-        yield from mutex._lock_slow(self)
+        else:
+            yield from mutex._lock_slow(self)
+        if self.m.flood is not None and self.m.flood.parked:
+            self.m.flood.lock_taken(mutex)
 
     def unlock(self, mutex: Mutex) -> None:
         mutex._unlock(self)

@@ -117,11 +117,13 @@ class FifoRunQueue:
             return None
         ev = self.m.env.event()
         self._waiters.append((task, ev))
+        self.m._rq_changed()
         return ev
 
     def release(self, task: Task, cpu: int) -> None:
         if self._waiters:
             nxt, ev = self._waiters.popleft()
+            self.m._rq_changed()
             nxt._on_cpu(cpu)
             self.m.context_switches += 1
             ev.succeed()
@@ -133,13 +135,15 @@ class FifoRunQueue:
         self.release(task, cpu)
         return self.wake(task)
 
-    def tick_resched(self, task: Task) -> bool:
-        m = self.m
-        return bool(self._waiters) and m.env.now - task.slice_start >= self.sched_slice_ns
+    def tick_resched(self, task: Task, at: int | None = None) -> bool:
+        """``at``: evaluate at that instant with the queue as it is now (default: now)."""
+        now = int(self.m.env.now) if at is None else at
+        return bool(self._waiters) and now - task.slice_start >= self.sched_slice_ns
 
-    def next_tick(self, task: Task) -> int:
-        """When ``tick_resched`` can next turn true for ``task``."""
-        return max(int(self.m.env.now) + 1, task.slice_start + self.sched_slice_ns)
+    def next_tick(self, task: Task, at: int | None = None) -> int:
+        """When ``tick_resched`` can next turn true for ``task`` (after ``at``)."""
+        now = int(self.m.env.now) if at is None else at
+        return max(now + 1, task.slice_start + self.sched_slice_ns)
 
 
 class CfsRunQueue:
@@ -199,11 +203,13 @@ class CfsRunQueue:
             self._nonempty_since = int(self.m.env.now)
         self._seq += 1
         heapq.heappush(self._rq, (task.vruntime, self._seq, task, ev))
+        self.m._rq_changed()
         return ev
 
     def _pick(self, cpu: int) -> None:
         if self._rq:
             _, _, nxt, ev = heapq.heappop(self._rq)
+            self.m._rq_changed()
             nxt._on_cpu(cpu)
             self.m.context_switches += 1
             ev.succeed()
@@ -266,12 +272,14 @@ class CfsRunQueue:
         self._pick(cpu)
         return ev
 
-    def tick_resched(self, task: Task) -> bool:
-        """Would a tick since the task was picked have set need_resched (``check_preempt_tick``)?"""
+    def tick_resched(self, task: Task, at: int | None = None) -> bool:
+        """Would a tick since the task was picked have set need_resched (``check_preempt_tick``)?
+
+        ``at``: evaluate at that instant with the queue as it is now (default: now)."""
         rq = self._rq
         if not rq:
             return False
-        now = int(self.m.env.now)
+        now = int(self.m.env.now) if at is None else at
         tick = now - now % self.tick_ns
         if tick < self._nonempty_since or tick <= task.slice_start:
             return False
@@ -283,7 +291,7 @@ class CfsRunQueue:
             return False
         return task.vruntime + delta - rq[0][0] > ideal
 
-    def next_tick(self, task: Task) -> int:
-        """The next tick, when ``tick_resched`` is evaluated again."""
-        now = int(self.m.env.now)
+    def next_tick(self, task: Task, at: int | None = None) -> int:
+        """The next tick (after ``at``, default now), when ``tick_resched`` is evaluated again."""
+        now = int(self.m.env.now) if at is None else at
         return now - now % self.tick_ns + self.tick_ns

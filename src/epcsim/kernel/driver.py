@@ -91,6 +91,8 @@ def sgx_ioctl(
         sgx.stats.ioctl_ebusy += 1
         return IoctlResult(-EBUSY)
     encl.ioctl_busy = True
+    if sgx.flood is not None and sgx.flood.parked:
+        sgx.flood.wake_all(encl)
     try:
         if cmd == SGX_IOC_ENCLAVE_CREATE:
             return (yield from sgx_ioc_enclave_create(task, encl, arg))

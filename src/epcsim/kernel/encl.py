@@ -274,6 +274,8 @@ class SgxEncl:
         if ret == 0:
             self.vma_prot[first:last] = prot
             self.pte_present[first:last] &= (prot & PROT_R) != 0
+            if self.sgx.flood is not None and self.sgx.flood.parked:
+                self.sgx.flood.wake_all(self)
         return ret
 
     # -- PTEs and the accessed bit ----------------------------------------------------------
@@ -281,6 +283,8 @@ class SgxEncl:
         """``sgx_zap_enclave_ptes`` for one page (the model has one mm per enclave)."""
         self.pte_present[index] = False
         self.pte_young[index] = False
+        if self.sgx.flood is not None and self.sgx.flood.parked:
+            self.sgx.flood.page_changed(self, index)
 
     def test_and_clear_young(self, index: int) -> bool:
         """``sgx_encl_test_and_clear_young``."""
@@ -343,6 +347,8 @@ class SgxEncl:
             sgx.stats.secs_reloads += 1
         else:
             self.epc[index] = page  # desc: the EPC page replaces the VA slot
+            if sgx.flood is not None and sgx.flood.parked:
+                sgx.flood.page_changed(self, index)
         return 0
 
     def load_secs(self, task: Task) -> Gen:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from epcsim.arch import EBUSY, ENOMEM, ERESTARTSYS, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
 from epcsim.engine.machine import Gen, Machine, Task, WaitQueue
+from epcsim.fast.flood import NopageFlood
 from epcsim.isa import SgxCpu
 from epcsim.kernel.backing import BackingStore
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED, EpcPages
@@ -68,6 +69,10 @@ class Sgx:
         self.ewb_failures = 0
         #: simulated latency of enclave page faults (#PF to return), bounded, for reports
         self.fault_latency_ns = LatencyHistogram()
+        #: engine="fast": VM_FAULT_NOPAGE floods charged in bulk (epcsim.fast.flood)
+        self.flood: NopageFlood | None = None
+        if self.fast:
+            self.flood = machine.flood = NopageFlood(self)
 
     # -- sgx_should_reclaim / watermarks ------------------------------------------------------
     def should_reclaim(self, watermark: int) -> bool:
@@ -136,6 +141,8 @@ class Sgx:
         """``sgx_free_epc_page`` (the page must already be invalid)."""
         self.epc.free(page)
         self.free_timeline.record(self.m.now, self.epc.nr_free_pages)
+        if self.flood is not None and self.flood.parked:
+            self.flood.page_freed()
 
     # -- the reclaimable list ----------------------------------------------------------------
     def mark_page_reclaimable(self, page: int) -> None:
@@ -155,7 +162,13 @@ class Sgx:
                 return -EBUSY
             self.lru.unmark(page)
             self.epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
+            self.lru_changed()
         return 0
+
+    def lru_changed(self) -> None:
+        """Pages left the LRU: an empty one turns the fault path's -EBUSY into -ENOMEM."""
+        if self.flood is not None and self.flood.parked and len(self.lru) == 0:
+            self.flood.wake_all()
 
     # -- ksgxd ------------------------------------------------------------------------------
     def start_ksgxd(self) -> None:

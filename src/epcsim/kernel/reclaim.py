@@ -116,6 +116,7 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
     # Phase A - isolate from the LRU head under sgx_reclaimer_lock. The kref is taken under
     # the same lock, so no page is ever isolated without one: the time is charged after.
     isolated = sgx.lru.isolate(sgx.nr_to_scan)
+    sgx.lru_changed()
     stats.reclaim_scanned += len(isolated)
     chunk: list[tuple[int, SgxEncl, int]] = []
     for page in isolated:

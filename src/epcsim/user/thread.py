@@ -128,7 +128,7 @@ class EnclaveThread(Task):
         SECS first). With the implicit TCS the SECS itself is reloaded if it was evicted."""
         encl = self.encl
         while self.tcs_index >= 0 and not encl.pte_present[self.tcs_index]:
-            if not (yield from self._fault(self.tcs_index)):
+            if not (yield from self._fault_or_park(self.tcs_index, eresume=False)):
                 return False
         while self.tcs_index < 0 and not self._secs_resident():
             yield from self.lock(encl.lock)
@@ -194,13 +194,19 @@ class EnclaveThread(Task):
             self.hw.eexit(self.cpu)
         self.entered = False
 
-    def _fault(self, index: int) -> Gen:
-        """AEX, #PF into ``sgx_vma_fault``, then ERESUME (or SIGBUS)."""
+    def _fault(self, index: int, charged: bool = False) -> Gen:
+        """AEX, #PF into ``sgx_vma_fault``, then ERESUME (or SIGBUS).
+
+        ``charged``: the AEX and the #PF entry were charged already, with the retries of a
+        NOPAGE flood (``epcsim.fast.flood``); only the handler runs."""
         costs = self.m.costs
-        t0 = self.m.now
-        if self.cpu is not None and self.entered and not self.aexed:
-            self.hw.aex(self.cpu)
-        yield from self.run(costs.aex + costs.fault_entry)
+        if charged:
+            t0 = self.m.now - (costs.aex + costs.fault_entry)
+        else:
+            t0 = self.m.now
+            if self.cpu is not None and self.entered and not self.aexed:
+                self.hw.aex(self.cpu)
+            yield from self.run(costs.aex + costs.fault_entry)
         res = yield from sgx_vma_fault(self, self.encl, index)
         self.sgx.fault_latency_ns.append(self.m.now - t0)
         if res != VM_FAULT_NOPAGE:
@@ -270,11 +276,23 @@ class EnclaveThread(Task):
                 out.pf_error = PF_USER | (PF_WRITE if writes[i] else 0)
                 out.fault_address = encl.linaddr(idx)
                 break
-            if not (yield from self._fault(idx)):
+            if not (yield from self._fault_or_park(idx)):
                 out.sigbus = True
                 out.fault_address = encl.linaddr(idx)
                 break
         return out
+
+    def _fault_or_park(self, index: int, eresume: bool = True) -> Gen:
+        """``_fault``; on the fast engine, a retry that failed for want of a free EPC page
+        parks the thread until a retry may differ (``epcsim.fast.flood``, a named deviation),
+        then runs that retry's handler. ``eresume``: each retry re-enters the enclave first
+        (an access); without, it is the TCS fault of an entry (``_ensure_tcs``)."""
+        ok = yield from self._fault(index)
+        flood = self.sgx.flood
+        while ok and flood is not None and flood.parkable(self, index, eresume):
+            yield from flood.park(self, index, eresume)
+            ok = yield from self._fault(index, charged=True)
+        return ok
 
     def _pf_code(self, index: int, write: bool) -> int:
         """A regular #PF when the PTE forbids the access (e.g. after mprotect), else the SGX

@@ -1,0 +1,274 @@
+"""A flood of VM_FAULT_NOPAGE retries charged in bulk (fast engine only; a named deviation).
+
+When the EPC is full, ``sgx_vma_fault`` cannot load a page: ``sgx_alloc_epc_page(reclaim=
+false)`` fails with -EBUSY, the handler returns VM_FAULT_NOPAGE, and the thread ERESUMEs,
+re-executes the access and faults again - until ksgxd frees a page. The reference engine
+simulates every such retry (ERESUME, AEX, #PF entry, ``mutex_lock(&encl->lock)``, the failed
+allocation, the unlock, ``cond_resched``). With 64 threads on 16 CPUs that is hundreds of
+retries per access that completes (issue 9, row 10).
+
+The outcome of one retry is fixed by a few facts: the free lists are empty, the LRU is not
+(else the allocation returns -ENOMEM), the page is still not resident, the enclave's state
+(TCS mapped, no ioctl running, alive), and whether the thread must reschedule. While they
+hold, every retry of the thread (``EnclaveThread.access_stream``, the only caller that
+parks) takes exactly ``eresume + aex + fault_entry`` ns and changes nothing but counters.
+So the thread *parks*: it keeps its CPU (the retries keep it busy, and CFS sees it running),
+and sleeps until the first **decision instant** - the end of one of its retry cycles, where
+the reference would take ``encl->lock`` and try to allocate - at which one of those facts
+may have changed:
+
+* a page was freed (``sgx_free_epc_page``): the parked thread whose next decision instant
+  comes first resumes there, as it would be the first to try to allocate (one per freed
+  page); a thread that then loses the page to another task parks again;
+* another task took ``encl->lock`` (``Task.lock``): a parked thread looks at the lock at its
+  next decision instant and, if it is still held, resumes - its retry would wait for the
+  lock there, spinning or sleeping, and that wait is the reference's own mutex code;
+* the LRU became empty, an ioctl started on the enclave, an mprotect, a PTE of the thread's
+  TCS was zapped, or its page was loaded by another task: the threads concerned resume;
+* need_resched: a wake-up preemption (``Machine._resched``), or a tick; ``tick_resched`` is
+  evaluated at the first decision instant after every tick and again whenever the run
+  queue changes, with the queue as it is then - what the reference evaluates at each retry.
+
+The skipped retries are counted where the reference counts them: ``page_faults``,
+``alloc_ebusy``, ``fault_retries`` and one fault latency (``aex + fault_entry``) each, and the
+thread's CPU time. At the decision instant the thread runs the retry's second half for real
+(``EnclaveThread._fault(charged=True)``: lock, allocation, unlock, ``cond_resched``), so the
+allocation, a contended lock and a reschedule are the reference's own code.
+
+What is not the same as the reference (named deviation, bounded and tested in
+``tests/fast/test_flood.py``; see ``epcsim/fast/README.md``):
+
+1. A parked thread does not take ``encl->lock`` at its skipped retries. In the reference each
+   retry takes and releases the free lock at once (no time passes under it). That instant
+   matters only to a task spinning on the lock at the same moment: a spinner takes a
+   released lock only after ``mutex_pickup`` ns of it staying free, and a retry's take
+   restarts that wait (and counts as a steal if someone sleeps on the lock). So in the fast
+   engine a spinning ksgxd may get the lock up to a few pickups sooner. A lock that is
+   *held* at a decision instant is seen (above), so the retriers do wait for ksgxd's
+   critical sections as in the reference.
+2. Changes that the reference would notice at the ERESUME or at the access (a TCS zapped, the
+   page mapped by another thread) are noticed at the next decision instant: at most one more
+   retry.
+3. The failed allocations' samples of the free-page timeline (the value does not change) are
+   not recorded, and the skipped retries' latencies are appended when the thread resumes,
+   not interleaved with other threads' latencies.
+4. Events at the very instant of a decision are taken as seen by it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from epcsim.engine.machine import Gen, Task
+    from epcsim.kernel.encl import SgxEncl
+    from epcsim.kernel.main import Sgx
+
+
+class _Park:
+    """One parked retrier: its retry cycles end at ``base + j * period`` (j >= 1)."""
+
+    __slots__ = (
+        "base",
+        "counted",
+        "ev",
+        "forced",
+        "index",
+        "lock_check",
+        "period",
+        "thread",
+        "tick_at",
+    )
+
+    def __init__(self, thread: Any, index: int, base: int, period: int):
+        self.thread = thread
+        self.index = index
+        self.base = base
+        self.period = period
+        self.counted = 0  # skipped retries already counted (``settle``)
+        self.forced: int | None = None  # earliest decision instant it must resume at
+        self.lock_check = -1  # decision instant at which encl->lock is checked
+        self.tick_at = 0  # decision instant at which need_resched is checked next
+        self.ev: Any = None
+
+
+class NopageFlood:
+    """The parked retriers of one ``Sgx`` (``machine.flood``; fast engine only)."""
+
+    def __init__(self, sgx: Sgx):
+        self.sgx = sgx
+        self.m = sgx.m
+        self.parked: dict[Task, _Park] = {}
+        #: retries charged in bulk, and how many times a thread parked (benchmarks, tests)
+        self.bulk_retries = 0
+        self.parks = 0
+
+    # -- when a thread may park -----------------------------------------------------------
+    def parkable(self, thread: Any, index: int, eresume: bool = True) -> bool:
+        """Would the thread's next retries fail exactly as the last one did?
+
+        ``eresume``: an access's retries (ERESUME, AEX, #PF); else the retries of the TCS
+        fault before an entry (AEX... #PF only: ``_ensure_tcs``)."""
+        sgx = self.sgx
+        encl: SgxEncl = thread.encl
+        tcs = thread.tcs_index
+        return (
+            sgx.epc.nr_free_pages == 0
+            and len(sgx.lru) > 0
+            and tcs >= 0
+            and thread.cpu is not None
+            and not thread._resched
+            and (not eresume or (thread.entered and thread.aexed))
+            and (eresume or index == tcs)
+            and not encl.dead
+            and not encl.ioctl_busy
+            and bool(encl.present[index])
+            and int(encl.epc[index]) < 0
+            and not encl.pte_present[index]
+            and (not eresume or bool(encl.pte_present[tcs]))
+            and encl.secs_epc >= 0
+        )
+
+    # -- parking ---------------------------------------------------------------------------
+    def park(self, thread: Any, index: int, eresume: bool = True) -> Gen:
+        """Hold the CPU until a decision instant where a retry may differ. On return the
+        retry cycle ending now has its ERESUME (``eresume``), AEX and #PF entry charged; the
+        caller runs its decision (``_fault(charged=True)``)."""
+        m = self.m
+        costs = m.costs
+        period = costs.aex + costs.fault_entry + (costs.eresume if eresume else 0)
+        p = _Park(thread, index, m.now, period)
+        self.parked[thread] = p
+        self.parks += 1
+        self._plan_tick(p)
+        try:
+            lock = thread.encl.lock
+            while True:
+                # Timers due at the same instant may find the event already triggered by
+                # another: every reason is decided from the park's state, not the value.
+                p.ev = m.env.event()
+                yield p.ev
+                now = m.now
+                if p.forced is not None and p.forced <= now:
+                    break
+                if p.lock_check == now and lock.owner is not None:
+                    break  # taken since, still held: the retry would wait for it
+                if p.tick_at <= now:
+                    if self._resched_due(p, now):
+                        break
+                    self._plan_tick(p)
+        finally:
+            del self.parked[thread]
+        j = (m.now - p.base) // p.period
+        self._count(p, j - 1)
+        thread.busy_ns += j * p.period
+
+    def _count(self, p: _Park, total: int) -> None:
+        """Count the skipped retries up to ``total`` (those not counted yet)."""
+        n = total - p.counted
+        if n <= 0:
+            return
+        p.counted = total
+        st = self.sgx.stats
+        st.page_faults += n
+        st.alloc_ebusy += n
+        st.fault_retries += n
+        costs = self.m.costs
+        self.sgx.fault_latency_ns.append_many(costs.aex + costs.fault_entry, n)
+        self.bulk_retries += n
+
+    def settle(self) -> None:
+        """Count the retries whose decision instant has passed (``System.stats``)."""
+        now = self.m.now
+        for p in self.parked.values():
+            self._count(p, (now - p.base - 1) // p.period)
+
+    # -- decision instants and timers -------------------------------------------------------
+    def _next_decision(self, p: _Park, at: int) -> int:
+        """The first decision instant at or after ``at`` (never the one the park began at)."""
+        j = max(1, -(-(at - p.base) // p.period))
+        return p.base + j * p.period
+
+    def _timer(self, p: _Park, at: int) -> None:
+        def fire(_e: object) -> None:
+            if self.parked.get(p.thread) is p and p.ev is not None and not p.ev.triggered:
+                p.ev.succeed()
+
+        self.m.env.timeout(at - self.m.now).callbacks.append(fire)
+
+    def _resched_due(self, p: _Park, at: int) -> bool:
+        """Would ``need_resched()`` be true at the decision instant ``at``?"""
+        t = p.thread
+        return bool(t._resched) or self.m.rq.tick_resched(t, at=at)
+
+    def _plan_tick(self, p: _Park) -> None:
+        """A timer at the next decision instant where a tick may set need_resched."""
+        rq = self.m.rq
+        c = self._next_decision(p, self.m.now)
+        if not self._resched_due(p, c):
+            c = self._next_decision(p, rq.next_tick(p.thread, at=c))
+        p.tick_at = c
+        self._timer(p, c)
+
+    def _force(self, p: _Park) -> None:
+        c = self._next_decision(p, self.m.now)
+        if p.forced is None or c < p.forced:
+            p.forced = c
+            self._timer(p, c)
+
+    # -- what can change a retry's outcome (hooks in the kernel model) ---------------------
+    def wake(self, thread: Task) -> None:
+        """``thread`` must resume at its next decision instant (e.g. need_resched)."""
+        p = self.parked.get(thread)
+        if p is not None:
+            self._force(p)
+
+    def page_freed(self) -> None:
+        """A page went back to the free lists: the retrier that would try first resumes."""
+        now = self.m.now
+        best: _Park | None = None
+        best_at = 0
+        for p in self.parked.values():
+            c = self._next_decision(p, now)
+            if p.forced is not None and p.forced <= c:
+                continue  # already resuming there
+            if best is None or c < best_at:
+                best, best_at = p, c
+        if best is not None:
+            self._force(best)
+
+    def wake_all(self, encl: SgxEncl | None = None) -> None:
+        """Every parked retrier (of ``encl``) resumes: the LRU emptied, an ioctl, mprotect."""
+        for p in list(self.parked.values()):
+            if encl is None or p.thread.encl is encl:
+                self._force(p)
+
+    def page_changed(self, encl: SgxEncl, index: int) -> None:
+        """A page of ``encl`` was loaded or its PTE zapped: retriers on it, or whose TCS it
+        is, resume."""
+        for p in list(self.parked.values()):
+            t = p.thread
+            if t.encl is encl and (p.index == index or t.tcs_index == index):
+                self._force(p)
+
+    def lock_taken(self, mutex: Any) -> None:
+        """Another task took ``mutex``: a retrier of that enclave whose next decision comes
+        while it is still held would wait for it, so it looks at its next decision."""
+        now = self.m.now
+        for p in self.parked.values():
+            if p.thread.encl.lock is mutex:
+                c = self._next_decision(p, now)
+                if c != p.lock_check and (p.forced is None or c < p.forced):
+                    p.lock_check = c
+                    self._timer(p, c)
+
+    def rq_changed(self) -> None:
+        """The run queue changed: a tick check may now answer yes sooner."""
+        now = self.m.now
+        for p in list(self.parked.values()):
+            c = self._next_decision(p, now)
+            if (p.forced is None or c < p.forced) and self._resched_due(p, c):
+                self._force(p)
+
+
+__all__ = ["NopageFlood"]
