@@ -88,6 +88,8 @@ def run_length(t: EnclaveThread, first: int, limit: int, flags: int) -> int:
         return 0
     if not t.entered or t.aexed or m.rq.waiting() or not encl.lock.idle():
         return 0
+    if m.flood is not None and m.flood.parked:  # their retries would take encl->lock
+        return 0
     secs = encl.secs_epc
     if secs < 0 or secs not in hw.secs_at:
         return 0

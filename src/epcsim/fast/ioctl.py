@@ -74,6 +74,8 @@ def _quiet(task: Task, encl: SgxEncl, period: int, limit: int) -> int:
         return 0
     if m.rq.waiting() or not encl.lock.idle():
         return 0
+    if m.flood is not None and m.flood.parked:  # their retries would take encl->lock
+        return 0
     nxt = m.env.peek()
     if nxt == float("inf"):
         return limit
