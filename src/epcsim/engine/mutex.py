@@ -257,13 +257,18 @@ class LinuxMutex(Mutex):
                         return True
                     wake_at = self._handed_at + pickup
                 elif owner is None:
-                    if now - self._free_since >= pickup:
+                    free_since = self._free_since
+                    if m.flood is not None and m.flood.parked:
+                        # the fast engine's parked NOPAGE retriers take and release the
+                        # lock at their retries' instants too (epcsim.fast.flood)
+                        free_since = m.flood.free_since(self, free_since, now)
+                    if now - free_since >= pickup:
                         self._take(task)
                         self.spin_acquired += 1
                         self._log("spin_acquire", task)
                         got = True
                         return True
-                    wake_at = self._free_since + pickup
+                    wake_at = free_since + pickup
                 elif owner.cpu is None:
                     return False
                 if m.cpu_contended():

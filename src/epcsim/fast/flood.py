@@ -99,6 +99,8 @@ class NopageFlood:
         self.sgx = sgx
         self.m = sgx.m
         self.parked: dict[Task, _Park] = {}
+        #: acquisitions of each encl->lock seen while retriers were parked (``lock_taken``)
+        self._holds: dict[Any, int] = {}
         #: retries charged in bulk, and how many times a thread parked (benchmarks, tests)
         self.bulk_retries = 0
         self.parks = 0
@@ -141,6 +143,9 @@ class NopageFlood:
         self.parked[thread] = p
         self.parks += 1
         self._plan_tick(p)
+        if thread.encl.lock.owner is not None:  # parking inside another task's hold
+            p.lock_check = self._next_decision(p, m.now)
+            self._timer(p, p.lock_check)
         try:
             lock = thread.encl.lock
             while True:
@@ -253,14 +258,53 @@ class NopageFlood:
 
     def lock_taken(self, mutex: Any) -> None:
         """Another task took ``mutex``: a retrier of that enclave whose next decision comes
-        while it is still held would wait for it, so it looks at its next decision."""
-        now = self.m.now
+        while it is still held would wait for it there, so it resumes there.
+
+        One timer per hold, not per retrier: it fires at the earliest decision instant of
+        the enclave's parked retriers, resumes those deciding then if the hold goes on, and
+        moves on to the next earliest; a release (or a new hold) ends the chain."""
+        hold = self._holds.get(mutex, 0) + 1
+        self._holds[mutex] = hold
+        self._chain(mutex, hold, self.m.now)
+
+    def _chain(self, mutex: Any, hold: int, after: int) -> None:
+        """Schedule the hold's next look: the first decision instant at or after ``after``."""
+        first: int | None = None
         for p in self.parked.values():
             if p.thread.encl.lock is mutex:
-                c = self._next_decision(p, now)
-                if c != p.lock_check and (p.forced is None or c < p.forced):
-                    p.lock_check = c
-                    self._timer(p, c)
+                c = self._next_decision(p, after)
+                if first is None or c < first:
+                    first = c
+        if first is None:
+            return
+        at = first
+
+        def fire(_e: object) -> None:
+            if self._holds.get(mutex) != hold or mutex.owner is None:
+                return  # released, or held anew (that hold has its own chain)
+            for p in list(self.parked.values()):
+                if p.thread.encl.lock is mutex and self._next_decision(p, at) == at:
+                    p.lock_check = at
+                    if p.ev is not None and not p.ev.triggered:
+                        p.ev.succeed()
+            self._chain(mutex, hold, at + 1)
+
+        self.m.env.timeout(at - self.m.now).callbacks.append(fire)
+
+    def free_since(self, mutex: Any, free_since: int, now: int) -> int:
+        """When ``mutex`` was last released, counting the take-and-release of each skipped
+        retry (at its decision instant, the lock being free): a spinner takes a released
+        lock only after ``mutex_pickup`` ns of it staying free (``LinuxMutex._spin``), and
+        in the reference every retry restarts that wait."""
+        last = free_since
+        for p in self.parked.values():
+            if p.thread.encl.lock is mutex:
+                j = (now - p.base) // p.period
+                if j >= 1:
+                    d = p.base + j * p.period
+                    if d > last:
+                        last = d
+        return last
 
     def rq_changed(self) -> None:
         """The run queue changed: a tick check may now answer yes sooner."""
