@@ -40,12 +40,13 @@ What is not the same as the reference (named deviation, bounded and tested in
 
 1. A parked thread does not take ``encl->lock`` at its skipped retries. In the reference each
    retry takes and releases the free lock at once (no time passes under it). That instant
-   matters only to a task spinning on the lock at the same moment: a spinner takes a
-   released lock only after ``mutex_pickup`` ns of it staying free, and a retry's take
-   restarts that wait (and counts as a steal if someone sleeps on the lock). So in the fast
-   engine a spinning ksgxd may get the lock up to a few pickups sooner. A lock that is
-   *held* at a decision instant is seen (above), so the retriers do wait for ksgxd's
-   critical sections as in the reference.
+   matters to a task spinning on the lock: a spinner takes a released lock only after
+   ``mutex_pickup`` ns of it staying free, and a retry's take restarts that wait - so
+   ``LinuxMutex._spin`` asks ``free_since`` here, which counts the skipped retries'
+   instants. What is not reproduced: the take is not an acquisition, so ``Mutex.steals``
+   and the mutex trace miss it, and a task that runs ``mutex_lock`` at that very instant
+   finds the lock free. A lock that is *held* at a decision instant is seen (above), so
+   the retriers wait for ksgxd's critical sections as in the reference.
 2. Changes that the reference would notice at the ERESUME or at the access (a TCS zapped, the
    page mapped by another thread) are noticed at the next decision instant: at most one more
    retry.
