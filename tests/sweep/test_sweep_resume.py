@@ -109,8 +109,14 @@ def test_sigkill_in_the_middle_then_rerun_runs_only_the_missing_points(tmp_path)
     _rerun_and_check(tmp_path, sweep, db, before)
 
 
+#: Three short points, then one ~40x longer: Ctrl-C sent after the first row always lands
+#: before the sweep ends, however long the test process waits for a CPU on a loaded machine
+#: (with eight equal points the sweep once finished first and exited 0).
+LAST_ONE_LONG = '[grid]\n"enclave.0.thread.0.repeat" = [1, 2, 3, 80]\n'
+
+
 def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_rows(tmp_path):
-    sweep, db = write_sweep(tmp_path), tmp_path / "r.sqlite"
+    sweep, db = write_sweep(tmp_path, LAST_ONE_LONG), tmp_path / "r.sqlite"
     proc = _start(sweep, db)
     try:
         _wait_for_rows(proc, db, 1)
@@ -122,7 +128,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_rows(tmp_path):
     assert proc.returncode == 130, stderr
     assert [ln for ln in stderr.splitlines() if ln.strip()] == ["interrupted"]
     before = rows_in(db)
-    assert 1 <= len(before) < 8
+    assert 1 <= len(before) < 4
     _rerun_and_check(tmp_path, sweep, db, before)
 
 
