@@ -87,16 +87,19 @@ def test_eldu_commit_writes_the_entry_field_by_field(secinfo, pt, blocked, secs_
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=40))
 def test_va_take_slot_takes_the_first_free_slot(bits):
-    used = np.array(bits, dtype=np.bool_)
-    free = np.flatnonzero(~used)
-    before = used.copy()
+    """On the packed slot map (8 slots to a byte; slots past ``bits`` are taken)."""
+    bools = np.array(bits + [True] * (-len(bits) % 8), dtype=np.bool_)
+    used = np.packbits(bools, bitorder="little")
+    free = np.flatnonzero(~bools)
+    before = bools.copy()
     slot, full = va_take_slot(used)
+    after = np.unpackbits(used, bitorder="little").astype(np.bool_)
     if not free.size:
-        assert slot == -1 and full and (used == before).all()
+        assert slot == -1 and full and (after == before).all()
         return
     assert slot == free[0] and full == (free.size == 1)
     before[slot] = True
-    assert (used == before).all()
+    assert (after == before).all()
 
 
 @settings(max_examples=300, deadline=None)

@@ -43,9 +43,11 @@ CORRUPTIONS = {
     "resident page lost": lambda s, a, b: a.encl.epc.__setitem__(_first(a.encl), -1),
     "EPCM invalid": lambda s, a, b: s.cpu.epcm.valid.__setitem__(a.encl.epc[_first(a.encl)], False),
     "EPCM type": lambda s, a, b: s.cpu.epcm.pt.__setitem__(a.encl.epc[_first(a.encl)], 4),
-    "VA slot freed": lambda s, a, b: a.encl.va_used[
-        int(a.encl.va_page[_first(a.encl, False)])
-    ].__setitem__(int(a.encl.va_slot[_first(a.encl, False)]), False),
+    "VA slot freed": lambda s, a, b: a.encl.va_free_slot(
+        int(a.encl.va_page[_first(a.encl, False)]),
+        int(a.encl.va_slot[_first(a.encl, False)]),
+        to_head=False,
+    ),
     "backing record dropped": lambda s, a, b: s.backing[a.id].truncate(_first(a.encl, False)),
     "off the LRU": lambda s, a, b: s.sgx.lru.unmark(int(a.encl.epc[_first(a.encl)])),
     "untracked on the LRU": lambda s, a, b: s.sgx.epc.flags.__setitem__(

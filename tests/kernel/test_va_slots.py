@@ -11,7 +11,7 @@ def test_slot_order_full_page_to_tail_freed_slot_to_head():
     e = system.create_enclave("4M").encl
     first = e.va_pages[0]
     # a second VA page (bookkeeping only), at the head as sgx_encl_grow's caller puts it
-    e.va_used[1234] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.bool_)
+    e.va_used[1234] = np.zeros(SGX_VA_SLOT_COUNT // 8, dtype=np.uint8)  # no slot used
     e.va_pages.insert(0, 1234)  # new VA pages go to the head
     assert e.va_pages == [1234, first]
     slots = [e.va_alloc_slot() for _ in range(SGX_VA_SLOT_COUNT)]

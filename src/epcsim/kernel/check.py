@@ -325,7 +325,7 @@ def _check_enclave(
     if (want > 1).any():
         bad.append(f"{name}: two evicted pages share a VA slot")
     if encl.va_pages:
-        used = np.stack([encl.va_used[va] for va in encl.va_pages])
+        used = np.stack([encl.va_used_slots(va) for va in encl.va_pages])
         versions = None
         if all(va in hw.va for va in encl.va_pages):
             versions = np.stack([hw.va[va] for va in encl.va_pages])

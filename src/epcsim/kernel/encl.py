@@ -94,6 +94,7 @@ class SgxEncl:
         self.page_cnt = 0
         self.secs_child_cnt = 0
         self.va_pages: list[int] = []  # EPC indices, head first
+        #: VA page -> its slot map: one bit per slot, 8 to a byte (``va_take_slot``; issue 9)
         self.va_used: dict[int, np.ndarray] = {}
         self._backing: EnclaveBacking | None = None
         #: the user-layer handle (``epcsim.user.enclave.Enclave``); the kernel never uses it
@@ -133,6 +134,10 @@ class SgxEncl:
         self.epc = EpcField(p.desc)  # entry->epc_page, -1 when not resident
         self.va_page = VaField(p.desc, p.va_ids, slot=False)  # entry->va_page while evicted
         self.va_slot = VaField(p.desc, p.va_ids, slot=True)  # slot (desc VA offset >> 3)
+
+    def va_used_slots(self, va: int) -> np.ndarray:
+        """The used slots of VA page ``va`` as 512 booleans (for the invariant checker)."""
+        return np.unpackbits(self.va_used[va], bitorder="little").astype(np.bool_)
 
     def elrange_nbytes(self) -> int:
         """Host bytes of the per-page state (for the memory benchmarks)."""
@@ -213,7 +218,7 @@ class SgxEncl:
         if va >= 0:
             self.va_pages.insert(0, va)
             self.va_ids.add(va)
-            self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.bool_)
+            self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT // 8, dtype=np.uint8)
 
     def shrink(self, task: Task, va: int) -> Gen:
         """``sgx_encl_shrink``: undo a grow; frees the VA page (EREMOVE) only if one was just
@@ -239,7 +244,7 @@ class SgxEncl:
         return va, int(slot)
 
     def va_free_slot(self, va: int, slot: int, to_head: bool) -> None:
-        self.va_used[va][slot] = False
+        self.va_used[va][slot >> 3] &= np.uint8(0xFF ^ (1 << (slot & 7)))
         if to_head:
             self.va_pages.remove(va)
             self.va_pages.insert(0, va)
