@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from epcsim.arch import PageType, SgxReturn
+from epcsim.fast.ops import encl_page as pte_ops  # (its names start with test_)
 from epcsim.fast.ops.epcm import FAULT_PF, eblock_apply, eldu_commit, ewb_check
 from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
 from epcsim.fast.ops.va import va_take_slot
@@ -114,3 +115,17 @@ def test_reclaimer_writing_to_pcmd_looks_at_the_32_pages_of_the_pcmd_page(pages,
     sl = slice(first, min(first + 32, desc.size))
     want = bool(np.any((desc[sl] >= 0) & ((flags[sl] & ENCL_PAGE_BEING_RECLAIMED) != 0)))
     assert reclaimer_writing_to_pcmd(desc, flags, index) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 255))
+def test_pte_ops_touch_only_the_pte_bits(word):
+    from epcsim.kernel.encl_page import ENCL_PAGE_PTE_PRESENT as P
+    from epcsim.kernel.encl_page import ENCL_PAGE_PTE_YOUNG as Y
+
+    flags = np.full(3, word, dtype=np.uint8)
+    young = pte_ops.test_and_clear_young(flags, 1)
+    assert young == bool(word & P and word & Y)
+    assert flags.tolist() == [word, word & ~Y, word]
+    pte_ops.zap_ptes(flags, 2)
+    assert flags.tolist() == [word, word & ~Y, word & ~(P | Y)]

@@ -23,6 +23,7 @@ from epcsim.arch import (
     SGX_VA_SLOT_COUNT,
 )
 from epcsim.engine.machine import Gen, Mutex, Task
+from epcsim.fast.ops import encl_page as encl_page_ops
 from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
 from epcsim.fast.ops.va import va_take_slot
 from epcsim.isa import PageInfo
@@ -285,17 +286,15 @@ class SgxEncl:
 
     # -- PTEs and the accessed bit ----------------------------------------------------------
     def zap_ptes(self, index: int) -> None:
-        """``sgx_zap_enclave_ptes`` for one page (the model has one mm per enclave)."""
-        self.pte_present[index] = False
-        self.pte_young[index] = False
+        """``sgx_zap_enclave_ptes`` for one page (the model has one mm per enclave); the op
+        is ``epcsim.fast.ops.encl_page``."""
+        encl_page_ops.zap_ptes(self.pages.flags, index)
         if self.sgx.flood is not None and self.sgx.flood.parked:
             self.sgx.flood.page_changed(self, index)
 
     def test_and_clear_young(self, index: int) -> bool:
-        """``sgx_encl_test_and_clear_young``."""
-        young = bool(self.pte_present[index] and self.pte_young[index])
-        self.pte_young[index] = False
-        return young
+        """``sgx_encl_test_and_clear_young`` (``epcsim.fast.ops.encl_page``)."""
+        return bool(encl_page_ops.test_and_clear_young(self.pages.flags, index))
 
     # -- loading evicted pages (spec §7) -------------------------------------------------------
     def _reclaimer_writing_to_pcmd(self, index: int) -> bool:

@@ -10,6 +10,7 @@ dispatch); a one-field read or write stays in Python.
 * ``epcm``: the EPCM state checks and updates of EBLOCK, EWB and ELDU (``isa/paging.py``).
 * ``page_list``: taking pages off a list head over the shared links (the LRU's isolate).
 * ``pcmd``: ``reclaimer_writing_to_pcmd`` (``sgx/encl.c``).
+* ``encl_page``: ``sgx_zap_enclave_ptes`` and ``sgx_encl_test_and_clear_young`` for a page.
 * ``va``: a VA page's first free slot (``sgx_alloc_va_slot``).
 """
 
