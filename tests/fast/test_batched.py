@@ -21,6 +21,7 @@ from test_differential import assert_same, fingerprint
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.kernel.ioctl import observe_only
 from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.stats import LatencyHistogram, Timeline
 
@@ -215,7 +216,7 @@ def run_ioctls(p: dict, engine: str):
     r = encl.add_pages(
         PAGE_SIZE, n * PAGE_SIZE, "rw", measure=p["measure"],
         data=data if p["data"] else None,
-        progress=lambda _e, c: seen.append((c, system.now)),
+        progress=observe_only(lambda _e, c: seen.append((c, system.now))),
     )  # fmt: skip
     results = [(r.ret, r.count)]
     assert encl.init().ok
@@ -288,3 +289,27 @@ def test_ioctl_batches_are_taken(runtime, content_mode, op, epoch0):
     n = int(700 * 0.8)
     steps = 3 if op == "trim" else 2  # (trim, EACCEPT, removal) or (restrict, EACCEPT)
     assert fast[4] >= n + steps * int(n * 0.9 * 0.9) - 32
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_a_hook_that_acts_sees_each_page_as_in_the_reference(marked):
+    """A progress hook may act - here it sends a signal after the third page, so ADD_PAGES
+    stops there with a partial count (spec §10.2). Unmarked, the fast engine takes no batched
+    run and agrees with the reference; marked ``observe_only`` (a promise the hook breaks)
+    the run is batched, which is why the mark exists."""
+    out = {}
+    for engine in ("reference", "fast"):
+        system = epcsim.System(epc="1M", engine=engine)
+        encl = system.create_enclave("64K")
+
+        def hook(_e, done: int, encl=encl) -> None:
+            if done == 3 * PAGE_SIZE:
+                encl.task.send_signal()
+
+        r = encl.add_pages(0, 8 * PAGE_SIZE, progress=observe_only(hook) if marked else hook)
+        out[engine] = (r.ret, r.count, system.stats()["eadd"], system.sgx.batched_pages)
+    assert out["reference"][:3] == (0, 3 * PAGE_SIZE, 3)
+    if marked:
+        assert out["fast"][1] == 8 * PAGE_SIZE and out["fast"][3] == 8
+    else:
+        assert out["fast"] == out["reference"]

@@ -26,9 +26,11 @@ that does not meet them; that page runs the reference code:
 The EPCM, the enclave's page arrays and ``sgx_epc_page`` are written through the ``_epcm_*``
 and ``_encl_*`` functions below only, so a layout change touches those.
 
-A ``progress`` hook (``ProgressHook``) is called once per page, in order, with the clock set
-to that page's end, as in the reference; the page arrays it could read already hold the whole
-run (the hooks only report progress: ``epcsim.kernel.ioctl.ProgressHook``).
+A ``progress`` hook (``ProgressHook``) marked ``observe_only`` (a progress bar) is called once
+per page, in order, with the clock set to that page's end, as in the reference; the page
+arrays it could read already hold the whole run. A hook without the mark may act (a test
+sends a signal from one), so the callers take no batched run then
+(``epcsim.kernel.ioctl.hook_may_act``).
 """
 
 from __future__ import annotations

@@ -49,6 +49,22 @@ U64_MAX = (1 << 64) - 1
 ProgressHook = Callable[[SgxEncl, int], None]
 
 
+def observe_only(hook: ProgressHook) -> ProgressHook:
+    """Mark ``hook`` as one that only reports progress (a progress bar) and changes nothing.
+
+    The fast engine may then apply a run of pages at once and call the hook once per page
+    afterwards (``epcsim.fast.ioctl``). A hook without the mark may act - send a signal, start
+    a task, change a page - and the reference would see that before the next page, so with
+    such a hook the fast engine runs page by page, as the reference does."""
+    hook.observe_only = True  # type: ignore[attr-defined]
+    return hook
+
+
+def hook_may_act(progress: ProgressHook | None) -> bool:
+    """A hook is set and not marked ``observe_only``: no batched runs (see above)."""
+    return progress is not None and not getattr(progress, "observe_only", False)
+
+
 @dataclass
 class IoctlResult:
     """What userspace gets back: the return value and the copied-back struct fields."""
@@ -289,7 +305,7 @@ def sgx_ioc_enclave_add_pages(
             if c == 0:
                 ret = -ERESTARTSYS
             break  # c > 0: ret keeps the previous page's 0 (partial success)
-        if encl.sgx.fast:  # a run of pages at once where nothing can interleave
+        if encl.sgx.fast and not hook_may_act(progress):  # a run where nothing interleaves
             k = fast_ioctl.add_run(
                 task, encl, (arg.offset + c) // PAGE_SIZE, (arg.length - c) // PAGE_SIZE,
                 arg.src, c, arg.secinfo.flags, bool(arg.flags & SGX_PAGE_MEASURE), progress, c,

@@ -29,7 +29,12 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.fast import ioctl as fast_ioctl
 from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
-from epcsim.kernel.ioctl import IoctlResult, ProgressHook, validate_offset_length
+from epcsim.kernel.ioctl import (
+    IoctlResult,
+    ProgressHook,
+    hook_may_act,
+    validate_offset_length,
+)
 from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
 
 
@@ -129,7 +134,7 @@ def _page_loop(
     sgx = encl.sgx
     ret = 0
     c = 0
-    if not sgx.fast:
+    if not sgx.fast or hook_may_act(progress):  # a hook that may act sees each page
         batch = None
     while c < length:
         if batch is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.ioctl import observe_only
 from epcsim.scenario.hostmem import HostMemoryError, check_plan
 from epcsim.scenario.model import Scenario
 from epcsim.scenario.plan import Plan, compile_scenario
@@ -113,6 +114,7 @@ def _build(
     total = sum(ep.tcs + sum(r.pages for r in ep.regions if not r.dynamic) for ep in plan.enclaves)
     added = 0
 
+    @observe_only  # a progress bar: the fast engine may batch the build
     def progress(_encl, done_bytes: int) -> None:
         if on_build is not None and (done_bytes // PAGE_SIZE) % 256 == 0:
             on_build(added + done_bytes // PAGE_SIZE, total)

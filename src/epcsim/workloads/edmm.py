@@ -33,7 +33,7 @@ from epcsim.kernel.driver import (
     SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
     sys_ioctl,
 )
-from epcsim.kernel.ioctl import IoctlResult, ProgressHook
+from epcsim.kernel.ioctl import IoctlResult, ProgressHook, observe_only
 from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.user.enclave import Enclave
 from epcsim.user.thread import EnclaveThread
@@ -126,7 +126,8 @@ def ioctl(ctx: Ctx, cmd: int, arg: object, progress: ProgressHook | None = None)
     return result
 
 
-#: (pages done, pages in the operation), for progress bars
+#: (pages done, pages in the operation), for progress bars: it reports and changes nothing
+#: (the fast engine calls it after a batched run of pages, ``kernel.ioctl.observe_only``)
 PagesHook = Callable[[int, int], None]
 #: called right after each ioctl of a range operation returns, before any simulated time
 #: passes: (the result, bytes done before this call); the demo reads the kernel's state here
@@ -157,6 +158,7 @@ def drive_range(
     max_calls = 10 * pages + 100  # a runaway guard; the kernel always makes progress
     stalled = 0
 
+    @observe_only  # records progress; on_pages only reports (PagesHook)
     def on_page(_encl, count: int) -> None:
         now_done = (done + count) // PAGE_SIZE
         rec.note(ctx.system.now, now_done)
