@@ -85,7 +85,7 @@ class SeedConfig:
     #: hand-over; the CPUs shared as CFS does or FIFO (the engine's ``System`` options)
     mutex: str = "linux"
     sched: str = "cfs"
-    engine: str = "reference"  # System(engine=...): the reference model or the fast path
+    engine: str = "fast"  # System(engine=...): the fast path (exact) or the reference
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:

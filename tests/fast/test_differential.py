@@ -72,6 +72,8 @@ scenario = st.fixed_dictionaries(
         "writes": st.floats(0.0, 1.0),
         "trim": st.booleans(),
         "until_us": st.sampled_from([None, 50, 400]),
+        # the fast engine's one deviation, opt-in: exact with "simulate", bounded with "bulk"
+        "nopage_flood": st.sampled_from(["simulate", "bulk"]),
     }
 )
 
@@ -89,6 +91,7 @@ def run_generated(p: dict, engine: str) -> dict:
         content_mode=p["content_mode"],
         direct_reclaim=p["direct_reclaim"],
         engine=engine,
+        nopage_flood=p.get("nopage_flood", "simulate") if engine == "fast" else "simulate",
     )
     nt = p["threads"]
     n = max(1, int(p["epc_pages"] * p["footprint"]))
@@ -274,9 +277,22 @@ def test_fast_engine_takes_its_shortcuts():
     assert e.add_pages(0, 32 * PAGE_SIZE).ok and e.init().ok
     e.access_pages(np.arange(32))
     assert s.machine.elided > 0 and s.sgx.fast
-    assert epcsim.System(epc="256K").machine.elided == 0
+    assert epcsim.System(epc="256K", engine="reference").machine.elided == 0
+
+
+def test_the_fast_engine_is_the_default_and_exact_by_default():
+    """Issue 9: the fast engine is the default; its one deviation (the NOPAGE flood charged
+    in bulk) is a separate option, off by default, and the reference cannot take it."""
+    s = epcsim.System(epc="256K")
+    assert s.engine == "fast" and s.sgx.fast and s.sgx.flood is None
+    assert s.config["nopage_flood"] == "simulate"
+    assert epcsim.System(epc="256K", nopage_flood="bulk").sgx.flood is not None
 
 
 def test_engine_is_validated():
     with pytest.raises(ValueError, match="engine"):
         epcsim.System(engine="turbo")
+    with pytest.raises(ValueError, match="nopage_flood"):
+        epcsim.System(nopage_flood="sometimes")
+    with pytest.raises(ValueError, match="nopage_flood"):
+        epcsim.System(engine="reference", nopage_flood="bulk")

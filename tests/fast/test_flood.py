@@ -30,6 +30,7 @@ def run_flood(p: dict, engine: str) -> tuple[dict, int, epcsim.System]:
         seed=p["seed"],
         direct_reclaim=p["direct_reclaim"],
         engine=engine,
+        nopage_flood="bulk" if engine == "fast" else "simulate",
     )
     nt = p["threads"]
     n = int(p["epc_pages"] * p["footprint"])
@@ -99,7 +100,10 @@ def test_stats_count_the_retries_of_a_parked_thread():
     p = dict(epc_pages=96, cpus=2, threads=8, footprint=3.0, accesses=80, direct_reclaim=False)
     counts = {}
     for engine in ("reference", "fast"):
-        system = epcsim.System(epc=96 * PAGE_SIZE, cpus=2, seed=7, engine=engine)
+        flood = "bulk" if engine == "fast" else "simulate"
+        system = epcsim.System(
+            epc=96 * PAGE_SIZE, cpus=2, seed=7, engine=engine, nopage_flood=flood
+        )
         encl = system.create_enclave(512 * PAGE_SIZE)
         assert encl.add_pages(0, 8 * PAGE_SIZE, page_type="tcs").ok
         assert encl.add_pages(8 * PAGE_SIZE, 288 * PAGE_SIZE).ok and encl.init().ok
@@ -130,7 +134,7 @@ def test_a_wake_due_with_another_check_is_not_lost():
     p = {
         "epc_pages": 24, "cpus": 3, "policy": "lru", "content_mode": "tag",
         "direct_reclaim": False, "seed": 0, "footprint": 1.0, "threads": 3, "accesses": 28,
-        "writes": 0.0, "trim": False, "until_us": None,
+        "writes": 0.0, "trim": False, "until_us": None, "nopage_flood": "bulk",
     }  # fmt: skip
     ref, fast = run_generated(p, "reference"), run_generated(p, "fast")
     assert fast["_parks"] > 0 and ref["threads_done_ns"] == 1_310_900

@@ -37,6 +37,7 @@ class Sgx:
         *,
         direct_reclaim: bool = True,
         sgx2: bool = True,
+        nopage_flood_bulk: bool = False,
         nr_to_scan: int = 16,
         low_pages: int = SGX_NR_LOW_PAGES,
         high_pages: int = SGX_NR_HIGH_PAGES,
@@ -69,9 +70,10 @@ class Sgx:
         self.ewb_failures = 0
         #: simulated latency of enclave page faults (#PF to return), bounded, for reports
         self.fault_latency_ns = LatencyHistogram()
-        #: engine="fast": VM_FAULT_NOPAGE floods charged in bulk (epcsim.fast.flood)
+        #: nopage_flood="bulk" (fast engine only): VM_FAULT_NOPAGE floods charged in bulk
+        #: (epcsim.fast.flood, a named deviation)
         self.flood: NopageFlood | None = None
-        if self.fast:
+        if self.fast and nopage_flood_bulk:
             self.flood = machine.flood = NopageFlood(self)
 
     # -- sgx_should_reclaim / watermarks ------------------------------------------------------

@@ -35,6 +35,7 @@ from pydantic import (
     Tag,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from epcsim.engine.costs import Costs
@@ -115,6 +116,8 @@ class MachineSpec(_Model):
     timeslice: Duration = parse_duration("1ms", "timeslice")
     mutex: Literal["linux", "fifo"] = "linux"  # encl->lock: Linux's mutex or FIFO hand-over
     sched: Literal["cfs", "fifo"] = "cfs"  # CPU sharing: CFS or FIFO (epcsim.engine.sched)
+    engine: Literal["fast", "reference"] = "fast"  # epcsim.fast (exact) or the SimPy reference
+    nopage_flood: Literal["simulate", "bulk"] = "simulate"  # bulk: fast only, a deviation
 
     @field_validator("policy")
     @classmethod
@@ -122,6 +125,12 @@ class MachineSpec(_Model):
         if v not in POLICIES:
             raise ValueError(f"unknown reclaim policy {show(v)} (known: {', '.join(POLICIES)})")
         return v
+
+    @model_validator(mode="after")
+    def _bulk_needs_fast(self) -> MachineSpec:
+        if self.nopage_flood == "bulk" and self.engine != "fast":
+            raise ValueError('nopage_flood = "bulk" needs engine = "fast"')
+        return self
 
 
 def _positive_cost(v: int) -> int:
