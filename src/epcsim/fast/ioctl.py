@@ -56,6 +56,7 @@ from epcsim.kernel.policy import NIL, KernelLru
 if TYPE_CHECKING:
     from epcsim.engine.machine import Machine, Task
     from epcsim.isa import SgxCpu
+    from epcsim.isa.secs import SecsState
     from epcsim.kernel.encl import SgxEncl
     from epcsim.kernel.ioctl import ProgressHook
 
@@ -328,6 +329,28 @@ def _resident_run(encl: SgxEncl, index: int, k: int) -> int:
     return _run_of(encl.present[sl] & (encl.epc[sl] >= 0) & ~encl.reclaiming[sl])
 
 
+def _emod_run(
+    task: Task, encl: SgxEncl, index: int, limit: int, period: int
+) -> tuple[int, SecsState | None]:
+    """What a batched MODIFY_TYPES(TRIM) and RESTRICT_PERMISSIONS both need before their
+    EMODT/EMODPR: a quiet run (``_quiet``), an initialized SECS that no LP is inside and that
+    tracks no epoch (each page's ``sgx_enclave_etrack`` succeeds at once), direct reclaim
+    idle, no other CPU in the enclave's cpumask (``send_ipi`` reaches nobody), and pages that
+    ``__sgx_encl_load_page`` finds resident. Returns ``(pages, SECS state)``; 0 pages: run
+    the reference for ``index``."""
+    sgx = encl.sgx
+    k = _quiet(task, encl, period, min(limit, encl.nr_pages - index))
+    secs = encl.secs_epc
+    st = sgx.cpu.secs_at.get(secs) if secs >= 0 else None
+    if k <= 0 or st is None or not st.initialized or st.inside or st.tracking:
+        return 0, None
+    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
+        return 0, None
+    if any(cpu != task.cpu for cpu in encl.cpumask()):  # send_ipi would reach another CPU
+        return 0, None
+    return _resident_run(encl, index, k), st
+
+
 def modify_trim_run(
     task: Task,
     encl: SgxEncl,
@@ -342,18 +365,10 @@ def modify_trim_run(
     hw = sgx.cpu
     c = task.m.costs
     steps = (c.ioctl_page, c.emodt, c.etrack)
-    k = _quiet(task, encl, sum(steps), min(limit, encl.nr_pages - index))
+    k, st = _emod_run(task, encl, index, limit, sum(steps))
+    if k <= 0 or st is None:
+        return 0
     secs = encl.secs_epc
-    st = hw.secs_at.get(secs) if secs >= 0 else None
-    if k <= 0 or st is None or not st.initialized or st.inside or st.tracking:
-        return 0
-    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
-        return 0
-    if any(cpu != task.cpu for cpu in encl.cpumask()):  # send_ipi would reach another CPU
-        return 0
-    k = _resident_run(encl, index, k)
-    if k <= 0:
-        return 0
     sl = slice(index, index + k)
     t = encl.type[sl]
     pages = encl.epc[sl].astype(np.int64)
@@ -405,18 +420,10 @@ def restrict_run(
     hw = sgx.cpu
     c = task.m.costs
     steps = (c.ioctl_page, c.emodpr, c.etrack)
-    k = _quiet(task, encl, sum(steps), min(limit, encl.nr_pages - index))
+    k, st = _emod_run(task, encl, index, limit, sum(steps))
+    if k <= 0 or st is None:
+        return 0
     secs = encl.secs_epc
-    st = hw.secs_at.get(secs) if secs >= 0 else None
-    if k <= 0 or st is None or not st.initialized or st.inside or st.tracking:
-        return 0
-    if sgx.direct_reclaim and sgx.should_reclaim(sgx.low_pages):
-        return 0
-    if any(cpu != task.cpu for cpu in encl.cpumask()):  # send_ipi would reach another CPU
-        return 0
-    k = _resident_run(encl, index, k)
-    if k <= 0:
-        return 0
     sl = slice(index, index + k)
     pages = encl.epc[sl].astype(np.int64)
     e = hw.epcm
