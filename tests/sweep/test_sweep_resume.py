@@ -51,6 +51,14 @@ def rows_in(db: Path) -> list[tuple]:
         return conn.execute("SELECT key, stats, derived, finished_at FROM runs").fetchall()
 
 
+def _interactive_sigint() -> None:
+    """In the child, before exec: SIGINT at its default, as in a terminal where a user can
+    press Ctrl-C. A test run started in the background by a non-interactive shell
+    (``make test &``) has SIGINT ignored, every child inherits that, and Python then keeps
+    it ignored: the sweep never sees the Ctrl-C this test sends and exits 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(sweep: Path, db: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "epcsim", "sweep", str(sweep), "--scheduler", "inline"]
     return subprocess.Popen(
@@ -58,6 +66,7 @@ def _start(sweep: Path, db: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interactive_sigint,
     )
 
 
@@ -109,9 +118,8 @@ def test_sigkill_in_the_middle_then_rerun_runs_only_the_missing_points(tmp_path)
     _rerun_and_check(tmp_path, sweep, db, before)
 
 
-#: Three short points, then one ~40x longer: Ctrl-C sent after the first row always lands
-#: before the sweep ends, however long the test process waits for a CPU on a loaded machine
-#: (with eight equal points the sweep once finished first and exited 0).
+#: Three short points, then one ~40x longer, so Ctrl-C sent after the first row lands before
+#: the sweep ends even when the test process waits for a CPU on a loaded machine.
 LAST_ONE_LONG = '[grid]\n"enclave.0.thread.0.repeat" = [1, 2, 3, 80]\n'
 
 
