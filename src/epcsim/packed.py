@@ -67,6 +67,9 @@ class FlagField(ArrayView):
         return int(self._words.size)
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # one page by a Python int: the hot case, no NumPy scalar
+            v = (self._words.item(index) >> self._shift) & self._mask
+            return bool(v) if self._is_bool else v
         v = self._words[index]
         if isinstance(v, np.ndarray):
             v = (v >> self._shift) & self._mask
@@ -76,6 +79,10 @@ class FlagField(ArrayView):
 
     def __setitem__(self, index: Any, value: Any) -> None:
         w = self._words
+        if type(index) is int and type(value) in (bool, int):  # the hot case, as below
+            shift = self._shift
+            w[index] = (w.item(index) & ~(self._mask << shift)) | ((value & self._mask) << shift)
+            return
         if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
             t = self._type
             val = (np.asarray(value).astype(t) & t(self._mask)) << t(self._shift)
@@ -114,6 +121,8 @@ class BitArray(ArrayView):
         return i
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int and 0 <= index < self._n:  # the hot case: no checks to redo
+            return bool((self._bits.item(index >> 3) >> (index & 7)) & 1)
         if isinstance(index, int | np.integer):
             i = self._bit(index)
             return bool((int(self._bits[i >> 3]) >> (i & 7)) & 1)

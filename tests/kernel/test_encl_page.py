@@ -90,3 +90,30 @@ def test_bit_array_reads_back_like_a_bool_array(writes):
     bits[np.array([0, 5])] = True
     model[[0, 5]] = True
     assert bits[2:9].tolist() == model[2:9].tolist() and bits.nbytes == 2
+
+
+@given(
+    st.lists(st.integers(0, 255), min_size=N, max_size=N),
+    st.integers(0, 5),  # shift + width <= 8 bits
+    st.integers(1, 3),
+    st.lists(st.tuples(st.integers(-N, N - 1), st.integers(-3, 300)), max_size=20),
+)
+def test_a_python_int_index_reads_and_writes_as_a_numpy_one(words, shift, width, writes):
+    """The views read and write one page by a Python ``int`` without NumPy scalars (the hot
+    path of a fault); by a NumPy integer they take the general path. Both must agree."""
+    a = np.array(words, dtype=np.uint8)
+    b = a.copy()
+    fa, fb = FlagField(a, shift, width), FlagField(b, shift, width)
+    for i, v in writes:
+        fa[i] = v  # Python int: the fast path
+        fb[np.int64(i)] = v  # NumPy integer: the general path
+        assert a.tolist() == b.tolist()
+        for j in range(-N, N):
+            ra, rb = fa[j], fb[np.int64(j)]
+            assert ra == rb and type(ra) is type(rb)
+    desc = np.array([w - 3 for w in words], dtype=np.int32)  # pages, -1 and VA references
+    ids = VaIds()
+    ids.add(9)
+    for view in (EpcField(desc), VaField(desc, ids, False), VaField(desc, ids, True)):
+        for j in range(-N, N):
+            assert view[j] == view[np.int64(j)]

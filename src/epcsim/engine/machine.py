@@ -85,7 +85,7 @@ class Machine:
 
     @property
     def now(self) -> int:
-        return int(self.env.now)
+        return int(self.env._now)  # ``env.now`` without its property call (read per fault)
 
     def cpu_contended(self) -> bool:
         """Some runnable task waits for a CPU."""
@@ -209,17 +209,19 @@ class Task:
         if ns > 0:
             self.busy_ns += ns
             m = self.m
+            env = m.env
             if m.elide:
                 # Fast engine: when no event is due up to and including now + ns, nothing
                 # can run before this step ends, so advancing the clock in place is the same
                 # as a timeout event (epcsim/fast/README.md says why the order is unchanged).
-                env = m.env
+                # ``env.peek()`` inlined: this runs ~13 times per simulated fault.
                 end = env._now + ns
-                if env.peek() > end:
+                queue = env._queue
+                if not queue or queue[0][0] > end:
                     env._now = end
                     m.elided += 1
                     return
-            yield m.env.timeout(ns)
+            yield env.timeout(ns)
 
     def run_user(self, ns: int) -> Gen:
         """Spend up to ``ns`` of CPU time in user mode, where an interrupt preempts the task at
@@ -275,8 +277,10 @@ class Task:
             yield ev
 
     def cond_resched(self) -> Gen:
-        """``cond_resched()``: give the CPU up if ``need_resched`` is set."""
-        if self.need_resched():
+        """``cond_resched()``: give the CPU up if ``need_resched`` is set (``need_resched``
+        inlined: a preemption point runs several times per simulated fault)."""
+        if self.cpu is not None and (self._resched or self.m.rq.tick_resched(self)):
+            self._resched = True
             yield from self._schedule()
 
     def sleep(self, event: simpy.Event) -> Gen:
@@ -290,15 +294,17 @@ class Task:
         """``mutex_lock()``: a might_sleep point, then the lock (see ``engine.mutex``)."""
         if self.cpu is None:
             yield from self.acquire_cpu()
-        yield from self.cond_resched()
+        if self.need_resched():  # cond_resched(), without its generator
+            yield from self._schedule()
         if mutex.owner is None:  # the fast path: no event
             mutex.owner = self
             if mutex._waiters:
                 mutex._fast_taken(self)
         else:
             yield from mutex._lock_slow(self)
-        if self.m.flood is not None and self.m.flood.parked:
-            self.m.flood.lock_taken(mutex)
+        flood = self.m.flood
+        if flood is not None and flood.parked:
+            flood.lock_taken(mutex)
 
     def unlock(self, mutex: Mutex) -> None:
         mutex._unlock(self)

@@ -80,6 +80,8 @@ class SgxCore:
 
     def _page_ok(self, epc: Any) -> bool:
         """Does ``epc`` resolve to an EPC page? (else the leaf raises #PF)"""
+        if type(epc) is int:  # the common case, without the isinstance over a union
+            return 0 <= epc < self.nr_pages
         return bool(isinstance(epc, int | np.integer) and 0 <= epc < self.nr_pages)
 
     def _lp_ok(self, lp: Any) -> bool:
@@ -97,7 +99,7 @@ class SgxCore:
 
     def secs_of(self, epc: int) -> SecsState | None:
         """The state of the SECS owning EPC page ``epc`` (None for SECS/VA/free pages)."""
-        return self.secs_at.get(int(self.epcm.secs[epc]))
+        return self.secs_at.get(self.epcm.secs.item(epc))
 
     def inside(self, lp: int) -> int:
         """EPC index of the SECS of the enclave ``lp`` executes in, or -1."""

@@ -21,14 +21,7 @@ from epcsim.arch import PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType, SgxReturn, secin
 # a module, not names: epcsim.fast.ops.epcm imports the EPCM layout from this package
 from epcsim.fast.ops import epcm as ops
 from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
-from epcsim.isa.sealing import (
-    PCMD_RESERVED,
-    SealedPage,
-    mac_header,
-    pack_pcmd,
-    secinfo_bytes,
-    unpack_pcmd,
-)
+from epcsim.isa.sealing import SealedPage, ewb_header, mac_header, pack_pcmd, unpack_pcmd
 from epcsim.isa.secs import SecsState
 
 _CHILD_TYPES = (PageType.REG, PageType.TCS, PageType.TRIM)
@@ -91,10 +84,10 @@ class PagingMixin(SgxCore):
         content: bytes | int
         if pt in _CHILD_TYPES:
             st = self.secs_of(epc)
-            if st is None or not st.tracked(int(e.bepoch[epc])):
+            if st is None or not st.tracked(e.bepoch.item(epc)):
                 return SgxReturn.NOT_TRACKED, None
             header_eid = pcmd_eid = st.eid
-            content = e.data[epc].tobytes() if e.data is not None else int(e.tag[epc])
+            content = e.data[epc].tobytes() if e.data is not None else e.tag.item(epc)
         elif pt == PageType.SECS:
             st = self.secs_at[int(epc)]
             if st.child_count:
@@ -106,9 +99,7 @@ class PagingMixin(SgxCore):
             content = self.va[int(epc)].tobytes()
         flags = e.secinfo(epc)
         linaddr = int(e.linaddr[epc])
-        header = mac_header(
-            secinfo_bytes(flags), linaddr, header_eid, pcmd_eid, bytes(PCMD_RESERVED)
-        )
+        header = ewb_header(flags, linaddr, header_eid, pcmd_eid)
         version = self._fresh_version()
         ct, mac = self.sealer.seal(header, content, version)
         occupied = bool(self.va.version(va_epc, va_slot))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,6 +37,15 @@ from epcsim.arch import PAGE_SIZE, PCMD_SIZE, SECINFO_SIZE
 
 HEADER_SIZE = 128
 PCMD_RESERVED = 40
+
+# Precompiled layouts (EWB and ELDU pack and parse these once per page; a ``struct.Struct``
+# saves re-reading the format string, and one pack replaces several concatenations).
+_U64 = struct.Struct("<Q")
+_HEADER_MID = struct.Struct("<QQQ")  # LINADDR | EID | PCMD.ENCLAVEID
+#: the whole header when SECINFO is FLAGS + zeros and the reserved bytes are zero (EWB's)
+_HEADER_EWB = struct.Struct("<Q56xQQQ40x")
+#: PCMD without its MAC: SECINFO (FLAGS + 56 zero bytes) | ENCLAVEID | 40 reserved bytes
+_PCMD_HEAD = struct.Struct("<Q56xQ40x")
 
 
 @dataclass
@@ -50,9 +60,9 @@ class SealedPage:
     pcmd: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Pcmd:
-    """A parsed PCMD."""
+class Pcmd(NamedTuple):
+    """A parsed PCMD (a tuple: ELDU parses one per page, and a frozen dataclass costs
+    several times as much to build)."""
 
     secinfo: bytes  # the 64-byte SECINFO (flags + reserved)
     flags: int
@@ -63,7 +73,14 @@ class Pcmd:
 
 def mac_header(secinfo: bytes, linaddr: int, eid: int, pcmd_eid: int, reserved: bytes) -> bytes:
     """The 128-byte header the MAC covers (layout in the module docstring)."""
-    return secinfo + struct.pack("<QQQ", linaddr, eid, pcmd_eid) + reserved
+    return secinfo + _HEADER_MID.pack(linaddr, eid, pcmd_eid) + reserved
+
+
+def ewb_header(flags: int, linaddr: int, eid: int, pcmd_eid: int) -> bytes:
+    """``mac_header(secinfo_bytes(flags), linaddr, eid, pcmd_eid, bytes(PCMD_RESERVED))``,
+    the header EWB MACs (its SECINFO and reserved bytes are zero but for FLAGS), in one pack.
+    """
+    return _HEADER_EWB.pack(flags, linaddr, eid, pcmd_eid)
 
 
 def secinfo_bytes(flags: int) -> bytes:
@@ -73,7 +90,7 @@ def secinfo_bytes(flags: int) -> bytes:
 
 def pack_pcmd(flags: int, enclave_id: int, mac: bytes) -> bytes:
     """SDM PCMD layout: SECINFO (64) | ENCLAVEID (8) | reserved (40) | MAC (16)."""
-    out = secinfo_bytes(flags) + struct.pack("<Q40x", enclave_id) + mac.ljust(16, b"\0")
+    out = _PCMD_HEAD.pack(flags, enclave_id) + mac.ljust(16, b"\0")
     assert len(out) == PCMD_SIZE
     return out
 
@@ -82,8 +99,7 @@ def unpack_pcmd(pcmd: bytes) -> Pcmd | None:
     """Parse a PCMD, or None if it is not 128 bytes."""
     if len(pcmd) != PCMD_SIZE:
         return None
-    (flags,) = struct.unpack_from("<Q", pcmd, 0)
-    (eid,) = struct.unpack_from("<Q", pcmd, SECINFO_SIZE)
+    flags, eid = _PCMD_HEAD.unpack_from(pcmd)
     return Pcmd(pcmd[:SECINFO_SIZE], flags, eid, pcmd[72:112], pcmd[112:128])
 
 
@@ -96,6 +112,10 @@ class Sealer:
         self._aes = AESGCM(key[:16])
         self._mac_key = hashlib.blake2b(key, digest_size=32, person=b"epcsim-mac").digest()
         self._enc_key = hashlib.blake2b(key, digest_size=32, person=b"epcsim-enc").digest()
+        # The keyed BLAKE2b states before any data: each MAC and keystream copies one instead
+        # of keying a new hash (the same digests; keying costs a compression per call).
+        self._mac_init = hashlib.blake2b(digest_size=8, key=self._mac_key)
+        self._enc_init = hashlib.blake2b(digest_size=8, key=self._enc_key)
 
     @staticmethod
     def _nonce(version: int) -> bytes:
@@ -133,13 +153,17 @@ class Sealer:
             return None
 
     def _keystream(self, header: bytes, version: int) -> int:
-        ks = hashlib.blake2b(
-            struct.pack("<Q", version) + header, digest_size=8, key=self._enc_key
-        ).digest()
-        return int.from_bytes(ks, "little")
+        """BLAKE2b-64 keyed with the encryption key over version | header."""
+        h = self._enc_init.copy()
+        h.update(_U64.pack(version))
+        h.update(header)
+        return int.from_bytes(h.digest(), "little")
 
     def _tag_mac(self, header: bytes, ct: bytes, version: int) -> bytes:
-        d = hashlib.blake2b(
-            header + ct + struct.pack("<Q", version), digest_size=8, key=self._mac_key
-        ).digest()
-        return d + bytes(8)
+        """BLAKE2b-64 keyed with the MAC key over header | ciphertext | version, zero-padded
+        to the PCMD's 16-byte MAC field."""
+        h = self._mac_init.copy()
+        h.update(header)
+        h.update(ct)
+        h.update(_U64.pack(version))
+        return h.digest() + bytes(8)

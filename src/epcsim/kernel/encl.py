@@ -323,9 +323,10 @@ class SgxEncl:
         )
         if page < 0:
             return page
-        bidx = self.backing.secs_index if is_secs else index
-        rec = self.backing.lookup(bidx)
-        va, slot = self.secs_va if is_secs else (int(self.va_page[index]), int(self.va_slot[index]))
+        backing = self.backing
+        bidx = backing.secs_index if is_secs else index
+        rec = backing.lookup(bidx)
+        va, slot = self.secs_va if is_secs else (self.va_page[index], self.va_slot[index])
         # A missing record is a shmem hole: reading it gives zero-filled pages, so ELDU runs
         # on an all-zero PCMD and takes #GP (spec §7), exactly as with a truncated PCMD page.
         pginfo = PageInfo(
@@ -340,7 +341,7 @@ class SgxEncl:
         # PCMD shares a page with the first pages of a small enclave (size < 128K), and the
         # kernel runs the same check from its page index (size >> 12), stopping at the SECS.
         busy = self._reclaimer_writing_to_pcmd(bidx)
-        self.backing.truncate(bidx, pcmd_busy=busy)
+        backing.truncate(bidx, pcmd_busy=busy)
         if ret:
             yield from self.free_epc_page(task, page)
             return -EFAULT
@@ -379,7 +380,7 @@ class SgxEncl:
         if ret:
             return ret
         self.secs_child_cnt += 1
-        self.sgx.mark_page_reclaimable(int(self.epc[index]))
+        self.sgx.mark_page_reclaimable(self.epc[index])
         return 0
 
     # -- release (spec §11) --------------------------------------------------------------------

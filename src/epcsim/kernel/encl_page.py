@@ -56,6 +56,9 @@ class EpcField(ArrayView):
         return int(self._desc.size)
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # one page by a Python int: the hot case, no NumPy scalar
+            d = self._desc.item(index)
+            return d if d >= 0 else NO_PAGE
         d = self._desc[index]
         if isinstance(d, np.ndarray):
             return np.maximum(d, NO_PAGE)
@@ -86,7 +89,7 @@ class VaField(ArrayView):
         return int(self._desc.size)
 
     def __getitem__(self, index: Any) -> Any:
-        d = self._desc[index]
+        d = self._desc.item(index) if type(index) is int else self._desc[index]
         if isinstance(d, np.ndarray):
             ref = -2 - d.astype(np.int64)
             out = np.full(d.shape, -1, dtype=np.int64)

@@ -84,8 +84,8 @@ def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
     try:
         if not encl.present[index]:
             return VM_FAULT_SIGBUS  # -EFAULT
-        vma_prot = int(encl.vma_prot[index])
-        if (int(encl.max_prot[index]) & vma_prot) != vma_prot:
+        vma_prot = encl.vma_prot[index]
+        if (encl.max_prot[index] & vma_prot) != vma_prot:
             return VM_FAULT_SIGBUS  # -EFAULT
         ret = yield from encl.load_page(task, index)
         if ret == -EBUSY:

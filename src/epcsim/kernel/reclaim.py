@@ -55,27 +55,24 @@ def encl_ewb(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) -> Gen:
     Returns ``(ret, va, slot)``. Caller holds ``encl->lock``.
     """
     va, slot = encl.va_alloc_slot()
-    pginfo = PageInfo()
-
-    def attempt() -> Gen:
-        return (yield from encls.ewb(sgx, task, pginfo, page, va, slot))
-
-    ret, sealed = yield from attempt()
+    pginfo = PageInfo()  # EWB takes no LINADDR nor SECS: one PAGEINFO serves every attempt
+    ret, sealed = yield from encls.ewb(sgx, task, pginfo, page, va, slot)
     if ret == SgxReturn.NOT_TRACKED:
         yield from etrack(sgx, task, encl)  # WARN if it fails; EWB is retried regardless
-        ret, sealed = yield from attempt()
+        ret, sealed = yield from encls.ewb(sgx, task, pginfo, page, va, slot)
         if ret == SgxReturn.NOT_TRACKED:
             # The cpumask is computed after ETRACK; the IPI forces AEX on those CPUs.
             yield from send_ipi(sgx, task, encl)
-            ret, sealed = yield from attempt()
+            ret, sealed = yield from encls.ewb(sgx, task, pginfo, page, va, slot)
     if ret and encls_failed(ret):
         encls.encls_warn(sgx, ret, "EWB", f"EPC page {page}")
     if ret:
         encl.va_free_slot(va, slot, to_head=False)
         sgx.ewb_failures += 1  # the page contents are lost
         return ret, -1, -1
-    bidx = encl.backing.secs_index if index == SECS_INDEX else index
-    encl.backing.store(bidx, BackingRecord(sealed.contents, sealed.pcmd, va, slot))
+    backing = encl.backing
+    bidx = backing.secs_index if index == SECS_INDEX else index
+    backing.store(bidx, BackingRecord(sealed.contents, sealed.pcmd, va, slot))
     return 0, va, slot
 
 

@@ -237,21 +237,24 @@ class EnclaveThread(Task):
             if not (yield from self.enter()):
                 out.sigbus = True
                 break
-            j = min(n, i + chunk_max)
-            seg = pages[i:j]
-            # the PTE (VMA protection) first, then the EPCM; Accessed bits and the content
-            # tags of written pages (one statement: epcsim.fast.access.resident_run)
-            k, k2 = resident_run(
-                seg,
-                writes[i:j],
-                encl.pages.flags,
-                encl.pages.desc,
-                encl.pages.prot,
-                epcm.flags,
-                epcm.tag,
-                apply_tags,
-            )
-            if k:
+            idx = pages.item(i)
+            if encl.pte_present[idx]:
+                j = min(n, i + chunk_max)
+                seg = pages[i:j]
+                # the PTE (VMA protection) first, then the EPCM; Accessed bits and the
+                # content tags of written pages (one statement: epcsim.fast.access.
+                # resident_run). ``seg[0]`` is mapped, so ``k >= 1``: a stream's fault costs
+                # no compiled call just to learn that its first page is not mapped.
+                k, k2 = resident_run(
+                    seg,
+                    writes[i:j],
+                    encl.pages.flags,
+                    encl.pages.desc,
+                    encl.pages.prot,
+                    epcm.flags,
+                    epcm.tag,
+                    apply_tags,
+                )
                 if k2:
                     ns = k2 * costs.access
                     ran = yield from self.run_user(ns)
@@ -269,7 +272,6 @@ class EnclaveThread(Task):
                     break
                 yield from self.cond_resched()
                 continue
-            idx = int(seg[0])
             if not self._vma_allows(idx, bool(writes[i])):
                 # access_error(): the VMA forbids the access, so the #PF (present bit clear)
                 # never reaches the driver
