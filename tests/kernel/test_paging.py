@@ -106,6 +106,24 @@ def test_young_pages_survive_a_batch():
     assert n == 16  # the next batch takes 16 old pages
 
 
+def test_entering_through_a_tcs_makes_it_young():
+    """EENTER and ERESUME walk the TCS's linear address: its PTE's Accessed bit is set, as
+    every translation sets it (SDM Vol.3A 4.8), so the reclaimer gives the TCS of a thread
+    that keeps entering a second chance."""
+    system = epcsim.System(epc=EPC, cpus=2, seed=1)
+    encl = system.create_enclave("64K")
+    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs").ok
+    assert encl.add_pages(PAGE_SIZE, 4 * PAGE_SIZE).ok and encl.init().ok
+    e = encl.encl
+    assert not e.pte_present[0]  # not mapped yet: the first entry takes the TCS fault
+    assert encl.access_pages([1]).ok
+    # sgx_vma_fault inserted the TCS's PTE with A clear; the EENTER that followed set it
+    assert e.pte_present[0] and e.pte_young[0]
+    assert e.test_and_clear_young(0) and not e.pte_young[0]
+    assert encl.access_pages([1, 2]).ok  # a new entry (and an ERESUME after page 2's fault)
+    assert e.pte_young[0]
+
+
 def test_secs_is_reclaimed_last_and_reloaded_first():
     system = epcsim.System(epc=EPC, cpus=2, seed=1)
     small = build(system, "64K", 4, name="small")

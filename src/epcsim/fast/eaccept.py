@@ -133,6 +133,8 @@ def accept_run(
             raise RuntimeError("ERESUME refused after resumes_after_aex")
     if entry_per_page:
         hw.eexit(lp)
+    if entry_per_page or fault:
+        t._tcs_accessed()  # each EENTER's or ERESUME's page walk (EnclaveThread._tcs_accessed)
     t.entry_fault = None
     pages, idx = pages[:k], idx[:k]
     e = hw.epcm

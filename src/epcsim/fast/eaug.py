@@ -144,6 +144,7 @@ def eaug_eaccept_run(t: EnclaveThread, first: int, k: int) -> tuple[int, int]:
     hw.aex(lp)
     if hw.eresume(lp, t._tcs_epc(), encl.secs_epc):
         raise RuntimeError("ERESUME refused after resumes_after_aex")
+    t._tcs_accessed()  # each ERESUME's page walk (EnclaveThread._tcs_accessed)
     # sgx_alloc_epc_page(reclaim=false) for each page, in list order
     pages = epc.alloc_many(node, k)
     idx = np.arange(first, first + k)

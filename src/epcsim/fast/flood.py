@@ -31,7 +31,9 @@ may have changed:
 
 The skipped retries are counted where the reference counts them: ``page_faults``,
 ``alloc_ebusy``, ``fault_retries`` and one fault latency (``aex + fault_entry``) each, and the
-thread's CPU time. At the decision instant the thread runs the retry's second half for real
+thread's CPU time. Their ERESUMEs' one effect on state, the Accessed bit they set on the TCS's
+PTE, is applied when the reclaimer tests that bit and when the thread resumes
+(``tcs_accessed``). At the decision instant the thread runs the retry's second half for real
 (``EnclaveThread._fault(charged=True)``: lock, allocation, unlock, ``cond_resched``), so the
 allocation, a contended lock and a reschedule are the reference's own code.
 
@@ -72,6 +74,7 @@ class _Park:
     __slots__ = (
         "base",
         "counted",
+        "eresume_ns",
         "ev",
         "forced",
         "index",
@@ -79,6 +82,7 @@ class _Park:
         "period",
         "thread",
         "tick_at",
+        "touched",
     )
 
     def __init__(self, thread: Any, index: int, base: int, period: int):
@@ -91,6 +95,11 @@ class _Park:
         self.lock_check = -1  # decision instant at which encl->lock is checked
         self.tick_at = 0  # decision instant at which need_resched is checked next
         self.ev: Any = None
+        #: each cycle's ERESUME completes ``eresume_ns`` after the cycle starts (0: a TCS
+        #: fault's retries, no ERESUME); ``touched``: the TCS Accessed bit is up to date to
+        #: this instant (``tcs_accessed``)
+        self.eresume_ns = 0
+        self.touched = base
 
 
 class NopageFlood:
@@ -141,6 +150,8 @@ class NopageFlood:
         costs = m.costs
         period = costs.aex + costs.fault_entry + (costs.eresume if eresume else 0)
         p = _Park(thread, index, m.now, period)
+        if eresume:
+            p.eresume_ns = costs.eresume
         self.parked[thread] = p
         self.parks += 1
         self._plan_tick(p)
@@ -165,6 +176,7 @@ class NopageFlood:
                     self._plan_tick(p)
         finally:
             del self.parked[thread]
+        self._touch(p, m.now)
         j = (m.now - p.base) // p.period
         self._count(p, j - 1)
         thread.busy_ns += j * p.period
@@ -256,6 +268,30 @@ class NopageFlood:
             t = p.thread
             if t.encl is encl and (p.index == index or t.tcs_index == index):
                 self._force(p)
+
+    def tcs_accessed(self, encl: SgxEncl, index: int) -> None:
+        """The reclaimer is about to test (and clear) the Accessed bit of page ``index``: if it
+        is the TCS of a retrier parked on access retries, each skipped retry's ERESUME set
+        that bit (``EnclaveThread._tcs_accessed``), so set it if one completed since the bit
+        was last brought up to date. An ERESUME at the very instant of the check counts as
+        before it (deviation 4 above)."""
+        now = self.m.now
+        for p in self.parked.values():
+            t = p.thread
+            if p.eresume_ns and t.encl is encl and t.tcs_index == index:
+                self._touch(p, now)
+
+    def _touch(self, p: _Park, now: int) -> None:
+        """Apply the skipped ERESUMEs' Accessed bit on the TCS up to ``now``: the cycles
+        start at ``base + k * period`` (k >= 0), their ERESUME completes ``eresume_ns``
+        later."""
+        if p.eresume_ns:
+            first = p.base + p.eresume_ns
+            if now >= first:
+                last = first + (now - first) // p.period * p.period
+                if last > p.touched:
+                    p.thread._tcs_accessed()
+            p.touched = now
 
     def lock_taken(self, mutex: Any) -> None:
         """Another task took ``mutex``: a retrier of that enclave whose next decision comes

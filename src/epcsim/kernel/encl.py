@@ -294,6 +294,9 @@ class SgxEncl:
 
     def test_and_clear_young(self, index: int) -> bool:
         """``sgx_encl_test_and_clear_young`` (``epcsim.fast.ops.encl_page``)."""
+        flood = self.sgx.flood
+        if flood is not None and flood.parked:  # skipped retries' ERESUMEs (fast/flood.py)
+            flood.tcs_accessed(self, index)
         return bool(encl_page_ops.test_and_clear_young(self.pages.flags, index))
 
     # -- loading evicted pages (spec §7) -------------------------------------------------------

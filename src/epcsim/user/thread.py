@@ -185,7 +185,18 @@ class EnclaveThread(Task):
             return False
         self.entry_fault = None
         self.entered = True
+        self._tcs_accessed()
         return True
+
+    def _tcs_accessed(self) -> None:
+        """EENTER/ERESUME read the TCS through its linear address (RBX): the page walk sets
+        the Accessed bit of its PTE (SDM Vol.3A 4.8: every paging-structure entry used for a
+        translation gets A set). An AEX or EEXIT flushes the enclave's TLB entries, so each
+        entry walks again: a thread that keeps entering keeps its TCS young, and
+        ``sgx_reclaim_pages`` passes over it (second chance) as it would on hardware. The
+        implicit TCS (``tcs_index < 0``) stands for no page."""
+        if self.tcs_index >= 0:
+            self.encl.pte_young[self.tcs_index] = True
 
     def leave(self) -> Gen:
         """EEXIT back to the untrusted runtime."""
