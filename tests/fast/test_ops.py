@@ -129,3 +129,113 @@ def test_pte_ops_touch_only_the_pte_bits(word):
     assert flags.tolist() == [word, word & ~Y, word]
     pte_ops.zap_ptes(flags, 2)
     assert flags.tolist() == [word, word & ~Y, word & ~(P | Y)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "pop", "del", "del_many", "isolate"]), st.integers(0, 1)),
+        max_size=120,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_list_ops_are_page_list_step_by_step(ops, rnd):
+    """The compiled list ops (``ops/page_list.py``) and ``PageList``'s Python methods give
+    the same links and the same ``ends`` rows after every step, on two lists sharing one
+    link pair (a free list and the LRU), with a plain Python list as the model."""
+    from epcsim.fast.ops.page_list import (
+        list_add_tail,
+        list_del,
+        list_del_many,
+        list_pop_head,
+        pop_head_many,
+    )
+    from epcsim.kernel.page_list import NIL, PageLinks, PageList
+
+    n = 12
+    py_links, op_links = PageLinks(n), PageLinks(n)
+    py = [PageList(py_links), PageList(py_links)]
+    for _ in range(2):
+        PageList(op_links)
+    model: list[list[int]] = [[], []]
+    flags = np.zeros(n, dtype=np.uint8)  # bit 1: on list 1 (the LRU's membership bit)
+    for op, row in ops:
+        off = [p for p in range(n) if p not in model[0] and p not in model[1]]
+        if op == "add" and off:
+            page = rnd.choice(off)
+            py[row].add_tail(page)
+            list_add_tail(op_links.prev, op_links.next, op_links.ends, row, page)
+            model[row].append(page)
+            flags[page] |= row
+        elif op == "pop":
+            got = py[row].pop_head()
+            want = model[row].pop(0) if model[row] else NIL
+            assert got == want
+            assert list_pop_head(op_links.prev, op_links.next, op_links.ends, row) == want
+            if want != NIL:
+                flags[want] = 0
+        elif op == "del" and model[row]:
+            page = rnd.choice(model[row])
+            py[row].remove(page)
+            list_del(op_links.prev, op_links.next, op_links.ends, row, page)
+            model[row].remove(page)
+            flags[page] = 0
+        elif op == "del_many" and model[row]:
+            pages = np.array(rnd.sample(model[row], rnd.randint(1, len(model[row]))))
+            py[row].remove_many(pages)
+            list_del_many(op_links.prev, op_links.next, op_links.ends, row, pages)
+            for page in pages.tolist():
+                model[row].remove(page)
+                flags[page] = 0
+        elif op == "isolate" and row == 1:
+            k = rnd.randint(0, 5)
+            want = model[1][:k]
+            for links in (py_links, op_links):
+                out = np.empty(max(k, 1), dtype=np.int64)
+                got = pop_head_many(links.prev, links.next, flags.copy(), 1, links.ends, 1, k, out)
+                assert out[:got].tolist() == want
+            del model[1][:k]
+            flags[want] = 0
+        for r in (0, 1):
+            assert py[r].pages() == model[r]
+            assert len(py[r]) == len(model[r])
+            assert py[r].head == (model[r][0] if model[r] else NIL)
+            assert py[r].tail == (model[r][-1] if model[r] else NIL)
+        assert (py_links.ends == op_links.ends).all()
+        assert (py_links.prev == op_links.prev).all() and (py_links.next == op_links.next).all()
+
+
+def test_pop_head_many_stops_at_a_page_not_flagged_a_member():
+    from epcsim.fast.ops.page_list import pop_head_many
+    from epcsim.kernel.page_list import PageLinks, PageList
+
+    links = PageLinks(4)
+    lst = PageList(links)
+    for page in (2, 0, 3):
+        lst.add_tail(page)
+    flags = np.array([1, 0, 1, 1], dtype=np.uint8)
+    flags[0] = 0  # the second page lost its membership bit: a corrupt list
+    out = np.empty(3, dtype=np.int64)
+    assert pop_head_many(links.prev, links.next, flags, 1, links.ends, lst.row, 3, out) == -2
+    assert out[0] == 2 and lst.pages() == [0, 3] and len(lst) == 2 and flags[2] == 0
+
+
+def test_page_lists_keep_their_rows_when_ends_grows():
+    """``PageLinks.ends`` reallocates when a fifth list is made: the lists made before must
+    see the new array (their views are rebound), not a stale copy."""
+    import copy
+
+    from epcsim.kernel.page_list import PageLinks, PageList
+
+    links = PageLinks(10)
+    lists = [PageList(links) for _ in range(4)]
+    for i, lst in enumerate(lists):
+        lst.add_tail(i)
+    lists += [PageList(links) for _ in range(3)]
+    for i, lst in enumerate(lists):
+        lst.add_tail(i + 3 if i >= 4 else i + 5)
+    assert [lst.pages() for lst in lists[:4]] == [[0, 5], [1, 6], [2, 7], [3, 8]]
+    assert links.ends[:4, 2].tolist() == [2, 2, 2, 2]
+    twin = copy.deepcopy(lists[0])
+    twin.add_tail(9)
+    assert twin.pages() == [0, 5, 9] and lists[0].pages() == [0, 5]

@@ -38,7 +38,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
 from epcsim.arch import PAGE_SHIFT, PAGE_SIZE, SGX_VA_SLOT_COUNT, PageType
 from epcsim.isa.measure import eadd_blocks, eextend_headers, tag_chunk
@@ -51,7 +50,7 @@ from epcsim.kernel.epc import (
     SGX_EPC_PAGE_POISON,
     SGX_EPC_PAGE_RECLAIMER_TRACKED,
 )
-from epcsim.kernel.policy import NIL, KernelLru
+from epcsim.kernel.policy import KernelLru
 
 if TYPE_CHECKING:
     from epcsim.engine.machine import Machine, Task
@@ -444,26 +443,6 @@ def restrict_run(
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES ------------------------------------------------------------------
-@njit(cache=True, nogil=True)
-def _unlink_many(prev, nxt, pages, head, tail):
-    """``PageList.remove`` of each page in order (pages on the list); returns head, tail."""
-    for i in range(pages.size):
-        page = pages[i]
-        p = prev[page]
-        n = nxt[page]
-        if p != NIL:
-            nxt[p] = n
-        else:
-            head = n
-        if n != NIL:
-            prev[n] = p
-        else:
-            tail = p
-        prev[page] = NIL
-        nxt[page] = NIL
-    return head, tail
-
-
 def _lru_unmark_many(lru, pages: np.ndarray) -> None:
     """``sgx_unmark_page_reclaimable`` of each page (all on the list) in order."""
     if type(lru).unmark is not KernelLru.unmark:
@@ -472,10 +451,7 @@ def _lru_unmark_many(lru, pages: np.ndarray) -> None:
         return
     if (~lru._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
         raise RuntimeError("unmark_many: a page is not on the LRU")
-    lst = lru.list
-    head, tail = _unlink_many(lru.prev, lru.next, pages, int(lst.head), int(lst.tail))
-    lst.head, lst.tail = int(head), int(tail)
-    lst._len -= int(pages.size)
+    lru.list.remove_many(pages)
     lru._flags[pages] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
 
 

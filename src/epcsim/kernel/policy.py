@@ -142,22 +142,17 @@ class KernelLru(ReclaimPolicy):
 
     def isolate(self, n: int) -> list[int]:
         """Phase A: ``unmark`` the head page up to ``n`` times (``epcsim.fast.ops.page_list``
-        ``pop_head_many``, the one statement of it)."""
+        ``pop_head_many``, the one statement of it, over the list's row of ``ends``)."""
         lst = self.list
         if n <= 0 or lst.head == NIL:
             return []
         out = np.empty(n, dtype=np.int64)
-        count, head = pop_head_many(
-            self.prev, self.next, self._flags, SGX_EPC_PAGE_ON_LRU, lst.head, n, out
+        count = pop_head_many(
+            self.prev, self.next, self._flags, SGX_EPC_PAGE_ON_LRU, lst.links.ends, lst.row, n, out
         )
-        taken = count if count >= 0 else -1 - count
-        lst.head = int(head)
-        lst._len -= taken
-        if lst.head == NIL:
-            lst.tail = NIL
         if count < 0:
-            raise RuntimeError(f"EPC page {int(head)} is not on the LRU")
-        return out[:taken].tolist()
+            raise RuntimeError(f"EPC page {lst.head} is not on the LRU")
+        return out[:count].tolist()
 
     def order(self) -> list[int]:
         """Pages from head (next victim) to tail, for tests and debugging."""

@@ -8,7 +8,8 @@ NumPy scalar operations are worth a compiled call from Python (a call costs ~1-2
 dispatch); a one-field read or write stays in Python.
 
 * ``epcm``: the EPCM state checks and updates of EBLOCK, EWB and ELDU (``isa/paging.py``).
-* ``page_list``: taking pages off a list head over the shared links (the LRU's isolate).
+* ``page_list``: ``list_add_tail``, ``list_del``, taking the head (one or many) over the
+  shared links and the lists' ``ends`` rows (the LRU's isolate, the removal runs).
 * ``pcmd``: ``reclaimer_writing_to_pcmd`` (``sgx/encl.c``).
 * ``encl_page``: ``sgx_zap_enclave_ptes`` and ``sgx_encl_test_and_clear_young`` for a page.
 * ``va``: a VA page's first free slot (``sgx_alloc_va_slot``).
