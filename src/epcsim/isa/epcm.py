@@ -48,6 +48,10 @@ from numba import njit
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.packed import ArrayView, FlagField
 
+#: ``isinstance`` operands as tuples: ``int | np.integer`` written in a call builds a union
+#: object on every call (~0.2 us), and these checks run on every page
+_INT = (int, np.integer)
+
 CONTENT_MODES = ("full", "mac", "tag")
 
 # Bits of the packed ``flags`` word (SECINFO.FLAGS layout, VALID/BLOCKED in reserved bits).
@@ -69,6 +73,7 @@ BEPOCH_REBASE = 1 << 14
 
 _LIN_SHIFT = 12
 _LIN_ODD = np.uint32(0xFFFFFFFF)  # "see the side table"
+_LIN_ODD_INT = 0xFFFFFFFF
 _LIN_MAX_PAGE = 0xFFFFFFFF  # page numbers below this fit (addresses below 2**44 - 4 KiB)
 
 
@@ -86,6 +91,9 @@ class LinaddrField(ArrayView):
         return int(self._pages.size)
 
     def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # one entry by a Python int (EWB): no NumPy scalar
+            page = self._pages.item(index)
+            return self._odd[index] if page == _LIN_ODD_INT else page << _LIN_SHIFT
         p = self._pages[index]
         if isinstance(p, np.ndarray):
             out = p.astype(np.uint64) << np.uint64(_LIN_SHIFT)
@@ -99,7 +107,10 @@ class LinaddrField(ArrayView):
         return int(p) << _LIN_SHIFT
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if isinstance(value, np.ndarray) or not isinstance(index, int | np.integer):
+        if type(index) is int and type(value) is int:  # one entry (EWB, ELDU): the hot case
+            self._set_one(index, value)
+            return
+        if isinstance(value, np.ndarray) or not isinstance(index, _INT):
             if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
                 idx = np.atleast_1d(index)  # page numbers already (no arange over the EPC)
             else:
@@ -114,7 +125,9 @@ class LinaddrField(ArrayView):
             for i, v in zip(idx[odd].tolist(), vals[odd].tolist(), strict=True):
                 self._odd[i] = v
             return
-        i, addr = int(index), int(value)
+        self._set_one(int(index), int(value))
+
+    def _set_one(self, i: int, addr: int) -> None:
         page = addr >> _LIN_SHIFT
         if addr & ((1 << _LIN_SHIFT) - 1) or page >= _LIN_MAX_PAGE:
             self._pages[i] = _LIN_ODD

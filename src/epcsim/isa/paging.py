@@ -24,6 +24,10 @@ from epcsim.isa.core import GP, PF, U64, PageInfo, SgxCore
 from epcsim.isa.sealing import SealedPage, ewb_header, mac_header, pack_pcmd, unpack_pcmd
 from epcsim.isa.secs import SecsState
 
+#: ``isinstance`` operand as a tuple: ``bytes | bytearray`` written in a call builds a union
+#: object on every call
+_BYTES = (bytes, bytearray)
+
 _CHILD_TYPES = (PageType.REG, PageType.TCS, PageType.TRIM)
 _ZERO_PCMD = bytes(128)
 
@@ -137,7 +141,7 @@ class PagingMixin(SgxCore):
         if not 0 <= va_slot < SGX_VA_SLOT_COUNT:
             return GP
         raw_pcmd = pageinfo.metadata
-        if not isinstance(raw_pcmd, bytes | bytearray):
+        if not isinstance(raw_pcmd, _BYTES):
             return GP
         pcmd = unpack_pcmd(bytes(raw_pcmd))
         if pcmd is None:
@@ -168,7 +172,7 @@ class PagingMixin(SgxCore):
         linaddr = int(pageinfo.linaddr) & U64
         header = mac_header(pcmd.secinfo, linaddr, header_eid, pcmd.enclave_id, pcmd.reserved)
         raw = e.data is not None or pt == PageType.VA
-        ct = pageinfo.contents if isinstance(pageinfo.contents, bytes | bytearray) else b""
+        ct = pageinfo.contents if isinstance(pageinfo.contents, _BYTES) else b""
         plain = self.sealer.unseal(header, bytes(ct), pcmd.mac, version, raw)
         if plain is None:
             return SgxReturn.MAC_COMPARE_FAIL
@@ -202,6 +206,6 @@ class PagingMixin(SgxCore):
 
     @staticmethod
     def _secs_image_eid(plain: bytes | int) -> int:
-        if isinstance(plain, bytes | bytearray):
+        if isinstance(plain, _BYTES):
             return int.from_bytes(plain[:8], "little")
         return int(plain)

@@ -35,6 +35,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from epcsim.arch import PAGE_SIZE, PCMD_SIZE, SECINFO_SIZE
 
+#: ``isinstance`` operand as a tuple: ``bytes | bytearray`` written in a call builds a union
+#: object on every call
+_BYTES = (bytes, bytearray)
+
 HEADER_SIZE = 128
 PCMD_RESERVED = 40
 
@@ -123,7 +127,7 @@ class Sealer:
 
     def seal(self, header: bytes, content: bytes | int, version: int) -> tuple[bytes, bytes]:
         """Return (ciphertext, 16-byte MAC). ``content`` is page bytes or a 64-bit tag."""
-        if isinstance(content, bytes | bytearray):
+        if isinstance(content, _BYTES):
             out = self._aes.encrypt(self._nonce(version), bytes(content), header)
             return out[:-16], out[-16:]
         if self.mode == "tag":

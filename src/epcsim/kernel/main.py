@@ -19,6 +19,7 @@ from epcsim.isa import SgxCpu
 from epcsim.kernel.backing import BackingStore
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED, EpcPages
 from epcsim.kernel.policy import ReclaimPolicy
+from epcsim.kernel.reclaim import sgx_reclaim_pages
 from epcsim.kernel.stats import Counters, LatencyHistogram, Timeline
 
 if TYPE_CHECKING:
@@ -110,8 +111,6 @@ class Sgx:
         * -ERESTARTSYS: ``reclaim`` is true and a signal is pending on ``task`` when the free
           lists are found empty.
         """
-        from epcsim.kernel.reclaim import sgx_reclaim_pages
-
         ret = 0
         while True:
             page = self.epc.alloc(self._node_of(task))
@@ -179,8 +178,6 @@ class Sgx:
         self.m.spawn(self._ksgxd(self.ksgxd_task))
 
     def _ksgxd(self, task: Task) -> Gen:
-        from epcsim.kernel.reclaim import sgx_reclaim_pages
-
         high = self.high_pages
         while True:
             if not self.should_reclaim(high):

@@ -117,19 +117,20 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
     stats.reclaim_scanned += len(isolated)
     chunk: list[tuple[int, SgxEncl, int]] = []
     for page in isolated:
-        encl = sgx.enclaves.get(int(epc.owner_encl[page]))
+        encl = sgx.enclaves.get(epc.owner_encl.item(page))
         if encl is None or encl.dead:  # kref_get_unless_zero failed: release owns it now
             epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
             continue
         encl.refcount += 1
-        chunk.append((page, encl, int(epc.owner_index[page])))
+        chunk.append((page, encl, epc.owner_index.item(page)))
     yield from task.run(costs.lru_op * max(1, len(isolated)))
 
     # Phase B - age check, then backing allocation and BEING_RECLAIMED under encl->lock.
     kept: list[tuple[int, SgxEncl, int]] = []
+    uses_age = sgx.lru.uses_age  # the policy's constant
     for page, encl, index in chunk:
         young = False
-        if sgx.lru.uses_age:
+        if uses_age:
             yield from task.run(costs.age_check)
             young = encl.test_and_clear_young(index)
         if young:
