@@ -29,8 +29,11 @@ from epcsim.cli_base import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EngineOpt,
     EpcsimGroup,
+    NopageFloodOpt,
     check_out_dir,
+    engine_choice,
     err,
     fail_input,
 )
@@ -121,15 +124,18 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     flip: Annotated[bool, typer.Option(help="Also sweep CPUs x EWB/ELDU cost ratio.")] = True,
     flip_epc: Annotated[str, typer.Option(help="EPC size for the flip sweep.")] = "8M",
+    engine: EngineOpt = None,
+    nopage_flood: NopageFloodOpt = None,
 ) -> None:
     """The seed scenario: EDMM page removal on an EPC oversubscribed 2x, without and with
     direct reclaim. Prints a table and writes an HTML report to OUT/report.html."""
     from epcsim.demo import demo_configs, run_seed
     from epcsim.report.demo import findings, flip_findings, table_rows, write_demo_report
 
+    engine, nopage_flood = engine_choice(engine, nopage_flood)
     try:
-        configs = demo_configs(epc, heap_factor, cpus, seed)
-        flip_cfgs = flip_configs(flip_epc, heap_factor, seed) if flip else []
+        configs = demo_configs(epc, heap_factor, cpus, seed, engine, nopage_flood)
+        flip_cfgs = flip_configs(flip_epc, heap_factor, seed, engine, nopage_flood) if flip else []
         # Validate sizes before any long work.
         from epcsim.units import parse_pages
 
@@ -240,7 +246,9 @@ def _flip_point(flip_epc: str, layout: str, ratio: float, c: int, cfg: Any) -> d
     }
 
 
-def flip_configs(epc: str, heap_factor: float, seed: int):
+def flip_configs(
+    epc: str, heap_factor: float, seed: int, engine: str = "fast", nopage_flood: str = "simulate"
+):
     """Without direct reclaim, sweep CPUs x EWB/ELDU cost ratio in two layouts: the seed's
     (victims are the heap's own pages) and one where an idle neighbour enclave fills the EPC
     (victims do not contend for the ioctl's encl->lock)."""
@@ -262,6 +270,8 @@ def flip_configs(epc: str, heap_factor: float, seed: int):
                     stop_after_first_call=True,
                     neighbour_factor=shape["neighbour_factor"],
                     costs={"ewb": int(eldu * ratio)},
+                    engine=engine,
+                    nopage_flood=nopage_flood,
                 )
                 out.append((layout, ratio, c, cfg))
     return out

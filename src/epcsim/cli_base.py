@@ -25,7 +25,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
@@ -205,3 +205,54 @@ class EpcsimGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+# -- the engine options (run, replay, cliff, demo) -----------------------------------------------
+ENGINES = ("fast", "reference")
+NOPAGE_FLOODS = ("simulate", "bulk")
+
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="fast (the default: exact, epcsim.fast) or reference (the SimPy model it is "
+        "checked against); overrides [machine] engine.",
+    ),
+]
+NopageFloodOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nopage-flood",
+        help="simulate (the default: every VM_FAULT_NOPAGE retry) or bulk (charged in bulk: "
+        "fast engine only, a named deviation); overrides [machine] nopage_flood.",
+    ),
+]
+
+
+def engine_choice(
+    engine: str | None,
+    nopage_flood: str | None,
+    defaults: tuple[str, str] = ("fast", "simulate"),
+    source: str = "",
+) -> tuple[str, str]:
+    """``(engine, nopage_flood)`` for a run: the options where given, else ``defaults`` (a
+    scenario's ``[machine]`` values). Bad input exits 2 naming the option: an unknown value,
+    or ``bulk`` with the reference engine (``System`` refuses that pair: the reference
+    simulates every retry). ``source`` (a scenario file) prefixes a message about its keys."""
+    if engine is not None and engine not in ENGINES:
+        fail_input(f"--engine: one of {', '.join(ENGINES)}, got {clip(repr(engine), 60)}")
+    if nopage_flood is not None and nopage_flood not in NOPAGE_FLOODS:
+        fail_input(
+            f"--nopage-flood: one of {', '.join(NOPAGE_FLOODS)}, got {clip(repr(nopage_flood), 60)}"
+        )
+    e = engine if engine is not None else defaults[0]
+    f = nopage_flood if nopage_flood is not None else defaults[1]
+    if f == "bulk" and e != "fast":
+        if nopage_flood is not None:
+            where = "--engine reference" if engine is not None else f"{source}: engine = {e!r}"
+            fail_input(f"--nopage-flood: bulk needs the fast engine ({where.lstrip(': ')})")
+        fail_input(
+            f"--engine: {e} cannot take {source + ': ' if source else ''}nopage_flood = "
+            f"'bulk' (fast engine only); add --nopage-flood simulate"
+        )
+    return e, f

@@ -21,7 +21,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from epcsim.cli_base import EXIT_CHECKS, EXIT_OK, check_out_dir, check_out_file, fail_input
+from epcsim.cli_base import (
+    EXIT_CHECKS,
+    EXIT_OK,
+    EngineOpt,
+    NopageFloodOpt,
+    check_out_dir,
+    check_out_file,
+    engine_choice,
+    fail_input,
+)
 from epcsim.scenario.model import MAX_SEED
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
@@ -52,6 +61,20 @@ def _load_plan(scenario: Path, seed: int | None):
     except ScenarioError as e:
         e.path = e.path or str(scenario)
         _fail(e.format())
+
+
+def _apply_engine(plan, engine: str | None, nopage_flood: str | None, source: str) -> None:
+    """``--engine``/``--nopage-flood`` over the plan's ``[machine]`` values (exit 2 on a
+    pair ``System`` refuses)."""
+    m = plan.machine
+    e, f = engine_choice(
+        engine, nopage_flood, (m.get("engine", "fast"), m.get("nopage_flood", "simulate")), source
+    )
+    plan.machine = {**m, "engine": e, "nopage_flood": f}
+    # the report and --json show the machine the run had, options included
+    if isinstance(plan.config.get("machine"), dict):
+        machine = {**plan.config["machine"], "engine": e, "nopage_flood": f}
+        plan.config = {**plan.config, "machine": machine}
 
 
 def _check_memory(plan, source: str) -> None:
@@ -147,11 +170,14 @@ def run(
     ] = True,
     timeline_csv: TimelineOpt = None,
     quiet: QuietOpt = False,
+    engine: EngineOpt = None,
+    nopage_flood: NopageFloodOpt = None,
 ) -> None:
     """Run a scenario: build its enclaves, run their threads, check, report."""
     from epcsim.cli import _show
 
     plan = _load_plan(scenario, seed)
+    _apply_engine(plan, engine, nopage_flood, str(scenario))
     check_out_dir(out)
     check_out_file(timeline_csv, "--timeline-csv")
     _check_memory(plan, str(scenario))
@@ -197,6 +223,8 @@ def replay(
     baseline: Annotated[bool, typer.Option(help="Also run all-resident (slowdown).")] = True,
     timeline_csv: TimelineOpt = None,
     quiet: QuietOpt = False,
+    engine: EngineOpt = None,
+    nopage_flood: NopageFloodOpt = None,
 ) -> None:
     """Replay a trace of page accesses against a simulated EPC. With several EPC sizes or
     policies, replay it at each and draw the miss-ratio curve."""
@@ -207,6 +235,7 @@ def replay(
     from epcsim.units import parse_pages, parse_size
     from epcsim.workloads.trace import TraceError, read_trace
 
+    engine, nopage_flood = engine_choice(engine, nopage_flood)
     sizes_text, policies = _list(epc, "--epc"), _list(policy, "--policy")
     try:
         sizes = list(dict.fromkeys(parse_size(e, "--epc") for e in sizes_text))
@@ -241,6 +270,7 @@ def replay(
     except ValueError as e:
         _fail(f"{trace}: {e}")
     machine = {"epc": max(sizes), "cpus": cpus, "policy": policies[0]}
+    machine.update(engine=engine, nopage_flood=nopage_flood)
     machine["direct_reclaim"] = direct_reclaim
     plan = plan_from_streams(streams, machine, seed=seed)
     for i, ep in enumerate(plan.enclaves):
@@ -312,6 +342,8 @@ def cliff(
     ),
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
+    engine: EngineOpt = None,
+    nopage_flood: NopageFloodOpt = None,
 ) -> None:
     """Run a scenario across EPC sizes; plot slowdown and fault rate against EPC size."""
     from epcsim.cli import _show, dump_json, progress_bar
@@ -334,6 +366,7 @@ def cliff(
     except ValueError as e:
         _fail(f"{scenario}: --epc-range/--steps: {e}")
     plan = compile_scenario(sc, seed)
+    _apply_engine(plan, engine, nopage_flood, str(scenario))
     check_out_dir(out)
     _check_memory(plan.with_epc(high), f"{scenario}: --epc-range")
     with progress_bar(_show(json_out, quiet)) as prog:

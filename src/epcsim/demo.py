@@ -86,6 +86,9 @@ class SeedConfig:
     mutex: str = "linux"
     sched: str = "cfs"
     engine: str = "fast"  # System(engine=...): the fast path (exact) or the reference
+    #: System(nopage_flood=...): "bulk" charges NOPAGE floods in bulk (fast engine only, a
+    #: named deviation: epcsim/fast/flood.py)
+    nopage_flood: str = "simulate"
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
@@ -107,7 +110,12 @@ class SeedConfig:
 
 
 def demo_configs(
-    epc: int | str = "sgx1-client", heap_factor: float = 2.0, cpus: int = 4, seed: int = 0
+    epc: int | str = "sgx1-client",
+    heap_factor: float = 2.0,
+    cpus: int = 4,
+    seed: int = 0,
+    engine: str = "fast",
+    nopage_flood: str = "simulate",
 ) -> list[SeedConfig]:
     """The runs ``epcsim demo`` makes: without and with direct reclaim on the faithful
     default (Linux mutex, CFS) first, then the same pair on the FIFO mutex and FIFO CPUs as
@@ -123,6 +131,8 @@ def demo_configs(
             mutex=mutex,
             sched=sched,
             trim_only=mutex == "fifo",
+            engine=engine,
+            nopage_flood=nopage_flood,
         )
         for mutex, sched in (("linux", "cfs"), ("fifo", "fifo"))
         for dr in (False, True)
@@ -340,6 +350,7 @@ def run_seed(
         costs=cfg.costs,
         content_mode=cfg.content_mode,
         engine=cfg.engine,
+        nopage_flood=cfg.nopage_flood,
         mutex=cfg.mutex,
         sched=cfg.sched,
     )

@@ -199,3 +199,55 @@ def test_cliff_uses_the_scenario_sweep_section_and_rejects_bad_ranges(tmp_path):
     assert r.exit_code == 2 and "epc-range" in r.stderr
     r = CliRunner().invoke(app, ["cliff", "examples/cliff.toml", "--steps", "1"])
     assert r.exit_code == 2 and "--steps" in r.stderr
+
+
+def test_engine_option_runs_the_reference_with_the_same_result():
+    """``--engine reference`` runs the SimPy model; the default fast engine is exact, so the
+    two give the same counters; the config shown (report, --json) names the engine used."""
+    _code, fast = _example("zipf_fits")
+    r = CliRunner().invoke(
+        app, ["run", "examples/zipf_fits.toml", "--json", "--engine", "reference"]
+    )
+    assert r.exit_code == 0, r.output
+    ref = json.loads(r.stdout)
+    assert ref["config"]["machine"]["engine"] == "reference"
+    assert fast["config"]["machine"]["engine"] == "fast"
+    assert ref["counters"] == fast["counters"] and ref["derived"] == fast["derived"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["run", "examples/zipf_fits.toml", "--engine", "simpy"],
+            "--engine: one of fast, reference",
+        ),
+        (["run", "examples/zipf_fits.toml", "--nopage-flood", "x"], "--nopage-flood: one of"),
+        (
+            ["run", "examples/zipf_fits.toml", "--engine", "reference", "--nopage-flood", "bulk"],
+            "--nopage-flood: bulk needs the fast engine (--engine reference)",
+        ),
+        (["cliff", "examples/cliff.toml", "--engine", "ref"], "--engine: one of"),
+        (["demo", "--engine", "reference", "--nopage-flood", "bulk"], "bulk needs the fast"),
+        (["replay", "t.csv", "--epc", "1M", "--nopage-flood", "Bulk"], "--nopage-flood: one of"),
+    ],
+)
+def test_engine_options_bad_input_exits_2(args, message):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and message in r.stderr, r.output
+
+
+def test_engine_option_against_the_scenario_file(tmp_path):
+    """A scenario that asks for the bulk flood cannot run on the reference engine: the
+    message names the option and the file's key; the pair from the file alone runs."""
+    src = Path("examples/zipf_fits.toml").read_text()
+    text = src.replace("[machine]", '[machine]\nnopage_flood = "bulk"', 1)
+    assert text != src
+    path = tmp_path / "bulk.toml"
+    path.write_text(text)
+    r = CliRunner().invoke(app, ["run", str(path), "--engine", "reference", "-q"])
+    assert r.exit_code == 2, r.output
+    assert f"--engine: reference cannot take {path}: nopage_flood = 'bulk'" in r.stderr
+    r = CliRunner().invoke(app, ["run", str(path), "--json", "--no-baseline"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["config"]["machine"]["nopage_flood"] == "bulk"
