@@ -153,6 +153,17 @@ class _Waiter:
         self.ev: simpy.Event | None = None  # pending while the waiter sleeps
 
 
+class _Spinner:
+    """A spinner's wait: the event it waits on, which wait that is (``gen``), OSQ or not."""
+
+    __slots__ = ("ev", "gen", "osq")
+
+    def __init__(self, osq: bool):
+        self.ev: simpy.Event | None = None
+        self.gen = 0
+        self.osq = osq
+
+
 class LinuxMutex(Mutex):
     """Linux's mutex: spinning, stealing, HANDOFF (see the module docstring)."""
 
@@ -162,7 +173,7 @@ class LinuxMutex(Mutex):
         self._free_since = 0  # when the lock was last released (not handed off)
         self._handed_at = 0  # when it was last handed to a waiter (PICKUP)
         self._osq: list[Task] = []  # optimistic spinners, head first
-        self._spin_ev: dict[Task, simpy.Event] = {}
+        self._spin_ev: dict[Task, _Spinner] = {}
 
     # -- acquisition ---------------------------------------------------------------------
     def _take(self, task: Task) -> None:
@@ -230,14 +241,17 @@ class LinuxMutex(Mutex):
         """Spin with the CPU held until the lock is ours (True) or spinning must stop (False).
 
         Event-driven: the spinner waits for a poke (a release, its owner leaving the CPU, its
-        own need_resched, a tick while some task waits for a CPU) and then re-checks."""
+        own need_resched, a tick while some task waits for a CPU) and then re-checks; a
+        timed poke that would find nothing new is answered without resuming it
+        (``_fire``)."""
         m = self.m
         env = m.env
-        pickup = m.costs.mutex_pickup
         osq = waiter is None
         if osq:
             self._osq.append(task)
         m.spinning[task] = self
+        rec = _Spinner(osq)
+        self._spin_ev[task] = rec
         self._log("spin", task)
         t0 = int(env.now)
         got = False
@@ -251,12 +265,14 @@ class LinuxMutex(Mutex):
                 if osq and self._osq[0] is not task:
                     pass  # queued on the OSQ behind another spinner
                 elif owner is task:  # handed to this waiter: pick it up
+                    pickup = m.costs.mutex_pickup
                     if now - self._handed_at >= pickup:
                         self._log("handoff", task)
                         got = True
                         return True
                     wake_at = self._handed_at + pickup
                 elif owner is None:
+                    pickup = m.costs.mutex_pickup
                     free_since = self._free_since
                     if m.flood is not None and m.flood.parked:
                         # the fast engine's parked NOPAGE retriers take and release the
@@ -271,17 +287,17 @@ class LinuxMutex(Mutex):
                     wake_at = free_since + pickup
                 elif owner.cpu is None:
                     return False
-                if m.cpu_contended():
+                if m.rq.waiting():  # m.cpu_contended()
                     tick = m.rq.next_tick(task)
                     wake_at = tick if wake_at is None else min(wake_at, tick)
-                ev = env.event()
-                self._spin_ev[task] = ev
+                ev = rec.ev = env.event()
+                rec.gen += 1
                 if wake_at is not None:
                     self._poke(task, wake_at - now)
                 yield ev
         finally:
             del m.spinning[task]
-            self._spin_ev.pop(task, None)
+            del self._spin_ev[task]
             task.busy_ns += int(env.now) - t0
             if osq:
                 head = self._osq[0] is task
@@ -292,18 +308,44 @@ class LinuxMutex(Mutex):
                 self._log("spin_fail", task)
 
     def _poke(self, task: Task, delay: int) -> None:
-        ev = self._spin_ev.get(task)
+        rec = self._spin_ev.get(task)
+        if rec is None:
+            return
+        ev = rec.ev
         if ev is None or ev.triggered:
             return
         if delay <= 0:
             ev.succeed()
             return
+        gen = rec.gen
+        self.m.env.timeout(delay).callbacks.append(lambda _e: self._fire(task, rec, gen))
 
-        def fire(_e: object, ev: simpy.Event = ev) -> None:
-            if not ev.triggered:
-                ev.succeed()
+    def _fire(self, task: Task, rec: _Spinner, gen: int) -> None:
+        """A timed poke is due. Only the last wait's pokes count (``gen``): in the loop
+        each wait is a new event and a poke of an earlier one finds it triggered.
 
-        self.m.env.timeout(delay).callbacks.append(fire)
+        When nothing else is due at this instant and the re-check would only wait again
+        (the lock held by a running task, or this spinner not the OSQ head; no
+        need_resched), the wait is re-armed here instead of resuming the spinner: the
+        spinner would run next, do exactly that and nothing else, so the remaining events
+        keep their order (the next tick's poke is scheduled at the same point in the
+        queue). This saves a resumption per release inside ksgxd's EWB phase, whose gap
+        before the next lock is zero (issue 9, row 10)."""
+        ev = rec.ev
+        if rec.gen != gen or ev is None or ev.triggered:
+            return
+        m = self.m
+        env = m.env
+        if env.peek() > env.now and not task.need_resched():
+            owner = self.owner
+            if (rec.osq and self._osq[0] is not task) or (
+                owner is not None and owner is not task and owner.cpu is not None
+            ):
+                rec.gen += 1
+                if m.rq.waiting():
+                    self._poke(task, m.rq.next_tick(task) - int(env.now))
+                return
+        ev.succeed()
 
     # -- release -------------------------------------------------------------------------
     def _unlock(self, task: Task) -> None:

@@ -275,16 +275,21 @@ class CfsRunQueue:
     def tick_resched(self, task: Task, at: int | None = None) -> bool:
         """Would a tick since the task was picked have set need_resched (``check_preempt_tick``)?
 
-        ``at``: evaluate at that instant with the queue as it is now (default: now)."""
+        ``at``: evaluate at that instant with the queue as it is now (default: now).
+        Every spinner and parked retrier asks at each of its re-checks, so the slice
+        (``sched_slice(_nr_running_here())``) is computed inline."""
         rq = self._rq
         if not rq:
             return False
-        now = int(self.m.env.now) if at is None else at
+        now = int(self.m.env._now) if at is None else at
         tick = now - now % self.tick_ns
-        if tick < self._nonempty_since or tick <= task.slice_start:
+        slice_start = task.slice_start
+        if tick < self._nonempty_since or tick <= slice_start:
             return False
-        ideal = self.sched_slice(self._nr_running_here())
-        delta = tick - task.slice_start
+        nr = 1 + -(-len(rq) // self.m.nr_cpus)  # _nr_running_here()
+        # sched_slice(nr): latency / nr, or nr * min_granularity / nr past sched_nr_latency
+        ideal = self.latency_ns // nr if nr <= SCHED_NR_LATENCY else self.min_granularity_ns
+        delta = tick - slice_start
         if delta > ideal:
             return True
         if delta < self.min_granularity_ns:

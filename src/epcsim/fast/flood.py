@@ -78,6 +78,7 @@ class _Park:
         "ev",
         "forced",
         "index",
+        "lock",
         "lock_check",
         "period",
         "thread",
@@ -88,6 +89,7 @@ class _Park:
     def __init__(self, thread: Any, index: int, base: int, period: int):
         self.thread = thread
         self.index = index
+        self.lock = thread.encl.lock  # encl->lock, which each retry takes
         self.base = base
         self.period = period
         self.counted = 0  # skipped retries already counted (``settle``)
@@ -308,8 +310,12 @@ class NopageFlood:
         """Schedule the hold's next look: the first decision instant at or after ``after``."""
         first: int | None = None
         for p in self.parked.values():
-            if p.thread.encl.lock is mutex:
-                c = self._next_decision(p, after)
+            if p.lock is mutex:
+                # _next_decision(p, after), inline: this runs at every hold of encl->lock
+                base = p.base
+                period = p.period
+                j = -((base - after) // period)
+                c = base + (j if j > 1 else 1) * period
                 if first is None or c < first:
                     first = c
         if first is None:
@@ -320,7 +326,8 @@ class NopageFlood:
             if self._holds.get(mutex) != hold or mutex.owner is None:
                 return  # released, or held anew (that hold has its own chain)
             for p in list(self.parked.values()):
-                if p.thread.encl.lock is mutex and self._next_decision(p, at) == at:
+                # those whose decision instant is ``at`` (_next_decision(p, at) == at)
+                if p.lock is mutex and at > p.base and (at - p.base) % p.period == 0:
                     p.lock_check = at
                     if p.ev is not None and not p.ev.triggered:
                         p.ev.succeed()
@@ -335,7 +342,7 @@ class NopageFlood:
         in the reference every retry restarts that wait."""
         last = free_since
         for p in self.parked.values():
-            if p.thread.encl.lock is mutex:
+            if p.lock is mutex:
                 j = (now - p.base) // p.period
                 if j >= 1:
                     d = p.base + j * p.period
