@@ -64,7 +64,7 @@ flood_scenario = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=200 if LONG else 12,
+    max_examples=60 if LONG else 12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
@@ -172,3 +172,45 @@ def test_a_parked_retriers_eresumes_keep_its_tcs_young():
     q = _Park(t, index=5, base=1000, period=100)  # a TCS fault's retries: no ERESUME
     touch(None, q, 5000)
     assert t.touched == 2
+
+
+def _flood_at(now: int):
+    """A bulk-mode system's flood charger, its clock advanced to ``now``."""
+    system = epcsim.System(epc=96 * PAGE_SIZE, cpus=2, engine="fast", nopage_flood="bulk")
+    m = system.sgx.m
+    m.env.run(until=now)
+    return system.sgx.flood, m
+
+
+def test_a_lock_taken_at_a_decision_instant_is_ordered_as_the_reference_orders_it():
+    """In the reference a retry at instant D is the timeout of its last step (AEX + #PF
+    entry), scheduled at D - 2000; a task taking ``encl->lock`` at D was resumed by the
+    timeout of its own last step. SimPy runs the one scheduled first first: the retry (it
+    takes and releases the free lock, so the retrier stays parked and the hold's first look
+    is its next decision) unless the locker's step began earlier (the retrier finds the lock
+    held and resumes at D)."""
+    from types import SimpleNamespace
+
+    from epcsim.fast.flood import _Park
+
+    now = 50_000
+    for step_ns, first_look in ((2_500, now), (9_000, now), (1_500, None)):
+        flood, m = _flood_at(now)
+        costs = m.costs
+        assert costs.aex + costs.fault_entry == 2_000  # the retry's last step
+        period = costs.eresume + costs.aex + costs.fault_entry
+        first_look = now + period if first_look is None else first_look
+        locker = SimpleNamespace(step_end=now, step_ns=step_ns)
+
+        class Mutex:  # encl->lock, held by the locker
+            owner = locker
+
+        mutex = Mutex()
+        p = _Park(object(), index=7, base=now - period, period=period)
+        p.lock = mutex
+        flood.parked[p.thread] = p
+        before = set(id(e) for *_, e in m.env._queue)
+        flood.lock_taken(mutex)
+        looks = [t for t, *_, e in m.env._queue if id(e) not in before]
+        assert looks == [first_look], (step_ns, looks)
+        flood.parked.clear()

@@ -138,6 +138,9 @@ class Task:
         self.on_switch_out: Callable[[Task, int], None] | None = None
         self.on_switch_in: Callable[[Task, int], None] | None = None
         self.busy_ns = 0
+        #: the last ``run`` step: when it ends and how long it is
+        self.step_end: int | float = -1
+        self.step_ns = 0
         #: when the scheduler last picked this task (start of its slice)
         self.slice_start = 0
         #: CFS virtual runtime, ns (CPU time received; all tasks are nice 0)
@@ -210,12 +213,16 @@ class Task:
             self.busy_ns += ns
             m = self.m
             env = m.env
+            end = env._now + ns
+            # the last step, whose timeout a SimPy queue orders by when it began (a tie at
+            # a parked NOPAGE retrier's decision instant: epcsim.fast.flood.lock_taken)
+            self.step_end = end
+            self.step_ns = ns
             if m.elide:
                 # Fast engine: when no event is due up to and including now + ns, nothing
                 # can run before this step ends, so advancing the clock in place is the same
                 # as a timeout event (epcsim/fast/README.md says why the order is unchanged).
                 # ``env.peek()`` inlined: this runs ~13 times per simulated fault.
-                end = env._now + ns
                 queue = env._queue
                 if not queue or queue[0][0] > end:
                     env._now = end

@@ -45,17 +45,27 @@ What is not the same as the reference (named deviation, bounded and tested in
    matters to a task spinning on the lock: a spinner takes a released lock only after
    ``mutex_pickup`` ns of it staying free, and a retry's take restarts that wait - so
    ``LinuxMutex._spin`` asks ``free_since`` here, which counts the skipped retries'
-   instants. What is not reproduced: the take is not an acquisition, so ``Mutex.steals``
-   and the mutex trace miss it, and a task that runs ``mutex_lock`` at that very instant
-   finds the lock free. A lock that is *held* at a decision instant is seen (above), so
-   the retriers wait for ksgxd's critical sections as in the reference.
-2. Changes that the reference would notice at the ERESUME or at the access (a TCS zapped, the
-   page mapped by another thread) are noticed at the next decision instant: at most one more
-   retry.
+   instants. The take is not an acquisition, so ``Mutex.steals`` and the mutex trace miss
+   it. A lock that is *held* at a decision instant is seen (above), so the retriers wait
+   for ksgxd's critical sections as in the reference. A lock *taken* at the very instant
+   of a decision is ordered as SimPy orders the two timeouts in the reference
+   (``lock_taken``): the retry first - it took and released the lock, and stays a skipped
+   retry - unless the locker's last step began before the retry's (``aex + fault_entry``).
+2. A TCS zapped while the thread is parked is handled as the reference's ERESUME handles it
+   (``_tcs_zapped``): if the TCS is blocked or gone when that cycle's ERESUME completes,
+   the fault handled at the decision instant is the TCS's; else the page's, then the TCS's
+   at the next entry. A page mapped by another thread is noticed at the next decision
+   instant: at most one more retry.
 3. The failed allocations' samples of the free-page timeline (the value does not change) are
    not recorded, and the skipped retries' latencies are appended when the thread resumes,
    not interleaved with other threads' latencies.
-4. Events at the very instant of a decision are taken as seen by it.
+4. Other events at the very instant of a decision are taken as seen by it, in an order
+   that can differ from the reference's: a release of ``encl->lock`` at that instant is
+   taken as coming first (the reference runs the retry first when the releaser's last step
+   began after the retry's: the retrier then spins and takes the lock ``mutex_pickup``
+   later), and retriers resumed at the same instant run in the order they parked (the
+   reference's order follows the history of their timeouts). Each such tie changes which
+   retrier gets the next free page, not how many pages are loaded and written back.
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ class _Park:
         "lock",
         "lock_check",
         "period",
+        "tcs_first",
         "thread",
         "tick_at",
         "touched",
@@ -89,13 +100,14 @@ class _Park:
     def __init__(self, thread: Any, index: int, base: int, period: int):
         self.thread = thread
         self.index = index
-        self.lock = thread.encl.lock  # encl->lock, which each retry takes
+        self.lock: Any = None  # encl->lock, which each retry takes (set by ``park``)
         self.base = base
         self.period = period
         self.counted = 0  # skipped retries already counted (``settle``)
         self.forced: int | None = None  # earliest decision instant it must resume at
         self.lock_check = -1  # decision instant at which encl->lock is checked
         self.tick_at = 0  # decision instant at which need_resched is checked next
+        self.tcs_first = False  # the ERESUME of the cycle ending at the next decision fails
         self.ev: Any = None
         #: each cycle's ERESUME completes ``eresume_ns`` after the cycle starts (0: a TCS
         #: fault's retries, no ERESUME); ``touched``: the TCS Accessed bit is up to date to
@@ -147,11 +159,14 @@ class NopageFlood:
     def park(self, thread: Any, index: int, eresume: bool = True) -> Gen:
         """Hold the CPU until a decision instant where a retry may differ. On return the
         retry cycle ending now has its ERESUME (``eresume``), AEX and #PF entry charged; the
-        caller runs its decision (``_fault(charged=True)``)."""
+        caller runs its decision (``_fault(charged=True)``): of the TCS if this returns True
+        (the cycle's ERESUME found the TCS zapped and blocked, ``_tcs_zapped``), else of
+        the page."""
         m = self.m
         costs = m.costs
         period = costs.aex + costs.fault_entry + (costs.eresume if eresume else 0)
         p = _Park(thread, index, m.now, period)
+        p.lock = thread.encl.lock
         if eresume:
             p.eresume_ns = costs.eresume
         self.parked[thread] = p
@@ -178,10 +193,14 @@ class NopageFlood:
                     self._plan_tick(p)
         finally:
             del self.parked[thread]
-        self._touch(p, m.now)
+        # (a failed ERESUME, ``tcs_first``, sets no Accessed bit)
+        self._touch(p, m.now - (costs.aex + costs.fault_entry + 1 if p.tcs_first else 0))
         j = (m.now - p.base) // p.period
         self._count(p, j - 1)
         thread.busy_ns += j * p.period
+        # The ERESUME of the cycle that ends now found the TCS zapped and blocked: the
+        # fault handled now is the TCS's (the caller runs it), not the page's.
+        return p.tcs_first
 
     def _count(self, p: _Park, total: int) -> None:
         """Count the skipped retries up to ``total`` (those not counted yet)."""
@@ -269,6 +288,8 @@ class NopageFlood:
         for p in list(self.parked.values()):
             t = p.thread
             if t.encl is encl and (p.index == index or t.tcs_index == index):
+                if t.tcs_index == index and not encl.pte_present[index]:
+                    self._tcs_zapped(p)
                 self._force(p)
 
     def tcs_accessed(self, encl: SgxEncl, index: int) -> None:
@@ -295,16 +316,60 @@ class NopageFlood:
                     p.thread._tcs_accessed()
             p.touched = now
 
+    def _tcs_zapped(self, p: _Park) -> None:
+        """The PTE of a parked thread's TCS was zapped (ksgxd's ``sgx_zap_enclave_ptes``,
+        before EBLOCK). In the reference the thread's next ERESUME - the step that ends
+        ``aex + fault_entry`` before its next decision instant - fails with a #PF if the
+        TCS is blocked or gone by then (``eenter``'s checks), and the fault handled at that
+        decision is the TCS's; else the page's fault is handled first and the TCS's after,
+        at the next entry's ``_ensure_tcs``. So the TCS's EPCM state is looked at then."""
+        if not p.eresume_ns:
+            return  # the retries of the TCS fault itself: no ERESUME in the cycle
+        costs = self.m.costs
+        at = self._next_decision(p, self.m.now) - (costs.aex + costs.fault_entry)
+        if at <= self.m.now:
+            return  # that ERESUME has completed (the TCS was not blocked before its zap)
+        thread = p.thread
+
+        def eresume_ends(_e: object) -> None:
+            if self.parked.get(thread) is not p:
+                return
+            encl = thread.encl
+            tcs = thread.tcs_index
+            epc = int(encl.epc[tcs])
+            epcm = thread.hw.epcm
+            p.tcs_first = not encl.pte_present[tcs] and (
+                epc < 0 or not epcm.valid[epc] or bool(epcm.blocked[epc])
+            )
+
+        self.m.env.timeout(at - self.m.now).callbacks.append(eresume_ends)
+
     def lock_taken(self, mutex: Any) -> None:
         """Another task took ``mutex``: a retrier of that enclave whose next decision comes
         while it is still held would wait for it there, so it resumes there.
 
         One timer per hold, not per retrier: it fires at the earliest decision instant of
         the enclave's parked retriers, resumes those deciding then if the hold goes on, and
-        moves on to the next earliest; a release (or a new hold) ends the chain."""
+        moves on to the next earliest; a release (or a new hold) ends the chain.
+
+        A retrier whose decision instant is *now* (a tie): in the reference its retry is
+        the timeout of its last step (``aex + fault_entry``), which SimPy runs before the
+        locker's if it was scheduled first. The locker was resumed by the timeout of its own
+        last step (``Task.step_end``/``step_ns``), or else by an event of this instant. So
+        the retry came first - it took and released the free lock and stays a skipped
+        retry - unless the locker's step began earlier than the retry's last step; when
+        both began at the same instant, the locker is taken as first."""
         hold = self._holds.get(mutex, 0) + 1
         self._holds[mutex] = hold
-        self._chain(mutex, hold, self.m.now)
+        now = self.m.now
+        locker = mutex.owner
+        costs = self.m.costs
+        if locker is not None and locker.step_end == now:
+            locker_from = now - locker.step_ns
+        else:
+            locker_from = now  # resumed by an event of this instant
+        retry_from = now - (costs.aex + costs.fault_entry)
+        self._chain(mutex, hold, now if locker_from <= retry_from else now + 1)
 
     def _chain(self, mutex: Any, hold: int, after: int) -> None:
         """Schedule the hold's next look: the first decision instant at or after ``after``."""

@@ -314,7 +314,10 @@ class EnclaveThread(Task):
         ok = yield from self._fault(index)
         flood = self.sgx.flood
         while ok and flood is not None and flood.parkable(self, index, eresume):
-            yield from flood.park(self, index, eresume)
+            if (yield from flood.park(self, index, eresume)):
+                # the last ERESUME found the TCS zapped: this retry's fault is the TCS's, as
+                # in enter(); the access is retried after the next entry
+                return (yield from self._fault(self.tcs_index, charged=True))
             ok = yield from self._fault(index, charged=True)
         return ok
 
