@@ -3,10 +3,22 @@
 EPA makes a VA page with every slot zero; EWB writes a fresh version into a slot and ELDU
 reads it and zeroes it again. A VA page holds 4 KiB of slots, one VA page per 512 enclave
 pages: 8 bytes per enclave page if stored up front. Most slots of most VA pages are zero
-(only swapped pages have a version), so a VA page's slot array is allocated on the first
-non-zero write only (issue 9); until then it reads as zeros. Reads through ``va[epc]``
-give the live array, or a read-only array of zeros for a page not yet written: every write
-goes through ``set_version`` or a whole-page assignment.
+(only swapped pages have a version), so a VA page gets its slots - a row of one ``uint64``
+array, ``slots`` - on the first non-zero write only (issue 9); until then it reads as zeros,
+and a row freed (EREMOVE, EWB of the VA page) is zeroed and reused. ``slots`` grows by a
+quarter when full: one row at a time would copy it once per VA page, a fixed chunk of 16
+rows (64 KiB) showed as +4 B per EPC page on a 64 MiB EPC (row 6), and doubling as +7 B per
+swapped page (row 7); a quarter costs +0.6 B and +1.3 B (measured for issue 9).
+
+Which row a VA page has is kept twice, as one fact: ``va_epc``/``va_row`` - the valid VA pages'
+EPC indices in ascending order and each one's row (-1: no row yet) - are the form a compiled
+driver reads (a binary search, issue 9 DESIGN.md step 2); ``_row``, a dict of the same pairs,
+is the Python path's (a dict look-up costs ~50 ns, ``np.searchsorted`` on a scalar ~1 µs,
+and EWB/ELDU look a slot up two or three times per fault). Only ``__setitem__``,
+``__delitem__`` and a first write change them, and they change both; ``check`` states it.
+
+Reads through ``va[epc]`` give the live row, or a read-only array of zeros for a page not yet
+written: every write goes through ``set_version`` or a whole-page assignment.
 """
 
 from __future__ import annotations
@@ -25,51 +37,115 @@ class VaPages(Mapping[int, np.ndarray]):
     """``va_epc -> 512 uint64 version slots`` for every valid VA page."""
 
     def __init__(self) -> None:
-        self._slots: dict[int, np.ndarray | None] = {}
+        self._row: dict[int, int] = {}  # VA page -> row of ``slots`` (-1: all zero, no row)
+        self.va_epc = np.empty(0, dtype=np.int32)  # the VA pages, ascending
+        self.va_row = np.empty(0, dtype=np.int32)  # the row of each (-1: no row)
+        self.slots = np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint64)
+        self._free_rows: list[int] = []  # rows to reuse, the last freed first
+        self._nr_rows = 0  # rows handed out so far
 
+    # -- the two forms of the row index, changed together ----------------------------------
+    def _set_row(self, epc: int, row: int) -> None:
+        at = int(np.searchsorted(self.va_epc, epc))
+        if epc not in self._row:
+            self.va_epc = np.insert(self.va_epc, at, epc)
+            self.va_row = np.insert(self.va_row, at, row)
+        else:
+            self.va_row[at] = row
+        self._row[epc] = row
+
+    def _drop(self, epc: int) -> None:
+        row = self._row.pop(epc)
+        at = int(np.searchsorted(self.va_epc, epc))
+        self.va_epc = np.delete(self.va_epc, at)
+        self.va_row = np.delete(self.va_row, at)
+        self._free_row(row)
+
+    def _new_row(self) -> int:
+        if self._free_rows:
+            return self._free_rows.pop()
+        row = self._nr_rows
+        self._nr_rows += 1
+        if row == self.slots.shape[0]:
+            grown = np.zeros((row + max(1, row // 4), SGX_VA_SLOT_COUNT), dtype=np.uint64)
+            grown[:row] = self.slots
+            self.slots = grown
+        return row
+
+    def _free_row(self, row: int) -> None:
+        if row >= 0:
+            self.slots[row] = 0
+            self._free_rows.append(row)
+
+    def check(self) -> list[str]:
+        """The two forms of the row index agree, and rows are owned once (tests)."""
+        bad = []
+        if sorted(self._row) != self.va_epc.tolist():
+            bad.append("VA pages: va_epc differs from the row map")
+        elif [self._row[k] for k in self.va_epc.tolist()] != self.va_row.tolist():
+            bad.append("VA pages: va_row differs from the row map")
+        owned = [r for r in self._row.values() if r >= 0]
+        if len(set(owned)) != len(owned) or set(owned) & set(self._free_rows):
+            bad.append("VA pages: a row is owned twice")
+        if self._free_rows and self.slots[self._free_rows].any():
+            bad.append("VA pages: a free row is not zero")
+        return bad
+
+    # -- the mapping ----------------------------------------------------------------------
     def __getitem__(self, epc: int) -> np.ndarray:
-        slots = self._slots[int(epc)]
-        return _ZEROS if slots is None else slots
+        row = self._row[int(epc)]
+        return _ZEROS if row < 0 else self.slots[row]
 
     def __setitem__(self, epc: int, slots: np.ndarray) -> None:
         """A whole page: EPA (zeros) or ELDU of an evicted VA page (its slots)."""
         slots = np.asarray(slots, dtype=np.uint64)
         if slots.shape != (SGX_VA_SLOT_COUNT,):
             raise ValueError(f"slots: {SGX_VA_SLOT_COUNT} versions, got shape {slots.shape}")
-        self._slots[int(epc)] = slots.copy() if slots.any() else None
+        epc = int(epc)
+        old = self._row.get(epc, -1)
+        if slots.any():
+            row = old if old >= 0 else self._new_row()
+            self.slots[row] = slots
+        else:
+            self._free_row(old)
+            row = -1
+        self._set_row(epc, row)
 
     def __delitem__(self, epc: int) -> None:
-        del self._slots[int(epc)]
+        self._drop(int(epc))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._slots)
+        return iter(self._row)
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._row)
 
     def __contains__(self, epc: object) -> bool:
-        return epc in self._slots
+        return epc in self._row
 
     def pop(self, epc: int, default: object = None) -> object:
-        if int(epc) not in self._slots:
+        if int(epc) not in self._row:
             return default
-        slots = self[int(epc)]
-        del self._slots[int(epc)]
+        slots = self[int(epc)].copy()
+        self._drop(int(epc))
         return slots
 
     def version(self, epc: int, slot: int) -> int:
         """The version in a slot (0: empty)."""
-        slots = self._slots[int(epc)]
-        return 0 if slots is None else int(slots[slot])
+        row = self._row[int(epc)]
+        return 0 if row < 0 else self.slots.item(row, slot)
 
     def set_version(self, epc: int, slot: int, version: int) -> None:
-        slots = self._slots[int(epc)]
-        if slots is None:
+        epc = int(epc)
+        row = self._row[epc]
+        if row < 0:
             if not version:
                 return
-            slots = self._slots[int(epc)] = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.uint64)
-        slots[slot] = np.uint64(version)
+            row = self._new_row()
+            self._set_row(epc, row)
+        self.slots[row, slot] = version
 
     @property
     def nbytes(self) -> int:
-        return sum(s.nbytes for s in self._slots.values() if s is not None)
+        """Host bytes: every row allocated (in use, free or not yet used) and the index."""
+        return int(self.slots.nbytes + self.va_epc.nbytes + self.va_row.nbytes)

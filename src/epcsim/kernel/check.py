@@ -181,6 +181,7 @@ def check(sgx: Sgx) -> list[str]:
                 f"SECS {secs_page}: the CPU counts {st.child_count} children, "
                 f"{int(kids[secs_page])} valid"
             )
+    bad += hw.va.check()  # the VA slots' row index in its two forms
 
     # -- global counts when nothing is midway -------------------------------------------------
     if not unsettled_ids:
@@ -307,8 +308,16 @@ def _check_enclave(
     others.extend(encl.va_pages)
     if vas.size and (not (epcm.valid[vas]).all() or (epcm.pt[vas] != PageType.VA).any()):
         bad.append(f"{name}: VA pages that are not valid PT_VA pages")
-    if set(encl.va_used) != set(encl.va_pages):
-        bad.append(f"{name}: VA slot maps and the VA page list differ")
+    ids = encl.va_ids
+    live = np.flatnonzero(ids.epc[: ids.nr] >= 0)
+    if sorted(encl.va_pages) != sorted(ids.id_of) or sorted(ids.epc[live].tolist()) != sorted(
+        ids.id_of
+    ):
+        bad.append(f"{name}: VA page numbers and the VA page list differ")
+    free_rows = np.ones(encl.va.used.shape[0], dtype=np.bool_)
+    free_rows[live] = False
+    if encl.va.used[free_rows].any():
+        bad.append(f"{name}: a free VA page number has slots marked used")
     pos = {va: i for i, va in enumerate(encl.va_pages)}
     # want[row, slot]: how many evicted pages (and the SECS) the kernel keeps in each slot
     want = np.zeros((len(encl.va_pages), SGX_VA_SLOT_COUNT), dtype=np.int32)

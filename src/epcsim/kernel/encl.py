@@ -25,7 +25,6 @@ from epcsim.arch import (
 from epcsim.engine.machine import Gen, Mutex, Task
 from epcsim.fast.ops import encl_page as encl_page_ops
 from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
-from epcsim.fast.ops.va import va_take_slot
 from epcsim.isa import PageInfo
 from epcsim.kernel import encls
 from epcsim.kernel.encl_page import (
@@ -37,6 +36,7 @@ from epcsim.kernel.encl_page import (
     VaIds,
 )
 from epcsim.kernel.epc import OWNER_LEAKED, OWNER_SECS, OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.va_page import VaPageList
 from epcsim.packed import FlagField
 
 if TYPE_CHECKING:
@@ -94,9 +94,6 @@ class SgxEncl:
         self.secs_reclaiming = False
         self.page_cnt = 0
         self.secs_child_cnt = 0
-        self.va_pages: list[int] = []  # EPC indices, head first
-        #: VA page -> its slot map: one bit per slot, 8 to a byte (``va_take_slot``; issue 9)
-        self.va_used: dict[int, np.ndarray] = {}
         self._backing: EnclaveBacking | None = None
         #: the user-layer handle (``epcsim.user.enclave.Enclave``); the kernel never uses it
         self.handle: object = None
@@ -104,6 +101,8 @@ class SgxEncl:
         self.mm_list: list[Mm] = []
         self.sigbus = 0
         self.va_ids = VaIds()  # numbers for the VA pages, as desc names them
+        #: ``encl->va_pages`` and each VA page's slot bitmap, by number (``kernel/va_page.py``)
+        self.va = VaPageList(self.va_ids)
         self._alloc_arrays(0, 0)  # no pages until SGX_IOC_ENCLAVE_CREATE
 
     # -- page arrays --------------------------------------------------------------------------
@@ -136,9 +135,14 @@ class SgxEncl:
         self.va_page = VaField(p.desc, p.va_ids, slot=False)  # entry->va_page while evicted
         self.va_slot = VaField(p.desc, p.va_ids, slot=True)  # slot (desc VA offset >> 3)
 
+    @property
+    def va_pages(self) -> list[int]:
+        """``encl->va_pages``: the VA pages' EPC indices, head first (a copy)."""
+        return self.va.order()
+
     def va_used_slots(self, va: int) -> np.ndarray:
         """The used slots of VA page ``va`` as 512 booleans (for the invariant checker)."""
-        return np.unpackbits(self.va_used[va], bitorder="little").astype(np.bool_)
+        return self.va.used_slots(va)
 
     def elrange_nbytes(self) -> int:
         """Host bytes of the per-page state (for the memory benchmarks)."""
@@ -217,38 +221,26 @@ class SgxEncl:
 
     def add_va_page(self, va: int) -> None:
         if va >= 0:
-            self.va_pages.insert(0, va)
-            self.va_ids.add(va)
-            self.va_used[va] = np.zeros(SGX_VA_SLOT_COUNT // 8, dtype=np.uint8)
+            self.va.add(va)
 
     def shrink(self, task: Task, va: int) -> Gen:
         """``sgx_encl_shrink``: undo a grow; frees the VA page (EREMOVE) only if one was just
         made (``va >= 0``)."""
         self.page_cnt -= 1
         if va >= 0:
-            if va in self.va_used:
-                self.va_pages.remove(va)
-                del self.va_used[va]
-                self.va_ids.remove(va)
+            if va in self.va:
+                self.va.remove(va)
             yield from self.free_epc_page(task, va)
             self.sgx.stats.va_pages -= 1
 
     def va_alloc_slot(self) -> tuple[int, int]:
-        """``sgx_alloc_va_slot`` on the head VA page (``epcsim.fast.ops.va``); a page that
-        fills up moves to the tail."""
-        va = self.va_pages[0]
-        slot, full = va_take_slot(self.va_used[va])
-        if slot < 0:
-            raise IndexError(f"VA page {va} at the head of va_pages has no free slot")
-        if full:
-            self.va_pages.append(self.va_pages.pop(0))
-        return va, int(slot)
+        """``sgx_alloc_va_slot`` on the head VA page; a page that fills up moves to the
+        tail (``VaPageList.take_slot``)."""
+        return self.va.take_slot()
 
     def va_free_slot(self, va: int, slot: int, to_head: bool) -> None:
-        self.va_used[va][slot >> 3] &= np.uint8(0xFF ^ (1 << (slot & 7)))
-        if to_head:
-            self.va_pages.remove(va)
-            self.va_pages.insert(0, va)
+        """``sgx_free_va_slot``, and with ``to_head`` the VA page to the head."""
+        self.va.free_slot(va, slot, to_head)
 
     # -- freeing ----------------------------------------------------------------------------
     def free_epc_page(self, task: Task, page: int) -> Gen:
@@ -416,12 +408,10 @@ class SgxEncl:
         if self.secs_child_cnt == 0 and self.secs_epc >= 0:
             yield from self.free_epc_page(task, self.secs_epc)
             self.secs_epc = -1
-        for va in list(self.va_pages):
+        for va in self.va_pages:
             yield from self.free_epc_page(task, va)
             sgx.stats.va_pages -= 1
-        self.va_pages.clear()
-        self.va_used.clear()
-        self.va_ids.clear()
+        self.va.clear()
         sgx.backing.drop(self.id)
         if self.secs_child_cnt or self.secs_epc >= 0:
             sgx.warnings.append(f"{self.name}: leaked at release")

@@ -106,25 +106,36 @@ class VaField(ArrayView):
         if d >= NO_PAGE:
             return -1
         r = -2 - int(d)
-        return r % SGX_VA_SLOT_COUNT if self._slot else self._ids.epc[r // SGX_VA_SLOT_COUNT]
+        return r % SGX_VA_SLOT_COUNT if self._slot else self._ids.epc.item(r // SGX_VA_SLOT_COUNT)
+
+
+#: VA page numbers (and the VA pages' arrays, ``epcsim.kernel.va_page``) grow this many at a time
+VA_CHUNK = 16
 
 
 class VaIds:
     """The enclave's numbers for its VA pages (``va_id``): stable while the VA page lives,
-    reused after it is freed, so ``desc`` can name a VA slot in 31 bits."""
+    reused after it is freed (the last freed first), so ``desc`` can name a VA slot in 31
+    bits. ``epc`` (number -> EPC page, -1 for a free number) is an array grown ``VA_CHUNK``
+    numbers at a time, so a compiled driver can follow ``desc`` to the VA page (issue 9)."""
 
     def __init__(self) -> None:
-        self.epc: list[int] = []  # va_id -> EPC index of the VA page (-1: free number)
+        self.epc = np.empty(0, dtype=np.int32)  # va_id -> EPC index of the VA page (-1: free)
+        self.nr = 0  # numbers handed out so far
         self.id_of: dict[int, int] = {}  # EPC index -> va_id
         self._free: list[int] = []
 
     def add(self, va: int) -> None:
         if self._free:
             i = self._free.pop()
-            self.epc[i] = va
         else:
-            i = len(self.epc)
-            self.epc.append(va)
+            i = self.nr
+            self.nr += 1
+            if i == self.epc.size:
+                grown = np.full(i + VA_CHUNK, -1, dtype=np.int32)
+                grown[:i] = self.epc
+                self.epc = grown
+        self.epc[i] = va
         self.id_of[va] = i
 
     def remove(self, va: int) -> None:
@@ -133,12 +144,13 @@ class VaIds:
         self._free.append(i)
 
     def clear(self) -> None:
-        self.epc.clear()
+        self.epc = np.empty(0, dtype=np.int32)
+        self.nr = 0
         self.id_of.clear()
         self._free.clear()
 
     def epc_of(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.epc, dtype=np.int64)[ids]
+        return self.epc[ids].astype(np.int64)
 
     def ref(self, va: int, slot: int) -> int:
         """``desc`` of a page whose version is in ``slot`` of VA page ``va``."""

@@ -75,6 +75,19 @@ class PageLinks:
         self._lists.append(lst)
         return row
 
+    def grow(self, nr_pages: int) -> None:
+        """More pages (the VA pages' list grows with the enclave's VA pages): new arrays
+        with the old links copied; the lists keep their rows."""
+        old = self.nr_pages
+        if nr_pages <= old:
+            return
+        for name in ("prev", "next"):
+            arr = np.full(nr_pages, NIL, dtype=PAGE_INDEX)
+            arr[:old] = getattr(self, name)
+            setattr(self, name, arr)
+        self.nr_pages = nr_pages
+        self._views()
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["prev_v"], state["next_v"]
@@ -137,6 +150,20 @@ class PageList:
         else:
             e[HEAD] = page
         e[TAIL] = page
+        e[LEN] += 1
+
+    def add_head(self, page: int) -> None:
+        """``list_add``: at the head (``epcsim.fast.ops.page_list.list_add``)."""
+        links, e = self.links, self._e
+        prv = links.prev_v
+        head = e[HEAD]
+        prv[page] = NIL
+        links.next_v[page] = head
+        if head != NIL:
+            prv[head] = page
+        else:
+            e[TAIL] = page
+        e[HEAD] = page
         e[LEN] += 1
 
     def extend(self, pages: np.ndarray) -> None:

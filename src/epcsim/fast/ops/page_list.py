@@ -2,13 +2,15 @@
 
 Every list made of the pages' shared link pair (a node's ``free_page_list``,
 ``sgx_active_page_list``) is a row of ``ends`` (``PageLinks.ends``: ``HEAD``, ``TAIL``,
-``LEN``) over the arrays ``prev`` and ``next_``. These are the ``include/linux/list.h``
+``LEN``) over the arrays ``prev`` and ``next_``; so is an enclave's ``va_pages``, over links
+by VA page number (``epcsim.kernel.va_page``). These are the ``include/linux/list.h``
 operations the paging paths use, over those arrays only, for a compiled driver to call and
 for the Python side's batched operations; ``PageList``'s single-page methods are the same
 rules in Python (a numba call from Python costs more than they do) and
 ``tests/fast/test_ops.py`` checks that both agree step by step.
 
 * ``list_add_tail``  - ``sgx_free_epc_page`` (free list), ``sgx_mark_page_reclaimable`` (LRU).
+* ``list_add``       - a new VA page, or one a slot was freed in, to the head of ``va_pages``.
 * ``list_pop_head``  - ``__sgx_alloc_epc_page_from_node``: ``list_first_entry`` + ``list_del``.
 * ``list_del``       - ``sgx_unmark_page_reclaimable``.
 * ``list_del_many``  - ``list_del`` of pages in order (``SGX_IOC_ENCLAVE_REMOVE_PAGES`` runs).
@@ -36,6 +38,20 @@ def list_add_tail(prev, next_, ends, row, page):
     else:
         ends[row, HEAD] = page
     ends[row, TAIL] = page
+    ends[row, LEN] += 1
+
+
+@njit(cache=True, nogil=True)
+def list_add(prev, next_, ends, row, page):
+    """Insert ``page`` (on no list) at the head of list ``row``."""
+    head = ends[row, HEAD]
+    prev[page] = NIL
+    next_[page] = head
+    if head != NIL:
+        prev[head] = page
+    else:
+        ends[row, TAIL] = page
+    ends[row, HEAD] = page
     ends[row, LEN] += 1
 
 
