@@ -153,16 +153,23 @@ def demo(
         fail_input(str(e))
     check_out_dir(out)
     runs = []
-    # The flip sweep's runs are independent of the seed runs and of each other: they run in
-    # worker processes while this one runs the seed scenario, and are read back in order, so
-    # the output is the same as a serial run. Workers start before the progress bar's thread.
-    pool = _flip_pool(len(flip_cfgs))
+    # Every run is independent of the others: the first seed run stays in this process (the
+    # progress bar follows its phases and pages); the other seed runs and the flip sweep's
+    # points run in worker processes meanwhile, and all are read back in order, so the
+    # output is the same as a serial run's. Workers start before the progress bar's thread.
+    pool = _demo_pool(len(configs) - 1 + len(flip_cfgs))
+    in_pool = [pool.submit(run_seed, cfg) for cfg in configs[1:]] if pool else []
     pending = [pool.submit(_flip_point, flip_epc, *point) for point in flip_cfgs] if pool else []
     with pool or contextlib.nullcontext(), progress_bar(_show(json_out, quiet)) as prog:
         bar = prog.add_task("seed scenario", total=len(configs) + len(flip_cfgs))
         pages = prog.add_task("", total=None)
-        for cfg in configs:
+        for i, cfg in enumerate(configs):
             label = cfg.label
+            if i and pool is not None:
+                prog.update(bar, description=f"seed scenario: {label}")
+                runs.append(in_pool[i - 1].result())
+                prog.advance(bar)
+                continue
 
             def on_phase(name: str, label=label) -> None:
                 prog.update(pages, description=f"  {label}: {name}", completed=0, total=None)
@@ -216,11 +223,13 @@ FLIP_LAYOUTS = {
 }
 
 
-def _flip_pool(n: int) -> concurrent.futures.ProcessPoolExecutor | None:
-    """Worker processes for the flip sweep: one per CPU but the one the seed runs use."""
+def _demo_pool(n: int) -> concurrent.futures.ProcessPoolExecutor | None:
+    """Worker processes for ``n`` demo runs (seed runs after the first, flip points): one
+    per CPU. The first seed run shares a CPU with them, and once it ends its CPU goes to
+    them: with one worker fewer, a 2-CPU machine (CI) would leave a CPU idle for the rest."""
     if n == 0:
         return None
-    workers = max(1, min(n, (os.cpu_count() or 1) - 1))
+    workers = max(1, min(n, os.cpu_count() or 1))
     return concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("fork")
     )

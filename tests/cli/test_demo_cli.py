@@ -39,6 +39,11 @@ def test_demo_json_and_report(tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 3 and "Where does the race flip?" in html
     assert "http://" not in html and "https://" not in html  # opens offline
+    # all but the first seed run ran in worker processes: the same as running them here
+    from epcsim.demo import demo_configs, run_seed
+
+    here = [run_seed(c).summary() for c in demo_configs("2M", 2.0, 4, 0)]
+    assert data["runs"] == json.loads(json.dumps(here, default=str))
 
 
 def test_demo_bad_input_exits_2_naming_the_option(tmp_path):
