@@ -379,11 +379,18 @@ class SgxEncl:
         return 0
 
     # -- release (spec §11) --------------------------------------------------------------------
+    def kref_put(self) -> bool:
+        """The decrement of ``kref_put``: True when it dropped the last reference, and the
+        caller must then run ``release``. A plain call, so the reclaimer's drop of its
+        reference (twice per page) costs no generator when, as almost always, it is not the
+        last one."""
+        self.refcount -= 1
+        return self.refcount == 0
+
     def put(self, task: Task) -> Gen:
         """``kref_put(&encl->refcount, sgx_encl_release)``: the task that drops the last
         reference runs the release (ksgxd after a batch, or the process closing the fd)."""
-        self.refcount -= 1
-        if self.refcount == 0:
+        if self.kref_put():
             yield from self.release(task)
 
     def release(self, task: Task) -> Gen:

@@ -136,7 +136,8 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         if young:
             stats.reclaim_young += 1
             sgx.lru.putback(page)
-            yield from encl.put(task)
+            if encl.kref_put():  # kref_put(&encl->refcount, sgx_encl_release)
+                yield from encl.release(task)
             continue
         yield from task.lock(encl.lock)
         yield from task.run(costs.backing_alloc)
@@ -158,7 +159,8 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         yield from task.lock(encl.lock)
         yield from reclaimer_write(sgx, task, encl, page, index)
         task.unlock(encl.lock)
-        yield from encl.put(task)
+        if encl.kref_put():  # kref_put(&encl->refcount, sgx_encl_release)
+            yield from encl.release(task)
         epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
         sgx.free_epc_page(page)
     return len(kept)
