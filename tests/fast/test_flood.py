@@ -214,3 +214,27 @@ def test_a_lock_taken_at_a_decision_instant_is_ordered_as_the_reference_orders_i
         looks = [t for t, *_, e in m.env._queue if id(e) not in before]
         assert looks == [first_look], (step_ns, looks)
         flood.parked.clear()
+
+
+def test_a_release_at_a_decision_instant_is_ordered_as_the_reference_orders_it():
+    """Regression: ``encl->lock`` released at the very instant of a parked retrier's
+    decision, by a step that began after the retry's last one. The reference ran the retry
+    first: it found the lock held and spun (OSQ), then took it ``mutex_pickup`` after the
+    release. The bulk mode took the release as first, the retrier stayed parked and joined
+    the OSQ a cycle later, behind others; the changed order of service sent the reference
+    and the bulk mode into different phases, and the threads finished 16% apart (a).
+    With the order reproduced the threads finish within 1% of each other, and (b) gives
+    the reference's finish time to the nanosecond."""
+    a = dict(epc_pages=135, cpus=4, threads=10, footprint=2.3, accesses=150, seed=5)
+    b = dict(epc_pages=114, cpus=4, threads=7, footprint=2.6, accesses=150, seed=2)
+    a["direct_reclaim"], b["direct_reclaim"] = True, False
+    ref, done_ref, _ = run_flood(a, "reference")
+    fast, done_fast, system = run_flood(a, "fast")
+    assert system.sgx.flood.parks > 0
+    assert_within_flood_bound(ref, fast, done_ref, done_fast)
+    assert abs(done_fast - done_ref) <= 0.02 * done_ref, (done_ref, done_fast)
+    ref, done_ref, _ = run_flood(b, "reference")
+    fast, done_fast, system = run_flood(b, "fast")
+    assert system.sgx.flood.parks > 0 and done_fast == done_ref
+    for key in ("ewb", "eldu", "enclave_accesses", "page_faults", "fault_retries"):
+        assert fast[key] == ref[key], key

@@ -303,13 +303,13 @@ class Task:
             yield from self.acquire_cpu()
         if self.need_resched():  # cond_resched(), without its generator
             yield from self._schedule()
-        if mutex.owner is None:  # the fast path: no event
-            mutex.owner = self
+        flood = self.m.flood
+        if mutex.owner is None and (flood is None or not flood.came_first(self, mutex)):
+            mutex.owner = self  # the fast path: no event
             if mutex._waiters:
                 mutex._fast_taken(self)
         else:
             yield from mutex._lock_slow(self)
-        flood = self.m.flood
         if flood is not None and flood.parked:
             flood.lock_taken(mutex)
 

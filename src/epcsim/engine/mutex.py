@@ -172,6 +172,7 @@ class LinuxMutex(Mutex):
         self.handoff = False  # MUTEX_FLAG_HANDOFF
         self._free_since = 0  # when the lock was last released (not handed off)
         self._handed_at = 0  # when it was last handed to a waiter (PICKUP)
+        self._freed_from: int | float = 0  # when the last releaser's last step began
         self._osq: list[Task] = []  # optimistic spinners, head first
         self._spin_ev: dict[Task, _Spinner] = {}
 
@@ -195,7 +196,12 @@ class LinuxMutex(Mutex):
         env = m.env
         self.contended += 1
         t0 = env.now
-        if self._can_spin(task) and (yield from self._spin(task, None)):
+        # ``_can_spin``, or the lock released at this very instant after this task found it
+        # held (a parked NOPAGE retrier's decision, epcsim.fast.flood.came_first): it spins,
+        # and takes the lock ``mutex_pickup`` after the release if it stays free
+        late = self.owner is None
+        can_spin = not task.need_resched() if late else self._can_spin(task)
+        if can_spin and (yield from self._spin(task, None)):
             self.wait_ns += int(env.now - t0)
             return
         if task.need_resched():  # fell out of the spin to reschedule: do it before sleeping
@@ -368,6 +374,9 @@ class LinuxMutex(Mutex):
         self.owner = None
         self.handoff = False
         self._free_since = now
+        # when the releaser's last step began: at a tie with a parked NOPAGE retrier's
+        # decision, SimPy ran the one begun first first (epcsim.fast.flood.came_first)
+        self._freed_from = task.step_end - task.step_ns if task.step_end == now else now
         if ws:
             self._wake(ws[0], pickup)
         if self._osq:

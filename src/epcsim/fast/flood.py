@@ -59,13 +59,14 @@ What is not the same as the reference (named deviation, bounded and tested in
 3. The failed allocations' samples of the free-page timeline (the value does not change) are
    not recorded, and the skipped retries' latencies are appended when the thread resumes,
    not interleaved with other threads' latencies.
-4. Other events at the very instant of a decision are taken as seen by it, in an order
-   that can differ from the reference's: a release of ``encl->lock`` at that instant is
-   taken as coming first (the reference runs the retry first when the releaser's last step
-   began after the retry's: the retrier then spins and takes the lock ``mutex_pickup``
-   later), and retriers resumed at the same instant run in the order they parked (the
-   reference's order follows the history of their timeouts). Each such tie changes which
-   retrier gets the next free page, not how many pages are loaded and written back.
+4. A release of ``encl->lock`` at the very instant of a decision is ordered the same way
+   (``_released_after_retry``, ``came_first``): if the retry ran first in the reference it
+   found the lock held and spun, so the retrier resumes and spins on the free lock, taking
+   it ``mutex_pickup`` later (``LinuxMutex._lock_slow`` called on a free lock). Other ties
+   at one nanosecond stay as they fall: retriers resumed at the same instant run in the
+   order they parked (the reference's order follows the history of their timeouts), and
+   two steps begun at the same instant are ordered as locker (or releaser) first. Each
+   such tie can change which retrier gets the next free page.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class NopageFlood:
         self.parked: dict[Task, _Park] = {}
         #: acquisitions of each encl->lock seen while retriers were parked (``lock_taken``)
         self._holds: dict[Any, int] = {}
+        #: threads resumed at a decision instant, until their handler's mutex_lock
+        self._deciding: dict[Task, int] = {}
         #: retries charged in bulk, and how many times a thread parked (benchmarks, tests)
         self.bulk_retries = 0
         self.parks = 0
@@ -185,8 +188,10 @@ class NopageFlood:
                 now = m.now
                 if p.forced is not None and p.forced <= now:
                     break
-                if p.lock_check == now and lock.owner is not None:
-                    break  # taken since, still held: the retry would wait for it
+                if p.lock_check == now and (
+                    lock.owner is not None or self._released_after_retry(lock, now)
+                ):
+                    break  # taken since, held when the retry looks: it would wait for it
                 if p.tick_at <= now:
                     if self._resched_due(p, now):
                         break
@@ -195,6 +200,7 @@ class NopageFlood:
             del self.parked[thread]
         # (a failed ERESUME, ``tcs_first``, sets no Accessed bit)
         self._touch(p, m.now - (costs.aex + costs.fault_entry + 1 if p.tcs_first else 0))
+        self._deciding[thread] = m.now
         j = (m.now - p.base) // p.period
         self._count(p, j - 1)
         thread.busy_ns += j * p.period
@@ -344,6 +350,29 @@ class NopageFlood:
 
         self.m.env.timeout(at - self.m.now).callbacks.append(eresume_ends)
 
+    def came_first(self, task: Task, mutex: Any) -> bool:
+        """``task`` resumed from a park at this decision instant and finds ``mutex`` free:
+        was it released at this very instant *after* the reference's retry found it held?
+
+        In the reference the retry is the timeout of the cycle's last step (``aex +
+        fault_entry``); the release came from the releaser's last step. SimPy ran the one
+        begun first first. If the retry did, it found the lock held and spun, and it takes
+        the lock ``mutex_pickup`` after the release if it stays free (``LinuxMutex._lock_slow``
+        does that when called on a free lock). Asked once, at the handler's ``mutex_lock``."""
+        at = self._deciding.pop(task, None)
+        return at == self.m.now and mutex.owner is None and self._released_after_retry(mutex, at)
+
+    def _released_after_retry(self, mutex: Any, at: int) -> bool:
+        """``mutex`` was released at ``at``, by a step begun after a retry deciding at
+        ``at`` began its last one (``aex + fault_entry``): in the reference that retry ran
+        first and found the lock held."""
+        costs = self.m.costs
+        return bool(
+            hasattr(mutex, "_freed_from")
+            and mutex._free_since == at
+            and mutex._freed_from > at - (costs.aex + costs.fault_entry)
+        )
+
     def lock_taken(self, mutex: Any) -> None:
         """Another task took ``mutex``: a retrier of that enclave whose next decision comes
         while it is still held would wait for it there, so it resumes there.
@@ -388,8 +417,10 @@ class NopageFlood:
         at = first
 
         def fire(_e: object) -> None:
-            if self._holds.get(mutex) != hold or mutex.owner is None:
-                return  # released, or held anew (that hold has its own chain)
+            if self._holds.get(mutex) != hold:
+                return  # held anew (that hold has its own chain)
+            if mutex.owner is None and not self._released_after_retry(mutex, at):
+                return  # released before the retries due now
             for p in list(self.parked.values()):
                 # those whose decision instant is ``at`` (_next_decision(p, at) == at)
                 if p.lock is mutex and at > p.base and (at - p.base) % p.period == 0:
