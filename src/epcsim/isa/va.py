@@ -3,12 +3,16 @@
 EPA makes a VA page with every slot zero; EWB writes a fresh version into a slot and ELDU
 reads it and zeroes it again. A VA page holds 4 KiB of slots, one VA page per 512 enclave
 pages: 8 bytes per enclave page if stored up front. Most slots of most VA pages are zero
-(only swapped pages have a version), so a VA page gets its slots - a row of one ``uint64``
-array, ``slots`` - on the first non-zero write only (issue 9); until then it reads as zeros,
-and a row freed (EREMOVE, EWB of the VA page) is zeroed and reused. ``slots`` grows by a
-quarter when full: one row at a time would copy it once per VA page, a fixed chunk of 16
-rows (64 KiB) showed as +4 B per EPC page on a 64 MiB EPC (row 6), and doubling as +7 B per
-swapped page (row 7); a quarter costs +0.6 B and +1.3 B (measured for issue 9).
+(only swapped pages have a version), so a VA page gets its slots - a row of 512 ``uint64``
+- on the first non-zero write only (issue 9); until then it reads as zeros, and a row freed
+(EREMOVE, EWB of the VA page) is zeroed and reused. Rows live in blocks of ``BLOCK_ROWS``
+(``blocks``: row ``r`` is row ``r % BLOCK_ROWS`` of block ``r // BLOCK_ROWS``), added as
+needed and never moved or freed. One array grown by copying was tried: each copy of a large
+array frees a large block, glibc then raises its mmap threshold to that size, and later
+allocations below it stay on the heap - row 8 (1 GiB + 1 GiB, fast engine) went from 39 B
+to 46-47 B per page in two runs; with blocks it is 40 B. A block is one row (4 KiB, under
+the default threshold): blocks of 4 rows cost +1.4 B per EPC page in row 6 (rows given
+but not used yet), one row +0.6 B (the index and the kernel's VA arrays).
 
 Which row a VA page has is kept twice, as one fact: ``va_epc``/``va_row`` - the valid VA pages'
 EPC indices in ascending order and each one's row (-1: no row yet) - are the form a compiled
@@ -32,6 +36,9 @@ from epcsim.arch import SGX_VA_SLOT_COUNT
 _ZEROS = np.zeros(SGX_VA_SLOT_COUNT, dtype=np.uint64)
 _ZEROS.flags.writeable = False
 
+#: rows of 512 versions per block (4 KiB; see the module docstring)
+BLOCK_ROWS = 1
+
 
 class VaPages(Mapping[int, np.ndarray]):
     """``va_epc -> 512 uint64 version slots`` for every valid VA page."""
@@ -40,7 +47,8 @@ class VaPages(Mapping[int, np.ndarray]):
         self._row: dict[int, int] = {}  # VA page -> row of ``slots`` (-1: all zero, no row)
         self.va_epc = np.empty(0, dtype=np.int32)  # the VA pages, ascending
         self.va_row = np.empty(0, dtype=np.int32)  # the row of each (-1: no row)
-        self.slots = np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint64)
+        #: the rows, ``BLOCK_ROWS`` to a block (a compiled driver takes them as a typed list)
+        self.blocks: list[np.ndarray] = []
         self._free_rows: list[int] = []  # rows to reuse, the last freed first
         self._nr_rows = 0  # rows handed out so far
 
@@ -66,15 +74,17 @@ class VaPages(Mapping[int, np.ndarray]):
             return self._free_rows.pop()
         row = self._nr_rows
         self._nr_rows += 1
-        if row == self.slots.shape[0]:
-            grown = np.zeros((row + max(1, row // 4), SGX_VA_SLOT_COUNT), dtype=np.uint64)
-            grown[:row] = self.slots
-            self.slots = grown
+        if row == len(self.blocks) * BLOCK_ROWS:
+            self.blocks.append(np.zeros((BLOCK_ROWS, SGX_VA_SLOT_COUNT), dtype=np.uint64))
         return row
+
+    def _slots(self, row: int) -> np.ndarray:
+        """The 512 slots of row ``row`` (a view)."""
+        return self.blocks[row // BLOCK_ROWS][row % BLOCK_ROWS]
 
     def _free_row(self, row: int) -> None:
         if row >= 0:
-            self.slots[row] = 0
+            self._slots(row)[:] = 0
             self._free_rows.append(row)
 
     def check(self) -> list[str]:
@@ -87,14 +97,14 @@ class VaPages(Mapping[int, np.ndarray]):
         owned = [r for r in self._row.values() if r >= 0]
         if len(set(owned)) != len(owned) or set(owned) & set(self._free_rows):
             bad.append("VA pages: a row is owned twice")
-        if self._free_rows and self.slots[self._free_rows].any():
+        if any(self._slots(r).any() for r in self._free_rows):
             bad.append("VA pages: a free row is not zero")
         return bad
 
     # -- the mapping ----------------------------------------------------------------------
     def __getitem__(self, epc: int) -> np.ndarray:
         row = self._row[int(epc)]
-        return _ZEROS if row < 0 else self.slots[row]
+        return _ZEROS if row < 0 else self._slots(row)
 
     def __setitem__(self, epc: int, slots: np.ndarray) -> None:
         """A whole page: EPA (zeros) or ELDU of an evicted VA page (its slots)."""
@@ -105,7 +115,7 @@ class VaPages(Mapping[int, np.ndarray]):
         old = self._row.get(epc, -1)
         if slots.any():
             row = old if old >= 0 else self._new_row()
-            self.slots[row] = slots
+            self._slots(row)[:] = slots
         else:
             self._free_row(old)
             row = -1
@@ -133,7 +143,7 @@ class VaPages(Mapping[int, np.ndarray]):
     def version(self, epc: int, slot: int) -> int:
         """The version in a slot (0: empty)."""
         row = self._row[int(epc)]
-        return 0 if row < 0 else self.slots.item(row, slot)
+        return 0 if row < 0 else self.blocks[row // BLOCK_ROWS].item(row % BLOCK_ROWS, slot)
 
     def set_version(self, epc: int, slot: int, version: int) -> None:
         epc = int(epc)
@@ -143,9 +153,10 @@ class VaPages(Mapping[int, np.ndarray]):
                 return
             row = self._new_row()
             self._set_row(epc, row)
-        self.slots[row, slot] = version
+        self.blocks[row // BLOCK_ROWS][row % BLOCK_ROWS, slot] = version
 
     @property
     def nbytes(self) -> int:
         """Host bytes: every row allocated (in use, free or not yet used) and the index."""
-        return int(self.slots.nbytes + self.va_epc.nbytes + self.va_row.nbytes)
+        slots = len(self.blocks) * BLOCK_ROWS * SGX_VA_SLOT_COUNT * 8
+        return int(slots + self.va_epc.nbytes + self.va_row.nbytes)
