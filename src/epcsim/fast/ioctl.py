@@ -62,8 +62,14 @@ if TYPE_CHECKING:
 #: pages hashed per MRENCLAVE update in a measured run (bounds the temporary buffer)
 MEASURE_BLOCK = 1024
 #: longest run one call applies: each call scans its window, so a bounded window keeps a
-#: range that is cut into many runs (events, VA pages) linear in its length
-MAX_RUN = 1 << 16
+#: range that is cut into many runs (events, VA pages) linear in its length. It also bounds
+#: the run's temporaries (index, address and timeline arrays, ~100 B a page at their peak)
+#: to a few hundred KiB: with 65,536-page runs they were megabytes, freed blocks above glibc's
+#: mmap threshold raise that threshold, later ones stay on the heap, and the process kept
+#: them - row 8 of BENCHMARKS.md measured 72-85 B of RSS per page for the fast engine at
+#: 256 MiB + 256 MiB against 25 B with 4,096-page runs (the reference: 38-47 B). A run's
+#: fixed cost (~0.1 ms) stays under 25 ns a page.
+MAX_RUN = 1 << 12
 
 
 # -- what every batch needs ---------------------------------------------------------------------
