@@ -67,8 +67,9 @@ MEASURE_BLOCK = 1024
 #: to a few hundred KiB: with 65,536-page runs they were megabytes, freed blocks above glibc's
 #: mmap threshold raise that threshold, later ones stay on the heap, and the process kept
 #: them - row 8 of BENCHMARKS.md measured 72-85 B of RSS per page for the fast engine at
-#: 256 MiB + 256 MiB against 25 B with 4,096-page runs (the reference: 38-47 B). A run's
-#: fixed cost (~0.1 ms) stays under 25 ns a page.
+#: 256 MiB + 256 MiB against 25 B with 4,096-page runs (the reference: 38-47 B). The price:
+#: ADD_PAGES of 524,288 pages took 0.52-0.70 µs a page against 0.40-0.46 with 65,536-page
+#: runs (each run's fixed work, alternating runs on the shared machine).
 MAX_RUN = 1 << 12
 
 
