@@ -236,3 +236,77 @@ def test_numa_allocation_starts_at_the_local_node():
     while len(epc.free_lists[1]):  # node 1 runs dry: the next node, round-robin
         epc.alloc_from_node(1)
     assert epc.node[alloc_on(3)] == 0
+
+
+def _tcs_enclave_with_tampered_tcs(**kw):
+    """A small enclave with a TCS at page 0, pushed out by a big one, its TCS record
+    tampered: the next entry takes the TCS fault and ELDU refuses the record."""
+    system = epcsim.System(epc=EPC, cpus=2, seed=1, **kw)
+    small = system.create_enclave("64K", name="small")
+    assert small.add_pages(0, PAGE_SIZE, page_type="tcs").ok
+    assert small.add_pages(PAGE_SIZE, 4 * PAGE_SIZE).ok and small.init().ok
+    assert small.access_pages([1, 2]).ok
+    build(system, "4M", 1000, name="big")
+    settle(system)
+    rec = system.backing.record(small.id, 0)
+    assert rec is not None  # the TCS was written out
+    system.backing.tamper(small.id, 0, contents=bytes(len(rec.contents)))
+    return system, small
+
+
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_an_entry_whose_tcs_cannot_be_loaded_reports_the_tcs_address(engine):
+    """EENTER/ERESUME #PF on the TCS, and the kernel cannot map it (ELDU refuses the record):
+    the thread gets SIGBUS at the TCS's address (si_addr), not at the page it meant to
+    touch, and the stream stops before touching it."""
+    system, small = _tcs_enclave_with_tampered_tcs(engine=engine)
+    out = small.access_pages([3])
+    assert out.sigbus and out.done == 0
+    assert out.fault_address == small.base  # the TCS, page 0
+    t = small._main_thread()
+    assert (t.entry_fault.vector, t.entry_fault.addr) == (14, small.base)
+    assert system.stats()["sigbus"] == 1 and system.stats()["eldu_failed"] == 1
+
+
+def test_a_parked_retry_that_faults_on_the_tcs_reports_it_as_the_entry_does(monkeypatch):
+    """The bulk NOPAGE flood (fast engine): when the ERESUME of a skipped retry found the
+    TCS zapped, the retry's fault is the TCS's (``NopageFlood.park`` returns True). If the
+    kernel cannot map the TCS, the outcome is the one ``enter()`` reports for that fault:
+    SIGBUS at the TCS's address and the entry fault recorded - not the address of the
+    page the stream was retrying."""
+    from epcsim.fast.flood import NopageFlood
+    from epcsim.user.thread import EnclaveThread
+
+    system = epcsim.System(epc=EPC, cpus=2, seed=1, engine="fast", nopage_flood="bulk")
+    encl = system.create_enclave("64K")
+    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs").ok
+    assert encl.add_pages(PAGE_SIZE, 4 * PAGE_SIZE).ok and encl.init().ok
+    assert encl.access_pages([1]).ok
+    encl.encl.pte_present[2] = False  # page 2 faults; its retry is forced to park once
+    parked = []
+
+    def parkable(self, thread, index, eresume):
+        return not parked
+
+    def park(self, thread, index, eresume=True):
+        parked.append(index)
+        return True
+        yield  # a generator, as the real one
+
+    real_fault = EnclaveThread._fault
+
+    def fault(self, index, charged=False):
+        if index == self.tcs_index and charged:
+            self.sgx.stats.sigbus += 1
+            return False  # what sgx_vma_fault's SIGBUS gives _fault
+        return (yield from real_fault(self, index, charged))
+
+    monkeypatch.setattr(NopageFlood, "parkable", parkable)
+    monkeypatch.setattr(NopageFlood, "park", park)
+    monkeypatch.setattr(EnclaveThread, "_fault", fault)
+    out = encl.access_pages([2, 3])
+    assert parked == [2]
+    assert out.sigbus and out.done == 0
+    assert out.fault_address == encl.base  # the TCS, not page 2
+    t = encl._main_thread()
+    assert (t.entry_fault.vector, t.entry_fault.addr) == (14, encl.base)

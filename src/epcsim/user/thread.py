@@ -254,7 +254,10 @@ class EnclaveThread(Task):
         i = 0
         while i < n:
             if not (yield from self.enter()):
+                # the entry's fault stopped the stream: its address is the TCS's for a #PF
+                # on the TCS (0 for a #GP), as the kernel's SIGBUS reports it in si_addr
                 out.sigbus = True
+                out.fault_address = self.entry_fault.addr if self.entry_fault else 0
                 break
             idx = pages.item(i)
             if encl.pte_present[idx]:
@@ -302,7 +305,9 @@ class EnclaveThread(Task):
             fault = self._fault if self.sgx.flood is None else self._fault_or_park
             if not (yield from fault(idx)):
                 out.sigbus = True
-                out.fault_address = encl.linaddr(idx)
+                # a parked flood's last retry may have been the TCS's fault (the entry's)
+                ef = self.entry_fault
+                out.fault_address = encl.linaddr(idx) if ef is None else ef.addr
                 break
         return out
 
@@ -316,8 +321,13 @@ class EnclaveThread(Task):
         while ok and flood is not None and flood.parkable(self, index, eresume):
             if (yield from flood.park(self, index, eresume)):
                 # the last ERESUME found the TCS zapped: this retry's fault is the TCS's, as
-                # in enter(); the access is retried after the next entry
-                return (yield from self._fault(self.tcs_index, charged=True))
+                # in enter(); the access is retried after the next entry. If the kernel
+                # cannot map the TCS, the entry failed: reported as enter() reports it.
+                ok = yield from self._fault(self.tcs_index, charged=True)
+                if not ok:
+                    tcs_addr = self.encl.linaddr(self.tcs_index)
+                    self.entry_fault = EnclaveException(X86_TRAP_PF, PF_USER, tcs_addr)
+                return ok
             ok = yield from self._fault(index, charged=True)
         return ok
 

@@ -190,9 +190,12 @@ def _touch(ctx: edmm.Ctx, pages: np.ndarray, writes: np.ndarray, rec: ThreadReco
         return True
     rec.pf_error = out.pf_error
     rec.sigbus = out.sigbus
-    rec.fault_page = (out.fault_address - ctx.handle.base) // PAGE_SIZE
     kind = "SIGBUS" if out.sigbus else f"SGX #PF (error code {out.pf_error:#x})"
-    rec.error = f"access to page {rec.fault_page} stopped with {kind}"
+    if out.fault_address:  # a #GP on entry has no address: fault_page stays None
+        rec.fault_page = (out.fault_address - ctx.handle.base) // PAGE_SIZE
+        rec.error = f"access to page {rec.fault_page} stopped with {kind}"
+    else:
+        rec.error = f"the enclave entry failed ({kind})"
     return False
 
 
