@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,10 @@ bench: $(DEVSTAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/run.py
 
-clean:
+clean: clean-cache
 	rm -rf $(VENV) epcsim-out .pytest_cache
+
+# numba's cached machine code: stale when a compiled function calls one changed in another
+# file (src/epcsim/fast/README.md, "Compiled code and numba's cache")
+clean-cache:
+	find src benchmarks tests -name '*.nbi' -delete -o -name '*.nbc' -delete

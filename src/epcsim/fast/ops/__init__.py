@@ -13,6 +13,8 @@ dispatch); a one-field read or write stays in Python.
 * ``pcmd``: ``reclaimer_writing_to_pcmd`` (``sgx/encl.c``).
 * ``encl_page``: ``sgx_zap_enclave_ptes`` and ``sgx_encl_test_and_clear_young`` for a page.
 * ``va``: a VA page's first free slot (``sgx_alloc_va_slot``).
+* ``tag_sealing``: the ``tag`` mode's EWB sealing and ELDU check (keyed BLAKE2b-64), byte
+  for byte ``isa.sealing.Sealer``'s, for compiled callers (the driver of ``DESIGN.md``).
 """
 
 from __future__ import annotations
