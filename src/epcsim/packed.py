@@ -116,6 +116,12 @@ class BitArray(ArrayView):
     def nbytes(self) -> int:
         return int(self._bits.nbytes)
 
+    @property
+    def bits(self) -> np.ndarray:
+        """The bytes themselves (bit ``i`` is bit ``i & 7`` of byte ``i >> 3``): what a
+        compiled op takes (``epcsim.fast.ops.backing``)."""
+        return self._bits
+
     def _bit(self, index: Any) -> int:
         i = int(index)
         if i < 0:

@@ -41,11 +41,37 @@ def test_records_live_in_arrays_and_read_back_exactly():
         f.store(i, r)
     assert sorted(f.records) == [3, 9, 64] and len(f.records) == 3 and 9 in f.records
     assert all(f.records[i] == r for i, r in recs.items())  # index 64 is the SECS slot
-    assert not f._odd and len(f._contents) == 1  # one chunk of arrays, no per-page objects
+    # one chunk of the table (pages 3, 9 and 64 are all in chunk 0), no per-page objects
+    assert not f._odd and f.chunk_row.tolist() == [0] and len(f.contents_rows) == 1
+    assert f.contents_rows[0].shape == (CHUNK, 8)
     # of each PCMD only the flags and the MAC are stored: 18 bytes, not 128 (these MACs
     # use all 16 bytes, so the chunk has the MACs' second halves too)
-    assert f._mac[0].shape == (CHUNK, 8) and f._mac_high[0].shape == (CHUNK, 8)
-    assert f._flags[0].dtype.itemsize == 1
+    assert f.mac_rows[0].shape == (CHUNK, 8) and f.high_rows[0].shape == (CHUNK, 8)
+    assert f.high_row.tolist() == [0] and f.flag_rows[0].dtype.itemsize == 1
+
+
+def test_the_chunk_table_gives_rows_in_order_of_first_use():
+    """Chunk ``c`` of the file gets the next row of the tables when its first record is
+    stored; record ``index`` is entry ``index % CHUNK`` of its chunk's row, and the
+    compiled form (typed lists, ``compiled()``) holds the same arrays, before and after
+    rows are added."""
+    f = EnclaveBacking(1, 4 * CHUNK * PAGE_SIZE)
+    order = [3 * CHUNK + 5, 7, 3 * CHUNK + 6, 2 * CHUNK, 4 * CHUNK]  # the last: the SECS
+    recs = {
+        i: BackingRecord(i.to_bytes(8, "little"), pack_pcmd(0x200, 9, bytes(16))) for i in order
+    }
+    f.store(order[0], recs[order[0]])
+    rows = f.compiled()  # built with one row; the later rows are appended to it
+    for i in order[1:]:
+        f.store(i, recs[i])
+    assert f.chunk_row.tolist() == [1, -1, 2, 0, 3] and len(f.contents_rows) == 4
+    assert f.contents_rows[0][5].tobytes() == recs[3 * CHUNK + 5].contents
+    assert f.contents_rows[2][0].tobytes() == recs[2 * CHUNK].contents
+    assert all(f.lookup(i).contents == recs[i].contents for i in order)
+    assert f.high_row.tolist() == [-1] * 5 and not f.high_rows and len(rows.high) == 0
+    assert len(rows.contents) == len(rows.mac) == len(rows.flags) == 4
+    rows.contents[3][0, 0] = 0xAB  # the same memory as the Python list's row
+    assert f.contents_rows[3][0, 0] == 0xAB
 
 
 def test_a_tag_mode_mac_takes_8_bytes():
@@ -54,12 +80,12 @@ def test_a_tag_mode_mac_takes_8_bytes():
     f = EnclaveBacking(1, 64 * PAGE_SIZE)
     short = pack_pcmd(0x201, 5, b"m" * 8 + bytes(8))
     f.store(1, BackingRecord(b"c" * 8, short))
-    assert f.lookup(1).pcmd == short and not f._mac_high
+    assert f.lookup(1).pcmd == short and not f.high_rows
     full = pack_pcmd(0x201, 5, b"n" * 16)
     f.store(2, BackingRecord(b"c" * 8, full))
     f.store(3, BackingRecord(b"c" * 8, short))
     assert [f.lookup(i).pcmd for i in (1, 2, 3)] == [short, full, short]
-    assert list(f._mac_high) == [0] and f.lookup(1).va_page == -1  # no enclave: no slot
+    assert f.high_row.tolist() == [0] and f.lookup(1).va_page == -1  # no enclave: no slot
 
 
 @given(

@@ -12,7 +12,11 @@ dispatch); a one-field read or write stays in Python.
   shared links and the lists' ``ends`` rows (the LRU's isolate, the removal runs).
 * ``pcmd``: ``reclaimer_writing_to_pcmd`` (``sgx/encl.c``).
 * ``encl_page``: ``sgx_zap_enclave_ptes`` and ``sgx_encl_test_and_clear_young`` for a page.
-* ``va``: a VA page's first free slot (``sgx_alloc_va_slot``).
+* ``va``: a VA page's first free slot (``sgx_alloc_va_slot``) and ``sgx_free_va_slot``.
+* ``backing``: the backing store's store (with ``sgx_encl_get_backing``'s pin and the PCMD
+  pages' generations), compact lookup and truncation (``epcsim.kernel.backing``).
+* ``epc``: ``__sgx_alloc_epc_page_from_node`` and ``sgx_free_epc_page``.
+* ``lru``: ``sgx_mark_page_reclaimable``, ``sgx_unmark_page_reclaimable`` and the put-back.
 * ``tag_sealing``: the ``tag`` mode's EWB sealing and ELDU check (keyed BLAKE2b-64), byte
   for byte ``isa.sealing.Sealer``'s, for compiled callers (the driver of ``DESIGN.md``).
 """

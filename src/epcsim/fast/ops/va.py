@@ -1,8 +1,11 @@
-"""``sgx_alloc_va_slot``: the first free version slot of a VA page (``sgx/encl.c``)."""
+"""VA slots (``sgx/encl.c``): ``sgx_alloc_va_slot`` takes the first free version slot of a VA
+page, ``sgx_free_va_slot`` gives one back."""
 
 from __future__ import annotations
 
 from numba import njit
+
+from epcsim.fast.ops.page_list import list_add, list_del
 
 
 @njit(cache=True, nogil=True)
@@ -27,3 +30,14 @@ def va_take_slot(used):
                     return b * 8 + bit, False
             return b * 8 + bit, True
     return -1, True
+
+
+@njit(cache=True, nogil=True)
+def va_free_slot(used, prev, next_, ends, row, vid, slot, to_head):
+    """``sgx_free_va_slot`` on VA page number ``vid`` (a row of ``used``, the slot maps of
+    ``VaPageList``); with ``to_head`` the page then moves to the head of ``encl->va_pages``
+    (list ``row`` over the VA pages' own links: ``list_move`` in ``sgx_encl_eldu``)."""
+    used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
+    if to_head:
+        list_del(prev, next_, ends, row, vid)
+        list_add(prev, next_, ends, row, vid)
