@@ -1,0 +1,83 @@
+"""EWB's sealing deferred to the end of a compiled call (``DESIGN.md`` item 4, issue 9):
+the driver runs its EWBs without computing the ``tag`` mode's keystream and MAC, and at the
+end of its call seals, in one batch, the records it wrote that are still in the backing
+store (a record it wrote and loaded again in the same call never needs them: it never left
+trusted state). The bytes must be exactly what EWB writes one record at a time, so that the
+reference can load them after a hand-back: each record is sealed with
+``tag_sealing.seal`` (byte for byte ``isa.sealing.Sealer``'s), from its content tag, its
+PCMD fields and the version in its VA slot.
+
+``seal_tags`` seals arrays of fields; ``seal_backing`` seals records in place in the backing
+store's rows (``EnclaveBacking.compiled()``), reading each one's SECINFO.FLAGS from the
+row (the driver's EWB stored the flags, a placeholder contents and MAC; see
+``ops.backing.backing_store``). Both are checked against ``Sealer`` per record, and against
+a run's backing store after ELDU/EWB cycles (``tests/fast/test_seal_batch.py``).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.ops.backing import CHUNK
+from epcsim.fast.ops.tag_sealing import seal
+from epcsim.kernel.backing import _PT_OF_CODE
+
+_PT0, _PT1, _PT2, _PT3 = _PT_OF_CODE
+
+
+@njit(cache=True, nogil=True)
+def unpack_flags(packed):
+    """SECINFO.FLAGS from the backing store's one-byte form (``kernel.backing._pack_flags``):
+    R/W/X, PENDING, MODIFIED, PR in bits 0-5, the page type (SECS/TCS/REG/TRIM) from the
+    code in bits 6-7."""
+    code = packed >> 6
+    if code == 0:
+        pt = _PT0
+    elif code == 1:
+        pt = _PT1
+    elif code == 2:
+        pt = _PT2
+    else:
+        pt = _PT3
+    return (packed & 0x3F) | (pt << 8)
+
+
+@njit(cache=True, nogil=True)
+def seal_tags(keys, h, m, flags, linaddr, eid, pcmd_eid, tags, versions, ct_out, mac_out):
+    """Seal record ``k`` (SECINFO.FLAGS ``flags[k]``, LINADDR ``linaddr[k]``, the header's
+    EID ``eid[k]``, PCMD.ENCLAVEID ``pcmd_eid[k]``, content tag ``tags[k]``, VA slot
+    version ``versions[k]``; all ``uint64``) for each ``k``: ``ct_out[k]`` is the contents
+    page (8 bytes, little-endian), ``mac_out[k]`` the first 8 bytes of the PCMD's MAC (the
+    other 8 are zero). ``keys``, ``h``, ``m``: ``tag_sealing.sealer_keys`` and ``scratch``."""
+    for k in range(tags.size):
+        ct, mac = seal(keys, h, m, tags[k], versions[k], flags[k], linaddr[k], eid[k], pcmd_eid[k])
+        ct_out[k] = ct
+        mac_out[k] = mac
+
+
+@njit(cache=True, nogil=True)
+def _put_u64(row, i, value):
+    for b in range(8):
+        row[i, b] = (value >> (8 * b)) & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def seal_backing(
+    keys, h, m, chunk_row, contents, mac, flags, high_row, high, index, tags, versions, linaddr, eid
+):
+    """Seal the records of pages ``index`` (compact records of enclave ``eid``'s REG, TCS or
+    TRIM pages, contents 8 bytes wide) in place: record ``k`` gets the contents and MAC EWB
+    writes for content tag ``tags[k]``, VA slot version ``versions[k]``, LINADDR
+    ``linaddr[k]`` and the SECINFO.FLAGS already in its row; the MAC's second half is zero
+    (where the chunk has ``high`` bytes, they are cleared)."""
+    for k in range(index.size):
+        c = index[k] // CHUNK
+        i = index[k] % CHUNK
+        row = chunk_row[c]
+        secinfo = unpack_flags(flags[row][i])
+        ct, mc = seal(keys, h, m, tags[k], versions[k], secinfo, linaddr[k], eid, eid)
+        _put_u64(contents[row], i, ct)
+        _put_u64(mac[row], i, mc)
+        hrow = high_row[c]
+        if hrow >= 0:
+            high[hrow][i, :] = 0
