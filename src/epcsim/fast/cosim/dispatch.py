@@ -1,0 +1,77 @@
+"""The core's event loop (``Environment.step`` and the ``_resume`` of the waiting task).
+
+``next_resume`` pops events in SimPy's order until one resumes a task's *own* code, and
+returns that task: the caller's state machine then runs from the task's pc until it blocks
+again (a primitive returns ``R_BLOCKED``). Events that resume only engine code are handled
+here, as the engine's own generators and callbacks handle them: a spinner's timed poke
+(``fire``), a spinner's wake-up (another pass of the spin loop; the task is returned only
+once it owns the lock), a sleeper's wake-up (it takes a CPU first), a finished process's
+event (nothing). Every pop counts in ``clk[C_POPS]``, so ``C_POPS`` equals the number of
+events SimPy processes (``env.step`` calls) for the same run.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.queue import pop
+from epcsim.fast.cosim.spin import fire, spin_check
+from epcsim.fast.cosim.state import (
+    C_BUDGET,
+    C_HB,
+    C_POPS,
+    C_QLEN,
+    EV_INIT,
+    EV_POKE,
+    EV_RESUME,
+    HANDED_BACK,
+    HB_BUDGET,
+    IDLE,
+    R_OK,
+    R_STOP,
+    T_STATE,
+    TS_READY,
+    TS_SLEEP,
+    TS_SPIN,
+)
+from epcsim.fast.cosim.task import acquire_cpu
+
+
+@njit(cache=True, nogil=True)
+def next_resume(st):  # type: ignore[no-untyped-def]
+    """The next task whose state machine continues now (>= 0), or ``IDLE`` (the queue is
+    empty) or ``HANDED_BACK`` (``clk[C_HB]`` says why)."""
+    clk = st.clk
+    tasks = st.tasks
+    while True:
+        if clk[C_HB] != 0:
+            return HANDED_BACK
+        if clk[C_QLEN] == 0:
+            return IDLE
+        if clk[C_BUDGET] > 0 and clk[C_POPS] >= clk[C_BUDGET]:
+            hand_back(st, HB_BUDGET, -1)
+            return HANDED_BACK
+        payload = pop(st)
+        kind = payload & 15
+        t = (payload >> 4) & 4095
+        if kind == EV_RESUME:
+            state = tasks[t, T_STATE]
+            if state == TS_SPIN:
+                r = spin_check(st, t)
+                if r == R_OK:
+                    return t
+                if r == R_STOP:
+                    return HANDED_BACK
+                continue
+            if state == TS_SLEEP and acquire_cpu(st, t) == R_STOP:
+                return HANDED_BACK
+            tasks[t, T_STATE] = TS_READY
+            return t
+        if kind == EV_POKE:
+            fire(st, t, payload >> 16)
+            continue
+        if kind == EV_INIT:
+            tasks[t, T_STATE] = TS_READY
+            return t
+        # EV_END: a finished process; nobody waits for it

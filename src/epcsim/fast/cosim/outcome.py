@@ -1,0 +1,43 @@
+"""What a run of task programs leaves, in one form for both engines (the comparison unit).
+
+``done`` is every completed op ``(task, pc, ns)`` in the order the ops completed across
+tasks; ``traces`` each mutex's ``(ns, event, task name)`` list (``Mutex.trace``); the rest
+are the ``Task``, ``LinuxMutex``, ``CfsRunQueue`` and ``Environment`` fields the core
+keeps. ``pops`` is the number of events processed (``env.step`` calls / the core's pops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Outcome:
+    now: int
+    pops: int
+    elided: int
+    done: list[tuple[int, int, int]]
+    #: per task: busy_ns, cpu (-1 = None), last_cpu, vruntime, slice_start, step_end, step_ns
+    tasks: list[tuple[int, int, int, int, int, int, int]]
+    #: per mutex: owner (-1 = None), contended, wait_ns, steals, handoffs, spin_acquired
+    mutexes: list[tuple[int, int, int, int, int, int]]
+    traces: list[list[tuple[int, str, str]]]
+    counters: list[int]
+    min_vruntime: int
+    #: why the core stopped early (``state.HB_NAMES``), None if it ran to the end
+    handed_back: str | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def comparable(self) -> dict[str, object]:
+        """Everything both engines must agree on (``extra`` is engine-specific)."""
+        return {
+            "now": self.now,
+            "pops": self.pops,
+            "elided": self.elided,
+            "done": self.done,
+            "tasks": self.tasks,
+            "mutexes": self.mutexes,
+            "traces": self.traces,
+            "counters": self.counters,
+            "min_vruntime": self.min_vruntime,
+        }

@@ -1,0 +1,260 @@
+"""Task programs: the core's test vehicle, and a model of how kernel state machines use it.
+
+A program is a list of ops, one per row ``(op, a, b)`` of an ``int64`` array:
+
+=========  ==============================================================================
+RUN ns     ``yield from task.run(ns)``
+LOCK m     ``yield from task.lock(mutex[m])``
+UNLOCK m   ``task.unlock(mutex[m])``
+WAIT q     ``yield from waitq[q].wait_event(task, lambda: counter[q] > 0)``, then
+           ``counter[q] -= 1`` (ksgxd's sleep until ``sgx_should_reclaim``)
+WAKE q     ``counter[q] += 1; waitq[q].wake_up()`` (``sgx_alloc_epc_page`` waking ksgxd)
+SPAWN t    start task ``t`` now (``env.process``) unless it was started already
+LOOP pc n  jump back to ``pc`` (the task's own op number) until it has done so ``n`` times
+END        ``task.exit()`` and return
+=========  ==============================================================================
+
+``run_programs`` interprets them over the compiled core; ``simpy_program.run_simpy`` runs
+the same programs as generators on ``engine.machine``, so the two can be compared op for
+op. A kernel state machine (``sgx_vma_fault``, ksgxd's loop) will have the same shape as
+``resume``: a ``pc`` per task, a branch per pc, and after a primitive that returns
+``R_BLOCKED`` a return to the loop, which calls it again at the same pc when the task is
+due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from epcsim.engine.costs import Costs
+from epcsim.fast.cosim.dispatch import next_resume
+from epcsim.fast.cosim.mutex import lock, unlock
+from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.state import (
+    C_ELIDED,
+    C_HB,
+    C_HB_NOW,
+    C_HB_TASK,
+    C_MIN_VR,
+    C_NOW,
+    C_POPS,
+    C_TRACE_LEN,
+    HANDED_BACK,
+    HB_NAMES,
+    M_CONTENDED,
+    M_HANDOFFS,
+    M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_STEALS,
+    M_WAIT_NS,
+    R_BLOCKED,
+    R_OK,
+    R_STOP,
+    T_BUSY,
+    T_CPU,
+    T_L0,
+    T_LAST_CPU,
+    T_LOOP,
+    T_PC,
+    T_SLICE_START,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_VRUNTIME,
+    TRACE_EVENTS,
+    TS_NEW,
+    CoState,
+    new_state,
+)
+from epcsim.fast.cosim.task import exit_task, run, spawn
+from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
+
+OP_END = 0
+OP_RUN = 1
+OP_LOCK = 2
+OP_UNLOCK = 3
+OP_WAIT = 4
+OP_WAKE = 5
+OP_SPAWN = 6
+OP_LOOP = 7
+OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP")
+
+#: ``run_programs`` ran out of room in its ``done`` log (the run is void)
+DONE_FULL = -3
+
+
+@njit(cache=True, nogil=True)
+def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
+    """Run task ``t``'s program from its pc until it blocks (R_BLOCKED), ends (R_OK) or
+    the core hands back (R_STOP). Each completed op is logged ``(task, pc, ns)`` in
+    ``done``. ``T_L0`` is 1 while the task is inside an op that blocked: when it resumes,
+    that op is over, except WAIT, whose condition is checked again (``wait_event``'s loop).
+    """
+    tasks = st.tasks
+    clk = st.clk
+    pc = tasks[t, T_PC]
+    while True:
+        op = code[pc, 0]
+        a = code[pc, 1]
+        r = R_OK
+        if tasks[t, T_L0] != 0:
+            tasks[t, T_L0] = 0
+            if op != OP_WAIT:
+                op = -1  # the op is complete: log it below
+        if op == OP_RUN:
+            r = run(st, t, a)
+        elif op == OP_LOCK:
+            r = lock(st, t, a)
+        elif op == OP_UNLOCK:
+            r = unlock(st, t, a)
+        elif op == OP_WAIT:
+            if counters[a] > 0:
+                counters[a] -= 1
+            else:
+                r = sleep_on(st, t, a)
+        elif op == OP_WAKE:
+            counters[a] += 1
+            wake_up(st, a)
+        elif op == OP_SPAWN:
+            if tasks[a, T_STATE] == TS_NEW:
+                spawn(st, a)
+        elif op == OP_LOOP:
+            if tasks[t, T_LOOP] < code[pc, 2]:
+                tasks[t, T_LOOP] += 1
+                n = dn[0]
+                if n >= done.shape[0]:
+                    return R_STOP
+                done[n, 0] = t
+                done[n, 1] = pc
+                done[n, 2] = clk[C_NOW]
+                dn[0] = n + 1
+                pc = a
+                continue
+            tasks[t, T_LOOP] = 0
+        elif op == OP_END:
+            tasks[t, T_PC] = pc
+            exit_task(st, t)
+            return R_OK
+        if r == R_BLOCKED:
+            tasks[t, T_PC] = pc
+            tasks[t, T_L0] = 1
+            return R_BLOCKED
+        if r == R_STOP:
+            tasks[t, T_PC] = pc
+            return R_STOP
+        n = dn[0]
+        if n >= done.shape[0]:
+            return R_STOP
+        done[n, 0] = t
+        done[n, 1] = pc
+        done[n, 2] = clk[C_NOW]
+        dn[0] = n + 1
+        pc += 1
+
+
+@njit(cache=True, nogil=True)
+def run_programs(st, code, entry, starts, counters, done, dn):  # type: ignore[no-untyped-def]
+    """Start the tasks whose ``starts`` is set (in task order, as ``Machine.spawn`` calls
+    before ``env.run()``) and run every program until nothing is due: returns ``IDLE``,
+    ``HANDED_BACK`` or ``DONE_FULL``."""
+    tasks = st.tasks
+    for t in range(tasks.shape[0]):
+        tasks[t, T_PC] = entry[t]
+        if starts[t]:
+            spawn(st, t)
+    while True:
+        t = next_resume(st)
+        if t < 0:
+            return t
+        r = resume(st, t, code, counters, done, dn)
+        if r == R_STOP:
+            return HANDED_BACK if st.clk[C_HB] != 0 else DONE_FULL
+
+
+def compile_programs(programs: list[list[tuple[int, int, int]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The ops of every task in one ``int64`` array (an END appended to each), and each
+    task's first row. LOOP targets are the task's own op numbers."""
+    rows: list[tuple[int, int, int]] = []
+    entry = np.zeros(len(programs), np.int64)
+    for i, ops in enumerate(programs):
+        base = len(rows)
+        entry[i] = base
+        for op, a, b in ops:
+            if op == OP_LOOP:
+                if not 0 <= a < len(ops):
+                    raise ValueError(f"programs: LOOP target {a} outside task {i}'s ops")
+                a += base
+            rows.append((op, a, b))
+        rows.append((OP_END, 0, 0))
+    return np.array(rows, np.int64).reshape(-1, 3), entry
+
+
+def run_core(
+    programs: list[list[tuple[int, int, int]]],
+    nr_cpus: int,
+    *,
+    starts: Sequence[bool] | None = None,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    costs: Costs | None = None,
+    elide: bool = True,
+    trace: bool = True,
+    heap_capacity: int = 1024,
+    trace_capacity: int = 1 << 16,
+    done_capacity: int = 1 << 16,
+    max_pops: int = 1 << 24,
+) -> Outcome:
+    """Run ``programs`` on the compiled core; the same arguments as ``run_simpy``."""
+    code, entry = compile_programs(programs)
+    n = len(programs)
+    st = new_state(
+        nr_cpus,
+        n,
+        nr_mutexes,
+        nr_queues,
+        costs=costs,
+        elide=elide,
+        heap_capacity=heap_capacity,
+        trace_capacity=trace_capacity if trace else 0,
+        max_pops=max_pops,
+    )
+    starts_arr = np.ones(n, np.bool_) if starts is None else np.array(starts, np.bool_)
+    if starts_arr.shape != (n,):
+        raise ValueError(f"starts: one flag per task ({n}), got {len(starts_arr)}")
+    counters = np.zeros(nr_queues, np.int64)
+    done = np.zeros((done_capacity, 3), np.int64)
+    dn = np.zeros(1, np.int64)
+    rc = run_programs(st, code, entry, starts_arr, counters, done, dn)
+    return outcome_of(st, done[: dn[0]], counters, rc)
+
+
+def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> Outcome:
+    """The core's arrays as an ``Outcome`` (task ``i`` is ``t{i}``)."""
+    clk = st.clk
+    tasks = st.tasks
+    cols = (T_BUSY, T_CPU, T_LAST_CPU, T_VRUNTIME, T_SLICE_START, T_STEP_END, T_STEP_NS)
+    mcols = (M_OWNER, M_CONTENDED, M_WAIT_NS, M_STEALS, M_HANDOFFS, M_SPIN_ACQUIRED)
+    traces: list[list[tuple[int, str, str]]] = [[] for _ in range(st.mtx.shape[0])]
+    for ns, ev, t, m in st.trace[: clk[C_TRACE_LEN]].tolist():
+        traces[m].append((ns, TRACE_EVENTS[ev], f"t{t}"))
+    handed = None
+    if rc == HANDED_BACK:
+        handed = HB_NAMES[int(clk[C_HB])]
+    elif rc == DONE_FULL:
+        handed = "done log full"
+    return Outcome(
+        now=int(clk[C_NOW]),
+        pops=int(clk[C_POPS]),
+        elided=int(clk[C_ELIDED]),
+        done=[(a, b, c) for a, b, c in done.tolist()],
+        tasks=[tuple(int(tasks[i, c]) for c in cols) for i in range(tasks.shape[0])],  # type: ignore[misc]
+        mutexes=[tuple(int(st.mtx[i, c]) for c in mcols) for i in range(st.mtx.shape[0])],  # type: ignore[misc]
+        traces=traces,
+        counters=counters.tolist(),
+        min_vruntime=int(clk[C_MIN_VR]),
+        handed_back=handed,
+        extra={"hb_task": int(clk[C_HB_TASK]), "hb_now": int(clk[C_HB_NOW])},
+    )

@@ -1,0 +1,115 @@
+"""SimPy's event queue (``Environment.schedule`` / ``step``), compiled.
+
+SimPy keeps a heap of ``(time, priority, eid, event)`` and pops the least: the earliest
+time, then URGENT (a process's Initialize) before NORMAL (timeouts, ``succeed``), then the
+event scheduled first, since every ``schedule`` call takes the next ``eid``. A Timeout is
+scheduled when it is *created*, an Event when it *succeeds*, a Process's end when its
+generator returns. Because ``eid`` is unique the order is total, so any heap with the same
+key pops in the same order; the core only has to take an ``eid`` exactly where SimPy does.
+
+A row of ``heap`` is ``(time, priority << KEY_SHIFT | eid, payload)``; the payload says what
+the event does when popped (``state.EV_*``, the task, one argument).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_NOW,
+    C_POPS,
+    C_QLEN,
+    H_KEY,
+    H_PAYLOAD,
+    H_TIME,
+    HB_QUEUE_FULL,
+    KEY_SHIFT,
+)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _less(heap, i, j):  # type: ignore[no-untyped-def]
+    ti = heap[i, H_TIME]
+    tj = heap[j, H_TIME]
+    if ti != tj:
+        return ti < tj
+    return heap[i, H_KEY] < heap[j, H_KEY]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _swap(heap, i, j):  # type: ignore[no-untyped-def]
+    for c in range(3):
+        v = heap[i, c]
+        heap[i, c] = heap[j, c]
+        heap[j, c] = v
+
+
+@njit(cache=True, nogil=True)
+def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-def]
+    """``Environment.schedule``: queue an event ``delay`` ns from now with the next eid.
+    Returns False (and records ``HB_QUEUE_FULL``) when the heap is full."""
+    clk = st.clk
+    heap = st.heap
+    n = clk[C_QLEN]
+    if n >= heap.shape[0]:
+        hand_back(st, HB_QUEUE_FULL, task)
+        return False
+    eid = clk[C_EID]
+    clk[C_EID] = eid + 1
+    heap[n, H_TIME] = clk[C_NOW] + delay
+    heap[n, H_KEY] = (priority << KEY_SHIFT) | eid
+    heap[n, H_PAYLOAD] = kind | (task << 4) | (arg << 16)
+    clk[C_QLEN] = n + 1
+    i = n
+    while i > 0:
+        p = (i - 1) >> 1
+        if not _less(heap, i, p):
+            break
+        _swap(heap, i, p)
+        i = p
+    return True
+
+
+@njit(cache=True, nogil=True)
+def peek(st):  # type: ignore[no-untyped-def]
+    """``Environment.peek``: the time of the next event, or -1 if there is none."""
+    if st.clk[C_QLEN] == 0:
+        return -1
+    return st.heap[0, H_TIME]
+
+
+@njit(cache=True, nogil=True)
+def due_by(st, t):  # type: ignore[no-untyped-def]
+    """Some event is queued at or before ``t`` (``queue and queue[0][0] <= t``)."""
+    return st.clk[C_QLEN] > 0 and st.heap[0, H_TIME] <= t
+
+
+@njit(cache=True, nogil=True)
+def pop(st):  # type: ignore[no-untyped-def]
+    """``Environment.step``'s pop: advance the clock to the least event and return its
+    payload (the caller checks the queue is not empty)."""
+    clk = st.clk
+    heap = st.heap
+    clk[C_NOW] = heap[0, H_TIME]
+    payload = heap[0, H_PAYLOAD]
+    clk[C_POPS] += 1
+    n = clk[C_QLEN] - 1
+    clk[C_QLEN] = n
+    if n > 0:
+        for c in range(3):
+            heap[0, c] = heap[n, c]
+        i = 0
+        while True:
+            left = 2 * i + 1
+            if left >= n:
+                break
+            m = left
+            if left + 1 < n and _less(heap, left + 1, left):
+                m = left + 1
+            if not _less(heap, m, i):
+                break
+            _swap(heap, i, m)
+            i = m
+    return payload

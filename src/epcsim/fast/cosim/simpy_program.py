@@ -1,0 +1,135 @@
+"""The task programs of ``program`` run as generators on ``engine.machine`` (SimPy).
+
+This is the reference side of the core's differential tests and benchmark: the same ops,
+the same ``Task``/``Mutex``/``WaitQueue`` calls the kernel model makes, on
+``Machine(elide=...)``. It drives the environment one ``step`` at a time to count the
+events processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from epcsim.engine.costs import Costs
+from epcsim.engine.machine import Gen, Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.program import (
+    OP_END,
+    OP_LOCK,
+    OP_LOOP,
+    OP_RUN,
+    OP_SPAWN,
+    OP_UNLOCK,
+    OP_WAIT,
+    OP_WAKE,
+    compile_programs,
+)
+
+
+def run_simpy(
+    programs: list[list[tuple[int, int, int]]],
+    nr_cpus: int,
+    *,
+    starts: Sequence[bool] | None = None,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    costs: Costs | None = None,
+    elide: bool = True,
+    trace: bool = True,
+) -> Outcome:
+    """Run ``programs`` (task ``i`` starts at time 0 if ``starts[i]``, default all) to the
+    end on a SimPy ``Machine``."""
+    code_arr, entry_arr = compile_programs(programs)
+    code = [tuple(r) for r in code_arr.tolist()]
+    entry = entry_arr.tolist()
+    n = len(programs)
+    starts = [True] * n if starts is None else list(starts)
+    m = Machine(nr_cpus, costs, elide=elide)
+    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
+    if trace:
+        for mx in mutexes:
+            mx.trace = []
+    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
+    counters = [0] * nr_queues
+    tasks = [Task(m, f"t{i}") for i in range(n)]
+    started = [False] * n
+    done: list[tuple[int, int, int]] = []
+
+    def program(i: int) -> Gen:
+        task = tasks[i]
+        pc = entry[i]
+        loops = 0
+        while True:
+            op, a, b = code[pc]
+            if op == OP_END:
+                task.exit()
+                return
+            if op == OP_RUN:
+                yield from task.run(a)
+            elif op == OP_LOCK:
+                yield from task.lock(mutexes[a])
+            elif op == OP_UNLOCK:
+                task.unlock(mutexes[a])
+            elif op == OP_WAIT:
+                yield from queues[a].wait_event(task, lambda q=a: counters[q] > 0)
+                counters[a] -= 1
+            elif op == OP_WAKE:
+                counters[a] += 1
+                queues[a].wake_up()
+            elif op == OP_SPAWN:
+                if not started[a]:
+                    started[a] = True
+                    m.spawn(program(a))
+            elif op == OP_LOOP:
+                if loops < b:
+                    loops += 1
+                    done.append((i, pc, m.now))
+                    pc = a
+                    continue
+                loops = 0
+            done.append((i, pc, m.now))
+            pc += 1
+
+    for i in range(n):
+        if starts[i]:
+            started[i] = True
+            m.spawn(program(i))
+    env = m.env
+    queue = env._queue
+    pops = 0
+    while queue:
+        env.step()
+        pops += 1
+    rq = m.rq
+    return Outcome(
+        now=m.now,
+        pops=pops,
+        elided=m.elided,
+        done=done,
+        tasks=[
+            (
+                t.busy_ns,
+                -1 if t.cpu is None else t.cpu,
+                t.last_cpu,
+                t.vruntime,
+                t.slice_start,
+                int(t.step_end),
+                t.step_ns,
+            )
+            for t in tasks
+        ],
+        mutexes=[
+            (
+                -1 if mx.owner is None else tasks.index(mx.owner),
+                mx.contended,
+                mx.wait_ns,
+                mx.steals,
+                mx.handoffs,
+                mx.spin_acquired,
+            )
+            for mx in mutexes
+        ],
+        traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
+        counters=counters,
+        min_vruntime=getattr(rq, "min_vruntime", 0),
+    )

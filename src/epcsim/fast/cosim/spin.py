@@ -1,0 +1,168 @@
+"""Optimistic spinning on a mutex (``mutex_optimistic_spin``, ``LinuxMutex._spin``).
+
+The reference's spinner is a generator that waits on an event, re-checks the lock when it
+is poked, and waits again. Here the spinner is a task in state ``TS_SPIN`` and its wait is
+three columns: ``T_SPIN_EV`` (none / pending / triggered), ``T_SPIN_GEN`` (the wait's
+number, ``_Spinner.gen``) and ``T_SPIN_M``. A poke is either an immediate ``succeed`` (an
+``EV_RESUME`` now) or a timeout whose callback is ``fire`` (an ``EV_POKE`` carrying the
+gen it was armed for). ``T_SPIN_GEN`` is never reset: a new spin's first wait takes a new
+number, so a poke armed during an earlier spin never matches, as the reference's pokes of
+an earlier ``_Spinner`` find its event triggered.
+
+Regime: only OSQ spinners (a contender that never slept) exist, nobody waits on the wait
+list, and ``need_resched`` is false (every runnable task has its own CPU, so no tick and no
+wake-up preemption). A spinner whose owner has left its CPU would stop spinning and sleep:
+the core hands back (``HB_MUTEX_SLEEP``) at that re-check instead, before the spinner
+gives up, so the reference resumes it at that re-check.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.queue import due_by, schedule
+from epcsim.fast.cosim.state import (
+    C_NOW,
+    C_PICKUP,
+    C_SPIN_SEQ,
+    EV_POKE,
+    EV_RESUME,
+    HB_MUTEX_SLEEP,
+    M_FREE_SINCE,
+    M_OSQ_LEN,
+    M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_WAIT_NS,
+    NORMAL,
+    R_BLOCKED,
+    R_OK,
+    SE_NONE,
+    SE_PENDING,
+    SE_TRIGGERED,
+    T_BUSY,
+    T_CPU,
+    T_LOCK_T0,
+    T_SPIN_EV,
+    T_SPIN_GEN,
+    T_SPIN_M,
+    T_SPIN_SEQ,
+    T_SPIN_T0,
+    T_STATE,
+    TR_SPIN,
+    TR_SPIN_ACQUIRE,
+    TS_READY,
+    TS_SPIN,
+)
+from epcsim.fast.cosim.trace import log
+
+
+@njit(cache=True, nogil=True)
+def poke(st, t, delay):  # type: ignore[no-untyped-def]
+    """``LinuxMutex._poke``: the spinner ``t`` re-checks ``delay`` ns from now. Nothing if
+    it is not waiting (not spinning, or its wait already triggered)."""
+    tasks = st.tasks
+    if tasks[t, T_SPIN_M] < 0 or tasks[t, T_SPIN_EV] != SE_PENDING:
+        return
+    if delay <= 0:
+        tasks[t, T_SPIN_EV] = SE_TRIGGERED
+        schedule(st, 0, NORMAL, EV_RESUME, t, 0)
+    else:
+        schedule(st, delay, NORMAL, EV_POKE, t, tasks[t, T_SPIN_GEN])
+
+
+@njit(cache=True, nogil=True)
+def fire(st, t, gen):  # type: ignore[no-untyped-def]
+    """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts.
+    When nothing else is due at this instant and the re-check would only wait again (the
+    lock held by a running task, or ``t`` not the OSQ head), the wait is re-armed (a new
+    gen) without resuming the spinner; otherwise the wait succeeds."""
+    tasks = st.tasks
+    if tasks[t, T_SPIN_GEN] != gen or tasks[t, T_SPIN_EV] != SE_PENDING:
+        return
+    if not due_by(st, st.clk[C_NOW]):
+        m = tasks[t, T_SPIN_M]
+        owner = st.mtx[m, M_OWNER]
+        if st.osq[m, 0] != t or (owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0):
+            tasks[t, T_SPIN_GEN] = gen + 1
+            return
+    tasks[t, T_SPIN_EV] = SE_TRIGGERED
+    schedule(st, 0, NORMAL, EV_RESUME, t, 0)
+
+
+@njit(cache=True, nogil=True)
+def spin_start(st, t, m):  # type: ignore[no-untyped-def]
+    """``_spin`` entered from the slow path: join the OSQ's tail and make the first check."""
+    tasks = st.tasks
+    mtx = st.mtx
+    n = mtx[m, M_OSQ_LEN]
+    st.osq[m, n] = t
+    mtx[m, M_OSQ_LEN] = n + 1
+    clk = st.clk
+    tasks[t, T_SPIN_M] = m
+    tasks[t, T_SPIN_SEQ] = clk[C_SPIN_SEQ]
+    clk[C_SPIN_SEQ] += 1
+    tasks[t, T_SPIN_EV] = SE_NONE
+    tasks[t, T_SPIN_T0] = clk[C_NOW]
+    tasks[t, T_STATE] = TS_SPIN
+    log(st, TR_SPIN, t, m)
+    return spin_check(st, t)
+
+
+@njit(cache=True, nogil=True)
+def spin_check(st, t):  # type: ignore[no-untyped-def]
+    """One pass of ``_spin``'s loop: take a lock left free for ``mutex_pickup`` (R_OK: the
+    task owns it and is ready), or wait again (R_BLOCKED, with a timed poke when the lock
+    is free but not yet for long enough), or hand back (the owner left its CPU)."""
+    tasks = st.tasks
+    mtx = st.mtx
+    clk = st.clk
+    now = clk[C_NOW]
+    m = tasks[t, T_SPIN_M]
+    owner = mtx[m, M_OWNER]
+    wake_at = -1
+    # (``need_resched`` is false in the regime; ``owner == t`` - a HANDOFF to this task -
+    # needs a wait-list waiter, which the regime has not)
+    if st.osq[m, 0] != t:
+        pass  # queued on the OSQ behind another spinner
+    elif owner < 0:
+        pickup = clk[C_PICKUP]
+        free_since = mtx[m, M_FREE_SINCE]
+        if now - free_since >= pickup:
+            mtx[m, M_OWNER] = t  # ``_take``: no wait list, so never a steal here
+            mtx[m, M_SPIN_ACQUIRED] += 1
+            log(st, TR_SPIN_ACQUIRE, t, m)
+            spin_end(st, t)
+            mtx[m, M_WAIT_NS] += now - tasks[t, T_LOCK_T0]
+            tasks[t, T_STATE] = TS_READY
+            return R_OK
+        wake_at = free_since + pickup
+    elif tasks[owner, T_CPU] < 0:
+        return hand_back(st, HB_MUTEX_SLEEP, t)
+    tasks[t, T_SPIN_EV] = SE_PENDING
+    tasks[t, T_SPIN_GEN] += 1
+    if wake_at >= 0:
+        poke(st, t, wake_at - now)
+    return R_BLOCKED
+
+
+@njit(cache=True, nogil=True)
+def spin_end(st, t):  # type: ignore[no-untyped-def]
+    """``_spin``'s ``finally`` after a take: leave the OSQ (a new head is poked at once)
+    and charge the spin as busy time."""
+    tasks = st.tasks
+    m = tasks[t, T_SPIN_M]
+    tasks[t, T_SPIN_M] = -1
+    tasks[t, T_BUSY] += st.clk[C_NOW] - tasks[t, T_SPIN_T0]
+    osq = st.osq
+    n = st.mtx[m, M_OSQ_LEN]
+    head = osq[m, 0] == t
+    j = 0
+    for i in range(n):
+        if osq[m, i] != t:
+            osq[m, j] = osq[m, i]
+            j += 1
+    osq[m, j] = -1
+    st.mtx[m, M_OSQ_LEN] = j
+    if head and j > 0:
+        poke(st, osq[m, 0], 0)

@@ -1,0 +1,211 @@
+"""The co-simulation core's state: a few NumPy arrays, their columns, and the result codes.
+
+Why arrays and not objects: the core is compiled (numba) and runs one event per few
+nanoseconds of host time; a task, a mutex or a queued event is a *row*, and its fields are
+columns named below. Tasks and mutexes are a handful of rows, so their columns are
+``int64`` (one type for every field keeps the rows simple; narrow types matter for the
+per-page state, which lives elsewhere). The arrays travel together as ``CoState``, a named
+tuple numba passes by reference.
+
+Everything here mirrors an object of ``epcsim.engine``: ``clk`` is SimPy's ``Environment``
+(``now``, the ``eid`` counter) plus the ``Machine``'s knobs and ``CfsRunQueue``'s
+``min_vruntime``; ``heap`` is ``Environment._queue``; a ``tasks`` row is a ``Task``; a
+``mtx`` row is a ``LinuxMutex`` and its ``osq`` row the OSQ; a ``wq`` row is a
+``WaitQueue``; ``cpus`` is ``Machine.running``; ``trace`` is every mutex's ``trace``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from epcsim.engine.costs import Costs
+from epcsim.engine.sched import SCHED_LATENCY_NS, tunable_factor
+
+# -- clk: the environment's scalars ---------------------------------------------------------
+C_NOW = 0  #: ``env.now`` (ns)
+C_EID = 1  #: the next ``eid`` (SimPy counts one per ``schedule`` call)
+C_QLEN = 2  #: events in the heap
+C_POPS = 3  #: events processed (``env.step`` calls)
+C_ELIDE = 4  #: ``Machine.elide``: 1 = the fast engine's ``Task.run`` elision
+C_ELIDED = 5  #: ``Machine.elided``
+C_MIN_VR = 6  #: ``CfsRunQueue.min_vruntime``
+C_TRACE_LEN = 7  #: rows used in ``trace``
+C_PICKUP = 8  #: ``Costs.mutex_pickup``
+C_SPIN_POLL = 9  #: ``Costs.mutex_spin_poll``
+C_LATENCY = 10  #: ``CfsRunQueue.latency_ns`` (scaled ``sched_latency``)
+C_HB = 11  #: the hand-back code once the core stopped (``HB_*``), 0 while it runs
+C_HB_TASK = 12  #: the task that met it
+C_HB_NOW = 13  #: when
+C_SPIN_SEQ = 14  #: spin starts so far (orders ``Machine.spinning`` as its dict does)
+C_BUDGET = 15  #: stop after this many pops (0: no limit): a guard against a runaway loop
+N_CLK = 16
+
+# -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
+# SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
+# (``priority << KEY_SHIFT | eid``), so two columns order a row. The payload says what the
+# event does when popped (``EV_*`` | task << 4 | arg << 16).
+H_TIME = 0
+H_KEY = 1
+H_PAYLOAD = 2
+N_HEAP = 3
+KEY_SHIFT = 56
+URGENT = 0  #: ``simpy.core.URGENT``: a Process's Initialize
+NORMAL = 1  #: ``simpy.core.NORMAL``: timeouts and ``succeed``
+
+EV_INIT = 0  #: a process starts (its Initialize event): the task runs its program from pc
+EV_RESUME = 1  #: the event a task waits on is processed: the task resumes (``_resume``)
+EV_POKE = 2  #: a spinner's timed poke (``LinuxMutex._fire``); arg = the wait's ``gen``
+EV_END = 3  #: a process ended (SimPy schedules the Process event itself): nothing runs
+
+# -- tasks: one row per ``Task`` --------------------------------------------------------------
+T_STATE = 0  #: ``TS_*``
+T_PC = 1  #: where the task's state machine resumes
+T_CPU = 2  #: ``Task.cpu`` (-1 = None)
+T_LAST_CPU = 3  #: ``Task.last_cpu``
+T_BUSY = 4  #: ``Task.busy_ns``
+T_STEP_END = 5  #: ``Task.step_end``
+T_STEP_NS = 6  #: ``Task.step_ns``
+T_SLICE_START = 7  #: ``Task.slice_start``
+T_VRUNTIME = 8  #: ``Task.vruntime``
+T_STARTED = 9  #: ``Task.started`` (CFS's START_DEBIT placement done)
+T_SPIN_M = 10  #: the mutex this task spins on (-1: not spinning; ``Machine.spinning``)
+T_SPIN_T0 = 11  #: when the spin began (``_spin``'s ``t0``: busy time)
+T_SPIN_GEN = 12  #: ``_Spinner.gen``, never reset (so a poke of an earlier spin never matches)
+T_SPIN_EV = 13  #: the spinner's wait event: ``SE_*``
+T_LOCK_T0 = 14  #: when the contended acquisition began (``_lock_slow``'s ``t0``: wait_ns)
+T_LOOP = 15  #: the task program's loop counter (``program``)
+T_L0 = 16  #: locals for the state machine built on the core
+T_L1 = 17
+T_L2 = 18
+T_L3 = 19
+T_SPIN_SEQ = 20  #: when the spin began, in spin starts (``Machine.spinning``'s dict order)
+N_TASK = 21
+
+TS_NEW = 0  #: not started
+TS_STARTING = 1  #: its Initialize is queued
+TS_READY = 2  #: running its program (between events)
+TS_RUN = 3  #: waiting for its ``run`` step's timeout
+TS_SPIN = 4  #: optimistic spinning on ``T_SPIN_M``
+TS_SLEEP = 5  #: asleep on a wait queue
+TS_DONE = 6  #: exited
+
+SE_NONE = 0  #: no wait yet (``rec.ev is None``)
+SE_PENDING = 1  #: waiting, not triggered
+SE_TRIGGERED = 2  #: succeeded (scheduled or processed)
+
+# -- mtx: one row per ``LinuxMutex`` ------------------------------------------------------------
+M_OWNER = 0  #: owning task (-1 = free)
+M_HANDOFF = 1  #: MUTEX_FLAG_HANDOFF (never set inside the regime)
+M_FREE_SINCE = 2  #: ``_free_since``
+M_FREED_FROM = 3  #: ``_freed_from``
+M_HANDED_AT = 4  #: ``_handed_at``
+M_OSQ_LEN = 5  #: spinners queued on the OSQ (their tasks: the ``osq`` row, head first)
+M_WAITERS = 6  #: wait-list length (always 0 inside the regime)
+M_CONTENDED = 7
+M_WAIT_NS = 8
+M_STEALS = 9
+M_HANDOFFS = 10
+M_SPIN_ACQUIRED = 11
+N_MUTEX = 12
+
+# -- trace: ``(ns, event, task, mutex)`` rows; ``TR_*`` names the event as ``Mutex._log`` ----
+TRACE_EVENTS = ("spin", "spin_acquire", "unlock", "steal", "spin_fail")
+TR_SPIN = 0
+TR_SPIN_ACQUIRE = 1
+TR_UNLOCK = 2
+TR_STEAL = 3
+TR_SPIN_FAIL = 4
+
+# -- what the core returns ------------------------------------------------------------------
+# A primitive that may block (``run``, ``lock``, ``sleep_on``, ``acquire_cpu``) returns:
+R_OK = 0  #: done now, the task goes on in the same resumption (no event, or elided)
+R_BLOCKED = 1  #: the task waits for an event; ``next_resume`` returns it when it is due
+R_STOP = 2  #: outside the regime: the core handed back (``clk[C_HB]``), nothing was done
+# ``next_resume`` returns a task number (>= 0) whose state machine continues now, or one of:
+IDLE = -1  #: the queue is empty: nothing will ever run again (``env.run()`` returns)
+HANDED_BACK = -2  #: the core stopped at a situation outside its regime: ``clk[C_HB]`` says which
+
+# Hand-back codes (``clk[C_HB]``). The core models the regime where every runnable task has
+# its own CPU and a lock owner never leaves its CPU while someone spins on the lock. Outside
+# it the reference does something the core does not restate (a run queue, the mutex wait
+# list and HANDOFF, need_resched): rather than guess, the core stops *before* that step,
+# with every array as the reference's objects would be just before it.
+HB_NONE = 0
+HB_NO_CPU = 1  #: a task needs a CPU and none is idle (CFS would queue it)
+HB_MUTEX_SLEEP = 2  #: a contender would sleep on the wait list (owner off its CPU)
+HB_QUEUE_FULL = 3  #: the event heap is full (its capacity is the caller's)
+HB_TRACE_FULL = 4  #: the trace buffer is full
+HB_BAD_UNLOCK = 5  #: unlock by a task that does not own the lock (the reference raises)
+HB_RECURSIVE = 6  #: a task locks a mutex it owns (the reference raises)
+HB_BUDGET = 7  #: ``clk[C_BUDGET]`` events were processed (the caller's limit)
+HB_NAMES = (
+    "none",
+    "no idle CPU",
+    "mutex wait list",
+    "event heap full",
+    "trace full",
+    "unlock by non-owner",
+    "recursive lock",
+    "event budget spent",
+)
+
+CoState = namedtuple("CoState", "clk heap tasks cpus mtx osq wq wql trace")
+CoState.__doc__ = "The core's arrays (see the module docstring); numba takes it as one argument."
+
+
+def new_state(
+    nr_cpus: int,
+    nr_tasks: int,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    *,
+    costs: Costs | None = None,
+    elide: bool = True,
+    heap_capacity: int = 1024,
+    trace_capacity: int = 0,
+    max_pops: int = 0,
+) -> CoState:
+    """A machine at time 0: ``nr_cpus`` idle CPUs, ``nr_tasks`` tasks not started, free
+    mutexes, empty wait queues. ``elide`` is ``Machine(elide=...)``; ``trace_capacity`` 0
+    leaves the trace off (``Mutex.trace is None``); ``max_pops`` > 0 stops the core
+    (``HB_BUDGET``) after that many events."""
+    for name, v, low in (
+        ("nr_cpus", nr_cpus, 1),
+        ("nr_tasks", nr_tasks, 1),
+        ("nr_mutexes", nr_mutexes, 0),
+        ("nr_queues", nr_queues, 0),
+        ("heap_capacity", heap_capacity, 1),
+        ("trace_capacity", trace_capacity, 0),
+        ("max_pops", max_pops, 0),
+    ):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name}: an integer >= {low}, got {v!r}")
+    if nr_tasks >= 1 << 12:
+        raise ValueError(f"nr_tasks: at most {(1 << 12) - 1}, got {nr_tasks}")
+    costs = costs or Costs()
+    clk = np.zeros(N_CLK, np.int64)
+    clk[C_ELIDE] = int(bool(elide))
+    clk[C_BUDGET] = max_pops
+    clk[C_PICKUP] = costs.mutex_pickup
+    clk[C_SPIN_POLL] = costs.mutex_spin_poll
+    clk[C_LATENCY] = SCHED_LATENCY_NS * tunable_factor(nr_cpus)
+    tasks = np.zeros((nr_tasks, N_TASK), np.int64)
+    tasks[:, T_CPU] = -1
+    tasks[:, T_LAST_CPU] = -1
+    tasks[:, T_STEP_END] = -1
+    tasks[:, T_SPIN_M] = -1
+    mtx = np.zeros((nr_mutexes, N_MUTEX), np.int64)
+    mtx[:, M_OWNER] = -1
+    return CoState(
+        clk=clk,
+        heap=np.zeros((heap_capacity, N_HEAP), np.int64),
+        tasks=tasks,
+        cpus=np.full(nr_cpus, -1, np.int64),
+        mtx=mtx,
+        osq=np.full((nr_mutexes, nr_tasks), -1, np.int64),
+        wq=np.zeros(nr_queues, np.int64),
+        wql=np.full((nr_queues, nr_tasks), -1, np.int64),
+        trace=np.zeros((trace_capacity, 4), np.int64),
+    )

@@ -1,0 +1,177 @@
+"""A task's CPU and its ``run`` steps (``engine.machine.Task``, CFS's idle-CPU wake-up).
+
+In the regime every runnable task has its own CPU, so of ``CfsRunQueue`` only the wake-up
+onto an idle CPU is needed: ``select_idle_sibling``'s choice (the task's previous CPU if it
+is idle, else the lowest-numbered idle CPU), the vruntime placement (START_DEBIT for a new
+task, GENTLE_FAIR_SLEEPERS for a sleeper) and ``min_vruntime``. A wake-up that finds no
+idle CPU would queue the task: the core hands back (``HB_NO_CPU``) before it.
+
+``run(ns)`` is the fast engine's ``Task.run`` when ``clk[C_ELIDE]`` is set: the clock
+advances in place when no event is due up to and including the step's end (nothing can
+run before it ends, so the order is SimPy's; ``epcsim/fast/README.md``), else a timeout
+resumes the task. With ``C_ELIDE`` clear every step is a timeout (``Machine(elide=False)``).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.queue import due_by, schedule
+from epcsim.fast.cosim.spin import poke
+from epcsim.fast.cosim.state import (
+    C_ELIDE,
+    C_ELIDED,
+    C_LATENCY,
+    C_MIN_VR,
+    C_NOW,
+    C_SPIN_POLL,
+    EV_END,
+    EV_INIT,
+    EV_RESUME,
+    HB_NO_CPU,
+    M_OWNER,
+    NORMAL,
+    R_BLOCKED,
+    R_OK,
+    R_STOP,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_SLICE_START,
+    T_SPIN_M,
+    T_SPIN_SEQ,
+    T_STARTED,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_VRUNTIME,
+    TS_DONE,
+    TS_RUN,
+    TS_STARTING,
+    URGENT,
+)
+
+
+@njit(cache=True, nogil=True)
+def update_min_vruntime(st):  # type: ignore[no-untyped-def]
+    """``CfsRunQueue._update_min_vruntime`` with an empty run queue: the least vruntime of
+    the running tasks, if it moves ``min_vruntime`` forward."""
+    clk = st.clk
+    tasks = st.tasks
+    now = clk[C_NOW]
+    best = -1
+    found = False
+    for cpu in range(st.cpus.shape[0]):
+        r = st.cpus[cpu]
+        if r >= 0:
+            v = tasks[r, T_VRUNTIME] + now - tasks[r, T_SLICE_START]
+            if not found or v < best:
+                best = v
+                found = True
+    if found and best > clk[C_MIN_VR]:
+        clk[C_MIN_VR] = best
+    return clk[C_MIN_VR]
+
+
+@njit(cache=True, nogil=True)
+def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
+    """``Task.acquire_cpu`` -> ``CfsRunQueue.wake`` onto an idle CPU (R_OK), or hand back
+    when none is idle (R_STOP; nothing changed)."""
+    tasks = st.tasks
+    if tasks[t, T_CPU] >= 0:
+        return R_OK
+    cpus = st.cpus
+    cpu = tasks[t, T_LAST_CPU]
+    if cpu < 0 or cpus[cpu] >= 0:
+        cpu = -1
+        for c in range(cpus.shape[0]):
+            if cpus[c] < 0:
+                cpu = c
+                break
+        if cpu < 0:
+            return hand_back(st, HB_NO_CPU, t)
+    min_vr = update_min_vruntime(st)
+    latency = st.clk[C_LATENCY]
+    if tasks[t, T_STARTED] == 0:
+        tasks[t, T_STARTED] = 1
+        # START_DEBIT: one slice (sched_slice(1) = the whole latency) after min_vruntime
+        tasks[t, T_VRUNTIME] = max(tasks[t, T_VRUNTIME], min_vr + latency)
+    else:
+        tasks[t, T_VRUNTIME] = max(tasks[t, T_VRUNTIME], min_vr - latency // 2)
+    tasks[t, T_CPU] = cpu
+    tasks[t, T_SLICE_START] = st.clk[C_NOW]
+    cpus[cpu] = t
+    return R_OK
+
+
+@njit(cache=True, nogil=True)
+def release_cpu(st, t):  # type: ignore[no-untyped-def]
+    """``Task.release_cpu`` (sleep or exit): vruntime accounting, the CPU goes idle (no task
+    waits for one in the regime), and spinners on a lock ``t`` owns are poked
+    (``Machine._owner_off_cpu``), in the order they began spinning."""
+    tasks = st.tasks
+    cpu = tasks[t, T_CPU]
+    if cpu < 0:
+        return
+    now = st.clk[C_NOW]
+    tasks[t, T_VRUNTIME] += now - tasks[t, T_SLICE_START]
+    tasks[t, T_CPU] = -1
+    tasks[t, T_LAST_CPU] = cpu
+    st.cpus[cpu] = -1
+    # _owner_off_cpu: spinners whose lock ``t`` owns, by spin start (dict order)
+    last = -1
+    while True:
+        nxt = -1
+        for s in range(tasks.shape[0]):
+            m = tasks[s, T_SPIN_M]
+            if m >= 0 and st.mtx[m, M_OWNER] == t:
+                seq = tasks[s, T_SPIN_SEQ]
+                if seq > last and (nxt < 0 or seq < tasks[nxt, T_SPIN_SEQ]):
+                    nxt = s
+        if nxt < 0:
+            break
+        last = tasks[nxt, T_SPIN_SEQ]
+        poke(st, nxt, st.clk[C_SPIN_POLL])
+
+
+@njit(cache=True, nogil=True)
+def run(st, t, ns):  # type: ignore[no-untyped-def]
+    """``Task.run(ns)``: R_OK when the step is over (``ns`` <= 0, or elided), R_BLOCKED when
+    a timeout resumes the task at its pc, R_STOP if it needed a CPU and none is idle."""
+    tasks = st.tasks
+    if tasks[t, T_CPU] < 0:
+        r = acquire_cpu(st, t)
+        if r != R_OK:
+            return r
+    if ns <= 0:
+        return R_OK
+    clk = st.clk
+    tasks[t, T_BUSY] += ns
+    end = clk[C_NOW] + ns
+    tasks[t, T_STEP_END] = end
+    tasks[t, T_STEP_NS] = ns
+    if clk[C_ELIDE] != 0 and not due_by(st, end):
+        clk[C_NOW] = end
+        clk[C_ELIDED] += 1
+        return R_OK
+    if not schedule(st, ns, NORMAL, EV_RESUME, t, 0):
+        return R_STOP
+    tasks[t, T_STATE] = TS_RUN
+    return R_BLOCKED
+
+
+@njit(cache=True, nogil=True)
+def spawn(st, t):  # type: ignore[no-untyped-def]
+    """``env.process``: the task's Initialize event (URGENT, now) starts its state machine."""
+    st.tasks[t, T_STATE] = TS_STARTING
+    return schedule(st, 0, URGENT, EV_INIT, t, 0)
+
+
+@njit(cache=True, nogil=True)
+def exit_task(st, t):  # type: ignore[no-untyped-def]
+    """``Task.exit`` and the generator's return: the CPU is released and SimPy schedules the
+    finished Process (an event nobody waits for, but it takes an eid and a pop)."""
+    release_cpu(st, t)
+    st.tasks[t, T_STATE] = TS_DONE
+    return schedule(st, 0, NORMAL, EV_END, t, 0)
