@@ -12,9 +12,8 @@ events SimPy processes (``env.step`` calls) for the same run.
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import pop
 from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
@@ -38,7 +37,7 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.task import acquire_cpu
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def next_resume(st):  # type: ignore[no-untyped-def]
     """The next task whose state machine continues now (>= 0), or ``IDLE`` (the queue is
     empty) or ``HANDED_BACK`` (``clk[C_HB]`` says why)."""

@@ -6,12 +6,11 @@ and every later primitive call sees ``clk[C_HB] != 0`` through ``next_resume``.
 
 from __future__ import annotations
 
-from numba import njit
-
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, C_NOW, R_STOP
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def hand_back(st, code, task):  # type: ignore[no-untyped-def]
     clk = st.clk
     if clk[C_HB] == 0:

@@ -15,9 +15,8 @@ both need a sleeping waiter.
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.spin import poke, spin_start
 from epcsim.fast.cosim.state import (
     C_NOW,
@@ -42,7 +41,7 @@ from epcsim.fast.cosim.task import acquire_cpu
 from epcsim.fast.cosim.trace import log
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def lock(st, t, m):  # type: ignore[no-untyped-def]
     """``mutex_lock``: R_OK when ``t`` owns ``m`` now, R_BLOCKED when it spins (the core
     resumes it at its pc once it owns the lock), R_STOP outside the regime."""
@@ -65,7 +64,7 @@ def lock(st, t, m):  # type: ignore[no-untyped-def]
     return spin_start(st, t, m)
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def unlock(st, t, m):  # type: ignore[no-untyped-def]
     """``mutex_unlock`` (``_unlock`` without waiters): R_OK, or R_STOP if ``t`` is not the
     owner."""

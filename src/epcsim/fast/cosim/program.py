@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 
 from epcsim.engine.costs import Costs
 from epcsim.fast.cosim.dispatch import next_resume
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, unlock
 from epcsim.fast.cosim.outcome import Outcome
 from epcsim.fast.cosim.state import (
@@ -86,7 +86,7 @@ OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP")
 DONE_FULL = -3
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
     """Run task ``t``'s program from its pc until it blocks (R_BLOCKED), ends (R_OK) or
     the core hands back (R_STOP). Each completed op is logged ``(task, pc, ns)`` in
@@ -155,7 +155,7 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
         pc += 1
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def run_programs(st, code, entry, starts, counters, done, dn):  # type: ignore[no-untyped-def]
     """Start the tasks whose ``starts`` is set (in task order, as ``Machine.spawn`` calls
     before ``env.run()``) and run every program until nothing is due: returns ``IDLE``,

@@ -13,9 +13,8 @@ the event does when popped (``state.EV_*``, the task, one argument).
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.state import (
     C_EID,
     C_NOW,
@@ -29,7 +28,7 @@ from epcsim.fast.cosim.state import (
 )
 
 
-@njit(cache=True, nogil=True, inline="always")
+@core_jit(inline="always")
 def _less(heap, i, j):  # type: ignore[no-untyped-def]
     ti = heap[i, H_TIME]
     tj = heap[j, H_TIME]
@@ -38,7 +37,7 @@ def _less(heap, i, j):  # type: ignore[no-untyped-def]
     return heap[i, H_KEY] < heap[j, H_KEY]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@core_jit(inline="always")
 def _swap(heap, i, j):  # type: ignore[no-untyped-def]
     for c in range(3):
         v = heap[i, c]
@@ -46,7 +45,7 @@ def _swap(heap, i, j):  # type: ignore[no-untyped-def]
         heap[j, c] = v
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-def]
     """``Environment.schedule``: queue an event ``delay`` ns from now with the next eid.
     Returns False (and records ``HB_QUEUE_FULL``) when the heap is full."""
@@ -72,7 +71,7 @@ def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-d
     return True
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def peek(st):  # type: ignore[no-untyped-def]
     """``Environment.peek``: the time of the next event, or -1 if there is none."""
     if st.clk[C_QLEN] == 0:
@@ -80,13 +79,13 @@ def peek(st):  # type: ignore[no-untyped-def]
     return st.heap[0, H_TIME]
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def due_by(st, t):  # type: ignore[no-untyped-def]
     """Some event is queued at or before ``t`` (``queue and queue[0][0] <= t``)."""
     return st.clk[C_QLEN] > 0 and st.heap[0, H_TIME] <= t
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def pop(st):  # type: ignore[no-untyped-def]
     """``Environment.step``'s pop: advance the clock to the least event and return its
     payload (the caller checks the queue is not empty)."""

@@ -18,9 +18,8 @@ gives up, so the reference resumes it at that re-check.
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
 from epcsim.fast.cosim.state import (
     C_NOW,
@@ -57,7 +56,7 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.trace import log
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def poke(st, t, delay):  # type: ignore[no-untyped-def]
     """``LinuxMutex._poke``: the spinner ``t`` re-checks ``delay`` ns from now. Nothing if
     it is not waiting (not spinning, or its wait already triggered)."""
@@ -71,7 +70,7 @@ def poke(st, t, delay):  # type: ignore[no-untyped-def]
         schedule(st, delay, NORMAL, EV_POKE, t, tasks[t, T_SPIN_GEN])
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def fire(st, t, gen):  # type: ignore[no-untyped-def]
     """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts.
     When nothing else is due at this instant and the re-check would only wait again (the
@@ -90,7 +89,7 @@ def fire(st, t, gen):  # type: ignore[no-untyped-def]
     schedule(st, 0, NORMAL, EV_RESUME, t, 0)
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def spin_start(st, t, m):  # type: ignore[no-untyped-def]
     """``_spin`` entered from the slow path: join the OSQ's tail and make the first check."""
     tasks = st.tasks
@@ -109,7 +108,7 @@ def spin_start(st, t, m):  # type: ignore[no-untyped-def]
     return spin_check(st, t)
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def spin_check(st, t):  # type: ignore[no-untyped-def]
     """One pass of ``_spin``'s loop: take a lock left free for ``mutex_pickup`` (R_OK: the
     task owns it and is ready), or wait again (R_BLOCKED, with a timed poke when the lock
@@ -146,7 +145,7 @@ def spin_check(st, t):  # type: ignore[no-untyped-def]
     return R_BLOCKED
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def spin_end(st, t):  # type: ignore[no-untyped-def]
     """``_spin``'s ``finally`` after a take: leave the OSQ (a new head is poked at once)
     and charge the spin as busy time."""

@@ -14,9 +14,8 @@ resumes the task. With ``C_ELIDE`` clear every step is a timeout (``Machine(elid
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
 from epcsim.fast.cosim.spin import poke
 from epcsim.fast.cosim.state import (
@@ -53,7 +52,7 @@ from epcsim.fast.cosim.state import (
 )
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def update_min_vruntime(st):  # type: ignore[no-untyped-def]
     """``CfsRunQueue._update_min_vruntime`` with an empty run queue: the least vruntime of
     the running tasks, if it moves ``min_vruntime`` forward."""
@@ -74,7 +73,7 @@ def update_min_vruntime(st):  # type: ignore[no-untyped-def]
     return clk[C_MIN_VR]
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
     """``Task.acquire_cpu`` -> ``CfsRunQueue.wake`` onto an idle CPU (R_OK), or hand back
     when none is idle (R_STOP; nothing changed)."""
@@ -105,7 +104,7 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
     return R_OK
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def release_cpu(st, t):  # type: ignore[no-untyped-def]
     """``Task.release_cpu`` (sleep or exit): vruntime accounting, the CPU goes idle (no task
     waits for one in the regime), and spinners on a lock ``t`` owns are poked
@@ -135,7 +134,7 @@ def release_cpu(st, t):  # type: ignore[no-untyped-def]
         poke(st, nxt, st.clk[C_SPIN_POLL])
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def run(st, t, ns):  # type: ignore[no-untyped-def]
     """``Task.run(ns)``: R_OK when the step is over (``ns`` <= 0, or elided), R_BLOCKED when
     a timeout resumes the task at its pc, R_STOP if it needed a CPU and none is idle."""
@@ -161,14 +160,14 @@ def run(st, t, ns):  # type: ignore[no-untyped-def]
     return R_BLOCKED
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def spawn(st, t):  # type: ignore[no-untyped-def]
     """``env.process``: the task's Initialize event (URGENT, now) starts its state machine."""
     st.tasks[t, T_STATE] = TS_STARTING
     return schedule(st, 0, URGENT, EV_INIT, t, 0)
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def exit_task(st, t):  # type: ignore[no-untyped-def]
     """``Task.exit`` and the generator's return: the CPU is released and SimPy schedules the
     finished Process (an event nobody waits for, but it takes an eid and a pop)."""

@@ -8,13 +8,12 @@ would compare equal to nothing, so the run is void and the caller gives a larger
 
 from __future__ import annotations
 
-from numba import njit
-
 from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, HB_TRACE_FULL
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def log(st, event, task, m):  # type: ignore[no-untyped-def]
     trace = st.trace
     cap = trace.shape[0]

@@ -10,14 +10,13 @@ went to sleep: each takes an eid there, as ``Event.succeed`` does.
 
 from __future__ import annotations
 
-from numba import njit
-
+from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.state import EV_RESUME, NORMAL, R_BLOCKED, T_STATE, TS_SLEEP
 from epcsim.fast.cosim.task import release_cpu
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def sleep_on(st, t, q):  # type: ignore[no-untyped-def]
     """One sleep of ``wait_event``'s loop: always R_BLOCKED."""
     n = st.wq[q]
@@ -28,7 +27,7 @@ def sleep_on(st, t, q):  # type: ignore[no-untyped-def]
     return R_BLOCKED
 
 
-@njit(cache=True, nogil=True)
+@core_jit
 def wake_up(st, q):  # type: ignore[no-untyped-def]
     """``wake_up``: whether anyone was sleeping."""
     n = st.wq[q]

@@ -1,0 +1,26 @@
+"""How the core is compiled: ``@core_jit`` (one place to change it).
+
+* ``cache=True``: the machine code is kept next to the sources (the package's
+  ``__init__`` drops it when any source of the package changes, see there);
+* ``nogil=True``: a driver call holds no GIL while it runs;
+* ``_nrt=False``: no reference counting. Every primitive takes the ``CoState`` tuple of
+  arrays, and with numba's runtime on each call increfs and decrefs all of them (an atomic
+  operation each): measured on the lock ping-pong (``benchmarks/cosim.py``) that was 2.4x
+  the core's whole cost (84 ms against 36 ms for 160K events). The core allocates nothing
+  (its arrays come from ``new_state``), so it needs no runtime; numba refuses to compile an
+  allocation here, which keeps it so. ``_nrt`` is one of numba's target options but
+  underscored (not in its user documentation): if a numba release drops it, remove it here
+  and the core is only slower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import njit
+
+
+def core_jit(fn: Any = None, **extra: Any) -> Any:
+    """``@core_jit`` or ``@core_jit(inline="always")``."""
+    dec = njit(cache=True, nogil=True, _nrt=False, **extra)
+    return dec if fn is None else dec(fn)
