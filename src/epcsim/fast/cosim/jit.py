@@ -22,5 +22,6 @@ from numba import njit
 
 def core_jit(fn: Any = None, **extra: Any) -> Any:
     """``@core_jit`` or ``@core_jit(inline="always")``."""
-    dec = njit(cache=True, nogil=True, _nrt=False, **extra)
+    opts: dict[str, Any] = {"cache": True, "nogil": True, "_nrt": False, **extra}
+    dec = njit(**opts)
     return dec if fn is None else dec(fn)
