@@ -269,3 +269,18 @@ def test_waker_returns_to_its_previous_cpu_when_idle():
     core, ref = _both(programs, [True, True, True], 1, True)
     assert core.comparable() == ref.comparable()
     assert [t[1:3] for t in core.tasks] == [(-1, 0), (-1, 1), (-1, 2)]
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(scenarios(), st.booleans(), st.integers(1, 80))
+def test_core_stopped_after_n_events_is_simpy_after_n_steps(scenario, elide, n):
+    """Stopped by its event budget, the core's whole state - the ops done, the traces and
+    counters, *and the events still queued with SimPy's own eids* - is SimPy's after as
+    many ``env.step`` calls: what a hand-back moves into SimPy's queue (``PATHS.md``)."""
+    programs, starts, nr_mutexes = scenario
+    k = len(programs)
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    core = run_core(programs, k, max_pops=n, **kw)
+    ref = run_simpy(programs, k, max_steps=n, **kw)
+    assert core.handed_back in (None, "event budget spent")
+    assert core.comparable() == ref.comparable()

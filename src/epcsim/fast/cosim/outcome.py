@@ -24,6 +24,8 @@ class Outcome:
     traces: list[list[tuple[int, str, str]]]
     counters: list[int]
     min_vruntime: int
+    #: events still queued, ``(time, priority, eid)`` in pop order (a run stopped early)
+    pending: list[tuple[int, int, int]] = field(default_factory=list)
     #: why the core stopped early (``state.HB_NAMES``), None if it ran to the end
     handed_back: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
@@ -40,4 +42,5 @@ class Outcome:
             "traces": self.traces,
             "counters": self.counters,
             "min_vruntime": self.min_vruntime,
+            "pending": self.pending,
         }

@@ -33,6 +33,7 @@ from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, unlock
 from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.state import (
     C_ELIDED,
     C_HB,
@@ -255,6 +256,7 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
         traces=traces,
         counters=counters.tolist(),
         min_vruntime=int(clk[C_MIN_VR]),
+        pending=[e[:3] for e in pending(st)],
         handed_back=handed,
         extra={"hb_task": int(clk[C_HB_TASK]), "hb_now": int(clk[C_HB_NOW])},
     )

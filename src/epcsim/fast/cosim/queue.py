@@ -13,6 +13,8 @@ the event does when popped (``state.EV_*``, the task, one argument).
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.state import (
@@ -112,3 +114,25 @@ def pop(st):  # type: ignore[no-untyped-def]
             _swap(heap, i, m)
             i = m
     return payload
+
+
+def pending(st) -> list[tuple[int, int, int, int, int, int]]:  # type: ignore[no-untyped-def]
+    """The queued events in the order they would pop, as ``(time, priority, eid, kind,
+    task, arg)``, without popping them: what a hand-back moves into SimPy's queue
+    (``PATHS.md``, "hand the queue back"); ``eid`` is SimPy's own for the same event."""
+    n = int(st.clk[C_QLEN])
+    rows = st.heap[:n]
+    order = np.lexsort((rows[:, H_KEY], rows[:, H_TIME]))
+    out = []
+    for time, key, payload in rows[order].tolist():
+        out.append(
+            (
+                time,
+                key >> KEY_SHIFT,
+                key & ((1 << KEY_SHIFT) - 1),
+                payload & 15,
+                (payload >> 4) & 4095,
+                payload >> 16,
+            )
+        )
+    return out

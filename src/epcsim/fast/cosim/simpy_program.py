@@ -36,9 +36,10 @@ def run_simpy(
     costs: Costs | None = None,
     elide: bool = True,
     trace: bool = True,
+    max_steps: int = 0,
 ) -> Outcome:
     """Run ``programs`` (task ``i`` starts at time 0 if ``starts[i]``, default all) to the
-    end on a SimPy ``Machine``."""
+    end on a SimPy ``Machine``, or for ``max_steps`` events if that is > 0."""
     code_arr, entry_arr = compile_programs(programs)
     code = [tuple(r) for r in code_arr.tolist()]
     entry = entry_arr.tolist()
@@ -97,7 +98,7 @@ def run_simpy(
     env = m.env
     queue = env._queue
     pops = 0
-    while queue:
+    while queue and (max_steps <= 0 or pops < max_steps):
         env.step()
         pops += 1
     rq = m.rq
@@ -132,4 +133,5 @@ def run_simpy(
         traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
         counters=counters,
         min_vruntime=getattr(rq, "min_vruntime", 0),
+        pending=[(int(t), int(p), eid) for t, p, eid, _ in sorted(queue, key=lambda e: e[:3])],
     )
