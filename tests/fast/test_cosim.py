@@ -46,7 +46,7 @@ cost = st.sampled_from(COSTS)
 
 def _block(draw, n_tasks, nr_mutexes, spawnable, wait_in_lock):
     """One block of ops: a run, a critical section (maybe nested), a wait, a wake, a spawn."""
-    kinds = ["run", "crit", "crit", "wait", "wake"] + (["spawn"] if spawnable else [])
+    kinds = ["run", "crit", "crit", "crit", "wait", "wake"] + (["spawn"] if spawnable else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "run":
         return [(OP_RUN, draw(cost), 0)]
@@ -71,7 +71,7 @@ def _block(draw, n_tasks, nr_mutexes, spawnable, wait_in_lock):
 def scenarios(draw, wait_in_lock=False):
     """(programs, starts, nr_mutexes): 2-3 tasks; a task may start late, by another's SPAWN."""
     n = draw(st.integers(2, 3))
-    nr_mutexes = draw(st.integers(1, 2))
+    nr_mutexes = draw(st.sampled_from([1, 1, 2]))
     starts = [True] + [draw(st.integers(0, 3)) > 0 for _ in range(n - 1)]
     late = [i for i in range(n) if not starts[i]]
     programs = []
@@ -108,7 +108,7 @@ def test_generated_programs_exercise_contention_and_ties():
     """A guard on the generator: the property above is only as strong as what it draws."""
     seen = {"spin_acquire": 0, "tie": 0, "timed_out": 0, "elided": 0, "sleep": 0}
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
     @given(scenarios())
     def probe(scenario):
         programs, starts, nr_mutexes = scenario
@@ -122,7 +122,7 @@ def test_generated_programs_exercise_contention_and_ties():
         seen["sleep"] += any(op == OP_WAIT for p in programs for op, _, _ in p)
 
     probe()
-    assert all(v >= 10 for v in seen.values()), seen
+    assert all(v >= 15 for v in seen.values()), seen
 
 
 def test_core_is_deterministic():
