@@ -330,3 +330,31 @@ def test_va_free_slot_is_the_python_path_step_by_step(steps):
         assert py.order() == op.order()
         assert (py.links.ends == op.links.ends).all()
         assert (py.links.prev == op.links.prev).all() and (py.links.next == op.links.next).all()
+
+
+def test_the_compiled_lookup_reads_a_runs_records_as_the_python_path():
+    """On the backing store a real run left (``tag`` mode's 8-byte MACs, ``mac`` mode's
+    16-byte ones, which give the chunks ``high`` rows), ``backing_lookup`` reads every
+    record's contents, MAC and flags exactly as ``EnclaveBacking.lookup`` rebuilds them."""
+    import epcsim
+
+    for mode in ("tag", "mac"):
+        system = epcsim.System(epc="1M", cpus=2, seed=5, content_mode=mode)
+        encl = system.create_enclave("4M")
+        assert encl.add_pages(0, 600 * PAGE_SIZE).ok and encl.init().ok
+        encl.access_pages(list(range(600)))
+        system.run(until="20ms")
+        f = system.backing[encl.encl.id]
+        assert len(f.records) > 200 and (mode == "tag") == (not f.high_rows)
+        rows = f.compiled()
+        ct_out = np.empty(8, dtype=np.uint8)
+        mac_out = np.empty(16, dtype=np.uint8)
+        args = (f.present.bits, f.odd.bits, f.chunk_row, rows.contents, rows.mac, rows.flags)
+        for i in range(f.present.size):
+            rec = f.lookup(i)
+            got = bops.backing_lookup(*args, f.high_row, rows.high, i, ct_out, mac_out)
+            if rec is None:
+                assert got == bops.ABSENT
+                continue
+            assert ct_out.tobytes() == rec.contents and mac_out.tobytes() == rec.pcmd[112:]
+            assert got == _pack_flags(int.from_bytes(rec.pcmd[:8], "little"))
