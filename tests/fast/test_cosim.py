@@ -87,17 +87,19 @@ def scenarios(draw, wait_in_lock=False):
     return programs, starts, nr_mutexes
 
 
-def _both(programs, starts, nr_mutexes, elide):
+def _both(programs, starts, nr_mutexes, elide, via_requests=False):
     n = len(programs)
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
-    return run_core(programs, n, **kw), run_simpy(programs, n, **kw)
+    return run_core(programs, n, **kw), run_simpy(programs, n, via_requests=via_requests, **kw)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(scenarios(), st.booleans())
-def test_core_matches_simpy_event_for_event(scenario, elide):
+@given(scenarios(), st.booleans(), st.booleans())
+def test_core_matches_simpy_event_for_event(scenario, elide, via_requests):
+    """``via_requests``: the SimPy side performs the ops as engine requests
+    (``perform_simpy``) instead of calling the engine directly: both must agree."""
     programs, starts, nr_mutexes = scenario
-    core, ref = _both(programs, starts, nr_mutexes, elide)
+    core, ref = _both(programs, starts, nr_mutexes, elide, via_requests)
     assert core.handed_back is None
     assert core.done == ref.done  # every op's completion instant, in the same order
     assert core.traces == ref.traces
@@ -272,8 +274,8 @@ def test_waker_returns_to_its_previous_cpu_when_idle():
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)
-@given(scenarios(), st.booleans(), st.integers(1, 80))
-def test_core_stopped_after_n_events_is_simpy_after_n_steps(scenario, elide, n):
+@given(scenarios(), st.booleans(), st.integers(1, 80), st.booleans())
+def test_core_stopped_after_n_events_is_simpy_after_n_steps(scenario, elide, n, via_requests):
     """Stopped by its event budget, the core's whole state - the ops done, the traces and
     counters, *and the events still queued with SimPy's own eids* - is SimPy's after as
     many ``env.step`` calls: what a hand-back moves into SimPy's queue (``PATHS.md``)."""
@@ -281,6 +283,6 @@ def test_core_stopped_after_n_events_is_simpy_after_n_steps(scenario, elide, n):
     k = len(programs)
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
     core = run_core(programs, k, max_pops=n, **kw)
-    ref = run_simpy(programs, k, max_steps=n, **kw)
+    ref = run_simpy(programs, k, max_steps=n, via_requests=via_requests, **kw)
     assert core.handed_back in (None, "event budget spent")
     assert core.comparable() == ref.comparable()

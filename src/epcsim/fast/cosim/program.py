@@ -14,12 +14,13 @@ LOOP pc n  jump back to ``pc`` (the task's own op number) until it has done so `
 END        ``task.exit()`` and return
 =========  ==============================================================================
 
-``run_programs`` interprets them over the compiled core; ``simpy_program.run_simpy`` runs
-the same programs as generators on ``engine.machine``, so the two can be compared op for
-op. A kernel state machine (``sgx_vma_fault``, ksgxd's loop) will have the same shape as
-``resume``: a ``pc`` per task, a branch per pc, and after a primitive that returns
-``R_BLOCKED`` a return to the loop, which calls it again at the same pc when the task is
-due.
+``run_programs`` interprets them over the compiled core, each op through the engine
+requests of ``request`` (``perform``); ``simpy_program.run_simpy`` runs the same programs
+as generators on ``engine.machine``, by direct engine calls or through the same requests
+(``simpy_request.perform_simpy``), so the two can be compared op for op. A kernel state
+machine (``sgx_vma_fault``, ksgxd's loop) will have the same shape as ``resume``: a ``pc``
+per task, a branch per pc, and after a request answered ``R_BLOCKED`` a return to the
+loop, which calls it again at the same pc when the task is due.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ import numpy as np
 from epcsim.engine.costs import Costs
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.jit import core_jit
-from epcsim.fast.cosim.mutex import lock, unlock
 from epcsim.fast.cosim.outcome import Outcome
 from epcsim.fast.cosim.queue import pending
+from epcsim.fast.cosim.request import (
+    RQ_EXIT,
+    RQ_LOCK,
+    RQ_RUN,
+    RQ_SLEEP,
+    RQ_SPAWN,
+    RQ_UNLOCK,
+    RQ_WAKE,
+    perform,
+)
 from epcsim.fast.cosim.state import (
     C_ELIDED,
     C_HB,
@@ -61,17 +71,14 @@ from epcsim.fast.cosim.state import (
     T_LOOP,
     T_PC,
     T_SLICE_START,
-    T_STATE,
     T_STEP_END,
     T_STEP_NS,
     T_VRUNTIME,
     TRACE_EVENTS,
-    TS_NEW,
     CoState,
     new_state,
 )
-from epcsim.fast.cosim.task import exit_task, run, spawn
-from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
+from epcsim.fast.cosim.task import spawn
 
 OP_END = 0
 OP_RUN = 1
@@ -106,22 +113,21 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             if op != OP_WAIT:
                 op = -1  # the op is complete: log it below
         if op == OP_RUN:
-            r = run(st, t, a)
+            r = perform(st, t, RQ_RUN, a)
         elif op == OP_LOCK:
-            r = lock(st, t, a)
+            r = perform(st, t, RQ_LOCK, a)
         elif op == OP_UNLOCK:
-            r = unlock(st, t, a)
+            r = perform(st, t, RQ_UNLOCK, a)
         elif op == OP_WAIT:
             if counters[a] > 0:
                 counters[a] -= 1
             else:
-                r = sleep_on(st, t, a)
+                r = perform(st, t, RQ_SLEEP, a)
         elif op == OP_WAKE:
             counters[a] += 1
-            wake_up(st, a)
+            perform(st, t, RQ_WAKE, a)
         elif op == OP_SPAWN:
-            if tasks[a, T_STATE] == TS_NEW:
-                spawn(st, a)
+            perform(st, t, RQ_SPAWN, a)
         elif op == OP_LOOP:
             if tasks[t, T_LOOP] < code[pc, 2]:
                 tasks[t, T_LOOP] += 1
@@ -137,7 +143,7 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             tasks[t, T_LOOP] = 0
         elif op == OP_END:
             tasks[t, T_PC] = pc
-            exit_task(st, t)
+            perform(st, t, RQ_EXIT, 0)
             return R_OK
         if r == R_BLOCKED:
             tasks[t, T_PC] = pc
@@ -260,3 +266,13 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
         handed_back=handed,
         extra={"hb_task": int(clk[C_HB_TASK]), "hb_now": int(clk[C_HB_NOW])},
     )
+
+
+# the ops that are engine requests as they stand (``simpy_program`` relies on it)
+assert (OP_RUN, OP_LOCK, OP_UNLOCK, OP_WAKE, OP_SPAWN) == (
+    RQ_RUN,
+    RQ_LOCK,
+    RQ_UNLOCK,
+    RQ_WAKE,
+    RQ_SPAWN,
+)

@@ -24,6 +24,8 @@ from epcsim.fast.cosim.program import (
     OP_WAKE,
     compile_programs,
 )
+from epcsim.fast.cosim.request import RQ_EXIT, RQ_SLEEP
+from epcsim.fast.cosim.simpy_request import perform_simpy
 
 
 def run_simpy(
@@ -37,9 +39,12 @@ def run_simpy(
     elide: bool = True,
     trace: bool = True,
     max_steps: int = 0,
+    via_requests: bool = False,
 ) -> Outcome:
     """Run ``programs`` (task ``i`` starts at time 0 if ``starts[i]``, default all) to the
-    end on a SimPy ``Machine``, or for ``max_steps`` events if that is > 0."""
+    end on a SimPy ``Machine``, or for ``max_steps`` events if that is > 0. The ops call
+    ``Task``/``Mutex``/``WaitQueue`` directly, or with ``via_requests`` go through
+    ``perform_simpy`` (a WAIT is then its loop of RQ_SLEEP requests)."""
     code_arr, entry_arr = compile_programs(programs)
     code = [tuple(r) for r in code_arr.tolist()]
     entry = entry_arr.tolist()
@@ -56,16 +61,40 @@ def run_simpy(
     started = [False] * n
     done: list[tuple[int, int, int]] = []
 
+    def spawn(a: int) -> None:
+        if not started[a]:
+            started[a] = True
+            m.spawn(program(a))
+
     def program(i: int) -> Gen:
         task = tasks[i]
         pc = entry[i]
         loops = 0
         while True:
             op, a, b = code[pc]
-            if op == OP_END:
+            if op == OP_LOOP:
+                if loops < b:
+                    loops += 1
+                    done.append((i, pc, m.now))
+                    pc = a
+                    continue
+                loops = 0
+            elif via_requests:
+                if op == OP_WAIT:
+                    while counters[a] <= 0:
+                        yield from perform_simpy(task, RQ_SLEEP, a, mutexes, queues, spawn)
+                    counters[a] -= 1
+                else:
+                    if op == OP_WAKE:
+                        counters[a] += 1
+                    rq = RQ_EXIT if op == OP_END else op  # the other ops are their requests
+                    yield from perform_simpy(task, rq, a, mutexes, queues, spawn)
+                    if op == OP_END:
+                        return
+            elif op == OP_END:
                 task.exit()
                 return
-            if op == OP_RUN:
+            elif op == OP_RUN:
                 yield from task.run(a)
             elif op == OP_LOCK:
                 yield from task.lock(mutexes[a])
@@ -78,16 +107,7 @@ def run_simpy(
                 counters[a] += 1
                 queues[a].wake_up()
             elif op == OP_SPAWN:
-                if not started[a]:
-                    started[a] = True
-                    m.spawn(program(a))
-            elif op == OP_LOOP:
-                if loops < b:
-                    loops += 1
-                    done.append((i, pc, m.now))
-                    pc = a
-                    continue
-                loops = 0
+                spawn(a)
             done.append((i, pc, m.now))
             pc += 1
 

@@ -1,0 +1,60 @@
+"""Engine requests: the one vocabulary kernel state machines use to ask for engine actions.
+
+``PATHS.md`` (2026-11-26) decided that the kernel paths become compiled state machines that
+*ask* for engine actions - run, lock, unlock, sleep on / wake a wait queue - so that either
+engine can drive them: the compiled core here, or one request at a time a SimPy process on
+``engine.machine`` (``simpy_request.perform_simpy``, the same requests as ``Task`` calls).
+``perform`` is the core's side: the request's primitive, with its ``R_*`` answer.
+
+========  =======================================================================
+RQ_RUN    ``Task.run(a)``
+RQ_LOCK   ``Task.lock(mutex a)``
+RQ_UNLOCK ``Task.unlock(mutex a)``
+RQ_SLEEP  one turn of ``WaitQueue.wait_event``'s loop on queue ``a``: the caller checked
+          its condition false and checks it again once resumed
+RQ_WAKE   ``WaitQueue.wake_up()`` of queue ``a``
+RQ_SPAWN  start task ``a`` (``env.process``) unless it was started already
+RQ_EXIT   ``Task.exit()`` and the end of the task's process
+========  =======================================================================
+"""
+
+from __future__ import annotations
+
+from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.mutex import lock, unlock
+from epcsim.fast.cosim.state import R_OK, T_STATE, TS_NEW
+from epcsim.fast.cosim.task import exit_task, run, spawn
+from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
+
+RQ_RUN = 1
+RQ_LOCK = 2
+RQ_UNLOCK = 3
+RQ_SLEEP = 4
+RQ_WAKE = 5
+RQ_SPAWN = 6
+RQ_EXIT = 7
+
+
+@core_jit
+def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
+    """Do request ``rq`` (argument ``a``) for task ``t``: ``R_OK`` (done, go on),
+    ``R_BLOCKED`` (the core resumes the task when it is done; for RQ_SLEEP, when it is
+    woken) or ``R_STOP`` (handed back)."""
+    if rq == RQ_RUN:
+        return run(st, t, a)
+    if rq == RQ_LOCK:
+        return lock(st, t, a)
+    if rq == RQ_UNLOCK:
+        return unlock(st, t, a)
+    if rq == RQ_SLEEP:
+        return sleep_on(st, t, a)
+    if rq == RQ_WAKE:
+        wake_up(st, a)
+        return R_OK
+    if rq == RQ_SPAWN:
+        if st.tasks[a, T_STATE] == TS_NEW:
+            spawn(st, a)
+        return R_OK
+    # RQ_EXIT
+    exit_task(st, t)
+    return R_OK
