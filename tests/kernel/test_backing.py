@@ -144,3 +144,23 @@ def test_pcmd_flags_fit_a_byte_when_ewb_can_write_them(flags):
     assert f.lookup(1).pcmd == pack_pcmd(flags, 5, b"n" * 16)
     compact = flags >> 8 in (0, 1, 2, 4) and not flags & 0xC0
     assert (1 in f._odd) == (not compact)
+
+
+def test_a_copy_gets_typed_lists_of_its_own_rows():
+    """``compiled()``'s typed lists are not copied: a deep copy (or an unpickled file)
+    builds them from its own arrays, so writes through one file's lists never reach the
+    other's records."""
+    import copy
+    import pickle
+
+    f = EnclaveBacking(1, 4 * CHUNK * PAGE_SIZE)
+    rec = BackingRecord(b"12345678", pack_pcmd(0x201, 9, bytes(16)))
+    f.store(CHUNK + 3, rec)
+    rows = f.compiled()
+    for twin in (copy.deepcopy(f), pickle.loads(pickle.dumps(f))):
+        assert twin.lookup(CHUNK + 3) == rec
+        twin_rows = twin.compiled()
+        assert twin_rows is not rows and len(twin_rows.contents) == 1
+        twin_rows.contents[0][3, 0] = ord("x")
+        assert twin.lookup(CHUNK + 3).contents == b"x2345678"
+        assert f.lookup(CHUNK + 3) == rec

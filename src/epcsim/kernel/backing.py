@@ -246,6 +246,13 @@ class EnclaveBacking:
         self.high_row[c] = row
         return row
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the typed lists behind (numba's lists hold the arrays by
+        pointer): a copy builds its own from its own rows on its first ``compiled()``."""
+        state = self.__dict__.copy()
+        state["_compiled"] = None
+        return state
+
     def compiled(self) -> ChunkLists:
         """The rows as numba typed lists, for compiled code (``epcsim.fast.ops.backing``):
         built on the first call - numba's typed lists cost ~0.7 s to set up in a process,
