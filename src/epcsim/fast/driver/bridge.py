@@ -1,0 +1,438 @@
+"""A driver call from Python: take the arrays of a live ``System``, drive ksgxd's state
+machine on the compiled core, serve its requests, fold the result back (PATHS.md).
+
+``run_ksgxd(system)`` is the call step 1 builds (issue 9, DESIGN.md step 2 part 2): ksgxd
+alone. The entry instant is the one ``Sgx.wake_ksgxd`` creates when ksgxd sleeps and the
+enclave thread is done: the call wakes ksgxd exactly as ``wake_ksgxd`` does (the wake-up's
+event takes the next eid, ``ksgxd_wakeups`` counts it) and runs until ksgxd sleeps again
+(the core's queue is empty) or a hand-back. On a clean end every object is as the
+reference leaves it after ``wake_ksgxd(); env.run()`` - the differential test
+(``tests/fast/test_driver_ksgxd.py``) compares them all. After a hand-back the arrays are
+as the reference's just before the named step, but the Python generator of ksgxd is not
+at that step: moving the queue back into SimPy (PATHS.md's hand-back) is step 3, not
+built, so the ``System`` must not be run further (``KsgxdResult.handed_back`` says why).
+
+Decisions (2026-11-26, issue 9 session ``kdriver``):
+
+* The regime is checked at entry and refused with ValueError (``system:`` and why): one
+  enclave, initialized, every LRU page its own; ``tag`` contents, ``KernelLru``, the
+  ``linux`` mutex, no NOPAGE flood; ksgxd asleep and the SimPy queue empty (no other task
+  will run); no LP inside the enclave and no ETRACK epoch open (so ETRACK never finds
+  PREV_TRK_INCMPL and no IPI makes anyone AEX); no odd LINADDR; the backing store already
+  holds this enclave's 8-byte records (its ``_width`` and ``_eid`` are set).
+* Each EWB is sealed inline (``fast/ops/tag_sealing``), not in a batch at the end: exact
+  with no "touched" bit, and the cost (~1 us a seal) is not what step 1 measures.
+* Python work the arrays cannot do ends the call with a request and resumes it at the same
+  pc: a VA page's first row of versions (``VaPages._new_row``, as ``set_version`` does it),
+  a backing chunk's row (``add_chunk``: asked at the D step, before the lock, where the
+  reference adds it inside ``store`` a few steps later - the same row numbers, since no
+  other record is stored in between), a record kept raw (``store`` itself), full buffers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numba import njit
+
+from epcsim.arch import encls_failed
+from epcsim.engine.mutex import LinuxMutex
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.dispatch import next_resume
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_ELIDED,
+    C_HB,
+    C_LATENCY,
+    C_MIN_VR,
+    C_NOW,
+    C_TRACE_LEN,
+    HANDED_BACK,
+    HB_NAMES,
+    IDLE,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_HANDED_AT,
+    M_OWNER,
+    R_STOP,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_PC,
+    T_SLICE_START,
+    T_STARTED,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_VRUNTIME,
+    TRACE_EVENTS,
+    TS_SLEEP,
+    CoState,
+    new_state,
+)
+from epcsim.fast.cosim.waitqueue import wake_up
+from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_resume
+from epcsim.fast.ops import tag_sealing
+from epcsim.isa.sealing import pack_pcmd
+from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
+from epcsim.kernel.policy import KernelLru
+
+if TYPE_CHECKING:
+    from epcsim.system import System
+
+#: ``drive`` returned because Python must serve ``kc[K_SVC]``
+SERVE = -10
+
+
+@njit(cache=True, nogil=True)
+def drive(st, ks, pending):  # type: ignore[no-untyped-def]
+    """The core's loop with ksgxd as its one task: resume ``pending`` (>= 0: a task that
+    ended the last call with a request) first, then every task as its event comes due.
+    Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE``."""
+    t = pending
+    while True:
+        if t < 0:
+            t = next_resume(st)
+            if t < 0:
+                return t
+        r = ksgxd_resume(st, ks, t)
+        if r == R_SVC:
+            return SERVE
+        if r == R_STOP:
+            return HANDED_BACK
+        t = -1
+
+
+@njit(cache=True, nogil=True)
+def wake(st, t):  # type: ignore[no-untyped-def]
+    """``wake_ksgxd``'s wake-up of the sleeping task (its event takes the next eid)."""
+    return wake_up(st, 0)
+
+
+@dataclass
+class KsgxdResult:
+    """What a call did: ``handed_back`` is None after a clean end (ksgxd asleep again),
+    else the reason (``kstate.KB_NAMES`` or the core's ``HB_NAMES``) and ``pc`` the step
+    before which the driver stopped."""
+
+    handed_back: str | None
+    pc: str
+    page: int = -1
+    services: dict[str, int] = field(default_factory=dict)
+
+
+def _refuse(why: str) -> None:
+    raise ValueError(f"system: outside the driver's regime ({why})")
+
+
+def _check_regime(system: System) -> Any:
+    sgx = system.sgx
+    m = system.machine
+    if system.cpu.content_mode != "tag":
+        _refuse("content_mode is not 'tag'")
+    if type(sgx.lru) is not KernelLru:
+        _refuse("the reclaim policy is not KernelLru")
+    if not isinstance(m.rq, CfsRunQueue):
+        _refuse("the scheduler is not CFS")
+    if sgx.flood is not None:
+        _refuse("the NOPAGE flood is on")
+    if len(sgx.enclaves) != 1:
+        _refuse(f"{len(sgx.enclaves)} enclaves, the driver models one")
+    encl = next(iter(sgx.enclaves.values()))
+    if not encl.initialized or encl.dead or encl.secs_epc < 0:
+        _refuse("the enclave is not initialized with its SECS resident")
+    if not isinstance(encl.lock, LinuxMutex) or encl.lock.owner is not None or encl.lock._waiters:
+        _refuse("encl->lock is not a free linux mutex")
+    task = sgx.ksgxd_task
+    if task is None or not sgx.ksgxd_sleeping or len(sgx.ksgxd_waitq._waiters) != 1:
+        _refuse("ksgxd is not asleep on ksgxd_waitq")
+    if m.env._queue:
+        _refuse("the SimPy queue is not empty: another task would run")
+    if any(r is not None for r in m.running) or m.spinning:
+        _refuse("a task holds a CPU")
+    st = system.cpu.secs_state(encl.secs_epc)
+    if st.inside or st.tracking or st.busy_tcs:
+        _refuse("an LP is inside the enclave or an ETRACK epoch is open")
+    if system.cpu.epcm.linaddr._odd:
+        _refuse("an EPCM LINADDR is kept aside")
+    b = encl.backing
+    if b._width != 8 or b._eid != st.eid:
+        _refuse("the backing store holds no 8-byte record of this enclave yet")
+    epc = sgx.epc
+    on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
+    if np.any(epc.owner_encl[on_lru] != encl.id):
+        _refuse("a page of another owner is on the LRU")
+    return encl, st
+
+
+def _core_state(system: System, trace: bool) -> CoState:
+    sgx = system.sgx
+    m = system.machine
+    task = sgx.ksgxd_task
+    assert task is not None
+    encl = next(iter(sgx.enclaves.values()))
+    mutex = encl.lock
+    rq = m.rq
+    assert isinstance(mutex, LinuxMutex) and isinstance(rq, CfsRunQueue)  # _check_regime
+    co = new_state(
+        m.nr_cpus, 1, 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
+        trace_capacity=(1 << 16) if trace else 0,
+    )  # fmt: skip
+    clk = co.clk
+    clk[C_NOW] = int(m.env._now)
+    eid = next(m.env._eid)
+    m.env._eid = itertools.count(eid)
+    clk[C_EID] = eid
+    clk[C_MIN_VR] = rq.min_vruntime
+    clk[C_LATENCY] = rq.latency_ns
+    clk[C_ELIDED] = 0
+    row = co.tasks[0]
+    row[T_STATE] = TS_SLEEP
+    row[T_PC] = P_WAIT
+    row[T_CPU] = -1
+    row[T_LAST_CPU] = task.last_cpu
+    row[T_BUSY] = task.busy_ns
+    row[T_STEP_END] = int(task.step_end)
+    row[T_STEP_NS] = task.step_ns
+    row[T_SLICE_START] = task.slice_start
+    row[T_VRUNTIME] = task.vruntime
+    row[T_STARTED] = int(task.started)
+    co.wq[0] = 1
+    co.wql[0, 0] = 0
+    mx = co.mtx[0]
+    mx[M_OWNER] = -1
+    mx[M_FREE_SINCE] = int(mutex._free_since)
+    mx[M_FREED_FROM] = int(mutex._freed_from)
+    mx[M_HANDED_AT] = int(mutex._handed_at)
+    return co
+
+
+def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
+    from numba import typed, types
+
+    sgx = system.sgx
+    cpu = system.cpu
+    m = system.machine
+    epc = sgx.epc
+    costs = m.costs
+    kc = np.zeros(K.N_KC, np.int64)
+    kc[K.K_NR_FREE] = epc.nr_free_pages
+    lru = sgx.lru
+    assert isinstance(lru, KernelLru)  # _check_regime
+    kc[K.K_LRU_ROW] = lru.list.row
+    kc[K.K_HIGH] = sgx.high_pages
+    kc[K.K_NR_TO_SCAN] = sgx.nr_to_scan
+    kc[K.K_SECS_EPC] = encl.secs_epc
+    kc[K.K_CHILD_CNT] = encl.secs_child_cnt
+    kc[K.K_SECS_CHILDREN] = secs.child_count
+    kc[K.K_REFCOUNT] = encl.refcount
+    kc[K.K_EPOCH] = secs.epoch
+    kc[K.K_TRACKING] = len(secs.tracking)
+    kc[K.K_EID] = secs.eid
+    kc[K.K_ENCL_ID] = encl.id
+    kc[K.K_INITIALIZED] = int(encl.initialized)
+    kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
+    kc[K.K_VA_ROW] = encl.va.list.row
+    mask = 0
+    for c in encl.cpumask():
+        mask |= 1 << c
+    kc[K.K_CPUMASK] = mask
+    kc[K.K_LRU_OPS] = costs.lru_op
+    kc[K.K_AGE_CHECK] = costs.age_check
+    kc[K.K_BACKING_ALLOC] = costs.backing_alloc
+    kc[K.K_ZAP] = costs.zap_ptes
+    kc[K.K_EBLOCK_NS] = costs.eblock
+    kc[K.K_EWB_NS] = costs.ewb
+    kc[K.K_ETRACK_NS] = costs.etrack
+    kc[K.K_IPI_NS] = costs.ipi
+    kc[K.K_WAKEUP_NS] = costs.wakeup
+    ku = np.array([cpu._next_version], np.uint64)
+    free_row = np.full(epc.nr_pages, -1, np.int32)
+    node = np.asarray(epc.node)
+    for nd, fl in epc.free_lists.items():
+        free_row[node == nd] = fl.row
+    vp = cpu.va
+    blocks = typed.List.empty_list(types.uint64[:, ::1])
+    for blk in vp.blocks:
+        blocks.append(blk)
+    rows = encl.backing.compiled()
+    b = encl.backing
+    e = cpu.epcm
+    keys = tag_sealing.sealer_keys(cpu.sealer._enc_key, cpu.sealer._mac_key)
+    sh, sm = tag_sealing.scratch()
+    va = encl.va
+    return K.KState(
+        kc=kc, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
+        batch=np.zeros((max(sgx.nr_to_scan, 1), 3), np.int64),
+        ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
+        epc_prev=epc.links.prev, epc_next=epc.links.next, epc_ends=epc.links.ends,
+        epc_flags=epc.flags, owner_encl=epc.owner_encl, owner_index=epc.owner_index,
+        free_row=free_row,
+        pflags=encl.pages.flags, desc=encl.pages.desc, va_epc_of=encl.va_ids.epc,
+        va_used=va.used, va_prev=va.links.prev, va_next=va.links.next, va_ends=va.links.ends,
+        eflags=e.flags, esecs=e.secs, elin=e.linaddr._pages, bepoch=e.bepoch, etag=e.tag,
+        vp_epc=vp.va_epc, vp_row=vp.va_row, vp_blocks=blocks,
+        b_present=b.present.bits, b_odd=b.odd.bits, b_chunk_row=b.chunk_row,
+        b_contents=rows.contents, b_mac=rows.mac, b_flags=rows.flags,
+        b_high_row=b.high_row, b_high=rows.high, b_pcmd_live=b.pcmd_live,
+        b_pcmd_kept=b.pcmd_kept, b_pcmd_gen=b.pcmd_gen,
+        keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
+    )  # fmt: skip
+
+
+def _flush_timeline(system: System, ks: Any) -> None:
+    tl = system.sgx.free_timeline
+    n = int(ks.kc[K.K_FT_N])
+    for t, v in ks.ft[:n].tolist():
+        tl.record(t, v)
+    ks.kc[K.K_FT_N] = 0
+
+
+def _flush_warnings(system: System, ks: Any) -> None:
+    from epcsim.kernel.encls import encls_warn
+
+    sgx = system.sgx
+    n = int(ks.kc[K.K_WARN_N])
+    names = {K.W_EBLOCK: ("EBLOCK", "EPC page"), K.W_ETRACK: ("ETRACK", "SECS"),
+             K.W_EWB: ("EWB", "EPC page")}  # fmt: skip
+    for kind, ret, page in ks.warn[:n].tolist():
+        if encls_failed(ret):
+            name, what = names[kind]
+            encls_warn(sgx, ret, name, f"{what} {page}")
+    ks.kc[K.K_WARN_N] = 0
+
+
+def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
+    """Do in Python what the call asked for (``kstate.SVC_*``); returns the KState to go
+    on with (a VA row may add a block to the typed list)."""
+    from epcsim.kernel.backing import BackingRecord, _unpack_flags
+
+    kc = ks.kc
+    code = int(kc[K.K_SVC])
+    arg = int(kc[K.K_SVC_ARG])
+    kc[K.K_SVC] = K.SVC_NONE
+    counts[str(code)] = counts.get(str(code), 0) + 1
+    if code == K.SVC_VA_ROW:
+        vp = system.cpu.va
+        row = vp._new_row()
+        vp._set_row(arg, row)
+        while len(ks.vp_blocks) < len(vp.blocks):
+            ks.vp_blocks.append(vp.blocks[len(ks.vp_blocks)])
+        return ks._replace(vp_epc=vp.va_epc, vp_row=vp.va_row)
+    if code == K.SVC_CHUNK:
+        encl.backing.add_chunk(arg)
+        return ks
+    if code == K.SVC_STORE:
+        index, pinned = int(ks.batch[arg, 1]), int(ks.batch[arg, 2])
+        b = encl.backing
+        ct = int(kc[K.K_CT]) & ((1 << 64) - 1)
+        mac = int(kc[K.K_MAC]) & ((1 << 64) - 1)
+        pcmd = pack_pcmd(
+            _unpack_flags(int(kc[K.K_PACKED])), int(kc[K.K_EID]), mac.to_bytes(8, "little")
+        )
+        if pinned >= 0:
+            b._pinned_gen[index] = pinned
+        before = b.nr_records
+        b.store(index, BackingRecord(ct.to_bytes(8, "little"), pcmd))
+        kc[K.K_NR_RECORDS] -= b.nr_records - before  # folded: store counted them already
+        return ks
+    if code == K.SVC_FT_FULL:
+        _flush_timeline(system, ks)
+        return ks
+    if code == K.SVC_WARN_FULL:
+        _flush_warnings(system, ks)
+        return ks
+    raise RuntimeError(f"driver: unknown request {code}")
+
+
+def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
+    """The small arrays back into the Python objects."""
+    sgx = system.sgx
+    m = system.machine
+    task = sgx.ksgxd_task
+    assert task is not None
+    clk = co.clk
+    kc = ks.kc
+    m.env._now = int(clk[C_NOW])
+    m.env._eid = itertools.count(int(clk[C_EID]))
+    m.elided += int(clk[C_ELIDED])
+    rq = m.rq
+    assert isinstance(rq, CfsRunQueue)  # _check_regime
+    rq.min_vruntime = int(clk[C_MIN_VR])
+    row = co.tasks[0]
+    cpu = int(row[T_CPU])
+    task.cpu = None if cpu < 0 else cpu
+    task.last_cpu = int(row[T_LAST_CPU])
+    task.busy_ns = int(row[T_BUSY])
+    task.step_end = int(row[T_STEP_END])
+    task.step_ns = int(row[T_STEP_NS])
+    task.slice_start = int(row[T_SLICE_START])
+    task.vruntime = int(row[T_VRUNTIME])
+    task.started = bool(row[T_STARTED])
+    for c in range(m.nr_cpus):
+        m.running[c] = task if co.cpus[c] == 0 else None
+    mutex = encl.lock
+    assert isinstance(mutex, LinuxMutex)  # _check_regime
+    mx = co.mtx[0]
+    mutex.owner = None if mx[M_OWNER] < 0 else task
+    mutex._free_since = int(mx[M_FREE_SINCE])
+    mutex._freed_from = int(mx[M_FREED_FROM])
+    mutex._handed_at = int(mx[M_HANDED_AT])
+    if mutex.trace is not None:
+        for ns, ev, _t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
+            mutex.trace.append((ns, TRACE_EVENTS[ev], task.name))
+    stats = sgx.stats
+    for name, v in zip(K.COUNTERS, ks.cnt.tolist(), strict=True):
+        setattr(stats, name, getattr(stats, name) + v)
+    sgx.epc.nr_free_pages = int(kc[K.K_NR_FREE])
+    _flush_timeline(system, ks)
+    _flush_warnings(system, ks)
+    encl.secs_child_cnt = int(kc[K.K_CHILD_CNT])
+    encl.refcount = int(kc[K.K_REFCOUNT])
+    secs.child_count = int(kc[K.K_SECS_CHILDREN])
+    secs.epoch = int(kc[K.K_EPOCH])
+    if kc[K.K_TRACKING] == 0:
+        secs.tracking = set()
+    system.cpu._next_version = int(ks.ku[0])
+    encl.backing.nr_records += int(kc[K.K_NR_RECORDS])
+    sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])
+    sgx.ksgxd_sleeping = bool(kc[K.K_SLEEPING])
+
+
+def run_ksgxd(system: System, *, trace: bool | None = None) -> KsgxdResult:
+    """Wake ksgxd (``Sgx.wake_ksgxd``) and run it on the compiled driver until it sleeps
+    again or hands back. ``system`` must be in the regime (module docstring)."""
+    encl, secs = _check_regime(system)
+    if trace is None:
+        trace = encl.lock.trace is not None
+    co = _core_state(system, trace)
+    ks = _kernel_state(system, encl, secs)
+    sgx = system.sgx
+    # Sgx.wake_ksgxd: the waiter's event succeeds now
+    wake(co, 0)
+    sgx.ksgxd_sleeping = False
+    ks.kc[K.K_SLEEPING] = 0
+    ks.cnt[K.CN_WAKEUPS] += 1
+    counts: dict[str, int] = {}
+    pending = -1
+    while True:
+        rc = drive(co, ks, pending)
+        if rc != SERVE:
+            break
+        ks = _serve(system, encl, ks, counts)
+        pending = 0
+    _fold(system, encl, secs, co, ks)
+    pc = P_NAMES[int(co.tasks[0, T_PC])]
+    if rc == IDLE:
+        return KsgxdResult(None, pc, services=counts)
+    assert rc == HANDED_BACK
+    hb = int(co.clk[C_HB])
+    why = K.KB_NAMES[int(ks.kc[K.K_HB])] if hb >= 100 else HB_NAMES[hb]
+    return KsgxdResult(why, pc, int(ks.kc[K.K_HB_PAGE]), services=counts)
+
+
+__all__ = ["KsgxdResult", "run_ksgxd"]

@@ -1,0 +1,196 @@
+"""The ISA leaves ksgxd runs, compiled: EBLOCK, ETRACK and EWB (``isa/paging.py``), with
+the EPCM checks of ``fast/ops/epcm``, the version LCG of ``isa/core.py`` and the ``tag``
+mode's seal of ``fast/ops/tag_sealing`` - byte for byte what ``SgxCpu`` does, for the one
+enclave of the regime, whose ``SecsState`` is a few ``kc`` columns.
+
+Each function is the *effect* of a leaf, applied once the step's ``run`` is over (the
+engine's rule: charge first, apply after); the counters of ``kernel/encls.py`` are counted
+here too. Where the leaf needs something the arrays lack it changes nothing and says so:
+EWB into a VA page with no row of versions yet returns ``NEED_VA_ROW`` (Python adds the
+row, as ``VaPages.set_version`` would, and the step is applied again).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from epcsim.arch import PageType, SgxReturn
+from epcsim.fast.driver.kstate import (
+    CN_EBLOCK,
+    CN_ETRACK,
+    CN_EWB,
+    CN_EWB_ATTEMPTS,
+    K_CT,
+    K_EID,
+    K_EPOCH,
+    K_MAC,
+    K_PACKED,
+    K_SECS_CHILDREN,
+    K_SECS_EPC,
+    K_SVC,
+    K_SVC_ARG,
+    K_TRACKING,
+    SVC_VA_ROW,
+)
+from epcsim.fast.ops import epcm as epcm_ops
+from epcsim.fast.ops.tag_sealing import seal
+from epcsim.isa.core import PF
+from epcsim.isa.epcm import BEPOCH_MASK, BEPOCH_REBASE, EPCM_PT_SHIFT, EPCM_SECINFO_MASK
+from epcsim.isa.epcm import _rebase as rebase
+
+NOT_TRACKED = int(SgxReturn.NOT_TRACKED)
+VA_SLOT_OCCUPIED = int(SgxReturn.VA_SLOT_OCCUPIED)
+PREV_TRK_INCMPL = int(SgxReturn.PREV_TRK_INCMPL)
+ENCLS_PF = int(PF)
+#: ``ewb`` changed nothing: the VA page needs a row of versions first (``kc[K_SVC]``)
+NEED_VA_ROW = -1
+#: ``ewb`` of a page that is not a child (SECS, VA): never on the LRU in the regime
+NOT_CHILD = -2
+
+_REG = int(PageType.REG)
+_TCS = int(PageType.TCS)
+_TRIM = int(PageType.TRIM)
+_LIN_ODD = 0xFFFFFFFF
+#: ``_pack_flags``'s page-type codes (``kernel/backing.py``): TCS 1, REG 2, TRIM 3
+_LCG_A = np.uint64(6364136223846793005)
+_LCG_C = np.uint64(1442695040888963407)
+
+
+@njit(cache=True, nogil=True)
+def epoch_of(ks, epc):
+    """``secs_of(epc).epoch``: the enclave's epoch for its own child, 0 for any other page
+    (EBLOCK of a page with no resident SECS stamps 0)."""
+    if ks.esecs[epc] == ks.kc[K_SECS_EPC]:
+        return ks.kc[K_EPOCH]
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def eblock(ks, epc):
+    """``encls.eblock``'s effect: ``stats.eblock += 1`` and EBLOCK (``eblock_apply`` at the
+    SECS's epoch). Returns the leaf's code (0, or an SGX code the caller WARNs about)."""
+    ks.cnt[CN_EBLOCK] += 1
+    return epcm_ops.eblock_apply(ks.eflags, ks.bepoch, epc, epoch_of(ks, epc))
+
+
+@njit(cache=True, nogil=True)
+def etrack(ks):
+    """``encls.etrack``'s effect on the enclave's SECS: PREV_TRK_INCMPL while LPs of the
+    last epoch are still inside, else a new epoch whose tracking set is the LPs inside now
+    (none in the regime of a lone ksgxd: the caller passes 0), and the EPCM's BEPOCH
+    re-base at every multiple of ``BEPOCH_REBASE`` (``Epcm.advance_epoch``)."""
+    kc = ks.kc
+    ks.cnt[CN_ETRACK] += 1
+    if kc[K_TRACKING] != 0:
+        return PREV_TRK_INCMPL
+    old = kc[K_EPOCH]
+    new = old + 1
+    kc[K_EPOCH] = new
+    kc[K_TRACKING] = 0
+    last = new - new % BEPOCH_REBASE
+    if last > old:
+        rebase(ks.esecs, ks.bepoch, kc[K_SECS_EPC], old, last)
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def tracked(ks, bepoch):
+    """``SecsState.tracked``: an ETRACK since the page's EBLOCK, and every LP inside at it
+    has exited since (the 16-bit distance is exact, ``isa/epcm.py``)."""
+    behind = (ks.kc[K_EPOCH] - bepoch) & BEPOCH_MASK
+    if behind == 0:
+        return False
+    if behind >= 2:
+        return True
+    return ks.kc[K_TRACKING] == 0
+
+
+@njit(cache=True, nogil=True)
+def va_row_of(ks, va_epc):
+    """``VaPages._row[va_epc]`` by binary search in ``vp_epc`` (ascending): the row, -1 for
+    a VA page whose slots are all zero (no row), -2 for no VA page."""
+    lo = 0
+    hi = ks.vp_epc.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ks.vp_epc[mid] < va_epc:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < ks.vp_epc.size and ks.vp_epc[lo] == va_epc:
+        return ks.vp_row[lo]
+    return -2
+
+
+@njit(cache=True, nogil=True)
+def fresh_version(ks):
+    """``SgxCore._fresh_version``: the next value of the 64-bit LCG, never zero."""
+    v = ks.ku[0] * _LCG_A + _LCG_C
+    ks.ku[0] = v
+    if v == 0:
+        return np.uint64(1)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def pack_flags(secinfo):
+    """``kernel.backing._pack_flags`` of a child page's SECINFO.FLAGS (TCS, REG, TRIM)."""
+    pt = secinfo >> 8
+    code = 2
+    if pt == _TCS:
+        code = 1
+    elif pt == _TRIM:
+        code = 3
+    return (secinfo & 0x3F) | (code << 6)
+
+
+@njit(cache=True, nogil=True)
+def ewb(ks, epc, va_epc, slot):
+    """``encls.ewb``'s effect (``SgxCpu.ewb`` of a child page of the enclave, ``tag`` mode).
+
+    Returns the leaf's code: 0 (the record sealed into ``kc[K_CT]``/``K_MAC``/``K_PACKED``),
+    VA_SLOT_OCCUPIED (evicted and sealed too, as the SDM says), NOT_TRACKED, an EPCM check's
+    code, or ``NEED_VA_ROW``/``NOT_CHILD`` with nothing changed (not even the counter)."""
+    kc = ks.kc
+    row = va_row_of(ks, va_epc)
+    if row == -1:
+        kc[K_SVC] = SVC_VA_ROW
+        kc[K_SVC_ARG] = va_epc
+        return NEED_VA_ROW
+    f = ks.eflags[epc]
+    pt = (f >> EPCM_PT_SHIFT) & 0xFF
+    if (f & 0x40) and not epcm_ops.is_child_type(pt):
+        return NOT_CHILD
+    if ks.elin[epc] == _LIN_ODD:
+        return NOT_CHILD
+    ks.cnt[CN_EWB_ATTEMPTS] += 1
+    check = epcm_ops.ewb_check(ks.eflags, epc, va_epc)
+    if check != 0:
+        if check == epcm_ops.FAULT_PF:
+            return ENCLS_PF
+        return check
+    if ks.esecs[epc] != kc[K_SECS_EPC] or not tracked(ks, np.int64(ks.bepoch[epc])):
+        return NOT_TRACKED
+    secinfo = np.int64(f) & EPCM_SECINFO_MASK
+    linaddr = np.uint64(ks.elin[epc]) << np.uint64(12)
+    eid = np.uint64(kc[K_EID])
+    version = fresh_version(ks)
+    ct, mac = seal(
+        ks.keys, ks.sh, ks.sm, ks.etag[epc], version, np.uint64(secinfo), linaddr, eid, eid
+    )
+    slots = ks.vp_blocks[row]
+    occupied = slots[0, slot] != 0
+    slots[0, slot] = version
+    kc[K_SECS_CHILDREN] -= 1
+    ks.eflags[epc] = 0
+    ks.esecs[epc] = -1
+    ks.elin[epc] = 0
+    ks.bepoch[epc] = 0
+    kc[K_CT] = np.int64(ct)
+    kc[K_MAC] = np.int64(mac)
+    kc[K_PACKED] = pack_flags(secinfo)
+    if occupied:
+        return VA_SLOT_OCCUPIED
+    ks.cnt[CN_EWB] += 1
+    return 0

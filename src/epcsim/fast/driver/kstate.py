@@ -1,0 +1,141 @@
+"""The kernel side of a driver call: the arrays the state machines work on, and codes.
+
+Why two kinds of arrays: the per-page state (EPC pages, LRU and free lists, the enclave's
+page arrays, VA pages, EPCM, the backing store's rows) already lives in NumPy arrays, and
+the driver takes *those* arrays (no copy: a change is the Python objects' change). What the
+reference keeps in Python objects - ``Counters`` fields, ``nr_free_pages``, the SECS's
+epoch and tracking set, the version LCG, ``encl->refcount``, the free timeline - is copied
+into the small arrays below at entry and folded back when the call ends
+(``bridge.fold``).
+
+``kc`` holds the scalars (``K_*`` columns, ``int64``); ``cnt`` the counters the call adds to
+``Counters`` (``COUNTERS`` names them, in column order); ``ku`` the ``uint64`` scalars
+(the version LCG); ``batch`` ksgxd's isolated pages ``(page, index, pinned PCMD
+generation)``, the kept ones compacted at the front after phase B; ``ft`` the free
+timeline's new points ``(ns, nr_free)``; ``warn`` the rare outcomes the Python side turns
+into the reference's WARNs ``(kind, ret, page)``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+# -- kc: scalars -----------------------------------------------------------------------------
+K_NR_FREE = 0  #: ``sgx_nr_free_pages`` (``EpcPages.nr_free_pages``)
+K_LRU_ROW = 1  #: the LRU's row of ``epc_ends``
+K_HIGH = 2  #: ``SGX_NR_HIGH_PAGES`` (``Sgx.high_pages``)
+K_NR_TO_SCAN = 3  #: ``Sgx.nr_to_scan``
+K_SECS_EPC = 4  #: ``encl->secs.epc_page``
+K_CHILD_CNT = 5  #: ``encl->secs_child_cnt``
+K_SECS_CHILDREN = 6  #: the CPU's ``SecsState.child_count``
+K_REFCOUNT = 7  #: ``encl->refcount``
+K_EPOCH = 8  #: ``SecsState.epoch``
+K_TRACKING = 9  #: ``len(SecsState.tracking)`` (0 in ksgxd-alone: no LP inside)
+K_EID = 10  #: ``SecsState.eid``
+K_ENCL_ID = 11  #: the enclave's id (``owner_encl`` of its pages)
+K_INITIALIZED = 12
+K_SLEEPING = 13  #: ``Sgx.ksgxd_sleeping``
+K_NB = 14  #: pages isolated by the batch
+K_NK = 15  #: pages kept after phase B
+K_I = 16  #: the phase's loop index
+K_VA = 17  #: the VA page of the current EWB
+K_SLOT = 18  #: its slot
+K_VID = 19  #: its VA page number (``VaIds``)
+K_RET = 20  #: the current EWB's result
+K_CT = 21  #: the sealed record of the current EWB: contents (u64 bits)
+K_MAC = 22  #: its MAC's first 8 bytes (u64 bits)
+K_PACKED = 23  #: its SECINFO.FLAGS in the backing store's one-byte form
+K_FT_N = 24  #: points in ``ft``
+K_WARN_N = 25  #: rows in ``warn``
+K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
+K_SVC_ARG = 27
+K_HB = 28  #: the driver's own hand-back (``KB_*``), 0 if none
+K_HB_PAGE = 29  #: the page it concerns
+K_VA_ROW = 30  #: ``encl->va_pages``'s row of ``va_ends``
+K_NR_RECORDS = 31  #: records the call added to the backing store (``nr_records``)
+K_EWB_FAILURES = 32  #: ``Sgx.ewb_failures`` added
+K_CPUMASK = 33  #: the enclave's cpumask as bits (``sgx_encl_cpumask``, for ``send_ipi``)
+K_LRU_OPS = 34  #: ``Costs`` the state machine charges: lru_op
+K_AGE_CHECK = 35
+K_BACKING_ALLOC = 36
+K_ZAP = 37
+K_EBLOCK_NS = 38
+K_EWB_NS = 39
+K_ETRACK_NS = 40
+K_IPI_NS = 41
+K_WAKEUP_NS = 42
+K_LRU_LEN = 43  #: unused (the LRU's length is its ``epc_ends`` row)
+N_KC = 48
+
+#: the ``Counters`` fields a call adds to, in ``cnt``'s column order
+COUNTERS = (
+    "ksgxd_wakeups",
+    "ksgxd_batches",
+    "ksgxd_pages_reclaimed",
+    "reclaim_batches",
+    "reclaim_scanned",
+    "reclaim_young",
+    "eblock",
+    "ewb_attempts",
+    "ewb",
+    "etrack",
+    "ipi",
+)
+(
+    CN_WAKEUPS,
+    CN_BATCHES,
+    CN_PAGES,
+    CN_RECLAIM_BATCHES,
+    CN_SCANNED,
+    CN_YOUNG,
+    CN_EBLOCK,
+    CN_EWB_ATTEMPTS,
+    CN_EWB,
+    CN_ETRACK,
+    CN_IPI,
+) = range(len(COUNTERS))
+
+# -- what a driver call ends with -------------------------------------------------------------
+#: the call ends because Python must do something first; the task stays at its pc and the
+#: next call resumes it there (``K_SVC_ARG`` says what)
+SVC_NONE = 0
+SVC_VA_ROW = 1  #: VA page ``K_SVC_ARG`` has no row of versions yet (``VaPages._new_row``)
+SVC_CHUNK = 2  #: backing chunk ``K_SVC_ARG`` has no row yet (``EnclaveBacking.add_chunk``)
+SVC_STORE = 3  #: EWB's record of page ``K_SVC_ARG`` must be stored by Python (a PCMD lost
+#: to a truncated page, or a record kept raw): ``EnclaveBacking.store``
+SVC_FT_FULL = 4  #: the free timeline's buffer is full: fold it, then go on
+SVC_WARN_FULL = 5  #: the warnings buffer is full
+
+#: the driver's hand-backs (``K_HB``): a step that needs Python objects the driver lacks,
+#: detected *before* the step (PATHS.md)
+KB_NONE = 0
+KB_SECS = 1  #: the page about to be written back is the SECS's last resident child: the
+#: SECS's eviction (``sgx_reclaimer_write``'s second EWB and EREMOVE) follows
+KB_RELEASE = 2  #: ``kref_put`` would drop the last reference (``sgx_encl_release``)
+KB_UNEXPECTED = 3  #: a state the regime excludes (a page of another type or enclave on
+#: the LRU, an odd LINADDR): the reference raises or WARNs there, the driver stops
+KB_NAMES = ("none", "SECS eviction", "enclave release", "outside the regime")
+
+#: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)
+W_EBLOCK = 0
+W_ETRACK = 1
+W_EWB = 2
+
+KState = namedtuple(
+    "KState",
+    (
+        "kc cnt ku batch ft warn "
+        # EPC pages (``EpcPages``), the LRU and free lists (``PageLinks``)
+        "epc_prev epc_next epc_ends epc_flags owner_encl owner_index free_row "
+        # the enclave's pages (``EnclPages``) and VA pages (``VaIds``, ``VaPageList``)
+        "pflags desc va_epc_of va_used va_prev va_next va_ends "
+        # the EPCM (``Epcm``) and the CPU's VA versions (``VaPages``)
+        "eflags esecs elin bepoch etag vp_epc vp_row vp_blocks "
+        # the backing store (``EnclaveBacking`` and its ``compiled()`` rows)
+        "b_present b_odd b_chunk_row b_contents b_mac b_flags b_high_row b_high "
+        "b_pcmd_live b_pcmd_kept b_pcmd_gen "
+        # sealing (``tag_sealing``): keys and scratch; ``bscr`` 24 bytes for a record
+        "keys sh sm bscr"
+    ),
+)
+KState.__doc__ = "The arrays of one driver call (module docstring); numba takes it as one argument."
