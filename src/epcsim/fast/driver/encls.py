@@ -57,7 +57,7 @@ _LCG_A = np.uint64(6364136223846793005)
 _LCG_C = np.uint64(1442695040888963407)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def epoch_of(ks, epc):
     """``secs_of(epc).epoch``: the enclave's epoch for its own child, 0 for any other page
     (EBLOCK of a page with no resident SECS stamps 0)."""
@@ -66,7 +66,7 @@ def epoch_of(ks, epc):
     return 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def eblock(ks, epc):
     """``encls.eblock``'s effect: ``stats.eblock += 1`` and EBLOCK (``eblock_apply`` at the
     SECS's epoch). Returns the leaf's code (0, or an SGX code the caller WARNs about)."""
@@ -74,7 +74,7 @@ def eblock(ks, epc):
     return epcm_ops.eblock_apply(ks.eflags, ks.bepoch, epc, epoch_of(ks, epc))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def etrack(ks):
     """``encls.etrack``'s effect on the enclave's SECS: PREV_TRK_INCMPL while LPs of the
     last epoch are still inside, else a new epoch whose tracking set is the LPs inside now
@@ -94,7 +94,7 @@ def etrack(ks):
     return 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def tracked(ks, bepoch):
     """``SecsState.tracked``: an ETRACK since the page's EBLOCK, and every LP inside at it
     has exited since (the 16-bit distance is exact, ``isa/epcm.py``)."""
@@ -106,7 +106,7 @@ def tracked(ks, bepoch):
     return ks.kc[K_TRACKING] == 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def va_row_of(ks, va_epc):
     """``VaPages._row[va_epc]`` by binary search in ``vp_epc`` (ascending): the row, -1 for
     a VA page whose slots are all zero (no row), -2 for no VA page."""
@@ -123,7 +123,7 @@ def va_row_of(ks, va_epc):
     return -2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def fresh_version(ks):
     """``SgxCore._fresh_version``: the next value of the 64-bit LCG, never zero."""
     v = ks.ku[0] * _LCG_A + _LCG_C
@@ -133,7 +133,7 @@ def fresh_version(ks):
     return v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def pack_flags(secinfo):
     """``kernel.backing._pack_flags`` of a child page's SECINFO.FLAGS (TCS, REG, TRIM)."""
     pt = secinfo >> 8
@@ -145,7 +145,7 @@ def pack_flags(secinfo):
     return (secinfo & 0x3F) | (code << 6)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def ewb(ks, epc, va_epc, slot):
     """``encls.ewb``'s effect (``SgxCpu.ewb`` of a child page of the enclave, ``tag`` mode).
 

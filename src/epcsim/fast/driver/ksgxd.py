@@ -129,13 +129,13 @@ _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 _NOT_TRACKED_CLEAR = 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def should_reclaim(ks, watermark):
     """``sgx_should_reclaim``: free pages below ``watermark`` and the LRU non-empty."""
     return ks.kc[K_NR_FREE] < watermark and ks.epc_ends[ks.kc[K_LRU_ROW], LEN] > 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _warn(ks, kind, ret, page):
     kc = ks.kc
     n = kc[K_WARN_N]
@@ -145,7 +145,7 @@ def _warn(ks, kind, ret, page):
     kc[K_WARN_N] = n + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _stop(st, ks, t, pc, code, page):
     """The driver's own hand-back, before the step at ``pc`` that needs Python."""
     st.tasks[t, T_PC] = pc
@@ -154,13 +154,13 @@ def _stop(st, ks, t, pc, code, page):
     return hand_back(st, 100 + code, t)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _svc(st, ks, t, pc):
     st.tasks[t, T_PC] = pc
     return R_SVC
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _blocked(st, t, pc, r):
     """Park the task at ``pc`` after a primitive that blocked or stopped it."""
     st.tasks[t, T_PC] = pc
@@ -466,13 +466,13 @@ def ksgxd_resume(st, ks, t):
         return _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _put_u64(row, at, value):
     for b in range(8):
         row[at + b] = (value >> (8 * b)) & 0xFF
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _va_free_slot(ks, vid, slot):
     """``sgx_free_va_slot`` without the move to the head (a failed EWB)."""
     ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
