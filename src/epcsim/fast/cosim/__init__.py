@@ -16,34 +16,14 @@ built", states the API the kernel state machines will use, the regime and the ha
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from epcsim.fast.numba_cache import drop_stale, sources
 
-def _drop_stale_numba_cache() -> None:
-    """numba's ``cache=True`` checks only the file that defines a function: a cached
-    ``run_programs`` keeps the code of ``spin.poke`` it was compiled with after ``spin.py``
-    changes, and the constants of ``state.py`` are baked into every caller. So the cached
-    machine code of this package is kept only while *all* its sources are unchanged: a
-    digest of them is stored next to numba's in-tree cache, and a different digest drops
-    the package's cache files before any module here is compiled or loaded. (A cache
-    placed elsewhere by ``NUMBA_CACHE_DIR`` is not checked: clear it after editing.)"""
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for src in sorted(here.glob("*.py")):
-        digest.update(src.name.encode() + b"\0" + src.read_bytes())
-    cache = here / "__pycache__"
-    stamp = cache / "numba-sources.sha256"
-    want = digest.hexdigest()
-    try:
-        if stamp.exists() and stamp.read_text() == want:
-            return
-        for f in (*cache.glob("*.nbi"), *cache.glob("*.nbc")):
-            f.unlink()
-        cache.mkdir(exist_ok=True)
-        stamp.write_text(want)
-    except OSError:  # a read-only install: numba then caches elsewhere or not at all
-        pass
-
-
-_drop_stale_numba_cache()
+# numba's cache would keep code compiled against an older version of a function this
+# package calls in another file (``epcsim.fast.numba_cache`` says why): drop it when any
+# source the compiled code here depends on changed.
+drop_stale(
+    Path(__file__).parent,
+    sources("fast/cosim", "engine/costs.py", "engine/sched.py"),
+)

@@ -21,35 +21,28 @@ No user-visible path uses the driver yet (PATHS.md, "What is built").
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from epcsim.fast.numba_cache import drop_stale, sources
 
-def _drop_stale_numba_cache() -> None:
-    """numba's ``cache=True`` checks only the file that defines a function, and the state
-    machines here call the core (``fast/cosim``), the ops (``fast/ops``) and the ISA's
-    compiled helpers: a cached ``drive`` keeps the code of ``ksgxd_resume`` it was compiled
-    with. So, as ``fast/cosim`` does for itself, this package's cached machine code is kept
-    only while its sources *and those it calls* are unchanged (one digest over them)."""
-    here = Path(__file__).parent
-    digest = hashlib.sha256()
-    for d in (here, here.parent / "cosim", here.parent / "ops"):
-        for src in sorted(d.glob("*.py")):
-            digest.update(src.name.encode() + b"\0" + src.read_bytes())
-    for name in ("epcm.py", "core.py"):
-        digest.update((here.parent.parent / "isa" / name).read_bytes())
-    cache = here / "__pycache__"
-    stamp = cache / "numba-sources.sha256"
-    want = digest.hexdigest()
-    try:
-        if stamp.exists() and stamp.read_text() == want:
-            return
-        for f in (*cache.glob("*.nbi"), *cache.glob("*.nbc")):
-            f.unlink()
-        cache.mkdir(exist_ok=True)
-        stamp.write_text(want)
-    except OSError:  # a read-only install: numba then caches elsewhere or not at all
-        pass
-
-
-_drop_stale_numba_cache()
+# numba's cache would keep code compiled against an older version of a function this
+# package calls in another file (``epcsim.fast.numba_cache`` says why): drop it when any
+# source the compiled code here depends on changed.
+drop_stale(
+    Path(__file__).parent,
+    sources(
+        "fast/driver",
+        "fast/cosim",
+        "fast/ops",
+        "engine/costs.py",
+        "engine/sched.py",
+        "kernel/epc.py",
+        "kernel/encl_page.py",
+        "kernel/page_list.py",
+        "kernel/backing.py",
+        "isa/epcm.py",
+        "isa/core.py",
+        "isa/sealing.py",
+        "arch.py",
+    ),
+)
