@@ -22,6 +22,22 @@ from pathlib import Path
 #: the ``epcsim`` package directory (sources named relative to it)
 ROOT = Path(__file__).resolve().parent.parent
 
+#: the modules whose layouts and codes compiled page-state code bakes in as constants (EPC
+#: page and ``sgx_encl_page`` flags, page-list columns, backing-store codes, the EPCM
+#: layout, ISA fault codes, sealing layouts, ``arch``'s SGX codes)
+PAGE_STATE = (
+    "kernel/epc.py",
+    "kernel/encl_page.py",
+    "kernel/page_list.py",
+    "kernel/backing.py",
+    "isa/epcm.py",
+    "isa/core.py",
+    "isa/sealing.py",
+    "arch.py",
+)
+#: the engine modules whose costs and scheduler constants the compiled core bakes in
+ENGINE = ("engine/costs.py", "engine/sched.py")
+
 
 def sources(*names: str) -> list[Path]:
     """The ``.py`` files a package's compiled code depends on: each name is a package

@@ -23,26 +23,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from epcsim.fast.numba_cache import drop_stale, sources
+from epcsim.fast.numba_cache import ENGINE, PAGE_STATE, drop_stale, sources
 
-# numba's cache would keep code compiled against an older version of a function this
-# package calls in another file (``epcsim.fast.numba_cache`` says why): drop it when any
-# source the compiled code here depends on changed.
+# numba's cached code goes when a source it depends on changes (``fast/numba_cache.py``)
 drop_stale(
     Path(__file__).parent,
-    sources(
-        "fast/driver",
-        "fast/cosim",
-        "fast/ops",
-        "engine/costs.py",
-        "engine/sched.py",
-        "kernel/epc.py",
-        "kernel/encl_page.py",
-        "kernel/page_list.py",
-        "kernel/backing.py",
-        "isa/epcm.py",
-        "isa/core.py",
-        "isa/sealing.py",
-        "arch.py",
-    ),
+    sources("fast/driver", "fast/cosim", "fast/ops", *ENGINE, *PAGE_STATE),
 )
