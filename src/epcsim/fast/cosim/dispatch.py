@@ -29,7 +29,9 @@ from epcsim.fast.cosim.state import (
     IDLE,
     R_OK,
     R_STOP,
+    T_BUSY,
     T_STATE,
+    T_USER_NS,
     TS_READY,
     TS_SLEEP,
     TS_SPIN,
@@ -65,6 +67,9 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 continue
             if state == TS_SLEEP and acquire_cpu(st, t) == R_STOP:
                 return HANDED_BACK
+            if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: now it is busy time
+                tasks[t, T_BUSY] += tasks[t, T_USER_NS]
+                tasks[t, T_USER_NS] = 0
             tasks[t, T_STATE] = TS_READY
             return t
         if kind == EV_POKE:

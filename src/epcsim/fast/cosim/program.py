@@ -12,6 +12,7 @@ WAKE q     ``counter[q] += 1; waitq[q].wake_up()`` (``sgx_alloc_epc_page`` wakin
 SPAWN t    start task ``t`` now (``env.process``) unless it was started already
 LOOP pc n  jump back to ``pc`` (the task's own op number) until it has done so ``n`` times
 END        ``task.exit()`` and return
+USER ns    ``yield from task.run_user(ns)`` (user-mode time, the enclave thread's)
 =========  ==============================================================================
 
 ``run_programs`` interprets them over the compiled core, each op through the engine
@@ -38,6 +39,7 @@ from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_LOCK,
     RQ_RUN,
+    RQ_RUN_USER,
     RQ_SLEEP,
     RQ_SPAWN,
     RQ_UNLOCK,
@@ -88,7 +90,8 @@ OP_WAIT = 4
 OP_WAKE = 5
 OP_SPAWN = 6
 OP_LOOP = 7
-OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP")
+OP_USER = 8
+OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP", "USER")
 
 #: ``run_programs`` ran out of room in its ``done`` log (the run is void)
 DONE_FULL = -3
@@ -114,6 +117,8 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
                 op = -1  # the op is complete: log it below
         if op == OP_RUN:
             r = perform(st, t, RQ_RUN, a)
+        elif op == OP_USER:
+            r = perform(st, t, RQ_RUN_USER, a)
         elif op == OP_LOCK:
             r = perform(st, t, RQ_LOCK, a)
         elif op == OP_UNLOCK:
@@ -269,10 +274,11 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
 
 
 # the ops that are engine requests as they stand (``simpy_program`` relies on it)
-assert (OP_RUN, OP_LOCK, OP_UNLOCK, OP_WAKE, OP_SPAWN) == (
+assert (OP_RUN, OP_LOCK, OP_UNLOCK, OP_WAKE, OP_SPAWN, OP_USER) == (
     RQ_RUN,
     RQ_LOCK,
     RQ_UNLOCK,
     RQ_WAKE,
     RQ_SPAWN,
+    RQ_RUN_USER,
 )

@@ -6,16 +6,18 @@ engine can drive them: the compiled core here, or one request at a time a SimPy 
 ``engine.machine`` (``simpy_request.perform_simpy``, the same requests as ``Task`` calls).
 ``perform`` is the core's side: the request's primitive, with its ``R_*`` answer.
 
-========  =======================================================================
-RQ_RUN    ``Task.run(a)``
-RQ_LOCK   ``Task.lock(mutex a)``
-RQ_UNLOCK ``Task.unlock(mutex a)``
-RQ_SLEEP  one turn of ``WaitQueue.wait_event``'s loop on queue ``a``: the caller checked
-          its condition false and checks it again once resumed
-RQ_WAKE   ``WaitQueue.wake_up()`` of queue ``a``
-RQ_SPAWN  start task ``a`` (``env.process``) unless it was started already
-RQ_EXIT   ``Task.exit()`` and the end of the task's process
-========  =======================================================================
+===========  =======================================================================
+RQ_RUN       ``Task.run(a)``
+RQ_LOCK      ``Task.lock(mutex a)``
+RQ_UNLOCK    ``Task.unlock(mutex a)``
+RQ_SLEEP     one turn of ``WaitQueue.wait_event``'s loop on queue ``a``: the caller checked
+             its condition false and checks it again once resumed
+RQ_WAKE      ``WaitQueue.wake_up()`` of queue ``a``
+RQ_SPAWN     start task ``a`` (``env.process``) unless it was started already
+RQ_EXIT      ``Task.exit()`` and the end of the task's process
+RQ_RUN_USER  ``Task.run_user(a)``: user-mode time (the enclave thread's resident run);
+             in the regime nothing preempts it, so it runs all ``a`` ns
+===========  =======================================================================
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, unlock
 from epcsim.fast.cosim.state import R_OK, T_STATE, TS_NEW
-from epcsim.fast.cosim.task import exit_task, run, spawn
+from epcsim.fast.cosim.task import exit_task, run, run_user, spawn
 from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
 
 RQ_RUN = 1
@@ -33,6 +35,7 @@ RQ_SLEEP = 4
 RQ_WAKE = 5
 RQ_SPAWN = 6
 RQ_EXIT = 7
+RQ_RUN_USER = 8
 
 
 @core_jit
@@ -55,6 +58,8 @@ def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
         if st.tasks[a, T_STATE] == TS_NEW:
             spawn(st, a)
         return R_OK
+    if rq == RQ_RUN_USER:
+        return run_user(st, t, a)
     # RQ_EXIT
     exit_task(st, t)
     return R_OK

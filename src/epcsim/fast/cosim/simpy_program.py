@@ -20,6 +20,7 @@ from epcsim.fast.cosim.program import (
     OP_RUN,
     OP_SPAWN,
     OP_UNLOCK,
+    OP_USER,
     OP_WAIT,
     OP_WAKE,
     compile_programs,
@@ -96,6 +97,8 @@ def run_simpy(
                 return
             elif op == OP_RUN:
                 yield from task.run(a)
+            elif op == OP_USER:
+                yield from task.run_user(a)
             elif op == OP_LOCK:
                 yield from task.lock(mutexes[a])
             elif op == OP_UNLOCK:

@@ -14,6 +14,7 @@ from epcsim.engine.machine import Gen, Mutex, Task, WaitQueue
 from epcsim.fast.cosim.request import (
     RQ_LOCK,
     RQ_RUN,
+    RQ_RUN_USER,
     RQ_SLEEP,
     RQ_SPAWN,
     RQ_UNLOCK,
@@ -47,5 +48,7 @@ def perform_simpy(
         queues[a].wake_up()
     elif rq == RQ_SPAWN:
         spawn(a)
+    elif rq == RQ_RUN_USER:
+        yield from task.run_user(a)
     else:  # RQ_EXIT
         task.exit()

@@ -81,12 +81,13 @@ T_L1 = 17
 T_L2 = 18
 T_L3 = 19
 T_SPIN_SEQ = 20  #: when the spin began, in spin starts (``Machine.spinning``'s dict order)
-N_TASK = 21
+T_USER_NS = 21  #: the ``run_user`` step the task waits for (0: none): busy time once it ends
+N_TASK = 22
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued
 TS_READY = 2  #: running its program (between events)
-TS_RUN = 3  #: waiting for its ``run`` step's timeout
+TS_RUN = 3  #: waiting for its ``run`` (or ``run_user``) step's timeout
 TS_SPIN = 4  #: optimistic spinning on ``T_SPIN_M``
 TS_SLEEP = 5  #: asleep on a wait queue
 TS_DONE = 6  #: exited

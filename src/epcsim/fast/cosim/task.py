@@ -44,6 +44,7 @@ from epcsim.fast.cosim.state import (
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
+    T_USER_NS,
     T_VRUNTIME,
     TS_DONE,
     TS_RUN,
@@ -156,6 +157,35 @@ def run(st, t, ns):  # type: ignore[no-untyped-def]
         return R_OK
     if not schedule(st, ns, NORMAL, EV_RESUME, t, 0):
         return R_STOP
+    tasks[t, T_STATE] = TS_RUN
+    return R_BLOCKED
+
+
+@core_jit
+def run_user(st, t, ns):  # type: ignore[no-untyped-def]
+    """``Task.run_user(ns)`` in the regime (CFS, every task on its own CPU, so no wake-up
+    preemption interrupts the step and it runs all ``ns``). Not ``run``: ``step_end`` and
+    ``step_ns`` are left alone (a lock released after a user step frees from ``now``), and
+    ``busy_ns`` grows when the step is *over* - at once when elided, else when its timeout
+    is processed (``dispatch.next_resume`` adds ``T_USER_NS``). R_OK / R_BLOCKED / R_STOP as
+    ``run``."""
+    tasks = st.tasks
+    if tasks[t, T_CPU] < 0:
+        r = acquire_cpu(st, t)
+        if r != R_OK:
+            return r
+    if ns <= 0:
+        return R_OK
+    clk = st.clk
+    end = clk[C_NOW] + ns
+    if clk[C_ELIDE] != 0 and not due_by(st, end):
+        clk[C_NOW] = end
+        tasks[t, T_BUSY] += ns
+        clk[C_ELIDED] += 1
+        return R_OK
+    if not schedule(st, ns, NORMAL, EV_RESUME, t, 0):
+        return R_STOP
+    tasks[t, T_USER_NS] = ns
     tasks[t, T_STATE] = TS_RUN
     return R_BLOCKED
 
