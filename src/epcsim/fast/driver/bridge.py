@@ -355,7 +355,6 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
     task = sgx.ksgxd_task
     assert task is not None
     clk = co.clk
-    kc = ks.kc
     m.env._now = int(clk[C_NOW])
     m.env._eid = itertools.count(int(clk[C_EID]))
     m.elided += int(clk[C_ELIDED])
@@ -384,6 +383,13 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
     if mutex.trace is not None:
         for ns, ev, _t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
             mutex.trace.append((ns, TRACE_EVENTS[ev], task.name))
+    fold_kernel(system, encl, secs, ks)
+
+
+def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
+    """``KState``'s small arrays back into the Python objects (every driver call's)."""
+    sgx = system.sgx
+    kc = ks.kc
     stats = sgx.stats
     for name, v in zip(K.COUNTERS, ks.cnt.tolist(), strict=True):
         setattr(stats, name, getattr(stats, name) + v)

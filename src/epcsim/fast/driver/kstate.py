@@ -105,6 +105,10 @@ SVC_STORE = 3  #: EWB's record of page ``K_SVC_ARG`` must be stored by Python (a
 #: to a truncated page, or a record kept raw): ``EnclaveBacking.store``
 SVC_FT_FULL = 4  #: the free timeline's buffer is full: fold it, then go on
 SVC_WARN_FULL = 5  #: the warnings buffer is full
+SVC_UNSEAL = 6  #: ELDU's record of page ``K_SVC_ARG`` is kept raw: Python checks it
+#: (``EnclaveBacking.lookup`` + ``Sealer.unseal``) and writes the result into ``tc``
+SVC_TRUNCATE = 7  #: ELDU's truncation of a raw record: ``EnclaveBacking.truncate``
+SVC_LAT_FULL = 8  #: the fault latencies' buffer is full: fold it, then go on
 
 #: the driver's hand-backs (``K_HB``): a step that needs Python objects the driver lacks,
 #: detected *before* the step (PATHS.md)
@@ -114,7 +118,23 @@ KB_SECS = 1  #: the page about to be written back is the SECS's last resident ch
 KB_RELEASE = 2  #: ``kref_put`` would drop the last reference (``sgx_encl_release``)
 KB_UNEXPECTED = 3  #: a state the regime excludes (a page of another type or enclave on
 #: the LRU, an odd LINADDR): the reference raises or WARNs there, the driver stops
-KB_NAMES = ("none", "SECS eviction", "enclave release", "outside the regime")
+# the enclave thread's (PATHS.md T0-T7, ``thread.py``)
+KB_TCS = 4  #: the TCS is not mapped: ``_ensure_tcs``'s TCS fault (EENTER/ERESUME #PF)
+KB_ENTRY = 5  #: EENTER/ERESUME failed otherwise (#GP, an EPCM #PF on the TCS): SIGBUS
+KB_PF = 6  #: the stream ends with a #PF reported to the runtime (the VMA or the EPCM
+#: refuses the access at ``tc[TC_I]``): ``AccessOutcome.pf_error``
+KB_SIGBUS = 7  #: ``sgx_vma_fault`` would SIGBUS (no page entry without SGX2, the VMA
+#: asks more than ``vm_max_prot_bits``)
+KB_EAUG = 8  #: SGX2 and no page entry: ``sgx_encl_eaug_page``
+KB_SECS_LOAD = 9  #: the SECS is evicted: ``sgx_encl_load_secs``' ELDU
+KB_ENOMEM = 10  #: no free page and nothing reclaimable: -ENOMEM, SIGBUS
+KB_ELDU = 11  #: ELDU would fail (MAC, version, PCMD): -EFAULT, the WARN, SIGBUS
+KB_WAKE = 12  #: the thread alone: the allocation would wake ksgxd (``wake_ksgxd``)
+KB_NAMES = (
+    "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
+    "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
+    "ELDU failure", "ksgxd wake-up",
+)  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)
 W_EBLOCK = 0

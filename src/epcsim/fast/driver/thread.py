@@ -1,0 +1,385 @@
+"""The enclave thread's ``access_stream`` and fault path as a compiled state machine
+(PATHS.md T0-T7).
+
+``thread_resume(st, ks, ts, t)`` runs task ``t`` (the enclave thread) from its pc until a
+primitive of the core blocks it (``R_BLOCKED``), the core or the driver hands back
+(``R_STOP``), or Python must serve a request first (``R_SVC``), exactly as
+``ksgxd.ksgxd_resume`` does for ksgxd: one pc per point of the table, a step's effect
+applied when the task is resumed after its ``run`` (a pc named ``*_RUN`` means "the run is
+over, apply it").
+
+The order of every step is ``user/thread.py``'s ``access_stream``/``enter``/``_fault``,
+``kernel/fault.py``'s ``sgx_vma_fault``, ``kernel/encl.py``'s ``load_page``/``eldu`` and
+``kernel/main.py``'s ``alloc_epc_page``; a change there changes this file in the same
+commit (DESIGN.md, "Where a new kernel feature goes"). The stream is the one
+``Enclave.access_pages`` runs (``System._call``): its process starts with the call, and
+when the stream is over the thread leaves its CPU (an AEX, as ``on_switch_out`` does) and
+its process ends. What the regime excludes is a hand-back (``kstate.KB_*``), decided
+before the step that would need it.
+
+Decisions (2026-11-26, issue 9 session ``tdriver``):
+
+* ``sgx_vma_fault``'s SIGBUS and EAUG decisions (no page entry, ``vm_max_prot_bits``) read
+  arrays nothing in the regime changes (no ioctl runs), so they are taken before the AEX
+  (``KB_SIGBUS``, ``KB_EAUG``), not under the lock as the reference takes them: the state
+  handed back is then the loop top's, where the Python generator can resume.
+* A stream that ends with a #PF to the runtime (the VMA or the EPCM refuses an access)
+  hands back (``KB_PF``) with ``tc[TC_I]`` at the refused access: ``_pf_code`` asks the
+  CPU model in Python.
+* With the thread alone (``tc[TC_ALONE]``), an allocation that would wake ksgxd hands back
+  before the allocation (``KB_WAKE``, the lock held): the call's end, or the entry of row
+  1's regime. With ksgxd on the core it wakes it as ``wake_ksgxd`` does.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.fast.access import resident_run, young_again
+from epcsim.fast.cosim.mutex import lock, unlock
+from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC
+from epcsim.fast.cosim.task import acquire_cpu, exit_task, run, run_user
+from epcsim.fast.cosim.waitqueue import wake_up
+from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check
+from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
+from epcsim.fast.driver.kstate import (
+    CN_WAKEUPS,
+    K_CHILD_CNT,
+    K_ENCL_ID,
+    K_FT_N,
+    K_LRU_ROW,
+    K_NR_FREE,
+    K_NR_RECORDS,
+    K_SECS_EPC,
+    K_SLEEPING,
+    K_SVC,
+    K_SVC_ARG,
+    K_TRACKING,
+    K_VA_ROW,
+    KB_EAUG,
+    KB_ELDU,
+    KB_ENOMEM,
+    KB_ENTRY,
+    KB_PF,
+    KB_SECS_LOAD,
+    KB_SIGBUS,
+    KB_TCS,
+    KB_UNEXPECTED,
+    KB_WAKE,
+    SVC_FT_FULL,
+    SVC_LAT_FULL,
+    SVC_TRUNCATE,
+    SVC_UNSEAL,
+)
+from epcsim.fast.driver.tstate import (
+    TC_ACCESS_NS,
+    TC_ALONE,
+    TC_BUSY,
+    TC_CHUNK_MAX,
+    TC_DONE,
+    TC_EENTER_NS,
+    TC_ELDU_NS,
+    TC_ENTERED,
+    TC_ERESUME_NS,
+    TC_FAULT_NS,
+    TC_FINISHED,
+    TC_FREE_ROW,
+    TC_I,
+    TC_IDX,
+    TC_INSIDE,
+    TC_K,
+    TC_K2,
+    TC_LAT_N,
+    TC_LOW,
+    TC_N,
+    TC_PAGE,
+    TC_RET,
+    TC_SGX2,
+    TC_SLOT,
+    TC_T0,
+    TC_TCS,
+    TC_VID,
+    TN_ACCESSES,
+    TN_EBUSY,
+    TN_ELDU,
+    TN_FAULTS,
+    TN_RETRIES,
+)
+from epcsim.fast.ops import backing as backing_ops
+from epcsim.fast.ops.epc import alloc_from_node
+from epcsim.fast.ops.lru import lru_mark
+from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
+from epcsim.fast.ops.va import va_free_slot
+from epcsim.kernel.encl_page import (
+    ENCL_PAGE_BEING_RECLAIMED,
+    ENCL_PAGE_PRESENT,
+    ENCL_PAGE_PTE_PRESENT,
+    ENCL_PAGE_PTE_YOUNG,
+    PROT_VMA_SHIFT,
+)
+from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.page_list import LEN
+
+# -- the program counter (PATHS.md's rows) ----------------------------------------------------
+P_TOP = 0  #: T0: the loop top (``enter()``)
+P_ENTER_RUN = 1  #: T0: ``run(eresume)`` (or eenter) is over
+P_ACCESS = 2  #: T1/T2: inside, page ``pages[i]``: a resident run or a fault
+P_USER_RUN = 3  #: T1: ``run_user(k2 * access)`` is over
+P_FAULT_RUN = 4  #: T2: ``run(aex + fault_entry)`` is over
+P_LOCKED = 5  #: T3/T4: ``encl->lock`` taken: ``__sgx_encl_load_page``, the allocation
+P_ELDU_CHECK = 6  #: T5: the record read and checked (before the step)
+P_ELDU_CHECKED = 7  #: T5: its check's result is in ``tc[TC_RET]`` (after a Python check)
+P_ELDU_RUN = 8  #: T5: ``run(eldu)`` is over
+P_TRUNCATED = 9  #: T5: the backing truncated (after a Python truncation)
+P_MAP = 10  #: T6: map the page, unlock
+P_EBUSY = 11  #: T7: -EBUSY: unlock, retry
+P_END = 12  #: the stream is over: leave the CPU, end the process
+P_DONE = 13  #: the process ended
+P_NAMES = (
+    "top", "enter", "access", "user", "fault", "locked", "eldu check", "eldu checked",
+    "eldu", "truncated", "map", "ebusy", "end", "done",
+)  # fmt: skip
+
+_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
+_KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
+_MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _aex(ks, ts):
+    """``hw.aex(lp)``: the LP leaves the enclave (``inside``, ``busy_tcs``), and leaves the
+    tracking set of the last ETRACK (in the regime the only LP that can be in it)."""
+    ts.tc[TC_INSIDE] = 0
+    ks.kc[K_TRACKING] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _latency(st, ts):
+    tc = ts.tc
+    n = tc[TC_LAT_N]
+    ts.lat[n] = st.clk[C_NOW] - tc[TC_T0]
+    tc[TC_LAT_N] = n + 1
+
+
+@njit(cache=True, nogil=True)
+def thread_resume(st, ks, ts, t):
+    """Run the enclave thread (task ``t``) from its pc: returns R_BLOCKED, R_STOP or
+    R_SVC (R_BLOCKED too once its process has ended: nothing resumes it)."""
+    kc = ks.kc
+    tc = ts.tc
+    tcnt = ts.tcnt
+    pages = ts.pages
+    pc = st.tasks[t, T_PC]
+    while True:
+        # -- T0: enter() ---------------------------------------------------------------------
+        if pc == P_TOP:
+            if tc[TC_I] >= tc[TC_N]:
+                pc = P_END
+                continue
+            if st.tasks[t, T_CPU] < 0:
+                r = acquire_cpu(st, t)
+                if r != R_OK:
+                    return _blocked(st, t, P_TOP, r)
+            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
+                pc = P_ACCESS
+                continue
+            if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
+                return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
+            ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
+            r = run(st, t, ns)
+            if r != R_OK:
+                return _blocked(st, t, P_ENTER_RUN, r)
+            pc = P_ENTER_RUN
+            continue
+        if pc == P_ENTER_RUN:
+            tcs = tc[TC_TCS]
+            ret = enter_check(ks, ks.desc[tcs])
+            if ret != 0:
+                if not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
+                    # ksgxd zapped the TCS during the step: the loop's TCS fault
+                    return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
+                return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
+            tc[TC_INSIDE] = 1
+            tc[TC_ENTERED] = 1
+            ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
+            pc = P_ACCESS
+            continue
+        # -- T1: a resident run, T2: a fault ----------------------------------------------------
+        if pc == P_ACCESS:
+            i = tc[TC_I]
+            idx = pages[i]
+            f = ks.pflags[idx]
+            if f & ENCL_PAGE_PTE_PRESENT:
+                j = min(tc[TC_N], i + tc[TC_CHUNK_MAX])
+                k, k2 = resident_run(
+                    pages[i:j], ts.writes[i:j], ks.pflags, ks.desc, ts.prot, ks.eflags,
+                    ks.etag, True,
+                )  # fmt: skip
+                if k2 == 0:  # the EPCM refuses the first access: the stream ends
+                    return _stop(st, ks, t, P_ACCESS, KB_PF, idx)
+                tc[TC_K] = k
+                tc[TC_K2] = k2
+                r = run_user(st, t, k2 * tc[TC_ACCESS_NS])
+                if r != R_OK:
+                    return _blocked(st, t, P_USER_RUN, r)
+                pc = P_USER_RUN
+                continue
+            vma = ts.prot[idx] >> PROT_VMA_SHIFT
+            if not vma & 1 or (ts.writes[i] and not vma & 2):
+                return _stop(st, ks, t, P_ACCESS, KB_PF, idx)  # access_error()
+            if not f & ENCL_PAGE_PRESENT:
+                code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
+                return _stop(st, ks, t, P_ACCESS, code, idx)
+            if (ts.prot[idx] & 7 & vma) != vma:
+                return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
+            # _fault: AEX, #PF into the kernel
+            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
+                _aex(ks, ts)
+            tc[TC_IDX] = idx
+            tc[TC_T0] = st.clk[C_NOW]
+            r = run(st, t, tc[TC_FAULT_NS])
+            if r != R_OK:
+                return _blocked(st, t, P_FAULT_RUN, r)
+            pc = P_FAULT_RUN
+            continue
+        if pc == P_USER_RUN:
+            i = tc[TC_I]
+            k2 = tc[TC_K2]
+            tcnt[TN_ACCESSES] += k2
+            young_again(pages[i : i + k2], ks.pflags)
+            tc[TC_I] = i + k2
+            tc[TC_DONE] += k2
+            if k2 < tc[TC_K]:  # the EPCM refuses pages[i + k2]: the stream ends
+                return _stop(st, ks, t, P_ACCESS, KB_PF, pages[i + k2])
+            pc = P_TOP  # cond_resched(): nothing in the regime
+            continue
+        # -- T3: sgx_vma_fault ----------------------------------------------------------------
+        if pc == P_FAULT_RUN:
+            tcnt[TN_FAULTS] += 1
+            r = lock(st, t, _ENCL_LOCK)
+            if r != R_OK:
+                return _blocked(st, t, P_LOCKED, r)
+            pc = P_LOCKED
+            continue
+        # -- T4: __sgx_encl_load_page, sgx_alloc_epc_page(reclaim=False) ----------------------
+        if pc == P_LOCKED:
+            idx = tc[TC_IDX]
+            if ks.desc[idx] >= 0:  # resident: loaded meanwhile, or being reclaimed
+                pc = P_EBUSY if ks.pflags[idx] & ENCL_PAGE_BEING_RECLAIMED else P_MAP
+                continue
+            if kc[K_SECS_EPC] < 0:
+                return _stop(st, ks, t, P_LOCKED, KB_SECS_LOAD, idx)
+            if kc[K_FT_N] >= ks.ft.shape[0]:
+                kc[K_SVC] = SVC_FT_FULL
+                st.tasks[t, T_PC] = P_LOCKED
+                return R_SVC
+            row = tc[TC_FREE_ROW]
+            nfree = ks.epc_ends[row, LEN]
+            lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
+            if nfree == 0 and lru == 0:
+                return _stop(st, ks, t, P_LOCKED, KB_ENOMEM, idx)
+            after = kc[K_NR_FREE] - (1 if nfree > 0 else 0)
+            wake = after < tc[TC_LOW] and lru > 0  # sgx_should_reclaim(low) after it
+            if wake and tc[TC_ALONE] != 0 and kc[K_SLEEPING] != 0:
+                return _stop(st, ks, t, P_LOCKED, KB_WAKE, idx)
+            ok = nfree > 0
+            if ok:
+                page = alloc_from_node(
+                    ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
+                    ks.owner_index, row, kc[K_ENCL_ID], idx,
+                )  # fmt: skip
+                kc[K_NR_FREE] -= 1
+                tc[TC_PAGE] = page
+            else:
+                tcnt[TN_EBUSY] += 1
+            n = kc[K_FT_N]
+            ks.ft[n, 0] = st.clk[C_NOW]
+            ks.ft[n, 1] = kc[K_NR_FREE]
+            kc[K_FT_N] = n + 1
+            if wake and wake_up(st, _KSGXD_WAITQ):  # wake_ksgxd
+                kc[K_SLEEPING] = 0
+                ks.cnt[CN_WAKEUPS] += 1
+            pc = P_ELDU_CHECK if ok else P_EBUSY
+            continue
+        # -- T5: sgx_encl_eldu ------------------------------------------------------------------
+        if pc == P_ELDU_CHECK:
+            ret = eldu_check(ks, ts, tc[TC_IDX], tc[TC_PAGE])
+            if ret == RAW:
+                kc[K_SVC] = SVC_UNSEAL
+                kc[K_SVC_ARG] = tc[TC_IDX]
+                st.tasks[t, T_PC] = P_ELDU_CHECKED
+                return R_SVC
+            tc[TC_RET] = ret
+            pc = P_ELDU_CHECKED
+            continue
+        if pc == P_ELDU_CHECKED:
+            if tc[TC_RET] != 0:
+                return _stop(st, ks, t, P_ELDU_CHECK, KB_ELDU, tc[TC_IDX])
+            r = run(st, t, tc[TC_ELDU_NS])
+            if r != R_OK:
+                return _blocked(st, t, P_ELDU_RUN, r)
+            pc = P_ELDU_RUN
+            continue
+        if pc == P_ELDU_RUN:
+            idx = tc[TC_IDX]
+            tcnt[TN_ELDU] += 1
+            eldu_commit(ks, ts, idx, tc[TC_PAGE])
+            busy = reclaimer_writing_to_pcmd(ks.desc, ks.pflags, idx)
+            got = backing_ops.backing_truncate(
+                ks.b_present, ks.b_odd, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen, idx, busy
+            )
+            if got == backing_ops.NEED_PYTHON:
+                tc[TC_BUSY] = busy
+                kc[K_SVC] = SVC_TRUNCATE
+                kc[K_SVC_ARG] = idx
+                st.tasks[t, T_PC] = P_TRUNCATED
+                return R_SVC
+            kc[K_NR_RECORDS] -= got
+            pc = P_TRUNCATED
+            continue
+        if pc == P_TRUNCATED:
+            idx = tc[TC_IDX]
+            page = tc[TC_PAGE]
+            va_free_slot(
+                ks.va_used, ks.va_prev, ks.va_next, ks.va_ends, kc[K_VA_ROW], tc[TC_VID],
+                tc[TC_SLOT], True,
+            )  # fmt: skip
+            ks.desc[idx] = page
+            # load_page: secs_child_cnt, sgx_mark_page_reclaimable
+            kc[K_CHILD_CNT] += 1
+            ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
+            if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
+                return _stop(st, ks, t, P_TRUNCATED, KB_UNEXPECTED, page)
+            pc = P_MAP
+            continue
+        # -- T6: map, unlock; T7: -EBUSY, unlock ------------------------------------------------
+        if pc == P_MAP or pc == P_EBUSY:
+            if tc[TC_LAT_N] >= ts.lat.size:
+                kc[K_SVC] = SVC_LAT_FULL
+                st.tasks[t, T_PC] = pc
+                return R_SVC
+            idx = tc[TC_IDX]
+            if pc == P_MAP:
+                ks.pflags[idx] = (ks.pflags[idx] | ENCL_PAGE_PTE_PRESENT) & _MAP_CLEAR
+            else:
+                tcnt[TN_RETRIES] += 1
+            r = unlock(st, t, _ENCL_LOCK)
+            if r != R_OK:
+                return _blocked(st, t, pc, r)
+            _latency(st, ts)
+            pc = P_TOP  # cond_resched(): nothing in the regime
+            continue
+        # -- the end of the stream: System._call's release_cpu, the process's end -------------
+        if pc == P_END:
+            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
+                _aex(ks, ts)  # on_switch_out
+            exit_task(st, t)
+            tc[TC_FINISHED] = 1
+            st.tasks[t, T_PC] = P_DONE
+            return R_BLOCKED
+        if pc == P_DONE:
+            return R_BLOCKED
+        return _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
+
+
+__all__ = ["P_NAMES", "thread_resume"]

@@ -1,0 +1,416 @@
+"""A driver call for the enclave thread: ``run_thread(system, thread, pages)`` runs
+``access_stream(pages)`` on the compiled core (PATHS.md T0-T7), ksgxd asleep.
+
+The call is ``Enclave.access_pages``'s (``System._call``): the thread's process starts
+(its Initialize event takes the next eid), the stream runs, the thread leaves its CPU (an
+AEX: ``on_switch_out``), the process ends and ``env.run(until=proc)`` stops on its event
+(which SimPy queues again, see ``_stopped``); on a clean end every object is as the
+reference leaves it after ``access_pages(pages, write)`` - the differential test
+(``tests/fast/test_driver_thread.py``) compares them all. ksgxd sleeps throughout: an
+allocation that would wake it hands back before the allocation (``KB_WAKE``), as does
+every step the regime excludes (``kstate.KB_*``, named in ``thread.py``). After a
+hand-back the arrays are as the reference's just before the named step, but no Python
+generator is there to go on: the ``System`` must not be run further (moving the queue back
+into SimPy is the hand-back, PATHS.md, built separately).
+
+The core has two tasks, the thread (0) and ksgxd (1, asleep on ``ksgxd_waitq``), so the
+same arrays and ``drive`` serve the two together (row 1's regime, PATHS.md), where T4 wakes
+ksgxd instead of handing back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numba import njit
+from simpy.events import EventPriority
+
+from epcsim.engine.mutex import LinuxMutex
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.dispatch import next_resume
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_ELIDED,
+    C_HB,
+    C_LATENCY,
+    C_MIN_VR,
+    C_NOW,
+    C_TRACE_LEN,
+    HANDED_BACK,
+    HB_NAMES,
+    IDLE,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_HANDED_AT,
+    M_OWNER,
+    R_STOP,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_PC,
+    T_SLICE_START,
+    T_STARTED,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_VRUNTIME,
+    TRACE_EVENTS,
+    TS_SLEEP,
+    CoState,
+    new_state,
+)
+from epcsim.fast.cosim.task import spawn
+from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver import tstate as T
+from epcsim.fast.driver.bridge import (
+    _check_regime,
+    _kernel_state,
+    _refuse,
+    _serve,
+    fold_kernel,
+)
+from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_resume
+from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_resume
+from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
+
+if TYPE_CHECKING:
+    from epcsim.system import System
+
+#: the core's task rows
+THREAD = 0
+KSGXD = 1
+#: ``drive`` returned because task ``SERVE - rc`` asked Python for ``kc[K_SVC]``
+SERVE = -10
+
+
+@njit(cache=True, nogil=True)
+def drive(st, ks, ts, pending):  # type: ignore[no-untyped-def]
+    """The core's loop with the thread (task 0) and ksgxd (task 1): resume ``pending``
+    (>= 0: a task that ended the last call with a request) first, then every task as its
+    event comes due. Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE - task``."""
+    t = pending
+    while True:
+        if t < 0:
+            t = next_resume(st)
+            if t < 0:
+                return t
+        if t == THREAD:
+            r = thread_resume(st, ks, ts, t)
+        else:
+            r = ksgxd_resume(st, ks, t)
+        if r == R_SVC:
+            return SERVE - t
+        if r == R_STOP:
+            return HANDED_BACK
+        t = -1
+
+
+@dataclass
+class ThreadResult:
+    """What a call did: ``outcome`` is the stream's ``AccessOutcome`` (so far, after a
+    hand-back); ``handed_back`` None after a clean end, else the reason (``kstate.KB_NAMES``
+    or the core's ``HB_NAMES``), ``pc`` the thread's step before which the driver stopped
+    and ``page`` the page it concerns."""
+
+    outcome: AccessOutcome
+    handed_back: str | None
+    pc: str
+    page: int = -1
+    services: dict[str, int] = field(default_factory=dict)
+
+
+def _check_thread(system: System, thread: EnclaveThread, encl: Any) -> None:
+    sgx = system.sgx
+    if not isinstance(thread, EnclaveThread) or thread.encl is not encl:
+        _refuse("the thread does not run the enclave")
+    if thread.cpu is not None or thread._user_proc is not None:
+        _refuse("the thread holds a CPU")
+    if thread.tcs_index < 0:
+        _refuse("the thread enters through the implicit TCS")
+    if len(sgx.epc.nodes) != 1:
+        _refuse("the EPC has more than one node")
+    if any(e >= 0 for e in system.cpu.lp_eid):
+        _refuse("an LP is inside an enclave")
+    if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
+        _refuse("ELRANGE's page numbers do not fit ENCLAVEADDRESS's 32 bits")
+
+
+def _core_state(system: System, thread: EnclaveThread, trace: bool) -> CoState:
+    """The core at the call's entry: the thread's process about to start, ksgxd asleep on
+    ``ksgxd_waitq``, ``encl->lock`` free, every CPU idle."""
+    sgx = system.sgx
+    m = system.machine
+    kt = sgx.ksgxd_task
+    assert kt is not None
+    mutex = thread.encl.lock
+    rq = m.rq
+    assert isinstance(mutex, LinuxMutex) and isinstance(rq, CfsRunQueue)  # _check_regime
+    co = new_state(
+        m.nr_cpus, 2, 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
+        trace_capacity=(1 << 16) if trace else 0,
+    )  # fmt: skip
+    clk = co.clk
+    clk[C_NOW] = int(m.env._now)
+    eid = next(m.env._eid)
+    m.env._eid = itertools.count(eid)
+    clk[C_EID] = eid
+    clk[C_MIN_VR] = rq.min_vruntime
+    clk[C_LATENCY] = rq.latency_ns
+    clk[C_ELIDED] = 0
+    for t, task in ((THREAD, thread), (KSGXD, kt)):
+        row = co.tasks[t]
+        row[T_CPU] = -1
+        row[T_LAST_CPU] = task.last_cpu
+        row[T_BUSY] = task.busy_ns
+        row[T_STEP_END] = int(task.step_end)
+        row[T_STEP_NS] = task.step_ns
+        row[T_SLICE_START] = task.slice_start
+        row[T_VRUNTIME] = task.vruntime
+        row[T_STARTED] = int(task.started)
+    co.tasks[KSGXD, T_STATE] = TS_SLEEP
+    co.tasks[KSGXD, T_PC] = P_WAIT
+    co.wq[0] = 1
+    co.wql[0, 0] = KSGXD
+    co.tasks[THREAD, T_PC] = P_TOP
+    mx = co.mtx[0]
+    mx[M_OWNER] = -1
+    mx[M_FREE_SINCE] = int(mutex._free_since)
+    mx[M_FREED_FROM] = int(mutex._freed_from)
+    mx[M_HANDED_AT] = int(mutex._handed_at)
+    return co
+
+
+def _thread_state(
+    system: System, thread: EnclaveThread, pages: np.ndarray, writes: np.ndarray, alone: bool
+) -> Any:
+    sgx = system.sgx
+    encl = thread.encl
+    costs = system.machine.costs
+    tc = np.zeros(T.N_TC, np.int64)
+    tc[T.TC_N] = pages.size
+    tc[T.TC_CHUNK_MAX] = max(
+        1, min(thread.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access)
+    )
+    tc[T.TC_ENTERED] = int(thread.entered)
+    tc[T.TC_INSIDE] = 0  # no CPU: an entered thread is AEXed (on_switch_out)
+    tc[T.TC_TCS] = thread.tcs_index
+    tc[T.TC_BASE] = encl.base
+    tc[T.TC_FREE_ROW] = sgx.epc.free_lists[sgx.epc.nodes[0]].row
+    tc[T.TC_LOW] = sgx.low_pages
+    tc[T.TC_SGX2] = int(sgx.sgx2)
+    tc[T.TC_ALONE] = int(alone)
+    tc[T.TC_ACCESS_NS] = costs.access
+    tc[T.TC_EENTER_NS] = costs.eenter
+    tc[T.TC_ERESUME_NS] = costs.eresume
+    tc[T.TC_FAULT_NS] = costs.aex + costs.fault_entry
+    tc[T.TC_ELDU_NS] = costs.eldu
+    return T.TState(
+        tc=tc,
+        tcnt=np.zeros(len(T.TCOUNTERS), np.int64),
+        pages=pages,
+        writes=writes,
+        prot=encl.pages.prot,
+        lat=np.zeros(4096, np.int64),
+    )
+
+
+def _flush_latencies(system: System, ts: Any) -> None:
+    n = int(ts.tc[T.TC_LAT_N])
+    hist = system.sgx.fault_latency_ns
+    for v in ts.lat[:n].tolist():
+        hist.append(v)
+    ts.tc[T.TC_LAT_N] = 0
+
+
+def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str, int]) -> Any:
+    """The thread's requests (``kstate.SVC_UNSEAL``, ``SVC_TRUNCATE``, ``SVC_LAT_FULL``);
+    the others are ``bridge._serve``'s."""
+    kc = ks.kc
+    code = int(kc[K.K_SVC])
+    tc = ts.tc
+    if code == K.SVC_LAT_FULL:
+        kc[K.K_SVC] = K.SVC_NONE
+        counts[str(code)] = counts.get(str(code), 0) + 1
+        _flush_latencies(system, ts)
+        return ks
+    if code == K.SVC_TRUNCATE:
+        kc[K.K_SVC] = K.SVC_NONE
+        counts[str(code)] = counts.get(str(code), 0) + 1
+        b = encl.backing
+        before = b.nr_records
+        b.truncate(int(kc[K.K_SVC_ARG]), pcmd_busy=bool(tc[T.TC_BUSY]))
+        kc[K.K_NR_RECORDS] -= b.nr_records - before  # folded: truncate counted it already
+        return ks
+    if code == K.SVC_UNSEAL:
+        kc[K.K_SVC] = K.SVC_NONE
+        counts[str(code)] = counts.get(str(code), 0) + 1
+        tc[T.TC_RET] = _unseal_raw(system, encl, int(kc[K.K_SVC_ARG]), tc)
+        return ks
+    return _serve(system, encl, ks, counts)
+
+
+def _unseal_raw(system: System, encl: Any, index: int, tc: np.ndarray) -> int:
+    """ELDU's checks of a record kept raw, in Python (``SgxCpu.eldu``'s, ``tag`` mode, a
+    child page of the resident SECS): 0 with the tag, flags and version row in ``tc``, or
+    non-zero (the call hands back, ``KB_ELDU``)."""
+    from epcsim.arch import PageType
+    from epcsim.isa.sealing import mac_header, unpack_pcmd
+
+    cpu = system.cpu
+    rec = encl.backing.lookup(index)
+    if rec is None:
+        return 1
+    pcmd = unpack_pcmd(bytes(rec.pcmd))
+    if pcmd is None or bytes(rec.pcmd) == bytes(128):
+        return 1
+    pt = (pcmd.flags >> 8) & 0xFF
+    if pt not in (int(PageType.REG), int(PageType.TCS), int(PageType.TRIM)):
+        return 1
+    va, slot = int(tc[T.TC_VA]), int(tc[T.TC_SLOT])
+    if va not in cpu.va or cpu.va.version(va, slot) == 0:
+        return 1
+    version = cpu.va.version(va, slot)
+    st = cpu.secs_state(encl.secs_epc)
+    linaddr = encl.linaddr(index)
+    header = mac_header(pcmd.secinfo, linaddr, st.eid, pcmd.enclave_id, pcmd.reserved)
+    plain = cpu.sealer.unseal(header, bytes(rec.contents), pcmd.mac, version, False)
+    if plain is None or not isinstance(plain, int):
+        return 1
+    tc[T.TC_TAG] = np.uint64(plain).view(np.int64)
+    tc[T.TC_FLAGS] = pcmd.flags
+    tc[T.TC_VROW] = cpu.va._row[va]
+    return 0
+
+
+def _fold(
+    system: System, thread: EnclaveThread, encl: Any, secs: Any, co: CoState, ks: Any, ts: Any
+) -> None:
+    """The small arrays back into the Python objects."""
+    sgx = system.sgx
+    m = system.machine
+    kt = sgx.ksgxd_task
+    assert kt is not None
+    clk = co.clk
+    m.env._now = int(clk[C_NOW])
+    m.env._eid = itertools.count(int(clk[C_EID]))
+    m.elided += int(clk[C_ELIDED])
+    rq = m.rq
+    assert isinstance(rq, CfsRunQueue)  # _check_regime
+    rq.min_vruntime = int(clk[C_MIN_VR])
+    tasks = (thread, kt)
+    for t, task in enumerate(tasks):
+        row = co.tasks[t]
+        cpu = int(row[T_CPU])
+        task.cpu = None if cpu < 0 else cpu
+        task.last_cpu = int(row[T_LAST_CPU])
+        task.busy_ns = int(row[T_BUSY])
+        task.step_end = int(row[T_STEP_END])
+        task.step_ns = int(row[T_STEP_NS])
+        task.slice_start = int(row[T_SLICE_START])
+        task.vruntime = int(row[T_VRUNTIME])
+        task.started = bool(row[T_STARTED])
+    for c in range(m.nr_cpus):
+        r = int(co.cpus[c])
+        m.running[c] = None if r < 0 else tasks[r]
+    rq._idle = [c for c in range(m.nr_cpus) if co.cpus[c] < 0]
+    mutex = encl.lock
+    assert isinstance(mutex, LinuxMutex)  # _check_regime
+    mx = co.mtx[0]
+    mutex.owner = None if mx[M_OWNER] < 0 else tasks[int(mx[M_OWNER])]
+    mutex._free_since = int(mx[M_FREE_SINCE])
+    mutex._freed_from = int(mx[M_FREED_FROM])
+    mutex._handed_at = int(mx[M_HANDED_AT])
+    if mutex.trace is not None:
+        for ns, ev, t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
+            mutex.trace.append((ns, TRACE_EVENTS[ev], tasks[t].name))
+    fold_kernel(system, encl, secs, ks)
+    tc = ts.tc
+    stats = sgx.stats
+    for name, v in zip(T.TCOUNTERS, ts.tcnt.tolist(), strict=True):
+        setattr(stats, name, getattr(stats, name) + v)
+    _flush_latencies(system, ts)
+    thread.entered = bool(tc[T.TC_ENTERED])
+    # the thread's LP: SecsState.inside/busy_tcs/tracking, SgxCpu.lp_eid/lp_tcs
+    hw = system.cpu
+    for lp in range(len(hw.lp_eid)):
+        hw.lp_eid[lp] = -1
+        hw.lp_tcs[lp] = -1
+    secs.inside = set()
+    secs.busy_tcs = set()
+    if tc[T.TC_INSIDE] and thread.cpu is not None:
+        tcs_epc = int(encl.epc[thread.tcs_index])
+        secs.inside = {thread.cpu}
+        secs.busy_tcs = {tcs_epc}
+        hw.lp_eid[thread.cpu] = secs.eid
+        hw.lp_tcs[thread.cpu] = tcs_epc
+        if ks.kc[K.K_TRACKING]:
+            secs.tracking = {thread.cpu}
+
+
+def _stopped(system: System, out: AccessOutcome) -> None:
+    """``env.run(until=proc)``'s end: SimPy stops inside the process event's callbacks and
+    schedules the event again, first at its instant (priority -1, the next eid), with the
+    callbacks that were left (none): an event whose pop does nothing. The driver leaves
+    the same one in the queue, so the next ``env.run`` pops it as the reference's."""
+    env = system.machine.env
+    ev = env.event()
+    ev._ok = True
+    ev._value = out
+    env.schedule(ev, EventPriority(-1))
+
+
+def run_thread(
+    system: System,
+    thread: EnclaveThread,
+    pages: Any,
+    write: bool | np.ndarray = False,
+    *,
+    trace: bool | None = None,
+) -> ThreadResult:
+    """``Enclave.access_pages(pages, write)`` for ``thread`` on the compiled driver, ksgxd
+    asleep (module docstring). ``system`` must be in the regime (ValueError otherwise)."""
+    encl, secs = _check_regime(system)
+    _check_thread(system, thread, encl)
+    pages = np.ascontiguousarray(pages, dtype=np.int64)
+    if pages.ndim != 1:
+        raise ValueError(f"pages: one dimension of page indices, got shape {pages.shape}")
+    writes = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape)
+    )
+    if pages.size and (pages.min() < 0 or pages.max() >= encl.nr_pages):
+        raise ValueError("pages: index outside the enclave")
+    if trace is None:
+        trace = encl.lock.trace is not None
+    co = _core_state(system, thread, trace)
+    ks = _kernel_state(system, encl, secs)
+    ts = _thread_state(system, thread, pages, writes, alone=True)
+    spawn(co, THREAD)  # System._call: the thread's process starts
+    counts: dict[str, int] = {}
+    pending = -1
+    while True:
+        rc = drive(co, ks, ts, pending)
+        if rc > SERVE:
+            break
+        if rc == SERVE - THREAD:
+            ks = _serve_thread(system, encl, ks, ts, counts)
+        else:
+            ks = _serve(system, encl, ks, counts)
+        pending = SERVE - rc
+    _fold(system, thread, encl, secs, co, ks, ts)
+    tc = ts.tc
+    out = AccessOutcome(done=int(tc[T.TC_DONE]))
+    pc = P_NAMES[int(co.tasks[THREAD, T_PC])]
+    if rc == IDLE:
+        assert tc[T.TC_FINISHED]
+        _stopped(system, out)
+        return ThreadResult(out, None, pc, services=counts)
+    assert rc == HANDED_BACK
+    hb = int(co.clk[C_HB])
+    why = K.KB_NAMES[int(ks.kc[K.K_HB])] if hb >= 100 else HB_NAMES[hb]
+    return ThreadResult(out, why, pc, int(ks.kc[K.K_HB_PAGE]), services=counts)
+
+
+__all__ = ["ThreadResult", "run_thread"]

@@ -1,0 +1,57 @@
+"""The enclave thread's side of a driver call: its arrays, scalars and counters (PATHS.md T).
+
+What the thread's rows add to ``kstate.KState`` (PATHS.md, "What is built": the state the
+thread adds): the stream (``pages``, ``writes``), the enclave's ``prot`` array (the VMA
+and ``vm_max_prot_bits``, which ``KState`` does not carry), the loop's scalars and the
+thread's own state that lives in Python objects - ``entered``, whether its LP is inside
+(``SecsState.inside``/``busy_tcs``, ``SgxCpu.lp_eid``/``lp_tcs``: one thread, one LP, so
+one flag), the ``AccessOutcome`` - in ``tc`` (``TC_*`` columns); the ``Counters`` the
+thread's rows add to in ``tcnt`` (``TCOUNTERS``); the fault latencies in ``lat``
+(appended in order, folded with ``LatencyHistogram.append``).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+# -- tc: the thread's scalars ------------------------------------------------------------------
+TC_I = 0  #: the stream's index (``access_stream``'s ``i``)
+TC_N = 1  #: the stream's length
+TC_CHUNK_MAX = 2  #: ``chunk_max``: the longest resident run charged as one step
+TC_K = 3  #: ``resident_run``'s ``k`` of the step under way
+TC_K2 = 4  #: its ``k2``
+TC_IDX = 5  #: the faulting page
+TC_T0 = 6  #: when its fault began (``_fault``'s ``t0``)
+TC_PAGE = 7  #: the EPC page allocated for its ELDU
+TC_ENTERED = 8  #: ``EnclaveThread.entered``
+TC_INSIDE = 9  #: the thread's LP is inside the enclave (``hw.inside(cpu) >= 0``)
+TC_TCS = 10  #: ``tcs_index``
+TC_DONE = 11  #: ``AccessOutcome.done``
+TC_LAT_N = 12  #: latencies in ``lat``
+TC_RET = 13  #: the ELDU check's result (0: the record verified)
+TC_TAG = 14  #: the content tag ELDU restores (u64 bits)
+TC_FLAGS = 15  #: the record's SECINFO.FLAGS
+TC_VA = 16  #: the VA page holding the page's version
+TC_SLOT = 17  #: its slot
+TC_VID = 18  #: its VA page number (``VaIds``)
+TC_VROW = 19  #: its row of versions (``VaPages``)
+TC_BUSY = 20  #: ``reclaimer_writing_to_pcmd`` of the ELDU under way
+TC_BASE = 21  #: ``encl->base``
+TC_FREE_ROW = 22  #: the free list (the one node's row of ``epc_ends``)
+TC_LOW = 23  #: ``Sgx.low_pages``
+TC_SGX2 = 24  #: ``Sgx.sgx2``
+TC_ALONE = 25  #: 1: the thread alone (hand back before waking ksgxd), 0: with ksgxd
+TC_FINISHED = 26  #: the stream is over and the thread's process ended
+TC_ACCESS_NS = 27  #: ``Costs`` the state machine charges: access
+TC_EENTER_NS = 28
+TC_ERESUME_NS = 29
+TC_FAULT_NS = 30  #: aex + fault_entry
+TC_ELDU_NS = 31
+N_TC = 32
+
+#: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
+TCOUNTERS = ("enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu")
+TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU = range(len(TCOUNTERS))
+
+TState = namedtuple("TState", "tc tcnt pages writes prot lat")
+TState.__doc__ = "The thread's arrays of one driver call (module docstring)."
