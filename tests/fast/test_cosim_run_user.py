@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cosim import EXAMPLES, scenarios
 
 from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_USER, run_core
 from epcsim.fast.cosim.simpy_program import run_simpy
-from test_cosim import EXAMPLES, scenarios
 
 
 @st.composite

@@ -12,9 +12,15 @@ the compiled ops of ``fast/ops``:
 * ``encls``: the ISA steps ksgxd runs (EBLOCK, ETRACK, EWB with its version draw and
   ``tag``-mode seal);
 * ``ksgxd``: ksgxd's loop and ``sgx_reclaim_pages`` (PATHS.md K0, A-D);
+* ``tstate``: the enclave thread's arrays and scalars (the stream, the thread's state that
+  lives in Python objects, its counters and fault latencies);
+* ``eldu``: the ISA steps the thread runs (ELDU's check and commit with the ``tag``-mode
+  MAC check, EENTER/ERESUME's checks);
+* ``thread``: ``access_stream`` and its fault path (PATHS.md T0-T7);
 * ``bridge``: Python - take the arrays from a live ``System``, drive the core, serve the
   driver's requests for Python work (a new row of a table), fold the small arrays back
-  into the Python objects when the call ends.
+  into the Python objects when the call ends (``run_ksgxd``: ksgxd alone);
+* ``thread_bridge``: the same for ``run_thread`` (the thread alone, ksgxd asleep).
 
 No user-visible path uses the driver yet (PATHS.md, "What is built").
 """
@@ -28,5 +34,5 @@ from epcsim.fast.numba_cache import ENGINE, PAGE_STATE, drop_stale, sources
 # numba's cached code goes when a source it depends on changes (``fast/numba_cache.py``)
 drop_stale(
     Path(__file__).parent,
-    sources("fast/driver", "fast/cosim", "fast/ops", *ENGINE, *PAGE_STATE),
+    sources("fast/driver", "fast/cosim", "fast/ops", "fast/access.py", *ENGINE, *PAGE_STATE),
 )

@@ -353,7 +353,7 @@ def thread_resume(st, ks, ts, t):
             pc = P_MAP
             continue
         # -- T6: map, unlock; T7: -EBUSY, unlock ------------------------------------------------
-        if pc == P_MAP or pc == P_EBUSY:
+        if pc in (P_MAP, P_EBUSY):
             if tc[TC_LAT_N] >= ts.lat.size:
                 kc[K_SVC] = SVC_LAT_FULL
                 st.tasks[t, T_PC] = pc

@@ -191,9 +191,7 @@ def _thread_state(
     costs = system.machine.costs
     tc = np.zeros(T.N_TC, np.int64)
     tc[T.TC_N] = pages.size
-    tc[T.TC_CHUNK_MAX] = max(
-        1, min(thread.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access)
-    )
+    tc[T.TC_CHUNK_MAX] = max(1, min(thread.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
     tc[T.TC_ENTERED] = int(thread.entered)
     tc[T.TC_INSIDE] = 0  # no CPU: an entered thread is AEXed (on_switch_out)
     tc[T.TC_TCS] = thread.tcs_index
@@ -377,9 +375,7 @@ def run_thread(
     pages = np.ascontiguousarray(pages, dtype=np.int64)
     if pages.ndim != 1:
         raise ValueError(f"pages: one dimension of page indices, got shape {pages.shape}")
-    writes = np.ascontiguousarray(
-        np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape)
-    )
+    writes = np.ascontiguousarray(np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape))
     if pages.size and (pages.min() < 0 or pages.max() >= encl.nr_pages):
         raise ValueError("pages: index outside the enclave")
     if trace is None:
