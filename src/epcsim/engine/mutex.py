@@ -45,6 +45,7 @@ waits for the whole phase.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -190,18 +191,26 @@ class LinuxMutex(Mutex):
         owner = self.owner
         return owner is not None and owner.cpu is not None and not task.need_resched()
 
-    def _lock_slow(self, task: Task) -> Gen:
-        self._check_owner(task)
+    def _lock_slow(self, task: Task, moved: tuple[int, _Spinner, int] | None = None) -> Gen:
+        """``moved`` = ``(t0, rec, spin_t0)``: an OSQ spin moved in from the compiled core
+        (``epcsim.fast.cosim.transfer``), already registered and waiting on ``rec.ev``; the
+        acquisition goes on from there as if it had begun here at ``t0``."""
         m = self.m
         env = m.env
-        self.contended += 1
-        t0 = env.now
-        # ``_can_spin``, or the lock released at this very instant after this task found it
-        # held (a parked NOPAGE retrier's decision, epcsim.fast.flood.came_first): it spins,
-        # and takes the lock ``mutex_pickup`` after the release if it stays free
-        late = self.owner is None
-        can_spin = not task.need_resched() if late else self._can_spin(task)
-        if can_spin and (yield from self._spin(task, None)):
+        if moved is None:
+            self._check_owner(task)
+            self.contended += 1
+            t0 = env.now
+            # ``_can_spin``, or the lock released at this very instant after this task found
+            # it held (a parked NOPAGE retrier's decision, epcsim.fast.flood.came_first): it
+            # spins, and takes the lock ``mutex_pickup`` after the release if it stays free
+            late = self.owner is None
+            can_spin = not task.need_resched() if late else self._can_spin(task)
+            spun = can_spin and (yield from self._spin(task, None))
+        else:
+            t0, rec, spin_t0 = moved
+            spun = yield from self._spin(task, None, (rec, spin_t0))
+        if spun:
             self.wait_ns += int(env.now - t0)
             return
         if task.need_resched():  # fell out of the spin to reschedule: do it before sleeping
@@ -243,25 +252,34 @@ class LinuxMutex(Mutex):
         self._waiters.remove(w)
         self.wait_ns += int(env.now - t0)
 
-    def _spin(self, task: Task, waiter: _Waiter | None) -> Gen:
+    def _spin(
+        self, task: Task, waiter: _Waiter | None, moved: tuple[_Spinner, int] | None = None
+    ) -> Gen:
         """Spin with the CPU held until the lock is ours (True) or spinning must stop (False).
 
         Event-driven: the spinner waits for a poke (a release, its owner leaving the CPU, its
         own need_resched, a tick while some task waits for a CPU) and then re-checks; a
         timed poke that would find nothing new is answered without resuming it
-        (``_fire``)."""
+        (``_fire``). ``moved`` = ``(rec, t0)``: a spin begun at ``t0`` on the compiled core
+        and moved here (``epcsim.fast.cosim.transfer``), registered in ``spinning``,
+        ``_spin_ev`` and the OSQ already; it goes on from its wait on ``rec.ev``."""
         m = self.m
         env = m.env
         osq = waiter is None
-        if osq:
-            self._osq.append(task)
-        m.spinning[task] = self
-        rec = _Spinner(osq)
-        self._spin_ev[task] = rec
-        self._log("spin", task)
-        t0 = int(env.now)
+        if moved is None:
+            if osq:
+                self._osq.append(task)
+            m.spinning[task] = self
+            rec = _Spinner(osq)
+            self._spin_ev[task] = rec
+            self._log("spin", task)
+            t0 = int(env.now)
+        else:
+            rec, t0 = moved
         got = False
         try:
+            if moved is not None:
+                yield rec.ev
             while True:
                 now = int(env.now)
                 wake_at: int | None = None
@@ -323,10 +341,11 @@ class LinuxMutex(Mutex):
         if delay <= 0:
             ev.succeed()
             return
-        gen = rec.gen
-        self.m.env.timeout(delay).callbacks.append(lambda _e: self._fire(task, rec, gen))
+        # a ``partial``, not a lambda: a hand-back to the compiled core reads which spin and
+        # which wait a queued poke is for (``epcsim.fast.cosim.transfer``)
+        self.m.env.timeout(delay).callbacks.append(partial(self._fire, task, rec, rec.gen))
 
-    def _fire(self, task: Task, rec: _Spinner, gen: int) -> None:
+    def _fire(self, task: Task, rec: _Spinner, gen: int, _ev: Any = None) -> None:
         """A timed poke is due. Only the last wait's pokes count (``gen``): in the loop
         each wait is a new event and a poke of an earlier one finds it triggered.
 

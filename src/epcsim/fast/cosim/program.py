@@ -130,9 +130,9 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
                 r = perform(st, t, RQ_SLEEP, a)
         elif op == OP_WAKE:
             counters[a] += 1
-            perform(st, t, RQ_WAKE, a)
+            r = perform(st, t, RQ_WAKE, a)
         elif op == OP_SPAWN:
-            perform(st, t, RQ_SPAWN, a)
+            r = perform(st, t, RQ_SPAWN, a)
         elif op == OP_LOOP:
             if tasks[t, T_LOOP] < code[pc, 2]:
                 tasks[t, T_LOOP] += 1
@@ -148,8 +148,8 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             tasks[t, T_LOOP] = 0
         elif op == OP_END:
             tasks[t, T_PC] = pc
-            perform(st, t, RQ_EXIT, 0)
-            return R_OK
+            # served: the exit is a request too, and the serving process ends after it
+            return R_BLOCKED if perform(st, t, RQ_EXIT, 0) == R_BLOCKED else R_OK
         if r == R_BLOCKED:
             tasks[t, T_PC] = pc
             tasks[t, T_L0] = 1
@@ -177,6 +177,13 @@ def run_programs(st, code, entry, starts, counters, done, dn):  # type: ignore[n
         tasks[t, T_PC] = entry[t]
         if starts[t]:
             spawn(st, t)
+    return drive_programs(st, code, counters, done, dn)
+
+
+@core_jit
+def drive_programs(st, code, counters, done, dn):  # type: ignore[no-untyped-def]
+    """The core's loop over the programs' tasks, from wherever they are (``run_programs``
+    after the starts, or after a move from SimPy, ``transfer.to_core``)."""
     while True:
         t = next_resume(st)
         if t < 0:

@@ -18,13 +18,31 @@ RQ_EXIT      ``Task.exit()`` and the end of the task's process
 RQ_RUN_USER  ``Task.run_user(a)``: user-mode time (the enclave thread's resident run);
              in the regime nothing preempts it, so it runs all ``a`` ns
 ===========  =======================================================================
+
+Served mode (``clk[C_SERVED]``, ``served.py``): ``perform`` does nothing but record the
+request in the task's row (``T_RQ``, ``T_RQ_A``) and answer ``R_BLOCKED``, so the machine
+saves its pc and returns, exactly as after a request the core blocks on; the SimPy process
+serving it performs the request with ``perform_simpy`` and calls the machine again at that
+pc. So a machine that asks for *every* engine action through ``perform`` and treats
+``R_BLOCKED`` from any request as "resumed at this pc once it is done" runs on either engine
+unchanged. A request's answer that the machine needs (RQ_WAKE: whether anyone slept) is in
+``T_RQ_RET`` in both modes.
 """
 
 from __future__ import annotations
 
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, unlock
-from epcsim.fast.cosim.state import R_OK, T_STATE, TS_NEW
+from epcsim.fast.cosim.state import (
+    C_SERVED,
+    R_BLOCKED,
+    R_OK,
+    T_RQ,
+    T_RQ_A,
+    T_RQ_RET,
+    T_STATE,
+    TS_NEW,
+)
 from epcsim.fast.cosim.task import exit_task, run, run_user, spawn
 from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
 
@@ -42,7 +60,11 @@ RQ_RUN_USER = 8
 def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
     """Do request ``rq`` (argument ``a``) for task ``t``: ``R_OK`` (done, go on),
     ``R_BLOCKED`` (the core resumes the task when it is done; for RQ_SLEEP, when it is
-    woken) or ``R_STOP`` (handed back)."""
+    woken) or ``R_STOP`` (handed back). Served mode: recorded, ``R_BLOCKED``."""
+    if st.clk[C_SERVED] != 0:
+        st.tasks[t, T_RQ] = rq
+        st.tasks[t, T_RQ_A] = a
+        return R_BLOCKED
     if rq == RQ_RUN:
         return run(st, t, a)
     if rq == RQ_LOCK:
@@ -52,7 +74,7 @@ def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
     if rq == RQ_SLEEP:
         return sleep_on(st, t, a)
     if rq == RQ_WAKE:
-        wake_up(st, a)
+        st.tasks[t, T_RQ_RET] = wake_up(st, a)
         return R_OK
     if rq == RQ_SPAWN:
         if st.tasks[a, T_STATE] == TS_NEW:

@@ -31,7 +31,8 @@ def perform_simpy(
     spawn: Callable[[int], None],
 ) -> Gen:
     """``yield from`` this to perform request ``rq`` for ``task``; RQ_EXIT releases the
-    CPU, and the caller's generator then returns (the end of its process)."""
+    CPU, and the caller's generator then returns (the end of its process). Returns the
+    request's answer: for RQ_WAKE whether anyone was sleeping, else None."""
     if rq == RQ_RUN:
         yield from task.run(a)
     elif rq == RQ_LOCK:
@@ -45,7 +46,7 @@ def perform_simpy(
         q._waiters.append(ev)
         yield from task.sleep(ev)
     elif rq == RQ_WAKE:
-        queues[a].wake_up()
+        return queues[a].wake_up()
     elif rq == RQ_SPAWN:
         spawn(a)
     elif rq == RQ_RUN_USER:

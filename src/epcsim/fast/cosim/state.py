@@ -40,7 +40,10 @@ C_HB_TASK = 12  #: the task that met it
 C_HB_NOW = 13  #: when
 C_SPIN_SEQ = 14  #: spin starts so far (orders ``Machine.spinning`` as its dict does)
 C_BUDGET = 15  #: stop after this many pops (0: no limit): a guard against a runaway loop
-N_CLK = 16
+#: 1 while the machines are *served* by SimPy (``served``): ``request.perform`` records a
+#: request in the task's row (``T_RQ``) instead of performing it, and the machine returns
+C_SERVED = 16
+N_CLK = 17
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -82,7 +85,10 @@ T_L2 = 18
 T_L3 = 19
 T_SPIN_SEQ = 20  #: when the spin began, in spin starts (``Machine.spinning``'s dict order)
 T_USER_NS = 21  #: the ``run_user`` step the task waits for (0: none): busy time once it ends
-N_TASK = 22
+T_RQ = 22  #: served mode: the request the machine asked for (``request.RQ_*``), 0 = none
+T_RQ_A = 23  #: its argument
+T_RQ_RET = 24  #: the answer of the task's last request the machine reads (RQ_WAKE: anyone woken)
+N_TASK = 25
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued

@@ -1,0 +1,195 @@
+"""The task programs of ``program`` served by SimPy, moved to the core and back at given
+instants: the proof of ``served`` and ``transfer`` (``tests/fast/test_served.py``).
+
+``run_served`` runs the compiled interpreter ``program.resume`` - the same machine the core
+drives - under SimPy one request at a time (``Served``), and alternates engines after the
+numbers of events in ``switches``: SimPy for ``switches[0]`` events, the core for
+``switches[1]``, SimPy again, ... (a move to the core that ``transfer.to_core`` refuses
+leaves the run on SimPy for the next segment too), then to the end on whichever engine holds it,
+and back to SimPy for the result. Its ``Outcome`` is comparable with ``run_simpy``'s and
+``run_core``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from epcsim.engine.costs import Costs
+from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.program import compile_programs, drive_programs, resume
+from epcsim.fast.cosim.queue import pending
+from epcsim.fast.cosim.served import Served
+from epcsim.fast.cosim.state import (
+    C_BUDGET,
+    C_HB,
+    C_HB_NOW,
+    C_HB_TASK,
+    C_POPS,
+    EV_POKE,
+    HANDED_BACK,
+    HB_BUDGET,
+    HB_NAMES,
+    IDLE,
+    SE_PENDING,
+    T_PC,
+    T_SPIN_EV,
+    T_STATE,
+    TS_SPIN,
+    CoState,
+    new_state,
+)
+from epcsim.fast.cosim.transfer import to_core, to_simpy
+
+
+def run_served(
+    programs: list[list[tuple[int, int, int]]],
+    nr_cpus: int,
+    *,
+    switches: Sequence[int] = (),
+    starts: Sequence[bool] | None = None,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    costs: Costs | None = None,
+    elide: bool = True,
+    trace: bool = True,
+    heap_capacity: int = 1024,
+    done_capacity: int = 1 << 16,
+    max_steps: int = 0,
+    moved: dict[str, int] | None = None,
+) -> tuple[Outcome, list[str], Served]:
+    """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
+    SimPy side (its engine state is the run's at the end).
+    ``max_steps`` > 0: stop after that many events in all (the outcome's ``pending`` is
+    SimPy's queue then, as ``run_simpy(max_steps=)``'s). ``moved`` counts what the moves to
+    the core carried (tasks per ``T_STATE``, pokes), for the tests' guards."""
+    for name, v in (("switches", min(switches, default=1)),):
+        if v < 1:
+            raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
+    code, entry = compile_programs(programs)
+    n = len(programs)
+    st = new_state(
+        nr_cpus,
+        n,
+        nr_mutexes,
+        nr_queues,
+        costs=costs,
+        elide=elide,
+        heap_capacity=heap_capacity,
+        trace_capacity=4096 if trace else 0,
+    )
+    st.tasks[:, T_PC] = entry
+    counters = np.zeros(nr_queues, np.int64)
+    done = np.zeros((done_capacity, 3), np.int64)
+    dn = np.zeros(1, np.int64)
+    m = Machine(nr_cpus, costs, elide=elide)
+    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
+    if trace:
+        for mx in mutexes:
+            mx.trace = []
+    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
+    tasks = [Task(m, f"t{i}") for i in range(n)]
+
+    def step(t: int) -> int:
+        return int(resume(st, t, code, counters, done, dn))
+
+    sv = Served(st, m, tasks, mutexes, queues, step)
+    for t, go in enumerate([True] * n if starts is None else starts):
+        if go:
+            sv.spawn(t)
+    ran: list[str] = []
+    handed: str | None = None
+    for count in switches:
+        if max_steps > 0:
+            count = min(count, max_steps - (sv.pops if sv.mode == "simpy" else int(st.clk[C_POPS])))
+            if count <= 0:
+                break
+        if sv.mode == "simpy":
+            ran.append("simpy")
+            sv.run(count)
+            # refused outside the core's regime: the next segment is SimPy's too
+            if to_core(sv) and moved is not None:
+                _count_moved(st, moved)
+        else:
+            ran.append("core")
+            st.clk[C_BUDGET] = st.clk[C_POPS] + count
+            rc = drive_programs(st, code, counters, done, dn)
+            st.clk[C_BUDGET] = 0
+            if rc == HANDED_BACK and st.clk[C_HB] == HB_BUDGET:
+                st.clk[C_HB] = st.clk[C_HB_TASK] = st.clk[C_HB_NOW] = 0
+            elif rc != IDLE:
+                handed = HB_NAMES[int(st.clk[C_HB])] if rc == HANDED_BACK else "done log full"
+                break
+            to_simpy(sv)
+    if handed is None:
+        if sv.mode == "core":
+            ran.append("core")
+            st.clk[C_BUDGET] = max_steps
+            rc = drive_programs(st, code, counters, done, dn)
+            st.clk[C_BUDGET] = 0
+            if rc == HANDED_BACK and st.clk[C_HB] == HB_BUDGET:
+                st.clk[C_HB] = st.clk[C_HB_TASK] = st.clk[C_HB_NOW] = 0
+                to_simpy(sv)
+            elif rc != IDLE:
+                handed = HB_NAMES[int(st.clk[C_HB])] if rc == HANDED_BACK else "done log full"
+            else:
+                to_simpy(sv)
+        else:
+            ran.append("simpy")
+            if max_steps <= 0:
+                sv.run()
+            elif max_steps > sv.pops:
+                sv.run(max_steps - sv.pops)
+    rq = m.rq
+    out = Outcome(
+        now=m.now,
+        pops=sv.pops,
+        elided=m.elided,
+        done=[(a, b, c) for a, b, c in done[: dn[0]].tolist()],
+        tasks=[
+            (
+                t.busy_ns,
+                -1 if t.cpu is None else t.cpu,
+                t.last_cpu,
+                t.vruntime,
+                t.slice_start,
+                int(t.step_end),
+                t.step_ns,
+            )
+            for t in tasks
+        ],
+        mutexes=[
+            (
+                -1 if mx.owner is None else tasks.index(mx.owner),
+                mx.contended,
+                mx.wait_ns,
+                mx.steals,
+                mx.handoffs,
+                mx.spin_acquired,
+            )
+            for mx in mutexes
+        ],
+        traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
+        counters=counters.tolist(),
+        min_vruntime=getattr(rq, "min_vruntime", 0),
+        pending=[
+            (int(t), int(p), eid) for t, p, eid, _ in sorted(m.env._queue, key=lambda e: e[:3])
+        ],
+        handed_back=handed,
+    )
+    return out, ran, sv
+
+
+def _count_moved(st: CoState, moved: dict[str, int]) -> None:
+    for s in st.tasks[:, T_STATE].tolist():
+        key = ("new", "starting", "ready", "run", "spin", "sleep", "done")[s]
+        moved[key] = moved.get(key, 0) + 1
+    kinds = [e[3] for e in pending(st)]
+    moved["poke"] = moved.get("poke", 0) + kinds.count(EV_POKE)
+    moved["spin_pending"] = moved.get("spin_pending", 0) + int(
+        ((st.tasks[:, T_STATE] == TS_SPIN) & (st.tasks[:, T_SPIN_EV] == SE_PENDING)).sum()
+    )
+    moved["sleep_pending"] = moved.get("sleep_pending", 0) + int(st.wq.sum())
+    moved["moves"] = moved.get("moves", 0) + 1

@@ -1,0 +1,143 @@
+"""Compiled state machines served by SimPy, one request at a time (``PATHS.md``, "hand the
+queue back, not the tasks").
+
+Decision (2026-11-26, issue 9 session ``served``): *served mode is a request mode of the
+core, not a second interpreter.* A machine asks for every engine action through
+``request.perform``; with ``clk[C_SERVED]`` set, ``perform`` only records the request in
+the task's row (``T_RQ``, ``T_RQ_A``) and answers ``R_BLOCKED``, so the machine saves its pc
+and returns as it does after any request the core blocks on. ``Served.serve`` is the SimPy
+process of one task: it calls the compiled machine, performs the recorded request with
+``perform_simpy`` (the reference's own ``Task.run`` / ``Task.lock`` / ... on
+``engine.machine``), and calls the machine again at its pc. The machine's own state (pc,
+locals, counters, logs) lives in its arrays in both modes, so switching engines never
+touches it; only the *engine's* state moves (``transfer``: the scheduler, the mutexes, the
+wait queues, the pending events). The alternative considered - a Python twin of every
+machine (as ``simpy_program`` is of the task programs) - would restate each kernel path a
+third time, and the hand-back would need a translation of pcs between the two.
+
+Per served step Python pays one numba dispatch (the machine's arguments: the ``CoState``
+tuple and the machine's arrays) plus the SimPy work the reference pays anyway; served mode
+is for transients (the instants around a hand-back), not the steady state: see
+``DESIGN.md``, "Step 2, part 3", for the measured cost per request.
+
+While served, the core's arrays other than the machines' are stale: ``clk[C_NOW]`` and the
+task's ``T_CPU`` are written before each machine call (a machine may read them: the
+timestamp of a log, ksgxd's IPI mask), everything else is SimPy's until ``transfer.to_core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import numpy as np
+
+from epcsim.engine.machine import Gen, Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim.request import RQ_EXIT, RQ_SPAWN, RQ_WAKE
+from epcsim.fast.cosim.simpy_request import perform_simpy
+from epcsim.fast.cosim.state import (
+    C_NOW,
+    C_SERVED,
+    R_BLOCKED,
+    T_CPU,
+    T_RQ,
+    T_RQ_A,
+    T_RQ_RET,
+    CoState,
+)
+
+#: a served machine's entry: run task ``t`` from its pc until it asks for a request
+Step = Callable[[int], int]
+
+
+class Served:
+    """The SimPy side of a co-simulation: a ``Machine`` whose ``Task`` ``i``, ``Mutex``
+    ``i`` and ``WaitQueue`` ``i`` are the core's task, mutex and wait-queue rows ``i``, and
+    the processes serving the compiled machines (``step(t)``). ``procs[t]`` is task
+    ``t``'s process (None until it is spawned); ``pops`` counts the events processed in
+    both engines (``env.step`` calls here, ``C_POPS`` on the core)."""
+
+    def __init__(
+        self,
+        st: CoState,
+        machine: Machine,
+        tasks: Sequence[Task],
+        mutexes: Sequence[Mutex],
+        queues: Sequence[WaitQueue],
+        step: Step,
+    ):
+        if len(tasks) != st.tasks.shape[0]:
+            raise ValueError(
+                f"tasks: one per core task row ({st.tasks.shape[0]}), got {len(tasks)}"
+            )
+        if len(mutexes) != st.mtx.shape[0]:
+            raise ValueError(
+                f"mutexes: one per core mutex row ({st.mtx.shape[0]}), got {len(mutexes)}"
+            )
+        if len(queues) != st.wq.shape[0]:
+            raise ValueError(
+                f"queues: one per core wait queue ({st.wq.shape[0]}), got {len(queues)}"
+            )
+        self.st = st
+        self.m = machine
+        self.env = machine.env
+        self.tasks = list(tasks)
+        self.mutexes = list(mutexes)
+        self.queues = list(queues)
+        self.step = step
+        self.procs: list[Any] = [None] * len(tasks)
+        #: the task's machine has been called once (its process is past its Initialize)
+        self.begun = np.zeros(len(tasks), np.bool_)
+        self.pops = 0
+        #: which engine runs the machines now: "simpy" or "core"
+        self.mode = "simpy"
+        st.clk[C_SERVED] = 1
+
+    def spawn(self, t: int) -> None:
+        """RQ_SPAWN (``env.process``) unless task ``t`` was started already."""
+        if self.procs[t] is None:
+            self.procs[t] = self.env.process(self.serve(t))
+
+    def serve(self, t: int, first: Gen | None = None) -> Generator[Any, Any, None]:
+        """Task ``t``'s process: the machine asks, SimPy performs. ``first`` finishes a
+        request in progress (a task moved in from the core, ``transfer.to_simpy``)."""
+        if first is not None:
+            self.begun[t] = True
+            yield from first
+        st = self.st
+        rows = st.tasks
+        clk = st.clk
+        task = self.tasks[t]
+        env = self.env
+        self.begun[t] = True
+        while True:
+            rows[t, T_RQ] = 0
+            clk[C_NOW] = env._now
+            rows[t, T_CPU] = -1 if task.cpu is None else task.cpu
+            if self.step(t) != R_BLOCKED:
+                raise RuntimeError(f"task {t}: a served machine stopped without a request")
+            rq = int(rows[t, T_RQ])
+            ret = yield from perform_simpy(
+                task, rq, int(rows[t, T_RQ_A]), self.mutexes, self.queues, self.spawn
+            )
+            if rq == RQ_WAKE:
+                rows[t, T_RQ_RET] = int(bool(ret))
+            elif rq == RQ_EXIT:
+                rows[t, T_RQ] = 0
+                return
+            elif rq == RQ_SPAWN:
+                pass  # no answer
+
+    def run(self, max_steps: int = 0) -> int:
+        """Process SimPy's events until its queue is empty, or ``max_steps`` of them if > 0;
+        returns how many were processed."""
+        if self.mode != "simpy":
+            raise RuntimeError("Served.run: the machines are on the core (transfer.to_simpy)")
+        env = self.env
+        queue = env._queue
+        n = 0
+        while queue and (max_steps <= 0 or n < max_steps):
+            env.step()
+            n += 1
+        self.pops += n
+        return n

@@ -1,0 +1,225 @@
+"""Compiled state machines served by SimPy, and the engine's pending state moved between
+SimPy and the compiled core at any instant (``fast/cosim/served.py``, ``transfer.py``).
+
+The task programs of ``fast/cosim/program`` (the generator of ``test_cosim``: 2-3 tasks,
+costs making same-nanosecond ties frequent, contended critical sections, sleeps and
+wake-ups, late spawns) run served by SimPy, switch to the core after ``k`` events, back
+after ``j`` more, and so on at drawn instants; the run must equal the pure SimPy run and
+the pure core run in everything ``test_cosim`` compares: every op's completion instant in
+order, the mutex traces and counters, busy_ns, CPUs, vruntimes, the final clock and the
+number of events - and, stopped after ``n`` events, the queued events' ``(time, priority,
+eid)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_cosim import scenarios
+
+from epcsim.engine.costs import Costs
+from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, run_core
+from epcsim.fast.cosim.program_served import run_served
+from epcsim.fast.cosim.served import Served
+from epcsim.fast.cosim.simpy_program import run_simpy
+from epcsim.fast.cosim.state import new_state
+from epcsim.fast.cosim.transfer import to_core, to_simpy
+
+LONG = bool(os.environ.get("EPCSIM_LONG"))
+EXAMPLES = 400 if LONG else 60
+
+switch_points = st.lists(st.integers(1, 12), max_size=14)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(scenarios(), st.booleans(), switch_points)
+def test_switching_engines_at_any_instant_changes_nothing(scenario, elide, switches):
+    programs, starts, nr_mutexes = scenario
+    n = len(programs)
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    ref = run_simpy(programs, n, **kw)
+    core = run_core(programs, n, **kw)
+    got, _, _ = run_served(programs, n, switches=switches, **kw)
+    assert got.handed_back is None and core.handed_back is None
+    assert got.done == ref.done
+    assert got.traces == ref.traces
+    assert got.comparable() == ref.comparable() == core.comparable()
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(scenarios(), st.booleans(), switch_points, st.floats(0, 1))
+def test_stopped_after_n_events_the_queue_is_simpys(scenario, elide, switches, where):
+    """After ``n`` events (``where`` in the run), whichever engine held the run, SimPy's
+    queue holds the events the pure SimPy run has queued, with the same ``(time,
+    priority, eid)``: the eids drawn after a move continue the other engine's count."""
+    programs, starts, nr_mutexes = scenario
+    n = len(programs)
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    n_events = 1 + int(where * (run_simpy(programs, n, **kw).pops - 1))
+    ref = run_simpy(programs, n, max_steps=n_events, **kw)
+    got, _, _ = run_served(programs, n, switches=switches, max_steps=n_events, **kw)
+    assert got.comparable() == ref.comparable()
+
+
+def _engine_state(sv: Served) -> dict[str, object]:
+    """Every field of the SimPy engine the core restates, and the queue: each event as what
+    it resumes. A spinner's ``gen`` is the core's count after a move (never reset, where
+    ``_Spinner.gen`` starts at 0 per spin), so a poke is compared as live (armed for the
+    spinner's current wait) or stale, which is all ``_fire`` looks at."""
+    m = sv.m
+    names = {task: task.name for task in sv.tasks}
+    procs = {id(p): f"t{i}" for i, p in enumerate(sv.procs) if p is not None}
+    targets = {
+        id(p._target): f"t{i}" for i, p in enumerate(sv.procs) if p is not None and p.is_alive
+    }
+    queue = []
+    for time, prio, eid, ev in sorted(m.env._queue, key=lambda e: e[:3]):
+        if id(ev) in targets:
+            what = ("resume", targets[id(ev)])
+        elif id(ev) in procs:
+            what = ("end", procs[id(ev)])
+        else:
+            (cb,) = ev.callbacks
+            mx, (task, rec, gen) = cb.func.__self__, cb.args
+            live = mx._spin_ev.get(task) is rec and rec.gen == gen and not rec.ev.triggered
+            what = ("poke", names[task], live)
+        queue.append((time, prio, eid, what))
+    return {
+        "now": m.env._now,
+        "queue": queue,
+        "tasks": [
+            (
+                t.cpu,
+                t.last_cpu,
+                t.busy_ns,
+                t.step_end,
+                t.step_ns,
+                t.slice_start,
+                t.vruntime,
+                t.started,
+            )
+            for t in sv.tasks
+        ],
+        "running": [None if t is None else t.name for t in m.running],
+        "rq": (m.rq.min_vruntime, list(m.rq._idle), m.rq.waiting()),
+        "spinning": [(names[t], mx.name) for t, mx in m.spinning.items()],
+        "mutexes": [
+            (
+                None if mx.owner is None else mx.owner.name,
+                mx._free_since,
+                mx._freed_from,
+                mx._handed_at,
+                mx.contended,
+                mx.wait_ns,
+                mx.spin_acquired,
+                [t.name for t in mx._osq],
+                sorted((names[t], r.ev.triggered) for t, r in mx._spin_ev.items()),
+                mx.trace,
+            )
+            for mx in sv.mutexes
+        ],
+        "queues": [[targets.get(id(ev)) for ev in q._waiters] for q in sv.queues],
+        "elided": m.elided,
+    }
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(scenarios(), st.booleans(), switch_points, st.floats(0, 1))
+def test_moved_back_the_engine_state_is_simpys(scenario, elide, switches, where):
+    """Stopped after ``n`` events on SimPy (moved back from the core if it held the run),
+    every field of the engine - mutex pick-up times, OSQ, spinners, CFS, wait queues, the
+    queue - is what the run served by SimPy alone has after ``n`` events."""
+    programs, starts, nr_mutexes = scenario
+    n = len(programs)
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    n_events = 1 + int(where * (run_simpy(programs, n, **kw).pops - 1))
+    *_, ref = run_served(programs, n, max_steps=n_events, **kw)
+    *_, got = run_served(programs, n, switches=switches, max_steps=n_events, **kw)
+    assert got.mode == ref.mode == "simpy"
+    assert _engine_state(got) == _engine_state(ref)
+
+
+def test_moves_carry_spinners_sleepers_and_pokes():
+    """A guard on the property above: the moves it draws do carry every kind of pending
+    state - a spinner waiting (its wait pending) and one poked, a timed poke, a sleeper not
+    yet woken, a task not started, a finished one."""
+    moved: dict[str, int] = {}
+
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True)
+    @given(scenarios(), st.booleans(), switch_points)
+    def probe(scenario, elide, switches):
+        programs, starts, nr_mutexes = scenario
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+        run_served(programs, len(programs), switches=switches, moved=moved, **kw)
+
+    probe()
+    for key in ("spin", "spin_pending", "poke", "sleep_pending", "run", "starting", "done"):
+        assert moved.get(key, 0) >= 5, moved
+
+
+def test_pure_served_run_is_the_simpy_run():
+    pickup = Costs().mutex_pickup
+    ping = [(OP_LOCK, 0, 0), (OP_RUN, 300, 0), (OP_UNLOCK, 0, 0), (OP_RUN, 2 * pickup, 0)]
+    programs = [ping * 20, [(OP_RUN, 7, 0), *ping * 20]]
+    for elide in (True, False):
+        got, ran, _ = run_served(programs, 2, elide=elide)
+        assert ran == ["simpy"]
+        ref = run_simpy(programs, 2, elide=elide, via_requests=True)
+        assert got.comparable() == ref.comparable()
+        assert got.mutexes[0][1] > 10  # contended
+
+
+def _served(nr_cpus: int, n_tasks: int) -> Served:
+    st_ = new_state(nr_cpus, n_tasks)
+    m = Machine(nr_cpus, elide=True)
+    tasks = [Task(m, f"t{i}") for i in range(n_tasks)]
+    return Served(st_, m, tasks, [Mutex(m, "m0")], [WaitQueue(m, "q0")], lambda t: 0)
+
+
+def test_to_core_refuses_outside_the_regime_and_moves_nothing():
+    """A task waiting for a CPU (CFS's run queue), or an event the core does not know: the
+    run stays on SimPy, untouched."""
+    sv = _served(1, 2)
+    m = sv.m
+
+    def hog(task: Task):
+        yield from task.run(1_000)
+
+    for t in sv.tasks:
+        m.spawn(hog(t))
+    m.env.step()
+    m.env.step()  # t0 runs, t1 waits for the CPU
+    assert m.rq.waiting() == 1
+    queue = list(m.env._queue)
+    assert not to_core(sv)
+    assert sv.mode == "simpy" and m.env._queue == queue
+    sv2 = _served(2, 1)
+    sv2.env.timeout(5)  # nobody's event
+    assert not to_core(sv2) and sv2.mode == "simpy"
+
+
+def test_empty_run_moves_both_ways():
+    sv = _served(2, 2)
+    assert to_core(sv) and sv.mode == "core"
+    with pytest.raises(RuntimeError, match="to_core"):
+        to_core(sv)
+    to_simpy(sv)
+    assert sv.mode == "simpy"
+    with pytest.raises(RuntimeError, match="to_simpy"):
+        to_simpy(sv)
+
+
+def test_served_rejects_mismatched_rows():
+    st_ = new_state(1, 2)
+    m = Machine(1)
+    with pytest.raises(ValueError, match="tasks"):
+        Served(st_, m, [Task(m, "t0")], [Mutex(m, "m0")], [WaitQueue(m, "q0")], lambda t: 0)
+
+
+def test_run_served_rejects_bad_switches():
+    with pytest.raises(ValueError, match="switches"):
+        run_served([[(OP_RUN, 1, 0)]], 1, switches=[3, 0])
