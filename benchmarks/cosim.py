@@ -7,7 +7,9 @@ The same program runs on the core (``epcsim.fast.cosim``) and as generators on
 ``engine.machine`` with ``elide=True`` (the fast engine) and ``elide=False`` (the
 reference); the outcomes are checked equal, then host CPU time (``time.process_time``) is
 compared, best of ``--repeat`` runs, in one process so the ratio is measured on the same
-machine state. The core's first call (compilation or cache load) is not timed.
+machine state. The core's first call (compilation or cache load) is not timed. Two more
+rows measure served mode (``fast/cosim/served.py``): the ops performed as engine requests by
+a Python generator, and the compiled interpreter served by SimPy one request at a time.
 
     PYTHONPATH=src .venv/bin/python benchmarks/cosim.py [--rounds 20000] [--repeat 3]
 """
@@ -34,6 +36,7 @@ from epcsim.fast.cosim.program import (
     run_core,
     run_programs,
 )
+from epcsim.fast.cosim.program_served import run_served
 from epcsim.fast.cosim.simpy_program import run_simpy
 from epcsim.fast.cosim.state import new_state
 
@@ -86,6 +89,14 @@ def main() -> None:
         ),
         ("SimPy, elide=True (fast engine)", lambda: run_simpy(programs, 2, trace=False)),
         (
+            "SimPy, elide=True, ops as requests (perform_simpy)",
+            lambda: run_simpy(programs, 2, trace=False, via_requests=True),
+        ),
+        (
+            "compiled machine served by SimPy, elide=True",
+            lambda: run_served(programs, 2, trace=False, done_capacity=cap)[0],
+        ),
+        (
             "SimPy, elide=False (reference)",
             lambda: run_simpy(programs, 2, trace=False, elide=False),
         ),
@@ -93,7 +104,7 @@ def main() -> None:
         secs, out = best(fn, args.repeat)
         rows.append((name, secs, out() if callable(out) else out))
     base = rows[0][2].comparable()  # type: ignore[union-attr]
-    for r in rows[1:3]:
+    for r in rows[1:5]:
         if r[2].comparable() != base:  # type: ignore[union-attr]
             raise SystemExit(f"{r[0]} disagrees with the compiled loop")
     pops = [r[2].pops for r in rows]  # type: ignore[union-attr]
@@ -104,6 +115,16 @@ def main() -> None:
     for (name, secs, _), n in zip(rows, pops, strict=True):
         ratio = secs / rows[0][1] if rows[0][1] > 0 else float("inf")
         print(f"| {name} | {secs:.4f} | {n:,} | {secs / n * 1e9:,.0f} | {ratio:,.1f}x |")
+    # served mode's own cost: one machine call (a numba dispatch) per request, against the
+    # same requests performed by a Python generator
+    done = rows[0][2].done  # type: ignore[union-attr]
+    ops = sum(1 for _, pc, _ in done if code[pc, 0] != OP_LOOP) + len(programs)  # + the exits
+    extra = rows[4][1] - rows[3][1]
+    print()
+    print(
+        f"served mode: {ops:,} requests, {extra / ops * 1e9:,.0f} ns of host time per request "
+        "over the same requests made by a Python generator"
+    )
 
 
 if __name__ == "__main__":

@@ -143,6 +143,49 @@ def test_moved_back_the_engine_state_is_simpys(scenario, elide, switches, where)
     assert _engine_state(got) == _engine_state(ref)
 
 
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(scenarios(wait_in_lock=True), st.booleans(), switch_points, st.booleans())
+def test_the_core_hands_back_mid_resumption_and_simpy_goes_on(
+    scenario, elide, switches, short_of_cpus
+):
+    """Outside the core's regime - a lock owner asleep (WAIT inside a critical section)
+    sends a contender to the wait list, one CPU fewer than tasks queues a waking task - the
+    core hands back in the middle of a task's resumption; that task goes on at once in
+    SimPy (the request asked again, a woken sleeper taking a CPU, a spinner's re-check),
+    the run finishes there or moves back to the core once in its regime again, and nothing
+    differs from SimPy alone."""
+    programs, starts, nr_mutexes = scenario
+    n = len(programs)
+    cpus = n - 1 if short_of_cpus else n
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    ref = run_simpy(programs, cpus, **kw)
+    got, _, sv = run_served(programs, cpus, switches=[*switches, 1, 1_000], **kw)
+    assert got.done == ref.done
+    assert got.comparable() == ref.comparable()
+    *_, alone = run_served(programs, cpus, **kw)
+    assert _engine_state(sv) == _engine_state(alone)
+
+
+def test_hand_backs_mid_resumption_are_exercised():
+    """A guard on the property above: each kind of hand-back happens in what it draws."""
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(scenarios(wait_in_lock=True), switch_points, st.booleans())
+    def probe(scenario, switches, short_of_cpus):
+        programs, starts, nr_mutexes = scenario
+        n = len(programs)
+        cpus = n - 1 if short_of_cpus else n
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes}
+        _, ran, _ = run_served(programs, cpus, switches=[*switches, 1, 1_000], **kw)
+        for seg in ran:
+            seen[seg] = seen.get(seg, 0) + 1
+
+    probe()
+    for name in ("mutex wait list", "no idle CPU"):
+        assert seen.get(f"core, handed back: {name}", 0) >= 5, seen
+
+
 def test_moves_carry_spinners_sleepers_and_pokes():
     """A guard on the property above: the moves it draws do carry every kind of pending
     state - a spinner waiting (its wait pending) and one poked, a timed poke, a sleeper not

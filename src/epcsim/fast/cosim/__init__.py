@@ -9,6 +9,9 @@ SimPy's exact event order. One module per concept, each next to its reference in
 (``Environment.step`` + ``Process._resume``), ``state`` (the arrays, codes, ``new_state``).
 ``program`` is a small interpreter of task programs over the core, and ``simpy_program``
 runs the same programs on ``engine.machine``: the differential tests compare the two.
+``served`` runs compiled machines under SimPy one request at a time and ``transfer`` moves
+the engine's pending state between SimPy and the core at any instant (the hand-back of
+``PATHS.md``); ``program_served`` proves both on the task programs.
 
 No user-visible path uses the core yet: ``System`` does not call it. ``DESIGN.md``, "What is
 built", states the API the kernel state machines will use, the regime and the hand-backs.

@@ -18,21 +18,18 @@ import numpy as np
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.outcome import Outcome
-from epcsim.fast.cosim.program import compile_programs, drive_programs, resume
+from epcsim.fast.cosim.program import DONE_FULL, compile_programs, drive_programs, resume
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
-    C_HB_NOW,
-    C_HB_TASK,
     C_POPS,
     EV_POKE,
-    HANDED_BACK,
     HB_BUDGET,
     HB_NAMES,
-    IDLE,
     SE_PENDING,
     T_PC,
     T_SPIN_EV,
@@ -92,15 +89,30 @@ def run_served(
     queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
     tasks = [Task(m, f"t{i}") for i in range(n)]
 
+    # the machine's compiled entry for these arrays: no dispatch per request (``jit.py``)
+    machine = entry_point(resume, st, 0, code, counters, done, dn)
+
     def step(t: int) -> int:
-        return int(resume(st, t, code, counters, done, dn))
+        return int(machine(st, t, code, counters, done, dn))
 
     sv = Served(st, m, tasks, mutexes, queues, step)
     for t, go in enumerate([True] * n if starts is None else starts):
         if go:
             sv.spawn(t)
     ran: list[str] = []
-    handed: str | None = None
+
+    def on_core(budget: int) -> None:
+        """Drive the core until it is idle, has processed ``budget`` events in all (0: no
+        limit) or hands back at the edge of its regime; then back to SimPy."""
+        st.clk[C_BUDGET] = budget
+        rc = drive_programs(st, code, counters, done, dn)
+        st.clk[C_BUDGET] = 0
+        if rc == DONE_FULL:
+            raise RuntimeError("run_served: the done log is full (done_capacity)")
+        hb = int(st.clk[C_HB])
+        ran.append("core" if hb in (0, HB_BUDGET) else f"core, handed back: {HB_NAMES[hb]}")
+        to_simpy(sv)
+
     for count in switches:
         if max_steps > 0:
             count = min(count, max_steps - (sv.pops if sv.mode == "simpy" else int(st.clk[C_POPS])))
@@ -113,35 +125,12 @@ def run_served(
             if to_core(sv) and moved is not None:
                 _count_moved(st, moved)
         else:
-            ran.append("core")
-            st.clk[C_BUDGET] = st.clk[C_POPS] + count
-            rc = drive_programs(st, code, counters, done, dn)
-            st.clk[C_BUDGET] = 0
-            if rc == HANDED_BACK and st.clk[C_HB] == HB_BUDGET:
-                st.clk[C_HB] = st.clk[C_HB_TASK] = st.clk[C_HB_NOW] = 0
-            elif rc != IDLE:
-                handed = HB_NAMES[int(st.clk[C_HB])] if rc == HANDED_BACK else "done log full"
-                break
-            to_simpy(sv)
-    if handed is None:
-        if sv.mode == "core":
-            ran.append("core")
-            st.clk[C_BUDGET] = max_steps
-            rc = drive_programs(st, code, counters, done, dn)
-            st.clk[C_BUDGET] = 0
-            if rc == HANDED_BACK and st.clk[C_HB] == HB_BUDGET:
-                st.clk[C_HB] = st.clk[C_HB_TASK] = st.clk[C_HB_NOW] = 0
-                to_simpy(sv)
-            elif rc != IDLE:
-                handed = HB_NAMES[int(st.clk[C_HB])] if rc == HANDED_BACK else "done log full"
-            else:
-                to_simpy(sv)
-        else:
-            ran.append("simpy")
-            if max_steps <= 0:
-                sv.run()
-            elif max_steps > sv.pops:
-                sv.run(max_steps - sv.pops)
+            on_core(int(st.clk[C_POPS]) + count)
+    if sv.mode == "core":
+        on_core(max_steps)
+    if max_steps <= 0 or max_steps > sv.pops:
+        ran.append("simpy")
+        sv.run(max_steps - sv.pops if max_steps > 0 else 0)
     rq = m.rq
     out = Outcome(
         now=m.now,
@@ -177,7 +166,7 @@ def run_served(
         pending=[
             (int(t), int(p), eid) for t, p, eid, _ in sorted(m.env._queue, key=lambda e: e[:3])
         ],
-        handed_back=handed,
+        handed_back=None,
     )
     return out, ran, sv
 

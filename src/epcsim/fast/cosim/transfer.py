@@ -21,7 +21,7 @@ progress and then serves its machine (``Served.serve``): a ``run``'s timeout, a 
 sleeper's pending wait is a pending SimPy event (``_spin_ev``, ``WaitQueue._waiters``).
 Rows of the core's mutex trace are appended to the ``Mutex.trace`` lists.
 
-SimPy internals used (simpy 4.1, pinned in ``pyproject.toml``; all pure Python):
+SimPy internals used (simpy 4.1.x, pinned to it in ``pyproject.toml``; pure Python):
 ``Environment._queue`` (a heap of ``(time, priority, eid, event)``), ``_now``, ``_eid`` (an
 ``itertools.count``: read by taking a value and putting back a count from it), an Event's
 ``callbacks``/``_ok``/``_value``, and a ``Process`` built without its Initialize
@@ -72,6 +72,10 @@ from epcsim.fast.cosim.state import (
     EV_INIT,
     EV_POKE,
     EV_RESUME,
+    HB_BUDGET,
+    HB_NAMES,
+    HB_QUEUE_FULL,
+    HB_TRACE_FULL,
     KEY_SHIFT,
     M_CONTENDED,
     M_FREE_SINCE,
@@ -116,6 +120,8 @@ from epcsim.fast.cosim.state import (
 )
 
 _SPIN_CODE = LinuxMutex._spin.__code__
+_RUN_CODE = Task.run.__code__
+_SLEEP_CODE = Task.sleep.__code__
 _LOCK_SLOW_CODE = LinuxMutex._lock_slow.__code__
 
 
@@ -133,6 +139,13 @@ def _frame_locals(gen: Any, code: Any) -> dict[str, Any] | None:
             return dict(gen.gi_frame.f_locals)
         gen = getattr(gen, "gi_yieldfrom", None)
     return None
+
+
+def _innermost(gen: Any) -> Any:
+    """The code object the generator chain ``gen`` is suspended in (``yield from`` down)."""
+    while getattr(gen, "gi_yieldfrom", None) is not None:
+        gen = gen.gi_yieldfrom
+    return gen.gi_code
 
 
 def _in_regime(sv: Served) -> bool:
@@ -176,11 +189,14 @@ def to_core(sv: Served) -> bool:
             continue
         rq = int(st.tasks[t, T_RQ])
         task = sv.tasks[t]
+        inner = _innermost(proc._generator)
         if rq == RQ_RUN:
-            if not target.triggered:
-                return False  # waiting for a CPU: outside the regime
+            if inner is not _RUN_CODE:
+                return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
             state[t] = TS_RUN
         elif rq == RQ_SLEEP:
+            if inner is not _SLEEP_CODE:
+                return False  # woken, waiting for a CPU
             state[t] = TS_SLEEP
             if not target.triggered:
                 sleepers[id(target)] = t
@@ -189,7 +205,7 @@ def to_core(sv: Served) -> bool:
             if not isinstance(mx, LinuxMutex) or mx not in mix:
                 return False
             rec = mx._spin_ev[task]
-            if rec.ev is not target or not rec.osq:
+            if rec.ev is not target or not rec.osq or inner is not _SPIN_CODE:
                 return False
             sp = _frame_locals(proc._generator, _SPIN_CODE)
             ls = _frame_locals(proc._generator, _LOCK_SLOW_CODE)
@@ -381,12 +397,21 @@ def _finished(env: Any, queued: bool) -> Process:
 
 
 def to_simpy(sv: Served) -> None:
-    """Core -> SimPy (see the module docstring). The core must be stopped between two events
-    (idle, or its event budget spent)."""
+    """Core -> SimPy (see the module docstring), with the core stopped between two events
+    (idle, its event budget spent) or handed back at the edge of its regime: then the task
+    that met the edge (``C_HB_TASK``) is in the middle of a resumption, which goes on now,
+    in SimPy, before the next event - the machine called again at its pc (a request the
+    core refused did nothing), a woken sleeper taking a CPU (``Task.sleep``'s tail), or a
+    spinner's re-check (``_spin``'s loop). A full heap or trace is not an edge but a void
+    run (the caller's capacity): RuntimeError."""
     if sv.mode != "core":
         raise RuntimeError("to_simpy: the machines are served by SimPy already")
     st = sv.st
     clk = st.clk
+    hb = int(clk[C_HB])
+    if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
+        raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
+    h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET) else -1
     env = sv.env
     m = sv.m
     rq = m.rq
@@ -452,7 +477,12 @@ def to_simpy(sv: Served) -> None:
     ended = {t for _, _, _, kind, t, _ in queued if kind == EV_END}
     for t in range(len(sv.tasks)):
         s = int(tasks[t, T_STATE])
-        if s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING):
+        if t == h:
+            # its event was processed (the resumption in progress): the spinner's
+            # ``rec.ev`` is that event
+            target[t] = _triggered(env)
+            target[t].callbacks = None  # type: ignore[assignment]
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING):
             target[t] = _triggered(env) if t in resumed else Event(env)
         if t in recs:
             recs[t].ev = target[t]
@@ -460,8 +490,26 @@ def to_simpy(sv: Served) -> None:
         queue._waiters = [target[t] for t in st.wql[q, : st.wq[q]].tolist()]
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
+    now: Gen | None = None  # the hand-back task's resumption, run after the queue is built
     for t, task in enumerate(sv.tasks):
         s = int(tasks[t, T_STATE])
+        if t == h:
+            tasks[t, T_RQ] = 0
+            if s == TS_SLEEP:
+                tasks[t, T_RQ] = RQ_SLEEP
+                now = sv.serve(t, task.acquire_cpu())
+            elif s == TS_SPIN:
+                mi = int(tasks[t, T_SPIN_M])
+                tasks[t, T_RQ] = RQ_LOCK
+                tasks[t, T_RQ_A] = mi
+                mx = sv.mutexes[mi]
+                assert isinstance(mx, LinuxMutex)
+                moved = (int(tasks[t, T_LOCK_T0]), recs[t], int(tasks[t, T_SPIN_T0]))
+                now = sv.serve(t, _lock_tail(task, mx, moved))
+                next(now)  # at its wait on ``rec.ev``, which was just processed
+            else:  # TS_READY: stopped at a request, which the machine asks for again
+                now = sv.serve(t)
+            continue
         if s == TS_NEW:
             procs[t] = None
             continue
@@ -512,7 +560,14 @@ def to_simpy(sv: Served) -> None:
         heappush(heap, (time, prio, eid, ev))
     clk[C_QLEN] = 0
     clk[C_SERVED] = 1
+    clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
     sv.mode = "simpy"
+    if now is not None:
+        # the resumption in progress goes on, as the running process does inside env.step
+        ev = now.send(None)
+        if ev.callbacks is None:
+            raise RuntimeError(f"task {h}: its resumption waits on a processed event")
+        sv.procs[h] = _process(env, now, ev, True)
 
 
 # the priorities the core packs are SimPy's
