@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cosim import scenarios
+from test_cosim_run_user import user_scenarios
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
@@ -48,6 +49,23 @@ def test_switching_engines_at_any_instant_changes_nothing(scenario, elide, switc
     assert got.done == ref.done
     assert got.traces == ref.traces
     assert got.comparable() == ref.comparable() == core.comparable()
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(user_scenarios(), st.booleans(), switch_points, st.floats(0, 1))
+def test_user_steps_move_too(scenario, elide, switches, where):
+    """``run_user`` steps (some RUN ops turned USER, ``test_cosim_run_user``) under way at
+    a move: to the end, and stopped after ``n`` events (the engine's fields compared)."""
+    programs, starts, nr_mutexes = scenario
+    n = len(programs)
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    ref = run_simpy(programs, n, **kw)
+    got, _, _ = run_served(programs, n, switches=switches, **kw)
+    assert got.comparable() == ref.comparable()
+    n_events = 1 + int(where * (ref.pops - 1))
+    *_, alone = run_served(programs, n, max_steps=n_events, **kw)
+    *_, moved = run_served(programs, n, switches=switches, max_steps=n_events, **kw)
+    assert _engine_state(moved) == _engine_state(alone)
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)

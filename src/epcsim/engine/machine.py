@@ -230,32 +230,39 @@ class Task:
                     return
             yield env.timeout(ns)
 
-    def run_user(self, ns: int) -> Gen:
+    def run_user(self, ns: int, moved: tuple[simpy.Event, int] | None = None) -> Gen:
         """Spend up to ``ns`` of CPU time in user mode, where an interrupt preempts the task at
         once (CFS wake-up preemption): the task leaves its CPU (``on_switch_out``: an enclave
-        thread AEXes), waits to be picked again, and the call returns the ns actually run."""
-        if self.cpu is None:
-            yield from self.acquire_cpu()
-        if ns <= 0:
-            return 0
+        thread AEXes), waits to be picked again, and the call returns the ns actually run.
+        ``moved`` = ``(timeout, t0)``: a user step begun at ``t0`` on the compiled core and
+        moved here (``epcsim.fast.cosim.transfer``, which sets ``_user_proc``); it goes on
+        from its wait on the step's timeout."""
         env = self.m.env
-        if self.m.elide:
-            # Fast engine, as in ``run``: with no event due up to and including the step's
-            # end, no task runs before it, so nothing can interrupt it either.
-            end = env._now + ns
-            if env.peek() > end:
-                env._now = end
+        if moved is None:
+            if self.cpu is None:
+                yield from self.acquire_cpu()
+            if ns <= 0:
+                return 0
+            if self.m.elide:
+                # Fast engine, as in ``run``: with no event due up to and including the
+                # step's end, no task runs before it, so nothing can interrupt it either.
+                end = env._now + ns
+                if env.peek() > end:
+                    env._now = end
+                    self.busy_ns += ns
+                    self.m.elided += 1
+                    return ns
+            if self.m.sched != "cfs":
                 self.busy_ns += ns
-                self.m.elided += 1
+                yield env.timeout(ns)
                 return ns
-        if self.m.sched != "cfs":
-            self.busy_ns += ns
-            yield env.timeout(ns)
-            return ns
-        t0 = int(env.now)
-        self._user_proc = env.active_process
+            t0 = int(env.now)
+            self._user_proc = env.active_process
+            step: simpy.Event = env.timeout(ns)
+        else:
+            step, t0 = moved
         try:
-            yield env.timeout(ns)
+            yield step
         except simpy.Interrupt:
             ran = int(env.now) - t0
             self.busy_ns += ran

@@ -53,7 +53,7 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.queue import pending
-from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_SLEEP
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_EID,
@@ -108,6 +108,7 @@ from epcsim.fast.cosim.state import (
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
+    T_USER_NS,
     T_VRUNTIME,
     TRACE_EVENTS,
     TS_DONE,
@@ -121,6 +122,7 @@ from epcsim.fast.cosim.state import (
 
 _SPIN_CODE = LinuxMutex._spin.__code__
 _RUN_CODE = Task.run.__code__
+_RUN_USER_CODE = Task.run_user.__code__
 _SLEEP_CODE = Task.sleep.__code__
 _LOCK_SLOW_CODE = LinuxMutex._lock_slow.__code__
 
@@ -154,7 +156,7 @@ def _in_regime(sv: Served) -> bool:
         return False
     if any(not isinstance(mx, LinuxMutex) or mx._waiters or mx.handoff for mx in sv.mutexes):
         return False
-    return not any(t._resched or t._user_proc is not None for t in sv.tasks)
+    return not any(t._resched for t in sv.tasks)
 
 
 def to_core(sv: Served) -> bool:
@@ -171,6 +173,7 @@ def to_core(sv: Served) -> bool:
     mix = {mx: i for i, mx in enumerate(sv.mutexes)}
     n_t = len(sv.tasks)
     state = np.full(n_t, TS_NEW, np.int64)
+    user_ns = np.zeros(n_t, np.int64)  # a ``run_user`` step under way: its ns
     spin: dict[int, tuple[int, _Spinner, int, int]] = {}  # t -> (mutex, rec, spin t0, lock t0)
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
     sleepers: dict[int, int] = {}  # id(pending wait event) -> task
@@ -189,10 +192,18 @@ def to_core(sv: Served) -> bool:
             continue
         rq = int(st.tasks[t, T_RQ])
         task = sv.tasks[t]
-        inner = _innermost(proc._generator)
+        gen = proc._generator
+        inner = _innermost(gen)
         if rq == RQ_RUN:
             if inner is not _RUN_CODE:
                 return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
+            state[t] = TS_RUN
+        elif rq == RQ_RUN_USER:
+            if inner is not _RUN_USER_CODE or task._user_proc is not proc:
+                return False  # waiting for a CPU, or preempted
+            user = _frame_locals(gen, _RUN_USER_CODE)
+            assert user is not None
+            user_ns[t] = int(user["ns"])
             state[t] = TS_RUN
         elif rq == RQ_SLEEP:
             if inner is not _SLEEP_CODE:
@@ -267,6 +278,7 @@ def to_core(sv: Served) -> bool:
         row[T_SLICE_START] = task.slice_start
         row[T_VRUNTIME] = task.vruntime
         row[T_STARTED] = int(task.started)
+        row[T_USER_NS] = user_ns[t]
         if t in spin:
             mi, rec, spin_t0, lock_t0 = spin[t]
             row[T_SPIN_M] = mi
@@ -435,6 +447,7 @@ def to_simpy(sv: Served) -> None:
         task.vruntime = row[T_VRUNTIME]
         task.started = bool(row[T_STARTED])
         task._resched = False
+        task._user_proc = None  # set again below for a user step under way
     n_tr = int(clk[C_TRACE_LEN])
     for ns, ev, t, mi in st.trace[:n_tr].tolist():
         tr = sv.mutexes[mi].trace
@@ -522,7 +535,14 @@ def to_simpy(sv: Served) -> None:
         if s == TS_STARTING:
             procs[t] = _process(env, sv.serve(t), ev, False)
             continue
-        if s == TS_RUN:
+        if s == TS_RUN and tasks[t, T_USER_NS] > 0:
+            # a user step: ``run_user`` from its wait, begun ``ns`` before its timeout
+            ns = int(tasks[t, T_USER_NS])
+            tasks[t, T_RQ] = RQ_RUN_USER
+            tasks[t, T_RQ_A] = ns
+            t_end = next(e[0] for e in queued if e[3] == EV_RESUME and e[4] == t)
+            first = task.run_user(ns, (ev, t_end - ns))
+        elif s == TS_RUN:
             tasks[t, T_RQ] = RQ_RUN
             first = _wait(ev)
         elif s == TS_SLEEP:
@@ -540,6 +560,8 @@ def to_simpy(sv: Served) -> None:
         if next(gen) is not ev:
             raise RuntimeError(f"task {t}: its moved request does not wait on its event")
         procs[t] = _process(env, gen, ev, True)
+        if tasks[t, T_RQ] == RQ_RUN_USER:
+            task._user_proc = procs[t]  # what ``run_user`` sets: a preemption interrupts it
     sv.procs = procs
     # the queue, in the core's order with the core's eids
     heap: list[Any] = env._queue
