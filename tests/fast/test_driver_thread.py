@@ -93,6 +93,8 @@ def thread_snapshot(system: epcsim.System, encl, result) -> dict[str, object]:  
     )
     snap["lp"] = (list(cpu.lp_eid), list(cpu.lp_tcs), sorted(secs.busy_tcs))
     snap["rq"] = (list(system.machine.rq._idle), system.machine.context_switches)
+    lock = encl.encl.lock
+    snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
     snap["outcome"] = dataclasses.astuple(result)
     snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
     snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]

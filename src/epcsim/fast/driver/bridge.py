@@ -241,6 +241,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     for c in encl.cpumask():
         mask |= 1 << c
     kc[K.K_CPUMASK] = mask
+    kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
     kc[K.K_LRU_OPS] = costs.lru_op
     kc[K.K_AGE_CHECK] = costs.age_check
     kc[K.K_BACKING_ALLOC] = costs.backing_alloc

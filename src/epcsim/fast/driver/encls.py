@@ -24,6 +24,7 @@ from epcsim.fast.driver.kstate import (
     K_CT,
     K_EID,
     K_EPOCH,
+    K_INSIDE,
     K_MAC,
     K_PACKED,
     K_SECS_CHILDREN,
@@ -78,7 +79,7 @@ def eblock(ks, epc):
 def etrack(ks):
     """``encls.etrack``'s effect on the enclave's SECS: PREV_TRK_INCMPL while LPs of the
     last epoch are still inside, else a new epoch whose tracking set is the LPs inside now
-    (none in the regime of a lone ksgxd: the caller passes 0), and the EPCM's BEPOCH
+    (``K_INSIDE``: the enclave thread's LP, or none with ksgxd alone), and the EPCM's BEPOCH
     re-base at every multiple of ``BEPOCH_REBASE`` (``Epcm.advance_epoch``)."""
     kc = ks.kc
     ks.cnt[CN_ETRACK] += 1
@@ -87,7 +88,7 @@ def etrack(ks):
     old = kc[K_EPOCH]
     new = old + 1
     kc[K_EPOCH] = new
-    kc[K_TRACKING] = 0
+    kc[K_TRACKING] = kc[K_INSIDE]
     last = new - new % BEPOCH_REBASE
     if last > old:
         rebase(ks.esecs, ks.bepoch, kc[K_SECS_EPC], old, last)

@@ -48,6 +48,8 @@ from epcsim.fast.driver.kstate import (
     K_HIGH,
     K_I,
     K_INITIALIZED,
+    K_INSIDE,
+    K_IPI_MASK,
     K_IPI_NS,
     K_LRU_OPS,
     K_LRU_ROW,
@@ -65,6 +67,8 @@ from epcsim.fast.driver.kstate import (
     K_SLOT,
     K_SVC,
     K_SVC_ARG,
+    K_THREAD_T,
+    K_TRACKING,
     K_VA,
     K_VA_ROW,
     K_VID,
@@ -369,9 +373,14 @@ def ksgxd_resume(st, ks, t):
                 pc = P_ETRACK_RUN
                 continue
             if ret == NOT_TRACKED and pc == P_EWB2_RUN:
-                # send_ipi: the cpumask (computed at entry: no thread runs in the call);
-                # no LP is inside the enclave in the regime, so nobody takes an AEX
-                if kc[K_CPUMASK] & ~(1 << st.tasks[t, T_CPU]) != 0:
+                # send_ipi: the cpumask now (the one at entry, and the enclave thread's
+                # CPU while it holds one), an IPI if another CPU is in it
+                mask = kc[K_CPUMASK]
+                tt = kc[K_THREAD_T]
+                if tt >= 0 and st.tasks[tt, T_CPU] >= 0:
+                    mask |= 1 << st.tasks[tt, T_CPU]
+                kc[K_IPI_MASK] = mask
+                if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
                     r = run(st, t, kc[K_IPI_NS])
                     if r != R_OK:
@@ -394,6 +403,14 @@ def ksgxd_resume(st, ks, t):
             pc = P_EWB2_RUN
             continue
         if pc == P_IPI_RUN:
+            # every LP of the mask inside the enclave takes an AEX: the thread's (its next
+            # T0 runs ERESUME), which leaves the tracking set too
+            tt = kc[K_THREAD_T]
+            if tt >= 0 and kc[K_INSIDE] != 0:
+                lp = st.tasks[tt, T_CPU]
+                if lp >= 0 and (kc[K_IPI_MASK] >> lp) & 1:
+                    kc[K_INSIDE] = 0
+                    kc[K_TRACKING] = 0
             r = run(st, t, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB3_RUN, r)

@@ -30,7 +30,7 @@ K_CHILD_CNT = 5  #: ``encl->secs_child_cnt``
 K_SECS_CHILDREN = 6  #: the CPU's ``SecsState.child_count``
 K_REFCOUNT = 7  #: ``encl->refcount``
 K_EPOCH = 8  #: ``SecsState.epoch``
-K_TRACKING = 9  #: ``len(SecsState.tracking)`` (0 in ksgxd-alone: no LP inside)
+K_TRACKING = 9  #: ``len(SecsState.tracking)`` (the thread's LP, 0 or 1; 0 in ksgxd-alone)
 K_EID = 10  #: ``SecsState.eid``
 K_ENCL_ID = 11  #: the enclave's id (``owner_encl`` of its pages)
 K_INITIALIZED = 12
@@ -54,7 +54,8 @@ K_HB_PAGE = 29  #: the page it concerns
 K_VA_ROW = 30  #: ``encl->va_pages``'s row of ``va_ends``
 K_NR_RECORDS = 31  #: records the call added to the backing store (``nr_records``)
 K_EWB_FAILURES = 32  #: ``Sgx.ewb_failures`` added
-K_CPUMASK = 33  #: the enclave's cpumask as bits (``sgx_encl_cpumask``, for ``send_ipi``)
+K_CPUMASK = 33  #: the enclave's cpumask as bits (``sgx_encl_cpumask``, for ``send_ipi``),
+#: taken at entry; the thread's CPU (``K_THREAD_T``) is added while it holds one
 K_LRU_OPS = 34  #: ``Costs`` the state machine charges: lru_op
 K_AGE_CHECK = 35
 K_BACKING_ALLOC = 36
@@ -65,6 +66,9 @@ K_ETRACK_NS = 40
 K_IPI_NS = 41
 K_WAKEUP_NS = 42
 K_LRU_LEN = 43  #: unused (the LRU's length is its ``epc_ends`` row)
+K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
+K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
+K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
 N_KC = 48
 
 #: the ``Counters`` fields a call adds to, in ``cnt``'s column order

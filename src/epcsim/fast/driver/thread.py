@@ -47,6 +47,7 @@ from epcsim.fast.driver.kstate import (
     K_CHILD_CNT,
     K_ENCL_ID,
     K_FT_N,
+    K_INSIDE,
     K_LRU_ROW,
     K_NR_FREE,
     K_NR_RECORDS,
@@ -86,7 +87,6 @@ from epcsim.fast.driver.tstate import (
     TC_FREE_ROW,
     TC_I,
     TC_IDX,
-    TC_INSIDE,
     TC_K,
     TC_K2,
     TC_LAT_N,
@@ -146,10 +146,10 @@ _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _aex(ks, ts):
+def _aex(ks):
     """``hw.aex(lp)``: the LP leaves the enclave (``inside``, ``busy_tcs``), and leaves the
     tracking set of the last ETRACK (in the regime the only LP that can be in it)."""
-    ts.tc[TC_INSIDE] = 0
+    ks.kc[K_INSIDE] = 0
     ks.kc[K_TRACKING] = 0
 
 
@@ -180,7 +180,7 @@ def thread_resume(st, ks, ts, t):
                 r = acquire_cpu(st, t)
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
-            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
+            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
                 pc = P_ACCESS
                 continue
             if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
@@ -199,7 +199,7 @@ def thread_resume(st, ks, ts, t):
                     # ksgxd zapped the TCS during the step: the loop's TCS fault
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
                 return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
-            tc[TC_INSIDE] = 1
+            kc[K_INSIDE] = 1
             tc[TC_ENTERED] = 1
             ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
             pc = P_ACCESS
@@ -233,8 +233,8 @@ def thread_resume(st, ks, ts, t):
             if (ts.prot[idx] & 7 & vma) != vma:
                 return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
             # _fault: AEX, #PF into the kernel
-            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
-                _aex(ks, ts)
+            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+                _aex(ks)
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
             r = run(st, t, tc[TC_FAULT_NS])
@@ -371,8 +371,8 @@ def thread_resume(st, ks, ts, t):
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------
         if pc == P_END:
-            if tc[TC_ENTERED] != 0 and tc[TC_INSIDE] != 0:
-                _aex(ks, ts)  # on_switch_out
+            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+                _aex(ks)  # on_switch_out
             exit_task(st, t)
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE

@@ -42,10 +42,15 @@ from epcsim.fast.cosim.state import (
     HANDED_BACK,
     HB_NAMES,
     IDLE,
+    M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
     M_HANDED_AT,
+    M_HANDOFFS,
     M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_STEALS,
+    M_WAIT_NS,
     R_STOP,
     T_BUSY,
     T_CPU,
@@ -193,7 +198,6 @@ def _thread_state(
     tc[T.TC_N] = pages.size
     tc[T.TC_CHUNK_MAX] = max(1, min(thread.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
     tc[T.TC_ENTERED] = int(thread.entered)
-    tc[T.TC_INSIDE] = 0  # no CPU: an entered thread is AEXed (on_switch_out)
     tc[T.TC_TCS] = thread.tcs_index
     tc[T.TC_BASE] = encl.base
     tc[T.TC_FREE_ROW] = sgx.epc.free_lists[sgx.epc.nodes[0]].row
@@ -321,6 +325,12 @@ def _fold(
     mutex._free_since = int(mx[M_FREE_SINCE])
     mutex._freed_from = int(mx[M_FREED_FROM])
     mutex._handed_at = int(mx[M_HANDED_AT])
+    # the call's contention (the core's counters start at 0)
+    mutex.contended += int(mx[M_CONTENDED])
+    mutex.wait_ns += int(mx[M_WAIT_NS])
+    mutex.steals += int(mx[M_STEALS])
+    mutex.handoffs += int(mx[M_HANDOFFS])
+    mutex.spin_acquired += int(mx[M_SPIN_ACQUIRED])
     if mutex.trace is not None:
         for ns, ev, t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
             mutex.trace.append((ns, TRACE_EVENTS[ev], tasks[t].name))
@@ -338,7 +348,7 @@ def _fold(
         hw.lp_tcs[lp] = -1
     secs.inside = set()
     secs.busy_tcs = set()
-    if tc[T.TC_INSIDE] and thread.cpu is not None:
+    if ks.kc[K.K_INSIDE] and thread.cpu is not None:
         tcs_epc = int(encl.epc[thread.tcs_index])
         secs.inside = {thread.cpu}
         secs.busy_tcs = {tcs_epc}
@@ -370,6 +380,33 @@ def run_thread(
 ) -> ThreadResult:
     """``Enclave.access_pages(pages, write)`` for ``thread`` on the compiled driver, ksgxd
     asleep (module docstring). ``system`` must be in the regime (ValueError otherwise)."""
+    return _run(system, thread, pages, write, trace, alone=True)
+
+
+def run_pair(
+    system: System,
+    thread: EnclaveThread,
+    pages: Any,
+    write: bool | np.ndarray = False,
+    *,
+    trace: bool | None = None,
+) -> ThreadResult:
+    """``Enclave.access_pages(pages, write)`` then ``env.run()``: the thread's stream and
+    ksgxd together on the compiled core (row 1's regime, PATHS.md), until the stream is
+    done, the thread's process has ended and ksgxd sleeps again with nothing queued. The
+    entry is the same as ``run_thread``'s (ksgxd asleep, the queue empty); T4 wakes ksgxd
+    as ``wake_ksgxd`` does, and from then on the two interleave in SimPy's order."""
+    return _run(system, thread, pages, write, trace, alone=False)
+
+
+def _run(
+    system: System,
+    thread: EnclaveThread,
+    pages: Any,
+    write: bool | np.ndarray,
+    trace: bool | None,
+    alone: bool,
+) -> ThreadResult:
     encl, secs = _check_regime(system)
     _check_thread(system, thread, encl)
     pages = np.ascontiguousarray(pages, dtype=np.int64)
@@ -382,7 +419,8 @@ def run_thread(
         trace = encl.lock.trace is not None
     co = _core_state(system, thread, trace)
     ks = _kernel_state(system, encl, secs)
-    ts = _thread_state(system, thread, pages, writes, alone=True)
+    ks.kc[K.K_THREAD_T] = THREAD
+    ts = _thread_state(system, thread, pages, writes, alone=alone)
     spawn(co, THREAD)  # System._call: the thread's process starts
     counts: dict[str, int] = {}
     pending = -1
@@ -395,13 +433,19 @@ def run_thread(
         else:
             ks = _serve(system, encl, ks, counts)
         pending = SERVE - rc
+    clean = rc == IDLE
+    if clean and not alone:
+        # env.run(until=proc) stopped on the process's event and queued it again (the next
+        # eid, see ``_stopped``); the env.run() after it popped it first, doing nothing
+        co.clk[C_EID] += 1
     _fold(system, thread, encl, secs, co, ks, ts)
     tc = ts.tc
     out = AccessOutcome(done=int(tc[T.TC_DONE]))
     pc = P_NAMES[int(co.tasks[THREAD, T_PC])]
-    if rc == IDLE:
+    if clean:
         assert tc[T.TC_FINISHED]
-        _stopped(system, out)
+        if alone:
+            _stopped(system, out)
         return ThreadResult(out, None, pc, services=counts)
     assert rc == HANDED_BACK
     hb = int(co.clk[C_HB])
@@ -409,4 +453,4 @@ def run_thread(
     return ThreadResult(out, why, pc, int(ks.kc[K.K_HB_PAGE]), services=counts)
 
 
-__all__ = ["ThreadResult", "run_thread"]
+__all__ = ["ThreadResult", "run_pair", "run_thread"]

@@ -3,11 +3,12 @@
 What the thread's rows add to ``kstate.KState`` (PATHS.md, "What is built": the state the
 thread adds): the stream (``pages``, ``writes``), the enclave's ``prot`` array (the VMA
 and ``vm_max_prot_bits``, which ``KState`` does not carry), the loop's scalars and the
-thread's own state that lives in Python objects - ``entered``, whether its LP is inside
-(``SecsState.inside``/``busy_tcs``, ``SgxCpu.lp_eid``/``lp_tcs``: one thread, one LP, so
-one flag), the ``AccessOutcome`` - in ``tc`` (``TC_*`` columns); the ``Counters`` the
-thread's rows add to in ``tcnt`` (``TCOUNTERS``); the fault latencies in ``lat``
-(appended in order, folded with ``LatencyHistogram.append``).
+thread's own state that lives in Python objects - ``entered``, the ``AccessOutcome`` - in
+``tc`` (``TC_*`` columns); the ``Counters`` the thread's rows add to in ``tcnt``
+(``TCOUNTERS``); the fault latencies in ``lat`` (appended in order, folded with
+``LatencyHistogram.append``). Whether the thread's LP is inside the enclave
+(``SecsState.inside``/``busy_tcs``, ``SgxCpu.lp_eid``/``lp_tcs``: one thread, one LP, one
+flag) is ``kstate.K_INSIDE``, since ksgxd's ETRACK and IPI read and change it too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ TC_IDX = 5  #: the faulting page
 TC_T0 = 6  #: when its fault began (``_fault``'s ``t0``)
 TC_PAGE = 7  #: the EPC page allocated for its ELDU
 TC_ENTERED = 8  #: ``EnclaveThread.entered``
-TC_INSIDE = 9  #: the thread's LP is inside the enclave (``hw.inside(cpu) >= 0``)
+#: 9: unused (whether the thread's LP is inside is ``kstate.K_INSIDE``: ksgxd's ETRACK and
+#: IPI read and change it too)
 TC_TCS = 10  #: ``tcs_index``
 TC_DONE = 11  #: ``AccessOutcome.done``
 TC_LAT_N = 12  #: latencies in ``lat``
