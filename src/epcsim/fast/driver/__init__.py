@@ -20,7 +20,8 @@ the compiled ops of ``fast/ops``:
 * ``bridge``: Python - take the arrays from a live ``System``, drive the core, serve the
   driver's requests for Python work (a new row of a table), fold the small arrays back
   into the Python objects when the call ends (``run_ksgxd``: ksgxd alone);
-* ``thread_bridge``: the same for ``run_thread`` (the thread alone, ksgxd asleep).
+* ``thread_bridge``: the same for ``run_thread`` (the thread alone, ksgxd asleep) and
+  ``run_pair`` (the thread and ksgxd together, row 1's regime).
 
 No user-visible path uses the driver yet (PATHS.md, "What is built").
 """
