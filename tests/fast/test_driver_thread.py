@@ -251,3 +251,45 @@ def test_outside_the_regime_is_refused() -> None:
     implicit.machine.env.run()
     with pytest.raises(ValueError, match="system: .*"):
         run_thread(implicit, en._main_thread(), [1])
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_the_thread_machine_served_by_simpy_matches_the_reference(engine: str) -> None:
+    """The same compiled machine, served by SimPy one request at a time (``cosim/served``:
+    every engine action of ``thread.py`` is a request, so it runs on either engine): the
+    thread alone, as the first test, equal to the reference's ``access_pages`` (the SimPy
+    side keeps the clock, the tasks and the lock; the machine's arrays are folded at the
+    end as after a core call)."""
+    import itertools
+
+    from epcsim.fast.cosim.served import Served
+    from epcsim.fast.driver import kstate as K
+    from epcsim.fast.driver import tstate as T
+    from epcsim.fast.driver.bridge import _check_regime, _kernel_state
+    from epcsim.fast.driver.thread import thread_resume
+    from epcsim.fast.driver.thread_bridge import _core_state, _thread_state, fold_thread
+
+    ref, rencl = build(11, engine, "1M", 400, 160)
+    drv, dencl = build(11, engine, "1M", 400, 160)
+    pages, w = stream(drv, dencl, 11, 60, "mask")
+    out = rencl.access_pages(pages, write=w)
+    ref.machine.env.run()
+    thread = dencl._main_thread()
+    encl, secs = _check_regime(drv)
+    co = _core_state(drv, thread, False)
+    ks = _kernel_state(drv, encl, secs)
+    ks.kc[K.K_THREAD_T] = 0
+    ts = _thread_state(drv, thread, pages, w, alone=True)
+    kt = drv.sgx.ksgxd_task
+    served = Served(
+        co, drv.machine, [thread, kt], [encl.lock], [drv.sgx.ksgxd_waitq],
+        lambda t: thread_resume(co, ks, ts, t),
+    )  # fmt: skip
+    served.spawn(0)
+    served.run()
+    fold_thread(drv, thread, encl, secs, ks, ts)
+    # access_pages's env.run(until=proc) queued the process's event again (an eid)
+    env = drv.machine.env
+    env._eid = itertools.count(next(env._eid) + 1)
+    assert ts.tc[T.TC_FINISHED] == 1 and ts.tc[T.TC_DONE] == out.done
+    assert differ(thread_snapshot(ref, rencl, out), thread_snapshot(drv, dencl, out)) == []

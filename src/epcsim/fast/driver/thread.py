@@ -1,12 +1,15 @@
 """The enclave thread's ``access_stream`` and fault path as a compiled state machine
 (PATHS.md T0-T7).
 
-``thread_resume(st, ks, ts, t)`` runs task ``t`` (the enclave thread) from its pc until a
-primitive of the core blocks it (``R_BLOCKED``), the core or the driver hands back
-(``R_STOP``), or Python must serve a request first (``R_SVC``), exactly as
-``ksgxd.ksgxd_resume`` does for ksgxd: one pc per point of the table, a step's effect
-applied when the task is resumed after its ``run`` (a pc named ``*_RUN`` means "the run is
-over, apply it").
+``thread_resume(st, ks, ts, t)`` runs task ``t`` (the enclave thread) from its pc until an
+engine request blocks it (``R_BLOCKED``), the core or the driver hands back (``R_STOP``), or
+Python must serve a request first (``R_SVC``), as ``ksgxd.ksgxd_resume`` does for ksgxd:
+one pc per point of the table, a step's effect applied when the task is resumed after its
+``run`` (a pc named ``*_RUN`` means "the run is over, apply it"). Every engine action is a
+request through ``cosim.request.perform`` and ends its pc (what follows it is the next
+pc's), so the same machine can be served by SimPy one request at a time (``cosim/served``,
+PATHS.md "The hand-back's mechanism"): ``R_BLOCKED`` from any request means "resumed at the
+saved pc once it is done"; the answer of ``RQ_WAKE`` is read from ``T_RQ_RET``.
 
 The order of every step is ``user/thread.py``'s ``access_stream``/``enter``/``_fault``,
 ``kernel/fault.py``'s ``sgx_vma_fault``, ``kernel/encl.py``'s ``load_page``/``eldu`` and
@@ -36,10 +39,16 @@ from __future__ import annotations
 from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
-from epcsim.fast.cosim.mutex import lock, unlock
-from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC
-from epcsim.fast.cosim.task import acquire_cpu, exit_task, run, run_user
-from epcsim.fast.cosim.waitqueue import wake_up
+from epcsim.fast.cosim.request import (
+    RQ_EXIT,
+    RQ_LOCK,
+    RQ_RUN,
+    RQ_RUN_USER,
+    RQ_UNLOCK,
+    RQ_WAKE,
+    perform,
+)
+from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
@@ -135,9 +144,11 @@ P_MAP = 10  #: T6: map the page, unlock
 P_EBUSY = 11  #: T7: -EBUSY: unlock, retry
 P_END = 12  #: the stream is over: leave the CPU, end the process
 P_DONE = 13  #: the process ended
+P_WOKEN = 14  #: T4: ``wake_ksgxd``'s wake-up is done (its answer in ``T_RQ_RET``)
+P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "eldu check", "eldu checked",
-    "eldu", "truncated", "map", "ebusy", "end", "done",
+    "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
 )  # fmt: skip
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
@@ -176,8 +187,8 @@ def thread_resume(st, ks, ts, t):
             if tc[TC_I] >= tc[TC_N]:
                 pc = P_END
                 continue
-            if st.tasks[t, T_CPU] < 0:
-                r = acquire_cpu(st, t)
+            if st.tasks[t, T_CPU] < 0:  # enter(): acquire_cpu, as Task.run(0) does
+                r = perform(st, t, RQ_RUN, 0)
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
             if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
@@ -186,7 +197,7 @@ def thread_resume(st, ks, ts, t):
             if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
                 return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
             ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
-            r = run(st, t, ns)
+            r = perform(st, t, RQ_RUN, ns)
             if r != R_OK:
                 return _blocked(st, t, P_ENTER_RUN, r)
             pc = P_ENTER_RUN
@@ -219,7 +230,7 @@ def thread_resume(st, ks, ts, t):
                     return _stop(st, ks, t, P_ACCESS, KB_PF, idx)
                 tc[TC_K] = k
                 tc[TC_K2] = k2
-                r = run_user(st, t, k2 * tc[TC_ACCESS_NS])
+                r = perform(st, t, RQ_RUN_USER, k2 * tc[TC_ACCESS_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_USER_RUN, r)
                 pc = P_USER_RUN
@@ -237,7 +248,7 @@ def thread_resume(st, ks, ts, t):
                 _aex(ks)
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
-            r = run(st, t, tc[TC_FAULT_NS])
+            r = perform(st, t, RQ_RUN, tc[TC_FAULT_NS])
             if r != R_OK:
                 return _blocked(st, t, P_FAULT_RUN, r)
             pc = P_FAULT_RUN
@@ -256,7 +267,7 @@ def thread_resume(st, ks, ts, t):
         # -- T3: sgx_vma_fault ----------------------------------------------------------------
         if pc == P_FAULT_RUN:
             tcnt[TN_FAULTS] += 1
-            r = lock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_LOCKED, r)
             pc = P_LOCKED
@@ -282,8 +293,7 @@ def thread_resume(st, ks, ts, t):
             wake = after < tc[TC_LOW] and lru > 0  # sgx_should_reclaim(low) after it
             if wake and tc[TC_ALONE] != 0 and kc[K_SLEEPING] != 0:
                 return _stop(st, ks, t, P_LOCKED, KB_WAKE, idx)
-            ok = nfree > 0
-            if ok:
+            if nfree > 0:
                 page = alloc_from_node(
                     ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
                     ks.owner_index, row, kc[K_ENCL_ID], idx,
@@ -292,14 +302,24 @@ def thread_resume(st, ks, ts, t):
                 tc[TC_PAGE] = page
             else:
                 tcnt[TN_EBUSY] += 1
+                tc[TC_PAGE] = -1
             n = kc[K_FT_N]
             ks.ft[n, 0] = st.clk[C_NOW]
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
-            if wake and wake_up(st, _KSGXD_WAITQ):  # wake_ksgxd
+            if not wake:
+                pc = P_ELDU_CHECK if tc[TC_PAGE] >= 0 else P_EBUSY
+                continue
+            r = perform(st, t, RQ_WAKE, _KSGXD_WAITQ)  # wake_ksgxd
+            if r != R_OK:
+                return _blocked(st, t, P_WOKEN, r)
+            pc = P_WOKEN
+            continue
+        if pc == P_WOKEN:
+            if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
                 kc[K_SLEEPING] = 0
                 ks.cnt[CN_WAKEUPS] += 1
-            pc = P_ELDU_CHECK if ok else P_EBUSY
+            pc = P_ELDU_CHECK if tc[TC_PAGE] >= 0 else P_EBUSY
             continue
         # -- T5: sgx_encl_eldu ------------------------------------------------------------------
         if pc == P_ELDU_CHECK:
@@ -315,7 +335,7 @@ def thread_resume(st, ks, ts, t):
         if pc == P_ELDU_CHECKED:
             if tc[TC_RET] != 0:
                 return _stop(st, ks, t, P_ELDU_CHECK, KB_ELDU, tc[TC_IDX])
-            r = run(st, t, tc[TC_ELDU_NS])
+            r = perform(st, t, RQ_RUN, tc[TC_ELDU_NS])
             if r != R_OK:
                 return _blocked(st, t, P_ELDU_RUN, r)
             pc = P_ELDU_RUN
@@ -363,19 +383,22 @@ def thread_resume(st, ks, ts, t):
                 ks.pflags[idx] = (ks.pflags[idx] | ENCL_PAGE_PTE_PRESENT) & _MAP_CLEAR
             else:
                 tcnt[TN_RETRIES] += 1
-            r = unlock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
-                return _blocked(st, t, pc, r)
-            _latency(st, ts)
+                return _blocked(st, t, P_UNLOCKED, r)
+            pc = P_UNLOCKED
+            continue
+        if pc == P_UNLOCKED:
+            _latency(st, ts)  # _fault, after sgx_vma_fault returned
             pc = P_TOP  # cond_resched(): nothing in the regime
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------
         if pc == P_END:
             if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
                 _aex(ks)  # on_switch_out
-            exit_task(st, t)
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE
+            perform(st, t, RQ_EXIT, 0)
             return R_BLOCKED
         if pc == P_DONE:
             return R_BLOCKED

@@ -334,6 +334,16 @@ def _fold(
     if mutex.trace is not None:
         for ns, ev, t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
             mutex.trace.append((ns, TRACE_EVENTS[ev], tasks[t].name))
+    fold_thread(system, thread, encl, secs, ks, ts)
+
+
+def fold_thread(
+    system: System, thread: EnclaveThread, encl: Any, secs: Any, ks: Any, ts: Any
+) -> None:
+    """``KState``'s and ``TState``'s small arrays back into the Python objects (the kernel's
+    and the thread's: counters, latencies, ``entered``, the LP's state); the engine's (the
+    core's rows) are the caller's."""
+    sgx = system.sgx
     fold_kernel(system, encl, secs, ks)
     tc = ts.tc
     stats = sgx.stats
