@@ -65,6 +65,7 @@ class Served:
         mutexes: Sequence[Mutex],
         queues: Sequence[WaitQueue],
         step: Step,
+        mode: str = "simpy",
     ):
         if len(tasks) != st.tasks.shape[0]:
             raise ValueError(
@@ -89,9 +90,12 @@ class Served:
         #: the task's machine has been called once (its process is past its Initialize)
         self.begun = np.zeros(len(tasks), np.bool_)
         self.pops = 0
-        #: which engine runs the machines now: "simpy" or "core"
-        self.mode = "simpy"
-        st.clk[C_SERVED] = 1
+        if mode not in ("simpy", "core"):
+            raise ValueError(f"mode: 'simpy' or 'core', got {mode!r}")
+        #: which engine runs the machines now: "simpy" or "core" (the arrays hold the
+        #: engine's state; ``transfer.to_simpy`` moves it)
+        self.mode = mode
+        st.clk[C_SERVED] = int(mode == "simpy")
 
     def spawn(self, t: int) -> None:
         """RQ_SPAWN (``env.process``) unless task ``t`` was started already."""

@@ -195,7 +195,7 @@ def to_core(sv: Served) -> bool:
         gen = proc._generator
         inner = _innermost(gen)
         if rq == RQ_RUN:
-            if inner is not _RUN_CODE:
+            if inner is not _RUN_CODE and inner is not _wait.__code__:
                 return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
             state[t] = TS_RUN
         elif rq == RQ_RUN_USER:
@@ -206,7 +206,7 @@ def to_core(sv: Served) -> bool:
             user_ns[t] = int(user["ns"])
             state[t] = TS_RUN
         elif rq == RQ_SLEEP:
-            if inner is not _SLEEP_CODE:
+            if inner is not _SLEEP_CODE and inner is not _sleep_tail.__code__:
                 return False  # woken, waiting for a CPU
             state[t] = TS_SLEEP
             if not target.triggered:

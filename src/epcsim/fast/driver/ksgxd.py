@@ -12,6 +12,12 @@ The order of every step is ``kernel/main.py``'s ``Sgx._ksgxd`` and ``kernel/recl
 ``sgx_reclaim_pages``/``reclaimer_write``/``sgx_encl_ewb``; a change there changes this file
 in the same commit (DESIGN.md, "Where a new kernel feature goes"). What the regime excludes
 is a hand-back (``kstate.KB_*``), decided before the step that would need it.
+
+Every engine action is a request through ``request.perform`` and every request, the
+unlocks included, is followed by its own pc (``P_*_UNLOCKED`` after the three unlocks), so
+the machine runs served by SimPy one request at a time as well (``cosim/served.py``,
+``served_ksgxd.py``): there ``perform`` answers ``R_BLOCKED`` to each and the machine is
+called again at the pc after it.
 """
 
 from __future__ import annotations
@@ -20,10 +26,8 @@ from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
 from epcsim.fast.cosim.handback import hand_back
-from epcsim.fast.cosim.mutex import lock, unlock
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_SLEEP, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, R_STOP, T_CPU, T_PC
-from epcsim.fast.cosim.task import run
-from epcsim.fast.cosim.waitqueue import sleep_on
 from epcsim.fast.driver.encls import NEED_VA_ROW, NOT_CHILD, NOT_TRACKED, eblock, etrack, ewb
 from epcsim.fast.driver.kstate import (
     CN_BATCHES,
@@ -122,10 +126,13 @@ P_EWB3_RUN = 18
 P_STORED = 19  #: D: the record is in the backing store (after a Python store)
 P_CHECK = 20  #: K0: ``if sgx_should_reclaim(high)``, the batch's own check
 P_EWB_DONE = 21  #: D: ``sgx_encl_ewb``'s result is final
+P_B_UNLOCKED = 22  #: B: ``encl->lock`` released after the backing
+P_C_UNLOCKED = 23  #: C: released after EBLOCK
+P_D_UNLOCKED = 24  #: D: released after EWB
 P_NAMES = (
     "top", "wait", "wakeup", "isolated", "B", "age", "B locked", "backing", "C", "zap",
     "C locked", "eblock", "D", "D locked", "ewb1", "etrack", "ewb2", "ipi", "ewb3", "stored",
-    "check", "ewb done",
+    "check", "ewb done", "B unlocked", "C unlocked", "D unlocked",
 )  # fmt: skip
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
@@ -188,9 +195,9 @@ def ksgxd_resume(st, ks, t):
             continue
         if pc == P_WAIT:
             if not should_reclaim(ks, kc[K_HIGH]):
-                return _blocked(st, t, P_WAIT, sleep_on(st, t, _KSGXD_WAITQ))
+                return _blocked(st, t, P_WAIT, perform(st, t, RQ_SLEEP, _KSGXD_WAITQ))
             kc[K_SLEEPING] = 0
-            r = run(st, t, kc[K_WAKEUP_NS])
+            r = perform(st, t, RQ_RUN, kc[K_WAKEUP_NS])
             if r != R_OK:
                 return _blocked(st, t, P_WAKEUP_RUN, r)
             pc = P_WAKEUP_RUN
@@ -217,7 +224,7 @@ def ksgxd_resume(st, ks, t):
                 batch[k, 1] = ks.owner_index[page]
                 batch[k, 2] = -1
             kc[K_NB] = n
-            r = run(st, t, kc[K_LRU_OPS] * max(1, n))
+            r = perform(st, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
             if r != R_OK:
                 return _blocked(st, t, P_ISOLATED_RUN, r)
             pc = P_ISOLATED_RUN
@@ -233,7 +240,7 @@ def ksgxd_resume(st, ks, t):
                 kc[K_I] = 0
                 pc = P_C
                 continue
-            r = run(st, t, kc[K_AGE_CHECK])
+            r = perform(st, t, RQ_RUN, kc[K_AGE_CHECK])
             if r != R_OK:
                 return _blocked(st, t, P_AGE_RUN, r)
             pc = P_AGE_RUN
@@ -251,13 +258,13 @@ def ksgxd_resume(st, ks, t):
                 kc[K_I] = i + 1
                 pc = P_B
                 continue
-            r = lock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_B_LOCKED, r)
             pc = P_B_LOCKED
             continue
         if pc == P_B_LOCKED:
-            r = run(st, t, kc[K_BACKING_ALLOC])
+            r = perform(st, t, RQ_RUN, kc[K_BACKING_ALLOC])
             if r != R_OK:
                 return _blocked(st, t, P_BACKING_RUN, r)
             pc = P_BACKING_RUN
@@ -267,12 +274,16 @@ def ksgxd_resume(st, ks, t):
             index = batch[i, 1]
             batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
             ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
-            r = unlock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
-                return _blocked(st, t, P_BACKING_RUN, r)
+                return _blocked(st, t, P_B_UNLOCKED, r)
+            pc = P_B_UNLOCKED
+            continue
+        if pc == P_B_UNLOCKED:
+            i = kc[K_I]
             k = kc[K_NK]
             batch[k, 0] = batch[i, 0]
-            batch[k, 1] = index
+            batch[k, 1] = batch[i, 1]
             batch[k, 2] = batch[i, 2]
             kc[K_NK] = k + 1
             kc[K_I] = i + 1
@@ -284,20 +295,20 @@ def ksgxd_resume(st, ks, t):
                 kc[K_I] = 0
                 pc = P_D
                 continue
-            r = run(st, t, kc[K_ZAP])
+            r = perform(st, t, RQ_RUN, kc[K_ZAP])
             if r != R_OK:
                 return _blocked(st, t, P_ZAP_RUN, r)
             pc = P_ZAP_RUN
             continue
         if pc == P_ZAP_RUN:
             zap_ptes(ks.pflags, batch[kc[K_I], 1])
-            r = lock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_C_LOCKED, r)
             pc = P_C_LOCKED
             continue
         if pc == P_C_LOCKED:
-            r = run(st, t, kc[K_EBLOCK_NS])
+            r = perform(st, t, RQ_RUN, kc[K_EBLOCK_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EBLOCK_RUN, r)
             pc = P_EBLOCK_RUN
@@ -310,9 +321,12 @@ def ksgxd_resume(st, ks, t):
             ret = eblock(ks, page)
             if ret != 0:
                 _warn(ks, W_EBLOCK, ret, page)
-            r = unlock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
-                return _blocked(st, t, P_EBLOCK_RUN, r)
+                return _blocked(st, t, P_C_UNLOCKED, r)
+            pc = P_C_UNLOCKED
+            continue
+        if pc == P_C_UNLOCKED:
             kc[K_I] += 1
             pc = P_C
             continue
@@ -335,7 +349,7 @@ def ksgxd_resume(st, ks, t):
             vid = ks.va_ends[kc[K_VA_ROW], HEAD]
             if vid < 0:
                 return _stop(st, ks, t, pc, KB_UNEXPECTED, batch[i, 0])
-            r = lock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_D_LOCKED, r)
             pc = P_D_LOCKED
@@ -355,7 +369,7 @@ def ksgxd_resume(st, ks, t):
             kc[K_VID] = vid
             kc[K_VA] = ks.va_epc_of[vid]
             kc[K_SLOT] = slot
-            r = run(st, t, kc[K_EWB_NS])
+            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB1_RUN, r)
             pc = P_EWB1_RUN
@@ -367,7 +381,7 @@ def ksgxd_resume(st, ks, t):
             if ret == NOT_CHILD:
                 return _stop(st, ks, t, pc, KB_UNEXPECTED, batch[kc[K_I], 0])
             if ret == NOT_TRACKED and pc == P_EWB1_RUN:
-                r = run(st, t, kc[K_ETRACK_NS])
+                r = perform(st, t, RQ_RUN, kc[K_ETRACK_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_ETRACK_RUN, r)
                 pc = P_ETRACK_RUN
@@ -382,7 +396,7 @@ def ksgxd_resume(st, ks, t):
                 kc[K_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
-                    r = run(st, t, kc[K_IPI_NS])
+                    r = perform(st, t, RQ_RUN, kc[K_IPI_NS])
                     if r != R_OK:
                         return _blocked(st, t, P_IPI_RUN, r)
                 pc = P_IPI_RUN
@@ -397,7 +411,7 @@ def ksgxd_resume(st, ks, t):
             ret = etrack(ks)
             if ret != 0:
                 _warn(ks, W_ETRACK, ret, kc[K_SECS_EPC])
-            r = run(st, t, kc[K_EWB_NS])
+            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB2_RUN, r)
             pc = P_EWB2_RUN
@@ -411,7 +425,7 @@ def ksgxd_resume(st, ks, t):
                 if lp >= 0 and (kc[K_IPI_MASK] >> lp) & 1:
                     kc[K_INSIDE] = 0
                     kc[K_TRACKING] = 0
-            r = run(st, t, kc[K_EWB_NS])
+            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB3_RUN, r)
             pc = P_EWB3_RUN
@@ -462,9 +476,14 @@ def ksgxd_resume(st, ks, t):
             if kc[K_RET] == 0:
                 ks.desc[index] = -2 - (kc[K_VID] * SGX_VA_SLOT_COUNT + kc[K_SLOT])
             kc[K_CHILD_CNT] -= 1
-            r = unlock(st, t, _ENCL_LOCK)
+            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
-                return _blocked(st, t, P_STORED, r)
+                return _blocked(st, t, P_D_UNLOCKED, r)
+            pc = P_D_UNLOCKED
+            continue
+        if pc == P_D_UNLOCKED:
+            i = kc[K_I]
+            page = batch[i, 0]
             kc[K_REFCOUNT] -= 1
             ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
             if free_page(

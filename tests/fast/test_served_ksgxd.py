@@ -1,0 +1,90 @@
+"""ksgxd's compiled machine served by SimPy on a live ``System`` and moved between SimPy and
+the core in the middle of its batches (``fast/driver/served_ksgxd.py``), ksgxd alone.
+
+The scenario of ``test_driver_ksgxd`` (a thread's sweep, then ksgxd woken with work to
+do): the reference runs ``wake_ksgxd(); env.run()``, the other copy
+``run_ksgxd_switching`` with drawn switch points - core, SimPy, core, ... - and every array,
+record, counter, clock and lock field must be equal; then both copies sweep again (the
+reference's own ksgxd generator back on its wait queue in the second) and must still be.
+Shrinking is off: each example builds two systems, and a failure is reproduced from its
+printed arguments.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from test_driver_ksgxd import build, differ, snapshot
+
+import epcsim.fast.driver.served_ksgxd as served_ksgxd
+from epcsim.fast.cosim.state import T_PC
+from epcsim.fast.driver.ksgxd import P_NAMES
+from epcsim.fast.driver.served_ksgxd import run_ksgxd_switching
+
+EXAMPLES = 60 if os.environ.get("EPCSIM_LONG") else 6
+
+
+def _both(seed: int, engine: str, extra: int, keep_free: int, switches: list[int]):  # type: ignore[no-untyped-def]
+    n = 256 + extra
+    ref = build(seed, engine, "1M", n, keep_free)
+    drv = build(seed, engine, "1M", n, keep_free)
+    ref.sgx.wake_ksgxd()
+    ref.machine.env.run()
+    result = run_ksgxd_switching(drv, switches)
+    assert result.handed_back is None, result
+    assert result.pc == "wait"
+    assert differ(snapshot(ref), snapshot(drv)) == []
+    # the System goes on with the reference's own ksgxd
+    for system in (ref, drv):
+        (encl,) = system.enclaves
+        rng = np.random.default_rng(seed + 1)
+        encl.access_pages(rng.permutation(n)[: n // 2].tolist())
+        system.run()
+    assert differ(_named(snapshot(ref)), _named(snapshot(drv))) == []
+    return ref, drv
+
+
+def _named(snap: dict[str, object]) -> dict[str, object]:
+    """``snapshot`` with the lock's owner by name (a run can end with ksgxd holding it, and
+    two systems' Task objects never compare equal)."""
+    owner, *rest = snap["lock"]  # type: ignore[misc]
+    return {**snap, "lock": (None if owner is None else owner.name, *rest)}
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    engine=st.sampled_from(["fast", "reference"]),
+    extra=st.integers(16, 300),
+    keep_free=st.integers(0, 40),
+    switches=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+)
+def test_ksgxd_moved_mid_batch_matches_the_reference(seed, engine, extra, keep_free, switches):
+    _both(seed, engine, extra, keep_free, switches)
+
+
+def test_moves_happen_inside_batches(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Switching every few events moves ksgxd to SimPy inside its batches - B, C and D,
+    with ``encl->lock`` held - and back, and the result is still the reference's."""
+    at: list[str] = []
+    to_simpy = served_ksgxd.to_simpy
+
+    def spy(sv):  # type: ignore[no-untyped-def]
+        at.append(P_NAMES[int(sv.st.tasks[0, T_PC])])
+        to_simpy(sv)
+
+    monkeypatch.setattr(served_ksgxd, "to_simpy", spy)
+    for engine in ("fast", "reference"):
+        _both(3, engine, 120, 0, [3, 2] * 60)
+    # waiting for its run steps: the age check (B), backing_alloc and EBLOCK and EWB with
+    # ``encl->lock`` held (B, C, D), ETRACK
+    for phase in ("age", "backing", "eblock", "ewb", "etrack"):
+        assert any(p.startswith(phase) for p in at), (phase, sorted(set(at)))
