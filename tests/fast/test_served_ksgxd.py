@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_driver_ksgxd import build, differ, snapshot
@@ -88,3 +89,36 @@ def test_moves_happen_inside_batches(monkeypatch) -> None:  # type: ignore[no-un
     # ``encl->lock`` held (B, C, D), ETRACK
     for phase in ("age", "backing", "eblock", "ewb", "etrack"):
         assert any(p.startswith(phase) for p in at), (phase, sorted(set(at)))
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+@pytest.mark.parametrize("switches", [[], [1], [5] * 40, [2, 7] * 20])
+def test_the_secs_eviction_is_continued_in_python(engine, switches, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A small EPC whose every resident child ksgxd writes back: the driver stops before
+    the SECS's last child's D step (``KB_SECS``), on the core or served, and ksgxd's own
+    generator takes over there - the rest of the batch (``sgx_reclaim_write_back`` from
+    that page), the SECS's eviction, the loop - to its sleep: all equal to the reference,
+    and so is what the ``System`` does next."""
+    served_stops = []
+    fold = served_ksgxd.fold_kernel
+
+    def spy(*a):  # type: ignore[no-untyped-def]
+        served_stops.append(1)
+        fold(*a)
+
+    monkeypatch.setattr(served_ksgxd, "fold_kernel", spy)
+    ref = build(5, engine, "512K", 140, 0)
+    drv = build(5, engine, "512K", 140, 0)
+    ref.sgx.wake_ksgxd()
+    ref.machine.env.run()
+    result = run_ksgxd_switching(drv, switches)
+    assert result.handed_back == "SECS eviction, continued in Python"
+    assert ref.sgx.stats.secs_evictions == drv.sgx.stats.secs_evictions == 1
+    assert differ(_named(snapshot(ref)), _named(snapshot(drv))) == []
+    for system in (ref, drv):
+        (encl,) = system.enclaves
+        encl.access_pages(list(range(0, 140, 3)))
+        system.run()
+    assert differ(_named(snapshot(ref)), _named(snapshot(drv))) == []
+    if engine == "reference" and switches == [1]:
+        assert served_stops  # the served machine met KB_SECS (not only the core)

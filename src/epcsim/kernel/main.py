@@ -177,8 +177,18 @@ class Sgx:
         self.ksgxd_task = Task(self.m, "ksgxd", kernel=True)
         self.m.spawn(self._ksgxd(self.ksgxd_task))
 
-    def _ksgxd(self, task: Task) -> Gen:
-        high = self.high_pages
+    def _ksgxd(self, task: Task, moved: tuple[int, Gen] | None = None) -> Gen:
+        """``ksgxd()``'s loop. ``moved`` = ``(high, rest)``: ksgxd taken over from the
+        compiled driver in the middle of a batch (``epcsim.fast.driver.served_ksgxd``):
+        ``rest`` finishes the batch (``sgx_reclaim_write_back``), then the loop goes on with
+        the watermark the first generator read when it started."""
+        if moved is None:
+            high = self.high_pages
+        else:
+            high, rest = moved
+            n = yield from rest
+            self.stats.ksgxd_pages_reclaimed += n
+            yield from task.cond_resched()
         while True:
             if not self.should_reclaim(high):
                 self.ksgxd_sleeping = True

@@ -154,8 +154,19 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
         yield from encls.eblock(sgx, task, page)
         task.unlock(encl.lock)
 
-    # Phase D - EWB under encl->lock, then free the EPC page.
-    for page, encl, index in kept:
+    return (yield from sgx_reclaim_write_back(sgx, task, kept))
+
+
+def sgx_reclaim_write_back(
+    sgx: Sgx, task: Task, kept: list[tuple[int, SgxEncl, int]], start: int = 0
+) -> Gen:
+    """Phase D of ``sgx_reclaim_pages`` from the batch's page ``start`` on: EWB under
+    ``encl->lock``, then free the EPC page. Returns the batch's page count (``len(kept)``).
+    ``start`` > 0 resumes a batch whose first pages the compiled driver wrote back
+    (``epcsim.fast.driver.served_ksgxd``: the SECS's eviction, ``KB_SECS``)."""
+    epc = sgx.epc
+    for k in range(start, len(kept)):
+        page, encl, index = kept[k]
         yield from task.lock(encl.lock)
         yield from reclaimer_write(sgx, task, encl, page, index)
         task.unlock(encl.lock)
@@ -174,4 +185,4 @@ def sgx_reclaim_direct(sgx: Sgx, task: Task) -> Gen:
         sgx.stats.direct_reclaim_pages += n
 
 
-__all__ = ["sgx_reclaim_direct", "sgx_reclaim_pages"]
+__all__ = ["sgx_reclaim_direct", "sgx_reclaim_pages", "sgx_reclaim_write_back"]

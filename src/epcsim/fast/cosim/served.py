@@ -39,6 +39,7 @@ from epcsim.fast.cosim.state import (
     C_NOW,
     C_SERVED,
     R_BLOCKED,
+    R_STOP,
     T_CPU,
     T_RQ,
     T_RQ_A,
@@ -66,6 +67,7 @@ class Served:
         queues: Sequence[WaitQueue],
         step: Step,
         mode: str = "simpy",
+        on_stop: Callable[[int], Gen] | None = None,
     ):
         if len(tasks) != st.tasks.shape[0]:
             raise ValueError(
@@ -86,6 +88,9 @@ class Served:
         self.mutexes = list(mutexes)
         self.queues = list(queues)
         self.step = step
+        #: a machine that stops (``R_STOP``: before a step only Python does) while served
+        #: goes on as this generator, in the same process (the task's Python code)
+        self.on_stop = on_stop
         self.procs: list[Any] = [None] * len(tasks)
         #: the task's machine has been called once (its process is past its Initialize)
         self.begun = np.zeros(len(tasks), np.bool_)
@@ -118,7 +123,12 @@ class Served:
             rows[t, T_RQ] = 0
             clk[C_NOW] = env._now
             rows[t, T_CPU] = -1 if task.cpu is None else task.cpu
-            if self.step(t) != R_BLOCKED:
+            r = self.step(t)
+            if r == R_STOP and self.on_stop is not None:
+                rows[t, T_RQ] = 0
+                yield from self.on_stop(t)
+                return
+            if r != R_BLOCKED:
                 raise RuntimeError(f"task {t}: a served machine stopped without a request")
             rq = int(rows[t, T_RQ])
             ret = yield from perform_simpy(

@@ -15,15 +15,18 @@ built: PATHS.md, "The hand-back's mechanism").
 At the end ksgxd's own Python generator - which slept on ``ksgxd_waitq`` all along, its
 event put aside while the machine ran - is put back on the wait queue: the machine's
 K0 sleep and the generator's are the same state (PATHS.md K0), so the ``System`` goes on
-with the reference's ksgxd. A driver hand-back (``KB_SECS``, ...) is not continued:
-the result says so and, as after ``run_ksgxd``, the ``System`` must not be run further.
+with the reference's ksgxd. ``KB_SECS`` (the SECS's last child's D step) is continued by
+that generator from the page the driver stopped at (``Sgx._ksgxd(moved=...)``), run by
+SimPy to ksgxd's sleep; any other driver hand-back is not continued: the result says so
+and, as after ``run_ksgxd``, the ``System`` must not be run further.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from epcsim.engine.machine import Gen
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
@@ -44,10 +47,9 @@ from epcsim.fast.cosim.state import (
     M_SPIN_ACQUIRED,
     M_STEALS,
     M_WAIT_NS,
-    R_STOP,
     T_PC,
 )
-from epcsim.fast.cosim.transfer import to_core, to_simpy
+from epcsim.fast.cosim.transfer import _frame_locals, _process, to_core, to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.bridge import (
     SERVE,
@@ -58,9 +60,12 @@ from epcsim.fast.driver.bridge import (
     _kernel_state,
     _serve,
     drive,
+    fold_kernel,
     wake,
 )
 from epcsim.fast.driver.ksgxd import P_NAMES, R_SVC, ksgxd_resume
+from epcsim.kernel.main import Sgx
+from epcsim.kernel.reclaim import sgx_reclaim_write_back
 
 if TYPE_CHECKING:
     from epcsim.system import System
@@ -115,13 +120,42 @@ def run_ksgxd_switching(
         while True:
             r = int(machine(co, box[0], t))
             if r != R_SVC:
-                break
+                return r
             box[0] = _serve(system, encl, box[0], counts)
-        if r == R_STOP:
-            raise _DriverHandBack
-        return r
 
-    sv = Served(co, m, [task], [mutex], [waitq], step, mode="core")
+    # -- KB_SECS: ksgxd's own generator takes over before page j's D step ---------------------
+    resume: Any = parked[0].callbacks[0] if parked else None  # Process._resume, bound
+    old_gen = resume.__self__._generator if resume is not None else None
+    frame = _frame_locals(old_gen, Sgx._ksgxd.__code__)
+    high = sgx.high_pages if frame is None else int(frame["high"])
+
+    def python_ksgxd() -> Gen:
+        """``Sgx._ksgxd`` from the D step of the batch's page ``K_I`` (the driver stopped
+        before it, ``KB_SECS``): the rest of the batch, then the loop. The pages not yet
+        written back keep the PCMD generation phase B pinned (``get_backing``'s record)."""
+        kc = box[0].kc
+        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
+        rows = box[0].batch[:nk].tolist()
+        for _page, index, pinned in rows[j:]:
+            encl.backing._pinned_gen[index] = pinned
+        kept = [(page, encl, index) for page, index, _ in rows]
+        waitq._waiters = [ev for ev in waitq._waiters if ev not in parked]  # replaced
+        return sgx._ksgxd(task, (high, sgx_reclaim_write_back(sgx, task, kept, j)))
+
+    taken_over = [False]
+
+    def on_stop(t: int) -> Gen:
+        """Served, the machine stopped: at ``KB_SECS`` the kernel's small arrays go back
+        into the Python objects (SimPy holds the engine's state) and the same process goes
+        on as ksgxd's generator; any other stop is not continued."""
+        if int(co.clk[C_HB]) != 100 + K.KB_SECS:
+            raise _DriverHandBack
+        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+        fold_kernel(system, encl, secs, box[0])
+        taken_over[0] = True
+        return python_ksgxd()
+
+    sv = Served(co, m, [task], [mutex], [waitq], step, mode="core", on_stop=on_stop)
     pending = -1
     rc = IDLE
 
@@ -141,6 +175,14 @@ def run_ksgxd_switching(
             return HB_BUDGET
         return int(rc)
 
+    def on_simpy(count: int) -> None:
+        try:
+            sv.run(count)
+        except _DriverHandBack:
+            raise NotImplementedError(
+                "run_ksgxd_switching: a driver hand-back other than KB_SECS while served"
+            ) from None
+
     stopped = False
     for count in switches:
         if sv.mode == "core":
@@ -150,24 +192,22 @@ def run_ksgxd_switching(
                 break
             to_simpy(sv)
         else:
-            try:
-                sv.run(count)
-            except _DriverHandBack:
-                raise NotImplementedError(
-                    "run_ksgxd_switching: a driver hand-back while served (KB_SECS continued "
-                    "in Python is not built)"
-                ) from None
+            on_simpy(count)
+            if taken_over[0]:
+                break
             if not to_core(sv):
                 raise RuntimeError("run_ksgxd_switching: ksgxd alone left the core's regime")
+    if taken_over[0]:
+        # ksgxd is the reference's generator again, on SimPy: to its sleep
+        on_simpy(0)
+        return KsgxdResult(K.KB_NAMES[K.KB_SECS] + ", continued in Python", "D", services=counts)
     if not stopped:
         if sv.mode == "simpy":
-            try:
-                sv.run()
-            except _DriverHandBack:
-                raise NotImplementedError(
-                    "run_ksgxd_switching: a driver hand-back while served (KB_SECS continued "
-                    "in Python is not built)"
-                ) from None
+            on_simpy(0)
+            if taken_over[0]:
+                return KsgxdResult(
+                    K.KB_NAMES[K.KB_SECS] + ", continued in Python", "D", services=counts
+                )
             if not to_core(sv):
                 raise RuntimeError("run_ksgxd_switching: ksgxd alone left the core's regime")
             rc = IDLE
@@ -177,6 +217,10 @@ def run_ksgxd_switching(
     # the core holds the engine's state now (absolute ``elided``): fold as run_ksgxd does
     m.elided = int(co.clk[C_ELIDED])
     co.clk[C_ELIDED] = 0
+    hb = int(co.clk[C_HB])
+    secs_stop = rc == HANDED_BACK and hb == 100 + K.KB_SECS
+    if secs_stop:
+        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
     _fold(system, encl, secs, co, ks)
     # ``_fold`` leaves CFS's idle list alone (``run_ksgxd`` ends with the CPUs it began
     # with); a move to SimPy rewrote it: as ``m.running`` says now
@@ -187,7 +231,16 @@ def run_ksgxd_switching(
     if rc == IDLE:
         waitq._waiters = parked  # ksgxd asleep at K0: its generator's wait is that state
         return KsgxdResult(None, pc, services=counts)
-    hb = int(co.clk[C_HB])
+    if secs_stop:
+        # ksgxd is mid-resumption at page j's D step: its generator takes over now, as the
+        # running process, and SimPy runs it to its sleep
+        gen = python_ksgxd()
+        ev = next(gen)
+        task_proc = _process(m.env, gen, ev, True)
+        sv.procs[0] = task_proc
+        sv.mode = "simpy"
+        sv.run()
+        return KsgxdResult(K.KB_NAMES[K.KB_SECS] + ", continued in Python", pc, services=counts)
     why = K.KB_NAMES[int(ks.kc[K.K_HB])] if hb >= 100 else HB_NAMES[hb]
     return KsgxdResult(why, pc, int(ks.kc[K.K_HB_PAGE]), services=counts)
 
