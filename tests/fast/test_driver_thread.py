@@ -239,6 +239,18 @@ def test_records_that_fail_eldu_hand_back_before_it() -> None:
         assert ref.sgx.stats.page_faults == s.page_faults
 
 
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_an_empty_stream_starts_and_ends_the_process_only(engine: str) -> None:
+    """No access: the process starts and ends, the thread never takes a CPU (``enter`` is
+    not reached), as in the reference."""
+    ref, rencl = build(2, engine, "1M", 300, 160)
+    drv, dencl = build(2, engine, "1M", 300, 160)
+    out = rencl.access_pages(np.zeros(0, np.int64))
+    result = run_thread(drv, dencl._main_thread(), np.zeros(0, np.int64))
+    assert result.handed_back is None and result.outcome == out
+    assert differ(thread_snapshot(ref, rencl, out), thread_snapshot(drv, dencl, out)) == []
+
+
 def test_outside_the_regime_is_refused() -> None:
     system, encl = build(1, "fast", "1M", 300, 160)
     t = encl._main_thread()
