@@ -419,10 +419,12 @@ def _run(
 ) -> ThreadResult:
     encl, secs = _check_regime(system)
     _check_thread(system, thread, encl)
-    pages = np.ascontiguousarray(pages, dtype=np.int64)
+    # copies, writable and contiguous whatever was passed (a read-only view, e.g. what
+    # ``np.broadcast_to`` gives, is another numba type: a second compile of the machine)
+    pages = np.array(pages, dtype=np.int64, order="C")
     if pages.ndim != 1:
         raise ValueError(f"pages: one dimension of page indices, got shape {pages.shape}")
-    writes = np.ascontiguousarray(np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape))
+    writes = np.array(np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape), order="C")
     if pages.size and (pages.min() < 0 or pages.max() >= encl.nr_pages):
         raise ValueError("pages: index outside the enclave")
     if trace is None:
