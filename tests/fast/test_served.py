@@ -23,7 +23,7 @@ from test_cosim_run_user import user_scenarios
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
-from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, run_core
+from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_WAIT, OP_WAKE, run_core
 from epcsim.fast.cosim.program_served import run_served
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.simpy_program import run_simpy
@@ -220,6 +220,9 @@ def test_moves_carry_spinners_sleepers_and_pokes():
     probe()
     for key in ("spin", "spin_pending", "poke", "sleep_pending", "run", "starting", "done"):
         assert moved.get(key, 0) >= 5, moved
+    # inside the core's regime (a CPU per task, no sleeping lock owner) no move is refused,
+    # whatever the tasks wait for - a task moved to SimPy and not yet resumed included
+    assert moved.get("refused", 0) == 0, moved
 
 
 def test_pure_served_run_is_the_simpy_run():
@@ -284,3 +287,22 @@ def test_served_rejects_mismatched_rows():
 def test_run_served_rejects_bad_switches():
     with pytest.raises(ValueError, match="switches"):
         run_served([[(OP_RUN, 1, 0)]], 1, switches=[3, 0])
+
+
+def test_a_task_moved_twice_while_it_waits():
+    """t0's long step is moved to SimPy, and back to the core before it ends, several
+    times (so is t1's sleep): each move is accepted (a task moved to SimPy waits in
+    ``transfer``'s own continuation, not in ``Task.run``/``Task.sleep``) and nothing
+    differs from SimPy alone."""
+    programs = [
+        [(OP_RUN, 1_000, 0), (OP_WAKE, 0, 0)],
+        [(OP_WAIT, 0, 0), (OP_RUN, 5, 0)],
+        [(OP_RUN, 10, 0)] * 8,
+    ]
+    for elide in (False, True):
+        moved: dict[str, int] = {}
+        got, ran, _ = run_served(programs, 3, switches=[3, 1] * 8, elide=elide, moved=moved)
+        assert got.comparable() == run_simpy(programs, 3, elide=elide).comparable()
+        assert moved.get("refused", 0) == 0, moved
+        if not elide:  # every step an event: t0's step and t1's sleep span several moves
+            assert moved["run"] >= 4 and moved["sleep"] >= 2, moved

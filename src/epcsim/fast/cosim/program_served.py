@@ -122,8 +122,11 @@ def run_served(
             ran.append("simpy")
             sv.run(count)
             # refused outside the core's regime: the next segment is SimPy's too
-            if to_core(sv) and moved is not None:
-                _count_moved(st, moved)
+            if to_core(sv):
+                if moved is not None:
+                    _count_moved(st, moved)
+            elif moved is not None:
+                moved["refused"] = moved.get("refused", 0) + 1
         else:
             on_core(int(st.clk[C_POPS]) + count)
     if sv.mode == "core":
