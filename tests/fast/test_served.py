@@ -301,7 +301,7 @@ def test_a_task_moved_twice_while_it_waits():
     ]
     for elide in (False, True):
         moved: dict[str, int] = {}
-        got, ran, _ = run_served(programs, 3, switches=[3, 1] * 8, elide=elide, moved=moved)
+        got, _, _ = run_served(programs, 3, switches=[3, 1] * 8, elide=elide, moved=moved)
         assert got.comparable() == run_simpy(programs, 3, elide=elide).comparable()
         assert moved.get("refused", 0) == 0, moved
         if not elide:  # every step an event: t0's step and t1's sleep span several moves
