@@ -55,7 +55,9 @@ class System:
     at once - a named deviation, see ``epcsim/fast/README.md``), ``check`` (run the
     invariant checker, :mod:`epcsim.kernel.check`, after every public call and ``run()``;
     a violation raises ``InvariantError``; also on when the environment variable
-    ``EPCSIM_CHECK`` is set to anything but ``0``).
+    ``EPCSIM_CHECK`` is set to anything but ``0``), ``fast_core`` (fast engine only, off by
+    default: run enclave threads' access streams on the compiled core while ksgxd sleeps,
+    ``epcsim.fast.driver.stream``; exact, ``fast_core_accesses`` counts what it ran).
 
     ``mutex`` is ``encl->lock``'s behaviour: ``"linux"`` (kernel/locking/mutex.c: optimistic
     spinning, stealing, HANDOFF) or ``"fifo"`` (hand-over to the first sleeper).
@@ -86,6 +88,7 @@ class System:
         mutex: str = "linux",
         sched: str = "cfs",
         check: bool = False,
+        fast_core: bool = False,
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -139,6 +142,14 @@ class System:
             sgx2=sgx2,
             nopage_flood_bulk=nopage_flood == "bulk",
         )
+        if not isinstance(fast_core, bool):
+            raise ValueError(f"fast_core: True or False, got {fast_core!r}")
+        if fast_core and engine != "fast":
+            raise ValueError("fast_core: needs engine='fast' (the reference is SimPy's)")
+        if fast_core:
+            from epcsim.fast.driver.stream import StreamCore
+
+            self.sgx.stream_core = StreamCore(self)
         self.sgx.start_ksgxd()
         self.config = {
             "epc_bytes": nr_pages * PAGE_SIZE,
@@ -262,6 +273,12 @@ class System:
     @property
     def enclaves(self) -> list[Enclave]:
         return [e.handle for e in self.sgx.enclaves.values() if isinstance(e.handle, Enclave)]
+
+    @property
+    def fast_core_accesses(self) -> int:
+        """Stream accesses run on the compiled core (``fast_core=True``; 0 otherwise)."""
+        core = self.sgx.stream_core
+        return 0 if core is None else int(core.accesses)
 
     def stats(self) -> dict[str, Any]:
         """Counters (design.md): EPC totals, per-enclave residency, leaf and reclaim counts."""

@@ -160,6 +160,9 @@ class EnclaveBacking:
     (``va_of``, set by the enclave at CREATE); the file keeps no copy.
     """
 
+    #: set by ``tamper`` (see there)
+    tampered = False
+
     def __init__(self, encl_id: int, size: int):
         self.encl_id = encl_id
         self.size = size
@@ -363,6 +366,9 @@ class EnclaveBacking:
         rec = self.lookup(index)
         if rec is None:
             raise KeyError(index)
+        # read by the fast engine's core hook only (epcsim.fast.driver.stream): an ELDU of
+        # a rewritten record may fail, and the core cannot stop there
+        self.tampered = True
         self._put(
             index,
             rec.contents if contents is None else bytes(contents),

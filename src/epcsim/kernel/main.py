@@ -10,7 +10,7 @@ Kernel functions that may sleep or spend CPU time are generators run by a ``Task
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from epcsim.arch import EBUSY, ENOMEM, ERESTARTSYS, SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES
 from epcsim.engine.machine import Gen, Machine, Task, WaitQueue
@@ -76,6 +76,9 @@ class Sgx:
         self.flood: NopageFlood | None = None
         if self.fast and nopage_flood_bulk:
             self.flood = machine.flood = NopageFlood(self)
+        #: ``System(fast_core=True)`` (fast engine only): ``access_stream``'s loop on the
+        #: compiled core where the regime holds (``epcsim.fast.driver.stream.StreamCore``)
+        self.stream_core: Any = None
 
     # -- sgx_should_reclaim / watermarks ------------------------------------------------------
     def should_reclaim(self, watermark: int) -> bool:

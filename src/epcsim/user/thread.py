@@ -251,8 +251,18 @@ class EnclaveThread(Task):
         # A run of resident accesses is charged in one step of at most ACCESS_QUANTUM_NS, so
         # the reclaimer's young checks interleave with it at that granularity.
         chunk_max = max(1, min(self.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
+        # ``System(fast_core=True)``: the loop runs on the compiled core from its top while
+        # the regime holds (epcsim.fast.driver.stream); None on the reference engine
+        core = self.sgx.stream_core
+        hook = None if core is None else core.stream(self, pages, writes)
         i = 0
         while i < n:
+            if hook is not None:
+                moved = hook.run(i, out.done)
+                if moved is not None:
+                    i, out.done = moved
+                    if i >= n:
+                        break
             if not (yield from self.enter()):
                 # the entry's fault stopped the stream: its address is the TCS's for a #PF
                 # on the TCS (0 for a #GP), as the kernel's SIGBUS reports it in si_addr

@@ -134,10 +134,11 @@ KB_SECS_LOAD = 9  #: the SECS is evicted: ``sgx_encl_load_secs``' ELDU
 KB_ENOMEM = 10  #: no free page and nothing reclaimable: -ENOMEM, SIGBUS
 KB_ELDU = 11  #: ELDU would fail (MAC, version, PCMD): -EFAULT, the WARN, SIGBUS
 KB_WAKE = 12  #: the thread alone: the allocation would wake ksgxd (``wake_ksgxd``)
+KB_TOP = 13  #: ``tstate.TC_HOOK``: the thread at its loop top, for Python to go on from
 KB_NAMES = (
     "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
     "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
-    "ELDU failure", "ksgxd wake-up",
+    "ELDU failure", "ksgxd wake-up", "loop top",
 )  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)

@@ -56,6 +56,7 @@ from epcsim.fast.driver.kstate import (
     K_CHILD_CNT,
     K_ENCL_ID,
     K_FT_N,
+    K_INITIALIZED,
     K_INSIDE,
     K_LRU_ROW,
     K_NR_FREE,
@@ -74,6 +75,7 @@ from epcsim.fast.driver.kstate import (
     KB_SECS_LOAD,
     KB_SIGBUS,
     KB_TCS,
+    KB_TOP,
     KB_UNEXPECTED,
     KB_WAKE,
     SVC_FT_FULL,
@@ -94,6 +96,7 @@ from epcsim.fast.driver.tstate import (
     TC_FAULT_NS,
     TC_FINISHED,
     TC_FREE_ROW,
+    TC_HOOK,
     TC_I,
     TC_IDX,
     TC_K,
@@ -165,6 +168,33 @@ def _aex(ks):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _hook_stop(ks, ts):
+    """``tc[TC_HOOK]`` (a call entered from ``access_stream``'s loop top, ksgxd asleep):
+    whether the core stops at this loop top and lets the Python generator go on. It stops
+    at the stream's end (the generator returns the outcome) and before a fault iteration
+    that could hand back in its middle - where the generator cannot go on from: the
+    allocation would wake ksgxd (``KB_WAKE``) or finds no free page (``KB_ENOMEM``), the
+    SECS is evicted (``KB_SECS_LOAD``). The test is the allocation's own (``P_LOCKED``)
+    read early: with ksgxd asleep nothing else changes these values before the thread's
+    lock, and a stop that proves unnecessary costs one Python iteration, never a result.
+    Records an ELDU would refuse (``KB_ELDU``) are excluded at entry (a tampered store)."""
+    tc = ts.tc
+    i = tc[TC_I]
+    if i >= tc[TC_N]:
+        return True
+    if ks.pflags[ts.pages[i]] & ENCL_PAGE_PTE_PRESENT:
+        return False  # a resident run: its only stop is KB_PF, at a loop top
+    kc = ks.kc
+    if kc[K_SECS_EPC] < 0 or kc[K_SLEEPING] == 0:
+        return True
+    nfree = ks.epc_ends[tc[TC_FREE_ROW], LEN]
+    if nfree == 0:
+        return True
+    lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
+    return kc[K_NR_FREE] - 1 < tc[TC_LOW] and lru > 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _latency(st, ts):
     tc = ts.tc
     n = tc[TC_LAT_N]
@@ -184,6 +214,8 @@ def thread_resume(st, ks, ts, t):
     while True:
         # -- T0: enter() ---------------------------------------------------------------------
         if pc == P_TOP:
+            if tc[TC_HOOK] != 0 and _hook_stop(ks, ts):
+                return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if tc[TC_I] >= tc[TC_N]:
                 pc = P_END
                 continue
@@ -194,8 +226,12 @@ def thread_resume(st, ks, ts, t):
             if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
                 pc = P_ACCESS
                 continue
-            if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
-                return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
+            # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
+            if tc[TC_TCS] >= 0:
+                if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
+                    return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
+            elif kc[K_SECS_EPC] < 0:
+                return _stop(st, ks, t, P_TOP, KB_TCS, -1)
             ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
             r = perform(st, t, RQ_RUN, ns)
             if r != R_OK:
@@ -204,15 +240,19 @@ def thread_resume(st, ks, ts, t):
             continue
         if pc == P_ENTER_RUN:
             tcs = tc[TC_TCS]
-            ret = enter_check(ks, ks.desc[tcs])
+            if tcs >= 0:
+                ret = enter_check(ks, ks.desc[tcs])
+            else:  # the implicit TCS (SgxCpu.eenter): the SECS resident and initialized
+                ret = 0 if kc[K_SECS_EPC] >= 0 and kc[K_INITIALIZED] != 0 else 1
             if ret != 0:
-                if not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
+                if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
                     # ksgxd zapped the TCS during the step: the loop's TCS fault
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
                 return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
             kc[K_INSIDE] = 1
             tc[TC_ENTERED] = 1
-            ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
+            if tcs >= 0:
+                ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
             pc = P_ACCESS
             continue
         # -- T1: a resident run, T2: a fault ----------------------------------------------------

@@ -359,9 +359,10 @@ def fold_thread(
     secs.inside = set()
     secs.busy_tcs = set()
     if ks.kc[K.K_INSIDE] and thread.cpu is not None:
-        tcs_epc = int(encl.epc[thread.tcs_index])
+        # the implicit TCS (tcs_index -1) stands for no page: no busy TCS, lp_tcs -1
+        tcs_epc = int(encl.epc[thread.tcs_index]) if thread.tcs_index >= 0 else -1
         secs.inside = {thread.cpu}
-        secs.busy_tcs = {tcs_epc}
+        secs.busy_tcs = {tcs_epc} if tcs_epc >= 0 else set()
         hw.lp_eid[thread.cpu] = secs.eid
         hw.lp_tcs[thread.cpu] = tcs_epc
         if ks.kc[K.K_TRACKING]:

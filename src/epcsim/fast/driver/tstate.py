@@ -49,7 +49,11 @@ TC_EENTER_NS = 28
 TC_ERESUME_NS = 29
 TC_FAULT_NS = 30  #: aex + fault_entry
 TC_ELDU_NS = 31
-N_TC = 32
+#: 1: the call was entered from ``access_stream``'s loop top (``driver/stream.py``): stop at
+#: a loop top before the stream's end and before any fault iteration that could hand back
+#: mid-way (``thread._hook_stop``), so the Python generator goes on from there
+TC_HOOK = 32
+N_TC = 33
 
 #: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
 TCOUNTERS = ("enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu")

@@ -1,0 +1,162 @@
+"""``System(fast_core=True)``: ``access_stream``'s loop on the compiled core from its loop
+top (``fast/driver/stream.py``) against the reference.
+
+The same scenario on ``engine="reference"`` and on the fast engine with the hook: several
+``access_pages`` calls (random streams over more pages than the EPC, write masks), with
+``System.run(until=)`` between, a tampered record, a TCS page that ksgxd may take (small
+EPCs), SGX2 EAUG faults (pages never added), 2-4 CPUs. After every call every observable
+must be equal (``test_driver_thread.thread_snapshot``: the kernel's and the CPU's arrays,
+backing records byte for byte, VA, counters, free timeline, latencies, the lock's trace,
+clock and next eid, the thread's accounting, the outcome), and the hook must have run some
+of the accesses (``System.fast_core_accesses``), or the test proves nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from test_driver_ksgxd import snapshot
+
+import epcsim
+from epcsim.arch import PAGE_SIZE
+
+#: observables in which the fast engine differs from the reference by design (elided steps
+#: take no event: fewer eids, so other eids in the queue)
+ENGINE_KEYS = frozenset(("eid", "elided", "queue"))
+
+
+def _snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """``thread_snapshot`` with the lock's owner by name (a Task of another System is never
+    equal) and its timestamps apart from its trace."""
+    snap = snapshot(system)
+    t = encl._main_thread()
+    cpu = system.cpu
+    secs = cpu.secs_at.get(encl.encl.secs_epc)  # None while the SECS is evicted
+    lat = system.sgx.fault_latency_ns
+    snap["thread"] = (
+        t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime,
+        t.started, t.entered, t.aexed, t.entry_fault,
+    )  # fmt: skip
+    snap["lp"] = (
+        list(cpu.lp_eid),
+        list(cpu.lp_tcs),
+        None if secs is None else sorted(secs.busy_tcs),
+    )
+    snap["rq"] = (list(system.machine.rq._idle), system.machine.context_switches)
+    lock = encl.encl.lock
+    snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
+    snap["outcome"] = dataclasses.astuple(out)
+    snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
+    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
+    owner, free_since, freed_from, handed_at, contended, trace = snap["lock"]  # type: ignore[misc]
+    snap["lock"] = (None if owner is None else owner.name, contended, trace)
+    snap["lock_times"] = (free_since, freed_from, handed_at)
+    return snap
+
+
+def _build(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, **kw):  # type: ignore[no-untyped-def]
+    system = epcsim.System(
+        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag", **kw
+    )
+    n = 4 * epc_pages
+    encl = system.create_enclave(1 << ((2 * n * PAGE_SIZE - 1).bit_length()))
+    if tcs:
+        assert encl.add_pages(0, PAGE_SIZE, page_type="tcs").ok
+        assert encl.add_pages(PAGE_SIZE, (n - 1) * PAGE_SIZE).ok
+    else:
+        assert encl.add_pages(0, n * PAGE_SIZE).ok
+    assert encl.init().ok
+    encl.encl.lock.trace = []
+    return system, encl, n
+
+
+def _scenario(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, **kw):  # type: ignore[no-untyped-def]
+    """Yields a snapshot after each step of one scenario (the module docstring)."""
+    system, encl, n = _build(engine, seed, epc_pages, cpus, tcs, **kw)
+    rng = np.random.default_rng(seed)
+    first = 1 if tcs else 0
+    hi = 2 * n if eaug else n  # pages [n, 2n) were never added: EAUG on SGX2
+    for step in range(5):
+        size = int(rng.integers(1, 6 * epc_pages))
+        pages = rng.integers(first, hi if step == 3 else n, size=size)
+        write = rng.random(size) < 0.3
+        out = encl.access_pages(pages, write)
+        yield _snap(system, encl, out)
+        if step == 1:
+            system.run(until=int(rng.integers(1, 3_000_000)))
+            yield _snap(system, encl, out)
+        if step == 2:
+            e = encl.encl
+            idx = np.arange(e.nr_pages)
+            evicted = idx[(e.epc < 0) & e.present & (idx >= first)]
+            if evicted.size:
+                e.backing.tamper(int(evicted[0]), contents=b"\x00" * 8)
+    yield system.fast_core_accesses
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # a shrink costs minutes
+)
+@given(
+    seed=st.integers(0, 2**16),
+    epc_pages=st.sampled_from([48, 64, 96]),
+    cpus=st.integers(2, 4),
+    tcs=st.booleans(),
+    eaug=st.booleans(),
+)
+def test_streams_on_the_core_match_the_reference(
+    seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool
+) -> None:
+    """The hook's run equals the fast engine's without it in every observable (the same
+    engine: eids and elided steps too), so it equals the reference wherever the fast
+    engine does (its named differences, ``elided`` and the eids that elision saves, are
+    the engine's, not the hook's)."""
+    ref = _scenario("reference", seed, epc_pages, cpus, tcs, eaug)
+    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug)
+    core = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, fast_core=True)
+    for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
+        if isinstance(a, dict):
+            assert isinstance(b, dict) and isinstance(f, dict)
+            assert [key for key in f if f[key] != b[key]] == [], f"step {k}"
+            assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+        else:
+            assert b > 0, "the hook never engaged"  # System.fast_core_accesses
+
+
+def test_the_hook_engages_in_row_1s_shape() -> None:
+    """Row 1 (``benchmarks/rows.fault_rate``, small): uniform accesses over 4x the EPC, ksgxd
+    running, the implicit TCS. The hook runs a share of the accesses (while ksgxd sleeps),
+    and the results are the reference's."""
+    snaps = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = _build(engine, 1, 256, 2, False, **kw)
+        stream = np.random.default_rng(1).integers(0, n, size=4000)
+        encl.access_pages(stream[:1000])
+        out = encl.access_pages(stream[1000:])
+        assert out.ok
+        snaps[name] = _snap(system, encl, out)
+        if kw:
+            assert system.fast_core_accesses > 500
+    a, f, b = snaps["reference"], snaps["fast"], snaps["core"]
+    assert [key for key in f if f[key] != b[key]] == []
+    assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+
+
+def test_fast_core_is_off_by_default_and_checked() -> None:
+    assert epcsim.System(epc="256K").fast_core_accesses == 0
+    assert epcsim.System(epc="256K").sgx.stream_core is None
+    with pytest.raises(ValueError, match="fast_core"):
+        epcsim.System(epc="256K", engine="reference", fast_core=True)
+    with pytest.raises(ValueError, match="fast_core"):
+        epcsim.System(epc="256K", fast_core=1)  # type: ignore[arg-type]
