@@ -33,6 +33,10 @@ def _pow2(nbytes: int) -> int:
 
 
 def _system(engine: str, **kw) -> epcsim.System:
+    """``engine`` "fast+core" is the fast engine with ``fast_core=True`` (off by default:
+    access streams on the compiled core while ksgxd sleeps, epcsim.fast.driver.stream)."""
+    if engine == "fast+core":
+        return epcsim.System(engine="fast", fast_core=True, **kw)
     return epcsim.System(engine=engine, **kw)
 
 
@@ -54,6 +58,7 @@ def fault_rate(engine: str, epc_pages: int = 1024, accesses: int = 12_000) -> di
     st = system.stats()
     faults = st["page_faults"] - st0["page_faults"]
     return {
+        "core_accesses": system.fast_core_accesses,
         "faults": faults,
         "cpu_s": cpu,
         "us_per_fault": cpu / faults * 1e6,
@@ -119,7 +124,12 @@ def replay_epcsim(engine: str, stream: np.ndarray, n_pages: int, epc_pages: int,
     cpu = time.process_time() - c0
     st = system.stats()
     assert out.ok
-    return {"cpu_s": cpu, "misses": st["eldu"] - st0["eldu"], "capacity": int(capacity)}
+    return {
+        "cpu_s": cpu,
+        "misses": st["eldu"] - st0["eldu"],
+        "capacity": int(capacity),
+        "core_accesses": system.fast_core_accesses,
+    }
 
 
 def replay_libcachesim(stream: np.ndarray, capacity: int, trace_path: str) -> dict[str, Any]:

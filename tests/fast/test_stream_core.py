@@ -2,13 +2,13 @@
 top (``fast/driver/stream.py``) against the reference.
 
 The same scenario on ``engine="reference"`` and on the fast engine with the hook: several
-``access_pages`` calls (random streams over more pages than the EPC, write masks), with
-``System.run(until=)`` between, a tampered record, a TCS page that ksgxd may take (small
-EPCs), SGX2 EAUG faults (pages never added), 2-4 CPUs. After every call every observable
-must be equal (``test_driver_thread.thread_snapshot``: the kernel's and the CPU's arrays,
-backing records byte for byte, VA, counters, free timeline, latencies, the lock's trace,
-clock and next eid, the thread's accounting, the outcome), and the hook must have run some
-of the accesses (``System.fast_core_accesses``), or the test proves nothing.
+``access_pages`` calls and a started thread (random streams over more pages than the EPC,
+write masks), with ``System.run(until=)`` between, a tampered record, a TCS page that ksgxd
+may take (small EPCs), SGX2 EAUG faults (pages never added), 2-4 CPUs. After every call
+every observable must be equal (the kernel's and the CPU's arrays, backing records byte for
+byte, VA, counters, free timeline, latencies, the lock's trace, clock and next eid, the
+thread's accounting, the outcome), and the hook must have run some of the accesses
+(``System.fast_core_accesses``), or the test proves nothing.
 """
 
 from __future__ import annotations
@@ -84,7 +84,12 @@ def _scenario(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug
         size = int(rng.integers(1, 6 * epc_pages))
         pages = rng.integers(first, hi if step == 3 else n, size=size)
         write = rng.random(size) < 0.3
-        out = encl.access_pages(pages, write)
+        if step == 4:  # a started thread (its own generator), System.run() to its end
+            proc = encl.start(pages, write)
+            system.run()
+            out = proc.value
+        else:
+            out = encl.access_pages(pages, write)
         yield _snap(system, encl, out)
         if step == 1:
             system.run(until=int(rng.integers(1, 3_000_000)))

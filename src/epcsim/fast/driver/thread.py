@@ -48,7 +48,7 @@ from epcsim.fast.cosim.request import (
     RQ_WAKE,
     perform,
 )
-from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
+from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
@@ -168,7 +168,7 @@ def _aex(ks):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _hook_stop(ks, ts):
+def _hook_stop(st, ks, ts):
     """``tc[TC_HOOK]`` (a call entered from ``access_stream``'s loop top, ksgxd asleep):
     whether the core stops at this loop top and lets the Python generator go on. It stops
     at the stream's end (the generator returns the outcome) and before a fault iteration
@@ -177,10 +177,15 @@ def _hook_stop(ks, ts):
     SECS is evicted (``KB_SECS_LOAD``). The test is the allocation's own (``P_LOCKED``)
     read early: with ksgxd asleep nothing else changes these values before the thread's
     lock, and a stop that proves unnecessary costs one Python iteration, never a result.
-    Records an ELDU would refuse (``KB_ELDU``) are excluded at entry (a tampered store)."""
+    Records an ELDU would refuse (``KB_ELDU``) are excluded at entry (a tampered store). A
+    mutex trace about to fill stops it too (``HB_TRACE_FULL`` would come in the middle of
+    an iteration; an iteration writes at most a few rows: 64 are kept free)."""
     tc = ts.tc
     i = tc[TC_I]
     if i >= tc[TC_N]:
+        return True
+    cap = st.trace.shape[0]
+    if cap > 0 and st.clk[C_TRACE_LEN] + 64 > cap:
         return True
     if ks.pflags[ts.pages[i]] & ENCL_PAGE_PTE_PRESENT:
         return False  # a resident run: its only stop is KB_PF, at a loop top
@@ -214,7 +219,7 @@ def thread_resume(st, ks, ts, t):
     while True:
         # -- T0: enter() ---------------------------------------------------------------------
         if pc == P_TOP:
-            if tc[TC_HOOK] != 0 and _hook_stop(ks, ts):
+            if tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if tc[TC_I] >= tc[TC_N]:
                 pc = P_END
