@@ -8,7 +8,9 @@ keeps. ``pops`` is the number of events processed (``env.step`` calls / the core
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -44,3 +46,51 @@ class Outcome:
             "min_vruntime": self.min_vruntime,
             "pending": self.pending,
         }
+
+
+def simpy_outcome(
+    m: Any,
+    tasks: Sequence[Any],
+    mutexes: Sequence[Any],
+    pops: int,
+    done: list[tuple[int, int, int]],
+    counters: list[int],
+) -> Outcome:
+    """The ``Outcome`` of a run on a SimPy ``Machine`` ``m`` (``simpy_program.run_simpy`` and
+    the served runs of ``program_served``): the fields read from its ``Task``s,
+    ``LinuxMutex``es, run queue and event queue."""
+    return Outcome(
+        now=m.now,
+        pops=pops,
+        elided=m.elided,
+        done=done,
+        tasks=[
+            (
+                t.busy_ns,
+                -1 if t.cpu is None else t.cpu,
+                t.last_cpu,
+                t.vruntime,
+                t.slice_start,
+                int(t.step_end),
+                t.step_ns,
+            )
+            for t in tasks
+        ],
+        mutexes=[
+            (
+                -1 if mx.owner is None else list(tasks).index(mx.owner),
+                mx.contended,
+                mx.wait_ns,
+                mx.steals,
+                mx.handoffs,
+                mx.spin_acquired,
+            )
+            for mx in mutexes
+        ],
+        traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
+        counters=counters,
+        min_vruntime=getattr(m.rq, "min_vruntime", 0),
+        pending=[
+            (int(t), int(p), eid) for t, p, eid, _ in sorted(m.env._queue, key=lambda e: e[:3])
+        ],
+    )

@@ -19,7 +19,7 @@ import numpy as np
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 from epcsim.fast.cosim.jit import entry_point
-from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.outcome import Outcome, simpy_outcome
 from epcsim.fast.cosim.program import DONE_FULL, compile_programs, drive_programs, resume
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.served import Served
@@ -134,43 +134,8 @@ def run_served(
     if max_steps <= 0 or max_steps > sv.pops:
         ran.append("simpy")
         sv.run(max_steps - sv.pops if max_steps > 0 else 0)
-    rq = m.rq
-    out = Outcome(
-        now=m.now,
-        pops=sv.pops,
-        elided=m.elided,
-        done=[(a, b, c) for a, b, c in done[: dn[0]].tolist()],
-        tasks=[
-            (
-                t.busy_ns,
-                -1 if t.cpu is None else t.cpu,
-                t.last_cpu,
-                t.vruntime,
-                t.slice_start,
-                int(t.step_end),
-                t.step_ns,
-            )
-            for t in tasks
-        ],
-        mutexes=[
-            (
-                -1 if mx.owner is None else tasks.index(mx.owner),
-                mx.contended,
-                mx.wait_ns,
-                mx.steals,
-                mx.handoffs,
-                mx.spin_acquired,
-            )
-            for mx in mutexes
-        ],
-        traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
-        counters=counters.tolist(),
-        min_vruntime=getattr(rq, "min_vruntime", 0),
-        pending=[
-            (int(t), int(p), eid) for t, p, eid, _ in sorted(m.env._queue, key=lambda e: e[:3])
-        ],
-        handed_back=None,
-    )
+    done_list = [(a, b, c) for a, b, c in done[: dn[0]].tolist()]
+    out = simpy_outcome(m, tasks, mutexes, sv.pops, done_list, counters.tolist())
     return out, ran, sv
 
 

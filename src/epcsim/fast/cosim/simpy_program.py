@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Gen, Machine, Mutex, Task, WaitQueue
-from epcsim.fast.cosim.outcome import Outcome
+from epcsim.fast.cosim.outcome import Outcome, simpy_outcome
 from epcsim.fast.cosim.program import (
     OP_END,
     OP_LOCK,
@@ -124,37 +124,4 @@ def run_simpy(
     while queue and (max_steps <= 0 or pops < max_steps):
         env.step()
         pops += 1
-    rq = m.rq
-    return Outcome(
-        now=m.now,
-        pops=pops,
-        elided=m.elided,
-        done=done,
-        tasks=[
-            (
-                t.busy_ns,
-                -1 if t.cpu is None else t.cpu,
-                t.last_cpu,
-                t.vruntime,
-                t.slice_start,
-                int(t.step_end),
-                t.step_ns,
-            )
-            for t in tasks
-        ],
-        mutexes=[
-            (
-                -1 if mx.owner is None else tasks.index(mx.owner),
-                mx.contended,
-                mx.wait_ns,
-                mx.steals,
-                mx.handoffs,
-                mx.spin_acquired,
-            )
-            for mx in mutexes
-        ],
-        traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
-        counters=counters,
-        min_vruntime=getattr(rq, "min_vruntime", 0),
-        pending=[(int(t), int(p), eid) for t, p, eid, _ in sorted(queue, key=lambda e: e[:3])],
-    )
+    return simpy_outcome(m, tasks, mutexes, pops, done, counters)
