@@ -45,6 +45,7 @@ import numpy as np
 
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.state import (
     C_EID,
     C_ELIDED,
@@ -105,8 +106,24 @@ class StreamCore:
         self.system = system
         #: the stream accesses done on the core (the module docstring, "The count")
         self.accesses = 0
-        #: core calls made (entries) and entries refused by the dynamic checks
+        #: core calls made (entries)
         self.entries = 0
+        #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
+        #: dispatcher call types the ~45 arrays of ``KState`` each time, ~0.5 ms)
+        self._drive: dict[tuple[Any, ...], Any] = {}
+
+    def drive(self, co: Any, ks: Any, ts: Any, pending: int) -> int:
+        """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
+        overload depends on (each array's dtype, dimensions and layout)."""
+        key = tuple(
+            (a.dtype.str, a.ndim, a.flags.c_contiguous) if isinstance(a, np.ndarray) else None
+            for part in (co, ks, ts)
+            for a in part
+        )
+        fn = self._drive.get(key)
+        if fn is None:
+            fn = self._drive[key] = entry_point(drive, co, ks, ts, pending)
+        return int(fn(co, ks, ts, pending))
 
     def stream(self, thread: EnclaveThread, pages: np.ndarray, writes: np.ndarray) -> Any:
         """A ``CoreStream`` for this stream, or None where the structure excludes the core
@@ -210,7 +227,7 @@ class CoreStream:
         counts: dict[str, int] = {}
         pending = THREAD
         while True:
-            rc = drive(co, ks, ts, pending)
+            rc = self.owner.drive(co, ks, ts, pending)
             if rc > SERVE:
                 break
             if rc == SERVE - THREAD:
