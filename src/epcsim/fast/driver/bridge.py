@@ -46,7 +46,6 @@ from epcsim.fast.cosim.state import (
     C_EID,
     C_ELIDED,
     C_HB,
-    C_LATENCY,
     C_MIN_VR,
     C_NOW,
     C_TRACE_LEN,
@@ -71,10 +70,10 @@ from epcsim.fast.cosim.state import (
     TRACE_EVENTS,
     TS_SLEEP,
     CoState,
-    new_state,
 )
 from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver.engine_state import take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.ops import tag_sealing
 from epcsim.isa.sealing import pack_pcmd
@@ -170,44 +169,16 @@ def _check_regime(system: System) -> Any:
 
 
 def _core_state(system: System, trace: bool) -> CoState:
-    sgx = system.sgx
-    m = system.machine
-    task = sgx.ksgxd_task
+    """The core at ``run_ksgxd``'s entry: ksgxd (its one task) asleep on ``ksgxd_waitq``."""
+    task = system.sgx.ksgxd_task
     assert task is not None
-    encl = next(iter(sgx.enclaves.values()))
-    mutex = encl.lock
-    rq = m.rq
-    assert isinstance(mutex, LinuxMutex) and isinstance(rq, CfsRunQueue)  # _check_regime
-    co = new_state(
-        m.nr_cpus, 1, 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
-        trace_capacity=(1 << 16) if trace else 0,
-    )  # fmt: skip
-    clk = co.clk
-    clk[C_NOW] = int(m.env._now)
-    eid = next(m.env._eid)
-    m.env._eid = itertools.count(eid)
-    clk[C_EID] = eid
-    clk[C_MIN_VR] = rq.min_vruntime
-    clk[C_LATENCY] = rq.latency_ns
-    clk[C_ELIDED] = 0
-    row = co.tasks[0]
-    row[T_STATE] = TS_SLEEP
-    row[T_PC] = P_WAIT
-    row[T_CPU] = -1
-    row[T_LAST_CPU] = task.last_cpu
-    row[T_BUSY] = task.busy_ns
-    row[T_STEP_END] = int(task.step_end)
-    row[T_STEP_NS] = task.step_ns
-    row[T_SLICE_START] = task.slice_start
-    row[T_VRUNTIME] = task.vruntime
-    row[T_STARTED] = int(task.started)
+    encl = next(iter(system.sgx.enclaves.values()))
+    assert isinstance(encl.lock, LinuxMutex)  # _check_regime
+    co = take_engine(system, [task], encl.lock, trace)
+    co.tasks[0, T_STATE] = TS_SLEEP
+    co.tasks[0, T_PC] = P_WAIT
     co.wq[0] = 1
     co.wql[0, 0] = 0
-    mx = co.mtx[0]
-    mx[M_OWNER] = -1
-    mx[M_FREE_SINCE] = int(mutex._free_since)
-    mx[M_FREED_FROM] = int(mutex._freed_from)
-    mx[M_HANDED_AT] = int(mutex._handed_at)
     return co
 
 

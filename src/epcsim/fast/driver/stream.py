@@ -38,7 +38,6 @@ Decisions (2026-11-26, issue 9 session ``integ``):
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,35 +46,18 @@ from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.state import (
-    C_EID,
-    C_ELIDED,
     C_HB,
-    C_LATENCY,
-    C_MIN_VR,
-    C_NOW,
     C_QLEN,
     HANDED_BACK,
-    M_FREE_SINCE,
-    M_FREED_FROM,
-    M_HANDED_AT,
-    M_OWNER,
-    T_BUSY,
-    T_CPU,
-    T_LAST_CPU,
     T_PC,
-    T_SLICE_START,
-    T_STARTED,
     T_STATE,
-    T_STEP_END,
-    T_STEP_NS,
-    T_VRUNTIME,
     TS_READY,
     TS_SLEEP,
-    new_state,
 )
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _check_regime, _kernel_state, _serve
+from epcsim.fast.driver.engine_state import take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT
 from epcsim.fast.driver.thread import P_TOP
 from epcsim.fast.driver.thread_bridge import (
@@ -273,48 +255,17 @@ def _check_regime_running(system: System) -> None:
 def _core_state_running(system: System, thread: EnclaveThread, trace: bool) -> Any:
     """The core with the thread running its generator on its CPU (its event being
     processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``, ``encl->lock`` free."""
-    sgx = system.sgx
-    m = system.machine
-    kt = sgx.ksgxd_task
-    assert kt is not None
+    kt = system.sgx.ksgxd_task
+    assert kt is not None and thread.cpu is not None
     mutex = thread.encl.lock
-    rq = m.rq
-    assert isinstance(mutex, LinuxMutex) and isinstance(rq, CfsRunQueue)
-    co = new_state(
-        m.nr_cpus, 2, 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
-        trace_capacity=(1 << 16) if trace else 0,
-    )  # fmt: skip
-    clk = co.clk
-    clk[C_NOW] = int(m.env._now)
-    eid = next(m.env._eid)
-    m.env._eid = itertools.count(eid)
-    clk[C_EID] = eid
-    clk[C_MIN_VR] = rq.min_vruntime
-    clk[C_LATENCY] = rq.latency_ns
-    clk[C_ELIDED] = 0
-    for t, task in ((THREAD, thread), (KSGXD, kt)):
-        row = co.tasks[t]
-        row[T_CPU] = -1 if task.cpu is None else task.cpu
-        row[T_LAST_CPU] = task.last_cpu
-        row[T_BUSY] = task.busy_ns
-        row[T_STEP_END] = int(task.step_end)
-        row[T_STEP_NS] = task.step_ns
-        row[T_SLICE_START] = task.slice_start
-        row[T_VRUNTIME] = task.vruntime
-        row[T_STARTED] = int(task.started)
-    assert thread.cpu is not None
-    co.cpus[thread.cpu] = THREAD
+    assert isinstance(mutex, LinuxMutex)
+    co = take_engine(system, [thread, kt], mutex, trace)
     co.tasks[THREAD, T_STATE] = TS_READY
     co.tasks[THREAD, T_PC] = P_TOP
     co.tasks[KSGXD, T_STATE] = TS_SLEEP
     co.tasks[KSGXD, T_PC] = P_WAIT
     co.wq[0] = 1
     co.wql[0, 0] = KSGXD
-    mx = co.mtx[0]
-    mx[M_OWNER] = -1
-    mx[M_FREE_SINCE] = int(mutex._free_since)
-    mx[M_FREED_FROM] = int(mutex._freed_from)
-    mx[M_HANDED_AT] = int(mutex._handed_at)
     return co
 
 

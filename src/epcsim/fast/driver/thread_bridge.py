@@ -35,7 +35,6 @@ from epcsim.fast.cosim.state import (
     C_EID,
     C_ELIDED,
     C_HB,
-    C_LATENCY,
     C_MIN_VR,
     C_NOW,
     C_TRACE_LEN,
@@ -65,7 +64,6 @@ from epcsim.fast.cosim.state import (
     TRACE_EVENTS,
     TS_SLEEP,
     CoState,
-    new_state,
 )
 from epcsim.fast.cosim.task import spawn
 from epcsim.fast.driver import kstate as K
@@ -77,6 +75,7 @@ from epcsim.fast.driver.bridge import (
     _serve,
     fold_kernel,
 )
+from epcsim.fast.driver.engine_state import take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_resume
 from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
@@ -146,45 +145,16 @@ def _check_thread(system: System, thread: EnclaveThread, encl: Any) -> None:
 def _core_state(system: System, thread: EnclaveThread, trace: bool) -> CoState:
     """The core at the call's entry: the thread's process about to start, ksgxd asleep on
     ``ksgxd_waitq``, ``encl->lock`` free, every CPU idle."""
-    sgx = system.sgx
-    m = system.machine
-    kt = sgx.ksgxd_task
+    kt = system.sgx.ksgxd_task
     assert kt is not None
     mutex = thread.encl.lock
-    rq = m.rq
-    assert isinstance(mutex, LinuxMutex) and isinstance(rq, CfsRunQueue)  # _check_regime
-    co = new_state(
-        m.nr_cpus, 2, 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
-        trace_capacity=(1 << 16) if trace else 0,
-    )  # fmt: skip
-    clk = co.clk
-    clk[C_NOW] = int(m.env._now)
-    eid = next(m.env._eid)
-    m.env._eid = itertools.count(eid)
-    clk[C_EID] = eid
-    clk[C_MIN_VR] = rq.min_vruntime
-    clk[C_LATENCY] = rq.latency_ns
-    clk[C_ELIDED] = 0
-    for t, task in ((THREAD, thread), (KSGXD, kt)):
-        row = co.tasks[t]
-        row[T_CPU] = -1
-        row[T_LAST_CPU] = task.last_cpu
-        row[T_BUSY] = task.busy_ns
-        row[T_STEP_END] = int(task.step_end)
-        row[T_STEP_NS] = task.step_ns
-        row[T_SLICE_START] = task.slice_start
-        row[T_VRUNTIME] = task.vruntime
-        row[T_STARTED] = int(task.started)
+    assert isinstance(mutex, LinuxMutex)  # _check_regime
+    co = take_engine(system, [thread, kt], mutex, trace)
     co.tasks[KSGXD, T_STATE] = TS_SLEEP
     co.tasks[KSGXD, T_PC] = P_WAIT
     co.wq[0] = 1
     co.wql[0, 0] = KSGXD
     co.tasks[THREAD, T_PC] = P_TOP
-    mx = co.mtx[0]
-    mx[M_OWNER] = -1
-    mx[M_FREE_SINCE] = int(mutex._free_since)
-    mx[M_FREED_FROM] = int(mutex._freed_from)
-    mx[M_HANDED_AT] = int(mutex._handed_at)
     return co
 
 

@@ -1,0 +1,88 @@
+"""The engine's part of a driver call: the compiled core's arrays taken from the live
+SimPy ``Machine`` (issue 9, PATHS.md).
+
+Every driver call (``bridge.run_ksgxd``, ``thread_bridge.run_thread``/``run_pair``,
+``stream``'s loop-top entry) starts the same way: a core with one row per task, its clock
+at SimPy's, the next eid drawn from ``env._eid`` (and put back), CFS's ``min_vruntime`` and
+latency, each task's scheduler fields and ``encl->lock``'s pick-up times. ``take_engine``
+does that once; each caller then sets what its entry instant has of its own (which task
+sleeps on ``ksgxd_waitq``, the program counters). ``transfer.to_core`` is the general
+form (any pending state); this is the entry of the calls whose regime starts with an
+empty queue and a free lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from epcsim.engine.machine import Task
+from epcsim.engine.mutex import LinuxMutex
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_ELIDED,
+    C_LATENCY,
+    C_MIN_VR,
+    C_NOW,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_HANDED_AT,
+    M_OWNER,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_SLICE_START,
+    T_STARTED,
+    T_STEP_END,
+    T_STEP_NS,
+    T_VRUNTIME,
+    CoState,
+    new_state,
+)
+
+if TYPE_CHECKING:
+    from epcsim.system import System
+
+
+def take_engine(system: System, tasks: Sequence[Task], mutex: LinuxMutex, trace: bool) -> CoState:
+    """A core whose task row ``t`` is ``tasks[t]`` (on the CPU it holds, if any), with one
+    mutex (``mutex``, free) and one wait queue (empty), at SimPy's instant; ``trace``
+    gives it a mutex trace buffer."""
+    m = system.machine
+    rq = m.rq
+    assert isinstance(rq, CfsRunQueue)  # the callers' regime checks
+    co = new_state(
+        m.nr_cpus, len(tasks), 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
+        trace_capacity=(1 << 16) if trace else 0,
+    )  # fmt: skip
+    clk = co.clk
+    clk[C_NOW] = int(m.env._now)
+    eid = next(m.env._eid)
+    m.env._eid = itertools.count(eid)
+    clk[C_EID] = eid
+    clk[C_MIN_VR] = rq.min_vruntime
+    clk[C_LATENCY] = rq.latency_ns
+    clk[C_ELIDED] = 0
+    for t, task in enumerate(tasks):
+        row = co.tasks[t]
+        row[T_CPU] = -1 if task.cpu is None else task.cpu
+        row[T_LAST_CPU] = task.last_cpu
+        row[T_BUSY] = task.busy_ns
+        row[T_STEP_END] = int(task.step_end)
+        row[T_STEP_NS] = task.step_ns
+        row[T_SLICE_START] = task.slice_start
+        row[T_VRUNTIME] = task.vruntime
+        row[T_STARTED] = int(task.started)
+        if task.cpu is not None:
+            co.cpus[task.cpu] = t
+    mx = co.mtx[0]
+    mx[M_OWNER] = -1
+    mx[M_FREE_SINCE] = int(mutex._free_since)
+    mx[M_FREED_FROM] = int(mutex._freed_from)
+    mx[M_HANDED_AT] = int(mutex._handed_at)
+    return co
+
+
+__all__ = ["take_engine"]
