@@ -122,3 +122,46 @@ def test_the_secs_eviction_is_continued_in_python(engine, switches, monkeypatch)
     assert differ(_named(snapshot(ref)), _named(snapshot(drv))) == []
     if engine == "reference" and switches == [1]:
         assert served_stops  # the served machine met KB_SECS (not only the core)
+
+
+@pytest.mark.parametrize("switches", [[1], [3, 2] * 30])
+def test_python_between_served_steps_sees_the_kernel_as_it_is(switches) -> None:  # type: ignore[no-untyped-def]
+    """Served, the kernel's scalars are taken before each step and folded after it
+    (``bridge.take_small``/``fold_kernel``): Python code running between two served steps
+    finds ``nr_free_pages`` equal to the free list's length and the counters and the
+    backing store's record count in step with each other and growing batch by batch - not
+    frozen at their entry values until the call's end - and the result is still the
+    reference's. On the reference engine: the fast engine elides ksgxd's run steps (it is
+    alone), so its whole batch fits in the core's first events and no step is served."""
+    from epcsim.kernel.page_list import LEN
+
+    ref = build(11, "reference", "1M", 420, 0)
+    drv = build(11, "reference", "1M", 420, 0)
+    ref.sgx.wake_ksgxd()
+    ref.machine.env.run()
+    sgx = drv.sgx
+    (encl,) = drv.enclaves
+    b = encl.encl.backing
+    ewb0, nr0 = sgx.stats.ewb, b.nr_records
+    seen: list[tuple[int, int]] = []
+
+    def between(n: int) -> None:
+        epc = sgx.epc
+        listed = sum(int(epc.links.ends[fl.row, LEN]) for fl in epc.free_lists.values())
+        assert epc.nr_free_pages == listed, (n, epc.nr_free_pages, listed)
+        assert sgx.stats.ewb - ewb0 == b.nr_records - nr0, n
+        seen.append((sgx.stats.ewb - ewb0, int(sgx.ksgxd_sleeping)))
+
+    result = run_ksgxd_switching(drv, switches, between=between)
+    assert result.handed_back is None, result
+    assert differ(snapshot(ref), snapshot(drv)) == []
+    # the guard: many served steps, and the kernel's state moved between them
+    assert len(seen) > 50
+    final = ref.sgx.stats.ewb - ewb0
+    assert final > 0
+    assert len({e for e, _ in seen}) > 2
+    assert any(0 < e < final for e, _ in seen)
+    # ksgxd_sleeping folded too: awake between the steps; only a last served step (its
+    # wait at K0, when SimPy ends the call) may leave it asleep
+    assert 1 not in [s for _, s in seen][:-1]
+    assert seen[-1][1] == int(switches == [1])

@@ -183,35 +183,22 @@ def _core_state(system: System, trace: bool) -> CoState:
 
 
 def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
-    from numba import typed, types
-
+    """The driver's ``KState`` of a live ``System``: the once-per-call part (the big arrays,
+    the typed lists, the keys: ``_big_arrays``) and the per-step part (the scalars of
+    ``kc``/``ku``: ``take_small``)."""
     sgx = system.sgx
     cpu = system.cpu
-    m = system.machine
     epc = sgx.epc
-    costs = m.costs
+    costs = system.machine.costs
     kc = np.zeros(K.N_KC, np.int64)
-    kc[K.K_NR_FREE] = epc.nr_free_pages
     lru = sgx.lru
     assert isinstance(lru, KernelLru)  # _check_regime
     kc[K.K_LRU_ROW] = lru.list.row
-    kc[K.K_HIGH] = sgx.high_pages
-    kc[K.K_NR_TO_SCAN] = sgx.nr_to_scan
     kc[K.K_SECS_EPC] = encl.secs_epc
-    kc[K.K_CHILD_CNT] = encl.secs_child_cnt
-    kc[K.K_SECS_CHILDREN] = secs.child_count
-    kc[K.K_REFCOUNT] = encl.refcount
-    kc[K.K_EPOCH] = secs.epoch
-    kc[K.K_TRACKING] = len(secs.tracking)
     kc[K.K_EID] = secs.eid
     kc[K.K_ENCL_ID] = encl.id
     kc[K.K_INITIALIZED] = int(encl.initialized)
-    kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
     kc[K.K_VA_ROW] = encl.va.list.row
-    mask = 0
-    for c in encl.cpumask():
-        mask |= 1 << c
-    kc[K.K_CPUMASK] = mask
     kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
     kc[K.K_LRU_OPS] = costs.lru_op
     kc[K.K_AGE_CHECK] = costs.age_check
@@ -227,33 +214,98 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     node = np.asarray(epc.node)
     for nd, fl in epc.free_lists.items():
         free_row[node == nd] = fl.row
-    vp = cpu.va
-    blocks = typed.List.empty_list(types.uint64[:, ::1])
-    for blk in vp.blocks:
-        blocks.append(blk)
-    rows = encl.backing.compiled()
-    b = encl.backing
-    e = cpu.epcm
     keys = tag_sealing.sealer_keys(cpu.sealer._enc_key, cpu.sealer._mac_key)
     sh, sm = tag_sealing.scratch()
-    va = encl.va
-    return K.KState(
+    ks = K.KState(
         kc=kc, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
         batch=np.zeros((max(sgx.nr_to_scan, 1), 3), np.int64),
         ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
+        free_row=free_row, vp_blocks=_vp_blocks(system),
+        keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
+        **_big_arrays(system, encl),
+    )  # fmt: skip
+    take_small(system, encl, secs, ks)
+    return ks
+
+
+def _vp_blocks(system: System) -> Any:
+    from numba import typed, types
+
+    blocks = typed.List.empty_list(types.uint64[:, ::1])
+    for blk in system.cpu.va.blocks:
+        blocks.append(blk)
+    return blocks
+
+
+def _big_arrays(system: System, encl: Any) -> dict[str, Any]:
+    """The ``KState`` fields that are the live objects' own arrays (no copy: the machine
+    writes them in place, so they never need folding). Each may be *replaced* by Python
+    (a VA page's new row reallocates ``va_epc``/``va_row``, a new VA page grows
+    ``encl.va_ids``/``encl.va``, an EAUG grows ``encl.pages``, a backing chunk's row grows
+    the backing store's arrays): ``refresh_layout`` compares them by identity."""
+    sgx = system.sgx
+    cpu = system.cpu
+    epc = sgx.epc
+    vp = cpu.va
+    rows = encl.backing.compiled()
+    b = encl.backing
+    e = cpu.epcm
+    va = encl.va
+    return dict(
         epc_prev=epc.links.prev, epc_next=epc.links.next, epc_ends=epc.links.ends,
         epc_flags=epc.flags, owner_encl=epc.owner_encl, owner_index=epc.owner_index,
-        free_row=free_row,
         pflags=encl.pages.flags, desc=encl.pages.desc, va_epc_of=encl.va_ids.epc,
         va_used=va.used, va_prev=va.links.prev, va_next=va.links.next, va_ends=va.links.ends,
         eflags=e.flags, esecs=e.secs, elin=e.linaddr._pages, bepoch=e.bepoch, etag=e.tag,
-        vp_epc=vp.va_epc, vp_row=vp.va_row, vp_blocks=blocks,
+        vp_epc=vp.va_epc, vp_row=vp.va_row,
         b_present=b.present.bits, b_odd=b.odd.bits, b_chunk_row=b.chunk_row,
         b_contents=rows.contents, b_mac=rows.mac, b_flags=rows.flags,
         b_high_row=b.high_row, b_high=rows.high, b_pcmd_live=b.pcmd_live,
         b_pcmd_kept=b.pcmd_kept, b_pcmd_gen=b.pcmd_gen,
-        keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
     )  # fmt: skip
+
+
+def refresh_layout(system: System, encl: Any, ks: Any) -> Any:
+    """``ks`` with its big arrays those the Python objects hold now.
+
+    Decision (2026-11-26, issue 9 session ``ksync``): a layout change is detected by
+    *identity*, not by a version counter kept by every Python container: each field of
+    ``_big_arrays`` is compared with ``is`` to the object's attribute now, and the typed
+    list of VA blocks by length (blocks are only appended). Python code that grows a
+    container replaces its array (``np.resize``/``np.concatenate`` never keep the object),
+    so a changed layout is always a different object, and an array changed in place is
+    already shared. The check reads ~35 attributes (~3 us), paid only around served steps
+    where Python ran in between; a ``KState`` is rebuilt (``_replace``) only on a change.
+    """
+    cur = _big_arrays(system, encl)
+    changed = {k: v for k, v in cur.items() if getattr(ks, k) is not v}
+    blocks = system.cpu.va.blocks
+    while len(ks.vp_blocks) < len(blocks):
+        ks.vp_blocks.append(blocks[len(ks.vp_blocks)])
+    return ks._replace(**changed) if changed else ks
+
+
+def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
+    """The per-step part of ``_kernel_state``: the kernel's scalars from the Python objects
+    into ``kc``/``ku`` (what Python may have changed since the machine last ran). The
+    machine's own fields (its batch, loop index, request) are left alone; ``fold_kernel``
+    is the inverse, so a take after a fold with nothing in between changes nothing."""
+    sgx = system.sgx
+    kc = ks.kc
+    kc[K.K_NR_FREE] = sgx.epc.nr_free_pages
+    kc[K.K_HIGH] = sgx.high_pages
+    kc[K.K_NR_TO_SCAN] = sgx.nr_to_scan
+    kc[K.K_CHILD_CNT] = encl.secs_child_cnt
+    kc[K.K_SECS_CHILDREN] = secs.child_count
+    kc[K.K_REFCOUNT] = encl.refcount
+    kc[K.K_EPOCH] = secs.epoch
+    kc[K.K_TRACKING] = len(secs.tracking)
+    kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
+    mask = 0
+    for c in encl.cpumask():
+        mask |= 1 << c
+    kc[K.K_CPUMASK] = mask
+    ks.ku[0] = system.cpu._next_version
 
 
 def _flush_timeline(system: System, ks: Any) -> None:
@@ -359,12 +411,16 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
 
 
 def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
-    """``KState``'s small arrays back into the Python objects (every driver call's)."""
+    """``KState``'s small arrays back into the Python objects (every driver call's, and
+    around each served step: ``take_small`` is its inverse). Counters, records and EWB
+    failures are deltas, zeroed once added; the free timeline and the warnings are flushed;
+    the rest are absolute values. Folding twice is folding once."""
     sgx = system.sgx
     kc = ks.kc
     stats = sgx.stats
     for name, v in zip(K.COUNTERS, ks.cnt.tolist(), strict=True):
         setattr(stats, name, getattr(stats, name) + v)
+    ks.cnt[:] = 0  # folded as deltas: a second fold (around the next served step) adds none
     sgx.epc.nr_free_pages = int(kc[K.K_NR_FREE])
     _flush_timeline(system, ks)
     _flush_warnings(system, ks)
@@ -377,6 +433,7 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     system.cpu._next_version = int(ks.ku[0])
     encl.backing.nr_records += int(kc[K.K_NR_RECORDS])
     sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])
+    kc[K.K_NR_RECORDS] = kc[K.K_EWB_FAILURES] = 0
     sgx.ksgxd_sleeping = bool(kc[K.K_SLEEPING])
 
 

@@ -7,10 +7,12 @@ as ``Sgx.wake_ksgxd`` does, run until it sleeps again) with the engine alternati
 core for ``switches[0]`` events, SimPy serving the same machine for ``switches[1]``, the
 core again, ... then to the end on whichever holds it. The machine's ``KState`` (its
 batch, pc, counters, the kernel's arrays) stays the one object throughout: with ksgxd
-alone no Python task runs between two served steps, so nothing needs synchronising until
-the fold at the end (``bridge._fold``); with Python tasks in between, their effects on
-``kc``/counters would have to be brought in and folded around each served step (not
-built: PATHS.md, "The hand-back's mechanism").
+alone no Python task runs between two served steps; still, the kernel's scalars are taken
+from the Python objects before each served step and folded back after it
+(``bridge.take_small``/``fold_kernel``, the big arrays re-read only on a layout change:
+``bridge.refresh_layout``), and folded when the machine moves from the core to SimPy, so
+that while served the Python objects are what the reference's generator would have left
+and a Python task running between two steps (``between``) sees them and is seen.
 
 At the end ksgxd's own Python generator - which slept on ``ksgxd_waitq`` all along, its
 event put aside while the machine ran - is put back on the wait queue: the machine's
@@ -23,7 +25,7 @@ and, as after ``run_ksgxd``, the ``System`` must not be run further.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Gen
@@ -61,6 +63,8 @@ from epcsim.fast.driver.bridge import (
     _serve,
     drive,
     fold_kernel,
+    refresh_layout,
+    take_small,
     wake,
 )
 from epcsim.fast.driver.ksgxd import P_NAMES, R_SVC, ksgxd_resume
@@ -76,10 +80,18 @@ class _DriverHandBack(Exception):
 
 
 def run_ksgxd_switching(
-    system: System, switches: Sequence[int] = (), *, trace: bool | None = None
+    system: System,
+    switches: Sequence[int] = (),
+    *,
+    trace: bool | None = None,
+    between: Callable[[int], None] | None = None,
 ) -> KsgxdResult:
     """Wake ksgxd and run it to sleep, alternating the core and SimPy after the numbers of
-    events in ``switches`` (the module docstring). The result is ``run_ksgxd``'s."""
+    events in ``switches`` (the module docstring). The result is ``run_ksgxd``'s.
+
+    ``between(n)``, if given, is called after the ``n``-th served step, where a Python task
+    would run: the kernel's objects are then as the reference's ksgxd generator leaves them
+    at that point."""
     if any(not isinstance(n, int) or n < 1 for n in switches):
         raise ValueError(f"switches: event counts >= 1, got {list(switches)}")
     encl, secs = _check_regime(system)
@@ -110,6 +122,7 @@ def run_ksgxd_switching(
     ks.kc[K.K_SLEEPING] = 0
     ks.cnt[K.CN_WAKEUPS] += 1
     counts: dict[str, int] = {}
+    steps = [0]
     box = [ks]
     # the compiled machine for these argument types, without numba's dispatcher, which
     # types the ~45 arrays and typed lists of ``KState`` on every call (``jit.entry_point``;
@@ -117,11 +130,21 @@ def run_ksgxd_switching(
     machine = entry_point(ksgxd_resume, co, ks, 0)
 
     def step(t: int) -> int:
+        """One served step, with the kernel's scalars taken before it and folded after it
+        (``bridge.take_small``/``fold_kernel``): while served, the Python objects are the
+        truth between two steps, for any Python task SimPy runs there."""
+        box[0] = refresh_layout(system, encl, box[0])
+        take_small(system, encl, secs, box[0])
         while True:
             r = int(machine(co, box[0], t))
             if r != R_SVC:
-                return r
+                break
             box[0] = _serve(system, encl, box[0], counts)
+        fold_kernel(system, encl, secs, box[0])
+        steps[0] += 1
+        if between is not None:
+            between(steps[0])
+        return r
 
     # -- KB_SECS: ksgxd's own generator takes over before page j's D step ---------------------
     resume: Any = parked[0].callbacks[0] if parked else None  # Process._resume, bound
@@ -190,6 +213,8 @@ def run_ksgxd_switching(
             if rc not in (IDLE, HB_BUDGET):
                 stopped = True
                 break
+            # served from now on: the Python objects hold the kernel's scalars
+            fold_kernel(system, encl, secs, box[0])
             to_simpy(sv)
         else:
             on_simpy(count)
@@ -197,6 +222,8 @@ def run_ksgxd_switching(
                 break
             if not to_core(sv):
                 raise RuntimeError("run_ksgxd_switching: ksgxd alone left the core's regime")
+            box[0] = refresh_layout(system, encl, box[0])
+            take_small(system, encl, secs, box[0])
     if taken_over[0]:
         # ksgxd is the reference's generator again, on SimPy: to its sleep
         on_simpy(0)
@@ -211,6 +238,7 @@ def run_ksgxd_switching(
             if not to_core(sv):
                 raise RuntimeError("run_ksgxd_switching: ksgxd alone left the core's regime")
             rc = IDLE
+            # (no take: ksgxd sleeps at K0 and the core runs nothing more)
         else:
             rc = on_core(0)
     ks = box[0]
