@@ -124,6 +124,7 @@ def run_ksgxd_switching(
     counts: dict[str, int] = {}
     steps = [0]
     box = [ks]
+    nblk = [len(system.cpu.va.blocks)]  # the typed list's length (``refresh_layout``)
     # the compiled machine for these argument types, without numba's dispatcher, which
     # types the ~45 arrays and typed lists of ``KState`` on every call (``jit.entry_point``;
     # ``_serve`` may replace ``ks`` by one of the same types)
@@ -133,7 +134,7 @@ def run_ksgxd_switching(
         """One served step, with the kernel's scalars taken before it and folded after it
         (``bridge.take_small``/``fold_kernel``): while served, the Python objects are the
         truth between two steps, for any Python task SimPy runs there."""
-        box[0] = refresh_layout(system, encl, box[0])
+        box[0], nblk[0] = refresh_layout(system, encl, box[0], nblk[0])
         take_small(system, encl, secs, box[0])
         while True:
             r = int(machine(co, box[0], t))
@@ -222,7 +223,7 @@ def run_ksgxd_switching(
                 break
             if not to_core(sv):
                 raise RuntimeError("run_ksgxd_switching: ksgxd alone left the core's regime")
-            box[0] = refresh_layout(system, encl, box[0])
+            box[0], nblk[0] = refresh_layout(system, encl, box[0], nblk[0])
             take_small(system, encl, secs, box[0])
     if taken_over[0]:
         # ksgxd is the reference's generator again, on SimPy: to its sleep
