@@ -165,3 +165,26 @@ def test_fast_core_is_off_by_default_and_checked() -> None:
         epcsim.System(epc="256K", engine="reference", fast_core=True)
     with pytest.raises(ValueError, match="fast_core"):
         epcsim.System(epc="256K", fast_core=1)  # type: ignore[arg-type]
+
+
+def test_one_compiled_machine_for_every_mask_and_stream_layout() -> None:
+    """A read-only stream or write mask (``np.broadcast_to``'s, a frozen array) must not give
+    the thread's machine a second numba type: each type is another ~25 s compile of the
+    whole machine, paid by every fresh clone and every first run."""
+    from epcsim.fast.driver.thread_bridge import drive
+
+    system, encl, n = _build("fast", 1, 256, 2, False, fast_core=True)
+    stream = np.random.default_rng(1).integers(0, n, size=1500)
+    encl.access_pages(stream[:1000])  # row 1's warm-up: records in the store, ksgxd active
+    stream = stream[1000:]
+    stream.flags.writeable = False
+    mask = np.random.default_rng(2).random(stream.size) < 0.3
+    mask.flags.writeable = False
+    for write in (False, True, mask):
+        assert encl.access_pages(stream, write=write).ok
+    assert system.fast_core_accesses > 0
+    # ``run_thread``/``run_pair`` pass writable arrays (thread_bridge): the hook must too.
+    # (``drive`` is the entry called from Python, so its overloads are filled even when
+    # numba loads it from its cache; the machine inside it is not a separate entry.)
+    assert len(drive.overloads) == 1
+    assert not any("readonly" in str(sig) for sig in drive.overloads)

@@ -132,8 +132,10 @@ class CoreStream:
         self.owner = owner
         self.system = owner.system
         self.thread = thread
-        self.pages = np.ascontiguousarray(pages, dtype=np.int64)
-        self.writes = np.ascontiguousarray(writes, dtype=np.bool_)
+        # contiguous *and writable*: a read-only array (``np.broadcast_to``'s mask, a
+        # caller's frozen stream) is another numba type, a second compile of the machine
+        self.pages = np.require(pages, np.int64, ["C", "W"])
+        self.writes = np.require(writes, np.bool_, ["C", "W"])
 
     def _ready(self, i: int) -> bool:
         """The dynamic regime (module docstring), cheapest checks first."""
