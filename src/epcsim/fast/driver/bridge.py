@@ -57,23 +57,15 @@ from epcsim.fast.cosim.state import (
     M_HANDED_AT,
     M_OWNER,
     R_STOP,
-    T_BUSY,
-    T_CPU,
-    T_LAST_CPU,
     T_PC,
-    T_SLICE_START,
-    T_STARTED,
     T_STATE,
-    T_STEP_END,
-    T_STEP_NS,
-    T_VRUNTIME,
     TRACE_EVENTS,
     TS_SLEEP,
     CoState,
 )
 from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
-from epcsim.fast.driver.engine_state import take_engine
+from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.ops import tag_sealing
 from epcsim.isa.sealing import pack_pcmd
@@ -390,16 +382,7 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
     rq = m.rq
     assert isinstance(rq, CfsRunQueue)  # _check_regime
     rq.min_vruntime = int(clk[C_MIN_VR])
-    row = co.tasks[0]
-    cpu = int(row[T_CPU])
-    task.cpu = None if cpu < 0 else cpu
-    task.last_cpu = int(row[T_LAST_CPU])
-    task.busy_ns = int(row[T_BUSY])
-    task.step_end = int(row[T_STEP_END])
-    task.step_ns = int(row[T_STEP_NS])
-    task.slice_start = int(row[T_SLICE_START])
-    task.vruntime = int(row[T_VRUNTIME])
-    task.started = bool(row[T_STARTED])
+    fold_task(task, co.tasks[0])
     for c in range(m.nr_cpus):
         m.running[c] = task if co.cpus[c] == 0 else None
     mutex = encl.lock

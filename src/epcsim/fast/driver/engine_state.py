@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Task
 from epcsim.engine.mutex import LinuxMutex
@@ -85,4 +85,17 @@ def take_engine(system: System, tasks: Sequence[Task], mutex: LinuxMutex, trace:
     return co
 
 
-__all__ = ["take_engine"]
+def fold_task(task: Task, row: Any) -> None:
+    """``take_engine``'s inverse for one task: its scheduler fields from core row ``row``."""
+    cpu = int(row[T_CPU])
+    task.cpu = None if cpu < 0 else cpu
+    task.last_cpu = int(row[T_LAST_CPU])
+    task.busy_ns = int(row[T_BUSY])
+    task.step_end = int(row[T_STEP_END])
+    task.step_ns = int(row[T_STEP_NS])
+    task.slice_start = int(row[T_SLICE_START])
+    task.vruntime = int(row[T_VRUNTIME])
+    task.started = bool(row[T_STARTED])
+
+
+__all__ = ["fold_task", "take_engine"]

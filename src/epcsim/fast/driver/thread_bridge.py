@@ -51,16 +51,8 @@ from epcsim.fast.cosim.state import (
     M_STEALS,
     M_WAIT_NS,
     R_STOP,
-    T_BUSY,
-    T_CPU,
-    T_LAST_CPU,
     T_PC,
-    T_SLICE_START,
-    T_STARTED,
     T_STATE,
-    T_STEP_END,
-    T_STEP_NS,
-    T_VRUNTIME,
     TRACE_EVENTS,
     TS_SLEEP,
     CoState,
@@ -75,7 +67,7 @@ from epcsim.fast.driver.bridge import (
     _serve,
     fold_kernel,
 )
-from epcsim.fast.driver.engine_state import take_engine
+from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_resume
 from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
@@ -274,16 +266,7 @@ def _fold(
     rq.min_vruntime = int(clk[C_MIN_VR])
     tasks = (thread, kt)
     for t, task in enumerate(tasks):
-        row = co.tasks[t]
-        cpu = int(row[T_CPU])
-        task.cpu = None if cpu < 0 else cpu
-        task.last_cpu = int(row[T_LAST_CPU])
-        task.busy_ns = int(row[T_BUSY])
-        task.step_end = int(row[T_STEP_END])
-        task.step_ns = int(row[T_STEP_NS])
-        task.slice_start = int(row[T_SLICE_START])
-        task.vruntime = int(row[T_VRUNTIME])
-        task.started = bool(row[T_STARTED])
+        fold_task(task, co.tasks[t])
     for c in range(m.nr_cpus):
         r = int(co.cpus[c])
         m.running[c] = None if r < 0 else tasks[r]
