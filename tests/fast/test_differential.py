@@ -47,6 +47,12 @@ def fingerprint(system: epcsim.System) -> dict:
         "latency": sgx.fault_latency_ns.since().tolist(),
         "lru": sgx.lru.order() if hasattr(sgx.lru, "order") else None,
         "tags": system.cpu.epcm.tag.tobytes(),
+        # the CPU's view of every entry (SECS and ENCLAVEADDRESS are stored once, derived
+        # from the kernel's owner: isa.epcm), as plain arrays whatever the layout
+        "epcm": tuple(
+            np.asarray(getattr(system.cpu.epcm, f), dtype=np.int64).tobytes()
+            for f in ("flags", "secs", "linaddr", "bepoch")
+        ),
         "enclaves": encls,
         "now": system.now,
     }

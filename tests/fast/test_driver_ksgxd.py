@@ -100,7 +100,7 @@ def snapshot(system: epcsim.System) -> dict[str, object]:
                 epc.links.ends,
             )
         ],
-        "epcm": [a.tobytes() for a in (e.flags, e.secs, e.linaddr._pages, e.bepoch, e.tag)],
+        "epcm": [np.asarray(a).tobytes() for a in (e.flags, e.secs, e.linaddr, e.bepoch, e.tag)],
         "pages": [encl.pages.flags.tobytes(), encl.pages.desc.tobytes()],
         "va": [encl.va.used.tobytes(), encl.va_pages, encl.va.links.ends.tobytes()],
         "versions": (rows, vp.va_epc.tolist(), vp.va_row.tolist(), list(vp._free_rows)),

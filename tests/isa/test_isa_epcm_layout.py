@@ -53,8 +53,10 @@ def test_linaddr_reads_back_any_value(addr):
     e.linaddr[2] = 5 << 12
     assert e.linaddr[1] == addr and e.linaddr[2] == 5 << 12 and e.linaddr[0] == 0
     assert e.linaddr[:].tolist() == [0, addr, 5 << 12]
-    e.linaddr[1] = 7 << 12  # back to a page number: the side table entry goes
-    assert e.linaddr[np.array([1])].tolist() == [7 << 12] and not e.linaddr._odd
+    e.linaddr[1] = 7 << 12
+    assert e.linaddr[np.array([1])].tolist() == [7 << 12]
+    e.linaddr[1] = e.linaddr[2] = 0  # what an unbound EPCM implies: the side table empties
+    assert not e.aside
 
 
 @settings(max_examples=12, deadline=None)

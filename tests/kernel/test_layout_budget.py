@@ -8,8 +8,11 @@ from epcsim.arch import PAGE_SIZE
 def test_bytes_per_page_of_each_structure():
     n = 4096
     system = epcsim.System(epc=n * PAGE_SIZE, cpus=1, seed=1)
-    assert system.cpu.epcm.nbytes() == 20 * n  # EPCM: flags 2, SECS 4, address 4, BEPOCH 2, tag 8
+    # EPCM: flags 2, BEPOCH 2, tag 8; SECS and ENCLAVEADDRESS derived from the owner
+    assert system.cpu.epcm.nbytes() == 12 * n
     assert system.sgx.epc.nbytes() == 15 * n  # sgx_epc_page: flags, owner 2 + 4, list 8
+    system.create_enclave("64K").add_pages(0, "64K")
+    assert not system.cpu.epcm.aside  # every page built reads its SECS and address derived
     encl = system.create_enclave(f"{n * PAGE_SIZE}").encl
     assert encl.elrange_nbytes() == 6 * n  # sgx_encl_page: desc 4, flags 1, prot 1
     f = system.backing[encl.id]

@@ -40,7 +40,7 @@ bytes through ``advance_epoch`` over the whole jump and ``stamp_epochs``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numba import njit
@@ -72,73 +72,77 @@ BEPOCH_MASK = (1 << BEPOCH_BITS) - 1
 BEPOCH_REBASE = 1 << 14
 
 _LIN_SHIFT = 12
-_LIN_ODD = np.uint32(0xFFFFFFFF)  # "see the side table"
-_LIN_ODD_INT = 0xFFFFFFFF
-_LIN_MAX_PAGE = 0xFFFFFFFF  # page numbers below this fit (addresses below 2**44 - 4 KiB)
+_U64_LIN = np.uint64(_LIN_SHIFT)
 
 
-class LinaddrField(ArrayView):
-    """ENCLAVEADDRESS: a 32-bit page number per entry, exact values aside when they do not
-    fit (see the module docstring). Indexed like a ``uint64`` array."""
+class OwnerMap(Protocol):
+    """What the EPCM's derived fields read (``kernel.epc.EpcPages``): the kernel's owner of
+    each EPC page (``sgx_epc_page.owner``: enclave id and page index, or an ``OWNER_*`` code
+    below 0) and, per enclave id, its SECS page (``encl->secs.epc_page``) and ELRANGE base."""
 
-    __slots__ = ("_odd", "_pages")
+    owner_encl: np.ndarray
+    owner_index: np.ndarray
+    encl_secs: np.ndarray
+    encl_base: np.ndarray
 
-    def __init__(self, n: int):
-        self._pages = np.zeros(n, dtype=np.uint32)
-        self._odd: dict[int, int] = {}
+
+class _Derived(ArrayView):
+    """ENCLAVESECS or ENCLAVEADDRESS of every entry, stored once (module docstring): what
+    the kernel's owner implies, or the exact value in ``Epcm.aside`` where it differs.
+    Indexed like the array it replaces (``int32`` for the SECS, ``uint64`` for the address);
+    one entry by a Python int reads and writes Python ints."""
+
+    __slots__ = ("_e", "_k")
+
+    def __init__(self, epcm: Epcm, k: int):
+        self._e, self._k = epcm, k  # k: 0 SECS, 1 ENCLAVEADDRESS
 
     def __len__(self) -> int:
-        return int(self._pages.size)
-
-    def __getitem__(self, index: Any) -> Any:
-        if type(index) is int:  # one entry by a Python int (EWB): no NumPy scalar
-            page = self._pages.item(index)
-            return self._odd[index] if page == _LIN_ODD_INT else page << _LIN_SHIFT
-        p = self._pages[index]
-        if isinstance(p, np.ndarray):
-            out = p.astype(np.uint64) << np.uint64(_LIN_SHIFT)
-            if self._odd:
-                idx = np.arange(self._pages.size)[index]
-                for k in np.flatnonzero(p == _LIN_ODD).tolist():
-                    out[k] = self._odd[int(idx[k])]
-            return out
-        if p == _LIN_ODD:
-            return self._odd[int(index)]
-        return int(p) << _LIN_SHIFT
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if type(index) is int and type(value) is int:  # one entry (EWB, ELDU): the hot case
-            self._set_one(index, value)
-            return
-        if isinstance(value, np.ndarray) or not isinstance(index, _INT):
-            if isinstance(index, np.ndarray) and index.dtype.kind in "iu":
-                idx = np.atleast_1d(index)  # page numbers already (no arange over the EPC)
-            else:
-                idx = np.atleast_1d(np.arange(self._pages.size)[index])
-            vals = np.broadcast_to(np.asarray(value, dtype=np.uint64), idx.shape)
-            pages = vals >> np.uint64(_LIN_SHIFT)
-            odd = ((vals & np.uint64(0xFFF)) != 0) | (pages >= np.uint64(_LIN_MAX_PAGE))
-            self._pages[idx] = np.where(odd, _LIN_ODD, pages).astype(np.uint32)
-            if self._odd:
-                for i in idx[~odd].tolist():
-                    self._odd.pop(i, None)
-            for i, v in zip(idx[odd].tolist(), vals[odd].tolist(), strict=True):
-                self._odd[i] = v
-            return
-        self._set_one(int(index), int(value))
-
-    def _set_one(self, i: int, addr: int) -> None:
-        page = addr >> _LIN_SHIFT
-        if addr & ((1 << _LIN_SHIFT) - 1) or page >= _LIN_MAX_PAGE:
-            self._pages[i] = _LIN_ODD
-            self._odd[i] = addr
-        else:
-            self._pages[i] = page
-            self._odd.pop(i, None)
+        return self._e.nr_pages
 
     @property
     def nbytes(self) -> int:
-        return int(self._pages.nbytes) + 64 * len(self._odd)
+        return 0  # nothing per entry: ``Epcm.nbytes`` counts the side table
+
+    def item(self, index: Any) -> int:
+        return self._e._one(int(index))[self._k]
+
+    def __getitem__(self, index: Any) -> Any:
+        e = self._e
+        if isinstance(index, _INT):
+            return e._one(int(index))[self._k]
+        idx = np.arange(e.nr_pages)[index] if not _is_index_array(index) else index
+        if np.ndim(idx) == 0:
+            return e._one(int(idx))[self._k]
+        out = e._implied_many(np.asarray(idx))[self._k]
+        if e.aside:
+            flat = np.asarray(idx).ravel()
+            for k, page in enumerate(flat.tolist()):
+                o = e.aside.get(page)
+                if o is not None:
+                    out.flat[k] = o[self._k]
+        return out
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        e = self._e
+        if isinstance(index, _INT) and isinstance(value, _INT):  # one entry: the hot case
+            e._set_one(int(index), self._k, int(value))
+            return
+        idx = np.atleast_1d(index if _is_index_array(index) else np.arange(e.nr_pages)[index])
+        vals = np.broadcast_to(np.asarray(value), idx.shape)
+        implied = e._implied_many(idx)[self._k]
+        if self._k == 1:
+            differs = vals.astype(np.uint64) != implied
+        else:
+            differs = vals.astype(np.int64) != implied
+        if e.aside:  # entries kept aside are written one by one
+            differs |= np.fromiter((p in e.aside for p in idx.tolist()), bool, idx.size)
+        for k in np.flatnonzero(differs).tolist():
+            e._set_one(int(idx[k]), self._k, int(vals[k]))
+
+
+def _is_index_array(index: Any) -> bool:
+    return isinstance(index, np.ndarray) and index.dtype.kind in "iu"
 
 
 class Epcm:
@@ -158,8 +162,14 @@ class Epcm:
         self.modified = FlagField(self.flags, 4, 1)
         self.pr = FlagField(self.flags, 5, 1)
         self.pt = FlagField(self.flags, EPCM_PT_SHIFT, 8)
-        self.secs = np.full(n, -1, dtype=np.int32)
-        self.linaddr = LinaddrField(n)
+        #: the kernel's owner map the derived fields read (``bind_owner``); None: every
+        #: ENCLAVESECS/ENCLAVEADDRESS not (-1, 0) is kept in ``aside``
+        self.owner: OwnerMap | None = None
+        #: the entries whose (SECS, ENCLAVEADDRESS) differ from what the owner implies:
+        #: EPC index -> [secs, linaddr] (module docstring)
+        self.aside: dict[int, list[int]] = {}
+        self.secs = _Derived(self, 0)
+        self.linaddr = _Derived(self, 1)
         self.bepoch = np.zeros(n, dtype=np.uint16)  # low BEPOCH_BITS of the epoch
         self.tag = np.zeros(n, dtype=np.uint64)
         self.data = np.zeros((n, PAGE_SIZE), dtype=np.uint8) if content_mode == "full" else None
@@ -168,12 +178,92 @@ class Epcm:
         """Host bytes of the per-entry arrays (for the memory benchmarks)."""
         return (
             self.flags.nbytes
-            + self.secs.nbytes
-            + self.linaddr.nbytes
+            + 96 * len(self.aside)  # a dict slot, an int key and a two-int list
             + self.bepoch.nbytes
             + self.tag.nbytes
             + (0 if self.data is None else self.data.nbytes)
         )
+
+    # -- ENCLAVESECS and ENCLAVEADDRESS, stored once (module docstring) -----------------------
+    def bind_owner(self, owner: OwnerMap) -> None:
+        """Read the entries' SECS and ENCLAVEADDRESS from the kernel's ``owner`` where they
+        agree with it (``kernel.main.Sgx`` binds its ``EpcPages`` before any leaf runs)."""
+        if self.aside or self.flags.any():
+            raise RuntimeError("bind_owner: the EPCM must be empty")
+        self.owner = owner
+
+    def _implied_one(self, epc: int) -> tuple[int, int]:
+        """What the kernel's owner implies for entry ``epc``: (-1, 0) for an invalid entry
+        or a page not of an enclave's ELRANGE (SECS, VA, free, leaked, virtual EPC)."""
+        own = self.owner
+        if own is None or not self.flags.item(epc) & EPCM_VALID:
+            return -1, 0
+        i = own.owner_index.item(epc)
+        if i < 0:
+            return -1, 0
+        encl = own.owner_encl.item(epc)
+        return own.encl_secs.item(encl), own.encl_base.item(encl) + (i << _LIN_SHIFT)
+
+    def _implied_many(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        secs = np.full(idx.shape, -1, dtype=np.int32)
+        lin = np.zeros(idx.shape, dtype=np.uint64)
+        own = self.owner
+        if own is None or idx.size == 0:
+            return secs, lin
+        i = own.owner_index[idx]
+        ok = ((self.flags[idx] & EPCM_VALID) != 0) & (i >= 0)
+        if ok.any():
+            encl = own.owner_encl[idx][ok]
+            secs[ok] = own.encl_secs[encl]
+            lin[ok] = own.encl_base[encl].astype(np.uint64) + (i[ok].astype(np.uint64) << _U64_LIN)
+        return secs, lin
+
+    def _one(self, epc: int) -> tuple[int, int] | list[int]:
+        if self.aside:
+            o = self.aside.get(epc)
+            if o is not None:
+                return o
+        return self._implied_one(epc)
+
+    def _set_one(self, epc: int, k: int, value: int) -> None:
+        """Write field ``k`` (0: SECS, 1: ENCLAVEADDRESS) of entry ``epc``: kept aside while
+        the entry differs from what the owner implies, dropped from the side table when it
+        agrees again."""
+        o = self.aside.get(epc) if self.aside else None
+        implied = self._implied_one(epc)
+        if o is None:
+            if value == implied[k]:
+                return
+            o = self.aside[epc] = list(implied)
+        o[k] = value
+        if o[0] == implied[0] and o[1] == implied[1]:
+            del self.aside[epc]
+
+    def keep(self, page: int) -> None:
+        """Before the kernel changes ``page``'s owner: a valid entry that reads its SECS and
+        ENCLAVEADDRESS from the owner gets them kept aside, so the CPU's view stays what it
+        was (a page freed without EREMOVE, a leaked page)."""
+        own, aside = self.owner, self.aside
+        if own is not None and self.flags.item(page) & EPCM_VALID and page not in aside:
+            aside[page] = list(self._implied_one(page))
+
+    def keep_owned(self, encl_id: int) -> None:
+        """Before enclave ``encl_id``'s SECS page or base changes while valid pages read
+        their SECS from it: ``keep`` each of them (never in a run: the CPU refuses to write
+        back or remove a SECS with children, so the kernel only moves a SECS with none)."""
+        own = self.owner
+        if own is None:
+            return
+        valid = (self.flags & EPCM_VALID) != 0
+        for page in np.flatnonzero(
+            valid & (own.owner_encl == encl_id) & (own.owner_index >= 0)
+        ).tolist():
+            self.keep(page)
+
+    def has_aside(self) -> bool:
+        """Is any entry's (SECS, ENCLAVEADDRESS) kept in the side table? (The compiled
+        driver reads the derived fields only and refuses a state with one.)"""
+        return bool(self.aside)
 
     def state_flags(self, epc: int) -> int:
         """PENDING/MODIFIED/PR as SECINFO bits 3..5."""
@@ -199,8 +289,8 @@ class Epcm:
     def clear(self, epc: int) -> None:
         """Invalidate an entry (EWB, EREMOVE)."""
         self.flags[epc] = 0
-        self.secs[epc] = -1
-        self.linaddr[epc] = 0
+        if self.aside:
+            self.aside.pop(epc, None)  # an invalid entry reads (-1, 0): nothing to keep
         self.bepoch[epc] = 0
 
     def stamp_epoch(self, epc: int, epoch: int) -> None:
@@ -226,16 +316,30 @@ class Epcm:
         last = new - new % BEPOCH_REBASE
         if last <= old:
             return
-        _rebase(self.secs, self.bepoch, int(secs), int(old), int(last))
+        own = self.owner
+        aside = [(p, o) for p, o in self.aside.items() if o[0] == secs]
+        kept = {p: self.bepoch.item(p) for p in self.aside}
+        if own is not None:  # the entries that read their SECS from the owner
+            for encl in np.flatnonzero(own.encl_secs == secs).tolist():
+                _rebase(self.flags, own.owner_encl, own.owner_index, self.bepoch,
+                        encl, int(old), int(last))  # fmt: skip
+        for p, b in kept.items():  # the side table's entries: their own SECS decides
+            self.bepoch[p] = b
+        for p, _ in aside:
+            behind = ((old - self.bepoch.item(p)) & BEPOCH_MASK) + (last - old)
+            if behind >= 2:
+                self.bepoch[p] = (last - 2) & BEPOCH_MASK
 
 
 @njit(cache=True, nogil=True)
-def _rebase(secs_of, bepoch, secs, old, last):
-    """``Epcm.advance_epoch``'s re-base in one compiled pass over the EPC: every entry of
-    ``secs`` stamped 2 or more epochs behind ``last`` gets a stamp exactly 2 behind."""
+def _rebase(flags, owner_encl, owner_index, bepoch, encl, old, last):
+    """``Epcm.advance_epoch``'s re-base in one compiled pass over the EPC: every valid entry
+    of enclave ``encl``'s ELRANGE (whose SECS the owner implies) stamped 2 or more epochs
+    behind ``last`` gets a stamp exactly 2 behind. The caller restores the entries kept
+    aside (their own SECS decides) and re-bases those of its SECS."""
     stamp = (last - 2) & BEPOCH_MASK
-    for i in range(secs_of.size):
-        if secs_of[i] == secs:
+    for i in range(flags.size):
+        if flags[i] & EPCM_VALID and owner_index[i] >= 0 and owner_encl[i] == encl:
             behind = ((old - np.int64(bepoch[i])) & BEPOCH_MASK) + (last - old)
             if behind >= 2:
                 bepoch[i] = stamp

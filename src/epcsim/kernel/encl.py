@@ -84,12 +84,13 @@ class SgxEncl:
         self.dead = False  # released: refcount reached zero
         self.ioctl_busy = False  # SGX_ENCL_IOCTL
         self.refcount = 1
-        self.base = 0
+        self._base = 0
+        self._secs_epc = -1
+        sgx.epc.set_encl(encl_id, -1, 0)
         self.size = 0
         self.nr_pages = 0
         self.attributes = 0
         self.attributes_mask = 0
-        self.secs_epc = -1  # encl->secs.epc_page
         self.secs_va = (-1, -1)  # VA page / slot of the evicted SECS
         self.secs_reclaiming = False
         self.page_cnt = 0
@@ -104,6 +105,39 @@ class SgxEncl:
         #: ``encl->va_pages`` and each VA page's slot bitmap, by number (``kernel/va_page.py``)
         self.va = VaPageList(self.va_ids)
         self._alloc_arrays(0, 0)  # no pages until SGX_IOC_ENCLAVE_CREATE
+
+    # -- what the EPCM reads its children's SECS and ENCLAVEADDRESS from (``isa.epcm``) --------
+    @property
+    def base(self) -> int:
+        """ELRANGE's base (``encl->base``)."""
+        return self._base
+
+    @base.setter
+    def base(self, base: int) -> None:
+        self._moving(base, self._secs_epc)
+        self._base = base
+
+    @property
+    def secs_epc(self) -> int:
+        """``encl->secs.epc_page``: the SECS's EPC page, -1 while it is written back."""
+        return self._secs_epc
+
+    @secs_epc.setter
+    def secs_epc(self, page: int) -> None:
+        self._moving(self._base, page)
+        self._secs_epc = page
+
+    def _moving(self, base: int, secs_epc: int) -> None:
+        """The enclave's row of ``EpcPages.encl_secs``/``encl_base`` changes. The EPCM entries
+        that read their SECS and address from it must have none valid (the CPU writes back
+        or removes a SECS only without children, and the base is set before the first
+        page); where the old SECS still has children (a kernel bug), they are kept aside."""
+        old = self._secs_epc
+        if old >= 0 and (old != secs_epc or base != self._base):
+            st = self.sgx.cpu.secs_at.get(old)
+            if st is not None and st.child_count:
+                self.sgx.cpu.epcm.keep_owned(self.id)
+        self.sgx.epc.set_encl(self.id, secs_epc, base)
 
     # -- page arrays --------------------------------------------------------------------------
     def setup(self, base: int, size: int) -> None:
@@ -253,7 +287,7 @@ class SgxEncl:
         ret = yield from encls.eremove(sgx, task, page)
         if ret:
             sgx.leaked_pages += 1
-            sgx.epc.owner_index[page] = OWNER_LEAKED
+            sgx.epc.set_owner_index(page, OWNER_LEAKED)
             return False
         sgx.free_epc_page(page)
         return True

@@ -8,6 +8,8 @@ cost a few bytes each. Free lists are per-node FIFO lists over the pages' shared
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_MAX_EPC_SECTIONS
@@ -74,6 +76,12 @@ class EpcPages:
         self.owner_encl = np.full(n, -1, dtype=np.int16)
         self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
         self.links = PageLinks(n)  # sgx_epc_page.list
+        #: per enclave id: ``encl->secs.epc_page`` and the ELRANGE base, which the EPCM reads
+        #: its entries' SECS and ENCLAVEADDRESS from (``isa.epcm``, ``set_encl``)
+        self.encl_secs = np.full(0, -1, dtype=np.int32)
+        self.encl_base = np.zeros(0, dtype=np.int64)
+        #: ``Epcm.keep``, called before a page's owner changes (``Sgx`` binds it)
+        self.keep_epcm: Callable[[int], None] | None = None
         self.nodes = sorted(set(section_node))
         # spec §18.14: a model may start with every page FREE (sanitization already done).
         self.free_lists = {node: FreeList(self.links) for node in self.nodes}
@@ -89,6 +97,26 @@ class EpcPages:
         no longer fit 16 (a System that created 32,767 enclaves), so every id is exact."""
         if encl_id > np.iinfo(self.owner_encl.dtype).max:
             self.owner_encl = self.owner_encl.astype(np.int32)
+
+    def set_encl(self, encl_id: int, secs_epc: int, base: int) -> None:
+        """Record enclave ``encl_id``'s SECS page and ELRANGE base (``SgxEncl`` calls this
+        when either changes). A handful of bytes per enclave, not per page."""
+        if encl_id >= self.encl_secs.size:
+            n = max(16, 2 * self.encl_secs.size, encl_id + 1)
+            secs = np.full(n, -1, dtype=np.int32)
+            base_ = np.zeros(n, dtype=np.int64)
+            secs[: self.encl_secs.size] = self.encl_secs
+            base_[: self.encl_base.size] = self.encl_base
+            self.encl_secs, self.encl_base = secs, base_
+        self.encl_secs[encl_id] = secs_epc
+        self.encl_base[encl_id] = base
+
+    def set_owner_index(self, page: int, index: int) -> None:
+        """``owner_index[page] = index`` where the page's EPCM entry may still be valid (a
+        page leaked after a failed EREMOVE): the EPCM keeps its view first."""
+        if self.keep_epcm is not None:
+            self.keep_epcm(page)
+        self.owner_index[page] = index
 
     def section_of(self, page: int) -> int:
         """``sgx_epc_page.section``, derived: pages are numbered in section order."""
@@ -175,6 +203,8 @@ class EpcPages:
             # its one link pair is the LRU's: it cannot go on a free list too (the kernel
             # would corrupt both lists; the driver never does it)
             raise RuntimeError(f"EPC page {page} freed while on the LRU")
+        if self.keep_epcm is not None:  # freed without EREMOVE: the CPU's view stays
+            self.keep_epcm(page)
         self.owner_encl[page] = -1
         self.owner_index[page] = OWNER_NONE
         poisoned = self.flags[page] & SGX_EPC_PAGE_POISON

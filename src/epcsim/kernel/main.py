@@ -51,6 +51,11 @@ class Sgx:
         self.batched_pages = 0
         self.cpu = cpu
         self.epc = epc
+        # the EPCM reads its entries' SECS and ENCLAVEADDRESS from the pages' owners where
+        # they agree (``isa.epcm``): a page's owner changing while its entry is valid keeps
+        # the CPU's view first
+        cpu.epcm.bind_owner(epc)
+        epc.keep_epcm = cpu.epcm.keep
         self.lru = policy
         self.direct_reclaim = direct_reclaim
         self.sgx2 = sgx2

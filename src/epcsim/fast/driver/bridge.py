@@ -148,8 +148,8 @@ def _check_regime(system: System) -> Any:
     st = system.cpu.secs_state(encl.secs_epc)
     if st.inside or st.tracking or st.busy_tcs:
         _refuse("an LP is inside the enclave or an ETRACK epoch is open")
-    if system.cpu.epcm.linaddr._odd:
-        _refuse("an EPCM LINADDR is kept aside")
+    if system.cpu.epcm.has_aside():
+        _refuse("an EPCM entry's SECS or LINADDR is kept aside (the driver derives them)")
     b = encl.backing
     if b._width != 8 or b._eid != st.eid:
         _refuse("the backing store holds no 8-byte record of this enclave yet")
@@ -189,6 +189,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     kc[K.K_SECS_EPC] = encl.secs_epc
     kc[K.K_EID] = secs.eid
     kc[K.K_ENCL_ID] = encl.id
+    kc[K.K_BASE] = encl.base
     kc[K.K_INITIALIZED] = int(encl.initialized)
     kc[K.K_VA_ROW] = encl.va.list.row
     kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
@@ -248,7 +249,7 @@ def _big_arrays(system: System, encl: Any) -> dict[str, Any]:
         epc_flags=epc.flags, owner_encl=epc.owner_encl, owner_index=epc.owner_index,
         pflags=encl.pages.flags, desc=encl.pages.desc, va_epc_of=encl.va_ids.epc,
         va_used=va.used, va_prev=va.links.prev, va_next=va.links.next, va_ends=va.links.ends,
-        eflags=e.flags, esecs=e.secs, elin=e.linaddr._pages, bepoch=e.bepoch, etag=e.tag,
+        eflags=e.flags, bepoch=e.bepoch, etag=e.tag,
         vp_epc=vp.va_epc, vp_row=vp.va_row,
         b_present=b.present.bits, b_odd=b.odd.bits, b_chunk_row=b.chunk_row,
         b_contents=rows.contents, b_mac=rows.mac, b_flags=rows.flags,

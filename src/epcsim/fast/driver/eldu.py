@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
-from epcsim.fast.driver.encls import va_row_of
+from epcsim.fast.driver.encls import epcm_secs_is_mine, va_row_of
 from epcsim.fast.driver.kstate import K_EID, K_INITIALIZED, K_SECS_CHILDREN, K_SECS_EPC
 from epcsim.fast.driver.tstate import (
     TC_BASE,
@@ -66,7 +66,7 @@ def enter_check(ks, tcs_epc):
         return ENCLU_PF
     if f & (EPCM_PENDING | EPCM_MODIFIED):
         return ENCLU_PF
-    if ks.esecs[tcs_epc] != ks.kc[K_SECS_EPC] or ks.kc[K_SECS_EPC] < 0:
+    if not epcm_secs_is_mine(ks, tcs_epc) or ks.kc[K_SECS_EPC] < 0:
         return ENCLU_GP  # ``secs_of`` is not this enclave's resident SECS
     if ks.kc[K_INITIALIZED] == 0:
         return ENCLU_GP
@@ -147,9 +147,8 @@ def eldu_commit(ks, ts, index, epc):
     tc = ts.tc
     ks.vp_blocks[tc[TC_VROW]][0, tc[TC_SLOT]] = 0
     flags = tc[TC_FLAGS]
-    epcm_ops.eldu_commit(
-        ks.eflags, ks.esecs, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, False, ks.kc[K_SECS_EPC]
-    )
-    ks.elin[epc] = (tc[TC_BASE] >> 12) + index
+    # SECS and ENCLAVEADDRESS: what the page's owner (this enclave, ``index``, set by the
+    # allocation) implies, stored once (``isa.epcm``): nothing to write
+    epcm_ops.eldu_commit(ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, False)
     ks.etag[epc] = np.uint64(tc[TC_TAG])
     ks.kc[K_SECS_CHILDREN] += 1

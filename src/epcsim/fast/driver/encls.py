@@ -21,8 +21,10 @@ from epcsim.fast.driver.kstate import (
     CN_ETRACK,
     CN_EWB,
     CN_EWB_ATTEMPTS,
+    K_BASE,
     K_CT,
     K_EID,
+    K_ENCL_ID,
     K_EPOCH,
     K_INSIDE,
     K_MAC,
@@ -37,7 +39,13 @@ from epcsim.fast.driver.kstate import (
 from epcsim.fast.ops import epcm as epcm_ops
 from epcsim.fast.ops.tag_sealing import seal
 from epcsim.isa.core import PF
-from epcsim.isa.epcm import BEPOCH_MASK, BEPOCH_REBASE, EPCM_PT_SHIFT, EPCM_SECINFO_MASK
+from epcsim.isa.epcm import (
+    BEPOCH_MASK,
+    BEPOCH_REBASE,
+    EPCM_PT_SHIFT,
+    EPCM_SECINFO_MASK,
+    EPCM_VALID,
+)
 from epcsim.isa.epcm import _rebase as rebase
 
 NOT_TRACKED = int(SgxReturn.NOT_TRACKED)
@@ -52,17 +60,27 @@ NOT_CHILD = -2
 _REG = int(PageType.REG)
 _TCS = int(PageType.TCS)
 _TRIM = int(PageType.TRIM)
-_LIN_ODD = 0xFFFFFFFF
 #: ``_pack_flags``'s page-type codes (``kernel/backing.py``): TCS 1, REG 2, TRIM 3
 _LCG_A = np.uint64(6364136223846793005)
 _LCG_C = np.uint64(1442695040888963407)
 
 
 @njit(cache=True, nogil=True, inline="always")
+def epcm_secs_is_mine(ks, epc):
+    """``EPCM[epc].ENCLAVESECS == encl->secs.epc_page``, read as ``isa.epcm`` stores it: a
+    valid entry of an enclave page reads the SECS of its owner, any other entry -1. The
+    driver runs only while no entry is kept aside (``bridge._check_regime``), and a valid
+    child of another enclave has that enclave's resident SECS, never this one's."""
+    if ks.eflags[epc] & EPCM_VALID and ks.owner_index[epc] >= 0:
+        return ks.owner_encl[epc] == ks.kc[K_ENCL_ID]
+    return ks.kc[K_SECS_EPC] == -1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def epoch_of(ks, epc):
     """``secs_of(epc).epoch``: the enclave's epoch for its own child, 0 for any other page
     (EBLOCK of a page with no resident SECS stamps 0)."""
-    if ks.esecs[epc] == ks.kc[K_SECS_EPC]:
+    if epcm_secs_is_mine(ks, epc):
         return ks.kc[K_EPOCH]
     return 0
 
@@ -91,7 +109,7 @@ def etrack(ks):
     kc[K_TRACKING] = kc[K_INSIDE]
     last = new - new % BEPOCH_REBASE
     if last > old:
-        rebase(ks.esecs, ks.bepoch, kc[K_SECS_EPC], old, last)
+        rebase(ks.eflags, ks.owner_encl, ks.owner_index, ks.bepoch, kc[K_ENCL_ID], old, last)
     return 0
 
 
@@ -163,18 +181,16 @@ def ewb(ks, epc, va_epc, slot):
     pt = (f >> EPCM_PT_SHIFT) & 0xFF
     if (f & 0x40) and not epcm_ops.is_child_type(pt):
         return NOT_CHILD
-    if ks.elin[epc] == _LIN_ODD:
-        return NOT_CHILD
     ks.cnt[CN_EWB_ATTEMPTS] += 1
     check = epcm_ops.ewb_check(ks.eflags, epc, va_epc)
     if check != 0:
         if check == epcm_ops.FAULT_PF:
             return ENCLS_PF
         return check
-    if ks.esecs[epc] != kc[K_SECS_EPC] or not tracked(ks, np.int64(ks.bepoch[epc])):
+    if not epcm_secs_is_mine(ks, epc) or not tracked(ks, np.int64(ks.bepoch[epc])):
         return NOT_TRACKED
     secinfo = np.int64(f) & EPCM_SECINFO_MASK
-    linaddr = np.uint64(ks.elin[epc]) << np.uint64(12)
+    linaddr = np.uint64(kc[K_BASE] + (np.int64(ks.owner_index[epc]) << 12))
     eid = np.uint64(kc[K_EID])
     version = fresh_version(ks)
     ct, mac = seal(
@@ -184,9 +200,7 @@ def ewb(ks, epc, va_epc, slot):
     occupied = slots[0, slot] != 0
     slots[0, slot] = version
     kc[K_SECS_CHILDREN] -= 1
-    ks.eflags[epc] = 0
-    ks.esecs[epc] = -1
-    ks.elin[epc] = 0
+    ks.eflags[epc] = 0  # invalid: SECS and ENCLAVEADDRESS read (-1, 0)
     ks.bepoch[epc] = 0
     kc[K_CT] = np.int64(ct)
     kc[K_MAC] = np.int64(mac)

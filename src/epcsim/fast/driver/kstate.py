@@ -69,6 +69,7 @@ K_LRU_LEN = 43  #: unused (the LRU's length is its ``epc_ends`` row)
 K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
 K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
+K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``)
 N_KC = 48
 
 #: the ``Counters`` fields a call adds to, in ``cnt``'s column order
@@ -155,7 +156,8 @@ KState = namedtuple(
         # the enclave's pages (``EnclPages``) and VA pages (``VaIds``, ``VaPageList``)
         "pflags desc va_epc_of va_used va_prev va_next va_ends "
         # the EPCM (``Epcm``) and the CPU's VA versions (``VaPages``)
-        "eflags esecs elin bepoch etag vp_epc vp_row vp_blocks "
+        # (ENCLAVESECS/ENCLAVEADDRESS are the owner's: ``encls.epcm_secs_is_mine``)
+        "eflags bepoch etag vp_epc vp_row vp_blocks "
         # the backing store (``EnclaveBacking`` and its ``compiled()`` rows)
         "b_present b_odd b_chunk_row b_contents b_mac b_flags b_high_row b_high "
         "b_pcmd_live b_pcmd_kept b_pcmd_gen "

@@ -80,14 +80,15 @@ def ewb_check(flags, epc, va_epc):
 
 
 @njit(cache=True, nogil=True)
-def eldu_commit(flags, secs, bepoch, epc, secinfo_flags, pt, blocked, secs_epc):
+def eldu_commit(flags, bepoch, epc, secinfo_flags, pt, blocked):
     """ELDU/ELDB's EPCM update once the record verified: the entry becomes VALID with the
     PCMD's page type and R/W/X/PENDING/MODIFIED/PR, BEPOCH 0, BLOCKED only for ELDB of a
-    REG/TCS/TRIM page, and the owning SECS ``secs_epc`` (-1 for a SECS or VA page). Every
-    bit of the flags word is written (the entry was invalid, so nothing is kept)."""
+    REG/TCS/TRIM page. Every bit of the flags word is written (the entry was invalid, so
+    nothing is kept). The owning SECS and ENCLAVEADDRESS are the caller's to write: they
+    are stored once, derived from the page's owner (``isa.epcm``), so a caller whose page
+    the kernel allocated for that enclave page writes nothing (the compiled driver)."""
     w = EPCM_VALID | ((pt & 0xFF) << EPCM_PT_SHIFT) | (secinfo_flags & _STATE_BITS)
     if blocked and is_child_type(pt):
         w |= EPCM_BLOCKED
     flags[epc] = w
     bepoch[epc] = 0
-    secs[epc] = secs_epc
