@@ -258,9 +258,18 @@ class EnclaveThread(Task):
         i = 0
         while i < n:
             if hook is not None:
-                moved = hook.run(i, out.done)
+                moved = yield from hook.run(i, out.done)
                 if moved is not None:
-                    i, out.done = moved
+                    i, out.done, pf = moved
+                    if pf:  # the stream ends with a #PF at pages[i], as below
+                        idx = pages.item(i)
+                        w = bool(writes[i])
+                        if encl.pte_present[idx]:  # the EPCM refuses it
+                            out.pf_error = self._pf_code(idx, w)
+                        else:  # access_error(): the VMA forbids it
+                            out.pf_error = PF_USER | (PF_WRITE if w else 0)
+                        out.fault_address = encl.linaddr(idx)
+                        break
                     if i >= n:
                         break
             if not (yield from self.enter()):

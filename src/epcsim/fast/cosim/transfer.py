@@ -408,14 +408,20 @@ def _finished(env: Any, queued: bool) -> Process:
     return proc
 
 
-def to_simpy(sv: Served) -> None:
+def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], Event] | None:
     """Core -> SimPy (see the module docstring), with the core stopped between two events
     (idle, its event budget spent) or handed back at the edge of its regime: then the task
     that met the edge (``C_HB_TASK``) is in the middle of a resumption, which goes on now,
     in SimPy, before the next event - the machine called again at its pc (a request the
     core refused did nothing), a woken sleeper taking a CPU (``Task.sleep``'s tail), or a
     spinner's re-check (``_spin``'s loop). A full heap or trace is not an edge but a void
-    run (the caller's capacity): RuntimeError."""
+    run (the caller's capacity): RuntimeError.
+
+    ``inline`` (a task waiting on its event, not the hand-back's): no process is built
+    for it; its serving generator, run to its first ``yield``, and the event it waits on
+    are returned, for the caller's own running process to go on with (``yield`` the
+    event, ``send`` what SimPy answers): the enclave thread served inside its Python
+    generator, ``fast/driver/stream.py``."""
     if sv.mode != "core":
         raise RuntimeError("to_simpy: the machines are served by SimPy already")
     st = sv.st
@@ -503,6 +509,7 @@ def to_simpy(sv: Served) -> None:
         queue._waiters = [target[t] for t in st.wql[q, : st.wq[q]].tolist()]
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
+    kept: tuple[Generator[Any, Any, None], Event] | None = None
     now: Gen | None = None  # the hand-back task's resumption, run after the queue is built
     for t, task in enumerate(sv.tasks):
         s = int(tasks[t, T_STATE])
@@ -559,7 +566,11 @@ def to_simpy(sv: Served) -> None:
         gen = sv.serve(t, first)
         if next(gen) is not ev:
             raise RuntimeError(f"task {t}: its moved request does not wait on its event")
-        procs[t] = _process(env, gen, ev, True)
+        if t == inline:
+            procs[t] = env.active_process
+            kept = (gen, ev)
+        else:
+            procs[t] = _process(env, gen, ev, True)
         if tasks[t, T_RQ] == RQ_RUN_USER:
             task._user_proc = procs[t]  # what ``run_user`` sets: a preemption interrupts it
     sv.procs = procs
@@ -590,6 +601,7 @@ def to_simpy(sv: Served) -> None:
         if ev.callbacks is None:
             raise RuntimeError(f"task {h}: its resumption waits on a processed event")
         sv.procs[h] = _process(env, now, ev, True)
+    return kept
 
 
 # the priorities the core packs are SimPy's

@@ -298,6 +298,7 @@ def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
     kc[K.K_REFCOUNT] = encl.refcount
     kc[K.K_EPOCH] = secs.epoch
     kc[K.K_TRACKING] = len(secs.tracking)
+    kc[K.K_INSIDE] = int(bool(secs.inside))  # ETRACK's tracking set is the LPs inside
     kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
     mask = 0
     for c in encl.cpumask():
@@ -421,9 +422,14 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     encl.secs_child_cnt = int(kc[K.K_CHILD_CNT])
     encl.refcount = int(kc[K.K_REFCOUNT])
     secs.child_count = int(kc[K.K_SECS_CHILDREN])
-    secs.epoch = int(kc[K.K_EPOCH])
-    if kc[K.K_TRACKING] == 0:
+    epoch = int(kc[K.K_EPOCH])
+    if epoch != secs.epoch:
+        # an ETRACK: its tracking set is the LPs inside then (``K_INSIDE``, taken from
+        # ``SecsState.inside`` by ``take_small``; a thread's call folds its own LP after)
+        secs.tracking = set(secs.inside) if kc[K.K_TRACKING] else set()
+    elif kc[K.K_TRACKING] == 0:
         secs.tracking = set()
+    secs.epoch = epoch
     system.cpu._next_version = int(ks.ku[0])
     encl.backing.nr_records += int(kc[K.K_NR_RECORDS])
     sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])

@@ -157,6 +157,10 @@ P_NAMES = (
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
+#: trace rows kept free at a hooked loop top: one iteration of the thread writes a few, and
+#: ksgxd on the core meanwhile ~8 a page (three lock/unlock pairs) for the pages it
+#: reclaims during the iteration (a 10 us resident run or one fault: a handful)
+_TRACE_ROOM = 4096
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -179,14 +183,23 @@ def _hook_stop(st, ks, ts):
     lock, and a stop that proves unnecessary costs one Python iteration, never a result.
     Records an ELDU would refuse (``KB_ELDU``) are excluded at entry (a tampered store). A
     mutex trace about to fill stops it too (``HB_TRACE_FULL`` would come in the middle of
-    an iteration; an iteration writes at most a few rows: 64 are kept free)."""
+    an iteration: ``_TRACE_ROOM`` rows are kept free, for the thread's few and what ksgxd
+    writes meanwhile).
+
+    With ksgxd on the core too (``tc[TC_ALONE] == 0``, session ``upair``: the pair entered
+    from the loop top, ``stream.py``) only the stream's end and the trace stop it: T4 wakes
+    ksgxd on the core, -EBUSY retries there, and ksgxd hands back (``KB_SECS``) before it
+    would evict the SECS. ``tc[TC_HOOK] == 2`` (the thread served by SimPy to its loop top
+    after a stop in the middle of an iteration) stops at the first loop top."""
     tc = ts.tc
     i = tc[TC_I]
-    if i >= tc[TC_N]:
+    if i >= tc[TC_N] or tc[TC_HOOK] == 2:
         return True
     cap = st.trace.shape[0]
-    if cap > 0 and st.clk[C_TRACE_LEN] + 64 > cap:
+    if cap > 0 and st.clk[C_TRACE_LEN] + _TRACE_ROOM > cap:
         return True
+    if tc[TC_ALONE] == 0:
+        return False  # the pair: ksgxd is on the core, T4 wakes it there
     if ks.pflags[ts.pages[i]] & ENCL_PAGE_PTE_PRESENT:
         return False  # a resident run: its only stop is KB_PF, at a loop top
     kc = ks.kc
