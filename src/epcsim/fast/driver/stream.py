@@ -1,39 +1,71 @@
 """``EnclaveThread.access_stream`` on the compiled core, from its loop top (issue 9; PATHS.md,
-"What is built for the stream").
+"What is built for the stream" and "The pair from the user path").
 
 ``access_stream`` asks ``StreamCore.stream(thread, pages, writes)`` once per stream (the
-structural checks) and, at every loop top, ``CoreStream.run(i, done)``: a plain call from
-inside the thread's generator, while SimPy processes the thread's own event. When the
-dynamic regime holds, the thread's state machine (``thread.py``) runs from T0 with index
-``i`` on the core, the pending engine state taken from the live objects, until it is at a
-loop top again that the core leaves to Python (``thread._hook_stop``: the stream's end, a
-fault iteration that would wake ksgxd, ...) or at a stop the generator goes on from (the
-TCS fault, a #PF to the runtime, SIGBUS, EAUG: each decided before the iteration's first
-step). Everything is folded back, and the generator goes on at the core's clock with the
-new index.
+structural checks) and, at every loop top, ``yield from CoreStream.run(i, done)``, from
+inside the thread's generator while SimPy processes the thread's own event. When the
+dynamic regime holds, the thread's state machine (``thread.py``) and ksgxd's
+(``ksgxd.py``) run together on the core from there - the thread at T0 with index ``i``
+on its CPU, inside or AEXed as the Python thread is; ksgxd asleep on ``ksgxd_waitq`` or
+wherever its machine was left - T4 waking ksgxd on the core, until the thread is at a loop
+top the core leaves to Python (``thread._hook_stop``: the stream's end, a mutex trace
+about to fill) or at a stop the generator goes on from (the TCS fault, a #PF to the
+runtime, SIGBUS, EAUG: each decided before the iteration's first step). The thread's
+state is folded back and the generator goes on at the core's clock with the new index.
 
-Decisions (2026-11-26, issue 9 session ``integ``):
+The pair (2026-11-26, issue 9 session ``upair``):
 
-* *Off by default*: ``System(fast_core=True)`` turns it on (fast engine only). The hook is
-  exact where it engages (the differential tests, ``tests/fast/test_stream_core.py``), but
-  it engages only while ksgxd sleeps - the thread alone on the core - which is the part
-  that could be made exact in the session's time; the pair (ksgxd woken on the core and
-  handed to SimPy mid-batch when the stream ends) is not built, so rows 1 and 2 move
-  little. PATHS.md says what is left.
-* *Dynamic regime* (checked per entry, cheap checks first): ksgxd asleep on its wait queue
-  with SimPy's queue empty (the thread's event is the one being processed), the thread on
-  its CPU with no other task running, ``encl->lock`` free, no LP but the thread's inside,
-  no tampered record (``EnclaveBacking.tampered``: an ELDU the core would refuse hands
-  back in the middle of an iteration), the rest of ``bridge._check_regime``.
-* *A hand-back the generator cannot go on from* (any stop but those above) is a defect of
-  ``_hook_stop``'s test, not a regime the model may enter: it raises ``RuntimeError``
-  rather than go on with a different result.
-* *The count*: ``System.fast_core_accesses`` (an attribute, not a ``stats()`` counter,
-  which must stay equal between engines) counts the stream accesses done on the core, so
-  a test can tell that the hook engaged.
-* CFS's idle list is left as it was: on the core the thread keeps its CPU and ksgxd is not
-  woken, so no CPU is chosen or freed (``thread_bridge._fold`` rebuilds the list in CPU
-  order, which is the reference's only after a call that began with every CPU idle).
+* *ksgxd between two calls*. If ksgxd is asleep on the core when the thread stops, its
+  own generator's wait (put aside at entry, ``Session.parked``) goes back on the wait
+  queue: the machine's K0 sleep and the generator's are the same state (PATHS.md K0).
+  Otherwise ksgxd is mid-batch: ``transfer.to_simpy`` moves its pending events into
+  SimPy's queue and its machine goes on *served* (``cosim.served``), its ``KState``
+  small arrays taken from the Python objects before each served step and folded after it
+  (``bridge.take_small``/``fold_kernel``; the PCMD pins of its batch written into
+  ``EnclaveBacking._pinned_gen``, ``Session.fold_pins``; the IPI's AEX done by Python,
+  which knows every LP), while Python tasks run in between. At the next loop top the hook
+  moves it back (``transfer.to_core``, which refuses - nothing moved, a Python iteration -
+  while SimPy's queue holds anything else); when the served machine asks to sleep its
+  generator's wait goes back instead (``Session.on_stop``; the served process then waits
+  forever on an event nobody triggers: an ended process would take an eid the reference
+  does not).
+* *ksgxd in its Python generator, awake*: not movable (its generator cannot be rebuilt in
+  the middle of ``sgx_reclaim_pages``); the hook waits for it to sleep. With ksgxd never
+  asleep at a loop top (a footprint far over the EPC from the start) the hook never
+  engages; once it has, ksgxd stays a machine until it sleeps or meets the SECS.
+* *A stop in the middle of the thread's iteration*: only ksgxd's ``KB_SECS`` (the SECS's
+  last child about to be written back) in the regime. Its own generator takes over from
+  that page (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on
+  served *in its own process*: ``to_simpy(inline=THREAD)`` gives the thread's serving
+  generator, which ``run`` drives (yield the event, send the answer) until the thread's
+  machine stops at its next loop top (``tc[TC_HOOK] == 2``). The thread's own stops in
+  the middle of an iteration (an ELDU refused, -ENOMEM, EENTER failing, the SECS to
+  load) are outside the regime at entry (a tampered store is refused; the SECS is
+  resident and only ``KB_SECS`` could evict it): ``RuntimeError`` if met, never a
+  different result. ``KB_SECS`` is not reached by the tests (a SECS written back needs
+  every child evicted while the thread runs): that path is checked by reading only.
+* *The #PF that ends a stream* is returned as such (``pf``): after a resident run an IPI
+  may have AEXed the thread, and the generator's own loop top would ERESUME first.
+* *The counts* (``StreamCore``: attributes, not ``stats()`` counters, which must stay
+  equal between engines): ``accesses`` (``System.fast_core_accesses``), ``ksgxd_pages``
+  written back on the core, ``served_steps`` of ksgxd's machine under SimPy,
+  ``secs_stops``, ``entries``.
+* *The entry's state kept* (PATHS.md "Next" item 2): the ``KState`` is built once per
+  enclave and SECS (``StreamCore.kernel_state``) and brought up to date at each entry as
+  around a served step; the core's arrays live as long as the pair does (a session).
+  With the pair there is about one entry per ``access_pages`` call, so the entry's cost
+  no longer matters to rows 1 and 2.
+
+Decisions kept from session ``integ``:
+
+* *Off by default*: ``System(fast_core=True)`` turns it on (fast engine only).
+* *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
+  no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
+  empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
+  lock, its spin); no LP but the thread's inside, no tampered record, the SECS resident,
+  the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
+* CFS's idle list is rebuilt in CPU order by ``to_simpy`` (``CfsRunQueue`` keeps it
+  sorted).
 """
 
 from __future__ import annotations
@@ -46,42 +78,27 @@ from epcsim.engine.machine import Gen
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
-from epcsim.fast.cosim.request import RQ_SLEEP
-from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
-    C_ELIDED,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
     HANDED_BACK,
-    M_CONTENDED,
-    M_HANDOFFS,
-    M_SPIN_ACQUIRED,
-    M_STEALS,
-    M_WAIT_NS,
-    R_BLOCKED,
-    R_STOP,
     T_PC,
-    T_RQ,
     T_STATE,
     TS_NEW,
     TS_READY,
-    TS_SLEEP,
 )
-from epcsim.fast.cosim.transfer import _frame_locals, to_core, to_simpy
-from epcsim.fast.driver import ksgxd as KM
+from epcsim.fast.cosim.transfer import to_core, to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import (
     _kernel_state,
     _serve,
-    fold_kernel,
     refresh_layout,
     take_small,
 )
-from epcsim.fast.driver.engine_state import take_engine
-from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
-from epcsim.fast.driver.thread import P_TOP, thread_resume
+from epcsim.fast.driver.stream_ksgxd import Session
+from epcsim.fast.driver.thread import P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
     SERVE,
@@ -92,9 +109,7 @@ from epcsim.fast.driver.thread_bridge import (
     fold_thread,
 )
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
-from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
-from epcsim.kernel.reclaim import sgx_reclaim_write_back
 
 if TYPE_CHECKING:
     from epcsim.system import System
@@ -123,7 +138,7 @@ class StreamCore:
         #: ksgxd's machine's steps served by SimPy (between pair calls, Python tasks between)
         self.served_steps = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
-        self.session: _Session | None = None
+        self.session: Session | None = None
         #: the kernel's ``KState``, kept across entries: ``(encl, secs, ks)``
         self._kstate: tuple[Any, Any, Any, int] | None = None
         #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
@@ -196,7 +211,7 @@ class CoreStream:
 
     def _ready(self, served: bool) -> bool:
         """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd
-        is the compiled machine served by SimPy (``_Session``), which ``to_core`` checks."""
+        is the compiled machine served by SimPy (``Session``), which ``to_core`` checks."""
         system = self.system
         sgx = system.sgx
         thread = self.thread
@@ -250,7 +265,7 @@ class CoreStream:
         encl = thread.encl
         secs = system.cpu.secs_state(encl.secs_epc)
         if sess is None:
-            sess = _Session.begin(owner, thread, encl, secs)
+            sess = Session.begin(owner, thread, encl, secs)
         elif not to_core(sess.sv):
             return None
         else:
@@ -358,211 +373,6 @@ class CoreStream:
         return new_i, new_done, code == K.KB_PF
 
 
-class _Session:
-    """ksgxd's compiled machine from a pair call of ``CoreStream.run`` until it sleeps again
-    (module docstring, "The pair"): the core's arrays, the kernel's ``KState``, the SimPy
-    side (``Served``: task 0 the enclave thread, task 1 ksgxd) and ksgxd's own generator's
-    wait (``parked``), put back on ``ksgxd_waitq`` when the machine sleeps."""
-
-    def __init__(self, owner: StreamCore, thread: EnclaveThread, co: Any, ks: Any):
-        self.owner = owner
-        self.system = owner.system
-        self.thread = thread
-        self.encl = thread.encl
-        self.co = co
-        self.ks = ks
-        self.ts: Any = None
-        self.nblk = len(owner.system.cpu.va.blocks)
-        sgx = owner.system.sgx
-        waitq = sgx.ksgxd_waitq
-        self.parked = list(waitq._waiters)
-        resume: Any = self.parked[0].callbacks[0]  # the generator's Process._resume
-        frame = _frame_locals(resume.__self__._generator, Sgx._ksgxd.__code__)
-        #: the watermark ksgxd's generator read when it started (its loop's ``high``)
-        self.high = sgx.high_pages if frame is None else int(frame["high"])
-        kt = sgx.ksgxd_task
-        mutex = thread.encl.lock
-        assert kt is not None and isinstance(mutex, LinuxMutex)
-        self.sv = Served(
-            co, owner.system.machine, [thread, kt], [mutex], [waitq], self.step,
-            mode="core", on_stop=self.on_stop,
-        )  # fmt: skip
-        self._kmachine: Any = None
-        self._tmachine: Any = None
-        #: the backing indices this session wrote into ``EnclaveBacking._pinned_gen``
-        self._pins: list[int] = []
-
-    def fold_pins(self) -> None:
-        """``EnclaveBacking._pinned_gen`` as the reference's ksgxd leaves it at this point of
-        its batch: ``get_backing`` pins a page's PCMD generation in phase B, ``store`` drops
-        it in D; the machine keeps them in its batch (``batch[:, 2]``) and stores through
-        the compiled op, so while it is mid-batch under SimPy the dict is written from the
-        batch (the pages kept so far in B, all kept ones in C, those not yet stored in D)."""
-        pinned = self.encl.backing._pinned_gen
-        for index in self._pins:
-            pinned.pop(index, None)
-        ks = self.ks
-        kc = ks.kc
-        pc = int(self.co.tasks[KSGXD, T_PC])
-        nk, i = int(kc[K.K_NK]), int(kc[K.K_I])
-        if pc in _PHASE_B:
-            rows = list(range(nk)) + ([i] if pc == KM.P_B_UNLOCKED else [])
-        elif pc in _PHASE_C:
-            rows = list(range(nk))
-        elif pc in _PHASE_D:
-            rows = list(range(i + (pc in (KM.P_STORED, KM.P_D_UNLOCKED)), nk))
-        else:
-            rows = []
-        batch = ks.batch
-        self._pins = []
-        for r in rows:
-            index, gen = int(batch[r, 1]), int(batch[r, 2])
-            if gen >= 0:
-                pinned[index] = gen
-                self._pins.append(index)
-
-    @classmethod
-    def begin(cls, owner: StreamCore, thread: EnclaveThread, encl: Any, secs: Any) -> _Session:
-        """A session from ksgxd asleep in its generator: the core as ``run_pair``'s, with
-        the thread running at its loop top and absolute counters (``to_simpy`` writes them
-        back absolute)."""
-        system = owner.system
-        m = system.machine
-        mutex = encl.lock
-        co = _core_state_running(system, thread, mutex.trace is not None)
-        co.clk[C_ELIDED] = m.elided
-        for col, v in (
-            (M_CONTENDED, mutex.contended),
-            (M_WAIT_NS, mutex.wait_ns),
-            (M_STEALS, mutex.steals),
-            (M_HANDOFFS, mutex.handoffs),
-            (M_SPIN_ACQUIRED, mutex.spin_acquired),
-        ):
-            co.mtx[0, col] = v
-        sess = cls(owner, thread, co, owner.kernel_state(encl, secs))
-        sess.nblk = owner._kstate[3] if owner._kstate is not None else sess.nblk
-        return sess
-
-    # -- served by SimPy ----------------------------------------------------------------------
-    def step(self, t: int) -> int:
-        """One served step of task ``t``'s machine, the kernel's (and the thread's) small
-        arrays taken from the Python objects before it and folded after it (the Python
-        objects are the truth between two steps: other tasks run there)."""
-        system = self.system
-        encl = self.encl
-        secs = system.cpu.secs_state(encl.secs_epc) if encl.secs_epc >= 0 else None
-        co = self.co
-        hw = system.cpu
-        if t == KSGXD:
-            kc = self.ks.kc
-            if int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
-                # send_ipi after its run: every LP of the mask inside the enclave takes an
-                # AEX (the machine does it for the thread it knows only on the core)
-                mask = int(kc[K.K_IPI_MASK])
-                for lp in range(len(hw.lp_eid)):
-                    if (mask >> lp) & 1 and encl.secs_epc >= 0 and hw.inside(lp) == encl.secs_epc:
-                        hw.aex(lp)
-        self.ks, self.nblk = refresh_layout(system, encl, self.ks, self.nblk)
-        ks = self.ks
-        kc = ks.kc
-        if secs is not None:
-            take_small(system, encl, secs, ks)
-        kc[K.K_HIGH] = self.high
-        kc[K.K_SECS_EPC] = encl.secs_epc
-        counts: dict[str, int] = {}
-        if t == KSGXD:
-            self.owner.served_steps += 1
-            kc[K.K_THREAD_T] = -1  # the IPI's AEX is Python's (above)
-            if self._kmachine is None:
-                self._kmachine = entry_point(ksgxd_resume, co, ks, KSGXD)
-            while True:
-                r = int(self._kmachine(co, self.ks, KSGXD))
-                if r != R_SVC:
-                    break
-                self.ks = _serve(system, encl, self.ks, counts)
-            if secs is not None:
-                fold_kernel(system, encl, secs, self.ks)
-            self.fold_pins()
-            if r == R_BLOCKED and int(co.tasks[KSGXD, T_RQ]) == RQ_SLEEP:
-                return R_STOP  # asleep at K0: its own generator's wait (``on_stop``)
-            return r
-        thread = self.thread
-        ts = self.ts
-        kc[K.K_THREAD_T] = THREAD
-        cpu = thread.cpu
-        kc[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
-        ts.tc[T.TC_ENTERED] = int(thread.entered)
-        if self._tmachine is None:
-            self._tmachine = entry_point(thread_resume, co, ks, ts, THREAD)
-        while True:
-            r = int(self._tmachine(co, self.ks, ts, THREAD))
-            if r != R_SVC:
-                break
-            self.ks = _serve_thread(system, encl, self.ks, ts, counts)
-        assert secs is not None  # the thread's machine hands back before a SECS load
-        fold_thread(system, thread, encl, secs, self.ks, ts)
-        return r
-
-    def on_stop(self, t: int) -> Gen:
-        """A served machine stopped (``R_STOP``): the thread at its loop top (its serving
-        generator ends: ``CoreStream.run`` goes on); ksgxd asleep at K0 (its own
-        generator's wait goes back on ``ksgxd_waitq`` and this process waits forever: an
-        ended process would take an eid the reference does not) or before the SECS's
-        eviction (``KB_SECS``: its own generator from that page, as ``served_ksgxd``)."""
-        if t == THREAD:
-            return _nothing()
-        co = self.co
-        sgx = self.system.sgx
-        if int(co.clk[C_HB]) == 0:
-            return self._asleep()
-        if int(co.clk[C_HB]) != 100 + K.KB_SECS:
-            raise RuntimeError(
-                f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
-            )
-        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        if self.owner.session is self:
-            self.owner.session = None
-        kc = self.ks.kc
-        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
-        rows = self.ks.batch[:nk].tolist()
-        encl = self.encl
-        for index in self._pins:
-            encl.backing._pinned_gen.pop(index, None)
-        self._pins = []
-        for _page, index, pinned in rows[j:]:
-            encl.backing._pinned_gen[index] = pinned
-        kept = [(page, encl, index) for page, index, _ in rows]
-        task = sgx.ksgxd_task
-        assert task is not None
-        return sgx._ksgxd(task, (self.high, sgx_reclaim_write_back(sgx, task, kept, j)))
-
-    def _asleep(self) -> Gen:
-        sgx = self.system.sgx
-        task = sgx.ksgxd_task
-        assert task is not None
-        waitq = sgx.ksgxd_waitq
-        # perform_simpy's RQ_SLEEP with the generator's own event: queued, the CPU released
-        waitq._waiters.extend(self.parked)
-        task.release_cpu()
-        if self.owner.session is self:
-            self.owner.session = None
-        yield self.system.machine.env.event()  # never triggered
-
-
-#: ksgxd's pcs, by phase of ``sgx_reclaim_pages`` (``fold_pins``)
-_PHASE_B = frozenset((KM.P_AGE_RUN, KM.P_B_LOCKED, KM.P_BACKING_RUN, KM.P_B_UNLOCKED))
-_PHASE_C = frozenset((KM.P_C, KM.P_ZAP_RUN, KM.P_C_LOCKED, KM.P_EBLOCK_RUN, KM.P_C_UNLOCKED))
-_PHASE_D = frozenset(
-    (KM.P_D, KM.P_D_LOCKED, KM.P_EWB1_RUN, KM.P_ETRACK_RUN, KM.P_EWB2_RUN, KM.P_IPI_RUN,
-     KM.P_EWB3_RUN, KM.P_EWB_DONE, KM.P_STORED, KM.P_D_UNLOCKED)
-)  # fmt: skip
-
-
-def _nothing() -> Gen:
-    return
-    yield  # a generator
-
-
 def _static_regime(system: System) -> bool:
     """``bridge._check_regime``'s checks of what no task changes while the thread runs (the
     model's options, one initialized enclave, the LRU's owners, the EPCM and backing store
@@ -589,23 +399,6 @@ def _static_regime(system: System) -> bool:
     epc = sgx.epc
     on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
     return not np.any(epc.owner_encl[on_lru] != encl.id)
-
-
-def _core_state_running(system: System, thread: EnclaveThread, trace: bool) -> Any:
-    """The core with the thread running its generator on its CPU (its event being
-    processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``, ``encl->lock`` free."""
-    kt = system.sgx.ksgxd_task
-    assert kt is not None and thread.cpu is not None
-    mutex = thread.encl.lock
-    assert isinstance(mutex, LinuxMutex)
-    co = take_engine(system, [thread, kt], mutex, trace)
-    co.tasks[THREAD, T_STATE] = TS_READY
-    co.tasks[THREAD, T_PC] = P_TOP
-    co.tasks[KSGXD, T_STATE] = TS_SLEEP
-    co.tasks[KSGXD, T_PC] = P_WAIT
-    co.wq[0] = 1
-    co.wql[0, 0] = KSGXD
-    return co
 
 
 __all__ = ["CoreStream", "StreamCore"]
