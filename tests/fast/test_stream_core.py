@@ -70,9 +70,10 @@ def _build(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, mult: i
     else:
         assert encl.add_pages(0, n * PAGE_SIZE).ok
     assert encl.init().ok
-    # ksgxd to its sleep after the EADDs' pressure: the hook enters the pair only from
-    # ksgxd asleep in its generator (or its machine served after an earlier pair call)
-    system.run()
+    # ksgxd to its sleep after the EADDs' pressure (SimPy's queue emptied; ``System.run()``
+    # runs started threads only): the hook enters the pair only from ksgxd asleep in its
+    # generator (or its machine served after an earlier pair call)
+    system.machine.env.run()
     encl.encl.lock.trace = []
     return system, encl, n
 
@@ -160,7 +161,7 @@ def test_the_hook_engages_in_row_1s_shape() -> None:
         system, encl, n = _build(engine, 1, 256, 2, False, **kw)
         stream = np.random.default_rng(1).integers(0, n, size=4000)
         encl.access_pages(stream[:1000])
-        system.run(until=system.machine.now + 20_000)  # ksgxd mid-batch, no thread
+        system.run(until=20_000)  # 20 us more: ksgxd's machine served, no thread
         out = encl.access_pages(stream[1000:])
         assert out.ok
         snaps[name] = _snap(system, encl, out)
@@ -203,3 +204,38 @@ def test_one_compiled_machine_for_every_mask_and_stream_layout() -> None:
     # numba loads it from its cache; the machine inside it is not a separate entry.)
     assert len(drive.overloads) == 1
     assert not any("readonly" in str(sig) for sig in drive.overloads)
+
+
+def test_ksgxd_served_to_its_sleep_goes_back_to_its_generator() -> None:
+    """A call ends with ksgxd mid-batch (its machine served by SimPy); ``System.run(until=)``
+    runs it to its sleep, where its own generator's wait goes back on ``ksgxd_waitq`` (no
+    session left) and the next call enters the pair from ksgxd asleep again. Every step
+    equals the fast engine without the hook and the reference."""
+    snaps: dict[str, list[dict[str, object]]] = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = _build(engine, 3, 128, 2, True, 3, **kw)
+        rng = np.random.default_rng(3)
+        out = []
+        mid = 0  # calls that ended with ksgxd's machine mid-batch (served)
+        for _ in range(3):
+            res = encl.access_pages(rng.integers(1, n, size=1500), rng.random(1500) < 0.3)
+            out.append(_snap(system, encl, res))
+            sc = system.sgx.stream_core
+            mid += kw != {} and sc.session is not None
+            system.run(until=50_000_000)  # 50 ms: ksgxd writes back to its high watermark
+            out.append(_snap(system, encl, res))
+            if kw:
+                assert sc.session is None and system.sgx.ksgxd_sleeping
+                assert len(system.sgx.ksgxd_waitq._waiters) == 1
+        snaps[name] = out
+        if kw:
+            assert mid > 0, "no call ended with ksgxd mid-batch"
+            assert sc.served_steps > 0 and sc.ksgxd_pages > 0
+            assert system.fast_core_accesses > 0.9 * 4500
+    for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
+        assert [key for key in f if f[key] != b[key]] == []
+        assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []

@@ -390,7 +390,7 @@ def _static_regime(system: System) -> bool:
         return False
     if not isinstance(encl.lock, LinuxMutex) or sgx.ksgxd_task is None:
         return False
-    if system.cpu.epcm.linaddr._odd:
+    if system.cpu.epcm.has_aside():
         return False
     st = system.cpu.secs_state(encl.secs_epc)
     b = encl.backing
