@@ -159,12 +159,19 @@ def test_a_page_on_the_lru_cannot_be_freed():
     assert epc.free_lists[0].pages() == [1, 2, 3, page]
 
 
-def test_owner_ids_widen_when_they_no_longer_fit_16_bits():
+def test_owner_ids_widen_when_they_no_longer_fit():
     epc = EpcPages([4])
     epc.owner_encl[0] = 7
+    assert epc.owner_encl.itemsize == 1
+    epc.fit_owner_id(127)
+    assert epc.owner_encl.itemsize == 1
+    epc.fit_owner_id(128)
+    epc.owner_encl[2] = 128
     assert epc.owner_encl.itemsize == 2
     epc.fit_owner_id(32_767)
     assert epc.owner_encl.itemsize == 2
     epc.fit_owner_id(32_768)
     epc.owner_encl[1] = 32_768
-    assert epc.owner_encl.tolist() == [7, 32_768, -1, -1]
+    assert epc.owner_encl.tolist() == [7, 32_768, 128, -1]
+    epc.fit_owner_id(40_000_000)  # two steps at once
+    assert epc.owner_encl.itemsize == 4

@@ -124,7 +124,9 @@ def check(sgx: Sgx) -> list[str]:
     children: list[np.ndarray] = []  # resident enclave pages
     others: list[int] = []  # SECS and VA pages
     unsettled_ids: list[int] = []
-    held = np.bincount(epc.owner_encl[isolated] + 1, minlength=sgx._next_encl_id + 2)
+    held = np.bincount(
+        epc.owner_encl[isolated].astype(np.int64) + 1, minlength=sgx._next_encl_id + 2
+    )
     for encl in list(sgx.enclaves.values()):
         if not settled(encl):
             unsettled_ids.append(encl.id)

@@ -72,8 +72,8 @@ class EpcPages:
         self._section_end = np.cumsum(np.asarray(sections, dtype=np.int64))
         self._section_node = np.asarray(section_node, dtype=np.uint8)
         self.flags = np.zeros(n, dtype=np.uint8)
-        # enclave id: 16 bits until an id needs more (``fit_owner_id``)
-        self.owner_encl = np.full(n, -1, dtype=np.int16)
+        # enclave id: 8 bits until an id needs more (``fit_owner_id``: 16, then 32)
+        self.owner_encl = np.full(n, -1, dtype=np.int8)
         self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
         self.links = PageLinks(n)  # sgx_epc_page.list
         #: per enclave id: ``encl->secs.epc_page`` and the ELRANGE base, which the EPCM reads
@@ -93,10 +93,13 @@ class EpcPages:
         self.section_bytes = [s * PAGE_SIZE for s in sections]
 
     def fit_owner_id(self, encl_id: int) -> None:
-        """Before enclave ``encl_id`` owns a page: widen ``owner_encl`` to 32 bits once ids
-        no longer fit 16 (a System that created 32,767 enclaves), so every id is exact."""
-        if encl_id > np.iinfo(self.owner_encl.dtype).max:
-            self.owner_encl = self.owner_encl.astype(np.int32)
+        """Before enclave ``encl_id`` owns a page: widen ``owner_encl`` (8 bits while a System
+        has created at most 127 enclaves, the common case: 1 byte per EPC page) to 16, then
+        32 bits once ids no longer fit, so every id is exact."""
+        for wider in (np.int16, np.int32):
+            if encl_id <= np.iinfo(self.owner_encl.dtype).max:
+                return
+            self.owner_encl = self.owner_encl.astype(wider)
 
     def set_encl(self, encl_id: int, secs_epc: int, base: int) -> None:
         """Record enclave ``encl_id``'s SECS page and ELRANGE base (``SgxEncl`` calls this
