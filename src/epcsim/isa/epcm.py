@@ -7,7 +7,7 @@ EACCEPT compare against the SECS's tracking state). Page contents live here too:
 million pages, 256 MiB for a 256 MiB EPC, so meant for small EPCs); ``mac`` and ``tag``
 keep a 64-bit content tag per page (``tag``, 8 bytes per page).
 
-Layout (issue 9: server-scale EPCs), 20 bytes per entry:
+Layout (issue 9: server-scale EPCs), 12 bytes per entry:
 
 ====================  =====  ==========================================================
 field                 bytes  how
@@ -15,13 +15,34 @@ field                 bytes  how
 ``flags``             2      SECINFO.FLAGS' own layout: R/W/X bits 0-2, PENDING 3,
                              MODIFIED 4, PR 5, PT bits 8-15; VALID and BLOCKED sit in
                              SECINFO's reserved bits 6 and 7. ``secinfo()`` is a mask.
-``secs``              4      the owning SECS's EPC index (-1: none)
-``linaddr``           4      ENCLAVEADDRESS >> 12 (a page number); an address that is not
-                             page aligned or lies at or above 2**44 is kept exactly in a
-                             side table (``_odd_linaddr``), so any value reads back as set
+``secs``              0      ENCLAVESECS (the owning SECS's EPC index, -1: none) and
+``linaddr``           0      ENCLAVEADDRESS: stored once, see below
 ``bepoch``            2      the low 16 bits of the epoch (see below)
 ``tag``               8      the 64-bit content tag
 ====================  =====  ==========================================================
+
+**ENCLAVESECS and ENCLAVEADDRESS are stored once.** For a resident enclave page the CPU's
+(SECS, ENCLAVEADDRESS) and the kernel's owner of the page (``sgx_epc_page.owner``:
+enclave and page index, ``kernel.epc.EpcPages``) hold the same fact. So the EPCM reads them
+from the owner (``bind_owner``): a valid entry whose page the kernel owns as page ``i`` of
+enclave ``k`` reads ``(encl_secs[k], encl_base[k] + i * 4096)``, every other entry
+(invalid, SECS, VA, free, leaked, a guest's) ``(-1, 0)``. Where the CPU's view differs -
+a kernel that passed a wrong address to EADD/EAUG/ELDU, freed a page without EREMOVE,
+leaked one after a failed EREMOVE, an EPCM with no kernel bound (the ISA's own tests) - the
+exact pair is kept in ``aside`` (a dict by EPC index, empty in a correct run), so either
+view stays its own and the invariant checker sees the disagreement as before. What keeps
+this exact:
+
+- a leaf writes ``secs``/``linaddr`` after making the entry valid, and invalidates only
+  through ``clear`` (EWB, EREMOVE): a write equal to the implied value stores nothing, one
+  that differs goes aside, and an entry aside whose pair agrees again leaves the table;
+- the kernel calls ``keep`` before it changes the owner of a page whose entry may be valid
+  (``EpcPages.free``, ``set_owner_index``; an allocation takes a free page, already
+  invalid or kept), and ``SgxEncl`` calls ``keep_owned`` before its SECS page or base moves
+  while the old SECS still has children (never in a correct run: the CPU writes back or
+  removes a SECS only without children);
+- the compiled driver reads the pair derived (``fast/driver/encls.epcm_secs_is_mine``,
+  the enclave's base ``K_BASE``) and refuses a state with an entry aside.
 
 The flag fields are read and written through small views (``e.valid[epc]``,
 ``e.pt[pages]``, ``e.rwx[epc] = 3``) that index like the arrays they replace, so the leaves

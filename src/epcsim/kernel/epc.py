@@ -24,11 +24,15 @@ SGX_EPC_PAGE_ON_LRU = 1 << 6
 #: ``sgx_epc_page.poison`` (a separate field in the kernel), packed into the flags byte
 SGX_EPC_PAGE_POISON = 1 << 7
 
-#: Memory layout (issue 9): per EPC page this module keeps 15 bytes - flags (1), owner enclave
-#: id (2; 4 once ids pass 32,767), owner page index (4) and ``sgx_epc_page.list`` (8:
-#: ``epcsim.kernel.page_list``, shared by the free lists and the LRU as in the kernel). The
-#: section and the NUMA node are derived from the page index (``section_of``, ``node_of``),
-#: addresses from the owner (``sgx_encl.base + index << 12``).
+#: Memory layout (issue 9): per EPC page this module keeps 14 bytes - flags (1), owner enclave
+#: id (1; 2, then 4, once ids pass 127 and 32,767: ``fit_owner_id``), owner page index (4)
+#: and ``sgx_epc_page.list`` (8: ``epcsim.kernel.page_list``, shared by the free lists and the
+#: LRU as in the kernel). The section and the NUMA node are derived from the page index
+#: (``section_of``, ``node_of``), addresses from the owner (``sgx_encl.base + index << 12``).
+#: The owner is also what the EPCM reads its entries' ENCLAVESECS and ENCLAVEADDRESS from
+#: (``isa.epcm``, with ``encl_secs``/``encl_base`` per enclave): the owner changes of a page
+#: whose EPCM entry may be valid go through ``free``/``set_owner_index``, which keep the
+#: CPU's view first.
 # What owns an in-use page, in addition to the owning enclave id (``owner_encl``).
 OWNER_NONE = -1  # free
 OWNER_SECS = -2  # the enclave's SECS (encl->secs)
