@@ -239,3 +239,39 @@ def test_ksgxd_served_to_its_sleep_goes_back_to_its_generator() -> None:
     for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
         assert [key for key in f if f[key] != b[key]] == []
         assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+
+
+def test_a_second_enclave_between_calls_hands_ksgxd_to_its_generator() -> None:
+    """A call ends with ksgxd's machine mid-batch; then a second enclave is created and
+    filled (its pages go on the LRU, outside the machine's regime): the served machine
+    finishes the batch it holds and ksgxd's generator goes on from K0 (``top_stops``).
+    Every step equals the fast engine without the hook and the reference."""
+    snaps: dict[str, list[dict[str, object]]] = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = _build(engine, 1, 128, 2, False, 3, **kw)
+        rng = np.random.default_rng(1)  # (a seed whose first call ends mid-batch)
+        out = []
+        mid = False
+        for step in range(3):
+            res = encl.access_pages(rng.integers(0, n, size=1500), rng.random(1500) < 0.3)
+            out.append(_snap(system, encl, res))
+            sc = system.sgx.stream_core
+            if step == 0:
+                mid = kw != {} and sc.session is not None
+                other = system.create_enclave(1 << 20)
+                assert other.add_pages(0, 64 * PAGE_SIZE).ok
+                assert other.init().ok
+                out.append(_snap(system, encl, res))
+                assert other.access_pages(np.arange(64)).ok
+                out.append(_snap(system, encl, res))
+        snaps[name] = out
+        if kw:
+            assert mid, "the first call did not end with ksgxd mid-batch"
+            assert sc.top_stops > 0 and sc.session is None
+    for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
+        assert [key for key in f if f[key] != b[key]] == []
+        assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []

@@ -72,6 +72,7 @@ from epcsim.fast.driver.kstate import (
     K_SVC,
     K_SVC_ARG,
     K_THREAD_T,
+    K_TOP_STOP,
     K_TRACKING,
     K_VA,
     K_VA_ROW,
@@ -81,6 +82,7 @@ from epcsim.fast.driver.kstate import (
     K_ZAP,
     KB_RELEASE,
     KB_SECS,
+    KB_TOP,
     KB_UNEXPECTED,
     SVC_CHUNK,
     SVC_FT_FULL,
@@ -187,6 +189,8 @@ def ksgxd_resume(st, ks, t):
     pc = st.tasks[t, T_PC]
     while True:
         if pc == P_TOP:
+            if kc[K_TOP_STOP] != 0:  # between two batches: its generator goes on (served)
+                return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if not should_reclaim(ks, kc[K_HIGH]):
                 kc[K_SLEEPING] = 1
                 pc = P_WAIT

@@ -70,7 +70,9 @@ K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread'
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
 K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
 K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``)
-N_KC = 48
+K_TOP_STOP = 48  #: ksgxd stops at K0's loop top (``KB_TOP``) instead of going on: its
+#: machine served between calls hands ksgxd to its generator when Python left the regime
+N_KC = 49
 
 #: the ``Counters`` fields a call adds to, in ``cnt``'s column order
 COUNTERS = (

@@ -28,7 +28,10 @@ The pair (2026-11-26, issue 9 session ``upair``):
   while SimPy's queue holds anything else); when the served machine asks to sleep its
   generator's wait goes back instead (``Session.on_stop``; the served process then waits
   forever on an event nobody triggers: an ended process would take an eid the reference
-  does not).
+  does not). If Python left the machine's regime between calls (another enclave, the
+  flood, ...: ``stream_ksgxd._served_regime``, checked before each served step), the
+  machine finishes the batch it holds and stops at K0's loop top (``kc[K_TOP_STOP]``),
+  where ksgxd's generator goes on (``Sgx._ksgxd(moved=...)`` with nothing left to do).
 * *ksgxd in its Python generator, awake*: not movable (its generator cannot be rebuilt in
   the middle of ``sgx_reclaim_pages``); the hook waits for it to sleep. With ksgxd never
   asleep at a loop top (a footprint far over the EPC from the start) the hook never
@@ -49,7 +52,7 @@ The pair (2026-11-26, issue 9 session ``upair``):
 * *The counts* (``StreamCore``: attributes, not ``stats()`` counters, which must stay
   equal between engines): ``accesses`` (``System.fast_core_accesses``), ``ksgxd_pages``
   written back on the core, ``served_steps`` of ksgxd's machine under SimPy,
-  ``secs_stops``, ``entries``.
+  ``secs_stops``, ``top_stops``, ``entries``.
 * *The entry's state kept* (PATHS.md "Next" item 2): the ``KState`` is built once per
   enclave and SECS (``StreamCore.kernel_state``) and brought up to date at each entry as
   around a served step; the core's arrays live as long as the pair does (a session).
@@ -135,6 +138,9 @@ class StreamCore:
         #: pair calls that ended with ksgxd before the SECS's eviction (``KB_SECS``): the
         #: thread served to its loop top, ksgxd's generator from that page
         self.secs_stops = 0
+        #: served ksgxd machines handed to their generator between batches (Python left
+        #: the regime between calls: ``stream_ksgxd._served_regime``)
+        self.top_stops = 0
         #: ksgxd's machine's steps served by SimPy (between pair calls, Python tasks between)
         self.served_steps = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
@@ -279,6 +285,7 @@ class CoreStream:
         kc[K.K_HIGH] = sess.high
         kc[K.K_SECS_EPC] = encl.secs_epc
         kc[K.K_THREAD_T] = THREAD
+        kc[K.K_TOP_STOP] = 0
         lp = thread.cpu
         assert lp is not None
         kc[K.K_INSIDE] = int(system.cpu.inside(lp) >= 0)

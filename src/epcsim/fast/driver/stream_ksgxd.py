@@ -44,6 +44,7 @@ from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.thread import P_TOP, thread_resume
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, fold_thread
 from epcsim.kernel.main import Sgx
+from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 
 if TYPE_CHECKING:
@@ -167,6 +168,9 @@ class Session:
         if t == KSGXD:
             self.owner.served_steps += 1
             kc[K.K_THREAD_T] = -1  # the IPI's AEX is Python's (above)
+            # Python may have left the regime between two calls (another enclave, ...): the
+            # machine then finishes the batch it holds and its generator goes on from K0
+            kc[K.K_TOP_STOP] = int(not _served_regime(system, encl))
             if self._kmachine is None:
                 self._kmachine = entry_point(ksgxd_resume, co, ks, KSGXD)
             while True:
@@ -209,6 +213,8 @@ class Session:
         sgx = self.system.sgx
         if int(co.clk[C_HB]) == 0:
             return self._asleep()
+        if int(co.clk[C_HB]) == 100 + K.KB_TOP:
+            return self._between_batches()
         if int(co.clk[C_HB]) != 100 + K.KB_SECS:
             raise RuntimeError(
                 f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
@@ -230,6 +236,19 @@ class Session:
         assert task is not None
         return sgx._ksgxd(task, (self.high, sgx_reclaim_write_back(sgx, task, kept, j)))
 
+    def _between_batches(self) -> Gen:
+        """ksgxd at K0's loop top, outside the regime now: its generator from there (the
+        batch's ``cond_resched`` is the generator's, which the machine skipped)."""
+        co = self.co
+        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+        self.owner.top_stops += 1
+        if self.owner.session is self:
+            self.owner.session = None
+        sgx = self.system.sgx
+        task = sgx.ksgxd_task
+        assert task is not None
+        return sgx._ksgxd(task, (self.high, _none_reclaimed()))
+
     def _asleep(self) -> Gen:
         sgx = self.system.sgx
         task = sgx.ksgxd_task
@@ -250,6 +269,24 @@ _PHASE_D = frozenset(
     (KM.P_D, KM.P_D_LOCKED, KM.P_EWB1_RUN, KM.P_ETRACK_RUN, KM.P_EWB2_RUN, KM.P_IPI_RUN,
      KM.P_EWB3_RUN, KM.P_EWB_DONE, KM.P_STORED, KM.P_D_UNLOCKED)
 )  # fmt: skip
+
+
+def _served_regime(system: System, encl: Any) -> bool:
+    """What ksgxd's machine needs to start a batch under SimPy (``ksgxd.py`` hands back
+    ``KB_UNEXPECTED`` otherwise): the session's enclave the only one, alive, and the model's
+    options the driver's. Cheap (per served step); a page of another owner on the LRU needs
+    another enclave."""
+    sgx = system.sgx
+    if len(sgx.enclaves) != 1 or next(iter(sgx.enclaves.values())) is not encl:
+        return False
+    return not encl.dead and sgx.flood is None and type(sgx.lru) is KernelLru
+
+
+def _none_reclaimed() -> Gen:
+    """``Sgx._ksgxd(moved=(high, rest))``'s ``rest`` at K0's top: the batch's pages were
+    counted by the machine."""
+    return 0
+    yield  # a generator
 
 
 def _nothing() -> Gen:
