@@ -131,3 +131,44 @@ def test_the_pair_reaches_the_paths_ksgxd_alone_never_took() -> None:
         for k, v in paths(drv, dencl).items():
             seen[k] += v
     assert all(v > 0 for v in seen.values()), seen
+
+
+def test_a_record_written_loaded_and_written_again_in_one_call() -> None:
+    """Deferred sealing (``kstate``): sweeps over twice the EPC, in one call, write pages
+    back, load them again and write them back again - the second ELDU of a page reads a
+    record the call wrote itself, unsealed, and skips its MAC check; its second EWB lists
+    it again. The records left in the backing store (sealed when the call folds) are the
+    reference's byte for byte, as is everything else."""
+    from epcsim.fast.driver import kstate as K
+    from epcsim.fast.driver import thread_bridge as tb
+
+    seen: list[object] = []
+    real = tb.drive
+
+    def spy(co, ks, ts, pending):  # type: ignore[no-untyped-def]
+        seen.append(ks)
+        return real(co, ks, ts, pending)
+
+    n = 2 * EPC_PAGES["512K"]
+    sweep = np.arange(1, n + 1, dtype=np.int64)
+    pages = np.concatenate([sweep, sweep[::-1], sweep])
+    ref, rencl = build(3, "fast", "512K", n, 2)
+    drv, dencl = build(3, "fast", "512K", n, 2)
+    out = rencl.access_pages(pages, write=True)
+    ref.machine.env.run()
+    ewb0, eldu0 = drv.sgx.stats.ewb, drv.sgx.stats.eldu
+    tb.drive = spy
+    try:
+        result = run_pair(drv, dencl._main_thread(), pages, True)
+    finally:
+        tb.drive = real
+    assert result.handed_back is None and result.outcome == out
+    ks = seen[-1]
+    loads = int(ks.kc[K.K_DEFER_LOADS])  # type: ignore[attr-defined]
+    assert loads > n // 2, loads  # ELDUs of this call's own records
+    assert drv.sgx.stats.eldu - eldu0 > loads  # and of records from before the call
+    assert drv.sgx.stats.ewb - ewb0 > n + loads // 2  # written again after their ELDU
+    assert int(ks.kc[K.K_DEFER_N]) == 0 and not ks.dmark.any()  # type: ignore[attr-defined]
+    assert (
+        differ(thread_snapshot(ref, rencl, out), thread_snapshot(drv, dencl, result.outcome)) == []
+    )

@@ -107,3 +107,65 @@ def test_sealing_a_runs_records_again_in_place_gives_the_stored_bytes():
             eid,
         )
         assert [f.lookup(i) for i in index.tolist()] == stored
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 63), st.booleans()), max_size=40))
+def test_compacting_the_deferred_list_keeps_each_marked_index_once_in_order(entries):
+    """``compact_marked``: a full list of the records a call wrote loses the indices no
+    longer marked (loaded again since) and the repeats, keeps the order of first
+    appearance, and leaves the marks as they were."""
+    dmark = np.zeros(8, dtype=np.uint8)
+    marked = {i for i, m in entries if m}
+    for i in marked:
+        dmark[i >> 3] |= 1 << (i & 7)
+    before = dmark.copy()
+    dlist = np.array([i for i, _ in entries] + [0], dtype=np.int32)
+    n = sb.compact_marked(dlist, len(entries), dmark)
+    want = list(dict.fromkeys(i for i, _ in entries if i in marked))
+    assert dlist[:n].tolist() == want
+    assert np.array_equal(dmark, before)
+
+
+def test_sealing_the_marked_records_gives_the_stored_bytes():
+    """``seal_marked``, the driver's deferred seal: every record of a run rewritten as the
+    driver's EWB leaves it - the content tag where the contents go, the VA slot's version
+    where the MAC goes, the flags - and marked, listed with repeats and with indices no
+    longer marked among them, is sealed back to exactly the bytes the reference's EWB wrote;
+    the marks are cleared, and a record not marked is left alone."""
+    system = epcsim.System(epc="1M", cpus=2, seed=3, content_mode="tag")
+    n = 512
+    encl = system.create_enclave("4M")
+    assert encl.add_pages(0, n * PAGE_SIZE).ok and encl.init().ok
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        encl.access_pages(rng.permutation(n).tolist(), write=True)
+    system.run(until="50ms")
+    cpu, kencl = system.cpu, encl.encl
+    f = system.backing[kencl.id]
+    eid = cpu.secs_at[kencl.secs_epc].eid
+    index = [i for i in sorted(f.records) if i != f.secs_index]
+    assert len(index) > n // 4
+    stored = {i: f.lookup(i) for i in index}
+    dmark = np.zeros_like(f.present.bits)
+    for i in index[:-1]:  # the last one is not marked: it must stay as it is
+        rec = stored[i]
+        va, slot = f.va_of(i)
+        version = cpu.va.version(va, slot)
+        header = ewb_header(unpack_pcmd(rec.pcmd).flags, kencl.linaddr(i), eid, eid)
+        tag = cpu.sealer.unseal(header, rec.contents, rec.pcmd[112:], version, raw=False)
+        row, j = f.chunk_row[i // 512], i % 512
+        f.contents_rows[row][j] = np.frombuffer(int(tag).to_bytes(8, "little"), np.uint8)
+        f.mac_rows[row][j] = np.frombuffer(int(version).to_bytes(8, "little"), np.uint8)
+        dmark[i >> 3] |= 1 << (i & 7)
+    assert f.lookup(index[0]) != stored[index[0]]
+    stale = [i for i in range(n) if i not in stored][:5]  # loaded again: not marked
+    dlist = np.array(index[:-1] + stale + index[: len(index) // 2], dtype=np.int32)
+    rows = f.compiled()
+    sealed = sb.seal_marked(
+        *_keys(cpu.sealer), dlist, dlist.size, dmark, f.present.bits, f.chunk_row,
+        rows.contents, rows.mac, rows.flags, f.high_row, rows.high, kencl.base, eid,
+    )  # fmt: skip
+    assert sealed == len(index) - 1
+    assert not dmark.any()
+    assert {i: f.lookup(i) for i in index} == stored

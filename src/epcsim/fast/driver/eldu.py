@@ -7,9 +7,10 @@ step (``sgx_encl_eldu`` reads the backing before ``__eldu`` runs, and nothing th
 reads can change under ``encl->lock`` in the regime: the record, the VA slot, the SECS), so
 that a record that would fail hands back before the step (PATHS.md); ``eldu_commit`` is the
 leaf's effect once its run is over. The MAC is checked inline with
-``tag_sealing.unseal``: every record is either the reference's or the driver's inline EWB,
-both sealed by ``Sealer``'s rule, so no "touched" bit is needed (PATHS.md, "What is
-built"). A record kept raw (``odd``: tampered, or its PCMD lost) is checked by Python
+``tag_sealing.unseal`` for a record from before the call (the reference's, or sealed at an
+earlier call's end: a tampered one fails here as in the reference); a record the call wrote
+itself is still unsealed and needs no check (``kstate``, "Deferred sealing"). A record
+kept raw (``odd``: tampered, or its PCMD lost) is checked by Python
 (``kstate.SVC_UNSEAL``).
 """
 
@@ -20,7 +21,13 @@ from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
 from epcsim.fast.driver.encls import epcm_secs_is_mine, va_row_of
-from epcsim.fast.driver.kstate import K_EID, K_INITIALIZED, K_SECS_CHILDREN, K_SECS_EPC
+from epcsim.fast.driver.kstate import (
+    K_DEFER_LOADS,
+    K_EID,
+    K_INITIALIZED,
+    K_SECS_CHILDREN,
+    K_SECS_EPC,
+)
 from epcsim.fast.driver.tstate import (
     TC_BASE,
     TC_FLAGS,
@@ -126,13 +133,22 @@ def eldu_check(ks, ts, index, epc):
         ct |= np.uint64(ct8[b]) << np.uint64(8 * b)
         mac_lo |= np.uint64(mac16[b]) << np.uint64(8 * b)
         mac_hi |= np.uint64(mac16[8 + b]) << np.uint64(8 * b)
-    linaddr = np.uint64(tc[TC_BASE] + (index << 12))
-    eid = np.uint64(ks.kc[K_EID])
-    ok, tag = unseal(
-        ks.keys, ks.sh, ks.sm, ct, mac_lo, mac_hi, version, np.uint64(flags), linaddr, eid, eid
-    )
-    if not ok:
-        return MAC_FAIL
+    if backing_ops.bit(ks.dmark, index):
+        # a record this call wrote, unsealed (kstate's deferred sealing): the tag and the
+        # version EWB drew; the reference's MAC check passes iff the slot holds that version
+        if mac_hi != 0 or mac_lo != version:
+            return MAC_FAIL
+        ks.kc[K_DEFER_LOADS] += 1
+        tag = ct
+    else:
+        linaddr = np.uint64(tc[TC_BASE] + (index << 12))
+        eid = np.uint64(ks.kc[K_EID])
+        ok, tag = unseal(
+            ks.keys, ks.sh, ks.sm, ct, mac_lo, mac_hi, version, np.uint64(flags), linaddr, eid,
+            eid,
+        )  # fmt: skip
+        if not ok:
+            return MAC_FAIL
     tc[TC_TAG] = np.int64(tag)
     tc[TC_FLAGS] = flags
     return 0

@@ -23,6 +23,7 @@ from epcsim.fast.driver.kstate import (
     CN_EWB_ATTEMPTS,
     K_BASE,
     K_CT,
+    K_DEFER_N,
     K_EID,
     K_ENCL_ID,
     K_EPOCH,
@@ -37,6 +38,8 @@ from epcsim.fast.driver.kstate import (
     SVC_VA_ROW,
 )
 from epcsim.fast.ops import epcm as epcm_ops
+from epcsim.fast.ops.backing import set_bit
+from epcsim.fast.ops.seal_batch import compact_marked, seal_marked, unpack_flags
 from epcsim.fast.ops.tag_sealing import seal
 from epcsim.isa.core import PF
 from epcsim.isa.epcm import (
@@ -168,9 +171,11 @@ def pack_flags(secinfo):
 def ewb(ks, epc, va_epc, slot):
     """``encls.ewb``'s effect (``SgxCpu.ewb`` of a child page of the enclave, ``tag`` mode).
 
-    Returns the leaf's code: 0 (the record sealed into ``kc[K_CT]``/``K_MAC``/``K_PACKED``),
-    VA_SLOT_OCCUPIED (evicted and sealed too, as the SDM says), NOT_TRACKED, an EPCM check's
-    code, or ``NEED_VA_ROW``/``NOT_CHILD`` with nothing changed (not even the counter)."""
+    Returns the leaf's code: 0 (the record in ``kc[K_CT]``/``K_MAC``/``K_PACKED``, *not*
+    sealed: the content tag and the version, ``kstate``'s deferred sealing; ``seal_record``
+    seals it where it must be now), VA_SLOT_OCCUPIED (evicted too, as the SDM says),
+    NOT_TRACKED, an EPCM check's code, or ``NEED_VA_ROW``/``NOT_CHILD`` with nothing
+    changed (not even the counter)."""
     kc = ks.kc
     row = va_row_of(ks, va_epc)
     if row == -1:
@@ -190,22 +195,66 @@ def ewb(ks, epc, va_epc, slot):
     if not epcm_secs_is_mine(ks, epc) or not tracked(ks, np.int64(ks.bepoch[epc])):
         return NOT_TRACKED
     secinfo = np.int64(f) & EPCM_SECINFO_MASK
-    linaddr = np.uint64(kc[K_BASE] + (np.int64(ks.owner_index[epc]) << 12))
-    eid = np.uint64(kc[K_EID])
+    tag = ks.etag[epc]
     version = fresh_version(ks)
-    ct, mac = seal(
-        ks.keys, ks.sh, ks.sm, ks.etag[epc], version, np.uint64(secinfo), linaddr, eid, eid
-    )
     slots = ks.vp_blocks[row]
     occupied = slots[0, slot] != 0
     slots[0, slot] = version
     kc[K_SECS_CHILDREN] -= 1
     ks.eflags[epc] = 0  # invalid: SECS and ENCLAVEADDRESS read (-1, 0)
     ks.bepoch[epc] = 0
-    kc[K_CT] = np.int64(ct)
-    kc[K_MAC] = np.int64(mac)
+    kc[K_CT] = np.int64(tag)
+    kc[K_MAC] = np.int64(version)
     kc[K_PACKED] = pack_flags(secinfo)
     if occupied:
         return VA_SLOT_OCCUPIED
     ks.cnt[CN_EWB] += 1
     return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def seal_record(ks, index):
+    """Seal the current EWB's record of page ``index`` now (``kc[K_CT]``: the tag becomes
+    the contents, ``kc[K_MAC]``: the version becomes the MAC's first 8 bytes), the bytes
+    ``SgxCpu.ewb`` writes: for a record the machine cannot store itself (Python stores it,
+    ``SVC_STORE``), which leaves the core unsealed otherwise."""
+    kc = ks.kc
+    eid = np.uint64(kc[K_EID])
+    linaddr = np.uint64(kc[K_BASE]) + (np.uint64(index) << np.uint64(12))
+    ct, mac = seal(
+        ks.keys, ks.sh, ks.sm, np.uint64(kc[K_CT]), np.uint64(kc[K_MAC]),
+        np.uint64(unpack_flags(kc[K_PACKED])), linaddr, eid, eid,
+    )  # fmt: skip
+    kc[K_CT] = np.int64(ct)
+    kc[K_MAC] = np.int64(mac)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def seal_deferred(ks):
+    """Seal every record this call wrote and has not sealed (``ops.seal_batch.seal_marked``
+    over ``dlist``), and empty the list."""
+    kc = ks.kc
+    seal_marked(
+        ks.keys, ks.sh, ks.sm, ks.dlist, kc[K_DEFER_N], ks.dmark, ks.b_present,
+        ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags, ks.b_high_row, ks.b_high,
+        kc[K_BASE], kc[K_EID],
+    )  # fmt: skip
+    kc[K_DEFER_N] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def defer(ks, index):
+    """Mark the record of page ``index``, just stored unsealed, as this call's (``kstate``'s
+    deferred sealing). A full list is first compacted (records loaded again since, repeats);
+    if it stays more than half full, what it holds is sealed now."""
+    kc = ks.kc
+    n = kc[K_DEFER_N]
+    if n >= ks.dlist.size:
+        n = compact_marked(ks.dlist, n, ks.dmark)
+        kc[K_DEFER_N] = n
+        if n > ks.dlist.size // 2:
+            seal_deferred(ks)
+            n = 0
+    ks.dlist[n] = index
+    kc[K_DEFER_N] = n + 1
+    set_bit(ks.dmark, index, True)

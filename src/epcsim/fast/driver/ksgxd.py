@@ -28,7 +28,16 @@ from epcsim.arch import SGX_VA_SLOT_COUNT
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_SLEEP, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, R_STOP, T_CPU, T_PC
-from epcsim.fast.driver.encls import NEED_VA_ROW, NOT_CHILD, NOT_TRACKED, eblock, etrack, ewb
+from epcsim.fast.driver.encls import (
+    NEED_VA_ROW,
+    NOT_CHILD,
+    NOT_TRACKED,
+    defer,
+    eblock,
+    etrack,
+    ewb,
+    seal_record,
+)
 from epcsim.fast.driver.kstate import (
     CN_BATCHES,
     CN_IPI,
@@ -448,6 +457,7 @@ def ksgxd_resume(st, ks, t):
                 kc[K_EWB_FAILURES] += 1
                 pc = P_STORED
                 continue
+            # the record unsealed (the tag, the version: kstate's deferred sealing)
             index = batch[i, 1]
             mac16 = ks.bscr[:16]
             ct8 = ks.bscr[16:24]
@@ -460,10 +470,12 @@ def ksgxd_resume(st, ks, t):
                 ks.b_high_row, ks.b_high, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen,
                 index, batch[i, 2], ct8, kc[K_PACKED], mac16,
             )  # fmt: skip
-            if got < 0:  # NEED_PYTHON (a PCMD lost, a raw record) or NEED_HIGH: Python
+            if got < 0:  # NEED_PYTHON (a PCMD lost, a raw record): Python stores it sealed
+                seal_record(ks, index)
                 kc[K_SVC] = SVC_STORE
                 kc[K_SVC_ARG] = i
                 return _svc(st, ks, t, P_STORED)
+            defer(ks, index)
             kc[K_NR_RECORDS] += got
             pc = P_STORED
             continue

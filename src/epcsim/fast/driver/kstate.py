@@ -42,8 +42,11 @@ K_VA = 17  #: the VA page of the current EWB
 K_SLOT = 18  #: its slot
 K_VID = 19  #: its VA page number (``VaIds``)
 K_RET = 20  #: the current EWB's result
-K_CT = 21  #: the sealed record of the current EWB: contents (u64 bits)
-K_MAC = 22  #: its MAC's first 8 bytes (u64 bits)
+#: the current EWB's record: its content tag in plaintext (u64 bits), and once it is
+#: sealed (``encls.seal_record``: only for a record Python stores) the contents
+K_CT = 21
+#: its VA slot's version (u64 bits), and once sealed its MAC's first 8 bytes
+K_MAC = 22
 K_PACKED = 23  #: its SECINFO.FLAGS in the backing store's one-byte form
 K_FT_N = 24  #: points in ``ft``
 K_WARN_N = 25  #: rows in ``warn``
@@ -65,14 +68,19 @@ K_EWB_NS = 39
 K_ETRACK_NS = 40
 K_IPI_NS = 41
 K_WAKEUP_NS = 42
-K_LRU_LEN = 43  #: unused (the LRU's length is its ``epc_ends`` row)
+#: 43: unused (the LRU's length is its ``epc_ends`` row)
 K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
 K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
-K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``)
+K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``);
+#: a record's LINADDR is ``base + (index << 12)``
 K_TOP_STOP = 48  #: ksgxd stops at K0's loop top (``KB_TOP``) instead of going on: its
 #: machine served between calls hands ksgxd to its generator when Python left the regime
-N_KC = 49
+#: entries used in ``dlist`` (the records this call wrote and has not sealed yet)
+K_DEFER_N = 49
+#: ELDUs of a record the call wrote itself (no MAC to check): a diagnostic, never folded
+K_DEFER_LOADS = 50
+N_KC = 52
 
 #: the ``Counters`` fields a call adds to, in ``cnt``'s column order
 COUNTERS = (
@@ -164,10 +172,26 @@ KState = namedtuple(
         "b_present b_odd b_chunk_row b_contents b_mac b_flags b_high_row b_high "
         "b_pcmd_live b_pcmd_kept b_pcmd_gen "
         # sealing (``tag_sealing``): keys and scratch; ``bscr`` 24 bytes for a record
-        "keys sh sm bscr"
+        "keys sh sm bscr "
+        # the deferred seal (DESIGN.md item 4): one bit per record of the file, set while
+        # the record is one this call wrote and has not sealed; the indices so marked
+        "dmark dlist"
     ),
 )
 KState.__doc__ = "The arrays of one driver call (module docstring); numba takes it as one argument."
+
+#: Deferred sealing (DESIGN.md item 4, decided 2026-11-26, issue 9 session ``fastseal``).
+#: EWB on the core does not seal: the record goes into the backing store's row with the
+#: content tag in plaintext where the contents go and the VA slot's version where the MAC's
+#: first 8 bytes go (the flags as EWB writes them), its bit is set in ``dmark`` and its
+#: index appended to ``dlist``. ELDU of a marked record skips the MAC (``eldu.eldu_check``):
+#: the core wrote it and nothing else ran since, so the reference's MAC check would pass
+#: exactly when the slot's version is the one EWB drew - the one compared - and give the
+#: tag back. Every marked record is sealed in place (``ops.seal_batch.seal_marked``, the
+#: bytes EWB writes) whenever control leaves the core: ``bridge.fold_kernel``, which every
+#: call's fold and every served step's fold runs, before any Python task can read or
+#: tamper with the store. ``dmark`` is all zero outside a call (kept per backing store,
+#: ``bridge._deferred``). A record the core did not write in this call is checked inline.
 #: Why the helpers taking a ``KState`` are ``inline="always"`` (``encls``, ``ksgxd``): the
 #: state machine is compiled with numba's reference counting on (it indexes typed lists),
 #: and a call that passes the tuple increfs and decrefs each of its ~45 arrays. Measured on

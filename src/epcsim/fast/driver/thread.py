@@ -402,6 +402,7 @@ def thread_resume(st, ks, ts, t):
             idx = tc[TC_IDX]
             tcnt[TN_ELDU] += 1
             eldu_commit(ks, ts, idx, tc[TC_PAGE])
+            backing_ops.set_bit(ks.dmark, idx, False)  # the record goes: nothing to seal
             busy = reclaimer_writing_to_pcmd(ks.desc, ks.pflags, idx)
             got = backing_ops.backing_truncate(
                 ks.b_present, ks.b_odd, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen, idx, busy

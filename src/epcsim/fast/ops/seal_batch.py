@@ -12,13 +12,20 @@ store's rows (``EnclaveBacking.compiled()``), reading each one's SECINFO.FLAGS f
 row (the driver's EWB stored the flags, a placeholder contents and MAC; see
 ``ops.backing.backing_store``). Both are checked against ``Sealer`` per record, and against
 a run's backing store after ELDU/EWB cycles (``tests/fast/test_seal_batch.py``).
+
+``defer``/``seal_marked`` are the form the driver uses (``driver/kstate.py``, "Deferred
+sealing"): the record's row itself holds what the seal needs - the content tag where the
+contents go, the VA slot's version where the MAC's first 8 bytes go, the flags - its bit
+is set in a mark array (one bit per record of the file) and its index kept in a list;
+``seal_marked`` seals every record still marked and clears the marks.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-from epcsim.fast.ops.backing import CHUNK
+from epcsim.fast.ops.backing import CHUNK, bit, set_bit
 from epcsim.fast.ops.tag_sealing import seal
 from epcsim.kernel.backing import _PT_OF_CODE
 
@@ -81,3 +88,63 @@ def seal_backing(
         hrow = high_row[c]
         if hrow >= 0:
             high[hrow][i, :] = 0
+
+
+@njit(cache=True, nogil=True)
+def _get_u64(row, i):
+    v = np.uint64(0)
+    for b in range(8):
+        v |= np.uint64(row[i, b]) << np.uint64(8 * b)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def seal_marked(
+    keys, h, m, dlist, n, dmark, present, chunk_row, contents, mac, flags, high_row, high, base, eid
+):
+    """Seal in place every record whose index is in ``dlist[:n]`` and whose bit is set in
+    ``dmark`` - a record the driver wrote unsealed: its row holds the content tag (contents)
+    and the VA slot's version (the MAC's first 8 bytes) - with the bytes EWB writes
+    (LINADDR ``base + (index << 12)``, the header's EID and PCMD.ENCLAVEID ``eid``, the
+    row's SECINFO.FLAGS), and clear the marks. An index listed twice is sealed once (its
+    mark is cleared at the first). Returns the number of records sealed."""
+    sealed = 0
+    e = np.uint64(eid)
+    for k in range(n):
+        index = dlist[k]
+        if not bit(dmark, index):
+            continue
+        set_bit(dmark, index, False)
+        if not bit(present, index):
+            continue  # (not reached: ELDU clears the mark when it takes the record)
+        c = index // CHUNK
+        i = index % CHUNK
+        row = chunk_row[c]
+        tag = _get_u64(contents[row], i)
+        version = _get_u64(mac[row], i)
+        secinfo = unpack_flags(flags[row][i])
+        linaddr = np.uint64(base) + (np.uint64(index) << np.uint64(12))
+        ct, mc = seal(keys, h, m, tag, version, np.uint64(secinfo), linaddr, e, e)
+        _put_u64(contents[row], i, ct)
+        _put_u64(mac[row], i, mc)
+        hrow = high_row[c]
+        if hrow >= 0:
+            high[hrow][i, :] = 0
+        sealed += 1
+    return sealed
+
+
+@njit(cache=True, nogil=True)
+def compact_marked(dlist, n, dmark):
+    """``dlist[:n]`` without the indices no longer marked (loaded again since) and without
+    repeats, in order; returns the new length."""
+    out = 0
+    for k in range(n):
+        index = dlist[k]
+        if bit(dmark, index):
+            set_bit(dmark, index, False)  # (a repeat further on is then skipped)
+            dlist[out] = index
+            out += 1
+    for k in range(out):
+        set_bit(dmark, dlist[k], True)
+    return out
