@@ -275,3 +275,42 @@ def test_a_second_enclave_between_calls_hands_ksgxd_to_its_generator() -> None:
     for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
         assert [key for key in f if f[key] != b[key]] == []
         assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+
+
+def test_ksgxd_reclaiming_to_an_empty_lru() -> None:
+    """ksgxd's high watermark over the EPC (``Sgx.high_pages`` set before its generator
+    reads it): it reclaims until the LRU is empty, the SECS with the last child (in Python,
+    after the EADDs), sleeps only with nothing left, and in the pair writes back every page
+    the thread leaves old. The SECS's eviction never comes on the core here (the thread
+    keeps a child; ``secs_stops`` stays 0), but the rest of the pair does, equal to the
+    reference."""
+    snaps: dict[str, list[dict[str, object]]] = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system = epcsim.System(
+            engine=engine, epc=64 * PAGE_SIZE, cpus=2, seed=2, content_mode="tag", **kw
+        )
+        system.sgx.high_pages = 1 << 20
+        system.sgx.low_pages = 40
+        n = 400
+        encl = system.create_enclave(1 << ((2 * n * PAGE_SIZE - 1).bit_length()))
+        assert encl.add_pages(0, n * PAGE_SIZE).ok
+        assert encl.init().ok
+        system.machine.env.run()
+        encl.encl.lock.trace = []
+        rng = np.random.default_rng(2)
+        out = []
+        for _ in range(3):
+            res = encl.access_pages(rng.permutation(n)[: int(rng.integers(100, n))])
+            out.append(_snap(system, encl, res))
+        snaps[name] = out
+        if kw:
+            sc = system.sgx.stream_core
+            done = sum(o["outcome"][0] for o in out)  # AccessOutcome.done of each call
+            assert sc.accesses > 0.9 * done and sc.ksgxd_pages > 0 and sc.secs_stops == 0
+    for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
+        assert [key for key in f if f[key] != b[key]] == []
+        assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
