@@ -26,10 +26,15 @@ from epcsim.fast.cosim.state import (
     C_LATENCY,
     C_MIN_VR,
     C_NOW,
+    M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
     M_HANDED_AT,
+    M_HANDOFFS,
     M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_STEALS,
+    M_WAIT_NS,
     T_BUSY,
     T_CPU,
     T_LAST_CPU,
@@ -83,6 +88,23 @@ def take_engine(system: System, tasks: Sequence[Task], mutex: LinuxMutex, trace:
     mx[M_FREED_FROM] = int(mutex._freed_from)
     mx[M_HANDED_AT] = int(mutex._handed_at)
     return co
+
+
+def absolute_counters(co: CoState, elided: int, mutex: LinuxMutex) -> None:
+    """Write the engine's elided-step count and ``encl->lock``'s contention counters into
+    ``co`` as absolute values. ``take_engine`` leaves them at zero, for the calls whose
+    fold adds the core's deltas; a core that ``transfer.to_simpy`` may hand to SimPy
+    mid-call (``served_ksgxd``, ``stream_ksgxd``) needs them absolute, since the move
+    writes them back as they are."""
+    co.clk[C_ELIDED] = elided
+    for col, v in (
+        (M_CONTENDED, mutex.contended),
+        (M_WAIT_NS, mutex.wait_ns),
+        (M_STEALS, mutex.steals),
+        (M_HANDOFFS, mutex.handoffs),
+        (M_SPIN_ACQUIRED, mutex.spin_acquired),
+    ):
+        co.mtx[0, col] = v
 
 
 def fold_task(task: Task, row: Any) -> None:

@@ -44,11 +44,6 @@ from epcsim.fast.cosim.state import (
     HB_BUDGET,
     HB_NAMES,
     IDLE,
-    M_CONTENDED,
-    M_HANDOFFS,
-    M_SPIN_ACQUIRED,
-    M_STEALS,
-    M_WAIT_NS,
     T_PC,
 )
 from epcsim.fast.cosim.transfer import _frame_locals, _process, to_core, to_simpy
@@ -67,6 +62,7 @@ from epcsim.fast.driver.bridge import (
     take_small,
     wake,
 )
+from epcsim.fast.driver.engine_state import absolute_counters
 from epcsim.fast.driver.ksgxd import P_NAMES, R_SVC, ksgxd_resume
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
@@ -105,15 +101,7 @@ def run_ksgxd_switching(
     mutex = encl.lock
     assert task is not None and isinstance(mutex, LinuxMutex)  # _check_regime
     # what ``_core_state`` leaves to ``_fold`` but a move to SimPy writes: absolute values
-    co.clk[C_ELIDED] = m.elided
-    for col, v in (
-        (M_CONTENDED, mutex.contended),
-        (M_WAIT_NS, mutex.wait_ns),
-        (M_STEALS, mutex.steals),
-        (M_HANDOFFS, mutex.handoffs),
-        (M_SPIN_ACQUIRED, mutex.spin_acquired),
-    ):
-        co.mtx[0, col] = v
+    absolute_counters(co, m.elided, mutex)
     waitq = sgx.ksgxd_waitq
     parked = list(waitq._waiters)  # the Python generator's wait, put back at the end
     # Sgx.wake_ksgxd: the waiter's event succeeds now

@@ -17,15 +17,9 @@ from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.request import RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
-    C_ELIDED,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
-    M_CONTENDED,
-    M_HANDOFFS,
-    M_SPIN_ACQUIRED,
-    M_STEALS,
-    M_WAIT_NS,
     R_BLOCKED,
     R_STOP,
     T_PC,
@@ -39,7 +33,7 @@ from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_small
-from epcsim.fast.driver.engine_state import take_engine
+from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.thread import P_TOP, thread_resume
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, fold_thread
@@ -125,15 +119,7 @@ class Session:
         m = system.machine
         mutex = encl.lock
         co = _core_state_running(system, thread, mutex.trace is not None)
-        co.clk[C_ELIDED] = m.elided
-        for col, v in (
-            (M_CONTENDED, mutex.contended),
-            (M_WAIT_NS, mutex.wait_ns),
-            (M_STEALS, mutex.steals),
-            (M_HANDOFFS, mutex.handoffs),
-            (M_SPIN_ACQUIRED, mutex.spin_acquired),
-        ):
-            co.mtx[0, col] = v
+        absolute_counters(co, m.elided, mutex)
         sess = cls(owner, thread, co, owner.kernel_state(encl, secs))
         sess.nblk = owner._kstate[3] if owner._kstate is not None else sess.nblk
         return sess
