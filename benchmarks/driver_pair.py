@@ -54,16 +54,23 @@ def stream(seed: int, n: int, epc_pages: int, length: int, hot: float):  # type:
     return pages.astype(np.int64), rng.random(length) < 0.5
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def scenario_args(description: str) -> argparse.ArgumentParser:
+    """The scenario's options, shared with ``pair_profile.py`` (same defaults, so the two
+    measure the same run)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--epc", default="4M")
     ap.add_argument("--mult", type=float, default=3.0)
     ap.add_argument("--accesses", type=int, default=20000)
-    ap.add_argument("--hot", type=float, default=0.0)
     ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--engine", default="fast", choices=["fast", "reference"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    return ap
+
+
+def main() -> None:
+    ap = scenario_args(__doc__.split("\n\n")[0])
+    ap.add_argument("--hot", type=float, default=0.0)
+    ap.add_argument("--engine", default="fast", choices=["fast", "reference"])
     a = ap.parse_args()
     epc_pages = parse_size(a.epc, "epc") // PAGE_SIZE
     n = int(epc_pages * a.mult)

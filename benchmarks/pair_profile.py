@@ -18,7 +18,6 @@ machine's entry and decref'd at its exit by numba's reference counting).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ from epcsim.fast.ops import tag_sealing
 from epcsim.units import parse_size
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from driver_pair import build, stream
+from driver_pair import build, scenario_args, stream
 
 
 @njit(cache=False, nogil=True)
@@ -73,14 +72,7 @@ def _unseals(keys, h, m, n):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epc", default="4M")
-    ap.add_argument("--mult", type=float, default=3.0)
-    ap.add_argument("--accesses", type=int, default=20000)
-    ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args()
+    a = scenario_args(__doc__.split("\n\n")[0]).parse_args()
     epc_pages = parse_size(a.epc, "epc") // PAGE_SIZE
     n = int(epc_pages * a.mult)
 
