@@ -192,6 +192,12 @@ KState.__doc__ = "The arrays of one driver call (module docstring); numba takes 
 #: call's fold and every served step's fold runs, before any Python task can read or
 #: tamper with the store. ``dmark`` is all zero outside a call (kept per backing store,
 #: ``bridge._deferred``). A record the core did not write in this call is checked inline.
+#: Not covered (left, 2026-11-26): a call that raises part-way (``stream``'s
+#: ``RuntimeError``, which only a defect of the hand-back reaches, or an exception inside
+#: a served step) skips the fold, so its marked records stay unsealed in the store; the
+#: System is not usable after such an error, but a ``try``/``finally`` sealing them
+#: (``seal_marked`` as ``fold_kernel`` calls it) around ``CoreStream.run``'s drive loop
+#: and ``Session.step`` would close it.
 #: Why the helpers taking a ``KState`` are ``inline="always"`` (``encls``, ``ksgxd``): the
 #: state machine is compiled with numba's reference counting on (it indexes typed lists),
 #: and a call that passes the tuple increfs and decrefs each of its ~45 arrays. Measured on
