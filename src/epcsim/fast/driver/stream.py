@@ -96,7 +96,6 @@ from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import (
     _kernel_state,
-    _serve,
     refresh_layout,
     take_small,
 )
@@ -104,11 +103,10 @@ from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.thread import P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
-    SERVE,
     THREAD,
-    _serve_thread,
     _thread_state,
     drive,
+    drive_serving,
     fold_thread,
 )
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
@@ -298,18 +296,8 @@ class CoreStream:
         tc[T.TC_I] = i
         tc[T.TC_DONE] = done
         tc[T.TC_HOOK] = 1
-        counts: dict[str, int] = {}
-        pending = THREAD
-        while True:
-            rc = owner.drive(co, ks, ts, pending)
-            if rc > SERVE:
-                break
-            if rc == SERVE - THREAD:
-                ks = _serve_thread(system, encl, ks, ts, counts)
-            else:
-                ks = _serve(system, encl, ks, counts)
-            sess.ks = ks
-            pending = SERVE - rc
+        rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
+        sess.ks = ks
         owner.entries += 1
         owner.ksgxd_pages += int(ks.cnt[K.CN_PAGES])
         hb = int(co.clk[C_HB])

@@ -189,6 +189,31 @@ def _flush_latencies(system: System, ts: Any) -> None:
     ts.tc[T.TC_LAT_N] = 0
 
 
+def drive_serving(
+    drive_fn: Any,
+    system: System,
+    encl: Any,
+    co: Any,
+    ks: Any,
+    ts: Any,
+    pending: int,
+    counts: dict[str, int],
+) -> tuple[int, Any]:
+    """Drive the pair until the core stops for something other than a Python service:
+    each ``SERVE - t`` return is served (the thread's requests by ``_serve_thread``, the
+    kernel's by ``_serve``) and task ``t`` resumed. Returns the core's code and the
+    ``KState`` (a service may replace it after a layout change)."""
+    while True:
+        rc = drive_fn(co, ks, ts, pending)
+        if rc > SERVE:
+            return rc, ks
+        if rc == SERVE - THREAD:
+            ks = _serve_thread(system, encl, ks, ts, counts)
+        else:
+            ks = _serve(system, encl, ks, counts)
+        pending = SERVE - rc
+
+
 def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str, int]) -> Any:
     """The thread's requests (``kstate.SVC_UNSEAL``, ``SVC_TRUNCATE``, ``SVC_LAT_FULL``);
     the others are ``bridge._serve``'s."""
@@ -389,16 +414,7 @@ def _run(
     ts = _thread_state(system, thread, pages, writes, alone=alone)
     spawn(co, THREAD)  # System._call: the thread's process starts
     counts: dict[str, int] = {}
-    pending = -1
-    while True:
-        rc = drive(co, ks, ts, pending)
-        if rc > SERVE:
-            break
-        if rc == SERVE - THREAD:
-            ks = _serve_thread(system, encl, ks, ts, counts)
-        else:
-            ks = _serve(system, encl, ks, counts)
-        pending = SERVE - rc
+    rc, ks = drive_serving(drive, system, encl, co, ks, ts, -1, counts)
     clean = rc == IDLE
     if clean and not alone:
         # env.run(until=proc) stopped on the process's event and queued it again (the next
