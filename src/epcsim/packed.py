@@ -65,7 +65,9 @@ class FlagField(ArrayView):
         self._shift = shift
         self._mask = (1 << width) - 1
         self._is_bool = width == 1
-        self._keep = self._type(((1 << (8 * words.itemsize)) - 1) ^ (self._mask << shift))
+        bits = self._mask << shift
+        signed = words.dtype.kind == "i"  # a signed word: the other bits as ~bits
+        self._keep = self._type(~bits if signed else ((1 << (8 * words.itemsize)) - 1) ^ bits)
 
     def __len__(self) -> int:
         return int(self._words.size)
@@ -154,3 +156,48 @@ class BitArray(ArrayView):
         full = self[:]
         full[index] = value
         self._bits[:] = np.packbits(full, bitorder="little")
+
+
+class ShiftedField(ArrayView):
+    """A signed integer kept in the bits of each word of ``words`` above bit ``shift``
+    (``value = word >> shift``, arithmetic, so negative codes survive), the low bits left
+    to another field (``epcsim.kernel.epc``: the owner page index above the page flags).
+
+    Indexed like the signed array it replaces: a scalar index reads a Python ``int``, an
+    array, slice or mask an ``int64`` array; assignment keeps the low ``shift`` bits."""
+
+    __slots__ = ("_low", "_shift", "_type", "_words")
+
+    def __init__(self, words: np.ndarray, shift: int):
+        self._words = words
+        self._type = words.dtype.type
+        self._shift = shift
+        self._low = (1 << shift) - 1
+
+    def __len__(self) -> int:
+        return int(self._words.size)
+
+    @property
+    def nbytes(self) -> int:
+        return 0  # the words are counted by their owner
+
+    def item(self, index: Any) -> int:
+        return self._words.item(index) >> self._shift
+
+    def __getitem__(self, index: Any) -> Any:
+        if type(index) is int:  # the hot case: one page by a Python int
+            return self._words.item(index) >> self._shift
+        v = self._words[index]
+        if isinstance(v, np.ndarray):
+            return v.astype(np.int64) >> self._shift
+        return int(v) >> self._shift
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        w = self._words
+        if isinstance(index, _INT) and not isinstance(value, np.ndarray):
+            i = int(index)
+            w[i] = (int(value) << self._shift) | (w.item(i) & self._low)
+            return
+        t = self._type
+        val = np.asarray(value).astype(np.int64) << self._shift
+        w[index] = (val | (w[index].astype(np.int64) & self._low)).astype(t)

@@ -19,7 +19,7 @@ from epcsim.isa import CONTENT_MODES, Secs, SgxCpu
 from epcsim.kernel.check import assert_invariants
 from epcsim.kernel.driver import SGX_IOC_ENCLAVE_CREATE
 from epcsim.kernel.encl import SgxEncl
-from epcsim.kernel.epc import EpcPages
+from epcsim.kernel.epc import MAX_ELRANGE_BYTES, EpcPages
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import make_policy
 from epcsim.units import parse_duration, parse_pages, parse_size
@@ -240,8 +240,17 @@ class System:
 
         ``process``: create the enclave in the same process (mm) as that enclave, so their
         threads share one ``mm_cpumask`` - which is what the kernel's IPIs target.
+
+        A model limit, not the kernel's: an ELRANGE holds at most 512 GiB (2**27 pages), as
+        the owner page index of an EPC page shares 32 bits with its flags (issue 9,
+        ``epcsim.kernel.epc``); a larger ``size`` is a ``ValueError``.
         """
         nbytes = parse_size(size, "size")
+        if nbytes > MAX_ELRANGE_BYTES:
+            raise ValueError(
+                f"size: an ELRANGE of at most {MAX_ELRANGE_BYTES >> 30} GiB (the model's page "
+                f"index is 27 bits), got {size!r}"
+            )
         if process is not None and not isinstance(process, Enclave):
             raise ValueError(f"process: an Enclave of this System, got {process!r}")
         encl_id = self.sgx.new_encl_id()

@@ -235,9 +235,8 @@ def test_allocator_and_lru_ops_are_the_python_path_step_by_step(steps):
                     links.prev,
                     links.next,
                     links.ends,
-                    op.flags,
+                    op.owner_flags,
                     op.owner_encl,
-                    op.owner_index,
                     row,
                     3,
                     page,
@@ -256,9 +255,8 @@ def test_allocator_and_lru_ops_are_the_python_path_step_by_step(steps):
                 links.prev,
                 links.next,
                 links.ends,
-                op.flags,
+                op.owner_flags,
                 op.owner_encl,
-                op.owner_index,
                 row,
                 page,
             )
@@ -277,9 +275,9 @@ def test_allocator_and_lru_ops_are_the_python_path_step_by_step(steps):
             except RuntimeError:
                 want = lops.NOT_ALLOWED
             row = op_lru.list.row
-            assert fn[kind](links.prev, links.next, links.ends, op.flags, row, page) == want
+            assert fn[kind](links.prev, links.next, links.ends, op.owner_flags, row, page) == want
         assert py.nr_free_pages == op_free
-        assert (py.flags == op.flags).all()
+        assert (py.flags == op.flags).all() and (py.owner_flags == op.owner_flags).all()
         assert (py.owner_encl == op.owner_encl).all() and (py.owner_index == op.owner_index).all()
         assert (py.links.prev == links.prev).all() and (py.links.next == links.next).all()
         assert (py.links.ends == links.ends).all()

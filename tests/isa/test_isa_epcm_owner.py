@@ -19,6 +19,7 @@ class Owners:
     def __init__(self) -> None:
         self.owner_encl = np.full(N, -1, dtype=np.int16)
         self.owner_index = np.full(N, -1, dtype=np.int32)
+        self.owner_flags = self.owner_index  # its sign is the index's (OwnerMap)
         self.encl_secs = np.full(ENCLAVES, -1, dtype=np.int32)
         self.encl_base = np.zeros(ENCLAVES, dtype=np.int64)
 

@@ -459,7 +459,7 @@ def _lru_unmark_many(lru, pages: np.ndarray) -> None:
     if (~lru._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
         raise RuntimeError("unmark_many: a page is not on the LRU")
     lru.list.remove_many(pages)
-    lru._flags[pages] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
+    lru._flags[pages] &= ~SGX_EPC_PAGE_ON_LRU  # the flags' word (KernelLru)
 
 
 def remove_run(

@@ -99,10 +99,14 @@ _U64_LIN = np.uint64(_LIN_SHIFT)
 class OwnerMap(Protocol):
     """What the EPCM's derived fields read (``kernel.epc.EpcPages``): the kernel's owner of
     each EPC page (``sgx_epc_page.owner``: enclave id and page index, or an ``OWNER_*`` code
-    below 0) and, per enclave id, its SECS page (``encl->secs.epc_page``) and ELRANGE base."""
+    below 0) and, per enclave id, its SECS page (``encl->secs.epc_page``) and ELRANGE base.
+    ``owner_index`` indexes like an array (``item``, ``[...]``); ``owner_flags`` is an array
+    whose sign is the owner index's (compiled code reads it: ``kernel.epc`` packs the index
+    above the page flags)."""
 
     owner_encl: np.ndarray
-    owner_index: np.ndarray
+    owner_index: Any
+    owner_flags: np.ndarray
     encl_secs: np.ndarray
     encl_base: np.ndarray
 
@@ -342,7 +346,7 @@ class Epcm:
         kept = {p: self.bepoch.item(p) for p in self.aside}
         if own is not None:  # the entries that read their SECS from the owner
             for encl in np.flatnonzero(own.encl_secs == secs).tolist():
-                _rebase(self.flags, own.owner_encl, own.owner_index, self.bepoch,
+                _rebase(self.flags, own.owner_encl, own.owner_flags, self.bepoch,
                         encl, int(old), int(last))  # fmt: skip
         for p, b in kept.items():  # the side table's entries: their own SECS decides
             self.bepoch[p] = b
@@ -353,14 +357,15 @@ class Epcm:
 
 
 @njit(cache=True, nogil=True)
-def _rebase(flags, owner_encl, owner_index, bepoch, encl, old, last):
+def _rebase(flags, owner_encl, owner_flags, bepoch, encl, old, last):
     """``Epcm.advance_epoch``'s re-base in one compiled pass over the EPC: every valid entry
     of enclave ``encl``'s ELRANGE (whose SECS the owner implies) stamped 2 or more epochs
     behind ``last`` gets a stamp exactly 2 behind. The caller restores the entries kept
-    aside (their own SECS decides) and re-bases those of its SECS."""
+    aside (their own SECS decides) and re-bases those of its SECS. ``owner_flags``' sign is
+    the owner index's (``OwnerMap``): an ELRANGE page has one >= 0."""
     stamp = (last - 2) & BEPOCH_MASK
     for i in range(flags.size):
-        if flags[i] & EPCM_VALID and owner_index[i] >= 0 and owner_encl[i] == encl:
+        if flags[i] & EPCM_VALID and owner_flags[i] >= 0 and owner_encl[i] == encl:
             behind = ((old - np.int64(bepoch[i])) & BEPOCH_MASK) + (last - old)
             if behind >= 2:
                 bepoch[i] = stamp

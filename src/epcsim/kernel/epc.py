@@ -14,20 +14,35 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_MAX_EPC_SECTIONS
 from epcsim.kernel.page_list import PAGE_INDEX, PageLinks, PageList
+from epcsim.packed import FlagField, ShiftedField
 
-# sgx_epc_page.flags
+# sgx_epc_page.flags: the low OWNER_SHIFT bits of ``EpcPages.owner_flags``
 SGX_EPC_PAGE_RECLAIMER_TRACKED = 1 << 0
 SGX_EPC_PAGE_IS_FREE = 1 << 1
 #: on ``sgx_active_page_list`` now (not isolated). The kernel needs no bit for that - the list
 #: head says it - but the model's lists share one link pair, so membership is a bit.
-SGX_EPC_PAGE_ON_LRU = 1 << 6
-#: ``sgx_epc_page.poison`` (a separate field in the kernel), packed into the flags byte
-SGX_EPC_PAGE_POISON = 1 << 7
+SGX_EPC_PAGE_ON_LRU = 1 << 2
+#: ``sgx_epc_page.poison`` (a separate field in the kernel), packed with the flags
+SGX_EPC_PAGE_POISON = 1 << 3
+#: the bits of ``owner_flags`` that hold ``sgx_epc_page.flags``; the owner page index is
+#: ``owner_flags >> OWNER_SHIFT`` (arithmetic: the negative ``OWNER_*`` codes survive)
+SGX_EPC_PAGE_FLAGS = (1 << 4) - 1
+OWNER_SHIFT = 4
+#: the largest owner page index ``owner_flags`` holds: 2**27 - 1, so an ELRANGE is at most
+#: 2**27 pages (512 GiB; ``System.create_enclave`` refuses a larger ``size``)
+MAX_OWNER_INDEX = (1 << (31 - OWNER_SHIFT)) - 1
+MAX_ELRANGE_BYTES = (MAX_OWNER_INDEX + 1) * PAGE_SIZE
 
-#: Memory layout (issue 9): per EPC page this module keeps 14 bytes - flags (1), owner enclave
-#: id (1; 2, then 4, once ids pass 127 and 32,767: ``fit_owner_id``), owner page index (4)
-#: and ``sgx_epc_page.list`` (8: ``epcsim.kernel.page_list``, shared by the free lists and the
-#: LRU as in the kernel). The section and the NUMA node are derived from the page index
+#: Memory layout (issue 9): per EPC page this module keeps 13 bytes - ``owner_flags`` (4: the
+#: owner page index above the 4 flag bits, see below), owner enclave id (1; 2, then 4, once ids
+#: pass 127 and 32,767: ``fit_owner_id``) and ``sgx_epc_page.list`` (8:
+#: ``epcsim.kernel.page_list``, shared by the free lists and the LRU as in the kernel). The
+#: flags word and the page index share one ``int32`` because a page index needs at most 27
+#: bits: Python reads and writes them through the views ``flags`` and ``owner_index``, compiled
+#: code reads the word (``word & SGX_EPC_PAGE_*`` for a flag, ``word >> OWNER_SHIFT`` for the
+#: index; ``word >= 0`` exactly when the index is, as the codes are negative) and writes the
+#: flags with ``|=`` and ``&= ~bit``, never ``&= 0xFF ^ bit``, which would clear index bits.
+#: The section and the NUMA node are derived from the page index
 #: (``section_of``, ``node_of``), addresses from the owner (``sgx_encl.base + index << 12``).
 #: The owner is also what the EPCM reads its entries' ENCLAVESECS and ENCLAVEADDRESS from
 #: (``isa.epcm``, with ``encl_secs``/``encl_base`` per enclave): the owner changes of a page
@@ -75,10 +90,14 @@ class EpcPages:
         self.nr_pages = n
         self._section_end = np.cumsum(np.asarray(sections, dtype=np.int64))
         self._section_node = np.asarray(section_node, dtype=np.uint8)
-        self.flags = np.zeros(n, dtype=np.uint8)
+        #: ``owner index << OWNER_SHIFT | flags`` of every page (page index or OWNER_*)
+        self.owner_flags = np.full(
+            n, OWNER_NONE << OWNER_SHIFT | SGX_EPC_PAGE_IS_FREE, dtype=PAGE_INDEX
+        )
+        self.flags = FlagField(self.owner_flags, 0, OWNER_SHIFT)  # sgx_epc_page.flags
+        self.owner_index = ShiftedField(self.owner_flags, OWNER_SHIFT)
         # enclave id: 8 bits until an id needs more (``fit_owner_id``: 16, then 32)
         self.owner_encl = np.full(n, -1, dtype=np.int8)
-        self.owner_index = np.full(n, OWNER_NONE, dtype=PAGE_INDEX)  # page index or OWNER_*
         self.links = PageLinks(n)  # sgx_epc_page.list
         #: per enclave id: ``encl->secs.epc_page`` and the ELRANGE base, which the EPCM reads
         #: its entries' SECS and ENCLAVEADDRESS from (``isa.epcm``, ``set_encl``)
@@ -92,7 +111,6 @@ class EpcPages:
         node_of_page = np.repeat(self._section_node, sections)
         for node, fl in self.free_lists.items():
             fl.extend(np.flatnonzero(node_of_page == node))
-        self.flags[:] = SGX_EPC_PAGE_IS_FREE
         self.nr_free_pages = n  # sgx_nr_free_pages
         self.section_bytes = [s * PAGE_SIZE for s in sections]
 
@@ -160,9 +178,7 @@ class EpcPages:
 
     def nbytes(self) -> int:
         """Host bytes of the per-page arrays (for the memory benchmarks)."""
-        return (
-            self.flags.nbytes + self.owner_encl.nbytes + self.owner_index.nbytes + self.links.nbytes
-        )
+        return self.owner_flags.nbytes + self.owner_encl.nbytes + self.links.nbytes
 
     def alloc_from_node(self, node: int) -> int:
         """``__sgx_alloc_epc_page_from_node``: head of the node's free list, or -1."""
@@ -213,9 +229,8 @@ class EpcPages:
         if self.keep_epcm is not None:  # freed without EREMOVE: the CPU's view stays
             self.keep_epcm(page)
         self.owner_encl[page] = -1
-        self.owner_index[page] = OWNER_NONE
         poisoned = self.flags[page] & SGX_EPC_PAGE_POISON
         if not poisoned:
             self.free_lists[self.node_of(page)].push_tail(page)
-        self.flags[page] = SGX_EPC_PAGE_IS_FREE | poisoned
+        self.owner_flags[page] = OWNER_NONE << OWNER_SHIFT | SGX_EPC_PAGE_IS_FREE | poisoned
         self.nr_free_pages += 1

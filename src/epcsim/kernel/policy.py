@@ -80,9 +80,11 @@ class KernelLru(ReclaimPolicy):
         if epc is not None:
             if epc.nr_pages != nr_pages:
                 raise ValueError(f"epc: {epc.nr_pages} pages, the policy has {nr_pages}")
-            links, self._flags = epc.links, epc.flags
+            # the page flags' word (``EpcPages.owner_flags``: they share it with the owner
+            # index, so a bit is cleared with ``&= ~bit``), which compiled ops take as it is
+            links, self._flags = epc.links, epc.owner_flags
         else:
-            links, self._flags = PageLinks(nr_pages), np.zeros(nr_pages, dtype=np.uint8)
+            links, self._flags = PageLinks(nr_pages), np.zeros(nr_pages, dtype=np.int32)
         self.list = PageList(links)
         self.prev = links.prev
         self.next = links.next
@@ -132,13 +134,13 @@ class KernelLru(ReclaimPolicy):
         if (~self._flags[pages] & SGX_EPC_PAGE_ON_LRU).any():
             raise RuntimeError("unmark_many: a page is not on the LRU")
         self.list.remove_many(pages)
-        self._flags[pages] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
+        self._flags[pages] &= ~SGX_EPC_PAGE_ON_LRU
 
     def unmark(self, page: int) -> None:  # list_del
         if not self._flags[page] & SGX_EPC_PAGE_ON_LRU:
             raise RuntimeError(f"EPC page {page} is not on the LRU")
         self.list.remove(page)
-        self._flags[page] &= 0xFF ^ SGX_EPC_PAGE_ON_LRU
+        self._flags[page] &= ~SGX_EPC_PAGE_ON_LRU
 
     def isolate(self, n: int) -> list[int]:
         """Phase A: ``unmark`` the head page up to ``n`` times (``epcsim.fast.ops.page_list``

@@ -265,7 +265,7 @@ def _big_arrays(system: System, encl: Any) -> dict[str, Any]:
     va = encl.va
     return dict(
         epc_prev=epc.links.prev, epc_next=epc.links.next, epc_ends=epc.links.ends,
-        epc_flags=epc.flags, owner_encl=epc.owner_encl, owner_index=epc.owner_index,
+        epc_flags=epc.owner_flags, owner_encl=epc.owner_encl, owner_index=epc.owner_flags,
         pflags=encl.pages.flags, desc=encl.pages.desc, va_epc_of=encl.va_ids.epc,
         va_used=va.used, va_prev=va.links.prev, va_next=va.links.next, va_ends=va.links.ends,
         eflags=e.flags, bepoch=e.bepoch, etag=e.tag,

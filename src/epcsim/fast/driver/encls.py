@@ -74,7 +74,7 @@ def epcm_secs_is_mine(ks, epc):
     valid entry of an enclave page reads the SECS of its owner, any other entry -1. The
     driver runs only while no entry is kept aside (``bridge._check_regime``), and a valid
     child of another enclave has that enclave's resident SECS, never this one's."""
-    if ks.eflags[epc] & EPCM_VALID and ks.owner_index[epc] >= 0:
+    if ks.eflags[epc] & EPCM_VALID and ks.owner_index[epc] >= 0:  # the word's sign: the index's
         return ks.owner_encl[epc] == ks.kc[K_ENCL_ID]
     return ks.kc[K_SECS_EPC] == -1
 

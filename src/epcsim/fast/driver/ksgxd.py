@@ -108,7 +108,7 @@ from epcsim.fast.ops.lru import lru_putback
 from epcsim.fast.ops.page_list import list_add, list_add_tail, list_del, pop_head_many
 from epcsim.fast.ops.va import va_take_slot
 from epcsim.kernel.encl_page import ENCL_PAGE_BEING_RECLAIMED
-from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_ON_LRU, SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import HEAD, LEN
 
 #: ``R_*`` of the core, and one more: Python must serve ``kc[K_SVC]`` before the task goes on
@@ -148,7 +148,7 @@ P_NAMES = (
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
-_NOT_TRACKED_CLEAR = 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED
+_NOT_TRACKED_CLEAR = ~SGX_EPC_PAGE_RECLAIMER_TRACKED  # the flags share a word (kernel.epc)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -234,7 +234,7 @@ def ksgxd_resume(st, ks, t):
                 if ks.owner_encl[page] != kc[K_ENCL_ID]:
                     return _stop(st, ks, t, pc, KB_UNEXPECTED, page)
                 kc[K_REFCOUNT] += 1
-                batch[k, 1] = ks.owner_index[page]
+                batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
             kc[K_NB] = n
             r = perform(st, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
@@ -504,7 +504,7 @@ def ksgxd_resume(st, ks, t):
             ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
             if free_page(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                ks.owner_index, ks.free_row[page], page,
+                ks.free_row[page], page,
             ) != 0:  # fmt: skip
                 return _stop(st, ks, t, pc, KB_UNEXPECTED, page)
             kc[K_NR_FREE] += 1

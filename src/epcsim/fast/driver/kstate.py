@@ -161,7 +161,8 @@ KState = namedtuple(
     "KState",
     (
         "kc cnt ku batch ft warn "
-        # EPC pages (``EpcPages``), the LRU and free lists (``PageLinks``)
+        # EPC pages (``EpcPages``), the LRU and free lists (``PageLinks``); ``epc_flags`` and
+        # ``owner_index`` are one array, ``EpcPages.owner_flags`` (index << OWNER_SHIFT | flags)
         "epc_prev epc_next epc_ends epc_flags owner_encl owner_index free_row "
         # the enclave's pages (``EnclPages``) and VA pages (``VaIds``, ``VaPageList``)
         "pflags desc va_epc_of va_used va_prev va_next va_ends "

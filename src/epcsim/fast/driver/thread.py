@@ -354,7 +354,7 @@ def thread_resume(st, ks, ts, t):
             if nfree > 0:
                 page = alloc_from_node(
                     ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                    ks.owner_index, row, kc[K_ENCL_ID], idx,
+                    row, kc[K_ENCL_ID], idx,
                 )  # fmt: skip
                 kc[K_NR_FREE] -= 1
                 tc[TC_PAGE] = page

@@ -1,7 +1,7 @@
 """``sgx_active_page_list`` of ``sgx/main.c``, compiled: the kernel's LRU (``KernelLru``,
 ``epcsim.kernel.policy``) over the pages' shared links, the list's row of
-``PageLinks.ends`` and the ``SGX_EPC_PAGE_ON_LRU`` bit of the page flags. Phase A's
-isolate is ``ops.page_list.pop_head_many``.
+``PageLinks.ends`` and the ``SGX_EPC_PAGE_ON_LRU`` bit of the page flags (``owner_flags``).
+Phase A's isolate is ``ops.page_list.pop_head_many``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 #: ``lru_mark`` of a page on the list already, ``lru_unmark`` of one not on it
 #: (``KernelLru`` raises; nothing is changed)
 NOT_ALLOWED = -1
-_CLEAR = 0xFF ^ SGX_EPC_PAGE_ON_LRU
+_CLEAR = ~SGX_EPC_PAGE_ON_LRU  # not 0xFF ^ bit: the flags share a word (kernel.epc)
 
 
 @njit(cache=True, nogil=True)

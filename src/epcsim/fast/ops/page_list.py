@@ -96,7 +96,7 @@ def pop_head_many(prev, next_, flags, member_bit, ends, row, n, out):
     page was not flagged a member (a corrupt list: the caller raises, as ``unmark`` does)
     with the first ``k`` pages taken and that page left at the head."""
     count = 0
-    clear = 0xFF ^ member_bit
+    clear = ~member_bit  # the flags may share a word with other bits (kernel.epc)
     while count < n:
         page = ends[row, HEAD]
         if page == NIL:
