@@ -23,6 +23,7 @@ from test_driver_ksgxd import snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
+from epcsim.user.thread import AccessOutcome
 
 #: observables in which the fast engine differs from the reference by design (elided steps
 #: take no event: fewer eids, so other eids in the queue)
@@ -58,7 +59,10 @@ def _snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignor
     return snap
 
 
-def _build(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, mult: int = 4, **kw):  # type: ignore[no-untyped-def]
+def _build(  # type: ignore[no-untyped-def]
+    engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, mult: int = 4,
+    settle: bool = True, **kw,
+):  # fmt: skip
     system = epcsim.System(
         engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag", **kw
     )
@@ -69,21 +73,28 @@ def _build(engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, mult: i
         assert encl.add_pages(PAGE_SIZE, (n - 1) * PAGE_SIZE).ok
     else:
         assert encl.add_pages(0, n * PAGE_SIZE).ok
+    sc = system.sgx.stream_core
+    if sc is not None:
+        # ksgxd met K0 during the EADDs (the enclave not initialized): its generator kept it
+        assert system.stats()["ksgxd_batches"] > 0 and sc.k0_entries == 0
     assert encl.init().ok
-    # ksgxd to its sleep after the EADDs' pressure (SimPy's queue emptied; ``System.run()``
-    # runs started threads only): the hook enters the pair only from ksgxd asleep in its
-    # generator (or its machine served after an earlier pair call)
-    system.machine.env.run()
+    if settle:
+        # ksgxd to its sleep after the EADDs' pressure (SimPy's queue emptied;
+        # ``System.run()`` runs started threads only); else ksgxd is awake at the first
+        # access, and with small EPCs at every loop top: the pair then comes from ksgxd's
+        # machine entered at K0's check (``StreamCore.ksgxd_at_check``)
+        system.machine.env.run()
     encl.encl.lock.trace = []
     return system, encl, n
 
 
 def _scenario(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int, **kw
-):
+    engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int,
+    settle: bool = True, **kw,
+):  # fmt: skip
     """Yields a snapshot after each step of one scenario (the module docstring), then the
     hook's counts (``StreamCore``: accesses, ksgxd's pages written back on the core)."""
-    system, encl, n = _build(engine, seed, epc_pages, cpus, tcs, mult, **kw)
+    system, encl, n = _build(engine, seed, epc_pages, cpus, tcs, mult, settle, **kw)
     rng = np.random.default_rng(seed)
     first = 1 if tcs else 0
     hi = 2 * n if eaug else n  # pages [n, 2n) were never added: EAUG on SGX2
@@ -124,19 +135,22 @@ def _scenario(  # type: ignore[no-untyped-def]
     tcs=st.booleans(),
     eaug=st.booleans(),
     mult=st.sampled_from([2, 4, 6]),
+    settle=st.booleans(),
 )
 def test_streams_on_the_core_match_the_reference(
-    seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int
+    seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int, settle: bool
 ) -> None:
     """The hook's run equals the fast engine's without it in every observable (the same
     engine: eids and elided steps too), so it equals the reference wherever the fast
     engine does (its named differences, ``elided`` and the eids that elision saves, are
     the engine's, not the hook's). The enclave is 2-6x the EPC, so ksgxd is busy: it runs
     on the core with the thread, goes on served by SimPy when a call ends mid-batch (the
-    ``run(until=)`` step, the next call's first iterations), and is moved back."""
-    ref = _scenario("reference", seed, epc_pages, cpus, tcs, eaug, mult)
-    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult)
-    core = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, fast_core=True)
+    ``run(until=)`` step, the next call's first iterations), and is moved back. Without
+    ``settle`` ksgxd is awake at the first access: its generator hands it to its machine
+    at K0's check."""
+    ref = _scenario("reference", seed, epc_pages, cpus, tcs, eaug, mult, settle)
+    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle)
+    core = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=True)
     for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
         if isinstance(a, dict):
             assert isinstance(b, dict) and isinstance(f, dict)
@@ -314,3 +328,89 @@ def test_ksgxd_reclaiming_to_an_empty_lru() -> None:
     for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
         assert [key for key in f if f[key] != b[key]] == []
         assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+
+
+def _three(build, calls):  # type: ignore[no-untyped-def]
+    """``calls(system, encl, n, kw)`` on the reference, the fast engine and the fast engine
+    with the hook: its snapshots, equal in every observable (the engine's own keys apart)."""
+    snaps: dict[str, list[dict[str, object]]] = {}
+    systems = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = build(engine, kw)
+        snaps[name] = calls(system, encl, n, kw)
+        systems[name] = system
+    for a, f, b in zip(snaps["reference"], snaps["fast"], snaps["core"], strict=True):
+        assert [key for key in f if f[key] != b[key]] == []
+        assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+    return systems["core"], snaps["core"]
+
+
+def test_ksgxd_awake_at_every_loop_top_is_handed_over_at_k0() -> None:
+    """A footprint far over the EPC from the first access (64 pages, 6x, no sleep after the
+    EADDs): ksgxd is never asleep at a loop top, so the hook's pair comes only from ksgxd's
+    generator handing itself to its machine at K0's check (without that hand-off the hook
+    ran none of these accesses). More than 90% of the accesses on the core, three calls
+    with write masks and a ``run(until=)`` between, equal to the fast engine without the
+    hook and to the reference."""
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(7)
+        out = []
+        for step in range(3):
+            pages = rng.integers(1, n, size=1500)
+            res = encl.access_pages(pages, rng.random(1500) < 0.3)
+            out.append(_snap(system, encl, res))
+            if step == 0:
+                system.run(until=system.now + 200_000)
+                out.append(_snap(system, encl, res))
+        return out
+
+    core, out = _three(lambda e, kw: _build(e, 7, 64, 2, True, 6, False, **kw), calls)
+    sc = core.sgx.stream_core
+    done = sum(out[k]["outcome"][0] for k in (0, 2, 3))  # each call's AccessOutcome.done
+    assert sc.k0_entries > 0 and sc.ksgxd_pages > 0
+    assert core.fast_core_accesses > 0.9 * done, "the hook stopped engaging"
+
+
+def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
+    """ksgxd awake from ``init`` on (a 64-page EPC: its high watermark is never reached
+    while the LRU holds pages) hands itself to its machine at K0's check; a call ends with
+    that machine mid-batch (a session with no parked wait, served); a second enclave is
+    then created and filled while it is served (out of its regime: it finishes its batch
+    and its generator goes on, ``top_stops``); both enclaves stream, then the first alone
+    again after the second is closed. Equal to the fast engine without the hook and to
+    the reference."""
+
+    def build(engine, kw):  # type: ignore[no-untyped-def]
+        return _build(engine, 3, 64, 2, False, 6, False, **kw)
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        sc = system.sgx.stream_core
+        rng = np.random.default_rng(3)
+        res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
+        out = [_snap(system, encl, res)]
+        if kw:
+            assert sc.k0_entries > 0 and sc.session is not None, "not served after the call"
+            assert sc.session.parked == [], "a session entered from ksgxd asleep"
+        other = system.create_enclave(1 << 20)
+        assert other.add_pages(0, 64 * PAGE_SIZE).ok
+        assert other.init().ok
+        out.append(_snap(system, encl, AccessOutcome()))
+        if kw:
+            assert sc.top_stops > 0 and sc.session is None
+        res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
+        out.append(_snap(system, encl, res))
+        assert other.access_pages(np.arange(64)).ok
+        out.append(_snap(system, encl, res))
+        other.close()
+        system.run()
+        res = encl.access_pages(rng.integers(0, n, size=1500))
+        out.append(_snap(system, encl, res))
+        return out
+
+    core, _ = _three(build, calls)
+    assert core.fast_core_accesses > 0

@@ -186,23 +186,43 @@ class Sgx:
         self.m.spawn(self._ksgxd(self.ksgxd_task))
 
     def _ksgxd(self, task: Task, moved: tuple[int, Gen] | None = None) -> Gen:
-        """``ksgxd()``'s loop. ``moved`` = ``(high, rest)``: ksgxd taken over from the
-        compiled driver in the middle of a batch (``epcsim.fast.driver.served_ksgxd``):
-        ``rest`` finishes the batch (``sgx_reclaim_write_back``), then the loop goes on with
-        the watermark the first generator read when it started."""
+        """``ksgxd()``'s loop.
+
+        ``moved`` = ``(high, rest)``: ksgxd handed back by the compiled driver
+        (``epcsim.fast.driver``), with the watermark the first generator read when it
+        started. ``rest`` runs first: the rest of a batch (``sgx_reclaim_write_back``; it
+        returns the pages it wrote back and the loop goes on after the batch), or the end
+        of a sleep begun on the compiled core (it returns None: ksgxd is then at K0's
+        check, its wake-up run over).
+
+        K0's check is where ``System(fast_core=True)`` hands ksgxd, awake, to its compiled
+        machine (``StreamCore.ksgxd_at_check``, ``epcsim.fast.driver.stream_ksgxd``): a
+        generator that serves the machine from this check in this process and returns, as
+        ``rest`` does, where the machine hands ksgxd back. Without ``fast_core``
+        (``stream_core`` None: the reference engine, the fast engine's default) the loop is
+        the kernel's."""
+        rest: Gen | None = None
         if moved is None:
             high = self.high_pages
         else:
             high, rest = moved
-            n = yield from rest
-            self.stats.ksgxd_pages_reclaimed += n
-            yield from task.cond_resched()
         while True:
-            if not self.should_reclaim(high):
+            if rest is not None:
+                n = yield from rest
+                rest = None
+                if n is not None:  # after a batch: the loop's own tail, then its top
+                    self.stats.ksgxd_pages_reclaimed += n
+                    yield from task.cond_resched()
+                    continue
+            elif not self.should_reclaim(high):
                 self.ksgxd_sleeping = True
                 yield from self.ksgxd_waitq.wait_event(task, lambda: self.should_reclaim(high))
                 self.ksgxd_sleeping = False
                 yield from task.run(self.m.costs.wakeup)
+            if self.stream_core is not None:
+                rest = self.stream_core.ksgxd_at_check(task, high)
+                if rest is not None:
+                    continue
             if self.should_reclaim(high):
                 self.stats.ksgxd_batches += 1
                 n = yield from sgx_reclaim_pages(self, task)

@@ -107,9 +107,11 @@ class Served:
         if self.procs[t] is None:
             self.procs[t] = self.env.process(self.serve(t))
 
-    def serve(self, t: int, first: Gen | None = None) -> Generator[Any, Any, None]:
+    def serve(self, t: int, first: Gen | None = None) -> Generator[Any, Any, Any]:
         """Task ``t``'s process: the machine asks, SimPy performs. ``first`` finishes a
-        request in progress (a task moved in from the core, ``transfer.to_simpy``)."""
+        request in progress (a task moved in from the core, ``transfer.to_simpy``). A
+        machine that stops goes on as ``on_stop``'s generator, whose value this returns
+        (ksgxd served from inside its own generator: ``driver/stream_ksgxd.py``)."""
         if first is not None:
             self.begun[t] = True
             yield from first
@@ -126,8 +128,7 @@ class Served:
             r = self.step(t)
             if r == R_STOP and self.on_stop is not None:
                 rows[t, T_RQ] = 0
-                yield from self.on_stop(t)
-                return
+                return (yield from self.on_stop(t))
             if r != R_BLOCKED:
                 raise RuntimeError(f"task {t}: a served machine stopped without a request")
             rq = int(rows[t, T_RQ])

@@ -216,6 +216,8 @@ def ksgxd_resume(st, ks, t):
             pc = P_WAKEUP_RUN
             continue
         if pc in (P_WAKEUP_RUN, P_CHECK):
+            if kc[K_TOP_STOP] != 0:  # served, outside the regime: its generator's check
+                return _stop(st, ks, t, P_CHECK, KB_TOP, -1)
             if not should_reclaim(ks, kc[K_HIGH]):
                 pc = P_TOP  # cond_resched(): nothing in the regime
                 continue

@@ -74,8 +74,9 @@ K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the c
 K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
 K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``);
 #: a record's LINADDR is ``base + (index << 12)``
-K_TOP_STOP = 48  #: ksgxd stops at K0's loop top (``KB_TOP``) instead of going on: its
-#: machine served between calls hands ksgxd to its generator when Python left the regime
+K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served step
+#: begins there (after its wake-up run), with ``KB_TOP`` instead of going on: its machine
+#: served between calls hands ksgxd to its generator when Python left the regime
 #: entries used in ``dlist`` (the records this call wrote and has not sealed yet)
 K_DEFER_N = 49
 #: ELDUs of a record the call wrote itself (no MAC to check): a diagnostic, never folded

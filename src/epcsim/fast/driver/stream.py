@@ -32,10 +32,37 @@ The pair (2026-11-26, issue 9 session ``upair``):
   flood, ...: ``stream_ksgxd._served_regime``, checked before each served step), the
   machine finishes the batch it holds and stops at K0's loop top (``kc[K_TOP_STOP]``),
   where ksgxd's generator goes on (``Sgx._ksgxd(moved=...)`` with nothing left to do).
-* *ksgxd in its Python generator, awake*: not movable (its generator cannot be rebuilt in
-  the middle of ``sgx_reclaim_pages``); the hook waits for it to sleep. With ksgxd never
-  asleep at a loop top (a footprint far over the EPC from the start) the hook never
-  engages; once it has, ksgxd stays a machine until it sleeps or meets the SECS.
+* *ksgxd in its Python generator, awake* (2026-11-26, issue 9 session ``kmove2``): its
+  generator cannot be rebuilt in the middle of ``sgx_reclaim_pages``, so it hands itself
+  over where no rebuilding is needed: at K0's check (``Sgx._ksgxd``, before ``if
+  sgx_should_reclaim(high)``), ``StreamCore.ksgxd_at_check`` gives it a generator that
+  serves its machine from ``ksgxd.P_CHECK`` *inside ksgxd's own process* (``yield
+  from``: a new process would take an eid the reference does not), when a batch is due
+  and the machine's regime holds (``_served_regime``: the one enclave initialized, nobody
+  waiting for a CPU; ``_static_regime``; one EPC node; the process running is ksgxd's).
+  The hook then finds a session to move (``to_core``) at the thread's next loop top.
+  Where the machine hands ksgxd back - asleep at K0, ``KB_TOP``, ``KB_SECS`` - that
+  generator *returns* what ``Sgx._ksgxd``'s ``rest`` returns (``Session.on_stop``) and the
+  loop goes on (no recursion: the generator chain stays three deep); once moved to the
+  core and back, ksgxd's process is ``Served``'s and the same continuations are the
+  ``moved=`` form. Its sleep is its generator's: served, the generator sleeps itself
+  (the machine's K0 decision and the generator's are the same instant and state); asleep
+  on the core when a call ends, a generator is built at that point of ``Sgx._ksgxd``
+  (``Session.asleep_on_core``); either way the next wake-up comes back to K0's check.
+  Decisions: (1) *which thread*: a session entered at K0 belongs to no thread - task 0 is
+  a placeholder ``Task`` that never runs - and ``CoreStream.run`` takes any session over
+  for its thread while no thread is served in it (``Session.adopt``): the thread is
+  decided where it is known, at the stream's loop top, not guessed at K0; (2) *the core's
+  arrays at the hand-off*: a session entered at K0 starts served, so only the machine's
+  request rows and its ``KState`` (taken and folded around each step) are used until
+  ``to_core``, which writes every other row from SimPy's objects wherever the thread is
+  then (faulting in Python, spinning, holding ``encl->lock``: ``to_core`` refuses what
+  the core's regime lacks); the mutex trace buffer is fitted at that move
+  (``Session.fit_trace``: a session may predate the trace); (3) *outside any stream*
+  (threads started with ``Enclave.start`` that never meet the regime, ``System.run``
+  with no thread) the machine runs served until it sleeps or Python leaves its regime:
+  exact, as slow as SimPy or slower (a served step takes and folds the kernel's small
+  arrays); before ``init`` (the EADDs) the hook declines and the generator runs.
 * *A stop in the middle of the thread's iteration*: only ksgxd's ``KB_SECS`` (the SECS's
   last child about to be written back) in the regime. Its own generator takes over from
   that page (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on
@@ -91,7 +118,7 @@ from epcsim.fast.cosim.state import (
     TS_NEW,
     TS_READY,
 )
-from epcsim.fast.cosim.transfer import to_core, to_simpy
+from epcsim.fast.cosim.transfer import _frame_locals, to_core, to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import (
@@ -99,7 +126,7 @@ from epcsim.fast.driver.bridge import (
     refresh_layout,
     take_small,
 )
-from epcsim.fast.driver.stream_ksgxd import Session
+from epcsim.fast.driver.stream_ksgxd import Session, _served_regime
 from epcsim.fast.driver.thread import P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
@@ -110,6 +137,7 @@ from epcsim.fast.driver.thread_bridge import (
     fold_thread,
 )
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
+from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
 
 if TYPE_CHECKING:
@@ -141,6 +169,8 @@ class StreamCore:
         self.top_stops = 0
         #: ksgxd's machine's steps served by SimPy (between pair calls, Python tasks between)
         self.served_steps = 0
+        #: ksgxd handed from its running generator to its machine at K0's check
+        self.k0_entries = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
         self.session: Session | None = None
         #: the kernel's ``KState``, kept across entries: ``(encl, secs, ks)``
@@ -178,6 +208,32 @@ class StreamCore:
             nblk = len(system.cpu.va.blocks)
         self._kstate = (encl, secs, ks, nblk)
         return ks
+
+    def ksgxd_at_check(self, task: Any, high: int) -> Gen | None:
+        """``Sgx._ksgxd``'s hook at K0's check (module docstring, "ksgxd awake in its
+        generator"): ksgxd's machine, served from ``P_CHECK`` inside ksgxd's own
+        generator, when its regime holds and a batch is due; None: the generator checks
+        itself."""
+        if self.session is not None:
+            return None
+        system = self.system
+        sgx = system.sgx
+        if not sgx.should_reclaim(high) or len(sgx.epc.nodes) != 1:
+            return None
+        if len(sgx.enclaves) != 1:
+            return None
+        encl = next(iter(sgx.enclaves.values()))
+        if not _served_regime(system, encl) or not _static_regime(system):
+            return None
+        if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
+            return None
+        proc = system.machine.env.active_process
+        if proc is None or _frame_locals(proc._generator, Sgx._ksgxd.__code__) is None:
+            return None  # not run by its own process (a continuation run inline)
+        secs = system.cpu.secs_state(encl.secs_epc)
+        sess = self.session = Session.at_check(self, encl, secs, high)
+        self.k0_entries += 1
+        return sess.serve_at_check()
 
     def keep(self, encl: Any, secs: Any, ks: Any, nblk: int) -> None:
         """The session's ``KState`` (``refresh_layout`` may have replaced it) for the next."""
@@ -260,19 +316,19 @@ class CoreStream:
         owner = self.owner
         sess = owner.session
         thread = self.thread
-        if sess is not None and sess.thread is not thread:
-            return None
         if not self._ready(sess is not None):
             return None
         system = self.system
-        sgx = system.sgx
         encl = thread.encl
         secs = system.cpu.secs_state(encl.secs_epc)
         if sess is None:
             sess = Session.begin(owner, thread, encl, secs)
-        elif not to_core(sess.sv):
+        elif not sess.adopt(thread):
             return None
         else:
+            sess.fit_trace()
+            if not to_core(sess.sv):
+                return None
             co = sess.co
             co.tasks[THREAD, T_STATE] = TS_READY
             sess.ks, sess.nblk = refresh_layout(system, encl, sess.ks, sess.nblk)
@@ -309,7 +365,6 @@ class CoreStream:
                 f"hand-back {hb})"
             )
         sv = sess.sv
-        waitq = sgx.ksgxd_waitq
         if who == THREAD and code in _RESUMABLE:
             # the thread at a loop top: the generator goes on; ksgxd asleep goes back to
             # its own generator's wait, else it goes on served by SimPy
@@ -324,7 +379,7 @@ class CoreStream:
             to_simpy(sv)
             sv.procs[THREAD] = None
             if asleep:
-                waitq._waiters = sess.parked
+                sess.asleep_on_core()
                 sv.procs[KSGXD] = None
                 owner.session = None
             else:

@@ -1,17 +1,26 @@
 """ksgxd's compiled machine between two pair calls of ``access_stream``'s hook
-(``stream.py``, issue 9 session ``upair``): the core's arrays and the kernel's ``KState``
-of the pair, the SimPy side that serves ksgxd's machine when a call ends in the middle of
-a batch, and the way back to ksgxd's own generator (its sleep, or ``KB_SECS``).
+(``stream.py``, issue 9 sessions ``upair`` and ``kmove2``): the core's arrays and the
+kernel's ``KState`` of the pair, the SimPy side that serves ksgxd's machine when a call
+ends in the middle of a batch, the two ways in - from ksgxd asleep in its generator at a
+thread's loop top (``Session.begin``), or from its running generator at K0's check
+(``Session.at_check``, served from there inside ksgxd's own process) - and the way back
+to ksgxd's own generator (its sleep, ``KB_TOP``, ``KB_SECS``: ``on_stop``,
+``asleep_on_core``).
 
 ``stream.py``'s module docstring says what the pair does and decides; this module is the
-session object it keeps (``StreamCore.session``) while ksgxd is a machine.
+session object it keeps (``StreamCore.session``) while ksgxd is a machine. A session
+entered at K0 has no thread until a stream takes it over (``adopt``): its task 0 is a
+placeholder ``Task`` (never run, never on a CPU), since at K0 ksgxd cannot know which
+thread will stream next.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from epcsim.engine.machine import Gen
+import numpy as np
+
+from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.request import RQ_SLEEP
@@ -28,7 +37,7 @@ from epcsim.fast.cosim.state import (
     TS_READY,
     TS_SLEEP,
 )
-from epcsim.fast.cosim.transfer import _frame_locals
+from epcsim.fast.cosim.transfer import _frame_locals, _process
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
@@ -48,38 +57,74 @@ if TYPE_CHECKING:
 
 
 class Session:
-    """ksgxd's compiled machine from a pair call of ``CoreStream.run`` until it sleeps again
-    (module docstring, "The pair"): the core's arrays, the kernel's ``KState``, the SimPy
-    side (``Served``: task 0 the enclave thread, task 1 ksgxd) and ksgxd's own generator's
-    wait (``parked``), put back on ``ksgxd_waitq`` when the machine sleeps."""
+    """ksgxd's compiled machine from its entry until it is ksgxd's generator again (module
+    docstring): the core's arrays, the kernel's ``KState``, the SimPy side (``Served``:
+    task 0 the enclave thread, task 1 ksgxd) and, entered from ksgxd asleep, its own
+    generator's wait (``parked``), put back on ``ksgxd_waitq`` when the machine sleeps."""
 
-    def __init__(self, owner: StreamCore, thread: EnclaveThread, co: Any, ks: Any):
+    def __init__(
+        self,
+        owner: StreamCore,
+        encl: Any,
+        thread: Task,
+        co: Any,
+        ks: Any,
+        high: int,
+        parked: list[Any],
+        mode: str = "core",
+    ):
         self.owner = owner
         self.system = owner.system
+        #: the stream's thread (task 0): a placeholder ``Task`` that never runs while no
+        #: stream has taken a session entered at K0 over (``adopt``)
         self.thread = thread
-        self.encl = thread.encl
+        self.encl = encl
         self.co = co
         self.ks = ks
         self.ts: Any = None
-        self.nblk = len(owner.system.cpu.va.blocks)
+        nblk = owner._kstate[3] if owner._kstate is not None else None
+        self.nblk = len(owner.system.cpu.va.blocks) if nblk is None else nblk
         sgx = owner.system.sgx
-        waitq = sgx.ksgxd_waitq
-        self.parked = list(waitq._waiters)
-        resume: Any = self.parked[0].callbacks[0]  # the generator's Process._resume
-        frame = _frame_locals(resume.__self__._generator, Sgx._ksgxd.__code__)
         #: the watermark ksgxd's generator read when it started (its loop's ``high``)
-        self.high = sgx.high_pages if frame is None else int(frame["high"])
+        self.high = high
+        #: ksgxd's own generator's wait, put aside (entered from ksgxd asleep); empty when
+        #: entered at K0's check from the running generator
+        self.parked = parked
         kt = sgx.ksgxd_task
-        mutex = thread.encl.lock
+        mutex = encl.lock
         assert kt is not None and isinstance(mutex, LinuxMutex)
         self.sv = Served(
-            co, owner.system.machine, [thread, kt], [mutex], [waitq], self.step,
-            mode="core", on_stop=self.on_stop,
+            co, owner.system.machine, [thread, kt], [mutex], [sgx.ksgxd_waitq], self.step,
+            mode=mode, on_stop=self.on_stop,
         )  # fmt: skip
+        #: the process that entered at K0's check (``serve_at_check``), while it still runs
+        #: ksgxd's machine from inside ksgxd's generator (``to_core`` closes it)
+        self._hook_proc: Any = None
         self._kmachine: Any = None
         self._tmachine: Any = None
         #: the backing indices this session wrote into ``EnclaveBacking._pinned_gen``
         self._pins: list[int] = []
+
+    def adopt(self, thread: EnclaveThread) -> bool:
+        """``CoreStream.run`` taking the session over for its thread (module docstring,
+        "Which thread"): possible while no thread is served in it (task 0 has no process),
+        the thread of the session's enclave. The thread row's arrays are ``to_core``'s."""
+        if thread is self.thread:
+            return True
+        if thread.encl is not self.encl or self.sv.procs[THREAD] is not None:
+            return False
+        self.thread = thread
+        self.sv.tasks[THREAD] = thread
+        return True
+
+    def fit_trace(self) -> None:
+        """The core's mutex trace buffer as ``encl->lock``'s trace is now (on or off): a
+        session entered at K0 may predate the trace being turned on (its size is what
+        ``take_engine`` gives; ``to_core`` starts it empty)."""
+        want = (1 << 16) if self.encl.lock.trace is not None else 0
+        if self.co.trace.shape[0] != want:
+            self.co = self.co._replace(trace=np.zeros((want, 4), np.int64))
+            self.sv.st = self.co
 
     def fold_pins(self) -> None:
         """``EnclaveBacking._pinned_gen`` as the reference's ksgxd leaves it at this point of
@@ -120,9 +165,40 @@ class Session:
         mutex = encl.lock
         co = _core_state_running(system, thread, mutex.trace is not None)
         absolute_counters(co, m.elided, mutex)
-        sess = cls(owner, thread, co, owner.kernel_state(encl, secs))
-        sess.nblk = owner._kstate[3] if owner._kstate is not None else sess.nblk
-        return sess
+        sgx = system.sgx
+        parked = list(sgx.ksgxd_waitq._waiters)
+        resume: Any = parked[0].callbacks[0]  # the generator's Process._resume
+        frame = _frame_locals(resume.__self__._generator, Sgx._ksgxd.__code__)
+        high = sgx.high_pages if frame is None else int(frame["high"])
+        ks = owner.kernel_state(encl, secs)
+        return cls(owner, encl, thread, co, ks, high, parked)
+
+    @classmethod
+    def at_check(cls, owner: StreamCore, encl: Any, secs: Any, high: int) -> Session:
+        """A session from ksgxd's generator at K0's check (``Sgx._ksgxd``, awake): the
+        machine served by SimPy from ``P_CHECK`` (``serve_at_check``), in ksgxd's own
+        process; the core's arrays are only the machine's request rows until a stream
+        moves the session onto the core (``to_core`` writes the rest), so the thread row
+        is a placeholder task until then (``adopt``)."""
+        system = owner.system
+        sgx = system.sgx
+        kt = sgx.ksgxd_task
+        mutex = encl.lock
+        assert kt is not None and isinstance(mutex, LinuxMutex)
+        placeholder = Task(system.machine, "fast_core: no stream yet")
+        co = take_engine(system, [placeholder, kt], mutex, mutex.trace is not None)
+        co.tasks[KSGXD, T_PC] = KM.P_CHECK
+        ks = owner.kernel_state(encl, secs)
+        return cls(owner, encl, placeholder, co, ks, high, [], mode="simpy")
+
+    def serve_at_check(self) -> Gen:
+        """ksgxd's machine served from K0's check inside ksgxd's generator (``yield from``:
+        its own process, so no process takes an eid the reference does not); returns what
+        ``Sgx._ksgxd``'s ``rest`` returns where the machine hands ksgxd back
+        (``on_stop``)."""
+        proc = self.system.machine.env.active_process
+        self.sv.procs[KSGXD] = self._hook_proc = proc
+        return (yield from self.sv.serve(KSGXD))
 
     # -- served by SimPy ----------------------------------------------------------------------
     def step(self, t: int) -> int:
@@ -170,7 +246,7 @@ class Session:
             if r == R_BLOCKED and int(co.tasks[KSGXD, T_RQ]) == RQ_SLEEP:
                 return R_STOP  # asleep at K0: its own generator's wait (``on_stop``)
             return r
-        thread = self.thread
+        thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         ts = self.ts
         kc[K.K_THREAD_T] = THREAD
         cpu = thread.cpu
@@ -189,51 +265,75 @@ class Session:
 
     def on_stop(self, t: int) -> Gen:
         """A served machine stopped (``R_STOP``): the thread at its loop top (its serving
-        generator ends: ``CoreStream.run`` goes on); ksgxd asleep at K0 (its own
-        generator's wait goes back on ``ksgxd_waitq`` and this process waits forever: an
-        ended process would take an eid the reference does not) or before the SECS's
-        eviction (``KB_SECS``: its own generator from that page, as ``served_ksgxd``)."""
+        generator ends: ``CoreStream.run`` goes on); ksgxd asleep at K0, between batches
+        outside the regime (``KB_TOP``) or before the SECS's eviction (``KB_SECS``): its
+        own generator goes on from there - entered from ksgxd asleep, its parked wait goes
+        back on ``ksgxd_waitq`` instead and this process waits forever (an ended process
+        would take an eid the reference does not)."""
         if t == THREAD:
             return _nothing()
         co = self.co
-        sgx = self.system.sgx
-        if int(co.clk[C_HB]) == 0:
+        hb = int(co.clk[C_HB])
+        if hb == 0 and self.parked:
             return self._asleep()
-        if int(co.clk[C_HB]) == 100 + K.KB_TOP:
-            return self._between_batches()
-        if int(co.clk[C_HB]) != 100 + K.KB_SECS:
+        if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS):
             raise RuntimeError(
                 f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
             )
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
         if self.owner.session is self:
             self.owner.session = None
-        kc = self.ks.kc
-        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
-        rows = self.ks.batch[:nk].tolist()
-        encl = self.encl
-        for index in self._pins:
-            encl.backing._pinned_gen.pop(index, None)
-        self._pins = []
-        for _page, index, pinned in rows[j:]:
-            encl.backing._pinned_gen[index] = pinned
-        kept = [(page, encl, index) for page, index, _ in rows]
-        task = sgx.ksgxd_task
-        assert task is not None
-        return sgx._ksgxd(task, (self.high, sgx_reclaim_write_back(sgx, task, kept, j)))
-
-    def _between_batches(self) -> Gen:
-        """ksgxd at K0's loop top, outside the regime now: its generator from there (the
-        batch's ``cond_resched`` is the generator's, which the machine skipped)."""
-        co = self.co
-        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        self.owner.top_stops += 1
-        if self.owner.session is self:
-            self.owner.session = None
         sgx = self.system.sgx
         task = sgx.ksgxd_task
         assert task is not None
-        return sgx._ksgxd(task, (self.high, _none_reclaimed()))
+        hooked = self._hook_proc is not None and self.sv.procs[KSGXD] is self._hook_proc
+        rest: Gen
+        if hb == 0:
+            # asleep at K0 (the machine's sleep and the generator's are the same instant
+            # and state): its generator sleeps itself, and its next wake-up comes back to
+            # K0's check (``Sgx._ksgxd``'s hook)
+            rest = _none_reclaimed()
+        elif hb == 100 + K.KB_TOP:
+            self.owner.top_stops += 1
+            # at K0's loop top after a batch, or at K0's check after the wake-up run
+            at_check = int(co.tasks[KSGXD, T_PC]) == KM.P_CHECK
+            rest = _at_check() if at_check else _none_reclaimed()
+        else:
+            kc = self.ks.kc
+            j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
+            rows = self.ks.batch[:nk].tolist()
+            encl = self.encl
+            for index in self._pins:
+                encl.backing._pinned_gen.pop(index, None)
+            self._pins = []
+            for _page, index, pinned in rows[j:]:
+                encl.backing._pinned_gen[index] = pinned
+            kept = [(page, encl, index) for page, index, _ in rows]
+            rest = sgx_reclaim_write_back(sgx, task, kept, j)
+        # inside ksgxd's generator (entered at K0's check, not moved since): ``rest`` is
+        # what its hook returns; else this process goes on as ksgxd's generator
+        return rest if hooked else sgx._ksgxd(task, (self.high, rest))
+
+    def asleep_on_core(self) -> None:
+        """ksgxd asleep on the core when a pair call ends (its machine's wait is dropped):
+        its own generator waits again - the parked wait, or, entered at K0's check, a new
+        generator at the same point of ``Sgx._ksgxd`` (``_woken``: ``task.sleep``'s tail,
+        ``wait_event``'s re-check, the wake-up run, then K0's check), built as
+        ``transfer._process`` builds a moved task's (no Initialize: no eid)."""
+        sgx = self.system.sgx
+        waitq = sgx.ksgxd_waitq
+        if self.parked:
+            waitq._waiters = self.parked
+            return
+        task = sgx.ksgxd_task
+        assert task is not None
+        env = self.system.machine.env
+        ev = env.event()
+        waitq._waiters = [ev]
+        gen = sgx._ksgxd(task, (self.high, _woken(sgx, task, ev, self.high)))
+        if next(gen) is not ev:
+            raise RuntimeError("fast_core: ksgxd's generator does not wait on its wait queue")
+        _process(env, gen, ev, True)
 
     def _asleep(self) -> Gen:
         sgx = self.system.sgx
@@ -259,13 +359,18 @@ _PHASE_D = frozenset(
 
 def _served_regime(system: System, encl: Any) -> bool:
     """What ksgxd's machine needs to start a batch under SimPy (``ksgxd.py`` hands back
-    ``KB_UNEXPECTED`` otherwise): the session's enclave the only one, alive, and the model's
-    options the driver's. Cheap (per served step); a page of another owner on the LRU needs
-    another enclave."""
+    ``KB_UNEXPECTED`` otherwise): the session's enclave the only one, initialized and
+    alive, and the model's options the driver's; and nobody waiting for a CPU, nor ksgxd
+    asked to reschedule: the machine skips the loop's ``cond_resched()`` (nothing in the
+    regime), which its generator then does. Cheap (per served step); a page of another
+    owner on the LRU needs another enclave."""
     sgx = system.sgx
     if len(sgx.enclaves) != 1 or next(iter(sgx.enclaves.values())) is not encl:
         return False
-    return not encl.dead and sgx.flood is None and type(sgx.lru) is KernelLru
+    if not encl.initialized or encl.dead or sgx.flood is not None or type(sgx.lru) is not KernelLru:
+        return False
+    kt = sgx.ksgxd_task
+    return kt is not None and not kt._resched and not system.machine.rq.waiting()
 
 
 def _none_reclaimed() -> Gen:
@@ -273,6 +378,24 @@ def _none_reclaimed() -> Gen:
     counted by the machine."""
     return 0
     yield  # a generator
+
+
+def _at_check() -> Gen:
+    """``Sgx._ksgxd(moved=(high, rest))``'s ``rest`` at K0's check (its wake-up run over)."""
+    return None
+    yield  # a generator
+
+
+def _woken(sgx: Sgx, task: Task, ev: Any, high: int) -> Gen:
+    """``Sgx._ksgxd``'s sleep from inside ``task.sleep(ev)`` (K0, asleep): woken, the task
+    takes a CPU, ``wait_event`` re-checks its condition (sleeping again while it is false),
+    then the wake-up run; returns None: ksgxd is at K0's check."""
+    yield ev
+    yield from task.acquire_cpu()
+    yield from sgx.ksgxd_waitq.wait_event(task, lambda: sgx.should_reclaim(high))
+    sgx.ksgxd_sleeping = False
+    yield from task.run(sgx.m.costs.wakeup)
+    return None
 
 
 def _nothing() -> Gen:
