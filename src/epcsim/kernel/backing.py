@@ -192,7 +192,8 @@ class EnclaveBacking:
         self.high_rows: list[np.ndarray] = []  # the MACs' last 8 bytes ``(CHUNK, 8)``
         self._compiled: ChunkLists | None = None  # the same rows as numba typed lists
         self._odd: dict[int, tuple[bytes, bytes]] = {}  # tampered: kept raw
-        self.pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
+        # live PCMDs of each PCMD page: at most PCMDS_PER_PAGE (32), so 8 bits
+        self.pcmd_live = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int8)
         self.pcmd_kept = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.bool_)
         #: times each PCMD page was truncated; what a pinned page's reference saw (-1: none)
         self.pcmd_gen = np.zeros(n // PCMDS_PER_PAGE + 1, dtype=np.int32)
