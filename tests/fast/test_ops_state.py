@@ -102,8 +102,9 @@ def _truncate_rule(f: EnclaveBacking, index: int, busy: bool) -> None:
         return
     f.present[index] = False
     f.nr_records -= 1
-    if f._odd.pop(index, None) is not None:
-        f.odd[index] = False
+    if f._odd.pop(index, None) is not None:  # a chunk's bit: does it still hold a raw one
+        c = index // CHUNK
+        f.odd[c] = any(i // CHUNK == c for i in f._odd)
     p = index // 32
     f.pcmd_live[p] -= 1
     f.pcmd_kept[p] = f.pcmd_live[p] == 0 and busy
@@ -120,6 +121,9 @@ def _same(py: EnclaveBacking, op: EnclaveBacking, seen: set[int]) -> None:
     for name in ("pcmd_live", "pcmd_kept", "pcmd_gen"):
         assert (getattr(py, name) == getattr(op, name)).all(), name
     assert py.bytes_used == op.bytes_used and dict(py._odd) == dict(op._odd)
+    # ``odd`` is one bit per chunk: set exactly where a record of the chunk is kept raw
+    raw_chunks = {i // CHUNK for i in py._odd}
+    assert [bool(b) for b in py.odd[:]] == [c in raw_chunks for c in range(len(py.odd))]
     ct_out = np.empty(8, dtype=np.uint8)
     mac_out = np.empty(16, dtype=np.uint8)
     rows = op.compiled()
@@ -141,7 +145,7 @@ def _same(py: EnclaveBacking, op: EnclaveBacking, seen: set[int]) -> None:
         )
         if rec is None:
             assert got == bops.ABSENT
-        elif i in py._odd:
+        elif i // CHUNK in raw_chunks:  # left to Python: the chunk holds a raw record
             assert got == bops.RAW
         else:  # the compact form is exactly the bytes ELDU reads
             assert rec.contents == ct_out.tobytes() and rec.pcmd[112:] == mac_out.tobytes()
@@ -196,7 +200,8 @@ def test_a_store_after_the_pcmd_page_went_is_left_to_python():
     assert (f.present.bits == before[0]).all() and (f.pcmd_live == before[1]).all()
     f._pinned_gen[1] = pinned
     f.store(1, BackingRecord(bytes(8), pack_pcmd(0x201, EID, bytes(16))))
-    assert f.pcmd_lost == 1 and f.lookup(1).pcmd == bytes(PCMD_SIZE) and f.odd[1]
+    assert f.pcmd_lost == 1 and f.lookup(1).pcmd == bytes(PCMD_SIZE)
+    assert 1 in f._odd and f.odd[1 // CHUNK]  # kept raw; its chunk's bit set
 
 
 @settings(max_examples=150, deadline=None)

@@ -18,6 +18,7 @@ def test_bytes_per_page_of_each_structure():
     assert encl.elrange_nbytes() == 6 * n  # sgx_encl_page: desc 4, flags 1, prot 1
     f = system.backing[encl.id]
     assert f.present.nbytes == (n + 1 + 7) // 8  # one presence bit per page of the file
+    assert f.odd.nbytes == (-(-(n + 1) // 512) + 7) // 8  # a bit per chunk of 512 pages
 
 
 def test_enclave_ids_past_127_widen_the_owner_and_every_page_reads_its_own_secs():

@@ -154,7 +154,7 @@ class EnclaveBacking:
     their own allocate exactly what the dict of chunks did before. A table sized for the
     whole file up front would reserve 17 B (``tag``) or 4 KiB (``full``) per ELRANGE page.
 
-    Per page of the file: ``present`` and ``odd`` (1 bit each); per chunk of 512 pages
+    Per page of the file: ``present`` (1 bit); per chunk of 512 pages ``odd`` (1 bit),
     ``chunk_row`` and ``high_row`` (4 bytes each); per stored record in ``tag`` mode:
     contents 8, MAC 8, flags 1 byte. Which VA slot holds a record's version is the enclave's
     (``va_of``, set by the enclave at CREATE); the file keeps no copy.
@@ -169,9 +169,12 @@ class EnclaveBacking:
         self.secs_index = size // PAGE_SIZE
         n = self.secs_index + 1
         self.present = BitArray(n)  # a record exists (one bit per page of the file)
-        #: the record is kept raw in ``_odd`` (not in the chunk table): a compiled lookup
-        #: reads this bit and leaves such a record to the Python path
-        self.odd = BitArray(n)
+        #: per chunk: a record of the chunk is kept raw in ``_odd`` (not in the chunk
+        #: table). A compiled op reads this bit and leaves every record of such a chunk to
+        #: the Python path, which reads ``_odd`` itself. One bit per chunk, not per page
+        #: (issue 9, row 6: 0.125 B per page): tampered records are rare by construction,
+        #: and the Python path gives the same result for the chunk's other records.
+        self.odd = BitArray(-(-n // CHUNK))
         #: ``index -> (va_page, va_slot)``: the kernel's record of the slot (for inspection)
         self.va_of: Callable[[int], tuple[int, int]] | None = None
         self.nr_records = 0
@@ -286,11 +289,10 @@ class EnclaveBacking:
         compact = self._compact(pcmd) if len(contents) == self._width else None
         if compact is None:
             self._odd[index] = (bytes(contents), bytes(pcmd))
-            self.odd[index] = True
+            self.odd[index // CHUNK] = True
             return
-        if self._odd:
-            self._odd.pop(index, None)
-            self.odd[index] = False
+        if self._odd and self._odd.pop(index, None) is not None:
+            self._unmark_odd(index // CHUNK)
         c = index // CHUNK
         row = self.chunk_row.item(c)
         if row < 0:
@@ -305,6 +307,11 @@ class EnclaveBacking:
         if high >= 0:
             self.high_rows[high][i] = np.frombuffer(mac_bytes, dtype=np.uint8, offset=_MAC_LOW)
         self.flag_rows[row][i] = compact[0]
+
+    def _unmark_odd(self, c: int) -> None:
+        """A raw record of chunk ``c`` went: the chunk's ``odd`` bit stays while another
+        of its records is raw (``_odd`` is small: tampered records only)."""
+        self.odd[c] = any(i // CHUNK == c for i in self._odd)
 
     def nbytes(self) -> int:
         """Host bytes held for this file (for the memory benchmarks)."""
@@ -380,11 +387,13 @@ class EnclaveBacking:
         """After ELDU, successful or not: drop the contents page and zero this page's PCMD;
         the PCMD page goes too once all its entries are zero, unless ``pcmd_busy``
         (``reclaimer_writing_to_pcmd``: a neighbour's EWB is about to write into it)."""
-        if index in self._odd:
+        if self._odd and self.odd[index // CHUNK]:  # the chunk has a raw record: Python
+            if not 0 <= index < self.present.size or not self.present[index]:
+                return
+            if self._odd.pop(index, None) is not None:
+                self._unmark_odd(index // CHUNK)
             self.present[index] = False
             self.nr_records -= 1
-            del self._odd[index]
-            self.odd[index] = False
             p = index // PCMDS_PER_PAGE
             self.pcmd_live[p] -= 1
             self.pcmd_kept[p] = self.pcmd_live[p] == 0 and pcmd_busy

@@ -121,9 +121,10 @@ SVC_STORE = 3  #: EWB's record of page ``K_SVC_ARG`` must be stored by Python (a
 #: to a truncated page, or a record kept raw): ``EnclaveBacking.store``
 SVC_FT_FULL = 4  #: the free timeline's buffer is full: fold it, then go on
 SVC_WARN_FULL = 5  #: the warnings buffer is full
-SVC_UNSEAL = 6  #: ELDU's record of page ``K_SVC_ARG`` is kept raw: Python checks it
-#: (``EnclaveBacking.lookup`` + ``Sealer.unseal``) and writes the result into ``tc``
-SVC_TRUNCATE = 7  #: ELDU's truncation of a raw record: ``EnclaveBacking.truncate``
+SVC_UNSEAL = 6  #: ELDU's record of page ``K_SVC_ARG`` is in a chunk with a raw record:
+#: Python checks it (``EnclaveBacking.lookup`` + ``Sealer.unseal``) and writes the result
+#: into ``tc``
+SVC_TRUNCATE = 7  #: ELDU's truncation in a chunk with a raw record (``EnclaveBacking.truncate``)
 SVC_LAT_FULL = 8  #: the fault latencies' buffer is full: fold it, then go on
 
 #: the driver's hand-backs (``K_HB``): a step that needs Python objects the driver lacks,

@@ -3,17 +3,18 @@ of an EWB output (``__sgx_encl_ewb`` writing into the pages ``sgx_encl_get_backi
 pinned), ELDU's read of a record (``sgx_encl_lookup_backing``) and its truncation after
 ELDU (``sgx_encl_truncate_backing_page`` and the PCMD-page check of ``sgx_encl_eldu``).
 
-They work on the file's arrays only: ``present`` and ``odd`` (its bit arrays' bytes,
-``BitArray.bits``), the chunk table (``chunk_row``, ``high_row``: chunk -> row), the rows
-as numba typed lists (``EnclaveBacking.compiled()``: ``contents``, ``mac``, ``flags``,
-``high``; record ``index`` is entry ``index % CHUNK`` of its chunk's row) and the PCMD
-pages' ``pcmd_live``, ``pcmd_kept`` and ``pcmd_gen``. What they cannot do they leave
-untouched and say so in their return code, for the caller to do in Python before calling
-again: give a chunk its row (``NEED_CHUNK``: ``EnclaveBacking.add_chunk``) or its MACs'
-second halves (``NEED_HIGH``: ``add_high``), and anything involving a record kept raw
-(``NEED_PYTHON``: a tampered record, or a PCMD lost to a truncated page - the raw side
-table is a Python dict; both are rare by construction). Rows are only added in Python,
-and never move.
+They work on the file's arrays only: ``present`` (a bit per record) and ``odd`` (a bit
+per chunk: the chunk has a record kept raw; both ``BitArray.bits``), the chunk table
+(``chunk_row``, ``high_row``: chunk -> row), the rows as numba typed lists
+(``EnclaveBacking.compiled()``: ``contents``, ``mac``, ``flags``, ``high``; record ``index``
+is entry ``index % CHUNK`` of its chunk's row) and the PCMD pages' ``pcmd_live``,
+``pcmd_kept`` and ``pcmd_gen``. What they cannot do they leave untouched and say so in
+their return code, for the caller to do in Python before calling again: give a chunk its
+row (``NEED_CHUNK``: ``EnclaveBacking.add_chunk``) or its MACs' second halves
+(``NEED_HIGH``: ``add_high``), and anything involving a record kept raw (``NEED_PYTHON``:
+any record of a chunk holding a tampered one, or a PCMD lost to a truncated page - the raw
+side table is a Python dict; both are rare by construction). Rows are only added in
+Python, and never move.
 
 Counters stay with the caller: ``backing_store`` returns 1 when the record is new (the
 caller adds it to ``nr_records``), ``backing_truncate`` 1 when a record went. The pin
@@ -96,7 +97,7 @@ def backing_store(
     p = index // PCMDS_PER_PAGE
     if pinned_gen >= 0 and pinned_gen != pcmd_gen[p]:
         return NEED_PYTHON
-    if bit(odd, index):
+    if bit(odd, index // CHUNK):  # a raw record in the chunk
         return NEED_PYTHON
     c = index // CHUNK
     row = chunk_row[c]
@@ -133,7 +134,7 @@ def backing_lookup(
     (no record: a hole) or ``RAW`` (kept raw: the caller reads it in Python)."""
     if not 0 <= index < present.size * 8 or not bit(present, index):
         return ABSENT
-    if bit(odd, index):
+    if bit(odd, index // CHUNK):  # a raw record in the chunk
         return RAW
     c = index // CHUNK
     row = chunk_row[c]
@@ -156,7 +157,7 @@ def backing_truncate(present, odd, pcmd_live, pcmd_kept, pcmd_gen, index, pcmd_b
     record went, 0 if there was none, ``NEED_PYTHON`` for a record kept raw (untouched)."""
     if not 0 <= index < present.size * 8 or not bit(present, index):
         return 0
-    if bit(odd, index):
+    if bit(odd, index // CHUNK):  # a raw record in the chunk
         return NEED_PYTHON
     set_bit(present, index, False)
     p = index // PCMDS_PER_PAGE
