@@ -248,18 +248,28 @@ def _build(engine: str, epc_pages: int, heap_pages: int, elrange_pages: int):
     return system, encl
 
 
-def memory_per_page(engine: str, epc_pages: int = 16_384) -> dict[str, Any]:
-    """Python heap (tracemalloc: NumPy arrays and Python objects) per EPC page in use, and
-    per swapped page (backing record + VA slot + ELRANGE state). History (row 9) is not
-    counted here; a small build first imports everything, so module code is not counted."""
+def in_use_bytes(engine: str, epc_pages: int) -> dict[str, Any]:
+    """Row 6 at one EPC size: the Python heap (tracemalloc: NumPy arrays and Python objects)
+    of an EPC filled by one enclave, per EPC page in use. History (row 9) is not counted; a
+    small build first imports everything, so module code is not counted. The heap leaves
+    room for the VA pages it needs (one per 512 pages) and 64 pages free, so ksgxd swaps
+    nothing out: swapped pages are row 7's (before 2026-11-26 it swapped 48 pages at 16,384
+    pages, 528 at 262,144)."""
     _build(engine, 64, 32, 128)
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    system, encl = _build(engine, epc_pages, epc_pages - 64, epc_pages)
+    system, encl = _build(engine, epc_pages, epc_pages - 64 - epc_pages // 512, epc_pages)
     full = tracemalloc.get_traced_memory()[0] - base - _history_bytes(system)
     in_use = epc_pages - system.stats()["epc_pages_free"]
     del system, encl
     tracemalloc.stop()
+    return {"epc_pages": epc_pages, "bytes": full, "in_use": in_use, "per_page": full / in_use}
+
+
+def memory_per_page(engine: str, epc_pages: int = 16_384) -> dict[str, Any]:
+    """Row 6 at ``epc_pages`` (``in_use_bytes``) and row 7: per swapped page (backing record
+    + VA slot + ELRANGE state)."""
+    use = in_use_bytes(engine, epc_pages)
     elrange = 4 * epc_pages
     sizes = []
     for heap in (epc_pages - 64, 3 * epc_pages):
@@ -273,7 +283,9 @@ def memory_per_page(engine: str, epc_pages: int = 16_384) -> dict[str, Any]:
         tracemalloc.stop()
     return {
         "epc_pages": epc_pages,
-        "bytes_per_epc_page": full / in_use,
+        "bytes_per_epc_page": use["per_page"],
+        "in_use": use["in_use"],
+        "in_use_bytes": use["bytes"],
         "bytes_per_swapped_page": (sizes[1] - sizes[0]) / swapped + elrange_bytes / elrange,
         "swapped": swapped,
     }

@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, no demo sweep")
     ap.add_argument("--rss-mib", type=int, default=128, help="EPC MiB for the RSS row")
     ap.add_argument(
+        "--mem-pages-large",
+        type=int,
+        default=262_144,
+        help="the server-like EPC row 6 is judged at (default 262,144 pages = 1 GiB)",
+    )
+    ap.add_argument(
         "--mem-pages",
         type=int,
         default=16_384,
@@ -196,12 +202,32 @@ def main(argv: list[str] | None = None) -> int:
     if want(6) or want(7):
         pages = 4096 if q else args.mem_pages
         r = {e: rows.memory_per_page(e, pages) for e in engines}
-        row(
-            f"6. bytes per EPC page in use ({pages:,}-page EPC)",
-            "<= 32 B",
-            lambda x: f"{x['bytes_per_epc_page']:.0f} B",
-            r,
-        )
+        if want(6):
+            # judged at server scale (BENCHMARKS.md, row 6): the small EPC's figure carries
+            # the fixed part (~25-60 KB) spread over few pages
+            big = 65_536 if q else args.mem_pages_large
+            r6 = {e: rows.in_use_bytes(e, big) for e in engines}
+            row(
+                f"6. bytes per EPC page in use ({pages:,}-page EPC)",
+                "(<= 32 B at scale)",
+                lambda x: f"{x['bytes_per_epc_page']:.2f} B",
+                r,
+            )
+            row(
+                f"6. bytes per EPC page in use ({big:,}-page EPC{'' if q else ', 1 GiB: judged'})",
+                "<= 32 B",
+                lambda x: f"{x['per_page']:.2f} B",
+                r6,
+            )
+            row(
+                f"6. marginal bytes per page in use, {pages:,} -> {big:,} pages",
+                "(<= 32 B)",
+                lambda x: f"{x:.2f} B",
+                {
+                    e: (r6[e]["bytes"] - r[e]["in_use_bytes"]) / (r6[e]["in_use"] - r[e]["in_use"])
+                    for e in engines
+                },
+            )
         row(
             "7. bytes per swapped page (backing, VA slot, ELRANGE state)",
             "<= 40 B",
