@@ -230,7 +230,7 @@ def test_records_that_fail_eldu_hand_back_before_it() -> None:
         s0 = dataclasses.replace(drv.sgx.stats)
         result = run_thread(drv, dencl._main_thread(), ev, True)
         assert result.handed_back == "ELDU failure" and result.page == ev[2]
-        assert result.pc == "eldu check" and result.outcome.done == 2
+        assert result.pc == "locked" and result.outcome.done == 2
         s = drv.sgx.stats
         assert (s.eldu - s0.eldu, s.page_faults - s0.page_faults) == (2, 3)
         # raw: the two ELDUs before it (same chunk) checked and truncated by Python, then its

@@ -81,6 +81,16 @@ def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
     if sgx.sgx2 and not encl.present[index]:
         return (yield from sgx_encl_eaug_page(task, encl, index))
     yield from task.lock(encl.lock)
+    return (yield from sgx_vma_fault_locked(task, encl, index))
+
+
+def sgx_vma_fault_locked(task: Task, encl: SgxEncl, index: int) -> Gen:
+    """``sgx_vma_fault`` from ``mutex_lock(&encl->lock)`` on: the caller holds the lock,
+    released here. A function of its own so that the compiled driver, which runs the fault
+    path up to the lock and stops before a step it leaves to Python (the SECS to load,
+    -ENOMEM, an ELDU that fails), goes on with the reference's own code from that point
+    (``epcsim.fast.driver.stream``), not a second copy of it."""
+    sgx = encl.sgx
     try:
         if not encl.present[index]:
             return VM_FAULT_SIGBUS  # -EFAULT
@@ -100,4 +110,4 @@ def sgx_vma_fault(task: Task, encl: SgxEncl, index: int) -> Gen:
         task.unlock(encl.lock)
 
 
-__all__ = ["sgx_encl_eaug_page", "sgx_vma_fault"]
+__all__ = ["sgx_encl_eaug_page", "sgx_vma_fault", "sgx_vma_fault_locked"]

@@ -158,18 +158,25 @@ def sgx_reclaim_pages(sgx: Sgx, task: Task) -> Gen:
 
 
 def sgx_reclaim_write_back(
-    sgx: Sgx, task: Task, kept: list[tuple[int, SgxEncl, int]], start: int = 0
+    sgx: Sgx,
+    task: Task,
+    kept: list[tuple[int, SgxEncl, int]],
+    start: int = 0,
+    written: bool = False,
 ) -> Gen:
     """Phase D of ``sgx_reclaim_pages`` from the batch's page ``start`` on: EWB under
     ``encl->lock``, then free the EPC page. Returns the batch's page count (``len(kept)``).
     ``start`` > 0 resumes a batch whose first pages the compiled driver wrote back
-    (``epcsim.fast.driver.served_ksgxd``: the SECS's eviction, ``KB_SECS``)."""
+    (``epcsim.fast.driver.served_ksgxd``: the SECS's eviction, ``KB_SECS``); ``written``:
+    page ``start`` too, up to ``encl->lock``'s release (the driver stopped before the
+    ``kref_put`` that drops the enclave's last reference, ``KB_RELEASE``)."""
     epc = sgx.epc
     for k in range(start, len(kept)):
         page, encl, index = kept[k]
-        yield from task.lock(encl.lock)
-        yield from reclaimer_write(sgx, task, encl, page, index)
-        task.unlock(encl.lock)
+        if not written or k > start:
+            yield from task.lock(encl.lock)
+            yield from reclaimer_write(sgx, task, encl, page, index)
+            task.unlock(encl.lock)
         if encl.kref_put():  # kref_put(&encl->refcount, sgx_encl_release)
             yield from encl.release(task)
         epc.flags[page] &= 0xFF ^ SGX_EPC_PAGE_RECLAIMER_TRACKED

@@ -25,7 +25,7 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.fast.access import resident_run, young_again
 from epcsim.isa.core import GP, PF
 from epcsim.kernel.encl import PROT_R, PROT_W, VM_FAULT_NOPAGE, Mm, SgxEncl
-from epcsim.kernel.fault import sgx_vma_fault
+from epcsim.kernel.fault import sgx_vma_fault, sgx_vma_fault_locked
 from epcsim.user.insn import (
     ENCLU_LEAVES,
     X86_TRAP_GP,
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 #: longest run of resident accesses charged as one simulated step
 ACCESS_QUANTUM_NS = 10_000
+#: how a stream run on the compiled core (``epcsim.fast.driver.stream``) came back to
+#: ``access_stream``: go on at the loop top, a #PF to the runtime ends the stream, or the
+#: fault the core began (and Python finished) ended in SIGBUS
+STREAM_ON, STREAM_PF, STREAM_SIGBUS = 0, 1, 2
 
 
 @dataclass
@@ -227,6 +231,17 @@ class EnclaveThread(Task):
                 self.hw.aex(self.cpu)
             yield from self.run(costs.aex + costs.fault_entry)
         res = yield from sgx_vma_fault(self, self.encl, index)
+        return (yield from self._fault_return(res, t0))
+
+    def fault_locked(self, index: int, t0: int) -> Gen:
+        """``_fault`` from inside ``sgx_vma_fault`` with ``encl->lock`` just taken (the fault
+        began at ``t0``): where the compiled driver stops a fault before a step it leaves to
+        Python (``epcsim.fast.driver.stream``), the reference's code goes on from there."""
+        res = yield from sgx_vma_fault_locked(self, self.encl, index)
+        return (yield from self._fault_return(res, t0))
+
+    def _fault_return(self, res: int, t0: int) -> Gen:
+        """``sgx_vma_fault`` returned ``res``: the latency, SIGBUS or the return to user."""
         self.sgx.fault_latency_ns.append(self.m.now - t0)
         if res != VM_FAULT_NOPAGE:
             self.sgx.stats.sigbus += 1
@@ -260,8 +275,11 @@ class EnclaveThread(Task):
             if hook is not None:
                 moved = yield from hook.run(i, out.done)
                 if moved is not None:
-                    i, out.done, pf = moved
-                    if pf:  # the stream ends with a #PF at pages[i], as below
+                    i, out.done, end = moved
+                    if end == STREAM_SIGBUS:  # a fault the core began ended in SIGBUS
+                        self._sigbus_at(out, pages.item(i))
+                        break
+                    if end == STREAM_PF:  # the stream ends with a #PF at pages[i], as below
                         idx = pages.item(i)
                         w = bool(writes[i])
                         if encl.pte_present[idx]:  # the EPCM refuses it
@@ -323,12 +341,16 @@ class EnclaveThread(Task):
             # bulk: call ``_fault`` directly then, one generator less per fault
             fault = self._fault if self.sgx.flood is None else self._fault_or_park
             if not (yield from fault(idx)):
-                out.sigbus = True
-                # a parked flood's last retry may have been the TCS's fault (the entry's)
-                ef = self.entry_fault
-                out.fault_address = encl.linaddr(idx) if ef is None else ef.addr
+                self._sigbus_at(out, idx)
                 break
         return out
+
+    def _sigbus_at(self, out: AccessOutcome, idx: int) -> None:
+        """The stream ends with SIGBUS from the fault on page ``idx``."""
+        out.sigbus = True
+        # a parked flood's last retry may have been the TCS's fault (the entry's)
+        ef = self.entry_fault
+        out.fault_address = self.encl.linaddr(idx) if ef is None else ef.addr
 
     def _fault_or_park(self, index: int, eresume: bool = True) -> Gen:
         """``_fault``; on the fast engine, a retry that failed for want of a free EPC page

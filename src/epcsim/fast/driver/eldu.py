@@ -81,6 +81,17 @@ def enter_check(ks, tcs_epc):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def tcs_refused(ks, tcs):
+    """Whether EENTER/ERESUME through TCS page ``tcs`` (mapped; -1: the implicit TCS, with
+    the SECS resident) would fail now: the thread's machine reads it at the loop top,
+    before the leaf's run, so that a failing entry stops where ``enter()`` goes on from
+    (``thread.py``, "The thread's stops")."""
+    if tcs >= 0:
+        return enter_check(ks, ks.desc[tcs]) != 0
+    return ks.kc[K_INITIALIZED] == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def eldu_check(ks, ts, index, epc):
     """``sgx_encl_eldu``'s read of the record and ELDU's checks, for page ``index`` into
     the free EPC page ``epc``: 0 (the record verified: ``tc`` holds its tag, flags and VA

@@ -354,8 +354,6 @@ def ksgxd_resume(st, ks, t):
                 continue
             if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
                 return _stop(st, ks, t, pc, KB_SECS, batch[i, 0])
-            if kc[K_REFCOUNT] == 1:
-                return _stop(st, ks, t, pc, KB_RELEASE, batch[i, 0])
             c = batch[i, 1] // backing_ops.CHUNK
             if ks.b_chunk_row[c] < 0:  # the record's chunk gets its row first (Python)
                 kc[K_SVC] = SVC_CHUNK
@@ -485,6 +483,11 @@ def ksgxd_resume(st, ks, t):
             i = kc[K_I]
             page = batch[i, 0]
             index = batch[i, 1]
+            if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
+                # the SECS's eviction is decided before the page's D (KB_SECS); served, a
+                # Python task between two steps could remove a child meanwhile (an
+                # EREMOVE ioctl): not continued, a defect guard (PATHS.md, "Default")
+                return _stop(st, ks, t, pc, KB_UNEXPECTED, page)
             if kc[K_FT_N] >= ks.ft.shape[0]:
                 kc[K_SVC] = SVC_FT_FULL
                 return _svc(st, ks, t, P_STORED)
@@ -502,6 +505,12 @@ def ksgxd_resume(st, ks, t):
         if pc == P_D_UNLOCKED:
             i = kc[K_I]
             page = batch[i, 0]
+            # kref_put: the last reference runs sgx_encl_release (Python: ksgxd's generator
+            # from here). Checked here, not before the page's D: served by SimPy, Python
+            # tasks run between the machine's steps and may put the enclave's own
+            # references meanwhile (the process closing it)
+            if kc[K_REFCOUNT] == 1:
+                return _stop(st, ks, t, pc, KB_RELEASE, page)
             kc[K_REFCOUNT] -= 1
             ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
             if free_page(

@@ -127,7 +127,7 @@ from epcsim.fast.driver.bridge import (
     take_small,
 )
 from epcsim.fast.driver.stream_ksgxd import Session, _served_regime
-from epcsim.fast.driver.thread import P_TOP
+from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
     THREAD,
@@ -139,14 +139,26 @@ from epcsim.fast.driver.thread_bridge import (
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
+from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 
 if TYPE_CHECKING:
     from epcsim.system import System
     from epcsim.user.thread import EnclaveThread
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
-#: first step): the core's own, the TCS fault, a #PF to the runtime, SIGBUS, EAUG
-_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG))
+#: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
+#: runtime, SIGBUS, EAUG
+_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG))
+#: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
+#: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
+IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
+
+
+def resumable(code: int, pc: int) -> bool:
+    """Whether the thread's stop ``code`` at ``pc`` is one the generator goes on from at
+    its loop top (``_RESUMABLE``; a failing entry only before its run: ``KB_ENTRY`` after
+    it is the machine's defect guard, ``thread.py``)."""
+    return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
 
 
 class StreamCore:
@@ -171,6 +183,12 @@ class StreamCore:
         self.served_steps = 0
         #: ksgxd handed from its running generator to its machine at K0's check
         self.k0_entries = 0
+        #: the thread's faults the core stopped under encl->lock and Python finished
+        #: (``IN_FAULT``), by ``kstate.KB_*`` code, on the core or served
+        self.fault_stops: dict[int, int] = {}
+        #: served ksgxd machines whose ``kref_put`` dropped the last reference
+        #: (``KB_RELEASE``): its generator from that page, ``sgx_encl_release`` there
+        self.release_stops = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
         self.session: Session | None = None
         #: the kernel's ``KState``, kept across entries: ``(encl, secs, ks)``
@@ -287,8 +305,6 @@ class CoreStream:
             lock = encl.lock
             if lock.owner is not None or lock._waiters:
                 return False
-        if getattr(encl.backing, "tampered", False):
-            return False
         kt = sgx.ksgxd_task
         if any(r is not None and r is not thread and r is not kt for r in m.running):
             return False
@@ -335,6 +351,7 @@ class CoreStream:
             take_small(system, encl, secs, sess.ks)
         co = sess.co
         ks = sess.ks
+        sess._secs = secs  # resident (``_ready``): the thread's served steps fold into it
         kc = ks.kc
         kc[K.K_HIGH] = sess.high
         kc[K.K_SECS_EPC] = encl.secs_epc
@@ -365,9 +382,12 @@ class CoreStream:
                 f"hand-back {hb})"
             )
         sv = sess.sv
-        if who == THREAD and code in _RESUMABLE:
-            # the thread at a loop top: the generator goes on; ksgxd asleep goes back to
-            # its own generator's wait, else it goes on served by SimPy
+        pc = int(co.tasks[THREAD, T_PC])
+        in_fault = who == THREAD and code in IN_FAULT and pc == P_LOCKED
+        if who == THREAD and (resumable(code, pc) or in_fault):
+            # the thread at a loop top (or under encl->lock in a fault: below): the
+            # generator goes on; ksgxd asleep goes back to its own generator's wait, else
+            # it goes on served by SimPy
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
             co.tasks[THREAD, T_STATE] = TS_NEW  # the running generator: no process built
             asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
@@ -388,19 +408,29 @@ class CoreStream:
             new_i = int(tc[T.TC_I])
             new_done = int(tc[T.TC_DONE])
             owner.accesses += new_done - done
-            return new_i, new_done, code == K.KB_PF
+            end = STREAM_PF if code == K.KB_PF else STREAM_ON
+            if in_fault:
+                # the rest of the fault in Python, the reference's code from the lock on
+                # (module docstring, "The thread's stops")
+                owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
+                ok = yield from thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
+                end = STREAM_ON if ok else STREAM_SIGBUS
+            return new_i, new_done, end
         if who != KSGXD or code != K.KB_SECS:
             raise RuntimeError(
                 f"fast_core: the core stopped where access_stream cannot go on "
-                f"({'the thread' if who == THREAD else 'ksgxd'}: {K.KB_NAMES[code]})"
+                f"({'the thread' if who == THREAD else 'ksgxd'}: {K.KB_NAMES[code]}, "
+                f"{'at ' + P_NAMES[pc] if who == THREAD else ''})"
             )
         # ksgxd before the SECS's eviction (KB_SECS): its own generator takes over, in
         # SimPy, from that page (``Served.on_stop``); the thread, in the middle of its
-        # iteration, goes on served in this process to its next loop top
+        # iteration, goes on served in this process to its next loop top (or, stopped in
+        # a fault under encl->lock, through the fault's end in Python: ``Session.on_stop``)
         owner.session = None
         owner.secs_stops += 1
         fold_thread(system, thread, encl, secs, ks, ts)
         sess.fold_pins()
+        sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None
         gen, ev = kept
@@ -413,14 +443,15 @@ class CoreStream:
                 break
         sv.procs[THREAD] = None
         sv.begun[THREAD] = False
-        code = int(sess.ks.kc[K.K_HB])
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        if code not in (K.KB_TOP, K.KB_PF):
-            raise RuntimeError(f"fast_core: the thread served stopped at {K.KB_NAMES[code]}")
+        stop = sess.thread_end
+        if stop is None:
+            raise RuntimeError("fast_core: the thread served ended without a stop")
+        code, end = stop
         new_i = int(tc[T.TC_I])
         new_done = int(tc[T.TC_DONE])
         owner.accesses += new_done - done
-        return new_i, new_done, code == K.KB_PF
+        return new_i, new_done, end
 
 
 def _static_regime(system: System) -> bool:

@@ -44,11 +44,12 @@ from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_small
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
-from epcsim.fast.driver.thread import P_TOP, thread_resume
+from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP, thread_resume
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, fold_thread
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
+from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 
 if TYPE_CHECKING:
     from epcsim.fast.driver.stream import StreamCore
@@ -104,6 +105,12 @@ class Session:
         self._tmachine: Any = None
         #: the backing indices this session wrote into ``EnclaveBacking._pinned_gen``
         self._pins: list[int] = []
+        #: the SECS's state (``SecsState``, kept by the CPU across its evictions): the
+        #: thread served after ``KB_SECS`` may step while the SECS is written back
+        self._secs: Any = owner.system.cpu.secs_at.get(encl.secs_epc)
+        #: the thread served to its stop (``CoreStream.run``, after ``KB_SECS``): the stop's
+        #: ``kstate.KB_*`` code and how the stream goes on (``user.thread.STREAM_*``)
+        self.thread_end: tuple[int, int] | None = None
 
     def adopt(self, thread: EnclaveThread) -> bool:
         """``CoreStream.run`` taking the session over for its thread (module docstring,
@@ -207,9 +214,14 @@ class Session:
         objects are the truth between two steps: other tasks run there)."""
         system = self.system
         encl = self.encl
-        secs = system.cpu.secs_state(encl.secs_epc) if encl.secs_epc >= 0 else None
         co = self.co
         hw = system.cpu
+        # the SECS resident: not evicted, nor written back with its EREMOVE to come (the
+        # thread served after KB_SECS steps meanwhile: its machine then sees no SECS)
+        secs_epc = encl.secs_epc if encl.secs_epc in hw.secs_at else -1
+        if secs_epc >= 0:
+            self._secs = hw.secs_at[secs_epc]
+        secs = self._secs
         if t == KSGXD:
             kc = self.ks.kc
             if int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
@@ -225,7 +237,7 @@ class Session:
         if secs is not None:
             take_small(system, encl, secs, ks)
         kc[K.K_HIGH] = self.high
-        kc[K.K_SECS_EPC] = encl.secs_epc
+        kc[K.K_SECS_EPC] = secs_epc
         counts: dict[str, int] = {}
         if t == KSGXD:
             self.owner.served_steps += 1
@@ -259,24 +271,26 @@ class Session:
             if r != R_SVC:
                 break
             self.ks = _serve_thread(system, encl, self.ks, ts, counts)
-        assert secs is not None  # the thread's machine hands back before a SECS load
+        assert secs is not None  # a stream's entry had the SECS resident (``CoreStream.run``)
         fold_thread(system, thread, encl, secs, self.ks, ts)
         return r
 
     def on_stop(self, t: int) -> Gen:
-        """A served machine stopped (``R_STOP``): the thread at its loop top (its serving
-        generator ends: ``CoreStream.run`` goes on); ksgxd asleep at K0, between batches
-        outside the regime (``KB_TOP``) or before the SECS's eviction (``KB_SECS``): its
-        own generator goes on from there - entered from ksgxd asleep, its parked wait goes
-        back on ``ksgxd_waitq`` instead and this process waits forever (an ended process
-        would take an eid the reference does not)."""
+        """A served machine stopped (``R_STOP``). The thread: at a loop top (its serving
+        generator ends: ``CoreStream.run`` goes on), or in a fault under ``encl->lock``
+        (``stream.IN_FAULT``: the fault's rest in Python, here, in the thread's process).
+        ksgxd: asleep at K0, between batches outside the regime (``KB_TOP``), or before a
+        step of its batch only its generator does (``KB_SECS``; ``KB_RELEASE``, the last
+        reference dropped): its own generator goes on from there - entered from ksgxd
+        asleep, its parked wait goes back on ``ksgxd_waitq`` instead and this process waits
+        forever (an ended process would take an eid the reference does not)."""
         if t == THREAD:
-            return _nothing()
+            return self._thread_stopped()
         co = self.co
         hb = int(co.clk[C_HB])
         if hb == 0 and self.parked:
             return self._asleep()
-        if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS):
+        if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS, 100 + K.KB_RELEASE):
             raise RuntimeError(
                 f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
             )
@@ -299,20 +313,68 @@ class Session:
             at_check = int(co.tasks[KSGXD, T_PC]) == KM.P_CHECK
             rest = _at_check() if at_check else _none_reclaimed()
         else:
-            kc = self.ks.kc
-            j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
-            rows = self.ks.batch[:nk].tolist()
-            encl = self.encl
-            for index in self._pins:
-                encl.backing._pinned_gen.pop(index, None)
-            self._pins = []
-            for _page, index, pinned in rows[j:]:
-                encl.backing._pinned_gen[index] = pinned
-            kept = [(page, encl, index) for page, index, _ in rows]
-            rest = sgx_reclaim_write_back(sgx, task, kept, j)
+            rest = self._rest_of_batch(hb - 100)
         # inside ksgxd's generator (entered at K0's check, not moved since): ``rest`` is
         # what its hook returns; else this process goes on as ksgxd's generator
         return rest if hooked else sgx._ksgxd(task, (self.high, rest))
+
+    def _rest_of_batch(self, code: int) -> Gen:
+        """ksgxd's generator from where its machine stopped in a batch: ``KB_SECS`` before
+        page ``j``'s D step (``sgx_reclaim_write_back`` from ``j``); ``KB_RELEASE`` at the
+        ``kref_put`` that drops the enclave's last reference - in D after page ``j``'s
+        unlock (``written=True``), or in B after a young page's putback."""
+        sgx = self.system.sgx
+        task = sgx.ksgxd_task
+        assert task is not None
+        co = self.co
+        kc = self.ks.kc
+        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
+        rows = self.ks.batch[:nk].tolist()
+        encl = self.encl
+        for index in self._pins:
+            encl.backing._pinned_gen.pop(index, None)
+        self._pins = []
+        pc = int(co.tasks[KSGXD, T_PC])
+        written = pc == KM.P_D_UNLOCKED  # KB_RELEASE: page j written back, unlocked
+        for _page, index, pinned in rows[j + written :]:
+            encl.backing._pinned_gen[index] = pinned
+        kept = [(page, encl, index) for page, index, _ in rows]
+        if code == K.KB_RELEASE:
+            self.owner.release_stops += 1
+        if pc == KM.P_AGE_RUN:
+            # KB_RELEASE in phase B, a young page put back, its kref_put to come. Each
+            # isolated page holds a reference from A until it is put back (B) or written
+            # back (D), so the last one left means: the batch's last page and none kept
+            # (the machine stops there only then; anything else is a defect)
+            if code != K.KB_RELEASE or nk != 0 or j != int(kc[K.K_NB]) - 1:
+                raise RuntimeError("fast_core: ksgxd stopped in its age check otherwise")
+            return _released_young(encl, task)
+        return sgx_reclaim_write_back(sgx, task, kept, j, written)
+
+    def _thread_stopped(self) -> Gen:
+        """The served thread's machine stopped: record where (``thread_end``); in a fault
+        under ``encl->lock`` the fault's rest runs here, in Python (the reference's code
+        from the lock on: ``EnclaveThread.fault_locked``)."""
+        from epcsim.fast.driver.stream import IN_FAULT, resumable
+
+        co = self.co
+        code = int(self.ks.kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
+        pc = int(co.tasks[THREAD, T_PC])
+        ts = self.ts
+        thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
+        if code in IN_FAULT and pc == P_LOCKED:
+            co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+            owner = self.owner
+            owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
+            ok = yield from thread.fault_locked(int(ts.tc[T.TC_IDX]), int(ts.tc[T.TC_T0]))
+            self.thread_end = (code, STREAM_ON if ok else STREAM_SIGBUS)
+            return
+        if not resumable(code, pc):
+            raise RuntimeError(
+                f"fast_core: the thread served stopped at {K.KB_NAMES[max(code, 0)]} "
+                f"({P_NAMES[pc]})"
+            )
+        self.thread_end = (code, STREAM_PF if code == K.KB_PF else STREAM_ON)
 
     def asleep_on_core(self) -> None:
         """ksgxd asleep on the core when a pair call ends (its machine's wait is dropped):
@@ -398,9 +460,12 @@ def _woken(sgx: Sgx, task: Task, ev: Any, high: int) -> Gen:
     return None
 
 
-def _nothing() -> Gen:
-    return
-    yield  # a generator
+def _released_young(encl: Any, task: Any) -> Gen:
+    """The rest of a batch whose last page, put back young, held the enclave's last
+    reference (``Session.on_stop``): ``kref_put(&encl->refcount, sgx_encl_release)``, then
+    phases C and D over no kept page (``sgx_reclaim_pages`` returns 0)."""
+    yield from encl.put(task)
+    return 0
 
 
 def _core_state_running(system: System, thread: EnclaveThread, trace: bool) -> Any:

@@ -49,7 +49,7 @@ from epcsim.fast.cosim.request import (
     perform,
 )
 from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
-from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check
+from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check, tcs_refused
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
@@ -130,7 +130,7 @@ from epcsim.kernel.encl_page import (
     PROT_VMA_SHIFT,
 )
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
-from epcsim.kernel.page_list import LEN
+from epcsim.kernel.page_list import HEAD, LEN
 
 # -- the program counter (PATHS.md's rows) ----------------------------------------------------
 P_TOP = 0  #: T0: the loop top (``enter()``)
@@ -139,8 +139,8 @@ P_ACCESS = 2  #: T1/T2: inside, page ``pages[i]``: a resident run or a fault
 P_USER_RUN = 3  #: T1: ``run_user(k2 * access)`` is over
 P_FAULT_RUN = 4  #: T2: ``run(aex + fault_entry)`` is over
 P_LOCKED = 5  #: T3/T4: ``encl->lock`` taken: ``__sgx_encl_load_page``, the allocation
-P_ELDU_CHECK = 6  #: T5: the record read and checked (before the step)
-P_ELDU_CHECKED = 7  #: T5: its check's result is in ``tc[TC_RET]`` (after a Python check)
+P_ALLOC = 6  #: T4/T5: the record checked (its result in ``tc[TC_RET]``): allocate
+P_ALLOCATED = 7  #: T5: the page allocated (and ksgxd woken): ``run(eldu)``
 P_ELDU_RUN = 8  #: T5: ``run(eldu)`` is over
 P_TRUNCATED = 9  #: T5: the backing truncated (after a Python truncation)
 P_MAP = 10  #: T6: map the page, unlock
@@ -150,7 +150,7 @@ P_DONE = 13  #: the process ended
 P_WOKEN = 14  #: T4: ``wake_ksgxd``'s wake-up is done (its answer in ``T_RQ_RET``)
 P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
 P_NAMES = (
-    "top", "enter", "access", "user", "fault", "locked", "eldu check", "eldu checked",
+    "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
 )  # fmt: skip
 
@@ -250,6 +250,11 @@ def thread_resume(st, ks, ts, t):
                     return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
             elif kc[K_SECS_EPC] < 0:
                 return _stop(st, ks, t, P_TOP, KB_TCS, -1)
+            # EENTER/ERESUME's own checks, before the run: a leaf that would fail stops
+            # here, at the loop top, where ``enter()`` takes it (decision 2026-11-26,
+            # module docstring: P_ENTER_RUN's failure is then only the TCS's zap)
+            if tcs_refused(ks, tc[TC_TCS]):
+                return _stop(st, ks, t, P_TOP, KB_ENTRY, tc[TC_TCS])
             ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
             r = perform(st, t, RQ_RUN, ns)
             if r != R_OK:
@@ -266,6 +271,12 @@ def thread_resume(st, ks, ts, t):
                 if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
                     # ksgxd zapped the TCS during the step: the loop's TCS fault
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
+                if tcs < 0 and kc[K_SECS_EPC] < 0:
+                    # the implicit TCS, the SECS written back during the step (the thread
+                    # served after ksgxd's KB_SECS): ``enter()`` retries through
+                    # ``_ensure_tcs``, as from the loop top
+                    return _stop(st, ks, t, P_TOP, KB_TCS, -1)
+                # not reachable (module docstring, "The thread's stops"): a defect guard
                 return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
             kc[K_INSIDE] = 1
             tc[TC_ENTERED] = 1
@@ -351,6 +362,29 @@ def thread_resume(st, ks, ts, t):
             wake = after < tc[TC_LOW] and lru > 0  # sgx_should_reclaim(low) after it
             if wake and tc[TC_ALONE] != 0 and kc[K_SLEEPING] != 0:
                 return _stop(st, ks, t, P_LOCKED, KB_WAKE, idx)
+            tc[TC_RET] = 0
+            if nfree > 0:
+                # sgx_encl_eldu's record and ELDU's checks, read before the allocation
+                # (nothing either changes them; no time passes): a record that would fail
+                # stops here, under the lock, where Python's fault path goes on (KB_ELDU)
+                ret = eldu_check(ks, ts, idx, ks.epc_ends[row, HEAD])
+                if ret == RAW:
+                    kc[K_SVC] = SVC_UNSEAL
+                    kc[K_SVC_ARG] = idx
+                    st.tasks[t, T_PC] = P_ALLOC
+                    return R_SVC
+                tc[TC_RET] = ret
+            pc = P_ALLOC
+            continue
+        if pc == P_ALLOC:
+            idx = tc[TC_IDX]
+            if tc[TC_RET] != 0:
+                return _stop(st, ks, t, P_LOCKED, KB_ELDU, idx)
+            row = tc[TC_FREE_ROW]
+            nfree = ks.epc_ends[row, LEN]
+            lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
+            after = kc[K_NR_FREE] - (1 if nfree > 0 else 0)
+            wake = after < tc[TC_LOW] and lru > 0  # sgx_should_reclaim(low) after it
             if nfree > 0:
                 page = alloc_from_node(
                     ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
@@ -366,7 +400,7 @@ def thread_resume(st, ks, ts, t):
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
             if not wake:
-                pc = P_ELDU_CHECK if tc[TC_PAGE] >= 0 else P_EBUSY
+                pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
                 continue
             r = perform(st, t, RQ_WAKE, _KSGXD_WAITQ)  # wake_ksgxd
             if r != R_OK:
@@ -377,22 +411,10 @@ def thread_resume(st, ks, ts, t):
             if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
                 kc[K_SLEEPING] = 0
                 ks.cnt[CN_WAKEUPS] += 1
-            pc = P_ELDU_CHECK if tc[TC_PAGE] >= 0 else P_EBUSY
+            pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
             continue
-        # -- T5: sgx_encl_eldu ------------------------------------------------------------------
-        if pc == P_ELDU_CHECK:
-            ret = eldu_check(ks, ts, tc[TC_IDX], tc[TC_PAGE])
-            if ret == RAW:
-                kc[K_SVC] = SVC_UNSEAL
-                kc[K_SVC_ARG] = tc[TC_IDX]
-                st.tasks[t, T_PC] = P_ELDU_CHECKED
-                return R_SVC
-            tc[TC_RET] = ret
-            pc = P_ELDU_CHECKED
-            continue
-        if pc == P_ELDU_CHECKED:
-            if tc[TC_RET] != 0:
-                return _stop(st, ks, t, P_ELDU_CHECK, KB_ELDU, tc[TC_IDX])
+        # -- T5: sgx_encl_eldu (the record checked at P_LOCKED) ------------------------------
+        if pc == P_ALLOCATED:
             r = perform(st, t, RQ_RUN, tc[TC_ELDU_NS])
             if r != R_OK:
                 return _blocked(st, t, P_ELDU_RUN, r)

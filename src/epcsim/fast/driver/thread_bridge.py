@@ -320,13 +320,16 @@ def fold_thread(
 ) -> None:
     """``KState``'s and ``TState``'s small arrays back into the Python objects (the kernel's
     and the thread's: counters, latencies, ``entered``, the LP's state); the engine's (the
-    core's rows) are the caller's."""
+    core's rows) are the caller's. Folding twice is folding once (as ``fold_kernel``)."""
     sgx = system.sgx
     fold_kernel(system, encl, secs, ks)
     tc = ts.tc
     stats = sgx.stats
     for name, v in zip(T.TCOUNTERS, ts.tcnt.tolist(), strict=True):
         setattr(stats, name, getattr(stats, name) + v)
+    # folded as deltas, zeroed: the thread served after KB_SECS folds after every served
+    # step (``stream_ksgxd.Session.step``), its call's part already folded at the stop
+    ts.tcnt[:] = 0
     _flush_latencies(system, ts)
     thread.entered = bool(tc[T.TC_ENTERED])
     # the thread's LP: SecsState.inside/busy_tcs/tracking, SgxCpu.lp_eid/lp_tcs
