@@ -374,8 +374,9 @@ class EnclaveBacking:
         rec = self.lookup(index)
         if rec is None:
             raise KeyError(index)
-        # read by the fast engine's core hook only (epcsim.fast.driver.stream): an ELDU of
-        # a rewritten record may fail, and the core cannot stop there
+        # a record rewritten from outside the model (kept for the tests and tools that ask;
+        # the fast engine's core hook checks such records inline and, where ELDU fails,
+        # finishes the fault in Python: epcsim.fast.driver.stream)
         self.tampered = True
         self._put(
             index,

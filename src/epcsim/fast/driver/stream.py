@@ -63,18 +63,50 @@ The pair (2026-11-26, issue 9 session ``upair``):
   with no thread) the machine runs served until it sleeps or Python leaves its regime:
   exact, as slow as SimPy or slower (a served step takes and folds the kernel's small
   arrays); before ``init`` (the EADDs) the hook declines and the generator runs.
-* *A stop in the middle of the thread's iteration*: only ksgxd's ``KB_SECS`` (the SECS's
-  last child about to be written back) in the regime. Its own generator takes over from
-  that page (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on
-  served *in its own process*: ``to_simpy(inline=THREAD)`` gives the thread's serving
-  generator, which ``run`` drives (yield the event, send the answer) until the thread's
-  machine stops at its next loop top (``tc[TC_HOOK] == 2``). The thread's own stops in
-  the middle of an iteration (an ELDU refused, -ENOMEM, EENTER failing, the SECS to
-  load) are outside the regime at entry (a tampered store is refused; the SECS is
-  resident and only ``KB_SECS`` could evict it): ``RuntimeError`` if met, never a
-  different result. ``KB_SECS`` is not reached by the tests (a SECS written back needs
-  every child evicted while the thread runs): that path is checked by reading only.
-* *The #PF that ends a stream* is returned as such (``pf``): after a resident run an IPI
+* *A stop in the middle of the thread's iteration*: ksgxd's ``KB_SECS`` (the SECS's last
+  child about to be written back). Its own generator takes over from that page
+  (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on served *in its
+  own process*: ``to_simpy(inline=THREAD)`` gives the thread's serving generator, which
+  ``run`` drives (yield the event, send the answer) until the thread's machine stops at
+  its next loop top (``tc[TC_HOOK] == 2``) or in a fault under ``encl->lock`` (below).
+  Tested since session ``tstops`` (``tests/fast/test_stream_stops.py``): a thread that
+  stays on one page for many steps has it written back mid-step, the SECS next.
+* *The thread's stops* (decisions 2026-11-26, session ``tstops``; ``thread.py`` has the
+  machine's side). Each of the machine's stops is one of:
+  (a) *at a loop top*, where the generator goes on (``_RESUMABLE``): the TCS fault, a #PF
+  to the runtime, SIGBUS, EAUG (decided before the iteration's first step, session
+  ``integ``), and EENTER/ERESUME failing (``KB_ENTRY``): the leaf's checks are read at T0
+  before its run (``eldu.tcs_refused``), so the stop is the loop top's, where ``enter()``
+  reports it; with the implicit TCS, the SECS gone during the run (only after
+  ``KB_SECS``) is ``enter()``'s retry, ``KB_TCS`` at the loop top.
+  (b) *in a fault, under ``encl->lock``* (``thread.P_LOCKED``, ``IN_FAULT``): the SECS to
+  load (``KB_SECS_LOAD``: only the thread served after ``KB_SECS`` meets it), -ENOMEM
+  (``KB_ENOMEM``: no free page, the LRU empty - every page isolated by a reclaimer), an
+  ELDU that would fail (``KB_ELDU``: its record and checks are now read *before* the
+  allocation, which nothing between changes). Nothing of the fault's rest is applied, so
+  the rest is the reference's own code from the lock on:
+  ``EnclaveThread.fault_locked`` (``kernel/fault.sgx_vma_fault_locked``, then the
+  latency, SIGBUS or the return to user), run in the thread's process - by ``run`` after
+  the same hand-back as (a) on the core, by ``Session.on_stop`` when served - and the
+  stream goes on (``STREAM_ON``) or ends with SIGBUS (``STREAM_SIGBUS``). A tampered
+  store is therefore no longer refused at entry.
+  (c) *not reachable, a defect guard*: ``KB_ENTRY`` after the entry's run (the leaf's
+  checks change during the run only through the TCS's zap or the SECS's eviction, both
+  stops of their own: ``thread.py``), ``KB_UNEXPECTED`` (a page of another enclave, a
+  list link broken). ``RuntimeError`` if met, never a different result; the first is
+  shown on a hand-made machine state (``test_the_entry_checks_are_decided_at_the_loop_
+  top``).
+* *ksgxd's ``KB_RELEASE`` while served* (session ``tstops``): the enclave's last
+  reference dropped by the batch (the process closed it while ksgxd's machine held a
+  batch). The machine checks it at the ``kref_put`` itself (Python may put references
+  between two served steps), and its generator goes on from there
+  (``Session.on_stop``): in phase D after the page's unlock
+  (``sgx_reclaim_write_back(written=True)``), or in phase B after a young page's putback,
+  where the last reference means the batch's last page with none kept
+  (``_released_young``: ``sgx_encl_release``, then the batch returns 0). On the core
+  it is not reachable (the handle's references go only by a Python task, or by a started
+  thread's exit after its stream): ``RuntimeError`` there.
+* *The #PF that ends a stream* is returned as such (``STREAM_PF``): after a resident run an IPI
   may have AEXed the thread, and the generator's own loop top would ERESUME first.
 * *The counts* (``StreamCore``: attributes, not ``stats()`` counters, which must stay
   equal between engines): ``accesses`` (``System.fast_core_accesses``), ``ksgxd_pages``
@@ -92,7 +124,7 @@ Decisions kept from session ``integ``:
 * *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
   no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
   empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
-  lock, its spin); no LP but the thread's inside, no tampered record, the SECS resident,
+  lock, its spin); no LP but the thread's inside, the SECS resident,
   the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
 * CFS's idle list is rebuilt in CPU order by ``to_simpy`` (``CfsRunQueue`` keeps it
   sorted).
@@ -324,11 +356,13 @@ class CoreStream:
 
     def run(self, i: int, done: int) -> Gen:
         """``yield from`` this at the loop top: runs the stream from index ``i`` (``done``
-        accesses so far) with ksgxd on the core; returns the new ``(i, done, pf)`` (``pf``:
-        the stream ends with a #PF at ``pages[i]``), or None if the regime does not hold
-        now (the generator runs this iteration itself). It yields only when the core
-        stopped in the middle of the thread's iteration: the thread then goes on served by
-        SimPy, in its own process, to its next loop top (module docstring)."""
+        accesses so far) with ksgxd on the core; returns the new ``(i, done, end)``
+        (``end``: ``STREAM_ON``, or the stream ends with a #PF at ``pages[i]``,
+        ``STREAM_PF``, or with SIGBUS from the fault at ``pages[i]``, ``STREAM_SIGBUS``),
+        or None if the regime does not hold now (the generator runs this iteration
+        itself). It yields only when the core stopped in the middle of the thread's
+        iteration: the thread then goes on served by SimPy, in its own process, to its
+        next loop top, or through a fault's rest in Python (module docstring)."""
         owner = self.owner
         sess = owner.session
         thread = self.thread

@@ -32,6 +32,27 @@ Decisions (2026-11-26, issue 9 session ``tdriver``):
 * With the thread alone (``tc[TC_ALONE]``), an allocation that would wake ksgxd hands back
   before the allocation (``KB_WAKE``, the lock held): the call's end, or the entry of row
   1's regime. With ksgxd on the core it wakes it as ``wake_ksgxd`` does.
+
+The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
+each is ``stream.py``'s docstring, "The thread's stops"):
+
+* Every stop in the middle of an iteration is at ``P_LOCKED``, under ``encl->lock``,
+  before anything of the fault's rest is applied - the SECS to load, -ENOMEM, and an
+  ELDU that would fail: ``sgx_encl_eldu``'s record and ELDU's checks (``eldu_check``)
+  are read there, before the allocation (the free list's head is the page it will take;
+  no time passes and the thread holds the lock, so nothing changes them), then
+  ``P_ALLOC`` allocates. The Python fault path goes on from exactly there.
+* EENTER/ERESUME's checks are read at T0 before the leaf's run (``eldu.tcs_refused``):
+  a failing entry stops at the loop top (``KB_ENTRY``). After the run the same checks
+  can fail only (1) with the TCS's PTE zapped by ksgxd during the run (``KB_TCS`` at the
+  loop top, ``enter()``'s retry), or (2) with the implicit TCS, the SECS written back
+  during it (the thread served after ``KB_SECS``: ``KB_TCS`` at the loop top, as
+  ``enter()`` retries through ``_ensure_tcs``). Proof that nothing else can: the TCS's
+  EPCM entry is EBLOCKed, written back or removed only after its PTE is zapped (phase C
+  zaps before EBLOCK; EREMOVE/EMODT are ioctls, outside the regime), PENDING/MODIFIED
+  come from ioctls too, the SECS leaves only through ``KB_SECS`` (or with every child,
+  the explicit TCS included, whose PTE is then zapped), and ``initialized`` never goes
+  back. ``KB_ENTRY`` at ``P_ENTER_RUN`` is therefore a defect guard.
 """
 
 from __future__ import annotations
@@ -181,15 +202,16 @@ def _hook_stop(st, ks, ts):
     SECS is evicted (``KB_SECS_LOAD``). The test is the allocation's own (``P_LOCKED``)
     read early: with ksgxd asleep nothing else changes these values before the thread's
     lock, and a stop that proves unnecessary costs one Python iteration, never a result.
-    Records an ELDU would refuse (``KB_ELDU``) are excluded at entry (a tampered store). A
-    mutex trace about to fill stops it too (``HB_TRACE_FULL`` would come in the middle of
-    an iteration: ``_TRACE_ROOM`` rows are kept free, for the thread's few and what ksgxd
-    writes meanwhile).
+    (Records an ELDU would refuse, ``KB_ELDU``, stop at ``P_LOCKED`` too, where the user
+    path's caller goes on in Python: ``stream.py``.) A mutex trace about to fill stops it
+    too (``HB_TRACE_FULL`` would come in the middle of an iteration: ``_TRACE_ROOM`` rows
+    are kept free, for the thread's few and what ksgxd writes meanwhile).
 
     With ksgxd on the core too (``tc[TC_ALONE] == 0``, session ``upair``: the pair entered
     from the loop top, ``stream.py``) only the stream's end and the trace stop it: T4 wakes
     ksgxd on the core, -EBUSY retries there, and ksgxd hands back (``KB_SECS``) before it
-    would evict the SECS. ``tc[TC_HOOK] == 2`` (the thread served by SimPy to its loop top
+    would evict the SECS; the fault stops under the lock (``KB_ENOMEM``, ``KB_ELDU``) go
+    on in Python. ``tc[TC_HOOK] == 2`` (the thread served by SimPy to its loop top
     after a stop in the middle of an iteration) stops at the first loop top."""
     tc = ts.tc
     i = tc[TC_I]
