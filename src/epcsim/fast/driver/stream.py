@@ -450,6 +450,11 @@ class CoreStream:
                 ok = yield from thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
                 end = STREAM_ON if ok else STREAM_SIGBUS
             return new_i, new_done, end
+        # Any other stop is a defect guard (module docstring, "The thread's stops" (c)):
+        # among them ksgxd's KB_RELEASE on the core, not reachable - during a pair call only
+        # the thread and ksgxd run, and neither puts the handle's references (the fd's and
+        # the mm's go by ``Enclave.close``, a Python task, or by a started thread's exit
+        # after its stream), so the batch's kref_put never drops the last one here
         if who != KSGXD or code != K.KB_SECS:
             raise RuntimeError(
                 f"fast_core: the core stopped where access_stream cannot go on "
