@@ -350,8 +350,8 @@ def _three(build, calls):  # type: ignore[no-untyped-def]
 
 
 def test_ksgxd_awake_at_every_loop_top_is_handed_over_at_k0() -> None:
-    """A footprint far over the EPC from the first access (64 pages, 6x, no sleep after the
-    EADDs): ksgxd is never asleep at a loop top, so the hook's pair comes only from ksgxd's
+    """A footprint far over the EPC from the first access (64 pages, 6x, the implicit TCS as
+    row 1's, no sleep after the EADDs): ksgxd is never asleep at a loop top, so the hook's pair comes only from ksgxd's
     generator handing itself to its machine at K0's check (without that hand-off the hook
     ran none of these accesses). More than 90% of the accesses on the core, three calls
     with write masks and a ``run(until=)`` between, equal to the fast engine without the
@@ -361,15 +361,15 @@ def test_ksgxd_awake_at_every_loop_top_is_handed_over_at_k0() -> None:
         rng = np.random.default_rng(7)
         out = []
         for step in range(3):
-            pages = rng.integers(1, n, size=1500)
-            res = encl.access_pages(pages, rng.random(1500) < 0.3)
+            pages = rng.integers(0, n, size=1000)
+            res = encl.access_pages(pages, rng.random(1000) < 0.3)
             out.append(_snap(system, encl, res))
             if step == 0:
                 system.run(until=system.now + 200_000)
                 out.append(_snap(system, encl, res))
         return out
 
-    core, out = _three(lambda e, kw: _build(e, 7, 64, 2, True, 6, False, **kw), calls)
+    core, out = _three(lambda e, kw: _build(e, 7, 64, 2, False, 6, False, **kw), calls)
     sc = core.sgx.stream_core
     done = sum(out[k]["outcome"][0] for k in (0, 2, 3))  # each call's AccessOutcome.done
     assert sc.k0_entries > 0 and sc.ksgxd_pages > 0

@@ -1,0 +1,76 @@
+"""Row 1's stream with ksgxd awake at every loop top (issue 9, ``fast/PATHS.md``, "ksgxd awake
+in its generator"): host CPU per fault, the fast engine against ``System(fast_core=True)``.
+
+An EPC of ``--epc-pages`` (default 64: ksgxd's high watermark, 64 pages, is then never
+reached while the LRU holds pages, so ksgxd never sleeps), an enclave ``--mult`` times
+the EPC with the implicit TCS, ``init`` and at once (no ``env.run()``: ksgxd still busy
+from the EADDs) a warm-up call of a quarter of the stream, then the timed call of the rest
+(uniform accesses, as row 1). Each engine runs the same scenario in this process; the
+results are checked equal (counters, clock, the outcome) and the hook's share of the
+accesses is printed. Before session ``kmove2`` the hook engaged only from ksgxd asleep,
+so here not at all.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/ksgxd_awake.py [--accesses 12000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+import numpy as np
+
+import epcsim
+from epcsim.arch import PAGE_SIZE
+
+
+def run(core: bool, epc_pages: int, mult: int, accesses: int) -> dict[str, object]:
+    kw = {"fast_core": True} if core else {}
+    system = epcsim.System(epc=epc_pages * PAGE_SIZE, cpus=2, seed=1, content_mode="tag", **kw)
+    n = mult * epc_pages
+    encl = system.create_enclave(1 << ((n * PAGE_SIZE - 1).bit_length()))
+    assert encl.add_pages(0, n * PAGE_SIZE).ok and encl.init().ok
+    stream = np.random.default_rng(1).integers(0, n, size=accesses)
+    encl.access_pages(stream[: accesses // 4])
+    f0 = system.stats()["page_faults"]
+    c0 = time.process_time()
+    out = encl.access_pages(stream[accesses // 4 :])
+    cpu = time.process_time() - c0
+    st = system.stats()
+    faults = st["page_faults"] - f0
+    return {
+        "us_per_fault": cpu / faults * 1e6,
+        "faults": faults,
+        "on_core": system.fast_core_accesses,
+        "result": (dataclasses.astuple(out), system.now, st),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epc-pages", type=int, default=64)
+    ap.add_argument("--mult", type=int, default=6)
+    ap.add_argument("--accesses", type=int, default=12_000)
+    args = ap.parse_args()
+    a = (args.epc_pages, args.mult, args.accesses)
+    run(True, args.epc_pages, args.mult, 400)  # the machines' compile or cache load
+    fast = run(False, *a)
+    core = run(True, *a)
+    ratio = float(fast["us_per_fault"]) / float(core["us_per_fault"])  # type: ignore[arg-type]
+    print(
+        f"EPC {args.epc_pages} pages, {args.mult}x, {args.accesses} accesses: "
+        f"fast {fast['us_per_fault']:.1f} us/fault ({fast['faults']} faults), "
+        f"fast_core {core['us_per_fault']:.1f} us/fault, "
+        f"{core['on_core']} of {args.accesses} accesses on the core, "
+        f"ratio {ratio:.1f}x, "
+        f"results equal: {fast['result'] == core['result']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
