@@ -350,12 +350,12 @@ def _three(build, calls):  # type: ignore[no-untyped-def]
 
 
 def test_ksgxd_awake_at_every_loop_top_is_handed_over_at_k0() -> None:
-    """A footprint far over the EPC from the first access (64 pages, 6x, the implicit TCS as
-    row 1's, no sleep after the EADDs): ksgxd is never asleep at a loop top, so the hook's pair comes only from ksgxd's
-    generator handing itself to its machine at K0's check (without that hand-off the hook
-    ran none of these accesses). More than 90% of the accesses on the core, three calls
-    with write masks and a ``run(until=)`` between, equal to the fast engine without the
-    hook and to the reference."""
+    """A footprint far over the EPC from the first access (64 pages, 6x, the implicit TCS
+    as row 1's, no sleep after the EADDs): ksgxd is never asleep at a loop top, so the
+    hook's pair comes only from ksgxd's generator handing itself to its machine at K0's
+    check (without that hand-off the hook ran none of these accesses). More than 90% of
+    the accesses on the core, three calls with write masks and a ``run(until=)`` between,
+    equal to the fast engine without the hook and to the reference."""
 
     def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
         rng = np.random.default_rng(7)
@@ -414,3 +414,41 @@ def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
 
     core, _ = _three(build, calls)
     assert core.fast_core_accesses > 0
+
+
+def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> None:
+    """A session entered at K0's check (ksgxd awake after ``init``) ends a call with ksgxd
+    asleep on the core: no parked wait to put back, so its generator is rebuilt asleep at
+    that point of ``Sgx._ksgxd`` (``Session.asleep_on_core``). A tampered record then keeps
+    the thread off the core (the hook refuses), so Python's faults wake that generator; it
+    reaches K0's check and hands ksgxd to its machine again, served while the thread faults
+    in Python. Equal to the fast engine without the hook and to the reference."""
+    from epcsim.fast.cosim.transfer import _frame_locals
+    from epcsim.fast.driver.stream_ksgxd import _woken
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        sc = system.sgx.stream_core
+        rng = np.random.default_rng(2)
+        out = []
+        for _ in range(2):
+            res = encl.access_pages(rng.integers(0, n, size=1000), rng.random(1000) < 0.3)
+            out.append(_snap(system, encl, res))
+        if kw:
+            assert sc.session is None and sc.k0_entries == 1
+            (ev,) = system.sgx.ksgxd_waitq._waiters
+            gen = ev.callbacks[0].__self__._generator
+            assert _frame_locals(gen, _woken.__code__) is not None, "not asleep in _woken"
+        e = encl.encl
+        idx = np.arange(e.nr_pages)
+        evicted = idx[(e.epc < 0) & e.present & (idx >= n // 2)]
+        e.backing.tamper(int(evicted[0]), contents=b"\x00" * 8)
+        res = encl.access_pages(rng.integers(0, n // 2, size=600))  # never the tampered page
+        assert res.ok
+        out.append(_snap(system, encl, res))
+        if kw:
+            assert sc.k0_entries > 1, "the woken generator did not reach the hook"
+        system.run(until=system.now + 100_000)
+        out.append(_snap(system, encl, res))
+        return out
+
+    _three(lambda e, kw: _build(e, 2, 256, 2, False, 2, False, **kw), calls)
