@@ -452,3 +452,25 @@ def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> 
         return out
 
     _three(lambda e, kw: _build(e, 2, 256, 2, False, 2, False, **kw), calls)
+
+
+def test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator() -> None:
+    """ksgxd awake after ``init`` with no thread (a 64-page EPC: its high watermark is never
+    reached): handed to its machine at K0's check, it writes back every page, the SECS's
+    last child included, so its machine stops before the SECS's eviction (``KB_SECS``)
+    while ksgxd's own generator still holds it: the rest of the batch returns into that
+    generator's loop. Then a stream reloads the SECS (in Python) and runs on the core.
+    Equal to the fast engine without the hook and to the reference."""
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        system.machine.env.run()  # ksgxd to its sleep, every page written back
+        out = [_snap(system, encl, AccessOutcome())]
+        assert encl.encl.secs_epc < 0, "the SECS was not evicted"
+        if kw:
+            assert system.sgx.stream_core.k0_entries == 1
+        res = encl.access_pages(np.random.default_rng(3).integers(0, n, size=600))
+        out.append(_snap(system, encl, res))
+        return out
+
+    core, _ = _three(lambda e, kw: _build(e, 3, 64, 2, False, 6, False, **kw), calls)
+    assert core.fast_core_accesses > 0
