@@ -59,10 +59,13 @@ The pair (2026-11-26, issue 9 session ``upair``):
   then (faulting in Python, spinning, holding ``encl->lock``: ``to_core`` refuses what
   the core's regime lacks); the mutex trace buffer is fitted at that move
   (``Session.fit_trace``: a session may predate the trace); (3) *outside any stream*
-  (threads started with ``Enclave.start`` that never meet the regime, ``System.run``
-  with no thread) the machine runs served until it sleeps or Python leaves its regime:
-  exact, as slow as SimPy or slower (a served step takes and folds the kernel's small
-  arrays); before ``init`` (the EADDs) the hook declines and the generator runs.
+  (``System.run`` with no thread, a thread the hook refuses) the machine runs served
+  until it sleeps or Python leaves its regime: exact, but a served step costs about 4x
+  the generator's (it takes and folds the kernel's small arrays); so while more than one
+  task besides ksgxd holds a CPU (no stream can then take the session: ``_ready``) the
+  hook declines and a served machine stops at its next K0 (``_worth_serving``, a cost
+  choice: with two started threads 1.3 ms of host CPU per EWB without it, 0.3 with it
+  and without the option); before ``init`` (the EADDs) the hook declines too.
 * *A stop in the middle of the thread's iteration*: ksgxd's ``KB_SECS`` (the SECS's last
   child about to be written back). Its own generator takes over from that page
   (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on served *in its
@@ -158,7 +161,7 @@ from epcsim.fast.driver.bridge import (
     refresh_layout,
     take_small,
 )
-from epcsim.fast.driver.stream_ksgxd import Session, _served_regime
+from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
 from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
@@ -262,8 +265,8 @@ class StreamCore:
     def ksgxd_at_check(self, task: Any, high: int) -> Gen | None:
         """``Sgx._ksgxd``'s hook at K0's check (module docstring, "ksgxd awake in its
         generator"): ksgxd's machine, served from ``P_CHECK`` inside ksgxd's own
-        generator, when its regime holds and a batch is due; None: the generator checks
-        itself."""
+        generator, when its regime holds, a batch is due and a stream could take the
+        session (``_worth_serving``); None: the generator checks itself."""
         if self.session is not None:
             return None
         system = self.system
@@ -273,7 +276,9 @@ class StreamCore:
         if len(sgx.enclaves) != 1:
             return None
         encl = next(iter(sgx.enclaves.values()))
-        if not _served_regime(system, encl) or not _static_regime(system):
+        if not _worth_serving(system) or not _served_regime(system, encl):
+            return None
+        if not _static_regime(system):
             return None
         if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
             return None
