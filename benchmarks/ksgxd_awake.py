@@ -11,6 +11,11 @@ accesses is printed. Before session ``kmove2`` the hook engaged only from ksgxd 
 so here not at all.
 
     PYTHONPATH=src .venv/bin/python benchmarks/ksgxd_awake.py [--accesses 12000]
+
+``--started N`` measures instead what ksgxd costs when no stream can take it onto the
+core: an EPC of 1,024 pages, 4 CPUs, 4x, ``N`` started threads of 3,000 uniform accesses
+each run together by ``System.run()``; host CPU per EWB, fast against fast_core (with
+``N`` >= 2 ksgxd must stay its generator: ``stream_ksgxd._worth_serving``).
 """
 
 from __future__ import annotations
@@ -51,12 +56,38 @@ def run(core: bool, epc_pages: int, mult: int, accesses: int) -> dict[str, objec
     }
 
 
+def started(core: bool, threads: int, epc_pages: int = 1024) -> tuple[float, int, object]:
+    kw = {"fast_core": True} if core else {}
+    system = epcsim.System(epc=epc_pages * PAGE_SIZE, cpus=4, seed=1, content_mode="tag", **kw)
+    n = 4 * epc_pages
+    encl = system.create_enclave(1 << ((n * PAGE_SIZE - 1).bit_length()))
+    assert encl.add_pages(0, n * PAGE_SIZE).ok and encl.init().ok
+    rng = np.random.default_rng(1)
+    for _ in range(threads):
+        encl.start(rng.integers(0, n, size=3000))
+    e0 = system.stats()["ewb"]
+    c0 = time.process_time()
+    system.run()
+    cpu = time.process_time() - c0
+    st = system.stats()
+    return cpu, st["ewb"] - e0, (system.now, st)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epc-pages", type=int, default=64)
     ap.add_argument("--mult", type=int, default=6)
     ap.add_argument("--accesses", type=int, default=12_000)
+    ap.add_argument("--started", type=int, default=0, help="started threads (see above)")
     args = ap.parse_args()
+    if args.started:
+        started(True, args.started, 256)  # the machines' compile or cache load
+        (fc, fe, fr), (cc, ce, cr) = (started(core, args.started) for core in (False, True))
+        print(
+            f"{args.started} started threads: fast {fc / fe * 1e6:.0f} us per EWB ({fe} EWB), "
+            f"fast_core {cc / ce * 1e6:.0f} us per EWB, results equal: {fr == cr}"
+        )
+        return
     a = (args.epc_pages, args.mult, args.accesses)
     run(True, args.epc_pages, args.mult, 400)  # the machines' compile or cache load
     fast = run(False, *a)
