@@ -9,9 +9,10 @@ the ``System``; the requests served in Python; the fold). Per fault: the core's 
 (``C_POPS``), the machines' resumptions, the seals (EWBs) and ELDU checks the machines ran.
 Then microbenchmarks of the parts inside ``drive``: ``seal`` and ``unseal`` (the ``tag``
 mode's crypto, on this scenario's keys), and ``thread_resume`` called at its last pc,
-where it returns at once: what ``drive`` pays per resumption of a machine for calling it
-with the ``CoState``/``KState``/``TState`` tuples (~60 arrays, each incref'd at the
-machine's entry and decref'd at its exit by numba's reference counting).
+where it returns at once: what a resumption pays for calling a machine with the
+``CoState``/``KState``/``TState`` tuples (~60 arrays) - by value (``thread_resume``) and,
+on a tree with ``cosim.borrow``, as ``drive`` calls it (``thread_run`` on the tuples
+borrowed once: one pointer, no reference counting).
 
     PYTHONPATH=src .venv/bin/python benchmarks/pair_profile.py [--epc 4M] [--accesses 20000]
 """
@@ -32,6 +33,12 @@ from epcsim.fast.cosim.state import C_POPS, T_PC
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import thread_bridge as tb
 from epcsim.fast.driver.thread import P_DONE, thread_resume
+
+try:  # a tree before the borrowed call (issue 9 session ``callcost``) has neither
+    from epcsim.fast.cosim.borrow import borrow
+    from epcsim.fast.driver.thread import thread_run
+except ImportError:
+    borrow = thread_run = None
 from epcsim.fast.ops import tag_sealing
 from epcsim.units import parse_size
 
@@ -45,6 +52,17 @@ def _thread_calls(st, ks, ts, n):  # type: ignore[no-untyped-def]
     for _ in range(n):
         s += thread_resume(st, ks, ts, 0)
     return s
+
+
+if thread_run is not None:
+
+    @njit(cache=False, nogil=True)
+    def _run_calls(st, ks, ts, n):  # type: ignore[no-untyped-def]
+        p = borrow((st, ks, ts))
+        s = 0
+        for _ in range(n):
+            s += thread_run(p, 0)
+        return s
 
 
 @njit(cache=False, nogil=True)
@@ -152,6 +170,15 @@ def main() -> None:
         f"  thread_resume at its last pc (returns at once): {resume_ns:5.0f} ns a call "
         f"(x events: {resume_ns * best['pops'] / f / 1e3:.2f} us)"
     )
+    if thread_run is not None:
+        _run_calls(co2, ks, ts, 10)
+        t0 = time.process_time()
+        _run_calls(co2, ks, ts, reps * 10)
+        run_ns = (time.process_time() - t0) / (reps * 10) * 1e9
+        print(
+            f"  thread_run, borrowed as drive calls it:        {run_ns:5.0f} ns a call "
+            f"(x events: {run_ns * best['pops'] / f / 1e3:.2f} us)"
+        )
     col = getattr(K, "K_DEFER_LOADS", -1)  # (a tree before the deferred sealing: none)
     loads = int(ks.kc[col]) if col >= 0 else 0  # type: ignore[attr-defined]
     print(f"  ELDUs of records the call wrote itself (no MAC check): {loads / f:.2f} per fault")

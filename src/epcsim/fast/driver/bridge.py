@@ -42,6 +42,7 @@ from numba import njit
 from epcsim.arch import encls_failed
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.borrow import borrow
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.state import (
     C_EID,
@@ -67,7 +68,7 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.engine_state import fold_task, take_engine
-from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_resume
+from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_run
 from epcsim.fast.ops import tag_sealing
 from epcsim.fast.ops.seal_batch import seal_marked
 from epcsim.isa.sealing import pack_pcmd
@@ -85,14 +86,16 @@ SERVE = -10
 def drive(st, ks, pending):  # type: ignore[no-untyped-def]
     """The core's loop with ksgxd as its one task: resume ``pending`` (>= 0: a task that
     ended the last call with a request) first, then every task as its event comes due.
-    Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE``."""
+    Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE``. The tuples are borrowed once for the
+    loop (``cosim.borrow``): a machine's call passes a pointer."""
+    pk = borrow((st, ks))
     t = pending
     while True:
         if t < 0:
             t = next_resume(st)
             if t < 0:
                 return t
-        r = ksgxd_resume(st, ks, t)
+        r = ksgxd_run(pk, t)
         if r == R_SVC:
             return SERVE
         if r == R_STOP:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
+from epcsim.fast.cosim.borrow import borrow, unborrow
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_SLEEP, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, R_STOP, T_CPU, T_PC
@@ -191,7 +192,17 @@ def _blocked(st, t, pc, r):
 
 @njit(cache=True, nogil=True)
 def ksgxd_resume(st, ks, t):
-    """Run ksgxd (task ``t``) from its pc: returns R_BLOCKED, R_STOP or R_SVC."""
+    """Run ksgxd (task ``t``) from its pc: returns R_BLOCKED, R_STOP or R_SVC. For a
+    caller outside the core's loop; the loop borrows the tuples once and calls
+    ``ksgxd_run``."""
+    return ksgxd_run(borrow((st, ks)), t)
+
+
+@njit(cache=True, nogil=True)
+def ksgxd_run(p, t):
+    """``ksgxd_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
+    reference counting per call, PATHS.md "Per fault on the core")."""
+    st, ks = unborrow(p)
     kc = ks.kc
     cnt = ks.cnt
     batch = ks.batch
@@ -541,5 +552,5 @@ def _va_free_slot(ks, vid, slot):
     ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
 
 
-__all__ = ["P_NAMES", "R_SVC", "ksgxd_resume", "should_reclaim"]
+__all__ = ["P_NAMES", "R_SVC", "ksgxd_resume", "ksgxd_run", "should_reclaim"]
 _ = (R_BLOCKED, R_STOP, list_add)

@@ -60,6 +60,7 @@ from __future__ import annotations
 from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
+from epcsim.fast.cosim.borrow import borrow, unborrow
 from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_LOCK,
@@ -245,7 +246,16 @@ def _latency(st, ts):
 @njit(cache=True, nogil=True)
 def thread_resume(st, ks, ts, t):
     """Run the enclave thread (task ``t``) from its pc: returns R_BLOCKED, R_STOP or
-    R_SVC (R_BLOCKED too once its process has ended: nothing resumes it)."""
+    R_SVC (R_BLOCKED too once its process has ended: nothing resumes it). For a caller
+    outside the core's loop; the loop borrows the tuples once and calls ``thread_run``."""
+    return thread_run(borrow((st, ks, ts)), t)
+
+
+@njit(cache=True, nogil=True)
+def thread_run(p, t):
+    """``thread_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
+    reference counting per call, PATHS.md "Per fault on the core")."""
+    st, ks, ts = unborrow(p)
     kc = ks.kc
     tc = ts.tc
     tcnt = ts.tcnt
@@ -508,4 +518,4 @@ def thread_resume(st, ks, ts, t):
         return _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-__all__ = ["P_NAMES", "thread_resume"]
+__all__ = ["P_NAMES", "thread_resume", "thread_run"]

@@ -30,6 +30,7 @@ from simpy.events import EventPriority
 
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.borrow import borrow
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.state import (
     C_EID,
@@ -68,8 +69,8 @@ from epcsim.fast.driver.bridge import (
     fold_kernel,
 )
 from epcsim.fast.driver.engine_state import fold_task, take_engine
-from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_resume
-from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_resume
+from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_run
+from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_run
 from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
 
 if TYPE_CHECKING:
@@ -86,7 +87,10 @@ SERVE = -10
 def drive(st, ks, ts, pending):  # type: ignore[no-untyped-def]
     """The core's loop with the thread (task 0) and ksgxd (task 1): resume ``pending``
     (>= 0: a task that ended the last call with a request) first, then every task as its
-    event comes due. Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE - task``."""
+    event comes due. Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE - task``. The tuples
+    are borrowed once for the loop (``cosim.borrow``): a machine's call passes a pointer."""
+    pt = borrow((st, ks, ts))
+    pk = borrow((st, ks))
     t = pending
     while True:
         if t < 0:
@@ -94,9 +98,9 @@ def drive(st, ks, ts, pending):  # type: ignore[no-untyped-def]
             if t < 0:
                 return t
         if t == THREAD:
-            r = thread_resume(st, ks, ts, t)
+            r = thread_run(pt, t)
         else:
-            r = ksgxd_resume(st, ks, t)
+            r = ksgxd_run(pk, t)
         if r == R_SVC:
             return SERVE - t
         if r == R_STOP:
