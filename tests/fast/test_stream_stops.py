@@ -286,3 +286,113 @@ def test_the_entry_checks_are_decided_at_the_loop_top() -> None:
         assert result.outcome.done == 0
         assert resumable(K.KB_ENTRY, P_TOP) and not resumable(K.KB_ENTRY, P_ENTER_RUN)
     assert outs[0].sigbus and outs[0].done == 0
+
+
+def _last_but_one(engine: str, at: int = -1, **kw):  # type: ignore[no-untyped-def]
+    """``_reclaiming`` with batches of three: the batch that takes the last children but
+    one leaves a third resident child on the LRU; ksgxd, woken by the build's allocations,
+    reclaims them all (served, between the build's Python tasks). ``at`` >= 0: a Python
+    task removes a child then (``_remove_a_child``)."""
+    system = epcsim.System(
+        engine=engine, epc=64 * PAGE_SIZE, cpus=3, seed=1, content_mode="tag", **kw
+    )
+    system.sgx.high_pages = 1 << 20
+    system.sgx.nr_to_scan = 3
+    n = 100
+    encl = system.create_enclave(1 << ((2 * n * PAGE_SIZE - 1).bit_length()))
+    if at >= 0:
+        _remove_a_child(system, encl, at)
+    assert encl.add_pages(0, n * PAGE_SIZE).ok
+    assert encl.init().ok
+    system.machine.env.run()
+    system.sgx.low_pages = 1 << 20
+    return system, encl
+
+
+def _stored_instant(monkeypatch: pytest.MonkeyPatch) -> int:
+    """An instant just after a served EWB of ksgxd began (``encl->lock`` held) on its
+    batch's last page, with two resident children: its D check saw another child."""
+    from epcsim.fast.cosim.state import T_PC
+    from epcsim.fast.driver import ksgxd as KM
+    from epcsim.fast.driver import stream_ksgxd
+
+    seen: list[int] = []
+    step = stream_ksgxd.Session.step
+
+    def spy(self, t):  # type: ignore[no-untyped-def]
+        r = step(self, t)
+        kc = self.ks.kc
+        if t == 1 and int(self.co.tasks[1, T_PC]) == KM.P_EWB1_RUN:
+            last = int(kc[K.K_I]) == int(kc[K.K_NK]) - 1
+            if last and int(kc[K.K_CHILD_CNT]) == 2:
+                seen.append(self.system.machine.now + 1)
+        return r
+
+    with monkeypatch.context() as mp:
+        mp.setattr(stream_ksgxd.Session, "step", spy)
+        _last_but_one("fast", fast_core=True)
+    assert seen, "no served EWB on a batch's last page with another child resident"
+    return seen[0]
+
+
+def _remove_a_child(system: epcsim.System, encl, at: int) -> None:  # type: ignore[no-untyped-def]
+    """At ``at``, a hand-made child removal by a kernel task of its own: REMOVE_PAGES'
+    per-page steps (``sgx_ioc_enclave_remove_pages``: EREMOVE, the child count, the page
+    entry, ``page_cnt``) on the first resident child still on the LRU - by hand, without
+    ``encl->lock``, so that it lands inside ksgxd's EWB of another page. With the lock the
+    same interleaving needs the mutex's HANDOFF (the remover handed the lock between two of
+    ksgxd's D steps, after the second one's check), which this test does not build: what
+    it checks is the continuation from the stop, the same whatever removed the child."""
+    from epcsim.engine.machine import Task
+
+    sgx, e = system.sgx, encl.encl
+    task = Task(system.machine, "remover")
+
+    delay = at - system.machine.now
+
+    def remove():  # type: ignore[no-untyped-def]
+        yield system.machine.env.timeout(delay)
+        try:
+            resident = [i for i in np.flatnonzero(e.epc >= 0).tolist() if int(e.epc[i]) in sgx.lru]
+            index = resident[0]
+            page = int(e.epc[index])
+            assert sgx.unmark_page_reclaimable(page) == 0
+            e.zap_ptes(index)
+            yield from e.free_epc_page(task, page)
+            e.secs_child_cnt -= 1
+            e.epc[index] = -1
+            e.present[index] = False
+            e.type[index] = 0
+            e.max_prot[index] = 0
+            yield from e.shrink(task, -1)  # page_cnt--
+        finally:
+            task.release_cpu()
+
+    system.machine.spawn(remove())
+
+
+def test_a_child_removed_during_ksgxd_served_ewb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ksgxd's served machine checks the SECS's eviction before its batch's last page's D
+    step (two children: not this page's); during that page's EWB a Python task removes
+    the other child, so the EWB is the last child's. The machine stops after the EWB,
+    ``encl->lock`` held (``KB_SECS`` at ``P_STORED``, counted in ``stored_stops``), and
+    ksgxd's generator goes on from the child count's drop
+    (``sgx_reclaim_write_back(ewbed=...)``): the SECS written back as the reference does."""
+    at = _stored_instant(monkeypatch)
+    snaps: dict[str, list[dict[str, object]]] = {}
+    for name, engine, kw in ENGINES:
+        system, encl = _last_but_one(engine, at, **kw)
+        assert int(encl.encl.present.sum()) == 99 and encl.encl.secs_epc < 0  # the SECS out
+        encl.encl.lock.trace = []
+        res = encl.access_pages(np.array([1] * 5 + [2] * 3000))
+        assert res.ok
+        out = [_snap(system, encl, res)]
+        system.run(until=5_000_000)
+        out.append(_snap(system, encl, res))
+        snaps[name] = out
+        assert system.sgx.stats.secs_evictions >= 1 and not system.sgx.warnings
+        if kw:
+            assert system.sgx.stream_core.stored_stops == 1
+    _equal(snaps)

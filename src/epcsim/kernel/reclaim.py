@@ -87,7 +87,17 @@ def reclaimer_write(sgx: Sgx, task: Task, encl: SgxEncl, page: int, index: int) 
     """
     encl.reclaiming[index] = False
     ret, va, slot = yield from encl_ewb(sgx, task, encl, page, index)
-    # These happen even when EWB failed (a kernel-bug path: the data is lost).
+    yield from reclaimer_written(sgx, task, encl, index, ret, va, slot)
+
+
+def reclaimer_written(
+    sgx: Sgx, task: Task, encl: SgxEncl, index: int, ret: int, va: int, slot: int
+) -> Gen:
+    """The rest of ``sgx_reclaimer_write`` once the child's ``sgx_encl_ewb`` returned
+    ``(ret, va, slot)`` (caller holds ``encl->lock``). A function of its own only so that
+    the compiled driver, which did that EWB and stopped before the child count's drop made
+    it the last child's (``KB_SECS`` at ``P_STORED``), resumes here: the same statements in
+    the same order as one function (a ``yield from`` adds no event)."""
     encl.epc[index] = -1
     if ret == 0:
         encl.set_va(index, va, slot)
@@ -163,17 +173,24 @@ def sgx_reclaim_write_back(
     kept: list[tuple[int, SgxEncl, int]],
     start: int = 0,
     written: bool = False,
+    ewbed: tuple[int, int, int] | None = None,
 ) -> Gen:
     """Phase D of ``sgx_reclaim_pages`` from the batch's page ``start`` on: EWB under
     ``encl->lock``, then free the EPC page. Returns the batch's page count (``len(kept)``).
     ``start`` > 0 resumes a batch whose first pages the compiled driver wrote back
     (``epcsim.fast.driver.served_ksgxd``: the SECS's eviction, ``KB_SECS``); ``written``:
     page ``start`` too, up to ``encl->lock``'s release (the driver stopped before the
-    ``kref_put`` that drops the enclave's last reference, ``KB_RELEASE``)."""
+    ``kref_put`` that drops the enclave's last reference, ``KB_RELEASE``); ``ewbed``: page
+    ``start``'s ``sgx_encl_ewb`` returned ``(ret, va, slot)`` and ``encl->lock`` is still
+    held (the driver stopped before the child count's drop, which a Python task's EREMOVE
+    between two served steps made the last child's: ``KB_SECS`` at ``P_STORED``)."""
     epc = sgx.epc
     for k in range(start, len(kept)):
         page, encl, index = kept[k]
-        if not written or k > start:
+        if ewbed is not None and k == start:
+            yield from reclaimer_written(sgx, task, encl, index, *ewbed)
+            task.unlock(encl.lock)
+        elif not written or k > start:
             yield from task.lock(encl.lock)
             yield from reclaimer_write(sgx, task, encl, page, index)
             task.unlock(encl.lock)

@@ -495,10 +495,13 @@ def ksgxd_run(p, t):
             page = batch[i, 0]
             index = batch[i, 1]
             if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
-                # the SECS's eviction is decided before the page's D (KB_SECS); served, a
-                # Python task between two steps could remove a child meanwhile (an
-                # EREMOVE ioctl): not continued, a defect guard (PATHS.md, "Default")
-                return _stop(st, ks, t, pc, KB_UNEXPECTED, page)
+                # the SECS's eviction is decided before the page's D (KB_SECS at P_D);
+                # served, a Python task between two steps may remove a child meanwhile
+                # (REMOVE_PAGES' EREMOVE, a trim's) while this page's EWB runs, making it
+                # the last child's: ksgxd's generator goes on from here, encl->lock held
+                # (``sgx_reclaim_write_back(..., ewbed=(K_RET, K_VA, K_SLOT))``, from the
+                # child count's drop). Never on the core: no task there removes a child.
+                return _stop(st, ks, t, pc, KB_SECS, page)
             if kc[K_FT_N] >= ks.ft.shape[0]:
                 kc[K_SVC] = SVC_FT_FULL
                 return _svc(st, ks, t, P_STORED)

@@ -63,7 +63,7 @@ from epcsim.fast.driver.bridge import (
     wake,
 )
 from epcsim.fast.driver.engine_state import absolute_counters
-from epcsim.fast.driver.ksgxd import P_NAMES, R_SVC, ksgxd_resume
+from epcsim.fast.driver.ksgxd import P_NAMES, P_STORED, R_SVC, ksgxd_resume
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 
@@ -148,11 +148,17 @@ def run_ksgxd_switching(
         kc = box[0].kc
         j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
         rows = box[0].batch[:nk].tolist()
-        for _page, index, pinned in rows[j:]:
+        # at P_STORED (a child removed between two served steps): page j's EWB is done
+        # and encl->lock held, the rest of its sgx_reclaimer_write follows (Session's too)
+        ewbed = None
+        if int(co.tasks[0, T_PC]) == P_STORED:
+            ewbed = (int(kc[K.K_RET]), int(kc[K.K_VA]), int(kc[K.K_SLOT]))
+        for _page, index, pinned in rows[j + (ewbed is not None) :]:
             encl.backing._pinned_gen[index] = pinned
         kept = [(page, encl, index) for page, index, _ in rows]
         waitq._waiters = [ev for ev in waitq._waiters if ev not in parked]  # replaced
-        return sgx._ksgxd(task, (high, sgx_reclaim_write_back(sgx, task, kept, j)))
+        rest = sgx_reclaim_write_back(sgx, task, kept, j, ewbed=ewbed)
+        return sgx._ksgxd(task, (high, rest))
 
     taken_over = [False]
 

@@ -224,6 +224,10 @@ class StreamCore:
         #: served ksgxd machines whose ``kref_put`` dropped the last reference
         #: (``KB_RELEASE``): its generator from that page, ``sgx_encl_release`` there
         self.release_stops = 0
+        #: served ksgxd machines stopped after a page's EWB that a Python task's child
+        #: removal made the last child's (``KB_SECS`` at ``P_STORED``): its generator from
+        #: the child count's drop, encl->lock held (``Session._rest_of_batch``)
+        self.stored_stops = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
         self.session: Session | None = None
         #: the kernel's ``KState``, kept across entries: ``(encl, secs, ks)``

@@ -336,7 +336,13 @@ class Session:
         self._pins = []
         pc = int(co.tasks[KSGXD, T_PC])
         written = pc == KM.P_D_UNLOCKED  # KB_RELEASE: page j written back, unlocked
-        for _page, index, pinned in rows[j + written :]:
+        # KB_SECS at P_STORED: page j's EWB done (its record stored, its pin dropped) under
+        # encl->lock, which ksgxd still holds; the rest of sgx_reclaimer_write from there
+        ewbed = None
+        if pc == KM.P_STORED:
+            ewbed = (int(kc[K.K_RET]), int(kc[K.K_VA]), int(kc[K.K_SLOT]))
+            self.owner.stored_stops += 1
+        for _page, index, pinned in rows[j + (written or ewbed is not None) :]:
             encl.backing._pinned_gen[index] = pinned
         kept = [(page, encl, index) for page, index, _ in rows]
         if code == K.KB_RELEASE:
@@ -349,7 +355,7 @@ class Session:
             if code != K.KB_RELEASE or nk != 0 or j != int(kc[K.K_NB]) - 1:
                 raise RuntimeError("fast_core: ksgxd stopped in its age check otherwise")
             return _released_young(encl, task)
-        return sgx_reclaim_write_back(sgx, task, kept, j, written)
+        return sgx_reclaim_write_back(sgx, task, kept, j, written, ewbed)
 
     def _thread_stopped(self) -> Gen:
         """The served thread's machine stopped: record where (``thread_end``); in a fault
