@@ -13,6 +13,19 @@ The order of every step is ``kernel/main.py``'s ``Sgx._ksgxd`` and ``kernel/recl
 in the same commit (DESIGN.md, "Where a new kernel feature goes"). What the regime excludes
 is a hand-back (``kstate.KB_*``), decided before the step that would need it.
 
+Its ``KB_UNEXPECTED`` stops (``RuntimeError`` in ``Session.on_stop`` and ``CoreStream.run``)
+are defect guards no state of the user path reaches (re-checked 2026-11-26, session
+``pstored``): the LRU's links broken (``pop_head_many``, ``free_page``: only the list ops
+change them); a page of another enclave isolated (on the core one enclave is the regime's;
+served, A runs in the step of K0's check, which stops with ``KB_TOP`` first when
+``_served_regime`` fails, e.g. a second enclave created between two steps); no VA page or
+slot (``sgx_encl_grow`` adds a VA page per 512 pages and REMOVE_PAGES keeps them, so the
+slots outnumber the pages that can hold one; the reference's ``take_slot`` would fail
+there too); ``NOT_CHILD`` (only REG/TCS pages are marked reclaimable and EMODT makes TRIM
+or TCS, both children; a batch page EREMOVEd meanwhile fails EWB's EPCM check instead, as
+in the reference). The child removed during a served page's D step is not among them: the
+SECS's eviction then follows that page's EWB (``KB_SECS`` at ``P_STORED``).
+
 Every engine action is a request through ``request.perform`` and every request, the
 unlocks included, is followed by its own pc (``P_*_UNLOCKED`` after the three unlocks), so
 the machine runs served by SimPy one request at a time as well (``cosim/served.py``,

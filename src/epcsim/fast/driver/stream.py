@@ -420,6 +420,10 @@ class CoreStream:
         code = int(ks.kc[K.K_HB]) if hb >= 100 else -1
         who = int(co.clk[C_HB_TASK])
         if rc != HANDED_BACK or code < 0:
+            # IDLE needs both tasks blocked for ever (a deadlock the reference has too);
+            # the core's own hand-backs (``HB_*``: no idle CPU, a mutex sleep, a full
+            # queue or trace) are what ``_ready``'s entry checks are for. Not re-proven
+            # for every CPU count by session ``pstored`` (PATHS.md, "Default")
             raise RuntimeError(
                 f"fast_core: the core stopped where access_stream cannot go on (rc {rc}, "
                 f"hand-back {hb})"
@@ -493,7 +497,7 @@ class CoreStream:
         sv.begun[THREAD] = False
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
         stop = sess.thread_end
-        if stop is None:
+        if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
             raise RuntimeError("fast_core: the thread served ended without a stop")
         code, end = stop
         new_i = int(tc[T.TC_I])

@@ -291,6 +291,7 @@ class Session:
         if hb == 0 and self.parked:
             return self._asleep()
         if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS, 100 + K.KB_RELEASE):
+            # KB_UNEXPECTED only: its sites are proven unreachable (ksgxd.py's docstring)
             raise RuntimeError(
                 f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
             )
@@ -376,6 +377,8 @@ class Session:
             self.thread_end = (code, STREAM_ON if ok else STREAM_SIGBUS)
             return
         if not resumable(code, pc):
+            # KB_ENTRY after the entry's run or KB_UNEXPECTED: defect guards, unreachable
+            # (stream.py's docstring, "The thread's stops" (c))
             raise RuntimeError(
                 f"fast_core: the thread served stopped at {K.KB_NAMES[max(code, 0)]} "
                 f"({P_NAMES[pc]})"
@@ -399,7 +402,7 @@ class Session:
         ev = env.event()
         waitq._waiters = [ev]
         gen = sgx._ksgxd(task, (self.high, _woken(sgx, task, ev, self.high)))
-        if next(gen) is not ev:
+        if next(gen) is not ev:  # _woken's first yield is ``ev``: a defect guard
             raise RuntimeError("fast_core: ksgxd's generator does not wait on its wait queue")
         _process(env, gen, ev, True)
 
