@@ -474,3 +474,39 @@ def test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator() -> None:
 
     core, _ = _three(lambda e, kw: _build(e, 3, 64, 2, False, 6, False, **kw), calls)
     assert core.fast_core_accesses > 0
+
+
+@pytest.mark.parametrize("settle", [True, False])
+def test_one_cpu_keeps_the_pair_off_the_core(settle: bool) -> None:
+    """The regime gives the thread and ksgxd a CPU each (PATHS.md "The regime"): with one
+    CPU ksgxd woken by the thread finds none idle, which the core cannot model (it stops
+    with ``HB_NO_CPU``, a ``RuntimeError`` in ``CoreStream.run`` before the check; found
+    by session ``fdefault`` on ``test_isa_epcm_owner``'s cpus=1 build). The hook declines
+    there, and the run is the fast engine's and the reference's."""
+
+    def build(engine, kw):  # type: ignore[no-untyped-def]
+        # not ``_build``: with one CPU the EADDs' ioctl keeps ksgxd off it (no batch yet)
+        system = epcsim.System(
+            engine=engine, epc=64 * PAGE_SIZE, cpus=1, seed=5, content_mode="tag", **kw
+        )
+        n = 4 * 64
+        encl = system.create_enclave(2 * n * PAGE_SIZE)
+        assert encl.add_pages(0, n * PAGE_SIZE).ok and encl.init().ok
+        if settle:
+            system.machine.env.run()
+        encl.encl.lock.trace = []
+        return system, encl, n
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(5)
+        out = []
+        for _ in range(2):
+            res = encl.access_pages(rng.integers(0, n, size=3 * 64), rng.random(3 * 64) < 0.3)
+            out.append(_snap(system, encl, res))
+        system.run(until=system.now + 2_000_000)
+        out.append(_snap(system, encl, res))
+        return out
+
+    core, _ = _three(build, calls)
+    assert core.stats()["ewb"] > 0  # ksgxd had work: the second CPU is what was missing
+    assert core.fast_core_accesses == 0
