@@ -46,6 +46,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from driver_pair import build, scenario_args, stream
 
 
+def _ns_a_call(calls, co, ks, ts, reps: int) -> float:  # type: ignore[no-untyped-def]
+    """Host ns per machine call of ``calls(co, ks, ts, n)`` (``_thread_calls`` or
+    ``_run_calls``): ten calls to warm up, then ``reps * 10`` timed."""
+    calls(co, ks, ts, 10)
+    t0 = time.process_time()
+    calls(co, ks, ts, reps * 10)
+    return (time.process_time() - t0) / (reps * 10) * 1e9
+
+
 @njit(cache=False, nogil=True)
 def _thread_calls(st, ks, ts, n):  # type: ignore[no-untyped-def]
     s = 0
@@ -162,19 +171,13 @@ def main() -> None:
     )
     co2 = type(co)(*(x.copy() for x in co))  # type: ignore[arg-type]
     co2.tasks[0, T_PC] = P_DONE
-    _thread_calls(co2, ks, ts, 10)
-    t0 = time.process_time()
-    _thread_calls(co2, ks, ts, reps * 10)
-    resume_ns = (time.process_time() - t0) / (reps * 10) * 1e9
+    resume_ns = _ns_a_call(_thread_calls, co2, ks, ts, reps)
     print(
         f"  thread_resume at its last pc (returns at once): {resume_ns:5.0f} ns a call "
         f"(x events: {resume_ns * best['pops'] / f / 1e3:.2f} us)"
     )
     if thread_run is not None:
-        _run_calls(co2, ks, ts, 10)
-        t0 = time.process_time()
-        _run_calls(co2, ks, ts, reps * 10)
-        run_ns = (time.process_time() - t0) / (reps * 10) * 1e9
+        run_ns = _ns_a_call(_run_calls, co2, ks, ts, reps)
         print(
             f"  thread_run, borrowed as drive calls it:        {run_ns:5.0f} ns a call "
             f"(x events: {run_ns * best['pops'] / f / 1e3:.2f} us)"
