@@ -8,13 +8,17 @@ nothing can interleave (the conditions of ``epcsim.fast.ioctl._quiet``: no event
 run's end, no task waiting for a CPU, need_resched clear) and each page's EACCEPT succeeds,
 every page does the same thing at a fixed offset in time, so the run is applied at once.
 
-EACCEPT's outcome is restated vectorised by ``accepts`` (keep it in step with
-``EncluMixin.eaccept``): a valid, unblocked REG/TCS/TRIM page of the running enclave at the
-address, whose SECINFO (type, RWX, PENDING, MODIFIED, PR) equals the request, and for a PR or
-MODIFIED change an epoch fully tracked (``SecsState.tracked``). The batch stops at the first
-page that would fail; that page runs the reference. The tracking state cannot change inside
-the run: the thread's own exits only clear its LP from ``tracking``, and it is not there
-(outside the enclave, or inside since before the run, where it stays).
+EACCEPT's outcome is restated once, compiled, by ``eaccept_word_ok`` (keep it in step with
+``EncluMixin.eaccept``): a valid, unblocked REG/TCS/TRIM page whose SECINFO (type, RWX,
+PENDING, MODIFIED, PR) equals the request, and for a PR or MODIFIED change an epoch fully
+tracked (``SecsState.tracked``). ``accepts`` (this batch) adds the page's owner and address
+in NumPy and calls it per page; the compiled EACCEPT loop (``fast/driver/thread.py``,
+``MODE_EACCEPT``, PATHS.md E1) calls it on the page it is at, its owner and address being
+the enclave's by the regime (a page of ``desc`` is its own; checked there all the same).
+The batch stops at the first page that would fail; that page runs the reference. The
+tracking state cannot change inside the run: the thread's own exits only clear its LP from
+``tracking``, and it is not there (outside the enclave, or inside since before the run,
+where it stays).
 """
 
 from __future__ import annotations
@@ -22,9 +26,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from epcsim.arch import SGX_SECINFO_RESERVED_MASK, PageType, secinfo_page_type
-from epcsim.isa.epcm import BEPOCH_MASK
+from epcsim.isa.epcm import (
+    BEPOCH_MASK,
+    EPCM_BLOCKED,
+    EPCM_MODIFIED,
+    EPCM_PENDING,
+    EPCM_PR,
+    EPCM_PT_SHIFT,
+    EPCM_SECINFO_MASK,
+    EPCM_VALID,
+)
 
 if TYPE_CHECKING:
     from epcsim.isa import SgxCpu
@@ -45,18 +59,46 @@ def _request_allowed(flags: int) -> bool:
     )
 
 
+_PT_REG, _PT_TCS, _PT_TRIM = int(PageType.REG), int(PageType.TCS), int(PageType.TRIM)
+#: what a successful EACCEPT clears in the EPCM word
+EACCEPT_CLEARS = EPCM_PENDING | EPCM_MODIFIED | EPCM_PR
+
+
+@njit(cache=True, nogil=True)
+def eaccept_word_ok(word, bepoch, epoch, tracking, flags):
+    """``EncluMixin.eaccept``'s outcome from the page's EPCM word and BEPOCH, for a request
+    ``_request_allowed`` passed, by an LP inside the page's own enclave at its own address:
+    0 (success: the caller clears ``EACCEPT_CLEARS``) exactly when the leaf returns 0.
+    ``epoch``/``tracking``: the SECS's epoch and whether its tracking set is non-empty."""
+    w = int(word)
+    if not w & EPCM_VALID or w & EPCM_BLOCKED:
+        return False  # #PF
+    pt = w >> EPCM_PT_SHIFT
+    if pt != _PT_REG and pt != _PT_TCS and pt != _PT_TRIM:
+        return False  # #PF
+    if (w & EPCM_SECINFO_MASK) != (flags & EPCM_SECINFO_MASK):
+        return False  # PAGE_ATTRIBUTES_MISMATCH
+    if flags & (EPCM_MODIFIED | EPCM_PR):  # the epoch must be tracked (SecsState.tracked)
+        behind = (epoch - int(bepoch)) & BEPOCH_MASK
+        return behind >= 2 or (behind == 1 and not tracking)  # else NOT_TRACKED
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _words_ok(words, bepochs, epoch, tracking, flags):
+    ok = np.empty(words.size, np.bool_)
+    for j in range(words.size):
+        ok[j] = eaccept_word_ok(words[j], bepochs[j], epoch, tracking, flags)
+    return ok
+
+
 def accepts(cpu: SgxCpu, st: SecsState, pages: np.ndarray, linaddrs, flags: int) -> np.ndarray:
     """Which EACCEPTs (``EncluMixin.eaccept``) of ``pages`` at ``linaddrs`` with ``flags``
-    succeed, for an LP inside ``st``'s enclave (the EPCM read through this one place)."""
+    succeed, for an LP inside ``st``'s enclave: the owner and address here, the rest by
+    ``eaccept_word_ok`` (the one restatement)."""
     e = cpu.epcm
-    secinfo = e.secinfo_many(pages)
-    pt = e.pt[pages]
-    ok = e.valid[pages] & (e.secs[pages] == st.epc) & ~e.blocked[pages]
-    ok &= (pt == PageType.REG) | (pt == PageType.TCS) | (pt == PageType.TRIM)
-    ok &= (e.linaddr[pages] == linaddrs) & (secinfo == (flags & 0xFF3F))
-    if flags & (16 | 32):  # PR or MODIFIED: the epoch must be tracked (SecsState.tracked)
-        behind = (int(st.epoch) - e.bepoch[pages].astype(np.int64)) & BEPOCH_MASK
-        ok &= (behind >= 2) | ((behind == 1) & (not st.tracking))
+    ok = (e.secs[pages] == st.epc) & (e.linaddr[pages] == linaddrs)
+    ok &= _words_ok(e.flags[pages], e.bepoch[pages], int(st.epoch), bool(st.tracking), flags)
     return ok
 
 
@@ -155,4 +197,4 @@ def accept_run(
     return k, t0, period
 
 
-__all__ = ["accept_run", "accepts"]
+__all__ = ["EACCEPT_CLEARS", "accept_run", "accepts", "eaccept_word_ok"]

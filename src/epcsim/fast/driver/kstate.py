@@ -148,10 +148,13 @@ KB_ENOMEM = 10  #: no free page and nothing reclaimable: -ENOMEM, SIGBUS
 KB_ELDU = 11  #: ELDU would fail (MAC, version, PCMD): -EFAULT, the WARN, SIGBUS
 KB_WAKE = 12  #: the thread alone: the allocation would wake ksgxd (``wake_ksgxd``)
 KB_TOP = 13  #: ``tstate.TC_HOOK``: the thread at its loop top, for Python to go on from
+#: the EACCEPT loop (``tstate.MODE_EACCEPT``): the leaf would not return 0 - the thread
+#: inside at the page, where ``enclu_on_page`` runs it in Python (PATHS.md E1)
+KB_LEAF = 14
 KB_NAMES = (
     "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
     "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
-    "ELDU failure", "ksgxd wake-up", "loop top",
+    "ELDU failure", "ksgxd wake-up", "loop top", "EACCEPT failure",
 )  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)

@@ -72,11 +72,13 @@ from epcsim.fast.cosim.request import (
 )
 from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check, tcs_refused
+from epcsim.fast.driver.encls import epcm_secs_is_mine
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
     K_CHILD_CNT,
     K_ENCL_ID,
+    K_EPOCH,
     K_FT_N,
     K_INITIALIZED,
     K_INSIDE,
@@ -93,6 +95,7 @@ from epcsim.fast.driver.kstate import (
     KB_ELDU,
     KB_ENOMEM,
     KB_ENTRY,
+    KB_LEAF,
     KB_PF,
     KB_SECS_LOAD,
     KB_SIGBUS,
@@ -106,39 +109,51 @@ from epcsim.fast.driver.kstate import (
     SVC_UNSEAL,
 )
 from epcsim.fast.driver.tstate import (
+    MODE_EACCEPT,
     TC_ACCESS_NS,
     TC_ALONE,
     TC_BUSY,
     TC_CHUNK_MAX,
     TC_DONE,
+    TC_EACCEPT_NS,
     TC_EENTER_NS,
+    TC_EEXIT_NS,
     TC_ELDU_NS,
     TC_ENTERED,
+    TC_EPP,
     TC_ERESUME_NS,
     TC_FAULT_NS,
     TC_FINISHED,
     TC_FREE_ROW,
     TC_HOOK,
     TC_I,
+    TC_I0,
     TC_IDX,
     TC_K,
     TC_K2,
     TC_LAT_N,
     TC_LOW,
+    TC_MARKS,
+    TC_MODE,
     TC_N,
+    TC_NOTE_N,
+    TC_NOTE_STEP,
     TC_PAGE,
     TC_RET,
+    TC_SECINFO,
     TC_SGX2,
     TC_SLOT,
     TC_T0,
     TC_TCS,
     TC_VID,
     TN_ACCESSES,
+    TN_EACCEPT,
     TN_EBUSY,
     TN_ELDU,
     TN_FAULTS,
     TN_RETRIES,
 )
+from epcsim.fast.eaccept import EACCEPT_CLEARS, eaccept_word_ok
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops.epc import alloc_from_node
 from epcsim.fast.ops.lru import lru_mark
@@ -151,7 +166,7 @@ from epcsim.kernel.encl_page import (
     ENCL_PAGE_PTE_YOUNG,
     PROT_VMA_SHIFT,
 )
-from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import HEAD, LEN
 
 # -- the program counter (PATHS.md's rows) ----------------------------------------------------
@@ -171,9 +186,14 @@ P_END = 12  #: the stream is over: leave the CPU, end the process
 P_DONE = 13  #: the process ended
 P_WOKEN = 14  #: T4: ``wake_ksgxd``'s wake-up is done (its answer in ``T_RQ_RET``)
 P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
+# the EACCEPT loop's own rows (``MODE_EACCEPT``, PATHS.md E1-E4)
+P_LEAF_RUN = 16  #: E2: ``run(eaccept)`` is over (the leaf applied before it)
+P_EEXIT_RUN = 17  #: E3: ``leave()``'s ``run(eexit)`` is over: EEXIT
+P_NEXT = 18  #: E4: the page is done: ``i += 1``, ``cond_resched()`` (nothing), E0
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
+    "leaf", "eexit", "next",
 )  # fmt: skip
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
@@ -218,6 +238,8 @@ def _hook_stop(st, ks, ts):
     i = tc[TC_I]
     if i >= tc[TC_N] or tc[TC_HOOK] == 2:
         return True
+    if tc[TC_MARKS] != 0 and i % 256 == 0 and i != tc[TC_I0]:
+        return True  # the EACCEPT loop's on_pages mark: Python calls it (PATHS.md E4)
     cap = st.trace.shape[0]
     if cap > 0 and st.clk[C_TRACE_LEN] + _TRACE_ROOM > cap:
         return True
@@ -233,6 +255,21 @@ def _hook_stop(st, ks, ts):
         return True
     lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
     return kc[K_NR_FREE] - 1 < tc[TC_LOW] and lru > 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _eaccept(ks, tc, idx, page):
+    """E1's leaf outcome (``EncluMixin.eaccept``, ``fast.eaccept.eaccept_word_ok``) for
+    page ``idx`` at EPC ``page``: its owner and address are the enclave's and its index's
+    (a page of ``desc`` in the regime; a page that is not stops all the same)."""
+    if page < 0 or not epcm_secs_is_mine(ks, page):
+        return False
+    if (ks.owner_index[page] >> OWNER_SHIFT) != idx:
+        return False
+    kc = ks.kc
+    return eaccept_word_ok(
+        ks.eflags[page], ks.bepoch[page], kc[K_EPOCH], kc[K_TRACKING] != 0, tc[TC_SECINFO]
+    )
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -321,6 +358,38 @@ def thread_run(p, t):
             i = tc[TC_I]
             idx = pages[i]
             f = ks.pflags[idx]
+            if tc[TC_MODE] == MODE_EACCEPT:
+                # -- E1: enclu_on_page, inside: the page mapped runs the leaf, else faults
+                if f & ENCL_PAGE_PTE_PRESENT:
+                    page = ks.desc[idx]
+                    if not _eaccept(ks, tc, idx, page):
+                        # the leaf would fail (or a page the regime does not know): the
+                        # thread inside, where Python's enclu_on_page runs it (enter() is
+                        # then nothing); nothing of the page applied
+                        return _stop(st, ks, t, P_ACCESS, KB_LEAF, idx)
+                    ks.eflags[page] &= ~EACCEPT_CLEARS
+                    tcnt[TN_EACCEPT] += 1
+                    r = perform(st, t, RQ_RUN, tc[TC_EACCEPT_NS])
+                    if r != R_OK:
+                        return _blocked(st, t, P_LEAF_RUN, r)
+                    pc = P_LEAF_RUN
+                    continue
+                # enclu_on_page faults with ``_fault``: no access_error() check first
+                if not f & ENCL_PAGE_PRESENT:
+                    code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
+                    return _stop(st, ks, t, P_ACCESS, code, idx)
+                vma = ts.prot[idx] >> PROT_VMA_SHIFT
+                if (ts.prot[idx] & 7 & vma) != vma:
+                    return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
+                if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+                    _aex(ks)
+                tc[TC_IDX] = idx
+                tc[TC_T0] = st.clk[C_NOW]
+                r = perform(st, t, RQ_RUN, tc[TC_FAULT_NS])
+                if r != R_OK:
+                    return _blocked(st, t, P_FAULT_RUN, r)
+                pc = P_FAULT_RUN
+                continue
             if f & ENCL_PAGE_PTE_PRESENT:
                 j = min(tc[TC_N], i + tc[TC_CHUNK_MAX])
                 k, k2 = resident_run(
@@ -503,6 +572,36 @@ def thread_run(p, t):
             continue
         if pc == P_UNLOCKED:
             _latency(st, ts)  # _fault, after sgx_vma_fault returned
+            pc = P_TOP  # cond_resched(): nothing in the regime
+            continue
+        # -- E2-E4: the EACCEPT loop's page after its leaf --------------------------------------
+        if pc == P_LEAF_RUN:
+            done = tc[TC_I] + 1
+            if done % tc[TC_NOTE_STEP] == 0 or done == tc[TC_N]:  # OpRecord.note
+                n = tc[TC_NOTE_N]
+                ts.notes[n, 0] = st.clk[C_NOW]
+                ts.notes[n, 1] = done
+                tc[TC_NOTE_N] = n + 1
+            if tc[TC_EPP] == 0:
+                pc = P_NEXT
+                continue
+            if tc[TC_ENTERED] == 0 or kc[K_INSIDE] == 0:  # leave(): AEXed, no EEXIT
+                tc[TC_ENTERED] = 0
+                pc = P_NEXT
+                continue
+            r = perform(st, t, RQ_RUN, tc[TC_EEXIT_NS])
+            if r != R_OK:
+                return _blocked(st, t, P_EEXIT_RUN, r)
+            pc = P_EEXIT_RUN
+            continue
+        if pc == P_EEXIT_RUN:
+            _aex(ks)  # hw.eexit: leaves as an AEX does (nothing if an IPI AEXed it meanwhile)
+            tc[TC_ENTERED] = 0
+            pc = P_NEXT
+            continue
+        if pc == P_NEXT:
+            tc[TC_I] += 1
+            tc[TC_DONE] += 1
             pc = P_TOP  # cond_resched(): nothing in the regime
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------

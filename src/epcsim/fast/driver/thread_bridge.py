@@ -155,8 +155,15 @@ def _core_state(system: System, thread: EnclaveThread, trace: bool) -> CoState:
 
 
 def _thread_state(
-    system: System, thread: EnclaveThread, pages: np.ndarray, writes: np.ndarray, alone: bool
+    system: System,
+    thread: EnclaveThread,
+    pages: np.ndarray,
+    writes: np.ndarray,
+    alone: bool,
+    notes: int = 0,
 ) -> Any:
+    """The thread's ``TState`` at a call's entry; ``notes``: rows for the EACCEPT loop's
+    progress points (``tstate.MODE_EACCEPT``, set by the caller)."""
     sgx = system.sgx
     encl = thread.encl
     costs = system.machine.costs
@@ -175,6 +182,8 @@ def _thread_state(
     tc[T.TC_ERESUME_NS] = costs.eresume
     tc[T.TC_FAULT_NS] = costs.aex + costs.fault_entry
     tc[T.TC_ELDU_NS] = costs.eldu
+    tc[T.TC_EACCEPT_NS] = costs.eaccept
+    tc[T.TC_EEXIT_NS] = costs.eexit
     return T.TState(
         tc=tc,
         tcnt=np.zeros(len(T.TCOUNTERS), np.int64),
@@ -182,6 +191,7 @@ def _thread_state(
         writes=writes,
         prot=encl.pages.prot,
         lat=np.zeros(4096, np.int64),
+        notes=np.zeros((notes, 2), np.int64),
     )
 
 

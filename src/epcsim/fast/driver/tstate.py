@@ -53,11 +53,30 @@ TC_ELDU_NS = 31
 #: a loop top before the stream's end and before any fault iteration that could hand back
 #: mid-way (``thread._hook_stop``), so the Python generator goes on from there
 TC_HOOK = 32
-N_TC = 33
+#: the loop the machine runs (decision 2026-11-26, issue 9 session ``eacc``: one machine,
+#: two loops sharing the fault rows T2-T7): ``MODE_STREAM`` is ``access_stream``,
+#: ``MODE_EACCEPT`` ``workloads.edmm.eaccept_range``'s per-page loop (PATHS.md E0-E4)
+TC_MODE = 33
+TC_SECINFO = 34  #: EACCEPT's SECINFO.FLAGS (the request, checked once by ``_request_allowed``)
+TC_EPP = 35  #: ``entry_per_page``: EEXIT after each page's EACCEPT
+TC_EACCEPT_NS = 36  #: ``Costs`` the loop charges: eaccept, eexit
+TC_EEXIT_NS = 37
+TC_NOTE_STEP = 38  #: ``OpRecord.note``'s step (``max(1, pages // PROGRESS_POINTS)``)
+TC_NOTE_N = 39  #: points in ``notes``
+TC_I0 = 40  #: the index the call was entered at (the 256-page marks stop after it)
+TC_MARKS = 41  #: 1: ``on_pages`` is set: stop at each 256-page mark for Python to call it
+N_TC = 42
+
+MODE_STREAM = 0
+MODE_EACCEPT = 1
 
 #: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
-TCOUNTERS = ("enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu")
-TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU = range(len(TCOUNTERS))
+TCOUNTERS = (
+    "enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu", "eaccept",
+)  # fmt: skip
+TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU, TN_EACCEPT = range(len(TCOUNTERS))
 
-TState = namedtuple("TState", "tc tcnt pages writes prot lat")
+#: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into
+#: ``OpRecord.progress`` by the caller (``stream.CoreStream``)
+TState = namedtuple("TState", "tc tcnt pages writes prot lat notes")
 TState.__doc__ = "The thread's arrays of one driver call (module docstring)."
