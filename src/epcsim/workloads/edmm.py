@@ -36,7 +36,7 @@ from epcsim.kernel.driver import (
 from epcsim.kernel.ioctl import IoctlResult, ProgressHook, observe_only
 from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.user.enclave import Enclave
-from epcsim.user.thread import EnclaveThread
+from epcsim.user.thread import STREAM_SIGBUS, EnclaveThread
 
 #: back-off before retrying an ioctl refused with -EBUSY (another ioctl on the enclave)
 EBUSY_BACKOFF_NS = 10_000
@@ -229,8 +229,31 @@ def eaccept_range(
     rec.calls = 1
 
     batch = system.sgx.fast
+    # ``System(fast_core=...)``: the per-page loop on the compiled core while its regime
+    # holds (the enclave thread's machine in its EACCEPT mode, ksgxd with it: PATHS.md
+    # "The EACCEPT loop"); None on the reference engine or where the structure excludes it
+    core = system.sgx.stream_core
+    hook = None
+    if core is not None and pages > 0:
+        step = max(1, pages // PROGRESS_POINTS)
+        hook = core.eaccept(t, first_page, pages, flags, entry_per_page, on_pages is not None, step)
     i = 0
     while i < pages:
+        if hook is not None:
+            moved = yield from hook.run(i, i)
+            if moved is not None:
+                # the core stopped at a page's start (or, after a fault it began, with the
+                # fault finished in Python): its notes and counters are the reference's
+                rec.progress.extend(hook.notes)
+                if moved[0] != i:
+                    i = rec.pages_done = moved[0]
+                    if on_pages is not None and i % 256 == 0:
+                        on_pages(i, pages)
+                if moved[2] == STREAM_SIGBUS:  # the fault the core began ended in SIGBUS
+                    rec.errno = "SIGBUS"
+                    break
+                if i >= pages:
+                    break
         idx = first_page + i
         if batch:  # the fast engine: a run of pages at once (epcsim.fast.eaug, .eaccept)
             limit = pages - i

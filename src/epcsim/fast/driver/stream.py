@@ -182,8 +182,9 @@ if TYPE_CHECKING:
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
 #: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
-#: runtime, SIGBUS, EAUG
-_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG))
+#: runtime, SIGBUS, EAUG, and the EACCEPT loop's failing leaf (the thread inside at the
+#: page: ``enclu_on_page``'s ``enter()`` is then nothing, PATHS.md E1)
+_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG, K.KB_LEAF))
 #: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
 #: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
 IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
@@ -205,6 +206,8 @@ class StreamCore:
         self.accesses = 0
         #: core calls made (entries)
         self.entries = 0
+        #: pages the EACCEPT loop (``workloads.edmm.eaccept_range``) accepted on the core
+        self.eaccepts = 0
         #: pages ksgxd wrote back on the core (its batches' ``ksgxd_pages_reclaimed`` while
         #: there; like ``accesses``, not a ``stats()`` counter)
         self.ksgxd_pages = 0
@@ -315,9 +318,35 @@ class StreamCore:
             return None
         return CoreStream(self, thread, pages, writes)
 
+    def eaccept(
+        self,
+        thread: EnclaveThread,
+        first: int,
+        n: int,
+        flags: int,
+        epp: bool,
+        marks: bool,
+        step: int,
+    ) -> CoreStream | None:
+        """A ``CoreStream`` for ``eaccept_range``'s per-page loop over ``n`` pages from
+        ``first`` with SECINFO ``flags`` (``epp``: one entry per page; ``marks``: stop at
+        each 256-page mark for ``on_pages``; ``step``: ``OpRecord.note``'s), or None where
+        the structure excludes it (as ``stream``'s, and a request EACCEPT refuses with #GP
+        whatever the page)."""
+        from epcsim.fast.eaccept import _request_allowed
+
+        if not _request_allowed(flags) or first + n > thread.encl.nr_pages:
+            return None
+        pages = np.arange(first, first + n, dtype=np.int64)
+        cs = self.stream(thread, pages, np.zeros(n, np.bool_))
+        if cs is not None:
+            cs.mode = (int(flags), int(epp), int(marks), int(step))
+        return cs
+
 
 class CoreStream:
-    """The core's side of one ``access_stream``: the stream's arrays made contiguous once."""
+    """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
+    loop): the stream's arrays made contiguous once."""
 
     def __init__(self, owner: StreamCore, thread: EnclaveThread, pages: Any, writes: Any):
         self.owner = owner
@@ -327,6 +356,23 @@ class CoreStream:
         # caller's frozen stream) is another numba type, a second compile of the machine
         self.pages = np.require(pages, np.int64, ["C", "W"])
         self.writes = np.require(writes, np.bool_, ["C", "W"])
+        #: the EACCEPT loop's ``(SECINFO flags, entry_per_page, marks, note step)``, or
+        #: None for ``access_stream`` (``StreamCore.eaccept``)
+        self.mode: tuple[int, int, int, int] | None = None
+        #: the EACCEPT loop's ``OpRecord.note`` points of the last ``run``
+        self.notes: list[tuple[int, int]] = []
+
+    def _count(self, n: int) -> None:
+        if self.mode is None:
+            self.owner.accesses += n
+        else:
+            self.owner.eaccepts += n
+
+    def _take_notes(self, ts: Any) -> None:
+        tc = ts.tc
+        k = int(tc[T.TC_NOTE_N])
+        self.notes = [(int(a), int(b)) for a, b in ts.notes[:k].tolist()]
+        tc[T.TC_NOTE_N] = 0
 
     def _ready(self, served: bool) -> bool:
         """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd
@@ -406,12 +452,20 @@ class CoreStream:
         kc[K.K_TRACKING] = int(bool(secs.tracking))
         kc[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
         co.tasks[THREAD, T_PC] = P_TOP
-        ts = _thread_state(system, thread, self.pages, self.writes, alone=False)
+        mode = self.mode
+        if mode is None:
+            ts = _thread_state(system, thread, self.pages, self.writes, alone=False)
+        else:  # the EACCEPT loop: at most one note per step pages, and the last page's
+            rows = (self.pages.size - i) // mode[3] + 2
+            ts = _thread_state(system, thread, self.pages, self.writes, False, rows)
         sess.ts = ts
         tc = ts.tc
-        tc[T.TC_I] = i
+        tc[T.TC_I] = tc[T.TC_I0] = i
         tc[T.TC_DONE] = done
         tc[T.TC_HOOK] = 1
+        if mode is not None:
+            tc[T.TC_MODE] = T.MODE_EACCEPT
+            tc[T.TC_SECINFO], tc[T.TC_EPP], tc[T.TC_MARKS], tc[T.TC_NOTE_STEP] = mode
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         sess.ks = ks
         owner.entries += 1
@@ -454,7 +508,8 @@ class CoreStream:
             owner.keep(encl, secs, sess.ks, sess.nblk)
             new_i = int(tc[T.TC_I])
             new_done = int(tc[T.TC_DONE])
-            owner.accesses += new_done - done
+            self._count(new_done - done)
+            self._take_notes(ts)
             end = STREAM_PF if code == K.KB_PF else STREAM_ON
             if in_fault:
                 # the rest of the fault in Python, the reference's code from the lock on
@@ -502,7 +557,8 @@ class CoreStream:
         code, end = stop
         new_i = int(tc[T.TC_I])
         new_done = int(tc[T.TC_DONE])
-        owner.accesses += new_done - done
+        self._count(new_done - done)
+        self._take_notes(ts)
         return new_i, new_done, end
 
 

@@ -1,0 +1,118 @@
+"""``eaccept_range``'s per-page loop on the compiled core (``System(fast_core=True)``: the
+enclave thread's machine in its EACCEPT mode, PATHS.md "The EACCEPT loop", rows E0-E4)
+against the fast engine without the core and the reference.
+
+The removal stress test's shape on a small EPC: a heap 1-3x the EPC added and initialized,
+MODIFY_TYPES(TRIM) over it (called again after -EAGAIN), EACCEPT(TRIM|MODIFIED) on each
+page from inside - one entry per page as the selftest, or one entry for the range - while
+ksgxd (and, with direct reclaim, the ioctls) page, then REMOVE_PAGES. Some pages may be
+left untrimmed: their EACCEPT fails (PAGE_ATTRIBUTES_MISMATCH), which the core hands back
+to the Python loop at the page (``KB_LEAF``). After every step every observable must be
+equal (the kernel's and the CPU's arrays, backing records byte for byte, counters, free
+timeline, latencies, the lock's trace, clock, eids, the thread's accounting) and so must
+the ``OpRecord`` (progress points and all); the core must have accepted pages
+(``StreamCore.eaccepts``), or the test proves nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from test_stream_core import ENGINE_KEYS, _snap
+
+import epcsim
+from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.user.thread import AccessOutcome
+from epcsim.workloads.edmm import Ctx, drive_range, eaccept_range
+
+IMAGE = 4  #: the selftest enclave's TCS and code pages (benchmarks/rows.py's row 3)
+
+
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _record(rec) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
+    return (*dataclasses.astuple(rec),)
+
+
+def _scenario(  # type: ignore[no-untyped-def]
+    engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool,
+    epp: bool, settle: bool, short: int, **kw,
+):  # fmt: skip
+    """Yields a snapshot after each step (the module docstring), then the core's count."""
+    system = epcsim.System(
+        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
+        direct_reclaim=direct, **kw,
+    )  # fmt: skip
+    heap = max(8, int(heap_x * epc_pages))
+    encl = system.create_enclave(_pow2((IMAGE + heap) * PAGE_SIZE))
+    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
+    assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
+    assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
+    assert encl.init().ok
+    if settle:
+        system.machine.env.run()
+    encl.encl.lock.trace = []
+    t = encl.new_thread("eaccept")
+    ops: list[object] = []
+    ctx = Ctx(encl, t, ops)  # type: ignore[arg-type]
+    trimmed = heap - short  # the last ``short`` pages stay REG: their EACCEPT fails
+    rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, trimmed))
+    yield _snap(system, encl, AccessOutcome()), _record(rec)
+    flags = secinfo_flags(PageType.TRIM, 0, int(SecinfoFlags.MODIFIED))
+    rec = system._call(t, eaccept_range(ctx, IMAGE, heap, flags, entry_per_page=epp))
+    yield _snap(system, encl, AccessOutcome()), _record(rec), (t.busy_ns, t.entered, t.cpu)
+    rec = system._call(t, drive_range(ctx, "remove_pages", IMAGE, trimmed))
+    yield _snap(system, encl, AccessOutcome()), _record(rec)
+    sc = system.sgx.stream_core
+    yield 0 if sc is None else sc.eaccepts
+
+
+def _three(*args) -> int:  # type: ignore[no-untyped-def]
+    """The scenario on the three systems, equal step by step; the core's accepted pages."""
+    ref = _scenario("reference", *args)
+    fast = _scenario("fast", *args)
+    core = _scenario("fast", *args, fast_core=True)
+    for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
+        if isinstance(a, tuple):
+            assert [key for key in f[0] if f[0][key] != b[0][key]] == [], f"step {k}"
+            assert f[1:] == b[1:], f"step {k}"
+            assert [key for key in a[0] if a[0][key] != f[0][key] and key not in ENGINE_KEYS] == []
+            assert a[1:] == f[1:], f"step {k}"
+        else:
+            assert a == f == 0
+            return int(b)
+    raise AssertionError("no count")
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    epc_pages=st.sampled_from([64, 96, 128]),
+    cpus=st.integers(2, 4),
+    heap_x=st.sampled_from([0.5, 1.0, 2.0, 3.0]),
+    direct=st.booleans(),
+    epp=st.booleans(),
+    settle=st.booleans(),
+    short=st.sampled_from([0, 0, 3]),
+)
+def test_the_eaccept_loop_on_the_core_matches_the_reference(
+    seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool, epp: bool,
+    settle: bool, short: int,
+) -> None:  # fmt: skip
+    """Equal in every observable and in the ``OpRecord``s. With a heap of at least the EPC
+    the loop pages and the core takes it from the second page (the first one's entry
+    takes the CPU in Python); a heap that fits is the fast engine's batch
+    (``fast/eaccept.accept_run``) once the first page is done, where the core has nothing
+    to do."""
+    eaccepts = _three(seed, epc_pages, cpus, heap_x, direct, epp, settle, short)
+    if heap_x >= 1:
+        assert eaccepts > 0, "the core accepted no page"
