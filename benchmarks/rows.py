@@ -187,6 +187,7 @@ def removal_stress(engine: str, epc: str | int = "4M", heap: int | None = None) 
         "extrapolated_8g_s": per_page * 8 * GIB_PAGES,
         "counters": _counters(system),
         "batched_pages": system.sgx.batched_pages,
+        "core_eaccepts": 0 if system.sgx.stream_core is None else system.sgx.stream_core.eaccepts,
     }
 
 

@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in engines:  # compile (numba) and import once, outside the timed runs
             rows.removal_stress(e, heap=64)
             rows.eaug(e, 64)
+        if "fast" in engines and want(3):
+            rows.removal_stress("fast+core", heap=64)
     if want(3):
         r = {e: rows.removal_stress(e, "2M" if q else "4M") for e in engines}
         row(
@@ -154,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if len(r) == 2:
             print(f"  counters equal: {r['reference']['counters'] == r['fast']['counters']}")
+        if "fast" in r:  # the EACCEPT loop on the compiled core (PATHS.md "The EACCEPT loop")
+            x = rows.removal_stress("fast+core", "2M" if q else "4M")
+            print(
+                f"  fast, fast_core=True: {x['us_per_page']:.0f} µs/page (ops "
+                f"{x['ops_us_per_page']:.0f}); phases "
+                + ", ".join(f"{s:.2f}" for s in x["phases_s"])
+                + f" s; {x['core_eaccepts']:,} EACCEPTs on the core; counters equal to fast: "
+                f"{x['counters'] == r['fast']['counters']}"
+            )
         heap = 1024 if q else 4096
         r = {e: rows.removal_stress(e, heap=heap) for e in engines}
         row(

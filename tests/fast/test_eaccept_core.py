@@ -116,3 +116,69 @@ def test_the_eaccept_loop_on_the_core_matches_the_reference(
     eaccepts = _three(seed, epc_pages, cpus, heap_x, direct, epp, settle, short)
     if heap_x >= 1:
         assert eaccepts > 0, "the core accepted no page"
+
+
+def _inside():  # type: ignore[no-untyped-def]
+    """An LP inside a small initialized enclave (the implicit TCS): the CPU, the SECS's
+    state, the enclave and the LP."""
+    system = epcsim.System(epc=64 * PAGE_SIZE, cpus=2, seed=0)
+    encl = system.create_enclave(16 * PAGE_SIZE)
+    assert encl.add_pages(0, 4 * PAGE_SIZE).ok and encl.init().ok
+    hw, e = system.cpu, encl.encl
+    assert hw.eenter(0, -1, e.secs_epc) == 0
+    return hw, hw.secs_state(e.secs_epc), e, 0
+
+
+_HW = []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    flip=st.sampled_from([0, 0, 0, 1, 2, 4, 8, 16, 32, 1 << 8, 3 << 8, 6 << 8]),
+    valid=st.booleans(),
+    blocked=st.booleans(),
+    bepoch=st.integers(0, 0xFFFF),
+    behind=st.sampled_from([0, 1, 2, 3, 0x8000]),
+    tracking=st.booleans(),
+    req=st.sampled_from(
+        [
+            (PageType.TRIM, 0, SecinfoFlags.MODIFIED),
+            (PageType.TCS, 0, SecinfoFlags.MODIFIED),
+            (PageType.REG, 3, SecinfoFlags.PENDING),
+            (PageType.REG, 1, SecinfoFlags.PR),
+            (PageType.REG, 7, SecinfoFlags.PR),
+        ]
+    ),
+)
+def test_the_compiled_eaccept_outcome_is_the_leafs(  # type: ignore[no-untyped-def]
+    flip, valid, blocked, bepoch, behind, tracking, req
+) -> None:
+    """``fast.eaccept.eaccept_word_ok`` (the one restatement, which the core's E1 and the
+    batch call) returns True exactly when ``SgxCpu.eaccept`` returns 0, over EPCM words,
+    epochs and the tracking set, for the requests ``_request_allowed`` passes."""
+    from epcsim.fast.eaccept import _request_allowed, eaccept_word_ok
+    from epcsim.isa.epcm import EPCM_BLOCKED, EPCM_PT_SHIFT, EPCM_VALID
+
+    if not _HW:
+        _HW.append(_inside())
+    hw, secs, e, lp = _HW[0]
+    flags = secinfo_flags(*req)
+    assert _request_allowed(flags)
+    epc = int(e.epc[1])
+    # the request's own attributes, or one field off (a type, a permission, a state bit)
+    word = (flags & 0xFF3F) ^ flip
+    if (word >> EPCM_PT_SHIFT) > 4:
+        word &= 0xFF
+    word |= (EPCM_VALID if valid else 0) | (EPCM_BLOCKED if blocked else 0)
+    m = hw.epcm
+    saved = (int(m.flags[epc]), int(m.bepoch[epc]), secs.epoch, set(secs.tracking))
+    try:
+        m.flags[epc] = word
+        m.bepoch[epc] = bepoch
+        secs.epoch = bepoch + behind
+        secs.tracking = {lp} if tracking else set()
+        ok = eaccept_word_ok(word, m.bepoch[epc], secs.epoch, bool(secs.tracking), flags)
+        assert ok == (hw.eaccept(lp, flags, e.linaddr(1), epc) == 0)
+    finally:
+        m.flags[epc], m.bepoch[epc] = saved[0], saved[1]
+        secs.epoch, secs.tracking = saved[2], saved[3]

@@ -1,0 +1,86 @@
+"""Row 3 and one seed run with the EACCEPT loop on the compiled core (issue 9,
+``fast/PATHS.md``, "The EACCEPT loop"): host CPU, the fast engine against
+``System(fast_core=True)``, alternated in one process (this shared machine's load moves
+every figure by 10-20% between runs: compare only what ran together).
+
+Row 3 (``rows.removal_stress``: build, MODIFY_TYPES(TRIM), one entry per page for
+EACCEPT, REMOVE_PAGES on an EPC of ``--epc``, heap = EPC, direct reclaim): per heap page
+and per phase, the counters checked equal. ``--seed``: the demo's seed run
+(``SeedConfig(direct_reclaim=True)``, 2x the 93.5 MiB EPC), its summary checked equal;
+``SeedConfig`` has no ``fast_core`` field, so the run's ``System`` is given the option.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/eaccept_core.py [--epc 2M] [--reps 2] [--seed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import rows
+
+
+def row3(epc: str, reps: int) -> None:
+    for e in ("fast", "fast+core"):  # compile and import outside the timed runs
+        rows.removal_stress(e, heap=64)
+    base = None
+    for _ in range(reps):
+        for e in ("fast", "fast+core"):
+            x = rows.removal_stress(e, epc)
+            c = x["counters"]
+            print(
+                f"row 3 {e:9s} EPC {epc}: {x['us_per_page']:.1f} µs/page (ops "
+                f"{x['ops_us_per_page']:.1f}); phases (build, trim, EACCEPT, remove) "
+                + ", ".join(f"{s:.3f}" for s in x["phases_s"])
+                + f" s; {c['eldu'] / x['heap_pages']:.2f} ELDU, {c['ewb'] / x['heap_pages']:.2f}"
+                f" EWB per page; {x['core_eaccepts']:,} EACCEPTs on the core",
+                flush=True,
+            )
+            if e == "fast":
+                base = c
+            else:
+                print(f"  counters equal: {c == base}", flush=True)
+
+
+def seed(reps: int, direct: bool) -> None:
+    import epcsim.demo as demo
+    from epcsim.system import System
+
+    base = None
+    for _ in range(reps):
+        for core in (False, True):
+            demo.System = functools.partial(System, fast_core=True) if core else System  # type: ignore[misc]
+            c0 = time.process_time()
+            s = demo.run_seed(demo.SeedConfig(direct_reclaim=direct)).summary()
+            cpu = time.process_time() - c0
+            print(
+                f"seed run, direct_reclaim={direct}, fast_core={core}: {cpu:.1f} s CPU", flush=True
+            )
+            if not core:
+                base = s
+            else:
+                print(f"  summary equal: {s == base}", flush=True)
+    demo.System = System  # type: ignore[misc]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epc", default="2M")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--seed", action="store_true", help="the demo's seed run instead of row 3")
+    ap.add_argument("--no-direct", action="store_true", help="the seed run without direct reclaim")
+    args = ap.parse_args()
+    if args.seed:
+        seed(args.reps, not args.no_direct)
+    else:
+        row3(args.epc, args.reps)
+
+
+if __name__ == "__main__":
+    main()
