@@ -27,8 +27,8 @@ import rows
 
 
 def row3(epc: str, reps: int) -> None:
-    for e in ("fast", "fast+core"):  # compile and import outside the timed runs
-        rows.removal_stress(e, heap=64)
+    for e in ("fast", "fast+core"):  # compile, load and import outside the timed runs
+        rows.removal_stress(e, "1M")
     base = None
     for _ in range(reps):
         for e in ("fast", "fast+core"):
