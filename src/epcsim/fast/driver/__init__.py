@@ -16,7 +16,9 @@ the compiled ops of ``fast/ops``:
   lives in Python objects, its counters and fault latencies);
 * ``eldu``: the ISA steps the thread runs (ELDU's check and commit with the ``tag``-mode
   MAC check, EENTER/ERESUME's checks);
-* ``thread``: ``access_stream`` and its fault path (PATHS.md T0-T7);
+* ``thread``: ``access_stream`` and its fault path (PATHS.md T0-T7), and in its EACCEPT
+  mode ``eaccept_range``'s per-page loop (E0-E4; the leaf's outcome is ``fast/eaccept``'s
+  ``eaccept_word_ok``, hence that file among the sources below);
 * ``bridge``: Python - take the arrays from a live ``System``, drive the core, serve the
   driver's requests for Python work (a new row of a table), fold the small arrays back
   into the Python objects when the call ends (``run_ksgxd``: ksgxd alone);
@@ -35,5 +37,6 @@ from epcsim.fast.numba_cache import ENGINE, PAGE_STATE, drop_stale, sources
 # numba's cached code goes when a source it depends on changes (``fast/numba_cache.py``)
 drop_stale(
     Path(__file__).parent,
-    sources("fast/driver", "fast/cosim", "fast/ops", "fast/access.py", *ENGINE, *PAGE_STATE),
+    sources("fast/driver", "fast/cosim", "fast/ops", "fast/access.py", "fast/eaccept.py", *ENGINE)
+    + sources(*PAGE_STATE),
 )
