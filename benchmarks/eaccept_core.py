@@ -52,6 +52,7 @@ def seed(reps: int, direct: bool) -> None:
     import epcsim.demo as demo
     from epcsim.system import System
 
+    rows.removal_stress("fast+core", "1M")  # compile or load the machines, untimed
     base = None
     for _ in range(reps):
         for core in (False, True):
