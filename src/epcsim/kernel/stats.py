@@ -175,8 +175,8 @@ class LatencyHistogram:
         if v.size == 0:
             return
         if int(v.max()) >= 1 << 56:
-            for x in v.tolist():
-                self.append(x)
+            for one in v.tolist():
+                self.append(one)
             return
         bins = np.zeros(v.size, dtype=np.int64)
         big = v > 1

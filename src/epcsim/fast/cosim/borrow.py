@@ -20,6 +20,17 @@ its own:
 
 A typed list borrowed this way still reads its items through its data pointer (its
 meminfo is not read by ``getitem``/``len``); an item read from it is a real reference.
+
+The core's primitives take the borrowed ``CoState`` too (issue 9, session ``pcost``): by
+value, each call of ``perform``, ``run``, ``lock``, ``schedule``, ... pushes the tuple's 9
+arrays, ~74 machine words, on the stack (measured in the machines' code), and the machines
+and ``drive`` make ~20 such calls a fault. ``member(p, i)`` is the ``i``-th tuple of a
+borrowed tuple of tuples, borrowed in place (a pointer into the caller's slot, no copy),
+and a borrowed *named* tuple answers ``.field`` as the tuple would, loading only that
+field (its meminfo NULL as above). So a primitive written as ``st.clk[...]``,
+``st.tasks[...]`` runs unchanged on either: numba compiles one version for a ``CoState``
+(callers from Python, tests, the cosim programs) and one for ``Borrowed(CoState)`` (the
+machines and ``drive``), whose calls pass one pointer.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.datamodel import models
 from numba.core.errors import TypingError
+from numba.core.imputils import impl_ret_borrowed, lower_getattr_generic
+from numba.core.typing.templates import AttributeTemplate, infer_getattr
 from numba.extending import intrinsic, register_model
 
 
@@ -107,4 +120,44 @@ def unborrow(typingctx: Any, p: Any) -> Any:
     return p.tup(p), codegen
 
 
-__all__ = ["Borrowed", "borrow", "unborrow"]
+@intrinsic  # type: ignore[misc]
+def member(typingctx: Any, p: Any, i: Any) -> Any:
+    """``member(p, i)``: tuple ``i`` of the tuple ``p`` borrows, borrowed in place."""
+    if not isinstance(p, Borrowed) or not isinstance(i, types.IntegerLiteral):
+        raise TypingError("member: a Borrowed value and a literal index are required")
+    k = i.literal_value
+    members = _members(p.tup)
+    if not 0 <= k < len(members) or not isinstance(members[k], types.BaseTuple):
+        raise TypingError(f"member: {p.tup} has no tuple at {k}")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ptr = builder.bitcast(args[0], ir.PointerType(context.get_value_type(p.tup)))
+        return builder.bitcast(cgutils.gep_inbounds(builder, ptr, 0, k), cgutils.voidptr_t)
+
+    return Borrowed(members[k])(p, i), codegen
+
+
+@infer_getattr
+class _BorrowedFields(AttributeTemplate):  # type: ignore[misc]
+    """``p.field`` of a borrowed named tuple: the field's type (module docstring)."""
+
+    key = Borrowed
+
+    def generic_resolve(self, ty: Any, attr: str) -> Any:  # type: ignore[override]
+        tup = ty.tup
+        fields = tup.fields if isinstance(tup, types.BaseNamedTuple) else ()  # type: ignore[attr-defined]
+        return _members(tup)[fields.index(attr)] if attr in fields else None
+
+
+@lower_getattr_generic(Borrowed)  # type: ignore[misc]
+def _borrowed_field(context: Any, builder: Any, ty: Any, val: Any, attr: str) -> Any:
+    """Load only field ``attr`` from the caller's slot, its meminfo NULL."""
+    tup = ty.tup
+    k = tup.fields.index(attr)
+    mty = _members(tup)[k]
+    ptr = builder.bitcast(val, ir.PointerType(context.get_value_type(tup)))
+    v = builder.load(cgutils.gep_inbounds(builder, ptr, 0, k))
+    return impl_ret_borrowed(context, builder, mty, _null_meminfos(context, builder, mty, v))
+
+
+__all__ = ["Borrowed", "borrow", "member", "unborrow"]

@@ -42,7 +42,7 @@ from numba import njit
 from epcsim.arch import encls_failed
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
-from epcsim.fast.cosim.borrow import borrow
+from epcsim.fast.cosim.borrow import borrow, member
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.state import (
     C_EID,
@@ -92,7 +92,7 @@ def drive(st, ks, pending):  # type: ignore[no-untyped-def]
     t = pending
     while True:
         if t < 0:
-            t = next_resume(st)
+            t = next_resume(member(pk, 0))
             if t < 0:
                 return t
         r = ksgxd_run(pk, t)

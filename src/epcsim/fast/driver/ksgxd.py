@@ -38,7 +38,7 @@ from __future__ import annotations
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
-from epcsim.fast.cosim.borrow import borrow, unborrow
+from epcsim.fast.cosim.borrow import borrow, member, unborrow
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_SLEEP, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, R_STOP, T_CPU, T_PC
@@ -216,6 +216,7 @@ def ksgxd_run(p, t):
     """``ksgxd_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
     reference counting per call, PATHS.md "Per fault on the core")."""
     st, ks = unborrow(p)
+    sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kc = ks.kc
     cnt = ks.cnt
     batch = ks.batch
@@ -232,9 +233,9 @@ def ksgxd_run(p, t):
             continue
         if pc == P_WAIT:
             if not should_reclaim(ks, kc[K_HIGH]):
-                return _blocked(st, t, P_WAIT, perform(st, t, RQ_SLEEP, _KSGXD_WAITQ))
+                return _blocked(st, t, P_WAIT, perform(sp, t, RQ_SLEEP, _KSGXD_WAITQ))
             kc[K_SLEEPING] = 0
-            r = perform(st, t, RQ_RUN, kc[K_WAKEUP_NS])
+            r = perform(sp, t, RQ_RUN, kc[K_WAKEUP_NS])
             if r != R_OK:
                 return _blocked(st, t, P_WAKEUP_RUN, r)
             pc = P_WAKEUP_RUN
@@ -263,7 +264,7 @@ def ksgxd_run(p, t):
                 batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
             kc[K_NB] = n
-            r = perform(st, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
+            r = perform(sp, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
             if r != R_OK:
                 return _blocked(st, t, P_ISOLATED_RUN, r)
             pc = P_ISOLATED_RUN
@@ -279,7 +280,7 @@ def ksgxd_run(p, t):
                 kc[K_I] = 0
                 pc = P_C
                 continue
-            r = perform(st, t, RQ_RUN, kc[K_AGE_CHECK])
+            r = perform(sp, t, RQ_RUN, kc[K_AGE_CHECK])
             if r != R_OK:
                 return _blocked(st, t, P_AGE_RUN, r)
             pc = P_AGE_RUN
@@ -297,13 +298,13 @@ def ksgxd_run(p, t):
                 kc[K_I] = i + 1
                 pc = P_B
                 continue
-            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_B_LOCKED, r)
             pc = P_B_LOCKED
             continue
         if pc == P_B_LOCKED:
-            r = perform(st, t, RQ_RUN, kc[K_BACKING_ALLOC])
+            r = perform(sp, t, RQ_RUN, kc[K_BACKING_ALLOC])
             if r != R_OK:
                 return _blocked(st, t, P_BACKING_RUN, r)
             pc = P_BACKING_RUN
@@ -313,7 +314,7 @@ def ksgxd_run(p, t):
             index = batch[i, 1]
             batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
             ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
-            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_B_UNLOCKED, r)
             pc = P_B_UNLOCKED
@@ -334,20 +335,20 @@ def ksgxd_run(p, t):
                 kc[K_I] = 0
                 pc = P_D
                 continue
-            r = perform(st, t, RQ_RUN, kc[K_ZAP])
+            r = perform(sp, t, RQ_RUN, kc[K_ZAP])
             if r != R_OK:
                 return _blocked(st, t, P_ZAP_RUN, r)
             pc = P_ZAP_RUN
             continue
         if pc == P_ZAP_RUN:
             zap_ptes(ks.pflags, batch[kc[K_I], 1])
-            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_C_LOCKED, r)
             pc = P_C_LOCKED
             continue
         if pc == P_C_LOCKED:
-            r = perform(st, t, RQ_RUN, kc[K_EBLOCK_NS])
+            r = perform(sp, t, RQ_RUN, kc[K_EBLOCK_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EBLOCK_RUN, r)
             pc = P_EBLOCK_RUN
@@ -360,7 +361,7 @@ def ksgxd_run(p, t):
             ret = eblock(ks, page)
             if ret != 0:
                 _warn(ks, W_EBLOCK, ret, page)
-            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_C_UNLOCKED, r)
             pc = P_C_UNLOCKED
@@ -386,7 +387,7 @@ def ksgxd_run(p, t):
             vid = ks.va_ends[kc[K_VA_ROW], HEAD]
             if vid < 0:
                 return _stop(st, ks, t, pc, KB_UNEXPECTED, batch[i, 0])
-            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_D_LOCKED, r)
             pc = P_D_LOCKED
@@ -406,7 +407,7 @@ def ksgxd_run(p, t):
             kc[K_VID] = vid
             kc[K_VA] = ks.va_epc_of[vid]
             kc[K_SLOT] = slot
-            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
+            r = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB1_RUN, r)
             pc = P_EWB1_RUN
@@ -418,7 +419,7 @@ def ksgxd_run(p, t):
             if ret == NOT_CHILD:
                 return _stop(st, ks, t, pc, KB_UNEXPECTED, batch[kc[K_I], 0])
             if ret == NOT_TRACKED and pc == P_EWB1_RUN:
-                r = perform(st, t, RQ_RUN, kc[K_ETRACK_NS])
+                r = perform(sp, t, RQ_RUN, kc[K_ETRACK_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_ETRACK_RUN, r)
                 pc = P_ETRACK_RUN
@@ -433,7 +434,7 @@ def ksgxd_run(p, t):
                 kc[K_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
-                    r = perform(st, t, RQ_RUN, kc[K_IPI_NS])
+                    r = perform(sp, t, RQ_RUN, kc[K_IPI_NS])
                     if r != R_OK:
                         return _blocked(st, t, P_IPI_RUN, r)
                 pc = P_IPI_RUN
@@ -448,7 +449,7 @@ def ksgxd_run(p, t):
             ret = etrack(ks)
             if ret != 0:
                 _warn(ks, W_ETRACK, ret, kc[K_SECS_EPC])
-            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
+            r = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB2_RUN, r)
             pc = P_EWB2_RUN
@@ -462,7 +463,7 @@ def ksgxd_run(p, t):
                 if lp >= 0 and (kc[K_IPI_MASK] >> lp) & 1:
                     kc[K_INSIDE] = 0
                     kc[K_TRACKING] = 0
-            r = perform(st, t, RQ_RUN, kc[K_EWB_NS])
+            r = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EWB3_RUN, r)
             pc = P_EWB3_RUN
@@ -524,7 +525,7 @@ def ksgxd_run(p, t):
             if kc[K_RET] == 0:
                 ks.desc[index] = -2 - (kc[K_VID] * SGX_VA_SLOT_COUNT + kc[K_SLOT])
             kc[K_CHILD_CNT] -= 1
-            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_D_UNLOCKED, r)
             pc = P_D_UNLOCKED

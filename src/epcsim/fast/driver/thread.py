@@ -60,7 +60,7 @@ from __future__ import annotations
 from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
-from epcsim.fast.cosim.borrow import borrow, unborrow
+from epcsim.fast.cosim.borrow import borrow, member, unborrow
 from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_LOCK,
@@ -293,6 +293,7 @@ def thread_run(p, t):
     """``thread_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
     reference counting per call, PATHS.md "Per fault on the core")."""
     st, ks, ts = unborrow(p)
+    sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kc = ks.kc
     tc = ts.tc
     tcnt = ts.tcnt
@@ -307,7 +308,7 @@ def thread_run(p, t):
                 pc = P_END
                 continue
             if st.tasks[t, T_CPU] < 0:  # enter(): acquire_cpu, as Task.run(0) does
-                r = perform(st, t, RQ_RUN, 0)
+                r = perform(sp, t, RQ_RUN, 0)
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
             if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
@@ -325,7 +326,7 @@ def thread_run(p, t):
             if tcs_refused(ks, tc[TC_TCS]):
                 return _stop(st, ks, t, P_TOP, KB_ENTRY, tc[TC_TCS])
             ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
-            r = perform(st, t, RQ_RUN, ns)
+            r = perform(sp, t, RQ_RUN, ns)
             if r != R_OK:
                 return _blocked(st, t, P_ENTER_RUN, r)
             pc = P_ENTER_RUN
@@ -400,7 +401,7 @@ def thread_run(p, t):
                     return _stop(st, ks, t, P_ACCESS, KB_PF, idx)
                 tc[TC_K] = k
                 tc[TC_K2] = k2
-                r = perform(st, t, RQ_RUN_USER, k2 * tc[TC_ACCESS_NS])
+                r = perform(sp, t, RQ_RUN_USER, k2 * tc[TC_ACCESS_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_USER_RUN, r)
                 pc = P_USER_RUN
@@ -418,7 +419,7 @@ def thread_run(p, t):
                 _aex(ks)
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
-            r = perform(st, t, RQ_RUN, tc[TC_FAULT_NS])
+            r = perform(sp, t, RQ_RUN, tc[TC_FAULT_NS])
             if r != R_OK:
                 return _blocked(st, t, P_FAULT_RUN, r)
             pc = P_FAULT_RUN
@@ -437,7 +438,7 @@ def thread_run(p, t):
         # -- T3: sgx_vma_fault ----------------------------------------------------------------
         if pc == P_FAULT_RUN:
             tcnt[TN_FAULTS] += 1
-            r = perform(st, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_LOCKED, r)
             pc = P_LOCKED
@@ -503,7 +504,7 @@ def thread_run(p, t):
             if not wake:
                 pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
                 continue
-            r = perform(st, t, RQ_WAKE, _KSGXD_WAITQ)  # wake_ksgxd
+            r = perform(sp, t, RQ_WAKE, _KSGXD_WAITQ)  # wake_ksgxd
             if r != R_OK:
                 return _blocked(st, t, P_WOKEN, r)
             pc = P_WOKEN
@@ -516,7 +517,7 @@ def thread_run(p, t):
             continue
         # -- T5: sgx_encl_eldu (the record checked at P_LOCKED) ------------------------------
         if pc == P_ALLOCATED:
-            r = perform(st, t, RQ_RUN, tc[TC_ELDU_NS])
+            r = perform(sp, t, RQ_RUN, tc[TC_ELDU_NS])
             if r != R_OK:
                 return _blocked(st, t, P_ELDU_RUN, r)
             pc = P_ELDU_RUN
@@ -565,7 +566,7 @@ def thread_run(p, t):
                 ks.pflags[idx] = (ks.pflags[idx] | ENCL_PAGE_PTE_PRESENT) & _MAP_CLEAR
             else:
                 tcnt[TN_RETRIES] += 1
-            r = perform(st, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
             if r != R_OK:
                 return _blocked(st, t, P_UNLOCKED, r)
             pc = P_UNLOCKED
@@ -610,7 +611,7 @@ def thread_run(p, t):
                 _aex(ks)  # on_switch_out
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE
-            perform(st, t, RQ_EXIT, 0)
+            perform(sp, t, RQ_EXIT, 0)
             return R_BLOCKED
         if pc == P_DONE:
             return R_BLOCKED

@@ -30,7 +30,7 @@ from simpy.events import EventPriority
 
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
-from epcsim.fast.cosim.borrow import borrow
+from epcsim.fast.cosim.borrow import borrow, member
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.state import (
     C_EID,
@@ -94,7 +94,7 @@ def drive(st, ks, ts, pending):  # type: ignore[no-untyped-def]
     t = pending
     while True:
         if t < 0:
-            t = next_resume(st)
+            t = next_resume(member(pk, 0))
             if t < 0:
                 return t
         if t == THREAD:
