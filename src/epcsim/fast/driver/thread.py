@@ -370,7 +370,7 @@ def thread_run(p, t):
                         return _stop(st, ks, t, P_ACCESS, KB_LEAF, idx)
                     ks.eflags[page] &= ~EACCEPT_CLEARS
                     tcnt[TN_EACCEPT] += 1
-                    r = perform(st, t, RQ_RUN, tc[TC_EACCEPT_NS])
+                    r = perform(sp, t, RQ_RUN, tc[TC_EACCEPT_NS])
                     if r != R_OK:
                         return _blocked(st, t, P_LEAF_RUN, r)
                     pc = P_LEAF_RUN
@@ -386,7 +386,7 @@ def thread_run(p, t):
                     _aex(ks)
                 tc[TC_IDX] = idx
                 tc[TC_T0] = st.clk[C_NOW]
-                r = perform(st, t, RQ_RUN, tc[TC_FAULT_NS])
+                r = perform(sp, t, RQ_RUN, tc[TC_FAULT_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_FAULT_RUN, r)
                 pc = P_FAULT_RUN
@@ -590,7 +590,7 @@ def thread_run(p, t):
                 tc[TC_ENTERED] = 0
                 pc = P_NEXT
                 continue
-            r = perform(st, t, RQ_RUN, tc[TC_EEXIT_NS])
+            r = perform(sp, t, RQ_RUN, tc[TC_EEXIT_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EEXIT_RUN, r)
             pc = P_EEXIT_RUN
