@@ -55,9 +55,14 @@ class System:
     at once - a named deviation, see ``epcsim/fast/README.md``), ``check`` (run the
     invariant checker, :mod:`epcsim.kernel.check`, after every public call and ``run()``;
     a violation raises ``InvariantError``; also on when the environment variable
-    ``EPCSIM_CHECK`` is set to anything but ``0``), ``fast_core`` (fast engine only, off by
-    default: run enclave threads' access streams on the compiled core while ksgxd sleeps,
-    ``epcsim.fast.driver.stream``; exact, ``fast_core_accesses`` counts what it ran).
+    ``EPCSIM_CHECK`` is set to anything but ``0``), ``fast_core`` (run enclave threads'
+    access streams and ksgxd's reclaim on the compiled core, ``epcsim.fast.driver.stream``:
+    ``"auto"``, the default, engages it for a stream where it pays - its machines already
+    compiled in this process or in numba's on-disk cache, or a stream long enough to repay
+    their cold compile, ``epcsim.fast.driver.auto``; ``True`` always, ``False`` never. The
+    core is exact, so this choice changes no result, only the host time: it is a speed
+    knob, not a model option. Fast engine only; ``"auto"`` on the reference engine is off;
+    ``fast_core_accesses`` counts what the core ran).
 
     ``mutex`` is ``encl->lock``'s behaviour: ``"linux"`` (kernel/locking/mutex.c: optimistic
     spinning, stealing, HANDOFF) or ``"fifo"`` (hand-over to the first sleeper).
@@ -88,7 +93,7 @@ class System:
         mutex: str = "linux",
         sched: str = "cfs",
         check: bool = False,
-        fast_core: bool = False,
+        fast_core: bool | str = "auto",
     ):
         nr_pages = parse_pages(epc, "epc")
         if content_mode not in CONTENT_MODES:
@@ -142,14 +147,15 @@ class System:
             sgx2=sgx2,
             nopage_flood_bulk=nopage_flood == "bulk",
         )
-        if not isinstance(fast_core, bool):
-            raise ValueError(f"fast_core: True or False, got {fast_core!r}")
-        if fast_core and engine != "fast":
+        if not isinstance(fast_core, bool) and fast_core != "auto":
+            raise ValueError(f"fast_core: True, False or 'auto', got {fast_core!r}")
+        if fast_core is True and engine != "fast":
             raise ValueError("fast_core: needs engine='fast' (the reference is SimPy's)")
-        if fast_core:
+        # "auto" on the reference engine is off: it has no compiled core
+        if fast_core is True or (fast_core == "auto" and engine == "fast"):
             from epcsim.fast.driver.stream import StreamCore
 
-            self.sgx.stream_core = StreamCore(self)
+            self.sgx.stream_core = StreamCore(self, auto=fast_core == "auto")
         self.sgx.start_ksgxd()
         self.config = {
             "epc_bytes": nr_pages * PAGE_SIZE,
@@ -285,7 +291,8 @@ class System:
 
     @property
     def fast_core_accesses(self) -> int:
-        """Stream accesses run on the compiled core (``fast_core=True``; 0 otherwise)."""
+        """Stream accesses run on the compiled core (``fast_core`` True, or "auto" where it
+        engaged; 0 otherwise)."""
         core = self.sgx.stream_core
         return 0 if core is None else int(core.accesses)
 

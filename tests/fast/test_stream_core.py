@@ -23,6 +23,7 @@ from test_driver_ksgxd import snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
+from epcsim.fast.driver.auto import AUTO_MIN_ACCESSES, auto_engages, machines_warm
 from epcsim.user.thread import AccessOutcome
 
 #: observables in which the fast engine differs from the reference by design (elided steps
@@ -149,7 +150,7 @@ def test_streams_on_the_core_match_the_reference(
     ``settle`` ksgxd is awake at the first access: its generator hands it to its machine
     at K0's check."""
     ref = _scenario("reference", seed, epc_pages, cpus, tcs, eaug, mult, settle)
-    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle)
+    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=False)
     core = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=True)
     for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
         if isinstance(a, dict):
@@ -169,7 +170,7 @@ def test_the_hook_engages_in_row_1s_shape() -> None:
     snaps = {}
     for name, engine, kw in (
         ("reference", "reference", {}),
-        ("fast", "fast", {}),
+        ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
         system, encl, n = _build(engine, 1, 256, 2, False, **kw)
@@ -188,13 +189,65 @@ def test_the_hook_engages_in_row_1s_shape() -> None:
     assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
 
 
-def test_fast_core_is_off_by_default_and_checked() -> None:
-    assert epcsim.System(epc="256K").fast_core_accesses == 0
-    assert epcsim.System(epc="256K").sgx.stream_core is None
+def test_fast_core_is_auto_by_default_and_checked() -> None:
+    """``"auto"`` is the default on the fast engine (a ``StreamCore`` that decides per stream),
+    off on the reference engine; ``False`` has no core; anything else names the argument."""
+    sc = epcsim.System(epc="256K").sgx.stream_core
+    assert sc is not None and sc.auto
+    assert epcsim.System(epc="256K", fast_core=True).sgx.stream_core.auto is False
+    assert epcsim.System(epc="256K", fast_core=False).sgx.stream_core is None
+    assert epcsim.System(epc="256K", engine="reference").sgx.stream_core is None
+    assert epcsim.System(epc="256K", fast_core=False).fast_core_accesses == 0
     with pytest.raises(ValueError, match="fast_core"):
         epcsim.System(epc="256K", engine="reference", fast_core=True)
-    with pytest.raises(ValueError, match="fast_core"):
-        epcsim.System(epc="256K", fast_core=1)  # type: ignore[arg-type]
+    for bad in (1, "on", None):
+        with pytest.raises(ValueError, match="fast_core"):
+            epcsim.System(epc="256K", fast_core=bad)  # type: ignore[arg-type]
+
+
+@given(accesses=st.integers(1, 10 * AUTO_MIN_ACCESSES))
+def test_auto_engages_when_warm_or_long_enough(accesses: int) -> None:
+    """The decision (``driver/auto.py``): warm machines always; cold, only a stream that
+    repays the compile - so a short cold stream stays off."""
+    assert auto_engages(accesses, warm=True)
+    assert auto_engages(accesses, warm=False) == (accesses >= AUTO_MIN_ACCESSES)
+
+
+def test_auto_follows_the_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``System()`` stream runs on the core exactly when ``auto_engages`` says so, with
+    the machines seen cold or warm (``machines_warm`` patched: the decision, not how long a
+    compile takes); once engaged, the ``System`` stays on (its compile is paid). Results
+    equal ``fast_core=False``'s either way."""
+    from epcsim.fast.driver import stream as stream_mod
+
+    def run(warm: bool, **kw):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(stream_mod, "machines_warm", lambda: warm)
+        system, encl, n = _build("fast", 1, 256, 2, False, **kw)
+        out = encl.access_pages(np.random.default_rng(1).integers(0, n, size=3000))
+        return system, _snap(system, encl, out)
+
+    _, s_off = run(False, fast_core=False)
+    cold, s_cold = run(False)
+    assert AUTO_MIN_ACCESSES > 3000 and cold.fast_core_accesses == 0
+    assert cold.sgx.stream_core.on is False
+    warm, s_warm = run(True)
+    assert warm.fast_core_accesses > 0.9 * 3000
+    # a cold process with a long stream: the threshold lowered below this stream's length
+    monkeypatch.setattr(stream_mod, "auto_engages", lambda n, warm: warm or n >= 1000)
+    long_, s_long = run(False)
+    assert long_.fast_core_accesses > 0.9 * 3000 and long_.sgx.stream_core.on
+    for snap in (s_cold, s_warm, s_long):
+        assert [key for key in s_off if s_off[key] != snap[key]] == []
+
+
+def test_machines_warm_once_compiled_here() -> None:
+    """After a ``fast_core=True`` stream in this process the machines are compiled, so
+    "auto" engages at once (no cold compile left to pay)."""
+    system, encl, n = _build("fast", 1, 256, 2, False, fast_core=True)
+    encl.access_pages(np.random.default_rng(2).integers(0, n, size=2000))
+    assert system.fast_core_accesses > 0
+    assert machines_warm()
+    assert auto_engages(1, machines_warm())
 
 
 def test_one_compiled_machine_for_every_mask_and_stream_layout() -> None:
@@ -228,7 +281,7 @@ def test_ksgxd_served_to_its_sleep_goes_back_to_its_generator() -> None:
     snaps: dict[str, list[dict[str, object]]] = {}
     for name, engine, kw in (
         ("reference", "reference", {}),
-        ("fast", "fast", {}),
+        ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
         system, encl, n = _build(engine, 3, 128, 2, True, 3, **kw)
@@ -263,7 +316,7 @@ def test_a_second_enclave_between_calls_hands_ksgxd_to_its_generator() -> None:
     snaps: dict[str, list[dict[str, object]]] = {}
     for name, engine, kw in (
         ("reference", "reference", {}),
-        ("fast", "fast", {}),
+        ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
         system, encl, n = _build(engine, 1, 128, 2, False, 3, **kw)
@@ -301,7 +354,7 @@ def test_ksgxd_reclaiming_to_an_empty_lru() -> None:
     snaps: dict[str, list[dict[str, object]]] = {}
     for name, engine, kw in (
         ("reference", "reference", {}),
-        ("fast", "fast", {}),
+        ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
         system = epcsim.System(
@@ -337,7 +390,7 @@ def _three(build, calls):  # type: ignore[no-untyped-def]
     systems = {}
     for name, engine, kw in (
         ("reference", "reference", {}),
-        ("fast", "fast", {}),
+        ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
         system, encl, n = build(engine, kw)

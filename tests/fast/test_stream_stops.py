@@ -24,7 +24,7 @@ from epcsim.fast.driver import kstate as K
 
 ENGINES = (
     ("reference", "reference", {}),
-    ("fast", "fast", {}),
+    ("fast", "fast", {"fast_core": False}),
     ("core", "fast", {"fast_core": True}),
 )
 

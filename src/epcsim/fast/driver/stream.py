@@ -123,7 +123,11 @@ The pair (2026-11-26, issue 9 session ``upair``):
 
 Decisions kept from session ``integ``:
 
-* *Off by default*: ``System(fast_core=True)`` turns it on (fast engine only).
+* *On where it pays, by default* (session ``fdefault``, 2026-11-26; was *off by default*):
+  ``System(fast_core="auto")``, the default, engages the core for a stream when its
+  machines are warm or the stream is long enough to repay their cold compile
+  (``driver/auto.py``, which has the derivation); ``True`` always, ``False`` never (fast
+  engine only). The core being exact, the choice changes the host time only.
 * *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
   no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
   empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
@@ -156,6 +160,7 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.transfer import _frame_locals, to_core, to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
+from epcsim.fast.driver.auto import auto_engages, machines_warm
 from epcsim.fast.driver.bridge import (
     _kernel_state,
     refresh_layout,
@@ -198,10 +203,17 @@ def resumable(code: int, pc: int) -> bool:
 
 
 class StreamCore:
-    """One per ``System(fast_core=True)``: hands out a ``CoreStream`` per stream."""
+    """One per ``System(fast_core=True or "auto")``: hands out a ``CoreStream`` per stream.
+    ``auto``: engaged only where it pays (``driver/auto.py``): warm machines, or since a
+    stream long enough to repay their compile; the choice changes no result."""
 
-    def __init__(self, system: System):
+    def __init__(self, system: System, auto: bool = False):
         self.system = system
+        #: ``fast_core="auto"``: whether to engage is decided per stream (``stream``)
+        self.auto = auto
+        #: the core may run (always with ``fast_core=True``; with "auto", once warm or
+        #: once a stream engaged it: its compile is then paid)
+        self.on = not auto
         #: the stream accesses done on the core (the module docstring, "The count")
         self.accesses = 0
         #: core calls made (entries)
@@ -276,6 +288,8 @@ class StreamCore:
         session (``_worth_serving``); None: the generator checks itself."""
         if self.session is not None:
             return None
+        if not self.on and not self._warm():
+            return None
         system = self.system
         sgx = system.sgx
         if not sgx.should_reclaim(high) or len(sgx.epc.nodes) != 1:
@@ -297,6 +311,12 @@ class StreamCore:
         self.k0_entries += 1
         return sess.serve_at_check()
 
+    def _warm(self) -> bool:
+        """ "auto": the machines compiled or cached (``auto.machines_warm``); sticky."""
+        if machines_warm():
+            self.on = True
+        return self.on
+
     def keep(self, encl: Any, secs: Any, ks: Any, nblk: int) -> None:
         """The session's ``KState`` (``refresh_layout`` may have replaced it) for the next."""
         self._kstate = (encl, secs, ks, nblk)
@@ -316,6 +336,10 @@ class StreamCore:
             return None
         if (thread.encl.base + thread.encl.size) >> 12 >= 0xFFFFFFFF:
             return None
+        if not self.on:
+            if not auto_engages(int(pages.size), self._warm()):
+                return None
+            self.on = True  # the compile is paid from here (or was already)
         return CoreStream(self, thread, pages, writes)
 
     def eaccept(
