@@ -33,10 +33,14 @@ def _pow2(nbytes: int) -> int:
 
 
 def _system(engine: str, **kw) -> epcsim.System:
-    """``engine`` "fast+core" is the fast engine with ``fast_core=True`` (off by default:
-    access streams on the compiled core while ksgxd sleeps, epcsim.fast.driver.stream)."""
+    """``engine`` "fast" is ``System()``'s default, ``fast_core="auto"`` (the compiled core
+    where it pays: its machines compiled or in numba's on-disk cache, or a long stream,
+    epcsim.fast.driver.auto); "fast+core" forces it (``fast_core=True``), "fast-core"
+    leaves it out (``fast_core=False``, the fast engine in Python alone)."""
     if engine == "fast+core":
         return epcsim.System(engine="fast", fast_core=True, **kw)
+    if engine == "fast-core":
+        return epcsim.System(engine="fast", fast_core=False, **kw)
     return epcsim.System(engine=engine, **kw)
 
 

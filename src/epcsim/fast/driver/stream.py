@@ -312,7 +312,7 @@ class StreamCore:
         return sess.serve_at_check()
 
     def _warm(self) -> bool:
-        """ "auto": the machines compiled or cached (``auto.machines_warm``); sticky."""
+        """``"auto"``: the machines compiled or cached (``auto.machines_warm``); sticky."""
         if machines_warm():
             self.on = True
         return self.on
