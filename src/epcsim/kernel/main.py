@@ -195,12 +195,12 @@ class Sgx:
         of a sleep begun on the compiled core (it returns None: ksgxd is then at K0's
         check, its wake-up run over).
 
-        K0's check is where ``System(fast_core=True)`` hands ksgxd, awake, to its compiled
-        machine (``StreamCore.ksgxd_at_check``, ``epcsim.fast.driver.stream_ksgxd``): a
-        generator that serves the machine from this check in this process and returns, as
-        ``rest`` does, where the machine hands ksgxd back. Without ``fast_core``
-        (``stream_core`` None: the reference engine, the fast engine's default) the loop is
-        the kernel's."""
+        K0's check is where ``System(fast_core=True)`` (or ``"auto"``, the default, once it
+        engaged) hands ksgxd, awake, to its compiled machine (``StreamCore.ksgxd_at_check``,
+        ``epcsim.fast.driver.stream_ksgxd``): a generator that serves the machine from this
+        check in this process and returns, as ``rest`` does, where the machine hands ksgxd
+        back. Without the core (``stream_core`` None: the reference engine or
+        ``fast_core=False``; or ``ksgxd_at_check`` declining) the loop is the kernel's."""
         rest: Gen | None = None
         if moved is None:
             high = self.high_pages

@@ -266,8 +266,9 @@ class EnclaveThread(Task):
         # A run of resident accesses is charged in one step of at most ACCESS_QUANTUM_NS, so
         # the reclaimer's young checks interleave with it at that granularity.
         chunk_max = max(1, min(self.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
-        # ``System(fast_core=True)``: the loop runs on the compiled core from its top while
-        # the regime holds (epcsim.fast.driver.stream); None on the reference engine
+        # ``System(fast_core=True)``, or "auto" (the default) where it pays: the loop runs on
+        # the compiled core from its top while the regime holds (epcsim.fast.driver.stream);
+        # ``stream`` returns None where it declines; no core on the reference engine
         core = self.sgx.stream_core
         hook = None if core is None else core.stream(self, pages, writes)
         i = 0
