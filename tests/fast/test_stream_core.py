@@ -529,6 +529,53 @@ def test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator() -> None:
     assert core.fast_core_accesses > 0
 
 
+def test_auto_enters_ksgxd_at_k0_only_while_a_stream_is_live(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fast_core="auto"`` (machines seen warm) hands ksgxd to its machine at K0's check
+    only while a stream the core accepted is live (``StreamCore.live``; a served step costs
+    more than the generator's unless a stream takes the session): ksgxd reclaiming with no
+    thread stays in its generator (``fast_core=True`` enters there:
+    ``test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator``), while ksgxd
+    awake at every loop top of a stream is entered and the pair runs on the core. Every
+    snapshot equals ``fast_core=False``'s, and no stream is left live."""
+    from epcsim.fast.driver import stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
+
+    def no_thread(system, encl, n):  # type: ignore[no-untyped-def]
+        # ksgxd with no thread writes back every page, the SECS too; then a stream
+        system.machine.env.run()
+        out = [_snap(system, encl, AccessOutcome())]
+        sc = system.sgx.stream_core
+        if sc is not None:
+            assert sc.k0_entries == 0 and sc.session is None and sc.live == 0
+        res = encl.access_pages(np.random.default_rng(3).integers(0, n, size=600))
+        return [*out, _snap(system, encl, res)]
+
+    def awake(system, encl, n):  # type: ignore[no-untyped-def]
+        # ksgxd awake at every loop top (64 pages, 6x): entered at K0 within the streams
+        rng = np.random.default_rng(7)
+        out = []
+        for _ in range(3):
+            res = encl.access_pages(rng.integers(0, n, size=1000), rng.random(1000) < 0.3)
+            out.append(_snap(system, encl, res))
+        system.run(until=system.now + 200_000)
+        return [*out, _snap(system, encl, res)]
+
+    for seed, calls in ((3, no_thread), (7, awake)):
+        snaps = {}
+        for name, kw in (("off", {"fast_core": False}), ("auto", {})):
+            system, encl, n = _build("fast", seed, 64, 2, False, 6, False, **kw)
+            snaps[name] = calls(system, encl, n)
+        for f, b in zip(snaps["off"], snaps["auto"], strict=True):
+            assert [key for key in f if f[key] != b[key]] == []
+        sc = system.sgx.stream_core
+        assert sc.auto and sc.live == 0 and system.fast_core_accesses > 0
+        if calls is awake:
+            assert sc.k0_entries > 0 and system.fast_core_accesses > 0.9 * 3000
+
+
 @pytest.mark.parametrize("settle", [True, False])
 def test_one_cpu_keeps_the_pair_off_the_core(settle: bool) -> None:
     """The regime gives the thread and ksgxd a CPU each (PATHS.md "The regime"): with one

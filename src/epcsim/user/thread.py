@@ -344,6 +344,8 @@ class EnclaveThread(Task):
             if not (yield from fault(idx)):
                 self._sigbus_at(out, idx)
                 break
+        if hook is not None:
+            hook.close()  # the stream is over (``StreamCore.live``)
         return out
 
     def _sigbus_at(self, out: AccessOutcome, idx: int) -> None:

@@ -295,6 +295,8 @@ def eaccept_range(
             on_pages(i + 1, pages)
         yield from t.cond_resched()
         i += 1
+    if hook is not None:
+        hook.close()  # the loop is over (``StreamCore.live``)
     rec.end_ns = system.now
     return rec
 

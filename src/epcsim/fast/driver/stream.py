@@ -214,6 +214,15 @@ class StreamCore:
         #: the core may run (always with ``fast_core=True``; with "auto", once warm or
         #: once a stream engaged it: its compile is then paid)
         self.on = not auto
+        #: streams the core accepted (``stream``) whose ``access_stream`` has not returned
+        #: (``CoreStream.close``). With "auto", ksgxd goes to its machine at K0's check, and a
+        #: served machine goes on, only while one is live (``stream_ksgxd._worth_serving``):
+        #: a served step costs ~4x the generator's, repaid only by a stream taking the
+        #: session onto the core (decision, session ``fdland``: with the cache warm, ksgxd
+        #: entered at K0 with no stream made the demo's seed run ~3x slower, 11-12 s of CPU
+        #: against 4 s). A stream left unclosed (its generator dropped mid-stream) only
+        #: keeps that cost choice as ``fast_core=True`` makes it, never a result.
+        self.live = 0
         #: the stream accesses done on the core (the module docstring, "The count")
         self.accesses = 0
         #: core calls made (entries)
@@ -288,8 +297,8 @@ class StreamCore:
         session (``_worth_serving``); None: the generator checks itself."""
         if self.session is not None:
             return None
-        if not self.on and not self._warm():
-            return None
+        if self.auto and not self.live:
+            return None  # "auto": no stream to take the session (``live``)
         system = self.system
         sgx = system.sgx
         if not sgx.should_reclaim(high) or len(sgx.epc.nodes) != 1:
@@ -340,6 +349,7 @@ class StreamCore:
             if not auto_engages(int(pages.size), self._warm()):
                 return None
             self.on = True  # the compile is paid from here (or was already)
+        self.live += 1
         return CoreStream(self, thread, pages, writes)
 
     def eaccept(
@@ -397,6 +407,10 @@ class CoreStream:
         k = int(tc[T.TC_NOTE_N])
         self.notes = [(int(a), int(b)) for a, b in ts.notes[:k].tolist()]
         tc[T.TC_NOTE_N] = 0
+
+    def close(self) -> None:
+        """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
+        self.owner.live -= 1
 
     def _ready(self, served: bool) -> bool:
         """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd

@@ -453,7 +453,12 @@ def _worth_serving(system: System) -> bool:
     host CPU per EWB with two started threads, session ``kmove2``). Nor while an ioctl
     runs on an enclave (``SGX_ENCL_IOCTL``, session ``eacc``): its thread is in the kernel,
     so no loop top comes before it returns - served through MODIFY_TYPES, row 3's trim
-    took 0.37-0.40 s against the generator's 0.16-0.19 s."""
+    took 0.37-0.40 s against the generator's 0.16-0.19 s. With ``fast_core="auto"``, also
+    only while a stream the core accepted is live (``StreamCore.live``: without one
+    nothing repays the served steps; session ``fdland``)."""
+    core = system.sgx.stream_core
+    if core.auto and not core.live:
+        return False
     kt = system.sgx.ksgxd_task
     others = 0
     for r in system.machine.running:
