@@ -10,6 +10,7 @@ and per phase, the counters checked equal. ``--seed``: the demo's seed run
 ``SeedConfig`` has no ``fast_core`` field, so the run's ``System`` is given the option.
 
     PYTHONPATH=src .venv/bin/python benchmarks/eaccept_core.py [--epc 2M] [--reps 2] [--seed]
+    PYTHONPATH=src .venv/bin/python benchmarks/eaccept_core.py --demo [--quick] --reps 1
 """
 
 from __future__ import annotations
@@ -70,14 +71,38 @@ def seed(reps: int, direct: bool) -> None:
     demo.System = System  # type: ignore[misc]
 
 
+def demo_row(reps: int, flip: bool) -> None:
+    """Row 5 (``rows.demo``: the seed twice, then the flip sweep unless ``--quick``), with
+    every ``System`` of ``epcsim.demo`` given ``fast_core=True`` and without, alternated."""
+    import epcsim.demo as demo
+    from epcsim.system import System
+
+    rows.removal_stress("fast+core", "1M")  # compile or load the machines, untimed
+    base = None
+    for _ in range(reps):
+        for core in (False, True):
+            demo.System = functools.partial(System, fast_core=True) if core else System  # type: ignore[misc]
+            x = rows.demo("fast", flip=flip)
+            print(f"row 5, fast_core={core}: {x['cpu_s']:.1f} s CPU ({x['runs']} runs)", flush=True)
+            if not core:
+                base = x["summaries"]
+            else:
+                print(f"  summaries equal: {x['summaries'] == base}", flush=True)
+    demo.System = System  # type: ignore[misc]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epc", default="2M")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--seed", action="store_true", help="the demo's seed run instead of row 3")
     ap.add_argument("--no-direct", action="store_true", help="the seed run without direct reclaim")
+    ap.add_argument("--demo", action="store_true", help="row 5 (make demo's runs) instead")
+    ap.add_argument("--quick", action="store_true", help="with --demo: the seed runs only")
     args = ap.parse_args()
-    if args.seed:
+    if args.demo:
+        demo_row(args.reps, not args.quick)
+    elif args.seed:
         seed(args.reps, not args.no_direct)
     else:
         row3(args.epc, args.reps)
