@@ -73,18 +73,19 @@ def seed(reps: int, direct: bool) -> None:
 
 def demo_row(reps: int, flip: bool) -> None:
     """Row 5 (``rows.demo``: the seed twice, then the flip sweep unless ``--quick``), with
-    every ``System`` of ``epcsim.demo`` given ``fast_core=True`` and without, alternated."""
+    every ``System`` of ``epcsim.demo`` given ``fast_core`` False, "auto" (the default)
+    and True, alternated."""
     import epcsim.demo as demo
     from epcsim.system import System
 
     rows.removal_stress("fast+core", "1M")  # compile or load the machines, untimed
     base = None
     for _ in range(reps):
-        for core in (False, True):
-            demo.System = functools.partial(System, fast_core=True) if core else System  # type: ignore[misc]
+        for core in (False, "auto", True):
+            demo.System = functools.partial(System, fast_core=core)  # type: ignore[misc]
             x = rows.demo("fast", flip=flip)
             print(f"row 5, fast_core={core}: {x['cpu_s']:.1f} s CPU ({x['runs']} runs)", flush=True)
-            if not core:
+            if core is False:
                 base = x["summaries"]
             else:
                 print(f"  summaries equal: {x['summaries'] == base}", flush=True)
