@@ -16,7 +16,8 @@ that does not meet them; that page runs the reference code:
   a free page of a created, uninitialized enclave. MRENCLAVE gets the same bytes in the same
   order (``epcsim.isa.measure.eadd_blocks``/``eextend_headers``).
 * ``modify_trim_run`` (``sgx_enclave_modify_types`` with TRIM): the page is resident and not
-  BEING_RECLAIMED, REG or TCS, not PENDING/MODIFIED in the EPCM (so EMODT succeeds), no LP is
+  BEING_RECLAIMED, REG or TCS, EMODT succeeds (``fast/emodt.emodt_word_ok``: valid, REG or
+  TCS in the EPCM, neither PENDING nor MODIFIED), no LP is
   inside the enclave and no other CPU is in its mm cpumask (ETRACK succeeds, no IPI), the
   free count is at or above the low watermark (``sgx_reclaim_direct`` does nothing).
 * ``remove_run`` (``sgx_enclave_remove_pages``): the page is resident, not BEING_RECLAIMED,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from epcsim.kernel.encl import SgxEncl
     from epcsim.kernel.ioctl import ProgressHook
 
+_PT_TRIM = int(PageType.TRIM)
 #: pages hashed per MRENCLAVE update in a measured run (bounds the temporary buffer)
 MEASURE_BLOCK = 1024
 #: longest run one call applies: each call scans its window, so a bounded window keeps a
@@ -367,6 +369,8 @@ def modify_trim_run(
 ) -> int:
     """Up to ``limit`` pages of MODIFY_TYPES(TRIM) from page ``index`` at once (see the
     module docstring). Returns the pages changed (0: run the reference for ``index``)."""
+    from epcsim.fast.emodt import emodt_words_ok  # numba: not on the reference's import
+
     sgx = encl.sgx
     hw = sgx.cpu
     c = task.m.costs
@@ -379,9 +383,10 @@ def modify_trim_run(
     t = encl.type[sl]
     pages = encl.epc[sl].astype(np.int64)
     e = hw.epcm
-    ok = ((t == PageType.REG) | (t == PageType.TCS)) & e.valid[pages]
-    ok &= (e.pt[pages] == PageType.REG) | (e.pt[pages] == PageType.TCS)
-    ok &= ~e.pending[pages] & ~e.modified[pages] & (e.secs[pages] == secs)
+    # the kernel's transition check, the page's own SECS (initialized: the ioctl checked),
+    # then EMODT's outcome from the EPCM word (``fast/emodt``, the one restatement)
+    ok = ((t == PageType.REG) | (t == PageType.TCS)) & (e.secs[pages] == secs)
+    ok &= emodt_words_ok(e.flags[pages], _PT_TRIM)
     k = _run_of(ok)
     if k <= 0:
         return 0
