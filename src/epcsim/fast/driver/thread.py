@@ -375,23 +375,8 @@ def thread_run(p, t):
                         return _blocked(st, t, P_LEAF_RUN, r)
                     pc = P_LEAF_RUN
                     continue
-                # enclu_on_page faults with ``_fault``: no access_error() check first
-                if not f & ENCL_PAGE_PRESENT:
-                    code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
-                    return _stop(st, ks, t, P_ACCESS, code, idx)
-                vma = ts.prot[idx] >> PROT_VMA_SHIFT
-                if (ts.prot[idx] & 7 & vma) != vma:
-                    return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
-                if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
-                    _aex(ks)
-                tc[TC_IDX] = idx
-                tc[TC_T0] = st.clk[C_NOW]
-                r = perform(sp, t, RQ_RUN, tc[TC_FAULT_NS])
-                if r != R_OK:
-                    return _blocked(st, t, P_FAULT_RUN, r)
-                pc = P_FAULT_RUN
-                continue
-            if f & ENCL_PAGE_PTE_PRESENT:
+                # enclu_on_page faults with ``_fault`` (below): no access_error() check first
+            elif f & ENCL_PAGE_PTE_PRESENT:
                 j = min(tc[TC_N], i + tc[TC_CHUNK_MAX])
                 k, k2 = resident_run(
                     pages[i:j], ts.writes[i:j], ks.pflags, ks.desc, ts.prot, ks.eflags,
@@ -406,12 +391,15 @@ def thread_run(p, t):
                     return _blocked(st, t, P_USER_RUN, r)
                 pc = P_USER_RUN
                 continue
-            vma = ts.prot[idx] >> PROT_VMA_SHIFT
-            if not vma & 1 or (ts.writes[i] and not vma & 2):
-                return _stop(st, ks, t, P_ACCESS, KB_PF, idx)  # access_error()
+            else:
+                vma = ts.prot[idx] >> PROT_VMA_SHIFT
+                if not vma & 1 or (ts.writes[i] and not vma & 2):
+                    return _stop(st, ks, t, P_ACCESS, KB_PF, idx)  # access_error()
+            # T2 (both loops): sgx_vma_fault's EAUG/SIGBUS decisions, taken before the AEX
             if not f & ENCL_PAGE_PRESENT:
                 code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
                 return _stop(st, ks, t, P_ACCESS, code, idx)
+            vma = ts.prot[idx] >> PROT_VMA_SHIFT
             if (ts.prot[idx] & 7 & vma) != vma:
                 return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
             # _fault: AEX, #PF into the kernel
