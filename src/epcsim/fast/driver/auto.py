@@ -6,7 +6,8 @@ The core is exact (the differential tests of ``tests/fast/test_stream_core.py`` 
 ``test_stream_stops.py`` compare it with the fast engine without it and with the
 reference), so engaging it or not changes no result, only the host time a run costs.
 What it costs is numba's compile of the machines - ``thread_bridge.drive`` (the pair on
-the core), ``ksgxd.ksgxd_resume`` and ``thread.thread_resume`` (each served by SimPy) -
+the core, with the machines it calls, ``thread.thread_run`` and ``ksgxd.ksgxd_run``) and
+``ksgxd.ksgxd_resume`` (ksgxd served by SimPy between calls, every engaged stream) -
 paid once per process, or loaded from numba's on-disk cache (``cache=True``, next to the
 sources or under ``NUMBA_CACHE_DIR``) when a previous process compiled them. So "auto"
 engages the core for a stream when:
@@ -58,11 +59,17 @@ _disk: bool | None = None
 
 
 def _dispatchers() -> tuple[Any, ...]:
+    """The machines an engaged stream compiles. Not ``thread.thread_resume``, the thread's
+    served entry: compiled only when the thread itself is served (a few stops), so a
+    process whose streams never needed it would never count as warm - nor would its disk
+    cache, which holds only what some process compiled (the defect found 2026-11-26 with
+    ``test_machines_warm_once_compiled_here`` run alone). It wraps ``thread_run``, which
+    ``drive`` has compiled, so what it can still cost is the wrapper's own compile."""
     from epcsim.fast.driver.ksgxd import ksgxd_resume
-    from epcsim.fast.driver.thread import thread_resume
+    from epcsim.fast.driver.thread import thread_run
     from epcsim.fast.driver.thread_bridge import drive
 
-    return (drive, ksgxd_resume, thread_resume)
+    return (drive, ksgxd_resume, thread_run)
 
 
 def _cached_on_disk(fn: Any) -> bool:
