@@ -21,6 +21,7 @@ from test_stream_core import ENGINE_KEYS, _build, _snap
 import epcsim
 from epcsim.arch import PAGE_SIZE
 from epcsim.fast.driver import kstate as K
+from epcsim.kernel.ioctl_sgx2 import erase_page
 
 ENGINES = (
     ("reference", "reference", {}),
@@ -358,13 +359,7 @@ def _remove_a_child(system: epcsim.System, encl, at: int) -> None:  # type: igno
             page = int(e.epc[index])
             assert sgx.unmark_page_reclaimable(page) == 0
             e.zap_ptes(index)
-            yield from e.free_epc_page(task, page)
-            e.secs_child_cnt -= 1
-            e.epc[index] = -1
-            e.present[index] = False
-            e.type[index] = 0
-            e.max_prot[index] = 0
-            yield from e.shrink(task, -1)  # page_cnt--
+            yield from erase_page(task, e, index, page)
         finally:
             task.release_cpu()
 

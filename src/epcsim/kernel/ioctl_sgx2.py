@@ -304,6 +304,20 @@ def sgx_ioc_enclave_modify_types(
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------
+def erase_page(task: Task, encl: SgxEncl, index: int, epc: int) -> Gen:
+    """The end of ``sgx_enclave_remove_pages``' page step, after EREMOVE's probe and the
+    PTE zap: the EPC page freed, ``secs_child_cnt--``, the entry erased from the page
+    array, ``sgx_encl_shrink`` (page_cnt--; VA pages are kept). The caller holds
+    ``encl->lock`` (a test may drive it without)."""
+    yield from encl.free_epc_page(task, epc)
+    encl.secs_child_cnt -= 1
+    encl.epc[index] = -1
+    encl.present[index] = False
+    encl.type[index] = 0
+    encl.max_prot[index] = 0
+    yield from encl.shrink(task, -1)
+
+
 def sgx_ioc_enclave_remove_pages(
     task: Task, encl: SgxEncl, arg: RemovePagesArgs | None, progress: ProgressHook | None = None
 ) -> Gen:
@@ -346,13 +360,7 @@ def sgx_ioc_enclave_remove_pages(
         yield from task.run(sgx.m.costs.zap_ptes)
         encl.zap_ptes(index)
         yield from task.lock(encl.lock)
-        yield from encl.free_epc_page(task, epc)
-        encl.secs_child_cnt -= 1
-        encl.epc[index] = -1
-        encl.present[index] = False
-        encl.type[index] = 0
-        encl.max_prot[index] = 0
-        yield from encl.shrink(task, -1)  # page_cnt--; VA pages are kept
+        yield from erase_page(task, encl, index, epc)
         return 0
 
     out = IoctlResult()
