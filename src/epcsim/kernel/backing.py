@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -76,6 +77,20 @@ def _pack_flags(flags: int) -> int | None:
 
 def _unpack_flags(packed: int) -> int:
     return (packed & 0x3F) | (_PT_OF_CODE[packed >> 6] << 8)
+
+
+class Unsealed(Protocol):
+    """Records of a file the compiled core wrote and has not sealed yet (its placeholders
+    in their rows: ``epcsim.fast.driver.unsealed.Unsealed``, DESIGN.md item 4)."""
+
+    def pending(self, index: int) -> bool:
+        """Whether record ``index`` (any record, for ``index < 0``) waits for its seal."""
+        ...
+
+    def seal(self, f: EnclaveBacking, index: int = -1) -> None:
+        """Seal pending record ``index`` of ``f`` (every one, for ``index < 0``) in place,
+        the bytes EWB writes."""
+        ...
 
 
 class ChunkLists:
@@ -162,6 +177,14 @@ class EnclaveBacking:
 
     #: set by ``tamper`` (see there)
     tampered = False
+    #: the records the compiled core wrote unsealed and left here after its call (sealing
+    #: deferred until Python needs the bytes, DESIGN.md item 4; set by the fast engine's
+    #: driver, ``epcsim.fast.driver.unsealed``), or None. Every Python reader or writer of a
+    #: record's bytes - ``lookup`` (so ``records``, ``BackingStore.record``, ``tamper``, the
+    #: reference's ELDU), ``store``, ``truncate``, copies and pickles - passes ``sealed_at``
+    #: first: a pending record's row holds the content tag and the version in plaintext,
+    #: not what EWB writes. A new reader of the rows must do the same.
+    unsealed: Unsealed | None = None
 
     def __init__(self, encl_id: int, size: int):
         self.encl_id = encl_id
@@ -255,10 +278,24 @@ class EnclaveBacking:
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave the typed lists behind (numba's lists hold the arrays by
-        pointer): a copy builds its own from its own rows on its first ``compiled()``."""
+        pointer): a copy builds its own from its own rows on its first ``compiled()``. The
+        core's unsealed records are sealed first (``sealed_at``): a copy holds the bytes."""
+        self.sealed_at()
         state = self.__dict__.copy()
         state["_compiled"] = None
+        state.pop("unsealed", None)
         return state
+
+    def sealed_at(self, index: int = -1) -> None:
+        """The gate before a record's bytes are read or written from Python: if record
+        ``index`` is one the compiled core left unsealed, seal it (``unsealed``; for
+        ``index < 0`` every record it left), the bytes EWB writes - what the reference
+        holds at this point. Sealing later than EWB changes no byte: a seal is a function of
+        what the row holds (tag, version, flags) and of the file's LINADDR base, EID and
+        keys, and nothing writes a pending record's row but this."""
+        u = self.unsealed
+        if u is not None and u.pending(index):
+            u.seal(self, index)
 
     def compiled(self) -> ChunkLists:
         """The rows as numba typed lists, for compiled code (``epcsim.fast.ops.backing``):
@@ -335,6 +372,8 @@ class EnclaveBacking:
 
         If the PCMD page was truncated after ``get_backing`` pinned it, the PCMD is written
         into the orphaned page: the file reads a zero PCMD for this page (the May 2022 bug)."""
+        if self.unsealed is not None:
+            self.sealed_at(index)
         pinned = self._pinned_gen.pop(index, None)
         if pinned is not None and pinned != self.pcmd_gen[index // PCMDS_PER_PAGE]:
             self.pcmd_lost += 1
@@ -350,6 +389,8 @@ class EnclaveBacking:
         """``sgx_encl_lookup_backing``: what ELDU will read (possibly tampered)."""
         if not 0 <= index < self.present.size or not self.present[index]:
             return None
+        if self.unsealed is not None:
+            self.sealed_at(index)
         if index in self._odd:
             contents, pcmd = self._odd[index]
         else:
@@ -388,6 +429,8 @@ class EnclaveBacking:
         """After ELDU, successful or not: drop the contents page and zero this page's PCMD;
         the PCMD page goes too once all its entries are zero, unless ``pcmd_busy``
         (``reclaimer_writing_to_pcmd``: a neighbour's EWB is about to write into it)."""
+        if self.unsealed is not None:
+            self.sealed_at(index)
         if self._odd and self.odd[index // CHUNK]:  # the chunk has a raw record: Python
             if not 0 <= index < self.present.size or not self.present[index]:
                 return

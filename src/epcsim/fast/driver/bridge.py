@@ -20,8 +20,9 @@ Decisions (2026-11-26, issue 9 session ``kdriver``):
   will run); no LP inside the enclave and no ETRACK epoch open (so ETRACK never finds
   PREV_TRK_INCMPL and no IPI makes anyone AEX); no odd LINADDR; the backing store already
   holds this enclave's 8-byte records (its ``_width`` and ``_eid`` are set).
-* Each EWB is sealed inline (``fast/ops/tag_sealing``), not in a batch at the end: exact
-  with no "touched" bit, and the cost (~1 us a seal) is not what step 1 measures.
+* Each EWB was sealed inline (``fast/ops/tag_sealing``) at first; since session
+  ``fastseal`` the seal is deferred, and since ``lazyseal`` left to the first Python reader
+  of the record (``kstate``, "Deferred sealing"; ``driver/unsealed.py``).
 * Python work the arrays cannot do ends the call with a request and resumes it at the same
   pc: a VA page's first row of versions (``VaPages._new_row``, as ``set_version`` does it),
   a backing chunk's row (``add_chunk``: asked at the D step, before the lock, where the
@@ -32,7 +33,6 @@ Decisions (2026-11-26, issue 9 session ``kdriver``):
 from __future__ import annotations
 
 import itertools
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +69,8 @@ from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_run
+from epcsim.fast.driver.unsealed import unsealed_of
 from epcsim.fast.ops import tag_sealing
-from epcsim.fast.ops.seal_batch import seal_marked
 from epcsim.isa.sealing import pack_pcmd
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
@@ -220,27 +220,11 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
         ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
         free_row=free_row, vp_blocks=_vp_blocks(system),
         keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
-        **_deferred(encl.backing), **_big_arrays(system, encl),
+        **unsealed_of(encl.backing, keys, encl.base, secs.eid).arrays(),
+        **_big_arrays(system, encl),
     )  # fmt: skip
     take_small(system, encl, secs, ks)
     return ks
-
-
-#: ``KState.dlist``'s length: records written by one call and not loaded again before it
-#: ends, beyond which the list is compacted and, if still half full, sealed at once
-DEFER_CAP = 1 << 15
-#: each backing store's ``dmark``/``dlist`` (``kstate``, "Deferred sealing"), kept across
-#: calls: ``dmark`` is all zero outside a call (``fold_kernel`` seals and clears), so it
-#: needs no zeroing per entry (a bit per page of the file: 2 MiB for a 64 GiB enclave)
-_DEFERRED: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
-
-
-def _deferred(backing: Any) -> dict[str, np.ndarray]:
-    d = _DEFERRED.get(backing)
-    if d is None or d["dmark"].size != backing.present.bits.size:
-        d = dict(dmark=np.zeros_like(backing.present.bits), dlist=np.zeros(DEFER_CAP, np.int32))
-        _DEFERRED[backing] = d
-    return d
 
 
 def _vp_blocks(system: System) -> Any:
@@ -425,19 +409,12 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
 def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     """``KState``'s small arrays back into the Python objects (every driver call's, and
     around each served step: ``take_small`` is its inverse). The records the machines
-    wrote unsealed are sealed first (``kstate``, "Deferred sealing"): Python may read or
-    tamper with the store once this returns. Counters, records and EWB failures are
-    deltas, zeroed once added; the free timeline and the warnings are flushed;
-    the rest are absolute values. Folding twice is folding once."""
+    wrote unsealed stay so (``driver/unsealed.py``): the backing store seals them when
+    Python first reads or writes one (``EnclaveBacking.sealed_at``). Counters, records
+    and EWB failures are deltas, zeroed once added; the free timeline and the warnings are
+    flushed; the rest are absolute values. Folding twice is folding once."""
     sgx = system.sgx
     kc = ks.kc
-    if kc[K.K_DEFER_N]:  # the records the call wrote, sealed before Python can see them
-        seal_marked(
-            ks.keys, ks.sh, ks.sm, ks.dlist, int(kc[K.K_DEFER_N]), ks.dmark, ks.b_present,
-            ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags, ks.b_high_row, ks.b_high,
-            int(kc[K.K_BASE]), int(kc[K.K_EID]),
-        )  # fmt: skip
-        kc[K.K_DEFER_N] = 0
     stats = sgx.stats
     cnt = ks.cnt
     if cnt.any():  # (a served step folds ~45 times a batch: skip what is empty)

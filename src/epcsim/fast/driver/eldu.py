@@ -7,9 +7,10 @@ step (``sgx_encl_eldu`` reads the backing before ``__eldu`` runs, and nothing th
 reads can change under ``encl->lock`` in the regime: the record, the VA slot, the SECS), so
 that a record that would fail hands back before the step (PATHS.md); ``eldu_commit`` is the
 leaf's effect once its run is over. The MAC is checked inline with
-``tag_sealing.unseal`` for a record from before the call (the reference's, or sealed at an
-earlier call's end: a tampered one fails here as in the reference); a record the call wrote
-itself is still unsealed and needs no check (``kstate``, "Deferred sealing"). A record
+``tag_sealing.unseal`` for a record the core did not write or Python touched since (the
+reference's, or sealed by ``EnclaveBacking.sealed_at``: a tampered one fails here as in the
+reference); a record the core wrote, in this call or an earlier one, and nobody touched
+since is still unsealed and needs no check (``kstate``, "Deferred sealing"). A record
 kept raw (``odd``: tampered, or its PCMD lost) is checked by Python
 (``kstate.SVC_UNSEAL``).
 """
@@ -145,7 +146,7 @@ def eldu_check(ks, ts, index, epc):
         mac_lo |= np.uint64(mac16[b]) << np.uint64(8 * b)
         mac_hi |= np.uint64(mac16[8 + b]) << np.uint64(8 * b)
     if backing_ops.bit(ks.dmark, index):
-        # a record this call wrote, unsealed (kstate's deferred sealing): the tag and the
+        # a record the core wrote, still unsealed (kstate's deferred sealing): the tag and the
         # version EWB drew; the reference's MAC check passes iff the slot holds that version
         if mac_hi != 0 or mac_lo != version:
             return MAC_FAIL

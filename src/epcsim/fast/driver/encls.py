@@ -23,7 +23,6 @@ from epcsim.fast.driver.kstate import (
     CN_EWB_ATTEMPTS,
     K_BASE,
     K_CT,
-    K_DEFER_N,
     K_EID,
     K_ENCL_ID,
     K_EPOCH,
@@ -231,30 +230,29 @@ def seal_record(ks, index):
 
 @njit(cache=True, nogil=True, inline="always")
 def seal_deferred(ks):
-    """Seal every record this call wrote and has not sealed (``ops.seal_batch.seal_marked``
+    """Seal every record the core wrote and nobody has sealed (``ops.seal_batch.seal_marked``
     over ``dlist``), and empty the list."""
     kc = ks.kc
     seal_marked(
-        ks.keys, ks.sh, ks.sm, ks.dlist, kc[K_DEFER_N], ks.dmark, ks.b_present,
+        ks.keys, ks.sh, ks.sm, ks.dlist, ks.dn[0], ks.dmark, ks.b_present,
         ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags, ks.b_high_row, ks.b_high,
         kc[K_BASE], kc[K_EID],
     )  # fmt: skip
-    kc[K_DEFER_N] = 0
+    ks.dn[0] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
 def defer(ks, index):
-    """Mark the record of page ``index``, just stored unsealed, as this call's (``kstate``'s
+    """Mark the record of page ``index``, just stored unsealed, as pending (``kstate``'s
     deferred sealing). A full list is first compacted (records loaded again since, repeats);
     if it stays more than half full, what it holds is sealed now."""
-    kc = ks.kc
-    n = kc[K_DEFER_N]
+    n = ks.dn[0]
     if n >= ks.dlist.size:
         n = compact_marked(ks.dlist, n, ks.dmark)
-        kc[K_DEFER_N] = n
+        ks.dn[0] = n
         if n > ks.dlist.size // 2:
             seal_deferred(ks)
             n = 0
     ks.dlist[n] = index
-    kc[K_DEFER_N] = n + 1
+    ks.dn[0] = n + 1
     set_bit(ks.dmark, index, True)

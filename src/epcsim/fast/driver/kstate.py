@@ -77,8 +77,7 @@ K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``
 K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served step
 #: begins there (after its wake-up run), with ``KB_TOP`` instead of going on: its machine
 #: served between calls hands ksgxd to its generator when Python left the regime
-#: entries used in ``dlist`` (the records this call wrote and has not sealed yet)
-K_DEFER_N = 49
+#: 49: unused (``dlist``'s length is ``KState.dn``, shared by the file's ``KState``s)
 #: ELDUs of a record the call wrote itself (no MAC to check): a diagnostic, never folded
 K_DEFER_LOADS = 50
 N_KC = 52
@@ -180,30 +179,30 @@ KState = namedtuple(
         # sealing (``tag_sealing``): keys and scratch; ``bscr`` 24 bytes for a record
         "keys sh sm bscr "
         # the deferred seal (DESIGN.md item 4): one bit per record of the file, set while
-        # the record is one this call wrote and has not sealed; the indices so marked
-        "dmark dlist"
+        # the record is one the core wrote and nobody sealed yet; the indices so marked and
+        # their count (``driver/unsealed.py``: the backing file's, shared by its KStates)
+        "dmark dlist dn"
     ),
 )
 KState.__doc__ = "The arrays of one driver call (module docstring); numba takes it as one argument."
 
-#: Deferred sealing (DESIGN.md item 4, decided 2026-11-26, issue 9 session ``fastseal``).
-#: EWB on the core does not seal: the record goes into the backing store's row with the
-#: content tag in plaintext where the contents go and the VA slot's version where the MAC's
-#: first 8 bytes go (the flags as EWB writes them), its bit is set in ``dmark`` and its
-#: index appended to ``dlist``. ELDU of a marked record skips the MAC (``eldu.eldu_check``):
-#: the core wrote it and nothing else ran since, so the reference's MAC check would pass
-#: exactly when the slot's version is the one EWB drew - the one compared - and give the
-#: tag back. Every marked record is sealed in place (``ops.seal_batch.seal_marked``, the
-#: bytes EWB writes) whenever control leaves the core: ``bridge.fold_kernel``, which every
-#: call's fold and every served step's fold runs, before any Python task can read or
-#: tamper with the store. ``dmark`` is all zero outside a call (kept per backing store,
-#: ``bridge._deferred``). A record the core did not write in this call is checked inline.
-#: Not covered (left, 2026-11-26): a call that raises part-way (``stream``'s
-#: ``RuntimeError``, which only a defect of the hand-back reaches, or an exception inside
-#: a served step) skips the fold, so its marked records stay unsealed in the store; the
-#: System is not usable after such an error, but a ``try``/``finally`` sealing them
-#: (``seal_marked`` as ``fold_kernel`` calls it) around ``CoreStream.run``'s drive loop
-#: and ``Session.step`` would close it.
+#: Deferred sealing (DESIGN.md item 4, decided 2026-11-26, issue 9 session ``fastseal``;
+#: lazy since session ``lazyseal``). EWB on the core does not seal: the record goes into the
+#: backing store's row with the content tag in plaintext where the contents go and the VA
+#: slot's version where the MAC's first 8 bytes go (the flags as EWB writes them), its bit
+#: is set in ``dmark`` and its index appended to ``dlist`` (``dn`` entries used). ELDU of a
+#: marked record skips the MAC (``eldu.eldu_check``): the core wrote it and no Python code
+#: read or wrote it since (that would have sealed it), so the reference's MAC check would
+#: pass exactly when the slot's version is the one EWB drew - the one compared - and give
+#: the tag back. The marks outlive the call: ``dmark``/``dlist``/``dn`` are the backing
+#: file's (``driver/unsealed.py``, ``EnclaveBacking.unsealed``), and the file seals every
+#: marked record in place (``ops.seal_batch.seal_marked``, the bytes EWB writes) when
+#: Python first reads or writes one of them (``EnclaveBacking.sealed_at``: ``lookup``,
+#: ``store``, ``truncate``, ``tamper``, copies). Until session ``lazyseal`` every fold
+#: sealed them (``bridge.fold_kernel``): most were loaded again by a later call or never
+#: read. A record the core did not write, or one Python touched since, is checked inline.
+#: A call that raises part-way (``stream``'s ``RuntimeError``, which only a defect of the
+#: hand-back reaches) leaves its marked records as any call does: sealed when read.
 #: Why the helpers taking a ``KState`` are ``inline="always"`` (``encls``, ``ksgxd``): the
 #: state machine is compiled with numba's reference counting on (it indexes typed lists),
 #: and a call that passes the tuple increfs and decrefs each of its ~45 arrays. Measured on
