@@ -173,4 +173,4 @@ def test_a_record_written_loaded_and_written_again_in_one_call() -> None:
     assert (
         differ(thread_snapshot(ref, rencl, out), thread_snapshot(drv, dencl, result.outcome)) == []
     )
-    assert int(ks.dn[0]) == 0 and not ks.dmark.any()  # type: ignore[attr-defined]
+    assert not ks.dmark.any()  # type: ignore[attr-defined]  # read: sealed (the list keeps stale entries)
