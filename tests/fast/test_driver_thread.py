@@ -137,7 +137,10 @@ def test_the_thread_alone_matches_the_reference(
     a = thread_snapshot(ref, rencl, out)
     b = thread_snapshot(drv, dencl, result.outcome)
     assert differ(a, b) == []
-    assert drv.sgx.stats.eldu > before.eldu
+    # each fault of the stream is an ELDU; the stream is empty when ksgxd left no free page
+    # above the low watermark (seed 1115, 1M, extra 224, high 110: 32 free, low 32)
+    faulted = drv.sgx.stats.page_faults > before.page_faults
+    assert (drv.sgx.stats.eldu > before.eldu) == faulted
 
 
 def test_the_stream_faults_runs_and_ends_as_the_reference() -> None:

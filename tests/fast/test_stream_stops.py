@@ -143,11 +143,11 @@ def _young_age_check_instant(monkeypatch: pytest.MonkeyPatch) -> int:
 
     def spy(self, t):  # type: ignore[no-untyped-def]
         r = step(self, t)
-        kc = self.ks.kc
         if t == 1 and int(self.co.tasks[1, T_PC]) == KM.P_AGE_RUN:
-            i = int(kc[K.K_I])
-            last = int(kc[K.K_NK]) == 0 and i == int(kc[K.K_NB]) - 1
-            if last and self.encl.pages.flags[int(self.ks.batch[i, 1])] & ENCL_PAGE_PTE_YOUNG:
+            rw = self.ks.rc[0]  # ksgxd's batch row (reclaim.py)
+            i = int(rw[K.RC_I])
+            last = int(rw[K.RC_NK]) == 0 and i == int(rw[K.RC_NB]) - 1
+            if last and self.encl.pages.flags[int(self.ks.batch[0, i, 1])] & ENCL_PAGE_PTE_YOUNG:
                 seen.append(self.system.machine.now)
         return r
 
@@ -324,7 +324,7 @@ def _stored_instant(monkeypatch: pytest.MonkeyPatch) -> int:
         r = step(self, t)
         kc = self.ks.kc
         if t == 1 and int(self.co.tasks[1, T_PC]) == KM.P_EWB1_RUN:
-            last = int(kc[K.K_I]) == int(kc[K.K_NK]) - 1
+            last = int(self.ks.rc[0, K.RC_I]) == int(self.ks.rc[0, K.RC_NK]) - 1
             if last and int(kc[K.K_CHILD_CNT]) == 2:
                 seen.append(self.system.machine.now + 1)
         return r

@@ -69,6 +69,7 @@ from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_run
+from epcsim.fast.driver.reclaim import N_RECLAIMERS
 from epcsim.fast.driver.unsealed import unsealed_of
 from epcsim.fast.ops import tag_sealing
 from epcsim.isa.sealing import pack_pcmd
@@ -216,7 +217,8 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     sh, sm = tag_sealing.scratch()
     ks = K.KState(
         kc=kc, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
-        batch=np.zeros((max(sgx.nr_to_scan, 1), 3), np.int64),
+        rc=np.zeros((N_RECLAIMERS, K.N_RC), np.int64),
+        batch=np.zeros((N_RECLAIMERS, max(sgx.nr_to_scan, 1), 3), np.int64),
         ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
         free_row=free_row, vp_blocks=_vp_blocks(system),
         keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
@@ -355,12 +357,13 @@ def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
         encl.backing.add_chunk(arg)
         return ks
     if code == K.SVC_STORE:
-        index, pinned = int(ks.batch[arg, 1]), int(ks.batch[arg, 2])
+        r = int(kc[K.K_SVC_R])  # the reclaimer whose EWB it is (reclaim.py)
+        index, pinned = int(ks.batch[r, arg, 1]), int(ks.batch[r, arg, 2])
         b = encl.backing
-        ct = int(kc[K.K_CT]) & ((1 << 64) - 1)
-        mac = int(kc[K.K_MAC]) & ((1 << 64) - 1)
+        ct = int(ks.rc[r, K.RC_CT]) & ((1 << 64) - 1)
+        mac = int(ks.rc[r, K.RC_MAC]) & ((1 << 64) - 1)
         pcmd = pack_pcmd(
-            _unpack_flags(int(kc[K.K_PACKED])), int(kc[K.K_EID]), mac.to_bytes(8, "little")
+            _unpack_flags(int(ks.rc[r, K.RC_PACKED])), int(kc[K.K_EID]), mac.to_bytes(8, "little")
         )
         if pinned >= 0:
             b._pinned_gen[index] = pinned

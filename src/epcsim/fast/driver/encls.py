@@ -22,18 +22,18 @@ from epcsim.fast.driver.kstate import (
     CN_EWB,
     CN_EWB_ATTEMPTS,
     K_BASE,
-    K_CT,
     K_EID,
     K_ENCL_ID,
     K_EPOCH,
     K_INSIDE,
-    K_MAC,
-    K_PACKED,
     K_SECS_CHILDREN,
     K_SECS_EPC,
     K_SVC,
     K_SVC_ARG,
     K_TRACKING,
+    RC_CT,
+    RC_MAC,
+    RC_PACKED,
     SVC_VA_ROW,
 )
 from epcsim.fast.ops import epcm as epcm_ops
@@ -167,10 +167,11 @@ def pack_flags(secinfo):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def ewb(ks, epc, va_epc, slot):
-    """``encls.ewb``'s effect (``SgxCpu.ewb`` of a child page of the enclave, ``tag`` mode).
+def ewb(ks, r, epc, va_epc, slot):
+    """``encls.ewb``'s effect (``SgxCpu.ewb`` of a child page of the enclave, ``tag`` mode),
+    run by reclaimer ``r`` (``reclaim.py``).
 
-    Returns the leaf's code: 0 (the record in ``kc[K_CT]``/``K_MAC``/``K_PACKED``, *not*
+    Returns the leaf's code: 0 (the record in ``rc[r]``'s ``RC_CT``/``RC_MAC``/``RC_PACKED``, *not*
     sealed: the content tag and the version, ``kstate``'s deferred sealing; ``seal_record``
     seals it where it must be now), VA_SLOT_OCCUPIED (evicted too, as the SDM says),
     NOT_TRACKED, an EPCM check's code, or ``NEED_VA_ROW``/``NOT_CHILD`` with nothing
@@ -202,9 +203,10 @@ def ewb(ks, epc, va_epc, slot):
     kc[K_SECS_CHILDREN] -= 1
     ks.eflags[epc] = 0  # invalid: SECS and ENCLAVEADDRESS read (-1, 0)
     ks.bepoch[epc] = 0
-    kc[K_CT] = np.int64(tag)
-    kc[K_MAC] = np.int64(version)
-    kc[K_PACKED] = pack_flags(secinfo)
+    rw = ks.rc[r]
+    rw[RC_CT] = np.int64(tag)
+    rw[RC_MAC] = np.int64(version)
+    rw[RC_PACKED] = pack_flags(secinfo)
     if occupied:
         return VA_SLOT_OCCUPIED
     ks.cnt[CN_EWB] += 1
@@ -212,20 +214,21 @@ def ewb(ks, epc, va_epc, slot):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def seal_record(ks, index):
-    """Seal the current EWB's record of page ``index`` now (``kc[K_CT]``: the tag becomes
-    the contents, ``kc[K_MAC]``: the version becomes the MAC's first 8 bytes), the bytes
+def seal_record(ks, r, index):
+    """Seal reclaimer ``r``'s current EWB's record of page ``index`` now (``RC_CT``: the tag
+    becomes the contents, ``RC_MAC``: the version becomes the MAC's first 8 bytes), the bytes
     ``SgxCpu.ewb`` writes: for a record the machine cannot store itself (Python stores it,
     ``SVC_STORE``), which leaves the core unsealed otherwise."""
     kc = ks.kc
+    rw = ks.rc[r]
     eid = np.uint64(kc[K_EID])
     linaddr = np.uint64(kc[K_BASE]) + (np.uint64(index) << np.uint64(12))
     ct, mac = seal(
-        ks.keys, ks.sh, ks.sm, np.uint64(kc[K_CT]), np.uint64(kc[K_MAC]),
-        np.uint64(unpack_flags(kc[K_PACKED])), linaddr, eid, eid,
+        ks.keys, ks.sh, ks.sm, np.uint64(rw[RC_CT]), np.uint64(rw[RC_MAC]),
+        np.uint64(unpack_flags(rw[RC_PACKED])), linaddr, eid, eid,
     )  # fmt: skip
-    kc[K_CT] = np.int64(ct)
-    kc[K_MAC] = np.int64(mac)
+    rw[RC_CT] = np.int64(ct)
+    rw[RC_MAC] = np.int64(mac)
 
 
 @njit(cache=True, nogil=True, inline="always")

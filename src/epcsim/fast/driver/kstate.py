@@ -10,8 +10,9 @@ into the small arrays below at entry and folded back when the call ends
 
 ``kc`` holds the scalars (``K_*`` columns, ``int64``); ``cnt`` the counters the call adds to
 ``Counters`` (``COUNTERS`` names them, in column order); ``ku`` the ``uint64`` scalars
-(the version LCG); ``batch`` ksgxd's isolated pages ``(page, index, pinned PCMD
-generation)``, the kept ones compacted at the front after phase B; ``ft`` the free
+(the version LCG); ``rc`` one row per reclaimer (``RC_*``: ksgxd's and direct reclaim's
+batch locals, ``reclaim.py``); ``batch`` their isolated pages ``[r, k] = (page, index,
+pinned PCMD generation)``, the kept ones compacted at the front after phase B; ``ft`` the free
 timeline's new points ``(ns, nr_free)``; ``warn`` the rare outcomes the Python side turns
 into the reference's WARNs ``(kind, ret, page)``.
 """
@@ -35,19 +36,9 @@ K_EID = 10  #: ``SecsState.eid``
 K_ENCL_ID = 11  #: the enclave's id (``owner_encl`` of its pages)
 K_INITIALIZED = 12
 K_SLEEPING = 13  #: ``Sgx.ksgxd_sleeping``
-K_NB = 14  #: pages isolated by the batch
-K_NK = 15  #: pages kept after phase B
-K_I = 16  #: the phase's loop index
-K_VA = 17  #: the VA page of the current EWB
-K_SLOT = 18  #: its slot
-K_VID = 19  #: its VA page number (``VaIds``)
-K_RET = 20  #: the current EWB's result
-#: the current EWB's record: its content tag in plaintext (u64 bits), and once it is
-#: sealed (``encls.seal_record``: only for a record Python stores) the contents
-K_CT = 21
-#: its VA slot's version (u64 bits), and once sealed its MAC's first 8 bytes
-K_MAC = 22
-K_PACKED = 23  #: its SECINFO.FLAGS in the backing store's one-byte form
+#: 14: ``reclaim.py``'s row of a service it asks (``SVC_STORE``: whose record it is)
+K_SVC_R = 14
+#: 15-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
 K_FT_N = 24  #: points in ``ft``
 K_WARN_N = 25  #: rows in ``warn``
 K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
@@ -71,7 +62,7 @@ K_WAKEUP_NS = 42
 #: 43: unused (the LRU's length is its ``epc_ends`` row)
 K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
-K_IPI_MASK = 46  #: ``send_ipi``'s cpumask, taken before its IPI's run
+#: 46: unused (``send_ipi``'s mask is the reclaimer's, ``RC_IPI_MASK``)
 K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``);
 #: a record's LINADDR is ``base + (index << 12)``
 K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served step
@@ -81,6 +72,24 @@ K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served
 #: ELDUs of a record the call wrote itself (no MAC to check): a diagnostic, never folded
 K_DEFER_LOADS = 50
 N_KC = 52
+
+# -- rc: what belongs to one reclaimer (``reclaim.py``: row 0 ksgxd, row 1 direct reclaim) --
+RC_PC = 0  #: the batch's pc (``reclaim.P_*``; ``P_A`` between batches)
+RC_NB = 1  #: pages isolated by the batch
+RC_NK = 2  #: pages kept after phase B
+RC_I = 3  #: the phase's loop index
+RC_VA = 4  #: the VA page of the current EWB
+RC_SLOT = 5  #: its slot
+RC_VID = 6  #: its VA page number (``VaIds``)
+RC_RET = 7  #: the current EWB's result
+#: the current EWB's record: its content tag in plaintext (u64 bits), and once it is
+#: sealed (``encls.seal_record``: only for a record Python stores) the contents
+RC_CT = 8
+#: its VA slot's version (u64 bits), and once sealed its MAC's first 8 bytes
+RC_MAC = 9
+RC_PACKED = 10  #: its SECINFO.FLAGS in the backing store's one-byte form
+RC_IPI_MASK = 11  #: ``send_ipi``'s cpumask, taken before its IPI's run
+N_RC = 12
 
 #: the ``Counters`` fields a call adds to, in ``cnt``'s column order
 COUNTERS = (
@@ -164,7 +173,7 @@ W_EWB = 2
 KState = namedtuple(
     "KState",
     (
-        "kc cnt ku batch ft warn "
+        "kc cnt ku rc batch ft warn "
         # EPC pages (``EpcPages``), the LRU and free lists (``PageLinks``); ``epc_flags`` and
         # ``owner_index`` are one array, ``EpcPages.owner_flags`` (index << OWNER_SHIFT | flags)
         "epc_prev epc_next epc_ends epc_flags owner_encl owner_index free_row "

@@ -145,14 +145,14 @@ def run_ksgxd_switching(
         """``Sgx._ksgxd`` from the D step of the batch's page ``K_I`` (the driver stopped
         before it, ``KB_SECS``): the rest of the batch, then the loop. The pages not yet
         written back keep the PCMD generation phase B pinned (``get_backing``'s record)."""
-        kc = box[0].kc
-        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
-        rows = box[0].batch[:nk].tolist()
+        rw = box[0].rc[0]  # ksgxd's row (reclaim.py)
+        j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
+        rows = box[0].batch[0, :nk].tolist()
         # at P_STORED (a child removed between two served steps): page j's EWB is done
         # and encl->lock held, the rest of its sgx_reclaimer_write follows (Session's too)
         ewbed = None
         if int(co.tasks[0, T_PC]) == P_STORED:
-            ewbed = (int(kc[K.K_RET]), int(kc[K.K_VA]), int(kc[K.K_SLOT]))
+            ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
         for _page, index, pinned in rows[j + (ewbed is not None) :]:
             encl.backing._pinned_gen[index] = pinned
         kept = [(page, encl, index) for page, index, _ in rows]

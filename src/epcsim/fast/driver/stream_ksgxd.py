@@ -143,9 +143,8 @@ class Session:
         for index in self._pins:
             pinned.pop(index, None)
         ks = self.ks
-        kc = ks.kc
         pc = int(self.co.tasks[KSGXD, T_PC])
-        nk, i = int(kc[K.K_NK]), int(kc[K.K_I])
+        nk, i = int(ks.rc[0, K.RC_NK]), int(ks.rc[0, K.RC_I])
         if pc in _PHASE_B:
             rows = list(range(nk)) + ([i] if pc == KM.P_B_UNLOCKED else [])
         elif pc in _PHASE_C:
@@ -154,7 +153,7 @@ class Session:
             rows = list(range(i + (pc in (KM.P_STORED, KM.P_D_UNLOCKED)), nk))
         else:
             rows = []
-        batch = ks.batch
+        batch = ks.batch[0]
         self._pins = []
         for r in rows:
             index, gen = int(batch[r, 1]), int(batch[r, 2])
@@ -227,7 +226,7 @@ class Session:
             if int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
                 # send_ipi after its run: every LP of the mask inside the enclave takes an
                 # AEX (the machine does it for the thread it knows only on the core)
-                mask = int(kc[K.K_IPI_MASK])
+                mask = int(self.ks.rc[0, K.RC_IPI_MASK])
                 for lp in range(len(hw.lp_eid)):
                     if (mask >> lp) & 1 and encl.secs_epc >= 0 and hw.inside(lp) == encl.secs_epc:
                         hw.aex(lp)
@@ -328,9 +327,9 @@ class Session:
         task = sgx.ksgxd_task
         assert task is not None
         co = self.co
-        kc = self.ks.kc
-        j, nk = int(kc[K.K_I]), int(kc[K.K_NK])
-        rows = self.ks.batch[:nk].tolist()
+        rw = self.ks.rc[0]  # ksgxd's row (reclaim.py)
+        j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
+        rows = self.ks.batch[0, :nk].tolist()
         encl = self.encl
         for index in self._pins:
             encl.backing._pinned_gen.pop(index, None)
@@ -341,7 +340,7 @@ class Session:
         # encl->lock, which ksgxd still holds; the rest of sgx_reclaimer_write from there
         ewbed = None
         if pc == KM.P_STORED:
-            ewbed = (int(kc[K.K_RET]), int(kc[K.K_VA]), int(kc[K.K_SLOT]))
+            ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
             self.owner.stored_stops += 1
         for _page, index, pinned in rows[j + (written or ewbed is not None) :]:
             encl.backing._pinned_gen[index] = pinned
@@ -353,7 +352,7 @@ class Session:
             # isolated page holds a reference from A until it is put back (B) or written
             # back (D), so the last one left means: the batch's last page and none kept
             # (the machine stops there only then; anything else is a defect)
-            if code != K.KB_RELEASE or nk != 0 or j != int(kc[K.K_NB]) - 1:
+            if code != K.KB_RELEASE or nk != 0 or j != int(rw[K.RC_NB]) - 1:
                 raise RuntimeError("fast_core: ksgxd stopped in its age check otherwise")
             return _released_young(encl, task)
         return sgx_reclaim_write_back(sgx, task, kept, j, written, ewbed)

@@ -1,0 +1,526 @@
+"""``sgx_reclaim_pages``, one batch, as a compiled state machine shared by the reclaimers
+(PATHS.md rows A-D; "The MODIFY_TYPES loop", decision item 2).
+
+Why its own function: the kernel runs the same batch from two tasks - ksgxd
+(``ksgxd()``'s loop, ``ksgxd.py``'s K0) and, with ``sgx_reclaim_direct``, the task of an
+SGX2 ioctl (the thread machine's ``MODE_TRIM``, PATHS.md M1). One copy of rows A-D serves
+both: ``reclaim_run`` is ``@njit`` and *not* inlined, so numba compiles it once for both
+machines (one signature: the ``CoState`` and ``KState`` borrowed by ``member``, two ints)
+instead of a second copy of its ~300 lines in each caller's cold compile.
+
+What belongs to one reclaimer lives in its row ``r`` (``RECLAIM_KSGXD`` 0, ``RECLAIM_DIRECT``
+1) of ``ks.rc`` (``kstate.RC_*``: the batch's pc, sizes, loop index, the current EWB's VA
+slot, result and record, the IPI's mask) and of ``ks.batch`` (the isolated pages); the
+enclave's scalars (free pages, the child count, the epoch, the refcount, ...) stay shared
+in ``kc``, and both reclaimers take pages from the one LRU and meet on ``encl->lock``
+(the core's mutex row 0), which orders any two task rows as the reference's mutex does.
+
+The caller enters at ``P_A`` with ``rc[r, RC_PC] = P_A`` (its own checks done: K0's
+``sgx_should_reclaim(high)`` and ``ksgxd_batches`` for ksgxd, ``sgx_reclaim_direct``'s
+for the direct reclaimer) and calls again with ``rc[r, RC_PC]`` as it was left after
+``R_BLOCKED`` or ``R_SVC``. ``R_RETURNED`` means the batch returned (``rc[r, RC_PC]`` back
+at ``P_A``, ``rc[r, RC_NK]`` the pages written back, which the caller counts as its own:
+``ksgxd_pages_reclaimed`` or ``direct_reclaim_pages``); ``R_STOP`` a hand-back
+(``kc[K_HB]``) before the step at ``rc[r, RC_PC]``. ksgxd's task pc mirrors its row's pc
+(``ksgxd_run`` copies it after each call): the Python side that continues a batch in
+ksgxd's generator reads the task pc, as before. The pcs keep ksgxd's numbering (0-2 and 20
+are K0's) so that one table (``ksgxd.P_NAMES``) names them all.
+
+The order of every step is ``kernel/reclaim.py``'s ``sgx_reclaim_pages``/
+``reclaimer_write``/``sgx_encl_ewb``; a change there changes this file in the same commit.
+The defect guards (``KB_UNEXPECTED``) are ``ksgxd.py``'s docstring's.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from epcsim.arch import SGX_VA_SLOT_COUNT
+from epcsim.fast.cosim.borrow import unborrow
+from epcsim.fast.cosim.handback import hand_back
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
+from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU
+from epcsim.fast.driver.encls import (
+    NEED_VA_ROW,
+    NOT_CHILD,
+    NOT_TRACKED,
+    defer,
+    eblock,
+    etrack,
+    ewb,
+    seal_record,
+)
+from epcsim.fast.driver.kstate import (
+    CN_IPI,
+    CN_RECLAIM_BATCHES,
+    CN_SCANNED,
+    CN_YOUNG,
+    K_AGE_CHECK,
+    K_BACKING_ALLOC,
+    K_CHILD_CNT,
+    K_CPUMASK,
+    K_EBLOCK_NS,
+    K_ENCL_ID,
+    K_ETRACK_NS,
+    K_EWB_FAILURES,
+    K_EWB_NS,
+    K_FT_N,
+    K_HB,
+    K_HB_PAGE,
+    K_INITIALIZED,
+    K_INSIDE,
+    K_IPI_NS,
+    K_LRU_OPS,
+    K_LRU_ROW,
+    K_NR_FREE,
+    K_NR_RECORDS,
+    K_NR_TO_SCAN,
+    K_REFCOUNT,
+    K_SECS_EPC,
+    K_SVC,
+    K_SVC_ARG,
+    K_SVC_R,
+    K_THREAD_T,
+    K_TRACKING,
+    K_VA_ROW,
+    K_WARN_N,
+    K_ZAP,
+    KB_RELEASE,
+    KB_SECS,
+    KB_UNEXPECTED,
+    RC_CT,
+    RC_I,
+    RC_IPI_MASK,
+    RC_MAC,
+    RC_NB,
+    RC_NK,
+    RC_PACKED,
+    RC_PC,
+    RC_RET,
+    RC_SLOT,
+    RC_VA,
+    RC_VID,
+    SVC_CHUNK,
+    SVC_FT_FULL,
+    SVC_STORE,
+    SVC_WARN_FULL,
+    W_EBLOCK,
+    W_ETRACK,
+    W_EWB,
+)
+from epcsim.fast.ops import backing as backing_ops
+from epcsim.fast.ops.encl_page import test_and_clear_young, zap_ptes
+from epcsim.fast.ops.epc import free_page
+from epcsim.fast.ops.lru import lru_putback
+from epcsim.fast.ops.page_list import list_add_tail, list_del, pop_head_many
+from epcsim.fast.ops.va import va_take_slot
+from epcsim.kernel.encl_page import ENCL_PAGE_BEING_RECLAIMED
+from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_ON_LRU, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.page_list import HEAD
+
+#: ``reclaim_run``'s answer when the batch returned (the ``R_*`` of the core are 0-2,
+#: ``ksgxd.R_SVC`` 3)
+R_RETURNED = 4
+#: the reclaimers' rows of ``ks.rc`` and ``ks.batch``
+RECLAIM_KSGXD = 0
+RECLAIM_DIRECT = 1
+N_RECLAIMERS = 2
+
+# -- the program counter (PATHS.md's rows A-D; 0-2 and 20 are ksgxd's K0) ------------------
+P_ISOLATED_RUN = 3  #: A: ``run(lru_op * max(1, n))`` is over
+P_B = 4  #: B: the next isolated page
+P_AGE_RUN = 5  #: B: ``run(age_check)`` is over
+P_B_LOCKED = 6  #: B: ``encl->lock`` taken
+P_BACKING_RUN = 7  #: B: ``run(backing_alloc)`` is over
+P_C = 8  #: C: the next kept page
+P_ZAP_RUN = 9  #: C: ``run(zap_ptes)`` is over
+P_C_LOCKED = 10
+P_EBLOCK_RUN = 11
+P_D = 12  #: D: the next kept page
+P_D_LOCKED = 13
+P_EWB1_RUN = 14  #: D: the first EWB's run is over
+P_ETRACK_RUN = 15
+P_EWB2_RUN = 16
+P_IPI_RUN = 17
+P_EWB3_RUN = 18
+P_STORED = 19  #: D: the record is in the backing store (after a Python store)
+P_EWB_DONE = 21  #: D: ``sgx_encl_ewb``'s result is final
+P_B_UNLOCKED = 22  #: B: ``encl->lock`` released after the backing
+P_C_UNLOCKED = 23  #: C: released after EBLOCK
+P_D_UNLOCKED = 24  #: D: released after EWB
+P_A = 25  #: A: the batch's start (isolate), where a caller enters
+
+_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
+_NOT_TRACKED_CLEAR = ~SGX_EPC_PAGE_RECLAIMER_TRACKED  # the flags share a word (kernel.epc)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _warn(ks, kind, ret, page):
+    kc = ks.kc
+    n = kc[K_WARN_N]
+    ks.warn[n, 0] = kind
+    ks.warn[n, 1] = ret
+    ks.warn[n, 2] = page
+    kc[K_WARN_N] = n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rstop(st, ks, t, r, pc, code, page):
+    """The driver's own hand-back, before the step at ``pc`` of reclaimer ``r``'s batch."""
+    ks.rc[r, RC_PC] = pc
+    ks.kc[K_HB] = code
+    ks.kc[K_HB_PAGE] = page
+    return hand_back(st, 100 + code, t)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rsvc(rw, pc):
+    rw[RC_PC] = pc
+    return 3  # ksgxd.R_SVC: Python serves kc[K_SVC], then the caller calls again
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rblocked(rw, pc, res):
+    """Park the batch at ``pc`` after a primitive that blocked or stopped its task."""
+    rw[RC_PC] = pc
+    return res
+
+
+@njit(cache=True, nogil=True)
+def reclaim_run(sp, kp, t, r):
+    """One ``sgx_reclaim_pages`` batch run by task ``t`` as reclaimer ``r``, from
+    ``rc[r, RC_PC]`` until it blocks, stops, needs a service or returns (module
+    docstring). ``sp``/``kp``: the ``CoState`` and ``KState`` borrowed by the caller's
+    ``member`` (one pointer each, ``cosim.borrow``)."""
+    st = unborrow(sp)
+    ks = unborrow(kp)
+    kc = ks.kc
+    cnt = ks.cnt
+    rw = ks.rc[r]
+    batch = ks.batch[r]
+    pc = rw[RC_PC]
+    while True:
+        # -- A: isolate under sgx_reclaimer_lock, the krefs under the same lock ------------
+        if pc == P_A:
+            cnt[CN_RECLAIM_BATCHES] += 1
+            n = pop_head_many(
+                ks.epc_prev, ks.epc_next, ks.epc_flags, SGX_EPC_PAGE_ON_LRU, ks.epc_ends,
+                kc[K_LRU_ROW], kc[K_NR_TO_SCAN], batch[:, 0],
+            )  # fmt: skip
+            if n < 0:
+                return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, -1)
+            cnt[CN_SCANNED] += n
+            for k in range(n):
+                page = batch[k, 0]
+                if ks.owner_encl[page] != kc[K_ENCL_ID]:
+                    return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
+                kc[K_REFCOUNT] += 1
+                batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
+                batch[k, 2] = -1
+            rw[RC_NB] = n
+            res = perform(sp, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
+            if res != R_OK:
+                return _rblocked(rw, P_ISOLATED_RUN, res)
+            pc = P_ISOLATED_RUN
+            continue
+        if pc == P_ISOLATED_RUN:
+            rw[RC_I] = 0
+            rw[RC_NK] = 0
+            pc = P_B
+            continue
+        # -- B: the age check, then the backing and BEING_RECLAIMED under encl->lock -------
+        if pc == P_B:
+            if rw[RC_I] >= rw[RC_NB]:
+                rw[RC_I] = 0
+                pc = P_C
+                continue
+            res = perform(sp, t, RQ_RUN, kc[K_AGE_CHECK])
+            if res != R_OK:
+                return _rblocked(rw, P_AGE_RUN, res)
+            pc = P_AGE_RUN
+            continue
+        if pc == P_AGE_RUN:
+            i = rw[RC_I]
+            if test_and_clear_young(ks.pflags, batch[i, 1]):
+                cnt[CN_YOUNG] += 1
+                lru_putback(
+                    ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], batch[i, 0]
+                )
+                if kc[K_REFCOUNT] == 1:
+                    return _rstop(st, ks, t, r, pc, KB_RELEASE, batch[i, 0])
+                kc[K_REFCOUNT] -= 1
+                rw[RC_I] = i + 1
+                pc = P_B
+                continue
+            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_B_LOCKED, res)
+            pc = P_B_LOCKED
+            continue
+        if pc == P_B_LOCKED:
+            res = perform(sp, t, RQ_RUN, kc[K_BACKING_ALLOC])
+            if res != R_OK:
+                return _rblocked(rw, P_BACKING_RUN, res)
+            pc = P_BACKING_RUN
+            continue
+        if pc == P_BACKING_RUN:
+            i = rw[RC_I]
+            index = batch[i, 1]
+            batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
+            ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
+            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_B_UNLOCKED, res)
+            pc = P_B_UNLOCKED
+            continue
+        if pc == P_B_UNLOCKED:
+            i = rw[RC_I]
+            k = rw[RC_NK]
+            batch[k, 0] = batch[i, 0]
+            batch[k, 1] = batch[i, 1]
+            batch[k, 2] = batch[i, 2]
+            rw[RC_NK] = k + 1
+            rw[RC_I] = i + 1
+            pc = P_B
+            continue
+        # -- C: zap the PTEs, then EBLOCK under encl->lock -----------------------------------
+        if pc == P_C:
+            if rw[RC_I] >= rw[RC_NK]:
+                rw[RC_I] = 0
+                pc = P_D
+                continue
+            res = perform(sp, t, RQ_RUN, kc[K_ZAP])
+            if res != R_OK:
+                return _rblocked(rw, P_ZAP_RUN, res)
+            pc = P_ZAP_RUN
+            continue
+        if pc == P_ZAP_RUN:
+            zap_ptes(ks.pflags, batch[rw[RC_I], 1])
+            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_C_LOCKED, res)
+            pc = P_C_LOCKED
+            continue
+        if pc == P_C_LOCKED:
+            res = perform(sp, t, RQ_RUN, kc[K_EBLOCK_NS])
+            if res != R_OK:
+                return _rblocked(rw, P_EBLOCK_RUN, res)
+            pc = P_EBLOCK_RUN
+            continue
+        if pc == P_EBLOCK_RUN:
+            if kc[K_WARN_N] >= ks.warn.shape[0]:
+                kc[K_SVC] = SVC_WARN_FULL
+                return _rsvc(rw, P_EBLOCK_RUN)
+            page = batch[rw[RC_I], 0]
+            ret = eblock(ks, page)
+            if ret != 0:
+                _warn(ks, W_EBLOCK, ret, page)
+            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_C_UNLOCKED, res)
+            pc = P_C_UNLOCKED
+            continue
+        if pc == P_C_UNLOCKED:
+            rw[RC_I] += 1
+            pc = P_C
+            continue
+        # -- D: EWB under encl->lock (sgx_reclaimer_write), then free the page --------------
+        if pc == P_D:
+            i = rw[RC_I]
+            if i >= rw[RC_NK]:
+                rw[RC_PC] = P_A
+                return R_RETURNED  # the batch returns (its caller counts its pages)
+            if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
+                return _rstop(st, ks, t, r, pc, KB_SECS, batch[i, 0])
+            c = batch[i, 1] // backing_ops.CHUNK
+            if ks.b_chunk_row[c] < 0:  # the record's chunk gets its row first (Python)
+                kc[K_SVC] = SVC_CHUNK
+                kc[K_SVC_ARG] = c
+                return _rsvc(rw, P_D)
+            vid = ks.va_ends[kc[K_VA_ROW], HEAD]
+            if vid < 0:
+                return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[i, 0])
+            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_D_LOCKED, res)
+            pc = P_D_LOCKED
+            continue
+        if pc == P_D_LOCKED:
+            index = batch[rw[RC_I], 1]
+            ks.pflags[index] &= 0xFF ^ ENCL_PAGE_BEING_RECLAIMED
+            # sgx_alloc_va_slot on the head VA page; a page that fills moves to the tail
+            row = kc[K_VA_ROW]
+            vid = ks.va_ends[row, HEAD]
+            slot, full = va_take_slot(ks.va_used[vid])
+            if slot < 0:
+                return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[rw[RC_I], 0])
+            if full:
+                list_del(ks.va_prev, ks.va_next, ks.va_ends, row, vid)
+                list_add_tail(ks.va_prev, ks.va_next, ks.va_ends, row, vid)
+            rw[RC_VID] = vid
+            rw[RC_VA] = ks.va_epc_of[vid]
+            rw[RC_SLOT] = slot
+            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            if res != R_OK:
+                return _rblocked(rw, P_EWB1_RUN, res)
+            pc = P_EWB1_RUN
+            continue
+        if pc in (P_EWB1_RUN, P_EWB2_RUN, P_EWB3_RUN):
+            ret = ewb(ks, r, batch[rw[RC_I], 0], rw[RC_VA], rw[RC_SLOT])
+            if ret == NEED_VA_ROW:
+                return _rsvc(rw, pc)
+            if ret == NOT_CHILD:
+                return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[rw[RC_I], 0])
+            if ret == NOT_TRACKED and pc == P_EWB1_RUN:
+                res = perform(sp, t, RQ_RUN, kc[K_ETRACK_NS])
+                if res != R_OK:
+                    return _rblocked(rw, P_ETRACK_RUN, res)
+                pc = P_ETRACK_RUN
+                continue
+            if ret == NOT_TRACKED and pc == P_EWB2_RUN:
+                # send_ipi: the cpumask now (the one at entry, and the enclave thread's
+                # CPU while it holds one), an IPI if another CPU is in it
+                mask = kc[K_CPUMASK]
+                tt = kc[K_THREAD_T]
+                if tt >= 0 and st.tasks[tt, T_CPU] >= 0:
+                    mask |= 1 << st.tasks[tt, T_CPU]
+                rw[RC_IPI_MASK] = mask
+                if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
+                    cnt[CN_IPI] += 1
+                    res = perform(sp, t, RQ_RUN, kc[K_IPI_NS])
+                    if res != R_OK:
+                        return _rblocked(rw, P_IPI_RUN, res)
+                pc = P_IPI_RUN
+                continue
+            rw[RC_RET] = ret
+            pc = P_EWB_DONE
+            continue
+        if pc == P_ETRACK_RUN:
+            if kc[K_WARN_N] >= ks.warn.shape[0]:
+                kc[K_SVC] = SVC_WARN_FULL
+                return _rsvc(rw, P_ETRACK_RUN)
+            ret = etrack(ks)
+            if ret != 0:
+                _warn(ks, W_ETRACK, ret, kc[K_SECS_EPC])
+            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            if res != R_OK:
+                return _rblocked(rw, P_EWB2_RUN, res)
+            pc = P_EWB2_RUN
+            continue
+        if pc == P_IPI_RUN:
+            # every LP of the mask inside the enclave takes an AEX: the thread's (its next
+            # T0 runs ERESUME), which leaves the tracking set too
+            tt = kc[K_THREAD_T]
+            if tt >= 0 and kc[K_INSIDE] != 0:
+                lp = st.tasks[tt, T_CPU]
+                if lp >= 0 and (rw[RC_IPI_MASK] >> lp) & 1:
+                    kc[K_INSIDE] = 0
+                    kc[K_TRACKING] = 0
+            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            if res != R_OK:
+                return _rblocked(rw, P_EWB3_RUN, res)
+            pc = P_EWB3_RUN
+            continue
+        if pc == P_EWB_DONE:
+            # sgx_encl_ewb after its retries: WARN (the Python side keeps encls_failed's
+            # rule), a failure frees the slot and loses the page, a success stores it
+            i = rw[RC_I]
+            ret = rw[RC_RET]
+            if ret != 0:
+                if kc[K_WARN_N] >= ks.warn.shape[0]:
+                    kc[K_SVC] = SVC_WARN_FULL
+                    return _rsvc(rw, pc)
+                _warn(ks, W_EWB, ret, batch[i, 0])
+                _va_free_slot(ks, rw[RC_VID], rw[RC_SLOT])
+                kc[K_EWB_FAILURES] += 1
+                pc = P_STORED
+                continue
+            # the record unsealed (the tag, the version: kstate's deferred sealing)
+            index = batch[i, 1]
+            mac16 = ks.bscr[:16]
+            ct8 = ks.bscr[16:24]
+            _put_u64(mac16, 0, rw[RC_MAC])
+            for b in range(8, 16):
+                mac16[b] = 0
+            _put_u64(ct8, 0, rw[RC_CT])
+            got = backing_ops.backing_store(
+                ks.b_present, ks.b_odd, ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags,
+                ks.b_high_row, ks.b_high, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen,
+                index, batch[i, 2], ct8, rw[RC_PACKED], mac16,
+            )  # fmt: skip
+            if got < 0:  # NEED_PYTHON (a PCMD lost, a raw record): Python stores it sealed
+                seal_record(ks, r, index)
+                kc[K_SVC] = SVC_STORE
+                kc[K_SVC_ARG] = i
+                kc[K_SVC_R] = r
+                return _rsvc(rw, P_STORED)
+            defer(ks, index)
+            kc[K_NR_RECORDS] += got
+            pc = P_STORED
+            continue
+        if pc == P_STORED:
+            i = rw[RC_I]
+            page = batch[i, 0]
+            index = batch[i, 1]
+            if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
+                # the SECS's eviction is decided before the page's D (KB_SECS at P_D);
+                # served, a Python task between two steps may remove a child meanwhile
+                # (REMOVE_PAGES' EREMOVE, a trim's) while this page's EWB runs, making it
+                # the last child's: ksgxd's generator goes on from here, encl->lock held
+                # (``sgx_reclaim_write_back(..., ewbed=(RC_RET, RC_VA, RC_SLOT))``, from the
+                # child count's drop). Never on the core: no task there removes a child.
+                return _rstop(st, ks, t, r, pc, KB_SECS, page)
+            if kc[K_FT_N] >= ks.ft.shape[0]:
+                kc[K_SVC] = SVC_FT_FULL
+                return _rsvc(rw, P_STORED)
+            # encl->epc_page = NULL whatever EWB returned; the VA reference on success
+            if ks.desc[index] >= 0:
+                ks.desc[index] = -1
+            if rw[RC_RET] == 0:
+                ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
+            kc[K_CHILD_CNT] -= 1
+            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            if res != R_OK:
+                return _rblocked(rw, P_D_UNLOCKED, res)
+            pc = P_D_UNLOCKED
+            continue
+        if pc == P_D_UNLOCKED:
+            i = rw[RC_I]
+            page = batch[i, 0]
+            # kref_put: the last reference runs sgx_encl_release (Python: ksgxd's generator
+            # from here). Checked here, not before the page's D: served by SimPy, Python
+            # tasks run between the machine's steps and may put the enclave's own
+            # references meanwhile (the process closing it)
+            if kc[K_REFCOUNT] == 1:
+                return _rstop(st, ks, t, r, pc, KB_RELEASE, page)
+            kc[K_REFCOUNT] -= 1
+            ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
+            if free_page(
+                ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
+                ks.free_row[page], page,
+            ) != 0:  # fmt: skip
+                return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
+            kc[K_NR_FREE] += 1
+            n = kc[K_FT_N]
+            ks.ft[n, 0] = st.clk[C_NOW]
+            ks.ft[n, 1] = kc[K_NR_FREE]
+            kc[K_FT_N] = n + 1
+            rw[RC_I] = i + 1
+            pc = P_D
+            continue
+        return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, -1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_u64(row, at, value):
+    for b in range(8):
+        row[at + b] = (value >> (8 * b)) & 0xFF
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _va_free_slot(ks, vid, slot):
+    """``sgx_free_va_slot`` without the move to the head (a failed EWB)."""
+    ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
+
+
+__all__ = ["N_RECLAIMERS", "RECLAIM_DIRECT", "RECLAIM_KSGXD", "R_RETURNED", "reclaim_run"]
