@@ -1,6 +1,7 @@
 """``fast.emodt.emodt_word_ok`` - the one restatement of EMODT's outcome (``EdmmMixin.emodt``)
 that MODIFY_TYPES' batch calls and the compiled MODIFY_TYPES loop is to call (PATHS.md "The
-MODIFY_TYPES loop", M3) - against the leaf itself, over EPCM words."""
+MODIFY_TYPES loop", M3) - and ``emodt_apply``, the change it makes to one page, against the
+leaf itself, over EPCM words."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_the_compiled_emodt_outcome_is_the_leafs(pt, rwx, state, valid, blocked,
     vector form agrees with the scalar one."""
     import numpy as np
 
-    from epcsim.fast.emodt import emodt_word_ok, emodt_words_ok
+    from epcsim.fast.emodt import emodt_apply, emodt_word, emodt_word_ok, emodt_words_ok
     from epcsim.isa.epcm import EPCM_PT_SHIFT
 
     if not _HW:
@@ -61,7 +62,12 @@ def test_the_compiled_emodt_outcome_is_the_leafs(pt, rwx, state, valid, blocked,
     try:
         m.flags[epc] = word
         ok = emodt_word_ok(m.flags[epc], new)
+        flags, bepoch = m.flags.copy(), m.bepoch.copy()
         assert ok == (hw.emodt(secinfo_flags(new), epc) == 0)
+        if ok:  # the element form of the change: the same word and stamp, nothing else
+            emodt_apply(flags, bepoch, epc, new, hw.secs_of(epc).epoch)
+            assert int(emodt_word(word, new)) == int(m.flags[epc])
+            assert np.array_equal(flags, m.flags) and np.array_equal(bepoch, m.bepoch)
         words = np.array([word, word ^ EPCM_VALID], dtype=m.flags.dtype)
         assert emodt_words_ok(words, new).tolist() == [ok, emodt_word_ok(words[1], new)]
     finally:

@@ -22,7 +22,15 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import PageType
-from epcsim.isa.epcm import EPCM_MODIFIED, EPCM_PENDING, EPCM_PT_SHIFT, EPCM_VALID
+from epcsim.isa.epcm import (
+    BEPOCH_MASK,
+    EPCM_MODIFIED,
+    EPCM_PENDING,
+    EPCM_PR,
+    EPCM_PT_SHIFT,
+    EPCM_RWX,
+    EPCM_VALID,
+)
 
 _PT_REG, _PT_TCS, _PT_TRIM = int(PageType.REG), int(PageType.TCS), int(PageType.TRIM)
 
@@ -48,3 +56,27 @@ def emodt_words_ok(words, new_type):
     for j in range(words.size):
         ok[j] = emodt_word_ok(words[j], new_type)
     return ok
+
+
+#: the EPCM word's bits EMODT rewrites: the type, RWX and PR (MODIFIED is set)
+_EMODT_CLEARS = (0xFF << EPCM_PT_SHIFT) | EPCM_RWX | EPCM_PR
+
+
+@njit(cache=True, nogil=True)
+def emodt_word(word, new_type):
+    """The EPCM word a successful EMODT leaves (``EdmmMixin.emodt``: the type ``new_type``,
+    MODIFIED set, RWX and PR cleared; VALID, BLOCKED and PENDING kept), for a word
+    ``emodt_word_ok`` accepted."""
+    w = int(word) & ~_EMODT_CLEARS
+    return w | (int(new_type) << EPCM_PT_SHIFT) | EPCM_MODIFIED
+
+
+@njit(cache=True, nogil=True)
+def emodt_apply(eflags, bepoch, page, new_type, epoch):
+    """EMODT's EPCM change of one page, in place: its word (``emodt_word``) and BEPOCH
+    stamped at the SECS's ``epoch`` now (``Epcm.stamp_epoch``). The element form of
+    ``fast/ioctl._epcm_emodt_trim``'s batch, for the compiled MODIFY_TYPES loop (PATHS.md
+    M3), which applies one page at a time, each after its own ``run(emodt)``: a later
+    ETRACK's re-base (``advance_epoch``) then sees it as the reference's does."""
+    eflags[page] = emodt_word(eflags[page], new_type)
+    bepoch[page] = epoch & BEPOCH_MASK

@@ -156,7 +156,8 @@ def _epcm_eadd(cpu: SgxCpu, pages, pt: int, rwx: int, secs: int, linaddrs, conte
 
 def _epcm_emodt_trim(cpu: SgxCpu, pages, epochs, now: int) -> None:
     """EMODT to TRIM (``EdmmMixin.emodt``): MODIFIED, RWX and PR cleared, BEPOCH stamped
-    (``now``: the SECS's epoch after the batch's ETRACKs, see ``Epcm.stamp_epochs``)."""
+    (``now``: the SECS's epoch after the batch's ETRACKs, see ``Epcm.stamp_epochs``). One
+    page's change, compiled: ``fast/emodt.emodt_apply``."""
     e = cpu.epcm
     e.pt[pages] = PageType.TRIM
     e.modified[pages] = True
