@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from epcsim.engine.costs import Costs
+from epcsim.fast.cosim.borrow import borrow
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.outcome import Outcome
@@ -172,25 +173,45 @@ def run_programs(st, code, entry, starts, counters, done, dn):  # type: ignore[n
     """Start the tasks whose ``starts`` is set (in task order, as ``Machine.spawn`` calls
     before ``env.run()``) and run every program until nothing is due: returns ``IDLE``,
     ``HANDED_BACK`` or ``DONE_FULL``."""
+    p = borrow(st)
     tasks = st.tasks
     for t in range(tasks.shape[0]):
         tasks[t, T_PC] = entry[t]
         if starts[t]:
-            spawn(st, t)
-    return drive_programs(st, code, counters, done, dn)
+            spawn(p, t)
+    return _drive(p, code, counters, done, dn)
 
 
 @core_jit
 def drive_programs(st, code, counters, done, dn):  # type: ignore[no-untyped-def]
     """The core's loop over the programs' tasks, from wherever they are (``run_programs``
     after the starts, or after a move from SimPy, ``transfer.to_core``)."""
+    return _drive(borrow(st), code, counters, done, dn)
+
+
+@core_jit
+def resume_programs(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
+    """``resume`` called from Python (``program_served``'s served steps), on the borrowed
+    state as ``_drive`` calls it: one compiled version of the primitives (``_drive``)."""
+    return resume(borrow(st), t, code, counters, done, dn)
+
+
+@core_jit
+def _drive(p, code, counters, done, dn):  # type: ignore[no-untyped-def]
+    """``drive_programs``' loop on the borrowed state (``cosim.borrow``). Why borrowed:
+    the machines and ``driver/thread_bridge.drive`` call the primitives with a
+    ``Borrowed(CoState)``; run by value, the programs compiled a second version of each
+    primitive (``perform``, ``schedule``, ``lock``, ...) for the ``CoState`` tuple, ~36 s
+    of numba's cold compile in the test suite (session ``suite``, 2026-11-26). Borrowed,
+    they exercise the very versions the machines run, and compile them once. The
+    primitives are the same code on either (``tests/fast/test_borrow.py``)."""
     while True:
-        t = next_resume(st)
+        t = next_resume(p)
         if t < 0:
             return t
-        r = resume(st, t, code, counters, done, dn)
+        r = resume(p, t, code, counters, done, dn)
         if r == R_STOP:
-            return HANDED_BACK if st.clk[C_HB] != 0 else DONE_FULL
+            return HANDED_BACK if p.clk[C_HB] != 0 else DONE_FULL
 
 
 def compile_programs(programs: list[list[tuple[int, int, int]]]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,12 @@ from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.outcome import Outcome, simpy_outcome
-from epcsim.fast.cosim.program import DONE_FULL, compile_programs, drive_programs, resume
+from epcsim.fast.cosim.program import (
+    DONE_FULL,
+    compile_programs,
+    drive_programs,
+    resume_programs,
+)
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
@@ -90,7 +95,7 @@ def run_served(
     tasks = [Task(m, f"t{i}") for i in range(n)]
 
     # the machine's compiled entry for these arrays: no dispatch per request (``jit.py``)
-    machine = entry_point(resume, st, 0, code, counters, done, dn)
+    machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
 
     def step(t: int) -> int:
         return int(machine(st, t, code, counters, done, dn))
