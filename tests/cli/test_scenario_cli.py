@@ -1,10 +1,13 @@
 """``epcsim run``, ``replay`` and ``cliff`` as a user runs them."""
 
+import base64
+import io
 import json
 import re
 import tomllib
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -93,6 +96,12 @@ def test_report_has_every_plot_and_the_config(tmp_path):
     ):
         assert words in alts
     assert all(len(b) > 2000 for _, b in imgs)
+    # every plot decodes as a PNG and has ink (what the browser test checks with chromium,
+    # checked here without it: make test does not install chromium, see the Makefile)
+    for alt, b64 in imgs:
+        px = mpimg.imread(io.BytesIO(base64.b64decode(b64)), format="png")[..., :3]
+        assert px.shape[1] > 300 and px.shape[0] > 100, alt
+        assert (px < 0.9).any(axis=-1).mean() > 0.01, alt  # not a blank image
     assert "http://" not in html and "https://" not in html and "<script" not in html
     for words in (
         "Counters",
