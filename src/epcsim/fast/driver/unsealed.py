@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.ops import tag_sealing
 from epcsim.fast.ops.seal_batch import seal_marked
 
@@ -45,6 +46,7 @@ class Unsealed:
         self.dlist = np.zeros(DEFER_CAP, np.int32)
         self.dn = np.zeros(1, np.int64)
         self._one = np.zeros(1, np.int32)  # ``seal``'s list of one
+        self._seal: Any = None  # ``seal_marked``'s entry point, on the first seal
         self.keys = keys
         self.sh, self.sm = tag_sealing.scratch()
         self.base = base
@@ -75,11 +77,18 @@ class Unsealed:
             dlist, n = self._one, 1
         else:
             dlist = self.dlist
-        self.sealed += seal_marked(
+        args = (
             self.keys, self.sh, self.sm, dlist, n, self.dmark, f.present.bits,
             f.chunk_row, rows.contents, rows.mac, rows.flags, f.high_row, rows.high,
             self.base, self.eid,
         )  # fmt: skip
+        if self._seal is None:
+            # the compiled overload without numba's dispatcher (``jit.entry_point``: typing
+            # the three typed lists at each call is most of a one-record seal's cost);
+            # every argument's type is fixed for the file's life (its arrays' dtypes, the
+            # lists' item types, Python ints)
+            self._seal = entry_point(seal_marked, *args)
+        self.sealed += self._seal(*args)
         if index < 0:
             self.dn[0] = 0
 
