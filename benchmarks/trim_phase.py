@@ -6,6 +6,7 @@ fast engine's batch applied, the call's result), the engines alternated in one p
 adds a cProfile of the last fast run's call, cumulative, for the loop's parts.
 
     PYTHONPATH=src .venv/bin/python benchmarks/trim_phase.py [--epc 4M] [--reps 2] [--profile]
+        [--engines fast-core,fast+core,reference]   (``rows._system``'s engine names)
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def main() -> None:
     ap.add_argument("--epc", default="4M")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--engines", default="fast-core,fast+core,reference")
     a = ap.parse_args()
-    engines = ("fast-core", "reference")
+    engines = a.engines.split(",")
     for e in engines:  # imports and any compile outside the timed runs
         trim(e, "1M")
     base = None

@@ -74,11 +74,12 @@ def _scenario(  # type: ignore[no-untyped-def]
     rec = system._call(t, drive_range(ctx, "remove_pages", IMAGE, trimmed))
     yield _snap(system, encl, AccessOutcome()), _record(rec)
     sc = system.sgx.stream_core
-    yield 0 if sc is None else sc.eaccepts
+    yield [0, 0] if sc is None else [sc.eaccepts, sc.trims]
 
 
-def _three(*args, **kw) -> int:  # type: ignore[no-untyped-def]
-    """The scenario on the three systems, equal step by step; the core's accepted pages."""
+def _three(*args, **kw) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """The scenario on the three systems, equal step by step; the core's accepted and
+    trimmed pages."""
     ref = _scenario("reference", *args, **kw)
     fast = _scenario("fast", *args, **kw, fast_core=False)  # not the default "auto"
     core = _scenario("fast", *args, **kw, fast_core=True)
@@ -89,8 +90,8 @@ def _three(*args, **kw) -> int:  # type: ignore[no-untyped-def]
             assert [key for key in a[0] if a[0][key] != f[0][key] and key not in ENGINE_KEYS] == []
             assert a[1:] == f[1:], f"step {k}"
         else:
-            assert a == f == 0
-            return int(b)
+            assert a == f == [0, 0]
+            return int(b[0]), int(b[1])
     raise AssertionError("no count")
 
 
@@ -119,9 +120,10 @@ def test_the_eaccept_loop_on_the_core_matches_the_reference(
     takes the CPU in Python); a heap that fits is the fast engine's batch
     (``fast/eaccept.accept_run``) once the first page is done, where the core has nothing
     to do."""
-    eaccepts = _three(seed, epc_pages, cpus, heap_x, direct, epp, settle, short)
+    eaccepts, trims = _three(seed, epc_pages, cpus, heap_x, direct, epp, settle, short)
     if heap_x >= 1:
         assert eaccepts > 0, "the core accepted no page"
+        assert trims > 0, "the core trimmed no page"
 
 
 def test_on_pages_sees_each_256_page_mark_as_the_reference_does() -> None:
@@ -130,8 +132,8 @@ def test_on_pages_sees_each_256_page_mark_as_the_reference_does() -> None:
     clock and the counters of the reference's call (after the page's EEXIT); three
     untrimmed pages fail on the way (``KB_LEAF``). Equal on the three systems, the core
     engaged, the marks reached (a 768-page heap: 256, 512, 768)."""
-    eaccepts = _three(5, 128, 2, 6.0, True, True, True, 3, marks=True)
-    assert eaccepts > 700
+    eaccepts, trims = _three(5, 128, 2, 6.0, True, True, True, 3, marks=True)
+    assert eaccepts > 700 and trims > 0
 
 
 def _inside():  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from epcsim.arch import (
     EAGAIN,
@@ -35,7 +36,7 @@ from epcsim.kernel.ioctl import (
     hook_may_act,
     validate_offset_length,
 )
-from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
+from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct, sgx_reclaim_write_back
 
 
 @dataclass
@@ -116,6 +117,39 @@ EAGAIN_BEING_RECLAIMED = "being_reclaimed"  # resident and BEING_RECLAIMED
 EAGAIN_NO_FREE_PAGE = "no_free_page"  # ELDU's sgx_alloc_epc_page(reclaim=false): -EBUSY
 
 
+#: ``IoctlResult.extra["eagain_cause"]`` of the compiled loop's ``tstate.CAUSE_*`` codes
+_CAUSES = {1: EAGAIN_BEING_RECLAIMED, 2: EAGAIN_NO_FREE_PAGE}
+
+
+def _page_locked(
+    task: Task,
+    encl: SgxEncl,
+    index: int,
+    per_page: Callable[[int], Gen],
+    out: IoctlResult,
+    charge: bool = True,
+) -> Gen:
+    """The loop's page with ``encl->lock`` just taken, to its unlock: ``run(ioctl_page)``
+    (``charge``), ``_load`` and the -EAGAIN cause, ``per_page``. Returns its ``ret``. Its
+    own generator function so that the compiled loop, stopped under the lock after
+    ``run(ioctl_page)`` with nothing of the page applied, goes on here (``charge=False``;
+    PATHS.md "The MODIFY_TYPES loop"); ``yield from`` adds no event."""
+    sgx = encl.sgx
+    try:
+        if charge:
+            yield from task.run(sgx.m.costs.ioctl_page)
+        ret = yield from _load(task, encl, index)
+        if ret == -EAGAIN:
+            held = encl.epc[index] >= 0 and encl.reclaiming[index]
+            out.extra["eagain_cause"] = EAGAIN_BEING_RECLAIMED if held else EAGAIN_NO_FREE_PAGE
+        elif not ret:
+            ret = yield from per_page(index)
+    finally:
+        if encl.lock.owner is task:
+            task.unlock(encl.lock)
+    return ret
+
+
 def _page_loop(
     task: Task,
     encl: SgxEncl,
@@ -125,18 +159,60 @@ def _page_loop(
     progress: ProgressHook | None,
     out: IoctlResult,
     batch: Callable[..., int] | None = None,
+    core: Any = None,
 ) -> Gen:
     """The shared per-page loop. ``per_page(index)`` runs with ``encl->lock`` held and returns
     0 or ``-errno`` (it may drop and retake the lock itself). Sets ``out.ret`` and
     ``out.count`` (bytes fully done). ``batch`` (the fast engine, ``epcsim.fast.ioctl``)
     applies a run of pages at once where nothing can interleave and returns how many; the
-    page it stops at runs here."""
+    page it stops at runs here. ``core`` (``System(fast_core=...)``: a
+    ``fast.driver.stream.CoreStream`` of MODIFY_TYPES(TRIM), ``_trim_core``) runs pages on
+    the compiled core from a page top while its regime holds, ksgxd with it; where it
+    stops, the page runs here (PATHS.md "The MODIFY_TYPES loop")."""
     sgx = encl.sgx
     ret = 0
     c = 0
     if not sgx.fast or hook_may_act(progress):  # a hook that may act sees each page
         batch = None
     while c < length:
+        if core is not None:
+            from epcsim.fast.driver.stream import END_DIRECT, END_LOCKED
+
+            i0 = core.base + c // PAGE_SIZE
+            moved = yield from core.run(i0, i0)
+            if moved is not None:
+                if core.notes and progress is not None:
+                    progress.core_notes(core.notes)  # type: ignore[attr-defined]
+                k = moved[0] - i0
+                if k:
+                    ret = 0
+                    c += k * PAGE_SIZE
+                    if core.trim[2] and moved[0] % 256 == 0 and progress is not None:
+                        progress(encl, c)  # on_pages' mark: the machine left it to Python
+                if core.mret:  # -EAGAIN at the page's load, decided on the core
+                    ret = core.mret
+                    out.extra["eagain_cause"] = _CAUSES[core.cause]
+                    break
+                if moved[2] in (END_LOCKED, END_DIRECT):
+                    if moved[2] == END_DIRECT:  # the direct batch's rest, then the lock
+                        rows, j, ewbed = core.direct
+                        kept = [(page, encl, index) for page, index, _ in rows]
+                        for _page, index, pinned in rows[j + (ewbed is not None) :]:
+                            encl.backing._pinned_gen[index] = pinned
+                        n = yield from sgx_reclaim_write_back(sgx, task, kept, j, ewbed=ewbed)
+                        sgx.stats.direct_reclaim_pages += n
+                        yield from task.lock(encl.lock)
+                    index = (offset + c) // PAGE_SIZE  # under the lock: the page from _load
+                    charge = moved[2] == END_DIRECT
+                    ret = yield from _page_locked(task, encl, index, per_page, out, charge)
+                    if ret:
+                        break
+                    c += PAGE_SIZE
+                    if progress is not None:
+                        progress(encl, c)
+                    continue
+                if c >= length:
+                    break
         if batch is not None:
             k = batch(task, encl, (offset + c) // PAGE_SIZE, (length - c) // PAGE_SIZE, progress, c)
             if k:
@@ -146,17 +222,7 @@ def _page_loop(
         yield from sgx_reclaim_direct(sgx, task)
         yield from task.lock(encl.lock)
         index = (offset + c) // PAGE_SIZE
-        try:
-            yield from task.run(sgx.m.costs.ioctl_page)
-            ret = yield from _load(task, encl, index)
-            if ret == -EAGAIN:
-                held = encl.epc[index] >= 0 and encl.reclaiming[index]
-                out.extra["eagain_cause"] = EAGAIN_BEING_RECLAIMED if held else EAGAIN_NO_FREE_PAGE
-            elif not ret:
-                ret = yield from per_page(index)
-        finally:
-            if encl.lock.owner is task:
-                task.unlock(encl.lock)
+        ret = yield from _page_locked(task, encl, index, per_page, out)
         if ret:
             break
         c += PAGE_SIZE
@@ -298,9 +364,46 @@ def sgx_ioc_enclave_modify_types(
         return 0
 
     batch = fast_ioctl.modify_trim_run if new_type == PageType.TRIM else None
-    return (
-        yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out, batch)
-    )
+    core = _trim_core(task, encl, arg.offset, arg.length, progress, new_type)
+    try:
+        return (
+            yield from _page_loop(
+                task, encl, arg.offset, arg.length, per_page, progress, out, batch, core
+            )
+        )
+    finally:
+        if core is not None:
+            core.close()
+
+
+def _trim_core(
+    task: Task, encl: SgxEncl, offset: int, length: int, progress: ProgressHook | None, new: int
+) -> Any:
+    """The compiled loop for a MODIFY_TYPES(TRIM) call (``StreamCore.trim``), or None: the
+    reference engine, no core, another type, or a progress hook the core cannot stand in
+    for. The core's loop indexes the whole range ``drive_range`` runs (its notes and
+    256-page marks are the range's), so a hook must say where the call starts in it
+    (``core_range()``: first page, pages, pages done before this call, marks, the note
+    step) and take the notes (``core_notes``); without a hook the call is the range."""
+    sc = encl.sgx.stream_core
+    if sc is None or new != PageType.TRIM or length <= 0:
+        return None
+    if progress is None:
+        first, pages, base, marks, step = (
+            offset // PAGE_SIZE,
+            length // PAGE_SIZE,
+            0,
+            False,
+            1 << 40,
+        )
+    elif hasattr(progress, "core_range") and not hook_may_act(progress):
+        first, pages, base, marks, step = progress.core_range()
+    else:
+        return None
+    cs = sc.trim(task, first, pages, new, step, marks)
+    if cs is not None:
+        cs.base = base
+    return cs
 
 
 # -- SGX_IOC_ENCLAVE_REMOVE_PAGES --------------------------------------------------------------

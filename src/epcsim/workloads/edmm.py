@@ -165,6 +165,12 @@ def drive_range(
         if on_pages is not None and now_done % 256 == 0:
             on_pages(now_done, pages)
 
+    # what the compiled MODIFY_TYPES loop needs to stand in for on_page (``ioctl_sgx2.
+    # _trim_core``): the range, where this call starts in it, the marks, OpRecord.note's step
+    step = max(1, pages // PROGRESS_POINTS)
+    on_page.core_range = lambda: (first_page, pages, done // PAGE_SIZE, on_pages is not None, step)  # type: ignore[attr-defined]
+    on_page.core_notes = rec.progress.extend  # type: ignore[attr-defined]
+
     def call() -> Gen:
         off, ln = offset + done, length - done
         if kind == "modify_types":

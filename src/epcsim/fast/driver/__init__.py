@@ -37,6 +37,14 @@ from epcsim.fast.numba_cache import ENGINE, PAGE_STATE, drop_stale, sources
 # numba's cached code goes when a source it depends on changes (``fast/numba_cache.py``)
 drop_stale(
     Path(__file__).parent,
-    sources("fast/driver", "fast/cosim", "fast/ops", "fast/access.py", "fast/eaccept.py", *ENGINE)
+    sources(
+        "fast/driver",
+        "fast/cosim",
+        "fast/ops",
+        "fast/access.py",
+        "fast/eaccept.py",
+        "fast/emodt.py",
+        *ENGINE,
+    )
     + sources(*PAGE_STATE),
 )

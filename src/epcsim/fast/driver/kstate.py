@@ -159,10 +159,14 @@ KB_TOP = 13  #: ``tstate.TC_HOOK``: the thread at its loop top, for Python to go
 #: the EACCEPT loop (``tstate.MODE_EACCEPT``): the leaf would not return 0 - the thread
 #: inside at the page, where ``enclu_on_page`` runs it in Python (PATHS.md E1)
 KB_LEAF = 14
+#: the MODIFY_TYPES loop (``tstate.MODE_TRIM``): its page under ``encl->lock``, nothing of
+#: it applied, where Python's ``page_locked`` goes on (a page not present, a type or an
+#: EMODT the core does not take, an ETRACK or IPI the regime excludes; PATHS.md M2-M3)
+KB_PAGE = 15
 KB_NAMES = (
     "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
     "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
-    "ELDU failure", "ksgxd wake-up", "loop top", "EACCEPT failure",
+    "ELDU failure", "ksgxd wake-up", "loop top", "EACCEPT failure", "MODIFY_TYPES page",
 )  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)

@@ -176,6 +176,7 @@ from epcsim.fast.driver.thread_bridge import (
     drive_serving,
     fold_thread,
 )
+from epcsim.fast.driver.trim import P_DIRECT
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
@@ -193,6 +194,14 @@ _RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.
 #: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
 #: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
 IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
+#: ``CoreStream.run``'s ``end`` for the MODIFY_TYPES loop stopped under ``encl->lock`` at
+#: its page (``KB_PAGE``, or T4's ``IN_FAULT`` stops): the caller runs the page from
+#: ``_load`` on in Python (``ioctl_sgx2._page_locked``)
+END_LOCKED = -100
+#: ... stopped in its direct reclaim's batch before the SECS's eviction (``KB_SECS`` in
+#: ``reclaim_run``'s row 1, the thread at ``P_DIRECT``): the caller runs the batch's rest in
+#: Python (``sgx_reclaim_write_back`` from ``CoreStream.direct``), then the page
+END_DIRECT = -101
 
 
 def resumable(code: int, pc: int) -> bool:
@@ -229,6 +238,11 @@ class StreamCore:
         self.entries = 0
         #: pages the EACCEPT loop (``workloads.edmm.eaccept_range``) accepted on the core
         self.eaccepts = 0
+        #: pages MODIFY_TYPES' loop (``kernel.ioctl_sgx2._page_loop``) changed on the core
+        self.trims = 0
+        #: MODIFY_TYPES loops on the core whose ``_page_loop`` has not returned: ksgxd's
+        #: machine is served during their ioctl (``stream_ksgxd._worth_serving``)
+        self.trim_live = 0
         #: pages ksgxd wrote back on the core (its batches' ``ksgxd_pages_reclaimed`` while
         #: there; like ``accesses``, not a ``stats()`` counter)
         self.ksgxd_pages = 0
@@ -377,6 +391,24 @@ class StreamCore:
             cs.mode = (int(flags), int(epp), int(marks), int(step))
         return cs
 
+    def trim(
+        self, thread: Any, first: int, n: int, new_type: int, step: int, marks: bool
+    ) -> CoreStream | None:
+        """A ``CoreStream`` for MODIFY_TYPES' page loop over the range's ``n`` pages from
+        ``first`` (``_page_loop``; ``step``: ``OpRecord.note``'s, ``marks``: stop at each
+        256-page mark for ``on_pages``), or None where the structure excludes it (as
+        ``stream``'s; the thread must be the enclave's ``EnclaveThread``)."""
+        from epcsim.user.thread import EnclaveThread
+
+        if not isinstance(thread, EnclaveThread) or first + n > thread.encl.nr_pages:
+            return None
+        pages = np.arange(first, first + n, dtype=np.int64)
+        cs = self.stream(thread, pages, np.zeros(n, np.bool_))
+        if cs is not None:
+            cs.trim = (int(new_type), int(step), int(marks))
+            self.trim_live += 1
+        return cs
+
 
 class CoreStream:
     """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
@@ -395,9 +427,21 @@ class CoreStream:
         self.mode: tuple[int, int, int, int] | None = None
         #: the EACCEPT loop's ``OpRecord.note`` points of the last ``run``
         self.notes: list[tuple[int, int]] = []
+        #: the MODIFY_TYPES loop's ``(new type, note step, marks)`` (``StreamCore.trim``)
+        self.trim: tuple[int, int, int] | None = None
+        #: its range's pages done before this ioctl call (``ioctl_sgx2._trim_core``)
+        self.base = 0
+        #: after ``END_DIRECT``: the direct batch's ``(rows, j, ewbed)`` (``_direct_rest``)
+        self.direct: tuple[list[list[int]], int, tuple[int, int, int] | None] | None = None
+        #: after a MODIFY_TYPES ``run``: the call's ``ret`` (0, or -EAGAIN with its cause,
+        #: ``tstate.CAUSE_*``) where the loop stopped at a page top
+        self.mret = 0
+        self.cause = 0
 
     def _count(self, n: int) -> None:
-        if self.mode is None:
+        if self.trim is not None:
+            self.owner.trims += n
+        elif self.mode is None:
             self.owner.accesses += n
         else:
             self.owner.eaccepts += n
@@ -411,6 +455,8 @@ class CoreStream:
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
         self.owner.live -= 1
+        if self.trim is not None:
+            self.owner.trim_live -= 1
 
     def _ready(self, served: bool) -> bool:
         """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd
@@ -491,10 +537,12 @@ class CoreStream:
         kc[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
         co.tasks[THREAD, T_PC] = P_TOP
         mode = self.mode
-        if mode is None:
+        trim = self.trim
+        if mode is None and trim is None:
             ts = _thread_state(system, thread, self.pages, self.writes, alone=False)
-        else:  # the EACCEPT loop: at most one note per step pages, and the last page's
-            rows = (self.pages.size - i) // mode[3] + 2
+        else:  # the EACCEPT/MODIFY_TYPES loop: one note per step pages, and the last's
+            step = trim[1] if trim is not None else mode[3] if mode is not None else 1
+            rows = (self.pages.size - i) // step + 2
             ts = _thread_state(system, thread, self.pages, self.writes, False, rows)
         sess.ts = ts
         tc = ts.tc
@@ -504,6 +552,14 @@ class CoreStream:
         if mode is not None:
             tc[T.TC_MODE] = T.MODE_EACCEPT
             tc[T.TC_SECINFO], tc[T.TC_EPP], tc[T.TC_MARKS], tc[T.TC_NOTE_STEP] = mode
+        if trim is not None:
+            costs = system.machine.costs
+            tc[T.TC_MODE] = T.MODE_TRIM
+            tc[T.TC_NEW_TYPE], tc[T.TC_NOTE_STEP], tc[T.TC_MARKS] = trim
+            tc[T.TC_IOCTL_NS] = costs.ioctl_page
+            tc[T.TC_EMODT_NS] = costs.emodt
+            tc[T.TC_ETRACK_NS] = costs.etrack
+            tc[T.TC_DIRECT] = int(system.sgx.direct_reclaim)
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         sess.ks = ks
         owner.entries += 1
@@ -523,7 +579,9 @@ class CoreStream:
         sv = sess.sv
         pc = int(co.tasks[THREAD, T_PC])
         in_fault = who == THREAD and code in IN_FAULT and pc == P_LOCKED
-        if who == THREAD and (resumable(code, pc) or in_fault):
+        locked = trim is not None and who == THREAD and _trim_locked(code, pc)
+        direct = trim is not None and who == THREAD and code == K.KB_SECS and pc == P_DIRECT
+        if who == THREAD and (resumable(code, pc) or in_fault or locked or direct):
             # the thread at a loop top (or under encl->lock in a fault: below): the
             # generator goes on; ksgxd asleep goes back to its own generator's wait, else
             # it goes on served by SimPy
@@ -549,6 +607,17 @@ class CoreStream:
             self._count(new_done - done)
             self._take_notes(ts)
             end = STREAM_PF if code == K.KB_PF else STREAM_ON
+            if trim is not None:
+                self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
+                tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+                if locked:  # the page from _load on, in Python (the caller's)
+                    owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
+                    return new_i, new_done, END_LOCKED
+                if direct:  # the direct batch's rest, then the page, in Python
+                    owner.secs_stops += 1
+                    self.direct = _direct_rest(sess.ks)
+                    return new_i, new_done, END_DIRECT
+                return new_i, new_done, end
             if in_fault:
                 # the rest of the fault in Python, the reference's code from the lock on
                 # (module docstring, "The thread's stops")
@@ -597,7 +666,38 @@ class CoreStream:
         new_done = int(tc[T.TC_DONE])
         self._count(new_done - done)
         self._take_notes(ts)
+        if trim is not None:
+            self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
+            tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+            if end == END_DIRECT:
+                self.direct = _direct_rest(sess.ks)
         return new_i, new_done, end
+
+
+def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | None]:
+    """Where the direct reclaim's batch (``reclaim_run``'s row 1) stopped before the SECS's
+    eviction: its kept pages ``(page, index, pinned)``, the page ``j`` whose D step is next
+    and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result ``(ret, va, slot)``
+    with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch`` reads row 0)."""
+    from epcsim.fast.driver.reclaim import P_STORED, RECLAIM_DIRECT
+
+    rw = ks.rc[RECLAIM_DIRECT]
+    j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
+    rows = ks.batch[RECLAIM_DIRECT, :nk].tolist()
+    ewbed = None
+    if int(rw[K.RC_PC]) == P_STORED:
+        ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
+    return rows, j, ewbed
+
+
+def _trim_locked(code: int, pc: int) -> bool:
+    """The MODIFY_TYPES loop's stops under ``encl->lock`` with nothing of the page applied:
+    its own (``KB_PAGE`` after ``run(ioctl_page)`` or at T4) and T4's fault stops."""
+    from epcsim.fast.driver.trim import P_IOCTL_RUN
+
+    if code == K.KB_PAGE:
+        return pc in (P_IOCTL_RUN, P_LOCKED)
+    return code in IN_FAULT and pc == P_LOCKED
 
 
 def _static_regime(system: System) -> bool:

@@ -368,6 +368,18 @@ class Session:
         pc = int(co.tasks[THREAD, T_PC])
         ts = self.ts
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
+        if int(ts.tc[T.TC_MODE]) == T.MODE_TRIM:
+            from epcsim.fast.driver.stream import END_DIRECT, END_LOCKED, _trim_locked
+            from epcsim.fast.driver.trim import P_DIRECT
+
+            # MODIFY_TYPES' page from _load on, or its direct batch's rest: _page_loop's
+            end = END_LOCKED if _trim_locked(code, pc) else None
+            if code == K.KB_SECS and pc == P_DIRECT:
+                end = END_DIRECT
+            if end is not None:
+                co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+                self.thread_end = (code, end)
+                return
         if code in IN_FAULT and pc == P_LOCKED:
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
             owner = self.owner
@@ -465,6 +477,8 @@ def _worth_serving(system: System) -> bool:
             others += 1
     if others > 1:
         return False
+    if core.trim_live:  # MODIFY_TYPES' loop on the core takes the session at its page top
+        return True
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 

@@ -33,6 +33,10 @@ Decisions (2026-11-26, issue 9 session ``tdriver``):
   before the allocation (``KB_WAKE``, the lock held): the call's end, or the entry of row
   1's regime. With ksgxd on the core it wakes it as ``wake_ksgxd`` does.
 
+Three loops share the machine (``tc[TC_MODE]``): ``access_stream`` (T0-T7), the EACCEPT
+loop (E0-E4, session ``eacc``) and MODIFY_TYPES' page loop (M1-M4, session ``mtrim2``: its
+own rows are ``trim.py``'s ``trim_rows``, inlined here; it shares T4-T5's ELDU).
+
 The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
 each is ``stream.py``'s docstring, "The thread's stops"):
 
@@ -71,6 +75,7 @@ from epcsim.fast.cosim.request import (
     perform,
 )
 from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
+from epcsim.fast.driver import trim
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check, tcs_refused
 from epcsim.fast.driver.encls import epcm_secs_is_mine
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
@@ -96,6 +101,7 @@ from epcsim.fast.driver.kstate import (
     KB_ENOMEM,
     KB_ENTRY,
     KB_LEAF,
+    KB_PAGE,
     KB_PF,
     KB_SECS_LOAD,
     KB_SIGBUS,
@@ -108,11 +114,15 @@ from epcsim.fast.driver.kstate import (
     SVC_TRUNCATE,
     SVC_UNSEAL,
 )
+from epcsim.fast.driver.trim import P_DIRECT, P_MEAGAIN, P_MEMODT, trim_rows
 from epcsim.fast.driver.tstate import (
+    CAUSE_NO_FREE_PAGE,
     MODE_EACCEPT,
+    MODE_TRIM,
     TC_ACCESS_NS,
     TC_ALONE,
     TC_BUSY,
+    TC_CAUSE,
     TC_CHUNK_MAX,
     TC_DONE,
     TC_EACCEPT_NS,
@@ -124,6 +134,7 @@ from epcsim.fast.driver.tstate import (
     TC_ERESUME_NS,
     TC_FAULT_NS,
     TC_FINISHED,
+    TC_FLAGS,
     TC_FREE_ROW,
     TC_HOOK,
     TC_I,
@@ -136,6 +147,7 @@ from epcsim.fast.driver.tstate import (
     TC_MARKS,
     TC_MODE,
     TC_N,
+    TC_NEW_TYPE,
     TC_NOTE_N,
     TC_NOTE_STEP,
     TC_PAGE,
@@ -154,8 +166,10 @@ from epcsim.fast.driver.tstate import (
     TN_RETRIES,
 )
 from epcsim.fast.eaccept import EACCEPT_CLEARS, eaccept_word_ok
+from epcsim.fast.emodt import emodt_word_ok
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops.epc import alloc_from_node
+from epcsim.fast.ops.epcm import eldu_word
 from epcsim.fast.ops.lru import lru_mark
 from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
 from epcsim.fast.ops.va import va_free_slot
@@ -190,11 +204,15 @@ P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
 P_LEAF_RUN = 16  #: E2: ``run(eaccept)`` is over (the leaf applied before it)
 P_EEXIT_RUN = 17  #: E3: ``leave()``'s ``run(eexit)`` is over: EEXIT
 P_NEXT = 18  #: E4: the page is done: ``i += 1``, ``cond_resched()`` (nothing), E0
+# the MODIFY_TYPES loop's own rows (``MODE_TRIM``, PATHS.md M1-M4): ``trim.py``'s pcs,
+# P_DIRECT (19) to P_MEAGAIN_UNLOCKED (28); T4-T5 above are shared
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
-    "leaf", "eexit", "next",
+    "leaf", "eexit", "next", "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt",
+    "metrack", "munlocked", "eagain", "eagain unlocked",
 )  # fmt: skip
+assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
@@ -294,12 +312,21 @@ def thread_run(p, t):
     reference counting per call, PATHS.md "Per fault on the core")."""
     st, ks, ts = unborrow(p)
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
+    kp = member(p, 1)  # the KState, borrowed the same way for ``reclaim_run`` (M1)
     kc = ks.kc
     tc = ts.tc
     tcnt = ts.tcnt
     pages = ts.pages
     pc = st.tasks[t, T_PC]
     while True:
+        # -- M: the MODIFY_TYPES loop's rows (``trim.py``; T4-T5 below are shared) -----------
+        if tc[TC_MODE] == MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
+            if pc == P_TOP and tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
+                return _stop(st, ks, t, P_TOP, KB_TOP, -1)
+            pc, r = trim_rows(st, ks, ts, sp, kp, t, pc)
+            if r >= 0:
+                return r
+            continue
         # -- T0: enter() ---------------------------------------------------------------------
         if pc == P_TOP:
             if tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
@@ -472,6 +499,11 @@ def thread_run(p, t):
                 return _stop(st, ks, t, P_LOCKED, KB_ELDU, idx)
             row = tc[TC_FREE_ROW]
             nfree = ks.epc_ends[row, LEN]
+            if tc[TC_MODE] == MODE_TRIM and nfree > 0:
+                # M3's EMODT decided before the ELDU, on the word ELDU will write
+                word = eldu_word(tc[TC_FLAGS], (tc[TC_FLAGS] >> 8) & 0xFF, False)
+                if not emodt_word_ok(word, tc[TC_NEW_TYPE]):
+                    return _stop(st, ks, t, P_LOCKED, KB_PAGE, idx)
             lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
             after = kc[K_NR_FREE] - (1 if nfree > 0 else 0)
             wake = after < tc[TC_LOW] and lru > 0  # sgx_should_reclaim(low) after it
@@ -541,9 +573,13 @@ def thread_run(p, t):
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
             if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
                 return _stop(st, ks, t, P_TRUNCATED, KB_UNEXPECTED, page)
-            pc = P_MAP
+            pc = P_MEMODT if tc[TC_MODE] == MODE_TRIM else P_MAP  # M: no PTE, no latency
             continue
         # -- T6: map, unlock; T7: -EBUSY, unlock ------------------------------------------------
+        if pc == P_EBUSY and tc[TC_MODE] == MODE_TRIM:
+            tc[TC_CAUSE] = CAUSE_NO_FREE_PAGE  # sgx_alloc_epc_page(reclaim=false): -EBUSY
+            pc = P_MEAGAIN
+            continue
         if pc in (P_MAP, P_EBUSY):
             if tc[TC_LAT_N] >= ts.lat.size:
                 kc[K_SVC] = SVC_LAT_FULL

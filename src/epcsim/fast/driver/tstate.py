@@ -65,16 +65,35 @@ TC_NOTE_STEP = 38  #: ``OpRecord.note``'s step (``max(1, pages // PROGRESS_POINT
 TC_NOTE_N = 39  #: points in ``notes``
 TC_I0 = 40  #: the index the call was entered at (the 256-page marks stop after it)
 TC_MARKS = 41  #: 1: ``on_pages`` is set: stop at each 256-page mark for Python to call it
-N_TC = 42
+#: the MODIFY_TYPES loop (``MODE_TRIM``, PATHS.md M0-M5): ``Costs`` it charges
+TC_IOCTL_NS = 42  #: ioctl_page
+TC_EMODT_NS = 43
+TC_ETRACK_NS = 44
+TC_DIRECT = 45  #: ``Sgx.direct_reclaim``: M1 runs ``sgx_reclaim_direct``
+#: why the page's load gave -EAGAIN (``CAUSE_*``: ``IoctlResult.extra["eagain_cause"]``)
+TC_CAUSE = 46
+TC_MRET = 47  #: the ioctl's ``ret`` when the loop stopped at a page top (0 or -EAGAIN)
+TC_NEW_TYPE = 48  #: EMODT's new page type (``ModifyTypesArgs.page_type``)
+N_TC = 49
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
+MODE_TRIM = 2  #: ``kernel/ioctl_sgx2._page_loop`` of MODIFY_TYPES (session ``mtrim2``)
+
+#: ``TC_CAUSE``: ``ioctl_sgx2.EAGAIN_BEING_RECLAIMED`` and ``EAGAIN_NO_FREE_PAGE``
+CAUSE_NONE = 0
+CAUSE_BEING_RECLAIMED = 1
+CAUSE_NO_FREE_PAGE = 2
 
 #: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
 TCOUNTERS = (
     "enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu", "eaccept",
+    "emodt", "direct_reclaim_calls", "direct_reclaim_pages",
 )  # fmt: skip
-TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU, TN_EACCEPT = range(len(TCOUNTERS))
+(
+    TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU, TN_EACCEPT, TN_EMODT,
+    TN_DIRECT_CALLS, TN_DIRECT_PAGES,
+) = range(len(TCOUNTERS))  # fmt: skip
 
 #: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into
 #: ``OpRecord.progress`` by the caller (``stream.CoreStream``)

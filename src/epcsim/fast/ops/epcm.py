@@ -87,8 +87,15 @@ def eldu_commit(flags, bepoch, epc, secinfo_flags, pt, blocked):
     nothing is kept). The owning SECS and ENCLAVEADDRESS are the caller's to write: they
     are stored once, derived from the page's owner (``isa.epcm``), so a caller whose page
     the kernel allocated for that enclave page writes nothing (the compiled driver)."""
+    flags[epc] = eldu_word(secinfo_flags, pt, blocked)
+    bepoch[epc] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def eldu_word(secinfo_flags, pt, blocked):
+    """The EPCM word ``eldu_commit`` writes (the MODIFY_TYPES loop reads it before the ELDU
+    to decide the page's EMODT, PATHS.md M2)."""
     w = EPCM_VALID | ((pt & 0xFF) << EPCM_PT_SHIFT) | (secinfo_flags & _STATE_BITS)
     if blocked and is_child_type(pt):
         w |= EPCM_BLOCKED
-    flags[epc] = w
-    bepoch[epc] = 0
+    return w

@@ -1,0 +1,242 @@
+"""The MODIFY_TYPES loop's own rows (PATHS.md M1-M4), compiled into the thread's machine.
+
+``kernel/ioctl_sgx2._page_loop`` of MODIFY_TYPES(TRIM) runs on the enclave thread's
+machine (``thread.thread_run``) in ``tstate.MODE_TRIM`` (decision of session ``mtrim``,
+PATHS.md "The MODIFY_TYPES loop", item 1; built by session ``mtrim2``): the ioctl's task is
+the enclave thread's, and M2's ELDU is the fault's rows T4-T5 (``P_LOCKED`` to
+``P_TRUNCATED``), which the mode shares, branching where the loop differs from a fault
+(after the truncation to M3, at -EBUSY to the -EAGAIN stop). This module holds the rest,
+``trim_rows``, inlined into ``thread_run`` (one machine, one compile), so a reader finds
+the M rows in one place:
+
+M1 the page top: ``sgx_reclaim_direct`` (the batch is ``reclaim.reclaim_run``'s row 1, the
+   thread's pc ``P_DIRECT`` meanwhile), then ``encl->lock``;
+M2 ``run(ioctl_page)``, then ``_load``'s and ``per_page``'s decisions all at once, before
+   anything is applied (``_trim_takes`` and EMODT's outcome; a page the core does not take
+   stops there, ``KB_PAGE``, where ``ioctl_sgx2._page_locked`` goes on): resident and
+   BEING_RECLAIMED -> -EAGAIN (``CAUSE_BEING_RECLAIMED``), resident -> M3, evicted -> T4;
+M3 ``run(emodt)``, EMODT (``fast/emodt.emodt_apply``), ``run(etrack)``, ETRACK
+   (``encls.etrack``), no IPI, ``encl.type[index]``;
+M4 the unlock, the page counted and noted (``OpRecord.note``'s points in ``ts.notes``; an
+   ``on_pages`` mark is left to Python at the next page top), back to M1;
+-EAGAIN: the unlock, then a stop at the page top with ``TC_MRET`` and ``TC_CAUSE``
+   (M5 is Python's).
+
+The order of every step is ``kernel/ioctl_sgx2.py``'s (``_page_loop``, ``_load``,
+``sgx_ioc_enclave_modify_types``' ``per_page``, ``sgx_enclave_etrack``) and
+``kernel/reclaim.py``'s ``sgx_reclaim_direct``; a change there changes this file.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from numba import njit
+
+from epcsim.arch import PageType
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
+from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU, T_PC
+from epcsim.fast.driver.encls import etrack
+from epcsim.fast.driver.ksgxd import _blocked, _stop, should_reclaim
+from epcsim.fast.driver.kstate import (
+    K_CPUMASK,
+    K_EPOCH,
+    K_INSIDE,
+    K_SECS_EPC,
+    K_TRACKING,
+    KB_PAGE,
+    KB_TOP,
+    KB_UNEXPECTED,
+    RC_NK,
+    RC_PC,
+)
+from epcsim.fast.driver.reclaim import P_A as RECLAIM_START
+from epcsim.fast.driver.reclaim import R_RETURNED, RECLAIM_DIRECT, reclaim_run
+from epcsim.fast.driver.tstate import (
+    CAUSE_BEING_RECLAIMED,
+    TC_CAUSE,
+    TC_DIRECT,
+    TC_DONE,
+    TC_EMODT_NS,
+    TC_ETRACK_NS,
+    TC_I,
+    TC_IDX,
+    TC_IOCTL_NS,
+    TC_LOW,
+    TC_MARKS,
+    TC_MRET,
+    TC_N,
+    TC_NEW_TYPE,
+    TC_NOTE_N,
+    TC_NOTE_STEP,
+    TN_DIRECT_CALLS,
+    TN_DIRECT_PAGES,
+    TN_EMODT,
+)
+from epcsim.fast.emodt import emodt_apply, emodt_word_ok
+from epcsim.kernel.encl_page import (
+    ENCL_PAGE_BEING_RECLAIMED,
+    ENCL_PAGE_PRESENT,
+    ENCL_PAGE_TYPE_SHIFT,
+)
+
+# the thread machine's pcs these rows meet (``thread.py`` checks they are its own)
+P_TOP = 0
+P_LOCKED = 5
+# -- the MODIFY_TYPES loop's pcs (thread.py's P_NAMES names them) --------------------------
+P_DIRECT = 19  #: M1: ``sgx_reclaim_direct``'s batch under way (``reclaim_run``, row 1)
+P_MLOCK = 20  #: M1: take ``encl->lock``
+P_MLOCKED = 21  #: M2: ``encl->lock`` taken: ``run(ioctl_page)``
+P_IOCTL_RUN = 22  #: M2: ``run(ioctl_page)`` is over: ``_load``'s decisions
+P_MEMODT = 23  #: M3: the page resident: ``run(emodt)``
+P_EMODT_RUN = 24  #: M3: ``run(emodt)`` is over: EMODT, then ``run(etrack)``
+P_MTRACK_RUN = 25  #: M3: ``run(etrack)`` is over: ETRACK, ``send_ipi`` (none), the type
+P_MUNLOCKED = 26  #: M4: unlocked after the page: ``c += 4096``, the progress
+P_MEAGAIN = 27  #: M2: -EAGAIN: unlock
+P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
+
+_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
+_PT_REG = int(PageType.REG)
+_PT_TCS = int(PageType.TCS)
+_PT_TRIM = int(PageType.TRIM)
+_EAGAIN = -errno.EAGAIN
+_TYPE_CLEAR = 0xFF ^ (7 << ENCL_PAGE_TYPE_SHIFT)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _trim_takes(st, ks, ts, t, idx, f):
+    """Whether the core runs MODIFY_TYPES' page ``idx`` (pflags ``f``) from ``_load`` on:
+    present (else -EFAULT), a transition ``per_page`` allows (REG -> TRIM/TCS, TCS ->
+    TRIM; else -EINVAL), the SECS resident, and ``sgx_enclave_etrack`` sure to succeed with
+    no IPI: no LP inside, the last epoch's tracking set empty, no other CPU in the
+    enclave's cpumask than the caller's (PATHS.md M3: the regime makes these hold; each is
+    a stop, never a different result)."""
+    if not f & ENCL_PAGE_PRESENT:
+        return False
+    tc = ts.tc
+    old = (f >> ENCL_PAGE_TYPE_SHIFT) & 7  # SgxEncl.type: bits of the page's flags
+    new = tc[TC_NEW_TYPE]
+    if not (old == _PT_REG or (old == _PT_TCS and new == _PT_TRIM)):
+        return False
+    if new != _PT_TRIM:  # REG -> TCS zaps and unmarks (per_page's other rows): Python
+        return False
+    kc = ks.kc
+    if kc[K_SECS_EPC] < 0 or kc[K_INSIDE] != 0 or kc[K_TRACKING] != 0:
+        return False
+    cpu = st.tasks[t, T_CPU]
+    return cpu >= 0 and (kc[K_CPUMASK] & ~(1 << cpu)) == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def trim_rows(st, ks, ts, sp, kp, t, pc):
+    """Rows M1-M4 from ``pc`` (``P_TOP`` or an M pc) until the task parks, stops or needs a
+    service - ``(pc, r)``: ``thread_run`` returns ``r`` - or goes on in the shared rows -
+    ``(P_LOCKED, -1)``: ``thread_run`` goes on at T4 (module docstring)."""
+    kc = ks.kc
+    tc = ts.tc
+    tcnt = ts.tcnt
+    pages = ts.pages
+    while True:
+        if pc == P_TOP:  # thread_run checked the hook's stops (``_hook_stop``) first
+            if tc[TC_I] >= tc[TC_N]:  # the range's end (_hook_stop stops there first)
+                return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
+            # sgx_reclaim_direct: one batch if free < LOW, without encl->lock
+            if tc[TC_DIRECT] != 0 and should_reclaim(ks, tc[TC_LOW]):
+                tcnt[TN_DIRECT_CALLS] += 1
+                ks.rc[RECLAIM_DIRECT, RC_PC] = RECLAIM_START
+                pc = P_DIRECT
+                continue
+            pc = P_MLOCK
+            continue
+        if pc == P_DIRECT:
+            r = reclaim_run(sp, kp, t, RECLAIM_DIRECT)
+            if r != R_RETURNED:  # the batch's pc is its row's: the thread's stays here
+                st.tasks[t, T_PC] = P_DIRECT
+                return pc, r
+            tcnt[TN_DIRECT_PAGES] += ks.rc[RECLAIM_DIRECT, RC_NK]
+            pc = P_MLOCK
+            continue
+        if pc == P_MLOCK:
+            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            if r != R_OK:
+                return pc, _blocked(st, t, P_MLOCKED, r)
+            pc = P_MLOCKED
+            continue
+        if pc == P_MLOCKED:
+            r = perform(sp, t, RQ_RUN, tc[TC_IOCTL_NS])
+            if r != R_OK:
+                return pc, _blocked(st, t, P_IOCTL_RUN, r)
+            pc = P_IOCTL_RUN
+            continue
+        if pc == P_IOCTL_RUN:
+            # _load and per_page's decisions, all before anything is applied: a page
+            # the core does not take stops here, under the lock, where Python's
+            # page_locked runs the reference's page (PATHS.md, "What is left")
+            idx = pages[tc[TC_I]]
+            tc[TC_IDX] = idx
+            f = ks.pflags[idx]
+            if not _trim_takes(st, ks, ts, t, idx, f):
+                return pc, _stop(st, ks, t, P_IOCTL_RUN, KB_PAGE, idx)
+            page = ks.desc[idx]
+            if page >= 0:
+                if f & ENCL_PAGE_BEING_RECLAIMED:  # __sgx_encl_load_page: -EBUSY
+                    tc[TC_CAUSE] = CAUSE_BEING_RECLAIMED
+                    pc = P_MEAGAIN
+                    continue
+                if not emodt_word_ok(ks.eflags[page], tc[TC_NEW_TYPE]):
+                    return pc, _stop(st, ks, t, P_IOCTL_RUN, KB_PAGE, idx)
+                pc = P_MEMODT
+                continue
+            return P_LOCKED, -1  # T4-T5 (thread_run): sgx_encl_eldu, no reclaim
+        if pc == P_MEMODT:
+            r = perform(sp, t, RQ_RUN, tc[TC_EMODT_NS])
+            if r != R_OK:
+                return pc, _blocked(st, t, P_EMODT_RUN, r)
+            pc = P_EMODT_RUN
+            continue
+        if pc == P_EMODT_RUN:
+            tcnt[TN_EMODT] += 1
+            emodt_apply(ks.eflags, ks.bepoch, ks.desc[tc[TC_IDX]], tc[TC_NEW_TYPE], kc[K_EPOCH])
+            r = perform(sp, t, RQ_RUN, tc[TC_ETRACK_NS])
+            if r != R_OK:
+                return pc, _blocked(st, t, P_MTRACK_RUN, r)
+            pc = P_MTRACK_RUN
+            continue
+        if pc == P_MTRACK_RUN:
+            if etrack(ks) != 0:  # PREV_TRK_INCMPL: excluded at P_IOCTL_RUN (a guard)
+                return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, tc[TC_IDX])
+            # send_ipi: no other CPU in the mask (checked at P_IOCTL_RUN), no LP inside
+            idx = tc[TC_IDX]  # encl.type[index] = new_type (its flags' type bits)
+            ks.pflags[idx] = (ks.pflags[idx] & _TYPE_CLEAR) | (
+                tc[TC_NEW_TYPE] << ENCL_PAGE_TYPE_SHIFT
+            )
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            if r != R_OK:
+                return pc, _blocked(st, t, P_MUNLOCKED, r)
+            pc = P_MUNLOCKED
+            continue
+        if pc == P_MUNLOCKED:
+            done = tc[TC_I] + 1  # progress(encl, c): OpRecord.note's points
+            if tc[TC_MARKS] != 0 and done % 256 == 0:
+                pass  # on_pages' mark: the loop stops at the next page top, Python calls it
+            elif done % tc[TC_NOTE_STEP] == 0 or done == tc[TC_N]:
+                n = tc[TC_NOTE_N]
+                ts.notes[n, 0] = st.clk[C_NOW]
+                ts.notes[n, 1] = done
+                tc[TC_NOTE_N] = n + 1
+            tc[TC_I] = done
+            tc[TC_DONE] += 1
+            return P_TOP, -1  # the next page top: thread_run checks the hook's stops there
+        if pc == P_MEAGAIN:
+            tc[TC_MRET] = _EAGAIN
+            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            if r != R_OK:
+                return pc, _blocked(st, t, P_MEAGAIN_UNLOCKED, r)
+            pc = P_MEAGAIN_UNLOCKED
+            continue
+        if pc == P_MEAGAIN_UNLOCKED:  # the call returns -EAGAIN: Python's M5
+            return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
+        return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
+
+
+__all__ = ["trim_rows"]
