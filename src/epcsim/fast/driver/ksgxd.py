@@ -43,6 +43,7 @@ called again at the pc after it.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from epcsim.fast.cosim.borrow import borrow, member, unborrow
@@ -109,6 +110,10 @@ P_NAMES = (
 )  # fmt: skip
 
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
+#: ``reclaim_run``'s row as an ``int64``, not a constant: numba types a constant argument
+#: ``Literal[int](0)`` and compiles the callee once per literal, so ksgxd's 0 and the
+#: direct reclaimer's 1 would be two compiles of A-D (measured: two signatures)
+_ROW_KSGXD = np.int64(RECLAIM_KSGXD)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -181,7 +186,7 @@ def ksgxd_run(p, t):
             continue
         # -- A-D: sgx_reclaim_pages, ksgxd as reclaimer row 0 (reclaim.py) ----------------
         ks.rc[RECLAIM_KSGXD, RC_PC] = pc
-        r = reclaim_run(sp, kp, t, RECLAIM_KSGXD)
+        r = reclaim_run(sp, kp, t, _ROW_KSGXD)
         pc = ks.rc[RECLAIM_KSGXD, RC_PC]
         if r != R_RETURNED:
             st.tasks[t, T_PC] = pc  # the task's pc mirrors the batch's (reclaim.py)

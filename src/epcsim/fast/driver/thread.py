@@ -61,6 +61,7 @@ each is ``stream.py``'s docstring, "The thread's stops"):
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
@@ -501,7 +502,7 @@ def thread_run(p, t):
             nfree = ks.epc_ends[row, LEN]
             if tc[TC_MODE] == MODE_TRIM and nfree > 0:
                 # M3's EMODT decided before the ELDU, on the word ELDU will write
-                word = eldu_word(tc[TC_FLAGS], (tc[TC_FLAGS] >> 8) & 0xFF, False)
+                word = np.int64(eldu_word(tc[TC_FLAGS], (tc[TC_FLAGS] >> 8) & 0xFF, False))
                 if not emodt_word_ok(word, tc[TC_NEW_TYPE]):
                     return _stop(st, ks, t, P_LOCKED, KB_PAGE, idx)
             lru = ks.epc_ends[kc[K_LRU_ROW], LEN]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 
+import numpy as np
 from numba import njit
 
 from epcsim.arch import PageType
@@ -96,6 +97,8 @@ P_MEAGAIN = 27  #: M2: -EAGAIN: unlock
 P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
+#: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
+_ROW_DIRECT = np.int64(RECLAIM_DIRECT)
 _PT_REG = int(PageType.REG)
 _PT_TCS = int(PageType.TCS)
 _PT_TRIM = int(PageType.TRIM)
@@ -149,7 +152,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             pc = P_MLOCK
             continue
         if pc == P_DIRECT:
-            r = reclaim_run(sp, kp, t, RECLAIM_DIRECT)
+            r = reclaim_run(sp, kp, t, _ROW_DIRECT)
             if r != R_RETURNED:  # the batch's pc is its row's: the thread's stays here
                 st.tasks[t, T_PC] = P_DIRECT
                 return pc, r
@@ -183,7 +186,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
                     tc[TC_CAUSE] = CAUSE_BEING_RECLAIMED
                     pc = P_MEAGAIN
                     continue
-                if not emodt_word_ok(ks.eflags[page], tc[TC_NEW_TYPE]):
+                if not emodt_word_ok(np.int64(ks.eflags[page]), tc[TC_NEW_TYPE]):
                     return pc, _stop(st, ks, t, P_IOCTL_RUN, KB_PAGE, idx)
                 pc = P_MEMODT
                 continue
