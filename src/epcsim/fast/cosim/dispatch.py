@@ -12,6 +12,8 @@ events SimPy processes (``env.step`` calls) for the same run.
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import pop
@@ -51,7 +53,7 @@ def next_resume(st):  # type: ignore[no-untyped-def]
         if clk[C_QLEN] == 0:
             return IDLE
         if clk[C_BUDGET] > 0 and clk[C_POPS] >= clk[C_BUDGET]:
-            hand_back(st, HB_BUDGET, -1)
+            hand_back(st, np.int64(HB_BUDGET), np.int64(-1))
             return HANDED_BACK
         payload = pop(st)
         kind = payload & 15

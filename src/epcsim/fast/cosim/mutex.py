@@ -15,6 +15,8 @@ both need a sleeping waiter.
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.spin import poke, spin_start
@@ -56,9 +58,9 @@ def lock(st, t, m):  # type: ignore[no-untyped-def]
         mtx[m, M_OWNER] = t  # the fast path; no wait list, so no steal
         return R_OK
     if owner == t:
-        return hand_back(st, HB_RECURSIVE, t)
+        return hand_back(st, np.int64(HB_RECURSIVE), t)
     if tasks[owner, T_CPU] < 0:  # ``_can_spin`` is false: it would sleep
-        return hand_back(st, HB_MUTEX_SLEEP, t)
+        return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
     mtx[m, M_CONTENDED] += 1
     tasks[t, T_LOCK_T0] = st.clk[C_NOW]
     return spin_start(st, t, m)
@@ -70,8 +72,8 @@ def unlock(st, t, m):  # type: ignore[no-untyped-def]
     owner."""
     mtx = st.mtx
     if mtx[m, M_OWNER] != t:
-        return hand_back(st, HB_BAD_UNLOCK, t)
-    log(st, TR_UNLOCK, t, m)
+        return hand_back(st, np.int64(HB_BAD_UNLOCK), t)
+    log(st, np.int64(TR_UNLOCK), t, m)
     now = st.clk[C_NOW]
     mtx[m, M_OWNER] = -1
     mtx[m, M_HANDOFF] = 0

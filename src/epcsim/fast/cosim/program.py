@@ -117,23 +117,23 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             if op != OP_WAIT:
                 op = -1  # the op is complete: log it below
         if op == OP_RUN:
-            r = perform(st, t, RQ_RUN, a)
+            r = perform(st, t, np.int64(RQ_RUN), a)
         elif op == OP_USER:
-            r = perform(st, t, RQ_RUN_USER, a)
+            r = perform(st, t, np.int64(RQ_RUN_USER), a)
         elif op == OP_LOCK:
-            r = perform(st, t, RQ_LOCK, a)
+            r = perform(st, t, np.int64(RQ_LOCK), a)
         elif op == OP_UNLOCK:
-            r = perform(st, t, RQ_UNLOCK, a)
+            r = perform(st, t, np.int64(RQ_UNLOCK), a)
         elif op == OP_WAIT:
             if counters[a] > 0:
                 counters[a] -= 1
             else:
-                r = perform(st, t, RQ_SLEEP, a)
+                r = perform(st, t, np.int64(RQ_SLEEP), a)
         elif op == OP_WAKE:
             counters[a] += 1
-            r = perform(st, t, RQ_WAKE, a)
+            r = perform(st, t, np.int64(RQ_WAKE), a)
         elif op == OP_SPAWN:
-            r = perform(st, t, RQ_SPAWN, a)
+            r = perform(st, t, np.int64(RQ_SPAWN), a)
         elif op == OP_LOOP:
             if tasks[t, T_LOOP] < code[pc, 2]:
                 tasks[t, T_LOOP] += 1
@@ -150,7 +150,9 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
         elif op == OP_END:
             tasks[t, T_PC] = pc
             # served: the exit is a request too, and the serving process ends after it
-            return R_BLOCKED if perform(st, t, RQ_EXIT, 0) == R_BLOCKED else R_OK
+            return (
+                R_BLOCKED if perform(st, t, np.int64(RQ_EXIT), np.int64(0)) == R_BLOCKED else R_OK
+            )
         if r == R_BLOCKED:
             tasks[t, T_PC] = pc
             tasks[t, T_L0] = 1

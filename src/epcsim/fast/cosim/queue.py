@@ -55,7 +55,7 @@ def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-d
     heap = st.heap
     n = clk[C_QLEN]
     if n >= heap.shape[0]:
-        hand_back(st, HB_QUEUE_FULL, task)
+        hand_back(st, np.int64(HB_QUEUE_FULL), task)
         return False
     eid = clk[C_EID]
     clk[C_EID] = eid + 1

@@ -18,6 +18,8 @@ gives up, so the reference resumes it at that re-check.
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
@@ -65,9 +67,9 @@ def poke(st, t, delay):  # type: ignore[no-untyped-def]
         return
     if delay <= 0:
         tasks[t, T_SPIN_EV] = SE_TRIGGERED
-        schedule(st, 0, NORMAL, EV_RESUME, t, 0)
+        schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
     else:
-        schedule(st, delay, NORMAL, EV_POKE, t, tasks[t, T_SPIN_GEN])
+        schedule(st, delay, np.int64(NORMAL), np.int64(EV_POKE), t, tasks[t, T_SPIN_GEN])
 
 
 @core_jit
@@ -86,7 +88,7 @@ def fire(st, t, gen):  # type: ignore[no-untyped-def]
             tasks[t, T_SPIN_GEN] = gen + 1
             return
     tasks[t, T_SPIN_EV] = SE_TRIGGERED
-    schedule(st, 0, NORMAL, EV_RESUME, t, 0)
+    schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
 
 
 @core_jit
@@ -104,7 +106,7 @@ def spin_start(st, t, m):  # type: ignore[no-untyped-def]
     tasks[t, T_SPIN_EV] = SE_NONE
     tasks[t, T_SPIN_T0] = clk[C_NOW]
     tasks[t, T_STATE] = TS_SPIN
-    log(st, TR_SPIN, t, m)
+    log(st, np.int64(TR_SPIN), t, m)
     return spin_check(st, t)
 
 
@@ -130,14 +132,14 @@ def spin_check(st, t):  # type: ignore[no-untyped-def]
         if now - free_since >= pickup:
             mtx[m, M_OWNER] = t  # ``_take``: no wait list, so never a steal here
             mtx[m, M_SPIN_ACQUIRED] += 1
-            log(st, TR_SPIN_ACQUIRE, t, m)
+            log(st, np.int64(TR_SPIN_ACQUIRE), t, m)
             spin_end(st, t)
             mtx[m, M_WAIT_NS] += now - tasks[t, T_LOCK_T0]
             tasks[t, T_STATE] = TS_READY
             return R_OK
         wake_at = free_since + pickup
     elif tasks[owner, T_CPU] < 0:
-        return hand_back(st, HB_MUTEX_SLEEP, t)
+        return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
     tasks[t, T_SPIN_EV] = SE_PENDING
     tasks[t, T_SPIN_GEN] += 1
     if wake_at >= 0:
@@ -164,4 +166,4 @@ def spin_end(st, t):  # type: ignore[no-untyped-def]
     osq[m, j] = -1
     st.mtx[m, M_OSQ_LEN] = j
     if head and j > 0:
-        poke(st, osq[m, 0], 0)
+        poke(st, osq[m, 0], np.int64(0))

@@ -14,6 +14,8 @@ resumes the task. With ``C_ELIDE`` clear every step is a timeout (``Machine(elid
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
@@ -90,7 +92,7 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
                 cpu = c
                 break
         if cpu < 0:
-            return hand_back(st, HB_NO_CPU, t)
+            return hand_back(st, np.int64(HB_NO_CPU), t)
     min_vr = update_min_vruntime(st)
     latency = st.clk[C_LATENCY]
     if tasks[t, T_STARTED] == 0:
@@ -155,7 +157,7 @@ def run(st, t, ns):  # type: ignore[no-untyped-def]
         clk[C_NOW] = end
         clk[C_ELIDED] += 1
         return R_OK
-    if not schedule(st, ns, NORMAL, EV_RESUME, t, 0):
+    if not schedule(st, ns, np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0)):
         return R_STOP
     tasks[t, T_STATE] = TS_RUN
     return R_BLOCKED
@@ -183,7 +185,7 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
         tasks[t, T_BUSY] += ns
         clk[C_ELIDED] += 1
         return R_OK
-    if not schedule(st, ns, NORMAL, EV_RESUME, t, 0):
+    if not schedule(st, ns, np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0)):
         return R_STOP
     tasks[t, T_USER_NS] = ns
     tasks[t, T_STATE] = TS_RUN
@@ -194,7 +196,7 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
 def spawn(st, t):  # type: ignore[no-untyped-def]
     """``env.process``: the task's Initialize event (URGENT, now) starts its state machine."""
     st.tasks[t, T_STATE] = TS_STARTING
-    return schedule(st, 0, URGENT, EV_INIT, t, 0)
+    return schedule(st, np.int64(0), np.int64(URGENT), np.int64(EV_INIT), t, np.int64(0))
 
 
 @core_jit
@@ -203,4 +205,4 @@ def exit_task(st, t):  # type: ignore[no-untyped-def]
     finished Process (an event nobody waits for, but it takes an eid and a pop)."""
     release_cpu(st, t)
     st.tasks[t, T_STATE] = TS_DONE
-    return schedule(st, 0, NORMAL, EV_END, t, 0)
+    return schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_END), t, np.int64(0))

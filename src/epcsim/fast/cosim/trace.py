@@ -8,6 +8,8 @@ would compare equal to nothing, so the run is void and the caller gives a larger
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, HB_TRACE_FULL
@@ -22,7 +24,7 @@ def log(st, event, task, m):  # type: ignore[no-untyped-def]
     clk = st.clk
     n = clk[C_TRACE_LEN]
     if n >= cap:
-        hand_back(st, HB_TRACE_FULL, task)
+        hand_back(st, np.int64(HB_TRACE_FULL), task)
         return
     trace[n, 0] = clk[C_NOW]
     trace[n, 1] = event

@@ -10,6 +10,8 @@ went to sleep: each takes an eid there, as ``Event.succeed`` does.
 
 from __future__ import annotations
 
+import numpy as np
+
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.state import EV_RESUME, NORMAL, R_BLOCKED, T_STATE, TS_SLEEP
@@ -35,6 +37,6 @@ def wake_up(st, q):  # type: ignore[no-untyped-def]
         return False
     st.wq[q] = 0
     for i in range(n):
-        schedule(st, 0, NORMAL, EV_RESUME, st.wql[q, i], 0)
+        schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), st.wql[q, i], np.int64(0))
         st.wql[q, i] = -1
     return True

@@ -107,7 +107,7 @@ def drive(st, ks, pending):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def wake(st, t):  # type: ignore[no-untyped-def]
     """``wake_ksgxd``'s wake-up of the sleeping task (its event takes the next eid)."""
-    return wake_up(st, 0)
+    return wake_up(st, np.int64(0))
 
 
 @dataclass

@@ -258,4 +258,4 @@ def defer(ks, index):
             n = 0
     ks.dlist[n] = index
     ks.dn[0] = n + 1
-    set_bit(ks.dmark, index, True)
+    set_bit(ks.dmark, index, np.bool_(True))

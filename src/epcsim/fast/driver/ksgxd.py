@@ -168,9 +168,11 @@ def ksgxd_run(p, t):
             continue
         if pc == P_WAIT:
             if not should_reclaim(ks, kc[K_HIGH]):
-                return _blocked(st, t, P_WAIT, perform(sp, t, RQ_SLEEP, _KSGXD_WAITQ))
+                return _blocked(
+                    st, t, P_WAIT, perform(sp, t, np.int64(RQ_SLEEP), np.int64(_KSGXD_WAITQ))
+                )
             kc[K_SLEEPING] = 0
-            r = perform(sp, t, RQ_RUN, kc[K_WAKEUP_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), kc[K_WAKEUP_NS])
             if r != R_OK:
                 return _blocked(st, t, P_WAKEUP_RUN, r)
             pc = P_WAKEUP_RUN

@@ -33,6 +33,7 @@ The defect guards (``KB_UNEXPECTED``) are ``ksgxd.py``'s docstring's.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
@@ -204,7 +205,7 @@ def reclaim_run(sp, kp, t, r):
         if pc == P_A:
             cnt[CN_RECLAIM_BATCHES] += 1
             n = pop_head_many(
-                ks.epc_prev, ks.epc_next, ks.epc_flags, SGX_EPC_PAGE_ON_LRU, ks.epc_ends,
+                ks.epc_prev, ks.epc_next, ks.epc_flags, np.int64(SGX_EPC_PAGE_ON_LRU), ks.epc_ends,
                 kc[K_LRU_ROW], kc[K_NR_TO_SCAN], batch[:, 0],
             )  # fmt: skip
             if n < 0:
@@ -218,7 +219,7 @@ def reclaim_run(sp, kp, t, r):
                 batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
             rw[RC_NB] = n
-            res = perform(sp, t, RQ_RUN, kc[K_LRU_OPS] * max(1, n))
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_LRU_OPS] * max(1, n))
             if res != R_OK:
                 return _rblocked(rw, P_ISOLATED_RUN, res)
             pc = P_ISOLATED_RUN
@@ -234,7 +235,7 @@ def reclaim_run(sp, kp, t, r):
                 rw[RC_I] = 0
                 pc = P_C
                 continue
-            res = perform(sp, t, RQ_RUN, kc[K_AGE_CHECK])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_AGE_CHECK])
             if res != R_OK:
                 return _rblocked(rw, P_AGE_RUN, res)
             pc = P_AGE_RUN
@@ -252,13 +253,13 @@ def reclaim_run(sp, kp, t, r):
                 rw[RC_I] = i + 1
                 pc = P_B
                 continue
-            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_B_LOCKED, res)
             pc = P_B_LOCKED
             continue
         if pc == P_B_LOCKED:
-            res = perform(sp, t, RQ_RUN, kc[K_BACKING_ALLOC])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_BACKING_ALLOC])
             if res != R_OK:
                 return _rblocked(rw, P_BACKING_RUN, res)
             pc = P_BACKING_RUN
@@ -268,7 +269,7 @@ def reclaim_run(sp, kp, t, r):
             index = batch[i, 1]
             batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
             ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
-            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_B_UNLOCKED, res)
             pc = P_B_UNLOCKED
@@ -289,20 +290,20 @@ def reclaim_run(sp, kp, t, r):
                 rw[RC_I] = 0
                 pc = P_D
                 continue
-            res = perform(sp, t, RQ_RUN, kc[K_ZAP])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_ZAP])
             if res != R_OK:
                 return _rblocked(rw, P_ZAP_RUN, res)
             pc = P_ZAP_RUN
             continue
         if pc == P_ZAP_RUN:
             zap_ptes(ks.pflags, batch[rw[RC_I], 1])
-            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_C_LOCKED, res)
             pc = P_C_LOCKED
             continue
         if pc == P_C_LOCKED:
-            res = perform(sp, t, RQ_RUN, kc[K_EBLOCK_NS])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_EBLOCK_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EBLOCK_RUN, res)
             pc = P_EBLOCK_RUN
@@ -315,7 +316,7 @@ def reclaim_run(sp, kp, t, r):
             ret = eblock(ks, page)
             if ret != 0:
                 _warn(ks, W_EBLOCK, ret, page)
-            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_C_UNLOCKED, res)
             pc = P_C_UNLOCKED
@@ -340,7 +341,7 @@ def reclaim_run(sp, kp, t, r):
             vid = ks.va_ends[kc[K_VA_ROW], HEAD]
             if vid < 0:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[i, 0])
-            res = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_D_LOCKED, res)
             pc = P_D_LOCKED
@@ -360,7 +361,7 @@ def reclaim_run(sp, kp, t, r):
             rw[RC_VID] = vid
             rw[RC_VA] = ks.va_epc_of[vid]
             rw[RC_SLOT] = slot
-            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB1_RUN, res)
             pc = P_EWB1_RUN
@@ -372,7 +373,7 @@ def reclaim_run(sp, kp, t, r):
             if ret == NOT_CHILD:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[rw[RC_I], 0])
             if ret == NOT_TRACKED and pc == P_EWB1_RUN:
-                res = perform(sp, t, RQ_RUN, kc[K_ETRACK_NS])
+                res = perform(sp, t, np.int64(RQ_RUN), kc[K_ETRACK_NS])
                 if res != R_OK:
                     return _rblocked(rw, P_ETRACK_RUN, res)
                 pc = P_ETRACK_RUN
@@ -387,7 +388,7 @@ def reclaim_run(sp, kp, t, r):
                 rw[RC_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
-                    res = perform(sp, t, RQ_RUN, kc[K_IPI_NS])
+                    res = perform(sp, t, np.int64(RQ_RUN), kc[K_IPI_NS])
                     if res != R_OK:
                         return _rblocked(rw, P_IPI_RUN, res)
                 pc = P_IPI_RUN
@@ -402,7 +403,7 @@ def reclaim_run(sp, kp, t, r):
             ret = etrack(ks)
             if ret != 0:
                 _warn(ks, W_ETRACK, ret, kc[K_SECS_EPC])
-            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB2_RUN, res)
             pc = P_EWB2_RUN
@@ -416,7 +417,7 @@ def reclaim_run(sp, kp, t, r):
                 if lp >= 0 and (rw[RC_IPI_MASK] >> lp) & 1:
                     kc[K_INSIDE] = 0
                     kc[K_TRACKING] = 0
-            res = perform(sp, t, RQ_RUN, kc[K_EWB_NS])
+            res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB3_RUN, res)
             pc = P_EWB3_RUN
@@ -479,7 +480,7 @@ def reclaim_run(sp, kp, t, r):
             if rw[RC_RET] == 0:
                 ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
             kc[K_CHILD_CNT] -= 1
-            res = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_D_UNLOCKED, res)
             pc = P_D_UNLOCKED

@@ -336,7 +336,7 @@ def thread_run(p, t):
                 pc = P_END
                 continue
             if st.tasks[t, T_CPU] < 0:  # enter(): acquire_cpu, as Task.run(0) does
-                r = perform(sp, t, RQ_RUN, 0)
+                r = perform(sp, t, np.int64(RQ_RUN), np.int64(0))
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
             if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
@@ -354,7 +354,7 @@ def thread_run(p, t):
             if tcs_refused(ks, tc[TC_TCS]):
                 return _stop(st, ks, t, P_TOP, KB_ENTRY, tc[TC_TCS])
             ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
-            r = perform(sp, t, RQ_RUN, ns)
+            r = perform(sp, t, np.int64(RQ_RUN), ns)
             if r != R_OK:
                 return _blocked(st, t, P_ENTER_RUN, r)
             pc = P_ENTER_RUN
@@ -398,7 +398,7 @@ def thread_run(p, t):
                         return _stop(st, ks, t, P_ACCESS, KB_LEAF, idx)
                     ks.eflags[page] &= ~EACCEPT_CLEARS
                     tcnt[TN_EACCEPT] += 1
-                    r = perform(sp, t, RQ_RUN, tc[TC_EACCEPT_NS])
+                    r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EACCEPT_NS])
                     if r != R_OK:
                         return _blocked(st, t, P_LEAF_RUN, r)
                     pc = P_LEAF_RUN
@@ -408,13 +408,13 @@ def thread_run(p, t):
                 j = min(tc[TC_N], i + tc[TC_CHUNK_MAX])
                 k, k2 = resident_run(
                     pages[i:j], ts.writes[i:j], ks.pflags, ks.desc, ts.prot, ks.eflags,
-                    ks.etag, True,
+                    ks.etag, np.bool_(True),
                 )  # fmt: skip
                 if k2 == 0:  # the EPCM refuses the first access: the stream ends
                     return _stop(st, ks, t, P_ACCESS, KB_PF, idx)
                 tc[TC_K] = k
                 tc[TC_K2] = k2
-                r = perform(sp, t, RQ_RUN_USER, k2 * tc[TC_ACCESS_NS])
+                r = perform(sp, t, np.int64(RQ_RUN_USER), k2 * tc[TC_ACCESS_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_USER_RUN, r)
                 pc = P_USER_RUN
@@ -435,7 +435,7 @@ def thread_run(p, t):
                 _aex(ks)
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
-            r = perform(sp, t, RQ_RUN, tc[TC_FAULT_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])
             if r != R_OK:
                 return _blocked(st, t, P_FAULT_RUN, r)
             pc = P_FAULT_RUN
@@ -454,7 +454,7 @@ def thread_run(p, t):
         # -- T3: sgx_vma_fault ----------------------------------------------------------------
         if pc == P_FAULT_RUN:
             tcnt[TN_FAULTS] += 1
-            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
             if r != R_OK:
                 return _blocked(st, t, P_LOCKED, r)
             pc = P_LOCKED
@@ -525,7 +525,7 @@ def thread_run(p, t):
             if not wake:
                 pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
                 continue
-            r = perform(sp, t, RQ_WAKE, _KSGXD_WAITQ)  # wake_ksgxd
+            r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
             if r != R_OK:
                 return _blocked(st, t, P_WOKEN, r)
             pc = P_WOKEN
@@ -538,7 +538,7 @@ def thread_run(p, t):
             continue
         # -- T5: sgx_encl_eldu (the record checked at P_LOCKED) ------------------------------
         if pc == P_ALLOCATED:
-            r = perform(sp, t, RQ_RUN, tc[TC_ELDU_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_ELDU_NS])
             if r != R_OK:
                 return _blocked(st, t, P_ELDU_RUN, r)
             pc = P_ELDU_RUN
@@ -547,7 +547,7 @@ def thread_run(p, t):
             idx = tc[TC_IDX]
             tcnt[TN_ELDU] += 1
             eldu_commit(ks, ts, idx, tc[TC_PAGE])
-            backing_ops.set_bit(ks.dmark, idx, False)  # the record goes: nothing to seal
+            backing_ops.set_bit(ks.dmark, idx, np.bool_(False))  # the record goes: nothing to seal
             busy = reclaimer_writing_to_pcmd(ks.desc, ks.pflags, idx)
             got = backing_ops.backing_truncate(
                 ks.b_present, ks.b_odd, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen, idx, busy
@@ -566,7 +566,7 @@ def thread_run(p, t):
             page = tc[TC_PAGE]
             va_free_slot(
                 ks.va_used, ks.va_prev, ks.va_next, ks.va_ends, kc[K_VA_ROW], tc[TC_VID],
-                tc[TC_SLOT], True,
+                tc[TC_SLOT], np.bool_(True),
             )  # fmt: skip
             ks.desc[idx] = page
             # load_page: secs_child_cnt, sgx_mark_page_reclaimable
@@ -591,7 +591,7 @@ def thread_run(p, t):
                 ks.pflags[idx] = (ks.pflags[idx] | ENCL_PAGE_PTE_PRESENT) & _MAP_CLEAR
             else:
                 tcnt[TN_RETRIES] += 1
-            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if r != R_OK:
                 return _blocked(st, t, P_UNLOCKED, r)
             pc = P_UNLOCKED
@@ -615,7 +615,7 @@ def thread_run(p, t):
                 tc[TC_ENTERED] = 0
                 pc = P_NEXT
                 continue
-            r = perform(sp, t, RQ_RUN, tc[TC_EEXIT_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EEXIT_NS])
             if r != R_OK:
                 return _blocked(st, t, P_EEXIT_RUN, r)
             pc = P_EEXIT_RUN
@@ -636,7 +636,7 @@ def thread_run(p, t):
                 _aex(ks)  # on_switch_out
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE
-            perform(sp, t, RQ_EXIT, 0)
+            perform(sp, t, np.int64(RQ_EXIT), np.int64(0))
             return R_BLOCKED
         if pc == P_DONE:
             return R_BLOCKED

@@ -26,6 +26,7 @@ path keeps its dict).
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from epcsim.arch import PCMDS_PER_PAGE
@@ -112,7 +113,7 @@ def backing_store(
         return NEED_HIGH
     new = 0
     if not bit(present, index):
-        set_bit(present, index, True)
+        set_bit(present, index, np.bool_(True))
         pcmd_live[p] += 1
         pcmd_kept[p] = False
         new = 1
@@ -159,7 +160,7 @@ def backing_truncate(present, odd, pcmd_live, pcmd_kept, pcmd_gen, index, pcmd_b
         return 0
     if bit(odd, index // CHUNK):  # a raw record in the chunk
         return NEED_PYTHON
-    set_bit(present, index, False)
+    set_bit(present, index, np.bool_(False))
     p = index // PCMDS_PER_PAGE
     pcmd_live[p] -= 1
     empty = pcmd_live[p] == 0

@@ -114,7 +114,7 @@ def seal_marked(
         index = dlist[k]
         if not bit(dmark, index):
             continue
-        set_bit(dmark, index, False)
+        set_bit(dmark, index, np.bool_(False))
         if not bit(present, index):
             continue  # (not reached: ELDU clears the mark when it takes the record)
         c = index // CHUNK
@@ -142,9 +142,9 @@ def compact_marked(dlist, n, dmark):
     for k in range(n):
         index = dlist[k]
         if bit(dmark, index):
-            set_bit(dmark, index, False)  # (a repeat further on is then skipped)
+            set_bit(dmark, index, np.bool_(False))  # (a repeat further on is then skipped)
             dlist[out] = index
             out += 1
     for k in range(out):
-        set_bit(dmark, dlist[k], True)
+        set_bit(dmark, dlist[k], np.bool_(True))
     return out
