@@ -11,6 +11,19 @@
   allocation here, which keeps it so. ``_nrt`` is one of numba's target options but
   underscored (not in its user documentation): if a numba release drops it, remove it here
   and the core is only slower.
+
+**No constant int to a non-inlined compiled function** (rule set by session ``literal``,
+2026-11-26). numba types a constant argument - ``0``, ``True``, or a module-level ``int``
+such as ``RQ_RUN`` or ``HB_BUDGET`` - as ``Literal[int](k)`` (``Literal[bool]``) and
+compiles the callee once per distinct constant: ``schedule`` had 12 versions, ``perform``
+13, ``hand_back`` 11 in the machines' tests, each a cold compile that a fresh clone's CI
+pays. A call site from compiled code wraps such a constant in ``np.int64(...)``
+(``np.bool_(...)``), or passes a module-level ``np.int64`` (``driver/ksgxd.py``'s
+``_ROW_KSGXD``): typed ``int64``, one signature per state type (by value / ``Borrowed``).
+The callee then tests the value at run time instead of having the branch folded away,
+which row 1 does not show (BENCHMARKS.md, "No literal ints"). A callee with
+``inline="always"`` is exempt (inlined into its caller's IR, no compile of its own).
+``tests/fast/test_no_literal_args.py`` checks every compiled function's source.
 """
 
 from __future__ import annotations

@@ -134,7 +134,9 @@ def release_cpu(st, t):  # type: ignore[no-untyped-def]
         if nxt < 0:
             break
         last = tasks[nxt, T_SPIN_SEQ]
-        poke(st, nxt, st.clk[C_SPIN_POLL])
+        # np.int64: numba types ``nxt`` here as ``Literal[int](-1)`` (its first value), a
+        # second compile of poke, schedule and hand_back otherwise (jit.py's rule)
+        poke(st, np.int64(nxt), st.clk[C_SPIN_POLL])
 
 
 @core_jit
