@@ -29,18 +29,14 @@ import epcsim.fast
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.state import HB_BUDGET
 
-
 #: Callers left out, each with its reason (decided by session ``literal``, 2026-11-26):
 #: - ``tag_sealing``: the hash's offsets, lengths and final-block flags are constants so
 #:   numba can fold the block arithmetic of BLAKE2b's ``compress`` on the seal's hot path
-#:   (3 small compiles, ~1 s cold); not measured here, the sealing's owners decide;
-#: - ``ksgxd_run``: its ``reclaim_run(RECLAIM_KSGXD)`` becomes an ``int64`` in session
-#:   ``mtrim2``'s commit (``_ROW_KSGXD``), not yet on main when this test was written.
+#:   (3 small compiles, ~1 s cold); not measured here, the sealing's owners decide.
 ALLOWED = {
     "epcsim.fast.ops.tag_sealing.digest2",
     "epcsim.fast.ops.tag_sealing.keystream",
     "epcsim.fast.ops.tag_sealing.tag_mac",
-    "epcsim.fast.driver.ksgxd.ksgxd_run -> reclaim_run(RECLAIM_KSGXD)",
 }
 
 

@@ -160,13 +160,13 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             pc = P_MLOCK
             continue
         if pc == P_MLOCK:
-            r = perform(sp, t, RQ_LOCK, _ENCL_LOCK)
+            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
             if r != R_OK:
                 return pc, _blocked(st, t, P_MLOCKED, r)
             pc = P_MLOCKED
             continue
         if pc == P_MLOCKED:
-            r = perform(sp, t, RQ_RUN, tc[TC_IOCTL_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_IOCTL_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_IOCTL_RUN, r)
             pc = P_IOCTL_RUN
@@ -192,7 +192,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
                 continue
             return P_LOCKED, -1  # T4-T5 (thread_run): sgx_encl_eldu, no reclaim
         if pc == P_MEMODT:
-            r = perform(sp, t, RQ_RUN, tc[TC_EMODT_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EMODT_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_EMODT_RUN, r)
             pc = P_EMODT_RUN
@@ -200,7 +200,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
         if pc == P_EMODT_RUN:
             tcnt[TN_EMODT] += 1
             emodt_apply(ks.eflags, ks.bepoch, ks.desc[tc[TC_IDX]], tc[TC_NEW_TYPE], kc[K_EPOCH])
-            r = perform(sp, t, RQ_RUN, tc[TC_ETRACK_NS])
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_ETRACK_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MTRACK_RUN, r)
             pc = P_MTRACK_RUN
@@ -213,7 +213,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             ks.pflags[idx] = (ks.pflags[idx] & _TYPE_CLEAR) | (
                 tc[TC_NEW_TYPE] << ENCL_PAGE_TYPE_SHIFT
             )
-            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if r != R_OK:
                 return pc, _blocked(st, t, P_MUNLOCKED, r)
             pc = P_MUNLOCKED
@@ -232,7 +232,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             return P_TOP, -1  # the next page top: thread_run checks the hook's stops there
         if pc == P_MEAGAIN:
             tc[TC_MRET] = _EAGAIN
-            r = perform(sp, t, RQ_UNLOCK, _ENCL_LOCK)
+            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if r != R_OK:
                 return pc, _blocked(st, t, P_MEAGAIN_UNLOCKED, r)
             pc = P_MEAGAIN_UNLOCKED
