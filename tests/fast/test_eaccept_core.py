@@ -34,6 +34,28 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def _selftest_enclave(  # type: ignore[no-untyped-def]
+    engine: str, seed: int, epc_pages: int, cpus: int, direct: bool, heap: int, settle: bool,
+    add_heap, name: str, **kw,
+):  # fmt: skip
+    """The selftest enclave (a TCS and ``IMAGE - 1`` code pages, measured) with a heap of
+    ``heap`` pages that ``add_heap(encl)`` adds, initialized (ksgxd settled when ``settle``),
+    the lock's trace started and a thread ``name``: the system, the enclave and the thread."""
+    system = epcsim.System(
+        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
+        direct_reclaim=direct, **kw,
+    )  # fmt: skip
+    encl = system.create_enclave(_pow2((IMAGE + heap) * PAGE_SIZE))
+    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
+    assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
+    add_heap(encl)
+    assert encl.init().ok
+    if settle:
+        system.machine.env.run()
+    encl.encl.lock.trace = []
+    return system, encl, encl.new_thread(name)
+
+
 def _record(rec) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
     return (*dataclasses.astuple(rec),)
 
@@ -43,20 +65,14 @@ def _scenario(  # type: ignore[no-untyped-def]
     epp: bool, settle: bool, short: int, marks: bool = False, **kw,
 ):  # fmt: skip
     """Yields a snapshot after each step (the module docstring), then the core's count."""
-    system = epcsim.System(
-        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
-        direct_reclaim=direct, **kw,
-    )  # fmt: skip
     heap = max(8, int(heap_x * epc_pages))
-    encl = system.create_enclave(_pow2((IMAGE + heap) * PAGE_SIZE))
-    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
-    assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
-    assert encl.init().ok
-    if settle:
-        system.machine.env.run()
-    encl.encl.lock.trace = []
-    t = encl.new_thread("eaccept")
+
+    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
+        assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
+
+    system, encl, t = _selftest_enclave(
+        engine, seed, epc_pages, cpus, direct, heap, settle, add_heap, "eaccept", **kw
+    )
     ops: list[object] = []
     ctx = Ctx(encl, t, ops)  # type: ignore[arg-type]
     trimmed = heap - short  # the last ``short`` pages stay REG: their EACCEPT fails

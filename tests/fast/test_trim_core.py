@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_eaccept_core import IMAGE, _pow2, _record
+from test_eaccept_core import IMAGE, _record, _selftest_enclave
 from test_stream_core import ENGINE_KEYS, _snap
 
-import epcsim
 from epcsim.arch import PAGE_SIZE
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range
@@ -31,25 +30,19 @@ def _scenario(  # type: ignore[no-untyped-def]
     settle: bool, tcs: int, hole: bool, marks: bool, **kw,
 ):  # fmt: skip
     """Yields a snapshot after each call (module docstring), then the core's trimmed pages."""
-    system = epcsim.System(
-        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
-        direct_reclaim=direct, **kw,
-    )  # fmt: skip
     heap = max(16, int(heap_x * epc_pages))
-    encl = system.create_enclave(_pow2((IMAGE + heap) * PAGE_SIZE))
-    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
-    if tcs:  # TCS pages as the heap's first ones: TCS -> TRIM
-        assert encl.add_pages(IMAGE * PAGE_SIZE, tcs * PAGE_SIZE, page_type="tcs").ok
-    gap = (heap * 3 // 4, heap * 3 // 4 + 2) if hole else (heap, heap)  # never added
-    for lo, hi in ((tcs, gap[0]), (gap[1], heap)):
-        if hi > lo:
-            assert encl.add_pages((IMAGE + lo) * PAGE_SIZE, (hi - lo) * PAGE_SIZE, "rw").ok
-    assert encl.init().ok
-    if settle:
-        system.machine.env.run()
-    encl.encl.lock.trace = []
-    t = encl.new_thread("trim")
+
+    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
+        if tcs:  # TCS pages as the heap's first ones: TCS -> TRIM
+            assert encl.add_pages(IMAGE * PAGE_SIZE, tcs * PAGE_SIZE, page_type="tcs").ok
+        gap = (heap * 3 // 4, heap * 3 // 4 + 2) if hole else (heap, heap)  # never added
+        for lo, hi in ((tcs, gap[0]), (gap[1], heap)):
+            if hi > lo:
+                assert encl.add_pages((IMAGE + lo) * PAGE_SIZE, (hi - lo) * PAGE_SIZE, "rw").ok
+
+    system, encl, t = _selftest_enclave(
+        engine, seed, epc_pages, cpus, direct, heap, settle, add_heap, "trim", **kw
+    )
     ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
     seen: list[tuple[int, int, int, int]] = []
 
