@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_eaccept_core import IMAGE, _record, _selftest_enclave
-from test_stream_core import ENGINE_KEYS, _snap
+from test_eaccept_core import IMAGE, _agree, _record, _selftest_enclave
+from test_stream_core import _snap
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.user.thread import AccessOutcome
@@ -61,19 +61,9 @@ def _scenario(  # type: ignore[no-untyped-def]
 
 def _three(*args, **kw) -> int:  # type: ignore[no-untyped-def]
     """The scenario on the three systems, equal call by call; the core's trimmed pages."""
-    ref = _scenario("reference", *args, **kw)
-    fast = _scenario("fast", *args, **kw, fast_core=False)
-    core = _scenario("fast", *args, **kw, fast_core=True)
-    for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
-        if isinstance(a, tuple):
-            assert [key for key in f[0] if f[0][key] != b[0][key]] == [], f"call {k}"
-            assert f[1:] == b[1:], f"call {k}"
-            assert [key for key in a[0] if a[0][key] != f[0][key] and key not in ENGINE_KEYS] == []
-            assert a[1:] == f[1:], f"call {k}"
-        else:
-            assert a == f == [0]
-            return int(b[0])
-    raise AssertionError("no count")
+    b = _agree(_scenario, args, kw)
+    assert len(b) == 1
+    return int(b[0])
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
