@@ -166,7 +166,7 @@ def _page_loop(
     ``out.count`` (bytes fully done). ``batch`` (the fast engine, ``epcsim.fast.ioctl``)
     applies a run of pages at once where nothing can interleave and returns how many; the
     page it stops at runs here. ``core`` (``System(fast_core=...)``: a
-    ``fast.driver.stream.CoreStream`` of MODIFY_TYPES(TRIM), ``_trim_core``) runs pages on
+    ``fast.driver.core_stream.CoreStream`` of MODIFY_TYPES(TRIM), ``_trim_core``) runs pages on
     the compiled core from a page top while its regime holds, ksgxd with it; where it
     stops, the page runs here (PATHS.md "The MODIFY_TYPES loop")."""
     sgx = encl.sgx
@@ -176,7 +176,7 @@ def _page_loop(
         batch = None
     while c < length:
         if core is not None:
-            from epcsim.fast.driver.stream import END_DIRECT, END_LOCKED
+            from epcsim.fast.driver.core_stream import END_DIRECT, END_LOCKED
 
             i0 = core.base + c // PAGE_SIZE
             moved = yield from core.run(i0, i0)

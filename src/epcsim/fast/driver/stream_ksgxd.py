@@ -7,8 +7,9 @@ thread's loop top (``Session.begin``), or from its running generator at K0's che
 to ksgxd's own generator (its sleep, ``KB_TOP``, ``KB_SECS``: ``on_stop``,
 ``asleep_on_core``).
 
-``stream.py``'s module docstring says what the pair does and decides; this module is the
-session object it keeps (``StreamCore.session``) while ksgxd is a machine. A session
+``stream.py``'s and ``core_stream.py``'s module docstrings say what the pair does and
+decides; this module is the session object ``StreamCore.session`` keeps while ksgxd is a
+machine. A session
 entered at K0 has no thread until a stream takes it over (``adopt``): its task 0 is a
 placeholder ``Task`` (never run, never on a CPU), since at K0 ksgxd cannot know which
 thread will stream next.
@@ -277,7 +278,7 @@ class Session:
     def on_stop(self, t: int) -> Gen:
         """A served machine stopped (``R_STOP``). The thread: at a loop top (its serving
         generator ends: ``CoreStream.run`` goes on), or in a fault under ``encl->lock``
-        (``stream.IN_FAULT``: the fault's rest in Python, here, in the thread's process).
+        (``core_stream.IN_FAULT``: the fault's rest in Python, here, in the thread's process).
         ksgxd: asleep at K0, between batches outside the regime (``KB_TOP``), or before a
         step of its batch only its generator does (``KB_SECS``; ``KB_RELEASE``, the last
         reference dropped): its own generator goes on from there - entered from ksgxd
@@ -361,7 +362,7 @@ class Session:
         """The served thread's machine stopped: record where (``thread_end``); in a fault
         under ``encl->lock`` the fault's rest runs here, in Python (the reference's code
         from the lock on: ``EnclaveThread.fault_locked``)."""
-        from epcsim.fast.driver.stream import IN_FAULT, resumable
+        from epcsim.fast.driver.core_stream import IN_FAULT, resumable
 
         co = self.co
         code = int(self.ks.kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
@@ -369,7 +370,7 @@ class Session:
         ts = self.ts
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         if int(ts.tc[T.TC_MODE]) == T.MODE_TRIM:
-            from epcsim.fast.driver.stream import END_DIRECT, END_LOCKED, _trim_locked
+            from epcsim.fast.driver.core_stream import END_DIRECT, END_LOCKED, _trim_locked
             from epcsim.fast.driver.trim import P_DIRECT
 
             # MODIFY_TYPES' page from _load on, or its direct batch's rest: _page_loop's
@@ -389,7 +390,7 @@ class Session:
             return
         if not resumable(code, pc):
             # KB_ENTRY after the entry's run or KB_UNEXPECTED: defect guards, unreachable
-            # (stream.py's docstring, "The thread's stops" (c))
+            # (core_stream.py's docstring, "The thread's stops" (c))
             raise RuntimeError(
                 f"fast_core: the thread served stopped at {K.KB_NAMES[max(code, 0)]} "
                 f"({P_NAMES[pc]})"

@@ -38,7 +38,7 @@ loop (E0-E4, session ``eacc``) and MODIFY_TYPES' page loop (M1-M4, session ``mtr
 own rows are ``trim.py``'s ``trim_rows``, inlined here; it shares T4-T5's ELDU).
 
 The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
-each is ``stream.py``'s docstring, "The thread's stops"):
+each is ``core_stream.py``'s docstring, "The thread's stops"):
 
 * Every stop in the middle of an iteration is at ``P_LOCKED``, under ``encl->lock``,
   before anything of the fault's rest is applied - the SECS to load, -ENOMEM, and an
@@ -243,9 +243,10 @@ def _hook_stop(st, ks, ts):
     read early: with ksgxd asleep nothing else changes these values before the thread's
     lock, and a stop that proves unnecessary costs one Python iteration, never a result.
     (Records an ELDU would refuse, ``KB_ELDU``, stop at ``P_LOCKED`` too, where the user
-    path's caller goes on in Python: ``stream.py``.) A mutex trace about to fill stops it
-    too (``HB_TRACE_FULL`` would come in the middle of an iteration: ``_TRACE_ROOM`` rows
-    are kept free, for the thread's few and what ksgxd writes meanwhile).
+    path's caller goes on in Python: ``core_stream.py``.) A mutex trace about to fill
+    stops it too (``HB_TRACE_FULL`` would come in the middle of an iteration:
+    ``_TRACE_ROOM`` rows are kept free, for the thread's few and what ksgxd writes
+    meanwhile).
 
     With ksgxd on the core too (``tc[TC_ALONE] == 0``, session ``upair``: the pair entered
     from the loop top, ``stream.py``) only the stream's end and the trace stop it: T4 wakes

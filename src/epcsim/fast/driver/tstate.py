@@ -96,6 +96,6 @@ TCOUNTERS = (
 ) = range(len(TCOUNTERS))  # fmt: skip
 
 #: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into
-#: ``OpRecord.progress`` by the caller (``stream.CoreStream``)
+#: ``OpRecord.progress`` by the caller (``core_stream.CoreStream``)
 TState = namedtuple("TState", "tc tcnt pages writes prot lat notes")
 TState.__doc__ = "The thread's arrays of one driver call (module docstring)."
