@@ -11,9 +11,18 @@ same stop) and ``on_pages``' 256-page marks (the machine leaves the mark's note 
 hook, which Python calls at the page top). After each call every observable and the
 ``OpRecord`` (progress points, -EAGAIN count and instants, errno) must be equal on the
 three systems, and so must what the hook saw and when.
+
+Each scenario runs twice: MODIFY_TYPES called by the enclave thread after an EEXIT
+(``workloads.edmm.drive_range``, the thread's task on the core), and through
+``Enclave.modify_types`` - the process's ioctl task, a plain ``Task`` that never enters
+the enclave (session ``ioctlcore``; row 3's call) - called again from ``offset + count``
+after -EAGAIN as the selftest does: every call's result and that task's scheduler
+fields must then be equal too.
 """
 
 from __future__ import annotations
+
+import errno
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,9 +34,32 @@ from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range
 
 
+def _modify_types(system, encl, ctx, via: str, first: int, pages: int, hook=None):  # type: ignore[no-untyped-def]
+    """MODIFY_TYPES(TRIM) over ``pages`` pages from ``first``, as the caller sees it: through
+    ``drive_range`` in the enclave thread's process (``via="thread"``: the ``OpRecord``), or
+    ``Enclave.modify_types`` from the process's ioctl task (``via="ioctl"``: every call's
+    result, again from ``offset + count`` after -EAGAIN, and the task's scheduler fields)."""
+    if via == "thread":
+        rec = system._call(
+            ctx.thread, drive_range(ctx, "modify_types", first, pages, on_pages=hook)
+        )
+        return _record(rec)
+    off, length, c = first * PAGE_SIZE, pages * PAGE_SIZE, 0
+    calls = []
+    while len(calls) < 10 * pages + 100:  # a runaway guard, as drive_range's
+        r = encl.modify_types(off + c, length - c, "trim")
+        calls.append((r.ret, r.count, r.result, sorted(r.extra.items()), system.now))
+        c += r.count
+        if r.ret != -errno.EAGAIN or c >= length:
+            break
+    t = encl.task
+    fields = (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime)
+    return calls, fields
+
+
 def _scenario(  # type: ignore[no-untyped-def]
     engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool,
-    settle: bool, tcs: int, hole: bool, marks: bool, **kw,
+    settle: bool, tcs: int, hole: bool, marks: bool, via: str = "thread", **kw,
 ):  # fmt: skip
     """Yields a snapshot after each call (module docstring), then the core's trimmed pages."""
     heap = max(16, int(heap_x * epc_pages))
@@ -50,11 +82,11 @@ def _scenario(  # type: ignore[no-untyped-def]
         seen.append((done, total, system.now, int(system.stats()["emodt"])))
 
     hook = on_pages if marks else None
-    rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, heap, on_pages=hook))
-    yield _snap(system, encl, AccessOutcome()), _record(rec), seen
+    seen_by = _modify_types(system, encl, ctx, via, IMAGE, heap, hook)
+    yield _snap(system, encl, AccessOutcome()), seen_by, seen
     # again over the range's second half: its first page is TRIM already (-EINVAL)
-    rec = system._call(t, drive_range(ctx, "modify_types", IMAGE + heap // 2, heap // 2))
-    yield _snap(system, encl, AccessOutcome()), _record(rec)
+    seen_by = _modify_types(system, encl, ctx, via, IMAGE + heap // 2, heap // 2)
+    yield _snap(system, encl, AccessOutcome()), seen_by
     sc = system.sgx.stream_core
     yield [0] if sc is None else [sc.trims]
 
@@ -76,15 +108,27 @@ def _three(*args, **kw) -> int:  # type: ignore[no-untyped-def]
     settle=st.booleans(),
     tcs=st.sampled_from([0, 2]),
     hole=st.booleans(),
+    via=st.sampled_from(["thread", "ioctl"]),
 )
 def test_the_trim_loop_on_the_core_matches_the_reference(
     seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool, settle: bool,
-    tcs: int, hole: bool,
+    tcs: int, hole: bool, via: str,
 ) -> None:  # fmt: skip
-    """Equal in every observable and in the ``OpRecord``s; with a heap of at least the EPC
-    the loop pages and the core must have trimmed pages."""
-    trims = _three(seed, epc_pages, cpus, heap_x, direct, settle, tcs, hole, False)
+    """Equal in every observable and in the ``OpRecord``s (or, from the ioctl task, every
+    call's result); with a heap of at least the EPC the loop pages and the core must have
+    trimmed pages."""
+    trims = _three(seed, epc_pages, cpus, heap_x, direct, settle, tcs, hole, False, via)
     if heap_x >= 1:
+        assert trims > 0, "the core trimmed no page"
+
+
+def test_the_ioctl_tasks_trim_runs_on_the_core() -> None:
+    """Row 3's call (``Enclave.modify_types``, the process's ioctl task) over a heap of
+    twice the EPC, direct reclaim on and off, ksgxd settled and awake: equal on the three
+    systems, and the core trimmed pages (the task is not an enclave thread: no TCS, never
+    inside, its CPU whichever the scheduler gave it)."""
+    for direct, settle in ((True, True), (False, False)):
+        trims = _three(11, 96, 2, 2.0, direct, settle, 0, False, False, "ioctl")
         assert trims > 0, "the core trimmed no page"
 
 

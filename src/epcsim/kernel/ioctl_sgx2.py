@@ -400,7 +400,7 @@ def _trim_core(
         first, pages, base, marks, step = progress.core_range()
     else:
         return None
-    cs = sc.trim(task, first, pages, new, step, marks)
+    cs = sc.trim(task, encl, first, pages, new, step, marks)
     if cs is not None:
         cs.base = base
     return cs

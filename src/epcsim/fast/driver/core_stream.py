@@ -123,12 +123,12 @@ from epcsim.fast.driver.thread_bridge import (
 from epcsim.fast.driver.trim import P_DIRECT
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
-from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
+from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS, EnclaveThread
 
 if TYPE_CHECKING:
+    from epcsim.engine.machine import Task
     from epcsim.fast.driver.stream import StreamCore
     from epcsim.system import System
-    from epcsim.user.thread import EnclaveThread
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
 #: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
@@ -157,12 +157,20 @@ def resumable(code: int, pc: int) -> bool:
 
 class CoreStream:
     """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
-    loop): the stream's arrays made contiguous once."""
+    loop; with ``trim``, of MODIFY_TYPES' page loop): the stream's arrays made contiguous
+    once. ``thread`` is the task on the core's thread row: the enclave thread, or for
+    MODIFY_TYPES called from the process's ioctl task (``Enclave.modify_types``) that
+    plain ``Task`` (``plain``: it never enters the enclave, PATHS.md "What is built:
+    ``MODE_TRIM``")."""
 
-    def __init__(self, owner: StreamCore, thread: EnclaveThread, pages: Any, writes: Any):
+    def __init__(self, owner: StreamCore, thread: Task, pages: Any, writes: Any, encl: Any) -> None:
         self.owner = owner
         self.system = owner.system
         self.thread = thread
+        self.encl = encl
+        #: the task is not an enclave thread (the ioctl's task): no TCS, never inside, no
+        #: ``entered`` (``thread_bridge.entered``)
+        self.plain = not isinstance(thread, EnclaveThread)
         # contiguous *and writable*: a read-only array (``np.broadcast_to``'s mask, a
         # caller's frozen stream) is another numba type, a second compile of the machine
         self.pages = np.require(pages, np.int64, ["C", "W"])
@@ -210,7 +218,7 @@ class CoreStream:
         sgx = system.sgx
         thread = self.thread
         m = system.machine
-        encl = thread.encl
+        encl = self.encl
         if thread.cpu is None or thread._user_proc is not None:
             return False
         if not served:
@@ -233,6 +241,8 @@ class CoreStream:
         lp = thread.cpu
         if not st.inside <= {lp} or not st.tracking <= {lp}:
             return False
+        if self.plain and (st.inside or st.tracking):
+            return False  # the ioctl's task is never inside: no LP may be (its fold has none)
         hw = system.cpu
         if any(e >= 0 for c, e in enumerate(hw.lp_eid) if c != lp):
             return False
@@ -253,11 +263,11 @@ class CoreStream:
         if not self._ready(sess is not None):
             return None
         system = self.system
-        encl = thread.encl
+        encl = self.encl
         secs = system.cpu.secs_state(encl.secs_epc)
         if sess is None:
             sess = Session.begin(owner, thread, encl, secs)
-        elif not sess.adopt(thread):
+        elif not sess.adopt(thread, encl):
             return None
         else:
             sess.fit_trace()
@@ -284,11 +294,11 @@ class CoreStream:
         mode = self.mode
         trim = self.trim
         if mode is None and trim is None:
-            ts = _thread_state(system, thread, self.pages, self.writes, alone=False)
+            ts = _thread_state(system, thread, self.pages, self.writes, False, encl=encl)
         else:  # the EACCEPT/MODIFY_TYPES loop: one note per step pages, and the last's
             step = trim[1] if trim is not None else mode[3] if mode is not None else 1
             rows = (self.pages.size - i) // step + 2
-            ts = _thread_state(system, thread, self.pages, self.writes, False, rows)
+            ts = _thread_state(system, thread, self.pages, self.writes, False, rows, encl)
         sess.ts = ts
         tc = ts.tc
         tc[T.TC_I] = tc[T.TC_I0] = i
@@ -367,6 +377,7 @@ class CoreStream:
                 # the rest of the fault in Python, the reference's code from the lock on
                 # (module docstring, "The thread's stops")
                 owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
+                assert isinstance(thread, EnclaveThread)  # a stream's or EACCEPT loop's
                 ok = yield from thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
                 end = STREAM_ON if ok else STREAM_SIGBUS
             return new_i, new_done, end

@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epcsim.engine.machine import Gen
+from epcsim.engine.machine import Gen, Task
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.transfer import _frame_locals
@@ -100,10 +100,10 @@ from epcsim.fast.driver.thread_bridge import (
     drive,
 )
 from epcsim.kernel.main import Sgx
+from epcsim.user.thread import EnclaveThread
 
 if TYPE_CHECKING:
     from epcsim.system import System
-    from epcsim.user.thread import EnclaveThread
 
 
 class StreamCore:
@@ -239,27 +239,31 @@ class StreamCore:
         """The session's ``KState`` (``refresh_layout`` may have replaced it) for the next."""
         self._kstate = (encl, secs, ks, nblk)
 
-    def stream(self, thread: EnclaveThread, pages: np.ndarray, writes: np.ndarray) -> Any:
+    def stream(self, thread: Task, pages: np.ndarray, writes: np.ndarray, encl: Any = None) -> Any:
         """A ``CoreStream`` for this stream, or None where the structure excludes the core
-        (checked once: the thread, the content mode, the policy, ...)."""
+        (checked once: the thread, the content mode, the policy, ...). ``encl``: the
+        enclave, for a task that is not an enclave thread (``trim``'s ioctl task)."""
         system = self.system
         sgx = system.sgx
+        if encl is None:
+            assert isinstance(thread, EnclaveThread)
+            encl = thread.encl
         if pages.size == 0:
             return None
         if system.cpu.content_mode != "tag" or sgx.flood is not None:
             return None
-        if len(sgx.enclaves) != 1 or thread.encl is not next(iter(sgx.enclaves.values())):
+        if len(sgx.enclaves) != 1 or encl is not next(iter(sgx.enclaves.values())):
             return None
         if len(sgx.epc.nodes) != 1 or not isinstance(system.machine.rq, CfsRunQueue):
             return None
-        if (thread.encl.base + thread.encl.size) >> 12 >= 0xFFFFFFFF:
+        if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
             return None
         if not self.on:
             if not auto_engages(int(pages.size), self._warm()):
                 return None
             self.on = True  # the compile is paid from here (or was already)
         self.live += 1
-        return CoreStream(self, thread, pages, writes)
+        return CoreStream(self, thread, pages, writes, encl)
 
     def eaccept(
         self,
@@ -287,18 +291,25 @@ class StreamCore:
         return cs
 
     def trim(
-        self, thread: Any, first: int, n: int, new_type: int, step: int, marks: bool
+        self, task: Task, encl: Any, first: int, n: int, new_type: int, step: int, marks: bool
     ) -> CoreStream | None:
         """A ``CoreStream`` for MODIFY_TYPES' page loop over the range's ``n`` pages from
         ``first`` (``_page_loop``; ``step``: ``OpRecord.note``'s, ``marks``: stop at each
         256-page mark for ``on_pages``), or None where the structure excludes it (as
-        ``stream``'s; the thread must be the enclave's ``EnclaveThread``)."""
-        from epcsim.user.thread import EnclaveThread
-
-        if not isinstance(thread, EnclaveThread) or first + n > thread.encl.nr_pages:
+        ``stream``'s). ``task`` is the ioctl's caller: the enclave's ``EnclaveThread``
+        (``workloads.edmm.ioctl``), or a user task of a process that maps the enclave -
+        the process's ioctl task of ``Enclave.ioctl`` - whose CPU is then in the
+        enclave's cpumask while it holds one, as the machine counts it (``reclaim_run``'s
+        IPI, ``trim._trim_takes``; session ``ioctlcore``)."""
+        if first + n > encl.nr_pages or task.kernel:
+            return None
+        if isinstance(task, EnclaveThread):
+            if task.encl is not encl:
+                return None
+        elif not any(task in mm.tasks for mm in encl.mm_list):
             return None
         pages = np.arange(first, first + n, dtype=np.int64)
-        cs = self.stream(thread, pages, np.zeros(n, np.bool_))
+        cs = self.stream(task, pages, np.zeros(n, np.bool_), encl)
         if cs is not None:
             cs.trim = (int(new_type), int(step), int(marks))
             self.trim_live += 1

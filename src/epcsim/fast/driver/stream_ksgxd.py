@@ -46,7 +46,7 @@ from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP, thread_resume
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, fold_thread
+from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered, fold_thread
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
@@ -55,7 +55,6 @@ from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 if TYPE_CHECKING:
     from epcsim.fast.driver.stream import StreamCore
     from epcsim.system import System
-    from epcsim.user.thread import EnclaveThread
 
 
 class Session:
@@ -113,13 +112,14 @@ class Session:
         #: ``kstate.KB_*`` code and how the stream goes on (``user.thread.STREAM_*``)
         self.thread_end: tuple[int, int] | None = None
 
-    def adopt(self, thread: EnclaveThread) -> bool:
+    def adopt(self, thread: Task, encl: Any) -> bool:
         """``CoreStream.run`` taking the session over for its thread (module docstring,
         "Which thread"): possible while no thread is served in it (task 0 has no process),
-        the thread of the session's enclave. The thread row's arrays are ``to_core``'s."""
+        the thread - or the ioctl's task - of the session's enclave ``encl``. The thread
+        row's arrays are ``to_core``'s."""
         if thread is self.thread:
             return True
-        if thread.encl is not self.encl or self.sv.procs[THREAD] is not None:
+        if encl is not self.encl or self.sv.procs[THREAD] is not None:
             return False
         self.thread = thread
         self.sv.tasks[THREAD] = thread
@@ -163,14 +163,14 @@ class Session:
                 self._pins.append(index)
 
     @classmethod
-    def begin(cls, owner: StreamCore, thread: EnclaveThread, encl: Any, secs: Any) -> Session:
+    def begin(cls, owner: StreamCore, thread: Task, encl: Any, secs: Any) -> Session:
         """A session from ksgxd asleep in its generator: the core as ``run_pair``'s, with
         the thread running at its loop top and absolute counters (``to_simpy`` writes them
         back absolute)."""
         system = owner.system
         m = system.machine
         mutex = encl.lock
-        co = _core_state_running(system, thread, mutex.trace is not None)
+        co = _core_state_running(system, thread, mutex, mutex.trace is not None)
         absolute_counters(co, m.elided, mutex)
         sgx = system.sgx
         parked = list(sgx.ksgxd_waitq._waiters)
@@ -263,7 +263,7 @@ class Session:
         kc[K.K_THREAD_T] = THREAD
         cpu = thread.cpu
         kc[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
-        ts.tc[T.TC_ENTERED] = int(thread.entered)
+        ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
             self._tmachine = entry_point(thread_resume, co, ks, ts, THREAD)
         while True:
@@ -516,12 +516,12 @@ def _released_young(encl: Any, task: Any) -> Gen:
     return 0
 
 
-def _core_state_running(system: System, thread: EnclaveThread, trace: bool) -> Any:
-    """The core with the thread running its generator on its CPU (its event being
-    processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``, ``encl->lock`` free."""
+def _core_state_running(system: System, thread: Task, mutex: Any, trace: bool) -> Any:
+    """The core with the thread (or the ioctl's task) running its generator on its CPU
+    (its event being processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``,
+    ``encl->lock`` (``mutex``) free."""
     kt = system.sgx.ksgxd_task
     assert kt is not None and thread.cpu is not None
-    mutex = thread.encl.lock
     assert isinstance(mutex, LinuxMutex)
     co = take_engine(system, [thread, kt], mutex, trace)
     co.tasks[THREAD, T_STATE] = TS_READY

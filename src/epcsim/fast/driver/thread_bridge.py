@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 from simpy.events import EventPriority
 
+from epcsim.engine.machine import Task
 from epcsim.engine.mutex import LinuxMutex
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.borrow import borrow, member
@@ -155,24 +156,39 @@ def _core_state(system: System, thread: EnclaveThread, trace: bool) -> CoState:
     return co
 
 
+def entered(task: Task) -> bool:
+    """``EnclaveThread.entered`` of the core's thread row; False for a task that is not an
+    enclave thread (the ioctl's task of ``Enclave.modify_types``: it never enters)."""
+    return isinstance(task, EnclaveThread) and task.entered
+
+
 def _thread_state(
     system: System,
-    thread: EnclaveThread,
+    thread: Task,
     pages: np.ndarray,
     writes: np.ndarray,
     alone: bool,
     notes: int = 0,
+    encl: Any = None,
 ) -> Any:
     """The thread's ``TState`` at a call's entry; ``notes``: rows for the EACCEPT loop's
-    progress points (``tstate.MODE_EACCEPT``, set by the caller)."""
+    progress points (``tstate.MODE_EACCEPT``, set by the caller). ``thread`` may be a plain
+    ``Task`` of the enclave's process (the ioctl's task, MODIFY_TYPES' loop only: ``encl``
+    given): no TCS (``TC_TCS`` -1), never entered, the access quantum as its slice (read
+    by the stream's rows only)."""
     sgx = system.sgx
-    encl = thread.encl
+    if encl is None:
+        assert isinstance(thread, EnclaveThread)
+        encl = thread.encl
     costs = system.machine.costs
     tc = np.zeros(T.N_TC, np.int64)
     tc[T.TC_N] = pages.size
-    tc[T.TC_CHUNK_MAX] = max(1, min(thread.timeslice_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
-    tc[T.TC_ENTERED] = int(thread.entered)
-    tc[T.TC_TCS] = thread.tcs_index
+    ts_ns, tcs = ACCESS_QUANTUM_NS, -1
+    if isinstance(thread, EnclaveThread):
+        ts_ns, tcs = thread.timeslice_ns, thread.tcs_index
+    tc[T.TC_CHUNK_MAX] = max(1, min(ts_ns, ACCESS_QUANTUM_NS) // max(1, costs.access))
+    tc[T.TC_ENTERED] = int(entered(thread))
+    tc[T.TC_TCS] = tcs
     tc[T.TC_BASE] = encl.base
     tc[T.TC_FREE_ROW] = sgx.epc.free_lists[sgx.epc.nodes[0]].row
     tc[T.TC_LOW] = sgx.low_pages
@@ -362,12 +378,14 @@ def _fold(
     fold_thread(system, thread, encl, secs, ks, ts)
 
 
-def fold_thread(
-    system: System, thread: EnclaveThread, encl: Any, secs: Any, ks: Any, ts: Any
-) -> None:
+def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts: Any) -> None:
     """``KState``'s and ``TState``'s small arrays back into the Python objects (the kernel's
     and the thread's: counters, latencies, ``entered``, the LP's state); the engine's (the
-    core's rows) are the caller's. Folding twice is folding once (as ``fold_kernel``)."""
+    core's rows) are the caller's. Folding twice is folding once (as ``fold_kernel``).
+    A plain ``Task`` on the thread row (the ioctl's task, ``CoreStream.plain``) has no
+    ``entered`` and no LP state to fold: it never enters, its machine (``MODE_TRIM``)
+    never runs an entry or an exit, so ``K_INSIDE`` stays the 0 ``CoreStream._ready``
+    required (no LP inside) and the LPs are as Python left them."""
     sgx = system.sgx
     fold_kernel(system, encl, secs, ks)
     tc = ts.tc
@@ -378,6 +396,10 @@ def fold_thread(
     # step (``stream_ksgxd.Session.step``), its call's part already folded at the stop
     ts.tcnt[:] = 0
     _flush_latencies(system, ts)
+    if not isinstance(thread, EnclaveThread):
+        if ks.kc[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
+            raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")
+        return
     thread.entered = bool(tc[T.TC_ENTERED])
     # the thread's LP: SecsState.inside/busy_tcs/tracking, SgxCpu.lp_eid/lp_tcs
     hw = system.cpu
