@@ -111,6 +111,7 @@ from epcsim.fast.driver.bridge import (
     refresh_layout,
     take_small,
 )
+from epcsim.fast.driver.pins import check_no_direct_pins
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.thread_bridge import (
@@ -400,6 +401,7 @@ class CoreStream:
         owner.secs_stops += 1
         fold_thread(system, thread, encl, secs, ks, ts)
         sess.fold_pins()
+        check_no_direct_pins(co, ks, ts, THREAD)  # the direct batch's pins (pins.py)
         sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None

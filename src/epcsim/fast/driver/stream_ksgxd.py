@@ -45,6 +45,7 @@ from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_small
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
+from epcsim.fast.driver.pins import check_no_direct_pins, pinned_rows
 from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP, thread_resume
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered, fold_thread
 from epcsim.kernel.main import Sgx
@@ -144,16 +145,7 @@ class Session:
         for index in self._pins:
             pinned.pop(index, None)
         ks = self.ks
-        pc = int(self.co.tasks[KSGXD, T_PC])
-        nk, i = int(ks.rc[0, K.RC_NK]), int(ks.rc[0, K.RC_I])
-        if pc in _PHASE_B:
-            rows = list(range(nk)) + ([i] if pc == KM.P_B_UNLOCKED else [])
-        elif pc in _PHASE_C:
-            rows = list(range(nk))
-        elif pc in _PHASE_D:
-            rows = list(range(i + (pc in (KM.P_STORED, KM.P_D_UNLOCKED)), nk))
-        else:
-            rows = []
+        rows = pinned_rows(ks, 0, int(self.co.tasks[KSGXD, T_PC]))  # ksgxd's row, pc mirrored
         batch = ks.batch[0]
         self._pins = []
         for r in rows:
@@ -273,6 +265,7 @@ class Session:
             self.ks = _serve_thread(system, encl, self.ks, ts, counts)
         assert secs is not None  # a stream's entry had the SECS resident (``CoreStream.run``)
         fold_thread(system, thread, encl, secs, self.ks, ts)
+        check_no_direct_pins(co, self.ks, ts, THREAD)  # Python runs next (pins.py)
         return r
 
     def on_stop(self, t: int) -> Gen:
@@ -429,15 +422,6 @@ class Session:
         if self.owner.session is self:
             self.owner.session = None
         yield self.system.machine.env.event()  # never triggered
-
-
-#: ksgxd's pcs, by phase of ``sgx_reclaim_pages`` (``fold_pins``)
-_PHASE_B = frozenset((KM.P_AGE_RUN, KM.P_B_LOCKED, KM.P_BACKING_RUN, KM.P_B_UNLOCKED))
-_PHASE_C = frozenset((KM.P_C, KM.P_ZAP_RUN, KM.P_C_LOCKED, KM.P_EBLOCK_RUN, KM.P_C_UNLOCKED))
-_PHASE_D = frozenset(
-    (KM.P_D, KM.P_D_LOCKED, KM.P_EWB1_RUN, KM.P_ETRACK_RUN, KM.P_EWB2_RUN, KM.P_IPI_RUN,
-     KM.P_EWB3_RUN, KM.P_EWB_DONE, KM.P_STORED, KM.P_D_UNLOCKED)
-)  # fmt: skip
 
 
 def _served_regime(system: System, encl: Any) -> bool:
