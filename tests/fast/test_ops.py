@@ -69,12 +69,12 @@ def test_ewb_check_is_the_sdm_rule(word, va_word):
 
 
 @settings(max_examples=300, deadline=None)
-@given(words, pts, st.booleans(), st.integers(-1, 3), words)
-def test_eldu_commit_writes_the_entry_field_by_field(secinfo, pt, blocked, secs_epc, stale):
+@given(words, pts, st.booleans(), st.integers(-1, 3), words, st.integers(1, 1 << 40))
+def test_eldu_commit_writes_the_entry_field_by_field(secinfo, pt, blocked, secs_epc, stale, ep):
     e = _entry(0)
     e.flags[1] = stale & ~(1 << 6)  # an invalid entry, whatever bits it had left
     e.bepoch[1] = 77
-    eldu_commit(e.flags, e.bepoch, 1, secinfo, pt, blocked)
+    eldu_commit(e.flags, e.bepoch, 1, secinfo, pt, blocked, np.int64(ep))
     e.secs[1] = secs_epc  # the caller's: stored once, derived from the owner (isa.epcm)
     assert e.valid[1] and e.pt[1] == pt
     assert e.rwx[1] == secinfo & 7
@@ -82,7 +82,9 @@ def test_eldu_commit_writes_the_entry_field_by_field(secinfo, pt, blocked, secs_
     assert e.modified[1] == bool(secinfo & 16)
     assert e.pr[1] == bool(secinfo & 32)
     assert e.blocked[1] == (blocked and pt in CHILD)
-    assert e.bepoch[1] == 0 and e.secs[1] == secs_epc
+    # a child page reads "tracked for good" (2 epochs behind), whatever the epoch
+    assert e.bepoch[1] == ((ep - 2) & 0xFFFF if pt in CHILD else 0)
+    assert e.secs[1] == secs_epc
     assert e.flags[0] == 0 and e.flags[2] == 0
 
 

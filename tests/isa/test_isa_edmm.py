@@ -2,7 +2,21 @@
 spec §4.5 flows the kernel selftests exercise (spec §15)."""
 
 import pytest
-from isa_helpers import BASE, GP, PF, SECS_EPC, SIZE, VA_EPC, create, enclave, init
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from isa_helpers import (
+    BASE,
+    GP,
+    PF,
+    SECS_EPC,
+    SIZE,
+    VA_EPC,
+    create,
+    enclave,
+    evict,
+    init,
+    reload,
+)
 
 from epcsim.arch import PAGE_SIZE, PageType, SgxReturn, secinfo_flags
 from epcsim.isa import PageInfo
@@ -251,3 +265,30 @@ def test_access_codes():
     assert cpu.access(0, BASE, 2, write=False) == 0
     assert cpu.access(0, BASE, 2, write=True) == WRITE_PF
     assert bool(cpu.epcm.allows([2], write=False)[0]) and not cpu.epcm.allows([2], True)[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.integers(-12, 2).map(lambda d: (1 << 16) * 2 + d),
+    more=st.integers(0, 14),
+    busy=st.booleans(),
+)
+def test_a_trimmed_page_reloaded_by_eldu_stays_tracked_at_any_epoch(start, more, busy):
+    """A TRIM page whose EMODT was tracked, then written back (EWB needs its tracking
+    complete) and reloaded by ELDU, is accepted: paging is transparent to the enclave at
+    every epoch, also when the SECS's epoch after the ELDU is a multiple of 2**16 or one
+    past it with an LP in the tracking set (where a BEPOCH of 0 read "0 epochs behind":
+    45 NOT_TRACKED EACCEPTs in an 8 GiB removal run before the fix, 2026-11-26)."""
+    cpu = enclave()
+    # a fresh enclave has no stamped entry yet, so any starting epoch is a consistent state
+    cpu.secs_state(SECS_EPC).epoch = start
+    assert cpu.emodt(secinfo_flags(PageType.TRIM), 2) == 0
+    assert cpu.etrack(SECS_EPC) == 0
+    sealed = evict(cpu, 2)
+    for i in range(more):
+        if busy and i == more - 1:
+            inside(cpu, lp=1)  # LP 1 inside at the last ETRACK: the tracking set not empty
+        assert cpu.etrack(SECS_EPC) == 0
+    assert reload(cpu, sealed, 2, BASE) == 0
+    inside(cpu)
+    assert cpu.eaccept(0, secinfo_flags(PageType.TRIM, 0, MODIFIED), BASE, 2) == 0

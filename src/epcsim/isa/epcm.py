@@ -54,7 +54,9 @@ more" - and "2 or more" never goes back, since the epoch only grows. The distanc
 modulo 2**16, and at every multiple of ``BEPOCH_REBASE`` ETRACK re-bases
 (``advance_epoch``) the entries of its SECS that are 2 or more behind to exactly 2 behind.
 So no stored distance ever exceeds ``BEPOCH_REBASE + 1`` < 2**16 and the modular distance is
-the true one (capped at a value that gives the same answer), for any number of ETRACKs. A
+the true one (capped at a value that gives the same answer), for any number of ETRACKs.
+ELDU stamps a reloaded child page 2 epochs behind (tracked: its EWB needed that,
+``fast.ops.epcm.eldu_commit``), so it too is never read as 0 or 1 behind. A
 batch that EMODTs and ETRACKs many times at once (``epcsim.fast.ioctl``) leaves the same
 bytes through ``advance_epoch`` over the whole jump and ``stamp_epochs``.
 """

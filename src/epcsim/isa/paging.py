@@ -183,7 +183,8 @@ class PagingMixin(SgxCore):
         # commit
         self.va.set_version(va_epc, va_slot, 0)  # the version is consumed: no replay
         secs_epc = st.epc if st is not None and pt != PageType.SECS else -1
-        ops.eldu_commit(e.flags, e.bepoch, epc, pcmd.flags, pt, bool(blocked))
+        epoch = st.epoch if st is not None and pt != PageType.SECS else 0
+        ops.eldu_commit(e.flags, e.bepoch, epc, pcmd.flags, pt, bool(blocked), epoch)
         e.secs[epc] = secs_epc
         e.linaddr[epc] = linaddr
         if pt == PageType.VA:

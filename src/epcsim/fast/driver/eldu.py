@@ -24,6 +24,7 @@ from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
 from epcsim.fast.driver.encls import epcm_secs_is_mine, va_row_of
 from epcsim.fast.driver.kstate import (
     K_DEFER_LOADS,
+    K_EPOCH,
     K_EID,
     K_INITIALIZED,
     K_SECS_CHILDREN,
@@ -177,6 +178,8 @@ def eldu_commit(ks, ts, index, epc):
     flags = tc[TC_FLAGS]
     # SECS and ENCLAVEADDRESS: what the page's owner (this enclave, ``index``, set by the
     # allocation) implies, stored once (``isa.epcm``): nothing to write
-    epcm_ops.eldu_commit(ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, False)
+    epcm_ops.eldu_commit(
+        ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, False, ks.kc[K_EPOCH]
+    )
     ks.etag[epc] = np.uint64(tc[TC_TAG])
     ks.kc[K_SECS_CHILDREN] += 1

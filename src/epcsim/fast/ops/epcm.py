@@ -80,15 +80,28 @@ def ewb_check(flags, epc, va_epc):
 
 
 @njit(cache=True, nogil=True)
-def eldu_commit(flags, bepoch, epc, secinfo_flags, pt, blocked):
+def eldu_commit(flags, bepoch, epc, secinfo_flags, pt, blocked, epoch):
     """ELDU/ELDB's EPCM update once the record verified: the entry becomes VALID with the
-    PCMD's page type and R/W/X/PENDING/MODIFIED/PR, BEPOCH 0, BLOCKED only for ELDB of a
+    PCMD's page type and R/W/X/PENDING/MODIFIED/PR, BLOCKED only for ELDB of a
     REG/TCS/TRIM page. Every bit of the flags word is written (the entry was invalid, so
     nothing is kept). The owning SECS and ENCLAVEADDRESS are the caller's to write: they
     are stored once, derived from the page's owner (``isa.epcm``), so a caller whose page
-    the kernel allocated for that enclave page writes nothing (the compiled driver)."""
+    the kernel allocated for that enclave page writes nothing (the compiled driver).
+
+    BEPOCH of a child page: ``epoch`` (the SECS's epoch now) minus 2, "tracked for good".
+    The page was written back, and EWB refuses a page whose tracking is not complete
+    (NOT_TRACKED), so whatever EMODPR/EMODT/EBLOCK stamped it had been tracked before the
+    ELDU: an EACCEPT of a reloaded MODIFIED or PR page must not see NOT_TRACKED, or paging
+    would not be transparent to the enclave (real hardware passes the removal selftests on
+    EPCs far past 2**16 ETRACKs). The SDM's ELDU pseudocode does not name BEPOCH; a stamp
+    of 0 (the model before 2026-11-26) read as 0 epochs behind whenever the SECS's epoch
+    was a multiple of 2**16 (``isa.epcm``'s 16-bit distance): 45 EACCEPTs of an 8 GiB
+    removal run failed. A SECS or VA page keeps 0 (nothing reads it)."""
     flags[epc] = eldu_word(secinfo_flags, pt, blocked)
-    bepoch[epc] = 0
+    if is_child_type(pt):
+        bepoch[epc] = (epoch - 2) & BEPOCH_MASK
+    else:
+        bepoch[epc] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
