@@ -3,7 +3,8 @@ EACCEPT entry per page, REMOVE_PAGES) run in full at the EPC sizes given, the ho
 each phase printed - the row's own figure scales a 4 MiB run to 8 GiB, which keeps the
 per-call fixed costs that a large heap spreads (session ``ioctlcore``). Unlike the row it
 does not stop at a failed EACCEPT: it counts them, and calls REMOVE_PAGES again past each
-page it refuses (BENCHMARKS.md, ``ioctlcore``'s entry, says why some fail from 2 GiB on).
+page it refuses (before session ``bepoch``'s ELDU fix some failed from 2 GiB on: BENCHMARKS.md,
+``ioctlcore``'s and ``bepoch``'s entries).
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/removal_full.py 4M 32M 8G
         [--engine fast+core]   (``rows._system``'s engine names)
