@@ -117,7 +117,15 @@ class Session:
         """``CoreStream.run`` taking the session over for its thread (module docstring,
         "Which thread"): possible while no thread is served in it (task 0 has no process),
         the thread - or the ioctl's task - of the session's enclave ``encl``. The thread
-        row's arrays are ``to_core``'s."""
+        row's arrays are ``to_core``'s. With ``fast_core="auto"``, not while serving is not
+        worth it (``_worth_serving``): the stream's iteration then runs in Python and the
+        served ksgxd stops at its next K0 (its ``K_TOP_STOP``), which a stream taking the
+        session would clear - the demo's MODIFY_TYPES calls without direct reclaim (~1 page
+        each) kept ksgxd served for the whole trim that way, ~2.5x that run's CPU
+        (BENCHMARKS.md, ``demo5``)."""
+        owner = self.owner
+        if owner.auto and not _worth_serving(owner.system):
+            return False
         if thread is self.thread:
             return True
         if encl is not self.encl or self.sv.procs[THREAD] is not None:
@@ -463,7 +471,11 @@ def _worth_serving(system: System) -> bool:
     if others > 1:
         return False
     if core.trim_live:  # MODIFY_TYPES' loop on the core takes the session at its page top
-        return True
+        # with "auto", only with direct reclaim: without it a call ends at the first page
+        # whose ELDU finds no free page, so while ksgxd is awake the calls are short (the
+        # demo's run without it: 47,836 calls for 47,872 pages) and each pays the session's
+        # take and fold and ksgxd's served steps for ~1 page (BENCHMARKS.md, ``demo5``)
+        return not core.auto or bool(system.sgx.direct_reclaim)
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 

@@ -1,0 +1,57 @@
+"""``fast_core="auto"`` and MODIFY_TYPES(TRIM)'s loop on the core: ksgxd's machine is served
+through the trim (``stream_ksgxd._worth_serving``), and the trim's thread takes a served
+session (``Session.adopt``), only with direct reclaim (session ``demo5``, BENCHMARKS.md).
+
+Without direct reclaim a call ends at the first page whose ELDU finds no free page, so
+while ksgxd is awake the runtime's calls are ~1 page each (the demo's run: 47,836 calls
+for 47,872 pages); taking the session at each of them kept ksgxd served for the whole
+trim, at ~4x its generator's cost per step, and made that run ~2.5x slower than without
+the core. A cost choice only: every observable equals ``fast_core=False``'s either way.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_eaccept_core import IMAGE, _record, _selftest_enclave
+from test_stream_core import _snap
+
+from epcsim.arch import PAGE_SIZE
+from epcsim.user.thread import AccessOutcome
+from epcsim.workloads.edmm import Ctx, drive_range
+
+EPC = 64
+HEAP = 3 * EPC  # 3x the EPC: the range's front is in backing, ksgxd awake through the trim
+
+
+def _trim(direct: bool, **kw):  # type: ignore[no-untyped-def]
+    """The selftest's trim of a heap 3x the EPC, called again after -EAGAIN: the snapshot,
+    the ``OpRecord`` and the ``StreamCore`` (None without the core)."""
+
+    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
+        assert encl.add_pages(IMAGE * PAGE_SIZE, HEAP * PAGE_SIZE, "rw").ok
+
+    system, encl, t = _selftest_enclave(
+        "fast", 11, EPC, 2, direct, HEAP, False, add_heap, "trim", **kw
+    )
+    rec = system._call(t, drive_range(Ctx(encl, t, []), "modify_types", IMAGE, HEAP))  # type: ignore[arg-type]
+    return _snap(system, encl, AccessOutcome()), _record(rec), rec, system.sgx.stream_core
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_auto_serves_ksgxd_through_a_trim_only_with_direct_reclaim(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    from epcsim.fast.driver import stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
+    off_snap, off_rec, _, _ = _trim(direct, fast_core=False)
+    snap, rec_t, rec, auto = _trim(direct)
+    _, _, _, on = _trim(direct, fast_core=True)
+    assert [key for key in off_snap if off_snap[key] != snap[key]] == []
+    assert rec_t == off_rec
+    assert auto.auto and auto.live == 0 and auto.trim_live == 0
+    if direct:  # one call covers the range, on the core as with ``fast_core=True``
+        assert rec.calls == 1 and auto.trims == on.trims > HEAP // 2
+    else:  # many short calls: ``True`` serves ksgxd through them, "auto" leaves it alone
+        assert rec.calls > HEAP // 4 and rec.eagain > 0
+        assert on.served_steps > 0 and auto.served_steps < on.served_steps // 4
