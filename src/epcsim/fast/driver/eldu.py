@@ -24,8 +24,8 @@ from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
 from epcsim.fast.driver.encls import epcm_secs_is_mine, va_row_of
 from epcsim.fast.driver.kstate import (
     K_DEFER_LOADS,
-    K_EPOCH,
     K_EID,
+    K_EPOCH,
     K_INITIALIZED,
     K_SECS_CHILDREN,
     K_SECS_EPC,
