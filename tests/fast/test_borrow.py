@@ -112,13 +112,19 @@ def test_a_member_reads_and_writes_the_callers_fields(a, i, v):  # type: ignore[
     assert pair.a.tolist() == want and pair.b[0] == 1
 
 
+#: int64, not a literal: as the machines pass them (tests/README.md, "No literal ints"), so
+#: ``schedule`` is compiled for the signatures they use, not two more
+_ONE = np.int64(1)
+_RESUME = np.int64(EV_RESUME)
+
+
 @njit(cache=False)
 def _events(st, ops):  # type: ignore[no-untyped-def]
     """Schedule (op >= 0: a delay) and pop (op < 0) on ``st`` by value: the payloads popped."""
     out = np.full(ops.shape[0], -1, np.int64)
     for k in range(ops.shape[0]):
         if ops[k] >= 0:
-            schedule(st, ops[k], 1, EV_RESUME, k % 3, k)
+            schedule(st, ops[k], _ONE, _RESUME, k % 3, k)
         elif st.clk[C_QLEN] > 0:
             out[k] = pop(st)
     return out
@@ -131,7 +137,7 @@ def _events_borrowed(st, ops):  # type: ignore[no-untyped-def]
     out = np.full(ops.shape[0], -1, np.int64)
     for k in range(ops.shape[0]):
         if ops[k] >= 0:
-            schedule(sp, ops[k], 1, EV_RESUME, k % 3, k)
+            schedule(sp, ops[k], _ONE, _RESUME, k % 3, k)
         elif sp.clk[C_QLEN] > 0:
             out[k] = pop(sp)
     return out

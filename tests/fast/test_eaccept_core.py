@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_stream_core import ENGINE_KEYS, _snap
@@ -221,7 +222,8 @@ def test_the_compiled_eaccept_outcome_is_the_leafs(  # type: ignore[no-untyped-d
         m.bepoch[epc] = bepoch
         secs.epoch = bepoch + behind
         secs.tracking = {lp} if tracking else set()
-        ok = eaccept_word_ok(word, m.bepoch[epc], secs.epoch, bool(secs.tracking), flags)
+        # the word as the EPCM holds it (uint16), as the core's E1 passes it: one signature
+        ok = eaccept_word_ok(np.uint16(word), m.bepoch[epc], secs.epoch, bool(secs.tracking), flags)
         assert ok == (hw.eaccept(lp, flags, e.linaddr(1), epc) == 0)
     finally:
         m.flags[epc], m.bepoch[epc] = saved[0], saved[1]

@@ -61,14 +61,16 @@ def test_the_compiled_emodt_outcome_is_the_leafs(pt, rwx, state, valid, blocked,
     saved = int(m.flags[epc]), int(m.bepoch[epc])
     try:
         m.flags[epc] = word
-        ok = emodt_word_ok(m.flags[epc], new)
+        ok = emodt_word_ok(np.int64(m.flags[epc]), new)  # int64, as the machines pass it
         flags, bepoch = m.flags.copy(), m.bepoch.copy()
         assert ok == (hw.emodt(secinfo_flags(new), epc) == 0)
         if ok:  # the element form of the change: the same word and stamp, nothing else
-            emodt_apply(flags, bepoch, epc, new, hw.secs_of(epc).epoch)
+            # the page as the state holds it (``desc`` is int32), as the trim's machine passes
+            # it: one compiled signature (tests/README.md)
+            emodt_apply(flags, bepoch, np.int32(epc), new, hw.secs_of(epc).epoch)
             assert int(emodt_word(word, new)) == int(m.flags[epc])
             assert np.array_equal(flags, m.flags) and np.array_equal(bepoch, m.bepoch)
         words = np.array([word, word ^ EPCM_VALID], dtype=m.flags.dtype)
-        assert emodt_words_ok(words, new).tolist() == [ok, emodt_word_ok(words[1], new)]
+        assert emodt_words_ok(words, new).tolist() == [ok, emodt_word_ok(np.int64(words[1]), new)]
     finally:
         m.flags[epc], m.bepoch[epc] = saved

@@ -26,6 +26,7 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 import epcsim.fast
+from epcsim.fast.cosim import handback
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.state import HB_BUDGET
 
@@ -62,6 +63,16 @@ def _constant_int(node: ast.expr, glb: dict[str, Any]) -> bool:
     return False
 
 
+def _callee(func: ast.expr, glb: dict[str, Any]) -> Any:
+    """The object a call's ``f`` or ``module.f`` names (``epcm_ops.eldu_commit(...)``: a
+    module-qualified call passed a literal ``False`` unseen before session ``suite3``)."""
+    if isinstance(func, ast.Name):
+        return glb.get(func.id)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return getattr(glb.get(func.value.id), func.attr, None)
+    return None
+
+
 def literal_calls(disp: Any) -> list[str]:
     """``module.caller -> callee(arg)`` for each constant int passed to a non-inlined
     compiled callee in ``disp``'s source."""
@@ -70,9 +81,9 @@ def literal_calls(disp: Any) -> list[str]:
     glb = fn.__globals__
     bad = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        if not isinstance(node, ast.Call):
             continue
-        callee = glb.get(node.func.id)
+        callee = _callee(node.func, glb)
         if not isinstance(callee, CPUDispatcher):
             continue
         if callee.targetoptions.get("inline", "never") == "always":
@@ -80,7 +91,8 @@ def literal_calls(disp: Any) -> list[str]:
         for arg in node.args:
             if _constant_int(arg, glb):
                 bad.append(
-                    f"{fn.__module__}.{fn.__qualname__} -> {node.func.id}({ast.unparse(arg)})"
+                    f"{fn.__module__}.{fn.__qualname__} -> {ast.unparse(node.func)}"
+                    f"({ast.unparse(arg)})"
                 )
     return bad
 
@@ -93,16 +105,19 @@ def _inlined(a):  # type: ignore[no-untyped-def]
 def _caller(st, t):  # type: ignore[no-untyped-def]
     hand_back(st, HB_BUDGET, -1)
     hand_back(st, np.int64(HB_BUDGET), t)
+    handback.hand_back(st, np.int64(HB_BUDGET), False)
     return _inlined(3)
 
 
 def test_the_check_finds_a_literal_argument() -> None:
     """The check is not vacuous: it flags a literal and a module-level int, not a
-    wrapped one nor a variable, and skips an inlined callee."""
+    wrapped one nor a variable, and skips an inlined callee; a module-qualified callee
+    too."""
     me = f"{__name__}._caller"
     assert sorted(literal_calls(njit(_caller))) == [
         f"{me} -> hand_back(-1)",
         f"{me} -> hand_back(HB_BUDGET)",
+        f"{me} -> handback.hand_back(False)",
     ]
 
 

@@ -161,7 +161,9 @@ def test_list_ops_are_page_list_step_by_step(ops, rnd):
     for _ in range(2):
         PageList(op_links)
     model: list[list[int]] = [[], []]
-    flags = np.zeros(n, dtype=np.uint8)  # bit 1: on list 1 (the LRU's membership bit)
+    # bit 1: on list 1 (the LRU's membership bit); int32, the EPC's owner-flags word, as
+    # the kernel's LRU and ksgxd's machine pass it to pop_head_many (one signature)
+    flags = np.zeros(n, dtype=np.int32)
     for op, row in ops:
         off = [p for p in range(n) if p not in model[0] and p not in model[1]]
         if op == "add" and off:
@@ -216,7 +218,7 @@ def test_pop_head_many_stops_at_a_page_not_flagged_a_member():
     lst = PageList(links)
     for page in (2, 0, 3):
         lst.add_tail(page)
-    flags = np.array([1, 0, 1, 1], dtype=np.uint8)
+    flags = np.array([1, 0, 1, 1], dtype=np.int32)  # the owner-flags word's dtype
     flags[0] = 0  # the second page lost its membership bit: a corrupt list
     out = np.empty(3, dtype=np.int64)
     assert pop_head_many(links.prev, links.next, flags, 1, links.ends, lst.row, 3, out) == -2

@@ -53,6 +53,7 @@ def _op_store(f: EnclaveBacking, index: int, pinned: int, ct: bytes, flags: int,
         return
     while True:
         rows = f.compiled()
+        # (writable copies of the bytes, as the driver's scratch rows are: one signature)
         code = bops.backing_store(
             f.present.bits,
             f.odd.bits,
@@ -67,9 +68,9 @@ def _op_store(f: EnclaveBacking, index: int, pinned: int, ct: bytes, flags: int,
             f.pcmd_gen,
             index,
             pinned,
-            np.frombuffer(ct, dtype=np.uint8),
+            np.frombuffer(ct, dtype=np.uint8).copy(),
             _pack_flags(flags),
-            np.frombuffer(mac, dtype=np.uint8),
+            np.frombuffer(mac, dtype=np.uint8).copy(),
         )
         if code == bops.NEED_CHUNK:
             f.add_chunk(index // CHUNK)

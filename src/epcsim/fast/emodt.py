@@ -54,7 +54,7 @@ def emodt_words_ok(words, new_type):
     """``emodt_word_ok`` of each word of ``words``."""
     ok = np.empty(words.size, np.bool_)
     for j in range(words.size):
-        ok[j] = emodt_word_ok(words[j], new_type)
+        ok[j] = emodt_word_ok(np.int64(words[j]), new_type)  # int64, as the machines pass it
     return ok
 
 
@@ -78,5 +78,5 @@ def emodt_apply(eflags, bepoch, page, new_type, epoch):
     ``fast/ioctl._epcm_emodt_trim``'s batch, for the compiled MODIFY_TYPES loop (PATHS.md
     M3), which applies one page at a time, each after its own ``run(emodt)``: a later
     ETRACK's re-base (``advance_epoch``) then sees it as the reference's does."""
-    eflags[page] = emodt_word(eflags[page], new_type)
+    eflags[page] = emodt_word(np.int64(eflags[page]), new_type)
     bepoch[page] = epoch & BEPOCH_MASK

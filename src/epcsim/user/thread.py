@@ -255,8 +255,15 @@ class EnclaveThread(Task):
         """Touch ``pages`` (page indices) in order; stops at the first SGX #PF or SIGBUS."""
         encl = self.encl
         costs = self.m.costs
-        pages = np.asarray(pages, dtype=np.int64)
-        writes = np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape)
+        # C-contiguous, writable int64 pages and bool writes, as the compiled thread machine
+        # passes them: a read-only stream (a frozen array, ``np.broadcast_to``'s mask of a
+        # scalar ``write``) would compile ``resident_run``/``young_again`` once more per
+        # layout (tests/README.md, "One compiled signature per machine"); one copy per
+        # stream, not per chunk
+        pages = np.require(pages, dtype=np.int64, requirements=("C", "W"))
+        writes = np.require(
+            np.broadcast_to(np.asarray(write, dtype=np.bool_), pages.shape), requirements=("C", "W")
+        )
         n = pages.size
         if n and (pages.min() < 0 or pages.max() >= encl.nr_pages):
             raise ValueError("pages: index outside the enclave")

@@ -106,8 +106,9 @@ def drive(st, ks, pending):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def wake(st, t):  # type: ignore[no-untyped-def]
-    """``wake_ksgxd``'s wake-up of the sleeping task (its event takes the next eid)."""
-    return wake_up(st, np.int64(0))
+    """``wake_ksgxd``'s wake-up of the sleeping task (its event takes the next eid). On the
+    state borrowed, as the machines call ``wake_up``: one compiled signature of it."""
+    return wake_up(member(borrow((st,)), 0), np.int64(0))
 
 
 @dataclass

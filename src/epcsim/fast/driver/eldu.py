@@ -179,7 +179,7 @@ def eldu_commit(ks, ts, index, epc):
     # SECS and ENCLAVEADDRESS: what the page's owner (this enclave, ``index``, set by the
     # allocation) implies, stored once (``isa.epcm``): nothing to write
     epcm_ops.eldu_commit(
-        ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, False, ks.kc[K_EPOCH]
+        ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, np.bool_(False), ks.kc[K_EPOCH]
     )
     ks.etag[epc] = np.uint64(tc[TC_TAG])
     ks.kc[K_SECS_CHILDREN] += 1

@@ -351,7 +351,7 @@ def reclaim_run(sp, kp, t, r):
             ks.pflags[index] &= 0xFF ^ ENCL_PAGE_BEING_RECLAIMED
             # sgx_alloc_va_slot on the head VA page; a page that fills moves to the tail
             row = kc[K_VA_ROW]
-            vid = ks.va_ends[row, HEAD]
+            vid = np.int64(ks.va_ends[row, HEAD])  # int64: one signature of the list ops
             slot, full = va_take_slot(ks.va_used[vid])
             if slot < 0:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[rw[RC_I], 0])
@@ -498,7 +498,7 @@ def reclaim_run(sp, kp, t, r):
             ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
             if free_page(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                ks.free_row[page], page,
+                np.int64(ks.free_row[page]), page,
             ) != 0:  # fmt: skip
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
             kc[K_NR_FREE] += 1

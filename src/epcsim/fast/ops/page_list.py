@@ -21,6 +21,7 @@ rules in Python (a numba call from Python costs more than they do) and
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 NIL = -1
@@ -76,7 +77,7 @@ def list_del(prev, next_, ends, row, page):
 @njit(cache=True, nogil=True)
 def list_pop_head(prev, next_, ends, row):
     """Take the head of list ``row`` off and return it, or ``NIL`` when the list is empty."""
-    page = ends[row, HEAD]
+    page = np.int64(ends[row, HEAD])  # (int64, as every caller passes a page: one signature)
     if page != NIL:
         list_del(prev, next_, ends, row, page)
     return page
@@ -98,7 +99,7 @@ def pop_head_many(prev, next_, flags, member_bit, ends, row, n, out):
     count = 0
     clear = ~member_bit  # the flags may share a word with other bits (kernel.epc)
     while count < n:
-        page = ends[row, HEAD]
+        page = np.int64(ends[row, HEAD])
         if page == NIL:
             break
         if not flags[page] & member_bit:

@@ -77,12 +77,15 @@ def seal_backing(
     writes for content tag ``tags[k]``, VA slot version ``versions[k]``, LINADDR
     ``linaddr[k]`` and the SECINFO.FLAGS already in its row; the MAC's second half is zero
     (where the chunk has ``high`` bytes, they are cleared)."""
+    # every word of ``seal`` as uint64 and ``unpack_flags``' byte as int64, the types the
+    # driver's ``seal_marked`` passes: one compiled signature each (tests/README.md)
+    e = np.uint64(eid)
     for k in range(index.size):
         c = index[k] // CHUNK
         i = index[k] % CHUNK
         row = chunk_row[c]
-        secinfo = unpack_flags(flags[row][i])
-        ct, mc = seal(keys, h, m, tags[k], versions[k], secinfo, linaddr[k], eid, eid)
+        secinfo = np.uint64(unpack_flags(np.int64(flags[row][i])))
+        ct, mc = seal(keys, h, m, tags[k], versions[k], secinfo, linaddr[k], e, e)
         _put_u64(contents[row], i, ct)
         _put_u64(mac[row], i, mc)
         hrow = high_row[c]
@@ -111,7 +114,7 @@ def seal_marked(
     sealed = 0
     e = np.uint64(eid)
     for k in range(n):
-        index = dlist[k]
+        index = np.int64(dlist[k])  # (an int32 list: bit/set_bit take int64, one signature)
         if not bit(dmark, index):
             continue
         set_bit(dmark, index, np.bool_(False))
@@ -122,7 +125,7 @@ def seal_marked(
         row = chunk_row[c]
         tag = _get_u64(contents[row], i)
         version = _get_u64(mac[row], i)
-        secinfo = unpack_flags(flags[row][i])
+        secinfo = unpack_flags(np.int64(flags[row][i]))
         linaddr = np.uint64(base) + (np.uint64(index) << np.uint64(12))
         ct, mc = seal(keys, h, m, tag, version, np.uint64(secinfo), linaddr, e, e)
         _put_u64(contents[row], i, ct)
@@ -140,11 +143,11 @@ def compact_marked(dlist, n, dmark):
     repeats, in order; returns the new length."""
     out = 0
     for k in range(n):
-        index = dlist[k]
+        index = np.int64(dlist[k])
         if bit(dmark, index):
             set_bit(dmark, index, np.bool_(False))  # (a repeat further on is then skipped)
             dlist[out] = index
             out += 1
     for k in range(out):
-        set_bit(dmark, dlist[k], np.bool_(True))
+        set_bit(dmark, np.int64(dlist[k]), np.bool_(True))
     return out
