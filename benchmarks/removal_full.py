@@ -46,6 +46,8 @@ def run(engine: str, epc: str) -> str:
     c4 = time.process_time()
     sc = system.sgx.stream_core
     core = "" if sc is None else f"; core trims {sc.trims:,}, EACCEPTs {sc.eaccepts:,}"
+    if sc is not None and getattr(sc, "removes", None) is not None:
+        core += f", removes {sc.removes:,}"
     return (
         f"EPC {epc} {engine}: heap {heap:,} pages; CPU build {c1 - c0:.2f}, trim {c2 - c1:.2f}, "
         f"EACCEPT {c3 - c2:.2f}, remove {c4 - c3:.2f}, total {c4 - c0:.2f} s "

@@ -12,11 +12,17 @@ equal (the kernel's and the CPU's arrays, backing records byte for byte, counter
 timeline, latencies, the lock's trace, clock, eids, the thread's accounting) and so must
 the ``OpRecord`` (progress points and all); the core must have accepted pages
 (``StreamCore.eaccepts``), or the test proves nothing.
+
+REMOVE_PAGES runs on the core too (session ``ioctlcore``, PATHS.md "The REMOVE_PAGES loop",
+``StreamCore.removes``): over the whole heap, so the untrimmed pages stop it with -EPERM
+(Python's ``per_page`` at the page, ``KB_PAGE``), from the thread (``drive_range``) or from
+the process's ioctl task (``Enclave.remove_pages``: every call's result compared).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
@@ -63,7 +69,7 @@ def _record(rec) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
 
 def _scenario(  # type: ignore[no-untyped-def]
     engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool,
-    epp: bool, settle: bool, short: int, marks: bool = False, **kw,
+    epp: bool, settle: bool, short: int, marks: bool = False, via: str = "thread", **kw,
 ):  # fmt: skip
     """Yields a snapshot after each step (the module docstring), then the core's count."""
     heap = max(8, int(heap_x * epc_pages))
@@ -88,18 +94,31 @@ def _scenario(  # type: ignore[no-untyped-def]
     hook = on_pages if marks else None
     rec = system._call(t, eaccept_range(ctx, IMAGE, heap, flags, entry_per_page=epp, on_pages=hook))
     yield _snap(system, encl, AccessOutcome()), _record(rec), (t.busy_ns, t.entered, t.cpu), seen
-    rec = system._call(t, drive_range(ctx, "remove_pages", IMAGE, trimmed))
-    yield _snap(system, encl, AccessOutcome()), _record(rec)
+    # over the whole heap: the untrimmed pages stop it (-EPERM: the core leaves the page to
+    # Python's per_page, KB_PAGE); from the thread (drive_range) or from the process's ioctl
+    # task (Enclave.remove_pages, called again from offset + count after -EAGAIN/-EBUSY)
+    if via == "thread":
+        seen_by = _record(system._call(t, drive_range(ctx, "remove_pages", IMAGE, heap)))
+    else:
+        off, length, c, calls = IMAGE * PAGE_SIZE, heap * PAGE_SIZE, 0, []
+        while len(calls) < 10 * heap + 100:  # a runaway guard, as drive_range's
+            r = encl.remove_pages(off + c, length - c)
+            calls.append((r.ret, r.count, sorted(r.extra.items()), system.now))
+            c += r.count
+            if r.ret not in (-errno.EAGAIN, -errno.EBUSY) or c >= length:
+                break
+        seen_by = calls
+    yield _snap(system, encl, AccessOutcome()), seen_by
     sc = system.sgx.stream_core
-    yield [0, 0] if sc is None else [sc.eaccepts, sc.trims]
+    yield [0, 0, 0] if sc is None else [sc.eaccepts, sc.trims, sc.removes]
 
 
-def _three(*args, **kw) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    """The scenario on the three systems, equal step by step; the core's accepted and
-    trimmed pages."""
+def _three(*args, **kw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    """The scenario on the three systems, equal step by step; the core's accepted, trimmed
+    and removed pages."""
     b = _agree(_scenario, args, kw)
-    assert len(b) == 2
-    return int(b[0]), int(b[1])
+    assert len(b) == 3
+    return int(b[0]), int(b[1]), int(b[2])
 
 
 def _agree(scenario, args, kw) -> list[int]:  # type: ignore[no-untyped-def]
@@ -137,20 +156,24 @@ def _agree(scenario, args, kw) -> list[int]:  # type: ignore[no-untyped-def]
     epp=st.booleans(),
     settle=st.booleans(),
     short=st.sampled_from([0, 0, 3]),
+    via=st.sampled_from(["thread", "ioctl"]),
 )
 def test_the_eaccept_loop_on_the_core_matches_the_reference(
     seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool, epp: bool,
-    settle: bool, short: int,
+    settle: bool, short: int, via: str,
 ) -> None:  # fmt: skip
     """Equal in every observable and in the ``OpRecord``s. With a heap of at least the EPC
     the loop pages and the core takes it from the second page (the first one's entry
     takes the CPU in Python); a heap that fits is the fast engine's batch
     (``fast/eaccept.accept_run``) once the first page is done, where the core has nothing
     to do."""
-    eaccepts, trims = _three(seed, epc_pages, cpus, heap_x, direct, epp, settle, short)
+    eaccepts, trims, removes = _three(
+        seed, epc_pages, cpus, heap_x, direct, epp, settle, short, via=via
+    )
     if heap_x >= 1:
         assert eaccepts > 0, "the core accepted no page"
         assert trims > 0, "the core trimmed no page"
+        assert removes > 0, "the core removed no page"
 
 
 def test_on_pages_sees_each_256_page_mark_as_the_reference_does() -> None:
@@ -159,8 +182,8 @@ def test_on_pages_sees_each_256_page_mark_as_the_reference_does() -> None:
     clock and the counters of the reference's call (after the page's EEXIT); three
     untrimmed pages fail on the way (``KB_LEAF``). Equal on the three systems, the core
     engaged, the marks reached (a 768-page heap: 256, 512, 768)."""
-    eaccepts, trims = _three(5, 128, 2, 6.0, True, True, True, 3, marks=True)
-    assert eaccepts > 700 and trims > 0
+    eaccepts, trims, removes = _three(5, 128, 2, 6.0, True, True, True, 3, marks=True)
+    assert eaccepts > 700 and trims > 0 and removes > 0
 
 
 def _inside():  # type: ignore[no-untyped-def]
@@ -228,3 +251,61 @@ def test_the_compiled_eaccept_outcome_is_the_leafs(  # type: ignore[no-untyped-d
     finally:
         m.flags[epc], m.bepoch[epc] = saved[0], saved[1]
         secs.epoch, secs.tracking = saved[2], saved[3]
+
+
+_QUIET = []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pt=st.sampled_from([PageType.REG, PageType.TCS, PageType.TRIM]),
+    rwx=st.integers(0, 7),
+    pending=st.booleans(),
+    modified=st.booleans(),
+    pr=st.booleans(),
+    valid=st.booleans(),
+    blocked=st.booleans(),
+)
+def test_the_compiled_remove_outcome_is_the_leafs(  # type: ignore[no-untyped-def]
+    pt, rwx, pending, modified, pr, valid, blocked
+) -> None:
+    """``fast/driver/remove.remove_word_ok`` (REMOVE_PAGES on the core, PATHS.md R3-R5) is
+    True exactly for a valid TRIM page on which ``SgxCpu.emodpr``'s probe faults with #PF
+    and ``SgxCpu.eremove`` then succeeds - over EPCM words of each type and state bit.
+    Anything else the core leaves to Python's ``per_page``."""
+    from epcsim.arch import X86_TRAP_PF, encls_faulted, encls_trapnr
+    from epcsim.fast.driver.remove import remove_word_ok
+    from epcsim.isa.epcm import (
+        EPCM_BLOCKED,
+        EPCM_MODIFIED,
+        EPCM_PENDING,
+        EPCM_PR,
+        EPCM_PT_SHIFT,
+        EPCM_VALID,
+    )  # fmt: skip
+
+    if not _QUIET:  # an initialized enclave, no LP inside
+        system = epcsim.System(epc=64 * PAGE_SIZE, cpus=2, seed=0)
+        handle = system.create_enclave(16 * PAGE_SIZE)
+        assert handle.add_pages(0, 4 * PAGE_SIZE).ok and handle.init().ok
+        _QUIET.append((system.cpu, handle.encl))
+    hw, e = _QUIET[0]
+    epc = int(e.epc[1])
+    secs = hw.secs_state(e.secs_epc)
+    word = (int(pt) << EPCM_PT_SHIFT) | rwx
+    for on, bit in ((pending, EPCM_PENDING), (modified, EPCM_MODIFIED), (pr, EPCM_PR),
+                    (valid, EPCM_VALID), (blocked, EPCM_BLOCKED)):  # fmt: skip
+        word |= bit if on else 0
+    m = hw.epcm
+    saved = (int(m.flags[epc]), int(m.bepoch[epc]), secs.child_count, set(secs.busy_tcs))
+    try:
+        m.flags[epc] = word
+        ok = remove_word_ok(np.int64(word))
+        r = hw.emodpr(secinfo_flags(PageType.REG, 7), epc)
+        probe = encls_faulted(r) and encls_trapnr(r) == X86_TRAP_PF
+        m.flags[epc] = word  # EMODPR may have restricted a REG page
+        gone = hw.eremove(epc) == 0
+        assert ok == (probe and gone and valid and pt == PageType.TRIM)
+    finally:
+        m.flags[epc], m.bepoch[epc] = saved[0], saved[1]
+        secs.child_count, secs.busy_tcs = saved[2], saved[3]

@@ -28,6 +28,7 @@ from epcsim.arch import (
 )
 from epcsim.engine.machine import Gen, Task
 from epcsim.fast import ioctl as fast_ioctl
+from epcsim.fast.driver.tstate import MODE_REMOVE, MODE_TRIM
 from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
 from epcsim.kernel.ioctl import (
@@ -189,9 +190,10 @@ def _page_loop(
                     c += k * PAGE_SIZE
                     if core.trim[2] and moved[0] % 256 == 0 and progress is not None:
                         progress(encl, c)  # on_pages' mark: the machine left it to Python
-                if core.mret:  # -EAGAIN at the page's load, decided on the core
+                if core.mret:  # -EAGAIN at the page's load (or REMOVE's -EBUSY), on the core
                     ret = core.mret
-                    out.extra["eagain_cause"] = _CAUSES[core.cause]
+                    if core.cause:
+                        out.extra["eagain_cause"] = _CAUSES[core.cause]
                     break
                 if moved[2] in (END_LOCKED, END_DIRECT):
                     if moved[2] == END_DIRECT:  # the direct batch's rest, then the lock
@@ -364,7 +366,7 @@ def sgx_ioc_enclave_modify_types(
         return 0
 
     batch = fast_ioctl.modify_trim_run if new_type == PageType.TRIM else None
-    core = _trim_core(task, encl, arg.offset, arg.length, progress, new_type)
+    core = _trim_core(task, encl, arg.offset, arg.length, progress, new_type, False)
     try:
         return (
             yield from _page_loop(
@@ -377,16 +379,23 @@ def sgx_ioc_enclave_modify_types(
 
 
 def _trim_core(
-    task: Task, encl: SgxEncl, offset: int, length: int, progress: ProgressHook | None, new: int
+    task: Task,
+    encl: SgxEncl,
+    offset: int,
+    length: int,
+    progress: ProgressHook | None,
+    new: int,
+    remove: bool,
 ) -> Any:
-    """The compiled loop for a MODIFY_TYPES(TRIM) call (``StreamCore.trim``), or None: the
-    reference engine, no core, another type, or a progress hook the core cannot stand in
-    for. The core's loop indexes the whole range ``drive_range`` runs (its notes and
-    256-page marks are the range's), so a hook must say where the call starts in it
+    """The compiled loop for a MODIFY_TYPES(TRIM) call (``StreamCore.trim``), or with
+    ``remove`` a REMOVE_PAGES call (session ``ioctlcore``), or None: the reference engine,
+    no core, another type, or a progress hook the core cannot stand in for. The core's
+    loop indexes the whole range ``drive_range`` runs (its notes and 256-page marks are
+    the range's), so a hook must say where the call starts in it
     (``core_range()``: first page, pages, pages done before this call, marks, the note
     step) and take the notes (``core_notes``); without a hook the call is the range."""
     sc = encl.sgx.stream_core
-    if sc is None or new != PageType.TRIM or length <= 0:
+    if sc is None or (new != PageType.TRIM and not remove) or length <= 0:
         return None
     if progress is None:
         first, pages, base, marks, step = (
@@ -400,7 +409,8 @@ def _trim_core(
         first, pages, base, marks, step = progress.core_range()
     else:
         return None
-    cs = sc.trim(task, encl, first, pages, new, step, marks)
+    mode = MODE_REMOVE if remove else MODE_TRIM
+    cs = sc.trim(task, encl, first, pages, new, step, marks, mode)
     if cs is not None:
         cs.base = base
     return cs
@@ -468,6 +478,13 @@ def sgx_ioc_enclave_remove_pages(
 
     out = IoctlResult()
     batch = fast_ioctl.remove_run
-    return (
-        yield from _page_loop(task, encl, arg.offset, arg.length, per_page, progress, out, batch)
-    )
+    core = _trim_core(task, encl, arg.offset, arg.length, progress, 0, True)
+    try:
+        return (
+            yield from _page_loop(
+                task, encl, arg.offset, arg.length, per_page, progress, out, batch, core
+            )
+        )
+    finally:
+        if core is not None:
+            core.close()

@@ -181,8 +181,11 @@ class CoreStream:
         self.mode: tuple[int, int, int, int] | None = None
         #: the EACCEPT loop's ``OpRecord.note`` points of the last ``run``
         self.notes: list[tuple[int, int]] = []
-        #: the MODIFY_TYPES loop's ``(new type, note step, marks)`` (``StreamCore.trim``)
+        #: the MODIFY_TYPES or REMOVE_PAGES loop's ``(new type, note step, marks)``
+        #: (``StreamCore.trim``; the new type 0 for REMOVE_PAGES)
         self.trim: tuple[int, int, int] | None = None
+        #: which ioctl loop: ``tstate.MODE_TRIM`` or ``MODE_REMOVE`` (session ``ioctlcore``)
+        self.ioctl_mode = T.MODE_TRIM
         #: its range's pages done before this ioctl call (``ioctl_sgx2._trim_core``)
         self.base = 0
         #: after ``END_DIRECT``: the direct batch's ``(rows, j, ewbed)`` (``_direct_rest``)
@@ -193,7 +196,9 @@ class CoreStream:
         self.cause = 0
 
     def _count(self, n: int) -> None:
-        if self.trim is not None:
+        if self.trim is not None and self.ioctl_mode == T.MODE_REMOVE:
+            self.owner.removes += n
+        elif self.trim is not None:
             self.owner.trims += n
         elif self.mode is None:
             self.owner.accesses += n
@@ -310,11 +315,14 @@ class CoreStream:
             tc[T.TC_SECINFO], tc[T.TC_EPP], tc[T.TC_MARKS], tc[T.TC_NOTE_STEP] = mode
         if trim is not None:
             costs = system.machine.costs
-            tc[T.TC_MODE] = T.MODE_TRIM
+            tc[T.TC_MODE] = self.ioctl_mode
             tc[T.TC_NEW_TYPE], tc[T.TC_NOTE_STEP], tc[T.TC_MARKS] = trim
             tc[T.TC_IOCTL_NS] = costs.ioctl_page
             tc[T.TC_EMODT_NS] = costs.emodt
             tc[T.TC_ETRACK_NS] = costs.etrack
+            tc[T.TC_EMODPR_NS] = costs.emodpr
+            tc[T.TC_ZAP_NS] = costs.zap_ptes
+            tc[T.TC_EREMOVE_NS] = costs.eremove
             tc[T.TC_DIRECT] = int(system.sgx.direct_reclaim)
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         sess.ks = ks
@@ -358,6 +366,11 @@ class CoreStream:
             else:
                 owner.session = sess
             owner.keep(encl, secs, sess.ks, sess.nblk)
+            # nothing reads the call's TState after the call (the next one brings its own),
+            # and a session ended here lives on in a reference cycle (its Served's bound
+            # methods) until the cyclic GC runs: drop the stream's arrays from it now (an
+            # 8 GiB REMOVE_PAGES called 46 times kept ~9 MB a call, session ``ioctlcore``)
+            sess.ts = None
             new_i = int(tc[T.TC_I])
             new_done = int(tc[T.TC_DONE])
             self._count(new_done - done)
@@ -416,6 +429,7 @@ class CoreStream:
         sv.procs[THREAD] = None
         sv.begun[THREAD] = False
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+        sess.ts = None  # as above: the session has ended (ksgxd's generator took over)
         stop = sess.thread_end
         if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
             raise RuntimeError("fast_core: the thread served ended without a stop")

@@ -58,7 +58,7 @@ def check_no_direct_pins(co: Any, ks: Any, ts: Any, t: int) -> None:
     batch is pinned then; and a served task stops at its next page top (``TC_HOOK`` 2)
     before M1 could start another batch. So nothing of ``batch[1]`` is missing from the
     dict while Python runs. A defect guard: ``RuntimeError`` if it ever is."""
-    if ts is None or int(ts.tc[TC_MODE]) != MODE_TRIM or int(co.tasks[t, T_PC]) != P_DIRECT:
+    if ts is None or int(ts.tc[TC_MODE]) < MODE_TRIM or int(co.tasks[t, T_PC]) != P_DIRECT:
         return
     row = R.RECLAIM_DIRECT
     held = [j for j in pinned_rows(ks, row, int(ks.rc[row, K.RC_PC])) if ks.batch[row, j, 2] >= 0]

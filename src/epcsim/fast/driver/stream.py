@@ -88,6 +88,7 @@ from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.transfer import _frame_locals
 from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.auto import auto_engages, machines_warm
 from epcsim.fast.driver.bridge import (
     _kernel_state,
@@ -135,6 +136,8 @@ class StreamCore:
         self.eaccepts = 0
         #: pages MODIFY_TYPES' loop (``kernel.ioctl_sgx2._page_loop``) changed on the core
         self.trims = 0
+        #: pages REMOVE_PAGES' loop removed on the core (session ``ioctlcore``)
+        self.removes = 0
         #: MODIFY_TYPES loops on the core whose ``_page_loop`` has not returned: ksgxd's
         #: machine is served during their ioctl (``stream_ksgxd._worth_serving``)
         self.trim_live = 0
@@ -291,7 +294,15 @@ class StreamCore:
         return cs
 
     def trim(
-        self, task: Task, encl: Any, first: int, n: int, new_type: int, step: int, marks: bool
+        self,
+        task: Task,
+        encl: Any,
+        first: int,
+        n: int,
+        new_type: int,
+        step: int,
+        marks: bool,
+        mode: int = T.MODE_TRIM,
     ) -> CoreStream | None:
         """A ``CoreStream`` for MODIFY_TYPES' page loop over the range's ``n`` pages from
         ``first`` (``_page_loop``; ``step``: ``OpRecord.note``'s, ``marks``: stop at each
@@ -300,7 +311,8 @@ class StreamCore:
         (``workloads.edmm.ioctl``), or a user task of a process that maps the enclave -
         the process's ioctl task of ``Enclave.ioctl`` - whose CPU is then in the
         enclave's cpumask while it holds one, as the machine counts it (``reclaim_run``'s
-        IPI, ``trim._trim_takes``; session ``ioctlcore``)."""
+        IPI, ``trim._trim_takes``; session ``ioctlcore``). ``mode`` ``tstate.MODE_REMOVE``:
+        REMOVE_PAGES' loop instead (``new_type`` 0; PATHS.md "The REMOVE_PAGES loop")."""
         if first + n > encl.nr_pages or task.kernel:
             return None
         if isinstance(task, EnclaveThread):
@@ -312,6 +324,7 @@ class StreamCore:
         cs = self.stream(task, pages, np.zeros(n, np.bool_), encl)
         if cs is not None:
             cs.trim = (int(new_type), int(step), int(marks))
+            cs.ioctl_mode = int(mode)
             self.trim_live += 1
         return cs
 

@@ -370,7 +370,7 @@ class Session:
         pc = int(co.tasks[THREAD, T_PC])
         ts = self.ts
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
-        if int(ts.tc[T.TC_MODE]) == T.MODE_TRIM:
+        if int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM:  # an ioctl loop (MODIFY_TYPES, REMOVE_PAGES)
             from epcsim.fast.driver.core_stream import END_DIRECT, END_LOCKED, _trim_locked
             from epcsim.fast.driver.trim import P_DIRECT
 

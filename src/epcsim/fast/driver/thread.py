@@ -115,7 +115,7 @@ from epcsim.fast.driver.kstate import (
     SVC_TRUNCATE,
     SVC_UNSEAL,
 )
-from epcsim.fast.driver.trim import P_DIRECT, P_MEAGAIN, P_MEMODT, trim_rows
+from epcsim.fast.driver.trim import P_DIRECT, P_MEAGAIN, per_page_pc, trim_rows
 from epcsim.fast.driver.tstate import (
     CAUSE_NO_FREE_PAGE,
     MODE_EACCEPT,
@@ -148,7 +148,6 @@ from epcsim.fast.driver.tstate import (
     TC_MARKS,
     TC_MODE,
     TC_N,
-    TC_NEW_TYPE,
     TC_NOTE_N,
     TC_NOTE_STEP,
     TC_PAGE,
@@ -167,7 +166,6 @@ from epcsim.fast.driver.tstate import (
     TN_RETRIES,
 )
 from epcsim.fast.eaccept import EACCEPT_CLEARS, eaccept_word_ok
-from epcsim.fast.emodt import emodt_word_ok
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops.epc import alloc_from_node
 from epcsim.fast.ops.epcm import eldu_word
@@ -210,8 +208,7 @@ P_NEXT = 18  #: E4: the page is done: ``i += 1``, ``cond_resched()`` (nothing), 
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
-    "leaf", "eexit", "next", "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt",
-    "metrack", "munlocked", "eagain", "eagain unlocked",
+    "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
 )  # fmt: skip
 assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets
 
@@ -322,7 +319,7 @@ def thread_run(p, t):
     pc = st.tasks[t, T_PC]
     while True:
         # -- M: the MODIFY_TYPES loop's rows (``trim.py``; T4-T5 below are shared) -----------
-        if tc[TC_MODE] == MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
+        if tc[TC_MODE] >= MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
             if pc == P_TOP and tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             pc, r = trim_rows(st, ks, ts, sp, kp, t, pc)
@@ -501,10 +498,10 @@ def thread_run(p, t):
                 return _stop(st, ks, t, P_LOCKED, KB_ELDU, idx)
             row = tc[TC_FREE_ROW]
             nfree = ks.epc_ends[row, LEN]
-            if tc[TC_MODE] == MODE_TRIM and nfree > 0:
-                # M3's EMODT decided before the ELDU, on the word ELDU will write
+            if tc[TC_MODE] >= MODE_TRIM and nfree > 0:
+                # per_page's outcome decided before the ELDU, on the word ELDU will write
                 word = np.int64(eldu_word(tc[TC_FLAGS], (tc[TC_FLAGS] >> 8) & 0xFF, False))
-                if not emodt_word_ok(word, tc[TC_NEW_TYPE]):
+                if not trim.ioctl_word_ok(tc, word):
                     return _stop(st, ks, t, P_LOCKED, KB_PAGE, idx)
             lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
             after = kc[K_NR_FREE] - (1 if nfree > 0 else 0)
@@ -575,10 +572,10 @@ def thread_run(p, t):
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
             if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
                 return _stop(st, ks, t, P_TRUNCATED, KB_UNEXPECTED, page)
-            pc = P_MEMODT if tc[TC_MODE] == MODE_TRIM else P_MAP  # M: no PTE, no latency
+            pc = per_page_pc(tc) if tc[TC_MODE] >= MODE_TRIM else P_MAP  # M, R: no PTE
             continue
         # -- T6: map, unlock; T7: -EBUSY, unlock ------------------------------------------------
-        if pc == P_EBUSY and tc[TC_MODE] == MODE_TRIM:
+        if pc == P_EBUSY and tc[TC_MODE] >= MODE_TRIM:
             tc[TC_CAUSE] = CAUSE_NO_FREE_PAGE  # sgx_alloc_epc_page(reclaim=false): -EBUSY
             pc = P_MEAGAIN
             continue

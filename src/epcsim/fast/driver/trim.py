@@ -22,6 +22,10 @@ M4 the unlock, the page counted and noted (``OpRecord.note``'s points in ``ts.no
 -EAGAIN: the unlock, then a stop at the page top with ``TC_MRET`` and ``TC_CAUSE``
    (M5 is Python's).
 
+REMOVE_PAGES' loop (``tstate.MODE_REMOVE``, session ``ioctlcore``) shares these rows but
+``per_page``: at M2 its decisions are ``remove.remove_takes``/``remove_word_ok`` and its
+page goes on in ``remove.remove_rows`` (R3-R5), back to M4's unlock here.
+
 The order of every step is ``kernel/ioctl_sgx2.py``'s (``_page_loop``, ``_load``,
 ``sgx_ioc_enclave_modify_types``' ``per_page``, ``sgx_enclave_etrack``) and
 ``kernel/reclaim.py``'s ``sgx_reclaim_direct``; a change there changes this file.
@@ -53,8 +57,11 @@ from epcsim.fast.driver.kstate import (
 )
 from epcsim.fast.driver.reclaim import P_A as RECLAIM_START
 from epcsim.fast.driver.reclaim import R_RETURNED, RECLAIM_DIRECT, reclaim_run
+from epcsim.fast.driver.remove import NAMES as REMOVE_NAMES
+from epcsim.fast.driver.remove import P_REMODPR, remove_rows, remove_takes, remove_word_ok
 from epcsim.fast.driver.tstate import (
     CAUSE_BEING_RECLAIMED,
+    MODE_REMOVE,
     TC_CAUSE,
     TC_DIRECT,
     TC_DONE,
@@ -65,6 +72,7 @@ from epcsim.fast.driver.tstate import (
     TC_IOCTL_NS,
     TC_LOW,
     TC_MARKS,
+    TC_MODE,
     TC_MRET,
     TC_N,
     TC_NEW_TYPE,
@@ -96,6 +104,11 @@ P_MUNLOCKED = 26  #: M4: unlocked after the page: ``c += 4096``, the progress
 P_MEAGAIN = 27  #: M2: -EAGAIN: unlock
 P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 
+#: the names of the pcs from ``P_DIRECT`` on (``thread.P_NAMES``): M's, then R's
+PER_PAGE_NAMES = (
+    "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt", "metrack", "munlocked",
+    "eagain", "eagain unlocked", *REMOVE_NAMES,
+)  # fmt: skip
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
 _ROW_DIRECT = np.int64(RECLAIM_DIRECT)
@@ -131,6 +144,22 @@ def _trim_takes(st, ks, ts, t, idx, f):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def ioctl_word_ok(tc, word):
+    """The loop's ``per_page`` outcome from the page's EPCM word (resident, or the one ELDU
+    will write): MODIFY_TYPES' EMODT (``emodt_word_ok``), or REMOVE_PAGES' probe and
+    EREMOVE (``remove.remove_word_ok``)."""
+    if tc[TC_MODE] == MODE_REMOVE:
+        return remove_word_ok(word)
+    return emodt_word_ok(word, tc[TC_NEW_TYPE])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def per_page_pc(tc):
+    """Where the loop goes with its page loaded: M3 (EMODT) or R3 (the EMODPR probe)."""
+    return P_REMODPR if tc[TC_MODE] == MODE_REMOVE else P_MEMODT
+
+
+@njit(cache=True, nogil=True, inline="always")
 def trim_rows(st, ks, ts, sp, kp, t, pc):
     """Rows M1-M4 from ``pc`` (``P_TOP`` or an M pc) until the task parks, stops or needs a
     service - ``(pc, r)``: ``thread_run`` returns ``r`` - or goes on in the shared rows -
@@ -140,6 +169,15 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
     tcnt = ts.tcnt
     pages = ts.pages
     while True:
+        if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
+            pc, r = remove_rows(st, ks, ts, sp, t, pc)
+            if r >= 0:
+                return pc, r
+            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            if r != R_OK:
+                return pc, _blocked(st, t, P_MUNLOCKED, r)
+            pc = P_MUNLOCKED
+            continue
         if pc == P_TOP:  # thread_run checked the hook's stops (``_hook_stop``) first
             if tc[TC_I] >= tc[TC_N]:  # the range's end (_hook_stop stops there first)
                 return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
@@ -178,7 +216,11 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             idx = pages[tc[TC_I]]
             tc[TC_IDX] = idx
             f = ks.pflags[idx]
-            if not _trim_takes(st, ks, ts, t, idx, f):
+            if tc[TC_MODE] == MODE_REMOVE:
+                takes = remove_takes(ks, f)
+            else:
+                takes = _trim_takes(st, ks, ts, t, idx, f)
+            if not takes:
                 return pc, _stop(st, ks, t, P_IOCTL_RUN, KB_PAGE, idx)
             page = ks.desc[idx]
             if page >= 0:
@@ -186,9 +228,9 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
                     tc[TC_CAUSE] = CAUSE_BEING_RECLAIMED
                     pc = P_MEAGAIN
                     continue
-                if not emodt_word_ok(np.int64(ks.eflags[page]), tc[TC_NEW_TYPE]):
+                if not ioctl_word_ok(tc, np.int64(ks.eflags[page])):
                     return pc, _stop(st, ks, t, P_IOCTL_RUN, KB_PAGE, idx)
-                pc = P_MEMODT
+                pc = per_page_pc(tc)
                 continue
             return P_LOCKED, -1  # T4-T5 (thread_run): sgx_encl_eldu, no reclaim
         if pc == P_MEMODT:
@@ -242,4 +284,4 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-__all__ = ["trim_rows"]
+__all__ = ["ioctl_word_ok", "per_page_pc", "trim_rows"]

@@ -74,11 +74,19 @@ TC_DIRECT = 45  #: ``Sgx.direct_reclaim``: M1 runs ``sgx_reclaim_direct``
 TC_CAUSE = 46
 TC_MRET = 47  #: the ioctl's ``ret`` when the loop stopped at a page top (0 or -EAGAIN)
 TC_NEW_TYPE = 48  #: EMODT's new page type (``ModifyTypesArgs.page_type``)
-N_TC = 49
+#: the REMOVE_PAGES loop (``MODE_REMOVE``, PATHS.md R3-R5): ``Costs`` it charges
+TC_EMODPR_NS = 49
+TC_ZAP_NS = 50
+TC_EREMOVE_NS = 51
+TC_REMOVED = 52  #: pages removed, not yet folded (``SgxEncl.page_cnt -= n``: ``shrink``)
+N_TC = 53
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
 MODE_TRIM = 2  #: ``kernel/ioctl_sgx2._page_loop`` of MODIFY_TYPES (session ``mtrim2``)
+#: ``_page_loop`` of REMOVE_PAGES (session ``ioctlcore``): MODE_TRIM's rows but ``per_page``;
+#: the two are "the ioctl loops", ``mode >= MODE_TRIM``
+MODE_REMOVE = 3
 
 #: ``TC_CAUSE``: ``ioctl_sgx2.EAGAIN_BEING_RECLAIMED`` and ``EAGAIN_NO_FREE_PAGE``
 CAUSE_NONE = 0
@@ -88,11 +96,11 @@ CAUSE_NO_FREE_PAGE = 2
 #: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
 TCOUNTERS = (
     "enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu", "eaccept",
-    "emodt", "direct_reclaim_calls", "direct_reclaim_pages",
+    "emodt", "direct_reclaim_calls", "direct_reclaim_pages", "emodpr", "eremove",
 )  # fmt: skip
 (
     TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU, TN_EACCEPT, TN_EMODT,
-    TN_DIRECT_CALLS, TN_DIRECT_PAGES,
+    TN_DIRECT_CALLS, TN_DIRECT_PAGES, TN_EMODPR, TN_EREMOVE,
 ) = range(len(TCOUNTERS))  # fmt: skip
 
 #: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into
