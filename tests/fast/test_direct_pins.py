@@ -21,7 +21,7 @@ import pytest
 
 from epcsim.fast.cosim.state import T_PC
 from epcsim.fast.driver import kstate as K
-from epcsim.fast.driver import reclaim as R
+from epcsim.fast.driver import reclaim_pc as R
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.pins import PHASE_B, PHASE_C, PHASE_D, check_no_direct_pins, pinned_rows
 from epcsim.fast.driver.trim import P_DIRECT

@@ -69,7 +69,7 @@ from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_run
-from epcsim.fast.driver.reclaim import N_RECLAIMERS
+from epcsim.fast.driver.reclaim_pc import N_RECLAIMERS
 from epcsim.fast.driver.unsealed import unsealed_of
 from epcsim.fast.ops import tag_sealing
 from epcsim.isa.sealing import pack_pcmd

@@ -65,7 +65,8 @@ from epcsim.fast.driver.kstate import (
     RC_NK,
     RC_PC,
 )
-from epcsim.fast.driver.reclaim import (
+from epcsim.fast.driver.reclaim import reclaim_run
+from epcsim.fast.driver.reclaim_pc import (
     P_A,
     P_AGE_RUN,
     P_B,
@@ -90,7 +91,6 @@ from epcsim.fast.driver.reclaim import (
     P_ZAP_RUN,
     R_RETURNED,
     RECLAIM_KSGXD,
-    reclaim_run,
 )
 from epcsim.kernel.page_list import LEN
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from epcsim.fast.cosim.state import T_PC
 from epcsim.fast.driver import kstate as K
-from epcsim.fast.driver import reclaim as R
+from epcsim.fast.driver import reclaim_pc as R
 from epcsim.fast.driver.trim import P_DIRECT
 from epcsim.fast.driver.tstate import MODE_TRIM, TC_MODE
 

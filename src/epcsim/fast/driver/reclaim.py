@@ -38,7 +38,6 @@ from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
 from epcsim.fast.cosim.borrow import unborrow
-from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU
 from epcsim.fast.driver.encls import (
@@ -66,8 +65,6 @@ from epcsim.fast.driver.kstate import (
     K_EWB_FAILURES,
     K_EWB_NS,
     K_FT_N,
-    K_HB,
-    K_HB_PAGE,
     K_INITIALIZED,
     K_INSIDE,
     K_IPI_NS,
@@ -109,6 +106,43 @@ from epcsim.fast.driver.kstate import (
     W_ETRACK,
     W_EWB,
 )
+
+# the pc and the exits (``reclaim_pc``); ``__all__`` re-exports what trim.py and core_stream.py
+# import from here (session ``split``: those files belonged to another session then)
+from epcsim.fast.driver.reclaim_pc import (
+    _ENCL_LOCK,
+    _NOT_TRACKED_CLEAR,
+    N_RECLAIMERS,
+    P_A,
+    P_AGE_RUN,
+    P_B,
+    P_B_LOCKED,
+    P_B_UNLOCKED,
+    P_BACKING_RUN,
+    P_C,
+    P_C_LOCKED,
+    P_C_UNLOCKED,
+    P_D,
+    P_D_LOCKED,
+    P_D_UNLOCKED,
+    P_EBLOCK_RUN,
+    P_ETRACK_RUN,
+    P_EWB1_RUN,
+    P_EWB2_RUN,
+    P_EWB3_RUN,
+    P_EWB_DONE,
+    P_IPI_RUN,
+    P_ISOLATED_RUN,
+    P_STORED,
+    P_ZAP_RUN,
+    R_RETURNED,
+    RECLAIM_DIRECT,
+    RECLAIM_KSGXD,
+    _rblocked,
+    _rstop,
+    _rsvc,
+    _warn,
+)
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops.encl_page import test_and_clear_young, zap_ptes
 from epcsim.fast.ops.epc import free_page
@@ -116,75 +150,8 @@ from epcsim.fast.ops.lru import lru_putback
 from epcsim.fast.ops.page_list import list_add_tail, list_del, pop_head_many
 from epcsim.fast.ops.va import va_take_slot
 from epcsim.kernel.encl_page import ENCL_PAGE_BEING_RECLAIMED
-from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_ON_LRU, SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.page_list import HEAD
-
-#: ``reclaim_run``'s answer when the batch returned (the ``R_*`` of the core are 0-2,
-#: ``ksgxd.R_SVC`` 3)
-R_RETURNED = 4
-#: the reclaimers' rows of ``ks.rc`` and ``ks.batch``
-RECLAIM_KSGXD = 0
-RECLAIM_DIRECT = 1
-N_RECLAIMERS = 2
-
-# -- the program counter (PATHS.md's rows A-D; 0-2 and 20 are ksgxd's K0) ------------------
-P_ISOLATED_RUN = 3  #: A: ``run(lru_op * max(1, n))`` is over
-P_B = 4  #: B: the next isolated page
-P_AGE_RUN = 5  #: B: ``run(age_check)`` is over
-P_B_LOCKED = 6  #: B: ``encl->lock`` taken
-P_BACKING_RUN = 7  #: B: ``run(backing_alloc)`` is over
-P_C = 8  #: C: the next kept page
-P_ZAP_RUN = 9  #: C: ``run(zap_ptes)`` is over
-P_C_LOCKED = 10
-P_EBLOCK_RUN = 11
-P_D = 12  #: D: the next kept page
-P_D_LOCKED = 13
-P_EWB1_RUN = 14  #: D: the first EWB's run is over
-P_ETRACK_RUN = 15
-P_EWB2_RUN = 16
-P_IPI_RUN = 17
-P_EWB3_RUN = 18
-P_STORED = 19  #: D: the record is in the backing store (after a Python store)
-P_EWB_DONE = 21  #: D: ``sgx_encl_ewb``'s result is final
-P_B_UNLOCKED = 22  #: B: ``encl->lock`` released after the backing
-P_C_UNLOCKED = 23  #: C: released after EBLOCK
-P_D_UNLOCKED = 24  #: D: released after EWB
-P_A = 25  #: A: the batch's start (isolate), where a caller enters
-
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
-_NOT_TRACKED_CLEAR = ~SGX_EPC_PAGE_RECLAIMER_TRACKED  # the flags share a word (kernel.epc)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _warn(ks, kind, ret, page):
-    kc = ks.kc
-    n = kc[K_WARN_N]
-    ks.warn[n, 0] = kind
-    ks.warn[n, 1] = ret
-    ks.warn[n, 2] = page
-    kc[K_WARN_N] = n + 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rstop(st, ks, t, r, pc, code, page):
-    """The driver's own hand-back, before the step at ``pc`` of reclaimer ``r``'s batch."""
-    ks.rc[r, RC_PC] = pc
-    ks.kc[K_HB] = code
-    ks.kc[K_HB_PAGE] = page
-    return hand_back(st, 100 + code, t)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rsvc(rw, pc):
-    rw[RC_PC] = pc
-    return 3  # ksgxd.R_SVC: Python serves kc[K_SVC], then the caller calls again
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rblocked(rw, pc, res):
-    """Park the batch at ``pc`` after a primitive that blocked or stopped its task."""
-    rw[RC_PC] = pc
-    return res
 
 
 @njit(cache=True, nogil=True)
@@ -524,4 +491,12 @@ def _va_free_slot(ks, vid, slot):
     ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
 
 
-__all__ = ["N_RECLAIMERS", "RECLAIM_DIRECT", "RECLAIM_KSGXD", "R_RETURNED", "reclaim_run"]
+__all__ = [
+    "N_RECLAIMERS",
+    "P_A",
+    "P_STORED",
+    "RECLAIM_DIRECT",
+    "RECLAIM_KSGXD",
+    "R_RETURNED",
+    "reclaim_run",
+]
