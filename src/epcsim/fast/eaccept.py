@@ -4,7 +4,7 @@ RESTRICT_PERMISSIONS (``epcsim.workloads.edmm.eaccept_range``), a run of pages a
 Per page the reference runs, with one enclave entry per page (the removal stress test):
 EENTER, EACCEPT, its cost, EEXIT; or, in one entry, EACCEPT and its cost. A resident page
 that is not mapped yet (never touched since ADD_PAGES) first takes the mapping fault. When
-nothing can interleave (the conditions of ``epcsim.fast.ioctl._quiet``: no event due by the
+nothing can interleave (the conditions of ``epcsim.fast.ioctl.batch._quiet``: no event due by the
 run's end, no task waiting for a CPU, need_resched clear) and each page's EACCEPT succeeds,
 every page does the same thing at a fixed offset in time, so the run is applied at once.
 
@@ -109,7 +109,7 @@ def accept_run(
     resident but unmapped (each then takes the mapping fault: AEX, ``sgx_vma_fault`` finds
     it resident and inserts the PTE, ERESUME). Returns ``(pages, clock at the start, ns
     per page)``; 0 pages: run the reference."""
-    from epcsim.fast.ioctl import _quiet
+    from epcsim.fast.ioctl.batch import _quiet
 
     encl, sgx, m, hw = t.encl, t.sgx, t.m, t.hw
     costs = m.costs

@@ -1,9 +1,9 @@
 """EMODT's outcome, compiled: the one restatement of ``EdmmMixin.emodt`` the fast paths use.
 
-Why a restatement: MODIFY_TYPES' batch (``fast/ioctl.modify_trim_run``) decides for a run
-of pages at once whether each EMODT succeeds, and the compiled MODIFY_TYPES loop planned in
-PATHS.md ("The MODIFY_TYPES loop", M3: a failing EMODT stops the machine *before* the
-leaf, under ``encl->lock``, for Python to run it) must decide the same for the page it is
+Why a restatement: MODIFY_TYPES' batch (``fast/ioctl/modify_types.modify_trim_run``) decides
+for a run of pages at once whether each EMODT succeeds, and the compiled MODIFY_TYPES loop
+planned in PATHS.md ("The MODIFY_TYPES loop", M3: a failing EMODT stops the machine *before*
+the leaf, under ``encl->lock``, for Python to run it) must decide the same for the page it is
 at. Both call ``emodt_word_ok``, so the decision is written once, next to its reference
 (keep it in step with ``EdmmMixin.emodt``), as ``fast/eaccept.eaccept_word_ok`` is for
 EACCEPT.
@@ -75,7 +75,7 @@ def emodt_word(word, new_type):
 def emodt_apply(eflags, bepoch, page, new_type, epoch):
     """EMODT's EPCM change of one page, in place: its word (``emodt_word``) and BEPOCH
     stamped at the SECS's ``epoch`` now (``Epcm.stamp_epoch``). The element form of
-    ``fast/ioctl._epcm_emodt_trim``'s batch, for the compiled MODIFY_TYPES loop (PATHS.md
+    ``fast/ioctl/layouts._epcm_emodt_trim``'s batch, for the compiled MODIFY_TYPES loop (PATHS.md
     M3), which applies one page at a time, each after its own ``run(emodt)``: a later
     ETRACK's re-base (``advance_epoch``) then sees it as the reference's does."""
     eflags[page] = emodt_word(np.int64(eflags[page]), new_type)
