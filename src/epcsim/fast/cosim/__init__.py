@@ -10,7 +10,8 @@ SimPy's exact event order. One module per concept, each next to its reference in
 ``program`` is a small interpreter of task programs over the core, and ``simpy_program``
 runs the same programs on ``engine.machine``: the differential tests compare the two.
 ``served`` runs compiled machines under SimPy one request at a time and ``transfer`` moves
-the engine's pending state between SimPy and the core at any instant (the hand-back of
+the engine's pending state between SimPy and the core at any instant (``transfer_to_core``,
+``transfer_to_simpy``) (the hand-back of
 ``PATHS.md``); ``program_served`` proves both on the task programs.
 
 No user-visible path uses the core yet: ``System`` does not call it. ``DESIGN.md``, "What is

@@ -1,0 +1,343 @@
+"""SimPy -> core: ``to_core(served)`` moves the engine's whole pending state into the compiled
+core's arrays at any instant between two events (``transfer.py``'s docstring: the SimPy and
+CPython internals it reads).
+
+Every event in ``env._queue`` must be one the core knows - a served task's resumption (its
+process's Initialize, a ``run``'s timeout, a woken sleeper's or a poked spinner's event), a
+spinner's timed poke (``LinuxMutex._fire``), a finished served process - and the engine
+inside the core's regime (CFS with nobody waiting for a CPU, no mutex wait list or
+HANDOFF, no need_resched, no flood); otherwise nothing moves and it answers False. The
+events go into the core's heap with their own ``(time, priority, eid)``, ``env._eid``'s
+next value becomes ``C_EID``, and the tasks' scheduler fields, the mutexes (owner, pick-up
+times, counters, OSQ, each spinner's wait and generation), the wait queues' sleepers and
+the clock go into the arrays.
+
+The SimPy processes that a move to the core leaves behind are closed; their ``finally``
+blocks (``_spin``'s) then run on state the core owns: what they change (``spinning``, the
+OSQ, ``busy_ns``, a ``spin_fail`` in the trace, a poke into the queue) is discarded -
+``to_simpy`` rewrites every field from the core.
+
+Why a module of its own: one direction of the move (split from ``transfer.py`` by session
+``split``, no code changed); it recognises the generators ``transfer_to_simpy`` builds
+(``_wait``, ``_sleep_tail``) as a task's wait, hence its import of them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from itertools import count
+from typing import Any
+
+import numpy as np
+from simpy.events import NORMAL as SIMPY_NORMAL
+from simpy.events import URGENT as SIMPY_URGENT
+
+from epcsim.engine.machine import Task
+from epcsim.engine.mutex import LinuxMutex, _Spinner
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
+from epcsim.fast.cosim.served import Served
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_ELIDED,
+    C_HB,
+    C_HB_NOW,
+    C_HB_TASK,
+    C_MIN_VR,
+    C_NOW,
+    C_POPS,
+    C_QLEN,
+    C_SERVED,
+    C_SPIN_SEQ,
+    C_TRACE_LEN,
+    EV_END,
+    EV_INIT,
+    EV_POKE,
+    EV_RESUME,
+    KEY_SHIFT,
+    M_CONTENDED,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_HANDED_AT,
+    M_HANDOFF,
+    M_HANDOFFS,
+    M_OSQ_LEN,
+    M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_STEALS,
+    M_WAIT_NS,
+    M_WAITERS,
+    NORMAL,
+    SE_PENDING,
+    SE_TRIGGERED,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_LOCK_T0,
+    T_RQ,
+    T_SLICE_START,
+    T_SPIN_EV,
+    T_SPIN_GEN,
+    T_SPIN_M,
+    T_SPIN_SEQ,
+    T_SPIN_T0,
+    T_STARTED,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_USER_NS,
+    T_VRUNTIME,
+    TS_DONE,
+    TS_NEW,
+    TS_RUN,
+    TS_SLEEP,
+    TS_SPIN,
+    TS_STARTING,
+    URGENT,
+)
+from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
+
+_SPIN_CODE = LinuxMutex._spin.__code__
+_RUN_CODE = Task.run.__code__
+_RUN_USER_CODE = Task.run_user.__code__
+_SLEEP_CODE = Task.sleep.__code__
+_LOCK_SLOW_CODE = LinuxMutex._lock_slow.__code__
+
+
+def _next_eid(env: Any) -> int:
+    """``env._eid``'s next value, without using it up."""
+    n = next(env._eid)
+    env._eid = count(n)
+    return int(n)
+
+
+def _frame_locals(gen: Any, code: Any) -> dict[str, Any] | None:
+    """The locals of the generator running ``code`` in ``gen``'s ``yield from`` chain."""
+    while gen is not None:
+        if getattr(gen, "gi_code", None) is code:
+            return dict(gen.gi_frame.f_locals)
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return None
+
+
+def _innermost(gen: Any) -> Any:
+    """The code object the generator chain ``gen`` is suspended in (``yield from`` down)."""
+    while getattr(gen, "gi_yieldfrom", None) is not None:
+        gen = gen.gi_yieldfrom
+    return gen.gi_code
+
+
+def _in_regime(sv: Served) -> bool:
+    m = sv.m
+    if m.flood is not None or not isinstance(m.rq, CfsRunQueue) or m.rq.waiting():
+        return False
+    if any(not isinstance(mx, LinuxMutex) or mx._waiters or mx.handoff for mx in sv.mutexes):
+        return False
+    return not any(t._resched for t in sv.tasks)
+
+
+def to_core(sv: Served) -> bool:
+    """SimPy -> core (see the module docstring); False, with nothing moved, outside the
+    core's regime or with an event in SimPy's queue that is not the core's."""
+    if sv.mode != "simpy":
+        raise RuntimeError("to_core: the machines are on the core already")
+    if not _in_regime(sv):
+        return False
+    st = sv.st
+    env = sv.env
+    m = sv.m
+    tix = {task: i for i, task in enumerate(sv.tasks)}
+    mix = {mx: i for i, mx in enumerate(sv.mutexes)}
+    n_t = len(sv.tasks)
+    state = np.full(n_t, TS_NEW, np.int64)
+    user_ns = np.zeros(n_t, np.int64)  # a ``run_user`` step under way: its ns
+    spin: dict[int, tuple[int, _Spinner, int, int]] = {}  # t -> (mutex, rec, spin t0, lock t0)
+    events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
+    sleepers: dict[int, int] = {}  # id(pending wait event) -> task
+    for t, proc in enumerate(sv.procs):
+        if proc is None:
+            continue
+        if not proc.is_alive:
+            state[t] = TS_DONE
+            if proc.callbacks is not None:  # scheduled, not processed yet
+                events[id(proc)] = (EV_END, t, 0)
+            continue
+        target = proc._target
+        if not sv.begun[t]:
+            state[t] = TS_STARTING
+            events[id(target)] = (EV_INIT, t, 0)
+            continue
+        rq = int(st.tasks[t, T_RQ])
+        task = sv.tasks[t]
+        gen = proc._generator
+        inner = _innermost(gen)
+        if rq == RQ_RUN:
+            if inner is not _RUN_CODE and inner is not _wait.__code__:
+                return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
+            state[t] = TS_RUN
+        elif rq == RQ_RUN_USER:
+            if inner is not _RUN_USER_CODE or task._user_proc is not proc:
+                return False  # waiting for a CPU, or preempted
+            user = _frame_locals(gen, _RUN_USER_CODE)
+            assert user is not None
+            user_ns[t] = int(user["ns"])
+            state[t] = TS_RUN
+        elif rq == RQ_SLEEP:
+            if inner is not _SLEEP_CODE and inner is not _sleep_tail.__code__:
+                return False  # woken, waiting for a CPU
+            state[t] = TS_SLEEP
+            if not target.triggered:
+                sleepers[id(target)] = t
+        elif rq == RQ_LOCK:
+            mx = m.spinning.get(task)
+            if not isinstance(mx, LinuxMutex) or mx not in mix:
+                return False
+            rec = mx._spin_ev[task]
+            if rec.ev is not target or not rec.osq or inner is not _SPIN_CODE:
+                return False
+            sp = _frame_locals(proc._generator, _SPIN_CODE)
+            ls = _frame_locals(proc._generator, _LOCK_SLOW_CODE)
+            if sp is None or ls is None:
+                return False
+            spin[t] = (mix[mx], rec, int(sp["t0"]), int(ls["t0"]))
+            state[t] = TS_SPIN
+        else:
+            return False
+        if target.triggered:
+            events[id(target)] = (EV_RESUME, t, 0)
+    # the wait queues hold only served sleepers' pending events
+    wql: list[list[int]] = []
+    for q in sv.queues:
+        row = []
+        for ev in q._waiters:
+            if id(ev) not in sleepers:
+                return False
+            row.append(sleepers.pop(id(ev)))
+        wql.append(row)
+    if sleepers:
+        return False  # a sleeper whose event no queue holds
+    rows: list[tuple[int, int, int]] = []
+    for time, prio, eid, ev in env._queue:
+        ident = events.get(id(ev))
+        if ident is None:
+            ident = _poke_of(ev, tix, mix, spin)
+            if ident is None:
+                return False
+        kind, t, arg = ident
+        rows.append((int(time), (int(prio) << KEY_SHIFT) | int(eid), kind | (t << 4) | (arg << 16)))
+    if len(rows) > st.heap.shape[0]:
+        return False
+    # -- everything is known: write the arrays ------------------------------------------------
+    clk = st.clk
+    clk[C_NOW] = int(env._now)
+    clk[C_EID] = _next_eid(env)
+    clk[C_POPS] = sv.pops
+    clk[C_ELIDED] = m.elided
+    assert isinstance(m.rq, CfsRunQueue)  # _in_regime
+    clk[C_MIN_VR] = m.rq.min_vruntime
+    clk[C_TRACE_LEN] = 0
+    clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
+    rows.sort()
+    clk[C_QLEN] = len(rows)
+    if rows:
+        st.heap[: len(rows)] = np.array(rows, np.int64)  # sorted: a valid heap
+    tasks = st.tasks
+    st.cpus[:] = [-1 if r is None else tix[r] for r in m.running]
+    order = {task: k for k, task in enumerate(m.spinning)}
+    for t, task in enumerate(sv.tasks):
+        row = tasks[t]
+        row[T_STATE] = state[t]
+        row[T_CPU] = -1 if task.cpu is None else task.cpu
+        row[T_LAST_CPU] = task.last_cpu
+        row[T_BUSY] = task.busy_ns
+        row[T_STEP_END] = task.step_end
+        row[T_STEP_NS] = task.step_ns
+        row[T_SLICE_START] = task.slice_start
+        row[T_VRUNTIME] = task.vruntime
+        row[T_STARTED] = int(task.started)
+        row[T_USER_NS] = user_ns[t]
+        if t in spin:
+            mi, rec, spin_t0, lock_t0 = spin[t]
+            row[T_SPIN_M] = mi
+            row[T_SPIN_T0] = spin_t0
+            row[T_LOCK_T0] = lock_t0
+            row[T_SPIN_GEN] = rec.gen
+            row[T_SPIN_EV] = SE_TRIGGERED if rec.ev is not None and rec.ev.triggered else SE_PENDING
+            row[T_SPIN_SEQ] = order[task]
+        else:
+            row[T_SPIN_M] = -1
+    clk[C_SPIN_SEQ] = len(order)
+    for i, mx in enumerate(sv.mutexes):
+        assert isinstance(mx, LinuxMutex)
+        r = st.mtx[i]
+        r[M_OWNER] = -1 if mx.owner is None else tix[mx.owner]
+        r[M_HANDOFF] = 0
+        r[M_FREE_SINCE] = mx._free_since
+        r[M_FREED_FROM] = mx._freed_from
+        r[M_HANDED_AT] = mx._handed_at
+        r[M_OSQ_LEN] = len(mx._osq)
+        r[M_WAITERS] = 0
+        r[M_CONTENDED] = mx.contended
+        r[M_WAIT_NS] = mx.wait_ns
+        r[M_STEALS] = mx.steals
+        r[M_HANDOFFS] = mx.handoffs
+        r[M_SPIN_ACQUIRED] = mx.spin_acquired
+        st.osq[i] = -1
+        st.osq[i, : len(mx._osq)] = [tix[task] for task in mx._osq]
+    for qi, row in enumerate(wql):
+        st.wq[qi] = len(row)
+        st.wql[qi] = -1
+        st.wql[qi, : len(row)] = row
+    _detach(sv)
+    clk[C_SERVED] = 0
+    sv.mode = "core"
+    return True
+
+
+def _poke_of(
+    ev: Any,
+    tix: dict[Task, int],
+    mix: dict[Any, int],
+    spin: dict[int, tuple[int, _Spinner, int, int]],
+) -> tuple[int, int, int] | None:
+    """A queued timed poke (``LinuxMutex._poke``'s ``partial(_fire, task, rec, gen)``) as
+    ``(EV_POKE, task, gen)``; a poke of a wait that is no longer the task's current one
+    gets gen -1, which no wait has."""
+    cbs = ev.callbacks
+    if cbs is None or len(cbs) != 1 or not isinstance(cbs[0], partial):
+        return None
+    fn: Any = cbs[0].func  # a bound ``LinuxMutex._fire``
+    if getattr(fn, "__func__", None) is not LinuxMutex._fire or fn.__self__ not in mix:
+        return None
+    task, rec, gen = cbs[0].args
+    t = tix.get(task)
+    if t is None:
+        return None
+    cur = spin.get(t)
+    return (EV_POKE, t, int(gen) if cur is not None and cur[1] is rec else -1)
+
+
+def _detach(sv: Served) -> None:
+    """Leave SimPy empty of the moved tasks: close their processes (see the module
+    docstring for what their ``finally`` blocks do), then clear what those touched."""
+    traces = [None if mx.trace is None else len(mx.trace) for mx in sv.mutexes]
+    for proc in sv.procs:
+        if proc is not None and proc.is_alive:
+            proc._generator.close()
+    sv.env._queue.clear()
+    for mx, n in zip(sv.mutexes, traces, strict=True):
+        if n is not None:
+            assert mx.trace is not None
+            del mx.trace[n:]
+        if isinstance(mx, LinuxMutex):
+            mx._osq.clear()
+            mx._spin_ev.clear()
+    sv.m.spinning.clear()
+    for q in sv.queues:
+        q._waiters.clear()
+
+
+# the priorities the core packs are SimPy's
+assert (URGENT, NORMAL) == (SIMPY_URGENT, SIMPY_NORMAL)
+
+__all__ = ["to_core"]

@@ -1,0 +1,338 @@
+"""Core -> SimPy: ``to_simpy(served)`` moves the compiled core's pending state back into
+SimPy, the mirror image of ``transfer_to_core.to_core`` (``transfer.py``'s docstring: the
+SimPy and CPython internals it uses).
+
+``queue.pending`` in order becomes SimPy events with the core's eids (pushed into
+``env._queue``; ``env._eid`` continues the core's count), each the resumption of a new
+process that finishes the task's request in progress and then serves its machine
+(``Served.serve``): a ``run``'s timeout, a sleeper's ``Task.sleep`` tail
+(``acquire_cpu``), a spinner's ``LinuxMutex._lock_slow`` entered with ``moved`` (its spin
+goes on from its wait); a timed poke becomes a timeout calling ``LinuxMutex._fire`` for
+the spin and generation it was armed for; a spinner's or sleeper's pending wait is a
+pending SimPy event (``_spin_ev``, ``WaitQueue._waiters``). Rows of the core's mutex trace
+are appended to the ``Mutex.trace`` lists.
+
+Why a module of its own: one direction of the move (split from ``transfer.py`` by session
+``split``, no code changed), with the generators and processes it builds (``_wait``,
+``_sleep_tail``, ``_lock_tail``, ``_process``, ``_finished``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from functools import partial
+from heapq import heappush
+from itertools import count
+from typing import Any
+
+from simpy.events import PENDING, Event, Process
+
+from epcsim.engine.machine import Gen, Task
+from epcsim.engine.mutex import LinuxMutex, _Spinner
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.fast.cosim.queue import pending
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
+from epcsim.fast.cosim.served import Served
+from epcsim.fast.cosim.state import (
+    C_EID,
+    C_ELIDED,
+    C_HB,
+    C_HB_NOW,
+    C_HB_TASK,
+    C_MIN_VR,
+    C_NOW,
+    C_POPS,
+    C_QLEN,
+    C_SERVED,
+    C_TRACE_LEN,
+    EV_END,
+    EV_INIT,
+    EV_POKE,
+    EV_RESUME,
+    HB_BUDGET,
+    HB_NAMES,
+    HB_QUEUE_FULL,
+    HB_TRACE_FULL,
+    M_CONTENDED,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_HANDED_AT,
+    M_HANDOFFS,
+    M_OSQ_LEN,
+    M_OWNER,
+    M_SPIN_ACQUIRED,
+    M_STEALS,
+    M_WAIT_NS,
+    T_BUSY,
+    T_CPU,
+    T_LAST_CPU,
+    T_LOCK_T0,
+    T_RQ,
+    T_RQ_A,
+    T_SLICE_START,
+    T_SPIN_GEN,
+    T_SPIN_M,
+    T_SPIN_SEQ,
+    T_SPIN_T0,
+    T_STARTED,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    T_USER_NS,
+    T_VRUNTIME,
+    TRACE_EVENTS,
+    TS_DONE,
+    TS_NEW,
+    TS_RUN,
+    TS_SLEEP,
+    TS_SPIN,
+    TS_STARTING,
+)
+
+
+def _triggered(env: Any) -> Event:
+    ev = Event(env)
+    ev._ok = True
+    ev._value = None
+    return ev
+
+
+def _wait(ev: Event) -> Gen:
+    yield ev
+
+
+def _sleep_tail(task: Task, ev: Event) -> Gen:
+    """``Task.sleep`` after its ``yield``: woken, the task takes a CPU again."""
+    yield ev
+    yield from task.acquire_cpu()
+
+
+def _lock_tail(task: Task, mx: LinuxMutex, moved: tuple[int, _Spinner, int]) -> Gen:
+    """``Task.lock``'s slow path entered in the middle of its spin (``moved``); the flood's
+    tail of ``Task.lock`` is absent: no flood in the regime (``_in_regime``)."""
+    yield from mx._lock_slow(task, moved)
+
+
+def _process(env: Any, gen: Generator[Any, Any, None], target: Event, primed: bool) -> Process:
+    """A ``Process`` waiting on ``target``, built without its Initialize event (which would
+    take an eid and a pop the reference does not have). ``primed``: ``gen`` has run to
+    its first ``yield`` (of ``target``) already."""
+    proc = Process.__new__(Process)
+    proc.env = env
+    proc.callbacks = []
+    proc._value = PENDING
+    proc._generator = gen
+    proc._target = target
+    target.callbacks.append(proc._resume)
+    return proc
+
+
+def _finished(env: Any, queued: bool) -> Process:
+    """A process whose generator has returned: its own event triggered, and still to be
+    processed (``queued``: callbacks, nobody's) or processed (callbacks None)."""
+    proc = Process.__new__(Process)
+    proc.env = env
+    proc.callbacks = [] if queued else None  # type: ignore[assignment]
+    proc._ok = True
+    proc._value = None
+    return proc
+
+
+def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], Event] | None:
+    """Core -> SimPy (see the module docstring), with the core stopped between two events
+    (idle, its event budget spent) or handed back at the edge of its regime: then the task
+    that met the edge (``C_HB_TASK``) is in the middle of a resumption, which goes on now,
+    in SimPy, before the next event - the machine called again at its pc (a request the
+    core refused did nothing), a woken sleeper taking a CPU (``Task.sleep``'s tail), or a
+    spinner's re-check (``_spin``'s loop). A full heap or trace is not an edge but a void
+    run (the caller's capacity): RuntimeError.
+
+    ``inline`` (a task waiting on its event, not the hand-back's): no process is built
+    for it; its serving generator, run to its first ``yield``, and the event it waits on
+    are returned, for the caller's own running process to go on with (``yield`` the
+    event, ``send`` what SimPy answers): the enclave thread served inside its Python
+    generator, ``fast/driver/stream.py``."""
+    if sv.mode != "core":
+        raise RuntimeError("to_simpy: the machines are served by SimPy already")
+    st = sv.st
+    clk = st.clk
+    hb = int(clk[C_HB])
+    if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
+        raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
+    h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET) else -1
+    env = sv.env
+    m = sv.m
+    rq = m.rq
+    assert isinstance(rq, CfsRunQueue)
+    tasks = st.tasks
+    env._now = int(clk[C_NOW])
+    env._eid = count(int(clk[C_EID]))
+    sv.pops = int(clk[C_POPS])
+    m.elided = int(clk[C_ELIDED])
+    rq.min_vruntime = int(clk[C_MIN_VR])
+    m.running = [None if r < 0 else sv.tasks[r] for r in st.cpus.tolist()]
+    rq._idle = [c for c, r in enumerate(m.running) if r is None]
+    for t, task in enumerate(sv.tasks):
+        row = tasks[t].tolist()
+        task.cpu = None if row[T_CPU] < 0 else row[T_CPU]
+        task.last_cpu = row[T_LAST_CPU]
+        task.busy_ns = row[T_BUSY]
+        task.step_end = row[T_STEP_END]
+        task.step_ns = row[T_STEP_NS]
+        task.slice_start = row[T_SLICE_START]
+        task.vruntime = row[T_VRUNTIME]
+        task.started = bool(row[T_STARTED])
+        task._resched = False
+        task._user_proc = None  # set again below for a user step under way
+    n_tr = int(clk[C_TRACE_LEN])
+    for ns, ev, t, mi in st.trace[:n_tr].tolist():
+        tr = sv.mutexes[mi].trace
+        if tr is not None:
+            tr.append((ns, TRACE_EVENTS[ev], sv.tasks[t].name))
+    clk[C_TRACE_LEN] = 0
+    for i, mx in enumerate(sv.mutexes):
+        assert isinstance(mx, LinuxMutex)
+        r = st.mtx[i].tolist()
+        mx.owner = None if r[M_OWNER] < 0 else sv.tasks[r[M_OWNER]]
+        mx.handoff = False
+        mx._free_since = r[M_FREE_SINCE]
+        mx._freed_from = r[M_FREED_FROM]
+        mx._handed_at = r[M_HANDED_AT]
+        mx.contended = r[M_CONTENDED]
+        mx.wait_ns = r[M_WAIT_NS]
+        mx.steals = r[M_STEALS]
+        mx.handoffs = r[M_HANDOFFS]
+        mx.spin_acquired = r[M_SPIN_ACQUIRED]
+        mx._waiters = deque()
+        mx._osq = [sv.tasks[x] for x in st.osq[i, : r[M_OSQ_LEN]].tolist()]
+        mx._spin_ev = {}
+    # every waiting task's event (its process is built below), and the spinners' records
+    target: dict[int, Event] = {}
+    recs: dict[int, _Spinner] = {}
+    spinners = sorted(
+        (int(tasks[t, T_SPIN_SEQ]), t) for t in range(len(sv.tasks)) if tasks[t, T_STATE] == TS_SPIN
+    )
+    m.spinning = {}
+    for _, t in spinners:
+        mx = sv.mutexes[int(tasks[t, T_SPIN_M])]
+        assert isinstance(mx, LinuxMutex)
+        rec = _Spinner(True)
+        rec.gen = int(tasks[t, T_SPIN_GEN])
+        recs[t] = rec
+        m.spinning[sv.tasks[t]] = mx
+        mx._spin_ev[sv.tasks[t]] = rec
+    queued = pending(st)
+    resumed = {t for _, _, _, kind, t, _ in queued if kind in (EV_RESUME, EV_INIT)}
+    ended = {t for _, _, _, kind, t, _ in queued if kind == EV_END}
+    for t in range(len(sv.tasks)):
+        s = int(tasks[t, T_STATE])
+        if t == h:
+            # its event was processed (the resumption in progress): the spinner's
+            # ``rec.ev`` is that event
+            target[t] = _triggered(env)
+            target[t].callbacks = None  # type: ignore[assignment]
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING):
+            target[t] = _triggered(env) if t in resumed else Event(env)
+        if t in recs:
+            recs[t].ev = target[t]
+    for q, queue in enumerate(sv.queues):
+        queue._waiters = [target[t] for t in st.wql[q, : st.wq[q]].tolist()]
+    # the processes, each waiting on its task's event
+    procs: list[Any] = list(sv.procs)
+    kept: tuple[Generator[Any, Any, None], Event] | None = None
+    now: Gen | None = None  # the hand-back task's resumption, run after the queue is built
+    for t, task in enumerate(sv.tasks):
+        s = int(tasks[t, T_STATE])
+        if t == h:
+            tasks[t, T_RQ] = 0
+            if s == TS_SLEEP:
+                tasks[t, T_RQ] = RQ_SLEEP
+                now = sv.serve(t, task.acquire_cpu())
+            elif s == TS_SPIN:
+                mi = int(tasks[t, T_SPIN_M])
+                tasks[t, T_RQ] = RQ_LOCK
+                tasks[t, T_RQ_A] = mi
+                mx = sv.mutexes[mi]
+                assert isinstance(mx, LinuxMutex)
+                moved = (int(tasks[t, T_LOCK_T0]), recs[t], int(tasks[t, T_SPIN_T0]))
+                now = sv.serve(t, _lock_tail(task, mx, moved))
+                next(now)  # at its wait on ``rec.ev``, which was just processed
+            else:  # TS_READY: stopped at a request, which the machine asks for again
+                now = sv.serve(t)
+            continue
+        if s == TS_NEW:
+            procs[t] = None
+            continue
+        if s == TS_DONE:
+            # a finished process, queued (EV_END below) if SimPy has not processed it yet
+            procs[t] = _finished(env, t in ended)
+            continue
+        ev = target[t]
+        first: Gen
+        if s == TS_STARTING:
+            procs[t] = _process(env, sv.serve(t), ev, False)
+            continue
+        if s == TS_RUN and tasks[t, T_USER_NS] > 0:
+            # a user step: ``run_user`` from its wait, begun ``ns`` before its timeout
+            ns = int(tasks[t, T_USER_NS])
+            tasks[t, T_RQ] = RQ_RUN_USER
+            tasks[t, T_RQ_A] = ns
+            t_end = next(e[0] for e in queued if e[3] == EV_RESUME and e[4] == t)
+            first = task.run_user(ns, (ev, t_end - ns))
+        elif s == TS_RUN:
+            tasks[t, T_RQ] = RQ_RUN
+            first = _wait(ev)
+        elif s == TS_SLEEP:
+            tasks[t, T_RQ] = RQ_SLEEP
+            first = _sleep_tail(task, ev)
+        else:  # TS_SPIN
+            mi = int(tasks[t, T_SPIN_M])
+            tasks[t, T_RQ] = RQ_LOCK
+            tasks[t, T_RQ_A] = mi
+            mx = sv.mutexes[mi]
+            assert isinstance(mx, LinuxMutex)
+            moved = (int(tasks[t, T_LOCK_T0]), recs[t], int(tasks[t, T_SPIN_T0]))
+            first = _lock_tail(task, mx, moved)
+        gen = sv.serve(t, first)
+        if next(gen) is not ev:
+            raise RuntimeError(f"task {t}: its moved request does not wait on its event")
+        if t == inline:
+            procs[t] = env.active_process
+            kept = (gen, ev)
+        else:
+            procs[t] = _process(env, gen, ev, True)
+        if tasks[t, T_RQ] == RQ_RUN_USER:
+            task._user_proc = procs[t]  # what ``run_user`` sets: a preemption interrupts it
+    sv.procs = procs
+    # the queue, in the core's order with the core's eids
+    heap: list[Any] = env._queue
+    for time, prio, eid, kind, t, arg in queued:
+        if kind in (EV_RESUME, EV_INIT):
+            ev = target[t]
+        elif kind == EV_POKE:
+            ev = _triggered(env)
+            task = sv.tasks[t]
+            mi = int(tasks[t, T_SPIN_M])
+            # a poke of a spin that is over gets a record with no wait: ``_fire`` ignores it
+            lm = sv.mutexes[mi if t in recs else 0]
+            assert isinstance(lm, LinuxMutex)
+            ev.callbacks.append(partial(lm._fire, task, recs.get(t, _Spinner(True)), arg))
+        else:  # EV_END: a finished process; nobody waits for it
+            assert kind == EV_END
+            ev = procs[t]
+        heappush(heap, (time, prio, eid, ev))
+    clk[C_QLEN] = 0
+    clk[C_SERVED] = 1
+    clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
+    sv.mode = "simpy"
+    if now is not None:
+        # the resumption in progress goes on, as the running process does inside env.step
+        ev = now.send(None)
+        if ev.callbacks is None:
+            raise RuntimeError(f"task {h}: its resumption waits on a processed event")
+        sv.procs[h] = _process(env, now, ev, True)
+    return kept
+
+
+__all__ = ["to_simpy"]
