@@ -21,7 +21,7 @@ _EXPORTS = {
     "EncluResult": "epcsim.system",
     "IoctlResult": "epcsim.kernel.ioctl",
     "SgxEnclaveRun": "epcsim.user.vdso",
-    "IoctlError": "epcsim.user.enclave",
+    "IoctlError": "epcsim.user.enclave_ioctl",
     "Costs": "epcsim.engine.costs",
     "EPC_PRESETS": "epcsim.units",
     "parse_size": "epcsim.units",

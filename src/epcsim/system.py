@@ -23,7 +23,10 @@ from epcsim.kernel.epc import MAX_ELRANGE_BYTES, EpcPages
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import make_policy
 from epcsim.units import parse_duration, parse_pages, parse_size
-from epcsim.user.enclave import Enclave, EncluResult, IoctlError, parse_perm
+from epcsim.user.args import parse_perm
+from epcsim.user.enclave import Enclave
+from epcsim.user.enclave_ioctl import IoctlError
+from epcsim.user.enclu import EncluResult
 
 __all__ = ["ENGINES", "Enclave", "EncluResult", "IoctlError", "System", "parse_perm"]
 

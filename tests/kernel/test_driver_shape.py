@@ -16,7 +16,7 @@ from epcsim.engine.machine import Task
 from epcsim.isa import Sigstruct
 from epcsim.isa.secs import SUPPORTED_XFRM
 from epcsim.kernel.reclaim import send_ipi, sgx_reclaim_pages
-from epcsim.user.enclave import MODEL_SIGNER_MODULUS
+from epcsim.user.enclave_ioctl import MODEL_SIGNER_MODULUS
 
 
 def _built(system, size="64K", pages=8):

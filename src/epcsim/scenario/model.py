@@ -41,7 +41,7 @@ from pydantic import (
 from epcsim.engine.costs import Costs
 from epcsim.kernel.policy import POLICIES
 from epcsim.units import parse_duration, parse_size, show
-from epcsim.user.enclave import parse_perm
+from epcsim.user.args import parse_perm
 
 
 def _reason(e: ValueError) -> str:

@@ -23,7 +23,7 @@ from epcsim.scenario.semantics import (
     layout,
     step_range,
 )
-from epcsim.user.enclave import parse_perm
+from epcsim.user.args import parse_perm
 from epcsim.workloads import patterns as pt
 from epcsim.workloads.programs import Access, Grow, Restrict, Sleep, Stream, ThreadPlan, Trim
 from epcsim.workloads.trace import TraceStreams

@@ -3,38 +3,30 @@
 ``Enclave`` is what ``System.create_enclave`` returns. Each method blocks in simulated time
 while ksgxd and any started threads run alongside; ioctls return ``IoctlResult`` (``count``,
 ``errno``, ``result`` as the kernel reports them).
+
+This module holds the handle itself: the process that owns the enclave, its threads and the
+vDSO, accesses from inside, ``mprotect`` and ``close``. Its ioctls are ``enclave_ioctl``'s
+``EnclaveIoctls`` and its ENCLU leaves ``enclu``'s ``EncluFromInside`` (mixins, split from
+this file by session ``split``, no code changed); the names that lived here are
+re-exported.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epcsim.arch import (
-    EBADF,
-    PAGE_SIZE,
-    PageType,
-    SecinfoFlags,
-    ret_name,
-    secinfo_flags,
-)
+from epcsim.arch import EBADF, PAGE_SIZE, PageType, SecinfoFlags
 from epcsim.engine.machine import Gen, Task
-from epcsim.isa import Sigstruct
-from epcsim.kernel.driver import (
-    SGX_IOC_ENCLAVE_ADD_PAGES,
-    SGX_IOC_ENCLAVE_INIT,
-    SGX_IOC_ENCLAVE_MODIFY_TYPES,
-    SGX_IOC_ENCLAVE_PROVISION,
-    SGX_IOC_ENCLAVE_REMOVE_PAGES,
-    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
-    sys_ioctl,
-)
 from epcsim.kernel.encl import Mm, SgxEncl
-from epcsim.kernel.ioctl import AddPagesArgs, IoctlResult, ProgressHook, Secinfo
-from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.units import parse_size
+from epcsim.user.args import PAGE_TYPES as PAGE_TYPES
+from epcsim.user.args import PERMS as PERMS
+from epcsim.user.args import _page_aligned, parse_perm
+from epcsim.user.enclave_ioctl import MODEL_SIGNER_MODULUS as MODEL_SIGNER_MODULUS
+from epcsim.user.enclave_ioctl import EnclaveIoctls, IoctlError
+from epcsim.user.enclu import EncluFromInside, EncluResult
 from epcsim.user.thread import AccessOutcome, EnclaveThread
 from epcsim.user.vdso import EENTER, SgxEnclaveRun, vdso_sgx_enter_enclave
 
@@ -42,71 +34,8 @@ if TYPE_CHECKING:
     from epcsim.isa.secs import SecsState
     from epcsim.system import System
 
-PERMS = {"": 0, "r": 1, "w": 2, "x": 4}
-PAGE_TYPES = {"reg": PageType.REG, "tcs": PageType.TCS, "trim": PageType.TRIM}
 
-#: The modelled signer's key: a fixed 384-byte modulus (RSA itself is not modelled).
-MODEL_SIGNER_MODULUS = hashlib.shake_256(b"epcsim model signer").digest(384)
-
-
-def parse_perm(perm: str | int, name: str = "perm") -> int:
-    """``"rw"``, ``"rx"``, ``"r"`` ... or R/W/X bits as an int."""
-    if isinstance(perm, int) and not isinstance(perm, bool) and 0 <= perm <= 7:
-        return perm
-    if isinstance(perm, str) and all(c in "rwx" for c in perm.lower()):
-        bits = 0
-        for c in perm.lower():
-            bits |= PERMS[c]
-        return bits
-    raise ValueError(f"{name}: expected a permission string like 'rw' or 'rx', got {perm!r}")
-
-
-def _page_aligned(value: int | str, name: str) -> int:
-    nbytes = parse_size(value, name)
-    if nbytes % PAGE_SIZE:
-        raise ValueError(f"{name}: must be a multiple of 4096 bytes, got {nbytes}")
-    return nbytes
-
-
-class IoctlError(OSError):
-    """An ioctl that failed where the Python API has no result object to hand back - today
-    only SGX_IOC_ENCLAVE_CREATE, since ``System.create_enclave`` returns the ``Enclave``.
-
-    It is an ``OSError`` like any failed system call in Python (``errno`` is the number,
-    ``strerror`` the message), and keeps the kernel's ``IoctlResult`` as ``result``. A
-    valid Python value that the kernel or ECREATE refuses comes back this way (e.g. a size
-    that is not a power of two is EINVAL, a SECS that ECREATE faults on is EIO); a value
-    that is not a size at all is still a ``ValueError`` naming the argument.
-    """
-
-    def __init__(self, command: str, result: IoctlResult):
-        err = -result.ret
-        super().__init__(err, f"{command}: {result.errno}")
-        self.result = result
-        self.command = command
-
-
-class EncluResult:
-    """The outcome of an ENCLU leaf run from inside: ``ret`` is the SGX code in RAX (0 on
-    success) or a #PF/#GP fault encoding; ``sigbus`` when the kernel could not map the page."""
-
-    def __init__(self, ret: int, sigbus: bool = False):
-        self.ret = ret
-        self.sigbus = sigbus
-
-    @property
-    def ok(self) -> bool:
-        return self.ret == 0 and not self.sigbus
-
-    @property
-    def name(self) -> str:
-        return "SIGBUS" if self.sigbus else ret_name(self.ret)
-
-    def __repr__(self) -> str:
-        return f"EncluResult({self.name})"
-
-
-class Enclave:
+class Enclave(EnclaveIoctls, EncluFromInside):
     """One enclave and the process that owns it (its ioctl caller and its threads)."""
 
     def __init__(self, system: System, encl: SgxEncl, mm: Mm | None = None):
@@ -161,202 +90,6 @@ class Enclave:
         if off >= self.encl.size:
             raise ValueError(f"{name}: {off:#x} is outside the enclave (size {self.encl.size:#x})")
         return off // PAGE_SIZE
-
-    def ioctl(self, cmd: int, arg: Any, progress: ProgressHook | None = None) -> IoctlResult:
-        """``ioctl(enclave_fd, cmd, arg)`` from the process's ioctl thread: the syscall runs
-        ``sgx_ioctl`` (which refuses a second concurrent ioctl with -EBUSY). A closed fd
-        fails with -EBADF before reaching the driver."""
-        if self.closed:
-            return IoctlResult(-EBADF)
-        return self.system._call(self.task, sys_ioctl(self.task, self.encl, cmd, arg, progress))
-
-    # -- build ------------------------------------------------------------------------------
-    def add_pages(
-        self,
-        offset: int | str,
-        length: int | str,
-        perm: str | int = "rw",
-        *,
-        page_type: str = "reg",
-        measure: bool = False,
-        data: bytes | None = None,
-        progress: ProgressHook | None = None,
-    ) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_ADD_PAGES. ``data`` (``length`` bytes) is copied by EADD;
-        ``progress(encl, bytes done)`` is called after each page."""
-        off = _page_aligned(offset, "offset")
-        ln = _page_aligned(length, "length")
-        pt = PAGE_TYPES.get(str(page_type).lower())
-        if pt not in (PageType.REG, PageType.TCS):
-            raise ValueError(f"page_type: 'reg' or 'tcs' for add_pages, got {page_type!r}")
-        bits = parse_perm(perm) if pt == PageType.REG else 0
-        if data is not None and len(data) < ln:
-            raise ValueError(f"data: {len(data)} bytes given for a length of {ln}")
-        args = AddPagesArgs(
-            off, ln, Secinfo(secinfo_flags(pt, bits)), flags=1 if measure else 0, src=data
-        )
-        return self.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, args, progress)
-
-    def add_pages_raw(self, args: AddPagesArgs | None) -> IoctlResult:
-        """ADD_PAGES with a hand-made argument struct (for validation tests)."""
-        return self.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, args)
-
-    def provision(self, fd_path: str | None = "/dev/sgx_provision") -> IoctlResult:
-        """SGX_IOC_ENCLAVE_PROVISION with an fd opened from ``fd_path``: allows PROVISIONKEY."""
-        return self.ioctl(SGX_IOC_ENCLAVE_PROVISION, fd_path)
-
-    def sigstruct(self) -> Sigstruct:
-        """A SIGSTRUCT for what was built: the signer computed the same MRENCLAVE offline."""
-        # The SECS may be evicted (after EINIT): its state, measurement included, is kept by
-        # the CPU across evictions, so the signer reads it from there.
-        st = (
-            self._secs if self._secs is not None else self.system.cpu.secs_state(self.encl.secs_epc)
-        )
-        return Sigstruct.sign(
-            st.measurement_digest(), MODEL_SIGNER_MODULUS, attributes=self.encl.attributes
-        )
-
-    def init(self, sigstruct: Sigstruct | None = None) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_INIT (signed for the built measurement unless one is given)."""
-        if self.closed:
-            return IoctlResult(-EBADF)
-        sig = sigstruct if sigstruct is not None else self.sigstruct()
-        return self.ioctl(SGX_IOC_ENCLAVE_INIT, sig)
-
-    # -- SGX2 page-range operations ----------------------------------------------------------
-    def restrict_permissions(
-        self,
-        offset: int | str,
-        length: int | str,
-        perm: str | int = "r",
-        progress: ProgressHook | None = None,
-    ) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS (EMODPR; the enclave then EACCEPTs with PR)."""
-        args = RestrictPermissionsArgs(
-            parse_size(offset, "offset"), parse_size(length, "length"), parse_perm(perm)
-        )
-        return self.restrict_permissions_raw(args, progress)
-
-    def restrict_permissions_raw(
-        self, args: RestrictPermissionsArgs | None, progress: ProgressHook | None = None
-    ) -> IoctlResult:
-        return self.ioctl(SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, args, progress)
-
-    def modify_types(
-        self,
-        offset: int | str,
-        length: int | str,
-        page_type: str | int = "trim",
-        progress: ProgressHook | None = None,
-    ) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_MODIFY_TYPES (EMODT to ``"trim"`` or ``"tcs"``)."""
-        if isinstance(page_type, str):
-            if page_type.lower() not in PAGE_TYPES:
-                raise ValueError(f"page_type: 'trim' or 'tcs', got {page_type!r}")
-            pt = int(PAGE_TYPES[page_type.lower()])
-        else:
-            pt = int(page_type)
-        args = ModifyTypesArgs(parse_size(offset, "offset"), parse_size(length, "length"), pt)
-        return self.modify_types_raw(args, progress)
-
-    def modify_types_raw(
-        self, args: ModifyTypesArgs | None, progress: ProgressHook | None = None
-    ) -> IoctlResult:
-        return self.ioctl(SGX_IOC_ENCLAVE_MODIFY_TYPES, args, progress)
-
-    def remove_pages(
-        self, offset: int | str, length: int | str, progress: ProgressHook | None = None
-    ) -> IoctlResult:
-        """SGX_IOC_ENCLAVE_REMOVE_PAGES (EREMOVE of accepted TRIM pages)."""
-        args = RemovePagesArgs(parse_size(offset, "offset"), parse_size(length, "length"))
-        return self.remove_pages_raw(args, progress)
-
-    def remove_pages_raw(
-        self, args: RemovePagesArgs | None, progress: ProgressHook | None = None
-    ) -> IoctlResult:
-        return self.ioctl(SGX_IOC_ENCLAVE_REMOVE_PAGES, args, progress)
-
-    # -- ENCLU from inside -------------------------------------------------------------------
-    def _secinfo(
-        self, page_type: str | int, perm: str | int, pending: bool, modified: bool, pr: bool
-    ) -> int:
-        pt = PAGE_TYPES[page_type.lower()] if isinstance(page_type, str) else int(page_type)
-        state = (
-            (SecinfoFlags.PENDING if pending else 0)
-            | (SecinfoFlags.MODIFIED if modified else 0)
-            | (SecinfoFlags.PR if pr else 0)
-        )
-        return secinfo_flags(pt, parse_perm(perm), int(state))
-
-    def eaccept(
-        self,
-        offset: int | str,
-        page_type: str | int = "reg",
-        perm: str | int = "rw",
-        *,
-        pending: bool = False,
-        modified: bool = False,
-        pr: bool = False,
-        thread: EnclaveThread | None = None,
-    ) -> EncluResult:
-        """ENCLU[EACCEPT] on one page from inside the enclave. An absent page faults and, on
-        SGX2, is EAUGed by the kernel first (``augment_via_eaccept``)."""
-        flags = self._secinfo(page_type, perm, pending, modified, pr)
-        return self._enclu(
-            offset,
-            thread,
-            lambda lp, epc, addr: self.system.cpu.eaccept(lp, flags, addr, epc),
-            "eaccept",
-        )
-
-    def emodpe(
-        self, offset: int | str, perm: str | int, *, thread: EnclaveThread | None = None
-    ) -> EncluResult:
-        """ENCLU[EMODPE]: extend the EPCM permissions of a page from inside."""
-        flags = secinfo_flags(PageType.REG, parse_perm(perm))
-        return self._enclu(
-            offset,
-            thread,
-            lambda lp, epc, addr: self.system.cpu.emodpe(lp, flags, addr, epc),
-            "emodpe",
-        )
-
-    def eacceptcopy(
-        self,
-        offset: int | str,
-        src_offset: int | str,
-        perm: str | int = "rw",
-        *,
-        thread: EnclaveThread | None = None,
-    ) -> EncluResult:
-        """ENCLU[EACCEPTCOPY]: initialise a PENDING page from another page and accept it."""
-        flags = secinfo_flags(PageType.REG, parse_perm(perm), int(SecinfoFlags.PENDING))
-        src_idx = self._index(src_offset, "src_offset")
-
-        def leaf(lp, epc, addr):
-            return self.system.cpu.eacceptcopy(lp, flags, addr, epc, int(self.encl.epc[src_idx]))
-
-        return self._enclu(offset, thread, leaf, "eaccept", src=src_idx)
-
-    def _enclu(self, offset, thread, leaf, counter: str, src: int = -1) -> EncluResult:
-        idx = self._index(offset)
-        t = thread or self._main_thread()
-        addr = self.encl.linaddr(idx)
-        cost = getattr(self.system.costs, counter)
-        stats = self.system.sgx.stats
-
-        def prog():
-            def run_leaf(lp, epc):
-                setattr(stats, counter, getattr(stats, counter) + 1)
-                return leaf(lp, epc, addr)
-
-            ret = yield from t.enclu_on_page(idx, run_leaf, src)
-            if ret is None:
-                return EncluResult(-1, sigbus=True)
-            yield from t.run(cost)
-            return EncluResult(int(ret))
-
-        return self.system._call(t, prog())
 
     def mprotect(self, offset: int | str, length: int | str, perm: str | int) -> int:
         """mprotect() of part of the enclave mapping: 0, or -EACCES from sgx_encl_may_map."""
@@ -565,3 +298,6 @@ class Enclave:
 
         self.system._call(self.task, drop())
         return 0
+
+
+__all__ = ["Enclave", "EncluResult", "IoctlError", "parse_perm"]
