@@ -12,8 +12,8 @@ the core. A cost choice only: every observable equals ``fast_core=False``'s eith
 from __future__ import annotations
 
 import pytest
+from stream_core_cases import _snap
 from test_eaccept_core import IMAGE, _record, _selftest_enclave
-from test_stream_core import _snap
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.user.thread import AccessOutcome

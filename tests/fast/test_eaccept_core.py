@@ -27,7 +27,7 @@ import errno
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_stream_core import ENGINE_KEYS, _snap
+from stream_core_cases import ENGINE_KEYS, _snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags

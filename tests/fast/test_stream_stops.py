@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
-from test_stream_core import ENGINE_KEYS, _build, _snap
+from stream_core_cases import ENGINE_KEYS, _build, _snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE

@@ -26,8 +26,8 @@ import errno
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_core_cases import _snap
 from test_eaccept_core import IMAGE, _agree, _record, _selftest_enclave
-from test_stream_core import _snap
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.user.thread import AccessOutcome

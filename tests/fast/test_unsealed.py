@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_stream_core import _build, _snap
+from stream_core_cases import _build, _snap
 
 from epcsim.kernel.backing import EnclaveBacking
 
