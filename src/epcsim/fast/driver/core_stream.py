@@ -205,6 +205,16 @@ class CoreStream:
         else:
             self.owner.eaccepts += n
 
+    def _take_ret(self, tc: Any) -> None:
+        """The ioctl loop's ``ret`` and cause where the machine stopped it (``mret``), and
+        ``StreamCore.ioctl_rets`` counts it: only the machine's own branches set them (M2's
+        -EAGAIN, R3's -EBUSY), so the tests can tell them from Python's ``per_page``."""
+        self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
+        tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+        if self.mret:
+            key = (self.mret, self.cause)
+            self.owner.ioctl_rets[key] = self.owner.ioctl_rets.get(key, 0) + 1
+
     def _take_notes(self, ts: Any) -> None:
         tc = ts.tc
         k = int(tc[T.TC_NOTE_N])
@@ -377,8 +387,7 @@ class CoreStream:
             self._take_notes(ts)
             end = STREAM_PF if code == K.KB_PF else STREAM_ON
             if trim is not None:
-                self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
-                tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+                self._take_ret(tc)
                 if locked:  # the page from _load on, in Python (the caller's)
                     owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
                     return new_i, new_done, END_LOCKED
@@ -439,8 +448,7 @@ class CoreStream:
         self._count(new_done - done)
         self._take_notes(ts)
         if trim is not None:
-            self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
-            tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+            self._take_ret(tc)
             if end == END_DIRECT:
                 self.direct = _direct_rest(sess.ks)
         return new_i, new_done, end

@@ -138,6 +138,10 @@ class StreamCore:
         self.trims = 0
         #: pages REMOVE_PAGES' loop removed on the core (session ``ioctlcore``)
         self.removes = 0
+        #: the ioctl loops' calls the machine itself ended with an error, by ``(ret,
+        #: tstate.CAUSE_*)``: M2's -EAGAIN at the page's load, R3's -EBUSY (cause 0)
+        #: (``CoreStream._take_ret``; what tests/fast/test_remove_ebusy_core.py checks)
+        self.ioctl_rets: dict[tuple[int, int], int] = {}
         #: MODIFY_TYPES loops on the core whose ``_page_loop`` has not returned: ksgxd's
         #: machine is served during their ioctl (``stream_ksgxd._worth_serving``)
         self.trim_live = 0
