@@ -14,9 +14,10 @@ the backing store out (ksgxd's first batch of an enclave whose backing has no la
 outside the core's regime, ``core_stream._static_regime``, and would run in its Python
 generator, the ioctl with it); after the second wake-up ksgxd enters its machine at K0 and
 the ioctl, started a few microseconds later at a page a little past the LRU head, meets a
-page of ksgxd's first batch that phase B has not yet marked BEING_RECLAIMED: -EBUSY. The runtime calls again from ``offset + count``
-(``workloads.edmm.drive_range``, or the process's ioctl task), and later calls meet
-BEING_RECLAIMED pages (-EAGAIN at the load) until ksgxd's batch is written back.
+page of ksgxd's first batch that phase B has not yet marked BEING_RECLAIMED: -EBUSY. The
+runtime calls again from ``offset + count`` (``workloads.edmm.drive_range``, or the
+process's ioctl task), and later calls meet BEING_RECLAIMED pages (-EAGAIN at the load)
+until ksgxd's batch is written back.
 
 The -EBUSY must be the core's: ``StreamCore.ioctl_rets`` counts the calls the machine ended
 itself, by ``(ret, cause)``, and only R3 sets -EBUSY (Python's ``per_page`` never touches
