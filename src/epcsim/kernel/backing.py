@@ -367,8 +367,18 @@ class EnclaveBacking:
 
     def get_backing(self, index: int) -> None:
         """``sgx_encl_get_backing``: the reclaimer pins the contents and PCMD pages of page
-        ``index`` (under ``encl->lock``) before it drops the lock and EWBs into them."""
+        ``index`` (under ``encl->lock``) before it drops the lock and EWBs into them.
+
+        The kernel allocates the backing pages here (``sgx_encl_alloc_backing`` in
+        ``sgx_reclaim_pages``' phase B, shmem pages read or created), so the record's chunk
+        gets its row here too, not at the EWB's store: the compiled driver does the same at
+        its B (``fast/driver/reclaim.py``, ``P_BACKING_RUN``). Before 2026-11-26 (session
+        ``chunkb``) the reference allocated at the store and the driver at D's top, and a
+        snapshot taken while a batch was between the two differed in ``chunk_row``. A file
+        whose first record is still to come has no width yet: its first store allocates."""
         self._pinned_gen[index] = int(self.pcmd_gen[index // PCMDS_PER_PAGE])
+        if self._width and self.chunk_row.item(index // CHUNK) < 0:
+            self.add_chunk(index // CHUNK)
 
     def store(self, index: int, record: BackingRecord) -> None:
         """The reclaimer's EWB output lands here (``sgx_encl_ewb`` on pinned shmem pages).

@@ -234,6 +234,11 @@ def reclaim_run(sp, kp, t, r):
         if pc == P_BACKING_RUN:
             i = rw[RC_I]
             index = batch[i, 1]
+            c = index // backing_ops.CHUNK
+            if ks.b_chunk_row[c] < 0:  # sgx_encl_alloc_backing: the chunk's row (Python)
+                kc[K_SVC] = SVC_CHUNK
+                kc[K_SVC_ARG] = c
+                return _rsvc(rw, P_BACKING_RUN)
             batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
             ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
             res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
@@ -301,7 +306,9 @@ def reclaim_run(sp, kp, t, r):
             if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
                 return _rstop(st, ks, t, r, pc, KB_SECS, batch[i, 0])
             c = batch[i, 1] // backing_ops.CHUNK
-            if ks.b_chunk_row[c] < 0:  # the record's chunk gets its row first (Python)
+            # the chunk's row is B's (P_BACKING_RUN); here only for a batch whose B ran
+            # before the file's first record gave it a width (``EnclaveBacking.get_backing``)
+            if ks.b_chunk_row[c] < 0:
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
                 return _rsvc(rw, P_D)
