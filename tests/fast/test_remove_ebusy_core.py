@@ -12,7 +12,7 @@ long written back when the ioctl arrives), so the scenario is built, as
 enclaves (a KVM guest's virtual EPC, never on the LRU) takes the free pool below
 SGX_NR_LOW_PAGES and ksgxd is woken. Twice: the first round writes pages back and so lays
 the backing store out (ksgxd's first batch of an enclave whose backing has no layout yet is
-outside the core's regime, ``core_stream._static_regime``, and would run in its Python
+outside the core's regime, ``core_regime._static_regime``, and would run in its Python
 generator, the ioctl with it); after the second wake-up ksgxd enters its machine at K0 and
 the ioctl, started a few microseconds later at a page a little past the LRU head, meets a
 page of ksgxd's first batch that phase B has not yet marked BEING_RECLAIMED: -EBUSY. The

@@ -223,7 +223,7 @@ def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> 
     it reaches K0's check and hands ksgxd to its machine again. Equal to the fast engine
     without the hook and to the reference."""
     from epcsim.fast.cosim.transfer import _frame_locals
-    from epcsim.fast.driver.stream_ksgxd import _woken
+    from epcsim.fast.driver.session_stops import _woken
 
     def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
         sc = system.sgx.stream_core

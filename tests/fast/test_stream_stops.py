@@ -170,17 +170,17 @@ def test_the_enclave_released_while_ksgxd_served_holds_a_batch(
     the page's ``encl->lock`` (``sgx_reclaim_write_back(written=True)``), or in phase B,
     the batch's last page put back young (``_released_young``: batches of one page, a hot
     stream, the enclave closed in the middle of that age check)."""
-    from epcsim.fast.driver import stream_ksgxd
+    from epcsim.fast.driver import session_stops
 
     at = _young_age_check_instant(monkeypatch) if where == "age check" else 0
     young = []
-    orig = stream_ksgxd._released_young
+    orig = session_stops._released_young
 
     def spy(encl, task):  # type: ignore[no-untyped-def]
         young.append(encl)
         return orig(encl, task)
 
-    monkeypatch.setattr(stream_ksgxd, "_released_young", spy)
+    monkeypatch.setattr(session_stops, "_released_young", spy)
     snaps: dict[str, list[dict[str, object]]] = {}
     for name, engine, kw in ENGINES:
         system, encl, res = _closing(engine, where, **kw)
@@ -254,7 +254,7 @@ def test_the_entry_checks_are_decided_at_the_loop_top() -> None:
     during it - is the machine's defect guard, which ``CoreStream.run`` does not resume."""
     from epcsim.fast.cosim.state import R_STOP, T_PC
     from epcsim.fast.driver.bridge import _check_regime, _kernel_state
-    from epcsim.fast.driver.core_stream import resumable
+    from epcsim.fast.driver.stream_stops import resumable
     from epcsim.fast.driver.thread import P_ENTER_RUN, P_TOP, thread_resume
     from epcsim.fast.driver.thread_bridge import _core_state, _thread_state, run_thread
     from epcsim.isa.epcm import EPCM_BLOCKED

@@ -177,7 +177,7 @@ def _page_loop(
         batch = None
     while c < length:
         if core is not None:
-            from epcsim.fast.driver.core_stream import END_DIRECT, END_LOCKED
+            from epcsim.fast.driver.stream_stops import END_DIRECT, END_LOCKED
 
             i0 = core.base + c // PAGE_SIZE
             moved = yield from core.run(i0, i0)

@@ -6,7 +6,9 @@ MODIFY_TYPES loop").
 range or MODIFY_TYPES call; its ``run`` is the continuation the Python loop ``yield from``s
 at each of its loop tops: the dynamic regime (``_ready``), the entry (a ``Session`` begun
 or moved onto the core), the drive, and the hand-back - the stop decoded, the state
-folded, and where the caller goes on.
+folded, and where the caller goes on. The regime is ``core_regime.py``'s
+(``CoreStreamRegime``, a mixin of ``CoreStream``), the thread's stops and how each goes on
+``stream_stops.py``'s (split by session ``split2``, no code changed).
 
 The pair (2026-11-26, issue 9 session ``upair``; ksgxd awake in its generator, the counts
 and the entry's kept state are ``stream.py``'s):
@@ -33,34 +35,10 @@ and the entry's kept state are ``stream.py``'s):
   (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on served *in its
   own process*: ``to_simpy(inline=THREAD)`` gives the thread's serving generator, which
   ``run`` drives (yield the event, send the answer) until the thread's machine stops at
-  its next loop top (``tc[TC_HOOK] == 2``) or in a fault under ``encl->lock`` (below).
+  its next loop top (``tc[TC_HOOK] == 2``) or in a fault under ``encl->lock``
+  (``stream_stops.py``).
   Tested since session ``tstops`` (``tests/fast/test_stream_stops.py``): a thread that
   stays on one page for many steps has it written back mid-step, the SECS next.
-* *The thread's stops* (decisions 2026-11-26, session ``tstops``; ``thread.py`` has the
-  machine's side). Each of the machine's stops is one of:
-  (a) *at a loop top*, where the generator goes on (``_RESUMABLE``): the TCS fault, a #PF
-  to the runtime, SIGBUS, EAUG (decided before the iteration's first step, session
-  ``integ``), and EENTER/ERESUME failing (``KB_ENTRY``): the leaf's checks are read at T0
-  before its run (``eldu.tcs_refused``), so the stop is the loop top's, where ``enter()``
-  reports it; with the implicit TCS, the SECS gone during the run (only after
-  ``KB_SECS``) is ``enter()``'s retry, ``KB_TCS`` at the loop top.
-  (b) *in a fault, under ``encl->lock``* (``thread.P_LOCKED``, ``IN_FAULT``): the SECS to
-  load (``KB_SECS_LOAD``: only the thread served after ``KB_SECS`` meets it), -ENOMEM
-  (``KB_ENOMEM``: no free page, the LRU empty - every page isolated by a reclaimer), an
-  ELDU that would fail (``KB_ELDU``: its record and checks are now read *before* the
-  allocation, which nothing between changes). Nothing of the fault's rest is applied, so
-  the rest is the reference's own code from the lock on:
-  ``EnclaveThread.fault_locked`` (``kernel/fault.sgx_vma_fault_locked``, then the
-  latency, SIGBUS or the return to user), run in the thread's process - by ``run`` after
-  the same hand-back as (a) on the core, by ``Session.on_stop`` when served - and the
-  stream goes on (``STREAM_ON``) or ends with SIGBUS (``STREAM_SIGBUS``). A tampered
-  store is therefore no longer refused at entry.
-  (c) *not reachable, a defect guard*: ``KB_ENTRY`` after the entry's run (the leaf's
-  checks change during the run only through the TCS's zap or the SECS's eviction, both
-  stops of their own: ``thread.py``), ``KB_UNEXPECTED`` (a page of another enclave, a
-  list link broken). ``RuntimeError`` if met, never a different result; the first is
-  shown on a hand-made machine state (``test_the_entry_checks_are_decided_at_the_loop_
-  top``).
 * *ksgxd's ``KB_RELEASE`` while served* (session ``tstops``): the enclave's last
   reference dropped by the batch (the process closed it while ksgxd's machine held a
   batch). The machine checks it at the ``kref_put`` itself (Python may put references
@@ -71,16 +49,9 @@ and the entry's kept state are ``stream.py``'s):
   (``_released_young``: ``sgx_encl_release``, then the batch returns 0). On the core
   it is not reachable (the handle's references go only by a Python task, or by a started
   thread's exit after its stream): ``RuntimeError`` there.
-* *The #PF that ends a stream* is returned as such (``STREAM_PF``): after a resident run an IPI
-  may have AEXed the thread, and the generator's own loop top would ERESUME first.
 
-Decisions kept from session ``integ`` (the other: ``stream.py``):
+Decisions kept from session ``integ`` (the others: ``stream.py``, ``core_regime.py``):
 
-* *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
-  no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
-  empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
-  lock, its spin); no LP but the thread's inside, the SECS resident,
-  the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
 * CFS's idle list is rebuilt in CPU order by ``to_simpy`` (``CfsRunQueue`` keeps it
   sorted).
 """
@@ -92,8 +63,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from epcsim.engine.machine import Gen
-from epcsim.engine.mutex import LinuxMutex
-from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
@@ -111,8 +80,17 @@ from epcsim.fast.driver.bridge import (
     refresh_layout,
     take_small,
 )
+from epcsim.fast.driver.core_regime import CoreStreamRegime
 from epcsim.fast.driver.pins import check_no_direct_pins
 from epcsim.fast.driver.stream_ksgxd import Session
+from epcsim.fast.driver.stream_stops import (
+    END_DIRECT,
+    END_LOCKED,
+    IN_FAULT,
+    _direct_rest,
+    _trim_locked,
+    resumable,
+)
 from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
@@ -122,41 +100,14 @@ from epcsim.fast.driver.thread_bridge import (
     fold_thread,
 )
 from epcsim.fast.driver.trim import P_DIRECT
-from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
-from epcsim.kernel.policy import KernelLru
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS, EnclaveThread
 
 if TYPE_CHECKING:
     from epcsim.engine.machine import Task
     from epcsim.fast.driver.stream import StreamCore
-    from epcsim.system import System
-
-#: the stops the generator goes on from, each at a loop top (or before the iteration's
-#: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
-#: runtime, SIGBUS, EAUG, and the EACCEPT loop's failing leaf (the thread inside at the
-#: page: ``enclu_on_page``'s ``enter()`` is then nothing, PATHS.md E1)
-_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG, K.KB_LEAF))
-#: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
-#: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
-IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
-#: ``CoreStream.run``'s ``end`` for the MODIFY_TYPES loop stopped under ``encl->lock`` at
-#: its page (``KB_PAGE``, or T4's ``IN_FAULT`` stops): the caller runs the page from
-#: ``_load`` on in Python (``ioctl_sgx2._page_locked``)
-END_LOCKED = -100
-#: ... stopped in its direct reclaim's batch before the SECS's eviction (``KB_SECS`` in
-#: ``reclaim_run``'s row 1, the thread at ``P_DIRECT``): the caller runs the batch's rest in
-#: Python (``sgx_reclaim_write_back`` from ``CoreStream.direct``), then the page
-END_DIRECT = -101
 
 
-def resumable(code: int, pc: int) -> bool:
-    """Whether the thread's stop ``code`` at ``pc`` is one the generator goes on from at
-    its loop top (``_RESUMABLE``; a failing entry only before its run: ``KB_ENTRY`` after
-    it is the machine's defect guard, ``thread.py``)."""
-    return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
-
-
-class CoreStream:
+class CoreStream(CoreStreamRegime):
     """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
     loop; with ``trim``, of MODIFY_TYPES' page loop): the stream's arrays made contiguous
     once. ``thread`` is the task on the core's thread row: the enclave thread, or for
@@ -226,43 +177,6 @@ class CoreStream:
         self.owner.live -= 1
         if self.trim is not None:
             self.owner.trim_live -= 1
-
-    def _ready(self, served: bool) -> bool:
-        """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd
-        is the compiled machine served by SimPy (``Session``), which ``to_core`` checks."""
-        system = self.system
-        sgx = system.sgx
-        thread = self.thread
-        m = system.machine
-        encl = self.encl
-        if thread.cpu is None or thread._user_proc is not None:
-            return False
-        if not served:
-            if not sgx.ksgxd_sleeping or m.env._queue or m.spinning:
-                return False
-            if len(sgx.ksgxd_waitq._waiters) != 1:
-                return False
-            lock = encl.lock
-            if lock.owner is not None or lock._waiters:
-                return False
-        kt = sgx.ksgxd_task
-        if any(r is not None and r is not thread and r is not kt for r in m.running):
-            return False
-        if m.running[thread.cpu] is not thread:
-            return False
-        secs_epc = encl.secs_epc
-        if secs_epc < 0 or secs_epc not in system.cpu.secs_at:
-            return False
-        st = system.cpu.secs_state(secs_epc)
-        lp = thread.cpu
-        if not st.inside <= {lp} or not st.tracking <= {lp}:
-            return False
-        if self.plain and (st.inside or st.tracking):
-            return False  # the ioctl's task is never inside: no LP may be (its fold has none)
-        hw = system.cpu
-        if any(e >= 0 for c, e in enumerate(hw.lp_eid) if c != lp):
-            return False
-        return _static_regime(system)
 
     def run(self, i: int, done: int) -> Gen:
         """``yield from`` this at the loop top: runs the stream from index ``i`` (``done``
@@ -398,13 +312,13 @@ class CoreStream:
                 return new_i, new_done, end
             if in_fault:
                 # the rest of the fault in Python, the reference's code from the lock on
-                # (module docstring, "The thread's stops")
+                # (``stream_stops.py``'s docstring, "The thread's stops")
                 owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
                 assert isinstance(thread, EnclaveThread)  # a stream's or EACCEPT loop's
                 ok = yield from thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
                 end = STREAM_ON if ok else STREAM_SIGBUS
             return new_i, new_done, end
-        # Any other stop is a defect guard (module docstring, "The thread's stops" (c)):
+        # Any other stop is a defect guard (``stream_stops.py``, "The thread's stops" (c)):
         # among them ksgxd's KB_RELEASE on the core, not reachable - during a pair call only
         # the thread and ksgxd run, and neither puts the handle's references (the fd's and
         # the mm's go by ``Enclave.close``, a Python task, or by a started thread's exit
@@ -454,64 +368,4 @@ class CoreStream:
         return new_i, new_done, end
 
 
-def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | None]:
-    """Where the direct reclaim's batch (``reclaim_run``'s row 1) stopped before the SECS's
-    eviction: its kept pages ``(page, index, pinned)``, the page ``j`` whose D step is next
-    and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result ``(ret, va, slot)``
-    with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch`` reads row 0)."""
-    from epcsim.fast.driver.reclaim import P_STORED, RECLAIM_DIRECT
-
-    rw = ks.rc[RECLAIM_DIRECT]
-    j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-    rows = ks.batch[RECLAIM_DIRECT, :nk].tolist()
-    ewbed = None
-    if int(rw[K.RC_PC]) == P_STORED:
-        ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
-    return rows, j, ewbed
-
-
-def _trim_locked(code: int, pc: int) -> bool:
-    """The MODIFY_TYPES loop's stops under ``encl->lock`` with nothing of the page applied:
-    its own (``KB_PAGE`` after ``run(ioctl_page)`` or at T4) and T4's fault stops."""
-    from epcsim.fast.driver.trim import P_IOCTL_RUN
-
-    if code == K.KB_PAGE:
-        return pc in (P_IOCTL_RUN, P_LOCKED)
-    return code in IN_FAULT and pc == P_LOCKED
-
-
-def _static_regime(system: System) -> bool:
-    """``bridge._check_regime``'s checks of what no task changes while the thread runs (the
-    model's options, one initialized enclave, the LRU's owners, the EPCM and backing store
-    layouts); ksgxd's, the queue's and the lock's are ``CoreStream._ready``'s or
-    ``to_core``'s."""
-    sgx = system.sgx
-    if system.cpu.content_mode != "tag" or type(sgx.lru) is not KernelLru:
-        return False
-    if not isinstance(system.machine.rq, CfsRunQueue) or sgx.flood is not None:
-        return False
-    if len(system.machine.running) < 2:
-        # the regime puts the thread and ksgxd each on its own CPU (PATHS.md "The
-        # regime"): with one CPU, ksgxd woken by T4 finds none idle and the core stops
-        # with HB_NO_CPU, which access_stream cannot go on from (found by session
-        # fdefault: tests/isa/test_isa_epcm_owner.py's cpus=1 build with the core on)
-        return False
-    if len(sgx.enclaves) != 1:
-        return False
-    encl = next(iter(sgx.enclaves.values()))
-    if not encl.initialized or encl.dead or encl.secs_epc < 0:
-        return False
-    if not isinstance(encl.lock, LinuxMutex) or sgx.ksgxd_task is None:
-        return False
-    if system.cpu.epcm.has_aside():
-        return False
-    st = system.cpu.secs_state(encl.secs_epc)
-    b = encl.backing
-    if b._width != 8 or b._eid != st.eid:
-        return False
-    epc = sgx.epc
-    on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
-    return not np.any(epc.owner_encl[on_lru] != encl.id)
-
-
-__all__ = ["END_DIRECT", "END_LOCKED", "IN_FAULT", "CoreStream", "resumable"]
+__all__ = ["CoreStream"]

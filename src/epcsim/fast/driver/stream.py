@@ -95,7 +95,8 @@ from epcsim.fast.driver.bridge import (
     refresh_layout,
     take_small,
 )
-from epcsim.fast.driver.core_stream import CoreStream, _static_regime
+from epcsim.fast.driver.core_regime import _static_regime
+from epcsim.fast.driver.core_stream import CoreStream
 from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
 from epcsim.fast.driver.thread_bridge import (
     drive,

@@ -3,9 +3,11 @@
 kernel's ``KState`` of the pair, the SimPy side that serves ksgxd's machine when a call
 ends in the middle of a batch, the two ways in - from ksgxd asleep in its generator at a
 thread's loop top (``Session.begin``), or from its running generator at K0's check
-(``Session.at_check``, served from there inside ksgxd's own process) - and the way back
-to ksgxd's own generator (its sleep, ``KB_TOP``, ``KB_SECS``: ``on_stop``,
-``asleep_on_core``).
+(``Session.at_check``, served from there inside ksgxd's own process) - and its served
+steps (``Session.step``). The way back to ksgxd's own generator (its sleep, ``KB_TOP``,
+``KB_SECS``: ``on_stop``, ``asleep_on_core``) and the served thread's stops are
+``session_stops.py``'s (``SessionStops``, a mixin of ``Session``; split by session
+``split2``, no code changed).
 
 ``stream.py``'s and ``core_stream.py``'s module docstrings say what the pair does and
 decides; this module is the session object ``StreamCore.session`` keeps while ksgxd is a
@@ -27,9 +29,6 @@ from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.request import RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
-    C_HB,
-    C_HB_NOW,
-    C_HB_TASK,
     R_BLOCKED,
     R_STOP,
     T_PC,
@@ -38,7 +37,7 @@ from epcsim.fast.cosim.state import (
     TS_READY,
     TS_SLEEP,
 )
-from epcsim.fast.cosim.transfer import _frame_locals, _process
+from epcsim.fast.cosim.transfer import _frame_locals
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
@@ -46,19 +45,18 @@ from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.pins import check_no_direct_pins, pinned_rows
-from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP, thread_resume
+from epcsim.fast.driver.session_stops import SessionStops
+from epcsim.fast.driver.thread import P_TOP, thread_resume
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered, fold_thread
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
-from epcsim.kernel.reclaim import sgx_reclaim_write_back
-from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 
 if TYPE_CHECKING:
     from epcsim.fast.driver.stream import StreamCore
     from epcsim.system import System
 
 
-class Session:
+class Session(SessionStops):
     """ksgxd's compiled machine from its entry until it is ksgxd's generator again (module
     docstring): the core's arrays, the kernel's ``KState``, the SimPy side (``Served``:
     task 0 the enclave thread, task 1 ksgxd) and, entered from ksgxd asleep, its own
@@ -276,161 +274,6 @@ class Session:
         check_no_direct_pins(co, self.ks, ts, THREAD)  # Python runs next (pins.py)
         return r
 
-    def on_stop(self, t: int) -> Gen:
-        """A served machine stopped (``R_STOP``). The thread: at a loop top (its serving
-        generator ends: ``CoreStream.run`` goes on), or in a fault under ``encl->lock``
-        (``core_stream.IN_FAULT``: the fault's rest in Python, here, in the thread's process).
-        ksgxd: asleep at K0, between batches outside the regime (``KB_TOP``), or before a
-        step of its batch only its generator does (``KB_SECS``; ``KB_RELEASE``, the last
-        reference dropped): its own generator goes on from there - entered from ksgxd
-        asleep, its parked wait goes back on ``ksgxd_waitq`` instead and this process waits
-        forever (an ended process would take an eid the reference does not)."""
-        if t == THREAD:
-            return self._thread_stopped()
-        co = self.co
-        hb = int(co.clk[C_HB])
-        if hb == 0 and self.parked:
-            return self._asleep()
-        if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS, 100 + K.KB_RELEASE):
-            # KB_UNEXPECTED only: its sites are proven unreachable (ksgxd.py's docstring)
-            raise RuntimeError(
-                f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
-            )
-        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        if self.owner.session is self:
-            self.owner.session = None
-        sgx = self.system.sgx
-        task = sgx.ksgxd_task
-        assert task is not None
-        hooked = self._hook_proc is not None and self.sv.procs[KSGXD] is self._hook_proc
-        rest: Gen
-        if hb == 0:
-            # asleep at K0 (the machine's sleep and the generator's are the same instant
-            # and state): its generator sleeps itself, and its next wake-up comes back to
-            # K0's check (``Sgx._ksgxd``'s hook)
-            rest = _none_reclaimed()
-        elif hb == 100 + K.KB_TOP:
-            self.owner.top_stops += 1
-            # at K0's loop top after a batch, or at K0's check after the wake-up run
-            at_check = int(co.tasks[KSGXD, T_PC]) == KM.P_CHECK
-            rest = _at_check() if at_check else _none_reclaimed()
-        else:
-            rest = self._rest_of_batch(hb - 100)
-        # inside ksgxd's generator (entered at K0's check, not moved since): ``rest`` is
-        # what its hook returns; else this process goes on as ksgxd's generator
-        return rest if hooked else sgx._ksgxd(task, (self.high, rest))
-
-    def _rest_of_batch(self, code: int) -> Gen:
-        """ksgxd's generator from where its machine stopped in a batch: ``KB_SECS`` before
-        page ``j``'s D step (``sgx_reclaim_write_back`` from ``j``); ``KB_RELEASE`` at the
-        ``kref_put`` that drops the enclave's last reference - in D after page ``j``'s
-        unlock (``written=True``), or in B after a young page's putback."""
-        sgx = self.system.sgx
-        task = sgx.ksgxd_task
-        assert task is not None
-        co = self.co
-        rw = self.ks.rc[0]  # ksgxd's row (reclaim.py)
-        j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-        rows = self.ks.batch[0, :nk].tolist()
-        encl = self.encl
-        for index in self._pins:
-            encl.backing._pinned_gen.pop(index, None)
-        self._pins = []
-        pc = int(co.tasks[KSGXD, T_PC])
-        written = pc == KM.P_D_UNLOCKED  # KB_RELEASE: page j written back, unlocked
-        # KB_SECS at P_STORED: page j's EWB done (its record stored, its pin dropped) under
-        # encl->lock, which ksgxd still holds; the rest of sgx_reclaimer_write from there
-        ewbed = None
-        if pc == KM.P_STORED:
-            ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
-            self.owner.stored_stops += 1
-        for _page, index, pinned in rows[j + (written or ewbed is not None) :]:
-            encl.backing._pinned_gen[index] = pinned
-        kept = [(page, encl, index) for page, index, _ in rows]
-        if code == K.KB_RELEASE:
-            self.owner.release_stops += 1
-        if pc == KM.P_AGE_RUN:
-            # KB_RELEASE in phase B, a young page put back, its kref_put to come. Each
-            # isolated page holds a reference from A until it is put back (B) or written
-            # back (D), so the last one left means: the batch's last page and none kept
-            # (the machine stops there only then; anything else is a defect)
-            if code != K.KB_RELEASE or nk != 0 or j != int(rw[K.RC_NB]) - 1:
-                raise RuntimeError("fast_core: ksgxd stopped in its age check otherwise")
-            return _released_young(encl, task)
-        return sgx_reclaim_write_back(sgx, task, kept, j, written, ewbed)
-
-    def _thread_stopped(self) -> Gen:
-        """The served thread's machine stopped: record where (``thread_end``); in a fault
-        under ``encl->lock`` the fault's rest runs here, in Python (the reference's code
-        from the lock on: ``EnclaveThread.fault_locked``)."""
-        from epcsim.fast.driver.core_stream import IN_FAULT, resumable
-
-        co = self.co
-        code = int(self.ks.kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
-        pc = int(co.tasks[THREAD, T_PC])
-        ts = self.ts
-        thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
-        if int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM:  # an ioctl loop (MODIFY_TYPES, REMOVE_PAGES)
-            from epcsim.fast.driver.core_stream import END_DIRECT, END_LOCKED, _trim_locked
-            from epcsim.fast.driver.trim import P_DIRECT
-
-            # MODIFY_TYPES' page from _load on, or its direct batch's rest: _page_loop's
-            end = END_LOCKED if _trim_locked(code, pc) else None
-            if code == K.KB_SECS and pc == P_DIRECT:
-                end = END_DIRECT
-            if end is not None:
-                co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-                self.thread_end = (code, end)
-                return
-        if code in IN_FAULT and pc == P_LOCKED:
-            co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-            owner = self.owner
-            owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
-            ok = yield from thread.fault_locked(int(ts.tc[T.TC_IDX]), int(ts.tc[T.TC_T0]))
-            self.thread_end = (code, STREAM_ON if ok else STREAM_SIGBUS)
-            return
-        if not resumable(code, pc):
-            # KB_ENTRY after the entry's run or KB_UNEXPECTED: defect guards, unreachable
-            # (core_stream.py's docstring, "The thread's stops" (c))
-            raise RuntimeError(
-                f"fast_core: the thread served stopped at {K.KB_NAMES[max(code, 0)]} "
-                f"({P_NAMES[pc]})"
-            )
-        self.thread_end = (code, STREAM_PF if code == K.KB_PF else STREAM_ON)
-
-    def asleep_on_core(self) -> None:
-        """ksgxd asleep on the core when a pair call ends (its machine's wait is dropped):
-        its own generator waits again - the parked wait, or, entered at K0's check, a new
-        generator at the same point of ``Sgx._ksgxd`` (``_woken``: ``task.sleep``'s tail,
-        ``wait_event``'s re-check, the wake-up run, then K0's check), built as
-        ``transfer._process`` builds a moved task's (no Initialize: no eid)."""
-        sgx = self.system.sgx
-        waitq = sgx.ksgxd_waitq
-        if self.parked:
-            waitq._waiters = self.parked
-            return
-        task = sgx.ksgxd_task
-        assert task is not None
-        env = self.system.machine.env
-        ev = env.event()
-        waitq._waiters = [ev]
-        gen = sgx._ksgxd(task, (self.high, _woken(sgx, task, ev, self.high)))
-        if next(gen) is not ev:  # _woken's first yield is ``ev``: a defect guard
-            raise RuntimeError("fast_core: ksgxd's generator does not wait on its wait queue")
-        _process(env, gen, ev, True)
-
-    def _asleep(self) -> Gen:
-        sgx = self.system.sgx
-        task = sgx.ksgxd_task
-        assert task is not None
-        waitq = sgx.ksgxd_waitq
-        # perform_simpy's RQ_SLEEP with the generator's own event: queued, the CPU released
-        waitq._waiters.extend(self.parked)
-        task.release_cpu()
-        if self.owner.session is self:
-            self.owner.session = None
-        yield self.system.machine.env.event()  # never triggered
-
 
 def _served_regime(system: System, encl: Any) -> bool:
     """What ksgxd's machine needs to start a batch under SimPy (``ksgxd.py`` hands back
@@ -477,39 +320,6 @@ def _worth_serving(system: System) -> bool:
         # take and fold and ksgxd's served steps for ~1 page (BENCHMARKS.md, ``demo5``)
         return not core.auto or bool(system.sgx.direct_reclaim)
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
-
-
-def _none_reclaimed() -> Gen:
-    """``Sgx._ksgxd(moved=(high, rest))``'s ``rest`` at K0's top: the batch's pages were
-    counted by the machine."""
-    return 0
-    yield  # a generator
-
-
-def _at_check() -> Gen:
-    """``Sgx._ksgxd(moved=(high, rest))``'s ``rest`` at K0's check (its wake-up run over)."""
-    return None
-    yield  # a generator
-
-
-def _woken(sgx: Sgx, task: Task, ev: Any, high: int) -> Gen:
-    """``Sgx._ksgxd``'s sleep from inside ``task.sleep(ev)`` (K0, asleep): woken, the task
-    takes a CPU, ``wait_event`` re-checks its condition (sleeping again while it is false),
-    then the wake-up run; returns None: ksgxd is at K0's check."""
-    yield ev
-    yield from task.acquire_cpu()
-    yield from sgx.ksgxd_waitq.wait_event(task, lambda: sgx.should_reclaim(high))
-    sgx.ksgxd_sleeping = False
-    yield from task.run(sgx.m.costs.wakeup)
-    return None
-
-
-def _released_young(encl: Any, task: Any) -> Gen:
-    """The rest of a batch whose last page, put back young, held the enclave's last
-    reference (``Session.on_stop``): ``kref_put(&encl->refcount, sgx_encl_release)``, then
-    phases C and D over no kept page (``sgx_reclaim_pages`` returns 0)."""
-    yield from encl.put(task)
-    return 0
 
 
 def _core_state_running(system: System, thread: Task, mutex: Any, trace: bool) -> Any:

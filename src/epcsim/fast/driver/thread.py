@@ -38,7 +38,7 @@ loop (E0-E4, session ``eacc``) and MODIFY_TYPES' page loop (M1-M4, session ``mtr
 own rows are ``trim.py``'s ``trim_rows``, inlined here; it shares T4-T5's ELDU).
 
 The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
-each is ``core_stream.py``'s docstring, "The thread's stops"):
+each is ``stream_stops.py``'s docstring, "The thread's stops"):
 
 * Every stop in the middle of an iteration is at ``P_LOCKED``, under ``encl->lock``,
   before anything of the fault's rest is applied - the SECS to load, -ENOMEM, and an

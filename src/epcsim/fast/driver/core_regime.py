@@ -1,0 +1,116 @@
+"""The dynamic regime of one ``CoreStream`` call (issue 9; PATHS.md, "What is built for the
+stream", "The regime"): whether, at a loop top, the thread's iteration may run on the
+compiled core with ksgxd, or the generator runs it itself.
+
+Why a module of its own: the regime is decided before anything moves onto the core and
+changes nothing; ``core_stream.py`` holds the entry, the drive and the hand-back that follow
+it. ``CoreStreamRegime`` is a mixin of ``CoreStream`` (split from ``core_stream.py`` by
+session ``split2``, no code changed): the attributes it reads are ``CoreStream.__init__``'s.
+
+Decisions kept from session ``integ``:
+
+* *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
+  no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
+  empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
+  lock, its spin); no LP but the thread's inside, the SECS resident,
+  the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from epcsim.engine.mutex import LinuxMutex
+from epcsim.engine.sched import CfsRunQueue
+from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
+from epcsim.kernel.policy import KernelLru
+
+if TYPE_CHECKING:
+    from epcsim.engine.machine import Task
+    from epcsim.system import System
+
+
+class CoreStreamRegime:
+    """The dynamic regime of ``CoreStream`` (module docstring)."""
+
+    # set by ``CoreStream.__init__``
+    system: System
+    thread: Task
+    encl: Any
+    plain: bool
+
+    def _ready(self, served: bool) -> bool:
+        """The dynamic regime (module docstring), cheapest checks first. ``served``: ksgxd
+        is the compiled machine served by SimPy (``Session``), which ``to_core`` checks."""
+        system = self.system
+        sgx = system.sgx
+        thread = self.thread
+        m = system.machine
+        encl = self.encl
+        if thread.cpu is None or thread._user_proc is not None:
+            return False
+        if not served:
+            if not sgx.ksgxd_sleeping or m.env._queue or m.spinning:
+                return False
+            if len(sgx.ksgxd_waitq._waiters) != 1:
+                return False
+            lock = encl.lock
+            if lock.owner is not None or lock._waiters:
+                return False
+        kt = sgx.ksgxd_task
+        if any(r is not None and r is not thread and r is not kt for r in m.running):
+            return False
+        if m.running[thread.cpu] is not thread:
+            return False
+        secs_epc = encl.secs_epc
+        if secs_epc < 0 or secs_epc not in system.cpu.secs_at:
+            return False
+        st = system.cpu.secs_state(secs_epc)
+        lp = thread.cpu
+        if not st.inside <= {lp} or not st.tracking <= {lp}:
+            return False
+        if self.plain and (st.inside or st.tracking):
+            return False  # the ioctl's task is never inside: no LP may be (its fold has none)
+        hw = system.cpu
+        if any(e >= 0 for c, e in enumerate(hw.lp_eid) if c != lp):
+            return False
+        return _static_regime(system)
+
+
+def _static_regime(system: System) -> bool:
+    """``bridge._check_regime``'s checks of what no task changes while the thread runs (the
+    model's options, one initialized enclave, the LRU's owners, the EPCM and backing store
+    layouts); ksgxd's, the queue's and the lock's are ``CoreStream._ready``'s or
+    ``to_core``'s."""
+    sgx = system.sgx
+    if system.cpu.content_mode != "tag" or type(sgx.lru) is not KernelLru:
+        return False
+    if not isinstance(system.machine.rq, CfsRunQueue) or sgx.flood is not None:
+        return False
+    if len(system.machine.running) < 2:
+        # the regime puts the thread and ksgxd each on its own CPU (PATHS.md "The
+        # regime"): with one CPU, ksgxd woken by T4 finds none idle and the core stops
+        # with HB_NO_CPU, which access_stream cannot go on from (found by session
+        # fdefault: tests/isa/test_isa_epcm_owner.py's cpus=1 build with the core on)
+        return False
+    if len(sgx.enclaves) != 1:
+        return False
+    encl = next(iter(sgx.enclaves.values()))
+    if not encl.initialized or encl.dead or encl.secs_epc < 0:
+        return False
+    if not isinstance(encl.lock, LinuxMutex) or sgx.ksgxd_task is None:
+        return False
+    if system.cpu.epcm.has_aside():
+        return False
+    st = system.cpu.secs_state(encl.secs_epc)
+    b = encl.backing
+    if b._width != 8 or b._eid != st.eid:
+        return False
+    epc = sgx.epc
+    on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
+    return not np.any(epc.owner_encl[on_lru] != encl.id)
+
+
+__all__ = ["CoreStreamRegime"]

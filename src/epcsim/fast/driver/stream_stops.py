@@ -1,0 +1,98 @@
+"""Where a stream's thread stopped on the compiled core, and how its caller goes on (issue 9;
+PATHS.md, "What is built for the stream", "The EACCEPT loop" and "The MODIFY_TYPES loop"):
+the stop codes the generator goes on from, the ioctl loops' ends, and the readers of a
+stopped direct reclaim's batch.
+
+Why a module of its own: both sides of a stop decode it the same way - ``CoreStream.run``
+(``core_stream.py``) when the thread stops on the core, and ``Session``'s
+``_thread_stopped`` (``session_stops.py``) when it stops served by SimPy. Split from
+``core_stream.py`` by session ``split2``, no code changed.
+
+* *The thread's stops* (decisions 2026-11-26, session ``tstops``; ``thread.py`` has the
+  machine's side). Each of the machine's stops is one of:
+  (a) *at a loop top*, where the generator goes on (``_RESUMABLE``): the TCS fault, a #PF
+  to the runtime, SIGBUS, EAUG (decided before the iteration's first step, session
+  ``integ``), and EENTER/ERESUME failing (``KB_ENTRY``): the leaf's checks are read at T0
+  before its run (``eldu.tcs_refused``), so the stop is the loop top's, where ``enter()``
+  reports it; with the implicit TCS, the SECS gone during the run (only after
+  ``KB_SECS``) is ``enter()``'s retry, ``KB_TCS`` at the loop top.
+  (b) *in a fault, under ``encl->lock``* (``thread.P_LOCKED``, ``IN_FAULT``): the SECS to
+  load (``KB_SECS_LOAD``: only the thread served after ``KB_SECS`` meets it), -ENOMEM
+  (``KB_ENOMEM``: no free page, the LRU empty - every page isolated by a reclaimer), an
+  ELDU that would fail (``KB_ELDU``: its record and checks are now read *before* the
+  allocation, which nothing between changes). Nothing of the fault's rest is applied, so
+  the rest is the reference's own code from the lock on:
+  ``EnclaveThread.fault_locked`` (``kernel/fault.sgx_vma_fault_locked``, then the
+  latency, SIGBUS or the return to user), run in the thread's process - by ``run`` after
+  the same hand-back as (a) on the core, by ``Session.on_stop`` when served - and the
+  stream goes on (``STREAM_ON``) or ends with SIGBUS (``STREAM_SIGBUS``). A tampered
+  store is therefore no longer refused at entry.
+  (c) *not reachable, a defect guard*: ``KB_ENTRY`` after the entry's run (the leaf's
+  checks change during the run only through the TCS's zap or the SECS's eviction, both
+  stops of their own: ``thread.py``), ``KB_UNEXPECTED`` (a page of another enclave, a
+  list link broken). ``RuntimeError`` if met, never a different result; the first is
+  shown on a hand-made machine state (``test_the_entry_checks_are_decided_at_the_loop_
+  top``).
+* *The #PF that ends a stream* is returned as such (``STREAM_PF``): after a resident run an IPI
+  may have AEXed the thread, and the generator's own loop top would ERESUME first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver.thread import P_LOCKED, P_TOP
+
+#: the stops the generator goes on from, each at a loop top (or before the iteration's
+#: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
+#: runtime, SIGBUS, EAUG, and the EACCEPT loop's failing leaf (the thread inside at the
+#: page: ``enclu_on_page``'s ``enter()`` is then nothing, PATHS.md E1)
+_RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG, K.KB_LEAF))
+#: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
+#: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
+IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
+#: ``CoreStream.run``'s ``end`` for the MODIFY_TYPES loop stopped under ``encl->lock`` at
+#: its page (``KB_PAGE``, or T4's ``IN_FAULT`` stops): the caller runs the page from
+#: ``_load`` on in Python (``ioctl_sgx2._page_locked``)
+END_LOCKED = -100
+#: ... stopped in its direct reclaim's batch before the SECS's eviction (``KB_SECS`` in
+#: ``reclaim_run``'s row 1, the thread at ``P_DIRECT``): the caller runs the batch's rest in
+#: Python (``sgx_reclaim_write_back`` from ``CoreStream.direct``), then the page
+END_DIRECT = -101
+
+
+def resumable(code: int, pc: int) -> bool:
+    """Whether the thread's stop ``code`` at ``pc`` is one the generator goes on from at
+    its loop top (``_RESUMABLE``; a failing entry only before its run: ``KB_ENTRY`` after
+    it is the machine's defect guard, ``thread.py``)."""
+    return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
+
+
+def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | None]:
+    """Where the direct reclaim's batch (``reclaim_run``'s row 1) stopped before the SECS's
+    eviction: its kept pages ``(page, index, pinned)``, the page ``j`` whose D step is next
+    and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result ``(ret, va, slot)``
+    with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch`` reads row 0)."""
+    from epcsim.fast.driver.reclaim import P_STORED, RECLAIM_DIRECT
+
+    rw = ks.rc[RECLAIM_DIRECT]
+    j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
+    rows = ks.batch[RECLAIM_DIRECT, :nk].tolist()
+    ewbed = None
+    if int(rw[K.RC_PC]) == P_STORED:
+        ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
+    return rows, j, ewbed
+
+
+def _trim_locked(code: int, pc: int) -> bool:
+    """The MODIFY_TYPES loop's stops under ``encl->lock`` with nothing of the page applied:
+    its own (``KB_PAGE`` after ``run(ioctl_page)`` or at T4) and T4's fault stops."""
+    from epcsim.fast.driver.trim import P_IOCTL_RUN
+
+    if code == K.KB_PAGE:
+        return pc in (P_IOCTL_RUN, P_LOCKED)
+    return code in IN_FAULT and pc == P_LOCKED
+
+
+__all__ = ["END_DIRECT", "END_LOCKED", "IN_FAULT", "resumable"]
