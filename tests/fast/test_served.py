@@ -28,7 +28,8 @@ from epcsim.fast.cosim.program_served import run_served
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.simpy_program import run_simpy
 from epcsim.fast.cosim.state import new_state
-from epcsim.fast.cosim.transfer import to_core, to_simpy
+from epcsim.fast.cosim.transfer_to_core import to_core
+from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 EXAMPLES = 400 if LONG else 60

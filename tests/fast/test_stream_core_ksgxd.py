@@ -222,7 +222,7 @@ def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> 
     stays PENDING, so the access ends with a #PF), whose allocations wake that generator;
     it reaches K0's check and hands ksgxd to its machine again. Equal to the fast engine
     without the hook and to the reference."""
-    from epcsim.fast.cosim.transfer import _frame_locals
+    from epcsim.fast.cosim.transfer_to_core import _frame_locals
     from epcsim.fast.driver.session_stops import _woken
 
     def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]

@@ -43,7 +43,8 @@ from epcsim.fast.cosim.state import (
     CoState,
     new_state,
 )
-from epcsim.fast.cosim.transfer import to_core, to_simpy
+from epcsim.fast.cosim.transfer_to_core import to_core
+from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 
 
 def run_served(

@@ -3,10 +3,9 @@ at any instant between two events (``PATHS.md``, "hand the queue back, not the t
 
 ``transfer_to_core.to_core(served)``: SimPy -> core, at any instant inside the core's
 regime, else nothing moves (False). ``transfer_to_simpy.to_simpy(served)``: core -> SimPy,
-the mirror image. This module re-exports both, and ``_frame_locals`` and ``_process``,
-which the driver's stream modules use (``fast/driver/stream.py``, ``stream_ksgxd.py``,
-``served_ksgxd.py`` import them from here; session ``split`` moved the code, 608 lines,
-into the two modules and kept this one as the place both directions are described).
+the mirror image. Session ``split`` moved the code, 608 lines, into the two modules and
+kept this one as the place both directions are described; session ``split2`` pointed their
+importers at the two modules and dropped its re-exports (it holds no code).
 
 SimPy internals used (simpy 4.1.x, pinned to it in ``pyproject.toml``; pure Python):
 ``Environment._queue`` (a heap of ``(time, priority, eid, event)``), ``_now``, ``_eid`` (an
@@ -16,12 +15,3 @@ SimPy internals used (simpy 4.1.x, pinned to it in ``pyproject.toml``; pure Pyth
 ``gi_yieldfrom`` chain and ``gi_frame.f_locals`` (a spinner's ``t0`` of ``_lock_slow``
 and ``_spin``). Of the engine: ``LinuxMutex``'s and ``CfsRunQueue``'s underscored fields.
 """
-
-from __future__ import annotations
-
-from epcsim.fast.cosim.transfer_to_core import _frame_locals as _frame_locals
-from epcsim.fast.cosim.transfer_to_core import to_core
-from epcsim.fast.cosim.transfer_to_simpy import _process as _process
-from epcsim.fast.cosim.transfer_to_simpy import to_simpy
-
-__all__ = ["to_core", "to_simpy"]

@@ -73,7 +73,8 @@ from epcsim.fast.cosim.state import (
     TS_NEW,
     TS_READY,
 )
-from epcsim.fast.cosim.transfer import to_core, to_simpy
+from epcsim.fast.cosim.transfer_to_core import to_core
+from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import (

@@ -107,12 +107,10 @@ from epcsim.fast.driver.kstate import (
     W_EWB,
 )
 
-# the pc and the exits (``reclaim_pc``); ``__all__`` re-exports what trim.py and core_stream.py
-# import from here (session ``split``: those files belonged to another session then)
+# the pc and the exits (``reclaim_pc``)
 from epcsim.fast.driver.reclaim_pc import (
     _ENCL_LOCK,
     _NOT_TRACKED_CLEAR,
-    N_RECLAIMERS,
     P_A,
     P_AGE_RUN,
     P_B,
@@ -136,8 +134,6 @@ from epcsim.fast.driver.reclaim_pc import (
     P_STORED,
     P_ZAP_RUN,
     R_RETURNED,
-    RECLAIM_DIRECT,
-    RECLAIM_KSGXD,
     _rblocked,
     _rstop,
     _rsvc,
@@ -498,12 +494,4 @@ def _va_free_slot(ks, vid, slot):
     ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
 
 
-__all__ = [
-    "N_RECLAIMERS",
-    "P_A",
-    "P_STORED",
-    "RECLAIM_DIRECT",
-    "RECLAIM_KSGXD",
-    "R_RETURNED",
-    "reclaim_run",
-]
+__all__ = ["reclaim_run"]

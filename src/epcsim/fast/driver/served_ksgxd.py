@@ -46,7 +46,8 @@ from epcsim.fast.cosim.state import (
     IDLE,
     T_PC,
 )
-from epcsim.fast.cosim.transfer import _frame_locals, _process, to_core, to_simpy
+from epcsim.fast.cosim.transfer_to_core import _frame_locals, to_core
+from epcsim.fast.cosim.transfer_to_simpy import _process, to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.bridge import (
     SERVE,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Gen
 from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, T_PC
-from epcsim.fast.cosim.transfer import _process
+from epcsim.fast.cosim.transfer_to_simpy import _process
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
@@ -179,7 +179,7 @@ class SessionStops:
         its own generator waits again - the parked wait, or, entered at K0's check, a new
         generator at the same point of ``Sgx._ksgxd`` (``_woken``: ``task.sleep``'s tail,
         ``wait_event``'s re-check, the wake-up run, then K0's check), built as
-        ``transfer._process`` builds a moved task's (no Initialize: no eid)."""
+        ``transfer_to_simpy._process`` builds a moved task's (no Initialize: no eid)."""
         sgx = self.system.sgx
         waitq = sgx.ksgxd_waitq
         if self.parked:

@@ -86,7 +86,7 @@ import numpy as np
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.jit import entry_point
-from epcsim.fast.cosim.transfer import _frame_locals
+from epcsim.fast.cosim.transfer_to_core import _frame_locals
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.auto import auto_engages, machines_warm

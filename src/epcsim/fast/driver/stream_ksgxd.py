@@ -37,7 +37,7 @@ from epcsim.fast.cosim.state import (
     TS_READY,
     TS_SLEEP,
 )
-from epcsim.fast.cosim.transfer import _frame_locals
+from epcsim.fast.cosim.transfer_to_core import _frame_locals
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T

@@ -74,7 +74,7 @@ def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | 
     eviction: its kept pages ``(page, index, pinned)``, the page ``j`` whose D step is next
     and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result ``(ret, va, slot)``
     with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch`` reads row 0)."""
-    from epcsim.fast.driver.reclaim import P_STORED, RECLAIM_DIRECT
+    from epcsim.fast.driver.reclaim_pc import P_STORED, RECLAIM_DIRECT
 
     rw = ks.rc[RECLAIM_DIRECT]
     j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])

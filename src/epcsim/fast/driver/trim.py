@@ -55,8 +55,9 @@ from epcsim.fast.driver.kstate import (
     RC_NK,
     RC_PC,
 )
-from epcsim.fast.driver.reclaim import P_A as RECLAIM_START
-from epcsim.fast.driver.reclaim import R_RETURNED, RECLAIM_DIRECT, reclaim_run
+from epcsim.fast.driver.reclaim import reclaim_run
+from epcsim.fast.driver.reclaim_pc import P_A as RECLAIM_START
+from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
 from epcsim.fast.driver.remove import NAMES as REMOVE_NAMES
 from epcsim.fast.driver.remove import P_REMODPR, remove_rows, remove_takes, remove_word_ok
 from epcsim.fast.driver.tstate import (
