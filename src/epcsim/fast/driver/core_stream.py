@@ -252,6 +252,8 @@ class CoreStream(CoreStreamRegime):
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         sess.ks = ks
         owner.entries += 1
+        if mode is not None:
+            owner.eaccept_entries += 1
         owner.ksgxd_pages += int(ks.cnt[K.CN_PAGES])
         hb = int(co.clk[C_HB])
         code = int(ks.kc[K.K_HB]) if hb >= 100 else -1
@@ -301,6 +303,8 @@ class CoreStream(CoreStreamRegime):
             self._count(new_done - done)
             self._take_notes(ts)
             end = STREAM_PF if code == K.KB_PF else STREAM_ON
+            if mode is not None and code == K.KB_TCS and new_done == done:
+                owner.eaccept_tcs_stops += 1
             if trim is not None:
                 self._take_ret(tc)
                 if locked:  # the page from _load on, in Python (the caller's)

@@ -135,6 +135,13 @@ class StreamCore:
         self.entries = 0
         #: pages the EACCEPT loop (``workloads.edmm.eaccept_range``) accepted on the core
         self.eaccepts = 0
+        #: the EACCEPT loop's core calls, and those that stopped at their first loop top
+        #: on the TCS (``KB_TCS``: ksgxd reclaimed the TCS, so the thread's ERESUME faults
+        #: it back in Python's ``enter()``) having done no page. Under heavy reclaim every
+        #: call can end so, and the loop then runs in Python: the same results, no core
+        #: (``tests/fast/test_eaccept_core.py``'s guard allows exactly that case)
+        self.eaccept_entries = 0
+        self.eaccept_tcs_stops = 0
         #: pages MODIFY_TYPES' loop (``kernel.ioctl_sgx2._page_loop``) changed on the core
         self.trims = 0
         #: pages REMOVE_PAGES' loop removed on the core (session ``ioctlcore``)
