@@ -22,13 +22,7 @@ from epcsim.demo import eaccept_each_page
 
 def run(engine: str, epc: str) -> str:
     c0 = time.process_time()
-    system = rows._system(engine, epc=epc, cpus=2, seed=9, direct_reclaim=True)
-    heap = system.stats()["epc_pages_total"]
-    encl = system.create_enclave(rows._pow2((rows.IMAGE + heap) * PAGE_SIZE))
-    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(PAGE_SIZE, (rows.IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
-    assert encl.add_pages(rows.IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
-    assert encl.init().ok
+    system, encl, heap = rows.removal_build(engine, epc)
     c1 = time.process_time()
     off, length = rows.IMAGE * PAGE_SIZE, heap * PAGE_SIZE
     assert encl.modify_types(off, length, "trim").ok

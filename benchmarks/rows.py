@@ -153,16 +153,15 @@ def replay_libcachesim(stream: np.ndarray, capacity: int, trace_path: str) -> di
 IMAGE = 4  # the selftest enclave's TCS + code pages in tests/kernel/test_sgx2_selftests.py
 
 
-def removal_stress(engine: str, epc: str | int = "4M", heap: int | None = None) -> dict[str, Any]:
-    """``unclobbered_vdso_oversubscribed_remove`` with heap = EPC: build, MODIFY_TYPES(TRIM),
-    one entry per page for EACCEPT, REMOVE_PAGES; CPU per heap page, and the 8 GiB figure
-    extrapolated from it (the issue's target: <= 10 s). With ``heap`` (pages) the EPC holds
-    the heap instead (``epc`` is then ignored): the same sequence without paging.
-    ``phases_s`` splits the CPU time: build (to EINIT), trim, EACCEPT, remove."""
-    from epcsim.demo import eaccept_each_page
-
-    c0 = time.process_time()
-    if heap is not None:  # the heap fits: room for the VA pages and above the watermarks
+def removal_build(
+    engine: str, epc: str | int = "4M", heap: int | None = None
+) -> tuple[Any, Any, int]:
+    """The selftest's enclave for row 3, built and initialized: TCS, code, then a heap of
+    ``heap`` pages (None: as many as the EPC has, so the trim pages); with ``heap`` the EPC
+    holds it (room for the VA pages, above the watermarks) and ``epc`` is ignored. Returns
+    ``(system, enclave, heap)``; ``removal_stress``, ``trim_phase.py`` and
+    ``removal_full.py`` build with it."""
+    if heap is not None:
         epc = (heap + heap // 256 + 1024) * PAGE_SIZE
     system = _system(engine, epc=epc, cpus=2, seed=9, direct_reclaim=True)
     if heap is None:
@@ -172,6 +171,19 @@ def removal_stress(engine: str, epc: str | int = "4M", heap: int | None = None) 
     assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
     assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
     assert encl.init().ok
+    return system, encl, heap
+
+
+def removal_stress(engine: str, epc: str | int = "4M", heap: int | None = None) -> dict[str, Any]:
+    """``unclobbered_vdso_oversubscribed_remove`` with heap = EPC: build, MODIFY_TYPES(TRIM),
+    one entry per page for EACCEPT, REMOVE_PAGES; CPU per heap page, and the 8 GiB figure
+    extrapolated from it (the issue's target: <= 10 s). With ``heap`` (pages) the EPC holds
+    the heap instead (``epc`` is then ignored): the same sequence without paging.
+    ``phases_s`` splits the CPU time: build (to EINIT), trim, EACCEPT, remove."""
+    from epcsim.demo import eaccept_each_page
+
+    c0 = time.process_time()
+    system, encl, heap = removal_build(engine, epc, heap)
     c1 = time.process_time()
     off, length = IMAGE * PAGE_SIZE, heap * PAGE_SIZE
     assert encl.modify_types(off, length, "trim").ok

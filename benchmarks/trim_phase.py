@@ -30,13 +30,7 @@ _PARTS = "_page_loop|sgx_reclaim_direct|load_page|_ksgxd|per_page|sgx_enclave_et
 
 def trim(engine: str, epc: str, prof: cProfile.Profile | None = None) -> dict:
     """Build as ``rows.removal_stress`` does, then time MODIFY_TYPES(TRIM) alone."""
-    system = rows._system(engine, epc=epc, cpus=2, seed=9, direct_reclaim=True)
-    heap = system.stats()["epc_pages_total"]
-    encl = system.create_enclave(rows._pow2((rows.IMAGE + heap) * PAGE_SIZE))
-    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(PAGE_SIZE, (rows.IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
-    assert encl.add_pages(rows.IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
-    assert encl.init().ok
+    system, encl, heap = rows.removal_build(engine, epc)
     c0 = rows._counters(system)
     b0 = system.sgx.batched_pages
     t0 = time.process_time()
