@@ -92,7 +92,14 @@ def main() -> None:
             "eldu": r.stats.get("eldu"),
             "core": None
             if sc is None
-            else {"accesses": sc.accesses, "trims": sc.trims, "eaccepts": sc.eaccepts},
+            else {
+                "accesses": sc.accesses,
+                "trims": sc.trims,
+                "eaccepts": sc.eaccepts,
+                # the runtime's calls the core made itself (session ``eagain``)
+                "retries": getattr(sc, "ioctl_retries", None),
+                "entries": sc.entries,
+            },
         }
         print(json.dumps(line), flush=True)
     digest = hashlib.sha256(json.dumps(summaries, sort_keys=True, default=str).encode())

@@ -43,7 +43,14 @@ from epcsim.kernel.ioctl import IoctlResult
 from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs
 from epcsim.system import System
 from epcsim.units import parse_pages
-from epcsim.workloads.edmm import Ctx, OpRecord, PagesHook, drive_range, eaccept_range
+from epcsim.workloads.edmm import (
+    Ctx,
+    OpRecord,
+    PagesHook,
+    drive_range,
+    eaccept_range,
+    result_only_after,
+)
 
 IMAGE_TCS_PAGES = 2  # the selftest enclave's TCS segment
 IMAGE_CODE_PAGES = 2  # text, measured
@@ -313,6 +320,10 @@ def eagain_cause(system: System, encl, index: int, result: IoctlResult | None = 
 def _call_logger(system: System, encl, first_page: int, log: CallLog) -> Callable:
     calls = [0]
 
+    # the first call's end is a snapshot of the kernel's state; every later call reads only
+    # its result (an -EAGAIN's cause is the kernel's, noted when it decided), so the
+    # compiled core may make those calls itself (``workloads.edmm.result_only_after``)
+    @result_only_after(1)
     def on_call(r: IoctlResult, done_before: int) -> None:
         calls[0] += 1
         cause = None

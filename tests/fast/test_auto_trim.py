@@ -1,12 +1,16 @@
 """``fast_core="auto"`` and MODIFY_TYPES(TRIM)'s loop on the core: ksgxd's machine is served
 through the trim (``stream_ksgxd._worth_serving``), and the trim's thread takes a served
-session (``Session.adopt``), only with direct reclaim (session ``demo5``, BENCHMARKS.md).
+session (``Session.adopt``), with direct reclaim or where the machine makes the runtime's
+calls after -EAGAIN itself (``fast/driver/retry.py``, session ``eagain``), not otherwise
+(session ``demo5``, BENCHMARKS.md).
 
 Without direct reclaim a call ends at the first page whose ELDU finds no free page, so
-while ksgxd is awake the runtime's calls are ~1 page each (the demo's run: 47,836 calls
-for 47,872 pages); taking the session at each of them kept ksgxd served for the whole
-trim, at ~4x its generator's cost per step, and made that run ~2.5x slower than without
-the core. A cost choice only: every observable equals ``fast_core=False``'s either way.
+while ksgxd is awake the runtime's calls are short, most of them no page at all (the
+demo's run: 47,836 calls for 47,872 pages); when each of them came back to Python, taking
+the session at each kept ksgxd served for the whole trim, at ~4x its generator's cost per
+step, and made that run ~2.5x slower than without the core. With the retry on the core
+the calls stay in one session. A cost choice only: every observable equals
+``fast_core=False``'s either way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from stream_core_cases import _snap
 from test_eaccept_core import IMAGE, _record, _selftest_enclave
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.ioctl import IoctlResult
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range
 
@@ -23,9 +28,10 @@ EPC = 64
 HEAP = 3 * EPC  # 3x the EPC: the range's front is in backing, ksgxd awake through the trim
 
 
-def _trim(direct: bool, **kw):  # type: ignore[no-untyped-def]
+def _trim(direct: bool, every_call: bool = False, **kw):  # type: ignore[no-untyped-def]
     """The selftest's trim of a heap 3x the EPC, called again after -EAGAIN: the snapshot,
-    the ``OpRecord`` and the ``StreamCore`` (None without the core)."""
+    the ``OpRecord`` and the ``StreamCore`` (None without the core). ``every_call``: an
+    ``on_call`` hook without ``result_only_after``, so each call returns to Python."""
 
     def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
         assert encl.add_pages(IMAGE * PAGE_SIZE, HEAP * PAGE_SIZE, "rw").ok
@@ -33,25 +39,35 @@ def _trim(direct: bool, **kw):  # type: ignore[no-untyped-def]
     system, encl, t = _selftest_enclave(
         "fast", 11, EPC, 2, direct, HEAP, False, add_heap, "trim", **kw
     )
-    rec = system._call(t, drive_range(Ctx(encl, t, []), "modify_types", IMAGE, HEAP))  # type: ignore[arg-type]
+
+    def on_call(r: IoctlResult, done: int) -> None:
+        pass
+
+    hook = on_call if every_call else None
+    ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
+    rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, HEAP, on_call=hook))
     return _snap(system, encl, AccessOutcome()), _record(rec), rec, system.sgx.stream_core
 
 
-@pytest.mark.parametrize("direct", [False, True])
-def test_auto_serves_ksgxd_through_a_trim_only_with_direct_reclaim(
-    monkeypatch: pytest.MonkeyPatch, direct: bool
+@pytest.mark.parametrize(("direct", "every_call"), [(False, False), (True, False), (False, True)])
+def test_auto_serves_ksgxd_through_a_trim_where_the_calls_stay_on_the_core(
+    monkeypatch: pytest.MonkeyPatch, direct: bool, every_call: bool
 ) -> None:
     from epcsim.fast.driver import stream as stream_mod
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
-    off_snap, off_rec, _, _ = _trim(direct, fast_core=False)
-    snap, rec_t, rec, auto = _trim(direct)
-    _, _, _, on = _trim(direct, fast_core=True)
+    off_snap, off_rec, _, _ = _trim(direct, every_call, fast_core=False)
+    snap, rec_t, rec, auto = _trim(direct, every_call)
+    _, _, _, on = _trim(direct, every_call, fast_core=True)
     assert [key for key in off_snap if off_snap[key] != snap[key]] == []
     assert rec_t == off_rec
-    assert auto.auto and auto.live == 0 and auto.trim_live == 0
+    assert auto.auto and auto.live == 0 and auto.trim_live == auto.retry_live == 0
     if direct:  # one call covers the range, on the core as with ``fast_core=True``
         assert rec.calls == 1 and auto.trims == on.trims > HEAP // 2
-    else:  # many short calls: ``True`` serves ksgxd through them, "auto" leaves it alone
+    elif not every_call:  # many short calls, made by the machine: served as with ``True``
         assert rec.calls > HEAP // 4 and rec.eagain > 0
+        assert auto.ioctl_retries == on.ioctl_retries > rec.calls // 2
+        assert auto.served_steps == on.served_steps and auto.entries < rec.calls // 10
+    else:  # each call back in Python: ``True`` serves ksgxd through them, "auto" does not
+        assert rec.calls > HEAP // 4 and rec.eagain > 0 and on.ioctl_retries == 0
         assert on.served_steps > 0 and auto.served_steps < on.served_steps // 4

@@ -184,6 +184,11 @@ def _page_loop(
             if moved is not None:
                 if core.notes and progress is not None:
                     progress.core_notes(core.notes)  # type: ignore[attr-defined]
+                if core.calls:  # the runtime's calls the core ended with -EAGAIN and made
+                    # again (fast/driver/retry.py): the runtime records them, and this
+                    # loop goes on as the last one's, from where it started in the range
+                    shift = _calls_made(core, progress) * PAGE_SIZE
+                    offset, length, c = offset + shift, length - shift, c - shift
                 k = moved[0] - i0
                 if k:
                     ret = 0
@@ -232,6 +237,24 @@ def _page_loop(
             progress(encl, c)
     out.ret, out.count = ret, c
     return out
+
+
+def _calls_made(core: Any, progress: ProgressHook | None) -> int:
+    """The calls the compiled loop ended with -EAGAIN and made again itself (``core.calls``:
+    where each stopped in the range, its instant back in the runtime, its cause), as the
+    runtime gets them - ``IoctlResult``s handed to ``drive_range`` (``core_calls``) - and
+    the pages they did: the current call starts that much further (``core.base``)."""
+    start = base = core.base
+    results = []
+    for end, now, cause in core.calls:
+        r = IoctlResult(-EAGAIN, (end - start) * PAGE_SIZE)
+        r.extra["eagain_cause"] = _CAUSES[cause]
+        results.append((r, now))
+        start = end
+    progress.core_calls(results)  # type: ignore[union-attr]
+    core.base = start
+    core.calls = []
+    return start - base
 
 
 # -- SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS -------------------------------------------------------
@@ -393,7 +416,9 @@ def _trim_core(
     loop indexes the whole range ``drive_range`` runs (its notes and 256-page marks are
     the range's), so a hook must say where the call starts in it
     (``core_range()``: first page, pages, pages done before this call, marks, the note
-    step) and take the notes (``core_notes``); without a hook the call is the range."""
+    step) and take the notes (``core_notes``); without a hook the call is the range. A
+    hook with ``core_retry()`` and ``core_calls`` (``drive_range``'s) lets the core make
+    the runtime's next calls after -EAGAIN itself (session ``eagain``: ``_calls_made``)."""
     sc = encl.sgx.stream_core
     if sc is None or (new != PageType.TRIM and not remove) or length <= 0:
         return None
@@ -410,7 +435,12 @@ def _trim_core(
     else:
         return None
     mode = MODE_REMOVE if remove else MODE_TRIM
-    cs = sc.trim(task, encl, first, pages, new, step, marks, mode)
+    # the runtime's calls after -EAGAIN the core may make itself (``drive_range``'s
+    # ``core_retry``: MODIFY_TYPES only, fast/driver/retry.py; 0: each call is Python's)
+    retry = (0, 0, 0)
+    if progress is not None and not remove and hasattr(progress, "core_retry"):
+        retry = progress.core_retry()
+    cs = sc.trim(task, encl, first, pages, new, step, marks, mode, retry)
     if cs is not None:
         cs.base = base
     return cs

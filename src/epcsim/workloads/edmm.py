@@ -134,6 +134,21 @@ PagesHook = Callable[[int, int], None]
 CallHook = Callable[[IoctlResult, int], None]
 
 
+def result_only_after(calls: int) -> Callable[[CallHook], CallHook]:
+    """Mark an ``on_call`` hook that, from call ``calls + 1`` of an operation on, reads
+    nothing but its arguments and changes nothing (a log of results): MODIFY_TYPES' loop on
+    the compiled core may then end those calls with -EAGAIN and make the runtime's next
+    ones itself, and ``drive_range`` calls the hook for them when the core next stops, in
+    order, with the results and ``done`` the reference gives it (``fast/driver/retry.py``).
+    A hook without the mark is called at each call's return, each call made in Python."""
+
+    def mark(hook: CallHook) -> CallHook:
+        hook.result_only_after = calls  # type: ignore[attr-defined]
+        return hook
+
+    return mark
+
+
 def drive_range(
     ctx: Ctx,
     kind: str,
@@ -165,11 +180,56 @@ def drive_range(
         if on_pages is not None and now_done % 256 == 0:
             on_pages(now_done, pages)
 
+    def account(r: IoctlResult, now: int) -> bool:
+        """The runtime's record of one call that returned at ``now``; whether to call again."""
+        nonlocal done, stalled
+        rec.calls += 1
+        if rec.calls == 1:
+            rec.first_call_pages = r.count // PAGE_SIZE
+            rec.first_call_errno = r.errno
+        done += r.count
+        stalled = stalled + 1 if r.count == 0 and r.errno in ("EAGAIN", "EBUSY") else 0
+        if r.errno == "EAGAIN":
+            rec.eagain += 1
+            rec.eagain_at.append(now)
+        if stop_after_first or (max_stalled is not None and stalled >= max_stalled):
+            return False
+        if r.errno in ("EAGAIN", "EBUSY"):
+            return True
+        if r.errno:
+            rec.errno = r.errno
+            return False
+        return True
+
     # what the compiled MODIFY_TYPES loop needs to stand in for on_page (``ioctl_sgx2.
     # _trim_core``): the range, where this call starts in it, the marks, OpRecord.note's step
     step = max(1, pages // PROGRESS_POINTS)
     on_page.core_range = lambda: (first_page, pages, done // PAGE_SIZE, on_pages is not None, step)  # type: ignore[attr-defined]
     on_page.core_notes = rec.progress.extend  # type: ignore[attr-defined]
+
+    # ... and to make this loop's next calls after -EAGAIN itself (``fast/driver/retry.py``,
+    # session ``eagain``): how many more calls it may end and make (0: none - the first
+    # call only, or an on_call that reads more than its result at this call's return) ...
+    # and the loop's ``stalled`` and ``max_stalled`` (0: none) ...
+    def core_retry() -> tuple[int, int, int]:
+        left = max_calls - rec.calls - 1
+        if kind != "modify_types" or stop_after_first:
+            left = 0
+        elif on_call is not None and rec.calls < getattr(on_call, "result_only_after", max_calls):
+            left = 0  # the current call is rec.calls + 1: its hook must see the instant
+        return left, stalled, max_stalled or 0
+
+    on_page.core_retry = core_retry  # type: ignore[attr-defined]
+
+    # ... and the record of those calls, each ``(result, instant back in the runtime)``,
+    # when the core next stops: what this loop does at each call's return (never -EBUSY)
+    def core_calls(results: list[tuple[IoctlResult, int]]) -> None:
+        for r, now in results:
+            if on_call is not None:
+                on_call(r, done)
+            account(r, now)
+
+    on_page.core_calls = core_calls  # type: ignore[attr-defined]
 
     def call() -> Gen:
         off, ln = offset + done, length - done
@@ -190,26 +250,7 @@ def drive_range(
         if r.ret == -EBUSY:  # refused (another ioctl, or REMOVE_PAGES' isolated page)
             rec.ebusy += 1
             yield from ctx.thread.sleep(ctx.system.machine.env.timeout(EBUSY_BACKOFF_NS))
-        rec.calls += 1
-        if rec.calls == 1:
-            rec.first_call_pages = r.count // PAGE_SIZE
-            rec.first_call_errno = r.errno
-        done += r.count
-        stalled = stalled + 1 if r.count == 0 and r.errno in ("EAGAIN", "EBUSY") else 0
-        if max_stalled is not None and stalled >= max_stalled:
-            if r.errno == "EAGAIN":
-                rec.eagain += 1
-                rec.eagain_at.append(ctx.system.now)
-            break
-        if r.errno == "EAGAIN":
-            rec.eagain += 1
-            rec.eagain_at.append(ctx.system.now)
-        if stop_after_first:
-            break
-        if r.errno in ("EAGAIN", "EBUSY"):
-            continue
-        if r.errno:
-            rec.errno = r.errno
+        if not account(r, ctx.system.now):
             break
     rec.pages_done = done // PAGE_SIZE
     rec.end_ns = ctx.system.now

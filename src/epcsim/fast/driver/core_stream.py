@@ -58,6 +58,7 @@ Decisions kept from session ``integ`` (the others: ``stream.py``, ``core_regime.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,6 +109,10 @@ if TYPE_CHECKING:
     from epcsim.fast.driver.stream import StreamCore
 
 
+#: rows for the runtime's calls the machine makes itself in one run (``TState.calls``)
+_CALL_ROWS = 8192
+
+
 class CoreStream(CoreStreamRegime):
     """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
     loop; with ``trim``, of MODIFY_TYPES' page loop): the stream's arrays made contiguous
@@ -146,6 +151,17 @@ class CoreStream(CoreStreamRegime):
         #: ``tstate.CAUSE_*``) where the loop stopped at a page top
         self.mret = 0
         self.cause = 0
+        #: the runtime's calls after -EAGAIN the machine may still end and make itself
+        #: (``StreamCore.trim``'s ``retry``; ``fast/driver/retry.py``), and whether it may
+        self.calls_left = 0
+        self.retrying = False
+        #: the runtime's calls in a row with no progress before the current one, and its
+        #: ``max_stalled`` (0: none)
+        self.stalled = 0
+        self.max_stalled = 0
+        #: after a ``run``: those it made, ``(range index where each stopped, its instant
+        #: back in the runtime, tstate.CAUSE_*)`` (``ioctl_sgx2._calls_made`` takes them)
+        self.calls: list[list[int]] = []
 
     def _count(self, n: int) -> None:
         if self.trim is not None and self.ioctl_mode == T.MODE_REMOVE:
@@ -172,12 +188,26 @@ class CoreStream(CoreStreamRegime):
         k = int(tc[T.TC_NOTE_N])
         self.notes = [(int(a), int(b)) for a, b in ts.notes[:k].tolist()]
         tc[T.TC_NOTE_N] = 0
+        n = int(tc[T.TC_CALL_N])
+        if n:  # the runtime's calls the machine made (retry.py): each an -EAGAIN it ended
+            self.calls = ts.calls[:n].tolist()
+            tc[T.TC_CALL_N] = 0
+            self.calls_left -= n
+            self.stalled = int(tc[T.TC_STALLED])
+            owner = self.owner
+            owner.ioctl_retries += n
+            for _end, _now, cause in self.calls:
+                key = (-errno.EAGAIN, int(cause))
+                owner.ioctl_rets[key] = owner.ioctl_rets.get(key, 0) + 1
 
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
         self.owner.live -= 1
         if self.trim is not None:
             self.owner.trim_live -= 1
+        if self.retrying:
+            self.owner.retry_live -= 1
+            self.retrying = False
 
     def run(self, i: int, done: int) -> Gen:
         """``yield from`` this at the loop top: runs the stream from index ``i`` (``done``
@@ -229,7 +259,10 @@ class CoreStream(CoreStreamRegime):
         else:  # the EACCEPT/MODIFY_TYPES loop: one note per step pages, and the last's
             step = trim[1] if trim is not None else mode[3] if mode is not None else 1
             rows = (self.pages.size - i) // step + 2
-            ts = _thread_state(system, thread, self.pages, self.writes, False, rows, encl)
+            # the retry's rows (retry.py): where they run out the machine leaves that call
+            # to Python, and the next call is a new run (one more stop per 8,192 calls)
+            calls = min(self.calls_left, _CALL_ROWS)
+            ts = _thread_state(system, thread, self.pages, self.writes, False, rows, encl, calls)
         sess.ts = ts
         tc = ts.tc
         tc[T.TC_I] = tc[T.TC_I0] = i
@@ -249,6 +282,16 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_ZAP_NS] = costs.zap_ptes
             tc[T.TC_EREMOVE_NS] = costs.eremove
             tc[T.TC_DIRECT] = int(system.sgx.direct_reclaim)
+            # the runtime's retry (retry.py): only with no signal to deliver at the return
+            tc[T.TC_RETRY] = int(
+                self.calls_left > 0 and not thread.pending_signal and not tc[T.TC_ENTERED]
+            )
+            tc[T.TC_CALL_I0] = self.base
+            tc[T.TC_CALLS_LEFT] = self.calls_left
+            tc[T.TC_STALLED] = self.stalled
+            tc[T.TC_MAX_STALLED] = self.max_stalled
+            tc[T.TC_USER_RETURN_NS] = costs.user_return
+            tc[T.TC_SYSCALL_NS] = costs.syscall
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         sess.ks = ks
         owner.entries += 1
@@ -348,6 +391,7 @@ class CoreStream(CoreStreamRegime):
         assert kept is not None
         gen, ev = kept
         tc[T.TC_HOOK] = 2
+        tc[T.TC_RETRY] = 0  # served, Python tasks run between its steps: no call made there
         while True:
             value = yield ev
             try:

@@ -153,6 +153,14 @@ class StreamCore:
         #: MODIFY_TYPES loops on the core whose ``_page_loop`` has not returned: ksgxd's
         #: machine is served during their ioctl (``stream_ksgxd._worth_serving``)
         self.trim_live = 0
+        #: those whose machine makes the runtime's calls after -EAGAIN itself
+        #: (``fast/driver/retry.py``): served through under "auto" too (session ``eagain``)
+        self.retry_live = 0
+        #: the runtime's calls the machine ended with -EAGAIN and made again itself
+        self.ioctl_retries = 0
+        #: the ioctl loops' range ``(first, n, page indices)`` and write mask, kept
+        self._range: tuple[int, int, np.ndarray] | None = None
+        self._no_writes = np.zeros(0, np.bool_)
         #: pages ksgxd wrote back on the core (its batches' ``ksgxd_pages_reclaimed`` while
         #: there; like ``accesses``, not a ``stats()`` counter)
         self.ksgxd_pages = 0
@@ -315,6 +323,7 @@ class StreamCore:
         step: int,
         marks: bool,
         mode: int = T.MODE_TRIM,
+        retry: tuple[int, int, int] = (0, 0, 0),
     ) -> CoreStream | None:
         """A ``CoreStream`` for MODIFY_TYPES' page loop over the range's ``n`` pages from
         ``first`` (``_page_loop``; ``step``: ``OpRecord.note``'s, ``marks``: stop at each
@@ -324,7 +333,14 @@ class StreamCore:
         the process's ioctl task of ``Enclave.ioctl`` - whose CPU is then in the
         enclave's cpumask while it holds one, as the machine counts it (``reclaim_run``'s
         IPI, ``trim._trim_takes``; session ``ioctlcore``). ``mode`` ``tstate.MODE_REMOVE``:
-        REMOVE_PAGES' loop instead (``new_type`` 0; PATHS.md "The REMOVE_PAGES loop")."""
+        REMOVE_PAGES' loop instead (``new_type`` 0; PATHS.md "The REMOVE_PAGES loop").
+        ``retry``: how many of the runtime's calls after -EAGAIN the machine may end and
+        make itself, and the runtime's ``stalled`` and ``max_stalled`` (0: none)
+        (``fast/driver/retry.py``; MODIFY_TYPES from an enclave thread only).
+
+        The range's page indices are built once per range, not per call (the runtime calls
+        again over the same range after -EAGAIN: an ``np.arange`` of up to 383 KB at each
+        of the demo's 47,836 calls, session ``demo5``); the machine only reads them."""
         if first + n > encl.nr_pages or task.kernel:
             return None
         if isinstance(task, EnclaveThread):
@@ -332,13 +348,26 @@ class StreamCore:
                 return None
         elif not any(task in mm.tasks for mm in encl.mm_list):
             return None
-        pages = np.arange(first, first + n, dtype=np.int64)
-        cs = self.stream(task, pages, np.zeros(n, np.bool_), encl)
+        rng = self._range
+        if rng is None or rng[0] != first or rng[1] != n:
+            rng = self._range = (first, n, np.arange(first, first + n, dtype=np.int64))
+        cs = self.stream(task, rng[2], self._writes(n), encl)
         if cs is not None:
             cs.trim = (int(new_type), int(step), int(marks))
             cs.ioctl_mode = int(mode)
             self.trim_live += 1
+            if retry[0] > 0 and mode == T.MODE_TRIM and isinstance(task, EnclaveThread):
+                cs.calls_left, cs.stalled, cs.max_stalled = (int(v) for v in retry)
+                cs.retrying = True
+                self.retry_live += 1
         return cs
+
+    def _writes(self, n: int) -> np.ndarray:
+        """An all-false write mask of ``n`` pages (the ioctl loops read none), kept."""
+        w = self._no_writes
+        if w.size < n:
+            w = self._no_writes = np.zeros(n, np.bool_)
+        return w[:n]
 
 
 __all__ = ["StreamCore"]

@@ -317,8 +317,10 @@ def _worth_serving(system: System) -> bool:
         # with "auto", only with direct reclaim: without it a call ends at the first page
         # whose ELDU finds no free page, so while ksgxd is awake the calls are short (the
         # demo's run without it: 47,836 calls for 47,872 pages) and each pays the session's
-        # take and fold and ksgxd's served steps for ~1 page (BENCHMARKS.md, ``demo5``)
-        return not core.auto or bool(system.sgx.direct_reclaim)
+        # take and fold and ksgxd's served steps for ~1 page (BENCHMARKS.md, ``demo5``) -
+        # unless the machine makes the runtime's next calls itself (``retry.py``, session
+        # ``eagain``): the short calls then stay in one session on the core
+        return not core.auto or bool(system.sgx.direct_reclaim) or core.retry_live > 0
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 

@@ -170,12 +170,14 @@ def _thread_state(
     alone: bool,
     notes: int = 0,
     encl: Any = None,
+    calls: int = 0,
 ) -> Any:
     """The thread's ``TState`` at a call's entry; ``notes``: rows for the EACCEPT loop's
-    progress points (``tstate.MODE_EACCEPT``, set by the caller). ``thread`` may be a plain
-    ``Task`` of the enclave's process (the ioctl's task, MODIFY_TYPES' loop only: ``encl``
-    given): no TCS (``TC_TCS`` -1), never entered, the access quantum as its slice (read
-    by the stream's rows only)."""
+    progress points (``tstate.MODE_EACCEPT``, set by the caller); ``calls``: rows for the
+    ioctl calls MODIFY_TYPES' loop ends and makes again itself (``tstate.TC_RETRY``).
+    ``thread`` may be a plain ``Task`` of the enclave's process (the ioctl's task,
+    MODIFY_TYPES' loop only: ``encl`` given): no TCS (``TC_TCS`` -1), never entered, the
+    access quantum as its slice (read by the stream's rows only)."""
     sgx = system.sgx
     if encl is None:
         assert isinstance(thread, EnclaveThread)
@@ -209,6 +211,7 @@ def _thread_state(
         prot=encl.pages.prot,
         lat=np.zeros(4096, np.int64),
         notes=np.zeros((notes, 2), np.int64),
+        calls=np.zeros((calls, 3), np.int64),
     )
 
 

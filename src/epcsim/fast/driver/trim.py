@@ -20,7 +20,8 @@ M3 ``run(emodt)``, EMODT (``fast/emodt.emodt_apply``), ``run(etrack)``, ETRACK
 M4 the unlock, the page counted and noted (``OpRecord.note``'s points in ``ts.notes``; an
    ``on_pages`` mark is left to Python at the next page top), back to M1;
 -EAGAIN: the unlock, then a stop at the page top with ``TC_MRET`` and ``TC_CAUSE``
-   (M5 is Python's).
+   (M5 is Python's), or - the runtime's retry allowed (``retry.call_again``) - M5 and the
+   next call's M0 on the core (``retry.retry_rows``, session ``eagain``).
 
 REMOVE_PAGES' loop (``tstate.MODE_REMOVE``, session ``ioctlcore``) shares these rows but
 ``per_page``: at M2 its decisions are ``remove.remove_takes``/``remove_word_ok`` and its
@@ -59,7 +60,15 @@ from epcsim.fast.driver.reclaim import reclaim_run
 from epcsim.fast.driver.reclaim_pc import P_A as RECLAIM_START
 from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
 from epcsim.fast.driver.remove import NAMES as REMOVE_NAMES
-from epcsim.fast.driver.remove import P_REMODPR, remove_rows, remove_takes, remove_word_ok
+from epcsim.fast.driver.remove import (
+    P_REBUSY_UNLOCKED,
+    P_REMODPR,
+    remove_rows,
+    remove_takes,
+    remove_word_ok,
+)
+from epcsim.fast.driver.retry import NAMES as RETRY_NAMES
+from epcsim.fast.driver.retry import call_again, retry_rows
 from epcsim.fast.driver.tstate import (
     CAUSE_BEING_RECLAIMED,
     MODE_REMOVE,
@@ -105,10 +114,10 @@ P_MUNLOCKED = 26  #: M4: unlocked after the page: ``c += 4096``, the progress
 P_MEAGAIN = 27  #: M2: -EAGAIN: unlock
 P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 
-#: the names of the pcs from ``P_DIRECT`` on (``thread.P_NAMES``): M's, then R's
+#: the names of the pcs from ``P_DIRECT`` on (``thread.P_NAMES``): M's, R's, the retry's
 PER_PAGE_NAMES = (
     "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt", "metrack", "munlocked",
-    "eagain", "eagain unlocked", *REMOVE_NAMES,
+    "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES,
 )  # fmt: skip
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
@@ -170,6 +179,8 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
     tcnt = ts.tcnt
     pages = ts.pages
     while True:
+        if pc > P_REBUSY_UNLOCKED:  # the runtime's next call after -EAGAIN (retry.py)
+            return retry_rows(st, ts, sp, t, pc)
         if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
             pc, r = remove_rows(st, ks, ts, sp, t, pc)
             if r >= 0:
@@ -280,8 +291,10 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
                 return pc, _blocked(st, t, P_MEAGAIN_UNLOCKED, r)
             pc = P_MEAGAIN_UNLOCKED
             continue
-        if pc == P_MEAGAIN_UNLOCKED:  # the call returns -EAGAIN: Python's M5
-            return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
+        if pc == P_MEAGAIN_UNLOCKED:  # the call returns -EAGAIN
+            if call_again(ts):  # the runtime's M5 and next call on the core (retry.py)
+                return retry_rows(st, ts, sp, t, pc)
+            return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)  # Python's M5
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 

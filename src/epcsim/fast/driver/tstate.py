@@ -79,7 +79,20 @@ TC_EMODPR_NS = 49
 TC_ZAP_NS = 50
 TC_EREMOVE_NS = 51
 TC_REMOVED = 52  #: pages removed, not yet folded (``SgxEncl.page_cnt -= n``: ``shrink``)
-N_TC = 53
+#: the runtime's -EAGAIN retry on the core (``MODE_TRIM``, PATHS.md "The runtime's retry",
+#: session ``eagain``): 1 while the machine may end a call with -EAGAIN and make the next
+#: one itself (``drive_range``: the return to user space, ``offset + count``, the syscall)
+TC_RETRY = 53
+TC_CALL_I0 = 54  #: the range index where the current call started (its ``count`` is from it)
+TC_CALLS_LEFT = 55  #: calls the runtime may still make after the current one (its guard)
+TC_CALL_N = 56  #: rows in ``calls``
+TC_USER_RETURN_NS = 57  #: ``Costs`` the retry charges: user_return, syscall
+TC_SYSCALL_NS = 58
+#: ``drive_range``'s calls in a row with no progress before the current one, and its
+#: ``max_stalled`` (0: none): the call that reaches it is Python's
+TC_STALLED = 59
+TC_MAX_STALLED = 60
+N_TC = 61
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
@@ -104,6 +117,8 @@ TCOUNTERS = (
 ) = range(len(TCOUNTERS))  # fmt: skip
 
 #: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into
-#: ``OpRecord.progress`` by the caller (``core_stream.CoreStream``)
-TState = namedtuple("TState", "tc tcnt pages writes prot lat notes")
+#: ``OpRecord.progress`` by the caller (``core_stream.CoreStream``); ``calls``: the ioctl
+#: calls the machine ended with -EAGAIN and called again (``TC_RETRY``), one row each:
+#: ``(range index where it stopped, the instant back in the runtime, CAUSE_*)``
+TState = namedtuple("TState", "tc tcnt pages writes prot lat notes calls")
 TState.__doc__ = "The thread's arrays of one driver call (module docstring)."

@@ -1,0 +1,114 @@
+"""The runtime's -EAGAIN retry of MODIFY_TYPES(TRIM) on the compiled core
+(``fast/driver/retry.py``, session ``eagain``; PATHS.md "The runtime's retry on the core").
+
+Without direct reclaim, while ksgxd is awake, a call ends with -EAGAIN at the first page
+whose ELDU finds no free EPC page and ``drive_range`` calls again from ``offset + count``;
+most such calls do no page at all (ksgxd is writing a batch back). The machine ends each
+call and makes the next itself (the return to user space, the syscall), and Python records
+the calls when the core next stops. Here, over heaps 2-3x the EPC with ksgxd awake: the
+``OpRecord`` (calls, -EAGAIN count and instants, the first call's pages, progress points,
+``pages_done`` and errno), what an ``on_call`` hook saw (each result and ``done`` before
+it), ``on_pages``' marks with their instants, the thread's scheduler fields and every
+observable of the stream tests' snapshot (counters, the free timeline, the mutex trace)
+must be equal on the reference, the fast engine and the fast engine with the core; and the
+core must have made calls itself (``StreamCore.ioctl_retries``). ``max_stalled`` small
+enough that the runtime gives up is one of the cases (the machine leaves that call to
+Python), and so is an ``on_call`` that must see the first call's return at its instant.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stream_core_cases import _snap
+from test_eaccept_core import IMAGE, _agree, _record, _selftest_enclave
+
+from epcsim.arch import PAGE_SIZE
+from epcsim.user.thread import AccessOutcome
+from epcsim.workloads.edmm import Ctx, drive_range, result_only_after
+
+LONG = bool(os.environ.get("EPCSIM_LONG"))
+
+
+def _scenario(  # type: ignore[no-untyped-def]
+    engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, settle: bool,
+    hook: str, marks: bool, max_stalled: int | None, **kw,
+):  # fmt: skip
+    """The selftest's trim without direct reclaim, called again after -EAGAIN; yields the
+    snapshot with the ``OpRecord``, the hooks' views and the thread's fields, then the
+    core's retried calls and trimmed pages."""
+    heap = max(16, int(heap_x * epc_pages))
+
+    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
+        assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
+
+    system, encl, t = _selftest_enclave(
+        engine, seed, epc_pages, cpus, False, heap, settle, add_heap, "trim", **kw
+    )
+    calls: list[tuple[object, ...]] = []
+    seen: list[tuple[int, int, int, int]] = []
+
+    def log(r, done: int) -> None:  # type: ignore[no-untyped-def]
+        calls.append((r.ret, r.count, r.result, sorted(r.extra.items()), done))
+        if len(calls) == 1:  # what only the instant shows: the demo's first-call snapshot
+            calls.append((system.now, int(system.stats()["ewb"]), int(system.stats()["eldu"])))
+
+    on_call = None if hook == "none" else log if hook == "plain" else result_only_after(1)(log)
+
+    def on_pages(done: int, total: int) -> None:
+        seen.append((done, total, system.now, int(system.stats()["emodt"])))
+
+    rec = system._call(
+        t,
+        drive_range(
+            Ctx(encl, t, []),  # type: ignore[arg-type]
+            "modify_types",
+            IMAGE,
+            heap,
+            on_pages=on_pages if marks else None,
+            on_call=on_call,
+            max_stalled=max_stalled,
+        ),
+    )
+    fields = (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime)
+    yield _snap(system, encl, AccessOutcome()), _record(rec), calls, seen, fields, t.entered
+    sc = system.sgx.stream_core
+    yield [0, 0] if sc is None else [sc.ioctl_retries, sc.trims]
+
+
+@settings(max_examples=40 if LONG else 10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**16),
+    epc_pages=st.sampled_from([64, 96, 128]),
+    cpus=st.integers(2, 4),
+    heap_x=st.sampled_from([2.0, 3.0]),
+    settle=st.booleans(),
+    hook=st.sampled_from(["none", "plain", "after1"]),
+    marks=st.booleans(),
+    max_stalled=st.sampled_from([None, None, 10_000, 4]),
+)
+def test_the_runtimes_retry_on_the_core_matches_the_reference(
+    seed: int, epc_pages: int, cpus: int, heap_x: float, settle: bool, hook: str,
+    marks: bool, max_stalled: int | None,
+) -> None:  # fmt: skip
+    """Equal on the three systems; the core made calls itself unless the hook must see
+    every call's return (``plain``), or ``max_stalled`` stopped the runtime before it
+    could (a few stalled calls)."""
+    retries, _trims = _agree(
+        _scenario, (seed, epc_pages, cpus, heap_x, settle, hook, marks, max_stalled), {}
+    )
+    if hook == "plain":
+        assert retries == 0, "a hook that reads the instant keeps every call in Python"
+    elif max_stalled != 4:
+        assert retries > 0, "the core made no call itself"
+
+
+def test_the_demos_trim_makes_its_calls_on_the_core() -> None:
+    """The demo's hooks (``demo._call_logger``: the first call's end read at its instant,
+    the others result-only; ``max_stalled`` 10,000) over a heap 3x the EPC, ksgxd awake:
+    equal, and nearly every call is the core's (all but the first and those before ksgxd
+    first went to its machine)."""
+    retries, trims = _agree(_scenario, (7, 96, 4, 3.0, False, "after1", False, 10_000), {})
+    assert retries > 100 and trims > 0
