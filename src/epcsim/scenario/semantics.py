@@ -120,6 +120,13 @@ def elrange_size(e: EnclaveSpec, lay: EnclaveLayout) -> int:
     return size
 
 
+def _names(names) -> str:  # type: ignore[no-untyped-def]
+    """Region names for an error line: as written, but a name that is not one short
+    printable line (a newline, a pasted page of text) as ``show`` gives it, so the message
+    stays one short line (found by ``test_fuzz_inputs``: a region named ``"\n"``)."""
+    return ", ".join(n if n.isprintable() and len(n) <= 60 else show(n) for n in names)
+
+
 def step_range(lay: EnclaveLayout, step, key: str) -> tuple[int, int]:
     """(first page, pages) a step covers; raises ``ScenarioError`` naming the key."""
     name = step.region
@@ -127,12 +134,12 @@ def step_range(lay: EnclaveLayout, step, key: str) -> tuple[int, int]:
         if len(lay.regions) != 1:
             raise ScenarioError(
                 f"{key}.region",
-                f"required when the enclave has several regions ({', '.join(lay.regions)})",
+                f"required when the enclave has several regions ({_names(lay.regions)})",
             )
         name = next(iter(lay.regions))
     if name not in lay.regions:
         raise ScenarioError(
-            f"{key}.region", f"no region {show(name)} (regions: {', '.join(lay.regions)})"
+            f"{key}.region", f"no region {show(name)} (regions: {_names(lay.regions)})"
         )
     reg = lay.regions[name]
     if step.offset % PAGE_SIZE:
