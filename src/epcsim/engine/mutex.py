@@ -120,14 +120,24 @@ class Mutex:
 class FifoMutex(Mutex):
     """The original lock: sleep at once when taken; the unlock hands it to the first waiter."""
 
-    def _lock_slow(self, task: Task) -> Gen:
-        self._check_owner(task)
-        self.contended += 1
-        ev = self.m.env.event()
-        self._waiters.append((task, ev))
-        self._log("sleep", task)
-        t0 = self.m.env.now
-        yield from task.sleep(ev)
+    def _lock_slow(self, task: Task, moved: tuple[int, simpy.Event | None] | None = None) -> Gen:
+        """``moved`` = ``(t0, ev)``: a sleep on the wait list begun at ``t0`` on the compiled
+        core and moved here (``epcsim.fast.cosim.transfer``), queued (or handed the lock
+        already) and waiting on ``ev``; ``ev`` None: that event was processed and the task
+        is taking a CPU. The acquisition goes on from there as ``task.sleep``'s tail."""
+        if moved is None:
+            self._check_owner(task)
+            self.contended += 1
+            ev = self.m.env.event()
+            self._waiters.append((task, ev))
+            self._log("sleep", task)
+            t0 = self.m.env.now
+            yield from task.sleep(ev)
+        else:
+            t0, pending = moved
+            if pending is not None:
+                yield pending
+            yield from task.acquire_cpu()
         self.wait_ns += int(self.m.env.now - t0)
         self._log("handoff", task)
 

@@ -5,9 +5,11 @@ returns that task: the caller's state machine then runs from the task's pc until
 again (a primitive returns ``R_BLOCKED``). Events that resume only engine code are handled
 here, as the engine's own generators and callbacks handle them: a spinner's timed poke
 (``fire``), a spinner's wake-up (another pass of the spin loop; the task is returned only
-once it owns the lock), a sleeper's wake-up (it takes a CPU first), a finished process's
-event (nothing). Every pop counts in ``clk[C_POPS]``, so ``C_POPS`` equals the number of
-events SimPy processes (``env.step`` calls) for the same run.
+once it owns the lock), a sleeper's wake-up (it takes a CPU first), a ``FifoMutex`` waiter's
+wake-up (it takes a CPU, then owns the lock handed to it: the rest of
+``FifoMutex._lock_slow``), a finished process's event (nothing). Every pop counts in
+``clk[C_POPS]``, so ``C_POPS`` equals the number of events SimPy processes (``env.step``
+calls) for the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
+    C_NOW,
     C_POPS,
     C_QLEN,
     EV_INIT,
@@ -29,16 +32,22 @@ from epcsim.fast.cosim.state import (
     HANDED_BACK,
     HB_BUDGET,
     IDLE,
+    M_WAIT_NS,
     R_OK,
     R_STOP,
     T_BUSY,
+    T_LOCK_T0,
     T_STATE,
     T_USER_NS,
+    T_WAIT_M,
+    TR_HANDOFF,
+    TS_MSLEEP,
     TS_READY,
     TS_SLEEP,
     TS_SPIN,
 )
 from epcsim.fast.cosim.task import acquire_cpu
+from epcsim.fast.cosim.trace import log
 
 
 @core_jit
@@ -69,6 +78,16 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 continue
             if state == TS_SLEEP and acquire_cpu(st, t) == R_STOP:
                 return HANDED_BACK
+            if state == TS_MSLEEP:
+                # FifoMutex._lock_slow after ``task.sleep``: a CPU, then the lock is ours
+                if acquire_cpu(st, t) == R_STOP:
+                    return HANDED_BACK
+                m = tasks[t, T_WAIT_M]
+                tasks[t, T_WAIT_M] = -1
+                st.mtx[m, M_WAIT_NS] += clk[C_NOW] - tasks[t, T_LOCK_T0]
+                log(st, np.int64(TR_HANDOFF), t, m)
+                if clk[C_HB] != 0:  # the trace is full
+                    return HANDED_BACK
             if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: now it is busy time
                 tasks[t, T_BUSY] += tasks[t, T_USER_NS]
                 tasks[t, T_USER_NS] = 0

@@ -11,6 +11,13 @@ Hand-backs: a contender whose owner is off its CPU would sleep on the wait list
 unlock by a non-owner are the reference's RuntimeErrors (``HB_RECURSIVE``,
 ``HB_BAD_UNLOCK``). So the wait list stays empty, and ``steals`` and ``handoffs`` stay 0:
 both need a sleeping waiter.
+
+``FifoMutex`` (``mtx[m, M_FIFO]``, ``Machine(mutex="fifo")``; session ``fifo``): a
+contender never spins; it sleeps on the wait list at once (``_lock_slow``: counted
+contended, ``sleep`` traced, its CPU released) and the unlock hands the lock to the first
+waiter (owner, ``handoffs``, its wake-up event now), which takes a CPU when that event is
+processed and then owns the lock (``dispatch.next_resume``: ``wait_ns``, ``handoff``
+traced). Nothing of it leaves the regime: a sleeping contender needs no running owner.
 """
 
 from __future__ import annotations
@@ -19,27 +26,39 @@ import numpy as np
 
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.spin import poke, spin_start
 from epcsim.fast.cosim.state import (
     C_NOW,
     C_PICKUP,
+    EV_RESUME,
     HB_BAD_UNLOCK,
     HB_MUTEX_SLEEP,
     HB_RECURSIVE,
     M_CONTENDED,
+    M_FIFO,
     M_FREE_SINCE,
     M_FREED_FROM,
     M_HANDOFF,
+    M_HANDOFFS,
     M_OSQ_LEN,
     M_OWNER,
+    M_WAITERS,
+    NORMAL,
+    R_BLOCKED,
     R_OK,
+    R_STOP,
     T_CPU,
     T_LOCK_T0,
+    T_STATE,
     T_STEP_END,
     T_STEP_NS,
+    T_WAIT_M,
+    TR_SLEEP,
     TR_UNLOCK,
+    TS_MSLEEP,
 )
-from epcsim.fast.cosim.task import acquire_cpu
+from epcsim.fast.cosim.task import acquire_cpu, release_cpu
 from epcsim.fast.cosim.trace import log
 
 
@@ -59,6 +78,18 @@ def lock(st, t, m):  # type: ignore[no-untyped-def]
         return R_OK
     if owner == t:
         return hand_back(st, np.int64(HB_RECURSIVE), t)
+    if mtx[m, M_FIFO] != 0:
+        # FifoMutex._lock_slow: onto the wait list's tail, asleep at once (``task.sleep``)
+        mtx[m, M_CONTENDED] += 1
+        n = mtx[m, M_WAITERS]
+        st.wl[m, n] = t
+        mtx[m, M_WAITERS] = n + 1
+        log(st, np.int64(TR_SLEEP), t, m)
+        tasks[t, T_LOCK_T0] = st.clk[C_NOW]
+        tasks[t, T_WAIT_M] = m
+        release_cpu(st, t)
+        tasks[t, T_STATE] = TS_MSLEEP
+        return R_BLOCKED
     if tasks[owner, T_CPU] < 0:  # ``_can_spin`` is false: it would sleep
         return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
     mtx[m, M_CONTENDED] += 1
@@ -68,12 +99,29 @@ def lock(st, t, m):  # type: ignore[no-untyped-def]
 
 @core_jit
 def unlock(st, t, m):  # type: ignore[no-untyped-def]
-    """``mutex_unlock`` (``_unlock`` without waiters): R_OK, or R_STOP if ``t`` is not the
-    owner."""
+    """``mutex_unlock`` (``_unlock`` without waiters; ``FifoMutex._unlock`` with them):
+    R_OK, or R_STOP if ``t`` is not the owner."""
     mtx = st.mtx
     if mtx[m, M_OWNER] != t:
         return hand_back(st, np.int64(HB_BAD_UNLOCK), t)
     log(st, np.int64(TR_UNLOCK), t, m)
+    if mtx[m, M_FIFO] != 0:
+        # FifoMutex._unlock: straight to the first waiter, whose event succeeds now
+        n = mtx[m, M_WAITERS]
+        if n == 0:
+            mtx[m, M_OWNER] = -1
+            return R_OK
+        wl = st.wl
+        nxt = wl[m, 0]
+        for i in range(n - 1):
+            wl[m, i] = wl[m, i + 1]
+        wl[m, n - 1] = -1
+        mtx[m, M_WAITERS] = n - 1
+        mtx[m, M_OWNER] = nxt
+        mtx[m, M_HANDOFFS] += 1
+        if not schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), nxt, np.int64(0)):
+            return R_STOP
+        return R_OK
     now = st.clk[C_NOW]
     mtx[m, M_OWNER] = -1
     mtx[m, M_HANDOFF] = 0

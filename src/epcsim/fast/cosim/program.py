@@ -248,6 +248,8 @@ def run_core(
     trace_capacity: int = 1 << 16,
     done_capacity: int = 1 << 16,
     max_pops: int = 1 << 24,
+    mutex: str = "linux",
+    sched: str = "cfs",
 ) -> Outcome:
     """Run ``programs`` on the compiled core; the same arguments as ``run_simpy``."""
     code, entry = compile_programs(programs)
@@ -262,6 +264,8 @@ def run_core(
         heap_capacity=heap_capacity,
         trace_capacity=trace_capacity if trace else 0,
         max_pops=max_pops,
+        mutex=mutex,
+        sched=sched,
     )
     starts_arr = np.ones(n, np.bool_) if starts is None else np.array(starts, np.bool_)
     if starts_arr.shape != (n,):

@@ -62,12 +62,15 @@ def run_served(
     done_capacity: int = 1 << 16,
     max_steps: int = 0,
     moved: dict[str, int] | None = None,
+    mutex: str = "linux",
+    sched: str = "cfs",
 ) -> tuple[Outcome, list[str], Served]:
     """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
     SimPy side (its engine state is the run's at the end).
     ``max_steps`` > 0: stop after that many events in all (the outcome's ``pending`` is
     SimPy's queue then, as ``run_simpy(max_steps=)``'s). ``moved`` counts what the moves to
-    the core carried (tasks per ``T_STATE``, pokes), for the tests' guards."""
+    the core carried (tasks per ``T_STATE``, pokes), for the tests' guards. ``mutex`` and
+    ``sched`` are ``Machine``'s (``run_simpy``'s)."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
@@ -82,12 +85,14 @@ def run_served(
         elide=elide,
         heap_capacity=heap_capacity,
         trace_capacity=4096 if trace else 0,
+        mutex=mutex,
+        sched=sched,
     )
     st.tasks[:, T_PC] = entry
     counters = np.zeros(nr_queues, np.int64)
     done = np.zeros((done_capacity, 3), np.int64)
     dn = np.zeros(1, np.int64)
-    m = Machine(nr_cpus, costs, elide=elide)
+    m = Machine(nr_cpus, costs, elide=elide, mutex=mutex, sched=sched)
     mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
     if trace:
         for mx in mutexes:
@@ -147,7 +152,7 @@ def run_served(
 
 def _count_moved(st: CoState, moved: dict[str, int]) -> None:
     for s in st.tasks[:, T_STATE].tolist():
-        key = ("new", "starting", "ready", "run", "spin", "sleep", "done")[s]
+        key = ("new", "starting", "ready", "run", "spin", "sleep", "done", "msleep")[s]
         moved[key] = moved.get(key, 0) + 1
     kinds = [e[3] for e in pending(st)]
     moved["poke"] = moved.get("poke", 0) + kinds.count(EV_POKE)

@@ -41,17 +41,20 @@ def run_simpy(
     trace: bool = True,
     max_steps: int = 0,
     via_requests: bool = False,
+    mutex: str = "linux",
+    sched: str = "cfs",
 ) -> Outcome:
     """Run ``programs`` (task ``i`` starts at time 0 if ``starts[i]``, default all) to the
     end on a SimPy ``Machine``, or for ``max_steps`` events if that is > 0. The ops call
     ``Task``/``Mutex``/``WaitQueue`` directly, or with ``via_requests`` go through
-    ``perform_simpy`` (a WAIT is then its loop of RQ_SLEEP requests)."""
+    ``perform_simpy`` (a WAIT is then its loop of RQ_SLEEP requests). ``mutex`` and
+    ``sched`` are ``Machine``'s."""
     code_arr, entry_arr = compile_programs(programs)
     code = [tuple(r) for r in code_arr.tolist()]
     entry = entry_arr.tolist()
     n = len(programs)
     starts = [True] * n if starts is None else list(starts)
-    m = Machine(nr_cpus, costs, elide=elide)
+    m = Machine(nr_cpus, costs, elide=elide, mutex=mutex, sched=sched)
     mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
     if trace:
         for mx in mutexes:

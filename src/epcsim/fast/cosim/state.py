@@ -10,8 +10,18 @@ tuple numba passes by reference.
 Everything here mirrors an object of ``epcsim.engine``: ``clk`` is SimPy's ``Environment``
 (``now``, the ``eid`` counter) plus the ``Machine``'s knobs and ``CfsRunQueue``'s
 ``min_vruntime``; ``heap`` is ``Environment._queue``; a ``tasks`` row is a ``Task``; a
-``mtx`` row is a ``LinuxMutex`` and its ``osq`` row the OSQ; a ``wq`` row is a
-``WaitQueue``; ``cpus`` is ``Machine.running``; ``trace`` is every mutex's ``trace``.
+``mtx`` row is a ``LinuxMutex`` (or, with ``M_FIFO``, a ``FifoMutex``) and its ``osq`` row
+the OSQ, its ``wl`` row the wait list; a ``wq`` row is a ``WaitQueue``; ``cpus`` is
+``Machine.running``; ``cpuq`` is ``FifoRunQueue._free_cpus`` (with ``C_FIFO_SCHED``);
+``trace`` is every mutex's ``trace``.
+
+The FIFO variants (``Machine(mutex="fifo", sched="fifo")``, the model's simplified
+comparison, session ``fifo``): each decision is next to its Linux counterpart in the
+primitive that makes it - ``task.acquire_cpu``/``release_cpu`` (``FifoRunQueue.wake``/
+``release``: CPUs handed out in FIFO order, no vruntime placement), ``task.run_user`` (no
+preemption: the step counts as busy time when it starts), ``mutex.lock``/``unlock``
+(``FifoMutex``: sleep at once on the wait list; the unlock hands the lock to the first
+waiter) and ``dispatch.next_resume`` (the woken waiter's tail of ``_lock_slow``).
 """
 
 from __future__ import annotations
@@ -43,7 +53,11 @@ C_BUDGET = 15  #: stop after this many pops (0: no limit): a guard against a run
 #: 1 while the machines are *served* by SimPy (``served``): ``request.perform`` records a
 #: request in the task's row (``T_RQ``) instead of performing it, and the machine returns
 C_SERVED = 16
-N_CLK = 17
+#: 1: the CPUs are ``FifoRunQueue``'s (``Machine(sched="fifo")``), 0: ``CfsRunQueue``'s
+C_FIFO_SCHED = 17
+#: ``len(FifoRunQueue._free_cpus)``: the idle CPUs in ``cpuq[:n]``, hand-out order
+C_CPUQ_LEN = 18
+N_CLK = 19
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -88,7 +102,8 @@ T_USER_NS = 21  #: the ``run_user`` step the task waits for (0: none): busy time
 T_RQ = 22  #: served mode: the request the machine asked for (``request.RQ_*``), 0 = none
 T_RQ_A = 23  #: its argument
 T_RQ_RET = 24  #: the answer of the task's last request the machine reads (RQ_WAKE: anyone woken)
-N_TASK = 25
+T_WAIT_M = 25  #: the ``FifoMutex`` whose wait list the task sleeps on (``TS_MSLEEP``), else -1
+N_TASK = 26
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued
@@ -97,33 +112,40 @@ TS_RUN = 3  #: waiting for its ``run`` (or ``run_user``) step's timeout
 TS_SPIN = 4  #: optimistic spinning on ``T_SPIN_M``
 TS_SLEEP = 5  #: asleep on a wait queue
 TS_DONE = 6  #: exited
+#: asleep on a ``FifoMutex``'s wait list (``T_WAIT_M``; ``T_LOCK_T0`` when it went to sleep)
+TS_MSLEEP = 7
 
 SE_NONE = 0  #: no wait yet (``rec.ev is None``)
 SE_PENDING = 1  #: waiting, not triggered
 SE_TRIGGERED = 2  #: succeeded (scheduled or processed)
 
-# -- mtx: one row per ``LinuxMutex`` ------------------------------------------------------------
+# -- mtx: one row per ``LinuxMutex`` or ``FifoMutex`` (``M_FIFO``) -----------------------------
 M_OWNER = 0  #: owning task (-1 = free)
 M_HANDOFF = 1  #: MUTEX_FLAG_HANDOFF (never set inside the regime)
 M_FREE_SINCE = 2  #: ``_free_since``
 M_FREED_FROM = 3  #: ``_freed_from``
 M_HANDED_AT = 4  #: ``_handed_at``
 M_OSQ_LEN = 5  #: spinners queued on the OSQ (their tasks: the ``osq`` row, head first)
-M_WAITERS = 6  #: wait-list length (always 0 inside the regime)
+#: wait-list length, its tasks in ``wl[m, :n]``, first first (a ``LinuxMutex``'s stays 0
+#: inside the regime; a ``FifoMutex``'s contenders all sleep there)
+M_WAITERS = 6
 M_CONTENDED = 7
 M_WAIT_NS = 8
 M_STEALS = 9
 M_HANDOFFS = 10
 M_SPIN_ACQUIRED = 11
-N_MUTEX = 12
+M_FIFO = 12  #: 1: a ``FifoMutex`` (``Machine(mutex="fifo")``), 0: a ``LinuxMutex``
+N_MUTEX = 13
 
 # -- trace: ``(ns, event, task, mutex)`` rows; ``TR_*`` names the event as ``Mutex._log`` ----
-TRACE_EVENTS = ("spin", "spin_acquire", "unlock", "steal", "spin_fail")
+TRACE_EVENTS = ("spin", "spin_acquire", "unlock", "steal", "spin_fail", "sleep", "handoff")
 TR_SPIN = 0
 TR_SPIN_ACQUIRE = 1
 TR_UNLOCK = 2
 TR_STEAL = 3
 TR_SPIN_FAIL = 4
+TR_SLEEP = 5  #: ``FifoMutex._lock_slow``: the contender sleeps on the wait list
+TR_HANDOFF = 6  #: ``FifoMutex._lock_slow``: the woken waiter owns the lock (handed over)
 
 # -- what the core returns ------------------------------------------------------------------
 # A primitive that may block (``run``, ``lock``, ``sleep_on``, ``acquire_cpu``) returns:
@@ -158,7 +180,7 @@ HB_NAMES = (
     "event budget spent",
 )
 
-CoState = namedtuple("CoState", "clk heap tasks cpus mtx osq wq wql trace")
+CoState = namedtuple("CoState", "clk heap tasks cpus mtx osq wq wql trace cpuq wl")
 CoState.__doc__ = "The core's arrays (see the module docstring); numba takes it as one argument."
 
 
@@ -173,11 +195,16 @@ def new_state(
     heap_capacity: int = 1024,
     trace_capacity: int = 0,
     max_pops: int = 0,
+    mutex: str = "linux",
+    sched: str = "cfs",
 ) -> CoState:
     """A machine at time 0: ``nr_cpus`` idle CPUs, ``nr_tasks`` tasks not started, free
     mutexes, empty wait queues. ``elide`` is ``Machine(elide=...)``; ``trace_capacity`` 0
     leaves the trace off (``Mutex.trace is None``); ``max_pops`` > 0 stops the core
-    (``HB_BUDGET``) after that many events."""
+    (``HB_BUDGET``) after that many events; ``mutex`` and ``sched`` are
+    ``Machine(mutex=..., sched=...)``: every mutex of the flavour, the CPUs' policy."""
+    if mutex not in ("linux", "fifo") or sched not in ("cfs", "fifo"):
+        raise ValueError(f"mutex/sched: linux|fifo and cfs|fifo, got {mutex!r}/{sched!r}")
     for name, v, low in (
         ("nr_cpus", nr_cpus, 1),
         ("nr_tasks", nr_tasks, 1),
@@ -198,13 +225,17 @@ def new_state(
     clk[C_PICKUP] = costs.mutex_pickup
     clk[C_SPIN_POLL] = costs.mutex_spin_poll
     clk[C_LATENCY] = SCHED_LATENCY_NS * tunable_factor(nr_cpus)
+    clk[C_FIFO_SCHED] = int(sched == "fifo")
+    clk[C_CPUQ_LEN] = nr_cpus  # FifoRunQueue: deque(range(nr_cpus))
     tasks = np.zeros((nr_tasks, N_TASK), np.int64)
     tasks[:, T_CPU] = -1
     tasks[:, T_LAST_CPU] = -1
     tasks[:, T_STEP_END] = -1
     tasks[:, T_SPIN_M] = -1
+    tasks[:, T_WAIT_M] = -1
     mtx = np.zeros((nr_mutexes, N_MUTEX), np.int64)
     mtx[:, M_OWNER] = -1
+    mtx[:, M_FIFO] = int(mutex == "fifo")
     return CoState(
         clk=clk,
         heap=np.zeros((heap_capacity, N_HEAP), np.int64),
@@ -215,4 +246,6 @@ def new_state(
         wq=np.zeros(nr_queues, np.int64),
         wql=np.full((nr_queues, nr_tasks), -1, np.int64),
         trace=np.zeros((trace_capacity, 4), np.int64),
+        cpuq=np.arange(nr_cpus, dtype=np.int64),
+        wl=np.full((nr_mutexes, nr_tasks), -1, np.int64),
     )

@@ -10,6 +10,12 @@ idle CPU would queue the task: the core hands back (``HB_NO_CPU``) before it.
 advances in place when no event is due up to and including the step's end (nothing can
 run before it ends, so the order is SimPy's; ``epcsim/fast/README.md``), else a timeout
 resumes the task. With ``C_ELIDE`` clear every step is a timeout (``Machine(elide=False)``).
+
+``FifoRunQueue`` (``clk[C_FIFO_SCHED]``, session ``fifo``): its wake-up onto an idle CPU
+takes the head of its free-CPU deque (``cpuq``) and places nothing (no vruntime, no
+``started``); a released CPU goes to the deque's tail. Its user steps are never
+preempted, so ``run_user`` counts one as busy time when it starts, as the reference's
+``sched != "cfs"`` branch does. Each branch is next to CFS's in the function below.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
 from epcsim.fast.cosim.spin import poke
 from epcsim.fast.cosim.state import (
+    C_CPUQ_LEN,
     C_ELIDE,
     C_ELIDED,
+    C_FIFO_SCHED,
     C_LATENCY,
     C_MIN_VR,
     C_NOW,
@@ -78,12 +86,28 @@ def update_min_vruntime(st):  # type: ignore[no-untyped-def]
 
 @core_jit
 def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
-    """``Task.acquire_cpu`` -> ``CfsRunQueue.wake`` onto an idle CPU (R_OK), or hand back
-    when none is idle (R_STOP; nothing changed)."""
+    """``Task.acquire_cpu`` -> ``CfsRunQueue.wake`` (or ``FifoRunQueue.wake``) onto an idle
+    CPU (R_OK), or hand back when none is idle (R_STOP; nothing changed)."""
     tasks = st.tasks
     if tasks[t, T_CPU] >= 0:
         return R_OK
     cpus = st.cpus
+    clk = st.clk
+    if clk[C_FIFO_SCHED] != 0:
+        # FifoRunQueue.wake: the free-CPU deque's head (``popleft``), no placement
+        n = clk[C_CPUQ_LEN]
+        if n == 0:
+            return hand_back(st, np.int64(HB_NO_CPU), t)
+        cpuq = st.cpuq
+        cpu = cpuq[0]
+        for i in range(n - 1):
+            cpuq[i] = cpuq[i + 1]
+        cpuq[n - 1] = -1
+        clk[C_CPUQ_LEN] = n - 1
+        tasks[t, T_CPU] = cpu
+        tasks[t, T_SLICE_START] = clk[C_NOW]
+        cpus[cpu] = t
+        return R_OK
     cpu = tasks[t, T_LAST_CPU]
     if cpu < 0 or cpus[cpu] >= 0:
         cpu = -1
@@ -110,17 +134,23 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
 @core_jit
 def release_cpu(st, t):  # type: ignore[no-untyped-def]
     """``Task.release_cpu`` (sleep or exit): vruntime accounting, the CPU goes idle (no task
-    waits for one in the regime), and spinners on a lock ``t`` owns are poked
-    (``Machine._owner_off_cpu``), in the order they began spinning."""
+    waits for one in the regime; ``FifoRunQueue.release`` appends it to the free-CPU
+    deque), and spinners on a lock ``t`` owns are poked (``Machine._owner_off_cpu``), in
+    the order they began spinning."""
     tasks = st.tasks
     cpu = tasks[t, T_CPU]
     if cpu < 0:
         return
-    now = st.clk[C_NOW]
+    clk = st.clk
+    now = clk[C_NOW]
     tasks[t, T_VRUNTIME] += now - tasks[t, T_SLICE_START]
     tasks[t, T_CPU] = -1
     tasks[t, T_LAST_CPU] = cpu
     st.cpus[cpu] = -1
+    if clk[C_FIFO_SCHED] != 0:
+        n = clk[C_CPUQ_LEN]
+        st.cpuq[n] = cpu
+        clk[C_CPUQ_LEN] = n + 1
     # _owner_off_cpu: spinners whose lock ``t`` owns, by spin start (dict order)
     last = -1
     while True:
@@ -171,8 +201,9 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
     preemption interrupts the step and it runs all ``ns``). Not ``run``: ``step_end`` and
     ``step_ns`` are left alone (a lock released after a user step frees from ``now``), and
     ``busy_ns`` grows when the step is *over* - at once when elided, else when its timeout
-    is processed (``dispatch.next_resume`` adds ``T_USER_NS``). R_OK / R_BLOCKED / R_STOP as
-    ``run``."""
+    is processed (``dispatch.next_resume`` adds ``T_USER_NS``); with ``FifoRunQueue``
+    (nothing preempts a user step) when it starts, and the step is a plain timeout. R_OK /
+    R_BLOCKED / R_STOP as ``run``."""
     tasks = st.tasks
     if tasks[t, T_CPU] < 0:
         r = acquire_cpu(st, t)
@@ -189,7 +220,10 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
         return R_OK
     if not schedule(st, ns, np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0)):
         return R_STOP
-    tasks[t, T_USER_NS] = ns
+    if clk[C_FIFO_SCHED] != 0:
+        tasks[t, T_BUSY] += ns  # ``run_user``'s ``sched != "cfs"`` branch
+    else:
+        tasks[t, T_USER_NS] = ns
     tasks[t, T_STATE] = TS_RUN
     return R_BLOCKED
 

@@ -4,9 +4,13 @@ CPython internals it reads).
 
 Every event in ``env._queue`` must be one the core knows - a served task's resumption (its
 process's Initialize, a ``run``'s timeout, a woken sleeper's or a poked spinner's event), a
-spinner's timed poke (``LinuxMutex._fire``), a finished served process - and the engine
-inside the core's regime (CFS with nobody waiting for a CPU, no mutex wait list or
-HANDOFF, no need_resched, no flood); otherwise nothing moves and it answers False. The
+spinner's timed poke (``LinuxMutex._fire``), a finished served process, a ``FifoMutex``
+waiter's wake-up - and the engine inside the core's regime (CFS or the FIFO run queue with
+nobody waiting for a CPU, no ``LinuxMutex`` wait list or HANDOFF, no need_resched, no
+flood); otherwise nothing moves and it answers False. A ``FifoMutex``'s sleepers move
+(session ``fifo``): queued on its wait list, or handed the lock with their wake-up queued,
+each waiting in ``task.sleep`` inside ``FifoMutex._lock_slow`` (or in the ``moved`` form
+``to_simpy`` builds), with its ``t0``. The
 events go into the core's heap with their own ``(time, priority, eid)``, ``env._eid``'s
 next value becomes ``C_EID``, and the tasks' scheduler fields, the mutexes (owner, pick-up
 times, counters, OSQ, each spinner's wait and generation), the wait queues' sleepers and
@@ -33,13 +37,15 @@ from simpy.events import NORMAL as SIMPY_NORMAL
 from simpy.events import URGENT as SIMPY_URGENT
 
 from epcsim.engine.machine import Task
-from epcsim.engine.mutex import LinuxMutex, _Spinner
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
+    C_CPUQ_LEN,
     C_EID,
     C_ELIDED,
+    C_FIFO_SCHED,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
@@ -56,6 +62,7 @@ from epcsim.fast.cosim.state import (
     EV_RESUME,
     KEY_SHIFT,
     M_CONTENDED,
+    M_FIFO,
     M_FREE_SINCE,
     M_FREED_FROM,
     M_HANDED_AT,
@@ -75,6 +82,7 @@ from epcsim.fast.cosim.state import (
     T_LAST_CPU,
     T_LOCK_T0,
     T_RQ,
+    T_RQ_A,
     T_SLICE_START,
     T_SPIN_EV,
     T_SPIN_GEN,
@@ -87,7 +95,9 @@ from epcsim.fast.cosim.state import (
     T_STEP_NS,
     T_USER_NS,
     T_VRUNTIME,
+    T_WAIT_M,
     TS_DONE,
+    TS_MSLEEP,
     TS_NEW,
     TS_RUN,
     TS_SLEEP,
@@ -102,6 +112,7 @@ _RUN_CODE = Task.run.__code__
 _RUN_USER_CODE = Task.run_user.__code__
 _SLEEP_CODE = Task.sleep.__code__
 _LOCK_SLOW_CODE = LinuxMutex._lock_slow.__code__
+_FIFO_LOCK_CODE = FifoMutex._lock_slow.__code__
 
 
 def _next_eid(env: Any) -> int:
@@ -129,10 +140,16 @@ def _innermost(gen: Any) -> Any:
 
 def _in_regime(sv: Served) -> bool:
     m = sv.m
-    if m.flood is not None or not isinstance(m.rq, CfsRunQueue) or m.rq.waiting():
+    if m.flood is not None or not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
         return False
-    if any(not isinstance(mx, LinuxMutex) or mx._waiters or mx.handoff for mx in sv.mutexes):
+    if m.rq.waiting():
         return False
+    for mx in sv.mutexes:
+        if isinstance(mx, LinuxMutex):
+            if mx._waiters or mx.handoff:
+                return False
+        elif not isinstance(mx, FifoMutex):
+            return False
     return not any(t._resched for t in sv.tasks)
 
 
@@ -152,6 +169,7 @@ def to_core(sv: Served) -> bool:
     state = np.full(n_t, TS_NEW, np.int64)
     user_ns = np.zeros(n_t, np.int64)  # a ``run_user`` step under way: its ns
     spin: dict[int, tuple[int, _Spinner, int, int]] = {}  # t -> (mutex, rec, spin t0, lock t0)
+    msleep: dict[int, tuple[int, int]] = {}  # t -> (FifoMutex, lock t0): asleep on it
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
     sleepers: dict[int, int] = {}  # id(pending wait event) -> task
     for t, proc in enumerate(sv.procs):
@@ -175,6 +193,11 @@ def to_core(sv: Served) -> bool:
             if inner is not _RUN_CODE and inner is not _wait.__code__:
                 return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
             state[t] = TS_RUN
+        elif rq == RQ_RUN_USER and isinstance(m.rq, FifoRunQueue):
+            # ``run_user``'s ``sched != "cfs"`` branch: a plain timeout, busy time counted
+            if inner is not _RUN_USER_CODE and inner is not _wait.__code__:
+                return False  # waiting for a CPU
+            state[t] = TS_RUN
         elif rq == RQ_RUN_USER:
             if inner is not _RUN_USER_CODE or task._user_proc is not proc:
                 return False  # waiting for a CPU, or preempted
@@ -188,6 +211,18 @@ def to_core(sv: Served) -> bool:
             state[t] = TS_SLEEP
             if not target.triggered:
                 sleepers[id(target)] = t
+        elif rq == RQ_LOCK and isinstance(sv.mutexes[int(st.tasks[t, T_RQ_A])], FifoMutex):
+            mi = int(st.tasks[t, T_RQ_A])
+            fm = sv.mutexes[mi]
+            queued = any(w is task and ev is target for w, ev in fm._waiters)
+            handed = fm.owner is task and target.triggered
+            if not (queued or handed) or inner not in (_SLEEP_CODE, _FIFO_LOCK_CODE):
+                return False  # woken and waiting for a CPU
+            fl = _frame_locals(gen, _FIFO_LOCK_CODE)
+            if fl is None:
+                return False
+            msleep[t] = (mi, int(fl["t0"]))
+            state[t] = TS_MSLEEP
         elif rq == RQ_LOCK:
             mx = m.spinning.get(task)
             if not isinstance(mx, LinuxMutex) or mx not in mix:
@@ -233,8 +268,16 @@ def to_core(sv: Served) -> bool:
     clk[C_EID] = _next_eid(env)
     clk[C_POPS] = sv.pops
     clk[C_ELIDED] = m.elided
-    assert isinstance(m.rq, CfsRunQueue)  # _in_regime
-    clk[C_MIN_VR] = m.rq.min_vruntime
+    if isinstance(m.rq, FifoRunQueue):
+        free = list(m.rq._free_cpus)
+        clk[C_FIFO_SCHED] = 1
+        clk[C_CPUQ_LEN] = len(free)
+        st.cpuq[:] = -1
+        st.cpuq[: len(free)] = free
+    else:
+        assert isinstance(m.rq, CfsRunQueue)  # _in_regime
+        clk[C_FIFO_SCHED] = 0
+        clk[C_MIN_VR] = m.rq.min_vruntime
     clk[C_TRACE_LEN] = 0
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
     rows.sort()
@@ -266,23 +309,36 @@ def to_core(sv: Served) -> bool:
             row[T_SPIN_SEQ] = order[task]
         else:
             row[T_SPIN_M] = -1
+        if t in msleep:
+            row[T_WAIT_M], row[T_LOCK_T0] = msleep[t]
+        else:
+            row[T_WAIT_M] = -1
     clk[C_SPIN_SEQ] = len(order)
     for i, mx in enumerate(sv.mutexes):
-        assert isinstance(mx, LinuxMutex)
         r = st.mtx[i]
         r[M_OWNER] = -1 if mx.owner is None else tix[mx.owner]
-        r[M_HANDOFF] = 0
-        r[M_FREE_SINCE] = mx._free_since
-        r[M_FREED_FROM] = mx._freed_from
-        r[M_HANDED_AT] = mx._handed_at
-        r[M_OSQ_LEN] = len(mx._osq)
-        r[M_WAITERS] = 0
         r[M_CONTENDED] = mx.contended
         r[M_WAIT_NS] = mx.wait_ns
         r[M_STEALS] = mx.steals
         r[M_HANDOFFS] = mx.handoffs
         r[M_SPIN_ACQUIRED] = mx.spin_acquired
         st.osq[i] = -1
+        st.wl[i] = -1
+        if isinstance(mx, FifoMutex):
+            r[M_FIFO] = 1
+            r[M_HANDOFF] = r[M_FREE_SINCE] = r[M_FREED_FROM] = r[M_HANDED_AT] = 0
+            r[M_OSQ_LEN] = 0
+            r[M_WAITERS] = len(mx._waiters)
+            st.wl[i, : len(mx._waiters)] = [tix[w] for w, _ in mx._waiters]
+            continue
+        assert isinstance(mx, LinuxMutex)
+        r[M_FIFO] = 0
+        r[M_HANDOFF] = 0
+        r[M_FREE_SINCE] = mx._free_since
+        r[M_FREED_FROM] = mx._freed_from
+        r[M_HANDED_AT] = mx._handed_at
+        r[M_OSQ_LEN] = len(mx._osq)
+        r[M_WAITERS] = 0
         st.osq[i, : len(mx._osq)] = [tix[task] for task in mx._osq]
     for qi, row in enumerate(wql):
         st.wq[qi] = len(row)
@@ -332,6 +388,7 @@ def _detach(sv: Served) -> None:
         if isinstance(mx, LinuxMutex):
             mx._osq.clear()
             mx._spin_ev.clear()
+        mx._waiters.clear()  # a FifoMutex's sleepers are the core's now
     sv.m.spinning.clear()
     for q in sv.queues:
         q._waiters.clear()

@@ -7,10 +7,13 @@ SimPy and CPython internals it uses).
 process that finishes the task's request in progress and then serves its machine
 (``Served.serve``): a ``run``'s timeout, a sleeper's ``Task.sleep`` tail
 (``acquire_cpu``), a spinner's ``LinuxMutex._lock_slow`` entered with ``moved`` (its spin
-goes on from its wait); a timed poke becomes a timeout calling ``LinuxMutex._fire`` for
-the spin and generation it was armed for; a spinner's or sleeper's pending wait is a
-pending SimPy event (``_spin_ev``, ``WaitQueue._waiters``). Rows of the core's mutex trace
-are appended to the ``Mutex.trace`` lists.
+goes on from its wait), a ``FifoMutex`` waiter's ``_lock_slow`` entered with ``moved``
+(``task.sleep``'s tail, then the hand-over); a timed poke becomes a timeout calling
+``LinuxMutex._fire`` for the spin and generation it was armed for; a spinner's or
+sleeper's pending wait is a pending SimPy event (``_spin_ev``, ``WaitQueue._waiters``, a
+``FifoMutex``'s ``_waiters``). The CPUs go back as ``CfsRunQueue``'s idle list or
+``FifoRunQueue``'s free-CPU deque (``cpuq``'s order). Rows of the core's mutex trace are
+appended to the ``Mutex.trace`` lists.
 
 Why a module of its own: one direction of the move (split from ``transfer.py`` by session
 ``split``, no code changed), with the generators and processes it builds (``_wait``,
@@ -29,12 +32,13 @@ from typing import Any
 from simpy.events import PENDING, Event, Process
 
 from epcsim.engine.machine import Gen, Task
-from epcsim.engine.mutex import LinuxMutex, _Spinner
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
+    C_CPUQ_LEN,
     C_EID,
     C_ELIDED,
     C_HB,
@@ -64,6 +68,7 @@ from epcsim.fast.cosim.state import (
     M_SPIN_ACQUIRED,
     M_STEALS,
     M_WAIT_NS,
+    M_WAITERS,
     T_BUSY,
     T_CPU,
     T_LAST_CPU,
@@ -81,8 +86,10 @@ from epcsim.fast.cosim.state import (
     T_STEP_NS,
     T_USER_NS,
     T_VRUNTIME,
+    T_WAIT_M,
     TRACE_EVENTS,
     TS_DONE,
+    TS_MSLEEP,
     TS_NEW,
     TS_RUN,
     TS_SLEEP,
@@ -164,15 +171,18 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     env = sv.env
     m = sv.m
     rq = m.rq
-    assert isinstance(rq, CfsRunQueue)
     tasks = st.tasks
     env._now = int(clk[C_NOW])
     env._eid = count(int(clk[C_EID]))
     sv.pops = int(clk[C_POPS])
     m.elided = int(clk[C_ELIDED])
-    rq.min_vruntime = int(clk[C_MIN_VR])
     m.running = [None if r < 0 else sv.tasks[r] for r in st.cpus.tolist()]
-    rq._idle = [c for c, r in enumerate(m.running) if r is None]
+    if isinstance(rq, FifoRunQueue):
+        rq._free_cpus = deque(st.cpuq[: int(clk[C_CPUQ_LEN])].tolist())
+    else:
+        assert isinstance(rq, CfsRunQueue)
+        rq.min_vruntime = int(clk[C_MIN_VR])
+        rq._idle = [c for c, r in enumerate(m.running) if r is None]
     for t, task in enumerate(sv.tasks):
         row = tasks[t].tolist()
         task.cpu = None if row[T_CPU] < 0 else row[T_CPU]
@@ -192,19 +202,21 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             tr.append((ns, TRACE_EVENTS[ev], sv.tasks[t].name))
     clk[C_TRACE_LEN] = 0
     for i, mx in enumerate(sv.mutexes):
-        assert isinstance(mx, LinuxMutex)
         r = st.mtx[i].tolist()
         mx.owner = None if r[M_OWNER] < 0 else sv.tasks[r[M_OWNER]]
-        mx.handoff = False
-        mx._free_since = r[M_FREE_SINCE]
-        mx._freed_from = r[M_FREED_FROM]
-        mx._handed_at = r[M_HANDED_AT]
         mx.contended = r[M_CONTENDED]
         mx.wait_ns = r[M_WAIT_NS]
         mx.steals = r[M_STEALS]
         mx.handoffs = r[M_HANDOFFS]
         mx.spin_acquired = r[M_SPIN_ACQUIRED]
-        mx._waiters = deque()
+        mx._waiters = deque()  # a FifoMutex's sleepers: below, once their events exist
+        if isinstance(mx, FifoMutex):
+            continue
+        assert isinstance(mx, LinuxMutex)
+        mx.handoff = False
+        mx._free_since = r[M_FREE_SINCE]
+        mx._freed_from = r[M_FREED_FROM]
+        mx._handed_at = r[M_HANDED_AT]
         mx._osq = [sv.tasks[x] for x in st.osq[i, : r[M_OSQ_LEN]].tolist()]
         mx._spin_ev = {}
     # every waiting task's event (its process is built below), and the spinners' records
@@ -232,12 +244,16 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             # ``rec.ev`` is that event
             target[t] = _triggered(env)
             target[t].callbacks = None  # type: ignore[assignment]
-        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING):
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP):
             target[t] = _triggered(env) if t in resumed else Event(env)
         if t in recs:
             recs[t].ev = target[t]
     for q, queue in enumerate(sv.queues):
         queue._waiters = [target[t] for t in st.wql[q, : st.wq[q]].tolist()]
+    for i, mx in enumerate(sv.mutexes):
+        if isinstance(mx, FifoMutex):
+            n_w = int(st.mtx[i, M_WAITERS])
+            mx._waiters = deque((sv.tasks[t], target[t]) for t in st.wl[i, :n_w].tolist())
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
     kept: tuple[Generator[Any, Any, None], Event] | None = None
@@ -249,6 +265,13 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             if s == TS_SLEEP:
                 tasks[t, T_RQ] = RQ_SLEEP
                 now = sv.serve(t, task.acquire_cpu())
+            elif s == TS_MSLEEP:  # woken with the lock handed over: it takes a CPU
+                mi = int(tasks[t, T_WAIT_M])
+                tasks[t, T_RQ] = RQ_LOCK
+                tasks[t, T_RQ_A] = mi
+                fm = sv.mutexes[mi]
+                assert isinstance(fm, FifoMutex)
+                now = sv.serve(t, fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), None)))
             elif s == TS_SPIN:
                 mi = int(tasks[t, T_SPIN_M])
                 tasks[t, T_RQ] = RQ_LOCK
@@ -286,6 +309,13 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         elif s == TS_SLEEP:
             tasks[t, T_RQ] = RQ_SLEEP
             first = _sleep_tail(task, ev)
+        elif s == TS_MSLEEP:
+            mi = int(tasks[t, T_WAIT_M])
+            tasks[t, T_RQ] = RQ_LOCK
+            tasks[t, T_RQ_A] = mi
+            fm = sv.mutexes[mi]
+            assert isinstance(fm, FifoMutex)
+            first = fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), ev))
         else:  # TS_SPIN
             mi = int(tasks[t, T_SPIN_M])
             tasks[t, T_RQ] = RQ_LOCK
