@@ -15,6 +15,7 @@ from test_driver_ksgxd import snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
+from epcsim.engine.sched import CfsRunQueue
 
 #: observables in which the fast engine differs from the reference by design (elided steps
 #: take no event: fewer eids, so other eids in the queue)
@@ -38,7 +39,10 @@ def _snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignor
         list(cpu.lp_tcs),
         None if secs is None else sorted(secs.busy_tcs),
     )
-    snap["rq"] = (list(system.machine.rq._idle), system.machine.context_switches)
+    rq = system.machine.rq
+    # CFS's idle CPUs (sorted), or the FIFO run queue's free-CPU deque (its order matters)
+    free = rq._idle if isinstance(rq, CfsRunQueue) else rq._free_cpus
+    snap["rq"] = (list(free), system.machine.context_switches)
     lock = encl.encl.lock
     snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
     snap["outcome"] = dataclasses.astuple(out)

@@ -63,7 +63,7 @@ def snapshot(system: epcsim.System) -> dict[str, object]:
         "now": m.env.now,
         "eid": eid,
         "elided": m.elided,
-        "min_vruntime": m.rq.min_vruntime,
+        "min_vruntime": getattr(m.rq, "min_vruntime", None),  # CFS's (FIFO: none)
         "running": [None if r is None else r.name for r in m.running],
         "task": (
             task.cpu,
@@ -78,9 +78,10 @@ def snapshot(system: epcsim.System) -> dict[str, object]:
         "sleeping": sgx.ksgxd_sleeping,
         "lock": (
             encl.lock.owner,
-            encl.lock._free_since,
-            encl.lock._freed_from,
-            encl.lock._handed_at,
+            # LinuxMutex's pick-up times (a FifoMutex has none)
+            getattr(encl.lock, "_free_since", None),
+            getattr(encl.lock, "_freed_from", None),
+            getattr(encl.lock, "_handed_at", None),
             encl.lock.contended,
             list(encl.lock.trace or []),
         ),

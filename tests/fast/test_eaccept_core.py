@@ -111,17 +111,20 @@ def _scenario(  # type: ignore[no-untyped-def]
     yield _snap(system, encl, AccessOutcome()), seen_by
     sc = system.sgx.stream_core
     yield (
-        [0, 0, 0, 0, 0]
+        [0] * 6
         if sc is None
-        else [sc.eaccepts, sc.trims, sc.removes, sc.eaccept_entries, sc.eaccept_tcs_stops]
-    )
+        else [
+            sc.eaccepts, sc.trims, sc.removes, sc.eaccept_entries, sc.eaccept_tcs_stops,
+            sc.lock_contended,
+        ]
+    )  # fmt: skip
 
 
 def _three(*args, **kw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     """The scenario on the three systems, equal step by step; the core's accepted, trimmed
     and removed pages."""
     b = _agree(_scenario, args, kw)
-    assert len(b) == 5
+    assert len(b) == 6
     return int(b[0]), int(b[1]), int(b[2])
 
 
@@ -171,7 +174,7 @@ def test_the_eaccept_loop_on_the_core_matches_the_reference(
     takes the CPU in Python); a heap that fits is the fast engine's batch
     (``fast/eaccept.accept_run``) once the first page is done, where the core has nothing
     to do."""
-    eaccepts, trims, removes, entries, tcs_stops = _agree(
+    eaccepts, trims, removes, entries, tcs_stops, _ = _agree(
         _scenario, (seed, epc_pages, cpus, heap_x, direct, epp, settle, short), {"via": via}
     )
     if heap_x >= 1:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epcsim.engine.mutex import LinuxMutex
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
 
@@ -87,7 +87,8 @@ def _static_regime(system: System) -> bool:
     sgx = system.sgx
     if system.cpu.content_mode != "tag" or type(sgx.lru) is not KernelLru:
         return False
-    if not isinstance(system.machine.rq, CfsRunQueue) or sgx.flood is not None:
+    # Linux's or the model's FIFO variants (session ``fifo``: PATHS.md "The regime")
+    if not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue) or sgx.flood is not None:
         return False
     if len(system.machine.running) < 2:
         # the regime puts the thread and ksgxd each on its own CPU (PATHS.md "The
@@ -100,7 +101,7 @@ def _static_regime(system: System) -> bool:
     encl = next(iter(sgx.enclaves.values()))
     if not encl.initialized or encl.dead or encl.secs_epc < 0:
         return False
-    if not isinstance(encl.lock, LinuxMutex) or sgx.ksgxd_task is None:
+    if not isinstance(encl.lock, LinuxMutex | FifoMutex) or sgx.ksgxd_task is None:
         return False
     if system.cpu.epcm.has_aside():
         return False

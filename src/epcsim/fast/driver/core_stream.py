@@ -69,6 +69,7 @@ from epcsim.fast.cosim.state import (
     C_HB_NOW,
     C_HB_TASK,
     HANDED_BACK,
+    M_CONTENDED,
     T_PC,
     T_STATE,
     TS_NEW,
@@ -83,6 +84,7 @@ from epcsim.fast.driver.bridge import (
     take_small,
 )
 from epcsim.fast.driver.core_regime import CoreStreamRegime
+from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.pins import check_no_direct_pins
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
@@ -292,7 +294,9 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_MAX_STALLED] = self.max_stalled
             tc[T.TC_USER_RETURN_NS] = costs.user_return
             tc[T.TC_SYSCALL_NS] = costs.syscall
+        contended = int(co.mtx[0, M_CONTENDED])
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
+        owner.lock_contended += int(co.mtx[0, M_CONTENDED]) - contended
         sess.ks = ks
         owner.entries += 1
         if mode is not None:
@@ -325,6 +329,10 @@ class CoreStream(CoreStreamRegime):
             if asleep:
                 co.tasks[KSGXD, T_STATE] = TS_NEW
                 co.wq[0] = 0
+            # the thread's CPU first: its LP state folds onto it (``fold_thread``), and a FIFO
+            # waiter of encl->lock may have woken on another CPU (``to_simpy`` writes the
+            # same fields again)
+            fold_task(thread, co.tasks[THREAD])
             fold_thread(system, thread, encl, secs, ks, ts)
             sess.fold_pins()
             to_simpy(sv)
@@ -383,6 +391,7 @@ class CoreStream(CoreStreamRegime):
         # a fault under encl->lock, through the fault's end in Python: ``Session.on_stop``)
         owner.session = None
         owner.secs_stops += 1
+        fold_task(thread, co.tasks[THREAD])  # its CPU first (above)
         fold_thread(system, thread, encl, secs, ks, ts)
         sess.fold_pins()
         check_no_direct_pins(co, ks, ts, THREAD)  # the direct batch's pins (pins.py)

@@ -4,7 +4,8 @@ SimPy ``Machine`` (issue 9, PATHS.md).
 Every driver call (``bridge.run_ksgxd``, ``thread_bridge.run_thread``/``run_pair``,
 ``stream``'s loop-top entry) starts the same way: a core with one row per task, its clock
 at SimPy's, the next eid drawn from ``env._eid`` (and put back), CFS's ``min_vruntime`` and
-latency, each task's scheduler fields and ``encl->lock``'s pick-up times. ``take_engine``
+latency (or ``FifoRunQueue``'s free-CPU deque), each task's scheduler fields and
+``encl->lock``'s pick-up times (``LinuxMutex``; a ``FifoMutex`` has none). ``take_engine``
 does that once; each caller then sets what its entry instant has of its own (which task
 sleeps on ``ksgxd_waitq``, the program counters). ``transfer.to_core`` is the general
 form (any pending state); this is the entry of the calls whose regime starts with an
@@ -18,9 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Task
-from epcsim.engine.mutex import LinuxMutex
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex, Mutex
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
+    C_CPUQ_LEN,
     C_EID,
     C_ELIDED,
     C_LATENCY,
@@ -51,24 +53,32 @@ if TYPE_CHECKING:
     from epcsim.system import System
 
 
-def take_engine(system: System, tasks: Sequence[Task], mutex: LinuxMutex, trace: bool) -> CoState:
+def take_engine(system: System, tasks: Sequence[Task], mutex: Mutex, trace: bool) -> CoState:
     """A core whose task row ``t`` is ``tasks[t]`` (on the CPU it holds, if any), with one
     mutex (``mutex``, free) and one wait queue (empty), at SimPy's instant; ``trace``
     gives it a mutex trace buffer."""
     m = system.machine
     rq = m.rq
-    assert isinstance(rq, CfsRunQueue)  # the callers' regime checks
+    fifo_mutex = isinstance(mutex, FifoMutex)
     co = new_state(
         m.nr_cpus, len(tasks), 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
-        trace_capacity=(1 << 16) if trace else 0,
+        trace_capacity=(1 << 16) if trace else 0, mutex="fifo" if fifo_mutex else "linux",
+        sched="fifo" if isinstance(rq, FifoRunQueue) else "cfs",
     )  # fmt: skip
     clk = co.clk
     clk[C_NOW] = int(m.env._now)
     eid = next(m.env._eid)
     m.env._eid = itertools.count(eid)
     clk[C_EID] = eid
-    clk[C_MIN_VR] = rq.min_vruntime
-    clk[C_LATENCY] = rq.latency_ns
+    if isinstance(rq, FifoRunQueue):
+        free = list(rq._free_cpus)
+        clk[C_CPUQ_LEN] = len(free)
+        co.cpuq[:] = -1
+        co.cpuq[: len(free)] = free
+    else:
+        assert isinstance(rq, CfsRunQueue)  # the callers' regime checks
+        clk[C_MIN_VR] = rq.min_vruntime
+        clk[C_LATENCY] = rq.latency_ns
     clk[C_ELIDED] = 0
     for t, task in enumerate(tasks):
         row = co.tasks[t]
@@ -84,13 +94,14 @@ def take_engine(system: System, tasks: Sequence[Task], mutex: LinuxMutex, trace:
             co.cpus[task.cpu] = t
     mx = co.mtx[0]
     mx[M_OWNER] = -1
-    mx[M_FREE_SINCE] = int(mutex._free_since)
-    mx[M_FREED_FROM] = int(mutex._freed_from)
-    mx[M_HANDED_AT] = int(mutex._handed_at)
+    if isinstance(mutex, LinuxMutex):
+        mx[M_FREE_SINCE] = int(mutex._free_since)
+        mx[M_FREED_FROM] = int(mutex._freed_from)
+        mx[M_HANDED_AT] = int(mutex._handed_at)
     return co
 
 
-def absolute_counters(co: CoState, elided: int, mutex: LinuxMutex) -> None:
+def absolute_counters(co: CoState, elided: int, mutex: Mutex) -> None:
     """Write the engine's elided-step count and ``encl->lock``'s contention counters into
     ``co`` as absolute values. ``take_engine`` leaves them at zero, for the calls whose
     fold adds the core's deltas; a core that ``transfer.to_simpy`` may hand to SimPy

@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from epcsim.engine.machine import Gen, Task
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.transfer_to_core import _frame_locals
 from epcsim.fast.driver import kstate as K
@@ -146,6 +146,9 @@ class StreamCore:
         self.trims = 0
         #: pages REMOVE_PAGES' loop removed on the core (session ``ioctlcore``)
         self.removes = 0
+        #: ``encl->lock``'s contended acquisitions on the core (a spin, or with
+        #: ``FifoMutex`` a sleep on its wait list; session ``fifo``: its tests' guard)
+        self.lock_contended = 0
         #: the ioctl loops' calls the machine itself ended with an error, by ``(ret,
         #: tstate.CAUSE_*)``: M2's -EAGAIN at the page's load, R3's -EBUSY (cause 0)
         #: (``CoreStream._take_ret``; what tests/fast/test_remove_ebusy_core.py checks)
@@ -277,7 +280,7 @@ class StreamCore:
             return None
         if len(sgx.enclaves) != 1 or encl is not next(iter(sgx.enclaves.values())):
             return None
-        if len(sgx.epc.nodes) != 1 or not isinstance(system.machine.rq, CfsRunQueue):
+        if len(sgx.epc.nodes) != 1 or not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue):
             return None
         if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
             return None

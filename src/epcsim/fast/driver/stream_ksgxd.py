@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from epcsim.engine.machine import Gen, Task
-from epcsim.engine.mutex import LinuxMutex
+from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.request import RQ_SLEEP
 from epcsim.fast.cosim.served import Served
@@ -92,7 +92,7 @@ class Session(SessionStops):
         self.parked = parked
         kt = sgx.ksgxd_task
         mutex = encl.lock
-        assert kt is not None and isinstance(mutex, LinuxMutex)
+        assert kt is not None and isinstance(mutex, LinuxMutex | FifoMutex)
         self.sv = Served(
             co, owner.system.machine, [thread, kt], [mutex], [sgx.ksgxd_waitq], self.step,
             mode=mode, on_stop=self.on_stop,
@@ -189,7 +189,7 @@ class Session(SessionStops):
         sgx = system.sgx
         kt = sgx.ksgxd_task
         mutex = encl.lock
-        assert kt is not None and isinstance(mutex, LinuxMutex)
+        assert kt is not None and isinstance(mutex, LinuxMutex | FifoMutex)
         placeholder = Task(system.machine, "fast_core: no stream yet")
         co = take_engine(system, [placeholder, kt], mutex, mutex.trace is not None)
         co.tasks[KSGXD, T_PC] = KM.P_CHECK
@@ -330,7 +330,7 @@ def _core_state_running(system: System, thread: Task, mutex: Any, trace: bool) -
     ``encl->lock`` (``mutex``) free."""
     kt = system.sgx.ksgxd_task
     assert kt is not None and thread.cpu is not None
-    assert isinstance(mutex, LinuxMutex)
+    assert isinstance(mutex, LinuxMutex | FifoMutex)
     co = take_engine(system, [thread, kt], mutex, trace)
     co.tasks[THREAD, T_STATE] = TS_READY
     co.tasks[THREAD, T_PC] = P_TOP
