@@ -10,7 +10,8 @@ Here the existing core tests' scenarios run with each FIFO combination - the rem
 stress test's trim, EACCEPT and REMOVE_PAGES (``test_eaccept_core``), the trim from the
 thread or the ioctl task with TCS pages and holes (``test_trim_core``), the access streams
 with ``run(until=)``, a tampered record, EAUG and a started thread
-(``test_stream_core``) - and every observable after every step must be equal on the three
+(``test_stream_core``), the runtime's -EAGAIN retry without direct reclaim
+(``test_trim_retry_core``) - and every observable after every step must be equal on the three
 systems: the kernel's and the CPU's arrays, the backing records, the counters, the
 timeline, the latencies, the mutex trace (``sleep``/``handoff``: the event order), the
 scheduler's fields and its free-CPU deque, the clock and the eids. The core must have run
@@ -27,6 +28,7 @@ from test_eaccept_core import _agree
 from test_eaccept_core import _scenario as eaccept_scenario
 from test_stream_core import _scenario as stream_scenario
 from test_trim_core import _scenario as trim_scenario
+from test_trim_retry_core import _scenario as retry_scenario
 
 #: (mutex, sched): every combination with a FIFO variant (Linux's is the other tests')
 VARIANTS = st.sampled_from([("fifo", "fifo"), ("fifo", "cfs"), ("linux", "fifo")])
@@ -134,3 +136,24 @@ def test_ksgxd_and_the_trim_contend_for_the_fifo_lock_on_the_core() -> None:
         eaccepts, trims, removes, _, _, contended = _agree(eaccept_scenario, args, kw)
         assert trims > 0 and eaccepts > 0 and removes > 0
         assert contended > 0, "no FIFO sleep on the core"
+
+
+@settings(max_examples=4, **SETTINGS)
+@given(
+    seed=st.integers(0, 2**16),
+    epc_pages=st.sampled_from([64, 96]),
+    cpus=st.integers(2, 4),
+    settle=st.booleans(),
+    hook=st.sampled_from(["none", "after1"]),
+    variant=VARIANTS,
+)
+def test_the_runtimes_retry_with_fifo_variants_matches_the_reference(
+    seed: int, epc_pages: int, cpus: int, settle: bool, hook: str, variant: tuple[str, str]
+) -> None:  # fmt: skip
+    """``test_trim_retry_core``'s trim without direct reclaim, called again after -EAGAIN
+    (the demo's FIFO run without direct reclaim in small), with a FIFO variant: equal, and
+    the core made calls itself (``StreamCore.ioctl_retries``)."""
+    mutex, sched = variant
+    args = (seed, epc_pages, cpus, 3.0, settle, hook, False, None)
+    retries, trims = _agree(retry_scenario, args, {"mutex": mutex, "sched": sched})
+    assert retries > 0 and trims > 0, "the core made no call itself"
