@@ -63,12 +63,16 @@ def _build(  # type: ignore[no-untyped-def]
     )
     n = mult * epc_pages
     encl = system.create_enclave(1 << ((2 * n * PAGE_SIZE - 1).bit_length()))
+    # the build in Python, ksgxd in its generator: where these tests start from (ADD_PAGES'
+    # loop on the core, session ``addcore``, is ``test_add_core.py``'s)
+    sc = system.sgx.stream_core
+    system.sgx.stream_core = None
     if tcs:
         assert encl.add_pages(0, PAGE_SIZE, page_type="tcs").ok
         assert encl.add_pages(PAGE_SIZE, (n - 1) * PAGE_SIZE).ok
     else:
         assert encl.add_pages(0, n * PAGE_SIZE).ok
-    sc = system.sgx.stream_core
+    system.sgx.stream_core = sc
     if sc is not None:
         # ksgxd met K0 during the EADDs (the enclave not initialized): its generator kept it
         assert system.stats()["ksgxd_batches"] > 0 and sc.k0_entries == 0

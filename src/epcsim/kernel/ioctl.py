@@ -300,31 +300,60 @@ def sgx_ioc_enclave_add_pages(
         return IoctlResult(-EINVAL)
     ret = 0
     c = 0
-    while c < arg.length:
-        if task.signal_pending():
-            if c == 0:
-                ret = -ERESTARTSYS
-            break  # c > 0: ret keeps the previous page's 0 (partial success)
-        if encl.sgx.fast and not hook_may_act(progress):  # a run where nothing interleaves
-            k = fast_ioctl.add_run(
-                task, encl, (arg.offset + c) // PAGE_SIZE, (arg.length - c) // PAGE_SIZE,
-                arg.src, c, arg.secinfo.flags, bool(arg.flags & SGX_PAGE_MEASURE), progress, c,
-            )  # fmt: skip
-            if k:
-                ret = 0
-                c += k * PAGE_SIZE
-                continue
-        yield from task.cond_resched()
-        data = None if arg.src is None else arg.src[c : c + PAGE_SIZE]
-        ret = yield from sgx_encl_add_page(
-            task, encl, (arg.offset + c) // PAGE_SIZE, data, arg.secinfo, arg.flags
-        )
-        if ret:
-            break
-        c += PAGE_SIZE
-        if progress is not None:
-            progress(encl, c)
+    core = _add_core(task, encl, arg, progress)
+    try:
+        while c < arg.length:
+            if task.signal_pending():
+                if c == 0:
+                    ret = -ERESTARTSYS
+                break  # c > 0: ret keeps the previous page's 0 (partial success)
+            if encl.sgx.fast and not hook_may_act(progress):  # a run where nothing interleaves
+                k = fast_ioctl.add_run(
+                    task, encl, (arg.offset + c) // PAGE_SIZE, (arg.length - c) // PAGE_SIZE,
+                    arg.src, c, arg.secinfo.flags, bool(arg.flags & SGX_PAGE_MEASURE), progress,
+                    c,
+                )  # fmt: skip
+                if k:
+                    ret = 0
+                    c += k * PAGE_SIZE
+                    continue
+            if core is not None:  # the pages from here on the compiled core, ksgxd with it
+                moved = yield from core.run(c // PAGE_SIZE, c // PAGE_SIZE)
+                k = 0 if moved is None else moved[0] - c // PAGE_SIZE
+                if k:  # MRENCLAVE's blocks of the core's pages, before any page of ours
+                    fast_ioctl.measure_added(
+                        encl, (arg.offset + c) // PAGE_SIZE, k, arg.secinfo.flags
+                    )
+                    ret = 0
+                    c += k * PAGE_SIZE
+                    continue
+            yield from task.cond_resched()
+            data = None if arg.src is None else arg.src[c : c + PAGE_SIZE]
+            ret = yield from sgx_encl_add_page(
+                task, encl, (arg.offset + c) // PAGE_SIZE, data, arg.secinfo, arg.flags
+            )
+            if ret:
+                break
+            c += PAGE_SIZE
+            if progress is not None:
+                progress(encl, c)
+    finally:
+        if core is not None:
+            core.close()
     return IoctlResult(ret, count=c)
+
+
+def _add_core(task: Task, encl: SgxEncl, arg: AddPagesArgs, progress: ProgressHook | None) -> Any:
+    """The compiled loop for this ADD_PAGES call (``StreamCore.add``; PATHS.md "The
+    ADD_PAGES loop"), or None: the reference engine, no core, or what the core leaves to
+    this loop - measured pages (EEXTEND hashes the page's bytes), page data, a progress
+    hook (it would see each page)."""
+    sc = encl.sgx.stream_core
+    if sc is None or progress is not None or arg.src is not None:
+        return None
+    if arg.flags & SGX_PAGE_MEASURE or arg.secinfo is None or arg.length <= 0:
+        return None
+    return sc.add(task, encl, arg.offset // PAGE_SIZE, arg.length // PAGE_SIZE, arg.secinfo.flags)
 
 
 # -- SGX_IOC_ENCLAVE_INIT ----------------------------------------------------------------------

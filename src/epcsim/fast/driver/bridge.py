@@ -305,6 +305,9 @@ def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
     kc[K.K_CHILD_CNT] = encl.secs_child_cnt
     kc[K.K_SECS_CHILDREN] = secs.child_count
     kc[K.K_REFCOUNT] = encl.refcount
+    # EINIT between two served steps: a session begun during the build (ADD_PAGES' loop
+    # on the core, session ``addcore``) goes on after it, and D's SECS eviction reads it
+    kc[K.K_INITIALIZED] = int(encl.initialized)
     kc[K.K_EPOCH] = secs.epoch
     kc[K.K_TRACKING] = len(secs.tracking)
     kc[K.K_INSIDE] = int(bool(secs.inside))  # ETRACK's tracking set is the LPs inside

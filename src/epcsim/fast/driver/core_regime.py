@@ -99,7 +99,7 @@ def _static_regime(system: System) -> bool:
     if len(sgx.enclaves) != 1:
         return False
     encl = next(iter(sgx.enclaves.values()))
-    if not encl.initialized or encl.dead or encl.secs_epc < 0:
+    if not _built_or_building(system, encl) or encl.dead or encl.secs_epc < 0:
         return False
     if not isinstance(encl.lock, LinuxMutex | FifoMutex) or sgx.ksgxd_task is None:
         return False
@@ -114,4 +114,15 @@ def _static_regime(system: System) -> bool:
     return not np.any(epc.owner_encl[on_lru] != encl.id)
 
 
-__all__ = ["CoreStreamRegime"]
+def _built_or_building(system: System, encl: Any) -> bool:
+    """The enclave initialized (the stream, EACCEPT and the SGX2 loops), or not yet while
+    an ADD_PAGES loop is live on the core (``StreamCore.add_live``, session ``addcore``:
+    EADD wants it uninitialized; ksgxd's machine handles both, PATHS.md "The ADD_PAGES
+    loop", design item 3)."""
+    if encl.initialized:
+        return True
+    core = system.sgx.stream_core
+    return core is not None and core.add_live > 0
+
+
+__all__ = ["CoreStreamRegime", "_built_or_building"]

@@ -147,6 +147,8 @@ class CoreStream(CoreStreamRegime):
         self.ioctl_mode = T.MODE_TRIM
         #: its range's pages done before this ioctl call (``ioctl_sgx2._trim_core``)
         self.base = 0
+        #: ADD_PAGES' SECINFO flags (``StreamCore.add``)
+        self.add_flags = 0
         #: after ``END_DIRECT``: the direct batch's ``(rows, j, ewbed)`` (``_direct_rest``)
         self.direct: tuple[list[list[int]], int, tuple[int, int, int] | None] | None = None
         #: after a MODIFY_TYPES ``run``: the call's ``ret`` (0, or -EAGAIN with its cause,
@@ -166,7 +168,9 @@ class CoreStream(CoreStreamRegime):
         self.calls: list[list[int]] = []
 
     def _count(self, n: int) -> None:
-        if self.trim is not None and self.ioctl_mode == T.MODE_REMOVE:
+        if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
+            self.owner.adds += n
+        elif self.trim is not None and self.ioctl_mode == T.MODE_REMOVE:
             self.owner.removes += n
         elif self.trim is not None:
             self.owner.trims += n
@@ -205,7 +209,9 @@ class CoreStream(CoreStreamRegime):
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
         self.owner.live -= 1
-        if self.trim is not None:
+        if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
+            self.owner.add_live -= 1
+        elif self.trim is not None:
             self.owner.trim_live -= 1
         if self.retrying:
             self.owner.retry_live -= 1
@@ -294,6 +300,9 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_MAX_STALLED] = self.max_stalled
             tc[T.TC_USER_RETURN_NS] = costs.user_return
             tc[T.TC_SYSCALL_NS] = costs.syscall
+            tc[T.TC_ADD_FLAGS] = self.add_flags
+            tc[T.TC_EADD_NS] = costs.eadd
+            tc[T.TC_PAGE_CNT] = encl.page_cnt
         contended = int(co.mtx[0, M_CONTENDED])
         rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
         owner.lock_contended += int(co.mtx[0, M_CONTENDED]) - contended

@@ -149,6 +149,13 @@ class StreamCore:
         #: ``encl->lock``'s contended acquisitions on the core (a spin, or with
         #: ``FifoMutex`` a sleep on its wait list; session ``fifo``: its tests' guard)
         self.lock_contended = 0
+        #: pages ADD_PAGES' loop (``kernel.ioctl.sgx_ioc_enclave_add_pages``) added on the
+        #: core (session ``addcore``)
+        self.adds = 0
+        #: ADD_PAGES loops on the core whose ioctl has not returned: the enclave is being
+        #: built, not initialized, and the core's regime takes it (``core_regime``), ksgxd's
+        #: machine is served during the ioctl (``stream_ksgxd._worth_serving``)
+        self.add_live = 0
         #: the ioctl loops' calls the machine itself ended with an error, by ``(ret,
         #: tstate.CAUSE_*)``: M2's -EAGAIN at the page's load, R3's -EBUSY (cause 0)
         #: (``CoreStream._take_ret``; what tests/fast/test_remove_ebusy_core.py checks)
@@ -371,6 +378,27 @@ class StreamCore:
         if w.size < n:
             w = self._no_writes = np.zeros(n, np.bool_)
         return w[:n]
+
+    def add(self, task: Task, encl: Any, first: int, n: int, flags: int) -> CoreStream | None:
+        """A ``CoreStream`` for ADD_PAGES' page loop over ``n`` pages from ``first`` with
+        SECINFO ``flags`` (PATHS.md "The ADD_PAGES loop"), or None where the structure
+        excludes it (as ``trim``'s; the caller, ``kernel.ioctl``, excludes measured pages,
+        page data and a progress hook). ``task`` is the ioctl's caller, as for ``trim``."""
+        if first + n > encl.nr_pages or task.kernel or encl.initialized:
+            return None
+        if isinstance(task, EnclaveThread):
+            if task.encl is not encl:
+                return None
+        elif not any(task in mm.tasks for mm in encl.mm_list):
+            return None
+        pages = np.arange(first, first + n, dtype=np.int64)
+        cs = self.stream(task, pages, self._writes(n), encl)
+        if cs is not None:
+            cs.trim = (0, 1 << 40, 0)  # an ioctl loop without notes nor marks
+            cs.ioctl_mode = T.MODE_ADD
+            cs.add_flags = int(flags)
+            self.add_live += 1
+        return cs
 
 
 __all__ = ["StreamCore"]

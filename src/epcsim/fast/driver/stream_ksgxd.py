@@ -42,6 +42,7 @@ from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_small
+from epcsim.fast.driver.core_regime import _built_or_building
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.pins import check_no_direct_pins, pinned_rows
@@ -285,7 +286,9 @@ def _served_regime(system: System, encl: Any) -> bool:
     sgx = system.sgx
     if len(sgx.enclaves) != 1 or next(iter(sgx.enclaves.values())) is not encl:
         return False
-    if not encl.initialized or encl.dead or sgx.flood is not None or type(sgx.lru) is not KernelLru:
+    if not _built_or_building(system, encl) or encl.dead:
+        return False
+    if sgx.flood is not None or type(sgx.lru) is not KernelLru:
         return False
     kt = sgx.ksgxd_task
     return kt is not None and not kt._resched and not system.machine.rq.waiting()
@@ -313,6 +316,8 @@ def _worth_serving(system: System) -> bool:
             others += 1
     if others > 1:
         return False
+    if core.add_live:  # ADD_PAGES' loop on the core takes the session at its page top
+        return True  # (one call builds the range: no short calls, unlike the trim below)
     if core.trim_live:  # MODIFY_TYPES' loop on the core takes the session at its page top
         # with "auto", only with direct reclaim: without it a call ends at the first page
         # whose ELDU finds no free page, so while ksgxd is awake the calls are short (the

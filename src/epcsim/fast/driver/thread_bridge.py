@@ -401,6 +401,9 @@ def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts:
     _flush_latencies(system, ts)
     encl.page_cnt -= int(tc[T.TC_REMOVED])  # REMOVE_PAGES' shrink, as deltas too
     tc[T.TC_REMOVED] = 0
+    encl.page_cnt += int(tc[T.TC_ADDED])  # ADD_PAGES' grow
+    tc[T.TC_PAGE_CNT] += int(tc[T.TC_ADDED])
+    tc[T.TC_ADDED] = 0
     if not isinstance(thread, EnclaveThread):
         if ks.kc[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
             raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")

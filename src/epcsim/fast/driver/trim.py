@@ -42,6 +42,8 @@ from numba import njit
 from epcsim.arch import PageType
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU, T_PC
+from epcsim.fast.driver.add import NAMES as ADD_NAMES
+from epcsim.fast.driver.add import P_ADD_FIRST, add_rows
 from epcsim.fast.driver.encls import etrack
 from epcsim.fast.driver.ksgxd import _blocked, _stop, should_reclaim
 from epcsim.fast.driver.kstate import (
@@ -68,9 +70,10 @@ from epcsim.fast.driver.remove import (
     remove_word_ok,
 )
 from epcsim.fast.driver.retry import NAMES as RETRY_NAMES
-from epcsim.fast.driver.retry import call_again, retry_rows
+from epcsim.fast.driver.retry import P_MSYSCALL_RUN, call_again, retry_rows
 from epcsim.fast.driver.tstate import (
     CAUSE_BEING_RECLAIMED,
+    MODE_ADD,
     MODE_REMOVE,
     TC_CAUSE,
     TC_DIRECT,
@@ -117,8 +120,9 @@ P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 #: the names of the pcs from ``P_DIRECT`` on (``thread.P_NAMES``): M's, R's, the retry's
 PER_PAGE_NAMES = (
     "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt", "metrack", "munlocked",
-    "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES,
+    "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES, *ADD_NAMES,
 )  # fmt: skip
+assert P_ADD_FIRST == P_MSYSCALL_RUN + 1  # the pcs' order: M's, R's, the retry's, A's
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
 _ROW_DIRECT = np.int64(RECLAIM_DIRECT)
@@ -179,6 +183,8 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
     tcnt = ts.tcnt
     pages = ts.pages
     while True:
+        if pc >= P_ADD_FIRST:  # ADD_PAGES' rows (add.py), A1 to A4
+            return add_rows(st, ks, ts, sp, kp, t, pc)
         if pc > P_REBUSY_UNLOCKED:  # the runtime's next call after -EAGAIN (retry.py)
             return retry_rows(st, ts, sp, t, pc)
         if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
@@ -193,6 +199,8 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
         if pc == P_TOP:  # thread_run checked the hook's stops (``_hook_stop``) first
             if tc[TC_I] >= tc[TC_N]:  # the range's end (_hook_stop stops there first)
                 return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
+            if tc[TC_MODE] == MODE_ADD:  # ADD_PAGES' page top (add.py's A0)
+                return add_rows(st, ks, ts, sp, kp, t, pc)
             # sgx_reclaim_direct: one batch if free < LOW, without encl->lock
             if tc[TC_DIRECT] != 0 and should_reclaim(ks, tc[TC_LOW]):
                 tcnt[TN_DIRECT_CALLS] += 1

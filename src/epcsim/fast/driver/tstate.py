@@ -92,7 +92,12 @@ TC_SYSCALL_NS = 58
 #: ``max_stalled`` (0: none): the call that reaches it is Python's
 TC_STALLED = 59
 TC_MAX_STALLED = 60
-N_TC = 61
+#: the ADD_PAGES loop (``MODE_ADD``, PATHS.md A0-A4, session ``addcore``)
+TC_ADD_FLAGS = 61  #: the SECINFO's flags (type and RWX)
+TC_EADD_NS = 62  #: ``Costs`` it charges: eadd (and ioctl_page, ``TC_IOCTL_NS``)
+TC_PAGE_CNT = 63  #: ``SgxEncl.page_cnt`` at the call's entry (A0's VA-page decision)
+TC_ADDED = 64  #: pages grown, not yet folded (``SgxEncl.page_cnt += n``: ``grow``)
+N_TC = 65
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
@@ -100,6 +105,9 @@ MODE_TRIM = 2  #: ``kernel/ioctl_sgx2._page_loop`` of MODIFY_TYPES (session ``mt
 #: ``_page_loop`` of REMOVE_PAGES (session ``ioctlcore``): MODE_TRIM's rows but ``per_page``;
 #: the two are "the ioctl loops", ``mode >= MODE_TRIM``
 MODE_REMOVE = 3
+#: ``kernel/ioctl.sgx_ioc_enclave_add_pages``' page loop (session ``addcore``): an ioctl
+#: loop too (``mode >= MODE_TRIM``: its page top is ``trim_rows``'), its rows ``add.py``'s
+MODE_ADD = 4
 
 #: ``TC_CAUSE``: ``ioctl_sgx2.EAGAIN_BEING_RECLAIMED`` and ``EAGAIN_NO_FREE_PAGE``
 CAUSE_NONE = 0
@@ -109,11 +117,12 @@ CAUSE_NO_FREE_PAGE = 2
 #: the ``Counters`` fields the thread's rows add to, in ``tcnt``'s column order
 TCOUNTERS = (
     "enclave_accesses", "page_faults", "alloc_ebusy", "fault_retries", "eldu", "eaccept",
-    "emodt", "direct_reclaim_calls", "direct_reclaim_pages", "emodpr", "eremove",
+    "emodt", "direct_reclaim_calls", "direct_reclaim_pages", "emodpr", "eremove", "eadd",
+    "alloc_reclaim_batches",
 )  # fmt: skip
 (
     TN_ACCESSES, TN_FAULTS, TN_EBUSY, TN_RETRIES, TN_ELDU, TN_EACCEPT, TN_EMODT,
-    TN_DIRECT_CALLS, TN_DIRECT_PAGES, TN_EMODPR, TN_EREMOVE,
+    TN_DIRECT_CALLS, TN_DIRECT_PAGES, TN_EMODPR, TN_EREMOVE, TN_EADD, TN_ALLOC_RECLAIM,
 ) = range(len(TCOUNTERS))  # fmt: skip
 
 #: ``notes``: the EACCEPT loop's ``OpRecord.note`` points ``(ns, pages done)``, folded into

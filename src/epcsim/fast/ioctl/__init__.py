@@ -42,9 +42,9 @@ batch needs (``_quiet``, ``_finish``) and ``layouts`` for the state adapters (sp
 
 from __future__ import annotations
 
-from epcsim.fast.ioctl.add_pages import add_run
+from epcsim.fast.ioctl.add_pages import add_run, measure_added
 from epcsim.fast.ioctl.modify_types import modify_trim_run
 from epcsim.fast.ioctl.remove_pages import remove_run
 from epcsim.fast.ioctl.restrict_permissions import restrict_run
 
-__all__ = ["add_run", "modify_trim_run", "remove_run", "restrict_run"]
+__all__ = ["add_run", "measure_added", "modify_trim_run", "remove_run", "restrict_run"]

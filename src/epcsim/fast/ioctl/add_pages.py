@@ -136,6 +136,20 @@ def add_run(
     return k
 
 
+def measure_added(encl: SgxEncl, index: int, k: int, flags: int) -> None:
+    """MRENCLAVE's EADD blocks of the ``k`` unmeasured pages from ``index`` that the
+    compiled core added (``StreamCore.add``, session ``addcore``), in page order, as each
+    page's ``Measurement.eadd`` would have fed them: the core does not hash (PATHS.md "The
+    ADD_PAGES loop": the blocks and their order do not depend on timing), so the caller
+    feeds them at the core's stop, before any page of its own."""
+    st = encl.sgx.cpu.secs_state(encl.secs_epc)
+    pt = (flags >> 8) & 0xFF
+    eadd_flags = flags & ~7 if pt == PageType.TCS else flags
+    idx = np.arange(index, index + k, dtype=np.int64)
+    linaddrs = (encl.base + (idx << PAGE_SHIFT)).astype(np.uint64)
+    _measure(encl.sgx.cpu, st, None, linaddrs - np.uint64(st.base), eadd_flags, False)
+
+
 def _measure(hw: SgxCpu, st, pages, offsets: np.ndarray, flags: int, measure: bool) -> None:
     """``Measurement.eadd`` then (with SGX_PAGE_MEASURE) sixteen ``eextend`` per page."""
     mr = st.measurement
@@ -167,4 +181,4 @@ def _measure(hw: SgxCpu, st, pages, offsets: np.ndarray, flags: int, measure: bo
         mr.update_raw(buf.tobytes())
 
 
-__all__ = ["MEASURE_BLOCK", "add_run"]
+__all__ = ["MEASURE_BLOCK", "add_run", "measure_added"]

@@ -1,0 +1,238 @@
+"""The ADD_PAGES loop's rows (PATHS.md A0-A4), compiled into the thread's machine.
+
+``kernel/ioctl.sgx_ioc_enclave_add_pages``' page loop runs on the thread's machine in
+``tstate.MODE_ADD`` (session ``addcore``; PATHS.md "The ADD_PAGES loop"): the task is the
+process's ioctl task on the thread row (as MODIFY_TYPES' from ``Enclave.modify_types``),
+the enclave not yet initialized. Its rows are here, inlined through ``trim.trim_rows`` into
+``thread_run`` (no new machine, one compile):
+
+A0 the page top: what the core takes is decided there, before anything is applied
+   (``add_takes``: the page not present, the SECS resident, no VA page to grow, no LP
+   inside); otherwise a stop at the page top (``KB_TOP``), where Python's loop runs the
+   page from its own top - an exact re-entry (A1's loop keeps no state but the EPC's);
+A1 ``sgx_alloc_epc_page(reclaim=true)``: the free list's head, or, while it is empty, one
+   ``sgx_reclaim_pages`` in the adder's context (``reclaim.reclaim_run``'s row 1, as
+   M1's), counted as the reference counts it; the free timeline's point and T4's wake-up
+   of ksgxd (``sgx_should_reclaim(low)``). An empty LRU (-ENOMEM) stops at the page top;
+A2 ``sgx_encl_grow`` without a VA page: ``page_cnt + 1`` (a delta, ``TC_ADDED``);
+A3 the lock, ``run(ioctl_page)``, ``run(eadd)``, EADD (the EPCM entry, the tag of a zero
+   page, the SECS's child count; MRENCLAVE's block is Python's, fed in page order when the
+   call stops: PATHS.md, "The measurement does not depend on timing"), the page entry;
+A4 ``sgx_mark_page_reclaimable``, the unlock, the page counted; back to A0.
+
+The order of every step is ``kernel/ioctl.py``'s (``sgx_ioc_enclave_add_pages``,
+``sgx_encl_add_page``), ``kernel/main.py``'s ``alloc_epc_page``, ``kernel/encl.py``'s
+``grow`` and ``isa/encls.py``'s ``eadd``; a change there changes this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
+from epcsim.fast.cosim.state import C_NOW, R_OK, T_PC, T_RQ_RET
+from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
+from epcsim.fast.driver.kstate import (
+    CN_WAKEUPS,
+    K_CHILD_CNT,
+    K_ENCL_ID,
+    K_FT_N,
+    K_INITIALIZED,
+    K_INSIDE,
+    K_LRU_ROW,
+    K_NR_FREE,
+    K_SECS_CHILDREN,
+    K_SECS_EPC,
+    K_SLEEPING,
+    K_SVC,
+    KB_TOP,
+    KB_UNEXPECTED,
+    RC_NK,
+    RC_PC,
+    SVC_FT_FULL,
+)
+from epcsim.fast.driver.reclaim import reclaim_run
+from epcsim.fast.driver.reclaim_pc import P_A as RECLAIM_START
+from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
+from epcsim.fast.driver.tstate import (
+    TC_ADD_FLAGS,
+    TC_ADDED,
+    TC_DONE,
+    TC_EADD_NS,
+    TC_FREE_ROW,
+    TC_I,
+    TC_IDX,
+    TC_IOCTL_NS,
+    TC_LOW,
+    TC_PAGE,
+    TC_PAGE_CNT,
+    TN_ALLOC_RECLAIM,
+    TN_DIRECT_PAGES,
+    TN_EADD,
+)
+from epcsim.fast.ops.epc import alloc_from_node
+from epcsim.fast.ops.lru import lru_mark
+from epcsim.isa.epcm import EPCM_PT_SHIFT, EPCM_VALID
+from epcsim.kernel.encl_page import ENCL_PAGE_PRESENT, ENCL_PAGE_TYPE_SHIFT
+from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.page_list import LEN
+
+# -- the ADD_PAGES loop's pcs (thread.py's P_NAMES names them), after ``retry.py``'s -------
+P_AALLOC = 38  #: A1: ``sgx_alloc_epc_page``'s loop top
+P_ADIRECT = 39  #: A1: its ``sgx_reclaim_pages`` under way (``reclaim_run``, row 1)
+P_AWOKEN = 40  #: A1: ``wake_ksgxd``'s wake-up is done (its answer in ``T_RQ_RET``)
+P_AGROW = 41  #: A2: ``sgx_encl_grow`` (no VA page), then the lock
+P_ALOCKED = 42  #: A3: ``encl->lock`` taken: ``run(ioctl_page)``
+P_AIOCTL_RUN = 43  #: A3: ``run(ioctl_page)`` is over: ``run(eadd)``
+P_AEADD_RUN = 44  #: A3-A4: ``run(eadd)`` is over: EADD, the entry, the mark, the unlock
+P_AUNLOCKED = 45  #: A4: unlocked after the page: ``c += 4096``
+NAMES = ("aalloc", "adirect", "awoken", "agrow", "alocked", "aioctl", "aeadd", "aunlocked")
+P_ADD_FIRST = P_AALLOC
+
+P_TOP = 0  #: the thread machine's page top (``thread.P_TOP``)
+_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
+_KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
+#: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
+_ROW_DIRECT = np.int64(RECLAIM_DIRECT)
+_PT_TCS = int(PageType.TCS)
+_TYPE_CLEAR = 0xFF ^ (7 << ENCL_PAGE_TYPE_SHIFT)
+_PROT_KEEP = 0xFF ^ 0x3F  #: ``max_prot`` (bits 0-2) and ``vma_prot`` (3-5) replaced
+_VA_SLOTS = SGX_VA_SLOT_COUNT
+
+
+@njit(cache=True, nogil=True, inline="always")
+def add_takes(ks, tc, f):
+    """A0's decisions for the page with flags ``f``, before anything is applied: not
+    present (else ``xa_insert``'s -EBUSY), no VA page to grow (``sgx_encl_grow`` at a
+    multiple of 512: EPA and the VA list stay Python's), the SECS resident and not
+    initialized (EADD's own checks; the range and the SECINFO were the ioctl's), no LP
+    inside (the regime's)."""
+    if f & ENCL_PAGE_PRESENT:
+        return False
+    if (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0:
+        return False
+    kc = ks.kc
+    return kc[K_SECS_EPC] >= 0 and kc[K_INITIALIZED] == 0 and kc[K_INSIDE] == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def add_rows(st, ks, ts, sp, kp, t, pc):
+    """Rows A0-A4 from ``pc`` (``P_TOP`` or an A pc) until the task parks, stops or needs
+    a service - ``(pc, r)``: ``thread_run`` returns ``r`` - or the page is done -
+    ``(P_TOP, -1)``: the next page top (module docstring)."""
+    kc = ks.kc
+    tc = ts.tc
+    tcnt = ts.tcnt
+    while True:
+        if pc == P_TOP:  # trim_rows checked the range's end
+            idx = ts.pages[tc[TC_I]]
+            if not add_takes(ks, tc, ks.pflags[idx]):
+                return pc, _stop(st, ks, t, P_TOP, KB_TOP, idx)
+            tc[TC_IDX] = idx
+            pc = P_AALLOC
+            continue
+        if pc == P_AALLOC:
+            if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the allocation's point first
+                kc[K_SVC] = SVC_FT_FULL
+                st.tasks[t, T_PC] = P_AALLOC
+                return pc, R_SVC
+            row = tc[TC_FREE_ROW]
+            lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
+            if ks.epc_ends[row, LEN] == 0:
+                if lru == 0:  # -ENOMEM: Python's loop from the page top (the same state)
+                    return pc, _stop(st, ks, t, P_TOP, KB_TOP, tc[TC_IDX])
+                tcnt[TN_ALLOC_RECLAIM] += 1  # a signal cannot be pending on the core
+                ks.rc[RECLAIM_DIRECT, RC_PC] = RECLAIM_START
+                pc = P_ADIRECT
+                continue
+            idx = tc[TC_IDX]
+            page = alloc_from_node(
+                ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
+                row, kc[K_ENCL_ID], idx,
+            )  # fmt: skip
+            if ks.eflags[page] & EPCM_VALID:  # EADD would #PF on a free page: a guard
+                return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
+            kc[K_NR_FREE] -= 1
+            tc[TC_PAGE] = page
+            n = kc[K_FT_N]
+            ks.ft[n, 0] = st.clk[C_NOW]
+            ks.ft[n, 1] = kc[K_NR_FREE]
+            kc[K_FT_N] = n + 1
+            if not (kc[K_NR_FREE] < tc[TC_LOW] and lru > 0):  # sgx_should_reclaim(low)
+                pc = P_AGROW
+                continue
+            r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
+            if r != R_OK:
+                return pc, _blocked(st, t, P_AWOKEN, r)
+            pc = P_AWOKEN
+            continue
+        if pc == P_ADIRECT:
+            r = reclaim_run(sp, kp, t, _ROW_DIRECT)
+            if r != R_RETURNED:  # the batch's pc is its row's: the thread's stays here
+                st.tasks[t, T_PC] = P_ADIRECT
+                return pc, r
+            tcnt[TN_DIRECT_PAGES] += ks.rc[RECLAIM_DIRECT, RC_NK]
+            pc = P_AALLOC  # cond_resched(): nothing in the regime
+            continue
+        if pc == P_AWOKEN:
+            if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
+                kc[K_SLEEPING] = 0
+                ks.cnt[CN_WAKEUPS] += 1
+            pc = P_AGROW
+            continue
+        if pc == P_AGROW:
+            tc[TC_ADDED] += 1  # sgx_encl_grow: page_cnt + 1 (no VA page: add_takes)
+            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            if r != R_OK:
+                return pc, _blocked(st, t, P_ALOCKED, r)
+            pc = P_ALOCKED
+            continue
+        if pc == P_ALOCKED:
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_IOCTL_NS])
+            if r != R_OK:
+                return pc, _blocked(st, t, P_AIOCTL_RUN, r)
+            pc = P_AIOCTL_RUN
+            continue
+        if pc == P_AIOCTL_RUN:
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EADD_NS])
+            if r != R_OK:
+                return pc, _blocked(st, t, P_AEADD_RUN, r)
+            pc = P_AEADD_RUN
+            continue
+        if pc == P_AEADD_RUN:
+            idx = tc[TC_IDX]
+            page = tc[TC_PAGE]
+            flags = tc[TC_ADD_FLAGS]
+            pt = (flags >> 8) & 0xFF
+            rwx = 0 if pt == _PT_TCS else flags & 7  # the CPU zeroes a TCS's RWX
+            tcnt[TN_EADD] += 1
+            ks.eflags[page] = EPCM_VALID | (pt << EPCM_PT_SHIFT) | rwx  # Epcm.clear, then
+            ks.bepoch[page] = 0
+            ks.etag[page] = 0  # a zero page (no ``src``: StreamCore.add)
+            kc[K_SECS_CHILDREN] += 1
+            # the page entry: present, epc, type, max_prot and the loader's vma_prot
+            max_prot = 3 if pt == _PT_TCS else flags & 7
+            ks.pflags[idx] = (
+                (ks.pflags[idx] & _TYPE_CLEAR) | ENCL_PAGE_PRESENT | (pt << ENCL_PAGE_TYPE_SHIFT)
+            )
+            ks.desc[idx] = page
+            ts.prot[idx] = (ts.prot[idx] & _PROT_KEEP) | max_prot | (max_prot << 3)
+            kc[K_CHILD_CNT] += 1
+            ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED  # mark_page_reclaimable
+            if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
+                return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
+            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            if r != R_OK:
+                return pc, _blocked(st, t, P_AUNLOCKED, r)
+            pc = P_AUNLOCKED
+            continue
+        if pc == P_AUNLOCKED:
+            tc[TC_I] += 1  # c += 4096 (no progress hook: StreamCore.add)
+            tc[TC_DONE] += 1
+            return P_TOP, -1
+        return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
+
+
+__all__ = ["NAMES", "P_ADD_FIRST", "add_rows", "add_takes"]

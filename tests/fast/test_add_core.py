@@ -1,0 +1,114 @@
+"""ADD_PAGES' page loop on the compiled core (``System(fast_core=True)``: the thread
+machine's ``tstate.MODE_ADD`` on the process's ioctl task, ksgxd with it; PATHS.md "The
+ADD_PAGES loop", rows A0-A4) against the fast engine without the core and the reference.
+
+A build larger than the EPC: the image's measured pages (a TCS, code; Python's loop: the
+core leaves SGX_PAGE_MEASURE to it), then the heap - unmeasured, as the seed scenario adds
+it - in one or two calls, from the first page below the low watermark on with ksgxd and
+the adder's own reclaim (``sgx_alloc_epc_page(reclaim=true)`` on an empty free list)
+writing pages back; unmeasured TCS pages among the heap; a measured range after it (the
+core's pages and Python's in one enclave's MRENCLAVE); a call over a range holding a page
+already added (-EBUSY: the core stops at that page's top, Python's ``sgx_encl_add_page``
+returns it). After each call every observable (``stream_core_cases._snap``: counters, the
+free timeline, the EPC lists and owners, the EPCM, the page arrays, the VA slots, the
+backing records, the tasks' and ``encl->lock``'s fields with its trace - the event order
+of the lock) and the call's result must be equal on the three systems; then MRENCLAVE,
+EINIT's result and the state once ksgxd has settled. The core must have added pages
+(``StreamCore.adds``), and its pages' VA-page stops every 512 pages are met
+(``page_cnt`` crosses 512 with the larger heaps).
+"""
+
+from __future__ import annotations
+
+import errno
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stream_core_cases import _snap
+
+import epcsim
+from epcsim.arch import PAGE_SIZE
+from epcsim.user.thread import AccessOutcome
+
+_OUT = AccessOutcome(0, 0, 0, 0)
+
+
+def _build(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, **kw):  # type: ignore[no-untyped-def]
+    """The scenario (module docstring), one snapshot per step, then the core's counts."""
+    system = epcsim.System(
+        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
+        direct_reclaim=direct, **kw,
+    )  # fmt: skip
+    heap = int(heap_x * epc_pages)
+    n = 2 + heap + tcs_mid + 4
+    encl = system.create_enclave(1 << ((2 * n * PAGE_SIZE - 1).bit_length()))
+    encl.encl.lock.trace = []
+    steps = [
+        (0, 1, "", "tcs", True),  # the image: measured (Python's loop)
+        (1, 1, "rx", "reg", True),
+    ]
+    a = 2
+    first = heap // split if split > 1 else heap
+    steps.append((a, first, "rw", "reg", False))
+    if split > 1:
+        steps.append((a + first, heap - first, "rw", "reg", False))
+    a += heap
+    if tcs_mid:
+        steps.append((a, tcs_mid, "", "tcs", False))  # unmeasured TCS pages: the core's too
+    steps.append((a + tcs_mid, 4, "r", "reg", True))  # measured after the heap: Python's
+    steps.append((a - 3, 6, "rw", "reg", False))  # over added pages: -EBUSY at once
+    out = []
+    for off, pages, perm, ptype, measure in steps:
+        r = encl.add_pages(
+            off * PAGE_SIZE, pages * PAGE_SIZE, perm or "r", page_type=ptype, measure=measure
+        )
+        out.append((_snap(system, encl, _OUT), r.ret, r.count))
+    st_ = system.cpu.secs_state(encl.encl.secs_epc)
+    mr = st_.measurement_digest()
+    init = encl.init()
+    system.machine.env.run()  # ksgxd to its sleep
+    out.append((_snap(system, encl, _OUT), mr, init.ret, encl.encl.page_cnt))
+    sc = system.sgx.stream_core
+    counts = [0, 0] if sc is None else [sc.adds, sc.entries]
+    return out, counts
+
+
+def _three(*args) -> list[int]:  # type: ignore[no-untyped-def]
+    from stream_core_cases import ENGINE_KEYS
+
+    ref, _ = _build("reference", *args)
+    fast, zero = _build("fast", *args, fast_core=False)
+    core, counts = _build("fast", *args, fast_core=True)
+    assert zero == [0, 0]
+    for k, (a, f, c) in enumerate(zip(ref, fast, core, strict=True)):
+        assert [key for key in f[0] if f[0][key] != c[0][key]] == [], f"step {k}"
+        assert f[1:] == c[1:], f"step {k}"
+        assert [key for key in a[0] if a[0][key] != f[0][key] and key not in ENGINE_KEYS] == []
+        assert a[1:] == f[1:], f"step {k}"
+    assert ref[-2][1] == -errno.EBUSY  # the call over added pages
+    return counts
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**16),
+    epc_pages=st.sampled_from([64, 96, 128]),
+    cpus=st.integers(2, 4),
+    direct=st.booleans(),
+    heap_x=st.sampled_from([4.5, 6.0, 8.5]),
+    tcs_mid=st.sampled_from([0, 3]),
+    split=st.sampled_from([1, 2]),
+)
+def test_the_add_loop_on_the_core_matches_the_reference(  # type: ignore[no-untyped-def]
+    seed, epc_pages, cpus, direct, heap_x, tcs_mid, split
+) -> None:
+    adds, entries = _three(seed, epc_pages, cpus, direct, heap_x, tcs_mid, split)
+    assert adds > 0 and entries > 0, "the core added no page"
+
+
+def test_the_seed_shaped_build_runs_on_the_core() -> None:
+    """One build of the seed's shape (the heap 2x the EPC in one call, 4 CPUs): most of the
+    pages past the EPC's size are the core's - all but the VA pages' (1 in 512) and those
+    before the backing store's first record (ksgxd's first batch lays it out)."""
+    adds, entries = _three(7, 256, 4, False, 2.0, 0, 1)
+    assert adds > 200 and entries > 0
