@@ -99,6 +99,7 @@ def main() -> None:
                 # the runtime's calls the core made itself (session ``eagain``)
                 "retries": getattr(sc, "ioctl_retries", None),
                 "entries": sc.entries,
+                "adds": getattr(sc, "adds", None),
             },
         }
         print(json.dumps(line), flush=True)

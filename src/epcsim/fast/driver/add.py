@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
+from epcsim.fast.cosim.borrow import member
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_PC, T_RQ_RET
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
@@ -117,11 +118,19 @@ def add_takes(ks, tc, f):
     return kc[K_SECS_EPC] >= 0 and kc[K_INITIALIZED] == 0 and kc[K_INSIDE] == 0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def add_rows(st, ks, ts, sp, kp, t, pc):
+@njit(cache=True, nogil=True)
+def add_rows(p, t, pc):
     """Rows A0-A4 from ``pc`` (``P_TOP`` or an A pc) until the task parks, stops or needs
     a service - ``(pc, r)``: ``thread_run`` returns ``r`` - or the page is done -
-    ``(P_TOP, -1)``: the next page top (module docstring)."""
+    ``(P_TOP, -1)``: the next page top (module docstring). On ``thread_run``'s borrowed
+    tuples ``p``, and not inlined (as ``reclaim_run``): inlined into ``thread_run`` these
+    rows made the ``run_pair`` path's cold compile 63 -> 80 s (``benchmarks/cold_pair.py``,
+    two runs each alternated, BENCHMARKS.md ``addcore``); one call a page costs ~0.1 us."""
+    # each tuple borrowed in place, its fields loaded where read (``cosim.borrow``):
+    # ``unborrow(p)`` here loaded all ~70 arrays and took ~18 s of cold compile
+    st = sp = member(p, 0)  # the CoState, for the core's primitives
+    ks = kp = member(p, 1)  # the KState, for ``reclaim_run`` (A1)
+    ts = member(p, 2)
     kc = ks.kc
     tc = ts.tc
     tcnt = ts.tcnt

@@ -174,17 +174,18 @@ def per_page_pc(tc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def trim_rows(st, ks, ts, sp, kp, t, pc):
+def trim_rows(st, ks, ts, sp, kp, t, pc, p):
     """Rows M1-M4 from ``pc`` (``P_TOP`` or an M pc) until the task parks, stops or needs a
     service - ``(pc, r)``: ``thread_run`` returns ``r`` - or goes on in the shared rows -
-    ``(P_LOCKED, -1)``: ``thread_run`` goes on at T4 (module docstring)."""
+    ``(P_LOCKED, -1)``: ``thread_run`` goes on at T4 (module docstring). ``p`` is
+    ``thread_run``'s borrowed tuple, for ADD_PAGES' rows (``add.add_rows``, not inlined)."""
     kc = ks.kc
     tc = ts.tc
     tcnt = ts.tcnt
     pages = ts.pages
     while True:
         if pc >= P_ADD_FIRST:  # ADD_PAGES' rows (add.py), A1 to A4
-            return add_rows(st, ks, ts, sp, kp, t, pc)
+            return add_rows(p, t, pc)
         if pc > P_REBUSY_UNLOCKED:  # the runtime's next call after -EAGAIN (retry.py)
             return retry_rows(st, ts, sp, t, pc)
         if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
@@ -200,7 +201,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc):
             if tc[TC_I] >= tc[TC_N]:  # the range's end (_hook_stop stops there first)
                 return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if tc[TC_MODE] == MODE_ADD:  # ADD_PAGES' page top (add.py's A0)
-                return add_rows(st, ks, ts, sp, kp, t, pc)
+                return add_rows(p, t, pc)
             # sgx_reclaim_direct: one batch if free < LOW, without encl->lock
             if tc[TC_DIRECT] != 0 and should_reclaim(ks, tc[TC_LOW]):
                 tcnt[TN_DIRECT_CALLS] += 1
