@@ -3,8 +3,9 @@
 ``kernel/ioctl.sgx_ioc_enclave_add_pages``' page loop runs on the thread's machine in
 ``tstate.MODE_ADD`` (session ``addcore``; PATHS.md "The ADD_PAGES loop"): the task is the
 process's ioctl task on the thread row (as MODIFY_TYPES' from ``Enclave.modify_types``),
-the enclave not yet initialized. Its rows are here, inlined through ``trim.trim_rows`` into
-``thread_run`` (no new machine, one compile):
+the enclave not yet initialized. Its rows are here, reached from ``trim.trim_rows``'s page
+top: no new machine, but ``add_rows`` is compiled on its own, not inlined into
+``thread_run`` (``add_rows``' docstring says why):
 
 A0 the page top: what the core takes is decided there, before anything is applied
    (``add_takes``: the page not present, the SECS resident, no VA page to grow, no LP
@@ -124,8 +125,10 @@ def add_rows(p, t, pc):
     a service - ``(pc, r)``: ``thread_run`` returns ``r`` - or the page is done -
     ``(P_TOP, -1)``: the next page top (module docstring). On ``thread_run``'s borrowed
     tuples ``p``, and not inlined (as ``reclaim_run``): inlined into ``thread_run`` these
-    rows made the ``run_pair`` path's cold compile 63 -> 80 s (``benchmarks/cold_pair.py``,
-    two runs each alternated, BENCHMARKS.md ``addcore``); one call a page costs ~0.1 us."""
+    rows made the ``run_pair`` path's cold compile 63.4 -> 80.5 s, compiled on their own
+    with ``unborrow(p)`` ~18 s more still; reading the fields through ``member`` it is
+    within the noise of main's (``benchmarks/cold_pair.py`` alternated, BENCHMARKS.md
+    ``addcore``). One call a page: the seed build is unchanged (0.128 s)."""
     # each tuple borrowed in place, its fields loaded where read (``cosim.borrow``):
     # ``unborrow(p)`` here loaded all ~70 arrays and took ~18 s of cold compile
     st = sp = member(p, 0)  # the CoState, for the core's primitives
