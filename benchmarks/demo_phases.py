@@ -1,12 +1,15 @@
 """Row 5 run by run and phase by phase: where ``epcsim demo``'s CPU goes (issue 9 session
 ``demo5``; BENCHMARKS.md, "Row 5: the regression checked, found and fixed").
 
-    PYTHONPATH=src python benchmarks/demo_phases.py [--runs row5|all|I,J,...] [--core auto]
+    PYTHONPATH=src python benchmarks/demo_phases.py [--runs row5|row5-38|all|I,J,...] [--core auto]
 
-``--runs row5`` (default) is ``rows.demo``'s 38 runs (the seed pair on the default Linux
-mutex and CFS, then the 36 flip cells); ``all`` is the 40 runs ``epcsim demo`` makes
-(``demo_configs``' four seed runs - the FIFO pair too - then the flip cells); a list picks
-runs of ``all`` by index (0-3 seed, 4-39 flip). ``--core`` is ``System(fast_core=...)``.
+``--runs row5`` (default) is ``rows.demo``'s runs: the 40 runs ``epcsim demo`` makes
+(``demo_configs``' four seed runs - the seed pair on the default Linux mutex and CFS, then
+the FIFO pair - then the 36 flip cells), the same as ``all``. ``row5-38`` is the 38 runs
+``rows.demo`` measured before 2026-11-26's session ``rowdemo`` (the FIFO pair left out),
+for comparisons with the entries that used it (``demo5``, ``eagain``, ``fifo``,
+``addcore``). A list picks runs of ``all`` by index (0-3 seed, 4-39 flip). ``--core`` is
+``System(fast_core=...)``.
 One JSON line per run (host CPU of the run and of each ``on_phase`` phase, the compiled
 core's counters, EWB/ELDU, the MODIFY_TYPES calls), then a total line with the CPU, the
 numba compiles the process made (``numba.core.event``'s ``numba:compile``: with a warm
@@ -41,7 +44,9 @@ class _Compiles(event.Listener):  # type: ignore[misc]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", default="row5", help="row5, all, or indices of all's runs")
+    ap.add_argument(
+        "--runs", default="row5", help="row5 (= all), row5-38, all, or indices of all's runs"
+    )
     ap.add_argument("--core", default="auto", choices=["auto", "True", "False"])
     args = ap.parse_args()
     event.register("numba:compile", _Compiles())
@@ -59,9 +64,9 @@ def main() -> None:
 
     demo.System = system  # type: ignore[misc]  # SeedConfig has no fast_core field
     runs = demo_configs() + [cfg for *_, cfg in flip_configs("8M", 2.0, 0)]
-    if args.runs == "row5":
+    if args.runs == "row5-38":
         idx = [0, 1, *range(4, len(runs))]
-    elif args.runs == "all":
+    elif args.runs in ("row5", "all"):
         idx = list(range(len(runs)))
     else:
         idx = [int(i) for i in args.runs.split(",")]
