@@ -6,7 +6,7 @@
 
 Each line is one run's digest: a generated scenario of ``tests/fast/test_differential.py``
 (drawn from a fixed seed, so the same list in every tree) or the demo's seed run. The digest
-covers what ``test_differential.fingerprint`` collects - every counter, the free-page
+covers what ``differential_cases.fingerprint`` collects - every counter, the free-page
 timeline, the fault latencies, the LRU order, the EPCM tags, each enclave's page arrays and
 the raw backing records - in a canonical form, so a change of container (a list for a tuple,
 a NumPy integer for an int) does not change it but any changed value or order does.
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=60, help="generated scenarios (default 60)")
     ap.add_argument("--demo", action="store_true", help="also the demo's seed run (1 MiB EPC)")
     args = ap.parse_args()
-    from test_differential import run_generated
+    from differential_cases import run_generated
 
     for i, p in enumerate(generated(args.n)):
         print(f"scenario {i:3d} {digest(run_generated(p, args.engine))}", flush=True)

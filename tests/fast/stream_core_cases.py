@@ -1,17 +1,22 @@
 """What the stream-core tests share (``test_stream_core.py``, ``test_stream_core_ksgxd.py``,
-``test_eaccept_core.py``, ``test_auto_trim.py``): ``_build`` (a system and an enclave over
-more pages than the EPC, on either engine, with or without the hook), ``_snap`` (every
-observable after a call) and ``ENGINE_KEYS`` (what differs between the engines by design).
+``test_stream_stops.py``, ``test_unsealed.py``, ``test_fifo_core.py`` and through
+``core_cases`` the EDMM loops' tests): ``build_enclave`` (a system and an enclave over more
+pages than the EPC, on either engine, with or without the hook), ``core_snap`` (every
+observable after a call), ``ENGINE_KEYS`` (what differs between the engines by design) and
+``stream_scenario`` (``test_stream_core.py``'s scenario: streams over more pages than the
+EPC, a started thread, a tampered record, EAUG faults).
 
 A helper module, not a test file (moved from ``test_stream_core.py`` by session ``split``
-when that file passed 600 lines; no code changed).
+when that file passed 600 lines, no code changed; session ``tidy`` gave ``_build``/``_snap``
+public names and moved ``stream_scenario`` here for ``test_fifo_core.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from test_driver_ksgxd import snapshot
+import numpy as np
+from ksgxd_cases import snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
@@ -22,7 +27,7 @@ from epcsim.engine.sched import CfsRunQueue
 ENGINE_KEYS = frozenset(("eid", "elided", "queue"))
 
 
-def _snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def core_snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """``thread_snapshot`` with the lock's owner by name (a Task of another System is never
     equal) and its timestamps apart from its trace."""
     snap = snapshot(system)
@@ -54,7 +59,7 @@ def _snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: ignor
     return snap
 
 
-def _build(  # type: ignore[no-untyped-def]
+def build_enclave(  # type: ignore[no-untyped-def]
     engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, mult: int = 4,
     settle: bool = True, **kw,
 ):  # fmt: skip
@@ -85,3 +90,37 @@ def _build(  # type: ignore[no-untyped-def]
         system.machine.env.run()
     encl.encl.lock.trace = []
     return system, encl, n
+
+
+def stream_scenario(  # type: ignore[no-untyped-def]
+    engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int,
+    settle: bool = True, **kw,
+):  # fmt: skip
+    """Yields a snapshot after each step of one scenario (the module docstring), then the
+    hook's counts (``StreamCore``: accesses, ksgxd's pages written back on the core)."""
+    system, encl, n = build_enclave(engine, seed, epc_pages, cpus, tcs, mult, settle, **kw)
+    rng = np.random.default_rng(seed)
+    first = 1 if tcs else 0
+    hi = 2 * n if eaug else n  # pages [n, 2n) were never added: EAUG on SGX2
+    for step in range(5):
+        size = int(rng.integers(1, 6 * epc_pages))
+        pages = rng.integers(first, hi if step == 3 else n, size=size)
+        write = rng.random(size) < 0.3
+        if step == 4:  # a started thread (its own generator), System.run() to its end
+            proc = encl.start(pages, write)
+            system.run()
+            out = proc.value
+        else:
+            out = encl.access_pages(pages, write)
+        yield core_snap(system, encl, out)
+        if step == 1:
+            system.run(until=int(rng.integers(1, 3_000_000)))
+            yield core_snap(system, encl, out)
+        if step == 2:
+            e = encl.encl
+            idx = np.arange(e.nr_pages)
+            evicted = idx[(e.epc < 0) & e.present & (idx >= first)]
+            if evicted.size:
+                e.backing.tamper(int(evicted[0]), contents=b"\x00" * 8)
+    sc = system.sgx.stream_core
+    yield (0, 0) if sc is None else (sc.accesses, sc.ksgxd_pages)

@@ -9,7 +9,7 @@ the adder's own reclaim (``sgx_alloc_epc_page(reclaim=true)`` on an empty free l
 writing pages back; unmeasured TCS pages among the heap; a measured range after it (the
 core's pages and Python's in one enclave's MRENCLAVE); a call over a range holding a page
 already added (-EBUSY: the core stops at that page's top, Python's ``sgx_encl_add_page``
-returns it). After each call every observable (``stream_core_cases._snap``: counters, the
+returns it). After each call every observable (``stream_core_cases.core_snap``: counters, the
 free timeline, the EPC lists and owners, the EPCM, the page arrays, the VA slots, the
 backing records, the tasks' and ``encl->lock``'s fields with its trace - the event order
 of the lock) and the call's result must be equal on the three systems; then MRENCLAVE,
@@ -24,7 +24,7 @@ import errno
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import _snap
+from stream_core_cases import core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
@@ -33,7 +33,7 @@ from epcsim.user.thread import AccessOutcome
 _OUT = AccessOutcome(0, 0, 0, 0)
 
 
-def _build(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, **kw):  # type: ignore[no-untyped-def]
+def build_enclave(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, **kw):  # type: ignore[no-untyped-def]
     """The scenario (module docstring), one snapshot per step, then the core's counts."""
     system = epcsim.System(
         engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
@@ -62,12 +62,12 @@ def _build(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, *
         r = encl.add_pages(
             off * PAGE_SIZE, pages * PAGE_SIZE, perm or "r", page_type=ptype, measure=measure
         )
-        out.append((_snap(system, encl, _OUT), r.ret, r.count))
+        out.append((core_snap(system, encl, _OUT), r.ret, r.count))
     st_ = system.cpu.secs_state(encl.encl.secs_epc)
     mr = st_.measurement_digest()
     init = encl.init()
     system.machine.env.run()  # ksgxd to its sleep
-    out.append((_snap(system, encl, _OUT), mr, init.ret, encl.encl.page_cnt))
+    out.append((core_snap(system, encl, _OUT), mr, init.ret, encl.encl.page_cnt))
     sc = system.sgx.stream_core
     counts = [0, 0] if sc is None else [sc.adds, sc.entries]
     return out, counts
@@ -76,9 +76,9 @@ def _build(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, *
 def _three(*args) -> list[int]:  # type: ignore[no-untyped-def]
     from stream_core_cases import ENGINE_KEYS
 
-    ref, _ = _build("reference", *args)
-    fast, zero = _build("fast", *args, fast_core=False)
-    core, counts = _build("fast", *args, fast_core=True)
+    ref, _ = build_enclave("reference", *args)
+    fast, zero = build_enclave("fast", *args, fast_core=False)
+    core, counts = build_enclave("fast", *args, fast_core=True)
     assert zero == [0, 0]
     for k, (a, f, c) in enumerate(zip(ref, fast, core, strict=True)):
         assert [key for key in f[0] if f[0][key] != c[0][key]] == [], f"step {k}"
@@ -119,8 +119,8 @@ def _build_then_trim(mutex: str, **kw):  # type: ignore[no-untyped-def]
     ksgxd moved there and back, its process then a ``Served`` one), then MODIFY_TYPES
     without direct reclaim from an enclave thread, called again after -EAGAIN, the first
     call's result read by the runtime (``result_only_after(1)``, as the demo's ``on_call``)."""
-    from stream_core_cases import _snap as snap_of
-    from test_eaccept_core import IMAGE, _record, _selftest_enclave
+    from core_cases import IMAGE, op_record, selftest_enclave
+    from stream_core_cases import core_snap as snap_of
 
     from epcsim.workloads.edmm import Ctx, drive_range, result_only_after
 
@@ -129,7 +129,7 @@ def _build_then_trim(mutex: str, **kw):  # type: ignore[no-untyped-def]
     def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
         assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
 
-    system, encl, t = _selftest_enclave(
+    system, encl, t = selftest_enclave(
         "fast", 5, 64, 2, False, heap, False, add_heap, "trim", mutex=mutex, sched=mutex, **kw
     )
 
@@ -139,7 +139,7 @@ def _build_then_trim(mutex: str, **kw):  # type: ignore[no-untyped-def]
 
     ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
     rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, heap, on_call=on_call))
-    return snap_of(system, encl, _OUT), _record(rec), rec, system.sgx.stream_core
+    return snap_of(system, encl, _OUT), op_record(rec), rec, system.sgx.stream_core
 
 
 def test_ksgxd_moved_during_the_build_enters_its_machine_at_k0_again(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -16,8 +16,8 @@ the calls stay in one session. A cost choice only: every observable equals
 from __future__ import annotations
 
 import pytest
-from stream_core_cases import _snap
-from test_eaccept_core import IMAGE, _record, _selftest_enclave
+from core_cases import IMAGE, op_record, selftest_enclave
+from stream_core_cases import core_snap
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.kernel.ioctl import IoctlResult
@@ -36,7 +36,7 @@ def _trim(direct: bool, every_call: bool = False, **kw):  # type: ignore[no-unty
     def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
         assert encl.add_pages(IMAGE * PAGE_SIZE, HEAP * PAGE_SIZE, "rw").ok
 
-    system, encl, t = _selftest_enclave(
+    system, encl, t = selftest_enclave(
         "fast", 11, EPC, 2, direct, HEAP, False, add_heap, "trim", **kw
     )
 
@@ -46,7 +46,7 @@ def _trim(direct: bool, every_call: bool = False, **kw):  # type: ignore[no-unty
     hook = on_call if every_call else None
     ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
     rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, HEAP, on_call=hook))
-    return _snap(system, encl, AccessOutcome()), _record(rec), rec, system.sgx.stream_core
+    return core_snap(system, encl, AccessOutcome()), op_record(rec), rec, system.sgx.stream_core
 
 
 @pytest.mark.parametrize(("direct", "every_call"), [(False, False), (True, False), (False, True)])

@@ -15,9 +15,9 @@ import os
 
 import numpy as np
 import pytest
+from differential_cases import assert_same, fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_differential import assert_same, fingerprint
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags

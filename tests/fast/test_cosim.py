@@ -13,19 +13,17 @@ frequent.
 from __future__ import annotations
 
 import heapq
-import os
 
 import numpy as np
 import pytest
+from cosim_cases import EXAMPLES, PICKUP, scenarios
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from epcsim.engine.costs import Costs
 from epcsim.fast.cosim.program import (
     OP_LOCK,
     OP_LOOP,
     OP_RUN,
-    OP_SPAWN,
     OP_UNLOCK,
     OP_WAIT,
     OP_WAKE,
@@ -34,57 +32,6 @@ from epcsim.fast.cosim.program import (
 from epcsim.fast.cosim.queue import pop, schedule
 from epcsim.fast.cosim.simpy_program import run_simpy
 from epcsim.fast.cosim.state import C_NOW, H_PAYLOAD, KEY_SHIFT, NORMAL, URGENT, new_state
-
-LONG = bool(os.environ.get("EPCSIM_LONG"))
-EXAMPLES = 1000 if LONG else 200
-
-PICKUP = Costs().mutex_pickup
-POLL = Costs().mutex_spin_poll
-COSTS = (0, 0, 1, 50, POLL, PICKUP - 1, PICKUP, PICKUP + 1, 2 * PICKUP, 3 * PICKUP, 2_000)
-cost = st.sampled_from(COSTS)
-
-
-def _block(draw, n_tasks, nr_mutexes, spawnable, wait_in_lock):
-    """One block of ops: a run, a critical section (maybe nested), a wait, a wake, a spawn."""
-    kinds = ["run", "crit", "crit", "crit", "wait", "wake"] + (["spawn"] if spawnable else [])
-    kind = draw(st.sampled_from(kinds))
-    if kind == "run":
-        return [(OP_RUN, draw(cost), 0)]
-    if kind == "wait":
-        return [(OP_WAIT, 0, 0)]
-    if kind == "wake":
-        return [(OP_WAKE, 0, 0)]
-    if kind == "spawn":
-        return [(OP_SPAWN, draw(st.sampled_from(spawnable)), 0)]
-    m = draw(st.integers(0, nr_mutexes - 1))
-    body = [(OP_RUN, draw(cost), 0) for _ in range(draw(st.integers(0, 2)))]
-    if nr_mutexes > 1 and draw(st.booleans()):
-        inner = 1 - m
-        body += [(OP_LOCK, inner, 0), (OP_RUN, draw(cost), 0), (OP_UNLOCK, inner, 0)]
-    if wait_in_lock and draw(st.booleans()):
-        body.insert(0, (OP_WAIT, 0, 0))
-        body.append((OP_RUN, draw(cost), 0))
-    return [(OP_LOCK, m, 0), *body, (OP_UNLOCK, m, 0)]
-
-
-@st.composite
-def scenarios(draw, wait_in_lock=False):
-    """(programs, starts, nr_mutexes): 2-3 tasks; a task may start late, by another's SPAWN."""
-    n = draw(st.integers(2, 3))
-    nr_mutexes = draw(st.sampled_from([1, 1, 2]))
-    starts = [True] + [draw(st.integers(0, 3)) > 0 for _ in range(n - 1)]
-    late = [i for i in range(n) if not starts[i]]
-    programs = []
-    for i in range(n):
-        ops: list[tuple[int, int, int]] = []
-        heads = []  # where each block begins: a LOOP goes back to one
-        for _ in range(draw(st.integers(1, 5))):
-            heads.append(len(ops))
-            ops += _block(draw, n, nr_mutexes, [t for t in late if t != i], wait_in_lock)
-        if draw(st.integers(0, 2)) == 0:
-            ops.append((OP_LOOP, draw(st.sampled_from(heads)), draw(st.integers(1, 3))))
-        programs.append(ops)
-    return programs, starts, nr_mutexes
 
 
 def _both(programs, starts, nr_mutexes, elide, via_requests=False):

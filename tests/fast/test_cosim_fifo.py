@@ -16,10 +16,9 @@ events processed and, stopped after ``n`` events, the same queue.
 
 from __future__ import annotations
 
+from cosim_cases import EXAMPLES, scenarios, user_scenarios
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cosim import EXAMPLES, scenarios
-from test_cosim_run_user import user_scenarios
 
 from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_USER, run_core
 from epcsim.fast.cosim.program_served import run_served

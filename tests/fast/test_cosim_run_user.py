@@ -3,34 +3,21 @@
 The enclave thread's resident run is user-mode time, and ``Task.run_user`` differs from
 ``Task.run`` in what a lock released after it sees and in when busy time is counted: it
 leaves ``step_end``/``step_ns`` alone and adds ``busy_ns`` once the step is over. The
-generated programs of ``test_cosim`` with some ``RUN`` ops turned into ``USER`` ops (inside
-critical sections too, where an unlock right after the step tells the two apart through
-``_freed_from``) must complete every op at the same instant on both engines, with the same
-traces, busy times, step fields and event counts.
+generated programs of ``cosim_cases.scenarios`` with some ``RUN`` ops turned into ``USER``
+ops (``cosim_cases.user_scenarios``; inside critical sections too, where an unlock right
+after the step tells the two apart through ``_freed_from``) must complete every op at the
+same instant on both engines, with the same traces, busy times, step fields and event
+counts.
 """
 
 from __future__ import annotations
 
+from cosim_cases import EXAMPLES, user_scenarios
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cosim import EXAMPLES, scenarios
 
 from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_USER, run_core
 from epcsim.fast.cosim.simpy_program import run_simpy
-
-
-@st.composite
-def user_scenarios(draw):
-    programs, starts, nr_mutexes = draw(scenarios())
-    out = []
-    for ops in programs:
-        new = []
-        for op, a, b in ops:
-            if op == OP_RUN and draw(st.booleans()):
-                op = OP_USER
-            new.append((op, a, b))
-        out.append(new)
-    return out, starts, nr_mutexes
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)

@@ -18,8 +18,8 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_driver_ksgxd import differ
-from test_driver_thread import thread_snapshot
+from ksgxd_cases import differ
+from thread_cases import thread_snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE

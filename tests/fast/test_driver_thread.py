@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_driver_ksgxd import differ, snapshot
+from ksgxd_cases import differ
+from thread_cases import thread_snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
@@ -69,36 +70,6 @@ def stream(system: epcsim.System, encl, seed: int, resident: int, wmode: str):  
     else:
         w = rng.random(pages.size) < 0.5
     return pages, w
-
-
-def thread_snapshot(system: epcsim.System, encl, result) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """``snapshot`` and what the thread's rows add."""
-    snap = snapshot(system)
-    t = encl._main_thread()
-    cpu = system.cpu
-    secs = cpu.secs_state(encl.encl.secs_epc)
-    lat = system.sgx.fault_latency_ns
-    snap["thread"] = (
-        t.cpu,
-        t.last_cpu,
-        t.busy_ns,
-        t.step_end,
-        t.step_ns,
-        t.slice_start,
-        t.vruntime,
-        t.started,
-        t.entered,
-        t.aexed,
-        t.entry_fault,
-    )
-    snap["lp"] = (list(cpu.lp_eid), list(cpu.lp_tcs), sorted(secs.busy_tcs))
-    snap["rq"] = (list(system.machine.rq._idle), system.machine.context_switches)
-    lock = encl.encl.lock
-    snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
-    snap["outcome"] = dataclasses.astuple(result)
-    snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
-    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
-    return snap
 
 
 def run_both(seed: int, engine: str, epc: str, n: int, high: int, resident: int, wmode: str):  # type: ignore[no-untyped-def]

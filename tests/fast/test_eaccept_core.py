@@ -21,131 +21,21 @@ the process's ioctl task (``Enclave.remove_pages``: every call's result compared
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-
 import numpy as np
+from core_cases import agree, eaccept_scenario
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import ENGINE_KEYS, _snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
-from epcsim.user.thread import AccessOutcome
-from epcsim.workloads.edmm import Ctx, drive_range, eaccept_range
-
-IMAGE = 4  #: the selftest enclave's TCS and code pages (benchmarks/rows.py's row 3)
-
-
-def _pow2(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-def _selftest_enclave(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, direct: bool, heap: int, settle: bool,
-    add_heap, name: str, **kw,
-):  # fmt: skip
-    """The selftest enclave (a TCS and ``IMAGE - 1`` code pages, measured) with a heap of
-    ``heap`` pages that ``add_heap(encl)`` adds, initialized (ksgxd settled when ``settle``),
-    the lock's trace started and a thread ``name``: the system, the enclave and the thread."""
-    system = epcsim.System(
-        engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
-        direct_reclaim=direct, **kw,
-    )  # fmt: skip
-    encl = system.create_enclave(_pow2((IMAGE + heap) * PAGE_SIZE))
-    assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
-    assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
-    add_heap(encl)
-    assert encl.init().ok
-    if settle:
-        system.machine.env.run()
-    encl.encl.lock.trace = []
-    return system, encl, encl.new_thread(name)
-
-
-def _record(rec) -> tuple[object, ...]:  # type: ignore[no-untyped-def]
-    return (*dataclasses.astuple(rec),)
-
-
-def _scenario(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool,
-    epp: bool, settle: bool, short: int, marks: bool = False, via: str = "thread", **kw,
-):  # fmt: skip
-    """Yields a snapshot after each step (the module docstring), then the core's count."""
-    heap = max(8, int(heap_x * epc_pages))
-
-    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
-        assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
-
-    system, encl, t = _selftest_enclave(
-        engine, seed, epc_pages, cpus, direct, heap, settle, add_heap, "eaccept", **kw
-    )
-    ops: list[object] = []
-    ctx = Ctx(encl, t, ops)  # type: ignore[arg-type]
-    trimmed = heap - short  # the last ``short`` pages stay REG: their EACCEPT fails
-    rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, trimmed))
-    yield _snap(system, encl, AccessOutcome()), _record(rec)
-    flags = secinfo_flags(PageType.TRIM, 0, int(SecinfoFlags.MODIFIED))
-    seen: list[tuple[int, int, int, int]] = []
-
-    def on_pages(done: int, total: int) -> None:  # what a progress bar sees, and when
-        seen.append((done, total, system.now, int(system.stats()["eaccept"])))
-
-    hook = on_pages if marks else None
-    rec = system._call(t, eaccept_range(ctx, IMAGE, heap, flags, entry_per_page=epp, on_pages=hook))
-    yield _snap(system, encl, AccessOutcome()), _record(rec), (t.busy_ns, t.entered, t.cpu), seen
-    # over the whole heap: the untrimmed pages stop it (-EPERM: the core leaves the page to
-    # Python's per_page, KB_PAGE); from the thread (drive_range) or from the process's ioctl
-    # task (Enclave.remove_pages, called again from offset + count after -EAGAIN/-EBUSY)
-    if via == "thread":
-        seen_by = _record(system._call(t, drive_range(ctx, "remove_pages", IMAGE, heap)))
-    else:
-        off, length, c, calls = IMAGE * PAGE_SIZE, heap * PAGE_SIZE, 0, []
-        while len(calls) < 10 * heap + 100:  # a runaway guard, as drive_range's
-            r = encl.remove_pages(off + c, length - c)
-            calls.append((r.ret, r.count, sorted(r.extra.items()), system.now))
-            c += r.count
-            if r.ret not in (-errno.EAGAIN, -errno.EBUSY) or c >= length:
-                break
-        seen_by = calls
-    yield _snap(system, encl, AccessOutcome()), seen_by
-    sc = system.sgx.stream_core
-    yield (
-        [0] * 6
-        if sc is None
-        else [
-            sc.eaccepts, sc.trims, sc.removes, sc.eaccept_entries, sc.eaccept_tcs_stops,
-            sc.lock_contended,
-        ]
-    )  # fmt: skip
 
 
 def _three(*args, **kw) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
     """The scenario on the three systems, equal step by step; the core's accepted, trimmed
     and removed pages."""
-    b = _agree(_scenario, args, kw)
+    b = agree(eaccept_scenario, args, kw)
     assert len(b) == 6
     return int(b[0]), int(b[1]), int(b[2])
-
-
-def _agree(scenario, args, kw) -> list[int]:  # type: ignore[no-untyped-def]
-    """Runs ``scenario`` on the reference, the fast engine without the core (not the default
-    "auto") and with it; each yields ``(snapshot, *rest)`` per step, then the core's counts.
-    Every step must be equal on the three (the reference's snapshot but its ``ENGINE_KEYS``);
-    the engines without the core count 0. Returns the core's counts."""
-    ref = scenario("reference", *args, **kw)
-    fast = scenario("fast", *args, **kw, fast_core=False)
-    core = scenario("fast", *args, **kw, fast_core=True)
-    for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
-        if isinstance(a, tuple):
-            assert [key for key in f[0] if f[0][key] != b[0][key]] == [], f"step {k}"
-            assert f[1:] == b[1:], f"step {k}"
-            assert [key for key in a[0] if a[0][key] != f[0][key] and key not in ENGINE_KEYS] == []
-            assert a[1:] == f[1:], f"step {k}"
-        else:
-            assert a == f == [0] * len(b)
-            return list(b)
-    raise AssertionError("no count")
 
 
 @settings(
@@ -174,8 +64,8 @@ def test_the_eaccept_loop_on_the_core_matches_the_reference(
     takes the CPU in Python); a heap that fits is the fast engine's batch
     (``fast/eaccept.accept_run``) once the first page is done, where the core has nothing
     to do."""
-    eaccepts, trims, removes, entries, tcs_stops, _ = _agree(
-        _scenario, (seed, epc_pages, cpus, heap_x, direct, epp, settle, short), {"via": via}
+    eaccepts, trims, removes, entries, tcs_stops, _ = agree(
+        eaccept_scenario, (seed, epc_pages, cpus, heap_x, direct, epp, settle, short), {"via": via}
     )
     if heap_x >= 1:
         # the core accepts pages, unless every EACCEPT call it entered stopped at once on

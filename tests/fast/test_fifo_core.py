@@ -21,14 +21,10 @@ lock on the core (a guard on the draws).
 
 from __future__ import annotations
 
+from core_cases import agree, eaccept_scenario, retry_scenario, trim_scenario
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import ENGINE_KEYS
-from test_eaccept_core import _agree
-from test_eaccept_core import _scenario as eaccept_scenario
-from test_stream_core import _scenario as stream_scenario
-from test_trim_core import _scenario as trim_scenario
-from test_trim_retry_core import _scenario as retry_scenario
+from stream_core_cases import ENGINE_KEYS, stream_scenario
 
 #: (mutex, sched): every combination with a FIFO variant (Linux's is the other tests')
 VARIANTS = st.sampled_from([("fifo", "fifo"), ("fifo", "cfs"), ("linux", "fifo")])
@@ -59,7 +55,7 @@ def test_trim_eaccept_remove_with_fifo_variants_match_the_reference(
     variant: equal step by step, and the core ran each loop."""
     mutex, sched = variant
     args = (seed, epc_pages, cpus, heap_x, direct, epp, settle, 0)
-    eaccepts, trims, removes, entries, tcs_stops, _ = _agree(
+    eaccepts, trims, removes, entries, tcs_stops, _ = agree(
         eaccept_scenario, args, {"via": via, "mutex": mutex, "sched": sched}
     )
     assert eaccepts > 0 or tcs_stops == entries > 0, "the core accepted no page"
@@ -88,7 +84,7 @@ def test_the_trim_loop_with_fifo_variants_matches_the_reference(
     core."""
     mutex, sched = variant
     args = (seed, epc_pages, cpus, 2.0, direct, settle, tcs, hole, False, via)
-    (trims,) = _agree(trim_scenario, args, {"mutex": mutex, "sched": sched})
+    (trims,) = agree(trim_scenario, args, {"mutex": mutex, "sched": sched})
     assert trims > 0, "the core trimmed no page"
 
 
@@ -133,7 +129,7 @@ def test_ksgxd_and_the_trim_contend_for_the_fifo_lock_on_the_core() -> None:
     for via in ("thread", "ioctl"):
         args = (3, 96, 4, 2.0, True, True, False, 0)
         kw = {"via": via, "mutex": "fifo", "sched": "fifo"}
-        eaccepts, trims, removes, _, _, contended = _agree(eaccept_scenario, args, kw)
+        eaccepts, trims, removes, _, _, contended = agree(eaccept_scenario, args, kw)
         assert trims > 0 and eaccepts > 0 and removes > 0
         assert contended > 0, "no FIFO sleep on the core"
 
@@ -155,5 +151,5 @@ def test_the_runtimes_retry_with_fifo_variants_matches_the_reference(
     the core made calls itself (``StreamCore.ioctl_retries``)."""
     mutex, sched = variant
     args = (seed, epc_pages, cpus, 3.0, settle, hook, False, None)
-    retries, trims = _agree(retry_scenario, args, {"mutex": mutex, "sched": sched})
+    retries, trims = agree(retry_scenario, args, {"mutex": mutex, "sched": sched})
     assert retries > 0 and trims > 0, "the core made no call itself"

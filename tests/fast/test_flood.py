@@ -132,7 +132,7 @@ def test_a_wake_due_with_another_check_is_not_lost():
     found it, 3 CPUs and footprint 1.0, no longer parks since EENTER/ERESUME keep the TCS
     young; this one has the same coincidence once among its 30 parks, found by counting
     wakes where ``forced`` and ``lock_check`` were both the current instant.)"""
-    from test_differential import assert_generated_agree, run_generated
+    from differential_cases import assert_generated_agree, run_generated
 
     p = {
         "epc_pages": 24, "cpus": 4, "policy": "lru", "content_mode": "tag",

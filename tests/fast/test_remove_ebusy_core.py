@@ -39,10 +39,10 @@ import os
 import random
 
 import pytest
+from core_cases import IMAGE, agree, op_record, pow2
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_eaccept_core import IMAGE, _agree, _pow2, _record
-from test_stream_core import _snap
+from stream_core_cases import core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, SGX_NR_LOW_PAGES, PageType, SecinfoFlags, secinfo_flags
@@ -83,7 +83,7 @@ def _scenario(  # type: ignore[no-untyped-def]
         engine=engine, epc=EPC, cpus=cpus, seed=seed, content_mode="tag",
         direct_reclaim=direct, **kw,
     )  # fmt: skip
-    encl = system.create_enclave(_pow2((IMAGE + HEAP) * PAGE_SIZE))
+    encl = system.create_enclave(pow2((IMAGE + HEAP) * PAGE_SIZE))
     assert encl.add_pages(0, PAGE_SIZE, page_type="tcs", measure=True).ok
     assert encl.add_pages(PAGE_SIZE, (IMAGE - 1) * PAGE_SIZE, "rx", measure=True).ok
     assert encl.add_pages(IMAGE * PAGE_SIZE, HEAP * PAGE_SIZE, "rw").ok
@@ -102,10 +102,10 @@ def _scenario(  # type: ignore[no-untyped-def]
     _squeeze(system)  # round 1: pages written back, the backing store laid out
     system.machine.env.run()
     head = int(sgx.epc.owner_index[sgx.lru.order()[0]])  # the LRU head: ksgxd's next victim
-    yield _snap(system, encl, AccessOutcome()), head
+    yield core_snap(system, encl, AccessOutcome()), head
     _squeeze(system)  # round 2: ksgxd enters its machine at K0 and isolates a batch
     system.run(until=wait_ns)
-    yield (_snap(system, encl, AccessOutcome()),)
+    yield (core_snap(system, encl, AccessOutcome()),)
     first = head + start
     n = IMAGE + HEAP - first
     sc = sgx.stream_core
@@ -135,7 +135,7 @@ def _scenario(  # type: ignore[no-untyped-def]
     if sc is not None:
         mark[:] = [core_pages(), dict(sc.ioctl_rets)]
     if via == "thread":
-        seen: object = _record(system._call(t, drive_range(ctx, kind, first, n, on_call=on_call)))
+        seen: object = op_record(system._call(t, drive_range(ctx, kind, first, n, on_call=on_call)))
     else:  # the process's ioctl task, from offset + count after -EAGAIN/-EBUSY
         off, length, c, calls = first * PAGE_SIZE, n * PAGE_SIZE, 0, []
         while len(calls) < 10 * n + 100:  # a runaway guard, as drive_range's
@@ -149,7 +149,7 @@ def _scenario(  # type: ignore[no-untyped-def]
             if r.ret not in (-errno.EAGAIN, -errno.EBUSY) or c >= length:
                 break
         seen = calls
-    yield _snap(system, encl, AccessOutcome()), seen
+    yield core_snap(system, encl, AccessOutcome()), seen
     if sc is not None:
         counts[0] = core_pages()
     yield counts
@@ -191,7 +191,7 @@ def test_remove_pages_ebusy_on_the_core_matches_the_reference(
     extras, the counters, the LRU, the EPCM, the lock's trace, ...). Every -EBUSY and every
     -EAGAIN on a BEING_RECLAIMED page came from the core (``ioctl_rets``), its removals
     stopped at that page."""
-    pages, core_ebusy, ebusy, core_held, held, off = _agree(
+    pages, core_ebusy, ebusy, core_held, held, off = agree(
         _scenario, (seed, cpus, direct, start, wait_ns, via), {}
     )
     assert pages > 0, "the core removed no page"
@@ -212,7 +212,7 @@ def test_modify_types_eagain_on_a_held_page_on_the_core_matches_the_reference(
     """MODIFY_TYPES(TRIM) over the untrimmed heap in the same scenario: its -EAGAIN at a
     page ksgxd holds BEING_RECLAIMED (M2, ``eagain_cause`` being_reclaimed) on the core,
     equal on the three systems at every step, every such -EAGAIN the core's."""
-    pages, core_ebusy, ebusy, core_held, held, off = _agree(
+    pages, core_ebusy, ebusy, core_held, held, off = agree(
         _scenario, (seed, cpus, direct, start, wait_ns, via), {"kind": "modify_types"}
     )
     assert pages > 0, "the core trimmed no page"

@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from cosim_cases import scenarios, user_scenarios
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cosim import scenarios
-from test_cosim_run_user import user_scenarios
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_driver_ksgxd import build, differ, snapshot
+from ksgxd_cases import build, differ, snapshot
 
 import epcsim.fast.driver.served_ksgxd as served_ksgxd
 from epcsim.fast.cosim.state import T_PC

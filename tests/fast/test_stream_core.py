@@ -17,44 +17,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import ENGINE_KEYS, _build, _snap
+from stream_core_cases import ENGINE_KEYS, build_enclave, core_snap, stream_scenario
 
 import epcsim
 from epcsim.fast.driver.auto import AUTO_MIN_ACCESSES, auto_engages, machines_warm
-
-
-def _scenario(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, tcs: bool, eaug: bool, mult: int,
-    settle: bool = True, **kw,
-):  # fmt: skip
-    """Yields a snapshot after each step of one scenario (the module docstring), then the
-    hook's counts (``StreamCore``: accesses, ksgxd's pages written back on the core)."""
-    system, encl, n = _build(engine, seed, epc_pages, cpus, tcs, mult, settle, **kw)
-    rng = np.random.default_rng(seed)
-    first = 1 if tcs else 0
-    hi = 2 * n if eaug else n  # pages [n, 2n) were never added: EAUG on SGX2
-    for step in range(5):
-        size = int(rng.integers(1, 6 * epc_pages))
-        pages = rng.integers(first, hi if step == 3 else n, size=size)
-        write = rng.random(size) < 0.3
-        if step == 4:  # a started thread (its own generator), System.run() to its end
-            proc = encl.start(pages, write)
-            system.run()
-            out = proc.value
-        else:
-            out = encl.access_pages(pages, write)
-        yield _snap(system, encl, out)
-        if step == 1:
-            system.run(until=int(rng.integers(1, 3_000_000)))
-            yield _snap(system, encl, out)
-        if step == 2:
-            e = encl.encl
-            idx = np.arange(e.nr_pages)
-            evicted = idx[(e.epc < 0) & e.present & (idx >= first)]
-            if evicted.size:
-                e.backing.tamper(int(evicted[0]), contents=b"\x00" * 8)
-    sc = system.sgx.stream_core
-    yield (0, 0) if sc is None else (sc.accesses, sc.ksgxd_pages)
 
 
 @settings(
@@ -83,9 +49,9 @@ def test_streams_on_the_core_match_the_reference(
     ``run(until=)`` step, the next call's first iterations), and is moved back. Without
     ``settle`` ksgxd is awake at the first access: its generator hands it to its machine
     at K0's check."""
-    ref = _scenario("reference", seed, epc_pages, cpus, tcs, eaug, mult, settle)
-    fast = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=False)
-    core = _scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=True)
+    ref = stream_scenario("reference", seed, epc_pages, cpus, tcs, eaug, mult, settle)
+    fast = stream_scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=False)
+    core = stream_scenario("fast", seed, epc_pages, cpus, tcs, eaug, mult, settle, fast_core=True)
     for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
         if isinstance(a, dict):
             assert isinstance(b, dict) and isinstance(f, dict)
@@ -107,13 +73,13 @@ def test_the_hook_engages_in_row_1s_shape() -> None:
         ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
-        system, encl, n = _build(engine, 1, 256, 2, False, **kw)
+        system, encl, n = build_enclave(engine, 1, 256, 2, False, **kw)
         stream = np.random.default_rng(1).integers(0, n, size=4000)
         encl.access_pages(stream[:1000])
         system.run(until=20_000)  # 20 us more: ksgxd's machine served, no thread
         out = encl.access_pages(stream[1000:])
         assert out.ok
-        snaps[name] = _snap(system, encl, out)
+        snaps[name] = core_snap(system, encl, out)
         if kw.get("fast_core"):
             sc = system.sgx.stream_core
             assert system.fast_core_accesses > 0.9 * stream.size
@@ -156,9 +122,9 @@ def test_auto_follows_the_decision(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def run(warm: bool, **kw):  # type: ignore[no-untyped-def]
         monkeypatch.setattr(stream_mod, "machines_warm", lambda: warm)
-        system, encl, n = _build("fast", 1, 256, 2, False, **kw)
+        system, encl, n = build_enclave("fast", 1, 256, 2, False, **kw)
         out = encl.access_pages(np.random.default_rng(1).integers(0, n, size=3000))
-        return system, _snap(system, encl, out)
+        return system, core_snap(system, encl, out)
 
     _, s_off = run(False, fast_core=False)
     cold, s_cold = run(False)
@@ -177,7 +143,7 @@ def test_auto_follows_the_decision(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_machines_warm_once_compiled_here() -> None:
     """After a ``fast_core=True`` stream in this process the machines are compiled, so
     "auto" engages at once (no cold compile left to pay)."""
-    system, encl, n = _build("fast", 1, 256, 2, False, fast_core=True)
+    system, encl, n = build_enclave("fast", 1, 256, 2, False, fast_core=True)
     encl.access_pages(np.random.default_rng(2).integers(0, n, size=2000))
     assert system.fast_core_accesses > 0
     assert machines_warm()
@@ -190,7 +156,7 @@ def test_one_compiled_machine_for_every_mask_and_stream_layout() -> None:
     whole machine, paid by every fresh clone and every first run."""
     from epcsim.fast.driver.thread_bridge import drive
 
-    system, encl, n = _build("fast", 1, 256, 2, False, fast_core=True)
+    system, encl, n = build_enclave("fast", 1, 256, 2, False, fast_core=True)
     stream = np.random.default_rng(1).integers(0, n, size=1500)
     encl.access_pages(stream[:1000])  # row 1's warm-up: records in the store, ksgxd active
     stream = stream[1000:]

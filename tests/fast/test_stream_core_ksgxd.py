@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from stream_core_cases import ENGINE_KEYS, _build, _snap
+from stream_core_cases import ENGINE_KEYS, build_enclave, core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
@@ -29,17 +29,17 @@ def test_ksgxd_served_to_its_sleep_goes_back_to_its_generator() -> None:
         ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
-        system, encl, n = _build(engine, 3, 128, 2, True, 3, **kw)
+        system, encl, n = build_enclave(engine, 3, 128, 2, True, 3, **kw)
         rng = np.random.default_rng(3)
         out = []
         mid = 0  # calls that ended with ksgxd's machine mid-batch (served)
         for _ in range(3):
             res = encl.access_pages(rng.integers(1, n, size=1500), rng.random(1500) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
             sc = system.sgx.stream_core
             mid += bool(kw.get("fast_core")) and sc.session is not None
             system.run(until=50_000_000)  # 50 ms: ksgxd writes back to its high watermark
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
             if kw.get("fast_core"):
                 assert sc.session is None and system.sgx.ksgxd_sleeping
                 assert len(system.sgx.ksgxd_waitq._waiters) == 1
@@ -64,22 +64,22 @@ def test_a_second_enclave_between_calls_hands_ksgxd_to_its_generator() -> None:
         ("fast", "fast", {"fast_core": False}),
         ("core", "fast", {"fast_core": True}),
     ):
-        system, encl, n = _build(engine, 1, 128, 2, False, 3, **kw)
+        system, encl, n = build_enclave(engine, 1, 128, 2, False, 3, **kw)
         rng = np.random.default_rng(1)  # (a seed whose first call ends mid-batch)
         out = []
         mid = False
         for step in range(3):
             res = encl.access_pages(rng.integers(0, n, size=1500), rng.random(1500) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
             sc = system.sgx.stream_core
             if step == 0:
                 mid = bool(kw.get("fast_core")) and sc.session is not None
                 other = system.create_enclave(1 << 20)
                 assert other.add_pages(0, 64 * PAGE_SIZE).ok
                 assert other.init().ok
-                out.append(_snap(system, encl, res))
+                out.append(core_snap(system, encl, res))
                 assert other.access_pages(np.arange(64)).ok
-                out.append(_snap(system, encl, res))
+                out.append(core_snap(system, encl, res))
         snaps[name] = out
         if kw.get("fast_core"):
             assert mid, "the first call did not end with ksgxd mid-batch"
@@ -117,7 +117,7 @@ def test_ksgxd_reclaiming_to_an_empty_lru() -> None:
         out = []
         for _ in range(3):
             res = encl.access_pages(rng.permutation(n)[: int(rng.integers(100, n))])
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
         snaps[name] = out
         if kw.get("fast_core"):
             sc = system.sgx.stream_core
@@ -161,13 +161,13 @@ def test_ksgxd_awake_at_every_loop_top_is_handed_over_at_k0() -> None:
         for step in range(3):
             pages = rng.integers(0, n, size=1000)
             res = encl.access_pages(pages, rng.random(1000) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
             if step == 0:
                 system.run(until=system.now + 200_000)
-                out.append(_snap(system, encl, res))
+                out.append(core_snap(system, encl, res))
         return out
 
-    core, out = _three(lambda e, kw: _build(e, 7, 64, 2, False, 6, False, **kw), calls)
+    core, out = _three(lambda e, kw: build_enclave(e, 7, 64, 2, False, 6, False, **kw), calls)
     sc = core.sgx.stream_core
     done = sum(out[k]["outcome"][0] for k in (0, 2, 3))  # each call's AccessOutcome.done
     assert sc.k0_entries > 0 and sc.ksgxd_pages > 0
@@ -184,30 +184,30 @@ def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
     the reference."""
 
     def build(engine, kw):  # type: ignore[no-untyped-def]
-        return _build(engine, 3, 64, 2, False, 6, False, **kw)
+        return build_enclave(engine, 3, 64, 2, False, 6, False, **kw)
 
     def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
         sc = system.sgx.stream_core
         rng = np.random.default_rng(3)
         res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
-        out = [_snap(system, encl, res)]
+        out = [core_snap(system, encl, res)]
         if kw.get("fast_core"):
             assert sc.k0_entries > 0 and sc.session is not None, "not served after the call"
             assert sc.session.parked == [], "a session entered from ksgxd asleep"
         other = system.create_enclave(1 << 20)
         assert other.add_pages(0, 64 * PAGE_SIZE).ok
         assert other.init().ok
-        out.append(_snap(system, encl, AccessOutcome()))
+        out.append(core_snap(system, encl, AccessOutcome()))
         if kw.get("fast_core"):
             assert sc.top_stops > 0 and sc.session is None
         res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         assert other.access_pages(np.arange(64)).ok
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         other.close()
         system.run()
         res = encl.access_pages(rng.integers(0, n, size=1500))
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         return out
 
     core, _ = _three(build, calls)
@@ -231,7 +231,7 @@ def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> 
         out = []
         for _ in range(2):
             res = encl.access_pages(rng.integers(0, n, size=1000), rng.random(1000) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
         if kw.get("fast_core"):
             assert sc.session is None and sc.k0_entries == 1
             (ev,) = system.sgx.ksgxd_waitq._waiters
@@ -240,16 +240,16 @@ def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> 
         for k in range(40):  # EAUG, in Python; the page is then PENDING: a #PF ends it
             res = encl.access_pages(np.array([n + k]), True)
             assert res.pf_error
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         if kw.get("fast_core"):
             assert sc.k0_entries > 1, "the woken generator did not reach the hook"
         res = encl.access_pages(rng.integers(0, n, size=600))
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         system.run(until=system.now + 100_000)
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         return out
 
-    _three(lambda e, kw: _build(e, 2, 256, 2, False, 2, False, **kw), calls)
+    _three(lambda e, kw: build_enclave(e, 2, 256, 2, False, 2, False, **kw), calls)
 
 
 def test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator() -> None:
@@ -262,15 +262,15 @@ def test_ksgxd_entered_at_k0_meets_the_secs_eviction_in_its_generator() -> None:
 
     def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
         system.machine.env.run()  # ksgxd to its sleep, every page written back
-        out = [_snap(system, encl, AccessOutcome())]
+        out = [core_snap(system, encl, AccessOutcome())]
         assert encl.encl.secs_epc < 0, "the SECS was not evicted"
         if kw.get("fast_core"):
             assert system.sgx.stream_core.k0_entries == 1
         res = encl.access_pages(np.random.default_rng(3).integers(0, n, size=600))
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         return out
 
-    core, _ = _three(lambda e, kw: _build(e, 3, 64, 2, False, 6, False, **kw), calls)
+    core, _ = _three(lambda e, kw: build_enclave(e, 3, 64, 2, False, 6, False, **kw), calls)
     assert core.fast_core_accesses > 0
 
 
@@ -291,12 +291,12 @@ def test_auto_enters_ksgxd_at_k0_only_while_a_stream_is_live(
     def no_thread(system, encl, n):  # type: ignore[no-untyped-def]
         # ksgxd with no thread writes back every page, the SECS too; then a stream
         system.machine.env.run()
-        out = [_snap(system, encl, AccessOutcome())]
+        out = [core_snap(system, encl, AccessOutcome())]
         sc = system.sgx.stream_core
         if sc is not None:
             assert sc.k0_entries == 0 and sc.session is None and sc.live == 0
         res = encl.access_pages(np.random.default_rng(3).integers(0, n, size=600))
-        return [*out, _snap(system, encl, res)]
+        return [*out, core_snap(system, encl, res)]
 
     def awake(system, encl, n):  # type: ignore[no-untyped-def]
         # ksgxd awake at every loop top (64 pages, 6x): entered at K0 within the streams
@@ -304,14 +304,14 @@ def test_auto_enters_ksgxd_at_k0_only_while_a_stream_is_live(
         out = []
         for _ in range(3):
             res = encl.access_pages(rng.integers(0, n, size=1000), rng.random(1000) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
         system.run(until=system.now + 200_000)
-        return [*out, _snap(system, encl, res)]
+        return [*out, core_snap(system, encl, res)]
 
     for seed, calls in ((3, no_thread), (7, awake)):
         snaps = {}
         for name, kw in (("off", {"fast_core": False}), ("auto", {})):
-            system, encl, n = _build("fast", seed, 64, 2, False, 6, False, **kw)
+            system, encl, n = build_enclave("fast", seed, 64, 2, False, 6, False, **kw)
             snaps[name] = calls(system, encl, n)
         for f, b in zip(snaps["off"], snaps["auto"], strict=True):
             assert [key for key in f if f[key] != b[key]] == []
@@ -330,7 +330,7 @@ def test_one_cpu_keeps_the_pair_off_the_core(settle: bool) -> None:
     there, and the run is the fast engine's and the reference's."""
 
     def build(engine, kw):  # type: ignore[no-untyped-def]
-        # not ``_build``: with one CPU the EADDs' ioctl keeps ksgxd off it (no batch yet)
+        # not ``build_enclave``: with one CPU the EADDs' ioctl keeps ksgxd off it (no batch yet)
         system = epcsim.System(
             engine=engine, epc=64 * PAGE_SIZE, cpus=1, seed=5, content_mode="tag", **kw
         )
@@ -347,9 +347,9 @@ def test_one_cpu_keeps_the_pair_off_the_core(settle: bool) -> None:
         out = []
         for _ in range(2):
             res = encl.access_pages(rng.integers(0, n, size=3 * 64), rng.random(3 * 64) < 0.3)
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
         system.run(until=system.now + 2_000_000)
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         return out
 
     core, _ = _three(build, calls)

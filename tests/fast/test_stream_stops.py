@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
-from stream_core_cases import ENGINE_KEYS, _build, _snap
+from stream_core_cases import ENGINE_KEYS, build_enclave, core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
@@ -75,9 +75,9 @@ def test_the_secs_written_back_while_the_thread_runs_on_the_core() -> None:
         for s in streams:
             res = encl.access_pages(s)
             assert res.ok
-            out.append(_snap(system, encl, res))
+            out.append(core_snap(system, encl, res))
         system.run(until=5_000_000)
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         snaps[name] = out
         if kw.get("fast_core"):
             sc = system.sgx.stream_core
@@ -88,7 +88,7 @@ def test_the_secs_written_back_while_the_thread_runs_on_the_core() -> None:
 
 
 def _released(system: epcsim.System, encl) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """What is left to compare once the enclave is released (``_snap`` needs one)."""
+    """What is left to compare once the enclave is released (``core_snap`` needs one)."""
     sgx, cpu, m = system.sgx, system.cpu, system.machine
     epc, e = sgx.epc, cpu.epcm
     eid = next(m.env._eid)
@@ -117,7 +117,7 @@ def _closing(engine: str, where: str, **kw):  # type: ignore[no-untyped-def]
     """A call that ends with ksgxd mid-batch (seeds picked for it); "age check": batches of
     one page and a hot stream, so that pages are young when ksgxd looks at them."""
     seed = 1 if where == "write-back" else 0
-    system, encl, n = _build(engine, seed, 128, 2, False, 3, **kw)
+    system, encl, n = build_enclave(engine, seed, 128, 2, False, 3, **kw)
     rng = np.random.default_rng(seed)
     if where == "write-back":
         res = encl.access_pages(rng.integers(0, n, size=1500), rng.random(1500) < 0.3)
@@ -184,7 +184,7 @@ def test_the_enclave_released_while_ksgxd_served_holds_a_batch(
     snaps: dict[str, list[dict[str, object]]] = {}
     for name, engine, kw in ENGINES:
         system, encl, res = _closing(engine, where, **kw)
-        out = [_snap(system, encl, res)]
+        out = [core_snap(system, encl, res)]
         sc = system.sgx.stream_core
         if kw.get("fast_core"):
             assert sc.session is not None, "the call did not end with ksgxd mid-batch"
@@ -209,10 +209,10 @@ def _by_hand(engine: str, seed: int, how: str, **kw):  # type: ignore[no-untyped
     state when a reclaimer has isolated every page and freed none) or a record rewritten
     in the backing store (ELDU fails: the WARN, the page lost, SIGBUS). The stream starts
     with resident pages, so that the hook engages before the fault."""
-    system, encl, n = _build(engine, seed, 256, 2, False, 2, **kw)
+    system, encl, n = build_enclave(engine, seed, 256, 2, False, 2, **kw)
     rng = np.random.default_rng(seed)
     res = encl.access_pages(rng.integers(0, n, size=600))
-    out = [_snap(system, encl, res)]
+    out = [core_snap(system, encl, res)]
     system.machine.env.run()  # ksgxd to its sleep
     e = encl.encl
     idx = np.arange(e.nr_pages)
@@ -229,7 +229,7 @@ def _by_hand(engine: str, seed: int, how: str, **kw):  # type: ignore[no-untyped
     stream = np.concatenate([np.resize(mapped, 400), [evicted[0]], np.resize(mapped, 50)])
     res = encl.access_pages(stream)
     assert res.sigbus and res.done == 400
-    out.append(_snap(system, encl, res))
+    out.append(core_snap(system, encl, res))
     return system, out
 
 
@@ -261,7 +261,7 @@ def test_the_entry_checks_are_decided_at_the_loop_top() -> None:
 
     outs = []
     for engine in ("reference", "fast"):
-        system, encl, _ = _build(engine, 2, 256, 2, True, 2)
+        system, encl, _ = build_enclave(engine, 2, 256, 2, True, 2)
         assert encl.access_pages(np.arange(1, 9)).ok  # the TCS loaded and mapped
         system.machine.env.run()
         tcs_epc = int(encl.encl.epc[0])
@@ -383,9 +383,9 @@ def test_a_child_removed_during_ksgxd_served_ewb(
         encl.encl.lock.trace = []
         res = encl.access_pages(np.array([1] * 5 + [2] * 3000))
         assert res.ok
-        out = [_snap(system, encl, res)]
+        out = [core_snap(system, encl, res)]
         system.run(until=5_000_000)
-        out.append(_snap(system, encl, res))
+        out.append(core_snap(system, encl, res))
         snaps[name] = out
         assert system.sgx.stats.secs_evictions >= 1 and not system.sgx.warnings
         if kw.get("fast_core"):

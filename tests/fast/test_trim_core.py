@@ -22,78 +22,14 @@ fields must then be equal too.
 
 from __future__ import annotations
 
-import errno
-
+from core_cases import agree, trim_scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import _snap
-from test_eaccept_core import IMAGE, _agree, _record, _selftest_enclave
-
-from epcsim.arch import PAGE_SIZE
-from epcsim.user.thread import AccessOutcome
-from epcsim.workloads.edmm import Ctx, drive_range
-
-
-def _modify_types(system, encl, ctx, via: str, first: int, pages: int, hook=None):  # type: ignore[no-untyped-def]
-    """MODIFY_TYPES(TRIM) over ``pages`` pages from ``first``, as the caller sees it: through
-    ``drive_range`` in the enclave thread's process (``via="thread"``: the ``OpRecord``), or
-    ``Enclave.modify_types`` from the process's ioctl task (``via="ioctl"``: every call's
-    result, again from ``offset + count`` after -EAGAIN, and the task's scheduler fields)."""
-    if via == "thread":
-        rec = system._call(
-            ctx.thread, drive_range(ctx, "modify_types", first, pages, on_pages=hook)
-        )
-        return _record(rec)
-    off, length, c = first * PAGE_SIZE, pages * PAGE_SIZE, 0
-    calls = []
-    while len(calls) < 10 * pages + 100:  # a runaway guard, as drive_range's
-        r = encl.modify_types(off + c, length - c, "trim")
-        calls.append((r.ret, r.count, r.result, sorted(r.extra.items()), system.now))
-        c += r.count
-        if r.ret != -errno.EAGAIN or c >= length:
-            break
-    t = encl.task
-    fields = (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime)
-    return calls, fields
-
-
-def _scenario(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, direct: bool,
-    settle: bool, tcs: int, hole: bool, marks: bool, via: str = "thread", **kw,
-):  # fmt: skip
-    """Yields a snapshot after each call (module docstring), then the core's trimmed pages."""
-    heap = max(16, int(heap_x * epc_pages))
-
-    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
-        if tcs:  # TCS pages as the heap's first ones: TCS -> TRIM
-            assert encl.add_pages(IMAGE * PAGE_SIZE, tcs * PAGE_SIZE, page_type="tcs").ok
-        gap = (heap * 3 // 4, heap * 3 // 4 + 2) if hole else (heap, heap)  # never added
-        for lo, hi in ((tcs, gap[0]), (gap[1], heap)):
-            if hi > lo:
-                assert encl.add_pages((IMAGE + lo) * PAGE_SIZE, (hi - lo) * PAGE_SIZE, "rw").ok
-
-    system, encl, t = _selftest_enclave(
-        engine, seed, epc_pages, cpus, direct, heap, settle, add_heap, "trim", **kw
-    )
-    ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
-    seen: list[tuple[int, int, int, int]] = []
-
-    def on_pages(done: int, total: int) -> None:  # what a progress bar sees, and when
-        seen.append((done, total, system.now, int(system.stats()["emodt"])))
-
-    hook = on_pages if marks else None
-    seen_by = _modify_types(system, encl, ctx, via, IMAGE, heap, hook)
-    yield _snap(system, encl, AccessOutcome()), seen_by, seen
-    # again over the range's second half: its first page is TRIM already (-EINVAL)
-    seen_by = _modify_types(system, encl, ctx, via, IMAGE + heap // 2, heap // 2)
-    yield _snap(system, encl, AccessOutcome()), seen_by
-    sc = system.sgx.stream_core
-    yield [0] if sc is None else [sc.trims]
 
 
 def _three(*args, **kw) -> int:  # type: ignore[no-untyped-def]
     """The scenario on the three systems, equal call by call; the core's trimmed pages."""
-    b = _agree(_scenario, args, kw)
+    b = agree(trim_scenario, args, kw)
     assert len(b) == 1
     return int(b[0])
 

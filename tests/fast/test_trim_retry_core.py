@@ -20,62 +20,11 @@ from __future__ import annotations
 
 import os
 
+from core_cases import agree, retry_scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import _snap
-from test_eaccept_core import IMAGE, _agree, _record, _selftest_enclave
-
-from epcsim.arch import PAGE_SIZE
-from epcsim.user.thread import AccessOutcome
-from epcsim.workloads.edmm import Ctx, drive_range, result_only_after
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
-
-
-def _scenario(  # type: ignore[no-untyped-def]
-    engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, settle: bool,
-    hook: str, marks: bool, max_stalled: int | None, **kw,
-):  # fmt: skip
-    """The selftest's trim without direct reclaim, called again after -EAGAIN; yields the
-    snapshot with the ``OpRecord``, the hooks' views and the thread's fields, then the
-    core's retried calls and trimmed pages."""
-    heap = max(16, int(heap_x * epc_pages))
-
-    def add_heap(encl) -> None:  # type: ignore[no-untyped-def]
-        assert encl.add_pages(IMAGE * PAGE_SIZE, heap * PAGE_SIZE, "rw").ok
-
-    system, encl, t = _selftest_enclave(
-        engine, seed, epc_pages, cpus, False, heap, settle, add_heap, "trim", **kw
-    )
-    calls: list[tuple[object, ...]] = []
-    seen: list[tuple[int, int, int, int]] = []
-
-    def log(r, done: int) -> None:  # type: ignore[no-untyped-def]
-        calls.append((r.ret, r.count, r.result, sorted(r.extra.items()), done))
-        if len(calls) == 1:  # what only the instant shows: the demo's first-call snapshot
-            calls.append((system.now, int(system.stats()["ewb"]), int(system.stats()["eldu"])))
-
-    on_call = None if hook == "none" else log if hook == "plain" else result_only_after(1)(log)
-
-    def on_pages(done: int, total: int) -> None:
-        seen.append((done, total, system.now, int(system.stats()["emodt"])))
-
-    rec = system._call(
-        t,
-        drive_range(
-            Ctx(encl, t, []),  # type: ignore[arg-type]
-            "modify_types",
-            IMAGE,
-            heap,
-            on_pages=on_pages if marks else None,
-            on_call=on_call,
-            max_stalled=max_stalled,
-        ),
-    )
-    fields = (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime)
-    yield _snap(system, encl, AccessOutcome()), _record(rec), calls, seen, fields, t.entered
-    sc = system.sgx.stream_core
-    yield [0, 0] if sc is None else [sc.ioctl_retries, sc.trims]
 
 
 @settings(max_examples=40 if LONG else 10, deadline=None, suppress_health_check=list(HealthCheck))
@@ -96,8 +45,8 @@ def test_the_runtimes_retry_on_the_core_matches_the_reference(
     """Equal on the three systems; the core made calls itself unless the hook must see
     every call's return (``plain``), or ``max_stalled`` stopped the runtime before it
     could (a few stalled calls)."""
-    retries, _trims = _agree(
-        _scenario, (seed, epc_pages, cpus, heap_x, settle, hook, marks, max_stalled), {}
+    retries, _trims = agree(
+        retry_scenario, (seed, epc_pages, cpus, heap_x, settle, hook, marks, max_stalled), {}
     )
     if hook == "plain":
         assert retries == 0, "a hook that reads the instant keeps every call in Python"
@@ -110,5 +59,5 @@ def test_the_demos_trim_makes_its_calls_on_the_core() -> None:
     the others result-only; ``max_stalled`` 10,000) over a heap 3x the EPC, ksgxd awake:
     equal, and nearly every call is the core's (all but the first and those before ksgxd
     first went to its machine)."""
-    retries, trims = _agree(_scenario, (7, 96, 4, 3.0, False, "after1", False, 10_000), {})
+    retries, trims = agree(retry_scenario, (7, 96, 4, 3.0, False, "after1", False, 10_000), {})
     assert retries > 100 and trims > 0

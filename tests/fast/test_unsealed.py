@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import _build, _snap
+from stream_core_cases import build_enclave, core_snap
 
 from epcsim.kernel.backing import EnclaveBacking
 
@@ -69,7 +69,7 @@ READERS = ("lookup", "records", "record", "tamper", "copy", "pickle", "python_el
 
 
 def _run(core: bool, seed: int, epc_pages: int, cpus: int, calls: int, reader: str):  # type: ignore[no-untyped-def]
-    system, encl, n = _build("fast", seed, epc_pages, cpus, tcs=True, fast_core=core)
+    system, encl, n = build_enclave("fast", seed, epc_pages, cpus, tcs=True, fast_core=core)
     rng = np.random.default_rng(seed)
     outs = []
     for _ in range(calls):
@@ -81,7 +81,7 @@ def _run(core: bool, seed: int, epc_pages: int, cpus: int, calls: int, reader: s
     got = _read(reader, system, encl, rng)
     pages = rng.integers(1, n, size=3 * epc_pages)
     out = encl.access_pages(pages)
-    return outs, pending, got, _snap(system, encl, out), system
+    return outs, pending, got, core_snap(system, encl, out), system
 
 
 #: examples per reader (each runs two scenarios, with and without the core: seconds)
@@ -118,8 +118,8 @@ def test_a_later_call_loads_what_an_earlier_one_left_unsealed() -> None:
     MAC check (``KState.dn``/``dmark`` are the file's, kept across calls); the records and
     every observable stay the engine's without the core."""
     seed, epc_pages = 7, 256
-    base, bencl, n = _build("fast", seed, epc_pages, 2, tcs=True, fast_core=False)
-    system, encl, _ = _build("fast", seed, epc_pages, 2, tcs=True, fast_core=True)
+    base, bencl, n = build_enclave("fast", seed, epc_pages, 2, tcs=True, fast_core=False)
+    system, encl, _ = build_enclave("fast", seed, epc_pages, 2, tcs=True, fast_core=True)
     rng = np.random.default_rng(seed)
     first = rng.integers(1, n, size=4 * epc_pages)
     second = rng.integers(1, n, size=4 * epc_pages)
@@ -138,5 +138,5 @@ def test_a_later_call_loads_what_an_earlier_one_left_unsealed() -> None:
     loaded = {i for i in left if not u.pending(i)} - set(sealed)
     assert len(loaded) > epc_pages // 4, len(loaded)  # ELDUs on the core, nothing sealed
     assert -1 not in sealed
-    assert _snap(base, bencl, bout) == _snap(system, encl, out)
+    assert core_snap(base, bencl, bout) == core_snap(system, encl, out)
     assert not any(u.pending(i) for i in range(n))  # the snapshot's lookups sealed the rest

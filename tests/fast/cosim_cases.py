@@ -1,0 +1,93 @@
+"""The generated task programs the co-simulation tests share (``test_cosim.py``,
+``test_cosim_run_user.py``, ``test_cosim_fifo.py``, ``test_served.py``): ``scenarios``
+(2-3 tasks of runs, critical sections, waits, wakes, spawns and loops, their costs from
+small sets built on ``mutex_pickup`` and ``mutex_spin_poll`` so that same-nanosecond ties
+are frequent), ``user_scenarios`` (some ``RUN`` ops as ``USER``), and ``EXAMPLES`` (their
+hypothesis budget, larger under ``EPCSIM_LONG``).
+
+A helper module, not a test file (tests/README.md, "Rules for a new test"): moved from
+``test_cosim.py`` and ``test_cosim_run_user.py`` by session ``tidy``, no code changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import strategies as st
+
+from epcsim.engine.costs import Costs
+from epcsim.fast.cosim.program import (
+    OP_LOCK,
+    OP_LOOP,
+    OP_RUN,
+    OP_SPAWN,
+    OP_UNLOCK,
+    OP_USER,
+    OP_WAIT,
+    OP_WAKE,
+)
+
+LONG = bool(os.environ.get("EPCSIM_LONG"))
+EXAMPLES = 1000 if LONG else 200
+
+PICKUP = Costs().mutex_pickup
+POLL = Costs().mutex_spin_poll
+COSTS = (0, 0, 1, 50, POLL, PICKUP - 1, PICKUP, PICKUP + 1, 2 * PICKUP, 3 * PICKUP, 2_000)
+cost = st.sampled_from(COSTS)
+
+
+def _block(draw, n_tasks, nr_mutexes, spawnable, wait_in_lock):
+    """One block of ops: a run, a critical section (maybe nested), a wait, a wake, a spawn."""
+    kinds = ["run", "crit", "crit", "crit", "wait", "wake"] + (["spawn"] if spawnable else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "run":
+        return [(OP_RUN, draw(cost), 0)]
+    if kind == "wait":
+        return [(OP_WAIT, 0, 0)]
+    if kind == "wake":
+        return [(OP_WAKE, 0, 0)]
+    if kind == "spawn":
+        return [(OP_SPAWN, draw(st.sampled_from(spawnable)), 0)]
+    m = draw(st.integers(0, nr_mutexes - 1))
+    body = [(OP_RUN, draw(cost), 0) for _ in range(draw(st.integers(0, 2)))]
+    if nr_mutexes > 1 and draw(st.booleans()):
+        inner = 1 - m
+        body += [(OP_LOCK, inner, 0), (OP_RUN, draw(cost), 0), (OP_UNLOCK, inner, 0)]
+    if wait_in_lock and draw(st.booleans()):
+        body.insert(0, (OP_WAIT, 0, 0))
+        body.append((OP_RUN, draw(cost), 0))
+    return [(OP_LOCK, m, 0), *body, (OP_UNLOCK, m, 0)]
+
+
+@st.composite
+def scenarios(draw, wait_in_lock=False):
+    """(programs, starts, nr_mutexes): 2-3 tasks; a task may start late, by another's SPAWN."""
+    n = draw(st.integers(2, 3))
+    nr_mutexes = draw(st.sampled_from([1, 1, 2]))
+    starts = [True] + [draw(st.integers(0, 3)) > 0 for _ in range(n - 1)]
+    late = [i for i in range(n) if not starts[i]]
+    programs = []
+    for i in range(n):
+        ops: list[tuple[int, int, int]] = []
+        heads = []  # where each block begins: a LOOP goes back to one
+        for _ in range(draw(st.integers(1, 5))):
+            heads.append(len(ops))
+            ops += _block(draw, n, nr_mutexes, [t for t in late if t != i], wait_in_lock)
+        if draw(st.integers(0, 2)) == 0:
+            ops.append((OP_LOOP, draw(st.sampled_from(heads)), draw(st.integers(1, 3))))
+        programs.append(ops)
+    return programs, starts, nr_mutexes
+
+
+@st.composite
+def user_scenarios(draw):
+    programs, starts, nr_mutexes = draw(scenarios())
+    out = []
+    for ops in programs:
+        new = []
+        for op, a, b in ops:
+            if op == OP_RUN and draw(st.booleans()):
+                op = OP_USER
+            new.append((op, a, b))
+        out.append(new)
+    return out, starts, nr_mutexes
