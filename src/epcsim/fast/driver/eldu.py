@@ -42,6 +42,7 @@ from epcsim.fast.driver.tstate import (
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops import epcm as epcm_ops
 from epcsim.fast.ops.tag_sealing import unseal
+from epcsim.fast.ops.typed_rows import row as row_of
 from epcsim.isa.core import GP, PF
 from epcsim.isa.epcm import (
     EPCM_BLOCKED,
@@ -135,7 +136,7 @@ def eldu_check(ks, ts, index, epc):
     row = va_row_of(ks, va_epc)
     if row < 0:
         return ENCLU_GP  # no row of versions: the slot reads zero
-    version = ks.vp_blocks[row][0, slot]
+    version = row_of(ks.vp_blocks, row)[0, slot]  # borrowed (``ops.typed_rows``)
     if version == 0:
         return ENCLU_GP
     tc[TC_VROW] = row
@@ -174,7 +175,7 @@ def eldu_commit(ks, ts, index, epc):
     record's type and flags and this enclave's SECS, ENCLAVEADDRESS and the content tag
     restored, the SECS's child count up."""
     tc = ts.tc
-    ks.vp_blocks[tc[TC_VROW]][0, tc[TC_SLOT]] = 0
+    row_of(ks.vp_blocks, tc[TC_VROW])[0, tc[TC_SLOT]] = 0
     flags = tc[TC_FLAGS]
     # SECS and ENCLAVEADDRESS: what the page's owner (this enclave, ``index``, set by the
     # allocation) implies, stored once (``isa.epcm``): nothing to write

@@ -40,6 +40,7 @@ from epcsim.fast.ops import epcm as epcm_ops
 from epcsim.fast.ops.backing import set_bit
 from epcsim.fast.ops.seal_batch import compact_marked, seal_marked, unpack_flags
 from epcsim.fast.ops.tag_sealing import seal
+from epcsim.fast.ops.typed_rows import row as row_of
 from epcsim.isa.core import PF
 from epcsim.isa.epcm import (
     BEPOCH_MASK,
@@ -197,7 +198,7 @@ def ewb(ks, r, epc, va_epc, slot):
     secinfo = np.int64(f) & EPCM_SECINFO_MASK
     tag = ks.etag[epc]
     version = fresh_version(ks)
-    slots = ks.vp_blocks[row]
+    slots = row_of(ks.vp_blocks, row)  # borrowed (``ops.typed_rows``): no refcounting
     occupied = slots[0, slot] != 0
     slots[0, slot] = version
     kc[K_SECS_CHILDREN] -= 1

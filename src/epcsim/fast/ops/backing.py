@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import PCMDS_PER_PAGE
+from epcsim.fast.ops.typed_rows import row as row_of
 
 #: pages per chunk of the backing store's table (``epcsim.kernel.backing``): a chunk gets
 #: its row of the tables on its first record
@@ -118,11 +119,11 @@ def backing_store(
         pcmd_kept[p] = False
         new = 1
     i = index % CHUNK
-    contents[row][i, :] = ct
-    mac[row][i, :] = mac16[:8]
+    row_of(contents, row)[i, :] = ct  # the rows borrowed (``typed_rows``): no refcounting
+    row_of(mac, row)[i, :] = mac16[:8]
     if hrow >= 0:
-        high[hrow][i, :] = mac16[8:]
-    flags[row][i] = packed_flags
+        row_of(high, hrow)[i, :] = mac16[8:]
+    row_of(flags, row)[i] = packed_flags
     return new
 
 
@@ -140,14 +141,14 @@ def backing_lookup(
     c = index // CHUNK
     row = chunk_row[c]
     i = index % CHUNK
-    ct_out[:] = contents[row][i]
-    mac_out[:8] = mac[row][i]
+    ct_out[:] = row_of(contents, row)[i]  # the rows borrowed (``typed_rows``)
+    mac_out[:8] = row_of(mac, row)[i]
     hrow = high_row[c]
     if hrow >= 0:
-        mac_out[8:] = high[hrow][i]
+        mac_out[8:] = row_of(high, hrow)[i]
     else:
         mac_out[8:] = 0
-    return flags[row][i]
+    return row_of(flags, row)[i]
 
 
 @njit(cache=True, nogil=True)
