@@ -17,6 +17,8 @@ dispatch); a one-field read or write stays in Python.
   pages' generations), compact lookup and truncation (``epcsim.kernel.backing``).
 * ``epc``: ``__sgx_alloc_epc_page_from_node`` and ``sgx_free_epc_page``.
 * ``lru``: ``sgx_mark_page_reclaimable``, ``sgx_unmark_page_reclaimable`` and the put-back.
+* ``typed_rows``: a row of a typed list of arrays (the backing store's rows, the VA
+  version blocks) read borrowed, without numba's per-item reference counting.
 * ``tag_sealing``: the ``tag`` mode's EWB sealing and ELDU check (keyed BLAKE2b-64), byte
   for byte ``isa.sealing.Sealer``'s, for compiled callers (the driver of ``DESIGN.md``).
 """
