@@ -1,0 +1,163 @@
+"""Where a fault's host time goes on rows 1 and 2 (issue 9, PATHS.md "Per fault on the
+core", session ``fault1``): row 1's timed stream (``rows.fault_rate``'s scenario) and row
+2's ~10% replay (``run.py``'s Zipf stream, alpha 1.0), each with ``fast_core=True``.
+
+Per fault: the host CPU of the timed ``access_pages`` and of the compiled ``drive`` inside
+it (``StreamCore.drive`` wrapped), and what the core did, counted inside each ``drive`` call
+(the ``CoState``/``KState`` counters before and after it): the events it processed
+(``C_POPS``: each a ``next_resume`` and, but for a spinner's timed poke, a machine entry),
+the runs it elided, the contended ``encl->lock`` acquisitions (each two events: the
+poke, then the spinner's resumption), the EWBs, the pages ksgxd isolated and found young,
+its batches and the ELDUs of records the core wrote (no MAC check; the others are checked
+with the ``tag`` mode's crypto). With ``--perf``, Linux ``perf`` over ``--runs`` timed
+calls, self time by compiled function (``pair_perf.py``'s symbol map; the numba cache
+must be warm, and ``perf`` installed).
+
+    PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/row_profile.py [--perf] [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pair_perf  # noqa: I001  (first: it keeps the object code numba loads)
+
+import numpy as np
+
+import rows
+from epcsim.arch import PAGE_SIZE
+from epcsim.fast.cosim import state as cs
+from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver import stream as stream_mod
+
+_CN = ("CN_EWB", "CN_SCANNED", "CN_YOUNG", "CN_BATCHES")
+_acc: dict[str, Any] = {"t": 0.0, "d": {}}
+_real_drive = stream_mod.StreamCore.drive
+
+
+def _snap(co: Any, ks: Any) -> dict[str, int]:
+    d = {
+        "events": int(co.clk[cs.C_POPS]),
+        "elided runs": int(co.clk[cs.C_ELIDED]),
+        "contended locks": int(co.mtx[0, cs.M_CONTENDED]),
+        "ELDUs without MAC check": int(ks.kc[K.K_DEFER_LOADS]),
+    }
+    for name in _CN:
+        d[name[3:].lower()] = int(ks.cnt[getattr(K, name)])
+    return d
+
+
+def _drive(self: Any, co: Any, ks: Any, ts: Any, pending: int) -> int:
+    a = _snap(co, ks)
+    t0 = time.process_time()
+    r = _real_drive(self, co, ks, ts, pending)
+    _acc["t"] += time.process_time() - t0
+    for k, v in _snap(co, ks).items():
+        _acc["d"][k] = _acc["d"].get(k, 0) + v - a[k]
+    return r
+
+
+def row1() -> tuple[Any, Any, np.ndarray]:
+    """``rows.fault_rate``'s scenario after its warm-up, and its timed stream."""
+    epc_pages, accesses = 1024, 12_000
+    system = rows._system(
+        "fast+core", epc=epc_pages * PAGE_SIZE, cpus=2, seed=1, content_mode="tag"
+    )
+    n = 4 * epc_pages
+    encl = system.create_enclave(rows._pow2(n * PAGE_SIZE))
+    assert encl.add_pages(0, n * PAGE_SIZE).ok and encl.init().ok
+    stream = np.random.default_rng(1).integers(0, n, size=accesses)
+    encl.access_pages(stream[: accesses // 4])
+    return system, encl, stream[accesses // 4 :]
+
+
+def row2() -> tuple[Any, Any, np.ndarray]:
+    """``run.py``'s row 2 at ~10% misses (``rows.replay_epcsim`` before its timed call)."""
+    epc_pages = 4096
+    n_pages = 2 * epc_pages
+    stream = rows.zipf_stream(n_pages, 200_000, 1.0, 0)
+    system = rows._system("fast+core", epc=epc_pages * PAGE_SIZE, cpus=2, seed=1, policy="lru")
+    encl = system.create_enclave(rows._pow2(n_pages * PAGE_SIZE))
+    assert encl.add_pages(0, n_pages * PAGE_SIZE).ok and encl.init().ok
+    system.run(until="100ms")
+    return system, encl, stream
+
+
+def counts(name: str, make: Any, repeat: int) -> None:
+    stream_mod.StreamCore.drive = _drive  # type: ignore[method-assign]
+    try:
+        for rep in range(repeat):
+            system, encl, stream = make()
+            st0 = system.stats()
+            _acc.update(t=0.0, d={})
+            c0 = time.process_time()
+            assert encl.access_pages(stream).ok
+            cpu = time.process_time() - c0
+            st = system.stats()
+            f = st["page_faults"] - st0["page_faults"]
+            print(
+                f"{name} run {rep}: {stream.size} accesses, {f} faults, "
+                f"{system.fast_core_accesses} accesses on the core; "
+                f"{cpu / f * 1e6:.2f} us a fault ({cpu / stream.size * 1e9:.0f} ns an access), "
+                f"inside drive {_acc['t'] / f * 1e6:.2f}"
+            )
+        print("  per fault: " + ", ".join(f"{k} {v / f:.2f}" for k, v in _acc["d"].items()))
+    finally:
+        stream_mod.StreamCore.drive = _real_drive  # type: ignore[method-assign]
+
+
+def perf(name: str, make: Any, runs: int) -> None:
+    _, encl, stream = make()
+    encl.access_pages(stream)  # every compiled function loaded before the map is written
+    cases = [make() for _ in range(runs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        mapped = pair_perf._perf_map(tmp)
+        data = os.path.join(tmp, "perf.data")
+        cmd = ["perf", "record", "-F", "4000", "-o", data, "-p", str(os.getpid())]
+        rec = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        time.sleep(1.0)  # perf attached
+        t0 = time.process_time()
+        for _, e, s in cases:
+            e.access_pages(s)
+        cpu = time.process_time() - t0
+        rec.send_signal(signal.SIGINT)
+        rec.wait()
+        rep = subprocess.run(
+            ["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        os.unlink(mapped)
+    self_pc: dict[str, float] = {}
+    for ln in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+\[\.\]\s+(\S+)", ln)
+        if m:
+            fn = pair_perf._short(m.group(2))
+            self_pc[fn] = self_pc.get(fn, 0.0) + float(m.group(1))
+    print(f"{name}: {runs} timed calls under perf, {cpu:.2f} s CPU; self time by function:")
+    for fn, pc in sorted(self_pc.items(), key=lambda x: -x[1])[:30]:
+        print(f"  {pc:6.2f}%  {fn}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--perf", action="store_true")
+    ap.add_argument("--runs", type=int, default=20)
+    a = ap.parse_args()
+    for name, make in (("row 1", row1), ("row 2 at ~10%", row2)):
+        counts(name, make, a.repeat)
+        if a.perf:
+            perf(name, make, a.runs)
+
+
+if __name__ == "__main__":
+    main()
