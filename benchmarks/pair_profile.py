@@ -32,7 +32,8 @@ from epcsim.arch import PAGE_SIZE
 from epcsim.fast.cosim.state import C_POPS, T_PC
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import thread_bridge as tb
-from epcsim.fast.driver.thread import P_DONE, thread_resume
+from epcsim.fast.driver.thread import thread_resume
+from epcsim.fast.driver.thread_pc import P_DONE
 
 try:  # a tree before the borrowed call (issue 9 session ``callcost``) has neither
     from epcsim.fast.cosim.borrow import borrow

@@ -257,7 +257,8 @@ def test_the_thread_machine_served_by_simpy_matches_the_reference(engine: str) -
     from epcsim.fast.driver import tstate as T
     from epcsim.fast.driver.bridge import _check_regime, _kernel_state
     from epcsim.fast.driver.thread import thread_resume
-    from epcsim.fast.driver.thread_bridge import _core_state, _thread_state, fold_thread
+    from epcsim.fast.driver.thread_bridge import _core_state, _thread_state
+    from epcsim.fast.driver.thread_fold import fold_thread
 
     ref, rencl = build(11, engine, "1M", 400, 160)
     drv, dencl = build(11, engine, "1M", 400, 160)

@@ -255,8 +255,9 @@ def test_the_entry_checks_are_decided_at_the_loop_top() -> None:
     from epcsim.fast.cosim.state import R_STOP, T_PC
     from epcsim.fast.driver.bridge import _check_regime, _kernel_state
     from epcsim.fast.driver.stream_stops import resumable
-    from epcsim.fast.driver.thread import P_ENTER_RUN, P_TOP, thread_resume
+    from epcsim.fast.driver.thread import thread_resume
     from epcsim.fast.driver.thread_bridge import _core_state, _thread_state, run_thread
+    from epcsim.fast.driver.thread_pc import P_ENTER_RUN, P_TOP
     from epcsim.isa.epcm import EPCM_BLOCKED
 
     outs = []

@@ -18,12 +18,14 @@ the compiled ops of ``fast/ops``:
   MAC check, EENTER/ERESUME's checks);
 * ``thread``: ``access_stream`` and its fault path (PATHS.md T0-T7), and in its EACCEPT
   mode ``eaccept_range``'s per-page loop (E0-E4; the leaf's outcome is ``fast/eaccept``'s
-  ``eaccept_word_ok``, hence that file among the sources below);
+  ``eaccept_word_ok``, hence that file among the sources below); its pc table is
+  ``thread_pc``, its stop at a hooked loop top ``hook_stop``;
 * ``bridge``: Python - take the arrays from a live ``System``, drive the core, serve the
   driver's requests for Python work (a new row of a table), fold the small arrays back
   into the Python objects when the call ends (``run_ksgxd``: ksgxd alone);
 * ``thread_bridge``: the same for ``run_thread`` (the thread alone, ksgxd asleep) and
-  ``run_pair`` (the thread and ksgxd together, row 1's regime).
+  ``run_pair`` (the thread and ksgxd together, row 1's regime); the thread's fold back
+  into the Python objects is ``thread_fold``.
 
 No user-visible path uses the driver yet (PATHS.md, "What is built").
 """

@@ -93,7 +93,7 @@ P_AUNLOCKED = 45  #: A4: unlocked after the page: ``c += 4096``
 NAMES = ("aalloc", "adirect", "awoken", "agrow", "alocked", "aioctl", "aeadd", "aunlocked")
 P_ADD_FIRST = P_AALLOC
 
-P_TOP = 0  #: the thread machine's page top (``thread.P_TOP``)
+P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)

@@ -95,14 +95,14 @@ from epcsim.fast.driver.stream_stops import (
     _trim_locked,
     resumable,
 )
-from epcsim.fast.driver.thread import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
     THREAD,
     _thread_state,
     drive_serving,
-    fold_thread,
 )
+from epcsim.fast.driver.thread_fold import fold_thread
+from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.trim import P_DIRECT
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS, EnclaveThread
 

@@ -73,7 +73,7 @@ P_EREMOVE_RUN = 34  #: R5: ``run(eremove)`` is over: EREMOVE, the free, the arra
 P_REBUSY_UNLOCKED = 35  #: R3: unlocked after -EBUSY: stop at the page top
 NAMES = ("remodpr", "emodpr", "rzap", "zap", "rlocked", "eremove", "ebusy unlocked")
 
-P_TOP = 0  #: the thread machine's page top (``thread.P_TOP``)
+P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _EBUSY = -errno.EBUSY
 _PT_TRIM = int(PageType.TRIM)

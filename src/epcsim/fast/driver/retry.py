@@ -60,10 +60,10 @@ from epcsim.fast.driver.tstate import (
     TC_USER_RETURN_NS,
 )
 
-P_TOP = 0  #: the thread machine's page top (``thread.P_TOP``)
+P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
 P_MRETURN_RUN = 36  #: M5: ``run(user_return)`` is over: the call's row, ``run(syscall)``
 P_MSYSCALL_RUN = 37  #: M0: ``run(syscall)`` is over: the next call's first page top
-#: the names of the pcs from ``P_MRETURN_RUN`` on (``thread.P_NAMES``)
+#: the names of the pcs from ``P_MRETURN_RUN`` on (``thread_pc.P_NAMES``)
 NAMES = ("user return", "syscall")
 _EAGAIN = -errno.EAGAIN
 

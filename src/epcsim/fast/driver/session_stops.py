@@ -23,8 +23,8 @@ from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
-from epcsim.fast.driver.thread import P_LOCKED, P_NAMES
 from epcsim.fast.driver.thread_bridge import KSGXD, THREAD
+from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 

@@ -8,7 +8,7 @@ dynamic regime holds, the thread's state machine (``thread.py``) and ksgxd's
 (``ksgxd.py``) run together on the core from there - the thread at T0 with index ``i``
 on its CPU, inside or AEXed as the Python thread is; ksgxd asleep on ``ksgxd_waitq`` or
 wherever its machine was left - T4 waking ksgxd on the core, until the thread is at a loop
-top the core leaves to Python (``thread._hook_stop``: the stream's end, a mutex trace
+top the core leaves to Python (``hook_stop.hook_stop``: the stream's end, a mutex trace
 about to fill) or at a stop the generator goes on from (the TCS fault, a #PF to the
 runtime, SIGBUS, EAUG: each decided before the iteration's first step). The thread's
 state is folded back and the generator goes on at the core's clock with the new index.

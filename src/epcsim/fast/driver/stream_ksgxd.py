@@ -47,8 +47,10 @@ from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.pins import check_no_direct_pins, pinned_rows
 from epcsim.fast.driver.session_stops import SessionStops
-from epcsim.fast.driver.thread import P_TOP, thread_resume
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered, fold_thread
+from epcsim.fast.driver.thread import thread_resume
+from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered
+from epcsim.fast.driver.thread_fold import fold_thread
+from epcsim.fast.driver.thread_pc import P_TOP
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
 

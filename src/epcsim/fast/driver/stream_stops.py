@@ -16,7 +16,7 @@ Why a module of its own: both sides of a stop decode it the same way - ``CoreStr
   before its run (``eldu.tcs_refused``), so the stop is the loop top's, where ``enter()``
   reports it; with the implicit TCS, the SECS gone during the run (only after
   ``KB_SECS``) is ``enter()``'s retry, ``KB_TCS`` at the loop top.
-  (b) *in a fault, under ``encl->lock``* (``thread.P_LOCKED``, ``IN_FAULT``): the SECS to
+  (b) *in a fault, under ``encl->lock``* (``thread_pc.P_LOCKED``, ``IN_FAULT``): the SECS to
   load (``KB_SECS_LOAD``: only the thread served after ``KB_SECS`` meets it), -ENOMEM
   (``KB_ENOMEM``: no free page, the LRU empty - every page isolated by a reclaimer), an
   ELDU that would fail (``KB_ELDU``: its record and checks are now read *before* the
@@ -42,14 +42,14 @@ from __future__ import annotations
 from typing import Any
 
 from epcsim.fast.driver import kstate as K
-from epcsim.fast.driver.thread import P_LOCKED, P_TOP
+from epcsim.fast.driver.thread_pc import P_LOCKED, P_TOP
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
 #: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
 #: runtime, SIGBUS, EAUG, and the EACCEPT loop's failing leaf (the thread inside at the
 #: page: ``enclu_on_page``'s ``enter()`` is then nothing, PATHS.md E1)
 _RESUMABLE = frozenset((K.KB_TOP, K.KB_TCS, K.KB_ENTRY, K.KB_PF, K.KB_SIGBUS, K.KB_EAUG, K.KB_LEAF))
-#: the thread's stops in a fault under encl->lock (``thread.P_LOCKED``), before anything
+#: the thread's stops in a fault under encl->lock (``thread_pc.P_LOCKED``), before anything
 #: of the fault's rest is applied: the rest runs in Python (``EnclaveThread.fault_locked``)
 IN_FAULT = frozenset((K.KB_SECS_LOAD, K.KB_ENOMEM, K.KB_ELDU))
 #: ``CoreStream.run``'s ``end`` for the MODIFY_TYPES loop stopped under ``encl->lock`` at

@@ -37,6 +37,14 @@ Three loops share the machine (``tc[TC_MODE]``): ``access_stream`` (T0-T7), the 
 loop (E0-E4, session ``eacc``) and MODIFY_TYPES' page loop (M1-M4, session ``mtrim2``: its
 own rows are ``trim.py``'s ``trim_rows``, inlined here; it shares T4-T5's ELDU).
 
+The pc numbering is ``thread_pc.py`` and the stop at a hooked loop top ``hook_stop.py``
+(split out by session ``tidy``, 2026-11-26, for the modules that read them without running
+the machine). This file stays past ~500 lines on purpose: ``thread_run`` is one compiled
+function of ~330 lines, a branch per pc, and splitting its rows into helpers (as
+``trim_rows`` is) would change the machine's compiled code and its inline choices, which a
+split by concept must not; the next change to T0-T7 or E1-E4 that touches the rows anyway
+is the time to move the E rows out as ``trim_rows`` is.
+
 The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
 each is ``stream_stops.py``'s docstring, "The thread's stops"):
 
@@ -75,10 +83,11 @@ from epcsim.fast.cosim.request import (
     RQ_WAKE,
     perform,
 )
-from epcsim.fast.cosim.state import C_NOW, C_TRACE_LEN, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
+from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
 from epcsim.fast.driver import trim
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check, tcs_refused
 from epcsim.fast.driver.encls import epcm_secs_is_mine
+from epcsim.fast.driver.hook_stop import hook_stop
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
@@ -115,6 +124,27 @@ from epcsim.fast.driver.kstate import (
     SVC_TRUNCATE,
     SVC_UNSEAL,
 )
+from epcsim.fast.driver.thread_pc import (
+    P_ACCESS,
+    P_ALLOC,
+    P_ALLOCATED,
+    P_DONE,
+    P_EBUSY,
+    P_EEXIT_RUN,
+    P_ELDU_RUN,
+    P_END,
+    P_ENTER_RUN,
+    P_FAULT_RUN,
+    P_LEAF_RUN,
+    P_LOCKED,
+    P_MAP,
+    P_NEXT,
+    P_TOP,
+    P_TRUNCATED,
+    P_UNLOCKED,
+    P_USER_RUN,
+    P_WOKEN,
+)
 from epcsim.fast.driver.trim import P_DIRECT, P_MEAGAIN, per_page_pc, trim_rows
 from epcsim.fast.driver.tstate import (
     CAUSE_NO_FREE_PAGE,
@@ -139,13 +169,11 @@ from epcsim.fast.driver.tstate import (
     TC_FREE_ROW,
     TC_HOOK,
     TC_I,
-    TC_I0,
     TC_IDX,
     TC_K,
     TC_K2,
     TC_LAT_N,
     TC_LOW,
-    TC_MARKS,
     TC_MODE,
     TC_N,
     TC_NOTE_N,
@@ -182,43 +210,9 @@ from epcsim.kernel.encl_page import (
 from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import HEAD, LEN
 
-# -- the program counter (PATHS.md's rows) ----------------------------------------------------
-P_TOP = 0  #: T0: the loop top (``enter()``)
-P_ENTER_RUN = 1  #: T0: ``run(eresume)`` (or eenter) is over
-P_ACCESS = 2  #: T1/T2: inside, page ``pages[i]``: a resident run or a fault
-P_USER_RUN = 3  #: T1: ``run_user(k2 * access)`` is over
-P_FAULT_RUN = 4  #: T2: ``run(aex + fault_entry)`` is over
-P_LOCKED = 5  #: T3/T4: ``encl->lock`` taken: ``__sgx_encl_load_page``, the allocation
-P_ALLOC = 6  #: T4/T5: the record checked (its result in ``tc[TC_RET]``): allocate
-P_ALLOCATED = 7  #: T5: the page allocated (and ksgxd woken): ``run(eldu)``
-P_ELDU_RUN = 8  #: T5: ``run(eldu)`` is over
-P_TRUNCATED = 9  #: T5: the backing truncated (after a Python truncation)
-P_MAP = 10  #: T6: map the page, unlock
-P_EBUSY = 11  #: T7: -EBUSY: unlock, retry
-P_END = 12  #: the stream is over: leave the CPU, end the process
-P_DONE = 13  #: the process ended
-P_WOKEN = 14  #: T4: ``wake_ksgxd``'s wake-up is done (its answer in ``T_RQ_RET``)
-P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
-# the EACCEPT loop's own rows (``MODE_EACCEPT``, PATHS.md E1-E4)
-P_LEAF_RUN = 16  #: E2: ``run(eaccept)`` is over (the leaf applied before it)
-P_EEXIT_RUN = 17  #: E3: ``leave()``'s ``run(eexit)`` is over: EEXIT
-P_NEXT = 18  #: E4: the page is done: ``i += 1``, ``cond_resched()`` (nothing), E0
-# the MODIFY_TYPES loop's own rows (``MODE_TRIM``, PATHS.md M1-M4): ``trim.py``'s pcs,
-# P_DIRECT (19) to P_MEAGAIN_UNLOCKED (28); T4-T5 above are shared
-P_NAMES = (
-    "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
-    "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
-    "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
-)  # fmt: skip
-assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets
-
 _ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
-#: trace rows kept free at a hooked loop top: one iteration of the thread writes a few, and
-#: ksgxd on the core meanwhile ~8 a page (three lock/unlock pairs) for the pages it
-#: reclaims during the iteration (a 10 us resident run or one fault: a handful)
-_TRACE_ROOM = 4096
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -227,51 +221,6 @@ def _aex(ks):
     tracking set of the last ETRACK (in the regime the only LP that can be in it)."""
     ks.kc[K_INSIDE] = 0
     ks.kc[K_TRACKING] = 0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _hook_stop(st, ks, ts):
-    """``tc[TC_HOOK]`` (a call entered from ``access_stream``'s loop top, ksgxd asleep):
-    whether the core stops at this loop top and lets the Python generator go on. It stops
-    at the stream's end (the generator returns the outcome) and before a fault iteration
-    that could hand back in its middle - where the generator cannot go on from: the
-    allocation would wake ksgxd (``KB_WAKE``) or finds no free page (``KB_ENOMEM``), the
-    SECS is evicted (``KB_SECS_LOAD``). The test is the allocation's own (``P_LOCKED``)
-    read early: with ksgxd asleep nothing else changes these values before the thread's
-    lock, and a stop that proves unnecessary costs one Python iteration, never a result.
-    (Records an ELDU would refuse, ``KB_ELDU``, stop at ``P_LOCKED`` too, where the user
-    path's caller goes on in Python: ``core_stream.py``.) A mutex trace about to fill
-    stops it too (``HB_TRACE_FULL`` would come in the middle of an iteration:
-    ``_TRACE_ROOM`` rows are kept free, for the thread's few and what ksgxd writes
-    meanwhile).
-
-    With ksgxd on the core too (``tc[TC_ALONE] == 0``, session ``upair``: the pair entered
-    from the loop top, ``stream.py``) only the stream's end and the trace stop it: T4 wakes
-    ksgxd on the core, -EBUSY retries there, and ksgxd hands back (``KB_SECS``) before it
-    would evict the SECS; the fault stops under the lock (``KB_ENOMEM``, ``KB_ELDU``) go
-    on in Python. ``tc[TC_HOOK] == 2`` (the thread served by SimPy to its loop top
-    after a stop in the middle of an iteration) stops at the first loop top."""
-    tc = ts.tc
-    i = tc[TC_I]
-    if i >= tc[TC_N] or tc[TC_HOOK] == 2:
-        return True
-    if tc[TC_MARKS] != 0 and i % 256 == 0 and i != tc[TC_I0]:
-        return True  # the EACCEPT loop's on_pages mark: Python calls it (PATHS.md E4)
-    cap = st.trace.shape[0]
-    if cap > 0 and st.clk[C_TRACE_LEN] + _TRACE_ROOM > cap:
-        return True
-    if tc[TC_ALONE] == 0:
-        return False  # the pair: ksgxd is on the core, T4 wakes it there
-    if ks.pflags[ts.pages[i]] & ENCL_PAGE_PTE_PRESENT:
-        return False  # a resident run: its only stop is KB_PF, at a loop top
-    kc = ks.kc
-    if kc[K_SECS_EPC] < 0 or kc[K_SLEEPING] == 0:
-        return True
-    nfree = ks.epc_ends[tc[TC_FREE_ROW], LEN]
-    if nfree == 0:
-        return True
-    lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
-    return kc[K_NR_FREE] - 1 < tc[TC_LOW] and lru > 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -320,7 +269,7 @@ def thread_run(p, t):
     while True:
         # -- M: the MODIFY_TYPES loop's rows (``trim.py``; T4-T5 below are shared) -----------
         if tc[TC_MODE] >= MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
-            if pc == P_TOP and tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
+            if pc == P_TOP and tc[TC_HOOK] != 0 and hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             pc, r = trim_rows(st, ks, ts, sp, kp, t, pc, p)
             if r >= 0:
@@ -328,7 +277,7 @@ def thread_run(p, t):
             continue
         # -- T0: enter() ---------------------------------------------------------------------
         if pc == P_TOP:
-            if tc[TC_HOOK] != 0 and _hook_stop(st, ks, ts):
+            if tc[TC_HOOK] != 0 and hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if tc[TC_I] >= tc[TC_N]:
                 pc = P_END
@@ -641,4 +590,4 @@ def thread_run(p, t):
         return _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-__all__ = ["P_NAMES", "thread_resume", "thread_run"]
+__all__ = ["thread_resume", "thread_run"]

@@ -68,11 +68,12 @@ from epcsim.fast.driver.bridge import (
     _kernel_state,
     _refuse,
     _serve,
-    fold_kernel,
 )
 from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_run
-from epcsim.fast.driver.thread import P_NAMES, P_TOP, thread_run
+from epcsim.fast.driver.thread import thread_run
+from epcsim.fast.driver.thread_fold import flush_latencies, fold_thread
+from epcsim.fast.driver.thread_pc import P_NAMES, P_TOP
 from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
 
 if TYPE_CHECKING:
@@ -215,13 +216,6 @@ def _thread_state(
     )
 
 
-def _flush_latencies(system: System, ts: Any) -> None:
-    n = int(ts.tc[T.TC_LAT_N])
-    hist = system.sgx.fault_latency_ns
-    hist.extend(ts.lat[:n])  # append each, in order (one batch: ~1.4 us a fault less)
-    ts.tc[T.TC_LAT_N] = 0
-
-
 #: ``drive``'s compiled entry points per argument layout, for ``run_thread``/``run_pair``
 #: (``_entry``). Why (measured 2026-11-26, session ``lazyseal``): a dispatcher call types
 #: every array and typed list of the three tuples, ~0.9 ms a call at load 4 against ~12 us
@@ -289,7 +283,7 @@ def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str,
     if code == K.SVC_LAT_FULL:
         kc[K.K_SVC] = K.SVC_NONE
         counts[str(code)] = counts.get(str(code), 0) + 1
-        _flush_latencies(system, ts)
+        flush_latencies(system, ts)
         return ks
     if code == K.SVC_TRUNCATE:
         kc[K.K_SVC] = K.SVC_NONE
@@ -379,52 +373,6 @@ def _fold(
         for ns, ev, t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
             mutex.trace.append((ns, TRACE_EVENTS[ev], tasks[t].name))
     fold_thread(system, thread, encl, secs, ks, ts)
-
-
-def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts: Any) -> None:
-    """``KState``'s and ``TState``'s small arrays back into the Python objects (the kernel's
-    and the thread's: counters, latencies, ``entered``, the LP's state); the engine's (the
-    core's rows) are the caller's. Folding twice is folding once (as ``fold_kernel``).
-    A plain ``Task`` on the thread row (the ioctl's task, ``CoreStream.plain``) has no
-    ``entered`` and no LP state to fold: it never enters, its machine (``MODE_TRIM``)
-    never runs an entry or an exit, so ``K_INSIDE`` stays the 0 ``CoreStream._ready``
-    required (no LP inside) and the LPs are as Python left them."""
-    sgx = system.sgx
-    fold_kernel(system, encl, secs, ks)
-    tc = ts.tc
-    stats = sgx.stats
-    for name, v in zip(T.TCOUNTERS, ts.tcnt.tolist(), strict=True):
-        setattr(stats, name, getattr(stats, name) + v)
-    # folded as deltas, zeroed: the thread served after KB_SECS folds after every served
-    # step (``stream_ksgxd.Session.step``), its call's part already folded at the stop
-    ts.tcnt[:] = 0
-    _flush_latencies(system, ts)
-    encl.page_cnt -= int(tc[T.TC_REMOVED])  # REMOVE_PAGES' shrink, as deltas too
-    tc[T.TC_REMOVED] = 0
-    encl.page_cnt += int(tc[T.TC_ADDED])  # ADD_PAGES' grow
-    tc[T.TC_PAGE_CNT] += int(tc[T.TC_ADDED])
-    tc[T.TC_ADDED] = 0
-    if not isinstance(thread, EnclaveThread):
-        if ks.kc[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
-            raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")
-        return
-    thread.entered = bool(tc[T.TC_ENTERED])
-    # the thread's LP: SecsState.inside/busy_tcs/tracking, SgxCpu.lp_eid/lp_tcs
-    hw = system.cpu
-    for lp in range(len(hw.lp_eid)):
-        hw.lp_eid[lp] = -1
-        hw.lp_tcs[lp] = -1
-    secs.inside = set()
-    secs.busy_tcs = set()
-    if ks.kc[K.K_INSIDE] and thread.cpu is not None:
-        # the implicit TCS (tcs_index -1) stands for no page: no busy TCS, lp_tcs -1
-        tcs_epc = int(encl.epc[thread.tcs_index]) if thread.tcs_index >= 0 else -1
-        secs.inside = {thread.cpu}
-        secs.busy_tcs = {tcs_epc} if tcs_epc >= 0 else set()
-        hw.lp_eid[thread.cpu] = secs.eid
-        hw.lp_tcs[thread.cpu] = tcs_epc
-        if ks.kc[K.K_TRACKING]:
-            secs.tracking = {thread.cpu}
 
 
 def _stopped(system: System, out: AccessOutcome) -> None:

@@ -117,7 +117,7 @@ P_MUNLOCKED = 26  #: M4: unlocked after the page: ``c += 4096``, the progress
 P_MEAGAIN = 27  #: M2: -EAGAIN: unlock
 P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 
-#: the names of the pcs from ``P_DIRECT`` on (``thread.P_NAMES``): M's, R's, the retry's
+#: the names of the pcs from ``P_DIRECT`` on (``thread_pc.P_NAMES``): M's, R's, the retry's
 PER_PAGE_NAMES = (
     "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt", "metrack", "munlocked",
     "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES, *ADD_NAMES,
@@ -197,8 +197,8 @@ def trim_rows(st, ks, ts, sp, kp, t, pc, p):
                 return pc, _blocked(st, t, P_MUNLOCKED, r)
             pc = P_MUNLOCKED
             continue
-        if pc == P_TOP:  # thread_run checked the hook's stops (``_hook_stop``) first
-            if tc[TC_I] >= tc[TC_N]:  # the range's end (_hook_stop stops there first)
+        if pc == P_TOP:  # thread_run checked the hook's stops (``hook_stop``) first
+            if tc[TC_I] >= tc[TC_N]:  # the range's end (hook_stop stops there first)
                 return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)
             if tc[TC_MODE] == MODE_ADD:  # ADD_PAGES' page top (add.py's A0)
                 return add_rows(p, t, pc)

@@ -51,7 +51,7 @@ TC_FAULT_NS = 30  #: aex + fault_entry
 TC_ELDU_NS = 31
 #: 1: the call was entered from ``access_stream``'s loop top (``driver/stream.py``): stop at
 #: a loop top before the stream's end and before any fault iteration that could hand back
-#: mid-way (``thread._hook_stop``), so the Python generator goes on from there
+#: mid-way (``hook_stop.hook_stop``), so the Python generator goes on from there
 TC_HOOK = 32
 #: the loop the machine runs (decision 2026-11-26, issue 9 session ``eacc``: one machine,
 #: two loops sharing the fault rows T2-T7): ``MODE_STREAM`` is ``access_stream``,
