@@ -40,7 +40,7 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
 from epcsim.kernel.ioctl import IoctlResult
-from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs
+from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs
 from epcsim.system import System
 from epcsim.units import parse_pages
 from epcsim.workloads.edmm import (

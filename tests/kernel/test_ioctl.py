@@ -7,7 +7,7 @@ import pytest
 import epcsim
 from epcsim.arch import ERESTARTSYS, PAGE_SIZE, PageType, secinfo_flags
 from epcsim.kernel.ioctl import AddPagesArgs, Secinfo
-from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
+from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 
 REG_RW = Secinfo(secinfo_flags(PageType.REG, 3))
 

@@ -313,7 +313,7 @@ def _oversubscribed_remove(epc):
     encl = test_encl(system, heap_pages=heap)
     assert encl.swapped_pages > 0  # really oversubscribed
     # SGX2 probe with a zeroed struct: -EINVAL (ENOTTY/ENODEV would mean skip)
-    from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs
+    from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs
 
     assert encl.modify_types_raw(ModifyTypesArgs(0, 0, 0)).errno == "EINVAL"
     # the sanity check: PUT_TO_BUFFER / GET_FROM_BUFFER

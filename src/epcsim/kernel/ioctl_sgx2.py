@@ -9,7 +9,6 @@ leaf, and report ``count`` = bytes fully done before the page that stopped the l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from epcsim.arch import (
@@ -38,37 +37,7 @@ from epcsim.kernel.ioctl import (
     validate_offset_length,
 )
 from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct, sgx_reclaim_write_back
-
-
-@dataclass
-class RestrictPermissionsArgs:
-    """``struct sgx_enclave_restrict_permissions``."""
-
-    offset: int
-    length: int
-    permissions: int
-    result: int = 0
-    count: int = 0
-
-
-@dataclass
-class ModifyTypesArgs:
-    """``struct sgx_enclave_modify_types``."""
-
-    offset: int
-    length: int
-    page_type: int
-    result: int = 0
-    count: int = 0
-
-
-@dataclass
-class RemovePagesArgs:
-    """``struct sgx_enclave_remove_pages``."""
-
-    offset: int
-    length: int
-    count: int = 0
+from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 
 
 def sgx_ioc_sgx2_ready(encl: SgxEncl) -> int:

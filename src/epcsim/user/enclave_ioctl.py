@@ -29,7 +29,7 @@ from epcsim.kernel.driver import (
 )
 from epcsim.kernel.encl import SgxEncl
 from epcsim.kernel.ioctl import AddPagesArgs, IoctlResult, ProgressHook, Secinfo
-from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
+from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.units import parse_size
 from epcsim.user.args import PAGE_TYPES, _page_aligned, parse_perm
 

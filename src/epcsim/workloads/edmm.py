@@ -34,7 +34,7 @@ from epcsim.kernel.driver import (
     sys_ioctl,
 )
 from epcsim.kernel.ioctl import IoctlResult, ProgressHook, observe_only
-from epcsim.kernel.ioctl_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
+from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.user.enclave import Enclave
 from epcsim.user.thread import STREAM_SIGBUS, EnclaveThread
 
