@@ -474,36 +474,3 @@ class EnclaveBacking:
         """Shmem bytes held: one contents page per record plus the PCMD pages kept."""
         pcmd_pages = int(np.count_nonzero((self.pcmd_live > 0) | self.pcmd_kept))
         return (self.nr_records + pcmd_pages) * PAGE_SIZE
-
-
-class BackingStore:
-    """All enclaves' backing files: ``system.backing``. Untrusted memory."""
-
-    def __init__(self) -> None:
-        self.files: dict[int, EnclaveBacking] = {}
-
-    def create(self, encl_id: int, size: int) -> EnclaveBacking:
-        f = EnclaveBacking(encl_id, size)
-        self.files[encl_id] = f
-        return f
-
-    def drop(self, encl_id: int) -> None:
-        """``fput(encl->backing)`` at release: the whole file goes."""
-        self.files.pop(encl_id, None)
-
-    def __getitem__(self, encl_id: int) -> EnclaveBacking:
-        return self.files[encl_id]
-
-    def record(self, encl_id: int, index: int) -> BackingRecord | None:
-        f = self.files.get(encl_id)
-        return None if f is None else f.lookup(index)
-
-    def tamper(
-        self, encl_id: int, index: int, *, contents: bytes | None = None, pcmd: bytes | None = None
-    ) -> None:
-        """Overwrite a record's raw bytes in place (an attacker with access to RAM/swap)."""
-        self.files[encl_id].tamper(index, contents, pcmd)
-
-    @property
-    def bytes_used(self) -> int:
-        return sum(f.bytes_used for f in self.files.values())

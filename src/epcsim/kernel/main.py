@@ -16,7 +16,7 @@ from epcsim.arch import EBUSY, ENOMEM, ERESTARTSYS, SGX_NR_HIGH_PAGES, SGX_NR_LO
 from epcsim.engine.machine import Gen, Machine, Task, WaitQueue
 from epcsim.fast.flood import NopageFlood
 from epcsim.isa import SgxCpu
-from epcsim.kernel.backing import BackingStore
+from epcsim.kernel.backing_store import BackingStore
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED, EpcPages
 from epcsim.kernel.policy import ReclaimPolicy
 from epcsim.kernel.reclaim import sgx_reclaim_pages
