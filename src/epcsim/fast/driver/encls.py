@@ -176,7 +176,14 @@ def ewb(ks, r, epc, va_epc, slot):
     sealed: the content tag and the version, ``kstate``'s deferred sealing; ``seal_record``
     seals it where it must be now), VA_SLOT_OCCUPIED (evicted too, as the SDM says),
     NOT_TRACKED, an EPCM check's code, or ``NEED_VA_ROW``/``NOT_CHILD`` with nothing
-    changed (not even the counter)."""
+    changed (not even the counter).
+
+    ``va_row_of``'s -2 (no VA page at ``va_epc`` in the state's table) falls to
+    ``ewb_check``: a page the EPCM does not hold as a valid VA page is the SDM's #PF there.
+    An EPCM VA page missing from the table would be the model's own inconsistency (the
+    table is built from ``VaPages`` at each entry and the core never allocates a VA page:
+    ``sgx_encl_grow`` runs in Python), and ``row_of`` raises ``IndexError`` on it rather
+    than reading another page's slots (found by session ``fault1``)."""
     kc = ks.kc
     row = va_row_of(ks, va_epc)
     if row == -1:

@@ -135,6 +135,15 @@ def _ksgxds_process(proc: Any, caller: Any) -> bool:
     return False
 
 
+def _caller_of(task: Task, encl: Any) -> bool:
+    """Whether ``task`` may make an ioctl loop's call on ``encl`` on the core (``trim``,
+    ``add``): one of its enclave threads, or a task of a process that maps it (the ioctl's
+    task, ``Enclave.ioctl``)."""
+    if isinstance(task, EnclaveThread):
+        return task.encl is encl
+    return any(task in mm.tasks for mm in encl.mm_list)
+
+
 class StreamCore:
     """One per ``System(fast_core=True or "auto")``: hands out a ``CoreStream`` per stream.
     ``auto``: engaged only where it pays (``driver/auto.py``): warm machines, or since a
@@ -380,10 +389,7 @@ class StreamCore:
         of the demo's 47,836 calls, session ``demo5``); the machine only reads them."""
         if first + n > encl.nr_pages or task.kernel:
             return None
-        if isinstance(task, EnclaveThread):
-            if task.encl is not encl:
-                return None
-        elif not any(task in mm.tasks for mm in encl.mm_list):
+        if not _caller_of(task, encl):
             return None
         rng = self._range
         if rng is None or rng[0] != first or rng[1] != n:
@@ -419,10 +425,7 @@ class StreamCore:
             return None
         if not self.on and not self._warm():
             return None
-        if isinstance(task, EnclaveThread):
-            if task.encl is not encl:
-                return None
-        elif not any(task in mm.tasks for mm in encl.mm_list):
+        if not _caller_of(task, encl):
             return None
         pages = np.arange(first, first + n, dtype=np.int64)
         cs = self.stream(task, pages, self._writes(n), encl)
