@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numba.core.codegen as codegen
@@ -87,30 +88,22 @@ def _short(sym: str) -> str:
     return ".".join(parts[-2:])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=8)
-    ap.add_argument("--freq", type=int, default=4000)
-    ap.add_argument("--top", type=int, default=30)
-    a = ap.parse_args()
-    warm, wencl = build(1, "fast", "1M", 600, 2)
-    tb.run_pair(warm, wencl._main_thread(), *stream(1, 600, 256, 500, 0.0))
+def perf_self_time(work: Callable[[], None], freq: int = 4000) -> tuple[float, dict[str, float]]:
+    """Run ``work()`` under ``perf record`` of this process (the JIT map written first: every
+    compiled function ``work`` calls must be loaded already) and return its host CPU time
+    and the self time of each function in percent (``module.function``; numba's inlined
+    callees count in their caller). Used by ``row_profile.py --perf`` too."""
     with tempfile.TemporaryDirectory() as tmp:
         mapped = _perf_map(tmp)
-        runs = []
-        for _ in range(a.runs):
-            system, encl = build(1, "fast", "4M", 3072, 2)
-            runs.append((system, encl, stream(1, 3072, 1024, 20000, 0.0)))
         data = os.path.join(tmp, "perf.data")
-        cmd = ["perf", "record", "-F", str(a.freq), "-o", data, "-p", str(os.getpid())]
-        perf = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        cmd = ["perf", "record", "-F", str(freq), "-o", data, "-p", str(os.getpid())]
+        rec = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # perf attached
         t0 = time.process_time()
-        for system, encl, (pages, writes) in runs:
-            tb.run_pair(system, encl._main_thread(), pages, writes)
+        work()
         cpu = time.process_time() - t0
-        perf.send_signal(signal.SIGINT)
-        perf.wait()
+        rec.send_signal(signal.SIGINT)
+        rec.wait()
         rep = subprocess.run(
             ["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio"],
             capture_output=True, text=True,
@@ -122,6 +115,27 @@ def main() -> None:
         if m:
             name = _short(m.group(2))
             self_pc[name] = self_pc.get(name, 0.0) + float(m.group(1))
+    return cpu, self_pc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--freq", type=int, default=4000)
+    ap.add_argument("--top", type=int, default=30)
+    a = ap.parse_args()
+    warm, wencl = build(1, "fast", "1M", 600, 2)
+    tb.run_pair(warm, wencl._main_thread(), *stream(1, 600, 256, 500, 0.0))
+    runs = []
+    for _ in range(a.runs):
+        system, encl = build(1, "fast", "4M", 3072, 2)
+        runs.append((system, encl, stream(1, 3072, 1024, 20000, 0.0)))
+
+    def work() -> None:
+        for system, encl, (pages, writes) in runs:
+            tb.run_pair(system, encl._main_thread(), pages, writes)
+
+    cpu, self_pc = perf_self_time(work, a.freq)
     print(f"{a.runs} run_pair calls, {cpu:.2f} s CPU; self time by function:")
     for name, pc in sorted(self_pc.items(), key=lambda x: -x[1])[: a.top]:
         print(f"  {pc:6.2f}%  {name}")

@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -119,29 +115,12 @@ def perf(name: str, make: Any, runs: int) -> None:
     _, encl, stream = make()
     encl.access_pages(stream)  # every compiled function loaded before the map is written
     cases = [make() for _ in range(runs)]
-    with tempfile.TemporaryDirectory() as tmp:
-        mapped = pair_perf._perf_map(tmp)
-        data = os.path.join(tmp, "perf.data")
-        cmd = ["perf", "record", "-F", "4000", "-o", data, "-p", str(os.getpid())]
-        rec = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        time.sleep(1.0)  # perf attached
-        t0 = time.process_time()
+
+    def work() -> None:
         for _, e, s in cases:
             e.access_pages(s)
-        cpu = time.process_time() - t0
-        rec.send_signal(signal.SIGINT)
-        rec.wait()
-        rep = subprocess.run(
-            ["perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio"],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        os.unlink(mapped)
-    self_pc: dict[str, float] = {}
-    for ln in rep.stdout.splitlines():
-        m = re.match(r"\s*([\d.]+)%\s+\[\.\]\s+(\S+)", ln)
-        if m:
-            fn = pair_perf._short(m.group(2))
-            self_pc[fn] = self_pc.get(fn, 0.0) + float(m.group(1))
+
+    cpu, self_pc = pair_perf.perf_self_time(work)
     print(f"{name}: {runs} timed calls under perf, {cpu:.2f} s CPU; self time by function:")
     for fn, pc in sorted(self_pc.items(), key=lambda x: -x[1])[:30]:
         print(f"  {pc:6.2f}%  {fn}")
