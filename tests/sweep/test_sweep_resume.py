@@ -141,9 +141,9 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_rows(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert [ln for ln in stderr.splitlines() if ln.strip()] == ["interrupted"]
+    assert [ln for ln in stderr.splitlines() if ln.strip()] == ["interrupted"], stderr
     before = rows_in(db)
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 4, (len(before), stderr)
     _rerun_and_check(tmp_path, sweep, db, before)
 
 
