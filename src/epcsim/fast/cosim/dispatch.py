@@ -9,7 +9,8 @@ once it owns the lock), a sleeper's wake-up (it takes a CPU first), a ``FifoMute
 wake-up (it takes a CPU, then owns the lock handed to it: the rest of
 ``FifoMutex._lock_slow``), a finished process's event (nothing). Every pop counts in
 ``clk[C_POPS]``, so ``C_POPS`` equals the number of events SimPy processes (``env.step``
-calls) for the same run.
+calls) for the same run. A ``System.run(until=)`` deadline (``EV_STOP``) is never popped:
+at the head of the queue it stops the core (``HB_DEADLINE``, ``cosim/deadline.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from epcsim.fast.cosim.state import (
     EV_INIT,
     EV_POKE,
     EV_RESUME,
+    EV_STOP,
+    H_PAYLOAD,
     HANDED_BACK,
     HB_BUDGET,
+    HB_DEADLINE,
     IDLE,
     M_WAIT_NS,
     R_OK,
@@ -63,6 +67,11 @@ def next_resume(st):  # type: ignore[no-untyped-def]
             return IDLE
         if clk[C_BUDGET] > 0 and clk[C_POPS] >= clk[C_BUDGET]:
             hand_back(st, np.int64(HB_BUDGET), np.int64(-1))
+            return HANDED_BACK
+        if (st.heap[0, H_PAYLOAD] & 15) == EV_STOP:
+            # a ``run(until=)`` deadline is next (``cosim/deadline.py``): SimPy pops it,
+            # not the core - every task waits on an event, none is mid-resumption
+            hand_back(st, np.int64(HB_DEADLINE), np.int64(-1))
             return HANDED_BACK
         payload = pop(st)
         kind = payload & 15

@@ -92,6 +92,9 @@ class Served:
         #: goes on as this generator, in the same process (the task's Python code)
         self.on_stop = on_stop
         self.procs: list[Any] = [None] * len(tasks)
+        #: the ``System.run(until=)`` events the core holds as ``EV_STOP`` rows (their index
+        #: is the row's argument; ``cosim/deadline.py``), queued again by ``to_simpy``
+        self.stops: list[Any] = []
         #: the task's machine has been called once (its process is past its Initialize)
         self.begun = np.zeros(len(tasks), np.bool_)
         self.pops = 0

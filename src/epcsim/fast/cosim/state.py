@@ -75,6 +75,10 @@ EV_INIT = 0  #: a process starts (its Initialize event): the task runs its progr
 EV_RESUME = 1  #: the event a task waits on is processed: the task resumes (``_resume``)
 EV_POKE = 2  #: a spinner's timed poke (``LinuxMutex._fire``); arg = the wait's ``gen``
 EV_END = 3  #: a process ended (SimPy schedules the Process event itself): nothing runs
+#: a ``System.run(until=)`` deadline (SimPy's until event, ``cosim/deadline.py``): the core
+#: never pops it; with it at the head of the queue the core hands back (``HB_DEADLINE``),
+#: arg = its index in ``Served.stops``
+EV_STOP = 4
 
 # -- tasks: one row per ``Task`` --------------------------------------------------------------
 T_STATE = 0  #: ``TS_*``
@@ -169,6 +173,8 @@ HB_TRACE_FULL = 4  #: the trace buffer is full
 HB_BAD_UNLOCK = 5  #: unlock by a task that does not own the lock (the reference raises)
 HB_RECURSIVE = 6  #: a task locks a mutex it owns (the reference raises)
 HB_BUDGET = 7  #: ``clk[C_BUDGET]`` events were processed (the caller's limit)
+#: the next event is a ``System.run(until=)`` deadline (``EV_STOP``): SimPy processes it
+HB_DEADLINE = 8
 HB_NAMES = (
     "none",
     "no idle CPU",
@@ -178,6 +184,7 @@ HB_NAMES = (
     "unlock by non-owner",
     "recursive lock",
     "event budget spent",
+    "run(until=) deadline",
 )
 
 CoState = namedtuple("CoState", "clk heap tasks cpus mtx osq wq wql trace cpuq wl")

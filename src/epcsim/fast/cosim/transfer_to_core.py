@@ -5,7 +5,8 @@ CPython internals it reads).
 Every event in ``env._queue`` must be one the core knows - a served task's resumption (its
 process's Initialize, a ``run``'s timeout, a woken sleeper's or a poked spinner's event), a
 spinner's timed poke (``LinuxMutex._fire``), a finished served process, a ``FifoMutex``
-waiter's wake-up - and the engine inside the core's regime (CFS or the FIFO run queue with
+waiter's wake-up, a ``System.run(until=)`` deadline (``deadline.py``, kept as an
+``EV_STOP`` row) - and the engine inside the core's regime (CFS or the FIFO run queue with
 nobody waiting for a CPU, no ``LinuxMutex`` wait list or HANDOFF, no need_resched, no
 flood); otherwise nothing moves and it answers False. A ``FifoMutex``'s sleepers move
 (session ``fifo``): queued on its wait list, or handed the lock with their wake-up queued,
@@ -39,6 +40,7 @@ from simpy.events import URGENT as SIMPY_URGENT
 from epcsim.engine.machine import Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
+from epcsim.fast.cosim.deadline import is_stop, stop_row
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
@@ -252,15 +254,21 @@ def to_core(sv: Served) -> bool:
     if sleepers:
         return False  # a sleeper whose event no queue holds
     rows: list[tuple[int, int, int]] = []
+    sv.stops = []
     for time, prio, eid, ev in env._queue:
         ident = events.get(id(ev))
         if ident is None:
             ident = _poke_of(ev, tix, mix, spin)
             if ident is None:
+                if is_stop(ev):  # a ``run(until=)`` deadline (``deadline.py``)
+                    rows.append(stop_row(sv, time, prio, eid, ev))
+                    continue
+                sv.stops = []
                 return False
         kind, t, arg = ident
         rows.append((int(time), (int(prio) << KEY_SHIFT) | int(eid), kind | (t << 4) | (arg << 16)))
     if len(rows) > st.heap.shape[0]:
+        sv.stops = []
         return False
     # -- everything is known: write the arrays ------------------------------------------------
     clk = st.clk

@@ -9,7 +9,8 @@ process that finishes the task's request in progress and then serves its machine
 (``acquire_cpu``), a spinner's ``LinuxMutex._lock_slow`` entered with ``moved`` (its spin
 goes on from its wait), a ``FifoMutex`` waiter's ``_lock_slow`` entered with ``moved``
 (``task.sleep``'s tail, then the hand-over); a timed poke becomes a timeout calling
-``LinuxMutex._fire`` for the spin and generation it was armed for; a spinner's or
+``LinuxMutex._fire`` for the spin and generation it was armed for; a ``System.run(until=)``
+deadline the core held (``deadline.py``) is its own until event again; a spinner's or
 sleeper's pending wait is a pending SimPy event (``_spin_ev``, ``WaitQueue._waiters``, a
 ``FifoMutex``'s ``_waiters``). The CPUs go back as ``CfsRunQueue``'s idle list or
 ``FifoRunQueue``'s free-CPU deque (``cpuq``'s order). Rows of the core's mutex trace are
@@ -54,7 +55,9 @@ from epcsim.fast.cosim.state import (
     EV_INIT,
     EV_POKE,
     EV_RESUME,
+    EV_STOP,
     HB_BUDGET,
+    HB_DEADLINE,
     HB_NAMES,
     HB_QUEUE_FULL,
     HB_TRACE_FULL,
@@ -167,7 +170,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     hb = int(clk[C_HB])
     if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
         raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
-    h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET) else -1
+    h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
     rq = m.rq
@@ -348,10 +351,13 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             lm = sv.mutexes[mi if t in recs else 0]
             assert isinstance(lm, LinuxMutex)
             ev.callbacks.append(partial(lm._fire, task, recs.get(t, _Spinner(True)), arg))
+        elif kind == EV_STOP:  # a ``run(until=)`` deadline: its own event (deadline.py)
+            ev = sv.stops[arg]
         else:  # EV_END: a finished process; nobody waits for it
             assert kind == EV_END
             ev = procs[t]
         heappush(heap, (time, prio, eid, ev))
+    sv.stops = []
     clk[C_QLEN] = 0
     clk[C_SERVED] = 1
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0

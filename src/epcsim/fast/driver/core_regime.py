@@ -11,9 +11,10 @@ Decisions kept from session ``integ``:
 
 * *Dynamic regime* (``CoreStream._ready``, cheap checks first): the thread on its CPU with
   no other task running but ksgxd; ksgxd asleep on its wait queue with SimPy's queue
-  empty and ``encl->lock`` free, or its machine served (``to_core`` checks the queue, the
-  lock, its spin); no LP but the thread's inside, the SECS resident,
-  the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
+  empty (but for a ``System.run(until=)`` deadline, session ``deadline``: the core stops
+  before it, ``cosim/deadline.py``) and ``encl->lock`` free, or its machine served
+  (``to_core`` checks the queue, the lock, its spin); no LP but the thread's inside, the
+  SECS resident, the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
+from epcsim.fast.cosim.deadline import only_stops
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
 
@@ -52,7 +54,9 @@ class CoreStreamRegime:
         if thread.cpu is None or thread._user_proc is not None:
             return False
         if not served:
-            if not sgx.ksgxd_sleeping or m.env._queue or m.spinning:
+            # SimPy's queue empty but for a ``run(until=)`` deadline, which the core holds
+            # as a stop (``cosim/deadline.py``; session ``deadline``)
+            if not sgx.ksgxd_sleeping or not only_stops(m.env._queue) or m.spinning:
                 return False
             if len(sgx.ksgxd_waitq._waiters) != 1:
                 return False

@@ -64,11 +64,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from epcsim.engine.machine import Gen
+from epcsim.fast.cosim.deadline import take_stops
 from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
     HANDED_BACK,
+    HB_DEADLINE,
     M_CONTENDED,
     T_PC,
     T_STATE,
@@ -236,6 +238,7 @@ class CoreStream(CoreStreamRegime):
         secs = system.cpu.secs_state(encl.secs_epc)
         if sess is None:
             sess = Session.begin(owner, thread, encl, secs)
+            take_stops(sess.sv)  # a ``run(until=)`` deadline: a stop row (_ready)
         elif not sess.adopt(thread, encl):
             return None
         else:
@@ -314,6 +317,8 @@ class CoreStream(CoreStreamRegime):
         hb = int(co.clk[C_HB])
         code = int(ks.kc[K.K_HB]) if hb >= 100 else -1
         who = int(co.clk[C_HB_TASK])
+        if rc == HANDED_BACK and hb == HB_DEADLINE:
+            return (yield from self._deadline(sess, ts, done))
         if rc != HANDED_BACK or code < 0:
             # IDLE needs both tasks blocked for ever (a deadlock the reference has too);
             # the core's own hand-backs (``HB_*``: no idle CPU, a mutex sleep, a full
@@ -407,6 +412,55 @@ class CoreStream(CoreStreamRegime):
         sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None
+        return (yield from self._served_to_top(sess, ts, kept, done))
+
+    def _deadline(self, sess: Session, ts: Any, done: int) -> Gen:
+        """The core stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,
+        ``cosim/deadline.py``; session ``deadline``): every task waits on an event, so
+        the queue goes back to SimPy whole - the until event with its own eid, which SimPy
+        pops next and stops at - and each task goes on where it waits, as at the other
+        stops: ksgxd asleep on the core to its own generator's wait (``asleep_on_core``),
+        else its machine served (the session stays ``StreamCore.session``); the thread,
+        in the middle of its iteration (or at a loop top its machine went on from), served
+        in its own process to its next loop top (``_served_to_top``), from where the
+        hook takes it onto the core again - in the next slice."""
+        owner = self.owner
+        system = self.system
+        thread = self.thread
+        encl = self.encl
+        co = sess.co
+        ks = sess.ks
+        sv = sess.sv
+        owner.deadline_stops += 1
+        asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
+        if asleep:
+            co.tasks[KSGXD, T_STATE] = TS_NEW
+            co.wq[0] = 0
+        fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
+        fold_thread(system, thread, encl, sess._secs, ks, ts)
+        sess.fold_pins()
+        check_no_direct_pins(co, ks, ts, THREAD)  # the direct batch's pins (pins.py)
+        sess.thread_end = None
+        kept = to_simpy(sv, inline=THREAD)
+        assert kept is not None
+        if asleep:
+            sess.asleep_on_core()
+            sv.procs[KSGXD] = None
+            owner.session = None
+        else:
+            owner.session = sess
+        owner.keep(encl, sess._secs, sess.ks, sess.nblk)
+        return (yield from self._served_to_top(sess, ts, kept, done))
+
+    def _served_to_top(self, sess: Session, ts: Any, kept: Any, done: int) -> Gen:
+        """The thread served by SimPy in its own process (``kept``: its serving generator
+        and the event it waits on, ``to_simpy(inline=THREAD)``) until its machine stops at
+        its next loop top, or in a fault under ``encl->lock`` whose rest Python runs
+        (``Session.on_stop``); returns ``run``'s ``(i, done, end)``."""
+        co = sess.co
+        sv = sess.sv
+        tc = ts.tc
+        trim = self.trim
         gen, ev = kept
         tc[T.TC_HOOK] = 2
         tc[T.TC_RETRY] = 0  # served, Python tasks run between its steps: no call made there
@@ -419,11 +473,13 @@ class CoreStream(CoreStreamRegime):
         sv.procs[THREAD] = None
         sv.begun[THREAD] = False
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        sess.ts = None  # as above: the session has ended (ksgxd's generator took over)
+        # the thread's call is over (a session ended at KB_SECS, its ksgxd's generator took
+        # over; or one kept served after a deadline: the next call brings its own TState)
+        sess.ts = None
         stop = sess.thread_end
         if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
             raise RuntimeError("fast_core: the thread served ended without a stop")
-        code, end = stop
+        _code, end = stop
         new_i = int(tc[T.TC_I])
         new_done = int(tc[T.TC_DONE])
         self._count(new_done - done)

@@ -220,6 +220,9 @@ class StreamCore:
         self.served_steps = 0
         #: ksgxd handed from its running generator to its machine at K0's check
         self.k0_entries = 0
+        #: pair calls that stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,
+        #: session ``deadline``): the thread served to its loop top, ksgxd served or asleep
+        self.deadline_stops = 0
         #: the thread's faults the core stopped under encl->lock and Python finished
         #: (``IN_FAULT``), by ``kstate.KB_*`` code, on the core or served
         self.fault_stops: dict[int, int] = {}
