@@ -113,6 +113,7 @@ def main() -> None:
     acc = {"t": 0.0, "calls": 0}
 
     def timed_drive(co, ks, ts, pending):  # type: ignore[no-untyped-def]
+        # ``ks``: the machines' tuple of enclave slots on a tree since session ``twoencl2``
         seen.update(co=co, ks=ks, ts=ts)
         t0 = time.process_time()
         rc = inner(co, ks, ts, pending)

@@ -146,9 +146,9 @@ def test_a_record_written_loaded_and_written_again_in_one_call() -> None:
     seen: list[object] = []
     real = tb.drive
 
-    def spy(co, ks, ts, pending):  # type: ignore[no-untyped-def]
-        seen.append(ks)
-        return real(co, ks, ts, pending)
+    def spy(co, kt, ts, pending):  # type: ignore[no-untyped-def]
+        seen.append(kt[0])  # the enclave's slot (kstate.slots)
+        return real(co, kt, ts, pending)
 
     n = 2 * EPC_PAGES["512K"]
     sweep = np.arange(1, n + 1, dtype=np.int64)

@@ -274,7 +274,7 @@ def test_the_thread_machine_served_by_simpy_matches_the_reference(engine: str) -
     kt = drv.sgx.ksgxd_task
     served = Served(
         co, drv.machine, [thread, kt], [encl.lock], [drv.sgx.ksgxd_waitq],
-        lambda t: thread_resume(co, ks, ts, t),
+        lambda t: thread_resume(co, K.slots(ks), ts, t),
     )  # fmt: skip
     served.spawn(0)
     served.run()

@@ -280,7 +280,7 @@ def test_the_entry_checks_are_decided_at_the_loop_top() -> None:
         ks = _kernel_state(system, e, secs)
         ts = _thread_state(system, thread, pages, np.zeros(4, np.bool_), alone=False)
         co.tasks[0, T_PC] = P_ENTER_RUN
-        assert thread_resume(co, ks, ts, 0) == R_STOP
+        assert thread_resume(co, K.slots(ks), ts, 0) == R_STOP
         assert int(ks.kc[K.K_HB]) == K.KB_ENTRY and int(co.tasks[0, T_PC]) == P_ENTER_RUN
         # the same state from the loop top: the stop before the run
         result = run_thread(system, thread, pages)
@@ -323,10 +323,10 @@ def _stored_instant(monkeypatch: pytest.MonkeyPatch) -> int:
 
     def spy(self, t):  # type: ignore[no-untyped-def]
         r = step(self, t)
-        kc = self.ks.kc
+        ke = self.ks.ke
         if t == 1 and int(self.co.tasks[1, T_PC]) == KM.P_EWB1_RUN:
             last = int(self.ks.rc[0, K.RC_I]) == int(self.ks.rc[0, K.RC_NK]) - 1
-            if last and int(kc[K.K_CHILD_CNT]) == 2:
+            if last and int(ke[K.K_CHILD_CNT]) == 2:
                 seen.append(self.system.machine.now + 1)
         return r
 

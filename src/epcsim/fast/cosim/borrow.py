@@ -137,6 +137,31 @@ def member(typingctx: Any, p: Any, i: Any) -> Any:
     return Borrowed(members[k])(p, i), codegen
 
 
+@intrinsic  # type: ignore[misc]
+def member_at(typingctx: Any, p: Any, i: Any) -> Any:
+    """``member_at(p, i)``: tuple ``i`` of the uniform tuple ``p`` borrows, ``i`` an integer
+    known only at run time, borrowed in place (``member``'s pointer with a runtime index:
+    numba lays a ``UniTuple`` out as an LLVM array, so the GEP is valid). Why: the machines
+    take one ``KState`` per enclave slot (``UniTuple(KState, 2)``, PATHS.md "Two enclaves in
+    the regime") and pick a victim page's enclave per page. No bounds check: the callers
+    index with a slot number they keep (0 or 1). An intrinsic, so its code is the caller's:
+    no compiled function per index type or constant."""
+    if not isinstance(p, Borrowed) or not isinstance(p.tup, types.UniTuple):
+        raise TypingError("member_at: a Borrowed uniform tuple is required")
+    if not isinstance(i, types.Integer):
+        raise TypingError("member_at: an integer index is required")
+    dtype = p.tup.dtype
+    if not isinstance(dtype, types.BaseTuple):
+        raise TypingError(f"member_at: {p.tup} holds no tuples")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ptr = builder.bitcast(args[0], ir.PointerType(context.get_value_type(p.tup)))
+        at = cgutils.gep_inbounds(builder, ptr, 0, args[1])
+        return builder.bitcast(at, cgutils.voidptr_t)
+
+    return Borrowed(dtype)(p, i), codegen
+
+
 @infer_getattr
 class _BorrowedFields(AttributeTemplate):  # type: ignore[misc]
     """``p.field`` of a borrowed named tuple: the field's type (module docstring)."""
@@ -160,4 +185,4 @@ def _borrowed_field(context: Any, builder: Any, ty: Any, val: Any, attr: str) ->
     return impl_ret_borrowed(context, builder, mty, _null_meminfos(context, builder, mty, v))
 
 
-__all__ = ["Borrowed", "borrow", "member", "unborrow"]
+__all__ = ["Borrowed", "borrow", "member", "member_at", "unborrow"]

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT, PageType
-from epcsim.fast.cosim.borrow import member
+from epcsim.fast.cosim.borrow import member, member_at
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_PC, T_RQ_RET
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
@@ -115,8 +115,8 @@ def add_takes(ks, tc, f):
         return False
     if (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0:
         return False
-    kc = ks.kc
-    return kc[K_SECS_EPC] >= 0 and kc[K_INITIALIZED] == 0 and kc[K_INSIDE] == 0
+    ke = ks.ke
+    return ke[K_SECS_EPC] >= 0 and ke[K_INITIALIZED] == 0 and ke[K_INSIDE] == 0
 
 
 @njit(cache=True, nogil=True)
@@ -132,9 +132,11 @@ def add_rows(p, t, pc):
     # each tuple borrowed in place, its fields loaded where read (``cosim.borrow``):
     # ``unborrow(p)`` here loaded all ~70 arrays and took ~18 s of cold compile
     st = sp = member(p, 0)  # the CoState, for the core's primitives
-    ks = kp = member(p, 1)  # the KState, for ``reclaim_run`` (A1)
+    kq = member(p, 1)  # the slots' KStates, for ``reclaim_run`` (A1)
+    ks = member_at(kq, np.int64(0))  # its own enclave's slot
     ts = member(p, 2)
     kc = ks.kc
+    ke = ks.ke
     tc = ts.tc
     tcnt = ts.tcnt
     while True:
@@ -162,7 +164,7 @@ def add_rows(p, t, pc):
             idx = tc[TC_IDX]
             page = alloc_from_node(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                row, kc[K_ENCL_ID], idx,
+                row, ke[K_ENCL_ID], idx,
             )  # fmt: skip
             if ks.eflags[page] & EPCM_VALID:  # EADD would #PF on a free page: a guard
                 return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
@@ -181,7 +183,7 @@ def add_rows(p, t, pc):
             pc = P_AWOKEN
             continue
         if pc == P_ADIRECT:
-            r = reclaim_run(sp, kp, t, _ROW_DIRECT)
+            r = reclaim_run(sp, kq, t, _ROW_DIRECT)
             if r != R_RETURNED:  # the batch's pc is its row's: the thread's stays here
                 st.tasks[t, T_PC] = P_ADIRECT
                 return pc, r
@@ -223,7 +225,7 @@ def add_rows(p, t, pc):
             ks.eflags[page] = EPCM_VALID | (pt << EPCM_PT_SHIFT) | rwx  # Epcm.clear, then
             ks.bepoch[page] = 0
             ks.etag[page] = 0  # a zero page (no ``src``: StreamCore.add)
-            kc[K_SECS_CHILDREN] += 1
+            ke[K_SECS_CHILDREN] += 1
             # the page entry: present, epc, type, max_prot and the loader's vma_prot
             max_prot = 3 if pt == _PT_TCS else flags & 7
             ks.pflags[idx] = (
@@ -231,7 +233,7 @@ def add_rows(p, t, pc):
             )
             ks.desc[idx] = page
             ts.prot[idx] = (ts.prot[idx] & _PROT_KEEP) | max_prot | (max_prot << 3)
-            kc[K_CHILD_CNT] += 1
+            ke[K_CHILD_CNT] += 1
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED  # mark_page_reclaimable
             if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
                 return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)

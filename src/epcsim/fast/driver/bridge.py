@@ -84,12 +84,12 @@ SERVE = -10
 
 
 @njit(cache=True, nogil=True)
-def drive(st, ks, pending):  # type: ignore[no-untyped-def]
+def drive(st, kt, pending):  # type: ignore[no-untyped-def]
     """The core's loop with ksgxd as its one task: resume ``pending`` (>= 0: a task that
     ended the last call with a request) first, then every task as its event comes due.
     Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE``. The tuples are borrowed once for the
     loop (``cosim.borrow``): a machine's call passes a pointer."""
-    pk = borrow((st, ks))
+    pk = borrow((st, kt))
     t = pending
     while True:
         if t < 0:
@@ -190,15 +190,16 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     epc = sgx.epc
     costs = system.machine.costs
     kc = np.zeros(K.N_KC, np.int64)
+    ke = np.zeros(K.N_KC, np.int64)
     lru = sgx.lru
     assert isinstance(lru, KernelLru)  # _check_regime
     kc[K.K_LRU_ROW] = lru.list.row
-    kc[K.K_SECS_EPC] = encl.secs_epc
-    kc[K.K_EID] = secs.eid
-    kc[K.K_ENCL_ID] = encl.id
-    kc[K.K_BASE] = encl.base
-    kc[K.K_INITIALIZED] = int(encl.initialized)
-    kc[K.K_VA_ROW] = encl.va.list.row
+    ke[K.K_SECS_EPC] = encl.secs_epc
+    ke[K.K_EID] = secs.eid
+    ke[K.K_ENCL_ID] = encl.id
+    ke[K.K_BASE] = encl.base
+    ke[K.K_INITIALIZED] = int(encl.initialized)
+    ke[K.K_VA_ROW] = encl.va.list.row
     kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
     kc[K.K_LRU_OPS] = costs.lru_op
     kc[K.K_AGE_CHECK] = costs.age_check
@@ -217,7 +218,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     keys = tag_sealing.sealer_keys(cpu.sealer._enc_key, cpu.sealer._mac_key)
     sh, sm = tag_sealing.scratch()
     ks = K.KState(
-        kc=kc, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
+        kc=kc, ke=ke, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
         rc=np.zeros((N_RECLAIMERS, K.N_RC), np.int64),
         batch=np.zeros((N_RECLAIMERS, max(sgx.nr_to_scan, 1), 3), np.int64),
         ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
@@ -299,23 +300,24 @@ def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
     is the inverse, so a take after a fold with nothing in between changes nothing."""
     sgx = system.sgx
     kc = ks.kc
+    ke = ks.ke
     kc[K.K_NR_FREE] = sgx.epc.nr_free_pages
     kc[K.K_HIGH] = sgx.high_pages
     kc[K.K_NR_TO_SCAN] = sgx.nr_to_scan
-    kc[K.K_CHILD_CNT] = encl.secs_child_cnt
-    kc[K.K_SECS_CHILDREN] = secs.child_count
-    kc[K.K_REFCOUNT] = encl.refcount
+    ke[K.K_CHILD_CNT] = encl.secs_child_cnt
+    ke[K.K_SECS_CHILDREN] = secs.child_count
+    ke[K.K_REFCOUNT] = encl.refcount
     # EINIT between two served steps: a session begun during the build (ADD_PAGES' loop
     # on the core, session ``addcore``) goes on after it, and D's SECS eviction reads it
-    kc[K.K_INITIALIZED] = int(encl.initialized)
-    kc[K.K_EPOCH] = secs.epoch
-    kc[K.K_TRACKING] = len(secs.tracking)
-    kc[K.K_INSIDE] = int(bool(secs.inside))  # ETRACK's tracking set is the LPs inside
+    ke[K.K_INITIALIZED] = int(encl.initialized)
+    ke[K.K_EPOCH] = secs.epoch
+    ke[K.K_TRACKING] = len(secs.tracking)
+    ke[K.K_INSIDE] = int(bool(secs.inside))  # ETRACK's tracking set is the LPs inside
     kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
     mask = 0
     for c in encl.cpumask():
         mask |= 1 << c
-    kc[K.K_CPUMASK] = mask
+    ke[K.K_CPUMASK] = mask
     ks.ku[0] = system.cpu._next_version
 
 
@@ -346,6 +348,7 @@ def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
     from epcsim.kernel.backing import BackingRecord, _unpack_flags
 
     kc = ks.kc
+    ke = ks.ke
     code = int(kc[K.K_SVC])
     arg = int(kc[K.K_SVC_ARG])
     kc[K.K_SVC] = K.SVC_NONE
@@ -367,13 +370,13 @@ def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
         ct = int(ks.rc[r, K.RC_CT]) & ((1 << 64) - 1)
         mac = int(ks.rc[r, K.RC_MAC]) & ((1 << 64) - 1)
         pcmd = pack_pcmd(
-            _unpack_flags(int(ks.rc[r, K.RC_PACKED])), int(kc[K.K_EID]), mac.to_bytes(8, "little")
+            _unpack_flags(int(ks.rc[r, K.RC_PACKED])), int(ke[K.K_EID]), mac.to_bytes(8, "little")
         )
         if pinned >= 0:
             b._pinned_gen[index] = pinned
         before = b.nr_records
         b.store(index, BackingRecord(ct.to_bytes(8, "little"), pcmd))
-        kc[K.K_NR_RECORDS] -= b.nr_records - before  # folded: store counted them already
+        ke[K.K_NR_RECORDS] -= b.nr_records - before  # folded: store counted them already
         return ks
     if code == K.SVC_FT_FULL:
         _flush_timeline(system, ks)
@@ -422,6 +425,7 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     flushed; the rest are absolute values. Folding twice is folding once."""
     sgx = system.sgx
     kc = ks.kc
+    ke = ks.ke
     stats = sgx.stats
     cnt = ks.cnt
     if cnt.any():  # (a served step folds ~45 times a batch: skip what is empty)
@@ -434,21 +438,21 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
         _flush_timeline(system, ks)
     if kc[K.K_WARN_N]:
         _flush_warnings(system, ks)
-    encl.secs_child_cnt = int(kc[K.K_CHILD_CNT])
-    encl.refcount = int(kc[K.K_REFCOUNT])
-    secs.child_count = int(kc[K.K_SECS_CHILDREN])
-    epoch = int(kc[K.K_EPOCH])
+    encl.secs_child_cnt = int(ke[K.K_CHILD_CNT])
+    encl.refcount = int(ke[K.K_REFCOUNT])
+    secs.child_count = int(ke[K.K_SECS_CHILDREN])
+    epoch = int(ke[K.K_EPOCH])
     if epoch != secs.epoch:
         # an ETRACK: its tracking set is the LPs inside then (``K_INSIDE``, taken from
         # ``SecsState.inside`` by ``take_small``; a thread's call folds its own LP after)
-        secs.tracking = set(secs.inside) if kc[K.K_TRACKING] else set()
-    elif kc[K.K_TRACKING] == 0:
+        secs.tracking = set(secs.inside) if ke[K.K_TRACKING] else set()
+    elif ke[K.K_TRACKING] == 0:
         secs.tracking = set()
     secs.epoch = epoch
     system.cpu._next_version = int(ks.ku[0])
-    encl.backing.nr_records += int(kc[K.K_NR_RECORDS])
+    encl.backing.nr_records += int(ke[K.K_NR_RECORDS])
     sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])
-    kc[K.K_NR_RECORDS] = kc[K.K_EWB_FAILURES] = 0
+    ke[K.K_NR_RECORDS] = kc[K.K_EWB_FAILURES] = 0
     sgx.ksgxd_sleeping = bool(kc[K.K_SLEEPING])
 
 
@@ -469,7 +473,7 @@ def run_ksgxd(system: System, *, trace: bool | None = None) -> KsgxdResult:
     counts: dict[str, int] = {}
     pending = -1
     while True:
-        rc = drive(co, ks, pending)
+        rc = drive(co, K.slots(ks), pending)
         if rc != SERVE:
             break
         ks = _serve(system, encl, ks, counts)

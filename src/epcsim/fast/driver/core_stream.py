@@ -253,15 +253,16 @@ class CoreStream(CoreStreamRegime):
         ks = sess.ks
         sess._secs = secs  # resident (``_ready``): the thread's served steps fold into it
         kc = ks.kc
+        ke = ks.ke
         kc[K.K_HIGH] = sess.high
-        kc[K.K_SECS_EPC] = encl.secs_epc
+        ke[K.K_SECS_EPC] = encl.secs_epc
         kc[K.K_THREAD_T] = THREAD
         kc[K.K_TOP_STOP] = 0
         lp = thread.cpu
         assert lp is not None
-        kc[K.K_INSIDE] = int(system.cpu.inside(lp) >= 0)
-        kc[K.K_TRACKING] = int(bool(secs.tracking))
-        kc[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
+        ke[K.K_INSIDE] = int(system.cpu.inside(lp) >= 0)
+        ke[K.K_TRACKING] = int(bool(secs.tracking))
+        ke[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
         co.tasks[THREAD, T_PC] = P_TOP
         mode = self.mode
         trim = self.trim

@@ -76,9 +76,9 @@ def enter_check(ks, tcs_epc):
         return ENCLU_PF
     if f & (EPCM_PENDING | EPCM_MODIFIED):
         return ENCLU_PF
-    if not epcm_secs_is_mine(ks, tcs_epc) or ks.kc[K_SECS_EPC] < 0:
+    if not epcm_secs_is_mine(ks, tcs_epc) or ks.ke[K_SECS_EPC] < 0:
         return ENCLU_GP  # ``secs_of`` is not this enclave's resident SECS
-    if ks.kc[K_INITIALIZED] == 0:
+    if ks.ke[K_INITIALIZED] == 0:
         return ENCLU_GP
     return 0
 
@@ -91,7 +91,7 @@ def tcs_refused(ks, tcs):
     (``thread.py``, "The thread's stops")."""
     if tcs >= 0:
         return enter_check(ks, ks.desc[tcs]) != 0
-    return ks.kc[K_INITIALIZED] == 0
+    return ks.ke[K_INITIALIZED] == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -130,7 +130,7 @@ def eldu_check(ks, ts, index, epc):
         return ENCLU_PF
     if not epcm_ops.is_child_type((flags >> 8) & 0xFF):
         return ENCLU_GP  # a SECS/VA record given a parent
-    secs = ks.kc[K_SECS_EPC]
+    secs = ks.ke[K_SECS_EPC]
     if secs < 0:
         return ENCLU_PF
     row = va_row_of(ks, va_epc)
@@ -156,7 +156,7 @@ def eldu_check(ks, ts, index, epc):
         tag = ct
     else:
         linaddr = np.uint64(tc[TC_BASE] + (index << 12))
-        eid = np.uint64(ks.kc[K_EID])
+        eid = np.uint64(ks.ke[K_EID])
         ok, tag = unseal(
             ks.keys, ks.sh, ks.sm, ct, mac_lo, mac_hi, version, np.uint64(flags), linaddr, eid,
             eid,
@@ -180,7 +180,7 @@ def eldu_commit(ks, ts, index, epc):
     # SECS and ENCLAVEADDRESS: what the page's owner (this enclave, ``index``, set by the
     # allocation) implies, stored once (``isa.epcm``): nothing to write
     epcm_ops.eldu_commit(
-        ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, np.bool_(False), ks.kc[K_EPOCH]
+        ks.eflags, ks.bepoch, epc, flags, (flags >> 8) & 0xFF, np.bool_(False), ks.ke[K_EPOCH]
     )
     ks.etag[epc] = np.uint64(tc[TC_TAG])
-    ks.kc[K_SECS_CHILDREN] += 1
+    ks.ke[K_SECS_CHILDREN] += 1

@@ -75,8 +75,8 @@ def epcm_secs_is_mine(ks, epc):
     driver runs only while no entry is kept aside (``bridge._check_regime``), and a valid
     child of another enclave has that enclave's resident SECS, never this one's."""
     if ks.eflags[epc] & EPCM_VALID and ks.owner_index[epc] >= 0:  # the word's sign: the index's
-        return ks.owner_encl[epc] == ks.kc[K_ENCL_ID]
-    return ks.kc[K_SECS_EPC] == -1
+        return ks.owner_encl[epc] == ks.ke[K_ENCL_ID]
+    return ks.ke[K_SECS_EPC] == -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -84,7 +84,7 @@ def epoch_of(ks, epc):
     """``secs_of(epc).epoch``: the enclave's epoch for its own child, 0 for any other page
     (EBLOCK of a page with no resident SECS stamps 0)."""
     if epcm_secs_is_mine(ks, epc):
-        return ks.kc[K_EPOCH]
+        return ks.ke[K_EPOCH]
     return 0
 
 
@@ -102,17 +102,17 @@ def etrack(ks):
     last epoch are still inside, else a new epoch whose tracking set is the LPs inside now
     (``K_INSIDE``: the enclave thread's LP, or none with ksgxd alone), and the EPCM's BEPOCH
     re-base at every multiple of ``BEPOCH_REBASE`` (``Epcm.advance_epoch``)."""
-    kc = ks.kc
+    ke = ks.ke
     ks.cnt[CN_ETRACK] += 1
-    if kc[K_TRACKING] != 0:
+    if ke[K_TRACKING] != 0:
         return PREV_TRK_INCMPL
-    old = kc[K_EPOCH]
+    old = ke[K_EPOCH]
     new = old + 1
-    kc[K_EPOCH] = new
-    kc[K_TRACKING] = kc[K_INSIDE]
+    ke[K_EPOCH] = new
+    ke[K_TRACKING] = ke[K_INSIDE]
     last = new - new % BEPOCH_REBASE
     if last > old:
-        rebase(ks.eflags, ks.owner_encl, ks.owner_index, ks.bepoch, kc[K_ENCL_ID], old, last)
+        rebase(ks.eflags, ks.owner_encl, ks.owner_index, ks.bepoch, ke[K_ENCL_ID], old, last)
     return 0
 
 
@@ -120,12 +120,12 @@ def etrack(ks):
 def tracked(ks, bepoch):
     """``SecsState.tracked``: an ETRACK since the page's EBLOCK, and every LP inside at it
     has exited since (the 16-bit distance is exact, ``isa/epcm.py``)."""
-    behind = (ks.kc[K_EPOCH] - bepoch) & BEPOCH_MASK
+    behind = (ks.ke[K_EPOCH] - bepoch) & BEPOCH_MASK
     if behind == 0:
         return False
     if behind >= 2:
         return True
-    return ks.kc[K_TRACKING] == 0
+    return ks.ke[K_TRACKING] == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -185,6 +185,7 @@ def ewb(ks, r, epc, va_epc, slot):
     ``sgx_encl_grow`` runs in Python), and ``row_of`` raises ``IndexError`` on it rather
     than reading another page's slots (found by session ``fault1``)."""
     kc = ks.kc
+    ke = ks.ke
     row = va_row_of(ks, va_epc)
     if row == -1:
         kc[K_SVC] = SVC_VA_ROW
@@ -208,7 +209,7 @@ def ewb(ks, r, epc, va_epc, slot):
     slots = row_of(ks.vp_blocks, row)  # borrowed (``ops.typed_rows``): no refcounting
     occupied = slots[0, slot] != 0
     slots[0, slot] = version
-    kc[K_SECS_CHILDREN] -= 1
+    ke[K_SECS_CHILDREN] -= 1
     ks.eflags[epc] = 0  # invalid: SECS and ENCLAVEADDRESS read (-1, 0)
     ks.bepoch[epc] = 0
     rw = ks.rc[r]
@@ -227,10 +228,10 @@ def seal_record(ks, r, index):
     becomes the contents, ``RC_MAC``: the version becomes the MAC's first 8 bytes), the bytes
     ``SgxCpu.ewb`` writes: for a record the machine cannot store itself (Python stores it,
     ``SVC_STORE``), which leaves the core unsealed otherwise."""
-    kc = ks.kc
+    ke = ks.ke
     rw = ks.rc[r]
-    eid = np.uint64(kc[K_EID])
-    linaddr = np.uint64(kc[K_BASE]) + (np.uint64(index) << np.uint64(12))
+    eid = np.uint64(ke[K_EID])
+    linaddr = np.uint64(ke[K_BASE]) + (np.uint64(index) << np.uint64(12))
     ct, mac = seal(
         ks.keys, ks.sh, ks.sm, np.uint64(rw[RC_CT]), np.uint64(rw[RC_MAC]),
         np.uint64(unpack_flags(rw[RC_PACKED])), linaddr, eid, eid,
@@ -243,11 +244,11 @@ def seal_record(ks, r, index):
 def seal_deferred(ks):
     """Seal every record the core wrote and nobody has sealed (``ops.seal_batch.seal_marked``
     over ``dlist``), and empty the list."""
-    kc = ks.kc
+    ke = ks.ke
     seal_marked(
         ks.keys, ks.sh, ks.sm, ks.dlist, ks.dn[0], ks.dmark, ks.b_present,
         ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags, ks.b_high_row, ks.b_high,
-        kc[K_BASE], kc[K_EID],
+        ke[K_BASE], ke[K_EID],
     )  # fmt: skip
     ks.dn[0] = 0
 

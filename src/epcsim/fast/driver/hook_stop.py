@@ -74,7 +74,8 @@ def hook_stop(st, ks, ts):
     if ks.pflags[ts.pages[i]] & ENCL_PAGE_PTE_PRESENT:
         return False  # a resident run: its only stop is KB_PF, at a loop top
     kc = ks.kc
-    if kc[K_SECS_EPC] < 0 or kc[K_SLEEPING] == 0:
+    ke = ks.ke
+    if ke[K_SECS_EPC] < 0 or kc[K_SLEEPING] == 0:
         return True
     nfree = ks.epc_ends[tc[TC_FREE_ROW], LEN]
     if nfree == 0:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from epcsim.fast.cosim.borrow import borrow, member, unborrow
+from epcsim.fast.cosim.borrow import borrow, member, member_at, unborrow
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_RUN, RQ_SLEEP, perform
 from epcsim.fast.cosim.state import R_BLOCKED, R_OK, R_STOP, T_PC
@@ -139,20 +139,21 @@ def _blocked(st, t, pc, r):
 
 
 @njit(cache=True, nogil=True)
-def ksgxd_resume(st, ks, t):
+def ksgxd_resume(st, kt, t):
     """Run ksgxd (task ``t``) from its pc: returns R_BLOCKED, R_STOP or R_SVC. For a
     caller outside the core's loop; the loop borrows the tuples once and calls
     ``ksgxd_run``."""
-    return ksgxd_run(borrow((st, ks)), t)
+    return ksgxd_run(borrow((st, kt)), t)
 
 
 @njit(cache=True, nogil=True)
 def ksgxd_run(p, t):
     """``ksgxd_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
     reference counting per call, PATHS.md "Per fault on the core")."""
-    st, ks = unborrow(p)
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
-    kp = member(p, 1)  # the KState, borrowed the same way for ``reclaim_run``
+    kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run``
+    st = unborrow(sp)
+    ks = unborrow(member_at(kq, np.int64(0)))  # K0 reads global fields only: any slot
     kc = ks.kc
     cnt = ks.cnt
     pc = st.tasks[t, T_PC]
@@ -188,7 +189,7 @@ def ksgxd_run(p, t):
             continue
         # -- A-D: sgx_reclaim_pages, ksgxd as reclaimer row 0 (reclaim.py) ----------------
         ks.rc[RECLAIM_KSGXD, RC_PC] = pc
-        r = reclaim_run(sp, kp, t, _ROW_KSGXD)
+        r = reclaim_run(sp, kq, t, _ROW_KSGXD)
         pc = ks.rc[RECLAIM_KSGXD, RC_PC]
         if r != R_RETURNED:
             st.tasks[t, T_PC] = pc  # the task's pc mirrors the batch's (reclaim.py)

@@ -8,7 +8,9 @@ epoch and tracking set, the version LCG, ``encl->refcount``, the free timeline -
 into the small arrays below at entry and folded back when the call ends
 (``bridge.fold``).
 
-``kc`` holds the scalars (``K_*`` columns, ``int64``); ``cnt`` the counters the call adds to
+``kc`` holds the global scalars and ``ke`` one enclave's (``K_*`` columns, ``int64``; the
+columns ``ENCLAVE_COLUMNS`` names are ``ke``'s, the others ``kc``'s: "Two enclaves" below);
+``cnt`` the counters the call adds to
 ``Counters`` (``COUNTERS`` names them, in column order); ``ku`` the ``uint64`` scalars
 (the version LCG); ``rc`` one row per reclaimer (``RC_*``: ksgxd's and direct reclaim's
 batch locals, ``reclaim.py``); ``batch`` their isolated pages ``[r, k] = (page, index,
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-# -- kc: scalars -----------------------------------------------------------------------------
+# -- kc: scalars (``ke``: the columns of ``ENCLAVE_COLUMNS``) -----------------------------
 K_NR_FREE = 0  #: ``sgx_nr_free_pages`` (``EpcPages.nr_free_pages``)
 K_LRU_ROW = 1  #: the LRU's row of ``epc_ends``
 K_HIGH = 2  #: ``SGX_NR_HIGH_PAGES`` (``Sgx.high_pages``)
@@ -72,6 +74,17 @@ K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served
 #: ELDUs of a record the call wrote itself (no MAC to check): a diagnostic, never folded
 K_DEFER_LOADS = 50
 N_KC = 52
+
+#: The columns that belong to one enclave, kept in its own ``KState.ke`` (PATHS.md "Two
+#: enclaves in the regime", decision item 1; built by session ``twoencl2``): its SECS, child
+#: counts, refcount, epoch and tracking set, ids, base, VA list, records, cpumask and LPs
+#: inside. Same constants as ``kc``'s (``ke`` has ``N_KC`` columns, these used), so a column
+#: moves between the two by its array, not its number. ``tests/fast/test_kstate_slots.py``
+#: checks that no compiled function reads one of them from ``kc``.
+ENCLAVE_COLUMNS = (
+    K_SECS_EPC, K_CHILD_CNT, K_SECS_CHILDREN, K_REFCOUNT, K_EPOCH, K_TRACKING, K_EID,
+    K_ENCL_ID, K_INITIALIZED, K_VA_ROW, K_NR_RECORDS, K_CPUMASK, K_INSIDE, K_BASE,
+)  # fmt: skip
 
 # -- rc: what belongs to one reclaimer (``reclaim.py``: row 0 ksgxd, row 1 direct reclaim) --
 RC_PC = 0  #: the batch's pc (``reclaim.P_*``; ``P_A`` between batches)
@@ -177,7 +190,8 @@ W_EWB = 2
 KState = namedtuple(
     "KState",
     (
-        "kc cnt ku rc batch ft warn "
+        # the global scalars, the enclave's (``ENCLAVE_COLUMNS``), and the shared arrays
+        "kc ke cnt ku rc batch ft warn "
         # EPC pages (``EpcPages``), the LRU and free lists (``PageLinks``); ``epc_flags`` and
         # ``owner_index`` are one array, ``EpcPages.owner_flags`` (index << OWNER_SHIFT | flags)
         "epc_prev epc_next epc_ends epc_flags owner_encl owner_index free_row "
@@ -198,6 +212,19 @@ KState = namedtuple(
     ),
 )
 KState.__doc__ = "The arrays of one driver call (module docstring); numba takes it as one argument."
+
+#: The machines take one ``KState`` per enclave slot, a tuple of ``N_SLOTS`` (numba's
+#: ``UniTuple(KState, 2)``), and pick one with ``cosim.borrow.member_at`` (PATHS.md "Two
+#: enclaves in the regime", decision item 1): the slots' global fields are the same arrays,
+#: their enclave fields (``ke``, the enclave's own arrays) their own. With one enclave slot 1
+#: is slot 0's ``KState`` again, never selected: one compiled signature for one and two.
+N_SLOTS = 2
+
+
+def slots(ks: KState, other: KState | None = None) -> tuple[KState, KState]:
+    """The machines' tuple of slots: ``ks`` in slot 0, ``other`` (or ``ks`` again) in 1."""
+    return (ks, ks if other is None else other)
+
 
 #: Deferred sealing (DESIGN.md item 4, decided 2026-11-26, issue 9 session ``fastseal``;
 #: lazy since session ``lazyseal``). EWB on the core does not seal: the record goes into the

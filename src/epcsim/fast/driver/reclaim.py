@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
-from epcsim.fast.cosim.borrow import unborrow
+from epcsim.fast.cosim.borrow import member_at, unborrow
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU
 from epcsim.fast.driver.encls import (
@@ -151,14 +151,16 @@ from epcsim.kernel.page_list import HEAD
 
 
 @njit(cache=True, nogil=True)
-def reclaim_run(sp, kp, t, r):
+def reclaim_run(sp, kq, t, r):
     """One ``sgx_reclaim_pages`` batch run by task ``t`` as reclaimer ``r``, from
     ``rc[r, RC_PC]`` until it blocks, stops, needs a service or returns (module
-    docstring). ``sp``/``kp``: the ``CoState`` and ``KState`` borrowed by the caller's
-    ``member`` (one pointer each, ``cosim.borrow``)."""
+    docstring). ``sp``/``kq``: the ``CoState`` and the slots' ``KState``s
+    (``kstate.N_SLOTS``) borrowed by the caller's ``member`` (one pointer each,
+    ``cosim.borrow``)."""
     st = unborrow(sp)
-    ks = unborrow(kp)
+    ks = unborrow(member_at(kq, np.int64(0)))
     kc = ks.kc
+    ke = ks.ke
     cnt = ks.cnt
     rw = ks.rc[r]
     batch = ks.batch[r]
@@ -176,9 +178,9 @@ def reclaim_run(sp, kp, t, r):
             cnt[CN_SCANNED] += n
             for k in range(n):
                 page = batch[k, 0]
-                if ks.owner_encl[page] != kc[K_ENCL_ID]:
+                if ks.owner_encl[page] != ke[K_ENCL_ID]:
                     return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
-                kc[K_REFCOUNT] += 1
+                ke[K_REFCOUNT] += 1
                 batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
             rw[RC_NB] = n
@@ -210,9 +212,9 @@ def reclaim_run(sp, kp, t, r):
                 lru_putback(
                     ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], batch[i, 0]
                 )
-                if kc[K_REFCOUNT] == 1:
+                if ke[K_REFCOUNT] == 1:
                     return _rstop(st, ks, t, r, pc, KB_RELEASE, batch[i, 0])
-                kc[K_REFCOUNT] -= 1
+                ke[K_REFCOUNT] -= 1
                 rw[RC_I] = i + 1
                 pc = P_B
                 continue
@@ -299,7 +301,7 @@ def reclaim_run(sp, kp, t, r):
             if i >= rw[RC_NK]:
                 rw[RC_PC] = P_A
                 return R_RETURNED  # the batch returns (its caller counts its pages)
-            if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
+            if ke[K_CHILD_CNT] == 1 and ke[K_INITIALIZED] != 0 and ke[K_SECS_EPC] >= 0:
                 return _rstop(st, ks, t, r, pc, KB_SECS, batch[i, 0])
             c = batch[i, 1] // backing_ops.CHUNK
             # the chunk's row is B's (P_BACKING_RUN); here only for a batch whose B ran
@@ -308,7 +310,7 @@ def reclaim_run(sp, kp, t, r):
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
                 return _rsvc(rw, P_D)
-            vid = ks.va_ends[kc[K_VA_ROW], HEAD]
+            vid = ks.va_ends[ke[K_VA_ROW], HEAD]
             if vid < 0:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[i, 0])
             res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
@@ -320,7 +322,7 @@ def reclaim_run(sp, kp, t, r):
             index = batch[rw[RC_I], 1]
             ks.pflags[index] &= 0xFF ^ ENCL_PAGE_BEING_RECLAIMED
             # sgx_alloc_va_slot on the head VA page; a page that fills moves to the tail
-            row = kc[K_VA_ROW]
+            row = ke[K_VA_ROW]
             vid = np.int64(ks.va_ends[row, HEAD])  # int64: one signature of the list ops
             slot, full = va_take_slot(ks.va_used[vid])
             if slot < 0:
@@ -351,7 +353,7 @@ def reclaim_run(sp, kp, t, r):
             if ret == NOT_TRACKED and pc == P_EWB2_RUN:
                 # send_ipi: the cpumask now (the one at entry, and the enclave thread's
                 # CPU while it holds one), an IPI if another CPU is in it
-                mask = kc[K_CPUMASK]
+                mask = ke[K_CPUMASK]
                 tt = kc[K_THREAD_T]
                 if tt >= 0 and st.tasks[tt, T_CPU] >= 0:
                     mask |= 1 << st.tasks[tt, T_CPU]
@@ -372,7 +374,7 @@ def reclaim_run(sp, kp, t, r):
                 return _rsvc(rw, P_ETRACK_RUN)
             ret = etrack(ks)
             if ret != 0:
-                _warn(ks, W_ETRACK, ret, kc[K_SECS_EPC])
+                _warn(ks, W_ETRACK, ret, ke[K_SECS_EPC])
             res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB2_RUN, res)
@@ -382,11 +384,11 @@ def reclaim_run(sp, kp, t, r):
             # every LP of the mask inside the enclave takes an AEX: the thread's (its next
             # T0 runs ERESUME), which leaves the tracking set too
             tt = kc[K_THREAD_T]
-            if tt >= 0 and kc[K_INSIDE] != 0:
+            if tt >= 0 and ke[K_INSIDE] != 0:
                 lp = st.tasks[tt, T_CPU]
                 if lp >= 0 and (rw[RC_IPI_MASK] >> lp) & 1:
-                    kc[K_INSIDE] = 0
-                    kc[K_TRACKING] = 0
+                    ke[K_INSIDE] = 0
+                    ke[K_TRACKING] = 0
             res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB3_RUN, res)
@@ -426,14 +428,14 @@ def reclaim_run(sp, kp, t, r):
                 kc[K_SVC_R] = r
                 return _rsvc(rw, P_STORED)
             defer(ks, index)
-            kc[K_NR_RECORDS] += got
+            ke[K_NR_RECORDS] += got
             pc = P_STORED
             continue
         if pc == P_STORED:
             i = rw[RC_I]
             page = batch[i, 0]
             index = batch[i, 1]
-            if kc[K_CHILD_CNT] == 1 and kc[K_INITIALIZED] != 0 and kc[K_SECS_EPC] >= 0:
+            if ke[K_CHILD_CNT] == 1 and ke[K_INITIALIZED] != 0 and ke[K_SECS_EPC] >= 0:
                 # the SECS's eviction is decided before the page's D (KB_SECS at P_D);
                 # served, a Python task between two steps may remove a child meanwhile
                 # (REMOVE_PAGES' EREMOVE, a trim's) while this page's EWB runs, making it
@@ -449,7 +451,7 @@ def reclaim_run(sp, kp, t, r):
                 ks.desc[index] = -1
             if rw[RC_RET] == 0:
                 ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
-            kc[K_CHILD_CNT] -= 1
+            ke[K_CHILD_CNT] -= 1
             res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
             if res != R_OK:
                 return _rblocked(rw, P_D_UNLOCKED, res)
@@ -462,9 +464,9 @@ def reclaim_run(sp, kp, t, r):
             # from here). Checked here, not before the page's D: served by SimPy, Python
             # tasks run between the machine's steps and may put the enclave's own
             # references meanwhile (the process closing it)
-            if kc[K_REFCOUNT] == 1:
+            if ke[K_REFCOUNT] == 1:
                 return _rstop(st, ks, t, r, pc, KB_RELEASE, page)
-            kc[K_REFCOUNT] -= 1
+            ke[K_REFCOUNT] -= 1
             ks.epc_flags[page] &= _NOT_TRACKED_CLEAR
             if free_page(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,

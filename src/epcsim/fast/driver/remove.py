@@ -103,8 +103,8 @@ def remove_takes(ks, f):
     inside (the regime's; EREMOVE of an accepted TRIM page would not care)."""
     if not f & ENCL_PAGE_PRESENT or ((f >> ENCL_PAGE_TYPE_SHIFT) & 7) != _PT_TRIM:
         return False
-    kc = ks.kc
-    return kc[K_SECS_EPC] >= 0 and kc[K_INSIDE] == 0
+    ke = ks.ke
+    return ke[K_SECS_EPC] >= 0 and ke[K_INSIDE] == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -114,6 +114,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
     page is done - ``(-1, -1)``: ``trim_rows`` goes on at M4's unlock (``encl->lock``
     held)."""
     kc = ks.kc
+    ke = ks.ke
     tc = ts.tc
     tcnt = ts.tcnt
     while True:
@@ -172,7 +173,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
             tcnt[TN_EREMOVE] += 1
             ks.eflags[page] = 0  # Epcm.clear
             ks.bepoch[page] = 0
-            kc[K_SECS_CHILDREN] -= 1
+            ke[K_SECS_CHILDREN] -= 1
             if free_page(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
                 ks.free_row[page], page,
@@ -183,7 +184,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
             ks.ft[n, 0] = st.clk[C_NOW]
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
-            kc[K_CHILD_CNT] -= 1  # erase_page
+            ke[K_CHILD_CNT] -= 1  # erase_page
             ks.desc[idx] = -1
             ks.pflags[idx] &= _ERASE_KEEP
             ts.prot[idx] &= _MAX_PROT_CLEAR

@@ -117,7 +117,7 @@ def run_ksgxd_switching(
     # the compiled machine for these argument types, without numba's dispatcher, which
     # types the ~45 arrays and typed lists of ``KState`` on every call (``jit.entry_point``;
     # ``_serve`` may replace ``ks`` by one of the same types)
-    machine = entry_point(ksgxd_resume, co, ks, 0)
+    machine = entry_point(ksgxd_resume, co, K.slots(ks), 0)
 
     def step(t: int) -> int:
         """One served step, with the kernel's scalars taken before it and folded after it
@@ -126,7 +126,7 @@ def run_ksgxd_switching(
         box[0], nblk[0] = refresh_layout(system, encl, box[0], nblk[0])
         take_small(system, encl, secs, box[0])
         while True:
-            r = int(machine(co, box[0], t))
+            r = int(machine(co, K.slots(box[0]), t))
             if r != R_SVC:
                 break
             box[0] = _serve(system, encl, box[0], counts)
@@ -182,7 +182,7 @@ def run_ksgxd_switching(
         nonlocal pending
         co.clk[C_BUDGET] = budget
         while True:
-            rc = drive(co, box[0], pending)
+            rc = drive(co, K.slots(box[0]), pending)
             if rc != SERVE:
                 break
             box[0] = _serve(system, encl, box[0], counts)

@@ -251,8 +251,8 @@ class StreamCore:
         )
         fn = self._drive.get(key)
         if fn is None:
-            fn = self._drive[key] = entry_point(drive, co, ks, ts, pending)
-        return int(fn(co, ks, ts, pending))
+            fn = self._drive[key] = entry_point(drive, co, K.slots(ks), ts, pending)
+        return int(fn(co, K.slots(ks), ts, pending))
 
     def kernel_state(self, encl: Any, secs: Any) -> Any:
         """The ``KState`` of a pair call's entry: built once per enclave and SECS (the big

@@ -235,10 +235,11 @@ class Session(SessionStops):
         self.ks, self.nblk = refresh_layout(system, encl, self.ks, self.nblk)
         ks = self.ks
         kc = ks.kc
+        ke = ks.ke
         if secs is not None:
             take_small(system, encl, secs, ks)
         kc[K.K_HIGH] = self.high
-        kc[K.K_SECS_EPC] = secs_epc
+        ke[K.K_SECS_EPC] = secs_epc
         counts: dict[str, int] = {}
         if t == KSGXD:
             self.owner.served_steps += 1
@@ -247,9 +248,9 @@ class Session(SessionStops):
             # machine then finishes the batch it holds and its generator goes on from K0
             kc[K.K_TOP_STOP] = int(not _served_regime(system, encl) or not _worth_serving(system))
             if self._kmachine is None:
-                self._kmachine = entry_point(ksgxd_resume, co, ks, KSGXD)
+                self._kmachine = entry_point(ksgxd_resume, co, K.slots(ks), KSGXD)
             while True:
-                r = int(self._kmachine(co, self.ks, KSGXD))
+                r = int(self._kmachine(co, K.slots(self.ks), KSGXD))
                 if r != R_SVC:
                     break
                 self.ks = _serve(system, encl, self.ks, counts)
@@ -263,12 +264,12 @@ class Session(SessionStops):
         ts = self.ts
         kc[K.K_THREAD_T] = THREAD
         cpu = thread.cpu
-        kc[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
+        ke[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
         ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
-            self._tmachine = entry_point(thread_resume, co, ks, ts, THREAD)
+            self._tmachine = entry_point(thread_resume, co, K.slots(ks), ts, THREAD)
         while True:
-            r = int(self._tmachine(co, self.ks, ts, THREAD))
+            r = int(self._tmachine(co, K.slots(self.ks), ts, THREAD))
             if r != R_SVC:
                 break
             self.ks = _serve_thread(system, encl, self.ks, ts, counts)

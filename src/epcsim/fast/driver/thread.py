@@ -73,7 +73,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
-from epcsim.fast.cosim.borrow import borrow, member, unborrow
+from epcsim.fast.cosim.borrow import borrow, member, member_at, unborrow
 from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_LOCK,
@@ -219,8 +219,8 @@ _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
 def _aex(ks):
     """``hw.aex(lp)``: the LP leaves the enclave (``inside``, ``busy_tcs``), and leaves the
     tracking set of the last ETRACK (in the regime the only LP that can be in it)."""
-    ks.kc[K_INSIDE] = 0
-    ks.kc[K_TRACKING] = 0
+    ks.ke[K_INSIDE] = 0
+    ks.ke[K_TRACKING] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -232,9 +232,9 @@ def _eaccept(ks, tc, idx, page):
         return False
     if (ks.owner_index[page] >> OWNER_SHIFT) != idx:
         return False
-    kc = ks.kc
+    ke = ks.ke
     return eaccept_word_ok(
-        ks.eflags[page], ks.bepoch[page], kc[K_EPOCH], kc[K_TRACKING] != 0, tc[TC_SECINFO]
+        ks.eflags[page], ks.bepoch[page], ke[K_EPOCH], ke[K_TRACKING] != 0, tc[TC_SECINFO]
     )
 
 
@@ -247,21 +247,24 @@ def _latency(st, ts):
 
 
 @njit(cache=True, nogil=True)
-def thread_resume(st, ks, ts, t):
+def thread_resume(st, kt, ts, t):
     """Run the enclave thread (task ``t``) from its pc: returns R_BLOCKED, R_STOP or
     R_SVC (R_BLOCKED too once its process has ended: nothing resumes it). For a caller
     outside the core's loop; the loop borrows the tuples once and calls ``thread_run``."""
-    return thread_run(borrow((st, ks, ts)), t)
+    return thread_run(borrow((st, kt, ts)), t)
 
 
 @njit(cache=True, nogil=True)
 def thread_run(p, t):
     """``thread_resume`` on the tuples ``p`` borrows (``cosim.borrow``: one pointer and no
     reference counting per call, PATHS.md "Per fault on the core")."""
-    st, ks, ts = unborrow(p)
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
-    kp = member(p, 1)  # the KState, borrowed the same way for ``reclaim_run`` (M1)
+    kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run`` (M1)
+    st = unborrow(sp)
+    ks = unborrow(member_at(kq, np.int64(0)))  # its own enclave's slot
+    ts = unborrow(member(p, 2))
     kc = ks.kc
+    ke = ks.ke
     tc = ts.tc
     tcnt = ts.tcnt
     pages = ts.pages
@@ -271,7 +274,7 @@ def thread_run(p, t):
         if tc[TC_MODE] >= MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
             if pc == P_TOP and tc[TC_HOOK] != 0 and hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
-            pc, r = trim_rows(st, ks, ts, sp, kp, t, pc, p)
+            pc, r = trim_rows(st, ks, ts, sp, kq, t, pc, p)
             if r >= 0:
                 return r
             continue
@@ -286,14 +289,14 @@ def thread_run(p, t):
                 r = perform(sp, t, np.int64(RQ_RUN), np.int64(0))
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
-            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
                 pc = P_ACCESS
                 continue
             # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
             if tc[TC_TCS] >= 0:
                 if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
                     return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
-            elif kc[K_SECS_EPC] < 0:
+            elif ke[K_SECS_EPC] < 0:
                 return _stop(st, ks, t, P_TOP, KB_TCS, -1)
             # EENTER/ERESUME's own checks, before the run: a leaf that would fail stops
             # here, at the loop top, where ``enter()`` takes it (decision 2026-11-26,
@@ -311,19 +314,19 @@ def thread_run(p, t):
             if tcs >= 0:
                 ret = enter_check(ks, ks.desc[tcs])
             else:  # the implicit TCS (SgxCpu.eenter): the SECS resident and initialized
-                ret = 0 if kc[K_SECS_EPC] >= 0 and kc[K_INITIALIZED] != 0 else 1
+                ret = 0 if ke[K_SECS_EPC] >= 0 and ke[K_INITIALIZED] != 0 else 1
             if ret != 0:
                 if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
                     # ksgxd zapped the TCS during the step: the loop's TCS fault
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
-                if tcs < 0 and kc[K_SECS_EPC] < 0:
+                if tcs < 0 and ke[K_SECS_EPC] < 0:
                     # the implicit TCS, the SECS written back during the step (the thread
                     # served after ksgxd's KB_SECS): ``enter()`` retries through
                     # ``_ensure_tcs``, as from the loop top
                     return _stop(st, ks, t, P_TOP, KB_TCS, -1)
                 # not reachable (module docstring, "The thread's stops"): a defect guard
                 return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
-            kc[K_INSIDE] = 1
+            ke[K_INSIDE] = 1
             tc[TC_ENTERED] = 1
             if tcs >= 0:
                 ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
@@ -378,7 +381,7 @@ def thread_run(p, t):
             if (ts.prot[idx] & 7 & vma) != vma:
                 return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
             # _fault: AEX, #PF into the kernel
-            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
                 _aex(ks)
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
@@ -412,7 +415,7 @@ def thread_run(p, t):
             if ks.desc[idx] >= 0:  # resident: loaded meanwhile, or being reclaimed
                 pc = P_EBUSY if ks.pflags[idx] & ENCL_PAGE_BEING_RECLAIMED else P_MAP
                 continue
-            if kc[K_SECS_EPC] < 0:
+            if ke[K_SECS_EPC] < 0:
                 return _stop(st, ks, t, P_LOCKED, KB_SECS_LOAD, idx)
             if kc[K_FT_N] >= ks.ft.shape[0]:
                 kc[K_SVC] = SVC_FT_FULL
@@ -458,7 +461,7 @@ def thread_run(p, t):
             if nfree > 0:
                 page = alloc_from_node(
                     ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                    row, kc[K_ENCL_ID], idx,
+                    row, ke[K_ENCL_ID], idx,
                 )  # fmt: skip
                 kc[K_NR_FREE] -= 1
                 tc[TC_PAGE] = page
@@ -505,19 +508,19 @@ def thread_run(p, t):
                 kc[K_SVC_ARG] = idx
                 st.tasks[t, T_PC] = P_TRUNCATED
                 return R_SVC
-            kc[K_NR_RECORDS] -= got
+            ke[K_NR_RECORDS] -= got
             pc = P_TRUNCATED
             continue
         if pc == P_TRUNCATED:
             idx = tc[TC_IDX]
             page = tc[TC_PAGE]
             va_free_slot(
-                ks.va_used, ks.va_prev, ks.va_next, ks.va_ends, kc[K_VA_ROW], tc[TC_VID],
+                ks.va_used, ks.va_prev, ks.va_next, ks.va_ends, ke[K_VA_ROW], tc[TC_VID],
                 tc[TC_SLOT], np.bool_(True),
             )  # fmt: skip
             ks.desc[idx] = page
             # load_page: secs_child_cnt, sgx_mark_page_reclaimable
-            kc[K_CHILD_CNT] += 1
+            ke[K_CHILD_CNT] += 1
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
             if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
                 return _stop(st, ks, t, P_TRUNCATED, KB_UNEXPECTED, page)
@@ -558,7 +561,7 @@ def thread_run(p, t):
             if tc[TC_EPP] == 0:
                 pc = P_NEXT
                 continue
-            if tc[TC_ENTERED] == 0 or kc[K_INSIDE] == 0:  # leave(): AEXed, no EEXIT
+            if tc[TC_ENTERED] == 0 or ke[K_INSIDE] == 0:  # leave(): AEXed, no EEXIT
                 tc[TC_ENTERED] = 0
                 pc = P_NEXT
                 continue
@@ -579,7 +582,7 @@ def thread_run(p, t):
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------
         if pc == P_END:
-            if tc[TC_ENTERED] != 0 and kc[K_INSIDE] != 0:
+            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
                 _aex(ks)  # on_switch_out
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE

@@ -87,13 +87,13 @@ SERVE = -10
 
 
 @njit(cache=True, nogil=True)
-def drive(st, ks, ts, pending):  # type: ignore[no-untyped-def]
+def drive(st, kt, ts, pending):  # type: ignore[no-untyped-def]
     """The core's loop with the thread (task 0) and ksgxd (task 1): resume ``pending``
     (>= 0: a task that ended the last call with a request) first, then every task as its
     event comes due. Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE - task``. The tuples
     are borrowed once for the loop (``cosim.borrow``): a machine's call passes a pointer."""
-    pt = borrow((st, ks, ts))
-    pk = borrow((st, ks))
+    pt = borrow((st, kt, ts))
+    pk = borrow((st, kt))
     t = pending
     while True:
         if t < 0:
@@ -237,14 +237,16 @@ def _layout(*parts: Any) -> tuple[Any, ...]:
 
 def _entry(fn: Any) -> Any:
     """``fn`` (this module's ``drive``, or what a test put there: a spy is called as is)
-    called through ``jit.entry_point`` for its arguments' layout."""
+    called through ``jit.entry_point`` for its arguments' layout, ``ks`` as the machines'
+    tuple of enclave slots (``kstate.slots``: a spy receives that tuple too)."""
 
     def call(co: Any, ks: Any, ts: Any, pending: int) -> int:
         key = (fn, *_layout(co, ks, ts))
         ep = _ENTRIES.get(key)
+        kt = K.slots(ks)
         if ep is None:
-            ep = _ENTRIES[key] = entry_point(fn, co, ks, ts, pending)
-        return int(ep(co, ks, ts, pending))
+            ep = _ENTRIES[key] = entry_point(fn, co, kt, ts, pending)
+        return int(ep(co, kt, ts, pending))
 
     return call
 
@@ -278,6 +280,7 @@ def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str,
     """The thread's requests (``kstate.SVC_UNSEAL``, ``SVC_TRUNCATE``, ``SVC_LAT_FULL``);
     the others are ``bridge._serve``'s."""
     kc = ks.kc
+    ke = ks.ke
     code = int(kc[K.K_SVC])
     tc = ts.tc
     if code == K.SVC_LAT_FULL:
@@ -291,7 +294,7 @@ def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str,
         b = encl.backing
         before = b.nr_records
         b.truncate(int(kc[K.K_SVC_ARG]), pcmd_busy=bool(tc[T.TC_BUSY]))
-        kc[K.K_NR_RECORDS] -= b.nr_records - before  # folded: truncate counted it already
+        ke[K.K_NR_RECORDS] -= b.nr_records - before  # folded: truncate counted it already
         return ks
     if code == K.SVC_UNSEAL:
         kc[K.K_SVC] = K.SVC_NONE

@@ -55,7 +55,7 @@ def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts:
     tc[T.TC_PAGE_CNT] += int(tc[T.TC_ADDED])
     tc[T.TC_ADDED] = 0
     if not isinstance(thread, EnclaveThread):
-        if ks.kc[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
+        if ks.ke[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
             raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")
         return
     thread.entered = bool(tc[T.TC_ENTERED])
@@ -66,12 +66,12 @@ def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts:
         hw.lp_tcs[lp] = -1
     secs.inside = set()
     secs.busy_tcs = set()
-    if ks.kc[K.K_INSIDE] and thread.cpu is not None:
+    if ks.ke[K.K_INSIDE] and thread.cpu is not None:
         # the implicit TCS (tcs_index -1) stands for no page: no busy TCS, lp_tcs -1
         tcs_epc = int(encl.epc[thread.tcs_index]) if thread.tcs_index >= 0 else -1
         secs.inside = {thread.cpu}
         secs.busy_tcs = {tcs_epc} if tcs_epc >= 0 else set()
         hw.lp_eid[thread.cpu] = secs.eid
         hw.lp_tcs[thread.cpu] = tcs_epc
-        if ks.kc[K.K_TRACKING]:
+        if ks.ke[K.K_TRACKING]:
             secs.tracking = {thread.cpu}

@@ -150,11 +150,11 @@ def _trim_takes(st, ks, ts, t, idx, f):
         return False
     if new != _PT_TRIM:  # REG -> TCS zaps and unmarks (per_page's other rows): Python
         return False
-    kc = ks.kc
-    if kc[K_SECS_EPC] < 0 or kc[K_INSIDE] != 0 or kc[K_TRACKING] != 0:
+    ke = ks.ke
+    if ke[K_SECS_EPC] < 0 or ke[K_INSIDE] != 0 or ke[K_TRACKING] != 0:
         return False
     cpu = st.tasks[t, T_CPU]
-    return cpu >= 0 and (kc[K_CPUMASK] & ~(1 << cpu)) == 0
+    return cpu >= 0 and (ke[K_CPUMASK] & ~(1 << cpu)) == 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -174,12 +174,12 @@ def per_page_pc(tc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def trim_rows(st, ks, ts, sp, kp, t, pc, p):
+def trim_rows(st, ks, ts, sp, kq, t, pc, p):
     """Rows M1-M4 from ``pc`` (``P_TOP`` or an M pc) until the task parks, stops or needs a
     service - ``(pc, r)``: ``thread_run`` returns ``r`` - or goes on in the shared rows -
     ``(P_LOCKED, -1)``: ``thread_run`` goes on at T4 (module docstring). ``p`` is
     ``thread_run``'s borrowed tuple, for ADD_PAGES' rows (``add.add_rows``, not inlined)."""
-    kc = ks.kc
+    ke = ks.ke
     tc = ts.tc
     tcnt = ts.tcnt
     pages = ts.pages
@@ -211,7 +211,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc, p):
             pc = P_MLOCK
             continue
         if pc == P_DIRECT:
-            r = reclaim_run(sp, kp, t, _ROW_DIRECT)
+            r = reclaim_run(sp, kq, t, _ROW_DIRECT)
             if r != R_RETURNED:  # the batch's pc is its row's: the thread's stays here
                 st.tasks[t, T_PC] = P_DIRECT
                 return pc, r
@@ -262,7 +262,7 @@ def trim_rows(st, ks, ts, sp, kp, t, pc, p):
             continue
         if pc == P_EMODT_RUN:
             tcnt[TN_EMODT] += 1
-            emodt_apply(ks.eflags, ks.bepoch, ks.desc[tc[TC_IDX]], tc[TC_NEW_TYPE], kc[K_EPOCH])
+            emodt_apply(ks.eflags, ks.bepoch, ks.desc[tc[TC_IDX]], tc[TC_NEW_TYPE], ke[K_EPOCH])
             r = perform(sp, t, np.int64(RQ_RUN), tc[TC_ETRACK_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MTRACK_RUN, r)
