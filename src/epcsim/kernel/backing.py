@@ -96,25 +96,32 @@ class Unsealed(Protocol):
 class ChunkLists:
     """An ``EnclaveBacking``'s rows as numba typed lists (``EnclaveBacking.compiled``):
     ``contents[row]``, ``mac[row]``, ``flags[row]``, ``high[row]`` are the arrays of the
-    Python lists, shared."""
+    Python lists, shared. Made and grown through ``epcsim.fast.ops.row_lists`` (cached
+    compiled functions: numba's own ``typed.List`` methods compile in every process)."""
 
     def __init__(self, f: EnclaveBacking):
-        from numba import typed, types
+        from epcsim.fast.ops import row_lists as rl
 
-        u8_2d = types.uint8[:, ::1]
-        self.contents = typed.List.empty_list(u8_2d)
-        self.mac = typed.List.empty_list(u8_2d)
-        self.flags = typed.List.empty_list(types.uint8[::1])
-        self.high = typed.List.empty_list(u8_2d)
+        self.contents = rl.new_u8_2d()
+        self.mac = rl.new_u8_2d()
+        self.flags = rl.new_u8_1d()
+        self.high = rl.new_u8_2d()
         for arrays in zip(f.contents_rows, f.mac_rows, f.flag_rows, strict=True):
             self.append(arrays)
         for a in f.high_rows:
-            self.high.append(a)
+            self.add_high(a)
 
     def append(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        self.contents.append(arrays[0])
-        self.mac.append(arrays[1])
-        self.flags.append(arrays[2])
+        from epcsim.fast.ops import row_lists as rl
+
+        rl.add_u8_2d(self.contents, arrays[0])
+        rl.add_u8_2d(self.mac, arrays[1])
+        rl.add_u8_1d(self.flags, arrays[2])
+
+    def add_high(self, a: np.ndarray) -> None:
+        from epcsim.fast.ops import row_lists as rl
+
+        rl.add_u8_2d(self.high, a)
 
 
 class RecordsView(Mapping[int, BackingRecord]):
@@ -275,7 +282,7 @@ class EnclaveBacking:
         a = np.zeros((CHUNK, _MAC_SIZE - _MAC_LOW), dtype=np.uint8)
         self.high_rows.append(a)
         if self._compiled is not None:
-            self._compiled.high.append(a)
+            self._compiled.add_high(a)
         self.high_row[c] = row
         return row
 
@@ -302,9 +309,8 @@ class EnclaveBacking:
 
     def compiled(self) -> ChunkLists:
         """The rows as numba typed lists, for compiled code (``epcsim.fast.ops.backing``):
-        built on the first call - numba's typed lists cost ~0.7 s to set up in a process,
-        which only a compiled caller should pay - and kept in step by ``add_chunk`` and
-        ``add_high`` from then on. The lists hold the same arrays (no copy)."""
+        built on the first call (only a compiled caller needs them) and kept in step by
+        ``add_chunk`` and ``add_high`` from then on. The lists hold the same arrays (no copy)."""
         if self._compiled is None:
             self._compiled = ChunkLists(self)
         return self._compiled
