@@ -1,8 +1,10 @@
 """The generated task programs the co-simulation tests share (``test_cosim.py``,
-``test_cosim_run_user.py``, ``test_cosim_fifo.py``, ``test_served.py``): ``scenarios``
+``test_cosim_run_user.py``, ``test_cosim_fifo.py``, ``test_served.py``,
+``test_cosim_runq.py``): ``scenarios``
 (2-3 tasks of runs, critical sections, waits, wakes, spawns and loops, their costs from
 small sets built on ``mutex_pickup`` and ``mutex_spin_poll`` so that same-nanosecond ties
-are frequent), ``user_scenarios`` (some ``RUN`` ops as ``USER``), and ``EXAMPLES`` (their
+are frequent), ``user_scenarios`` (some ``RUN`` ops as ``USER``), ``crowded_scenarios``
+(more tasks than CPUs: the run queue), and ``EXAMPLES`` (their
 hypothesis budget, larger under ``EPCSIM_LONG``).
 
 A helper module, not a test file (tests/README.md, "Rules for a new test"): moved from
@@ -19,6 +21,7 @@ from epcsim.engine.costs import Costs
 from epcsim.fast.cosim.program import (
     OP_LOCK,
     OP_LOOP,
+    OP_RESCHED,
     OP_RUN,
     OP_SPAWN,
     OP_UNLOCK,
@@ -91,3 +94,56 @@ def user_scenarios(draw):
             new.append((op, a, b))
         out.append(new)
     return out, starts, nr_mutexes
+
+
+#: costs that reach the scheduler's scales (session ``onecpu``): the wake-up granularity
+#: (1-2 ms at 1-2 CPUs), the tick (4 ms), the latency (6-12 ms), FIFO's 3 ms slice
+BIG = (0, 1, PICKUP, 2_000, 400_000, 1_000_000, 1_000_001, 2_500_000, 4_000_000, 7_000_000)
+
+
+@st.composite
+def crowded_scenarios(draw):
+    """(programs, starts, nr_mutexes, nr_cpus): 2-4 tasks on fewer CPUs (1 or 2), so
+    tasks wait in the run queue: runs and user steps long enough for wake-up preemption
+    and the tick, ``cond_resched`` points, critical sections (a preemption point inside one
+    - a nested lock's might_sleep - may leave the owner off its CPU), waits and wakes."""
+    n = draw(st.integers(2, 4))
+    nr_cpus = draw(st.sampled_from([1, 1, min(2, n - 1)]))
+    nr_mutexes = draw(st.sampled_from([1, 1, 2]))
+    starts = [True] + [draw(st.integers(0, 3)) > 0 for _ in range(n - 1)]
+    late = [i for i in range(n) if not starts[i]]
+    big = st.sampled_from(BIG)
+    programs = []
+    for i in range(n):
+        ops: list[tuple[int, int, int]] = []
+        heads = []
+        for _ in range(draw(st.integers(1, 5))):
+            heads.append(len(ops))
+            kinds = ["run", "user", "resched", "crit", "wait", "wake", "wake_user"]
+            spawnable = [t for t in late if t != i]
+            kind = draw(st.sampled_from(kinds + (["spawn"] if spawnable else [])))
+            if kind == "run":
+                ops.append((OP_RUN, draw(big), 0))
+            elif kind == "user":
+                ops.append((OP_USER, draw(big), 0))
+            elif kind == "resched":
+                ops += [(OP_RUN, draw(big), 0), (OP_RESCHED, 0, 0)]
+            elif kind == "wait":
+                ops.append((OP_WAIT, 0, 0))
+            elif kind == "wake":
+                ops.append((OP_WAKE, 0, 0))
+            elif kind == "spawn":
+                ops.append((OP_SPAWN, draw(st.sampled_from(spawnable)), 0))
+            elif kind == "wake_user":  # the woken task may interrupt the user step (S1)
+                ops += [(OP_WAKE, 0, 0), (OP_USER, draw(big), 0)]
+            else:
+                m = draw(st.integers(0, nr_mutexes - 1))
+                body = [(OP_RUN, draw(big), 0) for _ in range(draw(st.integers(0, 2)))]
+                if nr_mutexes > 1 and draw(st.booleans()):
+                    inner = 1 - m
+                    body += [(OP_LOCK, inner, 0), (OP_RUN, draw(big), 0), (OP_UNLOCK, inner, 0)]
+                ops += [(OP_LOCK, m, 0), *body, (OP_UNLOCK, m, 0)]
+        if draw(st.integers(0, 2)) == 0:
+            ops.append((OP_LOOP, draw(st.sampled_from(heads)), draw(st.integers(1, 3))))
+        programs.append(ops)
+    return programs, starts, nr_mutexes, nr_cpus

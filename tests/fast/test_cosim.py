@@ -131,9 +131,11 @@ def test_outside_the_regime_the_core_hands_back_before_diverging(scenario):
     assert "sleep" in events or "spin_fail" in events
 
 
-def test_more_tasks_than_cpus_hands_back():
+def test_more_tasks_than_cpus_hands_back_without_the_run_queue():
+    """``runq=False`` (the machines' regime until they check need_resched; the run queue
+    itself: ``test_cosim_runq.py``)."""
     programs = [[(OP_RUN, 100, 0)], [(OP_RUN, 100, 0)], [(OP_RUN, 100, 0)]]
-    core = run_core(programs, 2)
+    core = run_core(programs, 2, runq=False)
     assert core.handed_back == "no idle CPU"
     assert core.extra["hb_task"] == 2
     assert run_simpy(programs, 2).now == 200  # the reference queues t2 behind one of them

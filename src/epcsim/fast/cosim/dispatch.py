@@ -7,7 +7,10 @@ here, as the engine's own generators and callbacks handle them: a spinner's time
 (``fire``), a spinner's wake-up (another pass of the spin loop; the task is returned only
 once it owns the lock), a sleeper's wake-up (it takes a CPU first), a ``FifoMutex`` waiter's
 wake-up (it takes a CPU, then owns the lock handed to it: the rest of
-``FifoMutex._lock_slow``), a finished process's event (nothing). Every pop counts in
+``FifoMutex._lock_slow``), a finished process's event (nothing); with the run queue
+(``runqueue.py``, session ``onecpu``) a picked task's event (the rest of the request it
+needed the CPU for: ``cont_after_pick``) and an interrupted user step's Interruption
+(``EV_INTR``: ``run_user``'s ``except`` branch, then ``_schedule``). Every pop counts in
 ``clk[C_POPS]``, so ``C_POPS`` equals the number of events SimPy processes (``env.step``
 calls) for the same run. A ``System.run(until=)`` deadline (``EV_STOP``) is never popped:
 at the head of the queue it stops the core (``HB_DEADLINE``, ``cosim/deadline.py``).
@@ -19,7 +22,9 @@ import numpy as np
 
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.mutex import lock, lock_take
 from epcsim.fast.cosim.queue import pop
+from epcsim.fast.cosim.runqueue import yield_cpu
 from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
     C_BUDGET,
@@ -28,6 +33,7 @@ from epcsim.fast.cosim.state import (
     C_POPS,
     C_QLEN,
     EV_INIT,
+    EV_INTR,
     EV_POKE,
     EV_RESUME,
     EV_STOP,
@@ -36,22 +42,67 @@ from epcsim.fast.cosim.state import (
     HB_BUDGET,
     HB_DEADLINE,
     IDLE,
+    K_DONE,
+    K_LOCK,
+    K_LOCK_TAKE,
+    K_MSLEEP,
+    K_RUN,
+    K_USER,
     M_WAIT_NS,
+    R_BLOCKED,
     R_OK,
     R_STOP,
     T_BUSY,
+    T_CONT,
+    T_CONT_A,
     T_LOCK_T0,
     T_STATE,
     T_USER_NS,
+    T_USER_T0,
     T_WAIT_M,
     TR_HANDOFF,
     TS_MSLEEP,
     TS_READY,
+    TS_RUNQ,
     TS_SLEEP,
     TS_SPIN,
 )
-from epcsim.fast.cosim.task import acquire_cpu
+from epcsim.fast.cosim.task import acquire_cpu, run, run_user
 from epcsim.fast.cosim.trace import log
+
+
+@core_jit
+def handed_over(st, t):  # type: ignore[no-untyped-def]
+    """``FifoMutex._lock_slow``'s tail once the woken waiter has a CPU: ``wait_ns``, the
+    ``handoff`` trace row; the lock is the task's already (``unlock`` handed it over)."""
+    tasks = st.tasks
+    m = tasks[t, T_WAIT_M]
+    tasks[t, T_WAIT_M] = -1
+    st.mtx[m, M_WAIT_NS] += st.clk[C_NOW] - tasks[t, T_LOCK_T0]
+    log(st, np.int64(TR_HANDOFF), t, m)
+
+
+@core_jit
+def cont_after_pick(st, t):  # type: ignore[no-untyped-def]
+    """The rest of the request task ``t`` needed a CPU for, now that the run queue gave it
+    one (``T_CONT``: ``state.K_*``): R_OK (the request is complete), R_BLOCKED, R_STOP."""
+    tasks = st.tasks
+    k = tasks[t, T_CONT]
+    a = tasks[t, T_CONT_A]
+    tasks[t, T_STATE] = TS_READY
+    if k == K_RUN:
+        return run(st, t, a)
+    if k == K_USER:
+        return run_user(st, t, a)
+    if k == K_LOCK:
+        return lock(st, t, a)
+    if k == K_LOCK_TAKE:
+        return lock_take(st, t, a)
+    if k == K_MSLEEP:
+        handed_over(st, t)
+        if st.clk[C_HB] != 0:
+            return R_STOP
+    return R_OK
 
 
 @core_jit
@@ -85,16 +136,30 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 if r == R_STOP:
                     return HANDED_BACK
                 continue
-            if state == TS_SLEEP and acquire_cpu(st, t) == R_STOP:
-                return HANDED_BACK
+            if state == TS_RUNQ:
+                # picked by the run queue (its event succeeded at the pick): the request
+                # it needed the CPU for goes on
+                r = cont_after_pick(st, t)
+                if r == R_OK:
+                    tasks[t, T_STATE] = TS_READY
+                    return t
+                if r == R_STOP:
+                    return HANDED_BACK
+                continue
+            if state == TS_SLEEP:
+                r = acquire_cpu(st, t, np.int64(K_DONE), np.int64(0))
+                if r == R_STOP:
+                    return HANDED_BACK
+                if r == R_BLOCKED:
+                    continue
             if state == TS_MSLEEP:
                 # FifoMutex._lock_slow after ``task.sleep``: a CPU, then the lock is ours
-                if acquire_cpu(st, t) == R_STOP:
+                r = acquire_cpu(st, t, np.int64(K_MSLEEP), np.int64(0))
+                if r == R_STOP:
                     return HANDED_BACK
-                m = tasks[t, T_WAIT_M]
-                tasks[t, T_WAIT_M] = -1
-                st.mtx[m, M_WAIT_NS] += clk[C_NOW] - tasks[t, T_LOCK_T0]
-                log(st, np.int64(TR_HANDOFF), t, m)
+                if r == R_BLOCKED:
+                    continue
+                handed_over(st, t)
                 if clk[C_HB] != 0:  # the trace is full
                     return HANDED_BACK
             if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: now it is busy time
@@ -102,6 +167,17 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 tasks[t, T_USER_NS] = 0
             tasks[t, T_STATE] = TS_READY
             return t
+        if kind == EV_INTR:
+            # ``run_user``'s ``except simpy.Interrupt``: the time run is busy time, then
+            # ``_schedule`` (the queue has the waker, so the task may wait for its CPU)
+            tasks[t, T_BUSY] += clk[C_NOW] - tasks[t, T_USER_T0]
+            r = yield_cpu(st, t, np.int64(K_DONE), np.int64(0))
+            if r == R_OK:
+                tasks[t, T_STATE] = TS_READY
+                return t
+            if r == R_STOP:
+                return HANDED_BACK
+            continue
         if kind == EV_POKE:
             fire(st, t, payload >> 16)
             continue

@@ -27,14 +27,19 @@ import numpy as np
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import schedule
+from epcsim.fast.cosim.runqueue import need_resched, yield_cpu
 from epcsim.fast.cosim.spin import poke, spin_start
 from epcsim.fast.cosim.state import (
     C_NOW,
     C_PICKUP,
+    C_RQ_LEN,
     EV_RESUME,
     HB_BAD_UNLOCK,
     HB_MUTEX_SLEEP,
     HB_RECURSIVE,
+    HB_SPIN_RQ,
+    K_LOCK,
+    K_LOCK_TAKE,
     M_CONTENDED,
     M_FIFO,
     M_FREE_SINCE,
@@ -64,13 +69,26 @@ from epcsim.fast.cosim.trace import log
 
 @core_jit
 def lock(st, t, m):  # type: ignore[no-untyped-def]
-    """``mutex_lock``: R_OK when ``t`` owns ``m`` now, R_BLOCKED when it spins (the core
-    resumes it at its pc once it owns the lock), R_STOP outside the regime."""
+    """``mutex_lock``: R_OK when ``t`` owns ``m`` now, R_BLOCKED when it waits (for a CPU,
+    spinning or asleep: the core resumes it at its pc once it owns the lock), R_STOP
+    outside the regime. Its might_sleep point: with need_resched set the task yields its
+    CPU first (``Task.lock``'s ``_schedule``; only with a task waiting for a CPU)."""
     tasks = st.tasks
     if tasks[t, T_CPU] < 0:
-        r = acquire_cpu(st, t)
+        r = acquire_cpu(st, t, np.int64(K_LOCK), m)
         if r != R_OK:
             return r
+    if need_resched(st, t):
+        r = yield_cpu(st, t, np.int64(K_LOCK_TAKE), m)
+        if r != R_OK:
+            return r
+    return lock_take(st, t, m)
+
+
+@core_jit
+def lock_take(st, t, m):  # type: ignore[no-untyped-def]
+    """``Task.lock`` after its might_sleep point: the fast path, or the slow path."""
+    tasks = st.tasks
     mtx = st.mtx
     owner = mtx[m, M_OWNER]
     if owner < 0:
@@ -92,6 +110,8 @@ def lock(st, t, m):  # type: ignore[no-untyped-def]
         return R_BLOCKED
     if tasks[owner, T_CPU] < 0:  # ``_can_spin`` is false: it would sleep
         return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
+    if st.clk[C_RQ_LEN] != 0:  # a spinner would watch the tick (runqueue.py)
+        return hand_back(st, np.int64(HB_SPIN_RQ), t)
     mtx[m, M_CONTENDED] += 1
     tasks[t, T_LOCK_T0] = st.clk[C_NOW]
     return spin_start(st, t, m)

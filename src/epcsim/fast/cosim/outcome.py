@@ -31,6 +31,9 @@ class Outcome:
     #: why the core stopped early (``state.HB_NAMES``), None if it ran to the end
     handed_back: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    #: the run queue (session ``onecpu``): context switches, wake-up preemptions, each
+    #: task's need_resched flag, and the tasks waiting for a CPU in the order it picks them
+    sched: tuple[int, int, tuple[int, ...], tuple[int, ...]] = (0, 0, (), ())
 
     def comparable(self) -> dict[str, object]:
         """Everything both engines must agree on (``extra`` is engine-specific)."""
@@ -45,6 +48,7 @@ class Outcome:
             "counters": self.counters,
             "min_vruntime": self.min_vruntime,
             "pending": self.pending,
+            "sched": self.sched,
         }
 
 
@@ -93,4 +97,17 @@ def simpy_outcome(
         pending=[
             (int(t), int(p), eid) for t, p, eid, _ in sorted(m.env._queue, key=lambda e: e[:3])
         ],
+        sched=(
+            m.context_switches,
+            getattr(m.rq, "wakeup_preemptions", 0),
+            tuple(int(t._resched) for t in tasks),
+            tuple(list(tasks).index(w) for w in _waiting(m.rq)),
+        ),
     )
+
+
+def _waiting(rq: Any) -> list[Any]:
+    """The tasks waiting for a CPU, in the order the run queue picks them."""
+    if hasattr(rq, "_rq"):
+        return [e[2] for e in sorted(rq._rq, key=lambda e: e[:2])]
+    return [w for w, _ in rq._waiters]

@@ -13,6 +13,7 @@ SPAWN t    start task ``t`` now (``env.process``) unless it was started already
 LOOP pc n  jump back to ``pc`` (the task's own op number) until it has done so ``n`` times
 END        ``task.exit()`` and return
 USER ns    ``yield from task.run_user(ns)`` (user-mode time, the enclave thread's)
+RESCHED    ``yield from task.cond_resched()`` (a preemption point; session ``onecpu``)
 =========  ==============================================================================
 
 ``run_programs`` interprets them over the compiled core, each op through the engine
@@ -39,6 +40,7 @@ from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_LOCK,
+    RQ_RESCHED,
     RQ_RUN,
     RQ_RUN_USER,
     RQ_SLEEP,
@@ -48,14 +50,18 @@ from epcsim.fast.cosim.request import (
     perform,
 )
 from epcsim.fast.cosim.state import (
+    C_CSW,
     C_ELIDED,
+    C_FIFO_SCHED,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
+    C_INTERRUPTS,
     C_MIN_VR,
     C_NOW,
     C_POPS,
     C_TRACE_LEN,
+    C_WAKEUP_PREEMPT,
     HANDED_BACK,
     HB_NAMES,
     M_CONTENDED,
@@ -73,6 +79,8 @@ from epcsim.fast.cosim.state import (
     T_LAST_CPU,
     T_LOOP,
     T_PC,
+    T_RESCHED,
+    T_RQ_SEQ,
     T_SLICE_START,
     T_STEP_END,
     T_STEP_NS,
@@ -92,7 +100,8 @@ OP_WAKE = 5
 OP_SPAWN = 6
 OP_LOOP = 7
 OP_USER = 8
-OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP", "USER")
+OP_RESCHED = 9
+OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP", "USER", "RESCHED")
 
 #: ``run_programs`` ran out of room in its ``done`` log (the run is void)
 DONE_FULL = -3
@@ -120,6 +129,8 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             r = perform(st, t, np.int64(RQ_RUN), a)
         elif op == OP_USER:
             r = perform(st, t, np.int64(RQ_RUN_USER), a)
+        elif op == OP_RESCHED:
+            r = perform(st, t, np.int64(RQ_RESCHED), a)
         elif op == OP_LOCK:
             r = perform(st, t, np.int64(RQ_LOCK), a)
         elif op == OP_UNLOCK:
@@ -250,8 +261,11 @@ def run_core(
     max_pops: int = 1 << 24,
     mutex: str = "linux",
     sched: str = "cfs",
+    runq: bool = True,
 ) -> Outcome:
-    """Run ``programs`` on the compiled core; the same arguments as ``run_simpy``."""
+    """Run ``programs`` on the compiled core; the same arguments as ``run_simpy``. A task
+    that finds no idle CPU waits in the run queue (``runqueue.py``), or with ``runq``
+    False the core hands back (``HB_NO_CPU``, as the machines' regime still has it)."""
     code, entry = compile_programs(programs)
     n = len(programs)
     st = new_state(
@@ -266,6 +280,7 @@ def run_core(
         max_pops=max_pops,
         mutex=mutex,
         sched=sched,
+        runq=runq,
     )
     starts_arr = np.ones(n, np.bool_) if starts is None else np.array(starts, np.bool_)
     if starts_arr.shape != (n,):
@@ -303,16 +318,36 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
         min_vruntime=int(clk[C_MIN_VR]),
         pending=[e[:3] for e in pending(st)],
         handed_back=handed,
-        extra={"hb_task": int(clk[C_HB_TASK]), "hb_now": int(clk[C_HB_NOW])},
+        extra={
+            "hb_task": int(clk[C_HB_TASK]),
+            "hb_now": int(clk[C_HB_NOW]),
+            "interrupts": int(clk[C_INTERRUPTS]),
+        },
+        sched=(
+            int(clk[C_CSW]),
+            int(clk[C_WAKEUP_PREEMPT]),
+            tuple(int(v) for v in tasks[:, T_RESCHED]),
+            tuple(waiting_order(st)),
+        ),
     )
 
 
+def waiting_order(st: CoState) -> list[int]:
+    """The tasks waiting in the core's run queue, in the order it picks them."""
+    tasks = st.tasks
+    rows = [i for i in range(tasks.shape[0]) if tasks[i, T_RQ_SEQ] > 0]
+    if st.clk[C_FIFO_SCHED]:
+        return sorted(rows, key=lambda i: int(tasks[i, T_RQ_SEQ]))
+    return sorted(rows, key=lambda i: (int(tasks[i, T_VRUNTIME]), int(tasks[i, T_RQ_SEQ])))
+
+
 # the ops that are engine requests as they stand (``simpy_program`` relies on it)
-assert (OP_RUN, OP_LOCK, OP_UNLOCK, OP_WAKE, OP_SPAWN, OP_USER) == (
+assert (OP_RUN, OP_LOCK, OP_UNLOCK, OP_WAKE, OP_SPAWN, OP_USER, OP_RESCHED) == (
     RQ_RUN,
     RQ_LOCK,
     RQ_UNLOCK,
     RQ_WAKE,
     RQ_SPAWN,
     RQ_RUN_USER,
+    RQ_RESCHED,
 )

@@ -16,7 +16,9 @@ RQ_WAKE      ``WaitQueue.wake_up()`` of queue ``a``
 RQ_SPAWN     start task ``a`` (``env.process``) unless it was started already
 RQ_EXIT      ``Task.exit()`` and the end of the task's process
 RQ_RUN_USER  ``Task.run_user(a)``: user-mode time (the enclave thread's resident run);
-             in the regime nothing preempts it, so it runs all ``a`` ns
+             in the regime nothing preempts it, so it runs all ``a`` ns (with the run
+             queue, ``runqueue.py``, a wake-up preemption may interrupt it)
+RQ_RESCHED   ``Task.cond_resched()``: a preemption point (session ``onecpu``)
 ===========  =======================================================================
 
 Served mode (``clk[C_SERVED]``, ``served.py``): ``perform`` does nothing but record the
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, unlock
+from epcsim.fast.cosim.runqueue import cond_resched
 from epcsim.fast.cosim.state import (
     C_SERVED,
     R_BLOCKED,
@@ -54,6 +57,7 @@ RQ_WAKE = 5
 RQ_SPAWN = 6
 RQ_EXIT = 7
 RQ_RUN_USER = 8
+RQ_RESCHED = 9
 
 
 @core_jit
@@ -82,6 +86,8 @@ def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
         return R_OK
     if rq == RQ_RUN_USER:
         return run_user(st, t, a)
+    if rq == RQ_RESCHED:
+        return cond_resched(st, t)
     # RQ_EXIT
     exit_task(st, t)
     return R_OK

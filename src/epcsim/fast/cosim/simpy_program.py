@@ -17,6 +17,7 @@ from epcsim.fast.cosim.program import (
     OP_END,
     OP_LOCK,
     OP_LOOP,
+    OP_RESCHED,
     OP_RUN,
     OP_SPAWN,
     OP_UNLOCK,
@@ -102,6 +103,8 @@ def run_simpy(
                 yield from task.run(a)
             elif op == OP_USER:
                 yield from task.run_user(a)
+            elif op == OP_RESCHED:
+                yield from task.cond_resched()
             elif op == OP_LOCK:
                 yield from task.lock(mutexes[a])
             elif op == OP_UNLOCK:

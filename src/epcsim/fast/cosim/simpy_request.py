@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from epcsim.engine.machine import Gen, Mutex, Task, WaitQueue
 from epcsim.fast.cosim.request import (
     RQ_LOCK,
+    RQ_RESCHED,
     RQ_RUN,
     RQ_RUN_USER,
     RQ_SLEEP,
@@ -51,5 +52,7 @@ def perform_simpy(
         spawn(a)
     elif rq == RQ_RUN_USER:
         yield from task.run_user(a)
+    elif rq == RQ_RESCHED:
+        yield from task.cond_resched()
     else:  # RQ_EXIT
         task.exit()

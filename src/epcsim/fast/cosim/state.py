@@ -31,7 +31,12 @@ from collections import namedtuple
 import numpy as np
 
 from epcsim.engine.costs import Costs
-from epcsim.engine.sched import SCHED_LATENCY_NS, tunable_factor
+from epcsim.engine.sched import (
+    SCHED_LATENCY_NS,
+    SCHED_MIN_GRANULARITY_NS,
+    SCHED_WAKEUP_GRANULARITY_NS,
+    tunable_factor,
+)
 
 # -- clk: the environment's scalars ---------------------------------------------------------
 C_NOW = 0  #: ``env.now`` (ns)
@@ -57,7 +62,19 @@ C_SERVED = 16
 C_FIFO_SCHED = 17
 #: ``len(FifoRunQueue._free_cpus)``: the idle CPUs in ``cpuq[:n]``, hand-out order
 C_CPUQ_LEN = 18
-N_CLK = 19
+#: 1: a task that finds no idle CPU waits in the compiled run queue (``runqueue.py``,
+#: session ``onecpu``); 0: the core hands back (``HB_NO_CPU``) as before
+C_RUNQ = 19
+C_RQ_LEN = 20  #: tasks waiting for a CPU (``T_RQ_SEQ`` > 0)
+C_RQ_SEQ = 21  #: ``CfsRunQueue._seq`` (FIFO: the waiters' arrival order)
+C_NONEMPTY_SINCE = 22  #: ``CfsRunQueue._nonempty_since``
+C_CSW = 23  #: ``Machine.context_switches``
+C_WAKEUP_PREEMPT = 24  #: ``CfsRunQueue.wakeup_preemptions``
+C_MIN_GRAN = 25  #: ``CfsRunQueue.min_granularity_ns`` (scaled)
+C_WAKEUP_GRAN = 26  #: ``CfsRunQueue.wakeup_granularity_ns`` (scaled)
+C_FIFO_SLICE = 27  #: ``FifoRunQueue.sched_slice_ns``
+C_INTERRUPTS = 28  #: user steps interrupted (``runqueue.interrupt``; for tests)
+N_CLK = 29
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -79,6 +96,10 @@ EV_END = 3  #: a process ended (SimPy schedules the Process event itself): nothi
 #: never pops it; with it at the head of the queue the core hands back (``HB_DEADLINE``),
 #: arg = its index in ``Served.stops``
 EV_STOP = 4
+#: ``Process.interrupt``'s Interruption (URGENT, now): a user step preempted at once
+#: (``Machine._resched`` -> ``run_user``'s ``except simpy.Interrupt``); the step's own
+#: timeout stays queued as an ``EV_END`` (its callback removed, still popped)
+EV_INTR = 5
 
 # -- tasks: one row per ``Task`` --------------------------------------------------------------
 T_STATE = 0  #: ``TS_*``
@@ -107,7 +128,13 @@ T_RQ = 22  #: served mode: the request the machine asked for (``request.RQ_*``),
 T_RQ_A = 23  #: its argument
 T_RQ_RET = 24  #: the answer of the task's last request the machine reads (RQ_WAKE: anyone woken)
 T_WAIT_M = 25  #: the ``FifoMutex`` whose wait list the task sleeps on (``TS_MSLEEP``), else -1
-N_TASK = 26
+T_RESCHED = 26  #: ``Task._resched`` (TIF_NEED_RESCHED)
+T_USER_T0 = 27  #: when the ``run_user`` step now waited for began (``run_user``'s ``t0``)
+T_RQ_SEQ = 28  #: > 0 while waiting in the run queue: its ``_seq`` (the key's tie-break)
+#: what the task does once the run queue gives it a CPU (``K_*``), and its argument
+T_CONT = 29
+T_CONT_A = 30
+N_TASK = 31
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued
@@ -118,6 +145,18 @@ TS_SLEEP = 5  #: asleep on a wait queue
 TS_DONE = 6  #: exited
 #: asleep on a ``FifoMutex``'s wait list (``T_WAIT_M``; ``T_LOCK_T0`` when it went to sleep)
 TS_MSLEEP = 7
+#: runnable, waiting in the run queue for a CPU (``T_CONT`` says what follows)
+TS_RUNQ = 8
+#: its user step interrupted: the Interruption (``EV_INTR``) is queued
+TS_INTR = 9
+
+# -- what a task waiting in the run queue goes on with once picked (``T_CONT``) ---------------
+K_DONE = 0  #: nothing: its request is complete (a sleep's tail, ``cond_resched``, a user step)
+K_RUN = 1  #: ``Task.run``'s step of ``T_CONT_A`` ns
+K_USER = 2  #: ``Task.run_user``'s step of ``T_CONT_A`` ns
+K_LOCK = 3  #: ``Task.lock`` of mutex ``T_CONT_A`` from its might_sleep point
+K_LOCK_TAKE = 4  #: ``Task.lock`` of mutex ``T_CONT_A`` after its might_sleep point
+K_MSLEEP = 5  #: ``FifoMutex._lock_slow``'s tail: the handed lock is the task's
 
 SE_NONE = 0  #: no wait yet (``rec.ev is None``)
 SE_PENDING = 1  #: waiting, not triggered
@@ -175,6 +214,9 @@ HB_RECURSIVE = 6  #: a task locks a mutex it owns (the reference raises)
 HB_BUDGET = 7  #: ``clk[C_BUDGET]`` events were processed (the caller's limit)
 #: the next event is a ``System.run(until=)`` deadline (``EV_STOP``): SimPy processes it
 HB_DEADLINE = 8
+#: a task would wait for a CPU while another spins on a mutex (spinners then watch the
+#: tick, ``LinuxMutex._spin``; not restated), or start spinning while one waits
+HB_SPIN_RQ = 9
 HB_NAMES = (
     "none",
     "no idle CPU",
@@ -185,6 +227,7 @@ HB_NAMES = (
     "recursive lock",
     "event budget spent",
     "run(until=) deadline",
+    "spin with a task waiting for a CPU",
 )
 
 CoState = namedtuple("CoState", "clk heap tasks cpus mtx osq wq wql trace cpuq wl")
@@ -204,12 +247,16 @@ def new_state(
     max_pops: int = 0,
     mutex: str = "linux",
     sched: str = "cfs",
+    runq: bool = False,
+    sched_slice_ns: int = 3_000_000,
 ) -> CoState:
     """A machine at time 0: ``nr_cpus`` idle CPUs, ``nr_tasks`` tasks not started, free
     mutexes, empty wait queues. ``elide`` is ``Machine(elide=...)``; ``trace_capacity`` 0
     leaves the trace off (``Mutex.trace is None``); ``max_pops`` > 0 stops the core
     (``HB_BUDGET``) after that many events; ``mutex`` and ``sched`` are
-    ``Machine(mutex=..., sched=...)``: every mutex of the flavour, the CPUs' policy."""
+    ``Machine(mutex=..., sched=...)``: every mutex of the flavour, the CPUs' policy.
+    ``runq``: a task finding no idle CPU waits in the run queue (``runqueue.py``) instead
+    of handing back; ``sched_slice_ns`` is ``Machine``'s (the FIFO policy's slice)."""
     if mutex not in ("linux", "fifo") or sched not in ("cfs", "fifo"):
         raise ValueError(f"mutex/sched: linux|fifo and cfs|fifo, got {mutex!r}/{sched!r}")
     for name, v, low in (
@@ -231,7 +278,12 @@ def new_state(
     clk[C_BUDGET] = max_pops
     clk[C_PICKUP] = costs.mutex_pickup
     clk[C_SPIN_POLL] = costs.mutex_spin_poll
-    clk[C_LATENCY] = SCHED_LATENCY_NS * tunable_factor(nr_cpus)
+    factor = tunable_factor(nr_cpus)
+    clk[C_LATENCY] = SCHED_LATENCY_NS * factor
+    clk[C_MIN_GRAN] = SCHED_MIN_GRANULARITY_NS * factor
+    clk[C_WAKEUP_GRAN] = SCHED_WAKEUP_GRANULARITY_NS * factor
+    clk[C_FIFO_SLICE] = sched_slice_ns
+    clk[C_RUNQ] = int(bool(runq))
     clk[C_FIFO_SCHED] = int(sched == "fifo")
     clk[C_CPUQ_LEN] = nr_cpus  # FifoRunQueue: deque(range(nr_cpus))
     tasks = np.zeros((nr_tasks, N_TASK), np.int64)

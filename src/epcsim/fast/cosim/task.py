@@ -1,10 +1,11 @@
 """A task's CPU and its ``run`` steps (``engine.machine.Task``, CFS's idle-CPU wake-up).
 
-In the regime every runnable task has its own CPU, so of ``CfsRunQueue`` only the wake-up
-onto an idle CPU is needed: ``select_idle_sibling``'s choice (the task's previous CPU if it
-is idle, else the lowest-numbered idle CPU), the vruntime placement (START_DEBIT for a new
-task, GENTLE_FAIR_SLEEPERS for a sleeper) and ``min_vruntime``. A wake-up that finds no
-idle CPU would queue the task: the core hands back (``HB_NO_CPU``) before it.
+The wake-up onto an idle CPU is here: ``select_idle_sibling``'s choice (the task's
+previous CPU if it is idle, else the lowest-numbered idle CPU), the vruntime placement
+(START_DEBIT for a new task, GENTLE_FAIR_SLEEPERS for a sleeper) and ``min_vruntime``. A
+wake-up that finds no idle CPU queues the task (``runqueue.py``, session ``onecpu``) when
+``clk[C_RUNQ]`` is set; else the core hands back (``HB_NO_CPU``) before it. A request that
+needed the CPU goes on once the queue picks the task (``T_CONT``: ``dispatch``).
 
 ``run(ns)`` is the fast engine's ``Task.run`` when ``clk[C_ELIDE]`` is set: the clock
 advances in place when no event is due up to and including the step's end (nothing can
@@ -25,21 +26,21 @@ import numpy as np
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
-from epcsim.fast.cosim.spin import poke
+from epcsim.fast.cosim.runqueue import leave_cpu, on_cpu, pick, update_min_vruntime, wake_queued
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
     C_ELIDE,
     C_ELIDED,
     C_FIFO_SCHED,
     C_LATENCY,
-    C_MIN_VR,
     C_NOW,
-    C_SPIN_POLL,
+    C_RUNQ,
     EV_END,
     EV_INIT,
     EV_RESUME,
     HB_NO_CPU,
-    M_OWNER,
+    K_RUN,
+    K_USER,
     NORMAL,
     R_BLOCKED,
     R_OK,
@@ -47,14 +48,12 @@ from epcsim.fast.cosim.state import (
     T_BUSY,
     T_CPU,
     T_LAST_CPU,
-    T_SLICE_START,
-    T_SPIN_M,
-    T_SPIN_SEQ,
     T_STARTED,
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
     T_USER_NS,
+    T_USER_T0,
     T_VRUNTIME,
     TS_DONE,
     TS_RUN,
@@ -64,30 +63,11 @@ from epcsim.fast.cosim.state import (
 
 
 @core_jit
-def update_min_vruntime(st):  # type: ignore[no-untyped-def]
-    """``CfsRunQueue._update_min_vruntime`` with an empty run queue: the least vruntime of
-    the running tasks, if it moves ``min_vruntime`` forward."""
-    clk = st.clk
-    tasks = st.tasks
-    now = clk[C_NOW]
-    best = -1
-    found = False
-    for cpu in range(st.cpus.shape[0]):
-        r = st.cpus[cpu]
-        if r >= 0:
-            v = tasks[r, T_VRUNTIME] + now - tasks[r, T_SLICE_START]
-            if not found or v < best:
-                best = v
-                found = True
-    if found and best > clk[C_MIN_VR]:
-        clk[C_MIN_VR] = best
-    return clk[C_MIN_VR]
-
-
-@core_jit
-def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
+def acquire_cpu(st, t, cont, arg):  # type: ignore[no-untyped-def]
     """``Task.acquire_cpu`` -> ``CfsRunQueue.wake`` (or ``FifoRunQueue.wake``) onto an idle
-    CPU (R_OK), or hand back when none is idle (R_STOP; nothing changed)."""
+    CPU (R_OK); with none idle, the run queue (``runqueue.wake_queued``: R_BLOCKED, the
+    task goes on with ``cont``/``arg`` once picked) when ``clk[C_RUNQ]`` is set, else
+    hand back (R_STOP; nothing changed)."""
     tasks = st.tasks
     if tasks[t, T_CPU] >= 0:
         return R_OK
@@ -97,6 +77,8 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
         # FifoRunQueue.wake: the free-CPU deque's head (``popleft``), no placement
         n = clk[C_CPUQ_LEN]
         if n == 0:
+            if clk[C_RUNQ] != 0:
+                return wake_queued(st, t, cont, arg)
             return hand_back(st, np.int64(HB_NO_CPU), t)
         cpuq = st.cpuq
         cpu = cpuq[0]
@@ -104,9 +86,7 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
             cpuq[i] = cpuq[i + 1]
         cpuq[n - 1] = -1
         clk[C_CPUQ_LEN] = n - 1
-        tasks[t, T_CPU] = cpu
-        tasks[t, T_SLICE_START] = clk[C_NOW]
-        cpus[cpu] = t
+        on_cpu(st, t, cpu)
         return R_OK
     cpu = tasks[t, T_LAST_CPU]
     if cpu < 0 or cpus[cpu] >= 0:
@@ -116,6 +96,8 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
                 cpu = c
                 break
         if cpu < 0:
+            if clk[C_RUNQ] != 0:
+                return wake_queued(st, t, cont, arg)
             return hand_back(st, np.int64(HB_NO_CPU), t)
     min_vr = update_min_vruntime(st)
     latency = st.clk[C_LATENCY]
@@ -125,48 +107,19 @@ def acquire_cpu(st, t):  # type: ignore[no-untyped-def]
         tasks[t, T_VRUNTIME] = max(tasks[t, T_VRUNTIME], min_vr + latency)
     else:
         tasks[t, T_VRUNTIME] = max(tasks[t, T_VRUNTIME], min_vr - latency // 2)
-    tasks[t, T_CPU] = cpu
-    tasks[t, T_SLICE_START] = st.clk[C_NOW]
-    cpus[cpu] = t
+    on_cpu(st, t, cpu)
     return R_OK
 
 
 @core_jit
 def release_cpu(st, t):  # type: ignore[no-untyped-def]
-    """``Task.release_cpu`` (sleep or exit): vruntime accounting, the CPU goes idle (no task
-    waits for one in the regime; ``FifoRunQueue.release`` appends it to the free-CPU
-    deque), and spinners on a lock ``t`` owns are poked (``Machine._owner_off_cpu``), in
-    the order they began spinning."""
-    tasks = st.tasks
-    cpu = tasks[t, T_CPU]
-    if cpu < 0:
+    """``Task.release_cpu`` (sleep or exit): ``_leave_cpu`` (vruntime accounting, the
+    spinners on a lock ``t`` owns poked), then the CPU to the run queue's leftmost or idle
+    (``runqueue.pick``; ``FifoRunQueue.release`` appends it to the free-CPU deque)."""
+    if st.tasks[t, T_CPU] < 0:
         return
-    clk = st.clk
-    now = clk[C_NOW]
-    tasks[t, T_VRUNTIME] += now - tasks[t, T_SLICE_START]
-    tasks[t, T_CPU] = -1
-    tasks[t, T_LAST_CPU] = cpu
-    st.cpus[cpu] = -1
-    if clk[C_FIFO_SCHED] != 0:
-        n = clk[C_CPUQ_LEN]
-        st.cpuq[n] = cpu
-        clk[C_CPUQ_LEN] = n + 1
-    # _owner_off_cpu: spinners whose lock ``t`` owns, by spin start (dict order)
-    last = -1
-    while True:
-        nxt = -1
-        for s in range(tasks.shape[0]):
-            m = tasks[s, T_SPIN_M]
-            if m >= 0 and st.mtx[m, M_OWNER] == t:
-                seq = tasks[s, T_SPIN_SEQ]
-                if seq > last and (nxt < 0 or seq < tasks[nxt, T_SPIN_SEQ]):
-                    nxt = s
-        if nxt < 0:
-            break
-        last = tasks[nxt, T_SPIN_SEQ]
-        # np.int64: numba types ``nxt`` here as ``Literal[int](-1)`` (its first value), a
-        # second compile of poke, schedule and hand_back otherwise (jit.py's rule)
-        poke(st, np.int64(nxt), st.clk[C_SPIN_POLL])
+    cpu = leave_cpu(st, t)
+    pick(st, cpu)
 
 
 @core_jit
@@ -175,7 +128,7 @@ def run(st, t, ns):  # type: ignore[no-untyped-def]
     a timeout resumes the task at its pc, R_STOP if it needed a CPU and none is idle."""
     tasks = st.tasks
     if tasks[t, T_CPU] < 0:
-        r = acquire_cpu(st, t)
+        r = acquire_cpu(st, t, np.int64(K_RUN), ns)
         if r != R_OK:
             return r
     if ns <= 0:
@@ -206,7 +159,7 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
     R_BLOCKED / R_STOP as ``run``."""
     tasks = st.tasks
     if tasks[t, T_CPU] < 0:
-        r = acquire_cpu(st, t)
+        r = acquire_cpu(st, t, np.int64(K_USER), ns)
         if r != R_OK:
             return r
     if ns <= 0:
@@ -224,6 +177,7 @@ def run_user(st, t, ns):  # type: ignore[no-untyped-def]
         tasks[t, T_BUSY] += ns  # ``run_user``'s ``sched != "cfs"`` branch
     else:
         tasks[t, T_USER_NS] = ns
+        tasks[t, T_USER_T0] = clk[C_NOW]
     tasks[t, T_STATE] = TS_RUN
     return R_BLOCKED
 

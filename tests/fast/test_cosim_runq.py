@@ -1,0 +1,138 @@
+"""The core's run queue (``cosim/runqueue.py``, session ``onecpu``) against SimPy, event
+for event (issue 9; PATHS.md "One CPU: the thread and ksgxd sharing it", S1-S3).
+
+Generated task programs with more tasks than CPUs (``cosim_cases.crowded_scenarios``: 2-4
+tasks on 1-2 CPUs, runs and user steps at the scheduler's scales, ``cond_resched`` points,
+critical sections, waits and wakes) run on the core and as generators on
+``engine.machine``, with CFS and with the FIFO run queue, Linux's mutex and the FIFO one:
+every op's completion instant in the same order, the same traces, counters, busy times,
+vruntimes, event counts, context switches, wake-up preemptions, need_resched flags and
+waiting tasks. Where the core hands back (a spinner while a task waits for a CPU, a lock
+owner off its CPU with a contender: outside what it restates), what it did before is what
+SimPy did. Stopped after ``n`` events, its whole state - the queued events with their
+eids included (an interrupted user step's Interruption and its dead timeout) - is SimPy's
+after ``n`` steps.
+"""
+
+from __future__ import annotations
+
+from cosim_cases import EXAMPLES, crowded_scenarios
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from epcsim.fast.cosim.program import (
+    OP_LOCK,
+    OP_RESCHED,
+    OP_RUN,
+    OP_UNLOCK,
+    OP_USER,
+    OP_WAIT,
+    OP_WAKE,
+    run_core,
+)
+from epcsim.fast.cosim.simpy_program import run_simpy
+
+FLAVOURS = st.sampled_from([("linux", "cfs"), ("linux", "cfs"), ("fifo", "fifo"),
+                            ("linux", "fifo"), ("fifo", "cfs")])  # fmt: skip
+HANDBACKS = ("spin with a task waiting for a CPU", "mutex wait list")
+
+
+def _check(scenario, elide, flavour, via_requests=False, n=0):
+    programs, starts, nr_mutexes, nr_cpus = scenario
+    mutex, sched = flavour
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "elide": elide}
+    kw |= {"mutex": mutex, "sched": sched}
+    core = run_core(programs, nr_cpus, max_pops=n or 1 << 24, **kw)
+    ref = run_simpy(programs, nr_cpus, max_steps=n, via_requests=via_requests, **kw)
+    if core.handed_back in HANDBACKS:
+        assert ref.done[: len(core.done)] == core.done
+        assert all(ns <= core.extra["hb_now"] for _, _, ns in core.done)
+        return core, ref
+    assert core.handed_back in (None, "event budget spent")
+    assert core.done == ref.done
+    assert core.traces == ref.traces
+    assert core.comparable() == ref.comparable()
+    return core, ref
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(crowded_scenarios(), st.booleans(), FLAVOURS, st.booleans())
+def test_run_queue_matches_simpy_event_for_event(scenario, elide, flavour, via_requests):
+    _check(scenario, elide, flavour, via_requests)
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(crowded_scenarios(), st.booleans(), FLAVOURS, st.integers(1, 60))
+def test_run_queue_stopped_after_n_events_is_simpy_after_n_steps(scenario, elide, flavour, n):
+    _check(scenario, elide, flavour, n=n)
+
+
+def test_generated_programs_exercise_the_run_queue():
+    """A guard on the generator: what the property above is only as strong as."""
+    seen = {"switch": 0, "wakeup_preempt": 0, "user_interrupted": 0, "tick": 0, "agree": 0}
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(crowded_scenarios())
+    def probe(scenario):
+        core, _ = _check(scenario, True, ("linux", "cfs"))
+        csw, wp, _, _ = core.sched
+        seen["switch"] += csw > 0
+        seen["wakeup_preempt"] += wp > 0
+        seen["agree"] += core.handed_back is None
+        programs = scenario[0]
+        seen["user_interrupted"] += core.extra["interrupts"] > 0
+        seen["tick"] += any(op == OP_RESCHED for p in programs for op, _, _ in p) and csw > wp
+
+    probe()
+    assert all(v >= 10 for v in seen.values()), seen
+
+
+def test_woken_sleeper_preempts_a_user_step_at_once():
+    """S1: on one CPU, t0 runs and sleeps; t1 runs 3 ms, wakes it and goes on in a user
+    step. t0, placed half a latency behind, is more than the wake-up granularity behind
+    t1: t1's user step is interrupted at once (an Interruption, URGENT, its own eid; the
+    step's timeout stays queued, still popped), having run 0 ns; t0 runs its 100 us and
+    sleeps no more, and t1's user op completes when it has its CPU back."""
+    programs = [
+        [(OP_RUN, 100, 0), (OP_WAIT, 0, 0), (OP_RUN, 100_000, 0)],
+        [(OP_RUN, 3_000_000, 0), (OP_WAKE, 0, 0), (OP_USER, 6_000_000, 0), (OP_RUN, 5, 0)],
+    ]
+    for elide in (True, False):
+        core = run_core(programs, 1, elide=elide)
+        ref = run_simpy(programs, 1, elide=elide)
+        assert core.handed_back is None
+        assert core.comparable() == ref.comparable()
+        assert core.sched[:2] == (3, 1) and core.extra["interrupts"] == 1
+        assert core.done[2:] == [(1, 5, 3_000_100), (0, 1, 3_000_100), (0, 2, 3_100_100),
+                                 (1, 6, 3_100_100), (1, 7, 3_100_105)]  # fmt: skip
+        assert core.tasks[1][0] == 3_000_005  # busy: the user step ran 0 ns
+
+
+def test_kernel_mode_preemption_waits_for_the_next_preemption_point():
+    """S2: a woken task preempts a kernel step only at the victim's next preemption point
+    (a ``mutex_lock``'s might_sleep here): need_resched is set, the 2 ms step runs to its
+    end, and t0 runs at t1's lock, before t1 takes it."""
+    programs = [
+        [(OP_RUN, 100, 0), (OP_WAIT, 0, 0), (OP_RUN, 100_000, 0)],
+        [(OP_RUN, 3_000_000, 0), (OP_WAKE, 0, 0), (OP_RUN, 2_000_000, 0),
+         (OP_LOCK, 0, 0), (OP_RUN, 7, 0), (OP_UNLOCK, 0, 0)],
+    ]  # fmt: skip
+    for elide in (True, False):
+        core = run_core(programs, 1, elide=elide)
+        ref = run_simpy(programs, 1, elide=elide)
+        assert core.handed_back is None
+        assert core.comparable() == ref.comparable()
+        assert core.sched[:2] == (3, 1) and core.extra["interrupts"] == 0
+        assert core.done[3:7] == [(1, 6, 5_000_100), (0, 1, 5_000_100), (0, 2, 5_100_100),
+                                 (1, 7, 5_100_100)]  # fmt: skip
+
+
+def test_more_tasks_than_cpus_queue_on_the_core():
+    """What ``test_cosim.test_more_tasks_than_cpus_hands_back`` was: the third task waits
+    for a CPU in the run queue and runs when one is released."""
+    programs = [[(OP_RUN, 100, 0)], [(OP_RUN, 100, 0)], [(OP_RUN, 100, 0)]]
+    core = run_core(programs, 2)
+    ref = run_simpy(programs, 2)
+    assert core.handed_back is None and core.now == 200
+    assert core.comparable() == ref.comparable()
+    assert core.sched[0] == 1  # one context switch
