@@ -1,7 +1,7 @@
 """``struct mutex`` as ``LinuxMutex`` models it, in the regime (``engine/mutex.py``).
 
-``lock`` is ``Task.lock``: a might_sleep point (nothing happens: need_resched is false in
-the regime), the fast path (the ``owner`` cmpxchg of a free lock: no event), else the slow
+``lock`` is ``Task.lock``: a might_sleep point (need_resched set only with a task waiting
+in the run queue, ``runqueue.py``: the task yields its CPU there), the fast path (the ``owner`` cmpxchg of a free lock: no event), else the slow
 path, which spins on the OSQ while the owner runs (``spin``). ``unlock`` is ``_unlock``:
 with nobody on the wait list there is never a HANDOFF, so the lock becomes free at once,
 ``_free_since`` is now, and the OSQ head is poked ``mutex_pickup`` later.
@@ -9,7 +9,8 @@ with nobody on the wait list there is never a HANDOFF, so the lock becomes free 
 Hand-backs: a contender whose owner is off its CPU would sleep on the wait list
 (``HB_MUTEX_SLEEP``, before the slow path counts the contention); a recursive lock and an
 unlock by a non-owner are the reference's RuntimeErrors (``HB_RECURSIVE``,
-``HB_BAD_UNLOCK``). So the wait list stays empty, and ``steals`` and ``handoffs`` stay 0:
+``HB_BAD_UNLOCK``); a contender that would spin while a task waits for a CPU
+(``HB_SPIN_RQ``: the spin would watch the tick, not restated). So the wait list stays empty, and ``steals`` and ``handoffs`` stay 0:
 both need a sleeping waiter.
 
 ``FifoMutex`` (``mtx[m, M_FIFO]``, ``Machine(mutex="fifo")``; session ``fifo``): a
