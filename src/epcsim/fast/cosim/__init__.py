@@ -5,7 +5,8 @@ SimPy's event queue and the engine primitives the kernel's paging paths use - ``
 process start and end - restated once each as numba functions over NumPy arrays, in
 SimPy's exact event order. One module per concept, each next to its reference in
 ``epcsim/engine``: ``queue`` (``Environment``), ``task`` (``Task``, ``CfsRunQueue.wake``),
-``spin`` and ``mutex`` (``LinuxMutex``), ``waitqueue`` (``WaitQueue``), ``dispatch``
+``runqueue`` (``CfsRunQueue``/``FifoRunQueue`` with tasks waiting for a CPU, session
+``onecpu``), ``spin`` and ``mutex`` (``LinuxMutex``), ``waitqueue`` (``WaitQueue``), ``dispatch``
 (``Environment.step`` + ``Process._resume``), ``state`` (the arrays, codes, ``new_state``).
 ``program`` is a small interpreter of task programs over the core, and ``simpy_program``
 runs the same programs on ``engine.machine``: the differential tests compare the two.

@@ -1,24 +1,25 @@
 """``struct mutex`` as ``LinuxMutex`` models it, in the regime (``engine/mutex.py``).
 
-``lock`` is ``Task.lock``: a might_sleep point (need_resched set only with a task waiting
-in the run queue, ``runqueue.py``: the task yields its CPU there), the fast path (the ``owner`` cmpxchg of a free lock: no event), else the slow
-path, which spins on the OSQ while the owner runs (``spin``). ``unlock`` is ``_unlock``:
-with nobody on the wait list there is never a HANDOFF, so the lock becomes free at once,
-``_free_since`` is now, and the OSQ head is poked ``mutex_pickup`` later.
+``lock`` is ``Task.lock``: a might_sleep point (need_resched set only with a task waiting in
+the run queue, ``runqueue.py``: the task yields its CPU there), the fast path (the ``owner``
+cmpxchg of a free lock: no event), else the slow path, which spins on the OSQ while the
+owner runs (``spin``). ``unlock`` is ``_unlock``: with nobody on the wait list there is
+never a HANDOFF, so the lock becomes free at once, ``_free_since`` is now, and the OSQ head
+is poked ``mutex_pickup`` later.
 
 Hand-backs: a contender whose owner is off its CPU would sleep on the wait list
 (``HB_MUTEX_SLEEP``, before the slow path counts the contention); a recursive lock and an
 unlock by a non-owner are the reference's RuntimeErrors (``HB_RECURSIVE``,
 ``HB_BAD_UNLOCK``); a contender that would spin while a task waits for a CPU
-(``HB_SPIN_RQ``: the spin would watch the tick, not restated). So the wait list stays empty, and ``steals`` and ``handoffs`` stay 0:
-both need a sleeping waiter.
+(``HB_SPIN_RQ``: the spin would watch the tick, not restated). So the wait list stays empty,
+and ``steals`` and ``handoffs`` stay 0: both need a sleeping waiter.
 
-``FifoMutex`` (``mtx[m, M_FIFO]``, ``Machine(mutex="fifo")``; session ``fifo``): a
-contender never spins; it sleeps on the wait list at once (``_lock_slow``: counted
-contended, ``sleep`` traced, its CPU released) and the unlock hands the lock to the first
-waiter (owner, ``handoffs``, its wake-up event now), which takes a CPU when that event is
-processed and then owns the lock (``dispatch.next_resume``: ``wait_ns``, ``handoff``
-traced). Nothing of it leaves the regime: a sleeping contender needs no running owner.
+``FifoMutex`` (``mtx[m, M_FIFO]``, ``Machine(mutex="fifo")``; session ``fifo``): a contender
+never spins; it sleeps on the wait list at once (``_lock_slow``: counted contended,
+``sleep`` traced, its CPU released) and the unlock hands the lock to the first waiter
+(owner, ``handoffs``, its wake-up event now), which takes a CPU when that event is processed
+and then owns the lock (``dispatch.next_resume``: ``wait_ns``, ``handoff`` traced). Nothing
+of it leaves the regime: a sleeping contender needs no running owner.
 """
 
 from __future__ import annotations
