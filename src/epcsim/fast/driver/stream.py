@@ -135,6 +135,16 @@ def _ksgxds_process(proc: Any, caller: Any) -> bool:
     return False
 
 
+def _layout(*parts: Any) -> tuple[Any, ...]:
+    """What a compiled overload taking these tuples of arrays depends on: each array's
+    dtype, dimensions and layout (a typed list's type is fixed by construction)."""
+    return tuple(
+        (a.dtype.str, a.ndim, a.flags.c_contiguous) if isinstance(a, np.ndarray) else None
+        for part in parts
+        for a in part
+    )
+
+
 def _caller_of(task: Task, encl: Any) -> bool:
     """Whether ``task`` may make an ioctl loop's call on ``encl`` on the core (``trim``,
     ``add``): one of its enclave threads, or a task of a process that maps it (the ioctl's
@@ -240,19 +250,31 @@ class StreamCore:
         #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
         #: dispatcher call types the ~45 arrays of ``KState`` each time, ~0.5 ms)
         self._drive: dict[tuple[Any, ...], Any] = {}
+        #: the served machines' entry points (``machine``), the same way
+        self._machines: dict[tuple[Any, ...], Any] = {}
 
     def drive(self, co: Any, ks: Any, ts: Any, pending: int) -> int:
         """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
         overload depends on (each array's dtype, dimensions and layout)."""
-        key = tuple(
-            (a.dtype.str, a.ndim, a.flags.c_contiguous) if isinstance(a, np.ndarray) else None
-            for part in (co, ks, ts)
-            for a in part
-        )
+        key = _layout(co, ks, ts)
         fn = self._drive.get(key)
         if fn is None:
             fn = self._drive[key] = entry_point(drive, co, K.slots(ks), ts, pending)
         return int(fn(co, K.slots(ks), ts, pending))
+
+    def machine(self, fn: Any, co: Any, ks: Any, ts: Any, t: int) -> Any:
+        """A served machine's compiled entry point (``Session.step``: ``ksgxd_resume`` with
+        ``ts`` None, ``thread_resume``) for these arguments' layout, kept across sessions.
+        Why (session ``deadline``): ``jit.entry_point`` types the ~45 arrays of ``KState``
+        (~1.8 ms), and a session is begun at each entry from ksgxd asleep - under 200 us
+        ``run(until=)`` slices about one a slice, 2.3 of 8.0 s of a one-thread run."""
+        parts = (co, ks) if ts is None else (co, ks, ts)
+        key = (fn, *_layout(*parts))
+        ep = self._machines.get(key)
+        if ep is None:
+            args = (co, K.slots(ks)) if ts is None else (co, K.slots(ks), ts)
+            ep = self._machines[key] = entry_point(fn, *args, t)
+        return ep
 
     def kernel_state(self, encl: Any, secs: Any) -> Any:
         """The ``KState`` of a pair call's entry: built once per enclave and SECS (the big

@@ -25,7 +25,6 @@ import numpy as np
 
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
-from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.request import RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
@@ -248,7 +247,7 @@ class Session(SessionStops):
             # machine then finishes the batch it holds and its generator goes on from K0
             kc[K.K_TOP_STOP] = int(not _served_regime(system, encl) or not _worth_serving(system))
             if self._kmachine is None:
-                self._kmachine = entry_point(ksgxd_resume, co, K.slots(ks), KSGXD)
+                self._kmachine = self.owner.machine(ksgxd_resume, co, ks, None, KSGXD)
             while True:
                 r = int(self._kmachine(co, K.slots(self.ks), KSGXD))
                 if r != R_SVC:
@@ -267,7 +266,7 @@ class Session(SessionStops):
         ke[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
         ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
-            self._tmachine = entry_point(thread_resume, co, K.slots(ks), ts, THREAD)
+            self._tmachine = self.owner.machine(thread_resume, co, ks, ts, THREAD)
         while True:
             r = int(self._tmachine(co, K.slots(self.ks), ts, THREAD))
             if r != R_SVC:
