@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
+from epcsim.fast.cosim import state
 from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_WAIT, OP_WAKE, run_core
 from epcsim.fast.cosim.program_served import run_served
 from epcsim.fast.cosim.served import Served
@@ -275,6 +276,21 @@ def test_empty_run_moves_both_ways():
     assert sv.mode == "simpy"
     with pytest.raises(RuntimeError, match="to_simpy"):
         to_simpy(sv)
+
+
+def test_to_simpy_refuses_the_run_queues_states():
+    """A task waiting for a CPU, need_resched or an interrupted user step (the core's run
+    queue, session ``onecpu``) are not moved yet: the machines' regime never has them
+    (``clk[C_RUNQ]`` clear), and a move that met one would lose it."""
+    for col, value in (("C_RQ_LEN", 1), ("C_INTERRUPTS", 1), ("T_RESCHED", 1)):
+        sv = _served(2, 2)
+        assert to_core(sv)
+        if col.startswith("C_"):
+            sv.st.clk[getattr(state, col)] = value
+        else:
+            sv.st.tasks[0, getattr(state, col)] = value
+        with pytest.raises(RuntimeError, match="run queue"):
+            to_simpy(sv)
 
 
 def test_served_rejects_mismatched_rows():

@@ -45,10 +45,12 @@ from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
+    C_INTERRUPTS,
     C_MIN_VR,
     C_NOW,
     C_POPS,
     C_QLEN,
+    C_RQ_LEN,
     C_SERVED,
     C_TRACE_LEN,
     EV_END,
@@ -76,6 +78,7 @@ from epcsim.fast.cosim.state import (
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
+    T_RESCHED,
     T_RQ,
     T_RQ_A,
     T_SLICE_START,
@@ -170,6 +173,12 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     hb = int(clk[C_HB])
     if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
         raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
+    if int(clk[C_RQ_LEN]) or int(clk[C_INTERRUPTS]) or st.tasks[:, T_RESCHED].any():
+        # the run queue's states (session ``onecpu``) are not moved yet: a task waiting
+        # for a CPU, need_resched, an interrupted user step's Interruption or its dead
+        # timeout (PATHS.md "One CPU", what is left: item 2); the machines' regime keeps
+        # ``clk[C_RUNQ]`` clear, so they never reach one
+        raise RuntimeError("to_simpy: the run queue's state is not moved to SimPy yet")
     h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
