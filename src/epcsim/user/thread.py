@@ -312,17 +312,22 @@ class EnclaveThread(InsnExecution, Task):
                     epcm.tag,
                     apply_tags,
                 )
+                cut = False
                 if k2:
                     ns = k2 * costs.access
                     ran = yield from self.run_user(ns)
-                    if ran < ns:  # preempted (an interrupt, AEX): the rest after ERESUME
+                    cut = ran < ns
+                    if cut:  # preempted (an interrupt, AEX): the rest after ERESUME
                         k2 = ran // costs.access
                     self.sgx.stats.enclave_accesses += k2
                     # accessed during the step: still-mapped pages are young again at its end
                     young_again(seg[:k2], encl.pages.flags)
                     i += k2
                     out.done += k2
-                if k2 < k:  # the EPCM refuses: an SGX #PF reported to the enclave/runtime
+                # the EPCM refuses: an SGX #PF reported to the enclave/runtime (not a step cut
+                # short by a preemption: its pages were allowed, and the loop goes on at
+                # ``seg[k2]`` after the ERESUME; session ``onecpu`` found the #PF reported)
+                if k2 < k and not cut:
                     idx = int(seg[k2])
                     out.pf_error = self._pf_code(idx, bool(writes[i]))
                     out.fault_address = encl.linaddr(idx)
