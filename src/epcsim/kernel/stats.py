@@ -58,6 +58,13 @@ class Counters:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+#: batches up to this size go one by one through the single-point method (``record``,
+#: ``append``), which the batched paths restate: below it the batch's fixed cost (a copy of
+#: the whole series, NumPy on a handful of values) is larger (session ``slice``: a
+#: ``run(until=)`` slice folds the core's served steps ~17 times, 1-4 points each)
+_FEW = 16
+
+
 class Timeline:
     """Step series sampled on change, at most one point per ``resolution_ns``.
 
@@ -92,6 +99,12 @@ class Timeline:
         from epcsim.fast.history import record_run
 
         if times.size == 0:
+            return
+        if times.size <= _FEW:
+            # a few points (the compiled core's served steps fold ~1-4 each, session
+            # ``slice``): ``record`` itself, not a copy of the whole series each time
+            for now, value in zip(times.tolist(), values.tolist(), strict=True):
+                self.record(now, value)
             return
         cap = len(self.t) + int(times.size) + 1  # a full series may still grow (record)
         t = np.zeros(cap, dtype=np.int64)
@@ -173,6 +186,10 @@ class LatencyHistogram:
         fraction would not fit ``int64``, take ``append`` one by one."""
         v = np.asarray(ns, dtype=np.int64).ravel()
         if v.size == 0:
+            return
+        if v.size <= _FEW:  # a few (a served step's fault or two): ``append`` itself
+            for one in v.tolist():
+                self.append(one)
             return
         if int(v.max()) >= 1 << 56:
             for one in v.tolist():
