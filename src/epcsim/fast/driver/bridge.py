@@ -74,7 +74,6 @@ from epcsim.fast.driver.reclaim_pc import N_RECLAIMERS
 from epcsim.fast.driver.unsealed import unsealed_of
 from epcsim.fast.ops import row_lists, tag_sealing
 from epcsim.isa.sealing import pack_pcmd
-from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
 
 if TYPE_CHECKING:
@@ -129,52 +128,19 @@ def _refuse(why: str) -> None:
 
 
 def _check_regime(system: System) -> Any:
-    sgx = system.sgx
-    m = system.machine
-    if system.cpu.content_mode != "tag":
-        _refuse("content_mode is not 'tag'")
-    if type(sgx.lru) is not KernelLru:
-        _refuse("the reclaim policy is not KernelLru")
-    if not isinstance(m.rq, CfsRunQueue):
-        _refuse("the scheduler is not CFS")
-    if sgx.flood is not None:
-        _refuse("the NOPAGE flood is on")
-    if len(sgx.enclaves) != 1:
-        _refuse(f"{len(sgx.enclaves)} enclaves, the driver models one")
-    encl = next(iter(sgx.enclaves.values()))
-    if not encl.initialized or encl.dead or encl.secs_epc < 0:
-        _refuse("the enclave is not initialized with its SECS resident")
-    if not isinstance(encl.lock, LinuxMutex) or encl.lock.owner is not None or encl.lock._waiters:
-        _refuse("encl->lock is not a free linux mutex")
-    task = sgx.ksgxd_task
-    if task is None or not sgx.ksgxd_sleeping or len(sgx.ksgxd_waitq._waiters) != 1:
-        _refuse("ksgxd is not asleep on ksgxd_waitq")
-    if m.env._queue:
-        _refuse("the SimPy queue is not empty: another task would run")
-    if any(r is not None for r in m.running) or m.spinning:
-        _refuse("a task holds a CPU")
-    st = system.cpu.secs_state(encl.secs_epc)
-    if st.inside or st.tracking or st.busy_tcs:
-        _refuse("an LP is inside the enclave or an ETRACK epoch is open")
-    if system.cpu.epcm.has_aside():
-        _refuse("an EPCM entry's SECS or LINADDR is kept aside (the driver derives them)")
-    b = encl.backing
-    if b._width != 8 or b._eid != st.eid:
-        _refuse("the backing store holds no 8-byte record of this enclave yet")
-    epc = sgx.epc
-    on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
-    if np.any(epc.owner_encl[on_lru] != encl.id):
-        _refuse("a page of another owner is on the LRU")
-    return encl, st
+    """The regime of the one-enclave entries (``run_thread``, ``run_pair``): its enclave
+    and SECS state."""
+    from epcsim.fast.driver.slots import check_slots
+
+    return check_slots(system, 1)[0]
 
 
-def _core_state(system: System, trace: bool) -> CoState:
-    """The core at ``run_ksgxd``'s entry: ksgxd (its one task) asleep on ``ksgxd_waitq``."""
+def _core_state(system: System, trace: bool, encls: list[Any]) -> CoState:
+    """The core at ``run_ksgxd``'s entry: ksgxd (its one task) asleep on ``ksgxd_waitq``,
+    mutex row ``s`` enclave slot ``s``'s ``encl->lock``."""
     task = system.sgx.ksgxd_task
     assert task is not None
-    encl = next(iter(system.sgx.enclaves.values()))
-    assert isinstance(encl.lock, LinuxMutex)  # _check_regime
-    co = take_engine(system, [task], encl.lock, trace)
+    co = take_engine(system, [task], encls[0].lock, trace, [e.lock for e in encls[1:]])
     co.tasks[0, T_STATE] = TS_SLEEP
     co.tasks[0, T_PC] = P_WAIT
     co.wq[0] = 1
@@ -195,13 +161,9 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     lru = sgx.lru
     assert isinstance(lru, KernelLru)  # _check_regime
     kc[K.K_LRU_ROW] = lru.list.row
-    ke[K.K_SECS_EPC] = encl.secs_epc
-    ke[K.K_EID] = secs.eid
-    ke[K.K_ENCL_ID] = encl.id
-    ke[K.K_BASE] = encl.base
-    ke[K.K_INITIALIZED] = int(encl.initialized)
-    ke[K.K_VA_ROW] = encl.va.list.row
+    take_ids(ke, encl, secs)
     kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
+    kc[K.K_SLOT_ID0] = kc[K.K_SLOT_ID1] = encl.id  # one enclave: slot 1 is slot 0
     kc[K.K_LRU_OPS] = costs.lru_op
     kc[K.K_AGE_CHECK] = costs.age_check
     kc[K.K_BACKING_ALLOC] = costs.backing_alloc
@@ -221,7 +183,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     ks = K.KState(
         kc=kc, ke=ke, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
         rc=np.zeros((N_RECLAIMERS, K.N_RC), np.int64),
-        batch=np.zeros((N_RECLAIMERS, max(sgx.nr_to_scan, 1), 3), np.int64),
+        batch=np.zeros((N_RECLAIMERS, max(sgx.nr_to_scan, 1), 4), np.int64),
         ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
         free_row=free_row, vp_blocks=_vp_blocks(system),
         keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
@@ -230,6 +192,16 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     )  # fmt: skip
     take_small(system, encl, secs, ks)
     return ks
+
+
+def take_ids(ke: Any, encl: Any, secs: Any) -> None:
+    """An enclave's fixed columns of its slot's ``ke``."""
+    ke[K.K_SECS_EPC] = encl.secs_epc
+    ke[K.K_EID] = secs.eid
+    ke[K.K_ENCL_ID] = encl.id
+    ke[K.K_BASE] = encl.base
+    ke[K.K_INITIALIZED] = int(encl.initialized)
+    ke[K.K_VA_ROW] = encl.va.list.row
 
 
 def _vp_blocks(system: System) -> Any:
@@ -407,8 +379,9 @@ def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
     raise RuntimeError(f"driver: unknown request {code}")
 
 
-def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
-    """The small arrays back into the Python objects."""
+def _fold(system: System, pairs: list[tuple[Any, Any]], co: CoState, kt: Any) -> None:
+    """The small arrays back into the Python objects: enclave slot ``s``'s ``pairs[s]``
+    (its lock from mutex row ``s``, its ``KState`` ``kt[s]``)."""
     sgx = system.sgx
     m = system.machine
     task = sgx.ksgxd_task
@@ -423,17 +396,19 @@ def _fold(system: System, encl: Any, secs: Any, co: CoState, ks: Any) -> None:
     fold_task(task, co.tasks[0])
     for c in range(m.nr_cpus):
         m.running[c] = task if co.cpus[c] == 0 else None
-    mutex = encl.lock
-    assert isinstance(mutex, LinuxMutex)  # _check_regime
-    mx = co.mtx[0]
-    mutex.owner = None if mx[M_OWNER] < 0 else task
-    mutex._free_since = int(mx[M_FREE_SINCE])
-    mutex._freed_from = int(mx[M_FREED_FROM])
-    mutex._handed_at = int(mx[M_HANDED_AT])
-    if mutex.trace is not None:
-        for ns, ev, _t, _m in co.trace[: clk[C_TRACE_LEN]].tolist():
-            mutex.trace.append((ns, TRACE_EVENTS[ev], task.name))
-    fold_kernel(system, encl, secs, ks)
+    for s, (encl, secs) in enumerate(pairs):
+        mutex = encl.lock
+        assert isinstance(mutex, LinuxMutex)  # _check_regime
+        mx = co.mtx[s]
+        mutex.owner = None if mx[M_OWNER] < 0 else task
+        mutex._free_since = int(mx[M_FREE_SINCE])
+        mutex._freed_from = int(mx[M_FREED_FROM])
+        mutex._handed_at = int(mx[M_HANDED_AT])
+        fold_kernel(system, encl, secs, kt[s])  # the global part folds once
+    for ns, ev, _t, mu in co.trace[: clk[C_TRACE_LEN]].tolist():
+        trace = pairs[mu][0].lock.trace
+        if trace is not None:
+            trace.append((ns, TRACE_EVENTS[ev], task.name))
 
 
 def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
@@ -478,12 +453,18 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
 
 def run_ksgxd(system: System, *, trace: bool | None = None) -> KsgxdResult:
     """Wake ksgxd (``Sgx.wake_ksgxd``) and run it on the compiled driver until it sleeps
-    again or hands back. ``system`` must be in the regime (module docstring)."""
-    encl, secs = _check_regime(system)
+    again or hands back. ``system`` must be in the regime (module docstring), with one
+    enclave or two (PATHS.md "Two enclaves in the regime": each batch page's enclave
+    slot, ``driver/slots.py``)."""
+    from epcsim.fast.driver.slots import check_slots, kernel_slots, serve_slots
+
+    pairs = check_slots(system, K.N_SLOTS)
+    encls = [e for e, _ in pairs]
     if trace is None:
-        trace = encl.lock.trace is not None
-    co = _core_state(system, trace)
-    ks = _kernel_state(system, encl, secs)
+        trace = any(e.lock.trace is not None for e in encls)
+    co = _core_state(system, trace, encls)
+    kt = kernel_slots(system, pairs)
+    ks = kt[0]
     sgx = system.sgx
     # Sgx.wake_ksgxd: the waiter's event succeeds now
     wake(co, 0)
@@ -493,12 +474,13 @@ def run_ksgxd(system: System, *, trace: bool | None = None) -> KsgxdResult:
     counts: dict[str, int] = {}
     pending = -1
     while True:
-        rc = drive(co, K.slots(ks), pending)
+        rc = drive(co, kt, pending)
         if rc != SERVE:
             break
-        ks = _serve(system, encl, ks, counts)
+        kt = serve_slots(system, encls, kt, counts)
         pending = 0
-    _fold(system, encl, secs, co, ks)
+    ks = kt[0]
+    _fold(system, pairs, co, kt)
     pc = P_NAMES[int(co.tasks[0, T_PC])]
     if rc == IDLE:
         return KsgxdResult(None, pc, services=counts)

@@ -53,15 +53,19 @@ if TYPE_CHECKING:
     from epcsim.system import System
 
 
-def take_engine(system: System, tasks: Sequence[Task], mutex: Mutex, trace: bool) -> CoState:
+def take_engine(
+    system: System, tasks: Sequence[Task], mutex: Mutex, trace: bool, more: Sequence[Mutex] = ()
+) -> CoState:
     """A core whose task row ``t`` is ``tasks[t]`` (on the CPU it holds, if any), with one
     mutex (``mutex``, free) and one wait queue (empty), at SimPy's instant; ``trace``
-    gives it a mutex trace buffer."""
+    gives it a mutex trace buffer. ``more``: further free mutexes of the same kind, rows
+    1, 2, ... (the second enclave slot's ``encl->lock``, PATHS.md "Two enclaves in the
+    regime", item 3)."""
     m = system.machine
     rq = m.rq
     fifo_mutex = isinstance(mutex, FifoMutex)
     co = new_state(
-        m.nr_cpus, len(tasks), 1, 1, costs=m.costs, elide=m.elide, heap_capacity=64,
+        m.nr_cpus, len(tasks), 1 + len(more), 1, costs=m.costs, elide=m.elide, heap_capacity=64,
         trace_capacity=(1 << 16) if trace else 0, mutex="fifo" if fifo_mutex else "linux",
         sched="fifo" if isinstance(rq, FifoRunQueue) else "cfs",
     )  # fmt: skip
@@ -92,12 +96,13 @@ def take_engine(system: System, tasks: Sequence[Task], mutex: Mutex, trace: bool
         row[T_STARTED] = int(task.started)
         if task.cpu is not None:
             co.cpus[task.cpu] = t
-    mx = co.mtx[0]
-    mx[M_OWNER] = -1
-    if isinstance(mutex, LinuxMutex):
-        mx[M_FREE_SINCE] = int(mutex._free_since)
-        mx[M_FREED_FROM] = int(mutex._freed_from)
-        mx[M_HANDED_AT] = int(mutex._handed_at)
+    for row, mu in enumerate((mutex, *more)):
+        mx = co.mtx[row]
+        mx[M_OWNER] = -1
+        if isinstance(mu, LinuxMutex):
+            mx[M_FREE_SINCE] = int(mu._free_since)
+            mx[M_FREED_FROM] = int(mu._freed_from)
+            mx[M_HANDED_AT] = int(mu._handed_at)
     return co
 
 

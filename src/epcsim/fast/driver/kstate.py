@@ -14,9 +14,9 @@ columns ``ENCLAVE_COLUMNS`` names are ``ke``'s, the others ``kc``'s: "Two enclav
 ``Counters`` (``COUNTERS`` names them, in column order); ``ku`` the ``uint64`` scalars
 (the version LCG); ``rc`` one row per reclaimer (``RC_*``: ksgxd's and direct reclaim's
 batch locals, ``reclaim.py``); ``batch`` their isolated pages ``[r, k] = (page, index,
-pinned PCMD generation)``, the kept ones compacted at the front after phase B; ``ft`` the free
-timeline's new points ``(ns, nr_free)``; ``warn`` the rare outcomes the Python side turns
-into the reference's WARNs ``(kind, ret, page)``.
+pinned PCMD generation, enclave slot)``, the kept ones compacted at the front after phase
+B; ``ft`` the free timeline's new points ``(ns, nr_free)``; ``warn`` the rare outcomes the
+Python side turns into the reference's WARNs ``(kind, ret, page)``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,13 @@ K_INITIALIZED = 12
 K_SLEEPING = 13  #: ``Sgx.ksgxd_sleeping``
 #: 14: ``reclaim.py``'s row of a service it asks (``SVC_STORE``: whose record it is)
 K_SVC_R = 14
-#: 15-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
+#: 15, 16: the enclave ids of slots 0 and 1 (``owner_encl`` of their pages; the same with
+#: one enclave): phase A's slot of a page (``reclaim.py``)
+K_SLOT_ID0 = 15
+K_SLOT_ID1 = 16
+#: 17: the slot of the enclave a ``SVC_CHUNK``/``SVC_STORE`` concerns (``reclaim.py``)
+K_SVC_E = 17
+#: 18-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
 K_FT_N = 24  #: points in ``ft``
 K_WARN_N = 25  #: rows in ``warn``
 K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
@@ -64,7 +70,9 @@ K_WAKEUP_NS = 42
 #: 43: unused (the LRU's length is its ``epc_ends`` row)
 K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
-#: 46: unused (``send_ipi``'s mask is the reclaimer's, ``RC_IPI_MASK``)
+#: the enclave thread's slot: ``send_ipi`` adds its CPU, and the IPI's AEX takes it out, only
+#: for a victim of its own enclave (0 until two enclaves enter the regime)
+K_THREAD_SLOT = 46
 K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``);
 #: a record's LINADDR is ``base + (index << 12)``
 K_TOP_STOP = 48  #: ksgxd stops at K0's loop top, or at K0's check when a served step

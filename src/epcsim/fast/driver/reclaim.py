@@ -11,9 +11,15 @@ instead of a second copy of its ~300 lines in each caller's cold compile.
 What belongs to one reclaimer lives in its row ``r`` (``RECLAIM_KSGXD`` 0, ``RECLAIM_DIRECT``
 1) of ``ks.rc`` (``kstate.RC_*``: the batch's pc, sizes, loop index, the current EWB's VA
 slot, result and record, the IPI's mask) and of ``ks.batch`` (the isolated pages); the
-enclave's scalars (free pages, the child count, the epoch, the refcount, ...) stay shared
-in ``kc``, and both reclaimers take pages from the one LRU and meet on ``encl->lock``
-(the core's mutex row 0), which orders any two task rows as the reference's mutex does.
+global scalars (free pages, the buffers) stay shared in ``kc``, and both reclaimers take
+pages from the one LRU and meet on ``encl->lock``, which orders any two task rows as the
+reference's mutex does. Each page is its own enclave's (PATHS.md "Two enclaves in the
+regime", decision item 2, built by session ``twoencl2``): phase A keeps its enclave slot in
+``batch[r, k, 3]`` (its owner compared with ``K_SLOT_ID0``/``1``), and every later step of
+the page works on that slot's ``KState`` (``member_at``: its ``ke``, page arrays, VA list,
+backing file) and locks that slot's ``encl->lock`` (the core's mutex row = the slot); the
+IPI adds the thread's CPU only when the thread is that enclave's (``K_THREAD_SLOT``). With
+one enclave both slots are the same ``KState`` and every page's slot is 0.
 
 The caller enters at ``P_A`` with ``rc[r, RC_PC] = P_A`` (its own checks done: K0's
 ``sgx_should_reclaim(high)`` and ``ksgxd_batches`` for ksgxd, ``sgx_reclaim_direct``'s
@@ -60,7 +66,6 @@ from epcsim.fast.driver.kstate import (
     K_CHILD_CNT,
     K_CPUMASK,
     K_EBLOCK_NS,
-    K_ENCL_ID,
     K_ETRACK_NS,
     K_EWB_FAILURES,
     K_EWB_NS,
@@ -75,9 +80,13 @@ from epcsim.fast.driver.kstate import (
     K_NR_TO_SCAN,
     K_REFCOUNT,
     K_SECS_EPC,
+    K_SLOT_ID0,
+    K_SLOT_ID1,
     K_SVC,
     K_SVC_ARG,
+    K_SVC_E,
     K_SVC_R,
+    K_THREAD_SLOT,
     K_THREAD_T,
     K_TRACKING,
     K_VA_ROW,
@@ -109,7 +118,6 @@ from epcsim.fast.driver.kstate import (
 
 # the pc and the exits (``reclaim_pc``)
 from epcsim.fast.driver.reclaim_pc import (
-    _ENCL_LOCK,
     _NOT_TRACKED_CLEAR,
     P_A,
     P_AGE_RUN,
@@ -160,12 +168,20 @@ def reclaim_run(sp, kq, t, r):
     st = unborrow(sp)
     ks = unborrow(member_at(kq, np.int64(0)))
     kc = ks.kc
-    ke = ks.ke
     cnt = ks.cnt
     rw = ks.rc[r]
     batch = ks.batch[r]
     pc = rw[RC_PC]
     while True:
+        # the current page's enclave slot (``batch[i, 3]``, phase A's): every step of the
+        # page works on its enclave's ``KState`` and locks its ``encl->lock`` (the core's
+        # mutex row = the slot), as the kernel takes ``encl_page->encl`` per page. The
+        # slots' global fields are the same arrays, so ``ks`` serves both. Phase A reads
+        # only global fields and the slot of each page it isolates.
+        i = rw[RC_I]
+        es = batch[i, 3] if i < batch.shape[0] else np.int64(0)
+        ks = unborrow(member_at(kq, es))
+        ke = ks.ke
         # -- A: isolate under sgx_reclaimer_lock, the krefs under the same lock ------------
         if pc == P_A:
             cnt[CN_RECLAIM_BATCHES] += 1
@@ -178,11 +194,18 @@ def reclaim_run(sp, kq, t, r):
             cnt[CN_SCANNED] += n
             for k in range(n):
                 page = batch[k, 0]
-                if ks.owner_encl[page] != ke[K_ENCL_ID]:
+                # its enclave's slot (``kstate.K_SLOT_ID0``/``1``): neither is a page the
+                # regime excludes
+                if ks.owner_encl[page] == kc[K_SLOT_ID0]:
+                    s = np.int64(0)
+                elif ks.owner_encl[page] == kc[K_SLOT_ID1]:
+                    s = np.int64(1)
+                else:
                     return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
-                ke[K_REFCOUNT] += 1
+                unborrow(member_at(kq, s)).ke[K_REFCOUNT] += 1  # kref_get of its enclave
                 batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
+                batch[k, 3] = s
             rw[RC_NB] = n
             res = perform(sp, t, np.int64(RQ_RUN), kc[K_LRU_OPS] * max(1, n))
             if res != R_OK:
@@ -218,7 +241,7 @@ def reclaim_run(sp, kq, t, r):
                 rw[RC_I] = i + 1
                 pc = P_B
                 continue
-            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_LOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_B_LOCKED, res)
             pc = P_B_LOCKED
@@ -236,10 +259,11 @@ def reclaim_run(sp, kq, t, r):
             if ks.b_chunk_row[c] < 0:  # sgx_encl_alloc_backing: the chunk's row (Python)
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
+                kc[K_SVC_E] = es
                 return _rsvc(rw, P_BACKING_RUN)
             batch[i, 2] = backing_ops.backing_pin(ks.b_pcmd_gen, index)
             ks.pflags[index] |= ENCL_PAGE_BEING_RECLAIMED
-            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_B_UNLOCKED, res)
             pc = P_B_UNLOCKED
@@ -250,6 +274,7 @@ def reclaim_run(sp, kq, t, r):
             batch[k, 0] = batch[i, 0]
             batch[k, 1] = batch[i, 1]
             batch[k, 2] = batch[i, 2]
+            batch[k, 3] = batch[i, 3]
             rw[RC_NK] = k + 1
             rw[RC_I] = i + 1
             pc = P_B
@@ -267,7 +292,7 @@ def reclaim_run(sp, kq, t, r):
             continue
         if pc == P_ZAP_RUN:
             zap_ptes(ks.pflags, batch[rw[RC_I], 1])
-            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_LOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_C_LOCKED, res)
             pc = P_C_LOCKED
@@ -286,7 +311,7 @@ def reclaim_run(sp, kq, t, r):
             ret = eblock(ks, page)
             if ret != 0:
                 _warn(ks, W_EBLOCK, ret, page)
-            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_C_UNLOCKED, res)
             pc = P_C_UNLOCKED
@@ -309,11 +334,12 @@ def reclaim_run(sp, kq, t, r):
             if ks.b_chunk_row[c] < 0:
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
+                kc[K_SVC_E] = es
                 return _rsvc(rw, P_D)
             vid = ks.va_ends[ke[K_VA_ROW], HEAD]
             if vid < 0:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, batch[i, 0])
-            res = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_LOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_D_LOCKED, res)
             pc = P_D_LOCKED
@@ -351,11 +377,12 @@ def reclaim_run(sp, kq, t, r):
                 pc = P_ETRACK_RUN
                 continue
             if ret == NOT_TRACKED and pc == P_EWB2_RUN:
-                # send_ipi: the cpumask now (the one at entry, and the enclave thread's
-                # CPU while it holds one), an IPI if another CPU is in it
+                # send_ipi: its enclave's cpumask now (the one at entry, and the enclave
+                # thread's CPU while it holds one, if the thread is this enclave's), an IPI
+                # if another CPU is in it
                 mask = ke[K_CPUMASK]
                 tt = kc[K_THREAD_T]
-                if tt >= 0 and st.tasks[tt, T_CPU] >= 0:
+                if tt >= 0 and kc[K_THREAD_SLOT] == es and st.tasks[tt, T_CPU] >= 0:
                     mask |= 1 << st.tasks[tt, T_CPU]
                 rw[RC_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
@@ -381,10 +408,10 @@ def reclaim_run(sp, kq, t, r):
             pc = P_EWB2_RUN
             continue
         if pc == P_IPI_RUN:
-            # every LP of the mask inside the enclave takes an AEX: the thread's (its next
-            # T0 runs ERESUME), which leaves the tracking set too
+            # every LP of the mask inside the enclave takes an AEX: the thread's if it is
+            # this enclave's (its next T0 runs ERESUME), which leaves the tracking set too
             tt = kc[K_THREAD_T]
-            if tt >= 0 and ke[K_INSIDE] != 0:
+            if tt >= 0 and kc[K_THREAD_SLOT] == es and ke[K_INSIDE] != 0:
                 lp = st.tasks[tt, T_CPU]
                 if lp >= 0 and (rw[RC_IPI_MASK] >> lp) & 1:
                     ke[K_INSIDE] = 0
@@ -426,6 +453,7 @@ def reclaim_run(sp, kq, t, r):
                 kc[K_SVC] = SVC_STORE
                 kc[K_SVC_ARG] = i
                 kc[K_SVC_R] = r
+                kc[K_SVC_E] = es
                 return _rsvc(rw, P_STORED)
             defer(ks, index)
             ke[K_NR_RECORDS] += got
@@ -452,7 +480,7 @@ def reclaim_run(sp, kq, t, r):
             if rw[RC_RET] == 0:
                 ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
             ke[K_CHILD_CNT] -= 1
-            res = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_D_UNLOCKED, res)
             pc = P_D_UNLOCKED

@@ -94,7 +94,7 @@ def run_ksgxd_switching(
     encl, secs = _check_regime(system)
     if trace is None:
         trace = encl.lock.trace is not None
-    co = _core_state(system, trace)
+    co = _core_state(system, trace, [encl])
     ks = _kernel_state(system, encl, secs)
     sgx = system.sgx
     m = system.machine
@@ -148,7 +148,7 @@ def run_ksgxd_switching(
         written back keep the PCMD generation phase B pinned (``get_backing``'s record)."""
         rw = box[0].rc[0]  # ksgxd's row (reclaim.py)
         j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-        rows = box[0].batch[0, :nk].tolist()
+        rows = box[0].batch[0, :nk, :3].tolist()
         # at P_STORED (a child removed between two served steps): page j's EWB is done
         # and encl->lock held, the rest of its sgx_reclaimer_write follows (Session's too)
         ewbed = None
@@ -245,7 +245,7 @@ def run_ksgxd_switching(
     secs_stop = rc == HANDED_BACK and hb == 100 + K.KB_SECS
     if secs_stop:
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-    _fold(system, encl, secs, co, ks)
+    _fold(system, [(encl, secs)], co, K.slots(ks))
     # ``_fold`` leaves CFS's idle list alone (``run_ksgxd`` ends with the CPUs it began
     # with); a move to SimPy rewrote it: as ``m.running`` says now
     rq = m.rq

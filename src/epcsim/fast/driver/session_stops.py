@@ -109,7 +109,7 @@ class SessionStops:
         co = self.co
         rw = self.ks.rc[0]  # ksgxd's row (reclaim.py)
         j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-        rows = self.ks.batch[0, :nk].tolist()
+        rows = self.ks.batch[0, :nk, :3].tolist()
         encl = self.encl
         for index in self._pins:
             encl.backing._pinned_gen.pop(index, None)

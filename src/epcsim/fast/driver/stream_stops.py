@@ -78,7 +78,7 @@ def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | 
 
     rw = ks.rc[RECLAIM_DIRECT]
     j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-    rows = ks.batch[RECLAIM_DIRECT, :nk].tolist()
+    rows = ks.batch[RECLAIM_DIRECT, :nk, :3].tolist()
     ewbed = None
     if int(rw[K.RC_PC]) == P_STORED:
         ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
