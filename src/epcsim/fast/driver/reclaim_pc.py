@@ -51,7 +51,6 @@ P_C_UNLOCKED = 23  #: C: released after EBLOCK
 P_D_UNLOCKED = 24  #: D: released after EWB
 P_A = 25  #: A: the batch's start (isolate), where a caller enters
 
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _NOT_TRACKED_CLEAR = ~SGX_EPC_PAGE_RECLAIMER_TRACKED  # the flags share a word (kernel.epc)
 
 
