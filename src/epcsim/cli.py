@@ -294,16 +294,19 @@ def flip_configs(
 def _register_commands() -> None:
     """Commands that live in their own modules (they import helpers from this one):
     ``run``, ``replay``, ``cliff`` (``epcsim.cli_scenario``), ``sweep``
-    (``epcsim.cli_sweep``) and ``compare`` (``epcsim.cli_compare``)."""
+    (``epcsim.cli_sweep``), ``compare`` (``epcsim.cli_compare``) and ``warm``
+    (``epcsim.cli_warm``)."""
     from epcsim.cli_compare import compare
     from epcsim.cli_scenario import cliff, replay, run
     from epcsim.cli_sweep import sweep
+    from epcsim.cli_warm import warm
 
     app.command("run")(run)
     app.command("replay")(replay)
     app.command("cliff")(cliff)
     app.command("sweep")(sweep)
     app.command("compare")(compare)
+    app.command("warm")(warm)
 
 
 _register_commands()

@@ -96,6 +96,9 @@ class SeedConfig:
     #: System(nopage_flood=...): "bulk" charges NOPAGE floods in bulk (fast engine only, a
     #: named deviation: epcsim/fast/flood.py)
     nopage_flood: str = "simulate"
+    #: System(fast_core=...): "auto" (the default), or True to engage the compiled core
+    #: wherever its regime holds (``epcsim warm`` uses it to compile the machines)
+    fast_core: bool | str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.heap_factor, int | float) or self.heap_factor <= 0:
@@ -297,6 +300,9 @@ class SeedRun:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        # ``fast_core`` chooses host time only (the core is exact): not part of the record,
+        # so a run's JSON is the same whichever way it ran (``epcsim warm``'s runs)
+        d["config"].pop("fast_core", None)
         d["summary"] = self.summary()
         return d
 
@@ -362,6 +368,7 @@ def run_seed(
         content_mode=cfg.content_mode,
         engine=cfg.engine,
         nopage_flood=cfg.nopage_flood,
+        fast_core=cfg.fast_core,
         mutex=cfg.mutex,
         sched=cfg.sched,
     )
