@@ -340,10 +340,7 @@ class CoreStream(CoreStreamRegime):
             # it goes on served by SimPy
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
             co.tasks[THREAD, T_STATE] = TS_NEW  # the running generator: no process built
-            asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
-            if asleep:
-                co.tasks[KSGXD, T_STATE] = TS_NEW
-                co.wq[0] = 0
+            asleep = _ksgxd_asleep(co)
             # the thread's CPU first: its LP state folds onto it (``fold_thread``), and a FIFO
             # waiter of encl->lock may have woken on another CPU (``to_simpy`` writes the
             # same fields again)
@@ -352,12 +349,7 @@ class CoreStream(CoreStreamRegime):
             sess.fold_pins()
             to_simpy(sv)
             sv.procs[THREAD] = None
-            if asleep:
-                sess.asleep_on_core()
-                sv.procs[KSGXD] = None
-                owner.session = None
-            else:
-                owner.session = sess
+            _ksgxd_after_stop(owner, sess, asleep)
             owner.keep(encl, secs, sess.ks, sess.nblk)
             # nothing reads the call's TState after the call (the next one brings its own),
             # and a session ended here lives on in a reference cycle (its Served's bound
@@ -433,10 +425,7 @@ class CoreStream(CoreStreamRegime):
         ks = sess.ks
         sv = sess.sv
         owner.deadline_stops += 1
-        asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
-        if asleep:
-            co.tasks[KSGXD, T_STATE] = TS_NEW
-            co.wq[0] = 0
+        asleep = _ksgxd_asleep(co)
         fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
         fold_thread(system, thread, encl, sess._secs, ks, ts)
         sess.fold_pins()
@@ -444,12 +433,7 @@ class CoreStream(CoreStreamRegime):
         sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None
-        if asleep:
-            sess.asleep_on_core()
-            sv.procs[KSGXD] = None
-            owner.session = None
-        else:
-            owner.session = sess
+        _ksgxd_after_stop(owner, sess, asleep)
         owner.keep(encl, sess._secs, sess.ks, sess.nblk)
         return (yield from self._served_to_top(sess, ts, kept, done))
 
@@ -493,3 +477,24 @@ class CoreStream(CoreStreamRegime):
 
 
 __all__ = ["CoreStream"]
+
+
+def _ksgxd_asleep(co: Any) -> bool:
+    """Whether ksgxd sleeps alone on the core's wait queue at a stop; if so its core task is
+    reset, for its generator's own sleep (``_ksgxd_after_stop``)."""
+    asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
+    if asleep:
+        co.tasks[KSGXD, T_STATE] = TS_NEW
+        co.wq[0] = 0
+    return asleep
+
+
+def _ksgxd_after_stop(owner: Any, sess: Session, asleep: bool) -> None:
+    """After a stop's ``to_simpy``: ksgxd asleep goes back to its generator (the session
+    ends); awake, the session lives on, ksgxd served by SimPy (``stream_ksgxd``)."""
+    if asleep:
+        sess.asleep_on_core()
+        sess.sv.procs[KSGXD] = None
+        owner.session = None
+    else:
+        owner.session = sess
