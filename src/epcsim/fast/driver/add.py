@@ -63,6 +63,7 @@ from epcsim.fast.driver.tstate import (
     TC_ADDED,
     TC_DONE,
     TC_EADD_NS,
+    TC_ESLOT,
     TC_FREE_ROW,
     TC_I,
     TC_IDX,
@@ -94,7 +95,6 @@ NAMES = ("aalloc", "adirect", "awoken", "agrow", "alocked", "aioctl", "aeadd", "
 P_ADD_FIRST = P_AALLOC
 
 P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
 _ROW_DIRECT = np.int64(RECLAIM_DIRECT)
@@ -133,11 +133,13 @@ def add_rows(p, t, pc):
     # ``unborrow(p)`` here loaded all ~70 arrays and took ~18 s of cold compile
     st = sp = member(p, 0)  # the CoState, for the core's primitives
     kq = member(p, 1)  # the slots' KStates, for ``reclaim_run`` (A1)
-    ks = member_at(kq, np.int64(0))  # its own enclave's slot
     ts = member(p, 2)
+    tc = ts.tc
+    # its own enclave's slot: its ``KState`` and its ``encl->lock`` (the core's mutex row)
+    es = tc[TC_ESLOT]
+    ks = member_at(kq, es)
     kc = ks.kc
     ke = ks.ke
-    tc = ts.tc
     tcnt = ts.tcnt
     while True:
         if pc == P_TOP:  # trim_rows checked the range's end
@@ -198,7 +200,7 @@ def add_rows(p, t, pc):
             continue
         if pc == P_AGROW:
             tc[TC_ADDED] += 1  # sgx_encl_grow: page_cnt + 1 (no VA page: add_takes)
-            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_LOCK), es)
             if r != R_OK:
                 return pc, _blocked(st, t, P_ALOCKED, r)
             pc = P_ALOCKED
@@ -237,7 +239,7 @@ def add_rows(p, t, pc):
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED  # mark_page_reclaimable
             if lru_mark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page):
                 return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if r != R_OK:
                 return pc, _blocked(st, t, P_AUNLOCKED, r)
             pc = P_AUNLOCKED

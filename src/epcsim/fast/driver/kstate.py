@@ -71,7 +71,7 @@ K_WAKEUP_NS = 42
 K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
 K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
 #: the enclave thread's slot: ``send_ipi`` adds its CPU, and the IPI's AEX takes it out, only
-#: for a victim of its own enclave (0 until two enclaves enter the regime)
+#: for a victim of its own enclave; the thread's ``tstate.TC_ESLOT`` (session ``twoencl3``)
 K_THREAD_SLOT = 46
 K_BASE = 47  #: ``encl->base``: ENCLAVEADDRESS of a child is derived from it (``isa.epcm``);
 #: a record's LINADDR is ``base + (index << 12)``

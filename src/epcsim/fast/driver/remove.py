@@ -49,6 +49,7 @@ from epcsim.fast.driver.kstate import (
 from epcsim.fast.driver.tstate import (
     TC_EMODPR_NS,
     TC_EREMOVE_NS,
+    TC_ESLOT,
     TC_IDX,
     TC_MRET,
     TC_REMOVED,
@@ -74,7 +75,6 @@ P_REBUSY_UNLOCKED = 35  #: R3: unlocked after -EBUSY: stop at the page top
 NAMES = ("remodpr", "emodpr", "rzap", "zap", "rlocked", "eremove", "ebusy unlocked")
 
 P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _EBUSY = -errno.EBUSY
 _PT_TRIM = int(PageType.TRIM)
 #: ``erase_page``: ``present`` and ``type`` cleared (bits of the page's flags)
@@ -132,14 +132,14 @@ def remove_rows(st, ks, ts, sp, t, pc):
             if ef & SGX_EPC_PAGE_RECLAIMER_TRACKED:  # sgx_unmark_page_reclaimable
                 if not ef & SGX_EPC_PAGE_ON_LRU:  # isolated during the run: -EBUSY
                     tc[TC_MRET] = _EBUSY
-                    r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+                    r = perform(sp, t, np.int64(RQ_UNLOCK), tc[TC_ESLOT])
                     if r != R_OK:
                         return pc, _blocked(st, t, P_REBUSY_UNLOCKED, r)
                     pc = P_REBUSY_UNLOCKED
                     continue
                 lru_unmark(ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, kc[K_LRU_ROW], page)
                 ks.epc_flags[page] &= _TRACKED_CLEAR
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_RZAP, r)
             pc = P_RZAP
@@ -152,7 +152,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
             continue
         if pc == P_RZAP_RUN:
             zap_ptes(ks.pflags, tc[TC_IDX])
-            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_LOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_RLOCKED, r)
             pc = P_RLOCKED

@@ -163,6 +163,7 @@ from epcsim.fast.driver.tstate import (
     TC_ENTERED,
     TC_EPP,
     TC_ERESUME_NS,
+    TC_ESLOT,
     TC_FAULT_NS,
     TC_FINISHED,
     TC_FLAGS,
@@ -210,7 +211,6 @@ from epcsim.kernel.encl_page import (
 from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import HEAD, LEN
 
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
 
@@ -261,11 +261,13 @@ def thread_run(p, t):
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run`` (M1)
     st = unborrow(sp)
-    ks = unborrow(member_at(kq, np.int64(0)))  # its own enclave's slot
     ts = unborrow(member(p, 2))
+    tc = ts.tc
+    # its own enclave's slot: its ``KState`` and its ``encl->lock`` (the core's mutex row)
+    es = tc[TC_ESLOT]
+    ks = unborrow(member_at(kq, es))
     kc = ks.kc
     ke = ks.ke
-    tc = ts.tc
     tcnt = ts.tcnt
     pages = ts.pages
     pc = st.tasks[t, T_PC]
@@ -404,7 +406,7 @@ def thread_run(p, t):
         # -- T3: sgx_vma_fault ----------------------------------------------------------------
         if pc == P_FAULT_RUN:
             tcnt[TN_FAULTS] += 1
-            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_LOCK), es)
             if r != R_OK:
                 return _blocked(st, t, P_LOCKED, r)
             pc = P_LOCKED
@@ -541,7 +543,7 @@ def thread_run(p, t):
                 ks.pflags[idx] = (ks.pflags[idx] | ENCL_PAGE_PTE_PRESENT) & _MAP_CLEAR
             else:
                 tcnt[TN_RETRIES] += 1
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if r != R_OK:
                 return _blocked(st, t, P_UNLOCKED, r)
             pc = P_UNLOCKED

@@ -79,6 +79,7 @@ from epcsim.fast.driver.tstate import (
     TC_DIRECT,
     TC_DONE,
     TC_EMODT_NS,
+    TC_ESLOT,
     TC_ETRACK_NS,
     TC_I,
     TC_IDX,
@@ -123,7 +124,6 @@ PER_PAGE_NAMES = (
     "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES, *ADD_NAMES,
 )  # fmt: skip
 assert P_ADD_FIRST == P_MSYSCALL_RUN + 1  # the pcs' order: M's, R's, the retry's, A's
-_ENCL_LOCK = 0  #: the core's mutex row of ``encl->lock``
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
 _ROW_DIRECT = np.int64(RECLAIM_DIRECT)
 _PT_REG = int(PageType.REG)
@@ -192,7 +192,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             pc, r = remove_rows(st, ks, ts, sp, t, pc)
             if r >= 0:
                 return pc, r
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MUNLOCKED, r)
             pc = P_MUNLOCKED
@@ -219,7 +219,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             pc = P_MLOCK
             continue
         if pc == P_MLOCK:
-            r = perform(sp, t, np.int64(RQ_LOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_LOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MLOCKED, r)
             pc = P_MLOCKED
@@ -276,7 +276,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             ks.pflags[idx] = (ks.pflags[idx] & _TYPE_CLEAR) | (
                 tc[TC_NEW_TYPE] << ENCL_PAGE_TYPE_SHIFT
             )
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MUNLOCKED, r)
             pc = P_MUNLOCKED
@@ -295,7 +295,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             return P_TOP, -1  # the next page top: thread_run checks the hook's stops there
         if pc == P_MEAGAIN:
             tc[TC_MRET] = _EAGAIN
-            r = perform(sp, t, np.int64(RQ_UNLOCK), np.int64(_ENCL_LOCK))
+            r = perform(sp, t, np.int64(RQ_UNLOCK), tc[TC_ESLOT])
             if r != R_OK:
                 return pc, _blocked(st, t, P_MEAGAIN_UNLOCKED, r)
             pc = P_MEAGAIN_UNLOCKED

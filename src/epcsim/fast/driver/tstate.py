@@ -97,7 +97,12 @@ TC_ADD_FLAGS = 61  #: the SECINFO's flags (type and RWX)
 TC_EADD_NS = 62  #: ``Costs`` it charges: eadd (and ioctl_page, ``TC_IOCTL_NS``)
 TC_PAGE_CNT = 63  #: ``SgxEncl.page_cnt`` at the call's entry (A0's VA-page decision)
 TC_ADDED = 64  #: pages grown, not yet folded (``SgxEncl.page_cnt += n``: ``grow``)
-N_TC = 65
+#: the enclave slot of the thread's (or the ioctl task's) own enclave (``kstate.N_SLOTS``,
+#: PATHS.md "Two enclaves in the regime", session ``twoencl3``): its ``KState`` in the
+#: machines' tuple and its ``encl->lock`` (the core's mutex row = the slot); ``kc``'s
+#: ``K_THREAD_SLOT`` is the same. Not ``TC_SLOT``, which is the VA slot of the ELDU under way
+TC_ESLOT = 65
+N_TC = 66
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
