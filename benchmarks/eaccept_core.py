@@ -7,7 +7,7 @@ Row 3 (``rows.removal_stress``: build, MODIFY_TYPES(TRIM), one entry per page fo
 EACCEPT, REMOVE_PAGES on an EPC of ``--epc``, heap = EPC, direct reclaim): per heap page
 and per phase, the counters checked equal. ``--seed``: the demo's seed run
 (``SeedConfig(direct_reclaim=True)``, 2x the 93.5 MiB EPC), its summary checked equal;
-``SeedConfig`` has no ``fast_core`` field, so the run's ``System`` is given the option.
+the option is the run's ``SeedConfig.fast_core``.
 
     PYTHONPATH=src .venv/bin/python benchmarks/eaccept_core.py [--epc 2M] [--reps 2] [--seed]
     PYTHONPATH=src .venv/bin/python benchmarks/eaccept_core.py --demo [--quick] --reps 1
@@ -16,7 +16,6 @@ and per phase, the counters checked equal. ``--seed``: the demo's seed run
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -51,15 +50,14 @@ def row3(epc: str, reps: int) -> None:
 
 def seed(reps: int, direct: bool) -> None:
     import epcsim.demo as demo
-    from epcsim.system import System
 
     rows.removal_stress("fast+core", "1M")  # compile or load the machines, untimed
     base = None
     for _ in range(reps):
         for core in (False, True):
-            demo.System = functools.partial(System, fast_core=core)  # type: ignore[misc]
             c0 = time.process_time()
-            s = demo.run_seed(demo.SeedConfig(direct_reclaim=direct)).summary()
+            cfg = demo.SeedConfig(direct_reclaim=direct, fast_core=core)
+            s = demo.run_seed(cfg).summary()
             cpu = time.process_time() - c0
             print(
                 f"seed run, direct_reclaim={direct}, fast_core={core}: {cpu:.1f} s CPU", flush=True
@@ -68,28 +66,22 @@ def seed(reps: int, direct: bool) -> None:
                 base = s
             else:
                 print(f"  summary equal: {s == base}", flush=True)
-    demo.System = System  # type: ignore[misc]
 
 
 def demo_row(reps: int, flip: bool) -> None:
     """Row 5 (``rows.demo``: the seed twice, then the flip sweep unless ``--quick``), with
-    every ``System`` of ``epcsim.demo`` given ``fast_core`` False, "auto" (the default)
-    and True, alternated."""
-    import epcsim.demo as demo
-    from epcsim.system import System
+    every run's ``SeedConfig.fast_core`` False, "auto" (the default) and True, alternated."""
 
     rows.removal_stress("fast+core", "1M")  # compile or load the machines, untimed
     base = None
     for _ in range(reps):
         for core in (False, "auto", True):
-            demo.System = functools.partial(System, fast_core=core)  # type: ignore[misc]
-            x = rows.demo("fast", flip=flip)
+            x = rows.demo("fast", flip=flip, fast_core=core)
             print(f"row 5, fast_core={core}: {x['cpu_s']:.1f} s CPU ({x['runs']} runs)", flush=True)
             if core is False:
                 base = x["summaries"]
             else:
                 print(f"  summaries equal: {x['summaries'] == base}", flush=True)
-    demo.System = System  # type: ignore[misc]
 
 
 def main() -> None:

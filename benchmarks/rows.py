@@ -241,11 +241,12 @@ def eaug(engine: str, pages: int = 4096) -> dict[str, Any]:
 
 
 # -- row 5: make demo ----------------------------------------------------------------------------
-def demo(engine: str, flip: bool = True) -> dict[str, Any]:
+def demo(engine: str, flip: bool = True, fast_core: bool | str = "auto") -> dict[str, Any]:
     """What ``epcsim demo`` simulates: its four seed runs (``demo.demo_configs``: the pair
     without and with direct reclaim on Linux's mutex and CFS, then the FIFO pair's trim),
     then the flip sweep; the report is not drawn. Before 2026-11-26 (session ``demo5``
-    found it) the row left the FIFO pair out: 38 runs, not the demo's 40."""
+    found it) the row left the FIFO pair out: 38 runs, not the demo's 40. ``fast_core`` is
+    every run's ``SeedConfig.fast_core`` (``epcsim demo``'s is "auto")."""
     from epcsim.cli import flip_configs
     from epcsim.demo import demo_configs, run_seed
 
@@ -254,6 +255,8 @@ def demo(engine: str, flip: bool = True) -> dict[str, Any]:
         for _l, _r, _c, cfg in flip_configs("8M", 2.0, 0):
             cfg.engine = engine
             cfgs.append(cfg)
+    for cfg in cfgs:
+        cfg.fast_core = fast_core
     c0 = time.process_time()
     summaries = [run_seed(cfg).summary() for cfg in cfgs]
     return {"cpu_s": time.process_time() - c0, "runs": len(cfgs), "summaries": summaries}
