@@ -163,6 +163,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
     kc[K.K_LRU_ROW] = lru.list.row
     take_ids(ke, encl, secs)
     kc[K.K_THREAD_T] = -1  # no enclave thread on the core (thread_bridge sets its row)
+    kc[K.K_NTHREADS] = 1  # one when there is one (``threads_bridge`` sets more)
     kc[K.K_SLOT_ID0] = kc[K.K_SLOT_ID1] = encl.id  # one enclave: slot 1 is slot 0
     kc[K.K_LRU_OPS] = costs.lru_op
     kc[K.K_AGE_CHECK] = costs.age_check
@@ -301,14 +302,27 @@ def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
     # on the core, session ``addcore``) goes on after it, and D's SECS eviction reads it
     ke[K.K_INITIALIZED] = int(encl.initialized)
     ke[K.K_EPOCH] = secs.epoch
-    ke[K.K_TRACKING] = len(secs.tracking)
-    ke[K.K_INSIDE] = int(bool(secs.inside))  # ETRACK's tracking set is the LPs inside
+    ke[K.K_TRACKING] = lp_mask(secs.tracking)
+    ke[K.K_INSIDE] = lp_mask(secs.inside)  # ETRACK's tracking set is the LPs inside
     kc[K.K_SLEEPING] = int(sgx.ksgxd_sleeping)
     mask = 0
     for c in encl.cpumask():
         mask |= 1 << c
     ke[K.K_CPUMASK] = mask
     ks.ku[0] = system.cpu._next_version
+
+
+def lp_mask(lps: Any) -> int:
+    """A set of LPs as ``K_INSIDE``/``K_TRACKING``'s bit mask (PATHS.md N2)."""
+    mask = 0
+    for lp in lps:
+        mask |= 1 << lp
+    return mask
+
+
+def lp_set(mask: int) -> set[int]:
+    """``lp_mask``'s inverse."""
+    return {lp for lp in range(mask.bit_length()) if (mask >> lp) & 1}
 
 
 def _flush_timeline(system: System, ks: Any) -> None:
@@ -436,14 +450,10 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     encl.secs_child_cnt = int(ke[K.K_CHILD_CNT])
     encl.refcount = int(ke[K.K_REFCOUNT])
     secs.child_count = int(ke[K.K_SECS_CHILDREN])
-    epoch = int(ke[K.K_EPOCH])
-    if epoch != secs.epoch:
-        # an ETRACK: its tracking set is the LPs inside then (``K_INSIDE``, taken from
-        # ``SecsState.inside`` by ``take_small``; a thread's call folds its own LP after)
-        secs.tracking = set(secs.inside) if ke[K.K_TRACKING] else set()
-    elif ke[K.K_TRACKING] == 0:
-        secs.tracking = set()
-    secs.epoch = epoch
+    # the tracking set as the machines left it (an LP bit mask: an ETRACK copied
+    # ``K_INSIDE`` into it, each AEX took its LP out; PATHS.md N2)
+    secs.tracking = lp_set(int(ke[K.K_TRACKING]))
+    secs.epoch = int(ke[K.K_EPOCH])
     system.cpu._next_version = int(ks.ku[0])
     encl.backing.nr_records += int(ke[K.K_NR_RECORDS])
     sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])

@@ -82,6 +82,7 @@ from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import (
+    lp_mask,
     refresh_layout,
     take_small,
 )
@@ -260,8 +261,8 @@ class CoreStream(CoreStreamRegime):
         kc[K.K_TOP_STOP] = 0
         lp = thread.cpu
         assert lp is not None
-        ke[K.K_INSIDE] = int(system.cpu.inside(lp) >= 0)
-        ke[K.K_TRACKING] = int(bool(secs.tracking))
+        ke[K.K_INSIDE] = (1 << lp) if system.cpu.inside(lp) >= 0 else 0  # an LP mask (N2)
+        ke[K.K_TRACKING] = lp_mask(secs.tracking)
         ke[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
         co.tasks[THREAD, T_PC] = P_TOP
         mode = self.mode

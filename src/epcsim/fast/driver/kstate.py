@@ -33,7 +33,9 @@ K_CHILD_CNT = 5  #: ``encl->secs_child_cnt``
 K_SECS_CHILDREN = 6  #: the CPU's ``SecsState.child_count``
 K_REFCOUNT = 7  #: ``encl->refcount``
 K_EPOCH = 8  #: ``SecsState.epoch``
-K_TRACKING = 9  #: ``len(SecsState.tracking)`` (the thread's LP, 0 or 1; 0 in ksgxd-alone)
+#: ``SecsState.tracking`` as a bit mask of LPs (bit ``lp``; session ``nthreads``, PATHS.md
+#: N2: with several threads on the core each LP leaves the ETRACK epoch on its own)
+K_TRACKING = 9
 K_EID = 10  #: ``SecsState.eid``
 K_ENCL_ID = 11  #: the enclave's id (``owner_encl`` of its pages)
 K_INITIALIZED = 12
@@ -67,9 +69,16 @@ K_EWB_NS = 39
 K_ETRACK_NS = 40
 K_IPI_NS = 41
 K_WAKEUP_NS = 42
-#: 43: unused (the LRU's length is its ``epc_ends`` row)
-K_INSIDE = 44  #: LPs inside the enclave (``len(SecsState.inside)``: the thread's, 0 or 1)
-K_THREAD_T = 45  #: the enclave thread's task row on the core (-1: none in the call)
+#: 43: the enclave threads on the core: task rows ``K_THREAD_T`` .. ``K_THREAD_T +
+#: K_NTHREADS - 1`` (``send_ipi``'s mask and AEX; 1 but for ``threads_bridge``, session
+#: ``nthreads``)
+K_NTHREADS = 43
+#: ``SecsState.inside`` as a bit mask of LPs (bit ``lp``: ``SgxCpu.lp_eid[lp]`` is this
+#: enclave's); EENTER/ERESUME set the thread's LP's bit, AEX/EEXIT clear it (and its
+#: ``K_TRACKING`` bit), ETRACK copies it into ``K_TRACKING`` (PATHS.md N2; an ``int64``:
+#: LPs 0..62, ``slots.check_slots`` refuses more CPUs)
+K_INSIDE = 44
+K_THREAD_T = 45  #: the first enclave thread's task row on the core (-1: none in the call)
 #: the enclave thread's slot: ``send_ipi`` adds its CPU, and the IPI's AEX takes it out, only
 #: for a victim of its own enclave; the thread's ``tstate.TC_ESLOT`` (session ``twoencl3``)
 K_THREAD_SLOT = 46

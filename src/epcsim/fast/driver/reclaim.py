@@ -87,6 +87,7 @@ from epcsim.fast.driver.kstate import (
     K_SVC_E,
     K_SVC_R,
     K_THREAD_SLOT,
+    K_NTHREADS,
     K_THREAD_T,
     K_TRACKING,
     K_VA_ROW,
@@ -377,13 +378,15 @@ def reclaim_run(sp, kq, t, r):
                 pc = P_ETRACK_RUN
                 continue
             if ret == NOT_TRACKED and pc == P_EWB2_RUN:
-                # send_ipi: its enclave's cpumask now (the one at entry, and the enclave
-                # thread's CPU while it holds one, if the thread is this enclave's), an IPI
-                # if another CPU is in it
+                # send_ipi: its enclave's cpumask now (the one at entry, and the CPU of
+                # each enclave thread on the core that holds one, if the threads are this
+                # enclave's: PATHS.md N3), an IPI if another CPU is in it
                 mask = ke[K_CPUMASK]
                 tt = kc[K_THREAD_T]
-                if tt >= 0 and kc[K_THREAD_SLOT] == es and st.tasks[tt, T_CPU] >= 0:
-                    mask |= 1 << st.tasks[tt, T_CPU]
+                if tt >= 0 and kc[K_THREAD_SLOT] == es:
+                    for u in range(tt, tt + kc[K_NTHREADS]):
+                        if st.tasks[u, T_CPU] >= 0:
+                            mask |= np.int64(1) << st.tasks[u, T_CPU]
                 rw[RC_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
@@ -408,14 +411,14 @@ def reclaim_run(sp, kq, t, r):
             pc = P_EWB2_RUN
             continue
         if pc == P_IPI_RUN:
-            # every LP of the mask inside the enclave takes an AEX: the thread's if it is
-            # this enclave's (its next T0 runs ERESUME), which leaves the tracking set too
+            # every LP of the mask inside the enclave takes an AEX: each enclave thread's
+            # on the core, if they are this enclave's (its next T0 runs ERESUME), which
+            # leaves the tracking set too (``K_INSIDE``/``K_TRACKING``: LP bit masks, N3)
             tt = kc[K_THREAD_T]
-            if tt >= 0 and kc[K_THREAD_SLOT] == es and ke[K_INSIDE] != 0:
-                lp = st.tasks[tt, T_CPU]
-                if lp >= 0 and (rw[RC_IPI_MASK] >> lp) & 1:
-                    ke[K_INSIDE] = 0
-                    ke[K_TRACKING] = 0
+            if tt >= 0 and kc[K_THREAD_SLOT] == es:
+                hit = ke[K_INSIDE] & rw[RC_IPI_MASK]
+                ke[K_INSIDE] &= ~hit
+                ke[K_TRACKING] &= ~hit
             res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB3_RUN, res)

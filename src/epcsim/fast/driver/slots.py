@@ -58,6 +58,8 @@ def check_slots(system: System, n: int) -> list[tuple[Any, Any]]:
         _refuse("the scheduler is not CFS")
     if sgx.flood is not None:
         _refuse("the NOPAGE flood is on")
+    if m.nr_cpus > 63:
+        _refuse("more than 63 CPUs (the LP masks are int64: kstate.K_INSIDE)")
     if not 1 <= len(sgx.enclaves) <= n:
         _refuse(f"{len(sgx.enclaves)} enclaves, the driver models {n}")
     pairs = [(encl, _check_enclave(system, encl)) for encl in sgx.enclaves.values()]

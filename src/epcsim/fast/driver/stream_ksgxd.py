@@ -263,7 +263,7 @@ class Session(SessionStops):
         ts = self.ts
         kc[K.K_THREAD_T] = THREAD
         cpu = thread.cpu
-        ke[K.K_INSIDE] = int(cpu is not None and hw.inside(cpu) >= 0)
+        ke[K.K_INSIDE] = (1 << cpu) if cpu is not None and hw.inside(cpu) >= 0 else 0
         ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
             self._tmachine = self.owner.machine(thread_resume, co, ks, ts, THREAD)

@@ -193,6 +193,10 @@ from epcsim.fast.driver.tstate import (
     TN_ELDU,
     TN_FAULTS,
     TN_RETRIES,
+    TCOUNTERS,
+    TC_OFF,
+    N_TC,
+    TState,
 )
 from epcsim.fast.eaccept import EACCEPT_CLEARS, eaccept_word_ok
 from epcsim.fast.ops import backing as backing_ops
@@ -216,11 +220,38 @@ _MAP_CLEAR = 0xFF ^ ENCL_PAGE_PTE_YOUNG
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _aex(ks):
+def _aex(ks, lp):
     """``hw.aex(lp)``: the LP leaves the enclave (``inside``, ``busy_tcs``), and leaves the
-    tracking set of the last ETRACK (in the regime the only LP that can be in it)."""
-    ks.ke[K_INSIDE] = 0
-    ks.ke[K_TRACKING] = 0
+    tracking set of the last ETRACK (``K_INSIDE``/``K_TRACKING`` are LP bit masks: PATHS.md
+    N2, session ``nthreads``)."""
+    bit = np.int64(1) << lp
+    ks.ke[K_INSIDE] &= ~bit
+    ks.ke[K_TRACKING] &= ~bit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _inside(ks, lp):
+    """Whether ``lp`` is inside the enclave (its bit of ``K_INSIDE``; -1: no CPU, not)."""
+    return lp >= 0 and (ks.ke[K_INSIDE] >> lp) & 1 != 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def thread_row(tsx, r):
+    """Thread ``r``'s ``TState`` in the stacked one the machine takes (``tstate.stack``,
+    PATHS.md N1): views of its ``tc``/``tcnt`` rows and its stream; ``prot``, the shared
+    latency buffer and the loops' rows whole. One thread (``tc`` of ``N_TC``): the tuple
+    itself, whatever the task row."""
+    if tsx.tc.size == N_TC:
+        return tsx
+    a = r * N_TC
+    tc = tsx.tc[a : a + N_TC]
+    m = len(TCOUNTERS)
+    off = tc[TC_OFF]
+    b = off + tc[TC_N]
+    return TState(
+        tc, tsx.tcnt[r * m : (r + 1) * m], tsx.pages[off:b], tsx.writes[off:b], tsx.prot,
+        tsx.lat, tsx.notes, tsx.calls,
+    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -239,11 +270,12 @@ def _eaccept(ks, tc, idx, page):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _latency(st, ts):
-    tc = ts.tc
-    n = tc[TC_LAT_N]
-    ts.lat[n] = st.clk[C_NOW] - tc[TC_T0]
-    tc[TC_LAT_N] = n + 1
+def _latency(st, ts, tcl):
+    """The fault's latency into the latency buffer, whose count is ``tcl[TC_LAT_N]`` (row
+    0's ``tc``: one buffer for every thread row, in the order the faults end)."""
+    n = tcl[TC_LAT_N]
+    ts.lat[n] = st.clk[C_NOW] - ts.tc[TC_T0]
+    tcl[TC_LAT_N] = n + 1
 
 
 @njit(cache=True, nogil=True)
@@ -261,7 +293,9 @@ def thread_run(p, t):
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run`` (M1)
     st = unborrow(sp)
-    ts = unborrow(member(p, 2))
+    tsx = unborrow(member(p, 2))  # every thread row's (``tstate.stack``; one thread: its own)
+    ts = thread_row(tsx, t)
+    tcl = tsx.tc  # row 0's: the shared latency buffer's count
     tc = ts.tc
     # its own enclave's slot: its ``KState`` and its ``encl->lock`` (the core's mutex row)
     es = tc[TC_ESLOT]
@@ -291,7 +325,7 @@ def thread_run(p, t):
                 r = perform(sp, t, np.int64(RQ_RUN), np.int64(0))
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
-            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
+            if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
                 pc = P_ACCESS
                 continue
             # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
@@ -328,7 +362,7 @@ def thread_run(p, t):
                     return _stop(st, ks, t, P_TOP, KB_TCS, -1)
                 # not reachable (module docstring, "The thread's stops"): a defect guard
                 return _stop(st, ks, t, P_ENTER_RUN, KB_ENTRY, tcs)
-            ke[K_INSIDE] = 1
+            ke[K_INSIDE] |= np.int64(1) << st.tasks[t, T_CPU]
             tc[TC_ENTERED] = 1
             if tcs >= 0:
                 ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
@@ -383,8 +417,8 @@ def thread_run(p, t):
             if (ts.prot[idx] & 7 & vma) != vma:
                 return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
             # _fault: AEX, #PF into the kernel
-            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
-                _aex(ks)
+            if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
+                _aex(ks, st.tasks[t, T_CPU])
             tc[TC_IDX] = idx
             tc[TC_T0] = st.clk[C_NOW]
             r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])
@@ -534,7 +568,7 @@ def thread_run(p, t):
             pc = P_MEAGAIN
             continue
         if pc in (P_MAP, P_EBUSY):
-            if tc[TC_LAT_N] >= ts.lat.size:
+            if tcl[TC_LAT_N] >= ts.lat.size:
                 kc[K_SVC] = SVC_LAT_FULL
                 st.tasks[t, T_PC] = pc
                 return R_SVC
@@ -549,7 +583,7 @@ def thread_run(p, t):
             pc = P_UNLOCKED
             continue
         if pc == P_UNLOCKED:
-            _latency(st, ts)  # _fault, after sgx_vma_fault returned
+            _latency(st, ts, tcl)  # _fault, after sgx_vma_fault returned
             pc = P_TOP  # cond_resched(): nothing in the regime
             continue
         # -- E2-E4: the EACCEPT loop's page after its leaf --------------------------------------
@@ -563,7 +597,7 @@ def thread_run(p, t):
             if tc[TC_EPP] == 0:
                 pc = P_NEXT
                 continue
-            if tc[TC_ENTERED] == 0 or ke[K_INSIDE] == 0:  # leave(): AEXed, no EEXIT
+            if tc[TC_ENTERED] == 0 or not _inside(ks, st.tasks[t, T_CPU]):  # leave(): AEXed
                 tc[TC_ENTERED] = 0
                 pc = P_NEXT
                 continue
@@ -573,7 +607,8 @@ def thread_run(p, t):
             pc = P_EEXIT_RUN
             continue
         if pc == P_EEXIT_RUN:
-            _aex(ks)  # hw.eexit: leaves as an AEX does (nothing if an IPI AEXed it meanwhile)
+            # hw.eexit: leaves as an AEX does (nothing if an IPI AEXed it meanwhile)
+            _aex(ks, st.tasks[t, T_CPU])
             tc[TC_ENTERED] = 0
             pc = P_NEXT
             continue
@@ -584,8 +619,8 @@ def thread_run(p, t):
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------
         if pc == P_END:
-            if tc[TC_ENTERED] != 0 and ke[K_INSIDE] != 0:
-                _aex(ks)  # on_switch_out
+            if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
+                _aex(ks, st.tasks[t, T_CPU])  # on_switch_out
             tc[TC_FINISHED] = 1
             st.tasks[t, T_PC] = P_DONE
             perform(sp, t, np.int64(RQ_EXIT), np.int64(0))

@@ -74,6 +74,7 @@ from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_run
 from epcsim.fast.driver.thread import thread_run
 from epcsim.fast.driver.thread_fold import flush_latencies, fold_thread
 from epcsim.fast.driver.thread_pc import P_NAMES, P_TOP
+from epcsim.fast.driver.tstate import N_TC
 from epcsim.user.thread import ACCESS_QUANTUM_NS, AccessOutcome, EnclaveThread
 
 if TYPE_CHECKING:
@@ -91,16 +92,19 @@ def drive(st, kt, ts, pending):  # type: ignore[no-untyped-def]
     """The core's loop with the thread (task 0) and ksgxd (task 1): resume ``pending``
     (>= 0: a task that ended the last call with a request) first, then every task as its
     event comes due. Returns ``IDLE``, ``HANDED_BACK`` or ``SERVE - task``. The tuples
-    are borrowed once for the loop (``cosim.borrow``): a machine's call passes a pointer."""
+    are borrowed once for the loop (``cosim.borrow``): a machine's call passes a pointer.
+    With several threads (``tstate.stack``: ``ts`` holds ``nt`` rows, PATHS.md N1) tasks
+    0..nt-1 are the threads and ksgxd is task ``nt`` (``threads_bridge``)."""
     pt = borrow((st, kt, ts))
     pk = borrow((st, kt))
+    nt = ts.tc.size // N_TC
     t = pending
     while True:
         if t < 0:
             t = next_resume(member(pk, 0))
             if t < 0:
                 return t
-        if t == THREAD:
+        if t < nt:
             r = thread_run(pt, t)
         else:
             r = ksgxd_run(pk, t)

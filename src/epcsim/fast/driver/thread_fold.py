@@ -39,39 +39,57 @@ def fold_thread(system: System, thread: Task, encl: Any, secs: Any, ks: Any, ts:
     ``entered`` and no LP state to fold: it never enters, its machine (``MODE_TRIM``)
     never runs an entry or an exit, so ``K_INSIDE`` stays the 0 ``CoreStream._ready``
     required (no LP inside) and the LPs are as Python left them."""
+    fold_threads(system, [thread], encl, secs, ks, [ts])
+
+
+def fold_threads(
+    system: System, threads: list[Task], encl: Any, secs: Any, ks: Any, rows: list[Any]
+) -> None:
+    """``fold_thread`` of several threads on the core (PATHS.md N1, session ``nthreads``):
+    thread ``threads[r]``'s row ``rows[r]`` (``tstate.stack``'s views; ``rows[0]`` holds
+    the latency buffer they share, flushed once, in the order the faults ended), the
+    kernel's arrays once, and every LP's state from ``K_INSIDE``'s bits: an LP is inside
+    the enclave when its bit is set and a thread of ``threads`` holds it."""
     sgx = system.sgx
     fold_kernel(system, encl, secs, ks)
-    tc = ts.tc
     stats = sgx.stats
-    for name, v in zip(T.TCOUNTERS, ts.tcnt.tolist(), strict=True):
-        setattr(stats, name, getattr(stats, name) + v)
-    # folded as deltas, zeroed: the thread served after KB_SECS folds after every served
-    # step (``stream_ksgxd.Session.step``), its call's part already folded at the stop
-    ts.tcnt[:] = 0
-    flush_latencies(system, ts)
-    encl.page_cnt -= int(tc[T.TC_REMOVED])  # REMOVE_PAGES' shrink, as deltas too
-    tc[T.TC_REMOVED] = 0
-    encl.page_cnt += int(tc[T.TC_ADDED])  # ADD_PAGES' grow
-    tc[T.TC_PAGE_CNT] += int(tc[T.TC_ADDED])
-    tc[T.TC_ADDED] = 0
-    if not isinstance(thread, EnclaveThread):
-        if ks.ke[K.K_INSIDE]:  # a defect guard: nothing on the core enters for it
+    for ts in rows:
+        tc = ts.tc
+        for name, v in zip(T.TCOUNTERS, ts.tcnt.tolist(), strict=True):
+            if v:
+                setattr(stats, name, getattr(stats, name) + v)
+        # folded as deltas, zeroed: the thread served after KB_SECS folds after every
+        # served step (``stream_ksgxd.Session.step``), its call's part already folded
+        ts.tcnt[:] = 0
+        encl.page_cnt -= int(tc[T.TC_REMOVED])  # REMOVE_PAGES' shrink, as deltas too
+        tc[T.TC_REMOVED] = 0
+        encl.page_cnt += int(tc[T.TC_ADDED])  # ADD_PAGES' grow
+        tc[T.TC_PAGE_CNT] += int(tc[T.TC_ADDED])
+        tc[T.TC_ADDED] = 0
+    flush_latencies(system, rows[0])
+    inside = int(ks.ke[K.K_INSIDE])
+    if not all(isinstance(t, EnclaveThread) for t in threads):
+        if inside:  # a defect guard: nothing on the core enters for it
             raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")
         return
-    thread.entered = bool(tc[T.TC_ENTERED])
-    # the thread's LP: SecsState.inside/busy_tcs/tracking, SgxCpu.lp_eid/lp_tcs
+    # every LP: SecsState.inside/busy_tcs, SgxCpu.lp_eid/lp_tcs (the tracking set is
+    # ``fold_kernel``'s, from its mask)
     hw = system.cpu
-    for lp in range(len(hw.lp_eid)):
-        hw.lp_eid[lp] = -1
-        hw.lp_tcs[lp] = -1
+    for c in range(len(hw.lp_eid)):
+        hw.lp_eid[c] = -1
+        hw.lp_tcs[c] = -1
     secs.inside = set()
     secs.busy_tcs = set()
-    if ks.ke[K.K_INSIDE] and thread.cpu is not None:
+    for thread, ts in zip(threads, rows, strict=True):
+        assert isinstance(thread, EnclaveThread)
+        thread.entered = bool(ts.tc[T.TC_ENTERED])
+        lp = thread.cpu
+        if lp is None or not (inside >> lp) & 1:
+            continue
         # the implicit TCS (tcs_index -1) stands for no page: no busy TCS, lp_tcs -1
         tcs_epc = int(encl.epc[thread.tcs_index]) if thread.tcs_index >= 0 else -1
-        secs.inside = {thread.cpu}
-        secs.busy_tcs = {tcs_epc} if tcs_epc >= 0 else set()
-        hw.lp_eid[thread.cpu] = secs.eid
-        hw.lp_tcs[thread.cpu] = tcs_epc
-        if ks.ke[K.K_TRACKING]:
-            secs.tracking = {thread.cpu}
+        secs.inside.add(lp)
+        if tcs_epc >= 0:
+            secs.busy_tcs.add(tcs_epc)
+        hw.lp_eid[lp] = secs.eid
+        hw.lp_tcs[lp] = tcs_epc

@@ -14,6 +14,9 @@ flag) is ``kstate.K_INSIDE``, since ksgxd's ETRACK and IPI read and change it to
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import Any
+
+import numpy as np
 
 # -- tc: the thread's scalars ------------------------------------------------------------------
 TC_I = 0  #: the stream's index (``access_stream``'s ``i``)
@@ -25,8 +28,9 @@ TC_IDX = 5  #: the faulting page
 TC_T0 = 6  #: when its fault began (``_fault``'s ``t0``)
 TC_PAGE = 7  #: the EPC page allocated for its ELDU
 TC_ENTERED = 8  #: ``EnclaveThread.entered``
-#: 9: unused (whether the thread's LP is inside is ``kstate.K_INSIDE``: ksgxd's ETRACK and
-#: IPI read and change it too)
+#: where the thread's stream starts in ``pages``/``writes`` (0 but for the stacked rows of
+#: several threads, ``stack``; whether its LP is inside is ``kstate.K_INSIDE``'s bit)
+TC_OFF = 9
 TC_TCS = 10  #: ``tcs_index``
 TC_DONE = 11  #: ``AccessOutcome.done``
 TC_LAT_N = 12  #: latencies in ``lat``
@@ -136,3 +140,35 @@ TCOUNTERS = (
 #: ``(range index where it stopped, the instant back in the runtime, CAUSE_*)``
 TState = namedtuple("TState", "tc tcnt pages writes prot lat notes calls")
 TState.__doc__ = "The thread's arrays of one driver call (module docstring)."
+
+
+def stack(rows: list[Any]) -> tuple[Any, list[Any]]:
+    """Several threads' ``TState``s as one the machine takes (PATHS.md N1, session
+    ``nthreads``): ``tc`` and ``tcnt`` stacked one row per thread (thread ``r``'s row ``r``)
+    and flattened, the streams concatenated (``TC_OFF``), the fault latencies in *one*
+    buffer shared by the rows, its count in row 0's ``TC_LAT_N`` (the histogram keeps the
+    order the faults completed in across threads, ``LatencyHistogram``'s exact samples).
+    The machine's ``TState`` is then of one thread's type (every array one-dimensional),
+    so ``thread_run`` keeps its one signature; it takes its row's views
+    (``thread.thread_row``). Returns the machine's ``TState`` and each row's, as views of
+    the same memory, for Python to serve and fold (``rows[0].lat`` is the shared buffer).
+    ``rows``: one ``TState`` per thread, as ``thread_bridge._thread_state`` makes them."""
+    n = len(rows)
+    tc = np.zeros((n, N_TC), np.int64)
+    tcnt = np.zeros((n, len(TCOUNTERS)), np.int64)
+    sizes = [r.pages.size for r in rows]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    pages = np.zeros(int(offs[-1]), np.int64)
+    writes = np.zeros(int(offs[-1]), np.bool_)
+    lat = rows[0].lat
+    out = []
+    for r, row in enumerate(rows):
+        a, b = int(offs[r]), int(offs[r + 1])
+        tc[r] = row.tc
+        tc[r, TC_OFF] = a
+        tcnt[r] = row.tcnt
+        pages[a:b] = row.pages
+        writes[a:b] = row.writes
+        out.append(row._replace(tc=tc[r], tcnt=tcnt[r], pages=pages[a:b], writes=writes[a:b], lat=lat))
+    machine = rows[0]._replace(tc=tc.reshape(-1), tcnt=tcnt.reshape(-1), pages=pages, writes=writes)
+    return machine, out

@@ -1,0 +1,81 @@
+"""Row 10's shape with several threads on the compiled core, from its direct entry (issue 9,
+PATHS.md "Several threads on the core", step 1; session ``nthreads``).
+
+``rows.threads``' shape - 1,024 EPC pages, 16 CPUs, each thread uniform over 4x the EPC,
+seed 5 - with ``nthreads`` threads (each its own TCS, entered once through Python) run
+by ``threads_bridge.run_threads`` (every stream to its end, unsliced: the user path under
+``run(until=)`` slices, N6, is not built), or by the fast engine in Python
+(``start_streams`` and ``env.run()``). Prints host CPU per simulated access
+(``time.process_time``), the accesses, faults and VM_FAULT_NOPAGE retries:
+
+    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py [core|python] NTHREADS ACCESSES
+
+``ACCESSES`` per thread. The core's machines must be compiled (a warm numba cache) for a
+figure of the run, not of the compile: the script runs a short warm-up first.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import epcsim
+from epcsim.arch import PAGE_SIZE
+
+
+def build(nthreads: int, epc_pages: int = 1024, cpus: int = 16):  # type: ignore[no-untyped-def]
+    system = epcsim.System(
+        epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=5, content_mode="tag", fast_core=False
+    )
+    n = 4 * epc_pages
+    size = 1 << ((n + nthreads) * PAGE_SIZE - 1).bit_length()
+    encl = system.create_enclave(size)
+    assert encl.add_pages(0, nthreads * PAGE_SIZE, page_type="tcs").ok
+    assert encl.add_pages(nthreads * PAGE_SIZE, n * PAGE_SIZE).ok and encl.init().ok
+    system.machine.env.run()
+    threads = [encl.new_thread(f"t{i}") for i in range(nthreads)]
+    for th in threads:
+        system._call(th, th.access_stream(np.array([nthreads]), False))
+        system.machine.env.run()
+    return system, threads, n
+
+
+def run(mode: str, nthreads: int, accesses: int) -> dict[str, float]:
+    from epcsim.fast.driver.threads_bridge import run_threads, start_streams
+
+    system, threads, n = build(nthreads)
+    rng = np.random.default_rng(5)
+    streams = [nthreads + rng.integers(0, n, size=accesses) for _ in range(nthreads)]
+    s0 = system.stats()
+    c0 = time.process_time()
+    if mode == "core":
+        r = run_threads(system, threads, streams)
+        assert r.handed_back is None, r
+    else:
+        start_streams(system, threads, streams)
+        system.machine.env.run()
+    cpu = time.process_time() - c0
+    s = system.stats()
+    acc = s["enclave_accesses"] - s0["enclave_accesses"]
+    return {
+        "threads": nthreads,
+        "accesses": acc,
+        "faults": s["page_faults"] - s0["page_faults"],
+        "retries": s["fault_retries"] - s0["fault_retries"],
+        "simulated_us": system.now / 1000,
+        "cpu_s": cpu,
+        "us_per_access": cpu / max(acc, 1) * 1e6,
+    }
+
+
+def main() -> None:
+    mode, nthreads, accesses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if mode == "core":
+        run("core", 1, 200)  # warm-up: the machines loaded from numba's cache
+    print(run(mode, nthreads, accesses))
+
+
+if __name__ == "__main__":
+    main()
