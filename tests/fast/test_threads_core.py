@@ -16,6 +16,7 @@ core, and the reference), so reference == fast == fast with the core.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -106,7 +107,7 @@ def paths(system: epcsim.System, encl, threads) -> dict[str, int]:  # type: igno
         # a thread picking the lock up after another thread held it
         "thread_after_thread": sum(
             1
-            for (_, e0, t0), (_, e1, t1) in zip(trace, trace[1:])
+            for (_, e0, t0), (_, e1, t1) in itertools.pairwise(trace)
             if e0 == "unlock" and t0 in names and e1 == "spin_acquire" and t1 in names
         ),
     }

@@ -227,7 +227,10 @@ def run_threads(
     ks.kc[K.K_THREAD_T] = 0
     ks.kc[K.K_NTHREADS] = n
     tsx, rows = T.stack(
-        [_thread_state(system, th, p, w, alone=False) for th, (p, w) in zip(threads, data)]
+        [
+            _thread_state(system, th, p, w, alone=False)
+            for th, (p, w) in zip(threads, data, strict=True)
+        ]
     )
     for t in range(n):
         spawn(co, t)  # each thread's process starts, in order (its Initialize's eid)

@@ -169,6 +169,7 @@ def stack(rows: list[Any]) -> tuple[Any, list[Any]]:
         tcnt[r] = row.tcnt
         pages[a:b] = row.pages
         writes[a:b] = row.writes
-        out.append(row._replace(tc=tc[r], tcnt=tcnt[r], pages=pages[a:b], writes=writes[a:b], lat=lat))
+        view = row._replace(tc=tc[r], tcnt=tcnt[r], pages=pages[a:b], writes=writes[a:b])
+        out.append(view._replace(lat=lat))
     machine = rows[0]._replace(tc=tc.reshape(-1), tcnt=tcnt.reshape(-1), pages=pages, writes=writes)
     return machine, out
