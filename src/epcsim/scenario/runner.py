@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.engine.observer import ObserverTimeout
 from epcsim.kernel.ioctl import observe_only
 from epcsim.scenario.hostmem import HostMemoryError, check_plan
 from epcsim.scenario.model import Scenario
@@ -195,17 +196,23 @@ def execute(
     if sample or on_progress is not None:
 
         def tick(s: Sampler) -> None:
+            # reads the row just recorded (the same values as ``system.now`` and ``stats``
+            # then): while the compiled core runs the model, the Python objects are not
+            # current, the row is (fast/driver/observe.py)
             if on_progress is None:
                 return
             if by_time:
                 assert plan.duration_ns is not None
-                on_progress(min(system.now - build_ns, plan.duration_ns), plan.duration_ns)
+                on_progress(min(s.t[-1] - build_ns, plan.duration_ns), plan.duration_ns)
             else:
-                on_progress(system.sgx.stats.enclave_accesses - before["enclave_accesses"], planned)
+                done_acc = s.counters["enclave_accesses"][-1] - before["enclave_accesses"]
+                on_progress(done_acc, planned)
 
         sampler = Sampler(system, on_sample=tick)
         sampler.start(done)
-    until = done if plan.duration_ns is None else env.any_of([done, env.timeout(plan.duration_ns)])
+    # an observer's timeout: the compiled core stops before it (engine/observer.py)
+    end = None if plan.duration_ns is None else ObserverTimeout(env, plan.duration_ns)
+    until = done if end is None else env.any_of([done, end])
     if procs:
         env.run(until=until)
     truncated = bool(procs) and not done.triggered

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from epcsim.engine.observer import ObserverTimeout, observer
+
 #: cumulative counters sampled (names of ``System.stats()``)
 SAMPLED = (
     "page_faults",
@@ -57,13 +59,13 @@ class Sampler:
         self._names = [e.name for e in encls]
         self.resident = {n: [] for n in self._names}
         self.swapped = {n: [] for n in self._names}
-        return self.system.machine.spawn(self._loop(done))
+        return observer(self.system.machine.spawn(self._loop(done)))
 
     def _loop(self, done):
         env = self.system.machine.env
         while True:
             self.sample()
-            yield env.any_of([env.timeout(self.interval), done])
+            yield env.any_of([ObserverTimeout(env, self.interval), done])
             if done.triggered:
                 self.sample()
                 return
@@ -74,13 +76,17 @@ class Sampler:
         if self.t and self.t[-1] == now:
             self._drop_last()
         self.t.append(now)
-        self.free.append(s.sgx.epc.nr_free_pages)
+        # while the compiled core runs the model, the state as it holds it (the Python
+        # objects are folded at the call's end: fast/driver/observe.py)
+        core = getattr(s.sgx, "stream_core", None)
+        view = None if core is None else core.observed
+        self.free.append(s.sgx.epc.nr_free_pages if view is None else view.nr_free_pages)
         by_name = {e.name: e for e in s.sgx.enclaves.values()}
         for n in self._names:
             e = by_name.get(n)
             self.resident[n].append(e.resident_pages if e else 0)
             self.swapped[n].append(e.swapped_pages if e else 0)
-        c = s.sgx.stats
+        c = s.sgx.stats if view is None else view.stats
         for k in SAMPLED:
             self.counters[k].append(getattr(c, k))
         if len(self.t) > 2 * self.max_points:

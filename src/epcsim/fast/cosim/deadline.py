@@ -19,11 +19,16 @@ middle of a resumption, the state is SimPy's just before its ``step`` pops the u
 The event object is kept in ``Served.stops`` (the row's argument is its index) and goes
 back into SimPy's queue with its eid at ``transfer_to_simpy.to_simpy``, where SimPy pops it.
 
-Only until events are taken (``is_stop``): any other event the core does not know still
-keeps it out (``to_core`` refuses). The same rule would serve any event that only stops
-the run; an event that resumes a task the core does not hold would also be exact to stop
-before, but needs the regime's checks to hold until it (not done: row 10's one thread
-needs the until event only).
+Only until events and observers' events are taken (``is_stop``): any other event the core
+does not know still keeps it out (``to_core`` refuses). An observer's event (``observed``,
+session ``sampler``: the scenario runner's ``Sampler`` wake-up - an
+``engine.observer.ObserverTimeout`` - and the ``any_of`` that resumes it, and the runner's
+``duration`` timeout) resumes a process the core does not hold, but one that only reads
+the model: the core processes it itself, in Python, at its own clock and eids, and drives
+on (``cosim/observe.py``, ``driver/observe.py``). A run's until condition
+(``any_of([done, duration])`` once triggered) is an until event. An event that resumes a
+model task the core does not hold would also be exact to stop before, but needs the
+regime's checks to hold until it (not done).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from simpy.core import StopSimulation
+from simpy.events import Condition
 
+from epcsim.engine.observer import ObserverTimeout, resumes_observer
 from epcsim.fast.cosim.state import C_QLEN, EV_STOP, KEY_SHIFT
 
 if TYPE_CHECKING:
@@ -40,9 +47,44 @@ if TYPE_CHECKING:
 
 
 def is_stop(ev: Any) -> bool:
-    """``ev`` is a run's until event: its only callback stops the simulation."""
+    """``ev`` is a run's until event (its only callback stops the simulation), or an
+    observer's event (``observed``)."""
     cbs = getattr(ev, "callbacks", None)
-    return cbs is not None and len(cbs) == 1 and cbs[0] == StopSimulation.callback
+    if cbs is None:
+        return False
+    if len(cbs) == 1 and cbs[0] == StopSimulation.callback:
+        return True
+    return observed(ev) or _until_condition(ev, cbs)
+
+
+def observed(ev: Any) -> bool:
+    """``ev`` is an observer's pending event (session ``sampler``): an ``ObserverTimeout``
+    (the scenario runner's ``Sampler`` wake-up, its ``duration``), or a condition whose
+    processing builds its value and resumes only registered observers' processes (the
+    ``Sampler``'s ``any_of``). The core processes it itself, in Python, at its own clock
+    and eids (``cosim/observe.py``): nothing it runs changes the model."""
+    cbs = getattr(ev, "callbacks", None)
+    if cbs is None:
+        return False
+    if type(ev) is ObserverTimeout:
+        return True
+    return (
+        isinstance(ev, Condition)
+        and len(cbs) >= 2
+        and cbs[0] == ev._build_value
+        and all(resumes_observer(cb) for cb in cbs[1:])
+    )
+
+
+def _until_condition(ev: Any, cbs: list[Any]) -> bool:
+    """A condition passed as ``run(until=)`` (the runner's ``any_of([done, duration])``),
+    triggered: processing it builds its value and stops the simulation."""
+    return (
+        isinstance(ev, Condition)
+        and len(cbs) == 2
+        and cbs[0] == ev._build_value
+        and cbs[1] == StopSimulation.callback
+    )
 
 
 def only_stops(queue: list[Any]) -> bool:
@@ -74,4 +116,4 @@ def take_stops(sv: Served) -> None:
     env._queue.clear()
 
 
-__all__ = ["is_stop", "only_stops", "stop_row", "take_stops"]
+__all__ = ["is_stop", "observed", "only_stops", "stop_row", "take_stops"]

@@ -88,6 +88,7 @@ from epcsim.fast.driver.bridge import (
 )
 from epcsim.fast.driver.core_regime import CoreStreamRegime
 from epcsim.fast.driver.engine_state import fold_task
+from epcsim.fast.driver.observe import drive_observed
 from epcsim.fast.driver.pins import check_no_direct_pins
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
@@ -102,7 +103,6 @@ from epcsim.fast.driver.thread_bridge import (
     KSGXD,
     THREAD,
     _thread_state,
-    drive_serving,
 )
 from epcsim.fast.driver.thread_fold import fold_thread
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES, P_TOP
@@ -309,7 +309,7 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_EADD_NS] = costs.eadd
             tc[T.TC_PAGE_CNT] = encl.page_cnt
         contended = int(co.mtx[0, M_CONTENDED])
-        rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, THREAD, {})
+        rc, ks = drive_observed(owner, sess.sv, system, encl, co, ks, ts, THREAD)
         owner.lock_contended += int(co.mtx[0, M_CONTENDED]) - contended
         sess.ks = ks
         owner.entries += 1

@@ -233,6 +233,12 @@ class StreamCore:
         #: pair calls that stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,
         #: session ``deadline``): the thread served to its loop top, ksgxd served or asleep
         self.deadline_stops = 0
+        #: observers' events the core processed itself, the machines staying on it (the
+        #: scenario runner's ``Sampler``: ``driver/observe.py``, session ``sampler``)
+        self.observed_events = 0
+        #: while a pair call processes an observer's event: the model as the core holds it
+        #: (``observe.CoreView``), which the observer reads instead of the Python objects
+        self.observed: Any = None
         #: the thread's faults the core stopped under encl->lock and Python finished
         #: (``IN_FAULT``), by ``kstate.KB_*`` code, on the core or served
         self.fault_stops: dict[int, int] = {}

@@ -1,0 +1,89 @@
+"""The pair call's drive with observers' events processed on the way (issue 9, session
+``sampler``; PATHS.md "The scenario runner's sampler on the core").
+
+``cosim/observe.py`` processes an observer's event (the scenario runner's ``Sampler``
+wake-up and its ``any_of``) at the core's clock and eids when the core stops before it.
+The ``Sampler`` then reads the model - ``now``, the free count, each enclave's resident and
+swapped pages, eight ``sgx.stats`` counters - while the kernel's and the thread's state is
+the core's: this module says what that is, and drives on.
+
+What the observer reads (``CoreView``), decided by session ``sampler``:
+
+* the counters: ``sgx.stats``' totals (folded so far) plus the machines' unfolded deltas,
+  ``KState.cnt`` (``kstate.COUNTERS``) and ``TState.tcnt`` (``tstate.TCOUNTERS``) - what
+  ``bridge.fold_kernel`` and ``thread_fold.fold_thread`` add at the call's end, so the
+  sum is what the reference's ``stats`` holds at that instant;
+* the free count: ``kc[K_NR_FREE]`` (``fold_kernel`` writes it to
+  ``epc.nr_free_pages``);
+* resident and swapped pages: the ``Enclave`` properties themselves. They count over
+  ``encl.pages``' own arrays, which the machines write in place (``bridge.BIG_FIELDS``),
+  so they are current without running counts on the core. Their cost, one
+  ``count_nonzero`` pair per sample over the enclave's pages, is measured in
+  BENCHMARKS.md ``sampler`` (the sampler thins to at most ~2,000 rows, so a run takes a
+  few thousand samples whatever its length).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from epcsim.fast.cosim.observe import observe_head
+from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, HANDED_BACK, HB_DEADLINE
+from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver import tstate as T
+from epcsim.fast.driver.thread_bridge import drive_serving
+
+_K_INDEX = {name: i for i, name in enumerate(K.COUNTERS)}
+_T_INDEX = {name: i for i, name in enumerate(T.TCOUNTERS)}
+
+
+class CoreStats:
+    """``sgx.stats`` as the core holds it: the folded totals plus the unfolded deltas."""
+
+    def __init__(self, stats: Any, ks: Any, ts: Any) -> None:
+        self._stats = stats
+        self._ks = ks
+        self._ts = ts
+
+    def __getattr__(self, name: str) -> int:
+        v = int(getattr(self._stats, name))
+        k = _K_INDEX.get(name)
+        if k is not None:
+            v += int(self._ks.cnt[k])
+        t = _T_INDEX.get(name)
+        if t is not None and self._ts is not None:
+            v += int(self._ts.tcnt[t])
+        return v
+
+
+class CoreView:
+    """What an observer reads while the core holds the model (module docstring)."""
+
+    def __init__(self, system: Any, ks: Any, ts: Any) -> None:
+        self.nr_free_pages = int(ks.kc[K.K_NR_FREE])
+        self.stats = CoreStats(system.sgx.stats, ks, ts)
+
+
+def drive_observed(
+    owner: Any, sv: Any, system: Any, encl: Any, co: Any, ks: Any, ts: Any, pending: int
+) -> tuple[int, Any]:
+    """``drive_serving``, and at each stop before an observer's event (``HB_DEADLINE``
+    with it at the head) that event processed (``observe_head``) with ``owner.observed``
+    the core's view, then the drive goes on; returns as ``drive_serving``."""
+    while True:
+        rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, pending, {})
+        clk = co.clk
+        if rc != HANDED_BACK or int(clk[C_HB]) != HB_DEADLINE:
+            return rc, ks
+        owner.observed = CoreView(system, ks, ts)
+        try:
+            if not observe_head(sv):
+                return rc, ks  # an until event: the caller hands back
+        finally:
+            owner.observed = None
+        owner.observed_events += 1
+        clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
+        pending = -1
+
+
+__all__ = ["CoreStats", "CoreView", "drive_observed"]
