@@ -200,13 +200,19 @@ class SgxEncl:
     def index_of(self, addr: int) -> int:
         return (addr - self.base) >> PAGE_SHIFT
 
+    # Both counts read the packed arrays themselves (``desc >= 0``: ``epc >= 0``; flags bit
+    # 0: ``present``), not the field views: the scenario runner's sampler reads them at
+    # every sample, and the views' decoding cost 4x as much (166 against 40 us at 64K
+    # pages, session ``sampler``)
+
     @property
     def resident_pages(self) -> int:
-        return int(np.count_nonzero(self.epc >= 0))
+        return int(np.count_nonzero(self.pages.desc >= 0))
 
     @property
     def swapped_pages(self) -> int:
-        return int(np.count_nonzero(self.present & (self.epc < 0)))
+        p = self.pages
+        return int(np.count_nonzero(((p.flags & 1) != 0) & (p.desc < 0)))
 
     def mm_add(self, mm: Mm) -> None:
         """``sgx_encl_mm_add`` (at mmap): list ``mm`` once."""
