@@ -33,10 +33,14 @@ LONG = bool(os.environ.get("EPCSIM_LONG"))
 EPC_PAGES = {"256K": 64, "512K": 128, "1M": 256}
 
 
-def build(seed: int, engine: str, epc: str, n: int, cpus: int, nthreads: int):  # type: ignore[no-untyped-def]
+def build(seed: int, engine: str, epc: str, n: int, cpus: int, nthreads: int, fifo: str = ""):  # type: ignore[no-untyped-def]
     """The entry instant: ``nthreads`` TCS pages (0..nthreads-1) and ``n`` REG pages after
-    them, each thread entered once (its TCS loaded) through the Python path."""
-    system = epcsim.System(epc=epc, cpus=cpus, seed=seed, content_mode="tag", engine=engine)
+    them, each thread entered once (its TCS loaded) through the Python path. ``fifo``:
+    "mutex" and/or "sched" for the model's FIFO mutex and CPUs (e.g. "mutex+sched")."""
+    system = epcsim.System(
+        epc=epc, cpus=cpus, seed=seed, content_mode="tag", engine=engine,
+        mutex="fifo" if "mutex" in fifo else "linux", sched="fifo" if "sched" in fifo else "cfs",
+    )  # fmt: skip
     encl = system.create_enclave(1 << ((n + nthreads).bit_length() + 12))
     assert encl.add_pages(0, nthreads * PAGE_SIZE, page_type="tcs").ok
     assert encl.add_pages(nthreads * PAGE_SIZE, n * PAGE_SIZE).ok and encl.init().ok
@@ -84,10 +88,10 @@ def snap(system, encl, threads, outcomes):  # type: ignore[no-untyped-def]
     return s
 
 
-def run_both(seed, engine, epc, mult, cpus, nthreads, length, hot):  # type: ignore[no-untyped-def]
+def run_both(seed, engine, epc, mult, cpus, nthreads, length, hot, fifo=""):  # type: ignore[no-untyped-def]
     n = int(EPC_PAGES[epc] * mult)
-    ref, rencl, rthreads = build(seed, engine, epc, n, cpus, nthreads)
-    drv, dencl, dthreads = build(seed, engine, epc, n, cpus, nthreads)
+    ref, rencl, rthreads = build(seed, engine, epc, n, cpus, nthreads, fifo)
+    drv, dencl, dthreads = build(seed, engine, epc, n, cpus, nthreads, fifo)
     pages, w = streams(seed, nthreads, n, EPC_PAGES[epc], length, hot)
     procs = start_streams(ref, rthreads, pages, w)
     ref.machine.env.run()
@@ -124,18 +128,19 @@ def paths(system: epcsim.System, encl, threads) -> dict[str, int]:  # type: igno
     spare=st.integers(0, 2),
     length=st.integers(100, 800),
     hot=st.sampled_from([0.0, 0.9, 0.99, 1.0]),
+    fifo=st.sampled_from(["", "", "mutex", "sched", "mutex+sched"]),
 )
 def test_threads_match_the_reference(
     seed: int, engine: str, epc: str, mult: int, nthreads: int, spare: int, length: int,
-    hot: float,
+    hot: float, fifo: str,
 ) -> None:  # fmt: skip
     """2-4 threads, each its own stream and TCS, and ksgxd on the core, each on its own CPU
-    (``spare`` idle CPUs besides): every observable as the reference's. A hand-back is
-    allowed only where the regime ends (ksgxd takes a TCS or the SECS); then nothing is
-    compared."""
+    (``spare`` idle CPUs besides), Linux's or the FIFO mutex and CPUs: every observable
+    as the reference's. A hand-back is allowed only where the regime ends (ksgxd takes a
+    TCS or the SECS); then nothing is compared."""
     cpus = nthreads + 1 + spare
     (ref, rencl, rth, outs), (drv, dencl, dth, result) = run_both(
-        seed, engine, epc, mult, cpus, nthreads, length, hot
+        seed, engine, epc, mult, cpus, nthreads, length, hot, fifo
     )
     if result.handed_back is not None:
         assert result.handed_back in ("TCS fault", "SECS eviction"), result
@@ -150,14 +155,16 @@ def test_several_threads_ran_accesses_on_the_core_and_took_the_paths() -> None:
     on the core, ksgxd's IPI found LPs inside, faults were retried (-EBUSY) and one thread
     picked ``encl->lock`` up after another - each exactly as the reference."""
     seen = {"ipi": 0, "retries": 0, "thread_after_thread": 0}
-    for seed, engine, epc, mult, nthreads, length, hot in (
-        (3, "fast", "512K", 2, 4, 3000, 0.99),  # 3 IPIs, 28 retries
-        (1, "reference", "1M", 2, 3, 1500, 1.0),  # an IPI that makes two LPs AEX
-        (2, "fast", "1M", 2, 3, 1500, 1.0),  # the same
-        (2, "fast", "1M", 3, 4, 400, 0.0),  # ~1,200 retries
+    for seed, engine, epc, mult, nthreads, length, hot, fifo in (
+        (3, "fast", "512K", 2, 4, 3000, 0.99, ""),  # 3 IPIs, 28 retries
+        (1, "reference", "1M", 2, 3, 1500, 1.0, ""),  # an IPI that makes two LPs AEX
+        (2, "fast", "1M", 2, 3, 1500, 1.0, ""),  # the same
+        (2, "fast", "1M", 3, 4, 400, 0.0, ""),  # ~1,200 retries
+        # the FIFO mutex: a contender sleeps (its CPU released) and may wake on another
+        (2, "fast", "1M", 3, 4, 400, 0.0, "mutex+sched"),
     ):
         (ref, rencl, rth, outs), (drv, dencl, dth, result) = run_both(
-            seed, engine, epc, mult, nthreads + 1, nthreads, length, hot
+            seed, engine, epc, mult, nthreads + 1, nthreads, length, hot, fifo
         )
         assert result.handed_back is None, result
         assert sum(1 for o in result.outcomes if o.done > 0) == nthreads

@@ -37,7 +37,12 @@ def thread_snapshot(system: epcsim.System, encl, result) -> dict[str, object]:  
         t.entry_fault,
     )
     snap["lp"] = (list(cpu.lp_eid), list(cpu.lp_tcs), sorted(secs.busy_tcs))
-    snap["rq"] = (list(system.machine.rq._idle), system.machine.context_switches)
+    rq = system.machine.rq  # CFS's idle CPUs, or the FIFO run queue's free-CPU deque
+    snap["rq"] = (
+        list(getattr(rq, "_idle", [])),
+        list(getattr(rq, "_free_cpus", [])),
+        system.machine.context_switches,
+    )
     lock = encl.encl.lock
     snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
     snap["outcome"] = dataclasses.astuple(result)

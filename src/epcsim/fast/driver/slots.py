@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epcsim.engine.mutex import LinuxMutex
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver.bridge import (
     _big_arrays,
@@ -44,17 +44,18 @@ if TYPE_CHECKING:
     from epcsim.system import System
 
 
-def check_slots(system: System, n: int) -> list[tuple[Any, Any]]:
+def check_slots(system: System, n: int, fifo: bool = False) -> list[tuple[Any, Any]]:
     """The regime (module docstring) with up to ``n`` enclaves, each as the one enclave
     was (PATHS.md "Two enclaves in the regime", item 7): ``[(encl, SECS state)]`` in
-    ``sgx.enclaves`` order, the enclave slots' order."""
+    ``sgx.enclaves`` order, the enclave slots' order. ``fifo``: the model's FIFO run queue
+    and mutex are taken too (``threads_bridge``, whose fold handles them)."""
     sgx = system.sgx
     m = system.machine
     if system.cpu.content_mode != "tag":
         _refuse("content_mode is not 'tag'")
     if type(sgx.lru) is not KernelLru:
         _refuse("the reclaim policy is not KernelLru")
-    if not isinstance(m.rq, CfsRunQueue):
+    if not isinstance(m.rq, CfsRunQueue | FifoRunQueue if fifo else CfsRunQueue):
         _refuse("the scheduler is not CFS")
     if sgx.flood is not None:
         _refuse("the NOPAGE flood is on")
@@ -62,7 +63,7 @@ def check_slots(system: System, n: int) -> list[tuple[Any, Any]]:
         _refuse("more than 63 CPUs (the LP masks are int64: kstate.K_INSIDE)")
     if not 1 <= len(sgx.enclaves) <= n:
         _refuse(f"{len(sgx.enclaves)} enclaves, the driver models {n}")
-    pairs = [(encl, _check_enclave(system, encl)) for encl in sgx.enclaves.values()]
+    pairs = [(encl, _check_enclave(system, encl, fifo)) for encl in sgx.enclaves.values()]
     task = sgx.ksgxd_task
     if task is None or not sgx.ksgxd_sleeping or len(sgx.ksgxd_waitq._waiters) != 1:
         _refuse("ksgxd is not asleep on ksgxd_waitq")
@@ -79,11 +80,12 @@ def check_slots(system: System, n: int) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def _check_enclave(system: System, encl: Any) -> Any:
+def _check_enclave(system: System, encl: Any, fifo: bool = False) -> Any:
     """``check_slots``' checks of one enclave; its SECS state."""
     if not encl.initialized or encl.dead or encl.secs_epc < 0:
         _refuse("the enclave is not initialized with its SECS resident")
-    if not isinstance(encl.lock, LinuxMutex) or encl.lock.owner is not None or encl.lock._waiters:
+    kind = LinuxMutex | FifoMutex if fifo else LinuxMutex
+    if not isinstance(encl.lock, kind) or encl.lock.owner is not None or encl.lock._waiters:
         _refuse("encl->lock is not a free linux mutex")
     st = system.cpu.secs_state(encl.secs_epc)
     if st.inside or st.tracking or st.busy_tcs:

@@ -11,8 +11,9 @@ ended and ksgxd sleeps again with nothing queued. The reference equivalent is
 (``Enclave.access_pages``); the differential test
 (``tests/fast/test_threads_core.py``) compares every object after both.
 
-The regime (``_check_threads``): ``run_pair``'s (one enclave, CFS, Linux's mutex, ...)
-with every thread its own TCS and CPU - threads + ksgxd <= CPUs (PATHS.md N4: no task
+The regime (``_check_threads``): ``run_pair``'s (one enclave, ``tag`` contents, ...),
+CFS or the model's FIFO CPUs, Linux's or the FIFO mutex, with every thread its own TCS
+and CPU - threads + ksgxd <= CPUs (PATHS.md N4: no task
 ever waits for a CPU, so no tick, no need_resched; a wake-up finding none idle would hand
 back ``HB_NO_CPU``). The user path (``Enclave.start`` under ``System.run``, N6) is not
 built on it yet: PATHS.md, "What is built (session ``nthreads``)".
@@ -34,14 +35,16 @@ How the machines take N threads (PATHS.md N1-N3, built here and in the machines)
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epcsim.engine.mutex import LinuxMutex
-from epcsim.engine.sched import CfsRunQueue
+from epcsim.engine.mutex import FifoMutex, LinuxMutex
+from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
+    C_CPUQ_LEN,
     C_EID,
     C_ELIDED,
     C_HB,
@@ -70,9 +73,10 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.task import spawn
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.bridge import _check_regime, _kernel_state, _refuse
+from epcsim.fast.driver.bridge import _kernel_state, _refuse
 from epcsim.fast.driver.engine_state import fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT
+from epcsim.fast.driver.slots import check_slots
 from epcsim.fast.driver.thread_bridge import (
     SERVE,
     _check_thread,
@@ -126,7 +130,6 @@ def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -
     kt = system.sgx.ksgxd_task
     assert kt is not None
     mutex = threads[0].encl.lock
-    assert isinstance(mutex, LinuxMutex)  # _check_regime
     n = len(threads)
     co = take_engine(system, [*threads, kt], mutex, trace)
     co.tasks[n, T_STATE] = TS_SLEEP
@@ -155,23 +158,29 @@ def _fold(
     m.env._now = int(clk[C_NOW])
     m.env._eid = itertools.count(int(clk[C_EID]))
     m.elided += int(clk[C_ELIDED])
-    rq = m.rq
-    assert isinstance(rq, CfsRunQueue)  # _check_regime
-    rq.min_vruntime = int(clk[C_MIN_VR])
     tasks = (*threads, kt)
     for t, task in enumerate(tasks):
         fold_task(task, co.tasks[t])
     for c in range(m.nr_cpus):
         r = int(co.cpus[c])
         m.running[c] = None if r < 0 else tasks[r]
-    rq._idle = [c for c in range(m.nr_cpus) if co.cpus[c] < 0]
+    rq = m.rq
+    if isinstance(rq, FifoRunQueue):  # the free-CPU deque in the core's order
+        rq._free_cpus = deque(co.cpuq[: int(clk[C_CPUQ_LEN])].tolist())
+    else:
+        assert isinstance(rq, CfsRunQueue)  # check_slots
+        rq.min_vruntime = int(clk[C_MIN_VR])
+        rq._idle = [c for c in range(m.nr_cpus) if co.cpus[c] < 0]
     mutex = encl.lock
-    assert isinstance(mutex, LinuxMutex)  # _check_regime
     mx = co.mtx[0]
     mutex.owner = None if mx[M_OWNER] < 0 else tasks[int(mx[M_OWNER])]
-    mutex._free_since = int(mx[M_FREE_SINCE])
-    mutex._freed_from = int(mx[M_FREED_FROM])
-    mutex._handed_at = int(mx[M_HANDED_AT])
+    if isinstance(mutex, LinuxMutex):
+        mutex._free_since = int(mx[M_FREE_SINCE])
+        mutex._freed_from = int(mx[M_FREED_FROM])
+        mutex._handed_at = int(mx[M_HANDED_AT])
+    else:  # a FifoMutex: its sleepers (none at a clean end; after a hand-back the
+        # ``System`` is not run further, as ``run_pair``'s)
+        assert isinstance(mutex, FifoMutex)  # check_slots
     mutex.contended += int(mx[M_CONTENDED])
     mutex.wait_ns += int(mx[M_WAIT_NS])
     mutex.steals += int(mx[M_STEALS])
@@ -214,7 +223,7 @@ def run_threads(
     docstring); ``system`` in the regime (ValueError otherwise). The reference's
     equivalent is ``start_streams(system, threads, streams, writes)``, then
     ``env.run()``."""
-    encl, secs = _check_regime(system)
+    encl, secs = check_slots(system, 1, fifo=True)[0]
     if len(streams) != len(threads) or (writes is not None and len(writes) != len(threads)):
         raise ValueError("streams, writes: one per thread")
     _check_threads(system, threads, encl)
