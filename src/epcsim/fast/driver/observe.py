@@ -28,7 +28,15 @@ from __future__ import annotations
 from typing import Any
 
 from epcsim.fast.cosim.observe import observe_head
-from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, HANDED_BACK, HB_DEADLINE
+from epcsim.fast.cosim.state import (
+    C_BUDGET,
+    C_HB,
+    C_HB_NOW,
+    C_HB_TASK,
+    C_POPS,
+    HANDED_BACK,
+    HB_DEADLINE,
+)
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.thread_bridge import drive_serving
@@ -79,11 +87,22 @@ def drive_observed(
         try:
             if not observe_head(sv):
                 return rc, ks  # an until event: the caller hands back
+            owner.observed_events += 1
+            # the new head an observer's too (the sampler's condition, scheduled by its
+            # timeout, with nothing of the core's between): ``next_resume`` would stop
+            # before it at once - its only check before the head's kind is the budget -
+            # so it is processed here, without a return from and re-entry into ``drive``
+            while not _budget_spent(clk) and observe_head(sv):
+                owner.observed_events += 1
         finally:
             owner.observed = None
-        owner.observed_events += 1
         clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
         pending = -1
+
+
+def _budget_spent(clk: Any) -> bool:
+    """``next_resume``'s budget check (``HB_BUDGET``), which comes before the head's."""
+    return bool(clk[C_BUDGET] > 0 and clk[C_POPS] >= clk[C_BUDGET])
 
 
 __all__ = ["CoreStats", "CoreView", "drive_observed"]
