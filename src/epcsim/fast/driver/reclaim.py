@@ -173,6 +173,8 @@ def reclaim_run(sp, kq, t, r):
     rw = ks.rc[r]
     batch = ks.batch[r]
     pc = rw[RC_PC]
+    ke = ks.ke
+    cur = np.int64(0)  # the slot ``ks`` and ``ke`` are of
     while True:
         # the current page's enclave slot (``batch[i, 3]``, phase A's): every step of the
         # page works on its enclave's ``KState`` and locks its ``encl->lock`` (the core's
@@ -181,8 +183,13 @@ def reclaim_run(sp, kq, t, r):
         # only global fields and the slot of each page it isolates.
         i = rw[RC_I]
         es = batch[i, 3] if i < batch.shape[0] else np.int64(0)
-        ks = unborrow(member_at(kq, es))
-        ke = ks.ke
+        if es != cur:
+            # loaded again only when the slot changes (session ``fault2``): an
+            # unconditional load here made LLVM load and spill all ~60 fields of the
+            # borrowed ``KState`` at every step, ~half of this function's host time
+            ks = unborrow(member_at(kq, es))
+            ke = ks.ke
+            cur = es
         # -- A: isolate under sgx_reclaimer_lock, the krefs under the same lock ------------
         if pc == P_A:
             cnt[CN_RECLAIM_BATCHES] += 1
