@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from epcsim.fast.cosim.borrow import borrow, member, member_at, unborrow
+from epcsim.fast.cosim.borrow import borrow, member, member_at
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.request import RQ_RUN, RQ_SLEEP, perform
 from epcsim.fast.cosim.state import R_BLOCKED, R_OK, R_STOP, T_PC
@@ -152,8 +152,8 @@ def ksgxd_run(p, t):
     reference counting per call, PATHS.md "Per fault on the core")."""
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run``
-    st = unborrow(sp)
-    ks = unborrow(member_at(kq, np.int64(0)))  # K0 reads global fields only: any slot
+    st = sp  # borrowed, not unborrowed: each field loaded where it is used (thread_run)
+    ks = member_at(kq, np.int64(0))  # K0 reads global fields only: any slot
     kc = ks.kc
     cnt = ks.cnt
     pc = st.tasks[t, T_PC]

@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
-from epcsim.fast.cosim.borrow import member_at, unborrow
+from epcsim.fast.cosim.borrow import member_at
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU
 from epcsim.fast.driver.encls import (
@@ -166,15 +166,13 @@ def reclaim_run(sp, kq, t, r):
     docstring). ``sp``/``kq``: the ``CoState`` and the slots' ``KState``s
     (``kstate.N_SLOTS``) borrowed by the caller's ``member`` (one pointer each,
     ``cosim.borrow``)."""
-    st = unborrow(sp)
-    ks = unborrow(member_at(kq, np.int64(0)))
+    st = sp
+    ks = member_at(kq, np.int64(0))
     kc = ks.kc
     cnt = ks.cnt
     rw = ks.rc[r]
     batch = ks.batch[r]
     pc = rw[RC_PC]
-    ke = ks.ke
-    cur = np.int64(0)  # the slot ``ks`` and ``ke`` are of
     while True:
         # the current page's enclave slot (``batch[i, 3]``, phase A's): every step of the
         # page works on its enclave's ``KState`` and locks its ``encl->lock`` (the core's
@@ -183,13 +181,12 @@ def reclaim_run(sp, kq, t, r):
         # only global fields and the slot of each page it isolates.
         i = rw[RC_I]
         es = batch[i, 3] if i < batch.shape[0] else np.int64(0)
-        if es != cur:
-            # loaded again only when the slot changes (session ``fault2``): an
-            # unconditional load here made LLVM load and spill all ~60 fields of the
-            # borrowed ``KState`` at every step, ~half of this function's host time
-            ks = unborrow(member_at(kq, es))
-            ke = ks.ke
-            cur = es
+        # the slot's ``KState`` kept borrowed (a pointer into the caller's tuple), not
+        # unborrowed: each field is loaded where a step uses it (session ``fault2``). The
+        # whole tuple unborrowed here made LLVM load and spill all of its ~60 fields at
+        # every step, ~half of this function's host time on row 1
+        ks = member_at(kq, es)
+        ke = ks.ke
         # -- A: isolate under sgx_reclaimer_lock, the krefs under the same lock ------------
         if pc == P_A:
             cnt[CN_RECLAIM_BATCHES] += 1
@@ -210,7 +207,7 @@ def reclaim_run(sp, kq, t, r):
                     s = np.int64(1)
                 else:
                     return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
-                unborrow(member_at(kq, s)).ke[K_REFCOUNT] += 1  # kref_get of its enclave
+                member_at(kq, s).ke[K_REFCOUNT] += 1  # kref_get of its enclave
                 batch[k, 1] = ks.owner_index[page] >> OWNER_SHIFT
                 batch[k, 2] = -1
                 batch[k, 3] = s

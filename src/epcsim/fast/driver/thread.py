@@ -292,14 +292,20 @@ def thread_run(p, t):
     reference counting per call, PATHS.md "Per fault on the core")."""
     sp = member(p, 0)  # the CoState borrowed for the core's primitives (cosim.borrow)
     kq = member(p, 1)  # the slots' KStates (``kstate.N_SLOTS``), for ``reclaim_run`` (M1)
-    st = unborrow(sp)
+    # the CoState and KState kept borrowed, not unborrowed (session ``fault2``): a borrowed
+    # named tuple loads each field where it is used. Unborrowed here, LLVM loaded and
+    # spilled every field any row uses (~200 words, and ~90 stack slots zeroed) at each
+    # entry, ~40% of this function's host time on row 2, though a resumption reads a few
+    # of them. The TState (8 arrays) is unborrowed: ``thread_row`` builds a thread's row
+    # of it as a tuple
+    st = sp
     tsx = unborrow(member(p, 2))  # every thread row's (``tstate.stack``; one thread: its own)
     ts = thread_row(tsx, t)
     tcl = tsx.tc  # row 0's: the shared latency buffer's count
     tc = ts.tc
     # its own enclave's slot: its ``KState`` and its ``encl->lock`` (the core's mutex row)
     es = tc[TC_ESLOT]
-    ks = unborrow(member_at(kq, es))
+    ks = member_at(kq, es)
     kc = ks.kc
     ke = ks.ke
     tcnt = ts.tcnt
