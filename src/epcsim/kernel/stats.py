@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from epcsim.fast.history import bin_latencies
+
 
 @dataclass
 class Counters:
@@ -180,10 +182,10 @@ class LatencyHistogram:
         """``append(v)`` for each value of ``ns`` in order, at once. Why: the compiled fault
         path (``fast/driver/thread_bridge``) hands its latencies back in batches of up to
         4,096, one per fault, and a Python ``append`` each cost ~1.4 us a fault there (issue 9,
-        session ``pcost``). The bins are ``_bin``'s, computed on the whole batch: the octave
-        from a float log2, corrected by one either way so that ``1 << octave <= v`` exactly
-        (a float rounds ``2**k - 1`` up for large ``k``); values from ``2**56`` up, whose
-        fraction would not fit ``int64``, take ``append`` one by one."""
+        session ``pcost``). The bins are ``_bin``'s, counted by a compiled loop
+        (``fast.history.bin_latencies``: NumPy's binning of the batch was still ~55 ns a
+        fault, session ``fault2``); values from ``2**56`` up, whose fraction would not fit
+        ``int64``, take ``append`` one by one."""
         v = np.asarray(ns, dtype=np.int64).ravel()
         if v.size == 0:
             return
@@ -195,15 +197,7 @@ class LatencyHistogram:
             for one in v.tolist():
                 self.append(one)
             return
-        bins = np.zeros(v.size, dtype=np.int64)
-        big = v > 1
-        x = v[big]
-        octave = np.floor(np.log2(x.astype(np.float64))).astype(np.int64)
-        octave -= np.left_shift(1, octave) > x
-        octave += np.left_shift(1, octave + 1) <= x
-        frac = ((x - np.left_shift(1, octave)) * self.BINS_PER_OCTAVE) >> octave
-        bins[big] = octave * self.BINS_PER_OCTAVE + frac
-        self.counts += np.bincount(bins, minlength=self.counts.size)
+        bin_latencies(np.ascontiguousarray(v), self.counts, self.BINS_PER_OCTAVE)
         room = max(0, min(int(v.size), self.exact_cap - self.count))
         if room:
             self._buf.frombytes(v[:room].tobytes())
