@@ -137,9 +137,11 @@ def _build_then_trim(mutex: str, **kw):  # type: ignore[no-untyped-def]
     def on_call(r, done: int) -> None:  # type: ignore[no-untyped-def]
         pass
 
+    sc = system.sgx.stream_core
+    built = 0 if sc is None else sc.k0_entries  # ksgxd's K0 entries during the build
     ctx = Ctx(encl, t, [])  # type: ignore[arg-type]
     rec = system._call(t, drive_range(ctx, "modify_types", IMAGE, heap, on_call=on_call))
-    return snap_of(system, encl, _OUT), op_record(rec), rec, system.sgx.stream_core
+    return snap_of(system, encl, _OUT), op_record(rec), rec, sc, built
 
 
 def test_ksgxd_moved_during_the_build_enters_its_machine_at_k0_again(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -152,10 +154,13 @@ def test_ksgxd_moved_during_the_build_enters_its_machine_at_k0_again(monkeypatch
     from epcsim.fast.driver import stream as stream_mod
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
-    off_snap, off_rec, _, _ = _build_then_trim("fifo", fast_core=False)
-    snap, rec_t, rec, auto = _build_then_trim("fifo")
+    off_snap, off_rec, _, _, _ = _build_then_trim("fifo", fast_core=False)
+    snap, rec_t, rec, auto, built = _build_then_trim("fifo")
     assert [key for key in off_snap if off_snap[key] != snap[key]] == []
     assert rec_t == off_rec
     assert auto.adds > 0 and rec.calls > 10 and rec.eagain > 0
-    assert auto.k0_entries >= 2, "ksgxd never entered its machine at K0 after the build"
+    # (since session ``twoencl3`` the build's first core call may begin the session itself,
+    # from ksgxd asleep: a file without a record yet is in the regime; so count the entries
+    # after the build, not all of them)
+    assert auto.k0_entries > built, "ksgxd never entered its machine at K0 after the build"
     assert auto.ioctl_retries > rec.calls // 2

@@ -178,10 +178,11 @@ def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
     """ksgxd awake from ``init`` on (a 64-page EPC: its high watermark is never reached
     while the LRU holds pages) hands itself to its machine at K0's check; a call ends with
     that machine mid-batch (a session with no parked wait, served); a second enclave is
-    then created and filled while it is served (out of its regime: it finishes its batch
-    and its generator goes on, ``top_stops``); both enclaves stream, then the first alone
-    again after the second is closed. Equal to the fast engine without the hook and to
-    the reference."""
+    then created and filled while it is served (out of its regime - a session's enclave set
+    is fixed -: it finishes its batch and its generator goes on, ``top_stops``; since
+    session ``twoencl3`` the second enclave's build may then take a session of two slots);
+    both enclaves stream, then the first alone again after the second is closed. Equal to
+    the fast engine without the hook and to the reference."""
 
     def build(engine, kw):  # type: ignore[no-untyped-def]
         return build_enclave(engine, 3, 64, 2, False, 6, False, **kw)
@@ -198,8 +199,9 @@ def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
         assert other.add_pages(0, 64 * PAGE_SIZE).ok
         assert other.init().ok
         out.append(core_snap(system, encl, AccessOutcome()))
-        if kw.get("fast_core"):
-            assert sc.top_stops > 0 and sc.session is None
+        if kw.get("fast_core"):  # the one-slot session ended; a later one has both slots
+            assert sc.top_stops > 0
+            assert sc.session is None or len(sc.session.encls) == 2
         res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
         out.append(core_snap(system, encl, res))
         assert other.access_pages(np.arange(64)).ok

@@ -326,6 +326,17 @@ def sgx_ioc_enclave_add_pages(
                     )
                     ret = 0
                     c += k * PAGE_SIZE
+                if moved is not None and moved[2] == _END_DIRECT:
+                    # the core stopped in the page's allocation batch before another
+                    # enclave's SECS eviction (``KB_SECS``): the batch's rest, then
+                    # ``sgx_alloc_epc_page``'s loop from its top, which is the page's
+                    # ``sgx_encl_add_page`` from its start (nothing of it applied yet)
+                    ret = yield from _add_after_direct(task, encl, core, arg, c)
+                    if ret:
+                        break
+                    c += PAGE_SIZE
+                    continue
+                if k:
                     continue
             yield from task.cond_resched()
             data = None if arg.src is None else arg.src[c : c + PAGE_SIZE]
@@ -341,6 +352,31 @@ def sgx_ioc_enclave_add_pages(
         if core is not None:
             core.close()
     return IoctlResult(ret, count=c)
+
+
+#: ``fast.driver.stream_stops.END_DIRECT`` (not imported: the reference does not import the
+#: compiled driver at module level)
+_END_DIRECT = -101
+
+
+def _add_after_direct(task: Task, encl: SgxEncl, core: Any, arg: AddPagesArgs, c: int) -> Gen:
+    """ADD_PAGES' page at offset ``c`` after the core stopped in its allocation's reclaim
+    batch (``sgx_alloc_epc_page(reclaim=true)``, row A1) before a SECS's eviction: the
+    batch's rest in Python (``stream_stops.direct_rest``), counted as the allocator counts
+    it, the loop's ``cond_resched()``, then the allocation loop from its top - the page's
+    ``sgx_encl_add_page`` (PATHS.md "Two enclaves in the regime", session ``twoencl3``)."""
+    from epcsim.fast.driver.stream_stops import direct_rest
+
+    sgx = encl.sgx
+    assert arg.secinfo is not None  # the core takes no call without one (``_add_core``)
+    n = yield from direct_rest(sgx, task, core.direct)
+    sgx.stats.direct_reclaim_pages += n
+    yield from task.cond_resched()
+    return (
+        yield from sgx_encl_add_page(
+            task, encl, (arg.offset + c) // PAGE_SIZE, None, arg.secinfo, arg.flags
+        )
+    )
 
 
 def _add_core(task: Task, encl: SgxEncl, arg: AddPagesArgs, progress: ProgressHook | None) -> Any:

@@ -36,7 +36,7 @@ from epcsim.kernel.ioctl import (
     hook_may_act,
     validate_offset_length,
 )
-from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct, sgx_reclaim_write_back
+from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
 from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 
 
@@ -146,7 +146,7 @@ def _page_loop(
         batch = None
     while c < length:
         if core is not None:
-            from epcsim.fast.driver.stream_stops import END_DIRECT, END_LOCKED
+            from epcsim.fast.driver.stream_stops import END_DIRECT, END_LOCKED, direct_rest
 
             i0 = core.base + c // PAGE_SIZE
             moved = yield from core.run(i0, i0)
@@ -171,11 +171,7 @@ def _page_loop(
                     break
                 if moved[2] in (END_LOCKED, END_DIRECT):
                     if moved[2] == END_DIRECT:  # the direct batch's rest, then the lock
-                        rows, j, ewbed = core.direct
-                        kept = [(page, encl, index) for page, index, _ in rows]
-                        for _page, index, pinned in rows[j + (ewbed is not None) :]:
-                            encl.backing._pinned_gen[index] = pinned
-                        n = yield from sgx_reclaim_write_back(sgx, task, kept, j, ewbed=ewbed)
+                        n = yield from direct_rest(sgx, task, core.direct)
                         sgx.stats.direct_reclaim_pages += n
                         yield from task.lock(encl.lock)
                     index = (offset + c) // PAGE_SIZE  # under the lock: the page from _load

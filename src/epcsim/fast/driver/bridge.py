@@ -309,6 +309,7 @@ def take_small(system: System, encl: Any, secs: Any, ks: Any) -> None:
     for c in encl.cpumask():
         mask |= 1 << c
     ke[K.K_CPUMASK] = mask
+    ke[K.K_B_WIDTH] = encl.backing._width
     ks.ku[0] = system.cpu._next_version
 
 
@@ -380,9 +381,12 @@ def _serve(system: System, encl: Any, ks: Any, counts: dict[str, int]) -> Any:
         )
         if pinned >= 0:
             b._pinned_gen[index] = pinned
-        before = b.nr_records
+        # ``store`` counts a new record in ``nr_records`` itself, and the machine did not
+        # (``reclaim.py``'s ``SVC_STORE`` path adds nothing to ``K_NR_RECORDS``): nothing to
+        # fold. (Until session ``twoencl3`` the count was taken back out of ``K_NR_RECORDS``
+        # here, losing it at the fold: a file's first record - stored here - showed it.)
         b.store(index, BackingRecord(ct.to_bytes(8, "little"), pcmd))
-        ke[K.K_NR_RECORDS] -= b.nr_records - before  # folded: store counted them already
+        ke[K.K_B_WIDTH] = b._width  # a file's first record lays it out (PATHS.md item 5)
         return ks
     if code == K.SVC_FT_FULL:
         _flush_timeline(system, ks)

@@ -15,6 +15,11 @@ Decisions kept from session ``integ``:
   before it, ``cosim/deadline.py``) and ``encl->lock`` free, or its machine served
   (``to_core`` checks the queue, the lock, its spin); no LP but the thread's inside, the
   SECS resident, the rest of ``bridge._check_regime``'s static checks (``_static_regime``).
+
+Two enclaves (session ``twoencl3``; PATHS.md "Two enclaves in the regime", item 7): each
+enclave in its slot's regime (``_enclave_regime``), and the one that is not the caller's
+idle - its lock free, no task of its mms on a CPU, no LP inside it, no tracking set open
+(``CoreStream._ready``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import numpy as np
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.deadline import only_stops
+from epcsim.fast.driver.kstate import N_SLOTS
+from epcsim.fast.driver.slots import file_ok, secs_of
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
 from epcsim.kernel.policy import KernelLru
 
@@ -80,14 +87,29 @@ class CoreStreamRegime:
         hw = system.cpu
         if any(e >= 0 for c, e in enumerate(hw.lp_eid) if c != lp):
             return False
+        # the other enclave (PATHS.md "Two enclaves in the regime", item 7, session
+        # ``twoencl3``): its lock free (or, served, ``to_core``'s), no task of its mms on a
+        # CPU (its cpumask empty: not the thread's mm either, whose CPU the machines add to
+        # its own enclave's mask only), no LP inside it nor a tracking set open
+        for other in sgx.enclaves.values():
+            if other is encl:
+                continue
+            if not served and (other.lock.owner is not None or other.lock._waiters):
+                return False
+            if other.cpumask():
+                return False
+            if other.secs_epc >= 0:
+                ost = hw.secs_at.get(other.secs_epc)
+                if ost is None or ost.inside or ost.tracking:
+                    return False
         return _static_regime(system)
 
 
 def _static_regime(system: System) -> bool:
     """``bridge._check_regime``'s checks of what no task changes while the thread runs (the
-    model's options, one initialized enclave, the LRU's owners, the EPCM and backing store
-    layouts); ksgxd's, the queue's and the lock's are ``CoreStream._ready``'s or
-    ``to_core``'s."""
+    model's options, one or two enclaves each in its slot's regime - ``_enclave_regime`` -,
+    the LRU's owners theirs, the EPCM layout); ksgxd's, the queue's and the locks' are
+    ``CoreStream._ready``'s or ``to_core``'s."""
     sgx = system.sgx
     if system.cpu.content_mode != "tag" or type(sgx.lru) is not KernelLru:
         return False
@@ -100,22 +122,46 @@ def _static_regime(system: System) -> bool:
         # with HB_NO_CPU, which access_stream cannot go on from (found by session
         # fdefault: tests/isa/test_isa_epcm_owner.py's cpus=1 build with the core on)
         return False
-    if len(sgx.enclaves) != 1 or len(system.machine.running) > 63:
-        return False  # (the LP masks are int64: kstate.K_INSIDE)
-    encl = next(iter(sgx.enclaves.values()))
-    if not _built_or_building(system, encl) or encl.dead or encl.secs_epc < 0:
-        return False
-    if not isinstance(encl.lock, LinuxMutex | FifoMutex) or sgx.ksgxd_task is None:
+    if len(system.machine.running) > 63:
+        return False  # (the LP masks are int64: kstate.K_INSIDE; session ``nthreads``)
+    if not 1 <= len(sgx.enclaves) <= N_SLOTS or sgx.ksgxd_task is None:
         return False
     if system.cpu.epcm.has_aside():
         return False
-    st = system.cpu.secs_state(encl.secs_epc)
-    b = encl.backing
-    if b._width != 8 or b._eid != st.eid:
-        return False
+    for encl in sgx.enclaves.values():
+        if not _enclave_regime(system, encl):
+            return False
     epc = sgx.epc
-    on_lru = (epc.flags & SGX_EPC_PAGE_ON_LRU) != 0
-    return not np.any(epc.owner_encl[on_lru] != encl.id)
+    owners = epc.owner_encl[(epc.flags & SGX_EPC_PAGE_ON_LRU) != 0]
+    ids = list(sgx.enclaves)  # every LRU page's owner a slot's
+    if len(ids) == 1:
+        return not np.any(owners != ids[0])
+    return not np.any((owners != ids[0]) & (owners != ids[1]))
+
+
+def _enclave_regime(system: System, encl: Any) -> bool:
+    """``_static_regime``'s checks of one enclave slot: alive, built (or being built on the
+    core), its lock one the core models, its page numbers ENCLAVEADDRESS's, and either its
+    SECS resident with its backing file as the machines take it (``slots.file_ok``: laid
+    out, or without a record yet - item 5) or, the SECS evicted (PATHS.md N9: the idle
+    enclave after its last child went), no child resident and the file laid out for it."""
+    if encl.dead or not isinstance(encl.lock, LinuxMutex | FifoMutex):
+        return False
+    if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
+        return False
+    if encl.secs_epc >= 0:
+        if not _built_or_building(system, encl):
+            return False
+        st = system.cpu.secs_at.get(encl.secs_epc)
+        return st is not None and file_ok(encl, st)
+    st = secs_of(system, encl)
+    return (
+        encl.initialized
+        and encl.secs_child_cnt == 0
+        and st is not None
+        and encl.backing._width == 8
+        and encl.backing._eid == st.eid
+    )
 
 
 def _built_or_building(system: System, encl: Any) -> bool:

@@ -81,15 +81,13 @@ from epcsim.fast.cosim.transfer_to_core import to_core
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.bridge import (
-    lp_mask,
-    refresh_layout,
-    take_small,
-)
+from epcsim.fast.driver.add import P_ADIRECT
+from epcsim.fast.driver.bridge import lp_mask
 from epcsim.fast.driver.core_regime import CoreStreamRegime
 from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.observe import drive_observed
-from epcsim.fast.driver.pins import check_no_direct_pins
+from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
+from epcsim.fast.driver.slots import fold_slots, refresh_slots, take_slots
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
     END_DIRECT,
@@ -153,7 +151,9 @@ class CoreStream(CoreStreamRegime):
         #: ADD_PAGES' SECINFO flags (``StreamCore.add``)
         self.add_flags = 0
         #: after ``END_DIRECT``: the direct batch's ``(rows, j, ewbed)`` (``_direct_rest``)
-        self.direct: tuple[list[list[int]], int, tuple[int, int, int] | None] | None = None
+        self.direct: (
+            tuple[list[tuple[int, Any, int, int]], int, tuple[int, int, int] | None] | None
+        ) = None
         #: after a MODIFY_TYPES ``run``: the call's ``ret`` (0, or -EAGAIN with its cause,
         #: ``tstate.CAUSE_*``) where the loop stopped at a page top
         self.mret = 0
@@ -246,18 +246,30 @@ class CoreStream(CoreStreamRegime):
             sess.fit_trace()
             if not to_core(sess.sv):
                 return None
+            # ``to_core`` closed the process that entered at K0's check: ksgxd is no longer
+            # inside its generator's hook, so a stop hands it to a generator of its own
+            # (``SessionStops.on_stop``'s ``hooked``; found by session ``twoencl3``: a
+            # ``KB_SECS`` on the core after such a move ran the batch's rest and then ended
+            # ksgxd's process - reached with two enclaves, the other's SECS evicted)
+            sess._hook_proc = None
             co = sess.co
             co.tasks[THREAD, T_STATE] = TS_READY
-            sess.ks, sess.nblk = refresh_layout(system, encl, sess.ks, sess.nblk)
-            take_small(system, encl, secs, sess.ks)
+            sess.kt, sess.nblk = refresh_slots(system, sess.encls, sess.kt, sess.nblk)
         co = sess.co
-        ks = sess.ks
         sess._secs = secs  # resident (``_ready``): the thread's served steps fold into it
+        for s, e in enumerate(sess.encls):  # each resident SECS's state (an evicted one's kept)
+            if s != sess.tslot and e.secs_epc >= 0 and e.secs_epc in system.cpu.secs_at:
+                sess.secss[s] = system.cpu.secs_at[e.secs_epc]
+        take_slots(system, sess.encls, sess.secss, sess.kt)
+        tslot = sess.tslot
+        kt = sess.kt
+        ks = kt[tslot]
         kc = ks.kc
         ke = ks.ke
         kc[K.K_HIGH] = sess.high
         ke[K.K_SECS_EPC] = encl.secs_epc
         kc[K.K_THREAD_T] = THREAD
+        kc[K.K_THREAD_SLOT] = tslot
         kc[K.K_TOP_STOP] = 0
         lp = thread.cpu
         assert lp is not None
@@ -278,6 +290,7 @@ class CoreStream(CoreStreamRegime):
             ts = _thread_state(system, thread, self.pages, self.writes, False, rows, encl, calls)
         sess.ts = ts
         tc = ts.tc
+        tc[T.TC_ESLOT] = tslot
         tc[T.TC_I] = tc[T.TC_I0] = i
         tc[T.TC_DONE] = done
         tc[T.TC_HOOK] = 1
@@ -308,10 +321,14 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_ADD_FLAGS] = self.add_flags
             tc[T.TC_EADD_NS] = costs.eadd
             tc[T.TC_PAGE_CNT] = encl.page_cnt
-        contended = int(co.mtx[0, M_CONTENDED])
-        rc, ks = drive_observed(owner, sess.sv, system, encl, co, ks, ts, THREAD)
-        owner.lock_contended += int(co.mtx[0, M_CONTENDED]) - contended
-        sess.ks = ks
+        contended = int(co.mtx[:, M_CONTENDED].sum())
+        rc, kt = drive_observed(owner, sess.sv, system, sess.encls, co, kt, ts, tslot, THREAD)
+        owner.lock_contended += int(co.mtx[:, M_CONTENDED].sum()) - contended
+        sess.kt = kt
+        ks = kt[tslot]
+        for s, other in enumerate(kt[: len(sess.encls)]):  # records into the other's file
+            if s != tslot:
+                owner.foreign_records += int(other.ke[K.K_NR_RECORDS])
         owner.entries += 1
         if mode is not None:
             owner.eaccept_entries += 1
@@ -334,7 +351,12 @@ class CoreStream(CoreStreamRegime):
         pc = int(co.tasks[THREAD, T_PC])
         in_fault = who == THREAD and code in IN_FAULT and pc == P_LOCKED
         locked = trim is not None and who == THREAD and _trim_locked(code, pc)
-        direct = trim is not None and who == THREAD and code == K.KB_SECS and pc == P_DIRECT
+        # a direct batch stopped before a SECS's eviction: MODIFY_TYPES' M1, or ADD_PAGES'
+        # allocation (A1), whose batch may take the other enclave's last child (session
+        # ``twoencl3``)
+        direct = (
+            trim is not None and who == THREAD and code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT)
+        )
         if who == THREAD and (resumable(code, pc) or in_fault or locked or direct):
             # the thread at a loop top (or under encl->lock in a fault: below): the
             # generator goes on; ksgxd asleep goes back to its own generator's wait, else
@@ -347,11 +369,12 @@ class CoreStream(CoreStreamRegime):
             # same fields again)
             fold_task(thread, co.tasks[THREAD])
             fold_thread(system, thread, encl, secs, ks, ts)
+            fold_slots(system, sess.encls, sess.secss, kt, skip=tslot)
             sess.fold_pins()
             to_simpy(sv)
             sv.procs[THREAD] = None
             _ksgxd_after_stop(owner, sess, asleep)
-            owner.keep(encl, secs, sess.ks, sess.nblk)
+            owner.keep(sess)
             # nothing reads the call's TState after the call (the next one brings its own),
             # and a session ended here lives on in a reference cycle (its Served's bound
             # methods) until the cyclic GC runs: drop the stream's arrays from it now (an
@@ -371,7 +394,8 @@ class CoreStream(CoreStreamRegime):
                     return new_i, new_done, END_LOCKED
                 if direct:  # the direct batch's rest, then the page, in Python
                     owner.secs_stops += 1
-                    self.direct = _direct_rest(sess.ks)
+                    self.direct = _direct_rest(sess.kt[0], sess.encls)
+                    sess.forget_pins(RECLAIM_DIRECT)  # Python's batch from here
                     return new_i, new_done, END_DIRECT
                 return new_i, new_done, end
             if in_fault:
@@ -401,8 +425,8 @@ class CoreStream(CoreStreamRegime):
         owner.secs_stops += 1
         fold_task(thread, co.tasks[THREAD])  # its CPU first (above)
         fold_thread(system, thread, encl, secs, ks, ts)
-        sess.fold_pins()
-        check_no_direct_pins(co, ks, ts, THREAD)  # the direct batch's pins (pins.py)
+        fold_slots(system, sess.encls, sess.secss, kt, skip=tslot)
+        sess.fold_pins()  # ksgxd's batch's pins, and the thread's direct batch's (pins.py)
         sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None
@@ -429,13 +453,13 @@ class CoreStream(CoreStreamRegime):
         asleep = _ksgxd_asleep(co)
         fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
         fold_thread(system, thread, encl, sess._secs, ks, ts)
-        sess.fold_pins()
-        check_no_direct_pins(co, ks, ts, THREAD)  # the direct batch's pins (pins.py)
+        fold_slots(system, sess.encls, sess.secss, sess.kt, skip=sess.tslot)
+        sess.fold_pins()  # ksgxd's batch's pins, and the thread's direct batch's (pins.py)
         sess.thread_end = None
         kept = to_simpy(sv, inline=THREAD)
         assert kept is not None
         _ksgxd_after_stop(owner, sess, asleep)
-        owner.keep(encl, sess._secs, sess.ks, sess.nblk)
+        owner.keep(sess)
         return (yield from self._served_to_top(sess, ts, kept, done))
 
     def _served_to_top(self, sess: Session, ts: Any, kept: Any, done: int) -> Gen:
@@ -473,7 +497,8 @@ class CoreStream(CoreStreamRegime):
         if trim is not None:
             self._take_ret(tc)
             if end == END_DIRECT:
-                self.direct = _direct_rest(sess.ks)
+                self.direct = _direct_rest(sess.kt[0], sess.encls)
+                sess.forget_pins(RECLAIM_DIRECT)  # Python's batch from here
         return new_i, new_done, end
 
 

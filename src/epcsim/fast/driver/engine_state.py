@@ -106,21 +106,22 @@ def take_engine(
     return co
 
 
-def absolute_counters(co: CoState, elided: int, mutex: Mutex) -> None:
+def absolute_counters(co: CoState, elided: int, mutex: Mutex, *more: Mutex) -> None:
     """Write the engine's elided-step count and ``encl->lock``'s contention counters into
-    ``co`` as absolute values. ``take_engine`` leaves them at zero, for the calls whose
-    fold adds the core's deltas; a core that ``transfer.to_simpy`` may hand to SimPy
-    mid-call (``served_ksgxd``, ``stream_ksgxd``) needs them absolute, since the move
-    writes them back as they are."""
+    ``co`` as absolute values (``more``: the further mutex rows', ``take_engine``'s).
+    ``take_engine`` leaves them at zero, for the calls whose fold adds the core's deltas; a
+    core that ``transfer.to_simpy`` may hand to SimPy mid-call (``served_ksgxd``,
+    ``stream_ksgxd``) needs them absolute, since the move writes them back as they are."""
     co.clk[C_ELIDED] = elided
-    for col, v in (
-        (M_CONTENDED, mutex.contended),
-        (M_WAIT_NS, mutex.wait_ns),
-        (M_STEALS, mutex.steals),
-        (M_HANDOFFS, mutex.handoffs),
-        (M_SPIN_ACQUIRED, mutex.spin_acquired),
-    ):
-        co.mtx[0, col] = v
+    for row, mu in enumerate((mutex, *more)):
+        for col, v in (
+            (M_CONTENDED, mu.contended),
+            (M_WAIT_NS, mu.wait_ns),
+            (M_STEALS, mu.steals),
+            (M_HANDOFFS, mu.handoffs),
+            (M_SPIN_ACQUIRED, mu.spin_acquired),
+        ):
+            co.mtx[row, col] = v
 
 
 def fold_task(task: Task, row: Any) -> None:

@@ -48,7 +48,12 @@ K_SLOT_ID0 = 15
 K_SLOT_ID1 = 16
 #: 17: the slot of the enclave a ``SVC_CHUNK``/``SVC_STORE`` concerns (``reclaim.py``)
 K_SVC_E = 17
-#: 18-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
+#: 18: the enclave's backing file's record width (``EnclaveBacking._width``; 0 until its
+#: first record): ``get_backing`` gives a chunk its row only once the file has one, and the
+#: file's first record is stored by Python (``SVC_STORE``: ``store`` lays the file out;
+#: PATHS.md "Two enclaves in the regime", item 5, session ``twoencl3``)
+K_B_WIDTH = 18
+#: 19-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
 K_FT_N = 24  #: points in ``ft``
 K_WARN_N = 25  #: rows in ``warn``
 K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
@@ -100,7 +105,7 @@ N_KC = 52
 #: checks that no compiled function reads one of them from ``kc``.
 ENCLAVE_COLUMNS = (
     K_SECS_EPC, K_CHILD_CNT, K_SECS_CHILDREN, K_REFCOUNT, K_EPOCH, K_TRACKING, K_EID,
-    K_ENCL_ID, K_INITIALIZED, K_VA_ROW, K_NR_RECORDS, K_CPUMASK, K_INSIDE, K_BASE,
+    K_ENCL_ID, K_INITIALIZED, K_VA_ROW, K_NR_RECORDS, K_CPUMASK, K_INSIDE, K_BASE, K_B_WIDTH,
 )  # fmt: skip
 
 # -- rc: what belongs to one reclaimer (``reclaim.py``: row 0 ksgxd, row 1 direct reclaim) --

@@ -39,7 +39,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.thread_bridge import drive_serving
+from epcsim.fast.driver.slots import drive_slots
 
 _K_INDEX = {name: i for i, name in enumerate(K.COUNTERS)}
 _T_INDEX = {name: i for i, name in enumerate(T.TCOUNTERS)}
@@ -73,20 +73,30 @@ class CoreView:
 
 
 def drive_observed(
-    owner: Any, sv: Any, system: Any, encl: Any, co: Any, ks: Any, ts: Any, pending: int
+    owner: Any,
+    sv: Any,
+    system: Any,
+    encls: Any,
+    co: Any,
+    kt: Any,
+    ts: Any,
+    tslot: int,
+    pending: int,
 ) -> tuple[int, Any]:
-    """``drive_serving``, and at each stop before an observer's event (``HB_DEADLINE``
-    with it at the head) that event processed (``observe_head``) with ``owner.observed``
-    the core's view, then the drive goes on; returns as ``drive_serving``."""
+    """``slots.drive_slots`` (the enclave slots ``encls``, ``kt``; the thread's ``tslot``),
+    and at each stop before an observer's event (``HB_DEADLINE`` with it at the head) that
+    event processed (``observe_head``) with ``owner.observed`` the core's view, then the
+    drive goes on; returns as ``drive_slots``. (The counters and the free count are global:
+    any slot's ``KState`` holds them.)"""
     while True:
-        rc, ks = drive_serving(owner.drive, system, encl, co, ks, ts, pending, {})
+        rc, kt = drive_slots(owner.drive, system, encls, co, kt, ts, tslot, pending, {})
         clk = co.clk
         if rc != HANDED_BACK or int(clk[C_HB]) != HB_DEADLINE:
-            return rc, ks
-        owner.observed = CoreView(system, ks, ts)
+            return rc, kt
+        owner.observed = CoreView(system, kt[tslot], ts)
         try:
             if not observe_head(sv):
-                return rc, ks  # an until event: the caller hands back
+                return rc, kt  # an until event: the caller hands back
             owner.observed_events += 1
             # the new head an observer's too (the sampler's condition, scheduled by its
             # timeout, with nothing of the core's between): ``next_resume`` would stop

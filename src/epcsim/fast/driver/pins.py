@@ -57,7 +57,12 @@ def check_no_direct_pins(co: Any, ks: Any, ts: Any, t: int) -> None:
     that is the SECS's last child (``secs_child_cnt == 1``), so no page of the direct
     batch is pinned then; and a served task stops at its next page top (``TC_HOOK`` 2)
     before M1 could start another batch. So nothing of ``batch[1]`` is missing from the
-    dict while Python runs. A defect guard: ``RuntimeError`` if it ever is."""
+    dict while Python runs. A defect guard: ``RuntimeError`` if it ever is.
+
+    With one enclave only (session ``twoencl3``): with two, ksgxd's ``KB_SECS`` of one
+    enclave says nothing of the direct batch's pages of the other, so the user path no
+    longer calls this; ``stream_ksgxd.Session.fold_pins`` writes the direct batch's pins
+    into their enclaves' dicts instead, as ksgxd's."""
     if ts is None or int(ts.tc[TC_MODE]) < MODE_TRIM or int(co.tasks[t, T_PC]) != P_DIRECT:
         return
     row = R.RECLAIM_DIRECT

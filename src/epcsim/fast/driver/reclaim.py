@@ -62,6 +62,7 @@ from epcsim.fast.driver.kstate import (
     CN_SCANNED,
     CN_YOUNG,
     K_AGE_CHECK,
+    K_B_WIDTH,
     K_BACKING_ALLOC,
     K_CHILD_CNT,
     K_CPUMASK,
@@ -261,7 +262,9 @@ def reclaim_run(sp, kq, t, r):
             i = rw[RC_I]
             index = batch[i, 1]
             c = index // backing_ops.CHUNK
-            if ks.b_chunk_row[c] < 0:  # sgx_encl_alloc_backing: the chunk's row (Python)
+            # sgx_encl_alloc_backing: the chunk's row (Python), once the file has a width
+            # (``get_backing``: a file's first record is ``store``'s, at D: ``SVC_STORE``)
+            if ke[K_B_WIDTH] != 0 and ks.b_chunk_row[c] < 0:
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
                 kc[K_SVC_E] = es
@@ -335,8 +338,10 @@ def reclaim_run(sp, kq, t, r):
                 return _rstop(st, ks, t, r, pc, KB_SECS, batch[i, 0])
             c = batch[i, 1] // backing_ops.CHUNK
             # the chunk's row is B's (P_BACKING_RUN); here only for a batch whose B ran
-            # before the file's first record gave it a width (``EnclaveBacking.get_backing``)
-            if ks.b_chunk_row[c] < 0:
+            # before the file's first record gave it a width (``EnclaveBacking.get_backing``);
+            # a file still without one stores its first record through Python (below:
+            # ``backing_store`` finds no row, ``SVC_STORE``, which lays the file out)
+            if ke[K_B_WIDTH] != 0 and ks.b_chunk_row[c] < 0:
                 kc[K_SVC] = SVC_CHUNK
                 kc[K_SVC_ARG] = c
                 kc[K_SVC_E] = es
@@ -455,7 +460,9 @@ def reclaim_run(sp, kq, t, r):
                 ks.b_high_row, ks.b_high, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen,
                 index, batch[i, 2], ct8, rw[RC_PACKED], mac16,
             )  # fmt: skip
-            if got < 0:  # NEED_PYTHON (a PCMD lost, a raw record): Python stores it sealed
+            # NEED_PYTHON (a PCMD lost, a raw record) or, in a file without a record yet,
+            # NEED_CHUNK (its first record sets its width): Python stores it sealed
+            if got < 0:
                 seal_record(ks, r, index)
                 kc[K_SVC] = SVC_STORE
                 kc[K_SVC_ARG] = i

@@ -14,6 +14,7 @@ attributes it reads are ``Session.__init__``'s. ``stream.py``'s, ``core_stream.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Gen
@@ -43,15 +44,17 @@ class SessionStops:
     owner: StreamCore
     system: System
     thread: Task
-    encl: Any
+    encls: list[Any]
+    kt: Any
     co: Any
-    ks: Any
     ts: Any
     high: int
     parked: list[Any]
     sv: Served
     _hook_proc: Any
-    _pins: list[int]
+    _pins: dict[int, list[tuple[Any, int]]]
+    _unpin: Callable[[int], None]
+    ksgxd_out: bool
     thread_end: tuple[int, int] | None
 
     def on_stop(self, t: int) -> Gen:
@@ -65,6 +68,7 @@ class SessionStops:
         forever (an ended process would take an eid the reference does not)."""
         if t == THREAD:
             return self._thread_stopped()
+        self.ksgxd_out = True  # its generator from here (``fold_pins`` leaves its row)
         co = self.co
         hb = int(co.clk[C_HB])
         if hb == 0 and self.parked:
@@ -72,7 +76,7 @@ class SessionStops:
         if hb not in (0, 100 + K.KB_TOP, 100 + K.KB_SECS, 100 + K.KB_RELEASE):
             # KB_UNEXPECTED only: its sites are proven unreachable (ksgxd.py's docstring)
             raise RuntimeError(
-                f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.ks.kc[K.K_HB])]}"
+                f"fast_core: ksgxd served stopped at {K.KB_NAMES[int(self.kt[0].kc[K.K_HB])]}"
             )
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
         if self.owner.session is self:
@@ -107,13 +111,16 @@ class SessionStops:
         task = sgx.ksgxd_task
         assert task is not None
         co = self.co
-        rw = self.ks.rc[0]  # ksgxd's row (reclaim.py)
+        ks = self.kt[0]
+        rw = ks.rc[0]  # ksgxd's row (reclaim.py)
         j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-        rows = self.ks.batch[0, :nk, :3].tolist()
-        encl = self.encl
-        for index in self._pins:
-            encl.backing._pinned_gen.pop(index, None)
-        self._pins = []
+        # each kept page with its own enclave (its slot, ``batch[:, 3]``: PATHS.md "Two
+        # enclaves in the regime", session ``twoencl3``)
+        rows = [
+            (page, self.encls[slot], index, pinned)
+            for page, index, pinned, slot in ks.batch[0, :nk, :4].tolist()
+        ]
+        self._unpin(0)
         pc = int(co.tasks[KSGXD, T_PC])
         written = pc == KM.P_D_UNLOCKED  # KB_RELEASE: page j written back, unlocked
         # KB_SECS at P_STORED: page j's EWB done (its record stored, its pin dropped) under
@@ -122,9 +129,9 @@ class SessionStops:
         if pc == KM.P_STORED:
             ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
             self.owner.stored_stops += 1
-        for _page, index, pinned in rows[j + (written or ewbed is not None) :]:
+        for _page, encl, index, pinned in rows[j + (written or ewbed is not None) :]:
             encl.backing._pinned_gen[index] = pinned
-        kept = [(page, encl, index) for page, index, _ in rows]
+        kept = [(page, encl, index) for page, encl, index, _ in rows]
         if code == K.KB_RELEASE:
             self.owner.release_stops += 1
         if pc == KM.P_AGE_RUN:
@@ -134,7 +141,9 @@ class SessionStops:
             # (the machine stops there only then; anything else is a defect)
             if code != K.KB_RELEASE or nk != 0 or j != int(rw[K.RC_NB]) - 1:
                 raise RuntimeError("fast_core: ksgxd stopped in its age check otherwise")
-            return _released_young(encl, task)
+            # the young page's own enclave (its slot: the batch's row j, not compacted)
+            young = self.encls[int(ks.batch[0, j, 3])]
+            return _released_young(young, task)
         return sgx_reclaim_write_back(sgx, task, kept, j, written, ewbed)
 
     def _thread_stopped(self) -> Gen:
@@ -142,17 +151,19 @@ class SessionStops:
         under ``encl->lock`` the fault's rest runs here, in Python (the reference's code
         from the lock on: ``EnclaveThread.fault_locked``)."""
         co = self.co
-        code = int(self.ks.kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
+        code = int(self.kt[0].kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
         pc = int(co.tasks[THREAD, T_PC])
         ts = self.ts
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         if int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM:  # an ioctl loop (MODIFY_TYPES, REMOVE_PAGES)
+            from epcsim.fast.driver.add import P_ADIRECT
             from epcsim.fast.driver.stream_stops import END_DIRECT, END_LOCKED, _trim_locked
             from epcsim.fast.driver.trim import P_DIRECT
 
-            # MODIFY_TYPES' page from _load on, or its direct batch's rest: _page_loop's
+            # MODIFY_TYPES' page from _load on, or its direct batch's rest (ADD_PAGES' too,
+            # whose batch may evict the other enclave's SECS): _page_loop's, the add loop's
             end = END_LOCKED if _trim_locked(code, pc) else None
-            if code == K.KB_SECS and pc == P_DIRECT:
+            if code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT):
                 end = END_DIRECT
             if end is not None:
                 co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0

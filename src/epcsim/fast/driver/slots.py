@@ -12,11 +12,13 @@ chunk's row or a record stored in *that* enclave's file; a VA row, a full buffer
 The fold is ``bridge._fold`` per slot (its global part folds once: ``fold_kernel``'s
 deltas are zeroed when folded).
 
-What uses two slots today: ``bridge.run_ksgxd`` (ksgxd alone, the tests' direct entry:
-``tests/fast/test_two_enclaves_core.py``). The user path's entries (``CoreStream``,
-``run_pair``) still build ``kstate.slots(ks)`` of their one enclave: the thread's and the
-ioctl machines' own slot, the served sessions and ``core_regime`` are what is left
-(PATHS.md, "What is built").
+What uses two slots: ``bridge.run_ksgxd`` (ksgxd alone, the tests' direct entry:
+``tests/fast/test_two_enclaves_core.py``) and, since session ``twoencl3``, the user path -
+``stream_ksgxd.Session`` over ``sgx.enclaves``' slots, its entries and served steps taking,
+folding and serving each slot (``refresh_slots``, ``take_slots``, ``fold_slots``,
+``serve_thread_slots``, ``drive_slots``), the regime's files by ``file_ok`` and SECS states
+by ``secs_of`` (``tests/fast/test_two_enclaves_user.py``). The tests' other direct entries
+(``thread_bridge.run_thread``/``run_pair``, ``served_ksgxd``) keep one enclave.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from epcsim.fast.driver.bridge import (
     _kernel_state,
     _refuse,
     _serve,
+    fold_kernel,
+    refresh_layout,
     take_ids,
     take_small,
 )
@@ -90,10 +94,38 @@ def _check_enclave(system: System, encl: Any, fifo: bool = False) -> Any:
     st = system.cpu.secs_state(encl.secs_epc)
     if st.inside or st.tracking or st.busy_tcs:
         _refuse("an LP is inside the enclave or an ETRACK epoch is open")
-    b = encl.backing
-    if b._width != 8 or b._eid != st.eid:
+    if not file_ok(encl, st):
         _refuse("the backing store holds no 8-byte record of this enclave yet")
     return st
+
+
+def file_ok(encl: Any, secs: Any) -> bool:
+    """The enclave's backing file as the machines take it: laid out for this enclave's
+    8-byte records, or without any record yet - its first is stored by Python through the
+    machines' ``SVC_STORE``, which lays it out (PATHS.md "Two enclaves in the regime", item
+    5; session ``twoencl3``)."""
+    b = encl.backing
+    if b._width == 0:
+        return b.nr_records == 0 and not b._odd
+    return b._width == 8 and b._eid == secs.eid
+
+
+def secs_of(system: System, encl: Any) -> Any:
+    """The enclave's SECS state (``SecsState``), resident or evicted: the CPU keeps it by
+    EID across an eviction (``SgxCpu.secs_by_eid``), and an evicted SECS's EID is its
+    file's (its record's PCMD; ``EnclaveBacking._eid``). None if neither is known."""
+    cpu = system.cpu
+    if encl.secs_epc >= 0:
+        return cpu.secs_at.get(encl.secs_epc)
+    eid = encl.backing._eid
+    return None if eid is None else cpu.secs_by_eid.get(eid)
+
+
+def resident_secs(system: System, encl: Any) -> int:
+    """``ke[K_SECS_EPC]`` of the enclave's slot: its SECS page while resident, -1 while
+    evicted or written back with its EREMOVE to come (no longer in ``SgxCpu.secs_at``)."""
+    e = encl.secs_epc
+    return e if e >= 0 and e in system.cpu.secs_at else -1
 
 
 def kernel_slots(system: System, pairs: list[tuple[Any, Any]]) -> tuple[Any, Any]:
@@ -141,4 +173,87 @@ def serve_slots(system: System, encls: list[Any], kt: Any, counts: dict[str, int
     return (ks0, kt[1]._replace(vp_epc=ks0.vp_epc, vp_row=ks0.vp_row))
 
 
-__all__ = ["check_slots", "kernel_slots", "serve_slots", "slot_state"]
+def refresh_slots(system: System, encls: Any, kt: Any, nblocks: int) -> tuple[Any, int]:
+    """``bridge.refresh_layout`` per slot: each slot's arrays those its enclave's and the
+    global objects hold now (a replaced global array is replaced in every slot; the typed
+    list of VA blocks, shared, grows once)."""
+    ks0, nblocks = refresh_layout(system, encls[0], kt[0], nblocks)
+    if kt[1] is kt[0]:
+        return K.slots(ks0), nblocks
+    ks1, nblocks = refresh_layout(system, encls[1], kt[1], nblocks)
+    return (ks0, ks1), nblocks
+
+
+def take_slots(system: System, encls: Any, secss: Any, kt: Any) -> None:
+    """``bridge.take_small`` per slot (the global scalars once more: the same values) and
+    each slot's ``K_SECS_EPC`` (``resident_secs``); a slot whose SECS state is unknown
+    (``secs_of`` None: never in the regime) is left."""
+    for s in range(len(encls)):
+        ks = kt[s]
+        if secss[s] is not None:
+            take_small(system, encls[s], secss[s], ks)
+        ks.ke[K.K_SECS_EPC] = resident_secs(system, encls[s])
+
+
+def fold_slots(system: System, encls: Any, secss: Any, kt: Any, skip: int = -1) -> None:
+    """``bridge.fold_kernel`` per slot but ``skip`` (the thread's, which ``fold_thread``
+    folds): its global deltas fold once (zeroed when folded)."""
+    for s in range(len(encls)):
+        if s != skip and secss[s] is not None:
+            fold_kernel(system, encls[s], secss[s], kt[s])
+
+
+def serve_thread_slots(
+    system: System, encls: Any, kt: Any, ts: Any, tslot: int, counts: dict[str, int]
+) -> Any:
+    """The thread's requests (``thread_bridge._serve_thread``'s: an unseal, a truncation, a
+    full latency buffer) in its own slot; the kernel's ones as ``serve_slots``."""
+    from epcsim.fast.driver.thread_bridge import _serve_thread
+
+    if int(kt[0].kc[K.K_SVC]) in (K.SVC_LAT_FULL, K.SVC_TRUNCATE, K.SVC_UNSEAL):
+        _serve_thread(system, encls[tslot], kt[tslot], ts, counts)  # no array replaced
+        return kt
+    return serve_slots(system, encls, kt, counts)
+
+
+def drive_slots(
+    drive_fn: Any,
+    system: System,
+    encls: Any,
+    co: Any,
+    kt: Any,
+    ts: Any,
+    tslot: int,
+    pending: int,
+    counts: dict[str, int],
+) -> tuple[int, Any]:
+    """``thread_bridge.drive_serving`` over the slots: drive the pair until the core stops
+    for something other than a Python service, each request served in the slot it names
+    (the thread's in its own). Returns the core's code and the slots' tuple."""
+    from epcsim.fast.driver.thread_bridge import SERVE, THREAD
+
+    while True:
+        rc = drive_fn(co, kt, ts, pending)
+        if rc > SERVE:
+            return rc, kt
+        if rc == SERVE - THREAD:
+            kt = serve_thread_slots(system, encls, kt, ts, tslot, counts)
+        else:
+            kt = serve_slots(system, encls, kt, counts)
+        pending = SERVE - rc
+
+
+__all__ = [
+    "check_slots",
+    "drive_slots",
+    "file_ok",
+    "fold_slots",
+    "kernel_slots",
+    "refresh_slots",
+    "resident_secs",
+    "secs_of",
+    "serve_slots",
+    "serve_thread_slots",
+    "slot_state",
+    "take_slots",
+]

@@ -30,7 +30,7 @@ The pair (2026-11-26, issue 9 session ``upair``; the rest of its decisions are
   sgx_should_reclaim(high)``), ``StreamCore.ksgxd_at_check`` gives it a generator that
   serves its machine from ``ksgxd.P_CHECK`` *inside ksgxd's own process* (``yield
   from``: a new process would take an eid the reference does not), when a batch is due
-  and the machine's regime holds (``_served_regime``: the one enclave initialized, nobody
+  and the machine's regime holds (``_served_regime``: the session's enclaves built, nobody
   waiting for a CPU; ``_static_regime``; one EPC node; the process running is ksgxd's).
   The hook then finds a session to move (``to_core``) at the thread's next loop top.
   Where the machine hands ksgxd back - asleep at K0, ``KB_TOP``, ``KB_SECS`` - that
@@ -91,13 +91,9 @@ from epcsim.fast.cosim.served import Served
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.auto import auto_engages, machines_warm
-from epcsim.fast.driver.bridge import (
-    _kernel_state,
-    refresh_layout,
-    take_small,
-)
 from epcsim.fast.driver.core_regime import _static_regime
 from epcsim.fast.driver.core_stream import CoreStream
+from epcsim.fast.driver.slots import kernel_slots, refresh_slots, secs_of, take_slots
 from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
 from epcsim.fast.driver.thread_bridge import (
     KSGXD,
@@ -220,6 +216,10 @@ class StreamCore:
         #: pages ksgxd wrote back on the core (its batches' ``ksgxd_pages_reclaimed`` while
         #: there; like ``accesses``, not a ``stats()`` counter)
         self.ksgxd_pages = 0
+        #: records the core's calls wrote into the backing file of an enclave other than the
+        #: caller's (its slot's ``K_NR_RECORDS``; the pages of the other enclave written
+        #: back on the core: PATHS.md "Two enclaves in the regime", session ``twoencl3``)
+        self.foreign_records = 0
         #: pair calls that ended with ksgxd before the SECS's eviction (``KB_SECS``): the
         #: thread served to its loop top, ksgxd's generator from that page
         self.secs_stops = 0
@@ -251,53 +251,65 @@ class StreamCore:
         self.stored_stops = 0
         #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
         self.session: Session | None = None
-        #: the kernel's ``KState``, kept across entries: ``(encl, secs, ks)``
-        self._kstate: tuple[Any, Any, Any, int] | None = None
+        #: the slots' ``KState`` tuple, kept across entries: ``(encls, secs states, kt,
+        #: VA blocks)`` (``kernel_slots``)
+        self._kstate: tuple[list[Any], list[Any], Any, int] | None = None
         #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
         #: dispatcher call types the ~45 arrays of ``KState`` each time, ~0.5 ms)
         self._drive: dict[tuple[Any, ...], Any] = {}
         #: the served machines' entry points (``machine``), the same way
         self._machines: dict[tuple[Any, ...], Any] = {}
 
-    def drive(self, co: Any, ks: Any, ts: Any, pending: int) -> int:
+    def drive(self, co: Any, kt: Any, ts: Any, pending: int) -> int:
         """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
-        overload depends on (each array's dtype, dimensions and layout)."""
-        key = _layout(co, ks, ts)
+        overload depends on (each array's dtype, dimensions and layout); ``kt`` the slots'
+        tuple (``kstate.N_SLOTS``)."""
+        key = _layout(co, *kt, ts)
         fn = self._drive.get(key)
         if fn is None:
-            fn = self._drive[key] = entry_point(drive, co, K.slots(ks), ts, pending)
-        return int(fn(co, K.slots(ks), ts, pending))
+            fn = self._drive[key] = entry_point(drive, co, kt, ts, pending)
+        return int(fn(co, kt, ts, pending))
 
-    def machine(self, fn: Any, co: Any, ks: Any, ts: Any, t: int) -> Any:
+    def machine(self, fn: Any, co: Any, kt: Any, ts: Any, t: int) -> Any:
         """A served machine's compiled entry point (``Session.step``: ``ksgxd_resume`` with
-        ``ts`` None, ``thread_resume``) for these arguments' layout, kept across sessions.
-        Why (session ``deadline``): ``jit.entry_point`` types the ~45 arrays of ``KState``
-        (~1.8 ms), and a session is begun at each entry from ksgxd asleep - under 200 us
-        ``run(until=)`` slices about one a slice, 2.3 of 8.0 s of a one-thread run."""
-        parts = (co, ks) if ts is None else (co, ks, ts)
+        ``ts`` None, ``thread_resume``) for these arguments' layout (``kt`` the slots'
+        tuple), kept across sessions. Why (session ``deadline``): ``jit.entry_point`` types
+        the ~45 arrays of ``KState`` (~1.8 ms), and a session is begun at each entry from
+        ksgxd asleep - under 200 us ``run(until=)`` slices about one a slice, 2.3 of 8.0 s
+        of a one-thread run."""
+        parts = (co, *kt) if ts is None else (co, *kt, ts)
         key = (fn, *_layout(*parts))
         ep = self._machines.get(key)
         if ep is None:
-            args = (co, K.slots(ks)) if ts is None else (co, K.slots(ks), ts)
+            args = (co, kt) if ts is None else (co, kt, ts)
             ep = self._machines[key] = entry_point(fn, *args, t)
         return ep
 
-    def kernel_state(self, encl: Any, secs: Any) -> Any:
-        """The ``KState`` of a pair call's entry: built once per enclave and SECS (the big
-        arrays, the typed lists, the sealing keys, the costs; ~0.3-0.5 ms), then brought
-        up to date at each entry - a layout change by identity (``refresh_layout``), the
-        scalars by ``take_small`` - as around a served step (PATHS.md "Next" item 2)."""
+    def kernel_slots(self, encls: list[Any]) -> Any:
+        """The slots' ``KState`` tuple of a pair call's entry (``encls`` in slot order, each
+        with its SECS state, ``slots.secs_of``): built once per enclave set and SECS
+        states (the big arrays, the typed lists, the sealing keys, the costs; ~0.3-0.5 ms
+        a slot), then brought up to date at each entry - a layout change by identity
+        (``slots.refresh_slots``), the scalars by ``take_slots`` - as around a served step
+        (PATHS.md "Next" item 2; per slot since session ``twoencl3``)."""
         system = self.system
+        secss = [secs_of(system, e) for e in encls]
         cached = self._kstate
-        if cached is not None and cached[0] is encl and cached[1] is secs:
-            ks, nblk = refresh_layout(system, encl, cached[2], cached[3])
-            take_small(system, encl, secs, ks)
-            ks.kc[K.K_HB] = ks.kc[K.K_HB_PAGE] = ks.kc[K.K_SVC] = 0
+        if (
+            cached is not None
+            and len(cached[0]) == len(encls)
+            and all(a is b for a, b in zip(cached[0], encls, strict=True))
+            and all(a is b for a, b in zip(cached[1], secss, strict=True))
+        ):
+            kt, nblk = refresh_slots(system, encls, cached[2], cached[3])
+            take_slots(system, encls, secss, kt)
+            kc = kt[0].kc
+            kc[K.K_HB] = kc[K.K_HB_PAGE] = kc[K.K_SVC] = 0
         else:
-            ks = _kernel_state(system, encl, secs)
+            kt = kernel_slots(system, list(zip(encls, secss, strict=True)))
             nblk = len(system.cpu.va.blocks)
-        self._kstate = (encl, secs, ks, nblk)
-        return ks
+        self._kstate = (list(encls), secss, kt, nblk)
+        return kt
 
     def ksgxd_at_check(self, task: Any, high: int) -> Gen | None:
         """``Sgx._ksgxd``'s hook at K0's check (module docstring, "ksgxd awake in its
@@ -312,20 +324,17 @@ class StreamCore:
         sgx = system.sgx
         if not sgx.should_reclaim(high) or len(sgx.epc.nodes) != 1:
             return None
-        if len(sgx.enclaves) != 1:
+        encls = list(sgx.enclaves.values())
+        if not 1 <= len(encls) <= K.N_SLOTS:
             return None
-        encl = next(iter(sgx.enclaves.values()))
-        if not _worth_serving(system) or not _served_regime(system, encl):
+        if not _worth_serving(system) or not _served_regime(system, encls):
             return None
         if not _static_regime(system):
-            return None
-        if (encl.base + encl.size) >> 12 >= 0xFFFFFFFF:
             return None
         proc = system.machine.env.active_process
         if proc is None or not _ksgxds_process(proc, sys._getframe(1)):
             return None  # not run by its own process (a continuation run inline)
-        secs = system.cpu.secs_state(encl.secs_epc)
-        sess = self.session = Session.at_check(self, encl, secs, high)
+        sess = self.session = Session.at_check(self, encls, high)
         self.k0_entries += 1
         return sess.serve_at_check()
 
@@ -335,9 +344,9 @@ class StreamCore:
             self.on = True
         return self.on
 
-    def keep(self, encl: Any, secs: Any, ks: Any, nblk: int) -> None:
-        """The session's ``KState`` (``refresh_layout`` may have replaced it) for the next."""
-        self._kstate = (encl, secs, ks, nblk)
+    def keep(self, sess: Session) -> None:
+        """The session's slots (``refresh_slots`` may have replaced them) for the next."""
+        self._kstate = (list(sess.encls), list(sess.secss), sess.kt, sess.nblk)
 
     def stream(self, thread: Task, pages: np.ndarray, writes: np.ndarray, encl: Any = None) -> Any:
         """A ``CoreStream`` for this stream, or None where the structure excludes the core
@@ -352,7 +361,8 @@ class StreamCore:
             return None
         if system.cpu.content_mode != "tag" or sgx.flood is not None:
             return None
-        if len(sgx.enclaves) != 1 or encl is not next(iter(sgx.enclaves.values())):
+        # up to two enclaves, one slot each (PATHS.md "Two enclaves in the regime")
+        if len(sgx.enclaves) > K.N_SLOTS or all(e is not encl for e in sgx.enclaves.values()):
             return None
         if len(sgx.epc.nodes) != 1 or not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue):
             return None

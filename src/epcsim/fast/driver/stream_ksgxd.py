@@ -40,16 +40,26 @@ from epcsim.fast.cosim.transfer_to_core import _frame_locals
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.bridge import _serve, fold_kernel, refresh_layout, take_small
+from epcsim.fast.driver.add import P_ADIRECT
 from epcsim.fast.driver.core_regime import _built_or_building
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
-from epcsim.fast.driver.pins import check_no_direct_pins, pinned_rows
+from epcsim.fast.driver.pins import pinned_rows
+from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
 from epcsim.fast.driver.session_stops import SessionStops
+from epcsim.fast.driver.slots import (
+    fold_slots,
+    refresh_slots,
+    secs_of,
+    serve_slots,
+    serve_thread_slots,
+    take_slots,
+)
 from epcsim.fast.driver.thread import thread_resume
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, _serve_thread, entered
+from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, entered
 from epcsim.fast.driver.thread_fold import fold_thread
 from epcsim.fast.driver.thread_pc import P_TOP
+from epcsim.fast.driver.trim import P_DIRECT
 from epcsim.kernel.main import Sgx
 from epcsim.kernel.policy import KernelLru
 
@@ -67,22 +77,28 @@ class Session(SessionStops):
     def __init__(
         self,
         owner: StreamCore,
-        encl: Any,
+        encls: list[Any],
         thread: Task,
         co: Any,
-        ks: Any,
+        kt: Any,
         high: int,
         parked: list[Any],
         mode: str = "core",
+        tslot: int = 0,
     ):
         self.owner = owner
         self.system = owner.system
         #: the stream's thread (task 0): a placeholder ``Task`` that never runs while no
         #: stream has taken a session entered at K0 over (``adopt``)
         self.thread = thread
-        self.encl = encl
+        #: the enclaves in slot order (``sgx.enclaves``' at the session's begin: PATHS.md
+        #: "Two enclaves in the regime", session ``twoencl3``), the slots' ``KState`` tuple,
+        #: each slot's SECS state (``slots.secs_of``) and the thread's slot
+        self.encls = list(encls)
+        self.kt = kt
+        self.secss: list[Any] = [secs_of(owner.system, e) for e in encls]
+        self.tslot = tslot
         self.co = co
-        self.ks = ks
         self.ts: Any = None
         nblk = owner._kstate[3] if owner._kstate is not None else None
         self.nblk = len(owner.system.cpu.va.blocks) if nblk is None else nblk
@@ -92,11 +108,11 @@ class Session(SessionStops):
         #: ksgxd's own generator's wait, put aside (entered from ksgxd asleep); empty when
         #: entered at K0's check from the running generator
         self.parked = parked
-        kt = sgx.ksgxd_task
-        mutex = encl.lock
-        assert kt is not None and isinstance(mutex, LinuxMutex | FifoMutex)
+        kt_ = sgx.ksgxd_task
+        locks = [e.lock for e in encls]
+        assert kt_ is not None and all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
         self.sv = Served(
-            co, owner.system.machine, [thread, kt], [mutex], [sgx.ksgxd_waitq], self.step,
+            co, owner.system.machine, [thread, kt_], locks, [sgx.ksgxd_waitq], self.step,
             mode=mode, on_stop=self.on_stop,
         )  # fmt: skip
         #: the process that entered at K0's check (``serve_at_check``), while it still runs
@@ -104,84 +120,152 @@ class Session(SessionStops):
         self._hook_proc: Any = None
         self._kmachine: Any = None
         self._tmachine: Any = None
-        #: the backing indices this session wrote into ``EnclaveBacking._pinned_gen``
-        self._pins: list[int] = []
-        #: the SECS's state (``SecsState``, kept by the CPU across its evictions): the
-        #: thread served after ``KB_SECS`` may step while the SECS is written back
-        self._secs: Any = owner.system.cpu.secs_at.get(encl.secs_epc)
+        #: the ``(enclave, backing index)`` pins this session wrote into each enclave's
+        #: ``EnclaveBacking._pinned_gen``, per reclaimer row (``fold_pins``)
+        self._pins: dict[int, list[tuple[Any, int]]] = {0: [], RECLAIM_DIRECT: []}
+        #: ksgxd's machine handed back to its generator (``on_stop``): its batch row is no
+        #: longer the session's (``fold_pins``)
+        self.ksgxd_out = False
         #: the thread served to its stop (``CoreStream.run``, after ``KB_SECS``): the stop's
         #: ``kstate.KB_*`` code and how the stream goes on (``user.thread.STREAM_*``)
         self.thread_end: tuple[int, int] | None = None
 
+    @property
+    def encl(self) -> Any:
+        """The thread's enclave (slot ``tslot``)."""
+        return self.encls[self.tslot]
+
+    @property
+    def ks(self) -> Any:
+        """The thread's slot's ``KState`` (its global fields are every slot's)."""
+        return self.kt[self.tslot]
+
+    @property
+    def _secs(self) -> Any:
+        """The thread's SECS state (kept by the CPU across its evictions): the thread served
+        after ``KB_SECS`` may step while the SECS is written back."""
+        return self.secss[self.tslot]
+
+    @_secs.setter
+    def _secs(self, secs: Any) -> None:
+        self.secss[self.tslot] = secs
+
+    def same_enclaves(self) -> bool:
+        """The enclave set is the session's (its slots): none created or released since
+        (PATHS.md "Two enclaves", item 6: a session is not rebuilt; a changed set leaves
+        the served machine to stop at its next K0, ``_served_regime``)."""
+        cur = self.system.sgx.enclaves
+        return len(cur) == len(self.encls) and all(
+            a is b for a, b in zip(cur.values(), self.encls, strict=True)
+        )
+
     def adopt(self, thread: Task, encl: Any) -> bool:
         """``CoreStream.run`` taking the session over for its thread (module docstring,
         "Which thread"): possible while no thread is served in it (task 0 has no process),
-        the thread - or the ioctl's task - of the session's enclave ``encl``. The thread
-        row's arrays are ``to_core``'s. With ``fast_core="auto"``, not while serving is not
-        worth it (``_worth_serving``): the stream's iteration then runs in Python and the
-        served ksgxd stops at its next K0 (its ``K_TOP_STOP``), which a stream taking the
-        session would clear - the demo's MODIFY_TYPES calls without direct reclaim (~1 page
-        each) kept ksgxd served for the whole trim that way, ~2.5x that run's CPU
-        (BENCHMARKS.md, ``demo5``)."""
+        the thread - or the ioctl's task - of one of the session's enclaves, the enclave
+        set unchanged (``same_enclaves``). The thread row's arrays are ``to_core``'s. With
+        ``fast_core="auto"``, not while serving is not worth it (``_worth_serving``): the
+        stream's iteration then runs in Python and the served ksgxd stops at its next K0
+        (its ``K_TOP_STOP``), which a stream taking the session would clear - the demo's
+        MODIFY_TYPES calls without direct reclaim (~1 page each) kept ksgxd served for the
+        whole trim that way, ~2.5x that run's CPU (BENCHMARKS.md, ``demo5``)."""
         owner = self.owner
         if owner.auto and not _worth_serving(owner.system):
             return False
-        if thread is self.thread:
-            return True
-        if encl is not self.encl or self.sv.procs[THREAD] is not None:
+        if not self.same_enclaves():
             return False
+        if thread is self.thread and encl is self.encl:
+            return True
+        if self.sv.procs[THREAD] is not None:
+            return False
+        slot = next((s for s, e in enumerate(self.encls) if e is encl), -1)
+        if slot < 0:
+            return False
+        self.tslot = slot
         self.thread = thread
         self.sv.tasks[THREAD] = thread
         return True
 
     def fit_trace(self) -> None:
-        """The core's mutex trace buffer as ``encl->lock``'s trace is now (on or off): a
-        session entered at K0 may predate the trace being turned on (its size is what
+        """The core's mutex trace buffer as the enclaves' locks' traces are now (on or off):
+        a session entered at K0 may predate the trace being turned on (its size is what
         ``take_engine`` gives; ``to_core`` starts it empty)."""
-        want = (1 << 16) if self.encl.lock.trace is not None else 0
+        want = (1 << 16) if any(e.lock.trace is not None for e in self.encls) else 0
         if self.co.trace.shape[0] != want:
             self.co = self.co._replace(trace=np.zeros((want, 4), np.int64))
             self.sv.st = self.co
 
     def fold_pins(self) -> None:
-        """``EnclaveBacking._pinned_gen`` as the reference's ksgxd leaves it at this point of
-        its batch: ``get_backing`` pins a page's PCMD generation in phase B, ``store`` drops
-        it in D; the machine keeps them in its batch (``batch[:, 2]``) and stores through
-        the compiled op, so while it is mid-batch under SimPy the dict is written from the
-        batch (the pages kept so far in B, all kept ones in C, those not yet stored in D)."""
-        pinned = self.encl.backing._pinned_gen
-        for index in self._pins:
-            pinned.pop(index, None)
-        ks = self.ks
-        rows = pinned_rows(ks, 0, int(self.co.tasks[KSGXD, T_PC]))  # ksgxd's row, pc mirrored
-        batch = ks.batch[0]
-        self._pins = []
-        for r in rows:
-            index, gen = int(batch[r, 1]), int(batch[r, 2])
-            if gen >= 0:
-                pinned[index] = gen
-                self._pins.append(index)
+        """``EnclaveBacking._pinned_gen`` as the reference's reclaimers leave it at this point
+        of their batches: ``get_backing`` pins a page's PCMD generation in phase B, ``store``
+        drops it in D; the machine keeps them in its batch (``batch[:, 2]``, the page's slot
+        in ``batch[:, 3]``: the pin is in *its* enclave's file) and stores through the
+        compiled op, so while a batch is a machine and Python runs, the dicts are written
+        from it (``pins.pinned_rows``: the pages kept so far in B, all kept ones in C, those
+        not yet stored in D). ksgxd's batch (row 0, its task's pc) always; the thread's
+        direct batch (row 1, ``reclaim_run``'s pc) while the thread's call is in it (since
+        session ``twoencl3``: with two enclaves ksgxd's ``KB_SECS`` of one enclave no longer
+        proves the direct batch pin-free, ``pins.check_no_direct_pins``)."""
+        ks = self.kt[0]
+        # ksgxd's row while its machine is the session's (once handed to its generator,
+        # ``on_stop``, its batch is Python's and the row is stale)
+        rows = [] if self.ksgxd_out else [(0, int(self.co.tasks[KSGXD, T_PC]))]
+        ts = self.ts
+        if (
+            ts is not None
+            and int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM
+            and int(self.co.tasks[THREAD, T_PC]) in (P_DIRECT, P_ADIRECT)
+        ):
+            rows.append((RECLAIM_DIRECT, int(ks.rc[RECLAIM_DIRECT, K.RC_PC])))
+        else:
+            self._unpin(RECLAIM_DIRECT)
+        for r, pc in rows:
+            self._unpin(r)
+            batch = ks.batch[r]
+            held = self._pins[r]
+            for row in pinned_rows(ks, r, pc):
+                index, gen, slot = int(batch[row, 1]), int(batch[row, 2]), int(batch[row, 3])
+                if gen >= 0:
+                    encl = self.encls[slot]
+                    encl.backing._pinned_gen[index] = gen
+                    held.append((encl, index))
+
+    def _unpin(self, r: int) -> None:
+        """Drop the pins ``fold_pins`` wrote for reclaimer row ``r``."""
+        for encl, index in self._pins[r]:
+            encl.backing._pinned_gen.pop(index, None)
+        self._pins[r] = []
+
+    def forget_pins(self, r: int) -> None:
+        """Reclaimer row ``r``'s batch is Python's from here (its rest run by
+        ``sgx_reclaim_write_back``, which pins what it needs): its pins are no longer this
+        session's to drop."""
+        self._pins[r] = []
 
     @classmethod
     def begin(cls, owner: StreamCore, thread: Task, encl: Any, secs: Any) -> Session:
         """A session from ksgxd asleep in its generator: the core as ``run_pair``'s, with
         the thread running at its loop top and absolute counters (``to_simpy`` writes them
-        back absolute)."""
+        back absolute); one enclave slot per enclave (``sgx.enclaves``' order), the
+        thread's ``encl`` one of them."""
         system = owner.system
         m = system.machine
-        mutex = encl.lock
-        co = _core_state_running(system, thread, mutex, mutex.trace is not None)
-        absolute_counters(co, m.elided, mutex)
+        encls = list(system.sgx.enclaves.values())
+        locks = [e.lock for e in encls]
+        trace = any(mu.trace is not None for mu in locks)
+        co = _core_state_running(system, thread, locks, trace)
+        absolute_counters(co, m.elided, *locks)
         sgx = system.sgx
         parked = list(sgx.ksgxd_waitq._waiters)
         resume: Any = parked[0].callbacks[0]  # the generator's Process._resume
         frame = _frame_locals(resume.__self__._generator, Sgx._ksgxd.__code__)
         high = sgx.high_pages if frame is None else int(frame["high"])
-        ks = owner.kernel_state(encl, secs)
-        return cls(owner, encl, thread, co, ks, high, parked)
+        kt = owner.kernel_slots(encls)
+        tslot = next(s for s, e in enumerate(encls) if e is encl)
+        return cls(owner, encls, thread, co, kt, high, parked, tslot=tslot)
 
     @classmethod
-    def at_check(cls, owner: StreamCore, encl: Any, secs: Any, high: int) -> Session:
+    def at_check(cls, owner: StreamCore, encls: list[Any], high: int) -> Session:
         """A session from ksgxd's generator at K0's check (``Sgx._ksgxd``, awake): the
         machine served by SimPy from ``P_CHECK`` (``serve_at_check``), in ksgxd's own
         process; the core's arrays are only the machine's request rows until a stream
@@ -189,14 +273,15 @@ class Session(SessionStops):
         is a placeholder task until then (``adopt``)."""
         system = owner.system
         sgx = system.sgx
-        kt = sgx.ksgxd_task
-        mutex = encl.lock
-        assert kt is not None and isinstance(mutex, LinuxMutex | FifoMutex)
+        kt_ = sgx.ksgxd_task
+        locks = [e.lock for e in encls]
+        assert kt_ is not None and all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
         placeholder = Task(system.machine, "fast_core: no stream yet")
-        co = take_engine(system, [placeholder, kt], mutex, mutex.trace is not None)
+        trace = any(mu.trace is not None for mu in locks)
+        co = take_engine(system, [placeholder, kt_], locks[0], trace, locks[1:])
         co.tasks[KSGXD, T_PC] = KM.P_CHECK
-        ks = owner.kernel_state(encl, secs)
-        return cls(owner, encl, placeholder, co, ks, high, [], mode="simpy")
+        kt = owner.kernel_slots(encls)
+        return cls(owner, encls, placeholder, co, kt, high, [], mode="simpy")
 
     def serve_at_check(self) -> Gen:
         """ksgxd's machine served from K0's check inside ksgxd's generator (``yield from``:
@@ -211,85 +296,94 @@ class Session(SessionStops):
     def step(self, t: int) -> int:
         """One served step of task ``t``'s machine, the kernel's (and the thread's) small
         arrays taken from the Python objects before it and folded after it (the Python
-        objects are the truth between two steps: other tasks run there)."""
+        objects are the truth between two steps: other tasks run there), in every slot."""
         system = self.system
-        encl = self.encl
+        encls = self.encls
         co = self.co
         hw = system.cpu
-        # the SECS resident: not evicted, nor written back with its EREMOVE to come (the
-        # thread served after KB_SECS steps meanwhile: its machine then sees no SECS)
-        secs_epc = encl.secs_epc if encl.secs_epc in hw.secs_at else -1
-        if secs_epc >= 0:
-            self._secs = hw.secs_at[secs_epc]
-        secs = self._secs
-        if t == KSGXD:
-            kc = self.ks.kc
-            if int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
-                # send_ipi after its run: every LP of the mask inside the enclave takes an
-                # AEX (the machine does it for the thread it knows only on the core)
-                mask = int(self.ks.rc[0, K.RC_IPI_MASK])
-                for lp in range(len(hw.lp_eid)):
-                    if (mask >> lp) & 1 and encl.secs_epc >= 0 and hw.inside(lp) == encl.secs_epc:
-                        hw.aex(lp)
-        self.ks, self.nblk = refresh_layout(system, encl, self.ks, self.nblk)
-        ks = self.ks
-        kc = ks.kc
-        ke = ks.ke
-        if secs is not None:
-            take_small(system, encl, secs, ks)
+        # each SECS's state while resident (an evicted one keeps the state it had: the
+        # thread served after KB_SECS may step while its SECS is written back)
+        for s, e in enumerate(encls):
+            if e.secs_epc >= 0 and e.secs_epc in hw.secs_at:
+                self.secss[s] = hw.secs_at[e.secs_epc]
+        if t == KSGXD and int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
+            # send_ipi after its run: every LP of the mask inside the victim's enclave (the
+            # page's slot) takes an AEX (the machine does it for the thread it knows only
+            # on the core)
+            rk = self.kt[0]
+            mask = int(rk.rc[0, K.RC_IPI_MASK])
+            victim = encls[int(rk.batch[0, int(rk.rc[0, K.RC_I]), 3])]
+            for lp in range(len(hw.lp_eid)):
+                if (mask >> lp) & 1 and victim.secs_epc >= 0 and hw.inside(lp) == victim.secs_epc:
+                    hw.aex(lp)
+        self.kt, self.nblk = refresh_slots(system, encls, self.kt, self.nblk)
+        take_slots(system, encls, self.secss, self.kt)
+        kc = self.kt[0].kc
         kc[K.K_HIGH] = self.high
-        ke[K.K_SECS_EPC] = secs_epc
         counts: dict[str, int] = {}
         if t == KSGXD:
             self.owner.served_steps += 1
             kc[K.K_THREAD_T] = -1  # the IPI's AEX is Python's (above)
             # Python may have left the regime between two calls (another enclave, ...): the
             # machine then finishes the batch it holds and its generator goes on from K0
-            kc[K.K_TOP_STOP] = int(not _served_regime(system, encl) or not _worth_serving(system))
+            kc[K.K_TOP_STOP] = int(
+                not self.same_enclaves()
+                or not _served_regime(system, encls)
+                or not _worth_serving(system)
+            )
             if self._kmachine is None:
-                self._kmachine = self.owner.machine(ksgxd_resume, co, ks, None, KSGXD)
+                self._kmachine = self.owner.machine(ksgxd_resume, co, self.kt, None, KSGXD)
             while True:
-                r = int(self._kmachine(co, K.slots(self.ks), KSGXD))
+                r = int(self._kmachine(co, self.kt, KSGXD))
                 if r != R_SVC:
                     break
-                self.ks = _serve(system, encl, self.ks, counts)
-            if secs is not None:
-                fold_kernel(system, encl, secs, self.ks)
+                self.kt = serve_slots(system, encls, self.kt, counts)
+            fold_slots(system, encls, self.secss, self.kt)
             self.fold_pins()
             if r == R_BLOCKED and int(co.tasks[KSGXD, T_RQ]) == RQ_SLEEP:
                 return R_STOP  # asleep at K0: its own generator's wait (``on_stop``)
             return r
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         ts = self.ts
+        tslot = self.tslot
         kc[K.K_THREAD_T] = THREAD
+        kc[K.K_THREAD_SLOT] = tslot
+        ts.tc[T.TC_ESLOT] = tslot
         cpu = thread.cpu
-        ke[K.K_INSIDE] = (1 << cpu) if cpu is not None and hw.inside(cpu) >= 0 else 0
+        self.kt[tslot].ke[K.K_INSIDE] = (
+            (1 << cpu) if cpu is not None and hw.inside(cpu) >= 0 else 0
+        )  # its LP's bit (``K_INSIDE`` is a mask of LPs, session ``nthreads``)
         ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
-            self._tmachine = self.owner.machine(thread_resume, co, ks, ts, THREAD)
+            self._tmachine = self.owner.machine(thread_resume, co, self.kt, ts, THREAD)
         while True:
-            r = int(self._tmachine(co, K.slots(self.ks), ts, THREAD))
+            r = int(self._tmachine(co, self.kt, ts, THREAD))
             if r != R_SVC:
                 break
-            self.ks = _serve_thread(system, encl, self.ks, ts, counts)
+            self.kt = serve_thread_slots(system, encls, self.kt, ts, tslot, counts)
+        secs = self.secss[tslot]
         assert secs is not None  # a stream's entry had the SECS resident (``CoreStream.run``)
-        fold_thread(system, thread, encl, secs, self.ks, ts)
-        check_no_direct_pins(co, self.ks, ts, THREAD)  # Python runs next (pins.py)
+        fold_thread(system, thread, encls[tslot], secs, self.kt[tslot], ts)
+        fold_slots(system, encls, self.secss, self.kt, skip=tslot)
+        self.fold_pins()  # Python runs next: the direct batch's pins too (pins.py)
         return r
 
 
-def _served_regime(system: System, encl: Any) -> bool:
+def _served_regime(system: System, encls: list[Any]) -> bool:
     """What ksgxd's machine needs to start a batch under SimPy (``ksgxd.py`` hands back
-    ``KB_UNEXPECTED`` otherwise): the session's enclave the only one, initialized and
-    alive, and the model's options the driver's; and nobody waiting for a CPU, nor ksgxd
-    asked to reschedule: the machine skips the loop's ``cond_resched()`` (nothing in the
-    regime), which its generator then does. Cheap (per served step); a page of another
-    owner on the LRU needs another enclave."""
+    ``KB_UNEXPECTED`` otherwise): the session's enclaves (``encls``, its slots) the only
+    ones, each built (or being built on the core) and alive, and the model's options the
+    driver's; and nobody waiting for a CPU, nor ksgxd asked to reschedule: the machine
+    skips the loop's ``cond_resched()`` (nothing in the regime), which its generator then
+    does. Cheap (per served step); a page of another owner on the LRU needs another
+    enclave."""
     sgx = system.sgx
-    if len(sgx.enclaves) != 1 or next(iter(sgx.enclaves.values())) is not encl:
+    cur = sgx.enclaves
+    if len(cur) != len(encls) or any(a is not b for a, b in zip(cur.values(), encls, strict=True)):
         return False
-    if not _built_or_building(system, encl) or encl.dead:
-        return False
+    for encl in encls:
+        if not _built_or_building(system, encl) or encl.dead:
+            return False
     if sgx.flood is not None or type(sgx.lru) is not KernelLru:
         return False
     kt = sgx.ksgxd_task
@@ -331,14 +425,14 @@ def _worth_serving(system: System) -> bool:
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 
-def _core_state_running(system: System, thread: Task, mutex: Any, trace: bool) -> Any:
+def _core_state_running(system: System, thread: Task, locks: list[Any], trace: bool) -> Any:
     """The core with the thread (or the ioctl's task) running its generator on its CPU
-    (its event being processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``,
-    ``encl->lock`` (``mutex``) free."""
+    (its event being processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``, the
+    enclaves' ``encl->lock`` (``locks``, mutex row = slot) free."""
     kt = system.sgx.ksgxd_task
     assert kt is not None and thread.cpu is not None
-    assert isinstance(mutex, LinuxMutex | FifoMutex)
-    co = take_engine(system, [thread, kt], mutex, trace)
+    assert all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
+    co = take_engine(system, [thread, kt], locks[0], trace, locks[1:])
     co.tasks[THREAD, T_STATE] = TS_READY
     co.tasks[THREAD, T_PC] = P_TOP
     co.tasks[KSGXD, T_STATE] = TS_SLEEP

@@ -69,20 +69,41 @@ def resumable(code: int, pc: int) -> bool:
     return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
 
 
-def _direct_rest(ks: Any) -> tuple[list[list[int]], int, tuple[int, int, int] | None]:
+def _direct_rest(
+    ks: Any, encls: list[Any]
+) -> tuple[list[tuple[int, Any, int, int]], int, tuple[int, int, int] | None]:
     """Where the direct reclaim's batch (``reclaim_run``'s row 1) stopped before the SECS's
-    eviction: its kept pages ``(page, index, pinned)``, the page ``j`` whose D step is next
-    and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result ``(ret, va, slot)``
-    with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch`` reads row 0)."""
+    eviction: its kept pages ``(page, enclave, index, pinned)`` - each page's own enclave,
+    ``encls[slot]`` (its slot in ``batch[:, 3]``, session ``twoencl3``) -, the page ``j``
+    whose D step is next and, stopped at ``P_STORED``, that page's ``sgx_encl_ewb`` result
+    ``(ret, va, slot)`` with ``encl->lock`` held (as ksgxd's ``Session._rest_of_batch``
+    reads row 0)."""
     from epcsim.fast.driver.reclaim_pc import P_STORED, RECLAIM_DIRECT
 
     rw = ks.rc[RECLAIM_DIRECT]
     j, nk = int(rw[K.RC_I]), int(rw[K.RC_NK])
-    rows = ks.batch[RECLAIM_DIRECT, :nk, :3].tolist()
+    rows = [
+        (page, encls[slot], index, pinned)
+        for page, index, pinned, slot in ks.batch[RECLAIM_DIRECT, :nk, :4].tolist()
+    ]
     ewbed = None
     if int(rw[K.RC_PC]) == P_STORED:
         ewbed = (int(rw[K.RC_RET]), int(rw[K.RC_VA]), int(rw[K.RC_SLOT]))
     return rows, j, ewbed
+
+
+def direct_rest(sgx: Any, task: Any, direct: Any) -> Any:
+    """The rest of a direct batch the core stopped before a SECS's eviction
+    (``CoreStream.direct``, ``_direct_rest``'s): each page not yet stored pinned again in
+    its own enclave's file, then ``sgx_reclaim_write_back`` from page ``j``; returns the
+    pages it wrote back (the caller counts them as ``direct_reclaim_pages``)."""
+    from epcsim.kernel.reclaim import sgx_reclaim_write_back
+
+    rows, j, ewbed = direct
+    for _page, encl, index, pinned in rows[j + (ewbed is not None) :]:
+        encl.backing._pinned_gen[index] = pinned
+    kept = [(page, encl, index) for page, encl, index, _ in rows]
+    return (yield from sgx_reclaim_write_back(sgx, task, kept, j, ewbed=ewbed))
 
 
 def _trim_locked(code: int, pc: int) -> bool:
@@ -95,4 +116,4 @@ def _trim_locked(code: int, pc: int) -> bool:
     return code in IN_FAULT and pc == P_LOCKED
 
 
-__all__ = ["END_DIRECT", "END_LOCKED", "IN_FAULT", "resumable"]
+__all__ = ["END_DIRECT", "END_LOCKED", "IN_FAULT", "direct_rest", "resumable"]

@@ -284,7 +284,6 @@ def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str,
     """The thread's requests (``kstate.SVC_UNSEAL``, ``SVC_TRUNCATE``, ``SVC_LAT_FULL``);
     the others are ``bridge._serve``'s."""
     kc = ks.kc
-    ke = ks.ke
     code = int(kc[K.K_SVC])
     tc = ts.tc
     if code == K.SVC_LAT_FULL:
@@ -295,10 +294,10 @@ def _serve_thread(system: System, encl: Any, ks: Any, ts: Any, counts: dict[str,
     if code == K.SVC_TRUNCATE:
         kc[K.K_SVC] = K.SVC_NONE
         counts[str(code)] = counts.get(str(code), 0) + 1
-        b = encl.backing
-        before = b.nr_records
-        b.truncate(int(kc[K.K_SVC_ARG]), pcmd_busy=bool(tc[T.TC_BUSY]))
-        ke[K.K_NR_RECORDS] -= b.nr_records - before  # folded: truncate counted it already
+        # ``truncate`` counts the record's removal itself and the machine did not (its
+        # ``SVC_TRUNCATE`` path leaves ``K_NR_RECORDS``): nothing to fold (session
+        # ``twoencl3``: the count was taken back here before, as in ``bridge._serve``)
+        encl.backing.truncate(int(kc[K.K_SVC_ARG]), pcmd_busy=bool(tc[T.TC_BUSY]))
         return ks
     if code == K.SVC_UNSEAL:
         kc[K.K_SVC] = K.SVC_NONE

@@ -72,12 +72,15 @@ def fold_threads(
         if inside:  # a defect guard: nothing on the core enters for it
             raise RuntimeError("fast_core: an LP inside the enclave for the ioctl's task")
         return
-    # every LP: SecsState.inside/busy_tcs, SgxCpu.lp_eid/lp_tcs (the tracking set is
-    # ``fold_kernel``'s, from its mask)
+    # every LP of this enclave: SecsState.inside/busy_tcs, SgxCpu.lp_eid/lp_tcs (the
+    # tracking set is ``fold_kernel``'s, from its mask). Only this enclave's LPs are its
+    # threads' (the regime: no other LP inside it); another enclave's (a Python task's,
+    # while the thread is served) are left (session ``twoencl3``: two enclaves on the core)
     hw = system.cpu
     for c in range(len(hw.lp_eid)):
-        hw.lp_eid[c] = -1
-        hw.lp_tcs[c] = -1
+        if hw.lp_eid[c] == secs.eid:
+            hw.lp_eid[c] = -1
+            hw.lp_tcs[c] = -1
     secs.inside = set()
     secs.busy_tcs = set()
     for thread, ts in zip(threads, rows, strict=True):
