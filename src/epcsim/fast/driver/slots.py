@@ -99,14 +99,14 @@ def _check_enclave(system: System, encl: Any, fifo: bool = False) -> Any:
     return st
 
 
-def file_ok(encl: Any, secs: Any) -> bool:
+def file_ok(encl: Any, secs: Any, fresh: bool = True) -> bool:
     """The enclave's backing file as the machines take it: laid out for this enclave's
-    8-byte records, or without any record yet - its first is stored by Python through the
-    machines' ``SVC_STORE``, which lays it out (PATHS.md "Two enclaves in the regime", item
-    5; session ``twoencl3``)."""
+    8-byte records, or (``fresh``) without any record yet - its first is stored by Python
+    through the machines' ``SVC_STORE``, which lays it out (PATHS.md "Two enclaves in the
+    regime", item 5; session ``twoencl3``)."""
     b = encl.backing
     if b._width == 0:
-        return b.nr_records == 0 and not b._odd
+        return fresh and b.nr_records == 0 and not b._odd
     return b._width == 8 and b._eid == secs.eid
 
 
