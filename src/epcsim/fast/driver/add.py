@@ -21,6 +21,9 @@ A3 the lock, ``run(ioctl_page)``, ``run(eadd)``, EADD (the EPCM entry, the tag o
    call stops: PATHS.md, "The measurement does not depend on timing"), the page entry;
 A4 ``sgx_mark_page_reclaimable``, the unlock, the page counted; back to A0.
 
+A0's ``cond_resched()`` (the reference's, before ``sgx_encl_add_page``) and A1's after a
+direct batch are requests with pcs of their own (``resched.py``, session ``onecpu2``).
+
 The order of every step is ``kernel/ioctl.py``'s (``sgx_ioc_enclave_add_pages``,
 ``sgx_encl_add_page``), ``kernel/main.py``'s ``alloc_epc_page``, ``kernel/encl.py``'s
 ``grow`` and ``isa/encls.py``'s ``eadd``; a change there changes this file.
@@ -58,6 +61,7 @@ from epcsim.fast.driver.kstate import (
 from epcsim.fast.driver.reclaim import reclaim_run
 from epcsim.fast.driver.reclaim_pc import P_A as RECLAIM_START
 from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
+from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.tstate import (
     TC_ADD_FLAGS,
     TC_ADDED,
@@ -91,7 +95,13 @@ P_ALOCKED = 42  #: A3: ``encl->lock`` taken: ``run(ioctl_page)``
 P_AIOCTL_RUN = 43  #: A3: ``run(ioctl_page)`` is over: ``run(eadd)``
 P_AEADD_RUN = 44  #: A3-A4: ``run(eadd)`` is over: EADD, the entry, the mark, the unlock
 P_AUNLOCKED = 45  #: A4: unlocked after the page: ``c += 4096``
-NAMES = ("aalloc", "adirect", "awoken", "agrow", "alocked", "aioctl", "aeadd", "aunlocked")
+# the preemption points (``resched.py``, session ``onecpu2``), after the retry's late pc
+P_ARESCHED = 46  #: A0: the page's ``cond_resched()`` is over: A0's checks again, then A1
+P_ADRESCHED = 47  #: A1: ``cond_resched()`` after the direct batch is over: A1's loop top
+NAMES = (
+    "aalloc", "adirect", "awoken", "agrow", "alocked", "aioctl", "aeadd", "aunlocked",
+    "aresched", "adresched",
+)  # fmt: skip
 P_ADD_FIRST = P_AALLOC
 
 P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
@@ -142,10 +152,20 @@ def add_rows(p, t, pc):
     ke = ks.ke
     tcnt = ts.tcnt
     while True:
-        if pc == P_TOP:  # trim_rows checked the range's end
+        if pc in (P_TOP, P_ARESCHED):  # trim_rows checked the range's end
             idx = ts.pages[tc[TC_I]]
             if not add_takes(ks, tc, ks.pflags[idx]):
+                # at P_ARESCHED, after the page's cond_resched(): Python's loop calls it
+                # once more from the page top, a no-op then (resched.py's docstring)
                 return pc, _stop(st, ks, t, P_TOP, KB_TOP, idx)
+            if pc == P_TOP:
+                # the page's cond_resched(), then A0's checks again (another task may
+                # have run meanwhile)
+                r = thread_resched(st, ks, tc, sp, t)
+                if r != R_OK:
+                    return pc, _blocked(st, t, P_ARESCHED, r)
+                pc = P_ARESCHED
+                continue
             tc[TC_IDX] = idx
             pc = P_AALLOC
             continue
@@ -190,7 +210,13 @@ def add_rows(p, t, pc):
                 st.tasks[t, T_PC] = P_ADIRECT
                 return pc, r
             tcnt[TN_DIRECT_PAGES] += ks.rc[RECLAIM_DIRECT, RC_NK]
-            pc = P_AALLOC  # cond_resched(): nothing in the regime
+            r = thread_resched(st, ks, tc, sp, t)  # alloc_epc_page's cond_resched()
+            if r != R_OK:
+                return pc, _blocked(st, t, P_ADRESCHED, r)
+            pc = P_ADRESCHED
+            continue
+        if pc == P_ADRESCHED:
+            pc = P_AALLOC
             continue
         if pc == P_AWOKEN:
             if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq

@@ -12,7 +12,8 @@ The batch itself (rows A-D) is ``reclaim.reclaim_run`` since 2026-11-26 (session
 ``mtrim2``, PATHS.md "The MODIFY_TYPES loop", decision item 2): one compiled copy that
 ``sgx_reclaim_direct`` runs too, with ksgxd's locals in its row 0 of ``ks.rc``/``ks.batch``.
 This machine keeps K0 (the sleep, the wake-up, the watermark checks, ``ksgxd_batches`` and
-``ksgxd_pages_reclaimed``) and, while a batch runs, mirrors the batch's pc into its task pc
+``ksgxd_pages_reclaimed``, the loop tail's ``cond_resched()``: ``resched.py``) and, while a
+batch runs, mirrors the batch's pc into its task pc
 (the A-D pcs keep their numbers), so the Python side that continues a batch reads it
 where it always did.
 
@@ -92,6 +93,7 @@ from epcsim.fast.driver.reclaim_pc import (
     R_RETURNED,
     RECLAIM_KSGXD,
 )
+from epcsim.fast.driver.resched import kernel_resched
 from epcsim.kernel.page_list import LEN
 
 #: ``R_*`` of the core, and one more: Python must serve ``kc[K_SVC]`` before the task goes on
@@ -103,11 +105,14 @@ P_WAIT = 1  #: K0: ``wait_event``'s loop (asleep, or just woken: check the condi
 P_WAKEUP_RUN = 2  #: K0: ``run(wakeup)`` is over
 # A-D's pcs are reclaim.py's (P_ISOLATED_RUN ... P_D_UNLOCKED, P_A), in the same numbering
 P_CHECK = 20  #: K0: ``if sgx_should_reclaim(high)``, the batch's own check
+#: K0: the loop tail's ``cond_resched()`` is over (``resched.py``, session ``onecpu2``)
+P_KRESCHED = 26
 P_NAMES = (
     "top", "wait", "wakeup", "isolated", "B", "age", "B locked", "backing", "C", "zap",
     "C locked", "eblock", "D", "D locked", "ewb1", "etrack", "ewb2", "ipi", "ewb3", "stored",
-    "check", "ewb done", "B unlocked", "C unlocked", "D unlocked", "A",
+    "check", "ewb done", "B unlocked", "C unlocked", "D unlocked", "A", "resched",
 )  # fmt: skip
+assert P_NAMES.index("resched") == P_KRESCHED and P_KRESCHED > P_A
 
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
 #: ``reclaim_run``'s row as an ``int64``, not a constant: numba types a constant argument
@@ -182,10 +187,16 @@ def ksgxd_run(p, t):
             if kc[K_TOP_STOP] != 0:  # served, outside the regime: its generator's check
                 return _stop(st, ks, t, P_CHECK, KB_TOP, -1)
             if not should_reclaim(ks, kc[K_HIGH]):
-                pc = P_TOP  # cond_resched(): nothing in the regime
+                r = kernel_resched(sp, t)  # the loop tail's cond_resched(), no batch
+                if r != R_OK:
+                    return _blocked(st, t, P_KRESCHED, r)
+                pc = P_TOP
                 continue
             cnt[CN_BATCHES] += 1
             pc = P_A
+            continue
+        if pc == P_KRESCHED:
+            pc = P_TOP
             continue
         # -- A-D: sgx_reclaim_pages, ksgxd as reclaimer row 0 (reclaim.py) ----------------
         ks.rc[RECLAIM_KSGXD, RC_PC] = pc
@@ -195,7 +206,12 @@ def ksgxd_run(p, t):
             st.tasks[t, T_PC] = pc  # the task's pc mirrors the batch's (reclaim.py)
             return r
         cnt[CN_PAGES] += ks.rc[RECLAIM_KSGXD, RC_NK]
-        pc = P_TOP  # the batch returns; cond_resched(): nothing in the regime
+        # the batch returns; the loop tail's cond_resched() (a KB_TOP stop at the top
+        # next: its generator's own tail calls it again, a no-op, resched.py)
+        r = kernel_resched(sp, t)
+        if r != R_OK:
+            return _blocked(st, t, P_KRESCHED, r)
+        pc = P_TOP
 
 
 __all__ = ["P_NAMES", "R_SVC", "ksgxd_resume", "ksgxd_run", "should_reclaim"]

@@ -12,9 +12,9 @@ runtime's next call on the core: after M4's unlock of an -EAGAIN page (``trim.py
 M5 ``_page_loop`` returns (``out.ret``, ``out.count``: the row of ``ts.calls``),
    ``sgx_ioctl`` clears ``SGX_ENCL_IOCTL``; ``sys_ioctl``: **run(user_return)**, then
    ``deliver_signal`` (nothing: none pending, ``TC_RETRY``'s condition, and no task that
-   could send one runs on the core) and ``cond_resched`` (nothing in the regime: every
-   runnable task has its own CPU); back in ``drive_range``: the call counted, -EAGAIN
-   and its instant (``OpRecord.eagain_at``: the row's instant), ``offset + count``;
+   could send one runs on the core) and ``cond_resched`` (a request, ``P_MRESCHED`` after
+   it: ``resched.py``, session ``onecpu2``); back in ``drive_range``: the call counted,
+   -EAGAIN and its instant (``OpRecord.eagain_at``: the row's instant), ``offset + count``;
 M0 ``ioctl()``: ``leave()`` (nothing: the thread left the enclave before the first
    call), ``sys_ioctl``: **run(syscall)**, ``sgx_ioctl``'s test-and-set of
    ``SGX_ENCL_IOCTL`` (free: no other task runs an ioctl on the core), the argument
@@ -43,6 +43,7 @@ from numba import njit
 from epcsim.fast.cosim.request import RQ_RUN, perform
 from epcsim.fast.cosim.state import C_NOW, R_OK
 from epcsim.fast.driver.ksgxd import _blocked
+from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.tstate import (
     MODE_TRIM,
     TC_CALL_I0,
@@ -65,6 +66,10 @@ P_MRETURN_RUN = 36  #: M5: ``run(user_return)`` is over: the call's row, ``run(s
 P_MSYSCALL_RUN = 37  #: M0: ``run(syscall)`` is over: the next call's first page top
 #: the names of the pcs from ``P_MRETURN_RUN`` on (``thread_pc.P_NAMES``)
 NAMES = ("user return", "syscall")
+#: M5: ``sys_ioctl``'s ``cond_resched()`` is over: the call's row, ``run(syscall)`` (session
+#: ``onecpu2``; after ADD_PAGES' pcs, so the numbering of the others stays)
+P_MRESCHED = 48
+LATE_NAMES = ("mresched",)
 _EAGAIN = -errno.EAGAIN
 
 
@@ -95,18 +100,25 @@ def _stalled(tc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def retry_rows(st, ts, sp, t, pc):
+def retry_rows(st, ks, ts, sp, t, pc):
     """M5 and M0 from ``pc`` (``P_MEAGAIN_UNLOCKED`` with ``call_again``, or one of this
     module's pcs) until the task parks - ``(pc, r)``: ``thread_run`` returns ``r`` - or
     the next call is at its first page top - ``(P_TOP, -1)``."""
     tc = ts.tc
-    if pc != P_MRETURN_RUN and pc != P_MSYSCALL_RUN:  # the call's -EAGAIN, unlocked
+    if pc != P_MRETURN_RUN and pc != P_MSYSCALL_RUN and pc != P_MRESCHED:
+        # the call's -EAGAIN, unlocked
         r = perform(sp, t, np.int64(RQ_RUN), tc[TC_USER_RETURN_NS])
         if r != R_OK:
             return pc, _blocked(st, t, P_MRETURN_RUN, r)
         pc = P_MRETURN_RUN
     if pc == P_MRETURN_RUN:
-        # deliver_signal, cond_resched: nothing (module docstring); drive_range's record
+        # deliver_signal: nothing (module docstring); cond_resched: the request
+        r = thread_resched(st, ks, tc, sp, t)
+        if r != R_OK:
+            return pc, _blocked(st, t, P_MRESCHED, r)
+        pc = P_MRESCHED
+    if pc == P_MRESCHED:
+        # drive_range's record, at the instant the call is back in the runtime
         n = tc[TC_CALL_N]
         ts.calls[n, 0] = tc[TC_I]
         ts.calls[n, 1] = st.clk[C_NOW]
@@ -123,4 +135,12 @@ def retry_rows(st, ts, sp, t, pc):
     return P_TOP, -1
 
 
-__all__ = ["NAMES", "P_MRETURN_RUN", "P_MSYSCALL_RUN", "call_again", "retry_rows"]
+__all__ = [
+    "LATE_NAMES",
+    "NAMES",
+    "P_MRESCHED",
+    "P_MRETURN_RUN",
+    "P_MSYSCALL_RUN",
+    "call_again",
+    "retry_rows",
+]

@@ -83,7 +83,16 @@ from epcsim.fast.cosim.request import (
     RQ_WAKE,
     perform,
 )
-from epcsim.fast.cosim.state import C_NOW, R_BLOCKED, R_OK, T_CPU, T_PC, T_RQ_RET
+from epcsim.fast.cosim.state import (
+    C_INTERRUPTS,
+    C_NOW,
+    C_SERVED,
+    R_BLOCKED,
+    R_OK,
+    T_CPU,
+    T_PC,
+    T_RQ_RET,
+)
 from epcsim.fast.driver import trim
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit, enter_check, tcs_refused
 from epcsim.fast.driver.encls import epcm_secs_is_mine
@@ -124,6 +133,7 @@ from epcsim.fast.driver.kstate import (
     SVC_TRUNCATE,
     SVC_UNSEAL,
 )
+from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.thread_pc import (
     P_ACCESS,
     P_ALLOC,
@@ -134,7 +144,9 @@ from epcsim.fast.driver.thread_pc import (
     P_ELDU_RUN,
     P_END,
     P_ENTER_RUN,
+    P_ERESCHED,
     P_FAULT_RUN,
+    P_FRESCHED,
     P_LEAF_RUN,
     P_LOCKED,
     P_MAP,
@@ -142,6 +154,7 @@ from epcsim.fast.driver.thread_pc import (
     P_TOP,
     P_TRUNCATED,
     P_UNLOCKED,
+    P_URESCHED,
     P_USER_RUN,
     P_WOKEN,
 )
@@ -433,6 +446,10 @@ def thread_run(p, t):
             pc = P_FAULT_RUN
             continue
         if pc == P_USER_RUN:
+            if st.clk[C_INTERRUPTS] != 0 and st.clk[C_SERVED] == 0:
+                # a user step cut short by a wake-up preemption: not reached with the
+                # thread and ksgxd alone (resched.py's docstring); a defect guard
+                return _stop(st, ks, t, P_USER_RUN, KB_UNEXPECTED, -1)
             i = tc[TC_I]
             k2 = tc[TC_K2]
             tcnt[TN_ACCESSES] += k2
@@ -441,7 +458,13 @@ def thread_run(p, t):
             tc[TC_DONE] += k2
             if k2 < tc[TC_K]:  # the EPCM refuses pages[i + k2]: the stream ends
                 return _stop(st, ks, t, P_ACCESS, KB_PF, pages[i + k2])
-            pc = P_TOP  # cond_resched(): nothing in the regime
+            r = thread_resched(st, ks, tc, sp, t)  # the loop's cond_resched()
+            if r != R_OK:
+                return _blocked(st, t, P_URESCHED, r)
+            pc = P_URESCHED
+            continue
+        if pc in (P_URESCHED, P_FRESCHED):
+            pc = P_TOP
             continue
         # -- T3: sgx_vma_fault ----------------------------------------------------------------
         if pc == P_FAULT_RUN:
@@ -590,7 +613,10 @@ def thread_run(p, t):
             continue
         if pc == P_UNLOCKED:
             _latency(st, ts, tcl)  # _fault, after sgx_vma_fault returned
-            pc = P_TOP  # cond_resched(): nothing in the regime
+            r = thread_resched(st, ks, tc, sp, t)  # _fault_return's cond_resched()
+            if r != R_OK:
+                return _blocked(st, t, P_FRESCHED, r)
+            pc = P_FRESCHED
             continue
         # -- E2-E4: the EACCEPT loop's page after its leaf --------------------------------------
         if pc == P_LEAF_RUN:
@@ -619,9 +645,15 @@ def thread_run(p, t):
             pc = P_NEXT
             continue
         if pc == P_NEXT:
+            r = thread_resched(st, ks, tc, sp, t)  # the loop's cond_resched(), then i += 1
+            if r != R_OK:
+                return _blocked(st, t, P_ERESCHED, r)
+            pc = P_ERESCHED
+            continue
+        if pc == P_ERESCHED:
             tc[TC_I] += 1
             tc[TC_DONE] += 1
-            pc = P_TOP  # cond_resched(): nothing in the regime
+            pc = P_TOP
             continue
         # -- the end of the stream: System._call's release_cpu, the process's end -------------
         if pc == P_END:

@@ -33,12 +33,18 @@ P_UNLOCKED = 15  #: T6/T7: ``encl->lock`` released: the latency, back to T0
 # the EACCEPT loop's own rows (``MODE_EACCEPT``, PATHS.md E1-E4)
 P_LEAF_RUN = 16  #: E2: ``run(eaccept)`` is over (the leaf applied before it)
 P_EEXIT_RUN = 17  #: E3: ``leave()``'s ``run(eexit)`` is over: EEXIT
-P_NEXT = 18  #: E4: the page is done: ``i += 1``, ``cond_resched()`` (nothing), E0
+P_NEXT = 18  #: E4: the page is done: ``cond_resched()``, then ``i += 1``, E0
 # the MODIFY_TYPES loop's own rows (``MODE_TRIM``, PATHS.md M1-M4): ``trim.py``'s pcs,
 # P_DIRECT (19) to P_MEAGAIN_UNLOCKED (28); T4-T5 above are shared
+# the preemption points (``resched.py``, session ``onecpu2``), after the ioctl loops' pcs
+P_URESCHED = 49  #: T1: the loop's ``cond_resched()`` after the user step is over: T0
+P_FRESCHED = 50  #: T6/T7: ``_fault_return``'s ``cond_resched()`` is over: T0
+P_ERESCHED = 51  #: E4: the loop's ``cond_resched()`` is over: ``i += 1``, E0
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
     "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
+    "uresched", "fresched", "eresched",
 )  # fmt: skip
+assert P_NAMES.index("uresched") == P_URESCHED
 assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets

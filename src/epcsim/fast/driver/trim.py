@@ -69,8 +69,9 @@ from epcsim.fast.driver.remove import (
     remove_takes,
     remove_word_ok,
 )
+from epcsim.fast.driver.retry import LATE_NAMES as RETRY_LATE_NAMES
 from epcsim.fast.driver.retry import NAMES as RETRY_NAMES
-from epcsim.fast.driver.retry import P_MSYSCALL_RUN, call_again, retry_rows
+from epcsim.fast.driver.retry import P_MRESCHED, P_MSYSCALL_RUN, call_again, retry_rows
 from epcsim.fast.driver.tstate import (
     CAUSE_BEING_RECLAIMED,
     MODE_ADD,
@@ -121,9 +122,10 @@ P_MEAGAIN_UNLOCKED = 28  #: M2: unlocked after -EAGAIN: stop at the page top
 #: the names of the pcs from ``P_DIRECT`` on (``thread_pc.P_NAMES``): M's, R's, the retry's
 PER_PAGE_NAMES = (
     "direct", "mlock", "mlocked", "ioctl", "memodt", "emodt", "metrack", "munlocked",
-    "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES, *ADD_NAMES,
+    "eagain", "eagain unlocked", *REMOVE_NAMES, *RETRY_NAMES, *ADD_NAMES, *RETRY_LATE_NAMES,
 )  # fmt: skip
 assert P_ADD_FIRST == P_MSYSCALL_RUN + 1  # the pcs' order: M's, R's, the retry's, A's
+assert P_ADD_FIRST + len(ADD_NAMES) == P_MRESCHED  # ... then the retry's late pc
 #: ``reclaim_run``'s row as an ``int64`` (``ksgxd._ROW_KSGXD`` says why: one compile of A-D)
 _ROW_DIRECT = np.int64(RECLAIM_DIRECT)
 _PT_REG = int(PageType.REG)
@@ -184,10 +186,12 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
     tcnt = ts.tcnt
     pages = ts.pages
     while True:
+        if pc == P_MRESCHED:  # the retry's cond_resched() (retry.py), after A's pcs
+            return retry_rows(st, ks, ts, sp, t, pc)
         if pc >= P_ADD_FIRST:  # ADD_PAGES' rows (add.py), A1 to A4
             return add_rows(p, t, pc)
         if pc > P_REBUSY_UNLOCKED:  # the runtime's next call after -EAGAIN (retry.py)
-            return retry_rows(st, ts, sp, t, pc)
+            return retry_rows(st, ks, ts, sp, t, pc)
         if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
             pc, r = remove_rows(st, ks, ts, sp, t, pc)
             if r >= 0:
@@ -302,7 +306,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             continue
         if pc == P_MEAGAIN_UNLOCKED:  # the call returns -EAGAIN
             if call_again(ts):  # the runtime's M5 and next call on the core (retry.py)
-                return retry_rows(st, ts, sp, t, pc)
+                return retry_rows(st, ks, ts, sp, t, pc)
             return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)  # Python's M5
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
