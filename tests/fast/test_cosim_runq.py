@@ -17,7 +17,7 @@ after ``n`` steps.
 from __future__ import annotations
 
 from cosim_cases import EXAMPLES, crowded_scenarios
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from epcsim.fast.cosim.program import (
@@ -30,6 +30,7 @@ from epcsim.fast.cosim.program import (
     OP_WAKE,
     run_core,
 )
+from epcsim.fast.cosim.program_served import run_served
 from epcsim.fast.cosim.simpy_program import run_simpy
 
 FLAVOURS = st.sampled_from([("linux", "cfs"), ("linux", "cfs"), ("fifo", "fifo"),
@@ -136,3 +137,87 @@ def test_more_tasks_than_cpus_queue_on_the_core():
     assert core.handed_back is None and core.now == 200
     assert core.comparable() == ref.comparable()
     assert core.sched[0] == 1  # one context switch
+
+
+def _served(scenario, flavour, switches, moved=None, n=0):
+    """``run_served`` with the core's run queue, or None where a move met an interrupted
+    user step (not moved: ``transfer_to_simpy``; no machine meets one)."""
+    programs, starts, nr_mutexes, nr_cpus = scenario
+    mutex, sched = flavour
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
+    try:
+        got, ran, _ = run_served(
+            programs, nr_cpus, switches=switches, runq=True, max_steps=n, moved=moved, **kw
+        )
+    except RuntimeError as e:
+        if "interrupted" not in str(e):
+            raise
+        return None
+    return got, ran
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(crowded_scenarios(), FLAVOURS, st.lists(st.integers(1, 12), max_size=14), st.floats(0, 1))
+def test_run_queue_moves_to_simpy(scenario, flavour, switches, where):
+    """Served by SimPy and moved to the core and back at drawn instants (session
+    ``onecpu2``, PATHS.md "One CPU" item 2): a task waiting for a CPU, or picked with its
+    event queued, moves to SimPy as ``CfsRunQueue._rq``'s (``FifoRunQueue._waiters``')
+    entry, finishing the request it needed the CPU for once picked; need_resched as
+    ``Task._resched``; the counters (context switches, wake-up preemptions). The move to the
+    core declines while a task waits or has need_resched (the run stays on SimPy). To the
+    end, and stopped after ``n`` events with SimPy's queue: SimPy's alone."""
+    programs, starts, nr_mutexes, nr_cpus = scenario
+    mutex, sched = flavour
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
+    out = _served(scenario, flavour, switches)
+    assume(out is not None)
+    got, ran = out
+    assume(not any(r.startswith("core, handed back") for r in ran))
+    ref = run_simpy(programs, nr_cpus, **kw)
+    assert got.comparable() == ref.comparable()
+    n_events = 1 + int(where * (ref.pops - 1))
+    stopped = run_simpy(programs, nr_cpus, max_steps=n_events, **kw)
+    out = _served(scenario, flavour, switches, n=n_events)
+    assume(out is not None)
+    assert out[0].comparable() == stopped.comparable()
+
+
+def test_need_resched_moves_to_simpy():
+    """need_resched set by a wake-up preemption of a task in kernel mode, moved to SimPy at
+    each instant of the run (the generated moves above seldom stop between the wake-up
+    and the victim's next preemption point; this one was found by a search over
+    ``crowded_scenarios``): three tasks started together on two CPUs, the third's
+    placement preempts a running one."""
+    programs = [[(OP_RUN, 1, 0)], [(OP_RUN, 1, 0)], [(OP_RUN, 0, 0)]]
+    for flavour in (("linux", "cfs"), ("fifo", "fifo")):
+        mutex, sched = flavour
+        ref = run_simpy(programs, 2, elide=False, mutex=mutex, sched=sched)
+        resched = 0
+        for k in range(1, ref.pops + 1):
+            moved: dict[str, int] = {}
+            got, _, _ = run_served(
+                programs, 2, switches=[1, k], runq=True, elide=False, moved=moved,
+                mutex=mutex, sched=sched,
+            )  # fmt: skip
+            assert got.comparable() == ref.comparable(), k
+            resched += moved.get("rq_resched", 0)
+        assert resched > 0 or sched == "fifo"  # FIFO: no wake-up preemption
+
+
+def test_generated_moves_carry_the_run_queue():
+    """A guard on what the property above draws: moves to SimPy with tasks waiting in the
+    core's run queue (need_resched: ``test_need_resched_moves_to_simpy``)."""
+    seen = {"waiting": 0, "agree": 0}
+
+    @settings(max_examples=80, deadline=None, database=None, derandomize=True)
+    @given(crowded_scenarios(), st.lists(st.integers(1, 12), min_size=4, max_size=14))
+    def probe(scenario, switches):
+        moved: dict[str, int] = {}
+        out = _served(scenario, ("linux", "cfs"), switches, moved)
+        if out is None or any(r.startswith("core, handed back") for r in out[1]):
+            return
+        seen["agree"] += 1
+        seen["waiting"] += moved.get("rq_waiting", 0) > 0
+
+    probe()
+    assert all(v >= 5 for v in seen.values()), seen

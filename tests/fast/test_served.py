@@ -278,19 +278,16 @@ def test_empty_run_moves_both_ways():
         to_simpy(sv)
 
 
-def test_to_simpy_refuses_the_run_queues_states():
-    """A task waiting for a CPU, need_resched or an interrupted user step (the core's run
-    queue, session ``onecpu``) are not moved yet: the machines' regime never has them
-    (``clk[C_RUNQ]`` clear), and a move that met one would lose it."""
-    for col, value in (("C_RQ_LEN", 1), ("C_INTERRUPTS", 1), ("T_RESCHED", 1)):
-        sv = _served(2, 2)
-        assert to_core(sv)
-        if col.startswith("C_"):
-            sv.st.clk[getattr(state, col)] = value
-        else:
-            sv.st.tasks[0, getattr(state, col)] = value
-        with pytest.raises(RuntimeError, match="run queue"):
-            to_simpy(sv)
+def test_to_simpy_refuses_an_interrupted_user_step():
+    """An interrupted user step (its Interruption queued: ``TS_INTR``) is not moved: no
+    machine meets one (``driver/resched.py``), and a move that met one would lose it. A
+    task waiting for a CPU and need_resched are moved since session ``onecpu2``
+    (``test_cosim_runq.py``'s moves)."""
+    sv = _served(2, 2)
+    assert to_core(sv)
+    sv.st.tasks[0, state.T_STATE] = state.TS_INTR
+    with pytest.raises(RuntimeError, match="interrupted"):
+        to_simpy(sv)
 
 
 def test_served_rejects_mismatched_rows():

@@ -304,12 +304,16 @@ class Task:
         yield from self.acquire_cpu()
         return value
 
-    def lock(self, mutex: Mutex) -> Gen:
-        """``mutex_lock()``: a might_sleep point, then the lock (see ``engine.mutex``)."""
-        if self.cpu is None:
-            yield from self.acquire_cpu()
-        if self.need_resched():  # cond_resched(), without its generator
-            yield from self._schedule()
+    def lock(self, mutex: Mutex, moved: bool = False) -> Gen:
+        """``mutex_lock()``: a might_sleep point, then the lock (see ``engine.mutex``).
+        ``moved``: the task yielded its CPU at the might_sleep point on the compiled core
+        and has a CPU again (``epcsim.fast.cosim.transfer_to_simpy``): the lock from after
+        that point."""
+        if not moved:
+            if self.cpu is None:
+                yield from self.acquire_cpu()
+            if self.need_resched():  # cond_resched(), without its generator
+                yield from self._schedule()
         flood = self.m.flood
         if mutex.owner is None and (flood is None or not flood.came_first(self, mutex)):
             mutex.owner = self  # the fast path: no event

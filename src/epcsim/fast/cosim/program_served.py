@@ -32,11 +32,13 @@ from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
     C_POPS,
+    C_RQ_LEN,
     EV_POKE,
     HB_BUDGET,
     HB_NAMES,
     SE_PENDING,
     T_PC,
+    T_RESCHED,
     T_SPIN_EV,
     T_STATE,
     TS_SPIN,
@@ -64,13 +66,16 @@ def run_served(
     moved: dict[str, int] | None = None,
     mutex: str = "linux",
     sched: str = "cfs",
+    runq: bool = False,
 ) -> tuple[Outcome, list[str], Served]:
     """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
     SimPy side (its engine state is the run's at the end).
     ``max_steps`` > 0: stop after that many events in all (the outcome's ``pending`` is
     SimPy's queue then, as ``run_simpy(max_steps=)``'s). ``moved`` counts what the moves to
-    the core carried (tasks per ``T_STATE``, pokes), for the tests' guards. ``mutex`` and
-    ``sched`` are ``Machine``'s (``run_simpy``'s)."""
+    the core carried (tasks per ``T_STATE``, pokes), for the tests' guards; with ``runq``
+    also what the moves back to SimPy carried of the run queue (``rq_waiting``,
+    ``rq_resched``). ``mutex`` and ``sched`` are ``Machine``'s (``run_simpy``'s); ``runq``
+    the core's run queue (``new_state``'s)."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
@@ -87,6 +92,7 @@ def run_served(
         trace_capacity=4096 if trace else 0,
         mutex=mutex,
         sched=sched,
+        runq=runq,
     )
     st.tasks[:, T_PC] = entry
     counters = np.zeros(nr_queues, np.int64)
@@ -122,6 +128,9 @@ def run_served(
             raise RuntimeError("run_served: the done log is full (done_capacity)")
         hb = int(st.clk[C_HB])
         ran.append("core" if hb in (0, HB_BUDGET) else f"core, handed back: {HB_NAMES[hb]}")
+        if moved is not None:
+            moved["rq_waiting"] = moved.get("rq_waiting", 0) + int(st.clk[C_RQ_LEN])
+            moved["rq_resched"] = moved.get("rq_resched", 0) + int(st.tasks[:, T_RESCHED].sum())
         to_simpy(sv)
 
     for count in switches:
@@ -152,7 +161,7 @@ def run_served(
 
 def _count_moved(st: CoState, moved: dict[str, int]) -> None:
     for s in st.tasks[:, T_STATE].tolist():
-        key = ("new", "starting", "ready", "run", "spin", "sleep", "done", "msleep")[s]
+        key = ("new", "starting", "ready", "run", "spin", "sleep", "done", "msleep", "runq")[s]
         moved[key] = moved.get(key, 0) + 1
     kinds = [e[3] for e in pending(st)]
     moved["poke"] = moved.get("poke", 0) + kinds.count(EV_POKE)

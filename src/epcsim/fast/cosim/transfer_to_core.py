@@ -45,6 +45,7 @@ from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
+    C_CSW,
     C_EID,
     C_ELIDED,
     C_FIFO_SCHED,
@@ -52,12 +53,16 @@ from epcsim.fast.cosim.state import (
     C_HB_NOW,
     C_HB_TASK,
     C_MIN_VR,
+    C_NONEMPTY_SINCE,
     C_NOW,
     C_POPS,
     C_QLEN,
+    C_RQ_LEN,
+    C_RQ_SEQ,
     C_SERVED,
     C_SPIN_SEQ,
     C_TRACE_LEN,
+    C_WAKEUP_PREEMPT,
     EV_END,
     EV_INIT,
     EV_POKE,
@@ -83,8 +88,10 @@ from epcsim.fast.cosim.state import (
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
+    T_RESCHED,
     T_RQ,
     T_RQ_A,
+    T_RQ_SEQ,
     T_SLICE_START,
     T_SPIN_EV,
     T_SPIN_GEN,
@@ -286,6 +293,13 @@ def to_core(sv: Served) -> bool:
         assert isinstance(m.rq, CfsRunQueue)  # _in_regime
         clk[C_FIFO_SCHED] = 0
         clk[C_MIN_VR] = m.rq.min_vruntime
+        clk[C_NONEMPTY_SINCE] = m.rq._nonempty_since
+        clk[C_WAKEUP_PREEMPT] = m.rq.wakeup_preemptions
+    # the run queue is empty (_in_regime): no task waits, none has need_resched
+    clk[C_RQ_LEN] = clk[C_RQ_SEQ] = 0
+    clk[C_CSW] = m.context_switches
+    st.tasks[:, T_RQ_SEQ] = 0
+    st.tasks[:, T_RESCHED] = 0
     clk[C_TRACE_LEN] = 0
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
     rows.sort()

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Generator
 from functools import partial
-from heapq import heappush
+from heapq import heapify, heappush
 from itertools import count
 from typing import Any
 
@@ -36,23 +36,25 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.queue import pending
-from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RESCHED, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
+    C_CSW,
     C_EID,
     C_ELIDED,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
-    C_INTERRUPTS,
     C_MIN_VR,
+    C_NONEMPTY_SINCE,
     C_NOW,
     C_POPS,
     C_QLEN,
-    C_RQ_LEN,
+    C_RQ_SEQ,
     C_SERVED,
     C_TRACE_LEN,
+    C_WAKEUP_PREEMPT,
     EV_END,
     EV_INIT,
     EV_POKE,
@@ -63,6 +65,12 @@ from epcsim.fast.cosim.state import (
     HB_NAMES,
     HB_QUEUE_FULL,
     HB_TRACE_FULL,
+    K_DONE,
+    K_LOCK,
+    K_LOCK_TAKE,
+    K_MSLEEP,
+    K_RUN,
+    K_USER,
     M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
@@ -75,12 +83,15 @@ from epcsim.fast.cosim.state import (
     M_WAIT_NS,
     M_WAITERS,
     T_BUSY,
+    T_CONT,
+    T_CONT_A,
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
     T_RESCHED,
     T_RQ,
     T_RQ_A,
+    T_RQ_SEQ,
     T_SLICE_START,
     T_SPIN_GEN,
     T_SPIN_M,
@@ -95,9 +106,11 @@ from epcsim.fast.cosim.state import (
     T_WAIT_M,
     TRACE_EVENTS,
     TS_DONE,
+    TS_INTR,
     TS_MSLEEP,
     TS_NEW,
     TS_RUN,
+    TS_RUNQ,
     TS_SLEEP,
     TS_SPIN,
     TS_STARTING,
@@ -152,6 +165,73 @@ def _finished(env: Any, queued: bool) -> Process:
     return proc
 
 
+def _interrupted(st: Any, queued: list[tuple[int, int, int, int, int, int]]) -> bool:
+    """An interrupted user step still in the core's queue: a task whose Interruption
+    (``EV_INTR``) is queued, or a dead timeout (an ``EV_END`` of a task still running, or
+    a second one of a finished task)."""
+    tasks = st.tasks
+    if (tasks[:, T_STATE] == TS_INTR).any():
+        return True
+    ends = [t for _, _, _, kind, t, _ in queued if kind == EV_END]
+    return len(set(ends)) < len(ends) or any(int(tasks[t, T_STATE]) != TS_DONE for t in ends)
+
+
+def _picked(sv: Served, t: int, ev: Event) -> Gen:
+    """A task waiting in the run queue (``TS_RUNQ``), or picked with its event queued: its
+    wait on the run queue's event (``CfsRunQueue._enqueue``'s, ``FifoRunQueue.wake``'s),
+    then the rest of the request it needed the CPU for (``T_CONT``, ``state.K_*``), as
+    the reference goes on once picked: ``Task.run``, ``run_user``, ``lock`` before or after
+    its might_sleep point, ``FifoMutex._lock_slow``'s tail; nothing for a ``cond_resched``
+    or a sleep's tail (``K_DONE``). ``T_RQ`` names the request (``to_core`` then declines
+    while the task waits: its generator is none it recognises)."""
+    tasks = sv.st.tasks
+    task = sv.tasks[t]
+    k = int(tasks[t, T_CONT])
+    a = int(tasks[t, T_CONT_A])
+    tasks[t, T_RQ] = _CONT_RQ[k]
+    tasks[t, T_RQ_A] = a
+    yield ev
+    if k == K_RUN:
+        yield from task.run(a)
+    elif k == K_USER:
+        yield from task.run_user(a)
+    elif k == K_LOCK:
+        yield from task.lock(sv.mutexes[a])
+    elif k == K_LOCK_TAKE:
+        yield from task.lock(sv.mutexes[a], moved=True)
+    elif k == K_MSLEEP:
+        fm = sv.mutexes[int(tasks[t, T_WAIT_M])]
+        assert isinstance(fm, FifoMutex)
+        yield from fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), None))
+
+
+#: the request a ``T_CONT`` continues (``_picked``)
+_CONT_RQ = {K_DONE: RQ_RESCHED, K_RUN: RQ_RUN, K_USER: RQ_RUN_USER, K_LOCK: RQ_LOCK}
+_CONT_RQ.update({K_LOCK_TAKE: RQ_LOCK, K_MSLEEP: RQ_LOCK})
+
+
+def _run_queue(sv: Served, target: dict[int, Event]) -> None:
+    """The core's run queue into SimPy's: ``CfsRunQueue._rq`` (a heap of ``(vruntime,
+    seq, task, event)``, its ``_seq`` past the moved ones') or ``FifoRunQueue._waiters``
+    in arrival order; each waiting task's event is ``target``'s (``_picked`` waits on it)."""
+    st = sv.st
+    tasks = st.tasks
+    clk = st.clk
+    rq = sv.m.rq
+    waiting = sorted(
+        (int(tasks[t, T_RQ_SEQ]), t) for t in range(len(sv.tasks)) if tasks[t, T_RQ_SEQ] > 0
+    )
+    if isinstance(rq, FifoRunQueue):
+        rq._waiters = deque((sv.tasks[t], target[t]) for _, t in waiting)
+        return
+    assert isinstance(rq, CfsRunQueue)
+    base = rq._seq
+    rq._rq = [(int(tasks[t, T_VRUNTIME]), base + q, sv.tasks[t], target[t]) for q, t in waiting]
+    heapify(rq._rq)
+    rq._seq = base + int(clk[C_RQ_SEQ])
+    clk[C_RQ_SEQ] = 0  # the core's rows are stale until ``to_core`` (which writes them)
+
+
 def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], Event] | None:
     """Core -> SimPy (see the module docstring), with the core stopped between two events
     (idle, its event budget spent) or handed back at the edge of its regime: then the task
@@ -173,28 +253,32 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     hb = int(clk[C_HB])
     if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
         raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
-    if int(clk[C_RQ_LEN]) or int(clk[C_INTERRUPTS]) or st.tasks[:, T_RESCHED].any():
-        # the run queue's states (session ``onecpu``) are not moved yet: a task waiting
-        # for a CPU, need_resched, an interrupted user step's Interruption or its dead
-        # timeout (PATHS.md "One CPU", what is left: item 2); the machines' regime keeps
-        # ``clk[C_RUNQ]`` clear, so they never reach one
-        raise RuntimeError("to_simpy: the run queue's state is not moved to SimPy yet")
+    queued = pending(st)
+    if _interrupted(st, queued):
+        # an interrupted user step's Interruption or its dead timeout is not moved (no
+        # machine meets one: ``driver/resched.py``; PATHS.md "One CPU")
+        raise RuntimeError("to_simpy: an interrupted user step is not moved to SimPy")
     h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
     rq = m.rq
     tasks = st.tasks
+    if h >= 0 and int(tasks[h, T_STATE]) == TS_RUNQ:
+        raise RuntimeError(f"to_simpy: task {h} handed back waiting for a CPU")
     env._now = int(clk[C_NOW])
     env._eid = count(int(clk[C_EID]))
     sv.pops = int(clk[C_POPS])
     m.elided = int(clk[C_ELIDED])
     m.running = [None if r < 0 else sv.tasks[r] for r in st.cpus.tolist()]
+    m.context_switches = int(clk[C_CSW])
     if isinstance(rq, FifoRunQueue):
         rq._free_cpus = deque(st.cpuq[: int(clk[C_CPUQ_LEN])].tolist())
     else:
         assert isinstance(rq, CfsRunQueue)
         rq.min_vruntime = int(clk[C_MIN_VR])
         rq._idle = [c for c, r in enumerate(m.running) if r is None]
+        rq._nonempty_since = int(clk[C_NONEMPTY_SINCE])
+        rq.wakeup_preemptions = int(clk[C_WAKEUP_PREEMPT])
     for t, task in enumerate(sv.tasks):
         row = tasks[t].tolist()
         task.cpu = None if row[T_CPU] < 0 else row[T_CPU]
@@ -205,7 +289,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         task.slice_start = row[T_SLICE_START]
         task.vruntime = row[T_VRUNTIME]
         task.started = bool(row[T_STARTED])
-        task._resched = False
+        task._resched = bool(row[T_RESCHED])
         task._user_proc = None  # set again below for a user step under way
     n_tr = int(clk[C_TRACE_LEN])
     for ns, ev, t, mi in st.trace[:n_tr].tolist():
@@ -246,7 +330,6 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         recs[t] = rec
         m.spinning[sv.tasks[t]] = mx
         mx._spin_ev[sv.tasks[t]] = rec
-    queued = pending(st)
     resumed = {t for _, _, _, kind, t, _ in queued if kind in (EV_RESUME, EV_INIT)}
     ended = {t for _, _, _, kind, t, _ in queued if kind == EV_END}
     for t in range(len(sv.tasks)):
@@ -256,10 +339,11 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             # ``rec.ev`` is that event
             target[t] = _triggered(env)
             target[t].callbacks = None  # type: ignore[assignment]
-        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP):
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ):
             target[t] = _triggered(env) if t in resumed else Event(env)
         if t in recs:
             recs[t].ev = target[t]
+    _run_queue(sv, target)
     for q, queue in enumerate(sv.queues):
         queue._waiters = [target[t] for t in st.wql[q, : st.wq[q]].tolist()]
     for i, mx in enumerate(sv.mutexes):
@@ -321,6 +405,8 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         elif s == TS_SLEEP:
             tasks[t, T_RQ] = RQ_SLEEP
             first = _sleep_tail(task, ev)
+        elif s == TS_RUNQ:
+            first = _picked(sv, t, ev)
         elif s == TS_MSLEEP:
             mi = int(tasks[t, T_WAIT_M])
             tasks[t, T_RQ] = RQ_LOCK
