@@ -67,6 +67,7 @@ from epcsim.fast.driver.tstate import (
     TC_ADDED,
     TC_DONE,
     TC_EADD_NS,
+    TC_ENTERED,
     TC_ESLOT,
     TC_FREE_ROW,
     TC_I,
@@ -161,7 +162,7 @@ def add_rows(p, t, pc):
             if pc == P_TOP:
                 # the page's cond_resched(), then A0's checks again (another task may
                 # have run meanwhile)
-                r = thread_resched(st, ks, tc, sp, t)
+                r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
                 if r != R_OK:
                     return pc, _blocked(st, t, P_ARESCHED, r)
                 pc = P_ARESCHED
@@ -210,7 +211,8 @@ def add_rows(p, t, pc):
                 st.tasks[t, T_PC] = P_ADIRECT
                 return pc, r
             tcnt[TN_DIRECT_PAGES] += ks.rc[RECLAIM_DIRECT, RC_NK]
-            r = thread_resched(st, ks, tc, sp, t)  # alloc_epc_page's cond_resched()
+            # alloc_epc_page's cond_resched()
+            r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return pc, _blocked(st, t, P_ADRESCHED, r)
             pc = P_ADRESCHED

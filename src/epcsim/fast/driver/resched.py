@@ -62,34 +62,39 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from epcsim.fast.cosim.borrow import member_at
 from epcsim.fast.cosim.request import RQ_RESCHED, perform
 from epcsim.fast.cosim.state import C_SERVED, T_CPU, T_LAST_CPU
 from epcsim.fast.driver.kstate import K_INSIDE, K_TRACKING
-from epcsim.fast.driver.tstate import TC_ENTERED
 
 _RQ_RESCHED = np.int64(RQ_RESCHED)
 _ZERO = np.int64(0)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def switch_out(ks, tc, lp):
-    """``EnclaveThread._switch_out`` of the thread that left ``lp``: losing the CPU inside
-    the enclave is an AEX (``hw.aex(lp)``: ``lp``'s bit of ``K_INSIDE`` and ``K_TRACKING``,
-    LP bit masks since session ``nthreads``)."""
+def switch_out(ks, entered, lp):
+    """``EnclaveThread._switch_out`` of the thread that left ``lp`` (``entered``: its
+    ``TC_ENTERED``): losing the CPU inside the enclave is an AEX (``hw.aex(lp)``: ``lp``'s
+    bit of ``K_INSIDE`` and ``K_TRACKING``, LP bit masks since session ``nthreads``)."""
     bit = np.int64(1) << lp
-    if tc[TC_ENTERED] != 0 and lp >= 0 and ks.ke[K_INSIDE] & bit != 0:
+    if entered != 0 and lp >= 0 and ks.ke[K_INSIDE] & bit != 0:
         ks.ke[K_INSIDE] &= ~bit
         ks.ke[K_TRACKING] &= ~bit
 
 
-@njit(cache=True, nogil=True, inline="always")
-def thread_resched(st, ks, tc, sp, t):
+@njit(cache=True, nogil=True)
+def thread_resched(sp, kq, t, entered, es):
     """The thread's ``cond_resched()``: the request, and ``on_switch_out`` if it left the
     thread without its CPU on the core (waiting in the run queue: ``R_BLOCKED``; or the
-    heap full after the yield: ``R_STOP``). Returns the request's answer."""
+    heap full after the yield: ``R_STOP``). Returns the request's answer. ``entered`` and
+    ``es`` are the thread's ``TC_ENTERED`` and ``TC_ESLOT`` (its enclave's slot in ``kq``).
+    On the machine's borrowed ``CoState`` (``sp``) and slots, and scalars: one compile for
+    every caller (``thread_run``, ``add_rows``, the retry's rows), and not inlined -
+    inlined at its six sites it made the ``run_pair`` path's cold compile ~25% longer
+    (``BENCHMARKS.md`` ``onecpu2``)."""
     r = perform(sp, t, _RQ_RESCHED, _ZERO)
-    if st.clk[C_SERVED] == 0 and st.tasks[t, T_CPU] < 0:
-        switch_out(ks, tc, st.tasks[t, T_LAST_CPU])  # the CPU it left
+    if sp.clk[C_SERVED] == 0 and sp.tasks[t, T_CPU] < 0:
+        switch_out(member_at(kq, es), entered, sp.tasks[t, T_LAST_CPU])  # the CPU it left
     return r
 
 

@@ -50,6 +50,8 @@ from epcsim.fast.driver.tstate import (
     TC_CALL_N,
     TC_CALLS_LEFT,
     TC_CAUSE,
+    TC_ENTERED,
+    TC_ESLOT,
     TC_I,
     TC_MAX_STALLED,
     TC_MODE,
@@ -100,7 +102,7 @@ def _stalled(tc):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def retry_rows(st, ks, ts, sp, t, pc):
+def retry_rows(st, kq, ts, sp, t, pc):
     """M5 and M0 from ``pc`` (``P_MEAGAIN_UNLOCKED`` with ``call_again``, or one of this
     module's pcs) until the task parks - ``(pc, r)``: ``thread_run`` returns ``r`` - or
     the next call is at its first page top - ``(P_TOP, -1)``."""
@@ -113,7 +115,7 @@ def retry_rows(st, ks, ts, sp, t, pc):
         pc = P_MRETURN_RUN
     if pc == P_MRETURN_RUN:
         # deliver_signal: nothing (module docstring); cond_resched: the request
-        r = thread_resched(st, ks, tc, sp, t)
+        r = thread_resched(sp, kq, t, tc[TC_ENTERED], tc[TC_ESLOT])
         if r != R_OK:
             return pc, _blocked(st, t, P_MRESCHED, r)
         pc = P_MRESCHED

@@ -458,7 +458,8 @@ def thread_run(p, t):
             tc[TC_DONE] += k2
             if k2 < tc[TC_K]:  # the EPCM refuses pages[i + k2]: the stream ends
                 return _stop(st, ks, t, P_ACCESS, KB_PF, pages[i + k2])
-            r = thread_resched(st, ks, tc, sp, t)  # the loop's cond_resched()
+            # the loop's cond_resched()
+            r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return _blocked(st, t, P_URESCHED, r)
             pc = P_URESCHED
@@ -613,7 +614,8 @@ def thread_run(p, t):
             continue
         if pc == P_UNLOCKED:
             _latency(st, ts, tcl)  # _fault, after sgx_vma_fault returned
-            r = thread_resched(st, ks, tc, sp, t)  # _fault_return's cond_resched()
+            # _fault_return's cond_resched()
+            r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return _blocked(st, t, P_FRESCHED, r)
             pc = P_FRESCHED
@@ -645,7 +647,8 @@ def thread_run(p, t):
             pc = P_NEXT
             continue
         if pc == P_NEXT:
-            r = thread_resched(st, ks, tc, sp, t)  # the loop's cond_resched(), then i += 1
+            # the loop's cond_resched(), then i += 1
+            r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return _blocked(st, t, P_ERESCHED, r)
             pc = P_ERESCHED

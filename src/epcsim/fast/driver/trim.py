@@ -187,11 +187,11 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
     pages = ts.pages
     while True:
         if pc == P_MRESCHED:  # the retry's cond_resched() (retry.py), after A's pcs
-            return retry_rows(st, ks, ts, sp, t, pc)
+            return retry_rows(st, kq, ts, sp, t, pc)
         if pc >= P_ADD_FIRST:  # ADD_PAGES' rows (add.py), A1 to A4
             return add_rows(p, t, pc)
         if pc > P_REBUSY_UNLOCKED:  # the runtime's next call after -EAGAIN (retry.py)
-            return retry_rows(st, ks, ts, sp, t, pc)
+            return retry_rows(st, kq, ts, sp, t, pc)
         if pc >= P_REMODPR:  # REMOVE_PAGES' per_page (remove.py), then M4's unlock
             pc, r = remove_rows(st, ks, ts, sp, t, pc)
             if r >= 0:
@@ -306,7 +306,7 @@ def trim_rows(st, ks, ts, sp, kq, t, pc, p):
             continue
         if pc == P_MEAGAIN_UNLOCKED:  # the call returns -EAGAIN
             if call_again(ts):  # the runtime's M5 and next call on the core (retry.py)
-                return retry_rows(st, ks, ts, sp, t, pc)
+                return retry_rows(st, kq, ts, sp, t, pc)
             return pc, _stop(st, ks, t, P_TOP, KB_TOP, -1)  # Python's M5
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
