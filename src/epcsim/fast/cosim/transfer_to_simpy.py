@@ -430,7 +430,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             kept = (gen, ev)
         else:
             procs[t] = _process(env, gen, ev, True)
-        if tasks[t, T_RQ] == RQ_RUN_USER:
+        if tasks[t, T_RQ] == RQ_RUN_USER and s != TS_RUNQ:
             task._user_proc = procs[t]  # what ``run_user`` sets: a preemption interrupts it
     sv.procs = procs
     # the queue, in the core's order with the core's eids
