@@ -66,6 +66,7 @@ import numpy as np
 from epcsim.engine.machine import Gen
 from epcsim.fast.cosim.deadline import take_stops
 from epcsim.fast.cosim.state import (
+    C_CSW,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
@@ -322,8 +323,10 @@ class CoreStream(CoreStreamRegime):
             tc[T.TC_EADD_NS] = costs.eadd
             tc[T.TC_PAGE_CNT] = encl.page_cnt
         contended = int(co.mtx[:, M_CONTENDED].sum())
+        switches = int(co.clk[C_CSW])
         rc, kt = drive_observed(owner, sess.sv, system, sess.encls, co, kt, ts, tslot, THREAD)
         owner.lock_contended += int(co.mtx[:, M_CONTENDED].sum()) - contended
+        owner.core_switches += int(co.clk[C_CSW]) - switches
         sess.kt = kt
         ks = kt[tslot]
         for s, other in enumerate(kt[: len(sess.encls)]):  # records into the other's file

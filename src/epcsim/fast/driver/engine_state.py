@@ -23,11 +23,14 @@ from epcsim.engine.mutex import FifoMutex, LinuxMutex, Mutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
+    C_CSW,
     C_EID,
     C_ELIDED,
     C_LATENCY,
     C_MIN_VR,
+    C_NONEMPTY_SINCE,
     C_NOW,
+    C_WAKEUP_PREEMPT,
     M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
@@ -54,20 +57,28 @@ if TYPE_CHECKING:
 
 
 def take_engine(
-    system: System, tasks: Sequence[Task], mutex: Mutex, trace: bool, more: Sequence[Mutex] = ()
+    system: System,
+    tasks: Sequence[Task],
+    mutex: Mutex,
+    trace: bool,
+    more: Sequence[Mutex] = (),
+    runq: bool = False,
 ) -> CoState:
     """A core whose task row ``t`` is ``tasks[t]`` (on the CPU it holds, if any), with one
     mutex (``mutex``, free) and one wait queue (empty), at SimPy's instant; ``trace``
     gives it a mutex trace buffer. ``more``: further free mutexes of the same kind, rows
     1, 2, ... (the second enclave slot's ``encl->lock``, PATHS.md "Two enclaves in the
-    regime", item 3)."""
+    regime", item 3). ``runq``: a task that finds no idle CPU waits in the core's run
+    queue (``cosim/runqueue.py``; the user path's sessions, session ``onecpu2``) instead of
+    the core handing back (``HB_NO_CPU``)."""
     m = system.machine
     rq = m.rq
     fifo_mutex = isinstance(mutex, FifoMutex)
     co = new_state(
         m.nr_cpus, len(tasks), 1 + len(more), 1, costs=m.costs, elide=m.elide, heap_capacity=64,
         trace_capacity=(1 << 16) if trace else 0, mutex="fifo" if fifo_mutex else "linux",
-        sched="fifo" if isinstance(rq, FifoRunQueue) else "cfs",
+        sched="fifo" if isinstance(rq, FifoRunQueue) else "cfs", runq=runq,
+        sched_slice_ns=m.sched_slice_ns,
     )  # fmt: skip
     clk = co.clk
     clk[C_NOW] = int(m.env._now)
@@ -83,6 +94,10 @@ def take_engine(
         assert isinstance(rq, CfsRunQueue)  # the callers' regime checks
         clk[C_MIN_VR] = rq.min_vruntime
         clk[C_LATENCY] = rq.latency_ns
+        clk[C_NONEMPTY_SINCE] = rq._nonempty_since
+        clk[C_WAKEUP_PREEMPT] = rq.wakeup_preemptions
+    # absolute, as ``transfer.to_simpy`` writes them back (nobody waits for a CPU at entry)
+    clk[C_CSW] = m.context_switches
     clk[C_ELIDED] = 0
     for t, task in enumerate(tasks):
         row = co.tasks[t]

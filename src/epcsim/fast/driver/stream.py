@@ -191,6 +191,9 @@ class StreamCore:
         #: ``encl->lock``'s contended acquisitions on the core (a spin, or with
         #: ``FifoMutex`` a sleep on its wait list; session ``fifo``: its tests' guard)
         self.lock_contended = 0
+        #: context switches on the core (``cosim/runqueue.py``: a task given the CPU another
+        #: left or yielded; with one CPU the thread and ksgxd share it, session ``onecpu2``)
+        self.core_switches = 0
         #: pages ADD_PAGES' loop (``kernel.ioctl.sgx_ioc_enclave_add_pages``) added on the
         #: core (session ``addcore``)
         self.adds = 0

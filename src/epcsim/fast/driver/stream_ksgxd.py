@@ -278,7 +278,7 @@ class Session(SessionStops):
         assert kt_ is not None and all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
         placeholder = Task(system.machine, "fast_core: no stream yet")
         trace = any(mu.trace is not None for mu in locks)
-        co = take_engine(system, [placeholder, kt_], locks[0], trace, locks[1:])
+        co = take_engine(system, [placeholder, kt_], locks[0], trace, locks[1:], runq=True)
         co.tasks[KSGXD, T_PC] = KM.P_CHECK
         kt = owner.kernel_slots(encls)
         return cls(owner, encls, placeholder, co, kt, high, [], mode="simpy")
@@ -373,10 +373,10 @@ def _served_regime(system: System, encls: list[Any]) -> bool:
     """What ksgxd's machine needs to start a batch under SimPy (``ksgxd.py`` hands back
     ``KB_UNEXPECTED`` otherwise): the session's enclaves (``encls``, its slots) the only
     ones, each built (or being built on the core) and alive, and the model's options the
-    driver's; and nobody waiting for a CPU, nor ksgxd asked to reschedule: the machine
-    skips the loop's ``cond_resched()`` (nothing in the regime), which its generator then
-    does. Cheap (per served step); a page of another owner on the LRU needs another
-    enclave."""
+    driver's. (Until session ``onecpu2`` also nobody waiting for a CPU, nor ksgxd asked to
+    reschedule: the machine skipped the loop's ``cond_resched()``; it asks for it now,
+    ``resched.py``.) Cheap (per served step); a page of another owner on the LRU needs
+    another enclave."""
     sgx = system.sgx
     cur = sgx.enclaves
     if len(cur) != len(encls) or any(a is not b for a, b in zip(cur.values(), encls, strict=True)):
@@ -386,8 +386,7 @@ def _served_regime(system: System, encls: list[Any]) -> bool:
             return False
     if sgx.flood is not None or type(sgx.lru) is not KernelLru:
         return False
-    kt = sgx.ksgxd_task
-    return kt is not None and not kt._resched and not system.machine.rq.waiting()
+    return sgx.ksgxd_task is not None
 
 
 def _worth_serving(system: System) -> bool:
@@ -432,7 +431,7 @@ def _core_state_running(system: System, thread: Task, locks: list[Any], trace: b
     kt = system.sgx.ksgxd_task
     assert kt is not None and thread.cpu is not None
     assert all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
-    co = take_engine(system, [thread, kt], locks[0], trace, locks[1:])
+    co = take_engine(system, [thread, kt], locks[0], trace, locks[1:], runq=True)
     co.tasks[THREAD, T_STATE] = TS_READY
     co.tasks[THREAD, T_PC] = P_TOP
     co.tasks[KSGXD, T_STATE] = TS_SLEEP
