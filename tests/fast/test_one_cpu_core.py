@@ -19,12 +19,13 @@ CPU (``StreamCore.core_switches``), or the test proves nothing.
 Each example runs three systems on one CPU (seconds of CPU each): few examples by default,
 more with ``EPCSIM_LONG=1``; the demo cell's guard shows what they reach.
 
-Mutations tried by hand (session ``onecpu2``), each making the one-CPU run of
-``test_stream_core``'s row-1 shape (4,000 accesses over 4x a 256-page EPC, a
-``run(until=)`` between two calls) differ from the fast engine without the core: skipping
-the wake-up preemption check (``runqueue.wake_queued``), skipping the AEX at a switch-out
-(``resched.thread_resched``), leaving need_resched set after the switch
-(``runqueue.leave_cpu``).
+Mutations tried by hand (session ``onecpu2``), each making the core's run differ from the
+fast engine without it: skipping the wake-up preemption check (``runqueue.wake_queued``)
+and leaving need_resched set after the switch (``runqueue.leave_cpu``) on the one-CPU run
+of ``test_stream_core``'s row-1 shape (4,000 accesses over 4x a 256-page EPC, a
+``run(until=)`` between two calls); skipping the AEX at a switch-out
+(``resched.thread_resched``) on ``test_the_thread_yields_inside_the_enclave_on_one_cpu``'s
+run (the row-1 shape never yields inside: its thread faults at nearly every access).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 from core_cases import agree, eaccept_scenario, retry_scenario, trim_scenario
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from stream_core_cases import ENGINE_KEYS, stream_scenario
+from stream_core_cases import ENGINE_KEYS, build_enclave, core_snap, stream_scenario
 
 from epcsim.cli import flip_configs
 from epcsim.demo import run_seed
@@ -44,6 +46,8 @@ from epcsim.system import System
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 #: (mutex, sched): Linux's and each FIFO combination
 VARIANTS = st.sampled_from([("linux", "cfs"), ("fifo", "fifo"), ("fifo", "cfs"), ("linux", "fifo")])
+#: ksgxd's batch ~6 ms, an access 5 us (``test_the_thread_yields_inside_the_enclave_on_one_cpu``)
+_LONG_EWB = {"ewb": 400_000, "access": 5_000}
 SETTINGS = {
     "deadline": None,
     "suppress_health_check": list(HealthCheck),
@@ -148,6 +152,35 @@ def test_the_retry_on_one_cpu_matches_the_reference(
     mutex, sched = variant
     args = (seed, epc_pages, 1, heap_x, settle, "after1", False, 10_000)
     agree(retry_scenario, args, {"mutex": mutex, "sched": sched})
+
+
+def test_the_thread_yields_inside_the_enclave_on_one_cpu() -> None:
+    """A directed run where the thread gives its CPU up *inside* the enclave (an AEX at the
+    switch-out, ``resched.thread_resched``), which the properties above seldom reach: ksgxd's
+    batches made long (EWB 400 us), so it yields at its loop tail by the tick with pages
+    still to reclaim, and the thread, back on the CPU, runs a hot set that fits - user
+    steps, each access 5 us, longer than a slice in all - until the tick takes the CPU from
+    it at a loop top. Equal on the three systems; skipping the AEX (by hand) makes the
+    core's run differ (EWB's tracking too: the LP left inside)."""
+    snaps = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {"fast_core": False}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = build_enclave(engine, 2, 256, 1, False, costs=_LONG_EWB, **kw)
+        rng = np.random.default_rng(2)
+        stream = np.concatenate([rng.integers(0, n, size=300), np.tile(np.arange(32), 400)])
+        out = encl.access_pages(stream)
+        assert out.ok
+        snaps[name] = core_snap(system, encl, out)
+        if kw.get("fast_core"):
+            sc = system.sgx.stream_core
+            assert system.fast_core_accesses > 0.9 * stream.size
+            assert sc.core_switches > 0, "nothing switched on the core's one CPU"
+    a, f, b = snaps["reference"], snaps["fast"], snaps["core"]
+    assert [key for key in f if f[key] != b[key]] == []
+    assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
 
 
 def test_a_one_cpu_demo_cell_runs_on_the_core() -> None:
