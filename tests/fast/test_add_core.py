@@ -28,13 +28,18 @@ from stream_core_cases import core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.ioctl import observe_only
 from epcsim.user.thread import AccessOutcome
 
 _OUT = AccessOutcome(0, 0, 0, 0)
 
 
-def build_enclave(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, **kw):  # type: ignore[no-untyped-def]
-    """The scenario (module docstring), one snapshot per step, then the core's counts."""
+def build_enclave(
+    engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, hook=False, **kw
+):  # type: ignore[no-untyped-def]
+    """The scenario (module docstring), one snapshot per step, then the core's counts.
+    ``hook``: every call gets an ``observe_only`` progress hook (a progress bar, as
+    ``epcsim run``'s build passes), whose calls are appended to the step's record."""
     system = epcsim.System(
         engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
         direct_reclaim=direct, **kw,
@@ -58,11 +63,15 @@ def build_enclave(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, s
     steps.append((a + tcs_mid, 4, "r", "reg", True))  # measured after the heap: Python's
     steps.append((a - 3, 6, "rw", "reg", False))  # over added pages: -EBUSY at once
     out = []
+    seen: list[int] = []
+    bar = observe_only(lambda _encl, done: seen.append(done)) if hook else None
     for off, pages, perm, ptype, measure in steps:
         r = encl.add_pages(
-            off * PAGE_SIZE, pages * PAGE_SIZE, perm or "r", page_type=ptype, measure=measure
-        )
-        out.append((core_snap(system, encl, _OUT), r.ret, r.count))
+            off * PAGE_SIZE, pages * PAGE_SIZE, perm or "r", page_type=ptype, measure=measure,
+            progress=bar,
+        )  # fmt: skip
+        out.append((core_snap(system, encl, _OUT), r.ret, r.count, seen[:]))
+        seen.clear()
     st_ = system.cpu.secs_state(encl.encl.secs_epc)
     mr = st_.measurement_digest()
     init = encl.init()
@@ -73,12 +82,12 @@ def build_enclave(engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, s
     return out, counts
 
 
-def _three(*args) -> list[int]:  # type: ignore[no-untyped-def]
+def _three(*args, hook=False) -> list[int]:  # type: ignore[no-untyped-def]
     from stream_core_cases import ENGINE_KEYS
 
-    ref, _ = build_enclave("reference", *args)
-    fast, zero = build_enclave("fast", *args, fast_core=False)
-    core, counts = build_enclave("fast", *args, fast_core=True)
+    ref, _ = build_enclave("reference", *args, hook=hook)
+    fast, zero = build_enclave("fast", *args, hook=hook, fast_core=False)
+    core, counts = build_enclave("fast", *args, hook=hook, fast_core=True)
     assert zero == [0, 0]
     for k, (a, f, c) in enumerate(zip(ref, fast, core, strict=True)):
         assert [key for key in f[0] if f[0][key] != c[0][key]] == [], f"step {k}"
@@ -112,6 +121,18 @@ def test_the_seed_shaped_build_runs_on_the_core() -> None:
     before the backing store's first record (ksgxd's first batch lays it out)."""
     adds, entries = _three(7, 256, 4, False, 2.0, 0, 1)
     assert adds > 200 and entries > 0
+
+
+def test_a_build_with_a_progress_bar_runs_on_the_core() -> None:
+    """An ``observe_only`` progress hook (``epcsim run``'s build bar) no longer keeps the
+    build off the core (``kernel.ioctl._add_core``): the same pages are the core's as
+    without it, and the hook is called once per page with the same byte counts in the same
+    order on the three systems (each step's record holds its calls)."""
+    adds, entries = _three(7, 256, 4, False, 2.0, 0, 1, hook=True)
+    assert adds > 200 and entries > 0
+    ref, _ = build_enclave("reference", 7, 256, 4, False, 2.0, 0, 1, hook=True)
+    heap = ref[2]  # the heap's call: one hook call per page, in order
+    assert heap[3] == [PAGE_SIZE * (j + 1) for j in range(heap[2] // PAGE_SIZE)]
 
 
 def _build_then_trim(mutex: str, **kw):  # type: ignore[no-untyped-def]

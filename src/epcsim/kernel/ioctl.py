@@ -53,9 +53,11 @@ def observe_only(hook: ProgressHook) -> ProgressHook:
     """Mark ``hook`` as one that only reports progress (a progress bar) and changes nothing.
 
     The fast engine may then apply a run of pages at once and call the hook once per page
-    afterwards (``epcsim.fast.ioctl``). A hook without the mark may act - send a signal, start
-    a task, change a page - and the reference would see that before the next page, so with
-    such a hook the fast engine runs page by page, as the reference does."""
+    afterwards (``epcsim.fast.ioctl``; ADD_PAGES' compiled loop too, where the hook sees the
+    clock at the run's end, not at each page's: ``_add_core``). A hook without the mark may
+    act - send a signal, start a task, change a page - and the reference would see that
+    before the next page, so with such a hook the fast engine runs page by page, as the
+    reference does."""
     hook.observe_only = True  # type: ignore[attr-defined]
     return hook
 
@@ -325,6 +327,9 @@ def sgx_ioc_enclave_add_pages(
                         encl, (arg.offset + c) // PAGE_SIZE, k, arg.secinfo.flags
                     )
                     ret = 0
+                    if progress is not None:  # observe-only (``_add_core``): once per page
+                        for j in range(1, k + 1):
+                            progress(encl, c + j * PAGE_SIZE)
                     c += k * PAGE_SIZE
                 if moved is not None and moved[2] == _END_DIRECT:
                     # the core stopped in the page's allocation batch before another
@@ -383,9 +388,17 @@ def _add_core(task: Task, encl: SgxEncl, arg: AddPagesArgs, progress: ProgressHo
     """The compiled loop for this ADD_PAGES call (``StreamCore.add``; PATHS.md "The
     ADD_PAGES loop"), or None: the reference engine, no core, or what the core leaves to
     this loop - measured pages (EEXTEND hashes the page's bytes), page data, a progress
-    hook (it would see each page)."""
+    hook that may act (it would see each page before the next).
+
+    A hook marked ``observe_only`` (a progress bar: ``epcsim run``'s build) is taken, as
+    the fast engine's batches take it (``fast.ioctl.batch``): the loop calls it once per
+    page after the core's run, with each page's byte count in order. Decision (2026-11-27,
+    lead): unlike a batch, which sets the clock to each page's end before the call, the
+    hook sees the clock at the core run's end - the core does not keep per-page instants,
+    and an observe-only hook may read state but never changes the run (a named limit of
+    the mark: ``observe_only``'s docstring)."""
     sc = encl.sgx.stream_core
-    if sc is None or progress is not None or arg.src is not None:
+    if sc is None or hook_may_act(progress) or arg.src is not None:
         return None
     if arg.flags & SGX_PAGE_MEASURE or arg.secinfo is None or arg.length <= 0:
         return None
