@@ -38,8 +38,9 @@ def build_enclave(
     engine: str, seed, epc_pages, cpus, direct, heap_x, tcs_mid, split, hook=False, **kw
 ):  # type: ignore[no-untyped-def]
     """The scenario (module docstring), one snapshot per step, then the core's counts.
-    ``hook``: every call gets an ``observe_only`` progress hook (a progress bar, as
-    ``epcsim run``'s build passes), whose calls are appended to the step's record."""
+    ``hook``: every call gets an ``observe_only(count_only=True)`` progress hook (a
+    progress bar's count, as ``epcsim run``'s build passes), whose calls are appended to
+    the step's record."""
     system = epcsim.System(
         engine=engine, epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=seed, content_mode="tag",
         direct_reclaim=direct, **kw,
@@ -64,7 +65,7 @@ def build_enclave(
     steps.append((a - 3, 6, "rw", "reg", False))  # over added pages: -EBUSY at once
     out = []
     seen: list[int] = []
-    bar = observe_only(lambda _encl, done: seen.append(done)) if hook else None
+    bar = observe_only(lambda _encl, done: seen.append(done), count_only=True) if hook else None
     for off, pages, perm, ptype, measure in steps:
         r = encl.add_pages(
             off * PAGE_SIZE, pages * PAGE_SIZE, perm or "r", page_type=ptype, measure=measure,
@@ -124,7 +125,7 @@ def test_the_seed_shaped_build_runs_on_the_core() -> None:
 
 
 def test_a_build_with_a_progress_bar_runs_on_the_core() -> None:
-    """An ``observe_only`` progress hook (``epcsim run``'s build bar) no longer keeps the
+    """A count-only progress hook (``epcsim run``'s build bar) no longer keeps the
     build off the core (``kernel.ioctl._add_core``): the same pages are the core's as
     without it, and the hook is called once per page with the same byte counts in the same
     order on the three systems (each step's record holds its calls)."""

@@ -49,17 +49,27 @@ U64_MAX = (1 << 64) - 1
 ProgressHook = Callable[[SgxEncl, int], None]
 
 
-def observe_only(hook: ProgressHook) -> ProgressHook:
-    """Mark ``hook`` as one that only reports progress (a progress bar) and changes nothing.
+def observe_only(hook: ProgressHook | None = None, *, count_only: bool = False) -> Any:
+    """Mark ``hook`` as one that only reports progress (a progress bar) and changes nothing
+    (usable as ``@observe_only`` or ``@observe_only(count_only=True)``).
 
     The fast engine may then apply a run of pages at once and call the hook once per page
-    afterwards (``epcsim.fast.ioctl``; ADD_PAGES' compiled loop too, where the hook sees the
-    clock at the run's end, not at each page's: ``_add_core``). A hook without the mark may
-    act - send a signal, start a task, change a page - and the reference would see that
-    before the next page, so with such a hook the fast engine runs page by page, as the
-    reference does."""
-    hook.observe_only = True  # type: ignore[attr-defined]
-    return hook
+    afterwards, the clock set to each page's end as the reference's would be
+    (``epcsim.fast.ioctl``). A hook without the mark may act - send a signal, start a task,
+    change a page - and the reference would see that before the next page, so with such a
+    hook the fast engine runs page by page, as the reference does.
+
+    ``count_only``: the hook reads nothing but its byte count - not the clock, not the model
+    (``epcsim run``'s build bar). ADD_PAGES' compiled loop takes only such a hook
+    (``_add_core``): it calls it once per page after the core's run, when the clock and the
+    model are at the run's end (the core keeps no per-page instants)."""
+
+    def mark(h: ProgressHook) -> ProgressHook:
+        h.observe_only = True  # type: ignore[attr-defined]
+        h.count_only = count_only  # type: ignore[attr-defined]
+        return h
+
+    return mark if hook is None else mark(hook)
 
 
 def hook_may_act(progress: ProgressHook | None) -> bool:
@@ -390,15 +400,16 @@ def _add_core(task: Task, encl: SgxEncl, arg: AddPagesArgs, progress: ProgressHo
     this loop - measured pages (EEXTEND hashes the page's bytes), page data, a progress
     hook that may act (it would see each page before the next).
 
-    A hook marked ``observe_only`` (a progress bar: ``epcsim run``'s build) is taken, as
-    the fast engine's batches take it (``fast.ioctl.batch``): the loop calls it once per
-    page after the core's run, with each page's byte count in order. Decision (2026-11-27,
-    lead): unlike a batch, which sets the clock to each page's end before the call, the
-    hook sees the clock at the core run's end - the core does not keep per-page instants,
-    and an observe-only hook may read state but never changes the run (a named limit of
-    the mark: ``observe_only``'s docstring)."""
+    A hook marked ``observe_only(count_only=True)`` (``epcsim run``'s build bar) is taken:
+    the loop calls it once per page after the core's run, with each page's byte count in
+    order. Decision (2026-11-27, lead): a batch (``fast.ioctl.batch``) sets the clock to
+    each page's end before the call, as the reference's hook sees it; the core keeps no
+    per-page instants, so a hook that may read the clock or the model keeps the call here
+    (``test_batched``'s hook records the clock and is compared with the reference's)."""
     sc = encl.sgx.stream_core
-    if sc is None or hook_may_act(progress) or arg.src is not None:
+    if sc is None or arg.src is not None:
+        return None
+    if progress is not None and not getattr(progress, "count_only", False):
         return None
     if arg.flags & SGX_PAGE_MEASURE or arg.secinfo is None or arg.length <= 0:
         return None

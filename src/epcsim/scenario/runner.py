@@ -115,7 +115,7 @@ def _build(
     total = sum(ep.tcs + sum(r.pages for r in ep.regions if not r.dynamic) for ep in plan.enclaves)
     added = 0
 
-    @observe_only  # a progress bar: the fast engine may batch the build
+    @observe_only(count_only=True)  # a progress bar's count: the build may run batched
     def progress(_encl, done_bytes: int) -> None:
         if on_build is not None and (done_bytes // PAGE_SIZE) % 256 == 0:
             on_build(added + done_bytes // PAGE_SIZE, total)

@@ -460,7 +460,7 @@ class StreamCore:
         """A ``CoreStream`` for ADD_PAGES' page loop over ``n`` pages from ``first`` with
         SECINFO ``flags`` (PATHS.md "The ADD_PAGES loop"), or None where the structure
         excludes it (as ``trim``'s; the caller, ``kernel.ioctl``, excludes measured pages,
-        page data and a progress hook that may act). ``task`` is the ioctl's caller, as
+        page data and a progress hook that is not count-only). ``task`` is the ioctl's caller, as
         for ``trim``.
         With "auto", only once the machines are warm: a build never pays their cold
         compile (decision, session ``addcore``: most of a build is ``add_run``'s batch,
