@@ -20,6 +20,7 @@ import itertools
 import os
 
 import numpy as np
+from differential_cases import assert_same, fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ksgxd_cases import differ
@@ -33,13 +34,15 @@ LONG = bool(os.environ.get("EPCSIM_LONG"))
 EPC_PAGES = {"256K": 64, "512K": 128, "1M": 256}
 
 
-def build(seed: int, engine: str, epc: str, n: int, cpus: int, nthreads: int, fifo: str = ""):  # type: ignore[no-untyped-def]
+def build(seed: int, engine: str, epc: str, n: int, cpus: int, nthreads: int, fifo: str = "", **kw):  # type: ignore[no-untyped-def]
     """The entry instant: ``nthreads`` TCS pages (0..nthreads-1) and ``n`` REG pages after
     them, each thread entered once (its TCS loaded) through the Python path. ``fifo``:
-    "mutex" and/or "sched" for the model's FIFO mutex and CPUs (e.g. "mutex+sched")."""
+    "mutex" and/or "sched" for the model's FIFO mutex and CPUs (e.g. "mutex+sched");
+    ``kw``: more ``System`` options (``fast_core``)."""
     system = epcsim.System(
         epc=epc, cpus=cpus, seed=seed, content_mode="tag", engine=engine,
         mutex="fifo" if "mutex" in fifo else "linux", sched="fifo" if "sched" in fifo else "cfs",
+        **kw,
     )  # fmt: skip
     encl = system.create_enclave(1 << ((n + nthreads).bit_length() + 12))
     assert encl.add_pages(0, nthreads * PAGE_SIZE, page_type="tcs").ok
@@ -173,3 +176,25 @@ def test_several_threads_ran_accesses_on_the_core_and_took_the_paths() -> None:
         for k, v in paths(drv, dencl, dth).items():
             seen[k] += v
     assert all(v > 0 for v in seen.values()), seen
+
+
+def test_a_stream_beside_a_thread_asleep_on_the_fifo_mutex_stays_off_the_core() -> None:
+    """Regression (2026-11-27, lead): several threads in Python on the fast engine
+    (``start_streams``), the FIFO mutex; one thread's ``CoreStream`` called ``to_core``
+    while another thread slept on ``encl->lock`` - a waiter the core does not hold, with no
+    event in SimPy's queue - and ``to_core`` raised KeyError writing the wait list instead
+    of declining. Under "auto" it happened only once the machines were warm (an
+    order-dependent failure of the suite), so the core is forced here: with it and without
+    it, every observable (``fingerprint``: the run ends with ksgxd taking the SECS), the
+    outcomes and the lock's trace must be equal."""
+    n = EPC_PAGES["256K"] * 2
+    pages, w = streams(0, 2, n, EPC_PAGES["256K"], 100, 0.0)
+    snaps = []
+    for core in (False, True):
+        system, encl, threads = build(0, "fast", "256K", n, 3, 2, "mutex", fast_core=core)
+        procs = start_streams(system, threads, pages, w)
+        system.machine.env.run()
+        outs = [dataclasses.astuple(p.value) for p in procs]
+        snaps.append((fingerprint(system), outs, list(encl.encl.lock.trace)))
+    assert snaps[0][1] == snaps[1][1] and snaps[0][2] == snaps[1][2]
+    assert_same(snaps[0][0], snaps[1][0])
