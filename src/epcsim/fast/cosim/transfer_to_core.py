@@ -173,13 +173,13 @@ def to_core(sv: Served) -> bool:
     env = sv.env
     m = sv.m
     tix = {task: i for i, task in enumerate(sv.tasks)}
-    for mx in sv.mutexes:
+    for lk in sv.mutexes:
         # a lock owned or slept on by a task the core does not hold (another enclave thread,
         # in Python, asleep on a FifoMutex: no event of it in SimPy's queue for the scan
         # below to refuse): the core could not run that task's hand-over
-        if mx.owner is not None and mx.owner not in tix:
+        if lk.owner is not None and lk.owner not in tix:
             return False
-        if isinstance(mx, FifoMutex) and any(w not in tix for w, _ in mx._waiters):
+        if isinstance(lk, FifoMutex) and any(w not in tix for w, _ in lk._waiters):
             return False
     mix = {mx: i for i, mx in enumerate(sv.mutexes)}
     n_t = len(sv.tasks)
