@@ -52,7 +52,7 @@ def core_snap(system: epcsim.System, encl, out) -> dict[str, object]:  # type: i
     snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
     snap["outcome"] = dataclasses.astuple(out)
     snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
-    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
+    snap["queue"] = sorted((t, p, e) for t, p, e, _ in system.machine.env._queue)  # pop order
     owner, free_since, freed_from, handed_at, contended, trace = snap["lock"]  # type: ignore[misc]
     snap["lock"] = (None if owner is None else owner.name, contended, trace)
     snap["lock_times"] = (free_since, freed_from, handed_at)

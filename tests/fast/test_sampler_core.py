@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from ksgxd_cases import snapshot
@@ -87,7 +88,10 @@ def observables(res: Any, system: Any) -> dict[str, Any]:
     snap["lock"] = (None if owner is None else owner.name, *rest)
     lat = system.sgx.fault_latency_ns
     snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
-    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
+    # the queue's keys in pop order: SimPy's heap list and the one the core writes back
+    # (sorted) may order equal heaps differently; the keys are unique (eids), so the same
+    # sorted keys pop the same way
+    snap["queue"] = sorted((t, p, e) for t, p, e, _ in system.machine.env._queue)
     snap["context_switches"] = system.machine.context_switches
     s = res.samples
     snap["samples"] = {
@@ -170,3 +174,29 @@ def test_a_duration_cut_run_stops_on_the_core_at_its_instant() -> None:
         if sc.deadline_stops:
             return
     raise AssertionError("no duration's end met the stream on the core")
+
+
+def test_an_error_in_the_progress_display_on_the_core_ends_the_run_as_itself() -> None:
+    """A Ctrl-C (here an error of the test's own type) raised in the sampler's
+    ``on_sample`` - the CLI's progress display - while the core holds the stream: SimPy
+    fails the sampler's process and raises the error when it pops that event, and so must
+    the core's processing of the observer's event (``cosim/observe.observe_head``), not a
+    defect guard's RuntimeError (found by ``test_sweep_resume``'s Ctrl-C test,
+    2026-11-27)."""
+
+    class Stop(Exception):
+        pass
+
+    for machine in ({"engine": "fast", "fast_core": True}, {"engine": "reference"}):
+        plan = compile_scenario(validate(scenario(3, 256, 3, "uniform", 600, 2, False)), None)
+        plan.machine = {**plan.machine, **machine}
+        calls = []
+
+        def progress(done: int, total: int, calls: list[int] = calls) -> None:
+            calls.append(done)
+            if len(calls) == 40:
+                raise Stop
+
+        with pytest.raises(Stop):
+            runner.execute(plan, sample=True, on_progress=progress)
+        assert len(calls) == 40

@@ -44,7 +44,7 @@ def deadline_snap(system: epcsim.System, thread: object) -> dict[str, object]:
     snap["lock"] = (None if owner is None else owner.name, *rest)
     lat = system.sgx.fault_latency_ns
     snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
-    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
+    snap["queue"] = sorted((t, p, e) for t, p, e, _ in system.machine.env._queue)  # pop order
     snap["context_switches"] = system.machine.context_switches
     return snap
 

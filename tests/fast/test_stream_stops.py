@@ -109,7 +109,7 @@ def _released(system: epcsim.System, encl) -> dict[str, object]:  # type: ignore
         "nr_free": epc.nr_free_pages,
         "epcm": [np.asarray(a).tobytes() for a in (e.flags, e.secs, e.bepoch)],
         "encl": (encl.encl.dead, encl.encl.refcount, len(sgx.enclaves)),
-        "queue": [(t, p, i) for t, p, i, _ in m.env._queue],
+        "queue": sorted((t, p, i) for t, p, i, _ in m.env._queue),  # pop order
     }
 
 

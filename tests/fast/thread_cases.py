@@ -47,5 +47,5 @@ def thread_snapshot(system: epcsim.System, encl, result) -> dict[str, object]:  
     snap["mutex"] = (lock.wait_ns, lock.steals, lock.handoffs, lock.spin_acquired)
     snap["outcome"] = dataclasses.astuple(result)
     snap["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
-    snap["queue"] = [(t, p, e) for t, p, e, _ in system.machine.env._queue]
+    snap["queue"] = sorted((t, p, e) for t, p, e, _ in system.machine.env._queue)  # pop order
     return snap

@@ -32,6 +32,7 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 import numpy as np
+from simpy.events import Process
 
 from epcsim.fast.cosim.deadline import is_stop, observed, stop_row
 from epcsim.fast.cosim.state import C_EID, C_NOW, C_POPS, C_QLEN, EV_STOP, H_PAYLOAD, H_TIME
@@ -73,6 +74,11 @@ def observe_head(sv: Served) -> bool:
     finally:
         env._now, env._active_proc = saved
     for *_key, e in env._queue:
+        if isinstance(e, Process) and e._ok is False:
+            # the observer raised (a Ctrl-C in the sampler's or the progress bar's Python):
+            # SimPy fails its process and ``step`` raises the error when it pops that event;
+            # the run is over either way, so it is raised here, as itself
+            raise e._value
         if not is_stop(e):  # an observer only reads the model: a defect guard
             raise RuntimeError(f"fast_core: an observer scheduled {e!r}, not a stop row")
     new = [stop_row(sv, time, prio, eid, e) for time, prio, eid, e in env._queue]
