@@ -1,6 +1,7 @@
 """Conservation laws of the paging model, checked on random workloads (hypothesis)."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,6 +42,26 @@ def test_books_balance_on_random_workloads(sizes, cpus, seed, accesses):
         e.start(rng.integers(0, n, accesses), write=rng.random(accesses) < 0.3)
     system.run()
     check_books(system)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="open (2026-11-27): one EPC page and one backing record unaccounted after the run, "
+    "on the reference engine too, since at least 0fa036e - see the issue 9 note",
+)
+def test_books_balance_three_enclaves_two_cpus_seed_1():
+    """The example ``test_books_balance_on_random_workloads`` met by chance (2026-11-27):
+    three enclaves of 56, 216 and 656 pages on a 512-page EPC, 2 CPUs, seed 1, 690
+    accesses each. Every thread ends with ``done=690``, no warning, no leaked page; yet
+    resident + SECS + VA pages + free = 511 of 512 EPC pages, and EWB - ELDU is one more
+    than the backing records (the first enclave: SECS and its 56 pages resident, no
+    record; the second: nothing resident, its SECS resident, 216 records; the third: 388
+    resident, 268 records). Kept here, strict, so it is not lost to the random test's
+    draw; when it passes, find what was fixed and drop the mark."""
+    test_books_balance_on_random_workloads.hypothesis.inner_test(
+        sizes=[56, 216, 656], cpus=2, seed=1, accesses=690
+    )
 
 
 def test_several_enclaves_larger_than_the_epc_run_together():
