@@ -32,7 +32,6 @@ Decisions (2026-11-26, issue 9 session ``kdriver``):
 
 from __future__ import annotations
 
-import itertools
 import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,11 +45,8 @@ from epcsim.engine.sched import CfsRunQueue
 from epcsim.fast.cosim.borrow import borrow, member
 from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.state import (
-    C_EID,
-    C_ELIDED,
     C_HB,
     C_MIN_VR,
-    C_NOW,
     C_TRACE_LEN,
     HANDED_BACK,
     HB_NAMES,
@@ -68,7 +64,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.waitqueue import wake_up
 from epcsim.fast.driver import kstate as K
-from epcsim.fast.driver.engine_state import fold_task, take_engine
+from epcsim.fast.driver.engine_state import fold_clock, fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_NAMES, P_WAIT, R_SVC, ksgxd_run
 from epcsim.fast.driver.reclaim_pc import N_RECLAIMERS
 from epcsim.fast.driver.unsealed import unsealed_of
@@ -405,9 +401,7 @@ def _fold(system: System, pairs: list[tuple[Any, Any]], co: CoState, kt: Any) ->
     task = sgx.ksgxd_task
     assert task is not None
     clk = co.clk
-    m.env._now = int(clk[C_NOW])
-    m.env._eid = itertools.count(int(clk[C_EID]))
-    m.elided += int(clk[C_ELIDED])
+    fold_clock(m, clk)
     rq = m.rq
     assert isinstance(rq, CfsRunQueue)  # _check_regime
     rq.min_vruntime = int(clk[C_MIN_VR])

@@ -139,6 +139,14 @@ def absolute_counters(co: CoState, elided: int, mutex: Mutex, *more: Mutex) -> N
             co.mtx[row, col] = v
 
 
+def fold_clock(m: Any, clk: Any) -> None:
+    """``take_engine``'s inverse for the engine: SimPy's clock and eid counter, and the
+    elided steps, from the core's ``clk`` (every bridge's fold starts with it)."""
+    m.env._now = int(clk[C_NOW])
+    m.env._eid = itertools.count(int(clk[C_EID]))
+    m.elided += int(clk[C_ELIDED])
+
+
 def fold_task(task: Task, row: Any) -> None:
     """``take_engine``'s inverse for one task: its scheduler fields from core row ``row``."""
     cpu = int(row[T_CPU])
@@ -152,4 +160,4 @@ def fold_task(task: Task, row: Any) -> None:
     task.started = bool(row[T_STARTED])
 
 
-__all__ = ["fold_task", "take_engine"]
+__all__ = ["fold_clock", "fold_task", "take_engine"]

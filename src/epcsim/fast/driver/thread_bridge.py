@@ -20,7 +20,6 @@ ksgxd instead of handing back.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +35,8 @@ from epcsim.fast.cosim.dispatch import next_resume
 from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.state import (
     C_EID,
-    C_ELIDED,
     C_HB,
     C_MIN_VR,
-    C_NOW,
     C_TRACE_LEN,
     HANDED_BACK,
     HB_NAMES,
@@ -69,7 +66,7 @@ from epcsim.fast.driver.bridge import (
     _refuse,
     _serve,
 )
-from epcsim.fast.driver.engine_state import fold_task, take_engine
+from epcsim.fast.driver.engine_state import fold_clock, fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT, R_SVC, ksgxd_run
 from epcsim.fast.driver.thread import thread_run
 from epcsim.fast.driver.thread_fold import flush_latencies, fold_thread
@@ -349,9 +346,7 @@ def _fold(
     kt = sgx.ksgxd_task
     assert kt is not None
     clk = co.clk
-    m.env._now = int(clk[C_NOW])
-    m.env._eid = itertools.count(int(clk[C_EID]))
-    m.elided += int(clk[C_ELIDED])
+    fold_clock(m, clk)
     rq = m.rq
     assert isinstance(rq, CfsRunQueue)  # _check_regime
     rq.min_vruntime = int(clk[C_MIN_VR])

@@ -34,7 +34,6 @@ How the machines take N threads (PATHS.md N1-N3, built here and in the machines)
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,12 +44,9 @@ from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
-    C_EID,
-    C_ELIDED,
     C_HB,
     C_HB_TASK,
     C_MIN_VR,
-    C_NOW,
     C_TRACE_LEN,
     HANDED_BACK,
     HB_NAMES,
@@ -74,7 +70,7 @@ from epcsim.fast.cosim.task import spawn
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import _kernel_state, _refuse
-from epcsim.fast.driver.engine_state import fold_task, take_engine
+from epcsim.fast.driver.engine_state import fold_clock, fold_task, take_engine
 from epcsim.fast.driver.ksgxd import P_WAIT
 from epcsim.fast.driver.slots import check_slots
 from epcsim.fast.driver.thread_bridge import (
@@ -155,9 +151,7 @@ def _fold(
     kt = sgx.ksgxd_task
     assert kt is not None
     clk = co.clk
-    m.env._now = int(clk[C_NOW])
-    m.env._eid = itertools.count(int(clk[C_EID]))
-    m.elided += int(clk[C_ELIDED])
+    fold_clock(m, clk)
     tasks = (*threads, kt)
     for t, task in enumerate(tasks):
         fold_task(task, co.tasks[t])
