@@ -8,7 +8,10 @@ at each of its loop tops: the dynamic regime (``_ready``), the entry (a ``Sessio
 or moved onto the core), the drive, and the hand-back - the stop decoded, the state
 folded, and where the caller goes on. The regime is ``core_regime.py``'s
 (``CoreStreamRegime``, a mixin of ``CoreStream``), the thread's stops and how each goes on
-``stream_stops.py``'s (split by session ``split2``, no code changed).
+``stream_stops.py``'s (split by session ``split2``, no code changed); the thread served to
+its next loop top after a stop in the middle of its iteration, and the call's results taken
+at a stop, ``core_served.py``'s (``CoreStreamServed``, a mixin too; split by session
+``twoone``, no code changed).
 
 The pair (2026-11-26, issue 9 session ``upair``; ksgxd awake in its generator, the counts
 and the entry's kept state are ``stream.py``'s):
@@ -58,7 +61,6 @@ Decisions kept from session ``integ`` (the others: ``stream.py``, ``core_regime.
 
 from __future__ import annotations
 
-import errno
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,6 +87,7 @@ from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.add import P_ADIRECT
 from epcsim.fast.driver.bridge import lp_mask
 from epcsim.fast.driver.core_regime import CoreStreamRegime
+from epcsim.fast.driver.core_served import CoreStreamServed, _ksgxd_after_stop, _ksgxd_asleep
 from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.observe import drive_observed
 from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
@@ -117,7 +120,7 @@ if TYPE_CHECKING:
 _CALL_ROWS = 8192
 
 
-class CoreStream(CoreStreamRegime):
+class CoreStream(CoreStreamServed, CoreStreamRegime):
     """The core's side of one ``access_stream`` (or, with ``mode``, of ``eaccept_range``'s
     loop; with ``trim``, of MODIFY_TYPES' page loop): the stream's arrays made contiguous
     once. ``thread`` is the task on the core's thread row: the enclave thread, or for
@@ -170,45 +173,6 @@ class CoreStream(CoreStreamRegime):
         #: after a ``run``: those it made, ``(range index where each stopped, its instant
         #: back in the runtime, tstate.CAUSE_*)`` (``ioctl_sgx2._calls_made`` takes them)
         self.calls: list[list[int]] = []
-
-    def _count(self, n: int) -> None:
-        if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
-            self.owner.adds += n
-        elif self.trim is not None and self.ioctl_mode == T.MODE_REMOVE:
-            self.owner.removes += n
-        elif self.trim is not None:
-            self.owner.trims += n
-        elif self.mode is None:
-            self.owner.accesses += n
-        else:
-            self.owner.eaccepts += n
-
-    def _take_ret(self, tc: Any) -> None:
-        """The ioctl loop's ``ret`` and cause where the machine stopped it (``mret``), and
-        ``StreamCore.ioctl_rets`` counts it: only the machine's own branches set them (M2's
-        -EAGAIN, R3's -EBUSY), so the tests can tell them from Python's ``per_page``."""
-        self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
-        tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
-        if self.mret:
-            key = (self.mret, self.cause)
-            self.owner.ioctl_rets[key] = self.owner.ioctl_rets.get(key, 0) + 1
-
-    def _take_notes(self, ts: Any) -> None:
-        tc = ts.tc
-        k = int(tc[T.TC_NOTE_N])
-        self.notes = [(int(a), int(b)) for a, b in ts.notes[:k].tolist()]
-        tc[T.TC_NOTE_N] = 0
-        n = int(tc[T.TC_CALL_N])
-        if n:  # the runtime's calls the machine made (retry.py): each an -EAGAIN it ended
-            self.calls = ts.calls[:n].tolist()
-            tc[T.TC_CALL_N] = 0
-            self.calls_left -= n
-            self.stalled = int(tc[T.TC_STALLED])
-            owner = self.owner
-            owner.ioctl_retries += n
-            for _end, _now, cause in self.calls:
-                key = (-errno.EAGAIN, int(cause))
-                owner.ioctl_rets[key] = owner.ioctl_rets.get(key, 0) + 1
 
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
@@ -435,95 +399,5 @@ class CoreStream(CoreStreamRegime):
         assert kept is not None
         return (yield from self._served_to_top(sess, ts, kept, done))
 
-    def _deadline(self, sess: Session, ts: Any, done: int) -> Gen:
-        """The core stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,
-        ``cosim/deadline.py``; session ``deadline``): every task waits on an event, so
-        the queue goes back to SimPy whole - the until event with its own eid, which SimPy
-        pops next and stops at - and each task goes on where it waits, as at the other
-        stops: ksgxd asleep on the core to its own generator's wait (``asleep_on_core``),
-        else its machine served (the session stays ``StreamCore.session``); the thread,
-        in the middle of its iteration (or at a loop top its machine went on from), served
-        in its own process to its next loop top (``_served_to_top``), from where the
-        hook takes it onto the core again - in the next slice."""
-        owner = self.owner
-        system = self.system
-        thread = self.thread
-        encl = self.encl
-        co = sess.co
-        ks = sess.ks
-        sv = sess.sv
-        owner.deadline_stops += 1
-        asleep = _ksgxd_asleep(co)
-        fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
-        fold_thread(system, thread, encl, sess._secs, ks, ts)
-        fold_slots(system, sess.encls, sess.secss, sess.kt, skip=sess.tslot)
-        sess.fold_pins()  # ksgxd's batch's pins, and the thread's direct batch's (pins.py)
-        sess.thread_end = None
-        kept = to_simpy(sv, inline=THREAD)
-        assert kept is not None
-        _ksgxd_after_stop(owner, sess, asleep)
-        owner.keep(sess)
-        return (yield from self._served_to_top(sess, ts, kept, done))
-
-    def _served_to_top(self, sess: Session, ts: Any, kept: Any, done: int) -> Gen:
-        """The thread served by SimPy in its own process (``kept``: its serving generator
-        and the event it waits on, ``to_simpy(inline=THREAD)``) until its machine stops at
-        its next loop top, or in a fault under ``encl->lock`` whose rest Python runs
-        (``Session.on_stop``); returns ``run``'s ``(i, done, end)``."""
-        co = sess.co
-        sv = sess.sv
-        tc = ts.tc
-        trim = self.trim
-        gen, ev = kept
-        tc[T.TC_HOOK] = 2
-        tc[T.TC_RETRY] = 0  # served, Python tasks run between its steps: no call made there
-        while True:
-            value = yield ev
-            try:
-                ev = gen.send(value)
-            except StopIteration:
-                break
-        sv.procs[THREAD] = None
-        sv.begun[THREAD] = False
-        co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-        # the thread's call is over (a session ended at KB_SECS, its ksgxd's generator took
-        # over; or one kept served after a deadline: the next call brings its own TState)
-        sess.ts = None
-        stop = sess.thread_end
-        if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
-            raise RuntimeError("fast_core: the thread served ended without a stop")
-        _code, end = stop
-        new_i = int(tc[T.TC_I])
-        new_done = int(tc[T.TC_DONE])
-        self._count(new_done - done)
-        self._take_notes(ts)
-        if trim is not None:
-            self._take_ret(tc)
-            if end == END_DIRECT:
-                self.direct = _direct_rest(sess.kt[0], sess.encls)
-                sess.forget_pins(RECLAIM_DIRECT)  # Python's batch from here
-        return new_i, new_done, end
-
 
 __all__ = ["CoreStream"]
-
-
-def _ksgxd_asleep(co: Any) -> bool:
-    """Whether ksgxd sleeps alone on the core's wait queue at a stop; if so its core task is
-    reset, for its generator's own sleep (``_ksgxd_after_stop``)."""
-    asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
-    if asleep:
-        co.tasks[KSGXD, T_STATE] = TS_NEW
-        co.wq[0] = 0
-    return asleep
-
-
-def _ksgxd_after_stop(owner: Any, sess: Session, asleep: bool) -> None:
-    """After a stop's ``to_simpy``: ksgxd asleep goes back to its generator (the session
-    ends); awake, the session lives on, ksgxd served by SimPy (``stream_ksgxd``)."""
-    if asleep:
-        sess.asleep_on_core()
-        sess.sv.procs[KSGXD] = None
-        owner.session = None
-    else:
-        owner.session = sess
