@@ -19,7 +19,8 @@ the compiled ops of ``fast/ops``:
 * ``thread``: ``access_stream`` and its fault path (PATHS.md T0-T7), and in its EACCEPT
   mode ``eaccept_range``'s per-page loop (E0-E4; the leaf's outcome is ``fast/eaccept``'s
   ``eaccept_word_ok``, hence that file among the sources below); its pc table is
-  ``thread_pc``, its stop at a hooked loop top ``hook_stop``;
+  ``thread_pc``, its stop at a hooked loop top ``hook_stop``, its fault path's rows (T3-T7)
+  ``vma_fault``;
 * ``bridge``: Python - take the arrays from a live ``System``, drive the core, serve the
   driver's requests for Python work (a new row of a table), fold the small arrays back
   into the Python objects when the call ends (``run_ksgxd``: ksgxd alone);

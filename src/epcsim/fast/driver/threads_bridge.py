@@ -23,7 +23,7 @@ How the machines take N threads (PATHS.md N1-N3, built here and in the machines)
 * Task rows 0..N-1 are the threads, N is ksgxd (``thread_bridge.drive`` runs
   ``thread_run`` for a task below the thread rows' count); the threads' ``TState``s are
   stacked (``tstate.stack``) and each machine call takes its row's views
-  (``thread.thread_row``); the fault latencies share one buffer, in the order the faults
+  (``tstate.thread_row``); the fault latencies share one buffer, in the order the faults
   end, as the reference's histogram keeps them.
 * ``K_INSIDE``/``K_TRACKING`` are LP bit masks (``kstate``): each thread sets and clears
   its own LP's bit; ETRACK copies the mask; ``K_THREAD_T``/``K_NTHREADS`` name the thread

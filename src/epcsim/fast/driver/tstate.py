@@ -17,6 +17,7 @@ from collections import namedtuple
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 # -- tc: the thread's scalars ------------------------------------------------------------------
 TC_I = 0  #: the stream's index (``access_stream``'s ``i``)
@@ -150,7 +151,7 @@ def stack(rows: list[Any]) -> tuple[Any, list[Any]]:
     order the faults completed in across threads, ``LatencyHistogram``'s exact samples).
     The machine's ``TState`` is then of one thread's type (every array one-dimensional),
     so ``thread_run`` keeps its one signature; it takes its row's views
-    (``thread.thread_row``). Returns the machine's ``TState`` and each row's, as views of
+    (``thread_row``, below). Returns the machine's ``TState`` and each row's, as views of
     the same memory, for Python to serve and fold (``rows[0].lat`` is the shared buffer).
     ``rows``: one ``TState`` per thread, as ``thread_bridge._thread_state`` makes them."""
     n = len(rows)
@@ -173,3 +174,22 @@ def stack(rows: list[Any]) -> tuple[Any, list[Any]]:
         out.append(view._replace(lat=lat))
     machine = rows[0]._replace(tc=tc.reshape(-1), tcnt=tcnt.reshape(-1), pages=pages, writes=writes)
     return machine, out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def thread_row(tsx, r):
+    """Thread ``r``'s ``TState`` in the stacked one the machine takes (``stack``,
+    PATHS.md N1): views of its ``tc``/``tcnt`` rows and its stream; ``prot``, the shared
+    latency buffer and the loops' rows whole. One thread (``tc`` of ``N_TC``): the tuple
+    itself, whatever the task row."""
+    if tsx.tc.size == N_TC:
+        return tsx
+    a = r * N_TC
+    tc = tsx.tc[a : a + N_TC]
+    m = len(TCOUNTERS)
+    off = tc[TC_OFF]
+    b = off + tc[TC_N]
+    return TState(
+        tc, tsx.tcnt[r * m : (r + 1) * m], tsx.pages[off:b], tsx.writes[off:b], tsx.prot,
+        tsx.lat, tsx.notes, tsx.calls,
+    )  # fmt: skip
