@@ -102,17 +102,25 @@ BIG = (0, 1, PICKUP, 2_000, 400_000, 1_000_000, 1_000_001, 2_500_000, 4_000_000,
 
 
 @st.composite
-def crowded_scenarios(draw):
+def crowded_scenarios(draw, zero=False):
     """(programs, starts, nr_mutexes, nr_cpus): 2-4 tasks on fewer CPUs (1 or 2), so
     tasks wait in the run queue: runs and user steps long enough for wake-up preemption
     and the tick, ``cond_resched`` points, critical sections (a preemption point inside one
-    - a nested lock's might_sleep - may leave the owner off its CPU), waits and wakes."""
+    - a nested lock's might_sleep - may leave the owner off its CPU), waits and wakes.
+
+    ``zero`` (session ``xfix``, 2026-11-27): zero-length and 1 ns steps in about one draw
+    in three, and a spawn followed by a user step the spawned task may interrupt at once
+    (the example ``test_cosim_runq`` kept): many events at one instant, so a move between
+    engines lands between a user step's start and its interrupt. Not the default: fewer
+    long steps, fewer ticks and waiting tasks (``test_cosim_runq``'s guards)."""
     n = draw(st.integers(2, 4))
     nr_cpus = draw(st.sampled_from([1, 1, min(2, n - 1)]))
     nr_mutexes = draw(st.sampled_from([1, 1, 2]))
     starts = [True] + [draw(st.integers(0, 3)) > 0 for _ in range(n - 1)]
     late = [i for i in range(n) if not starts[i]]
     big = st.sampled_from(BIG)
+    if zero:
+        big = st.one_of(st.sampled_from((0, 0, 1)), big, big)
     programs = []
     for i in range(n):
         ops: list[tuple[int, int, int]] = []
@@ -133,7 +141,12 @@ def crowded_scenarios(draw):
             elif kind == "wake":
                 ops.append((OP_WAKE, 0, 0))
             elif kind == "spawn":
-                ops.append((OP_SPAWN, draw(st.sampled_from(spawnable)), 0))
+                if not zero or draw(st.booleans()):
+                    ops.append((OP_SPAWN, draw(st.sampled_from(spawnable)), 0))
+                else:  # the example of 2026-11-27: the spawned task interrupts a user step
+                    ops += [(OP_RUN, draw(st.sampled_from((1, PICKUP))), 0),
+                            (OP_SPAWN, draw(st.sampled_from(spawnable)), 0),
+                            (OP_RUN, 0, 0), (OP_USER, draw(big), 0)]  # fmt: skip
             elif kind == "wake_user":  # the woken task may interrupt the user step (S1)
                 ops += [(OP_WAKE, 0, 0), (OP_USER, draw(big), 0)]
             else:

@@ -17,7 +17,7 @@ after ``n`` steps.
 from __future__ import annotations
 
 import pytest
-from cosim_cases import EXAMPLES, crowded_scenarios
+from cosim_cases import EXAMPLES, PICKUP, crowded_scenarios
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +25,7 @@ from epcsim.fast.cosim.program import (
     OP_LOCK,
     OP_RESCHED,
     OP_RUN,
+    OP_SPAWN,
     OP_UNLOCK,
     OP_USER,
     OP_WAIT,
@@ -157,19 +158,17 @@ def _served(scenario, flavour, switches, moved=None, n=0):
     return got, ran
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open (2026-11-27): moved to the core at event 2 and back, task 1's busy time is "
-    "2 ns against SimPy's 1 - see the issue 9 note",
-)
 def test_run_queue_moves_to_simpy_zero_length_steps_example() -> None:
     """An example ``test_run_queue_moves_to_simpy`` met by chance in a landing run
-    (2026-11-27, after session ``onecpu2``): 3 tasks on 2 CPUs, Linux's mutex and CFS,
-    task 1 runs 1 ns, spawns task 2, runs 0 ns and makes a 1 ns user step; moved to the
-    core after 2 events and back to SimPy, task 1's busy time (its row's first field) is
-    2 ns, SimPy's alone 1 ns (moves after 1 or 3 events agree). Kept, strict, so it is not
-    lost to the random draw; when it passes, find what was fixed and drop the mark."""
+    (2026-11-27, after session ``onecpu2``; a strict xfail until session ``xfix``): 3 tasks
+    on 2 CPUs, Linux's mutex and CFS, task 1 runs 1 ns, spawns task 2, runs 0 ns and makes
+    a 1 ns user step; moved to the core after 2 events (the step begun at 1, task 2's
+    Initialize queued) and back to SimPy. On the core task 2's placement preempts task 1,
+    whose step is interrupted having run 0 ns: the core adds ``now - T_USER_T0`` to its
+    busy time, and ``transfer_to_core`` moved the step's ``ns`` but not its ``t0``
+    (``T_USER_T0`` was the row's stale 0): busy 2 ns against SimPy's 1. Not the zero-length
+    steps: any user step begun after the row's last ``t0``, moved to the core and
+    interrupted there (``test_run_queue_moved_to_the_core_at_every_instant``)."""
     scenario = (
         [[(1, 150, 0)], [(1, 1, 0), (6, 2, 0), (1, 0, 0), (8, 1, 0)], [(1, 0, 0)]],
         [True, True, False],
@@ -208,6 +207,75 @@ def test_run_queue_moves_to_simpy(scenario, flavour, switches, where):
     out = _served(scenario, flavour, switches, n=n_events)
     assume(out is not None)
     assert out[0].comparable() == stopped.comparable()
+
+
+@settings(max_examples=EXAMPLES // 4, deadline=None)
+@given(crowded_scenarios(zero=True), FLAVOURS)
+def test_run_queue_moved_to_the_core_at_every_instant(scenario, flavour):
+    """Moved to the core after each of the run's first 40 events in turn (``switches=[k]``)
+    and back to SimPy at the end: SimPy's alone every time. The drawn moves of
+    ``test_run_queue_moves_to_simpy`` seldom land in a window one event wide, as the user
+    step begun before a wake-up that interrupts it on the core (session ``xfix``:
+    ``T_USER_T0``, the example above)."""
+    programs, starts, nr_mutexes, nr_cpus = scenario
+    mutex, sched = flavour
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
+    ref = run_simpy(programs, nr_cpus, **kw).comparable()
+    for k in range(1, min(ref["pops"], 40) + 1):
+        out = _served(scenario, flavour, [k])
+        if out is not None and not any(r.startswith("core, handed back") for r in out[1]):
+            assert out[0].comparable() == ref, k
+
+
+@pytest.mark.parametrize("waker", ["spawn", "wake"])
+def test_user_step_moved_to_the_core_and_interrupted_there(waker):
+    """The example's case, spelled out (session ``xfix``): on 2 CPUs, the other busy for
+    7 ms, a task runs ``before`` ns, spawns (or wakes) a task and begins a user step; the
+    new task's placement preempts it at once. Moved to the core after each event in turn:
+    one move lands between the step's start and its interrupt, which the core then runs
+    with the step's ``t0`` from SimPy; SimPy's alone every time."""
+    for before in (1, PICKUP, 2_000_000):
+        for user in (1, PICKUP, 2_500_000):
+            if waker == "spawn":
+                mine = [(OP_RUN, before, 0), (OP_SPAWN, 2, 0), (OP_RUN, 0, 0),
+                        (OP_USER, user, 0), (OP_RUN, 1, 0)]  # fmt: skip
+                programs = [[(OP_RUN, 7_000_000, 0)], mine, [(OP_RUN, 0, 0)]]
+                starts = [True, True, False]
+            else:
+                mine = [(OP_RUN, before, 0), (OP_WAKE, 0, 0), (OP_USER, user, 0), (OP_RUN, 1, 0)]
+                programs = [[(OP_WAIT, 0, 0), (OP_RUN, 100, 0)], [(OP_RUN, 7_000_000, 0)], mine]
+                starts = [True, True, True]
+            scenario = (programs, starts, 1, 2)
+            ref = run_simpy(programs, 2, starts=starts).comparable()
+            interrupted = 0
+            for k in range(1, ref["pops"] + 1):
+                moved: dict[str, int] = {}
+                out = _served(scenario, ("linux", "cfs"), [k], moved)
+                assert out is not None and out[0].comparable() == ref, (before, user, k)
+                interrupted += moved.get("user_interrupted", 0)
+            assert interrupted == 1, (before, user)
+
+
+def test_generated_moves_interrupt_moved_user_steps():
+    """A guard on what ``test_run_queue_moved_to_the_core_at_every_instant`` draws: user
+    steps moved to the core and interrupted there (rare: once in these 60 scenarios' 40
+    moves each; ``test_user_step_moved_to_the_core_and_interrupted_there`` meets it every
+    time), and zero-length steps (in nearly every scenario)."""
+    seen = {"interrupted": 0, "zero": 0}
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @given(crowded_scenarios(zero=True))
+    def probe(scenario):
+        programs, starts, nr_mutexes, nr_cpus = scenario
+        seen["zero"] += any(op in (OP_RUN, OP_USER) and a == 0 for p in programs for op, a, _ in p)
+        pops = run_simpy(programs, nr_cpus, starts=starts, nr_mutexes=nr_mutexes).pops
+        for k in range(1, min(pops, 40) + 1):
+            moved: dict[str, int] = {}
+            if _served(scenario, ("linux", "cfs"), [k], moved) is not None:
+                seen["interrupted"] += moved.get("user_interrupted", 0)
+
+    probe()
+    assert seen["interrupted"] >= 1 and seen["zero"] >= 30, seen
 
 
 def test_need_resched_moves_to_simpy():

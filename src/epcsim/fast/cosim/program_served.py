@@ -31,6 +31,7 @@ from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
+    C_INTERRUPTS,
     C_POPS,
     C_RQ_LEN,
     EV_POKE,
@@ -41,6 +42,7 @@ from epcsim.fast.cosim.state import (
     T_RESCHED,
     T_SPIN_EV,
     T_STATE,
+    T_USER_NS,
     TS_SPIN,
     CoState,
     new_state,
@@ -74,8 +76,9 @@ def run_served(
     SimPy's queue then, as ``run_simpy(max_steps=)``'s). ``moved`` counts what the moves to
     the core carried (tasks per ``T_STATE``, pokes), for the tests' guards; with ``runq``
     also what the moves back to SimPy carried of the run queue (``rq_waiting``,
-    ``rq_resched``). ``mutex`` and ``sched`` are ``Machine``'s (``run_simpy``'s); ``runq``
-    the core's run queue (``new_state``'s)."""
+    ``rq_resched``) and the core segments that interrupted a user step moved from SimPy
+    (``user_interrupted``: the step's ``t0`` moved). ``mutex`` and ``sched`` are
+    ``Machine``'s (``run_simpy``'s); ``runq`` the core's run queue (``new_state``'s)."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
@@ -122,6 +125,8 @@ def run_served(
         """Drive the core until it is idle, has processed ``budget`` events in all (0: no
         limit) or hands back at the edge of its regime; then back to SimPy."""
         st.clk[C_BUDGET] = budget
+        carried = bool((st.tasks[:, T_USER_NS] > 0).any())  # a user step moved in
+        interrupts = int(st.clk[C_INTERRUPTS])
         rc = drive_programs(st, code, counters, done, dn)
         st.clk[C_BUDGET] = 0
         if rc == DONE_FULL:
@@ -131,6 +136,8 @@ def run_served(
         if moved is not None:
             moved["rq_waiting"] = moved.get("rq_waiting", 0) + int(st.clk[C_RQ_LEN])
             moved["rq_resched"] = moved.get("rq_resched", 0) + int(st.tasks[:, T_RESCHED].sum())
+            hit = carried and int(st.clk[C_INTERRUPTS]) > interrupts
+            moved["user_interrupted"] = moved.get("user_interrupted", 0) + int(hit)
         to_simpy(sv)
 
     for count in switches:

@@ -103,6 +103,7 @@ from epcsim.fast.cosim.state import (
     T_STEP_END,
     T_STEP_NS,
     T_USER_NS,
+    T_USER_T0,
     T_VRUNTIME,
     T_WAIT_M,
     TS_DONE,
@@ -185,6 +186,7 @@ def to_core(sv: Served) -> bool:
     n_t = len(sv.tasks)
     state = np.full(n_t, TS_NEW, np.int64)
     user_ns = np.zeros(n_t, np.int64)  # a ``run_user`` step under way: its ns
+    user_t0 = np.zeros(n_t, np.int64)  # ... and its ``t0``, which an interrupt reads
     spin: dict[int, tuple[int, _Spinner, int, int]] = {}  # t -> (mutex, rec, spin t0, lock t0)
     msleep: dict[int, tuple[int, int]] = {}  # t -> (FifoMutex, lock t0): asleep on it
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
@@ -221,6 +223,7 @@ def to_core(sv: Served) -> bool:
             user = _frame_locals(gen, _RUN_USER_CODE)
             assert user is not None
             user_ns[t] = int(user["ns"])
+            user_t0[t] = int(user["t0"])
             state[t] = TS_RUN
         elif rq == RQ_SLEEP:
             if inner is not _SLEEP_CODE and inner is not _sleep_tail.__code__:
@@ -329,6 +332,7 @@ def to_core(sv: Served) -> bool:
         row[T_VRUNTIME] = task.vruntime
         row[T_STARTED] = int(task.started)
         row[T_USER_NS] = user_ns[t]
+        row[T_USER_T0] = user_t0[t]
         if t in spin:
             mi, rec, spin_t0, lock_t0 = spin[t]
             row[T_SPIN_M] = mi
