@@ -108,7 +108,7 @@ def laid_out(system: epcsim.System) -> bool:
 
 def two_user_scenario(  # type: ignore[no-untyped-def]
     engine: str, seed: int, epc_pages: int, cpus: int, heap_x: float, nb_x: float,
-    direct: bool, again: int, **kw,
+    direct: bool, again: int, hot: int = 0, **kw,
 ):  # fmt: skip
     """The demo's "idle neighbour" layout on the user path (PATHS.md "Two enclaves in the
     regime", session ``twoencl3``): the selftest enclave A (``heap_x`` EPCs of heap) built
@@ -116,9 +116,12 @@ def two_user_scenario(  # type: ignore[no-untyped-def]
     core reclaims A's pages, A's SECS goes with its last child, B's file gets its first
     record in the middle of the build -; A's thread's MODIFY_TYPES(TRIM) over the heap
     with the runtime's retry (its ELDUs take what ksgxd frees of B); B's thread accessing
-    ``again`` of its pages (A's written back for it). Yields after each step the snapshot
-    (``core_snap`` of A, B's ``enclave_part``) with the step's result, then the core's
-    counts ``[adds, trims, accesses, foreign_records]``."""
+    ``again`` of its pages (A's written back for it), then, with ``hot``, a hot set of 32
+    of them ``hot`` times over (user steps long enough for the tick to take the CPU from
+    B's thread inside B on one CPU: its switch-out's AEX on slot 1, session ``twoone``).
+    Yields after each step the snapshot (``core_snap`` of A, B's ``enclave_part``) with the
+    step's result, then the core's counts ``[adds, trims, accesses, foreign_records,
+    core_switches, queued_stops]``."""
     from core_cases import IMAGE, op_record, pow2
     from stream_core_cases import core_snap
 
@@ -153,11 +156,16 @@ def two_user_scenario(  # type: ignore[no-untyped-def]
     t = a.new_thread("trim")
     rec = system._call(t, drive_range(Ctx(a, t, []), "modify_types", IMAGE, heap))  # type: ignore[arg-type]
     yield snap(), op_record(rec)
-    if again:
+    if again or hot:
         rng = np.random.default_rng(seed)
-        out = nb.access_pages(rng.permutation(n)[:again].tolist(), write=True)
+        stream = np.concatenate(
+            [rng.permutation(n)[:again], rng.integers(0, n, 300 if hot else 0),
+             np.tile(np.arange(32) % n, hot)]
+        )  # fmt: skip
+        out = nb.access_pages(stream.tolist(), write=True)
         yield snap(), out
     system.run()
     yield snap(), system.now
     sc = system.sgx.stream_core
-    yield [0] * 4 if sc is None else [sc.adds, sc.trims, sc.accesses, sc.foreign_records]
+    counts = ("adds", "trims", "accesses", "foreign_records", "core_switches", "queued_stops")
+    yield [0 if sc is None else getattr(sc, c) for c in counts]

@@ -20,6 +20,16 @@ Two enclaves (session ``twoencl3``; PATHS.md "Two enclaves in the regime", item 
 enclave in its slot's regime (``_enclave_regime``), and the one that is not the caller's
 idle - its lock free, no task of its mms on a CPU, no LP inside it, no tracking set open
 (``CoreStream._ready``).
+
+Two enclaves on one CPU (session ``twoone``; PATHS.md "Two enclaves in the regime", "Left"
+item 1): no check of their own - each half's holds (nobody waiting for the CPU at entry,
+the other enclave idle), and what the two meet together the halves handle already:
+ksgxd's ``KB_SECS`` of the other enclave while the thread waits in the run queue (served
+from there, ``to_simpy``'s ``_picked``; ``StreamCore.queued_stops``), the thread's direct
+batch switched out at a lock's might_sleep, the switch-out's AEX on the thread's own slot
+(``resched.thread_resched``, ``TC_ESLOT``), and no IPI on one CPU (ksgxd never runs while
+the thread holds the CPU, a direct batch's own CPU is not a target, and the other enclave
+has no LP inside).
 """
 
 from __future__ import annotations
@@ -121,12 +131,8 @@ def _static_regime(system: System) -> bool:
     # Linux's or the model's FIFO variants (session ``fifo``: PATHS.md "The regime")
     if not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue) or sgx.flood is not None:
         return False
-    if len(system.machine.running) < 2 and len(sgx.enclaves) > 1:
-        # one CPU is in the regime since session ``onecpu2`` (ksgxd woken with the CPU
-        # taken waits in the core's run queue, ``take_engine(runq=True)``; the machines
-        # yield at their ``cond_resched`` points, ``resched.py``; PATHS.md "One CPU"),
-        # with one enclave: two enclaves on one CPU are not tested on the core yet
-        return False
+    # one CPU is in the regime with one enclave (session ``onecpu2``) and with two
+    # (``twoone``): the module docstring
     if len(system.machine.running) > 63:
         return False  # (the LP masks are int64: kstate.K_INSIDE; session ``nthreads``)
     if not 1 <= len(sgx.enclaves) <= N_SLOTS or sgx.ksgxd_task is None:

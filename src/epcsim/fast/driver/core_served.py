@@ -20,7 +20,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Gen
-from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, T_STATE, TS_NEW
+from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, T_STATE, TS_NEW, TS_RUNQ
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.engine_state import fold_task
@@ -114,6 +114,7 @@ class CoreStreamServed:
         ks = sess.ks
         sv = sess.sv
         owner.deadline_stops += 1
+        owner.queued_stops += int(co.tasks[THREAD, T_STATE]) == TS_RUNQ  # yielded to ksgxd
         asleep = _ksgxd_asleep(co)
         fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
         fold_thread(system, thread, encl, sess._secs, ks, ts)

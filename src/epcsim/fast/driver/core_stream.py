@@ -79,6 +79,7 @@ from epcsim.fast.cosim.state import (
     T_STATE,
     TS_NEW,
     TS_READY,
+    TS_RUNQ,
 )
 from epcsim.fast.cosim.transfer_to_core import to_core
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
@@ -390,6 +391,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         # a fault under encl->lock, through the fault's end in Python: ``Session.on_stop``)
         owner.session = None
         owner.secs_stops += 1
+        owner.queued_stops += int(co.tasks[THREAD, T_STATE]) == TS_RUNQ  # yielded to ksgxd
         fold_task(thread, co.tasks[THREAD])  # its CPU first (above)
         fold_thread(system, thread, encl, secs, ks, ts)
         fold_slots(system, sess.encls, sess.secss, kt, skip=tslot)

@@ -226,6 +226,11 @@ class StreamCore:
         #: pair calls that ended with ksgxd before the SECS's eviction (``KB_SECS``): the
         #: thread served to its loop top, ksgxd's generator from that page
         self.secs_stops = 0
+        #: pair calls that stopped (ksgxd's ``KB_SECS``, a deadline) with the thread waiting
+        #: for its CPU in the core's run queue - on one CPU, having yielded to ksgxd - from
+        #: where it goes on served (``to_simpy``'s ``_picked``; session ``twoone``: two
+        #: enclaves on one CPU, the other's SECS evicted while the thread waits)
+        self.queued_stops = 0
         #: served ksgxd machines handed to their generator between batches (Python left
         #: the regime between calls: ``stream_ksgxd._served_regime``)
         self.top_stops = 0
