@@ -40,13 +40,17 @@ _acc: dict[str, Any] = {"t": 0.0, "d": {}}
 _real_drive = stream_mod.StreamCore.drive
 
 
-def _snap(co: Any, ks: Any) -> dict[str, int]:
+def _snap(co: Any, kt: Any) -> dict[str, int]:
+    # ``kt``: the slots' ``KState``s (session ``twoencl2``); the counters are slot 0's
+    ks = kt if hasattr(kt, "kc") else kt[0]
     d = {
         "events": int(co.clk[cs.C_POPS]),
         "elided runs": int(co.clk[cs.C_ELIDED]),
         "contended locks": int(co.mtx[0, cs.M_CONTENDED]),
         "ELDUs without MAC check": int(ks.kc[K.K_DEFER_LOADS]),
     }
+    if hasattr(cs, "C_RESUMED_NOW"):  # session ``fault3``: the spinner's wake-up unqueued
+        d["spinners resumed at once"] = int(co.clk[cs.C_RESUMED_NOW])
     for name in _CN:
         d[name[3:].lower()] = int(ks.cnt[getattr(K, name)])
     return d

@@ -179,7 +179,14 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 return HANDED_BACK
             continue
         if kind == EV_POKE:
-            fire(st, t, payload >> 16)
+            if fire(st, t, payload >> 16):
+                # the spinner's wake-up, popped at once (``spin.resume_now``): the
+                # ``EV_RESUME`` branch's spinner case above
+                r = spin_check(st, t)
+                if r == R_OK:
+                    return t
+                if r == R_STOP:
+                    return HANDED_BACK
             continue
         if kind == EV_INIT:
             tasks[t, T_STATE] = TS_READY

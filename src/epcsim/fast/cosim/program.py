@@ -60,6 +60,7 @@ from epcsim.fast.cosim.state import (
     C_MIN_VR,
     C_NOW,
     C_POPS,
+    C_RESUMED_NOW,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
     HANDED_BACK,
@@ -322,6 +323,7 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
             "hb_task": int(clk[C_HB_TASK]),
             "hb_now": int(clk[C_HB_NOW]),
             "interrupts": int(clk[C_INTERRUPTS]),
+            "resumed_now": int(clk[C_RESUMED_NOW]),
         },
         sched=(
             int(clk[C_CSW]),

@@ -268,6 +268,16 @@ def tick_resched(st, t):  # type: ignore[no-untyped-def]
     return tasks[t, T_VRUNTIME] + delta - tasks[leftmost(st), T_VRUNTIME] > ideal
 
 
+@core_jit(inline="always")
+def resched_clear(st, t):  # type: ignore[no-untyped-def]
+    """``need_resched`` is false without the tick's arithmetic: the flag is not set and
+    nobody waits for a CPU (``tick_resched``'s first test). False means "ask
+    ``need_resched``". Inlined into ``request.perform``'s ``RQ_RESCHED`` and
+    ``mutex.lock_fast`` (session ``fault3``): with every task on its own CPU it holds at
+    each ``cond_resched`` and ``mutex_lock``, ~2-3 a fault on row 1."""
+    return st.tasks[t, T_RESCHED] == 0 and st.clk[C_RQ_LEN] == 0
+
+
 @core_jit
 def need_resched(st, t):  # type: ignore[no-untyped-def]
     """``Task.need_resched`` (and ``cond_resched``'s test): set by a wake-up preemption, or

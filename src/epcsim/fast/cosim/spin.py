@@ -24,8 +24,13 @@ from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
 from epcsim.fast.cosim.state import (
+    C_BUDGET,
+    C_EID,
     C_NOW,
     C_PICKUP,
+    C_POPS,
+    C_QLEN,
+    C_RESUMED_NOW,
     C_SPIN_SEQ,
     EV_POKE,
     EV_RESUME,
@@ -77,18 +82,51 @@ def fire(st, t, gen):  # type: ignore[no-untyped-def]
     """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts.
     When nothing else is due at this instant and the re-check would only wait again (the
     lock held by a running task, or ``t`` not the OSQ head), the wait is re-armed (a new
-    gen) without resuming the spinner; otherwise the wait succeeds."""
+    gen) without resuming the spinner; otherwise the wait succeeds.
+
+    Returns True when the caller must resume the spinner *now*, its event already counted
+    as popped (``resume_now``), False otherwise (nothing to do, or its event queued)."""
     tasks = st.tasks
     if tasks[t, T_SPIN_GEN] != gen or tasks[t, T_SPIN_EV] != SE_PENDING:
-        return
+        return False
     if not due_by(st, st.clk[C_NOW]):
         m = tasks[t, T_SPIN_M]
         owner = st.mtx[m, M_OWNER]
         if st.osq[m, 0] != t or (owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0):
             tasks[t, T_SPIN_GEN] = gen + 1
-            return
+            return False
+        tasks[t, T_SPIN_EV] = SE_TRIGGERED
+        if resume_now(st):
+            return True
     tasks[t, T_SPIN_EV] = SE_TRIGGERED
     schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
+    return False
+
+
+@core_jit(inline="always")
+def resume_now(st):  # type: ignore[no-untyped-def]
+    """The wait's ``succeed`` and its event's pop as one step, when nothing else is due at
+    this instant (the caller checked ``due_by(now)`` false; issue 9 session ``fault3``).
+
+    Why exact: the event ``succeed`` schedules is ``(now, NORMAL, eid)`` with a new eid,
+    and every queued event is later than now, so SimPy's next pop is this event (time,
+    then priority, then eid: ``queue.py``) - no other event, and so no other task, runs
+    between the two. The core takes the eid (``C_EID``) and counts the pop (``C_POPS``)
+    exactly as ``schedule`` and ``pop`` would, and the clock stays at now. Not taken when
+    the pop would not happen at once: ``next_resume``'s budget would stop the core before
+    it (``HB_BUDGET``, the event must then be in the queue that is handed back), or the
+    heap is full (``schedule`` hands back ``HB_QUEUE_FULL``). A deadline (``EV_STOP``) or
+    an observer's event at now is due, so the caller never gets here then.
+    ``tests/fast/test_resume_now.py`` runs the core's programs with and without it."""
+    clk = st.clk
+    if clk[C_BUDGET] > 0 and clk[C_POPS] >= clk[C_BUDGET]:
+        return False
+    if clk[C_QLEN] >= st.heap.shape[0]:
+        return False
+    clk[C_EID] += 1
+    clk[C_POPS] += 1
+    clk[C_RESUMED_NOW] += 1
+    return True
 
 
 @core_jit

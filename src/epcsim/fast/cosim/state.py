@@ -74,7 +74,10 @@ C_MIN_GRAN = 25  #: ``CfsRunQueue.min_granularity_ns`` (scaled)
 C_WAKEUP_GRAN = 26  #: ``CfsRunQueue.wakeup_granularity_ns`` (scaled)
 C_FIFO_SLICE = 27  #: ``FifoRunQueue.sched_slice_ns``
 C_INTERRUPTS = 28  #: user steps interrupted (``runqueue.interrupt``; for tests)
-N_CLK = 29
+#: spinners' wake-ups popped as soon as their poke fired, without the heap
+#: (``spin.resume_now``; for tests and ``benchmarks/row_profile.py``): counted in ``C_POPS``
+C_RESUMED_NOW = 29
+N_CLK = 30
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
