@@ -31,6 +31,9 @@ class Outcome:
     #: why the core stopped early (``state.HB_NAMES``), None if it ran to the end
     handed_back: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+    #: per mutex: ``_free_since`` and ``_freed_from`` (``LinuxMutex``; 0, 0 for a
+    #: ``FifoMutex``), which a hand-back carries into SimPy (session ``fault3``)
+    free: list[tuple[int, int]] = field(default_factory=list)
     #: the run queue (session ``onecpu``): context switches, wake-up preemptions, each
     #: task's need_resched flag, and the tasks waiting for a CPU in the order it picks them
     sched: tuple[int, int, tuple[int, ...], tuple[int, ...]] = (0, 0, (), ())
@@ -49,6 +52,7 @@ class Outcome:
             "min_vruntime": self.min_vruntime,
             "pending": self.pending,
             "sched": self.sched,
+            "free": self.free,
         }
 
 
@@ -92,6 +96,10 @@ def simpy_outcome(
             for mx in mutexes
         ],
         traces=[list(mx.trace) if mx.trace is not None else [] for mx in mutexes],
+        free=[
+            (int(getattr(mx, "_free_since", 0)), int(getattr(mx, "_freed_from", 0)))
+            for mx in mutexes
+        ],
         counters=counters,
         min_vruntime=getattr(m.rq, "min_vruntime", 0),
         pending=[

@@ -66,6 +66,8 @@ from epcsim.fast.cosim.state import (
     HANDED_BACK,
     HB_NAMES,
     M_CONTENDED,
+    M_FREE_SINCE,
+    M_FREED_FROM,
     M_HANDOFFS,
     M_OWNER,
     M_SPIN_ACQUIRED,
@@ -315,6 +317,7 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
         tasks=[tuple(int(tasks[i, c]) for c in cols) for i in range(tasks.shape[0])],  # type: ignore[misc]
         mutexes=[tuple(int(st.mtx[i, c]) for c in mcols) for i in range(st.mtx.shape[0])],  # type: ignore[misc]
         traces=traces,
+        free=[(int(r[M_FREE_SINCE]), int(r[M_FREED_FROM])) for r in st.mtx],
         counters=counters.tolist(),
         min_vruntime=int(clk[C_MIN_VR]),
         pending=[e[:3] for e in pending(st)],
