@@ -239,6 +239,13 @@ def _check_enclave(
         return []
 
     present = encl.present
+    # the running counts (``kernel/page_counts.py``) against the arrays
+    scan = encl.counts.scan()
+    if (encl.counts.resident, encl.counts.swapped) != scan:
+        bad.append(
+            f"{name}: resident/swapped counts {encl.counts.resident}/{encl.counts.swapped},"
+            f" the page arrays hold {scan[0]}/{scan[1]}"
+        )
     res_idx = np.flatnonzero(encl.epc >= 0)
     res = encl.epc[res_idx].astype(np.int64)
 

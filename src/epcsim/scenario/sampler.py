@@ -84,8 +84,14 @@ class Sampler:
         by_name = {e.name: e for e in s.sgx.enclaves.values()}
         for n in self._names:
             e = by_name.get(n)
-            self.resident[n].append(e.resident_pages if e else 0)
-            self.swapped[n].append(e.swapped_pages if e else 0)
+            if e is None:
+                r = w = 0
+            elif view is None:
+                r, w = e.resident_pages, e.swapped_pages  # running counts: O(1)
+            else:
+                r, w = view.resident_pages(e), view.swapped_pages(e)
+            self.resident[n].append(r)
+            self.swapped[n].append(w)
         c = s.sgx.stats if view is None else view.stats
         for k in SAMPLED:
             self.counters[k].append(getattr(c, k))

@@ -58,6 +58,7 @@ from epcsim.fast.driver.kstate import (
     RC_PC,
     SVC_FT_FULL,
 )
+from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.reclaim import reclaim_run
 from epcsim.fast.driver.reclaim_pc import P_A as RECLAIM_START
 from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
@@ -258,10 +259,12 @@ def add_rows(p, t, pc):
             ke[K_SECS_CHILDREN] += 1
             # the page entry: present, epc, type, max_prot and the loader's vma_prot
             max_prot = 3 if pt == _PT_TCS else flags & 7
+            was = page_class(ks.desc, ks.pflags, idx)
             ks.pflags[idx] = (
                 (ks.pflags[idx] & _TYPE_CLEAR) | ENCL_PAGE_PRESENT | (pt << ENCL_PAGE_TYPE_SHIFT)
             )
             ks.desc[idx] = page
+            count_move(ke, was, page_class(ks.desc, ks.pflags, idx))
             ts.prot[idx] = (ts.prot[idx] & _PROT_KEEP) | max_prot | (max_prot << 3)
             ke[K_CHILD_CNT] += 1
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED  # mark_page_reclaimable

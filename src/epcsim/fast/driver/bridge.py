@@ -427,9 +427,10 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     """``KState``'s small arrays back into the Python objects (every driver call's, and
     around each served step: ``take_small`` is its inverse). The records the machines
     wrote unsealed stay so (``driver/unsealed.py``): the backing store seals them when
-    Python first reads or writes one (``EnclaveBacking.sealed_at``). Counters, records
-    and EWB failures are deltas, zeroed once added; the free timeline and the warnings are
-    flushed; the rest are absolute values. Folding twice is folding once."""
+    Python first reads or writes one (``EnclaveBacking.sealed_at``). Counters, records,
+    EWB failures and the resident/swapped counts are deltas, zeroed once added; the free
+    timeline and the warnings are flushed; the rest are absolute values. Folding twice is
+    folding once."""
     sgx = system.sgx
     kc = ks.kc
     ke = ks.ke
@@ -456,6 +457,10 @@ def fold_kernel(system: System, encl: Any, secs: Any, ks: Any) -> None:
     encl.backing.nr_records += int(ke[K.K_NR_RECORDS])
     sgx.ewb_failures += int(kc[K.K_EWB_FAILURES])
     ke[K.K_NR_RECORDS] = kc[K.K_EWB_FAILURES] = 0
+    counts = encl.counts  # the running resident/swapped counts (driver/page_counts.py)
+    counts.resident += int(ke[K.K_RESIDENT])
+    counts.swapped += int(ke[K.K_SWAPPED])
+    ke[K.K_RESIDENT] = ke[K.K_SWAPPED] = 0
     sgx.ksgxd_sleeping = bool(kc[K.K_SLEEPING])
 
 

@@ -53,7 +53,12 @@ K_SVC_E = 17
 #: file's first record is stored by Python (``SVC_STORE``: ``store`` lays the file out;
 #: PATHS.md "Two enclaves in the regime", item 5, session ``twoencl3``)
 K_B_WIDTH = 18
-#: 19-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
+#: 19, 20: the enclave's resident and swapped pages the call added (deltas, as
+#: ``K_NR_RECORDS``): ``SgxEncl.counts``' running counts (``kernel/page_counts.py``), moved
+#: where a machine writes a page's ``desc`` or PRESENT bit (``driver/page_counts.py``)
+K_RESIDENT = 19
+K_SWAPPED = 20
+#: 21-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
 K_FT_N = 24  #: points in ``ft``
 K_WARN_N = 25  #: rows in ``warn``
 K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
@@ -106,6 +111,7 @@ N_KC = 52
 ENCLAVE_COLUMNS = (
     K_SECS_EPC, K_CHILD_CNT, K_SECS_CHILDREN, K_REFCOUNT, K_EPOCH, K_TRACKING, K_EID,
     K_ENCL_ID, K_INITIALIZED, K_VA_ROW, K_NR_RECORDS, K_CPUMASK, K_INSIDE, K_BASE, K_B_WIDTH,
+    K_RESIDENT, K_SWAPPED,
 )  # fmt: skip
 
 # -- rc: what belongs to one reclaimer (``reclaim.py``: row 0 ksgxd, row 1 direct reclaim) --

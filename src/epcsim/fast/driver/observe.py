@@ -15,12 +15,12 @@ What the observer reads (``CoreView``), decided by session ``sampler``:
   sum is what the reference's ``stats`` holds at that instant;
 * the free count: ``kc[K_NR_FREE]`` (``fold_kernel`` writes it to
   ``epc.nr_free_pages``);
-* resident and swapped pages: the ``Enclave`` properties themselves. They count over
-  ``encl.pages``' own arrays, which the machines write in place (``bridge.BIG_FIELDS``),
-  so they are current without running counts on the core. Their cost, one
-  ``count_nonzero`` pair per sample over the enclave's pages, is measured in
-  BENCHMARKS.md ``sampler`` (the sampler thins to at most ~2,000 rows, so a run takes a
-  few thousand samples whatever its length).
+* resident and swapped pages: ``SgxEncl.counts``' running counts plus the unfolded deltas
+  of the enclave's slot, ``KState.ke``'s ``K_RESIDENT``/``K_SWAPPED`` (what ``fold_kernel``
+  adds; ``driver/page_counts.py``). Until session ``runscale`` the ``Enclave`` properties
+  counted over ``encl.pages``' arrays (which the machines write in place), one
+  ``count_nonzero`` pair per sample: O(ELRANGE), ~6 ms a sample at a 16 GiB enclave, and
+  a run takes thousands of samples (BENCHMARKS.md ``sampler``, ``runscale``).
 """
 
 from __future__ import annotations
@@ -65,11 +65,24 @@ class CoreStats:
 
 
 class CoreView:
-    """What an observer reads while the core holds the model (module docstring)."""
+    """What an observer reads while the core holds the model (module docstring): the
+    counters, the free count, and each enclave's resident and swapped pages
+    (``resident_pages(encl)``, ``swapped_pages(encl)``)."""
 
-    def __init__(self, system: Any, ks: Any, ts: Any) -> None:
+    def __init__(self, system: Any, ks: Any, ts: Any, encls: Any = (), kt: Any = ()) -> None:
         self.nr_free_pages = int(ks.kc[K.K_NR_FREE])
         self.stats = CoreStats(system.sgx.stats, ks, ts)
+        self._slots = {id(e): kt[s] for s, e in enumerate(encls)}
+
+    def _delta(self, encl: Any, col: int) -> int:
+        ks = self._slots.get(id(encl))
+        return 0 if ks is None else int(ks.ke[col])
+
+    def resident_pages(self, encl: Any) -> int:
+        return encl.counts.resident + self._delta(encl, K.K_RESIDENT)
+
+    def swapped_pages(self, encl: Any) -> int:
+        return encl.counts.swapped + self._delta(encl, K.K_SWAPPED)
 
 
 def drive_observed(
@@ -93,7 +106,7 @@ def drive_observed(
         clk = co.clk
         if rc != HANDED_BACK or int(clk[C_HB]) != HB_DEADLINE:
             return rc, kt
-        owner.observed = CoreView(system, kt[tslot], ts)
+        owner.observed = CoreView(system, kt[tslot], ts, encls, kt)
         try:
             if not observe_head(sv):
                 return rc, kt  # an until event: the caller hands back

@@ -117,6 +117,7 @@ from epcsim.fast.driver.kstate import (
     W_ETRACK,
     W_EWB,
 )
+from epcsim.fast.driver.page_counts import count_move, page_class
 
 # the pc and the exits (``reclaim_pc``)
 from epcsim.fast.driver.reclaim_pc import (
@@ -489,10 +490,12 @@ def reclaim_run(sp, kq, t, r):
                 kc[K_SVC] = SVC_FT_FULL
                 return _rsvc(rw, P_STORED)
             # encl->epc_page = NULL whatever EWB returned; the VA reference on success
+            was = page_class(ks.desc, ks.pflags, index)
             if ks.desc[index] >= 0:
                 ks.desc[index] = -1
             if rw[RC_RET] == 0:
                 ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
+            count_move(ke, was, page_class(ks.desc, ks.pflags, index))
             ke[K_CHILD_CNT] -= 1
             res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:

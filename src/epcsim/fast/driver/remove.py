@@ -46,6 +46,7 @@ from epcsim.fast.driver.kstate import (
     KB_UNEXPECTED,
     SVC_FT_FULL,
 )
+from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.tstate import (
     TC_EMODPR_NS,
     TC_EREMOVE_NS,
@@ -185,8 +186,10 @@ def remove_rows(st, ks, ts, sp, t, pc):
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
             ke[K_CHILD_CNT] -= 1  # erase_page
+            was = page_class(ks.desc, ks.pflags, idx)
             ks.desc[idx] = -1
             ks.pflags[idx] &= _ERASE_KEEP
+            count_move(ke, was, page_class(ks.desc, ks.pflags, idx))
             ts.prot[idx] &= _MAX_PROT_CLEAR
             tc[TC_REMOVED] += 1  # shrink: page_cnt - 1
             return -1, -1

@@ -69,6 +69,7 @@ from epcsim.fast.driver.kstate import (
     SVC_TRUNCATE,
     SVC_UNSEAL,
 )
+from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.thread_pc import (
     P_ALLOC,
@@ -272,7 +273,9 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
                 ks.va_used, ks.va_prev, ks.va_next, ks.va_ends, ke[K_VA_ROW], tc[TC_VID],
                 tc[TC_SLOT], np.bool_(True),
             )  # fmt: skip
+            was = page_class(ks.desc, ks.pflags, idx)
             ks.desc[idx] = page
+            count_move(ke, was, page_class(ks.desc, ks.pflags, idx))
             # load_page: secs_child_cnt, sgx_mark_page_reclaimable
             ke[K_CHILD_CNT] += 1
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED
