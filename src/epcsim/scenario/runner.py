@@ -18,6 +18,7 @@ its slowdown is 1 without a second run; otherwise the reference run is made.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,11 @@ def execute(
     """Run ``plan`` once. ``on_progress(done, total)`` is called as the simulation advances
     (for a progress bar): accesses, or simulated ns when threads repeat until ``duration``;
     ``on_build(pages, total)`` while the enclaves are built."""
+    # a previous run's ``System`` lives on in reference cycles (SimPy's processes and the
+    # model's objects point at each other) until the cyclic collector runs: collected
+    # first, so its arrays are not held beside this run's - ``run_plan``'s all-resident
+    # run at 16 GiB was built beside the first run's ~250 MB (BENCHMARKS.md ``runscale``)
+    gc.collect()
     system = make_system(plan)
     handles, failures = _build(system, plan, on_build)
     env = system.machine.env
