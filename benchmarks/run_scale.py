@@ -120,7 +120,7 @@ def run_one(path: str, baseline: bool, report: bool) -> None:
         runner._build, Sampler.sample, runner.make_system = build, sample, make
     sc = made[-1].sgx.stream_core
     on = 0 if sc is None else sc.accesses
-    del made[:]
+    del made[:], sc  # the run's System: nothing here may keep it for the baseline run
     if baseline and res.derived["slowdown"] is None:
         with ph.phase("baseline run"):
             ref = runner.execute(
