@@ -241,13 +241,16 @@ def test_run_queue_spin_hand_back_after_a_pick_example() -> None:
     """Met by ``test_run_queue_moved_to_the_core_at_every_instant`` (``EPCSIM_LONG=1``,
     ``--hypothesis-seed=22``, 2026-11-27, session ``xfix``; left open for lack of time):
     3 tasks on 2 CPUs, Linux's mutex and the FIFO run queue; t1 takes m0 and m1 and runs
-    2.5 ms, t2 locks m0. Moved to the core after event 1 or 2, the core hands back
-    (``HB_SPIN_RQ``: t2 would spin on m0 while t0 waits for a CPU) at 4 ms, and
-    ``to_simpy`` then serves t2 from pc 12 with ``T_L0`` = 1 and ``T_CONT`` = ``K_LOCK``:
-    the machine takes its lock as done and asks for the unlock of m0, which t1 holds
-    (``RuntimeError: t2: unlock of m0 held by <Task t1>``). Suspected: the lock's might_sleep
-    point gave up the CPU (``R_BLOCKED``, ``T_L0`` set), the pick ran the rest of the lock
-    (``dispatch.cont_after_pick``) and its ``R_STOP`` left ``T_L0`` as if the op were over.
+    2.5 ms, t2 locks m0. Moved to the core after event 1 or 2: t2 starts with no idle
+    CPU, so its LOCK request waits in the run queue (``T_CONT`` = ``K_LOCK``, the program
+    blocked: ``T_L0`` = 1); picked at 4 ms, the core runs the rest of the request
+    (``dispatch.cont_after_pick`` -> ``lock``), which hands back (``HB_SPIN_RQ``: t1 holds
+    m0 and runs, t0 waits for a CPU) with t2 ``TS_READY``. ``to_simpy`` serves t2 from its
+    pc (12, its LOCK) with ``T_L0`` still 1: the program takes the lock as done and asks
+    for the unlock of m0 (``RuntimeError: t2: unlock of m0 held by <Task t1>``). Read from
+    the state at the hand-back, not yet fixed: ``to_simpy`` should finish the continuation
+    on SimPy (``_picked``'s tail without its wait), which needs the core to say the
+    hand-back came from one (``T_CONT`` is not cleared once a continuation completes).
     This example's moves agree with CFS or the FIFO mutex, but the property, drawn at
     random (seed 23), met the same error with CFS too (``unlock of m1 held by t0``), so
     ``test_run_queue_moves_to_simpy``'s drawn moves may meet it as well, rarely. When it
