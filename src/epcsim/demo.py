@@ -326,10 +326,21 @@ def eagain_cause(system: System, encl, index: int, result: IoctlResult | None = 
 def _call_logger(system: System, encl, first_page: int, log: CallLog) -> Callable:
     calls = [0]
 
+    def many(counts: np.ndarray, causes: np.ndarray, names: dict[int, str], _done: int) -> None:
+        """``on_call`` of each of the calls the core made (never the first), at once: each
+        -EAGAIN with the cause the kernel noted (``eagain_cause``'s first answer), counted
+        by cause, each cause added where its first call is, as one by one."""
+        calls[0] += len(counts)
+        codes, first, n = np.unique(causes, return_index=True, return_counts=True)
+        for j in np.argsort(first, kind="stable"):
+            cause = names[int(codes[j])]
+            log.eagain_causes[cause] = log.eagain_causes.get(cause, 0) + int(n[j])
+
     # the first call's end is a snapshot of the kernel's state; every later call reads only
     # its result (an -EAGAIN's cause is the kernel's, noted when it decided), so the
-    # compiled core may make those calls itself (``workloads.edmm.result_only_after``)
-    @result_only_after(1)
+    # compiled core may make those calls itself (``workloads.edmm.result_only_after``),
+    # and hand them over in one batch (``many``)
+    @result_only_after(1, eagain_many=many)
     def on_call(r: IoctlResult, done_before: int) -> None:
         calls[0] += 1
         cause = None

@@ -26,6 +26,7 @@ from stream_core_cases import ENGINE_KEYS, core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.demo import CallLog, _call_logger
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range, eaccept_range, result_only_after
 
@@ -220,7 +221,20 @@ def retry_scenario(  # type: ignore[no-untyped-def]
         if len(calls) == 1:  # what only the instant shows: the demo's first-call snapshot
             calls.append((system.now, int(system.stats()["ewb"]), int(system.stats()["eldu"])))
 
-    on_call = None if hook == "none" else log if hook == "plain" else result_only_after(1)(log)
+    def log_many(counts, causes, names, done: int) -> None:  # type: ignore[no-untyped-def]
+        # ``result_only_after``'s ``eagain_many``: the calls the core made, in one batch,
+        # logged as ``log`` would log each (session ``seed5``)
+        for count, cause in zip(counts.tolist(), causes.tolist(), strict=True):
+            calls.append((-errno.EAGAIN, count, 0, [("eagain_cause", names[cause])], done))
+            done += count
+
+    demo_log = CallLog()
+    if hook == "demo":  # the demo's own hook (``demo._call_logger``), bulk where it can
+        on_call = _call_logger(system, encl.encl, IMAGE, demo_log)
+    elif hook == "many":
+        on_call = result_only_after(1, eagain_many=log_many)(log)
+    else:
+        on_call = None if hook == "none" else log if hook == "plain" else result_only_after(1)(log)
 
     def on_pages(done: int, total: int) -> None:
         seen.append((done, total, system.now, int(system.stats()["emodt"])))
@@ -238,6 +252,10 @@ def retry_scenario(  # type: ignore[no-untyped-def]
         ),
     )
     fields = (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime)
-    yield core_snap(system, encl, AccessOutcome()), op_record(rec), calls, seen, fields, t.entered
+    yield (
+        core_snap(system, encl, AccessOutcome()), op_record(rec), calls, seen, fields, t.entered,
+        list(demo_log.eagain_causes.items()), demo_log.first_stop_cause,
+        demo_log.first_end and dataclasses.asdict(demo_log.first_end),
+    )  # fmt: skip
     sc = system.sgx.stream_core
     yield [0, 0] if sc is None else [sc.ioctl_retries, sc.trims]

@@ -14,6 +14,9 @@ must be equal on the reference, the fast engine and the fast engine with the cor
 core must have made calls itself (``StreamCore.ioctl_retries``). ``max_stalled`` small
 enough that the runtime gives up is one of the cases (the machine leaves that call to
 Python), and so is an ``on_call`` that must see the first call's return at its instant.
+The calls the core made reach the runtime in one batch (session ``seed5``): a hook with
+``result_only_after``'s ``eagain_many`` (``many``, and the demo's own ``demo``) must log
+what the reference's call-by-call hook logs, in order, the demo's ``CallLog`` with it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ LONG = bool(os.environ.get("EPCSIM_LONG"))
     cpus=st.integers(2, 4),
     heap_x=st.sampled_from([2.0, 3.0]),
     settle=st.booleans(),
-    hook=st.sampled_from(["none", "plain", "after1"]),
+    hook=st.sampled_from(["none", "plain", "after1", "many", "demo"]),
     marks=st.booleans(),
     max_stalled=st.sampled_from([None, None, 10_000, 4]),
 )
@@ -61,3 +64,13 @@ def test_the_demos_trim_makes_its_calls_on_the_core() -> None:
     first went to its machine)."""
     retries, trims = agree(retry_scenario, (7, 96, 4, 3.0, False, "after1", False, 10_000), {})
     assert retries > 100 and trims > 0
+
+
+def test_the_calls_the_core_made_reach_a_bulk_hook_as_one_by_one() -> None:
+    """``result_only_after(1, eagain_many=...)`` (session ``seed5``): the core's calls
+    handed over in batches give the hook the results and ``done`` the reference's
+    call-by-call hook sees, and the demo's ``CallLog`` (-EAGAIN causes in their order, the
+    first call's stop and snapshot) is the reference's; most calls are the core's."""
+    for hook in ("many", "demo"):
+        retries, trims = agree(retry_scenario, (7, 96, 4, 3.0, False, hook, False, 10_000), {})
+        assert retries > 100 and trims > 0, hook

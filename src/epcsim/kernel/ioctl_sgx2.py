@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from epcsim.arch import (
     EAGAIN,
     EBUSY,
@@ -153,7 +155,7 @@ def _page_loop(
             if moved is not None:
                 if core.notes and progress is not None:
                     progress.core_notes(core.notes)  # type: ignore[attr-defined]
-                if core.calls:  # the runtime's calls the core ended with -EAGAIN and made
+                if len(core.calls):  # the runtime's calls the core ended with -EAGAIN and made
                     # again (fast/driver/retry.py): the runtime records them, and this
                     # loop goes on as the last one's, from where it started in the range
                     shift = _calls_made(core, progress) * PAGE_SIZE
@@ -206,19 +208,21 @@ def _page_loop(
 
 def _calls_made(core: Any, progress: ProgressHook | None) -> int:
     """The calls the compiled loop ended with -EAGAIN and made again itself (``core.calls``:
-    where each stopped in the range, its instant back in the runtime, its cause), as the
-    runtime gets them - ``IoctlResult``s handed to ``drive_range`` (``core_calls``) - and
-    the pages they did: the current call starts that much further (``core.base``)."""
-    start = base = core.base
-    results = []
-    for end, now, cause in core.calls:
-        r = IoctlResult(-EAGAIN, (end - start) * PAGE_SIZE)
-        r.extra["eagain_cause"] = _CAUSES[cause]
-        results.append((r, now))
-        start = end
-    progress.core_calls(results)  # type: ignore[union-attr]
+    one row each, where it stopped in the range, its instant back in the runtime, its
+    cause), as the runtime gets them - handed to ``drive_range`` (``core_calls``) in one
+    batch, each call's bytes, instant and cause name (its ``IoctlResult``: -EAGAIN, that
+    count, ``extra["eagain_cause"]``) - and the pages they did: the current call starts
+    that much further (``core.base``). In one batch, not one ``IoctlResult`` a call: the
+    demo's trim without direct reclaim makes ~47,830 such calls, and building and reading
+    them one by one cost ~0.1-0.25 s of the run's CPU (session ``seed5``)."""
+    base = core.base
+    calls = core.calls
+    ends = calls[:, 0]
+    counts = np.diff(ends, prepend=base) * PAGE_SIZE
+    progress.core_calls(counts, calls[:, 1], calls[:, 2], _CAUSES)  # type: ignore[union-attr]
+    start = int(ends[-1])
     core.base = start
-    core.calls = []
+    core.calls = calls[:0]
     return start - base
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from epcsim.arch import EBUSY, PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+import numpy as np
+
+from epcsim.arch import EAGAIN, EBUSY, PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
 from epcsim.engine.machine import Gen
 from epcsim.fast import eaccept as fast_eaccept
 from epcsim.fast import eaug as fast_eaug
@@ -134,16 +136,29 @@ PagesHook = Callable[[int, int], None]
 CallHook = Callable[[IoctlResult, int], None]
 
 
-def result_only_after(calls: int) -> Callable[[CallHook], CallHook]:
+#: a ``result_only_after`` hook's record of many calls at once, all -EAGAIN, made by the
+#: compiled core after call ``calls``: ``(counts, causes, names, done_before)`` - each
+#: call's bytes done (an ``int64`` array), its cause code (``names[code]`` is its
+#: ``IoctlResult.extra["eagain_cause"]``), and the bytes done before the first of them
+EagainManyHook = Callable[[np.ndarray, np.ndarray, dict[int, str], int], None]
+
+
+def result_only_after(
+    calls: int, eagain_many: EagainManyHook | None = None
+) -> Callable[[CallHook], CallHook]:
     """Mark an ``on_call`` hook that, from call ``calls + 1`` of an operation on, reads
     nothing but its arguments and changes nothing (a log of results): MODIFY_TYPES' loop on
     the compiled core may then end those calls with -EAGAIN and make the runtime's next
     ones itself, and ``drive_range`` calls the hook for them when the core next stops, in
     order, with the results and ``done`` the reference gives it (``fast/driver/retry.py``).
+    With ``eagain_many`` it gets them in one batch instead (``EagainManyHook``; it must
+    record what the hook would, call by call: the demo's ``_call_logger``), for the
+    thousands of calls a trim without direct reclaim makes (session ``seed5``).
     A hook without the mark is called at each call's return, each call made in Python."""
 
     def mark(hook: CallHook) -> CallHook:
         hook.result_only_after = calls  # type: ignore[attr-defined]
+        hook.eagain_many = eagain_many  # type: ignore[attr-defined]
         return hook
 
     return mark
@@ -221,13 +236,36 @@ def drive_range(
 
     on_page.core_retry = core_retry  # type: ignore[attr-defined]
 
-    # ... and the record of those calls, each ``(result, instant back in the runtime)``,
-    # when the core next stops: what this loop does at each call's return (never -EBUSY)
-    def core_calls(results: list[tuple[IoctlResult, int]]) -> None:
-        for r, now in results:
-            if on_call is not None:
+    # ... and the record of those calls when the core next stops, each -EAGAIN (never
+    # -EBUSY): ``counts`` (bytes), instants back in the runtime (``nows``), ``causes``
+    # (``names[code]`` is ``extra["eagain_cause"]``): what this loop does at each call's
+    # return, in bulk where the hook takes it so (``result_only_after``'s ``eagain_many``)
+    def core_calls(
+        counts: np.ndarray, nows: np.ndarray, causes: np.ndarray, names: dict[int, str]
+    ) -> None:
+        nonlocal done, stalled
+        many = getattr(on_call, "eagain_many", None)
+        if on_call is not None and many is None:  # the hook sees each result, in order
+            rows = zip(counts.tolist(), nows.tolist(), causes.tolist(), strict=True)
+            for count, now, cause in rows:
+                r = IoctlResult(-EAGAIN, count)
+                r.extra["eagain_cause"] = names[cause]
                 on_call(r, done)
-            account(r, now)
+                account(r, now)
+            return
+        if many is not None:
+            many(counts, causes, names, done)
+        # ``account`` of each call, in bulk: every call -EAGAIN
+        n = len(counts)
+        if rec.calls == 0:
+            rec.first_call_pages = int(counts[0]) // PAGE_SIZE
+            rec.first_call_errno = "EAGAIN"
+        rec.calls += n
+        done += int(counts.sum())
+        moved = np.flatnonzero(counts)  # calls that did pages end a stall
+        stalled = stalled + n if len(moved) == 0 else n - 1 - int(moved[-1])
+        rec.eagain += n
+        rec.eagain_at.extend(nows.tolist())
 
     on_page.core_calls = core_calls  # type: ignore[attr-defined]
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from epcsim.engine.machine import Gen
 from epcsim.fast.cosim.state import C_HB, C_HB_NOW, C_HB_TASK, T_STATE, TS_NEW, TS_RUNQ
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
@@ -55,7 +57,7 @@ class CoreStreamServed:
     cause: int
     calls_left: int
     stalled: int
-    calls: list[list[int]]
+    calls: np.ndarray
 
     def _count(self, n: int) -> None:
         if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
@@ -86,15 +88,21 @@ class CoreStreamServed:
         tc[T.TC_NOTE_N] = 0
         n = int(tc[T.TC_CALL_N])
         if n:  # the runtime's calls the machine made (retry.py): each an -EAGAIN it ended
-            self.calls = ts.calls[:n].tolist()
+            # kept as an array (up to 8,192 rows a stop): ``_calls_made`` and
+            # ``drive_range`` record them in bulk (session ``seed5``)
+            self.calls = ts.calls[:n].copy()
             tc[T.TC_CALL_N] = 0
             self.calls_left -= n
             self.stalled = int(tc[T.TC_STALLED])
             owner = self.owner
             owner.ioctl_retries += n
-            for _end, _now, cause in self.calls:
-                key = (-errno.EAGAIN, int(cause))
-                owner.ioctl_rets[key] = owner.ioctl_rets.get(key, 0) + 1
+            # counted by cause, each key added where its first call is (as one by one)
+            causes, first, counts = np.unique(
+                self.calls[:, 2], return_index=True, return_counts=True
+            )
+            for j in np.argsort(first, kind="stable"):
+                key = (-errno.EAGAIN, int(causes[j]))
+                owner.ioctl_rets[key] = owner.ioctl_rets.get(key, 0) + int(counts[j])
 
     def _deadline(self, sess: Session, ts: Any, done: int) -> Gen:
         """The core stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,

@@ -119,6 +119,8 @@ if TYPE_CHECKING:
 
 #: rows for the runtime's calls the machine makes itself in one run (``TState.calls``)
 _CALL_ROWS = 8192
+#: ``CoreStream.calls`` when the machine made no call
+_NO_CALLS = np.zeros((0, 3), np.int64)
 
 
 class CoreStream(CoreStreamServed, CoreStreamRegime):
@@ -171,9 +173,10 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         #: ``max_stalled`` (0: none)
         self.stalled = 0
         self.max_stalled = 0
-        #: after a ``run``: those it made, ``(range index where each stopped, its instant
-        #: back in the runtime, tstate.CAUSE_*)`` (``ioctl_sgx2._calls_made`` takes them)
-        self.calls: list[list[int]] = []
+        #: after a ``run``: those it made, one row each, ``(range index where it stopped,
+        #: its instant back in the runtime, tstate.CAUSE_*)`` (``ioctl_sgx2._calls_made``
+        #: takes them); no rows when it made none
+        self.calls: np.ndarray = _NO_CALLS
 
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
