@@ -24,7 +24,7 @@ from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 from epcsim.fast.cosim import state
 from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_WAIT, OP_WAKE, run_core
-from epcsim.fast.cosim.program_served import run_served
+from epcsim.fast.cosim.program_served import _own_process, run_served
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.simpy_program import run_simpy
 from epcsim.fast.cosim.state import new_state
@@ -35,6 +35,7 @@ LONG = bool(os.environ.get("EPCSIM_LONG"))
 EXAMPLES = 400 if LONG else 60
 
 switch_points = st.lists(st.integers(1, 12), max_size=14)
+_OWN_CODE = _own_process.__code__
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -224,6 +225,59 @@ def test_moves_carry_spinners_sleepers_and_pokes():
     # inside the core's regime (a CPU per task, no sleeping lock owner) no move is refused,
     # whatever the tasks wait for - a task moved to SimPy and not yet resumed included
     assert moved.get("refused", 0) == 0, moved
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(
+    scenarios(wait_in_lock=True), user_scenarios(), st.booleans(), switch_points, st.floats(0, 1)
+)
+def test_own_processes_are_parked_and_repointed(scenario, user, crowded, switches, where):
+    """Tasks served from processes of their own (``Served.serve_own``: an enclave thread's,
+    PATHS.md N6, session ``nthreads2``), moved to the core and back at drawn instants -
+    with a CPU short (hand-backs in the middle of a resumption) and with user steps (a
+    preemption's Interrupt forwarded to the serving generator): the run is the pure SimPy
+    run, to the end and stopped after ``n`` events (the guard below: the processes kept)."""
+    for (programs, starts, nr_mutexes), cpus_short in ((scenario, crowded), (user, False)):
+        n = len(programs)
+        cpus = n - 1 if cpus_short else n
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes}
+        ref = run_simpy(programs, cpus, **kw)
+        got, _, sv = run_served(programs, cpus, switches=[*switches, 1, 1_000], own=True, **kw)
+        assert got.done == ref.done
+        assert got.traces == ref.traces
+        assert got.comparable() == ref.comparable()
+        # an own process is serving while it lives (a task left waiting for ever keeps it)
+        assert all(o is None or p.is_alive for o, p in zip(sv.own, sv.procs, strict=True))
+        n_events = 1 + int(where * (ref.pops - 1))
+        *_, alone = run_served(programs, cpus, max_steps=n_events, **kw)
+        *_, moved = run_served(
+            programs, cpus, switches=switches, max_steps=n_events, own=True, **kw
+        )
+        assert _engine_state(moved) == _engine_state(alone)
+
+
+def test_own_processes_are_exercised():
+    """A guard on the property above: own processes parked and re-pointed, kept from
+    their start to their end across moves (the same ``Process`` object, finished), and
+    ended by their machine on the core (``_end_own``)."""
+    seen = {"repointed": 0, "kept": 0, "ended_on_core": 0}
+
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True)
+    @given(scenarios(wait_in_lock=True), switch_points)
+    def probe(scenario, switches):
+        programs, starts, nr_mutexes = scenario
+        n = len(programs)
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes}
+        _, ran, sv = run_served(programs, n, switches=[*switches, 1, 1_000], own=True, **kw)
+        seen["repointed"] += sv.repointed
+        seen["ended_on_core"] += sv.own_ended
+        if "core" in ran:
+            for p in sv.procs if sv.repointed else ():  # moved to the core and back
+                code = getattr(getattr(p, "_generator", None), "gi_code", None)
+                seen["kept"] += int(code is _OWN_CODE)  # the process it started in
+
+    probe()
+    assert all(v >= 5 for v in seen.values()), seen
 
 
 def test_pure_served_run_is_the_simpy_run():

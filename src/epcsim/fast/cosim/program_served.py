@@ -12,7 +12,8 @@ and back to SimPy for the result. Its ``Outcome`` is comparable with ``run_simpy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,7 @@ def run_served(
     mutex: str = "linux",
     sched: str = "cfs",
     runq: bool = False,
+    own: bool = False,
 ) -> tuple[Outcome, list[str], Served]:
     """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
     SimPy side (its engine state is the run's at the end).
@@ -78,7 +80,10 @@ def run_served(
     also what the moves back to SimPy carried of the run queue (``rq_waiting``,
     ``rq_resched``) and the core segments that interrupted a user step moved from SimPy
     (``user_interrupted``: the step's ``t0`` moved). ``mutex`` and ``sched`` are
-    ``Machine``'s (``run_simpy``'s); ``runq`` the core's run queue (``new_state``'s)."""
+    ``Machine``'s (``run_simpy``'s); ``runq`` the core's run queue (``new_state``'s).
+    ``own``: the tasks started at the beginning run in processes of their own
+    (``Served.serve_own``, as an enclave thread's: parked by a move to the core and
+    re-pointed by a move back, never closed)."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
@@ -117,7 +122,9 @@ def run_served(
 
     sv = Served(st, m, tasks, mutexes, queues, step)
     for t, go in enumerate([True] * n if starts is None else starts):
-        if go:
+        if go and own:
+            sv.procs[t] = m.env.process(_own_process(sv, t))
+        elif go:
             sv.spawn(t)
     ran: list[str] = []
 
@@ -164,6 +171,12 @@ def run_served(
     done_list = [(a, b, c) for a, b, c in done[: dn[0]].tolist()]
     out = simpy_outcome(m, tasks, mutexes, sv.pops, done_list, counters.tolist())
     return out, ran, sv
+
+
+def _own_process(sv: Served, t: int) -> Generator[Any, Any, Any]:
+    """Task ``t``'s own process (``run_served(own=True)``): its Python code around the
+    machine is only the call, as an enclave thread's ``access_stream`` around its hook."""
+    return (yield from sv.serve_own(t))
 
 
 def _count_moved(st: CoState, moved: dict[str, int]) -> None:

@@ -92,6 +92,16 @@ class Served:
         #: goes on as this generator, in the same process (the task's Python code)
         self.on_stop = on_stop
         self.procs: list[Any] = [None] * len(tasks)
+        #: task ``t``'s serving generator while its process is its *own* (``serve_own``:
+        #: the task's own Python process, e.g. an enclave thread's from its loop top), None
+        #: otherwise. A move to the core parks such a process instead of closing it, and a
+        #: move back re-points it at its new serving generator (``transfer_to_core``,
+        #: ``transfer_to_simpy``; PATHS.md "Several threads on the core", N6)
+        self.own: list[Any] = [None] * len(tasks)
+        #: own processes re-pointed by a move back to SimPy, and ended by their machine on
+        #: the core (``transfer_to_simpy._end_own``): the tests' guards
+        self.repointed = 0
+        self.own_ended = 0
         #: the ``System.run(until=)`` events the core holds as ``EV_STOP`` rows (their index
         #: is the row's argument; ``cosim/deadline.py``), queued again by ``to_simpy``
         self.stops: list[Any] = []
@@ -145,6 +155,44 @@ class Served:
                 return
             elif rq == RQ_SPAWN:
                 pass  # no answer
+
+    def serve_own(self, t: int) -> Generator[Any, Any, Any]:
+        """Task ``t``'s machine served from the task's own running process (``yield from``
+        this in it; returns what ``serve`` returns). Why (session ``nthreads2``, PATHS.md
+        N6): a task whose process is its own Python code - an enclave thread's, inside
+        ``access_stream`` - must survive a move to the core, which closes the processes
+        it leaves behind (``transfer_to_core._detach``). So the process does not ``yield
+        from`` its serving generator but drives it through ``own[t]`` (a trampoline: yield
+        its event, send what SimPy answers, forward a throw), and a move parks the process
+        (its serving generator closed, the process waiting on nothing) and a move back
+        re-points it at the serving generator ``to_simpy`` builds, on that one's event:
+        the same ``Process`` object throughout, no event and no eid of its own."""
+        self.procs[t] = self.env.active_process
+        gen = self.serve(t)
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        self.own[t] = gen
+        try:
+            while True:
+                try:
+                    value = yield ev
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # an Interrupt (a preempted user step)
+                    gen = self.own[t]
+                    ev = gen.throw(exc)
+                    continue
+                gen = self.own[t]  # re-pointed by a move back (``transfer_to_simpy``)
+                ev = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            gen = self.own[t]
+            self.own[t] = None
+            if gen is not None:
+                gen.close()
 
     def run(self, max_steps: int = 0) -> int:
         """Process SimPy's events until its queue is empty, or ``max_steps`` of them if > 0;

@@ -20,7 +20,9 @@ the clock go into the arrays.
 The SimPy processes that a move to the core leaves behind are closed; their ``finally``
 blocks (``_spin``'s) then run on state the core owns: what they change (``spinning``, the
 OSQ, ``busy_ns``, a ``spin_fail`` in the trace, a poke into the queue) is discarded -
-``to_simpy`` rewrites every field from the core.
+``to_simpy`` rewrites every field from the core. A task's *own* process
+(``Served.serve_own``, session ``nthreads2``) is parked instead: its serving generator is
+closed the same way, the process itself waits on nothing, and ``to_simpy`` re-points it.
 
 Why a module of its own: one direction of the move (split from ``transfer.py`` by session
 ``split``, no code changed); it recognises the generators ``transfer_to_simpy`` builds
@@ -206,7 +208,8 @@ def to_core(sv: Served) -> bool:
             continue
         rq = int(st.tasks[t, T_RQ])
         task = sv.tasks[t]
-        gen = proc._generator
+        # an own process (``Served.serve_own``) drives its serving generator: read that
+        gen = proc._generator if sv.own[t] is None else sv.own[t]
         inner = _innermost(gen)
         if rq == RQ_RUN:
             if inner is not _RUN_CODE and inner is not _wait.__code__:
@@ -250,8 +253,8 @@ def to_core(sv: Served) -> bool:
             rec = mx._spin_ev[task]
             if rec.ev is not target or not rec.osq or inner is not _SPIN_CODE:
                 return False
-            sp = _frame_locals(proc._generator, _SPIN_CODE)
-            ls = _frame_locals(proc._generator, _LOCK_SLOW_CODE)
+            sp = _frame_locals(gen, _SPIN_CODE)
+            ls = _frame_locals(gen, _LOCK_SLOW_CODE)
             if sp is None or ls is None:
                 return False
             spin[t] = (mix[mx], rec, int(sp["t0"]), int(ls["t0"]))
@@ -411,9 +414,21 @@ def _detach(sv: Served) -> None:
     """Leave SimPy empty of the moved tasks: close their processes (see the module
     docstring for what their ``finally`` blocks do), then clear what those touched."""
     traces = [None if mx.trace is None else len(mx.trace) for mx in sv.mutexes]
-    for proc in sv.procs:
-        if proc is not None and proc.is_alive:
+    for t, proc in enumerate(sv.procs):
+        if proc is None or not proc.is_alive:
+            continue
+        own = sv.own[t]
+        if own is None:
             proc._generator.close()
+            continue
+        # an own process (``Served.serve_own``) is parked, not closed: its serving generator
+        # goes as a closed process's does, and the process waits on nothing until
+        # ``to_simpy`` re-points it (its Python code around the machine lives on)
+        own.close()
+        target = proc._target
+        if target is not None and target.callbacks is not None and proc._resume in target.callbacks:
+            target.callbacks.remove(proc._resume)
+        proc._target = None
     sv.env._queue.clear()
     for mx, n in zip(sv.mutexes, traces, strict=True):
         if n is not None:

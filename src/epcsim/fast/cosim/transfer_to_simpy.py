@@ -154,6 +154,45 @@ def _process(env: Any, gen: Generator[Any, Any, None], target: Event, primed: bo
     return proc
 
 
+def _repoint(sv: Served, t: int, gen: Generator[Any, Any, None], ev: Event) -> None:
+    """Task ``t``'s own process (``Served.serve_own``, parked by ``to_core``) waits on
+    ``ev`` again, driving ``gen`` (its new serving generator, run to its first ``yield``
+    of ``ev``): the same ``Process``, no Initialize, no eid."""
+    proc = sv.procs[t]
+    sv.own[t] = gen
+    proc._target = ev
+    ev.callbacks.append(proc._resume)
+    sv.repointed += 1
+
+
+def _end_own(sv: Served, t: int, queued: bool) -> Process:
+    """Task ``t``'s own process whose machine ended on the core (``RQ_EXIT``): its
+    serving generator returned there, so the process's code after ``serve_own`` runs now
+    - it must return at once, as it would have at that instant (nothing else ran in it:
+    an enclave thread's machine never ends on the core, N6) - and the process is the one
+    finished, queued (``EV_END``) or already processed by the core."""
+    proc = sv.procs[t]
+    env = sv.env
+    env._active_proc = proc
+    try:
+        proc._generator.send(None)
+    except StopIteration as stop:
+        value = stop.args[0] if stop.args else None
+    else:
+        raise RuntimeError(f"task {t}: its own process goes on after its machine ended")
+    finally:
+        env._active_proc = None
+    if not queued:
+        if proc.callbacks:
+            raise RuntimeError(f"task {t}: its own process's end, waited on, processed on the core")
+        proc.callbacks = None  # type: ignore[assignment]
+    proc._ok = True
+    proc._value = value
+    proc._target = None
+    sv.own_ended += 1
+    return proc
+
+
 def _finished(env: Any, queued: bool) -> Process:
     """A process whose generator has returned: its own event triggered, and still to be
     processed (``queued``: callbacks, nobody's) or processed (callbacks None)."""
@@ -385,7 +424,8 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             continue
         if s == TS_DONE:
             # a finished process, queued (EV_END below) if SimPy has not processed it yet
-            procs[t] = _finished(env, t in ended)
+            own = sv.own[t] is not None
+            procs[t] = _end_own(sv, t, t in ended) if own else _finished(env, t in ended)
             continue
         ev = target[t]
         first: Gen
@@ -428,6 +468,8 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         if t == inline:
             procs[t] = env.active_process
             kept = (gen, ev)
+        elif sv.own[t] is not None:
+            _repoint(sv, t, gen, ev)
         else:
             procs[t] = _process(env, gen, ev, True)
         if tasks[t, T_RQ] == RQ_RUN_USER and s != TS_RUNQ:
@@ -462,7 +504,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         ev = now.send(None)
         if ev.callbacks is None:
             raise RuntimeError(f"task {h}: its resumption waits on a processed event")
-        sv.procs[h] = _process(env, now, ev, True)
+        if sv.own[h] is not None:
+            _repoint(sv, h, now, ev)
+        else:
+            sv.procs[h] = _process(env, now, ev, True)
     return kept
 
 
