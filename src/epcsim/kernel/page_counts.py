@@ -71,7 +71,22 @@ class PageCounts:
         self.swapped += s - before[1]
 
 
-class CountedEpc(EpcField):
+class _MovesCounts:
+    """A field view whose writes move the enclave's counts: the pages written are
+    classified before and after the base class's write (``PageCounts.classes``/``moved``).
+    Mixed in before the view's class (``EpcField``, ``FlagField``)."""
+
+    __slots__ = ()
+    _counts: PageCounts
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        c = self._counts
+        before = c.classes(index)
+        super().__setitem__(index, value)  # type: ignore[misc]
+        c.moved(before, index)
+
+
+class CountedEpc(_MovesCounts, EpcField):
     """``SgxEncl.epc``: ``EpcField`` whose writes move the enclave's counts."""
 
     __slots__ = ("_counts",)
@@ -80,14 +95,8 @@ class CountedEpc(EpcField):
         super().__init__(desc)
         self._counts = counts
 
-    def __setitem__(self, index: Any, value: Any) -> None:
-        c = self._counts
-        before = c.classes(index)
-        super().__setitem__(index, value)
-        c.moved(before, index)
 
-
-class CountedPresent(FlagField):
+class CountedPresent(_MovesCounts, FlagField):
     """``SgxEncl.present`` (bit 0 of the flags): ``FlagField`` whose writes move the counts."""
 
     __slots__ = ("_counts",)
@@ -95,9 +104,3 @@ class CountedPresent(FlagField):
     def __init__(self, flags: np.ndarray, counts: PageCounts):
         super().__init__(flags, 0, 1)
         self._counts = counts
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        c = self._counts
-        before = c.classes(index)
-        super().__setitem__(index, value)
-        c.moved(before, index)
