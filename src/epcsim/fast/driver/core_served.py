@@ -29,7 +29,6 @@ from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
 from epcsim.fast.driver.slots import fold_slots
 from epcsim.fast.driver.stream_stops import END_DIRECT, _direct_rest
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD
 from epcsim.fast.driver.thread_fold import fold_thread
 
 if TYPE_CHECKING:
@@ -122,14 +121,15 @@ class CoreStreamServed:
         ks = sess.ks
         sv = sess.sv
         owner.deadline_stops += 1
-        owner.queued_stops += int(co.tasks[THREAD, T_STATE]) == TS_RUNQ  # yielded to ksgxd
-        asleep = _ksgxd_asleep(co)
-        fold_task(thread, co.tasks[THREAD])  # its CPU first (the other stops' order)
+        tr = sess.trow
+        owner.queued_stops += int(co.tasks[tr, T_STATE]) == TS_RUNQ  # yielded to ksgxd
+        asleep = _ksgxd_asleep(co, sess.kr)
+        fold_task(thread, co.tasks[tr])  # its CPU first (the other stops' order)
         fold_thread(system, thread, encl, sess._secs, ks, ts)
         fold_slots(system, sess.encls, sess.secss, sess.kt, skip=sess.tslot)
         sess.fold_pins()  # ksgxd's batch's pins, and the thread's direct batch's (pins.py)
         sess.thread_end = None
-        kept = to_simpy(sv, inline=THREAD)
+        kept = to_simpy(sv, inline=tr)
         assert kept is not None
         _ksgxd_after_stop(owner, sess, asleep)
         owner.keep(sess)
@@ -137,7 +137,7 @@ class CoreStreamServed:
 
     def _served_to_top(self, sess: Session, ts: Any, kept: Any, done: int) -> Gen:
         """The thread served by SimPy in its own process (``kept``: its serving generator
-        and the event it waits on, ``to_simpy(inline=THREAD)``) until its machine stops at
+        and the event it waits on, ``to_simpy(inline=sess.trow)``) until its machine stops at
         its next loop top, or in a fault under ``encl->lock`` whose rest Python runs
         (``Session.on_stop``); returns ``run``'s ``(i, done, end)``."""
         co = sess.co
@@ -153,8 +153,8 @@ class CoreStreamServed:
                 ev = gen.send(value)
             except StopIteration:
                 break
-        sv.procs[THREAD] = None
-        sv.begun[THREAD] = False
+        sv.procs[sess.trow] = None
+        sv.begun[sess.trow] = False
         co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
         # the thread's call is over (a session ended at KB_SECS, its ksgxd's generator took
         # over; or one kept served after a deadline: the next call brings its own TState)
@@ -178,12 +178,13 @@ class CoreStreamServed:
 __all__ = ["CoreStreamServed", "_ksgxd_after_stop", "_ksgxd_asleep"]
 
 
-def _ksgxd_asleep(co: Any) -> bool:
-    """Whether ksgxd sleeps alone on the core's wait queue at a stop; if so its core task is
-    reset, for its generator's own sleep (``_ksgxd_after_stop``)."""
-    asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == KSGXD
+def _ksgxd_asleep(co: Any, kr: int) -> bool:
+    """Whether ksgxd (task row ``kr``, ``Session.kr``) sleeps alone on the core's wait queue
+    at a stop; if so its core task is reset, for its generator's own sleep
+    (``_ksgxd_after_stop``)."""
+    asleep = int(co.wq[0]) == 1 and int(co.wql[0, 0]) == kr
     if asleep:
-        co.tasks[KSGXD, T_STATE] = TS_NEW
+        co.tasks[kr, T_STATE] = TS_NEW
         co.wq[0] = 0
     return asleep
 
@@ -193,7 +194,7 @@ def _ksgxd_after_stop(owner: Any, sess: Session, asleep: bool) -> None:
     ends); awake, the session lives on, ksgxd served by SimPy (``stream_ksgxd``)."""
     if asleep:
         sess.asleep_on_core()
-        sess.sv.procs[KSGXD] = None
+        sess.sv.procs[sess.kr] = None
         owner.session = None
     else:
         owner.session = sess

@@ -36,7 +36,7 @@ and the entry's kept state are ``stream.py``'s):
 * *A stop in the middle of the thread's iteration*: ksgxd's ``KB_SECS`` (the SECS's last
   child about to be written back). Its own generator takes over from that page
   (``Sgx._ksgxd(moved=...)``, as ``served_ksgxd``), and the thread goes on served *in its
-  own process*: ``to_simpy(inline=THREAD)`` gives the thread's serving generator, which
+  own process*: ``to_simpy(inline=sess.trow)`` gives the thread's serving generator, which
   ``run`` drives (yield the event, send the answer) until the thread's machine stops at
   its next loop top (``tc[TC_HOOK] == 2``) or in a fault under ``encl->lock``
   (``stream_stops.py``).
@@ -102,11 +102,7 @@ from epcsim.fast.driver.stream_stops import (
     _trim_locked,
     resumable,
 )
-from epcsim.fast.driver.thread_bridge import (
-    KSGXD,
-    THREAD,
-    _thread_state,
-)
+from epcsim.fast.driver.thread_bridge import _thread_state
 from epcsim.fast.driver.thread_fold import fold_thread
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES, P_TOP
 from epcsim.fast.driver.trim import P_DIRECT
@@ -222,9 +218,11 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
             # ksgxd's process - reached with two enclaves, the other's SECS evicted)
             sess._hook_proc = None
             co = sess.co
-            co.tasks[THREAD, T_STATE] = TS_READY
+            co.tasks[sess.trow, T_STATE] = TS_READY
             sess.kt, sess.nblk = refresh_slots(system, sess.encls, sess.kt, sess.nblk)
         co = sess.co
+        # the session's rows (``Session.kr``, ``trow``; PATHS.md N6 item 3)
+        tr, kr = sess.trow, sess.kr
         sess._secs = secs  # resident (``_ready``): the thread's served steps fold into it
         for s, e in enumerate(sess.encls):  # each resident SECS's state (an evicted one's kept)
             if s != sess.tslot and e.secs_epc >= 0 and e.secs_epc in system.cpu.secs_at:
@@ -237,7 +235,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         ke = ks.ke
         kc[K.K_HIGH] = sess.high
         ke[K.K_SECS_EPC] = encl.secs_epc
-        kc[K.K_THREAD_T] = THREAD
+        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaim.py``)
+        kc[K.K_NTHREADS] = kr
         kc[K.K_THREAD_SLOT] = tslot
         kc[K.K_TOP_STOP] = 0
         lp = thread.cpu
@@ -245,7 +244,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         ke[K.K_INSIDE] = (1 << lp) if system.cpu.inside(lp) >= 0 else 0  # an LP mask (N2)
         ke[K.K_TRACKING] = lp_mask(secs.tracking)
         ke[K.K_CPUMASK] = 0  # no other task of the mm runs (_ready); the thread's is added
-        co.tasks[THREAD, T_PC] = P_TOP
+        co.tasks[tr, T_PC] = P_TOP
         mode = self.mode
         trim = self.trim
         if mode is None and trim is None:
@@ -292,7 +291,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
             tc[T.TC_PAGE_CNT] = encl.page_cnt
         contended = int(co.mtx[:, M_CONTENDED].sum())
         switches = int(co.clk[C_CSW])
-        rc, kt = drive_observed(owner, sess.sv, system, sess.encls, co, kt, ts, tslot, THREAD)
+        rc, kt = drive_observed(owner, sess.sv, system, sess.encls, co, kt, ts, tslot, tr)
         owner.lock_contended += int(co.mtx[:, M_CONTENDED].sum()) - contended
         owner.core_switches += int(co.clk[C_CSW]) - switches
         sess.kt = kt
@@ -319,31 +318,31 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
                 f"hand-back {hb})"
             )
         sv = sess.sv
-        pc = int(co.tasks[THREAD, T_PC])
-        in_fault = who == THREAD and code in IN_FAULT and pc == P_LOCKED
-        locked = trim is not None and who == THREAD and _trim_locked(code, pc)
+        pc = int(co.tasks[tr, T_PC])
+        in_fault = who == tr and code in IN_FAULT and pc == P_LOCKED
+        locked = trim is not None and who == tr and _trim_locked(code, pc)
         # a direct batch stopped before a SECS's eviction: MODIFY_TYPES' M1, or ADD_PAGES'
         # allocation (A1), whose batch may take the other enclave's last child (session
         # ``twoencl3``)
         direct = (
-            trim is not None and who == THREAD and code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT)
+            trim is not None and who == tr and code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT)
         )
-        if who == THREAD and (resumable(code, pc) or in_fault or locked or direct):
+        if who == tr and (resumable(code, pc) or in_fault or locked or direct):
             # the thread at a loop top (or under encl->lock in a fault: below): the
             # generator goes on; ksgxd asleep goes back to its own generator's wait, else
             # it goes on served by SimPy
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
-            co.tasks[THREAD, T_STATE] = TS_NEW  # the running generator: no process built
-            asleep = _ksgxd_asleep(co)
+            co.tasks[tr, T_STATE] = TS_NEW  # the running generator: no process built
+            asleep = _ksgxd_asleep(co, kr)
             # the thread's CPU first: its LP state folds onto it (``fold_thread``), and a FIFO
             # waiter of encl->lock may have woken on another CPU (``to_simpy`` writes the
             # same fields again)
-            fold_task(thread, co.tasks[THREAD])
+            fold_task(thread, co.tasks[tr])
             fold_thread(system, thread, encl, secs, ks, ts)
             fold_slots(system, sess.encls, sess.secss, kt, skip=tslot)
             sess.fold_pins()
             to_simpy(sv)
-            sv.procs[THREAD] = None
+            sv.procs[tr] = None
             _ksgxd_after_stop(owner, sess, asleep)
             owner.keep(sess)
             # nothing reads the call's TState after the call (the next one brings its own),
@@ -382,11 +381,11 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         # the thread and ksgxd run, and neither puts the handle's references (the fd's and
         # the mm's go by ``Enclave.close``, a Python task, or by a started thread's exit
         # after its stream), so the batch's kref_put never drops the last one here
-        if who != KSGXD or code != K.KB_SECS:
+        if who != kr or code != K.KB_SECS:
             raise RuntimeError(
                 f"fast_core: the core stopped where access_stream cannot go on "
-                f"({'the thread' if who == THREAD else 'ksgxd'}: {K.KB_NAMES[code]}, "
-                f"{'at ' + P_NAMES[pc] if who == THREAD else ''})"
+                f"({'the thread' if who == tr else 'ksgxd'}: {K.KB_NAMES[code]}, "
+                f"{'at ' + P_NAMES[pc] if who == tr else ''})"
             )
         # ksgxd before the SECS's eviction (KB_SECS): its own generator takes over, in
         # SimPy, from that page (``Served.on_stop``); the thread, in the middle of its
@@ -394,13 +393,13 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         # a fault under encl->lock, through the fault's end in Python: ``Session.on_stop``)
         owner.session = None
         owner.secs_stops += 1
-        owner.queued_stops += int(co.tasks[THREAD, T_STATE]) == TS_RUNQ  # yielded to ksgxd
-        fold_task(thread, co.tasks[THREAD])  # its CPU first (above)
+        owner.queued_stops += int(co.tasks[tr, T_STATE]) == TS_RUNQ  # yielded to ksgxd
+        fold_task(thread, co.tasks[tr])  # its CPU first (above)
         fold_thread(system, thread, encl, secs, ks, ts)
         fold_slots(system, sess.encls, sess.secss, kt, skip=tslot)
         sess.fold_pins()  # ksgxd's batch's pins, and the thread's direct batch's (pins.py)
         sess.thread_end = None
-        kept = to_simpy(sv, inline=THREAD)
+        kept = to_simpy(sv, inline=tr)
         assert kept is not None
         return (yield from self._served_to_top(sess, ts, kept, done))
 

@@ -24,7 +24,6 @@ from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
@@ -44,6 +43,8 @@ class SessionStops:
     owner: StreamCore
     system: System
     thread: Task
+    kr: int
+    trow: int
     encls: list[Any]
     kt: Any
     co: Any
@@ -66,8 +67,8 @@ class SessionStops:
         reference dropped): its own generator goes on from there - entered from ksgxd
         asleep, its parked wait goes back on ``ksgxd_waitq`` instead and this process waits
         forever (an ended process would take an eid the reference does not)."""
-        if t == THREAD:
-            return self._thread_stopped()
+        if t < self.kr:
+            return self._thread_stopped(t)
         self.ksgxd_out = True  # its generator from here (``fold_pins`` leaves its row)
         co = self.co
         hb = int(co.clk[C_HB])
@@ -84,7 +85,7 @@ class SessionStops:
         sgx = self.system.sgx
         task = sgx.ksgxd_task
         assert task is not None
-        hooked = self._hook_proc is not None and self.sv.procs[KSGXD] is self._hook_proc
+        hooked = self._hook_proc is not None and self.sv.procs[self.kr] is self._hook_proc
         rest: Gen
         if hb == 0:
             # asleep at K0 (the machine's sleep and the generator's are the same instant
@@ -94,7 +95,7 @@ class SessionStops:
         elif hb == 100 + K.KB_TOP:
             self.owner.top_stops += 1
             # at K0's loop top after a batch, or at K0's check after the wake-up run
-            at_check = int(co.tasks[KSGXD, T_PC]) == KM.P_CHECK
+            at_check = int(co.tasks[self.kr, T_PC]) == KM.P_CHECK
             rest = _at_check() if at_check else _none_reclaimed()
         else:
             rest = self._rest_of_batch(hb - 100)
@@ -121,7 +122,7 @@ class SessionStops:
             for page, index, pinned, slot in ks.batch[0, :nk, :4].tolist()
         ]
         self._unpin(0)
-        pc = int(co.tasks[KSGXD, T_PC])
+        pc = int(co.tasks[self.kr, T_PC])
         written = pc == KM.P_D_UNLOCKED  # KB_RELEASE: page j written back, unlocked
         # KB_SECS at P_STORED: page j's EWB done (its record stored, its pin dropped) under
         # encl->lock, which ksgxd still holds; the rest of sgx_reclaimer_write from there
@@ -146,13 +147,13 @@ class SessionStops:
             return _released_young(young, task)
         return sgx_reclaim_write_back(sgx, task, kept, j, written, ewbed)
 
-    def _thread_stopped(self) -> Gen:
-        """The served thread's machine stopped: record where (``thread_end``); in a fault
-        under ``encl->lock`` the fault's rest runs here, in Python (the reference's code
-        from the lock on: ``EnclaveThread.fault_locked``)."""
+    def _thread_stopped(self, t: int) -> Gen:
+        """The served thread's machine (task row ``t``) stopped: record where
+        (``thread_end``); in a fault under ``encl->lock`` the fault's rest runs here, in
+        Python (the reference's code from the lock on: ``EnclaveThread.fault_locked``)."""
         co = self.co
         code = int(self.kt[0].kc[K.K_HB]) if int(co.clk[C_HB]) >= 100 else -1
-        pc = int(co.tasks[THREAD, T_PC])
+        pc = int(co.tasks[t, T_PC])
         ts = self.ts
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         if int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM:  # an ioctl loop (MODIFY_TYPES, REMOVE_PAGES)

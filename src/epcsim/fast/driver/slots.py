@@ -230,13 +230,15 @@ def drive_slots(
     """``thread_bridge.drive_serving`` over the slots: drive the pair until the core stops
     for something other than a Python service, each request served in the slot it names
     (the thread's in its own). Returns the core's code and the slots' tuple."""
-    from epcsim.fast.driver.thread_bridge import SERVE, THREAD
+    from epcsim.fast.driver.thread_bridge import SERVE
+    from epcsim.fast.driver.tstate import N_TC
 
+    nt = ts.tc.size // N_TC  # the thread rows 0 .. nt - 1, ksgxd past them (``drive``)
     while True:
         rc = drive_fn(co, kt, ts, pending)
         if rc > SERVE:
             return rc, kt
-        if rc == SERVE - THREAD:
+        if SERVE - rc < nt:
             kt = serve_thread_slots(system, encls, kt, ts, tslot, counts)
         else:
             kt = serve_slots(system, encls, kt, counts)

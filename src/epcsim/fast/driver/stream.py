@@ -95,10 +95,7 @@ from epcsim.fast.driver.core_regime import _static_regime
 from epcsim.fast.driver.core_stream import CoreStream
 from epcsim.fast.driver.slots import kernel_slots, refresh_slots, secs_of, take_slots
 from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
-from epcsim.fast.driver.thread_bridge import (
-    KSGXD,
-    drive,
-)
+from epcsim.fast.driver.thread_bridge import drive
 from epcsim.kernel.main import Sgx
 from epcsim.user.thread import EnclaveThread
 
@@ -117,7 +114,14 @@ def _ksgxds_process(proc: Any, caller: Any) -> bool:
     reclaim kept its whole trim in Python, 0.4 -> 8 s)."""
     gen = proc._generator
     if gen.gi_code is Served.serve.__code__:
-        if gen.gi_frame is None or gen.gi_frame.f_locals.get("t") != KSGXD:
+        # a session's ``Served`` process of ksgxd's row (``Session.kr``, past the thread
+        # rows; PATHS.md N6 item 3)
+        f = gen.gi_frame
+        if f is None:
+            return False
+        sv = f.f_locals.get("self")
+        sess = getattr(getattr(sv, "step", None), "__self__", None)
+        if not isinstance(sess, Session) or f.f_locals.get("t") != sess.kr:
             return False
     elif gen.gi_code is not Sgx._ksgxd.__code__:
         return False

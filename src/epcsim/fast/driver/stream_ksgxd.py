@@ -56,7 +56,7 @@ from epcsim.fast.driver.slots import (
     take_slots,
 )
 from epcsim.fast.driver.thread import thread_resume
-from epcsim.fast.driver.thread_bridge import KSGXD, THREAD, entered
+from epcsim.fast.driver.thread_bridge import entered
 from epcsim.fast.driver.thread_fold import fold_thread
 from epcsim.fast.driver.thread_pc import P_TOP
 from epcsim.fast.driver.trim import P_DIRECT
@@ -71,14 +71,22 @@ if TYPE_CHECKING:
 class Session(SessionStops):
     """ksgxd's compiled machine from its entry until it is ksgxd's generator again (module
     docstring): the core's arrays, the kernel's ``KState``, the SimPy side (``Served``:
-    task 0 the enclave thread, task 1 ksgxd) and, entered from ksgxd asleep, its own
-    generator's wait (``parked``), put back on ``ksgxd_waitq`` when the machine sleeps."""
+    tasks ``0 .. kr - 1`` the session's enclave threads, task ``kr`` ksgxd) and, entered
+    from ksgxd asleep, its own generator's wait (``parked``), put back on ``ksgxd_waitq``
+    when the machine sleeps.
+
+    The rows are the session's attributes, not constants (PATHS.md "Several threads on the
+    core", N6 item 3; session ``n6``): ``kr`` is ksgxd's task row and the number of thread
+    rows, ``trow`` the row of the stream's thread (``thread``). The machines take ksgxd at
+    the row past the threads' (``thread_bridge.drive``: ``t < nt`` is a thread), so a
+    session of N threads has ``kr`` N; one thread's has ``kr`` 1 and ``trow`` 0, the rows
+    every session had before."""
 
     def __init__(
         self,
         owner: StreamCore,
         encls: list[Any],
-        thread: Task,
+        threads: list[Task],
         co: Any,
         kt: Any,
         high: int,
@@ -88,9 +96,13 @@ class Session(SessionStops):
     ):
         self.owner = owner
         self.system = owner.system
-        #: the stream's thread (task 0): a placeholder ``Task`` that never runs while no
-        #: stream has taken a session entered at K0 over (``adopt``)
-        self.thread = thread
+        #: ksgxd's task row, past the thread rows ``0 .. kr - 1``
+        self.kr = len(threads)
+        #: the stream's thread's row (``thread``)
+        self.trow = 0
+        #: the stream's thread (task ``trow``): a placeholder ``Task`` that never runs while
+        #: no stream has taken a session entered at K0 over (``adopt``)
+        self.thread = threads[0]
         #: the enclaves in slot order (``sgx.enclaves``' at the session's begin: PATHS.md
         #: "Two enclaves in the regime", session ``twoencl3``), the slots' ``KState`` tuple,
         #: each slot's SECS state (``slots.secs_of``) and the thread's slot
@@ -112,7 +124,7 @@ class Session(SessionStops):
         locks = [e.lock for e in encls]
         assert kt_ is not None and all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
         self.sv = Served(
-            co, owner.system.machine, [thread, kt_], locks, [sgx.ksgxd_waitq], self.step,
+            co, owner.system.machine, [*threads, kt_], locks, [sgx.ksgxd_waitq], self.step,
             mode=mode, on_stop=self.on_stop,
         )  # fmt: skip
         #: the process that entered at K0's check (``serve_at_check``), while it still runs
@@ -176,14 +188,14 @@ class Session(SessionStops):
             return False
         if thread is self.thread and encl is self.encl:
             return True
-        if self.sv.procs[THREAD] is not None:
+        if self.sv.procs[self.trow] is not None:
             return False
         slot = next((s for s, e in enumerate(self.encls) if e is encl), -1)
         if slot < 0:
             return False
         self.tslot = slot
         self.thread = thread
-        self.sv.tasks[THREAD] = thread
+        self.sv.tasks[self.trow] = thread
         return True
 
     def fit_trace(self) -> None:
@@ -209,12 +221,12 @@ class Session(SessionStops):
         ks = self.kt[0]
         # ksgxd's row while its machine is the session's (once handed to its generator,
         # ``on_stop``, its batch is Python's and the row is stale)
-        rows = [] if self.ksgxd_out else [(0, int(self.co.tasks[KSGXD, T_PC]))]
+        rows = [] if self.ksgxd_out else [(0, int(self.co.tasks[self.kr, T_PC]))]
         ts = self.ts
         if (
             ts is not None
             and int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM
-            and int(self.co.tasks[THREAD, T_PC]) in (P_DIRECT, P_ADIRECT)
+            and int(self.co.tasks[self.trow, T_PC]) in (P_DIRECT, P_ADIRECT)
         ):
             rows.append((RECLAIM_DIRECT, int(ks.rc[RECLAIM_DIRECT, K.RC_PC])))
         else:
@@ -253,7 +265,7 @@ class Session(SessionStops):
         encls = list(system.sgx.enclaves.values())
         locks = [e.lock for e in encls]
         trace = any(mu.trace is not None for mu in locks)
-        co = _core_state_running(system, thread, locks, trace)
+        co = _core_state_running(system, [thread], locks, trace)
         absolute_counters(co, m.elided, *locks)
         sgx = system.sgx
         parked = list(sgx.ksgxd_waitq._waiters)
@@ -262,7 +274,7 @@ class Session(SessionStops):
         high = sgx.high_pages if frame is None else int(frame["high"])
         kt = owner.kernel_slots(encls)
         tslot = next(s for s, e in enumerate(encls) if e is encl)
-        return cls(owner, encls, thread, co, kt, high, parked, tslot=tslot)
+        return cls(owner, encls, [thread], co, kt, high, parked, tslot=tslot)
 
     @classmethod
     def at_check(cls, owner: StreamCore, encls: list[Any], high: int) -> Session:
@@ -278,10 +290,11 @@ class Session(SessionStops):
         assert kt_ is not None and all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
         placeholder = Task(system.machine, "fast_core: no stream yet")
         trace = any(mu.trace is not None for mu in locks)
-        co = take_engine(system, [placeholder, kt_], locks[0], trace, locks[1:], runq=True)
-        co.tasks[KSGXD, T_PC] = KM.P_CHECK
+        threads = [placeholder]
+        co = take_engine(system, [*threads, kt_], locks[0], trace, locks[1:], runq=True)
+        co.tasks[len(threads), T_PC] = KM.P_CHECK  # ksgxd's row (``kr``)
         kt = owner.kernel_slots(encls)
-        return cls(owner, encls, placeholder, co, kt, high, [], mode="simpy")
+        return cls(owner, encls, threads, co, kt, high, [], mode="simpy")
 
     def serve_at_check(self) -> Gen:
         """ksgxd's machine served from K0's check inside ksgxd's generator (``yield from``:
@@ -289,8 +302,8 @@ class Session(SessionStops):
         ``Sgx._ksgxd``'s ``rest`` returns where the machine hands ksgxd back
         (``on_stop``)."""
         proc = self.system.machine.env.active_process
-        self.sv.procs[KSGXD] = self._hook_proc = proc
-        return (yield from self.sv.serve(KSGXD))
+        self.sv.procs[self.kr] = self._hook_proc = proc
+        return (yield from self.sv.serve(self.kr))
 
     # -- served by SimPy ----------------------------------------------------------------------
     def step(self, t: int) -> int:
@@ -306,7 +319,8 @@ class Session(SessionStops):
         for s, e in enumerate(encls):
             if e.secs_epc >= 0 and e.secs_epc in hw.secs_at:
                 self.secss[s] = hw.secs_at[e.secs_epc]
-        if t == KSGXD and int(co.tasks[KSGXD, T_PC]) == P_IPI_RUN:
+        kr = self.kr
+        if t == kr and int(co.tasks[kr, T_PC]) == P_IPI_RUN:
             # send_ipi after its run: every LP of the mask inside the victim's enclave (the
             # page's slot) takes an AEX (the machine does it for the thread it knows only
             # on the core)
@@ -321,7 +335,7 @@ class Session(SessionStops):
         kc = self.kt[0].kc
         kc[K.K_HIGH] = self.high
         counts: dict[str, int] = {}
-        if t == KSGXD:
+        if t == kr:
             self.owner.served_steps += 1
             kc[K.K_THREAD_T] = -1  # the IPI's AEX is Python's (above)
             # Python may have left the regime between two calls (another enclave, ...): the
@@ -332,21 +346,22 @@ class Session(SessionStops):
                 or not _worth_serving(system)
             )
             if self._kmachine is None:
-                self._kmachine = self.owner.machine(ksgxd_resume, co, self.kt, None, KSGXD)
+                self._kmachine = self.owner.machine(ksgxd_resume, co, self.kt, None, kr)
             while True:
-                r = int(self._kmachine(co, self.kt, KSGXD))
+                r = int(self._kmachine(co, self.kt, kr))
                 if r != R_SVC:
                     break
                 self.kt = serve_slots(system, encls, self.kt, counts)
             fold_slots(system, encls, self.secss, self.kt)
             self.fold_pins()
-            if r == R_BLOCKED and int(co.tasks[KSGXD, T_RQ]) == RQ_SLEEP:
+            if r == R_BLOCKED and int(co.tasks[kr, T_RQ]) == RQ_SLEEP:
                 return R_STOP  # asleep at K0: its own generator's wait (``on_stop``)
             return r
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         ts = self.ts
         tslot = self.tslot
-        kc[K.K_THREAD_T] = THREAD
+        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaim.py``)
+        kc[K.K_NTHREADS] = kr
         kc[K.K_THREAD_SLOT] = tslot
         ts.tc[T.TC_ESLOT] = tslot
         cpu = thread.cpu
@@ -355,9 +370,9 @@ class Session(SessionStops):
         )  # its LP's bit (``K_INSIDE`` is a mask of LPs, session ``nthreads``)
         ts.tc[T.TC_ENTERED] = int(entered(thread))
         if self._tmachine is None:
-            self._tmachine = self.owner.machine(thread_resume, co, self.kt, ts, THREAD)
+            self._tmachine = self.owner.machine(thread_resume, co, self.kt, ts, t)
         while True:
-            r = int(self._tmachine(co, self.kt, ts, THREAD))
+            r = int(self._tmachine(co, self.kt, ts, t))
             if r != R_SVC:
                 break
             self.kt = serve_thread_slots(system, encls, self.kt, ts, tslot, counts)
@@ -424,20 +439,22 @@ def _worth_serving(system: System) -> bool:
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 
-def _core_state_running(system: System, thread: Task, locks: list[Any], trace: bool) -> Any:
-    """The core with the thread (or the ioctl's task) running its generator on its CPU
-    (its event being processed: nothing queued), ksgxd asleep on ``ksgxd_waitq``, the
-    enclaves' ``encl->lock`` (``locks``, mutex row = slot) free."""
+def _core_state_running(system: System, threads: list[Task], locks: list[Any], trace: bool) -> Any:
+    """The core with the threads (or the ioctl's task), rows ``0 .. kr - 1``, running their
+    generators on their CPUs (the driving one's event being processed: nothing queued),
+    ksgxd (row ``kr``) asleep on ``ksgxd_waitq``, the enclaves' ``encl->lock``
+    (``locks``, mutex row = slot) free."""
     kt = system.sgx.ksgxd_task
-    assert kt is not None and thread.cpu is not None
+    assert kt is not None and all(t.cpu is not None for t in threads)
     assert all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
-    co = take_engine(system, [thread, kt], locks[0], trace, locks[1:], runq=True)
-    co.tasks[THREAD, T_STATE] = TS_READY
-    co.tasks[THREAD, T_PC] = P_TOP
-    co.tasks[KSGXD, T_STATE] = TS_SLEEP
-    co.tasks[KSGXD, T_PC] = P_WAIT
+    kr = len(threads)
+    co = take_engine(system, [*threads, kt], locks[0], trace, locks[1:], runq=True)
+    co.tasks[:kr, T_STATE] = TS_READY
+    co.tasks[:kr, T_PC] = P_TOP
+    co.tasks[kr, T_STATE] = TS_SLEEP
+    co.tasks[kr, T_PC] = P_WAIT
     co.wq[0] = 1
-    co.wql[0, 0] = KSGXD
+    co.wql[0, 0] = kr
     return co
 
 
