@@ -199,8 +199,7 @@ def test_run_queue_moves_to_simpy(scenario, flavour, switches, where):
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
     out = _served(scenario, flavour, switches)
     assume(out is not None)
-    got, ran = out
-    assume(not any(r.startswith("core, handed back") for r in ran))
+    got, _ran = out
     ref = run_simpy(programs, nr_cpus, **kw)
     assert got.comparable() == ref.comparable()
     n_events = 1 + int(where * (ref.pops - 1))
@@ -210,51 +209,40 @@ def test_run_queue_moves_to_simpy(scenario, flavour, switches, where):
     assert out[0].comparable() == stopped.comparable()
 
 
-@settings(max_examples=EXAMPLES // 4, deadline=None, derandomize=True)
+@settings(max_examples=EXAMPLES // 4, deadline=None)
 @given(crowded_scenarios(zero=True), FLAVOURS)
 def test_run_queue_moved_to_the_core_at_every_instant(scenario, flavour):
     """Moved to the core after each of the run's first 40 events in turn (``switches=[k]``)
-    and back to SimPy at the end: SimPy's alone every time. The drawn moves of
-    ``test_run_queue_moves_to_simpy`` seldom land in a window one event wide, as the user
-    step begun before a wake-up that interrupts it on the core (session ``xfix``:
-    ``T_USER_T0``, the example above). Derandomized: drawn at random (``EPCSIM_LONG=1``,
-    ``--hypothesis-seed=22``) it met the hand-back kept in
-    ``test_run_queue_spin_hand_back_after_a_pick_example``, about one example in a
-    thousand; the suite must not meet it by chance."""
+    and back to SimPy at the end, or at the core's hand-back: SimPy's alone every time. The
+    drawn moves of ``test_run_queue_moves_to_simpy`` seldom land in a window one event
+    wide, as the user step begun before a wake-up that interrupts it on the core (session
+    ``xfix``: ``T_USER_T0``, the example above), or a task picked from the run queue whose
+    lock hands back (session ``spinfix``: the example below)."""
     programs, starts, nr_mutexes, nr_cpus = scenario
     mutex, sched = flavour
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
     ref = run_simpy(programs, nr_cpus, **kw).comparable()
     for k in range(1, min(ref["pops"], 40) + 1):
         out = _served(scenario, flavour, [k])
-        if out is not None and not any(r.startswith("core, handed back") for r in out[1]):
+        if out is not None:
             assert out[0].comparable() == ref, k
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="open (2026-11-27, session xfix): a task handed back (HB_SPIN_RQ) in its lock's "
-    "continuation after a pick from the FIFO run queue goes on past the lock on SimPy",
-)
 def test_run_queue_spin_hand_back_after_a_pick_example() -> None:
     """Met by ``test_run_queue_moved_to_the_core_at_every_instant`` (``EPCSIM_LONG=1``,
-    ``--hypothesis-seed=22``, 2026-11-27, session ``xfix``; left open for lack of time):
-    3 tasks on 2 CPUs, Linux's mutex and the FIFO run queue; t1 takes m0 and m1 and runs
-    2.5 ms, t2 locks m0. Moved to the core after event 1 or 2: t2 starts with no idle
-    CPU, so its LOCK request waits in the run queue (``T_CONT`` = ``K_LOCK``, the program
-    blocked: ``T_L0`` = 1); picked at 4 ms, the core runs the rest of the request
+    ``--hypothesis-seed=22``, 2026-11-27, session ``xfix``; a strict xfail until session
+    ``spinfix``): 3 tasks on 2 CPUs, Linux's mutex and the FIFO run queue; t1 takes m0 and
+    m1 and runs 2.5 ms, t2 locks m0. Moved to the core after event 1 or 2: t2 starts with
+    no idle CPU, so its LOCK request waits in the run queue (``T_CONT`` = ``K_LOCK``, the
+    program blocked: ``T_L0`` = 1); picked at 4 ms, the core runs the rest of the request
     (``dispatch.cont_after_pick`` -> ``lock``), which hands back (``HB_SPIN_RQ``: t1 holds
-    m0 and runs, t0 waits for a CPU) with t2 ``TS_READY``. ``to_simpy`` serves t2 from its
-    pc (12, its LOCK) with ``T_L0`` still 1: the program takes the lock as done and asks
-    for the unlock of m0 (``RuntimeError: t2: unlock of m0 held by <Task t1>``). Read from
-    the state at the hand-back, not yet fixed: ``to_simpy`` should finish the continuation
-    on SimPy (``_picked``'s tail without its wait), which needs the core to say the
-    hand-back came from one (``T_CONT`` is not cleared once a continuation completes).
-    This example's moves agree with CFS or the FIFO mutex, but the property, drawn at
-    random (seed 23), met the same error with CFS too (``unlock of m1 held by t0``), so
-    ``test_run_queue_moves_to_simpy``'s drawn moves may meet it as well, rarely. When it
-    passes, drop the mark and ``derandomize`` from the property."""
+    m0 and runs, t0 waits for a CPU). ``to_simpy`` served t2 from its pc (its LOCK) with
+    ``T_L0`` still 1: the program took the lock as done and asked for the unlock of m0
+    (``RuntimeError: t2: unlock of m0 held by <Task t1>``). Fixed: the core keeps
+    ``T_CONT`` set only while a continuation is under way (cleared as it is taken, set
+    back when it hands back), and ``to_simpy`` runs the lock's rest on SimPy
+    (``Task.lock(moved=True)``) before the program goes on. The other flavours' moves
+    agree without a hand-back."""
     programs = [
         [(OP_RUN, 4_000_000, 0), (OP_RESCHED, 0, 0)],
         [(OP_LOCK, 0, 0), (OP_LOCK, 1, 0), (OP_RUN, 2_500_000, 0), (OP_UNLOCK, 1, 0),
@@ -262,9 +250,15 @@ def test_run_queue_spin_hand_back_after_a_pick_example() -> None:
         [(OP_LOCK, 0, 0), (OP_UNLOCK, 0, 0)],
     ]  # fmt: skip
     scenario = (programs, [True, True, True], 2, 2)
-    ref = run_simpy(programs, 2, starts=[True] * 3, nr_mutexes=2, sched="fifo").comparable()
-    out = _served(scenario, ("linux", "fifo"), [1])
-    assert out is not None and out[0].comparable() == ref
+    for flavour in (("linux", "fifo"), ("linux", "cfs"), ("fifo", "fifo"), ("fifo", "cfs")):
+        mutex, sched = flavour
+        kw = {"starts": [True] * 3, "nr_mutexes": 2, "mutex": mutex, "sched": sched}
+        ref = run_simpy(programs, 2, **kw).comparable()
+        for k in (1, 2, 3, 8):
+            out = _served(scenario, flavour, [k])
+            assert out is not None and out[0].comparable() == ref, (flavour, k)
+            spun = any("spin with a task waiting" in r for r in out[1])
+            assert spun == (flavour == ("linux", "fifo") and k < 3), (flavour, k, out[1])
 
 
 @pytest.mark.parametrize("waker", ["spawn", "wake"])

@@ -46,6 +46,7 @@ from epcsim.fast.cosim.state import (
     K_LOCK,
     K_LOCK_TAKE,
     K_MSLEEP,
+    K_NONE,
     K_RUN,
     K_USER,
     M_WAIT_NS,
@@ -85,24 +86,35 @@ def handed_over(st, t):  # type: ignore[no-untyped-def]
 @core_jit
 def cont_after_pick(st, t):  # type: ignore[no-untyped-def]
     """The rest of the request task ``t`` needed a CPU for, now that the run queue gave it
-    one (``T_CONT``: ``state.K_*``): R_OK (the request is complete), R_BLOCKED, R_STOP."""
+    one (``T_CONT``: ``state.K_*``): R_OK (the request is complete), R_BLOCKED, R_STOP.
+
+    ``T_CONT`` is cleared (``K_NONE``) as it is taken - the rest may queue the task again
+    with a continuation of its own (a lock's might_sleep point: ``K_LOCK_TAKE``) - and set
+    back when the rest hands back (R_STOP): the task is then in the middle of this request,
+    its machine's pc past it, and ``to_simpy`` finishes it on SimPy (``_cont``) before the
+    machine goes on. Session ``spinfix``: without the mark, a ``HB_SPIN_RQ`` in a picked
+    lock's rest was served from the machine's pc, the lock taken as done."""
     tasks = st.tasks
     k = tasks[t, T_CONT]
     a = tasks[t, T_CONT_A]
+    tasks[t, T_CONT] = K_NONE
     tasks[t, T_STATE] = TS_READY
+    r = R_OK
     if k == K_RUN:
-        return run(st, t, a)
-    if k == K_USER:
-        return run_user(st, t, a)
-    if k == K_LOCK:
-        return lock(st, t, a)
-    if k == K_LOCK_TAKE:
-        return lock_take(st, t, a)
-    if k == K_MSLEEP:
+        r = run(st, t, a)
+    elif k == K_USER:
+        r = run_user(st, t, a)
+    elif k == K_LOCK:
+        r = lock(st, t, a)
+    elif k == K_LOCK_TAKE:
+        r = lock_take(st, t, a)
+    elif k == K_MSLEEP:
         handed_over(st, t)
         if st.clk[C_HB] != 0:
-            return R_STOP
-    return R_OK
+            r = R_STOP
+    if r == R_STOP and tasks[t, T_CONT] == K_NONE:
+        tasks[t, T_CONT] = k  # handed back inside the rest: ``to_simpy`` finishes it
+    return r
 
 
 @core_jit

@@ -32,13 +32,16 @@ from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
+    C_HB_TASK,
     C_INTERRUPTS,
     C_POPS,
     C_RQ_LEN,
     EV_POKE,
     HB_BUDGET,
     HB_NAMES,
+    K_NONE,
     SE_PENDING,
+    T_CONT,
     T_PC,
     T_RESCHED,
     T_SPIN_EV,
@@ -79,7 +82,9 @@ def run_served(
     the core carried (tasks per ``T_STATE``, pokes), for the tests' guards; with ``runq``
     also what the moves back to SimPy carried of the run queue (``rq_waiting``,
     ``rq_resched``) and the core segments that interrupted a user step moved from SimPy
-    (``user_interrupted``: the step's ``t0`` moved). ``mutex`` and ``sched`` are
+    (``user_interrupted``: the step's ``t0`` moved), and the hand-backs met inside a
+    continuation after a pick (``hb_in_cont``: ``to_simpy`` finishes the request's rest).
+    ``mutex`` and ``sched`` are
     ``Machine``'s (``run_simpy``'s); ``runq`` the core's run queue (``new_state``'s).
     ``own``: the tasks started at the beginning run in processes of their own
     (``Served.serve_own``, as an enclave thread's: parked by a move to the core and
@@ -145,6 +150,9 @@ def run_served(
             moved["rq_resched"] = moved.get("rq_resched", 0) + int(st.tasks[:, T_RESCHED].sum())
             hit = carried and int(st.clk[C_INTERRUPTS]) > interrupts
             moved["user_interrupted"] = moved.get("user_interrupted", 0) + int(hit)
+            h = int(st.clk[C_HB_TASK]) if hb not in (0, HB_BUDGET) else -1
+            mid = h >= 0 and int(st.tasks[h, T_CONT]) != K_NONE
+            moved["hb_in_cont"] = moved.get("hb_in_cont", 0) + int(mid)
         to_simpy(sv)
 
     for count in switches:

@@ -154,6 +154,12 @@ TS_RUNQ = 8
 TS_INTR = 9
 
 # -- what a task waiting in the run queue goes on with once picked (``T_CONT``) ---------------
+#: no continuation: the task is not waiting in the run queue, or its continuation ran to its
+#: end or its next wait (``dispatch.cont_after_pick`` clears ``T_CONT`` once it has taken
+#: it). A hand-back met *inside* a continuation leaves it set (session ``spinfix``): the
+#: hand-back's task then resumes in the middle of that request, which ``to_simpy`` finishes
+#: on SimPy before its machine goes on (the machine's pc is past the request already)
+K_NONE = -1
 K_DONE = 0  #: nothing: its request is complete (a sleep's tail, ``cond_resched``, a user step)
 K_RUN = 1  #: ``Task.run``'s step of ``T_CONT_A`` ns
 K_USER = 2  #: ``Task.run_user``'s step of ``T_CONT_A`` ns
@@ -295,6 +301,7 @@ def new_state(
     tasks[:, T_STEP_END] = -1
     tasks[:, T_SPIN_M] = -1
     tasks[:, T_WAIT_M] = -1
+    tasks[:, T_CONT] = K_NONE
     mtx = np.zeros((nr_mutexes, N_MUTEX), np.int64)
     mtx[:, M_OWNER] = -1
     mtx[:, M_FIFO] = int(mutex == "fifo")

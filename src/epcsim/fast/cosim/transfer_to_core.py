@@ -69,6 +69,7 @@ from epcsim.fast.cosim.state import (
     EV_INIT,
     EV_POKE,
     EV_RESUME,
+    K_NONE,
     KEY_SHIFT,
     M_CONTENDED,
     M_FIFO,
@@ -87,6 +88,7 @@ from epcsim.fast.cosim.state import (
     SE_PENDING,
     SE_TRIGGERED,
     T_BUSY,
+    T_CONT,
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
@@ -309,10 +311,12 @@ def to_core(sv: Served) -> bool:
         clk[C_MIN_VR] = m.rq.min_vruntime
         clk[C_NONEMPTY_SINCE] = m.rq._nonempty_since
         clk[C_WAKEUP_PREEMPT] = m.rq.wakeup_preemptions
-    # the run queue is empty (_in_regime): no task waits, none has need_resched
+    # the run queue is empty (_in_regime): no task waits, none has need_resched, none is
+    # in the middle of a continuation (``state.K_NONE``)
     clk[C_RQ_LEN] = clk[C_RQ_SEQ] = 0
     clk[C_CSW] = m.context_switches
     st.tasks[:, T_RQ_SEQ] = 0
+    st.tasks[:, T_CONT] = K_NONE
     st.tasks[:, T_RESCHED] = 0
     clk[C_TRACE_LEN] = 0
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0

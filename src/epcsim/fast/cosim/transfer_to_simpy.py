@@ -69,6 +69,7 @@ from epcsim.fast.cosim.state import (
     K_LOCK,
     K_LOCK_TAKE,
     K_MSLEEP,
+    K_NONE,
     K_RUN,
     K_USER,
     M_CONTENDED,
@@ -109,6 +110,7 @@ from epcsim.fast.cosim.state import (
     TS_INTR,
     TS_MSLEEP,
     TS_NEW,
+    TS_READY,
     TS_RUN,
     TS_RUNQ,
     TS_SLEEP,
@@ -224,12 +226,19 @@ def _picked(sv: Served, t: int, ev: Event) -> Gen:
     or a sleep's tail (``K_DONE``). ``T_RQ`` names the request (``to_core`` then declines
     while the task waits: its generator is none it recognises)."""
     tasks = sv.st.tasks
-    task = sv.tasks[t]
     k = int(tasks[t, T_CONT])
     a = int(tasks[t, T_CONT_A])
     tasks[t, T_RQ] = _CONT_RQ[k]
     tasks[t, T_RQ_A] = a
     yield ev
+    yield from _cont(sv, t, k, a)
+
+
+def _cont(sv: Served, t: int, k: int, a: int) -> Gen:
+    """The rest of the request task ``t`` needed a CPU for (continuation ``k``,
+    ``state.K_*``, with its argument ``a``), as the reference goes on once picked. Also
+    the rest of a continuation the core handed back in the middle of (``to_simpy``)."""
+    task = sv.tasks[t]
     if k == K_RUN:
         yield from task.run(a)
     elif k == K_USER:
@@ -239,9 +248,32 @@ def _picked(sv: Served, t: int, ev: Event) -> Gen:
     elif k == K_LOCK_TAKE:
         yield from task.lock(sv.mutexes[a], moved=True)
     elif k == K_MSLEEP:
+        tasks = sv.st.tasks
         fm = sv.mutexes[int(tasks[t, T_WAIT_M])]
         assert isinstance(fm, FifoMutex)
         yield from fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), None))
+
+
+def _cont_handed_back(sv: Served, t: int) -> Gen | None:
+    """The hand-back task ``t`` met the edge inside the rest of the request it was picked
+    for (``T_CONT`` set: ``dispatch.cont_after_pick``; session ``spinfix``), or None. Its
+    machine's pc is past that request (it blocked in it waiting for a CPU), so the rest
+    runs on SimPy first, then the machine. Where the rest stopped: a lock's, the only one
+    that hands back in a run that is not void, stops in ``lock_take`` (the contender would
+    sleep, would spin with a task waiting for a CPU, or locks recursively), past its
+    might_sleep point - so it goes on as ``K_LOCK_TAKE`` (``Task.lock(moved=True)``), and
+    the point is not evaluated twice."""
+    tasks = sv.st.tasks
+    k = int(tasks[t, T_CONT])
+    if k == K_NONE:
+        return None
+    a = int(tasks[t, T_CONT_A])
+    tasks[t, T_CONT] = K_NONE
+    if k not in (K_LOCK, K_LOCK_TAKE):
+        raise RuntimeError(f"to_simpy: task {t} handed back inside a continuation {k}")
+    tasks[t, T_RQ] = RQ_LOCK
+    tasks[t, T_RQ_A] = a
+    return _cont(sv, t, K_LOCK_TAKE, a)
 
 
 #: the request a ``T_CONT`` continues (``_picked``)
@@ -276,9 +308,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     (idle, its event budget spent) or handed back at the edge of its regime: then the task
     that met the edge (``C_HB_TASK``) is in the middle of a resumption, which goes on now,
     in SimPy, before the next event - the machine called again at its pc (a request the
-    core refused did nothing), a woken sleeper taking a CPU (``Task.sleep``'s tail), or a
-    spinner's re-check (``_spin``'s loop). A full heap or trace is not an edge but a void
-    run (the caller's capacity): RuntimeError.
+    core refused did nothing), the rest of the request it was picked for from the run
+    queue and then the machine (``_cont_handed_back``), a woken sleeper taking a CPU
+    (``Task.sleep``'s tail), or a spinner's re-check (``_spin``'s loop). A full heap or
+    trace is not an edge but a void run (the caller's capacity): RuntimeError.
 
     ``inline`` (a task waiting on its event, not the hand-back's): no process is built
     for it; its serving generator, run to its first ``yield``, and the event it waits on
@@ -397,7 +430,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         s = int(tasks[t, T_STATE])
         if t == h:
             tasks[t, T_RQ] = 0
-            if s == TS_SLEEP:
+            rest = _cont_handed_back(sv, t) if s == TS_READY else None
+            if rest is not None:
+                now = sv.serve(t, rest)
+            elif s == TS_SLEEP:
                 tasks[t, T_RQ] = RQ_SLEEP
                 now = sv.serve(t, task.acquire_cpu())
             elif s == TS_MSLEEP:  # woken with the lock handed over: it takes a CPU
