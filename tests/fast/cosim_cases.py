@@ -4,7 +4,8 @@
 (2-3 tasks of runs, critical sections, waits, wakes, spawns and loops, their costs from
 small sets built on ``mutex_pickup`` and ``mutex_spin_poll`` so that same-nanosecond ties
 are frequent), ``user_scenarios`` (some ``RUN`` ops as ``USER``), ``crowded_scenarios``
-(more tasks than CPUs: the run queue), and ``EXAMPLES`` (their
+(more tasks than CPUs: the run queue), ``picked_lock_scenarios`` (tasks queued inside
+their locks: the hand-backs in a continuation, session ``spinfix``), and ``EXAMPLES`` (their
 hypothesis budget, larger under ``EPCSIM_LONG``).
 
 A helper module, not a test file (tests/README.md, "Rules for a new test"): moved from
@@ -160,3 +161,48 @@ def crowded_scenarios(draw, zero=False):
             ops.append((OP_LOOP, draw(st.sampled_from(heads)), draw(st.integers(1, 3))))
         programs.append(ops)
     return programs, starts, nr_mutexes, nr_cpus
+
+
+#: step lengths for ``picked_lock_scenarios``: ties, the pick-up and poll windows, a tick
+PICKED = (0, 1, 50, POLL, PICKUP, 2 * PICKUP, 2_000, 400_000, 4_000_000)
+
+
+@st.composite
+def picked_lock_scenarios(draw):
+    """(programs, starts, nr_mutexes, nr_cpus), session ``spinfix`` (2026-11-27): one or
+    two tasks more than CPUs (1-2), all started at once. The first ``nr_cpus`` take the
+    CPUs: a critical section or two (a short run first, or none), or a short run alone
+    whose end releases its CPU (a pick). The others find no CPU and, their first op a LOCK
+    (mostly), wait in the run queue *inside their lock* (``T_CONT`` = ``K_LOCK``; a nested
+    lock's might_sleep point or a RESCHED queues a task with ``K_LOCK_TAKE`` or none). Once
+    picked, the lock's rest may find the owner off its CPU (asleep in a WAIT, queued) or
+    running while another task waits: a hand-back inside the continuation, which
+    ``crowded_scenarios`` reaches about once in a thousand examples and these about once
+    in ten (``test_cosim_runq``'s guard)."""
+    nr_cpus = draw(st.sampled_from([1, 2, 2]))  # a spinner needs the owner on another CPU
+    n = nr_cpus + draw(st.integers(1, 2))
+    nr_mutexes = draw(st.sampled_from([1, 2]))
+    step = st.sampled_from(PICKED)
+    programs = []
+    for i in range(n):
+        ops: list[tuple[int, int, int]] = []
+        if draw(st.integers(0, 3)) == 0:
+            ops.append((OP_RUN, draw(step), 0))
+        if i < nr_cpus and draw(st.integers(0, 2)) == 0:  # no lock: its end is a pick
+            programs.append([*ops, (OP_RUN, draw(step), 0)])
+            continue
+        for _ in range(draw(st.integers(1, 2))):
+            m = draw(st.integers(0, nr_mutexes - 1))
+            body = [(OP_RUN, draw(step), 0)]
+            kind = draw(st.sampled_from(["run", "wait", "wait", "nested", "resched"]))
+            if kind == "wait":
+                body.append((OP_WAIT, 0, 0))
+            elif kind == "nested" and nr_mutexes > 1:
+                body += [(OP_LOCK, 1 - m, 0), (OP_RUN, draw(step), 0), (OP_UNLOCK, 1 - m, 0)]
+            elif kind == "resched":
+                body.append((OP_RESCHED, 0, 0))
+            ops += [(OP_LOCK, m, 0), *body, (OP_UNLOCK, m, 0)]
+            if draw(st.booleans()):
+                ops.append((OP_WAKE, 0, 0))
+        programs.append(ops)
+    return programs, [True] * n, nr_mutexes, nr_cpus

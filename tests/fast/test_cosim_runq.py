@@ -17,7 +17,7 @@ after ``n`` steps.
 from __future__ import annotations
 
 import pytest
-from cosim_cases import EXAMPLES, PICKUP, crowded_scenarios
+from cosim_cases import EXAMPLES, PICKUP, crowded_scenarios, picked_lock_scenarios
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -142,7 +142,7 @@ def test_more_tasks_than_cpus_queue_on_the_core():
     assert core.sched[0] == 1  # one context switch
 
 
-def _served(scenario, flavour, switches, moved=None, n=0):
+def _served(scenario, flavour, switches, moved=None, n=0, own=False):
     """``run_served`` with the core's run queue, or None where a move met an interrupted
     user step (not moved: ``transfer_to_simpy``; no machine meets one)."""
     programs, starts, nr_mutexes, nr_cpus = scenario
@@ -150,8 +150,9 @@ def _served(scenario, flavour, switches, moved=None, n=0):
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
     try:
         got, ran, _ = run_served(
-            programs, nr_cpus, switches=switches, runq=True, max_steps=n, moved=moved, **kw
-        )
+            programs, nr_cpus, switches=switches, runq=True, max_steps=n, moved=moved,
+            own=own, **kw,
+        )  # fmt: skip
     except RuntimeError as e:
         if "interrupted" not in str(e):
             raise
@@ -259,6 +260,81 @@ def test_run_queue_spin_hand_back_after_a_pick_example() -> None:
             assert out is not None and out[0].comparable() == ref, (flavour, k)
             spun = any("spin with a task waiting" in r for r in out[1])
             assert spun == (flavour == ("linux", "fifo") and k < 3), (flavour, k, out[1])
+
+
+def test_run_queue_mutex_sleep_hand_back_after_a_pick_example() -> None:
+    """The same class as the example above with the other hand-back (session ``spinfix``,
+    2026-11-27, found by ``picked_lock_scenarios``): 3 tasks on 1 CPU, the FIFO run queue;
+    t0 takes m0, runs 50 ns and sleeps holding it; t1 (its LOCK of m0 queued at start,
+    ``K_LOCK``) is picked at t0's sleep, and the lock's rest finds the owner off its CPU
+    (``HB_MUTEX_SLEEP`` inside the continuation). Before the fix ``to_simpy`` served t1
+    past its lock (``RuntimeError: t1: unlock of m0 held by <Task t0>``). Moved after each
+    event, with and without processes of their own (``Served.serve_own``): SimPy's alone,
+    and the hand-back inside a continuation met exactly where expected."""
+    programs = [
+        [(OP_LOCK, 0, 0), (OP_RUN, 50, 0), (OP_WAIT, 0, 0), (OP_RUN, 100, 0), (OP_UNLOCK, 0, 0)],
+        [(OP_LOCK, 0, 0), (OP_RUN, 5, 0), (OP_UNLOCK, 0, 0)],
+        [(OP_RUN, 1000, 0), (OP_WAKE, 0, 0)],
+    ]
+    scenario = (programs, [True] * 3, 1, 1)
+    for flavour in (("linux", "fifo"), ("linux", "cfs"), ("fifo", "fifo"), ("fifo", "cfs")):
+        mutex, sched = flavour
+        ref = run_simpy(programs, 1, mutex=mutex, sched=sched).comparable()
+        for own in (False, True):
+            for k in range(1, ref["pops"] + 1):
+                moved: dict[str, int] = {}
+                out = _served(scenario, flavour, [k], moved, own=own)
+                assert out is not None and out[0].comparable() == ref, (flavour, own, k)
+                hit = moved.get("hb_in_cont", 0)
+                assert hit == (flavour == ("linux", "fifo") and k == 1), (flavour, own, k)
+
+
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(picked_lock_scenarios(), FLAVOURS, st.booleans(), st.floats(0, 1))
+def test_hand_backs_inside_a_continuation_are_finished_on_simpy(scenario, flavour, own, where):
+    """Tasks queued inside their locks (``picked_lock_scenarios``), moved to the core after
+    each of the first 12 events in turn and back at the hand-back or the end, served by
+    processes of their own or not: SimPy's alone; and where the core handed back inside a
+    continuation (``hb_in_cont``), also stopped after a drawn number of events, SimPy's
+    queue and state after as many steps (session ``spinfix``)."""
+    programs, starts, nr_mutexes, nr_cpus = scenario
+    mutex, sched = flavour
+    kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
+    ref = run_simpy(programs, nr_cpus, **kw)
+    n_events = 1 + int(where * (ref.pops - 1))
+    stopped = run_simpy(programs, nr_cpus, max_steps=n_events, **kw).comparable()
+    for k in range(1, min(ref.pops, 12) + 1):
+        moved: dict[str, int] = {}
+        out = _served(scenario, flavour, [k], moved, own=own)
+        assert out is not None  # no user steps: nothing interrupted
+        assert out[0].comparable() == ref.comparable(), k
+        if moved.get("hb_in_cont", 0) and k < n_events:
+            out = _served(scenario, flavour, [k], n=n_events, own=own)
+            assert out is not None and out[0].comparable() == stopped, (k, n_events)
+
+
+def test_generated_programs_hand_back_inside_continuations():
+    """A guard on what the property above draws: hand-backs inside a picked task's
+    continuation, of both kinds - the owner off its CPU (``HB_MUTEX_SLEEP``) and a spinner
+    with a task waiting (``HB_SPIN_RQ``) - in about one example in ten (Linux's mutex; the
+    FIFO mutex never hands back there: its contenders sleep)."""
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(picked_lock_scenarios(), FLAVOURS)
+    def probe(scenario, flavour):
+        pops = run_simpy(scenario[0], scenario[3], starts=scenario[1], nr_mutexes=scenario[2],
+                         mutex=flavour[0], sched=flavour[1]).pops  # fmt: skip
+        for k in range(1, min(pops, 12) + 1):
+            moved: dict[str, int] = {}
+            out = _served(scenario, flavour, [k], moved)
+            if out is not None and moved.get("hb_in_cont", 0):
+                why = next(r for r in out[1] if r.startswith("core, handed back: "))
+                seen[why[19:]] = seen.get(why[19:], 0) + 1
+
+    probe()
+    for key in ("mutex wait list", "spin with a task waiting for a CPU"):
+        assert seen.get(key, 0) >= 3, seen
 
 
 @pytest.mark.parametrize("waker", ["spawn", "wake"])
