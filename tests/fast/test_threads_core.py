@@ -78,8 +78,15 @@ def streams(seed: int, nthreads: int, n: int, epc_pages: int, length: int, hot: 
 
 
 def snap(system, encl, threads, outcomes):  # type: ignore[no-untyped-def]
-    """``thread_snapshot`` and every thread's CPU accounting, entry state and outcome."""
+    """``thread_snapshot`` and every thread's CPU accounting, entry state and outcome, the
+    run queue's counters and need_resched flags, the mutex's HANDOFF and wait list."""
     s = thread_snapshot(system, encl, outcomes[0])
+    m = system.machine
+    lock = encl.encl.lock
+    s["sched"] = (
+        m.context_switches, getattr(m.rq, "wakeup_preemptions", 0), m.rq.waiting(),
+        [t._resched for t in threads], getattr(lock, "handoff", False), len(lock._waiters),
+    )  # fmt: skip
     s["threads"] = [
         (t.cpu, t.last_cpu, t.busy_ns, t.step_end, t.step_ns, t.slice_start, t.vruntime,
          t.started, t.entered, t.aexed, t.entry_fault)
@@ -151,6 +158,79 @@ def test_threads_match_the_reference(
     assert result.outcomes == outs
     assert differ(snap(ref, rencl, rth, outs), snap(drv, dencl, dth, result.outcomes)) == []
     assert drv.sgx.ksgxd_sleeping and not drv.machine.env._queue
+
+
+def prefix_agrees(ref_trace: list, core_trace: list) -> bool:  # type: ignore[type-arg]
+    """After a hand-back the core's run stopped early: its lock trace must be the start of
+    the reference's, event for event."""
+    return len(core_trace) <= len(ref_trace) and ref_trace[: len(core_trace)] == core_trace
+
+
+@settings(max_examples=16 if LONG else 6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    seed=st.integers(0, 2**16),
+    engine=st.sampled_from(["fast", "reference"]),
+    epc=st.sampled_from(["256K", "512K", "1M", "1M"]),
+    mult=st.sampled_from([2, 3, 4]),
+    nthreads=st.integers(2, 6),
+    short=st.integers(1, 6),
+    length=st.integers(100, 700),
+    hot=st.sampled_from([0.0, 0.9, 0.99, 1.0]),
+    fifo=st.sampled_from(["", "", "mutex", "sched", "mutex+sched"]),
+)
+def test_more_threads_than_cpus_match_the_reference(
+    seed: int, engine: str, epc: str, mult: int, nthreads: int, short: int, length: int,
+    hot: float, fifo: str,
+) -> None:  # fmt: skip
+    """Step 2 (PATHS.md "Several threads on the core", session ``runq64``): threads +
+    ksgxd exceed the CPUs (``short`` CPUs fewer, at least one), so tasks wait in the core's
+    run queue, wake-ups preempt (a thread's user step interrupted), spinners watch the
+    tick and leave it on need_resched, and ``LinuxMutex``'s contenders sleep on its wait
+    list (HANDOFF, the waiter's wake-up, steals) - each mutex, CFS and FIFO CPUs: every
+    observable as the reference's, the scheduler's counters and need_resched flags too.
+    After a hand-back (ksgxd takes a TCS or the SECS: the regime's end) the lock's trace so
+    far must be the reference's beginning. (The FIFO mutex on one CPU can leave the SECS
+    written back before the entry: ``run_threads`` refuses it.)"""
+    cpus = max(1, nthreads + 1 - short)
+    try:
+        (ref, rencl, rth, outs), (drv, dencl, dth, result) = run_both(
+            seed, engine, epc, mult, cpus, nthreads, length, hot, fifo
+        )
+    except ValueError as e:  # the build's entries left the SECS written back: refused
+        assert "outside the driver's regime" in str(e)
+        return
+    if result.handed_back is not None:
+        # "trace full": the lock's trace buffer (1 << 16 rows) was too small, a void run
+        assert result.handed_back in ("TCS fault", "SECS eviction", "trace full"), result
+        assert prefix_agrees(rencl.encl.lock.trace, dencl.encl.lock.trace)
+        return
+    assert result.outcomes == outs
+    assert differ(snap(ref, rencl, rth, outs), snap(drv, dencl, dth, result.outcomes)) == []
+    assert drv.sgx.ksgxd_sleeping and not drv.machine.env._queue
+
+
+def test_the_run_queue_and_the_sleeping_half_ran_on_the_core() -> None:
+    """A guard on the cases above (session ``runq64``): fixed cases with more tasks than
+    CPUs that run to their end on the core, where its run queue switched and preempted
+    (user steps interrupted), and Linux's mutex had contenders leave the spin, sleep on the
+    wait list, set HANDOFF and take the lock handed to them, and steals - each exactly as
+    the reference."""
+    seen: dict[str, int] = {}
+    kinds: set[str] = set()
+    for case in (
+        (31824, "fast", "1M", 3, 6, 6, 285, 0.99, ""),  # spin_fail, sleep, HANDOFF
+        (4149, "fast", "1M", 2, 2, 2, 680, 1.0, ""),  # a user step interrupted
+        (23758, "fast", "1M", 3, 2, 4, 302, 1.0, "sched"),  # FIFO CPUs: the fixed slice
+        (14148, "fast", "1M", 2, 3, 4, 324, 0.0, "mutex+sched"),  # the FIFO mutex
+    ):
+        (ref, rencl, rth, outs), (drv, dencl, dth, result) = run_both(*case)
+        assert result.handed_back is None, (case, result)
+        assert differ(snap(ref, rencl, rth, outs), snap(drv, dencl, dth, result.outcomes)) == []
+        for k, v in result.core.items():
+            seen[k] = seen.get(k, 0) + v
+        kinds |= {e for _, e, _ in dencl.encl.lock.trace}
+    assert all(v > 0 for v in seen.values()), seen
+    assert {"spin_fail", "sleep", "wake", "handoff_flag", "handoff", "steal"} <= kinds, kinds
 
 
 def test_several_threads_ran_accesses_on_the_core_and_took_the_paths() -> None:

@@ -23,12 +23,14 @@ import numpy as np
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, lock_take
+from epcsim.fast.cosim.mutex_sleep import after_spin, go
 from epcsim.fast.cosim.queue import pop
 from epcsim.fast.cosim.runqueue import yield_cpu
 from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_HB,
+    C_MANY,
     C_NOW,
     C_POPS,
     C_QLEN,
@@ -45,25 +47,31 @@ from epcsim.fast.cosim.state import (
     K_DONE,
     K_LOCK,
     K_LOCK_TAKE,
+    K_LSLOW,
     K_MSLEEP,
     K_NONE,
     K_RUN,
     K_USER,
     M_WAIT_NS,
     R_BLOCKED,
+    R_FAIL,
     R_OK,
     R_STOP,
     T_BUSY,
     T_CONT,
     T_CONT_A,
+    T_INTR,
     T_LOCK_T0,
+    T_LS,
     T_STATE,
     T_USER_NS,
     T_USER_T0,
     T_WAIT_M,
     TR_HANDOFF,
+    TS_LSLEEP,
     TS_MSLEEP,
     TS_READY,
+    TS_RUN,
     TS_RUNQ,
     TS_SLEEP,
     TS_SPIN,
@@ -112,8 +120,20 @@ def cont_after_pick(st, t):  # type: ignore[no-untyped-def]
         handed_over(st, t)
         if st.clk[C_HB] != 0:
             r = R_STOP
+    elif k == K_LSLOW:
+        r = go(st, t)
     if r == R_STOP and tasks[t, T_CONT] == K_NONE:
         tasks[t, T_CONT] = k  # handed back inside the rest: ``to_simpy`` finishes it
+    return r
+
+
+@core_jit
+def spin_go(st, t):  # type: ignore[no-untyped-def]
+    """A spinner's re-check (``spin.spin_check``), and the slow path after a failed spin
+    (``mutex_sleep.after_spin``, ``C_MANY``): R_OK (owns the lock), R_BLOCKED, R_STOP."""
+    r = spin_check(st, t)
+    if r == R_FAIL:
+        return after_spin(st, t)
     return r
 
 
@@ -142,7 +162,16 @@ def next_resume(st):  # type: ignore[no-untyped-def]
         if kind == EV_RESUME:
             state = tasks[t, T_STATE]
             if state == TS_SPIN:
-                r = spin_check(st, t)
+                r = spin_go(st, t)
+                if r == R_OK:
+                    return t
+                if r == R_STOP:
+                    return HANDED_BACK
+                continue
+            if tasks[t, T_LS] != 0 and state in (TS_LSLEEP, TS_RUN):
+                # ``LinuxMutex._lock_slow``'s sleeping half (``C_MANY``): the waiter's
+                # wake-up, or its ``mutex_wakeup`` step over (``mutex_sleep.go``)
+                r = go(st, t)
                 if r == R_OK:
                     return t
                 if r == R_STOP:
@@ -183,6 +212,12 @@ def next_resume(st):  # type: ignore[no-untyped-def]
             # ``run_user``'s ``except simpy.Interrupt``: the time run is busy time, then
             # ``_schedule`` (the queue has the waker, so the task may wait for its CPU)
             tasks[t, T_BUSY] += clk[C_NOW] - tasks[t, T_USER_T0]
+            if clk[C_MANY] != 0:
+                # the machine takes it (its switch-out AEX before the yield, the accesses
+                # run so far after it: ``driver/thread.py``'s ``P_USER_RUN``)
+                tasks[t, T_INTR] = 1
+                tasks[t, T_STATE] = TS_READY
+                return t
             r = yield_cpu(st, t, np.int64(K_DONE), np.int64(0))
             if r == R_OK:
                 tasks[t, T_STATE] = TS_READY
@@ -194,7 +229,7 @@ def next_resume(st):  # type: ignore[no-untyped-def]
             if fire(st, t, payload >> 16):
                 # the spinner's wake-up, popped at once (``spin.resume_now``): the
                 # ``EV_RESUME`` branch's spinner case above
-                r = spin_check(st, t)
+                r = spin_go(st, t)
                 if r == R_OK:
                     return t
                 if r == R_STOP:

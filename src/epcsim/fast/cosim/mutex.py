@@ -11,8 +11,11 @@ Hand-backs: a contender whose owner is off its CPU would sleep on the wait list
 (``HB_MUTEX_SLEEP``, before the slow path counts the contention); a recursive lock and an
 unlock by a non-owner are the reference's RuntimeErrors (``HB_RECURSIVE``,
 ``HB_BAD_UNLOCK``); a contender that would spin while a task waits for a CPU
-(``HB_SPIN_RQ``: the spin would watch the tick, not restated). So the wait list stays empty,
-and ``steals`` and ``handoffs`` stay 0: both need a sleeping waiter.
+(``HB_SPIN_RQ``). So the wait list stays empty, and ``steals`` and ``handoffs`` stay 0:
+both need a sleeping waiter. With ``clk[C_MANY]`` (session ``runq64``) neither hands back:
+the slow path is ``mutex_sleep.slow`` (the spin watching the tick, the wait list, HANDOFF),
+the unlock wakes the first waiter or hands the lock to it, and a free lock taken while a
+waiter is queued is a steal (``steal``, ``waitlist.take``).
 
 ``FifoMutex`` (``mtx[m, M_FIFO]``, ``Machine(mutex="fifo")``; session ``fifo``): a contender
 never spins; it sleeps on the wait list at once (``_lock_slow``: counted contended,
@@ -28,13 +31,17 @@ import numpy as np
 
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.mutex_sleep import slow, wake
+from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.runqueue import need_resched, resched_clear, yield_cpu
-from epcsim.fast.cosim.spin import poke, spin_start
+from epcsim.fast.cosim.spin import spin_start
 from epcsim.fast.cosim.state import (
+    C_MANY,
     C_NOW,
     C_PICKUP,
     C_RQ_LEN,
+    C_SPIN_POLL,
     EV_RESUME,
     HB_BAD_UNLOCK,
     HB_MUTEX_SLEEP,
@@ -46,10 +53,12 @@ from epcsim.fast.cosim.state import (
     M_FIFO,
     M_FREE_SINCE,
     M_FREED_FROM,
+    M_HANDED_AT,
     M_HANDOFF,
     M_HANDOFFS,
     M_OSQ_LEN,
     M_OWNER,
+    M_STEALS,
     M_WAITERS,
     NORMAL,
     R_BLOCKED,
@@ -62,6 +71,7 @@ from epcsim.fast.cosim.state import (
     T_STEP_NS,
     T_WAIT_M,
     TR_SLEEP,
+    TR_STEAL,
     TR_UNLOCK,
     TS_MSLEEP,
 )
@@ -102,7 +112,16 @@ def lock_fast(st, t, m):  # type: ignore[no-untyped-def]
     if mtx[m, M_OWNER] >= 0:
         return False
     mtx[m, M_OWNER] = t  # ``lock_take``'s fast path
+    if mtx[m, M_WAITERS] > 0:  # ``_fast_taken``: a sleeper queued (``C_MANY``)
+        steal(st, t, m)
     return True
+
+
+@core_jit
+def steal(st, t, m):  # type: ignore[no-untyped-def]
+    """``Mutex._fast_taken``: the fast path took a free lock that has sleepers."""
+    st.mtx[m, M_STEALS] += 1
+    log(st, np.int64(TR_STEAL), t, m)
 
 
 @core_jit
@@ -112,7 +131,9 @@ def lock_take(st, t, m):  # type: ignore[no-untyped-def]
     mtx = st.mtx
     owner = mtx[m, M_OWNER]
     if owner < 0:
-        mtx[m, M_OWNER] = t  # the fast path; no wait list, so no steal
+        mtx[m, M_OWNER] = t  # the fast path
+        if mtx[m, M_WAITERS] > 0:
+            steal(st, t, m)
         return R_OK
     if owner == t:
         return hand_back(st, np.int64(HB_RECURSIVE), t)
@@ -128,6 +149,8 @@ def lock_take(st, t, m):  # type: ignore[no-untyped-def]
         release_cpu(st, t)
         tasks[t, T_STATE] = TS_MSLEEP
         return R_BLOCKED
+    if st.clk[C_MANY] != 0:  # the whole slow path, the sleeping half too
+        return slow(st, t, m)
     if tasks[owner, T_CPU] < 0:  # ``_can_spin`` is false: it would sleep
         return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
     if st.clk[C_RQ_LEN] != 0:  # a spinner would watch the tick (runqueue.py)
@@ -163,14 +186,31 @@ def unlock(st, t, m):  # type: ignore[no-untyped-def]
             return R_STOP
         return R_OK
     now = st.clk[C_NOW]
+    pickup = st.clk[C_PICKUP]
+    tasks = st.tasks
+    nw = mtx[m, M_WAITERS]
+    if mtx[m, M_HANDOFF] != 0 and nw > 0:
+        # __mutex_handoff: straight to the first waiter (``C_MANY``: HANDOFF is set only
+        # by a waiter, ``mutex_sleep.go``)
+        w = st.wl[m, 0]
+        mtx[m, M_OWNER] = w
+        mtx[m, M_HANDOFF] = 0
+        mtx[m, M_HANDOFFS] += 1
+        mtx[m, M_HANDED_AT] = now
+        if not wake(st, w, m, pickup):
+            return R_STOP
+        if mtx[m, M_OSQ_LEN] > 0 and tasks[w, T_CPU] < 0:  # the new owner is not running
+            poke(st, st.osq[m, 0], st.clk[C_SPIN_POLL])
+        return R_OK
     mtx[m, M_OWNER] = -1
     mtx[m, M_HANDOFF] = 0
     mtx[m, M_FREE_SINCE] = now
-    tasks = st.tasks
     if tasks[t, T_STEP_END] == now:
         mtx[m, M_FREED_FROM] = now - tasks[t, T_STEP_NS]
     else:
         mtx[m, M_FREED_FROM] = now
+    if nw > 0 and not wake(st, st.wl[m, 0], m, pickup):
+        return R_STOP
     if mtx[m, M_OSQ_LEN] > 0:
-        poke(st, st.osq[m, 0], st.clk[C_PICKUP])
+        poke(st, st.osq[m, 0], pickup)
     return R_OK

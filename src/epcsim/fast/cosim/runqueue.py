@@ -23,10 +23,14 @@ Each function is the reference's, named; what CFS decides here:
   ``context_switches + 1``, its event succeeds now;
 * ``tick_resched`` (``check_preempt_tick``, lazily at the preemption points).
 
-Not restated: a spinner while a task waits for a CPU (the spin then watches the tick,
-``LinuxMutex._spin``/``_poke_spinners``): the core hands back (``HB_SPIN_RQ``) before
-either begins. On one CPU it never happens (a contender runs only while the owner is off
-its CPU, so it never spins).
+A spinner while a task waits for a CPU (the spin then watches the tick,
+``LinuxMutex._spin``/``_poke_spinners``): with ``clk[C_MANY]`` (session ``runq64``) it is
+restated - ``next_tick``, ``poke_spinners`` after a wake-up that preempts nobody, a
+spinning victim of ``resched`` poked ``mutex_spin_poll`` later (``Machine._resched``);
+``spin.py`` watches the tick and leaves the spin on need_resched. Without it the core
+hands back (``HB_SPIN_RQ``) before either begins, for the callers whose moves do not carry
+it. On one CPU it never happens (a contender runs only while the owner is off its CPU, so
+it never spins).
 """
 
 from __future__ import annotations
@@ -36,15 +40,17 @@ import numpy as np
 from epcsim.engine.sched import SCHED_NR_LATENCY, TICK_NS
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
-from epcsim.fast.cosim.spin import poke
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
     C_CSW,
     C_FIFO_SCHED,
     C_FIFO_SLICE,
+    C_HB,
     C_INTERRUPTS,
     C_LATENCY,
+    C_MANY,
     C_MIN_GRAN,
     C_MIN_VR,
     C_NONEMPTY_SINCE,
@@ -362,12 +368,46 @@ def interrupt(st, t):  # type: ignore[no-untyped-def]
 @core_jit
 def resched(st, t):  # type: ignore[no-untyped-def]
     """``Machine._resched``: need_resched set; a task in a user step takes the interrupt
-    now. (A spinner's poke is not reached: ``HB_SPIN_RQ``.)"""
+    now; a spinner notices at its next poll (``mutex_spin_poll``; only with ``C_MANY``:
+    else a spinner never meets a waiting task, ``HB_SPIN_RQ``)."""
     tasks = st.tasks
     tasks[t, T_RESCHED] = 1
     if tasks[t, T_STATE] == TS_RUN and tasks[t, T_USER_NS] != 0:
         return interrupt(st, t)
+    if tasks[t, T_SPIN_M] >= 0:
+        poke(st, t, st.clk[C_SPIN_POLL])
+        return st.clk[C_HB] == 0
     return True
+
+
+@core_jit
+def poke_spinners(st):  # type: ignore[no-untyped-def]
+    """``Machine._poke_spinners``: every spinner re-checks now (so it watches the tick),
+    in ``Machine.spinning``'s order (when each began: ``T_SPIN_SEQ``). False if the heap
+    is full."""
+    tasks = st.tasks
+    last = -1
+    while True:
+        nxt = -1
+        for s in range(tasks.shape[0]):
+            if tasks[s, T_SPIN_M] >= 0:
+                seq = tasks[s, T_SPIN_SEQ]
+                if seq > last and (nxt < 0 or seq < tasks[nxt, T_SPIN_SEQ]):
+                    nxt = s
+        if nxt < 0:
+            return st.clk[C_HB] == 0
+        last = tasks[nxt, T_SPIN_SEQ]
+        poke(st, np.int64(nxt), np.int64(0))
+
+
+@core_jit
+def next_tick(st, t):  # type: ignore[no-untyped-def]
+    """``CfsRunQueue.next_tick`` (the next tick after now) or ``FifoRunQueue.next_tick``
+    (the end of ``t``'s slice, at least 1 ns on): when a spinner re-checks the tick."""
+    now = st.clk[C_NOW]
+    if st.clk[C_FIFO_SCHED] != 0:
+        return max(now + 1, st.tasks[t, T_SLICE_START] + st.clk[C_FIFO_SLICE])
+    return now - now % _TICK + _TICK
 
 
 @core_jit
@@ -389,6 +429,8 @@ def check_preempt_wakeup(st, t):  # type: ignore[no-untyped-def]
     if victim >= 0 and worst - tasks[t, T_VRUNTIME] > clk[C_WAKEUP_GRAN]:
         clk[C_WAKEUP_PREEMPT] += 1
         return resched(st, np.int64(victim))
+    if spinning(st):  # someone waits for a CPU: spinners watch the tick now (C_MANY)
+        return poke_spinners(st)
     return True
 
 
@@ -396,8 +438,8 @@ def check_preempt_wakeup(st, t):  # type: ignore[no-untyped-def]
 def wake_queued(st, t, cont, arg):  # type: ignore[no-untyped-def]
     """``CfsRunQueue.wake`` (``FifoRunQueue.wake``) with no idle CPU: placed, queued, and
     the wake-up preemption check (CFS). R_BLOCKED, or R_STOP (a spinner: ``HB_SPIN_RQ``,
-    nothing changed; the heap full)."""
-    if spinning(st):
+    nothing changed, without ``C_MANY``; the heap full)."""
+    if st.clk[C_MANY] == 0 and spinning(st):
         return hand_back(st, np.int64(HB_SPIN_RQ), t)
     tasks = st.tasks
     if st.clk[C_FIFO_SCHED] != 0:
@@ -425,9 +467,11 @@ __all__ = [
     "leave_cpu",
     "leftmost",
     "need_resched",
+    "next_tick",
     "nr_running_here",
     "on_cpu",
     "pick",
+    "poke_spinners",
     "resched",
     "sched_slice",
     "spinning",

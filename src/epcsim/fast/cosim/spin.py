@@ -9,11 +9,19 @@ gen it was armed for). ``T_SPIN_GEN`` is never reset: a new spin's first wait ta
 number, so a poke armed during an earlier spin never matches, as the reference's pokes of
 an earlier ``_Spinner`` find its event triggered.
 
-Regime: only OSQ spinners (a contender that never slept) exist, nobody waits on the wait
-list, and ``need_resched`` is false (every runnable task has its own CPU, so no tick and no
-wake-up preemption). A spinner whose owner has left its CPU would stop spinning and sleep:
-the core hands back (``HB_MUTEX_SLEEP``) at that re-check instead, before the spinner
-gives up, so the reference resumes it at that re-check.
+Regime without ``clk[C_MANY]``: only OSQ spinners (a contender that never slept) exist,
+nobody waits on the wait list, and ``need_resched`` is false (every runnable task has its
+own CPU, so no tick and no wake-up preemption). A spinner whose owner has left its CPU
+would stop spinning and sleep: the core hands back (``HB_MUTEX_SLEEP``) at that re-check
+instead, before the spinner gives up, so the reference resumes it at that re-check.
+
+With ``clk[C_MANY]`` (session ``runq64``: more tasks than CPUs) the whole ``_spin``: a
+spinner leaves on need_resched (set by a wake-up preemption or the tick, evaluated at
+each re-check) or when the owner left its CPU (``spin_fail``: ``R_FAIL``, the slow path
+goes on, ``mutex_sleep.py``); while a task waits for a CPU each wait also ends at the
+next tick (``runqueue.next_tick``); the first waiter spins too (``T_LS`` =
+``LS_WSPIN``: not on the OSQ), and picks a lock handed to it up ``mutex_pickup`` after
+the HANDOFF.
 """
 
 from __future__ import annotations
@@ -22,26 +30,32 @@ import numpy as np
 
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import due_by, schedule
+from epcsim.fast.cosim.runqueue import need_resched, next_tick, resched_clear
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_EID,
+    C_MANY,
     C_NOW,
     C_PICKUP,
     C_POPS,
     C_QLEN,
     C_RESUMED_NOW,
+    C_RQ_LEN,
     C_SPIN_SEQ,
-    EV_POKE,
     EV_RESUME,
     HB_MUTEX_SLEEP,
+    LS_WSPIN,
     M_FREE_SINCE,
+    M_HANDED_AT,
     M_OSQ_LEN,
     M_OWNER,
     M_SPIN_ACQUIRED,
     M_WAIT_NS,
     NORMAL,
     R_BLOCKED,
+    R_FAIL,
     R_OK,
     SE_NONE,
     SE_PENDING,
@@ -49,40 +63,32 @@ from epcsim.fast.cosim.state import (
     T_BUSY,
     T_CPU,
     T_LOCK_T0,
+    T_LS,
+    T_LS_M,
     T_SPIN_EV,
     T_SPIN_GEN,
     T_SPIN_M,
     T_SPIN_SEQ,
     T_SPIN_T0,
     T_STATE,
+    TR_HANDOFF,
     TR_SPIN,
     TR_SPIN_ACQUIRE,
+    TR_SPIN_FAIL,
     TS_READY,
     TS_SPIN,
 )
 from epcsim.fast.cosim.trace import log
-
-
-@core_jit
-def poke(st, t, delay):  # type: ignore[no-untyped-def]
-    """``LinuxMutex._poke``: the spinner ``t`` re-checks ``delay`` ns from now. Nothing if
-    it is not waiting (not spinning, or its wait already triggered)."""
-    tasks = st.tasks
-    if tasks[t, T_SPIN_M] < 0 or tasks[t, T_SPIN_EV] != SE_PENDING:
-        return
-    if delay <= 0:
-        tasks[t, T_SPIN_EV] = SE_TRIGGERED
-        schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
-    else:
-        schedule(st, delay, np.int64(NORMAL), np.int64(EV_POKE), t, tasks[t, T_SPIN_GEN])
+from epcsim.fast.cosim.waitlist import remove, take
 
 
 @core_jit
 def fire(st, t, gen):  # type: ignore[no-untyped-def]
     """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts.
-    When nothing else is due at this instant and the re-check would only wait again (the
-    lock held by a running task, or ``t`` not the OSQ head), the wait is re-armed (a new
-    gen) without resuming the spinner; otherwise the wait succeeds.
+    When nothing else is due at this instant, need_resched is clear and the re-check
+    would only wait again (the lock held by a running task, or ``t`` an OSQ spinner not
+    at its head), the wait is re-armed (a new gen, and a poke at the next tick while a
+    task waits for a CPU) without resuming the spinner; otherwise the wait succeeds.
 
     Returns True when the caller must resume the spinner *now*, its event already counted
     as popped (``resume_now``), False otherwise (nothing to do, or its event queued)."""
@@ -90,11 +96,17 @@ def fire(st, t, gen):  # type: ignore[no-untyped-def]
     if tasks[t, T_SPIN_GEN] != gen or tasks[t, T_SPIN_EV] != SE_PENDING:
         return False
     if not due_by(st, st.clk[C_NOW]):
-        m = tasks[t, T_SPIN_M]
-        owner = st.mtx[m, M_OWNER]
-        if st.osq[m, 0] != t or (owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0):
-            tasks[t, T_SPIN_GEN] = gen + 1
-            return False
+        if resched_clear(st, t) or not need_resched(st, t):
+            m = tasks[t, T_SPIN_M]
+            owner = st.mtx[m, M_OWNER]
+            osq = tasks[t, T_LS] != LS_WSPIN
+            if (osq and st.osq[m, 0] != t) or (
+                owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0
+            ):
+                tasks[t, T_SPIN_GEN] = gen + 1
+                if st.clk[C_RQ_LEN] != 0:
+                    poke(st, t, next_tick(st, t) - st.clk[C_NOW])
+                return False
         tasks[t, T_SPIN_EV] = SE_TRIGGERED
         if resume_now(st):
             return True
@@ -131,12 +143,14 @@ def resume_now(st):  # type: ignore[no-untyped-def]
 
 @core_jit
 def spin_start(st, t, m):  # type: ignore[no-untyped-def]
-    """``_spin`` entered from the slow path: join the OSQ's tail and make the first check."""
+    """``_spin`` entered from the slow path: join the OSQ's tail (not the first waiter's
+    spin, ``T_LS`` = ``LS_WSPIN``) and make the first check."""
     tasks = st.tasks
     mtx = st.mtx
-    n = mtx[m, M_OSQ_LEN]
-    st.osq[m, n] = t
-    mtx[m, M_OSQ_LEN] = n + 1
+    if tasks[t, T_LS] != LS_WSPIN:
+        n = mtx[m, M_OSQ_LEN]
+        st.osq[m, n] = t
+        mtx[m, M_OSQ_LEN] = n + 1
     clk = st.clk
     tasks[t, T_SPIN_M] = m
     tasks[t, T_SPIN_SEQ] = clk[C_SPIN_SEQ]
@@ -150,34 +164,49 @@ def spin_start(st, t, m):  # type: ignore[no-untyped-def]
 
 @core_jit
 def spin_check(st, t):  # type: ignore[no-untyped-def]
-    """One pass of ``_spin``'s loop: take a lock left free for ``mutex_pickup`` (R_OK: the
-    task owns it and is ready), or wait again (R_BLOCKED, with a timed poke when the lock
-    is free but not yet for long enough), or hand back (the owner left its CPU)."""
+    """One pass of ``_spin``'s loop: take a lock left free for ``mutex_pickup``, or a lock
+    handed to this waiter ``mutex_pickup`` after the HANDOFF (R_OK: the task owns it and
+    is ready), or wait again (R_BLOCKED, with a timed poke when the lock is free or handed
+    but not yet for long enough, or at the next tick while a task waits for a CPU), or
+    stop: need_resched, or the owner left its CPU (``R_FAIL`` with ``C_MANY``, else the
+    latter hands back)."""
     tasks = st.tasks
     mtx = st.mtx
     clk = st.clk
     now = clk[C_NOW]
     m = tasks[t, T_SPIN_M]
+    if not resched_clear(st, t) and need_resched(st, t):
+        return spin_fail(st, t)
     owner = mtx[m, M_OWNER]
+    waiter = tasks[t, T_LS] == LS_WSPIN
     wake_at = -1
-    # (``need_resched`` is false in the regime; ``owner == t`` - a HANDOFF to this task -
-    # needs a wait-list waiter, which the regime has not)
-    if st.osq[m, 0] != t:
+    if not waiter and st.osq[m, 0] != t:
         pass  # queued on the OSQ behind another spinner
+    elif owner == t:  # handed to this waiter (HANDOFF): picked up after mutex_pickup
+        handed = mtx[m, M_HANDED_AT]
+        pickup = clk[C_PICKUP]
+        if now - handed >= pickup:
+            log(st, np.int64(TR_HANDOFF), t, m)
+            spin_end(st, t)
+            return spin_got(st, t, m)
+        wake_at = handed + pickup
     elif owner < 0:
         pickup = clk[C_PICKUP]
         free_since = mtx[m, M_FREE_SINCE]
         if now - free_since >= pickup:
-            mtx[m, M_OWNER] = t  # ``_take``: no wait list, so never a steal here
+            take(st, t, m)  # ``_take``: a steal if a waiter is first on the wait list
             mtx[m, M_SPIN_ACQUIRED] += 1
             log(st, np.int64(TR_SPIN_ACQUIRE), t, m)
             spin_end(st, t)
-            mtx[m, M_WAIT_NS] += now - tasks[t, T_LOCK_T0]
-            tasks[t, T_STATE] = TS_READY
-            return R_OK
+            return spin_got(st, t, m)
         wake_at = free_since + pickup
     elif tasks[owner, T_CPU] < 0:
-        return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
+        if clk[C_MANY] == 0:
+            return hand_back(st, np.int64(HB_MUTEX_SLEEP), t)
+        return spin_fail(st, t)
+    if clk[C_RQ_LEN] != 0:  # ``m.rq.waiting()``: the spinner watches the tick
+        tick = next_tick(st, t)
+        wake_at = tick if wake_at < 0 else min(wake_at, tick)
     tasks[t, T_SPIN_EV] = SE_PENDING
     tasks[t, T_SPIN_GEN] += 1
     if wake_at >= 0:
@@ -186,13 +215,40 @@ def spin_check(st, t):  # type: ignore[no-untyped-def]
 
 
 @core_jit
+def spin_got(st, t, m):  # type: ignore[no-untyped-def]
+    """``_lock_slow`` after a spin that got the lock: ``wait_ns`` (and the first waiter
+    leaves the wait list, ``_waiters.remove(w)``); the task is ready, R_OK."""
+    tasks = st.tasks
+    if tasks[t, T_LS] == LS_WSPIN:
+        remove(st, t, m)
+    tasks[t, T_LS] = 0
+    tasks[t, T_LS_M] = -1
+    st.mtx[m, M_WAIT_NS] += st.clk[C_NOW] - tasks[t, T_LOCK_T0]
+    tasks[t, T_STATE] = TS_READY
+    return R_OK
+
+
+@core_jit
+def spin_fail(st, t):  # type: ignore[no-untyped-def]
+    """``_spin`` returning False (``C_MANY``): its ``finally`` (``spin_end``) and the
+    ``spin_fail`` trace row; ``R_FAIL`` (the slow path goes on, ``mutex_sleep.go``)."""
+    m = st.tasks[t, T_SPIN_M]
+    spin_end(st, t)
+    log(st, np.int64(TR_SPIN_FAIL), t, m)
+    st.tasks[t, T_STATE] = TS_READY
+    return R_FAIL
+
+
+@core_jit
 def spin_end(st, t):  # type: ignore[no-untyped-def]
-    """``_spin``'s ``finally`` after a take: leave the OSQ (a new head is poked at once)
-    and charge the spin as busy time."""
+    """``_spin``'s ``finally``: leave ``Machine.spinning``, charge the spin as busy time,
+    and an OSQ spinner leaves the OSQ (a new head is poked at once)."""
     tasks = st.tasks
     m = tasks[t, T_SPIN_M]
     tasks[t, T_SPIN_M] = -1
     tasks[t, T_BUSY] += st.clk[C_NOW] - tasks[t, T_SPIN_T0]
+    if tasks[t, T_LS] == LS_WSPIN:
+        return
     osq = st.osq
     n = st.mtx[m, M_OSQ_LEN]
     head = osq[m, 0] == t

@@ -77,7 +77,16 @@ C_INTERRUPTS = 28  #: user steps interrupted (``runqueue.interrupt``; for tests)
 #: spinners' wake-ups popped as soon as their poke fired, without the heap
 #: (``spin.resume_now``; for tests and ``benchmarks/row_profile.py``): counted in ``C_POPS``
 C_RESUMED_NOW = 29
-N_CLK = 30
+#: 1: the many-task regime (session ``runq64``, PATHS.md "Several threads on the core",
+#: step 2; ``threads_bridge`` sets it): a spinner beside the run queue watches the tick and
+#: leaves the spin on need_resched, a ``LinuxMutex`` contender that cannot spin sleeps on
+#: the wait list (``mutex_sleep.py``: HANDOFF, the waiter's wake-up), and a machine takes
+#: its interrupted user step (``T_INTR``) instead of ``next_resume`` yielding for it. 0:
+#: the core hands back before each (``HB_SPIN_RQ``, ``HB_MUTEX_SLEEP``) as before, for the
+#: callers whose moves (``transfer``) do not carry these states
+C_MANY = 30
+C_WAKEUP_NS = 31  #: ``Costs.mutex_wakeup``: a woken ``LinuxMutex`` waiter's run (``C_MANY``)
+N_CLK = 32
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -137,7 +146,15 @@ T_RQ_SEQ = 28  #: > 0 while waiting in the run queue: its ``_seq`` (the key's ti
 #: what the task does once the run queue gives it a CPU (``K_*``), and its argument
 T_CONT = 29
 T_CONT_A = 30
-N_TASK = 31
+#: ``LinuxMutex._lock_slow``'s phase for a contender (``LS_*``, ``mutex_sleep.py``; 0: not
+#: in it, or spinning on the OSQ from the core's old regime) and its mutex
+T_LS = 31
+T_LS_M = 32
+#: the waiter's ``w.ev``: 0 None, ``SE_PENDING`` asleep, ``SE_TRIGGERED`` woken (no CPU yet)
+T_WEV = 33
+#: 1: the user step was interrupted and the machine has yet to take it (``C_MANY``)
+T_INTR = 34
+N_TASK = 35
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued
@@ -152,6 +169,8 @@ TS_MSLEEP = 7
 TS_RUNQ = 8
 #: its user step interrupted: the Interruption (``EV_INTR``) is queued
 TS_INTR = 9
+#: asleep on a ``LinuxMutex``'s wait list (``T_LS_M``; ``mutex_sleep.py``, ``C_MANY``)
+TS_LSLEEP = 10
 
 # -- what a task waiting in the run queue goes on with once picked (``T_CONT``) ---------------
 #: no continuation: the task is not waiting in the run queue, or its continuation ran to its
@@ -166,6 +185,18 @@ K_USER = 2  #: ``Task.run_user``'s step of ``T_CONT_A`` ns
 K_LOCK = 3  #: ``Task.lock`` of mutex ``T_CONT_A`` from its might_sleep point
 K_LOCK_TAKE = 4  #: ``Task.lock`` of mutex ``T_CONT_A`` after its might_sleep point
 K_MSLEEP = 5  #: ``FifoMutex._lock_slow``'s tail: the handed lock is the task's
+K_LSLOW = 6  #: ``LinuxMutex._lock_slow`` from its phase ``T_LS`` (``mutex_sleep.go``)
+
+# -- ``LinuxMutex._lock_slow``'s phases (``T_LS``; ``mutex_sleep.py``, ``C_MANY`` only) -------
+LS_SPIN = 1  #: the first spin, on the OSQ (``_spin(task, None)``)
+LS_AFTER_SPIN = 2  #: no spin or a failed one: ``need_resched`` -> ``_schedule``
+LS_SCHED1 = 3  #: after that ``_schedule`` (its CPU back): the trylock, else the wait list
+LS_SLEEP = 4  #: asleep on the wait list (``TS_LSLEEP``), or its wake-up popped
+LS_WCPU = 5  #: woken, the CPU taken: ``run(mutex_wakeup)``
+LS_WRUN = 6  #: after ``mutex_wakeup``: handed? free? HANDOFF flag, the waiter's spin
+LS_WSPIN = 7  #: spinning as the first waiter (``_spin(task, w)``, not on the OSQ)
+LS_AFTER_WSPIN = 8  #: the loop's ``need_resched`` -> ``_schedule``
+LS_SCHED2 = 9  #: after it: handed? free? else asleep again
 
 SE_NONE = 0  #: no wait yet (``rec.ev is None``)
 SE_PENDING = 1  #: waiting, not triggered
@@ -190,20 +221,28 @@ M_FIFO = 12  #: 1: a ``FifoMutex`` (``Machine(mutex="fifo")``), 0: a ``LinuxMute
 N_MUTEX = 13
 
 # -- trace: ``(ns, event, task, mutex)`` rows; ``TR_*`` names the event as ``Mutex._log`` ----
-TRACE_EVENTS = ("spin", "spin_acquire", "unlock", "steal", "spin_fail", "sleep", "handoff")
+TRACE_EVENTS = (
+    "spin", "spin_acquire", "unlock", "steal", "spin_fail", "sleep", "handoff", "wake",
+    "handoff_flag",
+)  # fmt: skip
 TR_SPIN = 0
 TR_SPIN_ACQUIRE = 1
 TR_UNLOCK = 2
 TR_STEAL = 3
 TR_SPIN_FAIL = 4
 TR_SLEEP = 5  #: ``FifoMutex._lock_slow``: the contender sleeps on the wait list
-TR_HANDOFF = 6  #: ``FifoMutex._lock_slow``: the woken waiter owns the lock (handed over)
+TR_HANDOFF = 6  #: the woken waiter owns the lock (handed over; both mutexes)
+TR_WAKE = 7  #: ``LinuxMutex._wake``: the first waiter's wake-up (``C_MANY``)
+TR_HANDOFF_FLAG = 8  #: ``LinuxMutex._lock_slow``: the first waiter sets HANDOFF
 
 # -- what the core returns ------------------------------------------------------------------
 # A primitive that may block (``run``, ``lock``, ``sleep_on``, ``acquire_cpu``) returns:
 R_OK = 0  #: done now, the task goes on in the same resumption (no event, or elided)
 R_BLOCKED = 1  #: the task waits for an event; ``next_resume`` returns it when it is due
 R_STOP = 2  #: outside the regime: the core handed back (``clk[C_HB]``), nothing was done
+#: ``spin.spin_check``: the spin stopped without the lock (``_spin`` returned False: its
+#: owner left its CPU or need_resched; ``C_MANY``) - the slow path goes on
+R_FAIL = 3
 # ``next_resume`` returns a task number (>= 0) whose state machine continues now, or one of:
 IDLE = -1  #: the queue is empty: nothing will ever run again (``env.run()`` returns)
 HANDED_BACK = -2  #: the core stopped at a situation outside its regime: ``clk[C_HB]`` says which
@@ -287,6 +326,7 @@ def new_state(
     clk[C_BUDGET] = max_pops
     clk[C_PICKUP] = costs.mutex_pickup
     clk[C_SPIN_POLL] = costs.mutex_spin_poll
+    clk[C_WAKEUP_NS] = costs.mutex_wakeup
     factor = tunable_factor(nr_cpus)
     clk[C_LATENCY] = SCHED_LATENCY_NS * factor
     clk[C_MIN_GRAN] = SCHED_MIN_GRANULARITY_NS * factor
@@ -302,6 +342,7 @@ def new_state(
     tasks[:, T_SPIN_M] = -1
     tasks[:, T_WAIT_M] = -1
     tasks[:, T_CONT] = K_NONE
+    tasks[:, T_LS_M] = -1
     mtx = np.zeros((nr_mutexes, N_MUTEX), np.int64)
     mtx[:, M_OWNER] = -1
     mtx[:, M_FIFO] = int(mutex == "fifo")

@@ -63,6 +63,7 @@ def take_engine(
     trace: bool,
     more: Sequence[Mutex] = (),
     runq: bool = False,
+    heap_capacity: int = 64,
 ) -> CoState:
     """A core whose task row ``t`` is ``tasks[t]`` (on the CPU it holds, if any), with one
     mutex (``mutex``, free) and one wait queue (empty), at SimPy's instant; ``trace``
@@ -70,12 +71,15 @@ def take_engine(
     1, 2, ... (the second enclave slot's ``encl->lock``, PATHS.md "Two enclaves in the
     regime", item 3). ``runq``: a task that finds no idle CPU waits in the core's run
     queue (``cosim/runqueue.py``; the user path's sessions, session ``onecpu2``) instead of
-    the core handing back (``HB_NO_CPU``)."""
+    the core handing back (``HB_NO_CPU``). ``heap_capacity``: the event heap's rows (a
+    full heap is a void run, ``HB_QUEUE_FULL``); 64 takes the one-thread sessions, a caller
+    with many task rows sizes it with them (``threads_bridge``, session ``runq64``)."""
     m = system.machine
     rq = m.rq
     fifo_mutex = isinstance(mutex, FifoMutex)
     co = new_state(
-        m.nr_cpus, len(tasks), 1 + len(more), 1, costs=m.costs, elide=m.elide, heap_capacity=64,
+        m.nr_cpus, len(tasks), 1 + len(more), 1, costs=m.costs, elide=m.elide,
+        heap_capacity=heap_capacity,
         trace_capacity=(1 << 16) if trace else 0, mutex="fifo" if fifo_mutex else "linux",
         sched="fifo" if isinstance(rq, FifoRunQueue) else "cfs", runq=runq,
         sched_slice_ns=m.sched_slice_ns,

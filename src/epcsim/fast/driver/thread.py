@@ -78,12 +78,15 @@ from epcsim.fast.cosim.request import (
 )
 from epcsim.fast.cosim.state import (
     C_INTERRUPTS,
+    C_MANY,
     C_NOW,
     C_SERVED,
     R_BLOCKED,
     R_OK,
     T_CPU,
+    T_INTR,
     T_PC,
+    T_USER_T0,
 )
 from epcsim.fast.driver.eldu import enter_check, tcs_refused
 from epcsim.fast.driver.encls import epcm_secs_is_mine
@@ -117,6 +120,7 @@ from epcsim.fast.driver.thread_pc import (
     P_LEAF_RUN,
     P_NEXT,
     P_TOP,
+    P_UINTR,
     P_URESCHED,
     P_USER_RUN,
 )
@@ -348,8 +352,22 @@ def thread_run(p, t):
                 return _blocked(st, t, P_FAULT_RUN, r)
             pc = P_FAULT_RUN
             continue
-        if pc == P_USER_RUN:
-            if st.clk[C_INTERRUPTS] != 0 and st.clk[C_SERVED] == 0:
+        if pc == P_USER_RUN and st.tasks[t, T_INTR] != 0:
+            # the step cut short by a wake-up preemption (``C_MANY``: more tasks than
+            # CPUs; ``dispatch.next_resume`` charged the time run): ``run_user``'s
+            # ``_schedule`` - the switch-out AEX as the thread leaves its CPU - and once it
+            # runs again the accesses of the time run (``ran // access``), no #PF
+            st.tasks[t, T_INTR] = 0
+            tc[TC_K2] = (st.clk[C_NOW] - st.tasks[t, T_USER_T0]) // tc[TC_ACCESS_NS]
+            tc[TC_K] = tc[TC_K2]
+            r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
+            if r != R_OK:
+                return _blocked(st, t, P_UINTR, r)
+            pc = P_UINTR
+            continue
+        if pc in (P_USER_RUN, P_UINTR):
+            clk = st.clk
+            if pc == P_USER_RUN and clk[C_INTERRUPTS] != 0 and clk[C_SERVED] + clk[C_MANY] == 0:
                 # a user step cut short by a wake-up preemption: not reached with the
                 # thread and ksgxd alone (resched.py's docstring); a defect guard
                 return _stop(st, ks, t, P_USER_RUN, KB_UNEXPECTED, -1)

@@ -40,11 +40,14 @@ P_NEXT = 18  #: E4: the page is done: ``cond_resched()``, then ``i += 1``, E0
 P_URESCHED = 49  #: T1: the loop's ``cond_resched()`` after the user step is over: T0
 P_FRESCHED = 50  #: T6/T7: ``_fault_return``'s ``cond_resched()`` is over: T0
 P_ERESCHED = 51  #: E4: the loop's ``cond_resched()`` is over: ``i += 1``, E0
+#: T1: the user step was interrupted (a wake-up preemption, ``C_MANY``: session ``runq64``)
+#: and ``run_user``'s ``_schedule`` is over: the accesses run so far, then ``cond_resched()``
+P_UINTR = 52
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
     "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
-    "uresched", "fresched", "eresched",
+    "uresched", "fresched", "eresched", "uintr",
 )  # fmt: skip
 assert P_NAMES.index("uresched") == P_URESCHED
 assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets

@@ -12,10 +12,15 @@ ended and ksgxd sleeps again with nothing queued. The reference equivalent is
 (``tests/fast/test_threads_core.py``) compares every object after both.
 
 The regime (``_check_threads``): ``run_pair``'s (one enclave, ``tag`` contents, ...),
-CFS or the model's FIFO CPUs, Linux's or the FIFO mutex, with every thread its own TCS
-and CPU - threads + ksgxd <= CPUs (PATHS.md N4: no task
-ever waits for a CPU, so no tick, no need_resched; a wake-up finding none idle would hand
-back ``HB_NO_CPU``). The user path (``Enclave.start`` under ``System.run``, N6) is not
+CFS or the model's FIFO CPUs, Linux's or the FIFO mutex, with every thread its own TCS.
+Since session ``runq64`` (PATHS.md "Several threads on the core", step 2) threads + ksgxd
+may exceed the CPUs: the core's run queue takes the tasks waiting for one (placement,
+wake-up preemption - a thread's user step interrupted, taken by its machine -,
+``yield_cpu`` at the machines' preemption points, picks, the lazy tick) and
+``clk[C_MANY]`` turns on what only more tasks than CPUs reach (``cosim/state.py``): a
+spinner watching the tick and leaving on need_resched, ``LinuxMutex``'s sleeping half
+(``cosim/mutex_sleep.py``: the wait list, HANDOFF, the waiter's wake-up). Its event heap
+has ``HEAP_ROWS`` rows. The user path (``Enclave.start`` under ``System.run``, N6) is not
 built on it yet: PATHS.md, "What is built (session ``nthreads``)".
 
 How the machines take N threads (PATHS.md N1-N3, built here and in the machines):
@@ -44,10 +49,16 @@ from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
+    C_CSW,
     C_HB,
     C_HB_TASK,
+    C_INTERRUPTS,
+    C_MANY,
     C_MIN_VR,
+    C_NONEMPTY_SINCE,
+    C_RQ_SEQ,
     C_TRACE_LEN,
+    C_WAKEUP_PREEMPT,
     HANDED_BACK,
     HB_NAMES,
     IDLE,
@@ -55,12 +66,14 @@ from epcsim.fast.cosim.state import (
     M_FREE_SINCE,
     M_FREED_FROM,
     M_HANDED_AT,
+    M_HANDOFF,
     M_HANDOFFS,
     M_OWNER,
     M_SPIN_ACQUIRED,
     M_STEALS,
     M_WAIT_NS,
     T_PC,
+    T_RESCHED,
     T_STATE,
     TRACE_EVENTS,
     TS_SLEEP,
@@ -104,10 +117,23 @@ class ThreadsResult:
     task: int = -1
     page: int = -1
     services: dict[str, int] = field(default_factory=dict)
+    #: what ran on the core (session ``runq64``, for the tests' guard): its run queue's
+    #: context switches and wake-up preemptions, user steps interrupted, and
+    #: ``encl->lock``'s contended acquisitions, steals and HANDOFFs
+    core: dict[str, int] = field(default_factory=dict)
+
+
+#: the core's event heap (rows of 3 int64: 6 MiB). With more tasks than CPUs every
+#: spinner's re-check arms a poke at the next tick, and a poke re-armed before it is due
+#: stays queued until then (SimPy's too: it is popped and does nothing) - thousands a tick
+#: when ksgxd's EWB phases unlock every microsecond. A full heap is a void run
+#: (``HB_QUEUE_FULL``, reported as the hand-back), never a wrong one.
+HEAP_ROWS = 1 << 18
 
 
 def _check_threads(system: System, threads: Sequence[EnclaveThread], encl: Any) -> None:
-    """``run_pair``'s checks per thread, and N1-N4's regime: a TCS each, a CPU each."""
+    """``run_pair``'s checks per thread, and N1-N3's regime: a TCS each (any number of
+    CPUs since session ``runq64``: the core's run queue, N4)."""
     if not threads:
         _refuse("no thread")
     for thread in threads:
@@ -116,8 +142,6 @@ def _check_threads(system: System, threads: Sequence[EnclaveThread], encl: Any) 
         _refuse("two threads share a TCS (EENTER would find it busy)")
     if len({id(t) for t in threads}) != len(threads):
         _refuse("a thread is listed twice")
-    if len(threads) + 1 > system.machine.nr_cpus:
-        _refuse("more threads and ksgxd than CPUs (the run queue is step 2: PATHS.md N4)")
 
 
 def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -> CoState:
@@ -127,7 +151,12 @@ def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -
     assert kt is not None
     mutex = threads[0].encl.lock
     n = len(threads)
-    co = take_engine(system, [*threads, kt], mutex, trace)
+    # the run queue on (step 2, session ``runq64``): threads + ksgxd may exceed the CPUs;
+    # the heap sized with the rows: each task's own event, an interrupted step's dead
+    # timeout and a spinner's stale pokes (every re-check while a task waits for a CPU
+    # arms one for the next tick) - 64 rows a task, ~100 KB at row 10's 65 tasks
+    co = take_engine(system, [*threads, kt], mutex, trace, runq=True, heap_capacity=HEAP_ROWS)
+    co.clk[C_MANY] = 1  # spinners beside the queue, the mutex's sleeping half (state.py)
     co.tasks[n, T_STATE] = TS_SLEEP
     co.tasks[n, T_PC] = P_WAIT
     co.wq[0] = 1
@@ -155,6 +184,8 @@ def _fold(
     tasks = (*threads, kt)
     for t, task in enumerate(tasks):
         fold_task(task, co.tasks[t])
+        task._resched = bool(co.tasks[t, T_RESCHED])
+    m.context_switches = int(clk[C_CSW])
     for c in range(m.nr_cpus):
         r = int(co.cpus[c])
         m.running[c] = None if r < 0 else tasks[r]
@@ -165,6 +196,10 @@ def _fold(
         assert isinstance(rq, CfsRunQueue)  # check_slots
         rq.min_vruntime = int(clk[C_MIN_VR])
         rq._idle = [c for c in range(m.nr_cpus) if co.cpus[c] < 0]
+        # the run queue's fields (empty at a clean end: every thread has left its CPU)
+        rq._seq += int(clk[C_RQ_SEQ])
+        rq._nonempty_since = int(clk[C_NONEMPTY_SINCE])
+        rq.wakeup_preemptions = int(clk[C_WAKEUP_PREEMPT])
     mutex = encl.lock
     mx = co.mtx[0]
     mutex.owner = None if mx[M_OWNER] < 0 else tasks[int(mx[M_OWNER])]
@@ -172,6 +207,7 @@ def _fold(
         mutex._free_since = int(mx[M_FREE_SINCE])
         mutex._freed_from = int(mx[M_FREED_FROM])
         mutex._handed_at = int(mx[M_HANDED_AT])
+        mutex.handoff = bool(mx[M_HANDOFF])
     else:  # a FifoMutex: its sleepers (none at a clean end; after a hand-back the
         # ``System`` is not run further, as ``run_pair``'s)
         assert isinstance(mutex, FifoMutex)  # check_slots
@@ -235,6 +271,7 @@ def run_threads(
             for th, (p, w) in zip(threads, data, strict=True)
         ]
     )
+    csw0, wp0 = int(co.clk[C_CSW]), int(co.clk[C_WAKEUP_PREEMPT])
     for t in range(n):
         spawn(co, t)  # each thread's process starts, in order (its Initialize's eid)
     counts: dict[str, int] = {}
@@ -254,17 +291,25 @@ def run_threads(
 
             ks = _serve(system, encl, ks, counts)
         pending = t
+    core = {
+        "switches": int(co.clk[C_CSW]) - csw0,
+        "preemptions": int(co.clk[C_WAKEUP_PREEMPT]) - wp0,
+        "interrupts": int(co.clk[C_INTERRUPTS]),
+        "contended": int(co.mtx[0, M_CONTENDED]),
+        "steals": int(co.mtx[0, M_STEALS]),
+        "handoffs": int(co.mtx[0, M_HANDOFFS]),
+    }
     _fold(system, threads, encl, secs, co, ks, rows)
     outcomes = [AccessOutcome(done=int(ts.tc[T.TC_DONE])) for ts in rows]
     pcs = [P_NAMES[int(co.tasks[t, T_PC])] for t in range(n)]
     if rc == IDLE:
         assert all(ts.tc[T.TC_FINISHED] for ts in rows)
-        return ThreadsResult(outcomes, None, pcs, services=counts)
+        return ThreadsResult(outcomes, None, pcs, services=counts, core=core)
     assert rc == HANDED_BACK
     hb = int(co.clk[C_HB])
     why = K.KB_NAMES[int(ks.kc[K.K_HB])] if hb >= 100 else HB_NAMES[hb]
     return ThreadsResult(
-        outcomes, why, pcs, int(co.clk[C_HB_TASK]), int(ks.kc[K.K_HB_PAGE]), services=counts
+        outcomes, why, pcs, int(co.clk[C_HB_TASK]), int(ks.kc[K.K_HB_PAGE]), counts, core
     )
 
 
