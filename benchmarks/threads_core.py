@@ -10,10 +10,12 @@ by ``threads_bridge.run_threads`` (every stream to its end, unsliced: the user p
 threads than CPUs (step 2, session ``runq64``: the core's run queue) a run the core hands
 back at the regime's end (ksgxd takes a waiting thread's TCS) is measured up to it:
 
-    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py [core|python] NTHREADS ACCESSES
+    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py MODE NTHREADS ACCESSES [UNTIL_US]
 
-``ACCESSES`` per thread. The core's machines must be compiled (a warm numba cache) for a
-figure of the run, not of the compile: the script runs a short warm-up first.
+``MODE`` is ``core`` or ``python``, ``ACCESSES`` per thread; ``UNTIL_US`` (``python``
+only): stop at that simulated instant (a core run's hand-back instant, for the same
+work). The core's machines must be compiled (a warm numba cache) for a figure of the run,
+not of the compile: the script runs a short warm-up first.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def build(nthreads: int, epc_pages: int = 1024, cpus: int = 16):  # type: ignore
     return system, threads, n
 
 
-def run(mode: str, nthreads: int, accesses: int) -> dict[str, object]:
+def run(mode: str, nthreads: int, accesses: int, until_us: float = 0) -> dict[str, object]:
     from epcsim.fast.driver.threads_bridge import run_threads, start_streams
 
     system, threads, n = build(nthreads)
@@ -62,7 +64,9 @@ def run(mode: str, nthreads: int, accesses: int) -> dict[str, object]:
         handed_back = r.handed_back
     else:
         start_streams(system, threads, streams)
-        system.machine.env.run()
+        # ``until_us``: stop there (the instant a core run of the same streams handed
+        # back: the same work, since the core is exact up to it)
+        system.machine.env.run(until=until_us * 1000 if until_us else None)
     cpu = time.process_time() - c0
     s = system.stats()
     acc = s["enclave_accesses"] - s0["enclave_accesses"]
@@ -80,9 +84,10 @@ def run(mode: str, nthreads: int, accesses: int) -> dict[str, object]:
 
 def main() -> None:
     mode, nthreads, accesses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    until_us = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
     if mode == "core":
         run("core", 1, 200)  # warm-up: the machines loaded from numba's cache
-    print(run(mode, nthreads, accesses))
+    print(run(mode, nthreads, accesses, until_us))
 
 
 if __name__ == "__main__":
