@@ -5,7 +5,8 @@ at any instant between two events (``PATHS.md``, "hand the queue back, not the t
 regime, else nothing moves (False). ``transfer_to_simpy.to_simpy(served)``: core -> SimPy,
 the mirror image. Session ``split`` moved the code, 608 lines, into the two modules and
 kept this one as the place both directions are described; session ``split2`` pointed their
-importers at the two modules and dropped its re-exports (it holds no code).
+importers at the two modules and dropped its re-exports (it holds no code). Session
+``spinfix`` moved the run queue's part of ``to_simpy`` into ``transfer_runqueue.py``.
 
 SimPy internals used (simpy 4.1.x, pinned to it in ``pyproject.toml``; pure Python):
 ``Environment._queue`` (a heap of ``(time, priority, eid, event)``), ``_now``, ``_eid`` (an

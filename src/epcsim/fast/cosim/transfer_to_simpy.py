@@ -18,7 +18,8 @@ appended to the ``Mutex.trace`` lists.
 
 Why a module of its own: one direction of the move (split from ``transfer.py`` by session
 ``split``, no code changed), with the generators and processes it builds (``_wait``,
-``_sleep_tail``, ``_lock_tail``, ``_process``, ``_finished``).
+``_sleep_tail``, ``_lock_tail``, ``_process``, ``_finished``); the run queue's waiting tasks
+and a hand-back inside a picked task's request are ``transfer_runqueue.py``'s.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Generator
 from functools import partial
-from heapq import heapify, heappush
+from heapq import heappush
 from itertools import count
 from typing import Any
 
@@ -36,7 +37,7 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.queue import pending
-from epcsim.fast.cosim.request import RQ_LOCK, RQ_RESCHED, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
+from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
@@ -51,7 +52,6 @@ from epcsim.fast.cosim.state import (
     C_NOW,
     C_POPS,
     C_QLEN,
-    C_RQ_SEQ,
     C_SERVED,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
@@ -65,13 +65,6 @@ from epcsim.fast.cosim.state import (
     HB_NAMES,
     HB_QUEUE_FULL,
     HB_TRACE_FULL,
-    K_DONE,
-    K_LOCK,
-    K_LOCK_TAKE,
-    K_MSLEEP,
-    K_NONE,
-    K_RUN,
-    K_USER,
     M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
@@ -84,15 +77,12 @@ from epcsim.fast.cosim.state import (
     M_WAIT_NS,
     M_WAITERS,
     T_BUSY,
-    T_CONT,
-    T_CONT_A,
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
     T_RESCHED,
     T_RQ,
     T_RQ_A,
-    T_RQ_SEQ,
     T_SLICE_START,
     T_SPIN_GEN,
     T_SPIN_M,
@@ -117,6 +107,7 @@ from epcsim.fast.cosim.state import (
     TS_SPIN,
     TS_STARTING,
 )
+from epcsim.fast.cosim.transfer_runqueue import _cont_handed_back, _picked, _run_queue
 
 
 def _triggered(env: Any) -> Event:
@@ -215,92 +206,6 @@ def _interrupted(st: Any, queued: list[tuple[int, int, int, int, int, int]]) -> 
         return True
     ends = [t for _, _, _, kind, t, _ in queued if kind == EV_END]
     return len(set(ends)) < len(ends) or any(int(tasks[t, T_STATE]) != TS_DONE for t in ends)
-
-
-def _picked(sv: Served, t: int, ev: Event) -> Gen:
-    """A task waiting in the run queue (``TS_RUNQ``), or picked with its event queued: its
-    wait on the run queue's event (``CfsRunQueue._enqueue``'s, ``FifoRunQueue.wake``'s),
-    then the rest of the request it needed the CPU for (``T_CONT``, ``state.K_*``), as
-    the reference goes on once picked: ``Task.run``, ``run_user``, ``lock`` before or after
-    its might_sleep point, ``FifoMutex._lock_slow``'s tail; nothing for a ``cond_resched``
-    or a sleep's tail (``K_DONE``). ``T_RQ`` names the request (``to_core`` then declines
-    while the task waits: its generator is none it recognises)."""
-    tasks = sv.st.tasks
-    k = int(tasks[t, T_CONT])
-    a = int(tasks[t, T_CONT_A])
-    tasks[t, T_RQ] = _CONT_RQ[k]
-    tasks[t, T_RQ_A] = a
-    yield ev
-    yield from _cont(sv, t, k, a)
-
-
-def _cont(sv: Served, t: int, k: int, a: int) -> Gen:
-    """The rest of the request task ``t`` needed a CPU for (continuation ``k``,
-    ``state.K_*``, with its argument ``a``), as the reference goes on once picked. Also
-    the rest of a continuation the core handed back in the middle of (``to_simpy``)."""
-    task = sv.tasks[t]
-    if k == K_RUN:
-        yield from task.run(a)
-    elif k == K_USER:
-        yield from task.run_user(a)
-    elif k == K_LOCK:
-        yield from task.lock(sv.mutexes[a])
-    elif k == K_LOCK_TAKE:
-        yield from task.lock(sv.mutexes[a], moved=True)
-    elif k == K_MSLEEP:
-        tasks = sv.st.tasks
-        fm = sv.mutexes[int(tasks[t, T_WAIT_M])]
-        assert isinstance(fm, FifoMutex)
-        yield from fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), None))
-
-
-def _cont_handed_back(sv: Served, t: int) -> Gen | None:
-    """The hand-back task ``t`` met the edge inside the rest of the request it was picked
-    for (``T_CONT`` set: ``dispatch.cont_after_pick``; session ``spinfix``), or None. Its
-    machine's pc is past that request (it blocked in it waiting for a CPU), so the rest
-    runs on SimPy first, then the machine. Where the rest stopped: a lock's, the only one
-    that hands back in a run that is not void, stops in ``lock_take`` (the contender would
-    sleep, would spin with a task waiting for a CPU, or locks recursively), past its
-    might_sleep point - so it goes on as ``K_LOCK_TAKE`` (``Task.lock(moved=True)``), and
-    the point is not evaluated twice."""
-    tasks = sv.st.tasks
-    k = int(tasks[t, T_CONT])
-    if k == K_NONE:
-        return None
-    a = int(tasks[t, T_CONT_A])
-    tasks[t, T_CONT] = K_NONE
-    if k not in (K_LOCK, K_LOCK_TAKE):
-        raise RuntimeError(f"to_simpy: task {t} handed back inside a continuation {k}")
-    tasks[t, T_RQ] = RQ_LOCK
-    tasks[t, T_RQ_A] = a
-    return _cont(sv, t, K_LOCK_TAKE, a)
-
-
-#: the request a ``T_CONT`` continues (``_picked``)
-_CONT_RQ = {K_DONE: RQ_RESCHED, K_RUN: RQ_RUN, K_USER: RQ_RUN_USER, K_LOCK: RQ_LOCK}
-_CONT_RQ.update({K_LOCK_TAKE: RQ_LOCK, K_MSLEEP: RQ_LOCK})
-
-
-def _run_queue(sv: Served, target: dict[int, Event]) -> None:
-    """The core's run queue into SimPy's: ``CfsRunQueue._rq`` (a heap of ``(vruntime,
-    seq, task, event)``, its ``_seq`` past the moved ones') or ``FifoRunQueue._waiters``
-    in arrival order; each waiting task's event is ``target``'s (``_picked`` waits on it)."""
-    st = sv.st
-    tasks = st.tasks
-    clk = st.clk
-    rq = sv.m.rq
-    waiting = sorted(
-        (int(tasks[t, T_RQ_SEQ]), t) for t in range(len(sv.tasks)) if tasks[t, T_RQ_SEQ] > 0
-    )
-    if isinstance(rq, FifoRunQueue):
-        rq._waiters = deque((sv.tasks[t], target[t]) for _, t in waiting)
-        return
-    assert isinstance(rq, CfsRunQueue)
-    base = rq._seq
-    rq._rq = [(int(tasks[t, T_VRUNTIME]), base + q, sv.tasks[t], target[t]) for q, t in waiting]
-    heapify(rq._rq)
-    rq._seq = base + int(clk[C_RQ_SEQ])
-    clk[C_RQ_SEQ] = 0  # the core's rows are stale until ``to_core`` (which writes them)
 
 
 def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], Event] | None:
