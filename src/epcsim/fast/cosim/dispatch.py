@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from epcsim.fast.cosim.flood_park import fire as flood_fire
+from epcsim.fast.cosim.flood_park import lock_taken
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, lock_take
@@ -29,11 +31,13 @@ from epcsim.fast.cosim.runqueue import yield_cpu
 from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
     C_BUDGET,
+    C_FL_PARKED,
     C_HB,
     C_MANY,
     C_NOW,
     C_POPS,
     C_QLEN,
+    EV_FLOOD,
     EV_INIT,
     EV_INTR,
     EV_POKE,
@@ -89,6 +93,8 @@ def handed_over(st, t):  # type: ignore[no-untyped-def]
     tasks[t, T_WAIT_M] = -1
     st.mtx[m, M_WAIT_NS] += st.clk[C_NOW] - tasks[t, T_LOCK_T0]
     log(st, np.int64(TR_HANDOFF), t, m)
+    if st.clk[C_FL_PARKED] > 0:
+        lock_taken(st, m)  # Task.lock's hook, once ``_lock_slow`` returned
 
 
 @core_jit
@@ -238,4 +244,9 @@ def next_resume(st):  # type: ignore[no-untyped-def]
         if kind == EV_INIT:
             tasks[t, T_STATE] = TS_READY
             return t
+        if kind == EV_FLOOD:
+            # a parked NOPAGE retrier's timer: its callback runs no process
+            # (``cosim/flood_park.py``)
+            flood_fire(st, t, payload >> 16)
+            continue
         # EV_END: a finished process; nobody waits for it

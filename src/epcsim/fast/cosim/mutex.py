@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from epcsim.fast.cosim.flood_park import came_first, lock_taken
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
-from epcsim.fast.cosim.mutex_sleep import slow, wake
+from epcsim.fast.cosim.mutex_sleep import go, slow, wake
 from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.runqueue import need_resched, resched_clear, yield_cpu
 from epcsim.fast.cosim.spin import spin_start
 from epcsim.fast.cosim.state import (
+    C_FL_PARKED,
     C_MANY,
     C_NOW,
     C_PICKUP,
@@ -49,6 +51,8 @@ from epcsim.fast.cosim.state import (
     HB_SPIN_RQ,
     K_LOCK,
     K_LOCK_TAKE,
+    LS_AFTER_SPIN,
+    LS_SPIN,
     M_CONTENDED,
     M_FIFO,
     M_FREE_SINCE,
@@ -62,10 +66,14 @@ from epcsim.fast.cosim.state import (
     M_WAITERS,
     NORMAL,
     R_BLOCKED,
+    R_FAIL,
     R_OK,
     R_STOP,
     T_CPU,
+    T_FL_DECIDE,
     T_LOCK_T0,
+    T_LS,
+    T_LS_M,
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
@@ -109,11 +117,13 @@ def lock_fast(st, t, m):  # type: ignore[no-untyped-def]
     if st.tasks[t, T_CPU] < 0 or not resched_clear(st, t):
         return False
     mtx = st.mtx
-    if mtx[m, M_OWNER] >= 0:
-        return False
+    if mtx[m, M_OWNER] >= 0 or st.tasks[t, T_FL_DECIDE] != 0:
+        return False  # (a parked retrier's decision: ``lock_take`` asks ``came_first``)
     mtx[m, M_OWNER] = t  # ``lock_take``'s fast path
     if mtx[m, M_WAITERS] > 0:  # ``_fast_taken``: a sleeper queued (``C_MANY``)
         steal(st, t, m)
+    if st.clk[C_FL_PARKED] > 0:
+        lock_taken(st, m)  # Task.lock's hook (fast/flood.py; cosim/flood_park.py)
     return True
 
 
@@ -131,10 +141,30 @@ def lock_take(st, t, m):  # type: ignore[no-untyped-def]
     mtx = st.mtx
     owner = mtx[m, M_OWNER]
     if owner < 0:
-        mtx[m, M_OWNER] = t  # the fast path
-        if mtx[m, M_WAITERS] > 0:
-            steal(st, t, m)
-        return R_OK
+        if tasks[t, T_FL_DECIDE] == 0 or not came_first(st, t, m):
+            mtx[m, M_OWNER] = t  # the fast path
+            if mtx[m, M_WAITERS] > 0:
+                steal(st, t, m)
+            if st.clk[C_FL_PARKED] > 0:
+                lock_taken(st, m)  # Task.lock's hook (fast/flood.py; cosim/flood_park.py)
+            return R_OK
+        # a parked retrier's decision found the lock released at this instant after its
+        # retry (``came_first``): ``_lock_slow`` on a free lock - it spins (``late``: no
+        # ``_can_spin``, only need_resched), and takes the lock ``mutex_pickup`` after the
+        # release if it stays free (``threads_bridge`` takes the parked flood only with
+        # every task on its own CPU, so need_resched stays clear)
+        mtx[m, M_CONTENDED] += 1
+        tasks[t, T_LOCK_T0] = st.clk[C_NOW]
+        if st.clk[C_MANY] == 0:
+            return spin_start(st, t, m)
+        tasks[t, T_LS_M] = m  # ``mutex_sleep.slow``'s bookkeeping, the spin not asked
+        if not need_resched(st, t):
+            tasks[t, T_LS] = LS_SPIN
+            r = spin_start(st, t, m)
+            if r != R_FAIL:
+                return r
+        tasks[t, T_LS] = LS_AFTER_SPIN
+        return go(st, t)
     if owner == t:
         return hand_back(st, np.int64(HB_RECURSIVE), t)
     if mtx[m, M_FIFO] != 0:

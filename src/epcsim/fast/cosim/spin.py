@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from epcsim.fast.cosim.flood_park import free_since as flood_free_since
+from epcsim.fast.cosim.flood_park import lock_taken
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.poke import poke
@@ -36,6 +38,7 @@ from epcsim.fast.cosim.runqueue import need_resched, next_tick, resched_clear
 from epcsim.fast.cosim.state import (
     C_BUDGET,
     C_EID,
+    C_FL_PARKED,
     C_MANY,
     C_NOW,
     C_PICKUP,
@@ -193,6 +196,10 @@ def spin_check(st, t):  # type: ignore[no-untyped-def]
     elif owner < 0:
         pickup = clk[C_PICKUP]
         free_since = mtx[m, M_FREE_SINCE]
+        if clk[C_FL_PARKED] > 0:
+            # parked NOPAGE retriers take and release the lock at their retries'
+            # instants too (``NopageFlood.free_since``; cosim/flood_park.py)
+            free_since = flood_free_since(st, m, free_since, now)
         if now - free_since >= pickup:
             take(st, t, m)  # ``_take``: a steal if a waiter is first on the wait list
             mtx[m, M_SPIN_ACQUIRED] += 1
@@ -225,6 +232,8 @@ def spin_got(st, t, m):  # type: ignore[no-untyped-def]
     tasks[t, T_LS_M] = -1
     st.mtx[m, M_WAIT_NS] += st.clk[C_NOW] - tasks[t, T_LOCK_T0]
     tasks[t, T_STATE] = TS_READY
+    if st.clk[C_FL_PARKED] > 0:
+        lock_taken(st, m)  # Task.lock's hook, once ``_lock_slow`` returned (fast/flood.py)
     return R_OK
 
 

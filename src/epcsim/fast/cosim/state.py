@@ -86,7 +86,15 @@ C_RESUMED_NOW = 29
 #: callers whose moves (``transfer``) do not carry these states
 C_MANY = 30
 C_WAKEUP_NS = 31  #: ``Costs.mutex_wakeup``: a woken ``LinuxMutex`` waiter's run (``C_MANY``)
-N_CLK = 32
+# The parked NOPAGE flood (``System(nopage_flood="bulk")``; ``cosim/flood_park.py``, the
+# restatement of ``fast/flood.py``; session ``flood6``)
+C_FLOOD = 32  #: 1: a retrier whose allocation finds no free page parks (``flood_park``)
+C_FL_PARKED = 33  #: rows parked now (``len(NopageFlood.parked)``)
+C_FL_SEQ = 34  #: parks so far, in order (``NopageFlood.parked``'s insertion order)
+C_FL_AEXF = 35  #: ``Costs.aex + Costs.fault_entry`` (a retry's last step)
+C_FL_BULK = 36  #: ``NopageFlood.bulk_retries`` not folded yet
+C_FL_PARKS = 37  #: ``NopageFlood.parks`` not folded yet
+N_CLK = 38
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -108,6 +116,9 @@ EV_END = 3  #: a process ended (SimPy schedules the Process event itself): nothi
 #: never pops it; with it at the head of the queue the core hands back (``HB_DEADLINE``),
 #: arg = its index in ``Served.stops``
 EV_STOP = 4
+#: a parked retrier's timer (``cosim/flood_park.py``: ``NopageFlood._timer``'s and
+#: ``_chain``'s timeouts, whose callbacks run no process); arg = ``FL_*`` | its datum << 2
+EV_FLOOD = 6
 #: ``Process.interrupt``'s Interruption (URGENT, now): a user step preempted at once
 #: (``Machine._resched`` -> ``run_user``'s ``except simpy.Interrupt``); the step's own
 #: timeout stays queued as an ``EV_END`` (its callback removed, still popped)
@@ -154,7 +165,25 @@ T_LS_M = 32
 T_WEV = 33
 #: 1: the user step was interrupted and the machine has yet to take it (``C_MANY``)
 T_INTR = 34
-N_TASK = 35
+# a parked NOPAGE retrier (``fast/flood.py``'s ``_Park``; ``cosim/flood_park.py``)
+T_FL = 35  #: 1 while parked (``thread in NopageFlood.parked``)
+T_FL_BASE = 36  #: ``_Park.base``: its retry cycles end at ``base + j * period`` (j >= 1)
+T_FL_PERIOD = 37  #: ``_Park.period``
+T_FL_COUNTED = 38  #: ``_Park.counted``: skipped retries already counted
+T_FL_FORCED = 39  #: ``_Park.forced`` (-1: None)
+T_FL_LOCK_CHECK = 40  #: ``_Park.lock_check`` (-1)
+T_FL_TICK_AT = 41  #: ``_Park.tick_at``
+T_FL_EV = 42  #: ``_Park.ev``: ``SE_NONE``/``SE_PENDING``/``SE_TRIGGERED``
+T_FL_GEN = 43  #: parks of this row so far (a timer of an earlier park never matches)
+T_FL_SEQ = 44  #: its place in ``NopageFlood.parked``'s order (``C_FL_SEQ`` at the park)
+T_FL_ERESUME = 45  #: ``_Park.eresume_ns``
+T_FL_TOUCHED = 46  #: ``_Park.touched``
+T_FL_M = 47  #: ``_Park.lock``: the mutex row its retries take
+T_FL_TCS = 48  #: the thread's TCS page index (``tcs_accessed``, ``page_changed``)
+T_FL_DECIDE = 49  #: ``NopageFlood._deciding[thread] + 1`` (0: none; ``came_first``)
+T_FL_LEFT = 50  #: skipped retries' latencies still to write (a full buffer's service)
+T_FL_IDX = 51  #: ``_Park.index``: the page its retries fault on
+N_TASK = 52
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued
@@ -171,6 +200,8 @@ TS_RUNQ = 8
 TS_INTR = 9
 #: asleep on a ``LinuxMutex``'s wait list (``T_LS_M``; ``mutex_sleep.py``, ``C_MANY``)
 TS_LSLEEP = 10
+#: a parked NOPAGE retrier holding its CPU (``flood_park``), waiting on ``_Park.ev``
+TS_PARK = 11
 
 # -- what a task waiting in the run queue goes on with once picked (``T_CONT``) ---------------
 #: no continuation: the task is not waiting in the run queue, or its continuation ran to its
@@ -218,7 +249,8 @@ M_STEALS = 9
 M_HANDOFFS = 10
 M_SPIN_ACQUIRED = 11
 M_FIFO = 12  #: 1: a ``FifoMutex`` (``Machine(mutex="fifo")``), 0: a ``LinuxMutex``
-N_MUTEX = 13
+M_FL_HOLDS = 13  #: ``NopageFlood._holds[mutex]``: holds seen while retriers were parked
+N_MUTEX = 14
 
 # -- trace: ``(ns, event, task, mutex)`` rows; ``TR_*`` names the event as ``Mutex._log`` ----
 TRACE_EVENTS = (

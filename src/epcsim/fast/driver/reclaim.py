@@ -44,8 +44,9 @@ from numba import njit
 
 from epcsim.arch import SGX_VA_SLOT_COUNT
 from epcsim.fast.cosim.borrow import member_at
+from epcsim.fast.cosim.flood_park import page_freed, wake_all
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
-from epcsim.fast.cosim.state import C_NOW, R_OK, T_CPU
+from epcsim.fast.cosim.state import C_FL_PARKED, C_NOW, R_OK, T_CPU
 from epcsim.fast.driver.encls import (
     NEED_VA_ROW,
     NOT_CHILD,
@@ -56,6 +57,7 @@ from epcsim.fast.driver.encls import (
     ewb,
     seal_record,
 )
+from epcsim.fast.driver.flood_rows import tcs_accessed, zapped
 from epcsim.fast.driver.kstate import (
     CN_IPI,
     CN_RECLAIM_BATCHES,
@@ -96,6 +98,7 @@ from epcsim.fast.driver.kstate import (
     K_ZAP,
     KB_RELEASE,
     KB_SECS,
+    KB_TCS,
     KB_UNEXPECTED,
     RC_CT,
     RC_I,
@@ -158,7 +161,7 @@ from epcsim.fast.ops.page_list import list_add_tail, list_del, pop_head_many
 from epcsim.fast.ops.va import va_take_slot
 from epcsim.kernel.encl_page import ENCL_PAGE_BEING_RECLAIMED
 from epcsim.kernel.epc import OWNER_SHIFT, SGX_EPC_PAGE_ON_LRU
-from epcsim.kernel.page_list import HEAD
+from epcsim.kernel.page_list import HEAD, LEN
 
 
 @njit(cache=True, nogil=True)
@@ -198,6 +201,8 @@ def reclaim_run(sp, kq, t, r):
             )  # fmt: skip
             if n < 0:
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, -1)
+            if st.clk[C_FL_PARKED] > 0 and ks.epc_ends[kc[K_LRU_ROW], LEN] == 0:
+                wake_all(st)  # ``lru_changed``: -EBUSY turns -ENOMEM (fast/flood.py)
             cnt[CN_SCANNED] += n
             for k in range(n):
                 page = batch[k, 0]
@@ -237,6 +242,8 @@ def reclaim_run(sp, kq, t, r):
             continue
         if pc == P_AGE_RUN:
             i = rw[RC_I]
+            if st.clk[C_FL_PARKED] > 0:
+                tcs_accessed(st, ks, batch[i, 1])  # a parked retrier's ERESUMEs (flood.py)
             if test_and_clear_young(ks.pflags, batch[i, 1]):
                 cnt[CN_YOUNG] += 1
                 lru_putback(
@@ -300,6 +307,9 @@ def reclaim_run(sp, kq, t, r):
             pc = P_ZAP_RUN
             continue
         if pc == P_ZAP_RUN:
+            if st.clk[C_FL_PARKED] > 0 and zapped(st, batch[rw[RC_I], 1]):
+                # a parked retrier's TCS: ``_tcs_zapped`` is not restated (flood_rows.py)
+                return _rstop(st, ks, t, r, pc, KB_TCS, batch[rw[RC_I], 1])
             zap_ptes(ks.pflags, batch[rw[RC_I], 1])
             res = perform(sp, t, np.int64(RQ_LOCK), es)
             if res != R_OK:
@@ -523,6 +533,8 @@ def reclaim_run(sp, kq, t, r):
             ks.ft[n, 0] = st.clk[C_NOW]
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
+            if st.clk[C_FL_PARKED] > 0:
+                page_freed(st)  # ``sgx_free_epc_page``'s hook (fast/flood.py)
             rw[RC_I] = i + 1
             pc = P_D
             continue

@@ -48,11 +48,14 @@ if TYPE_CHECKING:
     from epcsim.system import System
 
 
-def check_slots(system: System, n: int, fifo: bool = False) -> list[tuple[Any, Any]]:
+def check_slots(
+    system: System, n: int, fifo: bool = False, flood: bool = False
+) -> list[tuple[Any, Any]]:
     """The regime (module docstring) with up to ``n`` enclaves, each as the one enclave
     was (PATHS.md "Two enclaves in the regime", item 7): ``[(encl, SECS state)]`` in
     ``sgx.enclaves`` order, the enclave slots' order. ``fifo``: the model's FIFO run queue
-    and mutex are taken too (``threads_bridge``, whose fold handles them)."""
+    and mutex are taken too (``threads_bridge``, whose fold handles them); ``flood``: so is
+    ``nopage_flood="bulk"`` (``threads_bridge``: the parked flood, ``cosim/flood_park.py``)."""
     sgx = system.sgx
     m = system.machine
     if system.cpu.content_mode != "tag":
@@ -61,7 +64,7 @@ def check_slots(system: System, n: int, fifo: bool = False) -> list[tuple[Any, A
         _refuse("the reclaim policy is not KernelLru")
     if not isinstance(m.rq, CfsRunQueue | FifoRunQueue if fifo else CfsRunQueue):
         _refuse("the scheduler is not CFS")
-    if sgx.flood is not None:
+    if sgx.flood is not None and (not flood or sgx.flood.parked):
         _refuse("the NOPAGE flood is on")
     if m.nr_cpus > 63:
         _refuse("more than 63 CPUs (the LP masks are int64: kstate.K_INSIDE)")

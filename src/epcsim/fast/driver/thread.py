@@ -70,6 +70,7 @@ from numba import njit
 
 from epcsim.fast.access import resident_run, young_again
 from epcsim.fast.cosim.borrow import borrow, member, member_at, unborrow
+from epcsim.fast.cosim.flood_park import park_begin, park_end, park_wait
 from epcsim.fast.cosim.request import (
     RQ_EXIT,
     RQ_RUN,
@@ -77,26 +78,33 @@ from epcsim.fast.cosim.request import (
     perform,
 )
 from epcsim.fast.cosim.state import (
+    C_FL_AEXF,
+    C_FLOOD,
+    C_HB,
     C_INTERRUPTS,
     C_MANY,
     C_NOW,
     C_SERVED,
     R_BLOCKED,
     R_OK,
+    R_STOP,
     T_CPU,
+    T_FL_LEFT,
     T_INTR,
     T_PC,
     T_USER_T0,
 )
 from epcsim.fast.driver.eldu import enter_check, tcs_refused
 from epcsim.fast.driver.encls import epcm_secs_is_mine
+from epcsim.fast.driver.flood_rows import parkable, touch
 from epcsim.fast.driver.hook_stop import hook_stop
-from epcsim.fast.driver.ksgxd import _blocked, _stop
+from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     K_EPOCH,
     K_INITIALIZED,
     K_INSIDE,
     K_SECS_EPC,
+    K_SVC,
     K_TRACKING,
     KB_EAUG,
     KB_ENTRY,
@@ -106,6 +114,7 @@ from epcsim.fast.driver.kstate import (
     KB_TCS,
     KB_TOP,
     KB_UNEXPECTED,
+    SVC_LAT_FULL,
 )
 from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.thread_pc import (
@@ -119,6 +128,8 @@ from epcsim.fast.driver.thread_pc import (
     P_FRESCHED,
     P_LEAF_RUN,
     P_NEXT,
+    P_PARK,
+    P_PARK_LAT,
     P_TOP,
     P_UINTR,
     P_URESCHED,
@@ -127,6 +138,7 @@ from epcsim.fast.driver.thread_pc import (
 from epcsim.fast.driver.trim import P_DIRECT, trim_rows
 from epcsim.fast.driver.tstate import (
     MODE_EACCEPT,
+    MODE_STREAM,
     MODE_TRIM,
     TC_ACCESS_NS,
     TC_CHUNK_MAX,
@@ -145,6 +157,7 @@ from epcsim.fast.driver.tstate import (
     TC_IDX,
     TC_K,
     TC_K2,
+    TC_LAT_N,
     TC_MODE,
     TC_N,
     TC_NOTE_N,
@@ -155,6 +168,9 @@ from epcsim.fast.driver.tstate import (
     TC_TCS,
     TN_ACCESSES,
     TN_EACCEPT,
+    TN_EBUSY,
+    TN_FAULTS,
+    TN_RETRIES,
     thread_row,
 )
 from epcsim.fast.driver.vma_fault import fault_rows, is_fault_pc
@@ -386,7 +402,48 @@ def thread_run(p, t):
             pc = P_URESCHED
             continue
         if pc in (P_URESCHED, P_FRESCHED):
+            if (
+                pc == P_FRESCHED
+                and st.clk[C_FLOOD] != 0
+                and tc[TC_MODE] == MODE_STREAM
+                and parkable(st, ks, tc, t)
+            ):
+                # ``_fault_or_park``: the retry failed for want of a free EPC page and the
+                # next ones would fail alike: the thread parks (``fast/flood.py``)
+                park_begin(st, t, es, tc[TC_IDX], tc[TC_TCS], tc[TC_ERESUME_NS])
+                return _blocked(st, t, P_PARK, R_STOP if st.clk[C_HB] != 0 else R_BLOCKED)
             pc = P_TOP
+            continue
+        # -- T7': a parked NOPAGE retrier (``fast/flood.py``, ``cosim/flood_park.py``) -------
+        if pc == P_PARK:
+            if not park_wait(st, t):
+                return _blocked(st, t, P_PARK, R_STOP if st.clk[C_HB] != 0 else R_BLOCKED)
+            touch(st, ks, t, st.clk[C_NOW])
+            n = park_end(st, t)
+            tcnt[TN_FAULTS] += n
+            tcnt[TN_EBUSY] += n
+            tcnt[TN_RETRIES] += n
+            st.tasks[t, T_FL_LEFT] = n
+            pc = P_PARK_LAT
+            continue
+        if pc == P_PARK_LAT:
+            # the skipped retries' latencies (``_count``), then ``_fault(charged=True)``
+            left = st.tasks[t, T_FL_LEFT]
+            lat = ts.lat
+            while left > 0:
+                n = tcl[TC_LAT_N]
+                if n >= lat.size:
+                    st.tasks[t, T_FL_LEFT] = left
+                    ks.kc[K_SVC] = SVC_LAT_FULL
+                    st.tasks[t, T_PC] = P_PARK_LAT
+                    return R_SVC
+                k = min(left, lat.size - n)
+                lat[n : n + k] = st.clk[C_FL_AEXF]
+                tcl[TC_LAT_N] = n + k
+                left -= k
+            st.tasks[t, T_FL_LEFT] = 0
+            tc[TC_T0] = st.clk[C_NOW] - tc[TC_FAULT_NS]
+            pc = P_FAULT_RUN
             continue
         # -- T3-T7: sgx_vma_fault, ELDU, the map or -EBUSY, the unlock (``vma_fault.py``) ----
         if is_fault_pc(pc):

@@ -43,11 +43,14 @@ P_ERESCHED = 51  #: E4: the loop's ``cond_resched()`` is over: ``i += 1``, E0
 #: T1: the user step was interrupted (a wake-up preemption, ``C_MANY``: session ``runq64``)
 #: and ``run_user``'s ``_schedule`` is over: the accesses run so far, then ``cond_resched()``
 P_UINTR = 52
+# the parked NOPAGE flood (``System(nopage_flood="bulk")``, ``cosim/flood_park.py``)
+P_PARK = 53  #: T7: parked after a failed retry; resumed by its ``_Park.ev``
+P_PARK_LAT = 54  #: T7: the skipped retries' latencies written, then the decision's fault
 P_NAMES = (
     "top", "enter", "access", "user", "fault", "locked", "alloc", "allocated",
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
     "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
-    "uresched", "fresched", "eresched", "uintr",
+    "uresched", "fresched", "eresched", "uintr", "park", "park_lat",
 )  # fmt: skip
 assert P_NAMES.index("uresched") == P_URESCHED
 assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets

@@ -50,6 +50,11 @@ from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
     C_CSW,
+    C_FL_AEXF,
+    C_FL_BULK,
+    C_FL_PARKED,
+    C_FL_PARKS,
+    C_FLOOD,
     C_HB,
     C_HB_TASK,
     C_INTERRUPTS,
@@ -142,11 +147,20 @@ def _check_threads(system: System, threads: Sequence[EnclaveThread], encl: Any) 
         _refuse("two threads share a TCS (EENTER would find it busy)")
     if len({id(t) for t in threads}) != len(threads):
         _refuse("a thread is listed twice")
+    if system.sgx.flood is not None and len(threads) + 1 > system.machine.nr_cpus:
+        # a parked retrier's need_resched at its decision instants (the tick with a task
+        # waiting for a CPU, ``rq_changed``, ``wake``) is not restated: step 3 with the
+        # run queue is left (PATHS.md, "What is built: step 3's parked flood")
+        _refuse("the NOPAGE flood with more threads and ksgxd than CPUs")
 
 
 def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -> CoState:
     """The core at the call's entry: task rows 0..N-1 the threads about to start, N ksgxd
-    asleep on ``ksgxd_waitq``, ``encl->lock`` free, every CPU idle."""
+    asleep on ``ksgxd_waitq``, ``encl->lock`` free, every CPU idle. With
+    ``nopage_flood="bulk"`` a retrier whose allocation finds no free page parks
+    (``C_FLOOD``, ``cosim/flood_park.py``). Its timers stay queued once stale, as SimPy's
+    do (a park's tick timer up to a tick ahead, one per park): ``HEAP_ROWS`` has room for
+    them (a full heap hands back ``HB_QUEUE_FULL``; 64 rows overflowed at once)."""
     kt = system.sgx.ksgxd_task
     assert kt is not None
     mutex = threads[0].encl.lock
@@ -157,6 +171,10 @@ def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -
     # arms one for the next tick) - 64 rows a task, ~100 KB at row 10's 65 tasks
     co = take_engine(system, [*threads, kt], mutex, trace, runq=True, heap_capacity=HEAP_ROWS)
     co.clk[C_MANY] = 1  # spinners beside the queue, the mutex's sleeping half (state.py)
+    if system.sgx.flood is not None:  # the parked flood (``cosim/flood_park.py``)
+        costs = system.machine.costs
+        co.clk[C_FLOOD] = 1
+        co.clk[C_FL_AEXF] = costs.aex + costs.fault_entry
     co.tasks[n, T_STATE] = TS_SLEEP
     co.tasks[n, T_PC] = P_WAIT
     co.wq[0] = 1
@@ -211,6 +229,12 @@ def _fold(
     else:  # a FifoMutex: its sleepers (none at a clean end; after a hand-back the
         # ``System`` is not run further, as ``run_pair``'s)
         assert isinstance(mutex, FifoMutex)  # check_slots
+    flood = system.sgx.flood
+    if flood is not None:  # the parked flood's counters (``cosim/flood_park.py``)
+        flood.bulk_retries += int(clk[C_FL_BULK])
+        flood.parks += int(clk[C_FL_PARKS])
+        clk[C_FL_BULK] = 0
+        clk[C_FL_PARKS] = 0
     mutex.contended += int(mx[M_CONTENDED])
     mutex.wait_ns += int(mx[M_WAIT_NS])
     mutex.steals += int(mx[M_STEALS])
@@ -253,7 +277,7 @@ def run_threads(
     docstring); ``system`` in the regime (ValueError otherwise). The reference's
     equivalent is ``start_streams(system, threads, streams, writes)``, then
     ``env.run()``."""
-    encl, secs = check_slots(system, 1, fifo=True)[0]
+    encl, secs = check_slots(system, 1, fifo=True, flood=True)[0]
     if len(streams) != len(threads) or (writes is not None and len(writes) != len(threads)):
         raise ValueError("streams, writes: one per thread")
     _check_threads(system, threads, encl)
@@ -303,7 +327,7 @@ def run_threads(
     outcomes = [AccessOutcome(done=int(ts.tc[T.TC_DONE])) for ts in rows]
     pcs = [P_NAMES[int(co.tasks[t, T_PC])] for t in range(n)]
     if rc == IDLE:
-        assert all(ts.tc[T.TC_FINISHED] for ts in rows)
+        assert all(ts.tc[T.TC_FINISHED] for ts in rows) and co.clk[C_FL_PARKED] == 0
         return ThreadsResult(outcomes, None, pcs, services=counts, core=core)
     assert rc == HANDED_BACK
     hb = int(co.clk[C_HB])

@@ -41,9 +41,10 @@ import numpy as np
 from numba import njit
 
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
-from epcsim.fast.cosim.state import C_NOW, R_OK, T_PC, T_RQ_RET
+from epcsim.fast.cosim.state import C_FL_PARKED, C_NOW, R_OK, T_PC, T_RQ_RET
 from epcsim.fast.driver import trim
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit
+from epcsim.fast.driver.flood_rows import page_loaded
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
@@ -276,6 +277,8 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             was = page_class(ks.desc, ks.pflags, idx)
             ks.desc[idx] = page
             count_move(ke, was, page_class(ks.desc, ks.pflags, idx))
+            if st.clk[C_FL_PARKED] > 0:
+                page_loaded(st, idx)  # the NOPAGE flood's ``page_changed`` (fast/flood.py)
             # load_page: secs_child_cnt, sgx_mark_page_reclaimable
             ke[K_CHILD_CNT] += 1
             ks.epc_flags[page] |= SGX_EPC_PAGE_RECLAIMER_TRACKED

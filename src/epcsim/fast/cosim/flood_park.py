@@ -1,0 +1,421 @@
+"""The parked NOPAGE flood on the core: ``fast/flood.py`` restated over the core's arrays.
+
+``System(nopage_flood="bulk")`` (a named deviation, off by default; its definition, bound
+and reasons are ``fast/flood.py``'s docstring) parks an enclave thread whose retry found no
+free EPC page: it keeps its CPU and sleeps until the first *decision instant* at which a
+retry may differ. This module is that parking as the core runs it (session ``flood6``,
+PATHS.md "Several threads on the core", N7): each function below restates the
+``NopageFlood`` method it is named after, step for step and in the same event order, so
+the core's run with the option equals the fast engine's run in Python with it. A change to
+``flood.py`` changes the function here in the same commit.
+
+The state: ``NopageFlood.parked`` is the task rows with ``T_FL`` set (their ``_Park`` the
+``T_FL_*`` columns; the dict's insertion order is ``T_FL_SEQ``), ``_holds`` is
+``mtx[m, M_FL_HOLDS]``, ``_deciding`` is ``T_FL_DECIDE``. A ``_Park.ev`` is ``T_FL_EV``
+(pending: the row in ``TS_PARK``; its ``succeed`` an ``EV_RESUME`` now, so the machine goes
+on at its park's pc, ``driver/thread.py``'s ``P_PARK``). The timers - ``_timer``'s and
+``_chain``'s timeouts, whose callbacks resume no process - are ``EV_FLOOD`` events, their
+callbacks ``fire``; a timer of an earlier park of the same row carries an older
+``T_FL_GEN`` and never matches, as ``parked.get(thread) is p`` is false for it.
+
+What the core takes (the regime of ``threads_bridge.run_threads``: every task its own
+CPU): nothing waits for a CPU, so ``_resched_due`` is the row's ``T_RESCHED`` alone
+(``tick_resched`` is false with an empty run queue, CFS's and FIFO's) and ``rq_changed``
+and ``wake`` (need_resched) never act. A TCS zapped while its thread is parked
+(``_tcs_zapped``) is not restated: the driver hands back there (``driver/flood_rows.py``).
+The kernel-state hooks (``tcs_accessed``, ``page_changed``, the parkable test) are
+``driver/flood_rows.py``'s: they read the enclave's arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from epcsim.engine.sched import TICK_NS
+from epcsim.fast.cosim.jit import core_jit
+from epcsim.fast.cosim.queue import schedule
+from epcsim.fast.cosim.state import (
+    C_FIFO_SCHED,
+    C_FIFO_SLICE,
+    C_FL_AEXF,
+    C_FL_BULK,
+    C_FL_PARKED,
+    C_FL_PARKS,
+    C_FL_SEQ,
+    C_NOW,
+    EV_FLOOD,
+    EV_RESUME,
+    M_FIFO,
+    M_FL_HOLDS,
+    M_FREE_SINCE,
+    M_FREED_FROM,
+    M_OWNER,
+    NORMAL,
+    SE_NONE,
+    SE_PENDING,
+    SE_TRIGGERED,
+    T_BUSY,
+    T_FL,
+    T_FL_BASE,
+    T_FL_COUNTED,
+    T_FL_DECIDE,
+    T_FL_ERESUME,
+    T_FL_EV,
+    T_FL_FORCED,
+    T_FL_GEN,
+    T_FL_IDX,
+    T_FL_LOCK_CHECK,
+    T_FL_M,
+    T_FL_PERIOD,
+    T_FL_SEQ,
+    T_FL_TCS,
+    T_FL_TICK_AT,
+    T_FL_TOUCHED,
+    T_RESCHED,
+    T_SLICE_START,
+    T_STATE,
+    T_STEP_END,
+    T_STEP_NS,
+    TS_PARK,
+)
+
+FL_TIMER = 0  #: ``EV_FLOOD``'s arg: a row's ``_timer`` (datum: its park's ``T_FL_GEN``)
+FL_CHAIN = 1  #: a hold's ``_chain`` look (the event's task field is the mutex; datum: hold)
+_TICK = np.int64(TICK_NS)
+
+
+@core_jit(inline="always")
+def next_decision(tasks, t, at):  # type: ignore[no-untyped-def]
+    """``_next_decision``: the first decision instant at or after ``at`` (never the one the
+    park began at)."""
+    base = tasks[t, T_FL_BASE]
+    period = tasks[t, T_FL_PERIOD]
+    j = -(-(at - base) // period)
+    if j < 1:
+        j = 1
+    return base + j * period
+
+
+@core_jit
+def next_parked(tasks, after_seq):  # type: ignore[no-untyped-def]
+    """The parked row next in ``NopageFlood.parked``'s order after the one whose
+    ``T_FL_SEQ`` is ``after_seq`` (-1: the first), or -1: how ``for p in parked.values()``
+    walks the dict (a row parked again is re-inserted at its end)."""
+    best = -1
+    best_seq = 0
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0:
+            s = tasks[r, T_FL_SEQ]
+            if s > after_seq and (best < 0 or s < best_seq):
+                best = r
+                best_seq = s
+    return best
+
+
+@core_jit
+def timer(st, t, at):  # type: ignore[no-untyped-def]
+    """``_timer``: a timeout at ``at`` whose callback succeeds row ``t``'s ``_Park.ev``
+    if that park is still on and its event pending (``fire``)."""
+    gen = st.tasks[t, T_FL_GEN]
+    schedule(
+        st, at - st.clk[C_NOW], np.int64(NORMAL), np.int64(EV_FLOOD), t,
+        np.int64(FL_TIMER) | (gen << 2),
+    )  # fmt: skip
+
+
+@core_jit
+def trigger(st, t):  # type: ignore[no-untyped-def]
+    """``p.ev.succeed()``: the parked row resumes at an ``EV_RESUME`` now."""
+    st.tasks[t, T_FL_EV] = SE_TRIGGERED
+    schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
+
+
+@core_jit
+def next_tick(st, t, at):  # type: ignore[no-untyped-def]
+    """``rq.next_tick(thread, at=at)``: CFS's next tick after ``at``, or the FIFO policy's
+    ``max(at + 1, slice_start + sched_slice_ns)``."""
+    clk = st.clk
+    if clk[C_FIFO_SCHED] != 0:
+        return max(at + 1, st.tasks[t, T_SLICE_START] + clk[C_FIFO_SLICE])
+    return at - at % _TICK + _TICK
+
+
+@core_jit
+def plan_tick(st, t):  # type: ignore[no-untyped-def]
+    """``_plan_tick``: a timer at the next decision instant where a tick may set
+    need_resched. ``_resched_due`` is ``T_RESCHED`` alone here (module docstring)."""
+    tasks = st.tasks
+    c = next_decision(tasks, t, st.clk[C_NOW])
+    if tasks[t, T_RESCHED] == 0:
+        c = next_decision(tasks, t, next_tick(st, t, c))
+    tasks[t, T_FL_TICK_AT] = c
+    timer(st, t, c)
+
+
+@core_jit
+def force(st, t):  # type: ignore[no-untyped-def]
+    """``_force``: row ``t`` resumes at its next decision instant."""
+    tasks = st.tasks
+    c = next_decision(tasks, t, st.clk[C_NOW])
+    f = tasks[t, T_FL_FORCED]
+    if f < 0 or c < f:
+        tasks[t, T_FL_FORCED] = c
+        timer(st, t, c)
+
+
+@core_jit
+def park_begin(st, t, m, idx, tcs, eresume_ns):  # type: ignore[no-untyped-def]
+    """``park``'s start: row ``t`` (on its CPU, its retry on page ``idx`` just failed) parks
+    on ``encl->lock`` ``m``; each retry cycle is ``eresume_ns + aex + fault_entry``. The
+    row waits (``TS_PARK``) on its ``_Park.ev``; the caller returns R_BLOCKED."""
+    tasks = st.tasks
+    clk = st.clk
+    now = clk[C_NOW]
+    tasks[t, T_FL] = 1
+    tasks[t, T_FL_BASE] = now
+    tasks[t, T_FL_PERIOD] = clk[C_FL_AEXF] + eresume_ns
+    tasks[t, T_FL_COUNTED] = 0
+    tasks[t, T_FL_FORCED] = -1
+    tasks[t, T_FL_LOCK_CHECK] = -1
+    tasks[t, T_FL_TICK_AT] = 0
+    tasks[t, T_FL_EV] = SE_NONE
+    tasks[t, T_FL_GEN] += 1
+    tasks[t, T_FL_SEQ] = clk[C_FL_SEQ]
+    clk[C_FL_SEQ] += 1
+    tasks[t, T_FL_ERESUME] = eresume_ns
+    tasks[t, T_FL_TOUCHED] = now
+    tasks[t, T_FL_M] = m
+    tasks[t, T_FL_TCS] = tcs
+    tasks[t, T_FL_IDX] = idx
+    clk[C_FL_PARKED] += 1
+    clk[C_FL_PARKS] += 1
+    plan_tick(st, t)
+    if st.mtx[m, M_OWNER] >= 0:  # parking inside another task's hold
+        c = next_decision(tasks, t, now)
+        tasks[t, T_FL_LOCK_CHECK] = c
+        timer(st, t, c)
+    tasks[t, T_FL_EV] = SE_PENDING
+    tasks[t, T_STATE] = TS_PARK
+
+
+@core_jit
+def park_wait(st, t):  # type: ignore[no-untyped-def]
+    """``park``'s loop body, the row resumed by its ``_Park.ev``: True at a decision
+    instant where the retry runs for real (the loop's ``break``), else False with a new
+    ``_Park.ev`` pending (the caller returns R_BLOCKED)."""
+    tasks = st.tasks
+    now = st.clk[C_NOW]
+    f = tasks[t, T_FL_FORCED]
+    if f >= 0 and f <= now:
+        return True
+    if tasks[t, T_FL_LOCK_CHECK] == now:
+        m = tasks[t, T_FL_M]
+        if st.mtx[m, M_OWNER] >= 0 or released_after_retry(st, m, now):
+            return True
+    if tasks[t, T_FL_TICK_AT] <= now:
+        if tasks[t, T_RESCHED] != 0:
+            return True
+        plan_tick(st, t)
+    tasks[t, T_FL_EV] = SE_PENDING
+    tasks[t, T_STATE] = TS_PARK
+    return False
+
+
+@core_jit
+def park_end(st, t):  # type: ignore[no-untyped-def]
+    """``park``'s end at a decision instant (after ``_touch``, the driver's): the row
+    leaves ``parked``, is ``_deciding``, its skipped retries up to the one deciding now
+    are counted (``_count``: returned, the caller adds its counters and latencies) and
+    every cycle is busy time."""
+    tasks = st.tasks
+    clk = st.clk
+    now = clk[C_NOW]
+    tasks[t, T_FL] = 0
+    clk[C_FL_PARKED] -= 1
+    tasks[t, T_FL_DECIDE] = now + 1
+    period = tasks[t, T_FL_PERIOD]
+    j = (now - tasks[t, T_FL_BASE]) // period
+    n = j - 1 - tasks[t, T_FL_COUNTED]
+    if n > 0:
+        tasks[t, T_FL_COUNTED] = j - 1
+        clk[C_FL_BULK] += n
+    else:
+        n = 0
+    tasks[t, T_BUSY] += j * period
+    return n
+
+
+@core_jit
+def fire(st, t, arg):  # type: ignore[no-untyped-def]
+    """An ``EV_FLOOD`` popped: ``_timer``'s callback (``FL_TIMER``, row ``t``) or a hold's
+    look (``FL_CHAIN``, ``t`` the mutex)."""
+    datum = arg >> 2
+    if arg & 3 == FL_TIMER:
+        tasks = st.tasks
+        if tasks[t, T_FL] != 0 and tasks[t, T_FL_GEN] == datum and tasks[t, T_FL_EV] == SE_PENDING:
+            trigger(st, t)
+    else:
+        chain_fire(st, t, datum)
+
+
+@core_jit
+def page_freed(st):  # type: ignore[no-untyped-def]
+    """``page_freed``: the parked retrier whose next decision comes first resumes there
+    (the first in ``parked``'s order at a tie; one already resuming by then is passed)."""
+    tasks = st.tasks
+    now = st.clk[C_NOW]
+    best = -1
+    best_at = 0
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0:
+        c = next_decision(tasks, r, now)
+        f = tasks[r, T_FL_FORCED]
+        if not (f >= 0 and f <= c) and (best < 0 or c < best_at):
+            best = r
+            best_at = c
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+    if best >= 0:
+        force(st, best)
+
+
+@core_jit
+def wake_all(st):  # type: ignore[no-untyped-def]
+    """``wake_all``: every parked retrier resumes (the LRU emptied), in ``parked``'s order."""
+    tasks = st.tasks
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0:
+        force(st, r)
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+
+
+@core_jit
+def released_after_retry(st, m, at):  # type: ignore[no-untyped-def]
+    """``_released_after_retry``: ``m`` was released at ``at`` by a step begun after a
+    retry deciding at ``at`` began its last one (a ``FifoMutex`` has no ``_freed_from``)."""
+    mtx = st.mtx
+    if mtx[m, M_FIFO] != 0:
+        return False
+    return mtx[m, M_FREE_SINCE] == at and mtx[m, M_FREED_FROM] > at - st.clk[C_FL_AEXF]
+
+
+@core_jit
+def came_first(st, t, m):  # type: ignore[no-untyped-def]
+    """``came_first``, asked by ``lock_take`` with ``m`` free: ``t`` resumed from a park at
+    this decision instant and ``m`` was released at this very instant after the
+    reference's retry found it held (``_deciding`` popped)."""
+    tasks = st.tasks
+    d = tasks[t, T_FL_DECIDE]
+    if d == 0:
+        return False
+    tasks[t, T_FL_DECIDE] = 0
+    now = st.clk[C_NOW]
+    return d - 1 == now and released_after_retry(st, m, now)
+
+
+@core_jit
+def lock_taken(st, m):  # type: ignore[no-untyped-def]
+    """``lock_taken``: ``m`` was just taken (by its owner) while retriers are parked; one
+    chain of looks per hold, the first at the earliest decision instant, now included
+    unless the locker's last step began before a retry's last step (a tie)."""
+    mtx = st.mtx
+    hold = mtx[m, M_FL_HOLDS] + 1
+    mtx[m, M_FL_HOLDS] = hold
+    now = st.clk[C_NOW]
+    locker = mtx[m, M_OWNER]
+    tasks = st.tasks
+    if locker >= 0 and tasks[locker, T_STEP_END] == now:
+        locker_from = now - tasks[locker, T_STEP_NS]
+    else:
+        locker_from = now
+    retry_from = now - st.clk[C_FL_AEXF]
+    chain(st, m, hold, now if locker_from <= retry_from else now + 1)
+
+
+@core_jit
+def chain(st, m, hold, after):  # type: ignore[no-untyped-def]
+    """``_chain``: the hold's next look at the first decision instant at or after
+    ``after`` of the retriers parked on ``m``."""
+    tasks = st.tasks
+    first = -1
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0 and tasks[r, T_FL_M] == m:
+            c = next_decision(tasks, r, after)
+            if first < 0 or c < first:
+                first = c
+    if first < 0:
+        return
+    schedule(
+        st, first - st.clk[C_NOW], np.int64(NORMAL), np.int64(EV_FLOOD), m,
+        np.int64(FL_CHAIN) | (hold << 2),
+    )  # fmt: skip
+
+
+@core_jit
+def chain_fire(st, m, hold):  # type: ignore[no-untyped-def]
+    """``_chain``'s callback at ``at`` = now: if the hold goes on (or was released at this
+    instant after the retries), the retriers deciding now resume, in ``parked``'s order."""
+    mtx = st.mtx
+    if mtx[m, M_FL_HOLDS] != hold:
+        return
+    at = st.clk[C_NOW]
+    if mtx[m, M_OWNER] < 0 and not released_after_retry(st, m, at):
+        return
+    tasks = st.tasks
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0:
+        base = tasks[r, T_FL_BASE]
+        if tasks[r, T_FL_M] == m and at > base and (at - base) % tasks[r, T_FL_PERIOD] == 0:
+            tasks[r, T_FL_LOCK_CHECK] = at
+            if tasks[r, T_FL_EV] == SE_PENDING:
+                trigger(st, r)
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+    chain(st, m, hold, at + 1)
+
+
+@core_jit
+def free_since(st, m, since, now):  # type: ignore[no-untyped-def]
+    """``free_since``: when ``m`` was last released, counting each skipped retry's take and
+    release at its decision instant (a spinner's pick-up wait restarts at each)."""
+    tasks = st.tasks
+    last = since
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0 and tasks[r, T_FL_M] == m:
+            base = tasks[r, T_FL_BASE]
+            period = tasks[r, T_FL_PERIOD]
+            j = (now - base) // period
+            if j >= 1:
+                d = base + j * period
+                if d > last:
+                    last = d
+    return last
+
+
+@core_jit(inline="always")
+def touched_since(tasks, t, now):  # type: ignore[no-untyped-def]
+    """``_touch``'s test: a skipped retry's ERESUME completed after ``T_FL_TOUCHED`` and by
+    ``now`` (the cycles start at ``base + k * period``, ERESUME ends ``eresume`` later).
+    Moves ``T_FL_TOUCHED`` to ``now``; the caller sets the Accessed bit when True."""
+    e = tasks[t, T_FL_ERESUME]
+    hit = False
+    if e != 0:
+        first = tasks[t, T_FL_BASE] + e
+        if now >= first:
+            period = tasks[t, T_FL_PERIOD]
+            last = first + (now - first) // period * period
+            hit = last > tasks[t, T_FL_TOUCHED]
+        tasks[t, T_FL_TOUCHED] = now
+    return hit
+
+
+__all__ = [
+    "came_first",
+    "fire",
+    "free_since",
+    "lock_taken",
+    "next_parked",
+    "page_freed",
+    "park_begin",
+    "park_end",
+    "park_wait",
+    "wake_all",
+]

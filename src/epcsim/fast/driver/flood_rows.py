@@ -1,0 +1,117 @@
+"""The parked NOPAGE flood's hooks in the kernel's state, on the core (``fast/flood.py``;
+the engine half is ``cosim/flood_park.py``, session ``flood6``).
+
+``fast/flood.py``'s parking reads and writes the enclave's state at a few points: whether
+a retry may park (``NopageFlood.parkable``), the skipped ERESUMEs' Accessed bit on the TCS
+(``tcs_accessed``, ``_touch``), and the page a retrier waits for loaded, or its TCS zapped,
+by another task (``page_changed``). These are those points over the machines' ``KState``,
+each restating the method it is named after; the machines call them where the reference
+calls the hook (``thread.py``'s ``P_FRESCHED``, ``vma_fault.py``'s ELDU, ``reclaim.py``'s
+young test and zap).
+
+Not restated: a parked retrier's TCS zapped (``_tcs_zapped``: the ERESUME of the cycle
+under way fails if the TCS is blocked by its end). ``zapped`` tells the reclaimer, which
+hands back there (``KB_TCS``) before the zap: the TCS of a thread whose ERESUMEs keep its
+Accessed bit set is rarely a victim (it must be found old twice within one retry cycle).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from epcsim.fast.cosim.flood_park import force, next_parked, touched_since
+from epcsim.fast.cosim.state import (
+    C_NOW,
+    C_RQ_LEN,
+    T_CPU,
+    T_FL,
+    T_FL_IDX,
+    T_FL_SEQ,
+    T_FL_TCS,
+    T_RESCHED,
+)
+from epcsim.fast.driver.kstate import K_INSIDE, K_LRU_ROW, K_NR_FREE, K_SECS_EPC
+from epcsim.fast.driver.tstate import TC_ENTERED, TC_IDX, TC_TCS
+from epcsim.kernel.encl_page import (
+    ENCL_PAGE_PRESENT,
+    ENCL_PAGE_PTE_PRESENT,
+    ENCL_PAGE_PTE_YOUNG,
+)
+from epcsim.kernel.page_list import LEN
+
+
+@njit(cache=True, nogil=True, inline="always")
+def parkable(st, ks, tc, t):
+    """``NopageFlood.parkable(thread, index)`` for an access's retries (``eresume``): the
+    free lists empty, the LRU not, the thread on its CPU with need_resched clear, entered
+    and AEXed, its page still absent and unmapped, its TCS mapped, the SECS resident.
+    (No ioctl runs and the enclave is alive in the regime.) Nothing waits for a CPU: with
+    one, a parked row's tick check would need the run queue's (left for step 2)."""
+    idx = tc[TC_IDX]
+    tcs = tc[TC_TCS]
+    cpu = st.tasks[t, T_CPU]
+    kc = ks.kc
+    return (
+        kc[K_NR_FREE] == 0
+        and ks.epc_ends[kc[K_LRU_ROW], LEN] > 0
+        and tcs >= 0
+        and cpu >= 0
+        and st.tasks[t, T_RESCHED] == 0
+        and st.clk[C_RQ_LEN] == 0
+        and tc[TC_ENTERED] != 0
+        and (ks.ke[K_INSIDE] >> cpu) & 1 == 0
+        and ks.pflags[idx] & ENCL_PAGE_PRESENT != 0
+        and ks.desc[idx] < 0
+        and ks.pflags[idx] & ENCL_PAGE_PTE_PRESENT == 0
+        and ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT != 0
+        and ks.ke[K_SECS_EPC] >= 0
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def touch(st, ks, t, now):
+    """``_touch(p, now)``: the skipped ERESUMEs' Accessed bit on row ``t``'s TCS up to
+    ``now`` (``EnclaveThread._tcs_accessed``)."""
+    if touched_since(st.tasks, t, now):
+        tcs = st.tasks[t, T_FL_TCS]
+        ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG
+
+
+@njit(cache=True, nogil=True, inline="always")
+def tcs_accessed(st, ks, index):
+    """``tcs_accessed``: the reclaimer is about to test page ``index``'s Accessed bit; a
+    parked retrier whose TCS it is has it brought up to date first."""
+    tasks = st.tasks
+    now = st.clk[C_NOW]
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0 and tasks[r, T_FL_TCS] == index:
+            touch(st, ks, r, now)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def zapped(st, index):
+    """Whether page ``index`` is a parked retrier's TCS (``page_changed`` after a zap would
+    run ``_tcs_zapped``, not restated: the caller hands back before the zap)."""
+    tasks = st.tasks
+    hit = False  # (no ``any`` over a generator: numba compiles none)
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0 and tasks[r, T_FL_TCS] == index:
+            hit = True
+    return hit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def page_loaded(st, index):
+    """``page_changed`` after ELDU loaded page ``index``: the retriers waiting for it resume
+    at their next decision, in ``parked``'s order (a TCS is never loaded on the core: its
+    fault hands back)."""
+    tasks = st.tasks
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0:
+        if tasks[r, T_FL_IDX] == index or tasks[r, T_FL_TCS] == index:
+            force(st, r)
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+
+
+__all__ = ["page_loaded", "parkable", "tcs_accessed", "touch", "zapped"]
