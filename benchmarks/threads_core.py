@@ -10,11 +10,14 @@ by ``threads_bridge.run_threads`` (every stream to its end, unsliced: the user p
 threads than CPUs (step 2, session ``runq64``: the core's run queue) a run the core hands
 back at the regime's end (ksgxd takes a waiting thread's TCS) is measured up to it:
 
-    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py MODE NTHREADS ACCESSES [UNTIL_US]
+    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py MODE NTHREADS ACCESSES [UNTIL_US] [bulk]
 
 ``MODE`` is ``core`` or ``python``, ``ACCESSES`` per thread; ``UNTIL_US`` (``python``
 only): stop at that simulated instant (a core run's hand-back instant, for the same
-work). The core's machines must be compiled (a warm numba cache) for a figure of the run,
+work). ``bulk``: ``System(nopage_flood="bulk")`` (the NOPAGE flood charged in bulk, a
+named deviation: ``fast/flood.py``; on the core since session ``flood6`` with threads +
+ksgxd <= CPUs, ``cosim/flood_park.py``), the parks and the retries charged in bulk
+printed too. The core's machines must be compiled (a warm numba cache) for a figure of the run,
 not of the compile: the script runs a short warm-up first.
 """
 
@@ -29,11 +32,12 @@ import epcsim
 from epcsim.arch import PAGE_SIZE
 
 
-def build(nthreads: int, epc_pages: int = 1024, cpus: int = 16):  # type: ignore[no-untyped-def]
+def build(nthreads: int, epc_pages: int = 1024, cpus: int = 16, bulk: bool = False):  # type: ignore[no-untyped-def]
     """Row 10's system, its enclave (a TCS per thread), each thread entered once."""
     system = epcsim.System(
-        epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=5, content_mode="tag", fast_core=False
-    )
+        epc=epc_pages * PAGE_SIZE, cpus=cpus, seed=5, content_mode="tag", fast_core=False,
+        nopage_flood="bulk" if bulk else "simulate",
+    )  # fmt: skip
     n = 4 * epc_pages
     size = 1 << ((n + nthreads) * PAGE_SIZE - 1).bit_length()
     encl = system.create_enclave(size)
@@ -47,10 +51,12 @@ def build(nthreads: int, epc_pages: int = 1024, cpus: int = 16):  # type: ignore
     return system, threads, n
 
 
-def run(mode: str, nthreads: int, accesses: int, until_us: float = 0) -> dict[str, object]:
+def run(
+    mode: str, nthreads: int, accesses: int, until_us: float = 0, bulk: bool = False
+) -> dict[str, object]:
     from epcsim.fast.driver.threads_bridge import run_threads, start_streams
 
-    system, threads, n = build(nthreads)
+    system, threads, n = build(nthreads, bulk=bulk)
     rng = np.random.default_rng(5)
     streams = [nthreads + rng.integers(0, n, size=accesses) for _ in range(nthreads)]
     s0 = system.stats()
@@ -70,7 +76,10 @@ def run(mode: str, nthreads: int, accesses: int, until_us: float = 0) -> dict[st
     cpu = time.process_time() - c0
     s = system.stats()
     acc = s["enclave_accesses"] - s0["enclave_accesses"]
+    flood = system.sgx.flood
+    parked = {} if flood is None else {"parks": flood.parks, "bulk_retries": flood.bulk_retries}
     return {
+        **parked,
         "threads": nthreads,
         "accesses": acc,
         "faults": s["page_faults"] - s0["page_faults"],
@@ -84,10 +93,13 @@ def run(mode: str, nthreads: int, accesses: int, until_us: float = 0) -> dict[st
 
 def main() -> None:
     mode, nthreads, accesses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    until_us = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    rest = sys.argv[4:]
+    bulk = "bulk" in rest
+    nums = [a for a in rest if a != "bulk"]
+    until_us = float(nums[0]) if nums else 0.0
     if mode == "core":
-        run("core", 1, 200)  # warm-up: the machines loaded from numba's cache
-    print(run(mode, nthreads, accesses, until_us))
+        run("core", 1, 200, bulk=bulk)  # warm-up: the machines loaded from numba's cache
+    print(run(mode, nthreads, accesses, until_us, bulk))
 
 
 if __name__ == "__main__":
