@@ -10,9 +10,9 @@ by ``threads_bridge.run_threads`` (every stream to its end, unsliced: the user p
 threads than CPUs (step 2, session ``runq64``: the core's run queue) a run the core hands
 back at the regime's end (ksgxd takes a waiting thread's TCS) is measured up to it:
 
-    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py MODE NTHREADS ACCESSES [UNTIL_US] [bulk]
+    PYTHONPATH=src:benchmarks python benchmarks/threads_core.py MODE N ACCESSES [UNTIL_US] [bulk]
 
-``MODE`` is ``core`` or ``python``, ``ACCESSES`` per thread; ``UNTIL_US`` (``python``
+``MODE`` is ``core`` or ``python``, ``N`` threads, ``ACCESSES`` per thread; ``UNTIL_US`` (``python``
 only): stop at that simulated instant (a core run's hand-back instant, for the same
 work). ``bulk``: ``System(nopage_flood="bulk")`` (the NOPAGE flood charged in bulk, a
 named deviation: ``fast/flood.py``; on the core since session ``flood6`` with threads +
