@@ -23,8 +23,15 @@ from hypothesis import strategies as st
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
 from epcsim.fast.cosim import state
-from epcsim.fast.cosim.program import OP_LOCK, OP_RUN, OP_UNLOCK, OP_WAIT, OP_WAKE, run_core
-from epcsim.fast.cosim.program_served import _own_process, run_served
+from epcsim.fast.cosim.program import (
+    OP_LOCK,
+    OP_RUN,
+    OP_UNLOCK,
+    OP_WAIT,
+    OP_WAKE,
+    run_core,
+)
+from epcsim.fast.cosim.program_served import _own_process, run_inline, run_served
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.simpy_program import run_simpy
 from epcsim.fast.cosim.state import new_state
@@ -278,6 +285,97 @@ def test_own_processes_are_exercised():
 
     probe()
     assert all(v >= 5 for v in seen.values()), seen
+
+
+def _forever(programs: list[list[tuple[int, int, int]]]) -> list[list[tuple[int, int, int]]]:
+    """Each program ending asleep for ever on wait queue 1, which nobody wakes: a process
+    driving the core must not end on it (``run_inline``; N6's thread machines stop at a
+    loop top before that)."""
+    return [[*ops, (OP_WAIT, 1, 0)] for ops in programs]
+
+
+inline_moves = st.lists(
+    st.tuples(st.integers(0, 80), st.integers(1, 60)), min_size=1, max_size=10
+).map(sorted)
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(
+    scenarios(wait_in_lock=True),
+    user_scenarios(),
+    st.booleans(),
+    inline_moves,
+    st.integers(10, 300),
+)
+def test_an_own_process_moves_the_run_onto_the_core_and_drives_it(
+    scenario, user, crowded, moves, n_events
+):
+    """The move tried where a served step ends, from inside the own process that stepped
+    (``Served.move``, PATHS.md N6 item 2, session ``n6``): that process drives the core,
+    the others parked, and at the hand-back goes on with the serving generator
+    ``to_simpy(inline=t)`` gives it - its own resumption's too when it met the edge - the
+    others re-pointed. After ``n`` events the run is the pure SimPy run (with a CPU short:
+    hand-backs in the middle of a resumption; with user steps)."""
+    for (programs, starts, nr_mutexes), cpus_short in ((scenario, crowded), (user, False)):
+        programs = _forever(programs)
+        n = len(programs)
+        cpus = n - 1 if cpus_short else n
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes, "nr_queues": 2}
+        ref = run_simpy(programs, cpus, max_steps=n_events, **kw)
+        *_, alone = run_served(programs, cpus, max_steps=n_events, own=True, **kw)
+        got, _, sv = run_inline(programs, cpus, n_events, moves=moves, **kw)
+        assert got.done == ref.done
+        assert got.traces == ref.traces
+        assert got.comparable() == ref.comparable()
+        assert _engine_state(sv) == _engine_state(alone)
+
+
+def test_inline_moves_are_exercised():
+    """A guard on the property above: moves made from inside an own process, and other own
+    processes re-pointed by them (the driving process's own hand-back: below)."""
+    seen = {"moves": 0, "repointed": 0}
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(scenarios(wait_in_lock=True), st.booleans(), inline_moves)
+    def probe(scenario, crowded, moves):
+        programs, starts, nr_mutexes = scenario
+        programs = _forever(programs)
+        n = len(programs)
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes, "nr_queues": 2}
+        _, _, sv = run_inline(programs, n - int(crowded), 300, moves=moves, **kw)
+        seen["moves"] += sv.inline_moves
+        seen["repointed"] += sv.repointed
+
+    probe()
+    assert all(v >= 5 for v in seen.values()), seen
+
+
+def test_the_driving_process_meets_the_regimes_edge():
+    """The hand-back's task is the process driving the core (``to_simpy``'s ``now`` given
+    back to it, not re-pointed): t1 moves the run onto the core at the end of its first
+    step and, on the core, asks for ``encl->lock``'s stand-in while its owner t0 sleeps
+    holding it - a sleeping owner, the core's regime's edge (``HB_MUTEX_SLEEP``) in t1's
+    own resumption. The run equals the pure SimPy run, event for event."""
+    programs = _forever(
+        [
+            [(OP_LOCK, 0, 0), (OP_WAIT, 0, 0), (OP_UNLOCK, 0, 0)],
+            [(OP_RUN, 100, 0), (OP_LOCK, 0, 0), (OP_RUN, 50, 0), (OP_UNLOCK, 0, 0)],
+            [(OP_RUN, 5_000, 0), (OP_WAKE, 0, 0)],
+        ]
+    )
+    kw = {"nr_queues": 2}
+    for n_events in (4, 6, 8, 1_000):
+        ref = run_simpy(programs, 3, max_steps=n_events, **kw)
+        *_, alone = run_served(programs, 3, max_steps=n_events, own=True, **kw)
+        got, ran, sv = run_inline(programs, 3, n_events, moves=[(2, 100)], **kw)
+        assert sv.inline_moves == 1
+        if n_events > 2:
+            assert ran == ["core from t1: mutex wait list"], ran
+            assert sv.inline_handbacks == 1
+        assert got.done == ref.done
+        assert got.traces == ref.traces
+        assert got.comparable() == ref.comparable()
+        assert _engine_state(sv) == _engine_state(alone)
 
 
 def test_pure_served_run_is_the_simpy_run():

@@ -181,6 +181,85 @@ def run_served(
     return out, ran, sv
 
 
+def run_inline(
+    programs: list[list[tuple[int, int, int]]],
+    nr_cpus: int,
+    max_steps: int,
+    *,
+    moves: Sequence[tuple[int, int]] = (),
+    starts: Sequence[bool] | None = None,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    mutex: str = "linux",
+    sched: str = "cfs",
+    runq: bool = False,
+) -> tuple[Outcome, list[str], Served]:
+    """The programs for ``max_steps`` events, their started tasks in processes of their own
+    (``run_served(own=True)``), moved onto the core *from inside* an own process's
+    trampoline (``Served.move``, PATHS.md N6 item 2, session ``n6``): for each ``(at,
+    events)`` of ``moves``, at the end of the first served step of an own process after
+    ``at`` events in all, ``to_core`` is tried (refused: the next own step tries again);
+    that process then drives the core for ``events`` events (or to a hand-back, or
+    ``max_steps``) and ``to_simpy(inline=t)`` gives it its serving generator back, the
+    other own processes re-pointed. A driving process must not end on the core
+    (``to_simpy`` raises): N6's thread machines never do, so the tests' programs end
+    asleep for ever on a wait queue nobody wakes. Returns as ``run_served``, ``ran`` listing each
+    move's core segment."""
+    code, entry = compile_programs(programs)
+    n = len(programs)
+    st = new_state(
+        nr_cpus, n, nr_mutexes, nr_queues, heap_capacity=1024, trace_capacity=4096, mutex=mutex,
+        sched=sched, runq=runq,
+    )  # fmt: skip
+    st.tasks[:, T_PC] = entry
+    counters = np.zeros(nr_queues, np.int64)
+    done = np.zeros((1 << 16, 3), np.int64)
+    dn = np.zeros(1, np.int64)
+    m = Machine(nr_cpus, None, elide=True, mutex=mutex, sched=sched)
+    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
+    for mx in mutexes:
+        mx.trace = []
+    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
+    tasks = [Task(m, f"t{i}") for i in range(n)]
+    machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
+
+    def step(t: int) -> int:
+        return int(machine(st, t, code, counters, done, dn))
+
+    sv = Served(st, m, tasks, mutexes, queues, step)
+    for t, go in enumerate([True] * n if starts is None else starts):
+        if go:
+            sv.procs[t] = m.env.process(_own_process(sv, t))
+    ran: list[str] = []
+    todo = list(moves)
+
+    def move(t: int) -> tuple[Any, Any] | None:
+        if not todo or sv.pops < todo[0][0] or sv.pops >= max_steps:
+            return None
+        if not to_core(sv):
+            return None
+        _, events = todo.pop(0)
+        sv.inline_moves += 1
+        st.clk[C_BUDGET] = min(max_steps, int(st.clk[C_POPS]) + events)
+        rc = drive_programs(st, code, counters, done, dn)
+        st.clk[C_BUDGET] = 0
+        if rc == DONE_FULL:
+            raise RuntimeError("run_inline: the done log is full")
+        hb = int(st.clk[C_HB])
+        ran.append(f"core from t{t}" + ("" if hb in (0, HB_BUDGET) else f": {HB_NAMES[hb]}"))
+        return to_simpy(sv, inline=t)
+
+    sv.move = move
+    env = m.env
+    queue = env._queue
+    while queue and sv.pops < max_steps:
+        sv.pops += 1  # this event's pop (a move inside it starts the core's count after it)
+        env.step()
+    done_list = [(a, b, c) for a, b, c in done[: dn[0]].tolist()]
+    out = simpy_outcome(m, tasks, mutexes, sv.pops, done_list, counters.tolist())
+    return out, ran, sv
+
+
 def _own_process(sv: Served, t: int) -> Generator[Any, Any, Any]:
     """Task ``t``'s own process (``run_served(own=True)``): its Python code around the
     machine is only the call, as an enclave thread's ``access_stream`` around its hook."""

@@ -102,6 +102,17 @@ class Served:
         #: the core (``transfer_to_simpy._end_own``): the tests' guards
         self.repointed = 0
         self.own_ended = 0
+        #: called by an own process's trampoline (``serve_own``) after each served step of
+        #: its task ``t``, the step's request performed and its event made the process's
+        #: target: the move onto the core tried there, from that process (PATHS.md N6 item
+        #: 2, session ``n6``). Returns None (nothing moved, or moved and back with this
+        #: process not the driver's) or the ``(serving generator, event)`` this process goes
+        #: on with after it drove the core inline and ``to_simpy(inline=t)`` handed back
+        self.move: Callable[[int], tuple[Any, Any] | None] | None = None
+        #: moves made from an own process's trampoline (``move``), and hand-backs whose
+        #: task was the driving process itself (``to_simpy``'s ``now`` kept): the tests' guard
+        self.inline_moves = 0
+        self.inline_handbacks = 0
         #: the ``System.run(until=)`` events the core holds as ``EV_STOP`` rows (their index
         #: is the row's argument; ``cosim/deadline.py``), queued again by ``to_simpy``
         self.stops: list[Any] = []
@@ -167,7 +178,8 @@ class Served:
         (its serving generator closed, the process waiting on nothing) and a move back
         re-points it at the serving generator ``to_simpy`` builds, on that one's event:
         the same ``Process`` object throughout, no event and no eid of its own."""
-        self.procs[t] = self.env.active_process
+        proc: Any = self.env.active_process
+        self.procs[t] = proc
         gen = self.serve(t)
         try:
             ev = next(gen)
@@ -176,6 +188,14 @@ class Served:
         self.own[t] = gen
         try:
             while True:
+                if self.move is not None:
+                    # the move tried where a served step ends (N6 item 2): the event this
+                    # process waits on next is its target for ``to_core`` to read (SimPy
+                    # sets it again when the trampoline yields it)
+                    proc._target = ev
+                    kept = self.move(t)
+                    if kept is not None:
+                        self.own[t], ev = kept
                 try:
                     value = yield ev
                 except GeneratorExit:

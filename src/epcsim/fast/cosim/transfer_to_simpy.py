@@ -364,6 +364,11 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             procs[t] = None
             continue
         if s == TS_DONE:
+            if t == inline:
+                # the process driving the core (``Served.move``) cannot end there: its end
+                # would be scheduled again, with another eid, when its generator returns
+                # (N6's thread machines stop at a loop top before their stream's end)
+                raise RuntimeError(f"task {t}: the process driving the core ended on it")
             # a finished process, queued (EV_END below) if SimPy has not processed it yet
             own = sv.own[t] is not None
             procs[t] = _end_own(sv, t, t in ended) if own else _finished(env, t in ended)
@@ -442,9 +447,22 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     sv.mode = "simpy"
     if now is not None:
         # the resumption in progress goes on, as the running process does inside env.step
-        ev = now.send(None)
+        try:
+            ev = now.send(None)
+        except StopIteration:
+            # a machine stopped for good in it (``on_stop`` returned): the task's own code
+            # goes on now - not built for an own process (PATHS.md N6 item 2: its parked
+            # process run at once, ``Process._resume``'s body)
+            msg = f"task {h}: its serving generator returned at the hand-back"
+            raise RuntimeError(msg) from None
         if ev.callbacks is None:
             raise RuntimeError(f"task {h}: its resumption waits on a processed event")
+        if h == inline:
+            # the hand-back's task is the process driving the core (``Served.move``, session
+            # ``n6``): it goes on with its serving generator itself, as a kept task does
+            sv.procs[h] = env.active_process
+            sv.inline_handbacks += 1
+            return now, ev
         if sv.own[h] is not None:
             _repoint(sv, h, now, ev)
         else:
