@@ -49,8 +49,13 @@ def moves(n: int, rounds: int) -> dict[str, Any]:
     """``rounds`` move pairs of ``n`` task rows: SimPy runs 3 events, ``to_core``, the core
     runs 20 events, ``to_simpy``."""
     programs = [
-        [(OP_RUN, 1_000 + 7 * i, 0), (OP_LOCK, 0, 0), (OP_RUN, 200, 0), (OP_UNLOCK, 0, 0)]
-        + [(OP_LOOP, 0, 1 << 40)]
+        [
+            (OP_RUN, 1_000 + 7 * i, 0),
+            (OP_LOCK, 0, 0),
+            (OP_RUN, 200, 0),
+            (OP_UNLOCK, 0, 0),
+            (OP_LOOP, 0, 1 << 40),
+        ]
         for i in range(n)
     ]
     code, entry = compile_programs(programs)
@@ -109,15 +114,14 @@ def fold(nthreads: int, rounds: int) -> dict[str, Any]:
     """``thread_fold.fold_threads`` of ``nthreads`` stacked rows (``tstate.stack``) after
     a call of ``threads_bridge.run_threads`` on row 10's shape: the threads' per-row part
     of a hand-back (their counters, the shared latency buffer, every LP's state)."""
-    from threads_core import build
-
     from epcsim.fast.driver import tstate as T
     from epcsim.fast.driver.bridge import _kernel_state
     from epcsim.fast.driver.slots import check_slots
     from epcsim.fast.driver.thread_bridge import _thread_state
     from epcsim.fast.driver.thread_fold import fold_threads
+    from threads_core import build
 
-    system, threads, n = build(nthreads)
+    system, threads, _ = build(nthreads)
     encl, secs = check_slots(system, 1, fifo=True)[0]
     ks = _kernel_state(system, encl, secs)
     pages = np.arange(nthreads, nthreads + 64, dtype=np.int64)
