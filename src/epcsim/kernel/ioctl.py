@@ -223,11 +223,22 @@ def sgx_encl_add_page(
     * -EBUSY: the offset already has a page (``xa_insert``).
     * -EIO: EADD or EEXTEND failed.
     """
-    sgx = encl.sgx
-    costs = sgx.m.costs
-    page = yield from sgx.alloc_epc_page(task, encl.id, index, reclaim=True)
+    page = yield from encl.sgx.alloc_epc_page(task, encl.id, index, reclaim=True)
     if page < 0:
         return page
+    return (yield from _add_page_rest(task, encl, index, data, secinfo, flags, page))
+
+
+def _add_page_rest(
+    task: Task, encl: SgxEncl, index: int, data: bytes | None, secinfo: Secinfo, flags: int,
+    page: int,
+) -> Gen:  # fmt: skip
+    """``sgx_encl_add_page`` from ``sgx_encl_grow`` on, its EPC page ``page`` allocated (its
+    ``Return:``). A function of its own because the compiled ADD_PAGES loop stops there
+    when the grow's VA page finds the free list empty (``fast/driver/add.py`` A2, session
+    ``addrun``): this is the rest, run from that point."""
+    sgx = encl.sgx
+    costs = sgx.m.costs
     va = yield from encl.grow(task, reclaim=True)
     if va < -1:
         yield from encl.free_epc_page(task, page)
@@ -341,15 +352,26 @@ def sgx_ioc_enclave_add_pages(
                         for j in range(1, k + 1):
                             progress(encl, c + j * PAGE_SIZE)
                     c += k * PAGE_SIZE
-                if moved is not None and moved[2] == _END_DIRECT:
-                    # the core stopped in the page's allocation batch before another
-                    # enclave's SECS eviction (``KB_SECS``): the batch's rest, then
-                    # ``sgx_alloc_epc_page``'s loop from its top, which is the page's
-                    # ``sgx_encl_add_page`` from its start (nothing of it applied yet)
-                    ret = yield from _add_after_direct(task, encl, core, arg, c)
+                if moved is not None and moved[2] in (_END_DIRECT, _END_GROW):
+                    if moved[2] == _END_DIRECT:
+                        # the core stopped in the page's allocation batch before another
+                        # enclave's SECS eviction (``KB_SECS``): the batch's rest, then
+                        # ``sgx_alloc_epc_page``'s loop from its top, which is the page's
+                        # ``sgx_encl_add_page`` from its start (nothing of it applied yet)
+                        ret = yield from _add_after_direct(task, encl, core, arg, c)
+                    else:
+                        # the core stopped at the page's ``sgx_encl_grow``, whose VA page
+                        # found the free list empty (``KB_GROW``): the page from there
+                        assert arg.secinfo is not None  # (``_add_core`` takes none without)
+                        ret = yield from _add_page_rest(
+                            task, encl, (arg.offset + c) // PAGE_SIZE, None, arg.secinfo,
+                            arg.flags, core.grow_page,
+                        )  # fmt: skip
                     if ret:
                         break
                     c += PAGE_SIZE
+                    if progress is not None:  # as after Python's page, below
+                        progress(encl, c)
                     continue
                 if k:
                     continue
@@ -372,6 +394,8 @@ def sgx_ioc_enclave_add_pages(
 #: ``fast.driver.stream_stops.END_DIRECT`` (not imported: the reference does not import the
 #: compiled driver at module level)
 _END_DIRECT = -101
+#: ``fast.driver.stream_stops.END_GROW``
+_END_GROW = -102
 
 
 def _add_after_direct(task: Task, encl: SgxEncl, core: Any, arg: AddPagesArgs, c: int) -> Gen:
@@ -379,7 +403,8 @@ def _add_after_direct(task: Task, encl: SgxEncl, core: Any, arg: AddPagesArgs, c
     batch (``sgx_alloc_epc_page(reclaim=true)``, row A1) before a SECS's eviction: the
     batch's rest in Python (``stream_stops.direct_rest``), counted as the allocator counts
     it, the loop's ``cond_resched()``, then the allocation loop from its top - the page's
-    ``sgx_encl_add_page`` (PATHS.md "Two enclaves in the regime", session ``twoencl3``)."""
+    ``sgx_encl_add_page`` (PATHS.md "Two enclaves in the regime", session ``twoencl3``), or,
+    the batch its VA page's (A2), the page's rest from ``sgx_encl_grow``."""
     from epcsim.fast.driver.stream_stops import direct_rest
 
     sgx = encl.sgx
@@ -387,11 +412,14 @@ def _add_after_direct(task: Task, encl: SgxEncl, core: Any, arg: AddPagesArgs, c
     n = yield from direct_rest(sgx, task, core.direct)
     sgx.stats.direct_reclaim_pages += n
     yield from task.cond_resched()
-    return (
-        yield from sgx_encl_add_page(
-            task, encl, (arg.offset + c) // PAGE_SIZE, None, arg.secinfo, arg.flags
-        )
-    )
+    index = (arg.offset + c) // PAGE_SIZE
+    if core.grow_page >= 0:
+        # the batch was the page's VA page's (``sgx_encl_grow``, session ``addrun``): its
+        # allocation loop from the top is the grow from its start, the page's own EPC page
+        # allocated
+        page = core.grow_page
+        return (yield from _add_page_rest(task, encl, index, None, arg.secinfo, arg.flags, page))
+    return (yield from sgx_encl_add_page(task, encl, index, None, arg.secinfo, arg.flags))
 
 
 def _add_core(task: Task, encl: SgxEncl, arg: AddPagesArgs, progress: ProgressHook | None) -> Any:

@@ -8,14 +8,21 @@ top: no new machine, but ``add_rows`` is compiled on its own, not inlined into
 ``thread_run`` (``add_rows``' docstring says why):
 
 A0 the page top: what the core takes is decided there, before anything is applied
-   (``add_takes``: the page not present, the SECS resident, no VA page to grow, no LP
-   inside); otherwise a stop at the page top (``KB_TOP``), where Python's loop runs the
-   page from its own top - an exact re-entry (A1's loop keeps no state but the EPC's);
+   (``add_takes``: the page not present, the SECS resident, no LP inside); otherwise a
+   stop at the page top (``KB_TOP``), where Python's loop runs the page from its own top
+   - an exact re-entry (A1's loop keeps no state but the EPC's);
 A1 ``sgx_alloc_epc_page(reclaim=true)``: the free list's head, or, while it is empty, one
    ``sgx_reclaim_pages`` in the adder's context (``reclaim.reclaim_run``'s row 1, as
    M1's), counted as the reference counts it; the free timeline's point and T4's wake-up
    of ksgxd (``sgx_should_reclaim(low)``). An empty LRU (-ENOMEM) stops at the page top;
-A2 ``sgx_encl_grow`` without a VA page: ``page_cnt + 1`` (a delta, ``TC_ADDED``);
+A2 ``sgx_encl_grow``: ``page_cnt + 1`` (a delta, ``TC_ADDED``), and every 512 pages its VA
+   page (session ``addrun``): ``sgx_alloc_va_page``'s allocation - A1's loop for owner VA,
+   its reclaim batch included (``TC_ADD_VA`` -1 meanwhile), an empty LRU (-ENOMEM) a stop
+   there (``KB_GROW``: Python's ``_add_page_rest`` runs the grow, the page's own EPC page
+   allocated) -, ``run(epa)``, EPA (a service: ``SVC_EPA``, the version slots' index is
+   Python's), and ``sgx_encl_add_va_page`` once the lock is taken (``SVC_VA_ADD``:
+   ``VaPageList.add``). A direct batch stopped before another enclave's SECS eviction
+   (``KB_SECS``) goes on as A1's, then ``_add_page_rest`` (``CoreStream.grow_page``);
 A3 the lock, ``run(ioctl_page)``, ``run(eadd)``, EADD (the EPCM entry, the tag of a zero
    page, the SECS's child count; MRENCLAVE's block is Python's, fed in page order when the
    call stops: PATHS.md, "The measurement does not depend on timing"), the page entry;
@@ -52,11 +59,15 @@ from epcsim.fast.driver.kstate import (
     K_SECS_EPC,
     K_SLEEPING,
     K_SVC,
+    K_SVC_ARG,
+    KB_GROW,
     KB_TOP,
     KB_UNEXPECTED,
     RC_NK,
     RC_PC,
+    SVC_EPA,
     SVC_FT_FULL,
+    SVC_VA_ADD,
 )
 from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.reclaim import reclaim_run
@@ -65,10 +76,12 @@ from epcsim.fast.driver.reclaim_pc import R_RETURNED, RECLAIM_DIRECT
 from epcsim.fast.driver.resched import thread_resched
 from epcsim.fast.driver.tstate import (
     TC_ADD_FLAGS,
+    TC_ADD_VA,
     TC_ADDED,
     TC_DONE,
     TC_EADD_NS,
     TC_ENTERED,
+    TC_EPA_NS,
     TC_ESLOT,
     TC_FREE_ROW,
     TC_I,
@@ -77,6 +90,7 @@ from epcsim.fast.driver.tstate import (
     TC_LOW,
     TC_PAGE,
     TC_PAGE_CNT,
+    TC_VA_DIRECT,
     TN_ALLOC_RECLAIM,
     TN_DIRECT_PAGES,
     TN_EADD,
@@ -85,7 +99,7 @@ from epcsim.fast.ops.epc import alloc_from_node
 from epcsim.fast.ops.lru import lru_mark
 from epcsim.isa.epcm import EPCM_PT_SHIFT, EPCM_VALID
 from epcsim.kernel.encl_page import ENCL_PAGE_PRESENT, ENCL_PAGE_TYPE_SHIFT
-from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
+from epcsim.kernel.epc import OWNER_VA, SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import LEN
 
 # -- the ADD_PAGES loop's pcs (thread.py's P_NAMES names them), after ``retry.py``'s -------
@@ -105,6 +119,12 @@ NAMES = (
     "aresched", "adresched",
 )  # fmt: skip
 P_ADD_FIRST = P_AALLOC
+# A2's VA page (session ``addrun``), after the thread's preemption points, its ``P_UINTR``
+# and its parked flood's pcs (thread_pc.py, which asserts the order)
+P_AVAWOKEN = 55  #: A2: the VA page's ``wake_ksgxd`` is done (its answer in ``T_RQ_RET``)
+P_AEPA = 56  #: A2: the VA page allocated: ``run(epa)``
+P_AEPA_RUN = 57  #: A2: ``run(epa)`` is over: EPA (``SVC_EPA``), then ``page_cnt + 1``
+LATE_NAMES = ("avawoken", "aepa", "aepa run")
 
 P_TOP = 0  #: the thread machine's page top (``thread_pc.P_TOP``)
 _KSGXD_WAITQ = 0  #: the core's wait queue row of ``ksgxd_waitq``
@@ -114,18 +134,16 @@ _PT_TCS = int(PageType.TCS)
 _TYPE_CLEAR = 0xFF ^ (7 << ENCL_PAGE_TYPE_SHIFT)
 _PROT_KEEP = 0xFF ^ 0x3F  #: ``max_prot`` (bits 0-2) and ``vma_prot`` (3-5) replaced
 _VA_SLOTS = SGX_VA_SLOT_COUNT
+_OWNER_VA = np.int64(OWNER_VA)  #: ``sgx_alloc_va_page``'s owner (an int64: one compile)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def add_takes(ks, tc, f):
     """A0's decisions for the page with flags ``f``, before anything is applied: not
-    present (else ``xa_insert``'s -EBUSY), no VA page to grow (``sgx_encl_grow`` at a
-    multiple of 512: EPA and the VA list stay Python's), the SECS resident and not
-    initialized (EADD's own checks; the range and the SECINFO were the ioctl's), no LP
-    inside (the regime's)."""
+    present (else ``xa_insert``'s -EBUSY), the SECS resident and not initialized (EADD's
+    own checks; the range and the SECINFO were the ioctl's), no LP inside (the regime's).
+    (Until session ``addrun`` also no VA page to grow: each 512th page was Python's.)"""
     if f & ENCL_PAGE_PRESENT:
-        return False
-    if (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0:
         return False
     ke = ks.ke
     return ke[K_SECS_EPC] >= 0 and ke[K_INITIALIZED] == 0 and ke[K_INSIDE] == 0
@@ -218,8 +236,8 @@ def add_rows(p, t, pc):
                 return pc, _blocked(st, t, P_ADRESCHED, r)
             pc = P_ADRESCHED
             continue
-        if pc == P_ADRESCHED:
-            pc = P_AALLOC
+        if pc == P_ADRESCHED:  # the allocation loop's top: the page's, or its VA page's
+            pc = P_AGROW if tc[TC_ADD_VA] < 0 else P_AALLOC
             continue
         if pc == P_AWOKEN:
             if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
@@ -228,13 +246,79 @@ def add_rows(p, t, pc):
             pc = P_AGROW
             continue
         if pc == P_AGROW:
-            tc[TC_ADDED] += 1  # sgx_encl_grow: page_cnt + 1 (no VA page: add_takes)
+            if tc[TC_ADD_VA] <= 0 and (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0:
+                # sgx_encl_grow's VA page: sgx_alloc_va_page -> sgx_alloc_epc_page(reclaim),
+                # A1's loop for it (TC_ADD_VA -1 while in its reclaim: P_ADRESCHED comes back)
+                if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the allocation's point first
+                    kc[K_SVC] = SVC_FT_FULL
+                    st.tasks[t, T_PC] = P_AGROW
+                    return pc, R_SVC
+                row = tc[TC_FREE_ROW]
+                lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
+                if ks.epc_ends[row, LEN] == 0:
+                    if lru == 0:
+                        # -ENOMEM: Python's, from the grow on, the page's own EPC page in
+                        # TC_PAGE (kernel/ioctl._add_page_rest frees it)
+                        tc[TC_ADD_VA] = 0
+                        return pc, _stop(st, ks, t, P_AGROW, KB_GROW, tc[TC_IDX])
+                    tcnt[TN_ALLOC_RECLAIM] += 1  # a signal cannot be pending on the core
+                    ks.rc[RECLAIM_DIRECT, RC_PC] = RECLAIM_START
+                    tc[TC_ADD_VA] = -1
+                    tc[TC_VA_DIRECT] += 1
+                    pc = P_ADIRECT
+                    continue
+                va = alloc_from_node(
+                    ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
+                    row, ke[K_ENCL_ID], _OWNER_VA,
+                )  # fmt: skip
+                if ks.eflags[va] & EPCM_VALID:  # EPA would #PF on a free page: a guard
+                    return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, va)
+                kc[K_NR_FREE] -= 1
+                tc[TC_ADD_VA] = va + 1
+                n = kc[K_FT_N]
+                ks.ft[n, 0] = st.clk[C_NOW]
+                ks.ft[n, 1] = kc[K_NR_FREE]
+                kc[K_FT_N] = n + 1
+                if not (kc[K_NR_FREE] < tc[TC_LOW] and lru > 0):  # sgx_should_reclaim(low)
+                    pc = P_AEPA
+                    continue
+                r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
+                if r != R_OK:
+                    return pc, _blocked(st, t, P_AVAWOKEN, r)
+                pc = P_AVAWOKEN
+                continue
+            tc[TC_ADDED] += 1  # sgx_encl_grow: page_cnt + 1
             r = perform(sp, t, np.int64(RQ_LOCK), es)
             if r != R_OK:
                 return pc, _blocked(st, t, P_ALOCKED, r)
             pc = P_ALOCKED
             continue
+        if pc == P_AVAWOKEN:
+            if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
+                kc[K_SLEEPING] = 0
+                ks.cnt[CN_WAKEUPS] += 1
+            pc = P_AEPA
+            continue
+        if pc == P_AEPA:
+            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EPA_NS])  # __epa's run
+            if r != R_OK:
+                return pc, _blocked(st, t, P_AEPA_RUN, r)
+            pc = P_AEPA_RUN
+            continue
+        if pc == P_AEPA_RUN:
+            # EPA's effect and sgx_alloc_va_page's count, in Python; then the grow's
+            # page_cnt + 1 and the lock (P_AGROW with TC_ADD_VA set)
+            kc[K_SVC] = SVC_EPA
+            kc[K_SVC_ARG] = tc[TC_ADD_VA] - 1
+            st.tasks[t, T_PC] = P_AGROW
+            return pc, R_SVC
         if pc == P_ALOCKED:
+            if tc[TC_ADD_VA] != 0:  # sgx_encl_add_va_page (encl->va_pages' head), in Python
+                kc[K_SVC] = SVC_VA_ADD
+                kc[K_SVC_ARG] = tc[TC_ADD_VA] - 1
+                tc[TC_ADD_VA] = 0
+                st.tasks[t, T_PC] = P_ALOCKED
+                return pc, R_SVC
             r = perform(sp, t, np.int64(RQ_RUN), tc[TC_IOCTL_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_AIOCTL_RUN, r)
@@ -282,4 +366,4 @@ def add_rows(p, t, pc):
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-__all__ = ["NAMES", "P_ADD_FIRST", "add_rows", "add_takes"]
+__all__ = ["LATE_NAMES", "NAMES", "P_ADD_FIRST", "P_AGROW", "add_rows", "add_takes"]

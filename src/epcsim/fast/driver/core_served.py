@@ -28,7 +28,7 @@ from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
 from epcsim.fast.driver.slots import fold_slots
-from epcsim.fast.driver.stream_stops import END_DIRECT, _direct_rest
+from epcsim.fast.driver.stream_stops import END_DIRECT, END_GROW, _direct_rest
 from epcsim.fast.driver.thread_fold import fold_thread
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class CoreStreamServed:
     ioctl_mode: int
     notes: list[tuple[int, int]]
     direct: tuple[list[tuple[int, Any, int, int]], int, tuple[int, int, int] | None] | None
+    grow_page: int
     mret: int
     cause: int
     calls_left: int
@@ -76,6 +77,8 @@ class CoreStreamServed:
         -EAGAIN, R3's -EBUSY), so the tests can tell them from Python's ``per_page``."""
         self.mret, self.cause = int(tc[T.TC_MRET]), int(tc[T.TC_CAUSE])
         tc[T.TC_MRET] = tc[T.TC_CAUSE] = 0
+        self.owner.va_reclaims += int(tc[T.TC_VA_DIRECT])  # ADD_PAGES' VA pages' batches
+        tc[T.TC_VA_DIRECT] = 0
         if self.mret:
             key = (self.mret, self.cause)
             self.owner.ioctl_rets[key] = self.owner.ioctl_rets.get(key, 0) + 1
@@ -169,9 +172,13 @@ class CoreStreamServed:
         self._take_notes(ts)
         if trim is not None:
             self._take_ret(tc)
+            # the page's EPC page if the stop was in its VA page's allocation (core_stream)
+            self.grow_page = int(tc[T.TC_PAGE]) if tc[T.TC_ADD_VA] < 0 or end == END_GROW else -1
             if end == END_DIRECT:
                 self.direct = _direct_rest(sess.kt[0], sess.encls)
                 sess.forget_pins(RECLAIM_DIRECT)  # Python's batch from here
+            if end == END_GROW:  # ADD_PAGES' page from its grow on (session addrun)
+                self.owner.grow_stops += 1
         return new_i, new_done, end
 
 

@@ -96,10 +96,12 @@ from epcsim.fast.driver.slots import fold_slots, refresh_slots, take_slots
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
     END_DIRECT,
+    END_GROW,
     END_LOCKED,
     IN_FAULT,
     _direct_rest,
     _trim_locked,
+    add_grow,
     resumable,
 )
 from epcsim.fast.driver.thread_bridge import _thread_state
@@ -153,6 +155,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         self.base = 0
         #: ADD_PAGES' SECINFO flags (``StreamCore.add``)
         self.add_flags = 0
+        #: after ``END_GROW``: the ADD_PAGES page's EPC page, allocated (``_add_page_rest``)
+        self.grow_page = -1
         #: after ``END_DIRECT``: the direct batch's ``(rows, j, ewbed)`` (``_direct_rest``)
         self.direct: (
             tuple[list[tuple[int, Any, int, int]], int, tuple[int, int, int] | None] | None
@@ -288,6 +292,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
             tc[T.TC_SYSCALL_NS] = costs.syscall
             tc[T.TC_ADD_FLAGS] = self.add_flags
             tc[T.TC_EADD_NS] = costs.eadd
+            tc[T.TC_EPA_NS] = costs.epa
             tc[T.TC_PAGE_CNT] = encl.page_cnt
         contended = int(co.mtx[:, M_CONTENDED].sum())
         switches = int(co.clk[C_CSW])
@@ -327,7 +332,9 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         direct = (
             trim is not None and who == tr and code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT)
         )
-        if who == tr and (resumable(code, pc) or in_fault or locked or direct):
+        # ADD_PAGES' VA page found the free list empty (``add.py`` A2): the page's rest
+        grow = trim is not None and who == tr and add_grow(code, pc)
+        if who == tr and (resumable(code, pc) or in_fault or locked or direct or grow):
             # the thread at a loop top (or under encl->lock in a fault: below): the
             # generator goes on; ksgxd asleep goes back to its own generator's wait, else
             # it goes on served by SimPy
@@ -362,11 +369,17 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
                 if locked:  # the page from _load on, in Python (the caller's)
                     owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
                     return new_i, new_done, END_LOCKED
+                # the page's EPC page when the stop was in its VA page's allocation (its
+                # reclaim batch, or -ENOMEM: ``add.py`` A2): the page's rest is from the grow
+                self.grow_page = int(tc[T.TC_PAGE]) if tc[T.TC_ADD_VA] < 0 or grow else -1
                 if direct:  # the direct batch's rest, then the page, in Python
                     owner.secs_stops += 1
                     self.direct = _direct_rest(sess.kt[0], sess.encls)
                     sess.forget_pins(RECLAIM_DIRECT)  # Python's batch from here
                     return new_i, new_done, END_DIRECT
+                if grow:  # the page's rest from sgx_encl_grow on, in Python
+                    owner.grow_stops += 1
+                    return new_i, new_done, END_GROW
                 return new_i, new_done, end
             if in_fault:
                 # the rest of the fault in Python, the reference's code from the lock on

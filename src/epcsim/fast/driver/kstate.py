@@ -175,6 +175,13 @@ SVC_UNSEAL = 6  #: ELDU's record of page ``K_SVC_ARG`` is in a chunk with a raw 
 #: into ``tc``
 SVC_TRUNCATE = 7  #: ELDU's truncation in a chunk with a raw record (``EnclaveBacking.truncate``)
 SVC_LAT_FULL = 8  #: the fault latencies' buffer is full: fold it, then go on
+#: ADD_PAGES' VA page (``add.py`` A2, session ``addrun``): EPA's effect on EPC page
+#: ``K_SVC_ARG`` after its run (the EPCM entry, the zeroed version slots: ``SgxCpu.epa``,
+#: whose row index Python keeps) and ``sgx_alloc_va_page``'s count
+SVC_EPA = 9
+#: ... and ``sgx_encl_add_va_page`` under ``encl->lock``: VA page ``K_SVC_ARG`` at the head
+#: of ``encl->va_pages`` (``VaPageList.add``, which may grow the list's arrays)
+SVC_VA_ADD = 10
 
 #: the driver's hand-backs (``K_HB``): a step that needs Python objects the driver lacks,
 #: detected *before* the step (PATHS.md)
@@ -204,10 +211,16 @@ KB_LEAF = 14
 #: it applied, where Python's ``page_locked`` goes on (a page not present, a type or an
 #: EMODT the core does not take, an ETRACK or IPI the regime excludes; PATHS.md M2-M3)
 KB_PAGE = 15
+#: the ADD_PAGES loop (``tstate.MODE_ADD``): ``sgx_encl_grow``'s VA page finds the free list
+#: empty, the page's own EPC page allocated (``tc[TC_PAGE]``): Python's
+#: ``kernel.ioctl._add_page_rest`` goes on from the grow (its allocation's reclaim, or
+#: -ENOMEM; session ``addrun``)
+KB_GROW = 16
 KB_NAMES = (
     "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
     "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
     "ELDU failure", "ksgxd wake-up", "loop top", "EACCEPT failure", "MODIFY_TYPES page",
+    "ADD_PAGES VA page",
 )  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)

@@ -158,14 +158,23 @@ class SessionStops:
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         if int(ts.tc[T.TC_MODE]) >= T.MODE_TRIM:  # an ioctl loop (MODIFY_TYPES, REMOVE_PAGES)
             from epcsim.fast.driver.add import P_ADIRECT
-            from epcsim.fast.driver.stream_stops import END_DIRECT, END_LOCKED, _trim_locked
+            from epcsim.fast.driver.stream_stops import (
+                END_DIRECT,
+                END_GROW,
+                END_LOCKED,
+                _trim_locked,
+                add_grow,
+            )
             from epcsim.fast.driver.trim import P_DIRECT
 
             # MODIFY_TYPES' page from _load on, or its direct batch's rest (ADD_PAGES' too,
-            # whose batch may evict the other enclave's SECS): _page_loop's, the add loop's
+            # whose batch may evict the other enclave's SECS): _page_loop's, the add loop's;
+            # ADD_PAGES' page from its grow on (its VA page's allocation, session addrun)
             end = END_LOCKED if _trim_locked(code, pc) else None
             if code == K.KB_SECS and pc in (P_DIRECT, P_ADIRECT):
                 end = END_DIRECT
+            if add_grow(code, pc):
+                end = END_GROW
             if end is not None:
                 co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
                 self.thread_end = (code, end)

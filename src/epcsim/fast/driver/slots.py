@@ -213,10 +213,42 @@ def serve_thread_slots(
     full latency buffer) in its own slot; the kernel's ones as ``serve_slots``."""
     from epcsim.fast.driver.thread_bridge import _serve_thread
 
-    if int(kt[0].kc[K.K_SVC]) in (K.SVC_LAT_FULL, K.SVC_TRUNCATE, K.SVC_UNSEAL):
+    code = int(kt[0].kc[K.K_SVC])
+    if code in (K.SVC_LAT_FULL, K.SVC_TRUNCATE, K.SVC_UNSEAL):
         _serve_thread(system, encls[tslot], kt[tslot], ts, counts)  # no array replaced
         return kt
+    if code in (K.SVC_EPA, K.SVC_VA_ADD):
+        return serve_va_page(system, encls, kt, tslot, counts)
     return serve_slots(system, encls, kt, counts)
+
+
+def serve_va_page(system: System, encls: Any, kt: Any, tslot: int, counts: dict[str, int]) -> Any:
+    """ADD_PAGES' VA page on the core (``add.py`` A2, session ``addrun``), the two steps
+    whose state Python keeps: ``SVC_EPA`` - ``__epa``'s count and EPA (``SgxCpu.epa``: the
+    EPCM entry and the page's zeroed version slots, whose index ``VaPages`` keeps), then
+    ``sgx_alloc_va_page``'s ``va_pages`` count (``SgxEncl.alloc_va_page``, after ``run(epa)``
+    as there); ``SVC_VA_ADD`` - ``sgx_encl_add_va_page`` under ``encl->lock``
+    (``SgxEncl.add_va_page``). Either may replace arrays the slots hold (``va_epc``, the VA
+    list's): the slots' layout is refreshed (``refresh_slots``, its count of VA blocks
+    taken from the typed list itself: none is added here)."""
+    kc = kt[0].kc
+    code = int(kc[K.K_SVC])
+    va = int(kc[K.K_SVC_ARG])
+    kc[K.K_SVC] = K.SVC_NONE
+    counts[str(code)] = counts.get(str(code), 0) + 1
+    sgx = system.sgx
+    if code == K.SVC_EPA:
+        sgx.stats.epa += 1
+        if system.cpu.epa(va):  # a page off the free list: A2 checked it invalid (a guard)
+            raise RuntimeError(f"fast_core: EPA of EPC page {va} failed on the core")
+        sgx.stats.va_pages += 1
+    else:
+        encls[tslot].add_va_page(va)
+        core = sgx.stream_core
+        if core is not None:
+            core.va_adds += 1
+    kt, _ = refresh_slots(system, encls, kt, -1)
+    return kt
 
 
 def drive_slots(
@@ -259,6 +291,7 @@ __all__ = [
     "secs_of",
     "serve_slots",
     "serve_thread_slots",
+    "serve_va_page",
     "slot_state",
     "take_slots",
 ]

@@ -201,6 +201,14 @@ class StreamCore:
         #: pages ADD_PAGES' loop (``kernel.ioctl.sgx_ioc_enclave_add_pages``) added on the
         #: core (session ``addcore``)
         self.adds = 0
+        #: the ADD_PAGES loop's stops at a page's VA page whose allocation found the free
+        #: list empty (``KB_GROW``: the page's rest in Python, session ``addrun``)
+        self.grow_stops = 0
+        #: the VA pages ADD_PAGES' loop added on the core (``sgx_encl_grow``'s EPA and
+        #: ``sgx_encl_add_va_page``: ``SVC_EPA``, ``SVC_VA_ADD``; session ``addrun``)
+        self.va_adds = 0
+        #: the reclaim batches those VA pages' allocations ran on the core (``TC_VA_DIRECT``)
+        self.va_reclaims = 0
         #: ADD_PAGES loops on the core whose ioctl has not returned: the enclave is being
         #: built, not initialized, and the core's regime takes it (``core_regime``), ksgxd's
         #: machine is served during the ioctl (``stream_ksgxd._worth_serving``)

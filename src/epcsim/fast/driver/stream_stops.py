@@ -60,6 +60,11 @@ END_LOCKED = -100
 #: ``reclaim_run``'s row 1, the thread at ``P_DIRECT``): the caller runs the batch's rest in
 #: Python (``sgx_reclaim_write_back`` from ``CoreStream.direct``), then the page
 END_DIRECT = -101
+#: ... the ADD_PAGES loop stopped at its page's ``sgx_encl_grow`` (``KB_GROW`` at
+#: ``add.P_AGROW``): the VA page's allocation found the free list empty, the page's own EPC
+#: page allocated (``CoreStream.grow_page``); the caller runs the page from the grow on in
+#: Python (``kernel.ioctl._add_page_rest``; session ``addrun``)
+END_GROW = -102
 
 
 def resumable(code: int, pc: int) -> bool:
@@ -106,6 +111,13 @@ def direct_rest(sgx: Any, task: Any, direct: Any) -> Any:
     return (yield from sgx_reclaim_write_back(sgx, task, kept, j, ewbed=ewbed))
 
 
+def add_grow(code: int, pc: int) -> bool:
+    """The ADD_PAGES loop's stop at its page's ``sgx_encl_grow`` (``END_GROW``)."""
+    from epcsim.fast.driver.add import P_AGROW
+
+    return code == K.KB_GROW and pc == P_AGROW
+
+
 def _trim_locked(code: int, pc: int) -> bool:
     """The MODIFY_TYPES loop's stops under ``encl->lock`` with nothing of the page applied:
     its own (``KB_PAGE`` after ``run(ioctl_page)`` or at T4) and T4's fault stops."""
@@ -116,4 +128,12 @@ def _trim_locked(code: int, pc: int) -> bool:
     return code in IN_FAULT and pc == P_LOCKED
 
 
-__all__ = ["END_DIRECT", "END_LOCKED", "IN_FAULT", "direct_rest", "resumable"]
+__all__ = [
+    "END_DIRECT",
+    "END_GROW",
+    "END_LOCKED",
+    "IN_FAULT",
+    "add_grow",
+    "direct_rest",
+    "resumable",
+]

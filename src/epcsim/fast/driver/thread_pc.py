@@ -12,7 +12,7 @@ when it passed 600 lines; no value changed).
 
 from __future__ import annotations
 
-from epcsim.fast.driver import trim
+from epcsim.fast.driver import add, trim
 
 P_TOP = 0  #: T0: the loop top (``enter()``)
 P_ENTER_RUN = 1  #: T0: ``run(eresume)`` (or eenter) is over
@@ -51,6 +51,8 @@ P_NAMES = (
     "eldu", "truncated", "map", "ebusy", "end", "done", "woken", "unlocked",
     "leaf", "eexit", "next", *trim.PER_PAGE_NAMES,  # the ioctl loops' (trim.py, remove.py)
     "uresched", "fresched", "eresched", "uintr", "park", "park_lat",
+    *add.LATE_NAMES,  # A2's VA page (add.py, session addrun)
 )  # fmt: skip
 assert P_NAMES.index("uresched") == P_URESCHED
+assert P_NAMES.index(add.LATE_NAMES[0]) == add.P_AVAWOKEN
 assert (trim.P_TOP, trim.P_LOCKED) == (P_TOP, P_LOCKED)  # the rows trim.py meets

@@ -107,7 +107,15 @@ TC_ADDED = 64  #: pages grown, not yet folded (``SgxEncl.page_cnt += n``: ``grow
 #: machines' tuple and its ``encl->lock`` (the core's mutex row = the slot); ``kc``'s
 #: ``K_THREAD_SLOT`` is the same. Not ``TC_SLOT``, which is the VA slot of the ELDU under way
 TC_ESLOT = 65
-N_TC = 66
+#: ADD_PAGES' VA page (A2, session ``addrun``): ``sgx_encl_grow``'s new VA page + 1 from its
+#: allocation until ``add_va_page`` under ``encl->lock`` (0: none under way), and the EPA
+#: cost it charges
+TC_ADD_VA = 66
+TC_EPA_NS = 67
+#: ... and the reclaim batches its allocations ran on the core (a count for the tests'
+#: guard, ``StreamCore.va_reclaims``; not a ``stats()`` counter)
+TC_VA_DIRECT = 68
+N_TC = 69
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1
