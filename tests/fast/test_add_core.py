@@ -14,8 +14,9 @@ free timeline, the EPC lists and owners, the EPCM, the page arrays, the VA slots
 backing records, the tasks' and ``encl->lock``'s fields with its trace - the event order
 of the lock) and the call's result must be equal on the three systems; then MRENCLAVE,
 EINIT's result and the state once ksgxd has settled. The core must have added pages
-(``StreamCore.adds``), and its pages' VA-page stops every 512 pages are met
-(``page_cnt`` crosses 512 with the larger heaps).
+(``StreamCore.adds``), and ``page_cnt`` crosses 512 with the larger heaps: the VA page
+``sgx_encl_grow`` adds there is the core's too since session ``addrun``
+(``test_add_va_core.py``: builds crossing several).
 """
 
 from __future__ import annotations
