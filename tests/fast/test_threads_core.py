@@ -150,8 +150,28 @@ def test_the_run_queue_and_the_sleeping_half_ran_on_the_core() -> None:
         for k, v in result.core.items():
             seen[k] = seen.get(k, 0) + v
         kinds |= {e for _, e, _ in dencl.encl.lock.trace}
+    del seen["tcs_faults"]  # the next test's guard
     assert all(v > 0 for v in seen.values()), seen
     assert {"spin_fail", "sleep", "wake", "handoff_flag", "handoff", "steal"} <= kinds, kinds
+
+
+def test_tcs_faults_ran_on_the_core() -> None:
+    """A guard on the cases above (session ``tcsfault``): fixed cases with more threads
+    than CPUs where ksgxd takes a waiting thread's TCS, and the thread's next entry faults
+    on it (``_ensure_tcs``: ``vma_fault.tcs_fault``, the TCS's ELDU, -EBUSY retries of it
+    while the EPC has no free page) on the core - CFS and FIFO CPUs, each mutex - and the
+    run goes on to its end, exactly as the reference (before, each handed back there)."""
+    for case in (
+        (28676, "reference", "1M", 2, 1, 3, 526, 0.0, ""),
+        (49113, "fast", "1M", 4, 1, 4, 620, 0.0, ""),  # thousands: the TCS's -EBUSY retries
+        (22039, "reference", "1M", 3, 1, 4, 429, 1.0, "sched"),
+        (11860, "reference", "512K", 3, 1, 2, 414, 0.0, "mutex"),
+    ):
+        (ref, rencl, rth, outs), (drv, dencl, dth, result) = run_both(*case)
+        assert result.handed_back is None, (case, result)
+        assert result.core["tcs_faults"] > 0, (case, result.core)
+        assert result.outcomes == outs
+        assert differ(snap(ref, rencl, rth, outs), snap(drv, dencl, dth, result.outcomes)) == []
 
 
 def test_several_threads_ran_accesses_on_the_core_and_took_the_paths() -> None:

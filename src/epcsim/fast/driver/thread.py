@@ -173,7 +173,7 @@ from epcsim.fast.driver.tstate import (
     TN_RETRIES,
     thread_row,
 )
-from epcsim.fast.driver.vma_fault import fault_rows, is_fault_pc
+from epcsim.fast.driver.vma_fault import fault_rows, is_fault_pc, tcs_fault
 from epcsim.fast.eaccept import EACCEPT_CLEARS, eaccept_word_ok
 from epcsim.kernel.encl_page import (
     ENCL_PAGE_PRESENT,
@@ -271,11 +271,15 @@ def thread_run(p, t):
                 pc = P_ACCESS
                 continue
             # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
-            if tc[TC_TCS] >= 0:
-                if not ks.pflags[tc[TC_TCS]] & ENCL_PAGE_PTE_PRESENT:
-                    return _stop(st, ks, t, P_TOP, KB_TCS, tc[TC_TCS])
-            elif ke[K_SECS_EPC] < 0:
-                return _stop(st, ks, t, P_TOP, KB_TCS, -1)
+            # (not: the TCS fault, ``vma_fault.tcs_fault``, or its hand-back ``KB_TCS``)
+            tcs = tc[TC_TCS]
+            if (tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT) or (
+                tcs < 0 and ke[K_SECS_EPC] < 0
+            ):
+                pc, r = tcs_fault(st, ks, ts, sp, t)
+                if r >= 0:
+                    return r
+                continue
             # EENTER/ERESUME's own checks, before the run: a leaf that would fail stops
             # here, at the loop top, where ``enter()`` takes it (decision 2026-11-26,
             # module docstring: P_ENTER_RUN's failure is then only the TCS's zap)
@@ -295,7 +299,11 @@ def thread_run(p, t):
                 ret = 0 if ke[K_SECS_EPC] >= 0 and ke[K_INITIALIZED] != 0 else 1
             if ret != 0:
                 if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
-                    # ksgxd zapped the TCS during the step: the loop's TCS fault
+                    # ksgxd zapped the TCS during the step: ``enter()``'s retry, the TCS
+                    # fault (T0's check: ``tcs_fault``, or its hand-back ``KB_TCS``)
+                    if st.clk[C_MANY] != 0 and st.clk[C_FLOOD] == 0:
+                        pc = P_TOP
+                        continue
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
                 if tcs < 0 and ke[K_SECS_EPC] < 0:
                     # the implicit TCS, the SECS written back during the step (the thread

@@ -322,6 +322,8 @@ def run_threads(
         "contended": int(co.mtx[0, M_CONTENDED]),
         "steals": int(co.mtx[0, M_STEALS]),
         "handoffs": int(co.mtx[0, M_HANDOFFS]),
+        # TCS faults run on the core (``vma_fault.tcs_fault``, session ``tcsfault``)
+        "tcs_faults": sum(int(ts.tc[T.TC_TCS_FAULTS]) for ts in rows),
     }
     _fold(system, threads, encl, secs, co, ks, rows)
     outcomes = [AccessOutcome(done=int(ts.tc[T.TC_DONE])) for ts in rows]

@@ -115,7 +115,11 @@ TC_EPA_NS = 67
 #: ... and the reclaim batches its allocations ran on the core (a count for the tests'
 #: guard, ``StreamCore.va_reclaims``; not a ``stats()`` counter)
 TC_VA_DIRECT = 68
-N_TC = 69
+#: TCS faults the machine ran (``vma_fault.tcs_fault``: ``_ensure_tcs``' fault on the TCS,
+#: ``C_MANY`` only; session ``tcsfault``): not a kernel counter (the faults are in
+#: ``TN_FAULTS``), the tests' guard that the rows ran
+TC_TCS_FAULTS = 69
+N_TC = 70
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1

@@ -41,7 +41,15 @@ import numpy as np
 from numba import njit
 
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
-from epcsim.fast.cosim.state import C_FL_PARKED, C_NOW, R_OK, T_PC, T_RQ_RET
+from epcsim.fast.cosim.state import (
+    C_FL_PARKED,
+    C_FLOOD,
+    C_MANY,
+    C_NOW,
+    R_OK,
+    T_PC,
+    T_RQ_RET,
+)
 from epcsim.fast.driver import trim
 from epcsim.fast.driver.eldu import RAW, eldu_check, eldu_commit
 from epcsim.fast.driver.flood_rows import page_loaded
@@ -63,6 +71,7 @@ from epcsim.fast.driver.kstate import (
     KB_ENOMEM,
     KB_PAGE,
     KB_SECS_LOAD,
+    KB_TCS,
     KB_UNEXPECTED,
     KB_WAKE,
     SVC_FT_FULL,
@@ -81,6 +90,7 @@ from epcsim.fast.driver.thread_pc import (
     P_FRESCHED,
     P_LOCKED,
     P_MAP,
+    P_TOP,
     P_TRUNCATED,
     P_UNLOCKED,
     P_WOKEN,
@@ -95,6 +105,7 @@ from epcsim.fast.driver.tstate import (
     TC_ELDU_NS,
     TC_ENTERED,
     TC_ESLOT,
+    TC_FAULT_NS,
     TC_FLAGS,
     TC_FREE_ROW,
     TC_IDX,
@@ -105,6 +116,8 @@ from epcsim.fast.driver.tstate import (
     TC_RET,
     TC_SLOT,
     TC_T0,
+    TC_TCS,
+    TC_TCS_FAULTS,
     TC_VID,
     TN_EBUSY,
     TN_ELDU,
@@ -119,8 +132,10 @@ from epcsim.fast.ops.pcmd import reclaimer_writing_to_pcmd
 from epcsim.fast.ops.va import va_free_slot
 from epcsim.kernel.encl_page import (
     ENCL_PAGE_BEING_RECLAIMED,
+    ENCL_PAGE_PRESENT,
     ENCL_PAGE_PTE_PRESENT,
     ENCL_PAGE_PTE_YOUNG,
+    PROT_VMA_SHIFT,
 )
 from epcsim.kernel.epc import SGX_EPC_PAGE_RECLAIMER_TRACKED
 from epcsim.kernel.page_list import HEAD, LEN
@@ -143,6 +158,45 @@ def _latency(st, ts, tcl):
     n = tcl[TC_LAT_N]
     ts.lat[n] = st.clk[C_NOW] - ts.tc[TC_T0]
     tcl[TC_LAT_N] = n + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def tcs_fault(st, ks, ts, sp, t):
+    """T0's TCS fault (``EnclaveThread._ensure_tcs``, session ``tcsfault``): the TCS is not
+    mapped, so EENTER/ERESUME takes a #PF on it, the kernel's ``sgx_vma_fault`` on the TCS's
+    address loads it (T3-T7 below, ``TC_IDX`` the TCS: the lock, ELDU, the map or -EBUSY,
+    the unlock, the latency, ``_fault_return``'s ``cond_resched()``), and the machine goes
+    back to T0, whose TCS check is ``_ensure_tcs``' loop (another fault after -EBUSY) and
+    whose entry is ``enter()``'s retry. The thread is not inside here (T0 checked), so
+    ``_fault``'s AEX is nothing, and ``_fault`` runs without ``access_stream``'s
+    ``access_error()`` check. ``(pc, r)`` as ``fault_rows``.
+
+    Where it hands back as before (``KB_TCS`` at the loop top, nothing applied):
+
+    * without ``C_MANY`` (decision 2026-11-27, session ``tcsfault``): the user path's
+      continuations of a stop inside a fault (``stream_stops``: ``fault_locked`` then the
+      access loop) are an access fault's, not ``_ensure_tcs``' (whose retry enters without
+      ``enter()``'s ``acquire_cpu``); only ``run_threads`` sets ``C_MANY``, where a stop ends
+      the run. The user path takes it with ``C_MANY`` (PATHS.md "Left");
+    * with the parked flood (``C_FLOOD``): ``_fault_or_park(tcs, eresume=False)`` parks on
+      other terms than an access's retry (``flood_park`` restates the access's only);
+    * the implicit TCS (the SECS to load: ``load_secs``, Python's);
+    * ``sgx_vma_fault``'s EAUG and SIGBUS decisions on the TCS (no page entry, the VMA's
+      protections past ``max_prot``): T2's checks, read before the fault as T2 reads them."""
+    tc = ts.tc
+    tcs = tc[TC_TCS]
+    if tcs < 0 or st.clk[C_MANY] == 0 or st.clk[C_FLOOD] != 0:
+        return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
+    vma = ts.prot[tcs] >> PROT_VMA_SHIFT
+    if not ks.pflags[tcs] & ENCL_PAGE_PRESENT or (ts.prot[tcs] & 7 & vma) != vma:
+        return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
+    tc[TC_TCS_FAULTS] += 1
+    tc[TC_IDX] = tcs
+    tc[TC_T0] = st.clk[C_NOW]
+    r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])  # _fault: run(aex + fault_entry)
+    if r != R_OK:
+        return P_FAULT_RUN, _blocked(st, t, P_FAULT_RUN, r)
+    return P_FAULT_RUN, -1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -317,4 +371,4 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
         return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, -1)
 
 
-__all__ = ["fault_rows", "is_fault_pc"]
+__all__ = ["fault_rows", "is_fault_pc", "tcs_fault"]
