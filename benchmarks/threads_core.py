@@ -62,12 +62,14 @@ def run(
     s0 = system.stats()
     c0 = time.process_time()
     handed_back = None
+    tcs_faults = None
     if mode == "core":
         r = run_threads(system, threads, streams)
         # with more threads than CPUs ksgxd may take a waiting thread's TCS (a hand-back
         # at the regime's end): the figures are then of the run up to it
         assert r.handed_back in (None, "TCS fault", "SECS eviction"), r
         handed_back = r.handed_back
+        tcs_faults = r.core["tcs_faults"]  # the waiting threads' TCS faults (``tcsfault``)
     else:
         start_streams(system, threads, streams)
         # ``until_us``: stop there (the instant a core run of the same streams handed
@@ -88,6 +90,7 @@ def run(
         "cpu_s": cpu,
         "us_per_access": cpu / max(acc, 1) * 1e6,
         "handed_back": handed_back,
+        "tcs_faults": tcs_faults,
     }
 
 
