@@ -45,6 +45,14 @@ machine, one signature, no step changed). What stays here is the loops: T0-T2 (t
 the resident run, the fault's entry), E1-E4 and the stream's end; the E rows are the next
 to move out (as ``eaccept_rows``) if this file grows again.
 
+The blocks stand in step order and a step that completes falls through to the next
+step's block (``pc = P_NEXT`` without ``continue``; every block is guarded by its ``pc``
+test, which LLVM folds on that edge), as in ``reclaim.reclaim_run`` and ``vma_fault``'s
+rows (session ``fault4``, 2026-11-27): a fault's steps from T0 to its unlock run without
+the loop head's jump on ``pc``, an indirect jump the loop could not thread. ``continue``
+stays on the backward edges (to T0) and inside a block whose rest must not run; T2's
+block is guarded by ``pc == P_ACCESS`` so that a resident run falls past it.
+
 The thread's stops (decisions 2026-11-26, session ``tstops``; what the user path does with
 each is ``stream_stops.py``'s docstring, "The thread's stops"):
 
@@ -268,29 +276,28 @@ def thread_run(p, t):
                 if r != R_OK:
                     return _blocked(st, t, P_TOP, r)
             if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
-                pc = P_ACCESS
-                continue
-            # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
-            # (not: the TCS fault, ``vma_fault.tcs_fault``, or its hand-back ``KB_TCS``)
-            tcs = tc[TC_TCS]
-            if (tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT) or (
-                tcs < 0 and ke[K_SECS_EPC] < 0
-            ):
-                pc, r = tcs_fault(st, ks, ts, sp, t)
-                if r >= 0:
-                    return r
-                continue
-            # EENTER/ERESUME's own checks, before the run: a leaf that would fail stops
-            # here, at the loop top, where ``enter()`` takes it (decision 2026-11-26,
-            # module docstring: P_ENTER_RUN's failure is then only the TCS's zap)
-            if tcs_refused(ks, tc[TC_TCS]):
-                return _stop(st, ks, t, P_TOP, KB_ENTRY, tc[TC_TCS])
-            ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
-            r = perform(sp, t, np.int64(RQ_RUN), ns)
-            if r != R_OK:
-                return _blocked(st, t, P_ENTER_RUN, r)
-            pc = P_ENTER_RUN
-            continue
+                pc = P_ACCESS  # falls through P_ENTER_RUN's test
+            else:
+                # _tcs_ready: the TCS mapped, or with the implicit TCS (-1) the SECS resident
+                # (not: the TCS fault, ``vma_fault.tcs_fault``, or its hand-back ``KB_TCS``)
+                tcs = tc[TC_TCS]
+                if (tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT) or (
+                    tcs < 0 and ke[K_SECS_EPC] < 0
+                ):
+                    pc, r = tcs_fault(st, ks, ts, sp, t)
+                    if r >= 0:
+                        return r
+                    continue
+                # EENTER/ERESUME's own checks, before the run: a leaf that would fail stops
+                # here, at the loop top, where ``enter()`` takes it (decision 2026-11-26,
+                # module docstring: P_ENTER_RUN's failure is then only the TCS's zap)
+                if tcs_refused(ks, tc[TC_TCS]):
+                    return _stop(st, ks, t, P_TOP, KB_ENTRY, tc[TC_TCS])
+                ns = tc[TC_ERESUME_NS] if tc[TC_ENTERED] != 0 else tc[TC_EENTER_NS]
+                r = perform(sp, t, np.int64(RQ_RUN), ns)
+                if r != R_OK:
+                    return _blocked(st, t, P_ENTER_RUN, r)
+                pc = P_ENTER_RUN
         if pc == P_ENTER_RUN:
             tcs = tc[TC_TCS]
             if tcs >= 0:
@@ -317,7 +324,6 @@ def thread_run(p, t):
             if tcs >= 0:
                 ks.pflags[tcs] |= ENCL_PAGE_PTE_YOUNG  # _tcs_accessed
             pc = P_ACCESS
-            continue
         # -- T1: a resident run, T2: a fault ----------------------------------------------------
         if pc == P_ACCESS:
             i = tc[TC_I]
@@ -353,29 +359,28 @@ def thread_run(p, t):
                 r = perform(sp, t, np.int64(RQ_RUN_USER), k2 * tc[TC_ACCESS_NS])
                 if r != R_OK:
                     return _blocked(st, t, P_USER_RUN, r)
-                pc = P_USER_RUN
-                continue
+                pc = P_USER_RUN  # falls through: T2 below is guarded, then P_USER_RUN's block
             else:
                 vma = ts.prot[idx] >> PROT_VMA_SHIFT
                 if not vma & 1 or (ts.writes[i] and not vma & 2):
                     return _stop(st, ks, t, P_ACCESS, KB_PF, idx)  # access_error()
-            # T2 (both loops): sgx_vma_fault's EAUG/SIGBUS decisions, taken before the AEX
-            if not f & ENCL_PAGE_PRESENT:
-                code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
-                return _stop(st, ks, t, P_ACCESS, code, idx)
-            vma = ts.prot[idx] >> PROT_VMA_SHIFT
-            if (ts.prot[idx] & 7 & vma) != vma:
-                return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
-            # _fault: AEX, #PF into the kernel
-            if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
-                _aex(ks, st.tasks[t, T_CPU])
-            tc[TC_IDX] = idx
-            tc[TC_T0] = st.clk[C_NOW]
-            r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])
-            if r != R_OK:
-                return _blocked(st, t, P_FAULT_RUN, r)
-            pc = P_FAULT_RUN
-            continue
+            if pc == P_ACCESS:
+                # T2 (both loops): sgx_vma_fault's EAUG/SIGBUS decisions, taken before the AEX
+                if not f & ENCL_PAGE_PRESENT:
+                    code = KB_EAUG if tc[TC_SGX2] != 0 else KB_SIGBUS
+                    return _stop(st, ks, t, P_ACCESS, code, idx)
+                vma = ts.prot[idx] >> PROT_VMA_SHIFT
+                if (ts.prot[idx] & 7 & vma) != vma:
+                    return _stop(st, ks, t, P_ACCESS, KB_SIGBUS, idx)
+                # _fault: AEX, #PF into the kernel
+                if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
+                    _aex(ks, st.tasks[t, T_CPU])
+                tc[TC_IDX] = idx
+                tc[TC_T0] = st.clk[C_NOW]
+                r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])
+                if r != R_OK:
+                    return _blocked(st, t, P_FAULT_RUN, r)
+                pc = P_FAULT_RUN
         if pc == P_USER_RUN and st.tasks[t, T_INTR] != 0:
             # the step cut short by a wake-up preemption (``C_MANY``: more tasks than
             # CPUs; ``dispatch.next_resume`` charged the time run): ``run_user``'s
@@ -407,7 +412,7 @@ def thread_run(p, t):
             r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return _blocked(st, t, P_URESCHED, r)
-            pc = P_URESCHED
+            pc = P_TOP  # P_URESCHED's block, done here
             continue
         if pc in (P_URESCHED, P_FRESCHED):
             if (
@@ -458,6 +463,8 @@ def thread_run(p, t):
             pc, r = fault_rows(st, ks, ts, sp, kq, t, pc, tcl)
             if r >= 0:
                 return r
+            if pc == P_FRESCHED:
+                pc = P_TOP  # P_FRESCHED's block, done here
             continue
         # -- E2-E4: the EACCEPT loop's page after its leaf --------------------------------------
         if pc == P_LEAF_RUN:
@@ -478,20 +485,17 @@ def thread_run(p, t):
             if r != R_OK:
                 return _blocked(st, t, P_EEXIT_RUN, r)
             pc = P_EEXIT_RUN
-            continue
         if pc == P_EEXIT_RUN:
             # hw.eexit: leaves as an AEX does (nothing if an IPI AEXed it meanwhile)
             _aex(ks, st.tasks[t, T_CPU])
             tc[TC_ENTERED] = 0
             pc = P_NEXT
-            continue
         if pc == P_NEXT:
             # the loop's cond_resched(), then i += 1
             r = thread_resched(sp, kq, t, tc[TC_ENTERED], es)
             if r != R_OK:
                 return _blocked(st, t, P_ERESCHED, r)
             pc = P_ERESCHED
-            continue
         if pc == P_ERESCHED:
             tc[TC_I] += 1
             tc[TC_DONE] += 1

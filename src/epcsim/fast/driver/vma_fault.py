@@ -19,7 +19,10 @@ thread's machine - and the loops' rows (T0-T2, E1-E4, the stream's end) stay in
 inlines it into ``thread_run`` (one machine, one signature, one compile); it runs the rows
 in its own loop until the task parks, stops or needs a service (``(pc, r)``, ``r >= 0``:
 ``thread_run`` returns ``r``) or its pc leaves them (``(pc, -1)``: ``thread_run`` goes on
-there). The steps of every row are the ones ``thread.py`` held, unchanged.
+there). The steps of every row are the ones ``thread.py`` held, unchanged. The rows
+stand in step order and a completed step falls through to the next row's block (no
+``continue``: ``thread.py``'s docstring, session ``fault4``), so a fault from T3 to its
+unlock takes no jump on ``pc``.
 
 Decisions (2026-11-26, sessions ``tdriver`` and ``tstops``; ``thread.py``'s docstring has
 the rest):
@@ -218,7 +221,6 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             if r != R_OK:
                 return pc, _blocked(st, t, P_LOCKED, r)
             pc = P_LOCKED
-            continue
         # -- T4: __sgx_encl_load_page, sgx_alloc_epc_page(reclaim=False) ----------------------
         if pc == P_LOCKED:
             idx = tc[TC_IDX]
@@ -253,7 +255,6 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
                     return pc, R_SVC
                 tc[TC_RET] = ret
             pc = P_ALLOC
-            continue
         if pc == P_ALLOC:
             idx = tc[TC_IDX]
             if tc[TC_RET] != 0:
@@ -282,27 +283,24 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             ks.ft[n, 0] = st.clk[C_NOW]
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
-            if not wake:
+            if wake:
+                r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
+                if r != R_OK:
+                    return pc, _blocked(st, t, P_WOKEN, r)
+                pc = P_WOKEN
+            else:
                 pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
-                continue
-            r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
-            if r != R_OK:
-                return pc, _blocked(st, t, P_WOKEN, r)
-            pc = P_WOKEN
-            continue
         if pc == P_WOKEN:
             if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
                 kc[K_SLEEPING] = 0
                 ks.cnt[CN_WAKEUPS] += 1
             pc = P_ALLOCATED if tc[TC_PAGE] >= 0 else P_EBUSY
-            continue
         # -- T5: sgx_encl_eldu (the record checked at P_LOCKED) ------------------------------
         if pc == P_ALLOCATED:
             r = perform(sp, t, np.int64(RQ_RUN), tc[TC_ELDU_NS])
             if r != R_OK:
                 return pc, _blocked(st, t, P_ELDU_RUN, r)
             pc = P_ELDU_RUN
-            continue
         if pc == P_ELDU_RUN:
             idx = tc[TC_IDX]
             tcnt[TN_ELDU] += 1
@@ -320,7 +318,6 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
                 return pc, R_SVC
             ke[K_NR_RECORDS] -= got
             pc = P_TRUNCATED
-            continue
         if pc == P_TRUNCATED:
             idx = tc[TC_IDX]
             page = tc[TC_PAGE]
@@ -341,7 +338,6 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             if tc[TC_MODE] >= MODE_TRIM:  # M, R: no PTE (trim.py's per_page)
                 return per_page_pc(tc), -1
             pc = P_MAP
-            continue
         # -- T6: map, unlock; T7: -EBUSY, unlock -----------------------------------------------
         if pc == P_EBUSY and tc[TC_MODE] >= MODE_TRIM:
             tc[TC_CAUSE] = CAUSE_NO_FREE_PAGE  # sgx_alloc_epc_page(reclaim=false): -EBUSY
@@ -360,7 +356,6 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             if r != R_OK:
                 return pc, _blocked(st, t, P_UNLOCKED, r)
             pc = P_UNLOCKED
-            continue
         if pc == P_UNLOCKED:
             _latency(st, ts, tcl)  # _fault, after sgx_vma_fault returned
             # _fault_return's cond_resched()
