@@ -463,9 +463,7 @@ def thread_run(p, t):
             pc, r = fault_rows(st, ks, ts, sp, kq, t, pc, tcl)
             if r >= 0:
                 return r
-            if pc == P_FRESCHED:
-                pc = P_TOP  # P_FRESCHED's block, done here
-            continue
+            continue  # P_FRESCHED's block (its flood park check) or the ioctl loops' rows
         # -- E2-E4: the EACCEPT loop's page after its leaf --------------------------------------
         if pc == P_LEAF_RUN:
             done = tc[TC_I] + 1
