@@ -13,6 +13,7 @@ and back to SimPy for the result. Its ``Outcome`` is comparable with ``run_simpy
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -92,45 +93,12 @@ def run_served(
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
-    code, entry = compile_programs(programs)
-    n = len(programs)
-    st = new_state(
-        nr_cpus,
-        n,
-        nr_mutexes,
-        nr_queues,
-        costs=costs,
-        elide=elide,
-        heap_capacity=heap_capacity,
-        trace_capacity=4096 if trace else 0,
-        mutex=mutex,
-        sched=sched,
-        runq=runq,
-    )
-    st.tasks[:, T_PC] = entry
-    counters = np.zeros(nr_queues, np.int64)
-    done = np.zeros((done_capacity, 3), np.int64)
-    dn = np.zeros(1, np.int64)
-    m = Machine(nr_cpus, costs, elide=elide, mutex=mutex, sched=sched)
-    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
-    if trace:
-        for mx in mutexes:
-            mx.trace = []
-    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
-    tasks = [Task(m, f"t{i}") for i in range(n)]
-
-    # the machine's compiled entry for these arrays: no dispatch per request (``jit.py``)
-    machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
-
-    def step(t: int) -> int:
-        return int(machine(st, t, code, counters, done, dn))
-
-    sv = Served(st, m, tasks, mutexes, queues, step)
-    for t, go in enumerate([True] * n if starts is None else starts):
-        if go and own:
-            sv.procs[t] = m.env.process(_own_process(sv, t))
-        elif go:
-            sv.spawn(t)
+    r = _setup(
+        programs, nr_cpus, starts, own, nr_mutexes=nr_mutexes, nr_queues=nr_queues,
+        costs=costs, elide=elide, trace=trace, heap_capacity=heap_capacity,
+        done_capacity=done_capacity, mutex=mutex, sched=sched, runq=runq,
+    )  # fmt: skip
+    st, code, counters, done, dn, sv = r.st, r.code, r.counters, r.done, r.dn, r.sv
     ran: list[str] = []
 
     def on_core(budget: int) -> None:
@@ -176,9 +144,7 @@ def run_served(
     if max_steps <= 0 or max_steps > sv.pops:
         ran.append("simpy")
         sv.run(max_steps - sv.pops if max_steps > 0 else 0)
-    done_list = [(a, b, c) for a, b, c in done[: dn[0]].tolist()]
-    out = simpy_outcome(m, tasks, mutexes, sv.pops, done_list, counters.tolist())
-    return out, ran, sv
+    return r.outcome(), ran, sv
 
 
 def run_inline(
@@ -205,31 +171,11 @@ def run_inline(
     (``to_simpy`` raises): N6's thread machines never do, so the tests' programs end
     asleep for ever on a wait queue nobody wakes. Returns as ``run_served``, ``ran`` listing each
     move's core segment."""
-    code, entry = compile_programs(programs)
-    n = len(programs)
-    st = new_state(
-        nr_cpus, n, nr_mutexes, nr_queues, heap_capacity=1024, trace_capacity=4096, mutex=mutex,
-        sched=sched, runq=runq,
+    r = _setup(
+        programs, nr_cpus, starts, True, nr_mutexes=nr_mutexes, nr_queues=nr_queues,
+        mutex=mutex, sched=sched, runq=runq,
     )  # fmt: skip
-    st.tasks[:, T_PC] = entry
-    counters = np.zeros(nr_queues, np.int64)
-    done = np.zeros((1 << 16, 3), np.int64)
-    dn = np.zeros(1, np.int64)
-    m = Machine(nr_cpus, None, elide=True, mutex=mutex, sched=sched)
-    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
-    for mx in mutexes:
-        mx.trace = []
-    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
-    tasks = [Task(m, f"t{i}") for i in range(n)]
-    machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
-
-    def step(t: int) -> int:
-        return int(machine(st, t, code, counters, done, dn))
-
-    sv = Served(st, m, tasks, mutexes, queues, step)
-    for t, go in enumerate([True] * n if starts is None else starts):
-        if go:
-            sv.procs[t] = m.env.process(_own_process(sv, t))
+    st, code, counters, done, dn, m, sv = r.st, r.code, r.counters, r.done, r.dn, r.m, r.sv
     ran: list[str] = []
     todo = list(moves)
 
@@ -255,9 +201,84 @@ def run_inline(
     while queue and sv.pops < max_steps:
         sv.pops += 1  # this event's pop (a move inside it starts the core's count after it)
         env.step()
-    done_list = [(a, b, c) for a, b, c in done[: dn[0]].tolist()]
-    out = simpy_outcome(m, tasks, mutexes, sv.pops, done_list, counters.tolist())
-    return out, ran, sv
+    return r.outcome(), ran, sv
+
+
+@dataclass
+class _Run:
+    """What ``run_served`` and ``run_inline`` build before they run: the core's state and
+    programs, the SimPy side (``Machine``, its tasks and mutexes) and the ``Served`` that
+    joins them."""
+
+    st: CoState
+    code: np.ndarray
+    counters: np.ndarray
+    done: np.ndarray
+    dn: np.ndarray
+    m: Machine
+    tasks: list[Task]
+    mutexes: list[Mutex]
+    sv: Served
+
+    def outcome(self) -> Outcome:
+        """The run's outcome as SimPy's side holds it, with the core's done log."""
+        done_list = [(a, b, c) for a, b, c in self.done[: self.dn[0]].tolist()]
+        return simpy_outcome(
+            self.m, self.tasks, self.mutexes, self.sv.pops, done_list, self.counters.tolist()
+        )
+
+
+def _setup(
+    programs: list[list[tuple[int, int, int]]],
+    nr_cpus: int,
+    starts: Sequence[bool] | None,
+    own: bool,
+    *,
+    nr_mutexes: int = 1,
+    nr_queues: int = 1,
+    costs: Costs | None = None,
+    elide: bool = True,
+    trace: bool = True,
+    heap_capacity: int = 1024,
+    done_capacity: int = 1 << 16,
+    mutex: str = "linux",
+    sched: str = "cfs",
+    runq: bool = False,
+) -> _Run:
+    """The programs compiled, the core's state and SimPy's machine for them, and the tasks
+    of ``starts`` started (in processes of their own with ``own``, else spawned)."""
+    code, entry = compile_programs(programs)
+    n = len(programs)
+    st = new_state(
+        nr_cpus, n, nr_mutexes, nr_queues, costs=costs, elide=elide,
+        heap_capacity=heap_capacity, trace_capacity=4096 if trace else 0, mutex=mutex,
+        sched=sched, runq=runq,
+    )  # fmt: skip
+    st.tasks[:, T_PC] = entry
+    counters = np.zeros(nr_queues, np.int64)
+    done = np.zeros((done_capacity, 3), np.int64)
+    dn = np.zeros(1, np.int64)
+    m = Machine(nr_cpus, costs, elide=elide, mutex=mutex, sched=sched)
+    mutexes = [Mutex(m, f"m{i}") for i in range(nr_mutexes)]
+    if trace:
+        for mx in mutexes:
+            mx.trace = []
+    queues = [WaitQueue(m, f"q{i}") for i in range(nr_queues)]
+    tasks = [Task(m, f"t{i}") for i in range(n)]
+
+    # the machine's compiled entry for these arrays: no dispatch per request (``jit.py``)
+    machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
+
+    def step(t: int) -> int:
+        return int(machine(st, t, code, counters, done, dn))
+
+    sv = Served(st, m, tasks, mutexes, queues, step)
+    for t, go in enumerate([True] * n if starts is None else starts):
+        if go and own:
+            sv.procs[t] = m.env.process(_own_process(sv, t))
+        elif go:
+            sv.spawn(t)
+    return _Run(st, code, counters, done, dn, m, tasks, mutexes, sv)
 
 
 def _own_process(sv: Served, t: int) -> Generator[Any, Any, Any]:
