@@ -378,6 +378,54 @@ def test_the_driving_process_meets_the_regimes_edge():
         assert _engine_state(sv) == _engine_state(alone)
 
 
+def test_a_stopped_machines_own_process_goes_on_at_once():
+    """A machine that stops for good at the core's hand-back (its serving generator
+    returns, ``on_stop``: an enclave thread at a stop it cannot pass, PATHS.md N6 item 2's
+    last part) has its own process's Python code run at once, at that instant and before
+    the next event (``transfer_to_simpy._stopped_now``): a process other than the driver
+    (resumed there, parked as it was) and the driver itself (given a processed event to go
+    on from). ``stops``: a machine asking for ``m0`` while its owner t0 sleeps holding it
+    (the core's ``HB_MUTEX_SLEEP``) stops, and its process leaves its CPU and ends. The
+    last task moves the run onto the core at the end of its first step (every process
+    started: N6's threads join before the move); the stopping task is t1 (not the driver)
+    or the driver. The run equals the run served throughout with the same rule, event for
+    event, every process's value and end included."""
+    t0 = [(OP_LOCK, 0, 0), (OP_WAIT, 0, 0), (OP_UNLOCK, 0, 0)]
+    waker = [(OP_RUN, 5_000, 0), (OP_WAKE, 0, 0)]
+    locker = [(OP_RUN, 200, 0), (OP_LOCK, 0, 0), (OP_RUN, 50, 0), (OP_UNLOCK, 0, 0)]
+    driver = [(OP_RUN, 100, 0), (OP_RUN, 3_000, 0), (OP_RUN, 50, 0)]
+    # (programs, the move's event count, the driver, the task that stops)
+    cases = [
+        ([t0, locker, waker, driver], 4, 3, 1),
+        ([t0, [(OP_RUN, 100, 0), (OP_LOCK, 0, 0), (OP_UNLOCK, 0, 0)], waker], 2, 1, 1),
+    ]
+    kw = {"nr_queues": 2, "stops": True}
+    for progs, at, drv, who in cases:
+        programs = _forever(progs)
+        n = len(programs)
+        for n_events in (at + 2, 8, 1_000):
+            ref, _, alone = run_served(programs, n, max_steps=n_events, own=True, **kw)
+            got, ran, sv = run_inline(programs, n, n_events, moves=[(at, 100)], **kw)
+            assert sv.inline_moves == 1
+            if n_events > at + 2:
+                assert ran == [f"core from t{drv}: mutex wait list"], ran
+                assert sv.own_stops == 1
+                assert sv.inline_handbacks == int(who == drv)
+                assert not sv.procs[who].is_alive and sv.procs[who].value == f"t{who}"
+            assert got.done == ref.done
+            assert got.traces == ref.traces
+            assert got.comparable() == ref.comparable()
+            assert _engine_state(sv) == _engine_state(alone)
+            assert [_ended(p) for p in sv.procs] == [_ended(p) for p in alone.procs]
+
+
+def _ended(proc: object) -> object:
+    """A process's end as SimPy holds it: alive, or its value."""
+    if proc is None:
+        return None
+    return "alive" if proc.is_alive else ("ended", proc.value)
+
+
 def test_pure_served_run_is_the_simpy_run():
     pickup = Costs().mutex_pickup
     ping = [(OP_LOCK, 0, 0), (OP_RUN, 300, 0), (OP_UNLOCK, 0, 0), (OP_RUN, 2 * pickup, 0)]

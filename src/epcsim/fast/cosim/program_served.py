@@ -29,6 +29,7 @@ from epcsim.fast.cosim.program import (
     resume_programs,
 )
 from epcsim.fast.cosim.queue import pending
+from epcsim.fast.cosim.request import RQ_LOCK
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
     C_BUDGET,
@@ -41,10 +42,14 @@ from epcsim.fast.cosim.state import (
     HB_BUDGET,
     HB_NAMES,
     K_NONE,
+    R_BLOCKED,
+    R_STOP,
     SE_PENDING,
     T_CONT,
     T_PC,
     T_RESCHED,
+    T_RQ,
+    T_RQ_A,
     T_SPIN_EV,
     T_STATE,
     T_USER_NS,
@@ -75,6 +80,7 @@ def run_served(
     sched: str = "cfs",
     runq: bool = False,
     own: bool = False,
+    stops: bool = False,
 ) -> tuple[Outcome, list[str], Served]:
     """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
     SimPy side (its engine state is the run's at the end).
@@ -89,14 +95,16 @@ def run_served(
     ``Machine``'s (``run_simpy``'s); ``runq`` the core's run queue (``new_state``'s).
     ``own``: the tasks started at the beginning run in processes of their own
     (``Served.serve_own``, as an enclave thread's: parked by a move to the core and
-    re-pointed by a move back, never closed)."""
+    re-pointed by a move back, never closed). ``stops``: a task whose machine asks for a
+    mutex whose owner is off its CPU stops there (``_setup``), as an enclave thread's at a
+    stop it cannot pass."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
     r = _setup(
         programs, nr_cpus, starts, own, nr_mutexes=nr_mutexes, nr_queues=nr_queues,
         costs=costs, elide=elide, trace=trace, heap_capacity=heap_capacity,
-        done_capacity=done_capacity, mutex=mutex, sched=sched, runq=runq,
+        done_capacity=done_capacity, mutex=mutex, sched=sched, runq=runq, stops=stops,
     )  # fmt: skip
     st, code, counters, done, dn, sv = r.st, r.code, r.counters, r.done, r.dn, r.sv
     ran: list[str] = []
@@ -159,6 +167,7 @@ def run_inline(
     mutex: str = "linux",
     sched: str = "cfs",
     runq: bool = False,
+    stops: bool = False,
 ) -> tuple[Outcome, list[str], Served]:
     """The programs for ``max_steps`` events, their started tasks in processes of their own
     (``run_served(own=True)``), moved onto the core *from inside* an own process's
@@ -169,11 +178,13 @@ def run_inline(
     ``max_steps``) and ``to_simpy(inline=t)`` gives it its serving generator back, the
     other own processes re-pointed. A driving process must not end on the core
     (``to_simpy`` raises): N6's thread machines never do, so the tests' programs end
-    asleep for ever on a wait queue nobody wakes. Returns as ``run_served``, ``ran`` listing each
-    move's core segment."""
+    asleep for ever on a wait queue nobody wakes. ``stops``: ``run_served``'s (a task of
+    another process stopping at the core's hand-back has its own process's code run at
+    once: ``transfer_to_simpy._stopped_now``). Returns as ``run_served``, ``ran`` listing
+    each move's core segment."""
     r = _setup(
         programs, nr_cpus, starts, True, nr_mutexes=nr_mutexes, nr_queues=nr_queues,
-        mutex=mutex, sched=sched, runq=runq,
+        mutex=mutex, sched=sched, runq=runq, stops=stops,
     )  # fmt: skip
     st, code, counters, done, dn, m, sv = r.st, r.code, r.counters, r.done, r.dn, r.m, r.sv
     ran: list[str] = []
@@ -244,9 +255,18 @@ def _setup(
     mutex: str = "linux",
     sched: str = "cfs",
     runq: bool = False,
+    stops: bool = False,
 ) -> _Run:
     """The programs compiled, the core's state and SimPy's machine for them, and the tasks
-    of ``starts`` started (in processes of their own with ``own``, else spawned)."""
+    of ``starts`` started (in processes of their own with ``own``, else spawned).
+
+    ``stops`` (the tests of ``transfer_to_simpy._stopped_now``, session ``n6user``): a
+    served machine that asks for a mutex whose owner holds no CPU (asleep holding it:
+    where the core hands back ``HB_MUTEX_SLEEP``, and the request it refused is asked for
+    again) stops there for good (``R_STOP``; ``on_stop`` returns its task's name), and its
+    own process leaves its CPU and ends (``_own_process``) - as an enclave thread whose
+    machine stops at a stop it cannot pass goes on in its Python code. The same rule
+    served and after the core's hand-back, so the runs are comparable."""
     code, entry = compile_programs(programs)
     n = len(programs)
     st = new_state(
@@ -270,9 +290,18 @@ def _setup(
     machine = entry_point(resume_programs, st, 0, code, counters, done, dn)
 
     def step(t: int) -> int:
-        return int(machine(st, t, code, counters, done, dn))
+        r = int(machine(st, t, code, counters, done, dn))
+        if stops and r == R_BLOCKED and int(st.tasks[t, T_RQ]) == RQ_LOCK:
+            owner = mutexes[int(st.tasks[t, T_RQ_A])].owner
+            if owner is not None and owner is not tasks[t] and owner.cpu is None:
+                return R_STOP
+        return r
 
-    sv = Served(st, m, tasks, mutexes, queues, step)
+    def on_stop(t: int) -> Generator[Any, Any, Any]:
+        return tasks[t].name
+        yield  # a generator
+
+    sv = Served(st, m, tasks, mutexes, queues, step, on_stop=on_stop if stops else None)
     for t, go in enumerate([True] * n if starts is None else starts):
         if go and own:
             sv.procs[t] = m.env.process(_own_process(sv, t))
@@ -283,8 +312,12 @@ def _setup(
 
 def _own_process(sv: Served, t: int) -> Generator[Any, Any, Any]:
     """Task ``t``'s own process (``run_served(own=True)``): its Python code around the
-    machine is only the call, as an enclave thread's ``access_stream`` around its hook."""
-    return (yield from sv.serve_own(t))
+    machine is only the call, as an enclave thread's ``access_stream`` around its hook;
+    stopped (``stops``: ``serve_own`` returns the task's name), it leaves its CPU."""
+    value = yield from sv.serve_own(t)
+    if value is not None:
+        sv.tasks[t].release_cpu()
+    return value
 
 
 def _count_moved(st: CoState, moved: dict[str, int]) -> None:

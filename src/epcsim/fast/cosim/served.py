@@ -113,6 +113,10 @@ class Served:
         #: task was the driving process itself (``to_simpy``'s ``now`` kept): the tests' guard
         self.inline_moves = 0
         self.inline_handbacks = 0
+        #: hand-backs whose task's serving generator returned there (``on_stop``: a stop
+        #: its machine cannot pass), its own process's code run at once
+        #: (``transfer_to_simpy._stopped_now``, session ``n6user``): the tests' guard
+        self.own_stops = 0
         #: the ``System.run(until=)`` events the core holds as ``EV_STOP`` rows (their index
         #: is the row's argument; ``cosim/deadline.py``), queued again by ``to_simpy``
         self.stops: list[Any] = []

@@ -186,6 +186,52 @@ def _end_own(sv: Served, t: int, queued: bool) -> Process:
     return proc
 
 
+def _returns(value: Any) -> Generator[Any, Any, Any]:
+    """A serving generator that has nothing left to serve: sent to, it returns ``value``
+    (a finished generator re-sent would raise a ``StopIteration`` without it)."""
+    return value
+    yield  # a generator
+
+
+def _processed(env: Any) -> Event:
+    """An event SimPy has processed already (ok, no value, callbacks None): a process
+    yielding it, or resumed with it, goes on at once."""
+    ev = _triggered(env)
+    ev.callbacks = None  # type: ignore[assignment]
+    return ev
+
+
+def _stopped_now(
+    sv: Served, h: int, inline: int, value: Any
+) -> tuple[Generator[Any, Any, Any], Event] | None:
+    """The hand-back's task ``h``, whose serving generator returned ``value`` in its
+    resumption (``on_stop`` returned: an enclave thread's machine at a stop it cannot
+    pass, PATHS.md N6 item 2's last part, session ``n6user``): its own process's Python
+    code after ``serve_own`` runs now, at the instant and before the next event, as the
+    reference runs it at that event. The driver (``inline``) gets back a serving generator
+    returning ``value`` and a processed event, which its trampoline yields and goes on from
+    at once; a parked own process is resumed now (``Process._resume``'s body, with a
+    processed event), ``env.active_process`` given back to the driver after (``_resume``
+    leaves it None). A task served in a process of ``Served``'s own (not its own code)
+    has nothing to go on with: a defect guard."""
+    env = sv.env
+    sv.own_stops += 1
+    if h == inline:
+        sv.procs[h] = env.active_process
+        sv.inline_handbacks += 1
+        return _returns(value), _processed(env)
+    if sv.own[h] is None:
+        raise RuntimeError(f"task {h}: its serving generator returned at the hand-back")
+    proc = sv.procs[h]
+    sv.own[h] = _returns(value)
+    active = env._active_proc
+    try:
+        proc._resume(_processed(env))
+    finally:
+        env._active_proc = active
+    return None
+
+
 def _finished(env: Any, queued: bool) -> Process:
     """A process whose generator has returned: its own event triggered, and still to be
     processed (``queued``: callbacks, nobody's) or processed (callbacks None)."""
@@ -449,12 +495,11 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         # the resumption in progress goes on, as the running process does inside env.step
         try:
             ev = now.send(None)
-        except StopIteration:
-            # a machine stopped for good in it (``on_stop`` returned): the task's own code
-            # goes on now - not built for an own process (PATHS.md N6 item 2: its parked
-            # process run at once, ``Process._resume``'s body)
-            msg = f"task {h}: its serving generator returned at the hand-back"
-            raise RuntimeError(msg) from None
+        except StopIteration as stop:
+            # a machine stopped for good in it (``on_stop`` returned: an enclave thread at a
+            # stop it cannot pass): the task's own code goes on now (``_stopped_now``)
+            stopped = _stopped_now(sv, h, inline, stop.value)
+            return kept if stopped is None else stopped
         if ev.callbacks is None:
             raise RuntimeError(f"task {h}: its resumption waits on a processed event")
         if h == inline:
