@@ -9,9 +9,11 @@ end it prints the compile time (wall, so it grows with the machine's load) per t
 and each function numba compiled for more than one signature: a machine compiled twice
 because two callers pass different argument types (an int vs an int64, a ``CoState`` by
 value vs a ``Borrowed`` one, an array's layout or read-only flag, a ``Literal[int]``
-constant) pays its compile twice. ``SUITE_PROBE_JSON=path`` also writes every compile
-(function, signature, inclusive and own time, the test that caused it) and every test's
-duration as JSON.
+constant) pays its compile twice. It also prints the tests that took the most CPU (user +
+system of pytest and of the processes a test started and waited for, ``os.times``: less
+moved by the other engineers' load than ``--durations``' wall time; session ``suite4``).
+``SUITE_PROBE_JSON=path`` also writes every compile (function, signature, inclusive and
+own time, the test that caused it) and every test's duration and CPU as JSON.
 
 Measurement only: it hooks numba's documented event API (``numba.core.event``, the
 ``numba:compile`` event, fired only for a real compile, not for a load from the cache) and
@@ -32,6 +34,13 @@ _current = ["<collection>"]
 _stack: list[list[float]] = []
 _compiles: list[dict[str, Any]] = []
 _durations: dict[str, float] = collections.defaultdict(float)
+_cpu: dict[str, float] = collections.defaultdict(float)
+_cpu0 = [0.0]
+
+
+def _cpu_now() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _install() -> None:
@@ -71,6 +80,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _current[0] = item.nodeid
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    c0 = _cpu_now()
+    yield
+    _cpu[item.nodeid] += _cpu_now() - c0
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _durations[report.nodeid] += report.duration
 
@@ -94,7 +110,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     for f, t in sorted(extra.items(), key=lambda kv: -kv[1])[:15]:
         tr.write_line(f"{t:7.1f} s  {len(by_fn[f]):3d} signatures  {f}")
+    n = int(os.environ.get("SUITE_PROBE_CPU_TOP", "40"))
+    tr.write_sep("-", f"CPU (user + sys, children waited for included): {sum(_cpu.values()):.1f} s")
+    for nodeid, t in sorted(_cpu.items(), key=lambda kv: -kv[1])[:n]:
+        tr.write_line(f"{t:7.1f} s  {nodeid}")
     out = os.environ.get("SUITE_PROBE_JSON")
     if out:
         with open(out, "w") as fh:
-            json.dump({"compiles": _compiles, "durations": _durations}, fh)
+            json.dump({"compiles": _compiles, "durations": _durations, "cpu": _cpu}, fh)
