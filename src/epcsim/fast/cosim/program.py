@@ -57,6 +57,7 @@ from epcsim.fast.cosim.state import (
     C_HB_NOW,
     C_HB_TASK,
     C_INTERRUPTS,
+    C_MANY,
     C_MIN_VR,
     C_NOW,
     C_POPS,
@@ -265,10 +266,14 @@ def run_core(
     mutex: str = "linux",
     sched: str = "cfs",
     runq: bool = True,
+    many: bool = False,
 ) -> Outcome:
     """Run ``programs`` on the compiled core; the same arguments as ``run_simpy``. A task
     that finds no idle CPU waits in the run queue (``runqueue.py``), or with ``runq``
-    False the core hands back (``HB_NO_CPU``, as the machines' regime still has it)."""
+    False the core hands back (``HB_NO_CPU``, as the machines' regime still has it).
+    ``many`` sets ``clk[C_MANY]`` as ``threads_bridge.run_threads`` does (spinners beside
+    the queue, the mutex's sleeping half, ``state.py``): no mover runs here, so the
+    programs may take it (``tests/fast/test_poke_spinners.py``)."""
     code, entry = compile_programs(programs)
     n = len(programs)
     st = new_state(
@@ -285,6 +290,8 @@ def run_core(
         sched=sched,
         runq=runq,
     )
+    if many:
+        st.clk[C_MANY] = 1
     starts_arr = np.ones(n, np.bool_) if starts is None else np.array(starts, np.bool_)
     if starts_arr.shape != (n,):
         raise ValueError(f"starts: one flag per task ({n}), got {len(starts_arr)}")
