@@ -18,13 +18,22 @@ on at its park's pc, ``driver/thread.py``'s ``P_PARK``). The timers - ``_timer``
 callbacks ``fire``; a timer of an earlier park of the same row carries an older
 ``T_FL_GEN`` and never matches, as ``parked.get(thread) is p`` is false for it.
 
-What the core takes (the regime of ``threads_bridge.run_threads``: every task its own
-CPU): nothing waits for a CPU, so ``_resched_due`` is the row's ``T_RESCHED`` alone
-(``tick_resched`` is false with an empty run queue, CFS's and FIFO's) and ``rq_changed``
-and ``wake`` (need_resched) never act. A TCS zapped while its thread is parked
-(``_tcs_zapped``) is not restated: the driver hands back there (``driver/flood_rows.py``).
-The kernel-state hooks (``tcs_accessed``, ``page_changed``, the parkable test) are
-``driver/flood_rows.py``'s: they read the enclave's arrays.
+What the core takes (``threads_bridge.run_threads``' regime): since session ``floodq``
+(2026-11-27) any number of threads on any number of CPUs, with the run queue
+(``runqueue.py``, session ``runq64``). A parked row holds its CPU, so it is a running task
+for CFS: its vruntime counts for ``min_vruntime`` and a waking task may preempt it. Then
+``_resched_due`` is the row's ``T_RESCHED`` or the tick evaluated at the decision instant
+(``rq_tick.tick_resched_at``, the queue as it is now), ``wake`` is ``runqueue.resched``'s
+parked case (``Machine._resched``) and ``rq_changed`` is called where
+``Machine._rq_changed`` is (``runqueue.enqueue``/``pick``). A row whose park ends with
+need_resched due yields its CPU at its handler's ``mutex_lock`` (the might_sleep point),
+with its skipped retries settled at the decision (``park_end``), as in Python. The TCS
+fault's retries park too (``_fault_or_park(tcs, eresume=False)``: no ERESUME in the
+cycle, so nothing to touch and no ``_tcs_zapped``; ``driver/flood_rows.parkable``). A
+TCS zapped while its thread is parked on an access (``_tcs_zapped``) is not restated:
+the driver hands back there (``driver/flood_rows.py``). The kernel-state hooks
+(``tcs_accessed``, ``page_changed``, the parkable test) are ``driver/flood_rows.py``'s:
+they read the enclave's arrays.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import numpy as np
 from epcsim.engine.sched import TICK_NS
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import schedule
+from epcsim.fast.cosim.rq_tick import tick_resched_at
 from epcsim.fast.cosim.state import (
     C_FIFO_SCHED,
     C_FIFO_SLICE,
@@ -41,7 +51,10 @@ from epcsim.fast.cosim.state import (
     C_FL_BULK,
     C_FL_PARKED,
     C_FL_PARKS,
+    C_FL_RESCHED,
     C_FL_SEQ,
+    C_FL_TCS_PARKS,
+    C_FL_WOKEN,
     C_NOW,
     EV_FLOOD,
     EV_RESUME,
@@ -141,12 +154,19 @@ def next_tick(st, t, at):  # type: ignore[no-untyped-def]
 
 
 @core_jit
+def resched_due(st, t, at):  # type: ignore[no-untyped-def]
+    """``_resched_due``: would ``need_resched()`` be true at the decision instant ``at``?
+    The flag, or the tick evaluated at ``at`` with the run queue as it is now."""
+    return st.tasks[t, T_RESCHED] != 0 or tick_resched_at(st, t, at)
+
+
+@core_jit
 def plan_tick(st, t):  # type: ignore[no-untyped-def]
     """``_plan_tick``: a timer at the next decision instant where a tick may set
-    need_resched. ``_resched_due`` is ``T_RESCHED`` alone here (module docstring)."""
+    need_resched."""
     tasks = st.tasks
     c = next_decision(tasks, t, st.clk[C_NOW])
-    if tasks[t, T_RESCHED] == 0:
+    if not resched_due(st, t, c):
         c = next_decision(tasks, t, next_tick(st, t, c))
     tasks[t, T_FL_TICK_AT] = c
     timer(st, t, c)
@@ -189,6 +209,8 @@ def park_begin(st, t, m, idx, tcs, eresume_ns):  # type: ignore[no-untyped-def]
     tasks[t, T_FL_IDX] = idx
     clk[C_FL_PARKED] += 1
     clk[C_FL_PARKS] += 1
+    if eresume_ns == 0:  # the TCS fault's retries (``eresume=False``)
+        clk[C_FL_TCS_PARKS] += 1
     plan_tick(st, t)
     if st.mtx[m, M_OWNER] >= 0:  # parking inside another task's hold
         c = next_decision(tasks, t, now)
@@ -213,7 +235,8 @@ def park_wait(st, t):  # type: ignore[no-untyped-def]
         if st.mtx[m, M_OWNER] >= 0 or released_after_retry(st, m, now):
             return True
     if tasks[t, T_FL_TICK_AT] <= now:
-        if tasks[t, T_RESCHED] != 0:
+        if resched_due(st, t, now):
+            st.clk[C_FL_RESCHED] += 1
             return True
         plan_tick(st, t)
     tasks[t, T_FL_EV] = SE_PENDING
@@ -285,6 +308,49 @@ def wake_all(st):  # type: ignore[no-untyped-def]
     r = next_parked(tasks, np.int64(-1))
     while r >= 0:
         force(st, r)
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+
+
+@core_jit
+def wake(st, t):  # type: ignore[no-untyped-def]
+    """``wake``: parked row ``t`` resumes at its next decision instant (need_resched set
+    by a wake-up preemption: ``runqueue.resched``, ``Machine._resched``'s parked case)."""
+    if st.tasks[t, T_FL] != 0:
+        st.clk[C_FL_WOKEN] += 1
+        force(st, t)
+
+
+@core_jit(inline="always")
+def _rq_forces(st, r, now):  # type: ignore[no-untyped-def]
+    """``rq_changed``'s test for parked row ``r``: its next decision instant comes before
+    its forced one and would find need_resched due there."""
+    tasks = st.tasks
+    c = next_decision(tasks, r, now)
+    f = tasks[r, T_FL_FORCED]
+    return (f < 0 or c < f) and resched_due(st, r, c)
+
+
+@core_jit
+def rq_changed(st):  # type: ignore[no-untyped-def]
+    """``rq_changed``: the run queue changed (``runqueue.enqueue``/``pick``, where
+    ``Machine._rq_changed`` is called), so a tick check may answer yes sooner: each parked
+    row ``_rq_forces`` holds for resumes at its next decision instant, in ``parked``'s
+    order (their timers' eids). Whether one row is forced changes no other row's test, so
+    a first pass over the rows in any order finds whether any is (the common case: none,
+    and no ordered walk)."""
+    tasks = st.tasks
+    now = st.clk[C_NOW]
+    k = 0
+    for r in range(tasks.shape[0]):
+        if tasks[r, T_FL] != 0 and _rq_forces(st, r, now):
+            k += 1
+    if k == 0:
+        return
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0 and k > 0:
+        if _rq_forces(st, r, now):
+            k -= 1
+            force(st, r)
         r = next_parked(tasks, tasks[r, T_FL_SEQ])
 
 
@@ -417,5 +483,8 @@ __all__ = [
     "park_begin",
     "park_end",
     "park_wait",
+    "resched_due",
+    "rq_changed",
+    "wake",
     "wake_all",
 ]

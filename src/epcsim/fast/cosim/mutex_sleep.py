@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from epcsim.fast.cosim.flood_park import lock_taken
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.runqueue import need_resched, yield_cpu
 from epcsim.fast.cosim.spin import spin_start
 from epcsim.fast.cosim.state import (
+    C_FL_PARKED,
     C_HB,
     C_NOW,
     C_WAKEUP_NS,
@@ -120,6 +122,8 @@ def _done(st, t, m):  # type: ignore[no-untyped-def]
     tasks[t, T_LS_M] = -1
     st.mtx[m, M_WAIT_NS] += st.clk[C_NOW] - tasks[t, T_LOCK_T0]
     tasks[t, T_STATE] = TS_READY
+    if st.clk[C_FL_PARKED] > 0:
+        lock_taken(st, m)  # Task.lock's hook, once ``_lock_slow`` returned (fast/flood.py)
     return R_OK
 
 

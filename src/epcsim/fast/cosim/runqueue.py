@@ -38,15 +38,19 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.engine.sched import SCHED_NR_LATENCY, TICK_NS
+from epcsim.fast.cosim.flood_park import rq_changed
+from epcsim.fast.cosim.flood_park import wake as flood_wake
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
+from epcsim.fast.cosim.rq_tick import leftmost, nr_running_here, tick_resched_at
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
     C_CSW,
     C_FIFO_SCHED,
     C_FIFO_SLICE,
+    C_FL_PARKED,
     C_HB,
     C_INTERRUPTS,
     C_LATENCY,
@@ -75,6 +79,7 @@ from epcsim.fast.cosim.state import (
     T_CONT,
     T_CONT_A,
     T_CPU,
+    T_FL,
     T_LAST_CPU,
     T_RESCHED,
     T_RQ_SEQ,
@@ -93,32 +98,6 @@ from epcsim.fast.cosim.state import (
 
 _TICK = np.int64(TICK_NS)
 _NR_LATENCY = np.int64(SCHED_NR_LATENCY)
-
-
-@core_jit
-def leftmost(st):  # type: ignore[no-untyped-def]
-    """The task the queue gives the next CPU (-1: empty): least ``(vruntime, seq)``
-    (``CfsRunQueue._rq[0]``), or least ``seq`` (``FifoRunQueue._waiters[0]``)."""
-    tasks = st.tasks
-    fifo = st.clk[C_FIFO_SCHED] != 0
-    best = -1
-    for t in range(tasks.shape[0]):
-        s = tasks[t, T_RQ_SEQ]
-        if s <= 0:
-            continue
-        if best < 0:
-            best = t
-            continue
-        b = tasks[best, T_RQ_SEQ]
-        if fifo:
-            if s < b:
-                best = t
-            continue
-        v = tasks[t, T_VRUNTIME]
-        bv = tasks[best, T_VRUNTIME]
-        if v < bv or (v == bv and s < b):
-            best = t
-    return best
 
 
 @core_jit
@@ -157,13 +136,6 @@ def update_min_vruntime(st):  # type: ignore[no-untyped-def]
 
 
 @core_jit
-def nr_running_here(st, extra):  # type: ignore[no-untyped-def]
-    """``CfsRunQueue._nr_running_here``: one CPU's share of the runnable tasks."""
-    n = st.cpus.shape[0]
-    return 1 + (st.clk[C_RQ_LEN] + extra + n - 1) // n
-
-
-@core_jit
 def sched_slice(st, nr):  # type: ignore[no-untyped-def]
     """``CfsRunQueue.sched_slice`` for equal weights."""
     nr = max(1, nr)
@@ -186,6 +158,8 @@ def enqueue(st, t, cont, arg):  # type: ignore[no-untyped-def]
     tasks[t, T_CONT] = cont
     tasks[t, T_CONT_A] = arg
     tasks[t, T_STATE] = TS_RUNQ
+    if clk[C_FL_PARKED] > 0:
+        rq_changed(st)  # ``Machine._rq_changed`` (the parked flood, ``flood_park.py``)
 
 
 @core_jit
@@ -212,6 +186,8 @@ def pick(st, cpu):  # type: ignore[no-untyped-def]
         return True
     st.tasks[nxt, T_RQ_SEQ] = 0
     clk[C_RQ_LEN] -= 1
+    if clk[C_FL_PARKED] > 0:
+        rq_changed(st)  # ``Machine._rq_changed`` (the parked flood, ``flood_park.py``)
     on_cpu(st, nxt, cpu)
     clk[C_CSW] += 1
     return schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), nxt, np.int64(0))
@@ -251,27 +227,8 @@ def leave_cpu(st, t):  # type: ignore[no-untyped-def]
 @core_jit
 def tick_resched(st, t):  # type: ignore[no-untyped-def]
     """``CfsRunQueue.tick_resched`` (``check_preempt_tick``, evaluated lazily now) or
-    ``FifoRunQueue.tick_resched`` (its fixed slice)."""
-    clk = st.clk
-    n = clk[C_RQ_LEN]
-    if n == 0:
-        return False
-    tasks = st.tasks
-    now = clk[C_NOW]
-    slice_start = tasks[t, T_SLICE_START]
-    if clk[C_FIFO_SCHED] != 0:
-        return now - slice_start >= clk[C_FIFO_SLICE]
-    tick = now - now % _TICK
-    if tick < clk[C_NONEMPTY_SINCE] or tick <= slice_start:
-        return False
-    nr = nr_running_here(st, np.int64(0))
-    ideal = clk[C_LATENCY] // nr if nr <= _NR_LATENCY else clk[C_MIN_GRAN]
-    delta = tick - slice_start
-    if delta > ideal:
-        return True
-    if delta < clk[C_MIN_GRAN]:
-        return False
-    return tasks[t, T_VRUNTIME] + delta - tasks[leftmost(st), T_VRUNTIME] > ideal
+    ``FifoRunQueue.tick_resched`` (its fixed slice): ``rq_tick.tick_resched_at`` now."""
+    return tick_resched_at(st, t, st.clk[C_NOW])
 
 
 @core_jit(inline="always")
@@ -369,13 +326,17 @@ def interrupt(st, t):  # type: ignore[no-untyped-def]
 def resched(st, t):  # type: ignore[no-untyped-def]
     """``Machine._resched``: need_resched set; a task in a user step takes the interrupt
     now; a spinner notices at its next poll (``mutex_spin_poll``; only with ``C_MANY``:
-    else a spinner never meets a waiting task, ``HB_SPIN_RQ``)."""
+    else a spinner never meets a waiting task, ``HB_SPIN_RQ``); a parked NOPAGE retrier at
+    its next decision instant (``NopageFlood.wake``, ``flood_park.wake``)."""
     tasks = st.tasks
     tasks[t, T_RESCHED] = 1
     if tasks[t, T_STATE] == TS_RUN and tasks[t, T_USER_NS] != 0:
         return interrupt(st, t)
     if tasks[t, T_SPIN_M] >= 0:
         poke(st, t, st.clk[C_SPIN_POLL])
+        return st.clk[C_HB] == 0
+    if tasks[t, T_FL] != 0:  # a parked NOPAGE retrier: it notices at its next decision
+        flood_wake(st, t)
         return st.clk[C_HB] == 0
     return True
 

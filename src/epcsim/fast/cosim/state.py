@@ -94,7 +94,12 @@ C_FL_SEQ = 34  #: parks so far, in order (``NopageFlood.parked``'s insertion ord
 C_FL_AEXF = 35  #: ``Costs.aex + Costs.fault_entry`` (a retry's last step)
 C_FL_BULK = 36  #: ``NopageFlood.bulk_retries`` not folded yet
 C_FL_PARKS = 37  #: ``NopageFlood.parks`` not folded yet
-N_CLK = 38
+# ... with more threads than CPUs (session ``floodq``): counts for the tests' guard, not
+# ``NopageFlood``'s (``ThreadsResult.core``)
+C_FL_WOKEN = 38  #: parked rows a wake-up preemption resched (``NopageFlood.wake``)
+C_FL_RESCHED = 39  #: parks ended at a decision instant with need_resched due
+C_FL_TCS_PARKS = 40  #: parks of the TCS fault's retries (``_ensure_tcs``: ``eresume=False``)
+N_CLK = 41
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column

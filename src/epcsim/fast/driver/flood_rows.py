@@ -23,7 +23,6 @@ from numba import njit
 from epcsim.fast.cosim.flood_park import force, next_parked, touched_since
 from epcsim.fast.cosim.state import (
     C_NOW,
-    C_RQ_LEN,
     T_CPU,
     T_FL,
     T_FL_IDX,
@@ -32,7 +31,7 @@ from epcsim.fast.cosim.state import (
     T_RESCHED,
 )
 from epcsim.fast.driver.kstate import K_INSIDE, K_LRU_ROW, K_NR_FREE, K_SECS_EPC
-from epcsim.fast.driver.tstate import TC_ENTERED, TC_IDX, TC_TCS
+from epcsim.fast.driver.tstate import TC_ENTERED, TC_IDX, TC_TCS, TC_TCS_RETRY
 from epcsim.kernel.encl_page import (
     ENCL_PAGE_PRESENT,
     ENCL_PAGE_PTE_PRESENT,
@@ -43,29 +42,35 @@ from epcsim.kernel.page_list import LEN
 
 @njit(cache=True, nogil=True, inline="always")
 def parkable(st, ks, tc, t):
-    """``NopageFlood.parkable(thread, index)`` for an access's retries (``eresume``): the
-    free lists empty, the LRU not, the thread on its CPU with need_resched clear, entered
-    and AEXed, its page still absent and unmapped, its TCS mapped, the SECS resident.
-    (No ioctl runs and the enclave is alive in the regime.) Nothing waits for a CPU: with
-    one, a parked row's tick check would need the run queue's (left for step 2)."""
+    """``NopageFlood.parkable(thread, index, eresume)``: the free lists empty, the LRU not,
+    the thread on its CPU with need_resched clear (the flag: the tick is asked at the
+    decision instants, ``flood_park.resched_due``), its page still absent and unmapped,
+    the SECS resident (no ioctl runs and the enclave is alive in the regime). An access's
+    retries (``eresume``): the thread entered and AEXed, its TCS mapped. The TCS fault's
+    (``tc[TC_TCS_RETRY]``, ``_ensure_tcs``' ``eresume=False``; session ``floodq``): the
+    page is the TCS."""
     idx = tc[TC_IDX]
     tcs = tc[TC_TCS]
     cpu = st.tasks[t, T_CPU]
     kc = ks.kc
-    return (
+    if not (
         kc[K_NR_FREE] == 0
         and ks.epc_ends[kc[K_LRU_ROW], LEN] > 0
         and tcs >= 0
         and cpu >= 0
         and st.tasks[t, T_RESCHED] == 0
-        and st.clk[C_RQ_LEN] == 0
-        and tc[TC_ENTERED] != 0
-        and (ks.ke[K_INSIDE] >> cpu) & 1 == 0
         and ks.pflags[idx] & ENCL_PAGE_PRESENT != 0
         and ks.desc[idx] < 0
         and ks.pflags[idx] & ENCL_PAGE_PTE_PRESENT == 0
-        and ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT != 0
         and ks.ke[K_SECS_EPC] >= 0
+    ):
+        return False
+    if tc[TC_TCS_RETRY] != 0:
+        return idx == tcs
+    return (
+        tc[TC_ENTERED] != 0
+        and (ks.ke[K_INSIDE] >> cpu) & 1 == 0
+        and ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT != 0
     )
 
 

@@ -174,6 +174,7 @@ from epcsim.fast.driver.tstate import (
     TC_SGX2,
     TC_T0,
     TC_TCS,
+    TC_TCS_RETRY,
     TN_ACCESSES,
     TN_EACCEPT,
     TN_EBUSY,
@@ -308,7 +309,7 @@ def thread_run(p, t):
                 if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
                     # ksgxd zapped the TCS during the step: ``enter()``'s retry, the TCS
                     # fault (T0's check: ``tcs_fault``, or its hand-back ``KB_TCS``)
-                    if st.clk[C_MANY] != 0 and st.clk[C_FLOOD] == 0:
+                    if st.clk[C_MANY] != 0:
                         pc = P_TOP
                         continue
                     return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
@@ -376,6 +377,7 @@ def thread_run(p, t):
                 if tc[TC_ENTERED] != 0 and _inside(ks, st.tasks[t, T_CPU]):
                     _aex(ks, st.tasks[t, T_CPU])
                 tc[TC_IDX] = idx
+                tc[TC_TCS_RETRY] = 0  # an access's fault (its retries park as one)
                 tc[TC_T0] = st.clk[C_NOW]
                 r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])
                 if r != R_OK:
@@ -422,8 +424,10 @@ def thread_run(p, t):
                 and parkable(st, ks, tc, t)
             ):
                 # ``_fault_or_park``: the retry failed for want of a free EPC page and the
-                # next ones would fail alike: the thread parks (``fast/flood.py``)
-                park_begin(st, t, es, tc[TC_IDX], tc[TC_TCS], tc[TC_ERESUME_NS])
+                # next ones would fail alike: the thread parks (``fast/flood.py``); the TCS
+                # fault's retries (``eresume=False``) have no ERESUME in their cycle
+                ens = 0 if tc[TC_TCS_RETRY] != 0 else tc[TC_ERESUME_NS]
+                park_begin(st, t, es, tc[TC_IDX], tc[TC_TCS], ens)
                 return _blocked(st, t, P_PARK, R_STOP if st.clk[C_HB] != 0 else R_BLOCKED)
             pc = P_TOP
             continue

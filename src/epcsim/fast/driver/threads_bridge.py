@@ -54,6 +54,9 @@ from epcsim.fast.cosim.state import (
     C_FL_BULK,
     C_FL_PARKED,
     C_FL_PARKS,
+    C_FL_RESCHED,
+    C_FL_TCS_PARKS,
+    C_FL_WOKEN,
     C_FLOOD,
     C_HB,
     C_HB_TASK,
@@ -138,7 +141,8 @@ HEAP_ROWS = 1 << 18
 
 def _check_threads(system: System, threads: Sequence[EnclaveThread], encl: Any) -> None:
     """``run_pair``'s checks per thread, and N1-N3's regime: a TCS each (any number of
-    CPUs since session ``runq64``: the core's run queue, N4)."""
+    CPUs since session ``runq64``: the core's run queue, N4; with ``nopage_flood="bulk"``
+    too since session ``floodq``: the parked flood beside the run queue)."""
     if not threads:
         _refuse("no thread")
     for thread in threads:
@@ -147,11 +151,6 @@ def _check_threads(system: System, threads: Sequence[EnclaveThread], encl: Any) 
         _refuse("two threads share a TCS (EENTER would find it busy)")
     if len({id(t) for t in threads}) != len(threads):
         _refuse("a thread is listed twice")
-    if system.sgx.flood is not None and len(threads) + 1 > system.machine.nr_cpus:
-        # a parked retrier's need_resched at its decision instants (the tick with a task
-        # waiting for a CPU, ``rq_changed``, ``wake``) is not restated: step 3 with the
-        # run queue is left (PATHS.md, "What is built: step 3's parked flood")
-        _refuse("the NOPAGE flood with more threads and ksgxd than CPUs")
 
 
 def _core_state(system: System, threads: Sequence[EnclaveThread], trace: bool) -> CoState:
@@ -324,6 +323,12 @@ def run_threads(
         "handoffs": int(co.mtx[0, M_HANDOFFS]),
         # TCS faults run on the core (``vma_fault.tcs_fault``, session ``tcsfault``)
         "tcs_faults": sum(int(ts.tc[T.TC_TCS_FAULTS]) for ts in rows),
+        # the parked flood with the run queue (session ``floodq``): parked rows a wake-up
+        # preemption resched, parks ended with need_resched due (the row then yields its
+        # CPU at its handler's mutex_lock), and parks of the TCS fault's retries
+        "flood_woken": int(co.clk[C_FL_WOKEN]),
+        "flood_resched": int(co.clk[C_FL_RESCHED]),
+        "flood_tcs_parks": int(co.clk[C_FL_TCS_PARKS]),
     }
     _fold(system, threads, encl, secs, co, ks, rows)
     outcomes = [AccessOutcome(done=int(ts.tc[T.TC_DONE])) for ts in rows]

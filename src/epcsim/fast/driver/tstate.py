@@ -119,7 +119,11 @@ TC_VA_DIRECT = 68
 #: ``C_MANY`` only; session ``tcsfault``): not a kernel counter (the faults are in
 #: ``TN_FAULTS``), the tests' guard that the rows ran
 TC_TCS_FAULTS = 69
-N_TC = 70
+#: 1 while the fault under way is that TCS fault (``_fault_or_park(tcs, eresume=False)``,
+#: whose retries park on other terms than an access's: ``flood_rows.parkable``; session
+#: ``floodq``), 0 for an access's
+TC_TCS_RETRY = 70
+N_TC = 71
 
 MODE_STREAM = 0
 MODE_EACCEPT = 1

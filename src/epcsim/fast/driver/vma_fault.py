@@ -46,7 +46,6 @@ from numba import njit
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
 from epcsim.fast.cosim.state import (
     C_FL_PARKED,
-    C_FLOOD,
     C_MANY,
     C_NOW,
     R_OK,
@@ -121,6 +120,7 @@ from epcsim.fast.driver.tstate import (
     TC_T0,
     TC_TCS,
     TC_TCS_FAULTS,
+    TC_TCS_RETRY,
     TC_VID,
     TN_EBUSY,
     TN_ELDU,
@@ -172,7 +172,10 @@ def tcs_fault(st, ks, ts, sp, t):
     back to T0, whose TCS check is ``_ensure_tcs``' loop (another fault after -EBUSY) and
     whose entry is ``enter()``'s retry. The thread is not inside here (T0 checked), so
     ``_fault``'s AEX is nothing, and ``_fault`` runs without ``access_stream``'s
-    ``access_error()`` check. ``(pc, r)`` as ``fault_rows``.
+    ``access_error()`` check. ``(pc, r)`` as ``fault_rows``. With the parked flood
+    (``C_FLOOD``, session ``floodq``) its failed retries park on the TCS fault's terms
+    (``_fault_or_park(tcs, eresume=False)``: ``TC_TCS_RETRY``, ``flood_rows.parkable``,
+    ``thread.py``'s ``P_FRESCHED``; no ERESUME in the cycle).
 
     Where it hands back as before (``KB_TCS`` at the loop top, nothing applied):
 
@@ -181,20 +184,19 @@ def tcs_fault(st, ks, ts, sp, t):
       access loop) are an access fault's, not ``_ensure_tcs``' (whose retry enters without
       ``enter()``'s ``acquire_cpu``); only ``run_threads`` sets ``C_MANY``, where a stop ends
       the run. The user path takes it with ``C_MANY`` (PATHS.md "Left");
-    * with the parked flood (``C_FLOOD``): ``_fault_or_park(tcs, eresume=False)`` parks on
-      other terms than an access's retry (``flood_park`` restates the access's only);
     * the implicit TCS (the SECS to load: ``load_secs``, Python's);
     * ``sgx_vma_fault``'s EAUG and SIGBUS decisions on the TCS (no page entry, the VMA's
       protections past ``max_prot``): T2's checks, read before the fault as T2 reads them."""
     tc = ts.tc
     tcs = tc[TC_TCS]
-    if tcs < 0 or st.clk[C_MANY] == 0 or st.clk[C_FLOOD] != 0:
+    if tcs < 0 or st.clk[C_MANY] == 0:
         return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
     vma = ts.prot[tcs] >> PROT_VMA_SHIFT
     if not ks.pflags[tcs] & ENCL_PAGE_PRESENT or (ts.prot[tcs] & 7 & vma) != vma:
         return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
     tc[TC_TCS_FAULTS] += 1
     tc[TC_IDX] = tcs
+    tc[TC_TCS_RETRY] = 1  # its retries park on the TCS fault's terms (``flood_rows``)
     tc[TC_T0] = st.clk[C_NOW]
     r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])  # _fault: run(aex + fault_entry)
     if r != R_OK:
