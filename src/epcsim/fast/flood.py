@@ -37,10 +37,11 @@ PTE, is applied when the reclaimer tests that bit and when the thread resumes
 (``EnclaveThread._fault(charged=True)``: lock, allocation, unlock, ``cond_resched``), so the
 allocation, a contended lock and a reschedule are the reference's own code.
 
-The compiled core restates this module (session ``flood6``, from ``threads_bridge.
-run_threads`` with each thread on its own CPU): ``cosim/flood_park.py`` (the parking, its
-timers and the mutex hooks) and ``driver/flood_rows.py`` (``parkable`` and the hooks in
-the enclave's state), a function per method, named after it. A change here changes them
+The compiled core restates this module (from ``threads_bridge.run_threads``: session
+``flood6`` with each thread on its own CPU, session ``floodq`` with more threads than CPUs,
+the run queue's hooks and the TCS fault's parks): ``cosim/flood_park.py`` (the parking,
+its timers, the mutex and run-queue hooks) and ``driver/flood_rows.py`` (``parkable`` and
+the hooks in the enclave's state), a function per method, named after it. A change here changes them
 in the same commit; ``tests/fast/test_threads_flood_core.py`` holds the two equal.
 
 What is not the same as the reference (named deviation, bounded and tested in
