@@ -32,7 +32,7 @@ import numpy as np
 from epcsim.fast.cosim.flood_park import came_first, lock_taken
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
-from epcsim.fast.cosim.mutex_sleep import go, slow, wake
+from epcsim.fast.cosim.mutex_sleep import slow, wake
 from epcsim.fast.cosim.poke import poke
 from epcsim.fast.cosim.queue import schedule
 from epcsim.fast.cosim.runqueue import need_resched, resched_clear, yield_cpu
@@ -51,8 +51,6 @@ from epcsim.fast.cosim.state import (
     HB_SPIN_RQ,
     K_LOCK,
     K_LOCK_TAKE,
-    LS_AFTER_SPIN,
-    LS_SPIN,
     M_CONTENDED,
     M_FIFO,
     M_FREE_SINCE,
@@ -66,14 +64,11 @@ from epcsim.fast.cosim.state import (
     M_WAITERS,
     NORMAL,
     R_BLOCKED,
-    R_FAIL,
     R_OK,
     R_STOP,
     T_CPU,
     T_FL_DECIDE,
     T_LOCK_T0,
-    T_LS,
-    T_LS_M,
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
@@ -153,18 +148,11 @@ def lock_take(st, t, m):  # type: ignore[no-untyped-def]
         # ``_can_spin``, only need_resched), and takes the lock ``mutex_pickup`` after the
         # release if it stays free (``threads_bridge`` takes the parked flood only with
         # every task on its own CPU, so need_resched stays clear)
+        if st.clk[C_MANY] != 0:
+            return slow(st, t, m)  # its ``late`` case
         mtx[m, M_CONTENDED] += 1
         tasks[t, T_LOCK_T0] = st.clk[C_NOW]
-        if st.clk[C_MANY] == 0:
-            return spin_start(st, t, m)
-        tasks[t, T_LS_M] = m  # ``mutex_sleep.slow``'s bookkeeping, the spin not asked
-        if not need_resched(st, t):
-            tasks[t, T_LS] = LS_SPIN
-            r = spin_start(st, t, m)
-            if r != R_FAIL:
-                return r
-        tasks[t, T_LS] = LS_AFTER_SPIN
-        return go(st, t)
+        return spin_start(st, t, m)
     if owner == t:
         return hand_back(st, np.int64(HB_RECURSIVE), t)
     if mtx[m, M_FIFO] != 0:

@@ -97,13 +97,17 @@ def _can_spin(st, t, m):  # type: ignore[no-untyped-def]
 
 @core_jit
 def slow(st, t, m):  # type: ignore[no-untyped-def]
-    """``_lock_slow`` entered (``m`` held by another task): counted contended, the OSQ
-    spin if ``_can_spin``, else (or after a failed spin) ``go``."""
+    """``_lock_slow`` entered: counted contended, the OSQ spin if ``_can_spin``, else (or
+    after a failed spin) ``go``. ``m`` is held by another task, or free: a parked retrier's
+    decision found it released at this very instant after its retry (``mutex.lock_take``
+    asked ``came_first``), the reference's ``late`` case - it spins if it need not
+    reschedule, whoever owns the lock, and takes it ``mutex_pickup`` after the release."""
     tasks = st.tasks
     st.mtx[m, M_CONTENDED] += 1
     tasks[t, T_LOCK_T0] = st.clk[C_NOW]
     tasks[t, T_LS_M] = m
-    if _can_spin(st, t, m):
+    late = st.mtx[m, M_OWNER] < 0
+    if (not need_resched(st, t)) if late else _can_spin(st, t, m):
         tasks[t, T_LS] = LS_SPIN
         r = spin_start(st, t, m)
         if r != R_FAIL:
@@ -125,6 +129,21 @@ def _done(st, t, m):  # type: ignore[no-untyped-def]
     if st.clk[C_FL_PARKED] > 0:
         lock_taken(st, m)  # Task.lock's hook, once ``_lock_slow`` returned (fast/flood.py)
     return R_OK
+
+
+@core_jit(inline="always")
+def _got(st, t, m):  # type: ignore[no-untyped-def]
+    """The wait loop's two ways out, after the wake-up's run and after its spin: the lock
+    handed off to ``t`` while it slept (``handoff`` traced), or free (``take``: a steal if
+    another waiter is first). True when ``t`` owns ``m`` now; False, nothing written."""
+    owner = st.mtx[m, M_OWNER]
+    if owner == t:
+        log(st, np.int64(TR_HANDOFF), t, m)
+        return True
+    if owner < 0:
+        take(st, t, m)
+        return True
+    return False
 
 
 @core_jit
@@ -183,14 +202,9 @@ def go(st, t):  # type: ignore[no-untyped-def]
             continue
         if ph == LS_WRUN:
             tasks[t, T_STATE] = TS_READY
-            owner = mtx[m, M_OWNER]
-            if owner == t:  # handed off while asleep
-                log(st, np.int64(TR_HANDOFF), t, m)
+            if _got(st, t, m):
                 return _done(st, t, m)
             first = st.wl[m, 0] == t
-            if owner < 0:
-                take(st, t, m)
-                return _done(st, t, m)
             if first and mtx[m, M_HANDOFF] == 0:
                 mtx[m, M_HANDOFF] = 1
                 log(st, np.int64(TR_HANDOFF_FLAG), t, m)
@@ -211,12 +225,7 @@ def go(st, t):  # type: ignore[no-untyped-def]
             continue
         # LS_SCHED2
         tasks[t, T_STATE] = TS_READY
-        owner = mtx[m, M_OWNER]
-        if owner == t:
-            log(st, np.int64(TR_HANDOFF), t, m)
-            return _done(st, t, m)
-        if owner < 0:
-            take(st, t, m)
+        if _got(st, t, m):
             return _done(st, t, m)
         return _sleep(st, t, m)
 
