@@ -189,40 +189,60 @@ def add_rows(p, t, pc):
             tc[TC_IDX] = idx
             pc = P_AALLOC
             continue
-        if pc == P_AALLOC:
+        if pc == P_AALLOC or (
+            pc == P_AGROW
+            and tc[TC_ADD_VA] <= 0
+            and (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0
+        ):
+            # A1's sgx_alloc_epc_page(reclaim=true), for the page, or (from P_AGROW) for
+            # A2's VA page: sgx_encl_grow's sgx_alloc_va_page every 512 pages, owner VA
+            # (TC_ADD_VA -1 while in its reclaim: P_ADRESCHED comes back to P_AGROW)
+            va = pc == P_AGROW
             if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the allocation's point first
                 kc[K_SVC] = SVC_FT_FULL
-                st.tasks[t, T_PC] = P_AALLOC
+                st.tasks[t, T_PC] = pc
                 return pc, R_SVC
             row = tc[TC_FREE_ROW]
             lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
             if ks.epc_ends[row, LEN] == 0:
-                if lru == 0:  # -ENOMEM: Python's loop from the page top (the same state)
+                if lru == 0:  # -ENOMEM
+                    if va:
+                        # Python's, from the grow on, the page's own EPC page in TC_PAGE
+                        # (kernel/ioctl._add_page_rest frees it)
+                        tc[TC_ADD_VA] = 0
+                        return pc, _stop(st, ks, t, P_AGROW, KB_GROW, tc[TC_IDX])
+                    # Python's loop from the page top (the same state)
                     return pc, _stop(st, ks, t, P_TOP, KB_TOP, tc[TC_IDX])
                 tcnt[TN_ALLOC_RECLAIM] += 1  # a signal cannot be pending on the core
                 ks.rc[RECLAIM_DIRECT, RC_PC] = RECLAIM_START
+                if va:
+                    tc[TC_ADD_VA] = -1
+                    tc[TC_VA_DIRECT] += 1
                 pc = P_ADIRECT
                 continue
-            idx = tc[TC_IDX]
             page = alloc_from_node(
                 ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                row, ke[K_ENCL_ID], idx,
+                row, ke[K_ENCL_ID], _OWNER_VA if va else tc[TC_IDX],
             )  # fmt: skip
-            if ks.eflags[page] & EPCM_VALID:  # EADD would #PF on a free page: a guard
+            if ks.eflags[page] & EPCM_VALID:  # EADD/EPA would #PF on a free page: a guard
                 return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
             kc[K_NR_FREE] -= 1
-            tc[TC_PAGE] = page
+            if va:
+                tc[TC_ADD_VA] = page + 1
+            else:
+                tc[TC_PAGE] = page
             n = kc[K_FT_N]
             ks.ft[n, 0] = st.clk[C_NOW]
             ks.ft[n, 1] = kc[K_NR_FREE]
             kc[K_FT_N] = n + 1
             if not (kc[K_NR_FREE] < tc[TC_LOW] and lru > 0):  # sgx_should_reclaim(low)
-                pc = P_AGROW
+                pc = P_AEPA if va else P_AGROW
                 continue
+            woken = P_AVAWOKEN if va else P_AWOKEN
             r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
             if r != R_OK:
-                return pc, _blocked(st, t, P_AWOKEN, r)
-            pc = P_AWOKEN
+                return pc, _blocked(st, t, woken, r)
+            pc = woken
             continue
         if pc == P_ADIRECT:
             r = reclaim_run(sp, kq, t, _ROW_DIRECT)
@@ -239,65 +259,18 @@ def add_rows(p, t, pc):
         if pc == P_ADRESCHED:  # the allocation loop's top: the page's, or its VA page's
             pc = P_AGROW if tc[TC_ADD_VA] < 0 else P_AALLOC
             continue
-        if pc == P_AWOKEN:
+        if pc in (P_AWOKEN, P_AVAWOKEN):  # the page's, or its VA page's
             if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
                 kc[K_SLEEPING] = 0
                 ks.cnt[CN_WAKEUPS] += 1
-            pc = P_AGROW
+            pc = P_AEPA if pc == P_AVAWOKEN else P_AGROW
             continue
-        if pc == P_AGROW:
-            if tc[TC_ADD_VA] <= 0 and (tc[TC_PAGE_CNT] + tc[TC_ADDED]) % _VA_SLOTS == 0:
-                # sgx_encl_grow's VA page: sgx_alloc_va_page -> sgx_alloc_epc_page(reclaim),
-                # A1's loop for it (TC_ADD_VA -1 while in its reclaim: P_ADRESCHED comes back)
-                if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the allocation's point first
-                    kc[K_SVC] = SVC_FT_FULL
-                    st.tasks[t, T_PC] = P_AGROW
-                    return pc, R_SVC
-                row = tc[TC_FREE_ROW]
-                lru = ks.epc_ends[kc[K_LRU_ROW], LEN]
-                if ks.epc_ends[row, LEN] == 0:
-                    if lru == 0:
-                        # -ENOMEM: Python's, from the grow on, the page's own EPC page in
-                        # TC_PAGE (kernel/ioctl._add_page_rest frees it)
-                        tc[TC_ADD_VA] = 0
-                        return pc, _stop(st, ks, t, P_AGROW, KB_GROW, tc[TC_IDX])
-                    tcnt[TN_ALLOC_RECLAIM] += 1  # a signal cannot be pending on the core
-                    ks.rc[RECLAIM_DIRECT, RC_PC] = RECLAIM_START
-                    tc[TC_ADD_VA] = -1
-                    tc[TC_VA_DIRECT] += 1
-                    pc = P_ADIRECT
-                    continue
-                va = alloc_from_node(
-                    ks.epc_prev, ks.epc_next, ks.epc_ends, ks.epc_flags, ks.owner_encl,
-                    row, ke[K_ENCL_ID], _OWNER_VA,
-                )  # fmt: skip
-                if ks.eflags[va] & EPCM_VALID:  # EPA would #PF on a free page: a guard
-                    return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, va)
-                kc[K_NR_FREE] -= 1
-                tc[TC_ADD_VA] = va + 1
-                n = kc[K_FT_N]
-                ks.ft[n, 0] = st.clk[C_NOW]
-                ks.ft[n, 1] = kc[K_NR_FREE]
-                kc[K_FT_N] = n + 1
-                if not (kc[K_NR_FREE] < tc[TC_LOW] and lru > 0):  # sgx_should_reclaim(low)
-                    pc = P_AEPA
-                    continue
-                r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
-                if r != R_OK:
-                    return pc, _blocked(st, t, P_AVAWOKEN, r)
-                pc = P_AVAWOKEN
-                continue
+        if pc == P_AGROW:  # no VA page to grow, or it is allocated (above)
             tc[TC_ADDED] += 1  # sgx_encl_grow: page_cnt + 1
             r = perform(sp, t, np.int64(RQ_LOCK), es)
             if r != R_OK:
                 return pc, _blocked(st, t, P_ALOCKED, r)
             pc = P_ALOCKED
-            continue
-        if pc == P_AVAWOKEN:
-            if st.tasks[t, T_RQ_RET] != 0:  # ksgxd was asleep on ksgxd_waitq
-                kc[K_SLEEPING] = 0
-                ks.cnt[CN_WAKEUPS] += 1
-            pc = P_AEPA
             continue
         if pc == P_AEPA:
             r = perform(sp, t, np.int64(RQ_RUN), tc[TC_EPA_NS])  # __epa's run
