@@ -165,56 +165,40 @@ def next_resume(st):  # type: ignore[no-untyped-def]
         payload = pop(st)
         kind = payload & 15
         t = (payload >> 4) & 4095
+        # each kind sets ``r``, what the task's continuation answered: R_OK (the task goes
+        # on now: returned), R_STOP (the core handed back), else (R_BLOCKED: it waits for
+        # another event, or the event resumed no task) the next event
         if kind == EV_RESUME:
             state = tasks[t, T_STATE]
             if state == TS_SPIN:
                 r = spin_go(st, t)
-                if r == R_OK:
-                    return t
-                if r == R_STOP:
-                    return HANDED_BACK
-                continue
-            if tasks[t, T_LS] != 0 and state in (TS_LSLEEP, TS_RUN):
+            elif tasks[t, T_LS] != 0 and state in (TS_LSLEEP, TS_RUN):
                 # ``LinuxMutex._lock_slow``'s sleeping half (``C_MANY``): the waiter's
                 # wake-up, or its ``mutex_wakeup`` step over (``mutex_sleep.go``)
                 r = go(st, t)
-                if r == R_OK:
-                    return t
-                if r == R_STOP:
-                    return HANDED_BACK
-                continue
-            if state == TS_RUNQ:
+            elif state == TS_RUNQ:
                 # picked by the run queue (its event succeeded at the pick): the request
                 # it needed the CPU for goes on
                 r = cont_after_pick(st, t)
                 if r == R_OK:
                     tasks[t, T_STATE] = TS_READY
-                    return t
-                if r == R_STOP:
-                    return HANDED_BACK
-                continue
-            if state == TS_SLEEP:
-                r = acquire_cpu(st, t, np.int64(K_DONE), np.int64(0))
-                if r == R_STOP:
-                    return HANDED_BACK
-                if r == R_BLOCKED:
-                    continue
-            if state == TS_MSLEEP:
-                # FifoMutex._lock_slow after ``task.sleep``: a CPU, then the lock is ours
-                r = acquire_cpu(st, t, np.int64(K_MSLEEP), np.int64(0))
-                if r == R_STOP:
-                    return HANDED_BACK
-                if r == R_BLOCKED:
-                    continue
-                handed_over(st, t)
-                if clk[C_HB] != 0:  # the trace is full
-                    return HANDED_BACK
-            if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: now it is busy time
-                tasks[t, T_BUSY] += tasks[t, T_USER_NS]
-                tasks[t, T_USER_NS] = 0
-            tasks[t, T_STATE] = TS_READY
-            return t
-        if kind == EV_INTR:
+            else:
+                r = R_OK
+                if state == TS_SLEEP:
+                    r = acquire_cpu(st, t, np.int64(K_DONE), np.int64(0))
+                elif state == TS_MSLEEP:
+                    # FifoMutex._lock_slow after ``task.sleep``: a CPU, then the lock is ours
+                    r = acquire_cpu(st, t, np.int64(K_MSLEEP), np.int64(0))
+                    if r != R_STOP and r != R_BLOCKED:
+                        handed_over(st, t)
+                        r = R_STOP if clk[C_HB] != 0 else R_OK  # (R_STOP: the trace is full)
+                if r != R_STOP and r != R_BLOCKED:
+                    if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: busy time
+                        tasks[t, T_BUSY] += tasks[t, T_USER_NS]
+                        tasks[t, T_USER_NS] = 0
+                    tasks[t, T_STATE] = TS_READY
+                    r = R_OK
+        elif kind == EV_INTR:
             # ``run_user``'s ``except simpy.Interrupt``: the time run is busy time, then
             # ``_schedule`` (the queue has the waker, so the task may wait for its CPU)
             tasks[t, T_BUSY] += clk[C_NOW] - tasks[t, T_USER_T0]
@@ -222,31 +206,25 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                 # the machine takes it (its switch-out AEX before the yield, the accesses
                 # run so far after it: ``driver/thread.py``'s ``P_USER_RUN``)
                 tasks[t, T_INTR] = 1
-                tasks[t, T_STATE] = TS_READY
-                return t
-            r = yield_cpu(st, t, np.int64(K_DONE), np.int64(0))
+                r = R_OK
+            else:
+                r = yield_cpu(st, t, np.int64(K_DONE), np.int64(0))
             if r == R_OK:
                 tasks[t, T_STATE] = TS_READY
-                return t
-            if r == R_STOP:
-                return HANDED_BACK
-            continue
-        if kind == EV_POKE:
-            if fire(st, t, payload >> 16):
-                # the spinner's wake-up, popped at once (``spin.resume_now``): the
-                # ``EV_RESUME`` branch's spinner case above
-                r = spin_go(st, t)
-                if r == R_OK:
-                    return t
-                if r == R_STOP:
-                    return HANDED_BACK
-            continue
-        if kind == EV_INIT:
+        elif kind == EV_POKE:
+            # the spinner's wake-up, popped at once (``spin.resume_now``): the
+            # ``EV_RESUME`` branch's spinner case above
+            r = spin_go(st, t) if fire(st, t, payload >> 16) else R_BLOCKED
+        elif kind == EV_INIT:
             tasks[t, T_STATE] = TS_READY
+            r = R_OK
+        else:
+            # EV_FLOOD: a parked NOPAGE retrier's timer: its callback runs no process
+            # (``cosim/flood_park.py``); EV_END: a finished process, nobody waits for it
+            if kind == EV_FLOOD:
+                flood_fire(st, t, payload >> 16)
+            r = R_BLOCKED
+        if r == R_OK:
             return t
-        if kind == EV_FLOOD:
-            # a parked NOPAGE retrier's timer: its callback runs no process
-            # (``cosim/flood_park.py``)
-            flood_fire(st, t, payload >> 16)
-            continue
-        # EV_END: a finished process; nobody waits for it
+        if r == R_STOP:
+            return HANDED_BACK
