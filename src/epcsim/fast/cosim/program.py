@@ -125,6 +125,7 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
         op = code[pc, 0]
         a = code[pc, 1]
         r = R_OK
+        nxt = pc + 1
         if tasks[t, T_L0] != 0:
             tasks[t, T_L0] = 0
             if op != OP_WAIT:
@@ -152,16 +153,9 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
         elif op == OP_LOOP:
             if tasks[t, T_LOOP] < code[pc, 2]:
                 tasks[t, T_LOOP] += 1
-                n = dn[0]
-                if n >= done.shape[0]:
-                    return R_STOP
-                done[n, 0] = t
-                done[n, 1] = pc
-                done[n, 2] = clk[C_NOW]
-                dn[0] = n + 1
-                pc = a
-                continue
-            tasks[t, T_LOOP] = 0
+                nxt = a  # logged below, then back to the loop's target
+            else:
+                tasks[t, T_LOOP] = 0
         elif op == OP_END:
             tasks[t, T_PC] = pc
             # served: the exit is a request too, and the serving process ends after it
@@ -182,7 +176,7 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
         done[n, 1] = pc
         done[n, 2] = clk[C_NOW]
         dn[0] = n + 1
-        pc += 1
+        pc = nxt
 
 
 @core_jit
