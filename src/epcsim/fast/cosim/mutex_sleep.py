@@ -172,8 +172,10 @@ def go(st, t):  # type: ignore[no-untyped-def]
         ph = tasks[t, T_LS]
         if st.clk[C_HB] != 0:
             return R_STOP
-        if ph == LS_AFTER_SPIN:
-            tasks[t, T_LS] = LS_SCHED1
+        if ph in (LS_AFTER_SPIN, LS_AFTER_WSPIN):
+            # after the OSQ spin (before the trylock) or the first waiter's spin (before the
+            # checks again): ``if need_resched() _schedule()``
+            tasks[t, T_LS] = LS_SCHED1 if ph == LS_AFTER_SPIN else LS_SCHED2
             if need_resched(st, t):
                 r = yield_cpu(st, t, np.int64(K_LSLOW), np.int64(0))
                 if r != R_OK:
@@ -215,13 +217,6 @@ def go(st, t):  # type: ignore[no-untyped-def]
                 if r != R_FAIL:
                     return r  # R_OK: ``spin.spin_got`` ended the slow path
                 tasks[t, T_LS] = LS_AFTER_WSPIN
-            continue
-        if ph == LS_AFTER_WSPIN:
-            tasks[t, T_LS] = LS_SCHED2
-            if need_resched(st, t):
-                r = yield_cpu(st, t, np.int64(K_LSLOW), np.int64(0))
-                if r != R_OK:
-                    return r
             continue
         # LS_SCHED2
         tasks[t, T_STATE] = TS_READY
