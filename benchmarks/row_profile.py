@@ -9,7 +9,8 @@ it (``StreamCore.drive`` wrapped), and what the core did, counted inside each ``
 the runs it elided, the contended ``encl->lock`` acquisitions (each two events: the
 poke, then the spinner's resumption), the EWBs, the pages ksgxd isolated and found young,
 its batches and the ELDUs of records the core wrote (no MAC check; the others are checked
-with the ``tag`` mode's crypto). With ``--perf``, Linux ``perf`` over ``--runs`` timed
+with the ``tag`` mode's crypto), and the ``drive`` calls (each stop for Python's service
+or fold is one more; session ``fault5``). With ``--perf``, Linux ``perf`` over ``--runs`` timed
 calls, self time by compiled function (``pair_perf.py``'s symbol map; the numba cache
 must be warm, and ``perf`` installed).
 
@@ -36,7 +37,7 @@ from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import stream as stream_mod
 
 _CN = ("CN_EWB", "CN_SCANNED", "CN_YOUNG", "CN_BATCHES")
-_acc: dict[str, Any] = {"t": 0.0, "d": {}}
+_acc: dict[str, Any] = {"t": 0.0, "n": 0, "d": {}}
 _real_drive = stream_mod.StreamCore.drive
 
 
@@ -61,6 +62,7 @@ def _drive(self: Any, co: Any, ks: Any, ts: Any, pending: int) -> int:
     t0 = time.process_time()
     r = _real_drive(self, co, ks, ts, pending)
     _acc["t"] += time.process_time() - t0
+    _acc["n"] += 1
     for k, v in _snap(co, ks).items():
         _acc["d"][k] = _acc["d"].get(k, 0) + v - a[k]
     return r
@@ -98,7 +100,7 @@ def counts(name: str, make: Any, repeat: int) -> None:
         for rep in range(repeat):
             system, encl, stream = make()
             st0 = system.stats()
-            _acc.update(t=0.0, d={})
+            _acc.update(t=0.0, n=0, d={})
             c0 = time.process_time()
             assert encl.access_pages(stream).ok
             cpu = time.process_time() - c0
@@ -108,7 +110,7 @@ def counts(name: str, make: Any, repeat: int) -> None:
                 f"{name} run {rep}: {stream.size} accesses, {f} faults, "
                 f"{system.fast_core_accesses} accesses on the core; "
                 f"{cpu / f * 1e6:.2f} us a fault ({cpu / stream.size * 1e9:.0f} ns an access), "
-                f"inside drive {_acc['t'] / f * 1e6:.2f}"
+                f"inside drive {_acc['t'] / f * 1e6:.2f} ({_acc['n']} calls)"
             )
         print("  per fault: " + ", ".join(f"{k} {v / f:.2f}" for k, v in _acc["d"].items()))
     finally:

@@ -144,10 +144,11 @@ def _core_state(system: System, trace: bool, encls: list[Any]) -> CoState:
     return co
 
 
-def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
+def _kernel_state(system: System, encl: Any, secs: Any, ft_rows: int = K.FT_ROWS) -> Any:
     """The driver's ``KState`` of a live ``System``: the once-per-call part (the big arrays,
     the typed lists, the keys: ``_big_arrays``) and the per-step part (the scalars of
-    ``kc``/``ku``: ``take_small``)."""
+    ``kc``/``ku``: ``take_small``); ``ft_rows``: the free timeline buffer's
+    (``kstate.FT_ROWS``)."""
     sgx = system.sgx
     cpu = system.cpu
     epc = sgx.epc
@@ -181,7 +182,7 @@ def _kernel_state(system: System, encl: Any, secs: Any) -> Any:
         kc=kc, ke=ke, cnt=np.zeros(len(K.COUNTERS), np.int64), ku=ku,
         rc=np.zeros((N_RECLAIMERS, K.N_RC), np.int64),
         batch=np.zeros((N_RECLAIMERS, max(sgx.nr_to_scan, 1), 4), np.int64),
-        ft=np.zeros((4096, 2), np.int64), warn=np.zeros((64, 3), np.int64),
+        ft=np.zeros((ft_rows, 2), np.int64), warn=np.zeros((64, 3), np.int64),
         free_row=free_row, vp_blocks=_vp_blocks(system),
         keys=keys, sh=sh, sm=sm, bscr=np.zeros(24, np.uint8),
         **unsealed_of(encl.backing, keys, encl.base, secs.eid).arrays(),

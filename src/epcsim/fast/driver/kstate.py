@@ -60,6 +60,17 @@ K_RESIDENT = 19
 K_SWAPPED = 20
 #: 21-23: unused (the batch's locals moved to ``rc``, 2026-11-26, session ``mtrim2``)
 K_FT_N = 24  #: points in ``ft``
+#: rows of ``ft``: a full buffer stops the core for Python's fold (``SVC_FT_FULL``: a return
+#: into Python, the fold, a re-entry), so its size changes how often a call comes back, never
+#: a result (the points are recorded in order either way, and no Python code reads the
+#: timeline while the core runs; ``tests/fast/test_fold_buffers.py``). ``FT_ROWS`` for a
+#: driver call's own ``KState``; ``FT_ROWS_KEPT`` for the one ``StreamCore`` keeps across a
+#: ``System``'s calls (``stream.StreamCore.kernel_slots``), allocated once: 16,384 rows
+#: (256 KiB) hold row 1's ~13,800 points a call (two a fault: the fault's allocation,
+#: ksgxd's free), so its timed call no longer stops three times for the fold (session
+#: ``fault5``, PATHS.md "Per fault on the core")
+FT_ROWS = 4096
+FT_ROWS_KEPT = 16384
 K_WARN_N = 25  #: rows in ``warn``
 K_SVC = 26  #: the Python work the call ended for (``SVC_*``), 0 if none
 K_SVC_ARG = 27

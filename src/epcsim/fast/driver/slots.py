@@ -131,11 +131,14 @@ def resident_secs(system: System, encl: Any) -> int:
     return e if e >= 0 and e in system.cpu.secs_at else -1
 
 
-def kernel_slots(system: System, pairs: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+def kernel_slots(
+    system: System, pairs: list[tuple[Any, Any]], ft_rows: int = K.FT_ROWS
+) -> tuple[Any, Any]:
     """The machines' tuple of slots for ``pairs`` (``check_slots``'): one enclave's
-    ``KState`` twice, or one per enclave sharing the global arrays."""
+    ``KState`` twice, or one per enclave sharing the global arrays (the free timeline's
+    buffer of ``ft_rows`` among them)."""
     e0, s0 = pairs[0]
-    ks0 = _kernel_state(system, e0, s0)
+    ks0 = _kernel_state(system, e0, s0, ft_rows)
     if len(pairs) == 1:
         return K.slots(ks0)
     e1, s1 = pairs[1]

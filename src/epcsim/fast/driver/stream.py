@@ -79,6 +79,7 @@ Decisions kept from session ``integ`` (the others: ``core_stream.py``):
 
 from __future__ import annotations
 
+import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -279,16 +280,34 @@ class StreamCore:
         self._drive: dict[tuple[Any, ...], Any] = {}
         #: the served machines' entry points (``machine``), the same way
         self._machines: dict[tuple[Any, ...], Any] = {}
+        #: the last slots' tuple and its ``_layout`` (``_slots_layout``)
+        self._kt_layout: tuple[Any, tuple[Any, ...]] = ((), ())
 
     def drive(self, co: Any, kt: Any, ts: Any, pending: int) -> int:
         """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
         overload depends on (each array's dtype, dimensions and layout); ``kt`` the slots'
         tuple (``kstate.N_SLOTS``)."""
-        key = _layout(co, *kt, ts)
+        key = (_layout(co), self._slots_layout(kt), _layout(ts))
         fn = self._drive.get(key)
         if fn is None:
             fn = self._drive[key] = entry_point(drive, co, kt, ts, pending)
         return int(fn(co, kt, ts, pending))
+
+    def _slots_layout(self, kt: Any) -> tuple[Any, ...]:
+        """``_layout`` of the slots' tuple ``kt``, kept for the last one, its ``KState``s
+        compared by identity. Why (session ``fault5``): ``_layout`` of the ~90 arrays of two
+        ``KState``s took ~40-60 us at each ``drive`` call and served step (``dtype.str``
+        formats a string, ``flags`` builds an object), and the slots are mostly the same
+        ``KState``s from one call to the next (``bridge.refresh_layout`` rebuilds one only
+        when Python replaced an array). Exact: a named tuple's items cannot change, nor an
+        array's dtype, dimensions or layout (nothing here sets ``shape``/``strides``/
+        ``dtype`` on an array); holding the last slots keeps alive only arrays its
+        ``System`` holds (the next new ``KState`` replaces them)."""
+        last, lay = self._kt_layout
+        if len(last) != len(kt) or not all(map(operator.is_, last, kt)):
+            lay = _layout(*kt)
+            self._kt_layout = (tuple(kt), lay)
+        return lay
 
     def machine(self, fn: Any, co: Any, kt: Any, ts: Any, t: int) -> Any:
         """A served machine's compiled entry point (``Session.step``: ``ksgxd_resume`` with
@@ -297,8 +316,7 @@ class StreamCore:
         the ~45 arrays of ``KState`` (~1.8 ms), and a session is begun at each entry from
         ksgxd asleep - under 200 us ``run(until=)`` slices about one a slice, 2.3 of 8.0 s
         of a one-thread run."""
-        parts = (co, *kt) if ts is None else (co, *kt, ts)
-        key = (fn, *_layout(*parts))
+        key = (fn, _layout(co), self._slots_layout(kt), None if ts is None else _layout(ts))
         ep = self._machines.get(key)
         if ep is None:
             args = (co, kt) if ts is None else (co, kt, ts)
@@ -326,7 +344,7 @@ class StreamCore:
             kc = kt[0].kc
             kc[K.K_HB] = kc[K.K_HB_PAGE] = kc[K.K_SVC] = 0
         else:
-            kt = kernel_slots(system, list(zip(encls, secss, strict=True)))
+            kt = kernel_slots(system, list(zip(encls, secss, strict=True)), K.FT_ROWS_KEPT)
             nblk = len(system.cpu.va.blocks)
         self._kstate = (list(encls), secss, kt, nblk)
         return kt

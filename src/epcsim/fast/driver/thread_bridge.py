@@ -211,7 +211,7 @@ def _thread_state(
         pages=pages,
         writes=writes,
         prot=encl.pages.prot,
-        lat=np.zeros(4096, np.int64),
+        lat=np.zeros(T.LAT_ROWS, np.int64),
         notes=np.zeros((notes, 2), np.int64),
         calls=np.zeros((calls, 3), np.int64),
     )

@@ -35,6 +35,12 @@ TC_OFF = 9
 TC_TCS = 10  #: ``tcs_index``
 TC_DONE = 11  #: ``AccessOutcome.done``
 TC_LAT_N = 12  #: latencies in ``lat``
+#: rows of a call's ``lat`` (``thread_bridge._thread_state``): a full buffer stops the core
+#: for Python's fold (``SVC_LAT_FULL``), so its size changes how often a call comes back,
+#: never a result (the histogram appends the batches in order;
+#: ``tests/fast/test_fold_buffers.py``). 8,192 (64 KiB, allocated per call) hold row 1's
+#: 6,912 faults a call, which stopped twice at 4,096 (session ``fault5``)
+LAT_ROWS = 8192
 TC_RET = 13  #: the ELDU check's result (0: the record verified)
 TC_TAG = 14  #: the content tag ELDU restores (u64 bits)
 TC_FLAGS = 15  #: the record's SECINFO.FLAGS
