@@ -99,7 +99,8 @@ def stream_scenario(  # type: ignore[no-untyped-def]
     settle: bool = True, **kw,
 ):  # fmt: skip
     """Yields a snapshot after each step of one scenario (the module docstring), then the
-    hook's counts (``StreamCore``: accesses, ksgxd's pages written back on the core)."""
+    hook's counts (``StreamCore``: accesses, ksgxd's pages written back on the core, the
+    TCS faults it ran)."""
     system, encl, n = build_enclave(engine, seed, epc_pages, cpus, tcs, mult, settle, **kw)
     rng = np.random.default_rng(seed)
     first = 1 if tcs else 0
@@ -125,4 +126,4 @@ def stream_scenario(  # type: ignore[no-untyped-def]
             if evicted.size:
                 e.backing.tamper(int(evicted[0]), contents=b"\x00" * 8)
     sc = system.sgx.stream_core
-    yield (0, 0) if sc is None else (sc.accesses, sc.ksgxd_pages)
+    yield (0, 0, 0) if sc is None else (sc.accesses, sc.ksgxd_pages, sc.tcs_faults)

@@ -230,6 +230,19 @@ class EnclaveThread(InsnExecution, Task):
         res = yield from sgx_vma_fault_locked(self, self.encl, index)
         return (yield from self._fault_return(res, t0))
 
+    def tcs_fault_locked(self, t0: int) -> Gen:
+        """``_ensure_tcs``' fault on the TCS from inside ``sgx_vma_fault`` with ``encl->lock``
+        just taken (the compiled driver stopped it there: ``fast/driver/vma_fault.tcs_fault``,
+        session ``tcsuser``): ``fault_locked`` on the TCS, and if the kernel could not map
+        it, the entry failed as ``enter()`` reports it (``entry_fault``, the TCS's address:
+        the stream's SIGBUS reports it in ``si_addr``). The caller goes on at its loop top,
+        where ``enter()`` is ``_ensure_tcs``' ``while`` and the entry after it."""
+        ok = yield from self.fault_locked(self.tcs_index, t0)
+        if not ok:
+            tcs_addr = self.encl.linaddr(self.tcs_index)
+            self.entry_fault = EnclaveException(X86_TRAP_PF, PF_USER, tcs_addr)
+        return ok
+
     def _fault_return(self, res: int, t0: int) -> Gen:
         """``sgx_vma_fault`` returned ``res``: the latency, SIGBUS or the return to user."""
         self.sgx.fault_latency_ns.append(self.m.now - t0)

@@ -84,7 +84,11 @@ class CoreStreamServed:
             self.owner.ioctl_rets[key] = self.owner.ioctl_rets.get(key, 0) + 1
 
     def _take_notes(self, ts: Any) -> None:
+        """The call's EACCEPT notes and the runtime's calls the machine made, and the TCS
+        faults it ran (``StreamCore.tcs_faults``), taken from its ``TState`` at a stop."""
         tc = ts.tc
+        self.owner.tcs_faults += int(tc[T.TC_TCS_FAULTS])
+        tc[T.TC_TCS_FAULTS] = 0
         k = int(tc[T.TC_NOTE_N])
         self.notes = [(int(a), int(b)) for a, b in ts.notes[:k].tolist()]
         tc[T.TC_NOTE_N] = 0

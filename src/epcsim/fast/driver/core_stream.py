@@ -100,6 +100,7 @@ from epcsim.fast.driver.stream_stops import (
     END_LOCKED,
     IN_FAULT,
     _direct_rest,
+    _fault_rest,
     _trim_locked,
     add_grow,
     resumable,
@@ -386,7 +387,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
                 # (``stream_stops.py``'s docstring, "The thread's stops")
                 owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
                 assert isinstance(thread, EnclaveThread)  # a stream's or EACCEPT loop's
-                ok = yield from thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
+                ok = yield from _fault_rest(thread, tc)
                 end = STREAM_ON if ok else STREAM_SIGBUS
             return new_i, new_done, end
         # Any other stop is a defect guard (``stream_stops.py``, "The thread's stops" (c)):

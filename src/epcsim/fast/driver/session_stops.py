@@ -23,7 +23,7 @@ from epcsim.fast.cosim.transfer_to_simpy import _process
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
+from epcsim.fast.driver.stream_stops import IN_FAULT, _fault_rest, resumable
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
@@ -183,7 +183,7 @@ class SessionStops:
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
             owner = self.owner
             owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
-            ok = yield from thread.fault_locked(int(ts.tc[T.TC_IDX]), int(ts.tc[T.TC_T0]))
+            ok = yield from _fault_rest(thread, ts.tc)
             self.thread_end = (code, STREAM_ON if ok else STREAM_SIGBUS)
             return
         if not resumable(code, pc):

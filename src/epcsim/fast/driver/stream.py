@@ -186,9 +186,14 @@ class StreamCore:
         #: on the TCS (``KB_TCS``: ksgxd reclaimed the TCS, so the thread's ERESUME faults
         #: it back in Python's ``enter()``) having done no page. Under heavy reclaim every
         #: call can end so, and the loop then runs in Python: the same results, no core
-        #: (``tests/fast/test_eaccept_core.py``'s guard allows exactly that case)
+        #: (``tests/fast/test_eaccept_core.py``'s guard allows exactly that case). Since
+        #: session ``tcsuser`` the machine runs an explicit TCS's fault itself: only the
+        #: implicit TCS's (and the TCS's EAUG/SIGBUS decisions) stop so
         self.eaccept_entries = 0
         self.eaccept_tcs_stops = 0
+        #: ``_ensure_tcs``' faults on the TCS the thread's machine ran (``vma_fault.tcs_fault``,
+        #: ``tc[TC_TCS_FAULTS]``; session ``tcsuser``: before, they handed back, ``KB_TCS``)
+        self.tcs_faults = 0
         #: pages MODIFY_TYPES' loop (``kernel.ioctl_sgx2._page_loop``) changed on the core
         self.trims = 0
         #: pages REMOVE_PAGES' loop removed on the core (session ``ioctlcore``)

@@ -26,7 +26,9 @@ Why a module of its own: both sides of a stop decode it the same way - ``CoreStr
   latency, SIGBUS or the return to user), run in the thread's process - by ``run`` after
   the same hand-back as (a) on the core, by ``Session.on_stop`` when served - and the
   stream goes on (``STREAM_ON``) or ends with SIGBUS (``STREAM_SIGBUS``). A tampered
-  store is therefore no longer refused at entry.
+  store is therefore no longer refused at entry. The same stops in ``_ensure_tcs``' fault
+  on the TCS (``vma_fault.tcs_fault``, ``tc[TC_TCS_RETRY]``; session ``tcsuser``) go on with
+  ``EnclaveThread.tcs_fault_locked`` (``_fault_rest``): its SIGBUS is the entry's.
   (c) *not reachable, a defect guard*: ``KB_ENTRY`` after the entry's run (the leaf's
   checks change during the run only through the TCS's zap or the SECS's eviction, both
   stops of their own: ``thread.py``), ``KB_UNEXPECTED`` (a page of another enclave, a
@@ -42,6 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 from epcsim.fast.driver import kstate as K
+from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_TOP
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
@@ -72,6 +75,16 @@ def resumable(code: int, pc: int) -> bool:
     its loop top (``_RESUMABLE``; a failing entry only before its run: ``KB_ENTRY`` after
     it is the machine's defect guard, ``thread.py``)."""
     return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
+
+
+def _fault_rest(thread: Any, tc: Any) -> Any:
+    """The rest of a fault the thread's machine stopped under ``encl->lock`` (``IN_FAULT``
+    at ``P_LOCKED``), in Python from the lock on: an access's (``fault_locked``), or
+    ``_ensure_tcs``' on the TCS (``tc[TC_TCS_RETRY]``: ``tcs_fault_locked``, whose SIGBUS is
+    the entry's; session ``tcsuser``). Returns its generator (True: mapped or -EBUSY)."""
+    if tc[T.TC_TCS_RETRY]:
+        return thread.tcs_fault_locked(int(tc[T.TC_T0]))
+    return thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
 
 
 def _direct_rest(

@@ -308,11 +308,10 @@ def thread_run(p, t):
             if ret != 0:
                 if tcs >= 0 and not ks.pflags[tcs] & ENCL_PAGE_PTE_PRESENT:
                     # ksgxd zapped the TCS during the step: ``enter()``'s retry, the TCS
-                    # fault (T0's check: ``tcs_fault``, or its hand-back ``KB_TCS``)
-                    if st.clk[C_MANY] != 0:
-                        pc = P_TOP
-                        continue
-                    return _stop(st, ks, t, P_TOP, KB_TCS, tcs)
+                    # fault (T0's check: ``tcs_fault``; the user path too since session
+                    # ``tcsuser``, under the parked flood since ``floodq``)
+                    pc = P_TOP
+                    continue
                 if tcs < 0 and ke[K_SECS_EPC] < 0:
                     # the implicit TCS, the SECS written back during the step (the thread
                     # served after ksgxd's KB_SECS): ``enter()`` retries through

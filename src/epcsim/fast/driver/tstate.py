@@ -121,13 +121,17 @@ TC_EPA_NS = 67
 #: ... and the reclaim batches its allocations ran on the core (a count for the tests'
 #: guard, ``StreamCore.va_reclaims``; not a ``stats()`` counter)
 TC_VA_DIRECT = 68
-#: TCS faults the machine ran (``vma_fault.tcs_fault``: ``_ensure_tcs``' fault on the TCS,
-#: ``C_MANY`` only; session ``tcsfault``): not a kernel counter (the faults are in
-#: ``TN_FAULTS``), the tests' guard that the rows ran
+#: TCS faults the machine ran (``vma_fault.tcs_fault``: ``_ensure_tcs``' fault on the TCS;
+#: session ``tcsfault``, from the user path too since session ``tcsuser``): not a kernel
+#: counter (the faults are in ``TN_FAULTS``), the tests' guard that the rows ran
 TC_TCS_FAULTS = 69
 #: 1 while the fault under way is that TCS fault (``_fault_or_park(tcs, eresume=False)``,
 #: whose retries park on other terms than an access's: ``flood_rows.parkable``; session
-#: ``floodq``), 0 for an access's
+#: ``floodq``), 0 for an access's (set by ``tcs_fault``, cleared by T2's fault entry). A
+#: stop under ``encl->lock`` in it goes on as ``_ensure_tcs`` does too
+#: (``EnclaveThread.tcs_fault_locked``: its SIGBUS is the entry's, reported at the TCS's
+#: address; session ``tcsuser``). An access's fault on the TCS page itself has the same
+#: ``TC_IDX``, hence a flag
 TC_TCS_RETRY = 70
 N_TC = 71
 

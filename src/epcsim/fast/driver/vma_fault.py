@@ -46,7 +46,6 @@ from numba import njit
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, RQ_WAKE, perform
 from epcsim.fast.cosim.state import (
     C_FL_PARKED,
-    C_MANY,
     C_NOW,
     R_OK,
     T_PC,
@@ -177,26 +176,35 @@ def tcs_fault(st, ks, ts, sp, t):
     (``_fault_or_park(tcs, eresume=False)``: ``TC_TCS_RETRY``, ``flood_rows.parkable``,
     ``thread.py``'s ``P_FRESCHED``; no ERESUME in the cycle).
 
+    Its stops and how each goes on (session ``tcsuser``, 2026-11-27: the user path's, from
+    any CPU count; before, only ``run_threads`` ran it, under ``C_MANY``). A stop under
+    ``encl->lock`` (``KB_SECS_LOAD``, ``KB_ENOMEM``, ``KB_ELDU`` at ``P_LOCKED``) is marked
+    ``tc[TC_TCS_RETRY]``, and the user path goes on with ``EnclaveThread.tcs_fault_locked``:
+    the fault's rest as an access's (``fault_locked``), but its SIGBUS is the entry's
+    (``entry_fault``, the TCS's address), then the loop top - which *is* ``_ensure_tcs``'
+    continuation: its ``while`` is ``enter()``'s ``_tcs_ready`` check, and the rest of
+    ``enter()`` before it does nothing here (``_fault_return``'s ``cond_resched`` leaves the
+    thread on its CPU, so no ``acquire_cpu``; the TCS unmapped at T0, so the thread is not
+    inside). A stop at a loop top (``KB_TOP`` after ``P_FRESCHED``, a served thread's first)
+    is the same loop top. ``run_threads`` ends its run at any stop, as before.
+
     Where it hands back as before (``KB_TCS`` at the loop top, nothing applied):
 
-    * without ``C_MANY`` (decision 2026-11-27, session ``tcsfault``): the user path's
-      continuations of a stop inside a fault (``stream_stops``: ``fault_locked`` then the
-      access loop) are an access fault's, not ``_ensure_tcs``' (whose retry enters without
-      ``enter()``'s ``acquire_cpu``); only ``run_threads`` sets ``C_MANY``, where a stop ends
-      the run. The user path takes it with ``C_MANY`` (PATHS.md "Left");
     * the implicit TCS (the SECS to load: ``load_secs``, Python's);
     * ``sgx_vma_fault``'s EAUG and SIGBUS decisions on the TCS (no page entry, the VMA's
       protections past ``max_prot``): T2's checks, read before the fault as T2 reads them."""
     tc = ts.tc
     tcs = tc[TC_TCS]
-    if tcs < 0 or st.clk[C_MANY] == 0:
+    if tcs < 0:
         return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
     vma = ts.prot[tcs] >> PROT_VMA_SHIFT
     if not ks.pflags[tcs] & ENCL_PAGE_PRESENT or (ts.prot[tcs] & 7 & vma) != vma:
         return P_FAULT_RUN, _stop(st, ks, t, P_TOP, KB_TCS, tcs)
     tc[TC_TCS_FAULTS] += 1
     tc[TC_IDX] = tcs
-    tc[TC_TCS_RETRY] = 1  # its retries park on the TCS fault's terms (``flood_rows``)
+    # its retries park on the TCS fault's terms (``flood_rows``), a stop in it goes on as
+    # ``_ensure_tcs`` (``stream_stops._fault_rest``)
+    tc[TC_TCS_RETRY] = 1
     tc[TC_T0] = st.clk[C_NOW]
     r = perform(sp, t, np.int64(RQ_RUN), tc[TC_FAULT_NS])  # _fault: run(aex + fault_entry)
     if r != R_OK:
