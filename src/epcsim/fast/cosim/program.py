@@ -23,6 +23,13 @@ as generators on ``engine.machine``, by direct engine calls or through the same 
 machine (``sgx_vma_fault``, ksgxd's loop) will have the same shape as ``resume``: a ``pc``
 per task, a branch per pc, and after a request answered ``R_BLOCKED`` a return to the
 loop, which calls it again at the same pc when the task is due.
+
+A request the core refuses (``R_STOP``): a program stays at the op and asks for it again
+(``T_CONT`` cleared), unless the op's third column is ``PAST`` (a RUN, USER or LOCK): then
+it parks past the op as after ``R_BLOCKED``, as the driver's machines park past their
+requests (``ksgxd._blocked``), and ``to_simpy`` runs the request's rest the core recorded
+(``request.refused``) before the program goes on (session ``tcsuser``: the test vehicle
+of that order, ``tests/fast/test_park_past.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from epcsim.fast.cosim.state import (
     C_WAKEUP_PREEMPT,
     HANDED_BACK,
     HB_NAMES,
+    K_NONE,
     M_CONTENDED,
     M_FREE_SINCE,
     M_FREED_FROM,
@@ -78,6 +86,7 @@ from epcsim.fast.cosim.state import (
     R_OK,
     R_STOP,
     T_BUSY,
+    T_CONT,
     T_CPU,
     T_L0,
     T_LAST_CPU,
@@ -106,6 +115,9 @@ OP_LOOP = 7
 OP_USER = 8
 OP_RESCHED = 9
 OP_NAMES = ("END", "RUN", "LOCK", "UNLOCK", "WAIT", "WAKE", "SPAWN", "LOOP", "USER", "RESCHED")
+#: a RUN, USER or LOCK row's third column: refused by the core, the task parks past the op
+#: (the driver's machines' order; module docstring)
+PAST = 1
 
 #: ``run_programs`` ran out of room in its ``done`` log (the run is void)
 DONE_FULL = -3
@@ -168,6 +180,10 @@ def resume(st, t, code, counters, done, dn):  # type: ignore[no-untyped-def]
             return R_BLOCKED
         if r == R_STOP:
             tasks[t, T_PC] = pc
+            if code[pc, 2] == PAST and op in (OP_RUN, OP_USER, OP_LOCK):
+                tasks[t, T_L0] = 1  # parked past it: ``to_simpy`` runs its rest first
+            else:
+                tasks[t, T_CONT] = K_NONE  # at the op: asked for again, nothing to run first
             return R_STOP
         n = dn[0]
         if n >= done.shape[0]:

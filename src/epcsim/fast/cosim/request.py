@@ -29,23 +29,49 @@ pc. So a machine that asks for *every* engine action through ``perform`` and tre
 ``R_BLOCKED`` from any request as "resumed at this pc once it is done" runs on either engine
 unchanged. A request's answer that the machine needs (RQ_WAKE: whether anyone slept) is in
 ``T_RQ_RET`` in both modes.
+
+A request the core refuses (decision 2026-11-27, session ``tcsuser``; PATHS.md "One
+CPU", *Fixed by session* ``spinfix``). ``run``, ``run_user`` and ``lock`` hand back with
+nothing of the request applied after the point they stopped at (``HB_NO_CPU`` before a CPU
+is taken; ``HB_SPIN_RQ``, ``HB_MUTEX_SLEEP`` in ``lock_take``, past the lock's might_sleep
+point). The driver's machines park *past* a request on ``R_STOP`` as on ``R_BLOCKED``
+(``ksgxd._blocked``: their next pc is "the request is done"), so ``perform`` records
+where the request stopped as the task's continuation (``T_CONT``: ``K_RUN``, ``K_USER``,
+``K_LOCK`` with no CPU, ``K_LOCK_TAKE`` on one), as ``dispatch.cont_after_pick`` records
+a hand-back inside a picked task's rest, and ``to_simpy`` runs that rest on SimPy
+(``transfer_runqueue._cont``) before the machine at its pc: the order a served request
+has (performed, then the machine resumed past it), so parking past is exact. A caller
+that stays at the request instead and asks for it again (the task programs,
+``program.resume``) clears ``T_CONT``.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, lock_fast, unlock
 from epcsim.fast.cosim.runqueue import cond_resched, resched_clear
 from epcsim.fast.cosim.state import (
+    C_HB_TASK,
     C_SERVED,
+    K_LOCK,
+    K_LOCK_TAKE,
+    K_NONE,
+    K_RUN,
+    K_USER,
     R_BLOCKED,
     R_OK,
+    R_STOP,
+    T_CONT,
+    T_CONT_A,
     T_CPU,
     T_RQ,
     T_RQ_A,
     T_RQ_RET,
     T_STATE,
     TS_NEW,
+    TS_READY,
 )
 from epcsim.fast.cosim.task import exit_task, run, run_elided, run_user, spawn
 from epcsim.fast.cosim.waitqueue import sleep_on, wake_up
@@ -59,6 +85,20 @@ RQ_SPAWN = 6
 RQ_EXIT = 7
 RQ_RUN_USER = 8
 RQ_RESCHED = 9
+
+
+@core_jit(inline="always")
+def refused(st, t, r, k, a):  # type: ignore[no-untyped-def]
+    """``r`` from a request of task ``t``: on ``R_STOP`` by ``t`` itself with no
+    continuation recorded, the request's rest from where it stopped (``k``, ``a``) becomes
+    ``t``'s continuation, for ``to_simpy`` to run before the machine (module docstring)."""
+    tasks = st.tasks
+    if r == R_STOP and st.clk[C_HB_TASK] == t and tasks[t, T_CONT] == K_NONE:
+        if tasks[t, T_STATE] != TS_READY:
+            return r  # stopped inside a wait (a spinner's check): to_simpy goes on from it
+        tasks[t, T_CONT] = k
+        tasks[t, T_CONT_A] = a
+    return r
 
 
 @core_jit
@@ -75,11 +115,13 @@ def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
     if rq == RQ_RUN:
         if st.tasks[t, T_CPU] >= 0 and run_elided(st, t, a):
             return R_OK
-        return run(st, t, a)
+        return refused(st, t, run(st, t, a), np.int64(K_RUN), a)
     if rq == RQ_LOCK:
         if lock_fast(st, t, a):
             return R_OK
-        return lock(st, t, a)
+        r = lock(st, t, a)
+        k = K_LOCK_TAKE if st.tasks[t, T_CPU] >= 0 else K_LOCK  # past might_sleep: a CPU
+        return refused(st, t, r, np.int64(k), a)
     if rq == RQ_UNLOCK:
         return unlock(st, t, a)
     if rq == RQ_SLEEP:
@@ -92,7 +134,7 @@ def perform(st, t, rq, a):  # type: ignore[no-untyped-def]
             spawn(st, a)
         return R_OK
     if rq == RQ_RUN_USER:
-        return run_user(st, t, a)
+        return refused(st, t, run_user(st, t, a), np.int64(K_USER), a)
     if rq == RQ_RESCHED:
         if resched_clear(st, t):
             return R_OK

@@ -85,24 +85,29 @@ def _cont(sv: Served, t: int, k: int, a: int) -> Gen:
 
 def _cont_handed_back(sv: Served, t: int) -> Gen | None:
     """The hand-back task ``t`` met the edge inside the rest of the request it was picked
-    for (``T_CONT`` set: ``dispatch.cont_after_pick``; session ``spinfix``), or None. Its
-    machine's pc is past that request (it blocked in it waiting for a CPU), so the rest
-    runs on SimPy first, then the machine. Where the rest stopped: a lock's, the only one
-    that hands back in a run that is not void, stops in ``lock_take`` (the contender would
-    sleep, would spin with a task waiting for a CPU, or locks recursively), past its
-    might_sleep point - so it goes on as ``K_LOCK_TAKE`` (``Task.lock(moved=True)``), and
-    the point is not evaluated twice."""
+    for (``T_CONT`` set: ``dispatch.cont_after_pick``; session ``spinfix``), or in a
+    request of its own that the core refused (``request.refused``; session ``tcsuser``),
+    or None. Its machine's pc is past that request (it blocked in it waiting for a CPU,
+    or a driver machine parked past it), so the rest runs on SimPy first, then the
+    machine. Where the rest stopped: a picked lock's, the only one that hands back in a
+    run that is not void, stops in ``lock_take`` (the contender would sleep, would spin
+    with a task waiting for a CPU, or locks recursively), past its might_sleep point - so
+    it goes on as ``K_LOCK_TAKE`` (``Task.lock(moved=True)``), and the point is not
+    evaluated twice; a refused request's is recorded where it stopped (``K_RUN``,
+    ``K_USER``, ``K_LOCK`` before its CPU, ``K_LOCK_TAKE``)."""
     tasks = sv.st.tasks
     k = int(tasks[t, T_CONT])
     if k == K_NONE:
         return None
     a = int(tasks[t, T_CONT_A])
     tasks[t, T_CONT] = K_NONE
-    if k not in (K_LOCK, K_LOCK_TAKE):
+    if k not in (K_RUN, K_USER, K_LOCK, K_LOCK_TAKE):
         raise RuntimeError(f"to_simpy: task {t} handed back inside a continuation {k}")
-    tasks[t, T_RQ] = RQ_LOCK
+    if k == K_LOCK and sv.tasks[t].cpu is not None:
+        k = K_LOCK_TAKE  # a picked lock's rest: stopped past its might_sleep point
+    tasks[t, T_RQ] = _CONT_RQ[k]
     tasks[t, T_RQ_A] = a
-    return _cont(sv, t, K_LOCK_TAKE, a)
+    return _cont(sv, t, k, a)
 
 
 #: the request a ``T_CONT`` continues (``_picked``)
