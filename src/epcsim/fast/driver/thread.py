@@ -58,17 +58,17 @@ each is ``stream_stops.py``'s docstring, "The thread's stops"):
 
 * Every stop in the middle of an iteration is at ``P_LOCKED``, under ``encl->lock``
   (``vma_fault.py``'s docstring).
-* EENTER/ERESUME's checks are read at T0 before the leaf's run (``eldu.tcs_refused``):
-  a failing entry stops at the loop top (``KB_ENTRY``). After the run the same checks
-  can fail only (1) with the TCS's PTE zapped by ksgxd during the run (``KB_TCS`` at the
-  loop top, ``enter()``'s retry), or (2) with the implicit TCS, the SECS written back
-  during it (the thread served after ``KB_SECS``: ``KB_TCS`` at the loop top, as
-  ``enter()`` retries through ``_ensure_tcs``). Proof that nothing else can: the TCS's
+* EENTER/ERESUME's checks are read at T0 before the leaf's run (``eldu.tcs_refused``): a
+  failing entry stops at the loop top (``KB_ENTRY``). After the run the same checks can
+  fail only (1) with the TCS's PTE zapped by ksgxd during the run (``enter()``'s retry:
+  back to T0's TCS fault, ``vma_fault.tcs_fault``), or (2) with the implicit TCS, the SECS
+  written back during it (the thread served after ``KB_SECS``: ``KB_TCS`` at the loop top,
+  as ``enter()`` retries through ``_ensure_tcs``). Proof that nothing else can: the TCS's
   EPCM entry is EBLOCKed, written back or removed only after its PTE is zapped (phase C
-  zaps before EBLOCK; EREMOVE/EMODT are ioctls, outside the regime), PENDING/MODIFIED
-  come from ioctls too, the SECS leaves only through ``KB_SECS`` (or with every child,
-  the explicit TCS included, whose PTE is then zapped), and ``initialized`` never goes
-  back. ``KB_ENTRY`` at ``P_ENTER_RUN`` is therefore a defect guard.
+  zaps before EBLOCK; EREMOVE/EMODT are ioctls, outside the regime), PENDING/MODIFIED come
+  from ioctls too, the SECS leaves only through ``KB_SECS`` (or with every child, the
+  explicit TCS included, whose PTE is then zapped), and ``initialized`` never goes back.
+  ``KB_ENTRY`` at ``P_ENTER_RUN`` is therefore a defect guard.
 """
 
 from __future__ import annotations
