@@ -140,7 +140,12 @@ class CoreStreamServed:
         assert kept is not None
         _ksgxd_after_stop(owner, sess, asleep)
         owner.keep(sess)
-        return (yield from self._served_to_top(sess, ts, kept, done))
+        # what the core ran is counted at the stop (session ``tcsuser``): a run cut at this
+        # deadline (``epcsim run``'s duration) never comes back from the served rest, and
+        # with the TCS fault on the core one call may hold the whole stream
+        new_done = int(ts.tc[T.TC_DONE])
+        self._count(new_done - done)
+        return (yield from self._served_to_top(sess, ts, kept, new_done))
 
     def _served_to_top(self, sess: Session, ts: Any, kept: Any, done: int) -> Gen:
         """The thread served by SimPy in its own process (``kept``: its serving generator
