@@ -93,6 +93,7 @@ from epcsim.fast.driver.engine_state import fold_task
 from epcsim.fast.driver.observe import drive_observed
 from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
 from epcsim.fast.driver.slots import fold_slots, refresh_slots, take_slots
+from epcsim.fast.driver.stream_group import GroupSession, group_regime
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
     END_DIRECT,
@@ -182,6 +183,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
     def close(self) -> None:
         """``access_stream`` returned: the stream is no longer live (``StreamCore.live``)."""
         self.owner.live -= 1
+        if self.owner.streams.get(self.thread) is self:
+            del self.owner.streams[self.thread]
         if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
             self.owner.add_live -= 1
         elif self.trim is not None:
@@ -202,7 +205,12 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         owner = self.owner
         sess = owner.session
         thread = self.thread
+        if isinstance(sess, GroupSession):  # several threads (``stream_group``): join it
+            return (yield from sess.join(self, i, done))
         if not self._ready(sess is not None):
+            if sess is None and (group := group_regime(self)) is not None:
+                sess = owner.session = GroupSession(owner, self.encl, group)
+                return (yield from sess.join(self, i, done))
             return None
         system = self.system
         encl = self.encl

@@ -264,10 +264,14 @@ def drive_slots(
     tslot: int,
     pending: int,
     counts: dict[str, int],
+    rows: Any = None,
 ) -> tuple[int, Any]:
     """``thread_bridge.drive_serving`` over the slots: drive the pair until the core stops
     for something other than a Python service, each request served in the slot it names
-    (the thread's in its own). Returns the core's code and the slots' tuple."""
+    (the thread's in its own). Returns the core's code and the slots' tuple. ``rows``:
+    several threads' stacked ``TState`` (``tstate.stack``): each thread's service gets its
+    row's views (``SVC_UNSEAL``/``SVC_TRUNCATE`` read its ``tc``), a full latency buffer
+    row 0's (the shared count; ``stream_group``, session ``n6user``)."""
     from epcsim.fast.driver.thread_bridge import SERVE
     from epcsim.fast.driver.tstate import N_TC
 
@@ -277,7 +281,11 @@ def drive_slots(
         if rc > SERVE:
             return rc, kt
         if SERVE - rc < nt:
-            kt = serve_thread_slots(system, encls, kt, ts, tslot, counts)
+            row = ts
+            if rows is not None:
+                lat = int(kt[0].kc[K.K_SVC]) == K.SVC_LAT_FULL
+                row = rows[0] if lat else rows[SERVE - rc]
+            kt = serve_thread_slots(system, encls, kt, row, tslot, counts)
         else:
             kt = serve_slots(system, encls, kt, counts)
         pending = SERVE - rc

@@ -275,8 +275,23 @@ class StreamCore:
         #: removal made the last child's (``KB_SECS`` at ``P_STORED``): its generator from
         #: the child count's drop, encl->lock held (``Session._rest_of_batch``)
         self.stored_stops = 0
-        #: ksgxd's machine served by SimPy between two pair calls (None: its generator)
+        #: ksgxd's machine served by SimPy between two pair calls (None: its generator), or
+        #: a ``stream_group.GroupSession`` (several threads, session ``n6user``)
         self.session: Session | None = None
+        #: the live streams by thread (``stream``; ``CoreStream.close``): a group session's
+        #: rows are the running threads' (``stream_group.group_regime``)
+        self.streams: dict[Any, CoreStream] = {}
+        #: group sessions begun, their moves onto the core, the accesses those moves ran
+        #: on the core (not served: the tests' guard), and their stops other than a
+        #: deadline by name (``stream_group``, session ``n6user``)
+        self.group_sessions = 0
+        self.group_moves = 0
+        self.group_accesses = 0
+        self.group_edges: dict[str, int] = {}
+        #: loop tops at which no group session begins, after one whose moves were refused
+        #: (``stream_group.REFUSED``), and the next such wait (doubled each time)
+        self.group_wait = 0
+        self.group_backoff = 1
         #: the slots' ``KState`` tuple, kept across entries: ``(encls, secs states, kt,
         #: VA blocks)`` (``kernel_slots``)
         self._kstate: tuple[list[Any], list[Any], Any, int] | None = None
@@ -360,7 +375,16 @@ class StreamCore:
         generator, when its regime holds, a batch is due and a stream could take the
         session (``_worth_serving``); None: the generator checks itself."""
         if self.session is not None:
-            return None
+            # a group session (several threads, ``stream_group``) takes ksgxd into its row
+            take = getattr(self.session, "take_ksgxd", None)
+            if take is None or len(self.system.sgx.epc.nodes) != 1:
+                return None
+            if not self.system.sgx.should_reclaim(high):
+                return None
+            proc = self.system.machine.env.active_process
+            if proc is None or not _ksgxds_process(proc, sys._getframe(1)):
+                return None
+            return take(high)
         if self.auto and not self.live:
             return None  # "auto": no stream to take the session (``live``)
         system = self.system
@@ -416,7 +440,8 @@ class StreamCore:
                 return None
             self.on = True  # the compile is paid from here (or was already)
         self.live += 1
-        return CoreStream(self, thread, pages, writes, encl)
+        cs = self.streams[thread] = CoreStream(self, thread, pages, writes, encl)
+        return cs
 
     def eaccept(
         self,
