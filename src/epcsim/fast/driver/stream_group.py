@@ -97,7 +97,7 @@ from epcsim.fast.driver.slots import (
     serve_thread_slots,
     take_slots,
 )
-from epcsim.fast.driver.stream_ksgxd import Session, _served_regime
+from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
 from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
 from epcsim.fast.driver.thread import thread_resume
 from epcsim.fast.driver.thread_bridge import _thread_state, entered
@@ -254,6 +254,12 @@ class GroupSession(Session):
             return None
         system = self.system
         if not _served_regime(system, self.encls) or not _static_regime(system):
+            return None
+        if not _worth_serving(system):
+            # a task not the session's on a CPU: the machine would stop at its first K0
+            # check (``K_TOP_STOP``) and its generator come back here at the same instant,
+            # for ever (found by row 10's shape with 16 threads on 16 CPUs: a session of
+            # the 14 threads running at its begin)
             return None
         self.high = high
         self.ksgxd_out = False
