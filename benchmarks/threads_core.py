@@ -16,8 +16,10 @@ back at the regime's end (ksgxd takes a waiting thread's TCS) is measured up to 
 only): stop at that simulated instant (a core run's hand-back instant, for the same
 work). ``bulk``: ``System(nopage_flood="bulk")`` (the NOPAGE flood charged in bulk, a
 named deviation: ``fast/flood.py``; on the core since session ``flood6`` with threads +
-ksgxd <= CPUs, ``cosim/flood_park.py``), the parks and the retries charged in bulk
-printed too. The core's machines must be compiled (a warm numba cache) for a figure of the run,
+ksgxd <= CPUs, ``cosim/flood_park.py``, and with more threads than CPUs since session
+``floodq``), the parks and the retries charged in bulk printed too (and the core's
+``flood_*`` counts: parked rows preempted, parks ended with need_resched due, TCS-fault
+parks). The core's machines must be compiled (a warm numba cache) for a figure of the run,
 not of the compile: the script runs a short warm-up first.
 """
 
@@ -63,6 +65,7 @@ def run(
     c0 = time.process_time()
     handed_back = None
     tcs_faults = None
+    core_counts: dict[str, int] = {}
     if mode == "core":
         r = run_threads(system, threads, streams)
         # with more threads than CPUs ksgxd may take a waiting thread's TCS (a hand-back
@@ -70,6 +73,7 @@ def run(
         assert r.handed_back in (None, "TCS fault", "SECS eviction"), r
         handed_back = r.handed_back
         tcs_faults = r.core["tcs_faults"]  # the waiting threads' TCS faults (``tcsfault``)
+        core_counts = {k: v for k, v in r.core.items() if k.startswith("flood_")}
     else:
         start_streams(system, threads, streams)
         # ``until_us``: stop there (the instant a core run of the same streams handed
@@ -91,6 +95,7 @@ def run(
         "us_per_access": cpu / max(acc, 1) * 1e6,
         "handed_back": handed_back,
         "tcs_faults": tcs_faults,
+        **core_counts,
     }
 
 
