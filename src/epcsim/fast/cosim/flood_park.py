@@ -30,8 +30,10 @@ need_resched due yields its CPU at its handler's ``mutex_lock`` (the might_sleep
 with its skipped retries settled at the decision (``park_end``), as in Python. The TCS
 fault's retries park too (``_fault_or_park(tcs, eresume=False)``: no ERESUME in the
 cycle, so nothing to touch and no ``_tcs_zapped``; ``driver/flood_rows.parkable``). A
-TCS zapped while its thread is parked on an access (``_tcs_zapped``) is not restated:
-the driver hands back there (``driver/flood_rows.py``). The kernel-state hooks
+TCS zapped while its thread is parked on an access: ``tcs_zapped`` (``_tcs_zapped``'s
+timer, ``FL_ERESUME``), ``driver/flood_rows.page_zapped``; the machine hands back when
+that ERESUME finds the TCS blocked (``tcs_first``: its TCS fault at the decision is not
+restated, never met). The kernel-state hooks
 (``tcs_accessed``, ``page_changed``, the parkable test) are ``driver/flood_rows.py``'s:
 they read the enclave's arrays.
 """
@@ -54,6 +56,7 @@ from epcsim.fast.cosim.state import (
     C_FL_RESCHED,
     C_FL_SEQ,
     C_FL_TCS_PARKS,
+    C_FL_TCS_ZAPPED,
     C_FL_WOKEN,
     C_NOW,
     EV_FLOOD,
@@ -82,6 +85,8 @@ from epcsim.fast.cosim.state import (
     T_FL_PERIOD,
     T_FL_SEQ,
     T_FL_TCS,
+    T_FL_TCSBLK,
+    T_FL_TCSFIRST,
     T_FL_TICK_AT,
     T_FL_TOUCHED,
     T_RESCHED,
@@ -94,6 +99,8 @@ from epcsim.fast.cosim.state import (
 
 FL_TIMER = 0  #: ``EV_FLOOD``'s arg: a row's ``_timer`` (datum: its park's ``T_FL_GEN``)
 FL_CHAIN = 1  #: a hold's ``_chain`` look (the event's task field is the mutex; datum: hold)
+#: ``_tcs_zapped``'s ``eresume_ends``: the cycle's ERESUME ends (datum: the park's gen)
+FL_ERESUME = 2
 _TICK = np.int64(TICK_NS)
 
 
@@ -207,6 +214,8 @@ def park_begin(st, t, m, idx, tcs, eresume_ns):  # type: ignore[no-untyped-def]
     tasks[t, T_FL_M] = m
     tasks[t, T_FL_TCS] = tcs
     tasks[t, T_FL_IDX] = idx
+    tasks[t, T_FL_TCSBLK] = 0
+    tasks[t, T_FL_TCSFIRST] = 0
     clk[C_FL_PARKED] += 1
     clk[C_FL_PARKS] += 1
     if eresume_ns == 0:  # the TCS fault's retries (``eresume=False``)
@@ -273,12 +282,38 @@ def fire(st, t, arg):  # type: ignore[no-untyped-def]
     """An ``EV_FLOOD`` popped: ``_timer``'s callback (``FL_TIMER``, row ``t``) or a hold's
     look (``FL_CHAIN``, ``t`` the mutex)."""
     datum = arg >> 2
-    if arg & 3 == FL_TIMER:
-        tasks = st.tasks
+    kind = arg & 3
+    tasks = st.tasks
+    if kind == FL_TIMER:
         if tasks[t, T_FL] != 0 and tasks[t, T_FL_GEN] == datum and tasks[t, T_FL_EV] == SE_PENDING:
             trigger(st, t)
+    elif kind == FL_ERESUME:
+        # ``eresume_ends``: the TCS (zapped, so unmapped) blocked or gone by now - once
+        # blocked it stays so (only this thread maps it again), so the EBLOCK's flag
+        if tasks[t, T_FL] != 0 and tasks[t, T_FL_GEN] == datum:
+            tasks[t, T_FL_TCSFIRST] = tasks[t, T_FL_TCSBLK]
     else:
         chain_fire(st, t, datum)
+
+
+@core_jit
+def tcs_zapped(st, t):  # type: ignore[no-untyped-def]
+    """``_tcs_zapped``: parked row ``t``'s TCS was zapped; the ERESUME of the cycle ending
+    at its next decision instant completes ``aex + fault_entry`` before it, and fails if
+    the TCS is blocked or gone by then (``fire``'s ``FL_ERESUME``). Nothing for the TCS
+    fault's own retries (no ERESUME) or an ERESUME already completed."""
+    tasks = st.tasks
+    if tasks[t, T_FL_ERESUME] == 0:
+        return
+    now = st.clk[C_NOW]
+    at = next_decision(tasks, t, now) - st.clk[C_FL_AEXF]
+    if at <= now:
+        return
+    st.clk[C_FL_TCS_ZAPPED] += 1
+    schedule(
+        st, at - now, np.int64(NORMAL), np.int64(EV_FLOOD), t,
+        np.int64(FL_ERESUME) | (tasks[t, T_FL_GEN] << 2),
+    )  # fmt: skip
 
 
 @core_jit
@@ -485,6 +520,7 @@ __all__ = [
     "park_wait",
     "resched_due",
     "rq_changed",
+    "tcs_zapped",
     "wake",
     "wake_all",
 ]

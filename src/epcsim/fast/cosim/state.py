@@ -99,7 +99,8 @@ C_FL_PARKS = 37  #: ``NopageFlood.parks`` not folded yet
 C_FL_WOKEN = 38  #: parked rows a wake-up preemption resched (``NopageFlood.wake``)
 C_FL_RESCHED = 39  #: parks ended at a decision instant with need_resched due
 C_FL_TCS_PARKS = 40  #: parks of the TCS fault's retries (``_ensure_tcs``: ``eresume=False``)
-N_CLK = 41
+C_FL_TCS_ZAPPED = 41  #: ERESUME checks ``_tcs_zapped`` scheduled (a parked row's TCS zapped)
+N_CLK = 42
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column
@@ -188,7 +189,12 @@ T_FL_TCS = 48  #: the thread's TCS page index (``tcs_accessed``, ``page_changed`
 T_FL_DECIDE = 49  #: ``NopageFlood._deciding[thread] + 1`` (0: none; ``came_first``)
 T_FL_LEFT = 50  #: skipped retries' latencies still to write (a full buffer's service)
 T_FL_IDX = 51  #: ``_Park.index``: the page its retries fault on
-N_TASK = 52
+#: its TCS zapped while parked (``_tcs_zapped``, session ``floodq``): 1 once the
+#: reclaimer's EBLOCK of that TCS applied (``flood_rows.tcs_blocked``), and
+#: ``_Park.tcs_first``, that flag as the cycle's ERESUME ends (``flood_park.fire``)
+T_FL_TCSBLK = 52
+T_FL_TCSFIRST = 53
+N_TASK = 54
 
 TS_NEW = 0  #: not started
 TS_STARTING = 1  #: its Initialize is queued

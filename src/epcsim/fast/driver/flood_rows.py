@@ -9,10 +9,14 @@ each restating the method it is named after; the machines call them where the re
 calls the hook (``thread.py``'s ``P_FRESCHED``, ``vma_fault.py``'s ELDU, ``reclaim.py``'s
 young test and zap).
 
-Not restated: a parked retrier's TCS zapped (``_tcs_zapped``: the ERESUME of the cycle
-under way fails if the TCS is blocked by its end). ``zapped`` tells the reclaimer, which
-hands back there (``KB_TCS``) before the zap: the TCS of a thread whose ERESUMEs keep its
-Accessed bit set is rarely a victim (it must be found old twice within one retry cycle).
+A parked retrier's TCS zapped (``_tcs_zapped``: the ERESUME of the cycle under way fails
+if the TCS is blocked by its end; session ``floodq``, before it the reclaimer handed back
+at the zap): ``page_zapped`` after the zap, ``tcs_blocked`` after the EBLOCK, and the
+``FL_ERESUME`` timer (``flood_park.tcs_zapped``) reads that flag as the ERESUME ends.
+When it finds the TCS blocked (``tcs_first``: the decision's fault would be the TCS's)
+the thread's machine hands back (``KB_TCS`` at ``P_PARK``): that continuation is not
+restated - row 10's shape and the drawn cases never met it (the EBLOCK comes after
+``encl->lock``, which the parked herd's decisions keep busy).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from epcsim.fast.cosim.flood_park import force, next_parked, touched_since
+from epcsim.fast.cosim.flood_park import force, next_parked, tcs_zapped, touched_since
 from epcsim.fast.cosim.state import (
     C_NOW,
     T_CPU,
@@ -28,6 +32,7 @@ from epcsim.fast.cosim.state import (
     T_FL_IDX,
     T_FL_SEQ,
     T_FL_TCS,
+    T_FL_TCSBLK,
     T_RESCHED,
 )
 from epcsim.fast.driver.kstate import K_INSIDE, K_LRU_ROW, K_NR_FREE, K_SECS_EPC
@@ -95,15 +100,30 @@ def tcs_accessed(st, ks, index):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def zapped(st, index):
-    """Whether page ``index`` is a parked retrier's TCS (``page_changed`` after a zap would
-    run ``_tcs_zapped``, not restated: the caller hands back before the zap)."""
+def page_zapped(st, ks, index):
+    """``page_changed`` after the reclaimer zapped page ``index``'s PTE: the retriers on it
+    or whose TCS it is resume at their next decision, in ``parked``'s order; for a TCS
+    (unmapped now) ``_tcs_zapped`` first (``flood_park.tcs_zapped``: whether the cycle's
+    ERESUME fails, session ``floodq``)."""
     tasks = st.tasks
-    hit = False  # (no ``any`` over a generator: numba compiles none)
+    r = next_parked(tasks, np.int64(-1))
+    while r >= 0:
+        tcs = tasks[r, T_FL_TCS]
+        if tasks[r, T_FL_IDX] == index or tcs == index:
+            if tcs == index and ks.pflags[index] & ENCL_PAGE_PTE_PRESENT == 0:
+                tcs_zapped(st, r)
+            force(st, r)
+        r = next_parked(tasks, tasks[r, T_FL_SEQ])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def tcs_blocked(st, index):
+    """The reclaimer's EBLOCK of page ``index`` applied: a parked row whose TCS it is finds
+    it blocked at its next ERESUME's end (``_tcs_zapped``'s test, ``FL_ERESUME``)."""
+    tasks = st.tasks
     for r in range(tasks.shape[0]):
         if tasks[r, T_FL] != 0 and tasks[r, T_FL_TCS] == index:
-            hit = True
-    return hit
+            tasks[r, T_FL_TCSBLK] = 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -119,4 +139,4 @@ def page_loaded(st, index):
         r = next_parked(tasks, tasks[r, T_FL_SEQ])
 
 
-__all__ = ["page_loaded", "parkable", "tcs_accessed", "touch", "zapped"]
+__all__ = ["page_loaded", "page_zapped", "parkable", "tcs_accessed", "tcs_blocked", "touch"]

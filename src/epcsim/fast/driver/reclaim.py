@@ -57,7 +57,7 @@ from epcsim.fast.driver.encls import (
     ewb,
     seal_record,
 )
-from epcsim.fast.driver.flood_rows import tcs_accessed, zapped
+from epcsim.fast.driver.flood_rows import page_zapped, tcs_accessed, tcs_blocked
 from epcsim.fast.driver.kstate import (
     CN_IPI,
     CN_RECLAIM_BATCHES,
@@ -98,7 +98,6 @@ from epcsim.fast.driver.kstate import (
     K_ZAP,
     KB_RELEASE,
     KB_SECS,
-    KB_TCS,
     KB_UNEXPECTED,
     RC_CT,
     RC_I,
@@ -310,10 +309,9 @@ def reclaim_run(sp, kq, t, r):
                 return _rblocked(rw, P_ZAP_RUN, res)
             pc = P_ZAP_RUN
         if pc == P_ZAP_RUN:
-            if st.clk[C_FL_PARKED] > 0 and zapped(st, batch[rw[RC_I], 1]):
-                # a parked retrier's TCS: ``_tcs_zapped`` is not restated (flood_rows.py)
-                return _rstop(st, ks, t, r, pc, KB_TCS, batch[rw[RC_I], 1])
             zap_ptes(ks.pflags, batch[rw[RC_I], 1])
+            if st.clk[C_FL_PARKED] > 0:
+                page_zapped(st, ks, batch[rw[RC_I], 1])  # ``page_changed`` (fast/flood.py)
             res = perform(sp, t, np.int64(RQ_LOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_C_LOCKED, res)
@@ -331,6 +329,8 @@ def reclaim_run(sp, kq, t, r):
             ret = eblock(ks, page)
             if ret != 0:
                 _warn(ks, W_EBLOCK, ret, page)
+            elif st.clk[C_FL_PARKED] > 0:
+                tcs_blocked(st, batch[rw[RC_I], 1])  # a parked retrier's TCS (flood_rows.py)
             res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:
                 return _rblocked(rw, P_C_UNLOCKED, res)

@@ -98,6 +98,7 @@ from epcsim.fast.cosim.state import (
     R_STOP,
     T_CPU,
     T_FL_LEFT,
+    T_FL_TCSFIRST,
     T_INTR,
     T_PC,
     T_USER_T0,
@@ -434,6 +435,11 @@ def thread_run(p, t):
         if pc == P_PARK:
             if not park_wait(st, t):
                 return _blocked(st, t, P_PARK, R_STOP if st.clk[C_HB] != 0 else R_BLOCKED)
+            if st.tasks[t, T_FL_TCSFIRST] != 0:
+                # the cycle's ERESUME found the TCS zapped and blocked (``_tcs_zapped``'s
+                # ``tcs_first``): the decision's fault is the TCS's - not restated (never
+                # met: PATHS.md, session ``floodq``), handed back before the decision
+                return _stop(st, ks, t, P_PARK, KB_TCS, tc[TC_TCS])
             touch(st, ks, t, st.clk[C_NOW])
             n = park_end(st, t)
             tcnt[TN_FAULTS] += n

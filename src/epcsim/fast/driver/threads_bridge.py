@@ -56,6 +56,7 @@ from epcsim.fast.cosim.state import (
     C_FL_PARKS,
     C_FL_RESCHED,
     C_FL_TCS_PARKS,
+    C_FL_TCS_ZAPPED,
     C_FL_WOKEN,
     C_FLOOD,
     C_HB,
@@ -329,6 +330,8 @@ def run_threads(
         "flood_woken": int(co.clk[C_FL_WOKEN]),
         "flood_resched": int(co.clk[C_FL_RESCHED]),
         "flood_tcs_parks": int(co.clk[C_FL_TCS_PARKS]),
+        # a parked row's TCS zapped: its ERESUME checks (``_tcs_zapped``)
+        "flood_tcs_zapped": int(co.clk[C_FL_TCS_ZAPPED]),
     }
     _fold(system, threads, encl, secs, co, ks, rows)
     outcomes = [AccessOutcome(done=int(ts.tc[T.TC_DONE])) for ts in rows]
