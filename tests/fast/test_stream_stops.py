@@ -87,6 +87,45 @@ def test_the_secs_written_back_while_the_thread_runs_on_the_core() -> None:
     _equal(snaps)
 
 
+def test_the_cores_accesses_are_counted_at_the_secs_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``KB_SECS`` on the core (the scenario above, one started thread): the accesses the
+    core ran are counted at the stop (``StreamCore.accesses``, ``System.fast_core_accesses``),
+    not at the served thread's next loop top. A ``run(until=)`` ending between the two
+    reads the reference's ``enclave_accesses`` at that instant (the whole stream ran on
+    the core; session ``fixes``: 0 before, where the stop was the call's first)."""
+    from epcsim.fast.driver.core_served import CoreStreamServed
+
+    stream = np.array([1] * 5 + [2] * 3000)
+    stops: list[tuple[int, int]] = []
+    served = CoreStreamServed._served_to_top
+
+    def spy(self, sess, ts, kept, done):  # type: ignore[no-untyped-def]
+        at = int(self.system.now)
+        r = yield from served(self, sess, ts, kept, done)
+        stops.append((at, int(self.system.now)))
+        return r
+
+    monkeypatch.setattr(CoreStreamServed, "_served_to_top", spy)
+    system, encl = _reclaiming("fast", 1, fast_core=True)
+    encl.start(stream)
+    system.run()
+    assert system.sgx.stream_core.secs_stops == len(stops) >= 1
+    stop, top = stops[0]
+    assert top > stop + 1, stops  # the served thread reached its loop top later
+    monkeypatch.setattr(CoreStreamServed, "_served_to_top", served)
+    at = {}
+    for name, engine, kw in ENGINES:
+        system, encl = _reclaiming(engine, 1, **kw)
+        encl.start(stream)
+        system.run(until=(stop + top) // 2 - int(system.now))
+        at[name] = system
+    accesses = at["reference"].stats()["enclave_accesses"]
+    assert accesses > 0
+    assert at["core"].stats() == at["fast"].stats()
+    assert at["core"].sgx.stream_core.secs_stops == 1
+    assert at["core"].fast_core_accesses == accesses
+
+
 def _released(system: epcsim.System, encl) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """What is left to compare once the enclave is released (``core_snap`` needs one)."""
     sgx, cpu, m = system.sgx, system.cpu, system.machine

@@ -423,7 +423,12 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         sess.thread_end = None
         kept = to_simpy(sv, inline=tr)
         assert kept is not None
-        return (yield from self._served_to_top(sess, ts, kept, done))
+        # what the core ran is counted at the stop, as at a deadline (``_deadline``): a
+        # ``run(until=)`` ending before the served thread's next loop top read
+        # ``fast_core_accesses`` without the call's accesses (session ``fixes``)
+        new_done = int(tc[T.TC_DONE])
+        self._count(new_done - done)
+        return (yield from self._served_to_top(sess, ts, kept, new_done))
 
 
 __all__ = ["CoreStream"]
