@@ -20,22 +20,15 @@ import itertools
 import os
 
 from differential_cases import assert_same, fingerprint
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ksgxd_cases import differ
-from threads_cases import EPC_PAGES, build, run_both, snap, streams
+from threads_cases import EPC_PAGES, NO_SHRINK, build, run_both, snap, streams
 
 import epcsim
 from epcsim.fast.driver.threads_bridge import start_streams
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
-
-#: no shrink phase (session ``suite4``, 2026-11-27): each example runs two enclaves for
-#: seconds, and a failing one once shrank for more than 11 minutes (PATHS.md, session
-#: ``tcsfault``'s mutations). Every argument is an independent scalar (a seed, a size, a
-#: count), so the first failing example is already a case to paste into a directed test;
-#: hypothesis prints it at once.
-NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 def paths(system: epcsim.System, encl, threads) -> dict[str, int]:  # type: ignore[no-untyped-def]

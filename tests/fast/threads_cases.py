@@ -7,15 +7,26 @@ files live in a module without the ``test_`` prefix)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
+from hypothesis import Phase
 from thread_cases import thread_snapshot
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
-from epcsim.fast.driver.threads_bridge import run_threads, start_streams
+from epcsim.fast.cosim.state import HB_BUDGET, HB_NAMES
+from epcsim.fast.driver.threads_bridge import ThreadsResult, run_threads, start_streams
 
 EPC_PAGES = {"256K": 64, "512K": 128, "1M": 256}
+
+#: no shrink phase (session ``suite4``, 2026-11-27): each example runs two enclaves for
+#: seconds, and a failing one once shrank for more than 11 minutes (PATHS.md, session
+#: ``tcsfault``'s mutations; session ``fixes``: the flood file's run-queue property
+#: shrank a failure for 5 minutes). Every argument is an independent scalar (a seed, a
+#: size, a count), so the first failing example is already a case to paste into a
+#: directed test; hypothesis prints it at once.
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 def build(seed: int, engine: str, epc: str, n: int, cpus: int, nthreads: int, fifo: str = "", **kw):  # type: ignore[no-untyped-def]
@@ -82,18 +93,62 @@ def snap(system, encl, threads, outcomes):  # type: ignore[no-untyped-def]
     return s
 
 
+#: ``ThreadsResult.handed_back`` when the core's run spent its event budget
+BUDGET_SPENT = HB_NAMES[HB_BUDGET]
+
+
+def next_eid(env) -> int:  # type: ignore[no-untyped-def]
+    """SimPy's next event id, left unconsumed: the events scheduled so far."""
+    eid = next(env._eid)
+    env._eid = itertools.count(eid)
+    return eid
+
+
+def run_python(system, threads, pages, writes) -> tuple[list, int]:  # type: ignore[no-untyped-def, type-arg]
+    """``start_streams`` and ``env.run()``: the outcomes, and the events the run scheduled
+    - as many as it processed, the queue empty before and after."""
+    env = system.machine.env
+    e0 = next_eid(env)
+    procs = start_streams(system, threads, pages, writes)
+    env.run()
+    return [p.value for p in procs], next_eid(env) - e0
+
+
+def checked(result: ThreadsResult, budget: int) -> ThreadsResult:
+    """``result`` unless the core's run spent its budget: fails then, with the reason."""
+    assert result.handed_back != BUDGET_SPENT, (
+        f"the core's run did not end within its budget of {budget:,} events (from "
+        f"Python's run of the same entry): a livelock or a run past Python's end "
+        f"(tests/README.md, the core's event budget); the threads at {result.pcs}"
+    )
+    return result
+
+
 def run_both(seed, engine, epc, mult, cpus, nthreads, length, hot, fifo="", **kw):  # type: ignore[no-untyped-def]
     """The same entry built twice on ``engine`` with ``kw``'s ``System`` options: one run
-    by ``start_streams`` and ``env.run()``, the other by ``run_threads``."""
+    by ``start_streams`` and ``env.run()``, the other by ``run_threads``, bounded by the
+    first run's events (session ``fixes``): the core's ``C_POPS`` counts SimPy's
+    ``env.step``s, so an exact run on the fast engine takes exactly as many and one on the
+    reference (whose steps are not elided) no more; a run that goes on fails at once
+    (``checked``) instead of hanging the suite."""
     n = int(EPC_PAGES[epc] * mult)
     ref, rencl, rthreads = build(seed, engine, epc, n, cpus, nthreads, fifo, **kw)
     drv, dencl, dthreads = build(seed, engine, epc, n, cpus, nthreads, fifo, **kw)
     pages, w = streams(seed, nthreads, n, EPC_PAGES[epc], length, hot)
-    procs = start_streams(ref, rthreads, pages, w)
-    ref.machine.env.run()
-    outs = [p.value for p in procs]
-    result = run_threads(drv, dthreads, pages, w)
+    outs, events = run_python(ref, rthreads, pages, w)
+    result = checked(run_threads(drv, dthreads, pages, w, budget=events), events)
     return (ref, rencl, rthreads, outs), (drv, dencl, dthreads, result)
 
 
-__all__ = ["EPC_PAGES", "build", "run_both", "snap", "streams"]
+__all__ = [
+    "BUDGET_SPENT",
+    "EPC_PAGES",
+    "NO_SHRINK",
+    "build",
+    "checked",
+    "next_eid",
+    "run_both",
+    "run_python",
+    "snap",
+    "streams",
+]

@@ -48,6 +48,7 @@ import numpy as np
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.state import (
+    C_BUDGET,
     C_CPUQ_LEN,
     C_CSW,
     C_FL_AEXF,
@@ -65,6 +66,7 @@ from epcsim.fast.cosim.state import (
     C_MANY,
     C_MIN_VR,
     C_NONEMPTY_SINCE,
+    C_POPS,
     C_RQ_SEQ,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
@@ -271,12 +273,20 @@ def run_threads(
     writes: Sequence[bool | np.ndarray] | None = None,
     *,
     trace: bool | None = None,
+    budget: int | None = None,
 ) -> ThreadsResult:
     """Thread ``threads[r]`` runs ``access_stream(streams[r], writes[r])`` in its own
     process, all started now in order, with ksgxd, on the compiled core (module
     docstring); ``system`` in the regime (ValueError otherwise). The reference's
     equivalent is ``start_streams(system, threads, streams, writes)``, then
-    ``env.run()``."""
+    ``env.run()``.
+
+    ``budget``: at most that many of the core's events (``C_POPS``, one per SimPy
+    ``env.step`` of the same run), then a clean hand-back, "event budget spent"
+    (``HB_BUDGET``; the ``System`` is not run further, as after any hand-back). The
+    tests' bound on a run that does not end (session ``fixes``, ``tests/README.md``): a
+    livelock - parked rows keeping their CPUs tick after tick while the run queue
+    waits, simulated time racing ahead - is then a failure in milliseconds, not a hang."""
     encl, secs = check_slots(system, 1, fifo=True, flood=True)[0]
     if len(streams) != len(threads) or (writes is not None and len(writes) != len(threads)):
         raise ValueError("streams, writes: one per thread")
@@ -296,6 +306,8 @@ def run_threads(
         ]
     )
     csw0, wp0 = int(co.clk[C_CSW]), int(co.clk[C_WAKEUP_PREEMPT])
+    if budget is not None:  # ``dispatch.next_resume``'s check, before each pop
+        co.clk[C_BUDGET] = int(co.clk[C_POPS]) + max(1, budget)
     for t in range(n):
         spawn(co, t)  # each thread's process starts, in order (its Initialize's eid)
     counts: dict[str, int] = {}
