@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def main() -> None:
     t0 = time.process_time()
-    from driver_pair import build, stream  # its own sys.path entry: this tree's src
+    from driver_pair import build, stream  # the sources PYTHONPATH names (src_tree.py)
     from epcsim.fast.driver import thread_bridge as tb
 
     t_imp = time.process_time() - t0

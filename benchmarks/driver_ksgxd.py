@@ -21,7 +21,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from src_tree import src_to_measure
+
+sys.path.insert(0, src_to_measure())  # first: the sources to measure (src_tree.py)
 
 import numpy as np
 

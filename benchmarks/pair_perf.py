@@ -39,8 +39,10 @@ def _keep(self: Any, value: bytes) -> None:
 
 codegen.CodeLibrary._set_compiled_object = _keep  # before any cached function loads
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from src_tree import src_to_measure  # noqa: E402
+
+sys.path.insert(0, src_to_measure())  # first: the sources to measure (src_tree.py)
 from driver_pair import build, stream  # noqa: E402
 from epcsim.fast.driver import thread_bridge as tb  # noqa: E402
 

@@ -15,6 +15,10 @@ calls, self time by compiled function (``pair_perf.py``'s symbol map; the numba 
 must be warm, and ``perf`` installed).
 
     PYTHONPATH=src:benchmarks .venv/bin/python benchmarks/row_profile.py [--perf] [--runs 20]
+
+It profiles the tree its ``PYTHONPATH`` names (or ``--src DIR``; ``src_tree.py``), not the
+checkout it is run from (it did until session ``fixes``: ``pair_perf.py`` put its own
+checkout's ``src`` first), and prints which.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pair_perf  # noqa: I001  (first: it keeps the object code numba loads)
 
 import numpy as np
 
+import epcsim
 import rows
 from epcsim.arch import PAGE_SIZE
 from epcsim.fast.cosim import state as cs
@@ -137,7 +142,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--runs", type=int, default=20)
-    a = ap.parse_args()
+    ap.add_argument("--src", help="the sources to profile (default: PYTHONPATH's epcsim)")
+    a = ap.parse_args()  # ``--src`` was read by ``src_tree`` when ``pair_perf`` was imported
+    print(f"profiling the sources in {os.path.dirname(os.path.dirname(epcsim.__file__))}")
     for name, make in (("row 1", row1), ("row 2 at ~10%", row2)):
         counts(name, make, a.repeat)
         if a.perf:

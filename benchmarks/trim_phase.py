@@ -19,8 +19,10 @@ import pstats
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from src_tree import src_to_measure
+
+sys.path.insert(0, src_to_measure())  # first: the sources to measure (src_tree.py)
 
 import rows
 from epcsim.arch import PAGE_SIZE
