@@ -147,3 +147,20 @@ def test_several_threads_ran_on_the_core_from_the_user_path() -> None:
         sc = agree(5, "256K", 4, 4, 3, 600, 0.0, fifo, False, deadlines)
         assert sc.group_sessions > 0 and sc.group_moves > 0, fifo
         assert sc.group_accesses > 0.5 * sc.accesses, (fifo, sc.group_accesses, sc.accesses)
+
+
+def test_a_dissolved_groups_ksgxd_goes_back_to_its_generator() -> None:
+    """The guard on ``_worth_serving``'s dissolved group (session ``fixes``): two threads
+    on four CPUs, one stream ends first and dissolves the group, and the other's must
+    reach the core again - ksgxd's served machine goes back to its generator at K0 and a
+    session of its own forms at its loop top - each mutex (FIFO CPUs). Served on, the
+    group's ksgxd kept the thread in Python for the rest of its stream: 4,845 served
+    steps against 609 accesses on the core (Linux's mutex), 1,539 against 601 (the FIFO
+    mutex); now ~330 and ~190 against 735 of 755. Every slice equal to the fast engine's
+    and the reference's."""
+    deadlines = [562_663, 1_656_597, 1_790_695, 1_864_876, 2_419_735, 2_995_277]
+    for fifo in ("sched", "mutex+sched"):
+        sc = agree(8392, "256K", 4, 4, 2, 600, 0.0, fifo, False, deadlines)
+        assert sc.group_moves > 0, fifo
+        assert sc.served_steps < 0.5 * sc.accesses, (fifo, sc.served_steps, sc.accesses)
+        assert sc.accesses > sc.group_accesses + 100, (fifo, sc.accesses, sc.group_accesses)
