@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: demo warm test browser lint format bench clean clean-cache
+.PHONY: demo warm test test-lint test-part1 test-part2 browser lint format bench clean clean-cache
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,28 @@ warm: $(STAMP)
 # report's content, its plots decoded as PNGs included, is checked without a browser
 # (tests/cli/test_scenario_cli.py). `make browser` installs chromium (root, apt) and runs it.
 test: $(DEVSTAMP)
+	@$(MAKE) --no-print-directory -j2 -O test-part1 test-part2
+
+# `make test` runs pytest as two processes started together, one per core of CI's 2 (decision,
+# session `suite5`, 2026-11-27; tests/README.md, "Where the time goes"): one process left the
+# second core idle but for the tests' children. Each runs one part (`--suite-part`,
+# tests/suite_parts.py: by file, balanced by CPU; the two together run exactly the tests one
+# process runs, tests/test_suite_parts.py). Part 1 holds the compiled core's tests and their
+# cold compile; part 2 runs after ruff and mypy, with numba's cache in a directory of its own:
+# numba writes each cache file atomically (temp file + rename) but updates a function's index
+# without a lock, so two processes compiling two signatures of one function at once could
+# pair one's index entry with the other's code; apart, nothing is shared. `-O` prints each
+# target's output whole when it ends; either part failing fails `make test`.
+test-lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy src/epcsim
-	$(VENV)/bin/python -m pytest -q
+
+test-part1: $(DEVSTAMP)
+	$(VENV)/bin/python -m pytest -q --suite-part=1
+
+test-part2: test-lint
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NUMBA_CACHE_DIR="$$d" $(VENV)/bin/python -m pytest -q --suite-part=2
 
 browser: $(DEVSTAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } || { echo "chromium is missing: install it (Debian: apt-get install chromium)" >&2; exit 1; }

@@ -1,19 +1,34 @@
 """Every System the tests build runs the invariant checker (epcsim.kernel.check) after each
 public call: a broken invariant fails the test that caused it, wherever it is.
 
-The suite's time budget and how to measure it: tests/README.md."""
+The suite's time budget and how to measure it: tests/README.md. ``--suite-part`` runs one
+of ``make test``'s two processes (``suite_parts.py``)."""
 
 import os
 from pathlib import Path
 
 import pytest
 
+from suite_parts import COLLECTED, PARTS, select
+
 os.environ.setdefault("EPCSIM_CHECK", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--suite-part",
+        type=int,
+        choices=PARTS,
+        default=None,
+        help="run only this part of the suite (make test runs each part in its own process; "
+        "tests/suite_parts.py)",
+    )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each kernel selftest once per engine, not twice on the fast one.
+    """Each kernel selftest once per engine, not twice on the fast one; and with
+    ``--suite-part``, only that part's files.
 
     ``tests/fast/test_differential.py::test_selftests_agree`` runs every selftest of
     ``tests/kernel`` that takes no fixture but ``system`` on both engines, each assertion
@@ -22,24 +37,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test``), the selftest's own item is deselected: it checks nothing the differential one
     does not. Run alone (``pytest tests/kernel``), it runs as before. ``trylast``: after
     ``-k``/``-m`` have deselected, so a selftest whose differential item was deselected
-    still runs."""
-    covered: set[tuple[str, str]] = set()
-    for item in items:
-        spec = getattr(item, "callspec", None)
-        if getattr(item, "originalname", None) == "test_selftests_agree" and spec is not None:
-            covered.add((spec.params["rel"], spec.params["name"]))
-    if not covered:
+    still runs. A part deselects after that (``suite_parts.select``), so the two parts
+    together run what one process runs."""
+    config.stash[COLLECTED] = list(items)
+    keep = select(items, Path(config.rootpath), config.getoption("suite_part"))
+    if len(keep) == len(items):
         return
-    root = Path(config.rootpath)
-    drop = []
-    for item in items:
-        try:
-            rel = Path(item.path).relative_to(root).as_posix()
-        except ValueError:
-            continue
-        if (rel, item.name) in covered:
-            drop.append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        keep = set(map(id, drop))
-        items[:] = [i for i in items if id(i) not in keep]
+    kept = set(map(id, keep))
+    config.hook.pytest_deselected(items=[i for i in items if id(i) not in kept])
+    items[:] = keep

@@ -1,0 +1,47 @@
+"""``make test``'s two pytest processes run exactly what one process runs (``suite_parts``).
+
+The property that keeps the suite's coverage when it is split over CI's two cores: over the
+suite this session collected (each process collects all of it), part 1 and part 2 together
+select the same node ids as one process, none twice, none lost; each in the order one
+process runs them. Checked with the function the processes' collection hook calls
+(``suite_parts.select``), on the real items, so a file in no part, a file in both or a
+kernel selftest that both parts deselect (or neither) fails here, in every run of the
+suite - the landing's single process and each part of ``make test`` alike.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from suite_parts import COLLECTED, PART_2, PARTS, select
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_parts_together_run_what_one_process_runs(request: pytest.FixtureRequest) -> None:
+    items = request.config.stash[COLLECTED]
+    one = [i.nodeid for i in select(items, ROOT, None)]
+    parts = [[i.nodeid for i in select(items, ROOT, k)] for k in PARTS]
+    together = [n for p in parts for n in p]
+    assert len(set(together)) == len(together), "a test in two parts"
+    assert sorted(together) == sorted(one), "a test lost or added by the split"
+    for p in parts:
+        assert p == [n for n in one if n in set(p)], "a part reorders one process's tests"
+
+
+def test_each_part_path_names_a_test_file_or_directory() -> None:
+    """A stale entry of ``PART_2`` (a file renamed or removed) would silently move nothing."""
+    for p in PART_2:
+        path = ROOT / p
+        assert path.is_dir() if p.endswith("/") else path.is_file(), p
+
+
+def test_make_test_runs_every_part_in_parallel() -> None:
+    """The Makefile's ``test`` runs one process per part, together (``-j``), and none
+    twice: the property above holds for what CI runs only if it does."""
+    text = (ROOT / "Makefile").read_text()
+    assert sorted(map(int, re.findall(r"--suite-part=(\d+)", text))) == list(PARTS)
+    assert re.search(r"\$\(MAKE\) .*-j2 .*test-part1 test-part2", text)
