@@ -144,6 +144,31 @@ def test_timeline_record_many_is_record_repeated(res, max_points, chunks):
     assert (list(a.t), list(a.v), a.resolution_ns) == (list(b.t), list(b.v), b.resolution_ns)
 
 
+@settings(max_examples=100, **SETTINGS)
+@given(st.lists(st.tuples(st.booleans(), st.integers(17, 400), st.integers(0, 50)), max_size=12))
+def test_timelines_sharing_record_many_scratch_stay_apart(batches):
+    """``record_many``'s work arrays are one set for the process (``stats._Scratch``, session
+    ``callcost``): two series fed batches in turn, large after small and small after large,
+    end as each fed by ``record`` alone - nothing of one batch or series is left in the
+    other's."""
+    ref = [Timeline(5, 64), Timeline(3, 4096)]
+    got = [Timeline(5, 64), Timeline(3, 4096)]
+    rng = np.random.default_rng(len(batches))
+    now = [0, 0]
+    for which, n, gap in batches:
+        w = int(which)
+        times = now[w] + np.cumsum(rng.integers(0, gap + 1, size=n))
+        values = rng.integers(0, 1000, size=n)
+        now[w] = int(times[-1])
+        for x, y in zip(times.tolist(), values.tolist(), strict=True):
+            ref[w].record(x, y)
+        # a strided column, as the core's buffer hands it (``ks.ft[:n, 0]``)
+        col = np.stack([times, values], axis=1)
+        got[w].record_many(col[:, 0], col[:, 1])
+    for a, b in zip(ref, got, strict=True):
+        assert (list(a.t), list(a.v), a.resolution_ns) == (list(b.t), list(b.v), b.resolution_ns)
+
+
 @given(st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 40)), max_size=30))
 def test_latency_append_many_is_append_repeated(runs):
     a, b = LatencyHistogram(exact=64), LatencyHistogram(exact=64)
