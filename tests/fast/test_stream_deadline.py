@@ -58,7 +58,7 @@ def sliced_run(  # type: ignore[no-untyped-def]
     event, the rest at random - and returned, so the other engines replay the same
     instants; ``[]`` runs it unsliced), then ``run()`` to its end. Returns the snapshots
     after each slice and at the end, the deadlines, and the core's ``(accesses,
-    deadline_stops)``."""
+    deadline_stops, resched_passed, resched_kept)``."""
     system, encl, n = build_enclave(engine, seed, epc_pages, cpus, tcs, mult, settle, **kw)
     rng = np.random.default_rng(seed)
     first = 1 if tcs else 0
@@ -89,7 +89,11 @@ def sliced_run(  # type: ignore[no-untyped-def]
     snaps.append(deadline_snap(system, thread))
     assert proc.value.ok
     sc = system.sgx.stream_core
-    counts = (0, 0) if sc is None else (sc.accesses, sc.deadline_stops)
+    counts = (
+        (0, 0, 0, 0)
+        if sc is None
+        else (sc.accesses, sc.deadline_stops, sc.resched_passed, sc.resched_kept)
+    )
     return snaps, made, counts
 
 
@@ -121,7 +125,7 @@ def test_sliced_runs_on_the_core_match_the_reference_after_every_slice(
     args = (seed, epc_pages, cpus, tcs, mult, settle, 1500)
     fast, deadlines, _ = sliced_run("fast", *args, None, ties, fast_core=False, **kw)
     ref, _, _ = sliced_run("reference", *args, deadlines, **kw)
-    core, _, (on_core, stops) = sliced_run("fast", *args, deadlines, fast_core=True, **kw)
+    core, _, (on_core, stops, _, _) = sliced_run("fast", *args, deadlines, fast_core=True, **kw)
     whole, _, _ = sliced_run("fast", *args, [], fast_core=True, **kw)
     assert len(ref) == len(fast) == len(core) == len(deadlines) + 1
     for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
@@ -136,14 +140,34 @@ def test_a_started_thread_runs_on_the_core_under_slices() -> None:
     """Row 10's one thread (``benchmarks/rows.threads``' shape, small): a thread started by
     ``Enclave.start`` and driven by ``run(until=)`` slices - the core used to decline every
     iteration (SimPy's queue held the until event) and ran 0 of its accesses; now nearly
-    all (checked: 3,933 of 4,000, 65 deadline stops), and the same state as without it."""
+    all (checked: 3,933 of 4,000, 65 deadline stops), and the same state as without it.
+    Served past their ``cond_resched()`` points inside one served step (session
+    ``callcost``: ``Session._resched_passes``), the guard that it happened."""
     args = (5, 256, 2, False, 4, True, 4000)
     deadlines = list(range(30_000, 3_000_000, 30_000))
     fast, _, _ = sliced_run("fast", *args, deadlines, fast_core=False)
-    core, _, (on_core, stops) = sliced_run("fast", *args, deadlines, fast_core=True)
+    core, _, (on_core, stops, passed, _) = sliced_run("fast", *args, deadlines, fast_core=True)
     for k, (f, b) in enumerate(zip(fast, core, strict=True)):
         assert _differ(f, b) == [], f"slice {k}"
-    assert on_core > 0.95 * 4000 and stops > 0
+    assert on_core > 0.95 * 4000 and stops > 0 and passed > 0
+
+
+def test_served_cond_resched_points_on_one_cpu_under_slices() -> None:
+    """One CPU, sliced: ksgxd served after a deadline while the thread waits for the CPU
+    meets ``cond_resched()`` points that give the CPU up (``Task.resched_due``) as well as
+    points that do nothing, which its served step goes on past (session ``callcost``:
+    ``Session._resched_passes``). After every slice fast with the core == fast without it
+    (every observable) == the reference (all but ``ENGINE_KEYS``); the guard: both kinds
+    of point met (seed 0: 38 passed, 2 kept). A pass taken where the point gives the CPU
+    up fails it."""
+    args = (0, 64, 1, True, 4, True, 1500)
+    fast, deadlines, _ = sliced_run("fast", *args, None, 0.5, fast_core=False)
+    ref, _, _ = sliced_run("reference", *args, deadlines)
+    core, _, (_, stops, passed, kept) = sliced_run("fast", *args, deadlines, fast_core=True)
+    for k, (a, f, b) in enumerate(zip(ref, fast, core, strict=True)):
+        assert _differ(f, b) == [], f"slice {k}: fast with the core"
+        assert _differ(a, f, ENGINE_KEYS) == [], f"slice {k}: the reference"
+    assert stops > 0 and passed > 0 and kept > 0
 
 
 def _differ(a: dict[str, object], b: dict[str, object], skip: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]

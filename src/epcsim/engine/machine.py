@@ -290,10 +290,18 @@ class Task:
         if ev is not None:
             yield ev
 
+    def resched_due(self) -> bool:
+        """Whether ``cond_resched()`` gives the CPU up now: ``need_resched`` without its
+        side effect (setting the flag). ``False`` means ``cond_resched`` does nothing at
+        all - no event, no state changed - which is what lets the compiled core's served
+        machines go on past such a point inside one served step
+        (``fast/driver/stream_ksgxd.Session.step``, session ``callcost``)."""
+        return self.cpu is not None and (self._resched or self.m.rq.tick_resched(self))
+
     def cond_resched(self) -> Gen:
         """``cond_resched()``: give the CPU up if ``need_resched`` is set (``need_resched``
         inlined: a preemption point runs several times per simulated fault)."""
-        if self.cpu is not None and (self._resched or self.m.rq.tick_resched(self)):
+        if self.resched_due():
             self._resched = True
             yield from self._schedule()
 

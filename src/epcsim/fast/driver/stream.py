@@ -254,6 +254,12 @@ class StreamCore:
         self.top_stops = 0
         #: ksgxd's machine's steps served by SimPy (between pair calls, Python tasks between)
         self.served_steps = 0
+        #: ``cond_resched()`` points a served machine went on past inside its served step,
+        #: the point doing nothing (``stream_ksgxd.Session._resched_passes``, session
+        #: ``callcost``): the tests' guard
+        self.resched_passed = 0
+        #: and those it stopped at because the point gave the CPU up (``serve`` then ran it)
+        self.resched_kept = 0
         #: ksgxd handed from its running generator to its machine at K0's check
         self.k0_entries = 0
         #: pair calls that stopped before a ``System.run(until=)`` deadline (``HB_DEADLINE``,

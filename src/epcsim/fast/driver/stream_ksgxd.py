@@ -25,11 +25,13 @@ import numpy as np
 
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
-from epcsim.fast.cosim.request import RQ_SLEEP
+from epcsim.fast.cosim.request import RQ_RESCHED, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
+    C_NOW,
     R_BLOCKED,
     R_STOP,
+    T_CPU,
     T_PC,
     T_RQ,
     T_STATE,
@@ -349,9 +351,10 @@ class Session(SessionStops):
                 self._kmachine = self.owner.machine(ksgxd_resume, co, self.kt, None, kr)
             while True:
                 r = int(self._kmachine(co, self.kt, kr))
-                if r != R_SVC:
+                if r == R_SVC:
+                    self.kt = serve_slots(system, encls, self.kt, counts)
+                elif r != R_BLOCKED or not self._resched_passes(kr):
                     break
-                self.kt = serve_slots(system, encls, self.kt, counts)
             fold_slots(system, encls, self.secss, self.kt)
             self.fold_pins()
             if r == R_BLOCKED and int(co.tasks[kr, T_RQ]) == RQ_SLEEP:
@@ -373,15 +376,47 @@ class Session(SessionStops):
             self._tmachine = self.owner.machine(thread_resume, co, self.kt, ts, t)
         while True:
             r = int(self._tmachine(co, self.kt, ts, t))
-            if r != R_SVC:
+            if r == R_SVC:
+                self.kt = serve_thread_slots(system, encls, self.kt, ts, tslot, counts)
+            elif r != R_BLOCKED or not self._resched_passes(t):
                 break
-            self.kt = serve_thread_slots(system, encls, self.kt, ts, tslot, counts)
         secs = self.secss[tslot]
         assert secs is not None  # a stream's entry had the SECS resident (``CoreStream.run``)
         fold_thread(system, thread, encls[tslot], secs, self.kt[tslot], ts)
         fold_slots(system, encls, self.secss, self.kt, skip=tslot)
         self.fold_pins()  # Python runs next: the direct batch's pins too (pins.py)
         return r
+
+    def _resched_passes(self, t: int) -> bool:
+        """Task ``t``'s machine stopped at a ``cond_resched()`` point (``RQ_RESCHED``) that
+        does nothing now (``Task.resched_due`` false: no event, no state changed): answered
+        here, and the machine goes on in the same served step. Why (session ``callcost``):
+        ``Served.serve`` would perform it without yielding and call the next step at once,
+        nothing running in between, and that step's take and fold around the machine's
+        call (``refresh_slots``, ``take_slots``, ``fold_slots``, ``fold_pins``: ~70-90 us of
+        host CPU a served step) changed nothing (a take after a fold is the identity); since
+        session ``onecpu`` every thread iteration and every ksgxd loop served past such a
+        point (2,252 of 16,386 served steps of a one-thread run in 200 us slices). What
+        ``serve``'s loop writes before a step (the clock, the task's CPU) is written the same
+        way. The step's checks before the machine (the IPI at ``P_IPI_RUN``, ksgxd's
+        ``K_TOP_STOP``, the thread's ``K_INSIDE``/``TC_ENTERED``) read what
+        ``cond_resched`` did not change; ``P_IPI_RUN`` is left to a step of its own anyway.
+        Counted in ``StreamCore.resched_passed`` (and those left to ``serve`` because the
+        point gives the CPU up, in ``resched_kept``)."""
+        co = self.co
+        if int(co.tasks[t, T_RQ]) != RQ_RESCHED or (
+            t == self.kr and int(co.tasks[t, T_PC]) == P_IPI_RUN
+        ):
+            return False
+        task = self.sv.tasks[t]
+        if task.resched_due():
+            self.owner.resched_kept += 1
+            return False
+        co.tasks[t, T_RQ] = 0  # ``serve``'s loop, before the next step
+        co.clk[C_NOW] = self.system.machine.env._now
+        co.tasks[t, T_CPU] = -1 if task.cpu is None else task.cpu
+        self.owner.resched_passed += 1
+        return True
 
 
 def _served_regime(system: System, encls: list[Any]) -> bool:
