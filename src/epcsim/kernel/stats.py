@@ -151,11 +151,11 @@ class Timeline:
         bv[:] = values
         n, res = record_run(t, v, n, self.resolution_ns, self.max_points, bt, bv)
         self.resolution_ns = int(res)
-        # copied out once (``tobytes`` then ``array`` copied twice)
+        # copied out once (``tobytes`` then ``array`` copied twice): the arrays' buffers
         self.t = array("q")
-        self.t.frombytes(memoryview(t[:n]).cast("B"))
+        self.t.frombytes(t[:n].data.cast("B"))
         self.v = array("q")
-        self.v.frombytes(memoryview(v[:n]).cast("B"))
+        self.v.frombytes(v[:n].data.cast("B"))
 
     def _downsample(self) -> None:
         """Double the resolution and merge: the rule ``record`` applies, replayed."""
