@@ -143,20 +143,16 @@ def test_more_tasks_than_cpus_queue_on_the_core():
 
 
 def _served(scenario, flavour, switches, moved=None, n=0, own=False):
-    """``run_served`` with the core's run queue, or None where a move met an interrupted
-    user step (not moved: ``transfer_to_simpy``; no machine meets one)."""
+    """``run_served`` with the core's run queue. (Until session ``cmany`` None where a
+    move met an interrupted user step: its Interruption and dead timeout are moved both
+    ways since.)"""
     programs, starts, nr_mutexes, nr_cpus = scenario
     mutex, sched = flavour
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
-    try:
-        got, ran, _ = run_served(
-            programs, nr_cpus, switches=switches, runq=True, max_steps=n, moved=moved,
-            own=own, **kw,
-        )  # fmt: skip
-    except RuntimeError as e:
-        if "interrupted" not in str(e):
-            raise
-        return None
+    got, ran, _ = run_served(
+        programs, nr_cpus, switches=switches, runq=True, max_steps=n, moved=moved,
+        own=own, **kw,
+    )  # fmt: skip
     return got, ran
 
 
@@ -192,9 +188,10 @@ def test_run_queue_moves_to_simpy(scenario, flavour, switches, where):
     ``onecpu2``, PATHS.md "One CPU" item 2): a task waiting for a CPU, or picked with its
     event queued, moves to SimPy as ``CfsRunQueue._rq``'s (``FifoRunQueue._waiters``')
     entry, finishing the request it needed the CPU for once picked; need_resched as
-    ``Task._resched``; the counters (context switches, wake-up preemptions). The move to the
-    core declines while a task waits or has need_resched (the run stays on SimPy). To the
-    end, and stopped after ``n`` events with SimPy's queue: SimPy's alone."""
+    ``Task._resched``; the counters (context switches, wake-up preemptions). Since session
+    ``cmany`` the move to the core carries the waiting tasks, need_resched, an interrupted
+    user step's Interruption and its dead timeout (``transfer_rq_in.py``). To the end, and
+    stopped after ``n`` events with SimPy's queue: SimPy's alone."""
     programs, starts, nr_mutexes, nr_cpus = scenario
     mutex, sched = flavour
     kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": mutex, "sched": sched}
@@ -259,7 +256,8 @@ def test_run_queue_spin_hand_back_after_a_pick_example() -> None:
             out = _served(scenario, flavour, [k])
             assert out is not None and out[0].comparable() == ref, (flavour, k)
             spun = any("spin with a task waiting" in r for r in out[1])
-            assert spun == (flavour == ("linux", "fifo") and k < 3), (flavour, k, out[1])
+            # after event 3 t2 waits in the run queue: moved since session ``cmany``
+            assert spun == (flavour == ("linux", "fifo") and k <= 3), (flavour, k, out[1])
 
 
 def test_run_queue_mutex_sleep_hand_back_after_a_pick_example() -> None:
@@ -286,7 +284,9 @@ def test_run_queue_mutex_sleep_hand_back_after_a_pick_example() -> None:
                 out = _served(scenario, flavour, [k], moved, own=own)
                 assert out is not None and out[0].comparable() == ref, (flavour, own, k)
                 hit = moved.get("hb_in_cont", 0)
-                assert hit == (flavour == ("linux", "fifo") and k == 1), (flavour, own, k)
+                # t1 waits in the run queue after events 1 to 4: moved since session
+                # ``cmany`` (before, only the move after event 1 was taken)
+                assert hit == (flavour == ("linux", "fifo") and k <= 4), (flavour, own, k)
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)
@@ -427,3 +427,62 @@ def test_generated_moves_carry_the_run_queue():
 
     probe()
     assert all(v >= 5 for v in seen.values()), seen
+
+
+def test_moves_to_the_core_carry_the_run_queue():
+    """A guard on ``test_run_queue_moves_to_simpy`` and ``..._at_every_instant`` (session
+    ``cmany``, ``transfer_rq_in.py``): moves to the core taken while tasks wait for a CPU
+    (``TS_RUNQ`` rows: queued, or picked with their event queued) and with need_resched
+    set, of every continuation the programs reach, and the runs SimPy's alone. Before,
+    ``to_core`` refused every such move."""
+    seen = {"runq": 0, "resched": 0, "intr": 0, "refused": 0, "moves": 0}
+
+    @settings(max_examples=30, deadline=None, database=None, derandomize=True)
+    @given(crowded_scenarios(zero=True), FLAVOURS)
+    def probe(scenario, flavour):
+        programs, starts, nr_mutexes, nr_cpus = scenario
+        kw = {"starts": starts, "nr_mutexes": nr_mutexes, "mutex": flavour[0], "sched": flavour[1]}
+        ref = run_simpy(programs, nr_cpus, **kw).comparable()
+        for k in range(1, min(ref["pops"], 12) + 1):
+            moved: dict[str, int] = {}
+            out = _served(scenario, flavour, [k], moved)
+            if out is None:
+                continue
+            assert out[0].comparable() == ref, k
+            seen["runq"] += moved.get("runq", 0)
+            seen["intr"] += moved.get("intr", 0)
+            seen["moves"] += moved.get("moves", 0)
+            seen["refused"] += moved.get("refused", 0)
+            seen["resched"] += moved.get("resched_in", 0)
+
+    probe()
+    assert seen["runq"] >= 50 and seen["moves"] >= 100, seen
+    assert seen["resched"] >= 1 and seen["intr"] >= 1, seen
+
+
+def test_an_interruption_queued_moves_both_ways():
+    """S1's case (``test_woken_sleeper_preempts_a_user_step_at_once``) moved to the core
+    after each event in turn, and moved back after one event on the core: the moves that
+    land between the wake-up that preempts t1's user step and its Interruption's pop (the
+    same instant, URGENT) carry the Interruption and the step's dead timeout, to the core
+    (``TS_INTR``: ``EV_INTR`` and an ``EV_END`` row with ``DEAD``) and back to SimPy (an
+    ``Interruption`` of the re-built ``run_user``, which waits on the dead timeout);
+    SimPy's alone every time (session ``cmany``; before, ``to_simpy`` raised and
+    ``to_core`` refused)."""
+    programs = [
+        [(OP_RUN, 100, 0), (OP_WAIT, 0, 0), (OP_RUN, 100_000, 0)],
+        [(OP_RUN, 3_000_000, 0), (OP_WAKE, 0, 0), (OP_USER, 6_000_000, 0), (OP_RUN, 5, 0)],
+    ]
+    scenario = (programs, [True, True], 1, 1)
+    seen = {"intr": 0, "intr_out": 0}
+    for flavour in (("linux", "cfs"), ("fifo", "cfs")):
+        ref = run_simpy(programs, 1, mutex=flavour[0], sched=flavour[1]).comparable()
+        for k in range(1, ref["pops"] + 1):
+            for switches in ([k], [k, 1], [k, 1, 1, 1]):
+                for own in (False, True):
+                    moved: dict[str, int] = {}
+                    got, _ = _served(scenario, flavour, switches, moved, own=own)
+                    assert got.comparable() == ref, (flavour, switches, own)
+                    for key in seen:
+                        seen[key] += moved.get(key, 0)
+    assert seen["intr"] >= 2 and seen["intr_out"] >= 2, seen

@@ -463,8 +463,12 @@ def test_to_core_refuses_outside_the_regime_and_moves_nothing():
     assert not to_core(sv)
     assert sv.mode == "simpy" and m.env._queue == queue
     sv2 = _served(2, 1)
-    sv2.env.timeout(5)  # nobody's event
+    held = sv2.env.timeout(5)  # nobody's event, held (by this test): callbacks may come
     assert not to_core(sv2) and sv2.mode == "simpy"
+    del held
+    # held by SimPy's queue alone it does nothing when popped (an interrupted user step's
+    # dead timeout): moved since session ``cmany`` (``transfer_to_core._dead``)
+    assert to_core(sv2) and sv2.mode == "core"
 
 
 def test_empty_run_moves_both_ways():
@@ -479,12 +483,14 @@ def test_empty_run_moves_both_ways():
 
 
 def test_to_simpy_refuses_an_interrupted_user_step():
-    """An interrupted user step (its Interruption queued: ``TS_INTR``) is not moved: no
-    machine meets one (``driver/resched.py``), and a move that met one would lose it. A
-    task waiting for a CPU and need_resched are moved since session ``onecpu2``
-    (``test_cosim_runq.py``'s moves)."""
+    """An interrupted user step (its Interruption queued: ``TS_INTR``) of a ``C_MANY`` run
+    is not moved: there the machine takes the interruption (``T_INTR``), which a served
+    ``run_user`` does not tell it yet. Without ``C_MANY`` it moves since session ``cmany``
+    (``test_cosim_runq.test_an_interruption_queued_moves_both_ways``); a task waiting for
+    a CPU and need_resched since session ``onecpu2`` (``test_cosim_runq.py``'s moves)."""
     sv = _served(2, 2)
     assert to_core(sv)
+    sv.st.clk[state.C_MANY] = 1
     sv.st.tasks[0, state.T_STATE] = state.TS_INTR
     with pytest.raises(RuntimeError, match="interrupted"):
         to_simpy(sv)

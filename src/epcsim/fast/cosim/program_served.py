@@ -53,6 +53,7 @@ from epcsim.fast.cosim.state import (
     T_SPIN_EV,
     T_STATE,
     T_USER_NS,
+    TS_INTR,
     TS_SPIN,
     CoState,
     new_state,
@@ -129,6 +130,8 @@ def run_served(
             h = int(st.clk[C_HB_TASK]) if hb not in (0, HB_BUDGET) else -1
             mid = h >= 0 and int(st.tasks[h, T_CONT]) != K_NONE
             moved["hb_in_cont"] = moved.get("hb_in_cont", 0) + int(mid)
+            intr = int((st.tasks[:, T_STATE] == TS_INTR).sum())  # its Interruption queued
+            moved["intr_out"] = moved.get("intr_out", 0) + intr
         to_simpy(sv)
 
     for count in switches:
@@ -322,10 +325,12 @@ def _own_process(sv: Served, t: int) -> Generator[Any, Any, Any]:
 
 def _count_moved(st: CoState, moved: dict[str, int]) -> None:
     for s in st.tasks[:, T_STATE].tolist():
-        key = ("new", "starting", "ready", "run", "spin", "sleep", "done", "msleep", "runq")[s]
+        key = ("new", "starting", "ready", "run", "spin", "sleep", "done", "msleep", "runq",
+               "intr", "lsleep", "park")[s]  # fmt: skip
         moved[key] = moved.get(key, 0) + 1
     kinds = [e[3] for e in pending(st)]
     moved["poke"] = moved.get("poke", 0) + kinds.count(EV_POKE)
+    moved["resched_in"] = moved.get("resched_in", 0) + int(st.tasks[:, T_RESCHED].sum())
     moved["spin_pending"] = moved.get("spin_pending", 0) + int(
         ((st.tasks[:, T_STATE] == TS_SPIN) & (st.tasks[:, T_SPIN_EV] == SE_PENDING)).sum()
     )

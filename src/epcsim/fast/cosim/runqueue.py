@@ -65,6 +65,7 @@ from epcsim.fast.cosim.state import (
     C_SPIN_POLL,
     C_WAKEUP_GRAN,
     C_WAKEUP_PREEMPT,
+    DEAD,
     EV_END,
     EV_INTR,
     EV_RESUME,
@@ -308,13 +309,15 @@ def cond_resched(st, t):  # type: ignore[no-untyped-def]
 def interrupt(st, t):  # type: ignore[no-untyped-def]
     """``Process.interrupt`` of ``t``'s user step (``Machine._resched``): an Interruption
     event, URGENT, now; the step's timeout loses its callback but stays queued (an
-    ``EV_END``, popped as SimPy pops it). False if the heap is full."""
+    ``EV_END`` with argument 1, ``DEAD``: popped as SimPy pops it, and moved by
+    ``to_simpy`` as an event nobody waits on, not as the process's end). False if the
+    heap is full."""
     heap = st.heap
     want = EV_RESUME | (t << 4)
     for i in range(st.clk[C_QLEN]):
         p = heap[i, H_PAYLOAD]
         if (p & 0xFFFF) == want:
-            heap[i, H_PAYLOAD] = (p & ~np.int64(15)) | EV_END
+            heap[i, H_PAYLOAD] = (p & ~np.int64(15)) | EV_END | (np.int64(DEAD) << 16)
             break
     st.tasks[t, T_USER_NS] = 0  # ``_user_proc = None``: busy time is ``run_user``'s now
     st.tasks[t, T_STATE] = TS_INTR

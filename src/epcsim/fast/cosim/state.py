@@ -118,6 +118,9 @@ EV_INIT = 0  #: a process starts (its Initialize event): the task runs its progr
 EV_RESUME = 1  #: the event a task waits on is processed: the task resumes (``_resume``)
 EV_POKE = 2  #: a spinner's timed poke (``LinuxMutex._fire``); arg = the wait's ``gen``
 EV_END = 3  #: a process ended (SimPy schedules the Process event itself): nothing runs
+#: an ``EV_END`` row's argument for an interrupted user step's timeout (``runqueue.interrupt``):
+#: nobody waits on it, it is no process's end (``to_simpy`` moves it as such)
+DEAD = 1
 #: a ``System.run(until=)`` deadline (SimPy's until event, ``cosim/deadline.py``): the core
 #: never pops it; with it at the head of the queue the core hands back (``HB_DEADLINE``),
 #: arg = its index in ``Served.stops``

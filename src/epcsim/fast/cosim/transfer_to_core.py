@@ -31,6 +31,7 @@ Why a module of its own: one direction of the move (split from ``transfer.py`` b
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from itertools import count
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 from simpy.events import NORMAL as SIMPY_NORMAL
 from simpy.events import URGENT as SIMPY_URGENT
+from simpy.events import Interruption
 
 from epcsim.engine.machine import Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
@@ -54,6 +56,7 @@ from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
+    C_MANY,
     C_MIN_VR,
     C_NONEMPTY_SINCE,
     C_NOW,
@@ -65,8 +68,10 @@ from epcsim.fast.cosim.state import (
     C_SPIN_SEQ,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
+    DEAD,
     EV_END,
     EV_INIT,
+    EV_INTR,
     EV_POKE,
     EV_RESUME,
     K_NONE,
@@ -89,6 +94,7 @@ from epcsim.fast.cosim.state import (
     SE_TRIGGERED,
     T_BUSY,
     T_CONT,
+    T_CONT_A,
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
@@ -111,14 +117,18 @@ from epcsim.fast.cosim.state import (
     T_VRUNTIME,
     T_WAIT_M,
     TS_DONE,
+    TS_INTR,
     TS_MSLEEP,
     TS_NEW,
     TS_RUN,
+    TS_RUNQ,
     TS_SLEEP,
     TS_SPIN,
     TS_STARTING,
     URGENT,
 )
+from epcsim.fast.cosim.transfer_intr import is_dead
+from epcsim.fast.cosim.transfer_rq_in import cpu_wait, queue_order, waits_for_cpu
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
 
 _SPIN_CODE = LinuxMutex._spin.__code__
@@ -153,10 +163,12 @@ def _innermost(gen: Any) -> Any:
 
 
 def _in_regime(sv: Served) -> bool:
+    """The engine inside the core's regime: no flood, CFS or the FIFO run queue, no
+    ``LinuxMutex`` wait list or HANDOFF. Tasks waiting for a CPU and need_resched flags
+    move (``transfer_rq_in.py``, session ``cmany``); without ``C_MANY`` not beside a
+    spinner (the core's spin watches the tick only with it)."""
     m = sv.m
     if m.flood is not None or not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
-        return False
-    if m.rq.waiting():
         return False
     for mx in sv.mutexes:
         if isinstance(mx, LinuxMutex):
@@ -164,7 +176,8 @@ def _in_regime(sv: Served) -> bool:
                 return False
         elif not isinstance(mx, FifoMutex):
             return False
-    return not any(t._resched for t in sv.tasks)
+    lone = int(sv.st.clk[C_MANY]) == 0 and m.spinning
+    return not (lone and (m.rq.waiting() or any(t._resched for t in m.spinning)))
 
 
 def to_core(sv: Served) -> bool:
@@ -187,6 +200,12 @@ def to_core(sv: Served) -> bool:
         if isinstance(lk, FifoMutex) and any(w not in tix for w, _ in lk._waiters):
             return False
     mix = {mx: i for i, mx in enumerate(sv.mutexes)}
+    many = int(st.clk[C_MANY]) != 0
+    seqs = queue_order(m.rq, tix)
+    if seqs is None:
+        return False
+    rq_events = _rq_events(m.rq, tix)
+    cpu_waits: dict[int, tuple[int, int, int, int]] = {}  # t -> transfer_rq_in.cpu_wait's
     n_t = len(sv.tasks)
     state = np.full(n_t, TS_NEW, np.int64)
     user_ns = np.zeros(n_t, np.int64)  # a ``run_user`` step under way: its ns
@@ -195,6 +214,8 @@ def to_core(sv: Served) -> bool:
     msleep: dict[int, tuple[int, int]] = {}  # t -> (FifoMutex, lock t0): asleep on it
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
     sleepers: dict[int, int] = {}  # id(pending wait event) -> task
+    # the queued Interruptions (a user step preempted, ``Machine._resched``), by process
+    interrupts = {id(ev.process): ev for _, _, _, ev in env._queue if isinstance(ev, Interruption)}
     for t, proc in enumerate(sv.procs):
         if proc is None:
             continue
@@ -213,6 +234,18 @@ def to_core(sv: Served) -> bool:
         # an own process (``Served.serve_own``) drives its serving generator: read that
         gen = proc._generator if sv.own[t] is None else sv.own[t]
         inner = _innermost(gen)
+        if waits_for_cpu(gen):
+            # in the run queue, or picked with its event queued (``transfer_rq_in.py``)
+            w = cpu_wait(gen, mix, many, st.tasks[t])
+            if w is None:
+                return False
+            cpu_waits[t] = w
+            state[t] = TS_RUNQ
+            if target.triggered:
+                events[id(target)] = (EV_RESUME, t, 0)
+            elif target is not rq_events.get(t):
+                return False  # waiting, not on its queue entry's event
+            continue
         if rq == RQ_RUN:
             if inner is not _RUN_CODE and inner is not _wait.__code__:
                 return False  # waiting for a CPU (``acquire_cpu``'s event, maybe triggered)
@@ -222,6 +255,19 @@ def to_core(sv: Served) -> bool:
             if inner is not _RUN_USER_CODE and inner is not _wait.__code__:
                 return False  # waiting for a CPU
             state[t] = TS_RUN
+        elif rq == RQ_RUN_USER and inner is _RUN_USER_CODE and task._user_proc is not proc:
+            # interrupted (``Machine._resched``), its Interruption queued: the step's
+            # timeout is dead, the core pops the Interruption (``EV_INTR``)
+            user = _frame_locals(gen, _RUN_USER_CODE)
+            assert user is not None
+            intr = interrupts.pop(id(proc), None)
+            if intr is None or task._user_proc is not None:
+                return False
+            events[id(intr)] = (EV_INTR, t, 0)
+            events[id(target)] = (EV_END, t, DEAD)
+            user_t0[t] = int(user["t0"])
+            state[t] = TS_INTR
+            continue
         elif rq == RQ_RUN_USER:
             if inner is not _RUN_USER_CODE or task._user_proc is not proc:
                 return False  # waiting for a CPU, or preempted
@@ -278,8 +324,13 @@ def to_core(sv: Served) -> bool:
         return False  # a sleeper whose event no queue holds
     rows: list[tuple[int, int, int]] = []
     sv.stops = []
+    for _, _, _, probe in [(0, 0, 0, object())]:  # ``is_dead``'s count, as the loop's
+        base = sys.getrefcount(probe)
     for time, prio, eid, ev in env._queue:
         ident = events.get(id(ev))
+        held = sys.getrefcount(ev) - base  # before ``ev`` is an argument on the stack
+        if ident is None and is_dead(ev, held):
+            ident = (EV_END, 0, DEAD)  # a dead timeout (an interrupted step's): a no-op
         if ident is None:
             ident = _poke_of(ev, tix, mix, spin)
             if ident is None:
@@ -311,13 +362,18 @@ def to_core(sv: Served) -> bool:
         clk[C_MIN_VR] = m.rq.min_vruntime
         clk[C_NONEMPTY_SINCE] = m.rq._nonempty_since
         clk[C_WAKEUP_PREEMPT] = m.rq.wakeup_preemptions
-    # the run queue is empty (_in_regime): no task waits, none has need_resched, none is
-    # in the middle of a continuation (``state.K_NONE``)
-    clk[C_RQ_LEN] = clk[C_RQ_SEQ] = 0
+    # the run queue's waiting tasks (``transfer_rq_in.py``): their order, what each goes
+    # on with once picked; a task picked with its event queued has its continuation too
+    if set(seqs) - set(cpu_waits):
+        return False  # a queued task whose process is not waiting on the queue's event
+    clk[C_RQ_LEN] = clk[C_RQ_SEQ] = len(seqs)
     clk[C_CSW] = m.context_switches
     st.tasks[:, T_RQ_SEQ] = 0
     st.tasks[:, T_CONT] = K_NONE
-    st.tasks[:, T_RESCHED] = 0
+    for t, seq in seqs.items():
+        st.tasks[t, T_RQ_SEQ] = seq
+    for t, task in enumerate(sv.tasks):
+        st.tasks[t, T_RESCHED] = int(task._resched)
     clk[C_TRACE_LEN] = 0
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
     rows.sort()
@@ -354,6 +410,10 @@ def to_core(sv: Served) -> bool:
             row[T_WAIT_M], row[T_LOCK_T0] = msleep[t]
         else:
             row[T_WAIT_M] = -1
+        if t in cpu_waits:
+            row[T_CONT], row[T_CONT_A], wm, lock_t0 = cpu_waits[t]
+            if wm >= 0:
+                row[T_WAIT_M], row[T_LOCK_T0] = wm, lock_t0
     clk[C_SPIN_SEQ] = len(order)
     for i, mx in enumerate(sv.mutexes):
         r = st.mtx[i]
@@ -389,6 +449,14 @@ def to_core(sv: Served) -> bool:
     clk[C_SERVED] = 0
     sv.mode = "core"
     return True
+
+
+def _rq_events(rq: Any, tix: dict[Task, int]) -> dict[int, Any]:
+    """Each waiting task's queue entry's event (``CfsRunQueue._rq``,
+    ``FifoRunQueue._waiters``)."""
+    if isinstance(rq, FifoRunQueue):
+        return {tix[task]: ev for task, ev in rq._waiters if task in tix}
+    return {tix[task]: ev for _, _, task, ev in rq._rq if task in tix}
 
 
 def _poke_of(

@@ -47,6 +47,7 @@ from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
+    C_MANY,
     C_MIN_VR,
     C_NONEMPTY_SINCE,
     C_NOW,
@@ -55,8 +56,10 @@ from epcsim.fast.cosim.state import (
     C_SERVED,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
+    DEAD,
     EV_END,
     EV_INIT,
+    EV_INTR,
     EV_POKE,
     EV_RESUME,
     EV_STOP,
@@ -93,6 +96,7 @@ from epcsim.fast.cosim.state import (
     T_STEP_END,
     T_STEP_NS,
     T_USER_NS,
+    T_USER_T0,
     T_VRUNTIME,
     T_WAIT_M,
     TRACE_EVENTS,
@@ -107,6 +111,7 @@ from epcsim.fast.cosim.state import (
     TS_SPIN,
     TS_STARTING,
 )
+from epcsim.fast.cosim.transfer_intr import dead_event, interruption
 from epcsim.fast.cosim.transfer_runqueue import _cont_handed_back, _picked, _run_queue
 
 
@@ -243,17 +248,6 @@ def _finished(env: Any, queued: bool) -> Process:
     return proc
 
 
-def _interrupted(st: Any, queued: list[tuple[int, int, int, int, int, int]]) -> bool:
-    """An interrupted user step still in the core's queue: a task whose Interruption
-    (``EV_INTR``) is queued, or a dead timeout (an ``EV_END`` of a task still running, or
-    a second one of a finished task)."""
-    tasks = st.tasks
-    if (tasks[:, T_STATE] == TS_INTR).any():
-        return True
-    ends = [t for _, _, _, kind, t, _ in queued if kind == EV_END]
-    return len(set(ends)) < len(ends) or any(int(tasks[t, T_STATE]) != TS_DONE for t in ends)
-
-
 def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], Event] | None:
     """Core -> SimPy (see the module docstring), with the core stopped between two events
     (idle, its event budget spent) or handed back at the edge of its regime: then the task
@@ -277,10 +271,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
         raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
     queued = pending(st)
-    if _interrupted(st, queued):
-        # an interrupted user step's Interruption or its dead timeout is not moved (no
-        # machine meets one: ``driver/resched.py``; PATHS.md "One CPU")
-        raise RuntimeError("to_simpy: an interrupted user step is not moved to SimPy")
+    if int(clk[C_MANY]) != 0 and (st.tasks[:, T_STATE] == TS_INTR).any():
+        # its Interruption queued: with ``C_MANY`` the machine takes it (``T_INTR``), which
+        # a served ``run_user`` does not tell it yet (session ``cmany``'s "Left")
+        raise RuntimeError("to_simpy: an interrupted user step of a C_MANY run is not moved")
     h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
@@ -354,7 +348,14 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         m.spinning[sv.tasks[t]] = mx
         mx._spin_ev[sv.tasks[t]] = rec
     resumed = {t for _, _, _, kind, t, _ in queued if kind in (EV_RESUME, EV_INIT)}
-    ended = {t for _, _, _, kind, t, _ in queued if kind == EV_END}
+    ended = {t for _, _, _, kind, t, arg in queued if kind == EV_END and arg != DEAD}
+    # the interrupted steps' timeouts, by eid; a task's last (its greatest eid) is its
+    # current step's, which an interrupted task (``TS_INTR``) waits on
+    dead_ev: dict[int, Event] = {}
+    dead: dict[int, Event] = {}
+    for _, _, eid, kind, t, arg in sorted(queued, key=lambda e: e[2]):
+        if kind == EV_END and arg == DEAD:
+            dead[t] = dead_ev[eid] = dead_event(env)
     for t in range(len(sv.tasks)):
         s = int(tasks[t, T_STATE])
         if t == h:
@@ -364,6 +365,9 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             target[t].callbacks = None  # type: ignore[assignment]
         elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ):
             target[t] = _triggered(env) if t in resumed else Event(env)
+        elif s == TS_INTR:
+            # its step's timeout, queued dead, waited on until the Interruption pops
+            target[t] = dead[t]
         if t in recs:
             recs[t].ev = target[t]
     _run_queue(sv, target)
@@ -375,6 +379,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             mx._waiters = deque((sv.tasks[t], target[t]) for t in st.wl[i, :n_w].tolist())
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
+    interrupted: dict[int, Any] = {}  # TS_INTR: the process its Interruption interrupts
     kept: tuple[Generator[Any, Any, None], Event] | None = None
     now: Gen | None = None  # the hand-back task's resumption, run after the queue is built
     for t, task in enumerate(sv.tasks):
@@ -424,7 +429,12 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         if s == TS_STARTING:
             procs[t] = _process(env, sv.serve(t), ev, False)
             continue
-        if s == TS_RUN and tasks[t, T_USER_NS] > 0:
+        if s == TS_INTR:
+            # interrupted in a user step, the Interruption queued (``EV_INTR``): ``run_user``
+            # waits on its step's (dead) timeout, and the Interruption throws into it
+            tasks[t, T_RQ] = RQ_RUN_USER
+            first = task.run_user(0, (ev, int(tasks[t, T_USER_T0])))
+        elif s == TS_RUN and tasks[t, T_USER_NS] > 0:
             # a user step: ``run_user`` from its wait, begun ``ns`` before its timeout
             ns = int(tasks[t, T_USER_NS])
             tasks[t, T_RQ] = RQ_RUN_USER
@@ -464,8 +474,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             _repoint(sv, t, gen, ev)
         else:
             procs[t] = _process(env, gen, ev, True)
-        if tasks[t, T_RQ] == RQ_RUN_USER and s != TS_RUNQ:
+        if tasks[t, T_RQ] == RQ_RUN_USER and s not in (TS_RUNQ, TS_INTR):
             task._user_proc = procs[t]  # what ``run_user`` sets: a preemption interrupts it
+        if s == TS_INTR:
+            interrupted[t] = procs[t]
     sv.procs = procs
     # the queue, in the core's order with the core's eids
     heap: list[Any] = env._queue
@@ -482,6 +494,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             ev.callbacks.append(partial(lm._fire, task, recs.get(t, _Spinner(True)), arg))
         elif kind == EV_STOP:  # a ``run(until=)`` deadline: its own event (deadline.py)
             ev = sv.stops[arg]
+        elif kind == EV_INTR:  # a user step's Interruption (``runqueue.interrupt``)
+            ev = interruption(env, interrupted[t])
+        elif kind == EV_END and arg == DEAD:  # an interrupted step's timeout
+            ev = dead_ev[eid]
         else:  # EV_END: a finished process; nobody waits for it
             assert kind == EV_END
             ev = procs[t]
