@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from epcsim.engine.costs import Costs
 from epcsim.engine.machine import Machine, Mutex, Task, WaitQueue
-from epcsim.fast.cosim import state
 from epcsim.fast.cosim.program import (
     OP_LOCK,
     OP_RUN,
@@ -479,20 +478,6 @@ def test_empty_run_moves_both_ways():
     to_simpy(sv)
     assert sv.mode == "simpy"
     with pytest.raises(RuntimeError, match="to_simpy"):
-        to_simpy(sv)
-
-
-def test_to_simpy_refuses_an_interrupted_user_step():
-    """An interrupted user step (its Interruption queued: ``TS_INTR``) of a ``C_MANY`` run
-    is not moved: there the machine takes the interruption (``T_INTR``), which a served
-    ``run_user`` does not tell it yet. Without ``C_MANY`` it moves since session ``cmany``
-    (``test_cosim_runq.test_an_interruption_queued_moves_both_ways``); a task waiting for
-    a CPU and need_resched since session ``onecpu2`` (``test_cosim_runq.py``'s moves)."""
-    sv = _served(2, 2)
-    assert to_core(sv)
-    sv.st.clk[state.C_MANY] = 1
-    sv.st.tasks[0, state.T_STATE] = state.TS_INTR
-    with pytest.raises(RuntimeError, match="interrupted"):
         to_simpy(sv)
 
 

@@ -164,3 +164,62 @@ def test_a_dissolved_groups_ksgxd_goes_back_to_its_generator() -> None:
         assert sc.group_moves > 0, fifo
         assert sc.served_steps < 0.5 * sc.accesses, (fifo, sc.served_steps, sc.accesses)
         assert sc.accesses > sc.group_accesses + 100, (fifo, sc.accesses, sc.group_accesses)
+
+
+@settings(
+    max_examples=16 if LONG else 3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    epc=st.sampled_from(["256K", "512K"]),
+    mult=st.sampled_from([2, 3, 4]),
+    nthreads=st.integers(3, 6),
+    cpus=st.integers(1, 3),
+    hot=st.sampled_from([0.0, 0.5, 1.0]),
+    sched=st.sampled_from(["", "+sched"]),
+    direct=st.booleans(),
+    deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
+)
+def test_more_threads_than_cpus_on_the_core_match_the_reference(
+    seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, sched: str,
+    direct: bool, deadlines: list[int],
+) -> None:  # fmt: skip
+    """Threads + ksgxd > CPUs (session ``cmany``: ``clk[C_MANY]`` on the user path, the
+    FIFO mutex; 3-6 threads on 1-3 CPUs, CFS and FIFO CPUs, direct reclaim on and off):
+    after every slice reference == fast == fast with the core, as above."""
+    agree(seed, epc, mult, cpus, nthreads, 200, hot, "mutex" + sched, direct, deadlines)
+
+
+def test_more_threads_than_cpus_ran_on_the_core_from_the_user_path() -> None:
+    """The guard for ``C_MANY`` (session ``cmany``): 4 threads on 2 CPUs with ksgxd (the
+    FIFO mutex, CFS and FIFO CPUs, uniform over 4x the EPC, 200 us slices, then
+    ``run()``): the group moved onto the core with tasks waiting for a CPU and ran most
+    of the accesses there, every slice equal to the fast engine's and the reference's."""
+    deadlines = [200_000 * k for k in range(1, 9)]
+    for fifo in ("mutex", "mutex+sched"):
+        sc = agree(5, "256K", 4, 2, 4, 600, 0.0, fifo, False, deadlines)
+        assert sc.group_sessions > 0 and sc.group_moves > 0, fifo
+        assert sc.group_accesses > 0.5 * sc.accesses, (fifo, sc.group_accesses, sc.accesses)
+
+
+def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
+    """Met by ``test_threads_core.test_threads_match_the_reference`` in a landing run
+    (2026-11-27, session ``cmany``; on main 75fac7f too with the core engaged): 2 threads
+    on 4 CPUs, the FIFO mutex and CPUs, ``start_streams`` then ``env.run()`` - the group
+    moved once and the core ran 270 accesses, a thread changing CPUs there. At the
+    hand-back ``GroupSession._fold_rows`` kept the LP of a CPU no session thread held
+    then as another thread's (inside, its TCS busy): the other thread's next EENTER failed
+    and its stream ended with SIGBUS at 98 of 216 accesses. After a move's drive every LP
+    is the session's (``_movable``), so none is kept (``others=False``)."""
+    from threads_cases import run_both
+
+    (ref, _, _, outs), _ = run_both(
+        1120, "fast", "1M", 4, 4, 2, 233, 0.99, "mutex+sched", fast_core=True
+    )
+    (_, _, _, want), _ = run_both(1120, "reference", "1M", 4, 4, 2, 233, 0.99, "mutex+sched")
+    sc = ref.sgx.stream_core
+    assert sc.group_moves > 0
+    assert [dataclasses.astuple(o) for o in outs] == [dataclasses.astuple(o) for o in want]

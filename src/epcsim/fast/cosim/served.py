@@ -33,14 +33,17 @@ from typing import Any
 import numpy as np
 
 from epcsim.engine.machine import Gen, Machine, Mutex, Task, WaitQueue
-from epcsim.fast.cosim.request import RQ_EXIT, RQ_SPAWN, RQ_WAKE
+from epcsim.fast.cosim.request import RQ_EXIT, RQ_RUN_USER, RQ_SPAWN, RQ_WAKE
 from epcsim.fast.cosim.simpy_request import perform_simpy
 from epcsim.fast.cosim.state import (
+    C_MANY,
     C_NOW,
     C_SERVED,
+    INTR_SERVED,
     R_BLOCKED,
     R_STOP,
     T_CPU,
+    T_INTR,
     T_RQ,
     T_RQ_A,
     T_RQ_RET,
@@ -49,6 +52,18 @@ from epcsim.fast.cosim.state import (
 
 #: a served machine's entry: run task ``t`` from its pc until it asks for a request
 Step = Callable[[int], int]
+
+
+def user_ran(rows: Any, clk: Any, t: int, ns: int, ran: int) -> None:
+    """A served ``run_user`` of ``ns`` that returned ``ran``: with ``clk[C_MANY]`` a step
+    cut short (``ran < ns``, the reference's ``cut``: preempted, and ``run_user``'s
+    ``_schedule`` done in Python) is ``T_INTR`` = ``INTR_SERVED`` with ``T_RQ_RET`` the ns
+    run, which the machine reads instead of its ``EV_INTR`` path (``driver/thread.py``,
+    session ``cmany``). Without ``C_MANY`` no machine meets a preempted step
+    (``driver/resched.py``) and a task program ignores it."""
+    if int(clk[C_MANY]) != 0 and ran is not None and ran < ns:
+        rows[t, T_INTR] = INTR_SERVED
+        rows[t, T_RQ_RET] = ran
 
 
 class Served:
@@ -165,6 +180,8 @@ class Served:
             )
             if rq == RQ_WAKE:
                 rows[t, T_RQ_RET] = int(bool(ret))
+            elif rq == RQ_RUN_USER:
+                user_ran(rows, clk, t, int(rows[t, T_RQ_A]), ret)
             elif rq == RQ_EXIT:
                 rows[t, T_RQ] = 0
                 return

@@ -33,7 +33,8 @@ def perform_simpy(
 ) -> Gen:
     """``yield from`` this to perform request ``rq`` for ``task``; RQ_EXIT releases the
     CPU, and the caller's generator then returns (the end of its process). Returns the
-    request's answer: for RQ_WAKE whether anyone was sleeping, else None."""
+    request's answer: for RQ_WAKE whether anyone was sleeping, for RQ_RUN_USER the ns it
+    ran, else None."""
     if rq == RQ_RUN:
         yield from task.run(a)
     elif rq == RQ_LOCK:
@@ -51,7 +52,7 @@ def perform_simpy(
     elif rq == RQ_SPAWN:
         spawn(a)
     elif rq == RQ_RUN_USER:
-        yield from task.run_user(a)
+        return (yield from task.run_user(a))  # the ns run (less: preempted, ``Served.serve``)
     elif rq == RQ_RESCHED:
         yield from task.cond_resched()
     else:  # RQ_EXIT

@@ -172,8 +172,11 @@ T_LS = 31
 T_LS_M = 32
 #: the waiter's ``w.ev``: 0 None, ``SE_PENDING`` asleep, ``SE_TRIGGERED`` woken (no CPU yet)
 T_WEV = 33
-#: 1: the user step was interrupted and the machine has yet to take it (``C_MANY``)
+#: 1: the user step was interrupted and the machine has yet to take it (``C_MANY``);
+#: ``INTR_SERVED``: served, ``run_user`` cut short (its ``_schedule`` done by SimPy,
+#: ``T_RQ_RET`` the ns run: ``served.user_ran``)
 T_INTR = 34
+INTR_SERVED = 2
 # a parked NOPAGE retrier (``fast/flood.py``'s ``_Park``; ``cosim/flood_park.py``)
 T_FL = 35  #: 1 while parked (``thread in NopageFlood.parked``)
 T_FL_BASE = 36  #: ``_Park.base``: its retry cycles end at ``base + j * period`` (j >= 1)

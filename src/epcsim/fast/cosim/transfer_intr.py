@@ -24,9 +24,11 @@ Now, both ways:
   does nothing either way; held by anyone else it could be waited on later, so the move
   is refused.
 
-With ``C_MANY`` the machine itself takes the interruption (``T_INTR``: ``dispatch``), which
-a served ``run_user`` does not tell it: ``to_simpy`` refuses a ``TS_INTR`` task there
-(left: session ``cmany``'s PATHS.md entry).
+With ``C_MANY`` a machine takes the interruption itself: on the core from ``EV_INTR``
+(``T_INTR`` 1: its ``cond_resched`` request, ``dispatch``), served from ``run_user``'s
+answer (``served.user_ran``: ``T_INTR`` ``INTR_SERVED``, the ns run, ``_schedule`` done by
+SimPy). A user step moved back to SimPy, interrupted or under way, is ``user_step``: the
+re-entered ``run_user``, then ``user_ran`` as ``Served.serve`` does after a request.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from typing import Any
 
 from simpy.events import Event, Interruption, Process
 from simpy.exceptions import Interrupt
+
+from epcsim.engine.machine import Gen
+from epcsim.fast.cosim.served import user_ran
 
 
 def dead_event(env: Any) -> Event:
@@ -59,6 +64,15 @@ def interruption(env: Any, proc: Any) -> Interruption:
     return ev
 
 
+def user_step(sv: Any, t: int, gen: Gen, ns: int) -> Gen:
+    """Task ``t``'s user step of ``ns`` re-entered in SimPy (``gen``: ``run_user`` with
+    ``moved``), then what ``Served.serve`` does after a served ``run_user`` (module
+    docstring)."""
+    ran = yield from gen
+    user_ran(sv.st.tasks, sv.st.clk, t, ns, ran)
+    return ran
+
+
 def is_dead(ev: Any, held: int) -> bool:
     """``ev`` (a queued event) is an interrupted user step's timeout: ok, no callback
     (``Interruption._interrupt`` removed the process's) and held by SimPy's queue alone
@@ -67,4 +81,4 @@ def is_dead(ev: Any, held: int) -> bool:
     return held <= 0 and ev.callbacks == [] and ev._ok and not isinstance(ev, Process)
 
 
-__all__ = ["dead_event", "interruption", "is_dead"]
+__all__ = ["dead_event", "interruption", "is_dead", "user_step"]

@@ -47,7 +47,6 @@ from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
-    C_MANY,
     C_MIN_VR,
     C_NONEMPTY_SINCE,
     C_NOW,
@@ -111,7 +110,7 @@ from epcsim.fast.cosim.state import (
     TS_SPIN,
     TS_STARTING,
 )
-from epcsim.fast.cosim.transfer_intr import dead_event, interruption
+from epcsim.fast.cosim.transfer_intr import dead_event, interruption, user_step
 from epcsim.fast.cosim.transfer_runqueue import _cont_handed_back, _picked, _run_queue
 
 
@@ -271,10 +270,6 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     if hb in (HB_QUEUE_FULL, HB_TRACE_FULL):
         raise RuntimeError(f"to_simpy: the core's run is void ({HB_NAMES[hb]})")
     queued = pending(st)
-    if int(clk[C_MANY]) != 0 and (st.tasks[:, T_STATE] == TS_INTR).any():
-        # its Interruption queued: with ``C_MANY`` the machine takes it (``T_INTR``), which
-        # a served ``run_user`` does not tell it yet (session ``cmany``'s "Left")
-        raise RuntimeError("to_simpy: an interrupted user step of a C_MANY run is not moved")
     h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
@@ -353,9 +348,11 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     # current step's, which an interrupted task (``TS_INTR``) waits on
     dead_ev: dict[int, Event] = {}
     dead: dict[int, Event] = {}
-    for _, _, eid, kind, t, arg in sorted(queued, key=lambda e: e[2]):
+    dead_at: dict[int, int] = {}  # its time: the step's end (``user_step``'s ``ns``)
+    for time, _, eid, kind, t, arg in sorted(queued, key=lambda e: e[2]):
         if kind == EV_END and arg == DEAD:
             dead[t] = dead_ev[eid] = dead_event(env)
+            dead_at[t] = time
     for t in range(len(sv.tasks)):
         s = int(tasks[t, T_STATE])
         if t == h:
@@ -432,15 +429,18 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         if s == TS_INTR:
             # interrupted in a user step, the Interruption queued (``EV_INTR``): ``run_user``
             # waits on its step's (dead) timeout, and the Interruption throws into it
+            t0 = int(tasks[t, T_USER_T0])
+            ns = dead_at[t] - t0
             tasks[t, T_RQ] = RQ_RUN_USER
-            first = task.run_user(0, (ev, int(tasks[t, T_USER_T0])))
+            tasks[t, T_RQ_A] = ns
+            first = user_step(sv, t, task.run_user(ns, (ev, t0)), ns)
         elif s == TS_RUN and tasks[t, T_USER_NS] > 0:
             # a user step: ``run_user`` from its wait, begun ``ns`` before its timeout
             ns = int(tasks[t, T_USER_NS])
             tasks[t, T_RQ] = RQ_RUN_USER
             tasks[t, T_RQ_A] = ns
             t_end = next(e[0] for e in queued if e[3] == EV_RESUME and e[4] == t)
-            first = task.run_user(ns, (ev, t_end - ns))
+            first = user_step(sv, t, task.run_user(ns, (ev, t_end - ns)), ns)
         elif s == TS_RUN:
             tasks[t, T_RQ] = RQ_RUN
             first = _wait(ev)

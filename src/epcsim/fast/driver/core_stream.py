@@ -90,10 +90,11 @@ from epcsim.fast.driver.bridge import lp_mask
 from epcsim.fast.driver.core_regime import CoreStreamRegime
 from epcsim.fast.driver.core_served import CoreStreamServed, _ksgxd_after_stop, _ksgxd_asleep
 from epcsim.fast.driver.engine_state import fold_task
+from epcsim.fast.driver.group_regime import group_regime
 from epcsim.fast.driver.observe import drive_observed
 from epcsim.fast.driver.reclaim_pc import RECLAIM_DIRECT
 from epcsim.fast.driver.slots import fold_slots, refresh_slots, take_slots
-from epcsim.fast.driver.stream_group import GroupSession, group_regime
+from epcsim.fast.driver.stream_group import GroupSession
 from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import (
     END_DIRECT,

@@ -285,7 +285,7 @@ class StreamCore:
         #: a ``stream_group.GroupSession`` (several threads, session ``n6user``)
         self.session: Session | None = None
         #: the live streams by thread (``stream``; ``CoreStream.close``): a group session's
-        #: rows are the running threads' (``stream_group.group_regime``)
+        #: rows are the running threads' (``group_regime.group_regime``)
         self.streams: dict[Any, CoreStream] = {}
         #: group sessions begun, their moves onto the core, the accesses those moves ran
         #: on the core (not served: the tests' guard), and their stops other than a

@@ -39,11 +39,12 @@ Decisions (session ``n6user``, 2026-11-27):
 
 * *Where it begins*: ``CoreStream.run`` of a plain stream whose one-thread regime
   (``_ready``) fails, no session live, and every task holding a CPU - or asleep on a
-  ``FifoMutex``'s wait list - is ksgxd or a thread of the enclave with a live plain stream
-  on the core (at least two, each with its own CPU and ksgxd one more:
-  ``group_regime``). While two such streams are live, ksgxd's machine is not served for
-  a one-thread session (``stream_ksgxd._worth_serving``): it goes back to its generator
-  at K0 and the group takes it there. A thread not running at that instant is not in
+  ``FifoMutex``'s wait list, or with that mutex waiting for a CPU - is ksgxd or a thread of
+  the enclave with a live plain stream on the core (at least two, each with its own CPU
+  and ksgxd one more, or more with the FIFO mutex: ``group_regime.py``). While two such
+  streams are live, ksgxd's machine is not served for a one-thread session
+  (``stream_ksgxd._worth_serving``): it goes back to its generator at K0 and the group
+  takes it there. A thread not running at that instant is not in
   the session; while it holds a CPU later the moves are refused and the session dissolves.
 * *Refused moves*: a move refused ``REFUSED`` times in a row with every thread joined
   (an observer's event in SimPy's queue, the scenario runner's sampler: ``to_core``
@@ -58,9 +59,15 @@ Decisions (session ``n6user``, 2026-11-27):
   thread's services get its row's views (``SVC_UNSEAL``/``SVC_TRUNCATE`` read its ``tc``),
   a full latency buffer row 0's (the shared count).
 * *One enclave* (``len(sgx.enclaves) == 1``): two enclaves with several threads are left.
-* *More threads than CPUs* is not taken (``clk[C_MANY]`` stays 0): the moves do not carry a
-  sleeping ``LinuxMutex`` waiter, a waiter's spin, an interrupted user step, nor the TCS
-  fault's continuation (PATHS.md, "What is built: N6 ... (session ``n6user``)", "Left").
+* *More threads than CPUs* (threads + ksgxd > CPUs, session ``cmany``): taken with the
+  FIFO mutex only, ``clk[C_MANY]`` set. The moves carry what such a run has with it - the
+  tasks waiting for a CPU (``cosim/transfer_rq_in.py``), an interrupted user step
+  (``cosim/transfer_intr.py``; served, ``run_user``'s answer tells the machine:
+  ``served.user_ran``), the FIFO mutex's sleepers (session ``fifo``) - but not yet
+  Linux's mutex's: a contender asleep on its wait list (``mutex_sleep.py``'s phases) or
+  spinning as its first waiter, which the core's ``C_MANY`` reaches and ``to_simpy``
+  cannot move back at a deadline. So with Linux's mutex the group keeps the CPU bound
+  (PATHS.md, "What is built: ... (session ``cmany``)", "Left").
 """
 
 from __future__ import annotations
@@ -68,11 +75,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from epcsim.engine.machine import Gen
-from epcsim.engine.mutex import FifoMutex
 from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
+    C_MANY,
     HANDED_BACK,
     HB_DEADLINE,
     HB_NAMES,
@@ -117,44 +124,6 @@ REFUSED = 32
 HEAP_ROWS = 1024
 
 
-def group_regime(cs: CoreStream) -> list[CoreStream] | None:
-    """At ``cs``'s loop top, the one-thread regime failing and no session live: the
-    streams of a new ``GroupSession`` (module docstring, "Where it begins"), in CPU order,
-    or None. Cheap checks first: it runs at every Python loop top of several threads."""
-    owner = cs.owner
-    if cs.plain or cs.mode is not None or cs.trim is not None:
-        return None
-    thread = cs.thread
-    if thread.cpu is None or thread._user_proc is not None or thread._resched:
-        return None
-    if owner.group_wait > 0:
-        owner.group_wait -= 1
-        return None
-    system = cs.system
-    m = system.machine
-    sgx = system.sgx
-    if m.rq.waiting() or len(sgx.enclaves) != 1:
-        return None
-    kt = sgx.ksgxd_task
-    encl = cs.encl
-    group = []
-    # the threads on CPUs, then those asleep on the FIFO mutex's wait list (their CPU
-    # released: ``FifoMutex``), each with a live access stream on the core
-    waiting = [w for w, _ in encl.lock._waiters] if isinstance(encl.lock, FifoMutex) else []
-    for task in [*m.running, *waiting]:
-        if task is None or task is kt:
-            continue
-        s = owner.streams.get(task)
-        if s is None or s.plain or s.mode is not None or s.trim is not None or s.encl is not encl:
-            return None
-        group.append(s)
-    if len(group) < 2 or len(group) + 1 > m.nr_cpus or kt is None:
-        return None
-    if not encl.initialized or encl.dead or not _static_regime(system):
-        return None
-    return group
-
-
 class GroupSession(Session):
     """Several threads of one enclave and ksgxd, served and moved onto the core together
     (module docstring)."""
@@ -170,6 +139,10 @@ class GroupSession(Session):
             system, [*threads, kt_], encl.lock, trace, runq=True, heap_capacity=HEAP_ROWS
         )
         co.tasks[len(threads), T_PC] = KM.P_CHECK  # ksgxd's row, until K0 or a park
+        #: more threads than CPUs (threads + ksgxd > CPUs; the FIFO mutex only:
+        #: ``group_regime``, module docstring "More threads than CPUs")
+        self.many = len(threads) + 1 > system.machine.nr_cpus
+        co.clk[C_MANY] = int(self.many)
         kt = owner.kernel_slots([encl])
         super().__init__(owner, [encl], threads, co, kt, sgx.high_pages, [], mode="simpy")
         #: the session's threads (rows ``0 .. kr - 1``) and their streams
@@ -339,13 +312,16 @@ class GroupSession(Session):
         assert secs is not None
         return lp_mask(secs.inside)
 
-    def _fold_rows(self, ks: Any) -> None:
+    def _fold_rows(self, ks: Any, others: bool = True) -> None:
         """``fold_threads`` of the session's rows, the LPs of threads that are not the
         session's kept as they are: ``fold_threads`` rebuilds the enclave's inside set
         from the rows' threads alone, and a thread outside the session may be inside
         while the session's threads are served (a dissolved session's, served to their
         loop tops while a new one runs: found by the drawn programs, FIFO mutex, a thread
-        ERESUMEd for nothing)."""
+        ERESUMEd for nothing). ``others`` False after a move's drive: the move wanted no LP
+        but the session's threads' (``_movable``) and the core ran only theirs, so every LP
+        is the rows' - a thread that left its CPU on the core (``C_MANY``) is not another's
+        (session ``cmany``: its LP was kept, inside, with no thread on it)."""
         system = self.system
         hw = system.cpu
         encl = self.encls[0]
@@ -355,7 +331,7 @@ class GroupSession(Session):
         keep = [
             (c, hw.lp_tcs[c])
             for c in range(len(hw.lp_eid))
-            if hw.lp_eid[c] == secs.eid and c not in mine
+            if others and hw.lp_eid[c] == secs.eid and c not in mine
         ]
         fold_threads(system, self.threads, encl, secs, ks, self.rows)
         for c, tcs in keep:
@@ -526,7 +502,7 @@ class GroupSession(Session):
         asleep = _ksgxd_asleep(co, kr)
         for r, th in enumerate(self.threads):
             fold_task(th, co.tasks[r])  # its CPU first: its LP state folds onto it
-        self._fold_rows(ks)
+        self._fold_rows(ks, others=False)
         fold_slots(system, self.encls, self.secss, self.kt, skip=0)
         self.fold_pins()
         kept = to_simpy(sv, inline=t)
@@ -541,4 +517,4 @@ class GroupSession(Session):
         return kept
 
 
-__all__ = ["REFUSED", "GroupSession", "group_regime"]
+__all__ = ["REFUSED", "GroupSession"]

@@ -93,6 +93,7 @@ from epcsim.fast.cosim.state import (
     C_MANY,
     C_NOW,
     C_SERVED,
+    INTR_SERVED,
     R_BLOCKED,
     R_OK,
     R_STOP,
@@ -101,6 +102,7 @@ from epcsim.fast.cosim.state import (
     T_FL_TCSFIRST,
     T_INTR,
     T_PC,
+    T_RQ_RET,
     T_USER_T0,
 )
 from epcsim.fast.driver.eldu import enter_check, tcs_refused
@@ -383,6 +385,14 @@ def thread_run(p, t):
                 if r != R_OK:
                     return _blocked(st, t, P_FAULT_RUN, r)
                 pc = P_FAULT_RUN
+        if pc == P_USER_RUN and st.tasks[t, T_INTR] == INTR_SERVED:
+            # served, ``run_user`` cut short by a preemption (``C_MANY``; SimPy did its
+            # ``_schedule``, the switch-out AEX by the thread's hook): the accesses of the
+            # time run (``T_RQ_RET``), then the loop's ``cond_resched`` as below
+            st.tasks[t, T_INTR] = 0
+            tc[TC_K2] = st.tasks[t, T_RQ_RET] // tc[TC_ACCESS_NS]
+            tc[TC_K] = tc[TC_K2]
+            pc = P_UINTR
         if pc == P_USER_RUN and st.tasks[t, T_INTR] != 0:
             # the step cut short by a wake-up preemption (``C_MANY``: more tasks than
             # CPUs; ``dispatch.next_resume`` charged the time run): ``run_user``'s
