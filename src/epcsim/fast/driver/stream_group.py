@@ -52,7 +52,12 @@ Decisions (session ``n6user``, 2026-11-27):
   next ``StreamCore.group_backoff`` loop tops (doubled at each such dissolution, reset by
   a move): a served step costs ~4x a generator's (``stream_ksgxd._worth_serving``), so a
   session the core never takes must not live long. A cost choice; results are exact
-  either way.
+  either way. So too (session ``cmany``) ``UNJOINED`` x threads attempts in a row with a
+  thread not joined: with more threads than CPUs in a NOPAGE flood a thread reaches its
+  loop top only once its fault is done, and row 10's shape with the FIFO mutex (64
+  threads on 16 CPUs) served its joined threads for whole slices with no move (12 slices
+  in 8 s of CPU against 228 in Python); such a session waits ``UNJOINED_WAIT`` loop tops
+  at least before the next (a formation stacks every thread's stream).
 * *The served thread steps* take every row's ``TC_ENTERED`` and every thread's LP bit
   (``K_INSIDE``) from Python before each step and fold every row after it
   (``thread_fold.fold_threads``), since the other threads run between two steps; the
@@ -120,6 +125,12 @@ if TYPE_CHECKING:
 #: moves refused in a row, every thread joined, before the session dissolves (module
 #: docstring, "Refused moves")
 REFUSED = 32
+#: move attempts in a row, per thread, with a thread not joined before the session gives
+#: up (module docstring, "Refused moves": session ``cmany``)
+UNJOINED = 8
+#: the loop tops a session that gave up for an unjoined thread waits at least (each
+#: formation stacks every thread's stream: ``tstate.stack``)
+UNJOINED_WAIT = 1 << 16
 #: the event heap's rows: each task's own event, the until event, a spinner's pokes
 HEAP_ROWS = 1024
 
@@ -162,6 +173,8 @@ class GroupSession(Session):
         self.left = False
         #: moves refused in a row with every thread joined
         self.refused = 0
+        #: move attempts in a row with a thread not joined (``UNJOINED``)
+        self.unjoined = 0
         self.sv.move = self.move
         owner.group_sessions += 1
 
@@ -376,7 +389,11 @@ class GroupSession(Session):
         if self.left or owner.session is not self:
             return None
         if any(sv.own[r] is None for r in range(kr)):
-            return None  # a thread not joined (in its generator: its events are Python's)
+            # a thread not joined (in its generator: its events are Python's)
+            self.unjoined += 1
+            if self.unjoined >= UNJOINED * kr:
+                self._give_up(UNJOINED_WAIT)
+            return None
         system = self.system
         sgx = system.sgx
         if not self._movable():
@@ -403,11 +420,9 @@ class GroupSession(Session):
                 sv.procs[kr] = kproc
             self.refused += 1
             if self.refused >= REFUSED:
-                owner.group_wait = owner.group_backoff
-                owner.group_backoff = min(2 * owner.group_backoff, 1 << 16)
-                self.dissolve()
+                self._give_up()
             return None
-        self.refused = 0
+        self.refused = self.unjoined = 0
         owner.group_backoff = 1
         self._hook_proc = None  # closed by ``to_core`` (``CoreStream.run``'s note)
         co = self.co
@@ -420,6 +435,16 @@ class GroupSession(Session):
             co.wq[0] = 1
             co.wql[0, 0] = kr
         return self._drive(t)
+
+    def _give_up(self, at_least: int = 1) -> None:
+        """Dissolve, and no new session for the next ``group_backoff`` loop tops (doubled
+        each time, reset by a move; at least ``at_least``): module docstring, "Refused
+        moves"."""
+        owner = self.owner
+        owner.group_backoff = max(owner.group_backoff, at_least)
+        owner.group_wait = owner.group_backoff
+        owner.group_backoff = min(2 * owner.group_backoff, 1 << 16)
+        self.dissolve()
 
     def _movable(self) -> bool:
         """The regime's checks ``to_core`` does not make: every task on a CPU one of the
@@ -517,4 +542,4 @@ class GroupSession(Session):
         return kept
 
 
-__all__ = ["REFUSED", "GroupSession"]
+__all__ = ["REFUSED", "UNJOINED", "GroupSession"]
