@@ -50,7 +50,6 @@ from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
     K_CHILD_CNT,
     K_ENCL_ID,
-    K_FT_N,
     K_INITIALIZED,
     K_INSIDE,
     K_LRU_ROW,
@@ -66,8 +65,9 @@ from epcsim.fast.driver.kstate import (
     RC_NK,
     RC_PC,
     SVC_EPA,
-    SVC_FT_FULL,
     SVC_VA_ADD,
+    ft_full,
+    ft_record,
 )
 from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.reclaim import reclaim_run
@@ -198,8 +198,7 @@ def add_rows(p, t, pc):
             # A2's VA page: sgx_encl_grow's sgx_alloc_va_page every 512 pages, owner VA
             # (TC_ADD_VA -1 while in its reclaim: P_ADRESCHED comes back to P_AGROW)
             va = pc == P_AGROW
-            if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the allocation's point first
-                kc[K_SVC] = SVC_FT_FULL
+            if ft_full(ks):  # room for the allocation's point first
                 st.tasks[t, T_PC] = pc
                 return pc, R_SVC
             row = tc[TC_FREE_ROW]
@@ -231,10 +230,7 @@ def add_rows(p, t, pc):
                 tc[TC_ADD_VA] = page + 1
             else:
                 tc[TC_PAGE] = page
-            n = kc[K_FT_N]
-            ks.ft[n, 0] = st.clk[C_NOW]
-            ks.ft[n, 1] = kc[K_NR_FREE]
-            kc[K_FT_N] = n + 1
+            ft_record(ks, st.clk[C_NOW])
             if not (kc[K_NR_FREE] < tc[TC_LOW] and lru > 0):  # sgx_should_reclaim(low)
                 pc = P_AEPA if va else P_AGROW
                 continue

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from epcsim.fast.cosim.jit import core_jit
+
 # -- kc: scalars (``ke``: the columns of ``ENCLAVE_COLUMNS``) -----------------------------
 K_NR_FREE = 0  #: ``sgx_nr_free_pages`` (``EpcPages.nr_free_pages``)
 K_LRU_ROW = 1  #: the LRU's row of ``epc_ends``
@@ -300,3 +302,29 @@ def slots(ks: KState, other: KState | None = None) -> tuple[KState, KState]:
 #: and a call that passes the tuple increfs and decrefs each of its ~45 arrays. Measured on
 #: ``benchmarks/driver_ksgxd.py`` (6,005 pages): ~4.5 us of compiled time per page written
 #: back with the helpers as calls, of which the seal is ~0.8 us.
+
+
+# -- the free timeline's points (``ft``), written by the machines -------------------------
+@core_jit(inline="always")
+def ft_full(ks):  # type: ignore[no-untyped-def]
+    """No room for one more point of the free timeline: the call stops for Python's fold
+    (``SVC_FT_FULL``, set here; the caller records its pc and returns ``R_SVC``). Asked
+    before the step that records one, so a step never stops half applied."""
+    kc = ks.kc
+    if kc[K_FT_N] >= ks.ft.shape[0]:
+        kc[K_SVC] = SVC_FT_FULL
+        return True
+    return False
+
+
+@core_jit(inline="always")
+def ft_record(ks, now):  # type: ignore[no-untyped-def]
+    """``sgx_nr_free_pages`` changed (an allocation or a free): the point ``(now,
+    nr_free)`` of ``Sgx.free_timeline``, folded by ``bridge`` (``Timeline.record_many``:
+    the record rule is applied there). The one statement of the four machines' points
+    (``vma_fault``, ``reclaim``, ``remove``, ``add``; session ``fixes``)."""
+    kc = ks.kc
+    n = kc[K_FT_N]
+    ks.ft[n, 0] = now
+    ks.ft[n, 1] = kc[K_NR_FREE]
+    kc[K_FT_N] = n + 1

@@ -72,7 +72,6 @@ from epcsim.fast.driver.kstate import (
     K_ETRACK_NS,
     K_EWB_FAILURES,
     K_EWB_NS,
-    K_FT_N,
     K_INITIALIZED,
     K_INSIDE,
     K_IPI_NS,
@@ -112,12 +111,13 @@ from epcsim.fast.driver.kstate import (
     RC_VA,
     RC_VID,
     SVC_CHUNK,
-    SVC_FT_FULL,
     SVC_STORE,
     SVC_WARN_FULL,
     W_EBLOCK,
     W_ETRACK,
     W_EWB,
+    ft_full,
+    ft_record,
 )
 from epcsim.fast.driver.page_counts import count_move, page_class
 
@@ -492,8 +492,7 @@ def reclaim_run(sp, kq, t, r):
                 # (``sgx_reclaim_write_back(..., ewbed=(RC_RET, RC_VA, RC_SLOT))``, from the
                 # child count's drop). Never on the core: no task there removes a child.
                 return _rstop(st, ks, t, r, pc, KB_SECS, page)
-            if kc[K_FT_N] >= ks.ft.shape[0]:
-                kc[K_SVC] = SVC_FT_FULL
+            if ft_full(ks):
                 return _rsvc(rw, P_STORED)
             # encl->epc_page = NULL whatever EWB returned; the VA reference on success
             was = page_class(ks.desc, ks.pflags, index)
@@ -524,10 +523,7 @@ def reclaim_run(sp, kq, t, r):
             ) != 0:  # fmt: skip
                 return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, page)
             kc[K_NR_FREE] += 1
-            n = kc[K_FT_N]
-            ks.ft[n, 0] = st.clk[C_NOW]
-            ks.ft[n, 1] = kc[K_NR_FREE]
-            kc[K_FT_N] = n + 1
+            ft_record(ks, st.clk[C_NOW])
             if st.clk[C_FL_PARKED] > 0:
                 page_freed(st)  # ``sgx_free_epc_page``'s hook (fast/flood.py)
             rw[RC_I] = i + 1

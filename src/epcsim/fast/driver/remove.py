@@ -35,16 +35,15 @@ from epcsim.fast.cosim.state import C_NOW, R_OK, T_PC
 from epcsim.fast.driver.ksgxd import R_SVC, _blocked, _stop
 from epcsim.fast.driver.kstate import (
     K_CHILD_CNT,
-    K_FT_N,
     K_INSIDE,
     K_LRU_ROW,
     K_NR_FREE,
     K_SECS_CHILDREN,
     K_SECS_EPC,
-    K_SVC,
     KB_TOP,
     KB_UNEXPECTED,
-    SVC_FT_FULL,
+    ft_full,
+    ft_record,
 )
 from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.tstate import (
@@ -165,8 +164,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
             pc = P_EREMOVE_RUN
             continue
         if pc == P_EREMOVE_RUN:
-            if kc[K_FT_N] >= ks.ft.shape[0]:  # room for the free's point, before anything
-                kc[K_SVC] = SVC_FT_FULL
+            if ft_full(ks):  # room for the free's point, before anything
                 st.tasks[t, T_PC] = P_EREMOVE_RUN
                 return pc, R_SVC
             idx = tc[TC_IDX]
@@ -181,10 +179,7 @@ def remove_rows(st, ks, ts, sp, t, pc):
             ) != 0:  # fmt: skip
                 return pc, _stop(st, ks, t, pc, KB_UNEXPECTED, page)
             kc[K_NR_FREE] += 1
-            n = kc[K_FT_N]
-            ks.ft[n, 0] = st.clk[C_NOW]
-            ks.ft[n, 1] = kc[K_NR_FREE]
-            kc[K_FT_N] = n + 1
+            ft_record(ks, st.clk[C_NOW])
             ke[K_CHILD_CNT] -= 1  # erase_page
             was = page_class(ks.desc, ks.pflags, idx)
             ks.desc[idx] = -1

@@ -59,7 +59,6 @@ from epcsim.fast.driver.kstate import (
     CN_WAKEUPS,
     K_CHILD_CNT,
     K_ENCL_ID,
-    K_FT_N,
     K_LRU_ROW,
     K_NR_FREE,
     K_NR_RECORDS,
@@ -75,10 +74,11 @@ from epcsim.fast.driver.kstate import (
     KB_TCS,
     KB_UNEXPECTED,
     KB_WAKE,
-    SVC_FT_FULL,
     SVC_LAT_FULL,
     SVC_TRUNCATE,
     SVC_UNSEAL,
+    ft_full,
+    ft_record,
 )
 from epcsim.fast.driver.page_counts import count_move, page_class
 from epcsim.fast.driver.resched import thread_resched
@@ -239,8 +239,7 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
                 continue
             if ke[K_SECS_EPC] < 0:
                 return pc, _stop(st, ks, t, P_LOCKED, KB_SECS_LOAD, idx)
-            if kc[K_FT_N] >= ks.ft.shape[0]:
-                kc[K_SVC] = SVC_FT_FULL
+            if ft_full(ks):
                 st.tasks[t, T_PC] = P_LOCKED
                 return pc, R_SVC
             row = tc[TC_FREE_ROW]
@@ -289,10 +288,7 @@ def fault_rows(st, ks, ts, sp, kq, t, pc, tcl):
             else:
                 tcnt[TN_EBUSY] += 1
                 tc[TC_PAGE] = -1
-            n = kc[K_FT_N]
-            ks.ft[n, 0] = st.clk[C_NOW]
-            ks.ft[n, 1] = kc[K_NR_FREE]
-            kc[K_FT_N] = n + 1
+            ft_record(ks, st.clk[C_NOW])
             if wake:
                 r = perform(sp, t, np.int64(RQ_WAKE), np.int64(_KSGXD_WAITQ))  # wake_ksgxd
                 if r != R_OK:
