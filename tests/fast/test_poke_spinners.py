@@ -8,12 +8,16 @@ core", Left 3) found no test that failed with the poke skipped: a spinner that m
 still sees the tick at its next re-check, and the drawn programs never held the lock
 across a tick while a task waited. Here the owner holds it 10 ms, and the wake-up comes
 from a sleeper whose vruntime (20 ms of run) is behind nobody's by the wake-up
-granularity. The mutation this catches (by hand in a scratch worktree, 2026-11-27):
+granularity. The mutations this catches (by hand in a scratch worktree, 2026-11-27):
 ``poke_spinners``' ``poke`` skipped - the spinners go on to the unlock (``spin_acquire``,
-no ``spin_fail``); both cases fail (``done`` differs from SimPy's). Not caught: the
-spinners poked in reverse order (``T_SPIN_SEQ`` descending) passes both cases on the
-core, though SimPy's run changes when ``Machine._poke_spinners`` is reversed (the two
-``spin_fail``s, sleeps and wake-ups swap): left, in PATHS.md.
+no ``spin_fail``); both cases fail (``done`` differs from SimPy's). The spinners poked
+in reverse order (``T_SPIN_SEQ`` descending) fails the two-spinner case (the
+``spin_fail``s, sleeps and wake-ups swap, as in SimPy with ``Machine._poke_spinners``
+reversed; session ``fixes``). Session ``suite4`` had reported it passing: its mutation
+reversed ``leave_cpu``'s loop (``Machine._owner_off_cpu``), whose text was the same,
+and that order cannot show - only the OSQ head watches the owner, the spinners behind it
+follow in the OSQ's order (``LinuxMutex._fire``), in SimPy as on the core (PATHS.md,
+"Several threads on the core", step 2's Left 3).
 
 ``run_core(many=True)`` sets ``clk[C_MANY]`` as ``run_threads`` does; without it the
 spinner beside a waiting task is a hand-back (``HB_SPIN_RQ``).
