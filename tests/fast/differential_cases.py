@@ -67,6 +67,9 @@ def run_generated(p: dict, engine: str) -> dict:
         direct_reclaim=p["direct_reclaim"],
         engine=engine,
         nopage_flood=p.get("nopage_flood", "simulate") if engine == "fast" else "simulate",
+        # drawn, not "auto": whether the compiled core runs the fast engine's streams must
+        # not depend on what numba's cache holds when the test runs (lead, 2026-11-27)
+        fast_core=p.get("fast_core", "auto") if engine == "fast" else "auto",
     )
     nt = p["threads"]
     n = max(1, int(p["epc_pages"] * p["footprint"]))

@@ -45,6 +45,9 @@ scenario = st.fixed_dictionaries(
         "until_us": st.sampled_from([None, 50, 400]),
         # the fast engine's one deviation, opt-in: exact with "simulate", bounded with "bulk"
         "nopage_flood": st.sampled_from(["simulate", "bulk"]),
+        # the fast engine on the compiled core (where it takes the stream) or in Python:
+        # drawn, so both are compared with the reference whatever numba's cache holds
+        "fast_core": st.booleans(),
     }
 )
 
