@@ -142,9 +142,16 @@ def test_several_threads_ran_on_the_core_from_the_user_path() -> None:
     uniform over 4x the EPC, 200 us slices, then ``run()``), each mutex: the threads'
     group moved onto the core at the slices' first events and ran most of the accesses
     there, every slice equal to the fast engine's and the reference's."""
+    _group_ran_most(cpus=4, nthreads=3, variants=("", "mutex+sched"))
+
+
+def _group_ran_most(cpus: int, nthreads: int, variants: tuple[str, ...]) -> None:
+    """Row 10's shape, small (uniform over 4x a 256K EPC, 200 us slices then ``run()``):
+    for each mutex/CPU variant a group moved onto the core and ran most of the accesses,
+    every slice equal to the fast engine's and the reference's (``agree``)."""
     deadlines = [200_000 * k for k in range(1, 9)]
-    for fifo in ("", "mutex+sched"):
-        sc = agree(5, "256K", 4, 4, 3, 600, 0.0, fifo, False, deadlines)
+    for fifo in variants:
+        sc = agree(5, "256K", 4, cpus, nthreads, 600, 0.0, fifo, False, deadlines)
         assert sc.group_sessions > 0 and sc.group_moves > 0, fifo
         assert sc.group_accesses > 0.5 * sc.accesses, (fifo, sc.group_accesses, sc.accesses)
 
@@ -198,11 +205,7 @@ def test_more_threads_than_cpus_ran_on_the_core_from_the_user_path() -> None:
     FIFO mutex, CFS and FIFO CPUs, uniform over 4x the EPC, 200 us slices, then
     ``run()``): the group moved onto the core with tasks waiting for a CPU and ran most
     of the accesses there, every slice equal to the fast engine's and the reference's."""
-    deadlines = [200_000 * k for k in range(1, 9)]
-    for fifo in ("mutex", "mutex+sched"):
-        sc = agree(5, "256K", 4, 2, 4, 600, 0.0, fifo, False, deadlines)
-        assert sc.group_sessions > 0 and sc.group_moves > 0, fifo
-        assert sc.group_accesses > 0.5 * sc.accesses, (fifo, sc.group_accesses, sc.accesses)
+    _group_ran_most(cpus=2, nthreads=4, variants=("mutex", "mutex+sched"))
 
 
 def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
