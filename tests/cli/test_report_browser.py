@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
         CHROMIUM is None,
-        reason="chromium is not installed (make test installs Debian's chromium as root)",
+        reason="chromium is not installed (`make browser` installs it as root and runs this)",
     ),
 ]
 
