@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from stream_core_cases import ENGINE_KEYS, build_enclave, core_snap, three_ways
 
 import epcsim
+from epcsim.arch import PAGE_SIZE
 from epcsim.fast.driver.auto import AUTO_MIN_ACCESSES, auto_engages, machines_warm
 
 
@@ -76,6 +77,51 @@ def test_the_hook_engages_in_row_1s_shape() -> None:
             sc = system.sgx.stream_core
             assert system.fast_core_accesses > 0.9 * stream.size
             assert sc.ksgxd_pages > 0 and sc.served_steps > 0
+    a, f, b = snaps["reference"], snaps["fast"], snaps["core"]
+    assert [key for key in f if f[key] != b[key]] == []
+    assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []
+
+
+def test_a_calls_first_iteration_runs_on_the_core() -> None:
+    """A call starts with its thread off the CPU (``System._call`` released it at the last
+    call's end), and the core takes a thread only on its CPU: ``access_stream`` enters in
+    Python, then tries the loop top again if ksgxd sleeps (session ``row1``; with a batch
+    in flight the first iteration stays Python's, as before). So a call begun with ksgxd
+    asleep runs every access on the core - the first page resident or not (before, the
+    first iteration ran in Python: a resident run, or the whole Python fault path) - and
+    every observable is the fast engine's without the core, and the reference's."""
+    snaps = {}
+    for name, engine, kw in (
+        ("reference", "reference", {}),
+        ("fast", "fast", {"fast_core": False}),
+        ("core", "fast", {"fast_core": True}),
+    ):
+        system, encl, n = build_enclave(engine, 3, 128, 2, False, **kw)
+        rng = np.random.default_rng(3)
+        encl.access_pages(rng.integers(0, n, size=600))
+        kinds = []
+        for k in range(6):
+            stream = rng.integers(0, n, size=300)
+            # the call's first page resident in even calls, not resident in odd ones
+            want = k % 2 == 0
+            first = next(i for i in range(n) if bool(encl.encl.pte_present[i]) == want)
+            stream[0] = first
+            kinds.append(bool(encl.encl.pte_present[first]))
+            system.machine.env.run()  # ksgxd to its sleep: no batch in flight at the call
+            assert system.sgx.ksgxd_sleeping
+            before = system.fast_core_accesses
+            out = encl.access_pages(stream)
+            assert out.ok
+            if kw.get("fast_core"):
+                assert system.fast_core_accesses - before == stream.size, k
+        assert kinds == [True, False] * 3
+        # one access to a mapped page: Python's resident run ends the stream, no core entry
+        system.machine.env.run()
+        first = next(i for i in range(n) if encl.encl.pte_present[i])
+        before = system.fast_core_accesses
+        out = encl.access(first * PAGE_SIZE)
+        assert out.ok and system.fast_core_accesses == before
+        snaps[name] = core_snap(system, encl, out)
     a, f, b = snaps["reference"], snaps["fast"], snaps["core"]
     assert [key for key in f if f[key] != b[key]] == []
     assert [key for key in a if a[key] != f[key] and key not in ENGINE_KEYS] == []

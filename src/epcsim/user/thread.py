@@ -301,12 +301,34 @@ class EnclaveThread(InsnExecution, Task):
                         break
                     if i >= n:
                         break
+            # the thread holds no CPU (as at every call's start: ``System._call`` released it
+            # at the last one's end), which is why the core declined this loop top
+            # (``core_regime._ready``); once on its CPU, the loop top is tried again (below)
+            # - only with ksgxd asleep, no batch of its in flight: a batch holds a reference
+            # of each of its pages' enclaves, and if one was closed meanwhile the batch
+            # drops its last (``sgx_encl_release``), which its generator runs, not the core
+            # (``core_stream.py``, ``KB_RELEASE``; found by this change's first version in
+            # ``test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0``)
+            off_cpu = hook is not None and self.cpu is None and self.sgx.ksgxd_sleeping
             if not (yield from self.enter()):
                 # the entry's fault stopped the stream: its address is the TCS's for a #PF
                 # on the TCS (0 for a #GP), as the kernel's SIGBUS reports it in si_addr
                 out.sigbus = True
                 out.fault_address = self.entry_fault.addr if self.entry_fault else 0
                 break
+            if off_cpu and (n - i > chunk_max or not encl.pte_present[pages[i:]].all()):
+                # Back to the loop top, now on a CPU inside the enclave, so that the core
+                # runs this iteration rather than Python (session ``row1``): a call's first
+                # iteration otherwise ran in Python - a resident run (whose compiled code a
+                # process's first such call loads from numba's cache, ~10 ms) or, on a page
+                # not resident, the whole Python fault path. Exact: ``enter()`` at the top
+                # again is a no-op (CPU held, entered, no AEX: it returns without a step),
+                # and the core from a loop top gives what Python's iteration gives. No loop
+                # for ever: if the core declines again, the thread holds its CPU this time.
+                # Not where one resident run in Python ends the stream (a short stream of
+                # mapped pages, ``Enclave.access`` on one): a core entry (~1 ms of Python
+                # set-up and fold) would cost more than the run it saves.
+                continue
             idx = pages.item(i)
             if encl.pte_present[idx]:
                 j = min(n, i + chunk_max)
