@@ -75,6 +75,33 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def process(src: str, calls: int = 7) -> dict:
+    """One child process measuring the sources in ``src`` (``child``'s JSON line)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(src), here]))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--calls", str(calls)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    d: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    d["load"] = _load()
+    return d
+
+
+def summary(ps: list[dict], best: float | None = None) -> dict:
+    """Per-process minima of ``ps``: median, range, the processes in the slow mode (a minimum
+    above ``SLOW`` x ``best``, by default their own best), the machine loop's median."""
+    mins = [d["min"] for d in ps]
+    best = min(mins) if best is None else best
+    return {
+        "median": statistics.median(mins),
+        "lo": min(mins),
+        "hi": max(mins),
+        "slow": sum(m > SLOW * best for m in mins),
+        "n": len(mins),
+        "median_of_medians": statistics.median(d["med"] for d in ps),
+        "machine_ms": statistics.median(x for d in ps for x in d["machine_ms"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("trees", nargs="*", help="NAME=SRC_DIR, the first is the base")
@@ -87,18 +114,14 @@ def main(argv: list[str] | None = None) -> None:
         child(a.calls)
         return
     trees = [t.split("=", 1) for t in a.trees]
-    here = os.path.dirname(os.path.abspath(__file__))
     res: dict[str, list[dict]] = {name: [] for name, _ in trees}
     loads = [_load()]
     t0 = time.strftime("%H:%M:%S", time.gmtime())
     for r in range(a.rounds):
         order = trees if r % 2 == 0 else trees[::-1]
         for name, src in order:
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(src), here]))
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", "--calls", str(a.calls)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            d = json.loads(out.stdout.strip().splitlines()[-1])
-            d.update(tree=name, round=r, load=_load())
+            d = process(src, a.calls)
+            d.update(tree=name, round=r)
             res[name].append(d)
             if a.out:
                 with open(a.out, "a") as f:
@@ -114,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, _ in trees:
         v = res[name]
-        mins = [d["min"] for d in v]
-        slow = sum(m > SLOW * best for m in mins)
-        mach = statistics.median(x for d in v for x in d["machine_ms"])
+        s = summary(v, best)
         if name == base:
             paired, lower = "-", "-"
         else:
@@ -124,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             paired = f"{statistics.median(ratios):.3f}"
             lower = f"{sum(x < 1 for x in ratios)}/{len(ratios)}"
         print(
-            f"| {name} | {statistics.median(mins):.3f} ({min(mins):.3f}-{max(mins):.3f}) "
-            f"| {statistics.median(d['med'] for d in v):.3f} | {slow}/{len(v)} | {mach:.2f} "
+            f"| {name} | {s['median']:.3f} ({s['lo']:.3f}-{s['hi']:.3f}) "
+            f"| {s['median_of_medians']:.3f} | {s['slow']}/{s['n']} | {s['machine_ms']:.2f} "
             f"| {paired} | {lower} |"
         )
 

@@ -107,6 +107,21 @@ def main(argv: list[str] | None = None) -> int:
                     f"({x['faults_per_s']:,.0f} faults/s), {x['core_accesses']:,} accesses on "
                     f"the core, counters equal to fast: {x['counters'] == r['fast']['counters']}"
                 )
+            if not q:
+                # the row's figure over processes (``row1_ab.py``, session ``row1``): one
+                # call moves ~1.6x with what the machine runs beside it (the slow mode), so
+                # the median of per-process minima, with the processes in the slow mode
+                import row1_ab
+
+                src = os.path.dirname(os.path.dirname(os.path.abspath(rows.epcsim.__file__)))
+                s = row1_ab.summary([row1_ab.process(src) for _ in range(6)])
+                print(
+                    f"  fast, fast_core=True over {s['n']} processes x 7 calls: median of "
+                    f"per-process minima {s['median']:.2f} µs/fault ({s['lo']:.2f}-{s['hi']:.2f}),"
+                    f" {s['slow']} of {s['n']} in the slow mode (a minimum above "
+                    f"{row1_ab.SLOW}x the best), machine loop {s['machine_ms']:.1f} ms "
+                    "(benchmarks/row1_ab.py)"
+                )
     if want(2):
         with tempfile.TemporaryDirectory() as tmp:
             for label, alpha in (("~1%", 1.6), ("~10%", 1.0)):
