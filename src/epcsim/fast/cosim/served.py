@@ -193,7 +193,7 @@ class Served:
         this in it; returns what ``serve`` returns). Why (session ``nthreads2``, PATHS.md
         N6): a task whose process is its own Python code - an enclave thread's, inside
         ``access_stream`` - must survive a move to the core, which closes the processes
-        it leaves behind (``transfer_to_core._detach``). So the process does not ``yield
+        it leaves behind (``transfer_detach.detach``). So the process does not ``yield
         from`` its serving generator but drives it through ``own[t]`` (a trampoline: yield
         its event, send what SimPy answers, forward a throw), and a move parks the process
         (its serving generator closed, the process waiting on nothing) and a move back

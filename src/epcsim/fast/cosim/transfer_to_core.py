@@ -127,6 +127,7 @@ from epcsim.fast.cosim.state import (
     TS_STARTING,
     URGENT,
 )
+from epcsim.fast.cosim.transfer_detach import detach
 from epcsim.fast.cosim.transfer_intr import is_dead
 from epcsim.fast.cosim.transfer_rq_in import cpu_wait, queue_order, waits_for_cpu
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
@@ -445,7 +446,7 @@ def to_core(sv: Served) -> bool:
         st.wq[qi] = len(row)
         st.wql[qi] = -1
         st.wql[qi, : len(row)] = row
-    _detach(sv)
+    detach(sv)
     clk[C_SERVED] = 0
     sv.mode = "core"
     return True
@@ -480,39 +481,6 @@ def _poke_of(
         return None
     cur = spin.get(t)
     return (EV_POKE, t, int(gen) if cur is not None and cur[1] is rec else -1)
-
-
-def _detach(sv: Served) -> None:
-    """Leave SimPy empty of the moved tasks: close their processes (see the module
-    docstring for what their ``finally`` blocks do), then clear what those touched."""
-    traces = [None if mx.trace is None else len(mx.trace) for mx in sv.mutexes]
-    for t, proc in enumerate(sv.procs):
-        if proc is None or not proc.is_alive:
-            continue
-        own = sv.own[t]
-        if own is None:
-            proc._generator.close()
-            continue
-        # an own process (``Served.serve_own``) is parked, not closed: its serving generator
-        # goes as a closed process's does, and the process waits on nothing until
-        # ``to_simpy`` re-points it (its Python code around the machine lives on)
-        own.close()
-        target = proc._target
-        if target is not None and target.callbacks is not None and proc._resume in target.callbacks:
-            target.callbacks.remove(proc._resume)
-        proc._target = None
-    sv.env._queue.clear()
-    for mx, n in zip(sv.mutexes, traces, strict=True):
-        if n is not None:
-            assert mx.trace is not None
-            del mx.trace[n:]
-        if isinstance(mx, LinuxMutex):
-            mx._osq.clear()
-            mx._spin_ev.clear()
-        mx._waiters.clear()  # a FifoMutex's sleepers are the core's now
-    sv.m.spinning.clear()
-    for q in sv.queues:
-        q._waiters.clear()
 
 
 # the priorities the core packs are SimPy's

@@ -15,7 +15,8 @@ own (session ``nthreads2``). ksgxd is taken into row ``kr`` at K0's check (``tak
 from ``StreamCore.ksgxd_at_check``), or, asleep in its generator at a move, its wait is put
 aside for the core's sleep (``parked``, as ``Session.begin`` does for one thread).
 
-The move (``move``, ``Served.move``, session ``n6``): tried where a served step of a joined
+The move (``move``, ``Served.move``, session ``n6``; ``group_move.py`` since session
+``many64``): tried where a served step of a joined
 thread ends, inside that thread's trampoline - every thread joined, ksgxd served or asleep,
 the regime's checks - ``to_core`` moves every row, and that process drives the core inline
 (the others parked) until it stops: a ``run(until=)`` deadline (the common case: the
@@ -85,26 +86,18 @@ from epcsim.fast.cosim.state import (
     C_HB_NOW,
     C_HB_TASK,
     C_MANY,
-    HANDED_BACK,
-    HB_DEADLINE,
-    HB_NAMES,
     T_PC,
     T_RQ,
-    T_STATE,
-    TS_SLEEP,
 )
-from epcsim.fast.cosim.transfer_to_core import _frame_locals, to_core
-from epcsim.fast.cosim.transfer_to_simpy import to_simpy
+from epcsim.fast.driver import group_move
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.bridge import lp_mask
 from epcsim.fast.driver.core_regime import _static_regime
-from epcsim.fast.driver.core_served import _ksgxd_asleep
-from epcsim.fast.driver.engine_state import fold_task, take_engine
+from epcsim.fast.driver.engine_state import take_engine
+from epcsim.fast.driver.group_move import REFUSED, UNJOINED
 from epcsim.fast.driver.slots import (
-    drive_slots,
-    fold_slots,
     refresh_slots,
     serve_thread_slots,
     take_slots,
@@ -115,22 +108,12 @@ from epcsim.fast.driver.thread import thread_resume
 from epcsim.fast.driver.thread_bridge import _thread_state, entered
 from epcsim.fast.driver.thread_fold import fold_threads
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES, P_TOP
-from epcsim.kernel.main import Sgx
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
 
 if TYPE_CHECKING:
     from epcsim.fast.driver.core_stream import CoreStream
     from epcsim.fast.driver.stream import StreamCore
 
-#: moves refused in a row, every thread joined, before the session dissolves (module
-#: docstring, "Refused moves")
-REFUSED = 32
-#: move attempts in a row, per thread, with a thread not joined before the session gives
-#: up (module docstring, "Refused moves": session ``cmany``)
-UNJOINED = 8
-#: the loop tops a session that gave up for an unjoined thread waits at least (each
-#: formation stacks every thread's stream: ``tstate.stack``)
-UNJOINED_WAIT = 1 << 16
 #: the event heap's rows: each task's own event, the until event, a spinner's pokes
 HEAP_ROWS = 1024
 
@@ -378,168 +361,10 @@ class GroupSession(Session):
             )
         self.ends[t] = (code, STREAM_PF if code == K.KB_PF else STREAM_ON)
 
-    # -- the move -------------------------------------------------------------------------------
+    # -- the move (``group_move.py``) -------------------------------------------------------
     def move(self, t: int) -> tuple[Any, Any] | None:
-        """``Served.move`` after a served step of thread row ``t`` (module docstring, "The
-        move"): every row onto the core and driven from here until it stops, then back;
-        returns what ``to_simpy(inline=t)`` gives this process, or None (nothing moved)."""
-        sv = self.sv
-        owner = self.owner
-        kr = self.kr
-        if self.left or owner.session is not self:
-            return None
-        if any(sv.own[r] is None for r in range(kr)):
-            # a thread not joined (in its generator: its events are Python's)
-            self.unjoined += 1
-            if self.unjoined >= UNJOINED * kr:
-                self._give_up(UNJOINED_WAIT)
-            return None
-        system = self.system
-        sgx = system.sgx
-        if not self._movable():
-            return None
-        waitq = sgx.ksgxd_waitq
-        parked: list[Any] = []
-        kproc = sv.procs[kr]
-        high = self.high
-        if kproc is None or self.ksgxd_out:
-            # ksgxd in its generator: asleep, its wait is put aside for the core's sleep
-            # (``Session.begin``'s way); running a batch in Python, no move
-            if not sgx.ksgxd_sleeping or len(waitq._waiters) != 1:
-                return None
-            parked = list(waitq._waiters)
-            resume: Any = parked[0].callbacks[0]  # the generator's Process._resume
-            frame = _frame_locals(resume.__self__._generator, Sgx._ksgxd.__code__)
-            high = sgx.high_pages if frame is None else int(frame["high"])
-            waitq._waiters = []
-            sv.procs[kr] = None  # its process waits on the parked event (not the core's)
-        self.fit_trace()
-        if not to_core(sv):
-            if parked:
-                waitq._waiters = parked
-                sv.procs[kr] = kproc
-            self.refused += 1
-            if self.refused >= REFUSED:
-                self._give_up()
-            return None
-        self.refused = self.unjoined = 0
-        owner.group_backoff = 1
-        self._hook_proc = None  # closed by ``to_core`` (``CoreStream.run``'s note)
-        co = self.co
-        if parked:
-            self.parked = parked
-            self.high = high
-            self.ksgxd_out = False  # its machine is the core's sleeper now (``fold_pins``)
-            co.tasks[kr, T_STATE] = TS_SLEEP
-            co.tasks[kr, T_PC] = KM.P_WAIT
-            co.wq[0] = 1
-            co.wql[0, 0] = kr
-        return self._drive(t)
-
-    def _give_up(self, at_least: int = 1) -> None:
-        """Dissolve, and no new session for the next ``group_backoff`` loop tops (doubled
-        each time, reset by a move; at least ``at_least``): module docstring, "Refused
-        moves"."""
-        owner = self.owner
-        owner.group_backoff = max(owner.group_backoff, at_least)
-        owner.group_wait = owner.group_backoff
-        owner.group_backoff = min(2 * owner.group_backoff, 1 << 16)
-        self.dissolve()
-
-    def _movable(self) -> bool:
-        """The regime's checks ``to_core`` does not make: every task on a CPU one of the
-        session's threads or ksgxd (another task dissolves the session), the enclave set
-        the session's, the static regime, the SECS resident and no LP but the threads'
-        inside it or tracked."""
-        system = self.system
-        m = system.machine
-        kt = system.sgx.ksgxd_task
-        index = self.index
-        lps = 0
-        for task in m.running:
-            if task is None or task is kt:
-                continue
-            if task not in index:
-                self.dissolve()
-                return False
-            assert task.cpu is not None
-            lps |= 1 << task.cpu
-        if not self.same_enclaves():
-            self.dissolve()
-            return False
-        if not _static_regime(system):
-            return False
-        encl = self.encls[0]
-        hw = system.cpu
-        if encl.secs_epc < 0 or encl.secs_epc not in hw.secs_at:
-            return False
-        st = hw.secs_at[encl.secs_epc]
-        if lp_mask(st.inside) & ~lps or lp_mask(st.tracking) & ~lps:
-            return False
-        return not any(e >= 0 and not (lps >> c) & 1 for c, e in enumerate(hw.lp_eid))
-
-    def _drive(self, t: int) -> tuple[Any, Any] | None:
-        """The core driven from thread row ``t``'s process after ``to_core``, then the
-        hand-back (module docstring)."""
-        owner = self.owner
-        system = self.system
-        sv = self.sv
-        co = self.co
-        kr = self.kr
-        encl = self.encls[0]
-        secs = system.cpu.secs_state(encl.secs_epc)
-        self._secs = secs
-        self.kt, self.nblk = refresh_slots(system, self.encls, self.kt, self.nblk)
-        take_slots(system, self.encls, self.secss, self.kt)
-        ks = self.kt[0]
-        kc = ks.kc
-        ke = ks.ke
-        kc[K.K_HIGH] = self.high
-        kc[K.K_HB] = kc[K.K_HB_PAGE] = kc[K.K_SVC] = 0
-        ke[K.K_SECS_EPC] = encl.secs_epc
-        kc[K.K_THREAD_T] = 0
-        kc[K.K_NTHREADS] = kr
-        kc[K.K_THREAD_SLOT] = 0
-        kc[K.K_TOP_STOP] = 0
-        ke[K.K_INSIDE] = self._take_rows()
-        ke[K.K_TRACKING] = lp_mask(secs.tracking)
-        ke[K.K_CPUMASK] = 0  # the mm's other tasks hold no CPU (_movable); the rows' added
-        done0 = sum(int(row.tc[T.TC_DONE]) for row in self.rows)
-        rc, self.kt = drive_slots(
-            owner.drive, system, self.encls, co, self.kt, self.tsx, 0, -1, {}, rows=self.rows
-        )
-        ks = self.kt[0]
-        owner.group_accesses += sum(int(row.tc[T.TC_DONE]) for row in self.rows) - done0
-        owner.group_moves += 1
-        owner.entries += 1
-        sv.inline_moves += 1
-        owner.ksgxd_pages += int(ks.cnt[K.CN_PAGES])
-        hb = int(co.clk[C_HB])
-        if rc != HANDED_BACK:
-            raise RuntimeError(f"fast_core: the group's core stopped with rc {rc}")
-        if hb == HB_DEADLINE:
-            owner.deadline_stops += 1
-        else:  # a machine's stop (``kstate.KB_*``) or the core's regime's edge
-            name = K.KB_NAMES[int(ks.kc[K.K_HB])] if hb >= 100 else HB_NAMES[hb]
-            owner.group_edges[name] = owner.group_edges.get(name, 0) + 1
-            if hb == 100 + K.KB_SECS and int(co.clk[C_HB_TASK]) == kr:
-                owner.secs_stops += 1
-        asleep = _ksgxd_asleep(co, kr)
-        for r, th in enumerate(self.threads):
-            fold_task(th, co.tasks[r])  # its CPU first: its LP state folds onto it
-        self._fold_rows(ks, others=False)
-        fold_slots(system, self.encls, self.secss, self.kt, skip=0)
-        self.fold_pins()
-        kept = to_simpy(sv, inline=t)
-        if asleep:
-            # ksgxd asleep on the core: its generator's wait again (parked, or a generator
-            # built at that point of ``Sgx._ksgxd``); row ``kr`` free for the next park
-            self.asleep_on_core()
-            self.parked = []
-            sv.procs[kr] = None
-            self.ksgxd_out = False
-        owner.keep(self)
-        return kept
+        """``Served.move`` after a served step of thread row ``t``: ``group_move.move``."""
+        return group_move.move(self, t)
 
 
 __all__ = ["REFUSED", "UNJOINED", "GroupSession"]
