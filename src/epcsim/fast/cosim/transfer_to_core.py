@@ -201,6 +201,13 @@ def to_core(sv: Served) -> bool:
         if isinstance(lk, FifoMutex) and any(w not in tix for w, _ in lk._waiters):
             return False
     mix = {mx: i for i, mx in enumerate(sv.mutexes)}
+    # each ``FifoMutex``'s sleepers as (task, event) identities: a sleeper's entry is
+    # looked up once per task, not by a scan of the wait list (session ``many64``: row
+    # 10's shape, 64 threads, ~50 sleepers - 1,570 comparisons a move, ~1/2 of it)
+    fifo_waits = [
+        {(id(w), id(ev)) for w, ev in mx._waiters} if isinstance(mx, FifoMutex) else set()
+        for mx in sv.mutexes
+    ]
     many = int(st.clk[C_MANY]) != 0
     seqs = queue_order(m.rq, tix)
     if seqs is None:
@@ -286,7 +293,7 @@ def to_core(sv: Served) -> bool:
         elif rq == RQ_LOCK and isinstance(sv.mutexes[int(st.tasks[t, T_RQ_A])], FifoMutex):
             mi = int(st.tasks[t, T_RQ_A])
             fm = sv.mutexes[mi]
-            queued = any(w is task and ev is target for w, ev in fm._waiters)
+            queued = (id(task), id(target)) in fifo_waits[mi]
             handed = fm.owner is task and target.triggered
             if not (queued or handed) or inner not in (_SLEEP_CODE, _FIFO_LOCK_CODE):
                 return False  # woken and waiting for a CPU
@@ -373,8 +380,7 @@ def to_core(sv: Served) -> bool:
     st.tasks[:, T_CONT] = K_NONE
     for t, seq in seqs.items():
         st.tasks[t, T_RQ_SEQ] = seq
-    for t, task in enumerate(sv.tasks):
-        st.tasks[t, T_RESCHED] = int(task._resched)
+    st.tasks[:n_t, T_RESCHED] = [task._resched for task in sv.tasks]
     clk[C_TRACE_LEN] = 0
     clk[C_HB] = clk[C_HB_TASK] = clk[C_HB_NOW] = 0
     rows.sort()
@@ -384,37 +390,40 @@ def to_core(sv: Served) -> bool:
     tasks = st.tasks
     st.cpus[:] = [-1 if r is None else tix[r] for r in m.running]
     order = {task: k for k, task in enumerate(m.spinning)}
-    for t, task in enumerate(sv.tasks):
+    # every task's scheduler fields as whole columns, then the few rows a spin, a sleep on
+    # a FifoMutex or a wait for a CPU add to (session ``many64``: row 10's 65 rows written
+    # field by field were ~1/4 of a move; a task is in at most one of the three)
+    tl = sv.tasks
+    cols = tasks[:n_t]
+    cols[:, T_STATE] = state
+    cols[:, T_CPU] = [-1 if task.cpu is None else task.cpu for task in tl]
+    cols[:, T_LAST_CPU] = [task.last_cpu for task in tl]
+    cols[:, T_BUSY] = [task.busy_ns for task in tl]
+    cols[:, T_STEP_END] = [task.step_end for task in tl]
+    cols[:, T_STEP_NS] = [task.step_ns for task in tl]
+    cols[:, T_SLICE_START] = [task.slice_start for task in tl]
+    cols[:, T_VRUNTIME] = [task.vruntime for task in tl]
+    cols[:, T_STARTED] = [task.started for task in tl]
+    cols[:, T_USER_NS] = user_ns
+    cols[:, T_USER_T0] = user_t0
+    cols[:, T_SPIN_M] = -1
+    cols[:, T_WAIT_M] = -1
+    for t, (mi, rec, spin_t0, lock_t0) in spin.items():
         row = tasks[t]
-        row[T_STATE] = state[t]
-        row[T_CPU] = -1 if task.cpu is None else task.cpu
-        row[T_LAST_CPU] = task.last_cpu
-        row[T_BUSY] = task.busy_ns
-        row[T_STEP_END] = task.step_end
-        row[T_STEP_NS] = task.step_ns
-        row[T_SLICE_START] = task.slice_start
-        row[T_VRUNTIME] = task.vruntime
-        row[T_STARTED] = int(task.started)
-        row[T_USER_NS] = user_ns[t]
-        row[T_USER_T0] = user_t0[t]
-        if t in spin:
-            mi, rec, spin_t0, lock_t0 = spin[t]
-            row[T_SPIN_M] = mi
-            row[T_SPIN_T0] = spin_t0
-            row[T_LOCK_T0] = lock_t0
-            row[T_SPIN_GEN] = rec.gen
-            row[T_SPIN_EV] = SE_TRIGGERED if rec.ev is not None and rec.ev.triggered else SE_PENDING
-            row[T_SPIN_SEQ] = order[task]
-        else:
-            row[T_SPIN_M] = -1
-        if t in msleep:
-            row[T_WAIT_M], row[T_LOCK_T0] = msleep[t]
-        else:
-            row[T_WAIT_M] = -1
-        if t in cpu_waits:
-            row[T_CONT], row[T_CONT_A], wm, lock_t0 = cpu_waits[t]
-            if wm >= 0:
-                row[T_WAIT_M], row[T_LOCK_T0] = wm, lock_t0
+        row[T_SPIN_M] = mi
+        row[T_SPIN_T0] = spin_t0
+        row[T_LOCK_T0] = lock_t0
+        row[T_SPIN_GEN] = rec.gen
+        row[T_SPIN_EV] = SE_TRIGGERED if rec.ev is not None and rec.ev.triggered else SE_PENDING
+        row[T_SPIN_SEQ] = order[tl[t]]
+    for t, (wm, lock_t0) in msleep.items():
+        tasks[t, T_WAIT_M] = wm
+        tasks[t, T_LOCK_T0] = lock_t0
+    for t, (cont, cont_a, wm, lock_t0) in cpu_waits.items():
+        row = tasks[t]
+        row[T_CONT], row[T_CONT_A] = cont, cont_a
+        if wm >= 0:
+            row[T_WAIT_M], row[T_LOCK_T0] = wm, lock_t0
     clk[C_SPIN_SEQ] = len(order)
     for i, mx in enumerate(sv.mutexes):
         r = st.mtx[i]

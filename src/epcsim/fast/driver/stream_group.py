@@ -302,8 +302,8 @@ class GroupSession(Session):
     def _take_rows(self) -> int:
         """Every row's ``TC_ENTERED`` from its thread, and ``K_INSIDE``: the LPs inside the
         enclave (``take_small``'s; ETRACK copies them all into the tracking set)."""
-        for th, row in zip(self.threads, self.rows, strict=True):
-            row.tc[T.TC_ENTERED] = int(entered(th))
+        # the stacked rows' column at once (``tstate.stack``: views of ``tsx.tc``)
+        self.tsx.tc.reshape(self.kr, T.N_TC)[:, T.TC_ENTERED] = [entered(th) for th in self.threads]
         secs = self.secss[0]
         assert secs is not None
         return lp_mask(secs.inside)
@@ -329,7 +329,7 @@ class GroupSession(Session):
             for c in range(len(hw.lp_eid))
             if others and hw.lp_eid[c] == secs.eid and c not in mine
         ]
-        fold_threads(system, self.threads, encl, secs, ks, self.rows)
+        fold_threads(system, self.threads, encl, secs, ks, self.rows, self.tsx)
         for c, tcs in keep:
             hw.lp_eid[c] = secs.eid
             hw.lp_tcs[c] = tcs
