@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_threads_user import agree
+from threads_user_cases import agree
 
 from epcsim.fast.cosim.state import T_STATE, TS_MSLEEP
 from epcsim.fast.driver import group_move, thread_fold
