@@ -217,6 +217,46 @@ def test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0() -> None:
     assert core.fast_core_accesses > 0
 
 
+def test_a_batch_holding_a_closed_enclaves_last_references_keeps_the_next_call_off_the_core() -> (
+    None
+):
+    """ksgxd's served batch holds pages of a second enclave when its process closes it (the
+    fd's and the mm's references gone: the batch's are its last), and the first enclave's
+    next call begins at once. Its first loop top must not take the session onto the core:
+    the batch's last ``kref_put`` there is ``sgx_encl_release`` (``KB_RELEASE``), which
+    only ksgxd's generator runs - the core raised (``core_regime.held_by_a_batch_only``,
+    session ``row1b``; before it, session ``row1``'s "ksgxd asleep" limit in
+    ``access_stream`` kept a call's first iteration in Python). Equal to the fast engine
+    without the hook and to the reference; the decline is counted."""
+
+    def build(engine, kw):  # type: ignore[no-untyped-def]
+        return build_enclave(engine, 3, 64, 2, False, 6, False, **kw)
+
+    def calls(system, encl, n, kw):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(0)
+        out = []
+        res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
+        out.append(core_snap(system, encl, res))
+        other = system.create_enclave(1 << 20)
+        assert other.add_pages(0, 64 * PAGE_SIZE).ok
+        assert other.init().ok
+        res = encl.access_pages(rng.integers(0, n, size=800), rng.random(800) < 0.3)
+        out.append(core_snap(system, encl, res))
+        assert other.access_pages(rng.integers(0, 64, size=300)).ok
+        other.close()
+        held = not other.encl.dead  # the batch's references keep it
+        res = encl.access_pages(rng.integers(0, n, size=1500))
+        out.append(core_snap(system, encl, res))
+        out[-1]["other"] = (held, other.encl.dead, other.encl.refcount)
+        return out
+
+    core, snaps = _three(build, calls)
+    sc = core.sgx.stream_core
+    assert snaps[-1]["other"][:2] == (True, True), "the batch held none of its references"
+    assert sc.release_declines > 0 and sc.release_stops > 0
+    assert core.fast_core_accesses > 0
+
+
 def test_ksgxd_asleep_on_the_core_after_a_k0_entry_sleeps_in_its_generator() -> None:
     """A session entered at K0's check (ksgxd awake after ``init``) ends a call with ksgxd
     asleep on the core: no parked wait to put back, so its generator is rebuilt asleep at

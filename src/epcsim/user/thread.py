@@ -303,13 +303,12 @@ class EnclaveThread(InsnExecution, Task):
                         break
             # the thread holds no CPU (as at every call's start: ``System._call`` released it
             # at the last one's end), which is why the core declined this loop top
-            # (``core_regime._ready``); once on its CPU, the loop top is tried again (below)
-            # - only with ksgxd asleep, no batch of its in flight: a batch holds a reference
-            # of each of its pages' enclaves, and if one was closed meanwhile the batch
-            # drops its last (``sgx_encl_release``), which its generator runs, not the core
-            # (``core_stream.py``, ``KB_RELEASE``; found by this change's first version in
-            # ``test_a_second_enclave_while_ksgxd_is_a_machine_entered_at_k0``)
-            off_cpu = hook is not None and self.cpu is None and self.sgx.ksgxd_sleeping
+            # (``core_regime._ready``); once on its CPU, the loop top is tried again (below),
+            # with ksgxd asleep or its batch in flight (session ``row1b`` lifted session
+            # ``row1``'s "ksgxd asleep" limit: a batch holding the last references of an
+            # enclave closed meanwhile, whose ``kref_put`` only its generator can run -
+            # ``KB_RELEASE`` -, is ``_ready``'s to decline, ``held_by_a_batch_only``)
+            off_cpu = hook is not None and self.cpu is None
             if not (yield from self.enter()):
                 # the entry's fault stopped the stream: its address is the TCS's for a #PF
                 # on the TCS (0 for a #GP), as the kernel's SIGBUS reports it in si_addr

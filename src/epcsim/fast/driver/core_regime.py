@@ -85,6 +85,12 @@ class CoreStreamRegime:
             lock = encl.lock
             if lock.owner is not None or lock._waiters:
                 return False
+        elif held_by_a_batch_only(sgx.enclaves.values()):
+            # ksgxd's served batch may hold an enclave's last references (closed between two
+            # calls): its ``kref_put`` there is ``sgx_encl_release``, which its generator
+            # runs, not the core (``KB_RELEASE``; session ``row1b``)
+            sgx.stream_core.release_declines += 1
+            return False
         kt = sgx.ksgxd_task
         if any(r is not None and r is not thread and r is not kt for r in m.running):
             return False
@@ -118,6 +124,24 @@ class CoreStreamRegime:
                 if ost is None or ost.inside or ost.tracking:
                     return False
         return _static_regime(system)
+
+
+def held_by_a_batch_only(encls: Any) -> bool:
+    """Whether an enclave of ``encls`` is alive only by the references reclaimer batches
+    hold (each isolated page holds one from phase A until it is put back or written back):
+    its process closed the fd and its mm is gone (``Enclave.close``), so the batch's last
+    ``kref_put`` will run ``sgx_encl_release``. The core declines while one is (session
+    ``row1b``, PATHS.md "Row 1 again", item 3): ksgxd's machine stops there (``KB_RELEASE``)
+    only to hand its batch to its generator, which a served machine does (``Session.on_stop``)
+    and one on the core cannot (``core_stream.py`` raises). An enclave without a user handle
+    has references nobody here can count: declined too (none streams on the core)."""
+    for e in encls:
+        if e.dead:
+            continue
+        h = e.handle
+        if h is None or (h.closed and not h._mm_ref):
+            return True
+    return False
 
 
 def _static_regime(system: System) -> bool:
@@ -208,4 +232,4 @@ def _built_or_building(system: System, encl: Any) -> bool:
     return core is not None and core.add_live > 0
 
 
-__all__ = ["CoreStreamRegime", "_built_or_building"]
+__all__ = ["CoreStreamRegime", "_built_or_building", "held_by_a_batch_only"]

@@ -50,8 +50,12 @@ and the entry's kept state are ``stream.py``'s):
   (``sgx_reclaim_write_back(written=True)``), or in phase B after a young page's putback,
   where the last reference means the batch's last page with none kept
   (``_released_young``: ``sgx_encl_release``, then the batch returns 0). On the core
-  it is not reachable (the handle's references go only by a Python task, or by a started
-  thread's exit after its stream): ``RuntimeError`` there.
+  it is kept unreachable: the handle's references go only by a Python task, or by a
+  started thread's exit after its stream, and a served batch left holding a closed
+  enclave's last references is not taken onto the core (``_ready``'s
+  ``held_by_a_batch_only``, session ``row1b``; reached without it by a call's first
+  iteration on the core, ``test_a_batch_holding_a_closed_enclaves_last_references_...``):
+  ``RuntimeError`` there.
 
 Decisions kept from session ``integ`` (the others: ``stream.py``, ``core_regime.py``):
 
@@ -403,7 +407,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         # among them ksgxd's KB_RELEASE on the core, not reachable - during a pair call only
         # the thread and ksgxd run, and neither puts the handle's references (the fd's and
         # the mm's go by ``Enclave.close``, a Python task, or by a started thread's exit
-        # after its stream), so the batch's kref_put never drops the last one here
+        # after its stream), and a batch that holds the last ones already is declined at
+        # entry (``_ready``), so the batch's kref_put never drops the last one here
         if who != kr or code != K.KB_SECS:
             raise RuntimeError(
                 f"fast_core: the core stopped where access_stream cannot go on "

@@ -277,6 +277,9 @@ class StreamCore:
         #: served ksgxd machines whose ``kref_put`` dropped the last reference
         #: (``KB_RELEASE``): its generator from that page, ``sgx_encl_release`` there
         self.release_stops = 0
+        #: loop tops the core declined while ksgxd's served batch held the last references
+        #: of a closed enclave (``core_regime.held_by_a_batch_only``; session ``row1b``)
+        self.release_declines = 0
         #: served ksgxd machines stopped after a page's EWB that a Python task's child
         #: removal made the last child's (``KB_SECS`` at ``P_STORED``): its generator from
         #: the child count's drop, encl->lock held (``Session._rest_of_batch``)
