@@ -140,6 +140,10 @@ class Timeline:
             return
         n = len(self.t)
         k = int(times.size)
+        if n and n + k <= self.max_points:
+            # the batch cannot fill the series (at most ``k`` new points): its tail only
+            self._append_many(times, values, n, k)
+            return
         # the series and the batch in ``_scratch``'s arrays, not in new ones (module
         # docstring of ``_Scratch``: fresh arrays of this size cost page faults, ~0.2 ms a
         # call on row 1's ~13,800 points, session ``callcost``); record_run reads only
@@ -156,6 +160,31 @@ class Timeline:
         self.t.frombytes(t[:n].data.cast("B"))
         self.v = array("q")
         self.v.frombytes(v[:n].data.cast("B"))
+
+    def _append_many(self, times: np.ndarray, values: np.ndarray, n: int, k: int) -> None:
+        """``record_many`` of a batch that cannot fill the series (``n + k <= max_points``),
+        on its last point alone: until a downsample, ``record`` reads and writes only the
+        last kept point, and the series fills (``n >= max_points``) exactly when the suffix
+        from that point reaches ``max_points - (n - 1)`` points, which ``1 + k`` does not
+        exceed; so ``record_run`` over the last point gives the series' tail, appended in
+        place (the bound passed anyway, and the resolution checked: a defect guard). Why
+        (session ``row1b``): the whole way copies the series (up to ``max_points``, 8,192)
+        in and out at every fold. Row 1's call does not gain: its ~13,800 points fill the
+        series (~4,600 kept after the warm-up call), which then downsamples - the whole way."""
+        from epcsim.fast.history import record_run
+
+        t, v, bt, bv = _scratch.take(k + 1, k)
+        t[0] = self.t[n - 1]
+        v[0] = self.v[n - 1]
+        bt[:] = times
+        bv[:] = values
+        m, res = record_run(t, v, 1, self.resolution_ns, self.max_points - (n - 1), bt, bv)
+        if res != self.resolution_ns:
+            raise RuntimeError("Timeline.record_many: a batch that cannot fill it downsampled")
+        self.v[n - 1] = int(v[0])
+        if m > 1:
+            self.t.frombytes(t[1:m].data.cast("B"))
+            self.v.frombytes(v[1:m].data.cast("B"))
 
     def _downsample(self) -> None:
         """Double the resolution and merge: the rule ``record`` applies, replayed."""
