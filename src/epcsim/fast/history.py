@@ -56,10 +56,26 @@ def bin_latencies(v, counts, per_octave):
         if ns <= 1:
             counts[0] += 1
             continue
+        # ns.bit_length() - 1 by halving the width (six tests, not one shift per bit: the
+        # loop was ~17 a fault on row 1's latencies, session ``row1b``)
         octave = 0
         x = ns
-        while x > 1:  # ns.bit_length() - 1
-            x >>= 1
+        if x >= 1 << 32:
+            x >>= 32
+            octave += 32
+        if x >= 1 << 16:
+            x >>= 16
+            octave += 16
+        if x >= 1 << 8:
+            x >>= 8
+            octave += 8
+        if x >= 1 << 4:
+            x >>= 4
+            octave += 4
+        if x >= 1 << 2:
+            x >>= 2
+            octave += 2
+        if x >= 1 << 1:
             octave += 1
         frac = ((ns - (1 << octave)) * per_octave) >> octave
         counts[octave * per_octave + frac] += 1
