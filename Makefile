@@ -50,6 +50,13 @@ test: $(DEVSTAMP)
 # without a lock, so two processes compiling two signatures of one function at once could
 # pair one's index entry with the other's code; apart, nothing is shared. `-O` prints each
 # target's output whole when it ends; either part failing fails `make test`.
+# pytest's own cache (`.pytest_cache`: `--lf`'s last failures, `--nf`'s node ids) is part 2's
+# own too, `.pytest_cache/part2` (decision, session `tidy`, 2026-11-27): pytest writes each
+# cache file in place (`Cache.set`: `write_text`, no temp file), so two processes ending
+# together could tear a file, and each writes back the last failures it read at its start
+# less its own passes - the part that ends last drops the other's new failures. Its own
+# directory, not no cache at all: `--lf` still reruns either part's failures (part 2's: its
+# command below with `--lf`; part 1's and one process's: plain `pytest --lf`).
 test-lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -59,7 +66,7 @@ test-part1: $(DEVSTAMP)
 	$(VENV)/bin/python -m pytest -q --suite-part=1
 
 test-part2: test-lint
-	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NUMBA_CACHE_DIR="$$d" $(VENV)/bin/python -m pytest -q --suite-part=2
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NUMBA_CACHE_DIR="$$d" $(VENV)/bin/python -m pytest -q --suite-part=2 -o cache_dir=.pytest_cache/part2
 
 browser: $(DEVSTAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } || { echo "chromium is missing: install it (Debian: apt-get install chromium)" >&2; exit 1; }

@@ -47,6 +47,18 @@ def test_make_test_runs_every_part_in_parallel() -> None:
     assert re.search(r"\$\(MAKE\) .*-j2 .*test-part1 test-part2", text)
 
 
+def test_the_parts_write_their_own_pytest_cache() -> None:
+    """pytest writes its cache files in place, and each part writes back the last failures
+    it read less its own passes: two processes sharing ``.pytest_cache`` could tear a file
+    and drop the other's failures (the Makefile says why, session ``tidy``). Part 2's
+    command names a cache directory of its own; part 1's keeps the default."""
+    text = (ROOT / "Makefile").read_text()
+    lines = {k: [ln for ln in text.splitlines() if f"--suite-part={k}" in ln] for k in PARTS}
+    assert all(len(v) == 1 for v in lines.values()), lines
+    dirs = [re.findall(r"cache_dir=(\S+)", lines[k][0]) for k in PARTS]
+    assert dirs[0] == [] and len(dirs[1]) == 1 and dirs[1][0] != ".pytest_cache", dirs
+
+
 def test_part_2_does_not_compile_the_machines() -> None:
     """Part 2's numba cache is its own and empty: a file there that runs the core's
     machines (``fast_core``, ``epcsim.fast.driver``) would compile them a second time
