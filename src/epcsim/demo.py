@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
-from epcsim.kernel.ioctl import IoctlResult
+from epcsim.kernel.uapi import IoctlResult
 from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs
 from epcsim.system import System
 from epcsim.units import parse_pages

@@ -127,7 +127,7 @@ def test_the_seed_shaped_build_runs_on_the_core() -> None:
 
 def test_a_build_with_a_progress_bar_runs_on_the_core() -> None:
     """A count-only progress hook (``epcsim run``'s build bar) no longer keeps the
-    build off the core (``kernel.ioctl._add_core``): the same pages are the core's as
+    build off the core (``kernel.ioctl_add._add_core``): the same pages are the core's as
     without it, and the hook is called once per page with the same byte counts in the same
     order on the three systems (each step's record holds its calls)."""
     adds, entries = _three(7, 256, 4, False, 2.0, 0, 1, hook=True)

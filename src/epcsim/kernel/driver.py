@@ -22,18 +22,16 @@ from typing import Any
 from epcsim.arch import EBUSY, EFAULT, EINVAL, ENOTTY, Attribute
 from epcsim.engine.machine import Gen, Task
 from epcsim.kernel.encl import SgxEncl
-from epcsim.kernel.ioctl import (
-    IoctlResult,
-    ProgressHook,
-    sgx_ioc_enclave_add_pages,
-    sgx_ioc_enclave_create,
-    sgx_ioc_enclave_init,
-)
+from epcsim.kernel.ioctl_add import sgx_ioc_enclave_add_pages
+from epcsim.kernel.ioctl_create import sgx_ioc_enclave_create
+from epcsim.kernel.ioctl_init import sgx_ioc_enclave_init
 from epcsim.kernel.ioctl_sgx2 import (
     sgx_ioc_enclave_modify_types,
     sgx_ioc_enclave_remove_pages,
     sgx_ioc_enclave_restrict_permissions,
 )
+from epcsim.kernel.progress import ProgressHook
+from epcsim.kernel.uapi import IoctlResult
 
 _IOC_WRITE, _IOC_READ = 1, 2
 SGX_MAGIC = 0xA4

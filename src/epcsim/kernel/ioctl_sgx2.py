@@ -32,13 +32,10 @@ from epcsim.fast import ioctl as fast_ioctl
 from epcsim.fast.driver.tstate import MODE_REMOVE, MODE_TRIM
 from epcsim.kernel import encls
 from epcsim.kernel.encl import PROT_R, PROT_W, SgxEncl
-from epcsim.kernel.ioctl import (
-    IoctlResult,
-    ProgressHook,
-    hook_may_act,
-    validate_offset_length,
-)
+from epcsim.kernel.ioctl_validate import validate_offset_length
+from epcsim.kernel.progress import ProgressHook, hook_may_act
 from epcsim.kernel.reclaim import etrack, send_ipi, sgx_reclaim_direct
+from epcsim.kernel.uapi import IoctlResult
 from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 
 

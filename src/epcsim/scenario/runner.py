@@ -27,7 +27,7 @@ import numpy as np
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.engine.observer import ObserverTimeout
-from epcsim.kernel.ioctl import observe_only
+from epcsim.kernel.progress import observe_only
 from epcsim.scenario.hostmem import HostMemoryError, check_plan
 from epcsim.scenario.model import Scenario
 from epcsim.scenario.plan import Plan, compile_scenario

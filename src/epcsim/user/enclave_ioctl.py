@@ -28,7 +28,8 @@ from epcsim.kernel.driver import (
     sys_ioctl,
 )
 from epcsim.kernel.encl import SgxEncl
-from epcsim.kernel.ioctl import AddPagesArgs, IoctlResult, ProgressHook, Secinfo
+from epcsim.kernel.progress import ProgressHook
+from epcsim.kernel.uapi import AddPagesArgs, IoctlResult, Secinfo
 from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.units import parse_size
 from epcsim.user.args import PAGE_TYPES, _page_aligned, parse_perm

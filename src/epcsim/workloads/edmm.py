@@ -35,7 +35,8 @@ from epcsim.kernel.driver import (
     SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
     sys_ioctl,
 )
-from epcsim.kernel.ioctl import IoctlResult, ProgressHook, observe_only
+from epcsim.kernel.progress import ProgressHook, observe_only
+from epcsim.kernel.uapi import IoctlResult
 from epcsim.kernel.uapi_sgx2 import ModifyTypesArgs, RemovePagesArgs, RestrictPermissionsArgs
 from epcsim.user.enclave import Enclave
 from epcsim.user.thread import STREAM_SIGBUS, EnclaveThread
@@ -129,7 +130,7 @@ def ioctl(ctx: Ctx, cmd: int, arg: object, progress: ProgressHook | None = None)
 
 
 #: (pages done, pages in the operation), for progress bars: it reports and changes nothing
-#: (the fast engine calls it after a batched run of pages, ``kernel.ioctl.observe_only``)
+#: (the fast engine calls it after a batched run of pages, ``kernel.progress.observe_only``)
 PagesHook = Callable[[int, int], None]
 #: called right after each ioctl of a range operation returns, before any simulated time
 #: passes: (the result, bytes done before this call); the demo reads the kernel's state here

@@ -1,6 +1,6 @@
 """The ADD_PAGES loop's rows (PATHS.md A0-A4), compiled into the thread's machine.
 
-``kernel/ioctl.sgx_ioc_enclave_add_pages``' page loop runs on the thread's machine in
+``kernel/ioctl_add.sgx_ioc_enclave_add_pages``' page loop runs on the thread's machine in
 ``tstate.MODE_ADD`` (session ``addcore``; PATHS.md "The ADD_PAGES loop"): the task is the
 process's ioctl task on the thread row (as MODIFY_TYPES' from ``Enclave.modify_types``),
 the enclave not yet initialized. Its rows are here, reached from ``trim.trim_rows``'s page
@@ -31,7 +31,7 @@ A4 ``sgx_mark_page_reclaimable``, the unlock, the page counted; back to A0.
 A0's ``cond_resched()`` (the reference's, before ``sgx_encl_add_page``) and A1's after a
 direct batch are requests with pcs of their own (``resched.py``, session ``onecpu2``).
 
-The order of every step is ``kernel/ioctl.py``'s (``sgx_ioc_enclave_add_pages``,
+The order of every step is ``kernel/ioctl_add.py``'s (``sgx_ioc_enclave_add_pages``,
 ``sgx_encl_add_page``), ``kernel/main.py``'s ``alloc_epc_page``, ``kernel/encl.py``'s
 ``grow`` and ``isa/encls.py``'s ``eadd``; a change there changes this file.
 """
@@ -207,7 +207,7 @@ def add_rows(p, t, pc):
                 if lru == 0:  # -ENOMEM
                     if va:
                         # Python's, from the grow on, the page's own EPC page in TC_PAGE
-                        # (kernel/ioctl._add_page_rest frees it)
+                        # (kernel/ioctl_add._add_page_rest frees it)
                         tc[TC_ADD_VA] = 0
                         return pc, _stop(st, ks, t, P_AGROW, KB_GROW, tc[TC_IDX])
                     # Python's loop from the page top (the same state)

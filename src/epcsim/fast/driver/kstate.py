@@ -226,7 +226,7 @@ KB_LEAF = 14
 KB_PAGE = 15
 #: the ADD_PAGES loop (``tstate.MODE_ADD``): ``sgx_encl_grow``'s VA page finds the free list
 #: empty, the page's own EPC page allocated (``tc[TC_PAGE]``): Python's
-#: ``kernel.ioctl._add_page_rest`` goes on from the grow (its allocation's reclaim, or
+#: ``kernel.ioctl_add._add_page_rest`` goes on from the grow (its allocation's reclaim, or
 #: -ENOMEM; session ``addrun``)
 KB_GROW = 16
 KB_NAMES = (

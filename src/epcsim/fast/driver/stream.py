@@ -204,7 +204,7 @@ class StreamCore:
         #: context switches on the core (``cosim/runqueue.py``: a task given the CPU another
         #: left or yielded; with one CPU the thread and ksgxd share it, session ``onecpu2``)
         self.core_switches = 0
-        #: pages ADD_PAGES' loop (``kernel.ioctl.sgx_ioc_enclave_add_pages``) added on the
+        #: pages ADD_PAGES' loop (``kernel.ioctl_add.sgx_ioc_enclave_add_pages``) added on the
         #: core (session ``addcore``)
         self.adds = 0
         #: the ADD_PAGES loop's stops at a page's VA page whose allocation found the free

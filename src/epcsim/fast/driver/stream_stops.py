@@ -66,7 +66,7 @@ END_DIRECT = -101
 #: ... the ADD_PAGES loop stopped at its page's ``sgx_encl_grow`` (``KB_GROW`` at
 #: ``add.P_AGROW``): the VA page's allocation found the free list empty, the page's own EPC
 #: page allocated (``CoreStream.grow_page``); the caller runs the page from the grow on in
-#: Python (``kernel.ioctl._add_page_rest``; session ``addrun``)
+#: Python (``kernel.ioctl_add._add_page_rest``; session ``addrun``)
 END_GROW = -102
 
 

@@ -141,7 +141,7 @@ MODE_TRIM = 2  #: ``kernel/ioctl_sgx2._page_loop`` of MODIFY_TYPES (session ``mt
 #: ``_page_loop`` of REMOVE_PAGES (session ``ioctlcore``): MODE_TRIM's rows but ``per_page``;
 #: the two are "the ioctl loops", ``mode >= MODE_TRIM``
 MODE_REMOVE = 3
-#: ``kernel/ioctl.sgx_ioc_enclave_add_pages``' page loop (session ``addcore``): an ioctl
+#: ``kernel/ioctl_add.sgx_ioc_enclave_add_pages``' page loop (session ``addcore``): an ioctl
 #: loop too (``mode >= MODE_TRIM``: its page top is ``trim_rows``'), its rows ``add.py``'s
 MODE_ADD = 4
 

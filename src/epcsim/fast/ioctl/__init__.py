@@ -32,7 +32,7 @@ A ``progress`` hook (``ProgressHook``) marked ``observe_only`` (a progress bar) 
 per page, in order, with the clock set to that page's end, as in the reference; the page
 arrays it could read already hold the whole run. A hook without the mark may act (a test
 sends a signal from one), so the callers take no batched run then
-(``epcsim.kernel.ioctl.hook_may_act``).
+(``epcsim.kernel.progress.hook_may_act``).
 
 One module per ioctl, as the kernel's ``ioctl.c`` has one function per ioctl (``add_pages``,
 ``modify_types``, ``restrict_permissions``, ``remove_pages``), ``batch`` for what every

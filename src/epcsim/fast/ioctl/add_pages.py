@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from epcsim.engine.machine import Task
     from epcsim.isa import SgxCpu
     from epcsim.kernel.encl import SgxEncl
-    from epcsim.kernel.ioctl import ProgressHook
+    from epcsim.kernel.progress import ProgressHook
 
 
 #: pages hashed per MRENCLAVE update in a measured run (bounds the temporary buffer)
@@ -56,7 +56,7 @@ def add_run(
     """Up to ``limit`` pages of ADD_PAGES from page ``index`` at once (see the module
     docstring); ``src[src_off:]`` holds their data (None: zero pages). Returns the pages
     added (0: run the reference for page ``index``)."""
-    from epcsim.kernel.ioctl import content_for
+    from epcsim.kernel.ioctl_add import content_for
 
     sgx = encl.sgx
     hw = sgx.cpu

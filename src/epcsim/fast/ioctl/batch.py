@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from epcsim.engine.machine import Machine, Task
     from epcsim.isa.secs import SecsState
     from epcsim.kernel.encl import SgxEncl
-    from epcsim.kernel.ioctl import ProgressHook
+    from epcsim.kernel.progress import ProgressHook
 
 
 #: longest run one call applies: each call scans its window, so a bounded window keeps a

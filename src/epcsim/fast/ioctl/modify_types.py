@@ -20,7 +20,7 @@ from epcsim.fast.ioctl.layouts import _epcm_emodt_trim
 if TYPE_CHECKING:
     from epcsim.engine.machine import Task
     from epcsim.kernel.encl import SgxEncl
-    from epcsim.kernel.ioctl import ProgressHook
+    from epcsim.kernel.progress import ProgressHook
 
 
 _PT_TRIM = int(PageType.TRIM)

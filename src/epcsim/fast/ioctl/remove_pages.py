@@ -28,7 +28,7 @@ from epcsim.kernel.policy import KernelLru
 if TYPE_CHECKING:
     from epcsim.engine.machine import Task
     from epcsim.kernel.encl import SgxEncl
-    from epcsim.kernel.ioctl import ProgressHook
+    from epcsim.kernel.progress import ProgressHook
 
 
 def _lru_unmark_many(lru, pages: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from epcsim.fast.ioctl.layouts import _epcm_emodpr
 if TYPE_CHECKING:
     from epcsim.engine.machine import Task
     from epcsim.kernel.encl import SgxEncl
-    from epcsim.kernel.ioctl import ProgressHook
+    from epcsim.kernel.progress import ProgressHook
 
 
 def restrict_run(
