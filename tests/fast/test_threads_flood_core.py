@@ -142,74 +142,69 @@ def test_the_parked_flood_beside_the_run_queue_matches_it_in_python(
     event("handed back" if parks < 0 else "parked on the core" if parks else "no park")
 
 
-#: fixed cases (seed, epc, mult, nthreads, spare, length, hot, fifo): each parks on the core
-GUARD_CASES = (
-    (2, "1M", 3, 4, 0, 400, 0.0, ""),
-    (2, "1M", 3, 4, 0, 400, 0.0, "mutex+sched"),
-    (5, "512K", 4, 3, 1, 600, 0.0, ""),
-    (7, "1M", 2, 4, 2, 800, 0.9, "sched"),
+#: the fixed cases, each run once (session ``tidy``: three tests ran each case's core run
+#: twice): (seed, epc, mult, nthreads, spare, length, hot, fifo, cpus, seen). ``cpus`` None:
+#: each thread and ksgxd its own CPU, ``spare`` idle besides; else more threads than CPUs
+#: (session ``floodq``). ``seen``: the core's counters (``ThreadsResult.core``) the case is
+#: there for, each > 0 in its run; together they name every one the guards need.
+FIXED_CASES = (
+    (2, "1M", 3, 4, 0, 400, 0.0, "", None, ()),
+    (2, "1M", 3, 4, 0, 400, 0.0, "mutex+sched", None, ()),
+    (5, "512K", 4, 3, 1, 600, 0.0, "", None, ()),
+    (7, "1M", 2, 4, 2, 800, 0.9, "sched", None, ()),
+    # a parked row preempted by a wake-up
+    (30398, "512K", 4, 7, 0, 499, 0.0, "", 6, ("flood_woken", "switches")),
+    # need_resched at decisions, TCS faults parked
+    (21377, "1M", 4, 7, 0, 685, 0.0, "", 2, ("flood_resched", "flood_tcs_parks", "switches")),
+    (5562, "1M", 3, 4, 0, 468, 0.0, "sched", 3, ("switches",)),  # FIFO CPUs: the fixed slice
+    (17094, "1M", 4, 3, 0, 585, 0.0, "mutex+sched", 1, ("switches",)),  # FIFO mutex, one CPU
 )
+#: what the guards need seen across the cases with more threads than CPUs
+QUEUE_SEEN = ("flood_woken", "flood_resched", "flood_tcs_parks", "switches")
+#: each case's parks and retries charged in bulk at least (the guard wanted more than 100
+#: of each over the first four cases: 98-2,184 parks, 57-555 retries measured)
+MIN_PARKS = MIN_BULK = 26
 
 
-#: fixed cases with more threads than CPUs (seed, epc, mult, nthreads, length, hot, fifo,
-#: cpus), each run to its end on the core (session ``floodq``)
-QUEUE_CASES = (
-    (30398, "512K", 4, 7, 499, 0.0, "", 6),  # a parked row preempted by a wake-up
-    (21377, "1M", 4, 7, 685, 0.0, "", 2),  # need_resched at decisions, TCS faults parked
-    (5562, "1M", 3, 4, 468, 0.0, "sched", 3),  # FIFO CPUs: the fixed slice
-    (17094, "1M", 4, 3, 585, 0.0, "mutex+sched", 1),  # the FIFO mutex on one CPU
-)
+def test_the_fixed_cases_name_every_counter_the_guards_need() -> None:
+    """The union of the cases' ``seen`` covers the queue guard's counters, and the four
+    cases each on their own CPUs at ``MIN_PARKS``/``MIN_BULK`` make more than 100 of each."""
+    assert {k for c in FIXED_CASES for k in c[-1]} == set(QUEUE_SEEN)
+    assert 4 * MIN_PARKS > 100 and 4 * MIN_BULK > 100
 
 
-def test_rows_parked_and_settled_on_the_core() -> None:
-    """A guard on the property above: in fixed cases threads park on the core and their
-    skipped retries are settled there (the core's counters, folded into ``NopageFlood``),
-    exactly as in Python."""
-    parks = bulk = 0
-    for case in GUARD_CASES:
-        (p, b), _core = agree(*case)
-        assert p > 0, case
-        parks += p
-        bulk += b
-    assert parks > 100 and bulk > 100, (parks, bulk)
-
-
-def test_the_flood_bound_holds_on_the_cores_runs() -> None:
-    """``flood_bound.py``'s bound, the core's bulk runs against the reference (every retry
-    simulated): the paging counters and the end within it - each thread on its own CPU,
-    and more threads than CPUs (session ``floodq``)."""
-    cases = [(*c, c[3] + 1 + c[4]) for c in GUARD_CASES]
-    cases += [(s, e, m, n, 0, k, h, f, c) for s, e, m, n, k, h, f, c in QUEUE_CASES]
-    for seed, epc, mult, nthreads, _spare, length, hot, fifo, cpus in cases:
-        n = int(EPC_PAGES[epc] * mult)
-        pages, w = streams(seed, nthreads, n, EPC_PAGES[epc], length, hot)
-        ref, _, rth = build(seed, "reference", epc, n, cpus, nthreads, fifo)
-        _, events = run_python(ref, rth, pages, w)
-        core, _, cth = build(seed, "fast", epc, n, cpus, nthreads, fifo, **BULK)
-        # the bound on the core's run (``threads_cases.run_both``): bulk skips the
-        # reference's retries but adds timers, so twice the reference's events (at most
-        # 1.02x measured on these cases, session ``fixes``)
-        result = checked(run_threads(core, cth, pages, w, budget=2 * events), 2 * events)
-        assert result.handed_back is None, result
-        assert core.sgx.flood.bulk_retries > 0
-        assert_within_flood_bound(ref.stats(), core.stats(), ref.now, core.now)
-
-
-def test_parked_rows_were_preempted_and_settled_beside_the_run_queue() -> None:
-    """A guard on the property above (session ``floodq``): in fixed cases with more
-    threads than CPUs, run to their end on the core exactly as in Python, parked rows held
-    CPUs others waited for - a wake-up preempted a parked row (``wake``), parks ended at a
-    decision instant with need_resched due (the row then yields its CPU at its handler's
-    ``mutex_lock``, its skipped retries settled), the run queue switched - and the TCS
-    fault's retries parked (``eresume=False``)."""
-    seen = {"flood_woken": 0, "flood_resched": 0, "flood_tcs_parks": 0, "switches": 0}
-    for seed, epc, mult, nthreads, length, hot, fifo, cpus in QUEUE_CASES:
-        case = (seed, epc, mult, nthreads, 0, length, hot, fifo)
-        (parks, bulk), core = agree(*case, cpus=cpus)
-        assert parks > 0 and bulk > 0, (case, core)
-        for k in seen:
-            seen[k] += core[k]
-    assert all(v > 0 for v in seen.values()), seen
+@pytest.mark.parametrize("case", FIXED_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[7] or 'linux'}")
+def test_fixed_cases_park_settle_and_stay_within_the_bound(case: tuple) -> None:  # type: ignore[type-arg]
+    """Each fixed case once, three runs: the core's run equals the fast engine's in Python,
+    every observable, to its end (no hand-back); threads parked on the core and their
+    skipped retries were settled there (``MIN_PARKS``, ``MIN_BULK``), and with more
+    threads than CPUs (session ``floodq``) parked rows held CPUs others waited for - the
+    case's ``seen``: a wake-up preempting a parked row (``flood_woken``), parks ended at
+    a decision instant with need_resched due (``flood_resched``: the row yields its CPU at
+    its handler's ``mutex_lock``, its skipped retries settled), the TCS fault's retries
+    parked (``flood_tcs_parks``), the run queue switched. And ``flood_bound.py``'s bound,
+    the core's bulk run against the reference (every retry simulated): the paging
+    counters and the end within it. (Before session ``tidy``: three tests, the guards
+    and the bound, each running the cases' core runs again.)"""
+    seed, epc, mult, nthreads, spare, length, hot, fifo, cpus, seen = case
+    if cpus is None:
+        cpus = nthreads + 1 + spare
+    (py, pencl, pth, outs), (drv, dencl, dth, result) = run_both(
+        seed, "fast", epc, mult, cpus, nthreads, length, hot, fifo, **BULK
+    )
+    assert result.handed_back is None, result
+    assert result.outcomes == outs
+    assert differ(snap(py, pencl, pth, outs), snap(drv, dencl, dth, result.outcomes)) == []
+    parks, bulk = flood_counts(drv)
+    assert (parks, bulk) == flood_counts(py)
+    assert drv.sgx.ksgxd_sleeping and not drv.machine.env._queue
+    assert parks >= MIN_PARKS and bulk >= MIN_BULK, (parks, bulk)
+    assert all(result.core[k] > 0 for k in seen), (seen, result.core)
+    n = int(EPC_PAGES[epc] * mult)
+    pages, w = streams(seed, nthreads, n, EPC_PAGES[epc], length, hot)
+    ref, _, rth = build(seed, "reference", epc, n, cpus, nthreads, fifo)
+    run_python(ref, rth, pages, w)
+    assert_within_flood_bound(ref.stats(), drv.stats(), ref.now, drv.now)
 
 
 def _tie_case(order: tuple[int, int]) -> tuple:  # type: ignore[type-arg]
