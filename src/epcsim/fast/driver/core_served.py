@@ -59,6 +59,21 @@ class CoreStreamServed:
     stalled: int
     calls: np.ndarray
 
+    def _served_end(
+        self, stop: tuple[int, int] | None, tc: Any, done: int, who: str
+    ) -> tuple[int, int, int]:
+        """Where a served thread's serving generator ended (``_served_to_top`` and
+        ``stream_group.GroupSession.join``): its stop, its stream's index and count, the
+        accesses since ``done`` counted; returns ``run``'s ``(i, done, end)``. The
+        generator ends only at a stop (``on_stop``): none is a guard (``who`` names the
+        thread in its message)."""
+        if stop is None:
+            raise RuntimeError(f"fast_core: {who} served ended without a stop")
+        _code, end = stop
+        new_done = int(tc[T.TC_DONE])
+        self._count(new_done - done)
+        return int(tc[T.TC_I]), new_done, end
+
     def _count(self, n: int) -> None:
         if self.trim is not None and self.ioctl_mode == T.MODE_ADD:
             self.owner.adds += n
@@ -171,13 +186,7 @@ class CoreStreamServed:
         # the thread's call is over (a session ended at KB_SECS, its ksgxd's generator took
         # over; or one kept served after a deadline: the next call brings its own TState)
         sess.ts = None
-        stop = sess.thread_end
-        if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
-            raise RuntimeError("fast_core: the thread served ended without a stop")
-        _code, end = stop
-        new_i = int(tc[T.TC_I])
-        new_done = int(tc[T.TC_DONE])
-        self._count(new_done - done)
+        new_i, new_done, end = self._served_end(sess.thread_end, tc, done, "the thread")
         self._take_notes(ts)
         if trim is not None:
             self._take_ret(tc)

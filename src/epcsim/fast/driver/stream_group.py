@@ -183,12 +183,7 @@ class GroupSession(Session):
         sv.begun[r] = False
         stop = self.ends[r]
         self.ends[r] = None
-        if stop is None:  # its serving generator ends only at a stop (on_stop): a guard
-            raise RuntimeError("fast_core: a thread of the group served ended without a stop")
-        _code, end = stop
-        new_i = int(tc[T.TC_I])
-        new_done = int(tc[T.TC_DONE])
-        cs._count(new_done - done)
+        new_i, new_done, end = cs._served_end(stop, tc, done, "a thread of the group")
         if end != STREAM_ON or new_i >= int(tc[T.TC_N]):
             self.dissolve()  # its stream is over: the session's rows are not all live
         return new_i, new_done, end
