@@ -90,4 +90,4 @@ clean: clean-cache
 # numba's cached machine code: stale when a compiled function calls one changed in another
 # file (src/epcsim/fast/README.md, "Compiled code and numba's cache")
 clean-cache:
-	find src benchmarks tests -name '*.nbi' -delete -o -name '*.nbc' -delete
+	find src benchmarks tests -name '*.nbi' -delete -o -name '*.nbc' -delete -o -name 'numba-index.lock' -delete

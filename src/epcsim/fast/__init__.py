@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from epcsim.fast.numba_cache import PAGE_STATE, drop_stale, sources
+from epcsim.fast.numba_cache import PAGE_STATE, drop_stale, lock_index_saves, sources
 
 __all__: list[str] = []
+
+# processes sharing numba's cache (Dask workers, the demo's) update its index one at a time
+# (``fast/numba_cache.py``); ``epcsim.fast`` is imported before anything compiles
+lock_index_saves()
 
 # numba's cached code goes when a source it depends on changes (``fast/numba_cache.py``)
 drop_stale(

@@ -11,13 +11,36 @@ source the package's compiled code depends on next to numba's in-tree cache, and
 digest differs it deletes the package's cached files, so they are compiled afresh. A cache
 placed elsewhere by ``NUMBA_CACHE_DIR`` is not checked (``make clean-cache`` and clearing
 that directory are the remedies). Fresh clones and CI start with no cache at all.
+
+Processes sharing one cache (``lock_index_saves``, decision of session ``tidy``,
+2026-11-27): numba writes each cache file by temp file + ``os.replace``, but it updates a
+function's index (``.nbi``: signature -> data file) by an unlocked read-modify-write
+(``numba/core/caching.py``, ``IndexDataCacheFile.save``). Two processes saving two
+signatures of one function at once both read the index without the other's entry, both
+name their code ``<function>.1.nbc`` and both write the index back: one entry is lost and
+the data file holds whichever code was written last - under the other's key, if the
+index's writer lost the data race. ``epcsim sweep``'s Dask workers and ``epcsim demo``'s
+worker processes all compile into one cache when it is cold. Of the remedies - warm the
+cache in the parent first (``epcsim warm``: ~75-133 s of CPU, more than a small sweep
+costs, and it covers the machines only, not the Python path's helpers a run compiles), a
+cache directory per worker while the cache is cold (no worker then reuses what another
+compiled, and nothing is kept for the next run) - the one that fixes the cause is taken:
+every ``epcsim`` process holds an exclusive ``flock`` on ``numba-index.lock`` in the cache
+directory around numba's ``save`` (load, name, write the index, write the data), so the
+read-modify-write is whole. A reader needs no lock: it sees the old or the new index
+(``os.replace``), and an entry whose data file is not written yet is a miss numba
+recompiles. ``make test``'s two parts keep their own caches for another reason (part 2's
+``fast_core="auto"`` must not depend on what part 1 has compiled: ``tests/README.md``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 #: the ``epcsim`` package directory (sources named relative to it)
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,3 +90,42 @@ def drop_stale(package: Path, deps: Iterable[Path]) -> None:
         stamp.write_text(want)
     except OSError:  # a read-only install: numba then caches elsewhere or not at all
         pass
+
+
+#: the lock file ``lock_index_saves`` takes in each cache directory
+LOCK_NAME = "numba-index.lock"
+
+
+def lock_index_saves() -> None:
+    """Make numba's cache index updates whole across processes (module docstring): wrap
+    ``IndexDataCacheFile.save`` in an exclusive ``flock`` on the cache directory's
+    ``LOCK_NAME``. Idempotent; ``save.__wrapped__`` is numba's own. Uses numba's cache
+    internals (not documented API, as ``fast/driver/auto.py`` does): if they are not
+    there, or ``fcntl`` is not (Windows), or the lock cannot be opened (a read-only
+    directory, where numba cannot save either), saves go on unlocked as before."""
+    try:
+        import fcntl
+
+        from numba.core import caching
+
+        cls: Any = caching.IndexDataCacheFile
+        save = cls.save
+    except (ImportError, AttributeError):
+        return
+    if getattr(save, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(save)
+    def locked_save(self: Any, key: Any, data: Any) -> None:
+        try:
+            fd = os.open(os.path.join(self._cache_path, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o644)
+        except (OSError, AttributeError):
+            save(self, key, data)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            save(self, key, data)
+        finally:
+            os.close(fd)  # releases the lock
+
+    cls.save = locked_save
