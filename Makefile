@@ -48,7 +48,9 @@ test: $(DEVSTAMP)
 # cold compile; part 2 runs after ruff and mypy, with numba's cache in a directory of its own:
 # numba writes each cache file atomically (temp file + rename) but updates a function's index
 # without a lock, so two processes compiling two signatures of one function at once could
-# pair one's index entry with the other's code; apart, nothing is shared. `-O` prints each
+# pair one's index entry with the other's code (since session `tidy` epcsim locks that update:
+# src/epcsim/fast/numba_cache.py; the caches stay apart so that part 2's fast_core="auto"
+# does not depend on what part 1 has compiled); apart, nothing is shared. `-O` prints each
 # target's output whole when it ends; either part failing fails `make test`.
 # pytest's own cache (`.pytest_cache`: `--lf`'s last failures, `--nf`'s node ids) is part 2's
 # own too, `.pytest_cache/part2` (decision, session `tidy`, 2026-11-27): pytest writes each
