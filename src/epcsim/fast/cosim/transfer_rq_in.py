@@ -74,12 +74,11 @@ _LINUX_LOCK = LinuxMutex._lock_slow.__code__
 Wait = tuple[int, int, int, int]
 
 
-def waits_for_cpu(gen: Any) -> bool:
-    """``gen``'s chain is suspended in a wait for a CPU (``acquire_cpu``, ``_schedule``,
-    ``_picked``): the task waits in the run queue, or was picked with its event queued."""
-    while getattr(gen, "gi_yieldfrom", None) is not None:
-        gen = gen.gi_yieldfrom
-    return gen.gi_code in (_ACQUIRE, _SCHEDULE, _PICKED)
+#: the innermost code objects of a task's ``yield from`` chain suspended in a wait for a
+#: CPU (``acquire_cpu``, ``_schedule``, ``_picked``): the task waits in the run queue, or
+#: was picked with its event queued (``to_core`` tests its chain's innermost code; a
+#: function walking the chain for it, ``waits_for_cpu``, until session ``many64``)
+CPU_WAITS = (_ACQUIRE, _SCHEDULE, _PICKED)
 
 
 def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None:
@@ -161,4 +160,4 @@ def queue_order(rq: Any, tix: dict[Any, int]) -> dict[int, int] | None:
     return seqs
 
 
-__all__ = ["cpu_wait", "queue_order", "waits_for_cpu"]
+__all__ = ["CPU_WAITS", "cpu_wait", "queue_order"]

@@ -129,7 +129,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_detach import detach
 from epcsim.fast.cosim.transfer_intr import is_dead
-from epcsim.fast.cosim.transfer_rq_in import cpu_wait, queue_order, waits_for_cpu
+from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
 
 _SPIN_CODE = LinuxMutex._spin.__code__
@@ -242,7 +242,7 @@ def to_core(sv: Served) -> bool:
         # an own process (``Served.serve_own``) drives its serving generator: read that
         gen = proc._generator if sv.own[t] is None else sv.own[t]
         inner = _innermost(gen)
-        if waits_for_cpu(gen):
+        if inner in CPU_WAITS:  # waiting for a CPU (the chain walked once, by ``_innermost``)
             # in the run queue, or picked with its event queued (``transfer_rq_in.py``)
             w = cpu_wait(gen, mix, many, st.tasks[t])
             if w is None:

@@ -183,8 +183,9 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         rq._idle = [c for c, r in enumerate(m.running) if r is None]
         rq._nonempty_since = int(clk[C_NONEMPTY_SINCE])
         rq.wakeup_preemptions = int(clk[C_WAKEUP_PREEMPT])
-    for t, task in enumerate(sv.tasks):
-        row = tasks[t].tolist()
+    # every task's row in one conversion (session ``many64``: one ``tolist`` a task before)
+    rows = tasks[: len(sv.tasks)].tolist()
+    for task, row in zip(sv.tasks, rows, strict=True):
         task.cpu = None if row[T_CPU] < 0 else row[T_CPU]
         task.last_cpu = row[T_LAST_CPU]
         task.busy_ns = row[T_BUSY]
@@ -222,9 +223,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     # every waiting task's event (its process is built below), and the spinners' records
     target: dict[int, Event] = {}
     recs: dict[int, _Spinner] = {}
-    spinners = sorted(
-        (int(tasks[t, T_SPIN_SEQ]), t) for t in range(len(sv.tasks)) if tasks[t, T_STATE] == TS_SPIN
-    )
+    spinners = sorted((row[T_SPIN_SEQ], t) for t, row in enumerate(rows) if row[T_STATE] == TS_SPIN)
     m.spinning = {}
     for _, t in spinners:
         mx = sv.mutexes[int(tasks[t, T_SPIN_M])]
