@@ -154,6 +154,18 @@ class FifoMutex(Mutex):
             self.owner = None
 
 
+#: ``LinuxMutex._sleeping``'s phases (its local ``at``; the compiled core's ``LS_*`` map
+#: onto them, ``epcsim.fast.cosim.transfer_lsleep``)
+AFTER_SPIN = 1  #: after the OSQ spin: ``_schedule`` if need_resched
+SCHED1 = 2  #: after that ``_schedule``: the trylock, else onto the wait list
+ASLEEP = 3  #: asleep on ``w.ev`` (``Task.sleep``: the wait, then its CPU again)
+WOKEN = 4  #: woken, on a CPU: ``run(mutex_wakeup)`` next
+WAKEUP = 5  #: in ``run(mutex_wakeup)``, then handed? free? HANDOFF, the waiter's spin?
+WSPIN = 6  #: the first waiter's spin (``_spin(task, w)``)
+AFTER_WSPIN = 7  #: after it: ``_schedule`` if need_resched
+SCHED2 = 8  #: after that ``_schedule``: handed? free? else asleep again
+
+
 class _Waiter:
     """An entry of ``lock->wait_list``: stays queued from the first sleep to the acquisition."""
 
@@ -204,7 +216,8 @@ class LinuxMutex(Mutex):
     def _lock_slow(self, task: Task, moved: tuple[int, _Spinner, int] | None = None) -> Gen:
         """``moved`` = ``(t0, rec, spin_t0)``: an OSQ spin moved in from the compiled core
         (``epcsim.fast.cosim.transfer``), already registered and waiting on ``rec.ev``; the
-        acquisition goes on from there as if it had begun here at ``t0``."""
+        acquisition goes on from there as if it had begun here at ``t0``. After a spin that
+        did not get the lock, the sleeping half (``_sleeping``)."""
         m = self.m
         env = m.env
         if moved is None:
@@ -223,42 +236,81 @@ class LinuxMutex(Mutex):
         if spun:
             self.wait_ns += int(env.now - t0)
             return
-        if task.need_resched():  # fell out of the spin to reschedule: do it before sleeping
-            yield from task._schedule()
-        if self.owner is None:  # the trylock under wait_lock
-            self._take(task)
-            self.wait_ns += int(env.now - t0)
-            return
-        w = _Waiter(task)
-        self._waiters.append(w)
+        yield from self._sleeping(task, t0)
+
+    def _sleeping(
+        self, task: Task, t0: int | float, at: int = AFTER_SPIN, w: _Waiter | None = None,
+        moved: Any = None,
+    ) -> Gen:  # fmt: skip
+        """``_lock_slow`` after the OSQ spin: ``_schedule`` if need_resched, the trylock,
+        the wait list and the wait loop, to the acquisition (``wait_ns`` from ``t0``).
+
+        ``at`` is the phase the generator is in (``AFTER_SPIN`` ... ``SCHED2``, this module's
+        constants), kept in the local ``at`` as it goes: the compiled core's moves read it
+        (``epcsim.fast.cosim.transfer_lsleep``) and enter here at a phase with ``w`` (the
+        task's entry of the wait list, past ``SCHED1``) and ``moved`` - ``ASLEEP``: asleep
+        on ``w.ev`` (pending, or triggered and its wake-up queued); ``WOKEN``: woken, a CPU
+        taken; ``WAKEUP``: ``run(mutex_wakeup)`` under way, ``moved`` its timeout;
+        ``WSPIN``: the first waiter's spin, ``moved`` = ``(rec, spin t0)`` as ``_spin``'s;
+        ``SCHED1``/``SCHED2``: after the ``_schedule`` before the wait list or the loop's.
+        The steps and their events are the same whichever way in."""
+        m = self.m
+        env = m.env
+        if at == AFTER_SPIN:
+            at = SCHED1
+            if task.need_resched():  # fell out of the spin to reschedule: do it before sleeping
+                yield from task._schedule()
+        if at == SCHED1:
+            if self.owner is None:  # the trylock under wait_lock
+                self._take(task)
+                self.wait_ns += int(env.now - t0)
+                return
+            w = _Waiter(task)
+            self._waiters.append(w)
+            at = ASLEEP
+        assert w is not None
         costs = m.costs
         while True:
-            ev = env.event()
-            w.ev = ev
-            self._log("sleep", task)
-            yield from task.sleep(ev)
-            w.ev = None
-            yield from task.run(costs.mutex_wakeup)
-            if self.owner is task:  # handed off while asleep
-                self._log("handoff", task)
-                break
-            first = self._waiters[0] is w
-            if self.owner is None:
-                self._take(task)
-                break
-            if first and not self.handoff:
-                self.handoff = True
-                self._log("handoff_flag", task)
-            if first and self._can_spin(task) and (yield from self._spin(task, w)):
-                break
-            if task.need_resched():
-                yield from task._schedule()
+            if at == ASLEEP:
+                if w.ev is None:  # a new sleep (moved in: asleep on ``w.ev`` already)
+                    w.ev = env.event()
+                    self._log("sleep", task)
+                yield from task.sleep(w.ev)
+                at = WOKEN
+            if at == WOKEN:
+                w.ev = None
+                at = WAKEUP
+                yield from task.run(costs.mutex_wakeup)
+            elif at == WAKEUP:  # moved in with its step under way
+                yield moved
+            if at == WAKEUP:
+                if self.owner is task:  # handed off while asleep
+                    self._log("handoff", task)
+                    break
+                first = self._waiters[0] is w
+                if self.owner is None:
+                    self._take(task)
+                    break
+                if first and not self.handoff:
+                    self.handoff = True
+                    self._log("handoff_flag", task)
+                at = WSPIN if first and self._can_spin(task) else AFTER_WSPIN
+                moved = None
+            if at == WSPIN:
+                if (yield from self._spin(task, w, moved)):
+                    break
+                at = AFTER_WSPIN
+            if at == AFTER_WSPIN:
+                at = SCHED2
+                if task.need_resched():
+                    yield from task._schedule()
             if self.owner is task:
                 self._log("handoff", task)
                 break
             if self.owner is None:
                 self._take(task)
                 break
+            at = ASLEEP
         self._waiters.remove(w)
         self.wait_ns += int(env.now - t0)
 
