@@ -36,16 +36,20 @@ from epcsim.fast.cosim.state import (
     C_HB,
     C_HB_TASK,
     C_INTERRUPTS,
+    C_MANY,
     C_POPS,
     C_RQ_LEN,
     EV_POKE,
     HB_BUDGET,
     HB_NAMES,
     K_NONE,
+    LS_SLEEP,
     R_BLOCKED,
     R_STOP,
     SE_PENDING,
+    SE_TRIGGERED,
     T_CONT,
+    T_LS,
     T_PC,
     T_RESCHED,
     T_RQ,
@@ -53,6 +57,7 @@ from epcsim.fast.cosim.state import (
     T_SPIN_EV,
     T_STATE,
     T_USER_NS,
+    T_WEV,
     TS_INTR,
     TS_SPIN,
     CoState,
@@ -82,6 +87,7 @@ def run_served(
     runq: bool = False,
     own: bool = False,
     stops: bool = False,
+    many: bool = False,
 ) -> tuple[Outcome, list[str], Served]:
     """The outcome, the engine of each segment (``"simpy"``/``"core"``) as it ran, and the
     SimPy side (its engine state is the run's at the end).
@@ -98,7 +104,10 @@ def run_served(
     (``Served.serve_own``, as an enclave thread's: parked by a move to the core and
     re-pointed by a move back, never closed). ``stops``: a task whose machine asks for a
     mutex whose owner is off its CPU stops there (``_setup``), as an enclave thread's at a
-    stop it cannot pass."""
+    stop it cannot pass. ``many`` sets ``clk[C_MANY]`` (``run_core``'s): the core runs
+    ``LinuxMutex``'s sleeping half, and the moves carry it both ways (session ``linuxmx``;
+    ``moved`` then counts each phase ``T_LS`` moved in, ``ls_<phase>``, and out,
+    ``ls_out_<phase>``)."""
     for name, v in (("switches", min(switches, default=1)),):
         if v < 1:
             raise ValueError(f"{name}: event counts >= 1, got {list(switches)}")
@@ -108,6 +117,7 @@ def run_served(
         done_capacity=done_capacity, mutex=mutex, sched=sched, runq=runq, stops=stops,
     )  # fmt: skip
     st, code, counters, done, dn, sv = r.st, r.code, r.counters, r.done, r.dn, r.sv
+    st.clk[C_MANY] = int(many)
     ran: list[str] = []
 
     def on_core(budget: int) -> None:
@@ -132,6 +142,7 @@ def run_served(
             moved["hb_in_cont"] = moved.get("hb_in_cont", 0) + int(mid)
             intr = int((st.tasks[:, T_STATE] == TS_INTR).sum())  # its Interruption queued
             moved["intr_out"] = moved.get("intr_out", 0) + intr
+            _count_phases(st, moved, "ls_out_")
         to_simpy(sv)
 
     for count in switches:
@@ -336,3 +347,13 @@ def _count_moved(st: CoState, moved: dict[str, int]) -> None:
     )
     moved["sleep_pending"] = moved.get("sleep_pending", 0) + int(st.wq.sum())
     moved["moves"] = moved.get("moves", 0) + 1
+    _count_phases(st, moved, "ls_")
+
+
+def _count_phases(st: CoState, moved: dict[str, int], prefix: str) -> None:
+    """Each task row in ``LinuxMutex._lock_slow`` by its phase (``T_LS``; with the wake-up
+    queued for ``LS_SLEEP``: ``<prefix>4w``)."""
+    for ls, wev in zip(st.tasks[:, T_LS].tolist(), st.tasks[:, T_WEV].tolist(), strict=True):
+        if ls:
+            key = f"{prefix}{ls}{'w' if ls == LS_SLEEP and wev == SE_TRIGGERED else ''}"
+            moved[key] = moved.get(key, 0) + 1

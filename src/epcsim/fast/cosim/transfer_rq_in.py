@@ -25,11 +25,14 @@ queue's), in ``_sleep_tail``
 ``_schedule`` in ``Task.cond_resched``        ``K_DONE``
 ``_schedule`` in ``Task.run_user`` (its       ``K_DONE`` without ``C_MANY`` (the core's
 ``except Interrupt``)                         ``EV_INTR`` branch); refused with it
-``to_simpy``'s ``_picked``                    its own ``k`` and ``a``
+``acquire_cpu`` in ``Task.sleep`` in          ``K_LSLOW`` (``T_LS`` ``LS_WCPU``; session
+``LinuxMutex._sleeping``                      ``linuxmx``: ``transfer_lsleep.py``)
+``_schedule`` in ``LinuxMutex._sleeping``     ``K_LSLOW`` (``LS_SCHED1``/``LS_SCHED2``)
+``to_simpy``'s ``_picked``                    its own ``k`` and ``a`` (``K_LSLOW``: its
+                                              ``ls``)
 ============================================  ==========================================
 
-Refused (the move waits, nothing changed): a wait in ``LinuxMutex._lock_slow`` (its
-sleeping half: not carried yet), any other frame, a queue entry whose key is not the
+Refused (the move waits, nothing changed): any other frame, a queue entry whose key is not the
 task's vruntime, and - without ``C_MANY`` - a spinner beside a waiting task or a
 spinner with need_resched (the core restates the spin watching the tick only with
 ``C_MANY``: ``runqueue.py``). The queue's order: ``CfsRunQueue._rq``'s ``(vruntime,
@@ -45,10 +48,12 @@ from typing import Any
 from epcsim.engine.machine import Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
+from epcsim.fast.cosim import transfer_lsleep as lsleep
 from epcsim.fast.cosim.state import (
     K_DONE,
     K_LOCK,
     K_LOCK_TAKE,
+    K_LSLOW,
     K_MSLEEP,
     K_RUN,
     K_USER,
@@ -68,9 +73,10 @@ _SLEEP = Task.sleep.__code__
 _COND_RESCHED = Task.cond_resched.__code__
 _SLEEP_TAIL = _sleep_tail.__code__
 _FIFO_LOCK = FifoMutex._lock_slow.__code__
-_LINUX_LOCK = LinuxMutex._lock_slow.__code__
+_SLEEPING = LinuxMutex._sleeping.__code__
 
-#: what ``cpu_wait`` answers: ``(K_*, T_CONT_A, T_WAIT_M, T_LOCK_T0)``
+#: what ``cpu_wait`` answers: ``(K_*, T_CONT_A, T_WAIT_M, T_LOCK_T0)``, for ``K_LSLOW``
+#: ``(K_LSLOW, T_LS, T_LS_M, T_LOCK_T0)`` (``transfer_lsleep.cpu_wait``)
 Wait = tuple[int, int, int, int]
 
 
@@ -94,8 +100,11 @@ def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None
     if code is _PICKED:
         loc = inner.gi_frame.f_locals
         k = int(loc["k"])
+        if k == K_LSLOW:
+            ls = lsleep.picked_wait(loc, mix)
+            return None if ls is None else (K_LSLOW, *ls)
         if k not in (K_DONE, K_RUN, K_USER, K_LOCK, K_LOCK_TAKE, K_MSLEEP):
-            return None  # K_LSLOW: the sleeping half is not carried yet
+            return None
         wm, t0 = (int(row[T_WAIT_M]), int(row[T_LOCK_T0])) if k == K_MSLEEP else (-1, 0)
         return k, int(loc["a"]), wm, t0
     if len(chain) < 2:
@@ -117,8 +126,9 @@ def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None
             gcode = chain[-3].gi_code
             if gcode is _FIFO_LOCK:
                 return _msleep(chain[-3].gi_frame.f_locals, mix)
-            if gcode is _LINUX_LOCK:
-                return None  # the sleeping half's wake-up: not carried yet
+            if gcode is _SLEEPING:  # ``LinuxMutex._sleeping``'s waiter, woken
+                ls = lsleep.cpu_wait(chain, mix)
+                return None if ls is None else (K_LSLOW, *ls)
             return K_DONE, 0, -1, 0
         if pcode is _SLEEP or pcode is _SLEEP_TAIL:
             return K_DONE, 0, -1, 0
@@ -131,6 +141,9 @@ def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None
             return None if mi is None else (K_LOCK_TAKE, mi, -1, 0)
         if pcode is _RUN_USER and not many:
             return K_DONE, 0, -1, 0
+        if pcode is _SLEEPING:  # either ``_schedule`` of ``LinuxMutex._sleeping``
+            ls = lsleep.cpu_wait(chain, mix)
+            return None if ls is None else (K_LSLOW, *ls)
     return None
 
 

@@ -31,6 +31,7 @@ from epcsim.fast.cosim.state import (
     K_DONE,
     K_LOCK,
     K_LOCK_TAKE,
+    K_LSLOW,
     K_MSLEEP,
     K_NONE,
     K_RUN,
@@ -38,12 +39,14 @@ from epcsim.fast.cosim.state import (
     T_CONT,
     T_CONT_A,
     T_LOCK_T0,
+    T_LS_M,
     T_RQ,
     T_RQ_A,
     T_RQ_SEQ,
     T_VRUNTIME,
     T_WAIT_M,
 )
+from epcsim.fast.cosim.transfer_lsleep import after_pick, picked
 
 
 def _picked(sv: Served, t: int, ev: Event) -> Gen:
@@ -57,10 +60,16 @@ def _picked(sv: Served, t: int, ev: Event) -> Gen:
     tasks = sv.st.tasks
     k = int(tasks[t, T_CONT])
     a = int(tasks[t, T_CONT_A])
+    # ``LinuxMutex._sleeping``'s rest from its phase (``K_LSLOW``; ``transfer_lsleep.py``),
+    # read now: ``to_core`` reads it back from this frame
+    ls = picked(sv, t) if k == K_LSLOW else None
     tasks[t, T_RQ] = _CONT_RQ[k]
-    tasks[t, T_RQ_A] = a
+    tasks[t, T_RQ_A] = a if ls is None else int(tasks[t, T_LS_M])
     yield ev
-    yield from _cont(sv, t, k, a)
+    if ls is not None:
+        yield from after_pick(sv.tasks[t], ls)
+    else:
+        yield from _cont(sv, t, k, a)
 
 
 def _cont(sv: Served, t: int, k: int, a: int) -> Gen:
@@ -112,7 +121,7 @@ def _cont_handed_back(sv: Served, t: int) -> Gen | None:
 
 #: the request a ``T_CONT`` continues (``_picked``)
 _CONT_RQ = {K_DONE: RQ_RESCHED, K_RUN: RQ_RUN, K_USER: RQ_RUN_USER, K_LOCK: RQ_LOCK}
-_CONT_RQ.update({K_LOCK_TAKE: RQ_LOCK, K_MSLEEP: RQ_LOCK})
+_CONT_RQ.update({K_LOCK_TAKE: RQ_LOCK, K_MSLEEP: RQ_LOCK, K_LSLOW: RQ_LOCK})
 
 
 def _run_queue(sv: Served, target: dict[int, Event]) -> None:

@@ -44,6 +44,7 @@ from simpy.events import Interruption
 from epcsim.engine.machine import Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
+from epcsim.fast.cosim import transfer_lsleep as lsleep
 from epcsim.fast.cosim.deadline import is_stop, stop_row
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
@@ -74,21 +75,11 @@ from epcsim.fast.cosim.state import (
     EV_INTR,
     EV_POKE,
     EV_RESUME,
+    K_LSLOW,
     K_NONE,
     KEY_SHIFT,
-    M_CONTENDED,
-    M_FIFO,
-    M_FREE_SINCE,
-    M_FREED_FROM,
-    M_HANDED_AT,
-    M_HANDOFF,
-    M_HANDOFFS,
-    M_OSQ_LEN,
-    M_OWNER,
-    M_SPIN_ACQUIRED,
-    M_STEALS,
-    M_WAIT_NS,
-    M_WAITERS,
+    LS_SPIN,
+    LS_WCPU,
     NORMAL,
     SE_PENDING,
     SE_TRIGGERED,
@@ -98,6 +89,8 @@ from epcsim.fast.cosim.state import (
     T_CPU,
     T_LAST_CPU,
     T_LOCK_T0,
+    T_LS,
+    T_LS_M,
     T_RESCHED,
     T_RQ,
     T_RQ_A,
@@ -116,6 +109,7 @@ from epcsim.fast.cosim.state import (
     T_USER_T0,
     T_VRUNTIME,
     T_WAIT_M,
+    T_WEV,
     TS_DONE,
     TS_INTR,
     TS_MSLEEP,
@@ -129,6 +123,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_detach import detach
 from epcsim.fast.cosim.transfer_intr import is_dead
+from epcsim.fast.cosim.transfer_mutex_in import mutexes_in, waiters_moved
 from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
 
@@ -165,19 +160,21 @@ def _innermost(gen: Any) -> Any:
 
 def _in_regime(sv: Served) -> bool:
     """The engine inside the core's regime: no flood, CFS or the FIFO run queue, no
-    ``LinuxMutex`` wait list or HANDOFF. Tasks waiting for a CPU and need_resched flags
-    move (``transfer_rq_in.py``, session ``cmany``); without ``C_MANY`` not beside a
-    spinner (the core's spin watches the tick only with it)."""
+        ``LinuxMutex`` wait list or HANDOFF but with ``C_MANY`` (its sleeping half:
+    ``transfer_lsleep.py``, session ``linuxmx``). Tasks waiting for a CPU and need_resched flags
+        move (``transfer_rq_in.py``, session ``cmany``); without ``C_MANY`` not beside a
+        spinner (the core's spin watches the tick only with it)."""
     m = sv.m
     if m.flood is not None or not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
         return False
+    many = int(sv.st.clk[C_MANY]) != 0
     for mx in sv.mutexes:
         if isinstance(mx, LinuxMutex):
-            if mx._waiters or mx.handoff:
+            if (mx._waiters or mx.handoff) and not many:
                 return False
         elif not isinstance(mx, FifoMutex):
             return False
-    lone = int(sv.st.clk[C_MANY]) == 0 and m.spinning
+    lone = not many and m.spinning
     return not (lone and (m.rq.waiting() or any(t._resched for t in m.spinning)))
 
 
@@ -200,6 +197,8 @@ def to_core(sv: Served) -> bool:
             return False
         if isinstance(lk, FifoMutex) and any(w not in tix for w, _ in lk._waiters):
             return False
+        if isinstance(lk, LinuxMutex) and any(w.task not in tix for w in lk._waiters):
+            return False
     mix = {mx: i for i, mx in enumerate(sv.mutexes)}
     # each ``FifoMutex``'s sleepers as (task, event) identities: a sleeper's entry is
     # looked up once per task, not by a scan of the wait list (session ``many64``: row
@@ -220,6 +219,7 @@ def to_core(sv: Served) -> bool:
     user_t0 = np.zeros(n_t, np.int64)  # ... and its ``t0``, which an interrupt reads
     spin: dict[int, tuple[int, _Spinner, int, int]] = {}  # t -> (mutex, rec, spin t0, lock t0)
     msleep: dict[int, tuple[int, int]] = {}  # t -> (FifoMutex, lock t0): asleep on it
+    lsl: dict[int, lsleep.LSlow] = {}  # t -> in ``LinuxMutex._lock_slow`` (``transfer_lsleep``)
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
     sleepers: dict[int, int] = {}  # id(pending wait event) -> task
     # the queued Interruptions (a user step preempted, ``Machine._resched``), by process
@@ -247,6 +247,11 @@ def to_core(sv: Served) -> bool:
             w = cpu_wait(gen, mix, many, st.tasks[t])
             if w is None:
                 return False
+            if w[0] == K_LSLOW:  # ``LinuxMutex._sleeping`` (``transfer_lsleep.py``)
+                if not many:
+                    return False
+                lsl[t] = (TS_RUNQ, w[1], w[2], w[3], SE_TRIGGERED if w[1] == LS_WCPU else 0)
+                w = (K_LSLOW, 0, -1, 0)
             cpu_waits[t] = w
             state[t] = TS_RUNQ
             if target.triggered:
@@ -304,21 +309,34 @@ def to_core(sv: Served) -> bool:
             state[t] = TS_MSLEEP
         elif rq == RQ_LOCK:
             mx = m.spinning.get(task)
-            if not isinstance(mx, LinuxMutex) or mx not in mix:
-                return False
-            rec = mx._spin_ev[task]
-            if rec.ev is not target or not rec.osq or inner is not _SPIN_CODE:
-                return False
-            sp = _frame_locals(gen, _SPIN_CODE)
-            ls = _frame_locals(gen, _LOCK_SLOW_CODE)
-            if sp is None or ls is None:
-                return False
-            spin[t] = (mix[mx], rec, int(sp["t0"]), int(ls["t0"]))
-            state[t] = TS_SPIN
+            if isinstance(mx, LinuxMutex) and mx in mix and mx._spin_ev[task].osq:
+                rec = mx._spin_ev[task]
+                if rec.ev is not target or inner is not _SPIN_CODE:
+                    return False
+                sp = _frame_locals(gen, _SPIN_CODE)
+                ls = _frame_locals(gen, _LOCK_SLOW_CODE)
+                if sp is None or ls is None:
+                    return False
+                spin[t] = (mix[mx], rec, int(sp["t0"]), int(ls["t0"]))
+                lsl[t] = lsleep.osq_spin(many, mix[mx])
+                state[t] = TS_SPIN
+            else:
+                # ``LinuxMutex._sleeping`` waiting on ``target`` (``transfer_lsleep.py``)
+                got = lsleep.read(gen, mix, target) if many else None
+                if got is None:
+                    return False
+                lsl[t], wrec = got
+                state[t] = lsl[t][0]
+                if wrec is not None:
+                    sp = _frame_locals(gen, _SPIN_CODE)
+                    assert sp is not None
+                    spin[t] = (lsl[t][2], wrec, int(sp["t0"]), lsl[t][3])
         else:
             return False
         if target.triggered:
             events[id(target)] = (EV_RESUME, t, 0)
+    if not waiters_moved(sv, tix, lsl):
+        return False
     # the wait queues hold only served sleepers' pending events
     wql: list[list[int]] = []
     for q in sv.queues:
@@ -419,38 +437,22 @@ def to_core(sv: Served) -> bool:
     for t, (wm, lock_t0) in msleep.items():
         tasks[t, T_WAIT_M] = wm
         tasks[t, T_LOCK_T0] = lock_t0
+    # ``LinuxMutex._lock_slow``'s contenders (``transfer_lsleep.py``, session ``linuxmx``)
+    cols[:, T_LS] = 0
+    cols[:, T_LS_M] = -1
+    cols[:, T_WEV] = 0
+    for t, (_, phase, ls_m, lock_t0, wev) in lsl.items():
+        row = tasks[t]
+        row[T_LS], row[T_LS_M], row[T_WEV] = phase, ls_m, wev
+        if phase not in (0, LS_SPIN):
+            row[T_LOCK_T0] = lock_t0
     for t, (cont, cont_a, wm, lock_t0) in cpu_waits.items():
         row = tasks[t]
         row[T_CONT], row[T_CONT_A] = cont, cont_a
         if wm >= 0:
             row[T_WAIT_M], row[T_LOCK_T0] = wm, lock_t0
     clk[C_SPIN_SEQ] = len(order)
-    for i, mx in enumerate(sv.mutexes):
-        r = st.mtx[i]
-        r[M_OWNER] = -1 if mx.owner is None else tix[mx.owner]
-        r[M_CONTENDED] = mx.contended
-        r[M_WAIT_NS] = mx.wait_ns
-        r[M_STEALS] = mx.steals
-        r[M_HANDOFFS] = mx.handoffs
-        r[M_SPIN_ACQUIRED] = mx.spin_acquired
-        st.osq[i] = -1
-        st.wl[i] = -1
-        if isinstance(mx, FifoMutex):
-            r[M_FIFO] = 1
-            r[M_HANDOFF] = r[M_FREE_SINCE] = r[M_FREED_FROM] = r[M_HANDED_AT] = 0
-            r[M_OSQ_LEN] = 0
-            r[M_WAITERS] = len(mx._waiters)
-            st.wl[i, : len(mx._waiters)] = [tix[w] for w, _ in mx._waiters]
-            continue
-        assert isinstance(mx, LinuxMutex)
-        r[M_FIFO] = 0
-        r[M_HANDOFF] = 0
-        r[M_FREE_SINCE] = mx._free_since
-        r[M_FREED_FROM] = mx._freed_from
-        r[M_HANDED_AT] = mx._handed_at
-        r[M_OSQ_LEN] = len(mx._osq)
-        r[M_WAITERS] = 0
-        st.osq[i, : len(mx._osq)] = [tix[task] for task in mx._osq]
+    mutexes_in(sv, tix)
     for qi, row in enumerate(wql):
         st.wq[qi] = len(row)
         st.wql[qi] = -1

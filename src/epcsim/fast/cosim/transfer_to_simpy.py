@@ -37,6 +37,7 @@ from simpy.events import Event
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
+from epcsim.fast.cosim import transfer_lsleep as lsleep
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
@@ -102,6 +103,7 @@ from epcsim.fast.cosim.state import (
     TRACE_EVENTS,
     TS_DONE,
     TS_INTR,
+    TS_LSLEEP,
     TS_MSLEEP,
     TS_NEW,
     TS_READY,
@@ -228,7 +230,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     for _, t in spinners:
         mx = sv.mutexes[int(tasks[t, T_SPIN_M])]
         assert isinstance(mx, LinuxMutex)
-        rec = _Spinner(True)
+        rec = _Spinner(lsleep.osq(sv, t))  # not the OSQ: the first waiter's (``LS_WSPIN``)
         rec.gen = int(tasks[t, T_SPIN_GEN])
         recs[t] = rec
         m.spinning[sv.tasks[t]] = mx
@@ -251,7 +253,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             # ``rec.ev`` is that event
             target[t] = _triggered(env)
             target[t].callbacks = None  # type: ignore[assignment]
-        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ):
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ, TS_LSLEEP):
             target[t] = _triggered(env) if t in resumed else Event(env)
         elif s == TS_INTR:
             # its step's timeout, queued dead, waited on until the Interruption pops
@@ -265,6 +267,8 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         if isinstance(mx, FifoMutex):
             n_w = int(st.mtx[i, M_WAITERS])
             mx._waiters = deque((sv.tasks[t], target[t]) for t in st.wl[i, :n_w].tolist())
+    # ``LinuxMutex``'s HANDOFF and wait list, each sleeping contender's ``_Waiter``
+    ws = lsleep.waiters(sv, target)
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
     interrupted: dict[int, Any] = {}  # TS_INTR: the process its Interruption interrupts
@@ -287,6 +291,11 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
                 fm = sv.mutexes[mi]
                 assert isinstance(fm, FifoMutex)
                 now = sv.serve(t, fm._lock_slow(task, (int(tasks[t, T_LOCK_T0]), None)))
+            elif s == TS_SPIN and not lsleep.osq(sv, t):  # the first waiter's spin
+                ws_gen = lsleep.sleeping(sv, t, target[t], ws, recs[t])
+                assert ws_gen is not None
+                now = sv.serve(t, ws_gen)
+                next(now)  # at its wait on ``rec.ev``, which was just processed
             elif s == TS_SPIN:
                 mi = int(tasks[t, T_SPIN_M])
                 tasks[t, T_RQ] = RQ_LOCK
@@ -317,7 +326,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
         if s == TS_STARTING:
             procs[t] = _process(env, sv.serve(t), ev, False)
             continue
-        if s == TS_INTR:
+        lsg = lsleep.sleeping(sv, t, ev, ws, recs.get(t))
+        if lsg is not None:  # in ``LinuxMutex._sleeping`` (``transfer_lsleep.py``)
+            first = lsg
+        elif s == TS_INTR:
             # interrupted in a user step, the Interruption queued (``EV_INTR``): ``run_user``
             # waits on its step's (dead) timeout, and the Interruption throws into it
             t0 = int(tasks[t, T_USER_T0])

@@ -37,24 +37,28 @@ def group_regime(cs: CoreStream) -> list[CoreStream] | None:
     m = system.machine
     sgx = system.sgx
     encl = cs.encl
-    fifo = isinstance(encl.lock, FifoMutex)
-    if (m.rq.waiting() and not fifo) or len(sgx.enclaves) != 1:
+    if len(sgx.enclaves) != 1:
         return None
     kt = sgx.ksgxd_task
     group = []
-    # the threads on CPUs, then those asleep on the FIFO mutex's wait list (their CPU
-    # released: ``FifoMutex``), and those waiting for a CPU (``C_MANY``: the FIFO mutex
-    # only), each with a live access stream on the core
-    waiting = [w for w, _ in encl.lock._waiters] if fifo else []
-    queued = _queued(m.rq) if fifo else []
-    for task in [*m.running, *waiting, *queued]:
-        if task is None or task is kt:
+    # the threads on CPUs, then those on the mutex's wait list (their CPU released; a
+    # ``LinuxMutex`` waiter may hold one again: taken once), and those waiting for a CPU
+    # (``C_MANY``), each with a live access stream on the core
+    lock = encl.lock
+    if isinstance(lock, FifoMutex):
+        waiting = [w for w, _ in lock._waiters]
+    else:
+        waiting = [w.task for w in lock._waiters]
+    seen: set[Any] = set()
+    for task in [*m.running, *waiting, *_queued(m.rq)]:
+        if task is None or task is kt or task in seen:
             continue
+        seen.add(task)
         s = owner.streams.get(task)
         if s is None or s.plain or s.mode is not None or s.trim is not None or s.encl is not encl:
             return None
         group.append(s)
-    if len(group) < 2 or (len(group) + 1 > m.nr_cpus and not fifo) or kt is None:
+    if len(group) < 2 or kt is None:
         return None
     if not encl.initialized or encl.dead or not _static_regime(system):
         return None

@@ -65,15 +65,16 @@ Decisions (session ``n6user``, 2026-11-27):
   thread's services get its row's views (``SVC_UNSEAL``/``SVC_TRUNCATE`` read its ``tc``),
   a full latency buffer row 0's (the shared count).
 * *One enclave* (``len(sgx.enclaves) == 1``): two enclaves with several threads are left.
-* *More threads than CPUs* (threads + ksgxd > CPUs, session ``cmany``): taken with the
-  FIFO mutex only, ``clk[C_MANY]`` set. The moves carry what such a run has with it - the
-  tasks waiting for a CPU (``cosim/transfer_rq_in.py``), an interrupted user step
-  (``cosim/transfer_intr.py``; served, ``run_user``'s answer tells the machine:
-  ``served.user_ran``), the FIFO mutex's sleepers (session ``fifo``) - but not yet
-  Linux's mutex's: a contender asleep on its wait list (``mutex_sleep.py``'s phases) or
-  spinning as its first waiter, which the core's ``C_MANY`` reaches and ``to_simpy``
-  cannot move back at a deadline. So with Linux's mutex the group keeps the CPU bound
-  (PATHS.md, "What is built: ... (session ``cmany``)", "Left").
+* *More threads than CPUs* (threads + ksgxd > CPUs, session ``cmany``; Linux's mutex
+  since session ``linuxmx``): ``clk[C_MANY]`` set. The moves carry what such a run has
+  with it - the tasks waiting for a CPU (``cosim/transfer_rq_in.py``), an interrupted
+  user step (``cosim/transfer_intr.py``; served, ``run_user``'s answer tells the machine:
+  ``served.user_ran``), the FIFO mutex's sleepers (session ``fifo``), and Linux's mutex's
+  sleeping half at each phase the core's ``C_MANY`` reaches (asleep on the wait list,
+  woken, ``mutex_wakeup``'s run, the first waiter's spin, after either ``_schedule``:
+  ``cosim/transfer_lsleep.py``), so ``to_simpy`` moves them back at any deadline and
+  the CPU bound is gone for both mutexes (PATHS.md, "What is built: ... (session
+  ``linuxmx``)").
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ if TYPE_CHECKING:
 
 #: the event heap's rows: each task's own event, the until event, a spinner's pokes
 HEAP_ROWS = 1024
+#: ... with more threads than CPUs: every spinner's re-check while a task waits for a CPU
+#: arms a poke at the next tick, which stays queued until due (``threads_bridge.HEAP_ROWS``
+#: says why; a full heap is a void run)
+HEAP_ROWS_MANY = 1 << 18
 
 
 class GroupSession(Session):
@@ -129,13 +134,12 @@ class GroupSession(Session):
         assert kt_ is not None
         threads = [s.thread for s in streams]
         trace = encl.lock.trace is not None
-        co = take_engine(
-            system, [*threads, kt_], encl.lock, trace, runq=True, heap_capacity=HEAP_ROWS
-        )
-        co.tasks[len(threads), T_PC] = KM.P_CHECK  # ksgxd's row, until K0 or a park
-        #: more threads than CPUs (threads + ksgxd > CPUs; the FIFO mutex only:
-        #: ``group_regime``, module docstring "More threads than CPUs")
+        #: more threads than CPUs (threads + ksgxd > CPUs: module docstring "More threads
+        #: than CPUs")
         self.many = len(threads) + 1 > system.machine.nr_cpus
+        rows = HEAP_ROWS_MANY if self.many else HEAP_ROWS
+        co = take_engine(system, [*threads, kt_], encl.lock, trace, runq=True, heap_capacity=rows)
+        co.tasks[len(threads), T_PC] = KM.P_CHECK  # ksgxd's row, until K0 or a park
         co.clk[C_MANY] = int(self.many)
         kt = owner.kernel_slots([encl])
         super().__init__(owner, [encl], threads, co, kt, sgx.high_pages, [], mode="simpy")
