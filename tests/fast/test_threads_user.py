@@ -85,7 +85,7 @@ def test_a_dissolved_groups_ksgxd_goes_back_to_its_generator() -> None:
 
 
 @settings(
-    max_examples=16 if LONG else 3,
+    max_examples=24 if LONG else 4,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -97,26 +97,29 @@ def test_a_dissolved_groups_ksgxd_goes_back_to_its_generator() -> None:
     nthreads=st.integers(3, 6),
     cpus=st.integers(1, 3),
     hot=st.sampled_from([0.0, 0.5, 1.0]),
-    sched=st.sampled_from(["", "+sched"]),
+    fifo=st.sampled_from(["", "sched", "mutex", "mutex+sched"]),
     direct=st.booleans(),
     deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
 )
 def test_more_threads_than_cpus_on_the_core_match_the_reference(
-    seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, sched: str,
+    seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, fifo: str,
     direct: bool, deadlines: list[int],
 ) -> None:  # fmt: skip
-    """Threads + ksgxd > CPUs (session ``cmany``: ``clk[C_MANY]`` on the user path, the
-    FIFO mutex; 3-6 threads on 1-3 CPUs, CFS and FIFO CPUs, direct reclaim on and off):
-    after every slice reference == fast == fast with the core, as above."""
-    agree(seed, epc, mult, cpus, nthreads, 200, hot, "mutex" + sched, direct, deadlines)
+    """Threads + ksgxd > CPUs (``clk[C_MANY]`` on the user path: the FIFO mutex since
+    session ``cmany``, Linux's since ``linuxmx``; 3-6 threads on 1-3 CPUs, CFS and FIFO
+    CPUs, direct reclaim on and off): after every slice reference == fast == fast with
+    the core, as above."""
+    agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)
 
 
 def test_more_threads_than_cpus_ran_on_the_core_from_the_user_path() -> None:
     """The guard for ``C_MANY`` (session ``cmany``): 4 threads on 2 CPUs with ksgxd (the
     FIFO mutex, CFS and FIFO CPUs, uniform over 4x the EPC, 200 us slices, then
     ``run()``): the group moved onto the core with tasks waiting for a CPU and ran most
-    of the accesses there, every slice equal to the fast engine's and the reference's."""
-    _group_ran_most(cpus=2, nthreads=4, variants=("mutex", "mutex+sched"))
+    of the accesses there, every slice equal to the fast engine's and the reference's.
+    Linux's mutex (session ``linuxmx``) with CFS too: 1,422 of 1,865 accesses on the core
+    in 4 moves (with FIFO CPUs its threads did not all join in this shape: no move)."""
+    _group_ran_most(cpus=2, nthreads=4, variants=("mutex", "mutex+sched", ""))
 
 
 def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
