@@ -59,6 +59,7 @@ PART_2: tuple[str, ...] = (
     "tests/fast/test_borrow.py",
     "tests/fast/test_cosim.py",
     "tests/fast/test_cosim_fifo.py",
+    "tests/fast/test_cosim_lsleep.py",
     "tests/fast/test_cosim_run_user.py",
     "tests/fast/test_cosim_runq.py",
     "tests/fast/test_emodt_word.py",
