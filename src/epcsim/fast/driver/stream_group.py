@@ -54,15 +54,11 @@ Decisions (session ``n6user``, 2026-11-27):
   a move): a served step costs ~4x a generator's (``stream_ksgxd._worth_serving``), so a
   session the core never takes must not live long. A cost choice; results are exact
   either way. So too (session ``cmany``) ``UNJOINED`` x threads attempts in a row with a
-  thread not joined (since session ``linuxmx`` counted only while one holds a CPU, and
-  ``UNJOINED_NS`` of simulated time at most: one waiting for a CPU joins once picked;
-  with Linux's mutex every first session had given up within ~30 served steps, and 4
-  threads on 2 CPUs needed more than 2 ticks to join): with more threads than CPUs in a
-  NOPAGE flood a thread reaches its loop top only once its fault is done, and row 10's
-  shape with the FIFO mutex (64 threads on 16 CPUs) served its joined threads for whole
-  slices with no move (12 slices in 8 s of CPU against 228 in Python); such a session
-  waits ``UNJOINED_WAIT`` loop tops at least before the next (a formation stacks every
-  thread's stream).
+  thread not joined: with more threads than CPUs in a NOPAGE flood a thread reaches its
+  loop top only once its fault is done, and row 10's shape with the FIFO mutex (64
+  threads on 16 CPUs) served its joined threads for whole slices with no move (12 slices
+  in 8 s of CPU against 228 in Python); such a session waits ``UNJOINED_WAIT`` loop tops
+  at least before the next (a formation stacks every thread's stream).
 * *The served thread steps* take every row's ``TC_ENTERED`` and every thread's LP bit
   (``K_INSIDE``) from Python before each step and fold every row after it
   (``thread_fold.fold_threads``), since the other threads run between two steps; the
@@ -166,8 +162,6 @@ class GroupSession(Session):
         self.refused = 0
         #: move attempts in a row with a thread not joined (``UNJOINED``)
         self.unjoined = 0
-        #: when the attempts with a thread not joined began (``UNJOINED_NS``), or -1
-        self.unjoined_since = -1
         self.sv.move = self.move
         owner.group_sessions += 1
 
