@@ -13,12 +13,16 @@ event queue and the next eid), and both equal the reference in all but the engin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from threads_user_cases import agree
+
+from epcsim.fast.driver import group_move
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 
@@ -108,8 +112,24 @@ def test_more_threads_than_cpus_on_the_core_match_the_reference(
     """Threads + ksgxd > CPUs (``clk[C_MANY]`` on the user path: the FIFO mutex since
     session ``cmany``, Linux's since ``linuxmx``; 3-6 threads on 1-3 CPUs, CFS and FIFO
     CPUs, direct reclaim on and off): after every slice reference == fast == fast with
-    the core, as above."""
-    agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)
+    the core, as above. The sessions wait for their threads to join (``unjoined_kept``)."""
+    with unjoined_kept():
+        agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)
+
+
+@contextlib.contextmanager
+def unjoined_kept() -> Iterator[None]:
+    """``group_move.UNJOINED`` (when a session with a thread not joined gives up, a cost
+    choice, exact either way) raised out of reach: with Linux's mutex a thread is nearly
+    always waiting for a CPU inside its Python fault, and at 8 attempts a thread no group
+    ever moved (session ``linuxmx``: 0 moves in 9 shapes), so the moves of its sleeping
+    half would go untested from the user path."""
+    kept = group_move.UNJOINED
+    group_move.UNJOINED = 1 << 40
+    try:
+        yield
+    finally:
+        group_move.UNJOINED = kept
 
 
 def test_more_threads_than_cpus_ran_on_the_core_from_the_user_path() -> None:
@@ -117,9 +137,13 @@ def test_more_threads_than_cpus_ran_on_the_core_from_the_user_path() -> None:
     FIFO mutex, CFS and FIFO CPUs, uniform over 4x the EPC, 200 us slices, then
     ``run()``): the group moved onto the core with tasks waiting for a CPU and ran most
     of the accesses there, every slice equal to the fast engine's and the reference's.
-    Linux's mutex (session ``linuxmx``) with CFS too: 1,422 of 1,865 accesses on the core
-    in 4 moves (with FIFO CPUs its threads did not all join in this shape: no move)."""
-    _group_ran_most(cpus=2, nthreads=4, variants=("mutex", "mutex+sched", ""))
+    Linux's mutex (session ``linuxmx``) with CFS too, the sessions waiting for their
+    threads to join (``unjoined_kept``): 1,422 of 1,865 accesses on the core in 4 moves,
+    the first after 11,477 attempts (with FIFO CPUs its threads did not all join in this
+    shape: no move)."""
+    _group_ran_most(cpus=2, nthreads=4, variants=("mutex", "mutex+sched"))
+    with unjoined_kept():
+        _group_ran_most(cpus=2, nthreads=4, variants=("",))
 
 
 def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
