@@ -178,11 +178,19 @@ def _chain(gen: Any) -> list[Any]:
     return chain
 
 
-def _sleeping_frame(chain: list[Any]) -> tuple[int, dict[str, Any]] | None:
-    """The index and locals of ``_sleeping``'s frame in ``chain``, or None."""
+def _sleeping_frame(
+    chain: list[Any], mix: dict[Any, int]
+) -> tuple[int, dict[str, Any], int, int, int] | None:
+    """``_sleeping``'s frame in ``chain``: its index, its locals, the mutex's index in
+    ``mix``, its phase ``at`` and ``t0``; None when ``chain`` has no such frame or its mutex
+    is not one the move carries (both readers refuse then)."""
     for k, g in enumerate(chain):
         if g.gi_code is _SLEEPING:
-            return k, dict(g.gi_frame.f_locals)
+            loc = dict(g.gi_frame.f_locals)
+            mi = mix.get(loc["self"])
+            if mi is None:
+                return None
+            return k, loc, mi, loc["at"], int(loc["t0"])
     return None
 
 
@@ -191,17 +199,12 @@ def read(gen: Any, mix: dict[Any, int], target: Any) -> tuple[LSlow, Any] | None
     as ``(T_STATE, T_LS, T_LS_M, T_LOCK_T0, T_WEV)`` and its ``_Spinner`` (``LS_WSPIN``,
     else None); None where the table has no row for it (refused)."""
     chain = _chain(gen)
-    found = _sleeping_frame(chain)
+    found = _sleeping_frame(chain, mix)
     if found is None:
         return None
-    k, loc = found
-    mi = mix.get(loc["self"])
-    if mi is None:
-        return None
+    k, loc, mi, at, t0 = found
     mx = loc["self"]
-    at = loc["at"]
     w = loc["w"]
-    t0 = int(loc["t0"])
     inner = chain[-1].gi_code
     below = chain[k + 1].gi_code if k + 1 < len(chain) else None
     if at == MX.ASLEEP and below is _SLEEP and inner is _SLEEP:
@@ -225,15 +228,10 @@ def cpu_wait(chain: list[Any], mix: dict[Any, int]) -> tuple[int, int, int] | No
     ``Task.sleep``: woken, ``LS_WCPU``; ``_schedule``: ``LS_SCHED1``/``LS_SCHED2``), as
     ``(T_LS, T_LS_M, T_LOCK_T0)``; None if ``chain`` is not in ``_sleeping`` or is at
     another point (refused)."""
-    found = _sleeping_frame(chain)
+    found = _sleeping_frame(chain, mix)
     if found is None:
         return None
-    _, loc = found
-    mi = mix.get(loc["self"])
-    if mi is None:
-        return None
-    at = loc["at"]
-    t0 = int(loc["t0"])
+    _, loc, mi, at, t0 = found
     if at == MX.ASLEEP:
         w = loc["w"]
         if w is None or w.ev is None or not w.ev.triggered:
