@@ -46,6 +46,10 @@ from simpy.events import Event
 from epcsim.engine import mutex as MX
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import LinuxMutex, _Spinner, _Waiter
+from epcsim.fast.cosim.frames import RUN as _RUN
+from epcsim.fast.cosim.frames import SLEEP as _SLEEP
+from epcsim.fast.cosim.frames import SLEEPING as _SLEEPING
+from epcsim.fast.cosim.frames import SPIN as _SPIN
 from epcsim.fast.cosim.request import RQ_LOCK
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
@@ -74,12 +78,6 @@ from epcsim.fast.cosim.state import (
     TS_SPIN,
 )
 from epcsim.fast.cosim.transfer_procs import _processed
-
-_SLEEPING = LinuxMutex._sleeping.__code__
-_LOCK_SLOW = LinuxMutex._lock_slow.__code__
-_SPIN = LinuxMutex._spin.__code__
-_RUN = Task.run.__code__
-_SLEEP = Task.sleep.__code__
 
 #: the core's phase a ``TS_RUNQ`` row continues at (``K_LSLOW``) -> ``_sleeping``'s ``at``
 _AT = {LS_WCPU: MX.WOKEN, LS_SCHED1: MX.SCHED1, LS_SCHED2: MX.SCHED2}

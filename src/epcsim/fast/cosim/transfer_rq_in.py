@@ -45,10 +45,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from epcsim.engine.machine import Task
-from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim import transfer_lsleep as lsleep
+from epcsim.fast.cosim.frames import ACQUIRE_CPU as _ACQUIRE
+from epcsim.fast.cosim.frames import COND_RESCHED as _COND_RESCHED
+from epcsim.fast.cosim.frames import FIFO_LOCK_SLOW as _FIFO_LOCK
+from epcsim.fast.cosim.frames import LOCK as _LOCK
+from epcsim.fast.cosim.frames import RUN as _RUN
+from epcsim.fast.cosim.frames import RUN_USER as _RUN_USER
+from epcsim.fast.cosim.frames import SCHEDULE as _SCHEDULE
+from epcsim.fast.cosim.frames import SLEEP as _SLEEP
+from epcsim.fast.cosim.frames import SLEEPING as _SLEEPING
 from epcsim.fast.cosim.state import (
     K_DONE,
     K_LOCK,
@@ -63,17 +70,8 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.transfer_runqueue import _picked
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail
 
-_ACQUIRE = Task.acquire_cpu.__code__
-_SCHEDULE = Task._schedule.__code__
 _PICKED = _picked.__code__
-_RUN = Task.run.__code__
-_RUN_USER = Task.run_user.__code__
-_LOCK = Task.lock.__code__
-_SLEEP = Task.sleep.__code__
-_COND_RESCHED = Task.cond_resched.__code__
 _SLEEP_TAIL = _sleep_tail.__code__
-_FIFO_LOCK = FifoMutex._lock_slow.__code__
-_SLEEPING = LinuxMutex._sleeping.__code__
 
 #: what ``cpu_wait`` answers: ``(K_*, T_CONT_A, T_WAIT_M, T_LOCK_T0)``, for ``K_LSLOW``
 #: ``(K_LSLOW, T_LS, T_LS_M, T_LOCK_T0)`` (``transfer_lsleep.cpu_wait``)

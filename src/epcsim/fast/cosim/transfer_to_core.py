@@ -46,6 +46,12 @@ from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim import transfer_lsleep as lsleep
 from epcsim.fast.cosim.deadline import is_stop, stop_row
+from epcsim.fast.cosim.frames import FIFO_LOCK_SLOW as _FIFO_LOCK_CODE
+from epcsim.fast.cosim.frames import LINUX_LOCK_SLOW as _LOCK_SLOW_CODE
+from epcsim.fast.cosim.frames import RUN as _RUN_CODE
+from epcsim.fast.cosim.frames import RUN_USER as _RUN_USER_CODE
+from epcsim.fast.cosim.frames import SLEEP as _SLEEP_CODE
+from epcsim.fast.cosim.frames import SPIN as _SPIN_CODE
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
@@ -126,13 +132,6 @@ from epcsim.fast.cosim.transfer_intr import is_dead
 from epcsim.fast.cosim.transfer_mutex_in import mutexes_in, waiters_moved
 from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
-
-_SPIN_CODE = LinuxMutex._spin.__code__
-_RUN_CODE = Task.run.__code__
-_RUN_USER_CODE = Task.run_user.__code__
-_SLEEP_CODE = Task.sleep.__code__
-_LOCK_SLOW_CODE = LinuxMutex._lock_slow.__code__
-_FIFO_LOCK_CODE = FifoMutex._lock_slow.__code__
 
 
 def _next_eid(env: Any) -> int:
