@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
+from epcsim.kernel import stats
 from epcsim.kernel.ioctl import observe_only
 from epcsim.kernel.policy import KernelLru
 from epcsim.kernel.stats import LatencyHistogram, Timeline
@@ -121,38 +122,115 @@ def test_eaug_batch_is_taken_and_crosses_va_pages():
 
 
 # -- the helpers the batches use, against their one-by-one references ------------------------
+def timeline_rule(res: int, max_points: int, points: list[tuple[int, int]]) -> tuple:
+    """The free-page timeline's rule written out on lists (``Timeline``'s before session
+    ``row1py`` kept its series in NumPy arrays): a point less than ``res`` after the last
+    kept one gives it its value; a new point into a full series (``max_points``) doubles
+    ``res`` and merges the series first (each interval keeps its first time, last value)."""
+    t: list[int] = []
+    v: list[int] = []
+    for now, val in points:
+        if t and now - t[-1] < res:
+            v[-1] = val
+            continue
+        if len(t) >= max_points:
+            res *= 2
+            nt, nv = [t[0]], [v[0]]
+            for ti, vi in zip(t[1:], v[1:], strict=True):
+                if ti - nt[-1] < res:
+                    nv[-1] = vi
+                else:
+                    nt.append(ti)
+                    nv.append(vi)
+            t, v = nt, nv
+            if now - t[-1] < res:
+                v[-1] = val
+                continue
+        t.append(now)
+        v.append(val)
+    return t, v, res
+
+
+def timeline_of(tl: Timeline) -> tuple:
+    return list(tl.t), list(tl.v), tl.resolution_ns
+
+
 @settings(max_examples=200, **SETTINGS)
 @given(
     st.integers(1, 40), st.integers(4, 30),
-    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 300), st.booleans()), max_size=40),
+    st.lists(
+        st.tuples(st.integers(0, 60), st.integers(0, 300), st.booleans(), st.booleans()),
+        max_size=40,
+    ),
 )  # fmt: skip
-def test_timeline_record_many_is_record_repeated(res, max_points, chunks):
+def test_timeline_record_and_record_many_are_the_rule(res, max_points, chunks):
+    """``record`` point by point, ``record_many`` (1-D arrays) and ``record_pairs`` (the
+    core's ``(k, 2)`` rows) in turn give the series the rule gives on lists, downsampling
+    included (batches of 0-300 points into series of 4-30: most batches merge many times),
+    and ``len`` its length."""
     a, b = Timeline(res, max_points), Timeline(res, max_points)
     rng = np.random.default_rng(res * 1000 + max_points)
     now = 0
-    for gap, n, single in chunks:
+    points: list[tuple[int, int]] = []
+    for gap, n, single, rows in chunks:
         times = now + np.cumsum(rng.integers(0, gap + 1, size=n))
         values = rng.integers(0, 1000, size=n)
         now = int(times[-1]) if n else now
+        points += zip(times.tolist(), values.tolist(), strict=True)
         for x, y in zip(times.tolist(), values.tolist(), strict=True):
             a.record(x, y)
-        b.record_many(times, values)
+        if rows:
+            b.record_pairs(np.ascontiguousarray(np.stack([times, values], axis=1), np.int64))
+        else:
+            b.record_many(times, values)
         if single:
             now += gap
+            points.append((now, 7))
             a.record(now, 7)
             b.record(now, 7)
-    assert (list(a.t), list(a.v), a.resolution_ns) == (list(b.t), list(b.v), b.resolution_ns)
+    want = timeline_rule(res, max_points, points)
+    assert timeline_of(a) == want
+    assert timeline_of(b) == want
+    assert len(a) == len(b) == len(want[0])
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(st.integers(4, 12), st.integers(2, 3), st.integers(30, 200), st.booleans())
+def test_timeline_grows_past_max_points_when_a_merge_keeps_every_point(max_points, growth, n, rows):
+    """Points ever further apart (gaps growing by ``2 ** growth``): a merge keeps every
+    point, so the series passes ``max_points + 1`` (16-39 points at the peak here) and its
+    arrays must grow past it - from a capacity of 4, in the middle of a batch
+    (``record_run`` stops at the full arrays and goes on from that row) and point by
+    point: both are the rule."""
+    times = np.cumsum(np.array([(1 << growth) ** min(j, 40 // growth) for j in range(n)]))
+    values = np.arange(n, dtype=np.int64)
+    cap0 = stats._CAP0
+    stats._CAP0 = 4
+    try:
+        a, b = Timeline(1, max_points), Timeline(1, max_points)
+        for x, y in zip(times.tolist(), values.tolist(), strict=True):
+            a.record(x, y)
+        if rows:
+            b.record_pairs(np.stack([times, values], axis=1).astype(np.int64))
+        else:
+            b.record_many(times, values)
+    finally:
+        stats._CAP0 = cap0
+    want = timeline_rule(1, max_points, list(zip(times.tolist(), values.tolist(), strict=True)))
+    assert timeline_of(a) == want == timeline_of(b)
+    assert min(a._t.size, b._t.size) > max_points + 1  # grown past it
 
 
 @settings(max_examples=100, **SETTINGS)
 @given(st.lists(st.tuples(st.booleans(), st.integers(17, 400), st.integers(0, 50)), max_size=12))
-def test_timelines_sharing_record_many_scratch_stay_apart(batches):
-    """``record_many``'s work arrays are one set for the process (``stats._Scratch``, session
-    ``callcost``): two series fed batches in turn, large after small and small after large,
-    end as each fed by ``record`` alone - nothing of one batch or series is left in the
-    other's."""
-    ref = [Timeline(5, 64), Timeline(3, 4096)]
-    got = [Timeline(5, 64), Timeline(3, 4096)]
+def test_timelines_fed_in_turn_stay_apart(batches):
+    """Two series fed batches in turn (the core's rows, ``ks.ft[:n]``), large after small
+    and small after large, each end as the rule gives its own points: nothing of one batch
+    or series is left in the other's (``record_many``'s work arrays were one set for the
+    process until session ``row1py``; each series' arrays are its own now)."""
+    params = [(5, 64), (3, 4096)]
+    got = [Timeline(*p) for p in params]
+    points: list[list[tuple[int, int]]] = [[], []]
     rng = np.random.default_rng(len(batches))
     now = [0, 0]
     for which, n, gap in batches:
@@ -160,13 +238,13 @@ def test_timelines_sharing_record_many_scratch_stay_apart(batches):
         times = now[w] + np.cumsum(rng.integers(0, gap + 1, size=n))
         values = rng.integers(0, 1000, size=n)
         now[w] = int(times[-1])
-        for x, y in zip(times.tolist(), values.tolist(), strict=True):
-            ref[w].record(x, y)
-        # a strided column, as the core's buffer hands it (``ks.ft[:n, 0]``)
-        col = np.stack([times, values], axis=1)
-        got[w].record_many(col[:, 0], col[:, 1])
-    for a, b in zip(ref, got, strict=True):
-        assert (list(a.t), list(a.v), a.resolution_ns) == (list(b.t), list(b.v), b.resolution_ns)
+        points[w] += zip(times.tolist(), values.tolist(), strict=True)
+        buf = np.zeros((n + 5, 2), np.int64)  # the core's buffer, longer than its n rows
+        buf[:n, 0] = times
+        buf[:n, 1] = values
+        got[w].record_pairs(buf[:n])
+    for tl, p, pts in zip(got, params, points, strict=True):
+        assert timeline_of(tl) == timeline_rule(*p, pts)
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 40)), max_size=30))

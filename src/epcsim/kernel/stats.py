@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from epcsim.fast.history import bin_latencies
+from epcsim.fast.history import bin_latencies, downsample, record_run
 
 
 @dataclass
@@ -61,40 +61,14 @@ class Counters:
 
 
 #: batches up to this size go one by one through the single-point method (``record``,
-#: ``append``), which the batched paths restate: below it the batch's fixed cost (a copy of
-#: the whole series, NumPy on a handful of values) is larger (session ``slice``: a
+#: ``append``), which the batched paths restate: below it the batch's fixed cost (a compiled
+#: call's dispatch, NumPy on a handful of values) is larger (session ``slice``: a
 #: ``run(until=)`` slice folds the core's served steps ~17 times, 1-4 points each)
 _FEW = 16
 
-
-class _Scratch:
-    """The work arrays of ``Timeline.record_many``, kept across calls and grown as needed,
-    one set for the process (a batch is recorded to its end before the next begins: no
-    callback runs inside ``record_run``).
-
-    Why (session ``callcost``, 2026-11-27): the compiled core folds a whole call's free-page
-    points at once (row 1's call: ~13,800 points into a series of ~6,000), and four new
-    arrays of that size each call (``np.zeros`` and ``ascontiguousarray`` of ~50-160 KiB,
-    which the allocator maps fresh) cost ~0.15-0.4 ms of page faults and copies, about a
-    sixth of the call's Python. Exact: the arrays only carry the series and the batch into
-    ``record_run``, which reads the first ``n`` points and the batch and writes nothing
-    else the result depends on; what it leaves behind is never read. Held: at most the
-    largest batch plus series seen (row 1: ~0.3 MiB)."""
-
-    def __init__(self) -> None:
-        self.series = np.zeros((2, 0), np.int64)
-        self.batch = np.zeros((2, 0), np.int64)
-
-    def take(self, cap: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The series' two arrays (at least ``cap`` long) and the batch's (``k`` long)."""
-        if self.series.shape[1] < cap:
-            self.series = np.zeros((2, cap), np.int64)
-        if self.batch.shape[1] < k:
-            self.batch = np.zeros((2, k), np.int64)
-        return self.series[0], self.series[1], self.batch[0, :k], self.batch[1, :k]
-
-
-_scratch = _Scratch()
+#: a new ``Timeline``'s capacity (points); its arrays grow by doubling, up to
+#: ``max_points + 1`` while that holds them (``Timeline._grow``)
+_CAP0 = 64
 
 
 class Timeline:
@@ -103,6 +77,15 @@ class Timeline:
     Bounded (issue 9): once ``max_points`` are kept, the resolution doubles and the series is
     merged down to it (each interval keeps its last value), so a long run keeps at most
     ``max_points`` points at a resolution that grows with the run's length.
+
+    The series is two NumPy ``int64`` arrays with a length, written in place by ``record``
+    (one point, Python) and ``record_many`` (a run, ``epcsim.fast.history.record_run``); the
+    merge is ``history.downsample`` for both. ``t`` and ``v`` are snapshots of the kept
+    points (``array('q')``), for the readers. Why (issue 9, session ``row1py``): the
+    series was two ``array('q')``, so a batch had to be copied into NumPy arrays and the
+    series out again; row 1's call folds its ~13,800 points once into a series of ~4,900
+    that fills and downsamples, and those copies (~40 KiB each way, cold after the compiled
+    drive) were ~70 of ``record_many``'s ~120 us.
     """
 
     def __init__(self, resolution_ns: int = 1_000, max_points: int = 8192):
@@ -110,100 +93,113 @@ class Timeline:
             raise ValueError(f"max_points: at least 4, got {max_points!r}")
         self.resolution_ns = resolution_ns
         self.max_points = max_points
-        self.t = array("q")  # 8 bytes a value, not a Python int each
-        self.v = array("q")
+        self._t = np.zeros(_CAP0, np.int64)
+        self._v = np.zeros(_CAP0, np.int64)
+        self._n = 0  # points kept: ``_t[:_n]``, ``_v[:_n]``
+        self._last = 0  # ``_t[_n - 1]`` as an int (``record``'s test reads it each point)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def t(self) -> array:
+        """The kept points' times (a copy)."""
+        return _snapshot(self._t, self._n)
+
+    @property
+    def v(self) -> array:
+        """The kept points' values (a copy)."""
+        return _snapshot(self._v, self._n)
 
     def record(self, now: int, value: int) -> None:
-        if self.t and now - self.t[-1] < self.resolution_ns:
-            self.v[-1] = value  # keep the latest value of the interval
+        n = self._n
+        if n and now - self._last < self.resolution_ns:
+            self._v[n - 1] = value  # keep the latest value of the interval
             return
-        if len(self.t) >= self.max_points:
+        if n >= self._t.size:
+            self._grow(n + 1)
+        if n >= self.max_points:
             self._downsample()
-            if now - self.t[-1] < self.resolution_ns:
-                self.v[-1] = value
+            n = self._n
+            if now - self._last < self.resolution_ns:
+                self._v[n - 1] = value
                 return
-        self.t.append(int(now))
-        self.v.append(int(value))
+        self._t[n] = now
+        self._v[n] = value
+        self._n = n + 1
+        self._last = int(now)
 
     def record_many(self, times: np.ndarray, values: np.ndarray) -> None:
         """``record(t, v)`` for each pair in order, at once: the fast engine's batched paths
-        record one point per page (``epcsim.fast.history.record_run`` restates the rule)."""
-        from epcsim.fast.history import record_run
-
+        record one point per page (``epcsim.fast.history.record_run`` restates the rule).
+        The pairs go into one ``(k, 2)`` array first (``record_pairs``' form)."""
         if times.size == 0:
             return
         if times.size <= _FEW:
             # a few points (the compiled core's served steps fold ~1-4 each, session
-            # ``slice``): ``record`` itself, not a copy of the whole series each time
+            # ``slice``): ``record`` itself, not a compiled call's dispatch each time
             for now, value in zip(times.tolist(), values.tolist(), strict=True):
                 self.record(now, value)
             return
-        n = len(self.t)
-        k = int(times.size)
-        if n and n + k <= self.max_points:
-            # the batch cannot fill the series (at most ``k`` new points): its tail only
-            self._append_many(times, values, n, k)
+        pts = np.empty((times.size, 2), np.int64)
+        pts[:, 0] = times
+        pts[:, 1] = values
+        self.record_pairs(pts)
+
+    def record_pairs(self, pts: np.ndarray) -> None:
+        """``record(t, v)`` for each ``(t, v)`` row of ``pts`` (``int64``, C-contiguous,
+        ``(k, 2)``: the compiled core's buffer of points, ``KState.ft[:n]``) in order, into
+        the series' arrays in place: no copy of the series nor of the batch."""
+        k = int(pts.shape[0])
+        if k <= _FEW:
+            for now, value in pts.tolist():
+                self.record(now, value)
             return
-        # the series and the batch in ``_scratch``'s arrays, not in new ones (module
-        # docstring of ``_Scratch``: fresh arrays of this size cost page faults, ~0.2 ms a
-        # call on row 1's ~13,800 points, session ``callcost``); record_run reads only
-        # ``t[:n]``/``v[:n]`` and the batch, and writes below ``n + k + 1``
-        t, v, bt, bv = _scratch.take(n + k + 1, k)
-        t[:n] = np.frombuffer(self.t, dtype=np.int64)
-        v[:n] = np.frombuffer(self.v, dtype=np.int64)
-        bt[:] = times
-        bv[:] = values
-        n, res = record_run(t, v, n, self.resolution_ns, self.max_points, bt, bv)
-        self.resolution_ns = int(res)
-        # copied out once (``tobytes`` then ``array`` copied twice): the arrays' buffers
-        self.t = array("q")
-        self.t.frombytes(t[:n].data.cast("B"))
-        self.v = array("q")
-        self.v.frombytes(v[:n].data.cast("B"))
+        i = 0
+        while True:
+            n, res, i = record_run(
+                self._t, self._v, self._n, self.resolution_ns, self.max_points, pts, i
+            )
+            self._n = int(n)
+            self.resolution_ns = int(res)
+            if i >= k:
+                break
+            self._grow(self._n + 1)  # the arrays were full at row ``i``: on from there
+        self._last = int(self._t[self._n - 1])
 
-    def _append_many(self, times: np.ndarray, values: np.ndarray, n: int, k: int) -> None:
-        """``record_many`` of a batch that cannot fill the series (``n + k <= max_points``),
-        on its last point alone: until a downsample, ``record`` reads and writes only the
-        last kept point, and the series fills (``n >= max_points``) exactly when the suffix
-        from that point reaches ``max_points - (n - 1)`` points, which ``1 + k`` does not
-        exceed; so ``record_run`` over the last point gives the series' tail, appended in
-        place (the bound passed anyway, and the resolution checked: a defect guard). Why
-        (session ``row1b``): the whole way copies the series (up to ``max_points``, 8,192)
-        in and out at every fold. Row 1's call does not gain: its ~13,800 points fill the
-        series (~4,600 kept after the warm-up call), which then downsamples - the whole way."""
-        from epcsim.fast.history import record_run
-
-        t, v, bt, bv = _scratch.take(k + 1, k)
-        t[0] = self.t[n - 1]
-        v[0] = self.v[n - 1]
-        bt[:] = times
-        bv[:] = values
-        m, res = record_run(t, v, 1, self.resolution_ns, self.max_points - (n - 1), bt, bv)
-        if res != self.resolution_ns:
-            raise RuntimeError("Timeline.record_many: a batch that cannot fill it downsampled")
-        self.v[n - 1] = int(v[0])
-        if m > 1:
-            self.t.frombytes(t[1:m].data.cast("B"))
-            self.v.frombytes(v[1:m].data.cast("B"))
+    def _grow(self, need: int) -> None:
+        """Arrays of at least ``need`` points, the kept ones copied: twice the capacity, but
+        not past ``max_points + 1`` when that is enough (a full series that downsamples
+        needs no more - a merge that keeps every point, all ``resolution_ns`` apart, may)."""
+        cap = max(2 * self._t.size, need)
+        if need <= self.max_points + 1:
+            cap = min(cap, self.max_points + 1)
+        n = self._n
+        for name in ("_t", "_v"):
+            old = getattr(self, name)
+            new = np.zeros(cap, np.int64)
+            new[:n] = old[:n]
+            setattr(self, name, new)
 
     def _downsample(self) -> None:
-        """Double the resolution and merge: the rule ``record`` applies, replayed."""
+        """Double the resolution and merge (``history.downsample``, as ``record_run``)."""
         self.resolution_ns *= 2
-        t, v = self.t, self.v
-        nt, nv = array("q", [t[0]]), array("q", [v[0]])
-        for ti, vi in zip(t[1:], v[1:], strict=True):
-            if ti - nt[-1] < self.resolution_ns:
-                nv[-1] = vi
-            else:
-                nt.append(ti)
-                nv.append(vi)
-        self.t, self.v = nt, nv
+        self._n = int(downsample(self._t, self._v, self._n, self.resolution_ns))
+        self._last = int(self._t[self._n - 1])
 
     @property
     def nbytes(self) -> int:
-        """Host bytes of the series: what the two arrays hold allocated (``array`` grows by
-        ~1/8 ahead, which ``len * 8`` missed: row 6 counted it, issue 9)."""
-        return sys.getsizeof(self.t) + sys.getsizeof(self.v)
+        """Host bytes of the series: the two arrays as allocated (their capacity, which
+        ``len * 8`` would miss: row 6 counts it, issue 9)."""
+        return int(self._t.nbytes + self._v.nbytes)
+
+
+def _snapshot(a: np.ndarray, n: int) -> array:
+    """``a[:n]`` as an ``array('q')`` (a copy: plain ints to its readers, ``list`` of it
+    for JSON)."""
+    out = array("q")
+    out.frombytes(a[:n].tobytes())
+    return out
 
 
 class LatencyHistogram:

@@ -325,8 +325,9 @@ def lp_set(mask: int) -> set[int]:
 
 def _flush_timeline(system: System, ks: Any) -> None:
     n = int(ks.kc[K.K_FT_N])
-    # ``record`` of each point in order, compiled (``fast/history.record_run``)
-    system.sgx.free_timeline.record_many(ks.ft[:n, 0], ks.ft[:n, 1])
+    # ``record`` of each point in order, compiled (``fast/history.record_run``), read from
+    # the buffer's rows as they are (``Timeline.record_pairs``)
+    system.sgx.free_timeline.record_pairs(ks.ft[:n])
     ks.kc[K.K_FT_N] = 0
 
 
