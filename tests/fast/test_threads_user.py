@@ -164,3 +164,50 @@ def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
     sc = ref.sgx.stream_core
     assert sc.group_moves > 0
     assert [dataclasses.astuple(o) for o in outs] == [dataclasses.astuple(o) for o in want]
+
+
+@settings(
+    max_examples=16 if LONG else 3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    epc=st.sampled_from(["256K", "512K"]),
+    mult=st.sampled_from([2, 3, 4]),
+    nthreads=st.integers(3, 6),
+    cpus=st.integers(1, 3),
+    hot=st.sampled_from([0.0, 0.5, 1.0]),
+    fifo=st.sampled_from(["", "sched", "mutex", "mutex+sched"]),
+    direct=st.booleans(),
+    deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
+)
+def test_threads_joined_mid_fault_match_the_reference(
+    seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, fifo: str,
+    direct: bool, deadlines: list[int],
+) -> None:  # fmt: skip
+    """Threads + ksgxd > CPUs with ``group_move.UNJOINED`` at its real value (session
+    ``join``): the moves take the threads that are not at their loop top where
+    ``group_join`` maps their wait (a stream's start off its CPU, ``encl->lock`` in an
+    access's fault or the entry's TCS fault), each mutex, CFS and FIFO CPUs; after every
+    slice reference == fast == fast with the core, as above."""
+    assert group_move.UNJOINED == 8
+    agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)
+
+
+def test_group_moves_join_threads_mid_fault() -> None:
+    """The guard for ``group_join`` (session ``join``): 4 threads on 2 CPUs with ksgxd,
+    Linux's mutex, ``UNJOINED`` at its real value, uniform over 4x the EPC, 200 us slices
+    then ``run()``, CFS: the moves joined threads at each mapped point (``KINDS``: 2 at a
+    stream's start, 1 on ``encl->lock`` in an access's fault, 2 in the entry's TCS fault)
+    and the core ran most of the accesses (1,4xx of 1,5xx in 8 moves); before, no group
+    with Linux's mutex moved in this shape (``unjoined_kept``'s docstring). Every slice
+    equal to the fast engine's and the reference's."""
+    from epcsim.fast.driver.group_join import KINDS
+
+    deadlines = [200_000 * k for k in range(1, 9)]
+    sc = agree(3, "256K", 4, 2, 4, 600, 0.0, "", False, deadlines)
+    assert sc.group_moves > 0
+    assert sc.group_accesses > 0.5 * sc.accesses, (sc.group_accesses, sc.accesses)
+    assert set(sc.mid_joins) == set(KINDS), sc.mid_joins

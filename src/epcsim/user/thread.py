@@ -42,6 +42,20 @@ ACCESS_QUANTUM_NS = 10_000
 STREAM_ON, STREAM_PF, STREAM_SIGBUS = 0, 1, 2
 
 
+class CoreTakesOver(Exception):
+    """Thrown into a thread's process, suspended inside its fault (or its entry's TCS
+    fault), by the compiled core's group move once it has taken that fault over at the
+    point where the process waits (``epcsim.fast.driver.group_join``, session ``join``):
+    its frames below ``access_stream`` unwind as a closed generator's would (the move
+    closed them first), and ``access_stream`` goes on at its loop top with ``rest`` - the
+    core's serving of the thread - in place of ``hook.run``. The reference never raises
+    it."""
+
+    def __init__(self, rest: Gen):
+        super().__init__()
+        self.rest = rest
+
+
 @dataclass
 class AccessOutcome:
     """How an access (or a stream of them) ended."""
@@ -282,9 +296,13 @@ class EnclaveThread(InsnExecution, Task):
         core = self.sgx.stream_core
         hook = None if core is None else core.stream(self, pages, writes)
         i = 0
+        rest: Gen | None = None  # the core took the fault over (``CoreTakesOver``)
         while i < n:
             if hook is not None:
-                moved = yield from hook.run(i, out.done)
+                if rest is None:
+                    moved = yield from hook.run(i, out.done)
+                else:
+                    moved, rest = (yield from rest), None
                 if moved is not None:
                     i, out.done, end = moved
                     if end == STREAM_SIGBUS:  # a fault the core began ended in SIGBUS
@@ -309,7 +327,12 @@ class EnclaveThread(InsnExecution, Task):
             # enclave closed meanwhile, whose ``kref_put`` only its generator can run -
             # ``KB_RELEASE`` -, is ``_ready``'s to decline, ``held_by_a_batch_only``)
             off_cpu = hook is not None and self.cpu is None
-            if not (yield from self.enter()):
+            try:
+                ok = yield from self.enter()
+            except CoreTakesOver as took:  # in the entry's TCS fault: the loop top's
+                rest = took.rest
+                continue
+            if not ok:
                 # the entry's fault stopped the stream: its address is the TCS's for a #PF
                 # on the TCS (0 for a #GP), as the kernel's SIGBUS reports it in si_addr
                 out.sigbus = True
@@ -377,7 +400,12 @@ class EnclaveThread(InsnExecution, Task):
             # ``_fault_or_park`` is ``_fault`` unless the fast engine charges NOPAGE floods in
             # bulk: call ``_fault`` directly then, one generator less per fault
             fault = self._fault if self.sgx.flood is None else self._fault_or_park
-            if not (yield from fault(idx)):
+            try:
+                ok = yield from fault(idx)
+            except CoreTakesOver as took:  # the loop top's (the class's docstring)
+                rest = took.rest
+                continue
+            if not ok:
                 self._sigbus_at(out, idx)
                 break
         if hook is not None:

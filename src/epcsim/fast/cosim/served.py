@@ -66,6 +66,13 @@ def user_ran(rows: Any, clk: Any, t: int, ns: int, ran: int) -> None:
         rows[t, T_RQ_RET] = ran
 
 
+def _placeholder() -> Generator[Any, Any, Any]:
+    """A parked own process's serving generator until ``to_simpy`` re-points it
+    (``Served.serve_own``'s ``parked``): never run, only closed."""
+    return None
+    yield  # a generator
+
+
 class Served:
     """The SimPy side of a co-simulation: a ``Machine`` whose ``Task`` ``i``, ``Mutex``
     ``i`` and ``WaitQueue`` ``i`` are the core's task, mutex and wait-queue rows ``i``, and
@@ -188,7 +195,7 @@ class Served:
             elif rq == RQ_SPAWN:
                 pass  # no answer
 
-    def serve_own(self, t: int) -> Generator[Any, Any, Any]:
+    def serve_own(self, t: int, parked: Any = None) -> Generator[Any, Any, Any]:
         """Task ``t``'s machine served from the task's own running process (``yield from``
         this in it; returns what ``serve`` returns). Why (session ``nthreads2``, PATHS.md
         N6): a task whose process is its own Python code - an enclave thread's, inside
@@ -198,18 +205,29 @@ class Served:
         its event, send what SimPy answers, forward a throw), and a move parks the process
         (its serving generator closed, the process waiting on nothing) and a move back
         re-points it at the serving generator ``to_simpy`` builds, on that one's event:
-        the same ``Process`` object throughout, no event and no eid of its own."""
-        proc: Any = self.env.active_process
-        self.procs[t] = proc
-        gen = self.serve(t)
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
+        the same ``Process`` object throughout, no event and no eid of its own.
+
+        ``parked``: the task's process, which a group move has just taken onto the core
+        from the middle of its Python code (``fast/driver/group_join.py``, session
+        ``join``): the trampoline begins as a move leaves it - parked, its serving
+        generator a placeholder -, its first ``yield`` (of nothing) returns to the move,
+        and ``to_simpy`` re-points it like any other."""
+        ev: Any = None
+        if parked is None:
+            proc: Any = self.env.active_process
+            self.procs[t] = proc
+            gen = self.serve(t)
+            try:
+                ev = next(gen)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            proc = self.procs[t] = parked
+            gen = _placeholder()
         self.own[t] = gen
         try:
             while True:
-                if self.move is not None:
+                if self.move is not None and ev is not None:
                     # the move tried where a served step ends (N6 item 2): the event this
                     # process waits on next is its target for ``to_core`` to read (SimPy
                     # sets it again when the trampoline yields it)

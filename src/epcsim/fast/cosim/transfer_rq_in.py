@@ -16,6 +16,7 @@ the frame waiting on the run queue's event    ``T_CONT`` (``T_CONT_A``)
 ============================================  ==========================================
 ``acquire_cpu`` in ``Task.run``               ``K_RUN`` (its ``ns``)
 ``acquire_cpu`` in ``Task.run_user``          ``K_USER`` (its ``ns``)
+``acquire_cpu`` in a ``RUN0_WAITS`` frame      ``K_RUN`` (0: ``Task.run(0)``)
 ``acquire_cpu`` in ``Task.lock``              ``K_LOCK`` (the mutex's row)
 ``_schedule`` in ``Task.lock``                ``K_LOCK_TAKE`` (past its might_sleep point)
 ``acquire_cpu`` in ``Task.sleep`` (a wait     ``K_DONE`` (the sleep's tail)
@@ -84,6 +85,13 @@ Wait = tuple[int, int, int, int]
 #: function walking the chain for it, ``waits_for_cpu``, until session ``many64``)
 CPU_WAITS = (_ACQUIRE, _SCHEDULE, _PICKED)
 
+#: code objects whose own ``acquire_cpu`` (the frame right above it) is the core's
+#: ``Task.run(0)``: ``K_RUN`` of 0 ns, which takes a CPU and nothing else. Registered by
+#: the module that maps such a frame to a machine's row (an enclave thread's ``enter()``
+#: at its loop top, the machine's ``P_TOP``: ``driver/group_join.py``, session ``join``);
+#: this package does not import the user model's code
+RUN0_WAITS: set[Any] = set()
+
 
 def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None:
     """The continuation of a task whose generator chain ``gen`` waits for a CPU (module
@@ -115,6 +123,8 @@ def cpu_wait(gen: Any, mix: dict[Any, int], many: bool, row: Any) -> Wait | None
             return K_RUN, int(loc["ns"]), -1, 0
         if pcode is _RUN_USER:
             return K_USER, int(loc["ns"]), -1, 0
+        if pcode in RUN0_WAITS:
+            return K_RUN, 0, -1, 0
         if pcode is _LOCK:
             mi = mix.get(loc["mutex"])
             return None if mi is None else (K_LOCK, mi, -1, 0)
@@ -171,4 +181,4 @@ def queue_order(rq: Any, tix: dict[Any, int]) -> dict[int, int] | None:
     return seqs
 
 
-__all__ = ["CPU_WAITS", "cpu_wait", "queue_order"]
+__all__ = ["CPU_WAITS", "RUN0_WAITS", "cpu_wait", "queue_order"]

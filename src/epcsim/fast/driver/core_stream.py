@@ -141,6 +141,9 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         self.system = owner.system
         self.thread = thread
         self.encl = encl
+        #: the process running the stream (``access_stream`` builds this in it): a group
+        #: move that joins the thread mid-fault throws into it (``group_join.py``)
+        self.proc: Any = self.system.machine.env.active_process
         #: the task is not an enclave thread (the ioctl's task): no TCS, never inside, no
         #: ``entered`` (``thread_bridge.entered``)
         self.plain = not isinstance(thread, EnclaveThread)

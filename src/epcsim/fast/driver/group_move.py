@@ -27,6 +27,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_to_core import _frame_locals, to_core
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
+from epcsim.fast.driver import group_join
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
@@ -59,12 +60,16 @@ def move(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
     kr = sess.kr
     if sess.left or owner.session is not sess:
         return None
+    mids = None
     if any(sv.own[r] is None for r in range(kr)):
-        # a thread not joined (in its generator: its events are Python's)
-        sess.unjoined += 1
-        if sess.unjoined >= UNJOINED * kr:
-            give_up(sess, UNJOINED_WAIT)
-        return None
+        # a thread not joined (in its generator: its events are Python's), unless it
+        # waits at a point of its fault the machine has a row for (``group_join.py``)
+        mids = group_join.find(sess)
+        if mids is None:
+            sess.unjoined += 1
+            if sess.unjoined >= UNJOINED * kr:
+                give_up(sess, UNJOINED_WAIT)
+            return None
     system = sess.system
     sgx = system.sgx
     if not movable(sess):
@@ -85,7 +90,9 @@ def move(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
         waitq._waiters = []
         sv.procs[kr] = None  # its process waits on the parked event (not the core's)
     sess.fit_trace()
+    group_join.offer(sess, mids)
     if not to_core(sv):
+        group_join.undo(sess, mids)
         if parked:
             waitq._waiters = parked
             sv.procs[kr] = kproc
@@ -93,6 +100,7 @@ def move(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
         if sess.refused >= REFUSED:
             give_up(sess)
         return None
+    group_join.retire(sess, mids)
     sess.refused = sess.unjoined = 0
     owner.group_backoff = 1
     sess._hook_proc = None  # closed by ``to_core`` (``CoreStream.run``'s note)

@@ -297,6 +297,8 @@ class StreamCore:
         self.group_moves = 0
         self.group_accesses = 0
         self.group_edges: dict[str, int] = {}
+        #: threads a group move joined mid-fault, by the point (``group_join.KINDS``)
+        self.mid_joins: dict[str, int] = {}
         #: loop tops at which no group session begins, after one whose moves were refused
         #: (``stream_group.REFUSED``), and the next such wait (doubled each time)
         self.group_wait = 0

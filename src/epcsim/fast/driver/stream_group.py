@@ -183,6 +183,21 @@ class GroupSession(Session):
         self.co.tasks[r, T_RQ] = 0
         self.ends[r] = None
         yield from sv.serve_own(r)
+        return self._joined_end(cs, r, done)
+
+    def join_mid(self, cs: CoreStream, r: int, done: int, proc: Any) -> Gen:
+        """``join`` for thread row ``r`` taken onto the core mid-fault by a group move
+        (``group_join.py``): its process, ``proc``, goes on parked in ``serve_own`` as a
+        joined thread's after a move, from its ``access_stream`` loop top (``CoreTakesOver``),
+        ``done`` its accesses then; returns ``run``'s ``(i, done, end)``."""
+        yield from self.sv.serve_own(r, parked=proc)
+        return self._joined_end(cs, r, done)
+
+    def _joined_end(self, cs: CoreStream, r: int, done: int) -> tuple[int, int, int]:
+        """A joined thread's serving generator returned (its machine stopped where its
+        Python code goes on): its row freed, ``run``'s ``(i, done, end)``."""
+        sv = self.sv
+        tc = self.rows[r].tc
         sv.procs[r] = None
         sv.begun[r] = False
         stop = self.ends[r]
