@@ -44,7 +44,25 @@ def _snap(system: epcsim.System, threads: list, procs: list) -> dict[str, object
     s["latency"] = (lat.count, lat.counts.tobytes(), list(lat._buf))
     s["queue"] = sorted((t, p, e) for t, p, e, _ in m.env._queue)  # pop order
     s["outcomes"] = [None if p.is_alive else dataclasses.astuple(p.value) for p in procs]
+    flood = system.sgx.flood
+    if flood is not None:  # ``nopage_flood="bulk"`` (test_flood_user.py, session ``uflood``)
+        flood.settle()  # as ``System.stats`` reads them
+        s["flood"] = (
+            flood.parks, flood.bulk_retries, sorted(flood._holds.values()),
+            [(t.name, vars_of(p)) for t, p in flood.parked.items()],
+            sorted((t.name, d) for t, d in flood._deciding.items()),
+        )  # fmt: skip
     return s
+
+
+def vars_of(p: object) -> tuple[object, ...]:
+    """A parked retrier's ``_Park`` fields (its event's state, not the event)."""
+    names = ("base", "counted", "eresume_ns", "forced", "index", "lock_check", "period")
+    ev = p.ev  # type: ignore[attr-defined]
+    return (
+        *(getattr(p, n) for n in names), p.tcs_first, p.tick_at, p.touched,  # type: ignore[attr-defined]
+        None if ev is None else (ev.triggered, ev.processed),
+    )  # fmt: skip
 
 
 def user_run(  # type: ignore[no-untyped-def]

@@ -39,7 +39,9 @@ allocation, a contended lock and a reschedule are the reference's own code.
 
 The compiled core restates this module (from ``threads_bridge.run_threads``: session
 ``flood6`` with each thread on its own CPU, session ``floodq`` with more threads than CPUs,
-the run queue's hooks and the TCS fault's parks): ``cosim/flood_park.py`` (the parking,
+the run queue's hooks and the TCS fault's parks; from the user path's one-thread session,
+the parks moving both ways at its stops - ``cosim/transfer_flood.py``, session ``uflood``,
+hence ``parked_rest`` and the timer factories): ``cosim/flood_park.py`` (the parking,
 its timers, the mutex and run-queue hooks) and ``driver/flood_rows.py`` (``parkable`` and
 the hooks in the enclave's state), a function per method, named after it. A change here changes them
 in the same commit; ``tests/fast/test_threads_flood_core.py`` holds the two equal.
@@ -78,6 +80,7 @@ What is not the same as the reference (named deviation, bounded and tested in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -138,6 +141,10 @@ class NopageFlood:
         #: retries charged in bulk, and how many times a thread parked (benchmarks, tests)
         self.bulk_retries = 0
         self.parks = 0
+        #: of ``parks``, those the compiled core ran on the user path, and the parks it
+        #: handed back under way (``cosim/transfer_flood.py``; the tests' guard)
+        self.core_parks = 0
+        self.moved = 0
 
     # -- when a thread may park -----------------------------------------------------------
     def parkable(self, thread: Any, index: int, eresume: bool = True) -> bool:
@@ -185,12 +192,26 @@ class NopageFlood:
         if thread.encl.lock.owner is not None:  # parking inside another task's hold
             p.lock_check = self._next_decision(p, m.now)
             self._timer(p, p.lock_check)
+        return (yield from self.parked_rest(p))
+
+    def parked_rest(self, p: _Park, decided: bool = False) -> Gen:
+        """``park`` from its wait on ``p.ev`` (pending, or triggered and queued), ``p`` in
+        ``parked``: the rest of the park of a retrier the compiled core parked and handed
+        back (``cosim/transfer_flood.py``, session ``uflood``), or ``park``'s own loop.
+        ``decided``: the loop has broken already (the core stopped at the decision, its
+        ``tcs_first`` set): only the park's end."""
+        m = self.m
+        costs = m.costs
+        thread = p.thread
+        moved = p.ev  # the core's move back: the first wait is on the event it built
         try:
             lock = thread.encl.lock
-            while True:
+            while not decided:
                 # Timers due at the same instant may find the event already triggered by
                 # another: every reason is decided from the park's state, not the value.
-                p.ev = m.env.event()
+                if moved is None:
+                    p.ev = m.env.event()
+                moved = None
                 yield p.ev
                 now = m.now
                 if p.forced is not None and p.forced <= now:
@@ -242,11 +263,21 @@ class NopageFlood:
         return p.base + j * p.period
 
     def _timer(self, p: _Park, at: int) -> None:
+        self.m.env.timeout(at - self.m.now).callbacks.append(self.timer_fire(p))
+
+    def timer_fire(self, p: _Park) -> Callable[[object], None]:
+        """``_timer``'s callback: ``p.ev`` succeeds if ``p`` is still parked and its event
+        pending (a timer of an earlier park finds ``p`` gone: nothing). A factory, so the
+        compiled core's move back builds the same callback for its queued timers, and
+        tagged (``flood``: what it is for), so a move onto the core can read a queued one
+        (``cosim/transfer_flood.py``)."""
+
         def fire(_e: object) -> None:
             if self.parked.get(p.thread) is p and p.ev is not None and not p.ev.triggered:
                 p.ev.succeed()
 
-        self.m.env.timeout(at - self.m.now).callbacks.append(fire)
+        fire.flood = ("timer", p)  # type: ignore[attr-defined]  # (what the core reads)
+        return fire
 
     def _resched_due(self, p: _Park, at: int) -> bool:
         """Would ``need_resched()`` be true at the decision instant ``at``?"""
@@ -342,6 +373,11 @@ class NopageFlood:
         at = self._next_decision(p, self.m.now) - (costs.aex + costs.fault_entry)
         if at <= self.m.now:
             return  # that ERESUME has completed (the TCS was not blocked before its zap)
+        self.m.env.timeout(at - self.m.now).callbacks.append(self.eresume_ends(p))
+
+    def eresume_ends(self, p: _Park) -> Callable[[object], None]:
+        """``_tcs_zapped``'s callback as the cycle's ERESUME ends: ``tcs_first`` if the TCS
+        (unmapped) is blocked or gone by then (a factory, as ``timer_fire``)."""
         thread = p.thread
 
         def eresume_ends(_e: object) -> None:
@@ -355,7 +391,8 @@ class NopageFlood:
                 epc < 0 or not epcm.valid[epc] or bool(epcm.blocked[epc])
             )
 
-        self.m.env.timeout(at - self.m.now).callbacks.append(eresume_ends)
+        eresume_ends.flood = ("eresume", p)  # type: ignore[attr-defined]
+        return eresume_ends
 
     def came_first(self, task: Task, mutex: Any) -> bool:
         """``task`` resumed from a park at this decision instant and finds ``mutex`` free:
@@ -421,7 +458,11 @@ class NopageFlood:
                     first = c
         if first is None:
             return
-        at = first
+        self.m.env.timeout(first - self.m.now).callbacks.append(self.chain_fire(mutex, hold, first))
+
+    def chain_fire(self, mutex: Any, hold: int, at: int) -> Callable[[object], None]:
+        """``_chain``'s callback at ``at`` (a factory, as ``timer_fire``): if the hold goes
+        on, the retriers deciding at ``at`` look at the lock, and the chain goes on."""
 
         def fire(_e: object) -> None:
             if self._holds.get(mutex) != hold:
@@ -436,7 +477,8 @@ class NopageFlood:
                         p.ev.succeed()
             self._chain(mutex, hold, at + 1)
 
-        self.m.env.timeout(at - self.m.now).callbacks.append(fire)
+        fire.flood = ("chain", mutex, hold)  # type: ignore[attr-defined]
+        return fire
 
     def free_since(self, mutex: Any, free_since: int, now: int) -> int:
         """When ``mutex`` was last released, counting the take-and-release of each skipped

@@ -18,7 +18,7 @@ no code changed); this module keeps the entry, the fault path and ``access_strea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -425,9 +425,23 @@ class EnclaveThread(InsnExecution, Task):
         then runs that retry's handler. ``eresume``: each retry re-enters the enclave first
         (an access); without, it is the TCS fault of an entry (``_ensure_tcs``)."""
         ok = yield from self._fault(index)
+        return (yield from self.parks(index, eresume, ok))
+
+    def parks(self, index: int, eresume: bool, ok: bool, moved: Any = None) -> Gen:
+        """``_fault_or_park``'s loop after a fault that returned ``ok``: while the next retry
+        would fail alike, park, then run the decision's handler. ``moved``: a park the
+        compiled core began and handed back (``fast.cosim.transfer_flood``, session
+        ``uflood``): the loop goes on inside it, ``(park, decided)``."""
         flood = self.sgx.flood
-        while ok and flood is not None and flood.parkable(self, index, eresume):
-            if (yield from flood.park(self, index, eresume)):
+        while ok and flood is not None:
+            if moved is not None:
+                park = flood.parked_rest(*moved)
+                moved = None
+            elif flood.parkable(self, index, eresume):
+                park = flood.park(self, index, eresume)
+            else:
+                break
+            if (yield from park):
                 # the last ERESUME found the TCS zapped: this retry's fault is the TCS's, as
                 # in enter(); the access is retried after the next entry. If the kernel
                 # cannot map the TCS, the entry failed: reported as enter() reports it.

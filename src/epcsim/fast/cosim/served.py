@@ -113,6 +113,10 @@ class Served:
         #: a machine that stops (``R_STOP``: before a step only Python does) while served
         #: goes on as this generator, in the same process (the task's Python code)
         self.on_stop = on_stop
+        #: the process driving the core parked in a NOPAGE flood at a move back: its park
+        #: goes on in Python as this generator, given its row and ``(park, decided)``
+        #: (``transfer_flood.py``; the user path's ``Session``, session ``uflood``)
+        self.on_parked: Callable[[int, Any], Gen] | None = None
         self.procs: list[Any] = [None] * len(tasks)
         #: task ``t``'s serving generator while its process is its *own* (``serve_own``:
         #: the task's own Python process, e.g. an enclave thread's from its loop top), None

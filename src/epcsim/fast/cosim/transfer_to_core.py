@@ -60,6 +60,7 @@ from epcsim.fast.cosim.state import (
     C_EID,
     C_ELIDED,
     C_FIFO_SCHED,
+    C_FLOOD,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
@@ -128,6 +129,7 @@ from epcsim.fast.cosim.state import (
     URGENT,
 )
 from epcsim.fast.cosim.transfer_detach import detach
+from epcsim.fast.cosim.transfer_flood import flood_in
 from epcsim.fast.cosim.transfer_intr import is_dead
 from epcsim.fast.cosim.transfer_mutex_in import mutexes_in, waiters_moved
 from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
@@ -158,14 +160,17 @@ def _innermost(gen: Any) -> Any:
 
 
 def _in_regime(sv: Served) -> bool:
-    """The engine inside the core's regime: no flood, CFS or the FIFO run queue, no
+    """The engine inside the core's regime: nothing parked in a NOPAGE flood (the session's
+    core taking it: ``transfer_flood``), CFS or the FIFO run queue, no
         ``LinuxMutex`` wait list or HANDOFF but with ``C_MANY`` (its sleeping half:
     ``transfer_lsleep.py``, session ``linuxmx``). Tasks waiting for a CPU and need_resched flags
         move (``transfer_rq_in.py``, session ``cmany``); without ``C_MANY`` not beside a
         spinner (the core's spin watches the tick only with it)."""
     m = sv.m
-    if m.flood is not None or not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
+    if not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
         return False
+    if m.flood is not None and (m.flood.parked or not int(sv.st.clk[C_FLOOD])):
+        return False  # (a flood's timer queued: an event the scan below refuses)
     many = int(sv.st.clk[C_MANY]) != 0
     for mx in sv.mutexes:
         if isinstance(mx, LinuxMutex):
@@ -456,6 +461,8 @@ def to_core(sv: Served) -> bool:
         st.wq[qi] = len(row)
         st.wql[qi] = -1
         st.wql[qi, : len(row)] = row
+    if m.flood is not None:
+        flood_in(sv, m.flood)
     detach(sv)
     clk[C_SERVED] = 0
     sv.mode = "core"

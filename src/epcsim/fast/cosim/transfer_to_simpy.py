@@ -46,6 +46,7 @@ from epcsim.fast.cosim.state import (
     C_CSW,
     C_EID,
     C_ELIDED,
+    C_FLOOD,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
@@ -59,6 +60,7 @@ from epcsim.fast.cosim.state import (
     C_WAKEUP_PREEMPT,
     DEAD,
     EV_END,
+    EV_FLOOD,
     EV_INIT,
     EV_INTR,
     EV_POKE,
@@ -106,6 +108,7 @@ from epcsim.fast.cosim.state import (
     TS_LSLEEP,
     TS_MSLEEP,
     TS_NEW,
+    TS_PARK,
     TS_READY,
     TS_RUN,
     TS_RUNQ,
@@ -113,6 +116,7 @@ from epcsim.fast.cosim.state import (
     TS_SPIN,
     TS_STARTING,
 )
+from epcsim.fast.cosim.transfer_flood import flood_event, flood_out
 from epcsim.fast.cosim.transfer_intr import dead_event, interruption, user_step
 from epcsim.fast.cosim.transfer_procs import (
     _end_own,
@@ -253,7 +257,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             # ``rec.ev`` is that event
             target[t] = _triggered(env)
             target[t].callbacks = None  # type: ignore[assignment]
-        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ, TS_LSLEEP):
+        elif s in (TS_RUN, TS_SLEEP, TS_SPIN, TS_STARTING, TS_MSLEEP, TS_RUNQ, TS_LSLEEP, TS_PARK):
             target[t] = _triggered(env) if t in resumed else Event(env)
         elif s == TS_INTR:
             # its step's timeout, queued dead, waited on until the Interruption pops
@@ -269,6 +273,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             mx._waiters = deque((sv.tasks[t], target[t]) for t in st.wl[i, :n_w].tolist())
     # ``LinuxMutex``'s HANDOFF and wait list, each sleeping contender's ``_Waiter``
     ws = lsleep.waiters(sv, target)
+    # the parked NOPAGE flood: each parked row a ``_Park`` of ``NopageFlood`` on its event
+    # (``transfer_flood.py``, session ``uflood``)
+    flood = m.flood if int(clk[C_FLOOD]) != 0 else None
+    parks = {} if flood is None else flood_out(sv, flood, target)
     # the processes, each waiting on its task's event
     procs: list[Any] = list(sv.procs)
     interrupted: dict[int, Any] = {}  # TS_INTR: the process its Interruption interrupts
@@ -307,6 +315,17 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
                 next(now)  # at its wait on ``rec.ev``, which was just processed
             else:  # TS_READY: stopped at a request, which the machine asks for again
                 now = sv.serve(t)
+            continue
+        if s == TS_PARK:
+            # a parked retrier: only the process driving the core, whose park goes on in
+            # Python (``Served.on_parked``: the rest of ``EnclaveThread.parks``)
+            if t != inline or sv.on_parked is None or t == h:
+                raise RuntimeError(f"to_simpy: task {t} parked, not the driving thread")
+            gen = sv.on_parked(t, (parks[t], False))
+            if next(gen) is not target[t]:
+                raise RuntimeError(f"task {t}: its park does not wait on its event")
+            procs[t] = env.active_process
+            kept = (gen, target[t])
             continue
         if s == TS_NEW:
             procs[t] = None
@@ -395,6 +414,8 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             lm = sv.mutexes[mi if t in recs else 0]
             assert isinstance(lm, LinuxMutex)
             ev.callbacks.append(partial(lm._fire, task, recs.get(t, _Spinner(True)), arg))
+        elif kind == EV_FLOOD:  # a parked retrier's timer (``transfer_flood.py``)
+            ev = flood_event(sv, flood, parks, t, arg, time)
         elif kind == EV_STOP:  # a ``run(until=)`` deadline: its own event (deadline.py)
             ev = sv.stops[arg]
         elif kind == EV_INTR:  # a user step's Interruption (``runqueue.interrupt``)

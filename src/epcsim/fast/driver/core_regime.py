@@ -126,6 +126,24 @@ class CoreStreamRegime:
         return _static_regime(system)
 
 
+def flood_regime(system: System) -> bool:
+    """``nopage_flood="bulk"`` on the user path (session ``uflood``; PATHS.md "What is
+    built: the parked flood on the user path"): taken with one enclave and one enclave
+    thread, whose parks move between the core and ``NopageFlood`` with the one-thread
+    session (``cosim/transfer_flood.py``). Why not more: ksgxd served by SimPy while a
+    thread is parked in Python has the park written into the session's thread row for
+    its compiled hooks (``mirror_in``), one row; and the group sessions' moves
+    (``stream_group``, ``group_move``) do not carry parked rows yet. Without the option,
+    True."""
+    sgx = system.sgx
+    if sgx.flood is None:
+        return True
+    if len(sgx.enclaves) != 1:
+        return False
+    handle = next(iter(sgx.enclaves.values())).handle
+    return handle is not None and getattr(handle, "_nthreads", 2) <= 1
+
+
 def held_by_a_batch_only(encls: Any) -> bool:
     """Whether an enclave of ``encls`` is alive only by the references reclaimer batches
     hold (each isolated page holds one from phase A until it is put back or written back):
@@ -153,7 +171,7 @@ def _static_regime(system: System) -> bool:
     if system.cpu.content_mode != "tag" or type(sgx.lru) is not KernelLru:
         return False
     # Linux's or the model's FIFO variants (session ``fifo``: PATHS.md "The regime")
-    if not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue) or sgx.flood is not None:
+    if not isinstance(system.machine.rq, CfsRunQueue | FifoRunQueue) or not flood_regime(system):
         return False
     # one CPU is in the regime with one enclave (session ``onecpu2``) and with two
     # (``twoone``): the module docstring
@@ -232,4 +250,4 @@ def _built_or_building(system: System, encl: Any) -> bool:
     return core is not None and core.add_live > 0
 
 
-__all__ = ["CoreStreamRegime", "_built_or_building", "held_by_a_batch_only"]
+__all__ = ["CoreStreamRegime", "_built_or_building", "flood_regime", "held_by_a_batch_only"]

@@ -62,6 +62,8 @@ def group_regime(cs: CoreStream) -> list[CoreStream] | None:
         return None
     if not encl.initialized or encl.dead or not _static_regime(system):
         return None
+    if system.sgx.flood is not None:
+        return None  # the parked flood: the one-thread session only (``flood_regime``)
     return group
 
 

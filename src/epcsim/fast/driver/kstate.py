@@ -229,11 +229,14 @@ KB_PAGE = 15
 #: ``kernel.ioctl_add._add_page_rest`` goes on from the grow (its allocation's reclaim, or
 #: -ENOMEM; session ``addrun``)
 KB_GROW = 16
+#: the parked NOPAGE flood (``C_FLOOD``) with the thread served by SimPy: its retry would
+#: park, and the park is Python's (``EnclaveThread.parks``; session ``uflood``)
+KB_PARK = 17
 KB_NAMES = (
     "none", "SECS eviction", "enclave release", "outside the regime", "TCS fault",
     "entry fault", "#PF to the runtime", "SIGBUS", "EAUG", "SECS load", "ENOMEM",
     "ELDU failure", "ksgxd wake-up", "loop top", "EACCEPT failure", "MODIFY_TYPES page",
-    "ADD_PAGES VA page",
+    "ADD_PAGES VA page", "NOPAGE park",
 )  # fmt: skip
 
 #: ``warn`` kinds: which leaf's WARN the Python side appends (``encls.encls_warn``)

@@ -23,7 +23,7 @@ from epcsim.fast.cosim.transfer_to_simpy import _process
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.stream_stops import IN_FAULT, _fault_rest, resumable
+from epcsim.fast.driver.stream_stops import IN_FAULT, _fault_rest, park_rest, resumable
 from epcsim.fast.driver.thread_pc import P_LOCKED, P_NAMES
 from epcsim.kernel.reclaim import sgx_reclaim_write_back
 from epcsim.user.thread import STREAM_ON, STREAM_PF, STREAM_SIGBUS
@@ -179,6 +179,14 @@ class SessionStops:
                 co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
                 self.thread_end = (code, end)
                 return
+        if code == K.KB_PARK:
+            # its retry would park (the flood, served): the park and the rest of
+            # ``_fault_or_park`` in Python, here (session ``uflood``)
+            co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
+            self.owner.park_stops += 1
+            ok = yield from park_rest(thread, ts.tc)
+            self.thread_end = (code, STREAM_ON if ok else STREAM_SIGBUS)
+            return
         if code in IN_FAULT and pc == P_LOCKED:
             co.clk[C_HB] = co.clk[C_HB_TASK] = co.clk[C_HB_NOW] = 0
             owner = self.owner
@@ -194,6 +202,14 @@ class SessionStops:
                 f"({P_NAMES[pc]})"
             )
         self.thread_end = (code, STREAM_PF if code == K.KB_PF else STREAM_ON)
+
+    def parked_rest(self, t: int, moved: Any) -> Gen:
+        """``Served.on_parked``: the thread (row ``t``) parked on the core at a move back
+        goes on in Python inside its park (``moved``: ``(park, decided)``), then the rest
+        of ``_fault_or_park``; its stream from its loop top (``CoreStream._served_to_top``
+        reads ``thread_end``). Session ``uflood``."""
+        ok = yield from park_rest(self.thread, self.ts.tc, moved)
+        self.thread_end = (K.KB_PARK, STREAM_ON if ok else STREAM_SIGBUS)
 
     def asleep_on_core(self) -> None:
         """ksgxd asleep on the core when a pair call ends (its machine's wait is dropped):

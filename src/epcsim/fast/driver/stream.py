@@ -92,7 +92,7 @@ from epcsim.fast.cosim.served import Served
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.auto import auto_engages, machines_warm
-from epcsim.fast.driver.core_regime import _static_regime
+from epcsim.fast.driver.core_regime import _static_regime, flood_regime
 from epcsim.fast.driver.core_stream import CoreStream
 from epcsim.fast.driver.slots import kernel_slots, refresh_slots, secs_of, take_slots
 from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
@@ -274,6 +274,11 @@ class StreamCore:
         #: the thread's faults the core stopped under encl->lock and Python finished
         #: (``IN_FAULT``), by ``kstate.KB_*`` code, on the core or served
         self.fault_stops: dict[int, int] = {}
+        #: the parked flood (session ``uflood``): served ksgxd steps with a thread parked in
+        #: Python (``transfer_flood.mirror_in``), the served thread's parks left to Python
+        #: (``KB_PARK``)
+        self.flood_mirrors = 0
+        self.park_stops = 0
         #: served ksgxd machines whose ``kref_put`` dropped the last reference
         #: (``KB_RELEASE``): its generator from that page, ``sgx_encl_release`` there
         self.release_stops = 0
@@ -437,7 +442,7 @@ class StreamCore:
             encl = thread.encl
         if pages.size == 0:
             return None
-        if system.cpu.content_mode != "tag" or sgx.flood is not None:
+        if system.cpu.content_mode != "tag" or not flood_regime(system):
             return None
         # up to two enclaves, one slot each (PATHS.md "Two enclaves in the regime")
         if len(sgx.enclaves) > K.N_SLOTS or all(e is not encl for e in sgx.enclaves.values()):
@@ -473,6 +478,8 @@ class StreamCore:
 
         if not _request_allowed(flags) or first + n > thread.encl.nr_pages:
             return None
+        if self.system.sgx.flood is not None:
+            return None  # the parked flood: access streams only (``flood_regime``)
         pages = np.arange(first, first + n, dtype=np.int64)
         cs = self.stream(thread, pages, np.zeros(n, np.bool_))
         if cs is not None:
@@ -507,8 +514,8 @@ class StreamCore:
         The range's page indices are built once per range, not per call (the runtime calls
         again over the same range after -EAGAIN: an ``np.arange`` of up to 383 KB at each
         of the demo's 47,836 calls, session ``demo5``); the machine only reads them."""
-        if first + n > encl.nr_pages or task.kernel:
-            return None
+        if first + n > encl.nr_pages or task.kernel or self.system.sgx.flood is not None:
+            return None  # (the parked flood: access streams only, ``flood_regime``)
         if not _caller_of(task, encl):
             return None
         rng = self._range
@@ -544,6 +551,8 @@ class StreamCore:
         number is not known before the call)."""
         if first + n > encl.nr_pages or task.kernel or encl.initialized:
             return None
+        if self.system.sgx.flood is not None:
+            return None  # the parked flood: access streams only (``flood_regime``)
         if not self.on and not self._warm():
             return None
         if not _caller_of(task, encl):

@@ -38,12 +38,19 @@ from epcsim.fast.cosim.state import (
     TS_READY,
     TS_SLEEP,
 )
+from epcsim.fast.cosim.transfer_flood import (
+    FLOOD_HEAP_ROWS,
+    flood_in,
+    flood_on,
+    mirror_in,
+    mirror_out,
+)
 from epcsim.fast.cosim.transfer_to_core import _frame_locals
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.add import P_ADIRECT
-from epcsim.fast.driver.core_regime import _built_or_building
+from epcsim.fast.driver.core_regime import _built_or_building, flood_regime
 from epcsim.fast.driver.engine_state import absolute_counters, take_engine
 from epcsim.fast.driver.ksgxd import P_IPI_RUN, P_WAIT, R_SVC, ksgxd_resume
 from epcsim.fast.driver.pins import pinned_rows
@@ -129,6 +136,7 @@ class Session(SessionStops):
             co, owner.system.machine, [*threads, kt_], locks, [sgx.ksgxd_waitq], self.step,
             mode=mode, on_stop=self.on_stop,
         )  # fmt: skip
+        self.sv.on_parked = self.parked_rest  # the parked flood (``transfer_flood.py``)
         #: the process that entered at K0's check (``serve_at_check``), while it still runs
         #: ksgxd's machine from inside ksgxd's generator (``to_core`` closes it)
         self._hook_proc: Any = None
@@ -276,7 +284,10 @@ class Session(SessionStops):
         high = sgx.high_pages if frame is None else int(frame["high"])
         kt = owner.kernel_slots(encls)
         tslot = next(s for s, e in enumerate(encls) if e is encl)
-        return cls(owner, encls, [thread], co, kt, high, parked, tslot=tslot)
+        sess = cls(owner, encls, [thread], co, kt, high, parked, tslot=tslot)
+        if sgx.flood is not None:  # its holds and decision instants (``transfer_flood.py``)
+            flood_in(sess.sv, sgx.flood)
+        return sess
 
     @classmethod
     def at_check(cls, owner: StreamCore, encls: list[Any], high: int) -> Session:
@@ -293,7 +304,12 @@ class Session(SessionStops):
         placeholder = Task(system.machine, "fast_core: no stream yet")
         trace = any(mu.trace is not None for mu in locks)
         threads = [placeholder]
-        co = take_engine(system, [*threads, kt_], locks[0], trace, locks[1:], runq=True)
+        heap = 64 if sgx.flood is None else FLOOD_HEAP_ROWS
+        co = take_engine(
+            system, [*threads, kt_], locks[0], trace, locks[1:], runq=True, heap_capacity=heap
+        )
+        if sgx.flood is not None:
+            flood_on(system, co)
         co.tasks[len(threads), T_PC] = KM.P_CHECK  # ksgxd's row (``kr``)
         kt = owner.kernel_slots(encls)
         return cls(owner, encls, threads, co, kt, high, [], mode="simpy")
@@ -349,12 +365,19 @@ class Session(SessionStops):
             )
             if self._kmachine is None:
                 self._kmachine = self.owner.machine(ksgxd_resume, co, self.kt, None, kr)
+            # a thread parked in Python: its park in the thread row for the reclaimer's
+            # flood hooks, and back after the step (``transfer_flood.mirror_in``)
+            flood = system.sgx.flood
+            mirrored = None if flood is None else mirror_in(self.sv, flood, self.trow)
             while True:
                 r = int(self._kmachine(co, self.kt, kr))
                 if r == R_SVC:
                     self.kt = serve_slots(system, encls, self.kt, counts)
                 elif r != R_BLOCKED or not self._resched_passes(kr):
                     break
+            if mirrored is not None:
+                self.owner.flood_mirrors += 1
+                mirror_out(self.sv, flood, self.trow, mirrored)
             fold_slots(system, encls, self.secss, self.kt)
             self.fold_pins()
             if r == R_BLOCKED and int(co.tasks[kr, T_RQ]) == RQ_SLEEP:
@@ -435,7 +458,7 @@ def _served_regime(system: System, encls: list[Any]) -> bool:
     for encl in encls:
         if not _built_or_building(system, encl) or encl.dead:
             return False
-    if sgx.flood is not None or type(sgx.lru) is not KernelLru:
+    if not flood_regime(system) or type(sgx.lru) is not KernelLru:
         return False
     return sgx.ksgxd_task is not None
 
@@ -513,7 +536,12 @@ def _core_state_running(system: System, threads: list[Task], locks: list[Any], t
     assert kt is not None and all(t.cpu is not None for t in threads)
     assert all(isinstance(mu, LinuxMutex | FifoMutex) for mu in locks)
     kr = len(threads)
-    co = take_engine(system, [*threads, kt], locks[0], trace, locks[1:], runq=True)
+    heap = 64 if system.sgx.flood is None else FLOOD_HEAP_ROWS
+    co = take_engine(
+        system, [*threads, kt], locks[0], trace, locks[1:], runq=True, heap_capacity=heap
+    )
+    if system.sgx.flood is not None:  # the parked flood (``transfer_flood.py``)
+        flood_on(system, co)
     co.tasks[:kr, T_STATE] = TS_READY
     co.tasks[:kr, T_PC] = P_TOP
     co.tasks[kr, T_STATE] = TS_SLEEP

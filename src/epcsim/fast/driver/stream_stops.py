@@ -45,7 +45,7 @@ from typing import Any
 
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
-from epcsim.fast.driver.thread_pc import P_LOCKED, P_TOP
+from epcsim.fast.driver.thread_pc import P_LOCKED, P_PARK, P_TOP
 
 #: the stops the generator goes on from, each at a loop top (or before the iteration's
 #: first step): the core's own, the TCS fault, a failing EENTER/ERESUME, a #PF to the
@@ -74,7 +74,9 @@ def resumable(code: int, pc: int) -> bool:
     """Whether the thread's stop ``code`` at ``pc`` is one the generator goes on from at
     its loop top (``_RESUMABLE``; a failing entry only before its run: ``KB_ENTRY`` after
     it is the machine's defect guard, ``thread.py``)."""
-    return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP)
+    # (``KB_TCS`` at ``P_PARK``: a parked retrier's ERESUME found its TCS blocked - in
+    # the middle of its park, not a loop top; a guard, never met: PATHS.md ``uflood``)
+    return code in _RESUMABLE and (code != K.KB_ENTRY or pc == P_TOP) and pc != P_PARK
 
 
 def _fault_rest(thread: Any, tc: Any) -> Any:
@@ -85,6 +87,24 @@ def _fault_rest(thread: Any, tc: Any) -> Any:
     if tc[T.TC_TCS_RETRY]:
         return thread.tcs_fault_locked(int(tc[T.TC_T0]))
     return thread.fault_locked(int(tc[T.TC_IDX]), int(tc[T.TC_T0]))
+
+
+def park_rest(thread: Any, tc: Any, moved: Any = None) -> Any:
+    """The rest of ``_fault_or_park`` in Python for a retry the thread's machine would park
+    (``KB_PARK``, served: ``moved`` None, the loop from its ``parkable`` test) or had parked
+    on the core (``moved``: ``(park, decided)``, ``transfer_flood.py``); an access's, or
+    ``_ensure_tcs``' on the TCS (``tc[TC_TCS_RETRY]``), whose failure is the entry's (as
+    ``tcs_fault_locked``). Returns its generator (True: mapped or -EBUSY). Session
+    ``uflood``."""
+    from epcsim.arch import PF_USER
+    from epcsim.user.insn import X86_TRAP_PF, EnclaveException
+
+    tcs = bool(tc[T.TC_TCS_RETRY])
+    ok = yield from thread.parks(int(tc[T.TC_IDX]), not tcs, True, moved)
+    if tcs and not ok:
+        addr = thread.encl.linaddr(thread.tcs_index)
+        thread.entry_fault = EnclaveException(X86_TRAP_PF, PF_USER, addr)
+    return ok
 
 
 def _direct_rest(
@@ -148,5 +168,6 @@ __all__ = [
     "IN_FAULT",
     "add_grow",
     "direct_rest",
+    "park_rest",
     "resumable",
 ]

@@ -120,6 +120,7 @@ from epcsim.fast.driver.kstate import (
     KB_EAUG,
     KB_ENTRY,
     KB_LEAF,
+    KB_PARK,
     KB_PF,
     KB_SIGBUS,
     KB_TCS,
@@ -436,6 +437,11 @@ def thread_run(p, t):
                 # ``_fault_or_park``: the retry failed for want of a free EPC page and the
                 # next ones would fail alike: the thread parks (``fast/flood.py``); the TCS
                 # fault's retries (``eresume=False``) have no ERESUME in their cycle
+                if st.clk[C_SERVED] != 0:
+                    # served by SimPy (the user path after a stop: Python tasks run between
+                    # its steps, and the flood's parks are ``NopageFlood``'s there): the
+                    # park is Python's, ``EnclaveThread.parks`` (session ``uflood``)
+                    return _stop(st, ks, t, P_FRESCHED, KB_PARK, tc[TC_IDX])
                 ens = 0 if tc[TC_TCS_RETRY] != 0 else tc[TC_ERESUME_NS]
                 park_begin(st, t, es, tc[TC_IDX], tc[TC_TCS], ens)
                 return _blocked(st, t, P_PARK, R_STOP if st.clk[C_HB] != 0 else R_BLOCKED)
