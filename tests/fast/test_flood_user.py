@@ -79,8 +79,9 @@ def test_parks_ran_on_the_core_and_moved_back_from_the_user_path() -> None:
     between them the paths this file is for were taken - parks on the core, parks
     handed back under way at a deadline (``flood.moved``), ksgxd's served steps with the
     park written into the thread row (``flood_mirrors``), a served thread's park left to
-    Python (``park_stops``)."""
-    core = moved = mirrors = stops = 0
+    Python (``park_stops``), moves onto the core with the flood's timers queued
+    (``flood.timers_in``)."""
+    core = moved = mirrors = stops = timers = 0
     for seed, cpus, fifo, deadlines in GUARD:
         sc = _both(seed, "256K", 4, cpus, 0.0, fifo, False, deadlines)
         flood = sc.system.sgx.flood
@@ -88,6 +89,7 @@ def test_parks_ran_on_the_core_and_moved_back_from_the_user_path() -> None:
         moved += flood.moved
         mirrors += sc.flood_mirrors
         stops += sc.park_stops
-    assert core >= 100 and moved >= 3 and mirrors >= 1_000 and stops >= 1, (
-        core, moved, mirrors, stops,
+        timers += flood.timers_in
+    assert core >= 300 and moved >= 3 and mirrors >= 20 and stops >= 1 and timers >= 10, (
+        core, moved, mirrors, stops, timers,
     )  # fmt: skip

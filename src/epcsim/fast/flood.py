@@ -145,6 +145,8 @@ class NopageFlood:
         #: handed back under way (``cosim/transfer_flood.py``; the tests' guard)
         self.core_parks = 0
         self.moved = 0
+        #: its timers a move onto the core took in as ``EV_FLOOD`` rows (``flood_row``)
+        self.timers_in = 0
 
     # -- when a thread may park -----------------------------------------------------------
     def parkable(self, thread: Any, index: int, eresume: bool = True) -> bool:

@@ -87,9 +87,11 @@ def _until_condition(ev: Any, cbs: list[Any]) -> bool:
     )
 
 
-def only_stops(queue: list[Any]) -> bool:
-    """SimPy's queue holds nothing but until events (or nothing)."""
-    return all(is_stop(e[3]) for e in queue)
+def only_stops(queue: list[Any], also: Any = None) -> bool:
+    """SimPy's queue holds nothing but until events (or nothing) - and events ``also``
+    accepts: the parked flood's timers (``transfer_flood.is_flood_timer``, session
+    ``uflood``), which ``take_stops`` takes in too."""
+    return all(is_stop(e[3]) or (also is not None and also(e[3])) for e in queue)
 
 
 def stop_row(sv: Served, time: float, prio: int, eid: int, ev: Any) -> tuple[int, int, int]:
@@ -100,15 +102,27 @@ def stop_row(sv: Served, time: float, prio: int, eid: int, ev: Any) -> tuple[int
     return (int(time), (int(prio) << KEY_SHIFT) | int(eid), EV_STOP | (arg << 16))
 
 
-def take_stops(sv: Served) -> None:
-    """Move SimPy's queue - until events only (``only_stops``, checked by the caller) - into
-    the core's empty heap: the entry from ksgxd asleep (``Session.begin``), whose core is
+def take_stops(sv: Served, flood: Any = None) -> None:
+    """Move SimPy's queue - until events only (``only_stops``, checked by the caller), and
+    with ``flood`` (``NopageFlood``) its timers (``transfer_flood.flood_row``) - into the
+    core's empty heap: the entry from ksgxd asleep (``Session.begin``), whose core is
     built with an empty queue (``engine_state.take_engine``)."""
+    from epcsim.fast.cosim.transfer_flood import flood_row
+
     env = sv.env
     st = sv.st
     assert int(st.clk[C_QLEN]) == 0
     sv.stops = []
-    rows = sorted(stop_row(sv, t, p, e, ev) for t, p, e, ev in env._queue)
+    tix = {task: i for i, task in enumerate(sv.tasks)}
+    mix = {mx: i for i, mx in enumerate(sv.mutexes)}
+    rows = []
+    for t, p, e, ev in env._queue:
+        if is_stop(ev):
+            rows.append(stop_row(sv, t, p, e, ev))
+            continue
+        kind, task, arg = flood_row(sv, flood, ev, tix, mix)  # (``only_stops``' ``also``)
+        rows.append((int(t), (int(p) << KEY_SHIFT) | int(e), kind | (task << 4) | (arg << 16)))
+    rows.sort()
     if not rows:
         return
     st.heap[: len(rows)] = np.array(rows, np.int64)  # sorted: a valid heap

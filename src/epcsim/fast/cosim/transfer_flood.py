@@ -6,10 +6,13 @@ core's ``T_FL_*`` columns, ``M_FL_HOLDS`` and its ``EV_FLOOD`` events while the 
 (``flood_park.py`` restates each method over them). A move carries it as every other part
 of the engine's state:
 
-* ``flood_in`` (``to_core``): nothing is parked in Python (``to_core`` refuses then, and
-  a Python timer in SimPy's queue is an event it does not know), so only the counters
-  the next hold and decision compare with move: each lock's holds (``_holds``) and each
-  task's decision instant not yet asked (``_deciding``, ``T_FL_DECIDE``).
+* ``flood_in`` (``to_core``): nothing is parked in Python (``to_core`` refuses then), so
+  only the counters the next hold and decision compare with move: each lock's holds
+  (``_holds``) and each task's decision instant not yet asked (``_deciding``,
+  ``T_FL_DECIDE``); and ``flood_row`` takes each of ``NopageFlood``'s queued timers in
+  as its ``EV_FLOOD`` row (the factories tag their callbacks), with its eid - every park
+  of theirs over, so a park's timer can never match a later park on the core, and a
+  hold's look keeps its hold.
 * ``flood_out`` (``to_simpy``): the counters charged on the core fold into ``parks`` and
   ``bulk_retries``; each parked row becomes a ``_Park`` in ``parked``, in ``T_FL_SEQ``
   order (the dict's), its ``ev`` the event ``to_simpy`` built for the row (pending, or
@@ -171,6 +174,53 @@ def flood_event(sv: Any, flood: Any, parks: dict[int, _Park], t: int, arg: int, 
     return ev
 
 
+def flood_row(sv: Any, flood: Any, ev: Any, tix: dict[Any, int], mix: dict[Any, int]) -> Any:
+    """``to_core``: a queued event that is one of ``NopageFlood``'s timers (its one callback
+    tagged by the factory that made it, ``flood.py``) as its ``EV_FLOOD`` row's ``(kind,
+    task field, arg)``, or None (not one, or not the session's). Nothing is parked in
+    Python then (``_in_regime``), so a park's timer is an earlier park's: its row's
+    current ``T_FL_GEN``, which the row's next park passes (``park_begin``), so it never
+    matches, as Python's callback never does; a hold's look keeps its hold
+    (``M_FL_HOLDS`` moves in with ``_holds``: ``flood_in``)."""
+    cbs = ev.callbacks
+    if flood is None or cbs is None or len(cbs) != 1:
+        return None
+    tag = getattr(cbs[0], "flood", None)
+    if tag is None:
+        return None
+    if tag[0] == "chain":
+        m = mix.get(tag[1])
+        if m is None:
+            return None
+        flood.timers_in += 1
+        return (EV_FLOOD, m, FL_CHAIN | (tag[2] << 2))
+    p = tag[1]
+    t = tix.get(p.thread)
+    if t is None or p.thread in flood.parked:
+        return None
+    flood.timers_in += 1
+    kind = FL_TIMER if tag[0] == "timer" else FL_ERESUME
+    return (EV_FLOOD, t, kind | (int(sv.st.tasks[t, T_FL_GEN]) << 2))
+
+
+def is_flood_timer(flood: Any, thread: Any, lock: Any) -> Any:
+    """``only_stops``' ``also`` for a session about to begin with ``thread`` and ``lock``
+    (``encl->lock``): whether a queued event is one of ``flood``'s timers that
+    ``flood_row`` takes in (nothing parked in Python: ``flood_regime``'s one thread is at
+    its loop top)."""
+
+    def also(ev: Any) -> bool:
+        cbs = ev.callbacks
+        if flood is None or flood.parked or cbs is None or len(cbs) != 1:
+            return False
+        tag = getattr(cbs[0], "flood", None)
+        if tag is None:
+            return False
+        return tag[1] is lock if tag[0] == "chain" else tag[1].thread is thread
+
+    return also
+
+
 def mirror_in(sv: Any, flood: Any, row: int) -> _Park | None:
     """Before a served step of ksgxd's machine: the thread parked in Python (task row
     ``row``, the session's) into its row for the compiled hooks; None if none is."""
@@ -237,6 +287,8 @@ __all__ = [
     "flood_in",
     "flood_on",
     "flood_out",
+    "flood_row",
+    "is_flood_timer",
     "mirror_in",
     "mirror_out",
 ]

@@ -129,7 +129,7 @@ from epcsim.fast.cosim.state import (
     URGENT,
 )
 from epcsim.fast.cosim.transfer_detach import detach
-from epcsim.fast.cosim.transfer_flood import flood_in
+from epcsim.fast.cosim.transfer_flood import flood_in, flood_row
 from epcsim.fast.cosim.transfer_intr import is_dead
 from epcsim.fast.cosim.transfer_mutex_in import mutexes_in, waiters_moved
 from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
@@ -170,7 +170,7 @@ def _in_regime(sv: Served) -> bool:
     if not isinstance(m.rq, CfsRunQueue | FifoRunQueue):
         return False
     if m.flood is not None and (m.flood.parked or not int(sv.st.clk[C_FLOOD])):
-        return False  # (a flood's timer queued: an event the scan below refuses)
+        return False
     many = int(sv.st.clk[C_MANY]) != 0
     for mx in sv.mutexes:
         if isinstance(mx, LinuxMutex):
@@ -193,6 +193,7 @@ def to_core(sv: Served) -> bool:
     env = sv.env
     m = sv.m
     tix = {task: i for i, task in enumerate(sv.tasks)}
+    flood = m.flood  # its timers queued move in (``transfer_flood.flood_row``)
     for lk in sv.mutexes:
         # a lock owned or slept on by a task the core does not hold (another enclave thread,
         # in Python, asleep on a FifoMutex: no event of it in SimPy's queue for the scan
@@ -362,7 +363,7 @@ def to_core(sv: Served) -> bool:
         if ident is None and is_dead(ev, held):
             ident = (EV_END, 0, DEAD)  # a dead timeout (an interrupted step's): a no-op
         if ident is None:
-            ident = _poke_of(ev, tix, mix, spin)
+            ident = _poke_of(ev, tix, mix, spin) or flood_row(sv, flood, ev, tix, mix)
             if ident is None:
                 if is_stop(ev):  # a ``run(until=)`` deadline (``deadline.py``)
                     rows.append(stop_row(sv, time, prio, eid, ev))

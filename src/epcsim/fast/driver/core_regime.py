@@ -41,6 +41,7 @@ import numpy as np
 from epcsim.engine.mutex import FifoMutex, LinuxMutex
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim.deadline import only_stops
+from epcsim.fast.cosim.transfer_flood import is_flood_timer
 from epcsim.fast.driver.kstate import N_SLOTS
 from epcsim.fast.driver.slots import file_ok, secs_of
 from epcsim.kernel.epc import SGX_EPC_PAGE_ON_LRU
@@ -78,7 +79,8 @@ class CoreStreamRegime:
         if not served:
             # SimPy's queue empty but for a ``run(until=)`` deadline, which the core holds
             # as a stop (``cosim/deadline.py``; session ``deadline``)
-            if not sgx.ksgxd_sleeping or not only_stops(m.env._queue) or m.spinning:
+            also = None if sgx.flood is None else is_flood_timer(sgx.flood, thread, encl.lock)
+            if not sgx.ksgxd_sleeping or not only_stops(m.env._queue, also) or m.spinning:
                 return False
             if len(sgx.ksgxd_waitq._waiters) != 1:
                 return False

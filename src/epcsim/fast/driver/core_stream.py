@@ -225,7 +225,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         secs = system.cpu.secs_state(encl.secs_epc)
         if sess is None:
             sess = Session.begin(owner, thread, encl, secs)
-            take_stops(sess.sv)  # a ``run(until=)`` deadline: a stop row (_ready)
+            # a ``run(until=)`` deadline: a stop row (_ready); the parked flood's timers
+            take_stops(sess.sv, system.sgx.flood)
         elif not sess.adopt(thread, encl):
             return None
         else:
