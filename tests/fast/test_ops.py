@@ -108,6 +108,36 @@ def test_va_take_slot_takes_the_first_free_slot(bits):
 
 @settings(max_examples=300, deadline=None)
 @given(
+    st.integers(1, 80),
+    st.lists(st.integers(0, 8 * 80 - 1), max_size=6),
+    st.integers(0, 3),
+)
+def test_va_take_slot_on_nearly_full_maps(nbytes, free_at, row):  # type: ignore[no-untyped-def]
+    """What the machines see (session ``row1jit``: the map read a word at a time): maps of
+    up to 80 bytes (the real one is 64, a VA page's 512 slots), all taken but a few slots
+    anywhere - in the word of the slot taken, in a later word, in the tail bytes past the
+    last whole word -, the map a row of a 2-D array (``KState.va_used``); each take is the
+    first free slot, ``full`` exactly when it was the last, until none is free."""
+    maps = np.full((4, nbytes), 0xFF, np.uint8)
+    bools = np.ones(8 * nbytes, np.bool_)
+    for s in free_at:
+        if s < 8 * nbytes:
+            bools[s] = False
+    maps[row] = np.packbits(bools, bitorder="little")
+    for _ in range(len(free_at) + 1):
+        free = np.flatnonzero(~bools)
+        slot, full = va_take_slot(maps[row])
+        if not free.size:
+            assert slot == -1 and full
+            break
+        assert slot == free[0] and full == (free.size == 1)
+        bools[slot] = True
+        assert (np.unpackbits(maps[row], bitorder="little").astype(np.bool_) == bools).all()
+    assert (maps[np.arange(4) != row] == 0xFF).all()  # the other rows untouched
+
+
+@settings(max_examples=300, deadline=None)
+@given(
     st.lists(st.tuples(st.integers(-5, 5), st.integers(0, 255)), min_size=0, max_size=100),
     st.integers(0, 130),
 )
