@@ -26,6 +26,20 @@ from epcsim.fast.driver import group_move
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 
+#: the drawn shapes with threads + ksgxd > CPUs (``clk[C_MANY]``), for both properties of
+#: that regime below: the groups' moves with ``UNJOINED`` out of reach, and the mid-fault joins
+MANY_SHAPES = dict(
+    seed=st.integers(0, 2**16),
+    epc=st.sampled_from(["256K", "512K"]),
+    mult=st.sampled_from([2, 3, 4]),
+    nthreads=st.integers(3, 6),
+    cpus=st.integers(1, 3),
+    hot=st.sampled_from([0.0, 0.5, 1.0]),
+    fifo=st.sampled_from(["", "sched", "mutex", "mutex+sched"]),
+    direct=st.booleans(),
+    deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
+)
+
 
 @settings(
     max_examples=40 if LONG else 6,
@@ -94,17 +108,7 @@ def test_a_dissolved_groups_ksgxd_goes_back_to_its_generator() -> None:
     suppress_health_check=list(HealthCheck),
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(
-    seed=st.integers(0, 2**16),
-    epc=st.sampled_from(["256K", "512K"]),
-    mult=st.sampled_from([2, 3, 4]),
-    nthreads=st.integers(3, 6),
-    cpus=st.integers(1, 3),
-    hot=st.sampled_from([0.0, 0.5, 1.0]),
-    fifo=st.sampled_from(["", "sched", "mutex", "mutex+sched"]),
-    direct=st.booleans(),
-    deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
-)
+@given(**MANY_SHAPES)
 def test_more_threads_than_cpus_on_the_core_match_the_reference(
     seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, fifo: str,
     direct: bool, deadlines: list[int],
@@ -172,17 +176,7 @@ def test_a_group_move_keeps_no_lp_of_its_own_threads_example() -> None:
     suppress_health_check=list(HealthCheck),
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
-@given(
-    seed=st.integers(0, 2**16),
-    epc=st.sampled_from(["256K", "512K"]),
-    mult=st.sampled_from([2, 3, 4]),
-    nthreads=st.integers(3, 6),
-    cpus=st.integers(1, 3),
-    hot=st.sampled_from([0.0, 0.5, 1.0]),
-    fifo=st.sampled_from(["", "sched", "mutex", "mutex+sched"]),
-    direct=st.booleans(),
-    deadlines=st.lists(st.integers(1, 3_000_000), max_size=12).map(sorted),
-)
+@given(**MANY_SHAPES)
 def test_threads_joined_mid_fault_match_the_reference(
     seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, fifo: str,
     direct: bool, deadlines: list[int],
