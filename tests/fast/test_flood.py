@@ -149,7 +149,8 @@ def test_a_parked_retriers_eresumes_keep_its_tcs_young():
     """While parked on access retries, each skipped cycle's ERESUME (``eresume_ns`` after the
     cycle starts at ``base + k * period``) sets the TCS's Accessed bit: ``_touch`` applies
     the ones completed since the bit was last brought up to date, and only those."""
-    from epcsim.fast.flood import NopageFlood, _Park
+    from epcsim.fast.flood import NopageFlood
+    from epcsim.fast.flood_decision import _Park
 
     class Thread:
         touched = 0
@@ -191,7 +192,7 @@ def test_a_lock_taken_at_a_decision_instant_is_ordered_as_the_reference_orders_i
     held and resumes at D)."""
     from types import SimpleNamespace
 
-    from epcsim.fast.flood import _Park
+    from epcsim.fast.flood_decision import _Park
 
     now = 50_000
     for step_ns, first_look in ((2_500, now), (9_000, now), (1_500, None)):

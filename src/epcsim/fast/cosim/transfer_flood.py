@@ -73,7 +73,7 @@ from epcsim.fast.cosim.state import (
     T_FL_TOUCHED,
 )
 from epcsim.fast.cosim.transfer_procs import _triggered
-from epcsim.fast.flood import _Park
+from epcsim.fast.flood_decision import _Park
 
 #: a session's event heap with the flood on: each park leaves a tick timer up to a tick
 #: ahead, stale or not (``threads_bridge``'s ``flood6`` sizing; a full heap is a void run)
