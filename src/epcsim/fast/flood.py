@@ -42,7 +42,8 @@ The compiled core restates this module (from ``threads_bridge.run_threads``: ses
 the run queue's hooks and the TCS fault's parks; from the user path's one-thread session,
 the parks moving both ways at its stops - ``cosim/transfer_flood.py``, session ``uflood``,
 hence ``parked_rest`` and the timer factories): ``cosim/flood_park.py`` (the parking,
-its timers, the mutex and run-queue hooks) and ``driver/flood_rows.py`` (``parkable`` and
+the mutex and run-queue hooks), ``cosim/flood_decision.py`` (``flood_decision.py``'s
+decision instants and timers) and ``driver/flood_rows.py`` (``parkable`` and
 the hooks in the enclave's state), a function per method, named after it. A change here changes them
 in the same commit; ``tests/fast/test_threads_flood_core.py`` holds the two equal.
 

@@ -7,7 +7,9 @@ retry may differ. This module is that parking as the core runs it (session ``flo
 PATHS.md "Several threads on the core", N7): each function below restates the
 ``NopageFlood`` method it is named after, step for step and in the same event order, so
 the core's run with the option equals the fast engine's run in Python with it. A change to
-``flood.py`` changes the function here in the same commit.
+``flood.py`` changes the function here in the same commit. The decision instants and timers
+(``fast/flood_decision.py``'s ``DecisionInstants``) are ``flood_decision.py``'s here too
+(split by session ``tidy``, no code changed).
 
 The state: ``NopageFlood.parked`` is the task rows with ``T_FL`` set (their ``_Park`` the
 ``T_FL_*`` columns; the dict's insertion order is ``T_FL_SEQ``), ``_holds`` is
@@ -42,13 +44,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from epcsim.engine.sched import TICK_NS
+from epcsim.fast.cosim.flood_decision import (
+    FL_CHAIN,
+    FL_ERESUME,
+    FL_TIMER,
+    force,
+    next_decision,
+    next_parked,
+    plan_tick,
+    resched_due,
+    timer,
+    trigger,
+)
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import schedule
-from epcsim.fast.cosim.rq_tick import tick_resched_at
 from epcsim.fast.cosim.state import (
-    C_FIFO_SCHED,
-    C_FIFO_SLICE,
     C_FL_AEXF,
     C_FL_BULK,
     C_FL_PARKED,
@@ -60,7 +70,6 @@ from epcsim.fast.cosim.state import (
     C_FL_WOKEN,
     C_NOW,
     EV_FLOOD,
-    EV_RESUME,
     M_FIFO,
     M_FL_HOLDS,
     M_FREE_SINCE,
@@ -69,7 +78,6 @@ from epcsim.fast.cosim.state import (
     NORMAL,
     SE_NONE,
     SE_PENDING,
-    SE_TRIGGERED,
     T_BUSY,
     T_FL,
     T_FL_BASE,
@@ -89,105 +97,11 @@ from epcsim.fast.cosim.state import (
     T_FL_TCSFIRST,
     T_FL_TICK_AT,
     T_FL_TOUCHED,
-    T_RESCHED,
-    T_SLICE_START,
     T_STATE,
     T_STEP_END,
     T_STEP_NS,
     TS_PARK,
 )
-
-FL_TIMER = 0  #: ``EV_FLOOD``'s arg: a row's ``_timer`` (datum: its park's ``T_FL_GEN``)
-FL_CHAIN = 1  #: a hold's ``_chain`` look (the event's task field is the mutex; datum: hold)
-#: ``_tcs_zapped``'s ``eresume_ends``: the cycle's ERESUME ends (datum: the park's gen)
-FL_ERESUME = 2
-_TICK = np.int64(TICK_NS)
-
-
-@core_jit(inline="always")
-def next_decision(tasks, t, at):  # type: ignore[no-untyped-def]
-    """``_next_decision``: the first decision instant at or after ``at`` (never the one the
-    park began at)."""
-    base = tasks[t, T_FL_BASE]
-    period = tasks[t, T_FL_PERIOD]
-    j = -(-(at - base) // period)
-    if j < 1:
-        j = 1
-    return base + j * period
-
-
-@core_jit
-def next_parked(tasks, after_seq):  # type: ignore[no-untyped-def]
-    """The parked row next in ``NopageFlood.parked``'s order after the one whose
-    ``T_FL_SEQ`` is ``after_seq`` (-1: the first), or -1: how ``for p in parked.values()``
-    walks the dict (a row parked again is re-inserted at its end)."""
-    best = -1
-    best_seq = 0
-    for r in range(tasks.shape[0]):
-        if tasks[r, T_FL] != 0:
-            s = tasks[r, T_FL_SEQ]
-            if s > after_seq and (best < 0 or s < best_seq):
-                best = r
-                best_seq = s
-    return best
-
-
-@core_jit
-def timer(st, t, at):  # type: ignore[no-untyped-def]
-    """``_timer``: a timeout at ``at`` whose callback succeeds row ``t``'s ``_Park.ev``
-    if that park is still on and its event pending (``fire``)."""
-    gen = st.tasks[t, T_FL_GEN]
-    schedule(
-        st, at - st.clk[C_NOW], np.int64(NORMAL), np.int64(EV_FLOOD), t,
-        np.int64(FL_TIMER) | (gen << 2),
-    )  # fmt: skip
-
-
-@core_jit
-def trigger(st, t):  # type: ignore[no-untyped-def]
-    """``p.ev.succeed()``: the parked row resumes at an ``EV_RESUME`` now."""
-    st.tasks[t, T_FL_EV] = SE_TRIGGERED
-    schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
-
-
-@core_jit
-def next_tick(st, t, at):  # type: ignore[no-untyped-def]
-    """``rq.next_tick(thread, at=at)``: CFS's next tick after ``at``, or the FIFO policy's
-    ``max(at + 1, slice_start + sched_slice_ns)``."""
-    clk = st.clk
-    if clk[C_FIFO_SCHED] != 0:
-        return max(at + 1, st.tasks[t, T_SLICE_START] + clk[C_FIFO_SLICE])
-    return at - at % _TICK + _TICK
-
-
-@core_jit
-def resched_due(st, t, at):  # type: ignore[no-untyped-def]
-    """``_resched_due``: would ``need_resched()`` be true at the decision instant ``at``?
-    The flag, or the tick evaluated at ``at`` with the run queue as it is now."""
-    return st.tasks[t, T_RESCHED] != 0 or tick_resched_at(st, t, at)
-
-
-@core_jit
-def plan_tick(st, t):  # type: ignore[no-untyped-def]
-    """``_plan_tick``: a timer at the next decision instant where a tick may set
-    need_resched."""
-    tasks = st.tasks
-    c = next_decision(tasks, t, st.clk[C_NOW])
-    if not resched_due(st, t, c):
-        c = next_decision(tasks, t, next_tick(st, t, c))
-    tasks[t, T_FL_TICK_AT] = c
-    timer(st, t, c)
-
-
-@core_jit
-def force(st, t):  # type: ignore[no-untyped-def]
-    """``_force``: row ``t`` resumes at its next decision instant."""
-    tasks = st.tasks
-    c = next_decision(tasks, t, st.clk[C_NOW])
-    f = tasks[t, T_FL_FORCED]
-    if f < 0 or c < f:
-        tasks[t, T_FL_FORCED] = c
-        timer(st, t, c)
 
 
 @core_jit

@@ -2,13 +2,13 @@
 ``_rq[0]``/``tick_resched``, ``FifoRunQueue``'s), for ``runqueue.py`` and the parked flood.
 
 Why a module of its own (session ``floodq``, 2026-11-27): the parked NOPAGE flood
-(``flood_park.py``, restating ``fast/flood.py``) asks ``tick_resched`` *at a given
-instant* (``NopageFlood._resched_due(p, at)``: ``rq.tick_resched(thread, at=at)``, the
-queue as it is now), and the run queue calls the flood's hooks (``Machine._rq_changed``,
-``Machine._resched``'s parked case) - so ``runqueue.py`` imports ``flood_park.py``, and
-what both read lives here, below both: the leftmost waiter, one CPU's share of the
-runnable tasks, and the tick's test. Moved from ``runqueue.py`` unchanged, but for
-``tick_resched_at``'s ``at``.
+(``flood_park.py`` and ``flood_decision.py``, restating ``fast/flood.py``) asks
+``tick_resched`` *at a given instant* (``NopageFlood._resched_due(p, at)``:
+``rq.tick_resched(thread, at=at)``, the queue as it is now), and the run queue calls the
+flood's hooks (``Machine._rq_changed``, ``Machine._resched``'s parked case) - so
+``runqueue.py`` imports ``flood_park.py``, and what both read lives here, below both: the
+leftmost waiter, one CPU's share of the runnable tasks, and the tick's test. Moved from
+``runqueue.py`` unchanged, but for ``tick_resched_at``'s ``at``.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ DEAD = 1
 #: never pops it; with it at the head of the queue the core hands back (``HB_DEADLINE``),
 #: arg = its index in ``Served.stops``
 EV_STOP = 4
-#: a parked retrier's timer (``cosim/flood_park.py``: ``NopageFlood._timer``'s and
+#: a parked retrier's timer (``cosim/flood_decision.py``: ``NopageFlood._timer``'s and
 #: ``_chain``'s timeouts, whose callbacks run no process); arg = ``FL_*`` | its datum << 2
 EV_FLOOD = 6
 #: ``Process.interrupt``'s Interruption (URGENT, now): a user step preempted at once

@@ -39,7 +39,7 @@ from heapq import heappush
 from itertools import count
 from typing import Any
 
-from epcsim.fast.cosim.flood_park import FL_CHAIN, FL_ERESUME, FL_TIMER
+from epcsim.fast.cosim.flood_decision import FL_CHAIN, FL_ERESUME, FL_TIMER
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.state import (
     C_EID,

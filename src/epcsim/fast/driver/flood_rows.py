@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from epcsim.fast.cosim.flood_park import force, next_parked, tcs_zapped, touched_since
+from epcsim.fast.cosim.flood_decision import force, next_parked
+from epcsim.fast.cosim.flood_park import tcs_zapped, touched_since
 from epcsim.fast.cosim.state import (
     C_NOW,
     T_CPU,
@@ -49,7 +50,7 @@ from epcsim.kernel.page_list import LEN
 def parkable(st, ks, tc, t):
     """``NopageFlood.parkable(thread, index, eresume)``: the free lists empty, the LRU not,
     the thread on its CPU with need_resched clear (the flag: the tick is asked at the
-    decision instants, ``flood_park.resched_due``), its page still absent and unmapped,
+    decision instants, ``flood_decision.resched_due``), its page still absent and unmapped,
     the SECS resident (no ioctl runs and the enclave is alive in the regime). An access's
     retries (``eresume``): the thread entered and AEXed, its TCS mapped. The TCS fault's
     (``tc[TC_TCS_RETRY]``, ``_ensure_tcs``' ``eresume=False``; session ``floodq``): the
