@@ -15,7 +15,7 @@ so here not at all.
 ``--started N`` measures instead what ksgxd costs when no stream can take it onto the
 core: an EPC of 1,024 pages, 4 CPUs, 4x, ``N`` started threads of 3,000 uniform accesses
 each run together by ``System.run()``; host CPU per EWB, fast against fast_core (with
-``N`` >= 2 ksgxd must stay its generator: ``stream_ksgxd._worth_serving``).
+``N`` >= 2 ksgxd must stay its generator: ``ksgxd_serving._worth_serving``).
 """
 
 from __future__ import annotations

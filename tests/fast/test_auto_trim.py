@@ -1,5 +1,5 @@
 """``fast_core="auto"`` and MODIFY_TYPES(TRIM)'s loop on the core: ksgxd's machine is served
-through the trim (``stream_ksgxd._worth_serving``), and the trim's thread takes a served
+through the trim (``ksgxd_serving._worth_serving``), and the trim's thread takes a served
 session (``Session.adopt``), with direct reclaim or where the machine makes the runtime's
 calls after -EAGAIN itself (``fast/driver/retry.py``, session ``eagain``), not otherwise
 (session ``demo5``, BENCHMARKS.md).

@@ -19,7 +19,7 @@ engages the core for a stream when:
 
 ksgxd's machine entered at K0's check (``StreamCore.ksgxd_at_check``) and a served
 machine going on between calls: only while a stream the core accepted is live
-(``StreamCore.live``, checked in ``stream_ksgxd._worth_serving``; decision, session
+(``StreamCore.live``, checked in ``ksgxd_serving._worth_serving``; decision, session
 ``fdland``). A served step costs ~4x the generator's, repaid only when a stream takes the
 session onto the core: with the cache warm and the K0 entry allowed whenever warm (the
 rule first built), the demo's seed run - ksgxd reclaiming beside ioctl and EACCEPT loops,

@@ -30,7 +30,7 @@ and the entry's kept state are ``stream.py``'s):
   generator's wait goes back instead (``Session.on_stop``; the served process then waits
   forever on an event nobody triggers: an ended process would take an eid the reference
   does not). If Python left the machine's regime between calls (another enclave, the
-  flood, ...: ``stream_ksgxd._served_regime``, checked before each served step), the
+  flood, ...: ``ksgxd_serving._served_regime``, checked before each served step), the
   machine finishes the batch it holds and stops at K0's loop top (``kc[K_TOP_STOP]``),
   where ksgxd's generator goes on (``Sgx._ksgxd(moved=...)`` with nothing left to do).
 * *A stop in the middle of the thread's iteration*: ksgxd's ``KB_SECS`` (the SECS's last

@@ -44,14 +44,14 @@ Decisions (session ``n6user``, 2026-11-27):
   the enclave with a live plain stream on the core (at least two, each with its own CPU
   and ksgxd one more, or more with the FIFO mutex: ``group_regime.py``). While two such
   streams are live, ksgxd's machine is not served for a one-thread session
-  (``stream_ksgxd._worth_serving``): it goes back to its generator at K0 and the group
+  (``ksgxd_serving._worth_serving``): it goes back to its generator at K0 and the group
   takes it there. A thread not running at that instant is not in
   the session; while it holds a CPU later the moves are refused and the session dissolves.
 * *Refused moves*: a move refused ``REFUSED`` times in a row with every thread joined
   (an observer's event in SimPy's queue, the scenario runner's sampler: ``to_core``
   refuses any event it does not know) dissolves the session and no new one begins for the
   next ``StreamCore.group_backoff`` loop tops (doubled at each such dissolution, reset by
-  a move): a served step costs ~4x a generator's (``stream_ksgxd._worth_serving``), so a
+  a move): a served step costs ~4x a generator's (``ksgxd_serving._worth_serving``), so a
   session the core never takes must not live long. A cost choice; results are exact
   either way. So too (session ``cmany``) ``UNJOINED`` x threads attempts in a row with a
   thread not joined: with more threads than CPUs in a NOPAGE flood a thread reaches its
@@ -98,12 +98,13 @@ from epcsim.fast.driver.bridge import lp_mask
 from epcsim.fast.driver.core_regime import _static_regime
 from epcsim.fast.driver.engine_state import take_engine
 from epcsim.fast.driver.group_move import REFUSED, UNJOINED
+from epcsim.fast.driver.ksgxd_serving import _served_regime, _worth_serving
 from epcsim.fast.driver.slots import (
     refresh_slots,
     serve_thread_slots,
     take_slots,
 )
-from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
+from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
 from epcsim.fast.driver.thread import thread_resume
 from epcsim.fast.driver.thread_bridge import _thread_state, entered
