@@ -7,14 +7,13 @@ import pytest
 import epcsim
 from epcsim.arch import PAGE_SIZE, SGX_NR_LOW_PAGES
 from epcsim.demo import (
-    BEING_RECLAIMED,
     IMAGE_PAGES,
-    NO_FREE_PAGE,
     SeedConfig,
     demo_configs,
     eagain_cause,
     run_seed,
 )
+from epcsim.seed_run import BEING_RECLAIMED, NO_FREE_PAGE
 from epcsim.workloads.edmm import Ctx, drive_range
 
 #: Default costs throughout: the -EAGAIN retry pays the return to user space and a new

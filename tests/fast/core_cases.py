@@ -26,7 +26,8 @@ from stream_core_cases import ENGINE_KEYS, core_snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags, secinfo_flags
-from epcsim.demo import CallLog, _call_logger
+from epcsim.demo import _call_logger
+from epcsim.seed_run import CallLog
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range, eaccept_range, result_only_after
 

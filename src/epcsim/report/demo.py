@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
-from epcsim.demo import BEING_RECLAIMED, MAX_STALLED_CALLS, NO_FREE_PAGE, SeedRun
+from epcsim.demo import MAX_STALLED_CALLS
 from epcsim.engine.costs import ASSUMED
 from epcsim.report.html import Report
+from epcsim.seed_run import BEING_RECLAIMED, NO_FREE_PAGE, SeedRun
 
 #: one colour per run, in ``demo_configs`` order, used by every plot: the faithful default's
 #: pair in strong red/blue, the FIFO comparison's pair in the light shades of the same hues
