@@ -32,7 +32,6 @@ Why a module of its own: one direction of the move (split from ``transfer.py`` b
 from __future__ import annotations
 
 import sys
-from functools import partial
 from itertools import count
 from typing import Any
 
@@ -80,7 +79,6 @@ from epcsim.fast.cosim.state import (
     EV_END,
     EV_INIT,
     EV_INTR,
-    EV_POKE,
     EV_RESUME,
     K_LSLOW,
     K_NONE,
@@ -132,6 +130,7 @@ from epcsim.fast.cosim.transfer_detach import detach
 from epcsim.fast.cosim.transfer_flood import flood_in, flood_row
 from epcsim.fast.cosim.transfer_intr import is_dead
 from epcsim.fast.cosim.transfer_mutex_in import mutexes_in, waiters_moved
+from epcsim.fast.cosim.transfer_pokes import _poke_of
 from epcsim.fast.cosim.transfer_rq_in import CPU_WAITS, cpu_wait, queue_order
 from epcsim.fast.cosim.transfer_to_simpy import _sleep_tail, _wait
 
@@ -476,29 +475,6 @@ def _rq_events(rq: Any, tix: dict[Task, int]) -> dict[int, Any]:
     if isinstance(rq, FifoRunQueue):
         return {tix[task]: ev for task, ev in rq._waiters if task in tix}
     return {tix[task]: ev for _, _, task, ev in rq._rq if task in tix}
-
-
-def _poke_of(
-    ev: Any,
-    tix: dict[Task, int],
-    mix: dict[Any, int],
-    spin: dict[int, tuple[int, _Spinner, int, int]],
-) -> tuple[int, int, int] | None:
-    """A queued timed poke (``LinuxMutex._poke``'s ``partial(_fire, task, rec, gen)``) as
-    ``(EV_POKE, task, gen)``; a poke of a wait that is no longer the task's current one
-    gets gen -1, which no wait has."""
-    cbs = ev.callbacks
-    if cbs is None or len(cbs) != 1 or not isinstance(cbs[0], partial):
-        return None
-    fn: Any = cbs[0].func  # a bound ``LinuxMutex._fire``
-    if getattr(fn, "__func__", None) is not LinuxMutex._fire or fn.__self__ not in mix:
-        return None
-    task, rec, gen = cbs[0].args
-    t = tix.get(task)
-    if t is None:
-        return None
-    cur = spin.get(t)
-    return (EV_POKE, t, int(gen) if cur is not None and cur[1] is rec else -1)
 
 
 # the priorities the core packs are SimPy's
