@@ -201,7 +201,60 @@ def test_group_moves_join_threads_mid_fault() -> None:
     from epcsim.fast.driver.group_join import KINDS
 
     deadlines = [200_000 * k for k in range(1, 9)]
-    sc = agree(3, "256K", 4, 2, 4, 600, 0.0, "", False, deadlines)
+    with pokes_counted() as pokes:
+        sc = agree(3, "256K", 4, 2, 4, 600, 0.0, "", False, deadlines)
     assert sc.group_moves > 0
     assert sc.group_accesses > 0.5 * sc.accesses, (sc.group_accesses, sc.accesses)
     assert set(sc.mid_joins) == set(KINDS), sc.mid_joins
+    # and the guard for ``transfer_pokes`` (session ``pokes``): the moves met stale pokes,
+    # set some aside past their horizon and found them again by identity at a later move,
+    # kept aside or due before that move's horizon and handed to the core (93, 248, 93)
+    assert pokes["new"] > 0 and pokes["kept"] > 0 and pokes["due"] > 0, pokes
+
+
+@contextlib.contextmanager
+def pokes_counted() -> Iterator[dict[str, int]]:
+    """``transfer_pokes.set_aside`` wrapped (session ``pokes``): at each move, the stale
+    pokes met (``stale``), set aside anew (``new``), kept aside again (``kept``) and, of
+    those a move before set aside, the ones now due before its horizon (``due``: to the
+    core, their task read from ``keep``'s callback)."""
+    from epcsim.fast.cosim import transfer_pokes
+
+    counts = dict(moves=0, stale=0, new=0, kept=0, due=0)
+    real = transfer_pokes.set_aside
+
+    def counted(kept, stale, horizon, rows, tix):  # type: ignore[no-untyped-def]
+        n_rows = len(rows)
+        still, new = real(kept, stale, horizon, rows, tix)
+        counts["moves"] += 1
+        counts["stale"] += len(stale)
+        counts["new"] += len(new)
+        counts["kept"] += len(still)
+        counts["due"] += len(rows) - n_rows - (len(stale) - len(new))
+        return still, new
+
+    transfer_pokes.set_aside = counted  # type: ignore[assignment]
+    try:
+        yield counts
+    finally:
+        transfer_pokes.set_aside = real  # type: ignore[assignment]
+
+
+@settings(
+    max_examples=12 if LONG else 1,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(**{**MANY_SHAPES, "fifo": st.sampled_from(["", "sched"]), "cpus": st.integers(1, 2)})
+def test_threads_with_pokes_set_aside_match_the_reference(
+    seed: int, epc: str, mult: int, nthreads: int, cpus: int, hot: float, fifo: str,
+    direct: bool, deadlines: list[int],
+) -> None:  # fmt: skip
+    """Linux's mutex with threads + ksgxd > CPUs, where spinners' stale pokes are queued
+    at the moves (``transfer_pokes``, session ``pokes``: the ones after the core's horizon
+    stay out of its heap and go back into SimPy's queue at the move back): after every
+    slice reference == fast == fast with the core, as above - the queue's keys, the next
+    eid, the mutex's counters and the latencies included."""
+    with unjoined_kept(), pokes_counted():
+        agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)

@@ -146,6 +146,13 @@ class Served:
         #: the ``System.run(until=)`` events the core holds as ``EV_STOP`` rows (their index
         #: is the row's argument; ``cosim/deadline.py``), queued again by ``to_simpy``
         self.stops: list[Any] = []
+        #: the stale pokes past the core's horizon the last move left out of the core's
+        #: heap (``transfer_pokes.py``, session ``pokes``; held alive, so their events' ids
+        #: in ``aside_ids`` stay theirs), out of SimPy's queue until ``to_simpy`` puts them
+        #: back (``aside_out``)
+        self.aside: list[Any] = []
+        self.aside_ids: set[int] = set()
+        self.aside_out = False
         #: the task's machine has been called once (its process is past its Initialize)
         self.begun = np.zeros(len(tasks), np.bool_)
         self.pops = 0

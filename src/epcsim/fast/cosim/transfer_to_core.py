@@ -44,7 +44,8 @@ from epcsim.engine.machine import Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim import transfer_lsleep as lsleep
-from epcsim.fast.cosim.deadline import is_stop, stop_row
+from epcsim.fast.cosim import transfer_pokes as pokes
+from epcsim.fast.cosim.deadline import is_stop, observed, stop_row
 from epcsim.fast.cosim.frames import FIFO_LOCK_SLOW as _FIFO_LOCK_CODE
 from epcsim.fast.cosim.frames import LINUX_LOCK_SLOW as _LOCK_SLOW_CODE
 from epcsim.fast.cosim.frames import RUN as _RUN_CODE
@@ -79,6 +80,7 @@ from epcsim.fast.cosim.state import (
     EV_END,
     EV_INIT,
     EV_INTR,
+    EV_POKE,
     EV_RESUME,
     K_LSLOW,
     K_NONE,
@@ -227,7 +229,9 @@ def to_core(sv: Served) -> bool:
     events: dict[int, tuple[int, int, int]] = {}  # id(event) -> (kind, task, arg)
     sleepers: dict[int, int] = {}  # id(pending wait event) -> task
     # the queued Interruptions (a user step preempted, ``Machine._resched``), by process
-    interrupts = {id(ev.process): ev for _, _, _, ev in env._queue if isinstance(ev, Interruption)}
+    # the pokes the last move set aside, known by identity (``transfer_pokes.py``)
+    queue, kept = pokes.split(sv, env._queue)
+    interrupts = {id(ev.process): ev for _, _, _, ev in queue if isinstance(ev, Interruption)}
     for t, proc in enumerate(sv.procs):
         if proc is None:
             continue
@@ -356,7 +360,9 @@ def to_core(sv: Served) -> bool:
     sv.stops = []
     for _, _, _, probe in [(0, 0, 0, object())]:  # ``is_dead``'s count, as the loop's
         base = sys.getrefcount(probe)
-    for time, prio, eid, ev in env._queue:
+    stale: list[tuple[Any, int]] = []  # the stale pokes met below, with their tasks
+    horizon: tuple[Any, Any, int] | None = None  # the first until event's key
+    for time, prio, eid, ev in queue:
         ident = events.get(id(ev))
         held = sys.getrefcount(ev) - base  # before ``ev`` is an argument on the stack
         if ident is None and is_dead(ev, held):
@@ -366,11 +372,17 @@ def to_core(sv: Served) -> bool:
             if ident is None:
                 if is_stop(ev):  # a ``run(until=)`` deadline (``deadline.py``)
                     rows.append(stop_row(sv, time, prio, eid, ev))
+                    if not observed(ev) and (horizon is None or (time, prio, eid) < horizon):
+                        horizon = (time, prio, eid)
                     continue
                 sv.stops = []
                 return False
         kind, t, arg = ident
+        if kind == EV_POKE and arg < 0:  # stale: to the core or aside (``transfer_pokes``)
+            stale.append(((time, prio, eid, ev), t))
+            continue
         rows.append((int(time), (int(prio) << KEY_SHIFT) | int(eid), kind | (t << 4) | (arg << 16)))
+    kept, new_aside = pokes.set_aside(kept, stale, horizon, rows, tix)
     if len(rows) > st.heap.shape[0]:
         sv.stops = []
         return False
@@ -463,6 +475,7 @@ def to_core(sv: Served) -> bool:
         st.wql[qi, : len(row)] = row
     if m.flood is not None:
         flood_in(sv, m.flood)
+    pokes.keep(sv, kept, new_aside)
     detach(sv)
     clk[C_SERVED] = 0
     sv.mode = "core"

@@ -38,6 +38,7 @@ from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim import transfer_lsleep as lsleep
+from epcsim.fast.cosim import transfer_pokes as pokes
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
@@ -426,6 +427,7 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
             assert kind == EV_END
             ev = procs[t]
         heappush(heap, (time, prio, eid, ev))
+    pokes.put_back(sv, heap)  # the stale pokes ``to_core`` set aside (``transfer_pokes.py``)
     sv.stops = []
     clk[C_QLEN] = 0
     clk[C_SERVED] = 1
