@@ -57,6 +57,8 @@ def _snap(co: Any, kt: Any) -> dict[str, int]:
     }
     if hasattr(cs, "C_RESUMED_NOW"):  # session ``fault3``: the spinner's wake-up unqueued
         d["spinners resumed at once"] = int(co.clk[cs.C_RESUMED_NOW])
+    if hasattr(cs, "C_RAN_OVER"):  # session ``row1keep``: a step's timeout after the pokes
+        d["timeouts popped in place"] = int(co.clk[cs.C_RAN_OVER])
     for name in _CN:
         d[name[3:].lower()] = int(ks.cnt[getattr(K, name)])
     return d

@@ -4,7 +4,8 @@ SimPy's event queue and the engine primitives the kernel's paging paths use - ``
 ``LinuxMutex`` with optimistic spinning, ``WaitQueue``, CFS's wake-up onto an idle CPU,
 process start and end - restated once each as numba functions over NumPy arrays, in
 SimPy's exact event order. One module per concept, each next to its reference in
-``epcsim/engine``: ``queue`` (``Environment``), ``task`` (``Task``, ``CfsRunQueue.wake``),
+``epcsim/engine``: ``queue`` (``Environment``), ``task`` (``Task``, ``CfsRunQueue.wake``;
+``run_over``: a ``run`` step's timeout popped in place after the pokes before it),
 ``runqueue`` (``CfsRunQueue``/``FifoRunQueue`` with tasks waiting for a CPU, session
 ``onecpu``), ``spin`` and ``mutex`` (``LinuxMutex``), ``waitqueue`` (``WaitQueue``), ``dispatch``
 (``Environment.step`` + ``Process._resume``), ``state`` (the arrays, codes, ``new_state``).

@@ -27,6 +27,7 @@ from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.mutex import lock, lock_take
 from epcsim.fast.cosim.mutex_sleep import after_spin, go
 from epcsim.fast.cosim.queue import pop
+from epcsim.fast.cosim.run_over import step_over
 from epcsim.fast.cosim.runqueue import yield_cpu
 from epcsim.fast.cosim.spin import fire, spin_check
 from epcsim.fast.cosim.state import (
@@ -68,7 +69,6 @@ from epcsim.fast.cosim.state import (
     T_LOCK_T0,
     T_LS,
     T_STATE,
-    T_USER_NS,
     T_USER_T0,
     T_WAIT_M,
     TR_HANDOFF,
@@ -193,10 +193,7 @@ def next_resume(st):  # type: ignore[no-untyped-def]
                         handed_over(st, t)
                         r = R_STOP if clk[C_HB] != 0 else R_OK  # (R_STOP: the trace is full)
                 if r != R_STOP and r != R_BLOCKED:
-                    if tasks[t, T_USER_NS] != 0:  # ``run_user``'s step is over: busy time
-                        tasks[t, T_BUSY] += tasks[t, T_USER_NS]
-                        tasks[t, T_USER_NS] = 0
-                    tasks[t, T_STATE] = TS_READY
+                    step_over(st, t)
                     r = R_OK
         elif kind == EV_INTR:
             # ``run_user``'s ``except simpy.Interrupt``: the time run is busy time, then

@@ -68,6 +68,7 @@ from epcsim.fast.cosim.state import (
     C_MIN_VR,
     C_NOW,
     C_POPS,
+    C_RAN_OVER,
     C_RESUMED_NOW,
     C_TRACE_LEN,
     C_WAKEUP_PREEMPT,
@@ -344,6 +345,7 @@ def outcome_of(st: CoState, done: np.ndarray, counters: np.ndarray, rc: int) -> 
             "hb_now": int(clk[C_HB_NOW]),
             "interrupts": int(clk[C_INTERRUPTS]),
             "resumed_now": int(clk[C_RESUMED_NOW]),
+            "ran_over": int(clk[C_RAN_OVER]),
         },
         sched=(
             int(clk[C_CSW]),

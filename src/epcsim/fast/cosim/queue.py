@@ -47,21 +47,17 @@ def _swap(heap, i, j):  # type: ignore[no-untyped-def]
         heap[j, c] = v
 
 
-@core_jit
-def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-def]
-    """``Environment.schedule``: queue an event ``delay`` ns from now with the next eid.
-    Returns False (and records ``HB_QUEUE_FULL``) when the heap is full."""
+@core_jit(inline="always")
+def push(st, time, key, payload):  # type: ignore[no-untyped-def]
+    """The heap's insert of one row whose key (its eid) is taken already: ``schedule``'s,
+    and a timeout queued after the events it let pass (``run_over.over_pokes``). The
+    caller checked there is room."""
     clk = st.clk
     heap = st.heap
     n = clk[C_QLEN]
-    if n >= heap.shape[0]:
-        hand_back(st, np.int64(HB_QUEUE_FULL), task)
-        return False
-    eid = clk[C_EID]
-    clk[C_EID] = eid + 1
-    heap[n, H_TIME] = clk[C_NOW] + delay
-    heap[n, H_KEY] = (priority << KEY_SHIFT) | eid
-    heap[n, H_PAYLOAD] = kind | (task << 4) | (arg << 16)
+    heap[n, H_TIME] = time
+    heap[n, H_KEY] = key
+    heap[n, H_PAYLOAD] = payload
     clk[C_QLEN] = n + 1
     i = n
     while i > 0:
@@ -70,6 +66,19 @@ def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-d
             break
         _swap(heap, i, p)
         i = p
+
+
+@core_jit
+def schedule(st, delay, priority, kind, task, arg):  # type: ignore[no-untyped-def]
+    """``Environment.schedule``: queue an event ``delay`` ns from now with the next eid.
+    Returns False (and records ``HB_QUEUE_FULL``) when the heap is full."""
+    clk = st.clk
+    if clk[C_QLEN] >= st.heap.shape[0]:
+        hand_back(st, np.int64(HB_QUEUE_FULL), task)
+        return False
+    eid = clk[C_EID]
+    clk[C_EID] = eid + 1
+    push(st, clk[C_NOW] + delay, (priority << KEY_SHIFT) | eid, kind | (task << 4) | (arg << 16))
     return True
 
 

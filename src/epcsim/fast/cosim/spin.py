@@ -84,36 +84,57 @@ from epcsim.fast.cosim.state import (
 from epcsim.fast.cosim.trace import log
 from epcsim.fast.cosim.waitlist import remove, take
 
+#: ``rearm``'s answers: the poke is stale (a past wait's, or the wait triggered already)
+FIRE_STALE = 0
+#: the wait re-armed (a new gen, maybe a poke at the next tick): nobody resumed
+FIRE_REARMED = 1
+#: the wait succeeds with nothing else due at this instant (``resume_now``'s case)
+FIRE_NOW = 2
+#: the wait succeeds with another event due at this instant (its wake-up is queued)
+FIRE_QUEUED = 3
+
+
+@core_jit(inline="always")
+def rearm(st, t, gen):  # type: ignore[no-untyped-def]
+    """``LinuxMutex._fire``'s decision for ``t``'s poke of wait ``gen`` (``FIRE_*``),
+    and the re-arm when that is the decision: when nothing else is due at this instant,
+    need_resched is clear and the re-check would only wait again (the lock held by a
+    running task, or ``t`` an OSQ spinner not at its head), the wait is re-armed (a new
+    gen, and a poke at the next tick while a task waits for a CPU) without resuming the
+    spinner; otherwise the wait succeeds, and nothing is written (but ``need_resched``'s
+    own flag, set once its tick says so, as any later test at this instant would set it).
+    Apart from ``fire`` so that ``run_over.over_pokes`` fires only the pokes that resume
+    nobody (session ``row1keep``)."""
+    tasks = st.tasks
+    if tasks[t, T_SPIN_GEN] != gen or tasks[t, T_SPIN_EV] != SE_PENDING:
+        return FIRE_STALE
+    if due_by(st, st.clk[C_NOW]):
+        return FIRE_QUEUED
+    if resched_clear(st, t) or not need_resched(st, t):
+        m = tasks[t, T_SPIN_M]
+        owner = st.mtx[m, M_OWNER]
+        osq = tasks[t, T_LS] != LS_WSPIN
+        if (osq and st.osq[m, 0] != t) or (owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0):
+            tasks[t, T_SPIN_GEN] = gen + 1
+            if st.clk[C_RQ_LEN] != 0:
+                poke(st, t, next_tick(st, t) - st.clk[C_NOW])
+            return FIRE_REARMED
+    return FIRE_NOW
+
 
 @core_jit
 def fire(st, t, gen):  # type: ignore[no-untyped-def]
-    """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts.
-    When nothing else is due at this instant, need_resched is clear and the re-check
-    would only wait again (the lock held by a running task, or ``t`` an OSQ spinner not
-    at its head), the wait is re-armed (a new gen, and a poke at the next tick while a
-    task waits for a CPU) without resuming the spinner; otherwise the wait succeeds.
+    """``LinuxMutex._fire``: a timed poke is due. Only the wait it was armed for counts;
+    ``rearm`` decides (and re-arms).
 
     Returns True when the caller must resume the spinner *now*, its event already counted
     as popped (``resume_now``), False otherwise (nothing to do, or its event queued)."""
-    tasks = st.tasks
-    if tasks[t, T_SPIN_GEN] != gen or tasks[t, T_SPIN_EV] != SE_PENDING:
+    k = rearm(st, t, gen)
+    if k < FIRE_NOW:  # stale, or re-armed: nobody resumed
         return False
-    if not due_by(st, st.clk[C_NOW]):
-        if resched_clear(st, t) or not need_resched(st, t):
-            m = tasks[t, T_SPIN_M]
-            owner = st.mtx[m, M_OWNER]
-            osq = tasks[t, T_LS] != LS_WSPIN
-            if (osq and st.osq[m, 0] != t) or (
-                owner >= 0 and owner != t and tasks[owner, T_CPU] >= 0
-            ):
-                tasks[t, T_SPIN_GEN] = gen + 1
-                if st.clk[C_RQ_LEN] != 0:
-                    poke(st, t, next_tick(st, t) - st.clk[C_NOW])
-                return False
-        tasks[t, T_SPIN_EV] = SE_TRIGGERED
-        if resume_now(st):
-            return True
-    tasks[t, T_SPIN_EV] = SE_TRIGGERED
+    st.tasks[t, T_SPIN_EV] = SE_TRIGGERED
+    if k == FIRE_NOW and resume_now(st):
+        return True
     schedule(st, np.int64(0), np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0))
     return False
 

@@ -100,7 +100,11 @@ C_FL_WOKEN = 38  #: parked rows a wake-up preemption resched (``NopageFlood.wake
 C_FL_RESCHED = 39  #: parks ended at a decision instant with need_resched due
 C_FL_TCS_PARKS = 40  #: parks of the TCS fault's retries (``_ensure_tcs``: ``eresume=False``)
 C_FL_TCS_ZAPPED = 41  #: ERESUME checks ``_tcs_zapped`` scheduled (a parked row's TCS zapped)
-N_CLK = 42
+#: ``run`` steps whose timeout was popped in place after the spinners' pokes before it
+#: (``run_over.over_pokes``, session ``row1keep``; for tests and ``row_profile.py``):
+#: counted in ``C_POPS``
+C_RAN_OVER = 42
+N_CLK = 43
 
 # -- heap: SimPy's queue, one row per scheduled event -----------------------------------------
 # SimPy orders ``(time, priority, eid)``; priority and eid are packed into one column

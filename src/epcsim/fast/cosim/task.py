@@ -26,6 +26,7 @@ import numpy as np
 from epcsim.fast.cosim.handback import hand_back
 from epcsim.fast.cosim.jit import core_jit
 from epcsim.fast.cosim.queue import due_by, schedule
+from epcsim.fast.cosim.run_over import over_pokes, pokes_first
 from epcsim.fast.cosim.runqueue import leave_cpu, on_cpu, pick, update_min_vruntime, wake_queued
 from epcsim.fast.cosim.state import (
     C_CPUQ_LEN,
@@ -124,8 +125,9 @@ def release_cpu(st, t):  # type: ignore[no-untyped-def]
 
 @core_jit
 def run(st, t, ns):  # type: ignore[no-untyped-def]
-    """``Task.run(ns)``: R_OK when the step is over (``ns`` <= 0, or elided), R_BLOCKED when
-    a timeout resumes the task at its pc, R_STOP if it needed a CPU and none is idle."""
+    """``Task.run(ns)``: R_OK when the step is over (``ns`` <= 0, elided, or its timeout
+    popped in place after the pokes before it: ``run_over``), R_BLOCKED when a timeout
+    resumes the task at its pc, R_STOP if it needed a CPU and none is idle."""
     tasks = st.tasks
     if tasks[t, T_CPU] < 0:
         r = acquire_cpu(st, t, np.int64(K_RUN), ns)
@@ -138,6 +140,8 @@ def run(st, t, ns):  # type: ignore[no-untyped-def]
     end = clk[C_NOW] + ns
     tasks[t, T_STEP_END] = end
     tasks[t, T_STEP_NS] = ns
+    if pokes_first(st, t, end):  # only spinners' pokes before the timeout, maybe
+        return over_pokes(st, t, end)
     if not schedule(st, ns, np.int64(NORMAL), np.int64(EV_RESUME), t, np.int64(0)):
         return R_STOP
     tasks[t, T_STATE] = TS_RUN
