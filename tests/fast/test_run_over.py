@@ -27,6 +27,11 @@ from epcsim.fast.cosim.simpy_program import run_simpy
 _STEAL = [(OP_LOCK, 0, 0), (OP_RUN, 300, 0), (OP_UNLOCK, 0, 0), (OP_LOCK, 0, 0),
           (OP_RUN, 3 * PICKUP, 0), (OP_UNLOCK, 0, 0), (OP_RUN, 2 * PICKUP, 0)]  # fmt: skip
 STEAL = [[*_STEAL, (OP_LOOP, 0, 5)], [(OP_RUN, 7, 0), *_STEAL, (OP_LOOP, 1, 5)]]
+#: the same with the owner's step ending at the poke's instant: the poke pops first (its
+#: eid is older) and, the timeout due then, its wait succeeds - not a re-arm
+_TIE = [(OP_LOCK, 0, 0), (OP_RUN, 300, 0), (OP_UNLOCK, 0, 0), (OP_LOCK, 0, 0),
+        (OP_RUN, PICKUP, 0), (OP_UNLOCK, 0, 0), (OP_RUN, 2 * PICKUP, 0)]  # fmt: skip
+TIE = [[*_TIE, (OP_LOOP, 0, 5)], [(OP_RUN, 7, 0), *_TIE, (OP_LOOP, 1, 5)]]
 
 
 @settings(max_examples=EXAMPLES // 2, deadline=None)
@@ -44,14 +49,15 @@ def test_ran_over_in_simpys_order(scenario, elide, via_requests):
 def test_stopped_at_every_event_of_a_steal():
     """Stopped by the event budget after each ``n``, the core is SimPy after ``n`` steps,
     queued events and eids included (the timeout queued when the stop falls between the
-    poke and it)."""
-    full = run_core(STEAL, 2)
-    assert full.handed_back is None
-    assert full.extra["ran_over"] >= 5, full.extra
-    for n in range(1, full.pops + 1):
-        core = run_core(STEAL, 2, max_pops=n)
-        ref = run_simpy(STEAL, 2, max_steps=n)
-        assert core.comparable() == ref.comparable(), n
+    poke and it); and the same when the step ends at the poke's instant."""
+    for programs, least in ((STEAL, 5), (TIE, 0)):
+        full = run_core(programs, 2)
+        assert full.handed_back is None
+        assert full.extra["ran_over"] >= least, full.extra
+        for n in range(1, full.pops + 1):
+            core = run_core(programs, 2, max_pops=n)
+            ref = run_simpy(programs, 2, max_steps=n)
+            assert core.comparable() == ref.comparable(), n
 
 
 #: a run's length: ties with the pick-up, a pick-up's scale, past a tick (4 ms)

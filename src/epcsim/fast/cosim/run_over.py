@@ -31,10 +31,13 @@ key is fixed by E), each with the same code, at its own instant, so every write 
 SimPy's; the timeout's absence from the heap is seen by nothing: ``fire`` asks only
 whether an event is due at the poke's instant, which is before ``end`` (a poke at ``end``
 itself is not taken: there it would see the timeout), and the heap has room for the
-timeout plus a re-armed poke (``schedule`` never refuses inside, as SimPy never does). A
-task in ``_lock_slow``'s sleeping half (``T_LS``) is not taken: its timeout resumes
-``mutex_sleep.go``, not the caller. ``C_ELIDE`` clear (``Machine(elide=False)``) keeps
-every step a queued timeout, as that mode means.
+timeout plus a re-armed poke (``schedule`` never refuses inside, as SimPy never does).
+The R_OK goes to ``run``'s caller where the queued timeout would have resumed the task's
+own code at the same point: a machine past its request, a program past its op, and
+``mutex_sleep.go``'s ``mutex_wakeup`` step (``LS_WCPU``), whose timeout ``next_resume``
+hands to ``go`` at ``LS_WRUN`` - the branch the R_OK continues to (an equivalence: a
+``T_LS`` exclusion tried as a mutation changed nothing). ``C_ELIDE`` clear
+(``Machine(elide=False)``) keeps every step a queued timeout, as that mode means.
 ``tests/fast/test_run_over.py`` holds it to SimPy: generated programs, a stop at every
 event of a lock steal under a spin, and a guard that both are taken.
 """
@@ -65,7 +68,6 @@ from epcsim.fast.cosim.state import (
     R_BLOCKED,
     R_OK,
     T_BUSY,
-    T_LS,
     T_STATE,
     T_USER_NS,
     TS_READY,
@@ -88,8 +90,8 @@ def step_over(st, t):  # type: ignore[no-untyped-def]
 @core_jit(inline="always")
 def pokes_first(st, t, end):  # type: ignore[no-untyped-def]
     """``run``'s test before its timeout is queued: the least event is a spinner's poke
-    before ``end``, the heap has room for the timeout and one re-armed poke, elision is on
-    and ``t`` is not in ``_lock_slow``'s sleeping half (module docstring)."""
+    before ``end``, the heap has room for the timeout and one re-armed poke, and elision
+    is on (module docstring)."""
     clk = st.clk
     n = clk[C_QLEN]
     return (
@@ -98,7 +100,6 @@ def pokes_first(st, t, end):  # type: ignore[no-untyped-def]
         and (st.heap[0, H_PAYLOAD] & 15) == EV_POKE
         and n + 2 <= st.heap.shape[0]
         and clk[C_ELIDE] != 0
-        and st.tasks[t, T_LS] == 0
     )
 
 
