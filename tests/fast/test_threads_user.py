@@ -258,3 +258,48 @@ def test_threads_with_pokes_set_aside_match_the_reference(
     eid, the mutex's counters and the latencies included."""
     with unjoined_kept(), pokes_counted():
         agree(seed, epc, mult, cpus, nthreads, 200, hot, fifo, direct, deadlines)
+
+
+def test_a_tcs_fault_joined_mid_way_stops_under_the_lock(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``TC_TCS_RETRY`` of a ``tcs_lock`` join (PATHS.md, session ``join``'s Left item 3;
+    session ``tidy``): the guard's shape above, and after its second slice every evicted
+    TCS's backing record tampered with (alike on the three engines). Thread ``t0``, in its
+    entry's TCS fault waiting on ``encl->lock``, is joined mid-way by the next move
+    (``tcs_lock``); its fault, resumed on the core, takes the lock and the record's check
+    stops it before ELDU (``KB_ELDU``, under the lock). The rest is ``_ensure_tcs``'
+    (``tcs_fault_locked``): the stream's SIGBUS at the TCS's address, ``entry_fault`` set,
+    as the reference's entry reports it (before, the group went on as an access's fault:
+    SIGBUS at the access's page). Every slice equal; the guard: a stop under the lock of
+    the very fault a ``tcs_lock`` join took (its row and ``TC_T0``)."""
+    from epcsim.fast.driver import group_join, stream_group
+    from epcsim.fast.driver import kstate as K
+    from epcsim.fast.driver import tstate as T
+
+    joined, rests = set(), []
+    retire = group_join.retire
+
+    def record_join(sess, mids):  # type: ignore[no-untyped-def]
+        for r, (_proc, mid) in (mids or {}).items():
+            if mid[0] == "tcs_lock":
+                joined.add((sess.threads[r].name, mid[5]))
+        return retire(sess, mids)
+
+    fault_rest = stream_group._fault_rest
+
+    def record_rest(thread, tc):  # type: ignore[no-untyped-def]
+        rests.append((thread.name, int(tc[T.TC_T0])))
+        return fault_rest(thread, tc)
+
+    monkeypatch.setattr(group_join, "retire", record_join)
+    monkeypatch.setattr(stream_group, "_fault_rest", record_rest)
+
+    def tamper(k, system, encl, threads):  # type: ignore[no-untyped-def]
+        if k == 1:
+            for t in threads:
+                if encl.epc[t.tcs_index] < 0:
+                    encl.backing.tamper(t.tcs_index, contents=b"\x00" * 8)
+
+    deadlines = [200_000 * k for k in range(1, 9)]
+    sc = agree(3, "256K", 4, 2, 4, 600, 0.0, "", False, deadlines, at=tamper)
+    assert joined & set(rests), (joined, rests)
+    assert sc.fault_stops.get(K.KB_ELDU, 0) >= 1, sc.fault_stops

@@ -67,11 +67,13 @@ def vars_of(p: object) -> tuple[object, ...]:
 
 def user_run(  # type: ignore[no-untyped-def]
     engine: str, seed: int, epc: str, mult: float, cpus: int, nthreads: int, length: int,
-    hot: float, fifo: str, direct: bool, deadlines: list[int], **kw,
+    hot: float, fifo: str, direct: bool, deadlines: list[int], at=None, **kw,
 ):  # fmt: skip
     """The threads started by ``Enclave.start`` and run to the instants ``deadlines`` (ns
     from their start) by ``run(until=)``, then by ``run()`` to their end. Returns the
-    snapshots after each slice and at the end, and the ``StreamCore`` (None without)."""
+    snapshots after each slice and at the end, and the ``StreamCore`` (None without).
+    ``at(k, system, encl, threads)``, if given, runs after slice ``k``'s snapshot (``encl``
+    the ``SgxEncl``): a change made there by hand is made alike on every engine."""
     n = int(EPC_PAGES[epc] * mult)
     system = epcsim.System(
         epc=epc, cpus=cpus, seed=seed, content_mode="tag", engine=engine,
@@ -91,10 +93,12 @@ def user_run(  # type: ignore[no-untyped-def]
     env = system.machine.env
     t0 = int(env.now)
     snaps = []
-    for d in deadlines:
+    for k, d in enumerate(deadlines):
         if t0 + d > env.now:
             system.run(until=t0 + d - int(env.now))
         snaps.append(_snap(system, threads, procs))
+        if at is not None:
+            at(k, system, encl.encl, threads)
     system.run()
     snaps.append(_snap(system, threads, procs))
     assert not any(p.is_alive for p in procs)

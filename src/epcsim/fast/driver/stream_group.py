@@ -105,7 +105,7 @@ from epcsim.fast.driver.slots import (
     take_slots,
 )
 from epcsim.fast.driver.stream_ksgxd import Session
-from epcsim.fast.driver.stream_stops import IN_FAULT, resumable
+from epcsim.fast.driver.stream_stops import IN_FAULT, _fault_rest, resumable
 from epcsim.fast.driver.thread import thread_resume
 from epcsim.fast.driver.thread_bridge import _thread_state, entered
 from epcsim.fast.driver.thread_fold import fold_threads
@@ -365,8 +365,10 @@ class GroupSession(Session):
         if code in IN_FAULT and pc == P_LOCKED:
             owner = self.owner
             owner.fault_stops[code] = owner.fault_stops.get(code, 0) + 1
-            thread: Any = self.threads[t]
-            ok = yield from thread.fault_locked(int(ts.tc[T.TC_IDX]), int(ts.tc[T.TC_T0]))
+            # an access's rest, or the entry's TCS fault's (``tc[TC_TCS_RETRY]``: its SIGBUS
+            # is the entry's, at the TCS's address), as the one-thread session's (session
+            # ``tidy``: the group's went on as an access's, SIGBUS at the access's page)
+            ok = yield from _fault_rest(self.threads[t], ts.tc)
             self.ends[t] = (code, STREAM_ON if ok else STREAM_SIGBUS)
             return
         if not resumable(code, pc):
