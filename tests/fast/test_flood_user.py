@@ -93,3 +93,70 @@ def test_parks_ran_on_the_core_and_moved_back_from_the_user_path() -> None:
     assert core >= 300 and moved >= 3 and mirrors >= 20 and stops >= 1 and timers >= 10, (
         core, moved, mirrors, stops, timers,
     )  # fmt: skip
+
+
+def test_a_moved_in_timer_fires_inside_a_later_park(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """uflood's directed case "a moved-in timer inside a later park" (PATHS.md, session
+    ``uflood``'s Left item 3; session ``tidy``): one thread on 2 CPUs, the FIFO mutex and
+    CPUs, seed 0. The first deadline falls inside a park on the core, which is handed back
+    and ends in Python; the next park's timer at a later tick is left queued in SimPy. The
+    second deadline, before the park that tick falls in, ends the slice so the session
+    re-enters the core with that timer queued: ``flood_row`` takes it in with the row's
+    current ``T_FL_GEN``, the next park passes it, so when it fires inside that park its
+    callback matches nothing - as Python's finds its park gone. Python with bulk == the
+    core with bulk after every slice; the guard (the Python run's instants are the core's):
+    a timer moved in whose instant lies inside a park that began after the move."""
+    from epcsim.fast import flood as F
+    from epcsim.fast.cosim import transfer_flood, transfer_to_core
+
+    parks: list[list[int]] = []  # the Python run's parks: [start, end]
+    due: dict[int, list[int]] = {}  # its timers' instants, by their park's start
+    moved_in: list[tuple[int, int]] = []  # the core run's: (its park's start, when)
+    park, rest, timer = F.NopageFlood.park, F.NopageFlood.parked_rest, F.NopageFlood._timer
+
+    def record_park(self, thread, index, eresume=True):  # type: ignore[no-untyped-def]
+        parks.append([self.m.now, -1])
+        return (yield from park(self, thread, index, eresume))
+
+    def record_rest(self, p, decided=False):  # type: ignore[no-untyped-def]
+        try:
+            return (yield from rest(self, p, decided))
+        finally:
+            parks[-1][1] = self.m.now
+
+    def record_timer(self, p, at):  # type: ignore[no-untyped-def]
+        due.setdefault(p.base, []).append(at)
+        return timer(self, p, at)
+
+    flood_row = transfer_flood.flood_row
+
+    def record_row(sv, flood, ev, tix, mix):  # type: ignore[no-untyped-def]
+        row = flood_row(sv, flood, ev, tix, mix)
+        tag = getattr((ev.callbacks or [None])[0], "flood", None)
+        if row is not None and tag[0] == "timer":
+            moved_in.append((tag[1].base, flood.m.now))
+        return row
+
+    t0 = 3_665_750  # the threads' start (``user_run``'s)
+    args = (0, "256K", 4, 2, 1, 1500, 0.0, "mutex+sched", False)
+    deadlines = [12_778_750 - t0, 15_600_000 - t0]
+    with monkeypatch.context() as mp:
+        mp.setattr(F.NopageFlood, "park", record_park)
+        mp.setattr(F.NopageFlood, "parked_rest", record_rest)
+        mp.setattr(F.NopageFlood, "_timer", record_timer)
+        py, _ = user_run("fast", *args, deadlines, fast_core=False, nopage_flood="bulk")
+    monkeypatch.setattr(transfer_flood, "flood_row", record_row)  # (``take_stops``')
+    monkeypatch.setattr(transfer_to_core, "flood_row", record_row)
+    core, sc = user_run("fast", *args, deadlines, fast_core=True, nopage_flood="bulk")
+    for k, (a, b) in enumerate(zip(py, core, strict=True)):
+        assert _differ(a, b) == [], f"slice {k}: {_differ(a, b)}"
+    flood = sc.system.sgx.flood
+    assert flood.moved >= 1 and flood.core_parks > 0, (flood.moved, flood.core_parks)
+    inside = [
+        (base, when, at, s, e)
+        for base, when in moved_in
+        for at in due.get(base, [])
+        for s, e in parks
+        if when < s < at < e
+    ]
+    assert inside, (moved_in, parks)
