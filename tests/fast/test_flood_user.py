@@ -160,3 +160,39 @@ def test_a_moved_in_timer_fires_inside_a_later_park(monkeypatch) -> None:  # typ
         if when < s < at < e
     ]
     assert inside, (moved_in, parks)
+
+
+def test_a_mirrored_young_test_brings_the_parked_tcs_up_to_date(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """uflood's directed case "a mirrored young test" (PATHS.md, session ``uflood``'s Left
+    item 3; session ``tidy``): the shape above. The first deadline (11,223,250 ns) falls
+    inside a park on the core, handed back to Python; ksgxd's machine, served with the
+    thread parked there, tests the TCS's Accessed bit with the park written into the
+    thread row (``mirror_in``): the compiled hook applies the skipped ERESUMEs' bit first
+    (``flood_rows.tcs_accessed``), the test clears it, and the second deadline (11,226,300
+    ns) snapshots the bit before anything sets it again. Python with bulk == the core with
+    bulk after every slice; the guard: a mirrored step whose hook brought the park's
+    ``touched`` over a completed ERESUME. (The TCS was young at that test: a test that
+    finds it old, where the touch decides the eviction, was not met; PATHS.md.)"""
+    from epcsim.fast.driver import stream_ksgxd
+
+    touched: list[tuple[int, int]] = []
+    mirror_in, mirror_out = stream_ksgxd.mirror_in, stream_ksgxd.mirror_out
+    before: list[int] = []
+
+    def record_in(sv, flood, row):  # type: ignore[no-untyped-def]
+        p = mirror_in(sv, flood, row)
+        before[:] = [] if p is None else [p.touched]
+        return p
+
+    def record_out(sv, flood, row, p):  # type: ignore[no-untyped-def]
+        mirror_out(sv, flood, row, p)
+        first = p.base + p.eresume_ns
+        last = first + (p.touched - first) // p.period * p.period
+        if before and p.eresume_ns and p.touched >= first and last > before[0]:
+            touched.append((before[0], p.touched))
+
+    monkeypatch.setattr(stream_ksgxd, "mirror_in", record_in)
+    monkeypatch.setattr(stream_ksgxd, "mirror_out", record_out)
+    t0 = 3_665_750  # the threads' start (``user_run``'s)
+    sc = _both(0, "256K", 4, 2, 0.0, "mutex+sched", False, [11_223_250 - t0, 11_226_300 - t0])
+    assert sc.flood_mirrors > 0 and touched, (sc.flood_mirrors, touched)
