@@ -44,14 +44,17 @@ test: $(DEVSTAMP)
 # session `suite5`, 2026-11-27; tests/README.md, "Where the time goes"): one process left the
 # second core idle but for the tests' children. Each runs one part (`--suite-part`,
 # tests/suite_parts.py: by file, balanced by CPU; the two together run exactly the tests one
-# process runs, tests/test_suite_parts.py). Part 1 holds the compiled core's tests and their
-# cold compile; part 2 runs after ruff and mypy, with numba's cache in a directory of its own:
-# numba writes each cache file atomically (temp file + rename) but updates a function's index
-# without a lock, so two processes compiling two signatures of one function at once could
-# pair one's index entry with the other's code (since session `tidy` epcsim locks that update:
-# src/epcsim/fast/numba_cache.py; the caches stay apart so that part 2's fast_core="auto"
-# does not depend on what part 1 has compiled); apart, nothing is shared. `-O` prints each
-# target's output whole when it ends; either part failing fails `make test`.
+# process runs, tests/test_suite_parts.py). Part 1 holds most of the compiled core's tests
+# and their cold compile; part 2 runs after ruff and mypy, its files that run the core last
+# (`suite_parts.LATE`). Both share numba's cache (decision, the lead, 2026-11-27): part 2
+# loads the machines part 1 compiled instead of compiling them again - before, part 2 had a
+# cache directory of its own and compiled ~200 of part 1's functions a second time, and
+# every test of the core had to be part 1's (~600 s of CPU against part 2's ~390). Sharing
+# is safe: numba writes each cache file atomically (temp file + rename) and epcsim locks
+# its index updates (src/epcsim/fast/numba_cache.py, session `tidy`). Part 2 sets
+# EPCSIM_AUTO_IGNORE_CACHE=1 (src/epcsim/fast/driver/auto.py) so that its
+# fast_core="auto" never depends on what part 1 has compiled. `-O` prints each target's
+# output whole when it ends; either part failing fails `make test`.
 # pytest's own cache (`.pytest_cache`: `--lf`'s last failures, `--nf`'s node ids) is part 2's
 # own too, `.pytest_cache/part2` (decision, session `tidy`, 2026-11-27): pytest writes each
 # cache file in place (`Cache.set`: `write_text`, no temp file), so two processes ending
@@ -68,7 +71,7 @@ test-part1: $(DEVSTAMP)
 	$(VENV)/bin/python -m pytest -q --suite-part=1
 
 test-part2: test-lint
-	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && NUMBA_CACHE_DIR="$$d" $(VENV)/bin/python -m pytest -q --suite-part=2 -o cache_dir=.pytest_cache/part2
+	EPCSIM_AUTO_IGNORE_CACHE=1 $(VENV)/bin/python -m pytest -q --suite-part=2 -o cache_dir=.pytest_cache/part2
 
 browser: $(DEVSTAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } || { echo "chromium is missing: install it (Debian: apt-get install chromium)" >&2; exit 1; }

@@ -19,13 +19,17 @@ whole-suite probe (``benchmarks/suite_probe.py``, ``SUITE_PROBE_CPU_TOP``) so th
 processes end together. A new test file goes to part 1 unless listed here; move files
 when one part's CPU outgrows the other's (README: how to measure).
 
-Part 2 runs with numba's cache in a directory of its own (the Makefile says why), which
-it starts empty and never fills with the machines. So ``fast_core="auto"`` leaves its
-tests' streams on the Python path, as ``pytest tests/kernel`` run alone does; in one
-process the tests after the machines' compile engage the core instead (``tests/hardening``,
-``tests/kernel``, the examples, ...). Neither changes a result ("auto" is a cost choice,
-``fast/driver/auto.py``); the core's own paths are checked in part 1 by the tests that set
-``fast_core``, and the Python path's now by part 2 in ``make test``.
+Part 2 runs with ``EPCSIM_AUTO_IGNORE_CACHE=1`` (``fast/driver/auto.py``): its
+``fast_core="auto"`` counts the machines warm only once part 2 itself has compiled or
+loaded them, never because numba's on-disk cache holds them. So until its ``LATE`` files
+(the last it runs, below) load the machines, "auto" leaves its tests' streams - and the
+``epcsim`` processes they start - on the Python path, as ``pytest tests/kernel`` run alone
+does; in one process the tests after the machines' compile engage the core instead
+(``tests/hardening``, ``tests/kernel``, the examples, ...). Neither changes a result ("auto"
+is a cost choice); the core's own paths are checked by the tests that set ``fast_core``,
+and the Python path's by part 2 in ``make test``. The two parts share numba's cache (the
+Makefile says why; since 2026-11-27: before, part 2 had a directory of its own and
+compiled ~200 of the functions part 1 compiled).
 ``tests/fast/test_differential.py`` is part 1's (decision, the lead, 2026-11-27): its 200
 generated scenarios - the issue's differential test - draw ``fast_core`` (True or False)
 instead of leaving it to "auto", so what each compares no longer depends on what numba's
@@ -94,6 +98,23 @@ PART_2: tuple[str, ...] = (
 #: (``fast_core=True``), which part 1 has compiled already
 PART_1: tuple[str, ...] = ("tests/kernel/test_page_counts.py",)
 
+#: part 2's files that run the compiled core's machines (``LATE``: decision, the lead,
+#: 2026-11-27). The two parts share numba's cache, and part 2 runs these after all its
+#: other files, so by then part 1 - whose first core test compiles the machines, ~150-200 s
+#: of CPU - has saved them and part 2 loads them (~1 s) instead of compiling them again.
+#: Before, part 1 held every file that runs the machines, ~600 s of CPU against part 2's
+#: ~390 (ruff and mypy counted): CI's wall was part 1's. Chosen by CPU (the lead's probe of
+#: main f3cd1f9, tests/README.md "Where the time goes", the lead's 2026-11-27 entry). If
+#: part 2 reaches them before part 1 has saved a machine, part 2 compiles it itself: the
+#: same code, only the CPU twice - never a different result.
+LATE: tuple[str, ...] = (
+    "tests/fast/test_sampler_core.py",
+    "tests/fast/test_stream_core_ksgxd.py",
+    "tests/fast/test_threads_core.py",
+    "tests/fast/test_threads_flood_core.py",
+    "tests/fast/test_threads_user.py",
+)
+
 #: the parts ``--suite-part`` takes (the Makefile runs each once)
 PARTS = (1, 2)
 
@@ -112,6 +133,8 @@ def rel_path(item: pytest.Item, root: Path) -> str | None:
 
 def part_of(rel: str | None) -> int:
     """The part that runs the test file ``rel`` (``rel_path``)."""
+    if rel in LATE:
+        return 2
     if rel is None or rel in PART_1:
         return 1
     if any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in PART_2):
@@ -134,8 +157,11 @@ def selftests_once(items: Sequence[pytest.Item], root: Path) -> list[pytest.Item
 
 def select(items: Sequence[pytest.Item], root: Path, part: int | None) -> list[pytest.Item]:
     """What a process runs of the collected ``items``: one process (``part`` None) runs
-    ``selftests_once``; part ``k`` runs that list's tests whose file is part ``k``'s."""
+    ``selftests_once``; part ``k`` runs that list's tests whose file is part ``k``'s, in
+    that order, except that part 2 runs ``LATE``'s files after all its others."""
     once = selftests_once(items, root)
     if part is None:
         return once
-    return [i for i in once if part_of(rel_path(i, root)) == part]
+    mine = [i for i in once if part_of(rel_path(i, root)) == part]
+    late = [i for i in mine if rel_path(i, root) in LATE]
+    return [i for i in mine if rel_path(i, root) not in LATE] + late

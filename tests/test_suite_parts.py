@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from suite_parts import COLLECTED, PART_1, PART_2, PARTS, part_of, select
+from suite_parts import COLLECTED, LATE, PART_1, PART_2, PARTS, part_of, rel_path, select
 
 ROOT = Path(__file__).parents[1]
 
@@ -28,13 +28,19 @@ def test_the_parts_together_run_what_one_process_runs(request: pytest.FixtureReq
     together = [n for p in parts for n in p]
     assert len(set(together)) == len(together), "a test in two parts"
     assert sorted(together) == sorted(one), "a test lost or added by the split"
-    for p in parts:
-        assert p == [n for n in one if n in set(p)], "a part reorders one process's tests"
+    late = {i.nodeid for i in items if rel_path(i, ROOT) in LATE}
+    for k, p in zip(PARTS, parts, strict=True):
+        # one process's order, but part 2 runs LATE's files after all its others
+        early = [n for n in one if n in set(p) and n not in late]
+        want = early + ([n for n in one if n in late] if k == 2 else [])
+        assert p == want, "a part reorders one process's tests"
+    if late & set(one):
+        assert parts[1][-1] in late, "part 2 runs LATE's files last"
 
 
 def test_each_part_path_names_a_test_file_or_directory() -> None:
     """A stale entry of ``PART_2`` (a file renamed or removed) would silently move nothing."""
-    for p in PART_1 + PART_2:
+    for p in PART_1 + PART_2 + LATE:
         path = ROOT / p
         assert path.is_dir() if p.endswith("/") else path.is_file(), p
 
@@ -68,14 +74,27 @@ HELPER_USES_WITHOUT_THE_CORE = {
 }
 
 
-def test_part_2_does_not_compile_the_machines() -> None:
-    """Part 2's numba cache is its own and empty: a file there that runs the core's
-    machines (``fast_core``, ``epcsim.fast.driver``) would compile them a second time
-    (~100 s of CPU, session ``suite4``), as ``tests/kernel/test_page_counts.py`` did
-    before ``PART_1`` named it. Checked on the source: part 2's test files, the
-    ``*_cases.py`` helpers beside them, and the helpers they import from ``tests/``
-    (``test_fifo_core.py`` names neither but runs the core through ``core_cases.py``;
-    session ``tidy``)."""
+def test_part_2_shares_the_cache_and_ignores_it_in_auto() -> None:
+    """Part 2 loads what part 1 compiled (one numba cache: no ``NUMBA_CACHE_DIR`` of its
+    own) and its ``fast_core="auto"`` does not look in that cache
+    (``EPCSIM_AUTO_IGNORE_CACHE=1``), so what it exercises never depends on how far part 1
+    has got (the Makefile and ``suite_parts`` say why; the lead, 2026-11-27)."""
+    text = (ROOT / "Makefile").read_text()
+    (line,) = [ln for ln in text.splitlines() if "--suite-part=2" in ln]
+    assert "EPCSIM_AUTO_IGNORE_CACHE=1" in line and "NUMBA_CACHE_DIR" not in line, line
+    (one,) = [ln for ln in text.splitlines() if "--suite-part=1" in ln]
+    assert "EPCSIM_AUTO_IGNORE_CACHE" not in one and "NUMBA_CACHE_DIR" not in one, one
+
+
+def test_part_2_runs_the_machines_only_in_its_late_files() -> None:
+    """Part 2 runs the core's machines (``fast_core``, ``epcsim.fast.driver``) only in
+    ``LATE``'s files, which it runs last: an earlier file would compile them while part 1
+    is compiling them too (~150-200 s of CPU twice; session ``suite4`` measured ~100 s when
+    ``tests/kernel/test_page_counts.py`` did it before ``PART_1`` named it), and would let
+    "auto" engage the core in the part-2 tests after it. Checked on the source: part 2's
+    test files, the ``*_cases.py`` helpers beside them, and the helpers they import from
+    ``tests/`` (``test_fifo_core.py`` names neither but runs the core through
+    ``core_cases.py``; session ``tidy``)."""
 
     def compiles(text: str) -> bool:
         return "fast_core" in text or "epcsim.fast.driver" in text
@@ -84,7 +103,11 @@ def test_part_2_does_not_compile_the_machines() -> None:
     offenders = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if part_of(rel) != 2 or path.name in ("test_suite_parts.py", "suite_parts.py"):
+        if (
+            part_of(rel) != 2
+            or rel in LATE
+            or path.name in ("test_suite_parts.py", "suite_parts.py")
+        ):
             continue
         text = path.read_text()
         imported = re.findall(r"^\s*(?:from|import) (\w+)", text, re.M)
@@ -92,4 +115,4 @@ def test_part_2_does_not_compile_the_machines() -> None:
         via = [m for m in via if (rel, m) not in HELPER_USES_WITHOUT_THE_CORE]
         if compiles(text) or via:
             offenders.append((rel, via))
-    assert offenders == [], "list these in suite_parts.PART_1 (or move them out of PART_2)"
+    assert offenders == [], "list these in suite_parts.PART_1 or LATE (or move them out of PART_2)"

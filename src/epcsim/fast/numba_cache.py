@@ -29,8 +29,10 @@ every ``epcsim`` process holds an exclusive ``flock`` on ``numba-index.lock`` in
 directory around numba's ``save`` (load, name, write the index, write the data), so the
 read-modify-write is whole. A reader needs no lock: it sees the old or the new index
 (``os.replace``), and an entry whose data file is not written yet is a miss numba
-recompiles. ``make test``'s two parts keep their own caches for another reason (part 2's
-``fast_core="auto"`` must not depend on what part 1 has compiled: ``tests/README.md``).
+recompiles. ``make test``'s two parts share the cache (since 2026-11-27, the lead: part 2
+loads what part 1 compiled; before, each had its own and part 2 compiled ~200 of the same
+functions again), and part 2 sets ``EPCSIM_AUTO_IGNORE_CACHE`` so that its
+``fast_core="auto"`` does not depend on what part 1 has compiled (``tests/suite_parts.py``).
 """
 
 from __future__ import annotations
@@ -85,9 +87,14 @@ def drop_stale(package: Path, deps: Iterable[Path]) -> None:
         if stamp.exists() and stamp.read_text() == want:
             return
         for f in (*cache.glob("*.nbi"), *cache.glob("*.nbc")):
-            f.unlink()
+            f.unlink(missing_ok=True)  # another process may have dropped it first
         cache.mkdir(exist_ok=True)
-        stamp.write_text(want)
+        # whole or not at all (temp file + rename, as numba writes its own files): a process
+        # importing the package meanwhile (make test's other part, a sweep's worker) must
+        # never read half a digest, take it for a changed source and drop the cache
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+        tmp.write_text(want)
+        os.replace(tmp, stamp)
     except OSError:  # a read-only install: numba then caches elsewhere or not at all
         pass
 
