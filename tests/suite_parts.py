@@ -104,11 +104,12 @@ PART_1: tuple[str, ...] = ("tests/kernel/test_page_counts.py",)
 #: of CPU - has saved them and part 2 loads them (~1 s) instead of compiling them again.
 #: Before, part 1 held every file that runs the machines, ~600 s of CPU against part 2's
 #: ~390 (ruff and mypy counted): CI's wall was part 1's. Chosen by CPU (the lead's probe of
-#: main f3cd1f9, tests/README.md "Where the time goes", the lead's 2026-11-27 entry). If
+#: main f3cd1f9 and a fresh-clone ``make test`` with five files here, tests/README.md "Where
+#: the time goes", the lead's 2026-11-27 entry: part 2 then ended ~1 min later, and
+#: ``test_sampler_core.py``, ~19 s of CPU, went back). If
 #: part 2 reaches them before part 1 has saved a machine, part 2 compiles it itself: the
 #: same code, only the CPU twice - never a different result.
 LATE: tuple[str, ...] = (
-    "tests/fast/test_sampler_core.py",
     "tests/fast/test_stream_core_ksgxd.py",
     "tests/fast/test_threads_core.py",
     "tests/fast/test_threads_flood_core.py",
