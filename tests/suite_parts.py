@@ -106,11 +106,14 @@ PART_1: tuple[str, ...] = ("tests/kernel/test_page_counts.py",)
 #: ~390 (ruff and mypy counted): CI's wall was part 1's. Chosen by CPU (the lead's probe of
 #: main f3cd1f9 and a fresh-clone ``make test`` with five files here, tests/README.md "Where
 #: the time goes", the lead's 2026-11-27 entry: part 2 then ended ~1 min later, and
-#: ``test_sampler_core.py``, ~19 s of CPU, went back). If
+#: ``test_sampler_core.py``, ~19 s of CPU, went back; on an idle fresh clone of b165c85
+#: part 1's pytest took 7:39 and part 2's 6:11 after ~40 s of ruff and mypy, so
+#: ``test_stream_deadline.py``, ~12-18 s, came here). If
 #: part 2 reaches them before part 1 has saved a machine, part 2 compiles it itself: the
 #: same code, only the CPU twice - never a different result.
 LATE: tuple[str, ...] = (
     "tests/fast/test_stream_core_ksgxd.py",
+    "tests/fast/test_stream_deadline.py",
     "tests/fast/test_threads_core.py",
     "tests/fast/test_threads_flood_core.py",
     "tests/fast/test_threads_user.py",
