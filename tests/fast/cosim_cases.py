@@ -5,8 +5,10 @@
 small sets built on ``mutex_pickup`` and ``mutex_spin_poll`` so that same-nanosecond ties
 are frequent), ``user_scenarios`` (some ``RUN`` ops as ``USER``), ``crowded_scenarios``
 (more tasks than CPUs: the run queue), ``picked_lock_scenarios`` (tasks queued inside
-their locks: the hand-backs in a continuation, session ``spinfix``), and ``EXAMPLES`` (their
-hypothesis budget, larger under ``EPCSIM_LONG``).
+their locks: the hand-backs in a continuation, session ``spinfix``), ``EXAMPLES`` (their
+hypothesis budget, larger under ``EPCSIM_LONG``) and ``programs_taking`` (how many drawn
+programs take one of the core's shortcuts: the guards of ``test_resume_now.py`` and
+``test_run_over.py``).
 
 A helper module, not a test file (tests/README.md, "Rules for a new test"): moved from
 ``test_cosim.py`` and ``test_cosim_run_user.py`` by session ``tidy``, no code changed.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from epcsim.engine.costs import Costs
@@ -29,6 +32,7 @@ from epcsim.fast.cosim.program import (
     OP_USER,
     OP_WAIT,
     OP_WAKE,
+    run_core,
 )
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
@@ -206,3 +210,21 @@ def picked_lock_scenarios(draw):
                 ops.append((OP_WAKE, 0, 0))
         programs.append(ops)
     return programs, [True] * n, nr_mutexes, nr_cpus
+
+
+def programs_taking(counter: str) -> int:
+    """Of 150 derandomized ``scenarios`` run on the core, how many took the shortcut whose
+    count ``run_core`` reports in ``extra[counter]`` at least once (``resumed_now``,
+    ``ran_over``): a guard that the properties drawing these programs exercise it."""
+    seen = 0
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @given(scenarios())
+    def probe(scenario):
+        nonlocal seen
+        programs, starts, nr_mutexes = scenario
+        core = run_core(programs, len(programs), starts=starts, nr_mutexes=nr_mutexes)
+        seen += core.extra[counter] > 0
+
+    probe()
+    return seen

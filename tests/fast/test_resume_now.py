@@ -17,8 +17,7 @@ lead's 2026-11-27 tidy, found by ``duplicates``).
 
 from __future__ import annotations
 
-from cosim_cases import PICKUP, scenarios
-from hypothesis import given, settings
+from cosim_cases import PICKUP, programs_taking
 
 from epcsim.fast.cosim.program import OP_LOCK, OP_LOOP, OP_RUN, OP_UNLOCK, run_core
 from epcsim.fast.cosim.simpy_program import run_simpy
@@ -46,15 +45,5 @@ def test_stopped_at_every_event_of_a_ping_pong():
 def test_generated_programs_take_the_shortcut():
     """A guard on the property above: the drawn programs resume spinners at once (33 of
     these 150 when written; the ping-pong above covers the stops around it)."""
-    seen = 0
-
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
-    @given(scenarios())
-    def probe(scenario):
-        nonlocal seen
-        programs, starts, nr_mutexes = scenario
-        core = run_core(programs, len(programs), starts=starts, nr_mutexes=nr_mutexes)
-        seen += core.extra["resumed_now"] > 0
-
-    probe()
+    seen = programs_taking("resumed_now")
     assert seen >= 15, seen

@@ -19,7 +19,7 @@ lead's 2026-11-27 tidy, found by ``duplicates``).
 
 from __future__ import annotations
 
-from cosim_cases import EXAMPLES, PICKUP, scenarios
+from cosim_cases import EXAMPLES, PICKUP, programs_taking
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,15 +90,5 @@ def test_ran_over_beside_the_run_queue(scenario, sched, n):
 
 def test_generated_programs_take_it():
     """A guard on the properties above: the drawn programs run over pokes."""
-    seen = 0
-
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
-    @given(scenarios())
-    def probe(scenario):
-        nonlocal seen
-        programs, starts, nr_mutexes = scenario
-        core = run_core(programs, len(programs), starts=starts, nr_mutexes=nr_mutexes)
-        seen += core.extra["ran_over"] > 0
-
-    probe()
+    seen = programs_taking("ran_over")
     assert seen >= 10, seen
