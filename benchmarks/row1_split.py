@@ -44,6 +44,7 @@ def child(calls: int) -> None:
     import numpy as np
 
     import epcsim.fast.driver.stream as stream_mod
+    import epcsim.fast.driver.stream_entry as entry_mod
     import rows
 
     acc: dict[str, float] = defaultdict(float)
@@ -68,7 +69,7 @@ def child(calls: int) -> None:
     drive = stream_mod.StreamCore.drive
 
     def timed_drive(self, co, kt, ts, pending):  # type: ignore[no-untyped-def]
-        key = (stream_mod._layout(co), self._slots_layout(kt), stream_mod._layout(ts))
+        key = (entry_mod._layout(co), self._slots_layout(kt), entry_mod._layout(ts))
         fn = self._drive.get(key)
         if fn is None:
             return drive(self, co, kt, ts, pending)

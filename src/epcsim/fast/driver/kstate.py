@@ -67,7 +67,7 @@ K_FT_N = 24  #: points in ``ft``
 #: a result (the points are recorded in order either way, and no Python code reads the
 #: timeline while the core runs; ``tests/fast/test_fold_buffers.py``). ``FT_ROWS`` for a
 #: driver call's own ``KState``; ``FT_ROWS_KEPT`` for the one ``StreamCore`` keeps across a
-#: ``System``'s calls (``stream.StreamCore.kernel_slots``), allocated once: 16,384 rows
+#: ``System``'s calls (``stream_entry.EntryPoints.kernel_slots``), allocated once: 16,384 rows
 #: (256 KiB) hold row 1's ~13,800 points a call (two a fault: the fault's allocation,
 #: ksgxd's free), so its timed call no longer stops three times for the fold (session
 #: ``fault5``, PATHS.md "Per fault on the core")

@@ -15,11 +15,12 @@ state is folded back and the generator goes on at the core's clock with the new 
 
 This module is the owner, ``StreamCore`` (one per ``System``): whether the core engages
 (warmth, ``auto``), the structural checks that make a call (``stream``, ``eaccept``,
-``trim``), the kernel's ``KState`` kept across entries, ksgxd's entry at K0's check and
-the counts. One call's continuation - the dynamic regime, the entry, the stops and what
-goes on after each - is ``core_stream.CoreStream`` (its module docstring has the pair's
-hand-offs and the thread's stops); ksgxd's machine between calls is
-``stream_ksgxd.Session``.
+``trim``, ``add``), ksgxd's entry at K0's check and the counts; the compiled entry points
+and the kernel's ``KState`` kept across entries are its mixin ``stream_entry.EntryPoints``
+(split from here by session ``tidy2``). One call's continuation - the dynamic regime, the
+entry, the stops and what goes on after each - is ``core_stream.CoreStream`` (its module
+docstring has the pair's hand-offs and the thread's stops); ksgxd's machine between calls
+is ``stream_ksgxd.Session``.
 
 The pair (2026-11-26, issue 9 session ``upair``; the rest of its decisions are
 ``core_stream.py``'s):
@@ -63,10 +64,10 @@ The pair (2026-11-26, issue 9 session ``upair``; the rest of its decisions are
   written back on the core, ``served_steps`` of ksgxd's machine under SimPy,
   ``secs_stops``, ``top_stops``, ``entries``.
 * *The entry's state kept* (PATHS.md "Next" item 2): the ``KState`` is built once per
-  enclave and SECS (``StreamCore.kernel_state``) and brought up to date at each entry as
-  around a served step; the core's arrays live as long as the pair does (a session).
-  With the pair there is about one entry per ``access_pages`` call, so the entry's cost
-  no longer matters to rows 1 and 2.
+  enclave and SECS (``stream_entry.EntryPoints.kernel_slots``) and brought up to date at
+  each entry as around a served step; the core's arrays live as long as the pair does (a
+  session). With the pair there is about one entry per ``access_pages`` call, so the
+  entry's cost no longer matters to rows 1 and 2.
 
 Decisions kept from session ``integ`` (the others: ``core_stream.py``):
 
@@ -79,7 +80,6 @@ Decisions kept from session ``integ`` (the others: ``core_stream.py``):
 
 from __future__ import annotations
 
-import operator
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -87,16 +87,15 @@ import numpy as np
 
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
-from epcsim.fast.cosim.jit import entry_point
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
 from epcsim.fast.driver.auto import auto_engages, machines_warm
 from epcsim.fast.driver.core_regime import _static_regime, flood_regime
 from epcsim.fast.driver.core_stream import CoreStream
-from epcsim.fast.driver.slots import kernel_slots, refresh_slots, secs_of, take_slots
-from epcsim.fast.driver.stream_ksgxd import Session, _served_regime, _worth_serving
-from epcsim.fast.driver.thread_bridge import drive
+from epcsim.fast.driver.ksgxd_serving import _served_regime, _worth_serving
+from epcsim.fast.driver.stream_entry import EntryPoints
+from epcsim.fast.driver.stream_ksgxd import Session
 from epcsim.kernel.main import Sgx
 from epcsim.user.thread import EnclaveThread
 
@@ -136,16 +135,6 @@ def _ksgxds_process(proc: Any, caller: Any) -> bool:
     return False
 
 
-def _layout(*parts: Any) -> tuple[Any, ...]:
-    """What a compiled overload taking these tuples of arrays depends on: each array's
-    dtype, dimensions and layout (a typed list's type is fixed by construction)."""
-    return tuple(
-        (a.dtype.str, a.ndim, a.flags.c_contiguous) if isinstance(a, np.ndarray) else None
-        for part in parts
-        for a in part
-    )
-
-
 def _caller_of(task: Task, encl: Any) -> bool:
     """Whether ``task`` may make an ioctl loop's call on ``encl`` on the core (``trim``,
     ``add``): one of its enclave threads, or a task of a process that maps it (the ioctl's
@@ -155,7 +144,7 @@ def _caller_of(task: Task, encl: Any) -> bool:
     return any(task in mm.tasks for mm in encl.mm_list)
 
 
-class StreamCore:
+class StreamCore(EntryPoints):
     """One per ``System(fast_core=True or "auto")``: hands out a ``CoreStream`` per stream.
     ``auto``: engaged only where it pays (``driver/auto.py``): warm machines, or since a
     stream long enough to repay their compile; the choice changes no result."""
@@ -169,7 +158,7 @@ class StreamCore:
         self.on = not auto
         #: streams the core accepted (``stream``) whose ``access_stream`` has not returned
         #: (``CoreStream.close``). With "auto", ksgxd goes to its machine at K0's check, and a
-        #: served machine goes on, only while one is live (``stream_ksgxd._worth_serving``):
+        #: served machine goes on, only while one is live (``ksgxd_serving._worth_serving``):
         #: a served step costs ~4x the generator's, repaid only by a stream taking the
         #: session onto the core (decision, session ``fdland``: with the cache warm, ksgxd
         #: entered at K0 with no stream made the demo's seed run ~3x slower, 11-12 s of CPU
@@ -217,14 +206,14 @@ class StreamCore:
         self.va_reclaims = 0
         #: ADD_PAGES loops on the core whose ioctl has not returned: the enclave is being
         #: built, not initialized, and the core's regime takes it (``core_regime``), ksgxd's
-        #: machine is served during the ioctl (``stream_ksgxd._worth_serving``)
+        #: machine is served during the ioctl (``ksgxd_serving._worth_serving``)
         self.add_live = 0
         #: the ioctl loops' calls the machine itself ended with an error, by ``(ret,
         #: tstate.CAUSE_*)``: M2's -EAGAIN at the page's load, R3's -EBUSY (cause 0)
         #: (``CoreStream._take_ret``; what tests/fast/test_remove_ebusy_core.py checks)
         self.ioctl_rets: dict[tuple[int, int], int] = {}
         #: MODIFY_TYPES loops on the core whose ``_page_loop`` has not returned: ksgxd's
-        #: machine is served during their ioctl (``stream_ksgxd._worth_serving``)
+        #: machine is served during their ioctl (``ksgxd_serving._worth_serving``)
         self.trim_live = 0
         #: those whose machine makes the runtime's calls after -EAGAIN itself
         #: (``fast/driver/retry.py``): served through under "auto" too (session ``eagain``)
@@ -250,7 +239,7 @@ class StreamCore:
         #: enclaves on one CPU, the other's SECS evicted while the thread waits)
         self.queued_stops = 0
         #: served ksgxd machines handed to their generator between batches (Python left
-        #: the regime between calls: ``stream_ksgxd._served_regime``)
+        #: the regime between calls: ``ksgxd_serving._served_regime``)
         self.top_stops = 0
         #: ksgxd's machine's steps served by SimPy (between pair calls, Python tasks between)
         self.served_steps = 0
@@ -308,82 +297,10 @@ class StreamCore:
         #: (``stream_group.REFUSED``), and the next such wait (doubled each time)
         self.group_wait = 0
         self.group_backoff = 1
-        #: the slots' ``KState`` tuple, kept across entries: ``(encls, secs states, kt,
-        #: VA blocks)`` (``kernel_slots``)
-        self._kstate: tuple[list[Any], list[Any], Any, int] | None = None
-        #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
-        #: dispatcher call types the ~45 arrays of ``KState`` each time, ~0.5 ms)
-        self._drive: dict[tuple[Any, ...], Any] = {}
-        #: the served machines' entry points (``machine``), the same way
-        self._machines: dict[tuple[Any, ...], Any] = {}
-        #: the last slots' tuple and its ``_layout`` (``_slots_layout``)
-        self._kt_layout: tuple[Any, tuple[Any, ...]] = ((), ())
-
-    def drive(self, co: Any, kt: Any, ts: Any, pending: int) -> int:
-        """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
-        overload depends on (each array's dtype, dimensions and layout); ``kt`` the slots'
-        tuple (``kstate.N_SLOTS``)."""
-        key = (_layout(co), self._slots_layout(kt), _layout(ts))
-        fn = self._drive.get(key)
-        if fn is None:
-            fn = self._drive[key] = entry_point(drive, co, kt, ts, pending)
-        return int(fn(co, kt, ts, pending))
-
-    def _slots_layout(self, kt: Any) -> tuple[Any, ...]:
-        """``_layout`` of the slots' tuple ``kt``, kept for the last one, its ``KState``s
-        compared by identity. Why (session ``fault5``): ``_layout`` of the ~90 arrays of two
-        ``KState``s took ~40-60 us at each ``drive`` call and served step (``dtype.str``
-        formats a string, ``flags`` builds an object), and the slots are mostly the same
-        ``KState``s from one call to the next (``bridge.refresh_layout`` rebuilds one only
-        when Python replaced an array). Exact: a named tuple's items cannot change, nor an
-        array's dtype, dimensions or layout (nothing here sets ``shape``/``strides``/
-        ``dtype`` on an array); holding the last slots keeps alive only arrays its
-        ``System`` holds (the next new ``KState`` replaces them)."""
-        last, lay = self._kt_layout
-        if len(last) != len(kt) or not all(map(operator.is_, last, kt)):
-            lay = _layout(*kt)
-            self._kt_layout = (tuple(kt), lay)
-        return lay
-
-    def machine(self, fn: Any, co: Any, kt: Any, ts: Any, t: int) -> Any:
-        """A served machine's compiled entry point (``Session.step``: ``ksgxd_resume`` with
-        ``ts`` None, ``thread_resume``) for these arguments' layout (``kt`` the slots'
-        tuple), kept across sessions. Why (session ``deadline``): ``jit.entry_point`` types
-        the ~45 arrays of ``KState`` (~1.8 ms), and a session is begun at each entry from
-        ksgxd asleep - under 200 us ``run(until=)`` slices about one a slice, 2.3 of 8.0 s
-        of a one-thread run."""
-        key = (fn, _layout(co), self._slots_layout(kt), None if ts is None else _layout(ts))
-        ep = self._machines.get(key)
-        if ep is None:
-            args = (co, kt) if ts is None else (co, kt, ts)
-            ep = self._machines[key] = entry_point(fn, *args, t)
-        return ep
-
-    def kernel_slots(self, encls: list[Any]) -> Any:
-        """The slots' ``KState`` tuple of a pair call's entry (``encls`` in slot order, each
-        with its SECS state, ``slots.secs_of``): built once per enclave set and SECS
-        states (the big arrays, the typed lists, the sealing keys, the costs; ~0.3-0.5 ms
-        a slot), then brought up to date at each entry - a layout change by identity
-        (``slots.refresh_slots``), the scalars by ``take_slots`` - as around a served step
-        (PATHS.md "Next" item 2; per slot since session ``twoencl3``)."""
-        system = self.system
-        secss = [secs_of(system, e) for e in encls]
-        cached = self._kstate
-        if (
-            cached is not None
-            and len(cached[0]) == len(encls)
-            and all(a is b for a, b in zip(cached[0], encls, strict=True))
-            and all(a is b for a, b in zip(cached[1], secss, strict=True))
-        ):
-            kt, nblk = refresh_slots(system, encls, cached[2], cached[3])
-            take_slots(system, encls, secss, kt)
-            kc = kt[0].kc
-            kc[K.K_HB] = kc[K.K_HB_PAGE] = kc[K.K_SVC] = 0
-        else:
-            kt = kernel_slots(system, list(zip(encls, secss, strict=True)), K.FT_ROWS_KEPT)
-            nblk = len(system.cpu.va.blocks)
-        self._kstate = (list(encls), secss, kt, nblk)
-        return kt
+        self._kstate = None
+        self._drive = {}
+        self._machines = {}
+        self._kt_layout = ((), ())
 
     def ksgxd_at_check(self, task: Any, high: int) -> Gen | None:
         """``Sgx._ksgxd``'s hook at K0's check (module docstring, "ksgxd awake in its
@@ -426,10 +343,6 @@ class StreamCore:
         if machines_warm():
             self.on = True
         return self.on
-
-    def keep(self, sess: Session) -> None:
-        """The session's slots (``refresh_slots`` may have replaced them) for the next."""
-        self._kstate = (list(sess.encls), list(sess.secss), sess.kt, sess.nblk)
 
     def stream(self, thread: Task, pages: np.ndarray, writes: np.ndarray, encl: Any = None) -> Any:
         """A ``CoreStream`` for this stream, or None where the structure excludes the core
