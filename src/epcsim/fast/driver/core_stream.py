@@ -257,7 +257,7 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         ke = ks.ke
         kc[K.K_HIGH] = sess.high
         ke[K.K_SECS_EPC] = encl.secs_epc
-        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaim.py``)
+        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaimer_write``)
         kc[K.K_NTHREADS] = kr
         kc[K.K_THREAD_SLOT] = tslot
         kc[K.K_TOP_STOP] = 0

@@ -5,7 +5,7 @@ A machine that writes a page's ``desc`` or PRESENT bit classifies the page befor
 (``page_class``) and after, and moves its enclave's ``ke`` deltas (``count_move``):
 ``K_RESIDENT``, ``K_SWAPPED``, folded into ``SgxEncl.counts`` by ``bridge.fold_kernel`` and
 read unfolded by an observer (``observe.CoreView``). The sites: ADD_PAGES' EADD
-(``add.py``), the fault's ELDU (``vma_fault.py``), the reclaimer's EWB (``reclaim.py``, the
+(``add.py``), the fault's ELDU (``vma_fault.py``), the reclaimer's EWB (``reclaimer_write.py``, the
 victim's slot), REMOVE_PAGES' EREMOVE (``remove.py``). Inlined: no compile of their own.
 """
 

@@ -21,16 +21,9 @@ backing file) and locks that slot's ``encl->lock`` (the core's mutex row = the s
 IPI adds the thread's CPU only when the thread is that enclave's (``K_THREAD_SLOT``). With
 one enclave both slots are the same ``KState`` and every page's slot is 0.
 
-The caller enters at ``P_A`` with ``rc[r, RC_PC] = P_A`` (its own checks done: K0's
-``sgx_should_reclaim(high)`` and ``ksgxd_batches`` for ksgxd, ``sgx_reclaim_direct``'s
-for the direct reclaimer) and calls again with ``rc[r, RC_PC]`` as it was left after
-``R_BLOCKED`` or ``R_SVC``. ``R_RETURNED`` means the batch returned (``rc[r, RC_PC]`` back
-at ``P_A``, ``rc[r, RC_NK]`` the pages written back, which the caller counts as its own:
-``ksgxd_pages_reclaimed`` or ``direct_reclaim_pages``); ``R_STOP`` a hand-back
-(``kc[K_HB]``) before the step at ``rc[r, RC_PC]``. ksgxd's task pc mirrors its row's pc
-(``ksgxd_run`` copies it after each call): the Python side that continues a batch in
-ksgxd's generator reads the task pc, as before. The pcs keep ksgxd's numbering (0-2 and 20
-are K0's) so that one table (``ksgxd.P_NAMES``) names them all.
+The caller's contract (where it enters, ``R_RETURNED``, ``R_STOP``, ksgxd's task pc) is
+``reclaim_pc.py``'s docstring, with the pcs and exits; the steps of ``sgx_encl_ewb`` and
+``sgx_reclaimer_write`` that neither block nor leave the machine are ``reclaimer_write.py``'s.
 
 The order of every step is ``kernel/reclaim.py``'s ``sgx_reclaim_pages``/
 ``reclaimer_write``/``sgx_encl_ewb``; a change there changes this file in the same commit.
@@ -42,7 +35,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from epcsim.arch import SGX_VA_SLOT_COUNT
 from epcsim.fast.cosim.borrow import member_at
 from epcsim.fast.cosim.flood_park import page_freed, wake_all
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_UNLOCK, perform
@@ -67,20 +59,17 @@ from epcsim.fast.driver.kstate import (
     K_B_WIDTH,
     K_BACKING_ALLOC,
     K_CHILD_CNT,
-    K_CPUMASK,
     K_EBLOCK_NS,
     K_ETRACK_NS,
     K_EWB_FAILURES,
     K_EWB_NS,
     K_INITIALIZED,
-    K_INSIDE,
     K_IPI_NS,
     K_LRU_OPS,
     K_LRU_ROW,
     K_NR_FREE,
     K_NR_RECORDS,
     K_NR_TO_SCAN,
-    K_NTHREADS,
     K_REFCOUNT,
     K_SECS_EPC,
     K_SLOT_ID0,
@@ -89,22 +78,16 @@ from epcsim.fast.driver.kstate import (
     K_SVC_ARG,
     K_SVC_E,
     K_SVC_R,
-    K_THREAD_SLOT,
-    K_THREAD_T,
-    K_TRACKING,
     K_VA_ROW,
     K_WARN_N,
     K_ZAP,
     KB_RELEASE,
     KB_SECS,
     KB_UNEXPECTED,
-    RC_CT,
     RC_I,
     RC_IPI_MASK,
-    RC_MAC,
     RC_NB,
     RC_NK,
-    RC_PACKED,
     RC_PC,
     RC_RET,
     RC_SLOT,
@@ -119,7 +102,6 @@ from epcsim.fast.driver.kstate import (
     ft_full,
     ft_record,
 )
-from epcsim.fast.driver.page_counts import count_move, page_class
 
 # the pc and the exits (``reclaim_pc``)
 from epcsim.fast.driver.reclaim_pc import (
@@ -151,6 +133,13 @@ from epcsim.fast.driver.reclaim_pc import (
     _rstop,
     _rsvc,
     _warn,
+)
+from epcsim.fast.driver.reclaimer_write import (
+    clear_epc_page,
+    ipi_aex,
+    ipi_mask,
+    store_record,
+    va_free_slot,
 )
 from epcsim.fast.ops import backing as backing_ops
 from epcsim.fast.ops.encl_page import test_and_clear_young, zap_ptes
@@ -396,15 +385,8 @@ def reclaim_run(sp, kq, t, r):
                 pc = P_ETRACK_RUN
                 continue
             if ret == NOT_TRACKED and pc == P_EWB2_RUN:
-                # send_ipi: its enclave's cpumask now (the one at entry, and the CPU of
-                # each enclave thread on the core that holds one, if the threads are this
-                # enclave's: PATHS.md N3), an IPI if another CPU is in it
-                mask = ke[K_CPUMASK]
-                tt = kc[K_THREAD_T]
-                if tt >= 0 and kc[K_THREAD_SLOT] == es:
-                    for u in range(tt, tt + kc[K_NTHREADS]):
-                        if st.tasks[u, T_CPU] >= 0:
-                            mask |= np.int64(1) << st.tasks[u, T_CPU]
+                # send_ipi: its enclave's cpumask now, an IPI if another CPU is in it
+                mask = ipi_mask(st, kc, ke, es)
                 rw[RC_IPI_MASK] = mask
                 if mask & ~(1 << st.tasks[t, T_CPU]) != 0:
                     cnt[CN_IPI] += 1
@@ -428,14 +410,8 @@ def reclaim_run(sp, kq, t, r):
             pc = P_EWB2_RUN
             continue
         if pc == P_IPI_RUN:
-            # every LP of the mask inside the enclave takes an AEX: each enclave thread's
-            # on the core, if they are this enclave's (its next T0 runs ERESUME), which
-            # leaves the tracking set too (``K_INSIDE``/``K_TRACKING``: LP bit masks, N3)
-            tt = kc[K_THREAD_T]
-            if tt >= 0 and kc[K_THREAD_SLOT] == es:
-                hit = ke[K_INSIDE] & rw[RC_IPI_MASK]
-                ke[K_INSIDE] &= ~hit
-                ke[K_TRACKING] &= ~hit
+            # every LP of the mask inside the enclave takes an AEX
+            ipi_aex(kc, ke, es, rw[RC_IPI_MASK])
             res = perform(sp, t, np.int64(RQ_RUN), kc[K_EWB_NS])
             if res != R_OK:
                 return _rblocked(rw, P_EWB3_RUN, res)
@@ -451,23 +427,13 @@ def reclaim_run(sp, kq, t, r):
                     kc[K_SVC] = SVC_WARN_FULL
                     return _rsvc(rw, pc)
                 _warn(ks, W_EWB, ret, batch[i, 0])
-                _va_free_slot(ks, rw[RC_VID], rw[RC_SLOT])
+                va_free_slot(ks, rw[RC_VID], rw[RC_SLOT])
                 kc[K_EWB_FAILURES] += 1
                 pc = P_STORED
                 continue
-            # the record unsealed (the tag, the version: kstate's deferred sealing)
+            # the record unsealed (the tag, the version: kstate's deferred sealing), stored
             index = batch[i, 1]
-            mac16 = ks.bscr[:16]
-            ct8 = ks.bscr[16:24]
-            _put_u64(mac16, 0, rw[RC_MAC])
-            for b in range(8, 16):
-                mac16[b] = 0
-            _put_u64(ct8, 0, rw[RC_CT])
-            got = backing_ops.backing_store(
-                ks.b_present, ks.b_odd, ks.b_chunk_row, ks.b_contents, ks.b_mac, ks.b_flags,
-                ks.b_high_row, ks.b_high, ks.b_pcmd_live, ks.b_pcmd_kept, ks.b_pcmd_gen,
-                index, batch[i, 2], ct8, rw[RC_PACKED], mac16,
-            )  # fmt: skip
+            got = store_record(ks, rw, index, batch[i, 2])
             # NEED_PYTHON (a PCMD lost, a raw record) or, in a file without a record yet,
             # NEED_CHUNK (its first record sets its width): Python stores it sealed
             if got < 0:
@@ -495,12 +461,7 @@ def reclaim_run(sp, kq, t, r):
             if ft_full(ks):
                 return _rsvc(rw, P_STORED)
             # encl->epc_page = NULL whatever EWB returned; the VA reference on success
-            was = page_class(ks.desc, ks.pflags, index)
-            if ks.desc[index] >= 0:
-                ks.desc[index] = -1
-            if rw[RC_RET] == 0:
-                ks.desc[index] = -2 - (rw[RC_VID] * SGX_VA_SLOT_COUNT + rw[RC_SLOT])
-            count_move(ke, was, page_class(ks.desc, ks.pflags, index))
+            clear_epc_page(ks, ke, index, rw[RC_RET], rw[RC_VID], rw[RC_SLOT])
             ke[K_CHILD_CNT] -= 1
             res = perform(sp, t, np.int64(RQ_UNLOCK), es)
             if res != R_OK:
@@ -530,18 +491,6 @@ def reclaim_run(sp, kq, t, r):
             pc = P_D
             continue
         return _rstop(st, ks, t, r, pc, KB_UNEXPECTED, -1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put_u64(row, at, value):
-    for b in range(8):
-        row[at + b] = (value >> (8 * b)) & 0xFF
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _va_free_slot(ks, vid, slot):
-    """``sgx_free_va_slot`` without the move to the head (a failed EWB)."""
-    ks.va_used[vid, slot >> 3] &= 0xFF ^ (1 << (slot & 7))
 
 
 __all__ = ["reclaim_run"]

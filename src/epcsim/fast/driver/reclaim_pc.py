@@ -5,10 +5,22 @@ Why a module of its own: the pc numbering is read by every machine that runs or 
 batch - ``ksgxd.py`` (its K0 shares the numbering, ``ksgxd.P_NAMES`` names them all),
 ``trim.py``'s direct reclaimer, ``pins.py`` and ``core_stream.py`` (the Python side that
 goes on from a parked pc) - not only by the state machine itself, and the exits are the
-batch's protocol with its caller (``R_RETURNED``, ``R_SVC``, ``R_STOP``: ``reclaim.py``'s
-docstring). The steps of rows A-D stay in ``reclaim.py``. The exits are ``inline="always"``:
-their code is compiled into ``reclaim_run`` (``fast/driver/__init__``'s ``drop_stale`` lists
-every module of this package, so an edit here drops the cached machine code).
+batch's protocol with its caller (below; moved here from ``reclaim.py``'s docstring by
+session ``tidy2``). The steps of rows A-D stay in ``reclaim.py``. The exits are
+``inline="always"``: their code is compiled into ``reclaim_run`` (``fast/driver/__init__``'s
+``drop_stale`` lists every module of this package, so an edit here drops the cached machine
+code).
+
+The caller enters at ``P_A`` with ``rc[r, RC_PC] = P_A`` (its own checks done: K0's
+``sgx_should_reclaim(high)`` and ``ksgxd_batches`` for ksgxd, ``sgx_reclaim_direct``'s
+for the direct reclaimer) and calls again with ``rc[r, RC_PC]`` as it was left after
+``R_BLOCKED`` or ``R_SVC``. ``R_RETURNED`` means the batch returned (``rc[r, RC_PC]`` back
+at ``P_A``, ``rc[r, RC_NK]`` the pages written back, which the caller counts as its own:
+``ksgxd_pages_reclaimed`` or ``direct_reclaim_pages``); ``R_STOP`` a hand-back
+(``kc[K_HB]``) before the step at ``rc[r, RC_PC]``. ksgxd's task pc mirrors its row's pc
+(``ksgxd_run`` copies it after each call): the Python side that continues a batch in
+ksgxd's generator reads the task pc, as before. The pcs keep ksgxd's numbering (0-2 and 20
+are K0's) so that one table (``ksgxd.P_NAMES``) names them all.
 """
 
 from __future__ import annotations

@@ -387,7 +387,7 @@ class Session(SessionStops):
         thread: Any = self.thread  # a stream's (only a stream's thread is ever served)
         ts = self.ts
         tslot = self.tslot
-        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaim.py``)
+        kc[K.K_THREAD_T] = 0  # the thread rows 0 .. kr - 1 (ksgxd's IPI, ``reclaimer_write``)
         kc[K.K_NTHREADS] = kr
         kc[K.K_THREAD_SLOT] = tslot
         ts.tc[T.TC_ESLOT] = tslot
