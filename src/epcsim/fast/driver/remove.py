@@ -4,8 +4,8 @@
 ``tstate.MODE_REMOVE`` (session ``ioctlcore``; PATHS.md "The REMOVE_PAGES loop"): the
 loop is MODIFY_TYPES' (``trim.trim_rows``: the page top, the direct batch, the lock,
 ``run(ioctl_page)``, ``_load`` with T4-T5's ELDU and -EAGAIN, the unlock and the notes),
-only ``per_page`` differs, and its rows are here, inlined through ``trim_rows`` into
-``thread_run`` (no new machine, one compile):
+only ``per_page`` differs, and its rows are here, inlined into ``trim_rows`` (no new
+machine, one compile):
 
 R3 ``run(emodpr)``, the probe counted (its #PF decided before, with everything else:
    ``remove_takes``), ``unmark_page_reclaimable``: off the LRU, or -EBUSY for a page a

@@ -34,16 +34,20 @@ Decisions (2026-11-26, issue 9 session ``tdriver``):
 
 Three loops share the machine (``tc[TC_MODE]``): ``access_stream`` (T0-T7), the EACCEPT
 loop (E0-E4, session ``eacc``) and MODIFY_TYPES' page loop (M1-M4, session ``mtrim2``: its
-own rows are ``trim.py``'s ``trim_rows``, inlined here; it shares T4-T5's ELDU).
+own rows are ``trim.py``'s ``trim_rows``, called here; it shares T4-T5's ELDU).
 
 The pc numbering is ``thread_pc.py`` and the stop at a hooked loop top ``hook_stop.py``
 (split out by session ``tidy``, 2026-11-26, for the modules that read them without running
 the machine). The fault path's rows T3-T7 are ``vma_fault.py``'s ``fault_rows``, and the
 stacked rows' view ``tstate.thread_row`` (split out by session ``nthreads2``, 2026-11-27,
-when this file passed 670 lines; both ``inline="always"``, as ``trim_rows`` is: one
-machine, one signature, no step changed). What stays here is the loops: T0-T2 (the entry,
-the resident run, the fault's entry), E1-E4 and the stream's end; the E rows are the next
-to move out (as ``eaccept_rows``) if this file grows again.
+when this file passed 670 lines; no step changed). ``thread_row`` and ``fault_rows`` are
+``inline="always"`` (the fault path: as a call, ``fault_rows`` made row 1 ~10% slower,
+session ``ccomp``); ``trim_rows`` is compiled on its own, called from here with one
+signature (inlined it made this one function of ~1,450 statements, whose cold compile
+numba's inlining and SSA passes made superlinear; ``trim.py``). What
+stays here is the loops: T0-T2 (the entry, the resident run, the fault's entry), E1-E4 and
+the stream's end; the E rows are the next to move out (as ``eaccept_rows``) if this file
+grows again.
 
 The blocks stand in step order and a step that completes falls through to the next
 step's block (``pc = P_NEXT`` without ``continue``; every block is guarded by its ``pc``

@@ -6,8 +6,8 @@ PATHS.md "The MODIFY_TYPES loop", item 1; built by session ``mtrim2``): the ioct
 the enclave thread's, and M2's ELDU is the fault's rows T4-T5 (``P_LOCKED`` to
 ``P_TRUNCATED``), which the mode shares, branching where the loop differs from a fault
 (after the truncation to M3, at -EBUSY to the -EAGAIN stop). This module holds the rest,
-``trim_rows``, inlined into ``thread_run`` (one machine, one compile), so a reader finds
-the M rows in one place:
+``trim_rows``, called by ``thread_run`` (one machine; ``trim_rows`` compiled on its own, once,
+not inlined: session ``ccomp``, below), so a reader finds the M rows in one place:
 
 M1 the page top: ``sgx_reclaim_direct`` (the batch is ``reclaim.reclaim_run``'s row 1, the
    thread's pc ``P_DIRECT`` meanwhile), then ``encl->lock``;
@@ -30,6 +30,17 @@ page goes on in ``remove.remove_rows`` (R3-R5), back to M4's unlock here.
 The order of every step is ``kernel/ioctl_sgx2.py``'s (``_page_loop``, ``_load``,
 ``sgx_ioc_enclave_modify_types``' ``per_page``, ``sgx_enclave_etrack``) and
 ``kernel/reclaim.py``'s ``sgx_reclaim_direct``; a change there changes this file.
+
+Why ``trim_rows`` is not inlined into ``thread_run`` (session ``ccomp``, 2026-11-27): the
+thread's machine was one function of ~1,450 statements once numba had inlined every
+``inline="always"`` callee, and numba's untyped inlining pass and its SSA reconstruction
+grow faster than the function (``benchmarks/cold_compile.py`` with numba's ``run_pass``
+events: 15 s and 7 s of ``thread_run``'s 46 s). Compiled on its own (one caller, one
+signature: the borrowed ``CoState``/``KState``, the thread's ``TState`` row, ints), the
+ioctl loops' ~540 statements no longer enlarge the fault path's function; one call a step
+of the loop, which row 1 (faults) never takes. ``vma_fault.fault_rows`` stays inlined: as a
+call (its ``TState`` row by value) row 1 was ~10% slower. PATHS.md, "The machines' cold
+compile (2026-11-27, session ccomp)".
 """
 
 from __future__ import annotations
@@ -175,7 +186,7 @@ def per_page_pc(tc):
     return P_REMODPR if tc[TC_MODE] == MODE_REMOVE else P_MEMODT
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def trim_rows(st, ks, ts, sp, kq, t, pc, p):
     """Rows M1-M4 from ``pc`` (``P_TOP`` or an M pc) until the task parks, stops or needs a
     service - ``(pc, r)``: ``thread_run`` returns ``r`` - or goes on in the shared rows -
