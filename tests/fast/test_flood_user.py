@@ -24,13 +24,13 @@ from threads_user_cases import _differ, user_run
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 
 
-def _both(seed, epc, mult, cpus, hot, fifo, direct, deadlines, length=1500):  # type: ignore[no-untyped-def]
+def _both(seed, epc, mult, cpus, hot, fifo, direct, deadlines, length=1500, at=None):  # type: ignore[no-untyped-def]
     """The run in Python with bulk, then with the core: every slice's snapshot equal (the
     flood's counters and parked retriers too: ``threads_user_cases._snap``); returns the
-    core's ``StreamCore``."""
+    core's ``StreamCore``. ``at``: ``user_run``'s hook after each slice, on both runs."""
     args = (seed, epc, mult, cpus, 1, length, hot, fifo, direct, deadlines)
-    py, _ = user_run("fast", *args, fast_core=False, nopage_flood="bulk")
-    core, sc = user_run("fast", *args, fast_core=True, nopage_flood="bulk")
+    py, _ = user_run("fast", *args, fast_core=False, nopage_flood="bulk", at=at)
+    core, sc = user_run("fast", *args, fast_core=True, nopage_flood="bulk", at=at)
     assert len(py) == len(core)
     for k, (a, b) in enumerate(zip(py, core, strict=True)):
         assert _differ(a, b) == [], f"slice {k}: {_differ(a, b)}"
@@ -196,3 +196,52 @@ def test_a_mirrored_young_test_brings_the_parked_tcs_up_to_date(monkeypatch) -> 
     t0 = 3_665_750  # the threads' start (``user_run``'s)
     sc = _both(0, "256K", 4, 2, 0.0, "mutex+sched", False, [11_223_250 - t0, 11_226_300 - t0])
     assert sc.flood_mirrors > 0 and touched, (sc.flood_mirrors, touched)
+
+
+def test_a_mirrored_young_test_of_an_old_tcs_applies_the_skipped_eresumes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """uflood's directed case "a mirrored young test" of an *old* TCS (PATHS.md, session
+    ``tidy``'s Left; session ``tidy2``): the shape above, the first deadline (11,222,250 ns)
+    earlier in the same park (base 11,221,750, a cycle every 3,000 ns, its ERESUME 1,000 ns
+    in), before the first skipped ERESUME completes. There, on both runs, the TCS's
+    Accessed bit is brought up to date (``NopageFlood.tcs_accessed``) and cleared by hand -
+    as a clear of the PTEs' Accessed bits (``/proc/PID/clear_refs``) would leave it; no
+    searched run met an old TCS in a park (PATHS.md). ksgxd's machine, served with the
+    thread parked in Python, tests the TCS at 11,223,500: the bit is clear, and only the
+    skipped ERESUME completed at 11,222,750 - applied by the compiled hook from the park
+    written into the thread row (``mirror_in``) - makes it young, so the touch decides
+    whether the TCS is evicted. Python with bulk == the core with bulk after every slice;
+    the guard: a mirrored step whose hook found the TCS's bit clear and brought ``touched``
+    over a completed ERESUME."""
+    from epcsim.fast.driver import stream_ksgxd
+
+    old: list[tuple[int, int]] = []
+    mirror_in, mirror_out = stream_ksgxd.mirror_in, stream_ksgxd.mirror_out
+    before: list[int] = []
+
+    def record_in(sv, flood, row):  # type: ignore[no-untyped-def]
+        p = mirror_in(sv, flood, row)
+        t = None if p is None else p.thread
+        before[:] = [] if p is None else [p.touched, int(t.encl.pte_young[t.tcs_index])]
+        return p
+
+    def record_out(sv, flood, row, p):  # type: ignore[no-untyped-def]
+        mirror_out(sv, flood, row, p)
+        first = p.base + p.eresume_ns
+        last = first + (p.touched - first) // p.period * p.period
+        if before and not before[1] and p.touched >= first and last > before[0]:
+            old.append((before[0], p.touched))
+
+    def clear(k, system, encl, threads):  # type: ignore[no-untyped-def]
+        if k == 0:
+            flood = system.sgx.flood
+            (t,) = threads
+            assert t in flood.parked and encl.pte_young[t.tcs_index]  # parked, in Python
+            flood.tcs_accessed(encl, t.tcs_index)  # the skipped ERESUMEs so far (none)
+            encl.pte_young[t.tcs_index] = False
+
+    monkeypatch.setattr(stream_ksgxd, "mirror_in", record_in)
+    monkeypatch.setattr(stream_ksgxd, "mirror_out", record_out)
+    t0 = 3_665_750  # the threads' start (``user_run``'s)
+    deadlines = [11_222_250 - t0, 11_226_300 - t0]
+    sc = _both(0, "256K", 4, 2, 0.0, "mutex+sched", False, deadlines, at=clear)
+    assert sc.flood_mirrors > 0 and old, (sc.flood_mirrors, old)
