@@ -13,12 +13,19 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# `--no-compile` (decision, the lead, 2026-11-28): pip byte-compiles every file of every
+# package it installs, most of which no test or demo imports (numba's, dask's, matplotlib's,
+# scipy's test and tool trees); Python compiles what is imported on first import instead and
+# writes it to the venv's __pycache__ (atomically, so make test's two parts may race on it).
+# Measured in a fresh venv on this 2-core VM, idle: `pip install -e '.[dev,sweep]'` 42.1 s,
+# with --no-compile 22.4 s; a fresh clone's `make test` 8:29 -> 7:32 wall in one pair
+# (BENCHMARKS.md, "The session's end: main 0cb7fa5").
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-compile -e .
 	touch $@
 
 $(DEVSTAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,sweep]'
+	$(PY) -m pip install --quiet --no-compile -e '.[dev,sweep]'
 	touch $(STAMP) $@
 
 demo: $(STAMP)
