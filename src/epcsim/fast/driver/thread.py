@@ -269,7 +269,7 @@ def thread_run(p, t):
         if tc[TC_MODE] >= MODE_TRIM and (pc == P_TOP or pc >= P_DIRECT):
             if pc == P_TOP and tc[TC_HOOK] != 0 and hook_stop(st, ks, ts):
                 return _stop(st, ks, t, P_TOP, KB_TOP, -1)
-            pc, r = trim_rows(st, ks, ts, sp, kq, t, pc, p)
+            pc, r = trim_rows(st, ks, sp, kq, t, pc, p)
             if r >= 0:
                 return r
             continue
