@@ -406,7 +406,12 @@ def _trim_core(
     retry = (0, 0, 0)
     if progress is not None and not remove and hasattr(progress, "core_retry"):
         retry = progress.core_retry()
-    cs = sc.trim(task, encl, first, pages, new, step, marks, mode, retry)
+    # no call after this one (``drive_range``'s ``core_final``: the first call only): a
+    # cost choice of the core's (``ksgxd_serving._worth_serving``), never a result
+    final = False
+    if progress is not None and hasattr(progress, "core_final"):
+        final = bool(progress.core_final())
+    cs = sc.trim(task, encl, first, pages, new, step, marks, mode, retry, final)
     if cs is not None:
         cs.base = base
     return cs

@@ -236,6 +236,9 @@ def drive_range(
         return left, stalled, max_stalled or 0
 
     on_page.core_retry = core_retry  # type: ignore[attr-defined]
+    # ... whether no call follows the current one (the first call only): the runtime makes
+    # no short calls after it, so serving ksgxd through it pays (``ksgxd_serving``) ...
+    on_page.core_final = lambda: stop_after_first  # type: ignore[attr-defined]
 
     # ... and the record of those calls when the core next stops, each -EAGAIN (never
     # -EBUSY): ``counts`` (bytes), instants back in the runtime (``nows``), ``causes``

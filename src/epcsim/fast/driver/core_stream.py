@@ -179,6 +179,8 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         #: (``StreamCore.trim``'s ``retry``; ``fast/driver/retry.py``), and whether it may
         self.calls_left = 0
         self.retrying = False
+        #: the runtime calls no more after this call (``StreamCore.trim``'s ``final``)
+        self.final = False
         #: the runtime's calls in a row with no progress before the current one, and its
         #: ``max_stalled`` (0: none)
         self.stalled = 0
@@ -200,6 +202,9 @@ class CoreStream(CoreStreamServed, CoreStreamRegime):
         if self.retrying:
             self.owner.retry_live -= 1
             self.retrying = False
+        if self.final:
+            self.owner.final_live -= 1
+            self.final = False
 
     def run(self, i: int, done: int) -> Gen:
         """``yield from`` this at the loop top: runs the stream from index ``i`` (``done``

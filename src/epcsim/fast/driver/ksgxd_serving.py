@@ -81,8 +81,17 @@ def _worth_serving(system: System) -> bool:
         # demo's run without it: 47,836 calls for 47,872 pages) and each pays the session's
         # take and fold and ksgxd's served steps for ~1 page (BENCHMARKS.md, ``demo5``) -
         # unless the machine makes the runtime's next calls itself (``retry.py``, session
-        # ``eagain``): the short calls then stay in one session on the core
-        return not core.auto or bool(system.sgx.direct_reclaim) or core.retry_live > 0
+        # ``eagain``): the short calls then stay in one session on the core; or unless
+        # the runtime makes no call after this one (``CoreStream.final``: the demo's flip
+        # cells, the first call only; session ``demo6``) - no short calls follow it, and
+        # its pages are the core's once ksgxd is (the "idle neighbour" cells: ~1,800 pages
+        # a call, ksgxd freeing the neighbour's pages, 0.1-0.5 s a cell in Python)
+        return (
+            not core.auto
+            or bool(system.sgx.direct_reclaim)
+            or core.retry_live > 0
+            or core.final_live > 0
+        )
     return not any(e.ioctl_busy for e in system.sgx.enclaves.values())
 
 

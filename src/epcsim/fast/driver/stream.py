@@ -218,6 +218,9 @@ class StreamCore(EntryPoints):
         #: those whose machine makes the runtime's calls after -EAGAIN itself
         #: (``fast/driver/retry.py``): served through under "auto" too (session ``eagain``)
         self.retry_live = 0
+        #: those the runtime calls no more after (``trim``'s ``final``: the first call
+        #: only): served through under "auto" too (session ``demo6``)
+        self.final_live = 0
         #: the runtime's calls the machine ended with -EAGAIN and made again itself
         self.ioctl_retries = 0
         #: the ioctl loops' range ``(first, n, page indices)`` and write mask, kept
@@ -298,8 +301,6 @@ class StreamCore(EntryPoints):
         self.group_wait = 0
         self.group_backoff = 1
         self._kstate = None
-        self._drive = {}
-        self._machines = {}
         self._kt_layout = ((), ())
 
     def ksgxd_at_check(self, task: Any, high: int) -> Gen | None:
@@ -410,6 +411,7 @@ class StreamCore(EntryPoints):
         marks: bool,
         mode: int = T.MODE_TRIM,
         retry: tuple[int, int, int] = (0, 0, 0),
+        final: bool = False,
     ) -> CoreStream | None:
         """A ``CoreStream`` for MODIFY_TYPES' page loop over the range's ``n`` pages from
         ``first`` (``_page_loop``; ``step``: ``OpRecord.note``'s, ``marks``: stop at each
@@ -422,7 +424,9 @@ class StreamCore(EntryPoints):
         REMOVE_PAGES' loop instead (``new_type`` 0; PATHS.md "The REMOVE_PAGES loop").
         ``retry``: how many of the runtime's calls after -EAGAIN the machine may end and
         make itself, and the runtime's ``stalled`` and ``max_stalled`` (0: none)
-        (``fast/driver/retry.py``; MODIFY_TYPES from an enclave thread only).
+        (``fast/driver/retry.py``; MODIFY_TYPES from an enclave thread only). ``final``: the
+        runtime makes no call after this one (``drive_range``'s first call only), so ksgxd's
+        machine is served through it under "auto" too (``ksgxd_serving._worth_serving``).
 
         The range's page indices are built once per range, not per call (the runtime calls
         again over the same range after -EAGAIN: an ``np.arange`` of up to 383 KB at each
@@ -443,6 +447,9 @@ class StreamCore(EntryPoints):
                 cs.calls_left, cs.stalled, cs.max_stalled = (int(v) for v in retry)
                 cs.retrying = True
                 self.retry_live += 1
+            if final:
+                cs.final = True
+                self.final_live += 1
         return cs
 
     def _writes(self, n: int) -> np.ndarray:
