@@ -69,8 +69,9 @@ def child(calls: int) -> None:
     drive = stream_mod.StreamCore.drive
 
     def timed_drive(self, co, kt, ts, pending):  # type: ignore[no-untyped-def]
-        key = (entry_mod._layout(co), self._slots_layout(kt), entry_mod._layout(ts))
-        fn = self._drive.get(key)
+        lay = entry_mod._layout
+        key = (entry_mod.drive, lay(co), self._slots_layout(kt), lay(ts))
+        fn = entry_mod.ENTRIES.get(key)
         if fn is None:
             return drive(self, co, kt, ts, pending)
         t = time.process_time()

@@ -3,12 +3,12 @@ layout and the kernel's ``KState`` kept across entries (issue 9; split from ``st
 session ``tidy2``, no code changed).
 
 ``EntryPoints`` is a mixin of ``stream.StreamCore`` (one per ``System``): its methods read
-the owner's ``system`` and the four caches declared below, which ``StreamCore.__init__``
-sets. Why the entry points are kept rather than numba's dispatcher called
-(``jit.entry_point``: typing the ~45 arrays of ``KState`` at each call, ~0.5-1.8 ms) and why
-the layout of the slots' tuple is kept for the last one (session ``fault5``): the methods'
-docstrings. The ``KState`` kept across entries: PATHS.md "Next" item 2, ``stream.py``'s
-docstring ("The entry's state kept").
+the owner's ``system`` and the two caches declared below, which ``StreamCore.__init__``
+sets. Why the entry points are kept (the process's: ``ENTRIES``, session ``demo6``) rather
+than numba's dispatcher called (``jit.entry_point``: typing the ~45 arrays of ``KState`` at
+each call, ~0.5-1.8 ms) and why the layout of the slots' tuple is kept for the last one
+(session ``fault5``): the methods' docstrings. The ``KState`` kept across entries: PATHS.md
+"Next" item 2, ``stream.py``'s docstring ("The entry's state kept").
 """
 
 from __future__ import annotations
@@ -38,6 +38,18 @@ def _layout(*parts: Any) -> tuple[Any, ...]:
     )
 
 
+#: ``drive``'s and the served machines' compiled entry points (``jit.entry_point``: a
+#: dispatcher call types the ~45 arrays of a ``KState`` each time, ~0.5-1.8 ms) by the
+#: function and its arguments' layout (``_layout``: what the compiled overload depends on),
+#: the process's, not one ``StreamCore``'s. Why (session ``demo6``): kept per ``StreamCore``
+#: before, so every ``System`` typed its arguments again - 2-4 calls of ~1-4 ms a run, ~40
+#: runs in ``epcsim demo`` (~0.17 s of its ~5 s). Exact: an entry point depends on the
+#: compiled overload only, which the key fixes, not on the ``System`` it was first made for
+#: (``thread_bridge._ENTRIES`` is the tests' entries' table, kept the same way);
+#: ``tests/fast/test_entry_points.py``.
+ENTRIES: dict[tuple[Any, ...], Any] = {}
+
+
 class EntryPoints:
     """The compiled entry points and the slots' ``KState`` of ``StreamCore``'s calls (a
     mixin: the methods read the owner's ``system`` and these caches)."""
@@ -46,22 +58,17 @@ class EntryPoints:
     #: the slots' ``KState`` tuple, kept across entries: ``(encls, secs states, kt,
     #: VA blocks)`` (``kernel_slots``)
     _kstate: tuple[list[Any], list[Any], Any, int] | None
-    #: ``drive``'s compiled entry point per argument layout (``jit.entry_point``: a
-    #: dispatcher call types the ~45 arrays of ``KState`` each time, ~0.5 ms)
-    _drive: dict[tuple[Any, ...], Any]
-    #: the served machines' entry points (``machine``), the same way
-    _machines: dict[tuple[Any, ...], Any]
     #: the last slots' tuple and its ``_layout`` (``_slots_layout``)
     _kt_layout: tuple[Any, tuple[Any, ...]]
 
     def drive(self, co: Any, kt: Any, ts: Any, pending: int) -> int:
         """``thread_bridge.drive`` without numba's dispatcher, keyed by what its compiled
         overload depends on (each array's dtype, dimensions and layout); ``kt`` the slots'
-        tuple (``kstate.N_SLOTS``)."""
-        key = (_layout(co), self._slots_layout(kt), _layout(ts))
-        fn = self._drive.get(key)
+        tuple (``kstate.N_SLOTS``). The entry points are the process's (``ENTRIES``)."""
+        key = (drive, _layout(co), self._slots_layout(kt), _layout(ts))
+        fn = ENTRIES.get(key)
         if fn is None:
-            fn = self._drive[key] = entry_point(drive, co, kt, ts, pending)
+            fn = ENTRIES[key] = entry_point(drive, co, kt, ts, pending)
         return int(fn(co, kt, ts, pending))
 
     def _slots_layout(self, kt: Any) -> tuple[Any, ...]:
@@ -88,10 +95,10 @@ class EntryPoints:
         ksgxd asleep - under 200 us ``run(until=)`` slices about one a slice, 2.3 of 8.0 s
         of a one-thread run."""
         key = (fn, _layout(co), self._slots_layout(kt), None if ts is None else _layout(ts))
-        ep = self._machines.get(key)
+        ep = ENTRIES.get(key)
         if ep is None:
             args = (co, kt) if ts is None else (co, kt, ts)
-            ep = self._machines[key] = entry_point(fn, *args, t)
+            ep = ENTRIES[key] = entry_point(fn, *args, t)
         return ep
 
     def kernel_slots(self, encls: list[Any]) -> Any:
@@ -125,4 +132,4 @@ class EntryPoints:
         self._kstate = (list(sess.encls), list(sess.secss), sess.kt, sess.nblk)
 
 
-__all__ = ["EntryPoints"]
+__all__ = ["ENTRIES", "EntryPoints"]
