@@ -8,7 +8,7 @@ from isa_helpers import SECS_EPC, VA_EPC, enclave
 
 from epcsim.arch import PageType, SgxReturn
 from epcsim.isa import PageInfo
-from epcsim.isa.epcm import BEPOCH_MASK, BEPOCH_REBASE, Epcm
+from epcsim.isa.epcm import BEPOCH_MASK, BEPOCH_REBASE, EPCM_VALID, Epcm, _rebase
 
 FIELDS = {"valid": 1, "blocked": 1, "pending": 1, "modified": 1, "pr": 1, "rwx": 3, "pt": 8}
 
@@ -115,3 +115,38 @@ def test_a_batch_of_stamps_and_etracks_leaves_the_stamps_of_single_steps(start, 
     batch.advance_epoch(5, start, start + k)
     batch.stamp_epochs(pages, start + np.arange(k), start + k)
     assert one.bepoch.tobytes() == batch.bepoch.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.booleans(), st.booleans(), st.integers(0, 2), st.integers(0, BEPOCH_MASK + 4)),
+        min_size=1,
+        max_size=40,
+    ),
+    last=st.integers(1, 5).map(lambda k: k * BEPOCH_REBASE),
+    back=st.one_of(st.integers(1, 3), st.integers(1, BEPOCH_REBASE + 2)),
+    dtype=st.sampled_from([np.int8, np.int16, np.int32]),
+)
+def test_the_rebase_pass_restamps_exactly_the_enclaves_entries_far_behind(
+    entries, last, back, dtype
+):
+    """``_rebase`` (written without branches, session ``trim3``) against its rule restated
+    entry by entry: a valid entry with an owner index, of enclave 1, 2 or more epochs behind
+    ``last`` (its 16-bit distance to ``old`` plus the jump) gets ``last - 2``; every other
+    entry keeps its bytes. Each ``owner_encl`` width ``EpcPages.fit_owner_id`` uses; a
+    stamp past ``BEPOCH_MASK`` stands for one 0-3 epochs behind ``old`` (the boundary)."""
+    old = last - back
+    entries = [(v, o, e, b if b <= BEPOCH_MASK else (old - (b - BEPOCH_MASK - 1)) & BEPOCH_MASK)
+               for v, o, e, b in entries]  # fmt: skip
+    entries += [(True, True, 1, (old - d) & BEPOCH_MASK) for d in range(4)]  # each example
+    flags = np.array([EPCM_VALID | 3 if v else 3 for v, _, _, _ in entries], np.uint16)
+    owner_flags = np.array([16 if o else -16 for _, o, _, _ in entries], np.int32)
+    owner_encl = np.array([e for _, _, e, _ in entries], dtype)
+    bepoch = np.array([b for _, _, _, b in entries], np.uint16)
+    want = bepoch.copy()
+    for i, (valid, owned, encl, b) in enumerate(entries):
+        if valid and owned and encl == 1 and ((old - b) & BEPOCH_MASK) + (last - old) >= 2:
+            want[i] = (last - 2) & BEPOCH_MASK
+    _rebase(flags, owner_encl, owner_flags, bepoch, 1, old, last)
+    assert bepoch.tolist() == want.tolist()
