@@ -164,3 +164,38 @@ def test_a_copy_gets_typed_lists_of_its_own_rows():
         twin_rows.contents[0][3, 0] = ord("x")
         assert twin.lookup(CHUNK + 3).contents == b"x2345678"
         assert f.lookup(CHUNK + 3) == rec
+
+
+@given(
+    width=st.sampled_from([8, 4096]),
+    order=st.lists(st.integers(0, 40 * CHUNK - 1), min_size=1, max_size=40),
+)
+def test_a_sequential_run_gets_rows_ahead_and_only_it(width, order):
+    """``add_chunk``'s rows ahead (session ``trim3``): a chunk whose predecessor has a row
+    gives the next chunks without one theirs too, up to ``AHEAD_BYTES`` of rows (``tag``'s
+    8-byte contents: 15; ``full``'s pages: none), numbered in order; any other chunk gets
+    its own row only. Restated here chunk by chunk; every record reads back."""
+    from epcsim.kernel.backing import _MAC_LOW, AHEAD_BYTES
+
+    f = EnclaveBacking(1, 40 * CHUNK * PAGE_SIZE)
+    rows = f.compiled()
+    ahead = AHEAD_BYTES // (CHUNK * (width + _MAC_LOW + 1))
+    assert ahead == (15 if width == 8 else 0)
+    want = [-1] * f.chunk_row.size
+    recs = {}
+    for i in [0, *order]:
+        c = i // CHUNK
+        if want[c] < 0:  # the rows this store adds, restated
+            nxt = max(want) + 1
+            want[c], nxt = nxt, nxt + 1
+            if c > 0 and want[c - 1] >= 0:
+                for d in range(c + 1, min(c + 1 + ahead, len(want))):
+                    if want[d] < 0:
+                        want[d], nxt = nxt, nxt + 1
+        recs[i] = BackingRecord(
+            i.to_bytes(4, "little") * (width // 4), pack_pcmd(0x200, 9, bytes(16))
+        )
+        f.store(i, recs[i])
+        assert f.chunk_row.tolist() == want
+    assert len(f.contents_rows) == len(rows.contents) == max(want) + 1
+    assert all(f.lookup(i).contents == r.contents for i, r in recs.items())

@@ -53,6 +53,9 @@ _MAC_LOW = 8  # tag mode's MAC has 8 significant bytes (``Sealer._tag_mac``), th
 _ZERO56 = bytes(56)  # SECINFO beyond FLAGS
 _ZERO40 = bytes(40)  # PCMD reserved bytes
 _ZERO8 = bytes(8)
+#: host bytes of rows ``EnclaveBacking.add_chunk`` gives ahead of a sequential run (``tag``
+#: mode: 15 chunks; ``full``: none)
+AHEAD_BYTES = 128 << 10
 
 
 #: the page types EWB writes out (SECS, TCS, REG, TRIM; the kernel never evicts VA pages),
@@ -254,10 +257,23 @@ class EnclaveBacking:
 
     def add_chunk(self, c: int) -> int:
         """Give chunk ``c`` the next row (zeroed arrays) and return it. The file's width
-        must be known (the first record's)."""
+        must be known (the first record's). If chunk ``c - 1`` has a row (a sequential
+        run), the chunks after ``c`` without one get theirs too, up to ``AHEAD_BYTES`` of
+        rows: each row the compiled core finds missing costs a hand-back to Python (row 3's
+        trim at 8 GiB: 4,088 of them, ~0.6 s). Every engine allocates here, in the same
+        order, so the table is the same in each (session ``trim3``, ``fast/PATHS.md``)."""
         row = self.chunk_row.item(c)
         if row >= 0:
             return row
+        row = self._new_row(c)
+        if c > 0 and self.chunk_row.item(c - 1) >= 0:
+            ahead = AHEAD_BYTES // (CHUNK * (self._width + _MAC_LOW + 1))
+            for d in range(c + 1, min(c + 1 + ahead, self.chunk_row.size)):
+                if self.chunk_row.item(d) < 0:
+                    self._new_row(d)
+        return row
+
+    def _new_row(self, c: int) -> int:
         row = len(self.contents_rows)
         arrays = (
             np.zeros((CHUNK, self._width), dtype=np.uint8),
