@@ -169,3 +169,6 @@ def test_key_path_drops_union_tags():
     loc = ("enclave", 0, "thread", 1, "step", 2, "access:zipf", "alpha")
     assert key_path(loc) == "enclave[0].thread[1].step[2].alpha"
     assert key_path(("enclave", 0, "region", 0, "size")) == "enclave[0].region[0].size"
+    # a key spelled like a tag where no union is (Hypothesis drew ``enclave.0`` + ``sleep``)
+    assert key_path(("enclave", 0, "sleep")) == "enclave[0].sleep"
+    assert key_path(("enclave", 0, "thread", 0, "step", 1, "sleep", "sleep")).endswith("].sleep")

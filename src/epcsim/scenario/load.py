@@ -17,22 +17,29 @@ from epcsim.scenario.model import STEP_TAGS, Scenario
 from epcsim.scenario.semantics import ScenarioError, check
 from epcsim.units import show
 
+#: the lists whose items are tagged unions (``model.StepSpec``, ``model.PhaseSpec``)
+_TAGGED_LISTS = ("step", "phases")
+
 
 def key_path(loc: tuple[Any, ...]) -> str:
     """``('enclave', 0, 'thread', 1, 'access:zipf', 'alpha')`` -> ``enclave[0].thread[1].alpha``
-    (the union tags pydantic inserts are not keys of the file and are dropped)."""
+    (the union tags pydantic inserts are not keys of the file and are dropped). A tag comes
+    only right after an item of the tagged lists, ``step`` and ``phases``: elsewhere a key
+    spelled like one (``enclave[0].sleep``) is the file's own, and kept."""
     out = ""
     prev_int = False
+    name = ""  # the last key before the item index
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
             prev_int = True
             continue
-        if prev_int and part in STEP_TAGS:
+        if prev_int and name in _TAGGED_LISTS and part in STEP_TAGS:
             prev_int = False
             continue
         out += f".{part}" if out else str(part)
         prev_int = False
+        name = str(part)
     return out
 
 
