@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ksgxd_cases import differ
 from thread_cases import thread_snapshot
@@ -51,14 +51,19 @@ def build(seed: int, engine: str, epc: str, n: int, high: int) -> tuple[epcsim.S
 
 
 def stream(system: epcsim.System, encl, seed: int, resident: int, wmode: str):  # type: ignore[no-untyped-def]
-    """Evicted pages up to the free pages above ``low_pages`` (each one fault), mixed with
-    ``resident`` accesses to mapped pages (repeats allowed), and a write mask."""
+    """Evicted pages up to the free pages above ``low_pages`` (each one fault; the TCS's
+    reload counted, if it is evicted), mixed with ``resident`` accesses to mapped pages
+    (repeats allowed), and a write mask."""
     e = encl.encl
     rng = np.random.default_rng(seed + 1)
     idx = np.arange(e.nr_pages)
     evicted = idx[(e.epc < 0) & e.present & (idx > 0)]
     mapped = idx[(e.epc >= 0) & e.pte_present & (idx > 0)]
     budget = system.sgx.epc.nr_free_pages - system.sgx.low_pages
+    # the entry's ERESUME reloads the TCS first if ksgxd took it after ``build``'s access
+    # (one ELDU more: with the whole budget ksgxd would wake; drawn by Hypothesis in
+    # session trim3's landing, seed 57939, epc 1M, extra 271, high 173)
+    budget -= int(e.epc[0] < 0)
     ev = rng.choice(evicted, size=min(budget, evicted.size), replace=False)
     res = rng.choice(mapped, size=resident) if mapped.size else np.zeros(0, np.int64)
     pages = np.concatenate([ev, res]).astype(np.int64)
@@ -93,6 +98,7 @@ def run_both(seed: int, engine: str, epc: str, n: int, high: int, resident: int,
     resident=st.integers(0, 120),
     wmode=st.sampled_from(["all", "none", "mask"]),
 )
+@example(seed=57939, engine="fast", epc="1M", extra=271, high=173, resident=0, wmode="all")
 def test_the_thread_alone_matches_the_reference(
     seed: int, engine: str, epc: str, extra: int, high: int, resident: int, wmode: str
 ) -> None:
