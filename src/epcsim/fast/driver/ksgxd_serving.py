@@ -67,6 +67,14 @@ def _worth_serving(system: System) -> bool:
     members = getattr(core.session, "members", ())
     if not members and _streams_for_a_group(core):
         return False  # a group session forms once ksgxd's generator is back (K0)
+    if core.auto and not members and len(system.machine.running) == 1:
+        # one CPU under "auto" (session ``demo6``): ksgxd awake is queued for the CPU or
+        # on it whenever the thread is at a loop top, and the one-thread session's entry
+        # declines a queued task (``CoreStream._ready``'s ``rq.waiting()``), so no stream
+        # takes a served machine - the demo's one-CPU flip cells served ~700-1,250 steps a
+        # cell during the build and adopted none (a spy on ``Session.adopt``), ~0.5 s of
+        # row 5. Its generator goes on instead; a session still begins from ksgxd asleep.
+        return False
     others = 0
     for r in system.machine.running:
         if r is not None and r is not kt and r not in members:
