@@ -29,36 +29,24 @@ from collections import deque
 from collections.abc import Generator
 from functools import partial
 from heapq import heappush
-from itertools import count
 from typing import Any
 
 from simpy.events import Event
 
 from epcsim.engine.machine import Gen, Task
 from epcsim.engine.mutex import FifoMutex, LinuxMutex, _Spinner
-from epcsim.engine.sched import CfsRunQueue, FifoRunQueue
 from epcsim.fast.cosim import transfer_lsleep as lsleep
 from epcsim.fast.cosim import transfer_pokes as pokes
 from epcsim.fast.cosim.queue import pending
 from epcsim.fast.cosim.request import RQ_LOCK, RQ_RUN, RQ_RUN_USER, RQ_SLEEP
 from epcsim.fast.cosim.served import Served
 from epcsim.fast.cosim.state import (
-    C_CPUQ_LEN,
-    C_CSW,
-    C_EID,
-    C_ELIDED,
     C_FLOOD,
     C_HB,
     C_HB_NOW,
     C_HB_TASK,
-    C_MIN_VR,
-    C_NONEMPTY_SINCE,
-    C_NOW,
-    C_POPS,
     C_QLEN,
     C_SERVED,
-    C_TRACE_LEN,
-    C_WAKEUP_PREEMPT,
     DEAD,
     EV_END,
     EV_FLOOD,
@@ -72,38 +60,18 @@ from epcsim.fast.cosim.state import (
     HB_NAMES,
     HB_QUEUE_FULL,
     HB_TRACE_FULL,
-    M_CONTENDED,
-    M_FREE_SINCE,
-    M_FREED_FROM,
-    M_HANDED_AT,
-    M_HANDOFFS,
-    M_OSQ_LEN,
-    M_OWNER,
-    M_SPIN_ACQUIRED,
-    M_STEALS,
-    M_WAIT_NS,
     M_WAITERS,
-    T_BUSY,
-    T_CPU,
-    T_LAST_CPU,
     T_LOCK_T0,
-    T_RESCHED,
     T_RQ,
     T_RQ_A,
-    T_SLICE_START,
     T_SPIN_GEN,
     T_SPIN_M,
     T_SPIN_SEQ,
     T_SPIN_T0,
-    T_STARTED,
     T_STATE,
-    T_STEP_END,
-    T_STEP_NS,
     T_USER_NS,
     T_USER_T0,
-    T_VRUNTIME,
     T_WAIT_M,
-    TRACE_EVENTS,
     TS_DONE,
     TS_INTR,
     TS_LSLEEP,
@@ -119,6 +87,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_flood import flood_event, flood_out
 from epcsim.fast.cosim.transfer_intr import dead_event, interruption, user_step
+from epcsim.fast.cosim.transfer_plain import write_plain
 from epcsim.fast.cosim.transfer_procs import (
     _end_own,
     _finished,
@@ -172,61 +141,10 @@ def to_simpy(sv: Served, inline: int = -1) -> tuple[Generator[Any, Any, None], E
     h = int(clk[C_HB_TASK]) if hb not in (0, HB_BUDGET, HB_DEADLINE) else -1
     env = sv.env
     m = sv.m
-    rq = m.rq
     tasks = st.tasks
     if h >= 0 and int(tasks[h, T_STATE]) == TS_RUNQ:
         raise RuntimeError(f"to_simpy: task {h} handed back waiting for a CPU")
-    env._now = int(clk[C_NOW])
-    env._eid = count(int(clk[C_EID]))
-    sv.pops = int(clk[C_POPS])
-    m.elided = int(clk[C_ELIDED])
-    m.running = [None if r < 0 else sv.tasks[r] for r in st.cpus.tolist()]
-    m.context_switches = int(clk[C_CSW])
-    if isinstance(rq, FifoRunQueue):
-        rq._free_cpus = deque(st.cpuq[: int(clk[C_CPUQ_LEN])].tolist())
-    else:
-        assert isinstance(rq, CfsRunQueue)
-        rq.min_vruntime = int(clk[C_MIN_VR])
-        rq._idle = [c for c, r in enumerate(m.running) if r is None]
-        rq._nonempty_since = int(clk[C_NONEMPTY_SINCE])
-        rq.wakeup_preemptions = int(clk[C_WAKEUP_PREEMPT])
-    # every task's row in one conversion (session ``many64``: one ``tolist`` a task before)
-    rows = tasks[: len(sv.tasks)].tolist()
-    for task, row in zip(sv.tasks, rows, strict=True):
-        task.cpu = None if row[T_CPU] < 0 else row[T_CPU]
-        task.last_cpu = row[T_LAST_CPU]
-        task.busy_ns = row[T_BUSY]
-        task.step_end = row[T_STEP_END]
-        task.step_ns = row[T_STEP_NS]
-        task.slice_start = row[T_SLICE_START]
-        task.vruntime = row[T_VRUNTIME]
-        task.started = bool(row[T_STARTED])
-        task._resched = bool(row[T_RESCHED])
-        task._user_proc = None  # set again below for a user step under way
-    n_tr = int(clk[C_TRACE_LEN])
-    for ns, ev, t, mi in st.trace[:n_tr].tolist():
-        tr = sv.mutexes[mi].trace
-        if tr is not None:
-            tr.append((ns, TRACE_EVENTS[ev], sv.tasks[t].name))
-    clk[C_TRACE_LEN] = 0
-    for i, mx in enumerate(sv.mutexes):
-        r = st.mtx[i].tolist()
-        mx.owner = None if r[M_OWNER] < 0 else sv.tasks[r[M_OWNER]]
-        mx.contended = r[M_CONTENDED]
-        mx.wait_ns = r[M_WAIT_NS]
-        mx.steals = r[M_STEALS]
-        mx.handoffs = r[M_HANDOFFS]
-        mx.spin_acquired = r[M_SPIN_ACQUIRED]
-        mx._waiters = deque()  # a FifoMutex's sleepers: below, once their events exist
-        if isinstance(mx, FifoMutex):
-            continue
-        assert isinstance(mx, LinuxMutex)
-        mx.handoff = False
-        mx._free_since = r[M_FREE_SINCE]
-        mx._freed_from = r[M_FREED_FROM]
-        mx._handed_at = r[M_HANDED_AT]
-        mx._osq = [sv.tasks[x] for x in st.osq[i, : r[M_OSQ_LEN]].tolist()]
-        mx._spin_ev = {}
+    rows = write_plain(sv)
     # every waiting task's event (its process is built below), and the spinners' records
     target: dict[int, Event] = {}
     recs: dict[int, _Spinner] = {}
