@@ -41,6 +41,14 @@ ENGINES = ("reference", "fast")
 NOPAGE_FLOODS = ("simulate", "bulk")
 
 
+def _resident_run(res: Any, at: float) -> bool:
+    """``System.run(until=at)`` on a thread group resident on the compiled core
+    (``epcsim/fast/driver/group_resident.run_until``); False when it ran nothing."""
+    from epcsim.fast.driver.group_resident import run_until
+
+    return run_until(res, at)
+
+
 class System:
     """A simulated SGX machine.
 
@@ -99,6 +107,9 @@ class System:
         fast_core: bool | str = "auto",
     ):
         nr_pages = parse_pages(epc, "epc")
+        #: a thread group left resident on the compiled core at the last ``run(until=)``
+        #: deadline (``epcsim/fast/driver/group_resident.py``), or None
+        self._resident: Any = None
         if content_mode not in CONTENT_MODES:
             raise ValueError(
                 f"content_mode: one of {', '.join(CONTENT_MODES)}, got {content_mode!r}"
@@ -132,7 +143,7 @@ class System:
         self.timeslice_ns = parse_duration(timeslice, "timeslice")
         self.engine = engine
         slice_ns = parse_duration("3ms" if sched_slice is None else sched_slice, "sched_slice")
-        self.machine = Machine(
+        self._machine = Machine(
             cpus, cost_model, slice_ns, elide=engine == "fast", sched=sched, mutex=mutex
         )
         sizes = [
@@ -142,7 +153,7 @@ class System:
         self.cpu = SgxCpu(nr_pages, nr_lps=cpus, content_mode=content_mode, seed=seed)
         epc_pages = EpcPages(sizes, section_node)
         self.sgx = Sgx(
-            self.machine,
+            self._machine,
             self.cpu,
             epc_pages,
             make_policy(policy, nr_pages, seed, epc_pages),
@@ -183,6 +194,16 @@ class System:
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
+    def machine(self) -> Machine:
+        """The SimPy engine (scheduler, mutexes, event queue): the model's internals, which
+        tests and the scenario runner read. A thread group resident on the compiled core
+        (``_materialise``) is moved back to SimPy first, so what is read is SimPy's state
+        exactly as without residency."""
+        if self._resident is not None:
+            self._materialise()
+        return self._machine
+
+    @property
     def backing(self):
         """The untrusted backing store: raw records that tests and attackers may rewrite."""
         return self.sgx.backing
@@ -190,11 +211,11 @@ class System:
     @property
     def now(self) -> int:
         """Simulated time in nanoseconds."""
-        return self.machine.now
+        return self._machine.now
 
     @property
     def costs(self) -> Costs:
-        return self.machine.costs
+        return self._machine.costs
 
     def _checkpoint(self, where: str = "a call") -> None:
         """A quiescent point of the API: with ``check`` on, every invariant must hold."""
@@ -203,6 +224,7 @@ class System:
 
     def _call(self, task: Task, gen: Generator) -> Any:
         """Run one blocking call to completion; everything else runs alongside it."""
+        self._materialise()
 
         def wrapper():
             try:
@@ -211,20 +233,35 @@ class System:
                 task.release_cpu()
             return result
 
-        proc = self.machine.spawn(wrapper())
-        self.machine.env.run(until=proc)
+        proc = self._machine.spawn(wrapper())
+        self._machine.env.run(until=proc)
         self._checkpoint(getattr(gen, "__name__", "a call"))
         return proc.value
+
+    def _materialise(self) -> None:
+        """SimPy's state built from a thread group left resident on the compiled core at the
+        last ``run(until=)`` deadline (``epcsim/fast/driver/group_resident.py``); nothing
+        otherwise. Called before anything that runs or reads SimPy - ``run()`` without
+        ``until``, every blocking call, ``Enclave.start`` - besides the guard on the SimPy
+        environment itself; ``now``, ``stats()`` and a thread's ``is_alive`` are exact while
+        resident and do not call it (that module's docstring says why)."""
+        if self._resident is not None:
+            from epcsim.fast.driver.group_resident import materialise
+
+            materialise(self._resident)
 
     def run(self, until: int | str | None = None) -> None:
         """Run started threads (``Enclave.start``) to completion, or until a time (relative
         to now; 0 runs nothing)."""
-        env = self.machine.env
+        env = self._machine.env
         if until is not None:
             delta = parse_duration(until, "until")
             if delta > 0:
-                env.run(until=env.now + delta)
+                res = self._resident
+                if res is None or not _resident_run(res, env.now + delta):
+                    env.run(until=env.now + delta)
         else:
+            self._materialise()
             pending = [p for p in self._threads if p.is_alive]
             if pending:
                 env.run(until=env.all_of(pending))

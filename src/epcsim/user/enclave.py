@@ -196,6 +196,7 @@ class Enclave(EnclaveIoctls, EncluFromInside):
     def start(self, pages, write: bool | np.ndarray = False, name: str = ""):
         """Start a concurrent enclave thread running an access stream; ``System.run()``
         runs it. Returns the SimPy process (its ``.value`` is the ``AccessOutcome``)."""
+        self.system._materialise()  # a thread group resident on the core (``System``)
         t = self.new_thread(name)
         pages = np.asarray(pages)
 

@@ -27,7 +27,7 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_to_core import _frame_locals, to_core
 from epcsim.fast.cosim.transfer_to_simpy import to_simpy
-from epcsim.fast.driver import group_join
+from epcsim.fast.driver import group_join, group_resident
 from epcsim.fast.driver import ksgxd as KM
 from epcsim.fast.driver import kstate as K
 from epcsim.fast.driver import tstate as T
@@ -162,7 +162,20 @@ def movable(sess: GroupSession) -> bool:
 
 def drive(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
     """The core driven from thread row ``t``'s process after ``to_core``, then the
-    hand-back (module docstring)."""
+    hand-back (module docstring) - or, at a ``run(until=)`` deadline, the group left
+    resident on the core, this process parked (``group_resident.py``, session
+    ``resident``)."""
+    asleep = run_core(sess)
+    if int(sess.co.clk[C_HB]) == HB_DEADLINE and group_resident.parks(sess):
+        return group_resident.park(sess, t)
+    return back(sess, asleep, t)
+
+
+def run_core(sess: GroupSession) -> bool:
+    """The kernel's state onto the core, ``drive_slots`` until the core hands back, the
+    counts, and the folds every hand-back makes (the kernel's state, the threads' rows
+    and CPUs, the pins); returns whether ksgxd is asleep on the core. A move's drive, and
+    a resident group's next slice (``group_resident.run_until``)."""
     owner = sess.owner
     system = sess.system
     sv = sess.sv
@@ -216,7 +229,17 @@ def drive(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
     sess._fold_rows(ks, others=False)
     fold_slots(system, sess.encls, sess.secss, sess.kt, skip=0)
     sess.fold_pins()
-    kept = to_simpy(sv, inline=t)
+    return asleep
+
+
+def back(sess: GroupSession, asleep: bool, inline: int) -> tuple[Any, Any] | None:
+    """The move back after ``run_core``: ``to_simpy(inline=...)`` (-1 from a resident
+    group's ``materialise``: every own process re-pointed), ksgxd's generator waiting
+    again if it sleeps on the core, the session's slots kept for the next entry."""
+    sv = sess.sv
+    owner = sess.owner
+    kr = sess.kr
+    kept = to_simpy(sv, inline=inline)
     if asleep:
         # ksgxd asleep on the core: its generator's wait again (parked, or a generator
         # built at that point of ``Sgx._ksgxd``); row ``kr`` free for the next park
@@ -228,4 +251,14 @@ def drive(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
     return kept
 
 
-__all__ = ["REFUSED", "UNJOINED", "UNJOINED_WAIT", "drive", "give_up", "movable", "move"]
+__all__ = [
+    "REFUSED",
+    "UNJOINED",
+    "UNJOINED_WAIT",
+    "back",
+    "drive",
+    "give_up",
+    "movable",
+    "move",
+    "run_core",
+]

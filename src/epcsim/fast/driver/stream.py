@@ -294,6 +294,8 @@ class StreamCore(EntryPoints):
         self.group_moves = 0
         self.group_accesses = 0
         self.group_edges: dict[str, int] = {}
+        #: slices a group resident on the core ran from ``System.run`` (``group_resident``)
+        self.resident_entries = 0
         #: threads a group move joined mid-fault, by the point (``group_join.KINDS``)
         self.mid_joins: dict[str, int] = {}
         #: loop tops at which no group session begins, after one whose moves were refused
