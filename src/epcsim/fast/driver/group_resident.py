@@ -94,8 +94,13 @@ from epcsim.fast.driver.core_served import _ksgxd_asleep
 if TYPE_CHECKING:
     from epcsim.fast.driver.stream_group import GroupSession
 
-#: the private switch (module docstring): False, no group parks
-RESIDENT = True
+#: the private switch (module docstring): False, no group parks. **Off on main** (session
+#: ``resident``, 03:05 UTC): the landing's suite met a run that never ends with it on -
+#: ``test_threads_user.py::test_more_threads_than_cpus_on_the_core_match_the_reference``
+#: (a thread looping in ``EnclaveThread.enter`` in ``run()`` after slices each parked and
+#: materialised by the snapshot); not found in the time left (PATHS.md, session
+#: ``resident``, "Left"). ``test_group_resident.py`` turns it on for its runs.
+RESIDENT = False
 
 
 class Resident:
