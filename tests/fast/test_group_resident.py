@@ -27,7 +27,7 @@ from threads_user_cases import _snap
 
 import epcsim
 from epcsim.arch import PAGE_SIZE
-from epcsim.fast.driver import group_resident
+from epcsim.fast.driver import group_move, group_resident
 from epcsim.scenario.sampler import Sampler
 
 EPC = 64
@@ -209,3 +209,27 @@ def test_simpy_touched_outside_the_guard_raises() -> None:
         next(system._machine.env._eid)
         with pytest.raises(RuntimeError, match="resident"):
             system.run(until="150us")
+
+
+def test_ksgxd_asleep_at_a_deadline_is_not_lost() -> None:
+    """The example the landing's suite hung on (``test_threads_user.py``'s threads + ksgxd
+    > CPUs property): ksgxd asleep on the core at deadlines, each slice's snapshot
+    materialising - with residency as without it (PATHS.md, session ``resident``)."""
+    from threads_user_cases import user_run
+
+    kw: dict[str, Any] = dict(
+        seed=13399, epc="512K", mult=2, cpus=1, nthreads=3, length=200, hot=1.0, fifo="",
+        direct=False, deadlines=[121806, 908484, 929843, 977628, 1449973, 1770486],
+    )  # fmt: skip
+    runs = []
+    kept = group_move.UNJOINED
+    group_move.UNJOINED = 1 << 40  # as ``test_threads_user.unjoined_kept``: the group moves
+    try:
+        for on in (False, True):
+            with resident(on):
+                snaps, sc = user_run("fast", **kw)
+            runs.append(snaps)
+    finally:
+        group_move.UNJOINED = kept
+    assert sc is not None and sc.group_moves > 0
+    assert runs[0] == runs[1]

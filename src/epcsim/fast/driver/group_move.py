@@ -166,7 +166,7 @@ def drive(sess: GroupSession, t: int) -> tuple[Any, Any] | None:
     resident on the core, this process parked (``group_resident.py``, session
     ``resident``)."""
     asleep = run_core(sess)
-    if int(sess.co.clk[C_HB]) == HB_DEADLINE and group_resident.parks(sess):
+    if int(sess.co.clk[C_HB]) == HB_DEADLINE and group_resident.parks(sess, asleep):
         return group_resident.park(sess, t)
     return back(sess, asleep, t)
 

@@ -89,18 +89,12 @@ from epcsim.fast.cosim.state import (
 )
 from epcsim.fast.cosim.transfer_plain import write_plain
 from epcsim.fast.driver import group_move
-from epcsim.fast.driver.core_served import _ksgxd_asleep
 
 if TYPE_CHECKING:
     from epcsim.fast.driver.stream_group import GroupSession
 
-#: the private switch (module docstring): False, no group parks. **Off on main** (session
-#: ``resident``, 03:05 UTC): the landing's suite met a run that never ends with it on -
-#: ``test_threads_user.py::test_more_threads_than_cpus_on_the_core_match_the_reference``
-#: (a thread looping in ``EnclaveThread.enter`` in ``run()`` after slices each parked and
-#: materialised by the snapshot); not found in the time left (PATHS.md, session
-#: ``resident``, "Left"). ``test_group_resident.py`` turns it on for its runs.
-RESIDENT = False
+#: the private switch (module docstring): False, no group parks
+RESIDENT = True
 
 
 class Resident:
@@ -116,13 +110,16 @@ class Resident:
         self.idle = True
 
 
-def parks(sess: GroupSession) -> bool:
-    """The group may stay resident at this ``HB_DEADLINE``: the switch on, the session
-    live, no bulk flood, the core's heap holding one until row - at its head, a plain
+def parks(sess: GroupSession, asleep: bool) -> bool:
+    """The group may stay resident at this ``HB_DEADLINE``: the switch on, ksgxd not
+    asleep on the core (``asleep``, ``run_core``'s: ``_ksgxd_asleep`` has reset its row
+    for its generator's own sleep, which only ``group_move.back`` rebuilds - parked with
+    it, ksgxd would be lost: the hang the landing's suite found), the session live, no
+    bulk flood, the core's heap holding one until row - at its head, a plain
     ``run(until=)``'s (its only callback ``StopSimulation.callback``, URGENT; not an
     observer's or a condition) - and no row parked in a flood or ended (``to_simpy`` moves
     those only with the driver's own process, or ends a process: ``is_alive``)."""
-    if not RESIDENT or sess.left or sess.system.sgx.flood is not None:
+    if not RESIDENT or asleep or sess.left or sess.system.sgx.flood is not None:
         return False
     sv = sess.sv
     st = sv.st
@@ -233,7 +230,7 @@ def run_until(res: Resident, at: float) -> bool:
     res.idle = False
     owner.resident_entries += 1
     asleep = group_move.run_core(sess)
-    if int(sess.co.clk[C_HB]) == HB_DEADLINE and parks(sess):
+    if int(sess.co.clk[C_HB]) == HB_DEADLINE and parks(sess, asleep):
         write_plain(sv)
         time, eid, ev = _off_heap(sess)
         heappush(env._queue, (time, URGENT, eid, ev))
@@ -261,7 +258,7 @@ def materialise(res: Resident) -> None:
     st = res.sess.sv.st
     st.clk[C_EID] += 1  # the until event's re-queue took one (``_as_left``)
     st.clk[C_NOW] = env._now
-    _materialise(res, _ksgxd_asleep(res.sess.co, res.sess.kr))
+    _materialise(res, False)  # never parked with ksgxd asleep (``parks``)
 
 
 def _materialise(res: Resident, asleep: bool) -> None:
