@@ -20,6 +20,11 @@ $(PY):
 # Measured in a fresh venv on this 2-core VM, idle: `pip install -e '.[dev,sweep]'` 42.1 s,
 # with --no-compile 22.4 s; a fresh clone's `make test` 8:29 -> 7:32 wall in one pair
 # (BENCHMARKS.md, "The session's end: main 0cb7fa5").
+# That write needs PYTHONDONTWRITEBYTECODE unset, and some shells (this workplace's among
+# them) set it: then every process compiled ~2,000 modules from source again (~3.4 s of
+# CPU a process; a warm `make demo` 8 -> 11.4 s wall). The targets below run the project's
+# own venv, so they unset it (a read-only tree only makes Python skip the write).
+unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-compile -e .
 	touch $@
