@@ -146,3 +146,20 @@ def three_ways(*args, **kw) -> list:  # type: ignore[no-untyped-def]
         else:
             outs.append(b)
     return outs
+
+
+def keep_demo_systems(monkeypatch) -> list:
+    """Every ``System`` ``epcsim.demo`` makes from now on in this test, in order, so a test
+    can read each run's core counts (``sgx.stream_core``) after ``demo.run_seed``."""
+    from epcsim import demo
+    from epcsim.system import System
+
+    made: list[System] = []
+
+    class Kept(System):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)  # type: ignore[arg-type]
+            made.append(self)
+
+    monkeypatch.setattr(demo, "System", Kept)
+    return made

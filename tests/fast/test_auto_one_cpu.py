@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from stream_core_cases import keep_demo_systems
 
 from epcsim import demo
 from epcsim.cli import flip_configs
-from epcsim.system import System
 
 
 def test_one_cpu_auto_leaves_ksgxd_in_its_generator(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,14 +24,7 @@ def test_one_cpu_auto_leaves_ksgxd_in_its_generator(monkeypatch: pytest.MonkeyPa
     from epcsim.fast.driver import stream as stream_mod
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
-    made: list[System] = []
-
-    class Kept(System):  # the run's System, for its core's counts
-        def __init__(self, *args: object, **kw: object) -> None:
-            super().__init__(*args, **kw)  # type: ignore[arg-type]
-            made.append(self)
-
-    monkeypatch.setattr(demo, "System", Kept)
+    made = keep_demo_systems(monkeypatch)
     cfg = next(
         c for layout, ratio, cpus, c in flip_configs("8M", 2.0, 0)
         if layout == "same enclave" and ratio == 1.5 and cpus == 1

@@ -22,13 +22,12 @@ import dataclasses
 
 import pytest
 from core_cases import IMAGE, op_record, selftest_enclave
-from stream_core_cases import core_snap
+from stream_core_cases import core_snap, keep_demo_systems
 
 from epcsim import demo
 from epcsim.arch import PAGE_SIZE
 from epcsim.cli import flip_configs
 from epcsim.kernel.ioctl import IoctlResult
-from epcsim.system import System
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range
 
@@ -100,14 +99,7 @@ def test_the_demos_neighbour_cell_trims_its_one_call_on_the_core_with_auto(
     from epcsim.fast.driver import stream as stream_mod
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
-    made: list[System] = []
-
-    class Kept(System):  # the run's System, for its core's counts
-        def __init__(self, *args: object, **kw: object) -> None:
-            super().__init__(*args, **kw)  # type: ignore[arg-type]
-            made.append(self)
-
-    monkeypatch.setattr(demo, "System", Kept)
+    made = keep_demo_systems(monkeypatch)
     cfg = next(
         c for layout, ratio, cpus, c in flip_configs("8M", 2.0, 0)
         if layout == "idle neighbour" and ratio == 1.0 and cpus == 2

@@ -25,11 +25,11 @@ import pytest
 from core_cases import agree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_core_cases import keep_demo_systems
 from two_enclave_cases import two_user_scenario
 
 from epcsim import demo
 from epcsim.fast.driver import core_served
-from epcsim.system import System
 
 LONG = bool(os.environ.get("EPCSIM_LONG"))
 
@@ -137,14 +137,7 @@ def test_a_neighbour_cell_runs_on_the_core(monkeypatch: pytest.MonkeyPatch, cpus
     EPC, a neighbour of 1.0 EPC, no direct reclaim, the first MODIFY_TYPES call only; 8 MiB
     EPC) builds the neighbour and trims on the core, the same run as without it; on one
     CPU with switches on the core's CPU (session ``twoone``)."""
-    made: list[System] = []
-
-    class Kept(System):  # the run's System, for its core's counts
-        def __init__(self, *args: object, **kw: object) -> None:
-            super().__init__(*args, **kw)  # type: ignore[arg-type]
-            made.append(self)
-
-    monkeypatch.setattr(demo, "System", Kept)
+    made = keep_demo_systems(monkeypatch)
     cfg = dict(epc="8M", heap_factor=0.9, neighbour_factor=1.0, cpus=cpus, seed=0,
                direct_reclaim=False, stop_after_first_call=True)  # fmt: skip
     core = demo.run_seed(demo.SeedConfig(**cfg, fast_core=True))  # type: ignore[arg-type]
