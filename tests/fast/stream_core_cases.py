@@ -163,3 +163,14 @@ def keep_demo_systems(monkeypatch) -> list:
 
     monkeypatch.setattr(demo, "System", Kept)
     return made
+
+
+def flip_cell(layout: str, ratio: float, cpus: int):
+    """The ``SeedConfig`` of one cell of the demo's flip sweep (``cli.flip_configs`` at an
+    8 MiB EPC, heap 2x, seed 0)."""
+    from epcsim.cli import flip_configs
+
+    return next(
+        c for lay, r, n, c in flip_configs("8M", 2.0, 0)
+        if lay == layout and r == ratio and n == cpus
+    )  # fmt: skip

@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from stream_core_cases import keep_demo_systems
+from stream_core_cases import flip_cell, keep_demo_systems
 
 from epcsim import demo
-from epcsim.cli import flip_configs
 
 
 def test_one_cpu_auto_leaves_ksgxd_in_its_generator(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,10 +24,7 @@ def test_one_cpu_auto_leaves_ksgxd_in_its_generator(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
     made = keep_demo_systems(monkeypatch)
-    cfg = next(
-        c for layout, ratio, cpus, c in flip_configs("8M", 2.0, 0)
-        if layout == "same enclave" and ratio == 1.5 and cpus == 1
-    )  # fmt: skip
+    cfg = flip_cell("same enclave", 1.5, 1)
     assert cfg.fast_core == "auto"
     auto = demo.run_seed(cfg)
     on = demo.run_seed(dataclasses.replace(cfg, fast_core=True))

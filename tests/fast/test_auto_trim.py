@@ -22,11 +22,10 @@ import dataclasses
 
 import pytest
 from core_cases import IMAGE, op_record, selftest_enclave
-from stream_core_cases import core_snap, keep_demo_systems
+from stream_core_cases import core_snap, flip_cell, keep_demo_systems
 
 from epcsim import demo
 from epcsim.arch import PAGE_SIZE
-from epcsim.cli import flip_configs
 from epcsim.kernel.ioctl import IoctlResult
 from epcsim.user.thread import AccessOutcome
 from epcsim.workloads.edmm import Ctx, drive_range
@@ -100,10 +99,7 @@ def test_the_demos_neighbour_cell_trims_its_one_call_on_the_core_with_auto(
 
     monkeypatch.setattr(stream_mod, "machines_warm", lambda: True)
     made = keep_demo_systems(monkeypatch)
-    cfg = next(
-        c for layout, ratio, cpus, c in flip_configs("8M", 2.0, 0)
-        if layout == "idle neighbour" and ratio == 1.0 and cpus == 2
-    )  # fmt: skip
+    cfg = flip_cell("idle neighbour", 1.0, 2)
     assert cfg.fast_core == "auto" and cfg.stop_after_first_call and not cfg.direct_reclaim
     auto = demo.run_seed(cfg)
     plain = demo.run_seed(dataclasses.replace(cfg, fast_core=False))
